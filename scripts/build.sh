@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Configures (once) and builds PhotonCloud into build/ with Ninja and ccache.
+#   scripts/build.sh [ninja targets...]
+# Builds are serialised with a lock: this project is built on 2-core machines where two
+# concurrent builds only slow each other down.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD_DIR="${PHOTON_BUILD_DIR:-$ROOT/build}"
+JOBS="${PHOTON_BUILD_JOBS:-$(nproc)}"
+exec 9>"/tmp/photon-build.lock"
+flock 9
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja ${PHOTON_CMAKE_ARGS:-}
+fi
+cmake --build "$BUILD_DIR" -j "$JOBS" ${1:+--target "$@"}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs every dependency (Debian 12 packages), builds everything and runs every test.
+# This is the README's test command, and what CI runs.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+bash scripts/install-deps.sh
+bash scripts/build.sh
+cd "${PHOTON_BUILD_DIR:-$ROOT/build}"
+# Tests start real daemons on port 0 and private temp dirs, so they can run in parallel.
+ctest --output-on-failure --timeout 600 -j "${PHOTON_TEST_JOBS:-2}" "$@"

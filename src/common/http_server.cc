@@ -1,0 +1,400 @@
+#include "common/http_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <deque>
+#include <optional>
+#include <mutex>
+#include <thread>
+
+namespace photon {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string HttpRequest::Header(const std::string& lower_name) const {
+  auto it = headers.find(lower_name);
+  return it == headers.end() ? "" : it->second;
+}
+
+HttpResponse HttpResponse::Json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse HttpResponse::Text(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.content_type = "text/plain; charset=utf-8";
+  return r;
+}
+
+Status ParseHostPort(const std::string& hostport, std::string* host, int* port) {
+  auto colon = hostport.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError("address '" + hostport + "': want HOST:PORT");
+  }
+  std::string h = hostport.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  std::string p = hostport.substr(colon + 1);
+  if (h.empty() || p.empty() || p.size() > 5 ||
+      p.find_first_not_of("0123456789") != std::string::npos || std::stoi(p) > 65535) {
+    return absl::InvalidArgumentError("address '" + hostport + "': want HOST:PORT");
+  }
+  *host = h;
+  *port = std::stoi(p);
+  return absl::OkStatus();
+}
+
+std::string PercentDecode(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && isxdigit(s[i + 1]) && isxdigit(s[i + 2])) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else if (s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string PercentEncode(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+const char* Reason(int status) {
+  return http::obsolete_reason(static_cast<http::status>(status)).data();
+}
+
+// One client connection: reads requests in a keep-alive loop; a streaming response takes the
+// connection over until it ends.
+class Session : public std::enable_shared_from_this<Session>, public ResponseStream {
+ public:
+  Session(tcp::socket socket, const HttpHandler* handler, const HttpServerOptions* options)
+      : stream_(std::move(socket)), strand_(stream_.get_executor()), handler_(handler),
+        options_(options) {}
+
+  void Start() { ReadRequest(); }
+  // Only once the server's threads have stopped.
+  void ForceClose() { Shutdown(); }
+
+  // ResponseStream
+  bool Write(std::string data) override {
+    if (data.empty()) return IsOpen();
+    char head[32];
+    int n = snprintf(head, sizeof head, "%zx\r\n", data.size());
+    std::string chunk(head, n);
+    chunk += data;
+    chunk += "\r\n";
+    return Enqueue(std::move(chunk), false);
+  }
+  void Close() override { Enqueue("0\r\n\r\n", true); }
+  bool IsOpen() const override {
+    std::lock_guard lock(mu_);
+    return open_;
+  }
+  void SetOnClose(std::function<void()> on_close) override {
+    std::unique_lock lock(mu_);
+    if (!open_) {
+      lock.unlock();
+      if (on_close) on_close();
+      return;
+    }
+    on_close_ = std::move(on_close);
+  }
+
+ private:
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->body_limit(options_->max_body_bytes);
+    parser_->header_limit(64 * 1024);
+    stream_.expires_after(std::chrono::seconds(300));
+    http::async_read(stream_, buffer_, *parser_,
+                     asio::bind_executor(strand_, [self = shared_from_this()](
+                                                      beast::error_code ec, size_t) {
+                       self->OnRead(ec);
+                     }));
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      HttpResponse r = HttpResponse::Json(
+          413, "{\"error\":{\"code\":\"INVALID_ARGUMENT\",\"message\":\"request body exceeds " +
+                   std::to_string(options_->max_body_bytes) + " bytes\"}}");
+      SendPlain(r, false);
+      return;
+    }
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != asio::error::operation_aborted &&
+          ec != beast::error::timeout && ec != asio::error::connection_reset) {
+        // A malformed request: answer 400 and close.
+        if (std::string(ec.category().name()) == "beast.http") {
+          SendPlain(HttpResponse::Json(400, "{\"error\":{\"code\":\"INVALID_ARGUMENT\","
+                                            "\"message\":\"malformed HTTP request\"}}"),
+                    false);
+          return;
+        }
+      }
+      Shutdown();
+      return;
+    }
+    auto& msg = parser_->get();
+    HttpRequest req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    auto q = req.target.find('?');
+    req.path = PercentDecode(req.target.substr(0, q));
+    if (q != std::string::npos) {
+      std::string qs = req.target.substr(q + 1);
+      size_t pos = 0;
+      while (pos <= qs.size()) {
+        size_t amp = qs.find('&', pos);
+        if (amp == std::string::npos) amp = qs.size();
+        std::string kv = qs.substr(pos, amp - pos);
+        if (!kv.empty()) {
+          auto eq = kv.find('=');
+          if (eq == std::string::npos) req.query[PercentDecode(kv)] = "";
+          else req.query[PercentDecode(kv.substr(0, eq))] = PercentDecode(kv.substr(eq + 1));
+        }
+        pos = amp + 1;
+      }
+    }
+    for (const auto& f : msg) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(tolower(c));
+      req.headers[name] = std::string(f.value());
+    }
+    req.body = std::move(msg.body());
+    beast::error_code rec;
+    auto ep = stream_.socket().remote_endpoint(rec);
+    if (!rec) req.remote_address = ep.address().to_string();
+    bool keep_alive = msg.keep_alive();
+
+    HttpResponse resp;
+    try {
+      resp = (*handler_)(req);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: handler threw: {}", options_->name, e.what());
+      resp = HttpResponse::Json(500, "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"internal error\"}}");
+    }
+    if (resp.start_stream) {
+      StartStream(std::move(resp));
+      return;
+    }
+    SendPlain(resp, keep_alive);
+  }
+
+  static std::string Head(const HttpResponse& r, bool keep_alive, bool chunked, size_t length) {
+    std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " + Reason(r.status) + "\r\n";
+    head += "Server: photon\r\nContent-Type: " + r.content_type + "\r\n";
+    for (const auto& [k, v] : r.headers) head += k + ": " + v + "\r\n";
+    if (chunked) head += "Transfer-Encoding: chunked\r\n";
+    else head += "Content-Length: " + std::to_string(length) + "\r\n";
+    head += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+    return head;
+  }
+
+  void SendPlain(const HttpResponse& r, bool keep_alive) {
+    auto out = std::make_shared<std::string>(Head(r, keep_alive, false, r.body.size()));
+    *out += r.body;
+    stream_.expires_after(std::chrono::seconds(60));
+    asio::async_write(stream_, asio::buffer(*out),
+                      asio::bind_executor(strand_, [self = shared_from_this(), out, keep_alive](
+                                                       beast::error_code ec, size_t) {
+                        if (ec || !keep_alive) {
+                          self->Shutdown();
+                          return;
+                        }
+                        self->ReadRequest();
+                      }));
+  }
+
+  void StartStream(HttpResponse resp) {
+    stream_.expires_never();
+    Enqueue(Head(resp, false, true, 0), false);
+    // Detect a client that goes away: a read completes with an error.
+    stream_.async_read_some(asio::buffer(discard_),
+                            asio::bind_executor(strand_, [self = shared_from_this()](
+                                                             beast::error_code, size_t) {
+                              self->Shutdown();
+                            }));
+    resp.start_stream(shared_from_this());
+  }
+
+  bool Enqueue(std::string data, bool last) {
+    {
+      std::lock_guard lock(mu_);
+      if (!open_ || closing_) return false;
+      if (last) closing_ = true;
+    }
+    asio::post(strand_, [self = shared_from_this(), data = std::move(data), last]() mutable {
+      self->queue_.push_back(std::move(data));
+      if (last) self->close_after_queue_ = true;
+      if (!self->writing_) self->WriteNext();
+    });
+    return true;
+  }
+
+  void WriteNext() {
+    if (queue_.empty()) {
+      writing_ = false;
+      if (close_after_queue_) Shutdown();
+      return;
+    }
+    writing_ = true;
+    asio::async_write(stream_.socket(), asio::buffer(queue_.front()),
+                      asio::bind_executor(strand_, [self = shared_from_this()](
+                                                       beast::error_code ec, size_t) {
+                        self->queue_.pop_front();
+                        if (ec) {
+                          self->Shutdown();
+                          return;
+                        }
+                        self->WriteNext();
+                      }));
+  }
+
+  void Shutdown() {
+    std::function<void()> cb;
+    {
+      std::lock_guard lock(mu_);
+      if (!open_) return;
+      open_ = false;
+      cb = std::move(on_close_);
+    }
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+    if (cb) cb();
+  }
+
+  beast::tcp_stream stream_;
+  asio::strand<asio::any_io_executor> strand_;
+  const HttpHandler* handler_;
+  const HttpServerOptions* options_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  char discard_[512];
+  std::deque<std::string> queue_;
+  bool writing_ = false;
+  bool close_after_queue_ = false;
+  mutable std::mutex mu_;
+  bool open_ = true;
+  bool closing_ = false;
+  std::function<void()> on_close_;
+};
+
+class BeastHttpServer : public HttpServer {
+ public:
+  BeastHttpServer(HttpServerOptions options, HttpHandler handler)
+      : options_(std::move(options)), handler_(std::move(handler)), acceptor_(io_) {}
+  ~BeastHttpServer() override { Stop(); }
+
+  Status Listen() {
+    std::string host;
+    int port = 0;
+    PHOTON_RETURN_IF_ERROR(ParseHostPort(options_.listen, &host, &port));
+    beast::error_code ec;
+    auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+    if (ec) return absl::InvalidArgumentError("listen address '" + options_.listen + "': " + ec.message());
+    tcp::endpoint ep(addr, static_cast<uint16_t>(port));
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return absl::UnavailableError("listen on " + options_.listen + ": " + ec.message());
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    for (int i = 0; i < std::max(1, options_.threads); ++i) {
+      threads_.emplace_back([this] { io_.run(); });
+    }
+    return absl::OkStatus();
+  }
+
+  int port() const override { return port_; }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    asio::post(io_, [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+    });
+    io_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    // Streams still held by the application must learn that they are over before the
+    // io_context they live on goes away.
+    std::lock_guard lock(sessions_mu_);
+    for (auto& w : sessions_) {
+      if (auto s = w.lock()) s->ForceClose();
+    }
+    sessions_.clear();
+  }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code ec, tcp::socket s) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted) return;
+      } else {
+        beast::error_code nec;
+        s.set_option(tcp::no_delay(true), nec);
+        auto session = std::make_shared<Session>(std::move(s), &handler_, &options_);
+        {
+          std::lock_guard lock(sessions_mu_);
+          std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+          sessions_.push_back(session);
+        }
+        session->Start();
+      }
+      Accept();
+    });
+  }
+
+  HttpServerOptions options_;
+  HttpHandler handler_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopped_{false};
+  int port_ = 0;
+  std::mutex sessions_mu_;
+  std::vector<std::weak_ptr<Session>> sessions_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                        HttpHandler handler) {
+  auto server = std::make_unique<BeastHttpServer>(options, std::move(handler));
+  PHOTON_RETURN_IF_ERROR(server->Listen());
+  spdlog::info("{}: listening on port {}", options.name, server->port());
+  return std::unique_ptr<HttpServer>(std::move(server));
+}
+
+}  // namespace photon

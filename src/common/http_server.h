@@ -1,0 +1,82 @@
+// A small HTTP/1.1 server (Boost.Beast underneath, hidden behind this header) shared by every
+// daemon: the REST gateway, /healthz and /metrics, the flashdns API.
+//
+// Handlers run on the server's I/O threads and may block (a store commit, say); size
+// `threads` for the concurrency you want. Long-lived responses (watch streams) return a
+// `start_stream` callback instead of a body and then write chunks from any thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace photon {
+
+struct HttpRequest {
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // raw request target
+  std::string path;                            // percent-decoded path, no query
+  std::map<std::string, std::string> query;    // percent-decoded query parameters
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+  std::string remote_address;
+
+  // Header value by lower-case name, or "" when absent.
+  std::string Header(const std::string& lower_name) const;
+};
+
+// A response body written over time (chunked transfer encoding). Thread-safe.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  // Queues one chunk; false once the client has gone or Close() was called.
+  virtual bool Write(std::string data) = 0;
+  // Ends the response and closes the connection after queued chunks are sent.
+  virtual void Close() = 0;
+  virtual bool IsOpen() const = 0;
+  // Called once, on any thread, when the stream ends for any reason.
+  virtual void SetOnClose(std::function<void()> on_close) = 0;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string content_type = "application/json";
+  // When set, the server sends the head and hands the stream to this callback.
+  std::function<void(std::shared_ptr<ResponseStream>)> start_stream;
+
+  static HttpResponse Json(int status, std::string body);
+  static HttpResponse Text(int status, std::string body);
+};
+
+using HttpHandler = std::function<HttpResponse(HttpRequest&)>;
+
+struct HttpServerOptions {
+  std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0 picks a free one
+  int threads = 4;
+  size_t max_body_bytes = 4 << 20;     // larger bodies get 413 and are never read whole
+  std::string name = "http";           // for logs
+};
+
+class HttpServer {
+ public:
+  virtual ~HttpServer() = default;
+  static StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
+                                                     HttpHandler handler);
+  virtual int port() const = 0;
+  // Stops accepting, closes connections and joins the threads. Idempotent.
+  virtual void Stop() = 0;
+};
+
+// Splits "host:port" or "[v6]:port"; the port must be 0..65535.
+Status ParseHostPort(const std::string& hostport, std::string* host, int* port);
+
+std::string PercentDecode(const std::string& s);
+std::string PercentEncode(const std::string& s);
+
+}  // namespace photon

@@ -1,0 +1,21 @@
+// Small helpers every component needs: time stamps, ids, secrets.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace photon {
+
+// Now as RFC 3339 UTC with milliseconds, e.g. "2026-11-22T03:04:05.678Z".
+std::string NowRfc3339();
+// Random UUID v4 (from the OS random source).
+std::string NewUuid();
+// n random bytes, hex encoded (2n characters), for tokens and keys.
+std::string RandomHex(size_t n);
+std::string Sha256Hex(const std::string& data);
+// Constant-time comparison for secrets.
+bool SecureEquals(const std::string& a, const std::string& b);
+// Monotonic nanoseconds.
+int64_t MonotonicNanos();
+
+}  // namespace photon

@@ -1,0 +1,153 @@
+// The state store ("chainfire"): a key-value store with etcd v3 semantics.
+//
+// Every write gets a new, store-wide revision. Each key keeps create_revision, mod_revision and
+// version (number of writes since creation). Reads can be served at a past revision until it is
+// compacted. Watches deliver every change of a key range from a start revision, in revision
+// order, without gaps; a start revision at or below the compaction point fails with
+// OUT_OF_RANGE so the caller relists. Leases attach keys to a TTL: when the lease expires or is
+// revoked, its keys are deleted (a delete event each).
+//
+// Backends: SqliteStore (embedded default) and EtcdStore (a real etcd v3 cluster). Both pass the
+// same contract tests (tests/store/store_contract_test.cc).
+//
+// Thread-safety: every method may be called from any thread concurrently. Watch callbacks run on
+// a store-owned thread; they must not block for long and must not call Cancel() on their own
+// handle from inside the callback.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace photon::store {
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+  int64_t version = 0;
+  int64_t lease = 0;
+};
+
+struct RangeOptions {
+  // Exclusive end of the range; empty means the single key. PrefixEnd(p) ranges over prefix p.
+  std::string end;
+  int64_t revision = 0;  // 0 = latest; a compacted revision gives OUT_OF_RANGE
+  int64_t limit = 0;     // 0 = no limit
+  bool keys_only = false;
+  bool count_only = false;
+};
+
+struct RangeResult {
+  std::vector<KeyValue> kvs;  // sorted by key
+  int64_t count = 0;          // keys in the range (ignoring limit)
+  bool more = false;          // limit cut the result
+  int64_t revision = 0;       // store revision the read was served at
+};
+
+struct Compare {
+  enum class Target { kVersion, kCreateRevision, kModRevision, kValue };
+  enum class Op { kEqual, kNotEqual, kLess, kGreater };
+  std::string key;
+  Target target = Target::kModRevision;
+  Op op = Op::kEqual;
+  int64_t number = 0;   // for the revision/version targets; a missing key has all zeros
+  std::string value;    // for kValue
+};
+
+struct TxnOp {
+  enum class Type { kPut, kDelete, kRange };
+  Type type = Type::kPut;
+  std::string key;
+  std::string value;    // kPut
+  std::string end;      // kDelete / kRange: exclusive end, empty = single key
+  int64_t lease = 0;    // kPut
+  int64_t limit = 0;    // kRange
+};
+
+struct TxnRequest {
+  std::vector<Compare> compares;  // all must hold for `success` to run, else `failure` runs
+  std::vector<TxnOp> success;
+  std::vector<TxnOp> failure;
+};
+
+struct TxnResult {
+  bool succeeded = false;
+  int64_t revision = 0;             // revision after the txn (unchanged if it wrote nothing)
+  std::vector<RangeResult> ranges;  // one per kRange op that ran, in order
+  int64_t deleted = 0;              // keys deleted by the ops that ran
+};
+
+struct WatchEvent {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  KeyValue kv;  // for kDelete: key and mod_revision (the delete's revision) only
+};
+
+// Cancels the watch when destroyed. After Cancel() returns no callback is running or will run.
+class WatchHandle {
+ public:
+  virtual ~WatchHandle() = default;
+  virtual void Cancel() = 0;
+};
+
+using WatchCallback = std::function<void(const std::vector<WatchEvent>& events)>;
+// Called at most once when a watch ends by itself (store closed, compacted while lagging, lost
+// connection); no event follows it.
+using WatchErrorCallback = std::function<void(const Status& status)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual StatusOr<RangeResult> Range(const std::string& key, const RangeOptions& options = {}) = 0;
+  // Returns the revision of the write.
+  virtual StatusOr<int64_t> Put(const std::string& key, const std::string& value,
+                                int64_t lease = 0) = 0;
+  // Deletes key, or [key, end) when end is set. Returns the number of keys deleted.
+  virtual StatusOr<int64_t> Delete(const std::string& key, const std::string& end = "") = 0;
+  virtual StatusOr<TxnResult> Txn(const TxnRequest& txn) = 0;
+
+  // Watches [key, end) (end empty = the single key) from start_revision (inclusive; 0 = changes
+  // after now). Events arrive in revision order, batched per revision or more.
+  virtual StatusOr<std::unique_ptr<WatchHandle>> Watch(const std::string& key,
+                                                       const std::string& end,
+                                                       int64_t start_revision,
+                                                       WatchCallback on_events,
+                                                       WatchErrorCallback on_error) = 0;
+
+  // Drops history at or below revision; reads and watches there then give OUT_OF_RANGE.
+  virtual Status Compact(int64_t revision) = 0;
+  virtual StatusOr<int64_t> CurrentRevision() = 0;
+  virtual StatusOr<int64_t> CompactedRevision() = 0;
+
+  // Leases. GrantLease returns the lease id; keys put with it go when it expires.
+  virtual StatusOr<int64_t> GrantLease(int64_t ttl_seconds) = 0;
+  virtual Status KeepAlive(int64_t lease) = 0;        // NOT_FOUND once expired
+  virtual Status RevokeLease(int64_t lease) = 0;      // deletes its keys
+  virtual StatusOr<int64_t> LeaseTimeToLive(int64_t lease) = 0;  // seconds left; NOT_FOUND if gone
+
+  // Name for logs and metrics: "sqlite" or "etcd".
+  virtual std::string Backend() const = 0;
+};
+
+// The smallest key greater than every key starting with prefix ("" → "\0" meaning everything
+// from key, as in etcd).
+std::string PrefixEnd(const std::string& prefix);
+
+struct StoreOptions {
+  // "sqlite" (file DATA_DIR/state.db) or "etcd://host:port[,host:port...]".
+  std::string spec = "sqlite";
+  std::string data_dir;
+  // SQLite: commit batching window; writers arriving within it share one fsync.
+  int group_commit_max_batch = 256;
+};
+
+StatusOr<std::unique_ptr<Store>> OpenStore(const StoreOptions& options);
+
+}  // namespace photon::store
