@@ -3,9 +3,10 @@
 // Every write gets a new, store-wide revision. Each key keeps create_revision, mod_revision and
 // version (number of writes since creation). Reads can be served at a past revision until it is
 // compacted. Watches deliver every change of a key range from a start revision, in revision
-// order, without gaps; a start revision at or below the compaction point fails with
-// OUT_OF_RANGE so the caller relists. Leases attach keys to a TTL: when the lease expires or is
-// revoked, its keys are deleted (a delete event each).
+// order, without gaps; a start revision below the compaction point fails with OUT_OF_RANGE so
+// the caller relists. As in etcd, Compact(c) keeps revision c itself readable and watchable:
+// after relisting at revision R, watch from R + 1. Leases attach keys to a TTL: when the lease
+// expires or is revoked, its keys are deleted (a delete event each).
 //
 // Backends: SqliteStore (embedded default) and EtcdStore (a real etcd v3 cluster). Both pass the
 // same contract tests (tests/store/store_contract_test.cc).
@@ -47,7 +48,7 @@ struct RangeResult {
   std::vector<KeyValue> kvs;  // sorted by key
   int64_t count = 0;          // keys in the range (ignoring limit)
   bool more = false;          // limit cut the result
-  int64_t revision = 0;       // store revision the read was served at
+  int64_t revision = 0;       // revision the read was served at (options.revision when set)
 };
 
 struct Compare {
@@ -56,18 +57,18 @@ struct Compare {
   std::string key;
   Target target = Target::kModRevision;
   Op op = Op::kEqual;
-  int64_t number = 0;   // for the revision/version targets; a missing key has all zeros
-  std::string value;    // for kValue
+  int64_t number = 0;  // for the revision/version targets; a missing key has all zeros
+  std::string value;   // for kValue
 };
 
 struct TxnOp {
   enum class Type { kPut, kDelete, kRange };
   Type type = Type::kPut;
   std::string key;
-  std::string value;    // kPut
-  std::string end;      // kDelete / kRange: exclusive end, empty = single key
-  int64_t lease = 0;    // kPut
-  int64_t limit = 0;    // kRange
+  std::string value;  // kPut
+  std::string end;    // kDelete / kRange: exclusive end, empty = single key
+  int64_t lease = 0;  // kPut
+  int64_t limit = 0;  // kRange
 };
 
 struct TxnRequest {
@@ -121,15 +122,17 @@ class Store {
                                                        WatchCallback on_events,
                                                        WatchErrorCallback on_error) = 0;
 
-  // Drops history at or below revision; reads and watches there then give OUT_OF_RANGE.
+  // Drops history below revision (revision itself stays readable, as in etcd); reads and
+  // watches below it then give OUT_OF_RANGE, as does compacting at or below the current
+  // compaction point or above the current revision.
   virtual Status Compact(int64_t revision) = 0;
   virtual StatusOr<int64_t> CurrentRevision() = 0;
   virtual StatusOr<int64_t> CompactedRevision() = 0;
 
   // Leases. GrantLease returns the lease id; keys put with it go when it expires.
   virtual StatusOr<int64_t> GrantLease(int64_t ttl_seconds) = 0;
-  virtual Status KeepAlive(int64_t lease) = 0;        // NOT_FOUND once expired
-  virtual Status RevokeLease(int64_t lease) = 0;      // deletes its keys
+  virtual Status KeepAlive(int64_t lease) = 0;                   // NOT_FOUND once expired
+  virtual Status RevokeLease(int64_t lease) = 0;                 // deletes its keys
   virtual StatusOr<int64_t> LeaseTimeToLive(int64_t lease) = 0;  // seconds left; NOT_FOUND if gone
 
   // Name for logs and metrics: "sqlite" or "etcd".

@@ -1,0 +1,481 @@
+// EtcdStore: etcd v3 gRPC client implementing Store. Thread-safe; see etcd_store.h.
+#include "store/etcd_store.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "rpc.grpc.pb.h"
+#include "rpc.pb.h"
+
+namespace photon::store {
+namespace {
+
+constexpr auto kCallTimeout = std::chrono::seconds(30);
+constexpr auto kOpenTimeout = std::chrono::seconds(5);
+
+Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return Status(static_cast<StatusCode>(status.error_code()), "etcd: " + status.error_message());
+}
+
+bool IsCompactedError(const Status& status) {
+  return status.code() == StatusCode::kOutOfRange &&
+         status.message().find("compacted") != absl::string_view::npos;
+}
+
+KeyValue FromProto(const mvccpb::KeyValue& kv) {
+  KeyValue out;
+  out.key = kv.key();
+  out.value = kv.value();
+  out.create_revision = kv.create_revision();
+  out.mod_revision = kv.mod_revision();
+  out.version = kv.version();
+  out.lease = kv.lease();
+  return out;
+}
+
+RangeResult FromProto(const etcdserverpb::RangeResponse& response, int64_t revision) {
+  RangeResult result;
+  result.kvs.reserve(response.kvs_size());
+  for (const auto& kv : response.kvs()) result.kvs.push_back(FromProto(kv));
+  result.count = response.count();
+  result.more = response.more();
+  result.revision = revision != 0 ? revision : response.header().revision();
+  return result;
+}
+
+void ToProto(const Compare& compare, etcdserverpb::Compare* out) {
+  out->set_key(compare.key);
+  switch (compare.op) {
+    case Compare::Op::kEqual:
+      out->set_result(etcdserverpb::Compare::EQUAL);
+      break;
+    case Compare::Op::kNotEqual:
+      out->set_result(etcdserverpb::Compare::NOT_EQUAL);
+      break;
+    case Compare::Op::kLess:
+      out->set_result(etcdserverpb::Compare::LESS);
+      break;
+    case Compare::Op::kGreater:
+      out->set_result(etcdserverpb::Compare::GREATER);
+      break;
+  }
+  switch (compare.target) {
+    case Compare::Target::kVersion:
+      out->set_target(etcdserverpb::Compare::VERSION);
+      out->set_version(compare.number);
+      break;
+    case Compare::Target::kCreateRevision:
+      out->set_target(etcdserverpb::Compare::CREATE);
+      out->set_create_revision(compare.number);
+      break;
+    case Compare::Target::kModRevision:
+      out->set_target(etcdserverpb::Compare::MOD);
+      out->set_mod_revision(compare.number);
+      break;
+    case Compare::Target::kValue:
+      out->set_target(etcdserverpb::Compare::VALUE);
+      out->set_value(compare.value);
+      break;
+  }
+}
+
+void ToProto(const TxnOp& op, etcdserverpb::RequestOp* out) {
+  switch (op.type) {
+    case TxnOp::Type::kPut: {
+      auto* put = out->mutable_request_put();
+      put->set_key(op.key);
+      put->set_value(op.value);
+      put->set_lease(op.lease);
+      break;
+    }
+    case TxnOp::Type::kDelete: {
+      auto* del = out->mutable_request_delete_range();
+      del->set_key(op.key);
+      del->set_range_end(op.end);
+      break;
+    }
+    case TxnOp::Type::kRange: {
+      auto* range = out->mutable_request_range();
+      range->set_key(op.key);
+      range->set_range_end(op.end);
+      range->set_limit(op.limit);
+      break;
+    }
+  }
+}
+
+using WatchStream =
+    grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
+
+// One Watch() = one stream and one reader thread that runs the callbacks.
+class EtcdWatchHandle : public WatchHandle {
+ public:
+  EtcdWatchHandle(std::unique_ptr<grpc::ClientContext> context, std::unique_ptr<WatchStream> stream,
+                  WatchCallback on_events, WatchErrorCallback on_error)
+      : context_(std::move(context)),
+        stream_(std::move(stream)),
+        on_events_(std::move(on_events)),
+        on_error_(std::move(on_error)) {
+    reader_ = std::thread([this] { ReadLoop(); });
+  }
+  ~EtcdWatchHandle() override { Cancel(); }
+
+  void Cancel() override {
+    std::lock_guard lock(cancel_mu_);
+    cancelled_ = true;
+    context_->TryCancel();
+    if (!reader_.joinable()) return;
+    if (std::this_thread::get_id() == reader_.get_id()) {
+      // Cancel from inside a callback (not allowed by the contract, but do not deadlock).
+      reader_.detach();
+      return;
+    }
+    reader_.join();
+  }
+
+ private:
+  void ReadLoop() {
+    etcdserverpb::WatchResponse response;
+    Status error;
+    while (stream_->Read(&response)) {
+      if (cancelled_) break;
+      if (response.compact_revision() > 0) {
+        error = absl::OutOfRangeError("etcd: mvcc: required revision has been compacted");
+        break;
+      }
+      if (response.canceled()) {
+        error = absl::CancelledError("etcd: watch canceled: " + response.cancel_reason());
+        break;
+      }
+      if (response.events_size() == 0) continue;
+      std::vector<WatchEvent> events;
+      events.reserve(response.events_size());
+      for (const auto& event : response.events()) {
+        WatchEvent out;
+        out.type = event.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
+                                                         : WatchEvent::Type::kPut;
+        out.kv = FromProto(event.kv());
+        events.push_back(std::move(out));
+      }
+      on_events_(events);
+    }
+    if (error.ok()) {
+      context_->TryCancel();
+      while (stream_->Read(&response)) {
+      }
+    } else {
+      context_->TryCancel();
+    }
+    grpc::Status finish = stream_->Finish();
+    if (cancelled_) return;
+    if (error.ok()) {
+      error = absl::UnavailableError("etcd: watch stream ended: " + finish.error_message());
+    }
+    if (on_error_) on_error_(error);
+  }
+
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<WatchStream> stream_;
+  WatchCallback on_events_;
+  WatchErrorCallback on_error_;
+  std::atomic<bool> cancelled_{false};
+  std::mutex cancel_mu_;
+  std::thread reader_;
+};
+
+}  // namespace
+
+class EtcdStore::Impl {
+ public:
+  explicit Impl(const std::vector<std::string>& endpoints) {
+    grpc::ChannelArguments args;
+    // Ranges over many keys exceed gRPC's 4 MiB default.
+    args.SetMaxReceiveMessageSize(INT_MAX);
+    for (std::string endpoint : endpoints) {
+      for (const char* scheme : {"http://", "https://"}) {
+        if (endpoint.starts_with(scheme)) endpoint = endpoint.substr(std::string(scheme).size());
+      }
+      Endpoint e;
+      e.address = endpoint;
+      e.channel = grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+      e.kv = etcdserverpb::KV::NewStub(e.channel);
+      e.watch = etcdserverpb::Watch::NewStub(e.channel);
+      e.lease = etcdserverpb::Lease::NewStub(e.channel);
+      endpoints_.push_back(std::move(e));
+    }
+  }
+
+  struct Endpoint {
+    std::string address;
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<etcdserverpb::KV::Stub> kv;
+    std::unique_ptr<etcdserverpb::Watch::Stub> watch;
+    std::unique_ptr<etcdserverpb::Lease::Stub> lease;
+  };
+
+  // Runs fn(endpoint, context) on the current endpoint, moving to the next ones while they are
+  // UNAVAILABLE (the request did not reach a server, so retrying cannot apply it twice).
+  template <typename Fn>
+  Status Call(Fn fn, std::chrono::milliseconds timeout = kCallTimeout) {
+    size_t start = current_.load();
+    grpc::Status status;
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      size_t index = (start + i) % endpoints_.size();
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + timeout);
+      status = fn(endpoints_[index], context);
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        current_ = index;
+        return FromGrpc(status);
+      }
+    }
+    return FromGrpc(status);
+  }
+
+  StatusOr<etcdserverpb::RangeResponse> RawRange(const etcdserverpb::RangeRequest& request,
+                                                 std::chrono::milliseconds timeout) {
+    etcdserverpb::RangeResponse response;
+    PHOTON_RETURN_IF_ERROR(Call(
+        [&](Endpoint& e, grpc::ClientContext& context) {
+          return e.kv->Range(&context, request, &response);
+        },
+        timeout));
+    return response;
+  }
+
+  StatusOr<etcdserverpb::RangeResponse> Probe(int64_t revision,
+                                              std::chrono::milliseconds timeout = kCallTimeout) {
+    etcdserverpb::RangeRequest request;
+    request.set_key(std::string(1, '\0'));
+    request.set_count_only(true);
+    request.set_revision(revision);
+    return RawRange(request, timeout);
+  }
+
+  std::vector<Endpoint> endpoints_;
+  std::atomic<size_t> current_{0};
+  std::atomic<int64_t> known_compacted_{0};
+};
+
+EtcdStore::EtcdStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+EtcdStore::~EtcdStore() = default;
+
+StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(const std::vector<std::string>& endpoints) {
+  if (endpoints.empty()) return absl::InvalidArgumentError("etcd: no endpoints");
+  auto impl = std::make_unique<Impl>(endpoints);
+  auto probe = impl->Probe(0, kOpenTimeout);
+  if (!probe.ok()) return probe.status();
+  return std::unique_ptr<EtcdStore>(new EtcdStore(std::move(impl)));
+}
+
+StatusOr<RangeResult> EtcdStore::Range(const std::string& key, const RangeOptions& options) {
+  etcdserverpb::RangeRequest request;
+  request.set_key(key);
+  request.set_range_end(options.end);
+  request.set_limit(options.limit);
+  request.set_revision(options.revision);
+  request.set_keys_only(options.keys_only);
+  request.set_count_only(options.count_only);
+  PHOTON_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse response,
+                          impl_->RawRange(request, kCallTimeout));
+  return FromProto(response, options.revision);
+}
+
+StatusOr<int64_t> EtcdStore::Put(const std::string& key, const std::string& value, int64_t lease) {
+  etcdserverpb::PutRequest request;
+  request.set_key(key);
+  request.set_value(value);
+  request.set_lease(lease);
+  etcdserverpb::PutResponse response;
+  PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
+    return e.kv->Put(&context, request, &response);
+  }));
+  return response.header().revision();
+}
+
+StatusOr<int64_t> EtcdStore::Delete(const std::string& key, const std::string& end) {
+  etcdserverpb::DeleteRangeRequest request;
+  request.set_key(key);
+  request.set_range_end(end);
+  etcdserverpb::DeleteRangeResponse response;
+  PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
+    return e.kv->DeleteRange(&context, request, &response);
+  }));
+  return response.deleted();
+}
+
+StatusOr<TxnResult> EtcdStore::Txn(const TxnRequest& txn) {
+  etcdserverpb::TxnRequest request;
+  for (const auto& compare : txn.compares) ToProto(compare, request.add_compare());
+  for (const auto& op : txn.success) ToProto(op, request.add_success());
+  for (const auto& op : txn.failure) ToProto(op, request.add_failure());
+  etcdserverpb::TxnResponse response;
+  PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
+    return e.kv->Txn(&context, request, &response);
+  }));
+  TxnResult result;
+  result.succeeded = response.succeeded();
+  result.revision = response.header().revision();
+  for (const auto& op : response.responses()) {
+    if (op.has_response_range()) {
+      result.ranges.push_back(FromProto(op.response_range(), result.revision));
+    } else if (op.has_response_delete_range()) {
+      result.deleted += op.response_delete_range().deleted();
+    }
+  }
+  return result;
+}
+
+StatusOr<std::unique_ptr<WatchHandle>> EtcdStore::Watch(const std::string& key,
+                                                        const std::string& end,
+                                                        int64_t start_revision,
+                                                        WatchCallback on_events,
+                                                        WatchErrorCallback on_error) {
+  if (start_revision > 0) {
+    // etcd reports a compacted start only later on the stream; a read at the start revision
+    // tells now, so the caller gets the error from Watch() itself. A future revision is fine.
+    auto probe = impl_->Probe(start_revision);
+    if (!probe.ok() && IsCompactedError(probe.status())) return probe.status();
+  }
+  etcdserverpb::WatchRequest request;
+  auto* create = request.mutable_create_request();
+  create->set_key(key);
+  create->set_range_end(end);
+  create->set_start_revision(start_revision);
+  Status last = absl::UnavailableError("etcd: no endpoint");
+  size_t start = impl_->current_.load();
+  for (size_t i = 0; i < impl_->endpoints_.size(); ++i) {
+    size_t index = (start + i) % impl_->endpoints_.size();
+    auto context = std::make_unique<grpc::ClientContext>();
+    std::unique_ptr<WatchStream> stream = impl_->endpoints_[index].watch->Watch(context.get());
+    etcdserverpb::WatchResponse response;
+    if (!stream->Write(request) || !stream->Read(&response)) {
+      context->TryCancel();
+      last = FromGrpc(stream->Finish());
+      if (last.ok()) last = absl::UnavailableError("etcd: watch stream closed");
+      continue;
+    }
+    if (response.compact_revision() > 0 || response.canceled()) {
+      context->TryCancel();
+      while (stream->Read(&response)) {
+      }
+      (void)stream->Finish();
+      if (response.compact_revision() > 0) {
+        return absl::OutOfRangeError("etcd: mvcc: required revision has been compacted");
+      }
+      return absl::InvalidArgumentError("etcd: watch refused: " + response.cancel_reason());
+    }
+    impl_->current_ = index;
+    return std::unique_ptr<WatchHandle>(new EtcdWatchHandle(
+        std::move(context), std::move(stream), std::move(on_events), std::move(on_error)));
+  }
+  return last;
+}
+
+Status EtcdStore::Compact(int64_t revision) {
+  etcdserverpb::CompactionRequest request;
+  request.set_revision(revision);
+  // Physical: return only once the history is gone, so reads right after agree.
+  request.set_physical(true);
+  etcdserverpb::CompactionResponse response;
+  PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
+    return e.kv->Compact(&context, request, &response);
+  }));
+  int64_t known = impl_->known_compacted_.load();
+  while (known < revision && !impl_->known_compacted_.compare_exchange_weak(known, revision)) {
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<int64_t> EtcdStore::CurrentRevision() {
+  PHOTON_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse response, impl_->Probe(0));
+  return response.header().revision();
+}
+
+StatusOr<int64_t> EtcdStore::CompactedRevision() {
+  PHOTON_ASSIGN_OR_RETURN(int64_t current, CurrentRevision());
+  // Reads fail exactly below the compaction point: find the lowest readable revision.
+  int64_t low = std::max<int64_t>(impl_->known_compacted_.load(), 1);
+  int64_t high = current;
+  auto readable = [&](int64_t revision) -> StatusOr<bool> {
+    auto probe = impl_->Probe(revision);
+    if (probe.ok()) return true;
+    if (IsCompactedError(probe.status())) return false;
+    return probe.status();
+  };
+  PHOTON_ASSIGN_OR_RETURN(bool low_ok, readable(low));
+  if (low_ok) return low == 1 ? impl_->known_compacted_.load() : low;
+  while (high - low > 1) {
+    int64_t mid = low + (high - low) / 2;
+    PHOTON_ASSIGN_OR_RETURN(bool ok, readable(mid));
+    if (ok) {
+      high = mid;
+    } else {
+      low = mid;
+    }
+  }
+  int64_t known = impl_->known_compacted_.load();
+  while (known < high && !impl_->known_compacted_.compare_exchange_weak(known, high)) {
+  }
+  return high;
+}
+
+StatusOr<int64_t> EtcdStore::GrantLease(int64_t ttl_seconds) {
+  etcdserverpb::LeaseGrantRequest request;
+  request.set_ttl(ttl_seconds);
+  etcdserverpb::LeaseGrantResponse response;
+  PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
+    return e.lease->LeaseGrant(&context, request, &response);
+  }));
+  if (!response.error().empty()) return absl::InternalError("etcd: " + response.error());
+  return response.id();
+}
+
+Status EtcdStore::KeepAlive(int64_t lease) {
+  etcdserverpb::LeaseKeepAliveResponse response;
+  PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
+    auto stream = e.lease->LeaseKeepAlive(&context);
+    etcdserverpb::LeaseKeepAliveRequest request;
+    request.set_id(lease);
+    if (!stream->Write(request) || !stream->Read(&response)) {
+      context.TryCancel();
+      grpc::Status status = stream->Finish();
+      return status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "keepalive stream closed")
+                         : status;
+    }
+    stream->WritesDone();
+    return stream->Finish();
+  }));
+  if (response.ttl() <= 0) return absl::NotFoundError("etcd: requested lease not found");
+  return absl::OkStatus();
+}
+
+Status EtcdStore::RevokeLease(int64_t lease) {
+  etcdserverpb::LeaseRevokeRequest request;
+  request.set_id(lease);
+  etcdserverpb::LeaseRevokeResponse response;
+  return impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
+    return e.lease->LeaseRevoke(&context, request, &response);
+  });
+}
+
+StatusOr<int64_t> EtcdStore::LeaseTimeToLive(int64_t lease) {
+  etcdserverpb::LeaseTimeToLiveRequest request;
+  request.set_id(lease);
+  etcdserverpb::LeaseTimeToLiveResponse response;
+  PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
+    return e.lease->LeaseTimeToLive(&context, request, &response);
+  }));
+  if (response.ttl() <= 0) return absl::NotFoundError("etcd: requested lease not found");
+  return response.ttl();
+}
+
+}  // namespace photon::store

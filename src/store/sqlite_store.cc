@@ -1,0 +1,960 @@
+// SqliteStore: group-commit writer thread, reader connection pool, lease sweeper and watch
+// fan-out over one SQLite file. Thread-safe; see sqlite_store.h for the design.
+#include "store/sqlite_store.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/file_util.h"
+#include "store/key_range.h"
+#include "store/sqlite_db.h"
+#include "store/watch_hub.h"
+
+namespace photon::store {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Plain rowid tables with unique indexes rather than WITHOUT ROWID: values (whole resource
+// objects) can be kilobytes, which WITHOUT ROWID tables store badly.
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS meta (
+  id INTEGER PRIMARY KEY CHECK (id = 0),
+  revision INTEGER NOT NULL,
+  compacted INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (id, revision, compacted) VALUES (0, 1, 0);
+CREATE TABLE IF NOT EXISTS history (
+  key BLOB NOT NULL,
+  rev INTEGER NOT NULL,
+  create_rev INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  value BLOB NOT NULL,
+  lease INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  UNIQUE (key, rev));
+CREATE INDEX IF NOT EXISTS history_rev ON history (rev);
+CREATE TABLE IF NOT EXISTS current (
+  key BLOB NOT NULL UNIQUE,
+  create_rev INTEGER NOT NULL,
+  mod_rev INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  value BLOB NOT NULL,
+  lease INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS current_lease ON current (lease) WHERE lease != 0;
+CREATE TABLE IF NOT EXISTS leases (
+  id INTEGER PRIMARY KEY,
+  ttl INTEGER NOT NULL);
+)sql";
+
+constexpr auto kSweepInterval = std::chrono::milliseconds(100);
+
+Status CompactedError() {
+  return absl::OutOfRangeError("mvcc: required revision has been compacted");
+}
+Status FutureRevisionError() {
+  return absl::OutOfRangeError("mvcc: required revision is a future revision");
+}
+Status LeaseNotFoundError() { return absl::NotFoundError("requested lease not found"); }
+
+// SQL condition over column `key` for [key, end); parameters ?1 (and ?2).
+std::string KeyCondition(const std::string& end) {
+  if (end.empty()) return "key = ?1";
+  if (IsOpenEnd(end)) return "key >= ?1";
+  return "key >= ?1 AND key < ?2";
+}
+
+void BindKeyRange(SqliteStmt& stmt, const std::string& key, const std::string& end) {
+  stmt.BindBlob(1, key);
+  if (!end.empty() && !IsOpenEnd(end)) stmt.BindBlob(2, end);
+}
+
+struct CurrentRow {
+  bool exists = false;
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+  int64_t version = 0;
+  int64_t lease = 0;
+  std::string value;
+};
+
+bool CompareHolds(const Compare& compare, const CurrentRow& row) {
+  // As etcd: a value compare against a missing key is false whatever the operator.
+  if (!row.exists && compare.target == Compare::Target::kValue) return false;
+  auto three_way = [](int64_t a, int64_t b) { return a < b ? -1 : (a > b ? 1 : 0); };
+  int order = 0;
+  switch (compare.target) {
+    case Compare::Target::kVersion:
+      order = three_way(row.version, compare.number);
+      break;
+    case Compare::Target::kCreateRevision:
+      order = three_way(row.create_revision, compare.number);
+      break;
+    case Compare::Target::kModRevision:
+      order = three_way(row.mod_revision, compare.number);
+      break;
+    case Compare::Target::kValue: {
+      int c = row.value.compare(compare.value);
+      order = c < 0 ? -1 : (c > 0 ? 1 : 0);
+      break;
+    }
+  }
+  switch (compare.op) {
+    case Compare::Op::kEqual:
+      return order == 0;
+    case Compare::Op::kNotEqual:
+      return order != 0;
+    case Compare::Op::kLess:
+      return order < 0;
+    case Compare::Op::kGreater:
+      return order > 0;
+  }
+  return false;
+}
+
+// Latest values, from `current`. Works on the writer connection (inside its transaction, so
+// a txn's range sees the txn's own earlier writes) and on reader connections.
+StatusOr<RangeResult> RangeLatest(SqliteDb& db, const std::string& key, const std::string& end,
+                                  int64_t limit, bool keys_only, bool count_only) {
+  RangeResult result;
+  if (!count_only) {
+    PHOTON_ASSIGN_OR_RETURN(
+        SqliteStmt stmt, db.Prepare(std::string("SELECT key, create_rev, mod_rev, version, ") +
+                                    (keys_only ? "x''" : "value") + ", lease FROM current WHERE " +
+                                    KeyCondition(end) + " ORDER BY key LIMIT ?3"));
+    BindKeyRange(stmt, key, end);
+    stmt.BindInt(3, limit > 0 ? limit : -1);
+    for (;;) {
+      PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      KeyValue kv;
+      kv.key = stmt.ColumnBlob(0);
+      kv.create_revision = stmt.ColumnInt(1);
+      kv.mod_revision = stmt.ColumnInt(2);
+      kv.version = stmt.ColumnInt(3);
+      kv.value = stmt.ColumnBlob(4);
+      kv.lease = stmt.ColumnInt(5);
+      result.kvs.push_back(std::move(kv));
+    }
+  }
+  bool cut = limit > 0 && static_cast<int64_t>(result.kvs.size()) == limit;
+  if (count_only || cut) {
+    PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt,
+                            db.Prepare("SELECT COUNT(*) FROM current WHERE " + KeyCondition(end)));
+    BindKeyRange(stmt, key, end);
+    PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    result.count = row ? stmt.ColumnInt(0) : 0;
+  } else {
+    result.count = static_cast<int64_t>(result.kvs.size());
+  }
+  result.more = !count_only && result.count > static_cast<int64_t>(result.kvs.size());
+  return result;
+}
+
+// Values as of a past revision: each key's newest history row at or below it, unless that
+// row is a tombstone.
+StatusOr<RangeResult> RangeAt(SqliteDb& db, const std::string& key, const std::string& end,
+                              int64_t revision, int64_t limit, bool keys_only, bool count_only) {
+  // SQLite takes the bare columns from the row holding MAX(rev).
+  PHOTON_ASSIGN_OR_RETURN(
+      SqliteStmt stmt,
+      db.Prepare("SELECT key, create_rev, MAX(rev), version, value, lease, deleted FROM history "
+                 "WHERE " +
+                 KeyCondition(end) + " AND rev <= ?3 GROUP BY key ORDER BY key"));
+  BindKeyRange(stmt, key, end);
+  stmt.BindInt(3, revision);
+  RangeResult result;
+  for (;;) {
+    PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    if (stmt.ColumnInt(6) != 0) continue;
+    ++result.count;
+    if (count_only || (limit > 0 && static_cast<int64_t>(result.kvs.size()) >= limit)) continue;
+    KeyValue kv;
+    kv.key = stmt.ColumnBlob(0);
+    kv.create_revision = stmt.ColumnInt(1);
+    kv.mod_revision = stmt.ColumnInt(2);
+    kv.version = stmt.ColumnInt(3);
+    if (!keys_only) kv.value = stmt.ColumnBlob(4);
+    kv.lease = stmt.ColumnInt(5);
+    result.kvs.push_back(std::move(kv));
+  }
+  result.more = !count_only && result.count > static_cast<int64_t>(result.kvs.size());
+  return result;
+}
+
+struct MetaRow {
+  int64_t revision = 0;
+  int64_t compacted = 0;
+};
+
+StatusOr<MetaRow> ReadMeta(SqliteDb& db) {
+  PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt,
+                          db.Prepare("SELECT revision, compacted FROM meta WHERE id = 0"));
+  PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return absl::DataLossError("store: meta row missing");
+  return MetaRow{stmt.ColumnInt(0), stmt.ColumnInt(1)};
+}
+
+Status RunSql(SqliteDb& db, const std::string& sql) {
+  PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt, db.Prepare(sql));
+  return stmt.Run();
+}
+
+}  // namespace
+
+class SqliteStore::Impl {
+ public:
+  Impl(std::string path, Options options) : path_(std::move(path)), options_(options) {
+    if (options_.max_batch < 1) options_.max_batch = 1;
+  }
+  ~Impl() { Shutdown(); }
+
+  Status Init();
+  void Shutdown();
+
+  StatusOr<RangeResult> Range(const std::string& key, const RangeOptions& options);
+  StatusOr<TxnResult> Txn(const TxnRequest& txn);
+  StatusOr<std::unique_ptr<WatchHandle>> Watch(const std::string& key, const std::string& end,
+                                               int64_t start_revision, WatchCallback on_events,
+                                               WatchErrorCallback on_error);
+  Status Compact(int64_t revision);
+  int64_t CurrentRevision() const { return committed_revision_.load(); }
+  int64_t CompactedRevision() const { return committed_compacted_.load(); }
+  StatusOr<int64_t> GrantLease(int64_t ttl_seconds);
+  Status KeepAlive(int64_t lease);
+  Status RevokeLease(int64_t lease);
+  StatusOr<int64_t> LeaseTimeToLive(int64_t lease);
+
+ private:
+  struct WriteResult {
+    Status status;
+    TxnResult txn;
+    int64_t lease = 0;
+  };
+  struct WriteOp {
+    enum class Kind { kTxn, kCompact, kGrant, kRevoke };
+    Kind kind = Kind::kTxn;
+    TxnRequest txn;
+    int64_t number = 0;  // compact revision or lease id
+    int64_t ttl = 0;
+    std::promise<WriteResult> done;
+  };
+  // What a batch changed besides rows, applied to memory only once the batch is durable.
+  struct BatchEffects {
+    int64_t revision = 0;
+    int64_t compacted = 0;
+    std::vector<WatchEvent> events;
+    std::vector<std::pair<int64_t, int64_t>> granted;  // lease id, ttl
+    std::vector<int64_t> revoked;
+  };
+  struct LeaseState {
+    int64_t ttl = 0;
+    Clock::time_point expiry;
+  };
+
+  // Queues op for the writer; false once the store is closing.
+  bool Enqueue(std::unique_ptr<WriteOp> op);
+  StatusOr<WriteResult> Submit(std::unique_ptr<WriteOp> op);
+  void WriterLoop();
+  void ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch);
+  // The Apply* functions return SQL failures, which abort the whole batch; a request's own
+  // failure (failed validation, nothing written) goes into result.status instead.
+  Status ApplyTxn(const TxnRequest& txn, BatchEffects& effects, WriteResult& result);
+  Status ApplyCompact(int64_t revision, BatchEffects& effects, WriteResult& result);
+  Status ApplyGrant(int64_t ttl, BatchEffects& effects, WriteResult& result);
+  Status ApplyRevoke(int64_t lease, BatchEffects& effects, WriteResult& result);
+  StatusOr<CurrentRow> LoadCurrent(const std::string& key);
+  StatusOr<bool> LeaseExists(int64_t lease);
+  Status PutKey(const std::string& key, const std::string& value, int64_t lease, int64_t revision,
+                std::vector<WatchEvent>& events);
+  Status DeleteKeys(const std::vector<std::string>& keys, int64_t revision,
+                    std::vector<WatchEvent>& events);
+  StatusOr<std::vector<std::string>> LiveKeys(const std::string& key, const std::string& end);
+  void SweepLoop();
+
+  StatusOr<std::unique_ptr<SqliteDb>> AcquireReader();
+  void ReleaseReader(std::unique_ptr<SqliteDb> db);
+  // Runs fn(db) inside one read transaction, so all its statements see one snapshot.
+  template <typename T, typename Fn>
+  StatusOr<T> InReadTxn(Fn fn);
+  StatusOr<std::vector<WatchEvent>> ReadHistory(const std::string& key, const std::string& end,
+                                                int64_t from, int64_t to);
+
+  std::string path_;
+  Options options_;
+
+  // Writer thread state (Init runs before the thread starts).
+  std::unique_ptr<SqliteDb> writer_db_;
+  int64_t revision_ = 1;
+  int64_t compacted_ = 0;
+  std::mt19937_64 lease_ids_{std::random_device{}()};
+
+  std::atomic<int64_t> committed_revision_{1};
+  std::atomic<int64_t> committed_compacted_{0};
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<std::unique_ptr<WriteOp>> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+
+  std::mutex readers_mu_;
+  std::vector<std::unique_ptr<SqliteDb>> readers_;
+
+  std::mutex lease_mu_;
+  std::condition_variable lease_cv_;
+  std::unordered_map<int64_t, LeaseState> leases_;
+  bool sweeper_stop_ = false;
+  std::thread sweeper_;
+
+  std::shared_ptr<WatchHub> hub_;
+};
+
+Status SqliteStore::Impl::Init() {
+  std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+  if (!dir.empty()) PHOTON_RETURN_IF_ERROR(MakeDirs(dir.string()));
+  PHOTON_ASSIGN_OR_RETURN(writer_db_, SqliteDb::Open(path_));
+  // synchronous=FULL in WAL mode fsyncs the log on every commit: an acknowledged write
+  // survives a crash of the process and of the machine.
+  PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA journal_mode=WAL"));
+  PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA synchronous=FULL"));
+  PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA cache_size=-65536"));
+  PHOTON_RETURN_IF_ERROR(writer_db_->Exec(kSchema));
+  PHOTON_ASSIGN_OR_RETURN(MetaRow meta, ReadMeta(*writer_db_));
+  revision_ = meta.revision;
+  compacted_ = meta.compacted;
+  committed_revision_ = revision_;
+  committed_compacted_ = compacted_;
+  {
+    PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt, writer_db_->Prepare("SELECT id, ttl FROM leases"));
+    auto now = Clock::now();
+    for (;;) {
+      PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      int64_t ttl = stmt.ColumnInt(1);
+      leases_[stmt.ColumnInt(0)] = LeaseState{ttl, now + std::chrono::seconds(ttl)};
+    }
+  }
+  hub_ = std::make_shared<WatchHub>(revision_);
+  writer_ = std::thread([this] { WriterLoop(); });
+  sweeper_ = std::thread([this] { SweepLoop(); });
+  return absl::OkStatus();
+}
+
+void SqliteStore::Impl::Shutdown() {
+  {
+    std::lock_guard lock(lease_mu_);
+    sweeper_stop_ = true;
+  }
+  lease_cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (hub_) hub_->Close(absl::UnavailableError("store closed"));
+  std::lock_guard lock(readers_mu_);
+  readers_.clear();
+  writer_db_.reset();
+}
+
+bool SqliteStore::Impl::Enqueue(std::unique_ptr<WriteOp> op) {
+  {
+    std::lock_guard lock(queue_mu_);
+    if (stopping_) return false;
+    queue_.push_back(std::move(op));
+  }
+  queue_cv_.notify_one();
+  return true;
+}
+
+StatusOr<SqliteStore::Impl::WriteResult> SqliteStore::Impl::Submit(std::unique_ptr<WriteOp> op) {
+  std::future<WriteResult> done = op->done.get_future();
+  if (!Enqueue(std::move(op))) return absl::UnavailableError("store closed");
+  WriteResult result = done.get();
+  if (!result.status.ok()) return result.status;
+  return result;
+}
+
+void SqliteStore::Impl::WriterLoop() {
+  for (;;) {
+    std::vector<std::unique_ptr<WriteOp>> batch;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // On shutdown the queue is drained first, so no caller is left waiting.
+      if (queue_.empty()) return;
+      while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    ApplyBatch(batch);
+  }
+}
+
+void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch) {
+  std::vector<WriteResult> results(batch.size());
+  BatchEffects effects;
+  effects.revision = revision_;
+  effects.compacted = compacted_;
+  Status status = RunSql(*writer_db_, "BEGIN IMMEDIATE");
+  for (size_t i = 0; i < batch.size() && status.ok(); ++i) {
+    WriteOp& op = *batch[i];
+    switch (op.kind) {
+      case WriteOp::Kind::kTxn:
+        status = ApplyTxn(op.txn, effects, results[i]);
+        break;
+      case WriteOp::Kind::kCompact:
+        status = ApplyCompact(op.number, effects, results[i]);
+        break;
+      case WriteOp::Kind::kGrant:
+        status = ApplyGrant(op.ttl, effects, results[i]);
+        break;
+      case WriteOp::Kind::kRevoke:
+        status = ApplyRevoke(op.number, effects, results[i]);
+        break;
+    }
+  }
+  if (status.ok() && (effects.revision != revision_ || effects.compacted != compacted_)) {
+    auto stmt = writer_db_->Prepare("UPDATE meta SET revision = ?1, compacted = ?2 WHERE id = 0");
+    status = stmt.status();
+    if (stmt.ok()) {
+      stmt->BindInt(1, effects.revision);
+      stmt->BindInt(2, effects.compacted);
+      status = stmt->Run();
+    }
+  }
+  if (status.ok()) status = RunSql(*writer_db_, "COMMIT");
+  if (!status.ok()) {
+    (void)writer_db_->Exec("ROLLBACK");
+    for (auto& result : results) result = WriteResult{status, {}, 0};
+  } else {
+    revision_ = effects.revision;
+    compacted_ = effects.compacted;
+    committed_revision_ = revision_;
+    committed_compacted_ = compacted_;
+    if (!effects.granted.empty() || !effects.revoked.empty()) {
+      std::lock_guard lock(lease_mu_);
+      auto now = Clock::now();
+      for (auto [id, ttl] : effects.granted) {
+        leases_[id] = LeaseState{ttl, now + std::chrono::seconds(ttl)};
+      }
+      for (int64_t id : effects.revoked) leases_.erase(id);
+    }
+    // Published before the acknowledgements: a caller that wrote and then watches from its
+    // revision finds the hub already past it.
+    if (!effects.events.empty()) hub_->Publish(effects.events, revision_);
+  }
+  for (size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(std::move(results[i]));
+}
+
+StatusOr<CurrentRow> SqliteStore::Impl::LoadCurrent(const std::string& key) {
+  PHOTON_ASSIGN_OR_RETURN(
+      SqliteStmt stmt,
+      writer_db_->Prepare(
+          "SELECT create_rev, mod_rev, version, value, lease FROM current WHERE key = ?1"));
+  stmt.BindBlob(1, key);
+  CurrentRow row;
+  PHOTON_ASSIGN_OR_RETURN(row.exists, stmt.Step());
+  if (row.exists) {
+    row.create_revision = stmt.ColumnInt(0);
+    row.mod_revision = stmt.ColumnInt(1);
+    row.version = stmt.ColumnInt(2);
+    row.value = stmt.ColumnBlob(3);
+    row.lease = stmt.ColumnInt(4);
+  }
+  return row;
+}
+
+StatusOr<bool> SqliteStore::Impl::LeaseExists(int64_t lease) {
+  PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt,
+                          writer_db_->Prepare("SELECT 1 FROM leases WHERE id = ?1"));
+  stmt.BindInt(1, lease);
+  return stmt.Step();
+}
+
+Status SqliteStore::Impl::PutKey(const std::string& key, const std::string& value, int64_t lease,
+                                 int64_t revision, std::vector<WatchEvent>& events) {
+  WatchEvent event;
+  event.type = WatchEvent::Type::kPut;
+  {
+    PHOTON_ASSIGN_OR_RETURN(
+        SqliteStmt stmt,
+        writer_db_->Prepare(
+            "INSERT INTO current (key, create_rev, mod_rev, version, value, lease) "
+            "VALUES (?1, ?2, ?2, 1, ?3, ?4) ON CONFLICT (key) DO UPDATE SET "
+            "mod_rev = excluded.mod_rev, version = version + 1, value = excluded.value, "
+            "lease = excluded.lease RETURNING create_rev, version"));
+    stmt.BindBlob(1, key);
+    stmt.BindInt(2, revision);
+    stmt.BindBlob(3, value);
+    stmt.BindInt(4, lease);
+    PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return absl::InternalError("store: upsert returned no row");
+    event.kv.create_revision = stmt.ColumnInt(0);
+    event.kv.version = stmt.ColumnInt(1);
+    PHOTON_RETURN_IF_ERROR(stmt.Run());
+  }
+  PHOTON_ASSIGN_OR_RETURN(
+      SqliteStmt stmt, writer_db_->Prepare("INSERT OR REPLACE INTO history "
+                                           "(key, rev, create_rev, version, value, lease, deleted) "
+                                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)"));
+  stmt.BindBlob(1, key);
+  stmt.BindInt(2, revision);
+  stmt.BindInt(3, event.kv.create_revision);
+  stmt.BindInt(4, event.kv.version);
+  stmt.BindBlob(5, value);
+  stmt.BindInt(6, lease);
+  PHOTON_RETURN_IF_ERROR(stmt.Run());
+  event.kv.key = key;
+  event.kv.value = value;
+  event.kv.mod_revision = revision;
+  event.kv.lease = lease;
+  events.push_back(std::move(event));
+  return absl::OkStatus();
+}
+
+StatusOr<std::vector<std::string>> SqliteStore::Impl::LiveKeys(const std::string& key,
+                                                               const std::string& end) {
+  PHOTON_ASSIGN_OR_RETURN(
+      SqliteStmt stmt,
+      writer_db_->Prepare("SELECT key FROM current WHERE " + KeyCondition(end) + " ORDER BY key"));
+  BindKeyRange(stmt, key, end);
+  std::vector<std::string> keys;
+  for (;;) {
+    PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    keys.push_back(stmt.ColumnBlob(0));
+  }
+  return keys;
+}
+
+Status SqliteStore::Impl::DeleteKeys(const std::vector<std::string>& keys, int64_t revision,
+                                     std::vector<WatchEvent>& events) {
+  for (const auto& key : keys) {
+    {
+      PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt,
+                              writer_db_->Prepare("DELETE FROM current WHERE key = ?1"));
+      stmt.BindBlob(1, key);
+      PHOTON_RETURN_IF_ERROR(stmt.Run());
+    }
+    PHOTON_ASSIGN_OR_RETURN(
+        SqliteStmt stmt,
+        writer_db_->Prepare("INSERT OR REPLACE INTO history "
+                            "(key, rev, create_rev, version, value, lease, deleted) "
+                            "VALUES (?1, ?2, 0, 0, x'', 0, 1)"));
+    stmt.BindBlob(1, key);
+    stmt.BindInt(2, revision);
+    PHOTON_RETURN_IF_ERROR(stmt.Run());
+    WatchEvent event;
+    event.type = WatchEvent::Type::kDelete;
+    event.kv.key = key;
+    event.kv.mod_revision = revision;
+    events.push_back(std::move(event));
+  }
+  return absl::OkStatus();
+}
+
+Status SqliteStore::Impl::ApplyTxn(const TxnRequest& txn, BatchEffects& effects,
+                                   WriteResult& result) {
+  bool succeeded = true;
+  for (const auto& compare : txn.compares) {
+    PHOTON_ASSIGN_OR_RETURN(CurrentRow row, LoadCurrent(compare.key));
+    if (!CompareHolds(compare, row)) {
+      succeeded = false;
+      break;
+    }
+  }
+  const std::vector<TxnOp>& ops = succeeded ? txn.success : txn.failure;
+  // Validate everything before the first write, so a refused request leaves no trace.
+  std::set<std::string> put_keys;
+  for (const auto& op : ops) {
+    if (op.key.empty()) {
+      result.status = absl::InvalidArgumentError("key is not provided");
+      return absl::OkStatus();
+    }
+    if (op.type != TxnOp::Type::kPut) continue;
+    if (!put_keys.insert(op.key).second) {
+      result.status = absl::InvalidArgumentError("duplicate key given in txn request");
+      return absl::OkStatus();
+    }
+    if (op.lease != 0) {
+      PHOTON_ASSIGN_OR_RETURN(bool exists, LeaseExists(op.lease));
+      if (!exists) {
+        result.status = LeaseNotFoundError();
+        return absl::OkStatus();
+      }
+    }
+  }
+  TxnResult& out = result.txn;
+  out.succeeded = succeeded;
+  // All writes of one txn share one revision, as in etcd.
+  const int64_t write_revision = effects.revision + 1;
+  bool wrote = false;
+  for (const auto& op : ops) {
+    switch (op.type) {
+      case TxnOp::Type::kPut:
+        PHOTON_RETURN_IF_ERROR(PutKey(op.key, op.value, op.lease, write_revision, effects.events));
+        wrote = true;
+        break;
+      case TxnOp::Type::kDelete: {
+        PHOTON_ASSIGN_OR_RETURN(std::vector<std::string> keys, LiveKeys(op.key, op.end));
+        PHOTON_RETURN_IF_ERROR(DeleteKeys(keys, write_revision, effects.events));
+        out.deleted += static_cast<int64_t>(keys.size());
+        wrote = wrote || !keys.empty();
+        break;
+      }
+      case TxnOp::Type::kRange: {
+        PHOTON_ASSIGN_OR_RETURN(RangeResult range,
+                                RangeLatest(*writer_db_, op.key, op.end, op.limit, false, false));
+        out.ranges.push_back(std::move(range));
+        break;
+      }
+    }
+  }
+  if (wrote) effects.revision = write_revision;
+  out.revision = effects.revision;
+  for (auto& range : out.ranges) range.revision = effects.revision;
+  return absl::OkStatus();
+}
+
+Status SqliteStore::Impl::ApplyCompact(int64_t revision, BatchEffects& effects,
+                                       WriteResult& result) {
+  if (revision <= effects.compacted) {
+    result.status = CompactedError();
+    return absl::OkStatus();
+  }
+  if (revision > effects.revision) {
+    result.status = FutureRevisionError();
+    return absl::OkStatus();
+  }
+  // Keeps, for every key, its newest row at or below `revision` unless it is a tombstone:
+  // exactly what reads at `revision` and later need.
+  PHOTON_ASSIGN_OR_RETURN(
+      SqliteStmt stmt,
+      writer_db_->Prepare("DELETE FROM history WHERE rev < ?1 AND (deleted = 1 OR rev < "
+                          "(SELECT MAX(h.rev) FROM history AS h WHERE h.key = history.key "
+                          "AND h.rev <= ?1))"));
+  stmt.BindInt(1, revision);
+  PHOTON_RETURN_IF_ERROR(stmt.Run());
+  effects.compacted = revision;
+  result.txn.revision = effects.revision;
+  return absl::OkStatus();
+}
+
+Status SqliteStore::Impl::ApplyGrant(int64_t ttl, BatchEffects& effects, WriteResult& result) {
+  if (ttl <= 0) {
+    result.status = absl::InvalidArgumentError("lease TTL must be positive");
+    return absl::OkStatus();
+  }
+  int64_t id = 0;
+  for (;;) {
+    id = static_cast<int64_t>(lease_ids_() >> 1);
+    if (id == 0) continue;
+    PHOTON_ASSIGN_OR_RETURN(bool taken, LeaseExists(id));
+    if (!taken) break;
+  }
+  PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt,
+                          writer_db_->Prepare("INSERT INTO leases (id, ttl) VALUES (?1, ?2)"));
+  stmt.BindInt(1, id);
+  stmt.BindInt(2, ttl);
+  PHOTON_RETURN_IF_ERROR(stmt.Run());
+  effects.granted.emplace_back(id, ttl);
+  result.lease = id;
+  return absl::OkStatus();
+}
+
+Status SqliteStore::Impl::ApplyRevoke(int64_t lease, BatchEffects& effects, WriteResult& result) {
+  PHOTON_ASSIGN_OR_RETURN(bool exists, LeaseExists(lease));
+  if (!exists) {
+    result.status = LeaseNotFoundError();
+    return absl::OkStatus();
+  }
+  std::vector<std::string> keys;
+  {
+    PHOTON_ASSIGN_OR_RETURN(
+        SqliteStmt stmt,
+        writer_db_->Prepare(
+            "SELECT key FROM current WHERE lease = ?1 AND lease != 0 ORDER BY key"));
+    stmt.BindInt(1, lease);
+    for (;;) {
+      PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      keys.push_back(stmt.ColumnBlob(0));
+    }
+  }
+  if (!keys.empty()) {
+    PHOTON_RETURN_IF_ERROR(DeleteKeys(keys, effects.revision + 1, effects.events));
+    effects.revision += 1;
+  }
+  PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt, writer_db_->Prepare("DELETE FROM leases WHERE id = ?1"));
+  stmt.BindInt(1, lease);
+  PHOTON_RETURN_IF_ERROR(stmt.Run());
+  effects.revoked.push_back(lease);
+  result.txn.revision = effects.revision;
+  result.txn.deleted = static_cast<int64_t>(keys.size());
+  return absl::OkStatus();
+}
+
+void SqliteStore::Impl::SweepLoop() {
+  std::unique_lock lock(lease_mu_);
+  while (!sweeper_stop_) {
+    lease_cv_.wait_for(lock, kSweepInterval);
+    if (sweeper_stop_) break;
+    auto now = Clock::now();
+    std::vector<int64_t> expired;
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.expiry <= now) {
+        expired.push_back(it->first);
+        // Gone from memory at once: KeepAlive must not revive a lease being revoked.
+        it = leases_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (expired.empty()) continue;
+    lock.unlock();
+    for (int64_t id : expired) {
+      auto op = std::make_unique<WriteOp>();
+      op->kind = WriteOp::Kind::kRevoke;
+      op->number = id;
+      // Nobody waits for the outcome; the writer applies it like any revoke.
+      Enqueue(std::move(op));
+    }
+    lock.lock();
+  }
+}
+
+StatusOr<std::unique_ptr<SqliteDb>> SqliteStore::Impl::AcquireReader() {
+  {
+    std::lock_guard lock(readers_mu_);
+    if (!readers_.empty()) {
+      auto db = std::move(readers_.back());
+      readers_.pop_back();
+      return db;
+    }
+  }
+  PHOTON_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(path_));
+  return db;
+}
+
+void SqliteStore::Impl::ReleaseReader(std::unique_ptr<SqliteDb> db) {
+  std::lock_guard lock(readers_mu_);
+  readers_.push_back(std::move(db));
+}
+
+template <typename T, typename Fn>
+StatusOr<T> SqliteStore::Impl::InReadTxn(Fn fn) {
+  PHOTON_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, AcquireReader());
+  Status begin = RunSql(*db, "BEGIN");
+  if (!begin.ok()) return begin;
+  StatusOr<T> result = fn(*db);
+  Status end = RunSql(*db, "COMMIT");
+  if (!end.ok()) {
+    // A connection left inside a transaction must not go back to the pool.
+    return end;
+  }
+  ReleaseReader(std::move(db));
+  return result;
+}
+
+StatusOr<RangeResult> SqliteStore::Impl::Range(const std::string& key,
+                                               const RangeOptions& options) {
+  if (key.empty()) return absl::InvalidArgumentError("key is not provided");
+  return InReadTxn<RangeResult>([&](SqliteDb& db) -> StatusOr<RangeResult> {
+    PHOTON_ASSIGN_OR_RETURN(MetaRow meta, ReadMeta(db));
+    int64_t revision = options.revision == 0 ? meta.revision : options.revision;
+    if (revision > meta.revision) return FutureRevisionError();
+    if (revision < meta.compacted) return CompactedError();
+    StatusOr<RangeResult> result = revision == meta.revision
+                                       ? RangeLatest(db, key, options.end, options.limit,
+                                                     options.keys_only, options.count_only)
+                                       : RangeAt(db, key, options.end, revision, options.limit,
+                                                 options.keys_only, options.count_only);
+    if (result.ok()) result->revision = revision;
+    return result;
+  });
+}
+
+StatusOr<TxnResult> SqliteStore::Impl::Txn(const TxnRequest& txn) {
+  auto op = std::make_unique<WriteOp>();
+  op->kind = WriteOp::Kind::kTxn;
+  op->txn = txn;
+  PHOTON_ASSIGN_OR_RETURN(WriteResult result, Submit(std::move(op)));
+  return std::move(result.txn);
+}
+
+Status SqliteStore::Impl::Compact(int64_t revision) {
+  auto op = std::make_unique<WriteOp>();
+  op->kind = WriteOp::Kind::kCompact;
+  op->number = revision;
+  return Submit(std::move(op)).status();
+}
+
+StatusOr<int64_t> SqliteStore::Impl::GrantLease(int64_t ttl_seconds) {
+  auto op = std::make_unique<WriteOp>();
+  op->kind = WriteOp::Kind::kGrant;
+  op->ttl = ttl_seconds;
+  PHOTON_ASSIGN_OR_RETURN(WriteResult result, Submit(std::move(op)));
+  return result.lease;
+}
+
+Status SqliteStore::Impl::KeepAlive(int64_t lease) {
+  std::lock_guard lock(lease_mu_);
+  auto it = leases_.find(lease);
+  auto now = Clock::now();
+  if (it == leases_.end() || it->second.expiry <= now) return LeaseNotFoundError();
+  it->second.expiry = now + std::chrono::seconds(it->second.ttl);
+  return absl::OkStatus();
+}
+
+Status SqliteStore::Impl::RevokeLease(int64_t lease) {
+  auto op = std::make_unique<WriteOp>();
+  op->kind = WriteOp::Kind::kRevoke;
+  op->number = lease;
+  return Submit(std::move(op)).status();
+}
+
+StatusOr<int64_t> SqliteStore::Impl::LeaseTimeToLive(int64_t lease) {
+  std::lock_guard lock(lease_mu_);
+  auto it = leases_.find(lease);
+  auto now = Clock::now();
+  if (it == leases_.end() || it->second.expiry <= now) return LeaseNotFoundError();
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(it->second.expiry - now);
+  return (left.count() + 999) / 1000;
+}
+
+StatusOr<std::vector<WatchEvent>> SqliteStore::Impl::ReadHistory(const std::string& key,
+                                                                 const std::string& end,
+                                                                 int64_t from, int64_t to) {
+  return InReadTxn<std::vector<WatchEvent>>([&](SqliteDb& db) -> StatusOr<std::vector<WatchEvent>> {
+    PHOTON_ASSIGN_OR_RETURN(MetaRow meta, ReadMeta(db));
+    if (from < meta.compacted) return CompactedError();
+    PHOTON_ASSIGN_OR_RETURN(
+        SqliteStmt stmt,
+        db.Prepare("SELECT key, create_rev, rev, version, value, lease, deleted FROM history "
+                   "WHERE " +
+                   KeyCondition(end) + " AND rev >= ?3 AND rev <= ?4 ORDER BY rev, key"));
+    BindKeyRange(stmt, key, end);
+    stmt.BindInt(3, from);
+    stmt.BindInt(4, to);
+    std::vector<WatchEvent> events;
+    for (;;) {
+      PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      WatchEvent event;
+      event.kv.key = stmt.ColumnBlob(0);
+      event.kv.mod_revision = stmt.ColumnInt(2);
+      if (stmt.ColumnInt(6) != 0) {
+        event.type = WatchEvent::Type::kDelete;
+      } else {
+        event.type = WatchEvent::Type::kPut;
+        event.kv.create_revision = stmt.ColumnInt(1);
+        event.kv.version = stmt.ColumnInt(3);
+        event.kv.value = stmt.ColumnBlob(4);
+        event.kv.lease = stmt.ColumnInt(5);
+      }
+      events.push_back(std::move(event));
+    }
+    return events;
+  });
+}
+
+StatusOr<std::unique_ptr<WatchHandle>> SqliteStore::Impl::Watch(const std::string& key,
+                                                                const std::string& end,
+                                                                int64_t start_revision,
+                                                                WatchCallback on_events,
+                                                                WatchErrorCallback on_error) {
+  if (key.empty()) return absl::InvalidArgumentError("key is not provided");
+  if (start_revision != 0 && start_revision < committed_compacted_.load()) {
+    return CompactedError();
+  }
+  auto watcher = std::make_shared<WatchHub::Watcher>();
+  watcher->key = key;
+  watcher->end = end;
+  watcher->min_revision = start_revision;
+  watcher->on_events = std::move(on_events);
+  watcher->on_error = std::move(on_error);
+  // Registered before reading history: from here on every live event is buffered, and the
+  // replay covers exactly the revisions up to the one published at registration.
+  PHOTON_ASSIGN_OR_RETURN(int64_t published, hub_->Register(watcher));
+  std::vector<WatchEvent> replay;
+  if (start_revision != 0 && start_revision <= published) {
+    auto history = ReadHistory(key, end, start_revision, published);
+    if (!history.ok()) {
+      hub_->Cancel(watcher);
+      return history.status();
+    }
+    replay = std::move(*history);
+  }
+  hub_->Activate(watcher, std::move(replay));
+  return hub_->MakeHandle(std::move(watcher));
+}
+
+SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SqliteStore::~SqliteStore() = default;
+
+StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path,
+                                                         const Options& options) {
+  auto impl = std::make_unique<Impl>(path, options);
+  PHOTON_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+StatusOr<RangeResult> SqliteStore::Range(const std::string& key, const RangeOptions& options) {
+  return impl_->Range(key, options);
+}
+
+StatusOr<int64_t> SqliteStore::Put(const std::string& key, const std::string& value,
+                                   int64_t lease) {
+  TxnRequest txn;
+  txn.success.push_back(TxnOp{TxnOp::Type::kPut, key, value, "", lease, 0});
+  PHOTON_ASSIGN_OR_RETURN(TxnResult result, impl_->Txn(txn));
+  return result.revision;
+}
+
+StatusOr<int64_t> SqliteStore::Delete(const std::string& key, const std::string& end) {
+  TxnRequest txn;
+  txn.success.push_back(TxnOp{TxnOp::Type::kDelete, key, "", end, 0, 0});
+  PHOTON_ASSIGN_OR_RETURN(TxnResult result, impl_->Txn(txn));
+  return result.deleted;
+}
+
+StatusOr<TxnResult> SqliteStore::Txn(const TxnRequest& txn) { return impl_->Txn(txn); }
+
+StatusOr<std::unique_ptr<WatchHandle>> SqliteStore::Watch(const std::string& key,
+                                                          const std::string& end,
+                                                          int64_t start_revision,
+                                                          WatchCallback on_events,
+                                                          WatchErrorCallback on_error) {
+  return impl_->Watch(key, end, start_revision, std::move(on_events), std::move(on_error));
+}
+
+Status SqliteStore::Compact(int64_t revision) { return impl_->Compact(revision); }
+StatusOr<int64_t> SqliteStore::CurrentRevision() { return impl_->CurrentRevision(); }
+StatusOr<int64_t> SqliteStore::CompactedRevision() { return impl_->CompactedRevision(); }
+StatusOr<int64_t> SqliteStore::GrantLease(int64_t ttl_seconds) {
+  return impl_->GrantLease(ttl_seconds);
+}
+Status SqliteStore::KeepAlive(int64_t lease) { return impl_->KeepAlive(lease); }
+Status SqliteStore::RevokeLease(int64_t lease) { return impl_->RevokeLease(lease); }
+StatusOr<int64_t> SqliteStore::LeaseTimeToLive(int64_t lease) {
+  return impl_->LeaseTimeToLive(lease);
+}
+
+}  // namespace photon::store

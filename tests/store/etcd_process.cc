@@ -1,0 +1,137 @@
+// Starts and stops a real etcd for tests and benchmarks. Not thread-safe; see etcd_process.h.
+#include "etcd_process.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "store/etcd_store.h"
+
+namespace photon::store::testing {
+
+std::string MakeTempDir(const std::string& tag) {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/photon-" + tag + "-XXXXXX";
+  std::vector<char> buffer(pattern.begin(), pattern.end());
+  buffer.push_back('\0');
+  if (mkdtemp(buffer.data()) == nullptr) return {};
+  return std::string(buffer.data());
+}
+
+int PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  int port = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+bool EtcdProcess::Available() { return access(kEtcdBinary, X_OK) == 0; }
+
+StatusOr<std::unique_ptr<EtcdProcess>> EtcdProcess::Start() {
+  if (!Available()) return absl::UnavailableError(std::string(kEtcdBinary) + " not installed");
+  std::unique_ptr<EtcdProcess> etcd(new EtcdProcess());
+  etcd->dir_ = MakeTempDir("etcd");
+  if (etcd->dir_.empty()) return absl::InternalError("cannot create a temp dir for etcd");
+  int client_port = PickFreePort();
+  int peer_port = PickFreePort();
+  if (client_port <= 0 || peer_port <= 0 || client_port == peer_port) {
+    return absl::InternalError("no free port for etcd");
+  }
+  etcd->endpoint_ = "127.0.0.1:" + std::to_string(client_port);
+  std::string client_url = "http://" + etcd->endpoint_;
+  std::string peer_url = "http://127.0.0.1:" + std::to_string(peer_port);
+  std::vector<std::string> args = {kEtcdBinary,
+                                   "--name=photon-test",
+                                   "--data-dir=" + etcd->dir_ + "/data",
+                                   "--listen-client-urls=" + client_url,
+                                   "--advertise-client-urls=" + client_url,
+                                   "--listen-peer-urls=" + peer_url,
+                                   "--initial-advertise-peer-urls=" + peer_url,
+                                   "--initial-cluster=photon-test=" + peer_url,
+                                   "--initial-cluster-state=new"};
+  std::string log_path = etcd->dir_ + "/etcd.log";
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    // Never outlive the test: the kernel kills etcd when its parent goes, even by SIGKILL.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (log >= 0) {
+      dup2(log, STDOUT_FILENO);
+      dup2(log, STDERR_FILENO);
+      close(log);
+    }
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    execv(kEtcdBinary, argv.data());
+    _exit(127);
+  }
+  etcd->pid_ = pid;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  Status last = absl::UnavailableError("etcd did not answer");
+  while (std::chrono::steady_clock::now() < deadline) {
+    int wstatus = 0;
+    if (waitpid(pid, &wstatus, WNOHANG) == pid) {
+      etcd->pid_ = -1;
+      return absl::InternalError("etcd exited at start-up; see " + log_path);
+    }
+    auto store = EtcdStore::Open({etcd->endpoint_});
+    if (store.ok()) return etcd;
+    last = store.status();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::UnavailableError("etcd did not answer in time: " + std::string(last.message()));
+}
+
+EtcdProcess::~EtcdProcess() { Stop(); }
+
+void EtcdProcess::Stop() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    bool exited = false;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int wstatus = 0;
+      if (waitpid(pid_, &wstatus, WNOHANG) == pid_) {
+        exited = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!exited) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    pid_ = -1;
+  }
+  if (!dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+    dir_.clear();
+  }
+}
+
+}  // namespace photon::store::testing
