@@ -1,0 +1,148 @@
+// REST API handlers; see api.h. nlohmann::json throws on bad input: caught in Handle().
+#include "flashdns/api.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/file_util.h"
+#include "common/util.h"
+
+namespace photon::flashdns {
+namespace {
+
+using nlohmann::json;
+
+HttpResponse Error(const Status& s) {
+  json body = {
+      {"error", {{"code", StatusCodeName(s.code())}, {"message", std::string(s.message())}}}};
+  return HttpResponse::Json(HttpStatusFromCode(s.code()), body.dump());
+}
+
+HttpResponse Error(int http, const std::string& code, const std::string& message) {
+  json body = {{"error", {{"code", code}, {"message", message}}}};
+  return HttpResponse::Json(http, body.dump());
+}
+
+std::vector<std::string> SplitPath(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return parts;
+}
+
+}  // namespace
+
+StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir, bool* created) {
+  std::string path = data_dir + "/api.token";
+  *created = false;
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) {
+    PHOTON_ASSIGN_OR_RETURN(std::string token, ReadFile(path));
+    while (!token.empty() &&
+           (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+      token.pop_back();
+    }
+    if (token.empty()) return absl::FailedPreconditionError(path + " is empty");
+    return token;
+  }
+  std::string token = RandomHex(32);
+  PHOTON_RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
+  *created = true;
+  return token;
+}
+
+HttpResponse Api::Handle(HttpRequest& request) {
+  try {
+    return Route(request);
+  } catch (const std::exception& e) {
+    return Error(400, "INVALID_ARGUMENT", std::string("bad request: ") + e.what());
+  }
+}
+
+HttpResponse Api::Route(HttpRequest& req) {
+  if (req.path == "/healthz") {
+    auto snapshot = zones_->Current();
+    return HttpResponse::Text(200, "ok\n");
+  }
+  if (req.path == "/metrics") {
+    HttpResponse r = HttpResponse::Text(200, stats_->Render() + metrics_->Render());
+    r.content_type = "text/plain; version=0.0.4";
+    return r;
+  }
+  std::string auth = req.Header("authorization");
+  const std::string prefix = "Bearer ";
+  if (auth.rfind(prefix, 0) != 0 || !SecureEquals(auth.substr(prefix.size()), token_)) {
+    HttpResponse r = Error(401, "UNAUTHENTICATED", "missing or bad bearer token");
+    r.headers.push_back({"WWW-Authenticate", "Bearer"});
+    return r;
+  }
+  auto parts = SplitPath(req.path);
+  if (parts.size() < 2 || parts[0] != "v1") return Error(404, "NOT_FOUND", "no such path");
+  if (parts.size() == 2 && parts[1] == "reload" && req.method == "POST") {
+    Status s = zones_->Reload();
+    if (!s.ok()) return Error(s);
+    return HttpResponse::Json(200, R"({"reloaded":true})");
+  }
+  if (parts[1] != "zones") return Error(404, "NOT_FOUND", "no such path");
+  if (parts.size() == 2) {
+    if (req.method == "GET") {
+      auto out = zones_->ListZonesJson();
+      return out.ok() ? HttpResponse::Json(200, *out) : Error(out.status());
+    }
+    if (req.method == "POST") {
+      json body = json::parse(req.body);
+      std::string name = body.at("name").get<std::string>();
+      std::vector<std::string> ns;
+      if (body.contains("ns")) ns = body["ns"].get<std::vector<std::string>>();
+      uint32_t ttl = body.value("ttl", 3600u);
+      Status s = zones_->CreateZone(name, ns, ttl);
+      if (!s.ok()) return Error(s);
+      auto out = zones_->GetZoneJson(name);
+      return out.ok() ? HttpResponse::Json(201, *out) : Error(out.status());
+    }
+    return Error(405, "METHOD_NOT_ALLOWED", "use GET or POST");
+  }
+  const std::string& zone = parts[2];
+  if (parts.size() == 3) {
+    if (req.method == "GET") {
+      auto out = zones_->GetZoneJson(zone);
+      return out.ok() ? HttpResponse::Json(200, *out) : Error(out.status());
+    }
+    if (req.method == "DELETE") {
+      Status s = zones_->DeleteZone(zone);
+      return s.ok() ? HttpResponse::Json(200, R"({"deleted":true})") : Error(s);
+    }
+    return Error(405, "METHOD_NOT_ALLOWED", "use GET or DELETE");
+  }
+  if (parts[3] != "records") return Error(404, "NOT_FOUND", "no such path");
+  if (parts.size() == 4 && req.method == "POST") {
+    json body = json::parse(req.body);
+    ApiRecord record;
+    record.name = body.at("name").get<std::string>();
+    record.type = body.at("type").get<std::string>();
+    record.ttl = body.value("ttl", 3600u);
+    record.data = body.at("data").get<std::string>();
+    auto added = zones_->AddRecord(zone, record);
+    if (!added.ok()) return Error(added.status());
+    json out = {{"id", added->id},
+                {"name", added->name},
+                {"type", added->type},
+                {"ttl", added->ttl},
+                {"data", added->data}};
+    return HttpResponse::Json(201, out.dump());
+  }
+  if (parts.size() == 5 && req.method == "DELETE") {
+    Status s = zones_->DeleteRecord(zone, parts[4]);
+    return s.ok() ? HttpResponse::Json(200, R"({"deleted":true})") : Error(s);
+  }
+  return Error(404, "NOT_FOUND", "no such path");
+}
+
+}  // namespace photon::flashdns

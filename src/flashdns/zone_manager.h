@@ -1,0 +1,88 @@
+// Owns what flashdns serves: zones from files named in the config and zones managed through
+// the API (persisted as JSON under DATA_DIR/zones/). Every change builds a new immutable
+// Snapshot aside and publishes it with one pointer swap, so a reload never drops or mixes a
+// query: workers keep answering from the old snapshot until they pick up the new one.
+// Thread-safety: all methods are thread-safe. Generation()/Current() are cheap and meant for
+// the query path; mutations are serialised by an internal mutex.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "flashdns/config.h"
+#include "flashdns/query.h"
+#include "flashdns/transfer.h"
+
+namespace photon::flashdns {
+
+struct Snapshot {
+  ZoneSet zones;
+  // Lower-case wire origin → who may AXFR it.
+  absl::flat_hash_map<std::string, std::vector<AddressMatcher>> allow_transfer;
+  bool MayTransfer(std::string_view origin, const sockaddr_storage& peer) const;
+};
+
+// A record as the API sees it.
+struct ApiRecord {
+  std::string id;
+  std::string name;  // absolute presentation name
+  std::string type;
+  uint32_t ttl = 0;
+  std::string data;  // RDATA in presentation format
+};
+
+class ZoneManager {
+ public:
+  explicit ZoneManager(Config config);
+
+  // Loads every zone. At start-up (`initial`) any failure is returned; on reload a zone
+  // that fails is logged and keeps its previous version. Returns the list of errors joined.
+  Status Load(bool initial);
+  // Re-reads the zone files (SIGHUP, POST /v1/reload).
+  Status Reload() { return Load(false); }
+
+  uint64_t Generation() const { return generation_.load(std::memory_order_acquire); }
+  std::shared_ptr<const Snapshot> Current() const;
+
+  // API operations. Names are presentation format; zone names get a trailing dot added.
+  StatusOr<std::string> ListZonesJson() const;
+  StatusOr<std::string> GetZoneJson(const std::string& zone) const;
+  Status CreateZone(const std::string& zone, const std::vector<std::string>& ns, uint32_t ttl);
+  Status DeleteZone(const std::string& zone);
+  StatusOr<ApiRecord> AddRecord(const std::string& zone, ApiRecord record);
+  Status DeleteRecord(const std::string& zone, const std::string& id);
+
+ private:
+  struct ApiZone {
+    std::string name;  // presentation, trailing dot
+    uint32_t serial = 1;
+    uint32_t ttl = 3600;
+    std::vector<std::string> ns;
+    std::vector<ApiRecord> records;
+  };
+
+  StatusOr<std::shared_ptr<const Zone>> BuildApiZone(const ApiZone& zone) const;
+  Status SaveApiZone(const ApiZone& zone) const;
+  Status LoadApiZones();
+  std::string ApiZonePath(const std::string& name) const;
+  // Rebuilds the snapshot from file_zones_ and api_built_ and swaps it in. Needs mu_.
+  void PublishLocked();
+  StatusOr<std::string> CanonicalZone(const std::string& zone) const;
+
+  const Config config_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const Zone>> file_zones_;  // by config name
+  std::map<std::string, ApiZone> api_zones_;                       // by lower-case name
+  std::map<std::string, std::shared_ptr<const Zone>> api_built_;
+  mutable std::mutex snapshot_mu_;  // guards current_ only; held for a pointer copy
+  std::shared_ptr<const Snapshot> current_;
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace photon::flashdns
