@@ -309,6 +309,10 @@ class Responder {
       }
       ++counts_[section];
       if (section != kAdditional) NoteTarget(rrset.type, rdata);
+      if (section == kAnswer && num_answered_ < kMaxAdditional &&
+          (num_answered_ == 0 || answered_[num_answered_ - 1] != &rrset)) {
+        answered_[num_answered_++] = &rrset;
+      }
     }
     return true;
   }
@@ -321,6 +325,13 @@ class Responder {
     if (type == kTypeMx) target = p + 2;
     if (type == kTypeSrv) target = p + 6;
     if (target != nullptr && num_targets_ < kMaxAdditional) targets_[num_targets_++] = target;
+  }
+
+  bool InAnswer(const RRset* rrset) const {
+    for (int i = 0; i < num_answered_; ++i) {
+      if (answered_[i] == rrset) return true;
+    }
+    return false;
   }
 
   void AddAdditional(const Zone& zone) {
@@ -342,7 +353,9 @@ class Responder {
       const Node* node = zone.FindNode(key);
       if (node == nullptr) continue;
       for (uint16_t type : {kTypeA, kTypeAaaa}) {
-        if (const RRset* rrset = node->Find(type)) {
+        const RRset* rrset = node->Find(type);
+        // An RRset already in the answer is not repeated (as NSD and BIND do).
+        if (rrset != nullptr && !InAnswer(rrset)) {
           if (!AddRRset(kAdditional, {0, target}, *rrset, rrset->ttl)) return;
         }
       }
@@ -358,6 +371,8 @@ class Responder {
   bool truncated_ = false;
   const uint8_t* targets_[kMaxAdditional];
   int num_targets_ = 0;
+  const RRset* answered_[kMaxAdditional];
+  int num_answered_ = 0;
 };
 
 }  // namespace
