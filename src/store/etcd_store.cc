@@ -115,26 +115,73 @@ void ToProto(const TxnOp& op, etcdserverpb::RequestOp* out) {
 using WatchStream =
     grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
 
-// One Watch() = one stream and one reader thread that runs the callbacks.
+// What a watch's reader thread shares with its handle and with the store (which ends the
+// watch when it is closed first).
+struct EtcdWatchState {
+  std::unique_ptr<grpc::ClientContext> context;
+  std::unique_ptr<WatchStream> stream;
+  WatchCallback on_events;
+  WatchErrorCallback on_error;
+  std::atomic<bool> cancelled{false};     // by the handle: end silently
+  std::atomic<bool> store_closed{false};  // by the store: end with UNAVAILABLE
+};
+
+// Reads the stream until it ends, runs the callbacks, then reports why it ended (unless the
+// handle cancelled it).
+void ReadWatchStream(const std::shared_ptr<EtcdWatchState>& state) {
+  etcdserverpb::WatchResponse response;
+  Status error;
+  while (state->stream->Read(&response)) {
+    if (state->cancelled) break;
+    if (response.compact_revision() > 0) {
+      error = absl::OutOfRangeError("etcd: mvcc: required revision has been compacted");
+      break;
+    }
+    if (response.canceled()) {
+      error = absl::CancelledError("etcd: watch canceled: " + response.cancel_reason());
+      break;
+    }
+    if (response.events_size() == 0) continue;
+    std::vector<WatchEvent> events;
+    events.reserve(response.events_size());
+    for (const auto& event : response.events()) {
+      WatchEvent out;
+      out.type = event.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
+                                                       : WatchEvent::Type::kPut;
+      out.kv = FromProto(event.kv());
+      events.push_back(std::move(out));
+    }
+    state->on_events(events);
+  }
+  // gRPC wants every message read before Finish; after TryCancel the rest comes quickly.
+  state->context->TryCancel();
+  while (state->stream->Read(&response)) {
+  }
+  grpc::Status finish = state->stream->Finish();
+  if (state->cancelled) return;
+  if (state->store_closed) {
+    error = absl::UnavailableError("store closed");
+  } else if (error.ok()) {
+    error = absl::UnavailableError("etcd: watch stream ended: " + finish.error_message());
+  }
+  if (state->on_error) state->on_error(error);
+}
+
 class EtcdWatchHandle : public WatchHandle {
  public:
-  EtcdWatchHandle(std::unique_ptr<grpc::ClientContext> context, std::unique_ptr<WatchStream> stream,
-                  WatchCallback on_events, WatchErrorCallback on_error)
-      : context_(std::move(context)),
-        stream_(std::move(stream)),
-        on_events_(std::move(on_events)),
-        on_error_(std::move(on_error)) {
-    reader_ = std::thread([this] { ReadLoop(); });
+  explicit EtcdWatchHandle(std::shared_ptr<EtcdWatchState> state) : state_(std::move(state)) {
+    reader_ = std::thread([state = state_] { ReadWatchStream(state); });
   }
   ~EtcdWatchHandle() override { Cancel(); }
 
   void Cancel() override {
-    std::lock_guard lock(cancel_mu_);
-    cancelled_ = true;
-    context_->TryCancel();
+    std::lock_guard lock(mu_);
+    state_->cancelled = true;
+    state_->context->TryCancel();
     if (!reader_.joinable()) return;
     if (std::this_thread::get_id() == reader_.get_id()) {
-      // Cancel from inside a callback (not allowed by the contract, but do not deadlock).
+      // Cancel from inside a callback (not allowed by the contract, but do not deadlock); the
+      // thread owns a reference to the state, so it may finish on its own.
       reader_.detach();
       return;
     }
@@ -142,52 +189,8 @@ class EtcdWatchHandle : public WatchHandle {
   }
 
  private:
-  void ReadLoop() {
-    etcdserverpb::WatchResponse response;
-    Status error;
-    while (stream_->Read(&response)) {
-      if (cancelled_) break;
-      if (response.compact_revision() > 0) {
-        error = absl::OutOfRangeError("etcd: mvcc: required revision has been compacted");
-        break;
-      }
-      if (response.canceled()) {
-        error = absl::CancelledError("etcd: watch canceled: " + response.cancel_reason());
-        break;
-      }
-      if (response.events_size() == 0) continue;
-      std::vector<WatchEvent> events;
-      events.reserve(response.events_size());
-      for (const auto& event : response.events()) {
-        WatchEvent out;
-        out.type = event.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
-                                                         : WatchEvent::Type::kPut;
-        out.kv = FromProto(event.kv());
-        events.push_back(std::move(out));
-      }
-      on_events_(events);
-    }
-    if (error.ok()) {
-      context_->TryCancel();
-      while (stream_->Read(&response)) {
-      }
-    } else {
-      context_->TryCancel();
-    }
-    grpc::Status finish = stream_->Finish();
-    if (cancelled_) return;
-    if (error.ok()) {
-      error = absl::UnavailableError("etcd: watch stream ended: " + finish.error_message());
-    }
-    if (on_error_) on_error_(error);
-  }
-
-  std::unique_ptr<grpc::ClientContext> context_;
-  std::unique_ptr<WatchStream> stream_;
-  WatchCallback on_events_;
-  WatchErrorCallback on_error_;
-  std::atomic<bool> cancelled_{false};
-  std::mutex cancel_mu_;
+  std::mutex mu_;
+  std::shared_ptr<EtcdWatchState> state_;
   std::thread reader_;
 };
 
@@ -260,8 +263,26 @@ class EtcdStore::Impl {
     return RawRange(request, timeout);
   }
 
+  ~Impl() {
+    std::lock_guard lock(watches_mu_);
+    for (auto& weak : watches_) {
+      if (auto state = weak.lock()) {
+        state->store_closed = true;
+        state->context->TryCancel();
+      }
+    }
+  }
+
+  void AddWatch(const std::shared_ptr<EtcdWatchState>& state) {
+    std::lock_guard lock(watches_mu_);
+    std::erase_if(watches_, [](const auto& weak) { return weak.expired(); });
+    watches_.push_back(state);
+  }
+
   std::vector<Endpoint> endpoints_;
   std::atomic<size_t> current_{0};
+  std::mutex watches_mu_;
+  std::vector<std::weak_ptr<EtcdWatchState>> watches_;
   std::atomic<int64_t> known_compacted_{0};
 };
 
@@ -359,6 +380,8 @@ StatusOr<std::unique_ptr<WatchHandle>> EtcdStore::Watch(const std::string& key,
     etcdserverpb::WatchResponse response;
     if (!stream->Write(request) || !stream->Read(&response)) {
       context->TryCancel();
+      while (stream->Read(&response)) {
+      }
       last = FromGrpc(stream->Finish());
       if (last.ok()) last = absl::UnavailableError("etcd: watch stream closed");
       continue;
@@ -374,8 +397,13 @@ StatusOr<std::unique_ptr<WatchHandle>> EtcdStore::Watch(const std::string& key,
       return absl::InvalidArgumentError("etcd: watch refused: " + response.cancel_reason());
     }
     impl_->current_ = index;
-    return std::unique_ptr<WatchHandle>(new EtcdWatchHandle(
-        std::move(context), std::move(stream), std::move(on_events), std::move(on_error)));
+    auto state = std::make_shared<EtcdWatchState>();
+    state->context = std::move(context);
+    state->stream = std::move(stream);
+    state->on_events = std::move(on_events);
+    state->on_error = std::move(on_error);
+    impl_->AddWatch(state);
+    return std::unique_ptr<WatchHandle>(new EtcdWatchHandle(std::move(state)));
   }
   return last;
 }

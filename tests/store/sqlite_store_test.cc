@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -167,22 +166,6 @@ TEST_F(SqliteStoreTest, TxnRejectsDuplicateKeysAndEmptyKeys) {
   EXPECT_EQ(store->Txn(txn).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(store->Put("", "x").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(*store->CurrentRevision(), 1);  // refused requests write nothing
-}
-
-TEST_F(SqliteStoreTest, ClosingTheStoreEndsWatches) {
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  std::atomic<int> errors{0};
-  auto watch = store->Watch(
-      "a", "", 0, [](const std::vector<WatchEvent>&) {},
-      [&](const Status& status) {
-        EXPECT_EQ(status.code(), StatusCode::kUnavailable);
-        ++errors;
-      });
-  ASSERT_TRUE(watch.ok());
-  store.reset();
-  EXPECT_EQ(errors.load(), 1);
-  (*watch)->Cancel();  // harmless after the store is gone
 }
 
 }  // namespace

@@ -544,5 +544,20 @@ TYPED_TEST(StoreContractTest, RevokeDeletesKeys) {
   EXPECT_EQ(store.Put(this->K("r/c"), "x", 12345).status().code(), StatusCode::kNotFound);
 }
 
+TYPED_TEST(StoreContractTest, ClosingTheStoreEndsWatches) {
+  WatchCollector collector;
+  auto watch =
+      this->store_->Watch(this->K("closing"), "", 0, collector.OnEvents(), collector.OnError());
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  this->store_.reset();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!collector.Error().has_value() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(collector.Error().has_value());
+  EXPECT_EQ(collector.Error()->code(), StatusCode::kUnavailable) << *collector.Error();
+  (*watch)->Cancel();  // harmless after the store is gone
+}
+
 }  // namespace
 }  // namespace photon::store
