@@ -1,0 +1,265 @@
+// Service- and bucket-level S3 operations of S3Service (see service.h).
+#include "common/util.h"
+#include "lightningstor/bucket_rules.h"
+#include "lightningstor/checksum.h"
+#include "lightningstor/s3_error.h"
+#include "lightningstor/service.h"
+#include "lightningstor/sigv4.h"
+#include "lightningstor/xml.h"
+
+namespace photon::lightningstor {
+namespace {
+
+constexpr const char* kXmlns = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+http::Response XmlResponse(std::string body, int status = 200) {
+  http::Response resp;
+  resp.status = status;
+  resp.body = std::move(body);
+  resp.AddHeader("Content-Type", "application/xml");
+  return resp;
+}
+
+http::Response Empty(int status) {
+  http::Response resp;
+  resp.status = status;
+  return resp;
+}
+
+void WriteOwner(XmlWriter& w) {
+  w.Open("Owner");
+  w.Element("ID", "lightningstor");
+  w.Element("DisplayName", "lightningstor");
+  w.Close("Owner");
+}
+
+}  // namespace
+
+StatusOr<std::string> S3Service::ReadSmallBody(S3Request& r, size_t limit) {
+  std::string out;
+  char buf[16 << 10];
+  while (true) {
+    PHOTON_ASSIGN_OR_RETURN(size_t n, r.http.body->Read(buf, sizeof buf));
+    if (n == 0) break;
+    out.append(buf, n);
+    if (out.size() > limit) return S3Error("MalformedXML", "request body too large");
+  }
+  // Small documents are signed with their real SHA-256 by every SDK; check it here.
+  const std::string& hash = r.auth.payload_hash;
+  if (!r.auth.anonymous && hash.size() == 64 && hash != sigv4::kUnsignedPayload) {
+    std::string actual = Sha256Hex(out);
+    if (actual != hash) {
+      return S3Error(
+          "XAmzContentSHA256Mismatch",
+          "The provided 'x-amz-content-sha256' header does not match what was computed.");
+    }
+  }
+  if (r.http.HasHeader("content-md5")) {
+    std::string raw;
+    if (!Base64Decode(r.http.Header("content-md5"), &raw) || raw.size() != 16) {
+      return S3Error("InvalidDigest", "The Content-MD5 you specified was invalid.");
+    }
+    if (raw != Md5Raw(out))
+      return S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.");
+  }
+  r.bytes_in += out.size();
+  return out;
+}
+
+StatusOr<http::Response> S3Service::ListBuckets(S3Request&) {
+  PHOTON_ASSIGN_OR_RETURN(auto buckets, meta_->ListBuckets());
+  XmlWriter w;
+  w.Open("ListAllMyBucketsResult", kXmlns);
+  WriteOwner(w);
+  w.Open("Buckets");
+  for (const auto& b : buckets) {
+    w.Open("Bucket");
+    w.Element("Name", b.name);
+    w.Element("CreationDate", sigv4::FormatIso8601(b.created_ms));
+    w.Close("Bucket");
+  }
+  w.Close("Buckets");
+  w.Close("ListAllMyBucketsResult");
+  return XmlResponse(w.Take());
+}
+
+StatusOr<http::Response> S3Service::CreateBucket(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(ValidateBucketName(r.bucket));
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
+  if (!body.empty()) {
+    PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
+    std::string location = doc->ChildText("LocationConstraint");
+    if (!location.empty() && location != config_.region) {
+      return S3Error("InvalidLocationConstraint", "The specified location-constraint is not valid");
+    }
+  }
+  const std::string& acl = r.http.Header("x-amz-acl");
+  if (!acl.empty() && acl != "private" && acl != "public-read") {
+    return S3Error("NotImplemented", "Only the private and public-read canned ACLs are supported");
+  }
+  BucketMeta bucket;
+  bucket.name = r.bucket;
+  bucket.created_ms = clock_->NowMillis();
+  PHOTON_RETURN_IF_ERROR(meta_->CreateBucket(bucket));
+  if (acl == "public-read") PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, true, ""));
+  http::Response resp;
+  resp.AddHeader("Location", "/" + r.bucket);
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::DeleteBucket(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(meta_->DeleteBucket(r.bucket));
+  return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::HeadBucket(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  http::Response resp;
+  resp.head_only = true;
+  resp.AddHeader("x-amz-bucket-region", config_.region);
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::GetBucketLocation(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  XmlWriter w;
+  w.Open("LocationConstraint", kXmlns);
+  // S3 reports the default region as an empty constraint.
+  if (config_.region != "us-east-1") {
+    std::string body = w.Take();
+    body += XmlEscape(config_.region);
+    body += "</LocationConstraint>";
+    return XmlResponse(body);
+  }
+  w.Close("LocationConstraint");
+  return XmlResponse(w.Take());
+}
+
+StatusOr<http::Response> S3Service::PutBucketVersioning(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
+  PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
+  std::string status = doc->ChildText("Status");
+  if (status != "Enabled" && status != "Suspended") {
+    return S3Error("MalformedXML", "Versioning Status must be Enabled or Suspended");
+  }
+  PHOTON_RETURN_IF_ERROR(meta_->SetVersioning(r.bucket, status));
+  return Empty(200);
+}
+
+StatusOr<http::Response> S3Service::GetBucketVersioning(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  XmlWriter w;
+  w.Open("VersioningConfiguration", kXmlns);
+  if (!bucket.versioning.empty()) w.Element("Status", bucket.versioning);
+  w.Close("VersioningConfiguration");
+  return XmlResponse(w.Take());
+}
+
+StatusOr<http::Response> S3Service::PutBucketLifecycle(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
+  PHOTON_RETURN_IF_ERROR(ParseLifecycle(body).status());
+  PHOTON_RETURN_IF_ERROR(meta_->SetLifecycle(r.bucket, body));
+  return Empty(200);
+}
+
+StatusOr<http::Response> S3Service::GetBucketLifecycle(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  if (bucket.lifecycle.empty()) {
+    return S3Error("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist");
+  }
+  PHOTON_ASSIGN_OR_RETURN(auto rules, ParseLifecycle(bucket.lifecycle));
+  XmlWriter w;
+  w.Open("LifecycleConfiguration", kXmlns);
+  for (const auto& rule : rules) {
+    w.Open("Rule");
+    if (!rule.id.empty()) w.Element("ID", rule.id);
+    w.Open("Filter");
+    w.Element("Prefix", rule.prefix);
+    w.Close("Filter");
+    w.Element("Status", rule.enabled ? "Enabled" : "Disabled");
+    if (rule.expiration_days > 0) {
+      w.Open("Expiration");
+      w.Element("Days", std::to_string(rule.expiration_days));
+      w.Close("Expiration");
+    }
+    if (rule.abort_upload_days > 0) {
+      w.Open("AbortIncompleteMultipartUpload");
+      w.Element("DaysAfterInitiation", std::to_string(rule.abort_upload_days));
+      w.Close("AbortIncompleteMultipartUpload");
+    }
+    w.Close("Rule");
+  }
+  w.Close("LifecycleConfiguration");
+  return XmlResponse(w.Take());
+}
+
+StatusOr<http::Response> S3Service::DeleteBucketLifecycle(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(meta_->SetLifecycle(r.bucket, ""));
+  return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::PutBucketPolicy(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 20 << 10));
+  PHOTON_ASSIGN_OR_RETURN(bool public_read, PolicyAllowsPublicRead(body));
+  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, public_read, body));
+  return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::GetBucketPolicy(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  if (bucket.policy.empty())
+    return S3Error("NoSuchBucketPolicy", "The bucket policy does not exist");
+  http::Response resp;
+  resp.body = bucket.policy;
+  resp.AddHeader("Content-Type", "application/json");
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::DeleteBucketPolicy(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, false, ""));
+  return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::PutBucketAcl(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
+  std::string acl = r.http.Header("x-amz-acl");
+  if (acl.empty() && !body.empty()) {
+    // An AccessControlPolicy document: public when AllUsers gets READ.
+    acl = body.find("http://acs.amazonaws.com/groups/global/AllUsers") != std::string::npos
+              ? "public-read"
+              : "private";
+  }
+  if (acl != "private" && acl != "public-read") {
+    return S3Error("NotImplemented", "Only the private and public-read canned ACLs are supported");
+  }
+  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, acl == "public-read", bucket.policy));
+  return Empty(200);
+}
+
+StatusOr<http::Response> S3Service::GetBucketAcl(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  XmlWriter w;
+  w.Open("AccessControlPolicy", kXmlns);
+  WriteOwner(w);
+  w.Open("AccessControlList");
+  std::string body = w.Take();
+  body +=
+      "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+      "xsi:type=\"CanonicalUser\"><ID>lightningstor</ID><DisplayName>lightningstor</DisplayName>"
+      "</Grantee><Permission>FULL_CONTROL</Permission></Grant>";
+  if (bucket.public_read) {
+    body +=
+        "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+        "xsi:type=\"Group\">"
+        "<URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
+        "<Permission>READ</Permission></Grant>";
+  }
+  body += "</AccessControlList></AccessControlPolicy>";
+  return XmlResponse(body);
+}
+
+}  // namespace photon::lightningstor

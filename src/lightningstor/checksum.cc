@@ -1,0 +1,159 @@
+#include "lightningstor/checksum.h"
+
+#include <nmmintrin.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <zlib.h>
+
+#include <array>
+
+namespace photon::lightningstor {
+
+Digest::Digest(Kind kind) {
+  auto* ctx = EVP_MD_CTX_new();
+  const EVP_MD* md = kind == Kind::kMd5    ? EVP_md5()
+                     : kind == Kind::kSha1 ? EVP_sha1()
+                                           : EVP_sha256();
+  EVP_DigestInit_ex(ctx, md, nullptr);
+  ctx_ = ctx;
+}
+
+Digest::~Digest() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Digest::Update(const void* data, size_t n) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, n);
+}
+
+std::string Digest::Finish() {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), md, &len);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+std::string Md5Raw(std::string_view data) {
+  Digest d(Digest::Kind::kMd5);
+  d.Update(data.data(), data.size());
+  return d.Finish();
+}
+
+std::string Sha256Raw(std::string_view data) {
+  Digest d(Digest::Kind::kSha256);
+  d.Update(data.data(), data.size());
+  return d.Finish();
+}
+
+std::string HmacSha256Raw(std::string_view key, std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+uint32_t Crc32Update(uint32_t crc, const void* data, size_t n) {
+  const auto* p = static_cast<const Bytef*>(data);
+  uLong c = crc;
+  while (n > 0) {
+    uInt step = n > (1u << 30) ? (1u << 30) : static_cast<uInt>(n);
+    c = crc32(c, p, step);
+    p += step;
+    n -= step;
+  }
+  return static_cast<uint32_t>(c);
+}
+
+namespace {
+
+const std::array<uint32_t, 256>& Crc32cTable() {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  return table;
+}
+
+uint32_t Crc32cSoftware(uint32_t crc, const uint8_t* p, size_t n) {
+  const auto& t = Crc32cTable();
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = t[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}
+
+__attribute__((target("sse4.2"))) uint32_t Crc32cHardware(uint32_t crc, const uint8_t* p,
+                                                          size_t n) {
+  uint64_t c = ~crc;
+  while (n >= 8) {
+    uint64_t v;
+    __builtin_memcpy(&v, p, 8);
+    c = _mm_crc32_u64(c, v);
+    p += 8;
+    n -= 8;
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  while (n > 0) {
+    c32 = _mm_crc32_u8(c32, *p++);
+    --n;
+  }
+  return ~c32;
+}
+
+}  // namespace
+
+uint32_t Crc32cUpdate(uint32_t crc, const void* data, size_t n) {
+  static const bool has_sse42 = __builtin_cpu_supports("sse4.2");
+  const auto* p = static_cast<const uint8_t*>(data);
+  return has_sse42 ? Crc32cHardware(crc, p, n) : Crc32cSoftware(crc, p, n);
+}
+
+std::string HexEncode(std::string_view raw) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(raw.size() * 2);
+  for (unsigned char c : raw) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+std::string Base64Encode(std::string_view raw) {
+  std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(raw.data()),
+                          static_cast<int>(raw.size()));
+  out.resize(n);
+  return out;
+}
+
+bool Base64Decode(std::string_view text, std::string* raw) {
+  if (text.size() % 4 != 0) return false;
+  std::string out(text.size() / 4 * 3 + 1, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(text.data()),
+                          static_cast<int>(text.size()));
+  if (n < 0) return false;
+  // EVP_DecodeBlock counts padding bytes as data; drop them.
+  size_t pad = 0;
+  if (!text.empty() && text.back() == '=') ++pad;
+  if (text.size() > 1 && text[text.size() - 2] == '=') ++pad;
+  out.resize(static_cast<size_t>(n) - pad);
+  *raw = std::move(out);
+  return true;
+}
+
+std::string CrcToBytes(uint32_t crc) {
+  std::string out(4, '\0');
+  out[0] = static_cast<char>(crc >> 24);
+  out[1] = static_cast<char>(crc >> 16);
+  out[2] = static_cast<char>(crc >> 8);
+  out[3] = static_cast<char>(crc);
+  return out;
+}
+
+}  // namespace photon::lightningstor

@@ -1,0 +1,345 @@
+#include "lightningstor/http/server.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace photon::lightningstor::http {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+
+constexpr size_t kHeaderLimit = 64 << 10;
+
+Status SplitHostPort(const std::string& hostport, std::string* host, int* port) {
+  size_t colon = hostport.rfind(':');
+  if (colon == std::string::npos)
+    return absl::InvalidArgumentError("listen: want HOST:PORT, got " + hostport);
+  *host = hostport.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']')
+    *host = host->substr(1, host->size() - 2);
+  if (host->empty()) *host = "0.0.0.0";
+  try {
+    *port = std::stoi(hostport.substr(colon + 1));
+  } catch (...) {
+    return absl::InvalidArgumentError("listen: bad port in " + hostport);
+  }
+  if (*port < 0 || *port > 65535)
+    return absl::InvalidArgumentError("listen: bad port in " + hostport);
+  return absl::OkStatus();
+}
+
+// Pulls body bytes through Beast's buffer_body parser; sends "100 Continue" first when the
+// client asked for it, so rejected requests never make the client send their body.
+template <typename Stream>
+class BeastBodyReader : public BodyReader {
+ public:
+  BeastBodyReader(Stream& stream, beast::flat_buffer& buffer,
+                  bhttp::request_parser<bhttp::buffer_body>& parser, bool expect_continue)
+      : stream_(stream), buffer_(buffer), parser_(parser), expect_continue_(expect_continue) {}
+
+  StatusOr<size_t> Read(char* buf, size_t n) override {
+    if (expect_continue_) {
+      expect_continue_ = false;
+      static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      beast::error_code ec;
+      net::write(stream_, net::buffer(kContinue, sizeof kContinue - 1), ec);
+      if (ec) return absl::UnavailableError("write 100-continue: " + ec.message());
+    }
+    while (true) {
+      if (parser_.is_done()) return size_t{0};
+      parser_.get().body().data = buf;
+      parser_.get().body().size = n;
+      beast::error_code ec;
+      bhttp::read(stream_, buffer_, parser_, ec);
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec) {
+        failed_ = true;
+        return absl::DataLossError("reading request body: " + ec.message());
+      }
+      size_t got = n - parser_.get().body().size;
+      if (got > 0 || parser_.is_done()) return got;
+    }
+  }
+  bool failed() const { return failed_; }
+
+ private:
+  Stream& stream_;
+  beast::flat_buffer& buffer_;
+  bhttp::request_parser<bhttp::buffer_body>& parser_;
+  bool expect_continue_;
+  bool failed_ = false;
+};
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+void ParseTarget(Request& req) {
+  size_t q = req.target.find('?');
+  req.raw_path = req.target.substr(0, q);
+  req.path = PercentDecode(req.raw_path, false);
+  if (q == std::string::npos) return;
+  req.raw_query = req.target.substr(q + 1);
+  size_t pos = 0;
+  const std::string& qs = req.raw_query;
+  while (pos <= qs.size()) {
+    size_t amp = qs.find('&', pos);
+    if (amp == std::string::npos) amp = qs.size();
+    std::string_view kv(qs.data() + pos, amp - pos);
+    if (!kv.empty()) {
+      size_t eq = kv.find('=');
+      if (eq == std::string_view::npos) {
+        req.query.emplace_back(PercentDecode(kv, true), "");
+      } else {
+        req.query.emplace_back(PercentDecode(kv.substr(0, eq), true),
+                               PercentDecode(kv.substr(eq + 1), true));
+      }
+    }
+    pos = amp + 1;
+  }
+}
+
+// Serves one connection until it closes. Returns when the peer goes or on any error.
+template <typename Stream>
+void ServeConnection(Stream& stream, bool tls, const std::string& remote, const Handler& handler) {
+  beast::flat_buffer buffer;
+  std::vector<char> drain(64 << 10);
+  while (true) {
+    bhttp::request_parser<bhttp::buffer_body> parser;
+    parser.header_limit(kHeaderLimit);
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // sizes are checked by the
+                                                                   // handler, bodies are streamed
+    beast::error_code ec;
+    bhttp::read_header(stream, buffer, parser, ec);
+    // need_buffer only says the (empty) body had nowhere to go yet; the head is complete.
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec) {
+      if (ec != bhttp::error::end_of_stream && ec != net::error::eof)
+        spdlog::debug("read header: {}", ec.message());
+      return;
+    }
+    auto& msg = parser.get();
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    ParseTarget(req);
+    req.headers.reserve(16);
+    for (const auto& f : msg)
+      req.headers.emplace_back(
+          Lower(std::string_view(f.name_string().data(), f.name_string().size())),
+          std::string(f.value()));
+    if (auto len = parser.content_length()) req.content_length = *len;
+    req.chunked = parser.chunked();
+    req.tls = tls;
+    req.remote = remote;
+    bool expect_continue = beast::iequals(msg[bhttp::field::expect], "100-continue");
+    BeastBodyReader<Stream> body(stream, buffer, parser, expect_continue);
+    req.body = &body;
+    bool keep_alive = msg.keep_alive();
+
+    Response resp = handler(req);
+
+    // A body the handler did not read: drain a little of it to keep the connection, else close.
+    if (!parser.is_done()) {
+      if (!body.failed() && !expect_continue && req.content_length &&
+          *req.content_length <= (1 << 20)) {
+        while (true) {
+          auto n = body.Read(drain.data(), drain.size());
+          if (!n.ok()) return;
+          if (*n == 0) break;
+        }
+      } else {
+        resp.close = true;
+      }
+    }
+    if (body.failed()) return;
+    bool close = resp.close || !keep_alive;
+
+    auto fill_head = [&](auto& res) {
+      res.result(static_cast<unsigned>(resp.status));
+      for (auto& [k, v] : resp.headers) res.insert(k, v);
+      res.keep_alive(!close);
+    };
+    if (resp.stream && !resp.head_only) {
+      bhttp::response<bhttp::empty_body> res;
+      fill_head(res);
+      res.content_length(*resp.stream_length);
+      bhttp::response_serializer<bhttp::empty_body> sr(res);
+      bhttp::write_header(stream, sr, ec);
+      if (ec) return;
+      uint64_t sent = 0;
+      Status st = resp.stream([&](const char* data, size_t n) -> Status {
+        beast::error_code wec;
+        net::write(stream, net::buffer(data, n), wec);
+        if (wec) return absl::UnavailableError("client went away: " + wec.message());
+        sent += n;
+        return absl::OkStatus();
+      });
+      // Abort (close without completing the body) rather than send wrong or missing bytes.
+      if (!st.ok() || sent != *resp.stream_length) return;
+    } else if (resp.head_only) {
+      bhttp::response<bhttp::empty_body> res;
+      fill_head(res);
+      res.content_length(resp.head_length);
+      bhttp::response_serializer<bhttp::empty_body> sr(res);
+      bhttp::write_header(stream, sr, ec);
+      if (ec) return;
+    } else {
+      bhttp::response<bhttp::string_body> res;
+      fill_head(res);
+      res.body() = std::move(resp.body);
+      res.prepare_payload();
+      if (resp.status == 204 || resp.status == 304) res.content_length(boost::none);
+      bhttp::write(stream, res, ec);
+      if (ec) return;
+    }
+    if (close) return;
+  }
+}
+
+class BeastServer : public Server {
+ public:
+  BeastServer(const ServerOptions& options, Handler handler)
+      : options_(options),
+        handler_(std::move(handler)),
+        acceptor_(io_),
+        ssl_ctx_(net::ssl::context::tls_server) {}
+  ~BeastServer() override { Stop(); }
+
+  Status Init() {
+    try {
+      if (!options_.tls_cert.empty()) {
+        ssl_ctx_.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                             net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                             net::ssl::context::no_tlsv1_1);
+        ssl_ctx_.use_certificate_chain_file(options_.tls_cert);
+        ssl_ctx_.use_private_key_file(options_.tls_key, net::ssl::context::pem);
+        tls_ = true;
+      }
+      std::string host;
+      int port = 0;
+      PHOTON_RETURN_IF_ERROR(SplitHostPort(options_.listen, &host, &port));
+      tcp::endpoint ep(net::ip::make_address(host), static_cast<unsigned short>(port));
+      acceptor_.open(ep.protocol());
+      acceptor_.set_option(net::socket_base::reuse_address(true));
+      acceptor_.bind(ep);
+      acceptor_.listen(1024);
+      port_ = acceptor_.local_endpoint().port();
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(std::string("listen ") + options_.listen + ": " + e.what());
+    }
+    accept_thread_ = std::thread([this] { AcceptLoop(); });
+    return absl::OkStatus();
+  }
+
+  int port() const override { return port_; }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    beast::error_code ec;
+    // shutdown(2) on the listening fd wakes the accept() blocked in the accept thread.
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+    if (accept_thread_.joinable()) accept_thread_.join();
+    acceptor_.close(ec);
+    std::unique_lock<std::mutex> lock(mu_);
+    for (tcp::socket* s : sockets_) s->shutdown(tcp::socket::shutdown_both, ec);
+    cv_.wait(lock, [this] { return active_ == 0; });
+  }
+
+ private:
+  void AcceptLoop() {
+    while (!stopped_) {
+      tcp::socket socket(io_);
+      beast::error_code ec;
+      acceptor_.accept(socket, ec);
+      if (ec) {
+        if (stopped_) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (active_ >= options_.max_connections) {
+          socket.close(ec);
+          continue;
+        }
+        ++active_;
+      }
+      std::thread([this, s = std::move(socket)]() mutable {
+        RunConnection(std::move(s));
+      }).detach();
+    }
+  }
+
+  void RunConnection(tcp::socket socket) {
+    beast::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    std::string remote;
+    auto ep = socket.remote_endpoint(ec);
+    if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sockets_.insert(&socket);
+    }
+    try {
+      if (tls_) {
+        net::ssl::stream<tcp::socket&> tls_stream(socket, ssl_ctx_);
+        tls_stream.handshake(net::ssl::stream_base::server, ec);
+        if (!ec) {
+          ServeConnection(tls_stream, true, remote, handler_);
+          tls_stream.shutdown(ec);
+        }
+      } else {
+        ServeConnection(socket, false, remote, handler_);
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("connection {}: {}", remote, e.what());
+    }
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+    std::lock_guard<std::mutex> lock(mu_);
+    sockets_.erase(&socket);
+    --active_;
+    cv_.notify_all();
+  }
+
+  ServerOptions options_;
+  Handler handler_;
+  net::io_context io_;
+  tcp::acceptor acceptor_;
+  net::ssl::context ssl_ctx_;
+  bool tls_ = false;
+  int port_ = 0;
+  std::atomic<bool> stopped_{false};
+  std::thread accept_thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<tcp::socket*> sockets_;
+  int active_ = 0;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, Handler handler) {
+  auto server = std::make_unique<BeastServer>(options, std::move(handler));
+  PHOTON_RETURN_IF_ERROR(server->Init());
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace photon::lightningstor::http

@@ -1,0 +1,726 @@
+#include "lightningstor/meta_store.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/util.h"
+#include "lightningstor/s3_error.h"
+
+namespace photon::lightningstor {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS buckets(
+  name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, versioning TEXT NOT NULL DEFAULT '',
+  public_read INTEGER NOT NULL DEFAULT 0, policy TEXT NOT NULL DEFAULT '',
+  lifecycle TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS objects(
+  id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL,
+  is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, size INTEGER NOT NULL,
+  etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, content_type TEXT NOT NULL,
+  extra TEXT NOT NULL, segments TEXT NOT NULL, data_crc INTEGER NOT NULL, data BLOB);
+CREATE INDEX IF NOT EXISTS objects_key ON objects(bucket, key, id);
+CREATE INDEX IF NOT EXISTS objects_latest ON objects(bucket, key, delete_marker, size, etag, mtime_ms)
+  WHERE is_latest = 1;
+CREATE TABLE IF NOT EXISTS uploads(
+  upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, content_type TEXT NOT NULL, extra TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS uploads_key ON uploads(bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS parts(
+  upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL,
+  etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, segment TEXT NOT NULL,
+  PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs(id TEXT PRIMARY KEY) WITHOUT ROWID;
+)sql";
+
+// Columns every object query selects, in the order RowToObject reads them.
+constexpr const char* kObjectCols =
+    "id, bucket, key, version_id, is_latest, delete_marker, size, etag, mtime_ms, content_type, "
+    "extra, segments, data_crc, data IS NOT NULL";
+constexpr const char* kObjectColsWithData =
+    "id, bucket, key, version_id, is_latest, delete_marker, size, etag, mtime_ms, content_type, "
+    "extra, segments, data_crc, data IS NOT NULL, data";
+
+ObjectMeta RowToObject(const Stmt& s, bool with_data) {
+  ObjectMeta o;
+  o.seq = s.Int(0);
+  o.bucket = s.Text(1);
+  o.key = s.Text(2);
+  o.version_id = s.Text(3);
+  o.is_latest = s.Int(4) != 0;
+  o.delete_marker = s.Int(5) != 0;
+  o.size = static_cast<uint64_t>(s.Int(6));
+  o.etag = s.Text(7);
+  o.mtime_ms = s.Int(8);
+  o.content_type = s.Text(9);
+  o.headers = DecodeHeaders(s.Text(10));
+  DecodeSegments(s.Text(11), &o.segments);
+  o.inline_crc = static_cast<uint32_t>(s.Int(12));
+  o.has_inline = s.Int(13) != 0;
+  if (with_data && o.has_inline) o.inline_data = s.Blob(14);
+  return o;
+}
+
+// Smallest string greater than every string starting with prefix, or "" when none exists.
+std::string PrefixEnd(const std::string& prefix) {
+  std::string end = prefix;
+  while (!end.empty()) {
+    auto c = static_cast<unsigned char>(end.back());
+    if (c < 0xFF) {
+      end.back() = static_cast<char>(c + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return "";
+}
+
+Status FreeRow(SqliteConn& db, const ObjectMeta& row, WriteResult* result) {
+  PHOTON_RETURN_IF_ERROR(db.Prepare("DELETE FROM objects WHERE id = ?").Bind(1, row.seq).Run());
+  for (const auto& seg : row.segments) {
+    PHOTON_RETURN_IF_ERROR(db.Prepare("DELETE FROM blobs WHERE id = ?").Bind(1, seg.blob_id).Run());
+    result->freed_blobs.push_back(seg.blob_id);
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::string> VersioningOf(SqliteConn& db, const std::string& bucket) {
+  auto s = db.Prepare("SELECT versioning FROM buckets WHERE name = ?");
+  s.Bind(1, bucket);
+  Status st;
+  if (!s.Step(&st)) {
+    PHOTON_RETURN_IF_ERROR(st);
+    return S3Error("NoSuchBucket", "The specified bucket does not exist");
+  }
+  return s.Text(0);
+}
+
+StatusOr<std::optional<ObjectMeta>> FindVersion(SqliteConn& db, const std::string& bucket,
+                                                const std::string& key,
+                                                const std::string& version_id) {
+  auto s = db.Prepare(std::string("SELECT ") + kObjectCols +
+                      " FROM objects WHERE bucket = ? AND key = ? AND version_id = ?");
+  s.Bind(1, bucket).Bind(2, key).Bind(3, version_id);
+  Status st;
+  if (s.Step(&st)) return std::optional<ObjectMeta>(RowToObject(s, false));
+  PHOTON_RETURN_IF_ERROR(st);
+  return std::optional<ObjectMeta>();
+}
+
+Status ClearLatest(SqliteConn& db, const std::string& bucket, const std::string& key) {
+  return db
+      .Prepare("UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1")
+      .Bind(1, bucket)
+      .Bind(2, key)
+      .Run();
+}
+
+Status InsertRow(SqliteConn& db, const ObjectMeta& o) {
+  auto s = db.Prepare(
+      "INSERT INTO objects(bucket, key, version_id, is_latest, delete_marker, size, etag, "
+      "mtime_ms, content_type, extra, segments, data_crc, data) "
+      "VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  s.Bind(1, o.bucket).Bind(2, o.key).Bind(3, o.version_id).Bind(4, int64_t{o.delete_marker});
+  s.Bind(5, static_cast<int64_t>(o.size)).Bind(6, o.etag).Bind(7, o.mtime_ms);
+  s.Bind(8, o.content_type).Bind(9, EncodeHeaders(o.headers)).Bind(10, EncodeSegments(o.segments));
+  s.Bind(11, static_cast<int64_t>(o.inline_crc));
+  if (o.has_inline)
+    s.BindBlob(12, o.inline_data);
+  else
+    s.BindNull(12);
+  PHOTON_RETURN_IF_ERROR(s.Run());
+  for (const auto& seg : o.segments) {
+    PHOTON_RETURN_IF_ERROR(
+        db.Prepare("INSERT OR IGNORE INTO blobs(id) VALUES(?)").Bind(1, seg.blob_id).Run());
+  }
+  return absl::OkStatus();
+}
+
+// Writes a new latest version (or delete marker) following the bucket's versioning state.
+Status InsertVersion(SqliteConn& db, ObjectMeta& o, WriteResult* result) {
+  PHOTON_ASSIGN_OR_RETURN(std::string versioning, VersioningOf(db, o.bucket));
+  if (versioning == "Enabled") {
+    o.version_id = NewVersionId(o.mtime_ms);
+  } else {
+    o.version_id = "null";
+    PHOTON_ASSIGN_OR_RETURN(auto old, FindVersion(db, o.bucket, o.key, "null"));
+    if (old) PHOTON_RETURN_IF_ERROR(FreeRow(db, *old, result));
+  }
+  PHOTON_RETURN_IF_ERROR(ClearLatest(db, o.bucket, o.key));
+  PHOTON_RETURN_IF_ERROR(InsertRow(db, o));
+  result->version_id = o.version_id;
+  result->delete_marker = o.delete_marker;
+  return absl::OkStatus();
+}
+
+UploadMeta RowToUpload(const Stmt& s) {
+  UploadMeta u;
+  u.upload_id = s.Text(0);
+  u.bucket = s.Text(1);
+  u.key = s.Text(2);
+  u.created_ms = s.Int(3);
+  u.content_type = s.Text(4);
+  u.headers = DecodeHeaders(s.Text(5));
+  return u;
+}
+
+PartMeta RowToPart(const Stmt& s) {
+  PartMeta p;
+  p.part_number = static_cast<int>(s.Int(0));
+  p.size = static_cast<uint64_t>(s.Int(1));
+  p.etag = s.Text(2);
+  p.mtime_ms = s.Int(3);
+  std::vector<Segment> segs;
+  if (DecodeSegments(s.Text(4), &segs) && !segs.empty()) p.segment = segs[0];
+  return p;
+}
+
+Status NoSuchUpload() {
+  return S3Error("NoSuchUpload",
+                 "The specified multipart upload does not exist. The upload ID may be invalid, "
+                 "or the upload may have been aborted or completed.");
+}
+
+}  // namespace
+
+std::string NewVersionId(int64_t now_ms) {
+  char buf[24];
+  snprintf(buf, sizeof buf, "%013lld", static_cast<long long>(now_ms));
+  return std::string(buf) + RandomHex(8);
+}
+
+class MetaStore::Reader {
+ public:
+  Reader(MetaStore* store, std::unique_ptr<SqliteConn> conn)
+      : store_(store), conn_(std::move(conn)) {}
+  Reader(Reader&& other) noexcept = default;
+  ~Reader() {
+    if (conn_) {
+      std::lock_guard<std::mutex> lock(store_->pool_mu_);
+      store_->pool_.push_back(std::move(conn_));
+    }
+  }
+  bool ok() const { return conn_ != nullptr; }
+  SqliteConn& operator*() { return *conn_; }
+  SqliteConn* operator->() { return conn_.get(); }
+
+ private:
+  MetaStore* store_;
+  std::unique_ptr<SqliteConn> conn_;
+};
+
+StatusOr<std::unique_ptr<SqliteConn>> MetaStore::NewConn() { return SqliteConn::Open(path_); }
+
+MetaStore::Reader MetaStore::Borrow() {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!pool_.empty()) {
+      auto conn = std::move(pool_.back());
+      pool_.pop_back();
+      return Reader(this, std::move(conn));
+    }
+  }
+  auto conn = NewConn();
+  if (!conn.ok()) {
+    spdlog::error("metadata: {}", std::string(conn.status().message()));
+    return Reader(this, nullptr);
+  }
+  return Reader(this, std::move(*conn));
+}
+
+#define PHOTON_BORROW(name) \
+  Reader name = Borrow();   \
+  if (!name.ok()) return absl::UnavailableError("metadata DB unavailable")
+
+StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path) {
+  std::unique_ptr<MetaStore> store(new MetaStore());
+  store->path_ = db_path;
+  PHOTON_ASSIGN_OR_RETURN(store->writer_, SqliteConn::Open(db_path));
+  PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
+  return store;
+}
+
+Status MetaStore::Write(Change change) {
+  Pending pending{std::move(change), absl::OkStatus(), false};
+  std::unique_lock<std::mutex> lock(write_mu_);
+  queue_.push_back(&pending);
+  while (!pending.done) {
+    if (leader_active_) {
+      write_cv_.wait(lock);
+      continue;
+    }
+    // Become the leader: take everything queued so far, commit it as one transaction.
+    leader_active_ = true;
+    std::vector<Pending*> batch;
+    batch.swap(queue_);
+    lock.unlock();
+    RunBatch(batch);
+    lock.lock();
+    for (Pending* p : batch) p->done = true;
+    leader_active_ = false;
+    write_cv_.notify_all();
+  }
+  return pending.status;
+}
+
+void MetaStore::RunBatch(std::vector<Pending*>& batch) {
+  SqliteConn& db = *writer_;
+  Status begin = db.Exec("BEGIN IMMEDIATE");
+  if (!begin.ok()) {
+    for (Pending* p : batch) p->status = begin;
+    return;
+  }
+  for (Pending* p : batch) {
+    (void)db.Exec("SAVEPOINT change");
+    p->status = p->change(db);
+    if (!p->status.ok()) (void)db.Exec("ROLLBACK TO change");
+    (void)db.Exec("RELEASE change");
+  }
+  Status commit = db.Exec("COMMIT");
+  if (!commit.ok()) {
+    (void)db.Exec("ROLLBACK");
+    for (Pending* p : batch)
+      if (p->status.ok()) p->status = commit;
+  }
+}
+
+Status MetaStore::CreateBucket(const BucketMeta& bucket) {
+  return Write([&](SqliteConn& db) -> Status {
+    auto s = db.Prepare("SELECT 1 FROM buckets WHERE name = ?");
+    s.Bind(1, bucket.name);
+    if (s.Step()) {
+      return S3Error(
+          "BucketAlreadyOwnedByYou",
+          "Your previous request to create the named bucket succeeded and you already own it.");
+    }
+    return db.Prepare("INSERT INTO buckets(name, created_ms) VALUES(?, ?)")
+        .Bind(1, bucket.name)
+        .Bind(2, bucket.created_ms)
+        .Run();
+  });
+}
+
+StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
+  PHOTON_BORROW(db);
+  auto s = db->Prepare(
+      "SELECT name, created_ms, versioning, public_read, policy, lifecycle FROM buckets WHERE name "
+      "= ?");
+  s.Bind(1, name);
+  Status st;
+  if (!s.Step(&st)) {
+    PHOTON_RETURN_IF_ERROR(st);
+    return S3Error("NoSuchBucket", "The specified bucket does not exist");
+  }
+  return BucketMeta{s.Text(0), s.Int(1), s.Text(2), s.Int(3) != 0, s.Text(4), s.Text(5)};
+}
+
+StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
+  PHOTON_BORROW(db);
+  auto s = db->Prepare(
+      "SELECT name, created_ms, versioning, public_read, policy, lifecycle FROM buckets ORDER BY "
+      "name");
+  std::vector<BucketMeta> out;
+  Status st;
+  while (s.Step(&st))
+    out.push_back({s.Text(0), s.Int(1), s.Text(2), s.Int(3) != 0, s.Text(4), s.Text(5)});
+  PHOTON_RETURN_IF_ERROR(st);
+  return out;
+}
+
+Status MetaStore::DeleteBucket(const std::string& name) {
+  return Write([&](SqliteConn& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    auto objects = db.Prepare("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1");
+    objects.Bind(1, name);
+    auto uploads = db.Prepare("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1");
+    uploads.Bind(1, name);
+    if (objects.Step() || uploads.Step()) {
+      return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
+    }
+    return db.Prepare("DELETE FROM buckets WHERE name = ?").Bind(1, name).Run();
+  });
+}
+
+Status MetaStore::SetVersioning(const std::string& name, const std::string& state) {
+  return Write([&](SqliteConn& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Prepare("UPDATE buckets SET versioning = ? WHERE name = ?")
+        .Bind(1, state)
+        .Bind(2, name)
+        .Run();
+  });
+}
+
+Status MetaStore::SetPolicy(const std::string& name, bool public_read, const std::string& policy) {
+  return Write([&](SqliteConn& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Prepare("UPDATE buckets SET public_read = ?, policy = ? WHERE name = ?")
+        .Bind(1, int64_t{public_read})
+        .Bind(2, policy)
+        .Bind(3, name)
+        .Run();
+  });
+}
+
+Status MetaStore::SetLifecycle(const std::string& name, const std::string& lifecycle_xml) {
+  return Write([&](SqliteConn& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Prepare("UPDATE buckets SET lifecycle = ? WHERE name = ?")
+        .Bind(1, lifecycle_xml)
+        .Bind(2, name)
+        .Run();
+  });
+}
+
+StatusOr<WriteResult> MetaStore::PutObject(ObjectMeta object) {
+  WriteResult result;
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
+    WriteResult attempt;
+    PHOTON_RETURN_IF_ERROR(InsertVersion(db, object, &attempt));
+    result = std::move(attempt);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::string& key,
+                                          const std::string& version_id, bool* is_marker) {
+  if (is_marker) *is_marker = false;
+  PHOTON_BORROW(db);
+  Stmt s = version_id.empty()
+               ? db->Prepare(std::string("SELECT ") + kObjectColsWithData +
+                             " FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1")
+               : db->Prepare(std::string("SELECT ") + kObjectColsWithData +
+                             " FROM objects WHERE bucket = ? AND key = ? AND version_id = ?");
+  s.Bind(1, bucket).Bind(2, key);
+  if (!version_id.empty()) s.Bind(3, version_id);
+  Status st;
+  if (!s.Step(&st)) {
+    PHOTON_RETURN_IF_ERROR(st);
+    if (!version_id.empty())
+      return S3Error("NoSuchVersion", "The specified version does not exist.");
+    return S3Error("NoSuchKey", "The specified key does not exist.");
+  }
+  ObjectMeta o = RowToObject(s, true);
+  if (o.delete_marker) {
+    if (is_marker) *is_marker = true;
+    if (version_id.empty()) return S3Error("NoSuchKey", "The specified key does not exist.");
+    return S3Error("MethodNotAllowed",
+                   "The specified method is not allowed against this resource.");
+  }
+  return o;
+}
+
+StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const std::string& key,
+                                              const std::string& version_id) {
+  WriteResult result;
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
+    WriteResult r;
+    PHOTON_ASSIGN_OR_RETURN(std::string versioning, VersioningOf(db, bucket));
+    if (version_id.empty()) {
+      if (versioning.empty()) {
+        PHOTON_ASSIGN_OR_RETURN(auto old, FindVersion(db, bucket, key, "null"));
+        if (old) PHOTON_RETURN_IF_ERROR(FreeRow(db, *old, &r));
+      } else {
+        ObjectMeta marker;
+        marker.bucket = bucket;
+        marker.key = key;
+        marker.delete_marker = true;
+        marker.mtime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+        PHOTON_RETURN_IF_ERROR(InsertVersion(db, marker, &r));
+      }
+    } else {
+      PHOTON_ASSIGN_OR_RETURN(auto row, FindVersion(db, bucket, key, version_id));
+      if (row) {
+        PHOTON_RETURN_IF_ERROR(FreeRow(db, *row, &r));
+        if (row->is_latest) {
+          PHOTON_RETURN_IF_ERROR(
+              db.Prepare("UPDATE objects SET is_latest = 1 WHERE id = (SELECT id FROM objects "
+                         "WHERE bucket = ? AND key = ? ORDER BY id DESC LIMIT 1)")
+                  .Bind(1, bucket)
+                  .Bind(2, key)
+                  .Run());
+        }
+        r.delete_marker = row->delete_marker;
+      }
+      r.version_id = version_id;
+    }
+    result = std::move(r);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+StatusOr<std::vector<ListEntry>> MetaStore::ListLatest(const std::string& bucket,
+                                                       const std::string& prefix,
+                                                       const std::string& after,
+                                                       bool inclusive_after, int limit) {
+  PHOTON_BORROW(db);
+  std::string end = PrefixEnd(prefix);
+  // Start at the prefix, or just after `after` when that lies at or beyond the prefix.
+  bool use_after = !after.empty() && after >= prefix;
+  const std::string& lower = use_after ? after : prefix;
+  bool inclusive = !use_after || inclusive_after;
+  std::string sql =
+      "SELECT key, delete_marker, size, etag, mtime_ms FROM objects WHERE bucket = ?1 AND "
+      "is_latest = 1 AND key ";
+  sql += inclusive ? ">= ?2" : "> ?2";
+  if (!end.empty()) sql += " AND key < ?3";
+  sql += " ORDER BY key LIMIT ?4";
+  auto s = db->Prepare(sql);
+  s.Bind(1, bucket).Bind(2, lower).Bind(4, int64_t{limit});
+  if (!end.empty()) s.Bind(3, end);
+  std::vector<ListEntry> out;
+  Status st;
+  while (s.Step(&st)) {
+    out.push_back({s.Text(0), s.Int(1) != 0, static_cast<uint64_t>(s.Int(2)), s.Text(3), s.Int(4)});
+  }
+  PHOTON_RETURN_IF_ERROR(st);
+  return out;
+}
+
+StatusOr<std::vector<ObjectMeta>> MetaStore::ListVersions(const std::string& bucket,
+                                                          const std::string& prefix,
+                                                          const std::string& key_marker,
+                                                          const std::string& version_marker,
+                                                          int limit) {
+  PHOTON_BORROW(db);
+  int64_t marker_id = -1;
+  if (!key_marker.empty() && !version_marker.empty()) {
+    auto s = db->Prepare("SELECT id FROM objects WHERE bucket = ? AND key = ? AND version_id = ?");
+    s.Bind(1, bucket).Bind(2, key_marker).Bind(3, version_marker);
+    if (s.Step()) marker_id = s.Int(0);
+  }
+  std::string end = PrefixEnd(prefix);
+  std::string sql =
+      std::string("SELECT ") + kObjectCols +
+      " FROM objects WHERE bucket = ?1 AND key >= ?2 AND (key > ?3 OR (key = ?3 AND id < ?4))";
+  if (!end.empty()) sql += " AND key < ?5";
+  sql += " ORDER BY key, id DESC LIMIT ?6";
+  auto s = db->Prepare(sql);
+  s.Bind(1, bucket).Bind(2, prefix).Bind(3, key_marker).Bind(4, marker_id).Bind(6, int64_t{limit});
+  if (!end.empty()) s.Bind(5, end);
+  std::vector<ObjectMeta> out;
+  Status st;
+  while (s.Step(&st)) out.push_back(RowToObject(s, false));
+  PHOTON_RETURN_IF_ERROR(st);
+  return out;
+}
+
+Status MetaStore::CreateUpload(const UploadMeta& u) {
+  return Write([&](SqliteConn& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, u.bucket).status());
+    return db
+        .Prepare(
+            "INSERT INTO uploads(upload_id, bucket, key, created_ms, content_type, extra) "
+            "VALUES(?, ?, ?, ?, ?, ?)")
+        .Bind(1, u.upload_id)
+        .Bind(2, u.bucket)
+        .Bind(3, u.key)
+        .Bind(4, u.created_ms)
+        .Bind(5, u.content_type)
+        .Bind(6, EncodeHeaders(u.headers))
+        .Run();
+  });
+}
+
+StatusOr<UploadMeta> MetaStore::GetUpload(const std::string& bucket, const std::string& key,
+                                          const std::string& upload_id) {
+  PHOTON_BORROW(db);
+  auto s = db->Prepare(
+      "SELECT upload_id, bucket, key, created_ms, content_type, extra FROM uploads WHERE upload_id "
+      "= ?");
+  s.Bind(1, upload_id);
+  Status st;
+  if (!s.Step(&st)) {
+    PHOTON_RETURN_IF_ERROR(st);
+    return NoSuchUpload();
+  }
+  UploadMeta u = RowToUpload(s);
+  if (u.bucket != bucket || u.key != key) return NoSuchUpload();
+  return u;
+}
+
+StatusOr<WriteResult> MetaStore::PutPart(const std::string& upload_id, const PartMeta& part) {
+  WriteResult result;
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
+    auto u = db.Prepare("SELECT 1 FROM uploads WHERE upload_id = ?");
+    u.Bind(1, upload_id);
+    if (!u.Step()) return NoSuchUpload();
+    WriteResult r;
+    auto old = db.Prepare("SELECT segment FROM parts WHERE upload_id = ? AND part_number = ?");
+    old.Bind(1, upload_id).Bind(2, int64_t{part.part_number});
+    if (old.Step()) {
+      std::vector<Segment> segs;
+      DecodeSegments(old.Text(0), &segs);
+      for (const auto& seg : segs) {
+        PHOTON_RETURN_IF_ERROR(
+            db.Prepare("DELETE FROM blobs WHERE id = ?").Bind(1, seg.blob_id).Run());
+        r.freed_blobs.push_back(seg.blob_id);
+      }
+    }
+    PHOTON_RETURN_IF_ERROR(
+        db.Prepare(
+              "INSERT OR REPLACE INTO parts(upload_id, part_number, size, etag, mtime_ms, segment) "
+              "VALUES(?, ?, ?, ?, ?, ?)")
+            .Bind(1, upload_id)
+            .Bind(2, int64_t{part.part_number})
+            .Bind(3, static_cast<int64_t>(part.size))
+            .Bind(4, part.etag)
+            .Bind(5, part.mtime_ms)
+            .Bind(6, EncodeSegments({part.segment}))
+            .Run());
+    PHOTON_RETURN_IF_ERROR(db.Prepare("INSERT OR IGNORE INTO blobs(id) VALUES(?)")
+                               .Bind(1, part.segment.blob_id)
+                               .Run());
+    result = std::move(r);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+StatusOr<std::vector<PartMeta>> MetaStore::ListParts(const std::string& upload_id, int after,
+                                                     int limit) {
+  PHOTON_BORROW(db);
+  auto s = db->Prepare(
+      "SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE upload_id = ? AND "
+      "part_number > ? ORDER BY part_number LIMIT ?");
+  s.Bind(1, upload_id).Bind(2, int64_t{after}).Bind(3, int64_t{limit});
+  std::vector<PartMeta> out;
+  Status st;
+  while (s.Step(&st)) out.push_back(RowToPart(s));
+  PHOTON_RETURN_IF_ERROR(st);
+  return out;
+}
+
+StatusOr<std::vector<UploadMeta>> MetaStore::ListUploads(const std::string& bucket,
+                                                         const std::string& prefix,
+                                                         const std::string& key_marker,
+                                                         const std::string& upload_marker,
+                                                         int limit) {
+  PHOTON_BORROW(db);
+  std::string end = PrefixEnd(prefix);
+  std::string sql =
+      "SELECT upload_id, bucket, key, created_ms, content_type, extra FROM uploads WHERE bucket = "
+      "?1 "
+      "AND key >= ?2 AND (key > ?3 OR (key = ?3 AND upload_id > ?4))";
+  if (!end.empty()) sql += " AND key < ?5";
+  sql += " ORDER BY key, upload_id LIMIT ?6";
+  auto s = db->Prepare(sql);
+  s.Bind(1, bucket).Bind(2, prefix).Bind(3, key_marker).Bind(6, int64_t{limit});
+  // Without an upload-id marker every upload of key_marker itself is after the marker... except
+  // S3 says key-marker alone means keys strictly greater, so use a value above any id.
+  s.Bind(4, key_marker.empty() ? std::string()
+                               : (upload_marker.empty() ? std::string("\xff") : upload_marker));
+  if (!end.empty()) s.Bind(5, end);
+  std::vector<UploadMeta> out;
+  Status st;
+  while (s.Step(&st)) out.push_back(RowToUpload(s));
+  PHOTON_RETURN_IF_ERROR(st);
+  return out;
+}
+
+StatusOr<WriteResult> MetaStore::CompleteUpload(const std::string& upload_id, ObjectMeta object,
+                                                const std::vector<int>& used_parts) {
+  WriteResult result;
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
+    auto u = db.Prepare("SELECT 1 FROM uploads WHERE upload_id = ?");
+    u.Bind(1, upload_id);
+    if (!u.Step()) return NoSuchUpload();
+    WriteResult r;
+    std::vector<PartMeta> parts;
+    {
+      auto s = db.Prepare(
+          "SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE upload_id = ?");
+      s.Bind(1, upload_id);
+      while (s.Step()) parts.push_back(RowToPart(s));
+    }
+    for (const auto& p : parts) {
+      if (std::find(used_parts.begin(), used_parts.end(), p.part_number) != used_parts.end())
+        continue;
+      PHOTON_RETURN_IF_ERROR(
+          db.Prepare("DELETE FROM blobs WHERE id = ?").Bind(1, p.segment.blob_id).Run());
+      r.freed_blobs.push_back(p.segment.blob_id);
+    }
+    PHOTON_RETURN_IF_ERROR(
+        db.Prepare("DELETE FROM parts WHERE upload_id = ?").Bind(1, upload_id).Run());
+    PHOTON_RETURN_IF_ERROR(
+        db.Prepare("DELETE FROM uploads WHERE upload_id = ?").Bind(1, upload_id).Run());
+    PHOTON_RETURN_IF_ERROR(InsertVersion(db, object, &r));
+    result = std::move(r);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+StatusOr<WriteResult> MetaStore::AbortUpload(const std::string& upload_id) {
+  WriteResult result;
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
+    auto u = db.Prepare("SELECT 1 FROM uploads WHERE upload_id = ?");
+    u.Bind(1, upload_id);
+    if (!u.Step()) return NoSuchUpload();
+    WriteResult r;
+    {
+      auto s = db.Prepare(
+          "SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE upload_id = ?");
+      s.Bind(1, upload_id);
+      while (s.Step()) r.freed_blobs.push_back(RowToPart(s).segment.blob_id);
+    }
+    for (const auto& b : r.freed_blobs)
+      PHOTON_RETURN_IF_ERROR(db.Prepare("DELETE FROM blobs WHERE id = ?").Bind(1, b).Run());
+    PHOTON_RETURN_IF_ERROR(
+        db.Prepare("DELETE FROM parts WHERE upload_id = ?").Bind(1, upload_id).Run());
+    PHOTON_RETURN_IF_ERROR(
+        db.Prepare("DELETE FROM uploads WHERE upload_id = ?").Bind(1, upload_id).Run());
+    result = std::move(r);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+StatusOr<std::vector<UploadMeta>> MetaStore::UploadsOlderThan(int64_t created_before_ms,
+                                                              int limit) {
+  PHOTON_BORROW(db);
+  auto s = db->Prepare(
+      "SELECT upload_id, bucket, key, created_ms, content_type, extra FROM uploads WHERE "
+      "created_ms < ? LIMIT ?");
+  s.Bind(1, created_before_ms).Bind(2, int64_t{limit});
+  std::vector<UploadMeta> out;
+  Status st;
+  while (s.Step(&st)) out.push_back(RowToUpload(s));
+  PHOTON_RETURN_IF_ERROR(st);
+  return out;
+}
+
+StatusOr<std::vector<ObjectMeta>> MetaStore::ExpiryCandidates(const std::string& bucket,
+                                                              const std::string& prefix,
+                                                              int64_t mtime_before_ms, int limit) {
+  PHOTON_BORROW(db);
+  std::string end = PrefixEnd(prefix);
+  std::string sql = std::string("SELECT ") + kObjectCols +
+                    " FROM objects WHERE bucket = ?1 AND is_latest = 1 AND delete_marker = 0 AND "
+                    "key >= ?2 AND mtime_ms < ?3";
+  if (!end.empty()) sql += " AND key < ?4";
+  sql += " ORDER BY key LIMIT ?5";
+  auto s = db->Prepare(sql);
+  s.Bind(1, bucket).Bind(2, prefix).Bind(3, mtime_before_ms).Bind(5, int64_t{limit});
+  if (!end.empty()) s.Bind(4, end);
+  std::vector<ObjectMeta> out;
+  Status st;
+  while (s.Step(&st)) out.push_back(RowToObject(s, false));
+  PHOTON_RETURN_IF_ERROR(st);
+  return out;
+}
+
+StatusOr<bool> MetaStore::BlobReferenced(const std::string& blob_id) {
+  PHOTON_BORROW(db);
+  auto s = db->Prepare("SELECT 1 FROM blobs WHERE id = ?");
+  s.Bind(1, blob_id);
+  return s.Step();
+}
+
+}  // namespace photon::lightningstor

@@ -1,0 +1,265 @@
+#include "lightningstor/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "common/util.h"
+#include "lightningstor/s3_error.h"
+#include "lightningstor/sigv4.h"
+
+namespace photon::lightningstor {
+namespace {
+
+// Sub-resources of S3 this server does not implement: answered NotImplemented rather than
+// misread as a listing or an object read.
+const std::set<std::string>& Unsupported() {
+  static const auto* names = new std::set<std::string>{"tagging",
+                                                       "cors",
+                                                       "website",
+                                                       "logging",
+                                                       "notification",
+                                                       "replication",
+                                                       "encryption",
+                                                       "object-lock",
+                                                       "retention",
+                                                       "legal-hold",
+                                                       "torrent",
+                                                       "accelerate",
+                                                       "requestPayment",
+                                                       "ownershipControls",
+                                                       "publicAccessBlock",
+                                                       "intelligent-tiering",
+                                                       "inventory",
+                                                       "metrics",
+                                                       "analytics",
+                                                       "restore",
+                                                       "select",
+                                                       "attributes",
+                                                       "policyStatus"};
+  return *names;
+}
+
+}  // namespace
+
+bool IsStoredHeader(const std::string& name) {
+  return name == "content-encoding" || name == "cache-control" || name == "content-disposition" ||
+         name == "content-language" || name == "expires" || name.rfind("x-amz-meta-", 0) == 0 ||
+         name == "x-amz-website-redirect-location";
+}
+
+std::string HttpDate(int64_t epoch_ms) { return sigv4::FormatHttpDate(epoch_ms / 1000); }
+std::string QuoteEtag(const std::string& etag) { return "\"" + etag + "\""; }
+std::string UnquoteEtag(std::string etag) {
+  while (!etag.empty() && (etag.front() == '"' || etag.front() == ' ')) etag.erase(0, 1);
+  while (!etag.empty() && (etag.back() == '"' || etag.back() == ' ')) etag.pop_back();
+  if (etag.rfind("W/", 0) == 0) return UnquoteEtag(etag.substr(2));
+  return etag;
+}
+
+S3Service::S3Service(const Config& config, MetaStore* meta, BlobStore* blobs, KeyStore* keys,
+                     MetricsRegistry* metrics, const Clock* clock)
+    : config_(config),
+      meta_(meta),
+      blobs_(blobs),
+      metrics_(metrics),
+      clock_(clock),
+      auth_(&config_, keys, clock) {
+  bytes_in_ = metrics_->GetCounter("lightningstor_bytes_in_total", "Object bytes received");
+  bytes_out_ = metrics_->GetCounter("lightningstor_bytes_out_total", "Object bytes sent");
+}
+
+void S3Service::FreeBlobs(const std::vector<std::string>& blob_ids) const {
+  for (const auto& id : blob_ids) blobs_->Remove(id);
+}
+
+StatusOr<BucketMeta> S3Service::RequireBucket(const std::string& name) {
+  return meta_->GetBucket(name);
+}
+
+std::string S3Service::OperationName(const http::Request& req, const std::string& bucket,
+                                     const std::string& key) const {
+  const std::string& m = req.method;
+  for (const auto& [name, value] : req.query) {
+    if (Unsupported().count(name)) return "Unsupported";
+  }
+  if (bucket.empty()) return m == "GET" ? "ListBuckets" : "Unknown";
+  if (key.empty()) {
+    if (m == "PUT") {
+      if (req.HasQuery("versioning")) return "PutBucketVersioning";
+      if (req.HasQuery("lifecycle")) return "PutBucketLifecycle";
+      if (req.HasQuery("policy")) return "PutBucketPolicy";
+      if (req.HasQuery("acl")) return "PutBucketAcl";
+      return "CreateBucket";
+    }
+    if (m == "GET") {
+      if (req.HasQuery("location")) return "GetBucketLocation";
+      if (req.HasQuery("versioning")) return "GetBucketVersioning";
+      if (req.HasQuery("lifecycle")) return "GetBucketLifecycle";
+      if (req.HasQuery("policy")) return "GetBucketPolicy";
+      if (req.HasQuery("acl")) return "GetBucketAcl";
+      if (req.HasQuery("uploads")) return "ListMultipartUploads";
+      if (req.HasQuery("versions")) return "ListObjectVersions";
+      const std::string* lt = req.Query("list-type");
+      if (lt && *lt == "2") return "ListObjectsV2";
+      return "ListObjects";
+    }
+    if (m == "DELETE") {
+      if (req.HasQuery("lifecycle")) return "DeleteBucketLifecycle";
+      if (req.HasQuery("policy")) return "DeleteBucketPolicy";
+      return "DeleteBucket";
+    }
+    if (m == "HEAD") return "HeadBucket";
+    if (m == "POST" && req.HasQuery("delete")) return "DeleteObjects";
+    return "Unknown";
+  }
+  if (m == "PUT") {
+    if (req.HasQuery("uploadId") || req.HasQuery("partNumber")) {
+      return req.HasHeader("x-amz-copy-source") ? "UploadPartCopy" : "UploadPart";
+    }
+    if (req.HasQuery("acl")) return "PutObjectAcl";
+    return req.HasHeader("x-amz-copy-source") ? "CopyObject" : "PutObject";
+  }
+  if (m == "GET") return req.HasQuery("uploadId") ? "ListParts" : "GetObject";
+  if (m == "HEAD") return "HeadObject";
+  if (m == "DELETE") return req.HasQuery("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
+  if (m == "POST") {
+    if (req.HasQuery("uploads")) return "CreateMultipartUpload";
+    if (req.HasQuery("uploadId")) return "CompleteMultipartUpload";
+  }
+  return "Unknown";
+}
+
+Status S3Service::CheckAccess(S3Request& r) {
+  if (!r.auth.anonymous) return absl::OkStatus();
+  // Anonymous callers may only read, and only from buckets made public.
+  static const std::set<std::string> kPublicOps = {"GetObject", "HeadObject", "ListObjects",
+                                                   "ListObjectsV2"};
+  if (!r.bucket.empty() && kPublicOps.count(r.op)) {
+    PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+    if (bucket.public_read) return absl::OkStatus();
+  }
+  return S3Error("AccessDenied", "Access Denied");
+}
+
+StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
+  const std::string& op = r.op;
+  if (op == "ListBuckets") return ListBuckets(r);
+  if (op == "CreateBucket") return CreateBucket(r);
+  if (op == "DeleteBucket") return DeleteBucket(r);
+  if (op == "HeadBucket") return HeadBucket(r);
+  if (op == "GetBucketLocation") return GetBucketLocation(r);
+  if (op == "PutBucketVersioning") return PutBucketVersioning(r);
+  if (op == "GetBucketVersioning") return GetBucketVersioning(r);
+  if (op == "PutBucketLifecycle") return PutBucketLifecycle(r);
+  if (op == "GetBucketLifecycle") return GetBucketLifecycle(r);
+  if (op == "DeleteBucketLifecycle") return DeleteBucketLifecycle(r);
+  if (op == "PutBucketPolicy") return PutBucketPolicy(r);
+  if (op == "GetBucketPolicy") return GetBucketPolicy(r);
+  if (op == "DeleteBucketPolicy") return DeleteBucketPolicy(r);
+  if (op == "PutBucketAcl") return PutBucketAcl(r);
+  if (op == "GetBucketAcl") return GetBucketAcl(r);
+  if (op == "ListObjects") return ListObjects(r, false);
+  if (op == "ListObjectsV2") return ListObjects(r, true);
+  if (op == "ListObjectVersions") return ListObjectVersions(r);
+  if (op == "ListMultipartUploads") return ListMultipartUploads(r);
+  if (op == "DeleteObjects") return DeleteObjects(r);
+  if (op == "PutObject") return PutObject(r);
+  if (op == "CopyObject") return CopyObject(r);
+  if (op == "GetObject") return GetObject(r, false);
+  if (op == "HeadObject") return GetObject(r, true);
+  if (op == "DeleteObject") return DeleteObject(r);
+  if (op == "CreateMultipartUpload") return CreateMultipartUpload(r);
+  if (op == "UploadPart" || op == "UploadPartCopy") return UploadPart(r);
+  if (op == "CompleteMultipartUpload") return CompleteMultipartUpload(r);
+  if (op == "AbortMultipartUpload") return AbortMultipartUpload(r);
+  if (op == "ListParts") return ListParts(r);
+  if (op == "Unsupported" || op == "PutObjectAcl") {
+    return S3Error("NotImplemented",
+                   "A header or query you provided implies functionality that is not implemented.");
+  }
+  return S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.");
+}
+
+void S3Service::Observe(const S3Request& r, int status, double seconds) {
+  metrics_
+      ->GetCounter("lightningstor_requests_total", "S3 requests by operation and HTTP status",
+                   {{"op", r.op}, {"status", std::to_string(status)}})
+      ->Inc();
+  metrics_
+      ->GetHistogram("lightningstor_request_duration_seconds", "S3 request latency by operation",
+                     {{"op", r.op}})
+      ->Observe(seconds);
+  if (r.bytes_in) bytes_in_->Inc(static_cast<double>(r.bytes_in));
+  if (r.bytes_out) bytes_out_->Inc(static_cast<double>(r.bytes_out));
+}
+
+http::Response S3Service::Handle(http::Request& req) {
+  int64_t start = MonotonicNanos();
+  if (req.method == "GET" && req.path == "/healthz" && req.query.empty()) {
+    http::Response resp;
+    resp.body = "ok\n";
+    resp.AddHeader("Content-Type", "text/plain");
+    return resp;
+  }
+  if (req.method == "GET" && req.path == "/metrics" && req.query.empty()) {
+    http::Response resp;
+    resp.body = metrics_->Render();
+    resp.AddHeader("Content-Type", "text/plain; version=0.0.4");
+    return resp;
+  }
+  // Addressing: "BUCKET.<virtual_host_domain>" in Host, else the first path segment.
+  std::string host = req.Header("host");
+  if (!host.empty() && host.front() != '[') host = host.substr(0, host.find(':'));
+  std::string bucket, key;
+  const std::string& domain = config_.virtual_host_domain;
+  if (!domain.empty() && host.size() > domain.size() + 1 &&
+      host.compare(host.size() - domain.size(), domain.size(), domain) == 0 &&
+      host[host.size() - domain.size() - 1] == '.') {
+    bucket = host.substr(0, host.size() - domain.size() - 1);
+    key = req.path.size() > 1 ? req.path.substr(1) : "";
+  } else {
+    std::string_view path = req.path;
+    if (!path.empty() && path.front() == '/') path.remove_prefix(1);
+    size_t slash = path.find('/');
+    bucket = std::string(path.substr(0, slash));
+    if (slash != std::string_view::npos) key = std::string(path.substr(slash + 1));
+  }
+  S3Request r{req, bucket, key, OperationName(req, bucket, key), {}, RandomHex(8)};
+
+  StatusOr<http::Response> result = [&]() -> StatusOr<http::Response> {
+    PHOTON_ASSIGN_OR_RETURN(r.auth, auth_.Authenticate(req));
+    PHOTON_RETURN_IF_ERROR(CheckAccess(r));
+    return Dispatch(r);
+  }();
+
+  http::Response resp;
+  if (result.ok()) {
+    resp = std::move(*result);
+  } else {
+    std::string code = S3Code(result.status());
+    resp.status = S3HttpStatus(code);
+    if (resp.status >= 500) {
+      spdlog::error("{} {} {}: {}", r.op, req.method, req.target,
+                    std::string(result.status().message()));
+    } else {
+      spdlog::debug("{} {} {}: {} {}", r.op, req.method, req.target, code,
+                    std::string(result.status().message()));
+    }
+    if (resp.status != 304) {
+      resp.AddHeader("Content-Type", "application/xml");
+      resp.body = S3ErrorXml(result.status(), req.path, r.request_id);
+    }
+    if (req.method == "HEAD") {
+      resp.head_only = true;
+      resp.head_length = 0;
+      resp.body.clear();
+    }
+  }
+  resp.AddHeader("x-amz-request-id", r.request_id);
+  resp.AddHeader("Server", "LightningStor");
+  Observe(r, resp.status, static_cast<double>(MonotonicNanos() - start) / 1e9);
+  return resp;
+}
+
+}  // namespace photon::lightningstor

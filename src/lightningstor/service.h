@@ -1,0 +1,119 @@
+// The S3 REST service: routes a request (path-style or virtual-host-style) to its operation,
+// authenticates it, runs it against the metadata store and blob store, and renders the
+// result or the S3 XML error. Records per-operation metrics. Handle() is called concurrently
+// from every connection thread; the service holds no per-request state, so it is thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/metrics.h"
+#include "lightningstor/auth.h"
+#include "lightningstor/blob_store.h"
+#include "lightningstor/clock.h"
+#include "lightningstor/config.h"
+#include "lightningstor/http/message.h"
+#include "lightningstor/meta_store.h"
+
+namespace photon::lightningstor {
+
+// Everything one request handler needs.
+struct S3Request {
+  http::Request& http;
+  std::string bucket;  // "" for service-level requests
+  std::string key;     // "" for bucket-level requests
+  std::string op;      // operation name, for metrics and logs
+  AuthInfo auth;
+  std::string request_id;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+};
+
+class S3Service {
+ public:
+  S3Service(const Config& config, MetaStore* meta, BlobStore* blobs, KeyStore* keys,
+            MetricsRegistry* metrics, const Clock* clock);
+
+  http::Response Handle(http::Request& req);
+
+  // Deletes blob files freed by a metadata change (after its commit).
+  void FreeBlobs(const std::vector<std::string>& blob_ids) const;
+
+ private:
+  // Routing.
+  std::string OperationName(const http::Request& req, const std::string& bucket,
+                            const std::string& key) const;
+  StatusOr<http::Response> Dispatch(S3Request& r);
+  Status CheckAccess(S3Request& r);
+
+  // Service and buckets (bucket_handlers.cc).
+  StatusOr<http::Response> ListBuckets(S3Request& r);
+  StatusOr<http::Response> CreateBucket(S3Request& r);
+  StatusOr<http::Response> DeleteBucket(S3Request& r);
+  StatusOr<http::Response> HeadBucket(S3Request& r);
+  StatusOr<http::Response> GetBucketLocation(S3Request& r);
+  StatusOr<http::Response> PutBucketVersioning(S3Request& r);
+  StatusOr<http::Response> GetBucketVersioning(S3Request& r);
+  StatusOr<http::Response> PutBucketLifecycle(S3Request& r);
+  StatusOr<http::Response> GetBucketLifecycle(S3Request& r);
+  StatusOr<http::Response> DeleteBucketLifecycle(S3Request& r);
+  StatusOr<http::Response> PutBucketPolicy(S3Request& r);
+  StatusOr<http::Response> GetBucketPolicy(S3Request& r);
+  StatusOr<http::Response> DeleteBucketPolicy(S3Request& r);
+  StatusOr<http::Response> PutBucketAcl(S3Request& r);
+  StatusOr<http::Response> GetBucketAcl(S3Request& r);
+
+  // Objects (object_handlers.cc).
+  StatusOr<http::Response> PutObject(S3Request& r);
+  StatusOr<http::Response> CopyObject(S3Request& r);
+  StatusOr<http::Response> GetObject(S3Request& r, bool head);
+  StatusOr<http::Response> DeleteObject(S3Request& r);
+  StatusOr<http::Response> DeleteObjects(S3Request& r);
+
+  // Listing (list_handlers.cc).
+  StatusOr<http::Response> ListObjects(S3Request& r, bool v2);
+  StatusOr<http::Response> ListObjectVersions(S3Request& r);
+
+  // Multipart (multipart_handlers.cc).
+  StatusOr<http::Response> CreateMultipartUpload(S3Request& r);
+  StatusOr<http::Response> UploadPart(S3Request& r);
+  StatusOr<http::Response> CompleteMultipartUpload(S3Request& r);
+  StatusOr<http::Response> AbortMultipartUpload(S3Request& r);
+  StatusOr<http::Response> ListParts(S3Request& r);
+  StatusOr<http::Response> ListMultipartUploads(S3Request& r);
+
+  // Shared helpers (object_handlers.cc).
+  // Streams the (decoded, verified) request body into a new blob.
+  StatusOr<WrittenBlob> ReceiveBody(S3Request& r, bool force_file,
+                                    std::map<std::string, std::string>* checksums);
+  // Copies bytes [offset, offset+length) of an object into a new blob.
+  StatusOr<WrittenBlob> CopyData(const ObjectMeta& source, uint64_t offset, uint64_t length,
+                                 bool force_file);
+  // Resolves x-amz-copy-source to its object version.
+  StatusOr<ObjectMeta> CopySource(S3Request& r);
+  // Reads a small request body (XML documents) whole, up to limit bytes.
+  StatusOr<std::string> ReadSmallBody(S3Request& r, size_t limit = 1 << 20);
+  StatusOr<BucketMeta> RequireBucket(const std::string& name);
+
+  void Observe(const S3Request& r, int status, double seconds);
+
+  Config config_;
+  MetaStore* meta_;
+  BlobStore* blobs_;
+  MetricsRegistry* metrics_;
+  const Clock* clock_;
+  Authenticator auth_;
+  Counter* bytes_in_;
+  Counter* bytes_out_;
+};
+
+// Headers S3 keeps with an object and returns on GET/HEAD.
+bool IsStoredHeader(const std::string& lower_name);
+// "Tue, 12 Mar 2024 ..." for Last-Modified.
+std::string HttpDate(int64_t epoch_ms);
+std::string QuoteEtag(const std::string& etag);
+std::string UnquoteEtag(std::string etag);
+
+}  // namespace photon::lightningstor

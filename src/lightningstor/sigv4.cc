@@ -1,0 +1,249 @@
+#include "lightningstor/sigv4.h"
+
+#include <algorithm>
+#include <ctime>
+
+#include "lightningstor/checksum.h"
+#include "lightningstor/s3_error.h"
+
+namespace photon::lightningstor::sigv4 {
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t");
+  if (b == std::string_view::npos) return {};
+  size_t e = s.find_last_not_of(" \t");
+  return s.substr(b, e - b + 1);
+}
+
+Status Malformed(std::string why) {
+  return S3Error("AuthorizationHeaderMalformed",
+                 "The authorization header is malformed; " + std::move(why));
+}
+
+}  // namespace
+
+StatusOr<Credential> ParseCredential(std::string_view text) {
+  std::vector<std::string> parts;
+  size_t pos = 0;
+  while (true) {
+    size_t slash = text.find('/', pos);
+    parts.emplace_back(text.substr(pos, slash == std::string_view::npos ? text.npos : slash - pos));
+    if (slash == std::string_view::npos) break;
+    pos = slash + 1;
+  }
+  if (parts.size() != 5 || parts[4] != "aws4_request" || parts[1].size() != 8 || parts[0].empty()) {
+    return Malformed(
+        "the Credential is mal-formed; expecting "
+        "\"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".");
+  }
+  return Credential{parts[0], parts[1], parts[2], parts[3]};
+}
+
+StatusOr<ParsedAuth> ParseAuthorizationHeader(std::string_view header) {
+  header = Trim(header);
+  if (header.substr(0, kAlgorithm.size()) != kAlgorithm) {
+    return Malformed("unsupported algorithm (want AWS4-HMAC-SHA256)");
+  }
+  std::string_view rest = header.substr(kAlgorithm.size());
+  ParsedAuth out;
+  bool have_cred = false, have_sh = false, have_sig = false;
+  size_t pos = 0;
+  while (pos <= rest.size()) {
+    size_t comma = rest.find(',', pos);
+    if (comma == std::string_view::npos) comma = rest.size();
+    std::string_view item = Trim(rest.substr(pos, comma - pos));
+    pos = comma + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) return Malformed("bad component");
+    std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "Credential") {
+      PHOTON_ASSIGN_OR_RETURN(out.credential, ParseCredential(value));
+      have_cred = true;
+    } else if (key == "SignedHeaders") {
+      size_t p = 0;
+      while (p <= value.size()) {
+        size_t semi = value.find(';', p);
+        if (semi == std::string_view::npos) semi = value.size();
+        if (semi > p) out.signed_headers.emplace_back(value.substr(p, semi - p));
+        p = semi + 1;
+      }
+      have_sh = !out.signed_headers.empty();
+    } else if (key == "Signature") {
+      out.signature = std::string(value);
+      have_sig = !value.empty();
+    }
+  }
+  if (!have_cred || !have_sh || !have_sig)
+    return Malformed("missing Credential, SignedHeaders or Signature");
+  return out;
+}
+
+std::string UriEncode(std::string_view s, bool encode_slash) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (unsigned char c : s) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_' || c == '.' || c == '~';
+    if (unreserved || (c == '/' && !encode_slash)) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string CanonicalQuery(const std::vector<std::pair<std::string, std::string>>& query,
+                           std::string_view skip) {
+  std::vector<std::pair<std::string, std::string>> encoded;
+  encoded.reserve(query.size());
+  for (const auto& [k, v] : query) {
+    if (!skip.empty() && k == skip) continue;
+    encoded.emplace_back(UriEncode(k, true), UriEncode(v, true));
+  }
+  std::sort(encoded.begin(), encoded.end());
+  std::string out;
+  for (const auto& [k, v] : encoded) {
+    if (!out.empty()) out += '&';
+    out += k;
+    out += '=';
+    out += v;
+  }
+  return out;
+}
+
+std::string CanonicalHeaders(const std::vector<std::pair<std::string, std::string>>& headers,
+                             const std::vector<std::string>& signed_headers) {
+  std::string out;
+  for (const auto& name : signed_headers) {
+    std::string value;
+    bool first = true;
+    for (const auto& [k, v] : headers) {
+      if (k != name) continue;
+      // Trim and collapse runs of spaces, as the SigV4 rules require.
+      std::string collapsed;
+      bool space = false;
+      for (char c : Trim(v)) {
+        if (c == ' ' || c == '\t') {
+          space = true;
+          continue;
+        }
+        if (space && !collapsed.empty()) collapsed += ' ';
+        space = false;
+        collapsed += c;
+      }
+      if (!first) value += ',';
+      value += collapsed;
+      first = false;
+    }
+    out += name;
+    out += ':';
+    out += value;
+    out += '\n';
+  }
+  return out;
+}
+
+std::string CanonicalRequest(std::string_view method, std::string_view canonical_uri,
+                             std::string_view canonical_query, std::string_view canonical_headers,
+                             std::string_view signed_headers_joined,
+                             std::string_view payload_hash) {
+  std::string out;
+  out.reserve(256 + canonical_headers.size());
+  out.append(method).append("\n");
+  out.append(canonical_uri).append("\n");
+  out.append(canonical_query).append("\n");
+  out.append(canonical_headers).append("\n");
+  out.append(signed_headers_joined).append("\n");
+  out.append(payload_hash);
+  return out;
+}
+
+std::string StringToSign(std::string_view amz_date, std::string_view scope,
+                         std::string_view canonical_request) {
+  std::string out(kAlgorithm);
+  out.append("\n").append(amz_date).append("\n").append(scope).append("\n");
+  out += HexEncode(Sha256Raw(canonical_request));
+  return out;
+}
+
+std::string SigningKey(std::string_view secret, std::string_view date, std::string_view region,
+                       std::string_view service) {
+  std::string k = HmacSha256Raw("AWS4" + std::string(secret), date);
+  k = HmacSha256Raw(k, region);
+  k = HmacSha256Raw(k, service);
+  return HmacSha256Raw(k, "aws4_request");
+}
+
+std::string Sign(std::string_view signing_key, std::string_view string_to_sign) {
+  return HexEncode(HmacSha256Raw(signing_key, string_to_sign));
+}
+
+std::string ChunkSignature(std::string_view signing_key, std::string_view amz_date,
+                           std::string_view scope, std::string_view previous_signature,
+                           std::string_view chunk_data) {
+  std::string sts = "AWS4-HMAC-SHA256-PAYLOAD\n";
+  sts.append(amz_date).append("\n").append(scope).append("\n").append(previous_signature);
+  sts.append("\n").append(kEmptySha256).append("\n");
+  sts += HexEncode(Sha256Raw(chunk_data));
+  return Sign(signing_key, sts);
+}
+
+std::string TrailerSignature(std::string_view signing_key, std::string_view amz_date,
+                             std::string_view scope, std::string_view previous_signature,
+                             std::string_view trailer_block) {
+  std::string sts = "AWS4-HMAC-SHA256-TRAILER\n";
+  sts.append(amz_date).append("\n").append(scope).append("\n").append(previous_signature);
+  sts.append("\n");
+  sts += HexEncode(Sha256Raw(trailer_block));
+  return Sign(signing_key, sts);
+}
+
+StatusOr<int64_t> ParseAmzDate(std::string_view s) {
+  if (s.size() != 16 || s[8] != 'T' || s[15] != 'Z') {
+    return S3Error("AccessDenied",
+                   "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"");
+  }
+  std::tm tm{};
+  std::string str(s);
+  if (!strptime(str.c_str(), "%Y%m%dT%H%M%SZ", &tm))
+    return S3Error("AccessDenied", "bad X-Amz-Date");
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+StatusOr<int64_t> ParseHttpDate(std::string_view s) {
+  std::tm tm{};
+  std::string str(s);
+  const char* end = strptime(str.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!end) end = strptime(str.c_str(), "%a, %d %b %Y %H:%M:%S", &tm);
+  if (!end) end = strptime(str.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!end) return absl::InvalidArgumentError("bad HTTP date");
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+std::string FormatHttpDate(int64_t epoch_seconds) {
+  time_t t = static_cast<time_t>(epoch_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
+}
+
+std::string FormatIso8601(int64_t epoch_millis) {
+  time_t t = static_cast<time_t>(epoch_millis / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(epoch_millis % 1000));
+  return out;
+}
+
+}  // namespace photon::lightningstor::sigv4

@@ -1,0 +1,75 @@
+// The data model of lightningstor: buckets, object versions and the segments that hold their
+// bytes, multipart uploads and parts. Plain values, copied freely between threads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace photon::lightningstor {
+
+// Size of the blocks each stored file is checksummed in (CRC-32C per block), so any range read
+// can be verified without reading the whole object.
+inline constexpr uint64_t kBlockSize = 1 << 20;
+
+// One stored file (or, for multipart objects, one part's file).
+struct Segment {
+  std::string blob_id;
+  uint64_t size = 0;
+  std::string block_crcs;  // 4 bytes (big-endian CRC-32C) per kBlockSize block
+};
+
+struct BucketMeta {
+  std::string name;
+  int64_t created_ms = 0;
+  std::string versioning;  // "" (never enabled), "Enabled", "Suspended"
+  bool public_read = false;
+  std::string policy;     // JSON text as PUT by the client ("" = none)
+  std::string lifecycle;  // LifecycleConfiguration XML as PUT ("" = none)
+};
+
+struct ObjectMeta {
+  std::string bucket;
+  std::string key;
+  std::string version_id = "null";
+  int64_t seq = 0;  // insertion order; newer versions have larger seq
+  bool is_latest = true;
+  bool delete_marker = false;
+  uint64_t size = 0;
+  std::string etag;  // without quotes
+  int64_t mtime_ms = 0;
+  std::string content_type;
+  // Kept response headers (content-encoding, cache-control, ..., x-amz-meta-*) and stored
+  // checksums (x-amz-checksum-*), lower-case names.
+  std::map<std::string, std::string> headers;
+  // Bytes: inline (small objects, inside the metadata DB) or a list of segments.
+  bool has_inline = false;
+  std::string inline_data;
+  uint32_t inline_crc = 0;
+  std::vector<Segment> segments;
+};
+
+struct UploadMeta {
+  std::string upload_id;
+  std::string bucket;
+  std::string key;
+  int64_t created_ms = 0;
+  std::string content_type;
+  std::map<std::string, std::string> headers;
+};
+
+struct PartMeta {
+  int part_number = 0;
+  uint64_t size = 0;
+  std::string etag;  // hex MD5, no quotes
+  int64_t mtime_ms = 0;
+  Segment segment;
+};
+
+std::string EncodeSegments(const std::vector<Segment>& segments);
+bool DecodeSegments(const std::string& text, std::vector<Segment>* out);
+std::string EncodeHeaders(const std::map<std::string, std::string>& headers);
+std::map<std::string, std::string> DecodeHeaders(const std::string& text);
+
+}  // namespace photon::lightningstor
