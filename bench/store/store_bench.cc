@@ -1,7 +1,8 @@
 // photon-bench-store: raw Store figures that the API's own benchmarks are compared against.
 // Prints puts/s with 16 and 1 concurrent writers and the time of one range over 100,000 keys,
 // for SqliteStore and, when /usr/bin/etcd exists, for a real etcd started here (same machine,
-// same run). Each figure is the median of a few runs.
+// same run). Each figure is the median of a few runs. On a shared machine run it while nothing
+// else builds, e.g. `flock /tmp/photon-build.lock photon-bench-store`.
 //   photon-bench-store [--seconds S] [--runs N] [--keys K] [--backend sqlite|etcd|all]
 #include <algorithm>
 #include <atomic>
@@ -29,6 +30,17 @@ struct Config {
   int keys = 100000;
   std::string backend = "all";  // sqlite | etcd | all
 };
+
+// The figures depend on what else runs on the machine; print the load beside them.
+std::string LoadAverage() {
+  std::FILE* file = std::fopen("/proc/loadavg", "r");
+  if (file == nullptr) return "?";
+  char buffer[128] = {};
+  std::string load = std::fgets(buffer, sizeof(buffer), file) != nullptr ? buffer : "?";
+  std::fclose(file);
+  if (!load.empty() && load.back() == '\n') load.pop_back();
+  return load;
+}
 
 double Median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
@@ -127,6 +139,7 @@ Figures Measure(const std::function<std::unique_ptr<Store>()>& open, const Confi
 }
 
 void Print(const char* backend, const Figures& figures, int keys) {
+  std::printf("(load average now: %s)\n", LoadAverage().c_str());
   std::printf("%-7s puts/s 16 writers: %10.0f\n", backend, figures.puts16);
   std::printf("%-7s puts/s  1 writer : %10.0f\n", backend, figures.puts1);
   std::printf("%-7s range over %d keys: %8.1f ms (%lld returned)\n", backend, keys,
@@ -146,6 +159,7 @@ int main(int argc, char** argv) {
   }
   std::printf("store benchmark: %.1f s per put run, median of %d runs, 100-byte values\n",
               config.seconds, config.runs);
+  std::printf("load average at start: %s\n", LoadAverage().c_str());
 
   Figures sqlite;
   if (config.backend != "etcd") {

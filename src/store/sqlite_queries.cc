@@ -1,0 +1,204 @@
+// SQL of SqliteStore: schema, latest and past-revision reads, history scans. Functions work on
+// the connection they are given and are as thread-safe as that connection (one thread).
+#include "store/sqlite_queries.h"
+
+#include "store/key_range.h"
+
+namespace photon::store::sqlite {
+
+// Plain rowid tables with unique indexes rather than WITHOUT ROWID: values (whole resource
+// objects) can be kilobytes, which WITHOUT ROWID tables store badly.
+const char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS meta (
+  id INTEGER PRIMARY KEY CHECK (id = 0),
+  revision INTEGER NOT NULL,
+  compacted INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (id, revision, compacted) VALUES (0, 1, 0);
+CREATE TABLE IF NOT EXISTS history (
+  key BLOB NOT NULL,
+  rev INTEGER NOT NULL,
+  create_rev INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  value BLOB NOT NULL,
+  lease INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  UNIQUE (key, rev));
+CREATE INDEX IF NOT EXISTS history_rev ON history (rev);
+CREATE TABLE IF NOT EXISTS current (
+  key BLOB NOT NULL UNIQUE,
+  create_rev INTEGER NOT NULL,
+  mod_rev INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  value BLOB NOT NULL,
+  lease INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS current_lease ON current (lease) WHERE lease != 0;
+CREATE TABLE IF NOT EXISTS leases (
+  id INTEGER PRIMARY KEY,
+  ttl INTEGER NOT NULL);
+)sql";
+
+Status CompactedError() {
+  return absl::OutOfRangeError("mvcc: required revision has been compacted");
+}
+Status FutureRevisionError() {
+  return absl::OutOfRangeError("mvcc: required revision is a future revision");
+}
+Status LeaseNotFoundError() { return absl::NotFoundError("requested lease not found"); }
+
+std::string KeyCondition(const std::string& end) {
+  if (end.empty()) return "key = ?1";
+  if (IsOpenEnd(end)) return "key >= ?1";
+  return "key >= ?1 AND key < ?2";
+}
+
+void BindKeyRange(SqliteStmt& stmt, const std::string& key, const std::string& end) {
+  stmt.BindBlob(1, key);
+  if (!end.empty() && !IsOpenEnd(end)) stmt.BindBlob(2, end);
+}
+
+bool CompareHolds(const Compare& compare, const CurrentRow& row) {
+  // As etcd: a value compare against a missing key is false whatever the operator.
+  if (!row.exists && compare.target == Compare::Target::kValue) return false;
+  auto three_way = [](int64_t a, int64_t b) { return a < b ? -1 : (a > b ? 1 : 0); };
+  int order = 0;
+  switch (compare.target) {
+    case Compare::Target::kVersion:
+      order = three_way(row.version, compare.number);
+      break;
+    case Compare::Target::kCreateRevision:
+      order = three_way(row.create_revision, compare.number);
+      break;
+    case Compare::Target::kModRevision:
+      order = three_way(row.mod_revision, compare.number);
+      break;
+    case Compare::Target::kValue: {
+      int c = row.value.compare(compare.value);
+      order = c < 0 ? -1 : (c > 0 ? 1 : 0);
+      break;
+    }
+  }
+  switch (compare.op) {
+    case Compare::Op::kEqual:
+      return order == 0;
+    case Compare::Op::kNotEqual:
+      return order != 0;
+    case Compare::Op::kLess:
+      return order < 0;
+    case Compare::Op::kGreater:
+      return order > 0;
+  }
+  return false;
+}
+
+StatusOr<RangeResult> RangeLatest(SqliteDb& db, const std::string& key, const std::string& end,
+                                  int64_t limit, bool keys_only, bool count_only) {
+  RangeResult result;
+  if (!count_only) {
+    PHOTON_ASSIGN_OR_RETURN(
+        SqliteStmt stmt, db.Prepare(std::string("SELECT key, create_rev, mod_rev, version, ") +
+                                    (keys_only ? "x''" : "value") + ", lease FROM current WHERE " +
+                                    KeyCondition(end) + " ORDER BY key LIMIT ?3"));
+    BindKeyRange(stmt, key, end);
+    stmt.BindInt(3, limit > 0 ? limit : -1);
+    for (;;) {
+      PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      KeyValue kv;
+      kv.key = stmt.ColumnBlob(0);
+      kv.create_revision = stmt.ColumnInt(1);
+      kv.mod_revision = stmt.ColumnInt(2);
+      kv.version = stmt.ColumnInt(3);
+      kv.value = stmt.ColumnBlob(4);
+      kv.lease = stmt.ColumnInt(5);
+      result.kvs.push_back(std::move(kv));
+    }
+  }
+  bool cut = limit > 0 && static_cast<int64_t>(result.kvs.size()) == limit;
+  if (count_only || cut) {
+    PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt,
+                            db.Prepare("SELECT COUNT(*) FROM current WHERE " + KeyCondition(end)));
+    BindKeyRange(stmt, key, end);
+    PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    result.count = row ? stmt.ColumnInt(0) : 0;
+  } else {
+    result.count = static_cast<int64_t>(result.kvs.size());
+  }
+  result.more = !count_only && result.count > static_cast<int64_t>(result.kvs.size());
+  return result;
+}
+
+StatusOr<RangeResult> RangeAt(SqliteDb& db, const std::string& key, const std::string& end,
+                              int64_t revision, int64_t limit, bool keys_only, bool count_only) {
+  // SQLite takes the bare columns from the row holding MAX(rev).
+  PHOTON_ASSIGN_OR_RETURN(
+      SqliteStmt stmt,
+      db.Prepare("SELECT key, create_rev, MAX(rev), version, value, lease, deleted FROM history "
+                 "WHERE " +
+                 KeyCondition(end) + " AND rev <= ?3 GROUP BY key ORDER BY key"));
+  BindKeyRange(stmt, key, end);
+  stmt.BindInt(3, revision);
+  RangeResult result;
+  for (;;) {
+    PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    if (stmt.ColumnInt(6) != 0) continue;
+    ++result.count;
+    if (count_only || (limit > 0 && static_cast<int64_t>(result.kvs.size()) >= limit)) continue;
+    KeyValue kv;
+    kv.key = stmt.ColumnBlob(0);
+    kv.create_revision = stmt.ColumnInt(1);
+    kv.mod_revision = stmt.ColumnInt(2);
+    kv.version = stmt.ColumnInt(3);
+    if (!keys_only) kv.value = stmt.ColumnBlob(4);
+    kv.lease = stmt.ColumnInt(5);
+    result.kvs.push_back(std::move(kv));
+  }
+  result.more = !count_only && result.count > static_cast<int64_t>(result.kvs.size());
+  return result;
+}
+
+StatusOr<MetaRow> ReadMeta(SqliteDb& db) {
+  PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt,
+                          db.Prepare("SELECT revision, compacted FROM meta WHERE id = 0"));
+  PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return absl::DataLossError("store: meta row missing");
+  return MetaRow{stmt.ColumnInt(0), stmt.ColumnInt(1)};
+}
+
+Status RunSql(SqliteDb& db, const std::string& sql) {
+  PHOTON_ASSIGN_OR_RETURN(SqliteStmt stmt, db.Prepare(sql));
+  return stmt.Run();
+}
+
+StatusOr<std::vector<WatchEvent>> HistoryEvents(SqliteDb& db, const std::string& key,
+                                                const std::string& end, int64_t from, int64_t to) {
+  PHOTON_ASSIGN_OR_RETURN(
+      SqliteStmt stmt,
+      db.Prepare("SELECT key, create_rev, rev, version, value, lease, deleted FROM history "
+                 "WHERE " +
+                 KeyCondition(end) + " AND rev >= ?3 AND rev <= ?4 ORDER BY rev, key"));
+  BindKeyRange(stmt, key, end);
+  stmt.BindInt(3, from);
+  stmt.BindInt(4, to);
+  std::vector<WatchEvent> events;
+  for (;;) {
+    PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    WatchEvent event;
+    event.kv.key = stmt.ColumnBlob(0);
+    event.kv.mod_revision = stmt.ColumnInt(2);
+    if (stmt.ColumnInt(6) != 0) {
+      event.type = WatchEvent::Type::kDelete;
+    } else {
+      event.type = WatchEvent::Type::kPut;
+      event.kv.create_revision = stmt.ColumnInt(1);
+      event.kv.version = stmt.ColumnInt(3);
+      event.kv.value = stmt.ColumnBlob(4);
+      event.kv.lease = stmt.ColumnInt(5);
+    }
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+}  // namespace photon::store::sqlite
