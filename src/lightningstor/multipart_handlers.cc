@@ -164,10 +164,6 @@ StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
           "been uploaded, or the specified entity tag may not match the part's entity tag.");
     }
     const PartMeta& part = *it->second;
-    if (i + 1 < requested.size() && part.size < kMinPartSize) {
-      return S3Error("EntityTooSmall",
-                     "Your proposed upload is smaller than the minimum allowed object size.");
-    }
     std::string raw;
     for (size_t k = 0; k + 1 < part.etag.size(); k += 2) {
       raw += static_cast<char>(std::stoi(part.etag.substr(k, 2), nullptr, 16));
@@ -176,6 +172,13 @@ StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
     o.size += part.size;
     o.segments.push_back(part.segment);
     used.push_back(number);
+  }
+  // Sizes only after every part is known to exist, as S3 reports InvalidPart first.
+  for (size_t i = 0; i + 1 < used.size(); ++i) {
+    if (by_number[used[i]]->size < kMinPartSize) {
+      return S3Error("EntityTooSmall",
+                     "Your proposed upload is smaller than the minimum allowed object size.");
+    }
   }
   o.etag = HexEncode(Md5Raw(md5s)) + "-" + std::to_string(requested.size());
   std::string etag = o.etag;

@@ -1,0 +1,179 @@
+// Unit tests of the pure pieces: XML, listing walk, bucket rules, lifecycle parsing, config,
+// checksums.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "lightningstor/bucket_rules.h"
+#include "lightningstor/checksum.h"
+#include "lightningstor/config.h"
+#include "lightningstor/listing.h"
+#include "lightningstor/s3_error.h"
+#include "lightningstor/xml.h"
+
+namespace photon::lightningstor {
+namespace {
+
+TEST(Xml, WriterEscapes) {
+  XmlWriter w;
+  w.Element("Key", "a<b>&\"c'");
+  EXPECT_NE(w.Take().find("<Key>a&lt;b&gt;&amp;&quot;c&apos;</Key>"), std::string::npos);
+}
+
+TEST(Xml, ParsesCompleteMultipartUpload) {
+  auto doc = ParseXml(
+      "<?xml version=\"1.0\"?><CompleteMultipartUpload "
+      "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+      "<Part><PartNumber>1</PartNumber><ETag>&quot;abc&quot;</ETag></Part>"
+      "<!-- c "
+      "--><Part><PartNumber>2</PartNumber><ETag>\"def\"</ETag></Part></CompleteMultipartUpload>");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  auto parts = (*doc)->Children("Part");
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[0]->ChildText("ETag"), "\"abc\"");
+  EXPECT_EQ(parts[1]->ChildText("PartNumber"), "2");
+}
+
+TEST(Xml, RejectsMalformed) {
+  for (const char* bad : {"", "<a>", "<a></b>", "<a><b></a></b>", "text", "<a>&bogus;</a>"}) {
+    auto doc = ParseXml(bad);
+    ASSERT_FALSE(doc.ok()) << bad;
+    EXPECT_EQ(S3Code(doc.status()), "MalformedXML");
+  }
+}
+
+// A sorted in-memory key set behind the ListFetch interface.
+ListFetch FakeFetch(const std::vector<std::string>& keys, const std::string& prefix, int* calls) {
+  return [keys, prefix, calls](const std::string& from, bool inclusive,
+                               int limit) -> StatusOr<std::vector<ListEntry>> {
+    ++*calls;
+    std::vector<ListEntry> out;
+    for (const auto& k : keys) {
+      if (k.compare(0, prefix.size(), prefix) != 0) continue;
+      if (inclusive ? k < from : k <= from) continue;
+      if (static_cast<int>(out.size()) == limit) break;
+      out.push_back({k, false, 1, "e", 0});
+    }
+    return out;
+  };
+}
+
+TEST(Listing, DelimiterAndPagination) {
+  std::vector<std::string> keys = {"a.txt", "dir/1",         "dir/2", "dir/sub/3",
+                                   "e.txt", "photos/2024/x", "z"};
+  int calls = 0;
+  ListParams p;
+  p.delimiter = "/";
+  p.max_keys = 3;
+  auto r1 = ListWithDelimiter(FakeFetch(keys, "", &calls), p);
+  ASSERT_TRUE(r1.ok());
+  ASSERT_EQ(r1->contents.size(), 2u);
+  EXPECT_EQ(r1->contents[0].key, "a.txt");
+  EXPECT_EQ(r1->contents[1].key, "e.txt");
+  EXPECT_EQ(r1->common_prefixes, (std::vector<std::string>{"dir/"}));
+  // 3 items: a.txt, dir/, e.txt
+  EXPECT_TRUE(r1->truncated);
+  EXPECT_EQ(r1->last, "e.txt");
+  p.start_after = r1->last;
+  auto r2 = ListWithDelimiter(FakeFetch(keys, "", &calls), p);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->common_prefixes, (std::vector<std::string>{"photos/"}));
+  ASSERT_EQ(r2->contents.size(), 1u);
+  EXPECT_EQ(r2->contents[0].key, "z");
+  EXPECT_FALSE(r2->truncated);
+}
+
+TEST(Listing, MarkerInsideCommonPrefixSkipsIt) {
+  std::vector<std::string> keys = {"dir/1", "dir/2", "e"};
+  int calls = 0;
+  ListParams p;
+  p.delimiter = "/";
+  p.start_after = "dir/";
+  auto r = ListWithDelimiter(FakeFetch(keys, "", &calls), p);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->common_prefixes.empty());
+  ASSERT_EQ(r->contents.size(), 1u);
+  EXPECT_EQ(r->contents[0].key, "e");
+}
+
+TEST(Listing, PrefixWithDelimiter) {
+  std::vector<std::string> keys = {"p/a", "p/b/c", "p/b/d", "q"};
+  int calls = 0;
+  ListParams p;
+  p.prefix = "p/";
+  p.delimiter = "/";
+  auto r = ListWithDelimiter(FakeFetch(keys, "p/", &calls), p);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->contents.size(), 1u);
+  EXPECT_EQ(r->common_prefixes, (std::vector<std::string>{"p/b/"}));
+}
+
+TEST(BucketRules, Names) {
+  for (const char* ok :
+       {"abc", "my-bucket.1", "a23456789012345678901234567890123456789012345678901234567890123"}) {
+    EXPECT_TRUE(ValidateBucketName(ok).ok()) << ok;
+  }
+  for (const char* bad : {"ab", "ABC", "-abc", "abc-", "a..b", "192.168.1.1", "xn--abc", "a_b",
+                          "a234567890123456789012345678901234567890123456789012345678901234"}) {
+    auto st = ValidateBucketName(bad);
+    EXPECT_EQ(S3Code(st), "InvalidBucketName") << bad;
+  }
+}
+
+TEST(BucketRules, PublicReadPolicy) {
+  auto yes = PolicyAllowsPublicRead(
+      R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::b/*"]}]})");
+  ASSERT_TRUE(yes.ok());
+  EXPECT_TRUE(*yes);
+  auto no = PolicyAllowsPublicRead(
+      R"({"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:GetObject"}})");
+  ASSERT_TRUE(no.ok());
+  EXPECT_FALSE(*no);
+  EXPECT_EQ(S3Code(PolicyAllowsPublicRead("not json").status()), "MalformedPolicy");
+}
+
+TEST(BucketRules, Lifecycle) {
+  auto rules = ParseLifecycle(
+      "<LifecycleConfiguration><Rule><ID>logs</ID><Filter><Prefix>logs/</Prefix></Filter>"
+      "<Status>Enabled</Status><Expiration><Days>3</Days></Expiration></Rule>"
+      "<Rule><Prefix>tmp/</Prefix><Status>Disabled</Status>"
+      "<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></"
+      "AbortIncompleteMultipartUpload>"
+      "</Rule></LifecycleConfiguration>");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  ASSERT_EQ(rules->size(), 2u);
+  EXPECT_EQ((*rules)[0].prefix, "logs/");
+  EXPECT_EQ((*rules)[0].expiration_days, 3);
+  EXPECT_FALSE((*rules)[1].enabled);
+  EXPECT_EQ((*rules)[1].abort_upload_days, 1);
+  EXPECT_FALSE(
+      ParseLifecycle(
+          "<LifecycleConfiguration><Rule><Status>On</Status></Rule></LifecycleConfiguration>")
+          .ok());
+}
+
+TEST(Config, UnknownKeyNamed) {
+  auto c = ParseConfig("listen: 127.0.0.1:0\ndata_dir: /tmp/x\nregion: r1\nbogus_key: 1\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("bogus_key"), std::string::npos);
+  auto ok =
+      ParseConfig("listen: 127.0.0.1:0\ndata_dir: /tmp/x\nregion: r1\nlifecycle_day_seconds: 2\n");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->region, "r1");
+  EXPECT_DOUBLE_EQ(ok->lifecycle_day_seconds, 2);
+  EXPECT_FALSE(ParseConfig("listen: x\n").ok());  // data_dir required
+}
+
+TEST(Checksums, KnownVectors) {
+  EXPECT_EQ(Crc32Update(0, "123456789", 9), 0xCBF43926u);
+  EXPECT_EQ(Crc32cUpdate(0, "123456789", 9), 0xE3069283u);
+  // Incremental equals one-shot.
+  EXPECT_EQ(Crc32cUpdate(Crc32cUpdate(0, "12345", 5), "6789", 4), 0xE3069283u);
+  EXPECT_EQ(HexEncode(Md5Raw("")), "d41d8cd98f00b204e9800998ecf8427e");
+  std::string raw;
+  ASSERT_TRUE(Base64Decode(Base64Encode("hello!!"), &raw));
+  EXPECT_EQ(raw, "hello!!");
+}
+
+}  // namespace
+}  // namespace photon::lightningstor
