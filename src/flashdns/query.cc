@@ -186,7 +186,7 @@ class Responder {
     if (zone == nullptr) return kRcodeRefused;
     aa_ = true;
     uint8_t rcode = Resolve(*zone);
-    if (!truncated_) AddAdditional(*zone);
+    if (!truncated_) AddAdditional();
     return rcode;
   }
 
@@ -269,7 +269,7 @@ class Responder {
   // Like NSD and BIND without minimal responses, a positive answer carries the zone's NS
   // RRset in authority; it is optional, so a full message drops it rather than truncating.
   void AddApexNs(const Zone& zone, const Node* answered) {
-    const Node* apex = zone.FindNode(zone.origin());
+    const Node* apex = &zone.apex();
     const RRset* ns = apex->Find(kTypeNs);
     if (ns == nullptr || (answered == apex && q_.qtype == kTypeNs)) return;
     AddRRset(kAuthority, {0, reinterpret_cast<const uint8_t*>(zone.origin().data())}, *ns, ns->ttl,
@@ -288,7 +288,8 @@ class Responder {
     if (truncated_) return false;
     size_t start = w_.size();
     uint16_t owner_at = owner.pointer;
-    for (const auto& rdata : rrset.rdatas) {
+    for (size_t index = 0; index < rrset.rdatas.size(); ++index) {
+      const std::string& rdata = rrset.rdatas[index];
       bool ok;
       if (owner_at != 0) {
         ok = w_.Pointer(owner_at);
@@ -308,7 +309,7 @@ class Responder {
         return false;
       }
       ++counts_[section];
-      if (section != kAdditional) NoteTarget(rrset.type, rdata);
+      if (section != kAdditional) NoteTarget(rrset, index);
       if (section == kAnswer && num_answered_ < kMaxAdditional &&
           (num_answered_ == 0 || answered_[num_answered_ - 1] != &rrset)) {
         answered_[num_answered_++] = &rrset;
@@ -317,14 +318,18 @@ class Responder {
     return true;
   }
 
-  // Remembers names whose addresses belong in the additional section (RFC 1035 §3.3).
-  void NoteTarget(uint16_t type, const std::string& rdata) {
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(rdata.data());
-    const uint8_t* target = nullptr;
-    if (type == kTypeNs) target = p;
-    if (type == kTypeMx) target = p + 2;
-    if (type == kTypeSrv) target = p + 6;
-    if (target != nullptr && num_targets_ < kMaxAdditional) targets_[num_targets_++] = target;
+  // Remembers names whose addresses belong in the additional section (RFC 1035 §3.3),
+  // with their nodes as resolved when the zone was built.
+  void NoteTarget(const RRset& rrset, size_t index) {
+    if (rrset.targets.empty() || num_targets_ == kMaxAdditional) return;
+    const Node* node = rrset.targets[index];
+    if (node == nullptr) return;
+    for (int i = 0; i < num_targets_; ++i) {
+      if (target_nodes_[i] == node) return;
+    }
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(rrset.rdatas[index].data());
+    targets_[num_targets_] = p + (rrset.type == kTypeMx ? 2 : (rrset.type == kTypeSrv ? 6 : 0));
+    target_nodes_[num_targets_++] = node;
   }
 
   bool InAnswer(const RRset* rrset) const {
@@ -334,29 +339,13 @@ class Responder {
     return false;
   }
 
-  void AddAdditional(const Zone& zone) {
-    uint8_t lower[kMaxNameLength];
+  void AddAdditional() {
     for (int i = 0; i < num_targets_; ++i) {
-      const uint8_t* target = targets_[i];
-      size_t len = WireNameLength(target);
-      bool duplicate = false;
-      for (int j = 0; j < i && !duplicate; ++j) {
-        duplicate = WireNameLength(targets_[j]) == len &&
-                    strncasecmp(reinterpret_cast<const char*>(targets_[j]),
-                                reinterpret_cast<const char*>(target), len) == 0;
-      }
-      if (duplicate) continue;
-      memcpy(lower, target, len);
-      LowerWireName(lower);
-      std::string_view key = AsView(lower, len);
-      if (!IsSubdomain(key, zone.origin())) continue;
-      const Node* node = zone.FindNode(key);
-      if (node == nullptr) continue;
       for (uint16_t type : {kTypeA, kTypeAaaa}) {
-        const RRset* rrset = node->Find(type);
+        const RRset* rrset = target_nodes_[i]->Find(type);
         // An RRset already in the answer is not repeated (as NSD and BIND do).
         if (rrset != nullptr && !InAnswer(rrset)) {
-          if (!AddRRset(kAdditional, {0, target}, *rrset, rrset->ttl)) return;
+          if (!AddRRset(kAdditional, {0, targets_[i]}, *rrset, rrset->ttl)) return;
         }
       }
     }
@@ -370,6 +359,7 @@ class Responder {
   bool aa_ = false;
   bool truncated_ = false;
   const uint8_t* targets_[kMaxAdditional];
+  const Node* target_nodes_[kMaxAdditional];
   int num_targets_ = 0;
   const RRset* answered_[kMaxAdditional];
   int num_answered_ = 0;

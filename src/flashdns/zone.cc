@@ -78,7 +78,7 @@ Status ZoneBuilder::Add(Record record, const std::string& where) {
   auto it = std::find_if(node.rrsets.begin(), node.rrsets.end(),
                          [&](const RRset& r) { return r.type == record.type; });
   if (it == node.rrsets.end()) {
-    node.rrsets.push_back(RRset{record.type, record.ttl, {}});
+    node.rrsets.push_back(RRset{record.type, record.ttl, {}, {}});
     it = node.rrsets.end() - 1;
   }
   for (const auto& existing : it->rdatas) {
@@ -127,7 +127,19 @@ StatusOr<std::shared_ptr<const Zone>> ZoneBuilder::Build() {
   }
   // Pointers into nodes_ are only taken now: the map no longer changes.
   const Node* apex_node = zone.FindNode(zone.origin_);
+  zone.apex_ = apex_node;
   zone.soa_ = apex_node->Find(kTypeSoa);
+  for (auto& [name, node] : zone.nodes_) {
+    for (auto& rrset : node.rrsets) {
+      size_t offset = rrset.type == kTypeMx ? 2 : (rrset.type == kTypeSrv ? 6 : 0);
+      if (rrset.type != kTypeNs && rrset.type != kTypeMx && rrset.type != kTypeSrv) continue;
+      for (const auto& rdata : rrset.rdatas) {
+        std::string target = LowerWireName(std::string_view(rdata).substr(offset));
+        rrset.targets.push_back(IsSubdomain(target, zone.origin_) ? zone.FindNode(target)
+                                                                  : nullptr);
+      }
+    }
+  }
   const std::string& rdata = zone.soa_->rdatas[0];
   uint32_t minimum = Load32(reinterpret_cast<const uint8_t*>(rdata.data()) + rdata.size() - 4);
   zone.negative_ttl_ = std::min(zone.soa_->ttl, minimum);

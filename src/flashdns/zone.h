@@ -23,6 +23,10 @@ struct RRset {
   uint32_t ttl = 0;
   // Uncompressed wire RDATA; embedded names are in wire form (original case).
   std::vector<std::string> rdatas;
+  // For NS, MX and SRV: per RDATA, the node of its target name when it is in the zone
+  // (null otherwise), resolved once at build time so additional-section processing does no
+  // lookups on the query path.
+  std::vector<const struct Node*> targets;
 };
 
 struct Node {
@@ -59,6 +63,7 @@ class Zone {
   const Node* FindNode(std::string_view lower_name) const;
 
   const std::string& origin() const { return origin_; }  // lower-case wire
+  const Node& apex() const { return *apex_; }
   const RRset& soa() const { return *soa_; }
   uint32_t serial() const;
   // RFC 2308 §5: min(SOA TTL, SOA MINIMUM).
@@ -80,6 +85,7 @@ class Zone {
   std::string source_;  // file path or "api", for logs
   absl::flat_hash_map<std::string, Node> nodes_;
   const RRset* soa_ = nullptr;
+  const Node* apex_ = nullptr;
   uint32_t negative_ttl_ = 0;
   size_t record_count_ = 0;
 };
