@@ -3,7 +3,7 @@
 # zone, in the same run, with the same CPU pinning and the same dnsperf query mix (existing
 # names, NXDOMAIN, wildcard, referral). Prints qps, the flashdns/NSD ratio, p99 latency,
 # server CPU use, and the resident memory of flashdns for the zone.
-#   bench/dns/run.sh [RECORDS=1000000] [SECONDS=10] [P99_RATE=20000]
+#   [ROUNDS=3] bench/dns/run.sh [RECORDS=1000000] [SECONDS=10] [P99_RATE=20000]
 # Needs: a built flashdns (scripts/build.sh flashdns), nsd, dnsperf, taskset, python3.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -12,6 +12,7 @@ BIN="${FLASHDNS_BIN:-$ROOT/build/src/flashdns/flashdns}"
 RECORDS="${1:-1000000}"
 SECONDS_RUN="${2:-10}"
 P99_RATE="${3:-20000}"
+ROUNDS="${ROUNDS:-3}"
 NSD="$(command -v nsd || echo /usr/sbin/nsd)"
 KNOTD="$(command -v knotd || true)"
 
@@ -140,12 +141,10 @@ else
   echo "== knotd not installed: Knot skipped"
 fi
 
-# run_one NAME PORT PIDS... → sets QPS, LOST, CPU_PCT, P50, P99
-run_one() {
+# throughput NAME PORT PIDS... → QPS, LOST, CPU_PCT (server CPU use during the run)
+throughput() {
   local name="$1" port="$2"
   shift 2
-  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries.txt" -l 2 -q 200 \
-    >/dev/null 2>&1 || true  # warm-up
   local before after start end
   before=$(cpu_ticks "$@")
   start=$(date +%s.%N)
@@ -156,10 +155,13 @@ run_one() {
   QPS=$(awk '/Queries per second/ {printf "%.0f", $4}' "$WORK/$name.perf")
   LOST=$(awk '/Queries lost/ {print $3}' "$WORK/$name.perf")
   CPU_PCT=$(python3 -c "print(round(100.0 * ($after - $before) / $(getconf CLK_TCK) / ($end - $start), 1))")
-  # Latency percentiles at a fixed, sustainable rate (per-query timings from dnsperf -v).
-  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries.txt" -l 5 \
-    -Q "$P99_RATE" -v 2>/dev/null | awk '/^> / {print $NF}' >"$WORK/$name.lat"
-  read -r P50 P99 < <(python3 - "$WORK/$name.lat" <<'PY'
+}
+
+# latency NAME PORT → P50, P99 in µs, at a fixed sustainable rate (dnsperf -v timings)
+latency() {
+  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$2" -d "$WORK/queries.txt" -l 5 \
+    -Q "$P99_RATE" -v 2>/dev/null | awk '/^> / {print $NF}' >"$WORK/$1.lat"
+  read -r P50 P99 < <(python3 - "$WORK/$1.lat" <<'PY'
 import sys
 v = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
 if not v:
@@ -170,34 +172,56 @@ PY
 )
 }
 
-echo "== dnsperf: ${SECONDS_RUN}s per server, servers on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
-run_one flashdns "$FD_PORT" "$FD_PID"
-FD_QPS=$QPS; FD_LOST=$LOST; FD_CPU=$CPU_PCT; FD_P50=$P50; FD_P99=$P99
-# shellcheck disable=SC2046
+median() { python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+
 NSD_PIDS=$(tree_pids "$NSD_PID")
-echo "== NSD processes: $NSD_PIDS"
-run_one nsd "$NSD_PORT" $NSD_PIDS
-NSD_QPS=$QPS; NSD_LOST=$LOST; NSD_CPU=$CPU_PCT; NSD_P50=$P50; NSD_P99=$P99
-if [ -n "$KNOT_PORT" ]; then
-  run_one knot "$KNOT_PORT" "$KNOT_PID"
-  KNOT_QPS=$QPS; KNOT_LOST=$LOST; KNOT_CPU=$CPU_PCT; KNOT_P50=$P50; KNOT_P99=$P99
-fi
-# A second flashdns pass: the client side is shared, so alternate to even out drift.
-run_one flashdns2 "$FD_PORT" "$FD_PID"
-FD_QPS=$(( (FD_QPS + QPS) / 2 ))
-FD_CPU=$(python3 -c "print(round(($FD_CPU + $CPU_PCT) / 2, 1))")
+SERVERS="flashdns nsd"
+[ -n "$KNOT_PORT" ] && SERVERS="$SERVERS knot"
+declare -A PORT_OF=([flashdns]=$FD_PORT [nsd]=$NSD_PORT [knot]=${KNOT_PORT:-0})
+declare -A PIDS_OF=([flashdns]=$FD_PID [nsd]="$NSD_PIDS" [knot]=${KNOT_PID:-0})
+declare -A QPS_RUNS CPU_RUNS LOST_SUM
+echo "== dnsperf: $ROUNDS rounds of ${SECONDS_RUN}s per server, alternating; servers on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
+for s in $SERVERS; do  # warm-up
+  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "${PORT_OF[$s]}" -d "$WORK/queries.txt" -l 2 \
+    -q 200 >/dev/null 2>&1 || true
+done
+for round in $(seq 1 "$ROUNDS"); do
+  for s in $SERVERS; do
+    # shellcheck disable=SC2086
+    throughput "$s" "${PORT_OF[$s]}" ${PIDS_OF[$s]}
+    echo "   round $round $s: $QPS qps, server CPU $CPU_PCT%, lost $LOST"
+    QPS_RUNS[$s]="${QPS_RUNS[$s]:-} $QPS"
+    CPU_RUNS[$s]="${CPU_RUNS[$s]:-} $CPU_PCT"
+    LOST_SUM[$s]=$(( ${LOST_SUM[$s]:-0} + LOST ))
+  done
+done
+declare -A QPS_MED CPU_MED P50_OF P99_OF
+for s in $SERVERS; do
+  # shellcheck disable=SC2086
+  QPS_MED[$s]=$(median ${QPS_RUNS[$s]} | cut -d. -f1)
+  # shellcheck disable=SC2086
+  CPU_MED[$s]=$(median ${CPU_RUNS[$s]})
+  latency "$s" "${PORT_OF[$s]}"
+  P50_OF[$s]=$P50
+  P99_OF[$s]=$P99
+done
+FD_QPS=${QPS_MED[flashdns]}; FD_CPU=${CPU_MED[flashdns]}
+NSD_QPS=${QPS_MED[nsd]}; NSD_CPU=${CPU_MED[nsd]}
 
 per_cpu() { python3 -c "print(int($1 / max($2, 0.1) * 100))"; }
+
 echo
-printf "%-10s %10s %8s %10s %12s %10s %10s %12s %8s\n" server qps lost "cpu%" "qps/cpu-s" "p50(us)" "p99(us)" "rss(MiB)" "load(s)"
-printf "%-10s %10s %8s %10s %12s %10s %10s %12s %8s\n" flashdns "$FD_QPS" "$FD_LOST" "$FD_CPU" \
-  "$(per_cpu "$FD_QPS" "$FD_CPU")" "$FD_P50" "$FD_P99" "$(( FD_RSS / 1024 ))" "$FD_LOAD"
-printf "%-10s %10s %8s %10s %12s %10s %10s %12s %8s\n" nsd "$NSD_QPS" "$NSD_LOST" "$NSD_CPU" \
-  "$(per_cpu "$NSD_QPS" "$NSD_CPU")" "$NSD_P50" "$NSD_P99" "$(( NSD_RSS / 1024 ))" "$NSD_LOAD"
-if [ -n "$KNOT_PORT" ]; then
-  printf "%-10s %10s %8s %10s %12s %10s %10s %12s %8s\n" knot "$KNOT_QPS" "$KNOT_LOST" \
-    "$KNOT_CPU" "$(per_cpu "$KNOT_QPS" "$KNOT_CPU")" "$KNOT_P50" "$KNOT_P99" "-" "-"
-fi
+printf "%-10s %10s %8s %8s %12s %9s %9s %9s %8s\n" server "qps(med)" lost "cpu%" "qps/cpu-s" "p50(us)" "p99(us)" "rss(MiB)" "load(s)"
+for s in $SERVERS; do
+  case $s in
+    flashdns) rss=$(( FD_RSS / 1024 )); load=$FD_LOAD ;;
+    nsd) rss=$(( NSD_RSS / 1024 )); load=$NSD_LOAD ;;
+    *) rss="-"; load="-" ;;
+  esac
+  printf "%-10s %10s %8s %8s %12s %9s %9s %9s %8s\n" "$s" "${QPS_MED[$s]}" "${LOST_SUM[$s]}" \
+    "${CPU_MED[$s]}" "$(per_cpu "${QPS_MED[$s]}" "${CPU_MED[$s]}")" "${P50_OF[$s]}" \
+    "${P99_OF[$s]}" "$rss" "$load"
+done
 echo
 python3 -c "print('ratio flashdns/NSD: qps %.2f, qps per server CPU-second %.2f' % ($FD_QPS / $NSD_QPS, ($FD_QPS / max($FD_CPU, 0.1)) / ($NSD_QPS / max($NSD_CPU, 0.1))))"
 echo "flashdns RSS for $RECORDS records: $(( FD_RSS / 1024 )) MiB (NSD, all processes: $(( NSD_RSS / 1024 )) MiB)"
