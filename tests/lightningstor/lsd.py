@@ -78,10 +78,14 @@ class Daemon:
                             aws_secret_access_key=secret_key or self.secret_key, config=cfg)
 
     def env(self):
+        # awscli presigns with SigV2 unless told otherwise; this server speaks SigV4 only.
+        aws_config = os.path.join(self.tmp, "aws-config")
+        with open(aws_config, "w") as f:
+            f.write("[default]\ns3 =\n    signature_version = s3v4\n")
         env = dict(os.environ)
         env.update({"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
                     "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true",
-                    "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+                    "AWS_CONFIG_FILE": aws_config, "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
         return env
 
     def kill9(self):
