@@ -2,10 +2,14 @@
 // the connection they are given and are as thread-safe as that connection (one thread).
 #include "store/sqlite_queries.h"
 
+#include <algorithm>
+#include <set>
+
 #include "store/key_range.h"
 
 namespace photon::store::sqlite {
 
+// history.sub orders the changes of one revision (a txn) as they were made, for watch replay.
 // Plain rowid tables with unique indexes rather than WITHOUT ROWID: values (whole resource
 // objects) can be kilobytes, which WITHOUT ROWID tables store badly.
 const char kSchema[] = R"sql(
@@ -17,13 +21,14 @@ INSERT OR IGNORE INTO meta (id, revision, compacted) VALUES (0, 1, 0);
 CREATE TABLE IF NOT EXISTS history (
   key BLOB NOT NULL,
   rev INTEGER NOT NULL,
+  sub INTEGER NOT NULL,
   create_rev INTEGER NOT NULL,
   version INTEGER NOT NULL,
   value BLOB NOT NULL,
   lease INTEGER NOT NULL,
   deleted INTEGER NOT NULL,
   UNIQUE (key, rev));
-CREATE INDEX IF NOT EXISTS history_rev ON history (rev);
+CREATE INDEX IF NOT EXISTS history_rev ON history (rev, sub);
 CREATE TABLE IF NOT EXISTS current (
   key BLOB NOT NULL UNIQUE,
   create_rev INTEGER NOT NULL,
@@ -88,6 +93,29 @@ bool CompareHolds(const Compare& compare, const CurrentRow& row) {
       return order > 0;
   }
   return false;
+}
+
+Status ValidateTxn(const TxnRequest& txn) {
+  if (std::max({txn.compares.size(), txn.success.size(), txn.failure.size()}) > kMaxTxnOps) {
+    return absl::InvalidArgumentError("too many operations in txn request");
+  }
+  for (const auto& compare : txn.compares) {
+    if (compare.key.empty()) return absl::InvalidArgumentError("key is not provided");
+  }
+  for (const auto* ops : {&txn.success, &txn.failure}) {
+    std::set<std::string> put_keys;
+    for (const auto& op : *ops) {
+      if (op.key.empty()) return absl::InvalidArgumentError("key is not provided");
+      if (op.type != TxnOp::Type::kPut) continue;
+      bool deleted_too = std::any_of(ops->begin(), ops->end(), [&](const TxnOp& other) {
+        return other.type == TxnOp::Type::kDelete && InRange(op.key, other.key, other.end);
+      });
+      if (!put_keys.insert(op.key).second || deleted_too) {
+        return absl::InvalidArgumentError("duplicate key given in txn request");
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 StatusOr<RangeResult> RangeLatest(SqliteDb& db, const std::string& key, const std::string& end,
@@ -176,7 +204,7 @@ StatusOr<std::vector<WatchEvent>> HistoryEvents(SqliteDb& db, const std::string&
       SqliteStmt stmt,
       db.Prepare("SELECT key, create_rev, rev, version, value, lease, deleted FROM history "
                  "WHERE " +
-                 KeyCondition(end) + " AND rev >= ?3 AND rev <= ?4 ORDER BY rev, key"));
+                 KeyCondition(end) + " AND rev >= ?3 AND rev <= ?4 ORDER BY rev, sub"));
   BindKeyRange(stmt, key, end);
   stmt.BindInt(3, from);
   stmt.BindInt(4, to);

@@ -35,6 +35,11 @@ struct CurrentRow {
   std::string value;
 };
 bool CompareHolds(const Compare& compare, const CurrentRow& row);
+// etcd's request checks, on both branches whatever the compares say: no empty key, at most
+// kMaxTxnOps per part, and no key written twice in one branch (by two puts, or by a put inside
+// a delete range). INVALID_ARGUMENT otherwise.
+inline constexpr size_t kMaxTxnOps = 128;
+Status ValidateTxn(const TxnRequest& txn);
 
 // Latest values, from `current`. On the writer connection inside its transaction a txn's range
 // sees the txn's own earlier writes.

@@ -2,6 +2,7 @@
 // fan-out over one SQLite file. Thread-safe; see sqlite_store.h for the design.
 #include "store/sqlite_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -10,7 +11,6 @@
 #include <future>
 #include <mutex>
 #include <random>
-#include <set>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -342,15 +342,17 @@ Status SqliteStore::Impl::PutKey(const std::string& key, const std::string& valu
     PHOTON_RETURN_IF_ERROR(stmt.Run());
   }
   PHOTON_ASSIGN_OR_RETURN(
-      SqliteStmt stmt, writer_db_->Prepare("INSERT OR REPLACE INTO history "
-                                           "(key, rev, create_rev, version, value, lease, deleted) "
-                                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)"));
+      SqliteStmt stmt,
+      writer_db_->Prepare("INSERT OR REPLACE INTO history "
+                          "(key, rev, sub, create_rev, version, value, lease, deleted) "
+                          "VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6, 0)"));
   stmt.BindBlob(1, key);
   stmt.BindInt(2, revision);
   stmt.BindInt(3, event.kv.create_revision);
   stmt.BindInt(4, event.kv.version);
   stmt.BindBlob(5, value);
   stmt.BindInt(6, lease);
+  stmt.BindInt(7, static_cast<int64_t>(events.size()));
   PHOTON_RETURN_IF_ERROR(stmt.Run());
   event.kv.key = key;
   event.kv.value = value;
@@ -387,10 +389,11 @@ Status SqliteStore::Impl::DeleteKeys(const std::vector<std::string>& keys, int64
     PHOTON_ASSIGN_OR_RETURN(
         SqliteStmt stmt,
         writer_db_->Prepare("INSERT OR REPLACE INTO history "
-                            "(key, rev, create_rev, version, value, lease, deleted) "
-                            "VALUES (?1, ?2, 0, 0, x'', 0, 1)"));
+                            "(key, rev, sub, create_rev, version, value, lease, deleted) "
+                            "VALUES (?1, ?2, ?3, 0, 0, x'', 0, 1)"));
     stmt.BindBlob(1, key);
     stmt.BindInt(2, revision);
+    stmt.BindInt(3, static_cast<int64_t>(events.size()));
     PHOTON_RETURN_IF_ERROR(stmt.Run());
     WatchEvent event;
     event.type = WatchEvent::Type::kDelete;
@@ -412,24 +415,13 @@ Status SqliteStore::Impl::ApplyTxn(const TxnRequest& txn, BatchEffects& effects,
     }
   }
   const std::vector<TxnOp>& ops = succeeded ? txn.success : txn.failure;
-  // Validate everything before the first write, so a refused request leaves no trace.
-  std::set<std::string> put_keys;
+  // Leases are checked on the path that runs, like etcd, before its first write.
   for (const auto& op : ops) {
-    if (op.key.empty()) {
-      result.status = absl::InvalidArgumentError("key is not provided");
+    if (op.type != TxnOp::Type::kPut || op.lease == 0) continue;
+    PHOTON_ASSIGN_OR_RETURN(bool exists, LeaseExists(op.lease));
+    if (!exists) {
+      result.status = LeaseNotFoundError();
       return absl::OkStatus();
-    }
-    if (op.type != TxnOp::Type::kPut) continue;
-    if (!put_keys.insert(op.key).second) {
-      result.status = absl::InvalidArgumentError("duplicate key given in txn request");
-      return absl::OkStatus();
-    }
-    if (op.lease != 0) {
-      PHOTON_ASSIGN_OR_RETURN(bool exists, LeaseExists(op.lease));
-      if (!exists) {
-        result.status = LeaseNotFoundError();
-        return absl::OkStatus();
-      }
     }
   }
   TxnResult& out = result.txn;
@@ -623,6 +615,7 @@ StatusOr<RangeResult> SqliteStore::Impl::Range(const std::string& key,
 }
 
 StatusOr<TxnResult> SqliteStore::Impl::Txn(const TxnRequest& txn) {
+  PHOTON_RETURN_IF_ERROR(sqlite::ValidateTxn(txn));
   auto op = std::make_unique<WriteOp>();
   op->kind = WriteOp::Kind::kTxn;
   op->txn = txn;
