@@ -147,7 +147,8 @@ struct StoreOptions {
   // "sqlite" (file DATA_DIR/state.db) or "etcd://host:port[,host:port...]".
   std::string spec = "sqlite";
   std::string data_dir;
-  // SQLite: commit batching window; writers arriving within it share one fsync.
+  // SQLite: most write requests one transaction (one fsync) carries; requests queued while a
+  // commit runs share the next one.
   int group_commit_max_batch = 256;
 };
 

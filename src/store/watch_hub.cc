@@ -9,6 +9,22 @@
 namespace photon::store {
 namespace {
 
+// A long replay goes out in several callbacks of about this many events, each ending on a
+// revision boundary, so a consumer can stream it instead of holding it all at once.
+constexpr size_t kMaxEventsPerCallback = 1000;
+
+std::vector<WatchEvent> TakeBatch(std::deque<WatchEvent>& pending) {
+  size_t cut = std::min(pending.size(), kMaxEventsPerCallback);
+  while (cut < pending.size() && pending[cut].kv.mod_revision == pending[cut - 1].kv.mod_revision) {
+    ++cut;
+  }
+  std::vector<WatchEvent> batch(
+      std::make_move_iterator(pending.begin()),
+      std::make_move_iterator(pending.begin() + static_cast<ptrdiff_t>(cut)));
+  pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(cut));
+  return batch;
+}
+
 class HubWatchHandle : public WatchHandle {
  public:
   HubWatchHandle(std::shared_ptr<WatchHub> hub, std::shared_ptr<WatchHub::Watcher> watcher)
@@ -39,11 +55,8 @@ StatusOr<int64_t> WatchHub::Register(const std::shared_ptr<Watcher>& watcher) {
 
 void WatchHub::Activate(const std::shared_ptr<Watcher>& watcher, std::vector<WatchEvent> replay) {
   std::lock_guard lock(mu_);
-  if (!replay.empty()) {
-    replay.insert(replay.end(), std::make_move_iterator(watcher->pending.begin()),
-                  std::make_move_iterator(watcher->pending.end()));
-    watcher->pending = std::move(replay);
-  }
+  watcher->pending.insert(watcher->pending.begin(), std::make_move_iterator(replay.begin()),
+                          std::make_move_iterator(replay.end()));
   watcher->ready = true;
   cv_.notify_all();
 }
@@ -103,8 +116,7 @@ void WatchHub::DispatchLoop() {
     std::vector<std::shared_ptr<Watcher>> watchers(watchers_.begin(), watchers_.end());
     for (auto& watcher : watchers) {
       if (watcher->cancelled || !watcher->ready || watcher->pending.empty()) continue;
-      std::vector<WatchEvent> events;
-      events.swap(watcher->pending);
+      std::vector<WatchEvent> events = TakeBatch(watcher->pending);
       watcher->delivering = true;
       lock.unlock();
       watcher->on_events(events);

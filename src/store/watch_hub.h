@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -31,7 +32,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
     WatchCallback on_events;
     WatchErrorCallback on_error;
     // Guarded by the hub's mutex.
-    std::vector<WatchEvent> pending;
+    std::deque<WatchEvent> pending;
     bool ready = false;  // replay done; pending may be delivered
     bool cancelled = false;
     bool delivering = false;

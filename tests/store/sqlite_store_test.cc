@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -166,6 +168,45 @@ TEST_F(SqliteStoreTest, TxnRejectsDuplicateKeysAndEmptyKeys) {
   EXPECT_EQ(store->Txn(txn).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(store->Put("", "x").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(*store->CurrentRevision(), 1);  // refused requests write nothing
+}
+
+TEST_F(SqliteStoreTest, LongReplayArrivesInRevisionAlignedChunks) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  constexpr int kTxns = 25;
+  constexpr int kPerTxn = 100;
+  for (int t = 0; t < kTxns; ++t) {
+    TxnRequest txn;
+    for (int i = 0; i < kPerTxn; ++i) {
+      txn.success.push_back(
+          {TxnOp::Type::kPut, "chunk/" + std::to_string(t * kPerTxn + i), "x", "", 0, 0});
+    }
+    ASSERT_TRUE(store->Txn(txn).ok());
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::vector<WatchEvent>> batches;
+  size_t total = 0;
+  auto watch = store->Watch(
+      "chunk/", PrefixEnd("chunk/"), 2,
+      [&](const std::vector<WatchEvent>& events) {
+        std::lock_guard lock(mu);
+        batches.push_back(events);
+        total += events.size();
+        cv.notify_all();
+      },
+      nullptr);
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  std::unique_lock lock(mu);
+  cv.wait_for(lock, 10s, [&] { return total >= kTxns * kPerTxn; });
+  ASSERT_EQ(total, static_cast<size_t>(kTxns * kPerTxn));
+  EXPECT_GT(batches.size(), 1u);
+  for (size_t i = 0; i < batches.size(); ++i) {
+    EXPECT_LE(batches[i].size(), 1100u);
+    if (i > 0) {
+      EXPECT_LT(batches[i - 1].back().kv.mod_revision, batches[i].front().kv.mod_revision);
+    }
+  }
 }
 
 }  // namespace
