@@ -202,6 +202,14 @@ class EtcdStore::Impl {
     grpc::ChannelArguments args;
     // Ranges over many keys exceed gRPC's 4 MiB default.
     args.SetMaxReceiveMessageSize(INT_MAX);
+    // gRPC's default reconnect back-off grows to two minutes; a restarted etcd must be found
+    // again within about a second.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // Notice a dead peer under a long-lived watch stream (etcd allows pings every 5 s).
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
     for (std::string endpoint : endpoints) {
       for (const char* scheme : {"http://", "https://"}) {
         if (endpoint.starts_with(scheme)) endpoint = endpoint.substr(std::string(scheme).size());

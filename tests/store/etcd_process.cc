@@ -69,7 +69,13 @@ StatusOr<std::unique_ptr<EtcdProcess>> EtcdProcess::Start() {
                                    "--initial-advertise-peer-urls=" + peer_url,
                                    "--initial-cluster=photon-test=" + peer_url,
                                    "--initial-cluster-state=new"};
-  std::string log_path = etcd->dir_ + "/etcd.log";
+  etcd->args_ = std::move(args);
+  PHOTON_RETURN_IF_ERROR(etcd->Spawn());
+  return etcd;
+}
+
+Status EtcdProcess::Spawn() {
+  std::string log_path = dir_ + "/etcd.log";
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
@@ -77,55 +83,62 @@ StatusOr<std::unique_ptr<EtcdProcess>> EtcdProcess::Start() {
     // Never outlive the test: the kernel kills etcd when its parent goes, even by SIGKILL.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
-    int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log >= 0) {
       dup2(log, STDOUT_FILENO);
       dup2(log, STDERR_FILENO);
       close(log);
     }
     std::vector<char*> argv;
-    for (auto& arg : args) argv.push_back(arg.data());
+    for (auto& arg : args_) argv.push_back(arg.data());
     argv.push_back(nullptr);
     execv(kEtcdBinary, argv.data());
     _exit(127);
   }
-  etcd->pid_ = pid;
+  pid_ = pid;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   Status last = absl::UnavailableError("etcd did not answer");
   while (std::chrono::steady_clock::now() < deadline) {
     int wstatus = 0;
     if (waitpid(pid, &wstatus, WNOHANG) == pid) {
-      etcd->pid_ = -1;
+      pid_ = -1;
       return absl::InternalError("etcd exited at start-up; see " + log_path);
     }
-    auto store = EtcdStore::Open({etcd->endpoint_});
-    if (store.ok()) return etcd;
+    auto store = EtcdStore::Open({endpoint_});
+    if (store.ok()) return absl::OkStatus();
     last = store.status();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return absl::UnavailableError("etcd did not answer in time: " + std::string(last.message()));
 }
 
+Status EtcdProcess::Restart() {
+  Kill();
+  return Spawn();
+}
+
 EtcdProcess::~EtcdProcess() { Stop(); }
+
+void EtcdProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
 
 void EtcdProcess::Stop() {
   if (pid_ > 0) {
     kill(pid_, SIGTERM);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    bool exited = false;
     while (std::chrono::steady_clock::now() < deadline) {
       int wstatus = 0;
       if (waitpid(pid_, &wstatus, WNOHANG) == pid_) {
-        exited = true;
+        pid_ = -1;
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    if (!exited) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    pid_ = -1;
+    Kill();
   }
   if (!dir_.empty()) {
     std::error_code ignored;

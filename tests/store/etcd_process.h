@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -30,10 +31,16 @@ class EtcdProcess {
   // "etcd://127.0.0.1:port", for OpenStore.
   std::string spec() const { return "etcd://" + endpoint_; }
 
+  // kill -9, then start again on the same ports and data, and wait until it answers.
+  Status Restart();
+
  private:
   EtcdProcess() = default;
+  Status Spawn();
+  void Kill();
   void Stop();
 
+  std::vector<std::string> args_;
   pid_t pid_ = -1;
   std::string dir_;
   std::string endpoint_;
