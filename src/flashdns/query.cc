@@ -92,10 +92,9 @@ size_t UdpLimit(const ParsedQuery& q) {
   return std::min<size_t>(q.udp_size, 4096);
 }
 
-bool WriteRdata(PacketWriter* w, uint16_t type, const std::string& rdata) {
+bool WriteRdata(PacketWriter* w, uint16_t type, const uint8_t* p, size_t size) {
   size_t len_pos = w->size();
   if (!w->U16(0)) return false;
-  const uint8_t* p = reinterpret_cast<const uint8_t*>(rdata.data());
   bool ok = true;
   switch (type) {
     case kTypeNs:
@@ -113,7 +112,7 @@ bool WriteRdata(PacketWriter* w, uint16_t type, const std::string& rdata) {
       break;
     }
     default:  // SRV targets are never compressed (RFC 2782); the rest has no names
-      ok = w->Bytes(p, rdata.size());
+      ok = w->Bytes(p, size);
   }
   if (!ok) return false;
   Store16(w->data() + len_pos, static_cast<uint16_t>(w->size() - len_pos - 2));
@@ -213,39 +212,37 @@ class Responder {
           return kRcodeNxDomain;
         case Zone::Match::kDelegation: {
           if (counts_[kAnswer] == 0) aa_ = false;
-          const RRset* ns = found.node->Find(kTypeNs);
-          AddRRset(kAuthority, {0, reinterpret_cast<const uint8_t*>(found.cut_name.data())}, *ns,
-                   ns->ttl);
+          RRsetView ns = found.node.Find(kTypeNs);
+          AddRRset(kAuthority, {0, reinterpret_cast<const uint8_t*>(found.cut_name.data())}, ns,
+                   ns.ttl());
           return kRcodeNoError;
         }
         case Zone::Match::kExact:
         case Zone::Match::kWildcard:
           break;
       }
-      const Node* node = found.match == Zone::Match::kExact && found.node == nullptr
-                             ? zone.FindNode(name)
-                             : found.node;
+      NodeView node = found.node;
       if (q_.qtype == kTypeAny) {
         // RFC 8482 §4.2: one RRset is a complete answer to ANY.
-        if (node->rrsets.empty()) {
+        if (node.empty()) {
           AddNegative(zone);
         } else {
-          AddRRset(kAnswer, owner, node->rrsets[0], node->rrsets[0].ttl);
+          AddRRset(kAnswer, owner, node.First(), node.First().ttl());
         }
         return kRcodeNoError;
       }
-      if (const RRset* rrset = node->Find(q_.qtype)) {
-        AddRRset(kAnswer, owner, *rrset, rrset->ttl);
+      if (RRsetView rrset = node.Find(q_.qtype); rrset.valid()) {
+        AddRRset(kAnswer, owner, rrset, rrset.ttl());
         AddApexNs(zone, node);
         return kRcodeNoError;
       }
-      const RRset* cname = node->Find(kTypeCname);
-      if (cname == nullptr) {
+      RRsetView cname = node.Find(kTypeCname);
+      if (!cname.valid()) {
         AddNegative(zone);
         return kRcodeNoError;
       }
-      AddRRset(kAnswer, owner, *cname, cname->ttl);
-      const uint8_t* target = reinterpret_cast<const uint8_t*>(cname->rdatas[0].data());
+      AddRRset(kAnswer, owner, cname, cname.ttl());
+      const uint8_t* target = cname.First().data;
       size_t target_len = WireNameLength(target);
       memcpy(chain_lower, target, target_len);
       LowerWireName(chain_lower);
@@ -268,11 +265,10 @@ class Responder {
 
   // Like NSD and BIND without minimal responses, a positive answer carries the zone's NS
   // RRset in authority; it is optional, so a full message drops it rather than truncating.
-  void AddApexNs(const Zone& zone, const Node* answered) {
-    const Node* apex = &zone.apex();
-    const RRset* ns = apex->Find(kTypeNs);
-    if (ns == nullptr || (answered == apex && q_.qtype == kTypeNs)) return;
-    AddRRset(kAuthority, {0, reinterpret_cast<const uint8_t*>(zone.origin().data())}, *ns, ns->ttl,
+  void AddApexNs(const Zone& zone, NodeView answered) {
+    RRsetView ns = zone.apex().Find(kTypeNs);
+    if (!ns.valid() || (answered.id() == zone.apex().id() && q_.qtype == kTypeNs)) return;
+    AddRRset(kAuthority, {0, reinterpret_cast<const uint8_t*>(zone.origin().data())}, ns, ns.ttl(),
              /*optional=*/true);
   }
 
@@ -283,13 +279,15 @@ class Responder {
   }
 
   // Adds a whole RRset or nothing. A miss in answer/authority truncates the message.
-  bool AddRRset(Section section, Owner owner, const RRset& rrset, uint32_t ttl,
+  bool AddRRset(Section section, Owner owner, RRsetView rrset, uint32_t ttl,
                 bool optional = false) {
     if (truncated_) return false;
     size_t start = w_.size();
     uint16_t owner_at = owner.pointer;
-    for (size_t index = 0; index < rrset.rdatas.size(); ++index) {
-      const std::string& rdata = rrset.rdatas[index];
+    uint16_t type = rrset.type();
+    uint16_t written = 0;
+    int targets_before = num_targets_;
+    bool all = rrset.ForEach([&](const Rdata& rdata) {
       bool ok;
       if (owner_at != 0) {
         ok = w_.Pointer(owner_at);
@@ -301,40 +299,40 @@ class Responder {
           owner_at = static_cast<uint16_t>(Load16(w_.data() + owner_at) & 0x3FFF);
         }
       }
-      ok = ok && w_.U16(rrset.type) && w_.U16(kClassIn) && w_.U32(ttl) &&
-           WriteRdata(&w_, rrset.type, rdata);
-      if (!ok) {
-        w_.Truncate(start);
-        if (section != kAdditional && !optional) truncated_ = true;
-        return false;
-      }
-      ++counts_[section];
-      if (section != kAdditional) NoteTarget(rrset, index);
-      if (section == kAnswer && num_answered_ < kMaxAdditional &&
-          (num_answered_ == 0 || answered_[num_answered_ - 1] != &rrset)) {
-        answered_[num_answered_++] = &rrset;
-      }
+      ok = ok && w_.U16(type) && w_.U16(kClassIn) && w_.U32(ttl) &&
+           WriteRdata(&w_, type, rdata.data, rdata.size);
+      if (!ok) return false;
+      ++written;
+      if (section != kAdditional) NoteTarget(type, rdata);
+      return true;
+    });
+    if (!all) {
+      w_.Truncate(start);
+      num_targets_ = targets_before;
+      if (section != kAdditional && !optional) truncated_ = true;
+      return false;
+    }
+    counts_[section] = static_cast<uint16_t>(counts_[section] + written);
+    if (section == kAnswer && num_answered_ < kMaxAdditional) {
+      answered_[num_answered_++] = rrset.id();
     }
     return true;
   }
 
   // Remembers names whose addresses belong in the additional section (RFC 1035 §3.3),
   // with their nodes as resolved when the zone was built.
-  void NoteTarget(const RRset& rrset, size_t index) {
-    if (rrset.targets.empty() || num_targets_ == kMaxAdditional) return;
-    const Node* node = rrset.targets[index];
-    if (node == nullptr) return;
+  void NoteTarget(uint16_t type, const Rdata& rdata) {
+    if (rdata.target == nullptr || num_targets_ == kMaxAdditional) return;
     for (int i = 0; i < num_targets_; ++i) {
-      if (target_nodes_[i] == node) return;
+      if (target_nodes_[i].id() == rdata.target) return;
     }
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(rrset.rdatas[index].data());
-    targets_[num_targets_] = p + (rrset.type == kTypeMx ? 2 : (rrset.type == kTypeSrv ? 6 : 0));
-    target_nodes_[num_targets_++] = node;
+    targets_[num_targets_] = rdata.data + (type == kTypeMx ? 2 : (type == kTypeSrv ? 6 : 0));
+    target_nodes_[num_targets_++] = NodeView(rdata.target);
   }
 
-  bool InAnswer(const RRset* rrset) const {
+  bool InAnswer(RRsetView rrset) const {
     for (int i = 0; i < num_answered_; ++i) {
-      if (answered_[i] == rrset) return true;
+      if (answered_[i] == rrset.id()) return true;
     }
     return false;
   }
@@ -342,10 +340,10 @@ class Responder {
   void AddAdditional() {
     for (int i = 0; i < num_targets_; ++i) {
       for (uint16_t type : {kTypeA, kTypeAaaa}) {
-        const RRset* rrset = target_nodes_[i]->Find(type);
+        RRsetView rrset = target_nodes_[i].Find(type);
         // An RRset already in the answer is not repeated (as NSD and BIND do).
-        if (rrset != nullptr && !InAnswer(rrset)) {
-          if (!AddRRset(kAdditional, {0, targets_[i]}, *rrset, rrset->ttl)) return;
+        if (rrset.valid() && !InAnswer(rrset)) {
+          if (!AddRRset(kAdditional, {0, targets_[i]}, rrset, rrset.ttl())) return;
         }
       }
     }
@@ -359,9 +357,9 @@ class Responder {
   bool aa_ = false;
   bool truncated_ = false;
   const uint8_t* targets_[kMaxAdditional];
-  const Node* target_nodes_[kMaxAdditional];
+  NodeView target_nodes_[kMaxAdditional];
   int num_targets_ = 0;
-  const RRset* answered_[kMaxAdditional];
+  const uint8_t* answered_[kMaxAdditional];
   int num_answered_ = 0;
 };
 

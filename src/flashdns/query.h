@@ -71,6 +71,6 @@ size_t UdpLimit(const ParsedQuery& q);
 
 // Writes the RDATA of one RR (length prefix included), compressing embedded names for the
 // RFC 1035 types. Shared with AXFR.
-bool WriteRdata(PacketWriter* w, uint16_t type, const std::string& rdata);
+bool WriteRdata(PacketWriter* w, uint16_t type, const uint8_t* rdata, size_t size);
 
 }  // namespace photon::flashdns

@@ -75,11 +75,12 @@ class AxfrStream {
     Start(true);
   }
 
-  bool Add(std::string_view owner, const RRset& rrset, const std::string& rdata) {
+  bool Add(std::string_view owner, RRsetView rrset, const Rdata& rdata) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       size_t start = w_->size();
-      bool ok = w_->Name(reinterpret_cast<const uint8_t*>(owner.data())) && w_->U16(rrset.type) &&
-                w_->U16(kClassIn) && w_->U32(rrset.ttl) && WriteRdata(w_.get(), rrset.type, rdata);
+      bool ok = w_->Name(reinterpret_cast<const uint8_t*>(owner.data())) && w_->U16(rrset.type()) &&
+                w_->U16(kClassIn) && w_->U32(rrset.ttl()) &&
+                WriteRdata(w_.get(), rrset.type(), rdata.data, rdata.size);
       if (ok) {
         ++count_;
         if (w_->size() >= kMessageTarget) return Flush() && (Start(false), true);
@@ -126,18 +127,20 @@ class AxfrStream {
 bool WriteAxfr(const Zone& zone, const ParsedQuery& q,
                const std::function<bool(const uint8_t*, size_t)>& send) {
   AxfrStream stream(q, send);
-  const RRset& soa = zone.soa();
-  if (!stream.Add(zone.origin(), soa, soa.rdatas[0])) return false;
+  RRsetView soa = zone.soa();
+  if (!stream.Add(zone.origin(), soa, soa.First())) return false;
   bool ok = true;
-  zone.ForEachNode([&](const std::string& name, const Node& node) {
-    for (const auto& rrset : node.rrsets) {
-      if (rrset.type == kTypeSoa) continue;
-      for (const auto& rdata : rrset.rdatas) {
-        if (ok) ok = stream.Add(name, rrset, rdata);
-      }
-    }
+  zone.ForEachNode([&](NodeView node) {
+    std::string_view name = node.key();
+    node.ForEachRRset([&](RRsetView rrset) {
+      if (rrset.type() == kTypeSoa) return;
+      rrset.ForEach([&](const Rdata& rdata) {
+        ok = ok && stream.Add(name, rrset, rdata);
+        return ok;
+      });
+    });
   });
-  return ok && stream.Add(zone.origin(), soa, soa.rdatas[0]) && stream.Finish();
+  return ok && stream.Add(zone.origin(), soa, soa.First()) && stream.Finish();
 }
 
 }  // namespace photon::flashdns

@@ -84,11 +84,20 @@ TEST(LoadZone, TestDataWithInclude) {
   ASSERT_TRUE(zone.ok()) << zone.status();
   EXPECT_EQ((*zone)->serial(), 2024010101u);
   EXPECT_EQ((*zone)->negative_ttl(), 300u);
-  EXPECT_NE((*zone)->FindNode(Wire("inc.example.com.")), nullptr);
+  EXPECT_TRUE((*zone)->FindNode(Wire("inc.example.com.")).valid());
   // Empty non-terminals exist as nodes.
-  const Node* ent = (*zone)->FindNode(Wire("c.ent.example.com."));
-  ASSERT_NE(ent, nullptr);
-  EXPECT_TRUE(ent->rrsets.empty());
+  NodeView ent = (*zone)->FindNode(Wire("c.ent.example.com."));
+  ASSERT_TRUE(ent.valid());
+  EXPECT_TRUE(ent.empty());
+  // Additional-section targets are resolved at build time.
+  RRsetView mx = (*zone)->apex().Find(kTypeMx);
+  ASSERT_TRUE(mx.valid());
+  int resolved = 0;
+  mx.ForEach([&](const Rdata& r) {
+    resolved += r.target != nullptr;
+    return true;
+  });
+  EXPECT_EQ(resolved, 1);  // mail.example.com yes, mail2.example.net is another zone
 }
 
 TEST(ParseRdataText, GenericForm) {
