@@ -374,6 +374,40 @@ class ReloadAndApiTest(unittest.TestCase):
         self.assertEqual(self.srv.dig("www.api.test", "A")["status"], "REFUSED")
 
 
+class BigZoneTest(unittest.TestCase):
+    """A zone larger than one TCP message: AXFR spans several messages."""
+
+    def test_axfr_over_several_messages_and_tcp_pipelining(self):
+        srv = harness.FlashDns(BINARY, [])
+        path = os.path.join(srv.tmp, "big.test.zone")
+        with open(path, "w") as f:
+            f.write("$TTL 300\n@ SOA ns hostmaster 1 3600 600 86400 60\n@ NS ns\nns A 192.0.2.1\n")
+            for i in range(3000):
+                f.write('t%d TXT "%s"\n' % (i, "x" * 100))
+        srv = harness.FlashDns(BINARY, [{"name": "big.test.", "file": path,
+                                         "allow_transfer": ["127.0.0.0/8"]}], workdir=srv.tmp)
+        srv.start(wait_name="big.test")
+        try:
+            out = subprocess.run(["dig", "@127.0.0.1", "-p", str(srv.port), "big.test", "AXFR"],
+                                 capture_output=True, text=True, timeout=20).stdout
+            records = [l for l in out.splitlines() if l and not l.startswith(";")]
+            self.assertEqual(len(records), 3000 + 3 + 1)
+            self.assertRegex(out, r"XFR size: 3004 records \(messages ([2-9]|\d\d+)")
+            # Several queries on one TCP connection, answered in order.
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            for i in range(3):
+                q = harness.make_query("t%d.big.test" % i, qtype=16, qid=100 + i)
+                s.sendall(struct.pack("!H", len(q)) + q)
+            for i in range(3):
+                n = struct.unpack("!H", s.recv(2, socket.MSG_WAITALL))[0]
+                data = s.recv(n, socket.MSG_WAITALL)
+                self.assertEqual(struct.unpack("!H", data[:2])[0], 100 + i)
+                self.assertEqual(struct.unpack("!H", data[6:8])[0], 1)  # one answer
+            s.close()
+        finally:
+            srv.stop()
+
+
 class StartupTest(unittest.TestCase):
     def run_with(self, text, *extra):
         tmp = harness.FlashDns(BINARY, []).tmp
