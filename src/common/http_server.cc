@@ -6,8 +6,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <deque>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 namespace photon {
@@ -96,7 +96,9 @@ const char* Reason(int status) {
 class Session : public std::enable_shared_from_this<Session>, public ResponseStream {
  public:
   Session(tcp::socket socket, const HttpHandler* handler, const HttpServerOptions* options)
-      : stream_(std::move(socket)), strand_(stream_.get_executor()), handler_(handler),
+      : stream_(std::move(socket)),
+        strand_(stream_.get_executor()),
+        handler_(handler),
         options_(options) {}
 
   void Start() { ReadRequest(); }
@@ -134,11 +136,11 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     parser_->body_limit(options_->max_body_bytes);
     parser_->header_limit(64 * 1024);
     stream_.expires_after(std::chrono::seconds(300));
-    http::async_read(stream_, buffer_, *parser_,
-                     asio::bind_executor(strand_, [self = shared_from_this()](
-                                                      beast::error_code ec, size_t) {
-                       self->OnRead(ec);
-                     }));
+    http::async_read(
+        stream_, buffer_, *parser_,
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->OnRead(ec);
+        }));
   }
 
   void OnRead(beast::error_code ec) {
@@ -146,7 +148,7 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
       HttpResponse r = HttpResponse::Json(
           413, "{\"error\":{\"code\":\"INVALID_ARGUMENT\",\"message\":\"request body exceeds " +
                    std::to_string(options_->max_body_bytes) + " bytes\"}}");
-      SendPlain(r, false);
+      SendPlain(r, false, /*linger=*/true);
       return;
     }
     if (ec) {
@@ -154,8 +156,9 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
           ec != beast::error::timeout && ec != asio::error::connection_reset) {
         // A malformed request: answer 400 and close.
         if (std::string(ec.category().name()) == "beast.http") {
-          SendPlain(HttpResponse::Json(400, "{\"error\":{\"code\":\"INVALID_ARGUMENT\","
-                                            "\"message\":\"malformed HTTP request\"}}"),
+          SendPlain(HttpResponse::Json(400,
+                                       "{\"error\":{\"code\":\"INVALID_ARGUMENT\","
+                                       "\"message\":\"malformed HTTP request\"}}"),
                     false);
           return;
         }
@@ -178,8 +181,10 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
         std::string kv = qs.substr(pos, amp - pos);
         if (!kv.empty()) {
           auto eq = kv.find('=');
-          if (eq == std::string::npos) req.query[PercentDecode(kv)] = "";
-          else req.query[PercentDecode(kv.substr(0, eq))] = PercentDecode(kv.substr(eq + 1));
+          if (eq == std::string::npos)
+            req.query[PercentDecode(kv)] = "";
+          else
+            req.query[PercentDecode(kv.substr(0, eq))] = PercentDecode(kv.substr(eq + 1));
         }
         pos = amp + 1;
       }
@@ -200,7 +205,8 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
       resp = (*handler_)(req);
     } catch (const std::exception& e) {
       spdlog::error("{}: handler threw: {}", options_->name, e.what());
-      resp = HttpResponse::Json(500, "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"internal error\"}}");
+      resp = HttpResponse::Json(
+          500, "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"internal error\"}}");
     }
     if (resp.start_stream) {
       StartStream(std::move(resp));
@@ -213,19 +219,25 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " + Reason(r.status) + "\r\n";
     head += "Server: photon\r\nContent-Type: " + r.content_type + "\r\n";
     for (const auto& [k, v] : r.headers) head += k + ": " + v + "\r\n";
-    if (chunked) head += "Transfer-Encoding: chunked\r\n";
-    else head += "Content-Length: " + std::to_string(length) + "\r\n";
+    if (chunked)
+      head += "Transfer-Encoding: chunked\r\n";
+    else
+      head += "Content-Length: " + std::to_string(length) + "\r\n";
     head += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
     return head;
   }
 
-  void SendPlain(const HttpResponse& r, bool keep_alive) {
+  void SendPlain(const HttpResponse& r, bool keep_alive, bool linger = false) {
     auto out = std::make_shared<std::string>(Head(r, keep_alive, false, r.body.size()));
     *out += r.body;
     stream_.expires_after(std::chrono::seconds(60));
     asio::async_write(stream_, asio::buffer(*out),
-                      asio::bind_executor(strand_, [self = shared_from_this(), out, keep_alive](
-                                                       beast::error_code ec, size_t) {
+                      asio::bind_executor(strand_, [self = shared_from_this(), out, keep_alive,
+                                                    linger](beast::error_code ec, size_t) {
+                        if (!ec && linger) {
+                          self->LingerClose();
+                          return;
+                        }
                         if (ec || !keep_alive) {
                           self->Shutdown();
                           return;
@@ -234,15 +246,34 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
                       }));
   }
 
+  // After refusing a request whose body we did not read: closing at once would reset the
+  // connection and the client could lose our answer, so half-close and drain for a while.
+  void LingerClose() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    Drain();
+  }
+  void Drain() {
+    stream_.async_read_some(
+        asio::buffer(discard_),
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) {
+            self->Shutdown();
+            return;
+          }
+          self->Drain();
+        }));
+  }
+
   void StartStream(HttpResponse resp) {
     stream_.expires_never();
     Enqueue(Head(resp, false, true, 0), false);
     // Detect a client that goes away: a read completes with an error.
-    stream_.async_read_some(asio::buffer(discard_),
-                            asio::bind_executor(strand_, [self = shared_from_this()](
-                                                             beast::error_code, size_t) {
-                              self->Shutdown();
-                            }));
+    stream_.async_read_some(
+        asio::buffer(discard_),
+        asio::bind_executor(
+            strand_, [self = shared_from_this()](beast::error_code, size_t) { self->Shutdown(); }));
     resp.start_stream(shared_from_this());
   }
 
@@ -267,16 +298,16 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
       return;
     }
     writing_ = true;
-    asio::async_write(stream_.socket(), asio::buffer(queue_.front()),
-                      asio::bind_executor(strand_, [self = shared_from_this()](
-                                                       beast::error_code ec, size_t) {
-                        self->queue_.pop_front();
-                        if (ec) {
-                          self->Shutdown();
-                          return;
-                        }
-                        self->WriteNext();
-                      }));
+    asio::async_write(
+        stream_.socket(), asio::buffer(queue_.front()),
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->queue_.pop_front();
+          if (ec) {
+            self->Shutdown();
+            return;
+          }
+          self->WriteNext();
+        }));
   }
 
   void Shutdown() {
@@ -321,7 +352,9 @@ class BeastHttpServer : public HttpServer {
     PHOTON_RETURN_IF_ERROR(ParseHostPort(options_.listen, &host, &port));
     beast::error_code ec;
     auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-    if (ec) return absl::InvalidArgumentError("listen address '" + options_.listen + "': " + ec.message());
+    if (ec)
+      return absl::InvalidArgumentError("listen address '" + options_.listen +
+                                        "': " + ec.message());
     tcp::endpoint ep(addr, static_cast<uint16_t>(port));
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);

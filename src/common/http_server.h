@@ -59,8 +59,8 @@ using HttpHandler = std::function<HttpResponse(HttpRequest&)>;
 struct HttpServerOptions {
   std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0 picks a free one
   int threads = 4;
-  size_t max_body_bytes = 4 << 20;     // larger bodies get 413 and are never read whole
-  std::string name = "http";           // for logs
+  size_t max_body_bytes = 4 << 20;  // larger bodies get 413 and are never read whole
+  std::string name = "http";        // for logs
 };
 
 class HttpServer {

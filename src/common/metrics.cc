@@ -7,8 +7,7 @@
 namespace photon {
 
 Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)),
-      buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
+    : bounds_(std::move(bounds)), buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
   for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0);
 }
 
@@ -31,12 +30,12 @@ std::vector<uint64_t> Histogram::Cumulative() const {
 
 std::vector<double> LatencyBuckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-          0.05,   0.1,     0.25,   0.5,   1,      2.5,    5,     10};
+          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
 MetricsRegistry::Family& MetricsRegistry::FamilyFor(const std::string& name,
-                                                     const std::string& type,
-                                                     const std::string& help) {
+                                                    const std::string& type,
+                                                    const std::string& help) {
   auto& f = families_[name];
   if (f.type.empty()) {
     f.type = type;
@@ -109,15 +108,18 @@ std::string MetricsRegistry::Render() const {
   std::string out;
   for (const auto& [name, f] : families_) {
     out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
-    for (const auto& [labels, c] : f.counters) out += name + RenderLabels(labels) + " " + Num(c->Value()) + "\n";
-    for (const auto& [labels, g] : f.gauges) out += name + RenderLabels(labels) + " " + Num(g->Value()) + "\n";
+    for (const auto& [labels, c] : f.counters)
+      out += name + RenderLabels(labels) + " " + Num(c->Value()) + "\n";
+    for (const auto& [labels, g] : f.gauges)
+      out += name + RenderLabels(labels) + " " + Num(g->Value()) + "\n";
     for (const auto& [labels, h] : f.histograms) {
       auto cum = h->Cumulative();
       for (size_t i = 0; i < h->bounds().size(); ++i) {
         out += name + "_bucket" + RenderLabels(labels, "le=\"" + Num(h->bounds()[i]) + "\"") + " " +
                std::to_string(cum[i]) + "\n";
       }
-      out += name + "_bucket" + RenderLabels(labels, "le=\"+Inf\"") + " " + std::to_string(cum.back()) + "\n";
+      out += name + "_bucket" + RenderLabels(labels, "le=\"+Inf\"") + " " +
+             std::to_string(cum.back()) + "\n";
       out += name + "_sum" + RenderLabels(labels) + " " + Num(h->Sum()) + "\n";
       out += name + "_count" + RenderLabels(labels) + " " + std::to_string(h->Count()) + "\n";
     }

@@ -21,9 +21,9 @@ int HttpStatusFromCode(StatusCode code);
 std::string StatusCodeName(StatusCode code);
 
 // Evaluates an expression that returns Status and returns it from the caller when not OK.
-#define PHOTON_RETURN_IF_ERROR(expr)            \
-  do {                                          \
-    ::absl::Status photon_status_ = (expr);     \
+#define PHOTON_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::absl::Status photon_status_ = (expr);          \
     if (!photon_status_.ok()) return photon_status_; \
   } while (0)
 

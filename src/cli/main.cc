@@ -1,0 +1,461 @@
+// photon: the PhotonCloud command line. Talks to photon-server's REST API.
+// Server and token come from PHOTON_SERVER / PHOTON_TOKEN, or from the file `photon login`
+// writes (~/.config/photon/config.json, mode 0600).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cli/documents.h"
+#include "cli/http_client.h"
+#include "common/file_util.h"
+#include "common/http_server.h"
+
+using nlohmann::json;
+using photon::cli::HttpClient;
+using photon::cli::HttpResult;
+
+namespace {
+
+struct Globals {
+  std::string server;
+  std::string token;
+  std::string ns = "default";
+  std::string output = "table";
+};
+
+std::string ConfigPath() {
+  const char* home = getenv("HOME");
+  return std::string(home ? home : "/root") + "/.config/photon/config.json";
+}
+
+[[noreturn]] void Die(const std::string& msg) {
+  std::cerr << "error: " << msg << "\n";
+  exit(1);
+}
+
+void LoadDefaults(Globals& g) {
+  if (const char* s = getenv("PHOTON_SERVER")) g.server = s;
+  if (const char* t = getenv("PHOTON_TOKEN")) g.token = t;
+  if (g.server.empty() || g.token.empty()) {
+    auto text = photon::ReadFile(ConfigPath());
+    if (text.ok()) {
+      auto j = json::parse(*text, nullptr, false);
+      if (j.is_object()) {
+        if (g.server.empty()) g.server = j.value("server", "");
+        if (g.token.empty()) g.token = j.value("token", "");
+      }
+    }
+  }
+  if (g.server.empty()) g.server = "http://127.0.0.1:8080";
+  while (!g.token.empty() && (g.token.back() == '\n' || g.token.back() == ' ')) g.token.pop_back();
+}
+
+HttpClient Client(const Globals& g) {
+  auto c = HttpClient::Create(g.server, g.token);
+  if (!c.ok()) Die(std::string(c.status().message()));
+  return *c;
+}
+
+// The one-line reason of an API error body.
+std::string Reason(const HttpResult& r) {
+  auto j = json::parse(r.body, nullptr, false);
+  if (j.is_object() && j.contains("error")) {
+    return j["error"].value("message", "") + " (" + std::to_string(r.status) + " " +
+           j["error"].value("code", "") + ")";
+  }
+  return "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 200);
+}
+
+HttpResult Call(const Globals& g, const std::string& method, const std::string& path,
+                const std::string& body = "") {
+  auto r = Client(g).Do(method, path, body);
+  if (!r.ok()) Die(std::string(r.status().message()));
+  return *r;
+}
+
+std::string Plural(std::string kind) {
+  for (auto& c : kind) c = static_cast<char>(tolower(c));
+  if (!kind.empty() && kind.back() != 's') kind += 's';
+  return kind;
+}
+
+std::string ObjPath(const std::string& ns, const std::string& kind, const std::string& name = "") {
+  std::string p =
+      "/v1/namespaces/" + photon::PercentEncode(ns) + "/" + photon::PercentEncode(Plural(kind));
+  if (!name.empty()) p += "/" + photon::PercentEncode(name);
+  return p;
+}
+
+std::string Field(const json& o, std::initializer_list<const char*> path) {
+  const json* cur = &o;
+  for (const char* p : path) {
+    if (!cur->is_object() || !cur->contains(p)) return "";
+    cur = &(*cur)[p];
+  }
+  if (cur->is_string()) return cur->get<std::string>();
+  if (cur->is_null()) return "";
+  return cur->dump();
+}
+
+void PrintTable(const std::vector<json>& items) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAMESPACE", "NAME", "KIND", "PHASE", "NODE", "MESSAGE"}};
+  for (const auto& o : items) {
+    rows.push_back({Field(o, {"metadata", "namespace"}), Field(o, {"metadata", "name"}),
+                    Field(o, {"kind"}), Field(o, {"status", "phase"}),
+                    Field(o, {"metadata", "agentId"}), Field(o, {"status", "message"})});
+  }
+  std::vector<size_t> w(rows[0].size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+void PrintObjects(const Globals& g, const std::vector<json>& items, bool single) {
+  if (g.output == "json") {
+    std::cout << (single ? items.at(0).dump(2) : json(items).dump(2)) << "\n";
+  } else if (g.output == "yaml") {
+    if (single) {
+      std::cout << photon::cli::ToYaml(items.at(0));
+    } else {
+      for (const auto& o : items) std::cout << "---\n" << photon::cli::ToYaml(o);
+    }
+  } else if (g.output == "table") {
+    PrintTable(items);
+  } else {
+    Die("-o: unknown output format '" + g.output + "' (want table, json or yaml)");
+  }
+}
+
+std::string ReadInput(const std::string& file) {
+  if (file == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  auto text = photon::ReadFile(file);
+  if (!text.ok()) Die(std::string(text.status().message()));
+  return *text;
+}
+
+std::vector<json> ListAll(const Globals& g, const std::string& kind, bool all_ns,
+                          const std::string& selector, std::string* rv) {
+  std::vector<json> items;
+  std::string cont;
+  while (true) {
+    std::string path = all_ns ? "/v1/" + photon::PercentEncode(Plural(kind)) : ObjPath(g.ns, kind);
+    path += "?limit=500";
+    if (!selector.empty()) path += "&labelSelector=" + photon::PercentEncode(selector);
+    if (!cont.empty()) path += "&continue=" + photon::PercentEncode(cont);
+    auto r = Call(g, "GET", path);
+    if (r.status != 200) Die(Reason(r));
+    auto j = json::parse(r.body, nullptr, false);
+    if (j.is_discarded()) Die("malformed answer from the server");
+    for (auto& it : j["items"]) items.push_back(std::move(it));
+    if (rv) *rv = j.value("resourceVersion", "");
+    cont = j.value("continue", "");
+    if (cont.empty()) break;
+  }
+  return items;
+}
+
+int CreateOrApply(const Globals& g, const std::string& file, bool apply) {
+  auto docs = photon::cli::ParseDocuments(ReadInput(file));
+  if (!docs.ok()) Die(file + ": " + std::string(docs.status().message()));
+  int failures = 0;
+  for (auto& doc : *docs) {
+    std::string kind = doc["kind"].get<std::string>();
+    std::string name = Field(doc, {"metadata", "name"});
+    std::string ns = Field(doc, {"metadata", "namespace"});
+    if (ns.empty()) ns = g.ns;
+    std::string path = ObjPath(ns, kind);
+    if (apply && !name.empty()) {
+      auto cur = Call(g, "GET", ObjPath(ns, kind, name));
+      if (cur.status == 200) {
+        auto cj = json::parse(cur.body);
+        doc["metadata"]["resourceVersion"] = cj["metadata"]["resourceVersion"];
+        auto r = Call(g, "PUT", ObjPath(ns, kind, name), doc.dump());
+        if (r.status != 200) {
+          std::cerr << "error: " << kind << " " << name << ": " << Reason(r) << "\n";
+          ++failures;
+          continue;
+        }
+        std::cout << Plural(kind) << "/" << name << " configured\n";
+        continue;
+      }
+    }
+    auto r = Call(g, "POST", path, doc.dump());
+    if (r.status != 202) {
+      std::cerr << "error: " << kind << " " << name << ": " << Reason(r) << "\n";
+      ++failures;
+      continue;
+    }
+    auto j = json::parse(r.body);
+    std::cout << Plural(kind) << "/" << name << " created (operation "
+              << Field(j, {"operation", "metadata", "id"}) << ")\n";
+  }
+  return failures ? 1 : 0;
+}
+
+void Describe(const json& o, const std::string& indent = "") {
+  for (auto& [k, v] : o.items()) {
+    if (v.is_object()) {
+      if (v.empty()) continue;
+      std::cout << indent << k << ":\n";
+      Describe(v, indent + "  ");
+    } else if (v.is_array()) {
+      if (v.empty()) continue;
+      std::cout << indent << k << ":\n";
+      for (auto& item : v) {
+        if (item.is_object()) {
+          std::cout << indent << "  -\n";
+          Describe(item, indent + "    ");
+        } else {
+          std::cout << indent << "  - "
+                    << (item.is_string() ? item.get<std::string>() : item.dump()) << "\n";
+        }
+      }
+    } else {
+      std::string s = v.is_string() ? v.get<std::string>() : v.dump();
+      if (s.empty() || s == "0" || s == "false") continue;
+      std::cout << indent << k << ": " << s << "\n";
+    }
+  }
+}
+
+int Watch(const Globals& g, const std::string& kind, bool all_ns, const std::string& selector) {
+  std::string rv;
+  // The initial state, then changes; a 410 (history compacted) relists and resumes by itself.
+  auto items = ListAll(g, kind, all_ns, selector, &rv);
+  for (const auto& o : items) {
+    std::cout << "ADDED     " << Field(o, {"metadata", "namespace"}) << "/"
+              << Field(o, {"metadata", "name"}) << "  " << Field(o, {"status", "phase"}) << "  "
+              << Field(o, {"status", "message"}) << std::endl;
+  }
+  while (true) {
+    std::string path = all_ns ? "/v1/" + photon::PercentEncode(Plural(kind)) : ObjPath(g.ns, kind);
+    path += "?watch=true&resourceVersion=" + rv;
+    if (!selector.empty()) path += "&labelSelector=" + photon::PercentEncode(selector);
+    auto client = Client(g);
+    auto r = client.Stream(path, [&](const std::string& line) {
+      auto ev = json::parse(line, nullptr, false);
+      if (ev.is_discarded()) return true;
+      const auto& o = ev["object"];
+      rv = Field(o, {"metadata", "resourceVersion"});
+      std::string type = ev.value("type", "");
+      type.resize(10, ' ');
+      std::cout << type << Field(o, {"metadata", "namespace"}) << "/"
+                << Field(o, {"metadata", "name"}) << "  " << Field(o, {"status", "phase"}) << "  "
+                << Field(o, {"status", "message"}) << std::endl;
+      return true;
+    });
+    if (!r.ok()) Die(std::string(r.status().message()));
+    if (r->status == 410) {
+      std::cerr << "watch: history compacted, relisting\n";
+      ListAll(g, kind, all_ns, selector, &rv);
+      continue;
+    }
+    if (r->status != 200) Die(Reason(*r));
+    // The server closed the stream (restart): resume from the last version seen.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"photon: manage PhotonCloud resources"};
+  app.require_subcommand(1);
+  Globals g;
+  LoadDefaults(g);
+  app.add_option("-s,--server", g.server, "server URL (env PHOTON_SERVER)");
+  app.add_option("-n,--namespace", g.ns, "namespace (project)");
+  std::string file, selector, kind, name, id, action;
+  bool all_ns = false;
+  int limit = 50;
+
+  auto* create = app.add_subcommand("create", "create resources from a YAML/JSON file");
+  create->add_option("-f,--file", file, "file ('-' for stdin)")->required();
+  auto* apply = app.add_subcommand("apply", "create or update resources from a YAML/JSON file");
+  apply->add_option("-f,--file", file, "file ('-' for stdin)")->required();
+
+  auto* get = app.add_subcommand("get", "show one resource");
+  get->add_option("kind", kind, "kind, e.g. computeinstances")->required();
+  get->add_option("name", name)->required();
+  get->add_option("-o,--output", g.output, "table|json|yaml");
+
+  auto* list = app.add_subcommand("list", "list resources");
+  list->add_option("kind", kind)->required();
+  list->add_option("-l,--selector", selector, "label selector, e.g. app=web,tier!=db");
+  list->add_option("-o,--output", g.output, "table|json|yaml");
+  list->add_flag("-A,--all-namespaces", all_ns);
+
+  auto* describe = app.add_subcommand("describe", "show a resource in detail");
+  describe->add_option("kind", kind)->required();
+  describe->add_option("name", name)->required();
+
+  auto* del = app.add_subcommand("delete", "delete a resource");
+  del->add_option("kind", kind);
+  del->add_option("name", name);
+  del->add_option("-f,--file", file, "delete what a file describes");
+
+  auto* watch = app.add_subcommand("watch", "follow changes of a kind");
+  watch->add_option("kind", kind)->required();
+  watch->add_option("-l,--selector", selector);
+  watch->add_flag("-A,--all-namespaces", all_ns);
+
+  auto* ops = app.add_subcommand("operations", "show an operation, or list recent ones");
+  ops->add_option("id", id);
+  ops->add_option("-o,--output", g.output, "table|json|yaml");
+
+  auto* act = app.add_subcommand("action", "run an action (start, stop, restart, logs, ...)");
+  act->add_option("kind", kind)->required();
+  act->add_option("name", name)->required();
+  act->add_option("action", action)->required();
+
+  auto* audit = app.add_subcommand("audit", "show the audit log (admins)");
+  audit->add_option("--limit", limit);
+
+  std::string principal, role = "viewer", token_file;
+  auto* token = app.add_subcommand("token", "manage API tokens (admins)");
+  auto* token_create = token->add_subcommand("create", "create a token for a principal");
+  token_create->add_option("--principal", principal)->required();
+  token_create->add_option("--role", role, "viewer|editor|admin");
+  token->require_subcommand(1);
+
+  auto* login = app.add_subcommand("login", "save server URL and token for later commands");
+  login
+      ->add_option("--token-file", token_file, "file holding the token (e.g. DATA_DIR/admin.token)")
+      ->required();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*login) {
+    auto t = photon::ReadFile(token_file);
+    if (!t.ok()) Die(std::string(t.status().message()));
+    std::string tok = *t;
+    while (!tok.empty() && (tok.back() == '\n' || tok.back() == ' ')) tok.pop_back();
+    g.token = tok;
+    auto r = Call(g, "GET", "/v1/computeinstances?limit=1");
+    if (r.status == 401) Die("the server refused this token: " + Reason(r));
+    std::string dir = ConfigPath().substr(0, ConfigPath().rfind('/'));
+    if (auto st = photon::MakeDirs(dir, 0700); !st.ok()) Die(std::string(st.message()));
+    json cfg = {{"server", g.server}, {"token", tok}};
+    if (auto st = photon::WriteFileAtomic(ConfigPath(), cfg.dump(2) + "\n", 0600); !st.ok()) {
+      Die(std::string(st.message()));
+    }
+    std::cout << "logged in to " << g.server << "; saved to " << ConfigPath() << "\n";
+    return 0;
+  }
+  if (*create) return CreateOrApply(g, file, false);
+  if (*apply) return CreateOrApply(g, file, true);
+  if (*get) {
+    auto r = Call(g, "GET", ObjPath(g.ns, kind, name));
+    if (r.status != 200) Die(Reason(r));
+    PrintObjects(g, {json::parse(r.body)}, true);
+    return 0;
+  }
+  if (*list) {
+    PrintObjects(g, ListAll(g, kind, all_ns, selector, nullptr), false);
+    return 0;
+  }
+  if (*describe) {
+    auto r = Call(g, "GET", ObjPath(g.ns, kind, name));
+    if (r.status != 200) Die(Reason(r));
+    Describe(json::parse(r.body));
+    return 0;
+  }
+  if (*del) {
+    std::vector<std::pair<std::string, std::string>> targets;
+    if (!file.empty()) {
+      auto docs = photon::cli::ParseDocuments(ReadInput(file));
+      if (!docs.ok()) Die(file + ": " + std::string(docs.status().message()));
+      for (auto& d : *docs)
+        targets.push_back({d["kind"].get<std::string>(), Field(d, {"metadata", "name"})});
+    } else {
+      if (kind.empty() || name.empty()) Die("delete: want KIND NAME or -f FILE");
+      targets.push_back({kind, name});
+    }
+    int failures = 0;
+    for (auto& [k, n] : targets) {
+      auto r = Call(g, "DELETE", ObjPath(g.ns, k, n));
+      if (r.status != 202) {
+        std::cerr << "error: " << Reason(r) << "\n";
+        ++failures;
+        continue;
+      }
+      std::cout << Plural(k) << "/" << n << " deleted\n";
+    }
+    return failures ? 1 : 0;
+  }
+  if (*watch) return Watch(g, kind, all_ns, selector);
+  if (*ops) {
+    if (!id.empty()) {
+      auto r = Call(g, "GET", "/v1/operations/" + photon::PercentEncode(id));
+      if (r.status != 200) Die(Reason(r));
+      auto j = json::parse(r.body);
+      if (g.output == "table") {
+        std::cout << "operation " << Field(j, {"metadata", "id"})
+                  << "\n  verb:   " << Field(j, {"spec", "verb"})
+                  << "\n  target: " << Field(j, {"spec", "targetKind"}) << "/"
+                  << Field(j, {"spec", "targetNamespace"}) << "/"
+                  << Field(j, {"spec", "targetName"})
+                  << "\n  state:  " << Field(j, {"status", "state"})
+                  << "\n  message: " << Field(j, {"status", "message"}) << "\n";
+      } else {
+        PrintObjects(g, {j}, true);
+      }
+      return 0;
+    }
+    auto items = ListAll(g, "operations", false, "", nullptr);
+    for (auto& o : items) {
+      std::cout << Field(o, {"metadata", "id"}) << "  " << Field(o, {"spec", "verb"}) << "  "
+                << Field(o, {"spec", "targetKind"}) << "/" << Field(o, {"spec", "targetName"})
+                << "  " << Field(o, {"status", "state"}) << "  " << Field(o, {"status", "message"})
+                << "\n";
+    }
+    return 0;
+  }
+  if (*act) {
+    auto r = Call(g, "POST",
+                  ObjPath(g.ns, kind, name) + "/actions/" + photon::PercentEncode(action), "{}");
+    if (r.status != 202) Die(Reason(r));
+    auto j = json::parse(r.body);
+    std::cout << action << " queued (operation " << Field(j, {"operation", "metadata", "id"})
+              << ")\n";
+    return 0;
+  }
+  if (*audit) {
+    auto r = Call(g, "GET", "/v1/auditevents?limit=" + std::to_string(limit));
+    if (r.status != 200) Die(Reason(r));
+    auto j = json::parse(r.body);
+    for (auto& e : j["items"]) {
+      std::cout << Field(e, {"metadata", "timestamp"}) << "  " << Field(e, {"actorId"}) << "  "
+                << Field(e, {"action"}) << "  " << Field(e, {"resourceId"}) << "  "
+                << (e.value("success", false) ? "ok" : "refused") << " " << Field(e, {"code"})
+                << "\n";
+    }
+    return 0;
+  }
+  if (*token_create) {
+    json body = {{"principal", principal},
+                 {"bindings", json::array({{{"namespace", g.ns}, {"role", role}}})}};
+    auto r = Call(g, "POST", "/v1/tokens", body.dump());
+    if (r.status != 201) Die(Reason(r));
+    std::cout << json::parse(r.body)["token"].get<std::string>() << "\n";
+    return 0;
+  }
+  return 0;
+}

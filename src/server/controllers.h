@@ -1,0 +1,53 @@
+// Control-plane controllers, Kubernetes style: the watch cache feeds changed keys into a
+// de-duplicating work queue; one worker reconciles each key, level-triggered and idempotent
+// (it reads the current state and writes only what differs). Conflicts requeue the key.
+//
+// Controllers here:
+//  - operations: moves each pending Operation along with the phase of its target object
+//    (RUNNING → DONE, ERROR → FAILED, deleted → DONE for deletes).
+//  - placement: until a scheduler places a ComputeInstance it says why it waits (no Ready node).
+// Thread-safe; Start/Stop once.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "server/resource_manager.h"
+
+namespace photon::server {
+
+class Controllers {
+ public:
+  explicit Controllers(ResourceManager* resources) : resources_(resources) {}
+  ~Controllers() { Stop(); }
+  Status Start();
+  void Stop();
+  // When false, the placement controller leaves ComputeInstances to an external scheduler.
+  void set_placement_hint(bool on) { placement_hint_ = on; }
+
+ private:
+  void Enqueue(const std::string& key);
+  void Run();
+  void Reconcile(const std::string& key);
+  void ReconcileOperation(const std::string& op_key);
+  void ReconcilePlacement(const std::string& key);
+
+  ResourceManager* resources_;
+  bool placement_hint_ = true;
+  uint64_t subscription_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;
+  std::set<std::string> queued_;
+  // target key → keys of its unfinished operations
+  std::map<std::string, std::set<std::string>> ops_by_target_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+}  // namespace photon::server

@@ -1,0 +1,221 @@
+#include "server/grpc_service.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include "server/object_util.h"
+
+namespace photon::server {
+
+grpc::Status ToGrpc(const Status& st) {
+  if (st.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
+}
+
+namespace {
+
+StatusOr<const KindInfo*> KindFor(const std::string& name, const google::protobuf::Any* any) {
+  const KindInfo* kind = nullptr;
+  if (!name.empty()) {
+    kind = FindKind(name);
+    if (!kind)
+      return absl::InvalidArgumentError("kind: unknown kind '" + name +
+                                        "' (known: " + KnownKindNames() + ")");
+  }
+  if (any && !any->type_url().empty()) {
+    std::string type = any->type_url().substr(any->type_url().rfind('/') + 1);
+    const KindInfo* by_type = FindKindByTypeName(type);
+    if (!by_type) return absl::InvalidArgumentError("object: unknown type '" + type + "'");
+    if (kind && kind != by_type)
+      return absl::InvalidArgumentError("object: type " + type + " does not match kind " + name);
+    kind = by_type;
+  }
+  if (!kind) return absl::InvalidArgumentError("kind: required");
+  return kind;
+}
+
+StatusOr<MessagePtr> Unpack(const KindInfo& kind, const google::protobuf::Any& any) {
+  MessagePtr obj(kind.prototype->New());
+  if (!any.UnpackTo(obj.get()))
+    return absl::InvalidArgumentError("object: cannot decode as " + kind.kind);
+  return obj;
+}
+
+}  // namespace
+
+StatusOr<Principal> GrpcResourceService::Who(grpc::ServerContext* ctx) {
+  auto it = ctx->client_metadata().find("authorization");
+  std::string header;
+  if (it != ctx->client_metadata().end()) header.assign(it->second.data(), it->second.size());
+  return auth_->Authenticate(header);
+}
+
+void GrpcResourceService::Count(const char* method, const grpc::Status& st) {
+  metrics_
+      ->GetCounter(
+          "photon_grpc_requests_total", "gRPC API requests by method and code",
+          {{"method", method}, {"code", std::to_string(static_cast<int>(st.error_code()))}})
+      ->Inc();
+}
+
+#define PHOTON_GRPC_TRY(method, expr) \
+  do {                                \
+    ::absl::Status st_ = (expr);      \
+    if (!st_.ok()) {                  \
+      auto gs_ = ToGrpc(st_);         \
+      Count(method, gs_);             \
+      return gs_;                     \
+    }                                 \
+  } while (0)
+
+grpc::Status GrpcResourceService::Create(grpc::ServerContext* ctx, const api::CreateRequest* req,
+                                         api::CreateResponse* resp) {
+  auto who = Who(ctx);
+  PHOTON_GRPC_TRY("Create", who.status());
+  auto kind = KindFor(req->kind(), &req->object());
+  PHOTON_GRPC_TRY("Create", kind.status());
+  auto obj = Unpack(**kind, req->object());
+  PHOTON_GRPC_TRY("Create", obj.status());
+  auto r = resources_->Create(*who, **kind, req->namespace_(), *obj);
+  PHOTON_GRPC_TRY("Create", r.status());
+  *resp->mutable_operation() = r->operation;
+  resp->mutable_object()->PackFrom(*r->object);
+  Count("Create", grpc::Status::OK);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcResourceService::Get(grpc::ServerContext* ctx, const api::GetRequest* req,
+                                      api::GetResponse* resp) {
+  auto who = Who(ctx);
+  PHOTON_GRPC_TRY("Get", who.status());
+  auto kind = KindFor(req->kind(), nullptr);
+  PHOTON_GRPC_TRY("Get", kind.status());
+  auto r = resources_->Get(*who, **kind, req->namespace_().empty() ? "default" : req->namespace_(),
+                           req->name());
+  PHOTON_GRPC_TRY("Get", r.status());
+  resp->mutable_object()->PackFrom(**r);
+  Count("Get", grpc::Status::OK);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcResourceService::Update(grpc::ServerContext* ctx, const api::UpdateRequest* req,
+                                         api::UpdateResponse* resp) {
+  auto who = Who(ctx);
+  PHOTON_GRPC_TRY("Update", who.status());
+  auto kind = KindFor(req->kind(), &req->object());
+  PHOTON_GRPC_TRY("Update", kind.status());
+  auto obj = Unpack(**kind, req->object());
+  PHOTON_GRPC_TRY("Update", obj.status());
+  std::string name = req->name().empty() ? GetMetadata(**obj).name() : req->name();
+  std::string ns = !req->namespace_().empty()                 ? req->namespace_()
+                   : !GetMetadata(**obj).namespace_().empty() ? GetMetadata(**obj).namespace_()
+                                                              : "default";
+  auto r = resources_->Update(*who, **kind, ns, name, *obj, req->status_only());
+  PHOTON_GRPC_TRY("Update", r.status());
+  resp->mutable_object()->PackFrom(**r);
+  Count("Update", grpc::Status::OK);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcResourceService::Delete(grpc::ServerContext* ctx, const api::DeleteRequest* req,
+                                         api::DeleteResponse* resp) {
+  auto who = Who(ctx);
+  PHOTON_GRPC_TRY("Delete", who.status());
+  auto kind = KindFor(req->kind(), nullptr);
+  PHOTON_GRPC_TRY("Delete", kind.status());
+  auto r =
+      resources_->Delete(*who, **kind, req->namespace_().empty() ? "default" : req->namespace_(),
+                         req->name(), req->resource_version());
+  PHOTON_GRPC_TRY("Delete", r.status());
+  *resp->mutable_operation() = *r;
+  Count("Delete", grpc::Status::OK);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcResourceService::List(grpc::ServerContext* ctx, const api::ListRequest* req,
+                                       api::ListResponse* resp) {
+  auto who = Who(ctx);
+  PHOTON_GRPC_TRY("List", who.status());
+  auto kind = KindFor(req->kind(), nullptr);
+  PHOTON_GRPC_TRY("List", kind.status());
+  auto r = resources_->List(*who, **kind, req->namespace_(), req->label_selector(), req->limit(),
+                            req->continue_token());
+  PHOTON_GRPC_TRY("List", r.status());
+  for (const auto& item : r->items) {
+    auto msg = item->Decoded();
+    if (msg) resp->add_items()->PackFrom(*msg);
+  }
+  resp->set_resource_version(r->resource_version);
+  resp->set_continue_token(r->continue_token);
+  Count("List", grpc::Status::OK);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::WatchRequest* req,
+                                        grpc::ServerWriter<api::WatchEvent>* writer) {
+  auto who = Who(ctx);
+  PHOTON_GRPC_TRY("Watch", who.status());
+  auto kind = KindFor(req->kind(), nullptr);
+  PHOTON_GRPC_TRY("Watch", kind.status());
+  // The cache thread queues events; this handler thread writes them, so a slow client never
+  // stalls the cache.
+  struct Queue {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<CacheEvent> events;
+  };
+  auto q = std::make_shared<Queue>();
+  auto id = resources_->Watch(*who, **kind, req->namespace_(), req->label_selector(),
+                              req->resource_version(),
+                              WatchSink{[q](const std::vector<CacheEvent>& events) {
+                                std::lock_guard lock(q->mu);
+                                q->events.insert(q->events.end(), events.begin(), events.end());
+                                q->cv.notify_one();
+                              }});
+  PHOTON_GRPC_TRY("Watch", id.status());
+  while (!ctx->IsCancelled()) {
+    std::deque<CacheEvent> batch;
+    {
+      std::unique_lock lock(q->mu);
+      q->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !q->events.empty(); });
+      batch.swap(q->events);
+    }
+    bool ok = true;
+    for (const auto& e : batch) {
+      api::WatchEvent out;
+      out.set_type(e.type == CacheEvent::Type::kAdded     ? api::WatchEvent::ADDED
+                   : e.type == CacheEvent::Type::kDeleted ? api::WatchEvent::DELETED
+                                                          : api::WatchEvent::MODIFIED);
+      if (auto msg = e.object->Decoded()) out.mutable_object()->PackFrom(*msg);
+      out.set_resource_version(std::to_string(e.revision));
+      if (!writer->Write(out)) {
+        ok = false;
+        break;
+      }
+    }
+    if (!ok) break;
+  }
+  resources_->Unwatch(*id);
+  Count("Watch", grpc::Status::OK);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcResourceService::ExecuteAction(grpc::ServerContext* ctx,
+                                                const api::ActionRequest* req,
+                                                api::ActionResponse* resp) {
+  auto who = Who(ctx);
+  PHOTON_GRPC_TRY("ExecuteAction", who.status());
+  auto kind = KindFor(req->kind(), nullptr);
+  PHOTON_GRPC_TRY("ExecuteAction", kind.status());
+  std::map<std::string, std::string> params(req->params().begin(), req->params().end());
+  auto r = resources_->ExecuteAction(*who, **kind,
+                                     req->namespace_().empty() ? "default" : req->namespace_(),
+                                     req->name(), req->action(), params);
+  PHOTON_GRPC_TRY("ExecuteAction", r.status());
+  *resp->mutable_operation() = *r;
+  Count("ExecuteAction", grpc::Status::OK);
+  return grpc::Status::OK;
+}
+
+}  // namespace photon::server

@@ -1,0 +1,45 @@
+// The gRPC transport of the ResourceService: the same verbs as the REST gateway, with objects
+// carried as google.protobuf.Any. Bearer tokens travel in the "authorization" metadata.
+// Thread-safe (gRPC's sync server calls it from its pool).
+#pragma once
+
+#include <memory>
+
+#include "photon/service.grpc.pb.h"
+#include "server/auth.h"
+#include "server/resource_manager.h"
+
+namespace photon::server {
+
+class GrpcResourceService final : public api::ResourceService::Service {
+ public:
+  GrpcResourceService(ResourceManager* resources, Authenticator* auth, MetricsRegistry* metrics)
+      : resources_(resources), auth_(auth), metrics_(metrics) {}
+
+  grpc::Status Create(grpc::ServerContext* ctx, const api::CreateRequest* req,
+                      api::CreateResponse* resp) override;
+  grpc::Status Get(grpc::ServerContext* ctx, const api::GetRequest* req,
+                   api::GetResponse* resp) override;
+  grpc::Status Update(grpc::ServerContext* ctx, const api::UpdateRequest* req,
+                      api::UpdateResponse* resp) override;
+  grpc::Status Delete(grpc::ServerContext* ctx, const api::DeleteRequest* req,
+                      api::DeleteResponse* resp) override;
+  grpc::Status List(grpc::ServerContext* ctx, const api::ListRequest* req,
+                    api::ListResponse* resp) override;
+  grpc::Status Watch(grpc::ServerContext* ctx, const api::WatchRequest* req,
+                     grpc::ServerWriter<api::WatchEvent>* writer) override;
+  grpc::Status ExecuteAction(grpc::ServerContext* ctx, const api::ActionRequest* req,
+                             api::ActionResponse* resp) override;
+
+ private:
+  StatusOr<Principal> Who(grpc::ServerContext* ctx);
+  void Count(const char* method, const grpc::Status& st);
+
+  ResourceManager* resources_;
+  Authenticator* auth_;
+  MetricsRegistry* metrics_;
+};
+
+grpc::Status ToGrpc(const Status& st);
+
+}  // namespace photon::server

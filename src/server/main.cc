@@ -1,0 +1,50 @@
+// photon-server: the control plane. See docs/architecture.md.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "common/log.h"
+#include "server/server.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"photon-server: the PhotonCloud control plane"};
+  photon::server::ServerOptions opts;
+  std::string config, log_level = "info";
+  app.add_option("--config", config,
+                 "YAML config file (keys: data_dir, listen, grpc_listen, store, ...)");
+  app.add_option("--data-dir", opts.data_dir, "state directory (store, tokens)");
+  app.add_option("--listen", opts.listen, "REST listen address HOST:PORT");
+  app.add_option("--grpc-listen", opts.grpc_listen, "gRPC listen address HOST:PORT");
+  app.add_option("--store", opts.store, "sqlite | etcd://host:port[,host:port...]");
+  app.add_option("--http-threads", opts.http_threads, "REST handler threads");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  // Parse once to find --config, load it, then parse again so flags override the file.
+  CLI11_PARSE(app, argc, argv);
+  if (!config.empty()) {
+    if (auto st = photon::server::LoadServerConfig(config, &opts); !st.ok()) {
+      std::cerr << "photon-server: " << st.message() << "\n";
+      return 2;
+    }
+    CLI11_PARSE(app, argc, argv);
+  }
+  if (auto st = photon::InitLogging("photon-server", log_level); !st.ok()) {
+    std::cerr << "photon-server: " << st.message() << "\n";
+    return 2;
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  auto server = photon::server::Server::Start(opts);
+  if (!server.ok()) {
+    std::cerr << "photon-server: " << server.status().message() << "\n";
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  std::cerr << "photon-server: signal " << sig << ", stopping\n";
+  (*server)->Stop();
+  return 0;
+}

@@ -1,0 +1,329 @@
+#include "server/object_util.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <regex>
+
+#include "photon/compute.pb.h"
+#include "photon/network.pb.h"
+#include "photon/storage.pb.h"
+
+namespace photon::server {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+namespace {
+const FieldDescriptor* Field(const Message& obj, const char* name) {
+  return obj.GetDescriptor()->FindFieldByName(name);
+}
+}  // namespace
+
+resource::ResourceMetadata* MutableMetadata(Message* obj) {
+  return static_cast<resource::ResourceMetadata*>(
+      obj->GetReflection()->MutableMessage(obj, Field(*obj, "metadata")));
+}
+
+const resource::ResourceMetadata& GetMetadata(const Message& obj) {
+  return static_cast<const resource::ResourceMetadata&>(
+      obj.GetReflection()->GetMessage(obj, Field(obj, "metadata")));
+}
+
+resource::ResourceStatus* MutableStatus(Message* obj) {
+  auto* f = Field(*obj, "status");
+  if (!f || f->message_type() != resource::ResourceStatus::descriptor()) return nullptr;
+  return static_cast<resource::ResourceStatus*>(obj->GetReflection()->MutableMessage(obj, f));
+}
+
+const resource::ResourceStatus* GetStatus(const Message& obj) {
+  auto* f = Field(obj, "status");
+  if (!f || f->message_type() != resource::ResourceStatus::descriptor()) return nullptr;
+  return &static_cast<const resource::ResourceStatus&>(obj.GetReflection()->GetMessage(obj, f));
+}
+
+std::string SpecBytes(const Message& obj) {
+  auto* f = Field(obj, "spec");
+  if (!f) return "";
+  std::string out;
+  obj.GetReflection()->GetMessage(obj, f).SerializeToString(&out);
+  return out;
+}
+
+void CopySpec(const Message& from, Message* to) {
+  auto* f = Field(from, "spec");
+  if (!f) return;
+  to->GetReflection()->MutableMessage(to, f)->CopyFrom(from.GetReflection()->GetMessage(from, f));
+}
+
+void CopyStatus(const Message& from, Message* to) {
+  for (const char* name : {"status", "node_status"}) {
+    auto* f = Field(from, name);
+    if (!f) continue;
+    if (from.GetReflection()->HasField(from, f)) {
+      to->GetReflection()->MutableMessage(to, f)->CopyFrom(
+          from.GetReflection()->GetMessage(from, f));
+    } else {
+      to->GetReflection()->ClearField(to, f);
+    }
+  }
+}
+
+Status ValidateName(const std::string& field, const std::string& name) {
+  static const std::regex kLabel("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
+  if (name.empty()) return absl::InvalidArgumentError(field + ": required");
+  if (name.size() > 63) {
+    return absl::InvalidArgumentError(field + ": '" + name + "' is longer than 63 characters");
+  }
+  if (!std::regex_match(name, kLabel)) {
+    return absl::InvalidArgumentError(
+        field + ": '" + name +
+        "' is not a DNS label (lower case letters, digits and '-', starting and ending with a "
+        "letter or digit)");
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::unique_ptr<Message>> ParseJsonObject(const KindInfo& kind, const std::string& json) {
+  // Strip a top-level "kind" (and "apiVersion"), which documents carry but the message has not.
+  // A light scan is enough: protobuf's parser validates everything else.
+  std::string body = json;
+  auto parsed = std::unique_ptr<Message>(kind.prototype->New());
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = false;
+  // Use the JSON parser on a copy without kind/apiVersion; protobuf JSON has no notion of them.
+  // We re-serialize through protobuf's Struct to remove them safely.
+  google::protobuf::Struct doc;
+  auto st = google::protobuf::util::JsonStringToMessage(body, &doc);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError("malformed JSON: " + std::string(st.message()));
+  }
+  auto& fields = *doc.mutable_fields();
+  if (auto it = fields.find("kind"); it != fields.end()) {
+    const KindInfo* k = FindKind(it->second.string_value());
+    if (!k || k->plural != kind.plural) {
+      return absl::InvalidArgumentError("kind: '" + it->second.string_value() +
+                                        "' does not match the URL's kind " + kind.kind);
+    }
+    fields.erase(it);
+  }
+  fields.erase("apiVersion");
+  std::string clean;
+  (void)google::protobuf::util::MessageToJsonString(doc, &clean);
+  st = google::protobuf::util::JsonStringToMessage(clean, parsed.get(), opts);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError("invalid " + kind.kind + ": " + std::string(st.message()));
+  }
+  return parsed;
+}
+
+std::string MessageToJson(const Message& msg) {
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.always_print_primitive_fields = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(msg, &out, opts);
+  return out;
+}
+
+std::string ToJson(const KindInfo& kind, const Message& obj) {
+  std::string body = MessageToJson(obj);
+  // body starts with '{'; prepend the kind member.
+  if (body.size() <= 2) return "{\"kind\":\"" + kind.kind + "\"}";
+  return "{\"kind\":\"" + kind.kind + "\"," + body.substr(1);
+}
+
+namespace {
+
+Status Positive(const std::string& field, int64_t v, bool allow_zero = true) {
+  if (v < 0 || (!allow_zero && v == 0)) {
+    return absl::InvalidArgumentError(field + ": must be " + (allow_zero ? "≥ 0" : "> 0") +
+                                      ", got " + std::to_string(v));
+  }
+  return absl::OkStatus();
+}
+
+Status ValidateCompute(const compute::ComputeInstance& ci) {
+  const auto& spec = ci.spec();
+  if (spec.backend_case() == compute::ComputeInstanceSpec::BACKEND_NOT_SET) {
+    return absl::InvalidArgumentError(
+        "spec: one of spec.vm, spec.container or spec.process is required");
+  }
+  PHOTON_RETURN_IF_ERROR(Positive("spec.resources.vcpu", spec.resources().vcpu()));
+  PHOTON_RETURN_IF_ERROR(Positive("spec.resources.memoryMb", spec.resources().memory_mb()));
+  PHOTON_RETURN_IF_ERROR(Positive("spec.resources.diskGb", spec.resources().disk_gb()));
+  if (spec.has_process() && spec.process().command().empty()) {
+    return absl::InvalidArgumentError("spec.process.command: required");
+  }
+  if (spec.has_process()) {
+    const auto& rp = spec.process().restart_policy();
+    if (!rp.empty() && rp != "never" && rp != "on-failure" && rp != "always") {
+      return absl::InvalidArgumentError("spec.process.restartPolicy: '" + rp +
+                                        "' is not one of never, on-failure, always");
+    }
+  }
+  if (spec.has_container() && spec.container().image().empty()) {
+    return absl::InvalidArgumentError("spec.container.image: required");
+  }
+  if (spec.has_vm() && spec.vm().image().empty() && spec.vm().kernel().empty()) {
+    return absl::InvalidArgumentError(
+        "spec.vm: one of spec.vm.image or spec.vm.kernel is required");
+  }
+  if (spec.has_vm()) {
+    const auto& accel = spec.vm().accel();
+    if (!accel.empty() && accel != "kvm" && accel != "tcg") {
+      return absl::InvalidArgumentError("spec.vm.accel: '" + accel + "' is not one of kvm, tcg");
+    }
+  }
+  if (spec.schedule().replicas() < 0) {
+    return absl::InvalidArgumentError("spec.schedule.replicas: must be ≥ 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Status ValidateSpec(const KindInfo& kind, const Message& obj) {
+  if (kind.kind == "ComputeInstance") {
+    return ValidateCompute(static_cast<const compute::ComputeInstance&>(obj));
+  }
+  if (kind.kind == "Flavor") {
+    const auto& f = static_cast<const compute::Flavor&>(obj);
+    PHOTON_RETURN_IF_ERROR(Positive("spec.vcpu", f.spec().vcpu(), false));
+    PHOTON_RETURN_IF_ERROR(Positive("spec.memoryMb", f.spec().memory_mb(), false));
+    PHOTON_RETURN_IF_ERROR(Positive("spec.diskGb", f.spec().disk_gb()));
+  }
+  if (kind.kind == "Image") {
+    const auto& i = static_cast<const compute::Image&>(obj);
+    if (i.spec().source_path().empty())
+      return absl::InvalidArgumentError("spec.sourcePath: required");
+  }
+  if (kind.kind == "Volume") {
+    const auto& v = static_cast<const storage::Volume&>(obj);
+    PHOTON_RETURN_IF_ERROR(Positive("spec.sizeGb", v.spec().size_gb(), false));
+  }
+  if (kind.kind == "Vpc") {
+    const auto& v = static_cast<const network::Vpc&>(obj);
+    if (v.spec().cidr_block().empty())
+      return absl::InvalidArgumentError("spec.cidrBlock: required");
+  }
+  if (kind.kind == "DnsZone") {
+    const auto& z = static_cast<const network::DnsZone&>(obj);
+    if (z.spec().name().empty()) return absl::InvalidArgumentError("spec.name: required");
+  }
+  if (kind.kind == "RegionService") {
+    const auto& r = static_cast<const compute::RegionService&>(obj);
+    if (r.spec().replicas() < 0) return absl::InvalidArgumentError("spec.replicas: must be ≥ 0");
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<LabelSelector> LabelSelector::Parse(const std::string& text) {
+  LabelSelector sel;
+  size_t i = 0;
+  auto skip_ws = [&] {
+    while (i < text.size() && text[i] == ' ') ++i;
+  };
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError("labelSelector '" + text + "': " + why);
+  };
+  auto read_word = [&] {
+    skip_ws();
+    size_t start = i;
+    while (i < text.size() && (isalnum(static_cast<unsigned char>(text[i])) || text[i] == '-' ||
+                               text[i] == '_' || text[i] == '.' || text[i] == '/')) {
+      ++i;
+    }
+    return text.substr(start, i - start);
+  };
+  while (true) {
+    skip_ws();
+    if (i >= text.size()) break;
+    Term t;
+    if (text[i] == '!') {
+      ++i;
+      t.key = read_word();
+      if (t.key.empty()) return bad("expected a key after '!'");
+      t.op = Term::Op::kNotExists;
+    } else {
+      t.key = read_word();
+      if (t.key.empty()) return bad("expected a key at offset " + std::to_string(i));
+      skip_ws();
+      if (text.compare(i, 2, "!=") == 0) {
+        i += 2;
+        t.op = Term::Op::kNotEq;
+        t.values.push_back(read_word());
+      } else if (text.compare(i, 2, "==") == 0) {
+        i += 2;
+        t.op = Term::Op::kEq;
+        t.values.push_back(read_word());
+      } else if (i < text.size() && text[i] == '=') {
+        ++i;
+        t.op = Term::Op::kEq;
+        t.values.push_back(read_word());
+      } else if (text.compare(i, 2, "in") == 0 || text.compare(i, 5, "notin") == 0) {
+        t.op = text[i] == 'i' ? Term::Op::kIn : Term::Op::kNotIn;
+        i += t.op == Term::Op::kIn ? 2 : 5;
+        skip_ws();
+        if (i >= text.size() || text[i] != '(') return bad("expected '(' after in/notin");
+        ++i;
+        while (true) {
+          std::string v = read_word();
+          if (!v.empty()) t.values.push_back(v);
+          skip_ws();
+          if (i < text.size() && text[i] == ',') {
+            ++i;
+            continue;
+          }
+          if (i < text.size() && text[i] == ')') {
+            ++i;
+            break;
+          }
+          return bad("unterminated value list");
+        }
+      } else {
+        t.op = Term::Op::kExists;
+      }
+    }
+    sel.terms_.push_back(std::move(t));
+    skip_ws();
+    if (i < text.size()) {
+      if (text[i] != ',') return bad("expected ',' at offset " + std::to_string(i));
+      ++i;
+    }
+  }
+  return sel;
+}
+
+bool LabelSelector::Matches(const google::protobuf::Map<std::string, std::string>& labels) const {
+  for (const auto& t : terms_) {
+    auto it = labels.find(t.key);
+    bool has = it != labels.end();
+    switch (t.op) {
+      case Term::Op::kEq:
+        if (!has || it->second != t.values[0]) return false;
+        break;
+      case Term::Op::kNotEq:
+        if (has && it->second == t.values[0]) return false;
+        break;
+      case Term::Op::kExists:
+        if (!has) return false;
+        break;
+      case Term::Op::kNotExists:
+        if (has) return false;
+        break;
+      case Term::Op::kIn:
+        if (!has || std::find(t.values.begin(), t.values.end(), it->second) == t.values.end()) {
+          return false;
+        }
+        break;
+      case Term::Op::kNotIn:
+        if (has && std::find(t.values.begin(), t.values.end(), it->second) != t.values.end()) {
+          return false;
+        }
+        break;
+    }
+  }
+  return true;
+}
+
+}  // namespace photon::server

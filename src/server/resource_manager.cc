@@ -1,0 +1,579 @@
+#include "server/resource_manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/util.h"
+#include "server/object_util.h"
+
+namespace photon::server {
+
+using google::protobuf::Message;
+
+namespace {
+
+constexpr char kAuditPrefix[] = "/audit/";
+
+StatusOr<int64_t> ParseRevision(const std::string& field, const std::string& text) {
+  if (text.empty()) return int64_t{0};
+  if (text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos) {
+    return absl::InvalidArgumentError(field + ": '" + text + "' is not a resource version");
+  }
+  return std::stoll(text);
+}
+
+std::string HexEncode(const std::string& s) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+StatusOr<std::string> HexDecode(const std::string& s) {
+  if (s.size() % 2) return absl::InvalidArgumentError("continue: malformed token");
+  std::string out;
+  for (size_t i = 0; i < s.size(); i += 2) {
+    int hi = isdigit(s[i]) ? s[i] - '0' : (s[i] >= 'a' && s[i] <= 'f') ? s[i] - 'a' + 10 : -1;
+    int lo = isdigit(s[i + 1])                      ? s[i + 1] - '0'
+             : (s[i + 1] >= 'a' && s[i + 1] <= 'f') ? s[i + 1] - 'a' + 10
+                                                    : -1;
+    if (hi < 0 || lo < 0) return absl::InvalidArgumentError("continue: malformed token");
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
+bool Assigned(const Message& obj) { return !GetMetadata(obj).agent_id().empty(); }
+
+}  // namespace
+
+std::string TargetName(const KindInfo& kind, const std::string& ns, const std::string& name) {
+  return kind.plural + "/" + ns + "/" + name;
+}
+
+ResourceManager::ResourceManager(store::Store* store, WatchCache* cache, MetricsRegistry* metrics)
+    : store_(store), cache_(cache) {
+  store_latency_ = metrics->GetHistogram("photon_store_request_seconds",
+                                         "Latency of state store requests made by the API");
+}
+
+Status ResourceManager::Authorize(const Principal& who, Verb verb, const KindInfo& kind,
+                                  const std::string& ns) {
+  if (who.Allowed(verb, kind.plural, ns)) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      "'" + who.name + "' may not " +
+      (verb == Verb::kGet || verb == Verb::kList || verb == Verb::kWatch ? std::string("read")
+                                                                         : std::string("change")) +
+      " " + kind.plural + " in namespace '" + ns + "'");
+}
+
+std::string ResourceManager::AuditKey() {
+  // Time-ordered keys so a range reads the log in order.
+  return std::string(kAuditPrefix) + NowRfc3339() + "-" + RandomHex(4);
+}
+
+std::string ResourceManager::AuditValue(const Principal& who, const std::string& action,
+                                        const std::string& target, bool success, int code) {
+  event::Event ev;
+  auto* md = ev.mutable_metadata();
+  md->set_id(NewUuid());
+  md->set_created_at(NowRfc3339());
+  md->set_resource_type("AuditEvent");
+  ev.mutable_spec()->set_event_type("audit");
+  ev.mutable_spec()->set_timestamp(md->created_at());
+  ev.mutable_spec()->set_source("photon-server");
+  auto* a = ev.mutable_spec()->mutable_audit_event();
+  a->set_actor_id(who.name);
+  a->set_action(action);
+  a->set_resource_id(target);
+  a->set_success(success);
+  a->set_code(code);
+  return ev.SerializeAsString();
+}
+
+void ResourceManager::AuditFailure(const Principal& who, const std::string& action,
+                                   const std::string& target, const Status& status) {
+  auto r = store_->Put(AuditKey(),
+                       AuditValue(who, action, target, false, HttpStatusFromCode(status.code())));
+  if (!r.ok()) spdlog::warn("audit write failed: {}", r.status().ToString());
+}
+
+StatusOr<std::pair<MessagePtr, int64_t>> ResourceManager::ReadCurrent(const KindInfo& kind,
+                                                                      const std::string& key) {
+  int64_t t0 = MonotonicNanos();
+  auto r = store_->Range(key);
+  store_latency_->Observe((MonotonicNanos() - t0) / 1e9);
+  if (!r.ok()) return r.status();
+  if (r->kvs.empty())
+    return absl::NotFoundError(kind.kind + " '" + key.substr(key.rfind('/') + 1) + "' not found");
+  MessagePtr obj(kind.prototype->New());
+  if (!obj->ParseFromString(r->kvs[0].value)) return absl::DataLossError("corrupt object " + key);
+  MutableMetadata(obj.get())->set_resource_version(std::to_string(r->kvs[0].mod_revision));
+  return std::make_pair(obj, r->kvs[0].mod_revision);
+}
+
+StatusOr<CreateResult> ResourceManager::Create(const Principal& who, const KindInfo& kind,
+                                               const std::string& ns_in, MessagePtr object) {
+  auto* md = MutableMetadata(object.get());
+  std::string ns =
+      ns_in.empty() ? (md->namespace_().empty() ? "default" : md->namespace_()) : ns_in;
+  const std::string target = TargetName(kind, ns, md->name());
+  auto fail = [&](Status st) {
+    if (st.code() != StatusCode::kPermissionDenied || true) AuditFailure(who, "create", target, st);
+    return st;
+  };
+  PHOTON_RETURN_IF_ERROR(ValidateName("metadata.namespace", ns));
+  if (!md->namespace_().empty() && md->namespace_() != ns) {
+    return fail(absl::InvalidArgumentError("metadata.namespace: '" + md->namespace_() +
+                                           "' does not match the request's namespace '" + ns +
+                                           "'"));
+  }
+  if (auto st = Authorize(who, Verb::kCreate, kind, ns); !st.ok()) return fail(st);
+  if (!kind.user_creatable && !(kind.plural == "nodes" || kind.plural == "events")) {
+    return fail(absl::InvalidArgumentError(kind.plural + " are written by the system only"));
+  }
+  if (auto st = ValidateName("metadata.name", md->name()); !st.ok()) return fail(st);
+  if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
+  // Server-owned fields: whatever the client sent is replaced.
+  md->set_namespace_(ns);
+  md->set_id(NewUuid());
+  md->set_resource_type(kind.kind);
+  md->set_created_at(NowRfc3339());
+  md->set_updated_at(md->created_at());
+  md->set_created_by(who.name);
+  md->set_generation(1);
+  md->clear_resource_version();
+  md->clear_deletion_timestamp();
+  if (kind.plural != "nodes") md->clear_agent_id();
+  if (auto* st = MutableStatus(object.get()); st && kind.plural != "nodes") {
+    st->Clear();
+    st->set_phase(resource::ResourceStatus::PENDING);
+    st->set_message("accepted");
+  }
+
+  operation::Operation op;
+  op.mutable_metadata()->set_id(NewUuid());
+  op.mutable_metadata()->set_name(op.metadata().id());
+  op.mutable_metadata()->set_namespace_(ns);
+  op.mutable_metadata()->set_resource_type("Operation");
+  op.mutable_metadata()->set_created_at(md->created_at());
+  op.mutable_metadata()->set_created_by(who.name);
+  op.mutable_spec()->set_verb("create");
+  op.mutable_spec()->set_target_kind(kind.plural);
+  op.mutable_spec()->set_target_namespace(ns);
+  op.mutable_spec()->set_target_name(md->name());
+  op.mutable_spec()->set_target_id(md->id());
+  op.mutable_status()->set_state(operation::OperationStatus::PENDING);
+  op.mutable_status()->set_message("accepted");
+
+  const std::string key = RegistryKey(kind.plural, ns, md->name());
+  store::TxnRequest txn;
+  txn.compares.push_back({.key = key,
+                          .target = store::Compare::Target::kCreateRevision,
+                          .op = store::Compare::Op::kEqual,
+                          .number = 0});
+  txn.success.push_back(
+      {.type = store::TxnOp::Type::kPut, .key = key, .value = object->SerializeAsString()});
+  txn.success.push_back({.type = store::TxnOp::Type::kPut,
+                         .key = RegistryKey("operations", ns, op.metadata().id()),
+                         .value = op.SerializeAsString()});
+  txn.success.push_back({.type = store::TxnOp::Type::kPut,
+                         .key = AuditKey(),
+                         .value = AuditValue(who, "create", target, true, 202)});
+  int64_t t0 = MonotonicNanos();
+  auto r = store_->Txn(txn);
+  store_latency_->Observe((MonotonicNanos() - t0) / 1e9);
+  if (!r.ok()) return r.status();
+  if (!r->succeeded) {
+    return fail(absl::AlreadyExistsError(kind.kind + " '" + md->name() +
+                                         "' already exists in namespace '" + ns + "'"));
+  }
+  md->set_resource_version(std::to_string(r->revision));
+  op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
+  return CreateResult{object, op};
+}
+
+StatusOr<ConstMessagePtr> ResourceManager::Get(const Principal& who, const KindInfo& kind,
+                                               const std::string& ns, const std::string& name) {
+  PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kGet, kind, ns));
+  PHOTON_RETURN_IF_ERROR(ValidateName("name", name));
+  auto cur = ReadCurrent(kind, RegistryKey(kind.plural, ns, name));
+  if (!cur.ok()) return cur.status();
+  return ConstMessagePtr(cur->first);
+}
+
+StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInfo& kind,
+                                             const std::string& ns, const std::string& name,
+                                             MessagePtr object, bool status_only) {
+  const std::string target = TargetName(kind, ns, name);
+  const char* action = status_only ? "update-status" : "update";
+  auto fail = [&](Status st) {
+    AuditFailure(who, action, target, st);
+    return st;
+  };
+  Verb verb = status_only ? Verb::kUpdateStatus : Verb::kUpdate;
+  if (auto st = Authorize(who, verb, kind, ns); !st.ok()) return fail(st);
+  if (status_only && !kind.status_by_agent && !who.IsAdmin()) {
+    return fail(
+        absl::PermissionDeniedError("status of " + kind.plural + " is written by the system"));
+  }
+  const auto& in_md = GetMetadata(*object);
+  if (!in_md.name().empty() && in_md.name() != name) {
+    return fail(absl::InvalidArgumentError("metadata.name: '" + in_md.name() +
+                                           "' does not match the URL's name '" + name + "'"));
+  }
+  if (!in_md.namespace_().empty() && in_md.namespace_() != ns) {
+    return fail(absl::InvalidArgumentError(
+        "metadata.namespace: cannot move an object to another namespace"));
+  }
+  if (in_md.resource_version().empty()) {
+    return fail(absl::InvalidArgumentError(
+        "metadata.resourceVersion: required for an update (get the object first)"));
+  }
+  auto want_rev = ParseRevision("metadata.resourceVersion", in_md.resource_version());
+  if (!want_rev.ok()) return fail(want_rev.status());
+  if (!status_only) {
+    if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
+  }
+  const std::string key = RegistryKey(kind.plural, ns, name);
+  auto cur = ReadCurrent(kind, key);
+  if (!cur.ok()) return fail(cur.status());
+  auto [stored, stored_rev] = *cur;
+  if (stored_rev != *want_rev) {
+    return fail(absl::AbortedError("conflict: " + kind.kind + " '" + name +
+                                   "' is at resourceVersion " + std::to_string(stored_rev) +
+                                   ", the update was based on " + in_md.resource_version() +
+                                   "; get it again and retry"));
+  }
+  auto* md = MutableMetadata(stored.get());
+  if (status_only) {
+    CopyStatus(*object, stored.get());
+    if (kind.plural == "nodes" && !GetMetadata(*object).agent_id().empty()) {
+      md->set_agent_id(GetMetadata(*object).agent_id());
+    }
+  } else {
+    if (SpecBytes(*object) != SpecBytes(*stored)) md->set_generation(md->generation() + 1);
+    CopySpec(*object, stored.get());
+    *md->mutable_labels() = in_md.labels();
+    *md->mutable_annotations() = in_md.annotations();
+    if (who.IsAdmin() || kind.status_by_agent) {
+      // The scheduler and agents record placement in metadata.
+      if (!in_md.agent_id().empty() && (who.IsAdmin() || md->agent_id().empty())) {
+        md->set_agent_id(in_md.agent_id());
+      }
+    }
+  }
+  md->set_updated_at(NowRfc3339());
+  md->clear_resource_version();
+  store::TxnRequest txn;
+  txn.compares.push_back({.key = key,
+                          .target = store::Compare::Target::kModRevision,
+                          .op = store::Compare::Op::kEqual,
+                          .number = stored_rev});
+  txn.success.push_back(
+      {.type = store::TxnOp::Type::kPut, .key = key, .value = stored->SerializeAsString()});
+  txn.success.push_back({.type = store::TxnOp::Type::kPut,
+                         .key = AuditKey(),
+                         .value = AuditValue(who, action, target, true, 200)});
+  auto r = store_->Txn(txn);
+  if (!r.ok()) return r.status();
+  if (!r->succeeded) {
+    return fail(absl::AbortedError("conflict: " + kind.kind + " '" + name +
+                                   "' changed meanwhile; get it again and retry"));
+  }
+  md->set_resource_version(std::to_string(r->revision));
+  return stored;
+}
+
+StatusOr<operation::Operation> ResourceManager::Delete(const Principal& who, const KindInfo& kind,
+                                                       const std::string& ns,
+                                                       const std::string& name,
+                                                       const std::string& resource_version) {
+  const std::string target = TargetName(kind, ns, name);
+  auto fail = [&](Status st) {
+    AuditFailure(who, "delete", target, st);
+    return st;
+  };
+  if (auto st = Authorize(who, Verb::kDelete, kind, ns); !st.ok()) return fail(st);
+  auto want_rev = ParseRevision("resourceVersion", resource_version);
+  if (!want_rev.ok()) return fail(want_rev.status());
+  const std::string key = RegistryKey(kind.plural, ns, name);
+  auto cur = ReadCurrent(kind, key);
+  if (!cur.ok()) return fail(cur.status());
+  auto [stored, stored_rev] = *cur;
+  if (*want_rev && *want_rev != stored_rev) {
+    return fail(absl::AbortedError("conflict: " + kind.kind + " '" + name +
+                                   "' is at resourceVersion " + std::to_string(stored_rev)));
+  }
+  operation::Operation op;
+  op.mutable_metadata()->set_id(NewUuid());
+  op.mutable_metadata()->set_name(op.metadata().id());
+  op.mutable_metadata()->set_namespace_(ns);
+  op.mutable_metadata()->set_resource_type("Operation");
+  op.mutable_metadata()->set_created_at(NowRfc3339());
+  op.mutable_metadata()->set_created_by(who.name);
+  op.mutable_spec()->set_verb("delete");
+  op.mutable_spec()->set_target_kind(kind.plural);
+  op.mutable_spec()->set_target_namespace(ns);
+  op.mutable_spec()->set_target_name(name);
+  op.mutable_spec()->set_target_id(GetMetadata(*stored).id());
+
+  store::TxnRequest txn;
+  txn.compares.push_back({.key = key,
+                          .target = store::Compare::Target::kModRevision,
+                          .op = store::Compare::Op::kEqual,
+                          .number = stored_rev});
+  bool two_phase = Assigned(*stored) && kind.plural != "nodes";
+  if (two_phase) {
+    // The agent that runs it tears it down, then removes the object.
+    auto* md = MutableMetadata(stored.get());
+    md->clear_resource_version();
+    if (md->deletion_timestamp().empty()) md->set_deletion_timestamp(NowRfc3339());
+    if (auto* st = MutableStatus(stored.get())) {
+      st->set_phase(resource::ResourceStatus::DELETING);
+      st->set_message("delete requested");
+    }
+    txn.success.push_back(
+        {.type = store::TxnOp::Type::kPut, .key = key, .value = stored->SerializeAsString()});
+    op.mutable_status()->set_state(operation::OperationStatus::RUNNING);
+    op.mutable_status()->set_message("waiting for the agent to tear it down");
+  } else {
+    txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
+    op.mutable_status()->set_state(operation::OperationStatus::DONE);
+    op.mutable_status()->set_message("deleted");
+    op.mutable_status()->set_done_at(op.metadata().created_at());
+  }
+  txn.success.push_back({.type = store::TxnOp::Type::kPut,
+                         .key = RegistryKey("operations", ns, op.metadata().id()),
+                         .value = op.SerializeAsString()});
+  txn.success.push_back({.type = store::TxnOp::Type::kPut,
+                         .key = AuditKey(),
+                         .value = AuditValue(who, "delete", target, true, 202)});
+  auto r = store_->Txn(txn);
+  if (!r.ok()) return r.status();
+  if (!r->succeeded)
+    return fail(
+        absl::AbortedError("conflict: " + kind.kind + " '" + name + "' changed meanwhile; retry"));
+  op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
+  return op;
+}
+
+StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo& kind,
+                                           const std::string& ns, const std::string& selector_text,
+                                           int limit, const std::string& continue_token) {
+  std::vector<std::string> readable;
+  if (!ns.empty()) {
+    PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kList, kind, ns));
+    PHOTON_RETURN_IF_ERROR(ValidateName("namespace", ns));
+  } else {
+    readable = who.ReadableNamespaces();
+    if (readable.empty()) return Authorize(who, Verb::kList, kind, "*");
+  }
+  if (limit < 0) return absl::InvalidArgumentError("limit: must be ≥ 0");
+  PHOTON_ASSIGN_OR_RETURN(LabelSelector selector, LabelSelector::Parse(selector_text));
+  // Consistent read: the cache must have applied everything the store has acknowledged.
+  PHOTON_ASSIGN_OR_RETURN(int64_t current, store_->CurrentRevision());
+  PHOTON_RETURN_IF_ERROR(cache_->WaitForRevision(current));
+
+  std::string prefix = RegistryPrefix(kind.plural, ns);
+  std::string start = prefix;
+  if (!continue_token.empty()) {
+    PHOTON_ASSIGN_OR_RETURN(start, HexDecode(continue_token));
+    if (start.compare(0, prefix.size(), prefix) != 0) {
+      return absl::InvalidArgumentError("continue: token does not belong to this list");
+    }
+  }
+  bool all_ns = readable.size() == 1 && readable[0] == "*";
+  auto filter = [&](const CachedObject& obj) {
+    if (!ns.empty() || all_ns) {
+      if (selector.empty()) return true;
+    } else {
+      // Key: /registry/<plural>/<ns>/<name>
+      std::string rest = obj.key().substr(prefix.size());
+      std::string obj_ns = rest.substr(0, rest.find('/'));
+      if (std::find(readable.begin(), readable.end(), obj_ns) == readable.end()) return false;
+      if (selector.empty()) return true;
+    }
+    auto msg = obj.Decoded();
+    return msg && selector.Matches(GetMetadata(*msg).labels());
+  };
+  auto r = cache_->List(start, store::PrefixEnd(prefix), static_cast<size_t>(limit), filter);
+  ListResult out;
+  out.items = std::move(r.items);
+  out.resource_version = std::to_string(r.revision);
+  if (!r.next_key.empty()) out.continue_token = HexEncode(r.next_key);
+  return out;
+}
+
+StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& kind,
+                                          const std::string& ns, const std::string& selector_text,
+                                          const std::string& resource_version, WatchSink sink) {
+  std::vector<std::string> readable;
+  if (!ns.empty()) {
+    PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kWatch, kind, ns));
+  } else {
+    readable = who.ReadableNamespaces();
+    if (readable.empty()) return Authorize(who, Verb::kWatch, kind, "*");
+    if (readable[0] == "*") readable.clear();
+  }
+  PHOTON_ASSIGN_OR_RETURN(int64_t from, ParseRevision("resourceVersion", resource_version));
+  PHOTON_ASSIGN_OR_RETURN(LabelSelector selector, LabelSelector::Parse(selector_text));
+  std::string prefix = RegistryPrefix(kind.plural, ns);
+  auto matches = [selector, readable, prefix](const CachedObject& obj) {
+    if (!readable.empty()) {
+      std::string rest = obj.key().substr(prefix.size());
+      std::string obj_ns = rest.substr(0, rest.find('/'));
+      if (std::find(readable.begin(), readable.end(), obj_ns) == readable.end()) return false;
+    }
+    if (selector.empty()) return true;
+    auto msg = obj.Decoded();
+    return msg && selector.Matches(GetMetadata(*msg).labels());
+  };
+  if (from == 0) {
+    // Make the initial list consistent with acknowledged writes, as List does.
+    PHOTON_ASSIGN_OR_RETURN(int64_t current, store_->CurrentRevision());
+    PHOTON_RETURN_IF_ERROR(cache_->WaitForRevision(current));
+  }
+  auto on_events = sink.on_events;
+  return cache_->Subscribe(
+      prefix, from,
+      [&](const std::vector<std::shared_ptr<const CachedObject>>& snap, int64_t rev) {
+        std::vector<CacheEvent> initial;
+        for (const auto& o : snap) {
+          if (matches(*o)) initial.push_back({CacheEvent::Type::kAdded, o->mod_revision(), o});
+        }
+        (void)rev;
+        on_events(initial);
+      },
+      [on_events, matches](const std::vector<CacheEvent>& events) {
+        std::vector<CacheEvent> mine;
+        for (const auto& e : events) {
+          if (matches(*e.object)) mine.push_back(e);
+        }
+        if (!mine.empty()) on_events(mine);
+      });
+}
+
+void ResourceManager::Unwatch(uint64_t id) { cache_->Unsubscribe(id); }
+
+StatusOr<operation::Operation> ResourceManager::ExecuteAction(
+    const Principal& who, const KindInfo& kind, const std::string& ns, const std::string& name,
+    const std::string& action, const std::map<std::string, std::string>& params) {
+  const std::string target = TargetName(kind, ns, name);
+  auto fail = [&](Status st) {
+    AuditFailure(who, "action:" + action, target, st);
+    return st;
+  };
+  if (auto st = Authorize(who, Verb::kAction, kind, ns); !st.ok()) return fail(st);
+  static const std::vector<std::string> kActions = {
+      "start", "stop",   "restart", "logs",          "reboot",
+      "pause", "resume", "console", "attach-volume", "detach-volume"};
+  if (std::find(kActions.begin(), kActions.end(), action) == kActions.end()) {
+    return fail(absl::InvalidArgumentError("action: '" + action + "' is not a known action"));
+  }
+  auto cur = ReadCurrent(kind, RegistryKey(kind.plural, ns, name));
+  if (!cur.ok()) return fail(cur.status());
+  if (!Assigned(*cur->first)) {
+    return fail(absl::FailedPreconditionError(
+        kind.kind + " '" + name + "' is not placed on a node yet; actions run on its node"));
+  }
+  operation::Operation op;
+  op.mutable_metadata()->set_id(NewUuid());
+  op.mutable_metadata()->set_name(op.metadata().id());
+  op.mutable_metadata()->set_namespace_(ns);
+  op.mutable_metadata()->set_resource_type("Operation");
+  op.mutable_metadata()->set_created_at(NowRfc3339());
+  op.mutable_metadata()->set_created_by(who.name);
+  op.mutable_metadata()->set_agent_id(GetMetadata(*cur->first).agent_id());
+  for (const auto& [k, v] : params) (*op.mutable_metadata()->mutable_annotations())[k] = v;
+  op.mutable_spec()->set_verb("action:" + action);
+  op.mutable_spec()->set_target_kind(kind.plural);
+  op.mutable_spec()->set_target_namespace(ns);
+  op.mutable_spec()->set_target_name(name);
+  op.mutable_spec()->set_target_id(GetMetadata(*cur->first).id());
+  op.mutable_status()->set_state(operation::OperationStatus::PENDING);
+  op.mutable_status()->set_message("queued for the node agent");
+  store::TxnRequest txn;
+  txn.success.push_back({.type = store::TxnOp::Type::kPut,
+                         .key = RegistryKey("operations", ns, op.metadata().id()),
+                         .value = op.SerializeAsString()});
+  txn.success.push_back({.type = store::TxnOp::Type::kPut,
+                         .key = AuditKey(),
+                         .value = AuditValue(who, "action:" + action, target, true, 202)});
+  auto r = store_->Txn(txn);
+  if (!r.ok()) return r.status();
+  op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
+  return op;
+}
+
+StatusOr<operation::Operation> ResourceManager::GetOperation(const Principal& who,
+                                                             const std::string& id) {
+  // Operation ids are UUIDs; the namespace is found through the cache.
+  PHOTON_ASSIGN_OR_RETURN(int64_t current, store_->CurrentRevision());
+  PHOTON_RETURN_IF_ERROR(cache_->WaitForRevision(current));
+  const std::string prefix = RegistryPrefix("operations");
+  auto r = cache_->List(prefix, store::PrefixEnd(prefix), 1, [&](const CachedObject& o) {
+    return o.key().size() > id.size() &&
+           o.key().compare(o.key().size() - id.size(), id.size(), id) == 0 &&
+           o.key()[o.key().size() - id.size() - 1] == '/';
+  });
+  if (r.items.empty()) return absl::NotFoundError("operation '" + id + "' not found");
+  auto msg = r.items[0]->Decoded();
+  if (!msg) return absl::DataLossError("corrupt operation " + id);
+  const auto& op = static_cast<const operation::Operation&>(*msg);
+  PHOTON_RETURN_IF_ERROR(
+      Authorize(who, Verb::kGet, *FindKind("operations"), op.metadata().namespace_()));
+  return op;
+}
+
+StatusOr<std::vector<event::AuditEvent>> ResourceManager::ListAudit(const Principal& who,
+                                                                    int limit) {
+  if (!who.IsAdmin()) return absl::PermissionDeniedError("the audit log is for admins only");
+  auto r = store_->Range(kAuditPrefix, {.end = store::PrefixEnd(kAuditPrefix)});
+  if (!r.ok()) return r.status();
+  std::vector<event::AuditEvent> out;
+  size_t start = 0;
+  if (limit > 0 && r->kvs.size() > static_cast<size_t>(limit)) start = r->kvs.size() - limit;
+  for (size_t i = start; i < r->kvs.size(); ++i) {
+    event::Event ev;
+    if (!ev.ParseFromString(r->kvs[i].value)) continue;
+    auto a = ev.spec().audit_event();
+    (*a.mutable_metadata())["timestamp"] = ev.spec().timestamp();
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Status ResourceManager::WriteStatusAsSystem(const KindInfo& kind, const Message& object) {
+  const auto& md = GetMetadata(object);
+  auto rev = ParseRevision("resourceVersion", md.resource_version());
+  if (!rev.ok()) return rev.status();
+  MessagePtr copy(object.New());
+  copy->CopyFrom(object);
+  MutableMetadata(copy.get())->clear_resource_version();
+  MutableMetadata(copy.get())->set_updated_at(NowRfc3339());
+  const std::string key = RegistryKey(kind.plural, md.namespace_(), md.name());
+  store::TxnRequest txn;
+  txn.compares.push_back({.key = key,
+                          .target = store::Compare::Target::kModRevision,
+                          .op = store::Compare::Op::kEqual,
+                          .number = *rev});
+  txn.success.push_back(
+      {.type = store::TxnOp::Type::kPut, .key = key, .value = copy->SerializeAsString()});
+  auto r = store_->Txn(txn);
+  if (!r.ok()) return r.status();
+  if (!r->succeeded) return absl::AbortedError("conflict writing status of " + key);
+  return absl::OkStatus();
+}
+
+Status ResourceManager::WriteOperation(const operation::Operation& op) {
+  operation::Operation copy = op;
+  copy.mutable_metadata()->clear_resource_version();
+  auto r = store_->Put(RegistryKey("operations", op.metadata().namespace_(), op.metadata().id()),
+                       copy.SerializeAsString());
+  return r.ok() ? absl::OkStatus() : r.status();
+}
+
+}  // namespace photon::server

@@ -1,0 +1,111 @@
+// The resource manager: the verbs of the one API (create, get, update, update status, delete,
+// list, watch, actions) over every kind, transport-agnostic. The REST gateway and the gRPC
+// service are thin adapters over it.
+//
+// Writes go to the store in one transaction each: the object, its Operation and its AuditEvent
+// commit together, so an acknowledged create is durable along with its audit trail.
+// Reads are served from the WatchCache after it has caught up with the store.
+// Thread-safe.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/status.h"
+#include "photon/event.pb.h"
+#include "photon/operation.pb.h"
+#include "server/auth.h"
+#include "server/kinds.h"
+#include "server/watch_cache.h"
+#include "store/store.h"
+
+namespace photon::server {
+
+using MessagePtr = std::shared_ptr<google::protobuf::Message>;
+using ConstMessagePtr = std::shared_ptr<const google::protobuf::Message>;
+
+struct CreateResult {
+  MessagePtr object;
+  operation::Operation operation;
+};
+
+struct ListResult {
+  std::vector<std::shared_ptr<const CachedObject>> items;
+  std::string resource_version;
+  std::string continue_token;
+};
+
+// What a watch delivers; called from the cache's thread (must not block).
+struct WatchSink {
+  // Initial objects (when watching from "" / "0"), then events.
+  std::function<void(const std::vector<CacheEvent>& events)> on_events;
+};
+
+class ResourceManager {
+ public:
+  ResourceManager(store::Store* store, WatchCache* cache, MetricsRegistry* metrics);
+
+  StatusOr<CreateResult> Create(const Principal& who, const KindInfo& kind, const std::string& ns,
+                                MessagePtr object);
+  StatusOr<ConstMessagePtr> Get(const Principal& who, const KindInfo& kind, const std::string& ns,
+                                const std::string& name);
+  // Replaces spec, labels and annotations (status_only=false) or status (status_only=true).
+  // metadata.resource_version must equal the stored one (ABORTED otherwise).
+  StatusOr<MessagePtr> Update(const Principal& who, const KindInfo& kind, const std::string& ns,
+                              const std::string& name, MessagePtr object, bool status_only);
+  // Objects placed on an agent go to DELETING first and the agent finishes the delete; others
+  // are removed at once. resource_version, when set, must match.
+  StatusOr<operation::Operation> Delete(const Principal& who, const KindInfo& kind,
+                                        const std::string& ns, const std::string& name,
+                                        const std::string& resource_version);
+  // ns empty = every namespace the caller may read.
+  StatusOr<ListResult> List(const Principal& who, const KindInfo& kind, const std::string& ns,
+                            const std::string& label_selector, int limit,
+                            const std::string& continue_token);
+  // Returns a subscription id for Unwatch. OUT_OF_RANGE when resource_version is compacted.
+  StatusOr<uint64_t> Watch(const Principal& who, const KindInfo& kind, const std::string& ns,
+                           const std::string& label_selector, const std::string& resource_version,
+                           WatchSink sink);
+  void Unwatch(uint64_t id);
+  StatusOr<operation::Operation> ExecuteAction(const Principal& who, const KindInfo& kind,
+                                               const std::string& ns, const std::string& name,
+                                               const std::string& action,
+                                               const std::map<std::string, std::string>& params);
+
+  StatusOr<operation::Operation> GetOperation(const Principal& who, const std::string& id);
+  // Newest last. Admins only.
+  StatusOr<std::vector<event::AuditEvent>> ListAudit(const Principal& who, int limit);
+  // Records a refused mutating call (the successful ones are written with their change).
+  void AuditFailure(const Principal& who, const std::string& action, const std::string& target,
+                    const Status& status);
+
+  // For controllers: status write as the system, compare on the given resource_version.
+  Status WriteStatusAsSystem(const KindInfo& kind, const google::protobuf::Message& object);
+  // For controllers: replace an operation's status.
+  Status WriteOperation(const operation::Operation& op);
+  WatchCache* cache() { return cache_; }
+  store::Store* store() { return store_; }
+
+ private:
+  Status Authorize(const Principal& who, Verb verb, const KindInfo& kind, const std::string& ns);
+  std::string AuditKey();
+  std::string AuditValue(const Principal& who, const std::string& action, const std::string& target,
+                         bool success, int code);
+  StatusOr<std::pair<MessagePtr, int64_t>> ReadCurrent(const KindInfo& kind,
+                                                       const std::string& key);
+
+  store::Store* store_;
+  WatchCache* cache_;
+  Histogram* store_latency_;
+};
+
+// "computeinstances/ns/name"
+std::string TargetName(const KindInfo& kind, const std::string& ns, const std::string& name);
+
+}  // namespace photon::server

@@ -1,0 +1,308 @@
+#include "server/rest_gateway.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/util.h"
+#include "photon/service.pb.h"
+#include "server/object_util.h"
+
+namespace photon::server {
+
+namespace {
+
+std::vector<std::string> SplitPath(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return parts;
+}
+
+std::string JsonString(const std::string& s) { return nlohmann::json(s).dump(); }
+
+std::string Query(const HttpRequest& req, const std::string& name) {
+  auto it = req.query.find(name);
+  return it == req.query.end() ? "" : it->second;
+}
+
+StatusOr<int> ParseLimit(const std::string& text) {
+  if (text.empty()) return 0;
+  if (text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) {
+    return absl::InvalidArgumentError("limit: '" + text + "' is not a non-negative integer");
+  }
+  return std::stoi(text);
+}
+
+const char* EventTypeName(CacheEvent::Type t) {
+  switch (t) {
+    case CacheEvent::Type::kAdded:
+      return "ADDED";
+    case CacheEvent::Type::kModified:
+      return "MODIFIED";
+    case CacheEvent::Type::kDeleted:
+      return "DELETED";
+  }
+  return "MODIFIED";
+}
+
+}  // namespace
+
+HttpResponse ErrorResponse(const Status& status) {
+  int code = HttpStatusFromCode(status.code());
+  std::string body = "{\"error\":{\"code\":" + JsonString(StatusCodeName(status.code())) +
+                     ",\"status\":" + std::to_string(code) +
+                     ",\"message\":" + JsonString(std::string(status.message())) + "}}";
+  return HttpResponse::Json(code, body);
+}
+
+RestGateway::RestGateway(ResourceManager* resources, Authenticator* auth, MetricsRegistry* metrics)
+    : resources_(resources), auth_(auth), metrics_(metrics) {}
+
+HttpResponse RestGateway::Handle(HttpRequest& req) {
+  int64_t t0 = MonotonicNanos();
+  HttpResponse resp;
+  if (req.path == "/healthz") {
+    resp = HttpResponse::Text(200, "ok\n");
+  } else if (req.path == "/metrics") {
+    resp = HttpResponse::Text(200, metrics_->Render());
+    resp.content_type = "text/plain; version=0.0.4";
+  } else {
+    auto who = auth_->Authenticate(req.Header("authorization"));
+    if (!who.ok()) {
+      resp = ErrorResponse(who.status());
+      resp.headers.push_back({"WWW-Authenticate", "Bearer"});
+    } else {
+      resp = Route(req, *who);
+    }
+  }
+  metrics_
+      ->GetCounter("photon_http_requests_total", "API requests by method and status code",
+                   {{"method", req.method}, {"code", std::to_string(resp.status)}})
+      ->Inc();
+  if (!resp.start_stream) {
+    metrics_
+        ->GetHistogram("photon_http_request_duration_seconds", "API request latency by method",
+                       {{"method", req.method}})
+        ->Observe((MonotonicNanos() - t0) / 1e9);
+  }
+  return resp;
+}
+
+HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
+  auto parts = SplitPath(req.path);
+  const std::string& m = req.method;
+  if (parts.empty() || parts[0] != "v1")
+    return ErrorResponse(absl::NotFoundError("no route for " + req.path));
+  // /v1/operations/{id}
+  if (parts.size() == 3 && parts[1] == "operations" && m == "GET") {
+    auto op = resources_->GetOperation(who, parts[2]);
+    if (!op.ok()) return ErrorResponse(op.status());
+    return HttpResponse::Json(200, ToJson(*FindKind("operations"), *op));
+  }
+  // /v1/auditevents
+  if (parts.size() == 2 && parts[1] == "auditevents" && m == "GET") {
+    auto limit = ParseLimit(Query(req, "limit"));
+    if (!limit.ok()) return ErrorResponse(limit.status());
+    auto events = resources_->ListAudit(who, *limit);
+    if (!events.ok()) return ErrorResponse(events.status());
+    std::string body = "{\"items\":[";
+    for (size_t i = 0; i < events->size(); ++i) {
+      if (i) body += ',';
+      body += MessageToJson((*events)[i]);
+    }
+    return HttpResponse::Json(200, body + "]}");
+  }
+  // /v1/tokens
+  if (parts.size() == 2 && parts[1] == "tokens" && m == "POST") {
+    if (!who.IsAdmin())
+      return ErrorResponse(absl::PermissionDeniedError("only admins create tokens"));
+    api::CreateTokenRequest in;
+    google::protobuf::util::JsonParseOptions opts;
+    auto st = google::protobuf::util::JsonStringToMessage(req.body, &in, opts);
+    if (!st.ok())
+      return ErrorResponse(
+          absl::InvalidArgumentError("invalid token request: " + std::string(st.message())));
+    std::vector<auth::RoleBinding> bindings(in.bindings().begin(), in.bindings().end());
+    auto token = auth_->CreateToken(in.principal(), bindings);
+    if (!token.ok()) return ErrorResponse(token.status());
+    return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) +
+                                       ",\"principal\":" + JsonString(in.principal()) + "}");
+  }
+  // /v1/{kind} : list across namespaces
+  if (parts.size() == 2) {
+    const KindInfo* kind = FindKind(parts[1]);
+    if (!kind)
+      return ErrorResponse(
+          absl::NotFoundError("unknown kind '" + parts[1] + "' (known: " + KnownKindNames() + ")"));
+    if (m != "GET")
+      return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
+    if (Query(req, "watch") == "true" || Query(req, "watch") == "1")
+      return Watch(req, who, *kind, "");
+    auto limit = ParseLimit(Query(req, "limit"));
+    if (!limit.ok()) return ErrorResponse(limit.status());
+    auto r = resources_->List(who, *kind, "", Query(req, "labelSelector"), *limit,
+                              Query(req, "continue"));
+    if (!r.ok()) return ErrorResponse(r.status());
+    std::string body = "{\"kind\":\"" + kind->kind + "List\",\"resourceVersion\":\"" +
+                       r->resource_version + "\",\"continue\":" + JsonString(r->continue_token) +
+                       ",\"items\":[";
+    for (size_t i = 0; i < r->items.size(); ++i) {
+      if (i) body += ',';
+      body += r->items[i]->Json();
+    }
+    return HttpResponse::Json(200, body + "]}");
+  }
+  if (parts.size() < 4 || parts[1] != "namespaces") {
+    return ErrorResponse(absl::NotFoundError("no route for " + req.path));
+  }
+  const std::string& ns = parts[2];
+  if (auto st = ValidateName("namespace", ns); !st.ok()) return ErrorResponse(st);
+  const KindInfo* kind = FindKind(parts[3]);
+  if (!kind) {
+    return ErrorResponse(
+        absl::NotFoundError("unknown kind '" + parts[3] + "' (known: " + KnownKindNames() + ")"));
+  }
+  if (parts.size() == 4) {
+    if (m == "POST") {
+      auto obj = ParseJsonObject(*kind, req.body);
+      if (!obj.ok()) return ErrorResponse(obj.status());
+      auto r = resources_->Create(who, *kind, ns, MessagePtr(std::move(*obj)));
+      if (!r.ok()) return ErrorResponse(r.status());
+      HttpResponse resp = HttpResponse::Json(
+          202, "{\"operation\":" + ToJson(*FindKind("operations"), r->operation) +
+                   ",\"object\":" + ToJson(*kind, *r->object) + "}");
+      resp.headers.push_back({"Location", "/v1/operations/" + r->operation.metadata().id()});
+      return resp;
+    }
+    if (m == "GET") {
+      if (Query(req, "watch") == "true" || Query(req, "watch") == "1")
+        return Watch(req, who, *kind, ns);
+      auto limit = ParseLimit(Query(req, "limit"));
+      if (!limit.ok()) return ErrorResponse(limit.status());
+      auto r = resources_->List(who, *kind, ns, Query(req, "labelSelector"), *limit,
+                                Query(req, "continue"));
+      if (!r.ok()) return ErrorResponse(r.status());
+      std::string body = "{\"kind\":\"" + kind->kind + "List\",\"resourceVersion\":\"" +
+                         r->resource_version + "\",\"continue\":" + JsonString(r->continue_token) +
+                         ",\"items\":[";
+      for (size_t i = 0; i < r->items.size(); ++i) {
+        if (i) body += ',';
+        body += r->items[i]->Json();
+      }
+      return HttpResponse::Json(200, body + "]}");
+    }
+    return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
+  }
+  const std::string& name = parts[4];
+  if (auto st = ValidateName("name", name); !st.ok()) return ErrorResponse(st);
+  if (parts.size() == 5) {
+    if (m == "GET") {
+      auto r = resources_->Get(who, *kind, ns, name);
+      if (!r.ok()) return ErrorResponse(r.status());
+      return HttpResponse::Json(200, ToJson(*kind, **r));
+    }
+    if (m == "PUT") {
+      auto obj = ParseJsonObject(*kind, req.body);
+      if (!obj.ok()) return ErrorResponse(obj.status());
+      auto r = resources_->Update(who, *kind, ns, name, MessagePtr(std::move(*obj)), false);
+      if (!r.ok()) return ErrorResponse(r.status());
+      return HttpResponse::Json(200, ToJson(*kind, **r));
+    }
+    if (m == "DELETE") {
+      auto r = resources_->Delete(who, *kind, ns, name, Query(req, "resourceVersion"));
+      if (!r.ok()) return ErrorResponse(r.status());
+      return HttpResponse::Json(202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}");
+    }
+    return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
+  }
+  if (parts.size() == 6 && parts[5] == "status" && m == "PUT") {
+    auto obj = ParseJsonObject(*kind, req.body);
+    if (!obj.ok()) return ErrorResponse(obj.status());
+    auto r = resources_->Update(who, *kind, ns, name, MessagePtr(std::move(*obj)), true);
+    if (!r.ok()) return ErrorResponse(r.status());
+    return HttpResponse::Json(200, ToJson(*kind, **r));
+  }
+  if (parts.size() == 7 && parts[5] == "actions" && m == "POST") {
+    std::map<std::string, std::string> params;
+    if (!req.body.empty()) {
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        return ErrorResponse(absl::InvalidArgumentError("malformed JSON: want {\"params\":{...}}"));
+      }
+      for (auto& [k, v] : j.items()) {
+        if (k != "params")
+          return ErrorResponse(absl::InvalidArgumentError("unknown field '" + k + "'"));
+        if (!v.is_object())
+          return ErrorResponse(absl::InvalidArgumentError("params: want an object of strings"));
+        for (auto& [pk, pv] : v.items()) {
+          if (!pv.is_string())
+            return ErrorResponse(absl::InvalidArgumentError("params." + pk + ": want a string"));
+          params[pk] = pv.get<std::string>();
+        }
+      }
+    }
+    auto r = resources_->ExecuteAction(who, *kind, ns, name, parts[6], params);
+    if (!r.ok()) return ErrorResponse(r.status());
+    return HttpResponse::Json(202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}");
+  }
+  return ErrorResponse(absl::NotFoundError("no route for " + m + " " + req.path));
+}
+
+HttpResponse RestGateway::Watch(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                                const std::string& ns) {
+  // Validate everything that can fail before the 200 goes out.
+  struct State {
+    std::mutex mu;
+    std::shared_ptr<ResponseStream> stream;
+    std::vector<std::string> early;  // lines produced before the stream is attached
+    uint64_t id = 0;
+  };
+  auto state = std::make_shared<State>();
+  auto on_events = [state](const std::vector<CacheEvent>& events) {
+    std::string chunk;
+    for (const auto& e : events) {
+      chunk += "{\"type\":\"";
+      chunk += EventTypeName(e.type);
+      chunk += "\",\"object\":";
+      chunk += e.object->Json();
+      chunk += "}\n";
+    }
+    std::lock_guard lock(state->mu);
+    if (state->stream) {
+      state->stream->Write(std::move(chunk));
+    } else {
+      state->early.push_back(std::move(chunk));
+    }
+  };
+  auto id = resources_->Watch(who, kind, ns, Query(req, "labelSelector"),
+                              Query(req, "resourceVersion"), WatchSink{on_events});
+  if (!id.ok()) return ErrorResponse(id.status());
+  state->id = *id;
+  HttpResponse resp;
+  resp.status = 200;
+  resp.content_type = "application/x-ndjson";
+  ResourceManager* resources = resources_;
+  resp.start_stream = [state, resources](std::shared_ptr<ResponseStream> stream) {
+    {
+      std::lock_guard lock(state->mu);
+      state->stream = stream;
+      for (auto& line : state->early) stream->Write(std::move(line));
+      state->early.clear();
+    }
+    stream->SetOnClose([state, resources] {
+      resources->Unwatch(state->id);
+      std::lock_guard lock(state->mu);
+      state->stream.reset();
+    });
+  };
+  return resp;
+}
+
+}  // namespace photon::server

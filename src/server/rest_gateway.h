@@ -1,0 +1,30 @@
+// The REST/JSON gateway: maps HTTP routes onto ResourceManager verbs, with protobuf's JSON
+// mapping for bodies (docs/api.md lists the routes). Stateless apart from metrics; thread-safe.
+#pragma once
+
+#include "common/http_server.h"
+#include "common/metrics.h"
+#include "server/auth.h"
+#include "server/resource_manager.h"
+
+namespace photon::server {
+
+class RestGateway {
+ public:
+  RestGateway(ResourceManager* resources, Authenticator* auth, MetricsRegistry* metrics);
+  HttpResponse Handle(HttpRequest& req);
+
+ private:
+  HttpResponse Route(HttpRequest& req, const Principal& who);
+  HttpResponse Watch(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                     const std::string& ns);
+
+  ResourceManager* resources_;
+  Authenticator* auth_;
+  MetricsRegistry* metrics_;
+};
+
+// {"error":{"code":"NOT_FOUND","status":404,"message":"..."}} with the matching HTTP status.
+HttpResponse ErrorResponse(const Status& status);
+
+}  // namespace photon::server

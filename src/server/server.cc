@@ -1,0 +1,160 @@
+#include "server/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+
+#include "common/file_util.h"
+#include "common/http_server.h"
+#include "common/metrics.h"
+#include "server/auth.h"
+#include "server/controllers.h"
+#include "server/grpc_service.h"
+#include "server/resource_manager.h"
+#include "server/rest_gateway.h"
+#include "server/watch_cache.h"
+#include "store/store.h"
+
+namespace photon::server {
+
+namespace {
+
+// First start: an admin token and an agent join token, each in a 0600 file.
+Status Bootstrap(Authenticator* auth, const std::string& data_dir) {
+  const std::string admin_path = data_dir + "/admin.token";
+  const std::string join_path = data_dir + "/join.token";
+  if (!auth->HasAnyToken() || !std::filesystem::exists(admin_path)) {
+    auth::RoleBinding admin;
+    admin.set_namespace_("*");
+    admin.set_role("admin");
+    PHOTON_ASSIGN_OR_RETURN(std::string token, auth->CreateToken("admin", {admin}));
+    PHOTON_RETURN_IF_ERROR(WriteFileAtomic(admin_path, token + "\n", 0600));
+    spdlog::info("bootstrap: admin token written to {} (mode 0600). Use it with:", admin_path);
+    spdlog::info("  export PHOTON_TOKEN=$(cat {})", admin_path);
+  }
+  if (!std::filesystem::exists(join_path)) {
+    auth::RoleBinding agent;
+    agent.set_namespace_("*");
+    agent.set_role("agent");
+    PHOTON_ASSIGN_OR_RETURN(std::string token, auth->CreateToken("agent-join", {agent}));
+    PHOTON_RETURN_IF_ERROR(WriteFileAtomic(join_path, token + "\n", 0600));
+    spdlog::info("bootstrap: agent join token written to {} (mode 0600)", join_path);
+  }
+  return absl::OkStatus();
+}
+
+class ServerImpl : public Server {
+ public:
+  explicit ServerImpl(ServerOptions options) : options_(std::move(options)) {}
+  ~ServerImpl() override { Stop(); }
+
+  Status Init() {
+    PHOTON_RETURN_IF_ERROR(MakeDirs(options_.data_dir, 0700));
+    PHOTON_ASSIGN_OR_RETURN(
+        store_, store::OpenStore({.spec = options_.store, .data_dir = options_.data_dir}));
+    auth_ = std::make_unique<Authenticator>(store_.get());
+    PHOTON_RETURN_IF_ERROR(auth_->Load());
+    PHOTON_RETURN_IF_ERROR(Bootstrap(auth_.get(), options_.data_dir));
+    cache_ = std::make_unique<WatchCache>(store_.get(), &metrics_, options_.watch_history);
+    PHOTON_RETURN_IF_ERROR(cache_->Start());
+    resources_ = std::make_unique<ResourceManager>(store_.get(), cache_.get(), &metrics_);
+    controllers_ = std::make_unique<Controllers>(resources_.get());
+    controllers_->set_placement_hint(options_.placement_hint);
+    PHOTON_RETURN_IF_ERROR(controllers_->Start());
+    rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
+    HttpServerOptions http;
+    http.listen = options_.listen;
+    http.threads = options_.http_threads;
+    http.max_body_bytes = options_.max_body_bytes;
+    http.name = "photon-server rest";
+    PHOTON_ASSIGN_OR_RETURN(
+        http_, HttpServer::Start(http, [this](HttpRequest& r) { return rest_->Handle(r); }));
+
+    grpc_service_ = std::make_unique<GrpcResourceService>(resources_.get(), auth_.get(), &metrics_);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+    builder.RegisterService(grpc_service_.get());
+    builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_body_bytes));
+    grpc_ = builder.BuildAndStart();
+    if (!grpc_ || grpc_port_ == 0) {
+      return absl::UnavailableError("gRPC: cannot listen on " + options_.grpc_listen);
+    }
+    spdlog::info("photon-server: REST on port {}, gRPC on port {}, store {}", http_->port(),
+                 grpc_port_, store_->Backend());
+    return absl::OkStatus();
+  }
+
+  int http_port() const override { return http_ ? http_->port() : 0; }
+  int grpc_port() const override { return grpc_port_; }
+  std::string admin_token_path() const override { return options_.data_dir + "/admin.token"; }
+
+  void Stop() override {
+    if (stopped_) return;
+    stopped_ = true;
+    if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (http_) http_->Stop();
+    if (controllers_) controllers_->Stop();
+    if (cache_) cache_->Stop();
+  }
+
+ private:
+  ServerOptions options_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<WatchCache> cache_;
+  std::unique_ptr<ResourceManager> resources_;
+  std::unique_ptr<Controllers> controllers_;
+  std::unique_ptr<RestGateway> rest_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<GrpcResourceService> grpc_service_;
+  std::unique_ptr<grpc::Server> grpc_;
+  int grpc_port_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  auto s = std::make_unique<ServerImpl>(options);
+  PHOTON_RETURN_IF_ERROR(s->Init());
+  return std::unique_ptr<Server>(std::move(s));
+}
+
+Status LoadServerConfig(const std::string& path, ServerOptions* options) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError("config " + path + ": " + e.what());
+  }
+  if (!root.IsMap()) return absl::InvalidArgumentError("config " + path + ": want a mapping");
+  try {
+    for (const auto& it : root) {
+      const std::string key = it.first.as<std::string>();
+      const auto& v = it.second;
+      if (key == "data_dir")
+        options->data_dir = v.as<std::string>();
+      else if (key == "listen")
+        options->listen = v.as<std::string>();
+      else if (key == "grpc_listen")
+        options->grpc_listen = v.as<std::string>();
+      else if (key == "store")
+        options->store = v.as<std::string>();
+      else if (key == "http_threads")
+        options->http_threads = v.as<int>();
+      else if (key == "max_body_bytes")
+        options->max_body_bytes = v.as<size_t>();
+      else
+        return absl::InvalidArgumentError("config " + path + ": unknown key '" + key + "'");
+    }
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError("config " + path + ": " + e.what());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace photon::server

@@ -1,0 +1,37 @@
+// photon-server assembled: store, watch cache, auth, resource manager, controllers, REST and
+// gRPC listeners. Used by main.cc and by in-process tests and benchmarks.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace photon::server {
+
+struct ServerOptions {
+  std::string data_dir = "/var/lib/photon";
+  std::string listen = "127.0.0.1:8080";       // REST, /healthz, /metrics
+  std::string grpc_listen = "127.0.0.1:8081";  // gRPC
+  std::string store = "sqlite";                // sqlite | etcd://host:port,...
+  int http_threads = 16;  // handlers block on store commits: size for concurrency
+  size_t max_body_bytes = 1 << 20;
+  bool placement_hint = true;
+  size_t watch_history = 100000;  // events kept for watch resume
+};
+
+class Server {
+ public:
+  virtual ~Server() = default;
+  // Opens the store, bootstraps credentials on first start, starts every listener.
+  static StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  virtual int http_port() const = 0;
+  virtual int grpc_port() const = 0;
+  virtual std::string admin_token_path() const = 0;
+  virtual void Stop() = 0;
+};
+
+// Loads ServerOptions from a YAML file; unknown keys are refused naming the key.
+Status LoadServerConfig(const std::string& path, ServerOptions* options);
+
+}  // namespace photon::server

@@ -1,0 +1,247 @@
+#include "server/watch_cache.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "server/kinds.h"
+#include "server/object_util.h"
+
+namespace photon::server {
+
+namespace {
+constexpr char kRegistry[] = "/registry/";
+
+const KindInfo* KindOfKey(const std::string& key) {
+  // /registry/<plural>/...
+  size_t start = sizeof(kRegistry) - 1;
+  size_t slash = key.find('/', start);
+  if (slash == std::string::npos) return nullptr;
+  return FindKind(key.substr(start, slash - start));
+}
+}  // namespace
+
+std::string RegistryKey(const std::string& plural, const std::string& ns, const std::string& name) {
+  return std::string(kRegistry) + plural + "/" + ns + "/" + name;
+}
+
+std::string RegistryPrefix(const std::string& plural, const std::string& ns) {
+  if (ns.empty()) return std::string(kRegistry) + plural + "/";
+  return std::string(kRegistry) + plural + "/" + ns + "/";
+}
+
+std::shared_ptr<const google::protobuf::Message> CachedObject::Decoded() const {
+  std::call_once(decode_once_, [this] {
+    const KindInfo* kind = KindOfKey(key_);
+    if (!kind) return;
+    std::shared_ptr<google::protobuf::Message> msg(kind->prototype->New());
+    if (!msg->ParseFromString(value_)) return;
+    MutableMetadata(msg.get())->set_resource_version(std::to_string(mod_revision_));
+    decoded_ = std::move(msg);
+  });
+  return decoded_;
+}
+
+const std::string& CachedObject::Json() const {
+  std::call_once(json_once_, [this] {
+    auto msg = Decoded();
+    const KindInfo* kind = KindOfKey(key_);
+    if (msg && kind) json_ = ToJson(*kind, *msg);
+  });
+  return json_;
+}
+
+WatchCache::WatchCache(store::Store* store, MetricsRegistry* metrics, size_t ring_size)
+    : store_(store), ring_size_(ring_size) {
+  open_watches_ = metrics->GetGauge("photon_open_watches", "Watch streams currently open");
+  cached_objects_ = metrics->GetGauge("photon_cached_objects", "Objects held in the watch cache");
+}
+
+WatchCache::~WatchCache() { Stop(); }
+
+Status WatchCache::Start() {
+  // Page through the registry at one revision so the snapshot is consistent.
+  std::string start = kRegistry;
+  std::string end = store::PrefixEnd(kRegistry);
+  int64_t at = 0;
+  while (true) {
+    auto r = store_->Range(start, {.end = end, .revision = at, .limit = 10000});
+    if (!r.ok()) return r.status();
+    if (at == 0) at = r->revision;
+    std::lock_guard lock(mu_);
+    for (auto& kv : r->kvs) {
+      objects_[kv.key] =
+          std::make_shared<CachedObject>(kv.key, std::move(kv.value), kv.mod_revision);
+    }
+    if (!r->more || r->kvs.empty()) break;
+    start = r->kvs.back().key + '\0';
+  }
+  {
+    std::lock_guard lock(mu_);
+    revision_ = at;
+    oldest_resumable_ = at;
+    cached_objects_->Set(static_cast<double>(objects_.size()));
+  }
+  // Watch every key (they all start with '/'), not only the registry: the cache's revision must
+  // advance with writes elsewhere (audit, tokens) so consistent reads never wait for nothing.
+  auto w = store_->Watch(
+      "/", store::PrefixEnd("/"), at + 1,
+      [this](const std::vector<store::WatchEvent>& ev) { OnStoreEvents(ev); },
+      [this](const Status& st) {
+        spdlog::error("watch cache: store watch ended: {}", st.ToString());
+        std::lock_guard lock(mu_);
+        failed_ = true;
+        applied_cv_.notify_all();
+      });
+  if (!w.ok()) return w.status();
+  watch_ = std::move(*w);
+  spdlog::info("watch cache: {} objects at revision {}", objects_.size(), at);
+  return absl::OkStatus();
+}
+
+void WatchCache::Stop() {
+  if (watch_) {
+    watch_->Cancel();
+    watch_.reset();
+  }
+}
+
+void WatchCache::OnStoreEvents(const std::vector<store::WatchEvent>& events) {
+  std::vector<CacheEvent> out;
+  out.reserve(events.size());
+  std::lock_guard lock(mu_);
+  static const std::string kReg = kRegistry;
+  for (const auto& e : events) {
+    if (e.kv.key.compare(0, kReg.size(), kReg) != 0) continue;
+    CacheEvent ce;
+    ce.revision = e.kv.mod_revision;
+    auto it = objects_.find(e.kv.key);
+    if (e.type == store::WatchEvent::Type::kDelete) {
+      if (it == objects_.end()) continue;
+      ce.type = CacheEvent::Type::kDeleted;
+      // The deleted object's last state, stamped with the delete's revision.
+      ce.object = std::make_shared<CachedObject>(e.kv.key, it->second->value(), e.kv.mod_revision);
+      objects_.erase(it);
+    } else {
+      ce.type = it == objects_.end() ? CacheEvent::Type::kAdded : CacheEvent::Type::kModified;
+      auto obj = std::make_shared<CachedObject>(e.kv.key, e.kv.value, e.kv.mod_revision);
+      objects_[e.kv.key] = obj;
+      ce.object = std::move(obj);
+    }
+    out.push_back(std::move(ce));
+  }
+  if (!events.empty()) revision_ = std::max(revision_, events.back().kv.mod_revision);
+  for (auto& ce : out) {
+    ring_.push_back(ce);
+  }
+  while (ring_.size() > ring_size_) {
+    oldest_resumable_ = ring_.front().revision;
+    ring_.pop_front();
+  }
+  cached_objects_->Set(static_cast<double>(objects_.size()));
+  if (!out.empty()) {
+    for (auto& [id, sub] : subscribers_) {
+      std::vector<CacheEvent> mine;
+      for (const auto& ce : out) {
+        if (ce.object->key().compare(0, sub.prefix.size(), sub.prefix) == 0) mine.push_back(ce);
+      }
+      if (!mine.empty()) sub.on_events(mine);
+    }
+  }
+  applied_cv_.notify_all();
+}
+
+Status WatchCache::WaitForRevision(int64_t revision, int timeout_ms) {
+  std::unique_lock lock(mu_);
+  bool ok = applied_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                                 [&] { return revision_ >= revision || failed_; });
+  if (failed_) return absl::UnavailableError("watch cache lost its store watch");
+  if (!ok) {
+    return absl::DeadlineExceededError("watch cache is behind the store (at " +
+                                       std::to_string(revision_) + ", want " +
+                                       std::to_string(revision) + ")");
+  }
+  return absl::OkStatus();
+}
+
+int64_t WatchCache::revision() const {
+  std::lock_guard lock(mu_);
+  return revision_;
+}
+
+WatchCache::ListResult WatchCache::List(
+    const std::string& start, const std::string& end, size_t limit,
+    const std::function<bool(const CachedObject&)>& filter) const {
+  ListResult out;
+  std::lock_guard lock(mu_);
+  out.revision = revision_;
+  for (auto it = objects_.lower_bound(start); it != objects_.end() && it->first < end; ++it) {
+    if (filter && !filter(*it->second)) continue;
+    if (limit && out.items.size() == limit) {
+      out.next_key = it->first;
+      break;
+    }
+    out.items.push_back(it->second);
+  }
+  return out;
+}
+
+std::shared_ptr<const CachedObject> WatchCache::Get(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = objects_.find(key);
+  return it == objects_.end() ? nullptr : it->second;
+}
+
+StatusOr<uint64_t> WatchCache::Subscribe(
+    const std::string& prefix, int64_t from_revision,
+    const std::function<void(const std::vector<std::shared_ptr<const CachedObject>>&, int64_t)>&
+        on_snapshot,
+    EventsCallback on_events) {
+  std::lock_guard lock(mu_);
+  if (from_revision == 0) {
+    std::vector<std::shared_ptr<const CachedObject>> snap;
+    for (auto it = objects_.lower_bound(prefix);
+         it != objects_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      snap.push_back(it->second);
+    }
+    if (on_snapshot) on_snapshot(snap, revision_);
+  } else {
+    if (from_revision < oldest_resumable_) {
+      return absl::OutOfRangeError("resource_version " + std::to_string(from_revision) +
+                                   " is too old (oldest resumable is " +
+                                   std::to_string(oldest_resumable_) + "); relist");
+    }
+    if (from_revision > revision_) {
+      // A client that is ahead of us (a newer server wrote it): wait for it by replaying nothing.
+    }
+    std::vector<CacheEvent> replay;
+    for (const auto& ce : ring_) {
+      if (ce.revision > from_revision && ce.object->key().compare(0, prefix.size(), prefix) == 0) {
+        replay.push_back(ce);
+      }
+    }
+    if (!replay.empty()) on_events(replay);
+  }
+  uint64_t id = next_id_++;
+  subscribers_[id] = Subscriber{prefix, std::move(on_events)};
+  open_watches_->Set(static_cast<double>(subscribers_.size()));
+  return id;
+}
+
+void WatchCache::Unsubscribe(uint64_t id) {
+  std::lock_guard lock(mu_);
+  subscribers_.erase(id);
+  open_watches_->Set(static_cast<double>(subscribers_.size()));
+}
+
+size_t WatchCache::subscriber_count() const {
+  std::lock_guard lock(mu_);
+  return subscribers_.size();
+}
+
+size_t WatchCache::object_count() const {
+  std::lock_guard lock(mu_);
+  return objects_.size();
+}
+
+}  // namespace photon::server

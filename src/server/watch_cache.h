@@ -1,0 +1,126 @@
+// An in-memory mirror of every resource under /registry/, fed by one store watch.
+//
+// Why: lists and watches are the hottest reads of a control plane (agents, CLIs, controllers
+// all watch). Serving them from memory keeps the store for writes, makes a list of 100,000
+// objects a map walk, and lets 1,000 watchers share one store watch. Reads stay consistent:
+// a list first waits until the cache has applied the store's current revision.
+//
+// Recent events are kept in a ring so a watcher can resume from a resource_version; one older
+// than the ring gives OUT_OF_RANGE (HTTP 410) and the client relists.
+//
+// Thread-safe. Subscriber callbacks run on the store's watch thread under the cache lock:
+// they must only queue work (never block, never call back into the cache).
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/status.h"
+#include "store/store.h"
+
+namespace photon::server {
+
+// One stored object, decoded lazily and rendered to JSON at most once.
+class CachedObject {
+ public:
+  CachedObject(std::string key, std::string value, int64_t mod_revision)
+      : key_(std::move(key)), value_(std::move(value)), mod_revision_(mod_revision) {}
+  const std::string& key() const { return key_; }
+  const std::string& value() const { return value_; }
+  int64_t mod_revision() const { return mod_revision_; }
+  // The decoded message with metadata.resource_version filled in; nullptr if the kind is unknown.
+  std::shared_ptr<const google::protobuf::Message> Decoded() const;
+  // ToJson() of Decoded(), cached.
+  const std::string& Json() const;
+
+ private:
+  std::string key_;
+  std::string value_;
+  int64_t mod_revision_;
+  mutable std::once_flag decode_once_, json_once_;
+  mutable std::shared_ptr<const google::protobuf::Message> decoded_;
+  mutable std::string json_;
+};
+
+struct CacheEvent {
+  enum class Type { kAdded, kModified, kDeleted };
+  Type type;
+  int64_t revision;
+  std::shared_ptr<const CachedObject> object;  // for kDeleted: the last state before deletion
+};
+
+using EventsCallback = std::function<void(const std::vector<CacheEvent>& events)>;
+
+class WatchCache {
+ public:
+  WatchCache(store::Store* store, MetricsRegistry* metrics, size_t ring_size = 100000);
+  ~WatchCache();
+
+  // Loads everything under /registry/ and starts following the store.
+  Status Start();
+  void Stop();
+
+  // Waits (bounded) until the cache has applied `revision`.
+  Status WaitForRevision(int64_t revision, int timeout_ms = 5000);
+  int64_t revision() const;
+
+  struct ListResult {
+    std::vector<std::shared_ptr<const CachedObject>> items;
+    int64_t revision = 0;
+    std::string next_key;  // non-empty when more remain
+  };
+  // Objects with keys in [start, end), in key order, that pass `filter`, at most limit (0 = all).
+  ListResult List(const std::string& start, const std::string& end, size_t limit,
+                  const std::function<bool(const CachedObject&)>& filter) const;
+  std::shared_ptr<const CachedObject> Get(const std::string& key) const;
+
+  // Subscribes to changes of keys under `prefix` after `from_revision`. When from_revision is
+  // 0, `on_snapshot` first gets the current objects and the revision they are at (atomically
+  // with the subscription). OUT_OF_RANGE when from_revision is older than the event ring.
+  StatusOr<uint64_t> Subscribe(
+      const std::string& prefix, int64_t from_revision,
+      const std::function<void(const std::vector<std::shared_ptr<const CachedObject>>&, int64_t)>&
+          on_snapshot,
+      EventsCallback on_events);
+  void Unsubscribe(uint64_t id);
+  size_t subscriber_count() const;
+  size_t object_count() const;
+
+ private:
+  void OnStoreEvents(const std::vector<store::WatchEvent>& events);
+
+  struct Subscriber {
+    std::string prefix;
+    EventsCallback on_events;
+  };
+
+  store::Store* store_;
+  size_t ring_size_;
+  Gauge* open_watches_;
+  Gauge* cached_objects_;
+  mutable std::mutex mu_;
+  std::condition_variable applied_cv_;
+  std::map<std::string, std::shared_ptr<const CachedObject>> objects_;
+  std::deque<CacheEvent> ring_;
+  int64_t revision_ = 0;
+  int64_t oldest_resumable_ = 0;  // a watch may resume from any revision ≥ this
+  std::map<uint64_t, Subscriber> subscribers_;
+  uint64_t next_id_ = 1;
+  std::unique_ptr<store::WatchHandle> watch_;
+  bool failed_ = false;
+};
+
+// Key of an object: /registry/<plural>/<namespace>/<name>.
+std::string RegistryKey(const std::string& plural, const std::string& ns, const std::string& name);
+std::string RegistryPrefix(const std::string& plural, const std::string& ns = "");
+
+}  // namespace photon::server
