@@ -180,10 +180,21 @@ Status DnsServer::Listen(const DnsServerOptions& options, const std::string& hos
   int bound_port = BoundPort(tcp);
   std::string shown = addr.ss_family == AF_INET6 ? "[" + host + "]" : host;
   bound_.push_back(shown + ":" + std::to_string(bound_port));
+  // On a wildcard address the answer must leave from the address the query came to (a
+  // multi-homed host would otherwise pick the source by route): ask for the destination.
+  bool wildcard = host == "0.0.0.0" || host == "::";
   for (int fd : udp) {
+    if (wildcard) {
+      int one = 1;
+      if (addr.ss_family == AF_INET) {
+        setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+      } else {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+      }
+    }
     fds_.push_back(fd);
     ThreadStats* ts = stats_->NewThread();
-    threads_.emplace_back([this, fd, ts] { UdpLoop(fd, ts); });
+    threads_.emplace_back([this, fd, ts, wildcard] { UdpLoop(fd, ts, wildcard); });
   }
   fds_.push_back(tcp);
   threads_.emplace_back([this, tcp] { TcpAcceptLoop(tcp); });
@@ -191,7 +202,7 @@ Status DnsServer::Listen(const DnsServerOptions& options, const std::string& hos
   return absl::OkStatus();
 }
 
-void DnsServer::UdpLoop(int fd, ThreadStats* stats) {
+void DnsServer::UdpLoop(int fd, ThreadStats* stats, bool pktinfo) {
   // Buffers are allocated once per thread; the loop itself does not allocate.
   std::vector<uint8_t> in(kBatch * kUdpBufferSize);
   std::vector<uint8_t> out(kBatch * kUdpBufferSize);
@@ -200,6 +211,8 @@ void DnsServer::UdpLoop(int fd, ThreadStats* stats) {
   iovec in_iov[kBatch];
   iovec out_iov[kBatch];
   sockaddr_storage peers[kBatch];
+  constexpr size_t kControlSize = 64;
+  alignas(cmsghdr) uint8_t control[kBatch][kControlSize];
   ParsedQuery q;
   std::shared_ptr<const Snapshot> snapshot;
   uint64_t generation = ~0ull;
@@ -211,6 +224,10 @@ void DnsServer::UdpLoop(int fd, ThreadStats* stats) {
       in_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       in_msgs[i].msg_hdr.msg_iov = &in_iov[i];
       in_msgs[i].msg_hdr.msg_iovlen = 1;
+      if (pktinfo) {
+        in_msgs[i].msg_hdr.msg_control = control[i];
+        in_msgs[i].msg_hdr.msg_controllen = kControlSize;
+      }
     }
     int n = recvmmsg(fd, in_msgs, kBatch, MSG_WAITFORONE, nullptr);
     if (n <= 0) continue;  // timeout (to check stopping_) or EINTR
@@ -240,6 +257,19 @@ void DnsServer::UdpLoop(int fd, ThreadStats* stats) {
       out_msgs[m].msg_hdr.msg_namelen = in_msgs[i].msg_hdr.msg_namelen;
       out_msgs[m].msg_hdr.msg_iov = &out_iov[m];
       out_msgs[m].msg_hdr.msg_iovlen = 1;
+      if (pktinfo && in_msgs[i].msg_hdr.msg_controllen > 0) {
+        // Send back from the query's destination address: reuse its PKTINFO.
+        for (cmsghdr* c = CMSG_FIRSTHDR(&in_msgs[i].msg_hdr); c != nullptr;
+             c = CMSG_NXTHDR(&in_msgs[i].msg_hdr, c)) {
+          if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            auto* info = reinterpret_cast<in_pktinfo*>(CMSG_DATA(c));
+            info->ipi_spec_dst = info->ipi_addr;
+            info->ipi_ifindex = 0;
+          }
+        }
+        out_msgs[m].msg_hdr.msg_control = control[i];
+        out_msgs[m].msg_hdr.msg_controllen = in_msgs[i].msg_hdr.msg_controllen;
+      }
       ++m;
       stats->Record(q.qtype, info.rcode, info.truncated, MonotonicNanos() - start);
     }

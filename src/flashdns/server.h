@@ -39,7 +39,7 @@ class DnsServer {
  private:
   DnsServer(ZoneManager* zones, QueryStats* stats) : zones_(zones), stats_(stats) {}
   Status Listen(const DnsServerOptions& options, const std::string& hostport);
-  void UdpLoop(int fd, ThreadStats* stats);
+  void UdpLoop(int fd, ThreadStats* stats, bool pktinfo);
   void TcpAcceptLoop(int fd);
   void TcpConnection(int fd, sockaddr_storage peer, ThreadStats* stats);
 

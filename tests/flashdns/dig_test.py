@@ -408,6 +408,24 @@ class BigZoneTest(unittest.TestCase):
             srv.stop()
 
 
+class WildcardListenTest(unittest.TestCase):
+    def test_answers_leave_from_the_queried_address(self):
+        # Bound to 0.0.0.0, a query to 127.0.0.2 must be answered from 127.0.0.2 (dig
+        # rejects replies from an unexpected source).
+        srv = harness.FlashDns(BINARY, [])
+        srv = harness.FlashDns(BINARY, zones_in(srv.tmp), workdir=srv.tmp,
+                               listen=("0.0.0.0", "[::]"))
+        srv.start()
+        try:
+            r = harness.dig("127.0.0.2", srv.port, "www.example.com", "A")
+            self.assertEqual(r["status"], "NOERROR", r["raw"])
+            self.assertNotIn("unexpected source", r["raw"])
+            r = harness.dig("::1", srv.port, "www.example.com", "AAAA")
+            self.assertEqual(r["status"], "NOERROR", r["raw"])
+        finally:
+            srv.stop()
+
+
 class StartupTest(unittest.TestCase):
     def run_with(self, text, *extra):
         tmp = harness.FlashDns(BINARY, []).tmp

@@ -159,12 +159,12 @@ class FlashDns:
     """A flashdns process with a generated config in a temp dir."""
 
     def __init__(self, binary, zones, extra="", workdir=None, port=None, api_port=None,
-                 log_level="info"):
+                 log_level="info", listen=("127.0.0.1", "[::1]")):
         self.tmp = workdir or tempfile.mkdtemp(prefix="flashdns-test-")
         self.port = port or free_port()
         self.api_port = api_port or free_port()
         self.data_dir = os.path.join(self.tmp, "data")
-        lines = ['listen: ["127.0.0.1:%d", "[::1]:%d"]' % (self.port, self.port),
+        lines = ["listen: [%s]" % ", ".join('"%s:%d"' % (h, self.port) for h in listen),
                  "api: 127.0.0.1:%d" % self.api_port, "data_dir: %s" % self.data_dir,
                  "workers: 2", "zones:"]
         for z in zones:
