@@ -82,9 +82,9 @@ StatusOr<std::string> Authenticator::CreateToken(const std::string& principal,
   if (principal.empty()) return absl::InvalidArgumentError("principal: required");
   for (const auto& b : bindings) {
     if (b.role() != "viewer" && b.role() != "editor" && b.role() != "admin" &&
-        b.role() != "agent") {
+        b.role() != "agent" && b.role() != "join") {
       return absl::InvalidArgumentError("bindings.role: '" + b.role() +
-                                        "' is not one of viewer, editor, admin, agent");
+                                        "' is not one of viewer, editor, admin, agent, join");
     }
     if (b.namespace_().empty()) return absl::InvalidArgumentError("bindings.namespace: required");
   }
@@ -132,6 +132,17 @@ StatusOr<Principal> Authenticator::Authenticate(const std::string& header) const
   p.token_id = id;
   p.bindings.assign(it->second.bindings().begin(), it->second.bindings().end());
   return p;
+}
+
+StatusOr<std::string> Authenticator::Join(const Principal& who, const std::string& node) {
+  bool may_join = false;
+  for (const auto& b : who.bindings)
+    may_join |= b.role() == "join" || (b.role() == "admin" && b.namespace_() == "*");
+  if (!may_join) return absl::PermissionDeniedError("only a join token may register a node");
+  auth::RoleBinding agent;
+  agent.set_namespace_("*");
+  agent.set_role("agent");
+  return CreateToken("node:" + node, {agent});
 }
 
 bool Authenticator::HasAnyToken() const {

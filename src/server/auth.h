@@ -2,7 +2,8 @@
 //
 // A token is "pct_<id>_<secret>"; the store keeps only the secret's SHA-256 under
 // /auth/tokens/<id>. Roles: viewer (read), editor (read + write specs and actions), admin
-// (everything, including tokens and the audit log), agent (nodes and status writes).
+// (everything, including tokens and the audit log), agent (nodes and status writes; one per
+// node, principal "node:<name>"), join (only exchanges itself for an agent token at /v1/join).
 // A binding's namespace "*" covers every namespace.
 // Thread-safe: tokens are cached in memory behind a mutex and written through to the store.
 #pragma once
@@ -45,6 +46,8 @@ class Authenticator {
   // Parses "Bearer <token>" and returns who it is; UNAUTHENTICATED otherwise.
   StatusOr<Principal> Authenticate(const std::string& authorization_header) const;
   bool HasAnyToken() const;
+  // For a principal holding the join role: creates (or replaces) the agent token of `node`.
+  StatusOr<std::string> Join(const Principal& who, const std::string& node);
 
  private:
   store::Store* store_;

@@ -49,6 +49,23 @@ bool Assigned(const Message& obj) { return !GetMetadata(obj).agent_id().empty();
 
 }  // namespace
 
+Principal SystemPrincipal() {
+  Principal p;
+  p.name = "system:controller";
+  auth::RoleBinding b;
+  b.set_namespace_("*");
+  b.set_role("admin");
+  p.bindings.push_back(b);
+  return p;
+}
+
+bool IsAgent(const Principal& who) {
+  for (const auto& b : who.bindings) {
+    if (b.role() == "agent") return true;
+  }
+  return false;
+}
+
 std::string TargetName(const KindInfo& kind, const std::string& ns, const std::string& name) {
   return kind.plural + "/" + ns + "/" + name;
 }
@@ -296,7 +313,11 @@ StatusOr<operation::Operation> ResourceManager::Delete(const Principal& who, con
     AuditFailure(who, "delete", target, st);
     return st;
   };
-  if (auto st = Authorize(who, Verb::kDelete, kind, ns); !st.ok()) return fail(st);
+  // Agents may not delete, except to finish a delete that was requested (two-phase delete).
+  const bool agent_finalize = IsAgent(who) && !who.Allowed(Verb::kDelete, kind.plural, ns);
+  if (!agent_finalize) {
+    if (auto st = Authorize(who, Verb::kDelete, kind, ns); !st.ok()) return fail(st);
+  }
   auto want_rev = ParseRevision("resourceVersion", resource_version);
   if (!want_rev.ok()) return fail(want_rev.status());
   const std::string key = RegistryKey(kind.plural, ns, name);
@@ -325,7 +346,12 @@ StatusOr<operation::Operation> ResourceManager::Delete(const Principal& who, con
                           .target = store::Compare::Target::kModRevision,
                           .op = store::Compare::Op::kEqual,
                           .number = stored_rev});
-  bool two_phase = Assigned(*stored) && kind.plural != "nodes";
+  if (agent_finalize && (GetMetadata(*stored).deletion_timestamp().empty() ||
+                         "node:" + GetMetadata(*stored).agent_id() != who.name)) {
+    return fail(
+        absl::PermissionDeniedError("an agent only finishes deletes of objects on its own node"));
+  }
+  bool two_phase = Assigned(*stored) && kind.plural != "nodes" && !agent_finalize;
   if (two_phase) {
     // The agent that runs it tears it down, then removes the object.
     auto* md = MutableMetadata(stored.get());
@@ -566,6 +592,29 @@ Status ResourceManager::WriteStatusAsSystem(const KindInfo& kind, const Message&
   if (!r.ok()) return r.status();
   if (!r->succeeded) return absl::AbortedError("conflict writing status of " + key);
   return absl::OkStatus();
+}
+
+Status ResourceManager::RecordEvent(const std::string& ns, const std::string& reason,
+                                    const std::string& object, const std::string& message) {
+  event::Event ev;
+  auto* md = ev.mutable_metadata();
+  md->set_id(NewUuid());
+  md->set_name(md->id());
+  md->set_namespace_(ns);
+  md->set_resource_type("Event");
+  md->set_created_at(NowRfc3339());
+  md->set_created_by("system:controller");
+  ev.mutable_spec()->set_event_type(reason);
+  ev.mutable_spec()->set_timestamp(md->created_at());
+  ev.mutable_spec()->set_source("photon-server");
+  auto* re = ev.mutable_spec()->mutable_resource_event();
+  re->set_resource_type(object.substr(0, object.find('/')));
+  re->set_name(object);
+  re->set_namespace_(ns);
+  re->set_reason(reason);
+  re->set_message(message);
+  auto r = store_->Put(RegistryKey("events", ns, md->id()), ev.SerializeAsString());
+  return r.ok() ? absl::OkStatus() : r.status();
 }
 
 Status ResourceManager::WriteOperation(const operation::Operation& op) {

@@ -85,8 +85,16 @@ class ResourceManager {
   void AuditFailure(const Principal& who, const std::string& action, const std::string& target,
                     const Status& status);
 
-  // For controllers: status write as the system, compare on the given resource_version.
+  // For controllers: writes the whole object (spec, metadata.agent_id, status) as the system,
+  // compared on its metadata.resource_version (ABORTED on conflict). No audit record: the
+  // controllers' own decisions are recorded as Events.
   Status WriteStatusAsSystem(const KindInfo& kind, const google::protobuf::Message& object);
+  Status WriteAsSystem(const KindInfo& kind, const google::protobuf::Message& object) {
+    return WriteStatusAsSystem(kind, object);
+  }
+  // Records an Event (kind "events", namespace of the object) such as a placement decision.
+  Status RecordEvent(const std::string& ns, const std::string& reason, const std::string& object,
+                     const std::string& message);
   // For controllers: replace an operation's status.
   Status WriteOperation(const operation::Operation& op);
   WatchCache* cache() { return cache_; }
@@ -104,6 +112,9 @@ class ResourceManager {
   WatchCache* cache_;
   Histogram* store_latency_;
 };
+
+// The principal controllers act as: admin of every namespace.
+Principal SystemPrincipal();
 
 // "computeinstances/ns/name"
 std::string TargetName(const KindInfo& kind, const std::string& ns, const std::string& name);

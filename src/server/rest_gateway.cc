@@ -135,6 +135,19 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
     return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) +
                                        ",\"principal\":" + JsonString(in.principal()) + "}");
   }
+  // /v1/join: a node exchanges the join token for its own agent credential.
+  if (parts.size() == 2 && parts[1] == "join" && m == "POST") {
+    auto j = nlohmann::json::parse(req.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("node") || !j["node"].is_string()) {
+      return ErrorResponse(absl::InvalidArgumentError("node: required (body {\"node\":\"NAME\"})"));
+    }
+    std::string node = j["node"].get<std::string>();
+    if (auto st = ValidateName("node", node); !st.ok()) return ErrorResponse(st);
+    auto token = auth_->Join(who, node);
+    if (!token.ok()) return ErrorResponse(token.status());
+    return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) + ",\"principal\":" +
+                                       JsonString("node:" + node) + ",\"namespace\":\"system\"}");
+  }
   // /v1/{kind} : list across namespaces
   if (parts.size() == 2) {
     const KindInfo* kind = FindKind(parts[1]);

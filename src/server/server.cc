@@ -36,10 +36,10 @@ Status Bootstrap(Authenticator* auth, const std::string& data_dir) {
     spdlog::info("  export PHOTON_TOKEN=$(cat {})", admin_path);
   }
   if (!std::filesystem::exists(join_path)) {
-    auth::RoleBinding agent;
-    agent.set_namespace_("*");
-    agent.set_role("agent");
-    PHOTON_ASSIGN_OR_RETURN(std::string token, auth->CreateToken("agent-join", {agent}));
+    auth::RoleBinding join;
+    join.set_namespace_("*");
+    join.set_role("join");
+    PHOTON_ASSIGN_OR_RETURN(std::string token, auth->CreateToken("agent-join", {join}));
     PHOTON_RETURN_IF_ERROR(WriteFileAtomic(join_path, token + "\n", 0600));
     spdlog::info("bootstrap: agent join token written to {} (mode 0600)", join_path);
   }

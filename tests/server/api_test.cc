@@ -302,3 +302,38 @@ TEST(ApiWatchHistory, TooOldResourceVersionGives410) {
 
 }  // namespace
 }  // namespace photon::testing
+
+namespace photon::testing {
+namespace {
+
+TEST(Join, JoinTokenBuysOneAgentCredentialAndNothingElse) {
+  TestServer s;
+  std::string join = Trim(*ReadFile(s.dir + "/join.token"));
+  auto j = s.Client(join);
+  EXPECT_EQ(j.Do("GET", "/v1/namespaces/default/computeinstances")->status, 403);
+  EXPECT_EQ(j.Do("POST", "/v1/join", R"({"node":"Bad Name"})")->status, 400);
+  auto r = j.Do("POST", "/v1/join", R"({"node":"node-1"})");
+  ASSERT_EQ(r->status, 201) << r->body;
+  auto agent = s.Client(Json(*r)["token"].get<std::string>());
+  // The agent registers its node and reads, but creates no workloads.
+  auto node =
+      R"({"metadata":{"name":"node-1"},"spec":{"capacity":{"vcpu":4,"memoryMb":4096},"drivers":["process"]}})";
+  EXPECT_EQ(agent.Do("POST", "/v1/namespaces/system/nodes", node)->status, 202);
+  EXPECT_EQ(agent.Do("GET", "/v1/namespaces/default/computeinstances")->status, 200);
+  EXPECT_EQ(
+      agent.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("x"))->status,
+      403);
+  EXPECT_EQ(
+      s.Admin().Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("y"))->status,
+      202);
+  EXPECT_EQ(agent.Do("DELETE", "/v1/namespaces/default/computeinstances/y")->status, 403);
+  // Its status writes go through.
+  auto n = Json(*agent.Do("GET", "/v1/namespaces/system/nodes/node-1"));
+  n["nodeStatus"]["condition"] = "READY";
+  auto w = agent.Do("PUT", "/v1/namespaces/system/nodes/node-1/status", n.dump());
+  EXPECT_EQ(w->status, 200) << w->body;
+  EXPECT_EQ(Json(*w)["nodeStatus"]["condition"], "READY");
+}
+
+}  // namespace
+}  // namespace photon::testing
