@@ -3,6 +3,7 @@ sent to both with dig, the answers compared section by section (ignoring the mes
 name case and record order). Skipped loudly when NSD is not installed."""
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +40,11 @@ QUERIES = [
     ("big.deep.example.com", "TXT", "+noedns", "+ignore"),
     ("example.net", "SOA"), ("mail2.example.net", "A"), ("nx.example.net", "A"),
     ("example.net", "NS"), ("www.example.org", "A"), ("www.example.com", "A", "+tcp"),
-    ("www.example.com", "A", "+noedns"),
+    ("www.example.com", "A", "+noedns"), ("sub.example.com", "DS"), ("example.com", "AAAA"),
+    ("*.wild.example.com", "A"), ("_tcp.example.com", "SRV"), ("sip.example.com", "A"),
+    ("mail.example.com", "MX"), ("example.com", "PTR"), ("ns.elsewhere.net", "A"),
+    ("www.example.com", "A", "+bufsize=1232"), ("txt.example.com", "TXT", "+tcp"),
+    ("EXAMPLE.NET", "NS"), ("x.y.z.sub.example.com", "AAAA"),
 ]
 
 
@@ -51,6 +56,19 @@ def normalize(r):
             "authority": rows(r["authority"]), "additional": rows(r["additional"])}
 
 
+def axfr(port, zone):
+    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), zone, "AXFR", "+nocmd",
+                          "+nostats", "+time=5"], capture_output=True, text=True,
+                         timeout=20).stdout
+    rows = []
+    for line in out.splitlines():
+        if not line or line.startswith(";"):
+            continue
+        n, ttl, klass, t, rd = line.split(None, 4)
+        rows.append((n.lower(), ttl, klass, t, rd.lower()))
+    return rows
+
+
 def write_nsd_conf(tmp, port):
     lines = ["server:", "  ip-address: 127.0.0.1@%d" % port, "  port: %d" % port,
              '  username: ""', '  chroot: ""', '  zonesdir: "%s"' % harness.DATA,
@@ -59,7 +77,8 @@ def write_nsd_conf(tmp, port):
              '  xfrdir: "%s"' % tmp, "  server-count: 1", "  verbosity: 1",
              "remote-control:", "  control-enable: no"]
     for name, f in ZONES:
-        lines += ["zone:", "  name: %s" % name, "  zonefile: %s" % f]
+        lines += ["zone:", "  name: %s" % name, "  zonefile: %s" % f,
+                  "  provide-xfr: 127.0.0.1 NOKEY"]
     path = os.path.join(tmp, "nsd.conf")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -74,8 +93,8 @@ def main():
     nsd_port = harness.free_port()
     nsd = harness.Daemon([NSD, "-d", "-c", write_nsd_conf(tmp, nsd_port)],
                          os.path.join(tmp, "nsd.log"))
-    flash = harness.FlashDns(BINARY, [{"name": n, "file": os.path.join(harness.DATA, f)}
-                                      for n, f in ZONES])
+    flash = harness.FlashDns(BINARY, [{"name": n, "file": os.path.join(harness.DATA, f),
+                                       "allow_transfer": ["127.0.0.1"]} for n, f in ZONES])
     failures = 0
     try:
         flash.start()
@@ -96,10 +115,18 @@ def main():
         if len({x[3] for x in a["answer"]}) != 1 or len({x[3] for x in b["answer"]}) != 1:
             failures += 1
             print("MISMATCH for ANY: nsd %s flashdns %s" % (a["answer"], b["answer"]))
+        # AXFR: the same records (order within the transfer aside), SOA first and last.
+        for name, _ in ZONES:
+            a = axfr(nsd_port, name)
+            b = axfr(flash.port, name)
+            if sorted(a) != sorted(b) or a[0] != b[0] or a[-1] != b[-1] or not a:
+                failures += 1
+                print("MISMATCH for AXFR %s:\n  nsd:      %s\n  flashdns: %s"
+                      % (name, sorted(set(a) ^ set(b)), len(b)))
     finally:
         flash.stop()
         nsd.stop()
-    print("%d queries compared, %d mismatches" % (len(QUERIES) + 1, failures))
+    print("%d queries and %d transfers compared, %d mismatches" % (len(QUERIES) + 1, len(ZONES), failures))
     if failures:
         print("--- nsd log ---\n" + nsd.output())
     else:
