@@ -20,11 +20,22 @@
 #include "common/status.h"
 #include "photon/compute.pb.h"
 #include "photon/resource.pb.h"
+#include "photon/storage.pb.h"
 
 namespace photon::agent {
 
+// Read access to other resources an instance refers to (images, volumes), served by the agent
+// from the control plane. Thread-safe.
+class ResourceLookup {
+ public:
+  virtual ~ResourceLookup() = default;
+  virtual StatusOr<compute::Image> GetImage(const std::string& ns, const std::string& name) = 0;
+  virtual StatusOr<storage::Volume> GetVolume(const std::string& ns, const std::string& name) = 0;
+};
+
 struct ProviderContext {
   std::string node_name;
+  ResourceLookup* lookup = nullptr;  // owned by the agent; outlives the provider
   std::string data_dir;  // the provider's own directory under the agent's data dir
   std::map<std::string, std::string> config;  // driver options from the agent config
 };

@@ -34,7 +34,7 @@ std::vector<KindInfo> BuildKinds() {
       Make<storage::Bucket>("buckets", true, true),
       Make<node::Node>("nodes", false, true),
       Make<event::Event>("events", false, false),
-      Make<operation::Operation>("operations", false, false),
+      Make<operation::Operation>("operations", false, true),
   };
 }
 
