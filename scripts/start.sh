@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The README's start command: installs what is missing (Debian 12 packages), builds, and starts
+# PhotonCloud on this machine: photon-server with the embedded store, plus one local agent.
+#   scripts/start.sh            # foreground; Ctrl-C stops everything
+# Environment: PHOTON_DATA (default ~/.local/share/photon), PHOTON_LISTEN (127.0.0.1:8080),
+# PHOTON_GRPC_LISTEN (127.0.0.1:8081).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+bash scripts/install-deps.sh
+bash scripts/build.sh photon-server photon $( [ -f src/agent/CMakeLists.txt ] && echo photon-agent )
+BIN="${PHOTON_BUILD_DIR:-$ROOT/build}"
+DATA="${PHOTON_DATA:-$HOME/.local/share/photon}"
+LISTEN="${PHOTON_LISTEN:-127.0.0.1:8080}"
+GRPC_LISTEN="${PHOTON_GRPC_LISTEN:-127.0.0.1:8081}"
+mkdir -p "$DATA"
+chmod 700 "$DATA"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+"$BIN/src/server/photon-server" --data-dir "$DATA/server" --listen "$LISTEN" --grpc-listen "$GRPC_LISTEN" &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://$LISTEN/healthz" >/dev/null || { echo "photon-server did not start" >&2; exit 1; }
+
+if [ -x "$BIN/src/agent/photon-agent" ]; then
+  "$BIN/src/agent/photon-agent" --server "$LISTEN" --token-file "$DATA/server/join.token" \
+    --data-dir "$DATA/agent" --name "$(hostname -s | tr 'A-Z_' 'a-z-')" --labels "zone=local,rack_az=r1" &
+  pids+=($!)
+fi
+
+cat <<MSG
+
+PhotonCloud is running.
+  API:    http://$LISTEN   (gRPC on $GRPC_LISTEN)
+  Token:  $DATA/server/admin.token
+
+In another shell:
+  export PHOTON_SERVER=http://$LISTEN
+  export PHOTON_TOKEN=\$(cat $DATA/server/admin.token)
+  export PATH=$BIN/src/cli:\$PATH
+  photon create -f examples/instance.yaml
+  photon list computeinstances
+
+Ctrl-C stops PhotonCloud.
+MSG
+wait -n "${pids[@]}"
