@@ -19,6 +19,10 @@ namespace {
 
 // Start writeback every this many bytes, so the final fsync finds the disk mostly done.
 constexpr uint64_t kWritebackStep = 8 << 20;
+// How far ahead of the reader GETs ask the kernel to read.
+constexpr uint64_t kReadAhead = 16 << 20;
+// Bodies past this size hash MD5 on a helper thread.
+constexpr uint64_t kAsyncHashFrom = 2 << 20;
 
 Status Errno(const std::string& what) {
   return absl::InternalError(what + ": " + std::strerror(errno));
@@ -133,7 +137,12 @@ Status BlobWriter::WriteFile(const char* data, size_t n) {
 
 Status BlobWriter::Write(const char* data, size_t n) {
   if (n == 0) return absl::OkStatus();
-  md5_.Update(data, n);
+  if (!async_md5_ && size_ >= kAsyncHashFrom) async_md5_ = std::make_unique<AsyncDigest>(&md5_);
+  if (async_md5_) {
+    async_md5_->Update(data, n);
+  } else {
+    md5_.Update(data, n);
+  }
   UpdateCrcs(data, n);
   size_ += n;
   if (fd_ < 0) {
@@ -157,6 +166,7 @@ Status BlobWriter::Write(const char* data, size_t n) {
 StatusOr<WrittenBlob> BlobWriter::Finish() {
   WrittenBlob out;
   out.size = size_;
+  if (async_md5_) async_md5_->Finish();
   out.md5 = md5_.Finish();
   if (block_fill_ > 0 || size_ == 0) {
     block_crcs_ += CrcToBytes(block_crc_);
@@ -209,12 +219,21 @@ Status BlobStore::Read(const ObjectMeta& object, uint64_t offset, uint64_t lengt
       return absl::DataLossError("stored object data is missing");
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    // Keep the disk reading ahead while this thread verifies and sends (dd only reads, so
+    // without this a GET would alternate between waiting for the disk and the socket).
+    uint64_t prefetched = 0;
     uint64_t in_seg = offset - seg_start;
     uint64_t block_index = in_seg / kBlockSize;
     Status status;
     while (length > 0 && block_index * kBlockSize < seg.size) {
       uint64_t block_off = block_index * kBlockSize;
       uint64_t block_len = std::min<uint64_t>(kBlockSize, seg.size - block_off);
+      if (prefetched < block_off + kReadAhead / 2 && prefetched < seg.size) {
+        uint64_t from = std::max(prefetched, block_off);
+        posix_fadvise(fd, static_cast<off_t>(from), static_cast<off_t>(kReadAhead),
+                      POSIX_FADV_WILLNEED);
+        prefetched = from + kReadAhead;
+      }
       uint64_t got = 0;
       while (got < block_len) {
         ssize_t r =

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "lightningstor/async_digest.h"
 #include "lightningstor/checksum.h"
 #include "lightningstor/http/message.h"
 #include "lightningstor/types.h"
@@ -51,6 +52,8 @@ class BlobWriter {
   BlobStore* store_;
   uint64_t inline_max_;
   Digest md5_{Digest::Kind::kMd5};
+  // Hashes on a helper thread once the body is large (see async_digest.h).
+  std::unique_ptr<AsyncDigest> async_md5_;
   uint64_t size_ = 0;
   std::string buffer_;  // inline bytes until spilled
   int fd_ = -1;

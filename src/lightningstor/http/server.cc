@@ -42,16 +42,22 @@ Status SplitHostPort(const std::string& hostport, std::string* host, int* port) 
   return absl::OkStatus();
 }
 
-// Pulls body bytes through Beast's buffer_body parser; sends "100 Continue" first when the
+// Pulls body bytes. A Content-Length body is read straight from the socket into the caller's
+// buffer (after what Beast already buffered with the head): one copy, large reads. Chunked
+// transfer coding goes through Beast's buffer_body parser. Sends "100 Continue" first when the
 // client asked for it, so rejected requests never make the client send their body.
 template <typename Stream>
 class BeastBodyReader : public BodyReader {
  public:
   BeastBodyReader(Stream& stream, beast::flat_buffer& buffer,
                   bhttp::request_parser<bhttp::buffer_body>& parser, bool expect_continue)
-      : stream_(stream), buffer_(buffer), parser_(parser), expect_continue_(expect_continue) {}
+      : stream_(stream), buffer_(buffer), parser_(parser), expect_continue_(expect_continue) {
+    direct_ = !parser_.chunked() && parser_.content_length().has_value();
+    if (direct_) remaining_ = *parser_.content_length();
+  }
 
   StatusOr<size_t> Read(char* buf, size_t n) override {
+    if (done()) return size_t{0};
     if (expect_continue_) {
       expect_continue_ = false;
       static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -59,6 +65,7 @@ class BeastBodyReader : public BodyReader {
       net::write(stream_, net::buffer(kContinue, sizeof kContinue - 1), ec);
       if (ec) return absl::UnavailableError("write 100-continue: " + ec.message());
     }
+    if (direct_) return ReadDirect(buf, n);
     while (true) {
       if (parser_.is_done()) return size_t{0};
       parser_.get().body().data = buf;
@@ -74,13 +81,34 @@ class BeastBodyReader : public BodyReader {
       if (got > 0 || parser_.is_done()) return got;
     }
   }
+  bool done() const { return direct_ ? remaining_ == 0 : parser_.is_done(); }
   bool failed() const { return failed_; }
 
  private:
+  StatusOr<size_t> ReadDirect(char* buf, size_t n) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(n, remaining_));
+    size_t got = 0;
+    if (buffer_.size() > 0) {
+      got = net::buffer_copy(net::buffer(buf, want), buffer_.data());
+      buffer_.consume(got);
+    } else {
+      beast::error_code ec;
+      got = stream_.read_some(net::buffer(buf, want), ec);
+      if (ec) {
+        failed_ = true;
+        return absl::DataLossError("reading request body: " + ec.message());
+      }
+    }
+    remaining_ -= got;
+    return got;
+  }
+
   Stream& stream_;
   beast::flat_buffer& buffer_;
   bhttp::request_parser<bhttp::buffer_body>& parser_;
   bool expect_continue_;
+  bool direct_ = false;
+  uint64_t remaining_ = 0;
   bool failed_ = false;
 };
 
@@ -156,7 +184,7 @@ void ServeConnection(Stream& stream, bool tls, const std::string& remote, const 
     Response resp = handler(req);
 
     // A body the handler did not read: drain a little of it to keep the connection, else close.
-    if (!parser.is_done()) {
+    if (!body.done()) {
       if (!body.failed() && !expect_continue && req.content_length &&
           *req.content_length <= (1 << 20)) {
         while (true) {

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# lightningstor benchmark: large-object throughput against the raw disk (dd), small-object
+# PUT/GET rates against nginx serving the same files, and memory plus ListObjectsV2 time with
+# 1,000,000 objects in one bucket. Prints medians and ratios. Not part of ctest.
+#   bench/s3/run_bench.sh            (after scripts/build.sh lightningstor s3_load)
+# Env: BENCH_DIR (default: a temp dir under /var/tmp, same disk as the data), ROUNDS (5),
+#      SECONDS_PER_RUN (10), MILLION (1000000), CLIENTS (16).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+BUILD="${PHOTON_BUILD_DIR:-$ROOT/build}"
+BIN="$BUILD/src/lightningstor/lightningstor"
+LOAD="$BUILD/bench/s3/s3_load"
+ROUNDS="${ROUNDS:-5}"
+SECS="${SECONDS_PER_RUN:-10}"
+MILLION="${MILLION:-1000000}"
+CLIENTS="${CLIENTS:-16}"
+SIZE_LARGE=$((64 << 20))
+WORK="${BENCH_DIR:-$(mktemp -d /var/tmp/lightningstor-bench.XXXXXX)}"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+[ -x "$BIN" ] && [ -x "$LOAD" ] || { echo "build first: scripts/build.sh lightningstor s3_load" >&2; exit 1; }
+
+drop_caches() {
+  sync
+  if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi
+}
+can_drop() { [ -w /proc/sys/vm/drop_caches ] && echo yes || echo "no (reads may hit the page cache)"; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+
+start_daemon() {  # $1 = data dir
+  local dir="$1"
+  mkdir -p "$dir"
+  cat > "$WORK/config.yaml" <<CFG
+listen: 127.0.0.1:0
+data_dir: $dir
+region: us-east-1
+port_file: $WORK/port
+log_level: warn
+CFG
+  rm -f "$WORK/port"
+  "$BIN" --config "$WORK/config.yaml" keys create bench > "$WORK/key"
+  "$BIN" --config "$WORK/config.yaml" > "$WORK/daemon.log" 2>&1 &
+  DAEMON=$!
+  PIDS+=("$DAEMON")
+  for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.05; done
+  PORT=$(cat "$WORK/port")
+  export AWS_ACCESS_KEY_ID=$(awk '/access_key_id/{print $2}' "$WORK/key")
+  export AWS_SECRET_ACCESS_KEY=$(awk '/secret_access_key/{print $2}' "$WORK/key")
+}
+stop_daemon() { kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true; }
+rss_mib() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+echo "== lightningstor benchmark ($(nproc) cores, data in $WORK, drop caches: $(can_drop))"
+
+# ---- raw disk, same filesystem --------------------------------------------------------------
+for i in $(seq "$ROUNDS"); do
+  dd if=/dev/zero of="$WORK/dd.bin" bs=1M count=64 conv=fsync 2>&1 | awk '/copied/{print $(NF-1), $NF}' |
+    awk '{v=$1; if ($2=="GB/s") v*=1000; if ($2=="kB/s") v/=1000; print v}' >> "$WORK/dd_write"
+  drop_caches
+  dd if="$WORK/dd.bin" of=/dev/null bs=1M 2>&1 | awk '/copied/{print $(NF-1), $NF}' |
+    awk '{v=$1; if ($2=="GB/s") v*=1000; if ($2=="kB/s") v/=1000; print v}' >> "$WORK/dd_read"
+  rm -f "$WORK/dd.bin"
+done
+DD_W=$(median < "$WORK/dd_write"); DD_R=$(median < "$WORK/dd_read")
+
+# ---- lightningstor: large objects ------------------------------------------------------------
+start_daemon "$WORK/data"
+python3 - "$PORT" <<'PY'
+import os, sys, boto3
+boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1").create_bucket(Bucket="bench")
+PY
+"$LOAD" put-large --port "$PORT" --size "$SIZE_LARGE" --count "$ROUNDS" | tee "$WORK/put_large.txt" >/dev/null
+for i in $(seq 0 $((ROUNDS - 1))); do
+  drop_caches
+  "$LOAD" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 >> "$WORK/get_large.txt"
+done
+PUT_L=$(field mbps < "$WORK/put_large.txt" | median); GET_L=$(field mbps < "$WORK/get_large.txt" | median)
+
+# ---- small objects ---------------------------------------------------------------------------
+"$LOAD" prep-small --port "$PORT" --size 4096 --count 1000 --clients "$CLIENTS" >/dev/null
+for i in $(seq 3); do
+  "$LOAD" put-small --port "$PORT" --size 4096 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/put_small.txt"
+  "$LOAD" get-small --port "$PORT" --size 4096 --count 1000 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/get_small.txt"
+done
+PUT_S=$(field rate < "$WORK/put_small.txt" | median); GET_S=$(field rate < "$WORK/get_small.txt" | median)
+RSS_SMALL=$(rss_mib "$DAEMON")
+stop_daemon
+
+# ---- nginx serving the same 4 KiB files ------------------------------------------------------
+mkdir -p "$WORK/www" "$WORK/nginx"
+chmod 755 "$WORK" "$WORK/www"  # nginx workers drop root and must reach the files
+head -c 4096 /dev/urandom > "$WORK/www/0"
+for i in $(seq 1 999); do cp "$WORK/www/0" "$WORK/www/$i"; done
+NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$WORK/nginx/nginx.conf" <<NGX
+worker_processes 2;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 1000000;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  server { listen 127.0.0.1:$NGINX_PORT; root $WORK/www; }
+}
+NGX
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+NGINX=$!
+PIDS+=("$NGINX")
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/0" && break; sleep 0.05; done
+curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/0" || { echo "nginx did not serve:" >&2; cat "$WORK/nginx/error.log" >&2; exit 1; }
+for i in $(seq 3); do
+  "$LOAD" get-plain --port "$NGINX_PORT" --size 4096 --count 1000 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/nginx_get.txt"
+done
+NGINX_S=$(field rate < "$WORK/nginx_get.txt" | median)
+kill "$NGINX"; wait "$NGINX" 2>/dev/null || true
+
+# ---- 1,000,000 objects in one bucket ---------------------------------------------------------
+mkdir -p "$WORK/million"
+"$LOAD" seed --data-dir "$WORK/million" --bucket million --count "$MILLION" --clients 4 > "$WORK/seed.txt"
+SEED_S=$(field seconds < "$WORK/seed.txt")
+start_daemon "$WORK/million"
+sleep 0.5
+RSS_IDLE=$(rss_mib "$DAEMON")
+"$LOAD" list --port "$PORT" --bucket million > "$WORK/list.txt"
+LIST_S=$(field seconds < "$WORK/list.txt"); LIST_KEYS=$(field keys < "$WORK/list.txt")
+RSS_LIST=$(rss_mib "$DAEMON")
+DB_MIB=$(du -sm "$WORK/million" | cut -f1)
+stop_daemon
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo
+echo "64 MiB PUT   lightningstor $PUT_L MB/s   raw disk (dd conv=fsync) $DD_W MB/s   ratio $(ratio "$PUT_L" "$DD_W")"
+echo "64 MiB GET   lightningstor $GET_L MB/s   raw disk (dd read, cold) $DD_R MB/s   ratio $(ratio "$GET_L" "$DD_R")"
+echo "4 KiB PUT    lightningstor $PUT_S ops/s ($CLIENTS clients, median of 3 x ${SECS}s)"
+echo "4 KiB GET    lightningstor $GET_S ops/s   nginx $NGINX_S ops/s   ratio $(ratio "$GET_S" "$NGINX_S")"
+echo "RSS after small-object runs: $RSS_SMALL MiB"
+echo "1M objects   seeded in ${SEED_S}s; daemon RSS idle $RSS_IDLE MiB, after full listing $RSS_LIST MiB; data dir $DB_MIB MiB"
+echo "ListObjectsV2 over $LIST_KEYS keys (1000 per page): ${LIST_S}s"
