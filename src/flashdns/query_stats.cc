@@ -28,20 +28,18 @@ int TypeIndex(uint16_t qtype) {
 
 void ThreadStats::Record(uint16_t qtype, uint8_t rcode, bool truncated, int64_t nanos) {
   int r = rcode < kRcodes - 1 ? rcode : kRcodes - 1;
-  Bump(counts_[TypeIndex(qtype) * kRcodes + r]);
+  Add(counts_[TypeIndex(qtype) * kRcodes + r], 1);
   double seconds = static_cast<double>(nanos) * 1e-9;
   int b = 0;
   while (b < kBuckets && seconds > kBounds[b]) ++b;
-  Bump(buckets_[b]);
-  latency_sum_ns_.store(latency_sum_ns_.load(std::memory_order_relaxed) +
-                            static_cast<uint64_t>(nanos < 0 ? 0 : nanos),
-                        std::memory_order_relaxed);
-  if (truncated) Bump(truncated_);
+  Add(buckets_[b], 1);
+  Add(latency_sum_ns_, static_cast<uint64_t>(nanos < 0 ? 0 : nanos));
+  if (truncated) Add(truncated_, 1);
 }
 
-ThreadStats* QueryStats::NewThread() {
+ThreadStats* QueryStats::NewThread(bool shared) {
   std::lock_guard<std::mutex> lock(mu_);
-  threads_.push_back(std::make_unique<ThreadStats>());
+  threads_.push_back(std::make_unique<ThreadStats>(shared));
   return threads_.back().get();
 }
 

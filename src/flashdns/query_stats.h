@@ -1,7 +1,8 @@
 // Query counters (by type and rcode) and a latency histogram, kept per worker thread so the
 // query path never contends on a shared cache line; /metrics sums the slots when scraped.
-// Thread-safety: each ThreadStats has a single writer (its thread); Render() may run
-// concurrently from any thread and reads with relaxed atomics.
+// Thread-safety: a ThreadStats made with shared=false has a single writer (its thread) and
+// uses plain load+store increments; shared=true (TCP connections) uses atomic adds. Render()
+// may run concurrently from any thread and reads with relaxed atomics.
 #pragma once
 
 #include <array>
@@ -16,19 +17,25 @@ namespace photon::flashdns {
 
 class ThreadStats {
  public:
+  explicit ThreadStats(bool shared = false) : shared_(shared) {}
   static constexpr int kTypes = 13;  // A AAAA NS SOA CNAME MX TXT SRV PTR CAA ANY AXFR other
   static constexpr int kRcodes = 7;  // NOERROR FORMERR SERVFAIL NXDOMAIN NOTIMP REFUSED other
   static constexpr int kBuckets = 12;
 
   // One query answered (or dropped: rcode 0xFF is not counted by type/rcode).
   void Record(uint16_t qtype, uint8_t rcode, bool truncated, int64_t nanos);
-  void RecordDropped() { Bump(dropped_); }
+  void RecordDropped() { Add(dropped_, 1); }
 
  private:
   friend class QueryStats;
-  static void Bump(std::atomic<uint64_t>& a) {
-    a.store(a.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  void Add(std::atomic<uint64_t>& a, uint64_t v) {
+    if (shared_) {
+      a.fetch_add(v, std::memory_order_relaxed);
+    } else {
+      a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+    }
   }
+  const bool shared_;
   alignas(64) std::array<std::atomic<uint64_t>, kTypes * kRcodes> counts_{};
   std::array<std::atomic<uint64_t>, kBuckets + 1> buckets_{};
   std::atomic<uint64_t> latency_sum_ns_{0};
@@ -39,7 +46,7 @@ class ThreadStats {
 class QueryStats {
  public:
   // A new slot for one worker thread; lives as long as the QueryStats.
-  ThreadStats* NewThread();
+  ThreadStats* NewThread(bool shared = false);
   // Prometheus text for flashdns_queries_total, flashdns_query_duration_seconds, etc.
   std::string Render() const;
 

@@ -285,7 +285,8 @@ void DnsServer::UdpLoop(int fd, ThreadStats* stats, bool pktinfo) {
 }
 
 void DnsServer::TcpAcceptLoop(int listen_fd) {
-  ThreadStats* stats = stats_->NewThread();
+  // Shared by this listener's connection threads, so it counts with atomic adds.
+  ThreadStats* stats = stats_->NewThread(/*shared=*/true);
   while (!stopping_.load(std::memory_order_relaxed)) {
     pollfd p{listen_fd, POLLIN, 0};
     if (poll(&p, 1, kPollMs) <= 0) continue;
