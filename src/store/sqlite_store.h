@@ -32,6 +32,8 @@ class SqliteStore final : public Store {
   struct Options {
     // Most requests one transaction (and one fsync) may carry.
     int max_batch = 256;
+    // Optional (not owned): commit latency, batch sizes, write requests.
+    MetricsRegistry* metrics = nullptr;
   };
 
   // Opens or creates the database file at path (its directory is created if missing).

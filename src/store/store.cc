@@ -30,8 +30,9 @@ StatusOr<std::unique_ptr<Store>> OpenStore(const StoreOptions& options) {
       return absl::InvalidArgumentError("store: sqlite backend needs a data_dir");
     }
     PHOTON_ASSIGN_OR_RETURN(
-        auto store, SqliteStore::Open(options.data_dir + "/state.db",
-                                      SqliteStore::Options{options.group_commit_max_batch}));
+        auto store,
+        SqliteStore::Open(options.data_dir + "/state.db",
+                          SqliteStore::Options{options.group_commit_max_batch, options.metrics}));
     return std::unique_ptr<Store>(std::move(store));
   }
   if (options.spec.starts_with(kEtcdScheme)) {

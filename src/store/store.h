@@ -24,6 +24,10 @@
 
 #include "common/status.h"
 
+namespace photon {
+class MetricsRegistry;
+}  // namespace photon
+
 namespace photon::store {
 
 struct KeyValue {
@@ -150,6 +154,9 @@ struct StoreOptions {
   // SQLite: most write requests one transaction (one fsync) carries; requests queued while a
   // commit runs share the next one.
   int group_commit_max_batch = 256;
+  // Optional, not owned, must outlive the store: where the backend declares its metrics
+  // (photon_store_*). Null = no metrics.
+  MetricsRegistry* metrics = nullptr;
 };
 
 StatusOr<std::unique_ptr<Store>> OpenStore(const StoreOptions& options);

@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "common/metrics.h"
 #include "etcd_process.h"
 #include "store/store.h"
 
@@ -207,6 +208,17 @@ TEST_F(SqliteStoreTest, LongReplayArrivesInRevisionAlignedChunks) {
       EXPECT_LT(batches[i - 1].back().kv.mod_revision, batches[i].front().kv.mod_revision);
     }
   }
+}
+
+TEST_F(SqliteStoreTest, DeclaresMetricsWhenGivenARegistry) {
+  MetricsRegistry registry;
+  StoreOptions options{"sqlite", dir_};
+  options.metrics = &registry;
+  auto store = OpenStore(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*store)->Put("metric/" + std::to_string(i), "x").ok());
+  EXPECT_EQ(registry.GetCounter("photon_store_sqlite_write_requests_total", "")->Value(), 3);
+  EXPECT_NE(registry.Render().find("photon_store_sqlite_commit_seconds"), std::string::npos);
 }
 
 }  // namespace
