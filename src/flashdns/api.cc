@@ -44,6 +44,13 @@ StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir, bool* creat
   *created = false;
   struct stat st;
   if (stat(path.c_str(), &st) == 0) {
+    if ((st.st_mode & 077) != 0) {
+      // A secret readable by others is tightened rather than trusted as is.
+      spdlog::warn("{} was readable by group/others; setting mode 0600", path);
+      if (chmod(path.c_str(), 0600) != 0) {
+        return absl::PermissionDeniedError("cannot chmod 0600 " + path);
+      }
+    }
     PHOTON_ASSIGN_OR_RETURN(std::string token, ReadFile(path));
     while (!token.empty() &&
            (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {

@@ -116,6 +116,17 @@ bool WriteFull(int fd, const uint8_t* buf, size_t n) {
   return true;
 }
 
+// Per-query log line at trace level only; the check is one comparison on the hot path.
+void TraceQuery(const char* transport, const ParsedQuery& q, const AnswerInfo& info) {
+  if (!spdlog::should_log(spdlog::level::trace)) return;
+  std::string name =
+      q.has_question
+          ? NameToText(std::string_view(reinterpret_cast<const char*>(q.qname), q.qname_len))
+          : "-";
+  spdlog::trace("{} query {} {} -> rcode {}{}", transport, name, TypeToText(q.qtype),
+                static_cast<int>(info.rcode), info.truncated ? " TC" : "");
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<DnsServer>> DnsServer::Start(const DnsServerOptions& options,
@@ -272,6 +283,7 @@ void DnsServer::UdpLoop(int fd, ThreadStats* stats, bool pktinfo) {
       }
       ++m;
       stats->Record(q.qtype, info.rcode, info.truncated, MonotonicNanos() - start);
+      TraceQuery("udp", q, info);
     }
     for (int sent = 0; sent < m;) {
       int r = sendmmsg(fd, out_msgs + sent, static_cast<unsigned>(m - sent), 0);
@@ -362,6 +374,7 @@ void DnsServer::TcpConnection(int fd, sockaddr_storage peer, ThreadStats* stats)
     size_t n =
         BuildResponse(snapshot ? &snapshot->zones : nullptr, q, out.data() + 2, 65535, &info);
     stats->Record(q.qtype, info.rcode, info.truncated, MonotonicNanos() - start);
+    TraceQuery("tcp", q, info);
     if (n == 0) continue;
     Store16(out.data(), static_cast<uint16_t>(n));
     if (!WriteFull(fd, out.data(), n + 2)) return;
