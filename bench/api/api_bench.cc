@@ -1,0 +1,384 @@
+// photon-bench-api: API throughput and latency against a real photon-server process.
+//
+//   photon-bench-api [--server-bin PATH] [--seconds N] [--objects N] [--watchers N]
+//
+// Prints, all measured in the same run on this machine:
+//   1. raw store puts/s (SqliteStore directly, 16 writers) — the ceiling the API is compared to;
+//   2. creates/s through REST and through gRPC, 16 concurrent clients, and their ratio to 1;
+//   3. watch fan-out: N watchers (default 1,000) over HTTP, 1,000 changes/s, p50/p99 delivery;
+//   4. paged list of 100,000 objects: total time; server RSS holding them.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/file_util.h"
+#include "common/util.h"
+#include "photon/compute.pb.h"
+#include "photon/service.grpc.pb.h"
+#include "store/store.h"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string TempDir(const std::string& tag) {
+  std::string t = (std::filesystem::temp_directory_path() / ("photon-bench-" + tag + "-XXXXXX")).string();
+  if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp");
+  return t;
+}
+
+int FreePort() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+long RssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// A keep-alive REST client (the CLI's client opens a connection per call).
+class KeepAlive {
+ public:
+  KeepAlive(int port, std::string token) : stream_(io_), token_(std::move(token)) {
+    stream_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
+  }
+  int Do(http::verb verb, const std::string& target, const std::string& body, std::string* out = nullptr) {
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::authorization, "Bearer " + token_);
+    req.keep_alive(true);
+    if (!body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body;
+    }
+    req.prepare_payload();
+    http::write(stream_, req);
+    http::response_parser<http::string_body> p;
+    p.body_limit(1ull << 34);
+    http::read(stream_, buf_, p);
+    if (out) *out = std::move(p.get().body());
+    return p.get().result_int();
+  }
+
+ private:
+  asio::io_context io_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buf_;
+  std::string token_;
+};
+
+std::string Instance(const std::string& name, const std::string& annotation = "") {
+  std::string ann = annotation.empty() ? "" : R"(,"annotations":{"bench/t0":")" + annotation + "\"}";
+  return R"({"metadata":{"name":")" + name + "\"" + ann +
+         R"(},"spec":{"process":{"command":["/bin/true"]},"resources":{"vcpu":1,"memoryMb":64}}})";
+}
+
+struct ServerProc {
+  pid_t pid = 0;
+  int http_port = 0;
+  int grpc_port = 0;
+  std::string dir;
+  std::string token;
+  ~ServerProc() {
+    if (pid) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+};
+
+void StartServer(const std::string& bin, ServerProc* s, const std::string& dir = "") {
+  s->dir = dir.empty() ? TempDir("server") : dir;
+  s->http_port = FreePort();
+  s->grpc_port = FreePort();
+  s->pid = fork();
+  if (s->pid == 0) {
+    std::string l = "127.0.0.1:" + std::to_string(s->http_port);
+    std::string g = "127.0.0.1:" + std::to_string(s->grpc_port);
+    execl(bin.c_str(), "photon-server", "--data-dir", s->dir.c_str(), "--listen", l.c_str(),
+          "--grpc-listen", g.c_str(), "--log-level", "warn", "--http-threads", "32", nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 600; ++i) {
+    auto t = photon::ReadFile(s->dir + "/admin.token");
+    if (t.ok() && !t->empty()) {
+      try {
+        KeepAlive probe(s->http_port, "");
+        if (probe.Do(http::verb::get, "/healthz", "") == 200) {
+          s->token = *t;
+          while (!s->token.empty() && s->token.back() == '\n') s->token.pop_back();
+          return;
+        }
+      } catch (...) {
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("photon-server did not start");
+}
+
+double RawStorePuts(int writers, double seconds) {
+  std::string dir = TempDir("store");
+  auto store = photon::store::OpenStore({.spec = "sqlite", .data_dir = dir});
+  if (!store.ok()) throw std::runtime_error(std::string(store.status().message()));
+  std::string value = photon::compute::ComputeInstance().SerializeAsString() + std::string(300, 'v');
+  std::atomic<long> n{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  for (int w = 0; w < writers; ++w) {
+    ts.emplace_back([&, w] {
+      for (long i = 0; !stop; ++i) {
+        if ((*store)->Put("/registry/computeinstances/default/raw-" + std::to_string(w) + "-" + std::to_string(i), value).ok()) ++n;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : ts) t.join();
+  store->reset();
+  std::filesystem::remove_all(dir);
+  return n / seconds;
+}
+
+double RestCreates(const ServerProc& s, int clients, double seconds, const std::string& tag) {
+  std::atomic<long> n{0}, errors{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < clients; ++c) {
+    ts.emplace_back([&, c] {
+      KeepAlive k(s.http_port, s.token);
+      for (long i = 0; !stop; ++i) {
+        int code = k.Do(http::verb::post, "/v1/namespaces/bench/computeinstances",
+                        Instance(tag + "-" + std::to_string(c) + "-" + std::to_string(i)));
+        if (code == 202) ++n; else ++errors;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : ts) t.join();
+  if (errors) std::cerr << "  (" << errors << " REST errors)\n";
+  return n / seconds;
+}
+
+double GrpcCreates(const ServerProc& s, int clients, double seconds, const std::string& tag) {
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s.grpc_port), grpc::InsecureChannelCredentials());
+  std::atomic<long> n{0}, errors{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < clients; ++c) {
+    ts.emplace_back([&, c] {
+      auto stub = photon::api::ResourceService::NewStub(channel);
+      photon::compute::ComputeInstance ci;
+      ci.mutable_spec()->mutable_process()->add_command("/bin/true");
+      ci.mutable_spec()->mutable_resources()->set_vcpu(1);
+      for (long i = 0; !stop; ++i) {
+        ci.mutable_metadata()->set_name(tag + "-" + std::to_string(c) + "-" + std::to_string(i));
+        photon::api::CreateRequest req;
+        req.set_namespace_("bench");
+        req.mutable_object()->PackFrom(ci);
+        photon::api::CreateResponse resp;
+        grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", "Bearer " + s.token);
+        if (stub->Create(&ctx, req, &resp).ok()) ++n; else ++errors;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : ts) t.join();
+  if (errors) std::cerr << "  (" << errors << " gRPC errors)\n";
+  return n / seconds;
+}
+
+// N watchers on one io_context; each parses event lines and records now - bench/t0.
+struct WatchFanout {
+  asio::io_context io;
+  std::vector<double> latencies_ms;
+  std::mutex mu;
+  std::atomic<int> connected{0};
+  struct Conn {
+    tcp::socket sock;
+    asio::streambuf buf;
+    explicit Conn(asio::io_context& io) : sock(io) {}
+  };
+  std::vector<std::unique_ptr<Conn>> conns;
+
+  void Start(int port, const std::string& token, int n) {
+    for (int i = 0; i < n; ++i) {
+      auto c = std::make_unique<Conn>(io);
+      c->sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
+      std::string req = "GET /v1/namespaces/watch/computeinstances?watch=true&resourceVersion=" "" " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                        token + "\r\n\r\n";
+      asio::write(c->sock, asio::buffer(req));
+      Read(c.get());
+      conns.push_back(std::move(c));
+    }
+  }
+  void Read(Conn* c) {
+    asio::async_read_until(c->sock, c->buf, '\n', [this, c](boost::system::error_code ec, size_t) {
+      if (ec) return;
+      std::istream is(&c->buf);
+      std::string line;
+      std::getline(is, line);
+      auto pos = line.find("\"bench/t0\":\"");
+      if (pos != std::string::npos) {
+        int64_t t0 = std::stoll(line.substr(pos + 12));
+        double ms = (photon::MonotonicNanos() - t0) / 1e6;
+        std::lock_guard lock(mu);
+        latencies_ms.push_back(ms);
+      }
+      Read(c);
+    });
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"photon-bench-api"};
+  std::string server_bin = std::filesystem::canonical("/proc/self/exe").parent_path().string() + "/../../src/server/photon-server";
+  double seconds = 5;
+  int objects = 100000, watchers = 1000, rate = 1000;
+  app.add_option("--server-bin", server_bin);
+  app.add_option("--seconds", seconds);
+  app.add_option("--objects", objects);
+  app.add_option("--watchers", watchers);
+  app.add_option("--rate", rate, "changes/s during the watch test");
+  CLI11_PARSE(app, argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  std::cout << "photon-bench-api on " << std::thread::hardware_concurrency() << " cores\n";
+
+  // 1 + 2: creates against raw store, three rounds, medians.
+  std::vector<double> raw, rest, grpc_rates;
+  {
+    ServerProc s;
+    StartServer(server_bin, &s);
+    for (int round = 0; round < 3; ++round) {
+      raw.push_back(RawStorePuts(16, seconds));
+      rest.push_back(RestCreates(s, 16, seconds, "r" + std::to_string(round)));
+      grpc_rates.push_back(GrpcCreates(s, 16, seconds, "g" + std::to_string(round)));
+      std::cout << "  round " << round << ": raw store " << (long)raw.back() << " puts/s, REST "
+                << (long)rest.back() << " creates/s, gRPC " << (long)grpc_rates.back() << " creates/s\n";
+    }
+  }
+  double raw_m = Percentile(raw, 0.5), rest_m = Percentile(rest, 0.5), grpc_m = Percentile(grpc_rates, 0.5);
+  std::cout << "creates (16 clients, median of 3 x " << seconds << " s):\n"
+            << "  raw store puts/s   " << (long)raw_m << "\n"
+            << "  REST creates/s     " << (long)rest_m << "  (" << (int)(100 * rest_m / raw_m) << "% of raw)\n"
+            << "  gRPC creates/s     " << (long)grpc_m << "  (" << (int)(100 * grpc_m / raw_m) << "% of raw)\n";
+
+  // 3: watch fan-out.
+  {
+    ServerProc s;
+    StartServer(server_bin, &s);
+    WatchFanout w;
+    w.Start(s.http_port, s.token, watchers);
+    std::thread io_thread([&] {
+      auto guard = asio::make_work_guard(w.io);
+      w.io.run();
+    });
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    // Paced writers: `rate` creates/s over `seconds`, spread over 8 connections.
+    std::atomic<long> sent{0};
+    auto start = Clock::now();
+    std::vector<std::thread> ws;
+    for (int t = 0; t < 8; ++t) {
+      ws.emplace_back([&, t] {
+        KeepAlive k(s.http_port, s.token);
+        for (long i = t;; i += 8) {
+          auto due = start + std::chrono::microseconds(static_cast<long>(i * 1e6 / rate));
+          if (due - start > std::chrono::duration<double>(seconds)) break;
+          std::this_thread::sleep_until(due);
+          k.Do(http::verb::post, "/v1/namespaces/watch/computeinstances",
+               Instance("w" + std::to_string(i), std::to_string(photon::MonotonicNanos())));
+          ++sent;
+        }
+      });
+    }
+    for (auto& t : ws) t.join();
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    w.io.stop();
+    io_thread.join();
+    std::lock_guard lock(w.mu);
+    double achieved = sent / seconds;
+    std::cout << "watch fan-out: " << watchers << " watchers, " << (long)achieved << " changes/s for " << seconds
+              << " s, " << w.latencies_ms.size() << " deliveries (expected " << (long)sent * watchers << ")\n"
+              << "  delivery latency p50 " << Percentile(w.latencies_ms, 0.5) << " ms, p99 "
+              << Percentile(w.latencies_ms, 0.99) << " ms\n";
+  }
+
+  // 4: list 100,000 objects paged, and RSS. Objects go in through the API (that is part of
+  // what the server holds), in parallel for speed.
+  {
+    ServerProc s;
+    StartServer(server_bin, &s);
+    long base_rss = RssKiB(s.pid);
+    std::atomic<int> next{0};
+    std::vector<std::thread> ts;
+    auto t0 = Clock::now();
+    for (int c = 0; c < 16; ++c) {
+      ts.emplace_back([&] {
+        KeepAlive k(s.http_port, s.token);
+        for (int i; (i = next++) < objects;) {
+          k.Do(http::verb::post, "/v1/namespaces/list/computeinstances", Instance("l" + std::to_string(i)));
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::vector<double> times;
+    long count = 0;
+    for (int round = 0; round < 3; ++round) {
+      KeepAlive k(s.http_port, s.token);
+      auto l0 = Clock::now();
+      std::string cont;
+      count = 0;
+      do {
+        std::string body;
+        k.Do(http::verb::get, "/v1/namespaces/list/computeinstances?limit=5000" + (cont.empty() ? "" : "&continue=" + cont), "", &body);
+        auto j = nlohmann::json::parse(body);
+        count += j["items"].size();
+        cont = j["continue"];
+      } while (!cont.empty());
+      times.push_back(std::chrono::duration<double>(Clock::now() - l0).count());
+    }
+    std::cout << "list: " << count << " objects (loaded in " << load_s << " s) listed in pages of 5,000: median "
+              << Percentile(times, 0.5) << " s\n"
+              << "  server RSS " << RssKiB(s.pid) / 1024 << " MiB holding them (" << base_rss / 1024
+              << " MiB empty)\n";
+  }
+  return 0;
+}
