@@ -2,6 +2,10 @@
 // fan-out over one SQLite file. Thread-safe; see sqlite_store.h for the design.
 #include "store/sqlite_store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -126,6 +130,7 @@ class SqliteStore::Impl {
 
   std::string path_;
   Options options_;
+  int lock_fd_ = -1;  // flock held for the store's life
 
   // Writer thread state (Init runs before the thread starts).
   std::unique_ptr<SqliteDb> writer_db_;
@@ -163,6 +168,16 @@ class SqliteStore::Impl {
 Status SqliteStore::Impl::Init() {
   std::filesystem::path dir = std::filesystem::path(path_).parent_path();
   if (!dir.empty()) PHOTON_RETURN_IF_ERROR(MakeDirs(dir.string()));
+  // One store per file: a second writer would keep its own idea of the revision.
+  std::string lock_path = path_ + ".lock";
+  lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return absl::InternalError("store: cannot open " + lock_path);
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    close(lock_fd_);
+    lock_fd_ = -1;
+    return absl::FailedPreconditionError("store: " + path_ +
+                                         " is in use by another process or store");
+  }
   PHOTON_ASSIGN_OR_RETURN(writer_db_, SqliteDb::Open(path_));
   // synchronous=FULL in WAL mode fsyncs the log on every commit: an acknowledged write
   // survives a crash of the process and of the machine.
@@ -224,9 +239,15 @@ void SqliteStore::Impl::Shutdown() {
   queue_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
   if (hub_) hub_->Close(absl::UnavailableError("store closed"));
-  std::lock_guard lock(readers_mu_);
-  readers_.clear();
+  {
+    std::lock_guard lock(readers_mu_);
+    readers_.clear();
+  }
   writer_db_.reset();
+  if (lock_fd_ >= 0) {
+    close(lock_fd_);  // releases the flock
+    lock_fd_ = -1;
+  }
 }
 
 bool SqliteStore::Impl::Enqueue(std::unique_ptr<WriteOp> op) {

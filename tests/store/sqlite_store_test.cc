@@ -221,5 +221,14 @@ TEST_F(SqliteStoreTest, DeclaresMetricsWhenGivenARegistry) {
   EXPECT_NE(registry.Render().find("photon_store_sqlite_commit_seconds"), std::string::npos);
 }
 
+TEST_F(SqliteStoreTest, OneStorePerFile) {
+  auto first = Open();
+  ASSERT_NE(first, nullptr);
+  auto second = OpenStore(StoreOptions{"sqlite", dir_});
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition) << second.status();
+  first.reset();
+  EXPECT_NE(Open(), nullptr);
+}
+
 }  // namespace
 }  // namespace photon::store
