@@ -1,0 +1,289 @@
+#include "agent/host/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include "agent/host/proc_util.h"
+#include "common/file_util.h"
+
+namespace photon::agent {
+namespace {
+
+constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// Async-signal-safe helpers for the code between fork and exec.
+void WriteAll(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+size_t FormatInt(long v, char* buf) {  // buf >= 24 bytes; returns length
+  char tmp[24];
+  size_t n = 0;
+  bool neg = v < 0;
+  unsigned long u = neg ? static_cast<unsigned long>(-v) : static_cast<unsigned long>(v);
+  do {
+    tmp[n++] = static_cast<char>('0' + u % 10);
+    u /= 10;
+  } while (u > 0);
+  size_t len = 0;
+  if (neg) buf[len++] = '-';
+  while (n > 0) buf[len++] = tmp[--n];
+  buf[len] = '\0';
+  return len;
+}
+
+void ResetSignals() {
+  for (int s = 1; s < NSIG; ++s) {
+    if (s != SIGKILL && s != SIGSTOP) ::signal(s, SIG_DFL);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+void WriteExit(const char* exit_path, const char* tmp_path, int status) {
+  char buf[64];
+  size_t len;
+  if (WIFSIGNALED(status)) {
+    memcpy(buf, "signaled ", 9);
+    len = 9 + FormatInt(WTERMSIG(status), buf + 9);
+  } else {
+    memcpy(buf, "exited ", 7);
+    len = 7 + FormatInt(WEXITSTATUS(status), buf + 7);
+  }
+  buf[len++] = '\n';
+  int fd = ::open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  WriteAll(fd, buf, len);
+  ::fsync(fd);
+  ::close(fd);
+  ::rename(tmp_path, exit_path);
+}
+
+struct Report {
+  pid_t pid;
+  pid_t monitor;
+  int exec_errno;
+  int stage;  // 0 ok, 1 log file, 2 cgroup, 3 chdir, 4 exec, 5 fork
+};
+
+}  // namespace
+
+std::string ResolveExecutable(const std::string& name, const std::vector<std::string>& env) {
+  if (name.empty()) return "";
+  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
+  std::string path = kDefaultPath;
+  for (const auto& e : env) {
+    if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
+  }
+  std::istringstream dirs(path);
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    if (dir.empty()) continue;
+    std::string candidate = dir + "/" + name;
+    struct stat st;
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+  }
+  return "";
+}
+
+StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
+  if (spec.argv.empty()) return absl::InvalidArgumentError("empty command");
+  std::string exe = ResolveExecutable(spec.argv[0], spec.env);
+  if (exe.empty()) {
+    return absl::InvalidArgumentError("command '" + spec.argv[0] + "' not found or not executable");
+  }
+  // Everything the children need, prepared before fork.
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  std::vector<const char*> procs;
+  for (const auto& p : spec.cgroup_procs) procs.push_back(p.c_str());
+  std::string exit_tmp = spec.exit_path + ".tmp";
+  const char* cwd = spec.working_dir.empty() ? nullptr : spec.working_dir.c_str();
+  bool subreaper = spec.subreaper;
+  ::unlink(spec.exit_path.c_str());
+
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0)
+    return absl::InternalError("pipe: " + std::string(strerror(errno)));
+  pid_t intermediate = ::fork();
+  if (intermediate < 0) {
+    ::close(report[0]);
+    ::close(report[1]);
+    return absl::InternalError("fork: " + std::string(strerror(errno)));
+  }
+  if (intermediate == 0) {
+    // Intermediate: new session, then the monitor, then exit so init adopts the monitor.
+    ::close(report[0]);
+    ::setsid();
+    pid_t monitor = ::fork();
+    if (monitor != 0) ::_exit(monitor < 0 ? 1 : 0);
+    // Monitor.
+    ResetSignals();
+    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
+    ::signal(SIGPIPE, SIG_IGN);
+    if (subreaper) ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    Report r{0, ::getpid(), 0, 0};
+    int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (log_fd < 0) {
+      r.exec_errno = errno;
+      r.stage = 1;
+      WriteAll(report[1], &r, sizeof r);
+      ::_exit(127);
+    }
+    int err[2];
+    if (::pipe2(err, O_CLOEXEC) != 0) ::_exit(127);
+    pid_t child = ::fork();
+    if (child == 0) {
+      // Workload.
+      ResetSignals();
+      ::setpgid(0, 0);
+      Report e{0, 0, 0, 0};
+      char pid_buf[24];
+      size_t pid_len = FormatInt(::getpid(), pid_buf);
+      for (const char* p : procs) {
+        int fd = ::open(p, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ::write(fd, pid_buf, pid_len) < 0) {
+          e.exec_errno = errno;
+          e.stage = 2;
+          WriteAll(err[1], &e, sizeof e);
+          ::_exit(127);
+        }
+        ::close(fd);
+      }
+      ::dup2(devnull, 0);
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+      ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+      if (cwd != nullptr && ::chdir(cwd) != 0) {
+        e.exec_errno = errno;
+        e.stage = 3;
+        WriteAll(err[1], &e, sizeof e);
+        ::_exit(127);
+      }
+      ::execve(exe.c_str(), argv.data(), envp.data());
+      e.exec_errno = errno;
+      e.stage = 4;
+      WriteAll(err[1], &e, sizeof e);
+      ::_exit(127);
+    }
+    ::close(err[1]);
+    if (child < 0) {
+      r.exec_errno = errno;
+      r.stage = 5;
+      WriteAll(report[1], &r, sizeof r);
+      ::_exit(127);
+    }
+    Report e{0, 0, 0, 0};
+    ssize_t n;
+    do {
+      n = ::read(err[0], &e, sizeof e);
+    } while (n < 0 && errno == EINTR);
+    r.pid = child;
+    if (n == static_cast<ssize_t>(sizeof e)) {
+      r.exec_errno = e.exec_errno;
+      r.stage = e.stage;
+    }
+    WriteAll(report[1], &r, sizeof r);
+    ::close(report[1]);
+    ::close(err[0]);
+    ::close(log_fd);
+    // Wait for the workload (and, as a subreaper, for whatever it left behind).
+    int recorded = 0;
+    bool have = false;
+    for (;;) {
+      int status = 0;
+      pid_t w = ::waitpid(-1, &status, 0);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (!subreaper) {
+        if (w == child) {
+          recorded = status;
+          have = true;
+          break;
+        }
+        continue;
+      }
+      if (w == child && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        recorded = status;
+        have = true;
+        break;  // the starter failed: nothing else to wait for
+      }
+      if (w != child) {
+        recorded = status;
+        have = true;
+      }
+    }
+    if (have) WriteExit(spec.exit_path.c_str(), exit_tmp.c_str(), recorded);
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  int status = 0;
+  while (::waitpid(intermediate, &status, 0) < 0 && errno == EINTR) {
+  }
+  Report r{0, 0, 0, 0};
+  ssize_t n;
+  do {
+    n = ::read(report[0], &r, sizeof r);
+  } while (n < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (n != static_cast<ssize_t>(sizeof r)) return absl::InternalError("monitor did not start");
+  if (r.stage != 0) {
+    static const char* kStage[] = {"",
+                                   "opening the log file",
+                                   "joining the cgroup",
+                                   "changing to the working directory",
+                                   "executing",
+                                   "forking"};
+    return absl::FailedPreconditionError(std::string(kStage[r.stage]) +
+                                         " failed: " + strerror(r.exec_errno));
+  }
+  Spawned out;
+  out.pid = r.pid;
+  out.start_time = ProcessStartTime(r.pid);
+  out.monitor_pid = r.monitor;
+  out.monitor_start = ProcessStartTime(out.monitor_pid);
+  return out;
+}
+
+StatusOr<int> ReadExitCode(const std::string& exit_path) {
+  auto data = ReadFile(exit_path);
+  if (!data.ok()) return absl::NotFoundError("still running");
+  std::istringstream in(*data);
+  std::string how;
+  int v = 0;
+  in >> how >> v;
+  if (how == "signaled") return 128 + v;
+  if (how == "exited") return v;
+  return absl::DataLossError("bad exit file " + exit_path);
+}
+
+}  // namespace photon::agent

@@ -1,0 +1,51 @@
+// Starts a workload under a small monitor process that outlives the agent.
+//
+//   agent ──fork──> intermediate (setsid, exits at once)
+//                     └─fork──> monitor (own session, re-parented to init)
+//                                 └─fork──> workload (own process group, in its cgroups, exec)
+//
+// The monitor waits for the workload and writes its exit status to `exit_path`, so the exit
+// code is known even when the agent was down (kill -9) while the workload ended. Everything
+// between fork and exec is async-signal-safe (the agent is multi-threaded).
+// Thread-safety: SpawnMonitored may be called from several threads.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace photon::agent {
+
+struct SpawnSpec {
+  std::vector<std::string> argv;          // argv[0] absolute or looked up in PATH
+  std::vector<std::string> env;           // "KEY=VALUE"
+  std::string working_dir;                // "" = the monitor's ("/")
+  std::string log_path;                   // stdout and stderr are appended here
+  std::string exit_path;                  // "exited N" or "signaled N" once the workload ends
+  std::vector<std::string> cgroup_procs;  // the workload joins these before exec
+  // The monitor becomes a child subreaper and records the last descendant to exit (runc
+  // --detach: the container's init is re-parented to the monitor). A non-zero exit of the
+  // direct child is recorded instead.
+  bool subreaper = false;
+};
+
+struct Spawned {
+  pid_t monitor_pid = 0;
+  uint64_t monitor_start = 0;
+  pid_t pid = 0;  // the workload (for runc: the runc process, gone after start)
+  uint64_t start_time = 0;
+};
+
+// Resolves a command name against PATH (from `env`, else a default); "" when not found.
+std::string ResolveExecutable(const std::string& name, const std::vector<std::string>& env);
+
+StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec);
+
+// Parses the exit file: exit code (128 + signal for signals); NOT_FOUND while running.
+StatusOr<int> ReadExitCode(const std::string& exit_path);
+
+}  // namespace photon::agent

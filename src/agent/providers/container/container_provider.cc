@@ -1,0 +1,478 @@
+#include "agent/providers/container/container_provider.h"
+
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "agent/host/cgroup.h"
+#include "agent/host/proc_util.h"
+#include "agent/host/run.h"
+#include "agent/host/spawn.h"
+#include "common/file_util.h"
+#include "common/util.h"
+#include "spdlog/spdlog.h"
+
+namespace photon::agent {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using resource::ResourceStatus;
+
+namespace {
+
+bool ValidId(const std::string& id) {
+  if (id.empty() || id.size() > 128 || id[0] == '.' || id[0] == '-') return false;
+  for (char c : id) {
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+json DefaultMounts() {
+  return json::array({
+      {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+      {{"destination", "/dev"},
+       {"type", "tmpfs"},
+       {"source", "tmpfs"},
+       {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+      {{"destination", "/dev/pts"},
+       {"type", "devpts"},
+       {"source", "devpts"},
+       {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}}},
+      {{"destination", "/dev/shm"},
+       {"type", "tmpfs"},
+       {"source", "shm"},
+       {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
+      {{"destination", "/dev/mqueue"},
+       {"type", "mqueue"},
+       {"source", "mqueue"},
+       {"options", {"nosuid", "noexec", "nodev"}}},
+      {{"destination", "/sys"},
+       {"type", "sysfs"},
+       {"source", "sysfs"},
+       {"options", {"nosuid", "noexec", "nodev", "ro"}}},
+      {{"destination", "/tmp"},
+       {"type", "tmpfs"},
+       {"source", "tmpfs"},
+       {"options", {"nosuid", "nodev", "mode=1777"}}},
+  });
+}
+
+}  // namespace
+
+Status ContainerProvider::Initialize(const ProviderContext& context) {
+  context_ = context;
+  runc_root_ = context_.data_dir + "/runc";
+  PHOTON_RETURN_IF_ERROR(MakeDirs(runc_root_, 0700));
+  PHOTON_RETURN_IF_ERROR(MakeDirs(context_.data_dir + "/bundles", 0700));
+  std::string runtime = "runc";
+  if (auto it = context_.config.find("runtime"); it != context_.config.end()) runtime = it->second;
+  runc_ = ResolveExecutable(runtime, {});
+  return absl::OkStatus();
+}
+
+StatusOr<std::map<std::string, std::string>> ContainerProvider::Fingerprint() {
+  if (runc_.empty()) return absl::UnavailableError("runc is not installed");
+  PHOTON_ASSIGN_OR_RETURN(RunResult r, RunCommand({runc_, "--version"}, std::chrono::seconds(10)));
+  if (r.exit_code != 0) return absl::UnavailableError("runc --version failed: " + r.output);
+  std::string version = r.output.substr(0, r.output.find('\n'));
+  if (auto sp = version.rfind(' '); sp != std::string::npos) version = version.substr(sp + 1);
+  CgroupManager probe("photon");
+  return std::map<std::string, std::string>{{"container.runtime", "runc"},
+                                            {"container.runtime_version", version},
+                                            {"container.cgroup", probe.VersionName()}};
+}
+
+std::string ContainerProvider::Bundle(const std::string& id) const {
+  return context_.data_dir + "/bundles/" + id;
+}
+
+std::string ContainerProvider::CgroupPath(const std::string& id) const {
+  return "photon/" + context_.node_name + "/container/" + id;
+}
+
+std::mutex* ContainerProvider::Lock(const std::string& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto& m = locks_[id];
+  if (!m) m = std::make_unique<std::mutex>();
+  return m.get();
+}
+
+StatusOr<std::vector<std::string>> ContainerProvider::RuncArgs(std::vector<std::string> args) {
+  if (runc_.empty()) return absl::UnavailableError("runc is not installed");
+  args.insert(args.begin(), {runc_, "--root", runc_root_});
+  return args;
+}
+
+std::string ContainerProvider::RuncStatus(const std::string& id, int* pid) {
+  auto args = RuncArgs({"state", id});
+  if (!args.ok()) return "";
+  auto r = RunCommand(*args, std::chrono::seconds(20));
+  if (!r.ok() || r->exit_code != 0) return "";
+  json j = json::parse(r->output, nullptr, false);
+  if (!j.is_object()) return "";
+  if (pid != nullptr) *pid = j.value("pid", 0);
+  return j.value("status", "");
+}
+
+Status ContainerProvider::PrepareRootfs(const compute::ComputeInstance& instance,
+                                        const std::string& bundle) {
+  const auto& name = instance.spec().container().image();
+  if (name.empty()) return absl::InvalidArgumentError("spec.container.image is empty");
+  if (context_.lookup == nullptr) return absl::FailedPreconditionError("no image lookup");
+  auto image = context_.lookup->GetImage(instance.metadata().namespace_(), name);
+  if (!image.ok()) {
+    return absl::NotFoundError("spec.container.image: Image '" + name +
+                               "' not found: " + std::string(image.status().message()));
+  }
+  std::string src = image->spec().source_path();
+  std::error_code ec;
+  if (src.empty() || !fs::exists(src, ec)) {
+    return absl::FailedPreconditionError("Image '" + name + "': spec.sourcePath '" + src +
+                                         "' does not exist on node " + context_.node_name);
+  }
+  std::string rootfs = bundle + "/rootfs";
+  PHOTON_RETURN_IF_ERROR(MakeDirs(rootfs, 0755));
+  if (fs::is_directory(src, ec)) {
+    // Copy-on-write view so containers of one image never see each other's writes.
+    PHOTON_RETURN_IF_ERROR(MakeDirs(bundle + "/upper", 0755));
+    PHOTON_RETURN_IF_ERROR(MakeDirs(bundle + "/work", 0755));
+    std::string opts =
+        "lowerdir=" + src + ",upperdir=" + bundle + "/upper,workdir=" + bundle + "/work";
+    if (::mount("overlay", rootfs.c_str(), "overlay", 0, opts.c_str()) != 0) {
+      return absl::FailedPreconditionError("overlay mount of " + src +
+                                           " failed: " + strerror(errno));
+    }
+    return absl::OkStatus();
+  }
+  if (EndsWith(src, ".tar") || EndsWith(src, ".tar.gz") || EndsWith(src, ".tgz")) {
+    PHOTON_ASSIGN_OR_RETURN(RunResult r,
+                            RunCommand({"tar", "-xf", src, "-C", rootfs, "--no-same-owner"},
+                                       std::chrono::seconds(300)));
+    if (r.exit_code != 0) {
+      return absl::FailedPreconditionError("extracting " + src + " failed: " + r.output);
+    }
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("Image '" + name + "': spec.sourcePath '" + src +
+                                    "' is neither a directory nor a .tar/.tar.gz rootfs");
+}
+
+Status ContainerProvider::WriteConfig(const compute::ComputeInstance& instance,
+                                      const std::string& bundle) {
+  const auto& c = instance.spec().container();
+  std::vector<std::string> args(c.command().begin(), c.command().end());
+  args.insert(args.end(), c.args().begin(), c.args().end());
+  if (args.empty()) return absl::InvalidArgumentError("spec.container.command is empty");
+  std::vector<std::string> env;
+  std::map<std::string, std::string> vars(c.env().begin(), c.env().end());
+  if (!vars.count("PATH"))
+    vars["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  vars.emplace("HOME", "/root");
+  vars["PHOTON_INSTANCE"] = instance.metadata().name();
+  for (const auto& [k, v] : vars) {
+    if (k.empty() || k.find('=') != std::string::npos) {
+      return absl::InvalidArgumentError("spec.container.env: bad variable name '" + k + "'");
+    }
+    env.push_back(k + "=" + v);
+  }
+  std::string cwd = c.working_dir().empty() ? "/" : c.working_dir();
+  if (cwd[0] != '/')
+    return absl::InvalidArgumentError("spec.container.workingDir must be absolute");
+  const auto& res = instance.spec().resources();
+  json resources = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};
+  if (res.memory_mb() > 0) resources["memory"] = {{"limit", res.memory_mb() * 1024 * 1024}};
+  if (res.vcpu() > 0) resources["cpu"] = {{"quota", res.vcpu() * 100000}, {"period", 100000}};
+  json caps = {"CAP_AUDIT_WRITE", "CAP_KILL",   "CAP_NET_BIND_SERVICE", "CAP_CHOWN",
+               "CAP_SETUID",      "CAP_SETGID", "CAP_DAC_OVERRIDE",     "CAP_FOWNER"};
+  json config = {
+      {"ociVersion", "1.0.2"},
+      {"process",
+       {{"terminal", false},
+        {"user", {{"uid", 0}, {"gid", 0}}},
+        {"args", args},
+        {"env", env},
+        {"cwd", cwd},
+        {"capabilities",
+         {{"bounding", caps}, {"effective", caps}, {"permitted", caps}, {"ambient", caps}}},
+        {"rlimits", json::array({{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}})},
+        {"noNewPrivileges", true}}},
+      {"root", {{"path", "rootfs"}, {"readonly", false}}},
+      {"hostname", instance.metadata().name()},
+      {"mounts", DefaultMounts()},
+      {"linux",
+       {{"cgroupsPath", "/" + CgroupPath(instance.metadata().id())},
+        {"resources", resources},
+        // Host network: the instance is reachable on the node's addresses (no VPC yet).
+        {"namespaces",
+         json::array(
+             {{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}})},
+        {"maskedPaths",
+         {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+          "/proc/scsi"}},
+        {"readonlyPaths",
+         {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}}},
+  };
+  json meta = {{"id", instance.metadata().id()},
+               {"name", instance.metadata().namespace_() + "/" + instance.metadata().name()}};
+  PHOTON_RETURN_IF_ERROR(WriteFileAtomic(bundle + "/meta.json", meta.dump(), 0600));
+  return WriteFileAtomic(bundle + "/config.json", config.dump(2), 0600);
+}
+
+Status ContainerProvider::Run(const std::string& id) {
+  std::string bundle = Bundle(id);
+  PHOTON_ASSIGN_OR_RETURN(auto args, RuncArgs({"run", "--detach", "--bundle", bundle, id}));
+  SpawnSpec spec;
+  spec.argv = args;
+  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  spec.working_dir = bundle;
+  spec.log_path = bundle + "/output.log";
+  spec.exit_path = bundle + "/exit";
+  spec.subreaper = true;
+  PHOTON_ASSIGN_OR_RETURN(Spawned s, SpawnMonitored(spec));
+  (void)WriteFileAtomic(bundle + "/monitor",
+                        std::to_string(s.monitor_pid) + " " + std::to_string(s.monitor_start),
+                        0600);
+  // `runc run --detach` returns once the container runs (or failed to start).
+  for (int i = 0; i < 3000 && ProcessAlive(s.pid, s.start_time); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::string st = RuncStatus(id);
+  if (st.empty()) {
+    auto code = ReadExitCode(bundle + "/exit");
+    if (code.ok() && *code != 0) {
+      std::string out = TailFile(bundle + "/output.log", 5);
+      return absl::FailedPreconditionError("runc run failed (exit " + std::to_string(*code) +
+                                           "): " + out);
+    }
+  }
+  (void)::unlink((bundle + "/stopped").c_str());
+  return absl::OkStatus();
+}
+
+StatusOr<Handle> ContainerProvider::Start(const compute::ComputeInstance& instance) {
+  const std::string& id = instance.metadata().id();
+  if (!ValidId(id)) return absl::InvalidArgumentError("metadata.id: not a valid container id");
+  if (!instance.spec().has_container()) {
+    return absl::InvalidArgumentError("spec.container is missing");
+  }
+  const auto& res = instance.spec().resources();
+  if (res.memory_mb() < 0) {
+    return absl::InvalidArgumentError("spec.resources.memoryMb must not be negative");
+  }
+  if (res.vcpu() < 0) return absl::InvalidArgumentError("spec.resources.vcpu must not be negative");
+  std::lock_guard<std::mutex> l(*Lock(id));
+  std::string bundle = Bundle(id);
+  Handle h{id, Driver(), json{{"container", id}, {"bundle", bundle}}.dump()};
+  std::string st = RuncStatus(id);
+  if (st == "running" || st == "created" || st == "paused") return h;  // never a duplicate
+  if (!st.empty()) {
+    auto args = RuncArgs({"delete", "--force", id});
+    if (args.ok()) (void)RunCommand(*args);
+  }
+  UnmountRootfs(bundle);
+  std::error_code ec;
+  fs::remove_all(bundle, ec);
+  Status s = MakeDirs(bundle, 0700);
+  if (s.ok()) s = PrepareRootfs(instance, bundle);
+  if (s.ok()) s = WriteConfig(instance, bundle);
+  if (s.ok()) s = Run(id);
+  if (!s.ok()) {
+    KillAndDelete(id, std::chrono::seconds(0));
+    UnmountRootfs(bundle);
+    fs::remove_all(bundle, ec);
+    return s;
+  }
+  spdlog::info("container {}: started", instance.metadata().name());
+  return h;
+}
+
+Status ContainerProvider::Recover(const Handle& handle) {
+  if (!ValidId(handle.instance_id)) return absl::InvalidArgumentError("bad container handle");
+  std::error_code ec;
+  if (!fs::exists(Bundle(handle.instance_id), ec) && RuncStatus(handle.instance_id).empty()) {
+    return absl::NotFoundError("container " + handle.instance_id + " is gone");
+  }
+  return absl::OkStatus();
+}
+
+void ContainerProvider::KillAndDelete(const std::string& id, std::chrono::seconds timeout) {
+  std::string st = RuncStatus(id);
+  if (st == "running" || st == "paused" || st == "created") {
+    if (auto a = RuncArgs({"kill", id, "TERM"}); a.ok() && timeout.count() > 0)
+      (void)RunCommand(*a);
+    int64_t deadline = MonotonicNanos() + std::chrono::nanoseconds(timeout).count();
+    while (MonotonicNanos() < deadline && RuncStatus(id) == "running") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (auto a = RuncArgs({"kill", "--all", id, "KILL"}); a.ok()) (void)RunCommand(*a);
+  }
+  if (!st.empty()) {
+    for (int i = 0; i < 50; ++i) {
+      auto a = RuncArgs({"delete", "--force", id});
+      if (!a.ok()) break;
+      auto r = RunCommand(*a);
+      if (r.ok() && r->exit_code == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  // The monitor records the exit and ends by itself; wait for it so the exit file is there.
+  auto mon = ReadFile(Bundle(id) + "/monitor");
+  if (mon.ok()) {
+    std::istringstream in(*mon);
+    int pid = 0;
+    uint64_t start = 0;
+    in >> pid >> start;
+    for (int i = 0; i < 100 && pid > 0 && ProcessAlive(pid, start); ++i) {
+      if (i == 50) ::kill(pid, SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+}
+
+void ContainerProvider::UnmountRootfs(const std::string& bundle) {
+  std::string rootfs = bundle + "/rootfs";
+  ::umount2(rootfs.c_str(), MNT_DETACH);
+}
+
+Status ContainerProvider::Stop(const std::string& instance_id, std::chrono::seconds timeout) {
+  if (!ValidId(instance_id)) return absl::InvalidArgumentError("bad container id");
+  std::lock_guard<std::mutex> l(*Lock(instance_id));
+  std::error_code ec;
+  if (!fs::exists(Bundle(instance_id), ec))
+    return absl::NotFoundError("no container " + instance_id);
+  (void)WriteFileAtomic(Bundle(instance_id) + "/stopped", "", 0600);
+  KillAndDelete(instance_id, timeout);
+  return absl::OkStatus();
+}
+
+Status ContainerProvider::Destroy(const std::string& instance_id) {
+  if (!ValidId(instance_id)) return absl::InvalidArgumentError("bad container id");
+  {
+    std::lock_guard<std::mutex> l(*Lock(instance_id));
+    KillAndDelete(instance_id, std::chrono::seconds(5));
+    std::string bundle = Bundle(instance_id);
+    UnmountRootfs(bundle);
+    std::error_code ec;
+    fs::remove_all(bundle, ec);
+    if (ec) return absl::InternalError("cannot remove " + bundle + ": " + ec.message());
+    CgroupManager cg("photon/" + context_.node_name + "/container");
+    if (cg.Exists(instance_id)) (void)cg.Remove(instance_id);
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  locks_.erase(instance_id);
+  return absl::OkStatus();
+}
+
+StatusOr<Observed> ContainerProvider::Inspect(const std::string& instance_id) {
+  if (!ValidId(instance_id)) return absl::InvalidArgumentError("bad container id");
+  std::lock_guard<std::mutex> l(*Lock(instance_id));
+  std::string bundle = Bundle(instance_id);
+  int pid = 0;
+  std::string st = RuncStatus(instance_id, &pid);
+  std::error_code ec;
+  if (st.empty() && !fs::exists(bundle, ec)) {
+    return absl::NotFoundError("no container " + instance_id);
+  }
+  Observed o;
+  o.details["runtime"] = "runc";
+  o.addresses.push_back("127.0.0.1");
+  auto code = ReadExitCode(bundle + "/exit");
+  if (code.ok()) o.exit_code = *code;
+  if (st == "running" || st == "created") {
+    o.phase = ResourceStatus::RUNNING;
+    o.details["pid"] = std::to_string(pid);
+    return o;
+  }
+  if (st == "paused") {
+    o.phase = ResourceStatus::SUSPENDED;
+    o.message = "paused";
+    return o;
+  }
+  if (fs::exists(bundle + "/stopped", ec)) {
+    o.phase = ResourceStatus::SUSPENDED;
+    o.message = "stopped";
+  } else if (code.ok() && *code == 0) {
+    o.phase = ResourceStatus::SUSPENDED;
+    o.message = "exited with code 0";
+  } else {
+    o.phase = ResourceStatus::ERROR;
+    o.message = code.ok() ? "exited with code " + std::to_string(*code) : "container is gone";
+  }
+  return o;
+}
+
+StatusOr<std::vector<Handle>> ContainerProvider::List() {
+  std::set<std::string> ids;
+  if (auto args = RuncArgs({"list", "--format", "json"}); args.ok()) {
+    auto r = RunCommand(*args, std::chrono::seconds(30));
+    if (r.ok() && r->exit_code == 0) {
+      json j = json::parse(r->output, nullptr, false);
+      if (j.is_array()) {
+        for (const auto& c : j) ids.insert(c.value("id", ""));
+      }
+    }
+  }
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(context_.data_dir + "/bundles", ec)) {
+    ids.insert(e.path().filename().string());
+  }
+  std::vector<Handle> out;
+  for (const auto& id : ids) {
+    if (!ValidId(id)) continue;
+    out.push_back(Handle{id, Driver(), json{{"container", id}, {"bundle", Bundle(id)}}.dump()});
+  }
+  return out;
+}
+
+StatusOr<ActionResult> ContainerProvider::Execute(
+    const std::string& instance_id, const std::string& action,
+    const std::map<std::string, std::string>& params) {
+  if (!ValidId(instance_id)) return absl::InvalidArgumentError("bad container id");
+  std::string bundle = Bundle(instance_id);
+  std::error_code ec;
+  if (!fs::exists(bundle, ec)) return absl::NotFoundError("no container " + instance_id);
+  ActionResult r;
+  if (action == "logs") {
+    int lines = 100;
+    if (auto it = params.find("lines"); it != params.end()) {
+      if (!absl::SimpleAtoi(it->second, &lines) || lines < 0) {
+        return absl::InvalidArgumentError("lines: want a non-negative number");
+      }
+    }
+    r.output = TailFile(bundle + "/output.log", lines);
+    return r;
+  }
+  std::lock_guard<std::mutex> l(*Lock(instance_id));
+  if (action == "stop" || action == "restart") {
+    (void)WriteFileAtomic(bundle + "/stopped", "", 0600);
+    KillAndDelete(instance_id, std::chrono::seconds(10));
+    r.output = "stopped";
+  }
+  if (action == "start" || action == "restart") {
+    std::string st = RuncStatus(instance_id);
+    if (st != "running") {
+      if (!st.empty()) KillAndDelete(instance_id, std::chrono::seconds(0));
+      PHOTON_RETURN_IF_ERROR(Run(instance_id));
+    }
+    r.output = action == "start" ? "started" : "restarted";
+  }
+  if (r.output.empty()) {
+    return absl::UnimplementedError("the container driver has no action '" + action + "'");
+  }
+  return r;
+}
+
+}  // namespace photon::agent

@@ -1,0 +1,91 @@
+// The `process` provider: runs a ComputeInstance's spec.process as a supervised host process.
+//
+// Each instance gets a directory under the provider's data dir (state.json, output.log, exit),
+// a cgroup with its CPU and memory limits (v1 or v2, detected) and a monitor process that
+// outlives the agent and records the exit status (host/spawn.h). A supervisor thread applies
+// the restart policy (never, on-failure, always) with exponential back-off. After an agent
+// restart the state files are read back and a process is recognised by pid + start time.
+//
+// Thread-safety: all methods may be called concurrently; one mutex per instance serialises
+// operations on it, a provider mutex guards the table.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/host/cgroup.h"
+#include "agent/provider.h"
+
+namespace photon::agent {
+
+class ProcessProvider : public Provider {
+ public:
+  ProcessProvider() = default;
+  ~ProcessProvider() override;
+
+  std::string Driver() const override { return "process"; }
+  Status Initialize(const ProviderContext& context) override;
+  StatusOr<std::map<std::string, std::string>> Fingerprint() override;
+  StatusOr<Handle> Start(const compute::ComputeInstance& instance) override;
+  Status Recover(const Handle& handle) override;
+  Status Stop(const std::string& instance_id, std::chrono::seconds timeout) override;
+  Status Destroy(const std::string& instance_id) override;
+  StatusOr<Observed> Inspect(const std::string& instance_id) override;
+  StatusOr<std::vector<Handle>> List() override;
+  StatusOr<ActionResult> Execute(const std::string& instance_id, const std::string& action,
+                                 const std::map<std::string, std::string>& params) override;
+
+  // For tests: the cgroup directory of an instance for `controller`.
+  std::string CgroupDir(const std::string& instance_id, const std::string& controller) const;
+  // Stops the supervisor thread (the processes keep running). Idempotent.
+  void Shutdown();
+
+ private:
+  struct Instance {
+    std::mutex mu;
+    std::string id;
+    std::string name;
+    std::vector<std::string> argv;
+    std::vector<std::string> env;
+    std::string working_dir;
+    std::string restart_policy = "never";
+    CgroupLimits limits;
+    bool want_running = true;  // false after Stop
+    int pid = 0;
+    uint64_t start_time = 0;
+    int monitor_pid = 0;
+    uint64_t monitor_start = 0;
+    int restarts = 0;
+    int consecutive_failures = 0;
+    int64_t started_at_ns = 0;
+    int64_t restart_at_ns = 0;  // >0: a restart is due then
+    bool removed = false;
+  };
+
+  std::string Dir(const std::string& id) const;
+  std::string Encode(const Instance& inst) const;
+  Status Decode(const std::string& data, Instance* inst) const;
+  Status Persist(const Instance& inst) const;
+  Status SpawnLocked(Instance* inst);
+  bool AliveLocked(const Instance& inst) const;
+  void StopLocked(Instance* inst, std::chrono::seconds timeout);
+  std::shared_ptr<Instance> Find(const std::string& id);
+  void Supervise();
+
+  ProviderContext context_;
+  std::unique_ptr<CgroupManager> cgroups_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Instance>> instances_;
+  std::thread supervisor_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+};
+
+}  // namespace photon::agent
