@@ -7,7 +7,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "common/file_util.h"
@@ -19,8 +24,6 @@ namespace {
 
 // Start writeback every this many bytes, so the final fsync finds the disk mostly done.
 constexpr uint64_t kWritebackStep = 8 << 20;
-// How far ahead of the reader GETs ask the kernel to read.
-constexpr uint64_t kReadAhead = 16 << 20;
 // Bodies past this size hash MD5 on a helper thread.
 constexpr uint64_t kAsyncHashFrom = 2 << 20;
 
@@ -191,6 +194,97 @@ StatusOr<WrittenBlob> BlobWriter::Finish() {
   return out;
 }
 
+namespace {
+
+// One CRC block of one segment that a read touches, and which part of it to send.
+struct BlockRead {
+  size_t segment;
+  uint64_t block_index;
+  uint64_t block_off;  // within the segment file
+  uint64_t block_len;
+  uint64_t send_from;  // within the block
+  uint64_t send_len;
+};
+
+uint32_t ExpectedCrc(const Segment& seg, uint64_t block_index) {
+  if (seg.block_crcs.size() < (block_index + 1) * 4) return 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(seg.block_crcs.data() + block_index * 4);
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+bool PreadFull(int fd, char* buf, uint64_t len, uint64_t off) {
+  uint64_t got = 0;
+  while (got < len) {
+    ssize_t r = pread(fd, buf + got, len - got, static_cast<off_t>(off + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    got += static_cast<uint64_t>(r);
+  }
+  return true;
+}
+
+// Reads blocks on a helper thread a few blocks ahead of the consumer, so the disk keeps
+// reading while the connection thread verifies and sends (a plain loop would alternate).
+class Prefetcher {
+ public:
+  Prefetcher(const std::vector<BlockRead>& plan, const std::vector<int>& fds)
+      : plan_(plan), fds_(fds) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Prefetcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  // The next block in plan order; false when its read failed.
+  bool Next(std::vector<char>* block) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !ready_.empty(); });
+    auto item = std::move(ready_.front());
+    ready_.pop_front();
+    spare_.push_back(std::move(*block));
+    *block = std::move(item.first);
+    cv_.notify_all();
+    return item.second;
+  }
+
+ private:
+  static constexpr size_t kDepth = 4;
+  void Run() {
+    for (const auto& b : plan_) {
+      std::vector<char> buf;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || ready_.size() < kDepth; });
+        if (stop_) return;
+        if (!spare_.empty()) {
+          buf = std::move(spare_.back());
+          spare_.pop_back();
+        }
+      }
+      buf.resize(kBlockSize);
+      bool ok = PreadFull(fds_[b.segment], buf.data(), b.block_len, b.block_off);
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_.emplace_back(std::move(buf), ok);
+      cv_.notify_all();
+    }
+  }
+
+  const std::vector<BlockRead>& plan_;
+  const std::vector<int>& fds_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::vector<char>, bool>> ready_;
+  std::vector<std::vector<char>> spare_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
 Status BlobStore::Read(const ObjectMeta& object, uint64_t offset, uint64_t length,
                        const http::BodySink& sink) const {
   if (object.has_inline) {
@@ -203,71 +297,64 @@ Status BlobStore::Read(const ObjectMeta& object, uint64_t offset, uint64_t lengt
     if (length == 0) return absl::OkStatus();
     return sink(object.inline_data.data() + offset, length);
   }
-  std::vector<char> block(kBlockSize);
-  uint64_t seg_start = 0;
-  for (const auto& seg : object.segments) {
+  // Plan the block reads of the range across segments.
+  std::vector<BlockRead> plan;
+  uint64_t seg_start = 0, want = length;
+  for (size_t i = 0; i < object.segments.size() && want > 0; ++i) {
+    const Segment& seg = object.segments[i];
     uint64_t seg_end = seg_start + seg.size;
-    if (length == 0) break;
-    if (offset >= seg_end) {
-      seg_start = seg_end;
-      continue;
+    if (offset < seg_end) {
+      for (uint64_t bi = (offset - seg_start) / kBlockSize; want > 0 && bi * kBlockSize < seg.size;
+           ++bi) {
+        BlockRead b{
+            i, bi, bi * kBlockSize, std::min<uint64_t>(kBlockSize, seg.size - bi * kBlockSize),
+            0, 0};
+        b.send_from = offset > seg_start + b.block_off ? offset - seg_start - b.block_off : 0;
+        b.send_len = std::min<uint64_t>(b.block_len - b.send_from, want);
+        offset += b.send_len;
+        want -= b.send_len;
+        plan.push_back(b);
+      }
     }
-    std::string path = BlobPath(seg.blob_id);
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      spdlog::error("object {}/{}: blob {} missing", object.bucket, object.key, seg.blob_id);
-      return absl::DataLossError("stored object data is missing");
-    }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    // Keep the disk reading ahead while this thread verifies and sends (dd only reads, so
-    // without this a GET would alternate between waiting for the disk and the socket).
-    uint64_t prefetched = 0;
-    uint64_t in_seg = offset - seg_start;
-    uint64_t block_index = in_seg / kBlockSize;
-    Status status;
-    while (length > 0 && block_index * kBlockSize < seg.size) {
-      uint64_t block_off = block_index * kBlockSize;
-      uint64_t block_len = std::min<uint64_t>(kBlockSize, seg.size - block_off);
-      if (prefetched < block_off + kReadAhead / 2 && prefetched < seg.size) {
-        uint64_t from = std::max(prefetched, block_off);
-        posix_fadvise(fd, static_cast<off_t>(from), static_cast<off_t>(kReadAhead),
-                      POSIX_FADV_WILLNEED);
-        prefetched = from + kReadAhead;
-      }
-      uint64_t got = 0;
-      while (got < block_len) {
-        ssize_t r =
-            pread(fd, block.data() + got, block_len - got, static_cast<off_t>(block_off + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += static_cast<uint64_t>(r);
-      }
-      uint32_t want = 0;
-      if (seg.block_crcs.size() >= (block_index + 1) * 4) {
-        const auto* p =
-            reinterpret_cast<const unsigned char*>(seg.block_crcs.data() + block_index * 4);
-        want = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-      }
-      if (got != block_len || Crc32cUpdate(0, block.data(), block_len) != want) {
-        spdlog::error("bit rot: object {}/{} blob {} block {} fails its checksum", object.bucket,
-                      object.key, seg.blob_id, block_index);
-        status = absl::DataLossError("stored object data is corrupt");
-        break;
-      }
-      uint64_t from = (offset > seg_start + block_off) ? offset - seg_start - block_off : 0;
-      uint64_t n = std::min<uint64_t>(block_len - from, length);
-      status = sink(block.data() + from, n);
-      if (!status.ok()) break;
-      offset += n;
-      length -= n;
-      ++block_index;
-    }
-    close(fd);
-    PHOTON_RETURN_IF_ERROR(status);
     seg_start = seg_end;
   }
-  if (length > 0) return absl::DataLossError("stored object is shorter than its metadata");
-  return absl::OkStatus();
+  if (want > 0) return absl::DataLossError("stored object is shorter than its metadata");
+  std::vector<int> fds(object.segments.size(), -1);
+  auto close_all = [&] {
+    for (int fd : fds)
+      if (fd >= 0) close(fd);
+  };
+  for (const auto& b : plan) {
+    if (fds[b.segment] >= 0) continue;
+    const Segment& seg = object.segments[b.segment];
+    fds[b.segment] = open(BlobPath(seg.blob_id).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fds[b.segment] < 0) {
+      spdlog::error("object {}/{}: blob {} missing", object.bucket, object.key, seg.blob_id);
+      close_all();
+      return absl::DataLossError("stored object data is missing");
+    }
+    posix_fadvise(fds[b.segment], 0, 0, POSIX_FADV_SEQUENTIAL);
+  }
+  std::optional<Prefetcher> prefetch;
+  if (plan.size() > 2) prefetch.emplace(plan, fds);
+  std::vector<char> block(kBlockSize);
+  Status status;
+  for (const auto& b : plan) {
+    const Segment& seg = object.segments[b.segment];
+    bool ok = prefetch ? prefetch->Next(&block)
+                       : PreadFull(fds[b.segment], block.data(), b.block_len, b.block_off);
+    if (!ok || Crc32cUpdate(0, block.data(), b.block_len) != ExpectedCrc(seg, b.block_index)) {
+      spdlog::error("bit rot: object {}/{} blob {} block {} fails its checksum", object.bucket,
+                    object.key, seg.blob_id, b.block_index);
+      status = absl::DataLossError("stored object data is corrupt");
+      break;
+    }
+    status = sink(block.data() + b.send_from, b.send_len);
+    if (!status.ok()) break;
+  }
+  prefetch.reset();  // joins the helper before the descriptors close
+  close_all();
+  return status;
 }
 
 }  // namespace photon::lightningstor

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -20,8 +21,16 @@ REGION = "us-east-1"
 
 
 class Daemon:
-    def __init__(self, extra_config=None, data_dir=None):
+    def __init__(self, extra_config=None, data_dir=None, tls=False):
         self.tmp = tempfile.mkdtemp(prefix="lightningstor-test-")
+        self.tls = tls
+        self.cert = os.path.join(self.tmp, "cert.pem")
+        if tls:
+            key = os.path.join(self.tmp, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                            "-out", self.cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+            extra_config = dict(extra_config or {}, tls_cert=self.cert, tls_key=key)
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.extra = extra_config or {}
         self.proc = None
@@ -54,7 +63,8 @@ class Daemon:
             if os.path.exists(port_file):
                 self.port = int(open(port_file).read().strip())
                 try:
-                    urllib.request.urlopen(self.endpoint + "/healthz", timeout=2).read()
+                    ctx = ssl.create_default_context(cafile=self.cert) if self.tls else None
+                    urllib.request.urlopen(self.endpoint + "/healthz", timeout=2, context=ctx).read()
                     return self
                 except OSError:
                     pass
@@ -69,13 +79,14 @@ class Daemon:
 
     @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def client(self, access_key=None, secret_key=None, region=REGION, **config):
         cfg = BotoConfig(s3={"addressing_style": "path"}, signature_version="s3v4", retries={"max_attempts": 1}, **config)
         return boto3.client("s3", endpoint_url=self.endpoint, region_name=region,
                             aws_access_key_id=access_key or self.access_key,
-                            aws_secret_access_key=secret_key or self.secret_key, config=cfg)
+                            aws_secret_access_key=secret_key or self.secret_key, config=cfg,
+                            verify=self.cert if self.tls else None)
 
     def env(self):
         # awscli presigns with SigV2 unless told otherwise; this server speaks SigV4 only.
