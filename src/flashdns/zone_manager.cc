@@ -2,8 +2,10 @@
 #include "flashdns/zone_manager.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -284,6 +286,12 @@ Status ZoneManager::DeleteZone(const std::string& zone_name) {
   }
   if (unlink(ApiZonePath(key).c_str()) != 0 && errno != ENOENT) {
     return absl::InternalError("cannot remove " + ApiZonePath(key));
+  }
+  // The removal is durable only once the directory entry is synced.
+  int dir = open((config_.data_dir + "/zones").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    fsync(dir);
+    close(dir);
   }
   api_zones_.erase(key);
   api_built_.erase(key);
