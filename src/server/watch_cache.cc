@@ -95,6 +95,7 @@ Status WatchCache::Start() {
       });
   if (!w.ok()) return w.status();
   watch_ = std::move(*w);
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
   spdlog::info("watch cache: {} objects at revision {}", objects_.size(), at);
   return absl::OkStatus();
 }
@@ -103,6 +104,41 @@ void WatchCache::Stop() {
   if (watch_) {
     watch_->Cancel();
     watch_.reset();
+  }
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  dispatch_cv_.notify_all();
+  if (dispatcher_.joinable()) dispatcher_.join();
+}
+
+void WatchCache::DispatchLoop() {
+  while (true) {
+    std::vector<CacheEvent> batch;
+    std::vector<std::shared_ptr<Subscriber>> subs;
+    std::unique_lock dispatch_lock(dispatch_mu_, std::defer_lock);
+    {
+      std::unique_lock lock(mu_);
+      dispatch_cv_.wait(lock, [&] { return stopping_ || !undispatched_.empty(); });
+      if (stopping_) return;
+      batch.swap(undispatched_);
+      subs.reserve(subscribers_.size());
+      for (auto& [id, sub] : subscribers_) subs.push_back(sub);
+      // Taken before mu_ is released so an Unsubscribe that follows waits for this round.
+      dispatch_lock.lock();
+    }
+    std::vector<CacheEvent> mine;
+    for (const auto& sub : subs) {
+      mine.clear();
+      for (const auto& ce : batch) {
+        if (ce.revision > sub->after_revision &&
+            ce.object->key().compare(0, sub->prefix.size(), sub->prefix) == 0) {
+          mine.push_back(ce);
+        }
+      }
+      if (!mine.empty()) sub->on_events(mine);
+    }
   }
 }
 
@@ -140,13 +176,8 @@ void WatchCache::OnStoreEvents(const std::vector<store::WatchEvent>& events) {
   }
   cached_objects_->Set(static_cast<double>(objects_.size()));
   if (!out.empty()) {
-    for (auto& [id, sub] : subscribers_) {
-      std::vector<CacheEvent> mine;
-      for (const auto& ce : out) {
-        if (ce.object->key().compare(0, sub.prefix.size(), sub.prefix) == 0) mine.push_back(ce);
-      }
-      if (!mine.empty()) sub.on_events(mine);
-    }
+    undispatched_.insert(undispatched_.end(), out.begin(), out.end());
+    dispatch_cv_.notify_one();
   }
   applied_cv_.notify_all();
 }
@@ -223,15 +254,25 @@ StatusOr<uint64_t> WatchCache::Subscribe(
     if (!replay.empty()) on_events(replay);
   }
   uint64_t id = next_id_++;
-  subscribers_[id] = Subscriber{prefix, std::move(on_events)};
+  // Everything up to revision_ reached this subscriber through its snapshot or replay; the
+  // dispatcher may still hold some of those events and must skip them.
+  subscribers_[id] =
+      std::make_shared<Subscriber>(Subscriber{prefix, revision_, std::move(on_events)});
   open_watches_->Set(static_cast<double>(subscribers_.size()));
   return id;
 }
 
 void WatchCache::Unsubscribe(uint64_t id) {
-  std::lock_guard lock(mu_);
-  subscribers_.erase(id);
-  open_watches_->Set(static_cast<double>(subscribers_.size()));
+  {
+    std::lock_guard lock(mu_);
+    subscribers_.erase(id);
+    open_watches_->Set(static_cast<double>(subscribers_.size()));
+  }
+  // Wait out a dispatch round that may still be calling this subscriber — unless we are that
+  // round (a callback that unsubscribes), which would deadlock.
+  if (std::this_thread::get_id() != dispatcher_.get_id()) {
+    std::lock_guard wait(dispatch_mu_);
+  }
 }
 
 size_t WatchCache::subscriber_count() const {

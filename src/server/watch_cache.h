@@ -8,8 +8,11 @@
 // Recent events are kept in a ring so a watcher can resume from a resource_version; one older
 // than the ring gives OUT_OF_RANGE (HTTP 410) and the client relists.
 //
-// Thread-safe. Subscriber callbacks run on the store's watch thread under the cache lock:
-// they must only queue work (never block, never call back into the cache).
+// Thread-safe. Subscriber callbacks run on the cache's dispatch thread, which hands out every
+// event applied since its last round in one batch (so under load a subscriber gets few large
+// batches instead of many small ones). Callbacks must only queue work: never block, never
+// call back into the cache. After Unsubscribe returns, its callback is not running and will not
+// run again.
 #pragma once
 
 #include <google/protobuf/message.h>
@@ -21,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/metrics.h"
@@ -29,7 +33,8 @@
 
 namespace photon::server {
 
-// One stored object, decoded lazily and rendered to JSON at most once.
+// One stored object, decoded lazily and rendered to JSON at most once. The decoded message is
+// kept for the object's lifetime so callers may hold references into *Decoded().
 class CachedObject {
  public:
   CachedObject(std::string key, std::string value, int64_t mod_revision)
@@ -97,9 +102,11 @@ class WatchCache {
 
  private:
   void OnStoreEvents(const std::vector<store::WatchEvent>& events);
+  void DispatchLoop();
 
   struct Subscriber {
     std::string prefix;
+    int64_t after_revision;  // events at or below it were in the subscriber's snapshot/replay
     EventsCallback on_events;
   };
 
@@ -113,7 +120,12 @@ class WatchCache {
   std::deque<CacheEvent> ring_;
   int64_t revision_ = 0;
   int64_t oldest_resumable_ = 0;  // a watch may resume from any revision ≥ this
-  std::map<uint64_t, Subscriber> subscribers_;
+  std::map<uint64_t, std::shared_ptr<Subscriber>> subscribers_;
+  std::vector<CacheEvent> undispatched_;
+  std::condition_variable dispatch_cv_;
+  std::mutex dispatch_mu_;  // held while callbacks run; Unsubscribe takes it to wait them out
+  std::thread dispatcher_;
+  bool stopping_ = false;
   uint64_t next_id_ = 1;
   std::unique_ptr<store::WatchHandle> watch_;
   bool failed_ = false;
