@@ -10,6 +10,8 @@
 namespace photon::store::sqlite {
 
 // history.sub orders the changes of one revision (a txn) as they were made, for watch replay.
+// (key, rev) is unique by construction (a txn writes a key at most once); history_key carries
+// `deleted` so that counting the keys alive at a past revision reads the index alone.
 // Plain rowid tables with unique indexes rather than WITHOUT ROWID: values (whole resource
 // objects) can be kilobytes, which WITHOUT ROWID tables store badly.
 const char kSchema[] = R"sql(
@@ -26,8 +28,8 @@ CREATE TABLE IF NOT EXISTS history (
   version INTEGER NOT NULL,
   value BLOB NOT NULL,
   lease INTEGER NOT NULL,
-  deleted INTEGER NOT NULL,
-  UNIQUE (key, rev));
+  deleted INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS history_key ON history (key, rev, deleted);
 CREATE INDEX IF NOT EXISTS history_rev ON history (rev, sub);
 CREATE TABLE IF NOT EXISTS current (
   key BLOB NOT NULL UNIQUE,
@@ -157,29 +159,44 @@ StatusOr<RangeResult> RangeLatest(SqliteDb& db, const std::string& key, const st
 
 StatusOr<RangeResult> RangeAt(SqliteDb& db, const std::string& key, const std::string& end,
                               int64_t revision, int64_t limit, bool keys_only, bool count_only) {
-  // SQLite takes the bare columns from the row holding MAX(rev).
-  PHOTON_ASSIGN_OR_RETURN(
-      SqliteStmt stmt,
-      db.Prepare("SELECT key, create_rev, MAX(rev), version, value, lease, deleted FROM history "
-                 "WHERE " +
-                 KeyCondition(end) + " AND rev <= ?3 GROUP BY key ORDER BY key"));
-  BindKeyRange(stmt, key, end);
-  stmt.BindInt(3, revision);
   RangeResult result;
-  for (;;) {
+  if (!count_only) {
+    // SQLite takes the bare columns (HAVING's too) from the row holding MAX(rev); LIMIT lets a
+    // page stop early instead of walking the rest of the range.
+    PHOTON_ASSIGN_OR_RETURN(
+        SqliteStmt stmt,
+        db.Prepare(std::string("SELECT key, create_rev, MAX(rev), version, ") +
+                   (keys_only ? "x''" : "value") + ", lease, deleted FROM history WHERE " +
+                   KeyCondition(end) +
+                   " AND rev <= ?3 GROUP BY key HAVING deleted = 0 ORDER BY key LIMIT ?4"));
+    BindKeyRange(stmt, key, end);
+    stmt.BindInt(3, revision);
+    stmt.BindInt(4, limit > 0 ? limit : -1);
+    for (;;) {
+      PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) break;
+      KeyValue kv;
+      kv.key = stmt.ColumnBlob(0);
+      kv.create_revision = stmt.ColumnInt(1);
+      kv.mod_revision = stmt.ColumnInt(2);
+      kv.version = stmt.ColumnInt(3);
+      kv.value = stmt.ColumnBlob(4);
+      kv.lease = stmt.ColumnInt(5);
+      result.kvs.push_back(std::move(kv));
+    }
+  }
+  bool cut = limit > 0 && static_cast<int64_t>(result.kvs.size()) == limit;
+  if (count_only || cut) {
+    PHOTON_ASSIGN_OR_RETURN(
+        SqliteStmt stmt,
+        db.Prepare("SELECT COUNT(*) FROM (SELECT MAX(rev), deleted FROM history WHERE " +
+                   KeyCondition(end) + " AND rev <= ?3 GROUP BY key) WHERE deleted = 0"));
+    BindKeyRange(stmt, key, end);
+    stmt.BindInt(3, revision);
     PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
-    if (!row) break;
-    if (stmt.ColumnInt(6) != 0) continue;
-    ++result.count;
-    if (count_only || (limit > 0 && static_cast<int64_t>(result.kvs.size()) >= limit)) continue;
-    KeyValue kv;
-    kv.key = stmt.ColumnBlob(0);
-    kv.create_revision = stmt.ColumnInt(1);
-    kv.mod_revision = stmt.ColumnInt(2);
-    kv.version = stmt.ColumnInt(3);
-    if (!keys_only) kv.value = stmt.ColumnBlob(4);
-    kv.lease = stmt.ColumnInt(5);
-    result.kvs.push_back(std::move(kv));
+    result.count = row ? stmt.ColumnInt(0) : 0;
+  } else {
+    result.count = static_cast<int64_t>(result.kvs.size());
   }
   result.more = !count_only && result.count > static_cast<int64_t>(result.kvs.size());
   return result;

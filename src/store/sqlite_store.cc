@@ -398,7 +398,7 @@ Status SqliteStore::Impl::PutKey(const std::string& key, const std::string& valu
   }
   PHOTON_ASSIGN_OR_RETURN(
       SqliteStmt stmt,
-      writer_db_->Prepare("INSERT OR REPLACE INTO history "
+      writer_db_->Prepare("INSERT INTO history "
                           "(key, rev, sub, create_rev, version, value, lease, deleted) "
                           "VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6, 0)"));
   stmt.BindBlob(1, key);
@@ -443,7 +443,7 @@ Status SqliteStore::Impl::DeleteKeys(const std::vector<std::string>& keys, int64
     }
     PHOTON_ASSIGN_OR_RETURN(
         SqliteStmt stmt,
-        writer_db_->Prepare("INSERT OR REPLACE INTO history "
+        writer_db_->Prepare("INSERT INTO history "
                             "(key, rev, sub, create_rev, version, value, lease, deleted) "
                             "VALUES (?1, ?2, ?3, 0, 0, x'', 0, 1)"));
     stmt.BindBlob(1, key);
