@@ -187,6 +187,12 @@ class FlashDns:
                               self.log_level],
                              os.path.join(self.tmp, "flashdns.log"))
         wait_for_dns(self.port, wait_name)
+        # The API comes up after DNS; "flashdns ready" is logged once everything listens.
+        end = time.time() + 10
+        while "flashdns ready" not in self.daemon.output():
+            if time.time() > end or self.daemon.proc.poll() is not None:
+                raise RuntimeError("flashdns did not become ready:\n" + self.daemon.output())
+            time.sleep(0.05)
         return self
 
     def dig(self, *args, **kw):
