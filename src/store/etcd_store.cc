@@ -368,6 +368,7 @@ StatusOr<std::unique_ptr<WatchHandle>> EtcdStore::Watch(const std::string& key,
                                                         int64_t start_revision,
                                                         WatchCallback on_events,
                                                         WatchErrorCallback on_error) {
+  if (key.empty()) return absl::InvalidArgumentError("key is not provided");
   if (start_revision > 0) {
     // etcd reports a compacted start only later on the stream; a read at the start revision
     // tells now, so the caller gets the error from Watch() itself. A future revision is fine.
@@ -465,6 +466,8 @@ StatusOr<int64_t> EtcdStore::CompactedRevision() {
 }
 
 StatusOr<int64_t> EtcdStore::GrantLease(int64_t ttl_seconds) {
+  // etcd would silently raise it to its minimum; refuse it as the SQLite backend does.
+  if (ttl_seconds <= 0) return absl::InvalidArgumentError("lease TTL must be positive");
   etcdserverpb::LeaseGrantRequest request;
   request.set_ttl(ttl_seconds);
   etcdserverpb::LeaseGrantResponse response;

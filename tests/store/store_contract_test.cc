@@ -546,6 +546,31 @@ TYPED_TEST(StoreContractTest, RevokeDeletesKeys) {
   EXPECT_EQ(store.Put(this->K("r/c"), "x", 12345).status().code(), StatusCode::kNotFound);
 }
 
+TYPED_TEST(StoreContractTest, RefusesEmptyKeysAndBadTtl) {
+  auto& store = *this->store_;
+  EXPECT_EQ(store.Put("", "x").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.Range("").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.Delete("").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store
+                .Watch(
+                    "", "", 0, [](const std::vector<WatchEvent>&) {}, nullptr)
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.GrantLease(0).status().code(), StatusCode::kInvalidArgument);
+  TxnRequest duplicate;
+  duplicate.success.push_back({TxnOp::Type::kPut, this->K("d"), "1", "", 0, 0});
+  duplicate.success.push_back({TxnOp::Type::kPut, this->K("d"), "2", "", 0, 0});
+  EXPECT_EQ(store.Txn(duplicate).status().code(), StatusCode::kInvalidArgument);
+  TxnRequest put_in_deleted_range;
+  put_in_deleted_range.failure.push_back(
+      {TxnOp::Type::kDelete, this->K(""), "", PrefixEnd(this->prefix_), 0, 0});
+  put_in_deleted_range.failure.push_back({TxnOp::Type::kPut, this->K("d"), "1", "", 0, 0});
+  // Checked on both branches, even the one that would not run.
+  EXPECT_EQ(store.Txn(put_in_deleted_range).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(this->Get(this->K("d")), "<none>");
+}
+
 TYPED_TEST(StoreContractTest, ClosingTheStoreEndsWatches) {
   WatchCollector collector;
   auto watch =
