@@ -232,8 +232,11 @@ class EtcdStore::Impl {
     std::unique_ptr<etcdserverpb::Lease::Stub> lease;
   };
 
-  // Runs fn(endpoint, context) on the current endpoint, moving to the next ones while they are
-  // UNAVAILABLE (the request did not reach a server, so retrying cannot apply it twice).
+  // Runs fn(endpoint, context) on the current endpoint, moving on to the next ones while they
+  // answer UNAVAILABLE. That almost always means the request never reached a server; in the
+  // rare case that a connection broke after etcd applied a write, the write is sent again (harmless
+  // for compare-guarded txns, which then fail their compares, and for puts of the same value
+  // apart from the extra revision).
   template <typename Fn>
   Status Call(Fn fn, std::chrono::milliseconds timeout = kCallTimeout) {
     size_t start = current_.load();
