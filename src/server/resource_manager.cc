@@ -170,8 +170,10 @@ StatusOr<CreateResult> ResourceManager::Create(const Principal& who, const KindI
     st->set_message("accepted");
   }
 
+  // A create's operation is the object itself seen through its phase (GetOperation derives
+  // it), so a create costs one object write, not an extra record and its updates.
   operation::Operation op;
-  op.mutable_metadata()->set_id(NewUuid());
+  op.mutable_metadata()->set_id(md->id());
   op.mutable_metadata()->set_name(op.metadata().id());
   op.mutable_metadata()->set_namespace_(ns);
   op.mutable_metadata()->set_resource_type("Operation");
@@ -193,9 +195,6 @@ StatusOr<CreateResult> ResourceManager::Create(const Principal& who, const KindI
                           .number = 0});
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = object->SerializeAsString()});
-  txn.success.push_back({.type = store::TxnOp::Type::kPut,
-                         .key = RegistryKey("operations", ns, op.metadata().id()),
-                         .value = op.SerializeAsString()});
   txn.success.push_back({.type = store::TxnOp::Type::kPut,
                          .key = AuditKey(),
                          .value = AuditValue(who, "create", target, true, 202)});
@@ -536,21 +535,53 @@ StatusOr<operation::Operation> ResourceManager::ExecuteAction(
 
 StatusOr<operation::Operation> ResourceManager::GetOperation(const Principal& who,
                                                              const std::string& id) {
-  // Operation ids are UUIDs; the namespace is found through the cache.
   PHOTON_ASSIGN_OR_RETURN(int64_t current, store_->CurrentRevision());
   PHOTON_RETURN_IF_ERROR(cache_->WaitForRevision(current));
-  const std::string prefix = RegistryPrefix("operations");
-  auto r = cache_->List(prefix, store::PrefixEnd(prefix), 1, [&](const CachedObject& o) {
-    return o.key().size() > id.size() &&
-           o.key().compare(o.key().size() - id.size(), id.size(), id) == 0 &&
-           o.key()[o.key().size() - id.size() - 1] == '/';
-  });
-  if (r.items.empty()) return absl::NotFoundError("operation '" + id + "' not found");
-  auto msg = r.items[0]->Decoded();
-  if (!msg) return absl::DataLossError("corrupt operation " + id);
-  const auto& op = static_cast<const operation::Operation&>(*msg);
-  PHOTON_RETURN_IF_ERROR(
-      Authorize(who, Verb::kGet, *FindKind("operations"), op.metadata().namespace_()));
+  auto cached = cache_->GetById(id);
+  if (!cached) {
+    return absl::NotFoundError("operation '" + id + "' not found (unknown, or its object is gone)");
+  }
+  auto msg = cached->Decoded();
+  if (!msg) return absl::DataLossError("corrupt object for operation " + id);
+  const KindInfo* kind = FindKindByTypeName(msg->GetDescriptor()->full_name());
+  if (!kind) return absl::NotFoundError("operation '" + id + "' not found");
+  const auto& md = GetMetadata(*msg);
+  PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kGet, *FindKind("operations"), md.namespace_()));
+  if (kind->plural == "operations") return static_cast<const operation::Operation&>(*msg);
+  // The create operation of an object: its state follows the object's phase.
+  operation::Operation op;
+  op.mutable_metadata()->set_id(md.id());
+  op.mutable_metadata()->set_name(md.id());
+  op.mutable_metadata()->set_namespace_(md.namespace_());
+  op.mutable_metadata()->set_resource_type("Operation");
+  op.mutable_metadata()->set_created_at(md.created_at());
+  op.mutable_metadata()->set_created_by(md.created_by());
+  op.mutable_metadata()->set_resource_version(md.resource_version());
+  op.mutable_spec()->set_verb("create");
+  op.mutable_spec()->set_target_kind(kind->plural);
+  op.mutable_spec()->set_target_namespace(md.namespace_());
+  op.mutable_spec()->set_target_name(md.name());
+  op.mutable_spec()->set_target_id(md.id());
+  const auto* st = GetStatus(*msg);
+  auto* os = op.mutable_status();
+  if (!st) {
+    os->set_state(operation::OperationStatus::DONE);
+    os->set_message("created");
+  } else if (st->phase() == resource::ResourceStatus::RUNNING) {
+    os->set_state(operation::OperationStatus::DONE);
+    os->set_message("running");
+    os->set_done_at(md.updated_at());
+  } else if (st->phase() == resource::ResourceStatus::ERROR) {
+    os->set_state(operation::OperationStatus::FAILED);
+    os->set_message(st->message());
+    os->set_done_at(md.updated_at());
+  } else if (st->phase() == resource::ResourceStatus::PENDING && st->message() == "accepted") {
+    os->set_state(operation::OperationStatus::PENDING);
+    os->set_message("accepted");
+  } else {
+    os->set_state(operation::OperationStatus::RUNNING);
+    os->set_message(resource::ResourceStatus::Phase_Name(st->phase()) + ": " + st->message());
+  }
   return op;
 }
 

@@ -21,6 +21,66 @@ const KindInfo* KindOfKey(const std::string& key) {
 }
 }  // namespace
 
+namespace {
+bool ReadVarint(const std::string& s, size_t* pos, uint64_t* out) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64 && *pos < s.size(); shift += 7) {
+    uint8_t b = static_cast<uint8_t>(s[(*pos)++]);
+    v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *out = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Returns field `number` (length-delimited) of the message in s[begin, end), or false.
+bool FindBytesField(const std::string& s, size_t begin, size_t end, uint32_t number,
+                    size_t* out_begin, size_t* out_len) {
+  size_t pos = begin;
+  while (pos < end) {
+    uint64_t tag;
+    if (!ReadVarint(s, &pos, &tag)) return false;
+    uint32_t field = static_cast<uint32_t>(tag >> 3);
+    switch (tag & 7) {
+      case 0: {
+        uint64_t ignored;
+        if (!ReadVarint(s, &pos, &ignored)) return false;
+        break;
+      }
+      case 1:
+        pos += 8;
+        break;
+      case 5:
+        pos += 4;
+        break;
+      case 2: {
+        uint64_t len;
+        if (!ReadVarint(s, &pos, &len) || pos + len > end) return false;
+        if (field == number) {
+          *out_begin = pos;
+          *out_len = len;
+          return true;
+        }
+        pos += len;
+        break;
+      }
+      default:
+        return false;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+std::string ExtractId(const std::string& encoded) {
+  size_t md_begin, md_len, id_begin, id_len;
+  if (!FindBytesField(encoded, 0, encoded.size(), 1, &md_begin, &md_len)) return "";
+  if (!FindBytesField(encoded, md_begin, md_begin + md_len, 1, &id_begin, &id_len)) return "";
+  return encoded.substr(id_begin, id_len);
+}
+
 std::string RegistryKey(const std::string& plural, const std::string& ns, const std::string& name) {
   return std::string(kRegistry) + plural + "/" + ns + "/" + name;
 }
@@ -70,6 +130,7 @@ Status WatchCache::Start() {
     if (at == 0) at = r->revision;
     std::lock_guard lock(mu_);
     for (auto& kv : r->kvs) {
+      if (auto id = ExtractId(kv.value); !id.empty()) key_by_id_[id] = kv.key;
       objects_[kv.key] =
           std::make_shared<CachedObject>(kv.key, std::move(kv.value), kv.mod_revision);
     }
@@ -157,10 +218,14 @@ void WatchCache::OnStoreEvents(const std::vector<store::WatchEvent>& events) {
       ce.type = CacheEvent::Type::kDeleted;
       // The deleted object's last state, stamped with the delete's revision.
       ce.object = std::make_shared<CachedObject>(e.kv.key, it->second->value(), e.kv.mod_revision);
+      key_by_id_.erase(ExtractId(it->second->value()));
       objects_.erase(it);
     } else {
       ce.type = it == objects_.end() ? CacheEvent::Type::kAdded : CacheEvent::Type::kModified;
       auto obj = std::make_shared<CachedObject>(e.kv.key, e.kv.value, e.kv.mod_revision);
+      if (it == objects_.end()) {
+        if (auto id = ExtractId(e.kv.value); !id.empty()) key_by_id_[id] = e.kv.key;
+      }
       objects_[e.kv.key] = obj;
       ce.object = std::move(obj);
     }
@@ -215,6 +280,14 @@ WatchCache::ListResult WatchCache::List(
     out.items.push_back(it->second);
   }
   return out;
+}
+
+std::shared_ptr<const CachedObject> WatchCache::GetById(const std::string& id) const {
+  std::lock_guard lock(mu_);
+  auto k = key_by_id_.find(id);
+  if (k == key_by_id_.end()) return nullptr;
+  auto it = objects_.find(k->second);
+  return it == objects_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<const CachedObject> WatchCache::Get(const std::string& key) const {

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/metrics.h"
@@ -87,6 +88,8 @@ class WatchCache {
   ListResult List(const std::string& start, const std::string& end, size_t limit,
                   const std::function<bool(const CachedObject&)>& filter) const;
   std::shared_ptr<const CachedObject> Get(const std::string& key) const;
+  // The object whose metadata.id is `id`, or nullptr.
+  std::shared_ptr<const CachedObject> GetById(const std::string& id) const;
 
   // Subscribes to changes of keys under `prefix` after `from_revision`. When from_revision is
   // 0, `on_snapshot` first gets the current objects and the revision they are at (atomically
@@ -117,6 +120,7 @@ class WatchCache {
   mutable std::mutex mu_;
   std::condition_variable applied_cv_;
   std::map<std::string, std::shared_ptr<const CachedObject>> objects_;
+  std::unordered_map<std::string, std::string> key_by_id_;
   std::deque<CacheEvent> ring_;
   int64_t revision_ = 0;
   int64_t oldest_resumable_ = 0;  // a watch may resume from any revision ≥ this
@@ -130,6 +134,10 @@ class WatchCache {
   std::unique_ptr<store::WatchHandle> watch_;
   bool failed_ = false;
 };
+
+// metadata.id of an encoded resource, read straight off the wire (field 1 of field 1) so the
+// cache can index every object without decoding it.
+std::string ExtractId(const std::string& encoded);
 
 // Key of an object: /registry/<plural>/<namespace>/<name>.
 std::string RegistryKey(const std::string& plural, const std::string& ns, const std::string& name);
