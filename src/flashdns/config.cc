@@ -88,8 +88,10 @@ StatusOr<Config> ParseUnchecked(const std::string& yaml_text, const std::string&
       config.zones.push_back(std::move(zc));
     }
   }
-  for (const auto& list : {config.api_allow_transfer}) {
-    for (const auto& a : list) PHOTON_RETURN_IF_ERROR(AddressMatcher::Parse(a).status());
+  for (const auto& a : config.api_allow_transfer) {
+    auto m = AddressMatcher::Parse(a);
+    if (!m.ok())
+      return absl::InvalidArgumentError("api_allow_transfer: " + std::string(m.status().message()));
   }
   for (const auto& zc : config.zones) {
     for (const auto& a : zc.allow_transfer) {
