@@ -15,6 +15,7 @@ PKGS=(
   dnsutils nsd dnsperf awscli python3-boto3 nginx-light
   clang
   runc busybox-static
+  qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools
 )
 
 missing=()

@@ -1,0 +1,86 @@
+// The "vm" driver: one QEMU process per ComputeInstance with spec.vm (KVM when the host really
+// has it, TCG otherwise), controlled through QMP, booting a kernel+initrd or a disk image
+// (qcow2 overlay on a verified, shared image), with virtio-blk volumes (cold- and hot-plugged),
+// a CIDATA config drive for user_data, and the serial console in a log file. RUNNING means the
+// guest printed the readiness marker (default "PHOTON-READY") on its console, not that QEMU
+// started. QEMU runs daemonized in its own session, so it survives the agent; a new provider
+// re-adopts it from <data_dir>/instances/<id>/state.json, its pidfile and QMP socket.
+//
+// ProviderContext.config keys (all optional): accel (kvm|tcg: force), qemu (binary),
+// machine (q35|microvm default), tcg_tb_size_mb (32), default_memory_mb (256),
+// ready_timeout_s (60 under KVM, 300 under TCG), ready_marker, hotplug_ports (2 spare ports),
+// network (none|user when no tap), bridge (tap devices join it when spec.network.vpc is set),
+// stop_timeout_s (30).
+//
+// Thread-safety: all methods may be called concurrently; each instance is serialised by its
+// own mutex, the instance table by another.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "agent/provider.h"
+#include "agent/providers/vm/disk_store.h"
+#include "agent/providers/vm/vm_state.h"
+
+namespace photon::agent::vm {
+
+class VmProvider : public Provider {
+ public:
+  VmProvider() = default;
+  ~VmProvider() override = default;
+
+  std::string Driver() const override { return "vm"; }
+  Status Initialize(const ProviderContext& context) override;
+  StatusOr<std::map<std::string, std::string>> Fingerprint() override;
+  StatusOr<Handle> Start(const compute::ComputeInstance& instance) override;
+  Status Recover(const Handle& handle) override;
+  Status Stop(const std::string& instance_id, std::chrono::seconds timeout) override;
+  Status Destroy(const std::string& instance_id) override;
+  StatusOr<Observed> Inspect(const std::string& instance_id) override;
+  StatusOr<std::vector<Handle>> List() override;
+  StatusOr<ActionResult> Execute(const std::string& instance_id, const std::string& action,
+                                 const std::map<std::string, std::string>& params) override;
+
+  // The accelerator this node uses ("kvm" or "tcg") and why; valid after Initialize.
+  const std::string& accel() const { return accel_; }
+  const std::string& accel_reason() const { return accel_reason_; }
+
+ private:
+  std::string InstanceDir(const std::string& id) const;
+  std::string Config(const std::string& key, const std::string& fallback) const;
+  int64_t ConfigInt(const std::string& key, int64_t fallback) const;
+  // The state of `id`: from the table, else from disk; nullptr when unknown.
+  std::shared_ptr<VmState> Find(const std::string& id);
+  bool InstanceExists(const std::string& id);
+
+  StatusOr<Handle> StartLocked(VmState& vm, const compute::ComputeInstance& instance);
+  Status StopLocked(VmState& vm, std::chrono::seconds timeout);
+  Status KillLocked(VmState& vm);
+  bool AliveLocked(const VmState& vm) const;
+  bool ScanReadyLocked(VmState& vm);
+  Status AttachVolumeLocked(VmState& vm, const std::string& volume);
+  Status DetachVolumeLocked(VmState& vm, const std::string& volume);
+  Status RebootLocked(VmState& vm);
+  std::string ConsoleTail(const VmState& vm, size_t bytes) const;
+  Handle MakeHandle(const VmState& vm) const;
+
+  ProviderContext context_;
+  std::unique_ptr<DiskStore> disks_;
+  std::string qemu_binary_ = "qemu-system-x86_64";
+  std::string accel_ = "tcg";
+  std::string accel_reason_;
+  std::string ready_marker_ = "PHOTON-READY";
+  std::string qemu_version_;
+
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<VmState>> vms_;
+};
+
+}  // namespace photon::agent::vm
+
+namespace photon::agent {
+using VmProvider = vm::VmProvider;
+}  // namespace photon::agent

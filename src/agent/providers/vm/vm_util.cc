@@ -1,0 +1,195 @@
+// Implementation of the vm driver's host helpers; see vm_util.h.
+#include "agent/providers/vm/vm_util.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "common/util.h"
+
+namespace photon::agent::vm {
+namespace {
+
+constexpr size_t kMaxOutput = 64 * 1024;
+
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+}  // namespace
+
+StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
+                                   std::chrono::milliseconds timeout) {
+  if (argv.empty()) return absl::InvalidArgumentError("empty command");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return absl::InternalError(std::string("pipe: ") + strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return absl::InternalError(std::string("fork: ") + strerror(errno));
+  }
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    close_range(3, ~0U, 0);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  CommandResult result;
+  int64_t deadline = MonotonicNanos() + std::chrono::nanoseconds(timeout).count();
+  bool timed_out = false;
+  char buf[4096];
+  while (true) {
+    int64_t left_ms = (deadline - MonotonicNanos()) / 1000000;
+    if (left_ms <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    int r = poll(&p, 1, static_cast<int>(left_ms));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    ssize_t n = read(fds[0], buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (result.output.size() < kMaxOutput) result.output.append(buf, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  if (timed_out) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    return absl::DeadlineExceededError(argv[0] + " did not finish within " +
+                                       std::to_string(timeout.count()) + " ms");
+  }
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (result.exit_code == 127 && result.output.empty()) {
+    return absl::FailedPreconditionError(argv[0] + " is not installed");
+  }
+  return result;
+}
+
+Status RunChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  PHOTON_ASSIGN_OR_RETURN(CommandResult r, RunCommand(argv, timeout));
+  if (r.exit_code != 0) {
+    return absl::InternalError(argv[0] + " failed (exit " + std::to_string(r.exit_code) +
+                               "): " + r.output);
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::string> Sha256File(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError("cannot open " + path + ": " + strerror(errno));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return absl::InternalError("read " + path + ": " + strerror(err));
+    }
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+  }
+  close(fd);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static const char* kHex = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex.push_back(kHex[md[i] >> 4]);
+    hex.push_back(kHex[md[i] & 15]);
+  }
+  return hex;
+}
+
+bool ProcessAlive(int pid) {
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::string stat = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return false;
+  // The state follows the parenthesised command name, which may itself contain ')'.
+  size_t close_paren = stat.rfind(')');
+  if (close_paren != std::string::npos && close_paren + 2 < stat.size()) {
+    char state = stat[close_paren + 2];
+    if (state == 'Z' || state == 'X') {
+      waitpid(pid, nullptr, WNOHANG);  // ours when the agent is a subreaper
+      return false;
+    }
+  }
+  return true;
+}
+
+bool CmdlineContains(int pid, const std::string& needle) {
+  if (pid <= 0) return false;
+  std::string cmdline = ReadSmallFile("/proc/" + std::to_string(pid) + "/cmdline");
+  for (char& c : cmdline) {
+    if (c == '\0') c = '\n';
+  }
+  return cmdline.find(needle) != std::string::npos;
+}
+
+int64_t ProcessRssBytes(int pid) {
+  std::string status = ReadSmallFile("/proc/" + std::to_string(pid) + "/status");
+  size_t pos = status.find("VmRSS:");
+  if (pos == std::string::npos) return 0;
+  return std::strtoll(status.c_str() + pos + 6, nullptr, 10) * 1024;
+}
+
+std::string TailFile(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  std::streamoff start = size > static_cast<std::streamoff>(max_bytes)
+                             ? size - static_cast<std::streamoff>(max_bytes)
+                             : 0;
+  in.seekg(start);
+  std::string data(static_cast<size_t>(size - start), '\0');
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  if (start > 0) {
+    size_t nl = data.find('\n');
+    if (nl != std::string::npos) data.erase(0, nl + 1);
+  }
+  return data;
+}
+
+int64_t FileSize(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return -1;
+  return st.st_size;
+}
+
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+}  // namespace photon::agent::vm

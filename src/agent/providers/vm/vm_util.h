@@ -1,0 +1,41 @@
+// Host helpers of the vm driver: running tools (qemu-img, mkfs.vfat, mcopy) with an argv and a
+// timeout — never a shell string —, hashing files, and checking that a pid is still the QEMU we
+// started. Thread-safe (no shared state).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace photon::agent::vm {
+
+struct CommandResult {
+  int exit_code = -1;  // -1 when killed by a signal or the timeout
+  std::string output;  // stdout and stderr, interleaved, capped at 64 KiB
+};
+
+// Runs argv[0] (looked up in PATH) with no inherited descriptors beyond stdio, waits for it.
+StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
+                                   std::chrono::milliseconds timeout);
+// RunCommand that turns a non-zero exit into INTERNAL naming the tool and its output.
+Status RunChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+
+// Streams the file through SHA-256; lower-case hex.
+StatusOr<std::string> Sha256File(const std::string& path);
+
+// True when pid is alive and not a zombie (a zombie child of ours is reaped on the way).
+bool ProcessAlive(int pid);
+// True when /proc/pid/cmdline contains `needle` as one argument or part of one. This is how a
+// recycled pid is told apart from our QEMU (its argv names the instance directory).
+bool CmdlineContains(int pid, const std::string& needle);
+// Resident set size of pid in bytes (0 when unknown).
+int64_t ProcessRssBytes(int pid);
+
+// Last `max_bytes` of a file, starting at a line boundary.
+std::string TailFile(const std::string& path, size_t max_bytes);
+int64_t FileSize(const std::string& path);  // -1 when missing
+bool PathExists(const std::string& path);
+
+}  // namespace photon::agent::vm
