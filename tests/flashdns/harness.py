@@ -30,13 +30,24 @@ def free_port():
     raise RuntimeError("no free port")
 
 
+def _die_with_parent():
+    """In the child: get SIGTERM when the test process dies (e.g. killed by a ctest
+    timeout), so no daemon outlives its test."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Daemon:
-    """A child process with its output in a log file; stopped by stop() or close()."""
+    """A child process with its output in a log file; stopped by stop()."""
 
     def __init__(self, argv, log_path, env=None):
         self.log_path = log_path
         self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=_die_with_parent)
 
     def output(self):
         with open(self.log_path, "rb") as f:
@@ -186,6 +197,14 @@ class FlashDns:
         self.daemon = Daemon([self.binary, "--config", self.config, "--log-level",
                               self.log_level],
                              os.path.join(self.tmp, "flashdns.log"))
+        try:
+            self._wait_ready(wait_name)
+        except BaseException:
+            self.daemon.stop()
+            raise
+        return self
+
+    def _wait_ready(self, wait_name):
         wait_for_dns(self.port, wait_name)
         # The API comes up after DNS; "flashdns ready" is logged once everything listens.
         end = time.time() + 10
@@ -193,7 +212,6 @@ class FlashDns:
             if time.time() > end or self.daemon.proc.poll() is not None:
                 raise RuntimeError("flashdns did not become ready:\n" + self.daemon.output())
             time.sleep(0.05)
-        return self
 
     def dig(self, *args, **kw):
         return dig("127.0.0.1", self.port, *args, **kw)
