@@ -54,7 +54,7 @@ StatusOr<std::string> Authenticator::SecretFor(const std::string& access_key) {
 std::string Authenticator::CachedSigningKey(const std::string& access_key,
                                             const std::string& secret, const std::string& date) {
   // The signing key depends only on secret, date and region: derive it once per day per key.
-  std::string cache_key = access_key + "/" + date + "/" + Sha256Hex(secret);
+  std::string cache_key = access_key + "/" + date + "/" + secret;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = key_cache_.find(cache_key);
   if (it != key_cache_.end()) return it->second;

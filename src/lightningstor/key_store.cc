@@ -13,7 +13,10 @@ namespace {
 int64_t MtimeNs(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return -1;
-  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  // The file is replaced by rename on every change, so the inode number tells changes apart
+  // even within one coarse mtime tick.
+  uint64_t stamp = static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000u + st.st_mtim.tv_nsec;
+  return static_cast<int64_t>((stamp * 31 + st.st_ino) & 0x7fffffffffffffffu);
 }
 
 }  // namespace
@@ -21,8 +24,10 @@ int64_t MtimeNs(const std::string& path) {
 StatusOr<std::vector<AccessKey>> KeyStore::ReadLocked() {
   int64_t mtime = MtimeNs(path_);
   if (mtime < 0) {
+    std::unique_lock<std::shared_mutex> lock(cache_mu_);
     cache_.clear();
     cache_mtime_ns_ = -1;
+    loaded_mtime_ns_.store(-1, std::memory_order_release);
     return cache_;
   }
   if (mtime == cache_mtime_ns_) return cache_;
@@ -37,8 +42,12 @@ StatusOr<std::vector<AccessKey>> KeyStore::ReadLocked() {
   } catch (const std::exception& e) {
     return absl::DataLossError("keys file " + path_ + " is corrupt: " + e.what());
   }
-  cache_ = keys;
+  {
+    std::unique_lock<std::shared_mutex> lock(cache_mu_);
+    cache_ = keys;
+  }
   cache_mtime_ns_ = mtime;
+  loaded_mtime_ns_.store(mtime, std::memory_order_release);
   return keys;
 }
 
@@ -84,11 +93,18 @@ Status KeyStore::Delete(const std::string& id) {
   return WriteLocked(keys);
 }
 
-std::optional<std::string> KeyStore::Secret(const std::string& id) {
+void KeyStore::RefreshIfChanged() {
+  // One stat per call and no lock unless the file changed, so a deleted key stops working at
+  // once without serialising requests.
+  if (MtimeNs(path_) == loaded_mtime_ns_.load(std::memory_order_acquire)) return;
   std::lock_guard<std::mutex> lock(mu_);
-  auto keys = ReadLocked();
-  if (!keys.ok()) return std::nullopt;
-  for (const auto& k : *keys)
+  (void)ReadLocked();
+}
+
+std::optional<std::string> KeyStore::Secret(const std::string& id) {
+  RefreshIfChanged();
+  std::shared_lock<std::shared_mutex> lock(cache_mu_);
+  for (const auto& k : cache_)
     if (k.id == id) return k.secret;
   return std::nullopt;
 }

@@ -3,9 +3,11 @@
 // and the file changed, so keys created while it runs work at once. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -35,10 +37,15 @@ class KeyStore {
   StatusOr<std::vector<AccessKey>> ReadLocked();
   Status WriteLocked(const std::vector<AccessKey>& keys);
 
+  // Re-reads the file if its mtime differs from the loaded one.
+  void RefreshIfChanged();
+
   std::string path_;
-  std::mutex mu_;
+  std::mutex mu_;               // serialises file reads and writes
+  std::shared_mutex cache_mu_;  // guards cache_ for the request path
   std::vector<AccessKey> cache_;
   int64_t cache_mtime_ns_ = -1;
+  std::atomic<int64_t> loaded_mtime_ns_{-2};  // -2: never loaded
 };
 
 }  // namespace photon::lightningstor

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <set>
+#include <unordered_map>
 
 #include "common/util.h"
 #include "lightningstor/s3_error.h"
@@ -182,14 +183,30 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
 }
 
 void S3Service::Observe(const S3Request& r, int status, double seconds) {
-  metrics_
-      ->GetCounter("lightningstor_requests_total", "S3 requests by operation and HTTP status",
-                   {{"op", r.op}, {"status", std::to_string(status)}})
-      ->Inc();
-  metrics_
-      ->GetHistogram("lightningstor_request_duration_seconds", "S3 request latency by operation",
-                     {{"op", r.op}})
-      ->Observe(seconds);
+  // The registry takes a lock per lookup; each connection thread keeps its own pointers.
+  thread_local std::unordered_map<std::string, Counter*> counters;
+  thread_local std::unordered_map<std::string, Histogram*> histograms;
+  std::string key =
+      std::to_string(reinterpret_cast<uintptr_t>(metrics_)) + r.op + "/" + std::to_string(status);
+  auto c = counters.find(key);
+  if (c == counters.end()) {
+    c = counters
+            .emplace(key, metrics_->GetCounter("lightningstor_requests_total",
+                                               "S3 requests by operation and HTTP status",
+                                               {{"op", r.op}, {"status", std::to_string(status)}}))
+            .first;
+  }
+  c->second->Inc();
+  std::string hkey = std::to_string(reinterpret_cast<uintptr_t>(metrics_)) + r.op;
+  auto h = histograms.find(hkey);
+  if (h == histograms.end()) {
+    h = histograms
+            .emplace(hkey,
+                     metrics_->GetHistogram("lightningstor_request_duration_seconds",
+                                            "S3 request latency by operation", {{"op", r.op}}))
+            .first;
+  }
+  h->second->Observe(seconds);
   if (r.bytes_in) bytes_in_->Inc(static_cast<double>(r.bytes_in));
   if (r.bytes_out) bytes_out_->Inc(static_cast<double>(r.bytes_out));
 }

@@ -23,6 +23,7 @@ namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 
 constexpr size_t kHeaderLimit = 64 << 10;
+constexpr int kIoTimeoutSeconds = 120;
 
 Status SplitHostPort(const std::string& hostport, std::string* host, int* port) {
   size_t colon = hostport.rfind(':');
@@ -318,6 +319,11 @@ class BeastServer : public Server {
   void RunConnection(tcp::socket socket) {
     beast::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
+    // Idle or stalled peers must not hold a thread forever: blocking reads and writes give up
+    // after kIoTimeoutSeconds and the connection closes.
+    timeval timeout{kIoTimeoutSeconds, 0};
+    setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
     std::string remote;
     auto ep = socket.remote_endpoint(ec);
     if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
