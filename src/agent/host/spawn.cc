@@ -137,7 +137,14 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
   }
   if (intermediate == 0) {
     // Intermediate: new session, then the monitor, then exit so init adopts the monitor.
-    ::close(report[0]);
+    // Keep only the report pipe (as fd 3): descriptors other threads opened concurrently
+    // (pipes of helper commands, sockets) must not live on in the long-lived monitor.
+    if (report[1] != 3) {
+      ::dup2(report[1], 3);
+      report[1] = 3;
+    }
+    ::syscall(SYS_close_range, 4U, ~0U, 0U);
+    if (report[0] != 3) ::close(report[0]);
     ::setsid();
     pid_t monitor = ::fork();
     if (monitor != 0) ::_exit(monitor < 0 ? 1 : 0);
@@ -149,6 +156,10 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
     ::signal(SIGPIPE, SIG_IGN);
     if (subreaper) ::prctl(PR_SET_CHILD_SUBREAPER, 1);
     int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    // Nor the agent's stdio (a pipe someone reads until EOF, say).
+    ::dup2(devnull, 0);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
     Report r{0, ::getpid(), 0, 0};
     int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (log_fd < 0) {

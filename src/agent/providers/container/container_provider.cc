@@ -254,6 +254,7 @@ Status ContainerProvider::Run(const std::string& id) {
     auto code = ReadExitCode(bundle + "/exit");
     if (code.ok() && *code != 0) {
       std::string out = TailFile(bundle + "/output.log", 5);
+      while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
       return absl::FailedPreconditionError("runc run failed (exit " + std::to_string(*code) +
                                            "): " + out);
     }
@@ -362,7 +363,7 @@ Status ContainerProvider::Destroy(const std::string& instance_id) {
   if (!ValidId(instance_id)) return absl::InvalidArgumentError("bad container id");
   {
     std::lock_guard<std::mutex> l(*Lock(instance_id));
-    KillAndDelete(instance_id, std::chrono::seconds(5));
+    KillAndDelete(instance_id, std::chrono::seconds(3));
     std::string bundle = Bundle(instance_id);
     UnmountRootfs(bundle);
     std::error_code ec;

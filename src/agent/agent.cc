@@ -1,0 +1,311 @@
+#include "agent/agent.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "agent/providers/builtin.h"
+#include "common/file_util.h"
+#include "common/util.h"
+#include "spdlog/spdlog.h"
+
+namespace photon::agent {
+using json = nlohmann::json;
+
+namespace {
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+int64_t HostMemoryMb() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit) {
+    if (key == "MemTotal:") return kb / 1024;
+  }
+  return 0;
+}
+
+int64_t HostDiskGb(const std::string& dir) {
+  struct statvfs s;
+  if (::statvfs(dir.c_str(), &s) != 0) return 0;
+  return static_cast<int64_t>(s.f_blocks) * static_cast<int64_t>(s.f_frsize) / (1LL << 30);
+}
+
+template <typename T>
+StatusOr<T> ParseProto(const json& j) {
+  T msg;
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = true;
+  auto st = google::protobuf::util::JsonStringToMessage(j.dump(), &msg, opts);
+  if (!st.ok()) return absl::DataLossError(std::string(st.message()));
+  return msg;
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {
+  // Providers hand paths to runc and to children with another working directory.
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(options_.data_dir, ec);
+  if (!ec) options_.data_dir = abs.lexically_normal().string();
+  std::string base = options_.server;
+  if (base.rfind("http://", 0) != 0) base = "http://" + base;
+  api_ = std::make_unique<ApiClient>(base);
+  heartbeat_age_ = metrics_.GetGauge("photon_agent_last_heartbeat_timestamp_seconds",
+                                     "Unix time of the last successful heartbeat");
+  heartbeat_failures_ =
+      metrics_.GetCounter("photon_agent_heartbeat_failures_total", "Failed heartbeats");
+}
+
+Agent::~Agent() { Stop(); }
+
+Status Agent::Join() {
+  std::string cred_path = options_.data_dir + "/credential";
+  if (auto cred = ReadFile(cred_path); cred.ok() && !Trim(*cred).empty()) {
+    api_->SetToken(Trim(*cred));
+    auto probe = api_->Get("/v1/namespaces/system/nodes/" + options_.name);
+    if (probe.ok() || probe.status().code() == absl::StatusCode::kNotFound) {
+      spdlog::info("reusing the stored credential of node {}", options_.name);
+      return absl::OkStatus();
+    }
+    if (probe.status().code() != absl::StatusCode::kUnauthenticated) return probe.status();
+    spdlog::warn("the stored credential was refused; joining again");
+  }
+  PHOTON_ASSIGN_OR_RETURN(std::string join_token, ReadFile(options_.token_file));
+  PHOTON_ASSIGN_OR_RETURN(json r, api_->CallWithToken(Trim(join_token), "POST", "/v1/join",
+                                                      json{{"node", options_.name}}));
+  std::string token = r.value("token", "");
+  if (token.empty()) return absl::DataLossError("join answered without a token");
+  PHOTON_RETURN_IF_ERROR(WriteFileAtomic(cred_path, token + "\n", 0600));
+  api_->SetToken(token);
+  spdlog::info("joined as {}", r.value("principal", ""));
+  return absl::OkStatus();
+}
+
+Status Agent::InitProviders() {
+  RegisterBuiltinProviders(&registry_);
+  for (const auto& [driver, provider] : registry_.all()) {
+    ProviderContext ctx;
+    ctx.node_name = options_.name;
+    ctx.lookup = this;
+    ctx.data_dir = options_.data_dir + "/providers/" + driver;
+    if (auto it = options_.drivers.find(driver); it != options_.drivers.end()) {
+      ctx.config = it->second;
+    }
+    if (ctx.config.count("enabled") && ctx.config["enabled"] == "false") continue;
+    PHOTON_RETURN_IF_ERROR(MakeDirs(ctx.data_dir, 0700));
+    Status s = provider->Initialize(ctx);
+    if (!s.ok()) {
+      spdlog::warn("driver {}: initialize: {}", driver, s.ToString());
+      continue;
+    }
+    auto fp = provider->Fingerprint();
+    if (!fp.ok()) {
+      spdlog::info("driver {} unavailable: {}", driver, fp.status().ToString());
+      continue;
+    }
+    drivers_.insert(driver);
+    for (const auto& [k, v] : *fp) attributes_[k] = v;
+    spdlog::info("driver {} available", driver);
+  }
+  return absl::OkStatus();
+}
+
+json Agent::NodeSpec() const {
+  int vcpu =
+      options_.vcpu > 0 ? options_.vcpu : static_cast<int>(std::thread::hardware_concurrency());
+  int64_t mem = options_.memory_mb > 0 ? options_.memory_mb : HostMemoryMb();
+  int64_t disk = options_.disk_gb > 0 ? options_.disk_gb : HostDiskGb(options_.data_dir);
+  json drivers = json::array();
+  for (const auto& d : drivers_) drivers.push_back(d);
+  json attrs = json::object();
+  for (const auto& [k, v] : attributes_) attrs[k] = v;
+  return json{
+      {"capacity",
+       {{"vcpu", vcpu}, {"memoryMb", std::to_string(mem)}, {"diskGb", std::to_string(disk)}}},
+      {"drivers", drivers},
+      {"attributes", attrs},
+      {"address", "127.0.0.1:" + std::to_string(http_port())}};
+}
+
+Status Agent::RegisterNode() {
+  std::string path = "/v1/namespaces/system/nodes/" + options_.name;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    auto cur = api_->Get(path);
+    if (!cur.ok() && cur.status().code() == absl::StatusCode::kNotFound) {
+      json labels = json::object();
+      for (const auto& [k, v] : options_.labels) labels[k] = v;
+      json node{
+          {"metadata", {{"name", options_.name}, {"namespace", "system"}, {"labels", labels}}},
+          {"spec", NodeSpec()}};
+      auto r = api_->Call("POST", "/v1/namespaces/system/nodes", node);
+      if (r.ok()) {
+        spdlog::info("registered node {}", options_.name);
+        return absl::OkStatus();
+      }
+      if (r.status().code() == absl::StatusCode::kAlreadyExists ||
+          r.status().code() == absl::StatusCode::kAborted) {
+        continue;
+      }
+      return r.status();
+    }
+    if (!cur.ok()) return cur.status();
+    // Update what the agent owns; keep what admins set (cordon, extra labels).
+    json node = *cur;
+    json spec = NodeSpec();
+    bool unschedulable = node.contains("spec") && node["spec"].value("unschedulable", false);
+    for (auto& [k, v] : spec.items()) node["spec"][k] = v;
+    if (unschedulable) node["spec"]["unschedulable"] = true;
+    for (const auto& [k, v] : options_.labels) node["metadata"]["labels"][k] = v;
+    auto r = api_->Call("PUT", path, node);
+    if (r.ok()) {
+      spdlog::info("updated node {}", options_.name);
+      return absl::OkStatus();
+    }
+    if (r.status().code() != absl::StatusCode::kAborted &&
+        r.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return r.status();
+    }
+  }
+  return absl::AbortedError("registering node " + options_.name + ": too many conflicts");
+}
+
+Status Agent::Heartbeat() {
+  std::string path = "/v1/namespaces/system/nodes/" + options_.name;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    PHOTON_ASSIGN_OR_RETURN(json node, api_->Get(path));
+    json& ns = node["nodeStatus"];
+    if (!ns.is_object()) ns = json::object();
+    ns["condition"] = "READY";
+    ns["lastHeartbeat"] = NowRfc3339();
+    ns["message"] = std::to_string(controller_ ? controller_->Running() : 0) + " instances";
+    auto r = api_->Call("PUT", path + "/status", node);
+    if (r.ok()) {
+      heartbeat_age_->Set(static_cast<double>(time(nullptr)));
+      return absl::OkStatus();
+    }
+    if (r.status().code() == absl::StatusCode::kNotFound) {
+      PHOTON_RETURN_IF_ERROR(RegisterNode());  // deleted by an admin: register again
+      continue;
+    }
+    if (r.status().code() != absl::StatusCode::kAborted &&
+        r.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return r.status();
+    }
+  }
+  return absl::AbortedError("heartbeat: too many conflicts");
+}
+
+StatusOr<compute::Image> Agent::GetImage(const std::string& ns, const std::string& name) {
+  PHOTON_ASSIGN_OR_RETURN(json j, api_->Get("/v1/namespaces/" + ns + "/images/" + name));
+  return ParseProto<compute::Image>(j);
+}
+
+StatusOr<storage::Volume> Agent::GetVolume(const std::string& ns, const std::string& name) {
+  PHOTON_ASSIGN_OR_RETURN(json j, api_->Get("/v1/namespaces/" + ns + "/volumes/" + name));
+  return ParseProto<storage::Volume>(j);
+}
+
+HttpResponse Agent::Serve(HttpRequest& req) {
+  if (req.path == "/healthz") {
+    return ready_ ? HttpResponse::Text(200, "ok\n") : HttpResponse::Text(503, "starting\n");
+  }
+  if (req.path == "/metrics") {
+    HttpResponse r = HttpResponse::Text(200, metrics_.Render());
+    r.content_type = "text/plain; version=0.0.4";
+    return r;
+  }
+  return HttpResponse::Text(404, "not found\n");
+}
+
+Status Agent::Start() {
+  PHOTON_RETURN_IF_ERROR(MakeDirs(options_.data_dir, 0700));
+  HttpServerOptions hopts;
+  hopts.listen = options_.listen;
+  hopts.threads = 1;
+  hopts.name = "agent";
+  PHOTON_ASSIGN_OR_RETURN(http_,
+                          HttpServer::Start(hopts, [this](HttpRequest& r) { return Serve(r); }));
+  spdlog::info("serving /healthz and /metrics on port {}", http_->port());
+
+  // The control plane may still be starting: retry joining for a while.
+  Status joined;
+  for (int i = 0; i < 60 && !stop_; ++i) {
+    joined = Join();
+    if (joined.ok() || joined.code() == absl::StatusCode::kPermissionDenied ||
+        joined.code() == absl::StatusCode::kInvalidArgument) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  PHOTON_RETURN_IF_ERROR(joined);
+  PHOTON_RETURN_IF_ERROR(InitProviders());
+  PHOTON_RETURN_IF_ERROR(RegisterNode());
+  PHOTON_RETURN_IF_ERROR(Heartbeat());
+
+  ControllerOptions copts;
+  copts.node_name = options_.name;
+  copts.data_dir = options_.data_dir;
+  copts.drivers = drivers_;
+  copts.workers = options_.workers;
+  controller_ = std::make_unique<InstanceController>(copts, api_.get(), &registry_, &metrics_);
+  instances_ =
+      std::make_unique<Informer>(api_.get(), "/v1/computeinstances",
+                                 [this](const std::string& k) { controller_->OnInstance(k); });
+  operations_ = std::make_unique<Informer>(
+      api_.get(), "/v1/operations", [this](const std::string& k) { controller_->OnOperation(k); });
+  controller_->SetInformers(instances_.get(), operations_.get());
+  PHOTON_RETURN_IF_ERROR(instances_->Sync());
+  PHOTON_RETURN_IF_ERROR(operations_->Sync());
+  PHOTON_RETURN_IF_ERROR(controller_->Adopt());
+  controller_->Start();
+  threads_.emplace_back([this] { instances_->Run(&stop_); });
+  threads_.emplace_back([this] { operations_->Run(&stop_); });
+  threads_.emplace_back([this] {
+    auto next_beat =
+        std::chrono::steady_clock::now() + std::chrono::seconds(options_.heartbeat_seconds);
+    auto next_sync =
+        std::chrono::steady_clock::now() + std::chrono::seconds(options_.resync_seconds);
+    while (!stop_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      auto now = std::chrono::steady_clock::now();
+      if (now >= next_beat) {
+        next_beat = now + std::chrono::seconds(options_.heartbeat_seconds);
+        Status s = Heartbeat();
+        if (!s.ok()) {
+          heartbeat_failures_->Inc();
+          spdlog::warn("heartbeat: {}", s.ToString());
+        }
+      }
+      if (now >= next_sync) {
+        next_sync = now + std::chrono::seconds(options_.resync_seconds);
+        controller_->ResyncAll();
+      }
+    }
+  });
+  ready_ = true;
+  spdlog::info("node {} ready: drivers [{}]", options_.name, fmt::join(drivers_, ", "));
+  return absl::OkStatus();
+}
+
+void Agent::Stop() {
+  stop_ = true;
+  if (controller_) controller_->Stop();
+  // Watch threads may sit in a blocking read until the next event; they exit with the process.
+  for (auto& t : threads_) {
+    if (t.joinable()) t.detach();
+  }
+  threads_.clear();
+  if (http_) http_->Stop();
+}
+
+}  // namespace photon::agent

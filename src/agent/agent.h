@@ -1,0 +1,64 @@
+// photon-agent: joins the control plane, registers its Node (capacity, drivers, attributes,
+// topology labels), heartbeats, serves /healthz and /metrics, and runs the instance
+// controller over its providers.
+// Thread-safety: Start once, then Stop from any thread; the rest is internal.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/api_client.h"
+#include "agent/config.h"
+#include "agent/informer.h"
+#include "agent/instance_controller.h"
+#include "agent/provider.h"
+#include "common/http_server.h"
+#include "common/metrics.h"
+
+namespace photon::agent {
+
+class Agent : public ResourceLookup {
+ public:
+  explicit Agent(AgentOptions options);
+  ~Agent() override;
+
+  // Joins (or reuses the stored credential), starts providers, registers the node, adopts
+  // what runs and starts the watches. Returns once the agent is serving.
+  Status Start();
+  // Stops the background threads; workloads keep running (a restarted agent adopts them).
+  void Stop();
+  int http_port() const { return http_ ? http_->port() : 0; }
+
+  StatusOr<compute::Image> GetImage(const std::string& ns, const std::string& name) override;
+  StatusOr<storage::Volume> GetVolume(const std::string& ns, const std::string& name) override;
+
+ private:
+  Status Join();
+  Status InitProviders();
+  Status RegisterNode();
+  Status Heartbeat();
+  nlohmann::json NodeSpec() const;
+  HttpResponse Serve(HttpRequest& req);
+
+  AgentOptions options_;
+  std::unique_ptr<ApiClient> api_;
+  ProviderRegistry registry_;
+  std::set<std::string> drivers_;
+  std::map<std::string, std::string> attributes_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<InstanceController> controller_;
+  std::unique_ptr<Informer> instances_;
+  std::unique_ptr<Informer> operations_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> ready_{false};
+  std::vector<std::thread> threads_;
+  Gauge* heartbeat_age_ = nullptr;
+  Counter* heartbeat_failures_ = nullptr;
+};
+
+}  // namespace photon::agent

@@ -1,0 +1,84 @@
+#include "agent/api_client.h"
+
+#include "cli/http_client.h"
+
+namespace photon::agent {
+
+void ApiClient::SetToken(const std::string& token) {
+  std::lock_guard<std::mutex> l(mu_);
+  token_ = token;
+}
+
+std::string ApiClient::Token() {
+  std::lock_guard<std::mutex> l(mu_);
+  return token_;
+}
+
+Status StatusFromHttp(int http_status, const std::string& body) {
+  std::string msg = body;
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object()) {
+    if (j.contains("error") && j["error"].is_object()) {
+      msg = j["error"].value("message", body);
+    } else if (j.contains("message") && j["message"].is_string()) {
+      msg = j["message"].get<std::string>();
+    }
+  }
+  msg = "HTTP " + std::to_string(http_status) + ": " + msg;
+  switch (http_status) {
+    case 400:
+      return absl::InvalidArgumentError(msg);
+    case 401:
+      return absl::UnauthenticatedError(msg);
+    case 403:
+      return absl::PermissionDeniedError(msg);
+    case 404:
+      return absl::NotFoundError(msg);
+    case 409:
+      return absl::AbortedError(msg);
+    case 410:
+      return absl::OutOfRangeError(msg);
+    case 412:
+      return absl::FailedPreconditionError(msg);
+    case 429:
+      return absl::ResourceExhaustedError(msg);
+    case 503:
+      return absl::UnavailableError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+StatusOr<nlohmann::json> ApiClient::CallWithToken(const std::string& token,
+                                                  const std::string& method,
+                                                  const std::string& path,
+                                                  const nlohmann::json& body) {
+  PHOTON_ASSIGN_OR_RETURN(auto client, cli::HttpClient::Create(base_url_, token));
+  std::string payload = body.is_null() ? "" : body.dump();
+  PHOTON_ASSIGN_OR_RETURN(cli::HttpResult r, client.Do(method, path, payload));
+  if (r.status < 200 || r.status >= 300) return StatusFromHttp(r.status, r.body);
+  if (r.body.empty()) return nlohmann::json::object();
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_discarded()) return absl::DataLossError("bad JSON from " + path);
+  return j;
+}
+
+StatusOr<nlohmann::json> ApiClient::Call(const std::string& method, const std::string& path,
+                                         const nlohmann::json& body) {
+  return CallWithToken(Token(), method, path, body);
+}
+
+Status ApiClient::Watch(const std::string& path,
+                        const std::function<bool(const nlohmann::json&)>& on_event) {
+  PHOTON_ASSIGN_OR_RETURN(auto client, cli::HttpClient::Create(base_url_, Token()));
+  PHOTON_ASSIGN_OR_RETURN(cli::HttpResult r, client.Stream(path, [&](const std::string& line) {
+    if (line.empty()) return true;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) return true;
+    return on_event(j);
+  }));
+  if (r.status != 200) return StatusFromHttp(r.status, r.body);
+  return absl::OkStatus();
+}
+
+}  // namespace photon::agent

@@ -1,0 +1,100 @@
+#include "agent/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <regex>
+#include <set>
+
+namespace photon::agent {
+namespace {
+
+const std::regex kLabelKey("[a-z0-9]([-a-z0-9_./]*[a-z0-9])?");
+const std::regex kDnsLabel("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
+
+}  // namespace
+
+Status ParseLabels(const std::string& text, std::map<std::string, std::string>* labels) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item =
+        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+    if (item.empty()) continue;
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError("labels: '" + item + "' is not key=value");
+    }
+    std::string key = item.substr(0, eq);
+    if (!std::regex_match(key, kLabelKey)) {
+      return absl::InvalidArgumentError("labels: bad key '" + key + "'");
+    }
+    (*labels)[key] = item.substr(eq + 1);
+  }
+  return absl::OkStatus();
+}
+
+Status LoadConfigFile(const std::string& path, AgentOptions* o) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError("config " + path + ": " + e.what());
+  }
+  if (!root.IsMap()) return absl::InvalidArgumentError("config " + path + ": want a mapping");
+  static const std::set<std::string> kKeys = {
+      "server",           "tokenFile",     "dataDir", "name",     "labels",   "listen",
+      "heartbeatSeconds", "resyncSeconds", "workers", "capacity", "logLevel", "drivers"};
+  try {
+    for (const auto& kv : root) {
+      std::string key = kv.first.as<std::string>();
+      if (!kKeys.count(key))
+        return absl::InvalidArgumentError("config " + path + ": unknown key '" + key + "'");
+    }
+    if (root["server"]) o->server = root["server"].as<std::string>();
+    if (root["tokenFile"]) o->token_file = root["tokenFile"].as<std::string>();
+    if (root["dataDir"]) o->data_dir = root["dataDir"].as<std::string>();
+    if (root["name"]) o->name = root["name"].as<std::string>();
+    if (root["listen"]) o->listen = root["listen"].as<std::string>();
+    if (root["logLevel"]) o->log_level = root["logLevel"].as<std::string>();
+    if (root["heartbeatSeconds"]) o->heartbeat_seconds = root["heartbeatSeconds"].as<int>();
+    if (root["resyncSeconds"]) o->resync_seconds = root["resyncSeconds"].as<int>();
+    if (root["workers"]) o->workers = root["workers"].as<int>();
+    if (const auto& l = root["labels"]) {
+      for (const auto& kv : l) o->labels[kv.first.as<std::string>()] = kv.second.as<std::string>();
+    }
+    if (const auto& c = root["capacity"]) {
+      if (c["vcpu"]) o->vcpu = c["vcpu"].as<int>();
+      if (c["memoryMb"]) o->memory_mb = c["memoryMb"].as<int64_t>();
+      if (c["diskGb"]) o->disk_gb = c["diskGb"].as<int64_t>();
+    }
+    if (const auto& d = root["drivers"]) {
+      for (const auto& drv : d) {
+        auto& m = o->drivers[drv.first.as<std::string>()];
+        for (const auto& kv : drv.second)
+          m[kv.first.as<std::string>()] = kv.second.as<std::string>();
+      }
+    }
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError("config " + path + ": " + e.what());
+  }
+  return absl::OkStatus();
+}
+
+Status ValidateOptions(const AgentOptions& o) {
+  if (o.server.empty()) return absl::InvalidArgumentError("server: required");
+  if (o.token_file.empty()) return absl::InvalidArgumentError("token-file: required");
+  if (o.data_dir.empty()) return absl::InvalidArgumentError("data-dir: required");
+  if (!std::regex_match(o.name, kDnsLabel) || o.name.size() > 63) {
+    return absl::InvalidArgumentError("name: '" + o.name + "' is not a DNS label");
+  }
+  if (o.heartbeat_seconds < 1) return absl::InvalidArgumentError("heartbeat-seconds: must be >= 1");
+  if (o.resync_seconds < 1) return absl::InvalidArgumentError("resync-seconds: must be >= 1");
+  if (o.workers < 1 || o.workers > 64) return absl::InvalidArgumentError("workers: 1..64");
+  if (o.vcpu < 0) return absl::InvalidArgumentError("vcpu: must not be negative");
+  if (o.memory_mb < 0) return absl::InvalidArgumentError("memory-mb: must not be negative");
+  if (o.disk_gb < 0) return absl::InvalidArgumentError("disk-gb: must not be negative");
+  return absl::OkStatus();
+}
+
+}  // namespace photon::agent

@@ -1,0 +1,41 @@
+// photon-agent's configuration: every option with its default, loaded from flags and an
+// optional YAML file (flags win), validated at start-up so a bad value fails fast naming
+// the offending key. Thread-safety: plain data.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "common/status.h"
+
+namespace photon::agent {
+
+struct AgentOptions {
+  std::string server;      // control plane REST address, HOST:PORT or http://HOST:PORT
+  std::string token_file;  // the server's join.token (used once, to join)
+  std::string data_dir;    // credential, handles, provider state
+  std::string name;        // node name (DNS label)
+  std::map<std::string, std::string> labels;  // region, zone, power_az, rack_az, network_az, ...
+  std::string listen = "127.0.0.1:0";         // /healthz and /metrics
+  int heartbeat_seconds = 5;
+  int resync_seconds = 5;  // level-triggered re-check of every assigned instance
+  int workers = 4;
+  // Capacity offered to the scheduler; 0 = what the host has.
+  int vcpu = 0;
+  int64_t memory_mb = 0;
+  int64_t disk_gb = 0;
+  std::string log_level = "info";
+  // Per-driver options (ProviderContext::config), e.g. container: {runtime: runc}.
+  std::map<std::string, std::map<std::string, std::string>> drivers;
+};
+
+// "k=v,k2=v2" into labels.
+Status ParseLabels(const std::string& text, std::map<std::string, std::string>* labels);
+// Reads a YAML file into options; keys: server, tokenFile, dataDir, name, labels (map),
+// listen, heartbeatSeconds, resyncSeconds, workers, capacity {vcpu, memoryMb, diskGb},
+// logLevel, drivers {NAME: {key: value}}. Unknown keys are refused.
+Status LoadConfigFile(const std::string& path, AgentOptions* options);
+Status ValidateOptions(const AgentOptions& options);
+
+}  // namespace photon::agent

@@ -1,0 +1,522 @@
+#include "agent/instance_controller.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+
+#include <filesystem>
+
+#include "common/file_util.h"
+#include "common/http_server.h"
+#include "common/util.h"
+#include "spdlog/spdlog.h"
+
+namespace photon::agent {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using resource::ResourceStatus;
+
+namespace {
+
+StatusOr<compute::ComputeInstance> ParseInstance(const json& obj) {
+  compute::ComputeInstance inst;
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = true;
+  auto st = google::protobuf::util::JsonStringToMessage(obj.dump(), &inst, opts);
+  if (!st.ok())
+    return absl::DataLossError("bad ComputeInstance JSON: " + std::string(st.message()));
+  return inst;
+}
+
+std::string ObjectPath(const std::string& kind, const std::string& key) {
+  auto slash = key.find('/');
+  return "/v1/namespaces/" + key.substr(0, slash) + "/" + kind + "/" + key.substr(slash + 1);
+}
+
+std::string StateName(const json& op) {
+  if (!op.contains("status") || !op["status"].is_object()) return "PENDING";
+  return op["status"].value("state", "PENDING");
+}
+
+}  // namespace
+
+InstanceController::InstanceController(ControllerOptions options, ApiClient* api,
+                                       ProviderRegistry* registry, MetricsRegistry* metrics)
+    : options_(std::move(options)), api_(api), registry_(registry) {
+  reconciles_ = metrics->GetCounter("photon_agent_reconciles_total", "Reconcile passes");
+  starts_ = metrics->GetCounter("photon_agent_instance_starts_total", "Instances started");
+  destroys_ = metrics->GetCounter("photon_agent_instance_destroys_total", "Instances destroyed");
+  errors_ = metrics->GetCounter("photon_agent_reconcile_errors_total", "Failed reconciles");
+  actions_run_ = metrics->GetCounter("photon_agent_actions_total", "Actions executed");
+  reconcile_seconds_ =
+      metrics->GetHistogram("photon_agent_reconcile_seconds", "Time per reconcile pass");
+}
+
+InstanceController::~InstanceController() { Stop(); }
+
+void InstanceController::SetInformers(Informer* instances, Informer* operations) {
+  instances_ = instances;
+  operations_ = operations;
+}
+
+void InstanceController::Start() {
+  for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { Worker(); });
+  threads_.emplace_back([this] { ActionWorker(); });
+  threads_.emplace_back([this] { ActionWorker(); });
+}
+
+void InstanceController::Stop() {
+  queue_.ShutDown();
+  actions_.ShutDown();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+// ---- handle records -------------------------------------------------------------------------
+
+void InstanceController::LoadRecords() {
+  std::string dir = options_.data_dir + "/handles";
+  (void)MakeDirs(dir, 0700);
+  std::error_code ec;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    auto data = ReadFile(e.path().string());
+    if (!data.ok()) continue;
+    json j = json::parse(*data, nullptr, false);
+    if (!j.is_object()) continue;
+    Record r;
+    r.id = j.value("id", "");
+    r.key = j.value("key", "");
+    r.driver = j.value("driver", "");
+    r.data = j.value("data", "");
+    r.generation = j.value("generation", int64_t{0});
+    if (!r.id.empty()) records_[r.id] = r;
+  }
+}
+
+void InstanceController::SaveRecord(const Record& r) {
+  json j{{"id", r.id},
+         {"key", r.key},
+         {"driver", r.driver},
+         {"data", r.data},
+         {"generation", r.generation}};
+  Status s = WriteFileAtomic(options_.data_dir + "/handles/" + r.id + ".json", j.dump(), 0600);
+  if (!s.ok()) spdlog::error("persisting handle of {}: {}", r.key, s.ToString());
+  std::lock_guard<std::mutex> l(mu_);
+  records_[r.id] = r;
+  running_ = records_.size();
+}
+
+void InstanceController::EraseRecord(const std::string& id) {
+  std::error_code ec;
+  fs::remove(options_.data_dir + "/handles/" + id + ".json", ec);
+  std::lock_guard<std::mutex> l(mu_);
+  records_.erase(id);
+  failures_.erase(id);
+  running_ = records_.size();
+}
+
+std::vector<InstanceController::Record> InstanceController::RecordsForKey(const std::string& key) {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<Record> out;
+  for (const auto& [id, r] : records_) {
+    if (r.key == key) out.push_back(r);
+  }
+  return out;
+}
+
+std::optional<InstanceController::Record> InstanceController::RecordFor(const std::string& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = records_.find(id);
+  if (it == records_.end()) return std::nullopt;
+  return it->second;
+}
+
+void InstanceController::DestroyLocal(const std::string& id, const std::string& driver) {
+  Provider* p = registry_->Find(driver);
+  if (p != nullptr) {
+    Status s = p->Destroy(id);
+    if (!s.ok() && s.code() != absl::StatusCode::kNotFound) {
+      spdlog::warn("destroy {} ({}): {}", id, driver, s.ToString());
+    }
+  }
+  destroys_->Inc();
+  EraseRecord(id);
+}
+
+// ---- startup sweep --------------------------------------------------------------------------
+
+Status InstanceController::Adopt() {
+  LoadRecords();
+  struct Want {
+    std::string key;
+    std::string driver;
+    int64_t generation;
+  };
+  std::map<std::string, Want> desired;
+  for (const auto& key : instances_->Keys()) {
+    auto obj = instances_->Get(key);
+    if (!obj) continue;
+    auto inst = ParseInstance(*obj);
+    if (!inst.ok()) continue;
+    const auto& md = inst->metadata();
+    if (md.agent_id() != options_.node_name || !md.deletion_timestamp().empty()) continue;
+    desired[md.id()] = Want{key, DriverOf(*inst), md.generation()};
+  }
+  int adopted = 0, destroyed = 0;
+  for (const auto& [driver, provider] : registry_->all()) {
+    if (!options_.drivers.count(driver)) continue;
+    auto handles = provider->List();
+    if (!handles.ok()) {
+      spdlog::warn("{}: cannot list instances: {}", driver, handles.status().ToString());
+      continue;
+    }
+    for (const auto& h : *handles) {
+      auto want = desired.find(h.instance_id);
+      if (want != desired.end() && want->second.driver == driver && !h.data.empty()) {
+        auto rec = RecordFor(h.instance_id);
+        Handle use = h;
+        if (rec && rec->driver == driver && !rec->data.empty()) use.data = rec->data;
+        Status s = provider->Recover(use);
+        if (!s.ok()) spdlog::warn("recover {}: {}", want->second.key, s.ToString());
+        if (!rec) {
+          SaveRecord(
+              Record{h.instance_id, want->second.key, driver, h.data, want->second.generation});
+        }
+        ++adopted;
+      } else {
+        spdlog::info("{}: destroying orphan {}", driver, h.instance_id);
+        Status s = provider->Destroy(h.instance_id);
+        if (!s.ok() && s.code() != absl::StatusCode::kNotFound) {
+          spdlog::warn("destroy orphan {}: {}", h.instance_id, s.ToString());
+        }
+        EraseRecord(h.instance_id);
+        ++destroyed;
+      }
+    }
+  }
+  spdlog::info("adopted {} running instances, destroyed {} orphans", adopted, destroyed);
+  ResyncAll();
+  for (const auto& key : instances_->Keys()) queue_.Add(key);
+  if (operations_ != nullptr) {
+    for (const auto& key : operations_->Keys()) OnOperation(key);
+  }
+  return absl::OkStatus();
+}
+
+void InstanceController::ResyncAll() {
+  std::set<std::string> keys;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [id, r] : records_) keys.insert(r.key);
+    for (const auto& [id, f] : failures_) {
+      if (!f.permanent) {
+        for (const auto& [rid, r] : records_) {
+          if (rid == id) keys.insert(r.key);
+        }
+      }
+    }
+  }
+  for (const auto& key : instances_->Keys()) {
+    auto obj = instances_->Get(key);
+    if (obj && obj->contains("metadata") &&
+        (*obj)["metadata"].value("agentId", "") == options_.node_name) {
+      keys.insert(key);
+    }
+  }
+  for (const auto& k : keys) queue_.Add(k);
+}
+
+// ---- reconcile ------------------------------------------------------------------------------
+
+void InstanceController::Worker() {
+  std::string key;
+  while (queue_.Get(&key)) {
+    int64_t t0 = MonotonicNanos();
+    Reconcile(key);
+    reconciles_->Inc();
+    reconcile_seconds_->Observe(static_cast<double>(MonotonicNanos() - t0) / 1e9);
+    queue_.Done(key);
+  }
+}
+
+void InstanceController::Reconcile(const std::string& key) {
+  auto obj = instances_->Get(key);
+  auto records = RecordsForKey(key);
+  if (!obj) {
+    for (const auto& r : records) {
+      spdlog::info("{}: gone from the control plane; destroying", key);
+      DestroyLocal(r.id, r.driver);
+    }
+    return;
+  }
+  auto parsed = ParseInstance(*obj);
+  if (!parsed.ok()) {
+    spdlog::warn("{}: {}", key, parsed.status().ToString());
+    return;
+  }
+  const compute::ComputeInstance& inst = *parsed;
+  const auto& md = inst.metadata();
+  const std::string& id = md.id();
+  for (const auto& r : records) {
+    if (r.id != id) DestroyLocal(r.id, r.driver);  // an older object of the same name
+  }
+  auto rec = RecordFor(id);
+  if (md.agent_id() != options_.node_name) {
+    if (rec) {
+      spdlog::info("{}: placed on '{}' now; destroying the local copy", key, md.agent_id());
+      DestroyLocal(id, rec->driver);
+    }
+    return;
+  }
+  if (!md.deletion_timestamp().empty()) {
+    if (rec) {
+      DestroyLocal(id, rec->driver);
+    } else if (Provider* p = registry_->Find(DriverOf(inst)); p != nullptr) {
+      (void)p->Destroy(id);
+    }
+    auto r = api_->Call("DELETE", ObjectPath("computeinstances", key));
+    if (!r.ok() && r.status().code() != absl::StatusCode::kNotFound) {
+      spdlog::warn("{}: finishing the delete: {}", key, r.status().ToString());
+      queue_.AddAfter(key, std::chrono::seconds(2));
+    } else {
+      spdlog::info("{}: deleted", key);
+    }
+    return;
+  }
+  std::string driver = DriverOf(inst);
+  if (driver.empty()) {
+    (void)WriteError(key, md.generation(),
+                     "spec: no backend; set one of spec.process, spec.container, spec.vm");
+    return;
+  }
+  Provider* provider = registry_->Find(driver);
+  if (provider == nullptr || !options_.drivers.count(driver)) {
+    (void)WriteError(key, md.generation(),
+                     "spec." + driver + ": driver '" + driver + "' is not available on node " +
+                         options_.node_name);
+    return;
+  }
+  if (rec && (rec->driver != driver || rec->generation < md.generation())) {
+    spdlog::info("{}: spec changed (generation {} -> {}); recreating", key, rec->generation,
+                 md.generation());
+    DestroyLocal(id, rec->driver);
+    rec.reset();
+  }
+  auto observed = provider->Inspect(id);
+  if (observed.ok()) {
+    if (!rec) SaveRecord(Record{id, key, driver, "", md.generation()});
+    Status s = WriteObserved(key, md.generation(), *observed);
+    if (!s.ok()) {
+      errors_->Inc();
+      queue_.AddAfter(key, std::chrono::seconds(1));
+    }
+    return;
+  }
+  if (observed.status().code() != absl::StatusCode::kNotFound) {
+    errors_->Inc();
+    spdlog::warn("{}: inspect: {}", key, observed.status().ToString());
+    queue_.AddAfter(key, std::chrono::seconds(2));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto f = failures_.find(id);
+    if (f != failures_.end() && f->second.generation == md.generation()) {
+      if (f->second.permanent || std::chrono::steady_clock::now() < f->second.retry_at) return;
+    }
+  }
+  // Not running here: start it.
+  if (inst.status().phase() != ResourceStatus::CREATING) {
+    (void)WriteStatus(key, [&](ResourceStatus* st) {
+      st->set_phase(ResourceStatus::CREATING);
+      st->set_message("starting on node " + options_.node_name);
+      return true;
+    });
+  }
+  auto handle = provider->Start(inst);
+  if (!handle.ok()) {
+    errors_->Inc();
+    bool permanent = handle.status().code() == absl::StatusCode::kInvalidArgument;
+    std::chrono::seconds delay(1);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      Failure& f = failures_[id];
+      if (f.generation != md.generation()) f = Failure{md.generation()};
+      f.attempts++;
+      f.permanent = permanent;
+      delay = std::chrono::seconds(std::min(60, 1 << std::min(f.attempts, 6)));
+      f.retry_at = std::chrono::steady_clock::now() + delay;
+    }
+    spdlog::warn("{}: start failed: {}", key, handle.status().ToString());
+    (void)WriteError(key, md.generation(), std::string(handle.status().message()));
+    if (!permanent) queue_.AddAfter(key, delay);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    failures_.erase(id);
+  }
+  starts_->Inc();
+  SaveRecord(Record{id, key, driver, handle->data, md.generation()});
+  auto now = provider->Inspect(id);
+  if (now.ok()) (void)WriteObserved(key, md.generation(), *now);
+  queue_.AddAfter(key, std::chrono::seconds(1));  // catch an early exit
+}
+
+// ---- status ---------------------------------------------------------------------------------
+
+Status InstanceController::WriteStatus(const std::string& key,
+                                       const std::function<bool(ResourceStatus*)>& mutate) {
+  std::string path = ObjectPath("computeinstances", key);
+  json obj;
+  if (auto cached = instances_->Get(key)) {
+    obj = *cached;
+  } else {
+    PHOTON_ASSIGN_OR_RETURN(obj, api_->Get(path));
+  }
+  google::protobuf::util::JsonParseOptions popts;
+  popts.ignore_unknown_fields = true;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    ResourceStatus st;
+    if (obj.contains("status") && obj["status"].is_object()) {
+      (void)google::protobuf::util::JsonStringToMessage(obj["status"].dump(), &st, popts);
+    }
+    ResourceStatus before = st;
+    if (!mutate(&st)) return absl::OkStatus();
+    if (google::protobuf::util::MessageDifferencer::Equals(before, st)) return absl::OkStatus();
+    std::string out;
+    (void)google::protobuf::util::MessageToJsonString(st, &out);
+    obj["status"] = json::parse(out);
+    auto r = api_->Call("PUT", path + "/status", obj);
+    if (r.ok()) return absl::OkStatus();
+    if (r.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    if (r.status().code() != absl::StatusCode::kAborted &&
+        r.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return r.status();
+    }
+    PHOTON_ASSIGN_OR_RETURN(obj, api_->Get(path));  // conflict: read again and retry
+  }
+  return absl::AbortedError("status of " + key + ": too many conflicts");
+}
+
+Status InstanceController::WriteObserved(const std::string& key, int64_t generation,
+                                         const Observed& o) {
+  return WriteStatus(key, [&](ResourceStatus* st) {
+    if (st->phase() == ResourceStatus::DELETING) return false;
+    st->set_phase(o.phase);
+    st->set_message(o.message);
+    st->set_exit_code(o.exit_code);
+    st->set_observed_generation(generation);
+    st->clear_addresses();
+    for (const auto& a : o.addresses) st->add_addresses(a);
+    st->clear_details();
+    for (const auto& [k, v] : o.details) (*st->mutable_details())[k] = v;
+    (*st->mutable_details())["node"] = options_.node_name;
+    return true;
+  });
+}
+
+Status InstanceController::WriteError(const std::string& key, int64_t generation,
+                                      const std::string& message) {
+  return WriteStatus(key, [&](ResourceStatus* st) {
+    st->set_phase(ResourceStatus::ERROR);
+    st->set_message(message);
+    st->set_observed_generation(generation);
+    return true;
+  });
+}
+
+// ---- actions --------------------------------------------------------------------------------
+
+void InstanceController::OnOperation(const std::string& key) {
+  auto op = operations_->Get(key);
+  if (!op || !op->contains("metadata")) return;
+  if ((*op)["metadata"].value("agentId", "") != options_.node_name) return;
+  if (StateName(*op) != "PENDING") return;
+  std::string verb = op->contains("spec") ? (*op)["spec"].value("verb", "") : "";
+  if (verb.rfind("action:", 0) != 0) return;
+  actions_.Add(key);
+}
+
+void InstanceController::ActionWorker() {
+  std::string key;
+  while (actions_.Get(&key)) {
+    RunAction(key);
+    actions_.Done(key);
+  }
+}
+
+void InstanceController::RunAction(const std::string& key) {
+  auto op = operations_->Get(key);
+  if (!op) return;
+  std::string op_id = (*op)["metadata"].value("id", "");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (done_ops_.count(op_id)) return;
+  }
+  if (StateName(*op) != "PENDING") return;
+  const json& spec = (*op)["spec"];
+  std::string action = spec.value("verb", "").substr(7);
+  std::string target_kind = spec.value("targetKind", "");
+  std::string target_key = spec.value("targetNamespace", "") + "/" + spec.value("targetName", "");
+  std::map<std::string, std::string> params;
+  if ((*op)["metadata"].contains("annotations")) {
+    for (auto& [k, v] : (*op)["metadata"]["annotations"].items()) {
+      if (v.is_string()) params[k] = v.get<std::string>();
+    }
+  }
+  bool ok = false;
+  std::string message;
+  if (target_kind != "computeinstances") {
+    message = "the agent runs no actions on " + target_kind;
+  } else {
+    std::string id = spec.value("targetId", "");
+    std::string driver;
+    if (auto rec = RecordFor(id)) driver = rec->driver;
+    if (driver.empty()) {
+      if (auto obj = instances_->Get(target_key)) {
+        auto inst = ParseInstance(*obj);
+        if (inst.ok()) {
+          driver = DriverOf(*inst);
+          if (id.empty()) id = inst->metadata().id();
+        }
+      }
+    }
+    Provider* p = registry_->Find(driver);
+    if (p == nullptr) {
+      message = target_key + " does not run on node " + options_.node_name;
+    } else {
+      auto r = p->Execute(id, action, params);
+      ok = r.ok();
+      message = r.ok() ? r->output : std::string(r.status().message());
+    }
+  }
+  actions_run_->Inc();
+  spdlog::info("action {} on {}: {}", action, target_key, ok ? "done" : message);
+  // The operation's status: DONE with the output, or FAILED with the reason.
+  std::string path = ObjectPath("operations", key) + "/status";
+  json obj = *op;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    obj["status"] =
+        json{{"state", ok ? "DONE" : "FAILED"}, {"message", message}, {"doneAt", NowRfc3339()}};
+    auto r = api_->Call("PUT", path, obj);
+    if (r.ok()) break;
+    if (r.status().code() != absl::StatusCode::kAborted &&
+        r.status().code() != absl::StatusCode::kFailedPrecondition) {
+      spdlog::warn("operation {}: {}", key, r.status().ToString());
+      break;
+    }
+    auto fresh = api_->Get(ObjectPath("operations", key));
+    if (!fresh.ok()) break;
+    obj = *fresh;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    done_ops_.insert(op_id);
+  }
+  queue_.Add(target_key);
+}
+
+}  // namespace photon::agent

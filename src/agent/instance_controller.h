@@ -1,0 +1,114 @@
+// The agent's controller for ComputeInstances placed on its node (Kubernetes controller
+// style): the instance informer feeds keys into a de-duplicating work queue; workers run an
+// idempotent Reconcile(key) that compares what should run (agentId == this node, no
+// deletionTimestamp) with what the provider reports, starts or destroys accordingly, and
+// writes status with compare-and-swap. Handles are persisted under DIR/handles so a restarted
+// agent adopts what runs (Adopt), destroys orphans and never starts a duplicate.
+// Actions (operations with agentId == this node) run on their own queue.
+//
+// Thread-safety: public methods are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/api_client.h"
+#include "agent/informer.h"
+#include "agent/provider.h"
+#include "agent/work_queue.h"
+#include "common/metrics.h"
+
+namespace photon::agent {
+
+struct ControllerOptions {
+  std::string node_name;
+  std::string data_dir;           // the agent's; handles live in DIR/handles
+  std::set<std::string> drivers;  // the drivers whose Fingerprint succeeded
+  int workers = 4;
+};
+
+class InstanceController {
+ public:
+  InstanceController(ControllerOptions options, ApiClient* api, ProviderRegistry* registry,
+                     MetricsRegistry* metrics);
+  ~InstanceController();
+
+  void SetInformers(Informer* instances, Informer* operations);
+  // Startup sweep, after the instance informer's first Sync: recover what should run, destroy
+  // what should not, then queue every key.
+  Status Adopt();
+  void Start();
+  void Stop();
+
+  // Informer callbacks.
+  void OnInstance(const std::string& key) { queue_.Add(key); }
+  void OnOperation(const std::string& key);
+  // Queues every known key (periodic level-triggered pass).
+  void ResyncAll();
+
+  size_t Running() const { return running_.load(); }
+
+ private:
+  struct Record {
+    std::string id;
+    std::string key;
+    std::string driver;
+    std::string data;
+    int64_t generation = 0;
+  };
+  struct Failure {
+    int64_t generation = 0;
+    int attempts = 0;
+    bool permanent = false;
+    std::chrono::steady_clock::time_point retry_at;
+  };
+
+  void Worker();
+  void ActionWorker();
+  void Reconcile(const std::string& key);
+  void RunAction(const std::string& key);
+
+  void LoadRecords();
+  void SaveRecord(const Record& r);
+  void EraseRecord(const std::string& id);
+  std::vector<Record> RecordsForKey(const std::string& key);
+  std::optional<Record> RecordFor(const std::string& id);
+  void DestroyLocal(const std::string& id, const std::string& driver);
+
+  // Writes status of the object at `key` via PUT …/status; `mutate` returns false when
+  // nothing changes. Retries on compare-and-swap conflicts.
+  Status WriteStatus(const std::string& key,
+                     const std::function<bool(resource::ResourceStatus* status)>& mutate);
+  Status WriteObserved(const std::string& key, int64_t generation, const Observed& o);
+  Status WriteError(const std::string& key, int64_t generation, const std::string& message);
+
+  ControllerOptions options_;
+  ApiClient* api_;
+  ProviderRegistry* registry_;
+  Informer* instances_ = nullptr;
+  Informer* operations_ = nullptr;
+  WorkQueue queue_;
+  WorkQueue actions_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::map<std::string, Record> records_;    // by instance id
+  std::map<std::string, Failure> failures_;  // by instance id
+  std::set<std::string> done_ops_;
+  std::atomic<size_t> running_{0};
+  Counter* reconciles_;
+  Counter* starts_;
+  Counter* destroys_;
+  Counter* errors_;
+  Counter* actions_run_;
+  Histogram* reconcile_seconds_;
+};
+
+}  // namespace photon::agent
