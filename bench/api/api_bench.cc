@@ -294,12 +294,15 @@ int main(int argc, char** argv) {
   std::string server_bin = std::filesystem::canonical("/proc/self/exe").parent_path().string() +
                            "/../../src/server/photon-server";
   double seconds = 5;
-  int objects = 100000, watchers = 1000, rate = 1000;
+  int objects = 100000, watchers = 1000, rate = 1000, clients = 16;
+  bool creates_only = false;
   app.add_option("--server-bin", server_bin);
   app.add_option("--seconds", seconds);
   app.add_option("--objects", objects);
   app.add_option("--watchers", watchers);
   app.add_option("--rate", rate, "changes/s during the watch test");
+  app.add_option("--clients", clients, "concurrent clients for the create test");
+  app.add_flag("--creates-only", creates_only, "run only the create test");
   CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
   std::cout << "photon-bench-api on " << std::thread::hardware_concurrency() << " cores\n";
@@ -310,9 +313,9 @@ int main(int argc, char** argv) {
     ServerProc s;
     StartServer(server_bin, &s);
     for (int round = 0; round < 3; ++round) {
-      raw.push_back(RawStorePuts(16, seconds));
-      rest.push_back(RestCreates(s, 16, seconds, "r" + std::to_string(round)));
-      grpc_rates.push_back(GrpcCreates(s, 16, seconds, "g" + std::to_string(round)));
+      raw.push_back(RawStorePuts(clients, seconds));
+      rest.push_back(RestCreates(s, clients, seconds, "r" + std::to_string(round)));
+      grpc_rates.push_back(GrpcCreates(s, clients, seconds, "g" + std::to_string(round)));
       std::cout << "  round " << round << ": raw store " << (long)raw.back() << " puts/s, REST "
                 << (long)rest.back() << " creates/s, gRPC " << (long)grpc_rates.back()
                 << " creates/s\n";
@@ -320,13 +323,14 @@ int main(int argc, char** argv) {
   }
   double raw_m = Percentile(raw, 0.5), rest_m = Percentile(rest, 0.5),
          grpc_m = Percentile(grpc_rates, 0.5);
-  std::cout << "creates (16 clients, median of 3 x " << seconds << " s):\n"
+  std::cout << "creates (" << clients << " clients, median of 3 x " << seconds << " s):\n"
             << "  raw store puts/s   " << (long)raw_m << "\n"
             << "  REST creates/s     " << (long)rest_m << "  (" << (int)(100 * rest_m / raw_m)
             << "% of raw)\n"
             << "  gRPC creates/s     " << (long)grpc_m << "  (" << (int)(100 * grpc_m / raw_m)
             << "% of raw)\n";
 
+  if (creates_only) return 0;
   // 3: watch fan-out.
   {
     ServerProc s;
