@@ -335,6 +335,18 @@ int main(int argc, char** argv) {
   token_create->add_option("--role", role, "viewer|editor|admin");
   token->require_subcommand(1);
 
+  std::string node_name;
+  int drain_timeout = 300;
+  auto* node = app.add_subcommand("node", "node operations: cordon, uncordon, drain");
+  node->require_subcommand(1);
+  auto* cordon = node->add_subcommand("cordon", "stop new placements on a node");
+  cordon->add_option("name", node_name)->required();
+  auto* uncordon = node->add_subcommand("uncordon", "allow placements on a node again");
+  uncordon->add_option("name", node_name)->required();
+  auto* drain = node->add_subcommand("drain", "cordon a node and move its instances off, waiting");
+  drain->add_option("name", node_name)->required();
+  drain->add_option("--timeout", drain_timeout, "seconds to wait");
+
   auto* login = app.add_subcommand("login", "save server URL and token for later commands");
   login
       ->add_option("--token-file", token_file, "file holding the token (e.g. DATA_DIR/admin.token)")
@@ -357,6 +369,39 @@ int main(int argc, char** argv) {
       Die(std::string(st.message()));
     }
     std::cout << "logged in to " << g.server << "; saved to " << ConfigPath() << "\n";
+    return 0;
+  }
+  if (*cordon || *uncordon || *drain) {
+    // Read-modify-write with the resourceVersion; retry when an agent's heartbeat wins the race.
+    for (int attempt = 0;; ++attempt) {
+      auto cur = Call(g, "GET", ObjPath("system", "nodes", node_name));
+      if (cur.status != 200) Die(Reason(cur));
+      auto n = json::parse(cur.body);
+      n["spec"]["unschedulable"] = !*uncordon;
+      if (*drain) n["metadata"]["annotations"]["photon.io/drain"] = "requested";
+      if (*uncordon) n["metadata"]["annotations"].erase("photon.io/drain");
+      auto r = Call(g, "PUT", ObjPath("system", "nodes", node_name), n.dump());
+      if (r.status == 200) break;
+      if (r.status != 409 || attempt > 20) Die(Reason(r));
+    }
+    std::cout << "node/" << node_name << (*uncordon ? " uncordoned" : " cordoned") << "\n";
+    if (!*drain) return 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(drain_timeout);
+    while (true) {
+      auto items = ListAll(g, "computeinstances", true, "", nullptr);
+      int left = 0;
+      for (auto& o : items) {
+        if (Field(o, {"metadata", "agentId"}) == node_name) ++left;
+      }
+      if (left == 0) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        Die("drain: " + std::to_string(left) + " instances still on " + node_name + " after " +
+            std::to_string(drain_timeout) + " s");
+      }
+      std::cerr << "drain: " << left << " instances left on " << node_name << "\n";
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    std::cout << "node/" << node_name << " drained\n";
     return 0;
   }
   if (*create) return CreateOrApply(g, file, false);

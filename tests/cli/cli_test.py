@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""The photon CLI against a real photon-server binary: the README's walkthrough and bad input."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+BUILD = sys.argv.pop(1) if len(sys.argv) > 1 else "build"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER = os.path.join(BUILD, "src/server/photon-server")
+PHOTON = os.path.join(BUILD, "src/cli/photon")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CliTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="photon-cli-")
+        cls.port = free_port()
+        cls.proc = subprocess.Popen(
+            [SERVER, "--data-dir", cls.dir, "--listen", f"127.0.0.1:{cls.port}",
+             "--grpc-listen", f"127.0.0.1:{free_port()}", "--log-level", "warn"])
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{cls.port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        with open(os.path.join(cls.dir, "admin.token")) as f:
+            cls.token = f.read().strip()
+        cls.home = tempfile.mkdtemp(prefix="photon-home-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.send_signal(signal.SIGTERM)
+        cls.proc.wait(timeout=10)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        shutil.rmtree(cls.home, ignore_errors=True)
+
+    def photon(self, *args, token=None, stdin=None):
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": self.home,
+               "PHOTON_SERVER": f"http://127.0.0.1:{self.port}"}
+        if token is not False:
+            env["PHOTON_TOKEN"] = token or self.token
+        return subprocess.run([PHOTON, *args], env=env, input=stdin, capture_output=True,
+                              text=True, timeout=30, cwd=ROOT)
+
+    def test_readme_walkthrough(self):
+        r = self.photon("create", "-f", "examples/instance.yaml")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("computeinstances/hello created (operation ", r.stdout)
+        op = r.stdout.split("operation ")[1].rstrip(")\n")
+        r = self.photon("get", "computeinstances", "hello", "-o", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        obj = json.loads(r.stdout)
+        self.assertEqual(obj["metadata"]["name"], "hello")
+        self.assertEqual(obj["status"]["phase"], "PENDING")
+        # Until an agent runs it waits, and says why.
+        for _ in range(100):
+            r = self.photon("list", "computeinstances")
+            if "no nodes available" in r.stdout:
+                break
+            time.sleep(0.05)
+        self.assertIn("no nodes available", r.stdout)
+        self.assertIn("hello", r.stdout)
+        r = self.photon("operations", op)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("create", r.stdout)
+        r = self.photon("get", "computeinstances", "hello", "-o", "yaml")
+        self.assertIn("name: hello", r.stdout)
+        r = self.photon("describe", "computeinstances", "hello")
+        self.assertIn("no nodes available", r.stdout)
+        # Watch shows the object, then its deletion.
+        watch = subprocess.Popen([PHOTON, "watch", "computeinstances"], stdout=subprocess.PIPE,
+                                 text=True, env={"HOME": self.home, "PHOTON_TOKEN": self.token,
+                                                 "PHOTON_SERVER": f"http://127.0.0.1:{self.port}"})
+        try:
+            first = watch.stdout.readline()
+            self.assertTrue(first.startswith("ADDED"), first)
+            self.assertEqual(self.photon("delete", "computeinstances", "hello").returncode, 0)
+            line = watch.stdout.readline()
+            while line and not line.startswith("DELETED"):
+                line = watch.stdout.readline()
+            self.assertTrue(line.startswith("DELETED"), line)
+        finally:
+            watch.kill()
+            watch.wait()
+            watch.stdout.close()
+        r = self.photon("get", "computeinstances", "hello")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not found", r.stderr)
+
+    def test_apply_is_idempotent_and_updates(self):
+        doc = "kind: ComputeInstance\nmetadata:\n  name: app\nspec:\n  process:\n    command: [/bin/true]\n"
+        r = self.photon("apply", "-f", "-", stdin=doc)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.photon("apply", "-f", "-", stdin=doc.replace("/bin/true", "/bin/false"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("configured", r.stdout)
+        obj = json.loads(self.photon("get", "computeinstances", "app", "-o", "json").stdout)
+        self.assertEqual(obj["spec"]["process"]["command"], ["/bin/false"])
+        self.assertEqual(obj["metadata"]["generation"], "2")
+
+    def test_bad_input_one_line_reason_nonzero_exit(self):
+        cases = [
+            ("kind: ComputeInstance\nmetadata: [unclosed\n", "malformed YAML"),
+            ("metadata:\n  name: x\n", "kind: required"),
+            ("kind: ComputeInstance\nmetadata:\n  name: Bad_Name\nspec:\n  process:\n    command: [x]\n",
+             "metadata.name"),
+            ("kind: ComputeInstance\nmetadata:\n  name: x\nspec:\n  procss: {}\n", "procss"),
+            ("kind: Widget\nmetadata:\n  name: x\n", "widget"),
+        ]
+        for doc, want in cases:
+            r = self.photon("create", "-f", "-", stdin=doc)
+            self.assertNotEqual(r.returncode, 0, doc)
+            self.assertIn(want.lower(), r.stderr.lower(), doc)
+            self.assertLessEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        r = self.photon("list", "computeinstances", token="pct_0000000000000000_" + "0" * 48)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("401", r.stderr)
+        r = self.photon("list", "computeinstances", "-o", "xml")
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_multi_document_files_and_selectors(self):
+        docs = "".join(
+            f"---\nkind: ComputeInstance\nmetadata:\n  name: m{i}\n  labels:\n    tier: {'web' if i % 2 else 'db'}\n"
+            f"spec:\n  process:\n    command: [/bin/true]\n" for i in range(4))
+        r = self.photon("create", "-f", "-", stdin=docs)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        items = json.loads(self.photon("list", "computeinstances", "-l", "tier=web", "-o", "json").stdout)
+        self.assertEqual(sorted(i["metadata"]["name"] for i in items), ["m1", "m3"])
+
+    def test_login_writes_private_config(self):
+        tok = os.path.join(self.home, "tok")
+        with open(tok, "w") as f:
+            f.write(self.token + "\n")
+        r = self.photon("login", "--token-file", tok, token=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        cfg = os.path.join(self.home, ".config/photon/config.json")
+        self.assertEqual(os.stat(cfg).st_mode & 0o777, 0o600)
+        r = self.photon("list", "computeinstances", token=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
