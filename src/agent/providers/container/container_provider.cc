@@ -15,6 +15,7 @@
 #include "agent/host/proc_util.h"
 #include "agent/host/run.h"
 #include "agent/host/spawn.h"
+#include "agent/host/stop_timeout.h"
 #include "common/file_util.h"
 #include "common/util.h"
 #include "spdlog/spdlog.h"
@@ -363,7 +364,7 @@ Status ContainerProvider::Destroy(const std::string& instance_id) {
   if (!ValidId(instance_id)) return absl::InvalidArgumentError("bad container id");
   {
     std::lock_guard<std::mutex> l(*Lock(instance_id));
-    KillAndDelete(instance_id, std::chrono::seconds(3));
+    KillAndDelete(instance_id, std::chrono::seconds(2));
     std::string bundle = Bundle(instance_id);
     UnmountRootfs(bundle);
     std::error_code ec;
@@ -456,10 +457,11 @@ StatusOr<ActionResult> ContainerProvider::Execute(
     r.output = TailFile(bundle + "/output.log", lines);
     return r;
   }
+  PHOTON_ASSIGN_OR_RETURN(auto timeout, StopTimeout(params));
   std::lock_guard<std::mutex> l(*Lock(instance_id));
   if (action == "stop" || action == "restart") {
     (void)WriteFileAtomic(bundle + "/stopped", "", 0600);
-    KillAndDelete(instance_id, std::chrono::seconds(10));
+    KillAndDelete(instance_id, timeout);
     r.output = "stopped";
   }
   if (action == "start" || action == "restart") {

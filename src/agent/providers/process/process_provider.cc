@@ -12,6 +12,7 @@
 #include "agent/host/proc_util.h"
 #include "agent/host/run.h"
 #include "agent/host/spawn.h"
+#include "agent/host/stop_timeout.h"
 #include "common/file_util.h"
 #include "common/util.h"
 #include "spdlog/spdlog.h"
@@ -367,10 +368,11 @@ StatusOr<ActionResult> ProcessProvider::Execute(const std::string& instance_id,
     r.output = TailFile(Dir(instance_id) + "/output.log", lines);
     return r;
   }
+  PHOTON_ASSIGN_OR_RETURN(auto timeout, StopTimeout(params));
   std::lock_guard<std::mutex> l(inst->mu);
   if (action == "stop" || action == "restart") {
     inst->want_running = false;
-    StopLocked(inst.get(), std::chrono::seconds(10));
+    StopLocked(inst.get(), timeout);
     r.output = "stopped";
   }
   if (action == "start" || action == "restart") {
