@@ -89,7 +89,9 @@ bool ParseQuery(const uint8_t* packet, size_t size, ParsedQuery* q) {
 
 size_t UdpLimit(const ParsedQuery& q) {
   if (!q.edns) return 512;
-  return std::min<size_t>(q.udp_size, 4096);
+  // Never more than our own advertised size: larger UDP answers risk IP fragmentation
+  // (DNS flag day 2020, RFC 9715); TC sends the client to TCP instead.
+  return std::min<size_t>(q.udp_size, kServerUdpSize);
 }
 
 bool WriteRdata(PacketWriter* w, uint16_t type, const uint8_t* p, size_t size) {

@@ -66,7 +66,7 @@ size_t BuildResponse(const ZoneSet* zones, const ParsedQuery& q, uint8_t* out, s
                      AnswerInfo* info);
 
 // The UDP payload limit for a parsed query: 512 without EDNS, else the client's size
-// capped by our own buffer.
+// capped by our advertised kServerUdpSize.
 size_t UdpLimit(const ParsedQuery& q);
 
 // Writes the RDATA of one RR (length prefix included), compressing embedded names for the

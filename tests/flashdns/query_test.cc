@@ -127,6 +127,28 @@ TEST_F(QueryTest, TruncatesToClientSize) {
   EXPECT_FALSE(info_.truncated);
 }
 
+TEST(QueryLimit, UdpAnswersStayWithinOurAdvertisedSize) {
+  // 8 × 200-byte TXT strings: about 1.7 KB, over 1232 even for a client offering 4096.
+  std::string text = "@ SOA ns hm 1 2 3 4 5\n";
+  for (int i = 0; i < 8; ++i) text += "huge TXT \"" + std::string(200, 'a' + i) + "\"\n";
+  auto records = ParseZoneText(text, "huge.zone", kOrigin);
+  ASSERT_TRUE(records.ok()) << records.status();
+  auto zone = BuildZone(std::move(*records), kOrigin, "huge.zone");
+  ASSERT_TRUE(zone.ok()) << zone.status();
+  ZoneSet zones;
+  zones.Add(*zone);
+  auto packet = Query("huge.example.com", kTypeTxt, true, 4096);
+  ParsedQuery q;
+  ASSERT_TRUE(ParseQuery(packet.data(), packet.size(), &q));
+  EXPECT_EQ(UdpLimit(q), kServerUdpSize);
+  static uint8_t out[65535];
+  AnswerInfo info;
+  EXPECT_LE(BuildResponse(&zones, q, out, UdpLimit(q), &info), kServerUdpSize);
+  EXPECT_TRUE(info.truncated);
+  EXPECT_GT(BuildResponse(&zones, q, out, 65535, &info), 1600u);  // TCP: the whole RRset
+  EXPECT_FALSE(info.truncated);
+}
+
 TEST_F(QueryTest, BadEdnsVersion) {
   auto p = Query("www.example.com", kTypeA, true);
   p[p.size() - 5] = 1;  // version 1
