@@ -1,0 +1,41 @@
+#include <gtest/gtest.h>
+
+#include "common/file_util.h"
+#include "server/server.h"
+#include "test_util.h"
+
+namespace photon::testing {
+namespace {
+
+TEST(ServerConfig, LoadsKnownKeysAndRefusesUnknownOnesByName) {
+  std::string dir = MakeTempDir("config");
+  ASSERT_TRUE(
+      WriteFileAtomic(dir + "/ok.yaml", "data_dir: /tmp/x\nlisten: 127.0.0.1:9\nstore: sqlite\n")
+          .ok());
+  server::ServerOptions opts;
+  ASSERT_TRUE(server::LoadServerConfig(dir + "/ok.yaml", &opts).ok());
+  EXPECT_EQ(opts.data_dir, "/tmp/x");
+  EXPECT_EQ(opts.listen, "127.0.0.1:9");
+  ASSERT_TRUE(WriteFileAtomic(dir + "/bad.yaml", "listne: 127.0.0.1:9\n").ok());
+  auto st = server::LoadServerConfig(dir + "/bad.yaml", &opts);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("listne"), std::string::npos) << st;
+  ASSERT_TRUE(WriteFileAtomic(dir + "/broken.yaml", "listen: [unclosed\n").ok());
+  EXPECT_EQ(server::LoadServerConfig(dir + "/broken.yaml", &opts).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_FALSE(server::LoadServerConfig(dir + "/missing.yaml", &opts).ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ServerConfig, BadListenAddressFailsFast) {
+  server::ServerOptions opts;
+  opts.data_dir = MakeTempDir("badlisten");
+  opts.listen = "not-an-address";
+  opts.grpc_listen = "127.0.0.1:0";
+  auto s = server::Server::Start(opts);
+  EXPECT_FALSE(s.ok());
+  std::filesystem::remove_all(opts.data_dir);
+}
+
+}  // namespace
+}  // namespace photon::testing
