@@ -7,6 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD_DIR="${PHOTON_BUILD_DIR:-$ROOT/build}"
 JOBS="${PHOTON_BUILD_JOBS:-$(nproc)}"
+# ccache keyed on paths relative to the checkout, so a fresh clone (CI) reuses earlier work.
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
 exec 9>"/tmp/photon-build.lock"
 flock 9
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
