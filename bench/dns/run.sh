@@ -4,7 +4,8 @@
 # names, NXDOMAIN, wildcard, referral). Prints qps, the flashdns/NSD ratio, p99 latency,
 # server CPU use, and the resident memory of flashdns for the zone.
 #   [ROUNDS=3] bench/dns/run.sh [RECORDS=1000000] [SECONDS=10] [P99_RATE=20000]
-# Needs: a built flashdns (scripts/build.sh flashdns), nsd, dnsperf, taskset, python3.
+# Needs: a built flashdns (scripts/build.sh flashdns), nsd, dnsperf, taskset, python3; and
+# for the light-client rounds dns_blast (scripts/build.sh dns_blast).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/bench/dns"
@@ -195,6 +196,32 @@ for round in $(seq 1 "$ROUNDS"); do
     LOST_SUM[$s]=$(( ${LOST_SUM[$s]:-0} + LOST ))
   done
 done
+# The same rounds with dns_blast, a load generator far lighter than dnsperf: on a small
+# machine dnsperf saturates its own CPU first, this shows the servers' own ceilings.
+BLAST="${DNS_BLAST:-$ROOT/build/bench/dns/dns_blast}"
+declare -A BLAST_RUNS BLAST_CPU_RUNS
+if [ -x "$BLAST" ]; then
+  echo "== dns_blast: $ROUNDS rounds of ${SECONDS_RUN}s per server, 256 outstanding"
+  for round in $(seq 1 "$ROUNDS"); do
+    for s in $SERVERS; do
+      # shellcheck disable=SC2086
+      before=$(cpu_ticks ${PIDS_OF[$s]})
+      t0=$(date +%s.%N)
+      q=$(taskset -c "$CLIENT_CPU" "$BLAST" "${PORT_OF[$s]}" "$WORK/queries.txt" "$SECONDS_RUN" 256 |
+        awk '{print $2}')
+      t1=$(date +%s.%N)
+      # shellcheck disable=SC2086
+      after=$(cpu_ticks ${PIDS_OF[$s]})
+      cpu=$(python3 -c "print(round(100.0 * ($after - $before) / $(getconf CLK_TCK) / ($t1 - $t0), 1))")
+      echo "   round $round $s: $q qps, server CPU $cpu%"
+      BLAST_RUNS[$s]="${BLAST_RUNS[$s]:-} $q"
+      BLAST_CPU_RUNS[$s]="${BLAST_CPU_RUNS[$s]:-} $cpu"
+    done
+  done
+else
+  echo "== dns_blast not built (scripts/build.sh dns_blast): light-client rounds skipped"
+fi
+
 declare -A QPS_MED CPU_MED P50_OF P99_OF
 for s in $SERVERS; do
   # shellcheck disable=SC2086
@@ -224,4 +251,16 @@ for s in $SERVERS; do
 done
 echo
 python3 -c "print('ratio flashdns/NSD: qps %.2f, qps per server CPU-second %.2f' % ($FD_QPS / $NSD_QPS, ($FD_QPS / max($FD_CPU, 0.1)) / ($NSD_QPS / max($NSD_CPU, 0.1))))"
+if [ -x "$BLAST" ]; then
+  # shellcheck disable=SC2086
+  B_FD=$(median ${BLAST_RUNS[flashdns]} | cut -d. -f1)
+  # shellcheck disable=SC2086
+  B_NSD=$(median ${BLAST_RUNS[nsd]} | cut -d. -f1)
+  # shellcheck disable=SC2086
+  BC_FD=$(median ${BLAST_CPU_RUNS[flashdns]})
+  # shellcheck disable=SC2086
+  BC_NSD=$(median ${BLAST_CPU_RUNS[nsd]})
+  echo "dns_blast medians: flashdns $B_FD qps (CPU $BC_FD%), NSD $B_NSD qps (CPU $BC_NSD%)"
+  python3 -c "print('ratio flashdns/NSD with dns_blast: qps %.2f, qps per server CPU-second %.2f' % ($B_FD / $B_NSD, ($B_FD / max($BC_FD, 0.1)) / ($B_NSD / max($BC_NSD, 0.1))))"
+fi
 echo "flashdns RSS for $RECORDS records: $(( FD_RSS / 1024 )) MiB (NSD, all processes: $(( NSD_RSS / 1024 )) MiB)"
