@@ -89,7 +89,7 @@ TEST(VmLifecycleTest, BootUserDataVolumesActionsStopStartDestroy) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
   EXPECT_NE(testing::ReadAll(console).find("PHOTON-POWEROFF"), std::string::npos);
   o = *provider.Inspect(id);
-  EXPECT_EQ(o.phase, ResourceStatus::PENDING);
+  EXPECT_EQ(o.phase, ResourceStatus::SUSPENDED);
   EXPECT_EQ(o.message, "stopped");
   EXPECT_TRUE(testing::PidsMentioning(ctx.data_dir + "/instances/" + id).empty());
 

@@ -279,8 +279,9 @@ TEST_F(VmProviderInputTest, BadInputIsRefusedWithTheReason) {
   EXPECT_NE(r5.status().message().find("volume shared is already attached to instance i-a"),
             std::string::npos)
       << r5.status();
-  EXPECT_TRUE(provider_.Inspect("i-b").status().code() == absl::StatusCode::kNotFound ||
-              provider_.Inspect("i-b")->phase != resource::ResourceStatus::RUNNING);
+  // A refused first start leaves nothing: the agent sees NOT_FOUND and retries later.
+  EXPECT_TRUE(absl::IsNotFound(provider_.Inspect("i-b").status()));
+  EXPECT_FALSE(PathExists(dir_ + "/data/instances/i-b"));
   // Hot-attach of the same volume to b is refused too; after a is destroyed it is free.
   ASSERT_TRUE(provider_.Destroy("i-a").ok());
   EXPECT_TRUE(testing::PidsMentioning(dir_ + "/data/instances/i-a").empty());

@@ -22,7 +22,7 @@ struct QemuConfig {
   std::string name;             // shown in ps and the QMP "query-name"
   std::string machine = "q35";  // q35 or microvm
   std::string accel = "tcg";    // tcg or kvm
-  int tcg_tb_size_mb = 32;      // bounds the TCG translation cache (host memory beyond guest RAM)
+  int tcg_tb_size_mb = 16;      // bounds the TCG translation cache (host memory beyond guest RAM)
   int vcpus = 1;
   int memory_mb = 256;
   std::string kernel, initrd, kernel_args;  // direct kernel boot when kernel is set

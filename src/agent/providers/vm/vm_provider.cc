@@ -196,7 +196,19 @@ StatusOr<Handle> VmProvider::Start(const compute::ComputeInstance& instance) {
   }
   std::lock_guard<std::mutex> lock(vm->mu);
   if (AliveLocked(*vm)) return MakeHandle(*vm);  // idempotent: never a second QEMU
-  return StartLocked(*vm, instance);
+  const bool fresh = !PathExists(vm->StatePath());
+  auto handle = StartLocked(*vm, instance);
+  if (!handle.ok() && fresh) {
+    // Nothing of a first start that failed stays behind: Inspect answers NOT_FOUND again, so
+    // the agent retries Start (e.g. once the missing image exists) instead of seeing an ERROR
+    // for a VM that never ran.
+    std::error_code ec;
+    fs::remove_all(vm->dir, ec);
+    std::lock_guard<std::mutex> table(mu_);
+    auto it = vms_.find(id);
+    if (it != vms_.end() && it->second == vm) vms_.erase(it);
+  }
+  return handle;
 }
 
 StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInstance& instance) {
@@ -226,7 +238,7 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
   qc.name = "photon-" + vm.id;
   qc.machine = machine;
   qc.accel = accel_;
-  qc.tcg_tb_size_mb = static_cast<int>(ConfigInt("tcg_tb_size_mb", 32));
+  qc.tcg_tb_size_mb = static_cast<int>(ConfigInt("tcg_tb_size_mb", 16));
   qc.vcpus = spec.resources().vcpu() > 0 ? spec.resources().vcpu() : 1;
   qc.memory_mb =
       static_cast<int>(spec.resources().memory_mb() > 0 ? spec.resources().memory_mb()
@@ -393,12 +405,12 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
   vm.pid = *pid;
   vm.stopped = false;
   PHOTON_RETURN_IF_ERROR(vm.Save());
-  // For the benchmark: our share of start-up before QEMU was exec'd.
-  WriteFileAtomic(
-      vm.dir + "/timing.json",
-      "{\"prepare_ms\":" + std::to_string((exec_ns - start_ns) / 1000000) +
-          ",\"daemonize_ms\":" + std::to_string((MonotonicNanos() - exec_ns) / 1000000) + "}",
-      0600)
+  // For the benchmark: our share of start-up before QEMU was exec'd, and QEMU's own set-up.
+  WriteFileAtomic(vm.dir + "/timing.json",
+                  "{\"prepare_us\":" + std::to_string((exec_ns - start_ns) / 1000) +
+                      ",\"daemonize_us\":" + std::to_string((MonotonicNanos() - exec_ns) / 1000) +
+                      "}",
+                  0600)
       .IgnoreError();
   return MakeHandle(vm);
 }
@@ -522,7 +534,8 @@ StatusOr<Observed> VmProvider::Inspect(const std::string& instance_id) {
   o.details["machine"] = vm->machine;
   o.details["console"] = vm->console_log;
   if (vm->stopped) {
-    o.phase = resource::ResourceStatus::PENDING;
+    // Like the process driver: a stopped instance is SUSPENDED until started again.
+    o.phase = resource::ResourceStatus::SUSPENDED;
     o.message = "stopped";
     o.details["state"] = "stopped";
     return o;

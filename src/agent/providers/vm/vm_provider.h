@@ -7,7 +7,7 @@
 // re-adopts it from <data_dir>/instances/<id>/state.json, its pidfile and QMP socket.
 //
 // ProviderContext.config keys (all optional): accel (kvm|tcg: force), qemu (binary),
-// machine (q35|microvm default), tcg_tb_size_mb (32), default_memory_mb (256),
+// machine (q35|microvm default), tcg_tb_size_mb (16), default_memory_mb (256),
 // ready_timeout_s (60 under KVM, 300 under TCG), ready_marker, hotplug_ports (2 spare ports),
 // network (none|user when no tap), bridge (tap devices join it when spec.network.vpc is set),
 // stop_timeout_s (30).
