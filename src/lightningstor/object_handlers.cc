@@ -322,15 +322,36 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
 
 StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   const std::string* version = r.http.Query("versionId");
-  auto found = meta_->GetObject(r.bucket, r.key, version ? *version : "");
+  bool is_marker = false;
+  auto found = meta_->GetObject(r.bucket, r.key, version ? *version : "", &is_marker);
   if (!found.ok()) {
     // Distinguish a missing bucket from a missing key.
     if (S3Code(found.status()) == "NoSuchKey")
       PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
-    return found.status();
+    if (!is_marker) return found.status();
+    // S3 tells the client the key is hidden behind a delete marker.
+    http::Response resp;
+    resp.status = S3HttpStatus(S3Code(found.status()));
+    resp.AddHeader("x-amz-delete-marker", "true");
+    resp.AddHeader("Content-Type", "application/xml");
+    resp.body = S3ErrorXml(found.status(), r.http.path, r.request_id);
+    if (head) {
+      resp.head_only = true;
+      resp.body.clear();
+    }
+    return resp;
   }
   ObjectMeta o = std::move(*found);
-  PHOTON_RETURN_IF_ERROR(CheckConditions(r.http, o, "", false));
+  Status conditions = CheckConditions(r.http, o, "", false);
+  if (S3Code(conditions) == "NotModified") {
+    http::Response resp;
+    resp.status = 304;
+    resp.AddHeader("ETag", QuoteEtag(o.etag));
+    resp.AddHeader("Last-Modified", HttpDate(o.mtime_ms));
+    if (head) resp.head_only = true;
+    return resp;
+  }
+  PHOTON_RETURN_IF_ERROR(conditions);
   PHOTON_ASSIGN_OR_RETURN(auto range, ParseRange(r.http.Header("range"), o.size));
   uint64_t start = range ? range->first : 0;
   uint64_t length = range ? range->second - range->first + 1 : o.size;

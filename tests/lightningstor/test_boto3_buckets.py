@@ -67,6 +67,7 @@ class BucketTest(unittest.TestCase):
         with self.assertRaises(ClientError) as e:
             s3.get_object(Bucket="versioned", Key="k")
         self.assertEqual(code(e), "NoSuchKey")
+        self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-delete-marker"), "true")
         listing = s3.list_object_versions(Bucket="versioned")
         self.assertEqual([v["VersionId"] for v in listing["Versions"]], [v2, v1, "null"])
         self.assertEqual([m["VersionId"] for m in listing["DeleteMarkers"]], [marker])

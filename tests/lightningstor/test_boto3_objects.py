@@ -94,6 +94,7 @@ class ObjectTest(unittest.TestCase):
         with self.assertRaises(ClientError) as e:
             self.s3.get_object(Bucket="objects", Key="cond", IfNoneMatch=etag)
         self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPStatusCode"], 304)
+        self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPHeaders"].get("etag"), etag)
         future = datetime.datetime.utcnow() + datetime.timedelta(days=1)
         past = datetime.datetime.utcnow() - datetime.timedelta(days=1)
         with self.assertRaises(ClientError) as e:
