@@ -3,8 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include "common/util.h"
-#include "photon/compute.pb.h"
-#include "photon/node.pb.h"
 #include "server/object_util.h"
 
 namespace photon::server {
@@ -69,15 +67,6 @@ void Controllers::Reconcile(const std::string& key) {
   if (HasPrefix(key, kOps)) {
     ReconcileOperation(key);
     return;
-  }
-  if (placement_hint_ && HasPrefix(key, RegistryPrefix("computeinstances")))
-    ReconcilePlacement(key);
-  if (HasPrefix(key, RegistryPrefix("nodes"))) {
-    // A node change may unblock every waiting instance's message.
-    auto pending =
-        resources_->cache()->List(RegistryPrefix("computeinstances"),
-                                  store::PrefixEnd(RegistryPrefix("computeinstances")), 0, nullptr);
-    for (const auto& o : pending.items) Enqueue(o->key());
   }
   // The target of some operations changed: re-evaluate them.
   std::set<std::string> ops;
@@ -152,35 +141,6 @@ void Controllers::ReconcileOperation(const std::string& op_key) {
     spdlog::warn("operations controller: {}", st.ToString());
     Enqueue(op_key);
   }
-}
-
-void Controllers::ReconcilePlacement(const std::string& key) {
-  auto cached = resources_->cache()->Get(key);
-  if (!cached) return;
-  auto msg = cached->Decoded();
-  if (!msg) return;
-  const auto& ci = static_cast<const compute::ComputeInstance&>(*msg);
-  if (!ci.metadata().agent_id().empty() || !ci.metadata().deletion_timestamp().empty()) return;
-  if (ci.status().phase() != resource::ResourceStatus::PENDING) return;
-  // Count nodes that could take work at all.
-  int ready = 0;
-  auto nodes = resources_->cache()->List(RegistryPrefix("nodes"),
-                                         store::PrefixEnd(RegistryPrefix("nodes")), 0, nullptr);
-  for (const auto& n : nodes.items) {
-    auto nm = n->Decoded();
-    if (!nm) continue;
-    const auto& node = static_cast<const node::Node&>(*nm);
-    if (node.node_status().condition() == node::NodeStatus::READY && !node.spec().unschedulable())
-      ++ready;
-  }
-  if (ready > 0) return;  // the scheduler's business
-  const std::string want = "no nodes available: 0 of " + std::to_string(nodes.items.size()) +
-                           " nodes are Ready and schedulable";
-  if (ci.status().message() == want) return;
-  compute::ComputeInstance next = ci;
-  next.mutable_status()->set_message(want);
-  auto st = resources_->WriteStatusAsSystem(*FindKind("computeinstances"), next);
-  if (!st.ok() && st.code() != StatusCode::kAborted) spdlog::warn("placement: {}", st.ToString());
 }
 
 }  // namespace photon::server

@@ -5,7 +5,8 @@
 // Controllers here:
 //  - operations: moves each pending Operation along with the phase of its target object
 //    (RUNNING → DONE, ERROR → FAILED, deleted → DONE for deletes).
-//  - placement: until a scheduler places a ComputeInstance it says why it waits (no Ready node).
+// Placement, node lifecycle and RegionServices are the SchedulerController's
+// (server/scheduler/scheduler_controller.h).
 // Thread-safe; Start/Stop once.
 #pragma once
 
@@ -27,18 +28,14 @@ class Controllers {
   ~Controllers() { Stop(); }
   Status Start();
   void Stop();
-  // When false, the placement controller leaves ComputeInstances to an external scheduler.
-  void set_placement_hint(bool on) { placement_hint_ = on; }
 
  private:
   void Enqueue(const std::string& key);
   void Run();
   void Reconcile(const std::string& key);
   void ReconcileOperation(const std::string& op_key);
-  void ReconcilePlacement(const std::string& key);
 
   ResourceManager* resources_;
-  bool placement_hint_ = true;
   uint64_t subscription_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -17,6 +17,12 @@ int main(int argc, char** argv) {
   app.add_option("--grpc-listen", opts.grpc_listen, "gRPC listen address HOST:PORT");
   app.add_option("--store", opts.store, "sqlite | etcd://host:port[,host:port...]");
   app.add_option("--http-threads", opts.http_threads, "REST handler threads");
+  app.add_option("--node-suspect-after", opts.node_suspect_after_ms,
+                 "ms without a node heartbeat before it is SUSPECT (and probed)");
+  app.add_option("--node-down-after", opts.node_down_after_ms,
+                 "ms without a node heartbeat before it is DOWN and its computes move");
+  app.add_flag("--scheduler-binpack", opts.scheduler_binpack,
+               "fill the fullest node that fits instead of the emptiest");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   // Parse once to find --config, load it, then parse again so flags override the file.
   CLI11_PARSE(app, argc, argv);

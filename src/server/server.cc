@@ -15,6 +15,7 @@
 #include "server/grpc_service.h"
 #include "server/resource_manager.h"
 #include "server/rest_gateway.h"
+#include "server/scheduler/scheduler_controller.h"
 #include "server/watch_cache.h"
 #include "store/store.h"
 
@@ -62,8 +63,20 @@ class ServerImpl : public Server {
     PHOTON_RETURN_IF_ERROR(cache_->Start());
     resources_ = std::make_unique<ResourceManager>(store_.get(), cache_.get(), &metrics_);
     controllers_ = std::make_unique<Controllers>(resources_.get());
-    controllers_->set_placement_hint(options_.placement_hint);
     PHOTON_RETURN_IF_ERROR(controllers_->Start());
+    if (options_.scheduler) {
+      if (options_.node_suspect_after_ms <= 0 ||
+          options_.node_down_after_ms <= options_.node_suspect_after_ms) {
+        return absl::InvalidArgumentError(
+            "node_down_after_ms must be greater than node_suspect_after_ms (> 0)");
+      }
+      SchedulerControllerOptions so;
+      so.suspect_after = std::chrono::milliseconds(options_.node_suspect_after_ms);
+      so.down_after = std::chrono::milliseconds(options_.node_down_after_ms);
+      so.placement.binpack = options_.scheduler_binpack;
+      scheduler_ = std::make_unique<SchedulerController>(resources_.get(), so);
+      PHOTON_RETURN_IF_ERROR(scheduler_->Start());
+    }
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
     HttpServerOptions http;
     http.listen = options_.listen;
@@ -96,6 +109,7 @@ class ServerImpl : public Server {
     stopped_ = true;
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (http_) http_->Stop();
+    if (scheduler_) scheduler_->Stop();
     if (controllers_) controllers_->Stop();
     if (cache_) cache_->Stop();
   }
@@ -108,6 +122,7 @@ class ServerImpl : public Server {
   std::unique_ptr<WatchCache> cache_;
   std::unique_ptr<ResourceManager> resources_;
   std::unique_ptr<Controllers> controllers_;
+  std::unique_ptr<SchedulerController> scheduler_;
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<GrpcResourceService> grpc_service_;
@@ -148,6 +163,14 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->http_threads = v.as<int>();
       else if (key == "max_body_bytes")
         options->max_body_bytes = v.as<size_t>();
+      else if (key == "scheduler")
+        options->scheduler = v.as<bool>();
+      else if (key == "node_suspect_after_ms")
+        options->node_suspect_after_ms = v.as<int>();
+      else if (key == "node_down_after_ms")
+        options->node_down_after_ms = v.as<int>();
+      else if (key == "scheduler_binpack")
+        options->scheduler_binpack = v.as<bool>();
       else
         return absl::InvalidArgumentError("config " + path + ": unknown key '" + key + "'");
     }

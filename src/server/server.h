@@ -16,7 +16,12 @@ struct ServerOptions {
   std::string store = "sqlite";                // sqlite | etcd://host:port,...
   int http_threads = 16;  // handlers block on store commits: size for concurrency
   size_t max_body_bytes = 1 << 20;
-  bool placement_hint = true;
+  // The built-in scheduler, node lifecycle and RegionService controller; false leaves
+  // placement to an external scheduler.
+  bool scheduler = true;
+  int node_suspect_after_ms = 15000;  // no heartbeat this long → SUSPECT (probe /healthz)
+  int node_down_after_ms = 60000;     // no heartbeat this long → DOWN, computes rescheduled
+  bool scheduler_binpack = false;     // false: least-allocated (spread load over nodes)
   size_t watch_history = 100000;  // events kept for watch resume
 };
 

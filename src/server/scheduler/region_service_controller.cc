@@ -1,0 +1,220 @@
+// RegionService (seed 003 "各種リソースの管理"): a service owns computes named <rs>-<index>
+// labelled photon.io/regionservice=<rs>. Scale up creates the lowest free indices, scale down
+// deletes from the tail (highest index), a member deleted directly turns into replicas-1,
+// and at 0 replicas the service itself is removed.
+//
+// Which members the controller owns is remembered in status.details["members"]: a member
+// listed there that disappears (or gets a deletionTimestamp) without the controller having
+// dropped it first was deleted by a user. On scale down the controller drops the names from
+// the list before deleting, so its own deletes are never mistaken for a user's.
+#include <google/protobuf/util/message_differencer.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "server/object_util.h"
+#include "server/scheduler/scheduler_controller.h"
+
+namespace photon::server {
+
+namespace {
+
+std::set<std::string> SplitMembers(const std::string& s) {
+  std::set<std::string> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    if (j > i) out.insert(s.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string JoinMembers(const std::set<std::string>& m) {
+  std::string out;
+  for (const auto& s : m) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+// Index of "<rs>-<index>", -1 when the name does not have that shape.
+int MemberIndex(const std::string& rs, const std::string& name) {
+  if (name.size() <= rs.size() + 1 || name.compare(0, rs.size(), rs) != 0 || name[rs.size()] != '-')
+    return -1;
+  int v = 0;
+  for (size_t i = rs.size() + 1; i < name.size(); ++i) {
+    if (!isdigit(static_cast<unsigned char>(name[i])) || v > 1000000) return -1;
+    v = v * 10 + (name[i] - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+bool SchedulerController::ReconcileRegionServices(const Snapshot& snap) {
+  const KindInfo& ci_kind = *FindKind("computeinstances");
+  const KindInfo& rs_kind = *FindKind("regionservices");
+  bool wrote = false;
+  // Members by service; live = not being deleted.
+  std::map<std::string, std::vector<const compute::ComputeInstance*>> members;
+  for (const auto& ci : snap.instances) {
+    auto it = ci.metadata().labels().find(kRegionServiceLabel);
+    if (it == ci.metadata().labels().end()) continue;
+    members[ci.metadata().namespace_() + "/" + it->second].push_back(&ci);
+  }
+  std::set<std::string> services;
+  for (const auto& rs : snap.services)
+    services.insert(rs.metadata().namespace_() + "/" + rs.metadata().name());
+  // Members of a service that no longer exists are deleted with it.
+  for (const auto& [key, list] : members) {
+    if (services.count(key)) continue;
+    for (const auto* ci : list) {
+      if (!ci->metadata().deletion_timestamp().empty()) continue;
+      auto r = resources_->Delete(SystemPrincipal(), ci_kind, ci->metadata().namespace_(),
+                                  ci->metadata().name(), "");
+      if (r.ok()) wrote = true;
+    }
+  }
+  for (const auto& rs : snap.services) {
+    const std::string& ns = rs.metadata().namespace_();
+    const std::string& name = rs.metadata().name();
+    const std::string obj = "regionservices/" + ns + "/" + name;
+    const auto& list = members[ns + "/" + name];
+    std::set<std::string> owned = SplitMembers(
+        rs.status().details().count("members") ? rs.status().details().at("members") : "");
+    std::map<std::string, const compute::ComputeInstance*> live, existing;
+    for (const auto* ci : list) {
+      existing[ci->metadata().name()] = ci;
+      if (ci->metadata().deletion_timestamp().empty()) live[ci->metadata().name()] = ci;
+    }
+    // Members deleted by someone else: each one is a replica less (seed 003).
+    int user_deleted = 0;
+    for (auto it = owned.begin(); it != owned.end();) {
+      if (!live.count(*it)) {
+        ++user_deleted;
+        it = owned.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // Live members not yet listed (created in a round whose status write lost a race).
+    for (const auto& [n, ci] : live) owned.insert(n);
+    int replicas = std::max(0, rs.spec().replicas() - user_deleted);
+
+    compute::RegionService next = rs;
+    if (replicas != rs.spec().replicas()) {
+      next.mutable_spec()->set_replicas(replicas);
+      next.mutable_metadata()->set_generation(rs.metadata().generation() + 1);
+    }
+    if (replicas == 0) {
+      // Delete the remaining members, then the service.
+      for (const auto& [n, ci] : live) {
+        auto r = resources_->Delete(SystemPrincipal(), ci_kind, ns, n, "");
+        if (r.ok()) wrote = true;
+      }
+      auto r = resources_->Delete(SystemPrincipal(), rs_kind, ns, name,
+                                  rs.metadata().resource_version());
+      if (r.ok()) {
+        wrote = true;
+        Event(ns, "Deleted", obj, "0 replicas: the RegionService is removed");
+      }
+      continue;
+    }
+    // Scale down from the tail.
+    std::vector<std::pair<int, std::string>> by_index;
+    for (const auto& [n, ci] : live) by_index.push_back({MemberIndex(name, n), n});
+    std::sort(by_index.begin(), by_index.end());
+    std::vector<std::string> victims;
+    while (static_cast<int>(by_index.size()) > replicas) {
+      victims.push_back(by_index.back().second);
+      owned.erase(by_index.back().second);
+      by_index.pop_back();
+    }
+    // Scale up into the lowest free indices (a member still being deleted keeps its name).
+    std::vector<std::string> created;
+    std::string create_error;
+    int need = replicas - static_cast<int>(by_index.size());
+    for (int i = 0; need > 0 && i < 1000000; ++i) {
+      const std::string n = name + "-" + std::to_string(i);
+      if (existing.count(n)) continue;
+      auto ci = std::make_shared<compute::ComputeInstance>();
+      ci->mutable_metadata()->set_name(n);
+      ci->mutable_metadata()->set_namespace_(ns);
+      for (const auto& [k, v] : rs.metadata().labels())
+        (*ci->mutable_metadata()->mutable_labels())[k] = v;
+      (*ci->mutable_metadata()->mutable_labels())[kRegionServiceLabel] = name;
+      *ci->mutable_spec() = rs.spec().template_();
+      // The service's policy applies across the group; replicas are the service's.
+      if (rs.spec().has_schedule()) *ci->mutable_spec()->mutable_schedule() = rs.spec().schedule();
+      ci->mutable_spec()->mutable_schedule()->set_replicas(0);
+      auto r = resources_->Create(SystemPrincipal(), ci_kind, ns, ci);
+      if (!r.ok()) {
+        create_error = "creating " + n + ": " + std::string(r.status().message());
+        break;
+      }
+      wrote = true;
+      owned.insert(n);
+      created.push_back(n);
+      --need;
+    }
+    // Status (seed 003 flow: Initializing → Creating → Active, mapped onto phases).
+    int running = 0, errors = 0;
+    for (const auto& [idx, n] : by_index) {
+      const auto phase = live[n]->status().phase();
+      if (phase == resource::ResourceStatus::RUNNING) ++running;
+      if (phase == resource::ResourceStatus::ERROR) ++errors;
+    }
+    auto* st = next.mutable_status();
+    std::string msg =
+        std::to_string(running) + "/" + std::to_string(replicas) + " replicas running";
+    resource::ResourceStatus::Phase phase;
+    if (!create_error.empty()) {
+      // An invalid template can never be created: say so on the service.
+      phase = resource::ResourceStatus::ERROR;
+      msg = create_error;
+    } else if (errors > 0) {
+      phase = resource::ResourceStatus::ERROR;
+      msg += ", " + std::to_string(errors) + " in ERROR";
+    } else if (running == replicas && static_cast<int>(by_index.size()) == replicas) {
+      phase = resource::ResourceStatus::RUNNING;  // Active
+    } else if (rs.status().phase() == resource::ResourceStatus::RUNNING ||
+               rs.status().phase() == resource::ResourceStatus::UPDATING) {
+      phase = resource::ResourceStatus::UPDATING;  // an Active service being scaled
+    } else if (by_index.empty() && created.empty()) {
+      phase = resource::ResourceStatus::PENDING;  // Initializing
+    } else {
+      phase = resource::ResourceStatus::CREATING;  // Creating
+    }
+    st->set_phase(phase);
+    st->set_message(msg);
+    st->set_observed_generation(next.metadata().generation());
+    (*st->mutable_details())["members"] = JoinMembers(owned);
+    (*st->mutable_details())["replicas"] = std::to_string(replicas);
+    // Map fields serialize in no fixed order: compare structurally.
+    if (!google::protobuf::util::MessageDifferencer::Equals(next, rs)) {
+      auto w = resources_->WriteAsSystem(rs_kind, next);
+      if (!w.ok()) {
+        // Do not delete anything on a stale view; the next round decides again.
+        if (w.code() != StatusCode::kAborted) spdlog::warn("regionservice: {}", w.ToString());
+        continue;
+      }
+      wrote = true;
+    }
+    for (const auto& v : victims) {
+      auto r = resources_->Delete(SystemPrincipal(), ci_kind, ns, v, "");
+      if (r.ok()) wrote = true;
+    }
+    if (!created.empty() || !victims.empty() || user_deleted > 0) {
+      std::string msg = "replicas " + std::to_string(replicas);
+      if (!created.empty()) msg += ", created " + JoinMembers({created.begin(), created.end()});
+      if (!victims.empty()) msg += ", deleted " + JoinMembers({victims.begin(), victims.end()});
+      if (user_deleted > 0)
+        msg += ", " + std::to_string(user_deleted) + " member(s) deleted directly";
+      Event(ns, "Scaled", obj, msg);
+    }
+  }
+  return wrote;
+}
+
+}  // namespace photon::server

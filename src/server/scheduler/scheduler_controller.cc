@@ -1,0 +1,280 @@
+// See scheduler_controller.h. This file: the loop, the snapshot and placement of pending
+// instances; node_lifecycle.cc and region_service_controller.cc hold the other steps.
+#include "server/scheduler/scheduler_controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/util.h"
+#include "server/object_util.h"
+#include "server/watch_cache.h"
+
+namespace photon::server {
+
+namespace {
+bool HasPrefix(const std::string& s, const std::string& p) {
+  return s.compare(0, p.size(), p) == 0;
+}
+
+template <typename T>
+std::vector<T> ListKind(WatchCache* cache, const std::string& plural) {
+  std::vector<T> out;
+  const std::string prefix = RegistryPrefix(plural);
+  auto list = cache->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
+  out.reserve(list.items.size());
+  for (const auto& o : list.items) {
+    auto m = o->Decoded();
+    if (m) out.push_back(static_cast<const T&>(*m));
+  }
+  return out;
+}
+
+void SetScheduledCondition(resource::ResourceStatus* st, bool ok, const std::string& reason,
+                           const std::string& message) {
+  resource::Condition* c = nullptr;
+  for (auto& x : *st->mutable_conditions())
+    if (x.type() == "Scheduled") c = &x;
+  if (!c) {
+    c = st->add_conditions();
+    c->set_type("Scheduled");
+  }
+  const std::string status = ok ? "True" : "False";
+  if (c->status() != status) c->set_last_transition_time(NowRfc3339());
+  c->set_status(status);
+  c->set_reason(reason);
+  c->set_message(message);
+}
+}  // namespace
+
+SchedulerController::SchedulerController(ResourceManager* resources,
+                                         SchedulerControllerOptions options)
+    : resources_(resources), options_(std::move(options)) {}
+
+Status SchedulerController::Start() {
+  const std::string nodes = RegistryPrefix("nodes"), cis = RegistryPrefix("computeinstances"),
+                    rss = RegistryPrefix("regionservices");
+  auto id = resources_->cache()->Subscribe(
+      "/registry/", 0, [](const std::vector<std::shared_ptr<const CachedObject>>&, int64_t) {},
+      [this, nodes, cis, rss](const std::vector<CacheEvent>& events) {
+        for (const auto& e : events) {
+          const auto& k = e.object->key();
+          if (HasPrefix(k, nodes) || HasPrefix(k, cis) || HasPrefix(k, rss)) {
+            std::lock_guard lock(mu_);
+            dirty_ = true;
+            cv_.notify_one();
+            return;
+          }
+        }
+      });
+  if (!id.ok()) return id.status();
+  subscription_ = *id;
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void SchedulerController::Stop() {
+  if (subscription_) {
+    resources_->cache()->Unsubscribe(subscription_);
+    subscription_ = 0;
+  }
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SchedulerController::Run() {
+  // The heartbeat clock needs a tick even when nothing changes.
+  const auto tick = std::clamp(options_.suspect_after / 4, std::chrono::milliseconds(100),
+                               std::chrono::milliseconds(2000));
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, tick, [&] { return stop_ || dirty_; });
+      if (stop_) return;
+      dirty_ = false;
+    }
+    bool wrote = false;
+    try {
+      wrote = Round();
+    } catch (const std::exception& e) {
+      spdlog::error("scheduler: round failed: {}", e.what());
+    }
+    if (wrote) {
+      // Let the cache see our own writes before the next round decides on them: placements
+      // of the next round must count the allocations of this one.
+      if (auto rev = resources_->store()->CurrentRevision(); rev.ok())
+        (void)resources_->cache()->WaitForRevision(*rev, 2000);
+      std::lock_guard lock(mu_);
+      dirty_ = true;
+    }
+  }
+}
+
+SchedulerController::Snapshot SchedulerController::Read() {
+  Snapshot s;
+  s.nodes = ListKind<node::Node>(resources_->cache(), "nodes");
+  s.instances = ListKind<compute::ComputeInstance>(resources_->cache(), "computeinstances");
+  s.services = ListKind<compute::RegionService>(resources_->cache(), "regionservices");
+  return s;
+}
+
+bool SchedulerController::Round() {
+  ++round_;
+  Snapshot snap = Read();
+  region_service_sizes_.clear();
+  for (const auto& rs : snap.services)
+    region_service_sizes_[rs.metadata().namespace_() + "/" + rs.metadata().name()] =
+        rs.spec().replicas();
+  bool wrote = MonitorNodes(snap);
+  wrote |= ReconcileRegionServices(snap);
+  scheduler::ClusterState state;
+  BuildState(snap, &state);
+  scheduler::SchedulerOptions so = options_.placement;
+  so.seed = options_.placement.seed + round_;
+  scheduler::Scheduler sched(&state, so);
+  wrote |= EvictAndDrain(snap, state, sched);
+  wrote |= PlacePending(snap, state, sched);
+  return wrote;
+}
+
+void SchedulerController::BuildState(const Snapshot& snap, scheduler::ClusterState* state) {
+  for (const auto& n : snap.nodes) {
+    scheduler::NodeState ns;
+    ns.name = n.metadata().name();
+    ns.labels.insert(n.metadata().labels().begin(), n.metadata().labels().end());
+    ns.drivers.assign(n.spec().drivers().begin(), n.spec().drivers().end());
+    ns.attributes.insert(n.spec().attributes().begin(), n.spec().attributes().end());
+    ns.capacity = {n.spec().capacity().vcpu(), n.spec().capacity().memory_mb(),
+                   n.spec().capacity().disk_gb()};
+    ns.ready = n.node_status().condition() == node::NodeStatus::READY;
+    auto drain = n.metadata().annotations().find(kDrainAnnotation);
+    ns.unschedulable = n.spec().unschedulable() ||
+                       (drain != n.metadata().annotations().end() && drain->second == "requested");
+    ns.condition = node::NodeStatus::Condition_Name(n.node_status().condition());
+    state->AddNode(std::move(ns));
+  }
+  // Allocation = what is placed: every instance with an agentId that still exists (one being
+  // deleted holds its resources until the agent has torn it down).
+  for (const auto& ci : snap.instances) {
+    if (ci.metadata().agent_id().empty()) continue;
+    auto [group, size] = GroupOf(snap, ci);
+    scheduler::PlacedInstance p;
+    p.group = group;
+    p.labels.insert(ci.metadata().labels().begin(), ci.metadata().labels().end());
+    p.resources = {ci.spec().resources().vcpu(), ci.spec().resources().memory_mb(),
+                   ci.spec().resources().disk_gb()};
+    p.node = ci.metadata().agent_id();
+    state->AddPlaced(p);
+  }
+}
+
+std::pair<std::string, int> SchedulerController::GroupOf(const Snapshot&,
+                                                         const compute::ComputeInstance& ci) {
+  const auto& md = ci.metadata();
+  auto it = md.labels().find(kRegionServiceLabel);
+  if (it == md.labels().end()) return {md.namespace_() + "/" + md.name(), 1};
+  const std::string g = md.namespace_() + "/" + it->second;
+  auto sz = region_service_sizes_.find(g);
+  return {g, sz == region_service_sizes_.end() ? 1 : std::max(1, sz->second)};
+}
+
+Status SchedulerController::WriteInstance(const compute::ComputeInstance& ci) {
+  return resources_->WriteAsSystem(*FindKind("computeinstances"), ci);
+}
+
+void SchedulerController::Event(const std::string& ns, const std::string& reason,
+                                const std::string& object, const std::string& message) {
+  if (auto st = resources_->RecordEvent(ns, reason, object, message); !st.ok())
+    spdlog::warn("scheduler: event {}: {}", reason, st.ToString());
+}
+
+bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterState& state,
+                                       scheduler::Scheduler& sched) {
+  std::vector<const compute::ComputeInstance*> pending;
+  for (const auto& ci : snap.instances) {
+    const auto& md = ci.metadata();
+    if (!md.agent_id().empty() || !md.deletion_timestamp().empty()) continue;
+    const auto phase = ci.status().phase();
+    // ERROR set by the scheduler itself is retried (a bigger node may have joined).
+    auto d = ci.status().details().find("scheduler");
+    const bool sched_error = phase == resource::ResourceStatus::ERROR &&
+                             d != ci.status().details().end() && d->second == "error";
+    if (phase != resource::ResourceStatus::PENDING && !sched_error) continue;
+    pending.push_back(&ci);
+  }
+  // Members of one group in index order, so replicas land in a stable order.
+  std::sort(pending.begin(), pending.end(), [](const auto* a, const auto* b) {
+    if (a->metadata().namespace_() != b->metadata().namespace_())
+      return a->metadata().namespace_() < b->metadata().namespace_();
+    if (a->metadata().name().size() != b->metadata().name().size())
+      return a->metadata().name().size() < b->metadata().name().size();
+    return a->metadata().name() < b->metadata().name();
+  });
+  bool wrote = false;
+  std::map<std::string, std::string> group_check;  // group → reason ("" = fine)
+  for (const auto* ci : pending) {
+    auto [group, size] = GroupOf(snap, *ci);
+    scheduler::Request req = scheduler::RequestFromInstance(*ci, group, size);
+    scheduler::Decision d;
+    if (ci->spec().schedule().replicas() > 1 &&
+        ci->metadata().labels().find(kRegionServiceLabel) == ci->metadata().labels().end()) {
+      d.kind = scheduler::Decision::Kind::kError;
+      d.reason =
+          "spec.schedule.replicas: a ComputeInstance is one instance; replicas live on a "
+          "RegionService (spec.replicas)";
+    } else {
+      auto gc = group_check.find(group);
+      if (gc == group_check.end()) gc = group_check.emplace(group, sched.CheckGroup(req)).first;
+      if (!gc->second.empty()) {
+        d.kind = scheduler::Decision::Kind::kPending;
+        d.reason = gc->second;
+      } else {
+        d = sched.Place(req);
+      }
+    }
+    compute::ComputeInstance next = *ci;
+    auto* st = next.mutable_status();
+    const std::string obj = "computeinstances/" + req.name;
+    if (d.kind == scheduler::Decision::Kind::kPlaced) {
+      next.mutable_metadata()->set_agent_id(d.node_name);
+      st->set_phase(resource::ResourceStatus::PENDING);
+      const std::string msg = "scheduled on " + d.node_name;
+      st->set_message(msg);
+      (*st->mutable_details())["scheduler"] = "scheduled";
+      SetScheduledCondition(st, true, "Scheduled", msg);
+      if (auto w = WriteInstance(next); !w.ok()) {
+        // Someone else changed it: undo our accounting; the next round looks again.
+        state.Release(req.group, req.labels, req.need, d.node);
+        if (w.code() != StatusCode::kAborted) spdlog::warn("scheduler: {}", w.ToString());
+        continue;
+      }
+      wrote = true;
+      char buf[64];
+      snprintf(buf, sizeof(buf), "%.3f", d.score);
+      Event(ci->metadata().namespace_(), "Scheduled", obj,
+            "placed on " + d.node_name + " (score " + buf + ", " + std::to_string(d.feasible) +
+                " feasible of " + std::to_string(d.visited) + " visited)");
+      continue;
+    }
+    const bool error = d.kind == scheduler::Decision::Kind::kError;
+    const auto phase = error ? resource::ResourceStatus::ERROR : resource::ResourceStatus::PENDING;
+    if (ci->status().message() == d.reason && ci->status().phase() == phase) continue;
+    st->set_phase(phase);
+    st->set_message(d.reason);
+    (*st->mutable_details())["scheduler"] = error ? "error" : "unschedulable";
+    SetScheduledCondition(st, false, error ? "Impossible" : "Unschedulable", d.reason);
+    if (auto w = WriteInstance(next); !w.ok()) {
+      if (w.code() != StatusCode::kAborted) spdlog::warn("scheduler: {}", w.ToString());
+      continue;
+    }
+    wrote = true;
+    Event(ci->metadata().namespace_(), "FailedScheduling", obj, d.reason);
+  }
+  return wrote;
+}
+
+}  // namespace photon::server

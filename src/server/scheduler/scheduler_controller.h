@@ -1,0 +1,94 @@
+// The server-side scheduling controller: one loop thread that, each round, reads a snapshot of
+// Nodes, ComputeInstances and RegionServices from the WatchCache and
+//  1. node lifecycle (seed 003 MonitorLoop): READY → SUSPECT after `suspect_after` without a
+//     heartbeat (probing GET http://<spec.address>/healthz), → DOWN after `down_after`;
+//  2. RegionServices: creates `<rs>-<index>` computes up to spec.replicas, deletes from the
+//     tail, turns a directly deleted member into replicas-1, removes the service at 0;
+//  3. evicts instances from DOWN and draining nodes (placing them elsewhere or back to
+//     PENDING with a reason) and marks finished drains `photon.io/drain: done`;
+//  4. places PENDING instances without an agentId through the scheduler pipeline.
+// Every write is a compare-and-swap on the object's resourceVersion; a conflict just leaves
+// the work for the next round (the loop is level-triggered). Decisions are recorded as Events.
+// Rounds run on watch events (coalesced) and on a tick for the heartbeat clock.
+// Thread-safe: Start/Stop once; everything else runs on the loop thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "photon/compute.pb.h"
+#include "photon/node.pb.h"
+#include "server/resource_manager.h"
+#include "server/scheduler/scheduler.h"
+
+namespace photon::server {
+
+struct SchedulerControllerOptions {
+  std::chrono::milliseconds suspect_after{15000};
+  std::chrono::milliseconds down_after{60000};
+  std::chrono::milliseconds probe_timeout{500};
+  scheduler::SchedulerOptions placement;
+};
+
+inline constexpr char kRegionServiceLabel[] = "photon.io/regionservice";
+inline constexpr char kDrainAnnotation[] = "photon.io/drain";
+
+class SchedulerController {
+ public:
+  SchedulerController(ResourceManager* resources, SchedulerControllerOptions options);
+  ~SchedulerController() { Stop(); }
+  Status Start();
+  void Stop();
+
+ private:
+  struct Snapshot {
+    std::vector<node::Node> nodes;
+    std::vector<compute::ComputeInstance> instances;
+    std::vector<compute::RegionService> services;
+  };
+  struct Heartbeat {
+    std::string last;  // the node's lastHeartbeat as last seen
+    std::chrono::steady_clock::time_point seen;
+    std::chrono::steady_clock::time_point probed{};
+    bool probe_ok = false;
+  };
+
+  void Run();
+  // Returns true when it wrote something (the next round should follow soon).
+  bool Round();
+  Snapshot Read();
+  bool MonitorNodes(Snapshot& snap);
+  bool ReconcileRegionServices(const Snapshot& snap);
+  bool EvictAndDrain(const Snapshot& snap, scheduler::ClusterState& state,
+                     scheduler::Scheduler& sched);
+  bool PlacePending(const Snapshot& snap, scheduler::ClusterState& state,
+                    scheduler::Scheduler& sched);
+  void BuildState(const Snapshot& snap, scheduler::ClusterState* state);
+  // Group and size of an instance (its RegionService, or itself).
+  std::pair<std::string, int> GroupOf(const Snapshot& snap, const compute::ComputeInstance& ci);
+  Status WriteInstance(const compute::ComputeInstance& ci);
+  void Event(const std::string& ns, const std::string& reason, const std::string& object,
+             const std::string& message);
+
+  ResourceManager* resources_;
+  SchedulerControllerOptions options_;
+  uint64_t subscription_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool dirty_ = true;
+  bool stop_ = false;
+  std::thread thread_;
+  std::map<std::string, Heartbeat> heartbeats_;      // loop thread only
+  std::map<std::string, int> region_service_sizes_;  // "ns/name" → replicas, per round
+  uint64_t round_ = 0;
+};
+
+// GET http://<address>/healthz answered 200 within the timeout. address = host:port.
+bool ProbeHealthz(const std::string& address, std::chrono::milliseconds timeout);
+
+}  // namespace photon::server

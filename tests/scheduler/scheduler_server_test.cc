@@ -1,0 +1,402 @@
+// The scheduler, node lifecycle and RegionService controllers in an in-process photon-server.
+// Nodes are simulated through the API with real agent credentials from /v1/join: a thread per
+// node writes heartbeats (nodeStatus.lastHeartbeat + READY) and finishes the deletes of
+// instances on its node, as an agent would. No agent runs workloads here.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include "../server/test_util.h"
+#include "common/util.h"
+
+namespace photon::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+server::ServerOptions FastOptions() {
+  server::ServerOptions o;
+  o.node_suspect_after_ms = 1000;
+  o.node_down_after_ms = 2500;
+  return o;
+}
+
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return pred();
+}
+
+// A node as the API sees it: registered and kept alive by a heartbeat thread.
+class SimNode {
+ public:
+  SimNode(const TestServer& s, const std::string& name, json labels, int vcpu = 8,
+          int memory_mb = 8192)
+      : s_(s), name_(name) {
+    auto join = s.Client(Trim(*ReadFile(s.dir + "/join.token")));
+    auto r = join.Do("POST", "/v1/join", json{{"node", name}}.dump());
+    EXPECT_EQ(r->status, 201) << r->body;
+    token_ = Json(*r)["token"];
+    json node = {{"metadata", {{"name", name}, {"labels", labels}}},
+                 {"spec",
+                  {{"capacity", {{"vcpu", vcpu}, {"memoryMb", memory_mb}, {"diskGb", 100}}},
+                   {"drivers", {"process", "container"}}}}};
+    auto c = s.Client(token_);
+    auto cr = c.Do("POST", "/v1/namespaces/system/nodes", node.dump());
+    EXPECT_EQ(cr->status, 202) << cr->body;
+    Beat(c);
+    thread_ = std::thread([this] {
+      auto c = s_.Client(token_);
+      while (!stop_) {
+        if (beating_) Beat(c);
+        FinishDeletes(c);
+        std::this_thread::sleep_for(200ms);
+      }
+    });
+  }
+  ~SimNode() {
+    stop_ = true;
+    thread_.join();
+  }
+  void StopHeartbeats() { beating_ = false; }
+  const std::string& name() const { return name_; }
+
+ private:
+  void Beat(cli::HttpClient& c) {
+    for (int i = 0; i < 5; ++i) {
+      auto g = c.Do("GET", "/v1/namespaces/system/nodes/" + name_);
+      if (!g.ok() || g->status != 200) return;
+      auto n = Json(*g);
+      n["nodeStatus"]["condition"] = "READY";
+      n["nodeStatus"]["lastHeartbeat"] = NowRfc3339();
+      auto w = c.Do("PUT", "/v1/namespaces/system/nodes/" + name_ + "/status", n.dump());
+      if (w.ok() && w->status == 200) return;
+      if (w.ok() && w->status != 409) {
+        ADD_FAILURE() << name_ << " heartbeat: " << w->status << " " << w->body;
+        return;
+      }
+    }
+  }
+  void FinishDeletes(cli::HttpClient& c) {
+    auto l = c.Do("GET", "/v1/computeinstances");
+    if (!l.ok() || l->status != 200) return;
+    const json list = Json(*l);
+    for (const auto& o : list["items"]) {
+      if (o["metadata"]["agentId"] != name_ || o["metadata"]["deletionTimestamp"] == "") continue;
+      (void)c.Do("DELETE", "/v1/namespaces/" + o["metadata"]["namespace"].get<std::string>() +
+                               "/computeinstances/" + o["metadata"]["name"].get<std::string>());
+    }
+  }
+
+  const TestServer& s_;
+  std::string name_;
+  std::string token_;
+  std::atomic<bool> stop_{false}, beating_{true};
+  std::thread thread_;
+};
+
+class SchedulerServerTest : public ::testing::Test {
+ protected:
+  SchedulerServerTest() : s_(FastOptions()), admin_(s_.Admin()) {}
+
+  // Nodes in `racks` racks over 3 zones, `per_rack` nodes each.
+  void AddNodes(int racks, int per_rack, int vcpu = 8) {
+    for (int r = 0; r < racks; ++r) {
+      for (int i = 0; i < per_rack; ++i) {
+        const std::string name = "node-" + std::to_string(r) + "-" + std::to_string(i);
+        nodes_.push_back(std::make_unique<SimNode>(
+            s_, name,
+            json{{"zone", "z" + std::to_string(r % 3)}, {"rack_az", "rack-" + std::to_string(r)}},
+            vcpu));
+      }
+    }
+    // Every node READY as the scheduler sees it.
+    ASSERT_TRUE(WaitFor([&] {
+      const json l = Json(*admin_.Do("GET", "/v1/namespaces/system/nodes"));
+      int ready = 0;
+      for (const auto& n : l["items"]) ready += n["nodeStatus"]["condition"] == "READY";
+      return ready == static_cast<int>(nodes_.size());
+    }));
+  }
+  json Get(const std::string& kind, const std::string& name, const std::string& ns = "default") {
+    auto r = admin_.Do("GET", "/v1/namespaces/" + ns + "/" + kind + "/" + name);
+    return r->status == 200 ? Json(*r) : json();
+  }
+  json Instance(const std::string& name) { return Get("computeinstances", name); }
+  std::string AgentOf(const std::string& name) {
+    auto j = Instance(name);
+    return j.is_null() ? "" : j["metadata"]["agentId"].get<std::string>();
+  }
+  json List(const std::string& kind, const std::string& selector = "") {
+    return Json(*admin_.Do("GET", "/v1/namespaces/default/" + kind +
+                                      (selector.empty() ? "" : "?labelSelector=" + selector)));
+  }
+  void Create(const std::string& kind, const json& obj) {
+    auto r = admin_.Do("POST", "/v1/namespaces/default/" + kind, obj.dump());
+    ASSERT_EQ(r->status, 202) << r->body;
+  }
+  // Read-modify-write with retries on conflict.
+  void Update(const std::string& path, const std::function<void(json&)>& change) {
+    for (int i = 0; i < 20; ++i) {
+      // PUT …/status takes the whole object as GET on the object returns it.
+      const std::string suffix = "/status";
+      const bool status = path.size() > suffix.size() &&
+                          path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+      auto j = Json(*admin_.Do("GET", status ? path.substr(0, path.size() - suffix.size()) : path));
+      change(j);
+      auto r = admin_.Do("PUT", path, j.dump());
+      if (r->status == 200) return;
+      ASSERT_EQ(r->status, 409) << r->body;
+    }
+    FAIL() << "could not update " << path;
+  }
+  json RegionService(const std::string& name, int replicas, json schedule) {
+    return {{"metadata", {{"name", name}}},
+            {"spec",
+             {{"replicas", replicas},
+              {"schedule", schedule},
+              {"template",
+               {{"process", {{"command", {"/bin/sleep", "60"}}}},
+                {"resources", {{"vcpu", 1}, {"memoryMb", 64}}}}}}}};
+  }
+  std::set<std::string> Members(const std::string& rs) {
+    std::set<std::string> out;
+    const json list = List("computeinstances", "photon.io/regionservice=" + rs);
+    for (const auto& o : list["items"])
+      if (o["metadata"]["deletionTimestamp"] == "")
+        out.insert(o["metadata"]["name"].get<std::string>());
+    return out;
+  }
+
+  TestServer s_;
+  cli::HttpClient admin_;
+  std::vector<std::unique_ptr<SimNode>> nodes_;
+};
+
+std::string RackOf(const std::string& node) {
+  // node-<rack>-<i>
+  return node.substr(5, node.rfind('-') - 5);
+}
+
+TEST_F(SchedulerServerTest, SoftAntiAffinitySpreadsReplicasOverRacks) {
+  AddNodes(3, 2);
+  Create("regionservices",
+         RegionService("web", 3, {{"antiAffinity", {{{"topologyKey", "rack_az"}}}}}));
+  std::set<std::string> racks;
+  ASSERT_TRUE(WaitFor([&] {
+    racks.clear();
+    for (int i = 0; i < 3; ++i) {
+      auto a = AgentOf("web-" + std::to_string(i));
+      if (a.empty()) return false;
+      racks.insert(RackOf(a));
+    }
+    return true;
+  }));
+  EXPECT_EQ(racks.size(), 3u);
+  auto ci = Instance("web-0");
+  EXPECT_EQ(ci["metadata"]["labels"]["photon.io/regionservice"], "web");
+  EXPECT_NE(ci["status"]["message"].get<std::string>().find("scheduled on"), std::string::npos);
+  // The decision is recorded as an Event.
+  EXPECT_TRUE(WaitFor([&] {
+    const json events = Json(*admin_.Do("GET", "/v1/namespaces/default/events"));
+    for (const auto& e : events["items"])
+      if (e["spec"]["eventType"] == "Scheduled") return true;
+    return false;
+  })) << admin_.Do("GET", "/v1/namespaces/default/events")->body;
+}
+
+TEST_F(SchedulerServerTest, HardAntiAffinityWithTooFewRacksPlacesNothing) {
+  AddNodes(2, 2);
+  Create(
+      "regionservices",
+      RegionService("db", 3, {{"antiAffinity", {{{"topologyKey", "rack_az"}, {"hard", true}}}}}));
+  const std::string want =
+      "hard anti-affinity on rack_az: 3 replicas but only 2 rack_az domains among eligible nodes";
+  ASSERT_TRUE(WaitFor([&] {
+    for (int i = 0; i < 3; ++i)
+      if (Instance("db-" + std::to_string(i))["status"]["message"] != want) return false;
+    return true;
+  })) << Instance("db-0").dump();
+  for (int i = 0; i < 3; ++i) {
+    auto ci = Instance("db-" + std::to_string(i));
+    EXPECT_EQ(ci["metadata"]["agentId"], "");
+    EXPECT_EQ(ci["status"]["phase"], "PENDING");
+  }
+  // A third rack unblocks the whole group.
+  nodes_.push_back(
+      std::make_unique<SimNode>(s_, "node-9-0", json{{"zone", "z0"}, {"rack_az", "rack-9"}}));
+  ASSERT_TRUE(WaitFor([&] {
+    std::set<std::string> racks;
+    for (int i = 0; i < 3; ++i) {
+      auto a = AgentOf("db-" + std::to_string(i));
+      if (a.empty()) return false;
+      racks.insert(RackOf(a));
+    }
+    return racks.size() == 3;
+  }));
+}
+
+TEST_F(SchedulerServerTest, NoOvercommitAndDeleteReleasesCapacity) {
+  AddNodes(1, 1, /*vcpu=*/2);
+  for (const char* n : {"a", "b", "c"}) {
+    auto r = admin_.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance(n));
+    ASSERT_EQ(r->status, 202);
+    // One at a time: which two fit must not depend on timing.
+    if (std::string(n) != "c") {
+      ASSERT_TRUE(WaitFor([&] { return !AgentOf(n).empty(); }));
+    }
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return Instance("c")["status"]["message"].get<std::string>().find("insufficient vcpu") !=
+           std::string::npos;
+  })) << Instance("c").dump();
+  EXPECT_EQ(AgentOf("c"), "");
+  EXPECT_EQ(Instance("c")["status"]["phase"], "PENDING");
+  EXPECT_TRUE(WaitFor(
+      [&] { return Get("nodes", "node-0-0", "system")["nodeStatus"]["allocated"]["vcpu"] == 2; }));
+  // Deleting one (finished by the node) makes room for the waiting one.
+  ASSERT_EQ(admin_.Do("DELETE", "/v1/namespaces/default/computeinstances/a")->status, 202);
+  EXPECT_TRUE(WaitFor([&] { return AgentOf("c") == "node-0-0"; })) << Instance("c").dump();
+}
+
+TEST_F(SchedulerServerTest, ImpossibleSpecIsErrorNamingTheField) {
+  AddNodes(1, 1);
+  Create("computeinstances", {{"metadata", {{"name", "huge"}}},
+                              {"spec",
+                               {{"process", {{"command", {"/bin/true"}}}},
+                                {"resources", {{"vcpu", 1}, {"memoryMb", 1 << 30}}}}}});
+  ASSERT_TRUE(WaitFor([&] { return Instance("huge")["status"]["phase"] == "ERROR"; }));
+  EXPECT_NE(
+      Instance("huge")["status"]["message"].get<std::string>().find("spec.resources.memoryMb"),
+      std::string::npos);
+}
+
+TEST_F(SchedulerServerTest, BadSpecsAreRefusedWithTheFieldNamed) {
+  auto r = admin_.Do("POST", "/v1/namespaces/default/computeinstances",
+                     R"({"metadata":{"name":"x"},"spec":{"process":{"command":["a"],"gpus":2}}})");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("gpus"), std::string::npos) << r->body;
+  r = admin_.Do("POST", "/v1/namespaces/default/computeinstances",
+                R"({"metadata":{"name":"x"},"spec":{"process":{"command":["a"]},)"
+                R"("resources":{"memoryMb":-5}}})");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("spec.resources.memoryMb"), std::string::npos) << r->body;
+  r = admin_.Do("POST", "/v1/namespaces/default/regionservices",
+                R"({"metadata":{"name":"x"},"spec":{"replicas":-1}})");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("spec.replicas"), std::string::npos) << r->body;
+}
+
+TEST_F(SchedulerServerTest, CordonedNodeGetsNothing) {
+  AddNodes(2, 1);
+  Update("/v1/namespaces/system/nodes/node-0-0",
+         [](json& n) { n["spec"]["unschedulable"] = true; });
+  for (int i = 0; i < 4; ++i)
+    Create("computeinstances", json::parse(ProcessInstance("p" + std::to_string(i))));
+  for (int i = 0; i < 4; ++i) {
+    const std::string n = "p" + std::to_string(i);
+    ASSERT_TRUE(WaitFor([&] { return !AgentOf(n).empty(); }));
+    EXPECT_EQ(AgentOf(n), "node-1-0");
+  }
+}
+
+TEST_F(SchedulerServerTest, DrainMovesEverythingThenSaysDone) {
+  AddNodes(2, 1);
+  Update("/v1/namespaces/system/nodes/node-1-0",
+         [](json& n) { n["spec"]["unschedulable"] = true; });
+  for (int i = 0; i < 3; ++i)
+    Create("computeinstances", json::parse(ProcessInstance("d" + std::to_string(i))));
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(WaitFor([&] { return AgentOf("d" + std::to_string(i)) == "node-0-0"; }));
+  Update("/v1/namespaces/system/nodes/node-1-0",
+         [](json& n) { n["spec"]["unschedulable"] = false; });
+  // What `photon node drain` does.
+  Update("/v1/namespaces/system/nodes/node-0-0", [](json& n) {
+    n["spec"]["unschedulable"] = true;
+    n["metadata"]["annotations"]["photon.io/drain"] = "requested";
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    return Get("nodes", "node-0-0", "system")["metadata"]["annotations"]["photon.io/drain"] ==
+           "done";
+  }));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(AgentOf("d" + std::to_string(i)), "node-1-0");
+  EXPECT_NE(
+      Instance("d0")["status"]["message"].get<std::string>().find("rescheduled from node-0-0"),
+      std::string::npos);
+}
+
+TEST_F(SchedulerServerTest, SilentNodeGoesSuspectThenDownAndItsComputesMove) {
+  AddNodes(2, 1);
+  Update("/v1/namespaces/system/nodes/node-1-0",
+         [](json& n) { n["spec"]["unschedulable"] = true; });
+  Create("computeinstances", json::parse(ProcessInstance("v")));
+  ASSERT_TRUE(WaitFor([&] { return AgentOf("v") == "node-0-0"; }));
+  Update("/v1/namespaces/system/nodes/node-1-0",
+         [](json& n) { n["spec"]["unschedulable"] = false; });
+  nodes_[0]->StopHeartbeats();
+  bool saw_suspect = false;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto c = Get("nodes", "node-0-0", "system")["nodeStatus"]["condition"];
+        saw_suspect |= c == "SUSPECT";
+        return c == "DOWN";
+      },
+      8s));
+  EXPECT_TRUE(saw_suspect);
+  ASSERT_TRUE(WaitFor([&] { return AgentOf("v") == "node-1-0"; })) << Instance("v").dump();
+  EXPECT_NE(Instance("v")["status"]["message"].get<std::string>().find("DOWN"), std::string::npos);
+  // The other node kept beating and stays READY.
+  EXPECT_EQ(Get("nodes", "node-1-0", "system")["nodeStatus"]["condition"], "READY");
+}
+
+TEST_F(SchedulerServerTest, RegionServiceScalesUpDownDeleteOneAndZero) {
+  AddNodes(3, 1);
+  Create("regionservices", RegionService("api", 2, json::object()));
+  ASSERT_TRUE(WaitFor([&] { return Members("api") == std::set<std::string>{"api-0", "api-1"}; }));
+  const std::string path = "/v1/namespaces/default/regionservices/api";
+  Update(path, [](json& j) { j["spec"]["replicas"] = 4; });
+  ASSERT_TRUE(WaitFor([&] { return Members("api").size() == 4; }));
+  EXPECT_EQ(Members("api"), (std::set<std::string>{"api-0", "api-1", "api-2", "api-3"}));
+  // Scale down deletes from the tail.
+  Update(path, [](json& j) { j["spec"]["replicas"] = 3; });
+  ASSERT_TRUE(WaitFor([&] { return Members("api").size() == 3; }));
+  EXPECT_EQ(Members("api"), (std::set<std::string>{"api-0", "api-1", "api-2"}));
+  // Deleting one member directly decrements replicas; nothing is recreated.
+  ASSERT_EQ(admin_.Do("DELETE", "/v1/namespaces/default/computeinstances/api-1")->status, 202);
+  ASSERT_TRUE(WaitFor([&] { return Get("regionservices", "api")["spec"]["replicas"] == 2; }));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(Members("api"), (std::set<std::string>{"api-0", "api-2"}));
+  // Deleting the last members removes the service.
+  ASSERT_EQ(admin_.Do("DELETE", "/v1/namespaces/default/computeinstances/api-0")->status, 202);
+  ASSERT_EQ(admin_.Do("DELETE", "/v1/namespaces/default/computeinstances/api-2")->status, 202);
+  ASSERT_TRUE(WaitFor([&] { return Get("regionservices", "api").is_null(); }));
+  EXPECT_TRUE(WaitFor([&] { return List("computeinstances")["items"].empty(); }));
+}
+
+TEST_F(SchedulerServerTest, RegionServiceStatusFollowsItsComputes) {
+  AddNodes(2, 1);
+  Create("regionservices", RegionService("st", 2, json::object()));
+  ASSERT_TRUE(WaitFor([&] { return Members("st").size() == 2; }));
+  EXPECT_TRUE(
+      WaitFor([&] { return Get("regionservices", "st")["status"]["phase"] == "CREATING"; }));
+  // The agents report RUNNING: the service becomes RUNNING (seed 003 Active).
+  for (const auto& n : {"st-0", "st-1"}) {
+    ASSERT_TRUE(WaitFor([&] { return !AgentOf(n).empty(); }));
+    Update(std::string("/v1/namespaces/default/computeinstances/") + n + "/status",
+           [](json& j) { j["status"]["phase"] = "RUNNING"; });
+  }
+  EXPECT_TRUE(WaitFor([&] { return Get("regionservices", "st")["status"]["phase"] == "RUNNING"; }))
+      << Get("regionservices", "st").dump();
+  EXPECT_EQ(Get("regionservices", "st")["status"]["message"], "2/2 replicas running");
+}
+
+}  // namespace
+}  // namespace photon::testing
