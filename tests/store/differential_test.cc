@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -127,7 +128,12 @@ TEST_F(DifferentialTest, RandomOperationsAgreeWithEtcd) {
   }
 
   std::map<std::string, int> tally;
-  std::mt19937 seeds(20261122);
+  // A fixed seed keeps CI reproducible; PHOTON_STORE_DIFF_SEED explores other sequences.
+  const char* seed_env = std::getenv("PHOTON_STORE_DIFF_SEED");
+  uint32_t seed0 =
+      seed_env != nullptr ? static_cast<uint32_t>(std::strtoul(seed_env, nullptr, 10)) : 20261122u;
+  SCOPED_TRACE("seed " + std::to_string(seed0));
+  std::mt19937 seeds(seed0);
   constexpr int kOps = 400;
   for (int i = 0; i < kOps; ++i) {
     uint32_t seed = seeds();
@@ -230,11 +236,13 @@ TEST_F(DifferentialTest, RandomOperationsAgreeWithEtcd) {
     ASSERT_EQ(described[0], described[1]) << "event " << i;
   }
 
-  // A replay of the history kept since the compaction point agrees with the live stream.
+  // A replay of the history kept since the compaction point agrees with the live stream. It
+  // starts just after the compaction revision: etcd's compaction drops deletes made at exactly
+  // that revision, so a watch from it would miss them there (the SQLite store keeps them).
   for (int s = 0; s < 2; ++s) {
     auto compacted = sides_[s].store->CompactedRevision();
     ASSERT_TRUE(compacted.ok()) << compacted.status();
-    int64_t start = std::max(sides_[s].base + 1, *compacted);
+    int64_t start = std::max(sides_[s].base + 1, *compacted + 1);
     std::vector<std::string> expected;
     for (const auto& event : events[s]) {
       if (event.kv.mod_revision >= start) expected.push_back(Describe(event.kv, sides_[s]));

@@ -18,6 +18,7 @@
 #include "common/metrics.h"
 #include "etcd_process.h"
 #include "store/store.h"
+#include "watch_collector.h"
 
 namespace photon::store {
 namespace {
@@ -228,6 +229,25 @@ TEST_F(SqliteStoreTest, OneStorePerFile) {
   EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition) << second.status();
   first.reset();
   EXPECT_NE(Open(), nullptr);
+}
+
+TEST_F(SqliteStoreTest, WatchFromCompactionRevisionKeepsItsDeletes) {
+  // etcd drops a delete made at exactly the compaction revision from a watch starting there;
+  // this store keeps it (see README).
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Put("k", "v").ok());
+  ASSERT_TRUE(store->Delete("k").ok());
+  int64_t deleted_at = *store->CurrentRevision();
+  ASSERT_TRUE(store->Put("z", "v").ok());
+  ASSERT_TRUE(store->Compact(deleted_at).ok());
+  testing::WatchCollector collector;
+  auto watch = store->Watch("k", "", deleted_at, collector.OnEvents(), collector.OnError());
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  auto events = collector.WaitFor(1, 5s);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, WatchEvent::Type::kDelete);
+  EXPECT_EQ(events[0].kv.mod_revision, deleted_at);
 }
 
 }  // namespace
