@@ -190,6 +190,15 @@ TEST_F(VmUnitTest, ChecksumsOverlaysAndVolumes) {
   ASSERT_TRUE(good.ok()) << good.status();
   EXPECT_EQ(*good, dir_ + "/data/images/" + *digest + ".raw");
 
+  // A private host file is never handed to a guest.
+  const std::string secret = dir_ + "/secret.raw";
+  ASSERT_TRUE(WriteFileAtomic(secret, "key", 0600).ok());
+  compute::Image private_image = image;
+  private_image.mutable_spec()->set_source_path(secret);
+  private_image.mutable_spec()->clear_sha256();
+  auto refused = store.PrepareImage(private_image);
+  EXPECT_TRUE(absl::IsPermissionDenied(refused.status())) << refused.status();
+
   const std::string overlay = dir_ + "/root.qcow2";
   ASSERT_TRUE(store.CreateOverlay(*good, "raw", overlay, 0).ok());
   auto info = RunCommand({"qemu-img", "info", "-U", overlay}, std::chrono::seconds(10));

@@ -68,6 +68,13 @@ StatusOr<std::string> DiskStore::PrepareImage(const compute::Image& image) {
     return absl::FailedPreconditionError("image " + name + ": source file " + source +
                                          " does not exist on this node");
   }
+  // Images are shared artifacts: a source only root may read (a key, /etc/shadow) is refused,
+  // so an Image cannot hand a private host file to a guest as its disk.
+  if (!(st.st_mode & S_IROTH)) {
+    return absl::PermissionDeniedError("image " + name + ": source file " + source +
+                                       " is not world-readable; refusing to expose a private "
+                                       "host file to a guest");
+  }
   const std::string want = Lower(image.spec().sha256());
   if (want.empty()) return source;  // unverified: documented, the operator chose no digest
   PHOTON_ASSIGN_OR_RETURN(std::string got, CachedSha256(source));

@@ -37,9 +37,7 @@ Status VmProvider::RebootLocked(VmState& vm) {
   vm.scan_offset = vm.boot_offset;
   vm.ready = false;
   vm.paused = false;
-  vm.boot_started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+  vm.boot_started_ms = WallClockMs();
   PHOTON_RETURN_IF_ERROR(qmp->Execute("system_reset").status());
   return vm.Save();
 }
@@ -80,8 +78,7 @@ Status VmProvider::AttachVolumeLocked(VmState& vm, const std::string& name) {
     disks_->ReleaseVolume(vm.ns, name, vm.id);
     return path.status();
   }
-  AttachedVolume av{name, "v" + Sha256Hex(name).substr(0, 8), *path,
-                    DiskStore::VolumeFormat(*volume), port};
+  AttachedVolume av{name, DiskIdFor(name), *path, DiskStore::VolumeFormat(*volume), port};
   if (running) {
     auto qmp = QmpClient::Connect(vm.qmp_socket, kQmpTimeout);
     Status st = qmp.status();

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
+#include "common/util.h"
 
 namespace photon::agent::vm {
 namespace {
@@ -40,6 +41,8 @@ nlohmann::json ToJson(const VmState& s) {
 }
 
 }  // namespace
+
+std::string DiskIdFor(const std::string& volume) { return "v" + Sha256Hex(volume).substr(0, 8); }
 
 Status VmState::Save() const { return WriteFileAtomic(StatePath(), ToJson(*this).dump(), 0600); }
 

@@ -22,6 +22,9 @@ struct AttachedVolume {
   int port = 0;  // pcie-root-port index
 };
 
+// The QEMU id suffix of a volume's drive and device.
+std::string DiskIdFor(const std::string& volume);
+
 struct VmState {
   std::mutex mu;
   std::string id, ns, name, dir;

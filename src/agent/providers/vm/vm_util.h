@@ -37,5 +37,7 @@ int64_t ProcessRssBytes(int pid);
 std::string TailFile(const std::string& path, size_t max_bytes);
 int64_t FileSize(const std::string& path);  // -1 when missing
 bool PathExists(const std::string& path);
+// Wall-clock milliseconds since the epoch: boot start times must survive an agent restart.
+int64_t WallClockMs();
 
 }  // namespace photon::agent::vm
