@@ -686,6 +686,9 @@ Status SqliteStore::Impl::Compact(int64_t revision) {
 }
 
 StatusOr<int64_t> SqliteStore::Impl::GrantLease(int64_t ttl_seconds) {
+  // etcd's ceiling; it also keeps now + TTL within the clock's range.
+  constexpr int64_t kMaxLeaseTtl = 9'000'000'000;
+  if (ttl_seconds > kMaxLeaseTtl) return absl::OutOfRangeError("too large lease TTL");
   auto op = std::make_unique<WriteOp>();
   op->kind = WriteOp::Kind::kGrant;
   op->ttl = ttl_seconds;

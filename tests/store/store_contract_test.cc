@@ -558,6 +558,7 @@ TYPED_TEST(StoreContractTest, RefusesEmptyKeysAndBadTtl) {
                 .code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(store.GrantLease(0).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.GrantLease(9'000'000'001).status().code(), StatusCode::kOutOfRange);
   TxnRequest duplicate;
   duplicate.success.push_back({TxnOp::Type::kPut, this->K("d"), "1", "", 0, 0});
   duplicate.success.push_back({TxnOp::Type::kPut, this->K("d"), "2", "", 0, 0});
