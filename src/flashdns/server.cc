@@ -75,19 +75,16 @@ int BoundPort(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in6&>(ss).sin6_port);
 }
 
-// Reads exactly n bytes, waiting at most timeout_ms for each chunk.
+// Reads exactly n bytes within timeout_ms in total, so a client trickling bytes cannot hold
+// a connection thread for longer than that.
 bool ReadFull(int fd, uint8_t* buf, size_t n, int timeout_ms, const std::atomic<bool>& stop) {
   size_t got = 0;
-  int waited = 0;
+  const int64_t deadline = MonotonicNanos() + static_cast<int64_t>(timeout_ms) * 1000000;
   while (got < n) {
-    if (stop.load(std::memory_order_relaxed)) return false;
+    if (stop.load(std::memory_order_relaxed) || MonotonicNanos() > deadline) return false;
     pollfd p{fd, POLLIN, 0};
     int r = poll(&p, 1, kPollMs);
-    if (r == 0) {
-      waited += kPollMs;
-      if (waited >= timeout_ms) return false;
-      continue;
-    }
+    if (r == 0) continue;
     if (r < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -98,7 +95,6 @@ bool ReadFull(int fd, uint8_t* buf, size_t n, int timeout_ms, const std::atomic<
       return false;
     }
     got += static_cast<size_t>(k);
-    waited = 0;
   }
   return true;
 }
