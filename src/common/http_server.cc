@@ -115,6 +115,18 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     chunk += "\r\n";
     return Enqueue(std::move(chunk), false);
   }
+  bool WriteShared(std::vector<std::shared_ptr<const std::string>> parts) override {
+    size_t total = 0;
+    for (const auto& p : parts) total += p->size();
+    if (total == 0) return IsOpen();
+    char head[32];
+    int n = snprintf(head, sizeof head, "%zx\r\n", total);
+    Pending item;
+    item.own.assign(head, n);
+    item.shared = std::move(parts);
+    item.tail = "\r\n";
+    return Enqueue(std::move(item), false);
+  }
   void Close() override { Enqueue("0\r\n\r\n", true); }
   bool IsOpen() const override {
     std::lock_guard lock(mu_);
@@ -277,7 +289,20 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     resp.start_stream(shared_from_this());
   }
 
+  // A queued piece of output: own bytes, then shared ones, then a tail.
+  struct Pending {
+    std::string own;
+    std::vector<std::shared_ptr<const std::string>> shared;
+    std::string tail;
+  };
+
   bool Enqueue(std::string data, bool last) {
+    Pending item;
+    item.own = std::move(data);
+    return Enqueue(std::move(item), last);
+  }
+
+  bool Enqueue(Pending data, bool last) {
     {
       std::lock_guard lock(mu_);
       if (!open_ || closing_) return false;
@@ -298,16 +323,25 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
       return;
     }
     writing_ = true;
-    asio::async_write(
-        stream_.socket(), asio::buffer(queue_.front()),
-        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->queue_.pop_front();
-          if (ec) {
-            self->Shutdown();
-            return;
-          }
-          self->WriteNext();
-        }));
+    // Everything queued goes out in one gathered write: a slow reader gets few large writes.
+    size_t taken = std::min<size_t>(queue_.size(), 64);
+    auto buffers = std::make_shared<std::vector<asio::const_buffer>>();
+    for (size_t i = 0; i < taken; ++i) {
+      const Pending& p = queue_[i];
+      if (!p.own.empty()) buffers->push_back(asio::buffer(p.own));
+      for (const auto& part : p.shared) buffers->push_back(asio::buffer(*part));
+      if (!p.tail.empty()) buffers->push_back(asio::buffer(p.tail));
+    }
+    asio::async_write(stream_.socket(), *buffers,
+                      asio::bind_executor(strand_, [self = shared_from_this(), buffers, taken](
+                                                       beast::error_code ec, size_t) {
+                        for (size_t i = 0; i < taken; ++i) self->queue_.pop_front();
+                        if (ec) {
+                          self->Shutdown();
+                          return;
+                        }
+                        self->WriteNext();
+                      }));
   }
 
   void Shutdown() {
@@ -331,7 +365,7 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   char discard_[512];
-  std::deque<std::string> queue_;
+  std::deque<Pending> queue_;
   bool writing_ = false;
   bool close_after_queue_ = false;
   mutable std::mutex mu_;

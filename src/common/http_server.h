@@ -35,6 +35,9 @@ class ResponseStream {
   virtual ~ResponseStream() = default;
   // Queues one chunk; false once the client has gone or Close() was called.
   virtual bool Write(std::string data) = 0;
+  // Queues one chunk made of shared parts, sent without copying them (fan-out of the same
+  // bytes to many streams).
+  virtual bool WriteShared(std::vector<std::shared_ptr<const std::string>> parts) = 0;
   // Ends the response and closes the connection after queued chunks are sent.
   virtual void Close() = 0;
   virtual bool IsOpen() const = 0;

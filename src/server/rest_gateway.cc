@@ -40,18 +40,6 @@ StatusOr<int> ParseLimit(const std::string& text) {
   return std::stoi(text);
 }
 
-const char* EventTypeName(CacheEvent::Type t) {
-  switch (t) {
-    case CacheEvent::Type::kAdded:
-      return "ADDED";
-    case CacheEvent::Type::kModified:
-      return "MODIFIED";
-    case CacheEvent::Type::kDeleted:
-      return "DELETED";
-  }
-  return "MODIFIED";
-}
-
 }  // namespace
 
 HttpResponse ErrorResponse(const Status& status) {
@@ -274,24 +262,21 @@ HttpResponse RestGateway::Watch(HttpRequest& req, const Principal& who, const Ki
   struct State {
     std::mutex mu;
     std::shared_ptr<ResponseStream> stream;
-    std::vector<std::string> early;  // lines produced before the stream is attached
+    std::vector<std::vector<std::shared_ptr<const std::string>>>
+        early;  // before the stream is attached
     uint64_t id = 0;
   };
   auto state = std::make_shared<State>();
   auto on_events = [state](const std::vector<CacheEvent>& events) {
-    std::string chunk;
-    for (const auto& e : events) {
-      chunk += "{\"type\":\"";
-      chunk += EventTypeName(e.type);
-      chunk += "\",\"object\":";
-      chunk += e.object->Json();
-      chunk += "}\n";
-    }
+    // Lines are rendered once per event and shared by every watcher: no per-watcher copies.
+    std::vector<std::shared_ptr<const std::string>> lines;
+    lines.reserve(events.size());
+    for (const auto& e : events) lines.push_back(e.Line());
     std::lock_guard lock(state->mu);
     if (state->stream) {
-      state->stream->Write(std::move(chunk));
+      state->stream->WriteShared(std::move(lines));
     } else {
-      state->early.push_back(std::move(chunk));
+      state->early.push_back(std::move(lines));
     }
   };
   auto id = resources_->Watch(who, kind, ns, Query(req, "labelSelector"),
@@ -306,7 +291,7 @@ HttpResponse RestGateway::Watch(HttpRequest& req, const Principal& who, const Ki
     {
       std::lock_guard lock(state->mu);
       state->stream = stream;
-      for (auto& line : state->early) stream->Write(std::move(line));
+      for (auto& lines : state->early) stream->WriteShared(std::move(lines));
       state->early.clear();
     }
     stream->SetOnClose([state, resources] {

@@ -111,6 +111,24 @@ const std::string& CachedObject::Json() const {
   return json_;
 }
 
+std::shared_ptr<const std::string> CacheEvent::Line() const {
+  std::call_once(line_cache->once, [this] {
+    const char* name = type == Type::kAdded     ? "ADDED"
+                       : type == Type::kDeleted ? "DELETED"
+                                                : "MODIFIED";
+    auto line = std::make_shared<std::string>();
+    const std::string& json = object->Json();
+    line->reserve(json.size() + 40);
+    *line += "{\"type\":\"";
+    *line += name;
+    *line += "\",\"object\":";
+    *line += json;
+    *line += "}\n";
+    line_cache->line = std::move(line);
+  });
+  return line_cache->line;
+}
+
 WatchCache::WatchCache(store::Store* store, MetricsRegistry* metrics, size_t ring_size)
     : store_(store), ring_size_(ring_size) {
   open_watches_ = metrics->GetGauge("photon_open_watches", "Watch streams currently open");

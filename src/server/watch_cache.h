@@ -62,6 +62,14 @@ struct CacheEvent {
   Type type;
   int64_t revision;
   std::shared_ptr<const CachedObject> object;  // for kDeleted: the last state before deletion
+  // The watch line {"type":…,"object":…}\n, rendered once and shared by every watcher.
+  std::shared_ptr<const std::string> Line() const;
+
+  struct LineCache {
+    std::once_flag once;
+    std::shared_ptr<const std::string> line;
+  };
+  std::shared_ptr<LineCache> line_cache = std::make_shared<LineCache>();  // shared by copies
 };
 
 using EventsCallback = std::function<void(const std::vector<CacheEvent>& events)>;
