@@ -115,6 +115,17 @@ Result RunOnce(int nodes, int instances, int group_size, int zones, int racks_pe
   return res;
 }
 
+// Other work on the machine skews the figures: print the 1-minute load average with them.
+std::string LoadAverage() {
+  FILE* f = fopen("/proc/loadavg", "r");
+  if (!f) return "?";
+  char buf[64] = {0};
+  if (!fgets(buf, sizeof(buf), f)) buf[0] = 0;
+  fclose(f);
+  std::string s(buf);
+  return s.substr(0, s.find(' '));
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];

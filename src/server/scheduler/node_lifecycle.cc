@@ -101,11 +101,16 @@ bool SchedulerController::MonitorNodes(Snapshot& snap) {
     Heartbeat hb;
     auto it = heartbeats_.find(name);
     if (it != heartbeats_.end()) hb = it->second;
-    if (it == heartbeats_.end() || hb.last != n.node_status().last_heartbeat()) {
-      // First sight (also after a server restart: a grace period) or a fresh heartbeat.
+    bool fresh = false;  // a heartbeat arrived since the last round
+    if (it == heartbeats_.end()) {
+      // First sight (also after a server restart): a grace period, but no verdict revived.
+      hb.last = n.node_status().last_heartbeat();
+      hb.seen = now;
+    } else if (hb.last != n.node_status().last_heartbeat()) {
       hb.last = n.node_status().last_heartbeat();
       hb.seen = now;
       hb.probe_ok = false;
+      fresh = true;
     }
     const auto silent = now - hb.seen;
     const auto cond = n.node_status().condition();
@@ -114,7 +119,7 @@ bool SchedulerController::MonitorNodes(Snapshot& snap) {
     if (silent < options_.suspect_after) {
       // Fresh: the agent's own word (it writes READY); a late-written heartbeat revives it.
       if (cond == node::NodeStatus::SUSPECT || cond == node::NodeStatus::DOWN) {
-        if (!n.node_status().last_heartbeat().empty()) {
+        if (fresh) {
           want = node::NodeStatus::READY;
           message = "heartbeat resumed";
         }
@@ -179,85 +184,102 @@ bool SchedulerController::MonitorNodes(Snapshot& snap) {
 bool SchedulerController::EvictAndDrain(const Snapshot& snap, scheduler::ClusterState& state,
                                         scheduler::Scheduler& sched) {
   bool wrote = false;
-  for (const auto& n : snap.nodes) {
-    const std::string& name = n.metadata().name();
-    const bool down = n.node_status().condition() == node::NodeStatus::DOWN;
-    auto drain_it = n.metadata().annotations().find(kDrainAnnotation);
-    const bool draining =
-        drain_it != n.metadata().annotations().end() && drain_it->second == "requested";
-    if (!down && !draining) continue;
-    const int node_index = state.NodeIndex(name);
-    int remaining = 0;
-    for (const auto& ci : snap.instances) {
-      if (ci.metadata().agent_id() != name) continue;
-      const std::string obj =
-          "computeinstances/" + ci.metadata().namespace_() + "/" + ci.metadata().name();
-      if (!ci.metadata().deletion_timestamp().empty()) {
-        if (!down) {
-          ++remaining;  // the agent is tearing it down
-          continue;
-        }
-        // Its agent is gone and cannot finish the delete: finish it here.
-        const std::string key =
-            RegistryKey("computeinstances", ci.metadata().namespace_(), ci.metadata().name());
-        store::TxnRequest txn;
-        txn.compares.push_back({.key = key,
-                                .target = store::Compare::Target::kModRevision,
-                                .op = store::Compare::Op::kEqual,
-                                .number = std::stoll(ci.metadata().resource_version())});
-        txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
-        auto r = resources_->store()->Txn(txn);
-        if (r.ok() && r->succeeded) {
-          wrote = true;
-          Event(ci.metadata().namespace_(), "DeleteFinished", obj,
-                "node " + name + " is DOWN: delete finished by the control plane");
-        } else {
-          ++remaining;
-        }
-        continue;
-      }
-      auto [group, size] = GroupOf(snap, ci);
-      scheduler::Request req = scheduler::RequestFromInstance(ci, group, size);
-      req.exclude_node = name;
-      if (node_index >= 0) state.Release(req.group, req.labels, req.need, node_index);
-      scheduler::Decision d = sched.Place(req);
-      const std::string why = down ? "node " + name + " is DOWN" : "node " + name + " is drained";
-      compute::ComputeInstance next = ci;
-      auto* st = next.mutable_status();
-      st->set_phase(resource::ResourceStatus::PENDING);
-      st->set_exit_code(0);
-      st->clear_addresses();
-      std::string msg;
-      if (d.kind == scheduler::Decision::Kind::kPlaced) {
-        next.mutable_metadata()->set_agent_id(d.node_name);
-        msg = "rescheduled from " + name + " to " + d.node_name + ": " + why;
-        (*st->mutable_details())["scheduler"] = "scheduled";
-      } else {
-        next.mutable_metadata()->clear_agent_id();
-        msg = "evicted from " + name + " (" + why + "), waiting: " + d.reason;
-        (*st->mutable_details())["scheduler"] = "unschedulable";
-      }
-      st->set_message(msg);
-      auto w = WriteInstance(next);
-      if (!w.ok()) {
-        if (d.kind == scheduler::Decision::Kind::kPlaced)
-          state.Release(req.group, req.labels, req.need, d.node);
-        if (node_index >= 0) state.Commit(req.group, req.labels, req.need, node_index);
-        if (w.code() != StatusCode::kAborted) spdlog::warn("scheduler: {}", w.ToString());
-        ++remaining;
-        continue;
-      }
+  // Moves one instance off `from` (gone = its agent cannot act any more). Returns false when
+  // the instance still refers to `from` afterwards.
+  auto evict = [&](const compute::ComputeInstance& ci, const std::string& from, bool gone,
+                   const std::string& why) {
+    const std::string obj =
+        "computeinstances/" + ci.metadata().namespace_() + "/" + ci.metadata().name();
+    if (!ci.metadata().deletion_timestamp().empty()) {
+      if (!gone) return false;  // the agent is tearing it down
+      // Its agent is gone and cannot finish the delete: finish it here.
+      const std::string key =
+          RegistryKey("computeinstances", ci.metadata().namespace_(), ci.metadata().name());
+      store::TxnRequest txn;
+      txn.compares.push_back({.key = key,
+                              .target = store::Compare::Target::kModRevision,
+                              .op = store::Compare::Op::kEqual,
+                              .number = std::stoll(ci.metadata().resource_version())});
+      txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
+      auto r = resources_->store()->Txn(txn);
+      if (!r.ok() || !r->succeeded) return false;
       wrote = true;
-      Event(ci.metadata().namespace_(), "Rescheduled", obj, msg);
+      Event(ci.metadata().namespace_(), "DeleteFinished", obj,
+            why + ": delete finished by the control plane");
+      return true;
     }
-    if (draining && remaining == 0) {
-      node::Node next = n;
-      (*next.mutable_metadata()->mutable_annotations())[kDrainAnnotation] = "done";
-      auto st = resources_->WriteAsSystem(*FindKind("nodes"), next);
-      if (st.ok()) {
-        wrote = true;
-        Event("system", "DrainDone", "nodes/system/" + name, "every instance moved off " + name);
-      }
+    auto [group, size] = GroupOf(snap, ci);
+    scheduler::Request req = scheduler::RequestFromInstance(ci, group, size);
+    req.exclude_node = from;
+    const int from_index = state.NodeIndex(from);
+    if (from_index >= 0) state.Release(req.group, req.labels, req.need, from_index);
+    scheduler::Decision d = sched.Place(req);
+    compute::ComputeInstance next = ci;
+    auto* st = next.mutable_status();
+    st->set_phase(resource::ResourceStatus::PENDING);
+    st->set_exit_code(0);
+    st->clear_addresses();
+    std::string msg;
+    if (d.kind == scheduler::Decision::Kind::kPlaced) {
+      next.mutable_metadata()->set_agent_id(d.node_name);
+      msg = "rescheduled from " + from + " to " + d.node_name + ": " + why;
+      (*st->mutable_details())["scheduler"] = "scheduled";
+    } else {
+      next.mutable_metadata()->clear_agent_id();
+      msg = "evicted from " + from + " (" + why + "), waiting: " + d.reason;
+      (*st->mutable_details())["scheduler"] = "unschedulable";
+    }
+    st->set_message(msg);
+    auto w = WriteInstance(next);
+    if (!w.ok()) {
+      if (d.kind == scheduler::Decision::Kind::kPlaced)
+        state.Release(req.group, req.labels, req.need, d.node);
+      if (from_index >= 0) state.Commit(req.group, req.labels, req.need, from_index);
+      if (w.code() != StatusCode::kAborted) spdlog::warn("scheduler: {}", w.ToString());
+      return false;
+    }
+    wrote = true;
+    Event(ci.metadata().namespace_(), "Rescheduled", obj, msg);
+    return true;
+  };
+
+  std::map<std::string, const node::Node*> by_name;
+  for (const auto& n : snap.nodes) by_name[n.metadata().name()] = &n;
+  std::map<std::string, int> remaining;  // draining node → instances still on it
+  for (const auto& ci : snap.instances) {
+    const std::string& at = ci.metadata().agent_id();
+    if (at.empty()) continue;
+    auto it = by_name.find(at);
+    if (it == by_name.end()) {
+      // The Node object was removed: nothing will ever run this copy.
+      evict(ci, at, true, "node " + at + " no longer exists");
+      continue;
+    }
+    const node::Node& n = *it->second;
+    if (n.node_status().condition() == node::NodeStatus::DOWN) {
+      if (!evict(ci, at, true, "node " + at + " is DOWN")) remaining[at]++;
+      continue;
+    }
+    auto drain = n.metadata().annotations().find(kDrainAnnotation);
+    if (drain != n.metadata().annotations().end() && drain->second == "requested") {
+      if (!evict(ci, at, false, "node " + at + " is drained")) remaining[at]++;
+    }
+  }
+  for (const auto& n : snap.nodes) {
+    auto drain = n.metadata().annotations().find(kDrainAnnotation);
+    if (drain == n.metadata().annotations().end() || drain->second != "requested") continue;
+    const std::string& name = n.metadata().name();
+    if (remaining[name] > 0) continue;
+    // Done only once the cache no longer shows anything on it (our moves of this round are
+    // still in flight): the next round confirms.
+    bool any = false;
+    for (const auto& ci : snap.instances) any |= ci.metadata().agent_id() == name;
+    if (any) continue;
+    node::Node next = n;
+    (*next.mutable_metadata()->mutable_annotations())[kDrainAnnotation] = "done";
+    if (resources_->WriteAsSystem(*FindKind("nodes"), next).ok()) {
+      wrote = true;
+      Event("system", "DrainDone", "nodes/system/" + name, "every instance moved off " + name);
     }
   }
   return wrote;

@@ -57,11 +57,6 @@ Decision Scheduler::Place(const Request& req) {
       return d;
     }
   }
-  if (auto why = Impossible(req); !why.empty()) {
-    d.kind = Decision::Kind::kError;
-    d.reason = why;
-    return d;
-  }
   Context c = MakeContext(req, state_, options_.spread_key, options_.binpack);
   const int n = static_cast<int>(order_.size());
   if (static_cast<int>(state_->nodes().size()) != n) {
@@ -88,6 +83,13 @@ Decision Scheduler::Place(const Request& req) {
     }
   }
   if (d.node < 0) {
+    // Only when nothing fits: is it worth waiting at all? (A scan of every node, kept off
+    // the path of successful decisions.)
+    if (auto why = Impossible(req); !why.empty()) {
+      d.kind = Decision::Kind::kError;
+      d.reason = why;
+      return d;
+    }
     d.kind = Decision::Kind::kPending;
     d.reason = Explain(c, rejects);
     return d;
