@@ -155,6 +155,8 @@ StatusOr<ActionResult> VmProvider::Execute(const std::string& instance_id,
   ActionResult result;
   if (action == "console" || action == "logs") {
     result.output = ConsoleTail(*vm, static_cast<size_t>(ParamInt(params, "bytes", 16384)));
+    // The guest's serial line discipline ends lines with "\r\n"; plain "\n" reads better.
+    std::erase(result.output, '\r');
     return result;
   }
   if (action == "start" || action == "restart") {
