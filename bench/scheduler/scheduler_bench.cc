@@ -186,8 +186,10 @@ int main(int argc, char** argv) {
   const double rate = med(&Result::placements_per_s);
   printf(
       "median: %.0f placements/s (target 20000: %.1fx; Nomad C1M ~3300/s: %.1fx), "
-      "p99 decision %.1f us, peak RSS %.0f MB, rack collisions %.2f%%, zone imbalance %.2f\n",
+      "p99 decision %.1f us, peak RSS %.0f MB, rack collisions %.2f%%, zone imbalance %.2f "
+      "(load average %s on %ld cores)\n",
       rate, rate / 20000, rate / 3300, med(&Result::p99_us), med(&Result::peak_rss_mb),
-      med(&Result::rack_collision_pct), med(&Result::zone_imbalance));
+      med(&Result::rack_collision_pct), med(&Result::zone_imbalance), LoadAverage().c_str(),
+      sysconf(_SC_NPROCESSORS_ONLN));
   return 0;
 }
