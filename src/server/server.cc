@@ -12,6 +12,7 @@
 #include "common/metrics.h"
 #include "server/auth.h"
 #include "server/controllers.h"
+#include "server/housekeeper.h"
 #include "server/grpc_service.h"
 #include "server/resource_manager.h"
 #include "server/rest_gateway.h"
@@ -64,6 +65,12 @@ class ServerImpl : public Server {
     resources_ = std::make_unique<ResourceManager>(store_.get(), cache_.get(), &metrics_);
     controllers_ = std::make_unique<Controllers>(resources_.get());
     PHOTON_RETURN_IF_ERROR(controllers_->Start());
+    HousekeeperOptions hk;
+    hk.interval = std::chrono::seconds(std::max(1, options_.housekeeping_interval_s));
+    hk.event_ttl = std::chrono::seconds(options_.event_ttl_s);
+    hk.operation_ttl = std::chrono::seconds(options_.event_ttl_s);
+    housekeeper_ = std::make_unique<Housekeeper>(resources_.get(), hk);
+    housekeeper_->Start();
     if (options_.scheduler) {
       if (options_.node_suspect_after_ms <= 0 ||
           options_.node_down_after_ms <= options_.node_suspect_after_ms) {
@@ -110,6 +117,7 @@ class ServerImpl : public Server {
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (http_) http_->Stop();
     if (scheduler_) scheduler_->Stop();
+    if (housekeeper_) housekeeper_->Stop();
     if (controllers_) controllers_->Stop();
     if (cache_) cache_->Stop();
   }
@@ -122,6 +130,7 @@ class ServerImpl : public Server {
   std::unique_ptr<WatchCache> cache_;
   std::unique_ptr<ResourceManager> resources_;
   std::unique_ptr<Controllers> controllers_;
+  std::unique_ptr<Housekeeper> housekeeper_;
   std::unique_ptr<SchedulerController> scheduler_;
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<HttpServer> http_;

@@ -23,6 +23,8 @@ struct ServerOptions {
   int node_down_after_ms = 60000;     // no heartbeat this long → DOWN, computes rescheduled
   bool scheduler_binpack = false;     // false: least-allocated (spread load over nodes)
   size_t watch_history = 100000;  // events kept for watch resume
+  int housekeeping_interval_s = 30;  // events/finished operations GC and store compaction
+  int event_ttl_s = 3600;
 };
 
 class Server {

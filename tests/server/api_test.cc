@@ -337,3 +337,29 @@ TEST(Join, JoinTokenBuysOneAgentCredentialAndNothingElse) {
 
 }  // namespace
 }  // namespace photon::testing
+
+namespace photon::testing {
+namespace {
+
+TEST(Housekeeping, OldEventsAndFinishedOperationsGoAway) {
+  server::ServerOptions opts;
+  opts.housekeeping_interval_s = 1;
+  opts.event_ttl_s = 0;
+  TestServer s(opts);
+  auto c = s.Admin();
+  ASSERT_EQ(c.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("hk"))->status,
+            202);
+  auto del = Json(*c.Do("DELETE", "/v1/namespaces/default/computeinstances/hk"));
+  std::string op = del["operation"]["metadata"]["id"];
+  EXPECT_EQ(c.Do("GET", "/v1/operations/" + op)->status, 200);
+  // The finished delete operation is removed by the housekeeper within a few passes.
+  int status = 200;
+  for (int i = 0; i < 60 && status == 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    status = c.Do("GET", "/v1/operations/" + op)->status;
+  }
+  EXPECT_EQ(status, 404);
+}
+
+}  // namespace
+}  // namespace photon::testing
