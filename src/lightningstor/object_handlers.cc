@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "lightningstor/body_readers.h"
+#include "lightningstor/object_conditions.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/service.h"
 #include "lightningstor/sigv4.h"
@@ -35,85 +36,6 @@ void RequestMetadata(const http::Request& req, std::string* content_type,
     }
     (*headers)[name] = value;
   }
-}
-
-bool EtagMatches(const std::string& header, const std::string& etag) {
-  size_t pos = 0;
-  while (pos <= header.size()) {
-    size_t comma = header.find(',', pos);
-    if (comma == std::string::npos) comma = header.size();
-    std::string one = header.substr(pos, comma - pos);
-    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
-    while (!one.empty() && one.back() == ' ') one.pop_back();
-    if (one == "*" || UnquoteEtag(one) == etag) return true;
-    pos = comma + 1;
-  }
-  return false;
-}
-
-// RFC 7232 evaluation order; `prefix` selects x-amz-copy-source-* for copies.
-Status CheckConditions(const http::Request& req, const ObjectMeta& o, const std::string& prefix,
-                       bool copy) {
-  int64_t mtime = o.mtime_ms / 1000;
-  const std::string& if_match = req.Header(prefix + "if-match");
-  const std::string& if_none = req.Header(prefix + "if-none-match");
-  const std::string& if_unmod = req.Header(prefix + "if-unmodified-since");
-  const std::string& if_mod = req.Header(prefix + "if-modified-since");
-  Status failed = S3Error("PreconditionFailed",
-                          "At least one of the pre-conditions you specified did not hold");
-  Status not_modified = copy ? failed : S3Error("NotModified", "Not Modified");
-  if (!if_match.empty()) {
-    if (!EtagMatches(if_match, o.etag)) return failed;
-  } else if (!if_unmod.empty()) {
-    auto t = sigv4::ParseHttpDate(if_unmod);
-    if (t.ok() && mtime > *t) return failed;
-  }
-  if (!if_none.empty()) {
-    if (EtagMatches(if_none, o.etag)) return not_modified;
-  } else if (!if_mod.empty()) {
-    auto t = sigv4::ParseHttpDate(if_mod);
-    if (t.ok() && mtime <= *t) return not_modified;
-  }
-  return absl::OkStatus();
-}
-
-// Parses "bytes=a-b", "bytes=a-", "bytes=-n" against size. nullopt when the header should be
-// ignored (absent or several ranges); InvalidRange when unsatisfiable.
-StatusOr<std::optional<std::pair<uint64_t, uint64_t>>> ParseRange(const std::string& header,
-                                                                  uint64_t size) {
-  using Range = std::optional<std::pair<uint64_t, uint64_t>>;
-  if (header.empty()) return Range();
-  if (header.rfind("bytes=", 0) != 0 || header.find(',') != std::string::npos) return Range();
-  std::string spec = header.substr(6);
-  size_t dash = spec.find('-');
-  if (dash == std::string::npos) return Range();
-  std::string a = spec.substr(0, dash), b = spec.substr(dash + 1);
-  auto parse = [](const std::string& s, uint64_t* out) {
-    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) return false;
-    *out = std::strtoull(s.c_str(), nullptr, 10);
-    return true;
-  };
-  Status invalid = S3Error("InvalidRange", "The requested range is not satisfiable");
-  uint64_t start = 0, end = 0;
-  if (a.empty()) {
-    uint64_t suffix = 0;
-    if (!parse(b, &suffix)) return Range();
-    if (suffix == 0 || size == 0) return invalid;
-    start = suffix >= size ? 0 : size - suffix;
-    end = size - 1;
-  } else {
-    if (!parse(a, &start)) return Range();
-    if (b.empty()) {
-      end = size == 0 ? 0 : size - 1;
-    } else if (!parse(b, &end)) {
-      return Range();
-    } else if (end < start) {
-      return Range();  // syntactically invalid ranges are ignored, as in RFC 7233
-    }
-    if (start >= size) return invalid;
-    if (end >= size) end = size - 1;
-  }
-  return Range(std::make_pair(start, end));
 }
 
 char* IoBuffer() {

@@ -8,6 +8,7 @@
 #include "lightningstor/checksum.h"
 #include "lightningstor/config.h"
 #include "lightningstor/listing.h"
+#include "lightningstor/object_conditions.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/xml.h"
 
@@ -173,6 +174,37 @@ TEST(Checksums, KnownVectors) {
   std::string raw;
   ASSERT_TRUE(Base64Decode(Base64Encode("hello!!"), &raw));
   EXPECT_EQ(raw, "hello!!");
+}
+
+TEST(ObjectConditions, Ranges) {
+  auto r = ParseRange("bytes=2-5", 10);
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ(**r, std::make_pair(uint64_t{2}, uint64_t{5}));
+  EXPECT_EQ(**ParseRange("bytes=-3", 10), std::make_pair(uint64_t{7}, uint64_t{9}));
+  EXPECT_EQ(**ParseRange("bytes=8-", 10), std::make_pair(uint64_t{8}, uint64_t{9}));
+  EXPECT_EQ(**ParseRange("bytes=5-100", 10), std::make_pair(uint64_t{5}, uint64_t{9}));
+  EXPECT_FALSE(ParseRange("", 10)->has_value());
+  EXPECT_FALSE(ParseRange("bytes=0-1,3-4", 10)->has_value());
+  EXPECT_FALSE(ParseRange("bytes=5-2", 10)->has_value());
+  EXPECT_EQ(S3Code(ParseRange("bytes=10-", 10).status()), "InvalidRange");
+}
+
+TEST(ObjectConditions, EtagsAndDates) {
+  EXPECT_TRUE(EtagMatches("\"abc\"", "abc"));
+  EXPECT_TRUE(EtagMatches("\"x\", \"abc\"", "abc"));
+  EXPECT_TRUE(EtagMatches("*", "abc"));
+  EXPECT_FALSE(EtagMatches("\"abd\"", "abc"));
+  ObjectMeta o;
+  o.etag = "abc";
+  o.mtime_ms = 1000000000000;  // 2001-09-09T01:46:40Z
+  http::Request req;
+  req.headers = {{"if-none-match", "\"abc\""}};
+  EXPECT_EQ(S3Code(CheckConditions(req, o, "", false)), "NotModified");
+  EXPECT_EQ(S3Code(CheckConditions(req, o, "", true)), "PreconditionFailed");
+  req.headers = {{"if-unmodified-since", "Sat, 01 Sep 2001 00:00:00 GMT"}};
+  EXPECT_EQ(S3Code(CheckConditions(req, o, "", false)), "PreconditionFailed");
+  req.headers = {{"if-modified-since", "Sat, 01 Sep 2001 00:00:00 GMT"}};
+  EXPECT_TRUE(CheckConditions(req, o, "", false).ok());
 }
 
 }  // namespace

@@ -1,0 +1,30 @@
+// Request preconditions and byte ranges of GET/HEAD and copies: If-Match, If-None-Match,
+// If-Modified-Since, If-Unmodified-Since (RFC 7232 order) and single "bytes=" ranges
+// (RFC 7233). Pure functions; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "common/status.h"
+#include "lightningstor/http/message.h"
+#include "lightningstor/types.h"
+
+namespace photon::lightningstor {
+
+// Whether an If-Match / If-None-Match header value ("*" or a list of ETags) matches etag.
+bool EtagMatches(const std::string& header, const std::string& etag);
+
+// PreconditionFailed or NotModified (as S3 errors) when a condition fails; `prefix` selects
+// the x-amz-copy-source-* headers of a copy, for which NotModified becomes PreconditionFailed.
+Status CheckConditions(const http::Request& req, const ObjectMeta& o, const std::string& prefix,
+                       bool copy);
+
+// Inclusive [first, last] for a Range header against an object size. nullopt when the header
+// is absent or to be ignored (multiple or malformed ranges); InvalidRange when unsatisfiable.
+StatusOr<std::optional<std::pair<uint64_t, uint64_t>>> ParseRange(const std::string& header,
+                                                                  uint64_t size);
+
+}  // namespace photon::lightningstor
