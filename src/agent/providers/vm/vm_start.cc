@@ -3,10 +3,12 @@
 // vm_provider.h. Thread-safety: StartLocked runs under the instance's mutex.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <set>
 #include <thread>
 
@@ -21,6 +23,7 @@ namespace photon::agent::vm {
 namespace {
 
 using std::chrono::milliseconds;
+constexpr int64_t kConsoleRotateBytes = 8 << 20;
 
 // Runs QEMU with -daemonize: the direct child exits once QEMU is set up (0) or failed (its
 // message is in log_path); the daemon itself is in a new session, not our child, so it
@@ -209,6 +212,22 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
   qc.hotplug_ports =
       machine == "q35" ? static_cast<int>(volumes.size() + ConfigInt("hotplug_ports", 2)) : 0;
 
+  // Short socket path: sun_path holds 107 bytes; a deep data dir falls back to /tmp.
+  std::string qmp = vm.dir + "/qmp.sock";
+  if (qmp.size() > 100) {
+    std::string run_dir = "/tmp/photon-vm-" + std::to_string(getuid());
+    Status made = MakeDirs(run_dir, 0700);
+    // /tmp is shared: use the directory only if it is really ours and private (not a
+    // directory or symlink someone else planted to catch the control socket).
+    struct stat st;
+    if (!made.ok() || lstat(run_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != getuid() || (st.st_mode & 077) != 0) {
+      release_new();
+      return absl::FailedPreconditionError(run_dir + " is not a private directory of ours");
+    }
+    qmp = run_dir + "/" + Sha256Hex(vm.dir).substr(0, 16) + ".qmp";
+  }
+
   // Network: a tap on the configured bridge when the instance asks for a VPC, else user-mode
   // or none (tests and hosts without a bridge).
   std::string tap;
@@ -231,16 +250,13 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
     qc.network = Config("network", "none");
   }
 
-  // Short socket path: sun_path holds 107 bytes; a deep data dir falls back to /tmp.
-  std::string qmp = vm.dir + "/qmp.sock";
-  if (qmp.size() > 100) {
-    std::string run_dir = "/tmp/photon-vm-" + std::to_string(getuid());
-    PHOTON_RETURN_IF_ERROR(MakeDirs(run_dir, 0700));
-    qmp = run_dir + "/" + Sha256Hex(vm.dir).substr(0, 16) + ".qmp";
-  }
   qc.qmp_socket = qmp;
   qc.pidfile = vm.dir + "/qemu.pid";
   qc.console_log = vm.dir + "/console.log";
+  // The console is appended across boots; keep one previous generation once it grows large.
+  if (FileSize(qc.console_log) > kConsoleRotateBytes) {
+    std::rename(qc.console_log.c_str(), (qc.console_log + ".1").c_str());
+  }
   unlink(qc.qmp_socket.c_str());
   unlink(qc.pidfile.c_str());
 
@@ -267,6 +283,8 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
   auto pid = SpawnQemu(BuildQemuArgv(qc), vm.dir + "/qemu.log", qc.pidfile);
   if (!pid.ok()) {
     release_new();
+    if (!tap.empty())
+      RunCommand({"ip", "link", "del", tap}, std::chrono::seconds(10)).IgnoreError();
     vm.pid = 0;
     vm.stopped = true;
     vm.Save().IgnoreError();
