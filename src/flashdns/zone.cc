@@ -86,17 +86,24 @@ ZoneBuilder::ZoneBuilder(std::string origin_wire, std::string source)
 
 ZoneBuilder::~ZoneBuilder() = default;
 
-Status ZoneBuilder::Add(Record record, const std::string& where) {
+Status ZoneBuilder::Add(Record record, std::string_view file, int line) {
+  // The location is only formatted when there is an error to report.
+  auto where_of = [&] {
+    std::string w(file);
+    if (line > 0) w += ":" + std::to_string(line);
+    return w;
+  };
   std::string key = LowerWireName(record.owner);
   if (!IsSubdomain(key, zone_->origin_)) {
-    return absl::InvalidArgumentError(where + ": " + NameToText(record.owner) +
+    return absl::InvalidArgumentError(where_of() + ": " + NameToText(record.owner) +
                                       " is outside zone " + NameToText(zone_->origin_));
   }
   if (record.type == kTypeSoa && key != zone_->origin_) {
-    return absl::InvalidArgumentError(where + ": SOA record not at the zone apex");
+    return absl::InvalidArgumentError(where_of() + ": SOA record not at the zone apex");
   }
-  if (record.rdata.size() > 65535) return absl::InvalidArgumentError(where + ": RDATA too long");
-  auto& rrsets = pending_[key];
+  if (record.rdata.size() > 65535)
+    return absl::InvalidArgumentError(where_of() + ": RDATA too long");
+  auto& rrsets = pending_[std::move(key)];
   auto it = std::find_if(rrsets.begin(), rrsets.end(),
                          [&](const PendingRRset& r) { return r.type == record.type; });
   if (it == rrsets.end()) {
@@ -107,10 +114,10 @@ Status ZoneBuilder::Add(Record record, const std::string& where) {
     if (existing == record.rdata) return absl::OkStatus();  // duplicate RR: RFC 2181 §5
   }
   if (record.type == kTypeSoa && !it->rdatas.empty()) {
-    return absl::InvalidArgumentError(where + ": second SOA record in zone");
+    return absl::InvalidArgumentError(where_of() + ": second SOA record in zone");
   }
   if (record.type == kTypeCname && !it->rdatas.empty()) {
-    return absl::InvalidArgumentError(where + ": second CNAME record at " +
+    return absl::InvalidArgumentError(where_of() + ": second CNAME record at " +
                                       NameToText(record.owner));
   }
   // RFC 2181 §5.2: one TTL per RRset; the lowest wins.

@@ -197,8 +197,9 @@ class ZoneBuilder {
  public:
   ZoneBuilder(std::string origin_wire, std::string source);
   ~ZoneBuilder();
-  // Fails on a record outside the zone; `where` prefixes the message (e.g. "file:12").
-  Status Add(Record record, const std::string& where);
+  // Fails on a record outside the zone; "file:line" (or `where`) prefixes the message.
+  Status Add(Record record, std::string_view file, int line);
+  Status Add(Record record, const std::string& where) { return Add(std::move(record), where, 0); }
   StatusOr<std::shared_ptr<const Zone>> Build();
 
  private:

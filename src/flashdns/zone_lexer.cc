@@ -5,16 +5,19 @@
 
 namespace photon::flashdns {
 
-Status Lex(std::string_view text, const std::string& filename, std::vector<Entry>* entries) {
+Status Lex(std::string_view text, const std::string& filename,
+           const std::function<Status(const Entry&)>& on_entry) {
   int line = 1;
   int depth = 0;
   int open_line = 0;
   Entry entry;
   bool at_line_start = true;
   size_t i = 0;
-  auto flush = [&] {
-    if (!entry.tokens.empty()) entries->push_back(std::move(entry));
-    entry = Entry();
+  auto flush = [&]() -> Status {
+    Status s = entry.tokens.empty() ? absl::OkStatus() : on_entry(entry);
+    entry.tokens.clear();
+    entry.leading_blank = false;
+    return s;
   };
   while (i < text.size()) {
     char c = text[i];
@@ -27,7 +30,7 @@ Status Lex(std::string_view text, const std::string& filename, std::vector<Entry
       ++line;
       ++i;
       at_line_start = true;
-      if (depth == 0) flush();
+      if (depth == 0) PHOTON_RETURN_IF_ERROR(flush());
       continue;
     }
     if (c == ' ' || c == '\t' || c == '\r') {
@@ -82,8 +85,7 @@ Status Lex(std::string_view text, const std::string& filename, std::vector<Entry
     return absl::InvalidArgumentError(filename + ":" + std::to_string(open_line) +
                                       ": unbalanced '(' (not closed by end of file)");
   }
-  flush();
-  return absl::OkStatus();
+  return flush();
 }
 
 // Decodes \X and \DDD escapes of one character-string or label; false on a bad escape.

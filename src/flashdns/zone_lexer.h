@@ -4,6 +4,7 @@
 // Stateless functions: thread-safe.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,8 +24,11 @@ struct Entry {
   int line = 0;
 };
 
-// Appends the entries of `text`; errors carry "filename:line:".
-Status Lex(std::string_view text, const std::string& filename, std::vector<Entry>* entries);
+// Calls on_entry for each entry of `text` in order, reusing one Entry (so a large file is
+// never held as a whole list of tokens); stops at the first error. Lexing errors carry
+// "filename:line:"; errors from on_entry are returned as they are.
+Status Lex(std::string_view text, const std::string& filename,
+           const std::function<Status(const Entry&)>& on_entry);
 
 // Decodes \X and \DDD escapes into `out`. With stop_at_dot, stops at the first unescaped
 // '.' and reports how many input bytes it used in `consumed`. False on a bad escape.

@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "common/file_util.h"
 #include "flashdns/rdata_text.h"
@@ -14,9 +15,12 @@ namespace {
 
 constexpr int kMaxIncludeDepth = 8;
 
+// Where parsed records go: with the file and line they came from, for error messages.
+using RecordSink = std::function<Status(Record&&, const std::string& file, int line)>;
+
 class Parser {
  public:
-  explicit Parser(std::vector<Record>* records) : records_(records) {}
+  explicit Parser(RecordSink sink) : sink_(std::move(sink)) {}
 
   Status ParseFile(const std::string& path, std::string origin, int depth) {
     if (depth > kMaxIncludeDepth) {
@@ -30,18 +34,14 @@ class Parser {
 
   Status ParseText(std::string_view text, const std::string& filename, std::string origin,
                    int depth) {
-    std::vector<Entry> entries;
-    PHOTON_RETURN_IF_ERROR(Lex(text, filename, &entries));
-    for (const Entry& entry : entries) {
+    return Lex(text, filename, [&](const Entry& entry) -> Status {
       Status s = ParseEntry(entry, filename, &origin, depth);
-      if (!s.ok()) {
-        // Errors from nested $INCLUDE already carry their own file:line.
-        if (s.message().rfind(filename, 0) == 0 || entry.tokens[0].text == "$INCLUDE") return s;
-        return absl::InvalidArgumentError(filename + ":" + std::to_string(entry.line) + ": " +
-                                          std::string(s.message()));
-      }
-    }
-    return absl::OkStatus();
+      if (s.ok()) return s;
+      // Errors from nested $INCLUDE and from the sink already carry their file:line.
+      if (s.message().rfind(filename, 0) == 0 || entry.tokens[0].text == "$INCLUDE") return s;
+      return absl::InvalidArgumentError(filename + ":" + std::to_string(entry.line) + ": " +
+                                        std::string(s.message()));
+    });
   }
 
  private:
@@ -126,12 +126,10 @@ class Parser {
     }
     last_ttl_ = record.ttl;
     last_owner_ = record.owner;
-    record.where = filename + ":" + std::to_string(e.line);
-    records_->push_back(std::move(record));
-    return absl::OkStatus();
+    return sink_(std::move(record), filename, e.line);
   }
 
-  std::vector<Record>* records_;
+  RecordSink sink_;
   std::string last_owner_;
   uint32_t default_ttl_ = 3600;
   bool have_default_ttl_ = false;
@@ -177,10 +175,22 @@ StatusOr<std::string> ParseName(std::string_view text, std::string_view origin_w
   return out;
 }
 
+namespace {
+
+RecordSink CollectInto(std::vector<Record>* records) {
+  return [records](Record&& record, const std::string& file, int line) {
+    record.where = file + ":" + std::to_string(line);
+    records->push_back(std::move(record));
+    return absl::OkStatus();
+  };
+}
+
+}  // namespace
+
 StatusOr<std::vector<Record>> ParseZoneFile(const std::string& path,
                                             const std::string& origin_wire) {
   std::vector<Record> records;
-  Parser parser(&records);
+  Parser parser(CollectInto(&records));
   PHOTON_RETURN_IF_ERROR(parser.ParseFile(path, origin_wire, 0));
   return records;
 }
@@ -188,17 +198,22 @@ StatusOr<std::vector<Record>> ParseZoneFile(const std::string& path,
 StatusOr<std::vector<Record>> ParseZoneText(std::string_view text, const std::string& filename,
                                             const std::string& origin_wire) {
   std::vector<Record> records;
-  Parser parser(&records);
+  Parser parser(CollectInto(&records));
   PHOTON_RETURN_IF_ERROR(parser.ParseText(text, filename, origin_wire, 0));
   return records;
 }
 
 StatusOr<std::string> ParseRdataText(uint16_t type, std::string_view text,
                                      const std::string& origin_wire) {
-  std::vector<Entry> entries;
-  PHOTON_RETURN_IF_ERROR(Lex(text, "rdata", &entries));
-  if (entries.size() != 1) return absl::InvalidArgumentError("RDATA must be one line");
-  return RdataFromTokens(type, entries[0].tokens, 0, origin_wire);
+  std::vector<Token> tokens;
+  int entries = 0;
+  PHOTON_RETURN_IF_ERROR(Lex(text, "rdata", [&](const Entry& e) {
+    ++entries;
+    tokens = e.tokens;
+    return absl::OkStatus();
+  }));
+  if (entries != 1) return absl::InvalidArgumentError("RDATA must be one line");
+  return RdataFromTokens(type, tokens, 0, origin_wire);
 }
 
 StatusOr<std::shared_ptr<const Zone>> BuildZone(std::vector<Record> records,
@@ -214,8 +229,13 @@ StatusOr<std::shared_ptr<const Zone>> BuildZone(std::vector<Record> records,
 
 StatusOr<std::shared_ptr<const Zone>> LoadZone(const std::string& path,
                                                const std::string& origin_wire) {
-  PHOTON_ASSIGN_OR_RETURN(auto records, ParseZoneFile(path, origin_wire));
-  return BuildZone(std::move(records), origin_wire, path);
+  // Records stream straight into the builder: a large zone is never held as a record list.
+  ZoneBuilder builder(origin_wire, path);
+  Parser parser([&builder](Record&& record, const std::string& file, int line) {
+    return builder.Add(std::move(record), file, line);
+  });
+  PHOTON_RETURN_IF_ERROR(parser.ParseFile(path, origin_wire, 0));
+  return builder.Build();
 }
 
 }  // namespace photon::flashdns
