@@ -13,7 +13,7 @@ PKGS=(
   # real peers and clients used by tests and benchmarks
   etcd-server etcd-client curl ca-certificates python3 procps iproute2 psmisc
   dnsutils nsd dnsperf awscli python3-boto3 nginx-light
-  clang
+  clang libclang-rt-14-dev
   runc busybox-static
   qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools
 )
