@@ -39,7 +39,7 @@ bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeou
 class SimNode {
  public:
   SimNode(const TestServer& s, const std::string& name, json labels, int vcpu = 8,
-          int memory_mb = 8192)
+          int memory_mb = 8192, const std::string& address = "")
       : s_(s), name_(name) {
     auto join = s.Client(Trim(*ReadFile(s.dir + "/join.token")));
     auto r = join.Do("POST", "/v1/join", json{{"node", name}}.dump());
@@ -48,7 +48,8 @@ class SimNode {
     json node = {{"metadata", {{"name", name}, {"labels", labels}}},
                  {"spec",
                   {{"capacity", {{"vcpu", vcpu}, {"memoryMb", memory_mb}, {"diskGb", 100}}},
-                   {"drivers", {"process", "container"}}}}};
+                   {"drivers", {"process", "container"}},
+                   {"address", address}}}};
     auto c = s.Client(token_);
     auto cr = c.Do("POST", "/v1/namespaces/system/nodes", node.dump());
     EXPECT_EQ(cr->status, 202) << cr->body;
@@ -355,6 +356,36 @@ TEST_F(SchedulerServerTest, SilentNodeGoesSuspectThenDownAndItsComputesMove) {
   EXPECT_NE(Instance("v")["status"]["message"].get<std::string>().find("DOWN"), std::string::npos);
   // The other node kept beating and stays READY.
   EXPECT_EQ(Get("nodes", "node-1-0", "system")["nodeStatus"]["condition"], "READY");
+}
+
+TEST_F(SchedulerServerTest, SilentNodeWhoseHealthzAnswersStaysSuspect) {
+  // The node's address is this server's own REST port: its /healthz answers.
+  nodes_.push_back(
+      std::make_unique<SimNode>(s_, "probed", json{{"zone", "z0"}, {"rack_az", "r0"}}, 8, 8192,
+                                "127.0.0.1:" + std::to_string(s_.server->http_port())));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Get("nodes", "probed", "system")["nodeStatus"]["condition"] == "READY"; }));
+  nodes_[0]->StopHeartbeats();
+  ASSERT_TRUE(WaitFor(
+      [&] { return Get("nodes", "probed", "system")["nodeStatus"]["condition"] == "SUSPECT"; }));
+  // Well past the down interval it is still SUSPECT, and says why.
+  std::this_thread::sleep_for(3500ms);
+  auto n = Get("nodes", "probed", "system");
+  EXPECT_EQ(n["nodeStatus"]["condition"], "SUSPECT");
+  EXPECT_NE(n["nodeStatus"]["message"].get<std::string>().find("/healthz answers"),
+            std::string::npos)
+      << n.dump();
+}
+
+TEST_F(SchedulerServerTest, RegionServiceWithInvalidTemplateIsError) {
+  json rs = RegionService("bad", 1, json::object());
+  rs["spec"]["template"]["resources"]["memoryMb"] = -1;
+  Create("regionservices", rs);
+  ASSERT_TRUE(WaitFor([&] { return Get("regionservices", "bad")["status"]["phase"] == "ERROR"; }));
+  EXPECT_NE(Get("regionservices", "bad")["status"]["message"].get<std::string>().find(
+                "spec.resources.memoryMb"),
+            std::string::npos);
+  EXPECT_TRUE(List("computeinstances")["items"].empty());
 }
 
 TEST_F(SchedulerServerTest, RegionServiceScalesUpDownDeleteOneAndZero) {
