@@ -303,6 +303,33 @@ TEST_F(VmProviderInputTest, BadInputIsRefusedWithTheReason) {
   EXPECT_TRUE(provider_.List()->empty());
 }
 
+TEST_F(VmProviderInputTest, DiskImageIsSharedReadOnlyBehindAPerInstanceOverlay) {
+  const std::string raw = dir_ + "/disk.raw";
+  ASSERT_TRUE(
+      RunChecked({"qemu-img", "create", "-q", "-f", "raw", raw, "64M"}, std::chrono::seconds(30))
+          .ok());
+  auto digest = Sha256File(raw);
+  ASSERT_TRUE(digest.ok());
+  lookup_.AddImage("disk", raw, "raw", *digest);
+  // Kernel boot with a root disk: the disk is the instance's overlay, never the image.
+  auto instance = testing::GuestInstance("i-disk", "disk");
+  instance.mutable_spec()->mutable_vm()->set_image("disk");
+  instance.mutable_spec()->mutable_resources()->set_disk_gb(1);
+  ASSERT_TRUE(provider_.Start(instance).ok());
+  const std::string overlay = dir_ + "/data/instances/i-disk/root.qcow2";
+  const std::string shared = dir_ + "/data/images/" + *digest + ".raw";
+  auto info = RunCommand({"qemu-img", "info", "-U", overlay}, std::chrono::seconds(10));
+  ASSERT_TRUE(info.ok());
+  EXPECT_NE(info->output.find("backing file: " + shared), std::string::npos) << info->output;
+  EXPECT_NE(info->output.find("virtual size: 1 GiB"), std::string::npos) << info->output;
+  auto o = provider_.Inspect("i-disk");
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->phase, resource::ResourceStatus::CREATING) << o->message;
+  ASSERT_TRUE(provider_.Destroy("i-disk").ok());
+  EXPECT_FALSE(PathExists(overlay));
+  EXPECT_TRUE(PathExists(shared));  // shared by other instances; not the instance's to delete
+}
+
 TEST_F(VmProviderInputTest, ReadinessTimeoutIsAnErrorWithTheConsoleTail) {
   ProviderContext ctx;
   ctx.lookup = &lookup_;
