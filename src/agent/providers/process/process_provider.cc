@@ -91,7 +91,8 @@ std::string ProcessProvider::Encode(const Instance& inst) const {
          {"startTime", inst.start_time},
          {"monitorPid", inst.monitor_pid},
          {"monitorStart", inst.monitor_start},
-         {"restarts", inst.restarts}};
+         {"restarts", inst.restarts},
+         {"lastExitCode", inst.last_exit_code}};
   return j.dump();
 }
 
@@ -115,6 +116,7 @@ Status ProcessProvider::Decode(const std::string& data, Instance* inst) const {
     inst->monitor_pid = j.value("monitorPid", 0);
     inst->monitor_start = j.value("monitorStart", uint64_t{0});
     inst->restarts = j.value("restarts", 0);
+    inst->last_exit_code = j.value("lastExitCode", 0);
   } catch (const std::exception& e) {
     return absl::DataLossError(std::string("bad process handle: ") + e.what());
   }
@@ -130,6 +132,11 @@ Status ProcessProvider::Persist(const Instance& inst) const {
 
 bool ProcessProvider::AliveLocked(const Instance& inst) const {
   if (inst.pid > 0 && ProcessAlive(inst.pid, inst.start_time)) return true;
+  // Exited but not yet recorded by its monitor: not over until the exit status is written.
+  if (inst.monitor_pid > 0 && ProcessAlive(inst.monitor_pid, inst.monitor_start) &&
+      ::access((Dir(inst.id) + "/exit").c_str(), F_OK) != 0) {
+    return true;
+  }
   // The direct child may have exited while others it started remain in the group.
   return cgroups_->version() != CgroupVersion::kNone && !cgroups_->Pids(inst.id).empty();
 }
@@ -311,7 +318,7 @@ StatusOr<Observed> ProcessProvider::Inspect(const std::string& instance_id) {
   if (AliveLocked(*inst)) {
     o.phase = ResourceStatus::RUNNING;
     o.details["pid"] = std::to_string(inst->pid);
-    if (code.ok()) o.exit_code = *code;  // the previous run's
+    o.exit_code = inst->last_exit_code;  // the previous run's
     return o;
   }
   if (code.ok()) o.exit_code = *code;
@@ -408,7 +415,13 @@ void ProcessProvider::Supervise() {
       int64_t now = MonotonicNanos();
       if (inst->restart_at_ns == 0) {
         auto code = ReadExitCode(Dir(inst->id) + "/exit");
+        // The monitor writes the exit status a moment after the workload is gone.
+        if (!code.ok() && inst->monitor_pid > 0 &&
+            ProcessAlive(inst->monitor_pid, inst->monitor_start)) {
+          continue;
+        }
         int exit_code = code.ok() ? *code : -1;
+        inst->last_exit_code = exit_code;
         bool restart = inst->restart_policy == "always" ||
                        (inst->restart_policy == "on-failure" && exit_code != 0);
         if (!restart) continue;

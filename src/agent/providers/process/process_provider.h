@@ -62,6 +62,7 @@ class ProcessProvider : public Provider {
     int monitor_pid = 0;
     uint64_t monitor_start = 0;
     int restarts = 0;
+    int last_exit_code = 0;  // of the previous run, reported while a new one runs
     int consecutive_failures = 0;
     int64_t started_at_ns = 0;
     int64_t restart_at_ns = 0;  // >0: a restart is due then

@@ -1,0 +1,297 @@
+// End to end: a real photon-server and three real photon-agent processes with distinct names
+// and labels. Instances are placed by writing metadata.agentId as admin (the placement
+// contract); one test also lets the scheduler place an instance when the server has one.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "cluster.h"
+
+namespace photon::agent::testing {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+class AgentE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "the agent needs root for cgroups and runc";
+    suffix_ = std::to_string(getpid() % 100000);
+    a_ = "a" + suffix_;
+    b_ = "b" + suffix_;
+    c_ = "c" + suffix_;
+    cluster_ = std::make_unique<Cluster>();
+    ASSERT_TRUE(cluster_->StartAgent(a_, "region=r1,zone=z1,rack_az=k1,tier=gold"));
+    ASSERT_TRUE(cluster_->StartAgent(b_, "region=r1,zone=z2,rack_az=k2"));
+    // The third node offers only the process driver (config file), to test refusal.
+    std::string config = cluster_->dir() + "/c.yaml";
+    ASSERT_TRUE(WriteFileAtomic(config,
+                                "drivers:\n  container: {enabled: \"false\"}\n"
+                                "  vm: {enabled: \"false\"}\nlabels:\n  power_az: p3\n")
+                    .ok());
+    ASSERT_TRUE(cluster_->StartAgent(c_, "region=r1,zone=z3", {"--config", config}));
+  }
+  void TearDown() override {
+    cluster_.reset();
+    std::error_code ec;
+    if (!rootfs_.empty()) std::filesystem::remove_all(rootfs_, ec);
+  }
+
+  // A name unique on this host (process environments are matched by it).
+  std::string Name(const std::string& base) { return base + "-" + suffix_; }
+
+  cli::HttpResult CreateProcess(const std::string& name, const std::string& node,
+                                std::vector<std::string> command, json extra = json::object()) {
+    json inst = {
+        {"metadata", {{"name", name}, {"agentId", node}}},
+        {"spec",
+         {{"process", {{"command", command}}}, {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+    inst["spec"].merge_patch(extra);
+    return Create(inst);
+  }
+  void CreateImage() {
+    rootfs_ = MakeTempDir("e2e-rootfs");
+    auto r =
+        RunCommand({"bash", std::string(PHOTON_SOURCE_DIR) + "/scripts/make-rootfs.sh", rootfs_});
+    ASSERT_TRUE(r.ok() && r->exit_code == 0);
+    json img = {{"metadata", {{"name", "busybox"}}},
+                {"spec", {{"sourcePath", rootfs_}, {"format", "rootfs-dir"}}}};
+    ASSERT_EQ(cluster_->Call("POST", "/v1/namespaces/default/images", img).status, 202);
+  }
+  cli::HttpResult CreateContainer(const std::string& name, const std::string& node,
+                                  const std::string& image, std::vector<std::string> command) {
+    json inst = {{"metadata", {{"name", name}, {"agentId", node}}},
+                 {"spec",
+                  {{"container", {{"image", image}, {"command", command}}},
+                   {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+    return Create(inst);
+  }
+  // Creates an instance and places it on metadata.agentId: the server ignores agentId on
+  // create, so it is asked of the scheduler (spec.schedule.nodes) and, when no scheduler
+  // placed it there, written as admin (the placement contract).
+  cli::HttpResult Create(json inst) {
+    std::string node = inst["metadata"]["agentId"];
+    std::string name = inst["metadata"]["name"];
+    inst["spec"]["schedule"]["nodes"] = json::array({node});
+    auto r = cluster_->Call("POST", "/v1/namespaces/default/computeinstances", inst);
+    if (r.status != 202) return r;
+    WaitFor([&] { return !cluster_->Instance(name)["metadata"].value("agentId", "").empty(); }, 1s);
+    for (int i = 0; i < 20; ++i) {
+      json cur = cluster_->Instance(name);
+      if (cur["metadata"].value("agentId", "") == node) break;
+      cur["metadata"]["agentId"] = node;
+      if (cluster_->Call("PUT", "/v1/namespaces/default/computeinstances/" + name, cur).status ==
+          200) {
+        break;
+      }
+    }
+    return r;
+  }
+  bool WaitPhase(const std::string& name, const std::string& phase,
+                 std::chrono::milliseconds timeout = 15s) {
+    return WaitFor([&] { return cluster_->Phase(name) == phase; }, timeout);
+  }
+  std::vector<pid_t> Pids(const std::string& name) {
+    return PidsWithEnv({"PHOTON_INSTANCE=" + name});
+  }
+
+  std::string suffix_, a_, b_, c_, rootfs_;
+  std::unique_ptr<Cluster> cluster_;
+};
+
+TEST_F(AgentE2eTest, NodesRegisterWithCapacityDriversLabelsAndHeartbeats) {
+  json node = cluster_->Get("/v1/namespaces/system/nodes/" + a_);
+  ASSERT_TRUE(node.is_object());
+  EXPECT_EQ(node["metadata"]["labels"]["zone"], "z1");
+  EXPECT_EQ(node["metadata"]["labels"]["tier"], "gold");
+  EXPECT_EQ(node["spec"]["capacity"]["vcpu"], 4);
+  EXPECT_EQ(node["spec"]["capacity"]["memoryMb"], "2048");
+  auto drivers = node["spec"]["drivers"];
+  EXPECT_NE(std::find(drivers.begin(), drivers.end(), "process"), drivers.end());
+  EXPECT_NE(std::find(drivers.begin(), drivers.end(), "container"), drivers.end());
+  EXPECT_EQ(node["spec"]["attributes"]["container.runtime"], "runc");
+  EXPECT_EQ(node["nodeStatus"]["condition"], "READY");
+  std::string beat = node["nodeStatus"]["lastHeartbeat"];
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto n = cluster_->Get("/v1/namespaces/system/nodes/" + a_);
+        return n.is_object() && n["nodeStatus"]["lastHeartbeat"] != beat;
+      },
+      5s));
+  // Config file: drivers switched off, labels merged with the flags'.
+  json c = cluster_->Get("/v1/namespaces/system/nodes/" + c_);
+  EXPECT_EQ(c["spec"]["drivers"], json::array({"process"}));
+  EXPECT_EQ(c["metadata"]["labels"]["power_az"], "p3");
+  EXPECT_EQ(c["metadata"]["labels"]["zone"], "z3");
+  // Its own credential, private.
+  struct stat st;
+  ASSERT_EQ(stat((cluster_->agent(a_).dir + "/credential").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // /metrics on the advertised address.
+  auto client = cli::HttpClient::Create("http://" + node["spec"]["address"].get<std::string>(), "");
+  auto m = client->Do("GET", "/metrics");
+  ASSERT_TRUE(m.ok());
+  EXPECT_NE(m->body.find("photon_agent_reconciles_total"), std::string::npos);
+}
+
+TEST_F(AgentE2eTest, ProcessRunsAndLogsActionReturnsOutput) {
+  std::string name = Name("web");
+  ASSERT_EQ(
+      CreateProcess(name, b_, {"/bin/sh", "-c", "echo hello from $PHOTON_INSTANCE; exec sleep 300"})
+          .status,
+      202);
+  ASSERT_TRUE(WaitPhase(name, "RUNNING")) << cluster_->Instance(name).dump();
+  json inst = cluster_->Instance(name);
+  EXPECT_EQ(inst["status"]["observedGeneration"], inst["metadata"]["generation"]);
+  EXPECT_EQ(inst["status"]["details"]["node"], b_);
+  EXPECT_EQ(Pids(name).size(), 1u);
+  json op = cluster_->Action(name, "logs");
+  ASSERT_EQ(op["status"]["state"], "DONE") << op.dump();
+  EXPECT_NE(op["status"]["message"].get<std::string>().find("hello from " + name),
+            std::string::npos);
+  // stop / start through operations.
+  op = cluster_->Action(name, "stop", {{"timeout", "1"}});
+  ASSERT_EQ(op["status"]["state"], "DONE") << op.dump();
+  EXPECT_TRUE(WaitPhase(name, "SUSPENDED"));
+  EXPECT_TRUE(Pids(name).empty());
+  op = cluster_->Action(name, "start");
+  ASSERT_EQ(op["status"]["state"], "DONE") << op.dump();
+  EXPECT_TRUE(WaitPhase(name, "RUNNING"));
+  EXPECT_EQ(Pids(name).size(), 1u);
+}
+
+TEST_F(AgentE2eTest, ExitCodeReachesStatus) {
+  std::string name = Name("quit");
+  ASSERT_EQ(CreateProcess(name, a_, {"/bin/sh", "-c", "exit 9"}).status, 202);
+  ASSERT_TRUE(WaitPhase(name, "ERROR"));
+  json inst = cluster_->Instance(name);
+  EXPECT_EQ(inst["status"]["exitCode"], 9);
+  EXPECT_NE(inst["status"]["message"].get<std::string>().find("code 9"), std::string::npos);
+}
+
+TEST_F(AgentE2eTest, KillNineAndRestartAdoptsWithoutDuplicates) {
+  CreateImage();
+  std::string proc = Name("keep"), box = Name("box"), moved = Name("moved");
+  ASSERT_EQ(CreateProcess(proc, a_, {"/bin/sh", "-c", "exec sleep 300"}).status, 202);
+  ASSERT_EQ(CreateContainer(box, a_, "busybox", {"/bin/sh", "-c", "exec sleep 300"}).status, 202);
+  ASSERT_EQ(CreateProcess(moved, a_, {"/bin/sh", "-c", "exec sleep 300"}).status, 202);
+  ASSERT_TRUE(WaitPhase(proc, "RUNNING"));
+  ASSERT_TRUE(WaitPhase(box, "RUNNING")) << cluster_->Instance(box).dump();
+  ASSERT_TRUE(WaitPhase(moved, "RUNNING"));
+  auto proc_pids = Pids(proc);
+  auto box_pids = Pids(box);
+  ASSERT_EQ(proc_pids.size(), 1u);
+  ASSERT_EQ(box_pids.size(), 1u);
+
+  cluster_->KillAgent(a_, SIGKILL);
+  // The workloads outlive the agent.
+  EXPECT_EQ(Pids(proc), proc_pids);
+  EXPECT_EQ(Pids(box), box_pids);
+  // While it is down, an admin moves one instance to another node.
+  json m = cluster_->Instance(moved);
+  m["metadata"]["agentId"] = b_;
+  ASSERT_EQ(cluster_->Call("PUT", "/v1/namespaces/default/computeinstances/" + moved, m).status,
+            200);
+
+  ASSERT_TRUE(cluster_->StartAgent(a_, "region=r1,zone=z1,rack_az=k1,tier=gold"));
+  // The moved copy runs once, on b; a destroyed its own.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto j = cluster_->Instance(moved);
+        return Pids(moved).size() == 1 && j["status"]["details"]["node"] == b_ &&
+               j["status"]["phase"] == "RUNNING";
+      },
+      15s))
+      << cluster_->Instance(moved).dump();
+  std::this_thread::sleep_for(2s);  // a few resync passes: nothing may be started twice
+  EXPECT_EQ(Pids(proc), proc_pids);
+  EXPECT_EQ(Pids(box), box_pids);
+  EXPECT_EQ(Pids(moved).size(), 1u);
+  EXPECT_EQ(cluster_->Phase(proc), "RUNNING");
+  EXPECT_EQ(cluster_->Phase(box), "RUNNING");
+  EXPECT_EQ(cluster_->Instance(proc)["status"]["details"]["pid"], std::to_string(proc_pids[0]));
+  // Container logs through the action.
+  json op = cluster_->Action(box, "logs");
+  EXPECT_EQ(op["status"]["state"], "DONE") << op.dump();
+}
+
+TEST_F(AgentE2eTest, DeleteLeavesNothingBehind) {
+  CreateImage();
+  std::string proc = Name("del"), box = Name("delbox");
+  ASSERT_EQ(CreateProcess(proc, b_, {"/bin/sh", "-c", "sleep 300 & exec sleep 300"}).status, 202);
+  ASSERT_EQ(
+      CreateContainer(box, b_, "busybox", {"/bin/sh", "-c", "sleep 300 & exec sleep 300"}).status,
+      202);
+  ASSERT_TRUE(WaitPhase(proc, "RUNNING"));
+  ASSERT_TRUE(WaitPhase(box, "RUNNING"));
+  ASSERT_FALSE(InstanceCgroupsOf(b_).empty());
+  for (const auto& n : {proc, box}) {
+    EXPECT_EQ(cluster_->Call("DELETE", "/v1/namespaces/default/computeinstances/" + n).status, 202);
+  }
+  EXPECT_TRUE(WaitPhase(proc, "GONE"));
+  EXPECT_TRUE(WaitPhase(box, "GONE"));
+  EXPECT_TRUE(Pids(proc).empty());
+  EXPECT_TRUE(Pids(box).empty());
+  EXPECT_TRUE(InstanceCgroupsOf(b_).empty());
+  const std::string& dir = cluster_->agent(b_).dir;
+  EXPECT_TRUE(MountsUnder(dir).empty());
+  auto runc = RunCommand({"runc", "--root", dir + "/providers/container/runc", "list", "-q"});
+  ASSERT_TRUE(runc.ok());
+  EXPECT_EQ(runc->output, "");
+  EXPECT_TRUE(std::filesystem::is_empty(dir + "/handles"));
+}
+
+TEST_F(AgentE2eTest, BadSpecsAreRefusedOrErrorWithTheReason) {
+  auto expect_reason = [&](const cli::HttpResult& created, const std::string& name,
+                           const std::string& reason) {
+    if (created.status != 202) {
+      EXPECT_NE(created.body.find(reason), std::string::npos) << created.body;
+      return;
+    }
+    ASSERT_TRUE(WaitPhase(name, "ERROR")) << cluster_->Instance(name).dump();
+    std::string msg = cluster_->Instance(name)["status"]["message"];
+    EXPECT_NE(msg.find(reason), std::string::npos) << msg;
+  };
+  // No backend at all.
+  std::string none = Name("none");
+  json inst = {{"metadata", {{"name", none}, {"agentId", a_}}},
+               {"spec", {{"resources", {{"vcpu", 1}}}}}};
+  expect_reason(Create(inst), none, "spec");
+  // Negative memory.
+  std::string neg = Name("neg");
+  expect_reason(CreateProcess(neg, a_, {"/bin/true"}, {{"resources", {{"memoryMb", "-5"}}}}), neg,
+                "memoryMb");
+  // An image that does not exist.
+  std::string noimg = Name("noimg");
+  expect_reason(CreateContainer(noimg, a_, "no-such-image", {"/bin/sh"}), noimg,
+                "spec.container.image");
+  // A driver the node does not offer.
+  std::string nodrv = Name("nodrv");
+  expect_reason(CreateContainer(nodrv, c_, "no-such-image", {"/bin/sh"}), nodrv,
+                "driver 'container' is not available");
+  // A command that does not exist.
+  std::string nocmd = Name("nocmd");
+  expect_reason(CreateProcess(nocmd, a_, {"/no/such/program"}), nocmd, "/no/such/program");
+  EXPECT_TRUE(InstanceCgroupsOf(a_).empty());
+}
+
+TEST_F(AgentE2eTest, SchedulerPlacesAnInstanceWhenPresent) {
+  std::string name = Name("sched");
+  json inst = {{"metadata", {{"name", name}}},
+               {"spec",
+                {{"process", {{"command", {"/bin/sh", "-c", "exec sleep 300"}}}},
+                 {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+  ASSERT_EQ(cluster_->Call("POST", "/v1/namespaces/default/computeinstances", inst).status, 202);
+  bool placed = WaitFor(
+      [&] {
+        auto j = cluster_->Instance(name);
+        return j.is_object() && !j["metadata"].value("agentId", "").empty();
+      },
+      5s);
+  if (!placed) GTEST_SKIP() << "no scheduler in this server build";
+  ASSERT_TRUE(WaitPhase(name, "RUNNING")) << cluster_->Instance(name).dump();
+  EXPECT_EQ(Pids(name).size(), 1u);
+}
+
+}  // namespace
+}  // namespace photon::agent::testing
