@@ -429,5 +429,33 @@ TEST_F(SchedulerServerTest, RegionServiceStatusFollowsItsComputes) {
   EXPECT_EQ(Get("regionservices", "st")["status"]["message"], "2/2 replicas running");
 }
 
+TEST(SchedulerConfig, YamlKeysAndBadIntervals) {
+  const std::string dir = MakeTempDir("schedcfg");
+  const std::string path = dir + "/server.yaml";
+  ASSERT_TRUE(WriteFileAtomic(path,
+                              "node_suspect_after_ms: 1500\nnode_down_after_ms: 4000\n"
+                              "scheduler_binpack: true\nscheduler: true\n",
+                              0600)
+                  .ok());
+  server::ServerOptions o;
+  ASSERT_TRUE(server::LoadServerConfig(path, &o).ok());
+  EXPECT_EQ(o.node_suspect_after_ms, 1500);
+  EXPECT_EQ(o.node_down_after_ms, 4000);
+  EXPECT_TRUE(o.scheduler_binpack);
+  ASSERT_TRUE(WriteFileAtomic(path, "node_suspect_after: 1\n", 0600).ok());
+  auto st = server::LoadServerConfig(path, &o);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("node_suspect_after"), std::string::npos);
+  // Down must come after suspect.
+  o.data_dir = dir + "/data";
+  o.listen = "127.0.0.1:0";
+  o.grpc_listen = "127.0.0.1:0";
+  o.node_suspect_after_ms = 5000;
+  o.node_down_after_ms = 1000;
+  auto s = server::Server::Start(o);
+  EXPECT_FALSE(s.ok());
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace photon::testing
