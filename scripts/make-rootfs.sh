@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds a minimal container rootfs from Debian's busybox-static: /bin/busybox plus its applet
 # links, the usual empty mount points and /etc/passwd. Used by the container example and tests.
-#   scripts/make-rootfs.sh [DIR]            # default: $PHOTON_DATA/images/busybox-rootfs
+#   scripts/make-rootfs.sh [DIR]            # default: /var/lib/photon/images/busybox-rootfs
 #   scripts/make-rootfs.sh DIR --tar FILE   # also packs it as a .tar.gz rootfs
+# examples/container.yaml names the default directory.
 set -euo pipefail
-DATA="${PHOTON_DATA:-$HOME/.local/share/photon}"
-DIR="${1:-$DATA/images/busybox-rootfs}"
+DIR="${1:-/var/lib/photon/images/busybox-rootfs}"
 TAR=""
 if [ "${2:-}" = "--tar" ]; then TAR="${3:?--tar needs a file name}"; fi
 BUSYBOX="$(command -v busybox || true)"

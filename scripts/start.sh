@@ -32,6 +32,12 @@ done
 curl -fsS "http://$LISTEN/healthz" >/dev/null || { echo "photon-server did not start" >&2; exit 1; }
 
 if [ -x "$BIN/src/agent/photon-agent" ]; then
+  # The busybox rootfs examples/container.yaml runs (containers need root, like runc).
+  ROOTFS=/var/lib/photon/images/busybox-rootfs
+  if [ ! -x "$ROOTFS/bin/busybox" ]; then
+    if [ "$(id -u)" = 0 ]; then bash scripts/make-rootfs.sh "$ROOTFS" >/dev/null
+    else echo "note: run 'sudo scripts/make-rootfs.sh' for examples/container.yaml" >&2; fi
+  fi
   "$BIN/src/agent/photon-agent" --server "$LISTEN" --token-file "$DATA/server/join.token" \
     --data-dir "$DATA/agent" --name "$(hostname -s | tr 'A-Z_' 'a-z-')" --labels "zone=local,rack_az=r1" &
   pids+=($!)
