@@ -307,6 +307,20 @@ StatusOr<operation::Operation> ResourceManager::Delete(const Principal& who, con
                                                        const std::string& ns,
                                                        const std::string& name,
                                                        const std::string& resource_version) {
+  // Without a precondition from the client, a controller's status write between our read and
+  // our commit is no reason to fail: read again and retry.
+  for (int attempt = 0;; ++attempt) {
+    auto r = DeleteOnce(who, kind, ns, name, resource_version, attempt < 9);
+    if (r.ok() || r.status().code() != StatusCode::kAborted || !resource_version.empty() ||
+        attempt >= 9) {
+      return r;
+    }
+  }
+}
+
+StatusOr<operation::Operation> ResourceManager::DeleteOnce(
+    const Principal& who, const KindInfo& kind, const std::string& ns, const std::string& name,
+    const std::string& resource_version, bool quiet_conflict) {
   const std::string target = TargetName(kind, ns, name);
   auto fail = [&](Status st) {
     AuditFailure(who, "delete", target, st);
@@ -378,9 +392,11 @@ StatusOr<operation::Operation> ResourceManager::Delete(const Principal& who, con
                          .value = AuditValue(who, "delete", target, true, 202)});
   auto r = store_->Txn(txn);
   if (!r.ok()) return r.status();
-  if (!r->succeeded)
-    return fail(
-        absl::AbortedError("conflict: " + kind.kind + " '" + name + "' changed meanwhile; retry"));
+  if (!r->succeeded) {
+    Status conflict =
+        absl::AbortedError("conflict: " + kind.kind + " '" + name + "' changed meanwhile; retry");
+    return quiet_conflict ? conflict : fail(conflict);
+  }
   op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
   return op;
 }

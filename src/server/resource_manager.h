@@ -101,6 +101,10 @@ class ResourceManager {
   store::Store* store() { return store_; }
 
  private:
+  StatusOr<operation::Operation> DeleteOnce(const Principal& who, const KindInfo& kind,
+                                            const std::string& ns, const std::string& name,
+                                            const std::string& resource_version,
+                                            bool quiet_conflict);
   Status Authorize(const Principal& who, Verb verb, const KindInfo& kind, const std::string& ns);
   std::string AuditKey();
   std::string AuditValue(const Principal& who, const std::string& action, const std::string& target,

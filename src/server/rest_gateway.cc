@@ -144,21 +144,7 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
           absl::NotFoundError("unknown kind '" + parts[1] + "' (known: " + KnownKindNames() + ")"));
     if (m != "GET")
       return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
-    if (Query(req, "watch") == "true" || Query(req, "watch") == "1")
-      return Watch(req, who, *kind, "");
-    auto limit = ParseLimit(Query(req, "limit"));
-    if (!limit.ok()) return ErrorResponse(limit.status());
-    auto r = resources_->List(who, *kind, "", Query(req, "labelSelector"), *limit,
-                              Query(req, "continue"));
-    if (!r.ok()) return ErrorResponse(r.status());
-    std::string body = "{\"kind\":\"" + kind->kind + "List\",\"resourceVersion\":\"" +
-                       r->resource_version + "\",\"continue\":" + JsonString(r->continue_token) +
-                       ",\"items\":[";
-    for (size_t i = 0; i < r->items.size(); ++i) {
-      if (i) body += ',';
-      body += r->items[i]->Json();
-    }
-    return HttpResponse::Json(200, body + "]}");
+    return ListOrWatch(req, who, *kind, "");
   }
   if (parts.size() < 4 || parts[1] != "namespaces") {
     return ErrorResponse(absl::NotFoundError("no route for " + req.path));
@@ -182,23 +168,7 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
       resp.headers.push_back({"Location", "/v1/operations/" + r->operation.metadata().id()});
       return resp;
     }
-    if (m == "GET") {
-      if (Query(req, "watch") == "true" || Query(req, "watch") == "1")
-        return Watch(req, who, *kind, ns);
-      auto limit = ParseLimit(Query(req, "limit"));
-      if (!limit.ok()) return ErrorResponse(limit.status());
-      auto r = resources_->List(who, *kind, ns, Query(req, "labelSelector"), *limit,
-                                Query(req, "continue"));
-      if (!r.ok()) return ErrorResponse(r.status());
-      std::string body = "{\"kind\":\"" + kind->kind + "List\",\"resourceVersion\":\"" +
-                         r->resource_version + "\",\"continue\":" + JsonString(r->continue_token) +
-                         ",\"items\":[";
-      for (size_t i = 0; i < r->items.size(); ++i) {
-        if (i) body += ',';
-        body += r->items[i]->Json();
-      }
-      return HttpResponse::Json(200, body + "]}");
-    }
+    if (m == "GET") return ListOrWatch(req, who, *kind, ns);
     return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
   }
   const std::string& name = parts[4];
@@ -254,6 +224,24 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
     return HttpResponse::Json(202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}");
   }
   return ErrorResponse(absl::NotFoundError("no route for " + m + " " + req.path));
+}
+
+HttpResponse RestGateway::ListOrWatch(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                                      const std::string& ns) {
+  if (Query(req, "watch") == "true" || Query(req, "watch") == "1") return Watch(req, who, kind, ns);
+  auto limit = ParseLimit(Query(req, "limit"));
+  if (!limit.ok()) return ErrorResponse(limit.status());
+  auto r =
+      resources_->List(who, kind, ns, Query(req, "labelSelector"), *limit, Query(req, "continue"));
+  if (!r.ok()) return ErrorResponse(r.status());
+  std::string body = "{\"kind\":\"" + kind.kind + "List\",\"resourceVersion\":\"" +
+                     r->resource_version + "\",\"continue\":" + JsonString(r->continue_token) +
+                     ",\"items\":[";
+  for (size_t i = 0; i < r->items.size(); ++i) {
+    if (i) body += ',';
+    body += r->items[i]->Json();
+  }
+  return HttpResponse::Json(200, body + "]}");
 }
 
 HttpResponse RestGateway::Watch(HttpRequest& req, const Principal& who, const KindInfo& kind,

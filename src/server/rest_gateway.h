@@ -16,6 +16,9 @@ class RestGateway {
 
  private:
   HttpResponse Route(HttpRequest& req, const Principal& who);
+  // GET on a list URL: a page of objects, or with ?watch=true a stream of changes.
+  HttpResponse ListOrWatch(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                           const std::string& ns);
   HttpResponse Watch(HttpRequest& req, const Principal& who, const KindInfo& kind,
                      const std::string& ns);
 

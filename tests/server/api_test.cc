@@ -354,7 +354,7 @@ TEST(Housekeeping, OldEventsAndFinishedOperationsGoAway) {
   EXPECT_EQ(c.Do("GET", "/v1/operations/" + op)->status, 200);
   // The finished delete operation is removed by the housekeeper within a few passes.
   int status = 200;
-  for (int i = 0; i < 60 && status == 200; ++i) {
+  for (int i = 0; i < 150 && status == 200; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     status = c.Do("GET", "/v1/operations/" + op)->status;
   }
