@@ -54,6 +54,8 @@ class Daemon:
         port_file = os.path.join(self.tmp, "port")
         if os.path.exists(port_file):
             os.unlink(port_file)
+        if getattr(self, "log", None):
+            self.log.close()
         self.log = open(os.path.join(self.tmp, "daemon.log"), "ab")
         self.proc = subprocess.Popen([BIN, "--config", self.config_path], stdout=self.log, stderr=self.log)
         deadline = time.time() + 15
@@ -113,6 +115,9 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
         if cleanup:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -331,8 +331,11 @@ class ObjectTest(unittest.TestCase):
     def test_bit_rot(self):
         big = os.urandom(3 * MIB)
         self.s3.put_object(Bucket="objects", Key="rot-big", Body=big)
-        blobs = sorted(glob.glob(os.path.join(self.d.data_dir, "blobs", "*", "*")), key=os.path.getmtime)
-        path = blobs[-1]
+        # The blob file holding exactly these bytes.
+        blobs = [p for p in glob.glob(os.path.join(self.d.data_dir, "blobs", "*", "*"))
+                 if os.path.getsize(p) == len(big) and open(p, "rb").read() == big]
+        self.assertEqual(len(blobs), 1)
+        path = blobs[0]
         with open(path, "r+b") as f:
             f.seek(2 * MIB + 10)
             b = f.read(1)
