@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""photon-agent benchmark: N `process` instances (small sleeping processes) through 3 real
+agents and the real scheduler.
+
+Prints the time from the first create to all RUNNING, the time to delete them all, and the
+CPU the server and each agent use while idle afterwards (from /proc/<pid>/stat), as medians
+over ROUNDS rounds.
+  bench/agent/run_bench.py [--instances 1000] [--rounds 1] [--idle-seconds 20]
+Needs root (cgroups) and build/src/{server/photon-server,agent/photon-agent}.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("PHOTON_BUILD_DIR", os.path.join(ROOT, "build"))
+SERVER = os.path.join(BUILD, "src/server/photon-server")
+AGENT = os.path.join(BUILD, "src/agent/photon-agent")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Api:
+    def __init__(self, base, token):
+        self.base, self.token = base, token
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer " + self.token)
+        if data:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def list_all(self, path):
+        items, cont = [], ""
+        while True:
+            q = path + "?limit=500" + ("&continue=" + urllib.request.quote(cont) if cont else "")
+            status, page = self.call("GET", q)
+            if status != 200:
+                raise RuntimeError(f"list {path}: {status} {page}")
+            items += page.get("items", [])
+            cont = page.get("continue") or ""
+            if not cont:
+                return items
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def sweep_cgroups(node):
+    for h in os.listdir("/sys/fs/cgroup"):
+        base = os.path.join("/sys/fs/cgroup", h, "photon", node)
+        if not os.path.isdir(base):
+            continue
+        for dirpath, dirs, _ in sorted(os.walk(base), key=lambda w: -w[0].count("/")):
+            try:
+                with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+            time.sleep(0.01)
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
+def one_round(n, idle_seconds, workdir):
+    procs = []
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([SERVER, "--data-dir", f"{workdir}/server", "--listen",
+                               f"127.0.0.1:{port}", "--grpc-listen", f"127.0.0.1:{free_port()}"],
+                              stdout=open(f"{workdir}/server.log", "w"), stderr=subprocess.STDOUT)
+    procs.append(server)
+    nodes = [f"bench{os.getpid() % 10000}-{i}" for i in range(3)]
+    try:
+        for _ in range(100):
+            if os.path.exists(f"{workdir}/server/admin.token"):
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        token = open(f"{workdir}/server/admin.token").read().strip()
+        api = Api(base, token)
+        agents = []
+        for i, node in enumerate(nodes):
+            agents.append(subprocess.Popen(
+                [AGENT, "--server", f"127.0.0.1:{port}", "--token-file",
+                 f"{workdir}/server/join.token", "--data-dir", f"{workdir}/agent-{node}",
+                 "--name", node, "--labels", f"zone=z{i}", "--vcpu", "1000",
+                 "--memory-mb", "1000000", "--log-level", "warn"],
+                stdout=open(f"{workdir}/agent-{node}.log", "w"), stderr=subprocess.STDOUT))
+        procs += agents
+        for _ in range(200):
+            ready = [x for x in api.list_all("/v1/namespaces/system/nodes")
+                     if x.get("nodeStatus", {}).get("condition") == "READY"]
+            if len(ready) == 3:
+                break
+            time.sleep(0.1)
+
+        def create(i):
+            body = {"metadata": {"name": f"p{i:05d}"},
+                    "spec": {"process": {"command": ["sleep", "100000"]},
+                             "resources": {"vcpu": 1, "memoryMb": "16"}}}
+            status, r = api.call("POST", "/v1/namespaces/default/computeinstances", body)
+            if status != 202:
+                raise RuntimeError(f"create: {status} {r}")
+
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(n)))
+        t_created = time.monotonic() - t0
+        while True:
+            items = api.list_all("/v1/namespaces/default/computeinstances")
+            running = sum(1 for x in items if x.get("status", {}).get("phase") == "RUNNING")
+            if running == n:
+                break
+            if time.monotonic() - t0 > 900:
+                raise RuntimeError(f"only {running}/{n} RUNNING after 900 s")
+            time.sleep(0.2)
+        t_running = time.monotonic() - t0
+        per_node = {}
+        for x in items:
+            per_node[x["metadata"]["agentId"]] = per_node.get(x["metadata"]["agentId"], 0) + 1
+        sleeping = int(subprocess.run(["pgrep", "-c", "-x", "sleep"], capture_output=True,
+                                      text=True).stdout.strip() or 0)
+
+        time.sleep(3)  # let the last status writes and watches settle
+        pids = {"server": server.pid}
+        pids.update({n_: a.pid for n_, a in zip(nodes, agents)})
+        before = {k: cpu_ticks(p) for k, p in pids.items()}
+        time.sleep(idle_seconds)
+        idle = {k: 100.0 * (cpu_ticks(p) - before[k]) / TICK / idle_seconds
+                for k, p in pids.items()}
+        rss = {}
+        for k, p in pids.items():
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss[k] = int(line.split()[1]) // 1024
+
+        t1 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: api.call("DELETE", f"/v1/namespaces/default/computeinstances/p{i:05d}"),
+                          range(n)))
+        while api.list_all("/v1/namespaces/default/computeinstances"):
+            if time.monotonic() - t1 > 600:
+                raise RuntimeError("delete did not finish")
+            time.sleep(0.2)
+        t_deleted = time.monotonic() - t1
+        return {"created_s": t_created, "running_s": t_running, "deleted_s": t_deleted,
+                "per_node": per_node, "idle_cpu_pct": idle, "rss_mb": rss,
+                "sleep_processes_seen": sleeping}
+    finally:
+        for p in procs[::-1]:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        for node in nodes:
+            sweep_cgroups(node)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--instances", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--idle-seconds", type=int, default=20)
+    args = ap.parse_args()
+    results = []
+    for r in range(args.rounds):
+        workdir = tempfile.mkdtemp(prefix="photon-agent-bench-")
+        try:
+            res = one_round(args.instances, args.idle_seconds, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print(f"round {r + 1}: {json.dumps(res)}", flush=True)
+        results.append(res)
+    med = lambda key: statistics.median(x[key] for x in results)
+    print(f"\n{args.instances} process instances, 3 agents, {args.rounds} round(s), medians:")
+    print(f"  creates accepted          {med('created_s'):8.2f} s")
+    print(f"  first create -> all RUNNING {med('running_s'):6.2f} s "
+          f"({args.instances / med('running_s'):.0f} instances/s)")
+    print(f"  delete -> all gone        {med('deleted_s'):8.2f} s")
+    for k in results[0]["idle_cpu_pct"]:
+        cpu = statistics.median(x["idle_cpu_pct"][k] for x in results)
+        rss = statistics.median(x["rss_mb"][k] for x in results)
+        print(f"  idle CPU {k:14s} {cpu:6.2f} %   RSS {rss:5.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
