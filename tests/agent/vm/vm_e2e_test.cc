@@ -2,7 +2,8 @@
 // process; Images (with checksums), a Volume and a ComputeInstance with spec.vm are created over
 // REST; the scheduler places it, the agent's vm driver boots the guest under TCG and reports
 // RUNNING only after the guest's readiness marker; the console action returns user_data echoed
-// by the guest; deleting the instance leaves no QEMU behind.
+// by the guest; a kill -9 of the agent leaves the VM running and the restarted agent adopts it
+// without a second QEMU; deleting the instance leaves no QEMU behind.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -61,21 +62,25 @@ TEST(VmEndToEndTest, ServerAgentBootsConsoleAndDeletes) {
                               "drivers:\n  vm:\n    ready_timeout_s: \"240\"\n"
                               "  container:\n    enabled: \"false\"\n")
                   .ok());
-  pid_t agent = fork();
-  ASSERT_GE(agent, 0);
-  if (agent == 0) {
-    const std::string log = dir + "/agent.log";
-    FILE* f = freopen(log.c_str(), "w", stderr);
-    (void)f;
-    dup2(2, 1);
-    std::string token_file = opts.data_dir + "/join.token";
-    std::string data = dir + "/agent";
-    std::string config = dir + "/agent.yaml";
-    execl(PHOTON_AGENT_BINARY, PHOTON_AGENT_BINARY, "--server", addr.c_str(), "--token-file",
-          token_file.c_str(), "--data-dir", data.c_str(), "--name", "vmnode", "--config",
-          config.c_str(), "--resync-seconds", "1", "--heartbeat-seconds", "1", nullptr);
-    _exit(127);
-  }
+  auto start_agent = [&]() -> pid_t {
+    pid_t pid = fork();
+    if (pid == 0) {
+      const std::string log = dir + "/agent.log";
+      FILE* f = freopen(log.c_str(), "a", stderr);
+      (void)f;
+      dup2(2, 1);
+      std::string token_file = opts.data_dir + "/join.token";
+      std::string data = dir + "/agent";
+      std::string config = dir + "/agent.yaml";
+      execl(PHOTON_AGENT_BINARY, PHOTON_AGENT_BINARY, "--server", addr.c_str(), "--token-file",
+            token_file.c_str(), "--data-dir", data.c_str(), "--name", "vmnode", "--config",
+            config.c_str(), "--resync-seconds", "1", "--heartbeat-seconds", "1", nullptr);
+      _exit(127);
+    }
+    return pid;
+  };
+  pid_t agent = start_agent();
+  ASSERT_GT(agent, 0);
   cleanup.agent = agent;
 
   auto post = [&](const std::string& path, const json& body) {
@@ -146,6 +151,23 @@ TEST(VmEndToEndTest, ServerAgentBootsConsoleAndDeletes) {
   EXPECT_NE(done["status"].value("message", "").find("hello through the control plane"),
             std::string::npos)
       << done.dump();
+
+  // kill -9 of the agent: QEMU keeps running; the restarted agent adopts it (same pid, no
+  // second QEMU) and the instance stays RUNNING.
+  std::vector<int> qemus = vt::PidsMentioning(instance_dir);
+  ASSERT_EQ(qemus.size(), 1u);
+  kill(agent, SIGKILL);
+  waitpid(agent, nullptr, 0);
+  cleanup.agent = 0;
+  ASSERT_TRUE(ProcessAlive(qemus[0]));
+  agent = start_agent();
+  ASSERT_GT(agent, 0);
+  cleanup.agent = agent;
+  std::this_thread::sleep_for(std::chrono::seconds(4));  // join, adopt, a few resyncs
+  EXPECT_EQ(vt::PidsMentioning(instance_dir), qemus);
+  obj = Body(client->Do("GET", ns + "/computeinstances/e2e-vm"));
+  EXPECT_EQ(obj["status"].value("phase", ""), "RUNNING") << obj.dump();
+  EXPECT_EQ(obj["status"]["details"].value("pid", ""), std::to_string(qemus[0])) << obj.dump();
 
   // Delete: the agent destroys the VM and finishes the delete.
   auto del = client->Do("DELETE", ns + "/computeinstances/e2e-vm");
