@@ -200,6 +200,8 @@ class ZoneBuilder {
   // Fails on a record outside the zone; "file:line" (or `where`) prefixes the message.
   Status Add(Record record, std::string_view file, int line);
   Status Add(Record record, const std::string& where) { return Add(std::move(record), where, 0); }
+  // Sizes the table for about `names` names up front, sparing rehashes on big zones.
+  void Reserve(size_t names) { pending_.reserve(names); }
   StatusOr<std::shared_ptr<const Zone>> Build();
 
  private:
