@@ -184,9 +184,15 @@ int CreateOrApply(const Globals& g, const std::string& file, bool apply) {
     if (apply && !name.empty()) {
       auto cur = Call(g, "GET", ObjPath(ns, kind, name));
       if (cur.status == 200) {
-        auto cj = json::parse(cur.body);
-        doc["metadata"]["resourceVersion"] = cj["metadata"]["resourceVersion"];
-        auto r = Call(g, "PUT", ObjPath(ns, kind, name), doc.dump());
+        HttpResult r;
+        // A controller may write the object between our read and our write: read again.
+        for (int attempt = 0; attempt < 10; ++attempt) {
+          if (attempt > 0) cur = Call(g, "GET", ObjPath(ns, kind, name));
+          auto cj = json::parse(cur.body);
+          doc["metadata"]["resourceVersion"] = cj["metadata"]["resourceVersion"];
+          r = Call(g, "PUT", ObjPath(ns, kind, name), doc.dump());
+          if (r.status != 409) break;
+        }
         if (r.status != 200) {
           std::cerr << "error: " << kind << " " << name << ": " << Reason(r) << "\n";
           ++failures;
