@@ -38,6 +38,11 @@ if [ -x "$BIN/src/agent/photon-agent" ]; then
     if [ "$(id -u)" = 0 ]; then bash scripts/make-rootfs.sh "$ROOTFS" >/dev/null
     else echo "note: run 'sudo scripts/make-rootfs.sh' for examples/container.yaml" >&2; fi
   fi
+  # The kernel and initramfs examples/vm.yaml boots.
+  if [ ! -s /var/lib/photon/images/initrd.img ]; then
+    if [ "$(id -u)" = 0 ]; then bash scripts/make-vm-image.sh /var/lib/photon/images >/dev/null
+    else echo "note: run 'sudo scripts/make-vm-image.sh /var/lib/photon/images' for examples/vm.yaml" >&2; fi
+  fi
   "$BIN/src/agent/photon-agent" --server "$LISTEN" --token-file "$DATA/server/join.token" \
     --data-dir "$DATA/agent" --name "$(hostname -s | tr 'A-Z_' 'a-z-')" --labels "zone=local,rack_az=r1" &
   pids+=($!)
@@ -53,7 +58,9 @@ In another shell:
   export PHOTON_SERVER=http://$LISTEN
   export PHOTON_TOKEN=\$(cat $DATA/server/admin.token)
   export PATH=$BIN/src/cli:\$PATH
-  photon create -f examples/instance.yaml
+  photon create -f examples/process.yaml      # a supervised process
+  photon create -f examples/container.yaml    # a runc container from a busybox rootfs
+  photon create -f examples/vm.yaml           # a QEMU VM (KVM if the host has it, else TCG)
   photon list computeinstances
 
 Ctrl-C stops PhotonCloud.
