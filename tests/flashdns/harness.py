@@ -1,7 +1,9 @@
 """Test harness for flashdns: starts daemons on free loopback ports, runs dig, parses its
 output. Every process started here is killed when the harness is closed."""
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -10,6 +12,23 @@ import tempfile
 import time
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+_TEMP_DIRS = []
+
+
+def make_tmp(prefix="flashdns-test-"):
+    """A temp dir removed when the test process exits (kept with FLASHDNS_KEEP_TMP=1)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _TEMP_DIRS.append(path)
+    return path
+
+
+@atexit.register
+def _remove_temp_dirs():
+    if os.environ.get("FLASHDNS_KEEP_TMP"):
+        return
+    for path in _TEMP_DIRS:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port():
@@ -171,7 +190,7 @@ class FlashDns:
 
     def __init__(self, binary, zones, extra="", workdir=None, port=None, api_port=None,
                  log_level="info", listen=("127.0.0.1", "[::1]")):
-        self.tmp = workdir or tempfile.mkdtemp(prefix="flashdns-test-")
+        self.tmp = workdir or make_tmp()
         self.port = port or free_port()
         self.api_port = api_port or free_port()
         self.data_dir = os.path.join(self.tmp, "data")

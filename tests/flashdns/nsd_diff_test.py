@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -89,7 +88,7 @@ def main():
     if NSD is None:
         print("SKIPPED LOUDLY: nsd is not installed; the differential test did not run")
         return 0
-    tmp = tempfile.mkdtemp(prefix="flashdns-nsd-")
+    tmp = harness.make_tmp("flashdns-nsd-")
     nsd_port = harness.free_port()
     nsd = harness.Daemon([NSD, "-d", "-c", write_nsd_conf(tmp, nsd_port)],
                          os.path.join(tmp, "nsd.log"))
@@ -129,8 +128,6 @@ def main():
     print("%d queries and %d transfers compared, %d mismatches" % (len(QUERIES) + 1, len(ZONES), failures))
     if failures:
         print("--- nsd log ---\n" + nsd.output())
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failures else 0
 
 
