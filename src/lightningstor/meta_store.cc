@@ -397,7 +397,7 @@ StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::
 }
 
 StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const std::string& key,
-                                              const std::string& version_id) {
+                                              const std::string& version_id, int64_t now_ms) {
   WriteResult result;
   PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
     WriteResult r;
@@ -411,9 +411,7 @@ StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const s
         marker.bucket = bucket;
         marker.key = key;
         marker.delete_marker = true;
-        marker.mtime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+        marker.mtime_ms = now_ms;
         PHOTON_RETURN_IF_ERROR(InsertVersion(db, marker, &r));
       }
     } else {

@@ -61,9 +61,9 @@ class MetaStore {
   StatusOr<ObjectMeta> GetObject(const std::string& bucket, const std::string& key,
                                  const std::string& version_id, bool* is_marker = nullptr);
   // S3 DELETE semantics: without a version id, a delete marker when versioning is on;
-  // with one, removes exactly that version.
+  // with one, removes exactly that version. A new delete marker is stamped now_ms.
   StatusOr<WriteResult> DeleteObject(const std::string& bucket, const std::string& key,
-                                     const std::string& version_id);
+                                     const std::string& version_id, int64_t now_ms);
   // Latest versions with key > after (>= when inclusive) and key starting with prefix, in key
   // order, at most limit rows (delete markers included, flagged).
   StatusOr<std::vector<ListEntry>> ListLatest(const std::string& bucket, const std::string& prefix,

@@ -332,8 +332,9 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
 
 StatusOr<http::Response> S3Service::DeleteObject(S3Request& r) {
   const std::string* version = r.http.Query("versionId");
-  PHOTON_ASSIGN_OR_RETURN(WriteResult result,
-                          meta_->DeleteObject(r.bucket, r.key, version ? *version : ""));
+  PHOTON_ASSIGN_OR_RETURN(
+      WriteResult result,
+      meta_->DeleteObject(r.bucket, r.key, version ? *version : "", clock_->NowMillis()));
   FreeBlobs(result.freed_blobs);
   http::Response resp;
   resp.status = 204;
@@ -359,7 +360,7 @@ StatusOr<http::Response> S3Service::DeleteObjects(S3Request& r) {
   for (const XmlNode* obj : objects) {
     std::string key = obj->ChildText("Key");
     std::string version = obj->ChildText("VersionId");
-    auto result = meta_->DeleteObject(r.bucket, key, version);
+    auto result = meta_->DeleteObject(r.bucket, key, version, clock_->NowMillis());
     if (!result.ok()) {
       w.Open("Error");
       w.Element("Key", key);

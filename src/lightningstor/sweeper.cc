@@ -57,7 +57,7 @@ StatusOr<int> Sweeper::RunOnce() {
                                   meta_->ExpiryCandidates(bucket.name, rule.prefix, cutoff, 500));
           if (victims.empty()) break;
           for (const auto& o : victims) {
-            auto result = meta_->DeleteObject(bucket.name, o.key, "");
+            auto result = meta_->DeleteObject(bucket.name, o.key, "", now);
             if (!result.ok()) return result.status();
             Free(*result);
             spdlog::info("lifecycle: expired {}/{} (rule '{}')", bucket.name, o.key, rule.id);

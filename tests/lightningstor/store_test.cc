@@ -75,7 +75,7 @@ TEST_F(StoreTest, VersioningAndDeleteMarkers) {
   auto latest = meta_->GetObject("bkt", "k", "");
   ASSERT_TRUE(latest.ok());
   EXPECT_EQ(Read(*latest), "v3");
-  auto del = meta_->DeleteObject("bkt", "k", "");
+  auto del = meta_->DeleteObject("bkt", "k", "", clock_.NowMillis());
   ASSERT_TRUE(del.ok());
   EXPECT_TRUE(del->delete_marker);
   bool marker = false;
@@ -85,7 +85,7 @@ TEST_F(StoreTest, VersioningAndDeleteMarkers) {
   ASSERT_TRUE(old.ok());
   EXPECT_EQ(Read(*old), "v2");
   // Removing the marker brings v3 back.
-  ASSERT_TRUE(meta_->DeleteObject("bkt", "k", del->version_id).ok());
+  ASSERT_TRUE(meta_->DeleteObject("bkt", "k", del->version_id, clock_.NowMillis()).ok());
   EXPECT_EQ(Read(*meta_->GetObject("bkt", "k", "")), "v3");
   auto versions = meta_->ListVersions("bkt", "", "", "", 100);
   ASSERT_TRUE(versions.ok());
