@@ -148,7 +148,8 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
     ::setsid();
     pid_t monitor = ::fork();
     if (monitor != 0) ::_exit(monitor < 0 ? 1 : 0);
-    // Monitor.
+    // Monitor. Named so that ps tells it from the agent it was forked from.
+    ::prctl(PR_SET_NAME, "photon-monitor", 0, 0, 0);
     ResetSignals();
     ::signal(SIGTERM, SIG_IGN);
     ::signal(SIGINT, SIG_IGN);

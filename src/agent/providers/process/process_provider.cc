@@ -411,6 +411,7 @@ void ProcessProvider::Supervise() {
     for (const auto& inst : all) {
       std::unique_lock<std::mutex> l(inst->mu, std::try_to_lock);
       if (!l.owns_lock() || inst->id.empty() || inst->removed || !inst->want_running) continue;
+      if (inst->restart_policy == "never") continue;  // nothing to do when it ends
       if (AliveLocked(*inst)) continue;
       int64_t now = MonotonicNanos();
       if (inst->restart_at_ns == 0) {
