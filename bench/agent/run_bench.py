@@ -136,9 +136,13 @@ def one_round(n, idle_seconds, workdir):
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(create, range(n)))
         t_created = time.monotonic() - t0
+        t_placed = None
         while True:
             items = api.list_all("/v1/namespaces/default/computeinstances")
             running = sum(1 for x in items if x.get("status", {}).get("phase") == "RUNNING")
+            placed = sum(1 for x in items if x["metadata"].get("agentId"))
+            if t_placed is None and placed == n:
+                t_placed = time.monotonic() - t0
             if running == n:
                 break
             if time.monotonic() - t0 > 900:
@@ -174,7 +178,7 @@ def one_round(n, idle_seconds, workdir):
                 raise RuntimeError("delete did not finish")
             time.sleep(0.2)
         t_deleted = time.monotonic() - t1
-        return {"created_s": t_created, "running_s": t_running, "deleted_s": t_deleted,
+        return {"created_s": t_created, "placed_s": t_placed or t_running, "running_s": t_running, "deleted_s": t_deleted,
                 "per_node": per_node, "idle_cpu_pct": idle, "rss_mb": rss,
                 "sleep_processes_seen": sleeping}
     finally:
@@ -203,6 +207,7 @@ def main():
     med = lambda key: statistics.median(x[key] for x in results)
     print(f"\n{args.instances} process instances, 3 agents, {args.rounds} round(s), medians:")
     print(f"  creates accepted          {med('created_s'):8.2f} s")
+    print(f"  first create -> all placed  {med('placed_s'):6.2f} s (scheduler)")
     print(f"  first create -> all RUNNING {med('running_s'):6.2f} s "
           f"({args.instances / med('running_s'):.0f} instances/s)")
     print(f"  delete -> all gone        {med('deleted_s'):8.2f} s")

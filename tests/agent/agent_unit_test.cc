@@ -1,0 +1,94 @@
+// Unit tests of the agent's pure parts: labels and config parsing/validation, the
+// de-duplicating work queue.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "agent/config.h"
+#include "agent/work_queue.h"
+#include "common/file_util.h"
+#include "test_env.h"
+
+namespace photon::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(ConfigTest, ParseLabels) {
+  std::map<std::string, std::string> labels;
+  ASSERT_TRUE(ParseLabels("region=r1,zone=z1,,rack_az=k-2", &labels).ok());
+  EXPECT_EQ(labels, (std::map<std::string, std::string>{
+                        {"region", "r1"}, {"zone", "z1"}, {"rack_az", "k-2"}}));
+  EXPECT_FALSE(ParseLabels("novalue", &labels).ok());
+  EXPECT_FALSE(ParseLabels("=x", &labels).ok());
+  EXPECT_FALSE(ParseLabels("Bad Key=x", &labels).ok());
+}
+
+TEST(ConfigTest, LoadFileAndValidate) {
+  std::string dir = testing::MakeTempDir("agent-config");
+  std::string path = dir + "/agent.yaml";
+  ASSERT_TRUE(WriteFileAtomic(path,
+                              "server: 127.0.0.1:1\ntokenFile: /t\ndataDir: /d\nname: n1\n"
+                              "labels: {zone: z1}\ncapacity: {vcpu: 3, memoryMb: 512}\n"
+                              "drivers:\n  container: {runtime: runc}\n")
+                  .ok());
+  AgentOptions o;
+  ASSERT_TRUE(LoadConfigFile(path, &o).ok());
+  EXPECT_EQ(o.name, "n1");
+  EXPECT_EQ(o.vcpu, 3);
+  EXPECT_EQ(o.memory_mb, 512);
+  EXPECT_EQ(o.labels["zone"], "z1");
+  EXPECT_EQ(o.drivers["container"]["runtime"], "runc");
+  EXPECT_TRUE(ValidateOptions(o).ok());
+
+  ASSERT_TRUE(WriteFileAtomic(path, "nmae: typo\n").ok());
+  auto s = LoadConfigFile(path, &o);
+  EXPECT_NE(s.message().find("nmae"), std::string::npos) << s;
+
+  AgentOptions bad = o;
+  bad.name = "Not_A_Label";
+  EXPECT_NE(ValidateOptions(bad).message().find("name"), std::string::npos);
+  bad = o;
+  bad.memory_mb = -1;
+  EXPECT_NE(ValidateOptions(bad).message().find("memory-mb"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(WorkQueueTest, DeduplicatesAndRequeuesWhileProcessing) {
+  WorkQueue q;
+  q.Add("a");
+  q.Add("a");
+  q.Add("b");
+  EXPECT_EQ(q.Len(), 2u);
+  std::string k;
+  ASSERT_TRUE(q.Get(&k));
+  EXPECT_EQ(k, "a");
+  q.Add("a");  // while processing: not handed to a second worker
+  ASSERT_TRUE(q.Get(&k));
+  EXPECT_EQ(k, "b");
+  EXPECT_EQ(q.Len(), 0u);
+  q.Done("a");  // now it comes back
+  ASSERT_TRUE(q.Get(&k));
+  EXPECT_EQ(k, "a");
+  q.Done("a");
+  q.Done("b");
+}
+
+TEST(WorkQueueTest, AddAfterAndShutDown) {
+  WorkQueue q;
+  auto t0 = std::chrono::steady_clock::now();
+  q.AddAfter("later", 100ms);
+  std::string k;
+  ASSERT_TRUE(q.Get(&k));
+  EXPECT_EQ(k, "later");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 90ms);
+  std::thread t([&] {
+    std::this_thread::sleep_for(50ms);
+    q.ShutDown();
+  });
+  EXPECT_FALSE(q.Get(&k));
+  t.join();
+}
+
+}  // namespace
+}  // namespace photon::agent
