@@ -3,7 +3,9 @@
 # PhotonCloud on this machine: photon-server with the embedded store, plus one local agent.
 #   scripts/start.sh            # foreground; Ctrl-C stops everything
 # Environment: PHOTON_DATA (default ~/.local/share/photon), PHOTON_LISTEN (127.0.0.1:8080),
-# PHOTON_GRPC_LISTEN (127.0.0.1:8081).
+# PHOTON_GRPC_LISTEN (127.0.0.1:8081), PHOTON_AGENT_VCPU (vCPUs the local agent offers; default
+# 4 per host core, so the examples all fit on a small machine — the scheduler itself never
+# places more than a node offers).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -44,7 +46,8 @@ if [ -x "$BIN/src/agent/photon-agent" ]; then
     else echo "note: run 'sudo scripts/make-vm-image.sh /var/lib/photon/images' for examples/vm.yaml" >&2; fi
   fi
   "$BIN/src/agent/photon-agent" --server "$LISTEN" --token-file "$DATA/server/join.token" \
-    --data-dir "$DATA/agent" --name "$(hostname -s | tr 'A-Z_' 'a-z-')" --labels "zone=local,rack_az=r1" &
+    --data-dir "$DATA/agent" --name "$(hostname -s | tr 'A-Z_' 'a-z-')" --labels "zone=local,rack_az=r1" \
+    --vcpu "${PHOTON_AGENT_VCPU:-$(( $(nproc) * 4 ))}" &
   pids+=($!)
 fi
 

@@ -107,8 +107,13 @@ void PrintTable(const std::vector<json>& items) {
       {"NAMESPACE", "NAME", "KIND", "PHASE", "NODE", "MESSAGE"}};
   for (const auto& o : items) {
     rows.push_back({Field(o, {"metadata", "namespace"}), Field(o, {"metadata", "name"}),
-                    Field(o, {"kind"}), Field(o, {"status", "phase"}),
-                    Field(o, {"metadata", "agentId"}), Field(o, {"status", "message"})});
+                    Field(o, {"kind"}),
+                    // Nodes report their condition (READY, SUSPECT, DOWN), not a phase.
+                    Field(o, {"kind"}) == "Node" ? Field(o, {"nodeStatus", "condition"})
+                                                 : Field(o, {"status", "phase"}),
+                    Field(o, {"metadata", "agentId"}),
+                    Field(o, {"kind"}) == "Node" ? Field(o, {"nodeStatus", "message"})
+                                                 : Field(o, {"status", "message"})});
   }
   std::vector<size_t> w(rows[0].size(), 0);
   for (const auto& r : rows)
@@ -284,6 +289,8 @@ int Watch(const Globals& g, const std::string& kind, bool all_ns, const std::str
 int main(int argc, char** argv) {
   CLI::App app{"photon: manage PhotonCloud resources"};
   app.require_subcommand(1);
+  // Global options (-n, -s) may also follow the subcommand: photon list nodes -n system.
+  app.fallthrough();
   Globals g;
   LoadDefaults(g);
   app.add_option("-s,--server", g.server, "server URL (env PHOTON_SERVER)");
