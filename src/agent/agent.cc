@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "agent/providers/builtin.h"
@@ -237,20 +238,24 @@ Status Agent::Start() {
                           HttpServer::Start(hopts, [this](HttpRequest& r) { return Serve(r); }));
   spdlog::info("serving /healthz and /metrics on port {}", http_->port());
 
-  // The control plane may still be starting: retry joining for a while.
-  Status joined;
-  for (int i = 0; i < 60 && !stop_; ++i) {
-    joined = Join();
-    if (joined.ok() || joined.code() == absl::StatusCode::kPermissionDenied ||
-        joined.code() == absl::StatusCode::kInvalidArgument) {
-      break;
+  // The control plane may be down or still starting: retry what needs it until it answers
+  // (a node agent outlives control plane restarts), but not a refusal.
+  auto retry = [this](const char* what, const std::function<Status()>& step) -> Status {
+    for (int attempt = 0;; ++attempt) {
+      Status s = step();
+      if (s.ok() || stop_ || s.code() == absl::StatusCode::kPermissionDenied ||
+          s.code() == absl::StatusCode::kInvalidArgument ||
+          s.code() == absl::StatusCode::kUnauthenticated) {
+        return s;
+      }
+      if (attempt % 10 == 0) spdlog::warn("{}: {} (retrying)", what, s.ToString());
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  PHOTON_RETURN_IF_ERROR(joined);
+  };
+  PHOTON_RETURN_IF_ERROR(retry("join", [this] { return Join(); }));
   PHOTON_RETURN_IF_ERROR(InitProviders());
-  PHOTON_RETURN_IF_ERROR(RegisterNode());
-  PHOTON_RETURN_IF_ERROR(Heartbeat());
+  PHOTON_RETURN_IF_ERROR(retry("register node", [this] { return RegisterNode(); }));
+  PHOTON_RETURN_IF_ERROR(retry("heartbeat", [this] { return Heartbeat(); }));
 
   ControllerOptions copts;
   copts.node_name = options_.name;
@@ -264,8 +269,8 @@ Status Agent::Start() {
   operations_ = std::make_unique<Informer>(
       api_.get(), "/v1/operations", [this](const std::string& k) { controller_->OnOperation(k); });
   controller_->SetInformers(instances_.get(), operations_.get());
-  PHOTON_RETURN_IF_ERROR(instances_->Sync());
-  PHOTON_RETURN_IF_ERROR(operations_->Sync());
+  PHOTON_RETURN_IF_ERROR(retry("list instances", [this] { return instances_->Sync(); }));
+  PHOTON_RETURN_IF_ERROR(retry("list operations", [this] { return operations_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(controller_->Adopt());
   controller_->Start();
   threads_.emplace_back([this] { instances_->Run(&stop_); });
