@@ -5,7 +5,7 @@ agents and the real scheduler.
 Prints the time from the first create to all RUNNING, the time to delete them all, and the
 CPU the server and each agent use while idle afterwards (from /proc/<pid>/stat), as medians
 over ROUNDS rounds.
-  bench/agent/run_bench.py [--instances 1000] [--rounds 1] [--idle-seconds 20]
+  bench/agent/run_bench.py [--instances 1000] [--rounds 1] [--idle-seconds 20] [--workers 8]
 Needs root (cgroups) and build/src/{server/photon-server,agent/photon-agent}.
 """
 import argparse
@@ -91,7 +91,7 @@ def sweep_cgroups(node):
                 pass
 
 
-def one_round(n, idle_seconds, workdir):
+def one_round(n, idle_seconds, workdir, workers):
     procs = []
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -114,7 +114,7 @@ def one_round(n, idle_seconds, workdir):
                 [AGENT, "--server", f"127.0.0.1:{port}", "--token-file",
                  f"{workdir}/server/join.token", "--data-dir", f"{workdir}/agent-{node}",
                  "--name", node, "--labels", f"zone=z{i}", "--vcpu", "1000",
-                 "--memory-mb", "1000000", "--log-level", "warn"],
+                 "--memory-mb", "1000000", "--log-level", "warn", "--workers", str(workers)],
                 stdout=open(f"{workdir}/agent-{node}.log", "w"), stderr=subprocess.STDOUT))
         procs += agents
         for _ in range(200):
@@ -194,12 +194,13 @@ def main():
     ap.add_argument("--instances", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--idle-seconds", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=8, help="reconcile workers per agent")
     args = ap.parse_args()
     results = []
     for r in range(args.rounds):
         workdir = tempfile.mkdtemp(prefix="photon-agent-bench-")
         try:
-            res = one_round(args.instances, args.idle_seconds, workdir)
+            res = one_round(args.instances, args.idle_seconds, workdir, args.workers)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         print(f"round {r + 1}: {json.dumps(res)}", flush=True)

@@ -20,7 +20,7 @@ struct AgentOptions {
   std::string listen = "127.0.0.1:0";         // /healthz and /metrics
   int heartbeat_seconds = 5;
   int resync_seconds = 5;  // level-triggered re-check of every assigned instance
-  int workers = 4;
+  int workers = 8;
   // Capacity offered to the scheduler; 0 = what the host has.
   int vcpu = 0;
   int64_t memory_mb = 0;

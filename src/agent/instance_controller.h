@@ -32,7 +32,7 @@ struct ControllerOptions {
   std::string node_name;
   std::string data_dir;           // the agent's; handles live in DIR/handles
   std::set<std::string> drivers;  // the drivers whose Fingerprint succeeded
-  int workers = 4;
+  int workers = 8;
 };
 
 class InstanceController {
