@@ -24,6 +24,7 @@
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "common/file_util.h"
@@ -57,6 +58,28 @@ double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+// utime + stime of a process, in seconds.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a;
+  in >> a;
+  return a;
 }
 
 long RssKiB(pid_t pid) {
@@ -182,7 +205,10 @@ double RawStorePuts(int writers, double seconds) {
   return n / seconds;
 }
 
+double g_server_cpu_per_create = 0;  // seconds of server CPU per create in the last test
+
 double RestCreates(const ServerProc& s, int clients, double seconds, const std::string& tag) {
+  double cpu0 = CpuSeconds(s.pid);
   std::atomic<long> n{0}, errors{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> ts;
@@ -203,10 +229,12 @@ double RestCreates(const ServerProc& s, int clients, double seconds, const std::
   stop = true;
   for (auto& t : ts) t.join();
   if (errors) std::cerr << "  (" << errors << " REST errors)\n";
+  g_server_cpu_per_create = n ? (CpuSeconds(s.pid) - cpu0) / n : 0;
   return n / seconds;
 }
 
 double GrpcCreates(const ServerProc& s, int clients, double seconds, const std::string& tag) {
+  double cpu0 = CpuSeconds(s.pid);
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s.grpc_port),
                                      grpc::InsecureChannelCredentials());
   std::atomic<long> n{0}, errors{0};
@@ -237,6 +265,7 @@ double GrpcCreates(const ServerProc& s, int clients, double seconds, const std::
   stop = true;
   for (auto& t : ts) t.join();
   if (errors) std::cerr << "  (" << errors << " gRPC errors)\n";
+  g_server_cpu_per_create = n ? (CpuSeconds(s.pid) - cpu0) / n : 0;
   return n / seconds;
 }
 
@@ -308,14 +337,16 @@ int main(int argc, char** argv) {
   std::cout << "photon-bench-api on " << std::thread::hardware_concurrency() << " cores\n";
 
   // 1 + 2: creates against raw store, three rounds, medians.
-  std::vector<double> raw, rest, grpc_rates;
+  std::vector<double> raw, rest, grpc_rates, rest_cpu, grpc_cpu;
   {
     ServerProc s;
     StartServer(server_bin, &s);
     for (int round = 0; round < 3; ++round) {
       raw.push_back(RawStorePuts(clients, seconds));
       rest.push_back(RestCreates(s, clients, seconds, "r" + std::to_string(round)));
+      rest_cpu.push_back(g_server_cpu_per_create * 1e6);
       grpc_rates.push_back(GrpcCreates(s, clients, seconds, "g" + std::to_string(round)));
+      grpc_cpu.push_back(g_server_cpu_per_create * 1e6);
       std::cout << "  round " << round << ": raw store " << (long)raw.back() << " puts/s, REST "
                 << (long)rest.back() << " creates/s, gRPC " << (long)grpc_rates.back()
                 << " creates/s\n";
@@ -328,7 +359,10 @@ int main(int argc, char** argv) {
             << "  REST creates/s     " << (long)rest_m << "  (" << (int)(100 * rest_m / raw_m)
             << "% of raw)\n"
             << "  gRPC creates/s     " << (long)grpc_m << "  (" << (int)(100 * grpc_m / raw_m)
-            << "% of raw)\n";
+            << "% of raw)\n"
+            << "  server CPU per create (scheduler and controllers included): REST "
+            << (long)Percentile(rest_cpu, 0.5) << " us, gRPC " << (long)Percentile(grpc_cpu, 0.5)
+            << " us; load average " << LoadAverage() << "\n";
 
   if (creates_only) return 0;
   // 3: watch fan-out.
