@@ -324,7 +324,7 @@ int main(int argc, char** argv) {
                            "/../../src/server/photon-server";
   double seconds = 5;
   int objects = 100000, watchers = 1000, rate = 1000, clients = 16;
-  bool creates_only = false;
+  bool creates_only = false, list_only = false;
   app.add_option("--server-bin", server_bin);
   app.add_option("--seconds", seconds);
   app.add_option("--objects", objects);
@@ -332,13 +332,14 @@ int main(int argc, char** argv) {
   app.add_option("--rate", rate, "changes/s during the watch test");
   app.add_option("--clients", clients, "concurrent clients for the create test");
   app.add_flag("--creates-only", creates_only, "run only the create test");
+  app.add_flag("--list-only", list_only, "run only the list/RSS test");
   CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
   std::cout << "photon-bench-api on " << std::thread::hardware_concurrency() << " cores\n";
 
   // 1 + 2: creates against raw store, three rounds, medians.
   std::vector<double> raw, rest, grpc_rates, rest_cpu, grpc_cpu;
-  {
+  if (!list_only) {
     ServerProc s;
     StartServer(server_bin, &s);
     for (int round = 0; round < 3; ++round) {
@@ -354,19 +355,20 @@ int main(int argc, char** argv) {
   }
   double raw_m = Percentile(raw, 0.5), rest_m = Percentile(rest, 0.5),
          grpc_m = Percentile(grpc_rates, 0.5);
-  std::cout << "creates (" << clients << " clients, median of 3 x " << seconds << " s):\n"
-            << "  raw store puts/s   " << (long)raw_m << "\n"
-            << "  REST creates/s     " << (long)rest_m << "  (" << (int)(100 * rest_m / raw_m)
-            << "% of raw)\n"
-            << "  gRPC creates/s     " << (long)grpc_m << "  (" << (int)(100 * grpc_m / raw_m)
-            << "% of raw)\n"
-            << "  server CPU per create (scheduler and controllers included): REST "
-            << (long)Percentile(rest_cpu, 0.5) << " us, gRPC " << (long)Percentile(grpc_cpu, 0.5)
-            << " us; load average " << LoadAverage() << "\n";
+  if (!list_only)
+    std::cout << "creates (" << clients << " clients, median of 3 x " << seconds << " s):\n"
+              << "  raw store puts/s   " << (long)raw_m << "\n"
+              << "  REST creates/s     " << (long)rest_m << "  (" << (int)(100 * rest_m / raw_m)
+              << "% of raw)\n"
+              << "  gRPC creates/s     " << (long)grpc_m << "  (" << (int)(100 * grpc_m / raw_m)
+              << "% of raw)\n"
+              << "  server CPU per create (scheduler and controllers included): REST "
+              << (long)Percentile(rest_cpu, 0.5) << " us, gRPC " << (long)Percentile(grpc_cpu, 0.5)
+              << " us; load average " << LoadAverage() << "\n";
 
   if (creates_only) return 0;
   // 3: watch fan-out.
-  {
+  if (!list_only) {
     ServerProc s;
     StartServer(server_bin, &s);
     WatchFanout w;

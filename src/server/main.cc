@@ -1,4 +1,6 @@
 // photon-server: the control plane. See docs/architecture.md.
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
@@ -7,6 +9,8 @@
 #include "server/server.h"
 
 int main(int argc, char** argv) {
+  // Dozens of handler threads would each get a malloc arena; two keep RSS close to the data.
+  mallopt(M_ARENA_MAX, 2);
   CLI::App app{"photon-server: the PhotonCloud control plane"};
   photon::server::ServerOptions opts;
   std::string config, log_level = "info";

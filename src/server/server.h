@@ -22,7 +22,9 @@ struct ServerOptions {
   int node_suspect_after_ms = 15000;  // no heartbeat this long → SUSPECT (probe /healthz)
   int node_down_after_ms = 60000;     // no heartbeat this long → DOWN, computes rescheduled
   bool scheduler_binpack = false;     // false: least-allocated (spread load over nodes)
-  size_t watch_history = 100000;  // events kept for watch resume
+  // Events kept for watch resume. Each holds the object version it changed to, so the ring
+  // costs memory; a client further behind than this relists (HTTP 410).
+  size_t watch_history = 20000;
   int housekeeping_interval_s = 30;  // events/finished operations GC and store compaction
   int event_ttl_s = 3600;
 };
