@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -85,6 +86,14 @@ Status ContainerProvider::Initialize(const ProviderContext& context) {
 
 StatusOr<std::map<std::string, std::string>> ContainerProvider::Fingerprint() {
   if (runc_.empty()) return absl::UnavailableError("runc is not installed");
+  // runc makes the container's root private and pivots into it; under a chroot (no mount
+  // namespace root of its own) that fails for every container, so do not offer the driver.
+  struct stat root_here {
+  }, root_init{};
+  if (stat("/", &root_here) == 0 && stat("/proc/1/root", &root_init) == 0 &&
+      (root_here.st_dev != root_init.st_dev || root_here.st_ino != root_init.st_ino)) {
+    return absl::UnavailableError("runc cannot run containers inside a chroot");
+  }
   PHOTON_ASSIGN_OR_RETURN(RunResult r, RunCommand({runc_, "--version"}, std::chrono::seconds(10)));
   if (r.exit_code != 0) return absl::UnavailableError("runc --version failed: " + r.output);
   std::string version = r.output.substr(0, r.output.find('\n'));
@@ -112,6 +121,14 @@ std::mutex* ContainerProvider::Lock(const std::string& id) {
 
 StatusOr<std::vector<std::string>> ContainerProvider::RuncArgs(std::vector<std::string> args) {
   if (runc_.empty()) return absl::UnavailableError("runc is not installed");
+  // runc makes the container's root private and pivots into it; under a chroot (no mount
+  // namespace root of its own) that fails for every container, so do not offer the driver.
+  struct stat root_here {
+  }, root_init{};
+  if (stat("/", &root_here) == 0 && stat("/proc/1/root", &root_init) == 0 &&
+      (root_here.st_dev != root_init.st_dev || root_here.st_ino != root_init.st_ino)) {
+    return absl::UnavailableError("runc cannot run containers inside a chroot");
+  }
   args.insert(args.begin(), {runc_, "--root", runc_root_});
   return args;
 }
