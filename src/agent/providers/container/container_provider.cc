@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -84,16 +85,27 @@ Status ContainerProvider::Initialize(const ProviderContext& context) {
   return absl::OkStatus();
 }
 
+namespace {
+// True when / appears as a mount point in our mount table (false under a chroot).
+bool RootIsMountPoint() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, mount_point;
+    if (fields >> id >> parent >> dev >> root >> mount_point && mount_point == "/") return true;
+  }
+  return false;
+}
+}  // namespace
+
 StatusOr<std::map<std::string, std::string>> ContainerProvider::Fingerprint() {
   if (runc_.empty()) return absl::UnavailableError("runc is not installed");
-  // runc makes the container's root private and pivots into it; under a chroot (no mount
-  // namespace root of its own) that fails for every container, so do not offer the driver.
-  struct stat root_here {
-  }, root_init{};
-  if (stat("/", &root_here) == 0 && stat("/proc/1/root", &root_init) == 0 &&
-      (root_here.st_dev != root_init.st_dev || root_here.st_ino != root_init.st_ino)) {
+  // runc makes the container's root private and pivots into it, which needs our / to be a
+  // mount point; under a chroot it is not, and every container would fail, so do not offer
+  // the driver. (/proc/1/root cannot be compared: reading it needs ptrace rights over init.)
+  if (!RootIsMountPoint())
     return absl::UnavailableError("runc cannot run containers inside a chroot");
-  }
   PHOTON_ASSIGN_OR_RETURN(RunResult r, RunCommand({runc_, "--version"}, std::chrono::seconds(10)));
   if (r.exit_code != 0) return absl::UnavailableError("runc --version failed: " + r.output);
   std::string version = r.output.substr(0, r.output.find('\n'));
