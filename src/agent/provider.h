@@ -36,7 +36,7 @@ class ResourceLookup {
 struct ProviderContext {
   std::string node_name;
   ResourceLookup* lookup = nullptr;  // owned by the agent; outlives the provider
-  std::string data_dir;  // the provider's own directory under the agent's data dir
+  std::string data_dir;              // the provider's own directory under the agent's data dir
   std::map<std::string, std::string> config;  // driver options from the agent config
 };
 
@@ -112,10 +112,14 @@ class ProviderRegistry {
 // The driver an instance asks for: "process", "container" or "vm".
 inline std::string DriverOf(const compute::ComputeInstance& instance) {
   switch (instance.spec().backend_case()) {
-    case compute::ComputeInstanceSpec::kProcess: return "process";
-    case compute::ComputeInstanceSpec::kContainer: return "container";
-    case compute::ComputeInstanceSpec::kVm: return "vm";
-    default: return "";
+    case compute::ComputeInstanceSpec::kProcess:
+      return "process";
+    case compute::ComputeInstanceSpec::kContainer:
+      return "container";
+    case compute::ComputeInstanceSpec::kVm:
+      return "vm";
+    default:
+      return "";
   }
 }
 
