@@ -47,6 +47,28 @@ StatusOr<std::string> HexDecode(const std::string& s) {
 
 bool Assigned(const Message& obj) { return !GetMetadata(obj).agent_id().empty(); }
 
+// An Operation about one object: `id` is the operation's own id (for a create, the object's).
+operation::Operation NewOperation(const std::string& id, const std::string& verb,
+                                  const KindInfo& kind, const std::string& ns,
+                                  const std::string& name, const std::string& target_id,
+                                  const std::string& created_at, const std::string& created_by) {
+  operation::Operation op;
+  auto* md = op.mutable_metadata();
+  md->set_id(id);
+  md->set_name(id);
+  md->set_namespace_(ns);
+  md->set_resource_type("Operation");
+  md->set_created_at(created_at);
+  md->set_created_by(created_by);
+  auto* spec = op.mutable_spec();
+  spec->set_verb(verb);
+  spec->set_target_kind(kind.plural);
+  spec->set_target_namespace(ns);
+  spec->set_target_name(name);
+  spec->set_target_id(target_id);
+  return op;
+}
+
 }  // namespace
 
 Principal SystemPrincipal() {
@@ -172,18 +194,8 @@ StatusOr<CreateResult> ResourceManager::Create(const Principal& who, const KindI
 
   // A create's operation is the object itself seen through its phase (GetOperation derives
   // it), so a create costs one object write, not an extra record and its updates.
-  operation::Operation op;
-  op.mutable_metadata()->set_id(md->id());
-  op.mutable_metadata()->set_name(op.metadata().id());
-  op.mutable_metadata()->set_namespace_(ns);
-  op.mutable_metadata()->set_resource_type("Operation");
-  op.mutable_metadata()->set_created_at(md->created_at());
-  op.mutable_metadata()->set_created_by(who.name);
-  op.mutable_spec()->set_verb("create");
-  op.mutable_spec()->set_target_kind(kind.plural);
-  op.mutable_spec()->set_target_namespace(ns);
-  op.mutable_spec()->set_target_name(md->name());
-  op.mutable_spec()->set_target_id(md->id());
+  operation::Operation op =
+      NewOperation(md->id(), "create", kind, ns, md->name(), md->id(), md->created_at(), who.name);
   op.mutable_status()->set_state(operation::OperationStatus::PENDING);
   op.mutable_status()->set_message("accepted");
 
@@ -341,18 +353,8 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
     return fail(absl::AbortedError("conflict: " + kind.kind + " '" + name +
                                    "' is at resourceVersion " + std::to_string(stored_rev)));
   }
-  operation::Operation op;
-  op.mutable_metadata()->set_id(NewUuid());
-  op.mutable_metadata()->set_name(op.metadata().id());
-  op.mutable_metadata()->set_namespace_(ns);
-  op.mutable_metadata()->set_resource_type("Operation");
-  op.mutable_metadata()->set_created_at(NowRfc3339());
-  op.mutable_metadata()->set_created_by(who.name);
-  op.mutable_spec()->set_verb("delete");
-  op.mutable_spec()->set_target_kind(kind.plural);
-  op.mutable_spec()->set_target_namespace(ns);
-  op.mutable_spec()->set_target_name(name);
-  op.mutable_spec()->set_target_id(GetMetadata(*stored).id());
+  operation::Operation op = NewOperation(NewUuid(), "delete", kind, ns, name,
+                                         GetMetadata(*stored).id(), NowRfc3339(), who.name);
 
   store::TxnRequest txn;
   txn.compares.push_back({.key = key,
@@ -520,20 +522,10 @@ StatusOr<operation::Operation> ResourceManager::ExecuteAction(
     return fail(absl::FailedPreconditionError(
         kind.kind + " '" + name + "' is not placed on a node yet; actions run on its node"));
   }
-  operation::Operation op;
-  op.mutable_metadata()->set_id(NewUuid());
-  op.mutable_metadata()->set_name(op.metadata().id());
-  op.mutable_metadata()->set_namespace_(ns);
-  op.mutable_metadata()->set_resource_type("Operation");
-  op.mutable_metadata()->set_created_at(NowRfc3339());
-  op.mutable_metadata()->set_created_by(who.name);
+  operation::Operation op = NewOperation(NewUuid(), "action:" + action, kind, ns, name,
+                                         GetMetadata(*cur->first).id(), NowRfc3339(), who.name);
   op.mutable_metadata()->set_agent_id(GetMetadata(*cur->first).agent_id());
   for (const auto& [k, v] : params) (*op.mutable_metadata()->mutable_annotations())[k] = v;
-  op.mutable_spec()->set_verb("action:" + action);
-  op.mutable_spec()->set_target_kind(kind.plural);
-  op.mutable_spec()->set_target_namespace(ns);
-  op.mutable_spec()->set_target_name(name);
-  op.mutable_spec()->set_target_id(GetMetadata(*cur->first).id());
   op.mutable_status()->set_state(operation::OperationStatus::PENDING);
   op.mutable_status()->set_message("queued for the node agent");
   store::TxnRequest txn;
@@ -565,19 +557,9 @@ StatusOr<operation::Operation> ResourceManager::GetOperation(const Principal& wh
   PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kGet, *FindKind("operations"), md.namespace_()));
   if (kind->plural == "operations") return static_cast<const operation::Operation&>(*msg);
   // The create operation of an object: its state follows the object's phase.
-  operation::Operation op;
-  op.mutable_metadata()->set_id(md.id());
-  op.mutable_metadata()->set_name(md.id());
-  op.mutable_metadata()->set_namespace_(md.namespace_());
-  op.mutable_metadata()->set_resource_type("Operation");
-  op.mutable_metadata()->set_created_at(md.created_at());
-  op.mutable_metadata()->set_created_by(md.created_by());
+  operation::Operation op = NewOperation(md.id(), "create", *kind, md.namespace_(), md.name(),
+                                         md.id(), md.created_at(), md.created_by());
   op.mutable_metadata()->set_resource_version(md.resource_version());
-  op.mutable_spec()->set_verb("create");
-  op.mutable_spec()->set_target_kind(kind->plural);
-  op.mutable_spec()->set_target_namespace(md.namespace_());
-  op.mutable_spec()->set_target_name(md.name());
-  op.mutable_spec()->set_target_id(md.id());
   const auto* st = GetStatus(*msg);
   auto* os = op.mutable_status();
   if (!st) {
