@@ -1,38 +1,12 @@
-// A blocking HTTP/1.1 client for the CLI and the tests (Boost.Beast underneath).
-// One object per thread; not thread-safe.
+// The CLI's HTTP client is the shared one in src/common; these names keep the CLI, the agent
+// and the tests that spell it cli::HttpClient compiling.
 #pragma once
 
-#include <functional>
-#include <map>
-#include <string>
-
-#include "common/status.h"
+#include "common/http_client.h"
 
 namespace photon::cli {
 
-struct HttpResult {
-  int status = 0;
-  std::string body;
-  std::map<std::string, std::string> headers;  // lower-case names
-};
-
-class HttpClient {
- public:
-  // base_url: "http://host:port"
-  static StatusOr<HttpClient> Create(const std::string& base_url, const std::string& token);
-  StatusOr<HttpResult> Do(const std::string& method, const std::string& target,
-                          const std::string& body = "",
-                          const std::string& content_type = "application/json");
-  // Streams a chunked response line by line; on_line returns false to stop. Returns the
-  // status when the server answered with something other than 200 (and the body), or when
-  // the stream ended.
-  StatusOr<HttpResult> Stream(const std::string& target,
-                              const std::function<bool(const std::string& line)>& on_line);
-
- private:
-  std::string host_;
-  std::string port_;
-  std::string token_;
-};
+using HttpClient = photon::HttpClient;
+using HttpResult = photon::HttpResult;
 
 }  // namespace photon::cli

@@ -37,6 +37,16 @@ std::vector<std::string> SplitPath(const std::string& path) {
   return parts;
 }
 
+// The owner tag is stored in every zone file and listed back: keep it a short printable tag.
+std::string OwnerFrom(const json& body) {
+  std::string owner = body.value("owner", "");
+  if (owner.size() > 256) throw std::invalid_argument("owner: at most 256 characters");
+  for (unsigned char c : owner) {
+    if (c < 0x20 || c > 0x7e) throw std::invalid_argument("owner: printable ASCII only");
+  }
+  return owner;
+}
+
 }  // namespace
 
 StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir, bool* created) {
@@ -109,7 +119,8 @@ HttpResponse Api::Route(HttpRequest& req) {
       std::vector<std::string> ns;
       if (body.contains("ns")) ns = body["ns"].get<std::vector<std::string>>();
       uint32_t ttl = body.value("ttl", 3600u);
-      Status s = zones_->CreateZone(name, ns, ttl);
+      std::string owner = OwnerFrom(body);
+      Status s = zones_->CreateZone(name, ns, ttl, owner);
       if (!s.ok()) return Error(s);
       auto out = zones_->GetZoneJson(name);
       return out.ok() ? HttpResponse::Json(201, *out) : Error(out.status());
@@ -136,6 +147,7 @@ HttpResponse Api::Route(HttpRequest& req) {
     record.type = body.at("type").get<std::string>();
     record.ttl = body.value("ttl", 3600u);
     record.data = body.at("data").get<std::string>();
+    record.owner = OwnerFrom(body);
     auto added = zones_->AddRecord(zone, record);
     if (!added.ok()) return Error(added.status());
     json out = {{"id", added->id},
@@ -143,6 +155,7 @@ HttpResponse Api::Route(HttpRequest& req) {
                 {"type", added->type},
                 {"ttl", added->ttl},
                 {"data", added->data}};
+    if (!added->owner.empty()) out["owner"] = added->owner;
     return HttpResponse::Json(201, out.dump());
   }
   if (parts.size() == 5 && req.method == "DELETE") {

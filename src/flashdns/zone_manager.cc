@@ -26,6 +26,12 @@ std::string Lower(std::string s) {
   return s;
 }
 
+json RecordJson(const ApiRecord& r) {
+  json j = {{"id", r.id}, {"name", r.name}, {"type", r.type}, {"ttl", r.ttl}, {"data", r.data}};
+  if (!r.owner.empty()) j["owner"] = r.owner;
+  return j;
+}
+
 }  // namespace
 
 bool Snapshot::MayTransfer(std::string_view origin, const sockaddr_storage& peer) const {
@@ -160,11 +166,9 @@ Status ZoneManager::SaveApiZone(const ApiZone& zone) const {
   j["serial"] = zone.serial;
   j["ttl"] = zone.ttl;
   j["ns"] = zone.ns;
+  if (!zone.owner.empty()) j["owner"] = zone.owner;
   j["records"] = json::array();
-  for (const auto& r : zone.records) {
-    j["records"].push_back(
-        {{"id", r.id}, {"name", r.name}, {"type", r.type}, {"ttl", r.ttl}, {"data", r.data}});
-  }
+  for (const auto& r : zone.records) j["records"].push_back(RecordJson(r));
   return WriteFileAtomic(ApiZonePath(zone.name), j.dump(2) + "\n", 0600);
 }
 
@@ -188,11 +192,12 @@ Status ZoneManager::LoadApiZones() {
       zone.serial = j.at("serial").get<uint32_t>();
       zone.ttl = j.at("ttl").get<uint32_t>();
       zone.ns = j.at("ns").get<std::vector<std::string>>();
+      zone.owner = j.value("owner", "");  // absent in files written before owners existed
       for (const auto& r : j.at("records")) {
         zone.records.push_back(
             ApiRecord{r.at("id").get<std::string>(), r.at("name").get<std::string>(),
                       r.at("type").get<std::string>(), r.at("ttl").get<uint32_t>(),
-                      r.at("data").get<std::string>()});
+                      r.at("data").get<std::string>(), r.value("owner", "")});
       }
     } catch (const std::exception& e) {
       return absl::InvalidArgumentError(path + ": " + e.what());
@@ -220,10 +225,12 @@ StatusOr<std::string> ZoneManager::ListZonesJson() const {
     out.push_back(z);
   }
   for (const auto& [key, zone] : api_zones_) {
-    out.push_back({{"name", zone.name},
-                   {"source", "api"},
-                   {"serial", zone.serial},
-                   {"records", zone.records.size()}});
+    json z = {{"name", zone.name},
+              {"source", "api"},
+              {"serial", zone.serial},
+              {"records", zone.records.size()}};
+    if (!zone.owner.empty()) z["owner"] = zone.owner;
+    out.push_back(z);
   }
   return json({{"zones", out}}).dump();
 }
@@ -242,21 +249,15 @@ StatusOr<std::string> ZoneManager::GetZoneJson(const std::string& zone_name) con
   }
   const ApiZone& zone = it->second;
   json records = json::array();
-  for (const auto& r : zone.records) {
-    records.push_back(
-        {{"id", r.id}, {"name", r.name}, {"type", r.type}, {"ttl", r.ttl}, {"data", r.data}});
-  }
-  return json({{"name", zone.name},
-               {"source", "api"},
-               {"serial", zone.serial},
-               {"ttl", zone.ttl},
-               {"ns", zone.ns},
-               {"records", records}})
-      .dump();
+  for (const auto& r : zone.records) records.push_back(RecordJson(r));
+  json out = {{"name", zone.name}, {"source", "api"}, {"serial", zone.serial},
+              {"ttl", zone.ttl},   {"ns", zone.ns},   {"records", records}};
+  if (!zone.owner.empty()) out["owner"] = zone.owner;
+  return out.dump();
 }
 
 Status ZoneManager::CreateZone(const std::string& zone_name, const std::vector<std::string>& ns,
-                               uint32_t ttl) {
+                               uint32_t ttl, const std::string& owner) {
   PHOTON_ASSIGN_OR_RETURN(std::string key, CanonicalZone(zone_name));
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& zc : config_.zones) {
@@ -264,11 +265,16 @@ Status ZoneManager::CreateZone(const std::string& zone_name, const std::vector<s
       return absl::AlreadyExistsError("zone " + key + " is served from file " + zc.file);
     }
   }
-  if (api_zones_.count(key)) return absl::AlreadyExistsError("zone " + key + " exists");
+  if (auto it = api_zones_.find(key); it != api_zones_.end()) {
+    return absl::AlreadyExistsError(
+        "zone " + key + " exists" +
+        (it->second.owner.empty() ? "" : " (owner '" + it->second.owner + "')"));
+  }
   ApiZone zone;
   zone.name = key;
   zone.ttl = ttl;
   zone.ns = ns;
+  zone.owner = owner;
   PHOTON_ASSIGN_OR_RETURN(auto built, BuildApiZone(zone));
   PHOTON_RETURN_IF_ERROR(SaveApiZone(zone));
   api_built_[key] = built;

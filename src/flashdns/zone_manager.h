@@ -35,6 +35,10 @@ struct ApiRecord {
   std::string type;
   uint32_t ttl = 0;
   std::string data;  // RDATA in presentation format
+  // Optional tag of the API client that made it (photon-server writes
+  // "photon:<kind>/<namespace>/<name>"), so a client can find and clean up what it created
+  // without touching records of others. flashdns only stores and returns it.
+  std::string owner;
 };
 
 class ZoneManager {
@@ -53,7 +57,9 @@ class ZoneManager {
   // API operations. Names are presentation format; zone names get a trailing dot added.
   StatusOr<std::string> ListZonesJson() const;
   StatusOr<std::string> GetZoneJson(const std::string& zone) const;
-  Status CreateZone(const std::string& zone, const std::vector<std::string>& ns, uint32_t ttl);
+  // owner: optional tag of the creating client, persisted and listed (see ApiRecord::owner).
+  Status CreateZone(const std::string& zone, const std::vector<std::string>& ns, uint32_t ttl,
+                    const std::string& owner = "");
   Status DeleteZone(const std::string& zone);
   StatusOr<ApiRecord> AddRecord(const std::string& zone, ApiRecord record);
   Status DeleteRecord(const std::string& zone, const std::string& id);
@@ -65,6 +71,7 @@ class ZoneManager {
     uint32_t ttl = 3600;
     std::vector<std::string> ns;
     std::vector<ApiRecord> records;
+    std::string owner;
   };
 
   StatusOr<std::shared_ptr<const Zone>> BuildApiZone(const ApiZone& zone) const;

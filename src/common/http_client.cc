@@ -1,4 +1,4 @@
-#include "cli/http_client.h"
+#include "common/http_client.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -6,7 +6,7 @@
 #include <boost/beast/http.hpp>
 #include <limits>
 
-namespace photon::cli {
+namespace photon {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -18,7 +18,7 @@ StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::
   if (rest.rfind("http://", 0) == 0) {
     rest = rest.substr(7);
   } else if (rest.rfind("https://", 0) == 0) {
-    return absl::UnimplementedError("https:// server URLs are not supported by this CLI yet");
+    return absl::UnimplementedError("https:// URLs are not supported yet: " + base_url);
   }
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   auto colon = rest.rfind(':');
@@ -38,11 +38,11 @@ StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string
     asio::io_context io;
     tcp::resolver resolver(io);
     beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(60));
+    stream.expires_after(timeout_);
     stream.connect(resolver.resolve(host_, port_));
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, host_);
-    req.set(http::field::user_agent, "photon-cli");
+    req.set(http::field::user_agent, user_agent_);
     if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
     if (!body.empty()) {
       req.set(http::field::content_type, content_type);
@@ -123,4 +123,4 @@ StatusOr<HttpResult> HttpClient::Stream(const std::string& target,
   }
 }
 
-}  // namespace photon::cli
+}  // namespace photon

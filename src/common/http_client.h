@@ -1,0 +1,45 @@
+// A small blocking HTTP/1.1 client (Boost.Beast underneath) shared by the CLI, the agent, the
+// server's service providers and the tests. One connection per call; every call is bounded
+// by the client's timeout. One object per thread; not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "common/status.h"
+
+namespace photon {
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+};
+
+class HttpClient {
+ public:
+  // base_url: "http://host:port"
+  static StatusOr<HttpClient> Create(const std::string& base_url, const std::string& token);
+  // Bounds connect + request + response of Do(); streams are unbounded (watches).
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  void set_user_agent(const std::string& user_agent) { user_agent_ = user_agent; }
+  StatusOr<HttpResult> Do(const std::string& method, const std::string& target,
+                          const std::string& body = "",
+                          const std::string& content_type = "application/json");
+  // Streams a chunked response line by line; on_line returns false to stop. Returns the
+  // status when the server answered with something other than 200 (and the body), or when
+  // the stream ended.
+  StatusOr<HttpResult> Stream(const std::string& target,
+                              const std::function<bool(const std::string& line)>& on_line);
+
+ private:
+  std::string host_;
+  std::string port_;
+  std::string token_;
+  std::chrono::milliseconds timeout_{60000};
+  std::string user_agent_ = "photon-cli";
+};
+
+}  // namespace photon
