@@ -14,6 +14,7 @@
 #include "server/controllers.h"
 #include "server/grpc_service.h"
 #include "server/housekeeper.h"
+#include "server/providers/service_controller.h"
 #include "server/resource_manager.h"
 #include "server/rest_gateway.h"
 #include "server/scheduler/scheduler_controller.h"
@@ -84,6 +85,20 @@ class ServerImpl : public Server {
       scheduler_ = std::make_unique<SchedulerController>(resources_.get(), so);
       PHOTON_RETURN_IF_ERROR(scheduler_->Start());
     }
+    std::vector<std::unique_ptr<ServiceProvider>> providers;
+    for (size_t i = 0; i < options_.providers.size(); ++i) {
+      auto p = CreateProvider(options_.providers[i]);
+      if (!p.ok()) {
+        return absl::InvalidArgumentError("providers[" + std::to_string(i) +
+                                          "]: " + std::string(p.status().message()));
+      }
+      providers.push_back(std::move(*p));
+    }
+    ServiceControllerOptions sco;
+    sco.resync = std::chrono::seconds(std::max(1, options_.provider_resync_s));
+    services_ =
+        std::make_unique<ServiceController>(resources_.get(), &metrics_, std::move(providers), sco);
+    PHOTON_RETURN_IF_ERROR(services_->Start());
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
     HttpServerOptions http;
     http.listen = options_.listen;
@@ -117,6 +132,7 @@ class ServerImpl : public Server {
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (http_) http_->Stop();
     if (scheduler_) scheduler_->Stop();
+    if (services_) services_->Stop();
     if (housekeeper_) housekeeper_->Stop();
     if (controllers_) controllers_->Stop();
     if (cache_) cache_->Stop();
@@ -132,6 +148,7 @@ class ServerImpl : public Server {
   std::unique_ptr<Controllers> controllers_;
   std::unique_ptr<Housekeeper> housekeeper_;
   std::unique_ptr<SchedulerController> scheduler_;
+  std::unique_ptr<ServiceController> services_;
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<GrpcResourceService> grpc_service_;
@@ -139,6 +156,45 @@ class ServerImpl : public Server {
   int grpc_port_ = 0;
   bool stopped_ = false;
 };
+
+// providers: a list of mappings, each with `driver` and the driver's own scalar keys (which the
+// driver checks when photon-server starts).
+Status LoadProviders(const std::string& path, const YAML::Node& node,
+                     std::vector<ProviderConfig>* out) {
+  if (!node.IsSequence()) {
+    return absl::InvalidArgumentError("config " + path +
+                                      ": providers: want a list of {driver: ..., ...}");
+  }
+  out->clear();
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string where = "config " + path + ": providers[" + std::to_string(i) + "]";
+    const YAML::Node& entry = node[i];
+    if (!entry.IsMap()) return absl::InvalidArgumentError(where + ": want a mapping");
+    ProviderConfig pc;
+    for (const auto& kv : entry) {
+      const std::string key = kv.first.as<std::string>();
+      if (kv.second.IsSequence()) {  // a list of scalars reaches the driver comma-joined
+        std::string joined;
+        for (const auto& item : kv.second) {
+          if (!item.IsScalar()) return absl::InvalidArgumentError(where + "." + key + ": bad list");
+          joined += (joined.empty() ? "" : ",") + item.as<std::string>();
+        }
+        pc.settings[key] = joined;
+        continue;
+      }
+      if (!kv.second.IsScalar()) {
+        return absl::InvalidArgumentError(where + "." + key + ": want a single value");
+      }
+      if (key == "driver")
+        pc.driver = kv.second.as<std::string>();
+      else
+        pc.settings[key] = kv.second.as<std::string>();
+    }
+    if (pc.driver.empty()) return absl::InvalidArgumentError(where + ".driver: required");
+    out->push_back(std::move(pc));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -180,7 +236,11 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->node_down_after_ms = v.as<int>();
       else if (key == "scheduler_binpack")
         options->scheduler_binpack = v.as<bool>();
-      else
+      else if (key == "provider_resync_s")
+        options->provider_resync_s = v.as<int>();
+      else if (key == "providers") {
+        PHOTON_RETURN_IF_ERROR(LoadProviders(path, v, &options->providers));
+      } else
         return absl::InvalidArgumentError("config " + path + ": unknown key '" + key + "'");
     }
   } catch (const std::exception& e) {

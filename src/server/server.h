@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "server/providers/service_provider.h"
 
 namespace photon::server {
 
@@ -27,6 +28,9 @@ struct ServerOptions {
   size_t watch_history = 20000;
   int housekeeping_interval_s = 30;  // events/finished operations GC and store compaction
   int event_ttl_s = 3600;
+  // Server-side service providers (docs/providers.md): who realizes DnsZone, DnsRecord, ...
+  std::vector<ProviderConfig> providers;
+  int provider_resync_s = 60;  // every object applied again, orphans removed
 };
 
 class Server {

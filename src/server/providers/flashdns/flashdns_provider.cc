@@ -1,0 +1,460 @@
+// See flashdns_provider.h.
+#include "server/providers/flashdns/flashdns_provider.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/file_util.h"
+#include "common/http_client.h"
+#include "photon/network.pb.h"
+#include "server/object_util.h"
+#include "server/watch_cache.h"
+
+namespace photon::server {
+
+namespace {
+
+using nlohmann::json;
+using Phase = resource::ResourceStatus;
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string Upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+// An answer from flashdns, or why there was none.
+struct Reply {
+  bool reached = false;  // false: connection failed (message says why)
+  int status = 0;
+  json body;
+  std::string message;  // flashdns's error message, or the transport error
+};
+
+class FlashDnsProvider : public ServiceProvider {
+ public:
+  FlashDnsProvider(std::string endpoint, std::string token_file, std::string owner,
+                   std::vector<std::string> nameservers, uint32_t zone_ttl,
+                   std::chrono::milliseconds timeout)
+      : endpoint_(std::move(endpoint)),
+        token_file_(std::move(token_file)),
+        owner_(std::move(owner)),
+        nameservers_(std::move(nameservers)),
+        zone_ttl_(zone_ttl),
+        timeout_(timeout) {}
+
+  std::string driver() const override { return "flashdns"; }
+  std::vector<std::string> kinds() const override { return {"dnszones", "dnsrecords"}; }
+
+  Observed Apply(const google::protobuf::Message& object, const ObjectLookup& lookup) override {
+    if (object.GetDescriptor() == network::DnsZone::descriptor())
+      return ApplyZone(static_cast<const network::DnsZone&>(object));
+    if (object.GetDescriptor() == network::DnsRecord::descriptor())
+      return ApplyRecord(static_cast<const network::DnsRecord&>(object), lookup);
+    Observed o;
+    o.phase = Phase::ERROR;
+    o.message = "flashdns provider: cannot realize " + object.GetDescriptor()->name();
+    return o;
+  }
+
+  Status Remove(const ManagedRef& ref) override {
+    auto zone = ref.details.find("zone");
+    if (zone == ref.details.end() || zone->second.empty()) return absl::OkStatus();
+    if (ref.kind == "dnszones") return RemoveZoneIfOwned(zone->second, Tag(ref));
+    if (ref.kind == "dnsrecords") return RemoveRecords(zone->second, Tag(ref), {});
+    return absl::OkStatus();
+  }
+
+  StatusOr<std::vector<ManagedRef>> ListManaged() override {
+    Reply list = Call("GET", "/v1/zones");
+    PHOTON_RETURN_IF_ERROR(AsStatus(list, "list zones"));
+    std::vector<ManagedRef> out;
+    const std::string prefix = owner_ + ":";
+    for (const auto& z : list.body.value("zones", json::array())) {
+      std::string owner = z.value("owner", "");
+      if (owner.rfind(prefix, 0) != 0) continue;
+      const std::string zone = z.value("name", "");
+      ManagedRef ref;
+      if (ParseTag(owner, &ref) && ref.kind == "dnszones") {
+        ref.details["zone"] = zone;
+        out.push_back(ref);
+      }
+      Reply got = Call("GET", "/v1/zones/" + zone);
+      if (got.reached && got.status == 404) continue;  // deleted meanwhile
+      PHOTON_RETURN_IF_ERROR(AsStatus(got, "get zone " + zone));
+      std::set<std::string> seen;
+      for (const auto& r : got.body.value("records", json::array())) {
+        std::string rowner = r.value("owner", "");
+        ManagedRef rref;
+        if (rowner.rfind(prefix, 0) != 0 || !seen.insert(rowner).second) continue;
+        if (!ParseTag(rowner, &rref) || rref.kind != "dnsrecords") continue;
+        rref.details["zone"] = zone;
+        out.push_back(rref);
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::string Tag(const std::string& kind, const std::string& ns, const std::string& name) const {
+    return owner_ + ":" + kind + "/" + ns + "/" + name;
+  }
+  std::string Tag(const ManagedRef& ref) const { return Tag(ref.kind, ref.ns, ref.name); }
+
+  bool ParseTag(const std::string& tag, ManagedRef* ref) const {
+    std::string rest = tag.substr(owner_.size() + 1);
+    size_t a = rest.find('/'), b = a == std::string::npos ? a : rest.find('/', a + 1);
+    if (b == std::string::npos) return false;
+    ref->kind = rest.substr(0, a);
+    ref->ns = rest.substr(a + 1, b - a - 1);
+    ref->name = rest.substr(b + 1);
+    return !ref->kind.empty() && !ref->ns.empty() && !ref->name.empty();
+  }
+
+  // "DnsZone 'web' in namespace 'team-a'" for an owner tag of ours; the raw tag otherwise.
+  std::string DescribeOwner(const std::string& owner) const {
+    ManagedRef ref;
+    if (owner.rfind(owner_ + ":", 0) == 0 && ParseTag(owner, &ref)) {
+      return (ref.kind == "dnszones" ? std::string("DnsZone") : ref.kind) + " '" + ref.name +
+             "' in namespace '" + ref.ns + "'";
+    }
+    return owner.empty() ? "another flashdns API client" : "owner '" + owner + "'";
+  }
+
+  Reply Call(const std::string& method, const std::string& path, const json& body = nullptr) {
+    Reply out;
+    if (token_.empty()) {
+      auto t = ReadFile(token_file_);
+      if (!t.ok()) {
+        out.message =
+            "cannot read token_file " + token_file_ + ": " + std::string(t.status().message());
+        return out;
+      }
+      token_ = Trim(*t);
+    }
+    auto client = HttpClient::Create(endpoint_, token_);
+    if (!client.ok()) {
+      out.message = std::string(client.status().message());
+      return out;
+    }
+    client->set_timeout(timeout_);
+    client->set_user_agent("photon-server");
+    auto r = client->Do(method, path, body.is_null() ? "" : body.dump());
+    if (!r.ok()) {
+      out.message =
+          "flashdns at " + endpoint_ + " unreachable: " + std::string(r.status().message());
+      return out;
+    }
+    out.reached = true;
+    out.status = r->status;
+    out.body = json::parse(r->body, nullptr, false);
+    if (out.status == 401) token_.clear();  // the token file may have been rewritten
+    if (out.status >= 300) {
+      out.message = out.body.is_object() && out.body.contains("error")
+                        ? out.body["error"].value("message", r->body)
+                        : r->body;
+    }
+    return out;
+  }
+
+  // OK for 2xx; UNAVAILABLE when flashdns was not reached or failed (5xx, 401: retry);
+  // the flashdns error otherwise.
+  Status AsStatus(const Reply& r, const std::string& what) {
+    if (!r.reached) return absl::UnavailableError(r.message);
+    if (r.status >= 200 && r.status < 300) return absl::OkStatus();
+    std::string msg = "flashdns " + what + ": HTTP " + std::to_string(r.status) + ": " + r.message;
+    if (r.status >= 500 || r.status == 401) return absl::UnavailableError(msg);
+    if (r.status == 404) return absl::NotFoundError(msg);
+    if (r.status == 409) return absl::AlreadyExistsError(msg);
+    return absl::InvalidArgumentError(msg);
+  }
+
+  // Backend trouble: retry later, saying why. A refusal: ERROR with flashdns's reason.
+  Observed FromError(const Status& st, resource::ResourceStatus::Phase waiting_phase) {
+    Observed o;
+    if (st.code() == StatusCode::kUnavailable) {
+      o.phase = waiting_phase;
+      o.message = std::string(st.message()) + "; retrying";
+      o.retry = true;
+    } else {
+      o.phase = Phase::ERROR;
+      o.message = std::string(st.message());
+    }
+    return o;
+  }
+
+  Status RemoveZoneIfOwned(const std::string& zone, const std::string& tag) {
+    Reply got = Call("GET", "/v1/zones/" + zone);
+    if (got.reached && got.status == 404) return absl::OkStatus();
+    PHOTON_RETURN_IF_ERROR(AsStatus(got, "get zone " + zone));
+    if (got.body.value("owner", "") != tag) return absl::OkStatus();  // not ours: never touch
+    Reply del = Call("DELETE", "/v1/zones/" + zone);
+    if (del.reached && del.status == 404) return absl::OkStatus();
+    return AsStatus(del, "delete zone " + zone);
+  }
+
+  // Deletes records tagged `tag` in `zone`, except those whose id is in `keep`.
+  Status RemoveRecords(const std::string& zone, const std::string& tag,
+                       const std::set<std::string>& keep) {
+    Reply got = Call("GET", "/v1/zones/" + zone);
+    if (got.reached && got.status == 404) return absl::OkStatus();
+    PHOTON_RETURN_IF_ERROR(AsStatus(got, "get zone " + zone));
+    for (const auto& r : got.body.value("records", json::array())) {
+      if (r.value("owner", "") != tag) continue;
+      const std::string id = r.value("id", "");
+      if (keep.count(id)) continue;
+      Reply del = Call("DELETE", "/v1/zones/" + zone + "/records/" + id);
+      if (del.reached && del.status == 404) continue;
+      PHOTON_RETURN_IF_ERROR(AsStatus(del, "delete record " + id));
+    }
+    return absl::OkStatus();
+  }
+
+  Observed ApplyZone(const network::DnsZone& z) {
+    const auto& md = z.metadata();
+    const std::string zone = CanonicalZoneName(z.spec().name());
+    const std::string tag = Tag("dnszones", md.namespace_(), md.name());
+    Observed o;
+    o.details["zone"] = zone;
+    o.details["provider"] = "flashdns";
+    // spec.name changed: the zone it used to be is ours to remove.
+    auto prev = z.status().details().find("zone");
+    if (prev != z.status().details().end() && !prev->second.empty() && prev->second != zone) {
+      if (auto st = RemoveZoneIfOwned(prev->second, tag); !st.ok())
+        return FromError(st, Phase::UPDATING);
+    }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      Reply got = Call("GET", "/v1/zones/" + zone);
+      if (got.reached && got.status == 404) {
+        json body = {{"name", zone}, {"ttl", zone_ttl_}, {"owner", tag}};
+        if (!nameservers_.empty()) body["ns"] = nameservers_;
+        Reply made = Call("POST", "/v1/zones", body);
+        if (made.reached && made.status == 409) continue;  // someone made it meanwhile: look again
+        if (auto st = AsStatus(made, "create zone " + zone); !st.ok()) {
+          Observed e = FromError(st, Phase::CREATING);
+          e.details = o.details;
+          return e;
+        }
+        o.phase = Phase::RUNNING;
+        o.message = "zone " + zone + " served by flashdns";
+        return o;
+      }
+      if (auto st = AsStatus(got, "get zone " + zone); !st.ok()) {
+        Observed e = FromError(st, Phase::CREATING);
+        e.details = o.details;
+        return e;
+      }
+      const std::string owner = got.body.value("owner", "");
+      if (got.body.value("source", "") == "file") {
+        o.phase = Phase::ERROR;
+        o.message =
+            "zone " + zone + " is served by flashdns from a zone file; photon cannot manage it";
+      } else if (owner != tag) {
+        o.phase = Phase::ERROR;
+        o.message = "zone " + zone + " is already taken by " + DescribeOwner(owner) +
+                    " (DNS zone names are global)";
+      } else {
+        o.phase = Phase::RUNNING;
+        o.message = "zone " + zone + " served by flashdns";
+      }
+      return o;
+    }
+    o.phase = Phase::CREATING;
+    o.message = "zone " + zone + " changed while it was being created; retrying";
+    o.retry = true;
+    return o;
+  }
+
+  Observed ApplyRecord(const network::DnsRecord& r, const ObjectLookup& lookup) {
+    const auto& md = r.metadata();
+    const std::string tag = Tag("dnsrecords", md.namespace_(), md.name());
+    Observed o;
+    o.depends_on.push_back(RegistryKey("dnszones", md.namespace_(), r.spec().zone()));
+    auto prev = r.status().details().find("zone");
+    const std::string prev_zone = prev == r.status().details().end() ? "" : prev->second;
+    auto waiting = [&](const std::string& why) {
+      o.phase = Phase::PENDING;
+      o.message = why;
+      if (!prev_zone.empty()) o.details["zone"] = prev_zone;  // still where our records are
+      return o;
+    };
+    auto zone_obj = lookup("dnszones", md.namespace_(), r.spec().zone());
+    if (!zone_obj) {
+      // Records made in a zone that is gone (or renamed away) are removed with it.
+      if (!prev_zone.empty()) {
+        if (auto st = RemoveRecords(prev_zone, tag, {}); !st.ok())
+          return FromError(st, Phase::PENDING);
+        o.details.clear();
+      }
+      o.phase = Phase::PENDING;
+      o.message = "waiting for DnsZone '" + r.spec().zone() + "' in namespace '" + md.namespace_() +
+                  "' (spec.zone names a DnsZone object, not a DNS name)";
+      return o;
+    }
+    const auto& dz = static_cast<const network::DnsZone&>(*zone_obj);
+    if (dz.status().phase() != Phase::RUNNING) {
+      return waiting("waiting for DnsZone '" + r.spec().zone() + "' (" +
+                     Phase::Phase_Name(dz.status().phase()) + ": " + dz.status().message() + ")");
+    }
+    const std::string zone = CanonicalZoneName(dz.spec().name());
+    o.details["zone"] = zone;
+    auto fqdn = DnsRecordFqdn(r.spec().name(), zone);
+    if (!fqdn.ok()) {
+      o.phase = Phase::ERROR;
+      o.message = std::string(fqdn.status().message());
+      return o;
+    }
+    o.details["fqdn"] = *fqdn;
+    if (!prev_zone.empty() && prev_zone != zone) {
+      if (auto st = RemoveRecords(prev_zone, tag, {}); !st.ok())
+        return FromError(st, Phase::UPDATING);
+    }
+    const std::string type = Upper(r.spec().type());
+    const uint32_t ttl = r.spec().ttl() > 0 ? static_cast<uint32_t>(r.spec().ttl()) : 300;
+    Reply got = Call("GET", "/v1/zones/" + zone);
+    if (got.reached && got.status == 404) {
+      Observed w = waiting("zone " + zone + " is not served by flashdns yet; retrying");
+      w.retry = true;
+      w.details = o.details;
+      return w;
+    }
+    if (auto st = AsStatus(got, "get zone " + zone); !st.ok()) {
+      Observed e = FromError(st, Phase::CREATING);
+      e.details = o.details;
+      return e;
+    }
+    if (got.body.value("owner", "") != Tag("dnszones", md.namespace_(), r.spec().zone())) {
+      return waiting("zone " + zone + " is not held by DnsZone '" + r.spec().zone() + "'");
+    }
+    // Keep records that already match a wanted value; delete the rest of ours; add what misses.
+    std::vector<std::string> want;
+    for (const auto& v : r.spec().values()) {
+      if (std::find(want.begin(), want.end(), v) == want.end()) want.push_back(v);
+    }
+    std::set<std::string> keep;
+    std::set<std::string> present;
+    for (const auto& rec : got.body.value("records", json::array())) {
+      if (rec.value("owner", "") != tag) continue;
+      const std::string data = rec.value("data", "");
+      if (Lower(rec.value("name", "")) == *fqdn && rec.value("type", "") == type &&
+          rec.value("ttl", 0u) == ttl && std::find(want.begin(), want.end(), data) != want.end() &&
+          !present.count(data)) {
+        keep.insert(rec.value("id", ""));
+        present.insert(data);
+      }
+    }
+    // Delete before adding: a CNAME must be alone at its name.
+    if (auto st = RemoveRecords(zone, tag, keep); !st.ok()) return FromError(st, Phase::UPDATING);
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (present.count(want[i])) continue;
+      json body = {
+          {"name", *fqdn}, {"type", type}, {"ttl", ttl}, {"data", want[i]}, {"owner", tag}};
+      Reply made = Call("POST", "/v1/zones/" + zone + "/records", body);
+      if (auto st = AsStatus(made, "add record"); !st.ok()) {
+        Observed e = FromError(st, Phase::CREATING);
+        if (e.phase == Phase::ERROR) {
+          e.message = "spec.values[" + std::to_string(i) + "] '" + want[i] +
+                      "' refused by flashdns: " + made.message;
+        }
+        e.details = o.details;
+        return e;
+      }
+    }
+    std::string values;
+    for (const auto& v : want) values += (values.empty() ? "" : ", ") + v;
+    o.phase = Phase::RUNNING;
+    o.message = *fqdn + " " + type + " " + values;
+    return o;
+  }
+
+  const std::string endpoint_;
+  const std::string token_file_;
+  const std::string owner_;
+  const std::vector<std::string> nameservers_;
+  const uint32_t zone_ttl_;
+  const std::chrono::milliseconds timeout_;
+  std::string token_;  // read lazily: flashdns may write it after photon-server starts
+};
+
+}  // namespace
+
+std::string CanonicalZoneName(const std::string& name) {
+  std::string z = Lower(name);
+  if (z.empty() || z.back() != '.') z += '.';
+  return z;
+}
+
+StatusOr<std::string> DnsRecordFqdn(const std::string& name, const std::string& zone) {
+  if (name.empty() || name == "@") return zone;
+  std::string n = Lower(name);
+  if (n.back() != '.') return n + "." + zone;
+  if (n != zone && (n.size() <= zone.size() ||
+                    n.compare(n.size() - zone.size() - 1, std::string::npos, "." + zone) != 0)) {
+    return absl::InvalidArgumentError("spec.name: '" + name + "' is not inside zone " + zone);
+  }
+  return n;
+}
+
+StatusOr<std::unique_ptr<ServiceProvider>> NewFlashDnsProvider(const ProviderConfig& config) {
+  std::string endpoint, token_file, owner = "photon";
+  std::vector<std::string> nameservers;
+  uint32_t zone_ttl = 3600;
+  int timeout_ms = 2000;
+  const std::string where = "providers (flashdns): ";
+  try {
+    for (const auto& [key, value] : config.settings) {
+      if (key == "endpoint") {
+        endpoint = value;
+      } else if (key == "token_file") {
+        token_file = value;
+      } else if (key == "owner") {
+        owner = value;
+      } else if (key == "zone_ttl") {
+        zone_ttl = static_cast<uint32_t>(std::stoul(value));
+      } else if (key == "timeout_ms") {
+        timeout_ms = std::stoi(value);
+      } else if (key == "nameservers") {
+        size_t i = 0;
+        while (i <= value.size()) {
+          size_t j = value.find(',', i);
+          if (j == std::string::npos) j = value.size();
+          std::string ns = Trim(value.substr(i, j - i));
+          if (!ns.empty()) nameservers.push_back(CanonicalZoneName(ns));
+          i = j + 1;
+        }
+      } else {
+        return absl::InvalidArgumentError(where + "unknown key '" + key + "'");
+      }
+    }
+  } catch (const std::exception&) {
+    return absl::InvalidArgumentError(where + "zone_ttl and timeout_ms want numbers");
+  }
+  if (endpoint.rfind("http://", 0) != 0)
+    return absl::InvalidArgumentError(where + "endpoint: want http://HOST:PORT, got '" + endpoint +
+                                      "'");
+  if (auto c = HttpClient::Create(endpoint, ""); !c.ok())
+    return absl::InvalidArgumentError(where + "endpoint: " + std::string(c.status().message()));
+  if (token_file.empty()) return absl::InvalidArgumentError(where + "token_file: required");
+  if (owner.empty() || owner.find_first_of(":/ ") != std::string::npos)
+    return absl::InvalidArgumentError(where + "owner: a non-empty tag without ':', '/' or spaces");
+  if (timeout_ms <= 0) return absl::InvalidArgumentError(where + "timeout_ms: must be > 0");
+  return std::unique_ptr<ServiceProvider>(
+      new FlashDnsProvider(endpoint, token_file, owner, std::move(nameservers), zone_ttl,
+                           std::chrono::milliseconds(timeout_ms)));
+}
+
+}  // namespace photon::server

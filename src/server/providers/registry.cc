@@ -1,0 +1,35 @@
+// The one list of server-side provider drivers. Adding a driver: its folder under
+// src/server/providers/<driver>/ (with a CMakeLists.txt adding its sources) and one line here.
+#include <utility>
+
+#include "server/providers/flashdns/flashdns_provider.h"
+#include "server/providers/service_provider.h"
+
+namespace photon::server {
+
+namespace {
+const std::vector<std::pair<std::string, ProviderFactory>>& Factories() {
+  static const std::vector<std::pair<std::string, ProviderFactory>> factories = {
+      {"flashdns", &NewFlashDnsProvider},
+  };
+  return factories;
+}
+}  // namespace
+
+std::vector<std::string> ProviderDrivers() {
+  std::vector<std::string> out;
+  for (const auto& [name, f] : Factories()) out.push_back(name);
+  return out;
+}
+
+StatusOr<std::unique_ptr<ServiceProvider>> CreateProvider(const ProviderConfig& config) {
+  for (const auto& [name, factory] : Factories()) {
+    if (name == config.driver) return factory(config);
+  }
+  std::string known;
+  for (const auto& d : ProviderDrivers()) known += (known.empty() ? "" : ", ") + d;
+  return absl::InvalidArgumentError("providers: unknown driver '" + config.driver +
+                                    "' (known: " + known + ")");
+}
+
+}  // namespace photon::server
