@@ -4,7 +4,8 @@
 # 1,000,000 objects in one bucket. Prints medians and ratios. Not part of ctest.
 #   bench/s3/run_bench.sh            (after scripts/build.sh lightningstor s3_load)
 # Env: BENCH_DIR (default: a temp dir under /var/tmp, same disk as the data), ROUNDS (5),
-#      SECONDS_PER_RUN (10), MILLION (1000000), CLIENTS (16).
+#      SECONDS_PER_RUN (10), MILLION (1000000), CLIENTS (16), ONLY (unset; "large" runs only
+#      the 64 MiB PUT/GET against dd, for quick iterations).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BUILD="${PHOTON_BUILD_DIR:-$ROOT/build}"
@@ -14,6 +15,7 @@ ROUNDS="${ROUNDS:-5}"
 SECS="${SECONDS_PER_RUN:-10}"
 MILLION="${MILLION:-1000000}"
 CLIENTS="${CLIENTS:-16}"
+ONLY="${ONLY:-}"
 SIZE_LARGE=$((64 << 20))
 WORK="${BENCH_DIR:-$(mktemp -d /var/tmp/lightningstor-bench.XXXXXX)}"
 PIDS=()
@@ -56,6 +58,8 @@ CFG
 stop_daemon() { kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true; }
 rss_mib() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== lightningstor benchmark ($(nproc) cores, data in $WORK, drop caches: $(can_drop))"
 
 # ---- raw disk, same filesystem --------------------------------------------------------------
@@ -81,6 +85,19 @@ for i in $(seq 0 $((ROUNDS - 1))); do
   "$LOAD" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 >> "$WORK/get_large.txt"
 done
 PUT_L=$(field mbps < "$WORK/put_large.txt" | median); GET_L=$(field mbps < "$WORK/get_large.txt" | median)
+print_large() {
+  echo "64 MiB PUT   lightningstor $PUT_L MB/s   raw disk (dd conv=fsync) $DD_W MB/s   ratio $(ratio "$PUT_L" "$DD_W")"
+  echo "64 MiB GET   lightningstor $GET_L MB/s   raw disk (dd read, cold) $DD_R MB/s   ratio $(ratio "$GET_L" "$DD_R")"
+  echo "   PUT runs: $(field mbps < "$WORK/put_large.txt" | tr '\n' ' ')  dd write runs: $(tr '\n' ' ' < "$WORK/dd_write")"
+  echo "   GET runs: $(field mbps < "$WORK/get_large.txt" | tr '\n' ' ')  dd read runs: $(tr '\n' ' ' < "$WORK/dd_read")"
+  echo "   load average at start: $LOAD_START   now: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+if [ "$ONLY" = large ]; then
+  stop_daemon
+  echo
+  print_large
+  exit 0
+fi
 
 # ---- small objects ---------------------------------------------------------------------------
 "$LOAD" prep-small --port "$PORT" --size 4096 --count 1000 --clients "$CLIENTS" >/dev/null
@@ -140,10 +157,8 @@ RSS_LIST=$(rss_mib "$DAEMON")
 DB_MIB=$(du -sm "$WORK/million" | cut -f1)
 stop_daemon
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
-echo "64 MiB PUT   lightningstor $PUT_L MB/s   raw disk (dd conv=fsync) $DD_W MB/s   ratio $(ratio "$PUT_L" "$DD_W")"
-echo "64 MiB GET   lightningstor $GET_L MB/s   raw disk (dd read, cold) $DD_R MB/s   ratio $(ratio "$GET_L" "$DD_R")"
+print_large
 echo "4 KiB PUT    lightningstor $PUT_S ops/s ($CLIENTS clients, median of 3 x ${SECS}s)"
 echo "4 KiB GET    lightningstor $GET_S ops/s   nginx $NGINX_S ops/s   ratio $(ratio "$GET_S" "$NGINX_S")"
 echo "RSS after small-object runs: $RSS_SMALL MiB"

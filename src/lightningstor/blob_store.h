@@ -1,9 +1,10 @@
-// Object bytes on disk. A BlobWriter takes a body as it streams in: bytes stay in memory up to
-// the inline limit (small objects then live in the metadata DB), beyond that they go to a
+// Object bytes on disk. A BlobWriter takes a body as it streams in, in 1 MiB blocks that the
+// caller can receive into directly (Buffer/Commit). A body that ends within the inline limit
+// stays in memory (small objects then live in the metadata DB); beyond it the blocks go to a
 // temp file under tmp/, which Finish() fsyncs and renames into blobs/XX/<id> and whose
 // directory it fsyncs, all before the caller commits metadata that points at it. MD5 (the
-// ETag) and per-block CRC-32C are computed while writing. Writeback is started every few MiB
-// so the final fsync has little left to do.
+// ETag) and per-block CRC-32C are computed on the way; from the second block on, hashing and
+// writing run on helper threads (write_pipeline.h) while the caller receives the next block.
 //
 // A BlobStore is thread-safe; a BlobWriter belongs to one thread.
 #pragma once
@@ -13,10 +14,10 @@
 #include <string>
 
 #include "common/status.h"
-#include "lightningstor/async_digest.h"
 #include "lightningstor/checksum.h"
 #include "lightningstor/http/message.h"
 #include "lightningstor/types.h"
+#include "lightningstor/write_pipeline.h"
 
 namespace photon::lightningstor {
 
@@ -37,6 +38,12 @@ class BlobWriter {
   BlobWriter(const BlobWriter&) = delete;
   BlobWriter& operator=(const BlobWriter&) = delete;
 
+  // Where the next bytes of the body go (never empty), so a reader can fill it without an
+  // extra copy; Commit(n) then takes n bytes of it. May block while earlier blocks are still
+  // being hashed or written, and fails with their write error.
+  StatusOr<std::pair<char*, size_t>> Buffer();
+  Status Commit(size_t n);
+  // Copies bytes in (Buffer + Commit).
   Status Write(const char* data, size_t n);
   // Makes the data durable (file) or hands it back (inline).
   StatusOr<WrittenBlob> Finish();
@@ -45,23 +52,25 @@ class BlobWriter {
  private:
   friend class BlobStore;
   BlobWriter(BlobStore* store, uint64_t inline_max, bool force_file);
-  Status Spill();
-  Status WriteFile(const char* data, size_t n);
-  void UpdateCrcs(const char* data, size_t n);
+  Status OpenFile();
+  // Hands the full current block to the pipeline (starting it and the file if needed).
+  Status Seal();
+  // Writes one block at offset (writer thread, or the caller's for a body of one block).
+  Status WriteBlock(char* buf, size_t len, uint64_t offset);
 
   BlobStore* store_;
   uint64_t inline_max_;
   Digest md5_{Digest::Kind::kMd5};
-  // Hashes on a helper thread once the body is large (see async_digest.h).
-  std::unique_ptr<AsyncDigest> async_md5_;
-  uint64_t size_ = 0;
-  std::string buffer_;  // inline bytes until spilled
+  std::unique_ptr<WritePipeline> pipeline_;
+  BlockBuffer block_;    // the block being filled
+  size_t fill_ = 0;      // bytes in block_
+  uint64_t size_ = 0;    // bytes committed in all
+  uint64_t sealed_ = 0;  // bytes handed to the pipeline (file offset of block_)
   int fd_ = -1;
+  bool direct_ = false;  // fd_ is O_DIRECT (dropped if the file system refuses it)
+  bool padded_ = false;  // the last block was written padded; truncate to size_
   std::string tmp_path_;
   std::string blob_id_;
-  uint64_t synced_upto_ = 0;  // bytes handed to writeback so far
-  uint32_t block_crc_ = 0;
-  uint64_t block_fill_ = 0;
   std::string block_crcs_;
   bool finished_ = false;
 };

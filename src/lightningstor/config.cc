@@ -68,6 +68,10 @@ StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   if (config.tls_cert.empty() != config.tls_key.empty()) {
     return absl::InvalidArgumentError("config: 'tls_cert' and 'tls_key' go together");
   }
+  // Inline bodies are held in memory until the request ends and then live in SQLite rows.
+  if (config.inline_max_bytes > (1 << 20)) {
+    return absl::InvalidArgumentError("config: 'inline_max_bytes' must be at most 1048576 (1 MiB)");
+  }
   if (config.lifecycle_day_seconds <= 0 || config.sweeper_interval_seconds <= 0) {
     return absl::InvalidArgumentError(
         "config: 'lifecycle_day_seconds' and 'sweeper_interval_seconds' must be positive");

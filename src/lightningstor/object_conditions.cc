@@ -6,15 +6,30 @@
 
 namespace photon::lightningstor {
 
+std::string QuoteEtag(const std::string& etag) { return "\"" + etag + "\""; }
+
+// Trims in one pass: a header is up to 64 KiB of client bytes, and erasing one character at a
+// time (or recursing per "W/") would be quadratic in it.
+std::string UnquoteEtag(std::string etag) {
+  std::string_view v(etag);
+  while (true) {
+    while (!v.empty() && (v.front() == '"' || v.front() == ' ')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == '"' || v.back() == ' ')) v.remove_suffix(1);
+    if (v.substr(0, 2) != "W/") break;
+    v.remove_prefix(2);
+  }
+  return std::string(v);
+}
+
 bool EtagMatches(const std::string& header, const std::string& etag) {
   size_t pos = 0;
   while (pos <= header.size()) {
     size_t comma = header.find(',', pos);
     if (comma == std::string::npos) comma = header.size();
-    std::string one = header.substr(pos, comma - pos);
-    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
-    while (!one.empty() && one.back() == ' ') one.pop_back();
-    if (one == "*" || UnquoteEtag(one) == etag) return true;
+    std::string_view one(header.data() + pos, comma - pos);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+    if (one == "*" || UnquoteEtag(std::string(one)) == etag) return true;
     pos = comma + 1;
   }
   return false;

@@ -16,7 +16,6 @@ namespace photon::lightningstor {
 namespace {
 
 constexpr const char* kXmlns = "http://s3.amazonaws.com/doc/2006-03-01/";
-constexpr size_t kIoBuffer = 1 << 20;
 
 // Content-Type and the kept headers of a request, minus the transport's aws-chunked coding.
 void RequestMetadata(const http::Request& req, std::string* content_type,
@@ -36,11 +35,6 @@ void RequestMetadata(const http::Request& req, std::string* content_type,
     }
     (*headers)[name] = value;
   }
-}
-
-char* IoBuffer() {
-  thread_local std::unique_ptr<char[]> buffer(new char[kIoBuffer]);
-  return buffer.get();
 }
 
 }  // namespace
@@ -89,18 +83,19 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
     }
   }
   auto writer = blobs_->NewWriter(config_.inline_max_bytes, force_file);
-  char* buf = IoBuffer();
   uint64_t total = 0;
   while (true) {
-    PHOTON_ASSIGN_OR_RETURN(size_t n, reader->Read(buf, kIoBuffer));
+    // Received straight into the writer's block: no copy between socket and disk buffer.
+    PHOTON_ASSIGN_OR_RETURN(auto space, writer->Buffer());
+    PHOTON_ASSIGN_OR_RETURN(size_t n, reader->Read(space.first, space.second));
     if (n == 0) break;
     total += n;
     if (total > config_.max_object_size) {
       return S3Error("EntityTooLarge",
                      "Your proposed upload exceeds the maximum allowed object size.");
     }
-    PHOTON_RETURN_IF_ERROR(writer->Write(buf, n));
-    if (!sums.empty()) sums.Update(buf, n);
+    if (!sums.empty()) sums.Update(space.first, n);
+    PHOTON_RETURN_IF_ERROR(writer->Commit(n));
   }
   r.bytes_in += total;
   if (declared && total != *declared) {

@@ -50,14 +50,6 @@ bool IsStoredHeader(const std::string& name) {
 }
 
 std::string HttpDate(int64_t epoch_ms) { return sigv4::FormatHttpDate(epoch_ms / 1000); }
-std::string QuoteEtag(const std::string& etag) { return "\"" + etag + "\""; }
-std::string UnquoteEtag(std::string etag) {
-  while (!etag.empty() && (etag.front() == '"' || etag.front() == ' ')) etag.erase(0, 1);
-  while (!etag.empty() && (etag.back() == '"' || etag.back() == ' ')) etag.pop_back();
-  if (etag.rfind("W/", 0) == 0) return UnquoteEtag(etag.substr(2));
-  return etag;
-}
-
 S3Service::S3Service(const Config& config, MetaStore* meta, BlobStore* blobs, KeyStore* keys,
                      MetricsRegistry* metrics, const Clock* clock)
     : config_(config),

@@ -2,11 +2,14 @@
 // bit-rot detection, and lifecycle expiry driven by a manual clock.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "lightningstor/blob_store.h"
+#include "lightningstor/checksum.h"
 #include "lightningstor/meta_store.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/sweeper.h"
@@ -125,6 +128,88 @@ TEST_F(StoreTest, BitRotIsDetected) {
   small.inline_data[0] = 'j';
   Read(small, &st);
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+}
+
+// Sizes around the inline limit, the 1 MiB block (where the helper threads take over) and the
+// O_DIRECT alignment: the ETag is the body's MD5, every byte reads back, and every block has
+// its CRC, whether the body came through Write or straight into Buffer/Commit.
+TEST_F(StoreTest, WriterSizesAroundBlockBoundaries) {
+  const uint64_t inline_max = 1 << 16;
+  const uint64_t sizes[] = {0,
+                            1,
+                            inline_max,
+                            inline_max + 1,
+                            4096,
+                            kBlockSize - 1,
+                            kBlockSize,
+                            kBlockSize + 1,
+                            3 * kBlockSize + 4097,
+                            12 * kBlockSize + 5};  // more blocks than the pipeline holds
+  std::mt19937 rng(42);
+  for (uint64_t size : sizes) {
+    for (bool direct_fill : {false, true}) {
+      SCOPED_TRACE("size " + std::to_string(size) + (direct_fill ? " via Buffer" : " via Write"));
+      std::string data(size, '\0');
+      for (auto& c : data) c = static_cast<char>(rng());
+      auto w = blobs_->NewWriter(inline_max);
+      size_t pos = 0;
+      while (pos < data.size()) {
+        // Odd-sized pieces so block boundaries fall inside them.
+        size_t piece = std::min<size_t>(data.size() - pos, 300007);
+        if (direct_fill) {
+          auto space = w->Buffer();
+          ASSERT_TRUE(space.ok());
+          piece = std::min(piece, space->second);
+          std::memcpy(space->first, data.data() + pos, piece);
+          ASSERT_TRUE(w->Commit(piece).ok());
+        } else {
+          ASSERT_TRUE(w->Write(data.data() + pos, piece).ok());
+        }
+        pos += piece;
+      }
+      auto blob = w->Finish();
+      ASSERT_TRUE(blob.ok()) << blob.status();
+      EXPECT_EQ(blob->size, size);
+      EXPECT_EQ(blob->md5, Md5Raw(data));
+      EXPECT_EQ(blob->is_inline, size <= inline_max);
+      ObjectMeta o;
+      o.size = size;
+      o.has_inline = blob->is_inline;
+      o.inline_data = blob->inline_data;
+      o.inline_crc = blob->inline_crc;
+      if (!blob->is_inline) {
+        EXPECT_EQ(blob->segment.block_crcs.size(),
+                  4 * std::max<uint64_t>(1, (size + kBlockSize - 1) / kBlockSize));
+        EXPECT_EQ(std::filesystem::file_size(blobs_->BlobPath(blob->segment.blob_id)), size);
+        o.segments = {blob->segment};
+      }
+      Status st;
+      EXPECT_TRUE(Read(o, &st) == data);
+      EXPECT_TRUE(st.ok()) << st;
+      // A range that starts and ends inside blocks.
+      if (size > 10) {
+        std::string part;
+        ASSERT_TRUE(blobs_
+                        ->Read(o, 3, size - 10,
+                               [&](const char* p, size_t n) {
+                                 part.append(p, n);
+                                 return absl::OkStatus();
+                               })
+                        .ok());
+        EXPECT_TRUE(part == data.substr(3, size - 10));
+      }
+    }
+  }
+}
+
+// A writer dropped mid-body (client gone, bad checksum) leaves no temp file behind.
+TEST_F(StoreTest, AbandonedWriterRemovesTempFile) {
+  {
+    auto w = blobs_->NewWriter(0);
+    std::string chunk(kBlockSize, 'q');
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(w->Write(chunk.data(), chunk.size()).ok());
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(blobs_->tmp_dir()));
 }
 
 TEST_F(StoreTest, LifecycleExpiryWithManualClock) {

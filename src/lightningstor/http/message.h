@@ -69,5 +69,7 @@ struct Response {
 };
 
 std::string PercentDecode(std::string_view s, bool plus_is_space);
+// Fills raw_path, path, raw_query and query from target.
+void ParseTarget(Request& req);
 
 }  // namespace photon::lightningstor::http

@@ -119,31 +119,6 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-void ParseTarget(Request& req) {
-  size_t q = req.target.find('?');
-  req.raw_path = req.target.substr(0, q);
-  req.path = PercentDecode(req.raw_path, false);
-  if (q == std::string::npos) return;
-  req.raw_query = req.target.substr(q + 1);
-  size_t pos = 0;
-  const std::string& qs = req.raw_query;
-  while (pos <= qs.size()) {
-    size_t amp = qs.find('&', pos);
-    if (amp == std::string::npos) amp = qs.size();
-    std::string_view kv(qs.data() + pos, amp - pos);
-    if (!kv.empty()) {
-      size_t eq = kv.find('=');
-      if (eq == std::string_view::npos) {
-        req.query.emplace_back(PercentDecode(kv, true), "");
-      } else {
-        req.query.emplace_back(PercentDecode(kv.substr(0, eq), true),
-                               PercentDecode(kv.substr(eq + 1), true));
-      }
-    }
-    pos = amp + 1;
-  }
-}
-
 // Serves one connection until it closes. Returns when the peer goes or on any error.
 template <typename Stream>
 void ServeConnection(Stream& stream, bool tls, const std::string& remote, const Handler& handler) {

@@ -1,0 +1,117 @@
+#include "lightningstor/write_pipeline.h"
+
+#include <new>
+
+#include "lightningstor/types.h"
+
+namespace photon::lightningstor {
+
+BlockBuffer NewBlockBuffer() {
+  void* p = std::aligned_alloc(kDirectAlign, kBlockSize);
+  if (p == nullptr) throw std::bad_alloc();
+  return BlockBuffer(static_cast<char*>(p));
+}
+
+WritePipeline::WritePipeline(Digest* md5, WriteFn write) : md5_(md5), write_(std::move(write)) {
+  hasher_ = std::thread([this] { HashLoop(); });
+  writer_ = std::thread([this] { WriteLoop(); });
+}
+
+WritePipeline::~WritePipeline() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+  }
+  cv_.notify_all();
+  if (hasher_.joinable()) hasher_.join();
+  if (writer_.joinable()) writer_.join();
+}
+
+BlockBuffer WritePipeline::Acquire() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return !free_.empty() || allocated_ < kDepth; });
+  if (!free_.empty()) {
+    BlockBuffer b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
+  ++allocated_;
+  lock.unlock();
+  return NewBlockBuffer();
+}
+
+void WritePipeline::Submit(BlockBuffer buf, size_t len, uint64_t offset) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    items_.push_back(Item{std::move(buf), len, offset, 2});
+    ++submitted_;
+  }
+  cv_.notify_all();
+}
+
+Status WritePipeline::status() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return write_status_;
+}
+
+void WritePipeline::Release(Item* item) {
+  if (--item->pending > 0) return;
+  while (!items_.empty() && items_.front().pending == 0) {
+    free_.push_back(std::move(items_.front().buf));
+    items_.pop_front();
+    ++first_index_;
+  }
+}
+
+// Both loops read an item without the lock: it stays in items_ (a deque keeps references to
+// its elements valid on push_back and pop_front of other elements) until both release it.
+void WritePipeline::HashLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return closing_ || hashed_ < submitted_; });
+    if (hashed_ == submitted_) return;
+    Item& item = items_[hashed_ - first_index_];
+    lock.unlock();
+    md5_->Update(item.buf.get(), item.len);
+    lock.lock();
+    ++hashed_;
+    Release(&item);
+    cv_.notify_all();
+  }
+}
+
+void WritePipeline::WriteLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return closing_ || written_ < submitted_; });
+    if (written_ == submitted_) return;
+    Item& item = items_[written_ - first_index_];
+    bool failed = !write_status_.ok();
+    lock.unlock();
+    // The CRC is taken before the write, which may pad the buffer past len.
+    std::string crc = CrcToBytes(Crc32cUpdate(0, item.buf.get(), item.len));
+    // After a failure the remaining items are only released, so the receiver never blocks.
+    Status st = failed ? absl::OkStatus() : write_(item.buf.get(), item.len, item.offset);
+    lock.lock();
+    crcs_ += crc;
+    if (!st.ok() && write_status_.ok()) write_status_ = st;
+    ++written_;
+    Release(&item);
+    cv_.notify_all();
+  }
+}
+
+Status WritePipeline::Finish(std::string* block_crcs) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return hashed_ == submitted_ && written_ == submitted_; });
+    closing_ = true;
+  }
+  cv_.notify_all();
+  hasher_.join();
+  writer_.join();
+  *block_crcs += crcs_;
+  return write_status_;
+}
+
+}  // namespace photon::lightningstor
