@@ -5,12 +5,13 @@
 # Environment: PHOTON_DATA (default ~/.local/share/photon), PHOTON_LISTEN (127.0.0.1:8080),
 # PHOTON_GRPC_LISTEN (127.0.0.1:8081), PHOTON_AGENT_VCPU (vCPUs the local agent offers; default
 # 4 per host core, so the examples all fit on a small machine — the scheduler itself never
-# places more than a node offers).
+# places more than a node offers), PHOTON_DNS_LISTEN (flashdns DNS, UDP+TCP; 127.0.0.1:5353),
+# PHOTON_DNS_API (flashdns API; 127.0.0.1:5380).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/install-deps.sh
-bash scripts/build.sh photon-server photon $( [ -f src/agent/CMakeLists.txt ] && echo photon-agent )
+bash scripts/build.sh photon-server photon flashdns $( [ -f src/agent/CMakeLists.txt ] && echo photon-agent )
 BIN="${PHOTON_BUILD_DIR:-$ROOT/build}"
 DATA="${PHOTON_DATA:-$HOME/.local/share/photon}"
 LISTEN="${PHOTON_LISTEN:-127.0.0.1:8080}"
@@ -25,7 +26,36 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$BIN/src/server/photon-server" --data-dir "$DATA/server" --listen "$LISTEN" --grpc-listen "$GRPC_LISTEN" &
+# photon-server's config: each service below appends its entry to the providers list.
+SERVER_CONFIG="$DATA/photon-server.yaml"
+echo "providers:" >"$SERVER_CONFIG"
+
+# --- flashdns: DNS for DnsZone/DnsRecord objects (docs/providers.md) ---
+DNS_LISTEN="${PHOTON_DNS_LISTEN:-127.0.0.1:5353}"
+DNS_API="${PHOTON_DNS_API:-127.0.0.1:5380}"
+mkdir -p "$DATA/flashdns"
+cat >"$DATA/flashdns/flashdns.yaml" <<YAML
+listen: ["$DNS_LISTEN"]
+api: $DNS_API
+data_dir: $DATA/flashdns
+workers: 1
+zones: []
+YAML
+"$BIN/src/flashdns/flashdns" --config "$DATA/flashdns/flashdns.yaml" --log-level warn &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS "http://$DNS_API/healthz" >/dev/null 2>&1 && [ -s "$DATA/flashdns/api.token" ] && break
+  sleep 0.1
+done
+curl -fsS "http://$DNS_API/healthz" >/dev/null || { echo "flashdns did not start" >&2; exit 1; }
+cat >>"$SERVER_CONFIG" <<YAML
+  - driver: flashdns
+    endpoint: http://$DNS_API
+    token_file: $DATA/flashdns/api.token
+YAML
+# --- end flashdns ---
+
+"$BIN/src/server/photon-server" --config "$SERVER_CONFIG" --data-dir "$DATA/server" --listen "$LISTEN" --grpc-listen "$GRPC_LISTEN" &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break
@@ -56,6 +86,7 @@ cat <<MSG
 PhotonCloud is running.
   API:    http://$LISTEN   (gRPC on $GRPC_LISTEN)
   Token:  $DATA/server/admin.token
+  DNS:    flashdns on $DNS_LISTEN (UDP/TCP), API http://$DNS_API
 
 In another shell:
   export PHOTON_SERVER=http://$LISTEN
@@ -65,6 +96,8 @@ In another shell:
   photon create -f examples/container.yaml    # a runc container from a busybox rootfs
   photon create -f examples/vm.yaml           # a QEMU VM (KVM if the host has it, else TCG)
   photon list computeinstances
+  photon create -f examples/dns.yaml          # a DNS zone and records, served by flashdns
+  dig @${DNS_LISTEN%:*} -p ${DNS_LISTEN##*:} www.example.test +short
 
 Ctrl-C stops PhotonCloud.
 MSG

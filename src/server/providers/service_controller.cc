@@ -218,6 +218,7 @@ void ServiceController::Reconcile(const std::string& key) {
   if (!msg || !info) return;
   if (!GetMetadata(*msg).agent_id().empty()) return;  // a node agent realizes this one
 
+  const int64_t seen_revision = resources_->cache()->revision();
   Observed observed;
   if (!provider) {
     observed.phase = Phase::PENDING;
@@ -235,6 +236,15 @@ void ServiceController::Reconcile(const std::string& key) {
     for (const auto& d : dependencies_[key]) dependents_[d].erase(key);
     dependencies_[key] = observed.depends_on;
     for (const auto& d : observed.depends_on) dependents_[d].insert(key);
+  }
+  // A dependency that changed while Apply ran was dispatched before we registered for it:
+  // look again (the cache applies a change before dispatching it, so Get sees it).
+  for (const auto& d : observed.depends_on) {
+    auto dep = resources_->cache()->Get(d);
+    if (dep && dep->mod_revision() > seen_revision) {
+      Enqueue(key);
+      break;
+    }
   }
   std::unique_ptr<google::protobuf::Message> next(msg->New());
   next->CopyFrom(*msg);
