@@ -85,17 +85,70 @@ uint32_t Crc32cSoftware(uint32_t crc, const uint8_t* p, size_t n) {
   return ~crc;
 }
 
+// GF(2) product of two CRC-32C values (reflected), modulo the polynomial: used to move a CRC
+// past n zero bytes so that three independent streams can be joined.
+uint32_t MultModP(uint32_t a, uint32_t b) {
+  uint32_t m = 1u << 31, p = 0;
+  while (true) {
+    if (a & m) {
+      p ^= b;
+      if ((a & (m - 1)) == 0) break;
+    }
+    m >>= 1;
+    b = (b & 1) ? (b >> 1) ^ 0x82F63B78u : b >> 1;
+  }
+  return p;
+}
+
+// x^(8n) mod P: the operator that appends n zero bytes to a (non-inverted) CRC state.
+uint32_t ZerosOperator(uint64_t n) {
+  uint32_t x2k = 1u << 23;  // x^8 (one byte; x^k is bit 31-k), squared per bit of n
+  uint32_t p = 1u << 31;    // x^0
+  while (n) {
+    if (n & 1) p = MultModP(x2k, p);
+    x2k = MultModP(x2k, x2k);
+    n >>= 1;
+  }
+  return p;
+}
+
+// The crc32 instruction has a latency of 3 cycles but a throughput of one per cycle, so one
+// dependent chain uses a third of it. Large buffers are cut into three interleaved lanes of
+// kLane bytes whose CRCs are joined with ZerosOperator: about 3x faster, which matters
+// because every GET verifies every byte it sends.
+constexpr size_t kLane = 16 << 10;
+
 __attribute__((target("sse4.2"))) uint32_t Crc32cHardware(uint32_t crc, const uint8_t* p,
                                                           size_t n) {
-  uint64_t c = ~crc;
+  static const uint32_t shift1 = ZerosOperator(kLane);
+  static const uint32_t shift2 = ZerosOperator(2 * kLane);
+  uint64_t c0 = ~crc;
+  while (n >= 3 * kLane) {
+    uint64_t c1 = 0, c2 = 0;
+    const uint8_t* end = p + kLane;
+    while (p < end) {
+      uint64_t v0, v1, v2;
+      __builtin_memcpy(&v0, p, 8);
+      __builtin_memcpy(&v1, p + kLane, 8);
+      __builtin_memcpy(&v2, p + 2 * kLane, 8);
+      c0 = _mm_crc32_u64(c0, v0);
+      c1 = _mm_crc32_u64(c1, v1);
+      c2 = _mm_crc32_u64(c2, v2);
+      p += 8;
+    }
+    c0 = MultModP(shift2, static_cast<uint32_t>(c0)) ^ MultModP(shift1, static_cast<uint32_t>(c1)) ^
+         static_cast<uint32_t>(c2);
+    p += 2 * kLane;
+    n -= 3 * kLane;
+  }
   while (n >= 8) {
     uint64_t v;
     __builtin_memcpy(&v, p, 8);
-    c = _mm_crc32_u64(c, v);
+    c0 = _mm_crc32_u64(c0, v);
     p += 8;
     n -= 8;
   }
-  uint32_t c32 = static_cast<uint32_t>(c);
+  uint32_t c32 = static_cast<uint32_t>(c0);
   while (n > 0) {
     c32 = _mm_crc32_u8(c32, *p++);
     --n;
