@@ -87,11 +87,23 @@ void BlobStore::ForEachBlob(const std::function<void(const std::string&)>& fn) c
   }
 }
 
+namespace {
+
+// One block kept per connection thread between requests: a keep-alive client sending small
+// objects would otherwise get a fresh 1 MiB allocation (and its page faults) per PUT.
+BlockBuffer& SpareBlock() {
+  thread_local BlockBuffer spare;
+  return spare;
+}
+
+}  // namespace
+
 BlobWriter::BlobWriter(BlobStore* store, uint64_t inline_max, bool force_file)
     : store_(store), inline_max_(force_file ? 0 : std::min<uint64_t>(inline_max, kBlockSize)) {}
 
 BlobWriter::~BlobWriter() {
   pipeline_.reset();  // its writer thread may still be using fd_
+  if (block_ && !SpareBlock()) SpareBlock() = std::move(block_);
   if (fd_ >= 0) close(fd_);
   if (!finished_ && !tmp_path_.empty()) unlink(tmp_path_.c_str());
 }
@@ -182,7 +194,15 @@ StatusOr<std::pair<char*, size_t>> BlobWriter::Buffer() {
   // A full block is sealed only when more bytes come, so a body that ends exactly at the
   // inline limit can still be kept inline.
   if (block_ && fill_ == kBlockSize) PHOTON_RETURN_IF_ERROR(Seal());
-  if (!block_) block_ = pipeline_ ? pipeline_->Acquire() : NewBlockBuffer();
+  if (!block_) {
+    if (pipeline_) {
+      block_ = pipeline_->Acquire();
+    } else if (SpareBlock()) {
+      block_ = std::move(SpareBlock());
+    } else {
+      block_ = NewBlockBuffer();
+    }
+  }
   return std::make_pair(block_.get() + fill_, static_cast<size_t>(kBlockSize - fill_));
 }
 
