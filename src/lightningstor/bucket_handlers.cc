@@ -33,6 +33,40 @@ void WriteOwner(XmlWriter& w) {
   w.Close("Owner");
 }
 
+// A <TagSet> (PutBucketTagging) or <Tags> (CreateBucketConfiguration) element checked as S3
+// does, written back as the Tagging document GetBucketTagging answers ("" for no tags).
+StatusOr<std::string> TaggingXml(const XmlNode* set) {
+  std::vector<std::pair<std::string, std::string>> tags;
+  if (set) {
+    for (const XmlNode* tag : set->Children("Tag")) {
+      std::string key = tag->ChildText("Key"), value = tag->ChildText("Value");
+      if (key.empty() || key.size() > 128 || value.size() > 256) {
+        return S3Error("InvalidTag",
+                       "Tag keys are 1 to 128 characters and values at most 256 characters");
+      }
+      for (const auto& [k, v] : tags) {
+        if (k == key)
+          return S3Error("InvalidTag", "Cannot provide multiple Tags with the same key");
+      }
+      tags.emplace_back(std::move(key), std::move(value));
+    }
+  }
+  if (tags.size() > 50) return S3Error("InvalidTag", "A bucket can have at most 50 tags");
+  if (tags.empty()) return std::string();
+  XmlWriter w;
+  w.Open("Tagging", kXmlns);
+  w.Open("TagSet");
+  for (const auto& [k, v] : tags) {
+    w.Open("Tag");
+    w.Element("Key", k);
+    w.Element("Value", v);
+    w.Close("Tag");
+  }
+  w.Close("TagSet");
+  w.Close("Tagging");
+  return w.Take();
+}
+
 }  // namespace
 
 StatusOr<std::string> S3Service::ReadSmallBody(S3Request& r, size_t limit) {
@@ -86,12 +120,16 @@ StatusOr<http::Response> S3Service::ListBuckets(S3Request&) {
 StatusOr<http::Response> S3Service::CreateBucket(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(ValidateBucketName(r.bucket));
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
+  std::string tags;
   if (!body.empty()) {
     PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
     std::string location = doc->ChildText("LocationConstraint");
     if (!location.empty() && location != config_.region) {
       return S3Error("InvalidLocationConstraint", "The specified location-constraint is not valid");
     }
+    // Tags given at creation are stored with the bucket in one commit, so a bucket is never
+    // seen without them (photon-server recognises its buckets by a tag).
+    PHOTON_ASSIGN_OR_RETURN(tags, TaggingXml(doc->Child("Tags")));
   }
   const std::string& acl = r.http.Header("x-amz-acl");
   if (!acl.empty() && acl != "private" && acl != "public-read") {
@@ -100,6 +138,7 @@ StatusOr<http::Response> S3Service::CreateBucket(S3Request& r) {
   BucketMeta bucket;
   bucket.name = r.bucket;
   bucket.created_ms = clock_->NowMillis();
+  bucket.tags = std::move(tags);
   PHOTON_RETURN_IF_ERROR(meta_->CreateBucket(bucket));
   if (acl == "public-read") PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, true, ""));
   http::Response resp;
@@ -197,6 +236,28 @@ StatusOr<http::Response> S3Service::GetBucketLifecycle(S3Request& r) {
 
 StatusOr<http::Response> S3Service::DeleteBucketLifecycle(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(meta_->SetLifecycle(r.bucket, ""));
+  return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::PutBucketTagging(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
+  PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
+  if (doc->name != "Tagging" || !doc->Child("TagSet"))
+    return S3Error("MalformedXML", "want <Tagging><TagSet>...</TagSet></Tagging>");
+  PHOTON_ASSIGN_OR_RETURN(std::string tags, TaggingXml(doc->Child("TagSet")));
+  PHOTON_RETURN_IF_ERROR(meta_->SetTags(r.bucket, tags));
+  return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::GetBucketTagging(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  if (bucket.tags.empty()) return S3Error("NoSuchTagSet", "The TagSet does not exist");
+  return XmlResponse(bucket.tags);
+}
+
+StatusOr<http::Response> S3Service::DeleteBucketTagging(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(meta_->SetTags(r.bucket, ""));
   return Empty(204);
 }
 

@@ -16,7 +16,7 @@ constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS buckets(
   name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, versioning TEXT NOT NULL DEFAULT '',
   public_read INTEGER NOT NULL DEFAULT 0, policy TEXT NOT NULL DEFAULT '',
-  lifecycle TEXT NOT NULL DEFAULT '');
+  lifecycle TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS objects(
   id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL,
   is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -222,6 +222,15 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
   store->path_ = db_path;
   PHOTON_ASSIGN_OR_RETURN(store->writer_, SqliteConn::Open(db_path));
   PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
+  // Data directories made before bucket tagging existed lack the column.
+  auto has_tags =
+      store->writer_->Prepare("SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'tags'");
+  Status st;
+  if (!has_tags.Step(&st)) {
+    PHOTON_RETURN_IF_ERROR(st);
+    PHOTON_RETURN_IF_ERROR(
+        store->writer_->Exec("ALTER TABLE buckets ADD COLUMN tags TEXT NOT NULL DEFAULT ''"));
+  }
   return store;
 }
 
@@ -278,9 +287,10 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
           "BucketAlreadyOwnedByYou",
           "Your previous request to create the named bucket succeeded and you already own it.");
     }
-    return db.Prepare("INSERT INTO buckets(name, created_ms) VALUES(?, ?)")
+    return db.Prepare("INSERT INTO buckets(name, created_ms, tags) VALUES(?, ?, ?)")
         .Bind(1, bucket.name)
         .Bind(2, bucket.created_ms)
+        .Bind(3, bucket.tags)
         .Run();
   });
 }
@@ -288,26 +298,26 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
 StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_BORROW(db);
   auto s = db->Prepare(
-      "SELECT name, created_ms, versioning, public_read, policy, lifecycle FROM buckets WHERE name "
-      "= ?");
+      "SELECT name, created_ms, versioning, public_read, policy, lifecycle, tags FROM buckets "
+      "WHERE name = ?");
   s.Bind(1, name);
   Status st;
   if (!s.Step(&st)) {
     PHOTON_RETURN_IF_ERROR(st);
     return S3Error("NoSuchBucket", "The specified bucket does not exist");
   }
-  return BucketMeta{s.Text(0), s.Int(1), s.Text(2), s.Int(3) != 0, s.Text(4), s.Text(5)};
+  return BucketMeta{s.Text(0), s.Int(1), s.Text(2), s.Int(3) != 0, s.Text(4), s.Text(5), s.Text(6)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_BORROW(db);
   auto s = db->Prepare(
-      "SELECT name, created_ms, versioning, public_read, policy, lifecycle FROM buckets ORDER BY "
-      "name");
+      "SELECT name, created_ms, versioning, public_read, policy, lifecycle, tags FROM buckets "
+      "ORDER BY name");
   std::vector<BucketMeta> out;
   Status st;
   while (s.Step(&st))
-    out.push_back({s.Text(0), s.Int(1), s.Text(2), s.Int(3) != 0, s.Text(4), s.Text(5)});
+    out.push_back({s.Text(0), s.Int(1), s.Text(2), s.Int(3) != 0, s.Text(4), s.Text(5), s.Text(6)});
   PHOTON_RETURN_IF_ERROR(st);
   return out;
 }
@@ -352,6 +362,16 @@ Status MetaStore::SetLifecycle(const std::string& name, const std::string& lifec
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Prepare("UPDATE buckets SET lifecycle = ? WHERE name = ?")
         .Bind(1, lifecycle_xml)
+        .Bind(2, name)
+        .Run();
+  });
+}
+
+Status MetaStore::SetTags(const std::string& name, const std::string& tagging_xml) {
+  return Write([&](SqliteConn& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Prepare("UPDATE buckets SET tags = ? WHERE name = ?")
+        .Bind(1, tagging_xml)
         .Bind(2, name)
         .Run();
   });

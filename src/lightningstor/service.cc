@@ -73,6 +73,12 @@ StatusOr<BucketMeta> S3Service::RequireBucket(const std::string& name) {
 std::string S3Service::OperationName(const http::Request& req, const std::string& bucket,
                                      const std::string& key) const {
   const std::string& m = req.method;
+  if (!bucket.empty() && key.empty() && req.HasQuery("tagging")) {
+    // Bucket tags are kept (photon-server marks the buckets it manages); object tags are not.
+    if (m == "PUT") return "PutBucketTagging";
+    if (m == "GET") return "GetBucketTagging";
+    if (m == "DELETE") return "DeleteBucketTagging";
+  }
   for (const auto& [name, value] : req.query) {
     if (Unsupported().count(name)) return "Unsupported";
   }
@@ -146,6 +152,9 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "GetBucketVersioning") return GetBucketVersioning(r);
   if (op == "PutBucketLifecycle") return PutBucketLifecycle(r);
   if (op == "GetBucketLifecycle") return GetBucketLifecycle(r);
+  if (op == "PutBucketTagging") return PutBucketTagging(r);
+  if (op == "GetBucketTagging") return GetBucketTagging(r);
+  if (op == "DeleteBucketTagging") return DeleteBucketTagging(r);
   if (op == "DeleteBucketLifecycle") return DeleteBucketLifecycle(r);
   if (op == "PutBucketPolicy") return PutBucketPolicy(r);
   if (op == "GetBucketPolicy") return GetBucketPolicy(r);

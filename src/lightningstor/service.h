@@ -64,6 +64,9 @@ class S3Service {
   StatusOr<http::Response> DeleteBucketPolicy(S3Request& r);
   StatusOr<http::Response> PutBucketAcl(S3Request& r);
   StatusOr<http::Response> GetBucketAcl(S3Request& r);
+  StatusOr<http::Response> PutBucketTagging(S3Request& r);
+  StatusOr<http::Response> GetBucketTagging(S3Request& r);
+  StatusOr<http::Response> DeleteBucketTagging(S3Request& r);
 
   // Objects (object_handlers.cc).
   StatusOr<http::Response> PutObject(S3Request& r);

@@ -27,6 +27,7 @@ struct BucketMeta {
   bool public_read = false;
   std::string policy;     // JSON text as PUT by the client ("" = none)
   std::string lifecycle;  // LifecycleConfiguration XML as PUT ("" = none)
+  std::string tags;       // Tagging XML as this server writes it ("" = no tag set)
 };
 
 struct ObjectMeta {

@@ -49,6 +49,37 @@ class BucketTest(unittest.TestCase):
             self.s3.delete_bucket(Bucket="alpha-1")
         self.assertEqual(code(e), "NoSuchBucket")
 
+    def test_bucket_tagging(self):
+        # Tags given at creation are stored with the bucket (photon-server marks its buckets so).
+        self.s3.create_bucket(Bucket="tagged", CreateBucketConfiguration={
+            "Tags": [{"Key": "photon:owner", "Value": "photon:buckets/a/b"}]})
+        self.assertEqual(self.s3.get_bucket_tagging(Bucket="tagged")["TagSet"],
+                         [{"Key": "photon:owner", "Value": "photon:buckets/a/b"}])
+        self.s3.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": [
+            {"Key": "team", "Value": "a & b"}, {"Key": "cost", "Value": ""}]})
+        self.assertEqual(self.s3.get_bucket_tagging(Bucket="tagged")["TagSet"],
+                         [{"Key": "team", "Value": "a & b"}, {"Key": "cost", "Value": ""}])
+        for bad in ([{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}],
+                    [{"Key": "k" * 129, "Value": "1"}],
+                    [{"Key": "k%d" % i, "Value": ""} for i in range(51)]):
+            with self.assertRaises(ClientError) as e:
+                self.s3.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": bad})
+            self.assertEqual(code(e), "InvalidTag")
+        self.s3.delete_bucket_tagging(Bucket="tagged")
+        with self.assertRaises(ClientError) as e:
+            self.s3.get_bucket_tagging(Bucket="tagged")
+        self.assertEqual(code(e), "NoSuchTagSet")
+        with self.assertRaises(ClientError) as e:
+            self.s3.get_bucket_tagging(Bucket="no-such-bucket")
+        self.assertEqual(code(e), "NoSuchBucket")
+        # Object tags are still not implemented.
+        self.s3.put_object(Bucket="tagged", Key="o", Body=b"1")
+        with self.assertRaises(ClientError) as e:
+            self.s3.get_object_tagging(Bucket="tagged", Key="o")
+        self.assertEqual(code(e), "NotImplemented")
+        self.s3.delete_object(Bucket="tagged", Key="o")
+        self.s3.delete_bucket(Bucket="tagged")
+
     def test_versioning(self):
         s3 = self.s3
         s3.create_bucket(Bucket="versioned")
