@@ -56,7 +56,12 @@ StatusOr<bool> PolicyAllowsPublicRead(const std::string& policy_json) {
   bool public_read = false;
   for (const auto& st : as_list(doc["Statement"])) {
     if (!st.is_object()) return S3Error("MalformedPolicy", "Statement must be an object");
-    if (st.value("Effect", "") != "Allow") continue;
+    // json::value() throws when the key holds another type; a policy is client input, so the
+    // type is checked here and a wrong one is the client's MalformedPolicy, not an exception.
+    if (!st.contains("Effect") || !st["Effect"].is_string()) {
+      return S3Error("MalformedPolicy", "Statement Effect must be \"Allow\" or \"Deny\"");
+    }
+    if (st["Effect"].get<std::string>() != "Allow") continue;
     bool everyone = false;
     if (st.contains("Principal")) {
       const auto& p = st["Principal"];

@@ -133,6 +133,13 @@ TEST(BucketRules, PublicReadPolicy) {
   ASSERT_TRUE(no.ok());
   EXPECT_FALSE(*no);
   EXPECT_EQ(S3Code(PolicyAllowsPublicRead("not json").status()), "MalformedPolicy");
+  // Found by lightningstor_fuzz_xml: a non-string Effect made the JSON library throw.
+  EXPECT_EQ(S3Code(PolicyAllowsPublicRead(
+                       R"({"Statement":[{"EffectA":"Allow","Principal":"*","Effect":["s3:Get"]}]})")
+                       .status()),
+            "MalformedPolicy");
+  EXPECT_EQ(S3Code(PolicyAllowsPublicRead(R"({"Statement":[{"Effect":7}]})").status()),
+            "MalformedPolicy");
 }
 
 TEST(BucketRules, Lifecycle) {

@@ -327,6 +327,13 @@ class ObjectTest(unittest.TestCase):
         self.s3.delete_bucket_policy(Bucket="public-b")
         with self.assertRaises(urllib.error.HTTPError):
             urllib.request.urlopen(url, timeout=10)
+        # Found by the XML/policy fuzz target: a non-string Effect threw out of the JSON
+        # library and the connection was dropped without an answer.
+        for bad in ('{"Statement":[{"Effect":["Allow"],"Principal":"*","Action":"s3:GetObject"}]}',
+                    '{"Statement":[{"Principal":"*","Action":"s3:GetObject"}]}'):
+            with self.assertRaises(ClientError) as e:
+                self.s3.put_bucket_policy(Bucket="public-b", Policy=bad)
+            self.assertEqual(e.exception.response["Error"]["Code"], "MalformedPolicy")
 
     def test_bit_rot(self):
         big = os.urandom(3 * MIB)
