@@ -33,7 +33,8 @@ StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::
 }
 
 StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string& target,
-                                    const std::string& body, const std::string& content_type) {
+                                    const std::string& body, const std::string& content_type,
+                                    const std::map<std::string, std::string>& headers) {
   try {
     asio::io_context io;
     tcp::resolver resolver(io);
@@ -48,6 +49,7 @@ StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string
       req.set(http::field::content_type, content_type);
       req.body() = body;
     }
+    for (const auto& [name, value] : headers) req.set(name, value);
     req.prepare_payload();
     beast::error_code write_ec;
     http::write(stream, req, write_ec);

@@ -25,9 +25,11 @@ class HttpClient {
   // Bounds connect + request + response of Do(); streams are unbounded (watches).
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
   void set_user_agent(const std::string& user_agent) { user_agent_ = user_agent; }
+  // `headers` are set after the client's own and replace them (a signed request sets Host).
   StatusOr<HttpResult> Do(const std::string& method, const std::string& target,
                           const std::string& body = "",
-                          const std::string& content_type = "application/json");
+                          const std::string& content_type = "application/json",
+                          const std::map<std::string, std::string>& headers = {});
   // Streams a chunked response line by line; on_line returns false to stop. Returns the
   // status when the server answered with something other than 200 (and the body), or when
   // the stream ended.

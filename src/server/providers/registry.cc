@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "server/providers/flashdns/flashdns_provider.h"
+#include "server/providers/lightningstor/lightningstor_provider.h"
 #include "server/providers/service_provider.h"
 
 namespace photon::server {
@@ -11,6 +12,7 @@ namespace {
 const std::vector<std::pair<std::string, ProviderFactory>>& Factories() {
   static const std::vector<std::pair<std::string, ProviderFactory>> factories = {
       {"flashdns", &NewFlashDnsProvider},
+      {"lightningstor", &NewLightningstorProvider},
   };
   return factories;
 }

@@ -172,6 +172,18 @@ void ServiceController::Count(const std::string& kind, const std::string& result
       ->Inc();
 }
 
+void ServiceController::ReportRemoveFailure(const ManagedRef& ref, const Status& st) {
+  if (st.code() == StatusCode::kUnavailable) return;  // transient: retried, not the user's move
+  const std::string key = RegistryKey(ref.kind, ref.ns, ref.name);
+  const std::string message(st.message());
+  auto& last = remove_reported_[key];
+  if (last == message) return;
+  last = message;
+  const std::string object = ref.kind + "/" + ref.ns + "/" + ref.name;
+  if (auto w = resources_->RecordEvent(ref.ns, "RemoveFailed", object, message); !w.ok())
+    spdlog::warn("{}: event RemoveFailed: {}", key, w.ToString());
+}
+
 void ServiceController::Reconcile(const std::string& key) {
   const std::string kind = KindOfKey(key);
   if (kind.empty()) return;
@@ -205,10 +217,12 @@ void ServiceController::Reconcile(const std::string& key) {
     if (auto st = provider->Remove(ref); !st.ok()) {
       spdlog::warn("{}: {} remove: {}", key, provider->driver(), st.ToString());
       Count(kind, "remove_failed");
+      ReportRemoveFailure(ref, st);
       backoff();
       return;
     }
     Count(kind, "removed");
+    remove_reported_.erase(key);
     std::lock_guard lock(mu_);
     deleted_.erase(key);
     failures_.erase(key);
@@ -310,9 +324,14 @@ void ServiceController::Sweep() {
       spdlog::info("{}: removing {} left without an object", p->driver(), key);
       if (auto st = p->Remove(ref); !st.ok()) {
         spdlog::warn("{}: orphan {}: {}", p->driver(), key, st.ToString());
-        next_sweep_ = std::min(next_sweep_, now + options_.initial_backoff * 10);
+        ReportRemoveFailure(ref, st);
+        // Only a backend that may come back soon is worth an early resync; a refusal waits
+        // for the user (and the next regular resync).
+        if (st.code() == StatusCode::kUnavailable)
+          next_sweep_ = std::min(next_sweep_, now + options_.initial_backoff * 10);
         continue;
       }
+      remove_reported_.erase(key);
       metrics_
           ->GetCounter("photon_provider_orphans_removed_total",
                        "Backend state removed because its object no longer exists",

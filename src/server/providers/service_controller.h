@@ -6,7 +6,9 @@
 //  - Level-triggered: every object is applied again on start and every `resync` period, and
 //    what the backends hold without an object (deleted while photon-server was down) is
 //    removed then too (ListManaged).
-//  - Deletes: the last state of a deleted object is kept until its provider removed it.
+//  - Deletes: the last state of a deleted object is kept until its provider removed it. A
+//    removal the backend refuses (a bucket that still holds data) is retried with backoff and
+//    recorded once as an Event (reason RemoveFailed) in the object's namespace.
 //  - Failures: a backend that is unreachable leaves the object CREATING/PENDING with the reason
 //    and the key is retried with exponential backoff (initial_backoff .. max_backoff).
 //  - A kind realized server-side without a configured provider stays PENDING with the message
@@ -58,6 +60,9 @@ class ServiceController {
   void Reconcile(const std::string& key);
   void Sweep();  // resync every object, remove orphans
   void Count(const std::string& kind, const std::string& result);
+  // A refused Remove (not a transient failure) recorded as an Event, once per key and reason:
+  // the object is already gone, so no status can tell its owner why the backend state stays.
+  void ReportRemoveFailure(const ManagedRef& ref, const Status& st);
   // The plural kind of a registry key this controller handles, or "".
   std::string KindOfKey(const std::string& key) const;
 
@@ -83,7 +88,8 @@ class ServiceController {
   std::thread worker_;
 
   // Worker thread only.
-  std::map<std::string, int> failures_;  // key → consecutive retries
+  std::map<std::string, int> failures_;                 // key → consecutive retries
+  std::map<std::string, std::string> remove_reported_;  // key → last Event's message
   Clock::time_point next_sweep_{};
 };
 

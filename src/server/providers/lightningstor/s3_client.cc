@@ -1,0 +1,255 @@
+// See s3_client.h.
+#include "server/providers/lightningstor/s3_client.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/stat.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "common/file_util.h"
+#include "common/http_client.h"
+#include "common/util.h"
+
+namespace photon::server::s3 {
+
+namespace {
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kDigits[p[i] >> 4]);
+    out.push_back(kDigits[p[i] & 15]);
+  }
+  return out;
+}
+
+std::string HmacSha256(const std::string& key, const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+  return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+std::string HexOf(const std::string& raw) {
+  return Hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+std::string Unescape(const std::string& s) {
+  static const std::pair<const char*, char> kEntities[] = {
+      {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    bool done = false;
+    if (s[i] == '&') {
+      for (const auto& [name, c] : kEntities) {
+        if (s.compare(i, strlen(name), name) == 0) {
+          out.push_back(c);
+          i += strlen(name);
+          done = true;
+          break;
+        }
+      }
+    }
+    if (!done) out.push_back(s[i++]);
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<Credentials> ReadCredentialsFile(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0)
+    return absl::FailedPreconditionError("credentials_file " + path + ": cannot stat it");
+  if (st.st_mode & 077) {
+    return absl::FailedPreconditionError("credentials_file " + path +
+                                         ": readable by group or others; chmod 600 it");
+  }
+  auto text = ReadFile(path);
+  if (!text.ok()) {
+    return absl::FailedPreconditionError("credentials_file " + path + ": " +
+                                         std::string(text.status().message()));
+  }
+  Credentials c;
+  try {
+    YAML::Node doc = YAML::Load(*text);
+    if (doc.IsMap()) {
+      for (const auto& kv : doc) {
+        const std::string key = kv.first.as<std::string>();
+        if (key == "access_key_id") {
+          c.access_key_id = Trim(kv.second.as<std::string>());
+        } else if (key == "secret_access_key") {
+          c.secret_access_key = Trim(kv.second.as<std::string>());
+        } else {
+          return absl::FailedPreconditionError("credentials_file " + path + ": unknown key '" +
+                                               key + "'");
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    return absl::FailedPreconditionError("credentials_file " + path + ": " + e.what());
+  }
+  if (c.access_key_id.empty() || c.secret_access_key.empty()) {
+    return absl::FailedPreconditionError(
+        "credentials_file " + path +
+        ": want 'access_key_id: ...' and 'secret_access_key: ...' (what `lightningstor keys "
+        "create NAME` prints)");
+  }
+  return c;
+}
+
+std::string UriEncode(const std::string& s, bool encode_slash) {
+  static const char* kDigits = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (c == '/' && !encode_slash)) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kDigits[c >> 4]);
+      out.push_back(kDigits[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> SignV4(
+    const Credentials& creds, const std::string& region, const std::string& method,
+    const std::string& host, const std::string& path,
+    const std::vector<std::pair<std::string, std::string>>& query, const std::string& body,
+    const std::string& amz_date) {
+  std::vector<std::pair<std::string, std::string>> q;
+  for (const auto& [k, v] : query) q.emplace_back(UriEncode(k, true), UriEncode(v, true));
+  std::sort(q.begin(), q.end());
+  std::string canonical_query;
+  for (const auto& [k, v] : q)
+    canonical_query += (canonical_query.empty() ? "" : "&") + k + "=" + v;
+  const std::string payload = Sha256Hex(body);
+  const std::string signed_headers = "host;x-amz-content-sha256;x-amz-date";
+  const std::string canonical_request =
+      method + "\n" + UriEncode(path, false) + "\n" + canonical_query + "\nhost:" + host +
+      "\nx-amz-content-sha256:" + payload + "\nx-amz-date:" + amz_date + "\n\n" + signed_headers +
+      "\n" + payload;
+  const std::string date = amz_date.substr(0, 8);
+  const std::string scope = date + "/" + region + "/s3/aws4_request";
+  const std::string string_to_sign =
+      "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" + Sha256Hex(canonical_request);
+  std::string key = HmacSha256("AWS4" + creds.secret_access_key, date);
+  key = HmacSha256(key, region);
+  key = HmacSha256(key, "s3");
+  key = HmacSha256(key, "aws4_request");
+  const std::string signature = HexOf(HmacSha256(key, string_to_sign));
+  return {{"host", host},
+          {"x-amz-date", amz_date},
+          {"x-amz-content-sha256", payload},
+          {"authorization", "AWS4-HMAC-SHA256 Credential=" + creds.access_key_id + "/" + scope +
+                                ", SignedHeaders=" + signed_headers + ", Signature=" + signature}};
+}
+
+Reply Client::Call(const Credentials& creds, const std::string& method, const std::string& path,
+                   const std::vector<std::pair<std::string, std::string>>& query,
+                   const std::string& body) {
+  Reply out;
+  auto client = HttpClient::Create(endpoint_, "");
+  if (!client.ok()) {
+    out.message = std::string(client.status().message());
+    return out;
+  }
+  client->set_timeout(timeout_);
+  client->set_user_agent("photon-server");
+  char amz_date[32];
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+  // The Host header is the endpoint's host:port, as any S3 client sends it.
+  std::string host = endpoint_.substr(endpoint_.find("://") + 3);
+  while (!host.empty() && host.back() == '/') host.pop_back();
+  auto headers = SignV4(creds, region_, method, host, path, query, body, amz_date);
+  std::string target = UriEncode(path, false);
+  for (size_t i = 0; i < query.size(); ++i) {
+    target += (i == 0 ? "?" : "&") + UriEncode(query[i].first, true);
+    if (!query[i].second.empty()) target += "=" + UriEncode(query[i].second, true);
+  }
+  auto r = client->Do(method, target, body, "application/xml", headers);
+  if (!r.ok()) {
+    out.message = std::string(r.status().message());
+    return out;
+  }
+  out.reached = true;
+  out.status = r->status;
+  out.body = std::move(r->body);
+  if (out.status >= 300) {
+    out.code = XmlText(out.body, "Code");
+    out.message = XmlText(out.body, "Message");
+    if (out.message.empty()) out.message = out.body.substr(0, 200);
+  }
+  return out;
+}
+
+std::vector<std::string> XmlTexts(const std::string& xml, const std::string& tag, bool raw) {
+  std::vector<std::string> out;
+  const std::string open = "<" + tag + ">", close = "</" + tag + ">", empty = "<" + tag + "/>";
+  size_t i = 0;
+  while (true) {
+    size_t a = xml.find(open, i), e = xml.find(empty, i);
+    if (e != std::string::npos && (a == std::string::npos || e < a)) {
+      out.emplace_back();
+      i = e + empty.size();
+      continue;
+    }
+    if (a == std::string::npos) break;
+    size_t b = xml.find(close, a + open.size());
+    if (b == std::string::npos) break;
+    std::string inner = xml.substr(a + open.size(), b - a - open.size());
+    out.push_back(raw ? inner : Unescape(inner));
+    i = b + close.size();
+  }
+  return out;
+}
+
+std::string XmlText(const std::string& xml, const std::string& tag) {
+  auto all = XmlTexts(xml, tag);
+  return all.empty() ? "" : all.front();
+}
+
+std::string XmlEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace photon::server::s3

@@ -1,0 +1,72 @@
+// The few S3 calls photon-server's lightningstor provider makes, signed with AWS Signature
+// Version 4 (header form, signed SHA-256 payload) over the shared HTTP client.
+//
+// A client-side signer here rather than lightningstor's sigv4.*: that code lives in
+// lightningstor_lib with the daemon's storage, SQLite and HTTP server, none of which the control
+// plane should link or rebuild for. The signing itself is the AWS algorithm (HMAC-SHA256 chain
+// over date, region, "s3", "aws4_request"); tests/server/bucket_provider_test.py checks it
+// against the real daemon, and SignV4 is a pure function for unit checks.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace photon::server::s3 {
+
+struct Credentials {
+  std::string access_key_id;
+  std::string secret_access_key;
+};
+
+// Reads a file in the form `lightningstor keys create` prints
+// ("access_key_id: ...\nsecret_access_key: ..."). Refuses a file readable by group or others.
+StatusOr<Credentials> ReadCredentialsFile(const std::string& path);
+
+// The headers that sign one request: host, x-amz-date, x-amz-content-sha256, authorization.
+// `query` is decoded (name, value) pairs; `amz_date` is "YYYYMMDDTHHMMSSZ".
+std::map<std::string, std::string> SignV4(
+    const Credentials& creds, const std::string& region, const std::string& method,
+    const std::string& host, const std::string& path,
+    const std::vector<std::pair<std::string, std::string>>& query, const std::string& body,
+    const std::string& amz_date);
+
+// S3 URI encoding: unreserved characters kept, the rest %XX; '/' kept unless encode_slash.
+std::string UriEncode(const std::string& s, bool encode_slash);
+
+// An answer, or why there was none.
+struct Reply {
+  bool reached = false;  // false: no HTTP answer (message says why)
+  int status = 0;
+  std::string body;
+  std::string code;     // S3 error code (<Code>), "" on success
+  std::string message;  // S3 error message, or the transport error
+};
+
+class Client {
+ public:
+  Client(std::string endpoint, std::string region, std::chrono::milliseconds timeout)
+      : endpoint_(std::move(endpoint)), region_(std::move(region)), timeout_(timeout) {}
+  // path: "/" or "/<bucket>"; query: one sub-resource ("versioning", "") and its parameters.
+  Reply Call(const Credentials& creds, const std::string& method, const std::string& path,
+             const std::vector<std::pair<std::string, std::string>>& query,
+             const std::string& body = "");
+
+ private:
+  std::string endpoint_;
+  std::string region_;
+  std::chrono::milliseconds timeout_;
+};
+
+// Minimal reading of S3's XML answers, which are flat and machine-written: the unescaped texts
+// of every <tag>...</tag> in order (elements of that name must not nest); `raw` keeps the
+// inner XML as is (to read children from it).
+std::vector<std::string> XmlTexts(const std::string& xml, const std::string& tag, bool raw = false);
+std::string XmlText(const std::string& xml, const std::string& tag);  // first, or ""
+std::string XmlEscape(const std::string& s);
+
+}  // namespace photon::server::s3
