@@ -112,17 +112,25 @@ StatusOr<std::unique_ptr<Message>> ParseJsonObject(const KindInfo& kind, const s
 
 std::string MessageToJson(const Message& msg) { return ProtoToJson(msg); }
 
-std::string ToJson(const KindInfo& kind, const Message& obj) {
-  std::string out = "{\"kind\":\"" + kind.kind + "\"";
-  const size_t head = out.size();
-  AppendProtoJson(obj, &out);
-  // `out` is now {"kind":"X"}{...}: turn the object's '{' into a separator (or drop "{}").
-  if (out.size() == head + 2) {
-    out.resize(head);
-    out.push_back('}');
+void AppendToJson(const KindInfo& kind, const Message& obj, std::string* out) {
+  out->append("{\"kind\":\"");
+  out->append(kind.kind);
+  out->push_back('"');
+  const size_t head = out->size();
+  AppendProtoJson(obj, out);
+  // `out` now ends {"kind":"X"{...}: the object's '{' becomes a separator (or "{}" is dropped).
+  if (out->size() == head + 2) {
+    out->resize(head);
+    out->push_back('}');
   } else {
-    out[head] = ',';
+    (*out)[head] = ',';
   }
+}
+
+std::string ToJson(const KindInfo& kind, const Message& obj) {
+  std::string out;
+  out.reserve(512);
+  AppendToJson(kind, obj, &out);
   return out;
 }
 

@@ -34,6 +34,7 @@ StatusOr<std::unique_ptr<google::protobuf::Message>> ParseJsonObject(const KindI
                                                                      const std::string& json);
 // JSON with a leading "kind" member, as clients read it.
 std::string ToJson(const KindInfo& kind, const google::protobuf::Message& obj);
+void AppendToJson(const KindInfo& kind, const google::protobuf::Message& obj, std::string* out);
 std::string MessageToJson(const google::protobuf::Message& msg);
 
 // Kind-specific checks of a spec (required fields, ranges), naming the offending field.

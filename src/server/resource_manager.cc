@@ -190,6 +190,7 @@ StatusOr<CreateResult> ResourceManager::Create(const Principal& who, const KindI
     st->Clear();
     st->set_phase(resource::ResourceStatus::PENDING);
     st->set_message("accepted");
+    if (create_status_hint_) create_status_hint_(kind, object.get());
   }
 
   // A create's operation is the object itself seen through its phase (GetOperation derives

@@ -85,6 +85,15 @@ class ResourceManager {
   void AuditFailure(const Principal& who, const std::string& action, const std::string& target,
                     const Status& status);
 
+  // A controller that already knows the first status it would give a new object (the scheduler,
+  // while no node is usable: "no nodes available ...") sets it at creation, sparing itself a
+  // status write — and the store a second transaction — for every create. The hint runs on
+  // the creating thread, must be cheap and thread-safe, and sees the object after validation.
+  // Set it before the API serves (not synchronised with running creates).
+  using CreateStatusHint =
+      std::function<void(const KindInfo& kind, google::protobuf::Message* object)>;
+  void SetCreateStatusHint(CreateStatusHint hint) { create_status_hint_ = std::move(hint); }
+
   // For controllers: writes the whole object (spec, metadata.agent_id, status) as the system,
   // compared on its metadata.resource_version (ABORTED on conflict). No audit record: the
   // controllers' own decisions are recorded as Events.
@@ -101,6 +110,7 @@ class ResourceManager {
   store::Store* store() { return store_; }
 
  private:
+  CreateStatusHint create_status_hint_;
   StatusOr<operation::Operation> DeleteOnce(const Principal& who, const KindInfo& kind,
                                             const std::string& ns, const std::string& name,
                                             const std::string& resource_version,

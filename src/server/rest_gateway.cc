@@ -239,7 +239,7 @@ HttpResponse RestGateway::ListOrWatch(HttpRequest& req, const Principal& who, co
                      ",\"items\":[";
   for (size_t i = 0; i < r->items.size(); ++i) {
     if (i) body += ',';
-    body += r->items[i]->Json();
+    r->items[i]->AppendJson(&body);
   }
   return HttpResponse::Json(200, body + "]}");
 }

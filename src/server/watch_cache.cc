@@ -102,13 +102,10 @@ std::shared_ptr<const google::protobuf::Message> CachedObject::Decoded() const {
   return decoded_;
 }
 
-const std::string& CachedObject::Json() const {
-  std::call_once(json_once_, [this] {
-    auto msg = Decoded();
-    const KindInfo* kind = KindOfKey(key_);
-    if (msg && kind) json_ = ToJson(*kind, *msg);
-  });
-  return json_;
+void CachedObject::AppendJson(std::string* out) const {
+  auto msg = Decoded();
+  const KindInfo* kind = KindOfKey(key_);
+  if (msg && kind) AppendToJson(*kind, *msg, out);
 }
 
 std::shared_ptr<const std::string> CacheEvent::Line() const {
@@ -117,12 +114,11 @@ std::shared_ptr<const std::string> CacheEvent::Line() const {
                        : type == Type::kDeleted ? "DELETED"
                                                 : "MODIFIED";
     auto line = std::make_shared<std::string>();
-    const std::string& json = object->Json();
-    line->reserve(json.size() + 40);
+    line->reserve(1024);
     *line += "{\"type\":\"";
     *line += name;
     *line += "\",\"object\":";
-    *line += json;
+    object->AppendJson(line.get());
     *line += "}\n";
     line_cache->line = std::move(line);
   });

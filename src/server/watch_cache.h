@@ -34,7 +34,7 @@
 
 namespace photon::server {
 
-// One stored object, decoded lazily and rendered to JSON at most once. The decoded message is
+// One stored object, decoded lazily. The decoded message is
 // kept for the object's lifetime so callers may hold references into *Decoded().
 class CachedObject {
  public:
@@ -45,16 +45,16 @@ class CachedObject {
   int64_t mod_revision() const { return mod_revision_; }
   // The decoded message with metadata.resource_version filled in; nullptr if the kind is unknown.
   std::shared_ptr<const google::protobuf::Message> Decoded() const;
-  // ToJson() of Decoded(), cached.
-  const std::string& Json() const;
+  // Appends ToJson() of Decoded(). Rendered on each call, not kept: 100,000 cached objects
+  // would otherwise hold ~100 MB of JSON, and rendering costs a few microseconds.
+  void AppendJson(std::string* out) const;
 
  private:
   std::string key_;
   std::string value_;
   int64_t mod_revision_;
-  mutable std::once_flag decode_once_, json_once_;
+  mutable std::once_flag decode_once_;
   mutable std::shared_ptr<const google::protobuf::Message> decoded_;
-  mutable std::string json_;
 };
 
 struct CacheEvent {

@@ -245,6 +245,23 @@ TEST_F(SchedulerServerTest, HardAntiAffinityWithTooFewRacksPlacesNothing) {
   }));
 }
 
+TEST_F(SchedulerServerTest, EmptyClusterVerdictAtCreateThenPlacedWhenANodeJoins) {
+  // With no Node at all, the create answer already carries the scheduler's reason (no status
+  // write per create), and those instances are still placed once a node joins.
+  std::this_thread::sleep_for(300ms);  // a first scheduler round has seen the empty cluster
+  for (const char* n : {"e1", "e2", "e3"}) {
+    auto r = admin_.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance(n));
+    ASSERT_EQ(r->status, 202) << r->body;
+    EXPECT_EQ(json::parse(r->body)["object"]["status"]["message"],
+              "no nodes available: 0 of 0 nodes are Ready and schedulable")
+        << r->body;
+  }
+  AddNodes(1, 1);
+  for (const char* n : {"e1", "e2", "e3"}) {
+    EXPECT_TRUE(WaitFor([&] { return AgentOf(n) == "node-0-0"; })) << Instance(n).dump();
+  }
+}
+
 TEST_F(SchedulerServerTest, NoOvercommitAndDeleteReleasesCapacity) {
   AddNodes(1, 1, /*vcpu=*/2);
   for (const char* n : {"a", "b", "c"}) {

@@ -101,14 +101,17 @@ Decision Scheduler::Place(const Request& req) {
   return d;
 }
 
+std::string Scheduler::NoUsableNodes(size_t total) {
+  return "no nodes available: 0 of " + std::to_string(total) + " nodes are Ready and schedulable";
+}
+
 std::string Scheduler::Explain(const Context& c, const std::vector<int>& rejects) {
   const auto& nodes = state_->nodes();
   int usable = 0;
   for (const auto& nd : nodes)
     if (nd.ready && !nd.unschedulable) ++usable;
   if (usable == 0) {
-    return "no nodes available: 0 of " + std::to_string(nodes.size()) +
-           " nodes are Ready and schedulable";
+    return NoUsableNodes(nodes.size());
   }
   // The most specific reason first: a hard anti-affinity with too few domains.
   if (rejects[static_cast<int>(Reject::kHardAntiAffinity)] > 0) {

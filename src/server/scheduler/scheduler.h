@@ -44,6 +44,8 @@ class Scheduler {
   // met by the group as a whole fails every member (no silent partial placement). Returns an
   // empty string when the group can be placed.
   std::string CheckGroup(const Request& req);
+  // The reason given when none of `total` nodes is Ready and schedulable.
+  static std::string NoUsableNodes(size_t total);
 
  private:
   std::string Explain(const Context& c, const std::vector<int>& rejects);

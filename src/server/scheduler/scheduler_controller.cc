@@ -18,7 +18,7 @@ bool HasPrefix(const std::string& s, const std::string& p) {
 }
 
 template <typename T>
-std::vector<T> ListKind(WatchCache* cache, const std::string& plural) {
+std::vector<T> CopyKind(WatchCache* cache, const std::string& plural) {
   std::vector<T> out;
   const std::string prefix = RegistryPrefix(plural);
   auto list = cache->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
@@ -28,6 +28,31 @@ std::vector<T> ListKind(WatchCache* cache, const std::string& plural) {
     if (m) out.push_back(static_cast<const T&>(*m));
   }
   return out;
+}
+
+template <typename T>
+SharedList<T> ShareKind(WatchCache* cache, const std::string& plural) {
+  SharedList<T> out;
+  const std::string prefix = RegistryPrefix(plural);
+  auto list = cache->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
+  out.reserve(list.items.size());
+  for (const auto& o : list.items) {
+    if (auto m = o->Decoded()) out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// A plain unplaced instance that already carries the empty cluster's verdict: while there is
+// no node, a round has nothing to do for it (a Node's arrival starts a round that sees it).
+// Skipping its events spares a scan of every instance per create in an empty cluster.
+bool Settled(const CachedObject& o, const std::string& no_nodes_reason) {
+  auto m = o.Decoded();
+  if (!m) return false;
+  const auto& ci = static_cast<const compute::ComputeInstance&>(*m);
+  return ci.metadata().agent_id().empty() && ci.metadata().deletion_timestamp().empty() &&
+         ci.status().phase() == resource::ResourceStatus::PENDING &&
+         ci.status().message() == no_nodes_reason &&
+         !ci.metadata().labels().contains(kRegionServiceLabel);
 }
 
 void SetScheduledCondition(resource::ResourceStatus* st, bool ok, const std::string& reason,
@@ -57,8 +82,11 @@ Status SchedulerController::Start() {
   auto id = resources_->cache()->Subscribe(
       "/registry/", 0, [](const std::vector<std::shared_ptr<const CachedObject>>&, int64_t) {},
       [this, nodes, cis, rss](const std::vector<CacheEvent>& events) {
+        const std::string no_nodes_reason = scheduler::Scheduler::NoUsableNodes(0);
         for (const auto& e : events) {
           const auto& k = e.object->key();
+          if (HasPrefix(k, cis) && no_nodes_.load() && Settled(*e.object, no_nodes_reason))
+            continue;
           if (HasPrefix(k, nodes) || HasPrefix(k, cis) || HasPrefix(k, rss)) {
             std::lock_guard lock(mu_);
             dirty_ = true;
@@ -69,6 +97,19 @@ Status SchedulerController::Start() {
       });
   if (!id.ok()) return id.status();
   subscription_ = *id;
+  resources_->SetCreateStatusHint([this](const KindInfo& kind, google::protobuf::Message* obj) {
+    if (kind.plural != "computeinstances" || !no_nodes_.load()) return;
+    auto* ci = static_cast<compute::ComputeInstance*>(obj);
+    // Exactly what PlacePending writes for a plain instance in an empty cluster; anything
+    // else (a policy, a RegionService member) is left to the scheduler's own judgement.
+    if (ci->spec().has_schedule() || ci->metadata().labels().contains(kRegionServiceLabel)) return;
+    const std::string reason = scheduler::Scheduler::NoUsableNodes(0);
+    auto* st = ci->mutable_status();
+    st->set_phase(resource::ResourceStatus::PENDING);
+    st->set_message(reason);
+    (*st->mutable_details())["scheduler"] = "unschedulable";
+    SetScheduledCondition(st, false, "Unschedulable", reason);
+  });
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -98,10 +139,21 @@ void SchedulerController::Run() {
       dirty_ = false;
     }
     bool wrote = false;
+    const auto started = std::chrono::steady_clock::now();
     try {
       wrote = Round();
     } catch (const std::exception& e) {
       spdlog::error("scheduler: round failed: {}", e.what());
+    }
+    // A round looks at every instance. Under a flood of creates, back-to-back rounds would
+    // keep a core busy; resting as long as the round took caps the loop at half a core and
+    // lets each round take a bigger batch.
+    const auto took = std::chrono::steady_clock::now() - started;
+    if (took > std::chrono::milliseconds(1)) {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(took, tick),
+                   [&] { return stop_; });
+      if (stop_) return;
     }
     if (wrote) {
       // Let the cache see our own writes before the next round decides on them: placements
@@ -116,15 +168,16 @@ void SchedulerController::Run() {
 
 SchedulerController::Snapshot SchedulerController::Read() {
   Snapshot s;
-  s.nodes = ListKind<node::Node>(resources_->cache(), "nodes");
-  s.instances = ListKind<compute::ComputeInstance>(resources_->cache(), "computeinstances");
-  s.services = ListKind<compute::RegionService>(resources_->cache(), "regionservices");
+  s.nodes = CopyKind<node::Node>(resources_->cache(), "nodes");
+  s.instances = ShareKind<compute::ComputeInstance>(resources_->cache(), "computeinstances");
+  s.services = ShareKind<compute::RegionService>(resources_->cache(), "regionservices");
   return s;
 }
 
 bool SchedulerController::Round() {
   ++round_;
   Snapshot snap = Read();
+  no_nodes_ = snap.nodes.empty();
   region_service_sizes_.clear();
   for (const auto& rs : snap.services)
     region_service_sizes_[rs.metadata().namespace_() + "/" + rs.metadata().name()] =
@@ -195,6 +248,7 @@ void SchedulerController::Event(const std::string& ns, const std::string& reason
 bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterState& state,
                                        scheduler::Scheduler& sched) {
   std::vector<const compute::ComputeInstance*> pending;
+  const std::string no_nodes_reason = scheduler::Scheduler::NoUsableNodes(0);
   for (const auto& ci : snap.instances) {
     const auto& md = ci.metadata();
     if (!md.agent_id().empty() || !md.deletion_timestamp().empty()) continue;
@@ -204,6 +258,8 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
     const bool sched_error = phase == resource::ResourceStatus::ERROR &&
                              d != ci.status().details().end() && d->second == "error";
     if (phase != resource::ResourceStatus::PENDING && !sched_error) continue;
+    // Already told there is no node at all, and still none: nothing to decide or write.
+    if (snap.nodes.empty() && ci.status().message() == no_nodes_reason) continue;
     pending.push_back(&ci);
   }
   // Members of one group in index order, so replicas land in a stable order.
@@ -235,6 +291,13 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
       } else {
         d = sched.Place(req);
       }
+    }
+    if (d.kind != scheduler::Decision::Kind::kPlaced) {
+      // Unchanged verdict: no copy, no write.
+      const auto want = d.kind == scheduler::Decision::Kind::kError
+                            ? resource::ResourceStatus::ERROR
+                            : resource::ResourceStatus::PENDING;
+      if (ci->status().message() == d.reason && ci->status().phase() == want) continue;
     }
     compute::ComputeInstance next = *ci;
     auto* st = next.mutable_status();

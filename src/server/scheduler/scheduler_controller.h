@@ -13,9 +13,11 @@
 // Thread-safe: Start/Stop once; everything else runs on the loop thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -38,6 +40,41 @@ struct SchedulerControllerOptions {
 inline constexpr char kRegionServiceLabel[] = "photon.io/regionservice";
 inline constexpr char kDrainAnnotation[] = "photon.io/drain";
 
+// A read-only list of objects shared with the WatchCache: rounds look at every instance, and
+// copying 100,000 of them per round would cost more than the round's real work.
+template <typename T>
+class SharedList {
+ public:
+  using Items = std::vector<std::shared_ptr<const google::protobuf::Message>>;
+  class const_iterator {
+   public:
+    explicit const_iterator(typename Items::const_iterator it) : it_(it) {}
+    const T& operator*() const { return static_cast<const T&>(**it_); }
+    const T* operator->() const { return &**this; }
+    const_iterator& operator++() {
+      ++it_;
+      return *this;
+    }
+    bool operator==(const const_iterator& o) const { return it_ == o.it_; }
+    bool operator!=(const const_iterator& o) const { return it_ != o.it_; }
+
+   private:
+    typename Items::const_iterator it_;
+  };
+  void reserve(size_t n) { items_.reserve(n); }
+  void push_back(std::shared_ptr<const google::protobuf::Message> m) {
+    items_.push_back(std::move(m));
+  }
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  const T& operator[](size_t i) const { return static_cast<const T&>(*items_[i]); }
+  const_iterator begin() const { return const_iterator(items_.begin()); }
+  const_iterator end() const { return const_iterator(items_.end()); }
+
+ private:
+  Items items_;
+};
+
 class SchedulerController {
  public:
   SchedulerController(ResourceManager* resources, SchedulerControllerOptions options);
@@ -47,9 +84,9 @@ class SchedulerController {
 
  private:
   struct Snapshot {
-    std::vector<node::Node> nodes;
-    std::vector<compute::ComputeInstance> instances;
-    std::vector<compute::RegionService> services;
+    std::vector<node::Node> nodes;  // copies: node lifecycle updates them within a round
+    SharedList<compute::ComputeInstance> instances;
+    SharedList<compute::RegionService> services;
   };
   struct Heartbeat {
     std::string last;  // the node's lastHeartbeat as last seen
@@ -86,6 +123,9 @@ class SchedulerController {
   std::map<std::string, Heartbeat> heartbeats_;      // loop thread only
   std::map<std::string, int> region_service_sizes_;  // "ns/name" → replicas, per round
   uint64_t round_ = 0;
+  // No Node at all, as of the last round: new instances are then created with the reason the
+  // scheduler would write (see ResourceManager::SetCreateStatusHint).
+  std::atomic<bool> no_nodes_{false};
 };
 
 // GET http://<address>/healthz answered 200 within the timeout. address = host:port.
