@@ -6,12 +6,13 @@
 # PHOTON_GRPC_LISTEN (127.0.0.1:8081), PHOTON_AGENT_VCPU (vCPUs the local agent offers; default
 # 4 per host core, so the examples all fit on a small machine — the scheduler itself never
 # places more than a node offers), PHOTON_DNS_LISTEN (flashdns DNS, UDP+TCP; 127.0.0.1:5353),
-# PHOTON_DNS_API (flashdns API; 127.0.0.1:5380).
+# PHOTON_DNS_API (flashdns API; 127.0.0.1:5380), PHOTON_S3_LISTEN (lightningstor S3 endpoint;
+# 127.0.0.1:9000).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/install-deps.sh
-bash scripts/build.sh photon-server photon flashdns $( [ -f src/agent/CMakeLists.txt ] && echo photon-agent )
+bash scripts/build.sh photon-server photon flashdns lightningstor $( [ -f src/agent/CMakeLists.txt ] && echo photon-agent )
 BIN="${PHOTON_BUILD_DIR:-$ROOT/build}"
 DATA="${PHOTON_DATA:-$HOME/.local/share/photon}"
 LISTEN="${PHOTON_LISTEN:-127.0.0.1:8080}"
@@ -55,6 +56,36 @@ cat >>"$SERVER_CONFIG" <<YAML
 YAML
 # --- end flashdns ---
 
+# --- lightningstor: S3 for Bucket objects (docs/providers.md, docs/lightningstor.md) ---
+S3_LISTEN="${PHOTON_S3_LISTEN:-127.0.0.1:9000}"
+S3_KEY="$DATA/lightningstor/photon-server.key"
+mkdir -p "$DATA/lightningstor"
+cat >"$DATA/lightningstor/lightningstor.yaml" <<YAML
+listen: $S3_LISTEN
+data_dir: $DATA/lightningstor
+region: local
+log_level: warn
+YAML
+if [ ! -s "$S3_KEY" ]; then
+  # The admin key photon-server signs with; created once, kept 0600 from the first byte.
+  (umask 077 && "$BIN/src/lightningstor/lightningstor" --config "$DATA/lightningstor/lightningstor.yaml" \
+    keys create photon-server >"$S3_KEY.tmp" && mv "$S3_KEY.tmp" "$S3_KEY")
+fi
+"$BIN/src/lightningstor/lightningstor" --config "$DATA/lightningstor/lightningstor.yaml" &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS "http://$S3_LISTEN/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://$S3_LISTEN/healthz" >/dev/null || { echo "lightningstor did not start" >&2; exit 1; }
+cat >>"$SERVER_CONFIG" <<YAML
+  - driver: lightningstor
+    endpoint: http://$S3_LISTEN
+    region: local
+    credentials_file: $S3_KEY
+YAML
+# --- end lightningstor ---
+
 "$BIN/src/server/photon-server" --config "$SERVER_CONFIG" --data-dir "$DATA/server" --listen "$LISTEN" --grpc-listen "$GRPC_LISTEN" &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -87,6 +118,7 @@ PhotonCloud is running.
   API:    http://$LISTEN   (gRPC on $GRPC_LISTEN)
   Token:  $DATA/server/admin.token
   DNS:    flashdns on $DNS_LISTEN (UDP/TCP), API http://$DNS_API
+  S3:     lightningstor on http://$S3_LISTEN (region local; key for aws: $S3_KEY)
 
 In another shell:
   export PHOTON_SERVER=http://$LISTEN
@@ -98,6 +130,8 @@ In another shell:
   photon list computeinstances
   photon create -f examples/dns.yaml          # a DNS zone and records, served by flashdns
   dig @${DNS_LISTEN%:*} -p ${DNS_LISTEN##*:} www.example.test +short
+  photon create -f examples/bucket.yaml       # an S3 bucket in lightningstor (default-photos)
+  photon get buckets photos -o yaml           # status.details: endpoint and S3 bucket name
 
 Ctrl-C stops PhotonCloud.
 MSG
