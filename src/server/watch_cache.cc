@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "server/kinds.h"
@@ -189,6 +190,7 @@ void WatchCache::Stop() {
 }
 
 void WatchCache::DispatchLoop() {
+  auto last_round = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   while (true) {
     std::vector<CacheEvent> batch;
     std::vector<std::shared_ptr<Subscriber>> subs;
@@ -197,6 +199,16 @@ void WatchCache::DispatchLoop() {
       std::unique_lock lock(mu_);
       dispatch_cv_.wait(lock, [&] { return stopping_ || !undispatched_.empty(); });
       if (stopping_) return;
+      // Rounds are spaced by ~20 µs per subscriber (2–50 ms): every round costs each
+      // subscriber a callback and each streaming watcher a socket write, so with 1,000
+      // watchers and a change every millisecond, unspaced rounds would mean a million writes a
+      // second. Spaced, each write carries every change of the interval.
+      const auto spacing =
+          std::clamp(std::chrono::microseconds(20 * subscribers_.size()),
+                     std::chrono::microseconds(2000), std::chrono::microseconds(50000));
+      dispatch_cv_.wait_until(lock, last_round + spacing, [&] { return stopping_; });
+      if (stopping_) return;
+      last_round = std::chrono::steady_clock::now();
       batch.swap(undispatched_);
       subs.reserve(subscribers_.size());
       for (auto& [id, sub] : subscribers_) subs.push_back(sub);
