@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -164,7 +165,7 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
       HttpResponse r = HttpResponse::Json(
           413, "{\"error\":{\"code\":\"INVALID_ARGUMENT\",\"message\":\"request body exceeds " +
                    std::to_string(options_->max_body_bytes) + " bytes\"}}");
-      SendPlain(r, false, /*linger=*/true);
+      SendPlain(std::move(r), false, /*linger=*/true);
       return;
     }
     if (ec) {
@@ -228,7 +229,7 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
       StartStream(std::move(resp));
       return;
     }
-    SendPlain(resp, keep_alive);
+    SendPlain(std::move(resp), keep_alive);
   }
 
   static std::string Head(const HttpResponse& r, bool keep_alive, bool chunked, size_t length) {
@@ -243,11 +244,14 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     return head;
   }
 
-  void SendPlain(const HttpResponse& r, bool keep_alive, bool linger = false) {
-    auto out = std::make_shared<std::string>(Head(r, keep_alive, false, r.body.size()));
-    *out += r.body;
+  void SendPlain(HttpResponse r, bool keep_alive, bool linger = false) {
+    // Head and body go out as two buffers: a list page of several MB is not copied again.
+    auto out = std::make_shared<std::pair<std::string, std::string>>(
+        Head(r, keep_alive, false, r.body.size()), std::move(r.body));
+    std::array<asio::const_buffer, 2> buffers = {asio::buffer(out->first),
+                                                 asio::buffer(out->second)};
     stream_.expires_after(std::chrono::seconds(60));
-    asio::async_write(stream_, asio::buffer(*out),
+    asio::async_write(stream_, buffers,
                       asio::bind_executor(strand_, [self = shared_from_this(), out, keep_alive,
                                                     linger](beast::error_code ec, size_t) {
                         if (!ec && linger) {

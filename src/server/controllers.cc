@@ -103,18 +103,20 @@ void Controllers::ReconcileOperation(const std::string& op_key) {
     ops_by_target_[target].insert(op_key);
   }
   if (HasPrefix(op.spec().verb(), "action:")) return;  // agents finish actions
-  auto obj = resources_->cache()->Get(target);
+  auto target_cached = resources_->cache()->Get(target);
+  auto obj =
+      target_cached ? target_cached->Decoded() : nullptr;  // held: the checks below point into it
   operation::OperationStatus next = op.status();
   if (op.spec().verb() == "delete") {
-    if (!obj || GetMetadata(*obj->Decoded()).id() != op.spec().target_id()) {
+    if (!obj || GetMetadata(*obj).id() != op.spec().target_id()) {
       next.set_state(operation::OperationStatus::DONE);
       next.set_message("deleted");
     }
   } else if (op.spec().verb() == "create") {
-    if (!obj || GetMetadata(*obj->Decoded()).id() != op.spec().target_id()) {
+    if (!obj || GetMetadata(*obj).id() != op.spec().target_id()) {
       next.set_state(operation::OperationStatus::FAILED);
       next.set_message("the object was deleted before it was ready");
-    } else if (const auto* st = GetStatus(*obj->Decoded())) {
+    } else if (const auto* st = GetStatus(*obj)) {
       switch (st->phase()) {
         case resource::ResourceStatus::RUNNING:
           next.set_state(operation::OperationStatus::DONE);

@@ -105,7 +105,8 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
       if (i) body += ',';
       body += MessageToJson((*events)[i]);
     }
-    return HttpResponse::Json(200, body + "]}");
+    body += "]}";
+    return HttpResponse::Json(200, std::move(body));
   }
   // /v1/tokens
   if (parts.size() == 2 && parts[1] == "tokens" && m == "POST") {
@@ -237,11 +238,15 @@ HttpResponse RestGateway::ListOrWatch(HttpRequest& req, const Principal& who, co
   std::string body = "{\"kind\":\"" + kind.kind + "List\",\"resourceVersion\":\"" +
                      r->resource_version + "\",\"continue\":" + JsonString(r->continue_token) +
                      ",\"items\":[";
+  body.reserve(body.size() + r->items.size() * 1024);
+  google::protobuf::Arena arena;
   for (size_t i = 0; i < r->items.size(); ++i) {
     if (i) body += ',';
-    r->items[i]->AppendJson(&body);
+    r->items[i]->AppendJson(&body, &arena);
+    if (i % 256 == 255) arena.Reset();  // bounded: a page may hold thousands
   }
-  return HttpResponse::Json(200, body + "]}");
+  body += "]}";
+  return HttpResponse::Json(200, std::move(body));
 }
 
 HttpResponse RestGateway::Watch(HttpRequest& req, const Principal& who, const KindInfo& kind,

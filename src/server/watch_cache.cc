@@ -92,21 +92,25 @@ std::string RegistryPrefix(const std::string& plural, const std::string& ns) {
 }
 
 std::shared_ptr<const google::protobuf::Message> CachedObject::Decoded() const {
-  std::call_once(decode_once_, [this] {
-    const KindInfo* kind = KindOfKey(key_);
-    if (!kind) return;
-    std::shared_ptr<google::protobuf::Message> msg(kind->prototype->New());
-    if (!msg->ParseFromString(value_)) return;
-    MutableMetadata(msg.get())->set_resource_version(std::to_string(mod_revision_));
-    decoded_ = std::move(msg);
-  });
-  return decoded_;
+  const KindInfo* kind = KindOfKey(key_);
+  if (!kind) return nullptr;
+  std::shared_ptr<google::protobuf::Message> msg(kind->prototype->New());
+  if (!msg->ParseFromString(value_)) return nullptr;
+  MutableMetadata(msg.get())->set_resource_version(std::to_string(mod_revision_));
+  return msg;
 }
 
-void CachedObject::AppendJson(std::string* out) const {
-  auto msg = Decoded();
+void CachedObject::AppendJson(std::string* out, google::protobuf::Arena* arena) const {
   const KindInfo* kind = KindOfKey(key_);
-  if (msg && kind) AppendToJson(*kind, *msg, out);
+  if (!kind) return;
+  if (!arena) {
+    if (auto msg = Decoded()) AppendToJson(*kind, *msg, out);
+    return;
+  }
+  google::protobuf::Message* msg = kind->prototype->New(arena);
+  if (!msg->ParseFromString(value_)) return;
+  MutableMetadata(msg)->set_resource_version(std::to_string(mod_revision_));
+  AppendToJson(*kind, *msg, out);
 }
 
 std::shared_ptr<const std::string> CacheEvent::Line() const {

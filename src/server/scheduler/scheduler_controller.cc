@@ -136,6 +136,9 @@ void SchedulerController::Run() {
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, tick, [&] { return stop_ || dirty_; });
       if (stop_) return;
+      // The tick drives the heartbeat clock; without a single Node there is none to watch,
+      // and a round (which decodes every instance) would find nothing to do.
+      if (!dirty_ && no_nodes_.load()) continue;
       dirty_ = false;
     }
     bool wrote = false;
