@@ -6,6 +6,11 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/install-deps.sh
 bash scripts/build.sh
-cd "${PHOTON_BUILD_DIR:-$ROOT/build}"
 # Tests start real daemons on port 0 and private temp dirs, so they can run in parallel.
-ctest --output-on-failure --timeout 600 -j "${PHOTON_TEST_JOBS:-2}" "$@"
+(cd "${PHOTON_BUILD_DIR:-$ROOT/build}" &&
+  ctest --output-on-failure --timeout 600 -j "${PHOTON_TEST_JOBS:-2}" "$@")
+# Then the in-process suites and the API suite under ASan/UBSan (build-asan/), unless only
+# some tests were asked for.
+if [ $# -eq 0 ]; then
+  bash scripts/test-sanitizers.sh
+fi
