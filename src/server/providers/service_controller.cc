@@ -1,6 +1,8 @@
 // See service_controller.h.
 #include "server/providers/service_controller.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -14,9 +16,23 @@ namespace {
 
 using Phase = resource::ResourceStatus;
 
+// Deterministic: status.details is a map, and protobuf serializes maps in hash order by
+// default, so two equal statuses could compare unequal — every status write would then look
+// like someone else's change and re-apply the object in a loop.
+std::string DeterministicBytes(const google::protobuf::Message& m) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
 std::string Fingerprint(const google::protobuf::Message& obj) {
   const auto* st = GetStatus(obj);
-  return SpecBytes(obj) + '\0' + (st ? st->SerializeAsString() : std::string());
+  return SpecBytes(obj) + '\0' + (st ? DeterministicBytes(*st) : std::string());
 }
 
 }  // namespace
