@@ -12,7 +12,7 @@ PKGS=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and clients used by tests and benchmarks
   etcd-server etcd-client curl ca-certificates python3 procps iproute2 psmisc
-  dnsutils nsd dnsperf awscli python3-boto3 nginx-light
+  dnsutils nsd knot dnsperf awscli python3-boto3 nginx-light
   clang libclang-rt-14-dev
   runc busybox-static
   qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools
@@ -33,8 +33,10 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts some daemons on install; our tests start their own on loopback ports.
-for svc in etcd nsd nginx; do
+# The knot unit is enabled on install; its daemon is named knotd.
+for svc in etcd nsd nginx knot; do
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
   $SUDO pkill -x "$svc" >/dev/null 2>&1 || true
 done
+$SUDO pkill -x knotd >/dev/null 2>&1 || true
 echo "install-deps: done"
