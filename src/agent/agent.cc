@@ -59,8 +59,8 @@ Agent::Agent(AgentOptions options) : options_(std::move(options)) {
   auto abs = std::filesystem::absolute(options_.data_dir, ec);
   if (!ec) options_.data_dir = abs.lexically_normal().string();
   std::string base = options_.server;
-  if (base.rfind("http://", 0) != 0) base = "http://" + base;
-  api_ = std::make_unique<ApiClient>(base);
+  if (base.rfind("http://", 0) != 0 && base.rfind("https://", 0) != 0) base = "http://" + base;
+  api_ = std::make_unique<ApiClient>(base, options_.ca_file);
   heartbeat_age_ = metrics_.GetGauge("photon_agent_last_heartbeat_timestamp_seconds",
                                      "Unix time of the last successful heartbeat");
   heartbeat_failures_ =

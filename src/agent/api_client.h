@@ -15,7 +15,9 @@ namespace photon::agent {
 
 class ApiClient {
  public:
-  explicit ApiClient(std::string base_url) : base_url_(std::move(base_url)) {}
+  // ca_file: the PEM CA an https:// server's certificate must chain to ("" = system CAs).
+  explicit ApiClient(std::string base_url, std::string ca_file = "")
+      : base_url_(std::move(base_url)), ca_file_(std::move(ca_file)) {}
 
   void SetToken(const std::string& token);
   const std::string& base_url() const { return base_url_; }
@@ -35,6 +37,7 @@ class ApiClient {
   std::string Token();
 
   std::string base_url_;
+  std::string ca_file_;
   std::mutex mu_;
   std::string token_;
 };

@@ -43,8 +43,8 @@ Status LoadConfigFile(const std::string& path, AgentOptions* o) {
   }
   if (!root.IsMap()) return absl::InvalidArgumentError("config " + path + ": want a mapping");
   static const std::set<std::string> kKeys = {
-      "server",           "tokenFile",     "dataDir", "name",     "labels",   "listen",
-      "heartbeatSeconds", "resyncSeconds", "workers", "capacity", "logLevel", "drivers"};
+      "server",           "caFile",        "tokenFile", "dataDir",  "name",     "labels", "listen",
+      "heartbeatSeconds", "resyncSeconds", "workers",   "capacity", "logLevel", "drivers"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
@@ -52,6 +52,7 @@ Status LoadConfigFile(const std::string& path, AgentOptions* o) {
         return absl::InvalidArgumentError("config " + path + ": unknown key '" + key + "'");
     }
     if (root["server"]) o->server = root["server"].as<std::string>();
+    if (root["caFile"]) o->ca_file = root["caFile"].as<std::string>();
     if (root["tokenFile"]) o->token_file = root["tokenFile"].as<std::string>();
     if (root["dataDir"]) o->data_dir = root["dataDir"].as<std::string>();
     if (root["name"]) o->name = root["name"].as<std::string>();
@@ -83,6 +84,9 @@ Status LoadConfigFile(const std::string& path, AgentOptions* o) {
 
 Status ValidateOptions(const AgentOptions& o) {
   if (o.server.empty()) return absl::InvalidArgumentError("server: required");
+  if (!o.ca_file.empty() && o.server.rfind("https://", 0) != 0) {
+    return absl::InvalidArgumentError("ca-file: only used with an https:// server");
+  }
   if (o.token_file.empty()) return absl::InvalidArgumentError("token-file: required");
   if (o.data_dir.empty()) return absl::InvalidArgumentError("data-dir: required");
   if (!std::regex_match(o.name, kDnsLabel) || o.name.size() > 63) {

@@ -12,7 +12,9 @@
 namespace photon::agent {
 
 struct AgentOptions {
-  std::string server;      // control plane REST address, HOST:PORT or http://HOST:PORT
+  // control plane REST address: HOST:PORT or http://HOST:PORT (plain), https://HOST:PORT
+  std::string server;
+  std::string ca_file;     // PEM CA the server's certificate must chain to (https only)
   std::string token_file;  // the server's join.token (used once, to join)
   std::string data_dir;    // credential, handles, provider state
   std::string name;        // node name (DNS label)
@@ -32,7 +34,7 @@ struct AgentOptions {
 
 // "k=v,k2=v2" into labels.
 Status ParseLabels(const std::string& text, std::map<std::string, std::string>* labels);
-// Reads a YAML file into options; keys: server, tokenFile, dataDir, name, labels (map),
+// Reads a YAML file into options; keys: server, caFile, tokenFile, dataDir, name, labels (map),
 // listen, heartbeatSeconds, resyncSeconds, workers, capacity {vcpu, memoryMb, diskGb},
 // logLevel, drivers {NAME: {key: value}}. Unknown keys are refused.
 Status LoadConfigFile(const std::string& path, AgentOptions* options);

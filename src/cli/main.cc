@@ -1,10 +1,11 @@
 // photon: the PhotonCloud command line. Talks to photon-server's REST API.
-// Server and token come from PHOTON_SERVER / PHOTON_TOKEN, or from the file `photon login`
-// writes (~/.config/photon/config.json, mode 0600).
+// Server, token and CA file come from PHOTON_SERVER / PHOTON_TOKEN / PHOTON_CA_FILE, or from
+// the file `photon login` writes (~/.config/photon/config.json, mode 0600).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -24,6 +25,7 @@ namespace {
 struct Globals {
   std::string server;
   std::string token;
+  std::string ca_file;  // PEM CA for an https:// server
   std::string ns = "default";
   std::string output = "table";
 };
@@ -41,12 +43,18 @@ std::string ConfigPath() {
 void LoadDefaults(Globals& g) {
   if (const char* s = getenv("PHOTON_SERVER")) g.server = s;
   if (const char* t = getenv("PHOTON_TOKEN")) g.token = t;
-  if (g.server.empty() || g.token.empty()) {
+  if (const char* c = getenv("PHOTON_CA_FILE")) g.ca_file = c;
+  if (g.server.empty() || g.token.empty() || g.ca_file.empty()) {
     auto text = photon::ReadFile(ConfigPath());
     if (text.ok()) {
       auto j = json::parse(*text, nullptr, false);
       if (j.is_object()) {
-        if (g.server.empty()) g.server = j.value("server", "");
+        const std::string saved = j.value("server", "");
+        // The saved CA belongs to the saved server, not to one named in the environment.
+        if (g.ca_file.empty() && (g.server.empty() || g.server == saved)) {
+          g.ca_file = j.value("ca_file", "");
+        }
+        if (g.server.empty()) g.server = saved;
         if (g.token.empty()) g.token = j.value("token", "");
       }
     }
@@ -56,7 +64,7 @@ void LoadDefaults(Globals& g) {
 }
 
 HttpClient Client(const Globals& g) {
-  auto c = HttpClient::Create(g.server, g.token);
+  auto c = HttpClient::Create(g.server, g.token, g.ca_file);
   if (!c.ok()) Die(std::string(c.status().message()));
   return *c;
 }
@@ -294,6 +302,8 @@ int main(int argc, char** argv) {
   Globals g;
   LoadDefaults(g);
   app.add_option("-s,--server", g.server, "server URL (env PHOTON_SERVER)");
+  app.add_option("--ca-file", g.ca_file,
+                 "PEM CA for an https:// server (env PHOTON_CA_FILE; login saves it)");
   app.add_option("-n,--namespace", g.ns, "namespace (project)");
   std::string file, selector, kind, name, id, action;
   bool all_ns = false;
@@ -378,6 +388,11 @@ int main(int argc, char** argv) {
     std::string dir = ConfigPath().substr(0, ConfigPath().rfind('/'));
     if (auto st = photon::MakeDirs(dir, 0700); !st.ok()) Die(std::string(st.message()));
     json cfg = {{"server", g.server}, {"token", tok}};
+    if (!g.ca_file.empty()) {
+      std::error_code ec;
+      auto abs = std::filesystem::absolute(g.ca_file, ec);
+      cfg["ca_file"] = ec ? g.ca_file : abs.string();
+    }
     if (auto st = photon::WriteFileAtomic(ConfigPath(), cfg.dump(2) + "\n", 0600); !st.ok()) {
       Die(std::string(st.message()));
     }

@@ -1,46 +1,145 @@
 #include "common/http_client.h"
 
+#include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <filesystem>
 #include <limits>
+
+#include "common/tls.h"
 
 namespace photon {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
-StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::string& token) {
+namespace {
+
+bool IsIp(const std::string& host) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+void CloseSocket(beast::tcp_stream& s) {
+  beast::error_code ec;
+  s.socket().shutdown(tcp::socket::shutdown_both, ec);
+}
+
+}  // namespace
+
+StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::string& token,
+                                        const std::string& ca_file) {
   std::string rest = base_url;
+  bool https = false;
   if (rest.rfind("http://", 0) == 0) {
     rest = rest.substr(7);
   } else if (rest.rfind("https://", 0) == 0) {
-    return absl::UnimplementedError("https:// URLs are not supported yet: " + base_url);
+    rest = rest.substr(8);
+    https = true;
+  } else if (rest.find("://") != std::string::npos) {
+    return absl::InvalidArgumentError("server URL '" + base_url + "': want http:// or https://");
   }
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   auto colon = rest.rfind(':');
   if (colon == std::string::npos || rest.find('/') != std::string::npos) {
-    return absl::InvalidArgumentError("server URL '" + base_url + "': want http://HOST:PORT");
+    return absl::InvalidArgumentError("server URL '" + base_url +
+                                      "': want http://HOST:PORT or https://HOST:PORT");
   }
   HttpClient c;
   c.host_ = rest.substr(0, colon);
+  if (c.host_.size() >= 2 && c.host_.front() == '[' && c.host_.back() == ']') {
+    c.host_ = c.host_.substr(1, c.host_.size() - 2);
+  }
   c.port_ = rest.substr(colon + 1);
   c.token_ = token;
+  c.ca_file_ = ca_file;
+  if (!https) return c;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  ctx->set_verify_mode(ssl::verify_peer);
+  beast::error_code ec;
+  if (ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    std::error_code fec;
+    if (!std::filesystem::is_regular_file(ca_file, fec)) {
+      return absl::InvalidArgumentError("CA file " + ca_file + ": no such file");
+    }
+    ctx->load_verify_file(ca_file, ec);
+  }
+  if (ec) {
+    return absl::InvalidArgumentError(
+        "CA file " + (ca_file.empty() ? std::string("(system)") : ca_file) + ": " + ec.message());
+  }
+  c.tls_ = std::move(ctx);
   return c;
+}
+
+// Connects (and for https completes a verified handshake), then runs fn(stream) on a
+// beast::tcp_stream or an SSL stream over one.
+template <typename Fn>
+auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
+    -> StatusOr<HttpResult> {
+  const std::string where = host_ + ":" + port_;
+  try {
+    asio::io_context io;
+    tcp::resolver resolver(io);
+    auto endpoints = resolver.resolve(host_, port_);
+    if (!tls_) {
+      beast::tcp_stream stream(io);
+      if (timeout) stream.expires_after(*timeout);
+      stream.connect(endpoints);
+      auto r = fn(stream);
+      CloseSocket(stream);
+      return r;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(io, *tls_);
+    auto& low = beast::get_lowest_layer(stream);
+    if (timeout) low.expires_after(*timeout);
+    low.connect(endpoints);
+    SSL* ssl = stream.native_handle();
+    // The certificate must name the host we dialled: an IP in an IP SAN, a name in a DNS SAN.
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    if (IsIp(host_)) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, host_.c_str());
+    } else {
+      SSL_set_tlsext_host_name(ssl, host_.c_str());
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      X509_VERIFY_PARAM_set1_host(param, host_.c_str(), host_.size());
+    }
+    beast::error_code ec;
+    stream.handshake(ssl::stream_base::client, ec);
+    if (ec) {
+      const long verify = SSL_get_verify_result(ssl);
+      if (verify != X509_V_OK) {
+        return absl::UnavailableError(
+            CertificateVerifyError(verify) + " (server " + where + ", trusting " +
+            (ca_file_.empty() ? std::string("the system CAs; set a CA file") : ca_file_) + ")");
+      }
+      return absl::UnavailableError("TLS handshake with " + where + " failed: " + ec.message());
+    }
+    auto r = fn(stream);
+    CloseSocket(low);
+    return r;
+  } catch (const std::exception& e) {
+    return absl::UnavailableError("cannot reach " + where + ": " + e.what());
+  }
 }
 
 StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string& target,
                                     const std::string& body, const std::string& content_type,
                                     const std::map<std::string, std::string>& headers) {
-  try {
-    asio::io_context io;
-    tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.expires_after(timeout_);
-    stream.connect(resolver.resolve(host_, port_));
+  return WithConnection(&timeout_, [&](auto& stream) -> StatusOr<HttpResult> {
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, host_);
     req.set(http::field::user_agent, user_agent_);
@@ -71,21 +170,13 @@ StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string
       for (auto& ch : name) ch = static_cast<char>(tolower(ch));
       out.headers[name] = std::string(f.value());
     }
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
     return out;
-  } catch (const std::exception& e) {
-    return absl::UnavailableError("cannot reach " + host_ + ":" + port_ + ": " + e.what());
-  }
+  });
 }
 
 StatusOr<HttpResult> HttpClient::Stream(const std::string& target,
                                         const std::function<bool(const std::string&)>& on_line) {
-  try {
-    asio::io_context io;
-    tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.connect(resolver.resolve(host_, port_));
+  return WithConnection(nullptr, [&](auto& stream) -> StatusOr<HttpResult> {
     http::request<http::empty_body> req{http::verb::get, target, 11};
     req.set(http::field::host, host_);
     if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
@@ -120,9 +211,7 @@ StatusOr<HttpResult> HttpClient::Stream(const std::string& target,
       }
     }
     return out;
-  } catch (const std::exception& e) {
-    return absl::UnavailableError("cannot reach " + host_ + ":" + port_ + ": " + e.what());
-  }
+  });
 }
 
 }  // namespace photon

@@ -7,20 +7,27 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <climits>
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
+
+#include "common/tls.h"
 
 namespace photon {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 std::string HttpRequest::Header(const std::string& lower_name) const {
   auto it = headers.find(lower_name);
@@ -96,19 +103,46 @@ const char* Reason(int status) {
   return http::obsolete_reason(static_cast<http::status>(status)).data();
 }
 
-// One client connection: reads requests in a keep-alive loop; a streaming response takes the
-// connection over until it ends.
-class Session : public std::enable_shared_from_this<Session>, public ResponseStream {
+class SessionBase : public ResponseStream {
  public:
-  Session(tcp::socket socket, const HttpHandler* handler, const HttpServerOptions* options)
-      : stream_(std::move(socket)),
+  // Only once the server's threads have stopped.
+  virtual void ForceClose() = 0;
+};
+
+// One client connection: reads requests in a keep-alive loop; a streaming response takes the
+// connection over until it ends. Stream is beast::tcp_stream (plain) or TlsStream.
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>>, public SessionBase {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+ public:
+  // stream_args: the accepted socket (and the SSL context for TLS).
+  template <typename... StreamArgs>
+  Session(const HttpHandler* handler, const HttpServerOptions* options, StreamArgs&&... stream_args)
+      : stream_(std::forward<StreamArgs>(stream_args)...),
         strand_(stream_.get_executor()),
         handler_(handler),
         options_(options) {}
 
-  void Start() { ReadRequest(); }
-  // Only once the server's threads have stopped.
-  void ForceClose() { Shutdown(); }
+  void Start() {
+    if constexpr (kTls) {
+      // A peer that connects and never completes the handshake must not hold a session.
+      Lowest().expires_after(std::chrono::seconds(10));
+      stream_.async_handshake(
+          ssl::stream_base::server,
+          asio::bind_executor(strand_, [self = this->shared_from_this()](beast::error_code ec) {
+            if (ec) {
+              spdlog::debug("{}: TLS handshake failed: {}", self->options_->name, ec.message());
+              self->Shutdown();
+              return;
+            }
+            self->ReadRequest();
+          }));
+    } else {
+      ReadRequest();
+    }
+  }
+  void ForceClose() override { Shutdown(); }
 
   // ResponseStream
   bool Write(std::string data) override {
@@ -148,16 +182,17 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
   }
 
  private:
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
   void ReadRequest() {
     parser_.emplace();
     parser_->body_limit(options_->max_body_bytes);
     parser_->header_limit(64 * 1024);
-    stream_.expires_after(std::chrono::seconds(300));
+    Lowest().expires_after(std::chrono::seconds(300));
     http::async_read(
         stream_, buffer_, *parser_,
-        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->OnRead(ec);
-        }));
+        asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                         beast::error_code ec, size_t) { self->OnRead(ec); }));
   }
 
   void OnRead(beast::error_code ec) {
@@ -213,7 +248,7 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     }
     req.body = std::move(msg.body());
     beast::error_code rec;
-    auto ep = stream_.socket().remote_endpoint(rec);
+    auto ep = Lowest().socket().remote_endpoint(rec);
     if (!rec) req.remote_address = ep.address().to_string();
     bool keep_alive = msg.keep_alive();
 
@@ -250,51 +285,53 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
         Head(r, keep_alive, false, r.body.size()), std::move(r.body));
     std::array<asio::const_buffer, 2> buffers = {asio::buffer(out->first),
                                                  asio::buffer(out->second)};
-    stream_.expires_after(std::chrono::seconds(60));
-    asio::async_write(stream_, buffers,
-                      asio::bind_executor(strand_, [self = shared_from_this(), out, keep_alive,
-                                                    linger](beast::error_code ec, size_t) {
-                        if (!ec && linger) {
-                          self->LingerClose();
-                          return;
-                        }
-                        if (ec || !keep_alive) {
-                          self->Shutdown();
-                          return;
-                        }
-                        self->ReadRequest();
-                      }));
+    Lowest().expires_after(std::chrono::seconds(60));
+    asio::async_write(
+        stream_, buffers,
+        asio::bind_executor(strand_, [self = this->shared_from_this(), out, keep_alive, linger](
+                                         beast::error_code ec, size_t) {
+          if (!ec && linger) {
+            self->LingerClose();
+            return;
+          }
+          if (ec || !keep_alive) {
+            self->Shutdown();
+            return;
+          }
+          self->ReadRequest();
+        }));
   }
 
   // After refusing a request whose body we did not read: closing at once would reset the
   // connection and the client could lose our answer, so half-close and drain for a while.
   void LingerClose() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(std::chrono::seconds(2));
+    Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    Lowest().expires_after(std::chrono::seconds(2));
     Drain();
   }
   void Drain() {
-    stream_.async_read_some(
-        asio::buffer(discard_),
-        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t) {
-          if (ec) {
-            self->Shutdown();
-            return;
-          }
-          self->Drain();
-        }));
+    stream_.async_read_some(asio::buffer(discard_),
+                            asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                                             beast::error_code ec, size_t) {
+                              if (ec) {
+                                self->Shutdown();
+                                return;
+                              }
+                              self->Drain();
+                            }));
   }
 
   void StartStream(HttpResponse resp) {
-    stream_.expires_never();
+    Lowest().expires_never();
     Enqueue(Head(resp, false, true, 0), false);
     // Detect a client that goes away: a read completes with an error.
     stream_.async_read_some(
         asio::buffer(discard_),
-        asio::bind_executor(
-            strand_, [self = shared_from_this()](beast::error_code, size_t) { self->Shutdown(); }));
-    resp.start_stream(shared_from_this());
+        asio::bind_executor(strand_, [self = this->shared_from_this()](beast::error_code, size_t) {
+          self->Shutdown();
+        }));
+    resp.start_stream(this->shared_from_this());
   }
 
   // A queued piece of output: own bytes, then shared ones, then a tail; the first `skip`
@@ -328,14 +365,14 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     std::unique_lock lock(mu_);
     if (!open_ || closing_) return false;
     if (last) closing_ = true;
-    if (!writing_ && queue_.empty()) {
+    if (!kTls && !writing_ && queue_.empty()) {
       // Nothing in flight: try the socket right here (for a watch, on the cache's dispatch
       // thread). A round of events for 1,000 watchers then costs 1,000 non-blocking sends
       // instead of 1,000 hand-offs to I/O threads; only what the socket does not take waits.
       const ssize_t sent = SendNow(data);
       if (sent < 0) {
         lock.unlock();
-        asio::post(strand_, [self = shared_from_this()] { self->Shutdown(); });
+        asio::post(strand_, [self = this->shared_from_this()] { self->Shutdown(); });
         return false;
       }
       size_t total = 0;
@@ -345,7 +382,7 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
         close_after_queue_ = true;
         writing_ = true;
         lock.unlock();
-        asio::post(strand_, [self = shared_from_this()] { self->WriteNext(); });
+        asio::post(strand_, [self = this->shared_from_this()] { self->WriteNext(); });
         return true;
       }
       data.skip += sent;
@@ -355,7 +392,7 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     if (!writing_) {
       writing_ = true;
       lock.unlock();
-      asio::post(strand_, [self = shared_from_this()] { self->WriteNext(); });
+      asio::post(strand_, [self = this->shared_from_this()] { self->WriteNext(); });
     }
     return true;
   }
@@ -363,6 +400,8 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
   // One non-blocking sendmsg of `p` (mu_ held, no write in flight). Bytes sent (0 when the
   // socket is full), or -1 when the connection is gone.
   ssize_t SendNow(const Pending& p) {
+    // TLS records are the SSL stream's business: its bytes never go to the socket directly.
+    if constexpr (kTls) return 0;
     iovec iov[IOV_MAX];
     int n = 0;
     bool fits = true;
@@ -380,7 +419,7 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
     msg.msg_iov = iov;
     msg.msg_iovlen = n;
     const ssize_t r =
-        ::sendmsg(stream_.socket().native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ::sendmsg(Lowest().socket().native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (r >= 0) return r;
     return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
   }
@@ -403,19 +442,24 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
           [&](const char* data, size_t n) { buffers->push_back(asio::buffer(data, n)); });
     }
     lock.unlock();
-    asio::async_write(stream_.socket(), *buffers,
-                      asio::bind_executor(strand_, [self = shared_from_this(), buffers, taken](
-                                                       beast::error_code ec, size_t) {
-                        {
-                          std::lock_guard lock(self->mu_);
-                          for (size_t i = 0; i < taken; ++i) self->queue_.pop_front();
-                        }
-                        if (ec) {
-                          self->Shutdown();
-                          return;
-                        }
-                        self->WriteNext();
-                      }));
+    auto done = asio::bind_executor(
+        strand_, [self = this->shared_from_this(), buffers, taken](beast::error_code ec, size_t) {
+          {
+            std::lock_guard lock(self->mu_);
+            for (size_t i = 0; i < taken; ++i) self->queue_.pop_front();
+          }
+          if (ec) {
+            self->Shutdown();
+            return;
+          }
+          self->WriteNext();
+        });
+    // Plain: straight to the socket (no timer: a watch is idle for long). TLS: through the SSL
+    // stream, which coalesces the small parts into records.
+    if constexpr (kTls)
+      asio::async_write(stream_, *buffers, std::move(done));
+    else
+      asio::async_write(Lowest().socket(), *buffers, std::move(done));
   }
 
   void Shutdown() {
@@ -427,12 +471,12 @@ class Session : public std::enable_shared_from_this<Session>, public ResponseStr
       cb = std::move(on_close_);
     }
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Lowest().socket().close(ec);
     if (cb) cb();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   asio::strand<asio::any_io_executor> strand_;
   const HttpHandler* handler_;
   const HttpServerOptions* options_;
@@ -452,9 +496,31 @@ class BeastHttpServer : public HttpServer {
  public:
   BeastHttpServer(HttpServerOptions options, HttpHandler handler)
       : options_(std::move(options)), handler_(std::move(handler)), acceptor_(io_) {}
+
+  // TLS 1.2 and newer only, with the given chain and key.
+  Status InitTls() {
+    if (options_.tls_cert.empty() != options_.tls_key.empty()) {
+      return absl::InvalidArgumentError(options_.name + ": TLS needs both a certificate and a key");
+    }
+    if (options_.tls_cert.empty()) return absl::OkStatus();
+    PHOTON_RETURN_IF_ERROR(CheckCertAndKey(options_.tls_cert, options_.tls_key));
+    try {
+      tls_.emplace(ssl::context::tls_server);
+      tls_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                        ssl::context::single_dh_use);
+      SSL_CTX_set_min_proto_version(tls_->native_handle(), TLS1_2_VERSION);
+      tls_->use_certificate_chain_file(options_.tls_cert);
+      tls_->use_private_key_file(options_.tls_key, ssl::context::pem);
+    } catch (const std::exception& e) {
+      return absl::InvalidArgumentError(options_.name + ": TLS: " + e.what());
+    }
+    return absl::OkStatus();
+  }
   ~BeastHttpServer() override { Stop(); }
 
   Status Listen() {
+    PHOTON_RETURN_IF_ERROR(InitTls());
     std::string host;
     int port = 0;
     PHOTON_RETURN_IF_ERROR(ParseHostPort(options_.listen, &host, &port));
@@ -505,16 +571,24 @@ class BeastHttpServer : public HttpServer {
       } else {
         beast::error_code nec;
         s.set_option(tcp::no_delay(true), nec);
-        auto session = std::make_shared<Session>(std::move(s), &handler_, &options_);
-        {
-          std::lock_guard lock(sessions_mu_);
-          std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
-          sessions_.push_back(session);
+        if (tls_) {
+          Track(std::make_shared<Session<TlsStream>>(&handler_, &options_, std::move(s), *tls_));
+        } else {
+          Track(std::make_shared<Session<beast::tcp_stream>>(&handler_, &options_, std::move(s)));
         }
-        session->Start();
       }
       Accept();
     });
+  }
+
+  template <typename S>
+  void Track(std::shared_ptr<S> session) {
+    {
+      std::lock_guard lock(sessions_mu_);
+      std::erase_if(sessions_, [](const std::weak_ptr<SessionBase>& w) { return w.expired(); });
+      sessions_.push_back(session);
+    }
+    session->Start();
   }
 
   HttpServerOptions options_;
@@ -525,7 +599,8 @@ class BeastHttpServer : public HttpServer {
   std::atomic<bool> stopped_{false};
   int port_ = 0;
   std::mutex sessions_mu_;
-  std::vector<std::weak_ptr<Session>> sessions_;
+  std::vector<std::weak_ptr<SessionBase>> sessions_;
+  std::optional<ssl::context> tls_;
 };
 
 }  // namespace
@@ -534,7 +609,8 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions&
                                                         HttpHandler handler) {
   auto server = std::make_unique<BeastHttpServer>(options, std::move(handler));
   PHOTON_RETURN_IF_ERROR(server->Listen());
-  spdlog::info("{}: listening on port {}", options.name, server->port());
+  spdlog::info("{}: listening on port {}{}", options.name, server->port(),
+               options.tls_cert.empty() ? "" : " (TLS)");
   return std::unique_ptr<HttpServer>(std::move(server));
 }
 

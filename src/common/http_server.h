@@ -64,6 +64,10 @@ struct HttpServerOptions {
   int threads = 4;
   size_t max_body_bytes = 4 << 20;  // larger bodies get 413 and are never read whole
   std::string name = "http";        // for logs
+  // PEM certificate chain and private key: when set, the listener speaks HTTPS only
+  // (TLS 1.2+); a plain HTTP request on it fails the handshake and is closed.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 class HttpServer {

@@ -27,6 +27,11 @@ int main(int argc, char** argv) {
                  "ms without a node heartbeat before it is DOWN and its computes move");
   app.add_flag("--scheduler-binpack", opts.scheduler_binpack,
                "fill the fullest node that fits instead of the emptiest");
+  app.add_option("--tls", opts.tls,
+                 "auto (TLS unless listening on loopback only) | on | off; default auto");
+  app.add_option("--tls-cert", opts.tls_cert,
+                 "PEM certificate chain for REST and gRPC (default: generated in DATA_DIR/tls)");
+  app.add_option("--tls-key", opts.tls_key, "PEM private key of --tls-cert");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   // Parse once to find --config, load it, then parse again so flags override the file.
   CLI11_PARSE(app, argc, argv);

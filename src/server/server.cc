@@ -10,6 +10,7 @@
 #include "common/file_util.h"
 #include "common/http_server.h"
 #include "common/metrics.h"
+#include "common/tls.h"
 #include "server/auth.h"
 #include "server/controllers.h"
 #include "server/grpc_service.h"
@@ -49,6 +50,40 @@ Status Bootstrap(Authenticator* auth, const std::string& data_dir) {
   return absl::OkStatus();
 }
 
+// Decides TLS for both listeners and finds (or makes) the certificate: options_.tls_cert/key
+// set on return when TLS is on; *ca the generated CA, if any.
+Status ResolveTls(ServerOptions* o, std::string* ca) {
+  if (o->tls != "auto" && o->tls != "on" && o->tls != "off") {
+    return absl::InvalidArgumentError("tls: '" + o->tls + "' is not auto, on or off");
+  }
+  if (o->tls_cert.empty() != o->tls_key.empty()) {
+    return absl::InvalidArgumentError("tls_cert and tls_key go together: give both or neither");
+  }
+  std::string rest_host, grpc_host;
+  int port = 0;
+  PHOTON_RETURN_IF_ERROR(ParseHostPort(o->listen, &rest_host, &port));
+  PHOTON_RETURN_IF_ERROR(ParseHostPort(o->grpc_listen, &grpc_host, &port));
+  if (o->tls == "off") {
+    if (!o->tls_cert.empty()) {
+      return absl::InvalidArgumentError("tls: off contradicts tls_cert " + o->tls_cert);
+    }
+    if (!IsLoopbackHost(rest_host) || !IsLoopbackHost(grpc_host)) {
+      spdlog::warn("tls: off on a non-loopback listener: tokens cross the network in clear text");
+    }
+    return absl::OkStatus();
+  }
+  if (!o->tls_cert.empty()) return CheckCertAndKey(o->tls_cert, o->tls_key);
+  // Loopback traffic never leaves the host: plain HTTP there unless TLS is asked for.
+  if (o->tls == "auto" && IsLoopbackHost(rest_host) && IsLoopbackHost(grpc_host)) {
+    return absl::OkStatus();
+  }
+  PHOTON_ASSIGN_OR_RETURN(TlsFiles files, EnsureSelfSignedTls(o->data_dir, {rest_host, grpc_host}));
+  o->tls_cert = files.cert;
+  o->tls_key = files.key;
+  *ca = files.ca_cert;
+  return absl::OkStatus();
+}
+
 class ServerImpl : public Server {
  public:
   explicit ServerImpl(ServerOptions options) : options_(std::move(options)) {}
@@ -56,6 +91,7 @@ class ServerImpl : public Server {
 
   Status Init() {
     PHOTON_RETURN_IF_ERROR(MakeDirs(options_.data_dir, 0700));
+    PHOTON_RETURN_IF_ERROR(ResolveTls(&options_, &ca_file_));
     PHOTON_ASSIGN_OR_RETURN(
         store_, store::OpenStore({.spec = options_.store, .data_dir = options_.data_dir}));
     auth_ = std::make_unique<Authenticator>(store_.get());
@@ -105,26 +141,45 @@ class ServerImpl : public Server {
     http.threads = options_.http_threads;
     http.max_body_bytes = options_.max_body_bytes;
     http.name = "photon-server rest";
+    http.tls_cert = options_.tls_cert;
+    http.tls_key = options_.tls_key;
     PHOTON_ASSIGN_OR_RETURN(
         http_, HttpServer::Start(http, [this](HttpRequest& r) { return rest_->Handle(r); }));
 
     grpc_service_ = std::make_unique<GrpcResourceService>(resources_.get(), auth_.get(), &metrics_);
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(options_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+    std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+    if (!options_.tls_cert.empty()) {
+      grpc::SslServerCredentialsOptions ssl;
+      PHOTON_ASSIGN_OR_RETURN(std::string cert, ReadFile(options_.tls_cert));
+      PHOTON_ASSIGN_OR_RETURN(std::string key, ReadFile(options_.tls_key));
+      ssl.pem_key_cert_pairs.push_back({key, cert});
+      creds = grpc::SslServerCredentials(ssl);
+    }
+    builder.AddListeningPort(options_.grpc_listen, creds, &grpc_port_);
     builder.RegisterService(grpc_service_.get());
     builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_body_bytes));
     grpc_ = builder.BuildAndStart();
     if (!grpc_ || grpc_port_ == 0) {
       return absl::UnavailableError("gRPC: cannot listen on " + options_.grpc_listen);
     }
-    spdlog::info("photon-server: REST on port {}, gRPC on port {}, store {}", http_->port(),
-                 grpc_port_, store_->Backend());
+    spdlog::info("photon-server: REST ({}) on port {}, gRPC{} on port {}, store {}", scheme(),
+                 http_->port(), options_.tls_cert.empty() ? "" : " (TLS)", grpc_port_,
+                 store_->Backend());
+    if (!ca_file_.empty()) {
+      spdlog::info("tls: serving the generated certificate {}; clients trust the CA {}",
+                   options_.tls_cert, ca_file_);
+      spdlog::info("  export PHOTON_SERVER=https://HOST:{} PHOTON_CA_FILE={}", http_->port(),
+                   ca_file_);
+    }
     return absl::OkStatus();
   }
 
   int http_port() const override { return http_ ? http_->port() : 0; }
   int grpc_port() const override { return grpc_port_; }
   std::string admin_token_path() const override { return options_.data_dir + "/admin.token"; }
+  std::string scheme() const override { return options_.tls_cert.empty() ? "http" : "https"; }
+  std::string ca_file() const override { return ca_file_; }
 
   void Stop() override {
     if (stopped_) return;
@@ -154,6 +209,7 @@ class ServerImpl : public Server {
   std::unique_ptr<GrpcResourceService> grpc_service_;
   std::unique_ptr<grpc::Server> grpc_;
   int grpc_port_ = 0;
+  std::string ca_file_;
   bool stopped_ = false;
 };
 
@@ -238,6 +294,12 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->scheduler_binpack = v.as<bool>();
       else if (key == "provider_resync_s")
         options->provider_resync_s = v.as<int>();
+      else if (key == "tls")
+        options->tls = v.as<std::string>();
+      else if (key == "tls_cert")
+        options->tls_cert = v.as<std::string>();
+      else if (key == "tls_key")
+        options->tls_key = v.as<std::string>();
       else if (key == "providers") {
         PHOTON_RETURN_IF_ERROR(LoadProviders(path, v, &options->providers));
       } else

@@ -31,6 +31,12 @@ struct ServerOptions {
   // Server-side service providers (docs/providers.md): who realizes DnsZone, DnsRecord, ...
   std::vector<ProviderConfig> providers;
   int provider_resync_s = 60;  // every object applied again, orphans removed
+  // TLS for REST and gRPC (docs/api.md#tls). auto: TLS unless both listeners are on loopback;
+  // on: always; off: never (plain HTTP even across hosts). Without tls_cert/tls_key, TLS uses a
+  // CA and server certificate generated in DATA_DIR/tls on first start.
+  std::string tls = "auto";
+  std::string tls_cert;  // PEM chain
+  std::string tls_key;   // PEM key
 };
 
 class Server {
@@ -41,6 +47,10 @@ class Server {
   virtual int http_port() const = 0;
   virtual int grpc_port() const = 0;
   virtual std::string admin_token_path() const = 0;
+  // "https" or "http": what the REST listener speaks (gRPC follows it).
+  virtual std::string scheme() const { return "http"; }
+  // The generated CA clients should trust; empty with a given certificate or without TLS.
+  virtual std::string ca_file() const { return ""; }
   virtual void Stop() = 0;
 };
 
