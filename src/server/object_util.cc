@@ -2,6 +2,8 @@
 
 #include <absl/strings/match.h>
 #include <arpa/inet.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include <algorithm>
 #include <map>
@@ -48,8 +50,15 @@ const resource::ResourceStatus* GetStatus(const Message& obj) {
 std::string SpecBytes(const Message& obj) {
   auto* f = Field(obj, "spec");
   if (!f) return "";
+  // Deterministic: map fields (env, ...) otherwise serialise in hash order, and an unchanged
+  // spec would look changed and bump the generation.
   std::string out;
-  obj.GetReflection()->GetMessage(obj, f).SerializeToString(&out);
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    obj.GetReflection()->GetMessage(obj, f).SerializeToCodedStream(&coded);
+  }
   return out;
 }
 

@@ -71,3 +71,21 @@ TEST(LabelSelector, MatchesKubernetesSyntax) {
 
 }  // namespace
 }  // namespace photon::server
+
+namespace photon::server {
+namespace {
+
+TEST(SpecBytes, SameSpecSameBytesWhateverTheMapOrder) {
+  // Generation bumps when SpecBytes differ: an unchanged spec with a map must not look changed.
+  compute::ComputeInstance a, b;
+  for (int i = 0; i < 50; ++i)
+    (*a.mutable_spec()->mutable_process()->mutable_env())["K" + std::to_string(i)] = "v";
+  for (int i = 49; i >= 0; --i)
+    (*b.mutable_spec()->mutable_process()->mutable_env())["K" + std::to_string(i)] = "v";
+  EXPECT_EQ(SpecBytes(a), SpecBytes(b));
+  (*b.mutable_spec()->mutable_process()->mutable_env())["K7"] = "w";
+  EXPECT_NE(SpecBytes(a), SpecBytes(b));
+}
+
+}  // namespace
+}  // namespace photon::server
