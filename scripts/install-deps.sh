@@ -33,10 +33,12 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts some daemons on install; our tests start their own on loopback ports.
-# The knot unit is enabled on install; its daemon is named knotd.
-for svc in etcd nsd nginx knot; do
+for svc in etcd nsd nginx; do
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
   $SUDO pkill -x "$svc" >/dev/null 2>&1 || true
 done
-$SUDO pkill -x knotd >/dev/null 2>&1 || true
+# knot: stopped through its own control socket (/run/knot), not by process name, so the
+# knotd instances that benchmarks run on their own sockets at the time keep running.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now knot >/dev/null 2>&1 || true; fi
+if [ -x /etc/init.d/knot ]; then $SUDO /etc/init.d/knot stop >/dev/null 2>&1 || true; fi
 echo "install-deps: done"
