@@ -128,15 +128,22 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
     if constexpr (kTls) {
       // A peer that connects and never completes the handshake must not hold a session.
       Lowest().expires_after(std::chrono::seconds(10));
-      stream_.async_handshake(
-          ssl::stream_base::server,
-          asio::bind_executor(strand_, [self = this->shared_from_this()](beast::error_code ec) {
+      // The first bytes decide: a TLS handshake opens with a record of type 0x16; anything
+      // else is most likely plain HTTP, which gets a readable 400 instead of a dropped
+      // connection. The bytes read are handed to the handshake.
+      Lowest().async_read_some(
+          hello_.prepare(4096), asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                                                 beast::error_code ec, size_t n) {
             if (ec) {
-              spdlog::debug("{}: TLS handshake failed: {}", self->options_->name, ec.message());
               self->Shutdown();
               return;
             }
-            self->ReadRequest();
+            self->hello_.commit(n);
+            if (n > 0 && *static_cast<const unsigned char*>(self->hello_.data().data()) != 0x16) {
+              self->RefusePlainHttp();
+              return;
+            }
+            self->Handshake();
           }));
     } else {
       ReadRequest();
@@ -183,6 +190,40 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
 
  private:
   beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
+  void Handshake() {
+    if constexpr (kTls) {
+      stream_.async_handshake(
+          ssl::stream_base::server, hello_.data(),
+          asio::bind_executor(
+              strand_, [self = this->shared_from_this()](beast::error_code ec, size_t used) {
+                if (ec) {
+                  spdlog::debug("{}: TLS handshake failed: {}", self->options_->name, ec.message());
+                  self->Shutdown();
+                  return;
+                }
+                self->hello_.consume(used);
+                self->ReadRequest();
+              }));
+    }
+  }
+
+  void RefusePlainHttp() {
+    static const std::string kBody = "this port speaks HTTPS: use https:// and the server's CA\n";
+    static const std::string kAnswer =
+        "HTTP/1.1 400 Bad Request\r\nServer: photon\r\nContent-Type: text/plain\r\n"
+        "Connection: close\r\nContent-Length: " +
+        std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
+    asio::async_write(Lowest(), asio::buffer(kAnswer),
+                      asio::bind_executor(
+                          strand_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                            if (ec) {
+                              self->Shutdown();
+                              return;
+                            }
+                            self->LingerClose();
+                          }));
+  }
 
   void ReadRequest() {
     parser_.emplace();
@@ -310,16 +351,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
     Lowest().expires_after(std::chrono::seconds(2));
     Drain();
   }
+  // Raw bytes, also under TLS: they are thrown away, and the refusal of plain HTTP on a TLS
+  // port has no TLS session to read through.
   void Drain() {
-    stream_.async_read_some(asio::buffer(discard_),
-                            asio::bind_executor(strand_, [self = this->shared_from_this()](
-                                                             beast::error_code ec, size_t) {
-                              if (ec) {
-                                self->Shutdown();
-                                return;
-                              }
-                              self->Drain();
-                            }));
+    Lowest().async_read_some(asio::buffer(discard_),
+                             asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                                              beast::error_code ec, size_t) {
+                               if (ec) {
+                                 self->Shutdown();
+                                 return;
+                               }
+                               self->Drain();
+                             }));
   }
 
   void StartStream(HttpResponse resp) {
@@ -481,6 +524,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
   const HttpHandler* handler_;
   const HttpServerOptions* options_;
   beast::flat_buffer buffer_;
+  beast::flat_buffer hello_;  // TLS: the first bytes, read before the handshake
   std::optional<http::request_parser<http::string_body>> parser_;
   char discard_[512];
   std::deque<Pending> queue_;

@@ -182,7 +182,9 @@ TEST_F(TlsServer, PlainHttpToTheTlsPortFails) {
   ASSERT_TRUE(plain.ok());
   plain->set_timeout(std::chrono::seconds(5));
   auto r = plain->Do("GET", "/healthz");
-  EXPECT_FALSE(r.ok() && r->status == 200);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("speaks HTTPS"), std::string::npos) << r->body;
 }
 
 TEST_F(TlsServer, Curl) {
