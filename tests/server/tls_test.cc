@@ -336,3 +336,36 @@ TEST(TlsFiles, ServerCertificateIsIssuedAgainForANewHostAndTheCaKept) {
 
 }  // namespace
 }  // namespace photon::testing
+
+namespace photon::testing {
+namespace {
+
+TEST(TlsConfig, KeysLoadAndBadValuesAreRefusedAtStart) {
+  std::string dir = MakeTempDir("tls-config");
+  ASSERT_TRUE(
+      WriteFileAtomic(dir + "/c.yaml", "tls: on\ntls_cert: /x.crt\ntls_key: /x.key\n").ok());
+  server::ServerOptions o;
+  ASSERT_TRUE(server::LoadServerConfig(dir + "/c.yaml", &o).ok());
+  EXPECT_EQ(o.tls, "on");
+  EXPECT_EQ(o.tls_cert, "/x.crt");
+  EXPECT_EQ(o.tls_key, "/x.key");
+
+  auto start = [&](server::ServerOptions opts) {
+    opts.data_dir = dir + "/data";
+    opts.listen = "127.0.0.1:0";
+    opts.grpc_listen = "127.0.0.1:0";
+    return server::Server::Start(opts).status();
+  };
+  server::ServerOptions bad;
+  bad.tls = "maybe";
+  EXPECT_NE(start(bad).message().find("not auto, on or off"), std::string::npos);
+  bad = {};
+  bad.tls_cert = "/x.crt";
+  EXPECT_NE(start(bad).message().find("give both or neither"), std::string::npos);
+  bad.tls_key = "/x.key";
+  EXPECT_NE(start(bad).message().find("/x.crt"), std::string::npos) << start(bad);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace photon::testing
