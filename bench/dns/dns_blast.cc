@@ -3,7 +3,9 @@
 // sends precomputed queries with sendmmsg and reads answers with recvmmsg, keeping a fixed
 // number outstanding, to find the server's own ceiling.
 //   dns_blast PORT QUERY_FILE SECONDS [WINDOW=256]
-// QUERY_FILE: dnsperf format, one "name type" per line. Prints "qps N sent N received N".
+// QUERY_FILE: dnsperf format, one "name type" per line. Prints
+// "qps N sent N received N p50_us N p99_us N": the latencies are those of a saturated server
+// (a full window), the tail a client sees when the server is the bottleneck.
 // Single-threaded.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -109,6 +112,12 @@ int main(int argc, char** argv) {
     recv_msgs[i].msg_hdr.msg_iov = &recv_iov[i];
     recv_msgs[i].msg_hdr.msg_iovlen = 1;
   }
+  // Send time by query ID; the window is far below 65536, so an ID is never reused while its
+  // answer can still be expected.
+  std::vector<double> sent_at(65536, 0.0);
+  // Latency histogram in 1 µs buckets up to 1 s (the last bucket takes the rest): fixed
+  // memory whatever the rate, exact to the microsecond where the percentiles fall.
+  std::vector<uint64_t> hist(1000001, 0);
   uint64_t sent = 0, received = 0;
   size_t next = 0;
   uint16_t id = 0;
@@ -124,6 +133,7 @@ int main(int argc, char** argv) {
       ++id;
       q[0] = static_cast<char>(id >> 8);
       q[1] = static_cast<char>(id);
+      sent_at[id] = now;
       out_iov[n] = {q.data(), q.size()};
       memset(&out[n], 0, sizeof(mmsghdr));
       out[n].msg_hdr.msg_iov = &out_iov[n];
@@ -139,6 +149,15 @@ int main(int argc, char** argv) {
     }
     int r = recvmmsg(fd, recv_msgs, kBatch, MSG_WAITFORONE, nullptr);
     if (r > 0) {
+      double got = Now();
+      for (int i = 0; i < r; ++i) {
+        if (recv_msgs[i].msg_len < 2) continue;
+        uint16_t rid = static_cast<uint16_t>(recv_buf[i][0] << 8 | recv_buf[i][1]);
+        if (sent_at[rid] == 0.0) continue;
+        auto us = static_cast<size_t>((got - sent_at[rid]) * 1e6);
+        ++hist[std::min(us, hist.size() - 1)];
+        sent_at[rid] = 0.0;
+      }
       received += static_cast<uint64_t>(r);
       outstanding -= r;
       if (outstanding < 0) outstanding = 0;
@@ -149,8 +168,26 @@ int main(int argc, char** argv) {
     }
   }
   double elapsed = Now() - start;
-  printf("qps %.0f sent %llu received %llu\n", static_cast<double>(received) / elapsed,
-         static_cast<unsigned long long>(sent), static_cast<unsigned long long>(received));
+  auto percentile = [&](double p) -> size_t {
+    uint64_t total = 0;
+    for (uint64_t c : hist) total += c;
+    auto rank = static_cast<uint64_t>(p * static_cast<double>(total));
+    uint64_t seen = 0;
+    for (size_t us = 0; us < hist.size(); ++us) {
+      seen += hist[us];
+      if (seen > rank) return us;
+    }
+    return hist.size() - 1;
+  };
+  if (received == 0) {
+    printf("qps 0 sent %llu received 0 p50_us nan p99_us nan\n",
+           static_cast<unsigned long long>(sent));
+    close(fd);
+    return 1;
+  }
+  printf("qps %.0f sent %llu received %llu p50_us %zu p99_us %zu\n",
+         static_cast<double>(received) / elapsed, static_cast<unsigned long long>(sent),
+         static_cast<unsigned long long>(received), percentile(0.50), percentile(0.99));
   close(fd);
   return 0;
 }
