@@ -20,6 +20,7 @@ BUILD = sys.argv.pop(1) if len(sys.argv) > 1 else "build"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "flashdns"))
 import harness  # noqa: E402  (flashdns's own test harness: daemons, free ports, dig)
+from provider_harness import Http, start_photon_server, wait_until  # noqa: E402
 
 SERVER = os.path.join(BUILD, "src/server/photon-server")
 FLASHDNS = os.path.join(BUILD, "src/flashdns/flashdns")
@@ -32,40 +33,6 @@ $TTL 300
 ns1 IN A   192.0.2.53
 www IN A   192.0.2.80
 """
-
-
-def wait_until(what, fn, timeout=15.0):
-    """Polls fn() until it returns something truthy; fails the test naming `what`."""
-    end = time.time() + timeout
-    last = None
-    while time.time() < end:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
-
-
-class Http:
-    def __init__(self, base, token):
-        self.base, self.token = base, token
-
-    def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", "Bearer " + self.token)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                text = r.read().decode()
-                return r.status, (json.loads(text) if text.strip().startswith("{") else text)
-        except urllib.error.HTTPError as e:
-            text = e.read().decode()
-            try:
-                return e.code, json.loads(text)
-            except ValueError:
-                return e.code, text
 
 
 class DnsProviderTest(unittest.TestCase):
@@ -100,21 +67,7 @@ class DnsProviderTest(unittest.TestCase):
     @classmethod
     def start_server(cls, config=None, port=None, data=None):
         port = port or cls.port
-        d = harness.Daemon([SERVER, "--config", config or cls.config, "--data-dir",
-                            data or cls.data, "--listen", "127.0.0.1:%d" % port,
-                            "--grpc-listen", "127.0.0.1:%d" % harness.free_port(),
-                            "--log-level", "info"],
-                           os.path.join(cls.tmp, "server-%d.log" % port))
-
-        def healthy():
-            try:
-                urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=1)
-                return True
-            except OSError:
-                if d.proc.poll() is not None:
-                    raise AssertionError("photon-server exited:\n" + d.output())
-                return False
-        wait_until("photon-server /healthz", healthy)
+        d = start_photon_server(SERVER, config or cls.config, data or cls.data, port, cls.tmp)
         if port == cls.port:
             cls.server = d
         return d
