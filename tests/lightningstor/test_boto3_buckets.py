@@ -51,8 +51,22 @@ class BucketTest(unittest.TestCase):
 
     def test_bucket_tagging(self):
         # Tags given at creation are stored with the bucket (photon-server marks its buckets so).
-        self.s3.create_bucket(Bucket="tagged", CreateBucketConfiguration={
-            "Tags": [{"Key": "photon:owner", "Value": "photon:buckets/a/b"}]})
+        # Debian 12's botocore predates Tags in CreateBucketConfiguration: they are written into
+        # the request's XML before it is signed.
+        tags = ("<Tags><Tag><Key>photon:owner</Key><Value>photon:buckets/a/b</Value></Tag>"
+                "</Tags>")
+
+        def add_tags(request, **_):
+            body = request.data.decode() if request.data else (
+                '<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                "</CreateBucketConfiguration>")
+            request.data = body.replace("</CreateBucketConfiguration>",
+                                        tags + "</CreateBucketConfiguration>").encode()
+        self.s3.meta.events.register("before-sign.s3.CreateBucket", add_tags)
+        try:
+            self.s3.create_bucket(Bucket="tagged")
+        finally:
+            self.s3.meta.events.unregister("before-sign.s3.CreateBucket", add_tags)
         self.assertEqual(self.s3.get_bucket_tagging(Bucket="tagged")["TagSet"],
                          [{"Key": "photon:owner", "Value": "photon:buckets/a/b"}])
         self.s3.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": [

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <iostream>
 #include <thread>
 
 #include "photon/compute.pb.h"
@@ -25,6 +27,13 @@
 
 namespace photon::testing {
 namespace {
+
+bool Resolves(const std::string& host) {
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, nullptr, &res);
+  if (res) freeaddrinfo(res);
+  return rc == 0;
+}
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -133,6 +142,12 @@ TEST_F(TlsServer, GeneratedFilesAndKeyModes) {
 
 TEST_F(TlsServer, RestWithTheCaWorksByIpAndName) {
   for (std::string host : {"127.0.0.1", "localhost"}) {
+    if (host == "localhost" && !Resolves(host)) {
+      // A bare chroot may have no /etc/hosts; the certificate's DNS name is still checked
+      // through gRPC's target-name override below.
+      std::cerr << "note: 'localhost' does not resolve here; the by-name leg is skipped\n";
+      continue;
+    }
     auto c = cli::HttpClient::Create("https://" + host + ":" + std::to_string(port_), token_, ca_);
     ASSERT_TRUE(c.ok()) << c.status();
     auto r = c->Do("POST", "/v1/namespaces/default/computeinstances",
@@ -227,8 +242,11 @@ TEST_F(TlsServer, Cli) {
 TEST_F(TlsServer, GrpcWithSslCredentials) {
   grpc::SslCredentialsOptions ssl;
   ssl.pem_root_certs = *ReadFile(ca_);
-  auto channel =
-      grpc::CreateChannel("localhost:" + std::to_string(grpc_port_), grpc::SslCredentials(ssl));
+  // By address, checking the certificate for the name "localhost": no resolver involved.
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
+  auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(grpc_port_),
+                                           grpc::SslCredentials(ssl), args);
   auto stub = api::ResourceService::NewStub(channel);
   compute::ComputeInstance ci;
   ci.mutable_metadata()->set_name("grpc-tls");
