@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/xml_escape.h"
 
 namespace photon::lightningstor {
 
@@ -26,7 +27,7 @@ class XmlWriter {
   std::string out_;
 };
 
-std::string XmlEscape(std::string_view s);
+using photon::XmlEscape;  // common/xml_escape.h
 
 struct XmlNode {
   std::string name;  // local name, namespace prefix removed

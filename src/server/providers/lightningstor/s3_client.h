@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/xml_escape.h"
 
 namespace photon::server::s3 {
 
@@ -67,6 +68,6 @@ class Client {
 // inner XML as is (to read children from it).
 std::vector<std::string> XmlTexts(const std::string& xml, const std::string& tag, bool raw = false);
 std::string XmlText(const std::string& xml, const std::string& tag);  // first, or ""
-std::string XmlEscape(const std::string& s);
+using photon::XmlEscape;                                              // common/xml_escape.h
 
 }  // namespace photon::server::s3
