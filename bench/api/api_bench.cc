@@ -156,7 +156,8 @@ void StartServer(const std::string& bin, ServerProc* s, const std::string& dir =
     std::string l = "127.0.0.1:" + std::to_string(s->http_port);
     std::string g = "127.0.0.1:" + std::to_string(s->grpc_port);
     execl(bin.c_str(), "photon-server", "--data-dir", s->dir.c_str(), "--listen", l.c_str(),
-          "--grpc-listen", g.c_str(), "--log-level", "warn", "--http-threads", "32", nullptr);
+          "--grpc-listen", g.c_str(), "--log-level", "warn", "--http-threads",
+          getenv("BENCH_HTTP_THREADS") ? getenv("BENCH_HTTP_THREADS") : "32", nullptr);
     _exit(127);
   }
   for (int i = 0; i < 600; ++i) {
@@ -351,6 +352,12 @@ int main(int argc, char** argv) {
   app.add_option("--rate", rate, "changes/s during the watch test");
   app.add_option("--clients", clients, "concurrent clients for the create test");
   app.add_flag("--creates-only", creates_only, "run only the create test");
+  std::string apis = "both";
+  int rounds = 3;
+  app.add_option("--api", apis, "create test through rest, grpc or both")
+      ->check(CLI::IsMember({"rest", "grpc", "both"}));
+  app.add_option("--rounds", rounds, "create test rounds (the median is printed)")
+      ->check(CLI::Range(1, 99));
   app.add_flag("--list-only", list_only, "run only the list/RSS test");
   app.add_flag("--watch-only", watch_only, "run only the watch fan-out test");
   CLI11_PARSE(app, argc, argv);
@@ -362,21 +369,26 @@ int main(int argc, char** argv) {
   if (!list_only && !watch_only) {
     ServerProc s;
     StartServer(server_bin, &s);
-    for (int round = 0; round < 3; ++round) {
+    for (int round = 0; round < rounds; ++round) {
       raw.push_back(RawStorePuts(clients, seconds));
-      rest.push_back(RestCreates(s, clients, seconds, "r" + std::to_string(round)));
-      rest_cpu.push_back(g_server_cpu_per_create * 1e6);
-      grpc_rates.push_back(GrpcCreates(s, clients, seconds, "g" + std::to_string(round)));
-      grpc_cpu.push_back(g_server_cpu_per_create * 1e6);
+      if (apis != "grpc") {
+        rest.push_back(RestCreates(s, clients, seconds, "r" + std::to_string(round)));
+        rest_cpu.push_back(g_server_cpu_per_create * 1e6);
+      }
+      if (apis != "rest") {
+        grpc_rates.push_back(GrpcCreates(s, clients, seconds, "g" + std::to_string(round)));
+        grpc_cpu.push_back(g_server_cpu_per_create * 1e6);
+      }
       std::cout << "  round " << round << ": raw store " << (long)raw.back() << " puts/s, REST "
-                << (long)rest.back() << " creates/s, gRPC " << (long)grpc_rates.back()
-                << " creates/s\n";
+                << (long)(rest.empty() ? 0 : rest.back()) << " creates/s, gRPC "
+                << (long)(grpc_rates.empty() ? 0 : grpc_rates.back()) << " creates/s\n";
     }
   }
   double raw_m = Percentile(raw, 0.5), rest_m = Percentile(rest, 0.5),
          grpc_m = Percentile(grpc_rates, 0.5);
   if (!list_only && !watch_only)
-    std::cout << "creates (" << clients << " clients, median of 3 x " << seconds << " s):\n"
+    std::cout << "creates (" << clients << " clients, median of " << rounds << " x " << seconds
+              << " s):\n"
               << "  raw store puts/s   " << (long)raw_m << "\n"
               << "  REST creates/s     " << (long)rest_m << "  (" << (int)(100 * rest_m / raw_m)
               << "% of raw)\n"

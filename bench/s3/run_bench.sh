@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BUILD="${PHOTON_BUILD_DIR:-$ROOT/build}"
-BIN="$BUILD/src/lightningstor/lightningstor"
+BIN="${LIGHTNINGSTOR_BIN:-$BUILD/src/lightningstor/lightningstor}"
 LOAD="$BUILD/bench/s3/s3_load"
 ROUNDS="${ROUNDS:-5}"
 SECS="${SECONDS_PER_RUN:-10}"
@@ -80,15 +80,19 @@ import os, sys, boto3
 boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1").create_bucket(Bucket="bench")
 PY
 "$LOAD" put-large --port "$PORT" --size "$SIZE_LARGE" --count "$ROUNDS" | tee "$WORK/put_large.txt" >/dev/null
+# The same object as `aws s3 cp` uploads it (8 MiB parts, several at a time).
+"$LOAD" put-multipart --port "$PORT" --size "$SIZE_LARGE" --count "$ROUNDS" --clients 4 > "$WORK/put_mp.txt"
 for i in $(seq 0 $((ROUNDS - 1))); do
   drop_caches
   "$LOAD" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 >> "$WORK/get_large.txt"
 done
-PUT_L=$(field mbps < "$WORK/put_large.txt" | median); GET_L=$(field mbps < "$WORK/get_large.txt" | median)
+PUT_L=$(field mbps < "$WORK/put_large.txt" | median); PUT_MP=$(field mbps < "$WORK/put_mp.txt" | median); GET_L=$(field mbps < "$WORK/get_large.txt" | median)
 print_large() {
   echo "64 MiB PUT   lightningstor $PUT_L MB/s   raw disk (dd conv=fsync) $DD_W MB/s   ratio $(ratio "$PUT_L" "$DD_W")"
+  echo "64 MiB PUT as multipart (8 MiB parts, 4 at a time, as aws s3 cp)   $PUT_MP MB/s   ratio $(ratio "$PUT_MP" "$DD_W")"
   echo "64 MiB GET   lightningstor $GET_L MB/s   raw disk (dd read, cold) $DD_R MB/s   ratio $(ratio "$GET_L" "$DD_R")"
   echo "   PUT runs: $(field mbps < "$WORK/put_large.txt" | tr '\n' ' ')  dd write runs: $(tr '\n' ' ' < "$WORK/dd_write")"
+  echo "   multipart PUT runs: $(field mbps < "$WORK/put_mp.txt" | tr '\n' ' ')"
   echo "   GET runs: $(field mbps < "$WORK/get_large.txt" | tr '\n' ' ')  dd read runs: $(tr '\n' ' ' < "$WORK/dd_read")"
   echo "   load average at start: $LOAD_START   now: $(cut -d' ' -f1-3 /proc/loadavg)"
 }

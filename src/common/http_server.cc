@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "common/tls.h"
+#include "common/util.h"
 
 namespace photon {
 
@@ -38,6 +39,12 @@ HttpResponse HttpResponse::Json(int status, std::string body) {
   HttpResponse r;
   r.status = status;
   r.body = std::move(body);
+  return r;
+}
+
+HttpResponse HttpResponse::Later(std::function<void(HttpReply)> start) {
+  HttpResponse r;
+  r.later = std::move(start);
   return r;
 }
 
@@ -118,11 +125,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
  public:
   // stream_args: the accepted socket (and the SSL context for TLS).
   template <typename... StreamArgs>
-  Session(const HttpHandler* handler, const HttpServerOptions* options, StreamArgs&&... stream_args)
+  Session(const HttpHandler* handler, const HttpServerOptions* options, std::atomic<int>* owed,
+          StreamArgs&&... stream_args)
       : stream_(std::forward<StreamArgs>(stream_args)...),
         strand_(stream_.get_executor()),
         handler_(handler),
-        options_(options) {}
+        options_(options),
+        owed_(owed) {}
 
   void Start() {
     if constexpr (kTls) {
@@ -237,6 +246,16 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
   }
 
   void OnRead(beast::error_code ec) {
+    if constexpr (!kTls) {
+      // What the read brought (a request, or the end of the connection) while an earlier
+      // deferred answer is still owed waits for it: answers go out in request order.
+      std::lock_guard lock(mu_);
+      if (awaiting_reply_) {
+        early_read_ = ec;
+        has_early_read_ = true;
+        return;
+      }
+    }
     if (ec == http::error::body_limit) {
       HttpResponse r = HttpResponse::Json(
           413, "{\"error\":{\"code\":\"INVALID_ARGUMENT\",\"message\":\"request body exceeds " +
@@ -305,7 +324,117 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
       StartStream(std::move(resp));
       return;
     }
+    if (resp.later) {
+      StartDeferred(std::move(resp.later), keep_alive);
+      return;
+    }
     SendPlain(std::move(resp), keep_alive);
+  }
+
+  // The answer is owed until the HttpReply handed to `later` is called. A plain connection
+  // reads on meanwhile (the next request waits in OnRead), so when the answer is sent straight
+  // from the replying thread no I/O thread has to be woken for it; a TLS stream's reads and
+  // writes belong to its strand, so there the answer is posted and the read follows it.
+  void StartDeferred(std::function<void(HttpReply)> later, bool keep_alive) {
+    // Holds the session while the answer is owed and counts it for Stop(); a reply dropped
+    // without being called still answers (500), so the connection never hangs.
+    struct Owed {
+      std::shared_ptr<Session> session;
+      std::atomic<int>* count = nullptr;
+      bool keep_alive = false;
+      std::atomic<bool> answered{false};
+      ~Owed() {
+        if (!answered.exchange(true)) {
+          session->Reply(HttpResponse::Json(500,
+                                            "{\"error\":{\"code\":\"INTERNAL\","
+                                            "\"message\":\"request dropped without an answer\"}}"),
+                         keep_alive);
+        }
+        session.reset();
+        count->fetch_sub(1);
+      }
+    };
+    {
+      std::lock_guard lock(mu_);
+      awaiting_reply_ = true;
+    }
+    owed_->fetch_add(1);
+    auto owed = std::make_shared<Owed>();
+    owed->session = this->shared_from_this();
+    owed->count = owed_;
+    owed->keep_alive = keep_alive;
+    if constexpr (!kTls) {
+      if (keep_alive) ReadRequest();
+    }
+    try {
+      later([owed](HttpResponse r) {
+        if (owed->answered.exchange(true)) return;
+        owed->session->Reply(std::move(r), owed->keep_alive);
+      });
+    } catch (const std::exception& e) {
+      spdlog::error("{}: deferred handler threw: {}", options_->name, e.what());
+    }
+  }
+
+  // Any thread. Sends a deferred answer.
+  void Reply(HttpResponse r, bool keep_alive) {
+    if constexpr (kTls) {
+      asio::post(strand_,
+                 [self = this->shared_from_this(), r = std::move(r), keep_alive]() mutable {
+                   {
+                     std::lock_guard lock(self->mu_);
+                     self->awaiting_reply_ = false;
+                   }
+                   self->SendPlain(std::move(r), keep_alive);
+                 });
+    } else {
+      Pending p;
+      p.own = Head(r, keep_alive, false, r.body.size());
+      if (r.body.size() <= 64 * 1024) {
+        p.own += r.body;  // one buffer, one send
+      } else {
+        p.shared.push_back(std::make_shared<const std::string>(std::move(r.body)));
+      }
+      size_t total = 0;
+      p.ForEachPart([&](const char*, size_t n) { total += n; });
+      std::unique_lock lock(mu_);
+      if (!open_) return;
+      // Between two answers nothing else writes to this socket: send right here.
+      const ssize_t sent = SendNow(p);
+      if (sent < 0) {
+        lock.unlock();
+        asio::post(strand_, [self = this->shared_from_this()] { self->Shutdown(); });
+        return;
+      }
+      if (static_cast<size_t>(sent) == total) {
+        FinishReply(lock, keep_alive);
+        return;
+      }
+      // The socket did not take it all: the rest goes through the write queue, and the
+      // answer counts as sent once the queue is empty (WriteNext).
+      p.skip = static_cast<size_t>(sent);
+      queue_.push_back(std::move(p));
+      writing_ = true;
+      reply_in_queue_ = true;
+      reply_keep_alive_ = keep_alive;
+      lock.unlock();
+      asio::post(strand_, [self = this->shared_from_this()] { self->WriteNext(); });
+    }
+  }
+
+  // The deferred answer is out (mu_ held by `lock`): close, or serve what the read brought
+  // meanwhile; otherwise the pending read goes on.
+  void FinishReply(std::unique_lock<std::mutex>& lock, bool keep_alive) {
+    awaiting_reply_ = false;
+    const bool early = has_early_read_;
+    has_early_read_ = false;
+    const beast::error_code ec = early_read_;
+    lock.unlock();
+    if (!keep_alive) {
+      asio::post(strand_, [self = this->shared_from_this()] { self->Shutdown(); });
+    } else if (early) {
+      asio::post(strand_, [self = this->shared_from_this(), ec] { self->OnRead(ec); });
+    }
   }
 
   static std::string Head(const HttpResponse& r, bool keep_alive, bool chunked, size_t length) {
@@ -471,6 +600,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
     std::unique_lock lock(mu_);
     if (queue_.empty()) {
       writing_ = false;
+      if (reply_in_queue_) {
+        reply_in_queue_ = false;
+        FinishReply(lock, reply_keep_alive_);
+        return;
+      }
       const bool close = close_after_queue_;
       lock.unlock();
       if (close) Shutdown();
@@ -527,8 +661,16 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
   beast::flat_buffer hello_;  // TLS: the first bytes, read before the handshake
   std::optional<http::request_parser<http::string_body>> parser_;
   char discard_[512];
+  std::atomic<int>* owed_;  // the server's count of deferred answers not yet given
   std::deque<Pending> queue_;
   bool writing_ = false;
+  // Deferred answers (plain HTTP): one is owed; what a read completed with meanwhile; the
+  // answer's tail is in queue_.
+  bool awaiting_reply_ = false;
+  bool has_early_read_ = false;
+  beast::error_code early_read_;
+  bool reply_in_queue_ = false;
+  bool reply_keep_alive_ = false;
   bool close_after_queue_ = false;
   mutable std::mutex mu_;
   bool open_ = true;
@@ -582,7 +724,10 @@ class BeastHttpServer : public HttpServer {
     port_ = acceptor_.local_endpoint().port();
     Accept();
     for (int i = 0; i < std::max(1, options_.threads); ++i) {
-      threads_.emplace_back([this] { io_.run(); });
+      threads_.emplace_back([this] {
+        SetThreadName("http");
+        io_.run();
+      });
     }
     return absl::OkStatus();
   }
@@ -605,6 +750,14 @@ class BeastHttpServer : public HttpServer {
       if (auto s = w.lock()) s->ForceClose();
     }
     sessions_.clear();
+    // A deferred answer still owed holds its session, whose socket belongs to io_: wait for
+    // the work behind it (still running: the owner stops it after this server) to answer.
+    for (int i = 0; owed_.load() > 0 && i < 10000; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (owed_.load() > 0) {
+      spdlog::warn("{}: {} deferred answers still owed at stop", options_.name, owed_.load());
+    }
   }
 
  private:
@@ -616,9 +769,11 @@ class BeastHttpServer : public HttpServer {
         beast::error_code nec;
         s.set_option(tcp::no_delay(true), nec);
         if (tls_) {
-          Track(std::make_shared<Session<TlsStream>>(&handler_, &options_, std::move(s), *tls_));
+          Track(std::make_shared<Session<TlsStream>>(&handler_, &options_, &owed_, std::move(s),
+                                                     *tls_));
         } else {
-          Track(std::make_shared<Session<beast::tcp_stream>>(&handler_, &options_, std::move(s)));
+          Track(std::make_shared<Session<beast::tcp_stream>>(&handler_, &options_, &owed_,
+                                                             std::move(s)));
         }
       }
       Accept();
@@ -641,6 +796,7 @@ class BeastHttpServer : public HttpServer {
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopped_{false};
+  std::atomic<int> owed_{0};
   int port_ = 0;
   std::mutex sessions_mu_;
   std::vector<std::weak_ptr<SessionBase>> sessions_;

@@ -2,8 +2,10 @@
 // daemon: the REST gateway, /healthz and /metrics, the flashdns API.
 //
 // Handlers run on the server's I/O threads and may block (a store commit, say); size
-// `threads` for the concurrency you want. Long-lived responses (watch streams) return a
-// `start_stream` callback instead of a body and then write chunks from any thread.
+// `threads` for the concurrency you want. A handler that would only wait (for a commit) can
+// instead return HttpResponse::Later and answer from whichever thread learns the outcome.
+// Long-lived responses (watch streams) return a `start_stream` callback instead of a body and
+// then write chunks from any thread.
 #pragma once
 
 #include <functional>
@@ -45,6 +47,11 @@ class ResponseStream {
   virtual void SetOnClose(std::function<void()> on_close) = 0;
 };
 
+struct HttpResponse;
+// Sends the answer of a deferred request. Call it once, from any thread; later calls are
+// ignored.
+using HttpReply = std::function<void(HttpResponse)>;
+
 struct HttpResponse {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -52,9 +59,15 @@ struct HttpResponse {
   std::string content_type = "application/json";
   // When set, the server sends the head and hands the stream to this callback.
   std::function<void(std::shared_ptr<ResponseStream>)> start_stream;
+  // When set, the answer comes later: once the handler has returned, the server calls this
+  // with the HttpReply that sends it. No thread waits meanwhile; the connection already reads
+  // the client's next request, which is served after this answer. Stop() waits for deferred
+  // answers still owed (the work behind them must still be running then).
+  std::function<void(HttpReply)> later;
 
   static HttpResponse Json(int status, std::string body);
   static HttpResponse Text(int status, std::string body);
+  static HttpResponse Later(std::function<void(HttpReply)> start);
 };
 
 using HttpHandler = std::function<HttpResponse(HttpRequest&)>;

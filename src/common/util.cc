@@ -3,8 +3,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <stdexcept>
 
@@ -68,6 +70,12 @@ int64_t MonotonicNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+void SetThreadName(const char* name) {
+  char buf[16];
+  snprintf(buf, sizeof buf, "%s", name);
+  pthread_setname_np(pthread_self(), buf);
 }
 
 }  // namespace photon

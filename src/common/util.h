@@ -17,5 +17,8 @@ std::string Sha256Hex(const std::string& data);
 bool SecureEquals(const std::string& a, const std::string& b);
 // Monotonic nanoseconds.
 int64_t MonotonicNanos();
+// Names the calling thread (at most 15 characters show) so top -H, perf and /proc tell the
+// daemon's threads apart.
+void SetThreadName(const char* name);
 
 }  // namespace photon

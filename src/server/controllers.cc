@@ -24,7 +24,10 @@ Status Controllers::Start() {
       });
   if (!id.ok()) return id.status();
   subscription_ = *id;
-  worker_ = std::thread([this] { Run(); });
+  worker_ = std::thread([this] {
+    SetThreadName("controller");
+    Run();
+  });
   return absl::OkStatus();
 }
 

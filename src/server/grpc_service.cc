@@ -44,7 +44,7 @@ StatusOr<MessagePtr> Unpack(const KindInfo& kind, const google::protobuf::Any& a
 
 }  // namespace
 
-StatusOr<Principal> GrpcResourceService::Who(grpc::ServerContext* ctx) {
+StatusOr<Principal> GrpcResourceService::Who(grpc::ServerContextBase* ctx) {
   auto it = ctx->client_metadata().find("authorization");
   std::string header;
   if (it != ctx->client_metadata().end()) header.assign(it->second.data(), it->second.size());
@@ -69,20 +69,40 @@ void GrpcResourceService::Count(const char* method, const grpc::Status& st) {
     }                                 \
   } while (0)
 
-grpc::Status GrpcResourceService::Create(grpc::ServerContext* ctx, const api::CreateRequest* req,
-                                         api::CreateResponse* resp) {
+grpc::ServerUnaryReactor* GrpcResourceService::Create(grpc::CallbackServerContext* ctx,
+                                                      const api::CreateRequest* req,
+                                                      api::CreateResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto finish = [this, reactor](const Status& st) {
+    grpc::Status gs = ToGrpc(st);
+    Count("Create", gs);
+    reactor->Finish(gs);
+  };
   auto who = Who(ctx);
-  PHOTON_GRPC_TRY("Create", who.status());
+  if (!who.ok()) {
+    finish(who.status());
+    return reactor;
+  }
   auto kind = KindFor(req->kind(), &req->object());
-  PHOTON_GRPC_TRY("Create", kind.status());
+  if (!kind.ok()) {
+    finish(kind.status());
+    return reactor;
+  }
   auto obj = Unpack(**kind, req->object());
-  PHOTON_GRPC_TRY("Create", obj.status());
-  auto r = resources_->Create(*who, **kind, req->namespace_(), *obj);
-  PHOTON_GRPC_TRY("Create", r.status());
-  *resp->mutable_operation() = r->operation;
-  resp->mutable_object()->PackFrom(*r->object);
-  Count("Create", grpc::Status::OK);
-  return grpc::Status::OK;
+  if (!obj.ok()) {
+    finish(obj.status());
+    return reactor;
+  }
+  // `resp` stays valid until Finish; the outcome arrives on the store's completion thread.
+  resources_->CreateAsync(*who, **kind, req->namespace_(), std::move(*obj),
+                          [resp, finish](StatusOr<CreateResult> r) {
+                            if (r.ok()) {
+                              *resp->mutable_operation() = r->operation;
+                              resp->mutable_object()->PackFrom(*r->object);
+                            }
+                            finish(r.status());
+                          });
+  return reactor;
 }
 
 grpc::Status GrpcResourceService::Get(grpc::ServerContext* ctx, const api::GetRequest* req,

@@ -1,6 +1,7 @@
 // The gRPC transport of the ResourceService: the same verbs as the REST gateway, with objects
 // carried as google.protobuf.Any. Bearer tokens travel in the "authorization" metadata.
-// Thread-safe (gRPC's sync server calls it from its pool).
+// Thread-safe (gRPC's sync server calls it from its pool). Create is a callback method: it
+// answers from the store's commit instead of parking a pool thread on it.
 #pragma once
 
 #include <memory>
@@ -11,13 +12,14 @@
 
 namespace photon::server {
 
-class GrpcResourceService final : public api::ResourceService::Service {
+class GrpcResourceService final
+    : public api::ResourceService::WithCallbackMethod_Create<api::ResourceService::Service> {
  public:
   GrpcResourceService(ResourceManager* resources, Authenticator* auth, MetricsRegistry* metrics)
       : resources_(resources), auth_(auth), metrics_(metrics) {}
 
-  grpc::Status Create(grpc::ServerContext* ctx, const api::CreateRequest* req,
-                      api::CreateResponse* resp) override;
+  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* ctx, const api::CreateRequest* req,
+                                   api::CreateResponse* resp) override;
   grpc::Status Get(grpc::ServerContext* ctx, const api::GetRequest* req,
                    api::GetResponse* resp) override;
   grpc::Status Update(grpc::ServerContext* ctx, const api::UpdateRequest* req,
@@ -32,7 +34,7 @@ class GrpcResourceService final : public api::ResourceService::Service {
                              api::ActionResponse* resp) override;
 
  private:
-  StatusOr<Principal> Who(grpc::ServerContext* ctx);
+  StatusOr<Principal> Who(grpc::ServerContextBase* ctx);
   void Count(const char* method, const grpc::Status& st);
 
   ResourceManager* resources_;

@@ -4,6 +4,7 @@
 
 #include <ctime>
 
+#include "common/util.h"
 #include "photon/event.pb.h"
 #include "photon/operation.pb.h"
 #include "server/object_util.h"
@@ -25,6 +26,7 @@ int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 void Housekeeper::Start() {
   thread_ = std::thread([this] {
+    SetThreadName("housekeeper");
     std::unique_lock lock(mu_);
     while (!stop_) {
       cv_.wait_for(lock, options_.interval, [&] { return stop_; });

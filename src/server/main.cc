@@ -11,6 +11,9 @@
 int main(int argc, char** argv) {
   // Dozens of handler threads would each get a malloc arena; two keep RSS close to the data.
   mallopt(M_ARENA_MAX, 2);
+  // Freed memory up to this much stays in the heap instead of going back with madvise after
+  // every burst: the store writer otherwise spent ~3% of its time returning and refaulting.
+  mallopt(M_TRIM_THRESHOLD, 16 << 20);
   CLI::App app{"photon-server: the PhotonCloud control plane"};
   photon::server::ServerOptions opts;
   std::string config, log_level = "info";

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <future>
+
 #include "common/util.h"
 #include "server/object_util.h"
 
@@ -154,20 +156,33 @@ StatusOr<std::pair<MessagePtr, int64_t>> ResourceManager::ReadCurrent(const Kind
 }
 
 StatusOr<CreateResult> ResourceManager::Create(const Principal& who, const KindInfo& kind,
-                                               const std::string& ns_in, MessagePtr object) {
+                                               const std::string& ns, MessagePtr object) {
+  auto promise = std::make_shared<std::promise<StatusOr<CreateResult>>>();
+  std::future<StatusOr<CreateResult>> outcome = promise->get_future();
+  CreateAsync(who, kind, ns, std::move(object),
+              [promise](StatusOr<CreateResult> r) { promise->set_value(std::move(r)); });
+  return outcome.get();
+}
+
+void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
+                                  const std::string& ns_in, MessagePtr object,
+                                  CreateCallback done) {
   auto* md = MutableMetadata(object.get());
   std::string ns =
       ns_in.empty() ? (md->namespace_().empty() ? "default" : md->namespace_()) : ns_in;
   const std::string target = TargetName(kind, ns, md->name());
   auto fail = [&](Status st) {
-    if (st.code() != StatusCode::kPermissionDenied || true) AuditFailure(who, "create", target, st);
-    return st;
+    AuditFailure(who, "create", target, st);
+    done(std::move(st));
   };
-  PHOTON_RETURN_IF_ERROR(ValidateName("metadata.namespace", ns));
+  if (auto st = ValidateName("metadata.namespace", ns); !st.ok()) {
+    done(std::move(st));
+    return;
+  }
   if (!md->namespace_().empty() && md->namespace_() != ns) {
-    return fail(absl::InvalidArgumentError("metadata.namespace: '" + md->namespace_() +
-                                           "' does not match the request's namespace '" + ns +
-                                           "'"));
+    fail(absl::InvalidArgumentError("metadata.namespace: '" + md->namespace_() +
+                                    "' does not match the request's namespace '" + ns + "'"));
+    return;
   }
   if (auto st = Authorize(who, Verb::kCreate, kind, ns); !st.ok()) return fail(st);
   if (!kind.user_creatable && !(kind.plural == "nodes" || kind.plural == "events")) {
@@ -212,16 +227,37 @@ StatusOr<CreateResult> ResourceManager::Create(const Principal& who, const KindI
                          .key = AuditKey(),
                          .value = AuditValue(who, "create", target, true, 202)});
   int64_t t0 = MonotonicNanos();
-  auto r = store_->Txn(txn);
-  store_latency_->Observe((MonotonicNanos() - t0) / 1e9);
-  if (!r.ok()) return r.status();
-  if (!r->succeeded) {
-    return fail(absl::AlreadyExistsError(kind.kind + " '" + md->name() +
-                                         "' already exists in namespace '" + ns + "'"));
-  }
-  md->set_resource_version(std::to_string(r->revision));
-  op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
-  return CreateResult{object, op};
+  store_->TxnAsync(std::move(txn), [this, who, kind = &kind, ns, target, object = std::move(object),
+                                    op = std::move(op), t0,
+                                    done = std::move(done)](StatusOr<store::TxnResult> r) mutable {
+    store_latency_->Observe((MonotonicNanos() - t0) / 1e9);
+    if (!r.ok()) {
+      done(r.status());
+      return;
+    }
+    auto* md = MutableMetadata(object.get());
+    if (!r->succeeded) {
+      Status exists = absl::AlreadyExistsError(kind->kind + " '" + md->name() +
+                                               "' already exists in namespace '" + ns + "'");
+      // This runs on the store's completion thread, which must not wait for a write: the
+      // refusal's audit record is queued, and the answer goes out once it is committed
+      // (an audit listing right after the answer finds it, as on every other path).
+      store::TxnRequest audit;
+      audit.success.push_back(
+          {.type = store::TxnOp::Type::kPut,
+           .key = AuditKey(),
+           .value = AuditValue(who, "create", target, false, HttpStatusFromCode(exists.code()))});
+      store_->TxnAsync(std::move(audit),
+                       [exists, done = std::move(done)](StatusOr<store::TxnResult> w) {
+                         if (!w.ok()) spdlog::warn("audit write failed: {}", w.status().ToString());
+                         done(exists);
+                       });
+      return;
+    }
+    md->set_resource_version(std::to_string(r->revision));
+    op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
+    done(CreateResult{std::move(object), std::move(op)});
+  });
 }
 
 StatusOr<ConstMessagePtr> ResourceManager::Get(const Principal& who, const KindInfo& kind,

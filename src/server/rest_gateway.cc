@@ -70,17 +70,31 @@ HttpResponse RestGateway::Handle(HttpRequest& req) {
       resp = Route(req, *who);
     }
   }
+  if (resp.later) {
+    // Counted when the answer is known.
+    resp.later = [this, t0, method = req.method, start = std::move(resp.later)](HttpReply reply) {
+      start([this, t0, method, reply = std::move(reply)](HttpResponse r) {
+        Record(method, r.status, t0, true);
+        reply(std::move(r));
+      });
+    };
+    return resp;
+  }
+  Record(req.method, resp.status, t0, !resp.start_stream);
+  return resp;
+}
+
+void RestGateway::Record(const std::string& method, int status, int64_t t0, bool timed) {
   metrics_
       ->GetCounter("photon_http_requests_total", "API requests by method and status code",
-                   {{"method", req.method}, {"code", std::to_string(resp.status)}})
+                   {{"method", method}, {"code", std::to_string(status)}})
       ->Inc();
-  if (!resp.start_stream) {
+  if (timed) {
     metrics_
         ->GetHistogram("photon_http_request_duration_seconds", "API request latency by method",
-                       {{"method", req.method}})
+                       {{"method", method}})
         ->Observe((MonotonicNanos() - t0) / 1e9);
   }
-  return resp;
 }
 
 HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
@@ -161,13 +175,24 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
     if (m == "POST") {
       auto obj = ParseJsonObject(*kind, req.body);
       if (!obj.ok()) return ErrorResponse(obj.status());
-      auto r = resources_->Create(who, *kind, ns, MessagePtr(std::move(*obj)));
-      if (!r.ok()) return ErrorResponse(r.status());
-      HttpResponse resp = HttpResponse::Json(
-          202, "{\"operation\":" + ToJson(*FindKind("operations"), r->operation) +
-                   ",\"object\":" + ToJson(*kind, *r->object) + "}");
-      resp.headers.push_back({"Location", "/v1/operations/" + r->operation.metadata().id()});
-      return resp;
+      // Answered from the store's completion, not from a handler thread parked on the commit.
+      return HttpResponse::Later(
+          [this, who, kind, ns, object = MessagePtr(std::move(*obj))](HttpReply reply) mutable {
+            resources_->CreateAsync(
+                who, *kind, ns, std::move(object),
+                [kind, reply = std::move(reply)](StatusOr<CreateResult> r) {
+                  if (!r.ok()) {
+                    reply(ErrorResponse(r.status()));
+                    return;
+                  }
+                  HttpResponse resp = HttpResponse::Json(
+                      202, "{\"operation\":" + ToJson(*FindKind("operations"), r->operation) +
+                               ",\"object\":" + ToJson(*kind, *r->object) + "}");
+                  resp.headers.push_back(
+                      {"Location", "/v1/operations/" + r->operation.metadata().id()});
+                  reply(std::move(resp));
+                });
+          });
     }
     if (m == "GET") return ListOrWatch(req, who, *kind, ns);
     return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));

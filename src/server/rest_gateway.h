@@ -16,6 +16,8 @@ class RestGateway {
 
  private:
   HttpResponse Route(HttpRequest& req, const Principal& who);
+  // Request count by method and code; latency unless the answer is a stream.
+  void Record(const std::string& method, int status, int64_t t0, bool timed);
   // GET on a list URL: a page of objects, or with ?watch=true a stream of changes.
   HttpResponse ListOrWatch(HttpRequest& req, const Principal& who, const KindInfo& kind,
                            const std::string& ns);

@@ -93,7 +93,8 @@ class ServerImpl : public Server {
     PHOTON_RETURN_IF_ERROR(MakeDirs(options_.data_dir, 0700));
     PHOTON_RETURN_IF_ERROR(ResolveTls(&options_, &ca_file_));
     PHOTON_ASSIGN_OR_RETURN(
-        store_, store::OpenStore({.spec = options_.store, .data_dir = options_.data_dir}));
+        store_, store::OpenStore(
+                    {.spec = options_.store, .data_dir = options_.data_dir, .metrics = &metrics_}));
     auth_ = std::make_unique<Authenticator>(store_.get());
     PHOTON_RETURN_IF_ERROR(auth_->Load());
     PHOTON_RETURN_IF_ERROR(Bootstrap(auth_.get(), options_.data_dir));

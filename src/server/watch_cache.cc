@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "common/util.h"
 #include "server/kinds.h"
 #include "server/object_util.h"
 
@@ -175,7 +176,10 @@ Status WatchCache::Start() {
       });
   if (!w.ok()) return w.status();
   watch_ = std::move(*w);
-  dispatcher_ = std::thread([this] { DispatchLoop(); });
+  dispatcher_ = std::thread([this] {
+    SetThreadName("watch-cache");
+    DispatchLoop();
+  });
   spdlog::info("watch cache: {} objects at revision {}", objects_.size(), at);
   return absl::OkStatus();
 }

@@ -22,6 +22,7 @@
 
 #include "common/file_util.h"
 #include "common/metrics.h"
+#include "common/util.h"
 #include "store/key_range.h"
 #include "store/sqlite_db.h"
 #include "store/sqlite_queries.h"
@@ -62,6 +63,7 @@ class SqliteStore::Impl {
 
   StatusOr<RangeResult> Range(const std::string& key, const RangeOptions& options);
   StatusOr<TxnResult> Txn(const TxnRequest& txn);
+  void TxnAsync(TxnRequest txn, Store::TxnCallback done);
   StatusOr<std::unique_ptr<WatchHandle>> Watch(const std::string& key, const std::string& end,
                                                int64_t start_revision, WatchCallback on_events,
                                                WatchErrorCallback on_error);
@@ -85,7 +87,8 @@ class SqliteStore::Impl {
     TxnRequest txn;
     int64_t number = 0;  // compact revision or lease id
     int64_t ttl = 0;
-    std::promise<WriteResult> done;
+    // Called on the writer thread once the batch is durable (or failed); may be empty.
+    std::function<void(WriteResult)> done;
   };
   // What a batch changed besides rows, applied to memory only once the batch is durable.
   struct BatchEffects {
@@ -145,6 +148,11 @@ class SqliteStore::Impl {
   std::condition_variable queue_cv_;
   std::deque<std::unique_ptr<WriteOp>> queue_;
   bool stopping_ = false;
+  // The writer sleeps on queue_cv_ until the queue holds wake_at_ requests; Enqueue wakes it
+  // only then, so requests trickling into a filling batch cost no wake-up each.
+  bool writer_waiting_ = false;
+  size_t wake_at_ = 1;
+  size_t last_batch_ = 0;
   std::thread writer_;
 
   std::mutex readers_mu_;
@@ -220,8 +228,14 @@ Status SqliteStore::Impl::Init() {
         "Group-commit batches rolled back by a SQLite error (all their requests failed).");
   }
   hub_ = std::make_shared<WatchHub>(revision_);
-  writer_ = std::thread([this] { WriterLoop(); });
-  sweeper_ = std::thread([this] { SweepLoop(); });
+  writer_ = std::thread([this] {
+    SetThreadName("store-writer");
+    WriterLoop();
+  });
+  sweeper_ = std::thread([this] {
+    SetThreadName("lease-sweeper");
+    SweepLoop();
+  });
   return absl::OkStatus();
 }
 
@@ -251,17 +265,23 @@ void SqliteStore::Impl::Shutdown() {
 }
 
 bool SqliteStore::Impl::Enqueue(std::unique_ptr<WriteOp> op) {
+  bool wake = false;
   {
     std::lock_guard lock(queue_mu_);
     if (stopping_) return false;
     queue_.push_back(std::move(op));
+    wake = writer_waiting_ && queue_.size() >= wake_at_;
   }
-  queue_cv_.notify_one();
+  if (wake) queue_cv_.notify_one();
   return true;
 }
 
 StatusOr<SqliteStore::Impl::WriteResult> SqliteStore::Impl::Submit(std::unique_ptr<WriteOp> op) {
-  std::future<WriteResult> done = op->done.get_future();
+  // The promise lives in the op, not on this stack: set_value may still be touching it when
+  // this thread wakes and returns.
+  auto promise = std::make_shared<std::promise<WriteResult>>();
+  std::future<WriteResult> done = promise->get_future();
+  op->done = [promise](WriteResult r) { promise->set_value(std::move(r)); };
   if (!Enqueue(std::move(op))) return absl::UnavailableError("store closed");
   WriteResult result = done.get();
   if (!result.status.ok()) return result.status;
@@ -273,13 +293,27 @@ void SqliteStore::Impl::WriterLoop() {
     std::vector<std::unique_ptr<WriteOp>> batch;
     {
       std::unique_lock lock(queue_mu_);
+      writer_waiting_ = true;
+      wake_at_ = 1;
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // Several requests in the last commit mean several writers are waiting on the store:
+      // give their next requests a moment to join this commit. A lone writer (the last commit
+      // carried one request) commits at once.
+      const size_t want = std::min<size_t>(static_cast<size_t>(options_.max_batch),
+                                           std::max<size_t>(2, last_batch_ * 3 / 4));
+      if (last_batch_ >= 2 && queue_.size() < want && options_.group_commit_wait_us > 0) {
+        wake_at_ = want;
+        queue_cv_.wait_for(lock, std::chrono::microseconds(options_.group_commit_wait_us),
+                           [&] { return stopping_ || queue_.size() >= want; });
+      }
+      writer_waiting_ = false;
       // On shutdown the queue is drained first, so no caller is left waiting.
       if (queue_.empty()) return;
       while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      last_batch_ = batch.size();
     }
     ApplyBatch(batch);
   }
@@ -346,7 +380,9 @@ void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch)
     // revision finds the hub already past it.
     if (!effects.events.empty()) hub_->Publish(effects.events, revision_);
   }
-  for (size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(std::move(results[i]));
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i]->done) batch[i]->done(std::move(results[i]));
+  }
 }
 
 StatusOr<CurrentRow> SqliteStore::Impl::LoadCurrent(const std::string& key) {
@@ -678,6 +714,25 @@ StatusOr<TxnResult> SqliteStore::Impl::Txn(const TxnRequest& txn) {
   return std::move(result.txn);
 }
 
+void SqliteStore::Impl::TxnAsync(TxnRequest txn, Store::TxnCallback done) {
+  if (auto st = sqlite::ValidateTxn(txn); !st.ok()) {
+    done(st);
+    return;
+  }
+  auto op = std::make_unique<WriteOp>();
+  op->kind = WriteOp::Kind::kTxn;
+  op->txn = std::move(txn);
+  auto shared_done = std::make_shared<Store::TxnCallback>(std::move(done));
+  op->done = [shared_done](WriteResult r) {
+    if (!r.status.ok()) {
+      (*shared_done)(r.status);
+    } else {
+      (*shared_done)(std::move(r.txn));
+    }
+  };
+  if (!Enqueue(std::move(op))) (*shared_done)(absl::UnavailableError("store closed"));
+}
+
 Status SqliteStore::Impl::Compact(int64_t revision) {
   auto op = std::make_unique<WriteOp>();
   op->kind = WriteOp::Kind::kCompact;
@@ -793,6 +848,9 @@ StatusOr<int64_t> SqliteStore::Delete(const std::string& key, const std::string&
 }
 
 StatusOr<TxnResult> SqliteStore::Txn(const TxnRequest& txn) { return impl_->Txn(txn); }
+void SqliteStore::TxnAsync(TxnRequest txn, TxnCallback done) {
+  impl_->TxnAsync(std::move(txn), std::move(done));
+}
 
 StatusOr<std::unique_ptr<WatchHandle>> SqliteStore::Watch(const std::string& key,
                                                           const std::string& end,

@@ -117,6 +117,13 @@ class Store {
   // Deletes key, or [key, end) when end is set. Returns the number of keys deleted.
   virtual StatusOr<int64_t> Delete(const std::string& key, const std::string& end = "") = 0;
   virtual StatusOr<TxnResult> Txn(const TxnRequest& txn) = 0;
+  // Txn without a thread waiting for it: `done` gets the outcome exactly once, on any thread,
+  // possibly before this returns. SqliteStore calls it on its writer thread right after the
+  // commit (keep `done` short and never wait there for another write of this store), so a
+  // server with many writes in flight needs no thread parked per write. The default runs
+  // Txn inline.
+  using TxnCallback = std::function<void(StatusOr<TxnResult>)>;
+  virtual void TxnAsync(TxnRequest txn, TxnCallback done) { done(Txn(txn)); }
 
   // Watches [key, end) (end empty = the single key) from start_revision (inclusive; 0 = changes
   // after now). Events arrive in revision order, batched per revision or more.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/util.h"
 #include "store/key_range.h"
 
 namespace photon::store {
@@ -40,7 +41,10 @@ class HubWatchHandle : public WatchHandle {
 }  // namespace
 
 WatchHub::WatchHub(int64_t published_revision) : published_revision_(published_revision) {
-  dispatcher_ = std::thread([this] { DispatchLoop(); });
+  dispatcher_ = std::thread([this] {
+    SetThreadName("store-watch");
+    DispatchLoop();
+  });
   dispatcher_id_ = dispatcher_.get_id();
 }
 

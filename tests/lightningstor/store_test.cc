@@ -130,6 +130,28 @@ TEST_F(StoreTest, BitRotIsDetected) {
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
 }
 
+// A blob cut short on disk (a lost tail, a truncating tool) fails the read with DataLoss at
+// the first missing block; blocks before it are intact and checked, so they go out (the server
+// then aborts the response, and the client sees a short body, never wrong bytes).
+TEST_F(StoreTest, TruncatedBlobIsDataLoss) {
+  std::string data(3 << 20, 'q');
+  auto o = Put("cut", data, 0);
+  ASSERT_EQ(o.segments.size(), 1u);
+  std::filesystem::resize_file(blobs_->BlobPath(o.segments[0].blob_id), (2 << 20) + 100);
+  Status st;
+  std::string got = Read(o, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(got, data.substr(0, 2 << 20));
+  // A range inside the surviving blocks still reads.
+  std::string part;
+  st = blobs_->Read(o, 100, 1000, [&](const char* p, size_t n) {
+    part.append(p, n);
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(part, data.substr(100, 1000));
+}
+
 // Sizes around the inline limit, the 1 MiB block (where the helper threads take over) and the
 // O_DIRECT alignment: the ETag is the body's MD5, every byte reads back, and every block has
 // its CRC, whether the body came through Write or straight into Buffer/Commit.

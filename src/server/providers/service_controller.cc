@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "common/util.h"
 #include "server/object_util.h"
 #include "server/watch_cache.h"
 
@@ -81,7 +82,10 @@ Status ServiceController::Start() {
   if (!id.ok()) return id.status();
   subscription_ = *id;
   next_sweep_ = Clock::now();
-  worker_ = std::thread([this] { Run(); });
+  worker_ = std::thread([this] {
+    SetThreadName("svc-controller");
+    Run();
+  });
   return absl::OkStatus();
 }
 

@@ -110,7 +110,10 @@ Status SchedulerController::Start() {
     (*st->mutable_details())["scheduler"] = "unschedulable";
     SetScheduledCondition(st, false, "Unschedulable", reason);
   });
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    SetThreadName("scheduler");
+    Run();
+  });
   return absl::OkStatus();
 }
 
