@@ -84,9 +84,11 @@ class BlobStore {
   std::unique_ptr<BlobWriter> NewWriter(uint64_t inline_max, bool force_file = false);
 
   // Streams bytes [offset, offset+length) of an object to sink, verifying every block's
-  // CRC-32C before its bytes leave; DataLoss on mismatch (bit rot).
+  // CRC-32C before its bytes leave; DataLoss on mismatch (bit rot). With `file`, verified
+  // blocks of blob files leave through it (sendfile from the page cache the check just read)
+  // instead of being copied once more through sink.
   Status Read(const ObjectMeta& object, uint64_t offset, uint64_t length,
-              const http::BodySink& sink) const;
+              const http::BodySink& sink, const http::FileSink* file = nullptr) const;
 
   // Unlinks a blob file whose metadata is gone (errors are logged, not returned).
   void Remove(const std::string& blob_id) const;

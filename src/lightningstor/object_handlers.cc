@@ -317,8 +317,9 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   }
   resp.stream_length = length;
   const BlobStore* blobs = blobs_;
-  resp.stream = [blobs, o = std::move(o), start, length](const http::BodySink& sink) {
-    Status st = blobs->Read(o, start, length, sink);
+  resp.stream = [blobs, o = std::move(o), start, length](const http::BodySink& sink,
+                                                         const http::FileSink* file) {
+    Status st = blobs->Read(o, start, length, sink, file);
     if (!st.ok()) spdlog::warn("GET {}/{} aborted: {}", o.bucket, o.key, std::string(st.message()));
     return st;
   };

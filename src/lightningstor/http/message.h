@@ -48,6 +48,9 @@ struct Request {
 
 // Receives response body bytes; returns an error when the client has gone.
 using BodySink = std::function<Status(const char* data, size_t n)>;
+// Sends bytes [offset, offset+n) of an open file as response body without copying them
+// through user space (sendfile). Offered on plain TCP connections only.
+using FileSink = std::function<Status(int fd, uint64_t offset, uint64_t n)>;
 
 struct Response {
   int status = 200;
@@ -57,7 +60,8 @@ struct Response {
   // from `stream` after the head has gone out aborts the connection, so the client sees a
   // truncated body and never silently wrong bytes.
   std::optional<uint64_t> stream_length;
-  std::function<Status(const BodySink&)> stream;
+  // `file` is null where the body cannot be sent from a file directly (TLS).
+  std::function<Status(const BodySink& bytes, const FileSink* file)> stream;
   // HEAD responses carry Content-Length without a body.
   bool head_only = false;
   uint64_t head_length = 0;

@@ -1,6 +1,8 @@
 #include "lightningstor/http/server.h"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -188,13 +190,36 @@ void ServeConnection(Stream& stream, bool tls, const std::string& remote, const 
       bhttp::write_header(stream, sr, ec);
       if (ec) return;
       uint64_t sent = 0;
-      Status st = resp.stream([&](const char* data, size_t n) -> Status {
+      BodySink bytes = [&](const char* data, size_t n) -> Status {
         beast::error_code wec;
         net::write(stream, net::buffer(data, n), wec);
         if (wec) return absl::UnavailableError("client went away: " + wec.message());
         sent += n;
         return absl::OkStatus();
-      });
+      };
+      Status st;
+      if constexpr (std::is_same_v<Stream, tcp::socket>) {
+        const int sock = stream.native_handle();
+        FileSink file = [&](int fd, uint64_t offset, uint64_t n) -> Status {
+          auto off = static_cast<off_t>(offset);
+          while (n > 0) {
+            ssize_t w = sendfile(sock, fd, &off, std::min<uint64_t>(n, 1 << 30));
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+              pollfd p{sock, POLLOUT, 0};
+              poll(&p, 1, 30000);
+              continue;
+            }
+            if (w <= 0) return absl::UnavailableError("client went away");
+            n -= static_cast<uint64_t>(w);
+            sent += static_cast<uint64_t>(w);
+          }
+          return absl::OkStatus();
+        };
+        st = resp.stream(bytes, &file);
+      } else {
+        st = resp.stream(bytes, nullptr);
+      }
       // Abort (close without completing the body) rather than send wrong or missing bytes.
       if (!st.ok() || sent != *resp.stream_length) return;
     } else if (resp.head_only) {
