@@ -35,6 +35,25 @@ void CloseSocket(beast::tcp_stream& s) {
   s.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
+// Runs one asynchronous operation to completion on io, the call's own context. Beast's stream
+// expiry bounds asynchronous operations only (a blocking read on a silent server never
+// returns), so each step of a bounded call is an async one awaited here.
+template <typename Initiate>
+beast::error_code Await(asio::io_context& io, Initiate initiate) {
+  beast::error_code result;
+  initiate([&result](beast::error_code ec, auto&&...) { result = ec; });
+  io.restart();
+  io.run();
+  return result;
+}
+
+std::string Describe(const beast::error_code& ec, const std::chrono::milliseconds* timeout) {
+  if (ec == beast::error::timeout && timeout) {
+    return "no answer within " + std::to_string(timeout->count()) + " ms";
+  }
+  return ec.message();
+}
+
 }  // namespace
 
 StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::string& token,
@@ -98,15 +117,19 @@ auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
     if (!tls_) {
       beast::tcp_stream stream(io);
       if (timeout) stream.expires_after(*timeout);
-      stream.connect(endpoints);
-      auto r = fn(stream);
+      if (auto ec = Await(io, [&](auto done) { stream.async_connect(endpoints, done); })) {
+        return absl::UnavailableError("cannot reach " + where + ": " + Describe(ec, timeout));
+      }
+      auto r = fn(stream, io);
       CloseSocket(stream);
       return r;
     }
     beast::ssl_stream<beast::tcp_stream> stream(io, *tls_);
     auto& low = beast::get_lowest_layer(stream);
     if (timeout) low.expires_after(*timeout);
-    low.connect(endpoints);
+    if (auto ec = Await(io, [&](auto done) { low.async_connect(endpoints, done); })) {
+      return absl::UnavailableError("cannot reach " + where + ": " + Describe(ec, timeout));
+    }
     SSL* ssl = stream.native_handle();
     // The certificate must name the host we dialled: an IP in an IP SAN, a name in a DNS SAN.
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
@@ -117,8 +140,11 @@ auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
       X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
       X509_VERIFY_PARAM_set1_host(param, host_.c_str(), host_.size());
     }
-    beast::error_code ec;
-    stream.handshake(ssl::stream_base::client, ec);
+    beast::error_code ec =
+        Await(io, [&](auto done) { stream.async_handshake(ssl::stream_base::client, done); });
+    if (ec == beast::error::timeout) {
+      return absl::UnavailableError("TLS handshake with " + where + ": " + Describe(ec, timeout));
+    }
     if (ec) {
       const long verify = SSL_get_verify_result(ssl);
       if (verify != X509_V_OK) {
@@ -128,7 +154,7 @@ auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
       }
       return absl::UnavailableError("TLS handshake with " + where + " failed: " + ec.message());
     }
-    auto r = fn(stream);
+    auto r = fn(stream, io);
     CloseSocket(low);
     return r;
   } catch (const std::exception& e) {
@@ -139,7 +165,7 @@ auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
 StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string& target,
                                     const std::string& body, const std::string& content_type,
                                     const std::map<std::string, std::string>& headers) {
-  return WithConnection(&timeout_, [&](auto& stream) -> StatusOr<HttpResult> {
+  return WithConnection(&timeout_, [&](auto& stream, asio::io_context& io) -> StatusOr<HttpResult> {
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, host_);
     req.set(http::field::user_agent, user_agent_);
@@ -150,17 +176,20 @@ StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string
     }
     for (const auto& [name, value] : headers) req.set(name, value);
     req.prepare_payload();
-    beast::error_code write_ec;
-    http::write(stream, req, write_ec);
+    beast::error_code write_ec =
+        Await(io, [&](auto done) { http::async_write(stream, req, done); });
     // A server may answer (413, say) and stop reading before the body is sent: read its answer.
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(1ull << 32);
-    beast::error_code read_ec;
-    http::read(stream, buffer, parser, read_ec);
+    beast::error_code read_ec =
+        write_ec == beast::error::timeout
+            ? write_ec
+            : Await(io, [&](auto done) { http::async_read(stream, buffer, parser, done); });
     if (read_ec) {
+      const auto& ec = write_ec && read_ec != beast::error::timeout ? write_ec : read_ec;
       return absl::UnavailableError("cannot reach " + host_ + ":" + port_ + ": " +
-                                    (write_ec ? write_ec.message() : read_ec.message()));
+                                    Describe(ec, &timeout_));
     }
     HttpResult out;
     out.status = parser.get().result_int();
@@ -176,7 +205,7 @@ StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string
 
 StatusOr<HttpResult> HttpClient::Stream(const std::string& target,
                                         const std::function<bool(const std::string&)>& on_line) {
-  return WithConnection(nullptr, [&](auto& stream) -> StatusOr<HttpResult> {
+  return WithConnection(nullptr, [&](auto& stream, asio::io_context&) -> StatusOr<HttpResult> {
     http::request<http::empty_body> req{http::verb::get, target, 11};
     req.set(http::field::host, host_);
     if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);

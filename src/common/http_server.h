@@ -1,9 +1,10 @@
 // A small HTTP/1.1 server (Boost.Beast underneath, hidden behind this header) shared by every
 // daemon: the REST gateway, /healthz and /metrics, the flashdns API.
 //
-// Handlers run on the server's I/O threads and may block (a store commit, say); size
-// `threads` for the concurrency you want. A handler that would only wait (for a commit) can
-// instead return HttpResponse::Later and answer from whichever thread learns the outcome.
+// Handlers run on the server's I/O threads: `threads` threads, each with its own io_context
+// and its share of the connections. A handler may block a short while (a store read), which
+// holds up that thread's other connections; one that would only wait (for a commit) returns
+// HttpResponse::Later instead and answers from whichever thread learns the outcome.
 // Long-lived responses (watch streams) return a `start_stream` callback instead of a body and
 // then write chunks from any thread.
 #pragma once

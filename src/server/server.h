@@ -15,7 +15,7 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:8080";       // REST, /healthz, /metrics
   std::string grpc_listen = "127.0.0.1:8081";  // gRPC
   std::string store = "sqlite";                // sqlite | etcd://host:port,...
-  int http_threads = 16;  // handlers block on store commits: size for concurrency
+  int http_threads = 16;  // reads and updates block their thread briefly; creates do not
   size_t max_body_bytes = 1 << 20;
   // The built-in scheduler, node lifecycle and RegionService controller; false leaves
   // placement to an external scheduler.
