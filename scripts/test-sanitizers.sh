@@ -10,10 +10,10 @@ cd "$ROOT"
 ASAN_DIR="${PHOTON_ASAN_BUILD_DIR:-$ROOT/build-asan}"
 PHOTON_BUILD_DIR="$ASAN_DIR" PHOTON_CMAKE_ARGS="-DPHOTON_SANITIZE=ON" bash scripts/build.sh \
   store_tests store_crash_writer server_unit_tests flashdns_tests lightningstor_tests \
-  scheduler_unit_tests photon-server server_api_tests
+  scheduler_unit_tests photon-server server_api_tests common_http_tests
 cd "$ASAN_DIR"
 # Any report fails the test: ASan aborts on the first error, UBSan is made to halt.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 ctest --output-on-failure --timeout 600 -j "${PHOTON_TEST_JOBS:-2}" \
-  -R '^(store_contract_sqlite|store_sqlite|server_unit_tests|flashdns_unit|lightningstor_unit|scheduler_unit_tests|server_api_tests)$'
+  -R '^(store_contract_sqlite|store_sqlite|server_unit_tests|flashdns_unit|lightningstor_unit|scheduler_unit_tests|server_api_tests|common_http_tests)$'
