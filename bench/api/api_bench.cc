@@ -102,6 +102,7 @@ class KeepAlive {
   int Do(http::verb verb, const std::string& target, const std::string& body,
          std::string* out = nullptr) {
     http::request<http::string_body> req{verb, target, 11};
+
     req.set(http::field::host, "127.0.0.1");
     req.set(http::field::authorization, "Bearer " + token_);
     req.keep_alive(true);
@@ -124,6 +125,36 @@ class KeepAlive {
   beast::flat_buffer buf_;
   std::string token_;
 };
+
+// The server's SQLite group-commit counters (from /metrics): requests and commits so far.
+struct CommitStats {
+  double requests = 0, commits = 0;
+};
+CommitStats ReadCommitStats(int port, const std::string& token) {
+  CommitStats c;
+  try {
+    KeepAlive k(port, token);
+    std::string text;
+    if (k.Do(http::verb::get, "/metrics", "", &text) != 200) return c;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("photon_store_sqlite_batch_requests_sum ", 0) == 0)
+        c.requests = std::stod(line.substr(line.find(' ') + 1));
+      if (line.rfind("photon_store_sqlite_batch_requests_count ", 0) == 0)
+        c.commits = std::stod(line.substr(line.find(' ') + 1));
+    }
+  } catch (const std::exception&) {
+  }
+  return c;
+}
+std::string PerCommit(const CommitStats& before, const CommitStats& after) {
+  const double commits = after.commits - before.commits;
+  if (commits <= 0) return "";
+  char buf[64];
+  snprintf(buf, sizeof buf, " (%.1f per commit)", (after.requests - before.requests) / commits);
+  return buf;
+}
 
 std::string Instance(const std::string& name, const std::string& annotation = "") {
   std::string ann =
@@ -377,17 +408,23 @@ int main(int argc, char** argv) {
     StartServer(server_bin, &s);
     for (int round = 0; round < rounds; ++round) {
       raw.push_back(RawStorePuts(clients, seconds));
+      std::string rest_batch, grpc_batch;
       if (apis != "grpc") {
+        CommitStats before = ReadCommitStats(s.http_port, s.token);
         rest.push_back(RestCreates(s, clients, seconds, "r" + std::to_string(round)));
         rest_cpu.push_back(g_server_cpu_per_create * 1e6);
+        rest_batch = PerCommit(before, ReadCommitStats(s.http_port, s.token));
       }
       if (apis != "rest") {
+        CommitStats before = ReadCommitStats(s.http_port, s.token);
         grpc_rates.push_back(GrpcCreates(s, clients, seconds, "g" + std::to_string(round)));
         grpc_cpu.push_back(g_server_cpu_per_create * 1e6);
+        grpc_batch = PerCommit(before, ReadCommitStats(s.http_port, s.token));
       }
       std::cout << "  round " << round << ": raw store " << (long)raw.back() << " puts/s, REST "
-                << (long)(rest.empty() ? 0 : rest.back()) << " creates/s, gRPC "
-                << (long)(grpc_rates.empty() ? 0 : grpc_rates.back()) << " creates/s\n";
+                << (long)(rest.empty() ? 0 : rest.back()) << " creates/s" << rest_batch << ", gRPC "
+                << (long)(grpc_rates.empty() ? 0 : grpc_rates.back()) << " creates/s" << grpc_batch
+                << "\n";
     }
   }
   double raw_m = Percentile(raw, 0.5), rest_m = Percentile(rest, 0.5),
