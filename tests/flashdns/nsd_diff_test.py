@@ -89,9 +89,22 @@ def main():
         print("SKIPPED LOUDLY: nsd is not installed; the differential test did not run")
         return 0
     tmp = harness.make_tmp("flashdns-nsd-")
-    nsd_port = harness.free_port()
-    nsd = harness.Daemon([NSD, "-d", "-c", write_nsd_conf(tmp, nsd_port)],
-                         os.path.join(tmp, "nsd.log"))
+    # The free port is released before nsd binds it, and suites run in parallel: when another
+    # test took it meanwhile, nsd exits (or someone else answers there). Try a new port then.
+    nsd = None
+    for attempt in range(3):
+        nsd_port = harness.free_port()
+        nsd = harness.Daemon([NSD, "-d", "-c", write_nsd_conf(tmp, nsd_port)],
+                             os.path.join(tmp, "nsd-%d.log" % attempt))
+        try:
+            harness.wait_for_dns(nsd_port)
+        except RuntimeError:
+            pass
+        if nsd.proc.poll() is None:
+            break
+        print("nsd did not come up on port %d (attempt %d): %s"
+              % (nsd_port, attempt + 1, nsd.output().strip()[-300:]))
+        nsd.stop()
     flash = harness.FlashDns(BINARY, [{"name": n, "file": os.path.join(harness.DATA, f),
                                        "allow_transfer": ["127.0.0.1"]} for n, f in ZONES])
     failures = 0
