@@ -187,14 +187,14 @@ void StartServer(const std::string& bin, ServerProc* s, const std::string& dir =
     std::string l = "127.0.0.1:" + std::to_string(s->http_port);
     std::string g = "127.0.0.1:" + std::to_string(s->grpc_port);
     // The server's own defaults, as a user gets them; BENCH_HTTP_THREADS overrides.
-    const char* threads = getenv("BENCH_HTTP_THREADS");
-    if (threads) {
-      execl(bin.c_str(), "photon-server", "--data-dir", s->dir.c_str(), "--listen", l.c_str(),
-            "--grpc-listen", g.c_str(), "--log-level", "warn", "--http-threads", threads, nullptr);
-    } else {
-      execl(bin.c_str(), "photon-server", "--data-dir", s->dir.c_str(), "--listen", l.c_str(),
-            "--grpc-listen", g.c_str(), "--log-level", "warn", nullptr);
+    std::vector<const char*> argv = {"photon-server", "--data-dir",  s->dir.c_str(),
+                                     "--listen",      l.c_str(),     "--grpc-listen",
+                                     g.c_str(),       "--log-level", "warn"};
+    if (const char* threads = getenv("BENCH_HTTP_THREADS")) {
+      argv.insert(argv.end(), {"--http-threads", threads});
     }
+    argv.push_back(nullptr);
+    execv(bin.c_str(), const_cast<char* const*>(argv.data()));
     _exit(127);
   }
   for (int i = 0; i < 600; ++i) {

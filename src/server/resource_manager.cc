@@ -136,9 +136,24 @@ std::string ResourceManager::AuditValue(const Principal& who, const std::string&
 
 void ResourceManager::AuditFailure(const Principal& who, const std::string& action,
                                    const std::string& target, const Status& status) {
-  auto r = store_->Put(AuditKey(),
-                       AuditValue(who, action, target, false, HttpStatusFromCode(status.code())));
-  if (!r.ok()) spdlog::warn("audit write failed: {}", r.status().ToString());
+  auto written = std::make_shared<std::promise<void>>();
+  std::future<void> done = written->get_future();
+  AuditFailureAsync(who, action, target, status, [written] { written->set_value(); });
+  done.wait();
+}
+
+void ResourceManager::AuditFailureAsync(const Principal& who, const std::string& action,
+                                        const std::string& target, const Status& status,
+                                        std::function<void()> then) {
+  store::TxnRequest txn;
+  txn.success.push_back(
+      {.type = store::TxnOp::Type::kPut,
+       .key = AuditKey(),
+       .value = AuditValue(who, action, target, false, HttpStatusFromCode(status.code()))});
+  store_->TxnAsync(std::move(txn), [then = std::move(then)](StatusOr<store::TxnResult> r) {
+    if (!r.ok()) spdlog::warn("audit write failed: {}", r.status().ToString());
+    then();
+  });
 }
 
 StatusOr<std::pair<MessagePtr, int64_t>> ResourceManager::ReadCurrent(const KindInfo& kind,
@@ -242,16 +257,8 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
       // This runs on the store's completion thread, which must not wait for a write: the
       // refusal's audit record is queued, and the answer goes out once it is committed
       // (an audit listing right after the answer finds it, as on every other path).
-      store::TxnRequest audit;
-      audit.success.push_back(
-          {.type = store::TxnOp::Type::kPut,
-           .key = AuditKey(),
-           .value = AuditValue(who, "create", target, false, HttpStatusFromCode(exists.code()))});
-      store_->TxnAsync(std::move(audit),
-                       [exists, done = std::move(done)](StatusOr<store::TxnResult> w) {
-                         if (!w.ok()) spdlog::warn("audit write failed: {}", w.status().ToString());
-                         done(exists);
-                       });
+      AuditFailureAsync(who, "create", target, exists,
+                        [exists, done = std::move(done)] { done(exists); });
       return;
     }
     md->set_resource_version(std::to_string(r->revision));

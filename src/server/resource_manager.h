@@ -92,6 +92,10 @@ class ResourceManager {
   // Records a refused mutating call (the successful ones are written with their change).
   void AuditFailure(const Principal& who, const std::string& action, const std::string& target,
                     const Status& status);
+  // The same without waiting: `then` runs once the record is committed (or failed to be),
+  // on the store's completion thread. For callers that run there themselves.
+  void AuditFailureAsync(const Principal& who, const std::string& action, const std::string& target,
+                         const Status& status, std::function<void()> then);
 
   // A controller that already knows the first status it would give a new object (the scheduler,
   // while no node is usable: "no nodes available ...") sets it at creation, sparing itself a

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -97,28 +98,30 @@ class DeferredServer {
   HttpServer& server() { return *server_; }
 
  private:
+  // A deferred answer that `work` gives on a thread of its own.
+  HttpResponse OnWorker(std::function<void(HttpReply)> work) {
+    return HttpResponse::Later([this, work = std::move(work)](HttpReply reply) {
+      std::lock_guard lock(mu_);
+      workers_.emplace_back([work, reply = std::move(reply)] { work(reply); });
+    });
+  }
+
   HttpResponse Handle(HttpRequest& r) {
     if (r.path.rfind("/later/", 0) == 0) {
       std::string rest = r.path.substr(7);
       std::string id = rest.substr(0, rest.find('/'));
       int ms = std::stoi(rest.substr(rest.find('/') + 1));
-      return HttpResponse::Later([this, id, ms](HttpReply reply) {
-        std::lock_guard lock(mu_);
-        workers_.emplace_back([id, ms, reply = std::move(reply)] {
-          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-          reply(HttpResponse::Text(200, id));
-          reply(HttpResponse::Text(500, "second call must be ignored"));
-        });
+      return OnWorker([id, ms](const HttpReply& reply) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        reply(HttpResponse::Text(200, id));
+        reply(HttpResponse::Text(500, "second call must be ignored"));
       });
     }
     if (r.path == "/later-big") {
-      return HttpResponse::Later([this](HttpReply reply) {
-        std::lock_guard lock(mu_);
-        workers_.emplace_back([reply = std::move(reply)] {
-          std::string body(8 << 20, 'x');
-          for (size_t i = 0; i < body.size(); i += 4096) body[i] = static_cast<char>('a' + i % 26);
-          reply(HttpResponse::Text(200, std::move(body)));
-        });
+      return OnWorker([](const HttpReply& reply) {
+        std::string body(8 << 20, 'x');
+        for (size_t i = 0; i < body.size(); i += 4096) body[i] = static_cast<char>('a' + i % 26);
+        reply(HttpResponse::Text(200, std::move(body)));
       });
     }
     if (r.path == "/drop") {
