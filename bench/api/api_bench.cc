@@ -29,6 +29,7 @@
 #include <thread>
 
 #include "common/file_util.h"
+#include "common/metrics.h"
 #include "common/util.h"
 #include "photon/compute.pb.h"
 #include "photon/service.grpc.pb.h"
@@ -128,7 +129,7 @@ class KeepAlive {
 
 // The server's SQLite group-commit counters (from /metrics): requests and commits so far.
 struct CommitStats {
-  double requests = 0, commits = 0;
+  double requests = 0, commits = 0, commit_seconds = 0;
 };
 CommitStats ReadCommitStats(int port, const std::string& token) {
   CommitStats c;
@@ -143,6 +144,8 @@ CommitStats ReadCommitStats(int port, const std::string& token) {
         c.requests = std::stod(line.substr(line.find(' ') + 1));
       if (line.rfind("photon_store_sqlite_batch_requests_count ", 0) == 0)
         c.commits = std::stod(line.substr(line.find(' ') + 1));
+      if (line.rfind("photon_store_sqlite_commit_seconds_sum ", 0) == 0)
+        c.commit_seconds = std::stod(line.substr(line.find(' ') + 1));
     }
   } catch (const std::exception&) {
   }
@@ -152,7 +155,9 @@ std::string PerCommit(const CommitStats& before, const CommitStats& after) {
   const double commits = after.commits - before.commits;
   if (commits <= 0) return "";
   char buf[64];
-  snprintf(buf, sizeof buf, " (%.1f per commit)", (after.requests - before.requests) / commits);
+  snprintf(buf, sizeof buf, " (%.1f per commit, %.0f us each)",
+           (after.requests - before.requests) / commits,
+           1e6 * (after.commit_seconds - before.commit_seconds) / commits);
   return buf;
 }
 
@@ -215,9 +220,13 @@ void StartServer(const std::string& bin, ServerProc* s, const std::string& dir =
   throw std::runtime_error("photon-server did not start");
 }
 
-double RawStorePuts(int writers, double seconds) {
+std::string PerCommit(const CommitStats& before, const CommitStats& after);
+
+// Puts/s; *batch gets the group-commit figures, as PerCommit prints them for the server.
+double RawStorePuts(int writers, double seconds, std::string* batch) {
   std::string dir = TempDir("store");
-  auto store = photon::store::OpenStore({.spec = "sqlite", .data_dir = dir});
+  photon::MetricsRegistry metrics;
+  auto store = photon::store::OpenStore({.spec = "sqlite", .data_dir = dir, .metrics = &metrics});
   if (!store.ok()) throw std::runtime_error(std::string(store.status().message()));
   std::string value =
       photon::compute::ComputeInstance().SerializeAsString() + std::string(300, 'v');
@@ -240,6 +249,13 @@ double RawStorePuts(int writers, double seconds) {
   stop = true;
   for (auto& t : ts) t.join();
   store->reset();
+  CommitStats after;
+  auto* commits = metrics.GetHistogram("photon_store_sqlite_commit_seconds", "", {});
+  auto* requests = metrics.GetHistogram("photon_store_sqlite_batch_requests", "", {});
+  after.commits = static_cast<double>(requests->Count());
+  after.requests = requests->Sum();
+  after.commit_seconds = commits->Sum();
+  *batch = PerCommit({}, after);
   std::filesystem::remove_all(dir);
   return n / seconds;
 }
@@ -407,8 +423,8 @@ int main(int argc, char** argv) {
     ServerProc s;
     StartServer(server_bin, &s);
     for (int round = 0; round < rounds; ++round) {
-      raw.push_back(RawStorePuts(clients, seconds));
-      std::string rest_batch, grpc_batch;
+      std::string raw_batch, rest_batch, grpc_batch;
+      raw.push_back(RawStorePuts(clients, seconds, &raw_batch));
       if (apis != "grpc") {
         CommitStats before = ReadCommitStats(s.http_port, s.token);
         rest.push_back(RestCreates(s, clients, seconds, "r" + std::to_string(round)));
@@ -421,10 +437,10 @@ int main(int argc, char** argv) {
         grpc_cpu.push_back(g_server_cpu_per_create * 1e6);
         grpc_batch = PerCommit(before, ReadCommitStats(s.http_port, s.token));
       }
-      std::cout << "  round " << round << ": raw store " << (long)raw.back() << " puts/s, REST "
-                << (long)(rest.empty() ? 0 : rest.back()) << " creates/s" << rest_batch << ", gRPC "
-                << (long)(grpc_rates.empty() ? 0 : grpc_rates.back()) << " creates/s" << grpc_batch
-                << "\n";
+      std::cout << "  round " << round << ": raw store " << (long)raw.back() << " puts/s"
+                << raw_batch << ", REST " << (long)(rest.empty() ? 0 : rest.back()) << " creates/s"
+                << rest_batch << ", gRPC " << (long)(grpc_rates.empty() ? 0 : grpc_rates.back())
+                << " creates/s" << grpc_batch << "\n";
     }
   }
   double raw_m = Percentile(raw, 0.5), rest_m = Percentile(rest, 0.5),

@@ -13,7 +13,8 @@ using google::protobuf::Message;
 
 namespace {
 
-constexpr char kAuditPrefix[] = "/audit/";
+constexpr char kAuditLog[] = "audit";
+constexpr char kLegacyAuditPrefix[] = "/audit/";
 
 StatusOr<int64_t> ParseRevision(const std::string& field, const std::string& text) {
   if (text.empty()) return int64_t{0};
@@ -110,13 +111,8 @@ Status ResourceManager::Authorize(const Principal& who, Verb verb, const KindInf
       " " + kind.plural + " in namespace '" + ns + "'");
 }
 
-std::string ResourceManager::AuditKey() {
-  // Time-ordered keys so a range reads the log in order.
-  return std::string(kAuditPrefix) + NowRfc3339() + "-" + RandomHex(4);
-}
-
-std::string ResourceManager::AuditValue(const Principal& who, const std::string& action,
-                                        const std::string& target, bool success, int code) {
+store::TxnOp ResourceManager::AuditOp(const Principal& who, const std::string& action,
+                                      const std::string& target, bool success, int code) {
   event::Event ev;
   auto* md = ev.mutable_metadata();
   md->set_id(NewUuid());
@@ -131,7 +127,7 @@ std::string ResourceManager::AuditValue(const Principal& who, const std::string&
   a->set_resource_id(target);
   a->set_success(success);
   a->set_code(code);
-  return ev.SerializeAsString();
+  return {.type = store::TxnOp::Type::kAppend, .key = kAuditLog, .value = ev.SerializeAsString()};
 }
 
 void ResourceManager::AuditFailure(const Principal& who, const std::string& action,
@@ -146,10 +142,7 @@ void ResourceManager::AuditFailureAsync(const Principal& who, const std::string&
                                         const std::string& target, const Status& status,
                                         std::function<void()> then) {
   store::TxnRequest txn;
-  txn.success.push_back(
-      {.type = store::TxnOp::Type::kPut,
-       .key = AuditKey(),
-       .value = AuditValue(who, action, target, false, HttpStatusFromCode(status.code()))});
+  txn.success.push_back(AuditOp(who, action, target, false, HttpStatusFromCode(status.code())));
   store_->TxnAsync(std::move(txn), [then = std::move(then)](StatusOr<store::TxnResult> r) {
     if (!r.ok()) spdlog::warn("audit write failed: {}", r.status().ToString());
     then();
@@ -238,9 +231,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
                           .number = 0});
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = object->SerializeAsString()});
-  txn.success.push_back({.type = store::TxnOp::Type::kPut,
-                         .key = AuditKey(),
-                         .value = AuditValue(who, "create", target, true, 202)});
+  txn.success.push_back(AuditOp(who, "create", target, true, 202));
   int64_t t0 = MonotonicNanos();
   store_->TxnAsync(std::move(txn), [this, who, kind = &kind, ns, target, object = std::move(object),
                                     op = std::move(op), t0,
@@ -346,9 +337,7 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
                           .number = stored_rev});
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = stored->SerializeAsString()});
-  txn.success.push_back({.type = store::TxnOp::Type::kPut,
-                         .key = AuditKey(),
-                         .value = AuditValue(who, action, target, true, 200)});
+  txn.success.push_back(AuditOp(who, action, target, true, 200));
   auto r = store_->Txn(txn);
   if (!r.ok()) return r.status();
   if (!r->succeeded) {
@@ -433,9 +422,7 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
   txn.success.push_back({.type = store::TxnOp::Type::kPut,
                          .key = RegistryKey("operations", ns, op.metadata().id()),
                          .value = op.SerializeAsString()});
-  txn.success.push_back({.type = store::TxnOp::Type::kPut,
-                         .key = AuditKey(),
-                         .value = AuditValue(who, "delete", target, true, 202)});
+  txn.success.push_back(AuditOp(who, "delete", target, true, 202));
   auto r = store_->Txn(txn);
   if (!r.ok()) return r.status();
   if (!r->succeeded) {
@@ -576,9 +563,7 @@ StatusOr<operation::Operation> ResourceManager::ExecuteAction(
   txn.success.push_back({.type = store::TxnOp::Type::kPut,
                          .key = RegistryKey("operations", ns, op.metadata().id()),
                          .value = op.SerializeAsString()});
-  txn.success.push_back({.type = store::TxnOp::Type::kPut,
-                         .key = AuditKey(),
-                         .value = AuditValue(who, "action:" + action, target, true, 202)});
+  txn.success.push_back(AuditOp(who, "action:" + action, target, true, 202));
   auto r = store_->Txn(txn);
   if (!r.ok()) return r.status();
   op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
@@ -630,19 +615,41 @@ StatusOr<operation::Operation> ResourceManager::GetOperation(const Principal& wh
 StatusOr<std::vector<event::AuditEvent>> ResourceManager::ListAudit(const Principal& who,
                                                                     int limit) {
   if (!who.IsAdmin()) return absl::PermissionDeniedError("the audit log is for admins only");
-  auto r = store_->Range(kAuditPrefix, {.end = store::PrefixEnd(kAuditPrefix)});
-  if (!r.ok()) return r.status();
+  auto records = store_->ReadLog(kAuditLog, limit);
+  if (!records.ok()) return records.status();
   std::vector<event::AuditEvent> out;
-  size_t start = 0;
-  if (limit > 0 && r->kvs.size() > static_cast<size_t>(limit)) start = r->kvs.size() - limit;
-  for (size_t i = start; i < r->kvs.size(); ++i) {
+  out.reserve(records->size());
+  for (const auto& record : *records) {
     event::Event ev;
-    if (!ev.ParseFromString(r->kvs[i].value)) continue;
+    if (!ev.ParseFromString(record)) continue;
     auto a = ev.spec().audit_event();
     (*a.mutable_metadata())["timestamp"] = ev.spec().timestamp();
     out.push_back(std::move(a));
   }
   return out;
+}
+
+Status ResourceManager::MigrateLegacyAudit() {
+  const std::string end = store::PrefixEnd(kLegacyAuditPrefix);
+  int64_t moved = 0;
+  for (;;) {
+    // Keys are time-ordered, so each page is the oldest remaining; 64 records make 128 ops,
+    // the most one txn may carry (etcd's default too). Nothing else writes /audit/ any more.
+    auto page = store_->Range(kLegacyAuditPrefix, {.end = end, .limit = 64});
+    if (!page.ok()) return page.status();
+    if (page->kvs.empty()) break;
+    store::TxnRequest txn;
+    for (const auto& kv : page->kvs) {
+      txn.success.push_back(
+          {.type = store::TxnOp::Type::kAppend, .key = kAuditLog, .value = kv.value});
+      txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = kv.key});
+    }
+    auto r = store_->Txn(txn);
+    if (!r.ok()) return r.status();
+    moved += static_cast<int64_t>(page->kvs.size());
+  }
+  if (moved > 0) spdlog::info("moved {} audit records from /audit/ keys into the audit log", moved);
+  return absl::OkStatus();
 }
 
 Status ResourceManager::WriteStatusAsSystem(const KindInfo& kind, const Message& object) {

@@ -89,6 +89,9 @@ class ResourceManager {
   StatusOr<operation::Operation> GetOperation(const Principal& who, const std::string& id);
   // Newest last. Admins only.
   StatusOr<std::vector<event::AuditEvent>> ListAudit(const Principal& who, int limit);
+  // Data dirs written before the audit trail became an append-only log kept it as keys under
+  // /audit/: moves them into the log, oldest first, at start-up (before any new record).
+  Status MigrateLegacyAudit();
   // Records a refused mutating call (the successful ones are written with their change).
   void AuditFailure(const Principal& who, const std::string& action, const std::string& target,
                     const Status& status);
@@ -128,9 +131,9 @@ class ResourceManager {
                                             const std::string& resource_version,
                                             bool quiet_conflict);
   Status Authorize(const Principal& who, Verb verb, const KindInfo& kind, const std::string& ns);
-  std::string AuditKey();
-  std::string AuditValue(const Principal& who, const std::string& action, const std::string& target,
-                         bool success, int code);
+  // The audit record of one call, appended with the change it describes (same transaction).
+  store::TxnOp AuditOp(const Principal& who, const std::string& action, const std::string& target,
+                       bool success, int code);
   StatusOr<std::pair<MessagePtr, int64_t>> ReadCurrent(const KindInfo& kind,
                                                        const std::string& key);
 

@@ -101,6 +101,7 @@ class ServerImpl : public Server {
     cache_ = std::make_unique<WatchCache>(store_.get(), &metrics_, options_.watch_history);
     PHOTON_RETURN_IF_ERROR(cache_->Start());
     resources_ = std::make_unique<ResourceManager>(store_.get(), cache_.get(), &metrics_);
+    PHOTON_RETURN_IF_ERROR(resources_->MigrateLegacyAudit());
     controllers_ = std::make_unique<Controllers>(resources_.get());
     PHOTON_RETURN_IF_ERROR(controllers_->Start());
     HousekeeperOptions hk;

@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/util.h"
 #include "rpc.grpc.pb.h"
 #include "rpc.pb.h"
 
@@ -87,6 +88,18 @@ void ToProto(const Compare& compare, etcdserverpb::Compare* out) {
   }
 }
 
+// etcd has no append-only log: each record is a key under the stream's prefix, named by the
+// wall clock (then random bits) so a key-ordered range reads the records in order.
+std::string LogPrefix(const std::string& stream) { return "/_log/" + stream + "/"; }
+std::string NewLogKey(const std::string& stream) {
+  auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  char stamp[17];
+  snprintf(stamp, sizeof stamp, "%016llx", static_cast<unsigned long long>(nanos));
+  return LogPrefix(stream) + stamp + RandomHex(4);
+}
+
 void ToProto(const TxnOp& op, etcdserverpb::RequestOp* out) {
   switch (op.type) {
     case TxnOp::Type::kPut: {
@@ -107,6 +120,12 @@ void ToProto(const TxnOp& op, etcdserverpb::RequestOp* out) {
       range->set_key(op.key);
       range->set_range_end(op.end);
       range->set_limit(op.limit);
+      break;
+    }
+    case TxnOp::Type::kAppend: {
+      auto* put = out->mutable_request_put();
+      put->set_key(NewLogKey(op.key));
+      put->set_value(op.value);
       break;
     }
   }
@@ -364,6 +383,22 @@ StatusOr<TxnResult> EtcdStore::Txn(const TxnRequest& txn) {
     }
   }
   return result;
+}
+
+StatusOr<std::vector<std::string>> EtcdStore::ReadLog(const std::string& stream, int64_t limit) {
+  if (stream.empty()) return absl::InvalidArgumentError("log stream is not provided");
+  etcdserverpb::RangeRequest request;
+  request.set_key(LogPrefix(stream));
+  request.set_range_end(PrefixEnd(LogPrefix(stream)));
+  request.set_limit(limit);
+  request.set_sort_order(etcdserverpb::RangeRequest::DESCEND);
+  request.set_sort_target(etcdserverpb::RangeRequest::KEY);
+  PHOTON_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse response,
+                          impl_->RawRange(request, kCallTimeout));
+  std::vector<std::string> records;
+  records.reserve(response.kvs_size());
+  for (int i = response.kvs_size() - 1; i >= 0; --i) records.push_back(response.kvs(i).value());
+  return records;
 }
 
 StatusOr<std::unique_ptr<WatchHandle>> EtcdStore::Watch(const std::string& key,

@@ -9,6 +9,8 @@
 
 namespace photon::store::sqlite {
 
+// log holds the append-only records (TxnOp::kAppend): rowid order is append order, and no
+// index on stream: the few streams there are (the audit trail) are read from the end.
 // history.sub orders the changes of one revision (a txn) as they were made, for watch replay.
 // (key, rev) is unique by construction (a txn writes a key at most once); history_key carries
 // `deleted` so that counting the keys alive at a past revision reads the index alone.
@@ -39,6 +41,10 @@ CREATE TABLE IF NOT EXISTS current (
   value BLOB NOT NULL,
   lease INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS current_lease ON current (lease) WHERE lease != 0;
+CREATE TABLE IF NOT EXISTS log (
+  seq INTEGER PRIMARY KEY,
+  stream BLOB NOT NULL,
+  value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
   id INTEGER PRIMARY KEY,
   ttl INTEGER NOT NULL);

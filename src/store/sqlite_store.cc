@@ -63,6 +63,7 @@ class SqliteStore::Impl {
 
   StatusOr<RangeResult> Range(const std::string& key, const RangeOptions& options);
   StatusOr<TxnResult> Txn(const TxnRequest& txn);
+  StatusOr<std::vector<std::string>> ReadLog(const std::string& stream, int64_t limit);
   void TxnAsync(TxnRequest txn, Store::TxnCallback done);
   StatusOr<std::unique_ptr<WatchHandle>> Watch(const std::string& key, const std::string& end,
                                                int64_t start_revision, WatchCallback on_events,
@@ -87,8 +88,10 @@ class SqliteStore::Impl {
     TxnRequest txn;
     int64_t number = 0;  // compact revision or lease id
     int64_t ttl = 0;
-    // Called on the writer thread once the batch is durable (or failed); may be empty.
+    // Called on the completion thread once the batch is durable (or failed), in commit
+    // order; may be empty.
     std::function<void(WriteResult)> done;
+    WriteResult result;
   };
   // What a batch changed besides rows, applied to memory only once the batch is durable.
   struct BatchEffects {
@@ -108,6 +111,9 @@ class SqliteStore::Impl {
   StatusOr<WriteResult> Submit(std::unique_ptr<WriteOp> op);
   void WriterLoop();
   void ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch);
+  // Hands a finished batch to the completion thread.
+  void Complete(std::vector<std::unique_ptr<WriteOp>> batch);
+  void CompletionLoop();
   // The Apply* functions return SQL failures, which abort the whole batch; a request's own
   // failure (failed validation, nothing written) goes into result.status instead.
   Status ApplyTxn(const TxnRequest& txn, BatchEffects& effects, WriteResult& result);
@@ -154,6 +160,16 @@ class SqliteStore::Impl {
   size_t wake_at_ = 1;
   size_t last_batch_ = 0;
   std::thread writer_;
+
+  // Acknowledgements (a create's answer is rendered and sent from its callback) run on their
+  // own thread: the writer starts the next batch while the last one is answered, instead of
+  // the whole store waiting on every socket write. One thread keeps them in commit order.
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  std::deque<std::vector<std::unique_ptr<WriteOp>>> done_queue_;
+  bool completer_waiting_ = false;
+  bool completer_stop_ = false;
+  std::thread completer_;
 
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<SqliteDb>> readers_;
@@ -228,6 +244,10 @@ Status SqliteStore::Impl::Init() {
         "Group-commit batches rolled back by a SQLite error (all their requests failed).");
   }
   hub_ = std::make_shared<WatchHub>(revision_);
+  completer_ = std::thread([this] {
+    SetThreadName("store-done");
+    CompletionLoop();
+  });
   writer_ = std::thread([this] {
     SetThreadName("store-writer");
     WriterLoop();
@@ -252,6 +272,12 @@ void SqliteStore::Impl::Shutdown() {
   }
   queue_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard lock(done_mu_);
+    completer_stop_ = true;
+  }
+  done_cv_.notify_all();
+  if (completer_.joinable()) completer_.join();  // after the writer: every answer is given
   if (hub_) hub_->Close(absl::UnavailableError("store closed"));
   {
     std::lock_guard lock(readers_mu_);
@@ -321,7 +347,6 @@ void SqliteStore::Impl::WriterLoop() {
 
 void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch) {
   auto started = std::chrono::steady_clock::now();
-  std::vector<WriteResult> results(batch.size());
   BatchEffects effects;
   effects.revision = revision_;
   effects.compacted = compacted_;
@@ -330,16 +355,16 @@ void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch)
     WriteOp& op = *batch[i];
     switch (op.kind) {
       case WriteOp::Kind::kTxn:
-        status = ApplyTxn(op.txn, effects, results[i]);
+        status = ApplyTxn(op.txn, effects, op.result);
         break;
       case WriteOp::Kind::kCompact:
-        status = ApplyCompact(op.number, effects, results[i]);
+        status = ApplyCompact(op.number, effects, op.result);
         break;
       case WriteOp::Kind::kGrant:
-        status = ApplyGrant(op.ttl, effects, results[i]);
+        status = ApplyGrant(op.ttl, effects, op.result);
         break;
       case WriteOp::Kind::kRevoke:
-        status = ApplyRevoke(op.number, effects, results[i]);
+        status = ApplyRevoke(op.number, effects, op.result);
         break;
     }
   }
@@ -362,7 +387,7 @@ void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch)
   }
   if (!status.ok()) {
     (void)writer_db_->Exec("ROLLBACK");
-    for (auto& result : results) result = WriteResult{status, {}, 0};
+    for (auto& op : batch) op->result = WriteResult{status, {}, 0};
   } else {
     revision_ = effects.revision;
     compacted_ = effects.compacted;
@@ -380,8 +405,35 @@ void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch)
     // revision finds the hub already past it.
     if (!effects.events.empty()) hub_->Publish(effects.events, revision_);
   }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i]->done) batch[i]->done(std::move(results[i]));
+  Complete(std::move(batch));
+}
+
+void SqliteStore::Impl::Complete(std::vector<std::unique_ptr<WriteOp>> batch) {
+  bool wake = false;
+  {
+    std::lock_guard lock(done_mu_);
+    done_queue_.push_back(std::move(batch));
+    wake = completer_waiting_;
+  }
+  if (wake) done_cv_.notify_one();
+}
+
+void SqliteStore::Impl::CompletionLoop() {
+  for (;;) {
+    std::vector<std::unique_ptr<WriteOp>> batch;
+    {
+      std::unique_lock lock(done_mu_);
+      completer_waiting_ = true;
+      done_cv_.wait(lock, [&] { return completer_stop_ || !done_queue_.empty(); });
+      completer_waiting_ = false;
+      if (done_queue_.empty()) return;  // stopping, and everything is answered
+      batch = std::move(done_queue_.front());
+      done_queue_.pop_front();
+    }
+    // The ops (and the values they carry) are freed here too, off the writer.
+    for (auto& op : batch) {
+      if (op->done) op->done(std::move(op->result));
+    }
   }
 }
 
@@ -537,6 +589,16 @@ Status SqliteStore::Impl::ApplyTxn(const TxnRequest& txn, BatchEffects& effects,
         PHOTON_ASSIGN_OR_RETURN(RangeResult range,
                                 RangeLatest(*writer_db_, op.key, op.end, op.limit, false, false));
         out.ranges.push_back(std::move(range));
+        break;
+      }
+      case TxnOp::Type::kAppend: {
+        // Not a key change: no revision, no event.
+        PHOTON_ASSIGN_OR_RETURN(
+            SqliteStmt stmt,
+            writer_db_->Prepare("INSERT INTO log (stream, value) VALUES (?1, ?2)"));
+        stmt.BindBlob(1, op.key);
+        stmt.BindBlob(2, op.value);
+        PHOTON_RETURN_IF_ERROR(stmt.Run());
         break;
       }
     }
@@ -705,6 +767,27 @@ StatusOr<RangeResult> SqliteStore::Impl::Range(const std::string& key,
   });
 }
 
+StatusOr<std::vector<std::string>> SqliteStore::Impl::ReadLog(const std::string& stream,
+                                                              int64_t limit) {
+  if (stream.empty()) return absl::InvalidArgumentError("log stream is not provided");
+  return InReadTxn<std::vector<std::string>>(
+      [&](SqliteDb& db) -> StatusOr<std::vector<std::string>> {
+        PHOTON_ASSIGN_OR_RETURN(
+            SqliteStmt stmt,
+            db.Prepare("SELECT value FROM log WHERE stream = ?1 ORDER BY seq DESC LIMIT ?2"));
+        stmt.BindBlob(1, stream);
+        stmt.BindInt(2, limit > 0 ? limit : -1);
+        std::vector<std::string> records;
+        for (;;) {
+          PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
+          if (!row) break;
+          records.push_back(stmt.ColumnBlob(0));
+        }
+        std::reverse(records.begin(), records.end());
+        return records;
+      });
+}
+
 StatusOr<TxnResult> SqliteStore::Impl::Txn(const TxnRequest& txn) {
   PHOTON_RETURN_IF_ERROR(sqlite::ValidateTxn(txn));
   auto op = std::make_unique<WriteOp>();
@@ -848,6 +931,10 @@ StatusOr<int64_t> SqliteStore::Delete(const std::string& key, const std::string&
 }
 
 StatusOr<TxnResult> SqliteStore::Txn(const TxnRequest& txn) { return impl_->Txn(txn); }
+StatusOr<std::vector<std::string>> SqliteStore::ReadLog(const std::string& stream, int64_t limit) {
+  return impl_->ReadLog(stream, limit);
+}
+
 void SqliteStore::TxnAsync(TxnRequest txn, TxnCallback done) {
   impl_->TxnAsync(std::move(txn), std::move(done));
 }

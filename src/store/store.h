@@ -65,11 +65,15 @@ struct Compare {
   std::string value;   // for kValue
 };
 
+// kAppend adds `value` as a record to the append-only log named `key` (see ReadLog): for
+// records that are written once and never changed or watched, such as the audit trail, which
+// thus commits with the change it describes. On SQLite a record is one appended row, about a
+// fifth of the work of a put, which keeps every key's versions and indexes.
 struct TxnOp {
-  enum class Type { kPut, kDelete, kRange };
+  enum class Type { kPut, kDelete, kRange, kAppend };
   Type type = Type::kPut;
   std::string key;
-  std::string value;  // kPut
+  std::string value;  // kPut, kAppend
   std::string end;    // kDelete / kRange: exclusive end, empty = single key
   int64_t lease = 0;  // kPut
   int64_t limit = 0;  // kRange
@@ -117,9 +121,13 @@ class Store {
   // Deletes key, or [key, end) when end is set. Returns the number of keys deleted.
   virtual StatusOr<int64_t> Delete(const std::string& key, const std::string& end = "") = 0;
   virtual StatusOr<TxnResult> Txn(const TxnRequest& txn) = 0;
+  // The newest `limit` records of an append-only log (0 = all of them), oldest first.
+  // Records are not keys: no revision, no watch event, never compacted away. (The etcd
+  // backend keeps them as keys under /_log/STREAM/, which a range over everything shows.)
+  virtual StatusOr<std::vector<std::string>> ReadLog(const std::string& stream, int64_t limit) = 0;
   // Txn without a thread waiting for it: `done` gets the outcome exactly once, on any thread,
-  // possibly before this returns. SqliteStore calls it on its writer thread right after the
-  // commit (keep `done` short and never wait there for another write of this store), so a
+  // possibly before this returns. SqliteStore calls it on its completion thread right after
+  // the commit, in commit order (keep `done` short: later answers wait behind it), so a
   // server with many writes in flight needs no thread parked per write. The default runs
   // Txn inline.
   using TxnCallback = std::function<void(StatusOr<TxnResult>)>;

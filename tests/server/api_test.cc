@@ -5,6 +5,8 @@
 #include <chrono>
 #include <thread>
 
+#include "photon/event.pb.h"
+#include "store/store.h"
 #include "test_util.h"
 
 namespace photon::testing {
@@ -193,6 +195,61 @@ TEST_F(ApiTest, RolesAndNamespaceIsolation) {
   }
   EXPECT_GE(refused, 2);
   EXPECT_EQ(created, 1);
+}
+
+// Before the audit trail was an append-only log, records were keys under /audit/: a server
+// started on such a data dir moves them into the log, oldest first, and drops the keys.
+TEST(AuditLog, LegacyAuditKeysAreMovedIntoTheLog) {
+  std::string dir = MakeTempDir("legacy-audit");
+  {
+    auto store = store::OpenStore({.spec = "sqlite", .data_dir = dir});
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (const char* who : {"old-first", "old-second"}) {
+      event::Event ev;
+      ev.mutable_spec()->set_timestamp("2026-01-01T00:00:00Z");
+      auto* a = ev.mutable_spec()->mutable_audit_event();
+      a->set_actor_id(who);
+      a->set_action("create");
+      a->set_success(true);
+      a->set_code(202);
+      ASSERT_TRUE((*store)
+                      ->Put(std::string("/audit/2026-01-01T00:00:0") + (who[4] == 'f' ? "1" : "2") +
+                                "Z-abcd",
+                            ev.SerializeAsString())
+                      .ok());
+    }
+  }
+  server::ServerOptions opts;
+  opts.data_dir = dir;
+  opts.listen = "127.0.0.1:0";
+  opts.grpc_listen = "127.0.0.1:0";
+  auto s = server::Server::Start(opts);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto admin = *cli::HttpClient::Create("http://127.0.0.1:" + std::to_string((*s)->http_port()),
+                                        Trim(*ReadFile(dir + "/admin.token")));
+  ASSERT_EQ(
+      admin.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("new"))->status,
+      202);
+  auto audit = Json(*admin.Do("GET", "/v1/auditevents"));
+  std::vector<std::string> actors;
+  for (auto& e : audit["items"]) actors.push_back(e["actorId"]);
+  ASSERT_EQ(actors.size(), 3u) << audit.dump();
+  EXPECT_EQ(actors[0], "old-first");
+  EXPECT_EQ(actors[1], "old-second");
+  EXPECT_EQ(actors[2], "admin");
+  auto limited = Json(*admin.Do("GET", "/v1/auditevents?limit=1"));
+  ASSERT_EQ(limited["items"].size(), 1u);
+  EXPECT_EQ(limited["items"][0]["actorId"], "admin");
+  (*s)->Stop();
+  s->reset();
+  // Moved, not copied: the keys are gone.
+  auto store = store::OpenStore({.spec = "sqlite", .data_dir = dir});
+  ASSERT_TRUE(store.ok());
+  auto left = (*store)->Range("/audit/", {.end = store::PrefixEnd("/audit/")});
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->kvs.empty());
+  store->reset();
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(ApiTest, ListFiltersAndPages) {

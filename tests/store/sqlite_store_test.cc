@@ -106,6 +106,9 @@ TEST_F(SqliteStoreTest, ReopenKeepsRevisionCompactionAndLeases) {
   {
     auto store = Open();
     ASSERT_NE(store, nullptr);
+    TxnRequest audit;
+    audit.success.push_back({TxnOp::Type::kAppend, "audit", "kept", "", 0, 0});
+    ASSERT_TRUE(store->Txn(audit).ok());
     ASSERT_TRUE(store->Put("a", "1").ok());
     ASSERT_TRUE(store->Put("a", "2").ok());
     auto compact_at = store->Put("a", "3");
@@ -122,6 +125,7 @@ TEST_F(SqliteStoreTest, ReopenKeepsRevisionCompactionAndLeases) {
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(*store->CurrentRevision(), revision);
   EXPECT_EQ(*store->CompactedRevision(), revision - 1);
+  EXPECT_EQ(*store->ReadLog("audit", 0), std::vector<std::string>{"kept"});
   auto got = store->Range("a");
   ASSERT_TRUE(got.ok());
   ASSERT_EQ(got->kvs.size(), 1u);

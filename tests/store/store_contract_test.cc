@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/util.h"
 #include "etcd_process.h"
 #include "store/store.h"
 #include "watch_collector.h"
@@ -319,6 +320,44 @@ TYPED_TEST(StoreContractTest, TxnCompareAndSwap) {
   auto result = store.Txn(missing);
   ASSERT_TRUE(result.ok());
   EXPECT_FALSE(result->succeeded);
+}
+
+TYPED_TEST(StoreContractTest, AppendLogFollowsTheBranchTakenAndReadsNewestLast) {
+  Store& store = *this->store_;
+  // One stream per test (and per run: etcd keeps its data across the suite's tests).
+  const std::string stream = "contract-" + RandomHex(6);
+  TxnRequest create;
+  create.compares.push_back(
+      {this->K("k"), Compare::Target::kCreateRevision, Compare::Op::kEqual, 0, ""});
+  create.success.push_back({TxnOp::Type::kPut, this->K("k"), "v", "", 0, 0});
+  create.success.push_back({TxnOp::Type::kAppend, stream, "created", "", 0, 0});
+  create.failure.push_back({TxnOp::Type::kAppend, stream, "refused", "", 0, 0});
+  ASSERT_TRUE(store.Txn(create).ok());
+  ASSERT_TRUE(store.Txn(create).ok());
+  // Several records of one txn keep their order; a txn of appends only is fine.
+  TxnRequest two;
+  two.success.push_back({TxnOp::Type::kAppend, stream, "first of two", "", 0, 0});
+  two.success.push_back({TxnOp::Type::kAppend, stream, "second of two", "", 0, 0});
+  auto appended = store.Txn(two);
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  EXPECT_TRUE(appended->succeeded);
+
+  auto all = store.ReadLog(stream, 0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(*all,
+            (std::vector<std::string>{"created", "refused", "first of two", "second of two"}));
+  auto tail = store.ReadLog(stream, 2);
+  ASSERT_TRUE(tail.ok());
+  EXPECT_EQ(*tail, (std::vector<std::string>{"first of two", "second of two"}));
+  auto other = store.ReadLog(stream + "-other", 0);
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->empty());
+  EXPECT_FALSE(store.ReadLog("", 0).ok());
+  // The records are not part of the watched key space of the txn's keys.
+  auto k = store.Range(this->K("k"));
+  ASSERT_TRUE(k.ok());
+  ASSERT_EQ(k->kvs.size(), 1u);
+  EXPECT_EQ(k->kvs[0].version, 1);
 }
 
 TYPED_TEST(StoreContractTest, ConcurrentCompareAndSwapIsSerial) {
