@@ -7,7 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -49,6 +51,20 @@ RangeResult FromProto(const etcdserverpb::RangeResponse& response, int64_t revis
   result.count = response.count();
   result.more = response.more();
   result.revision = revision != 0 ? revision : response.header().revision();
+  return result;
+}
+
+TxnResult FromProto(const etcdserverpb::TxnResponse& response) {
+  TxnResult result;
+  result.succeeded = response.succeeded();
+  result.revision = response.header().revision();
+  for (const auto& op : response.responses()) {
+    if (op.has_response_range()) {
+      result.ranges.push_back(FromProto(op.response_range(), result.revision));
+    } else if (op.has_response_delete_range()) {
+      result.deleted += op.response_delete_range().deleted();
+    }
+  }
   return result;
 }
 
@@ -294,13 +310,75 @@ class EtcdStore::Impl {
   }
 
   ~Impl() {
-    std::lock_guard lock(watches_mu_);
-    for (auto& weak : watches_) {
-      if (auto state = weak.lock()) {
-        state->store_closed = true;
-        state->context->TryCancel();
+    {
+      std::lock_guard lock(watches_mu_);
+      for (auto& weak : watches_) {
+        if (auto state = weak.lock()) {
+          state->store_closed = true;
+          state->context->TryCancel();
+        }
       }
     }
+    // Async txns still in flight are cancelled and answered (CANCELLED) before the stubs go.
+    std::unique_lock lock(async_mu_);
+    closing_ = true;
+    for (auto* call : async_calls_) call->context->TryCancel();
+    async_cv_.wait(lock, [&] { return async_calls_.empty(); });
+  }
+
+  // One TxnAsync: its own context per attempt, as gRPC requires.
+  struct AsyncTxn {
+    etcdserverpb::TxnRequest request;
+    etcdserverpb::TxnResponse response;
+    std::unique_ptr<grpc::ClientContext> context;
+    size_t start = 0;  // endpoint of the first attempt
+    Store::TxnCallback done;
+  };
+
+  // Sends the txn to endpoint start+attempt through gRPC's callback API (no thread waits for
+  // etcd; the answer arrives on a gRPC thread) and moves on to the next endpoint while they
+  // answer UNAVAILABLE, as Call does.
+  void StartTxn(std::shared_ptr<AsyncTxn> call, size_t attempt) {
+    const size_t index = (call->start + attempt) % endpoints_.size();
+    bool closing = false;
+    {
+      // Under the lock: ~Impl cancels the contexts of the calls in the set.
+      std::lock_guard lock(async_mu_);
+      closing = closing_;
+      if (!closing) {
+        call->context = std::make_unique<grpc::ClientContext>();
+        call->context->set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+        async_calls_.insert(call.get());
+      }
+    }
+    if (closing) {
+      call->done(absl::UnavailableError("store closed"));
+      Forget(call.get());  // a retry was still counted
+      return;
+    }
+    call->response.Clear();
+    AsyncTxn* raw = call.get();
+    endpoints_[index].kv->async()->Txn(
+        raw->context.get(), &raw->request, &raw->response,
+        [this, call = std::move(call), attempt, index](grpc::Status status) mutable {
+          if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+              attempt + 1 < endpoints_.size()) {
+            StartTxn(std::move(call), attempt + 1);  // still in the set: ~Impl waits for it
+            return;
+          }
+          if (status.ok()) {
+            current_ = index;
+            call->done(FromProto(call->response));
+          } else {
+            call->done(FromGrpc(status));
+          }
+          Forget(call.get());
+        });
+  }
+  void Forget(AsyncTxn* call) {
+    std::lock_guard lock(async_mu_);
+    async_calls_.erase(call);
+    if (async_calls_.empty()) async_cv_.notify_all();
   }
 
   void AddWatch(const std::shared_ptr<EtcdWatchState>& state) {
@@ -311,6 +389,10 @@ class EtcdStore::Impl {
 
   std::vector<Endpoint> endpoints_;
   std::atomic<size_t> current_{0};
+  std::mutex async_mu_;
+  std::condition_variable async_cv_;
+  std::set<AsyncTxn*> async_calls_;
+  bool closing_ = false;
   std::mutex watches_mu_;
   std::vector<std::weak_ptr<EtcdWatchState>> watches_;
   std::atomic<int64_t> known_compacted_{0};
@@ -372,17 +454,17 @@ StatusOr<TxnResult> EtcdStore::Txn(const TxnRequest& txn) {
   PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
     return e.kv->Txn(&context, request, &response);
   }));
-  TxnResult result;
-  result.succeeded = response.succeeded();
-  result.revision = response.header().revision();
-  for (const auto& op : response.responses()) {
-    if (op.has_response_range()) {
-      result.ranges.push_back(FromProto(op.response_range(), result.revision));
-    } else if (op.has_response_delete_range()) {
-      result.deleted += op.response_delete_range().deleted();
-    }
-  }
-  return result;
+  return FromProto(response);
+}
+
+void EtcdStore::TxnAsync(TxnRequest txn, TxnCallback done) {
+  auto call = std::make_shared<Impl::AsyncTxn>();
+  for (const auto& compare : txn.compares) ToProto(compare, call->request.add_compare());
+  for (const auto& op : txn.success) ToProto(op, call->request.add_success());
+  for (const auto& op : txn.failure) ToProto(op, call->request.add_failure());
+  call->done = std::move(done);
+  call->start = impl_->current_.load();
+  impl_->StartTxn(std::move(call), 0);
 }
 
 StatusOr<std::vector<std::string>> EtcdStore::ReadLog(const std::string& stream, int64_t limit) {

@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "common/util.h"
@@ -358,6 +360,63 @@ TYPED_TEST(StoreContractTest, AppendLogFollowsTheBranchTakenAndReadsNewestLast) 
   ASSERT_TRUE(k.ok());
   ASSERT_EQ(k->kvs.size(), 1u);
   EXPECT_EQ(k->kvs[0].version, 1);
+}
+
+// Many creates in flight at once, none of them waited for by a thread: each callback gets its
+// own outcome exactly once, and exactly one create of each name wins.
+TYPED_TEST(StoreContractTest, TxnAsyncAnswersEachRequestOnce) {
+  Store& store = *this->store_;
+  constexpr int kNames = 50, kTries = 2;
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0, won = 0, lost = 0, failed = 0;
+  for (int t = 0; t < kTries; ++t) {
+    for (int i = 0; i < kNames; ++i) {
+      const std::string key = this->K("n" + std::to_string(i));
+      TxnRequest txn;
+      txn.compares.push_back({key, Compare::Target::kCreateRevision, Compare::Op::kEqual, 0, ""});
+      txn.success.push_back({TxnOp::Type::kPut, key, "try" + std::to_string(t), "", 0, 0});
+      store.TxnAsync(std::move(txn), [&](StatusOr<TxnResult> r) {
+        std::lock_guard lock(mu);
+        ++answered;
+        if (!r.ok()) {
+          ++failed;
+        } else if (r->succeeded) {
+          ++won;
+        } else {
+          ++lost;
+        }
+        cv.notify_all();
+      });
+    }
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return answered == kNames * kTries; }))
+        << answered << " answered";
+  }
+  std::this_thread::sleep_for(50ms);  // a second answer to any request would show now
+  std::lock_guard lock(mu);
+  EXPECT_EQ(answered, kNames * kTries);
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(won, kNames);
+  EXPECT_EQ(lost, kNames * (kTries - 1));
+  auto all = store.Range(this->K(""), {.end = PrefixEnd(this->prefix_)});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->kvs.size(), static_cast<size_t>(kNames));
+}
+
+// Closing the store with txns in flight answers every one of them (done or failed), once.
+TYPED_TEST(StoreContractTest, ClosingTheStoreAnswersTxnsInFlight) {
+  constexpr int kTxns = 200;
+  auto answered = std::make_shared<std::atomic<int>>(0);
+  for (int i = 0; i < kTxns; ++i) {
+    TxnRequest txn;
+    txn.success.push_back({TxnOp::Type::kPut, this->K("k" + std::to_string(i)), "v", "", 0, 0});
+    this->store_->TxnAsync(std::move(txn), [answered](StatusOr<TxnResult>) { ++*answered; });
+  }
+  this->store_.reset();
+  EXPECT_EQ(answered->load(), kTxns);
 }
 
 TYPED_TEST(StoreContractTest, ConcurrentCompareAndSwapIsSerial) {
