@@ -445,14 +445,22 @@ int main(int argc, char** argv) {
   }
   double raw_m = Percentile(raw, 0.5), rest_m = Percentile(rest, 0.5),
          grpc_m = Percentile(grpc_rates, 0.5);
+  // Each round's API rate over the raw rate measured just before it: this VM's speed drifts
+  // between minutes, and a ratio of two medians can pair a fast minute with a slow one.
+  auto paired = [&](const std::vector<double>& api) {
+    std::vector<double> ratios;
+    for (size_t i = 0; i < api.size() && i < raw.size(); ++i)
+      if (raw[i] > 0) ratios.push_back(100 * api[i] / raw[i]);
+    return ratios.empty() ? 0 : static_cast<int>(Percentile(ratios, 0.5));
+  };
   if (!list_only && !watch_only)
     std::cout << "creates (" << clients << " clients, median of " << rounds << " x " << seconds
               << " s):\n"
               << "  raw store puts/s   " << (long)raw_m << "\n"
               << "  REST creates/s     " << (long)rest_m << "  (" << (int)(100 * rest_m / raw_m)
-              << "% of raw)\n"
+              << "% of raw; median of the rounds' own ratios " << paired(rest) << "%)\n"
               << "  gRPC creates/s     " << (long)grpc_m << "  (" << (int)(100 * grpc_m / raw_m)
-              << "% of raw)\n"
+              << "% of raw; median of the rounds' own ratios " << paired(grpc_rates) << "%)\n"
               << "  server CPU per create (scheduler and controllers included): REST "
               << (long)Percentile(rest_cpu, 0.5) << " us, gRPC " << (long)Percentile(grpc_cpu, 0.5)
               << " us; load average " << LoadAverage() << "\n";

@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
   app.add_option("--listen", opts.listen, "REST listen address HOST:PORT");
   app.add_option("--grpc-listen", opts.grpc_listen, "gRPC listen address HOST:PORT");
   app.add_option("--store", opts.store, "sqlite | etcd://host:port[,host:port...]");
-  app.add_option("--http-threads", opts.http_threads, "REST handler threads");
+  app.add_option("--http-threads", opts.http_threads,
+                 "REST I/O threads (default 0: twice the cores, 4 to 16)");
   app.add_option("--node-suspect-after", opts.node_suspect_after_ms,
                  "ms without a node heartbeat before it is SUSPECT (and probed)");
   app.add_option("--node-down-after", opts.node_down_after_ms,

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "common/file_util.h"
 #include "common/http_server.h"
@@ -140,7 +142,10 @@ class ServerImpl : public Server {
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
     HttpServerOptions http;
     http.listen = options_.listen;
-    http.threads = options_.http_threads;
+    http.threads =
+        options_.http_threads > 0
+            ? options_.http_threads
+            : std::clamp(2 * static_cast<int>(std::thread::hardware_concurrency()), 4, 16);
     http.max_body_bytes = options_.max_body_bytes;
     http.name = "photon-server rest";
     http.tls_cert = options_.tls_cert;
