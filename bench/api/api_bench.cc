@@ -290,13 +290,17 @@ double RestCreates(const ServerProc& s, int clients, double seconds, const std::
 
 double GrpcCreates(const ServerProc& s, int clients, double seconds, const std::string& tag) {
   double cpu0 = CpuSeconds(s.pid);
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s.grpc_port),
-                                     grpc::InsecureChannelCredentials());
   std::atomic<long> n{0}, errors{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> ts;
   for (int c = 0; c < clients; ++c) {
     ts.emplace_back([&, c] {
+      // A connection per client, as 16 client programs would have (and as the REST clients
+      // have): channels with equal arguments would share one HTTP/2 connection.
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(s.grpc_port),
+                                               grpc::InsecureChannelCredentials(), args);
       auto stub = photon::api::ResourceService::NewStub(channel);
       photon::compute::ComputeInstance ci;
       ci.mutable_spec()->mutable_process()->add_command("/bin/true");
