@@ -30,15 +30,26 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Debian starts some daemons as it installs them (etcd, nsd, nginx, knot); the tests start
+# their own on loopback ports. A policy-rc.d that refuses every start keeps the new ones from
+# starting (invoke-rc.d and deb-systemd-invoke ask it, the Debian way for this); one the
+# machine already has is left as it is.
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\n# installed by PhotonCloud scripts/install-deps.sh for one apt-get run\nexit 101\n' |
+    $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod 755 "$POLICY"
+  trap '$SUDO rm -f "$POLICY"' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# Debian starts some daemons on install; our tests start their own on loopback ports.
-for svc in etcd nsd nginx; do
-  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
-  $SUDO pkill -x "$svc" >/dev/null 2>&1 || true
+# Nor at boot: only the services of the packages installed just now. A daemon the machine
+# already had (the owner's nginx, say) is not ours to stop.
+for pair in etcd-server:etcd nsd:nsd nginx-light:nginx knot:knot; do
+  pkg="${pair%%:*}" svc="${pair##*:}"
+  [[ " ${missing[*]} " == *" $pkg "* ]] || continue
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  fi
 done
-# knot: stopped through its own control socket (/run/knot), not by process name, so the
-# knotd instances that benchmarks run on their own sockets at the time keep running.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now knot >/dev/null 2>&1 || true; fi
-if [ -x /etc/init.d/knot ]; then $SUDO /etc/init.d/knot stop >/dev/null 2>&1 || true; fi
 echo "install-deps: done"
