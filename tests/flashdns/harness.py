@@ -191,9 +191,21 @@ class FlashDns:
     def __init__(self, binary, zones, extra="", workdir=None, port=None, api_port=None,
                  log_level="info", listen=("127.0.0.1", "[::1]")):
         self.tmp = workdir or make_tmp()
+        # Ports picked here were free when picked; another suite may take one before the
+        # daemon binds it, and start() then tries again on new ones.
+        self.own_ports = port is None and api_port is None
         self.port = port or free_port()
         self.api_port = api_port or free_port()
         self.data_dir = os.path.join(self.tmp, "data")
+        self._zones, self._extra, self._listen = zones, extra, listen
+        self.config = os.path.join(self.tmp, "flashdns.yaml")
+        self._write_config()
+        self.binary = binary
+        self.log_level = log_level
+        self.daemon = None
+
+    def _write_config(self):
+        zones, extra, listen = self._zones, self._extra, self._listen
         lines = ["listen: [%s]" % ", ".join('"%s:%d"' % (h, self.port) for h in listen),
                  "api: 127.0.0.1:%d" % self.api_port, "data_dir: %s" % self.data_dir,
                  "workers: 2", "zones:"]
@@ -205,22 +217,25 @@ class FlashDns:
                              ", ".join('"%s"' % a for a in z["allow_transfer"]))
         if not zones:
             lines[-1] = "zones: []"
-        self.config = os.path.join(self.tmp, "flashdns.yaml")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n" + extra)
-        self.binary = binary
-        self.log_level = log_level
-        self.daemon = None
 
     def start(self, wait_name="example.com"):
-        self.daemon = Daemon([self.binary, "--config", self.config, "--log-level",
-                              self.log_level],
-                             os.path.join(self.tmp, "flashdns.log"))
-        try:
-            self._wait_ready(wait_name)
-        except BaseException:
-            self.daemon.stop()
-            raise
+        for attempt in range(3):
+            self.daemon = Daemon([self.binary, "--config", self.config, "--log-level",
+                                  self.log_level],
+                                 os.path.join(self.tmp, "flashdns.log"))
+            try:
+                self._wait_ready(wait_name)
+                return self
+            except BaseException:
+                exited = self.daemon.proc.poll() is not None
+                self.daemon.stop()
+                if not (exited and self.own_ports and attempt < 2 and
+                        "in use" in self.daemon.output()):
+                    raise
+            self.port, self.api_port = free_port(), free_port()
+            self._write_config()
         return self
 
     def _wait_ready(self, wait_name):
