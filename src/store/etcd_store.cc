@@ -147,6 +147,12 @@ void ToProto(const TxnOp& op, etcdserverpb::RequestOp* out) {
   }
 }
 
+void ToProto(const TxnRequest& txn, etcdserverpb::TxnRequest* out) {
+  for (const auto& compare : txn.compares) ToProto(compare, out->add_compare());
+  for (const auto& op : txn.success) ToProto(op, out->add_success());
+  for (const auto& op : txn.failure) ToProto(op, out->add_failure());
+}
+
 using WatchStream =
     grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
 
@@ -447,9 +453,7 @@ StatusOr<int64_t> EtcdStore::Delete(const std::string& key, const std::string& e
 
 StatusOr<TxnResult> EtcdStore::Txn(const TxnRequest& txn) {
   etcdserverpb::TxnRequest request;
-  for (const auto& compare : txn.compares) ToProto(compare, request.add_compare());
-  for (const auto& op : txn.success) ToProto(op, request.add_success());
-  for (const auto& op : txn.failure) ToProto(op, request.add_failure());
+  ToProto(txn, &request);
   etcdserverpb::TxnResponse response;
   PHOTON_RETURN_IF_ERROR(impl_->Call([&](Impl::Endpoint& e, grpc::ClientContext& context) {
     return e.kv->Txn(&context, request, &response);
@@ -459,9 +463,7 @@ StatusOr<TxnResult> EtcdStore::Txn(const TxnRequest& txn) {
 
 void EtcdStore::TxnAsync(TxnRequest txn, TxnCallback done) {
   auto call = std::make_shared<Impl::AsyncTxn>();
-  for (const auto& compare : txn.compares) ToProto(compare, call->request.add_compare());
-  for (const auto& op : txn.success) ToProto(op, call->request.add_success());
-  for (const auto& op : txn.failure) ToProto(op, call->request.add_failure());
+  ToProto(txn, &call->request);
   call->done = std::move(done);
   call->start = impl_->current_.load();
   impl_->StartTxn(std::move(call), 0);

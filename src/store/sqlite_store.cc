@@ -110,7 +110,7 @@ class SqliteStore::Impl {
   bool Enqueue(std::unique_ptr<WriteOp> op);
   StatusOr<WriteResult> Submit(std::unique_ptr<WriteOp> op);
   void WriterLoop();
-  void ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch);
+  void ApplyBatch(std::vector<std::unique_ptr<WriteOp>> batch);
   // Hands a finished batch to the completion thread.
   void Complete(std::vector<std::unique_ptr<WriteOp>> batch);
   void CompletionLoop();
@@ -341,11 +341,11 @@ void SqliteStore::Impl::WriterLoop() {
       }
       last_batch_ = batch.size();
     }
-    ApplyBatch(batch);
+    ApplyBatch(std::move(batch));
   }
 }
 
-void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch) {
+void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>> batch) {
   auto started = std::chrono::steady_clock::now();
   BatchEffects effects;
   effects.revision = revision_;
