@@ -1,5 +1,6 @@
 #include "common/util.h"
 
+#include <absl/synchronization/mutex.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -76,6 +77,10 @@ void SetThreadName(const char* name) {
   char buf[16];
   snprintf(buf, sizeof buf, "%s", name);
   pthread_setname_np(pthread_self(), buf);
+}
+
+void DisableAbslDeadlockDetection() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 }  // namespace photon

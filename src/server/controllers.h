@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "server/resource_manager.h"
 
@@ -30,7 +31,7 @@ class Controllers {
   void Stop();
 
  private:
-  void Enqueue(const std::string& key);
+  void Enqueue(const std::vector<std::string>& keys);
   void Run();
   void Reconcile(const std::string& key);
   void ReconcileOperation(const std::string& op_key);

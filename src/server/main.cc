@@ -1,19 +1,14 @@
 // photon-server: the control plane. See docs/architecture.md.
-#include <malloc.h>
-
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
-  // Dozens of handler threads would each get a malloc arena; two keep RSS close to the data.
-  mallopt(M_ARENA_MAX, 2);
-  // Freed memory up to this much stays in the heap instead of going back with madvise after
-  // every burst: the store writer otherwise spent ~3% of its time returning and refaulting.
-  mallopt(M_TRIM_THRESHOLD, 16 << 20);
+  photon::DisableAbslDeadlockDetection();
   CLI::App app{"photon-server: the PhotonCloud control plane"};
   photon::server::ServerOptions opts;
   std::string config, log_level = "info";

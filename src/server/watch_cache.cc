@@ -275,8 +275,11 @@ void WatchCache::OnStoreEvents(const std::vector<store::WatchEvent>& events) {
   }
   cached_objects_->Set(static_cast<double>(objects_.size()));
   if (!out.empty()) {
+    // Only the first change of a round wakes the dispatcher; until the round goes out it waits
+    // out the spacing, and waking it for each commit only put it back to sleep.
+    const bool first = undispatched_.empty();
     undispatched_.insert(undispatched_.end(), out.begin(), out.end());
-    dispatch_cv_.notify_one();
+    if (first) dispatch_cv_.notify_one();
   }
   applied_cv_.notify_all();
 }
