@@ -130,6 +130,10 @@ class KeepAlive {
 // The server's SQLite group-commit counters (from /metrics): requests and commits so far.
 struct CommitStats {
   double requests = 0, commits = 0, commit_seconds = 0;
+  // The API's own view: how long its store requests took, from queueing to the answer.
+  double store_requests = 0, store_seconds = 0;
+  // And the API handlers' time for creates (REST or gRPC), from start to answer.
+  double handler_requests = 0, handler_seconds = 0;
 };
 CommitStats ReadCommitStats(int port, const std::string& token) {
   CommitStats c;
@@ -146,6 +150,18 @@ CommitStats ReadCommitStats(int port, const std::string& token) {
         c.commits = std::stod(line.substr(line.find(' ') + 1));
       if (line.rfind("photon_store_sqlite_commit_seconds_sum ", 0) == 0)
         c.commit_seconds = std::stod(line.substr(line.find(' ') + 1));
+      if (line.rfind("photon_store_request_seconds_sum ", 0) == 0)
+        c.store_seconds = std::stod(line.substr(line.find(' ') + 1));
+      if (line.rfind("photon_store_request_seconds_count ", 0) == 0)
+        c.store_requests = std::stod(line.substr(line.find(' ') + 1));
+      for (const char* h : {"photon_http_request_duration_seconds_sum{method=\"POST\"} ",
+                            "photon_grpc_request_duration_seconds_sum{method=\"Create\"} "}) {
+        if (line.rfind(h, 0) == 0) c.handler_seconds += std::stod(line.substr(strlen(h)));
+      }
+      for (const char* h : {"photon_http_request_duration_seconds_count{method=\"POST\"} ",
+                            "photon_grpc_request_duration_seconds_count{method=\"Create\"} "}) {
+        if (line.rfind(h, 0) == 0) c.handler_requests += std::stod(line.substr(strlen(h)));
+      }
     }
   } catch (const std::exception&) {
   }
@@ -154,11 +170,19 @@ CommitStats ReadCommitStats(int port, const std::string& token) {
 std::string PerCommit(const CommitStats& before, const CommitStats& after) {
   const double commits = after.commits - before.commits;
   if (commits <= 0) return "";
-  char buf[64];
-  snprintf(buf, sizeof buf, " (%.1f per commit, %.0f us each)",
-           (after.requests - before.requests) / commits,
-           1e6 * (after.commit_seconds - before.commit_seconds) / commits);
-  return buf;
+  char buf[192];
+  int n = snprintf(buf, sizeof buf, " (%.1f per commit, %.0f us each",
+                   (after.requests - before.requests) / commits,
+                   1e6 * (after.commit_seconds - before.commit_seconds) / commits);
+  const double store_requests = after.store_requests - before.store_requests;
+  if (store_requests > 0)
+    n += snprintf(buf + n, sizeof buf - n, "; %.0f us in the store per create",
+                  1e6 * (after.store_seconds - before.store_seconds) / store_requests);
+  const double handled = after.handler_requests - before.handler_requests;
+  if (handled > 0)
+    snprintf(buf + n, sizeof buf - n, ", %.0f us in the handler",
+             1e6 * (after.handler_seconds - before.handler_seconds) / handled);
+  return std::string(buf) + ")";
 }
 
 std::string Instance(const std::string& name, const std::string& annotation = "") {

@@ -4,6 +4,7 @@
 #include <deque>
 #include <mutex>
 
+#include "common/util.h"
 #include "server/object_util.h"
 
 namespace photon::server {
@@ -51,20 +52,28 @@ StatusOr<Principal> GrpcResourceService::Who(grpc::ServerContextBase* ctx) {
   return auth_->Authenticate(header);
 }
 
-void GrpcResourceService::Count(const char* method, const grpc::Status& st) {
+void GrpcResourceService::Count(const char* method, const grpc::Status& st, int64_t t0) {
   metrics_
       ->GetCounter(
           "photon_grpc_requests_total", "gRPC API requests by method and code",
           {{"method", method}, {"code", std::to_string(static_cast<int>(st.error_code()))}})
       ->Inc();
+  if (t0 != 0) {
+    // From the handler's start to its answer; gRPC's own transport time is not in it.
+    metrics_
+        ->GetHistogram("photon_grpc_request_duration_seconds",
+                       "gRPC API request latency by method, in the handler", {{"method", method}})
+        ->Observe((MonotonicNanos() - t0) / 1e9);
+  }
 }
 
+// Expects `t0`, the handler's start (MonotonicNanos; 0 for streams, which are not timed).
 #define PHOTON_GRPC_TRY(method, expr) \
   do {                                \
     ::absl::Status st_ = (expr);      \
     if (!st_.ok()) {                  \
       auto gs_ = ToGrpc(st_);         \
-      Count(method, gs_);             \
+      Count(method, gs_, t0);         \
       return gs_;                     \
     }                                 \
   } while (0)
@@ -72,10 +81,11 @@ void GrpcResourceService::Count(const char* method, const grpc::Status& st) {
 grpc::ServerUnaryReactor* GrpcResourceService::Create(grpc::CallbackServerContext* ctx,
                                                       const api::CreateRequest* req,
                                                       api::CreateResponse* resp) {
+  const int64_t t0 = MonotonicNanos();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto finish = [this, reactor](const Status& st) {
+  auto finish = [this, reactor, t0](const Status& st) {
     grpc::Status gs = ToGrpc(st);
-    Count("Create", gs);
+    Count("Create", gs, t0);
     reactor->Finish(gs);
   };
   auto who = Who(ctx);
@@ -107,6 +117,7 @@ grpc::ServerUnaryReactor* GrpcResourceService::Create(grpc::CallbackServerContex
 
 grpc::Status GrpcResourceService::Get(grpc::ServerContext* ctx, const api::GetRequest* req,
                                       api::GetResponse* resp) {
+  const int64_t t0 = MonotonicNanos();
   auto who = Who(ctx);
   PHOTON_GRPC_TRY("Get", who.status());
   auto kind = KindFor(req->kind(), nullptr);
@@ -115,12 +126,13 @@ grpc::Status GrpcResourceService::Get(grpc::ServerContext* ctx, const api::GetRe
                            req->name());
   PHOTON_GRPC_TRY("Get", r.status());
   resp->mutable_object()->PackFrom(**r);
-  Count("Get", grpc::Status::OK);
+  Count("Get", grpc::Status::OK, t0);
   return grpc::Status::OK;
 }
 
 grpc::Status GrpcResourceService::Update(grpc::ServerContext* ctx, const api::UpdateRequest* req,
                                          api::UpdateResponse* resp) {
+  const int64_t t0 = MonotonicNanos();
   auto who = Who(ctx);
   PHOTON_GRPC_TRY("Update", who.status());
   auto kind = KindFor(req->kind(), &req->object());
@@ -134,12 +146,13 @@ grpc::Status GrpcResourceService::Update(grpc::ServerContext* ctx, const api::Up
   auto r = resources_->Update(*who, **kind, ns, name, *obj, req->status_only());
   PHOTON_GRPC_TRY("Update", r.status());
   resp->mutable_object()->PackFrom(**r);
-  Count("Update", grpc::Status::OK);
+  Count("Update", grpc::Status::OK, t0);
   return grpc::Status::OK;
 }
 
 grpc::Status GrpcResourceService::Delete(grpc::ServerContext* ctx, const api::DeleteRequest* req,
                                          api::DeleteResponse* resp) {
+  const int64_t t0 = MonotonicNanos();
   auto who = Who(ctx);
   PHOTON_GRPC_TRY("Delete", who.status());
   auto kind = KindFor(req->kind(), nullptr);
@@ -149,12 +162,13 @@ grpc::Status GrpcResourceService::Delete(grpc::ServerContext* ctx, const api::De
                          req->name(), req->resource_version());
   PHOTON_GRPC_TRY("Delete", r.status());
   *resp->mutable_operation() = *r;
-  Count("Delete", grpc::Status::OK);
+  Count("Delete", grpc::Status::OK, t0);
   return grpc::Status::OK;
 }
 
 grpc::Status GrpcResourceService::List(grpc::ServerContext* ctx, const api::ListRequest* req,
                                        api::ListResponse* resp) {
+  const int64_t t0 = MonotonicNanos();
   auto who = Who(ctx);
   PHOTON_GRPC_TRY("List", who.status());
   auto kind = KindFor(req->kind(), nullptr);
@@ -168,12 +182,13 @@ grpc::Status GrpcResourceService::List(grpc::ServerContext* ctx, const api::List
   }
   resp->set_resource_version(r->resource_version);
   resp->set_continue_token(r->continue_token);
-  Count("List", grpc::Status::OK);
+  Count("List", grpc::Status::OK, t0);
   return grpc::Status::OK;
 }
 
 grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::WatchRequest* req,
                                         grpc::ServerWriter<api::WatchEvent>* writer) {
+  const int64_t t0 = 0;  // a stream: counted, not timed
   auto who = Who(ctx);
   PHOTON_GRPC_TRY("Watch", who.status());
   auto kind = KindFor(req->kind(), nullptr);
@@ -217,13 +232,14 @@ grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::Wat
     if (!ok) break;
   }
   resources_->Unwatch(*id);
-  Count("Watch", grpc::Status::OK);
+  Count("Watch", grpc::Status::OK, t0);
   return grpc::Status::OK;
 }
 
 grpc::Status GrpcResourceService::ExecuteAction(grpc::ServerContext* ctx,
                                                 const api::ActionRequest* req,
                                                 api::ActionResponse* resp) {
+  const int64_t t0 = MonotonicNanos();
   auto who = Who(ctx);
   PHOTON_GRPC_TRY("ExecuteAction", who.status());
   auto kind = KindFor(req->kind(), nullptr);
@@ -234,7 +250,7 @@ grpc::Status GrpcResourceService::ExecuteAction(grpc::ServerContext* ctx,
                                      req->name(), req->action(), params);
   PHOTON_GRPC_TRY("ExecuteAction", r.status());
   *resp->mutable_operation() = *r;
-  Count("ExecuteAction", grpc::Status::OK);
+  Count("ExecuteAction", grpc::Status::OK, t0);
   return grpc::Status::OK;
 }
 

@@ -35,7 +35,7 @@ class GrpcResourceService final
 
  private:
   StatusOr<Principal> Who(grpc::ServerContextBase* ctx);
-  void Count(const char* method, const grpc::Status& st);
+  void Count(const char* method, const grpc::Status& st, int64_t t0);
 
   ResourceManager* resources_;
   Authenticator* auth_;

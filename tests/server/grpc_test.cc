@@ -85,6 +85,21 @@ TEST(Grpc, RoundTripAndWatch) {
     EXPECT_EQ(got.metadata().name(), "g1");
     ctx.TryCancel();
   }
+  // Every unary call is counted by method and code and timed; the refused create too.
+  auto m = s.Client("").Do("GET", "/metrics");
+  ASSERT_TRUE(m.ok());
+  const std::string& text = m->body;
+  EXPECT_NE(text.find("photon_grpc_requests_total{code=\"16\",method=\"Create\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("photon_grpc_requests_total{code=\"0\",method=\"Create\"} 1"),
+            std::string::npos);
+  EXPECT_NE(text.find("photon_grpc_request_duration_seconds_count{method=\"Create\"} 2"),
+            std::string::npos);
+  EXPECT_NE(text.find("photon_grpc_request_duration_seconds_count{method=\"Get\"} 2"),
+            std::string::npos);
+  EXPECT_EQ(text.find("photon_grpc_request_duration_seconds_count{method=\"Watch\"}"),
+            std::string::npos);
 }
 
 }  // namespace
