@@ -316,10 +316,11 @@ double RestCreates(const ServerProc& s, int clients, double seconds, const std::
 }
 
 // Each of the `clients` has its own connection and one create in flight at a time, as the
-// REST clients do. They are driven from completion queues (a thread per core) rather than a
-// blocked thread each: the synchronous stub wakes a thread per call, and on this 2-core machine
-// the clients' CPU is taken from the server being measured (it printed 70-110 us per create
-// against the REST clients' 27-33 us).
+// REST clients do. They are driven from one completion queue rather than a blocked thread
+// each: on this 2-core machine the clients' CPU is taken from the server being measured, and
+// the synchronous stub (70-110 us of client CPU per create, against the REST clients' 27-33 us)
+// or a queue per core (one thread often woke the other for its completion: 70-77 us and lower
+// rates than one queue's 58-61 us in alternating runs) left it less.
 double GrpcCreates(const ServerProc& s, int clients, double seconds, const std::string& tag) {
   struct Call {
     int client = 0;
@@ -328,7 +329,6 @@ double GrpcCreates(const ServerProc& s, int clients, double seconds, const std::
     grpc::Status status;
     std::unique_ptr<grpc::ClientAsyncResponseReader<photon::api::CreateResponse>> rpc;
   };
-  const int loops = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, clients);
   std::vector<std::unique_ptr<photon::api::ResourceService::Stub>> stubs;
   for (int c = 0; c < clients; ++c) {
     // Channels with equal arguments would share one HTTP/2 connection.
@@ -345,46 +345,43 @@ double GrpcCreates(const ServerProc& s, int clients, double seconds, const std::
   double cpu0 = CpuSeconds(s.pid), client_cpu0 = CpuSeconds(getpid());
   std::atomic<long> n{0}, errors{0};
   std::atomic<bool> stop{false};
-  std::vector<std::thread> ts;
-  for (int l = 0; l < loops; ++l) {
-    ts.emplace_back([&, l] {
-      grpc::CompletionQueue cq;
-      std::vector<long> next(clients, 0);
-      photon::compute::ComputeInstance obj = ci;
-      auto start = [&](int c) {
-        auto* call = new Call;
-        call->client = c;
-        call->ctx.AddMetadata("authorization", bearer);
-        obj.mutable_metadata()->set_name(tag + "-" + std::to_string(c) + "-" +
-                                         std::to_string(next[c]++));
-        photon::api::CreateRequest req;
-        req.set_namespace_("bench");
-        req.mutable_object()->PackFrom(obj);
-        call->rpc = stubs[c]->AsyncCreate(&call->ctx, req, &cq);
-        call->rpc->Finish(&call->resp, &call->status, call);
-      };
-      int in_flight = 0;
-      for (int c = l; c < clients; c += loops, ++in_flight) start(c);
-      void* tag_out;
-      bool ok;
-      while (in_flight > 0 && cq.Next(&tag_out, &ok)) {
-        std::unique_ptr<Call> call(static_cast<Call*>(tag_out));
-        if (ok && call->status.ok())
-          ++n;
-        else
-          ++errors;
-        if (stop)
-          --in_flight;
-        else
-          start(call->client);
-      }
-      cq.Shutdown();
-      while (cq.Next(&tag_out, &ok)) delete static_cast<Call*>(tag_out);
-    });
-  }
+  std::thread driver([&] {
+    grpc::CompletionQueue cq;
+    std::vector<long> next(clients, 0);
+    photon::compute::ComputeInstance obj = ci;
+    auto start = [&](int c) {
+      auto* call = new Call;
+      call->client = c;
+      call->ctx.AddMetadata("authorization", bearer);
+      obj.mutable_metadata()->set_name(tag + "-" + std::to_string(c) + "-" +
+                                       std::to_string(next[c]++));
+      photon::api::CreateRequest req;
+      req.set_namespace_("bench");
+      req.mutable_object()->PackFrom(obj);
+      call->rpc = stubs[c]->AsyncCreate(&call->ctx, req, &cq);
+      call->rpc->Finish(&call->resp, &call->status, call);
+    };
+    for (int c = 0; c < clients; ++c) start(c);
+    int in_flight = clients;
+    void* tag_out;
+    bool ok;
+    while (in_flight > 0 && cq.Next(&tag_out, &ok)) {
+      std::unique_ptr<Call> call(static_cast<Call*>(tag_out));
+      if (ok && call->status.ok())
+        ++n;
+      else
+        ++errors;
+      if (stop)
+        --in_flight;
+      else
+        start(call->client);
+    }
+    cq.Shutdown();
+    while (cq.Next(&tag_out, &ok)) delete static_cast<Call*>(tag_out);
+  });
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop = true;
-  for (auto& t : ts) t.join();
+  driver.join();
   if (errors) std::cerr << "  (" << errors << " gRPC errors)\n";
   g_server_cpu_per_create = n ? (CpuSeconds(s.pid) - cpu0) / n : 0;
   g_client_cpu_per_create = n ? (CpuSeconds(getpid()) - client_cpu0) / n : 0;
