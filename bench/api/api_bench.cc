@@ -143,24 +143,24 @@ CommitStats ReadCommitStats(int port, const std::string& token) {
     if (k.Do(http::verb::get, "/metrics", "", &text) != 200) return c;
     std::istringstream in(text);
     std::string line;
+    // Series (with their labels) and the field each adds to: the handler figures take REST's
+    // and gRPC's creates together, as only one of them runs at a time.
+    const std::pair<const char*, double*> series[] = {
+        {"photon_store_sqlite_batch_requests_sum", &c.requests},
+        {"photon_store_sqlite_batch_requests_count", &c.commits},
+        {"photon_store_sqlite_commit_seconds_sum", &c.commit_seconds},
+        {"photon_store_request_seconds_sum", &c.store_seconds},
+        {"photon_store_request_seconds_count", &c.store_requests},
+        {"photon_http_request_duration_seconds_sum{method=\"POST\"}", &c.handler_seconds},
+        {"photon_grpc_request_duration_seconds_sum{method=\"Create\"}", &c.handler_seconds},
+        {"photon_http_request_duration_seconds_count{method=\"POST\"}", &c.handler_requests},
+        {"photon_grpc_request_duration_seconds_count{method=\"Create\"}", &c.handler_requests},
+    };
     while (std::getline(in, line)) {
-      if (line.rfind("photon_store_sqlite_batch_requests_sum ", 0) == 0)
-        c.requests = std::stod(line.substr(line.find(' ') + 1));
-      if (line.rfind("photon_store_sqlite_batch_requests_count ", 0) == 0)
-        c.commits = std::stod(line.substr(line.find(' ') + 1));
-      if (line.rfind("photon_store_sqlite_commit_seconds_sum ", 0) == 0)
-        c.commit_seconds = std::stod(line.substr(line.find(' ') + 1));
-      if (line.rfind("photon_store_request_seconds_sum ", 0) == 0)
-        c.store_seconds = std::stod(line.substr(line.find(' ') + 1));
-      if (line.rfind("photon_store_request_seconds_count ", 0) == 0)
-        c.store_requests = std::stod(line.substr(line.find(' ') + 1));
-      for (const char* h : {"photon_http_request_duration_seconds_sum{method=\"POST\"} ",
-                            "photon_grpc_request_duration_seconds_sum{method=\"Create\"} "}) {
-        if (line.rfind(h, 0) == 0) c.handler_seconds += std::stod(line.substr(strlen(h)));
-      }
-      for (const char* h : {"photon_http_request_duration_seconds_count{method=\"POST\"} ",
-                            "photon_grpc_request_duration_seconds_count{method=\"Create\"} "}) {
-        if (line.rfind(h, 0) == 0) c.handler_requests += std::stod(line.substr(strlen(h)));
+      const size_t space = line.rfind(' ');
+      if (space == std::string::npos) continue;
+      for (const auto& [name, field] : series) {
+        if (line.compare(0, space, name) == 0) *field += std::stod(line.substr(space + 1));
       }
     }
   } catch (const std::exception&) {
@@ -243,8 +243,6 @@ void StartServer(const std::string& bin, ServerProc* s, const std::string& dir =
   }
   throw std::runtime_error("photon-server did not start");
 }
-
-std::string PerCommit(const CommitStats& before, const CommitStats& after);
 
 // Puts/s; *batch gets the group-commit figures, as PerCommit prints them for the server.
 double RawStorePuts(int writers, double seconds, std::string* batch) {

@@ -23,7 +23,8 @@ void SetThreadName(const char* name);
 // Turns off Abseil's lock-order graph. Debian builds Abseil without NDEBUG, so every
 // absl::Mutex (gRPC locks with them on each call) otherwise records lock order in one global
 // graph and each destroyed mutex takes the graph's lock: a few percent of a gRPC process's
-// CPU, serialised across its threads. Daemons call this first thing in main.
+// CPU, serialised across its threads. Processes that serve or call gRPC (photon-server, the
+// API bench) call this first thing in main.
 void DisableAbslDeadlockDetection();
 
 }  // namespace photon
