@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -190,14 +191,20 @@ Status VmProvider::KillLocked(VmState& vm) {
 }
 
 Status VmProvider::StopLocked(VmState& vm, std::chrono::seconds timeout) {
-  if (AliveLocked(vm)) {
+  // Graceful: the guest powers off on the ACPI power button. A guest still booting, or whose
+  // listener for the button is not up yet, misses a press, so it is pressed again every few
+  // seconds; a guest already shutting down ignores the repeats.
+  const int64_t deadline = MonotonicNanos() + std::chrono::nanoseconds(timeout).count();
+  for (bool first = true; AliveLocked(vm) && MonotonicNanos() < deadline; first = false) {
     auto qmp = QmpClient::Connect(vm.qmp_socket, std::chrono::seconds(2));
     if (qmp.ok()) {
       // A paused guest cannot see the power button.
-      if (vm.paused) (*qmp)->Execute("cont").IgnoreError();
+      if (first && vm.paused) (*qmp)->Execute("cont").IgnoreError();
       (*qmp)->Execute("system_powerdown").IgnoreError();
     }
-    WaitDead(vm, timeout);  // graceful: the guest powers off on ACPI power button
+    const int64_t left = deadline - MonotonicNanos();
+    WaitDead(vm, std::chrono::duration_cast<milliseconds>(
+                     std::chrono::nanoseconds(std::min<int64_t>(left, 3'000'000'000))));
   }
   PHOTON_RETURN_IF_ERROR(KillLocked(vm));  // forced when still there
   vm.stopped = true;
