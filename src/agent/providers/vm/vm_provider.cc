@@ -194,17 +194,17 @@ Status VmProvider::StopLocked(VmState& vm, std::chrono::seconds timeout) {
   // Graceful: the guest powers off on the ACPI power button. A guest still booting, or whose
   // listener for the button is not up yet, misses a press, so it is pressed again every few
   // seconds; a guest already shutting down ignores the repeats.
-  const int64_t deadline = MonotonicNanos() + std::chrono::nanoseconds(timeout).count();
-  for (bool first = true; AliveLocked(vm) && MonotonicNanos() < deadline; first = false) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (AliveLocked(vm) && std::chrono::steady_clock::now() < deadline) {
     auto qmp = QmpClient::Connect(vm.qmp_socket, std::chrono::seconds(2));
     if (qmp.ok()) {
       // A paused guest cannot see the power button.
-      if (first && vm.paused) (*qmp)->Execute("cont").IgnoreError();
+      if (vm.paused && (*qmp)->Execute("cont").ok()) vm.paused = false;
       (*qmp)->Execute("system_powerdown").IgnoreError();
     }
-    const int64_t left = deadline - MonotonicNanos();
-    WaitDead(vm, std::chrono::duration_cast<milliseconds>(
-                     std::chrono::nanoseconds(std::min<int64_t>(left, 3'000'000'000))));
+    WaitDead(vm, std::min<milliseconds>(std::chrono::seconds(3),
+                                        std::chrono::duration_cast<milliseconds>(
+                                            deadline - std::chrono::steady_clock::now())));
   }
   PHOTON_RETURN_IF_ERROR(KillLocked(vm));  // forced when still there
   vm.stopped = true;
