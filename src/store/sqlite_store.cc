@@ -4,12 +4,15 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <future>
@@ -48,6 +51,24 @@ using sqlite::ReadMeta;
 using sqlite::RunSql;
 
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
+
+// The database holds every secret digest and object: 0600. SQLite creates the file 0644 (less
+// the umask) and gives its -wal and -shm files the database file's mode, so creating the file
+// 0600 first makes all three private; files of an older data dir are tightened.
+Status MakePrivate(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError("store: cannot create " + path + ": " + strerror(errno));
+  int rc = fchmod(fd, 0600);
+  close(fd);
+  if (rc != 0) return absl::InternalError("store: cannot chmod " + path + ": " + strerror(errno));
+  for (const char* suffix : {"-wal", "-shm"}) {
+    std::string side = path + suffix;
+    if (chmod(side.c_str(), 0600) != 0 && errno != ENOENT) {
+      return absl::InternalError("store: cannot chmod " + side + ": " + strerror(errno));
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -191,7 +212,8 @@ class SqliteStore::Impl {
 
 Status SqliteStore::Impl::Init() {
   std::filesystem::path dir = std::filesystem::path(path_).parent_path();
-  if (!dir.empty()) PHOTON_RETURN_IF_ERROR(MakeDirs(dir.string()));
+  if (!dir.empty()) PHOTON_RETURN_IF_ERROR(MakeDirs(dir.string(), 0700));
+  PHOTON_RETURN_IF_ERROR(MakePrivate(path_));
   // One store per file: a second writer would keep its own idea of the revision.
   std::string lock_path = path_ + ".lock";
   lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
