@@ -1,0 +1,437 @@
+#!/usr/bin/env python3
+"""Power-loss durability test of photon-server's SQLite store and of lightningstor.
+
+A killed process keeps its writes in the kernel's page cache, so kill -9 tests never notice a
+missing fsync. Here both daemons run inside a QEMU guest (TCG) on an ext4 virtio disk; the host
+writes to them under load, records every acknowledged (2xx) write, and kills QEMU with SIGKILL
+while writes are in flight: the guest's page cache is lost, as in a power cut. The same disk
+is booted again and every acknowledged write must be there with its content; a write that was
+in flight (sent, not acknowledged) may be missing but never half there.
+
+The disk runs with QEMU's default cache=writeback: what the guest already wrote to its disk sits
+in the host's page cache, which outlives QEMU (the host does not lose power); what the guest
+kept in its own page cache dies with QEMU. That is the loss a missing fsync risks. See
+docs/architecture.md ("Durability").
+
+Environment: PHOTON_SERVER_BIN, LIGHTNINGSTOR_BIN (the binaries to boot), POWERLOSS_LOAD_SECONDS
+(default 15), POWERLOSS_KEEP (keep the temp dir and print its path).
+"""
+import ctypes
+import hashlib
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER_BIN = os.environ.get("PHOTON_SERVER_BIN", os.path.join(ROOT, "build/src/server/photon-server"))
+S3_BIN = os.environ.get("LIGHTNINGSTOR_BIN", os.path.join(ROOT, "build/src/lightningstor/lightningstor"))
+LOAD_SECONDS = float(os.environ.get("POWERLOSS_LOAD_SECONDS", "15"))
+BOOT_DEADLINE = 240  # seconds from QEMU start to PL-READY; TCG on a busy 2-core machine is slow
+REQUEST_TIMEOUT = 60
+API_WORKERS = 3
+S3_WORKERS = 3
+NAMESPACE = "powerloss"
+BUCKET = "powerloss"
+INLINE_MAX = 64 << 10  # lightningstor's default inline_max_bytes: smaller bodies live in its DB
+
+
+class TestFailure(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def die_with_parent():
+    # QEMU must not outlive this script, whichever way the script ends (ctest's timeout kills it).
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Guest:
+    """One boot of the test guest on DISK; the serial console is copied to LOG."""
+
+    def __init__(self, image_dir, disk, log_path):
+        self.image_dir, self.disk, self.log_path = image_dir, disk, log_path
+        self.proc = None
+        self.lines = []
+        self.cond = threading.Condition()
+        self.api_port = self.s3_port = None
+
+    def boot(self):
+        for attempt in range(3):
+            self.api_port, self.s3_port = free_port(), free_port()
+            self._start_qemu()
+            try:
+                return self._wait_ready()
+            except TestFailure:
+                # A forwarded port taken by another suite between free_port() and QEMU's bind.
+                if attempt == 2 or "host forwarding" not in self._stderr():
+                    raise
+                self.kill()
+        raise AssertionError("unreachable")
+
+    def _start_qemu(self):
+        fwd = (f"hostfwd=tcp:127.0.0.1:{self.api_port}-:8080,"
+               f"hostfwd=tcp:127.0.0.1:{self.s3_port}-:9000")
+        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", "1024", "-smp", "2",
+               "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+               "-serial", "stdio", "-monitor", "none",
+               "-kernel", os.path.join(self.image_dir, "vmlinuz"),
+               "-initrd", os.path.join(self.image_dir, "initrd.img"),
+               "-append", "console=ttyS0 panic=-1 quiet",
+               "-drive", f"file={self.disk},format=raw,if=none,id=disk0,cache=writeback,aio=threads",
+               "-device", "virtio-blk-pci,drive=disk0",
+               "-netdev", f"user,id=net0,{fwd}", "-device", "virtio-net-pci,netdev=net0",
+               "-device", "virtio-rng-pci"]
+        self.lines = []
+        self.stderr_path = self.log_path + ".stderr"
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=err, preexec_fn=die_with_parent)
+        threading.Thread(target=self._read_console, args=(self.proc,), daemon=True).start()
+
+    def _read_console(self, proc):
+        with open(self.log_path, "ab") as log:
+            for raw in proc.stdout:
+                log.write(raw)
+                log.flush()
+                with self.cond:
+                    self.lines.append(raw.decode(errors="replace").rstrip("\r\n"))
+                    self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def _stderr(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + BOOT_DEADLINE
+        seen = {}
+        with self.cond:
+            while True:
+                for line in self.lines:
+                    if line.startswith("PL-FATAL"):
+                        raise TestFailure(f"guest: {line}")
+                    for key in ("PL-S3-KEY", "PL-ADMIN-TOKEN"):
+                        if line.startswith(key + " "):
+                            seen[key] = line[len(key) + 1:].split()
+                    if line == "PL-READY":
+                        return seen
+                if self.proc.poll() is not None:
+                    raise TestFailure(f"QEMU exited with {self.proc.returncode}: {self._stderr()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TestFailure(f"guest not ready within {BOOT_DEADLINE} s")
+                self.cond.wait(timeout=min(left, 1))
+
+    def kill(self):
+        """The power cut: SIGKILL to QEMU, the guest's memory (page cache included) is gone."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+            self.proc.stdout.close()
+
+
+def flavor_doc(name, n):
+    return {"metadata": {"name": name, "labels": {"seq": str(n)}},
+            "spec": {"vcpu": 1 + n % 64, "memoryMb": str(512 + n), "hourlyRate": n / 100.0}}
+
+
+def object_body(key, n):
+    # Odd writes go to blob files, even ones inline into lightningstor's DB.
+    rng = random.Random(key)
+    size = rng.randint(INLINE_MAX + 1, 320 << 10) if n % 2 else rng.randint(1, INLINE_MAX)
+    return rng.randbytes(size)
+
+
+class Ledger:
+    """What the host sent and what the guest acknowledged, per kind."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.sent = {"api": {}, "s3": {}}
+        self.acked = {"api": {}, "s3": {}}
+        self.ack_times = []
+        self.errors = []
+        self.started = time.monotonic()
+
+    def send(self, kind, name, expect):
+        with self.lock:
+            self.sent[kind][name] = expect
+
+    def ack(self, kind, name, expect):
+        with self.lock:
+            self.acked[kind][name] = expect
+            self.ack_times.append(time.monotonic())
+
+    def error(self, msg):
+        with self.lock:
+            self.errors.append(f"{msg} ({time.monotonic() - self.started:.1f} s into the load)")
+
+
+def api_worker(port, token, idx, power_cut, ledger):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    n = 0
+    while True:  # until the power cut breaks the connection
+        name = f"f-{idx}-{n}"
+        doc = flavor_doc(name, n)
+        ledger.send("api", name, n)
+        try:
+            conn.request("POST", f"/v1/namespaces/{NAMESPACE}/flavors", json.dumps(doc), headers)
+            resp = conn.getresponse()
+            body = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            if not power_cut.is_set():
+                ledger.error(f"create {name}: {e!r}")
+            return
+        if not 200 <= resp.status < 300:
+            if not power_cut.is_set():
+                ledger.error(f"create {name}: HTTP {resp.status} {body[:200]!r}")
+            return
+        ledger.ack("api", name, n)
+        n += 1
+
+
+def s3_client(port, key_id, secret):
+    cfg = BotoConfig(s3={"addressing_style": "path"}, signature_version="s3v4",
+                     retries={"max_attempts": 1}, connect_timeout=REQUEST_TIMEOUT,
+                     read_timeout=REQUEST_TIMEOUT)
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                        aws_access_key_id=key_id, aws_secret_access_key=secret, config=cfg)
+
+
+def s3_worker(client, idx, power_cut, ledger):
+    n = 0
+    while True:  # until the power cut breaks the connection
+        key = f"o-{idx}-{n}"
+        body = object_body(key, n)
+        ledger.send("s3", key, n)
+        try:
+            etag = client.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"]
+        except Exception as e:  # botocore raises many types; all end this worker
+            if not power_cut.is_set():
+                ledger.error(f"put {key}: {e!r}")
+            return
+        if etag.strip('"') != hashlib.md5(body).hexdigest():
+            ledger.error(f"put {key}: ETag {etag} is not the MD5 of the body")
+        ledger.ack("s3", key, n)
+        n += 1
+
+
+def run_load(guest, token, s3, ledger):
+    """Writes from both kinds of workers, then cuts the power while they are still writing."""
+    power_cut = threading.Event()
+    workers = [threading.Thread(target=api_worker, args=(guest.api_port, token, i, power_cut, ledger))
+               for i in range(API_WORKERS)]
+    workers += [threading.Thread(target=s3_worker, args=(s3, i, power_cut, ledger))
+                for i in range(S3_WORKERS)]
+    for w in workers:
+        w.start()
+    deadline = time.monotonic() + LOAD_SECONDS
+    while time.monotonic() < deadline and not ledger.errors:
+        time.sleep(0.1)  # pacing the load's length, not synchronisation
+    # Only a cut while every worker still has a request on the wire tests the last writes.
+    alive = sum(w.is_alive() for w in workers)
+    power_cut.set()  # first: the failures the cut causes are expected ones
+    guest.kill()
+    cut_at = time.monotonic()
+    for w in workers:
+        w.join(timeout=REQUEST_TIMEOUT + 10)
+    if ledger.errors:
+        raise TestFailure("writes failed before the power cut:\n  " + "\n  ".join(ledger.errors[:10]))
+    if alive != len(workers):
+        raise TestFailure(f"only {alive} of {len(workers)} writers were running at the power cut")
+    return cut_at
+
+
+def get_flavor(port, token, name):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.request("GET", f"/v1/namespaces/{NAMESPACE}/flavors/{name}",
+                     headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def check_flavor(port, token, name, n):
+    """None when the object is there as written; otherwise 'lost' or what differs."""
+    status, body = get_flavor(port, token, name)
+    if status == 404:
+        return "lost"
+    if status != 200:
+        return f"GET answered {status}: {body[:200]!r}"
+    got = json.loads(body)
+    want = flavor_doc(name, n)
+    # The answer also renders the fields left at their defaults: compare the ones written.
+    spec = got.get("spec", {})
+    if ({k: spec.get(k) for k in want["spec"]} != want["spec"]
+            or got["metadata"].get("labels") != want["metadata"]["labels"]):
+        return f"content differs: {json.dumps(got.get('spec'))}"
+    return None
+
+
+def check_object(s3, key, n):
+    want = object_body(key, n)
+    try:
+        got = s3.get_object(Bucket=BUCKET, Key=key)
+        data = got["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return "lost"
+    if data != want:
+        return f"content differs ({len(data)} bytes read, {len(want)} written)"
+    if got["ETag"].strip('"') != hashlib.md5(want).hexdigest():
+        return f"ETag {got['ETag']} differs from the body's MD5"
+    return None
+
+
+def verify(guest, token, s3, ledger):
+    """Every acknowledged write present and intact; in-flight ones absent or intact."""
+    problems = []
+    checks = {"api": lambda name, n: check_flavor(guest.api_port, token, name, n),
+              "s3": lambda name, n: check_object(s3, name, n)}
+    counts = {}
+    for kind, check in checks.items():
+        acked = ledger.acked[kind]
+        lost = present_in_flight = 0
+        for name, n in sorted(acked.items()):
+            why = check(name, n)
+            if why:
+                problems.append(f"acknowledged {kind} write {name}: {why}")
+                lost += why == "lost"
+        for name, n in sorted(ledger.sent[kind].items()):
+            if name in acked:
+                continue
+            why = check(name, n)
+            if why is None:
+                present_in_flight += 1
+            elif why != "lost":
+                problems.append(f"in-flight {kind} write {name} is half there: {why}")
+        counts[kind] = (len(acked), lost, len(ledger.sent[kind]) - len(acked), present_in_flight)
+    return problems, counts
+
+
+def write_after_recovery(guest, token, s3):
+    conn = http.client.HTTPConnection("127.0.0.1", guest.api_port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.request("POST", f"/v1/namespaces/{NAMESPACE}/flavors",
+                     json.dumps(flavor_doc("after-recovery", 1)),
+                     {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 202:
+        raise TestFailure(f"create after recovery: HTTP {resp.status} {body[:200]!r}")
+    s3.put_object(Bucket=BUCKET, Key="after-recovery", Body=b"still writable")
+
+
+def make_disk(path):
+    with open(path, "wb") as f:
+        f.truncate(256 << 20)
+    mkfs = shutil.which("mkfs.ext4") or "/usr/sbin/mkfs.ext4"
+    # Inode tables and journal zeroed now, so no lazy-init writes run in the guest meanwhile.
+    subprocess.run([mkfs, "-F", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", path],
+                   check=True, capture_output=True, timeout=60)
+
+
+def run(tmp):
+    image = os.path.join(tmp, "image")
+    subprocess.run([os.path.join(ROOT, "scripts/make-powerloss-image.sh"), SERVER_BIN, S3_BIN, image],
+                   check=True, timeout=300)
+    disk = os.path.join(tmp, "disk.img")
+    make_disk(disk)
+
+    print("phase 1: boot, write under load, cut the power", flush=True)
+    first = Guest(image, disk, os.path.join(tmp, "console-1.log"))
+    started = time.monotonic()
+    try:
+        seen = first.boot()
+        print(f"  guest ready in {time.monotonic() - started:.1f} s", flush=True)
+        if "PL-S3-KEY" not in seen or "PL-ADMIN-TOKEN" not in seen:
+            raise TestFailure(f"first boot printed no key or token: {seen}")
+        key_id, secret = seen["PL-S3-KEY"]
+        token = seen["PL-ADMIN-TOKEN"][0]
+        s3 = s3_client(first.s3_port, key_id, secret)
+        s3.create_bucket(Bucket=BUCKET)
+        ledger = Ledger()
+        cut_at = run_load(first, token, s3, ledger)
+    finally:
+        first.kill()
+    last_ack = max(ledger.ack_times, default=cut_at)
+    acks_last_2s = sum(1 for t in ledger.ack_times if t > cut_at - 2)
+    print(f"  acknowledged {len(ledger.acked['api'])} creates and {len(ledger.acked['s3'])} PUTs "
+          f"({sum(1 for n in ledger.acked['s3'].values() if n % 2)} to blob files); "
+          f"{acks_last_2s} in the last 2 s, the last {cut_at - last_ack:.2f} s before the cut",
+          flush=True)
+    if not ledger.acked["api"] or not ledger.acked["s3"]:
+        raise TestFailure("the load acknowledged no write of one kind: nothing to check")
+
+    print("phase 2: boot the same disk, check every acknowledged write", flush=True)
+    second = Guest(image, disk, os.path.join(tmp, "console-2.log"))
+    try:
+        seen = second.boot()
+        if seen.get("PL-ADMIN-TOKEN", [None])[0] != token:
+            raise TestFailure("the admin token on the disk changed across the power cut")
+        s3 = s3_client(second.s3_port, key_id, secret)
+        problems, counts = verify(second, token, s3, ledger)
+        write_after_recovery(second, token, s3)
+    finally:
+        second.kill()
+    for kind, (acked, lost, in_flight, present) in counts.items():
+        print(f"  {kind}: {acked} acknowledged, {lost} lost; {in_flight} in flight at the cut, "
+              f"{present} of them present", flush=True)
+    if problems:
+        shown = "\n  ".join(problems[:30])
+        more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
+        raise TestFailure(f"{len(problems)} writes not intact after the power cut:\n  {shown}{more}")
+    print("PASS: every acknowledged write survived the power cut", flush=True)
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tmp = tempfile.mkdtemp(prefix="photon-powerloss-")
+    keep = bool(os.environ.get("POWERLOSS_KEEP"))
+    try:
+        run(tmp)
+        return 0
+    except TestFailure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        for name in ("console-1.log", "console-2.log"):
+            path = os.path.join(tmp, name)
+            if os.path.exists(path):
+                with open(path, errors="replace") as f:
+                    tail = f.read()[-3000:]
+                print(f"--- {name} (tail) ---\n{tail}", file=sys.stderr)
+        return 1
+    finally:
+        if keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
