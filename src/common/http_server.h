@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/hex.h"  // PercentEncode, which callers of PercentDecode use too
 #include "common/status.h"
 
 namespace photon {
@@ -98,6 +99,5 @@ class HttpServer {
 Status ParseHostPort(const std::string& hostport, std::string* host, int* port);
 
 std::string PercentDecode(const std::string& s);
-std::string PercentEncode(const std::string& s);
 
 }  // namespace photon

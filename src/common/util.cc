@@ -11,6 +11,8 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "common/hex.h"
+
 namespace photon {
 
 std::string NowRfc3339() {
@@ -27,23 +29,12 @@ std::string NowRfc3339() {
   return out;
 }
 
-static std::string Hex(const unsigned char* p, size_t n) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    out += kHex[p[i] >> 4];
-    out += kHex[p[i] & 15];
-  }
-  return out;
-}
-
 std::string RandomHex(size_t n) {
   std::string bytes(n, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(n)) != 1) {
     throw std::runtime_error("RAND_bytes failed");
   }
-  return Hex(reinterpret_cast<const unsigned char*>(bytes.data()), n);
+  return HexEncode(bytes);
 }
 
 std::string NewUuid() {
@@ -51,7 +42,7 @@ std::string NewUuid() {
   if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("RAND_bytes failed");
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
-  std::string h = Hex(b, 16);
+  std::string h = HexEncode({reinterpret_cast<const char*>(b), sizeof b});
   return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
          "-" + h.substr(20);
 }
@@ -60,7 +51,7 @@ std::string Sha256Hex(const std::string& data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return Hex(md, len);
+  return HexEncode({reinterpret_cast<const char*>(md), len});
 }
 
 bool SecureEquals(const std::string& a, const std::string& b) {

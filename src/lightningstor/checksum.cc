@@ -164,17 +164,6 @@ uint32_t Crc32cUpdate(uint32_t crc, const void* data, size_t n) {
   return has_sse42 ? Crc32cHardware(crc, p, n) : Crc32cSoftware(crc, p, n);
 }
 
-std::string HexEncode(std::string_view raw) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(raw.size() * 2);
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
-
 std::string Base64Encode(std::string_view raw) {
   std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),

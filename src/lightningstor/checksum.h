@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/hex.h"  // HexEncode, how digests are printed (ETags, SigV4)
+
 namespace photon::lightningstor {
 
 // Incremental digest over OpenSSL EVP (MD5 or SHA-256).
@@ -35,7 +37,6 @@ uint32_t Crc32Update(uint32_t crc, const void* data, size_t n);
 // CRC-32C (Castagnoli); uses the SSE4.2 instruction when the CPU has it.
 uint32_t Crc32cUpdate(uint32_t crc, const void* data, size_t n);
 
-std::string HexEncode(std::string_view raw);
 std::string Base64Encode(std::string_view raw);
 // Returns false on invalid input.
 bool Base64Decode(std::string_view text, std::string* raw);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "common/hex.h"
 #include "lightningstor/checksum.h"
 #include "lightningstor/s3_error.h"
 
@@ -81,21 +82,7 @@ StatusOr<ParsedAuth> ParseAuthorizationHeader(std::string_view header) {
 }
 
 std::string UriEncode(std::string_view s, bool encode_slash) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size() + 8);
-  for (unsigned char c : s) {
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '_' || c == '.' || c == '~';
-    if (unreserved || (c == '/' && !encode_slash)) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  return PercentEncode(s, encode_slash);
 }
 
 std::string CanonicalQuery(const std::vector<std::pair<std::string, std::string>>& query,

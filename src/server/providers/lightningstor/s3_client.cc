@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "common/file_util.h"
+#include "common/hex.h"
 #include "common/http_client.h"
 #include "common/util.h"
 
@@ -17,27 +18,12 @@ namespace photon::server::s3 {
 
 namespace {
 
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kDigits[p[i] >> 4]);
-    out.push_back(kDigits[p[i] & 15]);
-  }
-  return out;
-}
-
 std::string HmacSha256(const std::string& key, const std::string& data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
   return std::string(reinterpret_cast<const char*>(md), len);
-}
-
-std::string HexOf(const std::string& raw) {
-  return Hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
 }
 
 std::string Trim(std::string s) {
@@ -112,18 +98,7 @@ StatusOr<Credentials> ReadCredentialsFile(const std::string& path) {
 }
 
 std::string UriEncode(const std::string& s, bool encode_slash) {
-  static const char* kDigits = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (c == '/' && !encode_slash)) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kDigits[c >> 4]);
-      out.push_back(kDigits[c & 15]);
-    }
-  }
-  return out;
+  return PercentEncode(s, encode_slash);
 }
 
 std::map<std::string, std::string> SignV4(
@@ -151,7 +126,7 @@ std::map<std::string, std::string> SignV4(
   key = HmacSha256(key, region);
   key = HmacSha256(key, "s3");
   key = HmacSha256(key, "aws4_request");
-  const std::string signature = HexOf(HmacSha256(key, string_to_sign));
+  const std::string signature = HexEncode(HmacSha256(key, string_to_sign));
   return {{"host", host},
           {"x-amz-date", amz_date},
           {"x-amz-content-sha256", payload},
