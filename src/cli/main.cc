@@ -292,6 +292,271 @@ int Watch(const Globals& g, const std::string& kind, bool all_ns, const std::str
   }
 }
 
+// What the command line asked for: the options of every subcommand (CLI11 writes them).
+struct Options {
+  std::string file, selector, kind, name, id, action;
+  bool all_ns = false;
+  int limit = 50;
+  std::string principal, role = "viewer", token_file;
+  std::string node_name;
+  int drain_timeout = 300;
+};
+
+// The subcommands, to tell after parsing which one was given.
+struct Commands {
+  CLI::App *create, *apply, *get, *list, *describe, *del, *watch;
+  CLI::App *ops, *act, *audit, *token_create;
+  CLI::App *cordon, *uncordon, *drain, *login;
+};
+
+void AddResourceCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
+  c.create = app.add_subcommand("create", "create resources from a YAML/JSON file");
+  c.create->add_option("-f,--file", o.file, "file ('-' for stdin)")->required();
+  c.apply = app.add_subcommand("apply", "create or update resources from a YAML/JSON file");
+  c.apply->add_option("-f,--file", o.file, "file ('-' for stdin)")->required();
+
+  c.get = app.add_subcommand("get", "show one resource");
+  c.get->add_option("kind", o.kind, "kind, e.g. computeinstances")->required();
+  c.get->add_option("name", o.name)->required();
+  c.get->add_option("-o,--output", g.output, "table|json|yaml");
+
+  c.list = app.add_subcommand("list", "list resources");
+  c.list->add_option("kind", o.kind)->required();
+  c.list->add_option("-l,--selector", o.selector, "label selector, e.g. app=web,tier!=db");
+  c.list->add_option("-o,--output", g.output, "table|json|yaml");
+  c.list->add_flag("-A,--all-namespaces", o.all_ns);
+
+  c.describe = app.add_subcommand("describe", "show a resource in detail");
+  c.describe->add_option("kind", o.kind)->required();
+  c.describe->add_option("name", o.name)->required();
+
+  c.del = app.add_subcommand("delete", "delete a resource");
+  c.del->add_option("kind", o.kind);
+  c.del->add_option("name", o.name);
+  c.del->add_option("-f,--file", o.file, "delete what a file describes");
+
+  c.watch = app.add_subcommand("watch", "follow changes of a kind");
+  c.watch->add_option("kind", o.kind)->required();
+  c.watch->add_option("-l,--selector", o.selector);
+  c.watch->add_flag("-A,--all-namespaces", o.all_ns);
+}
+
+void AddOperationCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
+  c.ops = app.add_subcommand("operations", "show an operation, or list recent ones");
+  c.ops->add_option("id", o.id);
+  c.ops->add_option("-o,--output", g.output, "table|json|yaml");
+
+  c.act = app.add_subcommand("action", "run an action (start, stop, restart, logs, ...)");
+  c.act->add_option("kind", o.kind)->required();
+  c.act->add_option("name", o.name)->required();
+  c.act->add_option("action", o.action)->required();
+
+  c.audit = app.add_subcommand("audit", "show the audit log (admins)");
+  c.audit->add_option("--limit", o.limit);
+}
+
+void AddAdminCommands(CLI::App& app, Options& o, Commands& c) {
+  auto* token = app.add_subcommand("token", "manage API tokens (admins)");
+  c.token_create = token->add_subcommand("create", "create a token for a principal");
+  c.token_create->add_option("--principal", o.principal)->required();
+  c.token_create->add_option("--role", o.role, "viewer|editor|admin");
+  token->require_subcommand(1);
+
+  auto* node = app.add_subcommand("node", "node operations: cordon, uncordon, drain");
+  node->require_subcommand(1);
+  c.cordon = node->add_subcommand("cordon", "stop new placements on a node");
+  c.cordon->add_option("name", o.node_name)->required();
+  c.uncordon = node->add_subcommand("uncordon", "allow placements on a node again");
+  c.uncordon->add_option("name", o.node_name)->required();
+  c.drain = node->add_subcommand("drain", "cordon a node and move its instances off, waiting");
+  c.drain->add_option("name", o.node_name)->required();
+  c.drain->add_option("--timeout", o.drain_timeout, "seconds to wait");
+
+  c.login = app.add_subcommand("login", "save server URL and token for later commands");
+  c.login
+      ->add_option("--token-file", o.token_file,
+                   "file holding the token (e.g. DATA_DIR/admin.token)")
+      ->required();
+}
+
+int Login(Globals g, const std::string& token_file) {
+  auto t = photon::ReadFile(token_file);
+  if (!t.ok()) Die(std::string(t.status().message()));
+  std::string tok = *t;
+  while (!tok.empty() && (tok.back() == '\n' || tok.back() == ' ')) tok.pop_back();
+  g.token = tok;
+  auto r = Call(g, "GET", "/v1/computeinstances?limit=1");
+  if (r.status == 401) Die("the server refused this token: " + Reason(r));
+  std::string dir = ConfigPath().substr(0, ConfigPath().rfind('/'));
+  if (auto st = photon::MakeDirs(dir, 0700); !st.ok()) Die(std::string(st.message()));
+  json cfg = {{"server", g.server}, {"token", tok}};
+  if (!g.ca_file.empty()) {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(g.ca_file, ec);
+    cfg["ca_file"] = ec ? g.ca_file : abs.string();
+  }
+  if (auto st = photon::WriteFileAtomic(ConfigPath(), cfg.dump(2) + "\n", 0600); !st.ok()) {
+    Die(std::string(st.message()));
+  }
+  std::cout << "logged in to " << g.server << "; saved to " << ConfigPath() << "\n";
+  return 0;
+}
+
+// Cordons (or uncordons) a node; `drain` also asks the scheduler to move its instances off.
+void SetSchedulable(const Globals& g, const std::string& node_name, bool schedulable, bool drain) {
+  // Read-modify-write with the resourceVersion; retry when an agent's heartbeat wins the race.
+  for (int attempt = 0;; ++attempt) {
+    auto cur = Call(g, "GET", ObjPath("system", "nodes", node_name));
+    if (cur.status != 200) Die(Reason(cur));
+    auto n = json::parse(cur.body);
+    n["spec"]["unschedulable"] = !schedulable;
+    if (drain) n["metadata"]["annotations"]["photon.io/drain"] = "requested";
+    if (schedulable) n["metadata"]["annotations"].erase("photon.io/drain");
+    auto r = Call(g, "PUT", ObjPath("system", "nodes", node_name), n.dump());
+    if (r.status == 200) break;
+    if (r.status != 409 || attempt > 20) Die(Reason(r));
+  }
+  std::cout << "node/" << node_name << (schedulable ? " uncordoned" : " cordoned") << "\n";
+}
+
+// Polls until no instance is left on the node, or dies after timeout_s seconds.
+void WaitDrained(const Globals& g, const std::string& node_name, int timeout_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (true) {
+    auto items = ListAll(g, "computeinstances", true, "", nullptr);
+    int left = 0;
+    for (auto& o : items) {
+      if (Field(o, {"metadata", "agentId"}) == node_name) ++left;
+    }
+    if (left == 0) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      Die("drain: " + std::to_string(left) + " instances still on " + node_name + " after " +
+          std::to_string(timeout_s) + " s");
+    }
+    std::cerr << "drain: " << left << " instances left on " << node_name << "\n";
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  std::cout << "node/" << node_name << " drained\n";
+}
+
+int Get(const Globals& g, const Options& o, bool describe) {
+  auto r = Call(g, "GET", ObjPath(g.ns, o.kind, o.name));
+  if (r.status != 200) Die(Reason(r));
+  if (describe) {
+    Describe(json::parse(r.body));
+  } else {
+    PrintObjects(g, {json::parse(r.body)}, true);
+  }
+  return 0;
+}
+
+int Delete(const Globals& g, const Options& o) {
+  std::vector<std::pair<std::string, std::string>> targets;
+  if (!o.file.empty()) {
+    auto docs = photon::cli::ParseDocuments(ReadInput(o.file));
+    if (!docs.ok()) Die(o.file + ": " + std::string(docs.status().message()));
+    for (auto& d : *docs)
+      targets.push_back({d["kind"].get<std::string>(), Field(d, {"metadata", "name"})});
+  } else {
+    if (o.kind.empty() || o.name.empty()) Die("delete: want KIND NAME or -f FILE");
+    targets.push_back({o.kind, o.name});
+  }
+  int failures = 0;
+  for (auto& [k, n] : targets) {
+    auto r = Call(g, "DELETE", ObjPath(g.ns, k, n));
+    if (r.status != 202) {
+      std::cerr << "error: " << Reason(r) << "\n";
+      ++failures;
+      continue;
+    }
+    std::cout << Plural(k) << "/" << n << " deleted\n";
+  }
+  return failures ? 1 : 0;
+}
+
+int ShowOperation(const Globals& g, const std::string& id) {
+  auto r = Call(g, "GET", "/v1/operations/" + photon::PercentEncode(id));
+  if (r.status != 200) Die(Reason(r));
+  auto j = json::parse(r.body);
+  if (g.output != "table") {
+    PrintObjects(g, {j}, true);
+    return 0;
+  }
+  std::cout << "operation " << Field(j, {"metadata", "id"})
+            << "\n  verb:   " << Field(j, {"spec", "verb"})
+            << "\n  target: " << Field(j, {"spec", "targetKind"}) << "/"
+            << Field(j, {"spec", "targetNamespace"}) << "/" << Field(j, {"spec", "targetName"})
+            << "\n  state:  " << Field(j, {"status", "state"})
+            << "\n  message: " << Field(j, {"status", "message"}) << "\n";
+  return 0;
+}
+
+int ListOperations(const Globals& g) {
+  auto items = ListAll(g, "operations", false, "", nullptr);
+  for (auto& o : items) {
+    std::cout << Field(o, {"metadata", "id"}) << "  " << Field(o, {"spec", "verb"}) << "  "
+              << Field(o, {"spec", "targetKind"}) << "/" << Field(o, {"spec", "targetName"}) << "  "
+              << Field(o, {"status", "state"}) << "  " << Field(o, {"status", "message"}) << "\n";
+  }
+  return 0;
+}
+
+int RunAction(const Globals& g, const Options& o) {
+  auto r =
+      Call(g, "POST", ObjPath(g.ns, o.kind, o.name) + "/actions/" + photon::PercentEncode(o.action),
+           "{}");
+  if (r.status != 202) Die(Reason(r));
+  auto j = json::parse(r.body);
+  std::cout << o.action << " queued (operation " << Field(j, {"operation", "metadata", "id"})
+            << ")\n";
+  return 0;
+}
+
+int ShowAudit(const Globals& g, int limit) {
+  auto r = Call(g, "GET", "/v1/auditevents?limit=" + std::to_string(limit));
+  if (r.status != 200) Die(Reason(r));
+  auto j = json::parse(r.body);
+  for (auto& e : j["items"]) {
+    std::cout << Field(e, {"metadata", "timestamp"}) << "  " << Field(e, {"actorId"}) << "  "
+              << Field(e, {"action"}) << "  " << Field(e, {"resourceId"}) << "  "
+              << (e.value("success", false) ? "ok" : "refused") << " " << Field(e, {"code"})
+              << "\n";
+  }
+  return 0;
+}
+
+int CreateToken(const Globals& g, const Options& o) {
+  json body = {{"principal", o.principal},
+               {"bindings", json::array({{{"namespace", g.ns}, {"role", o.role}}})}};
+  auto r = Call(g, "POST", "/v1/tokens", body.dump());
+  if (r.status != 201) Die(Reason(r));
+  std::cout << json::parse(r.body)["token"].get<std::string>() << "\n";
+  return 0;
+}
+
+// Runs the one subcommand the command line named; its exit status.
+int Dispatch(const Globals& g, const Options& o, const Commands& c) {
+  if (*c.login) return Login(g, o.token_file);
+  if (*c.cordon || *c.uncordon || *c.drain) {
+    SetSchedulable(g, o.node_name, c.uncordon->parsed(), c.drain->parsed());
+    if (*c.drain) WaitDrained(g, o.node_name, o.drain_timeout);
+    return 0;
+  }
+  if (*c.create || *c.apply) return CreateOrApply(g, o.file, c.apply->parsed());
+  if (*c.get || *c.describe) return Get(g, o, c.describe->parsed());
+  if (*c.list) {
+    PrintObjects(g, ListAll(g, o.kind, o.all_ns, o.selector, nullptr), false);
+    return 0;
+  }
+  if (*c.del) return Delete(g, o);
+  if (*c.watch) return Watch(g, o.kind, o.all_ns, o.selector);
+  if (*c.ops) return o.id.empty() ? ListOperations(g) : ShowOperation(g, o.id);
+  if (*c.act) return RunAction(g, o);
+  if (*c.audit) return ShowAudit(g, o.limit);
+  if (*c.token_create) return CreateToken(g, o);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -305,230 +570,11 @@ int main(int argc, char** argv) {
   app.add_option("--ca-file", g.ca_file,
                  "PEM CA for an https:// server (env PHOTON_CA_FILE; login saves it)");
   app.add_option("-n,--namespace", g.ns, "namespace (project)");
-  std::string file, selector, kind, name, id, action;
-  bool all_ns = false;
-  int limit = 50;
-
-  auto* create = app.add_subcommand("create", "create resources from a YAML/JSON file");
-  create->add_option("-f,--file", file, "file ('-' for stdin)")->required();
-  auto* apply = app.add_subcommand("apply", "create or update resources from a YAML/JSON file");
-  apply->add_option("-f,--file", file, "file ('-' for stdin)")->required();
-
-  auto* get = app.add_subcommand("get", "show one resource");
-  get->add_option("kind", kind, "kind, e.g. computeinstances")->required();
-  get->add_option("name", name)->required();
-  get->add_option("-o,--output", g.output, "table|json|yaml");
-
-  auto* list = app.add_subcommand("list", "list resources");
-  list->add_option("kind", kind)->required();
-  list->add_option("-l,--selector", selector, "label selector, e.g. app=web,tier!=db");
-  list->add_option("-o,--output", g.output, "table|json|yaml");
-  list->add_flag("-A,--all-namespaces", all_ns);
-
-  auto* describe = app.add_subcommand("describe", "show a resource in detail");
-  describe->add_option("kind", kind)->required();
-  describe->add_option("name", name)->required();
-
-  auto* del = app.add_subcommand("delete", "delete a resource");
-  del->add_option("kind", kind);
-  del->add_option("name", name);
-  del->add_option("-f,--file", file, "delete what a file describes");
-
-  auto* watch = app.add_subcommand("watch", "follow changes of a kind");
-  watch->add_option("kind", kind)->required();
-  watch->add_option("-l,--selector", selector);
-  watch->add_flag("-A,--all-namespaces", all_ns);
-
-  auto* ops = app.add_subcommand("operations", "show an operation, or list recent ones");
-  ops->add_option("id", id);
-  ops->add_option("-o,--output", g.output, "table|json|yaml");
-
-  auto* act = app.add_subcommand("action", "run an action (start, stop, restart, logs, ...)");
-  act->add_option("kind", kind)->required();
-  act->add_option("name", name)->required();
-  act->add_option("action", action)->required();
-
-  auto* audit = app.add_subcommand("audit", "show the audit log (admins)");
-  audit->add_option("--limit", limit);
-
-  std::string principal, role = "viewer", token_file;
-  auto* token = app.add_subcommand("token", "manage API tokens (admins)");
-  auto* token_create = token->add_subcommand("create", "create a token for a principal");
-  token_create->add_option("--principal", principal)->required();
-  token_create->add_option("--role", role, "viewer|editor|admin");
-  token->require_subcommand(1);
-
-  std::string node_name;
-  int drain_timeout = 300;
-  auto* node = app.add_subcommand("node", "node operations: cordon, uncordon, drain");
-  node->require_subcommand(1);
-  auto* cordon = node->add_subcommand("cordon", "stop new placements on a node");
-  cordon->add_option("name", node_name)->required();
-  auto* uncordon = node->add_subcommand("uncordon", "allow placements on a node again");
-  uncordon->add_option("name", node_name)->required();
-  auto* drain = node->add_subcommand("drain", "cordon a node and move its instances off, waiting");
-  drain->add_option("name", node_name)->required();
-  drain->add_option("--timeout", drain_timeout, "seconds to wait");
-
-  auto* login = app.add_subcommand("login", "save server URL and token for later commands");
-  login
-      ->add_option("--token-file", token_file, "file holding the token (e.g. DATA_DIR/admin.token)")
-      ->required();
-
+  Options o;
+  Commands c{};
+  AddResourceCommands(app, g, o, c);
+  AddOperationCommands(app, g, o, c);
+  AddAdminCommands(app, o, c);
   CLI11_PARSE(app, argc, argv);
-
-  if (*login) {
-    auto t = photon::ReadFile(token_file);
-    if (!t.ok()) Die(std::string(t.status().message()));
-    std::string tok = *t;
-    while (!tok.empty() && (tok.back() == '\n' || tok.back() == ' ')) tok.pop_back();
-    g.token = tok;
-    auto r = Call(g, "GET", "/v1/computeinstances?limit=1");
-    if (r.status == 401) Die("the server refused this token: " + Reason(r));
-    std::string dir = ConfigPath().substr(0, ConfigPath().rfind('/'));
-    if (auto st = photon::MakeDirs(dir, 0700); !st.ok()) Die(std::string(st.message()));
-    json cfg = {{"server", g.server}, {"token", tok}};
-    if (!g.ca_file.empty()) {
-      std::error_code ec;
-      auto abs = std::filesystem::absolute(g.ca_file, ec);
-      cfg["ca_file"] = ec ? g.ca_file : abs.string();
-    }
-    if (auto st = photon::WriteFileAtomic(ConfigPath(), cfg.dump(2) + "\n", 0600); !st.ok()) {
-      Die(std::string(st.message()));
-    }
-    std::cout << "logged in to " << g.server << "; saved to " << ConfigPath() << "\n";
-    return 0;
-  }
-  if (*cordon || *uncordon || *drain) {
-    // Read-modify-write with the resourceVersion; retry when an agent's heartbeat wins the race.
-    for (int attempt = 0;; ++attempt) {
-      auto cur = Call(g, "GET", ObjPath("system", "nodes", node_name));
-      if (cur.status != 200) Die(Reason(cur));
-      auto n = json::parse(cur.body);
-      n["spec"]["unschedulable"] = !*uncordon;
-      if (*drain) n["metadata"]["annotations"]["photon.io/drain"] = "requested";
-      if (*uncordon) n["metadata"]["annotations"].erase("photon.io/drain");
-      auto r = Call(g, "PUT", ObjPath("system", "nodes", node_name), n.dump());
-      if (r.status == 200) break;
-      if (r.status != 409 || attempt > 20) Die(Reason(r));
-    }
-    std::cout << "node/" << node_name << (*uncordon ? " uncordoned" : " cordoned") << "\n";
-    if (!*drain) return 0;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(drain_timeout);
-    while (true) {
-      auto items = ListAll(g, "computeinstances", true, "", nullptr);
-      int left = 0;
-      for (auto& o : items) {
-        if (Field(o, {"metadata", "agentId"}) == node_name) ++left;
-      }
-      if (left == 0) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        Die("drain: " + std::to_string(left) + " instances still on " + node_name + " after " +
-            std::to_string(drain_timeout) + " s");
-      }
-      std::cerr << "drain: " << left << " instances left on " << node_name << "\n";
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
-    std::cout << "node/" << node_name << " drained\n";
-    return 0;
-  }
-  if (*create) return CreateOrApply(g, file, false);
-  if (*apply) return CreateOrApply(g, file, true);
-  if (*get) {
-    auto r = Call(g, "GET", ObjPath(g.ns, kind, name));
-    if (r.status != 200) Die(Reason(r));
-    PrintObjects(g, {json::parse(r.body)}, true);
-    return 0;
-  }
-  if (*list) {
-    PrintObjects(g, ListAll(g, kind, all_ns, selector, nullptr), false);
-    return 0;
-  }
-  if (*describe) {
-    auto r = Call(g, "GET", ObjPath(g.ns, kind, name));
-    if (r.status != 200) Die(Reason(r));
-    Describe(json::parse(r.body));
-    return 0;
-  }
-  if (*del) {
-    std::vector<std::pair<std::string, std::string>> targets;
-    if (!file.empty()) {
-      auto docs = photon::cli::ParseDocuments(ReadInput(file));
-      if (!docs.ok()) Die(file + ": " + std::string(docs.status().message()));
-      for (auto& d : *docs)
-        targets.push_back({d["kind"].get<std::string>(), Field(d, {"metadata", "name"})});
-    } else {
-      if (kind.empty() || name.empty()) Die("delete: want KIND NAME or -f FILE");
-      targets.push_back({kind, name});
-    }
-    int failures = 0;
-    for (auto& [k, n] : targets) {
-      auto r = Call(g, "DELETE", ObjPath(g.ns, k, n));
-      if (r.status != 202) {
-        std::cerr << "error: " << Reason(r) << "\n";
-        ++failures;
-        continue;
-      }
-      std::cout << Plural(k) << "/" << n << " deleted\n";
-    }
-    return failures ? 1 : 0;
-  }
-  if (*watch) return Watch(g, kind, all_ns, selector);
-  if (*ops) {
-    if (!id.empty()) {
-      auto r = Call(g, "GET", "/v1/operations/" + photon::PercentEncode(id));
-      if (r.status != 200) Die(Reason(r));
-      auto j = json::parse(r.body);
-      if (g.output == "table") {
-        std::cout << "operation " << Field(j, {"metadata", "id"})
-                  << "\n  verb:   " << Field(j, {"spec", "verb"})
-                  << "\n  target: " << Field(j, {"spec", "targetKind"}) << "/"
-                  << Field(j, {"spec", "targetNamespace"}) << "/"
-                  << Field(j, {"spec", "targetName"})
-                  << "\n  state:  " << Field(j, {"status", "state"})
-                  << "\n  message: " << Field(j, {"status", "message"}) << "\n";
-      } else {
-        PrintObjects(g, {j}, true);
-      }
-      return 0;
-    }
-    auto items = ListAll(g, "operations", false, "", nullptr);
-    for (auto& o : items) {
-      std::cout << Field(o, {"metadata", "id"}) << "  " << Field(o, {"spec", "verb"}) << "  "
-                << Field(o, {"spec", "targetKind"}) << "/" << Field(o, {"spec", "targetName"})
-                << "  " << Field(o, {"status", "state"}) << "  " << Field(o, {"status", "message"})
-                << "\n";
-    }
-    return 0;
-  }
-  if (*act) {
-    auto r = Call(g, "POST",
-                  ObjPath(g.ns, kind, name) + "/actions/" + photon::PercentEncode(action), "{}");
-    if (r.status != 202) Die(Reason(r));
-    auto j = json::parse(r.body);
-    std::cout << action << " queued (operation " << Field(j, {"operation", "metadata", "id"})
-              << ")\n";
-    return 0;
-  }
-  if (*audit) {
-    auto r = Call(g, "GET", "/v1/auditevents?limit=" + std::to_string(limit));
-    if (r.status != 200) Die(Reason(r));
-    auto j = json::parse(r.body);
-    for (auto& e : j["items"]) {
-      std::cout << Field(e, {"metadata", "timestamp"}) << "  " << Field(e, {"actorId"}) << "  "
-                << Field(e, {"action"}) << "  " << Field(e, {"resourceId"}) << "  "
-                << (e.value("success", false) ? "ok" : "refused") << " " << Field(e, {"code"})
-                << "\n";
-    }
-    return 0;
-  }
-  if (*token_create) {
-    json body = {{"principal", principal},
-                 {"bindings", json::array({{{"namespace", g.ns}, {"role", role}}})}};
-    auto r = Call(g, "POST", "/v1/tokens", body.dump());
-    if (r.status != 201) Die(Reason(r));
-    std::cout << json::parse(r.body)["token"].get<std::string>() << "\n";
-    return 0;
-  }
-  return 0;
+  return Dispatch(g, o, c);
 }
