@@ -1,6 +1,6 @@
 #include "agent/api_client.h"
 
-#include "cli/http_client.h"
+#include "common/http_client.h"
 
 namespace photon::agent {
 
@@ -53,9 +53,9 @@ StatusOr<nlohmann::json> ApiClient::CallWithToken(const std::string& token,
                                                   const std::string& method,
                                                   const std::string& path,
                                                   const nlohmann::json& body) {
-  PHOTON_ASSIGN_OR_RETURN(auto client, cli::HttpClient::Create(base_url_, token, ca_file_));
+  PHOTON_ASSIGN_OR_RETURN(auto client, HttpClient::Create(base_url_, token, ca_file_));
   std::string payload = body.is_null() ? "" : body.dump();
-  PHOTON_ASSIGN_OR_RETURN(cli::HttpResult r, client.Do(method, path, payload));
+  PHOTON_ASSIGN_OR_RETURN(HttpResult r, client.Do(method, path, payload));
   if (r.status < 200 || r.status >= 300) return StatusFromHttp(r.status, r.body);
   if (r.body.empty()) return nlohmann::json::object();
   auto j = nlohmann::json::parse(r.body, nullptr, false);
@@ -70,8 +70,8 @@ StatusOr<nlohmann::json> ApiClient::Call(const std::string& method, const std::s
 
 Status ApiClient::Watch(const std::string& path,
                         const std::function<bool(const nlohmann::json&)>& on_event) {
-  PHOTON_ASSIGN_OR_RETURN(auto client, cli::HttpClient::Create(base_url_, Token(), ca_file_));
-  PHOTON_ASSIGN_OR_RETURN(cli::HttpResult r, client.Stream(path, [&](const std::string& line) {
+  PHOTON_ASSIGN_OR_RETURN(auto client, HttpClient::Create(base_url_, Token(), ca_file_));
+  PHOTON_ASSIGN_OR_RETURN(HttpResult r, client.Stream(path, [&](const std::string& line) {
     if (line.empty()) return true;
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded()) return true;
