@@ -3,6 +3,7 @@
 #include <absl/synchronization/mutex.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 
@@ -47,11 +48,21 @@ std::string NewUuid() {
          "-" + h.substr(20);
 }
 
-std::string Sha256Hex(const std::string& data) {
+std::string Sha256Hex(const std::string& data) { return HexEncode(Sha256Raw(data)); }
+
+std::string Sha256Raw(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return HexEncode({reinterpret_cast<const char*>(md), len});
+  return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+std::string HmacSha256Raw(std::string_view key, std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+  return std::string(reinterpret_cast<const char*>(md), len);
 }
 
 bool SecureEquals(const std::string& a, const std::string& b) {

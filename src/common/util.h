@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace photon {
 
@@ -13,6 +14,9 @@ std::string NewUuid();
 // n random bytes, hex encoded (2n characters), for tokens and keys.
 std::string RandomHex(size_t n);
 std::string Sha256Hex(const std::string& data);
+// Raw (binary) SHA-256 and HMAC-SHA256, for SigV4's key chain and hashes.
+std::string Sha256Raw(std::string_view data);
+std::string HmacSha256Raw(std::string_view key, std::string_view data);
 // Constant-time comparison for secrets.
 bool SecureEquals(const std::string& a, const std::string& b);
 // Monotonic nanoseconds.

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "common/file_util.h"
@@ -33,12 +34,60 @@ StatusOr<std::vector<std::string>> StringList(const YAML::Node& node, const std:
   return out;
 }
 
+// An integer in [lo, hi], or an error naming `key` (yaml-cpp's own conversion error does not).
+StatusOr<int64_t> IntInRange(const YAML::Node& node, const std::string& key, int64_t lo,
+                             int64_t hi) {
+  auto range = std::to_string(lo) + ".." + std::to_string(hi);
+  int64_t v = 0;
+  if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, v)) {
+    return absl::InvalidArgumentError(key + ": must be an integer " + range);
+  }
+  if (v < lo || v > hi) return absl::InvalidArgumentError(key + ": must be " + range);
+  return v;
+}
+
+Status ParseRrl(const YAML::Node& node, RrlOptions* rrl) {
+  PHOTON_RETURN_IF_ERROR(CheckKeys(
+      node, {"rate", "burst", "slip", "ipv4_prefix", "ipv6_prefix", "table_size", "exempt"},
+      "rrl"));
+  struct IntKey {
+    const char* name;
+    int64_t lo, hi;
+    std::function<void(int64_t)> set;
+  };
+  const IntKey keys[] = {
+      {"rate", 0, 1000000, [&](int64_t v) { rrl->rate = static_cast<uint32_t>(v); }},
+      {"burst", 1, 1000000, [&](int64_t v) { rrl->burst = static_cast<uint32_t>(v); }},
+      {"slip", 0, 10, [&](int64_t v) { rrl->slip = static_cast<uint32_t>(v); }},
+      {"ipv4_prefix", 1, 32, [&](int64_t v) { rrl->ipv4_prefix = static_cast<int>(v); }},
+      {"ipv6_prefix", 1, 128, [&](int64_t v) { rrl->ipv6_prefix = static_cast<int>(v); }},
+      {"table_size", 8, 16777216, [&](int64_t v) { rrl->table_size = static_cast<uint32_t>(v); }},
+  };
+  for (const auto& k : keys) {
+    if (!node[k.name]) continue;
+    PHOTON_ASSIGN_OR_RETURN(int64_t v,
+                            IntInRange(node[k.name], std::string("rrl.") + k.name, k.lo, k.hi));
+    k.set(v);
+  }
+  if (node["exempt"]) {
+    PHOTON_ASSIGN_OR_RETURN(rrl->exempt, StringList(node["exempt"], "rrl.exempt"));
+    for (const auto& a : rrl->exempt) {
+      auto m = AddressMatcher::Parse(a);
+      if (!m.ok()) {
+        return absl::InvalidArgumentError("rrl.exempt: " + std::string(m.status().message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 StatusOr<Config> ParseUnchecked(const std::string& yaml_text, const std::string& base_dir) {
   YAML::Node root = YAML::Load(yaml_text);
   Config config;
   if (root.IsNull()) return config;
   PHOTON_RETURN_IF_ERROR(CheckKeys(
-      root, {"listen", "zones", "api", "data_dir", "workers", "api_allow_transfer"}, "config"));
+      root, {"listen", "zones", "api", "data_dir", "workers", "api_allow_transfer", "rrl"},
+      "config"));
   if (root["listen"]) {
     PHOTON_ASSIGN_OR_RETURN(config.listen, StringList(root["listen"], "listen"));
     for (const auto& hp : config.listen) {
@@ -56,6 +105,7 @@ StatusOr<Config> ParseUnchecked(const std::string& yaml_text, const std::string&
       return absl::InvalidArgumentError("workers: must be 0..256");
     }
   }
+  if (root["rrl"]) PHOTON_RETURN_IF_ERROR(ParseRrl(root["rrl"], &config.rrl));
   if (root["api_allow_transfer"]) {
     PHOTON_ASSIGN_OR_RETURN(config.api_allow_transfer,
                             StringList(root["api_allow_transfer"], "api_allow_transfer"));

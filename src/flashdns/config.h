@@ -10,12 +10,21 @@
 //   data_dir: /var/lib/flashdns             # API token and API-managed zones
 //   workers: 2                              # UDP worker threads per address; default nproc
 //   api_allow_transfer: ["127.0.0.1"]       # allow_transfer for API-created zones
+//   rrl:                                    # UDP response-rate limiting (rrl.h); on by default
+//     rate: 200                             # responses/s per (client prefix, kind); 0: off
+//     burst: 200                            # default: rate
+//     slip: 2                               # every 2nd limited response goes out with TC
+//     ipv4_prefix: 24
+//     ipv6_prefix: 56
+//     table_size: 65536
+//     exempt: ["127.0.0.0/8", "::1"]        # never limited (the default: loopback)
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "flashdns/rrl.h"
 
 namespace photon::flashdns {
 
@@ -32,6 +41,7 @@ struct Config {
   std::string data_dir = "/var/lib/flashdns";
   int workers = 0;  // 0: one per CPU
   std::vector<std::string> api_allow_transfer;
+  RrlOptions rrl;
 };
 
 StatusOr<Config> LoadConfig(const std::string& path);

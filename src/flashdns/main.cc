@@ -60,6 +60,20 @@ int Run(int argc, char** argv) {
   options.workers = config->workers > 0
                         ? config->workers
                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  std::unique_ptr<ResponseRateLimiter> rrl;
+  if (config->rrl.rate > 0) {
+    auto created = ResponseRateLimiter::Create(config->rrl);
+    if (!created.ok()) {
+      spdlog::error("{}", std::string(created.status().message()));
+      return 2;
+    }
+    rrl = std::move(*created);
+    options.rrl = rrl.get();
+    spdlog::info("UDP response-rate limiting: {}/s per client prefix and kind, slip {}",
+                 config->rrl.rate, config->rrl.slip);
+  } else {
+    spdlog::info("UDP response-rate limiting off (rrl.rate: 0)");
+  }
   auto server = DnsServer::Start(options, &zones, &stats);
   if (!server.ok()) {
     spdlog::error("{}", std::string(server.status().message()));

@@ -87,6 +87,12 @@ bool ParseQuery(const uint8_t* packet, size_t size, ParsedQuery* q) {
   return true;
 }
 
+size_t TruncateToQuestion(const ParsedQuery& q, uint8_t* response) {
+  Store16(response + 2, static_cast<uint16_t>(Load16(response + 2) | kFlagTc));
+  memset(response + 6, 0, 6);  // ANCOUNT, NSCOUNT, ARCOUNT
+  return kHeaderSize + (q.has_question ? q.qname_len + 4 : 0);
+}
+
 size_t UdpLimit(const ParsedQuery& q) {
   if (!q.edns) return 512;
   // Never more than our own advertised size: larger UDP answers risk IP fragmentation
@@ -171,6 +177,8 @@ class Responder {
     Store16(w_.data() + 10, counts_[2]);
     info->rcode = rcode;
     info->truncated = truncated_;
+    info->kind = rcode == kRcodeNoError || rcode == kRcodeNxDomain ? kind_ : AnswerKind::kError;
+    info->group_name = group_name_;
     return w_.size();
   }
 
@@ -185,11 +193,15 @@ class Responder {
     }
     const Zone* zone = zones == nullptr ? nullptr : zones->Find(AsView(q_.lower, q_.qname_len));
     if (zone == nullptr) return kRcodeRefused;
+    group_name_ = zone->origin();
     aa_ = true;
     uint8_t rcode = Resolve(*zone);
     if (!truncated_) AddAdditional();
     return rcode;
   }
+
+  // A wildcard anywhere in a CNAME chain makes the answer a wildcard answer.
+  void SetKind(AnswerKind kind) { kind_ = wildcard_ ? AnswerKind::kWildcard : kind; }
 
   static std::string_view AsView(const uint8_t* p, size_t n) {
     return std::string_view(reinterpret_cast<const char*>(p), n);
@@ -210,9 +222,13 @@ class Responder {
       }
       switch (found.match) {
         case Zone::Match::kNxDomain:
+          kind_ = AnswerKind::kNxDomain;
           AddNegative(zone);
           return kRcodeNxDomain;
         case Zone::Match::kDelegation: {
+          kind_ = AnswerKind::kReferral;
+          // After a CNAME hop the cut's name lives in chain_lower, gone once we return.
+          group_name_ = hops == 0 ? found.cut_name : std::string_view(zone.origin());
           if (counts_[kAnswer] == 0) aa_ = false;
           RRsetView ns = found.node.Find(kTypeNs);
           AddRRset(kAuthority, {0, reinterpret_cast<const uint8_t*>(found.cut_name.data())}, ns,
@@ -220,29 +236,37 @@ class Responder {
           return kRcodeNoError;
         }
         case Zone::Match::kExact:
+          break;
         case Zone::Match::kWildcard:
+          // Grouped by zone: random names under a wildcard must not each get a fresh budget.
+          wildcard_ = true;
           break;
       }
       NodeView node = found.node;
       if (q_.qtype == kTypeAny) {
         // RFC 8482 §4.2: one RRset is a complete answer to ANY.
         if (node.empty()) {
+          SetKind(AnswerKind::kNoData);
           AddNegative(zone);
         } else {
+          SetKind(AnswerKind::kAnswer);
           AddRRset(kAnswer, owner, node.First(), node.First().ttl());
         }
         return kRcodeNoError;
       }
       if (RRsetView rrset = node.Find(q_.qtype); rrset.valid()) {
+        SetKind(AnswerKind::kAnswer);
         AddRRset(kAnswer, owner, rrset, rrset.ttl());
         AddApexNs(zone, node);
         return kRcodeNoError;
       }
       RRsetView cname = node.Find(kTypeCname);
       if (!cname.valid()) {
+        SetKind(AnswerKind::kNoData);
         AddNegative(zone);
         return kRcodeNoError;
       }
+      SetKind(AnswerKind::kAnswer);
       AddRRset(kAnswer, owner, cname, cname.ttl());
       const uint8_t* target = cname.First().data;
       size_t target_len = WireNameLength(target);
@@ -358,6 +382,9 @@ class Responder {
   uint16_t counts_[3] = {0, 0, 0};
   bool aa_ = false;
   bool truncated_ = false;
+  AnswerKind kind_ = AnswerKind::kError;
+  bool wildcard_ = false;
+  std::string_view group_name_;
   const uint8_t* targets_[kMaxAdditional];
   NodeView target_nodes_[kMaxAdditional];
   int num_targets_ = 0;

@@ -51,10 +51,20 @@ struct ParsedQuery {
 // or a response); otherwise fills `q`, with q->rcode set for FORMERR/NOTIMP/BADVERS.
 bool ParseQuery(const uint8_t* packet, size_t size, ParsedQuery* q);
 
-// What a response was, for metrics and logs.
+// Which responses count as "the same" for response-rate limiting (rrl.h), as BIND and Knot
+// group them: answers and NODATA by qname and qtype, NXDOMAIN and wildcard answers by zone,
+// referrals by the delegation point, errors by zone (or all together outside every zone).
+enum class AnswerKind : uint8_t { kAnswer, kNoData, kNxDomain, kWildcard, kReferral, kError };
+
+// What a response was, for metrics, logs and rate limiting.
 struct AnswerInfo {
   uint8_t rcode = 0;
   bool truncated = false;
+  AnswerKind kind = AnswerKind::kError;
+  // Lower-case wire name the kind is grouped by when not the qname: the zone's origin
+  // (NXDOMAIN, wildcard, errors inside a zone) or the zone cut (referrals); empty outside
+  // every zone. Points into the ZoneSet the answer came from.
+  std::string_view group_name;
 };
 
 // Our advertised EDNS payload size (RFC 9715 / DNS flag day 2020 default).
@@ -64,6 +74,10 @@ constexpr uint16_t kServerUdpSize = 1232;
 // over TCP). Returns its length; 0 means send nothing. `zones` may be null (nothing served).
 size_t BuildResponse(const ZoneSet* zones, const ParsedQuery& q, uint8_t* out, size_t max_size,
                      AnswerInfo* info);
+
+// Cuts a response built by BuildResponse for `q` back to its header and question, with TC set
+// and no records (no OPT either), so a client retries over TCP. Returns the new length.
+size_t TruncateToQuestion(const ParsedQuery& q, uint8_t* response);
 
 // The UDP payload limit for a parsed query: 512 without EDNS, else the client's size
 // capped by our advertised kServerUdpSize.

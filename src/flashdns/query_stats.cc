@@ -47,7 +47,7 @@ std::string QueryStats::Render() const {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t counts[ThreadStats::kTypes * ThreadStats::kRcodes] = {};
   uint64_t buckets[ThreadStats::kBuckets + 1] = {};
-  uint64_t sum_ns = 0, truncated = 0, dropped = 0;
+  uint64_t sum_ns = 0, truncated = 0, dropped = 0, rrl_dropped = 0, rrl_slipped = 0;
   for (const auto& t : threads_) {
     for (size_t i = 0; i < t->counts_.size(); ++i)
       counts[i] += t->counts_[i].load(std::memory_order_relaxed);
@@ -56,6 +56,8 @@ std::string QueryStats::Render() const {
     sum_ns += t->latency_sum_ns_.load(std::memory_order_relaxed);
     truncated += t->truncated_.load(std::memory_order_relaxed);
     dropped += t->dropped_.load(std::memory_order_relaxed);
+    rrl_dropped += t->rrl_dropped_.load(std::memory_order_relaxed);
+    rrl_slipped += t->rrl_slipped_.load(std::memory_order_relaxed);
   }
   std::string out;
   char line[256];
@@ -99,6 +101,12 @@ std::string QueryStats::Render() const {
   out += "# HELP flashdns_dropped_total Packets dropped unanswered (responses, runts).\n";
   out += "# TYPE flashdns_dropped_total counter\n";
   out += "flashdns_dropped_total " + std::to_string(dropped) + "\n";
+  out += "# HELP flashdns_rrl_dropped_total UDP responses withheld by response-rate limiting.\n";
+  out += "# TYPE flashdns_rrl_dropped_total counter\n";
+  out += "flashdns_rrl_dropped_total " + std::to_string(rrl_dropped) + "\n";
+  out += "# HELP flashdns_rrl_slipped_total UDP responses rate-limited to a truncated reply.\n";
+  out += "# TYPE flashdns_rrl_slipped_total counter\n";
+  out += "flashdns_rrl_slipped_total " + std::to_string(rrl_slipped) + "\n";
   return out;
 }
 

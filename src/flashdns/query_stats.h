@@ -25,6 +25,9 @@ class ThreadStats {
   // One query answered (or dropped: rcode 0xFF is not counted by type/rcode).
   void Record(uint16_t qtype, uint8_t rcode, bool truncated, int64_t nanos);
   void RecordDropped() { Add(dropped_, 1); }
+  // A UDP response that response-rate limiting withheld, or sent truncated (slipped).
+  void RecordRrlDropped() { Add(rrl_dropped_, 1); }
+  void RecordRrlSlipped() { Add(rrl_slipped_, 1); }
 
  private:
   friend class QueryStats;
@@ -41,6 +44,8 @@ class ThreadStats {
   std::atomic<uint64_t> latency_sum_ns_{0};
   std::atomic<uint64_t> truncated_{0};
   std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> rrl_dropped_{0};
+  std::atomic<uint64_t> rrl_slipped_{0};
 };
 
 class QueryStats {

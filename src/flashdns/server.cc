@@ -130,6 +130,7 @@ StatusOr<std::unique_ptr<DnsServer>> DnsServer::Start(const DnsServerOptions& op
   std::unique_ptr<DnsServer> server(new DnsServer(zones, stats));
   server->tcp_idle_timeout_ms_ = options.tcp_idle_timeout_ms;
   server->max_tcp_connections_ = options.max_tcp_connections;
+  server->rrl_ = options.rrl;
   for (const auto& hostport : options.listen) {
     Status s = server->Listen(options, hostport);
     if (!s.ok()) {
@@ -258,6 +259,13 @@ void DnsServer::UdpLoop(int fd, ThreadStats* stats, bool pktinfo) {
         stats->RecordDropped();
         continue;
       }
+      // Only UDP is limited: over TCP the source address cannot be spoofed.
+      RrlAction action = rrl_ ? rrl_->Account(peers[i], q, info, start) : RrlAction::kSend;
+      if (action == RrlAction::kDrop) {
+        stats->RecordRrlDropped();
+        continue;
+      }
+      if (action == RrlAction::kSlip) len = TruncateToQuestion(q, buf);
       out_iov[m] = {buf, len};
       memset(&out_msgs[m].msg_hdr, 0, sizeof(msghdr));
       out_msgs[m].msg_hdr.msg_name = &peers[i];
@@ -278,6 +286,10 @@ void DnsServer::UdpLoop(int fd, ThreadStats* stats, bool pktinfo) {
         out_msgs[m].msg_hdr.msg_controllen = in_msgs[i].msg_hdr.msg_controllen;
       }
       ++m;
+      if (action == RrlAction::kSlip) {
+        stats->RecordRrlSlipped();
+        continue;
+      }
       stats->Record(q.qtype, info.rcode, info.truncated, MonotonicNanos() - start);
       TraceQuery("udp", q, info);
     }

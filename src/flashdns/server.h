@@ -16,6 +16,7 @@
 
 #include "common/status.h"
 #include "flashdns/query_stats.h"
+#include "flashdns/rrl.h"
 #include "flashdns/zone_manager.h"
 
 namespace photon::flashdns {
@@ -25,6 +26,8 @@ struct DnsServerOptions {
   int workers = 1;                  // UDP sockets/threads per address
   int max_tcp_connections = 256;
   int tcp_idle_timeout_ms = 10000;
+  // Response-rate limiting of UDP answers; null: off. Not owned; outlives the server.
+  ResponseRateLimiter* rrl = nullptr;
 };
 
 class DnsServer {
@@ -47,6 +50,7 @@ class DnsServer {
   QueryStats* stats_;
   int tcp_idle_timeout_ms_ = 10000;
   int max_tcp_connections_ = 256;
+  ResponseRateLimiter* rrl_ = nullptr;
   std::vector<std::string> bound_;
   std::vector<int> fds_;
   std::vector<std::thread> threads_;

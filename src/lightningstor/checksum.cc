@@ -2,7 +2,6 @@
 
 #include <nmmintrin.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <zlib.h>
 
 #include <array>
@@ -35,20 +34,6 @@ std::string Md5Raw(std::string_view data) {
   Digest d(Digest::Kind::kMd5);
   d.Update(data.data(), data.size());
   return d.Finish();
-}
-
-std::string Sha256Raw(std::string_view data) {
-  Digest d(Digest::Kind::kSha256);
-  d.Update(data.data(), data.size());
-  return d.Finish();
-}
-
-std::string HmacSha256Raw(std::string_view key, std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
-  return std::string(reinterpret_cast<char*>(md), len);
 }
 
 uint32_t Crc32Update(uint32_t crc, const void* data, size_t n) {

@@ -30,8 +30,6 @@ class Digest {
 };
 
 std::string Md5Raw(std::string_view data);
-std::string Sha256Raw(std::string_view data);
-std::string HmacSha256Raw(std::string_view key, std::string_view data);
 
 uint32_t Crc32Update(uint32_t crc, const void* data, size_t n);
 // CRC-32C (Castagnoli); uses the SSE4.2 instruction when the CPU has it.

@@ -1,10 +1,7 @@
 #include "lightningstor/sigv4.h"
 
-#include <algorithm>
 #include <ctime>
 
-#include "common/hex.h"
-#include "lightningstor/checksum.h"
 #include "lightningstor/s3_error.h"
 
 namespace photon::lightningstor::sigv4 {
@@ -79,116 +76,6 @@ StatusOr<ParsedAuth> ParseAuthorizationHeader(std::string_view header) {
   if (!have_cred || !have_sh || !have_sig)
     return Malformed("missing Credential, SignedHeaders or Signature");
   return out;
-}
-
-std::string UriEncode(std::string_view s, bool encode_slash) {
-  return PercentEncode(s, encode_slash);
-}
-
-std::string CanonicalQuery(const std::vector<std::pair<std::string, std::string>>& query,
-                           std::string_view skip) {
-  std::vector<std::pair<std::string, std::string>> encoded;
-  encoded.reserve(query.size());
-  for (const auto& [k, v] : query) {
-    if (!skip.empty() && k == skip) continue;
-    encoded.emplace_back(UriEncode(k, true), UriEncode(v, true));
-  }
-  std::sort(encoded.begin(), encoded.end());
-  std::string out;
-  for (const auto& [k, v] : encoded) {
-    if (!out.empty()) out += '&';
-    out += k;
-    out += '=';
-    out += v;
-  }
-  return out;
-}
-
-std::string CanonicalHeaders(const std::vector<std::pair<std::string, std::string>>& headers,
-                             const std::vector<std::string>& signed_headers) {
-  std::string out;
-  for (const auto& name : signed_headers) {
-    std::string value;
-    bool first = true;
-    for (const auto& [k, v] : headers) {
-      if (k != name) continue;
-      // Trim and collapse runs of spaces, as the SigV4 rules require.
-      std::string collapsed;
-      bool space = false;
-      for (char c : Trim(v)) {
-        if (c == ' ' || c == '\t') {
-          space = true;
-          continue;
-        }
-        if (space && !collapsed.empty()) collapsed += ' ';
-        space = false;
-        collapsed += c;
-      }
-      if (!first) value += ',';
-      value += collapsed;
-      first = false;
-    }
-    out += name;
-    out += ':';
-    out += value;
-    out += '\n';
-  }
-  return out;
-}
-
-std::string CanonicalRequest(std::string_view method, std::string_view canonical_uri,
-                             std::string_view canonical_query, std::string_view canonical_headers,
-                             std::string_view signed_headers_joined,
-                             std::string_view payload_hash) {
-  std::string out;
-  out.reserve(256 + canonical_headers.size());
-  out.append(method).append("\n");
-  out.append(canonical_uri).append("\n");
-  out.append(canonical_query).append("\n");
-  out.append(canonical_headers).append("\n");
-  out.append(signed_headers_joined).append("\n");
-  out.append(payload_hash);
-  return out;
-}
-
-std::string StringToSign(std::string_view amz_date, std::string_view scope,
-                         std::string_view canonical_request) {
-  std::string out(kAlgorithm);
-  out.append("\n").append(amz_date).append("\n").append(scope).append("\n");
-  out += HexEncode(Sha256Raw(canonical_request));
-  return out;
-}
-
-std::string SigningKey(std::string_view secret, std::string_view date, std::string_view region,
-                       std::string_view service) {
-  std::string k = HmacSha256Raw("AWS4" + std::string(secret), date);
-  k = HmacSha256Raw(k, region);
-  k = HmacSha256Raw(k, service);
-  return HmacSha256Raw(k, "aws4_request");
-}
-
-std::string Sign(std::string_view signing_key, std::string_view string_to_sign) {
-  return HexEncode(HmacSha256Raw(signing_key, string_to_sign));
-}
-
-std::string ChunkSignature(std::string_view signing_key, std::string_view amz_date,
-                           std::string_view scope, std::string_view previous_signature,
-                           std::string_view chunk_data) {
-  std::string sts = "AWS4-HMAC-SHA256-PAYLOAD\n";
-  sts.append(amz_date).append("\n").append(scope).append("\n").append(previous_signature);
-  sts.append("\n").append(kEmptySha256).append("\n");
-  sts += HexEncode(Sha256Raw(chunk_data));
-  return Sign(signing_key, sts);
-}
-
-std::string TrailerSignature(std::string_view signing_key, std::string_view amz_date,
-                             std::string_view scope, std::string_view previous_signature,
-                             std::string_view trailer_block) {
-  std::string sts = "AWS4-HMAC-SHA256-TRAILER\n";
-  sts.append(amz_date).append("\n").append(scope).append("\n").append(previous_signature);
-  sts.append("\n");
-  sts += HexEncode(Sha256Raw(trailer_block));
-  return Sign(signing_key, sts);
 }
 
 StatusOr<int64_t> ParseAmzDate(std::string_view s) {

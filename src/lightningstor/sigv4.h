@@ -1,6 +1,7 @@
-// AWS Signature Version 4 as S3 uses it: canonical request, string to sign, signing key,
-// Authorization header and presigned-query parsing, and the per-chunk signatures of
-// STREAMING-AWS4-HMAC-SHA256-PAYLOAD bodies. Pure functions; thread-safe.
+// lightningstor's half of AWS Signature Version 4: parsing the Authorization header and the
+// credential scope (errors are S3 errors), and the date formats S3 uses. The signing itself
+// (canonical request, string to sign, signing key, chunk signatures) is common/sigv4.h.
+// Pure functions; thread-safe.
 #pragma once
 
 #include <string>
@@ -8,28 +9,29 @@
 #include <utility>
 #include <vector>
 
+#include "common/sigv4.h"
 #include "common/status.h"
 
 namespace photon::lightningstor::sigv4 {
 
-inline constexpr std::string_view kAlgorithm = "AWS4-HMAC-SHA256";
-inline constexpr std::string_view kUnsignedPayload = "UNSIGNED-PAYLOAD";
-inline constexpr std::string_view kStreamingPayload = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
-inline constexpr std::string_view kStreamingPayloadTrailer =
-    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
-inline constexpr std::string_view kStreamingUnsignedTrailer = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
-// SHA-256 of the empty string, used in chunk string-to-sign.
-inline constexpr std::string_view kEmptySha256 =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-// Credential scope parts: AKID/DATE/REGION/SERVICE/aws4_request.
-struct Credential {
-  std::string access_key;
-  std::string date;  // YYYYMMDD
-  std::string region;
-  std::string service;
-  std::string Scope() const { return date + "/" + region + "/" + service + "/aws4_request"; }
-};
+// The signer is common/sigv4.h's (shared with photon-server's S3 client); its names are
+// imported so lightningstor code says sigv4::X for both halves.
+using photon::sigv4::CanonicalHeaders;
+using photon::sigv4::CanonicalQuery;
+using photon::sigv4::CanonicalRequest;
+using photon::sigv4::ChunkSignature;
+using photon::sigv4::Credential;
+using photon::sigv4::kAlgorithm;
+using photon::sigv4::kEmptySha256;
+using photon::sigv4::kStreamingPayload;
+using photon::sigv4::kStreamingPayloadTrailer;
+using photon::sigv4::kStreamingUnsignedTrailer;
+using photon::sigv4::kUnsignedPayload;
+using photon::sigv4::Sign;
+using photon::sigv4::SigningKey;
+using photon::sigv4::StringToSign;
+using photon::sigv4::TrailerSignature;
+using photon::sigv4::UriEncode;
 
 struct ParsedAuth {
   Credential credential;
@@ -41,43 +43,6 @@ struct ParsedAuth {
 // Errors are S3 AuthorizationHeaderMalformed.
 StatusOr<ParsedAuth> ParseAuthorizationHeader(std::string_view header);
 StatusOr<Credential> ParseCredential(std::string_view text);
-
-// S3 URI encoding: unreserved characters kept, everything else %XX (upper case); '/' kept
-// unless encode_slash.
-std::string UriEncode(std::string_view s, bool encode_slash);
-
-// Canonical query string from decoded (name, value) pairs, minus `skip` (X-Amz-Signature for
-// presigned URLs).
-std::string CanonicalQuery(const std::vector<std::pair<std::string, std::string>>& query,
-                           std::string_view skip = "");
-
-// Canonical header block ("name:value\n" each) from request headers for the signed names.
-std::string CanonicalHeaders(const std::vector<std::pair<std::string, std::string>>& headers,
-                             const std::vector<std::string>& signed_headers);
-
-std::string CanonicalRequest(std::string_view method, std::string_view canonical_uri,
-                             std::string_view canonical_query, std::string_view canonical_headers,
-                             std::string_view signed_headers_joined, std::string_view payload_hash);
-
-std::string StringToSign(std::string_view amz_date, std::string_view scope,
-                         std::string_view canonical_request);
-
-// kSigning = HMAC chain over date, region, service, "aws4_request" (raw bytes).
-std::string SigningKey(std::string_view secret, std::string_view date, std::string_view region,
-                       std::string_view service);
-
-// hex(HMAC(signing_key, string_to_sign)).
-std::string Sign(std::string_view signing_key, std::string_view string_to_sign);
-
-// Signature of one chunk of a streaming upload, chained from the previous signature.
-std::string ChunkSignature(std::string_view signing_key, std::string_view amz_date,
-                           std::string_view scope, std::string_view previous_signature,
-                           std::string_view chunk_data);
-
-// Signature of the trailing headers of a *-TRAILER streaming upload.
-std::string TrailerSignature(std::string_view signing_key, std::string_view amz_date,
-                             std::string_view scope, std::string_view previous_signature,
-                             std::string_view trailer_block);
 
 // Seconds since the epoch for "YYYYMMDDTHHMMSSZ", or an error.
 StatusOr<int64_t> ParseAmzDate(std::string_view amz_date);

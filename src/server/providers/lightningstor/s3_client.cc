@@ -1,30 +1,20 @@
 // See s3_client.h.
 #include "server/providers/lightningstor/s3_client.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
 #include <ctime>
 
 #include "common/file_util.h"
 #include "common/hex.h"
 #include "common/http_client.h"
+#include "common/sigv4.h"
 #include "common/util.h"
 
 namespace photon::server::s3 {
 
 namespace {
-
-std::string HmacSha256(const std::string& key, const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
-  return std::string(reinterpret_cast<const char*>(md), len);
-}
 
 std::string Trim(std::string s) {
   while (!s.empty() && isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
@@ -97,41 +87,20 @@ StatusOr<Credentials> ReadCredentialsFile(const std::string& path) {
   return c;
 }
 
-std::string UriEncode(const std::string& s, bool encode_slash) {
-  return PercentEncode(s, encode_slash);
-}
-
 std::map<std::string, std::string> SignV4(
     const Credentials& creds, const std::string& region, const std::string& method,
     const std::string& host, const std::string& path,
     const std::vector<std::pair<std::string, std::string>>& query, const std::string& body,
     const std::string& amz_date) {
-  std::vector<std::pair<std::string, std::string>> q;
-  for (const auto& [k, v] : query) q.emplace_back(UriEncode(k, true), UriEncode(v, true));
-  std::sort(q.begin(), q.end());
-  std::string canonical_query;
-  for (const auto& [k, v] : q)
-    canonical_query += (canonical_query.empty() ? "" : "&") + k + "=" + v;
-  const std::string payload = Sha256Hex(body);
-  const std::string signed_headers = "host;x-amz-content-sha256;x-amz-date";
-  const std::string canonical_request =
-      method + "\n" + UriEncode(path, false) + "\n" + canonical_query + "\nhost:" + host +
-      "\nx-amz-content-sha256:" + payload + "\nx-amz-date:" + amz_date + "\n\n" + signed_headers +
-      "\n" + payload;
-  const std::string date = amz_date.substr(0, 8);
-  const std::string scope = date + "/" + region + "/s3/aws4_request";
-  const std::string string_to_sign =
-      "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" + Sha256Hex(canonical_request);
-  std::string key = HmacSha256("AWS4" + creds.secret_access_key, date);
-  key = HmacSha256(key, region);
-  key = HmacSha256(key, "s3");
-  key = HmacSha256(key, "aws4_request");
-  const std::string signature = HexEncode(HmacSha256(key, string_to_sign));
-  return {{"host", host},
-          {"x-amz-date", amz_date},
-          {"x-amz-content-sha256", payload},
-          {"authorization", "AWS4-HMAC-SHA256 Credential=" + creds.access_key_id + "/" + scope +
-                                ", SignedHeaders=" + signed_headers + ", Signature=" + signature}};
+  return sigv4::SignRequestHeaders(
+      {.access_key = creds.access_key_id, .region = region, .service = "s3"},
+      creds.secret_access_key,
+      {.method = method,
+       .host = host,
+       .path = path,
+       .query = query,
+       .body = body,
+       .amz_date = amz_date});
 }
 
 Reply Client::Call(const Credentials& creds, const std::string& method, const std::string& path,
@@ -154,10 +123,10 @@ Reply Client::Call(const Credentials& creds, const std::string& method, const st
   std::string host = endpoint_.substr(endpoint_.find("://") + 3);
   while (!host.empty() && host.back() == '/') host.pop_back();
   auto headers = SignV4(creds, region_, method, host, path, query, body, amz_date);
-  std::string target = UriEncode(path, false);
+  std::string target = PercentEncode(path, false);
   for (size_t i = 0; i < query.size(); ++i) {
-    target += (i == 0 ? "?" : "&") + UriEncode(query[i].first, true);
-    if (!query[i].second.empty()) target += "=" + UriEncode(query[i].second, true);
+    target += (i == 0 ? "?" : "&") + PercentEncode(query[i].first);
+    if (!query[i].second.empty()) target += "=" + PercentEncode(query[i].second);
   }
   auto r = client->Do(method, target, body, "application/xml", headers);
   if (!r.ok()) {

@@ -1,11 +1,7 @@
 // The few S3 calls photon-server's lightningstor provider makes, signed with AWS Signature
-// Version 4 (header form, signed SHA-256 payload) over the shared HTTP client.
-//
-// A client-side signer here rather than lightningstor's sigv4.*: that code lives in
-// lightningstor_lib with the daemon's storage, SQLite and HTTP server, none of which the control
-// plane should link or rebuild for. The signing itself is the AWS algorithm (HMAC-SHA256 chain
-// over date, region, "s3", "aws4_request"); tests/server/bucket_provider_test.py checks it
-// against the real daemon, and SignV4 is a pure function for unit checks.
+// Version 4 (header form, signed SHA-256 payload) over the shared HTTP client. The signer is
+// common/sigv4.h, the one lightningstor verifies with; tests/server/bucket_provider_test.py
+// checks the calls against the real daemon, and SignV4 is a pure function for unit checks.
 #pragma once
 
 #include <chrono>
@@ -35,9 +31,6 @@ std::map<std::string, std::string> SignV4(
     const std::string& host, const std::string& path,
     const std::vector<std::pair<std::string, std::string>>& query, const std::string& body,
     const std::string& amz_date);
-
-// S3 URI encoding: unreserved characters kept, the rest %XX; '/' kept unless encode_slash.
-std::string UriEncode(const std::string& s, bool encode_slash);
 
 // An answer, or why there was none.
 struct Reply {
