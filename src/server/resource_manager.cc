@@ -6,6 +6,7 @@
 
 #include "common/util.h"
 #include "server/object_util.h"
+#include "server/privilege.h"
 
 namespace photon::server {
 
@@ -198,6 +199,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
   }
   if (auto st = ValidateName("metadata.name", md->name()); !st.ok()) return fail(st);
   if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
+  if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
   // Server-owned fields: whatever the client sent is replaced.
   md->set_namespace_(ns);
   md->set_id(NewUuid());
@@ -299,6 +301,7 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
   if (!want_rev.ok()) return fail(want_rev.status());
   if (!status_only) {
     if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
+    if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
   }
   const std::string key = RegistryKey(kind.plural, ns, name);
   auto cur = ReadCurrent(kind, key);

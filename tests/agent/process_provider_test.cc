@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include "agent/host/cgroup.h"
+#include "agent/host/dynamic_ids.h"
 #include "agent/host/proc_util.h"
+#include "common/file_util.h"
 #include "common/util.h"
 #include "test_env.h"
 
@@ -146,8 +148,8 @@ TEST_F(ProcessProviderTest, AlwaysRestartsASuccess) {
 }
 
 TEST_F(ProcessProviderTest, EnvWorkingDirAndStopStart) {
-  std::string wd = dir_ + "/wd";
-  std::filesystem::create_directories(wd);
+  // A confined instance sees the host's tree but its own /tmp; /usr is there for every uid.
+  std::string wd = "/usr";
   auto inst =
       MakeInstance("env", {"/bin/sh", "-c", "echo \"$GREETING from $(pwd)\"; exec sleep 30"});
   (*inst.mutable_spec()->mutable_process()->mutable_env())["GREETING"] = "hi there";
@@ -202,6 +204,84 @@ TEST_F(ProcessProviderTest, DestroyLeavesNothing) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/instances/" + id));
   EXPECT_EQ(provider_->Inspect(id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(provider_->Destroy(id).ok());  // idempotent
+}
+
+// The attack of the hardening review: an editor's process reads a root-only secret (as
+// admin.token is) in a directory anyone may enter. It must run as a dynamic uid, with
+// no_new_privs, alone in its pid namespace, and be refused.
+TEST_F(ProcessProviderTest, RunsConfinedAndCannotReadRootSecrets) {
+  // Outside /tmp: a confined instance has a /tmp of its own, and this must be refused by the
+  // file's permissions, not by being out of sight.
+  std::string pub = "/var/tmp/photon-public-XXXXXX";
+  ASSERT_NE(mkdtemp(pub.data()), nullptr);
+  ASSERT_EQ(chmod(pub.c_str(), 0755), 0);
+  const std::string me = std::to_string(getpid());
+  std::string secret = pub + "/admin.token";
+  ASSERT_TRUE(WriteFileAtomic(secret, "pct_secret_value\n", 0600).ok());
+  auto inst =
+      MakeInstance("attacker", {"/bin/sh", "-c",
+                                "cat " + secret +
+                                    "; echo uid=$(id -u) gid=$(id -g) groups=$(id -G) pid=$$; "
+                                    "grep NoNewPrivs /proc/self/status; test -d /proc/" +
+                                    me +
+                                    " && echo agent-pid-visible; echo home=$HOME cwd=$(pwd); "
+                                    "touch /tmp/mine && echo tmp-ok; "
+                                    "ls -d /tmp/photon-process-provider-* 2>/dev/null | wc -l | "
+                                    "sed 's/^/hosttmp=/'"});
+  ASSERT_TRUE(provider_->Start(inst).ok());
+  const std::string& id = inst.metadata().id();
+  ASSERT_TRUE(WaitFor([&] { return Inspect(id).phase != ResourceStatus::RUNNING; }, 10s));
+  std::string out = provider_->Execute(id, "logs", {})->output;
+  EXPECT_EQ(out.find("pct_secret_value"), std::string::npos) << out;
+  EXPECT_NE(out.find("Permission denied"), std::string::npos) << out;
+  uid_t uid = 0;
+  ASSERT_EQ(sscanf(out.substr(out.find("uid=")).c_str(), "uid=%u", &uid), 1) << out;
+  EXPECT_GE(uid, DynamicIds::kDefaultBase) << out;
+  EXPECT_NE(out.find("gid=" + std::to_string(uid) + " groups=" + std::to_string(uid) + " "),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("pid=2\n"), std::string::npos) << out;  // pid 1 is the namespace's init
+  EXPECT_NE(out.find("NoNewPrivs:\t1"), std::string::npos) << out;
+  EXPECT_EQ(out.find("agent-pid-visible"), std::string::npos) << out;
+  EXPECT_NE(out.find("home=/tmp cwd=/tmp"), std::string::npos) << out;
+  EXPECT_NE(out.find("tmp-ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("hosttmp=0"), std::string::npos) << out;  // the host's /tmp is hidden
+  std::error_code ec;
+  std::filesystem::remove_all(pub, ec);
+}
+
+TEST_F(ProcessProviderTest, InstancesGetDistinctUidsAndStopReachesTheWorkload) {
+  auto a = MakeInstance("uid-a", {"/bin/sh", "-c", "echo uid=$(id -u); exec sleep 30"});
+  auto b = MakeInstance("uid-b", {"/bin/sh", "-c", "echo uid=$(id -u); exec sleep 30"});
+  ASSERT_TRUE(provider_->Start(a).ok());
+  ASSERT_TRUE(provider_->Start(b).ok());
+  auto uid_of = [&](const std::string& id) {
+    std::string out;
+    WaitFor(
+        [&] {
+          out = provider_->Execute(id, "logs", {})->output;
+          return out.find('\n') != std::string::npos;
+        },
+        5s);
+    return out;
+  };
+  std::string ua = uid_of(a.metadata().id()), ub = uid_of(b.metadata().id());
+  EXPECT_NE(ua.find("uid="), std::string::npos) << ua;
+  EXPECT_NE(ua, ub);
+  // The namespace's init forwards SIGTERM: a graceful stop ends with 143, not a SIGKILL (137).
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(provider_->Execute(a.metadata().id(), "stop", {{"timeout", "20"}}).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  EXPECT_EQ(Inspect(a.metadata().id()).exit_code, 143);
+}
+
+TEST_F(ProcessProviderTest, PrivilegedRunsAsRoot) {
+  auto inst = MakeInstance("admin-granted", {"/bin/sh", "-c", "echo uid=$(id -u)"});
+  inst.mutable_spec()->mutable_security()->set_privileged(true);
+  ASSERT_TRUE(provider_->Start(inst).ok());
+  const std::string& id = inst.metadata().id();
+  ASSERT_TRUE(WaitFor([&] { return Inspect(id).phase != ResourceStatus::RUNNING; }, 5s));
+  EXPECT_NE(provider_->Execute(id, "logs", {})->output.find("uid=0\n"), std::string::npos);
 }
 
 TEST_F(ProcessProviderTest, BadSpecsNameTheField) {

@@ -2,9 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/close_range.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -81,8 +84,115 @@ struct Report {
   pid_t pid;
   pid_t monitor;
   int exec_errno;
-  int stage;  // 0 ok, 1 log file, 2 cgroup, 3 chdir, 4 exec, 5 fork
+  int stage;  // a Stage
 };
+
+enum Stage {
+  kOk,
+  kLogFile,
+  kCgroup,
+  kChdir,
+  kExec,
+  kFork,
+  kPidNamespace,
+  kMounts,
+  kCredentials,
+};
+
+[[noreturn]] void ReportFailure(int fd, int stage) {
+  Report e{0, 0, errno, stage};
+  WriteAll(fd, &e, sizeof e);
+  ::_exit(127);
+}
+
+// What the workload's process needs, prepared before the first fork (no allocation after it).
+struct ExecArgs {
+  const char* exe;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;  // nullptr: stay where we are
+  int devnull;
+  int log_fd;
+  const SpawnSpec::Confinement* confine;  // nullptr: the agent's own privileges
+};
+
+[[noreturn]] void ExecWorkload(const ExecArgs& a, int err_fd) {
+  ::dup2(a.devnull, 0);
+  ::dup2(a.log_fd, 1);
+  ::dup2(a.log_fd, 2);
+  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (a.confine != nullptr) {
+    // Groups first: once the uid is dropped, the gid can no longer be changed.
+    if (::setgroups(0, nullptr) != 0 ||
+        ::setresgid(a.confine->gid, a.confine->gid, a.confine->gid) != 0 ||
+        ::setresuid(a.confine->uid, a.confine->uid, a.confine->uid) != 0 ||
+        ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+      ReportFailure(err_fd, kCredentials);
+    }
+  }
+  // After dropping privileges, so the workload cannot chdir where its user may not go.
+  if (a.cwd != nullptr && ::chdir(a.cwd) != 0) ReportFailure(err_fd, kChdir);
+  ::execve(a.exe, a.argv, a.envp);
+  ReportFailure(err_fd, kExec);
+}
+
+// The init of a confined workload's pid namespace forwards these to the workload: as pid 1 it
+// would otherwise ignore every signal it has no handler for, and the host's SIGTERM would
+// never reach the workload.
+constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+volatile sig_atomic_t g_workload = 0;
+
+void ForwardSignal(int sig) {
+  if (g_workload > 0) ::kill(static_cast<pid_t>(g_workload), sig);
+}
+
+// A new mount namespace whose mounts never propagate to the host: a /proc of the new pid
+// namespace only, and the instance's own directory as /tmp.
+bool SetUpMounts(const char* private_tmp) {
+  return ::unshare(CLONE_NEWNS) == 0 &&
+         ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+         ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0 &&
+         ::mount(private_tmp, "/tmp", nullptr, MS_BIND, nullptr) == 0 &&
+         ::mount(nullptr, "/tmp", nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, nullptr) ==
+             0;
+}
+
+// Pid 1 of the confined workload's namespace: sets up its mounts, starts the workload, reaps
+// whatever gets re-parented to it and exits with the workload's status.
+[[noreturn]] void RunInit(const ExecArgs& a, int err_fd) {
+  if (!SetUpMounts(a.confine->private_tmp.c_str())) ReportFailure(err_fd, kMounts);
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, &old);  // no forwarded signal before g_workload is known
+  pid_t workload = ::fork();
+  if (workload < 0) ReportFailure(err_fd, kFork);
+  if (workload == 0) {
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    ExecWorkload(a, err_fd);
+  }
+  g_workload = workload;
+  for (int sig : kForwardedSignals) {
+    struct sigaction sa {};
+    sa.sa_handler = ForwardSignal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+  }
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  ::close(err_fd);  // the monitor sees EOF once the workload has exec'd
+  int status = 0;
+  for (;;) {
+    int st = 0;
+    pid_t w = ::waitpid(-1, &st, 0);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) break;
+    if (w == workload) {
+      status = st;
+      break;
+    }
+  }
+  // Leaving ends every process left in the namespace (the kernel kills them with pid 1).
+  ::_exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
+}
 
 }  // namespace
 
@@ -124,6 +234,7 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
   std::string exit_tmp = spec.exit_path + ".tmp";
   const char* cwd = spec.working_dir.empty() ? nullptr : spec.working_dir.c_str();
   bool subreaper = spec.subreaper;
+  const SpawnSpec::Confinement* confine = spec.confine ? &*spec.confine : nullptr;
   ::unlink(spec.exit_path.c_str());
 
   int report[2];
@@ -165,50 +276,39 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
     int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (log_fd < 0) {
       r.exec_errno = errno;
-      r.stage = 1;
+      r.stage = kLogFile;
       WriteAll(report[1], &r, sizeof r);
       ::_exit(127);
     }
     int err[2];
     if (::pipe2(err, O_CLOEXEC) != 0) ::_exit(127);
+    // The next child is pid 1 of a new pid namespace (only children move into it).
+    if (confine != nullptr && ::unshare(CLONE_NEWPID) != 0) {
+      r.exec_errno = errno;
+      r.stage = kPidNamespace;
+      WriteAll(report[1], &r, sizeof r);
+      ::_exit(127);
+    }
     pid_t child = ::fork();
     if (child == 0) {
-      // Workload.
+      // Workload (or, confined, its pid namespace's init).
       ResetSignals();
       ::setpgid(0, 0);
-      Report e{0, 0, 0, 0};
       char pid_buf[24];
-      size_t pid_len = FormatInt(::getpid(), pid_buf);
+      size_t pid_len = FormatInt(::getpid(), pid_buf);  // read in our own pid namespace
       for (const char* p : procs) {
         int fd = ::open(p, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ::write(fd, pid_buf, pid_len) < 0) {
-          e.exec_errno = errno;
-          e.stage = 2;
-          WriteAll(err[1], &e, sizeof e);
-          ::_exit(127);
-        }
+        if (fd < 0 || ::write(fd, pid_buf, pid_len) < 0) ReportFailure(err[1], kCgroup);
         ::close(fd);
       }
-      ::dup2(devnull, 0);
-      ::dup2(log_fd, 1);
-      ::dup2(log_fd, 2);
-      ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-      if (cwd != nullptr && ::chdir(cwd) != 0) {
-        e.exec_errno = errno;
-        e.stage = 3;
-        WriteAll(err[1], &e, sizeof e);
-        ::_exit(127);
-      }
-      ::execve(exe.c_str(), argv.data(), envp.data());
-      e.exec_errno = errno;
-      e.stage = 4;
-      WriteAll(err[1], &e, sizeof e);
-      ::_exit(127);
+      ExecArgs a{exe.c_str(), argv.data(), envp.data(), cwd, devnull, log_fd, confine};
+      if (confine != nullptr) RunInit(a, err[1]);
+      ExecWorkload(a, err[1]);
     }
     ::close(err[1]);
     if (child < 0) {
       r.exec_errno = errno;
-      r.stage = 5;
+      r.stage = kFork;
       WriteAll(report[1], &r, sizeof r);
       ::_exit(127);
     }
@@ -268,13 +368,16 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
   } while (n < 0 && errno == EINTR);
   ::close(report[0]);
   if (n != static_cast<ssize_t>(sizeof r)) return absl::InternalError("monitor did not start");
-  if (r.stage != 0) {
+  if (r.stage != kOk) {
     static const char* kStage[] = {"",
                                    "opening the log file",
                                    "joining the cgroup",
                                    "changing to the working directory",
                                    "executing",
-                                   "forking"};
+                                   "forking",
+                                   "creating the pid namespace",
+                                   "setting up the mount namespace",
+                                   "dropping privileges"};
     return absl::FailedPreconditionError(std::string(kStage[r.stage]) +
                                          " failed: " + strerror(r.exec_errno));
   }

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,19 @@ struct SpawnSpec {
   // --detach: the container's init is re-parented to the monitor). A non-zero exit of the
   // direct child is recorded instead.
   bool subreaper = false;
+  // Tenant workloads run confined (see SecurityContext in proto/photon/compute.proto): the
+  // workload is the only child of a small init that is pid 1 of a new pid namespace, in a new
+  // mount namespace with its own /proc and `private_tmp` bind-mounted on /tmp (nosuid, nodev),
+  // and it runs as `uid`/`gid` with no supplementary groups and no_new_privs. The init
+  // forwards TERM, INT, HUP, QUIT, USR1 and USR2 to it and exits with its status (128 + the
+  // signal number when it was killed). Unset: the workload runs with the agent's privileges in
+  // the host's namespaces (admins only).
+  struct Confinement {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::string private_tmp;  // bind-mounted on /tmp; owned by uid
+  };
+  std::optional<Confinement> confine;
 };
 
 struct Spawned {

@@ -1,6 +1,8 @@
 #include "agent/providers/process/process_provider.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -53,13 +55,16 @@ Status ProcessProvider::Initialize(const ProviderContext& context) {
     parent = it->second;
   }
   cgroups_ = std::make_unique<CgroupManager>(parent);
+  PHOTON_ASSIGN_OR_RETURN(ids_, DynamicIds::FromConfig(context_.config));
   // Instances started by an earlier agent run: read their state back.
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(context_.data_dir + "/instances", ec)) {
     auto data = ReadFile(e.path().string() + "/state.json");
     if (!data.ok()) continue;
     auto inst = std::make_shared<Instance>();
-    if (Decode(*data, inst.get()).ok()) instances_[inst->id] = inst;
+    if (!Decode(*data, inst.get()).ok()) continue;
+    if (inst->uid >= 0 && !ids_->Adopt(static_cast<uid_t>(inst->uid), inst->id)) inst->uid = -1;
+    instances_[inst->id] = inst;
   }
   supervisor_ = std::thread([this] { Supervise(); });
   return absl::OkStatus();
@@ -92,7 +97,9 @@ std::string ProcessProvider::Encode(const Instance& inst) const {
          {"monitorPid", inst.monitor_pid},
          {"monitorStart", inst.monitor_start},
          {"restarts", inst.restarts},
-         {"lastExitCode", inst.last_exit_code}};
+         {"lastExitCode", inst.last_exit_code},
+         {"privileged", inst.privileged},
+         {"uid", inst.uid}};
   return j.dump();
 }
 
@@ -117,6 +124,8 @@ Status ProcessProvider::Decode(const std::string& data, Instance* inst) const {
     inst->monitor_start = j.value("monitorStart", uint64_t{0});
     inst->restarts = j.value("restarts", 0);
     inst->last_exit_code = j.value("lastExitCode", 0);
+    inst->privileged = j.value("privileged", false);
+    inst->uid = j.value("uid", int64_t{-1});
   } catch (const std::exception& e) {
     return absl::DataLossError(std::string("bad process handle: ") + e.what());
   }
@@ -147,7 +156,12 @@ Status ProcessProvider::SpawnLocked(Instance* inst) {
   SpawnSpec spec;
   spec.argv = inst->argv;
   spec.env = inst->env;
-  spec.working_dir = inst->working_dir.empty() ? dir : inst->working_dir;
+  if (inst->privileged) {
+    spec.working_dir = inst->working_dir.empty() ? dir : inst->working_dir;
+  } else {
+    PHOTON_ASSIGN_OR_RETURN(spec.confine, ConfineLocked(inst));
+    spec.working_dir = inst->working_dir.empty() ? "/tmp" : inst->working_dir;
+  }
   spec.log_path = dir + "/output.log";
   spec.exit_path = dir + "/exit";
   if (cgroups_->version() != CgroupVersion::kNone) {
@@ -165,6 +179,24 @@ Status ProcessProvider::SpawnLocked(Instance* inst) {
   inst->restart_at_ns = 0;
   spdlog::info("process {}: started pid {} ({})", inst->name, s.pid, inst->argv[0]);
   return Persist(*inst);
+}
+
+// The instance's uid and its private directory (created on first use, owned by that uid, 0700:
+// no other instance's uid can enter it).
+StatusOr<SpawnSpec::Confinement> ProcessProvider::ConfineLocked(Instance* inst) {
+  if (inst->uid < 0) {
+    PHOTON_ASSIGN_OR_RETURN(uid_t uid, ids_->Acquire(inst->id));
+    inst->uid = uid;
+  }
+  SpawnSpec::Confinement c;
+  c.uid = static_cast<uid_t>(inst->uid);
+  c.gid = static_cast<gid_t>(inst->uid);
+  c.private_tmp = Dir(inst->id) + "/tmp";
+  PHOTON_RETURN_IF_ERROR(MakeDirs(c.private_tmp, 0700));
+  if (::chown(c.private_tmp.c_str(), c.uid, c.gid) != 0) {
+    return absl::InternalError("chown " + c.private_tmp + ": " + strerror(errno));
+  }
+  return c;
 }
 
 StatusOr<Handle> ProcessProvider::Start(const compute::ComputeInstance& instance) {
@@ -213,7 +245,8 @@ StatusOr<Handle> ProcessProvider::Start(const compute::ComputeInstance& instance
   }
   if (!has_path)
     inst->env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  if (!env.count("HOME")) inst->env.push_back("HOME=" + Dir(id));
+  inst->privileged = instance.spec().security().privileged();
+  if (!env.count("HOME")) inst->env.push_back("HOME=" + (inst->privileged ? Dir(id) : "/tmp"));
   inst->env.push_back("PHOTON_INSTANCE=" + instance.metadata().name());
   inst->env.push_back("PHOTON_NAMESPACE=" + instance.metadata().namespace_());
   inst->working_dir = p.working_dir();
@@ -229,6 +262,7 @@ StatusOr<Handle> ProcessProvider::Start(const compute::ComputeInstance& instance
     (void)cgroups_->Remove(id);
     std::error_code ec;
     fs::remove_all(Dir(id), ec);
+    ids_->Release(id);
     std::lock_guard<std::mutex> ml(mu_);
     instances_.erase(id);
     return s;
@@ -240,7 +274,9 @@ Status ProcessProvider::Recover(const Handle& handle) {
   auto inst = std::make_shared<Instance>();
   PHOTON_RETURN_IF_ERROR(Decode(handle.data, inst.get()));
   std::lock_guard<std::mutex> l(mu_);
-  if (!instances_.count(inst->id)) instances_[inst->id] = inst;
+  if (instances_.count(inst->id)) return absl::OkStatus();
+  if (inst->uid >= 0 && !ids_->Adopt(static_cast<uid_t>(inst->uid), inst->id)) inst->uid = -1;
+  instances_[inst->id] = inst;
   return absl::OkStatus();
 }
 
@@ -301,6 +337,7 @@ Status ProcessProvider::Destroy(const std::string& instance_id) {
   if (instance_id.find('/') == std::string::npos && !instance_id.empty() && instance_id[0] != '.') {
     fs::remove_all(Dir(instance_id), ec);
   }
+  ids_->Release(instance_id);
   std::lock_guard<std::mutex> l(mu_);
   instances_.erase(instance_id);
   return s;

@@ -6,6 +6,11 @@
 // the restart policy (never, on-failure, always) with exponential back-off. After an agent
 // restart the state files are read back and a process is recognised by pid + start time.
 //
+// Tenants never reach the host: unless an admin granted spec.security.privileged, an instance
+// runs as a dynamic uid/gid of its own (host/dynamic_ids.h) with no_new_privs, in its own pid
+// and mount namespaces, with <dir>/tmp (owned by that uid) as its private /tmp, HOME and
+// default working directory. The instance directory itself (state, log, exit) stays root's.
+//
 // Thread-safety: all methods may be called concurrently; one mutex per instance serialises
 // operations on it, a provider mutex guards the table.
 #pragma once
@@ -20,6 +25,8 @@
 #include <vector>
 
 #include "agent/host/cgroup.h"
+#include "agent/host/dynamic_ids.h"
+#include "agent/host/spawn.h"
 #include "agent/provider.h"
 
 namespace photon::agent {
@@ -67,6 +74,8 @@ class ProcessProvider : public Provider {
     int64_t started_at_ns = 0;
     int64_t restart_at_ns = 0;  // >0: a restart is due then
     bool removed = false;
+    bool privileged = false;  // admin-granted: root in the host's namespaces
+    int64_t uid = -1;         // the dynamic uid (and gid) while confined; -1 before the first run
   };
 
   std::string Dir(const std::string& id) const;
@@ -74,6 +83,7 @@ class ProcessProvider : public Provider {
   Status Decode(const std::string& data, Instance* inst) const;
   Status Persist(const Instance& inst) const;
   Status SpawnLocked(Instance* inst);
+  StatusOr<SpawnSpec::Confinement> ConfineLocked(Instance* inst);
   bool AliveLocked(const Instance& inst) const;
   void StopLocked(Instance* inst, std::chrono::seconds timeout);
   std::shared_ptr<Instance> Find(const std::string& id);
@@ -81,6 +91,7 @@ class ProcessProvider : public Provider {
 
   ProviderContext context_;
   std::unique_ptr<CgroupManager> cgroups_;
+  std::unique_ptr<DynamicIds> ids_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Instance>> instances_;
   std::thread supervisor_;

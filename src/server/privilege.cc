@@ -1,0 +1,34 @@
+#include "server/privilege.h"
+
+#include "photon/compute.pb.h"
+
+namespace photon::server {
+
+namespace {
+
+const compute::ComputeInstanceSpec* InstanceSpecOf(const google::protobuf::Message& object,
+                                                   std::string* field) {
+  if (const auto* ci = dynamic_cast<const compute::ComputeInstance*>(&object)) {
+    *field = "spec.security.privileged";
+    return &ci->spec();
+  }
+  if (const auto* rs = dynamic_cast<const compute::RegionService*>(&object)) {
+    *field = "spec.template.security.privileged";
+    return &rs->spec().template_();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Status CheckHostPrivileges(const Principal& who, const KindInfo& kind,
+                           const google::protobuf::Message& object) {
+  std::string field;
+  const compute::ComputeInstanceSpec* spec = InstanceSpecOf(object, &field);
+  if (spec == nullptr || !spec->security().privileged() || who.IsAdmin()) return absl::OkStatus();
+  return absl::PermissionDeniedError(field + ": only a cluster admin may run a " + kind.kind +
+                                     " with host privileges (as root, outside its own "
+                                     "namespaces); ask an admin to create it");
+}
+
+}  // namespace photon::server

@@ -1,0 +1,20 @@
+// Host privileges in specs (spec.security.privileged and the same inside a RegionService's
+// instance template) are granted by cluster admins only: with them a workload runs as root on
+// a node, so an editor of one namespace who could set them would own every node.
+// Thread-safe (pure function).
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include "common/status.h"
+#include "server/auth.h"
+#include "server/kinds.h"
+
+namespace photon::server {
+
+// PERMISSION_DENIED naming the field when `object` asks for host privileges and `who` is not
+// a cluster admin; OK otherwise.
+Status CheckHostPrivileges(const Principal& who, const KindInfo& kind,
+                           const google::protobuf::Message& object);
+
+}  // namespace photon::server
