@@ -106,15 +106,19 @@ void ToProto(const Compare& compare, etcdserverpb::Compare* out) {
 
 // etcd has no append-only log: each record is a key under the stream's prefix, named by the
 // wall clock (then random bits) so a key-ordered range reads the records in order.
+// A record's position (LogPage::next) is its key without the prefix.
 std::string LogPrefix(const std::string& stream) { return "/_log/" + stream + "/"; }
-std::string NewLogKey(const std::string& stream) {
-  auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
+std::string LogStamp(std::chrono::system_clock::time_point t) {
+  auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   char stamp[17];
   snprintf(stamp, sizeof stamp, "%016llx", static_cast<unsigned long long>(nanos));
-  return LogPrefix(stream) + stamp + RandomHex(4);
+  return stamp;
 }
+std::string NewLogKey(const std::string& stream) {
+  return LogPrefix(stream) + LogStamp(std::chrono::system_clock::now()) + RandomHex(4);
+}
+// Log keys trimmed per step: one range of keys and one delete of them.
+constexpr int64_t kTrimChunk = 1000;
 
 void ToProto(const TxnOp& op, etcdserverpb::RequestOp* out) {
   switch (op.type) {
@@ -469,20 +473,65 @@ void EtcdStore::TxnAsync(TxnRequest txn, TxnCallback done) {
   impl_->StartTxn(std::move(call), 0);
 }
 
-StatusOr<std::vector<std::string>> EtcdStore::ReadLog(const std::string& stream, int64_t limit) {
+StatusOr<LogPage> EtcdStore::ReadLogPage(const std::string& stream, const LogPageOptions& options) {
   if (stream.empty()) return absl::InvalidArgumentError("log stream is not provided");
+  if (options.limit < 0) return absl::InvalidArgumentError("log: limit must be >= 0");
+  if (!options.before.empty() &&
+      (options.before.size() > 64 ||
+       options.before.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+    return absl::InvalidArgumentError("log: '" + options.before + "' is not a log position");
+  }
+  const std::string prefix = LogPrefix(stream);
   etcdserverpb::RangeRequest request;
-  request.set_key(LogPrefix(stream));
-  request.set_range_end(PrefixEnd(LogPrefix(stream)));
-  request.set_limit(limit);
+  request.set_key(prefix);
+  request.set_range_end(options.before.empty() ? PrefixEnd(prefix) : prefix + options.before);
+  request.set_limit(options.limit);
   request.set_sort_order(etcdserverpb::RangeRequest::DESCEND);
   request.set_sort_target(etcdserverpb::RangeRequest::KEY);
   PHOTON_ASSIGN_OR_RETURN(etcdserverpb::RangeResponse response,
                           impl_->RawRange(request, kCallTimeout));
-  std::vector<std::string> records;
-  records.reserve(response.kvs_size());
-  for (int i = response.kvs_size() - 1; i >= 0; --i) records.push_back(response.kvs(i).value());
-  return records;
+  LogPage page;
+  page.records.reserve(response.kvs_size());
+  for (int i = response.kvs_size() - 1; i >= 0; --i)
+    page.records.push_back(response.kvs(i).value());
+  if (response.more() && response.kvs_size() > 0) {
+    page.next = response.kvs(response.kvs_size() - 1).key().substr(prefix.size());
+  }
+  return page;
+}
+
+StatusOr<int64_t> EtcdStore::TrimLog(const std::string& stream, const LogRetention& retention) {
+  if (stream.empty()) return absl::InvalidArgumentError("log stream is not provided");
+  if (retention.max_records < 0) return absl::InvalidArgumentError("log: max_records < 0");
+  const std::string prefix = LogPrefix(stream);
+  // Keys are named by their append time: the old ones sort before this.
+  const std::string cutoff = retention.appended_before.time_since_epoch().count() > 0
+                                 ? prefix + LogStamp(retention.appended_before)
+                                 : std::string();
+  int64_t excess = 0;  // oldest records beyond the newest max_records
+  if (retention.max_records > 0) {
+    PHOTON_ASSIGN_OR_RETURN(RangeResult all,
+                            Range(prefix, {.end = PrefixEnd(prefix), .count_only = true}));
+    excess = std::max<int64_t>(0, all.count - retention.max_records);
+  }
+  if (excess == 0 && cutoff.empty()) return 0;
+  int64_t removed = 0;
+  for (;;) {
+    PHOTON_ASSIGN_OR_RETURN(
+        RangeResult oldest,
+        Range(prefix, {.end = PrefixEnd(prefix), .limit = kTrimChunk, .keys_only = true}));
+    std::string last;
+    size_t drop = 0;
+    for (const auto& kv : oldest.kvs) {
+      if (removed + static_cast<int64_t>(drop) >= excess && !(kv.key < cutoff)) break;
+      last = kv.key;
+      ++drop;
+    }
+    if (drop == 0) return removed;
+    PHOTON_ASSIGN_OR_RETURN(int64_t deleted, Delete(prefix, last + std::string(1, '\0')));
+    removed += deleted;
+    if (drop < oldest.kvs.size() || !oldest.more) return removed;
+  }
 }
 
 StatusOr<std::unique_ptr<WatchHandle>> EtcdStore::Watch(const std::string& key,

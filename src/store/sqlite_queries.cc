@@ -9,8 +9,10 @@
 
 namespace photon::store::sqlite {
 
-// log holds the append-only records (TxnOp::kAppend): rowid order is append order, and no
-// index on stream: the few streams there are (the audit trail) are read from the end.
+// log holds the append-only records (TxnOp::kAppend): rowid order is append order, `at` the
+// append's wall clock (Unix ns; sqlite_log.cc adds it to older files), and no index on
+// stream: the few streams there are (the audit trail) are read from the end and trimmed from
+// the start.
 // history.sub orders the changes of one revision (a txn) as they were made, for watch replay.
 // (key, rev) is unique by construction (a txn writes a key at most once); history_key carries
 // `deleted` so that counting the keys alive at a past revision reads the index alone.
@@ -44,7 +46,8 @@ CREATE INDEX IF NOT EXISTS current_lease ON current (lease) WHERE lease != 0;
 CREATE TABLE IF NOT EXISTS log (
   seq INTEGER PRIMARY KEY,
   stream BLOB NOT NULL,
-  value BLOB NOT NULL);
+  value BLOB NOT NULL,
+  at INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS leases (
   id INTEGER PRIMARY KEY,
   ttl INTEGER NOT NULL);

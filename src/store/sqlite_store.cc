@@ -28,6 +28,7 @@
 #include "common/util.h"
 #include "store/key_range.h"
 #include "store/sqlite_db.h"
+#include "store/sqlite_log.h"
 #include "store/sqlite_queries.h"
 #include "store/watch_hub.h"
 
@@ -51,6 +52,15 @@ using sqlite::ReadMeta;
 using sqlite::RunSql;
 
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
+// Log records one trim step removes at most: a step holds the writer (and every write queued
+// behind it) for its transaction.
+constexpr int64_t kTrimChunk = 10000;
+
+int64_t WallNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 // The database holds every secret digest and object: 0600. SQLite creates the file 0644 (less
 // the umask) and gives its -wal and -shm files the database file's mode, so creating the file
@@ -84,7 +94,8 @@ class SqliteStore::Impl {
 
   StatusOr<RangeResult> Range(const std::string& key, const RangeOptions& options);
   StatusOr<TxnResult> Txn(const TxnRequest& txn);
-  StatusOr<std::vector<std::string>> ReadLog(const std::string& stream, int64_t limit);
+  StatusOr<LogPage> ReadLogPage(const std::string& stream, const LogPageOptions& options);
+  StatusOr<int64_t> TrimLog(const std::string& stream, const LogRetention& retention);
   void TxnAsync(TxnRequest txn, Store::TxnCallback done);
   StatusOr<std::unique_ptr<WatchHandle>> Watch(const std::string& key, const std::string& end,
                                                int64_t start_revision, WatchCallback on_events,
@@ -104,11 +115,13 @@ class SqliteStore::Impl {
     int64_t lease = 0;
   };
   struct WriteOp {
-    enum class Kind { kTxn, kCompact, kGrant, kRevoke };
+    enum class Kind { kTxn, kCompact, kGrant, kRevoke, kTrimLog };
     Kind kind = Kind::kTxn;
     TxnRequest txn;
-    int64_t number = 0;  // compact revision or lease id
+    int64_t number = 0;  // compact revision or lease id; kTrimLog: records up to this seq go
     int64_t ttl = 0;
+    std::string stream;  // kTrimLog
+    int64_t cutoff = 0;  // kTrimLog: records appended before this (Unix ns) go
     // Called on the completion thread once the batch is durable (or failed), in commit
     // order; may be empty.
     std::function<void(WriteResult)> done;
@@ -235,6 +248,7 @@ Status SqliteStore::Impl::Init() {
   PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA wal_autocheckpoint=10000"));
   PHOTON_RETURN_IF_ERROR(writer_db_->Exec("PRAGMA journal_size_limit=67108864"));
   PHOTON_RETURN_IF_ERROR(writer_db_->Exec(kSchema));
+  PHOTON_RETURN_IF_ERROR(sqlite::MigrateLogTime(*writer_db_, WallNanos()));
   PHOTON_ASSIGN_OR_RETURN(MetaRow meta, ReadMeta(*writer_db_));
   revision_ = meta.revision;
   compacted_ = meta.compacted;
@@ -388,6 +402,14 @@ void SqliteStore::Impl::ApplyBatch(std::vector<std::unique_ptr<WriteOp>> batch) 
       case WriteOp::Kind::kRevoke:
         status = ApplyRevoke(op.number, effects, op.result);
         break;
+      case WriteOp::Kind::kTrimLog: {
+        auto trimmed =
+            sqlite::TrimLogChunk(*writer_db_, op.stream, op.number, op.cutoff, kTrimChunk);
+        status = trimmed.status();
+        if (trimmed.ok()) op.result.txn.deleted = *trimmed;
+        op.result.txn.revision = effects.revision;
+        break;
+      }
     }
   }
   if (status.ok() && (effects.revision != revision_ || effects.compacted != compacted_)) {
@@ -594,6 +616,7 @@ Status SqliteStore::Impl::ApplyTxn(const TxnRequest& txn, BatchEffects& effects,
   // All writes of one txn share one revision, as in etcd.
   const int64_t write_revision = effects.revision + 1;
   bool wrote = false;
+  const int64_t now = WallNanos();
   for (const auto& op : ops) {
     switch (op.type) {
       case TxnOp::Type::kPut:
@@ -615,12 +638,7 @@ Status SqliteStore::Impl::ApplyTxn(const TxnRequest& txn, BatchEffects& effects,
       }
       case TxnOp::Type::kAppend: {
         // Not a key change: no revision, no event.
-        PHOTON_ASSIGN_OR_RETURN(
-            SqliteStmt stmt,
-            writer_db_->Prepare("INSERT INTO log (stream, value) VALUES (?1, ?2)"));
-        stmt.BindBlob(1, op.key);
-        stmt.BindBlob(2, op.value);
-        PHOTON_RETURN_IF_ERROR(stmt.Run());
+        PHOTON_RETURN_IF_ERROR(sqlite::AppendLog(*writer_db_, op.key, op.value, now));
         break;
       }
     }
@@ -789,25 +807,39 @@ StatusOr<RangeResult> SqliteStore::Impl::Range(const std::string& key,
   });
 }
 
-StatusOr<std::vector<std::string>> SqliteStore::Impl::ReadLog(const std::string& stream,
-                                                              int64_t limit) {
+StatusOr<LogPage> SqliteStore::Impl::ReadLogPage(const std::string& stream,
+                                                 const LogPageOptions& options) {
   if (stream.empty()) return absl::InvalidArgumentError("log stream is not provided");
-  return InReadTxn<std::vector<std::string>>(
-      [&](SqliteDb& db) -> StatusOr<std::vector<std::string>> {
-        PHOTON_ASSIGN_OR_RETURN(
-            SqliteStmt stmt,
-            db.Prepare("SELECT value FROM log WHERE stream = ?1 ORDER BY seq DESC LIMIT ?2"));
-        stmt.BindBlob(1, stream);
-        stmt.BindInt(2, limit > 0 ? limit : -1);
-        std::vector<std::string> records;
-        for (;;) {
-          PHOTON_ASSIGN_OR_RETURN(bool row, stmt.Step());
-          if (!row) break;
-          records.push_back(stmt.ColumnBlob(0));
-        }
-        std::reverse(records.begin(), records.end());
-        return records;
-      });
+  return InReadTxn<LogPage>([&](SqliteDb& db) { return sqlite::ReadLogPage(db, stream, options); });
+}
+
+StatusOr<int64_t> SqliteStore::Impl::TrimLog(const std::string& stream,
+                                             const LogRetention& retention) {
+  if (stream.empty()) return absl::InvalidArgumentError("log stream is not provided");
+  if (retention.max_records < 0) return absl::InvalidArgumentError("log: max_records < 0");
+  // Found once, from a snapshot: appends only add newer records, so the newest max_records
+  // stay newer than this boundary however long the steps take.
+  int64_t upto = 0;
+  if (retention.max_records > 0) {
+    PHOTON_ASSIGN_OR_RETURN(upto, InReadTxn<int64_t>([&](SqliteDb& db) {
+                              return sqlite::CountBoundary(db, stream, retention.max_records);
+                            }));
+  }
+  const int64_t cutoff = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             retention.appended_before.time_since_epoch())
+                             .count();
+  if (upto == 0 && cutoff <= 0) return 0;
+  int64_t removed = 0;
+  for (;;) {
+    auto op = std::make_unique<WriteOp>();
+    op->kind = WriteOp::Kind::kTrimLog;
+    op->stream = stream;
+    op->number = upto;
+    op->cutoff = cutoff;
+    PHOTON_ASSIGN_OR_RETURN(WriteResult result, Submit(std::move(op)));
+    removed += result.txn.deleted;
+    if (result.txn.deleted < kTrimChunk) return removed;
+  }
 }
 
 StatusOr<TxnResult> SqliteStore::Impl::Txn(const TxnRequest& txn) {
@@ -953,8 +985,12 @@ StatusOr<int64_t> SqliteStore::Delete(const std::string& key, const std::string&
 }
 
 StatusOr<TxnResult> SqliteStore::Txn(const TxnRequest& txn) { return impl_->Txn(txn); }
-StatusOr<std::vector<std::string>> SqliteStore::ReadLog(const std::string& stream, int64_t limit) {
-  return impl_->ReadLog(stream, limit);
+StatusOr<LogPage> SqliteStore::ReadLogPage(const std::string& stream,
+                                           const LogPageOptions& options) {
+  return impl_->ReadLogPage(stream, options);
+}
+StatusOr<int64_t> SqliteStore::TrimLog(const std::string& stream, const LogRetention& retention) {
+  return impl_->TrimLog(stream, retention);
 }
 
 void SqliteStore::TxnAsync(TxnRequest txn, TxnCallback done) {

@@ -49,7 +49,8 @@ class SqliteStore final : public Store {
   StatusOr<int64_t> Put(const std::string& key, const std::string& value, int64_t lease) override;
   StatusOr<int64_t> Delete(const std::string& key, const std::string& end) override;
   StatusOr<TxnResult> Txn(const TxnRequest& txn) override;
-  StatusOr<std::vector<std::string>> ReadLog(const std::string& stream, int64_t limit) override;
+  StatusOr<LogPage> ReadLogPage(const std::string& stream, const LogPageOptions& options) override;
+  StatusOr<int64_t> TrimLog(const std::string& stream, const LogRetention& retention) override;
   void TxnAsync(TxnRequest txn, TxnCallback done) override;
   StatusOr<std::unique_ptr<WatchHandle>> Watch(const std::string& key, const std::string& end,
                                                int64_t start_revision, WatchCallback on_events,

@@ -23,6 +23,11 @@ std::string PrefixEnd(const std::string& prefix) {
   return std::string(1, '\0');
 }
 
+StatusOr<std::vector<std::string>> Store::ReadLog(const std::string& stream, int64_t limit) {
+  PHOTON_ASSIGN_OR_RETURN(LogPage page, ReadLogPage(stream, {.limit = limit}));
+  return std::move(page.records);
+}
+
 StatusOr<std::unique_ptr<Store>> OpenStore(const StoreOptions& options) {
   constexpr std::string_view kEtcdScheme = "etcd://";
   if (options.spec == "sqlite" || options.spec.empty()) {

@@ -16,6 +16,7 @@
 // handle from inside the callback.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -79,6 +80,27 @@ struct TxnOp {
   int64_t limit = 0;  // kRange
 };
 
+// One page of an append-only log, read backwards from its newest record.
+struct LogPageOptions {
+  int64_t limit = 0;   // records at most; 0 = all that are left
+  std::string before;  // LogPage::next of the previous page; empty = start at the newest
+};
+
+struct LogPage {
+  std::vector<std::string> records;  // oldest first
+  // Where the older records continue (pass as `before`); empty when none are left. Records
+  // appended meanwhile do not shift it: successive pages cover the log exactly once.
+  std::string next;
+};
+
+// What TrimLog removes from a log: its oldest records up to the first one that is both
+// within the newest `max_records` and appended at or after `appended_before`. (A record's time
+// is the backend's wall clock when it was appended; the log is treated as ordered by it.)
+struct LogRetention {
+  int64_t max_records = 0;                                  // 0 = no count limit
+  std::chrono::system_clock::time_point appended_before{};  // the epoch = no age limit
+};
+
 struct TxnRequest {
   std::vector<Compare> compares;  // all must hold for `success` to run, else `failure` runs
   std::vector<TxnOp> success;
@@ -122,9 +144,17 @@ class Store {
   virtual StatusOr<int64_t> Delete(const std::string& key, const std::string& end = "") = 0;
   virtual StatusOr<TxnResult> Txn(const TxnRequest& txn) = 0;
   // The newest `limit` records of an append-only log (0 = all of them), oldest first.
-  // Records are not keys: no revision, no watch event, never compacted away. (The etcd
-  // backend keeps them as keys under /_log/STREAM/, which a range over everything shows.)
-  virtual StatusOr<std::vector<std::string>> ReadLog(const std::string& stream, int64_t limit) = 0;
+  // Records are not keys: no revision, no watch event, never compacted away (TrimLog removes
+  // them). (The etcd backend keeps them as keys under /_log/STREAM/, which a range over
+  // everything shows.)
+  StatusOr<std::vector<std::string>> ReadLog(const std::string& stream, int64_t limit);
+  // A page of the log; INVALID_ARGUMENT for a `before` that is not a LogPage::next.
+  virtual StatusOr<LogPage> ReadLogPage(const std::string& stream,
+                                        const LogPageOptions& options) = 0;
+  // Removes old records (see LogRetention) in bounded steps, so other writes interleave.
+  // Returns how many went. Takes no revision and makes no watch event on SQLite (on etcd the
+  // records are keys, so their deletes do).
+  virtual StatusOr<int64_t> TrimLog(const std::string& stream, const LogRetention& retention) = 0;
   // Txn without a thread waiting for it: `done` gets the outcome exactly once, on any thread,
   // possibly before this returns. SqliteStore calls it on its completion thread right after
   // the commit, in commit order (keep `done` short: later answers wait behind it), so a

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/util.h"
@@ -360,6 +361,105 @@ TYPED_TEST(StoreContractTest, AppendLogFollowsTheBranchTakenAndReadsNewestLast) 
   ASSERT_TRUE(k.ok());
   ASSERT_EQ(k->kvs.size(), 1u);
   EXPECT_EQ(k->kvs[0].version, 1);
+}
+
+// Appends each record in a txn of its own, so each has its own time (and order) on every backend.
+void AppendEach(Store& store, const std::string& stream, const std::vector<std::string>& values) {
+  for (const auto& v : values) {
+    TxnRequest txn;
+    txn.success.push_back({TxnOp::Type::kAppend, stream, v, "", 0, 0});
+    ASSERT_TRUE(store.Txn(txn).ok());
+  }
+}
+
+std::vector<std::string> Numbered(const std::string& tag, int from, int to) {
+  std::vector<std::string> out;
+  for (int i = from; i < to; ++i) out.push_back(tag + std::to_string(i));
+  return out;
+}
+
+TYPED_TEST(StoreContractTest, LogPagesWalkBackAndCoverEveryRecordOnce) {
+  Store& store = *this->store_;
+  const std::string stream = "pages-" + RandomHex(6);
+  AppendEach(store, stream, Numbered("r", 0, 25));
+  auto first = store.ReadLogPage(stream, {.limit = 10});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->records, Numbered("r", 15, 25));  // the newest, oldest first
+  ASSERT_FALSE(first->next.empty());
+  // Records appended between pages do not shift the pages already started.
+  AppendEach(store, stream, Numbered("late", 0, 3));
+  auto second = store.ReadLogPage(stream, {.limit = 10, .before = first->next});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->records, Numbered("r", 5, 15));
+  ASSERT_FALSE(second->next.empty());
+  auto third = store.ReadLogPage(stream, {.limit = 10, .before = second->next});
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->records, Numbered("r", 0, 5));
+  EXPECT_TRUE(third->next.empty());
+  // A page that ends exactly at the oldest record says so.
+  auto exact = store.ReadLogPage(stream, {.limit = 5, .before = second->next});
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->records, Numbered("r", 0, 5));
+  EXPECT_TRUE(exact->next.empty());
+  // No limit: everything before the position.
+  auto rest = store.ReadLogPage(stream, {.before = first->next});
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(rest->records, Numbered("r", 0, 15));
+  EXPECT_TRUE(rest->next.empty());
+  EXPECT_EQ(store.ReadLogPage(stream, {.limit = 10, .before = "no such/position"}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.ReadLogPage(stream, {.limit = -1}).status().code(), StatusCode::kInvalidArgument);
+}
+
+TYPED_TEST(StoreContractTest, TrimLogKeepsTheNewestByCountAndByAge) {
+  Store& store = *this->store_;
+  const std::string stream = "trim-" + RandomHex(6);
+  const std::string other = stream + "-other";
+  AppendEach(store, other, {"untouched"});
+  AppendEach(store, stream, Numbered("r", 0, 10));
+  auto by_count = store.TrimLog(stream, {.max_records = 6});
+  ASSERT_TRUE(by_count.ok()) << by_count.status();
+  EXPECT_EQ(*by_count, 4);
+  EXPECT_EQ(*store.ReadLog(stream, 0), Numbered("r", 4, 10));
+  EXPECT_EQ(*store.TrimLog(stream, {.max_records = 6}), 0);
+  EXPECT_EQ(*store.TrimLog(stream, {}), 0);  // no limit at all: nothing goes
+
+  // By age: what was appended before `cutoff` goes, what came after stays.
+  auto cutoff = std::chrono::system_clock::now();
+  AppendEach(store, stream, {"after-1", "after-2"});
+  auto by_age = store.TrimLog(stream, {.appended_before = cutoff});
+  ASSERT_TRUE(by_age.ok()) << by_age.status();
+  EXPECT_EQ(*by_age, 6);
+  EXPECT_EQ(*store.ReadLog(stream, 0), (std::vector<std::string>{"after-1", "after-2"}));
+  // Both limits: whichever removes more.
+  EXPECT_EQ(*store.TrimLog(stream, {.max_records = 1, .appended_before = cutoff}), 1);
+  EXPECT_EQ(*store.ReadLog(stream, 0), std::vector<std::string>{"after-2"});
+  EXPECT_EQ(*store.ReadLog(other, 0), std::vector<std::string>{"untouched"});
+  EXPECT_FALSE(store.TrimLog("", {.max_records = 1}).ok());
+  EXPECT_EQ(store.TrimLog(stream, {.max_records = -1}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TYPED_TEST(StoreContractTest, TrimLogRemovesMoreThanOneStepsWorth) {
+  Store& store = *this->store_;
+  const std::string stream = "bigtrim-" + RandomHex(6);
+  // 10,050 records in txns of 125 appends: more than a trim step removes on either backend.
+  for (int t = 0; t * 125 < 10050; ++t) {
+    TxnRequest txn;
+    for (int i = 0; i < 125 && t * 125 + i < 10050; ++i) {
+      txn.success.push_back(
+          {TxnOp::Type::kAppend, stream, "n" + std::to_string(t * 125 + i), "", 0, 0});
+    }
+    ASSERT_TRUE(store.Txn(txn).ok());
+  }
+  auto trimmed = store.TrimLog(stream, {.max_records = 50});
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status();
+  EXPECT_EQ(*trimmed, 10000);
+  auto left = store.ReadLog(stream, 0);
+  ASSERT_TRUE(left.ok());
+  std::set<std::string> got(left->begin(), left->end());
+  auto newest = Numbered("n", 10000, 10050);
+  EXPECT_EQ(got, std::set<std::string>(newest.begin(), newest.end()));
 }
 
 // Many creates in flight at once, none of them waited for by a thread: each callback gets its
