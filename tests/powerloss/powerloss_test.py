@@ -300,6 +300,8 @@ def check_object(s3, key, n):
         data = got["Body"].read()
     except (s3.exceptions.NoSuchKey, s3.exceptions.NoSuchBucket):
         return "lost"
+    except s3.exceptions.ClientError as e:
+        return f"GET failed: {e}"
     if data != want:
         return f"content differs ({len(data)} bytes read, {len(want)} written)"
     if got["ETag"].strip('"') != hashlib.md5(want).hexdigest():
@@ -400,14 +402,16 @@ def run(tmp):
     second = Guest(image, disk, os.path.join(tmp, "console-2.log"))
     try:
         seen = second.boot()
-        token_problems = []
+        boot_problems = []
         if seen["PL-ADMIN-TOKEN"][0] != token:
             # photon-server replaces an admin.token that no longer names a stored token.
-            token_problems.append("the admin token was replaced: its record in the store was lost")
+            boot_problems.append("the admin token was replaced: its record in the store was lost")
             token = seen["PL-ADMIN-TOKEN"][0]
+        if "PL-S3-KEY" in seen:
+            boot_problems.append("lightningstor's keys.json was lost (/init made a new key)")
         s3 = s3_client(second.s3_port, key_id, secret)
         problems, counts = verify(second, token, s3, ledger)
-        problems = token_problems + problems
+        problems = boot_problems + problems
         if not problems:
             write_after_recovery(second, token, s3)
     finally:
