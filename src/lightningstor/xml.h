@@ -1,16 +1,15 @@
-// XML for the S3 wire format: an escaping writer for responses and a small tolerant parser
-// for the few request bodies S3 has (CompleteMultipartUpload, Delete, VersioningConfiguration,
-// LifecycleConfiguration, Tagging-like documents). The parser ignores namespaces, the prolog,
-// comments and processing instructions; it refuses unbalanced or unterminated documents and
-// documents nested deeper than 32 levels. Thread-compatible (no shared state).
+// XML for the S3 wire format: an escaping writer for responses, and the reading of the few
+// request bodies S3 has (CompleteMultipartUpload, Delete, VersioningConfiguration,
+// LifecycleConfiguration, Tagging-like documents) through common/xml.h's reader, whose errors
+// become S3's MalformedXML here. Thread-compatible (no shared state).
 #pragma once
 
 #include <memory>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "common/status.h"
+#include "common/xml.h"
 #include "common/xml_escape.h"
 
 namespace photon::lightningstor {
@@ -29,18 +28,7 @@ class XmlWriter {
 
 using photon::XmlEscape;  // common/xml_escape.h
 
-struct XmlNode {
-  std::string name;  // local name, namespace prefix removed
-  std::string text;  // concatenated character data (unescaped)
-  std::vector<std::unique_ptr<XmlNode>> children;
-
-  // First child with this local name, or nullptr.
-  const XmlNode* Child(std::string_view child_name) const;
-  // All children with this local name.
-  std::vector<const XmlNode*> Children(std::string_view child_name) const;
-  // Text of the first child with this name, or "" when absent.
-  std::string ChildText(std::string_view child_name) const;
-};
+using photon::XmlNode;  // common/xml.h
 
 // Parses a document; MalformedXML (as an S3 error) on bad input.
 StatusOr<std::unique_ptr<XmlNode>> ParseXml(std::string_view doc);

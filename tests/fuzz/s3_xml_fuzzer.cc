@@ -12,6 +12,37 @@
 
 using namespace photon::lightningstor;
 
+namespace {
+
+// Valid UTF-8 (shortest form, no surrogates) of characters XML 1.0 allows.
+bool XmlRepresentable(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 && c != '\t' && c != '\n') return false;
+      ++i;
+      continue;
+    }
+    const size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+    if (n == 0 || c > 0xF4 || i + n > s.size()) return false;
+    uint32_t cp = c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    const uint32_t min = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE ||
+        cp == 0xFFFF) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
   auto doc = ParseXml(text);
@@ -32,10 +63,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)ParseLifecycle(text);
   (void)PolicyAllowsPublicRead(text);
   (void)ValidateBucketName(text);
-  // Escaping round trip (XML 1.0 cannot carry most control characters; those are skipped).
-  bool representable = true;
-  for (unsigned char c : text) representable &= (c >= 0x20 || c == '\t' || c == '\n');
-  if (representable) {
+  // Escaping round trip for the texts XML 1.0 can carry: valid UTF-8 without most control
+  // characters and without U+FFFE/U+FFFF (the parser rightly refuses the others).
+  if (XmlRepresentable(text)) {
     XmlWriter w;
     w.Element("Key", text);
     auto back = ParseXml(w.Take());

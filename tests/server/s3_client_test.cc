@@ -32,14 +32,27 @@ TEST(S3Client, BucketNames) {
   EXPECT_EQ(S3BucketName(std::string(31, 'a'), std::string(31, 'b'))->size(), 63u);
 }
 
-TEST(S3Client, ReadsXml) {
-  const std::string xml =
-      "<ListAllMyBucketsResult><Buckets><Bucket><Name>a</Name></Bucket><Bucket><Name>b&amp;c"
-      "</Name></Bucket></Buckets><Empty/></ListAllMyBucketsResult>";
-  EXPECT_EQ(s3::XmlTexts(xml, "Name"), (std::vector<std::string>{"a", "b&c"}));
-  EXPECT_EQ(s3::XmlTexts(xml, "Empty"), (std::vector<std::string>{""}));
-  EXPECT_EQ(s3::XmlText(xml, "Missing"), "");
-  EXPECT_EQ(s3::XmlTexts(xml, "Bucket", true)[1], "<Name>b&amp;c</Name>");
+TEST(S3Client, ReadsAnswers) {
+  s3::Reply list = s3::ReadAnswer(
+      200,
+      "<?xml version=\"1.0\"?><ListAllMyBucketsResult><Buckets><Bucket><Name>a</Name></Bucket>"
+      "<Bucket><Name>b&amp;c</Name></Bucket></Buckets></ListAllMyBucketsResult>");
+  ASSERT_EQ(list.xml_error, "");
+  std::vector<std::string> names;
+  for (const XmlNode* n : list.xml->Descendants("Name")) names.push_back(n->text);
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b&c"}));
+
+  s3::Reply err = s3::ReadAnswer(
+      404, "<Error><Code>NoSuchBucket</Code><Message>gone &amp; lost</Message></Error>");
+  EXPECT_EQ(err.code, "NoSuchBucket");
+  EXPECT_EQ(err.message, "gone & lost");
+  s3::Reply proxy = s3::ReadAnswer(502, "<html><body>Bad Gateway</body>");
+  EXPECT_EQ(proxy.code, "");
+  EXPECT_EQ(proxy.message, "<html><body>Bad Gateway</body>");
+
+  // A success whose body is not XML is not taken as an empty answer.
+  EXPECT_NE(s3::ReadAnswer(200, "<ListAllMyBucketsResult>").xml_error, "");
+  EXPECT_EQ(s3::ReadAnswer(200, "").xml_error, "");
   EXPECT_EQ(s3::XmlEscape("a<&>'\""), "a&lt;&amp;&gt;&apos;&quot;");
 }
 

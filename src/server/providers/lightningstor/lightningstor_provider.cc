@@ -87,7 +87,8 @@ class LightningstorProvider : public ServiceProvider {
     PHOTON_RETURN_IF_ERROR(AsStatus(list, "list buckets"));
     std::vector<ManagedRef> out;
     const std::string prefix = owner_ + ":buckets/";
-    for (const auto& bucket : s3::XmlTexts(list.body, "Name")) {
+    for (const XmlNode* name : list.xml->Descendants("Name")) {
+      const std::string& bucket = name->text;
       auto owner = OwnerOf(bucket);
       if (!owner.ok()) {
         if (owner.status().code() == StatusCode::kNotFound) continue;  // deleted meanwhile
@@ -149,7 +150,11 @@ class LightningstorProvider : public ServiceProvider {
   // for other refusals.
   Status AsStatus(const s3::Reply& r, const std::string& what) {
     if (!r.reached) return absl::UnavailableError(r.message);
-    if (r.status >= 200 && r.status < 300) return absl::OkStatus();
+    if (r.status >= 200 && r.status < 300) {
+      if (r.xml_error.empty()) return absl::OkStatus();
+      return absl::UnavailableError("lightningstor " + what +
+                                    ": the answer is not XML: " + r.xml_error);
+    }
     std::string msg = "lightningstor " + what + ": " + r.code + ": " + r.message;
     if (r.status == 403) {
       return absl::UnavailableError(msg + " (check the key in credentials_file " +
@@ -165,8 +170,8 @@ class LightningstorProvider : public ServiceProvider {
     s3::Reply r = Call("GET", "/" + bucket, {{"tagging", ""}});
     if (r.reached && r.code == "NoSuchTagSet") return std::string();
     PHOTON_RETURN_IF_ERROR(AsStatus(r, "get tags of " + bucket));
-    for (const auto& tag : s3::XmlTexts(r.body, "Tag", true)) {
-      if (s3::XmlText(tag, "Key") == kOwnerTagKey) return s3::XmlText(tag, "Value");
+    for (const XmlNode* tag : r.xml->Descendants("Tag")) {
+      if (tag->DescendantText("Key") == kOwnerTagKey) return tag->DescendantText("Value");
     }
     return std::string();
   }
@@ -249,7 +254,7 @@ class LightningstorProvider : public ServiceProvider {
     // Versioning: S3 cannot return a bucket to "never versioned"; Suspended is the off state.
     s3::Reply ver = Call("GET", "/" + bucket, {{"versioning", ""}});
     if (auto st = AsStatus(ver, "get versioning of " + bucket); !st.ok()) return from_error(st);
-    const std::string have_ver = s3::XmlText(ver.body, "Status");
+    const std::string have_ver = ver.xml->DescendantText("Status");
     std::string want_ver = spec.versioning_enabled() ? "Enabled"
                            : have_ver.empty()        ? ""
                                                      : "Suspended";
@@ -266,14 +271,14 @@ class LightningstorProvider : public ServiceProvider {
     std::vector<Rule> have_rules;
     if (!(lc.reached && lc.code == "NoSuchLifecycleConfiguration")) {
       if (auto st = AsStatus(lc, "get lifecycle of " + bucket); !st.ok()) return from_error(st);
-      for (const auto& xml : s3::XmlTexts(lc.body, "Rule", true)) {
+      for (const XmlNode* xml : lc.xml->Descendants("Rule")) {
         Rule r;
-        r.id = s3::XmlText(xml, "ID");
-        r.prefix = s3::XmlText(xml, "Prefix");
-        r.enabled = s3::XmlText(xml, "Status") == "Enabled";
-        r.days = atoi(s3::XmlText(xml, "Days").c_str());
+        r.id = xml->DescendantText("ID");
+        r.prefix = xml->DescendantText("Prefix");
+        r.enabled = xml->DescendantText("Status") == "Enabled";
+        r.days = atoi(xml->DescendantText("Days").c_str());
         // A rule with more than expiration (an upload abort) is not one photon writes.
-        if (!s3::XmlText(xml, "DaysAfterInitiation").empty()) r.days = -1;
+        if (!xml->DescendantText("DaysAfterInitiation").empty()) r.days = -1;
         have_rules.push_back(r);
       }
     }

@@ -23,27 +23,6 @@ std::string Trim(std::string s) {
   return s.substr(i);
 }
 
-std::string Unescape(const std::string& s) {
-  static const std::pair<const char*, char> kEntities[] = {
-      {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    bool done = false;
-    if (s[i] == '&') {
-      for (const auto& [name, c] : kEntities) {
-        if (s.compare(i, strlen(name), name) == 0) {
-          out.push_back(c);
-          i += strlen(name);
-          done = true;
-          break;
-        }
-      }
-    }
-    if (!done) out.push_back(s[i++]);
-  }
-  return out;
-}
-
 }  // namespace
 
 StatusOr<Credentials> ReadCredentialsFile(const std::string& path) {
@@ -133,41 +112,28 @@ Reply Client::Call(const Credentials& creds, const std::string& method, const st
     out.message = std::string(r.status().message());
     return out;
   }
+  return ReadAnswer(r->status, std::move(r->body));
+}
+
+Reply ReadAnswer(int status, std::string body) {
+  Reply out;
   out.reached = true;
-  out.status = r->status;
-  out.body = std::move(r->body);
+  out.status = status;
+  out.body = std::move(body);
+  if (!out.body.empty()) {
+    auto xml = ParseXml(out.body);
+    if (xml.ok()) {
+      out.xml = std::move(*xml);
+    } else if (status < 300) {
+      out.xml_error = std::string(xml.status().message());
+    }
+  }
   if (out.status >= 300) {
-    out.code = XmlText(out.body, "Code");
-    out.message = XmlText(out.body, "Message");
+    out.code = out.xml->DescendantText("Code");
+    out.message = out.xml->DescendantText("Message");
     if (out.message.empty()) out.message = out.body.substr(0, 200);
   }
   return out;
-}
-
-std::vector<std::string> XmlTexts(const std::string& xml, const std::string& tag, bool raw) {
-  std::vector<std::string> out;
-  const std::string open = "<" + tag + ">", close = "</" + tag + ">", empty = "<" + tag + "/>";
-  size_t i = 0;
-  while (true) {
-    size_t a = xml.find(open, i), e = xml.find(empty, i);
-    if (e != std::string::npos && (a == std::string::npos || e < a)) {
-      out.emplace_back();
-      i = e + empty.size();
-      continue;
-    }
-    if (a == std::string::npos) break;
-    size_t b = xml.find(close, a + open.size());
-    if (b == std::string::npos) break;
-    std::string inner = xml.substr(a + open.size(), b - a - open.size());
-    out.push_back(raw ? inner : Unescape(inner));
-    i = b + close.size();
-  }
-  return out;
-}
-
-std::string XmlText(const std::string& xml, const std::string& tag) {
-  auto all = XmlTexts(xml, tag);
-  return all.empty() ? "" : all.front();
 }
 
 }  // namespace photon::server::s3

@@ -6,11 +6,13 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/status.h"
+#include "common/xml.h"
 #include "common/xml_escape.h"
 
 namespace photon::server::s3 {
@@ -39,7 +41,14 @@ struct Reply {
   std::string body;
   std::string code;     // S3 error code (<Code>), "" on success
   std::string message;  // S3 error message, or the transport error
+  // The body read as XML: an empty node when the body is empty or an error is not XML.
+  std::shared_ptr<const XmlNode> xml = std::make_shared<XmlNode>();
+  std::string xml_error;  // a 2xx body that is not XML: why (callers must not use it)
 };
+
+// Fills a Reply from an HTTP answer: the XML tree, and the S3 error code and message of an
+// error answer (the start of the body when it is not S3's XML).
+Reply ReadAnswer(int status, std::string body);
 
 class Client {
  public:
@@ -56,11 +65,6 @@ class Client {
   std::chrono::milliseconds timeout_;
 };
 
-// Minimal reading of S3's XML answers, which are flat and machine-written: the unescaped texts
-// of every <tag>...</tag> in order (elements of that name must not nest); `raw` keeps the
-// inner XML as is (to read children from it).
-std::vector<std::string> XmlTexts(const std::string& xml, const std::string& tag, bool raw = false);
-std::string XmlText(const std::string& xml, const std::string& tag);  // first, or ""
-using photon::XmlEscape;                                              // common/xml_escape.h
+using photon::XmlEscape;  // common/xml_escape.h
 
 }  // namespace photon::server::s3
