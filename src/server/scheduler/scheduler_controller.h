@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,6 +76,8 @@ class SharedList {
   Items items_;
 };
 
+struct RegionServiceMembers;  // region_service_controller.cc
+
 class SchedulerController {
  public:
   SchedulerController(ResourceManager* resources, SchedulerControllerOptions options);
@@ -101,6 +104,15 @@ class SchedulerController {
   Snapshot Read();
   bool MonitorNodes(Snapshot& snap);
   bool ReconcileRegionServices(const Snapshot& snap);
+  // The steps of ReconcileRegionServices (region_service_controller.cc).
+  bool DeleteOrphanMembers(
+      const std::map<std::string, std::vector<const compute::ComputeInstance*>>& members,
+      const std::set<std::string>& services);
+  bool ReconcileRegionService(const compute::RegionService& rs,
+                              const std::vector<const compute::ComputeInstance*>& members);
+  bool RemoveRegionService(const compute::RegionService& rs, const RegionServiceMembers& view);
+  bool CreateMembers(const compute::RegionService& rs, int need, RegionServiceMembers& view,
+                     std::vector<std::string>* created, std::string* create_error);
   bool EvictAndDrain(const Snapshot& snap, scheduler::ClusterState& state,
                      scheduler::Scheduler& sched);
   bool PlacePending(const Snapshot& snap, scheduler::ClusterState& state,
