@@ -1,17 +1,89 @@
 #include "server/auth.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "common/file_util.h"
 #include "common/util.h"
+#include "photon/node.pb.h"
+#include "server/watch_cache.h"
 
 namespace photon::server {
 
 namespace {
 constexpr char kTokenPrefix[] = "/auth/tokens/";
+constexpr char kAgentPrefix[] = "node:";
 
 int RoleRank(const std::string& role) {
   if (role == "viewer") return 1;
   if (role == "editor") return 2;
   if (role == "admin") return 3;
   return 0;
+}
+
+bool IsRead(Verb verb) { return verb == Verb::kGet || verb == Verb::kList || verb == Verb::kWatch; }
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string FormatRfc3339(int64_t ms) {
+  time_t secs = static_cast<time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+// Milliseconds since the epoch of an RFC 3339 UTC time; 0 if it does not parse.
+int64_t ParseRfc3339Ms(const std::string& ts) {
+  std::tm tm{};
+  const char* rest = ts.size() >= 19 ? strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) : nullptr;
+  if (!rest) return 0;
+  int64_t ms = static_cast<int64_t>(timegm(&tm)) * 1000;
+  if (rest[0] == '.' && isdigit(rest[1]) && isdigit(rest[2]) && isdigit(rest[3])) {
+    ms += (rest[1] - '0') * 100 + (rest[2] - '0') * 10 + (rest[3] - '0');
+  }
+  return ms;
+}
+
+// Tokens written before tokens had a purpose: told apart by their principal and roles.
+std::string InferPurpose(const auth::Token& t) {
+  for (const auto& b : t.bindings()) {
+    if (b.role() == "join") return "join";
+    if (b.role() == "agent") return "agent";
+  }
+  return t.principal() == "admin" ? "admin" : "user";
+}
+
+bool Expired(const auth::Token& t, int64_t now_ms) {
+  return t.expires_at_unix_ms() != 0 && now_ms >= t.expires_at_unix_ms();
+}
+
+auth::TokenInfo Info(const auth::Token& t, int64_t now_ms) {
+  auth::TokenInfo i;
+  i.set_id(t.id());
+  i.set_principal(t.principal());
+  *i.mutable_bindings() = t.bindings();
+  i.set_created_at(t.created_at());
+  i.set_expires_at(t.expires_at());
+  i.set_revoked(t.revoked());
+  i.set_revoked_at(t.revoked_at());
+  i.set_purpose(t.purpose());
+  i.set_expired(Expired(t, now_ms));
+  return i;
+}
+
+std::string Strip(std::string s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\r' || s.back() == '\n')) s.pop_back();
+  return s;
 }
 }  // namespace
 
@@ -22,15 +94,29 @@ bool Principal::IsAdmin() const {
   return false;
 }
 
+std::string Principal::AgentNode() const {
+  if (name.rfind(kAgentPrefix, 0) != 0) return "";
+  for (const auto& b : bindings) {
+    if (b.role() == "agent") return name.substr(sizeof(kAgentPrefix) - 1);
+  }
+  return "";
+}
+
 bool Principal::Allowed(Verb verb, const std::string& kind, const std::string& ns) const {
   for (const auto& b : bindings) {
     if (b.namespace_() != "*" && b.namespace_() != ns) continue;
     if (b.role() == "agent") {
-      // Agents read everything they are assigned, write nodes and status, and follow events.
-      if (verb == Verb::kGet || verb == Verb::kList || verb == Verb::kWatch) return true;
-      if (verb == Verb::kUpdateStatus) return true;
-      if (kind == "nodes" && (verb == Verb::kCreate || verb == Verb::kUpdate)) return true;
-      if (kind == "events" && verb == Verb::kCreate) return true;
+      // What a node agent needs and nothing more (docs/api.md "Agent credentials"): its
+      // informers list and watch instances and operations; its providers read images and
+      // volumes by name; it writes its Node and the status of what runs on it.
+      if (kind == "computeinstances" || kind == "operations") {
+        if (IsRead(verb) || verb == Verb::kUpdateStatus) return true;
+      }
+      if ((kind == "images" || kind == "volumes") && verb == Verb::kGet) return true;
+      if (kind == "nodes" && (verb == Verb::kGet || verb == Verb::kCreate ||
+                              verb == Verb::kUpdate || verb == Verb::kUpdateStatus)) {
+        return true;
+      }
       continue;
     }
     int rank = RoleRank(b.role());
@@ -66,42 +152,185 @@ std::vector<std::string> Principal::ReadableNamespaces() const {
   return out;
 }
 
+Status CheckAgentScope(const Principal& who, Verb verb, const std::string& kind,
+                       const std::string& name, const std::string& agent_id) {
+  const std::string node = who.AgentNode();
+  if (node.empty()) return absl::OkStatus();
+  if (kind == "nodes") {
+    if (name == node) return absl::OkStatus();
+    return absl::PermissionDeniedError("the agent of node '" + node + "' may not " +
+                                       (IsRead(verb) ? "read" : "write") + " node '" + name + "'");
+  }
+  if (IsRead(verb) || agent_id == node) return absl::OkStatus();
+  return absl::PermissionDeniedError("the agent of node '" + node + "' may not write " + kind +
+                                     "/" + name + ": it is not assigned to that node");
+}
+
 Status Authenticator::Load() {
   auto r = store_->Range(kTokenPrefix, {.end = store::PrefixEnd(kTokenPrefix)});
   if (!r.ok()) return r.status();
   std::lock_guard lock(mu_);
   for (const auto& kv : r->kvs) {
     auth::Token t;
-    if (t.ParseFromString(kv.value)) tokens_[t.id()] = t;
+    if (!t.ParseFromString(kv.value)) continue;
+    if (t.purpose().empty()) t.set_purpose(InferPurpose(t));
+    tokens_[t.id()] = t;
   }
   return absl::OkStatus();
 }
 
-StatusOr<std::string> Authenticator::CreateToken(const std::string& principal,
-                                                 const std::vector<auth::RoleBinding>& bindings) {
-  if (principal.empty()) return absl::InvalidArgumentError("principal: required");
-  for (const auto& b : bindings) {
-    if (b.role() != "viewer" && b.role() != "editor" && b.role() != "admin" &&
-        b.role() != "agent" && b.role() != "join") {
-      return absl::InvalidArgumentError("bindings.role: '" + b.role() +
-                                        "' is not one of viewer, editor, admin, agent, join");
-    }
-    if (b.namespace_().empty()) return absl::InvalidArgumentError("bindings.namespace: required");
-  }
-  auth::Token t;
-  t.set_id(RandomHex(8));
-  std::string secret = RandomHex(24);
-  t.set_principal(principal);
-  t.set_secret_sha256(Sha256Hex(secret));
-  for (const auto& b : bindings) *t.add_bindings() = b;
-  t.set_created_at(NowRfc3339());
+Status Authenticator::Put(const auth::Token& t) {
   std::string value;
   t.SerializeToString(&value);
   auto put = store_->Put(kTokenPrefix + t.id(), value);
   if (!put.ok()) return put.status();
   std::lock_guard lock(mu_);
   tokens_[t.id()] = t;
+  return absl::OkStatus();
+}
+
+StatusOr<std::string> Authenticator::Mint(const std::string& principal,
+                                          const std::vector<auth::RoleBinding>& bindings,
+                                          const std::string& purpose, std::chrono::seconds ttl) {
+  auth::Token t;
+  t.set_id(RandomHex(8));
+  std::string secret = RandomHex(24);
+  t.set_principal(principal);
+  t.set_secret_sha256(Sha256Hex(secret));
+  for (const auto& b : bindings) *t.add_bindings() = b;
+  const int64_t now = NowMs();
+  t.set_created_at(FormatRfc3339(now));
+  t.set_purpose(purpose);
+  if (ttl.count() > 0) {
+    t.set_expires_at_unix_ms(now + ttl.count() * 1000);
+    t.set_expires_at(FormatRfc3339(t.expires_at_unix_ms()));
+  }
+  PHOTON_RETURN_IF_ERROR(Put(t));
   return "pct_" + t.id() + "_" + secret;
+}
+
+StatusOr<std::string> Authenticator::CreateToken(const std::string& principal,
+                                                 const std::vector<auth::RoleBinding>& bindings,
+                                                 std::chrono::seconds ttl) {
+  if (principal.empty()) return absl::InvalidArgumentError("principal: required");
+  if (principal.rfind(kAgentPrefix, 0) == 0) {
+    return absl::InvalidArgumentError(
+        "principal: 'node:' names are for agent credentials, "
+        "which only POST /v1/join mints");
+  }
+  if (bindings.empty()) return absl::InvalidArgumentError("bindings: at least one required");
+  bool join = false;
+  for (const auto& b : bindings) {
+    if (b.role() != "viewer" && b.role() != "editor" && b.role() != "admin" && b.role() != "join") {
+      return absl::InvalidArgumentError(
+          "bindings.role: '" + b.role() +
+          "' is not one of viewer, editor, admin, join (agent credentials come from /v1/join)");
+    }
+    if (b.namespace_().empty()) return absl::InvalidArgumentError("bindings.namespace: required");
+    if (b.role() == "join" && b.namespace_() != "*") {
+      return absl::InvalidArgumentError("bindings.namespace: a join token's must be \"*\"");
+    }
+    join |= b.role() == "join";
+  }
+  if (join && bindings.size() != 1) {
+    return absl::InvalidArgumentError("bindings: a join token carries the join role only");
+  }
+  if (ttl.count() < 0) return absl::InvalidArgumentError("ttlSeconds: must not be negative");
+  if (ttl.count() == 0) ttl = join ? options_.join_token_ttl : options_.user_token_ttl;
+  return Mint(principal, bindings, join ? "join" : "user", ttl);
+}
+
+std::vector<auth::TokenInfo> Authenticator::List() const {
+  const int64_t now = NowMs();
+  std::vector<auth::TokenInfo> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [id, t] : tokens_) out.push_back(Info(t, now));
+  std::stable_sort(out.begin(), out.end(), [](const auth::TokenInfo& a, const auth::TokenInfo& b) {
+    return a.created_at() < b.created_at();
+  });
+  return out;
+}
+
+StatusOr<auth::TokenInfo> Authenticator::Revoke(const std::string& id) {
+  auth::Token t;
+  {
+    std::lock_guard lock(mu_);
+    auto it = tokens_.find(id);
+    if (it == tokens_.end()) return absl::NotFoundError("token '" + id + "' not found");
+    t = it->second;
+  }
+  if (!t.revoked()) {
+    t.set_revoked(true);
+    t.set_revoked_at(FormatRfc3339(NowMs()));
+    PHOTON_RETURN_IF_ERROR(Put(t));
+    spdlog::info("token {} ({}) revoked", id, t.principal());
+  }
+  return Info(t, NowMs());
+}
+
+Status Authenticator::RevokeAll(const std::string& purpose, const std::string& principal,
+                                const std::string& keep) {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, t] : tokens_) {
+      if (id == keep || t.revoked() || t.purpose() != purpose) continue;
+      if (!principal.empty() && t.principal() != principal) continue;
+      ids.push_back(id);
+    }
+  }
+  for (const auto& id : ids) PHOTON_RETURN_IF_ERROR(Revoke(id).status());
+  return absl::OkStatus();
+}
+
+StatusOr<std::string> Authenticator::RotateAdmin() {
+  auth::RoleBinding admin;
+  admin.set_namespace_("*");
+  admin.set_role("admin");
+  PHOTON_ASSIGN_OR_RETURN(std::string token,
+                          Mint("admin", {admin}, "admin", std::chrono::seconds(0)));
+  const std::string id = token.substr(4, 16);
+  const std::string path = options_.data_dir + "/admin.token";
+  if (Status st = WriteFileAtomic(path, token + "\n", 0600); !st.ok()) {
+    (void)Revoke(id);  // nobody can learn it: do not leave it valid
+    return st;
+  }
+  // Only once the file holds the new one: a failure above leaves the old credential working.
+  PHOTON_RETURN_IF_ERROR(RevokeAll("admin", "", id));
+  spdlog::info("admin token {} written to {} (mode 0600); earlier admin tokens revoked", id, path);
+  return token;
+}
+
+bool Authenticator::FileHoldsLiveToken(const std::string& path, const std::string& purpose) const {
+  auto text = ReadFile(path);
+  if (!text.ok()) return false;
+  auto who = Authenticate("Bearer " + Strip(*text));
+  if (!who.ok()) return false;
+  std::lock_guard lock(mu_);
+  auto it = tokens_.find(who->token_id);
+  // A join token from before join tokens expired is replaced by one that does.
+  return it != tokens_.end() && it->second.purpose() == purpose &&
+         (purpose != "join" || it->second.expires_at_unix_ms() != 0);
+}
+
+Status Authenticator::Bootstrap() {
+  const std::string admin_path = options_.data_dir + "/admin.token";
+  const std::string join_path = options_.data_dir + "/join.token";
+  if (!FileHoldsLiveToken(admin_path, "admin")) {
+    PHOTON_RETURN_IF_ERROR(RotateAdmin().status());
+    spdlog::info("bootstrap: use the admin token with: export PHOTON_TOKEN=$(cat {})", admin_path);
+  }
+  if (!FileHoldsLiveToken(join_path, "join")) {
+    auth::RoleBinding join;
+    join.set_namespace_("*");
+    join.set_role("join");
+    PHOTON_ASSIGN_OR_RETURN(std::string token,
+                            Mint("agent-join", {join}, "join", options_.join_token_ttl));
+    PHOTON_RETURN_IF_ERROR(WriteFileAtomic(join_path, token + "\n", 0600));
+    spdlog::info("bootstrap: agent join token written to {} (mode 0600), valid for {} s", join_path,
+                 options_.join_token_ttl.count());
+  }
+  return absl::OkStatus();
 }
 
 StatusOr<Principal> Authenticator::Authenticate(const std::string& header) const {
@@ -112,10 +341,7 @@ StatusOr<Principal> Authenticator::Authenticate(const std::string& header) const
   if (header.compare(0, kBearer.size(), kBearer) != 0) {
     return absl::UnauthenticatedError("Authorization header is not a Bearer token");
   }
-  std::string token = header.substr(kBearer.size());
-  while (!token.empty() && (token.back() == ' ' || token.back() == '\r' || token.back() == '\n')) {
-    token.pop_back();
-  }
+  std::string token = Strip(header.substr(kBearer.size()));
   // pct_<16 hex id>_<48 hex secret>
   if (token.size() != 4 + 16 + 1 + 48 || token.compare(0, 4, "pct_") != 0 || token[20] != '_') {
     return absl::UnauthenticatedError("invalid token");
@@ -127,11 +353,37 @@ StatusOr<Principal> Authenticator::Authenticate(const std::string& header) const
   if (it == tokens_.end() || !SecureEquals(it->second.secret_sha256(), Sha256Hex(secret))) {
     return absl::UnauthenticatedError("invalid token");
   }
+  // Reasons only for a caller that proved it holds the secret.
+  const auth::Token& t = it->second;
+  if (t.revoked()) {
+    return absl::UnauthenticatedError("token " + id + " was revoked at " + t.revoked_at());
+  }
+  if (Expired(t, NowMs())) {
+    return absl::UnauthenticatedError("token " + id + " expired at " + t.expires_at());
+  }
   Principal p;
-  p.name = it->second.principal();
+  p.name = t.principal();
   p.token_id = id;
-  p.bindings.assign(it->second.bindings().begin(), it->second.bindings().end());
+  p.bindings.assign(t.bindings().begin(), t.bindings().end());
   return p;
+}
+
+Status Authenticator::NodeHeldByLiveAgent(const std::string& node) const {
+  auto r = store_->Range(RegistryKey("nodes", "system", node));
+  if (!r.ok()) return r.status();
+  if (r->kvs.empty()) return absl::OkStatus();
+  node::Node n;
+  if (!n.ParseFromString(r->kvs[0].value)) return absl::DataLossError("corrupt node " + node);
+  const auto& st = n.node_status();
+  const int64_t beat = ParseRfc3339Ms(st.last_heartbeat());
+  if (st.condition() == node::NodeStatus::DOWN || beat == 0 ||
+      NowMs() - beat >= options_.node_down_after.count()) {
+    return absl::OkStatus();  // nobody holds it: a re-join takes it over
+  }
+  return absl::AlreadyExistsError(
+      "node '" + node + "' is held by a live agent (last heartbeat " + st.last_heartbeat() +
+      "); a join for it succeeds once that agent has been silent for " +
+      std::to_string(options_.node_down_after.count() / 1000) + " s or the node is DOWN");
 }
 
 StatusOr<std::string> Authenticator::Join(const Principal& who, const std::string& node) {
@@ -139,10 +391,17 @@ StatusOr<std::string> Authenticator::Join(const Principal& who, const std::strin
   for (const auto& b : who.bindings)
     may_join |= b.role() == "join" || (b.role() == "admin" && b.namespace_() == "*");
   if (!may_join) return absl::PermissionDeniedError("only a join token may register a node");
+  std::lock_guard join_lock(join_mu_);
+  PHOTON_RETURN_IF_ERROR(NodeHeldByLiveAgent(node));
   auth::RoleBinding agent;
   agent.set_namespace_("*");
   agent.set_role("agent");
-  return CreateToken("node:" + node, {agent});
+  const std::string principal = kAgentPrefix + node;
+  PHOTON_ASSIGN_OR_RETURN(std::string token,
+                          Mint(principal, {agent}, "agent", std::chrono::seconds(0)));
+  // One credential per node: the one from an earlier join stops working.
+  PHOTON_RETURN_IF_ERROR(RevokeAll("agent", principal, token.substr(4, 16)));
+  return token;
 }
 
 bool Authenticator::HasAnyToken() const {

@@ -1,13 +1,16 @@
 // Identity and access (photonauth): bearer tokens with roles per namespace (project).
 //
 // A token is "pct_<id>_<secret>"; the store keeps only the secret's SHA-256 under
-// /auth/tokens/<id>. Roles: viewer (read), editor (read + write specs and actions), admin
-// (everything, including tokens and the audit log), agent (nodes and status writes; one per
-// node, principal "node:<name>"), join (only exchanges itself for an agent token at /v1/join).
+// /auth/tokens/<id>, with its expiry and revocation. Roles: viewer (read), editor (read + write
+// specs and actions), admin (everything, including tokens and the audit log), agent (one per
+// node, principal "node:<name>": its own Node, the status of what is placed on it, and the
+// reads its node needs), join (only exchanges itself for an agent token at /v1/join).
 // A binding's namespace "*" covers every namespace.
+// Expired and revoked tokens stay listed (without secrets) and are refused with the reason.
 // Thread-safe: tokens are cached in memory behind a mutex and written through to the store.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,29 +31,75 @@ struct Principal {
   std::vector<auth::RoleBinding> bindings;
 
   bool IsAdmin() const;
-  // True if the principal may do `verb` on `kind` (plural) in `ns`.
+  // The node an agent credential belongs to; empty for every other principal.
+  std::string AgentNode() const;
+  // True if the principal may do `verb` on `kind` (plural) in `ns`. For agents this is the
+  // kind-level half of their scope; CheckAgentScope is the object-level half.
   bool Allowed(Verb verb, const std::string& kind, const std::string& ns) const;
   // Namespaces the principal may read; {"*"} means all.
   std::vector<std::string> ReadableNamespaces() const;
 };
 
+// The object-level half of an agent's scope: a Node only if it is the agent's own, and status
+// writes and deletes only of objects whose metadata.agent_id is the agent's node. `agent_id`
+// is that of the stored object. OK for every principal that is not an agent.
+Status CheckAgentScope(const Principal& who, Verb verb, const std::string& kind,
+                       const std::string& name, const std::string& agent_id);
+
+struct AuthOptions {
+  std::string data_dir;  // where admin.token lives
+  std::chrono::seconds user_token_ttl{30 * 24 * 3600};
+  std::chrono::seconds join_token_ttl{24 * 3600};
+  // A node whose agent heartbeat is younger than this (and not DOWN) is held by a live agent.
+  std::chrono::milliseconds node_down_after{60000};
+};
+
 class Authenticator {
  public:
-  explicit Authenticator(store::Store* store) : store_(store) {}
+  explicit Authenticator(store::Store* store, AuthOptions options = {})
+      : store_(store), options_(std::move(options)) {}
 
   // Loads tokens from the store.
   Status Load();
-  // Creates a token and returns its full text (shown once).
+  // Creates a user token (POST /v1/tokens) and returns its full text (shown once). ttl 0: the
+  // default. Roles viewer, editor, admin, join (join only with namespace "*").
   StatusOr<std::string> CreateToken(const std::string& principal,
-                                    const std::vector<auth::RoleBinding>& bindings);
-  // Parses "Bearer <token>" and returns who it is; UNAUTHENTICATED otherwise.
+                                    const std::vector<auth::RoleBinding>& bindings,
+                                    std::chrono::seconds ttl = std::chrono::seconds(0));
+  // Every token, secrets left out, oldest first.
+  std::vector<auth::TokenInfo> List() const;
+  // Marks a token revoked; it is refused from then on. NOT_FOUND for an unknown id.
+  StatusOr<auth::TokenInfo> Revoke(const std::string& id);
+  // Mints a new admin credential, writes it to DATA_DIR/admin.token (0600, atomically) and
+  // revokes every earlier admin.token credential. Returns the new token.
+  StatusOr<std::string> RotateAdmin();
+  // First start, and each start after: a fresh admin.token if the file is missing or holds no
+  // valid token, and a fresh join.token (with the join TTL) likewise.
+  Status Bootstrap();
+  // Parses "Bearer <token>" and returns who it is; UNAUTHENTICATED otherwise, naming why
+  // (unknown, expired at ..., revoked at ...).
   StatusOr<Principal> Authenticate(const std::string& authorization_header) const;
   bool HasAnyToken() const;
-  // For a principal holding the join role: creates (or replaces) the agent token of `node`.
+  // For a principal holding the join role: creates the agent token of `node` and revokes the
+  // node's earlier agent tokens. ALREADY_EXISTS (409) while another live agent holds the node.
   StatusOr<std::string> Join(const Principal& who, const std::string& node);
 
  private:
+  // Stores a new token; returns its full text.
+  StatusOr<std::string> Mint(const std::string& principal,
+                             const std::vector<auth::RoleBinding>& bindings,
+                             const std::string& purpose, std::chrono::seconds ttl);
+  Status Put(const auth::Token& t);
+  // Revokes every live token with this purpose (and principal, if not empty) except `keep`.
+  Status RevokeAll(const std::string& purpose, const std::string& principal,
+                   const std::string& keep);
+  // OK if the token text in `path` is a live token of `purpose`.
+  bool FileHoldsLiveToken(const std::string& path, const std::string& purpose) const;
+  Status NodeHeldByLiveAgent(const std::string& node) const;
+
   store::Store* store_;
+  AuthOptions options_;
+  std::mutex join_mu_;  // one join at a time: the liveness check and the mint go together
   mutable std::mutex mu_;
   std::map<std::string, auth::Token> tokens_;  // by id
 };

@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
                  "ms without a node heartbeat before it is SUSPECT (and probed)");
   app.add_option("--node-down-after", opts.node_down_after_ms,
                  "ms without a node heartbeat before it is DOWN and its computes move");
+  app.add_option("--join-token-ttl", opts.join_token_ttl_s,
+                 "seconds a join token stays valid (default 86400: 24 h)");
+  app.add_option("--token-ttl", opts.token_ttl_s,
+                 "seconds a token made without --ttl stays valid (default 2592000: 30 days)");
   app.add_flag("--scheduler-binpack", opts.scheduler_binpack,
                "fill the fullest node that fits instead of the emptiest");
   app.add_option("--tls", opts.tls,

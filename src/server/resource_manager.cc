@@ -194,6 +194,9 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
     return;
   }
   if (auto st = Authorize(who, Verb::kCreate, kind, ns); !st.ok()) return fail(st);
+  if (auto st = CheckAgentScope(who, Verb::kCreate, kind.plural, md->name(), ""); !st.ok()) {
+    return fail(st);
+  }
   if (!kind.user_creatable && !(kind.plural == "nodes" || kind.plural == "events")) {
     return fail(absl::InvalidArgumentError(kind.plural + " are written by the system only"));
   }
@@ -263,6 +266,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
 StatusOr<ConstMessagePtr> ResourceManager::Get(const Principal& who, const KindInfo& kind,
                                                const std::string& ns, const std::string& name) {
   PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kGet, kind, ns));
+  PHOTON_RETURN_IF_ERROR(CheckAgentScope(who, Verb::kGet, kind.plural, name, ""));
   PHOTON_RETURN_IF_ERROR(ValidateName("name", name));
   auto cur = ReadCurrent(kind, RegistryKey(kind.plural, ns, name));
   if (!cur.ok()) return cur.status();
@@ -307,6 +311,11 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
   auto cur = ReadCurrent(kind, key);
   if (!cur.ok()) return fail(cur.status());
   auto [stored, stored_rev] = *cur;
+  // Before the version check: a write outside an agent's scope is refused as such.
+  if (auto st = CheckAgentScope(who, verb, kind.plural, name, GetMetadata(*stored).agent_id());
+      !st.ok()) {
+    return fail(st);
+  }
   if (stored_rev != *want_rev) {
     return fail(absl::AbortedError("conflict: " + kind.kind + " '" + name +
                                    "' is at resourceVersion " + std::to_string(stored_rev) +
@@ -447,6 +456,8 @@ StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo&
   } else {
     readable = who.ReadableNamespaces();
     if (readable.empty()) return Authorize(who, Verb::kList, kind, "*");
+    // The kind too: an agent reads some kinds only (and nodes only by name).
+    PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kList, kind, readable[0]));
   }
   if (limit < 0) return absl::InvalidArgumentError("limit: must be ≥ 0");
   PHOTON_ASSIGN_OR_RETURN(LabelSelector selector, LabelSelector::Parse(selector_text));
@@ -493,6 +504,8 @@ StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& 
   } else {
     readable = who.ReadableNamespaces();
     if (readable.empty()) return Authorize(who, Verb::kWatch, kind, "*");
+    // The kind too: an agent reads some kinds only (and nodes only by name).
+    PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kWatch, kind, readable[0]));
     if (readable[0] == "*") readable.clear();
   }
   PHOTON_ASSIGN_OR_RETURN(int64_t from, ParseRevision("resourceVersion", resource_version));

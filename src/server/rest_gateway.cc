@@ -122,22 +122,8 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
     body += "]}";
     return HttpResponse::Json(200, std::move(body));
   }
-  // /v1/tokens
-  if (parts.size() == 2 && parts[1] == "tokens" && m == "POST") {
-    if (!who.IsAdmin())
-      return ErrorResponse(absl::PermissionDeniedError("only admins create tokens"));
-    api::CreateTokenRequest in;
-    google::protobuf::util::JsonParseOptions opts;
-    auto st = google::protobuf::util::JsonStringToMessage(req.body, &in, opts);
-    if (!st.ok())
-      return ErrorResponse(
-          absl::InvalidArgumentError("invalid token request: " + std::string(st.message())));
-    std::vector<auth::RoleBinding> bindings(in.bindings().begin(), in.bindings().end());
-    auto token = auth_->CreateToken(in.principal(), bindings);
-    if (!token.ok()) return ErrorResponse(token.status());
-    return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) +
-                                       ",\"principal\":" + JsonString(in.principal()) + "}");
-  }
+  // /v1/tokens...: admins only.
+  if (parts.size() >= 2 && parts[1] == "tokens") return Tokens(req, who, parts);
   // /v1/join: a node exchanges the join token for its own agent credential.
   if (parts.size() == 2 && parts[1] == "join" && m == "POST") {
     auto j = nlohmann::json::parse(req.body, nullptr, false);
@@ -248,6 +234,50 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
     auto r = resources_->ExecuteAction(who, *kind, ns, name, parts[6], params);
     if (!r.ok()) return ErrorResponse(r.status());
     return HttpResponse::Json(202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}");
+  }
+  return ErrorResponse(absl::NotFoundError("no route for " + m + " " + req.path));
+}
+
+HttpResponse RestGateway::Tokens(HttpRequest& req, const Principal& who,
+                                 const std::vector<std::string>& parts) {
+  const std::string& m = req.method;
+  if (!who.IsAdmin())
+    return ErrorResponse(absl::PermissionDeniedError("tokens are for admins only"));
+  if (parts.size() == 2 && m == "GET") {
+    std::string body = "{\"items\":[";
+    auto tokens = auth_->List();
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (i) body += ',';
+      body += MessageToJson(tokens[i]);
+    }
+    return HttpResponse::Json(200, body + "]}");
+  }
+  if (parts.size() == 2 && m == "POST") {
+    api::CreateTokenRequest in;
+    google::protobuf::util::JsonParseOptions opts;
+    auto st = google::protobuf::util::JsonStringToMessage(req.body, &in, opts);
+    if (!st.ok())
+      return ErrorResponse(
+          absl::InvalidArgumentError("invalid token request: " + std::string(st.message())));
+    std::vector<auth::RoleBinding> bindings(in.bindings().begin(), in.bindings().end());
+    auto token =
+        auth_->CreateToken(in.principal(), bindings, std::chrono::seconds(in.ttl_seconds()));
+    if (!token.ok()) return ErrorResponse(token.status());
+    return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) +
+                                       ",\"id\":" + JsonString(token->substr(4, 16)) +
+                                       ",\"principal\":" + JsonString(in.principal()) + "}");
+  }
+  // POST /v1/tokens/rotate-admin: a new DATA_DIR/admin.token; the old one stops working.
+  if (parts.size() == 3 && parts[2] == "rotate-admin" && m == "POST") {
+    auto token = auth_->RotateAdmin();
+    if (!token.ok()) return ErrorResponse(token.status());
+    return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) +
+                                       ",\"id\":" + JsonString(token->substr(4, 16)) + "}");
+  }
+  if (parts.size() == 3 && m == "DELETE") {
+    auto info = auth_->Revoke(parts[2]);
+    if (!info.ok()) return ErrorResponse(info.status());
+    return HttpResponse::Json(200, MessageToJson(*info));
   }
   return ErrorResponse(absl::NotFoundError("no route for " + m + " " + req.path));
 }

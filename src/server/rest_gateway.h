@@ -16,6 +16,9 @@ class RestGateway {
 
  private:
   HttpResponse Route(HttpRequest& req, const Principal& who);
+  // /v1/tokens: list, create, revoke (DELETE /v1/tokens/ID), rotate-admin.
+  HttpResponse Tokens(HttpRequest& req, const Principal& who,
+                      const std::vector<std::string>& parts);
   // Request count by method and code; latency unless the answer is a stream.
   void Record(const std::string& method, int status, int64_t t0, bool timed);
   // GET on a list URL: a page of objects, or with ?watch=true a stream of changes.

@@ -28,30 +28,6 @@ namespace photon::server {
 
 namespace {
 
-// First start: an admin token and an agent join token, each in a 0600 file.
-Status Bootstrap(Authenticator* auth, const std::string& data_dir) {
-  const std::string admin_path = data_dir + "/admin.token";
-  const std::string join_path = data_dir + "/join.token";
-  if (!auth->HasAnyToken() || !std::filesystem::exists(admin_path)) {
-    auth::RoleBinding admin;
-    admin.set_namespace_("*");
-    admin.set_role("admin");
-    PHOTON_ASSIGN_OR_RETURN(std::string token, auth->CreateToken("admin", {admin}));
-    PHOTON_RETURN_IF_ERROR(WriteFileAtomic(admin_path, token + "\n", 0600));
-    spdlog::info("bootstrap: admin token written to {} (mode 0600). Use it with:", admin_path);
-    spdlog::info("  export PHOTON_TOKEN=$(cat {})", admin_path);
-  }
-  if (!std::filesystem::exists(join_path)) {
-    auth::RoleBinding join;
-    join.set_namespace_("*");
-    join.set_role("join");
-    PHOTON_ASSIGN_OR_RETURN(std::string token, auth->CreateToken("agent-join", {join}));
-    PHOTON_RETURN_IF_ERROR(WriteFileAtomic(join_path, token + "\n", 0600));
-    spdlog::info("bootstrap: agent join token written to {} (mode 0600)", join_path);
-  }
-  return absl::OkStatus();
-}
-
 // Decides TLS for both listeners and finds (or makes) the certificate: options_.tls_cert/key
 // set on return when TLS is on; *ca the generated CA, if any.
 Status ResolveTls(ServerOptions* o, std::string* ca) {
@@ -97,9 +73,19 @@ class ServerImpl : public Server {
     PHOTON_ASSIGN_OR_RETURN(
         store_, store::OpenStore(
                     {.spec = options_.store, .data_dir = options_.data_dir, .metrics = &metrics_}));
-    auth_ = std::make_unique<Authenticator>(store_.get());
+    if (options_.join_token_ttl_s <= 0 || options_.token_ttl_s <= 0) {
+      return absl::InvalidArgumentError("join_token_ttl_s and token_ttl_s must be > 0");
+    }
+    auth_ = std::make_unique<Authenticator>(
+        store_.get(),
+        AuthOptions{.data_dir = options_.data_dir,
+                    .user_token_ttl = std::chrono::seconds(options_.token_ttl_s),
+                    .join_token_ttl = std::chrono::seconds(options_.join_token_ttl_s),
+                    .node_down_after = std::chrono::milliseconds(options_.node_down_after_ms)});
     PHOTON_RETURN_IF_ERROR(auth_->Load());
-    PHOTON_RETURN_IF_ERROR(Bootstrap(auth_.get(), options_.data_dir));
+    // First start: admin.token and join.token (0600); later starts replace either if it no
+    // longer holds a valid token (lost, revoked, or an expired join token).
+    PHOTON_RETURN_IF_ERROR(auth_->Bootstrap());
     cache_ = std::make_unique<WatchCache>(store_.get(), &metrics_, options_.watch_history);
     PHOTON_RETURN_IF_ERROR(cache_->Start());
     resources_ = std::make_unique<ResourceManager>(store_.get(), cache_.get(), &metrics_);
@@ -297,6 +283,10 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->node_suspect_after_ms = v.as<int>();
       else if (key == "node_down_after_ms")
         options->node_down_after_ms = v.as<int>();
+      else if (key == "join_token_ttl_s")
+        options->join_token_ttl_s = v.as<int>();
+      else if (key == "token_ttl_s")
+        options->token_ttl_s = v.as<int>();
       else if (key == "scheduler_binpack")
         options->scheduler_binpack = v.as<bool>();
       else if (key == "provider_resync_s")

@@ -26,6 +26,10 @@ struct ServerOptions {
   bool scheduler = true;
   int node_suspect_after_ms = 15000;  // no heartbeat this long → SUSPECT (probe /healthz)
   int node_down_after_ms = 60000;     // no heartbeat this long → DOWN, computes rescheduled
+  // Credentials (docs/api.md#tokens): how long a join token (join.token, or one made with
+  // `photon token create --role join`) and a user token without --ttl stay valid.
+  int join_token_ttl_s = 24 * 3600;
+  int token_ttl_s = 30 * 24 * 3600;
   bool scheduler_binpack = false;     // false: least-allocated (spread load over nodes)
   // Events kept for watch resume. Each holds the object version it changed to, so the ring
   // costs memory; a client further behind than this relists (HTTP 410).
