@@ -44,10 +44,17 @@ class ContainerProviderTest : public ::testing::Test {
     auto r = RunCommand({"bash", std::string(PHOTON_SOURCE_DIR) + "/scripts/make-rootfs.sh",
                          *images_dir_ + "/busybox", "--tar", *images_dir_ + "/busybox.tar.gz"});
     ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->output : r.status().ToString());
+    // Confined rootfs trees need every directory above them searchable (rootfs.h); /tmp is
+    // 0700 on some hosts, /var/tmp is 1777 by policy.
+    rootfs_root_ = new std::string("/var/tmp/photon-ctr-XXXXXX");
+    ASSERT_NE(mkdtemp(rootfs_root_->data()), nullptr);
+    ASSERT_EQ(chmod(rootfs_root_->c_str(), 0711), 0);
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*images_dir_);
+    std::filesystem::remove_all(*rootfs_root_);
     delete images_dir_;
+    delete rootfs_root_;
   }
   void SetUp() override {
     if (ResolveExecutable("runc", {}).empty() || geteuid() != 0) {
@@ -71,6 +78,8 @@ class ContainerProviderTest : public ::testing::Test {
     ctx.node_name = node_;
     ctx.data_dir = dir_;
     ctx.lookup = &images_;
+    ctx.config["images_root"] = *images_dir_;
+    ctx.config["rootfs_root"] = *rootfs_root_;
     EXPECT_TRUE(p->Initialize(ctx).ok());
     return p;
   }
@@ -96,12 +105,14 @@ class ContainerProviderTest : public ::testing::Test {
   }
 
   static std::string* images_dir_;
+  static std::string* rootfs_root_;
   ImageTable images_;
   std::string dir_;
   std::string node_;
   std::unique_ptr<ContainerProvider> provider_;
 };
 std::string* ContainerProviderTest::images_dir_ = nullptr;
+std::string* ContainerProviderTest::rootfs_root_ = nullptr;
 
 TEST_F(ContainerProviderTest, FingerprintReportsRunc) {
   auto fp = provider_->Fingerprint();
@@ -177,6 +188,7 @@ TEST_F(ContainerProviderTest, DestroyLeavesNothing) {
   EXPECT_TRUE(testing::InstanceCgroupsOf(node_).empty());
   EXPECT_TRUE(testing::MountsUnder(dir_).empty());
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/bundles/" + id));
+  EXPECT_FALSE(std::filesystem::exists(*rootfs_root_ + "/" + node_ + "/" + id));
   auto listed = provider_->List();
   ASSERT_TRUE(listed.ok());
   EXPECT_TRUE(listed->empty());
@@ -198,6 +210,70 @@ TEST_F(ContainerProviderTest, BadSpecsNameTheField) {
   auto listed = provider_->List();
   ASSERT_TRUE(listed.ok());
   EXPECT_TRUE(listed->empty());
+}
+
+// The attack of the hardening review: an editor's Image names a host directory (or smuggles
+// overlay options). Images come only from the node's images root.
+TEST_F(ContainerProviderTest, ImagesComeOnlyFromTheImagesRoot) {
+  images_.paths["etc"] = "/etc";
+  images_.paths["relative-escape"] = "../../../../etc";
+  images_.paths["options"] = *images_dir_ + "/busybox,upperdir=/root";
+  std::filesystem::create_symlink("/root", *images_dir_ + "/link-to-root");
+  images_.paths["symlink"] = *images_dir_ + "/link-to-root";
+  for (const char* name : {"etc", "relative-escape", "symlink"}) {
+    auto s = provider_->Start(MakeInstance(std::string("esc-") + name, name, {"/bin/true"}));
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kPermissionDenied) << name << s.status();
+    EXPECT_NE(s.status().message().find("outside the node's images root"), std::string::npos)
+        << s.status();
+  }
+  auto s = provider_->Start(MakeInstance("esc-options", "options", {"/bin/true"}));
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << s.status();
+  EXPECT_TRUE(testing::MountsUnder(dir_).empty());
+  std::filesystem::remove(*images_dir_ + "/link-to-root");
+}
+
+// Root inside a confined container is an unprivileged host uid: it owns its (shifted) rootfs
+// but nothing of the host's.
+TEST_F(ContainerProviderTest, RunsInAUserNamespace) {
+  auto inst =
+      MakeInstance("userns", "busybox",
+                   {"/bin/sh", "-c",
+                    "cat /proc/self/uid_map; echo uid=$(id -u); touch /etc/mine && echo wrote-etc; "
+                    "exec sleep 60"});
+  ASSERT_TRUE(provider_->Start(inst).ok());
+  const std::string& id = inst.metadata().id();
+  ASSERT_TRUE(WaitFor([&] { return Logs(id).find("wrote-etc") != std::string::npos; }, 5s))
+      << Logs(id);
+  std::string logs = Logs(id);
+  EXPECT_NE(logs.find("uid=0"), std::string::npos) << logs;
+  unsigned inside = 1, host = 0, size = 0;
+  ASSERT_EQ(sscanf(logs.c_str(), "%u %u %u", &inside, &host, &size), 3) << logs;
+  EXPECT_EQ(inside, 0u);
+  EXPECT_GE(host, 3000000u);
+  EXPECT_EQ(size, 65536u);
+  // Seen from the host, the container's init runs as that uid, not as root.
+  std::string status = Slurp("/proc/" + Inspect(id).details["pid"] + "/status");
+  EXPECT_NE(status.find("Uid:\t" + std::to_string(host) + "\t"), std::string::npos) << status;
+  // A second container gets another range.
+  auto other = MakeInstance("userns2", "busybox-tar",
+                            {"/bin/sh", "-c", "cat /proc/self/uid_map; exec sleep 60"});
+  ASSERT_TRUE(provider_->Start(other).ok());
+  const std::string& id2 = other.metadata().id();
+  ASSERT_TRUE(WaitFor([&] { return Logs(id2).find("65536") != std::string::npos; }, 5s))
+      << Logs(id2);
+  unsigned host2 = 0;
+  ASSERT_EQ(sscanf(Logs(id2).c_str(), "%u %u", &inside, &host2), 2);
+  EXPECT_NE(host2, host);
+}
+
+TEST_F(ContainerProviderTest, PrivilegedIsTheHostsRoot) {
+  auto inst =
+      MakeInstance("priv", "busybox", {"/bin/sh", "-c", "cat /proc/self/uid_map; exec sleep 60"});
+  inst.mutable_spec()->mutable_security()->set_privileged(true);
+  ASSERT_TRUE(provider_->Start(inst).ok());
+  const std::string& id = inst.metadata().id();
+  ASSERT_TRUE(WaitFor([&] { return Logs(id).find("4294967295") != std::string::npos; }, 5s))
+      << Logs(id);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "agent/providers/container/container_provider.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,10 +16,12 @@
 
 #include "absl/strings/numbers.h"
 #include "agent/host/cgroup.h"
+#include "agent/host/image_root.h"
 #include "agent/host/proc_util.h"
 #include "agent/host/run.h"
 #include "agent/host/spawn.h"
 #include "agent/host/stop_timeout.h"
+#include "agent/providers/container/rootfs.h"
 #include "common/file_util.h"
 #include "common/util.h"
 #include "spdlog/spdlog.h"
@@ -37,12 +41,31 @@ bool ValidId(const std::string& id) {
   return true;
 }
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+constexpr uid_t kIdsPerContainer = 65536;
+
+// Options of the user-namespace range, validated with the option named.
+StatusOr<uint64_t> NumberOption(const std::map<std::string, std::string>& config,
+                                const std::string& key, uint64_t fallback) {
+  auto it = config.find(key);
+  if (it == config.end()) return fallback;
+  uint64_t v = 0;
+  if (!absl::SimpleAtoi(it->second, &v) || v == 0) {
+    return absl::InvalidArgumentError(key + ": want a positive number, got '" + it->second + "'");
+  }
+  return v;
 }
 
-json DefaultMounts() {
+json DefaultMounts(bool confined) {
+  // In a user namespace without a network namespace of its own, sysfs cannot be mounted anew:
+  // the host's is bound read-only instead (as rootless runtimes do).
+  json sys = confined ? json{{"destination", "/sys"},
+                             {"type", "none"},
+                             {"source", "/sys"},
+                             {"options", {"rbind", "nosuid", "noexec", "nodev", "ro"}}}
+                      : json{{"destination", "/sys"},
+                             {"type", "sysfs"},
+                             {"source", "sysfs"},
+                             {"options", {"nosuid", "noexec", "nodev", "ro"}}};
   return json::array({
       {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
       {{"destination", "/dev"},
@@ -61,10 +84,7 @@ json DefaultMounts() {
        {"type", "mqueue"},
        {"source", "mqueue"},
        {"options", {"nosuid", "noexec", "nodev"}}},
-      {{"destination", "/sys"},
-       {"type", "sysfs"},
-       {"source", "sysfs"},
-       {"options", {"nosuid", "noexec", "nodev", "ro"}}},
+      sys,
       {{"destination", "/tmp"},
        {"type", "tmpfs"},
        {"source", "tmpfs"},
@@ -82,6 +102,29 @@ Status ContainerProvider::Initialize(const ProviderContext& context) {
   std::string runtime = "runc";
   if (auto it = context_.config.find("runtime"); it != context_.config.end()) runtime = it->second;
   runc_ = ResolveExecutable(runtime, {});
+  images_root_ = ImagesRootFrom(context_.config);
+  auto it = context_.config.find("rootfs_root");
+  rootfs_root_ =
+      (it == context_.config.end() ? std::string("/var/lib/photon/containers") : it->second) + "/" +
+      context_.node_name;
+  PHOTON_ASSIGN_OR_RETURN(uint64_t base, NumberOption(context_.config, "userns_base", 3000000));
+  PHOTON_ASSIGN_OR_RETURN(uint64_t slots, NumberOption(context_.config, "userns_slots", 1024));
+  if (base < 65536 || base + slots * kIdsPerContainer > 0xFFFFFFFEull) {
+    return absl::InvalidArgumentError(
+        "userns_base/userns_slots: the range must start at 65536 or above and not wrap");
+  }
+  userns_base_ = static_cast<uid_t>(base);
+  userns_slots_ = std::make_unique<DynamicIds>(0, static_cast<uid_t>(slots));
+  PHOTON_RETURN_IF_ERROR(MakeDirs(rootfs_root_, 0711));
+  // Slots of the containers an earlier agent run started.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(context_.data_dir + "/bundles", ec)) {
+    auto meta = ReadFile(e.path().string() + "/meta.json");
+    json j = json::parse(meta.ok() ? *meta : "", nullptr, false);
+    if (j.is_object() && j.contains("usernsSlot")) {
+      userns_slots_->Adopt(j.value("usernsSlot", 0u), e.path().filename().string());
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -156,8 +199,25 @@ std::string ContainerProvider::RuncStatus(const std::string& id, int* pid) {
   return j.value("status", "");
 }
 
+std::string ContainerProvider::RootfsDir(const std::string& id) const {
+  return rootfs_root_ + "/" + id;
+}
+
+StatusOr<ContainerProvider::HostBase> ContainerProvider::AcquireUserns(
+    const compute::ComputeInstance& instance) {
+  if (instance.spec().security().privileged()) return HostBase{};
+  PHOTON_ASSIGN_OR_RETURN(uid_t slot, userns_slots_->Acquire(instance.metadata().id()));
+  return HostBase{userns_base_ + slot * kIdsPerContainer};
+}
+
+void ContainerProvider::ReleaseRootfs(const std::string& id) {
+  std::error_code ec;
+  fs::remove_all(RootfsDir(id), ec);
+  userns_slots_->Release(id);
+}
+
 Status ContainerProvider::PrepareRootfs(const compute::ComputeInstance& instance,
-                                        const std::string& bundle) {
+                                        const std::string& bundle, HostBase base) {
   const auto& name = instance.spec().container().image();
   if (name.empty()) return absl::InvalidArgumentError("spec.container.image is empty");
   if (context_.lookup == nullptr) return absl::FailedPreconditionError("no image lookup");
@@ -166,41 +226,38 @@ Status ContainerProvider::PrepareRootfs(const compute::ComputeInstance& instance
     return absl::NotFoundError("spec.container.image: Image '" + name +
                                "' not found: " + std::string(image.status().message()));
   }
-  std::string src = image->spec().source_path();
+  PHOTON_ASSIGN_OR_RETURN(std::string src,
+                          ResolveImageSource(images_root_, image->spec().source_path(), name));
   std::error_code ec;
-  if (src.empty() || !fs::exists(src, ec)) {
-    return absl::FailedPreconditionError("Image '" + name + "': spec.sourcePath '" + src +
-                                         "' does not exist on node " + context_.node_name);
+  const bool dir = fs::is_directory(src, ec);
+  if (!dir && !IsTarball(src)) {
+    return absl::InvalidArgumentError("Image '" + name + "': spec.sourcePath '" + src +
+                                      "' is neither a directory nor a .tar/.tar.gz rootfs");
   }
+  if (base) {
+    // Searchable by root and by the container's root group only (see rootfs.h).
+    const std::string top = RootfsDir(instance.metadata().id());
+    fs::remove_all(top, ec);
+    PHOTON_RETURN_IF_ERROR(MakeDirs(top, 0710));
+    if (::chown(top.c_str(), 0, *base) != 0) {
+      return absl::InternalError("chown " + top + ": " + strerror(errno));
+    }
+    return MakeShiftedRootfs(src, top + "/rootfs", *base);
+  }
+  if (dir) return MountOverlayRootfs(src, bundle);  // copy-on-write view per container
   std::string rootfs = bundle + "/rootfs";
   PHOTON_RETURN_IF_ERROR(MakeDirs(rootfs, 0755));
-  if (fs::is_directory(src, ec)) {
-    // Copy-on-write view so containers of one image never see each other's writes.
-    PHOTON_RETURN_IF_ERROR(MakeDirs(bundle + "/upper", 0755));
-    PHOTON_RETURN_IF_ERROR(MakeDirs(bundle + "/work", 0755));
-    std::string opts =
-        "lowerdir=" + src + ",upperdir=" + bundle + "/upper,workdir=" + bundle + "/work";
-    if (::mount("overlay", rootfs.c_str(), "overlay", 0, opts.c_str()) != 0) {
-      return absl::FailedPreconditionError("overlay mount of " + src +
-                                           " failed: " + strerror(errno));
-    }
-    return absl::OkStatus();
+  PHOTON_ASSIGN_OR_RETURN(
+      RunResult r,
+      RunCommand({"tar", "-xf", src, "-C", rootfs, "--no-same-owner"}, std::chrono::seconds(300)));
+  if (r.exit_code != 0) {
+    return absl::FailedPreconditionError("extracting " + src + " failed: " + r.output);
   }
-  if (EndsWith(src, ".tar") || EndsWith(src, ".tar.gz") || EndsWith(src, ".tgz")) {
-    PHOTON_ASSIGN_OR_RETURN(RunResult r,
-                            RunCommand({"tar", "-xf", src, "-C", rootfs, "--no-same-owner"},
-                                       std::chrono::seconds(300)));
-    if (r.exit_code != 0) {
-      return absl::FailedPreconditionError("extracting " + src + " failed: " + r.output);
-    }
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError("Image '" + name + "': spec.sourcePath '" + src +
-                                    "' is neither a directory nor a .tar/.tar.gz rootfs");
+  return absl::OkStatus();
 }
 
 Status ContainerProvider::WriteConfig(const compute::ComputeInstance& instance,
-                                      const std::string& bundle) {
+                                      const std::string& bundle, HostBase base) {
   const auto& c = instance.spec().container();
   std::vector<std::string> args(c.command().begin(), c.command().end());
   args.insert(args.end(), c.args().begin(), c.args().end());
@@ -226,6 +283,9 @@ Status ContainerProvider::WriteConfig(const compute::ComputeInstance& instance,
   if (res.vcpu() > 0) resources["cpu"] = {{"quota", res.vcpu() * 100000}, {"period", 100000}};
   json caps = {"CAP_AUDIT_WRITE", "CAP_KILL",   "CAP_NET_BIND_SERVICE", "CAP_CHOWN",
                "CAP_SETUID",      "CAP_SETGID", "CAP_DAC_OVERRIDE",     "CAP_FOWNER"};
+  json namespaces =
+      json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
+  if (base) namespaces.push_back({{"type", "user"}});
   json config = {
       {"ociVersion", "1.0.2"},
       {"process",
@@ -238,16 +298,16 @@ Status ContainerProvider::WriteConfig(const compute::ComputeInstance& instance,
          {{"bounding", caps}, {"effective", caps}, {"permitted", caps}, {"ambient", caps}}},
         {"rlimits", json::array({{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}})},
         {"noNewPrivileges", true}}},
-      {"root", {{"path", "rootfs"}, {"readonly", false}}},
+      {"root",
+       {{"path", base ? RootfsDir(instance.metadata().id()) + "/rootfs" : "rootfs"},
+        {"readonly", false}}},
       {"hostname", instance.metadata().name()},
-      {"mounts", DefaultMounts()},
+      {"mounts", DefaultMounts(base.has_value())},
       {"linux",
        {{"cgroupsPath", "/" + CgroupPath(instance.metadata().id())},
         {"resources", resources},
         // Host network: the instance is reachable on the node's addresses (no VPC yet).
-        {"namespaces",
-         json::array(
-             {{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}})},
+        {"namespaces", namespaces},
         {"maskedPaths",
          {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
           "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
@@ -255,8 +315,14 @@ Status ContainerProvider::WriteConfig(const compute::ComputeInstance& instance,
         {"readonlyPaths",
          {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}}},
   };
+  if (base) {
+    json map = json::array({{{"containerID", 0}, {"hostID", *base}, {"size", kIdsPerContainer}}});
+    config["linux"]["uidMappings"] = map;
+    config["linux"]["gidMappings"] = map;
+  }
   json meta = {{"id", instance.metadata().id()},
                {"name", instance.metadata().namespace_() + "/" + instance.metadata().name()}};
+  if (base) meta["usernsSlot"] = (*base - userns_base_) / kIdsPerContainer;
   PHOTON_RETURN_IF_ERROR(WriteFileAtomic(bundle + "/meta.json", meta.dump(), 0600));
   return WriteFileAtomic(bundle + "/config.json", config.dump(2), 0600);
 }
@@ -316,14 +382,17 @@ StatusOr<Handle> ContainerProvider::Start(const compute::ComputeInstance& instan
   UnmountRootfs(bundle);
   std::error_code ec;
   fs::remove_all(bundle, ec);
-  Status s = MakeDirs(bundle, 0700);
-  if (s.ok()) s = PrepareRootfs(instance, bundle);
-  if (s.ok()) s = WriteConfig(instance, bundle);
+  auto base = AcquireUserns(instance);
+  Status s = base.status();
+  if (s.ok()) s = MakeDirs(bundle, 0700);
+  if (s.ok()) s = PrepareRootfs(instance, bundle, *base);
+  if (s.ok()) s = WriteConfig(instance, bundle, *base);
   if (s.ok()) s = Run(id);
   if (!s.ok()) {
     KillAndDelete(id, std::chrono::seconds(0));
     UnmountRootfs(bundle);
     fs::remove_all(bundle, ec);
+    ReleaseRootfs(id);
     return s;
   }
   spdlog::info("container {}: started", instance.metadata().name());
@@ -399,6 +468,7 @@ Status ContainerProvider::Destroy(const std::string& instance_id) {
     std::error_code ec;
     fs::remove_all(bundle, ec);
     if (ec) return absl::InternalError("cannot remove " + bundle + ": " + ec.message());
+    ReleaseRootfs(instance_id);
     CgroupManager cg("photon/" + context_.node_name + "/container");
     if (cg.Exists(instance_id)) (void)cg.Remove(instance_id);
   }
