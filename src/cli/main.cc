@@ -110,6 +110,21 @@ std::string Field(const json& o, std::initializer_list<const char*> path) {
   return cur->dump();
 }
 
+// Columns padded to their widest cell; the first row is the header.
+void PrintRows(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(rows[0].size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
 void PrintTable(const std::vector<json>& items) {
   std::vector<std::vector<std::string>> rows = {
       {"NAMESPACE", "NAME", "KIND", "PHASE", "NODE", "MESSAGE"}};
@@ -123,17 +138,7 @@ void PrintTable(const std::vector<json>& items) {
                     Field(o, {"kind"}) == "Node" ? Field(o, {"nodeStatus", "message"})
                                                  : Field(o, {"status", "message"})});
   }
-  std::vector<size_t> w(rows[0].size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << line << "\n";
-  }
+  PrintRows(rows);
 }
 
 void PrintObjects(const Globals& g, const std::vector<json>& items, bool single) {
@@ -297,7 +302,7 @@ struct Options {
   std::string file, selector, kind, name, id, action;
   bool all_ns = false;
   int limit = 50;
-  std::string principal, role = "viewer", token_file;
+  std::string principal, role = "viewer", token_file, ttl, token_id;
   std::string node_name;
   int drain_timeout = 300;
 };
@@ -305,7 +310,7 @@ struct Options {
 // The subcommands, to tell after parsing which one was given.
 struct Commands {
   CLI::App *create, *apply, *get, *list, *describe, *del, *watch;
-  CLI::App *ops, *act, *audit, *token_create;
+  CLI::App *ops, *act, *audit, *token_create, *token_list, *token_revoke, *token_rotate;
   CLI::App *cordon, *uncordon, *drain, *login;
 };
 
@@ -355,11 +360,20 @@ void AddOperationCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.audit->add_option("--limit", o.limit);
 }
 
-void AddAdminCommands(CLI::App& app, Options& o, Commands& c) {
+void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   auto* token = app.add_subcommand("token", "manage API tokens (admins)");
   c.token_create = token->add_subcommand("create", "create a token for a principal");
   c.token_create->add_option("--principal", o.principal)->required();
-  c.token_create->add_option("--role", o.role, "viewer|editor|admin");
+  c.token_create->add_option("--role", o.role, "viewer|editor|admin|join (join: namespace *)");
+  c.token_create->add_option("--ttl", o.ttl,
+                             "lifetime, e.g. 90s, 15m, 24h, 7d (default: the server's, 30 days; "
+                             "24 h for join)");
+  c.token_list = token->add_subcommand("list", "list tokens (never their secrets)");
+  c.token_list->add_option("-o,--output", g.output, "table|json");
+  c.token_revoke = token->add_subcommand("revoke", "revoke a token; it is refused from then on");
+  c.token_revoke->add_option("id", o.token_id, "token id (see token list)")->required();
+  c.token_rotate = token->add_subcommand(
+      "rotate-admin", "new DATA_DIR/admin.token on the server; the old admin token stops working");
   token->require_subcommand(1);
 
   auto* node = app.add_subcommand("node", "node operations: cordon, uncordon, drain");
@@ -525,12 +539,86 @@ int ShowAudit(const Globals& g, int limit) {
   return 0;
 }
 
+// "90s", "15m", "24h", "7d" or plain seconds, as seconds.
+int64_t ParseTtl(const std::string& text) {
+  size_t digits = text.find_first_not_of("0123456789");
+  std::string unit = digits == std::string::npos ? "s" : text.substr(digits);
+  const std::map<std::string, int64_t> kUnits = {{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
+  if (text.empty() || digits == 0 ||
+      text.size() - (digits == std::string::npos ? text.size() : digits) > 1 ||
+      !kUnits.count(unit) || text.size() > 12) {
+    Die("--ttl: '" + text + "' is not a duration like 90s, 15m, 24h or 7d");
+  }
+  int64_t n = std::stoll(text.substr(0, digits)) * kUnits.at(unit);
+  if (n <= 0) Die("--ttl: must be more than 0");
+  return n;
+}
+
 int CreateToken(const Globals& g, const Options& o) {
+  // A join token serves every namespace: agents join the cluster, not a project.
+  const std::string ns = o.role == "join" ? "*" : g.ns;
   json body = {{"principal", o.principal},
-               {"bindings", json::array({{{"namespace", g.ns}, {"role", o.role}}})}};
+               {"bindings", json::array({{{"namespace", ns}, {"role", o.role}}})}};
+  if (!o.ttl.empty()) body["ttlSeconds"] = ParseTtl(o.ttl);
   auto r = Call(g, "POST", "/v1/tokens", body.dump());
   if (r.status != 201) Die(Reason(r));
-  std::cout << json::parse(r.body)["token"].get<std::string>() << "\n";
+  auto j = json::parse(r.body);
+  std::cout << j["token"].get<std::string>() << "\n";
+  std::cerr << "token " << j.value("id", "") << " created (shown once; photon token list)\n";
+  return 0;
+}
+
+int ListTokens(const Globals& g) {
+  auto r = Call(g, "GET", "/v1/tokens");
+  if (r.status != 200) Die(Reason(r));
+  auto j = json::parse(r.body);
+  if (g.output == "json") {
+    std::cout << j["items"].dump(2) << "\n";
+    return 0;
+  }
+  if (g.output != "table") Die("-o: unknown output format '" + g.output + "' (want table or json)");
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "PRINCIPAL", "PURPOSE", "ROLES", "CREATED", "EXPIRES", "STATE"}};
+  for (const auto& t : j["items"]) {
+    std::string roles;
+    for (const auto& b : t.value("bindings", json::array())) {
+      roles += (roles.empty() ? "" : ",") + b.value("role", "") + "@" + b.value("namespace", "");
+    }
+    const std::string state = t.value("revoked", false)   ? "revoked " + Field(t, {"revokedAt"})
+                              : t.value("expired", false) ? "expired"
+                                                          : "active";
+    const std::string expires = Field(t, {"expiresAt"});
+    rows.push_back({Field(t, {"id"}), Field(t, {"principal"}), Field(t, {"purpose"}), roles,
+                    Field(t, {"createdAt"}), expires.empty() ? "never" : expires, state});
+  }
+  PrintRows(rows);
+  return 0;
+}
+
+int RevokeToken(const Globals& g, const std::string& id) {
+  auto r = Call(g, "DELETE", "/v1/tokens/" + photon::PercentEncode(id));
+  if (r.status != 200) Die(Reason(r));
+  std::cout << "token " << id << " revoked\n";
+  return 0;
+}
+
+// The new admin token goes to stdout; `photon login`'s saved token follows it if it was the
+// old one (which stops working at once).
+int RotateAdmin(const Globals& g) {
+  auto r = Call(g, "POST", "/v1/tokens/rotate-admin");
+  if (r.status != 201) Die(Reason(r));
+  const std::string token = json::parse(r.body)["token"].get<std::string>();
+  std::cout << token << "\n";
+  std::cerr << "written to the server's DATA_DIR/admin.token; the old admin token is revoked\n";
+  auto text = photon::ReadFile(ConfigPath());
+  if (!text.ok()) return 0;
+  auto cfg = json::parse(*text, nullptr, false);
+  if (!cfg.is_object() || cfg.value("token", "") != g.token) return 0;
+  cfg["token"] = token;
+  if (auto st = photon::WriteFileAtomic(ConfigPath(), cfg.dump(2) + "\n", 0600); !st.ok()) {
+    Die("saving the new token to " + ConfigPath() + ": " + std::string(st.message()));
+  }
+  std::cerr << "saved to " << ConfigPath() << "\n";
   return 0;
 }
 
@@ -554,6 +642,9 @@ int Dispatch(const Globals& g, const Options& o, const Commands& c) {
   if (*c.act) return RunAction(g, o);
   if (*c.audit) return ShowAudit(g, o.limit);
   if (*c.token_create) return CreateToken(g, o);
+  if (*c.token_list) return ListTokens(g);
+  if (*c.token_revoke) return RevokeToken(g, o.token_id);
+  if (*c.token_rotate) return RotateAdmin(g);
   return 0;
 }
 
@@ -574,7 +665,7 @@ int main(int argc, char** argv) {
   Commands c{};
   AddResourceCommands(app, g, o, c);
   AddOperationCommands(app, g, o, c);
-  AddAdminCommands(app, o, c);
+  AddAdminCommands(app, g, o, c);
   CLI11_PARSE(app, argc, argv);
   return Dispatch(g, o, c);
 }

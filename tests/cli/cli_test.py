@@ -154,5 +154,87 @@ class CliTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
 
+
+class TokenCliTest(unittest.TestCase):
+    """photon token create/list/revoke/rotate-admin, on a server of their own (rotation changes
+    the admin token the other tests use)."""
+    setUpClass = classmethod(CliTest.setUpClass.__func__)
+    tearDownClass = classmethod(CliTest.tearDownClass.__func__)
+    photon = CliTest.photon
+
+    def test_create_list_revoke(self):
+        r = self.photon("token", "create", "--principal", "dana", "--role", "viewer", "--ttl", "2h")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        token = r.stdout.strip()
+        tid = token[4:20]
+        self.assertIn(tid, r.stderr)
+        self.assertEqual(self.photon("list", "computeinstances", token=token).returncode, 0)
+        listing = self.photon("token", "list")
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        self.assertNotIn(token[21:], listing.stdout)
+        row = [l for l in listing.stdout.splitlines() if l.startswith(tid)]
+        self.assertEqual(len(row), 1, listing.stdout)
+        self.assertIn("dana", row[0])
+        self.assertIn("viewer@default", row[0])
+        self.assertTrue(row[0].rstrip().endswith("active"), row[0])
+        items = json.loads(self.photon("token", "list", "-o", "json").stdout)
+        mine = [t for t in items if t["id"] == tid][0]
+        self.assertNotIn("secretSha256", mine)
+        # No one but admins manage tokens.
+        r = self.photon("token", "list", token=token)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("403", r.stderr)
+        r = self.photon("token", "revoke", tid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.photon("list", "computeinstances", token=token)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("revoked", r.stderr)
+        row = [l for l in self.photon("token", "list").stdout.splitlines() if l.startswith(tid)]
+        self.assertIn("revoked", row[0])
+
+    def test_ttl_expires_and_join_tokens(self):
+        r = self.photon("token", "create", "--principal", "brief", "--ttl", "1s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        token = r.stdout.strip()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = self.photon("list", "computeinstances", token=token)
+            if r.returncode != 0:
+                break
+            time.sleep(0.05)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("expired at", r.stderr)
+        for bad in ("5x", "h", "0s", "1.5h"):
+            r = self.photon("token", "create", "--principal", "p", "--ttl", bad)
+            self.assertNotEqual(r.returncode, 0, bad)
+            self.assertIn("--ttl", r.stderr)
+        r = self.photon("token", "create", "--principal", "rack-7", "--role", "join")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tid = r.stdout.strip()[4:20]
+        row = [l for l in self.photon("token", "list").stdout.splitlines() if l.startswith(tid)]
+        self.assertIn("join@*", row[0])
+        self.assertNotIn("never", row[0])
+
+    def test_rotate_admin(self):
+        tok = os.path.join(self.home, "admin-tok")
+        with open(tok, "w") as f:
+            f.write(self.token + "\n")
+        self.assertEqual(self.photon("login", "--token-file", tok, token=False).returncode, 0)
+        r = self.photon("token", "rotate-admin", token=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        fresh = r.stdout.strip()
+        old, type(self).token = self.token, fresh  # the later tests' admin token
+        path = os.path.join(self.dir, "admin.token")
+        with open(path) as f:
+            self.assertEqual(f.read().strip(), fresh)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        r = self.photon("list", "computeinstances", token=old)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("revoked", r.stderr)
+        # The saved login followed the rotation.
+        r = self.photon("list", "computeinstances", token=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
