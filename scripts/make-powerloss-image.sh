@@ -132,7 +132,8 @@ SERVER=$!
 lightningstor --config /tmp/s3.yaml &
 S3=$!
 i=0
-until wget -q -O /dev/null http://127.0.0.1:8080/healthz && wget -q -O /dev/null http://127.0.0.1:9000/healthz; do
+until wget -q -O /dev/null http://127.0.0.1:8080/healthz 2>/dev/null &&
+  wget -q -O /dev/null http://127.0.0.1:9000/healthz 2>/dev/null; do
   [ $i -lt 600 ] || fatal "daemons did not answer /healthz in 60 s"
   kill -0 $SERVER 2>/dev/null || fatal "photon-server exited"
   kill -0 $S3 2>/dev/null || fatal "lightningstor exited"

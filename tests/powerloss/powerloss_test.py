@@ -11,7 +11,7 @@ in flight (sent, not acknowledged) may be missing but never half there.
 The disk runs with QEMU's default cache=writeback: what the guest already wrote to its disk sits
 in the host's page cache, which outlives QEMU (the host does not lose power); what the guest
 kept in its own page cache dies with QEMU. That is the loss a missing fsync risks. See
-docs/architecture.md ("Durability").
+docs/architecture.md ("Durability under power loss").
 
 Environment: PHOTON_SERVER_BIN, LIGHTNINGSTOR_BIN (the binaries to boot), POWERLOSS_LOAD_SECONDS
 (default 15), POWERLOSS_KEEP (keep the temp dir and print its path).
@@ -366,29 +366,23 @@ def make_disk(path):
                    check=True, capture_output=True, timeout=60)
 
 
-def run(tmp):
-    image = os.path.join(tmp, "image")
-    subprocess.run([os.path.join(ROOT, "scripts/make-powerloss-image.sh"), SERVER_BIN, S3_BIN, image],
-                   check=True, timeout=300)
-    disk = os.path.join(tmp, "disk.img")
-    make_disk(disk)
-
+def phase_one(image, disk, tmp):
+    """Boots a blank disk, writes under load, cuts the power. Returns the credentials and ledger."""
     print("phase 1: boot, write under load, cut the power", flush=True)
-    first = Guest(image, disk, os.path.join(tmp, "console-1.log"))
+    guest = Guest(image, disk, os.path.join(tmp, "console-1.log"))
     started = time.monotonic()
     try:
-        seen = first.boot()
+        seen = guest.boot()
         print(f"  guest ready in {time.monotonic() - started:.1f} s", flush=True)
         if "PL-S3-KEY" not in seen or "PL-ADMIN-TOKEN" not in seen:
             raise TestFailure(f"first boot printed no key or token: {seen}")
-        key_id, secret = seen["PL-S3-KEY"]
-        token = seen["PL-ADMIN-TOKEN"][0]
-        s3 = s3_client(first.s3_port, key_id, secret)
+        creds = {"token": seen["PL-ADMIN-TOKEN"][0], "s3": seen["PL-S3-KEY"]}
+        s3 = s3_client(guest.s3_port, *creds["s3"])
         s3.create_bucket(Bucket=BUCKET)
         ledger = Ledger()
-        cut_at = run_load(first, token, s3, ledger)
+        cut_at = run_load(guest, creds["token"], s3, ledger)
     finally:
-        first.kill()
+        guest.kill()
     last_ack = max(ledger.ack_times, default=cut_at)
     acks_last_2s = sum(1 for t in ledger.ack_times if t > cut_at - 2)
     print(f"  acknowledged {len(ledger.acked['api'])} creates and {len(ledger.acked['s3'])} PUTs "
@@ -397,25 +391,41 @@ def run(tmp):
           flush=True)
     if not ledger.acked["api"] or not ledger.acked["s3"]:
         raise TestFailure("the load acknowledged no write of one kind: nothing to check")
+    return creds, ledger
 
+
+def phase_two(image, disk, tmp, creds, ledger):
+    """Boots the same disk again; returns what is not intact and the figures per kind."""
     print("phase 2: boot the same disk, check every acknowledged write", flush=True)
-    second = Guest(image, disk, os.path.join(tmp, "console-2.log"))
+    guest = Guest(image, disk, os.path.join(tmp, "console-2.log"))
     try:
-        seen = second.boot()
-        boot_problems = []
+        seen = guest.boot()
+        problems = []
+        token = creds["token"]
         if seen["PL-ADMIN-TOKEN"][0] != token:
             # photon-server replaces an admin.token that no longer names a stored token.
-            boot_problems.append("the admin token was replaced: its record in the store was lost")
+            problems.append("the admin token was replaced: its record in the store was lost")
             token = seen["PL-ADMIN-TOKEN"][0]
         if "PL-S3-KEY" in seen:
-            boot_problems.append("lightningstor's keys.json was lost (/init made a new key)")
-        s3 = s3_client(second.s3_port, key_id, secret)
-        problems, counts = verify(second, token, s3, ledger)
-        problems = boot_problems + problems
+            problems.append("lightningstor's keys.json was lost (/init made a new key)")
+        s3 = s3_client(guest.s3_port, *creds["s3"])
+        lost, counts = verify(guest, token, s3, ledger)
+        problems += lost
         if not problems:
-            write_after_recovery(second, token, s3)
+            write_after_recovery(guest, token, s3)
     finally:
-        second.kill()
+        guest.kill()
+    return problems, counts
+
+
+def run(tmp):
+    image = os.path.join(tmp, "image")
+    subprocess.run([os.path.join(ROOT, "scripts/make-powerloss-image.sh"), SERVER_BIN, S3_BIN, image],
+                   check=True, timeout=300)
+    disk = os.path.join(tmp, "disk.img")
+    make_disk(disk)
+    creds, ledger = phase_one(image, disk, tmp)
+    problems, counts = phase_two(image, disk, tmp, creds, ledger)
     for kind, (acked, lost, in_flight, present) in counts.items():
         print(f"  {kind}: {acked} acknowledged, {lost} lost; {in_flight} in flight at the cut, "
               f"{present} of them present", flush=True)
