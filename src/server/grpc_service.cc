@@ -36,6 +36,11 @@ StatusOr<const KindInfo*> KindFor(const std::string& name, const google::protobu
   return kind;
 }
 
+// "kind/ns/name" of a request refused before its kind was known; ns as the verbs default it.
+std::string RawTarget(const std::string& kind, const std::string& ns, const std::string& name) {
+  return kind + "/" + (ns.empty() ? "default" : ns) + (name.empty() ? "" : "/" + name);
+}
+
 StatusOr<MessagePtr> Unpack(const KindInfo& kind, const google::protobuf::Any& any) {
   MessagePtr obj(kind.prototype->New());
   if (!any.UnpackTo(obj.get()))
@@ -45,11 +50,26 @@ StatusOr<MessagePtr> Unpack(const KindInfo& kind, const google::protobuf::Any& a
 
 }  // namespace
 
-StatusOr<Principal> GrpcResourceService::Who(grpc::ServerContextBase* ctx) {
+StatusOr<Principal> GrpcResourceService::Who(grpc::ServerContextBase* ctx, const char* method) {
   auto it = ctx->client_metadata().find("authorization");
   std::string header;
   if (it != ctx->client_metadata().end()) header.assign(it->second.data(), it->second.size());
-  return auth_->Authenticate(header);
+  auto who = auth_->Authenticate(header);
+  if (!who.ok()) {
+    // "ipv4:127.0.0.1:5000" / "ipv6:[::1]:5000": the address without scheme and port, as REST.
+    std::string peer = ctx->peer();
+    peer = peer.substr(peer.find(':') + 1);
+    peer = peer.substr(0, peer.rfind(':'));
+    if (peer.size() > 2 && peer.front() == '[') peer = peer.substr(1, peer.size() - 2);
+    resources_->AuditUnauthenticated(peer, std::string("grpc ") + method);
+  }
+  return who;
+}
+
+Status GrpcResourceService::Malformed(const Principal& who, const std::string& action,
+                                      const std::string& target, const Status& status) {
+  resources_->AuditCall(who, action, target, HttpStatusFromCode(status.code()));
+  return status;
 }
 
 void GrpcResourceService::Count(const char* method, const grpc::Status& st, int64_t t0) {
@@ -88,19 +108,20 @@ grpc::ServerUnaryReactor* GrpcResourceService::Create(grpc::CallbackServerContex
     Count("Create", gs, t0);
     reactor->Finish(gs);
   };
-  auto who = Who(ctx);
+  auto who = Who(ctx, "Create");
   if (!who.ok()) {
     finish(who.status());
     return reactor;
   }
   auto kind = KindFor(req->kind(), &req->object());
   if (!kind.ok()) {
-    finish(kind.status());
+    finish(Malformed(*who, "create", RawTarget(req->kind(), req->namespace_(), ""), kind.status()));
     return reactor;
   }
   auto obj = Unpack(**kind, req->object());
   if (!obj.ok()) {
-    finish(obj.status());
+    finish(
+        Malformed(*who, "create", RawTarget((*kind)->plural, req->namespace_(), ""), obj.status()));
     return reactor;
   }
   // `resp` stays valid until Finish; the outcome arrives on the store's completion thread.
@@ -118,7 +139,7 @@ grpc::ServerUnaryReactor* GrpcResourceService::Create(grpc::CallbackServerContex
 grpc::Status GrpcResourceService::Get(grpc::ServerContext* ctx, const api::GetRequest* req,
                                       api::GetResponse* resp) {
   const int64_t t0 = MonotonicNanos();
-  auto who = Who(ctx);
+  auto who = Who(ctx, "Get");
   PHOTON_GRPC_TRY("Get", who.status());
   auto kind = KindFor(req->kind(), nullptr);
   PHOTON_GRPC_TRY("Get", kind.status());
@@ -133,12 +154,13 @@ grpc::Status GrpcResourceService::Get(grpc::ServerContext* ctx, const api::GetRe
 grpc::Status GrpcResourceService::Update(grpc::ServerContext* ctx, const api::UpdateRequest* req,
                                          api::UpdateResponse* resp) {
   const int64_t t0 = MonotonicNanos();
-  auto who = Who(ctx);
+  auto who = Who(ctx, "Update");
   PHOTON_GRPC_TRY("Update", who.status());
+  const std::string target = RawTarget(req->kind(), req->namespace_(), req->name());
   auto kind = KindFor(req->kind(), &req->object());
-  PHOTON_GRPC_TRY("Update", kind.status());
+  if (!kind.ok()) PHOTON_GRPC_TRY("Update", Malformed(*who, "update", target, kind.status()));
   auto obj = Unpack(**kind, req->object());
-  PHOTON_GRPC_TRY("Update", obj.status());
+  if (!obj.ok()) PHOTON_GRPC_TRY("Update", Malformed(*who, "update", target, obj.status()));
   std::string name = req->name().empty() ? GetMetadata(**obj).name() : req->name();
   std::string ns = !req->namespace_().empty()                 ? req->namespace_()
                    : !GetMetadata(**obj).namespace_().empty() ? GetMetadata(**obj).namespace_()
@@ -153,10 +175,14 @@ grpc::Status GrpcResourceService::Update(grpc::ServerContext* ctx, const api::Up
 grpc::Status GrpcResourceService::Delete(grpc::ServerContext* ctx, const api::DeleteRequest* req,
                                          api::DeleteResponse* resp) {
   const int64_t t0 = MonotonicNanos();
-  auto who = Who(ctx);
+  auto who = Who(ctx, "Delete");
   PHOTON_GRPC_TRY("Delete", who.status());
   auto kind = KindFor(req->kind(), nullptr);
-  PHOTON_GRPC_TRY("Delete", kind.status());
+  if (!kind.ok()) {
+    PHOTON_GRPC_TRY(
+        "Delete", Malformed(*who, "delete", RawTarget(req->kind(), req->namespace_(), req->name()),
+                            kind.status()));
+  }
   auto r =
       resources_->Delete(*who, **kind, req->namespace_().empty() ? "default" : req->namespace_(),
                          req->name(), req->resource_version());
@@ -169,7 +195,7 @@ grpc::Status GrpcResourceService::Delete(grpc::ServerContext* ctx, const api::De
 grpc::Status GrpcResourceService::List(grpc::ServerContext* ctx, const api::ListRequest* req,
                                        api::ListResponse* resp) {
   const int64_t t0 = MonotonicNanos();
-  auto who = Who(ctx);
+  auto who = Who(ctx, "List");
   PHOTON_GRPC_TRY("List", who.status());
   auto kind = KindFor(req->kind(), nullptr);
   PHOTON_GRPC_TRY("List", kind.status());
@@ -189,7 +215,7 @@ grpc::Status GrpcResourceService::List(grpc::ServerContext* ctx, const api::List
 grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::WatchRequest* req,
                                         grpc::ServerWriter<api::WatchEvent>* writer) {
   const int64_t t0 = 0;  // a stream: counted, not timed
-  auto who = Who(ctx);
+  auto who = Who(ctx, "Watch");
   PHOTON_GRPC_TRY("Watch", who.status());
   auto kind = KindFor(req->kind(), nullptr);
   PHOTON_GRPC_TRY("Watch", kind.status());
@@ -240,10 +266,15 @@ grpc::Status GrpcResourceService::ExecuteAction(grpc::ServerContext* ctx,
                                                 const api::ActionRequest* req,
                                                 api::ActionResponse* resp) {
   const int64_t t0 = MonotonicNanos();
-  auto who = Who(ctx);
+  auto who = Who(ctx, "ExecuteAction");
   PHOTON_GRPC_TRY("ExecuteAction", who.status());
   auto kind = KindFor(req->kind(), nullptr);
-  PHOTON_GRPC_TRY("ExecuteAction", kind.status());
+  if (!kind.ok()) {
+    PHOTON_GRPC_TRY(
+        "ExecuteAction",
+        Malformed(*who, "action:" + req->action(),
+                  RawTarget(req->kind(), req->namespace_(), req->name()), kind.status()));
+  }
   std::map<std::string, std::string> params(req->params().begin(), req->params().end());
   auto r = resources_->ExecuteAction(*who, **kind,
                                      req->namespace_().empty() ? "default" : req->namespace_(),

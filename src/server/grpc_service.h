@@ -34,7 +34,11 @@ class GrpcResourceService final
                              api::ActionResponse* resp) override;
 
  private:
-  StatusOr<Principal> Who(grpc::ServerContextBase* ctx);
+  // The caller; a refusal is audited (folded per address, see RefusalThrottle).
+  StatusOr<Principal> Who(grpc::ServerContextBase* ctx, const char* method);
+  // Audits a mutating call refused before it reached the resource manager; returns status.
+  Status Malformed(const Principal& who, const std::string& action, const std::string& target,
+                   const Status& status);
   void Count(const char* method, const grpc::Status& st, int64_t t0);
 
   ResourceManager* resources_;

@@ -77,14 +77,15 @@ int Housekeeper::RunOnce() {
   for (const auto& o : ops.items) {
     if (store->Delete(o->key()).ok()) ++removed_ops;
   }
-  // Audit keys start with their RFC 3339 time stamp, so the old ones are one range.
-  std::time_t cutoff = static_cast<std::time_t>(now - options_.audit_ttl.count());
-  std::tm tm{};
-  gmtime_r(&cutoff, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  auto deleted = store->Delete("/audit/", std::string("/audit/") + buf);
-  if (deleted.ok()) removed_audit = static_cast<int>(*deleted);
+  resources_->FlushRefusals(false);
+  auto trimmed = resources_->TrimAudit(
+      {.max_records = options_.audit_max_records,
+       .appended_before = std::chrono::system_clock::now() - options_.audit_ttl});
+  if (trimmed.ok()) {
+    removed_audit = static_cast<int>(*trimmed);
+  } else {
+    spdlog::warn("housekeeper: trimming the audit log failed: {}", trimmed.status().ToString());
+  }
 
   int64_t compact_to = cache->revision() - options_.keep_revisions;
   auto compacted = store->CompactedRevision();

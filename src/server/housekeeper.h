@@ -2,7 +2,9 @@
 // itself, and logs what it did. Every interval it
 //  - deletes Events older than event_ttl,
 //  - deletes finished Operations (DONE/FAILED) older than operation_ttl,
-//  - deletes audit records older than audit_ttl,
+//  - trims the audit log to its retention: records older than audit_ttl go, and all but the
+//    newest audit_max_records (both backends; see Store::TrimLog),
+//  - records the counts of ended windows of refused credentials (RefusalThrottle),
 //  - compacts the store's history below (cache revision - keep_revisions), so the store does
 //    not grow without bound; API watchers resume from the watch cache, not from the store.
 // Thread-safe; Start/Stop once.
@@ -22,6 +24,7 @@ struct HousekeeperOptions {
   std::chrono::seconds event_ttl{3600};
   std::chrono::seconds operation_ttl{3600};
   std::chrono::seconds audit_ttl{30 * 24 * 3600};
+  int64_t audit_max_records = 100000;
   int64_t keep_revisions = 100000;
 };
 

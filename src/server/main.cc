@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
                  "seconds a join token stays valid (default 86400: 24 h)");
   app.add_option("--token-ttl", opts.token_ttl_s,
                  "seconds a token made without --ttl stays valid (default 2592000: 30 days)");
+  app.add_option("--audit-retention-age", opts.audit_retention_age_s,
+                 "seconds an audit record is kept (default 2592000: 30 days)");
+  app.add_option("--audit-retention-count", opts.audit_retention_count,
+                 "audit records kept at most, the newest (default 100000)");
   app.add_flag("--scheduler-binpack", opts.scheduler_binpack,
                "fill the fullest node that fits instead of the emptiest");
   app.add_option("--tls", opts.tls,

@@ -16,6 +16,7 @@ namespace {
 
 constexpr char kAuditLog[] = "audit";
 constexpr char kLegacyAuditPrefix[] = "/audit/";
+thread_local uint64_t audit_decisions_on_thread = 0;
 
 StatusOr<int64_t> ParseRevision(const std::string& field, const std::string& text) {
   if (text.empty()) return int64_t{0};
@@ -96,10 +97,27 @@ std::string TargetName(const KindInfo& kind, const std::string& ns, const std::s
   return kind.plural + "/" + ns + "/" + name;
 }
 
+uint64_t AuditDecisionsOnThisThread() { return audit_decisions_on_thread; }
+
 ResourceManager::ResourceManager(store::Store* store, WatchCache* cache, MetricsRegistry* metrics)
     : store_(store), cache_(cache) {
   store_latency_ = metrics->GetHistogram("photon_store_request_seconds",
                                          "Latency of state store requests made by the API");
+  SetRefusalWindow(std::chrono::seconds(10));
+}
+
+ResourceManager::~ResourceManager() { refusals_->Flush(true); }
+
+void ResourceManager::SetRefusalWindow(std::chrono::milliseconds window) {
+  refusals_ = std::make_unique<RefusalThrottle>(window, [this](const RefusalThrottle::Record& r) {
+    Principal anonymous;
+    anonymous.name = "anonymous";
+    AuditWrite(AuditOp(anonymous, "authenticate", r.request, false, 401,
+                       {{"source", r.source},
+                        {"count", std::to_string(r.count)},
+                        {"first", r.first_at},
+                        {"last", r.last_at}}));
+  });
 }
 
 Status ResourceManager::Authorize(const Principal& who, Verb verb, const KindInfo& kind,
@@ -113,7 +131,9 @@ Status ResourceManager::Authorize(const Principal& who, Verb verb, const KindInf
 }
 
 store::TxnOp ResourceManager::AuditOp(const Principal& who, const std::string& action,
-                                      const std::string& target, bool success, int code) {
+                                      const std::string& target, bool success, int code,
+                                      const std::map<std::string, std::string>& metadata) {
+  ++audit_decisions_on_thread;
   event::Event ev;
   auto* md = ev.mutable_metadata();
   md->set_id(NewUuid());
@@ -128,6 +148,7 @@ store::TxnOp ResourceManager::AuditOp(const Principal& who, const std::string& a
   a->set_resource_id(target);
   a->set_success(success);
   a->set_code(code);
+  a->mutable_metadata()->insert(metadata.begin(), metadata.end());
   return {.type = store::TxnOp::Type::kAppend, .key = kAuditLog, .value = ev.SerializeAsString()};
 }
 
@@ -137,6 +158,22 @@ void ResourceManager::AuditFailure(const Principal& who, const std::string& acti
   std::future<void> done = written->get_future();
   AuditFailureAsync(who, action, target, status, [written] { written->set_value(); });
   done.wait();
+}
+
+void ResourceManager::AuditWrite(store::TxnOp op) {
+  store::TxnRequest txn;
+  txn.success.push_back(std::move(op));
+  auto r = store_->Txn(txn);
+  if (!r.ok()) spdlog::warn("audit write failed: {}", r.status().ToString());
+}
+
+void ResourceManager::AuditCall(const Principal& who, const std::string& action,
+                                const std::string& target, int code) {
+  AuditWrite(AuditOp(who, action, target, code < 400, code));
+}
+
+void ResourceManager::AuditUnauthenticated(const std::string& source, const std::string& request) {
+  refusals_->Refused(source, request);
 }
 
 void ResourceManager::AuditFailureAsync(const Principal& who, const std::string& action,
@@ -349,7 +386,14 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
                           .number = stored_rev});
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = stored->SerializeAsString()});
-  txn.success.push_back(AuditOp(who, action, target, true, 200));
+  // An agent's status write on its node is its heartbeat (every few seconds per node): a
+  // liveness signal, not an audit event. Refused ones are still recorded.
+  const bool heartbeat = status_only && kind.plural == "nodes" && IsAgent(who);
+  if (heartbeat) {
+    ++audit_decisions_on_thread;  // decided: no record, from the gateway either
+  } else {
+    txn.success.push_back(AuditOp(who, action, target, true, 200));
+  }
   auto r = store_->Txn(txn);
   if (!r.ok()) return r.status();
   if (!r->succeeded) {
@@ -628,21 +672,36 @@ StatusOr<operation::Operation> ResourceManager::GetOperation(const Principal& wh
   return op;
 }
 
-StatusOr<std::vector<event::AuditEvent>> ResourceManager::ListAudit(const Principal& who,
-                                                                    int limit) {
+StatusOr<ResourceManager::AuditPage> ResourceManager::ListAudit(const Principal& who, int limit,
+                                                                const std::string& continue_token) {
   if (!who.IsAdmin()) return absl::PermissionDeniedError("the audit log is for admins only");
-  auto records = store_->ReadLog(kAuditLog, limit);
-  if (!records.ok()) return records.status();
-  std::vector<event::AuditEvent> out;
-  out.reserve(records->size());
-  for (const auto& record : *records) {
+  if (limit < 0 || limit > kAuditPageMax) {
+    return absl::InvalidArgumentError("limit: want 1 to " + std::to_string(kAuditPageMax) +
+                                      " (0 or none: " + std::to_string(kAuditPageDefault) + ")");
+  }
+  auto page = store_->ReadLogPage(
+      kAuditLog, {.limit = limit == 0 ? kAuditPageDefault : limit, .before = continue_token});
+  if (!page.ok()) {
+    if (page.status().code() == StatusCode::kInvalidArgument && !continue_token.empty()) {
+      return absl::InvalidArgumentError("continue: malformed token");
+    }
+    return page.status();
+  }
+  AuditPage out;
+  out.items.reserve(page->records.size());
+  for (const auto& record : page->records) {
     event::Event ev;
     if (!ev.ParseFromString(record)) continue;
     auto a = ev.spec().audit_event();
     (*a.mutable_metadata())["timestamp"] = ev.spec().timestamp();
-    out.push_back(std::move(a));
+    out.items.push_back(std::move(a));
   }
+  out.continue_token = std::move(page->next);
   return out;
+}
+
+StatusOr<int64_t> ResourceManager::TrimAudit(const store::LogRetention& retention) {
+  return store_->TrimLog(kAuditLog, retention);
 }
 
 Status ResourceManager::MigrateLegacyAudit() {

@@ -10,6 +10,7 @@
 
 #include <google/protobuf/message.h>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "common/status.h"
 #include "photon/event.pb.h"
 #include "photon/operation.pb.h"
+#include "server/audit_throttle.h"
 #include "server/auth.h"
 #include "server/kinds.h"
 #include "server/watch_cache.h"
@@ -87,8 +89,18 @@ class ResourceManager {
                                                const std::map<std::string, std::string>& params);
 
   StatusOr<operation::Operation> GetOperation(const Principal& who, const std::string& id);
-  // Newest last. Admins only.
-  StatusOr<std::vector<event::AuditEvent>> ListAudit(const Principal& who, int limit);
+  // A page of the audit log, walking back from the newest record: the newest `limit` (0 =
+  // kAuditPageDefault, at most kAuditPageMax) records older than `continue_token` (empty =
+  // all), oldest first. Admins only.
+  static constexpr int kAuditPageDefault = 500;
+  static constexpr int kAuditPageMax = 5000;
+  struct AuditPage {
+    std::vector<event::AuditEvent> items;
+    std::string continue_token;  // empty: no older records
+  };
+  StatusOr<AuditPage> ListAudit(const Principal& who, int limit, const std::string& continue_token);
+  // Removes old audit records (the housekeeper's retention). Returns how many went.
+  StatusOr<int64_t> TrimAudit(const store::LogRetention& retention);
   // Data dirs written before the audit trail became an append-only log kept it as keys under
   // /audit/: moves them into the log, oldest first, at start-up (before any new record).
   Status MigrateLegacyAudit();
@@ -99,6 +111,18 @@ class ResourceManager {
   // on the store's completion thread. For callers that run there themselves.
   void AuditFailureAsync(const Principal& who, const std::string& action, const std::string& target,
                          const Status& status, std::function<void()> then);
+  // Records a call answered without a record of the verbs above: the gateways' own (tokens,
+  // join, requests refused before they reached a verb). success = code < 400.
+  void AuditCall(const Principal& who, const std::string& action, const std::string& target,
+                 int code);
+  // Records a request refused for its credentials, folded per source address into counted
+  // records (RefusalThrottle): actor "anonymous", action "authenticate", code 401.
+  void AuditUnauthenticated(const std::string& source, const std::string& request);
+  // Records the counts of ended refusal windows (every window when `all`).
+  void FlushRefusals(bool all) { refusals_->Flush(all); }
+  // How long a refusal window lasts; set before the API serves.
+  void SetRefusalWindow(std::chrono::milliseconds window);
+  ~ResourceManager();
 
   // A controller that already knows the first status it would give a new object (the scheduler,
   // while no node is usable: "no nodes available ...") sets it at creation, sparing itself a
@@ -133,14 +157,23 @@ class ResourceManager {
   Status Authorize(const Principal& who, Verb verb, const KindInfo& kind, const std::string& ns);
   // The audit record of one call, appended with the change it describes (same transaction).
   store::TxnOp AuditOp(const Principal& who, const std::string& action, const std::string& target,
-                       bool success, int code);
+                       bool success, int code,
+                       const std::map<std::string, std::string>& metadata = {});
+  void AuditWrite(store::TxnOp op);
   StatusOr<std::pair<MessagePtr, int64_t>> ReadCurrent(const KindInfo& kind,
                                                        const std::string& key);
 
   store::Store* store_;
   WatchCache* cache_;
   Histogram* store_latency_;
+  std::unique_ptr<RefusalThrottle> refusals_;
 };
+
+// Calls this thread has accounted for in the audit trail so far (recorded, or deliberately
+// not: heartbeats). The REST gateway compares it around a call it passes on: a mutating call
+// that left none was refused before it reached a verb (or is one of the gateway's own), and
+// the gateway records it.
+uint64_t AuditDecisionsOnThisThread();
 
 // The principal controllers act as: admin of every namespace.
 Principal SystemPrincipal();

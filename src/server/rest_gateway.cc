@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "common/util.h"
@@ -40,6 +41,34 @@ StatusOr<int> ParseLimit(const std::string& text) {
   return std::stoi(text);
 }
 
+// The audit names of a call the gateway records itself: action and target as the resource
+// manager names them ("create", "computeinstances/ns/name"), else from the path.
+std::pair<std::string, std::string> AuditNames(const std::string& method,
+                                               const std::vector<std::string>& parts) {
+  std::string verb = method;
+  for (auto& c : verb) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (parts.size() >= 4 && parts[0] == "v1" && parts[1] == "namespaces") {
+    std::string target = parts[3] + "/" + parts[2] + (parts.size() >= 5 ? "/" + parts[4] : "");
+    std::string action = verb;
+    if (parts.size() == 4 && method == "POST") action = "create";
+    if (parts.size() == 5 && method == "PUT") action = "update";
+    if (parts.size() == 5 && method == "DELETE") action = "delete";
+    if (parts.size() == 6 && parts[5] == "status" && method == "PUT") action = "update-status";
+    if (parts.size() == 7 && parts[5] == "actions" && method == "POST")
+      action = "action:" + parts[6];
+    return {action, target};
+  }
+  std::string target;
+  for (size_t i = 1; i < parts.size(); ++i) target += (i > 1 ? "/" : "") + parts[i];
+  if (parts.size() >= 2 && parts[1] == "join") return {"join", target};
+  if (parts.size() >= 2 && parts[1] == "tokens") {
+    if (method == "POST" && parts.size() == 2) return {"create-token", target};
+    if (method == "DELETE") return {"revoke-token", target};
+    if (parts.size() == 3 && parts[2] == "rotate-admin") return {"rotate-admin-token", target};
+  }
+  return {verb, target};
+}
+
 }  // namespace
 
 HttpResponse ErrorResponse(const Status& status) {
@@ -66,8 +95,9 @@ HttpResponse RestGateway::Handle(HttpRequest& req) {
     if (!who.ok()) {
       resp = ErrorResponse(who.status());
       resp.headers.push_back({"WWW-Authenticate", "Bearer"});
+      resources_->AuditUnauthenticated(req.remote_address, req.method + " " + req.path);
     } else {
-      resp = Route(req, *who);
+      resp = RouteAudited(req, *who);
     }
   }
   if (resp.later) {
@@ -97,6 +127,18 @@ void RestGateway::Record(const std::string& method, int status, int64_t t0, bool
   }
 }
 
+HttpResponse RestGateway::RouteAudited(HttpRequest& req, const Principal& who) {
+  const bool mutating = req.method != "GET" && req.method != "HEAD";
+  const uint64_t before = AuditDecisionsOnThisThread();
+  HttpResponse resp = Route(req, who);
+  // A deferred answer (a create) comes from the resource manager, which records it.
+  if (mutating && !resp.later && AuditDecisionsOnThisThread() == before) {
+    auto [action, target] = AuditNames(req.method, SplitPath(req.path));
+    resources_->AuditCall(who, action, target, resp.status);
+  }
+  return resp;
+}
+
 HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
   auto parts = SplitPath(req.path);
   const std::string& m = req.method;
@@ -112,14 +154,14 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
   if (parts.size() == 2 && parts[1] == "auditevents" && m == "GET") {
     auto limit = ParseLimit(Query(req, "limit"));
     if (!limit.ok()) return ErrorResponse(limit.status());
-    auto events = resources_->ListAudit(who, *limit);
-    if (!events.ok()) return ErrorResponse(events.status());
+    auto page = resources_->ListAudit(who, *limit, Query(req, "continue"));
+    if (!page.ok()) return ErrorResponse(page.status());
     std::string body = "{\"items\":[";
-    for (size_t i = 0; i < events->size(); ++i) {
+    for (size_t i = 0; i < page->items.size(); ++i) {
       if (i) body += ',';
-      body += MessageToJson((*events)[i]);
+      body += MessageToJson(page->items[i]);
     }
-    body += "]}";
+    body += "],\"continue\":" + JsonString(page->continue_token) + "}";
     return HttpResponse::Json(200, std::move(body));
   }
   // /v1/tokens...: admins only.

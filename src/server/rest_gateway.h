@@ -15,6 +15,9 @@ class RestGateway {
   HttpResponse Handle(HttpRequest& req);
 
  private:
+  // Route, and the audit record of a mutating call that reached no verb of the resource
+  // manager (which records its own): the gateway's own calls (tokens, join) and refusals.
+  HttpResponse RouteAudited(HttpRequest& req, const Principal& who);
   HttpResponse Route(HttpRequest& req, const Principal& who);
   // /v1/tokens: list, create, revoke (DELETE /v1/tokens/ID), rotate-admin.
   HttpResponse Tokens(HttpRequest& req, const Principal& who,

@@ -96,6 +96,13 @@ class ServerImpl : public Server {
     hk.interval = std::chrono::seconds(std::max(1, options_.housekeeping_interval_s));
     hk.event_ttl = std::chrono::seconds(options_.event_ttl_s);
     hk.operation_ttl = std::chrono::seconds(options_.event_ttl_s);
+    if (options_.audit_retention_age_s <= 0 || options_.audit_retention_count <= 0) {
+      return absl::InvalidArgumentError(
+          "audit_retention_age_s and audit_retention_count must be positive");
+    }
+    hk.audit_ttl = std::chrono::seconds(options_.audit_retention_age_s);
+    hk.audit_max_records = options_.audit_retention_count;
+    resources_->SetRefusalWindow(std::chrono::milliseconds(options_.audit_refusal_window_ms));
     housekeeper_ = std::make_unique<Housekeeper>(resources_.get(), hk);
     housekeeper_->Start();
     if (options_.scheduler) {
@@ -289,6 +296,10 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->token_ttl_s = v.as<int>();
       else if (key == "scheduler_binpack")
         options->scheduler_binpack = v.as<bool>();
+      else if (key == "audit_retention_age_s")
+        options->audit_retention_age_s = v.as<int>();
+      else if (key == "audit_retention_count")
+        options->audit_retention_count = v.as<int64_t>();
       else if (key == "provider_resync_s")
         options->provider_resync_s = v.as<int>();
       else if (key == "tls")

@@ -30,12 +30,19 @@ struct ServerOptions {
   // `photon token create --role join`) and a user token without --ttl stay valid.
   int join_token_ttl_s = 24 * 3600;
   int token_ttl_s = 30 * 24 * 3600;
-  bool scheduler_binpack = false;     // false: least-allocated (spread load over nodes)
+  bool scheduler_binpack = false;  // false: least-allocated (spread load over nodes)
   // Events kept for watch resume. Each holds the object version it changed to, so the ring
   // costs memory; a client further behind than this relists (HTTP 410).
   size_t watch_history = 20000;
   int housekeeping_interval_s = 30;  // events/finished operations GC and store compaction
   int event_ttl_s = 3600;
+  // Audit log retention, applied by housekeeping on either store: records older than
+  // audit_retention_age_s go, and all but the newest audit_retention_count.
+  int audit_retention_age_s = 30 * 24 * 3600;
+  int64_t audit_retention_count = 100000;
+  // Requests refused for their credentials from one address within this window make one
+  // counted audit record (after one for the first), not one each.
+  int audit_refusal_window_ms = 10000;
   // Server-side service providers (docs/providers.md): who realizes DnsZone, DnsRecord, ...
   std::vector<ProviderConfig> providers;
   int provider_resync_s = 60;  // every object applied again, orphans removed
