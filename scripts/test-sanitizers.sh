@@ -15,5 +15,9 @@ cd "$ASAN_DIR"
 # Any report fails the test: ASan aborts on the first error, UBSan is made to halt.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-ctest --output-on-failure --timeout 600 -j "${PHOTON_TEST_JOBS:-2}" \
-  -R '^(store_contract_sqlite|store_sqlite|server_unit_tests|flashdns_unit|lightningstor_unit|scheduler_unit_tests|server_api_tests|common_http_tests)$'
+SUITES=(store_contract_sqlite store_sqlite server_unit_tests flashdns_unit lightningstor_unit
+  scheduler_unit_tests server_api_tests common_http_tests)
+source "$ROOT/scripts/ctest-lib.sh"
+require_suites "${SUITES[@]}"
+ctest_no_skips --output-on-failure --timeout 600 -j "${PHOTON_TEST_JOBS:-2}" \
+  -R "^($(IFS='|'; echo "${SUITES[*]}"))\$"

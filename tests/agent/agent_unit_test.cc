@@ -19,9 +19,9 @@ TEST(ConfigTest, ParseLabels) {
   ASSERT_TRUE(ParseLabels("region=r1,zone=z1,,rack_az=k-2", &labels).ok());
   EXPECT_EQ(labels, (std::map<std::string, std::string>{
                         {"region", "r1"}, {"zone", "z1"}, {"rack_az", "k-2"}}));
-  EXPECT_FALSE(ParseLabels("novalue", &labels).ok());
-  EXPECT_FALSE(ParseLabels("=x", &labels).ok());
-  EXPECT_FALSE(ParseLabels("Bad Key=x", &labels).ok());
+  EXPECT_EQ(ParseLabels("novalue", &labels).message(), "labels: 'novalue' is not key=value");
+  EXPECT_EQ(ParseLabels("=x", &labels).message(), "labels: '=x' is not key=value");
+  EXPECT_EQ(ParseLabels("Bad Key=x", &labels).message(), "labels: bad key 'Bad Key'");
 }
 
 TEST(ConfigTest, LoadFileAndValidate) {

@@ -86,8 +86,9 @@ def write_nsd_conf(tmp, port):
 
 def main():
     if NSD is None:
-        print("SKIPPED LOUDLY: nsd is not installed; the differential test did not run")
-        return 0
+        # 77: ctest reports a skip (SKIP_RETURN_CODE), and scripts/test.sh fails on it.
+        print("SKIPPED: nsd is not installed (apt-get install nsd); the differential test did not run")
+        return 77
     tmp = harness.make_tmp("flashdns-nsd-")
     # The free port is released before nsd binds it, and suites run in parallel: when another
     # test took it meanwhile, nsd exits (or someone else answers there). Try a new port then.

@@ -171,7 +171,10 @@ TEST(Config, UnknownKeyNamed) {
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->region, "r1");
   EXPECT_DOUBLE_EQ(ok->lifecycle_day_seconds, 2);
-  EXPECT_FALSE(ParseConfig("listen: x\n").ok());  // data_dir required
+  auto no_data_dir = ParseConfig("listen: x\n");
+  ASSERT_FALSE(no_data_dir.ok());
+  EXPECT_NE(std::string(no_data_dir.status().message()).find("data_dir"), std::string::npos)
+      << no_data_dir.status();
 }
 
 TEST(Config, InlineLimitBounded) {

@@ -20,10 +20,15 @@ TEST(ServerConfig, LoadsKnownKeysAndRefusesUnknownOnesByName) {
   auto st = server::LoadServerConfig(dir + "/bad.yaml", &opts);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("listne"), std::string::npos) << st;
+  // Broken YAML: the file and the parser's reason (where, and what is wrong).
   ASSERT_TRUE(WriteFileAtomic(dir + "/broken.yaml", "listen: [unclosed\n").ok());
-  EXPECT_EQ(server::LoadServerConfig(dir + "/broken.yaml", &opts).code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_FALSE(server::LoadServerConfig(dir + "/missing.yaml", &opts).ok());
+  st = server::LoadServerConfig(dir + "/broken.yaml", &opts);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find(dir + "/broken.yaml"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("end of sequence flow not found"), std::string::npos) << st;
+  st = server::LoadServerConfig(dir + "/missing.yaml", &opts);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("bad file: " + dir + "/missing.yaml"), std::string::npos) << st;
   std::filesystem::remove_all(dir);
 }
 
@@ -33,7 +38,10 @@ TEST(ServerConfig, BadListenAddressFailsFast) {
   opts.listen = "not-an-address";
   opts.grpc_listen = "127.0.0.1:0";
   auto s = server::Server::Start(opts);
-  EXPECT_FALSE(s.ok());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument) << s.status();
+  EXPECT_NE(s.status().message().find("'not-an-address': want HOST:PORT"), std::string::npos)
+      << s.status();
   std::filesystem::remove_all(opts.data_dir);
 }
 

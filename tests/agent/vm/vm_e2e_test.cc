@@ -132,9 +132,9 @@ TEST(VmEndToEndTest, ServerAgentBootsConsoleAndDeletes) {
   const std::string instance_dir = dir + "/agent/providers/vm/instances/" + id;
   EXPECT_NE(vt::ReadAll(instance_dir + "/console.log").find("PHOTON-READY"), std::string::npos);
   auto node = Body(client->Do("GET", "/v1/namespaces/system/nodes/vmnode"));
-  EXPECT_EQ(
-      node["spec"]["attributes"].value("vm.accel", ""),
-      CpuHasHardwareVirtualization() ? node["spec"]["attributes"].value("vm.accel", "") : "tcg");
+  EXPECT_EQ(node["spec"]["attributes"].value("vm.accel", ""), vt::ExpectedAccel(dir))
+      << node.dump();
+  EXPECT_NE(node["spec"]["attributes"].value("vm.accel.reason", ""), "") << node.dump();
 
   // The console action: the operation's message is the console tail.
   json op = post(ns + "/computeinstances/e2e-vm/actions/console", json::object());

@@ -34,7 +34,7 @@ TEST(VmLifecycleTest, BootUserDataVolumesActionsStopStartDestroy) {
   ctx.config = {{"ready_timeout_s", "240"}, {"stop_timeout_s", "20"}};
   VmProvider provider;
   ASSERT_TRUE(provider.Initialize(ctx).ok());
-  ASSERT_EQ(provider.accel(), CpuHasHardwareVirtualization() ? provider.accel() : "tcg");
+  ASSERT_EQ(provider.accel(), testing::ExpectedAccel(dir));
 
   const std::string id = "0f6c2d1e-life";
   auto instance = testing::GuestInstance(id, "life");

@@ -19,10 +19,21 @@
 #include <thread>
 
 #include "agent/provider.h"
+#include "agent/providers/vm/accel.h"
 #include "agent/providers/vm/vm_provider.h"
 #include "agent/providers/vm/vm_util.h"
 
 namespace photon::agent::vm::testing {
+
+// The accelerator this host must get, found from the primitives rather than from DetectAccel
+// (whose result it checks): KVM only on a CPU with vmx/svm where a probe guest really runs
+// under KVM, TCG otherwise.
+inline std::string ExpectedAccel(const std::string& work_dir) {
+  if (!CpuHasHardwareVirtualization()) return "tcg";
+  const Status kvm = ProbeAccel("qemu-system-x86_64", "kvm", work_dir + "/expected-accel",
+                                std::chrono::seconds(10));
+  return kvm.ok() ? "kvm" : "tcg";
+}
 
 class MapLookup : public ResourceLookup {
  public:

@@ -164,6 +164,7 @@ TEST_F(VmUnitTest, AcceleratorDetection) {
   if (!CpuHasHardwareVirtualization()) {
     // /dev/kvm may exist (a paravirtual nested KVM) but without vmx/svm we never use it.
     EXPECT_EQ(detected.accel, "tcg");
+  EXPECT_EQ(detected.accel, testing::ExpectedAccel(dir_)) << detected.reason;
     EXPECT_NE(detected.reason.find("vmx/svm"), std::string::npos);
   }
 }
