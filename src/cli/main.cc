@@ -305,6 +305,7 @@ struct Options {
   std::string principal, role = "viewer", token_file, ttl, token_id;
   std::string node_name;
   int drain_timeout = 300;
+  std::string continue_token;  // audit: the page before this one
 };
 
 // The subcommands, to tell after parsing which one was given.
@@ -357,7 +358,9 @@ void AddOperationCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.act->add_option("action", o.action)->required();
 
   c.audit = app.add_subcommand("audit", "show the audit log (admins)");
-  c.audit->add_option("--limit", o.limit);
+  c.audit->add_option("--limit", o.limit, "records per page, the newest first (at most 5000)");
+  c.audit->add_option("--continue", o.continue_token,
+                      "show the page before the one that printed this token");
 }
 
 void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
@@ -526,14 +529,22 @@ int RunAction(const Globals& g, const Options& o) {
   return 0;
 }
 
-int ShowAudit(const Globals& g, int limit) {
-  auto r = Call(g, "GET", "/v1/auditevents?limit=" + std::to_string(limit));
+int ShowAudit(const Globals& g, int limit, const std::string& continue_token) {
+  auto r = Call(
+      g, "GET",
+      "/v1/auditevents?limit=" + std::to_string(limit) +
+          (continue_token.empty() ? "" : "&continue=" + photon::PercentEncode(continue_token)));
   if (r.status != 200) Die(Reason(r));
   auto j = json::parse(r.body);
   for (auto& e : j["items"]) {
     std::cout << Field(e, {"metadata", "timestamp"}) << "  " << Field(e, {"actorId"}) << "  "
               << Field(e, {"action"}) << "  " << Field(e, {"resourceId"}) << "  "
               << (e.value("success", false) ? "ok" : "refused") << " " << Field(e, {"code"})
+              << "\n";
+  }
+  // Pages walk back in time: say how to get the older records.
+  if (!j.value("continue", std::string()).empty()) {
+    std::cerr << "older records: photon audit --continue " << j["continue"].get<std::string>()
               << "\n";
   }
   return 0;
@@ -640,7 +651,7 @@ int Dispatch(const Globals& g, const Options& o, const Commands& c) {
   if (*c.watch) return Watch(g, o.kind, o.all_ns, o.selector);
   if (*c.ops) return o.id.empty() ? ListOperations(g) : ShowOperation(g, o.id);
   if (*c.act) return RunAction(g, o);
-  if (*c.audit) return ShowAudit(g, o.limit);
+  if (*c.audit) return ShowAudit(g, o.limit, o.continue_token);
   if (*c.token_create) return CreateToken(g, o);
   if (*c.token_list) return ListTokens(g);
   if (*c.token_revoke) return RevokeToken(g, o.token_id);

@@ -41,6 +41,25 @@ StatusOr<int> ParseLimit(const std::string& text) {
   return std::stoi(text);
 }
 
+// An action's body: empty, or {"params":{"k":"v",...}} with string values only.
+StatusOr<std::map<std::string, std::string>> ParseActionParams(const std::string& body) {
+  std::map<std::string, std::string> params;
+  if (body.empty()) return params;
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("malformed JSON: want {\"params\":{...}}");
+  }
+  for (auto& [k, v] : j.items()) {
+    if (k != "params") return absl::InvalidArgumentError("unknown field '" + k + "'");
+    if (!v.is_object()) return absl::InvalidArgumentError("params: want an object of strings");
+    for (auto& [pk, pv] : v.items()) {
+      if (!pv.is_string()) return absl::InvalidArgumentError("params." + pk + ": want a string");
+      params[pk] = pv.get<std::string>();
+    }
+  }
+  return params;
+}
+
 // The audit names of a call the gateway records itself: action and target as the resource
 // manager names them ("create", "computeinstances/ns/name"), else from the path.
 std::pair<std::string, std::string> AuditNames(const std::string& method,
@@ -139,59 +158,69 @@ HttpResponse RestGateway::RouteAudited(HttpRequest& req, const Principal& who) {
   return resp;
 }
 
+using Parts = std::vector<std::string>;
+
 HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
   auto parts = SplitPath(req.path);
-  const std::string& m = req.method;
   if (parts.empty() || parts[0] != "v1")
     return ErrorResponse(absl::NotFoundError("no route for " + req.path));
-  // /v1/operations/{id}
+  if (parts.size() >= 4 && parts[1] == "namespaces") return Namespaced(req, who, parts);
+  return Cluster(req, who, parts);
+}
+
+// /v1/operations/{id}, /v1/auditevents, /v1/tokens..., /v1/join, /v1/{kind}.
+HttpResponse RestGateway::Cluster(HttpRequest& req, const Principal& who, const Parts& parts) {
+  const std::string& m = req.method;
   if (parts.size() == 3 && parts[1] == "operations" && m == "GET") {
     auto op = resources_->GetOperation(who, parts[2]);
     if (!op.ok()) return ErrorResponse(op.status());
     return HttpResponse::Json(200, ToJson(*FindKind("operations"), *op));
   }
-  // /v1/auditevents
-  if (parts.size() == 2 && parts[1] == "auditevents" && m == "GET") {
-    auto limit = ParseLimit(Query(req, "limit"));
-    if (!limit.ok()) return ErrorResponse(limit.status());
-    auto page = resources_->ListAudit(who, *limit, Query(req, "continue"));
-    if (!page.ok()) return ErrorResponse(page.status());
-    std::string body = "{\"items\":[";
-    for (size_t i = 0; i < page->items.size(); ++i) {
-      if (i) body += ',';
-      body += MessageToJson(page->items[i]);
-    }
-    body += "],\"continue\":" + JsonString(page->continue_token) + "}";
-    return HttpResponse::Json(200, std::move(body));
-  }
-  // /v1/tokens...: admins only.
+  if (parts.size() == 2 && parts[1] == "auditevents" && m == "GET") return AuditEvents(req, who);
   if (parts.size() >= 2 && parts[1] == "tokens") return Tokens(req, who, parts);
-  // /v1/join: a node exchanges the join token for its own agent credential.
-  if (parts.size() == 2 && parts[1] == "join" && m == "POST") {
-    auto j = nlohmann::json::parse(req.body, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("node") || !j["node"].is_string()) {
-      return ErrorResponse(absl::InvalidArgumentError("node: required (body {\"node\":\"NAME\"})"));
-    }
-    std::string node = j["node"].get<std::string>();
-    if (auto st = ValidateName("node", node); !st.ok()) return ErrorResponse(st);
-    auto token = auth_->Join(who, node);
-    if (!token.ok()) return ErrorResponse(token.status());
-    return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) + ",\"principal\":" +
-                                       JsonString("node:" + node) + ",\"namespace\":\"system\"}");
+  if (parts.size() == 2 && parts[1] == "join" && m == "POST") return Join(req, who);
+  if (parts.size() != 2) return ErrorResponse(absl::NotFoundError("no route for " + req.path));
+  // /v1/{kind}: list across namespaces
+  const KindInfo* kind = FindKind(parts[1]);
+  if (!kind)
+    return ErrorResponse(
+        absl::NotFoundError("unknown kind '" + parts[1] + "' (known: " + KnownKindNames() + ")"));
+  if (m != "GET")
+    return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
+  return ListOrWatch(req, who, *kind, "");
+}
+
+HttpResponse RestGateway::AuditEvents(HttpRequest& req, const Principal& who) {
+  auto limit = ParseLimit(Query(req, "limit"));
+  if (!limit.ok()) return ErrorResponse(limit.status());
+  auto page = resources_->ListAudit(who, *limit, Query(req, "continue"));
+  if (!page.ok()) return ErrorResponse(page.status());
+  std::string body = "{\"items\":[";
+  for (size_t i = 0; i < page->items.size(); ++i) {
+    if (i) body += ',';
+    body += MessageToJson(page->items[i]);
   }
-  // /v1/{kind} : list across namespaces
-  if (parts.size() == 2) {
-    const KindInfo* kind = FindKind(parts[1]);
-    if (!kind)
-      return ErrorResponse(
-          absl::NotFoundError("unknown kind '" + parts[1] + "' (known: " + KnownKindNames() + ")"));
-    if (m != "GET")
-      return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
-    return ListOrWatch(req, who, *kind, "");
+  body += "],\"continue\":" + JsonString(page->continue_token) + "}";
+  return HttpResponse::Json(200, std::move(body));
+}
+
+// A node exchanges the join token for its own agent credential.
+HttpResponse RestGateway::Join(HttpRequest& req, const Principal& who) {
+  auto j = nlohmann::json::parse(req.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("node") || !j["node"].is_string()) {
+    return ErrorResponse(absl::InvalidArgumentError("node: required (body {\"node\":\"NAME\"})"));
   }
-  if (parts.size() < 4 || parts[1] != "namespaces") {
-    return ErrorResponse(absl::NotFoundError("no route for " + req.path));
-  }
+  std::string node = j["node"].get<std::string>();
+  if (auto st = ValidateName("node", node); !st.ok()) return ErrorResponse(st);
+  auto token = auth_->Join(who, node);
+  if (!token.ok()) return ErrorResponse(token.status());
+  return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) + ",\"principal\":" +
+                                     JsonString("node:" + node) + ",\"namespace\":\"system\"}");
+}
+
+// /v1/namespaces/{ns}/{kind}[/{name}[/status | /actions/{action}]]
+HttpResponse RestGateway::Namespaced(HttpRequest& req, const Principal& who, const Parts& parts) {
+  const std::string& m = req.method;
   const std::string& ns = parts[2];
   if (auto st = ValidateName("namespace", ns); !st.ok()) return ErrorResponse(st);
   const KindInfo* kind = FindKind(parts[3]);
@@ -200,53 +229,13 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
         absl::NotFoundError("unknown kind '" + parts[3] + "' (known: " + KnownKindNames() + ")"));
   }
   if (parts.size() == 4) {
-    if (m == "POST") {
-      auto obj = ParseJsonObject(*kind, req.body);
-      if (!obj.ok()) return ErrorResponse(obj.status());
-      // Answered from the store's completion, not from a handler thread parked on the commit.
-      return HttpResponse::Later(
-          [this, who, kind, ns, object = MessagePtr(std::move(*obj))](HttpReply reply) mutable {
-            resources_->CreateAsync(
-                who, *kind, ns, std::move(object),
-                [kind, reply = std::move(reply)](StatusOr<CreateResult> r) {
-                  if (!r.ok()) {
-                    reply(ErrorResponse(r.status()));
-                    return;
-                  }
-                  HttpResponse resp = HttpResponse::Json(
-                      202, "{\"operation\":" + ToJson(*FindKind("operations"), r->operation) +
-                               ",\"object\":" + ToJson(*kind, *r->object) + "}");
-                  resp.headers.push_back(
-                      {"Location", "/v1/operations/" + r->operation.metadata().id()});
-                  reply(std::move(resp));
-                });
-          });
-    }
+    if (m == "POST") return Create(req, who, *kind, ns);
     if (m == "GET") return ListOrWatch(req, who, *kind, ns);
     return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
   }
   const std::string& name = parts[4];
   if (auto st = ValidateName("name", name); !st.ok()) return ErrorResponse(st);
-  if (parts.size() == 5) {
-    if (m == "GET") {
-      auto r = resources_->Get(who, *kind, ns, name);
-      if (!r.ok()) return ErrorResponse(r.status());
-      return HttpResponse::Json(200, ToJson(*kind, **r));
-    }
-    if (m == "PUT") {
-      auto obj = ParseJsonObject(*kind, req.body);
-      if (!obj.ok()) return ErrorResponse(obj.status());
-      auto r = resources_->Update(who, *kind, ns, name, MessagePtr(std::move(*obj)), false);
-      if (!r.ok()) return ErrorResponse(r.status());
-      return HttpResponse::Json(200, ToJson(*kind, **r));
-    }
-    if (m == "DELETE") {
-      auto r = resources_->Delete(who, *kind, ns, name, Query(req, "resourceVersion"));
-      if (!r.ok()) return ErrorResponse(r.status());
-      return HttpResponse::Json(202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}");
-    }
-    return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
-  }
+  if (parts.size() == 5) return Object(req, who, *kind, ns, name);
   if (parts.size() == 6 && parts[5] == "status" && m == "PUT") {
     auto obj = ParseJsonObject(*kind, req.body);
     if (!obj.ok()) return ErrorResponse(obj.status());
@@ -255,29 +244,60 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
     return HttpResponse::Json(200, ToJson(*kind, **r));
   }
   if (parts.size() == 7 && parts[5] == "actions" && m == "POST") {
-    std::map<std::string, std::string> params;
-    if (!req.body.empty()) {
-      auto j = nlohmann::json::parse(req.body, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) {
-        return ErrorResponse(absl::InvalidArgumentError("malformed JSON: want {\"params\":{...}}"));
-      }
-      for (auto& [k, v] : j.items()) {
-        if (k != "params")
-          return ErrorResponse(absl::InvalidArgumentError("unknown field '" + k + "'"));
-        if (!v.is_object())
-          return ErrorResponse(absl::InvalidArgumentError("params: want an object of strings"));
-        for (auto& [pk, pv] : v.items()) {
-          if (!pv.is_string())
-            return ErrorResponse(absl::InvalidArgumentError("params." + pk + ": want a string"));
-          params[pk] = pv.get<std::string>();
-        }
-      }
-    }
-    auto r = resources_->ExecuteAction(who, *kind, ns, name, parts[6], params);
+    auto params = ParseActionParams(req.body);
+    if (!params.ok()) return ErrorResponse(params.status());
+    auto r = resources_->ExecuteAction(who, *kind, ns, name, parts[6], *params);
     if (!r.ok()) return ErrorResponse(r.status());
     return HttpResponse::Json(202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}");
   }
   return ErrorResponse(absl::NotFoundError("no route for " + m + " " + req.path));
+}
+
+HttpResponse RestGateway::Create(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                                 const std::string& ns) {
+  auto obj = ParseJsonObject(kind, req.body);
+  if (!obj.ok()) return ErrorResponse(obj.status());
+  // Answered from the store's completion, not from a handler thread parked on the commit.
+  return HttpResponse::Later([this, who, kind = &kind, ns,
+                              object = MessagePtr(std::move(*obj))](HttpReply reply) mutable {
+    resources_->CreateAsync(
+        who, *kind, ns, std::move(object),
+        [kind, reply = std::move(reply)](StatusOr<CreateResult> r) {
+          if (!r.ok()) {
+            reply(ErrorResponse(r.status()));
+            return;
+          }
+          HttpResponse resp = HttpResponse::Json(
+              202, "{\"operation\":" + ToJson(*FindKind("operations"), r->operation) +
+                       ",\"object\":" + ToJson(*kind, *r->object) + "}");
+          resp.headers.push_back({"Location", "/v1/operations/" + r->operation.metadata().id()});
+          reply(std::move(resp));
+        });
+  });
+}
+
+// GET, PUT (spec, labels, annotations) and DELETE of one object.
+HttpResponse RestGateway::Object(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                                 const std::string& ns, const std::string& name) {
+  const std::string& m = req.method;
+  if (m == "GET") {
+    auto r = resources_->Get(who, kind, ns, name);
+    if (!r.ok()) return ErrorResponse(r.status());
+    return HttpResponse::Json(200, ToJson(kind, **r));
+  }
+  if (m == "PUT") {
+    auto obj = ParseJsonObject(kind, req.body);
+    if (!obj.ok()) return ErrorResponse(obj.status());
+    auto r = resources_->Update(who, kind, ns, name, MessagePtr(std::move(*obj)), false);
+    if (!r.ok()) return ErrorResponse(r.status());
+    return HttpResponse::Json(200, ToJson(kind, **r));
+  }
+  if (m == "DELETE") {
+    auto r = resources_->Delete(who, kind, ns, name, Query(req, "resourceVersion"));
+    if (!r.ok()) return ErrorResponse(r.status());
+    return HttpResponse::Json(202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}");
+  }
+  return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
 }
 
 HttpResponse RestGateway::Tokens(HttpRequest& req, const Principal& who,

@@ -18,7 +18,19 @@ class RestGateway {
   // Route, and the audit record of a mutating call that reached no verb of the resource
   // manager (which records its own): the gateway's own calls (tokens, join) and refusals.
   HttpResponse RouteAudited(HttpRequest& req, const Principal& who);
+  // Route picks a group by path: Cluster (/v1/X...) or Namespaced (/v1/namespaces/NS/KIND...).
   HttpResponse Route(HttpRequest& req, const Principal& who);
+  HttpResponse Cluster(HttpRequest& req, const Principal& who,
+                       const std::vector<std::string>& parts);
+  HttpResponse AuditEvents(HttpRequest& req, const Principal& who);
+  HttpResponse Join(HttpRequest& req, const Principal& who);
+  HttpResponse Namespaced(HttpRequest& req, const Principal& who,
+                          const std::vector<std::string>& parts);
+  HttpResponse Create(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                      const std::string& ns);
+  // GET, PUT and DELETE of /v1/namespaces/NS/KIND/NAME.
+  HttpResponse Object(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                      const std::string& ns, const std::string& name);
   // /v1/tokens: list, create, revoke (DELETE /v1/tokens/ID), rotate-admin.
   HttpResponse Tokens(HttpRequest& req, const Principal& who,
                       const std::vector<std::string>& parts);
