@@ -48,23 +48,23 @@ const char* const kObjectColsWithData =
     "id, bucket, key, version_id, is_latest, delete_marker, size, etag, mtime_ms, content_type, "
     "extra, segments, data_crc, data IS NOT NULL, data";
 
-ObjectMeta RowToObject(const Stmt& s, bool with_data) {
+ObjectMeta RowToObject(const SqliteStmt& s, bool with_data) {
   ObjectMeta o;
-  o.seq = s.Int(0);
-  o.bucket = s.Text(1);
-  o.key = s.Text(2);
-  o.version_id = s.Text(3);
-  o.is_latest = s.Int(4) != 0;
-  o.delete_marker = s.Int(5) != 0;
-  o.size = static_cast<uint64_t>(s.Int(6));
-  o.etag = s.Text(7);
-  o.mtime_ms = s.Int(8);
-  o.content_type = s.Text(9);
-  o.headers = DecodeHeaders(s.Text(10));
-  DecodeSegments(s.Text(11), &o.segments);
-  o.inline_crc = static_cast<uint32_t>(s.Int(12));
-  o.has_inline = s.Int(13) != 0;
-  if (with_data && o.has_inline) o.inline_data = s.Blob(14);
+  o.seq = s.ColumnInt(0);
+  o.bucket = s.ColumnText(1);
+  o.key = s.ColumnText(2);
+  o.version_id = s.ColumnText(3);
+  o.is_latest = s.ColumnInt(4) != 0;
+  o.delete_marker = s.ColumnInt(5) != 0;
+  o.size = static_cast<uint64_t>(s.ColumnInt(6));
+  o.etag = s.ColumnText(7);
+  o.mtime_ms = s.ColumnInt(8);
+  o.content_type = s.ColumnText(9);
+  o.headers = DecodeHeaders(s.ColumnText(10));
+  DecodeSegments(s.ColumnText(11), &o.segments);
+  o.inline_crc = static_cast<uint32_t>(s.ColumnInt(12));
+  o.has_inline = s.ColumnInt(13) != 0;
+  if (with_data && o.has_inline) o.inline_data = s.ColumnBlob(14);
   return o;
 }
 
@@ -82,69 +82,62 @@ std::string PrefixEnd(const std::string& prefix) {
   return "";
 }
 
-Status FreeRow(SqliteConn& db, const ObjectMeta& row, WriteResult* result) {
-  PHOTON_RETURN_IF_ERROR(db.Prepare("DELETE FROM objects WHERE id = ?").Bind(1, row.seq).Run());
+Status FreeRow(SqliteDb& db, const ObjectMeta& row, WriteResult* result) {
+  PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM objects WHERE id = ?", row.seq));
   for (const auto& seg : row.segments) {
-    PHOTON_RETURN_IF_ERROR(db.Prepare("DELETE FROM blobs WHERE id = ?").Bind(1, seg.blob_id).Run());
+    PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM blobs WHERE id = ?", seg.blob_id));
     result->freed_blobs.push_back(seg.blob_id);
   }
   return absl::OkStatus();
 }
 
-StatusOr<std::string> VersioningOf(SqliteConn& db, const std::string& bucket) {
-  auto s = db.Prepare("SELECT versioning FROM buckets WHERE name = ?");
-  s.Bind(1, bucket);
-  Status st;
-  if (!s.Step(&st)) {
-    PHOTON_RETURN_IF_ERROR(st);
-    return S3Error("NoSuchBucket", "The specified bucket does not exist");
-  }
-  return s.Text(0);
+StatusOr<std::string> VersioningOf(SqliteDb& db, const std::string& bucket) {
+  PHOTON_ASSIGN_OR_RETURN(auto s,
+                          db.Query("SELECT versioning FROM buckets WHERE name = ?", bucket));
+  PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
+  return s.ColumnText(0);
 }
 
-StatusOr<std::optional<ObjectMeta>> FindVersion(SqliteConn& db, const std::string& bucket,
+StatusOr<std::optional<ObjectMeta>> FindVersion(SqliteDb& db, const std::string& bucket,
                                                 const std::string& key,
                                                 const std::string& version_id) {
-  auto s = db.Prepare(std::string("SELECT ") + kObjectCols +
-                      " FROM objects WHERE bucket = ? AND key = ? AND version_id = ?");
-  s.Bind(1, bucket).Bind(2, key).Bind(3, version_id);
-  Status st;
-  if (s.Step(&st)) return std::optional<ObjectMeta>(RowToObject(s, false));
-  PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_ASSIGN_OR_RETURN(
+      auto s, db.Query(std::string("SELECT ") + kObjectCols +
+                           " FROM objects WHERE bucket = ? AND key = ? AND version_id = ?",
+                       bucket, key, version_id));
+  PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (found) return std::optional<ObjectMeta>(RowToObject(s, false));
   return std::optional<ObjectMeta>();
 }
 
-Status ClearLatest(SqliteConn& db, const std::string& bucket, const std::string& key) {
-  return db
-      .Prepare("UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1")
-      .Bind(1, bucket)
-      .Bind(2, key)
-      .Run();
+Status ClearLatest(SqliteDb& db, const std::string& bucket, const std::string& key) {
+  return db.Run("UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
+                bucket, key);
 }
 
-Status InsertRow(SqliteConn& db, const ObjectMeta& o) {
-  auto s = db.Prepare(
-      "INSERT INTO objects(bucket, key, version_id, is_latest, delete_marker, size, etag, "
-      "mtime_ms, content_type, extra, segments, data_crc, data) "
-      "VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  s.Bind(1, o.bucket).Bind(2, o.key).Bind(3, o.version_id).Bind(4, int64_t{o.delete_marker});
-  s.Bind(5, static_cast<int64_t>(o.size)).Bind(6, o.etag).Bind(7, o.mtime_ms);
-  s.Bind(8, o.content_type).Bind(9, EncodeHeaders(o.headers)).Bind(10, EncodeSegments(o.segments));
-  s.Bind(11, static_cast<int64_t>(o.inline_crc));
-  if (o.has_inline)
+Status InsertRow(SqliteDb& db, const ObjectMeta& o) {
+  PHOTON_ASSIGN_OR_RETURN(
+      auto s, db.Query("INSERT INTO objects(bucket, key, version_id, is_latest, delete_marker, "
+                       "size, etag, mtime_ms, content_type, extra, segments, data_crc, data) "
+                       "VALUES(?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       o.bucket, o.key, o.version_id, o.delete_marker, static_cast<int64_t>(o.size),
+                       o.etag, o.mtime_ms, o.content_type, EncodeHeaders(o.headers),
+                       EncodeSegments(o.segments), o.inline_crc));
+  if (o.has_inline) {
     s.BindBlob(12, o.inline_data);
-  else
+  } else {
     s.BindNull(12);
+  }
   PHOTON_RETURN_IF_ERROR(s.Run());
   for (const auto& seg : o.segments) {
-    PHOTON_RETURN_IF_ERROR(
-        db.Prepare("INSERT OR IGNORE INTO blobs(id) VALUES(?)").Bind(1, seg.blob_id).Run());
+    PHOTON_RETURN_IF_ERROR(db.Run("INSERT OR IGNORE INTO blobs(id) VALUES(?)", seg.blob_id));
   }
   return absl::OkStatus();
 }
 
 // Writes a new latest version (or delete marker) following the bucket's versioning state.
-Status InsertVersion(SqliteConn& db, ObjectMeta& o, WriteResult* result) {
+Status InsertVersion(SqliteDb& db, ObjectMeta& o, WriteResult* result) {
   PHOTON_ASSIGN_OR_RETURN(std::string versioning, VersioningOf(db, o.bucket));
   if (versioning == "Enabled") {
     o.version_id = NewVersionId(o.mtime_ms);
@@ -160,25 +153,25 @@ Status InsertVersion(SqliteConn& db, ObjectMeta& o, WriteResult* result) {
   return absl::OkStatus();
 }
 
-UploadMeta RowToUpload(const Stmt& s) {
+UploadMeta RowToUpload(const SqliteStmt& s) {
   UploadMeta u;
-  u.upload_id = s.Text(0);
-  u.bucket = s.Text(1);
-  u.key = s.Text(2);
-  u.created_ms = s.Int(3);
-  u.content_type = s.Text(4);
-  u.headers = DecodeHeaders(s.Text(5));
+  u.upload_id = s.ColumnText(0);
+  u.bucket = s.ColumnText(1);
+  u.key = s.ColumnText(2);
+  u.created_ms = s.ColumnInt(3);
+  u.content_type = s.ColumnText(4);
+  u.headers = DecodeHeaders(s.ColumnText(5));
   return u;
 }
 
-PartMeta RowToPart(const Stmt& s) {
+PartMeta RowToPart(const SqliteStmt& s) {
   PartMeta p;
-  p.part_number = static_cast<int>(s.Int(0));
-  p.size = static_cast<uint64_t>(s.Int(1));
-  p.etag = s.Text(2);
-  p.mtime_ms = s.Int(3);
+  p.part_number = static_cast<int>(s.ColumnInt(0));
+  p.size = static_cast<uint64_t>(s.ColumnInt(1));
+  p.etag = s.ColumnText(2);
+  p.mtime_ms = s.ColumnInt(3);
   std::vector<Segment> segs;
-  if (DecodeSegments(s.Text(4), &segs) && !segs.empty()) p.segment = segs[0];
+  if (DecodeSegments(s.ColumnText(4), &segs) && !segs.empty()) p.segment = segs[0];
   return p;
 }
 
@@ -198,7 +191,13 @@ std::string NewVersionId(int64_t now_ms) {
   return std::string(buf) + RandomHex(8);
 }
 
-StatusOr<std::unique_ptr<SqliteConn>> MetaStore::NewConn() { return SqliteConn::Open(path_); }
+StatusOr<std::unique_ptr<SqliteDb>> MetaStore::NewConn() {
+  PHOTON_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(path_, std::chrono::seconds(30)));
+  PHOTON_RETURN_IF_ERROR(
+      db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+               " PRAGMA foreign_keys=OFF; PRAGMA cache_size=-16384;"));
+  return db;
+}
 
 MetaStore::Reader MetaStore::Borrow() {
   {
@@ -220,14 +219,14 @@ MetaStore::Reader MetaStore::Borrow() {
 StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path) {
   std::unique_ptr<MetaStore> store(new MetaStore());
   store->path_ = db_path;
-  PHOTON_ASSIGN_OR_RETURN(store->writer_, SqliteConn::Open(db_path));
+  PHOTON_ASSIGN_OR_RETURN(store->writer_, store->NewConn());
   PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
   // Data directories made before bucket tagging existed lack the column.
-  auto has_tags =
-      store->writer_->Prepare("SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'tags'");
-  Status st;
-  if (!has_tags.Step(&st)) {
-    PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_ASSIGN_OR_RETURN(
+      auto has_tags,
+      store->writer_->Prepare("SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'tags'"));
+  PHOTON_ASSIGN_OR_RETURN(bool tagged, has_tags.Step());
+  if (!tagged) {
     PHOTON_RETURN_IF_ERROR(
         store->writer_->Exec("ALTER TABLE buckets ADD COLUMN tags TEXT NOT NULL DEFAULT ''"));
   }
@@ -258,7 +257,7 @@ Status MetaStore::Write(Change change) {
 }
 
 void MetaStore::RunBatch(std::vector<Pending*>& batch) {
-  SqliteConn& db = *writer_;
+  SqliteDb& db = *writer_;
   Status begin = db.Exec("BEGIN IMMEDIATE");
   if (!begin.ok()) {
     for (Pending* p : batch) p->status = begin;
@@ -279,107 +278,89 @@ void MetaStore::RunBatch(std::vector<Pending*>& batch) {
 }
 
 Status MetaStore::CreateBucket(const BucketMeta& bucket) {
-  return Write([&](SqliteConn& db) -> Status {
-    auto s = db.Prepare("SELECT 1 FROM buckets WHERE name = ?");
-    s.Bind(1, bucket.name);
-    if (s.Step()) {
+  return Write([&](SqliteDb& db) -> Status {
+    PHOTON_ASSIGN_OR_RETURN(auto s, db.Query("SELECT 1 FROM buckets WHERE name = ?", bucket.name));
+    PHOTON_ASSIGN_OR_RETURN(bool exists, s.Step());
+    if (exists) {
       return S3Error(
           "BucketAlreadyOwnedByYou",
           "Your previous request to create the named bucket succeeded and you already own it.");
     }
-    return db.Prepare("INSERT INTO buckets(name, created_ms, tags) VALUES(?, ?, ?)")
-        .Bind(1, bucket.name)
-        .Bind(2, bucket.created_ms)
-        .Bind(3, bucket.tags)
-        .Run();
+    return db.Run("INSERT INTO buckets(name, created_ms, tags) VALUES(?, ?, ?)", bucket.name,
+                  bucket.created_ms, bucket.tags);
   });
 }
 
 StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_BORROW(db);
-  auto s = db->Prepare(
-      "SELECT name, created_ms, versioning, public_read, policy, lifecycle, tags FROM buckets "
-      "WHERE name = ?");
-  s.Bind(1, name);
-  Status st;
-  if (!s.Step(&st)) {
-    PHOTON_RETURN_IF_ERROR(st);
-    return S3Error("NoSuchBucket", "The specified bucket does not exist");
-  }
-  return BucketMeta{s.Text(0), s.Int(1), s.Text(2), s.Int(3) != 0, s.Text(4), s.Text(5), s.Text(6)};
+  PHOTON_ASSIGN_OR_RETURN(
+      auto s, db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
+                        "tags FROM buckets WHERE name = ?",
+                        name));
+  PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
+  return BucketMeta{s.ColumnText(0), s.ColumnInt(1),  s.ColumnText(2), s.ColumnInt(3) != 0,
+                    s.ColumnText(4), s.ColumnText(5), s.ColumnText(6)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_BORROW(db);
-  auto s = db->Prepare(
-      "SELECT name, created_ms, versioning, public_read, policy, lifecycle, tags FROM buckets "
-      "ORDER BY name");
+  PHOTON_ASSIGN_OR_RETURN(
+      auto s, db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
+                          "tags FROM buckets ORDER BY name"));
   std::vector<BucketMeta> out;
-  Status st;
-  while (s.Step(&st))
-    out.push_back({s.Text(0), s.Int(1), s.Text(2), s.Int(3) != 0, s.Text(4), s.Text(5), s.Text(6)});
-  PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
+    out.push_back({r.ColumnText(0), r.ColumnInt(1), r.ColumnText(2), r.ColumnInt(3) != 0,
+                   r.ColumnText(4), r.ColumnText(5), r.ColumnText(6)});
+  }));
   return out;
 }
 
 Status MetaStore::DeleteBucket(const std::string& name) {
-  return Write([&](SqliteConn& db) -> Status {
+  return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
-    auto objects = db.Prepare("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1");
-    objects.Bind(1, name);
-    auto uploads = db.Prepare("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1");
-    uploads.Bind(1, name);
-    if (objects.Step() || uploads.Step()) {
-      return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
+    for (const char* sql : {"SELECT 1 FROM objects WHERE bucket = ? LIMIT 1",
+                            "SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1"}) {
+      PHOTON_ASSIGN_OR_RETURN(auto s, db.Query(sql, name));
+      PHOTON_ASSIGN_OR_RETURN(bool used, s.Step());
+      if (used) return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
     }
-    return db.Prepare("DELETE FROM buckets WHERE name = ?").Bind(1, name).Run();
+    return db.Run("DELETE FROM buckets WHERE name = ?", name);
   });
 }
 
 Status MetaStore::SetVersioning(const std::string& name, const std::string& state) {
-  return Write([&](SqliteConn& db) -> Status {
+  return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
-    return db.Prepare("UPDATE buckets SET versioning = ? WHERE name = ?")
-        .Bind(1, state)
-        .Bind(2, name)
-        .Run();
+    return db.Run("UPDATE buckets SET versioning = ? WHERE name = ?", state, name);
   });
 }
 
 Status MetaStore::SetPolicy(const std::string& name, bool public_read, const std::string& policy) {
-  return Write([&](SqliteConn& db) -> Status {
+  return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
-    return db.Prepare("UPDATE buckets SET public_read = ?, policy = ? WHERE name = ?")
-        .Bind(1, int64_t{public_read})
-        .Bind(2, policy)
-        .Bind(3, name)
-        .Run();
+    return db.Run("UPDATE buckets SET public_read = ?, policy = ? WHERE name = ?", public_read,
+                  policy, name);
   });
 }
 
 Status MetaStore::SetLifecycle(const std::string& name, const std::string& lifecycle_xml) {
-  return Write([&](SqliteConn& db) -> Status {
+  return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
-    return db.Prepare("UPDATE buckets SET lifecycle = ? WHERE name = ?")
-        .Bind(1, lifecycle_xml)
-        .Bind(2, name)
-        .Run();
+    return db.Run("UPDATE buckets SET lifecycle = ? WHERE name = ?", lifecycle_xml, name);
   });
 }
 
 Status MetaStore::SetTags(const std::string& name, const std::string& tagging_xml) {
-  return Write([&](SqliteConn& db) -> Status {
+  return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
-    return db.Prepare("UPDATE buckets SET tags = ? WHERE name = ?")
-        .Bind(1, tagging_xml)
-        .Bind(2, name)
-        .Run();
+    return db.Run("UPDATE buckets SET tags = ? WHERE name = ?", tagging_xml, name);
   });
 }
 
 StatusOr<WriteResult> MetaStore::PutObject(ObjectMeta object) {
   WriteResult result;
-  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
     WriteResult attempt;
     PHOTON_RETURN_IF_ERROR(InsertVersion(db, object, &attempt));
     result = std::move(attempt);
@@ -392,16 +373,15 @@ StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::
                                           const std::string& version_id, bool* is_marker) {
   if (is_marker) *is_marker = false;
   PHOTON_BORROW(db);
-  Stmt s = version_id.empty()
-               ? db->Prepare(std::string("SELECT ") + kObjectColsWithData +
-                             " FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1")
-               : db->Prepare(std::string("SELECT ") + kObjectColsWithData +
-                             " FROM objects WHERE bucket = ? AND key = ? AND version_id = ?");
-  s.Bind(1, bucket).Bind(2, key);
-  if (!version_id.empty()) s.Bind(3, version_id);
-  Status st;
-  if (!s.Step(&st)) {
-    PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_ASSIGN_OR_RETURN(
+      auto s, db->Query(std::string("SELECT ") + kObjectColsWithData +
+                            (version_id.empty()
+                                 ? " FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1"
+                                 : " FROM objects WHERE bucket = ? AND key = ? AND version_id = ?"),
+                        bucket, key));
+  if (!version_id.empty()) s.BindText(3, version_id);
+  PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) {
     if (!version_id.empty())
       return S3Error("NoSuchVersion", "The specified version does not exist.");
     return S3Error("NoSuchKey", "The specified key does not exist.");
@@ -419,7 +399,7 @@ StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::
 StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const std::string& key,
                                               const std::string& version_id, int64_t now_ms) {
   WriteResult result;
-  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
     WriteResult r;
     PHOTON_ASSIGN_OR_RETURN(std::string versioning, VersioningOf(db, bucket));
     if (version_id.empty()) {
@@ -440,11 +420,9 @@ StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const s
         PHOTON_RETURN_IF_ERROR(FreeRow(db, *row, &r));
         if (row->is_latest) {
           PHOTON_RETURN_IF_ERROR(
-              db.Prepare("UPDATE objects SET is_latest = 1 WHERE id = (SELECT id FROM objects "
-                         "WHERE bucket = ? AND key = ? ORDER BY id DESC LIMIT 1)")
-                  .Bind(1, bucket)
-                  .Bind(2, key)
-                  .Run());
+              db.Run("UPDATE objects SET is_latest = 1 WHERE id = (SELECT id FROM objects "
+                     "WHERE bucket = ? AND key = ? ORDER BY id DESC LIMIT 1)",
+                     bucket, key));
         }
         r.delete_marker = row->delete_marker;
       }
@@ -472,15 +450,14 @@ StatusOr<std::vector<ListEntry>> MetaStore::ListLatest(const std::string& bucket
   sql += inclusive ? ">= ?2" : "> ?2";
   if (!end.empty()) sql += " AND key < ?3";
   sql += " ORDER BY key LIMIT ?4";
-  auto s = db->Prepare(sql);
-  s.Bind(1, bucket).Bind(2, lower).Bind(4, int64_t{limit});
-  if (!end.empty()) s.Bind(3, end);
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Prepare(sql));
+  s.BindText(1, bucket).BindText(2, lower).BindInt(4, limit);
+  if (!end.empty()) s.BindText(3, end);
   std::vector<ListEntry> out;
-  Status st;
-  while (s.Step(&st)) {
-    out.push_back({s.Text(0), s.Int(1) != 0, static_cast<uint64_t>(s.Int(2)), s.Text(3), s.Int(4)});
-  }
-  PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
+    out.push_back({r.ColumnText(0), r.ColumnInt(1) != 0, static_cast<uint64_t>(r.ColumnInt(2)),
+                   r.ColumnText(3), r.ColumnInt(4)});
+  }));
   return out;
 }
 
@@ -492,9 +469,11 @@ StatusOr<std::vector<ObjectMeta>> MetaStore::ListVersions(const std::string& buc
   PHOTON_BORROW(db);
   int64_t marker_id = -1;
   if (!key_marker.empty() && !version_marker.empty()) {
-    auto s = db->Prepare("SELECT id FROM objects WHERE bucket = ? AND key = ? AND version_id = ?");
-    s.Bind(1, bucket).Bind(2, key_marker).Bind(3, version_marker);
-    if (s.Step()) marker_id = s.Int(0);
+    PHOTON_ASSIGN_OR_RETURN(
+        auto s, db->Query("SELECT id FROM objects WHERE bucket = ? AND key = ? AND version_id = ?",
+                          bucket, key_marker, version_marker));
+    PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (found) marker_id = s.ColumnInt(0);
   }
   std::string end = PrefixEnd(prefix);
   std::string sql =
@@ -502,13 +481,12 @@ StatusOr<std::vector<ObjectMeta>> MetaStore::ListVersions(const std::string& buc
       " FROM objects WHERE bucket = ?1 AND key >= ?2 AND (key > ?3 OR (key = ?3 AND id < ?4))";
   if (!end.empty()) sql += " AND key < ?5";
   sql += " ORDER BY key, id DESC LIMIT ?6";
-  auto s = db->Prepare(sql);
-  s.Bind(1, bucket).Bind(2, prefix).Bind(3, key_marker).Bind(4, marker_id).Bind(6, int64_t{limit});
-  if (!end.empty()) s.Bind(5, end);
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Prepare(sql));
+  s.BindAll(bucket, prefix, key_marker, marker_id).BindInt(6, limit);
+  if (!end.empty()) s.BindText(5, end);
   std::vector<ObjectMeta> out;
-  Status st;
-  while (s.Step(&st)) out.push_back(RowToObject(s, false));
-  PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_RETURN_IF_ERROR(
+      s.ForEachRow([&](const SqliteStmt& r) { out.push_back(RowToObject(r, false)); }));
   return out;
 }
 

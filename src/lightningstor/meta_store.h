@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "common/sqlite_db.h"
 #include "common/status.h"
-#include "lightningstor/sqlite_db.h"
 #include "lightningstor/types.h"
 
 namespace photon::lightningstor {
@@ -101,7 +101,7 @@ class MetaStore {
   StatusOr<bool> BlobReferenced(const std::string& blob_id);
 
  private:
-  using Change = std::function<Status(SqliteConn&)>;
+  using Change = std::function<Status(SqliteDb&)>;
   struct Pending {
     Change change;
     Status status;
@@ -116,17 +116,17 @@ class MetaStore {
   // Borrowed read connection; returned to the pool on destruction.
   class Reader;
   Reader Borrow();
-  StatusOr<std::unique_ptr<SqliteConn>> NewConn();
+  StatusOr<std::unique_ptr<SqliteDb>> NewConn();
 
   std::string path_;
   std::mutex write_mu_;  // guards queue_ and leader_active_
   std::condition_variable write_cv_;
   std::vector<Pending*> queue_;
   bool leader_active_ = false;
-  std::unique_ptr<SqliteConn> writer_;
+  std::unique_ptr<SqliteDb> writer_;
 
   std::mutex pool_mu_;
-  std::vector<std::unique_ptr<SqliteConn>> pool_;
+  std::vector<std::unique_ptr<SqliteDb>> pool_;
 };
 
 // Version ids for versioned buckets: sortable by time, unique by randomness.

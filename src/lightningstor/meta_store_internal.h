@@ -13,20 +13,20 @@ namespace photon::lightningstor::meta_internal {
 extern const char* const kObjectCols;
 extern const char* const kObjectColsWithData;
 
-ObjectMeta RowToObject(const Stmt& s, bool with_data);
-UploadMeta RowToUpload(const Stmt& s);
-PartMeta RowToPart(const Stmt& s);
+ObjectMeta RowToObject(const SqliteStmt& s, bool with_data);
+UploadMeta RowToUpload(const SqliteStmt& s);
+PartMeta RowToPart(const SqliteStmt& s);
 // Smallest string greater than every string starting with prefix, or "" when none exists.
 std::string PrefixEnd(const std::string& prefix);
 // Deletes an object row and its blob references; freed blob ids go to result.
-Status FreeRow(SqliteConn& db, const ObjectMeta& row, WriteResult* result);
+Status FreeRow(SqliteDb& db, const ObjectMeta& row, WriteResult* result);
 // The bucket's versioning state; NoSuchBucket when it does not exist.
-StatusOr<std::string> VersioningOf(SqliteConn& db, const std::string& bucket);
-StatusOr<std::optional<ObjectMeta>> FindVersion(SqliteConn& db, const std::string& bucket,
+StatusOr<std::string> VersioningOf(SqliteDb& db, const std::string& bucket);
+StatusOr<std::optional<ObjectMeta>> FindVersion(SqliteDb& db, const std::string& bucket,
                                                 const std::string& key,
                                                 const std::string& version_id);
 // Writes a new latest version (or delete marker) following the bucket's versioning state.
-Status InsertVersion(SqliteConn& db, ObjectMeta& o, WriteResult* result);
+Status InsertVersion(SqliteDb& db, ObjectMeta& o, WriteResult* result);
 Status NoSuchUpload();
 
 }  // namespace photon::lightningstor::meta_internal
@@ -36,7 +36,7 @@ namespace photon::lightningstor {
 // A pooled read connection, returned to the pool on destruction.
 class MetaStore::Reader {
  public:
-  Reader(MetaStore* store, std::unique_ptr<SqliteConn> conn)
+  Reader(MetaStore* store, std::unique_ptr<SqliteDb> conn)
       : store_(store), conn_(std::move(conn)) {}
   Reader(Reader&& other) noexcept = default;
   ~Reader() {
@@ -46,12 +46,12 @@ class MetaStore::Reader {
     }
   }
   bool ok() const { return conn_ != nullptr; }
-  SqliteConn& operator*() { return *conn_; }
-  SqliteConn* operator->() { return conn_.get(); }
+  SqliteDb& operator*() { return *conn_; }
+  SqliteDb* operator->() { return conn_.get(); }
 
  private:
   MetaStore* store_;
-  std::unique_ptr<SqliteConn> conn_;
+  std::unique_ptr<SqliteDb> conn_;
 };
 
 }  // namespace photon::lightningstor

@@ -9,35 +9,46 @@ namespace photon::lightningstor {
 
 using namespace meta_internal;
 
+namespace {
+
+// OK when the upload exists, NoSuchUpload when it does not.
+Status UploadExists(SqliteDb& db, const std::string& upload_id) {
+  PHOTON_ASSIGN_OR_RETURN(auto s, db.Query("SELECT 1 FROM uploads WHERE upload_id = ?", upload_id));
+  PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+  return found ? absl::OkStatus() : NoSuchUpload();
+}
+
+// The parts of an upload, in part number order.
+StatusOr<std::vector<PartMeta>> PartsOf(SqliteDb& db, const std::string& upload_id) {
+  PHOTON_ASSIGN_OR_RETURN(
+      auto s, db.Query("SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE "
+                       "upload_id = ? ORDER BY part_number",
+                       upload_id));
+  std::vector<PartMeta> parts;
+  PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) { parts.push_back(RowToPart(r)); }));
+  return parts;
+}
+
+}  // namespace
+
 Status MetaStore::CreateUpload(const UploadMeta& u) {
-  return Write([&](SqliteConn& db) -> Status {
+  return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, u.bucket).status());
-    return db
-        .Prepare(
-            "INSERT INTO uploads(upload_id, bucket, key, created_ms, content_type, extra) "
-            "VALUES(?, ?, ?, ?, ?, ?)")
-        .Bind(1, u.upload_id)
-        .Bind(2, u.bucket)
-        .Bind(3, u.key)
-        .Bind(4, u.created_ms)
-        .Bind(5, u.content_type)
-        .Bind(6, EncodeHeaders(u.headers))
-        .Run();
+    return db.Run(
+        "INSERT INTO uploads(upload_id, bucket, key, created_ms, content_type, extra) "
+        "VALUES(?, ?, ?, ?, ?, ?)",
+        u.upload_id, u.bucket, u.key, u.created_ms, u.content_type, EncodeHeaders(u.headers));
   });
 }
 
 StatusOr<UploadMeta> MetaStore::GetUpload(const std::string& bucket, const std::string& key,
                                           const std::string& upload_id) {
   PHOTON_BORROW(db);
-  auto s = db->Prepare(
-      "SELECT upload_id, bucket, key, created_ms, content_type, extra FROM uploads WHERE upload_id "
-      "= ?");
-  s.Bind(1, upload_id);
-  Status st;
-  if (!s.Step(&st)) {
-    PHOTON_RETURN_IF_ERROR(st);
-    return NoSuchUpload();
-  }
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Query("SELECT upload_id, bucket, key, created_ms, "
+                                            "content_type, extra FROM uploads WHERE upload_id = ?",
+                                            upload_id));
+  PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return NoSuchUpload();
   UploadMeta u = RowToUpload(s);
   if (u.bucket != bucket || u.key != key) return NoSuchUpload();
   return u;
@@ -45,36 +56,28 @@ StatusOr<UploadMeta> MetaStore::GetUpload(const std::string& bucket, const std::
 
 StatusOr<WriteResult> MetaStore::PutPart(const std::string& upload_id, const PartMeta& part) {
   WriteResult result;
-  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
-    auto u = db.Prepare("SELECT 1 FROM uploads WHERE upload_id = ?");
-    u.Bind(1, upload_id);
-    if (!u.Step()) return NoSuchUpload();
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(UploadExists(db, upload_id));
     WriteResult r;
-    auto old = db.Prepare("SELECT segment FROM parts WHERE upload_id = ? AND part_number = ?");
-    old.Bind(1, upload_id).Bind(2, int64_t{part.part_number});
-    if (old.Step()) {
+    PHOTON_ASSIGN_OR_RETURN(
+        auto old, db.Query("SELECT segment FROM parts WHERE upload_id = ? AND part_number = ?",
+                           upload_id, part.part_number));
+    PHOTON_ASSIGN_OR_RETURN(bool replaced, old.Step());
+    if (replaced) {
       std::vector<Segment> segs;
-      DecodeSegments(old.Text(0), &segs);
+      DecodeSegments(old.ColumnText(0), &segs);
       for (const auto& seg : segs) {
-        PHOTON_RETURN_IF_ERROR(
-            db.Prepare("DELETE FROM blobs WHERE id = ?").Bind(1, seg.blob_id).Run());
+        PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM blobs WHERE id = ?", seg.blob_id));
         r.freed_blobs.push_back(seg.blob_id);
       }
     }
+    PHOTON_RETURN_IF_ERROR(db.Run(
+        "INSERT OR REPLACE INTO parts(upload_id, part_number, size, etag, mtime_ms, segment) "
+        "VALUES(?, ?, ?, ?, ?, ?)",
+        upload_id, part.part_number, static_cast<int64_t>(part.size), part.etag, part.mtime_ms,
+        EncodeSegments({part.segment})));
     PHOTON_RETURN_IF_ERROR(
-        db.Prepare(
-              "INSERT OR REPLACE INTO parts(upload_id, part_number, size, etag, mtime_ms, segment) "
-              "VALUES(?, ?, ?, ?, ?, ?)")
-            .Bind(1, upload_id)
-            .Bind(2, int64_t{part.part_number})
-            .Bind(3, static_cast<int64_t>(part.size))
-            .Bind(4, part.etag)
-            .Bind(5, part.mtime_ms)
-            .Bind(6, EncodeSegments({part.segment}))
-            .Run());
-    PHOTON_RETURN_IF_ERROR(db.Prepare("INSERT OR IGNORE INTO blobs(id) VALUES(?)")
-                               .Bind(1, part.segment.blob_id)
-                               .Run());
+        db.Run("INSERT OR IGNORE INTO blobs(id) VALUES(?)", part.segment.blob_id));
     result = std::move(r);
     return absl::OkStatus();
   }));
@@ -84,14 +87,12 @@ StatusOr<WriteResult> MetaStore::PutPart(const std::string& upload_id, const Par
 StatusOr<std::vector<PartMeta>> MetaStore::ListParts(const std::string& upload_id, int after,
                                                      int limit) {
   PHOTON_BORROW(db);
-  auto s = db->Prepare(
-      "SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE upload_id = ? AND "
-      "part_number > ? ORDER BY part_number LIMIT ?");
-  s.Bind(1, upload_id).Bind(2, int64_t{after}).Bind(3, int64_t{limit});
+  PHOTON_ASSIGN_OR_RETURN(
+      auto s, db->Query("SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE "
+                        "upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
+                        upload_id, after, limit));
   std::vector<PartMeta> out;
-  Status st;
-  while (s.Step(&st)) out.push_back(RowToPart(s));
-  PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) { out.push_back(RowToPart(r)); }));
   return out;
 }
 
@@ -108,46 +109,33 @@ StatusOr<std::vector<UploadMeta>> MetaStore::ListUploads(const std::string& buck
       "AND key >= ?2 AND (key > ?3 OR (key = ?3 AND upload_id > ?4))";
   if (!end.empty()) sql += " AND key < ?5";
   sql += " ORDER BY key, upload_id LIMIT ?6";
-  auto s = db->Prepare(sql);
-  s.Bind(1, bucket).Bind(2, prefix).Bind(3, key_marker).Bind(6, int64_t{limit});
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Prepare(sql));
+  s.BindAll(bucket, prefix, key_marker).BindInt(6, limit);
   // Without an upload-id marker every upload of key_marker itself is after the marker... except
   // S3 says key-marker alone means keys strictly greater, so use a value above any id.
-  s.Bind(4, key_marker.empty() ? std::string()
-                               : (upload_marker.empty() ? std::string("\xff") : upload_marker));
-  if (!end.empty()) s.Bind(5, end);
+  s.BindText(4, key_marker.empty() ? std::string()
+                                   : (upload_marker.empty() ? std::string("\xff") : upload_marker));
+  if (!end.empty()) s.BindText(5, end);
   std::vector<UploadMeta> out;
-  Status st;
-  while (s.Step(&st)) out.push_back(RowToUpload(s));
-  PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) { out.push_back(RowToUpload(r)); }));
   return out;
 }
 
 StatusOr<WriteResult> MetaStore::CompleteUpload(const std::string& upload_id, ObjectMeta object,
                                                 const std::vector<int>& used_parts) {
   WriteResult result;
-  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
-    auto u = db.Prepare("SELECT 1 FROM uploads WHERE upload_id = ?");
-    u.Bind(1, upload_id);
-    if (!u.Step()) return NoSuchUpload();
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(UploadExists(db, upload_id));
     WriteResult r;
-    std::vector<PartMeta> parts;
-    {
-      auto s = db.Prepare(
-          "SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE upload_id = ?");
-      s.Bind(1, upload_id);
-      while (s.Step()) parts.push_back(RowToPart(s));
-    }
+    PHOTON_ASSIGN_OR_RETURN(std::vector<PartMeta> parts, PartsOf(db, upload_id));
     for (const auto& p : parts) {
       if (std::find(used_parts.begin(), used_parts.end(), p.part_number) != used_parts.end())
         continue;
-      PHOTON_RETURN_IF_ERROR(
-          db.Prepare("DELETE FROM blobs WHERE id = ?").Bind(1, p.segment.blob_id).Run());
+      PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM blobs WHERE id = ?", p.segment.blob_id));
       r.freed_blobs.push_back(p.segment.blob_id);
     }
-    PHOTON_RETURN_IF_ERROR(
-        db.Prepare("DELETE FROM parts WHERE upload_id = ?").Bind(1, upload_id).Run());
-    PHOTON_RETURN_IF_ERROR(
-        db.Prepare("DELETE FROM uploads WHERE upload_id = ?").Bind(1, upload_id).Run());
+    PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM parts WHERE upload_id = ?", upload_id));
+    PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM uploads WHERE upload_id = ?", upload_id));
     PHOTON_RETURN_IF_ERROR(InsertVersion(db, object, &r));
     result = std::move(r);
     return absl::OkStatus();
@@ -157,23 +145,15 @@ StatusOr<WriteResult> MetaStore::CompleteUpload(const std::string& upload_id, Ob
 
 StatusOr<WriteResult> MetaStore::AbortUpload(const std::string& upload_id) {
   WriteResult result;
-  PHOTON_RETURN_IF_ERROR(Write([&](SqliteConn& db) -> Status {
-    auto u = db.Prepare("SELECT 1 FROM uploads WHERE upload_id = ?");
-    u.Bind(1, upload_id);
-    if (!u.Step()) return NoSuchUpload();
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(UploadExists(db, upload_id));
     WriteResult r;
-    {
-      auto s = db.Prepare(
-          "SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE upload_id = ?");
-      s.Bind(1, upload_id);
-      while (s.Step()) r.freed_blobs.push_back(RowToPart(s).segment.blob_id);
-    }
+    PHOTON_ASSIGN_OR_RETURN(std::vector<PartMeta> parts, PartsOf(db, upload_id));
+    for (const auto& p : parts) r.freed_blobs.push_back(p.segment.blob_id);
     for (const auto& b : r.freed_blobs)
-      PHOTON_RETURN_IF_ERROR(db.Prepare("DELETE FROM blobs WHERE id = ?").Bind(1, b).Run());
-    PHOTON_RETURN_IF_ERROR(
-        db.Prepare("DELETE FROM parts WHERE upload_id = ?").Bind(1, upload_id).Run());
-    PHOTON_RETURN_IF_ERROR(
-        db.Prepare("DELETE FROM uploads WHERE upload_id = ?").Bind(1, upload_id).Run());
+      PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM blobs WHERE id = ?", b));
+    PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM parts WHERE upload_id = ?", upload_id));
+    PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM uploads WHERE upload_id = ?", upload_id));
     result = std::move(r);
     return absl::OkStatus();
   }));
@@ -183,14 +163,12 @@ StatusOr<WriteResult> MetaStore::AbortUpload(const std::string& upload_id) {
 StatusOr<std::vector<UploadMeta>> MetaStore::UploadsOlderThan(int64_t created_before_ms,
                                                               int limit) {
   PHOTON_BORROW(db);
-  auto s = db->Prepare(
-      "SELECT upload_id, bucket, key, created_ms, content_type, extra FROM uploads WHERE "
-      "created_ms < ? LIMIT ?");
-  s.Bind(1, created_before_ms).Bind(2, int64_t{limit});
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Query("SELECT upload_id, bucket, key, created_ms, "
+                                            "content_type, extra FROM uploads WHERE "
+                                            "created_ms < ? LIMIT ?",
+                                            created_before_ms, limit));
   std::vector<UploadMeta> out;
-  Status st;
-  while (s.Step(&st)) out.push_back(RowToUpload(s));
-  PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) { out.push_back(RowToUpload(r)); }));
   return out;
 }
 
@@ -204,20 +182,18 @@ StatusOr<std::vector<ObjectMeta>> MetaStore::ExpiryCandidates(const std::string&
                     "key >= ?2 AND mtime_ms < ?3";
   if (!end.empty()) sql += " AND key < ?4";
   sql += " ORDER BY key LIMIT ?5";
-  auto s = db->Prepare(sql);
-  s.Bind(1, bucket).Bind(2, prefix).Bind(3, mtime_before_ms).Bind(5, int64_t{limit});
-  if (!end.empty()) s.Bind(4, end);
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Prepare(sql));
+  s.BindAll(bucket, prefix, mtime_before_ms).BindInt(5, limit);
+  if (!end.empty()) s.BindText(4, end);
   std::vector<ObjectMeta> out;
-  Status st;
-  while (s.Step(&st)) out.push_back(RowToObject(s, false));
-  PHOTON_RETURN_IF_ERROR(st);
+  PHOTON_RETURN_IF_ERROR(
+      s.ForEachRow([&](const SqliteStmt& r) { out.push_back(RowToObject(r, false)); }));
   return out;
 }
 
 StatusOr<bool> MetaStore::BlobReferenced(const std::string& blob_id) {
   PHOTON_BORROW(db);
-  auto s = db->Prepare("SELECT 1 FROM blobs WHERE id = ?");
-  s.Bind(1, blob_id);
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Query("SELECT 1 FROM blobs WHERE id = ?", blob_id));
   return s.Step();
 }
 

@@ -1,9 +1,8 @@
-// RAII wrappers over the SQLite C API. Not thread-safe; see sqlite_db.h.
-#include "store/sqlite_db.h"
+#include "common/sqlite_db.h"
 
 #include <sqlite3.h>
 
-namespace photon::store {
+namespace photon {
 
 Status SqliteError(sqlite3* db, int rc, std::string_view what) {
   std::string message = std::string(what) + ": " + sqlite3_errstr(rc);
@@ -23,21 +22,35 @@ Status SqliteError(sqlite3* db, int rc, std::string_view what) {
 }
 
 SqliteStmt::~SqliteStmt() {
-  // The statement stays cached in its SqliteDb; reset it so the next user starts clean and
-  // so it does not hold a read snapshot open.
   if (stmt_ == nullptr) return;
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
 }
 
-void SqliteStmt::BindBlob(int index, std::string_view data) {
+SqliteStmt& SqliteStmt::BindBlob(int index, std::string_view data) {
   // A zero-length blob must not be bound as NULL, or comparisons with it would yield NULL.
   static const char kEmpty = 0;
   sqlite3_bind_blob(stmt_, index, data.empty() ? &kEmpty : data.data(),
                     static_cast<int>(data.size()), SQLITE_TRANSIENT);
+  return *this;
 }
 
-void SqliteStmt::BindInt(int index, int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
+SqliteStmt& SqliteStmt::BindText(int index, std::string_view text) {
+  static const char kEmpty = 0;
+  sqlite3_bind_text(stmt_, index, text.empty() ? &kEmpty : text.data(),
+                    static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+
+SqliteStmt& SqliteStmt::BindInt(int index, int64_t value) {
+  sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+
+SqliteStmt& SqliteStmt::BindNull(int index) {
+  sqlite3_bind_null(stmt_, index);
+  return *this;
+}
 
 StatusOr<bool> SqliteStmt::Step() {
   int rc = sqlite3_step(stmt_);
@@ -53,7 +66,22 @@ Status SqliteStmt::Run() {
   }
 }
 
+Status SqliteStmt::ForEachRow(const std::function<void(const SqliteStmt&)>& on_row) {
+  for (;;) {
+    PHOTON_ASSIGN_OR_RETURN(bool row, Step());
+    if (!row) return absl::OkStatus();
+    on_row(*this);
+  }
+}
+
 int64_t SqliteStmt::ColumnInt(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+std::string SqliteStmt::ColumnText(int column) const {
+  const auto* p = sqlite3_column_text(stmt_, column);
+  if (p == nullptr) return {};
+  return std::string(reinterpret_cast<const char*>(p),
+                     static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+}
 
 std::string SqliteStmt::ColumnBlob(int column) const {
   const void* data = sqlite3_column_blob(stmt_, column);
@@ -62,7 +90,12 @@ std::string SqliteStmt::ColumnBlob(int column) const {
   return std::string(static_cast<const char*>(data), static_cast<size_t>(size));
 }
 
-StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path) {
+bool SqliteStmt::ColumnIsNull(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
+
+StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path,
+                                                   std::chrono::milliseconds busy_timeout) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -73,7 +106,7 @@ StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path) {
   }
   sqlite3_extended_result_codes(db, 1);
   // Readers may briefly wait for a checkpoint or WAL recovery; never fail them outright.
-  sqlite3_busy_timeout(db, 10000);
+  sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
   return std::unique_ptr<SqliteDb>(new SqliteDb(db));
 }
 
@@ -104,4 +137,4 @@ StatusOr<SqliteStmt> SqliteDb::Prepare(const std::string& sql) {
   return SqliteStmt(db_, it->second);
 }
 
-}  // namespace photon::store
+}  // namespace photon
