@@ -156,6 +156,49 @@ TEST(Tokens, RotatingTheAdminTokenRetiresTheOldOne) {
   EXPECT_EQ(Trim(*ReadFile(s.dir + "/admin.token")), fresh);
 }
 
+// Stops `s`'s server and starts another on the same data dir (and store).
+void Restart(TestServer& s, server::ServerOptions opts = {}) {
+  s.server->Stop();
+  s.server.reset();
+  opts.data_dir = s.dir;
+  opts.listen = "127.0.0.1:0";
+  opts.grpc_listen = "127.0.0.1:0";
+  auto started = server::Server::Start(opts);
+  ASSERT_TRUE(started.ok()) << started.status();
+  s.server = std::move(*started);
+  s.admin_token = Trim(*ReadFile(s.dir + "/admin.token"));
+  s.base = "http://127.0.0.1:" + std::to_string(s.server->http_port());
+}
+
+TEST(Tokens, RevocationAndExpirySurviveARestart) {
+  server::ServerOptions opts;
+  opts.join_token_ttl_s = 1;
+  TestServer s(opts);
+  auto [revoked_id, revoked] = MakeToken(s, "gone", "viewer", "default");
+  auto [kept_id, kept] = MakeToken(s, "kept", "viewer", "default");
+  ASSERT_EQ(s.Admin().Do("DELETE", "/v1/tokens/" + revoked_id)->status, 200);
+  const std::string old_join = Trim(*ReadFile(s.dir + "/join.token"));
+  ASSERT_EQ(PollUntil(s, old_join, "POST", "/v1/join", 401, R"({"node":"n"})").status, 401);
+  // An admin token that got revoked (here: by its own holder) is replaced at the next start.
+  const std::string old_admin = s.admin_token;
+  auto self = FindToken(s, old_admin.substr(4, 16));
+  ASSERT_EQ(self["purpose"], "admin");
+  ASSERT_EQ(s.Admin().Do("DELETE", "/v1/tokens/" + old_admin.substr(4, 16))->status, 200);
+  Restart(s);  // with the default join TTL: the fresh join token must not expire mid-test
+  EXPECT_NE(s.admin_token, old_admin);
+  EXPECT_EQ(s.Client(old_admin).Do("GET", kListInstances)->status, 401);
+  EXPECT_EQ(s.Admin().Do("GET", kListInstances)->status, 200);
+  auto r = s.Client(revoked).Do("GET", kListInstances);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_NE(Message(*r).find("revoked"), std::string::npos) << r->body;
+  EXPECT_EQ(s.Client(kept).Do("GET", kListInstances)->status, 200);
+  // The expired join token was replaced by a fresh one.
+  const std::string new_join = Trim(*ReadFile(s.dir + "/join.token"));
+  EXPECT_NE(new_join, old_join);
+  EXPECT_EQ(s.Client(old_join).Do("POST", "/v1/join", R"({"node":"n"})")->status, 401);
+  EXPECT_EQ(s.Client(new_join).Do("POST", "/v1/join", R"({"node":"n"})")->status, 201);
+}
+
 TEST(Join, JoinTokenExpiresAfterItsTtl) {
   server::ServerOptions opts;
   opts.join_token_ttl_s = 1;
