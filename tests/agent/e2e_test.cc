@@ -23,8 +23,19 @@ class AgentE2eTest : public ::testing::Test {
     b_ = "b" + suffix_;
     c_ = "c" + suffix_;
     cluster_ = std::make_unique<Cluster>();
-    ASSERT_TRUE(cluster_->StartAgent(a_, "region=r1,zone=z1,rack_az=k1,tier=gold"));
-    ASSERT_TRUE(cluster_->StartAgent(b_, "region=r1,zone=z2,rack_az=k2"));
+    // Images only from the node's images root; confined rootfs trees where every directory
+    // above them is searchable (/tmp is 0700 on some hosts).
+    images_root_ = MakeTempDir("e2e-images");
+    ctr_root_ = "/var/tmp/photon-e2e-ctr-XXXXXX";
+    ASSERT_NE(mkdtemp(ctr_root_.data()), nullptr);
+    ASSERT_EQ(chmod(ctr_root_.c_str(), 0711), 0);
+    std::string ab = cluster_->dir() + "/ab.yaml";
+    ASSERT_TRUE(WriteFileAtomic(ab, "drivers:\n  container: {images_root: \"" + images_root_ +
+                                        "\", rootfs_root: \"" + ctr_root_ + "\"}\n")
+                    .ok());
+    ASSERT_TRUE(
+        cluster_->StartAgent(a_, "region=r1,zone=z1,rack_az=k1,tier=gold", {"--config", ab}));
+    ASSERT_TRUE(cluster_->StartAgent(b_, "region=r1,zone=z2,rack_az=k2", {"--config", ab}));
     // The third node offers only the process driver (config file), to test refusal.
     std::string config = cluster_->dir() + "/c.yaml";
     ASSERT_TRUE(WriteFileAtomic(config,
@@ -36,7 +47,8 @@ class AgentE2eTest : public ::testing::Test {
   void TearDown() override {
     cluster_.reset();
     std::error_code ec;
-    if (!rootfs_.empty()) std::filesystem::remove_all(rootfs_, ec);
+    if (!images_root_.empty()) std::filesystem::remove_all(images_root_, ec);
+    if (!ctr_root_.empty()) std::filesystem::remove_all(ctr_root_, ec);
   }
 
   // A name unique on this host (process environments are matched by it).
@@ -52,7 +64,7 @@ class AgentE2eTest : public ::testing::Test {
     return Create(inst);
   }
   void CreateImage() {
-    rootfs_ = MakeTempDir("e2e-rootfs");
+    rootfs_ = images_root_ + "/busybox";
     auto r =
         RunCommand({"bash", std::string(PHOTON_SOURCE_DIR) + "/scripts/make-rootfs.sh", rootfs_});
     ASSERT_TRUE(r.ok() && r->exit_code == 0);
@@ -97,7 +109,7 @@ class AgentE2eTest : public ::testing::Test {
     return PidsWithEnv({"PHOTON_INSTANCE=" + name});
   }
 
-  std::string suffix_, a_, b_, c_, rootfs_;
+  std::string suffix_, a_, b_, c_, rootfs_, images_root_, ctr_root_;
   std::unique_ptr<Cluster> cluster_;
 };
 
@@ -275,6 +287,41 @@ TEST_F(AgentE2eTest, BadSpecsAreRefusedOrErrorWithTheReason) {
   std::string nocmd = Name("nocmd");
   expect_reason(CreateProcess(nocmd, a_, {"/no/such/program"}), nocmd, "/no/such/program");
   EXPECT_TRUE(InstanceCgroupsOf(a_).empty());
+}
+
+// The attack of the hardening review, end to end: a tenant's process reads the server's
+// admin.token, a tenant's Image names the server's data dir. Neither gets anything.
+TEST_F(AgentE2eTest, TenantWorkloadsCannotReachTheHost) {
+  const std::string token_path = cluster_->dir() + "/server/admin.token";
+  auto token = ReadFile(token_path);
+  ASSERT_TRUE(token.ok());
+  std::string thief = Name("thief");
+  ASSERT_EQ(
+      CreateProcess(thief, a_,
+                    {"/bin/sh", "-c", "cat " + token_path + "; echo uid=$(id -u); exec sleep 300"})
+          .status,
+      202);
+  ASSERT_TRUE(WaitPhase(thief, "RUNNING")) << cluster_->Instance(thief).dump();
+  std::string out;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json op = cluster_->Action(thief, "logs");
+        out = op["status"].value("message", "");
+        return out.find("uid=") != std::string::npos;
+      },
+      10s))
+      << out;
+  EXPECT_EQ(out.find(token->substr(0, 20)), std::string::npos) << out;
+  EXPECT_EQ(out.find("uid=0\n"), std::string::npos) << out;
+
+  json img = {{"metadata", {{"name", "server-data"}}},
+              {"spec", {{"sourcePath", cluster_->dir() + "/server"}, {"format", "rootfs-dir"}}}};
+  ASSERT_EQ(cluster_->Call("POST", "/v1/namespaces/default/images", img).status, 202);
+  std::string smuggler = Name("smuggler");
+  ASSERT_EQ(CreateContainer(smuggler, a_, "server-data", {"/bin/sh"}).status, 202);
+  ASSERT_TRUE(WaitPhase(smuggler, "ERROR")) << cluster_->Instance(smuggler).dump();
+  std::string msg = cluster_->Instance(smuggler)["status"]["message"];
+  EXPECT_NE(msg.find("outside the node's images root"), std::string::npos) << msg;
 }
 
 // The server runs its scheduler by default: an instance without metadata.agentId is placed.

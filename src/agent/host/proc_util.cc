@@ -36,6 +36,11 @@ bool ProcessAlive(pid_t pid, uint64_t start_time) {
   return st != 0 && (start_time == 0 || st == start_time);
 }
 
+pid_t ParentPid(pid_t pid) {
+  auto f = StatFields(pid);
+  return f.size() < 2 ? 0 : static_cast<pid_t>(std::stol(f[1]));  // field 4
+}
+
 uint64_t ProcessCpuTicks(pid_t pid) {
   auto f = StatFields(pid);
   if (f.size() < 13) return 0;

@@ -14,6 +14,8 @@ namespace photon::agent {
 uint64_t ProcessStartTime(pid_t pid);
 // True when `pid` runs and started at `start_time` (0 = do not check the start time).
 bool ProcessAlive(pid_t pid, uint64_t start_time);
+// The parent's pid (field 4), 0 when gone.
+pid_t ParentPid(pid_t pid);
 // Total CPU time (user + system) of a process in clock ticks, 0 when gone.
 uint64_t ProcessCpuTicks(pid_t pid);
 

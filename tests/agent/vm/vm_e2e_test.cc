@@ -59,8 +59,10 @@ TEST(VmEndToEndTest, ServerAgentBootsConsoleAndDeletes) {
   ASSERT_TRUE(client.ok());
 
   ASSERT_TRUE(WriteFileAtomic(dir + "/agent.yaml",
-                              "drivers:\n  vm:\n    ready_timeout_s: \"240\"\n"
-                              "  container:\n    enabled: \"false\"\n")
+                              "drivers:\n  vm:\n    ready_timeout_s: \"240\"\n    images_root: \"" +
+                                  dir +
+                                  "\"\n"
+                                  "  container:\n    enabled: \"false\"\n")
                   .ok());
   auto start_agent = [&]() -> pid_t {
     pid_t pid = fork();

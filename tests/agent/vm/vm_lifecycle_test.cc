@@ -31,7 +31,7 @@ TEST(VmLifecycleTest, BootUserDataVolumesActionsStopStartDestroy) {
   ctx.node_name = "n1";
   ctx.lookup = &lookup;
   ctx.data_dir = dir + "/data";
-  ctx.config = {{"ready_timeout_s", "240"}, {"stop_timeout_s", "20"}};
+  ctx.config = {{"ready_timeout_s", "240"}, {"stop_timeout_s", "20"}, {"images_root", dir}};
   VmProvider provider;
   ASSERT_TRUE(provider.Initialize(ctx).ok());
   ASSERT_EQ(provider.accel(), testing::ExpectedAccel(dir));

@@ -38,7 +38,7 @@ TEST(VmRecoveryTest, AgentKill9ReadoptsAndQemuDeathIsError) {
     ProviderContext ctx;
     ctx.lookup = &lookup;
     ctx.data_dir = data_dir;
-    ctx.config = {{"ready_timeout_s", "240"}};
+    ctx.config = {{"ready_timeout_s", "240"}, {"images_root", dir}};
     VmProvider provider;
     char ok =
         provider.Initialize(ctx).ok() && provider.Start(testing::GuestInstance(id, "rec")).ok()
@@ -64,7 +64,7 @@ TEST(VmRecoveryTest, AgentKill9ReadoptsAndQemuDeathIsError) {
   ProviderContext ctx;
   ctx.lookup = &lookup;
   ctx.data_dir = data_dir;
-  ctx.config = {{"ready_timeout_s", "240"}};
+  ctx.config = {{"ready_timeout_s", "240"}, {"images_root", dir}};
   VmProvider provider;
   ASSERT_TRUE(provider.Initialize(ctx).ok());
   auto handles = provider.List();

@@ -2,9 +2,12 @@
 // mkfs.vfat, mtools): argv builder, QMP client on a real paused QEMU, config drive contents,
 // accelerator probe, checksums and overlays, and the provider refusing bad input with the
 // reason named. No guest boots here except the readiness-timeout case (QEMU only starts).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <thread>
 
 #include "agent/providers/vm/accel.h"
@@ -161,16 +164,76 @@ TEST_F(VmUnitTest, AcceleratorDetection) {
   EXPECT_EQ(DetectAccel("qemu-system-x86_64", "tcg", dir_).accel, "tcg");
   EXPECT_EQ(DetectAccel("qemu-system-x86_64", "kvm", dir_).accel, "kvm");
   AccelInfo detected = DetectAccel("qemu-system-x86_64", "", dir_);
+  EXPECT_EQ(detected.accel, testing::ExpectedAccel(dir_)) << detected.reason;
   if (!CpuHasHardwareVirtualization()) {
     // /dev/kvm may exist (a paravirtual nested KVM) but without vmx/svm we never use it.
     EXPECT_EQ(detected.accel, "tcg");
-  EXPECT_EQ(detected.accel, testing::ExpectedAccel(dir_)) << detected.reason;
     EXPECT_NE(detected.reason.find("vmx/svm"), std::string::npos);
   }
 }
 
+// The attack of the hardening review: an editor's Image names a host file. Images come only
+// from the node's images root; what a guest reads is a copy hashed as it was made (not a hard
+// link sharing the source's inode, not a digest cached on size and mtime).
+TEST_F(VmUnitTest, ImagesAreCopiedFromTheImagesRootAndVerified) {
+  const std::string root = dir_ + "/images-root";
+  ASSERT_TRUE(MakeDirs(root, 0755).ok());
+  DiskStore store(dir_ + "/data", root);
+  ASSERT_TRUE(store.Init().ok());
+  compute::Image image;
+  image.mutable_metadata()->set_name("disk");
+  image.mutable_spec()->set_format("raw");
+  for (const std::string outside : {"/etc/hostname", "../../../../../../../../etc/passwd"}) {
+    image.mutable_spec()->set_source_path(outside);
+    auto r = store.PrepareImage(image);
+    EXPECT_TRUE(absl::IsPermissionDenied(r.status())) << outside << r.status();
+  }
+  std::filesystem::create_symlink("/etc/passwd", root + "/link.raw");
+  image.mutable_spec()->set_source_path(root + "/link.raw");
+  EXPECT_TRUE(absl::IsPermissionDenied(store.PrepareImage(image).status()));
+
+  const std::string src = root + "/disk.raw";
+  ASSERT_TRUE(WriteFileAtomic(src, std::string(4096, 'a'), 0644).ok());
+  const std::string digest = Sha256Hex(std::string(4096, 'a'));
+  image.mutable_spec()->set_source_path("disk.raw");  // relative to the root
+  image.mutable_spec()->set_sha256(digest);
+  auto stored = store.PrepareImage(image);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  struct stat a, b;
+  ASSERT_EQ(stat(src.c_str(), &a), 0);
+  ASSERT_EQ(stat(stored->c_str(), &b), 0);
+  EXPECT_NE(a.st_ino, b.st_ino);  // a copy, not a link
+  EXPECT_EQ(b.st_mode & 07777, 0444u);
+  // The source changes in place, keeping its size and mtime: the stored copy does not, and an
+  // unverified image is hashed again rather than trusted from a cache.
+  ASSERT_TRUE(WriteFileAtomic(src, std::string(4096, 'b'), 0644).ok());
+  struct timespec times[2] = {a.st_atim, a.st_mtim};
+  ASSERT_EQ(utimensat(AT_FDCWD, src.c_str(), times, 0), 0);
+  EXPECT_EQ(*ReadFile(*stored), std::string(4096, 'a'));
+  image.mutable_spec()->clear_sha256();
+  auto fresh = store.PrepareImage(image);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(*fresh, dir_ + "/data/images/" + Sha256Hex(std::string(4096, 'b')) + ".raw");
+  image.mutable_spec()->set_sha256(Sha256Hex(std::string(4096, 'c')));
+  EXPECT_NE(store.PrepareImage(image).status().message().find("sha256 mismatch"),
+            std::string::npos);
+
+  // A qcow2 that names a backing file would hand the guest an unverified host file.
+  const std::string backed = root + "/backed.qcow2";
+  ASSERT_TRUE(RunChecked({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                          "/etc/passwd", backed, "1M"},
+                         std::chrono::seconds(30))
+                  .ok());
+  image.mutable_spec()->set_source_path(backed);
+  image.mutable_spec()->set_format("qcow2");
+  image.mutable_spec()->clear_sha256();
+  auto refused = store.PrepareImage(image);
+  EXPECT_TRUE(absl::IsPermissionDenied(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("backing file"), std::string::npos);
+}
+
 TEST_F(VmUnitTest, ChecksumsOverlaysAndVolumes) {
-  DiskStore store(dir_ + "/data");
+  DiskStore store(dir_ + "/data", dir_);
   ASSERT_TRUE(store.Init().ok());
   const std::string raw = dir_ + "/disk.raw";
   ASSERT_TRUE(WriteFileAtomic(raw, std::string(1 << 20, 'x')).ok());
@@ -237,6 +300,7 @@ class VmProviderInputTest : public ::testing::Test {
     ctx.lookup = &lookup_;
     ctx.data_dir = dir_ + "/data";
     ctx.config["accel"] = "tcg";
+    ctx.config["images_root"] = dir_;
     ASSERT_TRUE(provider_.Initialize(ctx).ok());
   }
   void TearDown() override { CleanupDir(dir_); }
@@ -335,7 +399,10 @@ TEST_F(VmProviderInputTest, ReadinessTimeoutIsAnErrorWithTheConsoleTail) {
   ProviderContext ctx;
   ctx.lookup = &lookup_;
   ctx.data_dir = dir_ + "/data2";
-  ctx.config = {{"accel", "tcg"}, {"ready_timeout_s", "3"}, {"ready_marker", "NEVER-PRINTED"}};
+  ctx.config = {{"accel", "tcg"},
+                {"ready_timeout_s", "3"},
+                {"ready_marker", "NEVER-PRINTED"},
+                {"images_root", dir_}};
   VmProvider provider;
   ASSERT_TRUE(provider.Initialize(ctx).ok());
   auto instance = testing::GuestInstance("i-slow", "slow");

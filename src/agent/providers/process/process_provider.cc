@@ -343,6 +343,16 @@ Status ProcessProvider::Destroy(const std::string& instance_id) {
   return s;
 }
 
+// A confined instance's pid is its namespace's init; the workload is that init's child (found
+// through the instance's cgroup; the init itself until the workload is seen).
+pid_t ProcessProvider::WorkloadPidLocked(const Instance& inst) const {
+  if (inst.privileged || cgroups_->version() == CgroupVersion::kNone) return inst.pid;
+  for (pid_t p : cgroups_->Pids(inst.id)) {
+    if (ParentPid(p) == inst.pid) return p;
+  }
+  return inst.pid;
+}
+
 StatusOr<Observed> ProcessProvider::Inspect(const std::string& instance_id) {
   auto inst = Find(instance_id);
   if (!inst) return absl::NotFoundError("no process instance " + instance_id);
@@ -354,7 +364,7 @@ StatusOr<Observed> ProcessProvider::Inspect(const std::string& instance_id) {
   auto code = ReadExitCode(Dir(inst->id) + "/exit");
   if (AliveLocked(*inst)) {
     o.phase = ResourceStatus::RUNNING;
-    o.details["pid"] = std::to_string(inst->pid);
+    o.details["pid"] = std::to_string(WorkloadPidLocked(*inst));
     o.exit_code = inst->last_exit_code;  // the previous run's
     return o;
   }

@@ -85,6 +85,7 @@ class ProcessProvider : public Provider {
   Status SpawnLocked(Instance* inst);
   StatusOr<SpawnSpec::Confinement> ConfineLocked(Instance* inst);
   bool AliveLocked(const Instance& inst) const;
+  pid_t WorkloadPidLocked(const Instance& inst) const;
   void StopLocked(Instance* inst, std::chrono::seconds timeout);
   std::shared_ptr<Instance> Find(const std::string& id);
   void Supervise();

@@ -1,6 +1,11 @@
 // Images, overlays and volumes; see disk_store.h.
 #include "agent/providers/vm/disk_store.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,8 +13,10 @@
 #include <filesystem>
 #include <functional>
 
+#include "agent/host/image_root.h"
 #include "agent/providers/vm/vm_util.h"
 #include "common/file_util.h"
+#include "common/util.h"
 
 namespace photon::agent::vm {
 namespace {
@@ -31,77 +38,126 @@ std::string Lower(std::string s) {
   return s;
 }
 
+bool WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// A qcow2 header can name a backing file anywhere on the host, which QEMU would open.
+Status RefuseBackingFile(const std::string& name, const std::string& path) {
+  PHOTON_ASSIGN_OR_RETURN(
+      CommandResult r,
+      RunCommand({"qemu-img", "info", "--output=json", "-f", "qcow2", path}, kQemuImgTimeout));
+  if (r.exit_code != 0) {
+    return absl::FailedPreconditionError("image " + name +
+                                         ": not a valid qcow2 image: " + r.output);
+  }
+  if (r.output.find("\"backing-filename\"") != std::string::npos) {
+    return absl::PermissionDeniedError("image " + name +
+                                       ": a qcow2 image with a backing file is refused (the "
+                                       "backing file would reach the guest unverified)");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-DiskStore::DiskStore(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+DiskStore::DiskStore(std::string data_dir, std::string images_root)
+    : data_dir_(std::move(data_dir)), images_root_(std::move(images_root)) {}
 
 Status DiskStore::Init() {
-  PHOTON_RETURN_IF_ERROR(MakeDirs(data_dir_ + "/images", 0755));
+  PHOTON_RETURN_IF_ERROR(MakeDirs(data_dir_ + "/images", 0700));
   return MakeDirs(data_dir_ + "/volumes", 0700);
 }
 
-StatusOr<std::string> DiskStore::CachedSha256(const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) return absl::NotFoundError("missing " + path);
-  int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  {
-    std::lock_guard<std::mutex> lock(hash_mu_);
-    auto it = hash_cache_.find(path);
-    if (it != hash_cache_.end() && it->second.size == st.st_size && it->second.mtime_ns == mtime) {
-      return it->second.digest;
+StatusOr<std::pair<std::string, std::string>> DiskStore::CopyAndHash(int in,
+                                                                     const std::string& source) {
+  const std::string tmp = data_dir_ + "/images/.incoming-" + RandomHex(8);
+  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (out < 0) return absl::InternalError("create " + tmp + ": " + strerror(errno));
+  Status st = absl::OkStatus();
+  if (::ioctl(out, FICLONE, in) != 0) {  // no reflink here: copy the bytes
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+      ssize_t n = ::read(in, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) st = absl::InternalError("read " + source + ": " + strerror(errno));
+      if (n <= 0) break;
+      if (!WriteAll(out, buf.data(), static_cast<size_t>(n))) {
+        st = absl::InternalError("write " + tmp + ": " + strerror(errno));
+        break;
+      }
     }
   }
-  PHOTON_ASSIGN_OR_RETURN(std::string digest, Sha256File(path));
-  std::lock_guard<std::mutex> lock(hash_mu_);
-  hash_cache_[path] = HashEntry{st.st_size, mtime, digest};
-  return digest;
+  if (st.ok() && ::fsync(out) != 0)
+    st = absl::InternalError("fsync " + tmp + ": " + strerror(errno));
+  ::close(out);
+  // The digest of the copy, not of the source: these are the bytes a guest will read.
+  auto digest = st.ok() ? Sha256File(tmp) : StatusOr<std::string>(st);
+  if (!digest.ok()) {
+    ::unlink(tmp.c_str());
+    return digest.status();
+  }
+  return std::make_pair(tmp, *digest);
 }
 
 StatusOr<std::string> DiskStore::PrepareImage(const compute::Image& image) {
   const std::string& name = image.metadata().name();
-  const std::string& source = image.spec().source_path();
-  if (source.empty()) {
-    return absl::FailedPreconditionError("image " + name + " has no spec.sourcePath");
+  PHOTON_ASSIGN_OR_RETURN(std::string source,
+                          ResolveImageSource(images_root_, image.spec().source_path(), name));
+  const std::string format = image.spec().format().empty() ? "img" : image.spec().format();
+  if (!ValidName(format)) return absl::InvalidArgumentError("image " + name + ": bad format");
+  const std::string want = Lower(image.spec().sha256());
+  if (!want.empty()) {
+    if (want.size() != 64 || !std::all_of(want.begin(), want.end(), ::isxdigit)) {
+      return absl::InvalidArgumentError("image " + name + ": spec.sha256 is not 64 hex digits");
+    }
+    const std::string stored = data_dir_ + "/images/" + want + "." + format;
+    if (PathExists(stored)) return stored;  // written by us, verified when it was
+  }
+  int in = ::open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) {
+    return absl::FailedPreconditionError("image " + name + ": cannot open " + source + ": " +
+                                         strerror(errno));
   }
   struct stat st;
-  if (stat(source.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return absl::FailedPreconditionError("image " + name + ": source file " + source +
-                                         " does not exist on this node");
+  if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(in);
+    return absl::FailedPreconditionError("image " + name + ": " + source + " is not a file");
   }
   // Images are shared artifacts: a source only root may read (a key, /etc/shadow) is refused,
   // so an Image cannot hand a private host file to a guest as its disk.
   if (!(st.st_mode & S_IROTH)) {
+    ::close(in);
     return absl::PermissionDeniedError("image " + name + ": source file " + source +
                                        " is not world-readable; refusing to expose a private "
                                        "host file to a guest");
   }
-  const std::string want = Lower(image.spec().sha256());
-  if (want.empty()) return source;  // unverified: documented, the operator chose no digest
-  PHOTON_ASSIGN_OR_RETURN(std::string got, CachedSha256(source));
-  if (got != want) {
-    return absl::FailedPreconditionError("image " + name + ": sha256 mismatch: spec says " + want +
-                                         ", file " + source + " has " + got);
+  auto copied = CopyAndHash(in, source);
+  ::close(in);
+  if (!copied.ok()) return copied.status();
+  auto [tmp, got] = *copied;
+  Status ok = absl::OkStatus();
+  if (!want.empty() && got != want) {
+    ok = absl::FailedPreconditionError("image " + name + ": sha256 mismatch: spec says " + want +
+                                       ", file " + source + " has " + got);
+  } else if (format == "qcow2") {
+    ok = RefuseBackingFile(name, tmp);
   }
-  const std::string& format = image.spec().format();
-  if (format != "raw" && format != "qcow2") return source;  // kernel/initrd: read at exec
-  const std::string stored = data_dir_ + "/images/" + want + "." + format;
-  if (FileSize(stored) == st.st_size) return stored;
-  const std::string tmp = stored + ".tmp" + std::to_string(getpid());
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::remove(tmp, ec);
-  if (link(source.c_str(), tmp.c_str()) != 0) {
-    fs::copy_file(source, tmp, ec);
-    if (ec) return absl::InternalError("copy " + source + ": " + ec.message());
-    PHOTON_ASSIGN_OR_RETURN(std::string copied, Sha256File(tmp));
-    if (copied != want) {
-      fs::remove(tmp, ec);
-      return absl::FailedPreconditionError("image " + name + " changed while being copied");
-    }
-    chmod(tmp.c_str(), 0444);
+  const std::string stored = data_dir_ + "/images/" + got + "." + format;
+  if (ok.ok() && (::chmod(tmp.c_str(), 0444) != 0 || ::rename(tmp.c_str(), stored.c_str()) != 0)) {
+    ok = absl::InternalError("storing " + stored + ": " + strerror(errno));
   }
-  fs::rename(tmp, stored, ec);
-  if (ec) return absl::InternalError("rename " + tmp + ": " + ec.message());
+  if (!ok.ok()) {
+    ::unlink(tmp.c_str());
+    return ok;
+  }
   return stored;
 }
 

@@ -1,5 +1,6 @@
 // Images and volumes on the host, under the provider's data dir:
-//   images/<sha256>.<format>   verified image contents, shared read-only (0444) by every VM
+//   images/<sha256>.<format>   image contents copied from the node's images root and hashed as
+//                              copied, shared read-only (0444) by every VM
 //   volumes/<ns>/<name>.<fmt>  volume data files made with qemu-img; they outlive instances
 //   volumes/<ns>/<name>.owner  the id of the one instance the volume is attached to
 // A disk image is never written by a VM: each instance boots a qcow2 overlay whose backing file
@@ -12,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "common/status.h"
 #include "photon/compute.pb.h"
@@ -21,13 +23,18 @@ namespace photon::agent::vm {
 
 class DiskStore {
  public:
-  explicit DiskStore(std::string data_dir);
+  DiskStore(std::string data_dir, std::string images_root);
   Status Init();
 
-  // Path of a verified image for booting: checks the file exists and, when spec.sha256 is set,
-  // that its SHA-256 matches (FAILED_PRECONDITION naming both digests otherwise). Disk images
-  // with a digest are placed content-addressed under images/ (hard link, else copy) so a later
-  // change to the source cannot alter what instances boot.
+  // Path of the image's bytes for booting. The source must lie inside the node's images root
+  // (host/image_root.h) and be world-readable. It is opened once (no symlink at the end),
+  // copied into images/ (reflinked where the filesystem can), and the copy's own bytes are
+  // hashed: FAILED_PRECONDITION naming both digests when spec.sha256 is set and differs. What
+  // QEMU opens is that copy, in a directory only root may enter, so nothing can swap the file
+  // between the check and QEMU's open, and no later change to the source reaches a guest. An
+  // image whose digest is set and already stored is not read again; one without a digest is
+  // copied and hashed at every preparation (nothing about the source is trusted). A qcow2
+  // image that names a backing file is refused (the backing file would be read unverified).
   StatusOr<std::string> PrepareImage(const compute::Image& image);
 
   // qemu-img create -f qcow2 -b <backing> overlay; size_gb 0 = the backing file's size.
@@ -49,18 +56,13 @@ class DiskStore {
 
  private:
   std::string VolumeBase(const std::string& ns, const std::string& name) const;
-  StatusOr<std::string> CachedSha256(const std::string& path);
+  // Copies the open regular file `in` to a new file in images/; returns its path and the
+  // SHA-256 of what was written there.
+  StatusOr<std::pair<std::string, std::string>> CopyAndHash(int in, const std::string& source);
 
   std::string data_dir_;
+  std::string images_root_;
   std::mutex volumes_mu_;
-  std::mutex hash_mu_;
-  // path -> (size, mtime ns, digest): an unchanged file is hashed once.
-  struct HashEntry {
-    int64_t size;
-    int64_t mtime_ns;
-    std::string digest;
-  };
-  std::map<std::string, HashEntry> hash_cache_;
 };
 
 }  // namespace photon::agent::vm

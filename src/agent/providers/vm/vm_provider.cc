@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "agent/host/image_root.h"
 #include "agent/providers/vm/accel.h"
 #include "agent/providers/vm/config_drive.h"
 #include "agent/providers/vm/qemu_command.h"
@@ -43,7 +44,7 @@ Status VmProvider::Initialize(const ProviderContext& context) {
   context_ = context;
   if (context_.data_dir.empty()) return absl::InvalidArgumentError("vm: no data_dir");
   PHOTON_RETURN_IF_ERROR(MakeDirs(context_.data_dir + "/instances", 0700));
-  disks_ = std::make_unique<DiskStore>(context_.data_dir);
+  disks_ = std::make_unique<DiskStore>(context_.data_dir, ImagesRootFrom(context_.config));
   PHOTON_RETURN_IF_ERROR(disks_->Init());
   qemu_binary_ = Config("qemu", "qemu-system-x86_64");
   ready_marker_ = Config("ready_marker", "PHOTON-READY");
