@@ -3,10 +3,11 @@
 
 A killed process keeps its writes in the kernel's page cache, so kill -9 tests never notice a
 missing fsync. Here both daemons run inside a QEMU guest (TCG) on an ext4 virtio disk; the host
-writes to them under load, records every acknowledged (2xx) write, and kills QEMU with SIGKILL
-while writes are in flight: the guest's page cache is lost, as in a power cut. The same disk
-is booted again and every acknowledged write must be there with its content; a write that was
-in flight (sent, not acknowledged) may be missing but never half there.
+creates Flavors and creates, overwrites and deletes S3 objects under load, records every
+acknowledged (2xx) write, and kills QEMU with SIGKILL while writes are in flight: the guest's
+page cache is lost, as in a power cut. The same disk is booted again and every key must read as
+its last acknowledged write, or as the write that was in flight on it (sent, not acknowledged),
+whole.
 
 The disk runs with QEMU's default cache=writeback: what the guest already wrote to its disk sits
 in the host's page cache, which outlives QEMU (the host does not lose power); what the guest
@@ -157,32 +158,45 @@ def flavor_doc(name, n):
             "spec": {"vcpu": 1 + n % 64, "memoryMb": str(512 + n), "hourlyRate": n / 100.0}}
 
 
-def object_body(key, n):
-    # Odd writes go to blob files, even ones inline into lightningstor's DB.
-    rng = random.Random(key)
-    size = rng.randint(INLINE_MAX + 1, 320 << 10) if n % 2 else rng.randint(1, INLINE_MAX)
+def object_body(key, gen):
+    """The body of generation GEN of KEY: objects with odd numbers go to blob files, even ones
+    inline into lightningstor's DB (an overwrite keeps the size class, so it frees a blob)."""
+    rng = random.Random(f"{key}/{gen}")
+    blob = int(key.rsplit("-", 1)[1]) % 2 == 1
+    size = rng.randint(INLINE_MAX + 1, 320 << 10) if blob else rng.randint(1, INLINE_MAX)
     return rng.randbytes(size)
 
 
+IDLE = "idle"  # no request in flight for a key
+
+
 class Ledger:
-    """What the host sent and what the guest acknowledged, per kind."""
+    """Per kind and key: the state the guest last acknowledged and the one in flight. A state is
+    what a read must find: None (no object) or the generation written."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.sent = {"api": {}, "s3": {}}
-        self.acked = {"api": {}, "s3": {}}
+        self.keys = {"api": {}, "s3": {}}
+        self.acked_ops = {"create": 0, "overwrite": 0, "delete": 0}
         self.ack_times = []
         self.errors = []
         self.started = time.monotonic()
 
-    def send(self, kind, name, expect):
+    def send(self, kind, key, op, state):
         with self.lock:
-            self.sent[kind][name] = expect
+            entry = self.keys[kind].setdefault(key, {"acked": None, "acked_op": None})
+            entry["in_flight"], entry["in_flight_op"] = state, op
 
-    def ack(self, kind, name, expect):
+    def ack(self, kind, key, op):
         with self.lock:
-            self.acked[kind][name] = expect
+            entry = self.keys[kind][key]
+            entry["acked"], entry["acked_op"], entry["in_flight"] = entry["in_flight"], op, IDLE
+            if kind == "s3":
+                self.acked_ops[op] += 1
             self.ack_times.append(time.monotonic())
+
+    def acked_count(self, kind):
+        return sum(1 for e in self.keys[kind].values() if e["acked_op"])
 
     def error(self, msg):
         with self.lock:
@@ -195,10 +209,10 @@ def api_worker(port, token, idx, power_cut, ledger):
     n = 0
     while True:  # until the power cut breaks the connection
         name = f"f-{idx}-{n}"
-        doc = flavor_doc(name, n)
-        ledger.send("api", name, n)
+        ledger.send("api", name, "create", n)
         try:
-            conn.request("POST", f"/v1/namespaces/{NAMESPACE}/flavors", json.dumps(doc), headers)
+            conn.request("POST", f"/v1/namespaces/{NAMESPACE}/flavors",
+                         json.dumps(flavor_doc(name, n)), headers)
             resp = conn.getresponse()
             body = resp.read()
         except (OSError, http.client.HTTPException) as e:
@@ -209,7 +223,7 @@ def api_worker(port, token, idx, power_cut, ledger):
             if not power_cut.is_set():
                 ledger.error(f"create {name}: HTTP {resp.status} {body[:200]!r}")
             return
-        ledger.ack("api", name, n)
+        ledger.ack("api", name, "create")
         n += 1
 
 
@@ -221,22 +235,41 @@ def s3_client(port, key_id, secret):
                         aws_access_key_id=key_id, aws_secret_access_key=secret, config=cfg)
 
 
+def next_s3_op(i, idx, live, rng):
+    """Three new objects, then an overwrite and a delete of earlier ones of this worker."""
+    if live and i % 5 == 3:
+        key = rng.choice(sorted(live))
+        return "overwrite", key, live[key] + 1
+    if live and i % 5 == 4:
+        return "delete", rng.choice(sorted(live)), None
+    return "create", f"o-{idx}-{i}", 0
+
+
 def s3_worker(client, idx, power_cut, ledger):
-    n = 0
+    rng = random.Random(idx)
+    live = {}  # this worker's objects: key -> generation
+    i = 0
     while True:  # until the power cut breaks the connection
-        key = f"o-{idx}-{n}"
-        body = object_body(key, n)
-        ledger.send("s3", key, n)
+        op, key, gen = next_s3_op(i, idx, live, rng)
+        ledger.send("s3", key, op, gen)
         try:
-            etag = client.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"]
+            if op == "delete":
+                client.delete_object(Bucket=BUCKET, Key=key)
+            else:
+                body = object_body(key, gen)
+                etag = client.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"]
+                if etag.strip('"') != hashlib.md5(body).hexdigest():
+                    ledger.error(f"put {key}: ETag {etag} is not the MD5 of the body")
         except Exception as e:  # botocore raises many types; all end this worker
             if not power_cut.is_set():
-                ledger.error(f"put {key}: {e!r}")
+                ledger.error(f"{op} {key}: {e!r}")
             return
-        if etag.strip('"') != hashlib.md5(body).hexdigest():
-            ledger.error(f"put {key}: ETag {etag} is not the MD5 of the body")
-        ledger.ack("s3", key, n)
-        n += 1
+        ledger.ack("s3", key, op)
+        if op == "delete":
+            del live[key]
+        else:
+            live[key] = gen
+        i += 1
 
 
 def run_load(guest, token, s3, ledger):
@@ -265,77 +298,92 @@ def run_load(guest, token, s3, ledger):
     return cut_at
 
 
-def get_flavor(port, token, name):
+class Unreadable(Exception):
+    pass
+
+
+def read_flavor(port, token, name):
+    """The flavor's JSON, or None when there is none."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
     try:
         conn.request("GET", f"/v1/namespaces/{NAMESPACE}/flavors/{name}",
                      headers={"Authorization": f"Bearer {token}"})
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        body = resp.read()
     finally:
         conn.close()
+    if resp.status == 404:
+        return None
+    if resp.status != 200:
+        raise Unreadable(f"GET answered {resp.status}: {body[:200]!r}")
+    return json.loads(body)
 
 
-def check_flavor(port, token, name, n):
-    """None when the object is there as written; otherwise 'lost' or what differs."""
-    status, body = get_flavor(port, token, name)
-    if status == 404:
-        return "lost"
-    if status != 200:
-        return f"GET answered {status}: {body[:200]!r}"
-    got = json.loads(body)
+def flavor_is(got, name, n):
     want = flavor_doc(name, n)
     # The answer also renders the fields left at their defaults: compare the ones written.
     spec = got.get("spec", {})
-    if ({k: spec.get(k) for k in want["spec"]} != want["spec"]
-            or got["metadata"].get("labels") != want["metadata"]["labels"]):
-        return f"content differs: {json.dumps(got.get('spec'))}"
-    return None
+    return ({k: spec.get(k) for k in want["spec"]} == want["spec"]
+            and got["metadata"].get("labels") == want["metadata"]["labels"])
 
 
-def check_object(s3, key, n):
-    want = object_body(key, n)
+def read_object(s3, key):
+    """(body, ETag) of the object, or None when there is none."""
     try:
         got = s3.get_object(Bucket=BUCKET, Key=key)
-        data = got["Body"].read()
+        return got["Body"].read(), got["ETag"].strip('"')
     except (s3.exceptions.NoSuchKey, s3.exceptions.NoSuchBucket):
-        return "lost"
+        return None
     except s3.exceptions.ClientError as e:
-        return f"GET failed: {e}"
-    if data != want:
-        return f"content differs ({len(data)} bytes read, {len(want)} written)"
-    if got["ETag"].strip('"') != hashlib.md5(want).hexdigest():
-        return f"ETag {got['ETag']} differs from the body's MD5"
-    return None
+        raise Unreadable(f"GET failed: {e}")
+
+
+def object_is(got, key, gen):
+    body, etag = got
+    want = object_body(key, gen)
+    return body == want and etag == hashlib.md5(want).hexdigest()
+
+
+def check_key(kind, key, entry, got):
+    """None when KEY reads as acknowledged (or as the write in flight); else what is wrong."""
+    same = flavor_is if kind == "api" else object_is
+    allowed = [entry["acked"]] + ([entry["in_flight"]] if entry["in_flight"] != IDLE else [])
+    for state in allowed:
+        if (got is None) if state is None else (got is not None and same(got, key, state)):
+            return None
+    op = entry["acked_op"]
+    if op is None:
+        return "the write in flight at the cut is there but not as sent"
+    if op == "delete":
+        return "acknowledged delete lost: the object is back"
+    if got is None:
+        return f"acknowledged {op} lost"
+    return f"acknowledged {op} of generation {entry['acked']} reads as something else"
 
 
 def verify(guest, token, s3, ledger):
-    """Every acknowledged write present and intact; in-flight ones absent or intact."""
+    """Every key reads as its last acknowledged write or as the write in flight at the cut."""
     problems = []
     try:
         s3.head_bucket(Bucket=BUCKET)
     except s3.exceptions.ClientError as e:
         problems.append(f"acknowledged bucket {BUCKET}: {e}")
-    checks = {"api": lambda name, n: check_flavor(guest.api_port, token, name, n),
-              "s3": lambda name, n: check_object(s3, name, n)}
+    readers = {"api": lambda key: read_flavor(guest.api_port, token, key),
+               "s3": lambda key: read_object(s3, key)}
     counts = {}
-    for kind, check in checks.items():
-        acked = ledger.acked[kind]
-        lost = present_in_flight = 0
-        for name, n in sorted(acked.items()):
-            why = check(name, n)
+    for kind, read in readers.items():
+        wrong = in_flight = 0
+        for key, entry in sorted(ledger.keys[kind].items()):
+            in_flight += entry["in_flight"] != IDLE
+            try:
+                why = check_key(kind, key, entry, read(key))
+            except Unreadable as e:
+                flight = entry["in_flight_op"] if entry["in_flight"] != IDLE else "nothing"
+                why = f"{e} (last acknowledged: {entry['acked_op'] or 'nothing'}, in flight: {flight})"
             if why:
-                problems.append(f"acknowledged {kind} write {name}: {why}")
-                lost += why == "lost"
-        for name, n in sorted(ledger.sent[kind].items()):
-            if name in acked:
-                continue
-            why = check(name, n)
-            if why is None:
-                present_in_flight += 1
-            elif why != "lost":
-                problems.append(f"in-flight {kind} write {name} is half there: {why}")
-        counts[kind] = (len(acked), lost, len(ledger.sent[kind]) - len(acked), present_in_flight)
+                problems.append(f"{kind} {key}: {why}")
+                wrong += 1
+        counts[kind] = (ledger.acked_count(kind), wrong, in_flight)
     return problems, counts
 
 
@@ -385,12 +433,12 @@ def phase_one(image, disk, tmp):
         guest.kill()
     last_ack = max(ledger.ack_times, default=cut_at)
     acks_last_2s = sum(1 for t in ledger.ack_times if t > cut_at - 2)
-    print(f"  acknowledged {len(ledger.acked['api'])} creates and {len(ledger.acked['s3'])} PUTs "
-          f"({sum(1 for n in ledger.acked['s3'].values() if n % 2)} to blob files); "
-          f"{acks_last_2s} in the last 2 s, the last {cut_at - last_ack:.2f} s before the cut",
-          flush=True)
-    if not ledger.acked["api"] or not ledger.acked["s3"]:
-        raise TestFailure("the load acknowledged no write of one kind: nothing to check")
+    ops = ledger.acked_ops
+    print(f"  acknowledged {ledger.acked_count('api')} creates, {ops['create']} new objects, "
+          f"{ops['overwrite']} overwrites and {ops['delete']} deletes; {acks_last_2s} writes in "
+          f"the last 2 s, the last {cut_at - last_ack:.2f} s before the cut", flush=True)
+    if not ledger.acked_count("api") or not all(ops.values()):
+        raise TestFailure("the load acknowledged no write of some kind: nothing to check")
     return creds, ledger
 
 
@@ -426,9 +474,9 @@ def run(tmp):
     make_disk(disk)
     creds, ledger = phase_one(image, disk, tmp)
     problems, counts = phase_two(image, disk, tmp, creds, ledger)
-    for kind, (acked, lost, in_flight, present) in counts.items():
-        print(f"  {kind}: {acked} acknowledged, {lost} lost; {in_flight} in flight at the cut, "
-              f"{present} of them present", flush=True)
+    for kind, (acked, wrong, in_flight) in counts.items():
+        print(f"  {kind}: {acked} keys written and acknowledged, {wrong} not as acknowledged; "
+              f"{in_flight} writes in flight at the cut", flush=True)
     if problems:
         shown = "\n  ".join(problems[:30])
         more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
