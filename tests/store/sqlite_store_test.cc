@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,6 +99,36 @@ TEST_F(SqliteStoreTest, AcknowledgedWritesSurviveKill9) {
   EXPECT_EQ(missing, 0u) << "of " << acked.size() << " acknowledged keys";
   // Revisions stay dense and consistent after recovery.
   EXPECT_EQ(*store->CurrentRevision(), 1 + static_cast<int64_t>(present.size()));
+}
+
+// A database written before log records had a time: opening it adds the column, counting its
+// records as appended now (kept a whole retention period), and tightens the file to 0600.
+TEST_F(SqliteStoreTest, OlderLogTableIsMigratedAndTheFileMadePrivate) {
+  const std::string db = dir_ + "/state.db";
+  pid_t pid = fork();
+  if (pid == 0) {
+    umask(022);
+    // Keys and values are BLOBs in SqliteStore ('audit', 'old').
+    execl("/usr/bin/sqlite3", "sqlite3", db.c_str(),
+          "CREATE TABLE log (seq INTEGER PRIMARY KEY, stream BLOB NOT NULL, value BLOB NOT NULL);"
+          "INSERT INTO log (stream, value) VALUES (X'6175646974', X'6f6c64');",
+          nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "sqlite3 exit " << status;
+  ASSERT_EQ(std::filesystem::status(db).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms(0644));
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(std::filesystem::status(db).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms(0600));
+  EXPECT_EQ(*store->ReadLog("audit", 0), std::vector<std::string>{"old"});
+  const auto now = std::chrono::system_clock::now();
+  EXPECT_EQ(*store->TrimLog("audit", {.appended_before = now - std::chrono::hours(1)}), 0);
+  EXPECT_EQ(*store->TrimLog("audit", {.appended_before = now + std::chrono::seconds(1)}), 1);
+  EXPECT_TRUE(store->ReadLog("audit", 0)->empty());
 }
 
 TEST_F(SqliteStoreTest, ReopenKeepsRevisionCompactionAndLeases) {
