@@ -284,6 +284,7 @@ Status Authenticator::RevokeAll(const std::string& purpose, const std::string& p
 }
 
 StatusOr<std::string> Authenticator::RotateAdmin() {
+  std::lock_guard rotate_lock(rotate_mu_);
   auth::RoleBinding admin;
   admin.set_namespace_("*");
   admin.set_role("admin");
@@ -402,11 +403,6 @@ StatusOr<std::string> Authenticator::Join(const Principal& who, const std::strin
   // One credential per node: the one from an earlier join stops working.
   PHOTON_RETURN_IF_ERROR(RevokeAll("agent", principal, token.substr(4, 16)));
   return token;
-}
-
-bool Authenticator::HasAnyToken() const {
-  std::lock_guard lock(mu_);
-  return !tokens_.empty();
 }
 
 }  // namespace photon::server

@@ -79,7 +79,6 @@ class Authenticator {
   // Parses "Bearer <token>" and returns who it is; UNAUTHENTICATED otherwise, naming why
   // (unknown, expired at ..., revoked at ...).
   StatusOr<Principal> Authenticate(const std::string& authorization_header) const;
-  bool HasAnyToken() const;
   // For a principal holding the join role: creates the agent token of `node` and revokes the
   // node's earlier agent tokens. ALREADY_EXISTS (409) while another live agent holds the node.
   StatusOr<std::string> Join(const Principal& who, const std::string& node);
@@ -99,7 +98,8 @@ class Authenticator {
 
   store::Store* store_;
   AuthOptions options_;
-  std::mutex join_mu_;  // one join at a time: the liveness check and the mint go together
+  std::mutex join_mu_;    // one join at a time: the liveness check and the mint go together
+  std::mutex rotate_mu_;  // one rotation at a time: two would revoke each other's token
   mutable std::mutex mu_;
   std::map<std::string, auth::Token> tokens_;  // by id
 };
