@@ -15,6 +15,7 @@
 #include <memory>
 #include <sstream>
 
+#include "common/hex.h"
 #include "common/util.h"
 
 namespace photon::agent::vm {
@@ -121,13 +122,7 @@ StatusOr<std::string> Sha256File(const std::string& path) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex.push_back(kHex[md[i] >> 4]);
-    hex.push_back(kHex[md[i] & 15]);
-  }
-  return hex;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 bool ProcessAlive(int pid) {
