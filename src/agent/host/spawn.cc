@@ -194,6 +194,177 @@ bool SetUpMounts(const char* private_tmp) {
   ::_exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
 }
 
+// What the monitor needs, prepared before the first fork (no allocation after it).
+struct MonitorArgs {
+  ExecArgs exec;  // devnull and log_fd: opened by the monitor
+  const char* const* cgroup_procs;
+  size_t cgroup_procs_count;
+  const char* log_path;
+  const char* exit_path;
+  const char* exit_tmp;  // written first, then renamed to exit_path
+  bool subreaper;
+};
+
+// Reads one whole Report; false on EOF (the other end exec'd or exited) or a short read.
+bool ReadReport(int fd, Report* r) {
+  ssize_t n;
+  do {
+    n = ::read(fd, r, sizeof *r);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(sizeof *r);
+}
+
+// The monitor's failure before the workload runs: `r` carries the monitor's pid.
+[[noreturn]] void ReportMonitorFailure(int fd, Report r, int stage) {
+  r.exec_errno = errno;
+  r.stage = stage;
+  WriteAll(fd, &r, sizeof r);
+  ::_exit(127);
+}
+
+// The monitor's child: joins the cgroups, then becomes the workload (or, confined, its pid
+// namespace's init).
+[[noreturn]] void StartWorkload(const MonitorArgs& m, const ExecArgs& a, int err_fd) {
+  ResetSignals();
+  ::setpgid(0, 0);
+  char pid_buf[24];
+  size_t pid_len = FormatInt(::getpid(), pid_buf);  // read in our own pid namespace
+  for (size_t i = 0; i < m.cgroup_procs_count; ++i) {
+    int fd = ::open(m.cgroup_procs[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, pid_buf, pid_len) < 0) ReportFailure(err_fd, kCgroup);
+    ::close(fd);
+  }
+  if (a.confine != nullptr) RunInit(a, err_fd);
+  ExecWorkload(a, err_fd);
+}
+
+// Waits for the workload (and, as a subreaper, for whatever it left behind). Returns whether
+// there is a status to record, and puts it in `recorded`.
+bool WaitForWorkload(pid_t child, bool subreaper, int* recorded) {
+  bool have = false;
+  for (;;) {
+    int status = 0;
+    pid_t w = ::waitpid(-1, &status, 0);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (!subreaper) {
+      if (w == child) {
+        *recorded = status;
+        return true;
+      }
+      continue;
+    }
+    if (w == child && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+      *recorded = status;
+      return true;  // the starter failed: nothing else to wait for
+    }
+    if (w != child) {
+      *recorded = status;
+      have = true;
+    }
+  }
+  return have;
+}
+
+// The monitor: starts the workload, reports its pid (or the failed stage) on `report_fd`,
+// then waits for it and writes the exit file. Async-signal-safe: it runs between fork and
+// exec of a multi-threaded agent.
+[[noreturn]] void RunMonitor(const MonitorArgs& m, int report_fd) {
+  // Named so that ps tells it from the agent it was forked from.
+  ::prctl(PR_SET_NAME, "photon-monitor", 0, 0, 0);
+  ResetSignals();
+  ::signal(SIGTERM, SIG_IGN);
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  if (m.subreaper) ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  // Nor the agent's stdio (a pipe someone reads until EOF, say).
+  ::dup2(devnull, 0);
+  ::dup2(devnull, 1);
+  ::dup2(devnull, 2);
+  Report r{0, ::getpid(), 0, 0};
+  int log_fd = ::open(m.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (log_fd < 0) ReportMonitorFailure(report_fd, r, kLogFile);
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC) != 0) ::_exit(127);
+  // The next child is pid 1 of a new pid namespace (only children move into it).
+  if (m.exec.confine != nullptr && ::unshare(CLONE_NEWPID) != 0) {
+    ReportMonitorFailure(report_fd, r, kPidNamespace);
+  }
+  ExecArgs a = m.exec;
+  a.devnull = devnull;
+  a.log_fd = log_fd;
+  pid_t child = ::fork();
+  if (child == 0) StartWorkload(m, a, err[1]);
+  ::close(err[1]);
+  if (child < 0) ReportMonitorFailure(report_fd, r, kFork);
+  Report e{0, 0, 0, 0};
+  r.pid = child;
+  if (ReadReport(err[0], &e)) {
+    r.exec_errno = e.exec_errno;
+    r.stage = e.stage;
+  }
+  WriteAll(report_fd, &r, sizeof r);
+  ::close(report_fd);
+  ::close(err[0]);
+  ::close(log_fd);
+  int recorded = 0;
+  if (WaitForWorkload(child, m.subreaper, &recorded)) {
+    WriteExit(m.exit_path, m.exit_tmp, recorded);
+  }
+  ::_exit(0);
+}
+
+// The intermediate: new session, then the monitor, then exit so init adopts the monitor.
+[[noreturn]] void RunIntermediate(const MonitorArgs& m, int report[2]) {
+  // Keep only the report pipe (as fd 3): descriptors other threads opened concurrently
+  // (pipes of helper commands, sockets) must not live on in the long-lived monitor.
+  if (report[1] != 3) {
+    ::dup2(report[1], 3);
+    report[1] = 3;
+  }
+  ::syscall(SYS_close_range, 4U, ~0U, 0U);
+  if (report[0] != 3) ::close(report[0]);
+  ::setsid();
+  pid_t monitor = ::fork();
+  if (monitor != 0) ::_exit(monitor < 0 ? 1 : 0);
+  RunMonitor(m, report[1]);
+}
+
+// The agent's side: reaps the intermediate and turns the monitor's Report into a Spawned or
+// an error naming the stage that failed.
+StatusOr<Spawned> AwaitMonitor(pid_t intermediate, int report_fd) {
+  int status = 0;
+  while (::waitpid(intermediate, &status, 0) < 0 && errno == EINTR) {
+  }
+  Report r{0, 0, 0, 0};
+  bool got = ReadReport(report_fd, &r);
+  ::close(report_fd);
+  if (!got) return absl::InternalError("monitor did not start");
+  if (r.stage != kOk) {
+    static const char* kStage[] = {"",
+                                   "opening the log file",
+                                   "joining the cgroup",
+                                   "changing to the working directory",
+                                   "executing",
+                                   "forking",
+                                   "creating the pid namespace",
+                                   "setting up the mount namespace",
+                                   "dropping privileges"};
+    return absl::FailedPreconditionError(std::string(kStage[r.stage]) +
+                                         " failed: " + strerror(r.exec_errno));
+  }
+  Spawned out;
+  out.pid = r.pid;
+  out.start_time = ProcessStartTime(r.pid);
+  out.monitor_pid = r.monitor;
+  out.monitor_start = ProcessStartTime(out.monitor_pid);
+  return out;
+}
+
 }  // namespace
 
 std::string ResolveExecutable(const std::string& name, const std::vector<std::string>& env) {
@@ -233,8 +404,14 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
   for (const auto& p : spec.cgroup_procs) procs.push_back(p.c_str());
   std::string exit_tmp = spec.exit_path + ".tmp";
   const char* cwd = spec.working_dir.empty() ? nullptr : spec.working_dir.c_str();
-  bool subreaper = spec.subreaper;
   const SpawnSpec::Confinement* confine = spec.confine ? &*spec.confine : nullptr;
+  const MonitorArgs m{ExecArgs{exe.c_str(), argv.data(), envp.data(), cwd, -1, -1, confine},
+                      procs.data(),
+                      procs.size(),
+                      spec.log_path.c_str(),
+                      spec.exit_path.c_str(),
+                      exit_tmp.c_str(),
+                      spec.subreaper};
   ::unlink(spec.exit_path.c_str());
 
   int report[2];
@@ -246,147 +423,9 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
     ::close(report[1]);
     return absl::InternalError("fork: " + std::string(strerror(errno)));
   }
-  if (intermediate == 0) {
-    // Intermediate: new session, then the monitor, then exit so init adopts the monitor.
-    // Keep only the report pipe (as fd 3): descriptors other threads opened concurrently
-    // (pipes of helper commands, sockets) must not live on in the long-lived monitor.
-    if (report[1] != 3) {
-      ::dup2(report[1], 3);
-      report[1] = 3;
-    }
-    ::syscall(SYS_close_range, 4U, ~0U, 0U);
-    if (report[0] != 3) ::close(report[0]);
-    ::setsid();
-    pid_t monitor = ::fork();
-    if (monitor != 0) ::_exit(monitor < 0 ? 1 : 0);
-    // Monitor. Named so that ps tells it from the agent it was forked from.
-    ::prctl(PR_SET_NAME, "photon-monitor", 0, 0, 0);
-    ResetSignals();
-    ::signal(SIGTERM, SIG_IGN);
-    ::signal(SIGINT, SIG_IGN);
-    ::signal(SIGHUP, SIG_IGN);
-    ::signal(SIGPIPE, SIG_IGN);
-    if (subreaper) ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-    int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    // Nor the agent's stdio (a pipe someone reads until EOF, say).
-    ::dup2(devnull, 0);
-    ::dup2(devnull, 1);
-    ::dup2(devnull, 2);
-    Report r{0, ::getpid(), 0, 0};
-    int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (log_fd < 0) {
-      r.exec_errno = errno;
-      r.stage = kLogFile;
-      WriteAll(report[1], &r, sizeof r);
-      ::_exit(127);
-    }
-    int err[2];
-    if (::pipe2(err, O_CLOEXEC) != 0) ::_exit(127);
-    // The next child is pid 1 of a new pid namespace (only children move into it).
-    if (confine != nullptr && ::unshare(CLONE_NEWPID) != 0) {
-      r.exec_errno = errno;
-      r.stage = kPidNamespace;
-      WriteAll(report[1], &r, sizeof r);
-      ::_exit(127);
-    }
-    pid_t child = ::fork();
-    if (child == 0) {
-      // Workload (or, confined, its pid namespace's init).
-      ResetSignals();
-      ::setpgid(0, 0);
-      char pid_buf[24];
-      size_t pid_len = FormatInt(::getpid(), pid_buf);  // read in our own pid namespace
-      for (const char* p : procs) {
-        int fd = ::open(p, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ::write(fd, pid_buf, pid_len) < 0) ReportFailure(err[1], kCgroup);
-        ::close(fd);
-      }
-      ExecArgs a{exe.c_str(), argv.data(), envp.data(), cwd, devnull, log_fd, confine};
-      if (confine != nullptr) RunInit(a, err[1]);
-      ExecWorkload(a, err[1]);
-    }
-    ::close(err[1]);
-    if (child < 0) {
-      r.exec_errno = errno;
-      r.stage = kFork;
-      WriteAll(report[1], &r, sizeof r);
-      ::_exit(127);
-    }
-    Report e{0, 0, 0, 0};
-    ssize_t n;
-    do {
-      n = ::read(err[0], &e, sizeof e);
-    } while (n < 0 && errno == EINTR);
-    r.pid = child;
-    if (n == static_cast<ssize_t>(sizeof e)) {
-      r.exec_errno = e.exec_errno;
-      r.stage = e.stage;
-    }
-    WriteAll(report[1], &r, sizeof r);
-    ::close(report[1]);
-    ::close(err[0]);
-    ::close(log_fd);
-    // Wait for the workload (and, as a subreaper, for whatever it left behind).
-    int recorded = 0;
-    bool have = false;
-    for (;;) {
-      int status = 0;
-      pid_t w = ::waitpid(-1, &status, 0);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      if (!subreaper) {
-        if (w == child) {
-          recorded = status;
-          have = true;
-          break;
-        }
-        continue;
-      }
-      if (w == child && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        recorded = status;
-        have = true;
-        break;  // the starter failed: nothing else to wait for
-      }
-      if (w != child) {
-        recorded = status;
-        have = true;
-      }
-    }
-    if (have) WriteExit(spec.exit_path.c_str(), exit_tmp.c_str(), recorded);
-    ::_exit(0);
-  }
+  if (intermediate == 0) RunIntermediate(m, report);
   ::close(report[1]);
-  int status = 0;
-  while (::waitpid(intermediate, &status, 0) < 0 && errno == EINTR) {
-  }
-  Report r{0, 0, 0, 0};
-  ssize_t n;
-  do {
-    n = ::read(report[0], &r, sizeof r);
-  } while (n < 0 && errno == EINTR);
-  ::close(report[0]);
-  if (n != static_cast<ssize_t>(sizeof r)) return absl::InternalError("monitor did not start");
-  if (r.stage != kOk) {
-    static const char* kStage[] = {"",
-                                   "opening the log file",
-                                   "joining the cgroup",
-                                   "changing to the working directory",
-                                   "executing",
-                                   "forking",
-                                   "creating the pid namespace",
-                                   "setting up the mount namespace",
-                                   "dropping privileges"};
-    return absl::FailedPreconditionError(std::string(kStage[r.stage]) +
-                                         " failed: " + strerror(r.exec_errno));
-  }
-  Spawned out;
-  out.pid = r.pid;
-  out.start_time = ProcessStartTime(r.pid);
-  out.monitor_pid = r.monitor;
-  out.monitor_start = ProcessStartTime(out.monitor_pid);
-  return out;
+  return AwaitMonitor(intermediate, report[0]);
 }
 
 StatusOr<int> ReadExitCode(const std::string& exit_path) {

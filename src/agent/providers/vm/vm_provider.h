@@ -16,16 +16,20 @@
 // own mutex, the instance table by another.
 #pragma once
 
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "agent/provider.h"
 #include "agent/providers/vm/disk_store.h"
 #include "agent/providers/vm/vm_state.h"
 
 namespace photon::agent::vm {
+
+struct QemuConfig;
 
 class VmProvider : public Provider {
  public:
@@ -57,6 +61,31 @@ class VmProvider : public Provider {
   bool InstanceExists(const std::string& id);
 
   StatusOr<Handle> StartLocked(VmState& vm, const compute::ComputeInstance& instance);
+  // The steps of StartLocked (vm_start.cc), in the order it takes them.
+  struct ImageFile {
+    std::string path;    // the driver's verified copy
+    std::string format;  // from the Image's spec
+  };
+  StatusOr<std::string> CheckStartSpec(const compute::ComputeInstanceSpec& spec) const;
+  QemuConfig BaseQemuConfig(const VmState& vm, const compute::ComputeInstanceSpec& spec,
+                            const std::string& machine) const;
+  StatusOr<ImageFile> ResolveImage(const std::string& ns, const std::string& name,
+                                   std::initializer_list<const char*> formats);
+  Status ResolveBootImages(const VmState& vm, const compute::ComputeInstanceSpec& spec,
+                           const std::string& ns, QemuConfig* qc);
+  StatusOr<std::vector<AttachedVolume>> ClaimVolumes(const VmState& vm, const std::string& ns,
+                                                     const std::vector<std::string>& wanted,
+                                                     std::vector<std::string>* claimed);
+  void ReleaseVolumes(const std::string& ns, const VmState& vm,
+                      const std::vector<std::string>& claimed);
+  Status AddDrives(const VmState& vm, const compute::ComputeInstance& instance,
+                   const std::vector<AttachedVolume>& volumes, QemuConfig* qc) const;
+  Status SetUpNetwork(const VmState& vm, const compute::ComputeInstanceSpec& spec,
+                      QemuConfig* qc) const;
+  Status RecordStart(VmState& vm, const compute::ComputeInstance& instance, const std::string& ns,
+                     const std::vector<AttachedVolume>& volumes, QemuConfig* qc);
+  StatusOr<Handle> LaunchQemu(VmState& vm, const QemuConfig& qc,
+                              const std::vector<std::string>& claimed, int64_t start_ns);
   Status StopLocked(VmState& vm, std::chrono::seconds timeout);
   Status KillLocked(VmState& vm);
   bool AliveLocked(const VmState& vm) const;

@@ -82,14 +82,45 @@ StatusOr<int> SpawnQemu(const std::vector<std::string>& argv, const std::string&
   return pid;
 }
 
+// Volumes: from the spec on the first start, afterwards as attached/detached.
+std::vector<std::string> WantedVolumes(const VmState& vm,
+                                       const compute::ComputeInstanceSpec& spec) {
+  std::vector<std::string> wanted;
+  if (vm.volumes_initialized) {
+    for (const auto& v : vm.volumes) wanted.push_back(v.name);
+    return wanted;
+  }
+  std::set<std::string> seen;
+  for (const auto& s : spec.storage()) {
+    if (!s.volume().empty() && seen.insert(s.volume()).second) wanted.push_back(s.volume());
+  }
+  for (const auto& v : spec.vm().volumes()) {
+    if (!v.empty() && seen.insert(v).second) wanted.push_back(v);
+  }
+  return wanted;
+}
+
+// Short socket path: sun_path holds 107 bytes; a deep data dir falls back to /tmp.
+StatusOr<std::string> QmpSocketPath(const VmState& vm) {
+  std::string qmp = vm.dir + "/qmp.sock";
+  if (qmp.size() <= 100) return qmp;
+  std::string run_dir = "/tmp/photon-vm-" + std::to_string(getuid());
+  Status made = MakeDirs(run_dir, 0700);
+  // /tmp is shared: use the directory only if it is really ours and private (not a
+  // directory or symlink someone else planted to catch the control socket).
+  struct stat st;
+  if (!made.ok() || lstat(run_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      st.st_uid != getuid() || (st.st_mode & 077) != 0) {
+    return absl::FailedPreconditionError(run_dir + " is not a private directory of ours");
+  }
+  return run_dir + "/" + Sha256Hex(vm.dir).substr(0, 16) + ".qmp";
+}
+
 }  // namespace
 
-StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInstance& instance) {
-  const int64_t start_ns = MonotonicNanos();
-  const auto& spec = instance.spec();
+// Refuses a spec this node cannot run; returns the machine type to use.
+StatusOr<std::string> VmProvider::CheckStartSpec(const compute::ComputeInstanceSpec& spec) const {
   const auto& vmspec = spec.vm();
-  const std::string ns =
-      instance.metadata().namespace_().empty() ? "default" : instance.metadata().namespace_();
   if (!vmspec.accel().empty() && vmspec.accel() != accel_) {
     return absl::FailedPreconditionError("instance requires vm.accel=" + vmspec.accel() +
                                          " but this node runs " + accel_ + " (" + accel_reason_ +
@@ -104,8 +135,11 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
     return absl::InvalidArgumentError("vm: spec.vm needs an image or a kernel");
   }
   if (!context_.lookup) return absl::FailedPreconditionError("vm: no resource lookup");
-  PHOTON_RETURN_IF_ERROR(MakeDirs(vm.dir, 0700));
+  return machine;
+}
 
+QemuConfig VmProvider::BaseQemuConfig(const VmState& vm, const compute::ComputeInstanceSpec& spec,
+                                      const std::string& machine) const {
   QemuConfig qc;
   qc.binary = qemu_binary_;
   qc.name = "photon-" + vm.id;
@@ -116,68 +150,70 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
   qc.memory_mb =
       static_cast<int>(spec.resources().memory_mb() > 0 ? spec.resources().memory_mb()
                                                         : ConfigInt("default_memory_mb", 256));
+  return qc;
+}
 
-  // Images: resolved through the control plane, verified before use.
-  auto image_path = [&](const std::string& name, std::initializer_list<const char*> formats)
-      -> StatusOr<std::pair<std::string, std::string>> {
-    auto image = context_.lookup->GetImage(ns, name);
-    if (!image.ok()) {
-      return absl::FailedPreconditionError("image " + name +
-                                           " not found: " + std::string(image.status().message()));
-    }
-    const std::string& format = image->spec().format();
-    bool ok = false;
-    for (const char* f : formats) ok = ok || format == f;
-    if (!ok) {
-      return absl::InvalidArgumentError("image " + name + " has format '" + format +
-                                        "', which cannot be used here");
-    }
-    PHOTON_ASSIGN_OR_RETURN(std::string path, disks_->PrepareImage(*image));
-    return std::make_pair(path, format);
-  };
+// Images: resolved through the control plane, verified before use.
+StatusOr<VmProvider::ImageFile> VmProvider::ResolveImage(
+    const std::string& ns, const std::string& name, std::initializer_list<const char*> formats) {
+  auto image = context_.lookup->GetImage(ns, name);
+  if (!image.ok()) {
+    return absl::FailedPreconditionError("image " + name +
+                                         " not found: " + std::string(image.status().message()));
+  }
+  const std::string& format = image->spec().format();
+  bool ok = false;
+  for (const char* f : formats) ok = ok || format == f;
+  if (!ok) {
+    return absl::InvalidArgumentError("image " + name + " has format '" + format +
+                                      "', which cannot be used here");
+  }
+  PHOTON_ASSIGN_OR_RETURN(std::string path, disks_->PrepareImage(*image));
+  return ImageFile{path, format};
+}
+
+// The kernel (+ initrd) to boot directly, and/or the root disk as a qcow2 overlay on its image.
+Status VmProvider::ResolveBootImages(const VmState& vm, const compute::ComputeInstanceSpec& spec,
+                                     const std::string& ns, QemuConfig* qc) {
+  const auto& vmspec = spec.vm();
   if (!vmspec.kernel().empty()) {
-    PHOTON_ASSIGN_OR_RETURN(auto kernel, image_path(vmspec.kernel(), {"kernel"}));
-    qc.kernel = kernel.first;
+    PHOTON_ASSIGN_OR_RETURN(ImageFile kernel, ResolveImage(ns, vmspec.kernel(), {"kernel"}));
+    qc->kernel = kernel.path;
     if (!vmspec.initrd().empty()) {
-      PHOTON_ASSIGN_OR_RETURN(auto initrd, image_path(vmspec.initrd(), {"initrd"}));
-      qc.initrd = initrd.first;
+      PHOTON_ASSIGN_OR_RETURN(ImageFile initrd, ResolveImage(ns, vmspec.initrd(), {"initrd"}));
+      qc->initrd = initrd.path;
     }
-    qc.kernel_args = vmspec.kernel_args().empty() ? "console=ttyS0" : vmspec.kernel_args();
-    if (qc.kernel_args.find("console=") == std::string::npos) qc.kernel_args += " console=ttyS0";
+    qc->kernel_args = vmspec.kernel_args().empty() ? "console=ttyS0" : vmspec.kernel_args();
+    if (qc->kernel_args.find("console=") == std::string::npos) qc->kernel_args += " console=ttyS0";
   }
   if (!vmspec.image().empty()) {
-    PHOTON_ASSIGN_OR_RETURN(auto disk, image_path(vmspec.image(), {"raw", "qcow2"}));
+    PHOTON_ASSIGN_OR_RETURN(ImageFile disk, ResolveImage(ns, vmspec.image(), {"raw", "qcow2"}));
     const std::string overlay = vm.dir + "/root.qcow2";
     if (!PathExists(overlay)) {
       PHOTON_RETURN_IF_ERROR(
-          disks_->CreateOverlay(disk.first, disk.second, overlay, spec.resources().disk_gb()));
+          disks_->CreateOverlay(disk.path, disk.format, overlay, spec.resources().disk_gb()));
     }
-    qc.disks.push_back(QemuDisk{"root", overlay, "qcow2", false, -1});
+    qc->disks.push_back(QemuDisk{"root", overlay, "qcow2", false, -1});
   }
+  return absl::OkStatus();
+}
 
-  // Volumes: from the spec on the first start, afterwards as attached/detached.
-  std::vector<std::string> wanted;
-  if (vm.volumes_initialized) {
-    for (const auto& v : vm.volumes) wanted.push_back(v.name);
-  } else {
-    std::set<std::string> seen;
-    for (const auto& s : spec.storage()) {
-      if (!s.volume().empty() && seen.insert(s.volume()).second) wanted.push_back(s.volume());
-    }
-    for (const auto& v : vmspec.volumes()) {
-      if (!v.empty() && seen.insert(v).second) wanted.push_back(v);
-    }
-  }
+void VmProvider::ReleaseVolumes(const std::string& ns, const VmState& vm,
+                                const std::vector<std::string>& claimed) {
+  for (const auto& name : claimed) disks_->ReleaseVolume(ns, name, vm.id);
+}
+
+// Claims each wanted volume for `vm` and creates it if new. `claimed` gets the ones this call
+// claimed (not those the instance already held); on failure they are released here.
+StatusOr<std::vector<AttachedVolume>> VmProvider::ClaimVolumes(
+    const VmState& vm, const std::string& ns, const std::vector<std::string>& wanted,
+    std::vector<std::string>* claimed) {
   std::vector<AttachedVolume> volumes;
-  std::vector<std::string> claimed;
-  auto release_new = [&] {
-    for (const auto& name : claimed) disks_->ReleaseVolume(ns, name, vm.id);
-  };
   for (size_t i = 0; i < wanted.size(); ++i) {
     const std::string& name = wanted[i];
     auto volume = context_.lookup->GetVolume(ns, name);
     if (!volume.ok()) {
-      release_new();
+      ReleaseVolumes(ns, vm, *claimed);
       return absl::FailedPreconditionError("volume " + name +
                                            " not found: " + std::string(volume.status().message()));
     }
@@ -185,106 +221,100 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
     Status claim = disks_->ClaimVolume(
         ns, name, vm.id, [this](const std::string& other) { return InstanceExists(other); });
     if (!claim.ok()) {
-      release_new();
+      ReleaseVolumes(ns, vm, *claimed);
       return claim;
     }
-    if (!had) claimed.push_back(name);
+    if (!had) claimed->push_back(name);
     auto path = disks_->EnsureVolume(ns, *volume);
     if (!path.ok()) {
-      release_new();
+      ReleaseVolumes(ns, vm, *claimed);
       return path.status();
     }
     volumes.push_back(AttachedVolume{name, DiskIdFor(name), *path, DiskStore::VolumeFormat(*volume),
                                      static_cast<int>(i)});
   }
+  return volumes;
+}
 
-  // Config drive with user_data, rebuilt on every start (the spec may have changed).
+// The config drive (with user_data, rebuilt on every start: the spec may have changed), then
+// the volumes, then spare hotplug ports (q35 only).
+Status VmProvider::AddDrives(const VmState& vm, const compute::ComputeInstance& instance,
+                             const std::vector<AttachedVolume>& volumes, QemuConfig* qc) const {
   const std::string cidata = vm.dir + "/cidata.img";
-  Status drive = BuildConfigDrive(cidata, vm.id, instance.metadata().name(), spec.user_data());
-  if (!drive.ok()) {
-    release_new();
-    return drive;
-  }
-  qc.disks.push_back(QemuDisk{"cidata", cidata, "raw", true, -1});
+  PHOTON_RETURN_IF_ERROR(
+      BuildConfigDrive(cidata, vm.id, instance.metadata().name(), instance.spec().user_data()));
+  qc->disks.push_back(QemuDisk{"cidata", cidata, "raw", true, -1});
   for (const auto& v : volumes) {
-    qc.disks.push_back(QemuDisk{v.disk_id, v.path, v.format, false, v.port});
+    qc->disks.push_back(QemuDisk{v.disk_id, v.path, v.format, false, v.port});
   }
-  qc.hotplug_ports =
-      machine == "q35" ? static_cast<int>(volumes.size() + ConfigInt("hotplug_ports", 2)) : 0;
+  qc->hotplug_ports =
+      qc->machine == "q35" ? static_cast<int>(volumes.size() + ConfigInt("hotplug_ports", 2)) : 0;
+  return absl::OkStatus();
+}
 
-  // Short socket path: sun_path holds 107 bytes; a deep data dir falls back to /tmp.
-  std::string qmp = vm.dir + "/qmp.sock";
-  if (qmp.size() > 100) {
-    std::string run_dir = "/tmp/photon-vm-" + std::to_string(getuid());
-    Status made = MakeDirs(run_dir, 0700);
-    // /tmp is shared: use the directory only if it is really ours and private (not a
-    // directory or symlink someone else planted to catch the control socket).
-    struct stat st;
-    if (!made.ok() || lstat(run_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
-        st.st_uid != getuid() || (st.st_mode & 077) != 0) {
-      release_new();
-      return absl::FailedPreconditionError(run_dir + " is not a private directory of ours");
-    }
-    qmp = run_dir + "/" + Sha256Hex(vm.dir).substr(0, 16) + ".qmp";
-  }
-
-  // Network: a tap on the configured bridge when the instance asks for a VPC, else user-mode
-  // or none (tests and hosts without a bridge).
-  std::string tap;
+// Network: a tap on the configured bridge when the instance asks for a VPC, else user-mode
+// or none (tests and hosts without a bridge).
+Status VmProvider::SetUpNetwork(const VmState& vm, const compute::ComputeInstanceSpec& spec,
+                                QemuConfig* qc) const {
   const std::string bridge = Config("bridge", "");
-  if (!bridge.empty() && !spec.network().vpc().empty()) {
-    tap = "pvm" + vm.id.substr(0, std::min<size_t>(vm.id.size(), 12));
-    RunCommand({"ip", "link", "del", tap}, std::chrono::seconds(10)).IgnoreError();
-    Status st =
-        RunChecked({"ip", "tuntap", "add", "dev", tap, "mode", "tap"}, std::chrono::seconds(10));
-    if (st.ok()) {
-      st = RunChecked({"ip", "link", "set", tap, "master", bridge, "up"}, std::chrono::seconds(10));
-    }
-    if (!st.ok()) {
-      release_new();
-      return st;
-    }
-    qc.network = "tap";
-    qc.tap_name = tap;
-  } else {
-    qc.network = Config("network", "none");
+  if (bridge.empty() || spec.network().vpc().empty()) {
+    qc->network = Config("network", "none");
+    return absl::OkStatus();
   }
+  std::string tap = "pvm" + vm.id.substr(0, std::min<size_t>(vm.id.size(), 12));
+  RunCommand({"ip", "link", "del", tap}, std::chrono::seconds(10)).IgnoreError();
+  PHOTON_RETURN_IF_ERROR(
+      RunChecked({"ip", "tuntap", "add", "dev", tap, "mode", "tap"}, std::chrono::seconds(10)));
+  PHOTON_RETURN_IF_ERROR(
+      RunChecked({"ip", "link", "set", tap, "master", bridge, "up"}, std::chrono::seconds(10)));
+  qc->network = "tap";
+  qc->tap_name = tap;
+  return absl::OkStatus();
+}
 
-  qc.qmp_socket = qmp;
-  qc.pidfile = vm.dir + "/qemu.pid";
-  qc.console_log = vm.dir + "/console.log";
+// Sets the per-boot files (rotating a large console log) and records the start in `vm` and on
+// disk, before QEMU runs.
+Status VmProvider::RecordStart(VmState& vm, const compute::ComputeInstance& instance,
+                               const std::string& ns, const std::vector<AttachedVolume>& volumes,
+                               QemuConfig* qc) {
+  qc->pidfile = vm.dir + "/qemu.pid";
+  qc->console_log = vm.dir + "/console.log";
   // The console is appended across boots; keep one previous generation once it grows large.
-  if (FileSize(qc.console_log) > kConsoleRotateBytes) {
-    std::rename(qc.console_log.c_str(), (qc.console_log + ".1").c_str());
+  if (FileSize(qc->console_log) > kConsoleRotateBytes) {
+    std::rename(qc->console_log.c_str(), (qc->console_log + ".1").c_str());
   }
-  unlink(qc.qmp_socket.c_str());
-  unlink(qc.pidfile.c_str());
+  unlink(qc->qmp_socket.c_str());
+  unlink(qc->pidfile.c_str());
 
   vm.ns = ns;
   vm.name = instance.metadata().name();
-  vm.qmp_socket = qc.qmp_socket;
-  vm.pidfile = qc.pidfile;
-  vm.console_log = qc.console_log;
+  vm.qmp_socket = qc->qmp_socket;
+  vm.pidfile = qc->pidfile;
+  vm.console_log = qc->console_log;
   vm.accel = accel_;
-  vm.machine = machine;
-  vm.tap = tap;
+  vm.machine = qc->machine;
+  vm.tap = qc->tap_name;
   vm.volumes = volumes;
   vm.volumes_initialized = true;
-  vm.hotplug_ports = qc.hotplug_ports;
+  vm.hotplug_ports = qc->hotplug_ports;
   vm.ready_timeout_s = ConfigInt("ready_timeout_s", accel_ == "kvm" ? 60 : 300);
-  vm.boot_offset = std::max<int64_t>(0, FileSize(qc.console_log));
+  vm.boot_offset = std::max<int64_t>(0, FileSize(qc->console_log));
   vm.scan_offset = vm.boot_offset;
   vm.ready = false;
   vm.paused = false;
-  PHOTON_RETURN_IF_ERROR(vm.SaveSpec(instance));
+  return vm.SaveSpec(instance);
+}
 
+// Launches QEMU and records its pid; on failure undoes this start's volume claims and tap.
+StatusOr<Handle> VmProvider::LaunchQemu(VmState& vm, const QemuConfig& qc,
+                                        const std::vector<std::string>& claimed, int64_t start_ns) {
   const int64_t exec_ns = MonotonicNanos();
   vm.boot_started_ms = WallClockMs();
   auto pid = SpawnQemu(BuildQemuArgv(qc), vm.dir + "/qemu.log", qc.pidfile);
   if (!pid.ok()) {
-    release_new();
-    if (!tap.empty())
-      RunCommand({"ip", "link", "del", tap}, std::chrono::seconds(10)).IgnoreError();
+    ReleaseVolumes(vm.ns, vm, claimed);
+    if (!vm.tap.empty())
+      RunCommand({"ip", "link", "del", vm.tap}, std::chrono::seconds(10)).IgnoreError();
     vm.pid = 0;
     vm.stopped = true;
     vm.Save().IgnoreError();
@@ -301,6 +331,37 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
                   0600)
       .IgnoreError();
   return MakeHandle(vm);
+}
+
+StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInstance& instance) {
+  const int64_t start_ns = MonotonicNanos();
+  const auto& spec = instance.spec();
+  const std::string ns =
+      instance.metadata().namespace_().empty() ? "default" : instance.metadata().namespace_();
+  PHOTON_ASSIGN_OR_RETURN(std::string machine, CheckStartSpec(spec));
+  PHOTON_RETURN_IF_ERROR(MakeDirs(vm.dir, 0700));
+  QemuConfig qc = BaseQemuConfig(vm, spec, machine);
+  PHOTON_RETURN_IF_ERROR(ResolveBootImages(vm, spec, ns, &qc));
+
+  std::vector<std::string> claimed;
+  PHOTON_ASSIGN_OR_RETURN(std::vector<AttachedVolume> volumes,
+                          ClaimVolumes(vm, ns, WantedVolumes(vm, spec), &claimed));
+  // A failure in the next steps releases the volumes this start claimed.
+  auto release_new = [&](Status st) {
+    ReleaseVolumes(ns, vm, claimed);
+    return st;
+  };
+  Status drives = AddDrives(vm, instance, volumes, &qc);
+  if (!drives.ok()) return release_new(drives);
+  StatusOr<std::string> qmp = QmpSocketPath(vm);
+  if (!qmp.ok()) return release_new(qmp.status());
+  qc.qmp_socket = *qmp;
+  Status network = SetUpNetwork(vm, spec, &qc);
+  if (!network.ok()) return release_new(network);
+
+  // Unlike the steps above, a failure to save the spec keeps the claims and the tap.
+  PHOTON_RETURN_IF_ERROR(RecordStart(vm, instance, ns, volumes, &qc));
+  return LaunchQemu(vm, qc, claimed, start_ns);
 }
 
 }  // namespace photon::agent::vm
