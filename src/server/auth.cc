@@ -322,6 +322,10 @@ Status Authenticator::Bootstrap() {
     spdlog::info("bootstrap: use the admin token with: export PHOTON_TOKEN=$(cat {})", admin_path);
   }
   if (!FileHoldsLiveToken(join_path, "join")) {
+    // The one it replaces may still be valid (written before join tokens expired): no longer.
+    if (auto old = ReadFile(join_path); old.ok() && Strip(*old).size() > 20) {
+      (void)Revoke(Strip(*old).substr(4, 16));  // NOT_FOUND for a token the store never had
+    }
     auth::RoleBinding join;
     join.set_namespace_("*");
     join.set_role("join");

@@ -10,8 +10,10 @@
 #include <thread>
 
 #include "common/util.h"
+#include "photon/auth.pb.h"
 #include "photon/compute.pb.h"
 #include "photon/service.grpc.pb.h"
+#include "store/store.h"
 #include "test_util.h"
 
 namespace photon::testing {
@@ -197,6 +199,59 @@ TEST(Tokens, RevocationAndExpirySurviveARestart) {
   EXPECT_NE(new_join, old_join);
   EXPECT_EQ(s.Client(old_join).Do("POST", "/v1/join", R"({"node":"n"})")->status, 401);
   EXPECT_EQ(s.Client(new_join).Do("POST", "/v1/join", R"({"node":"n"})")->status, 201);
+}
+
+// Data dirs from before tokens expired: the admin token stays, the never-expiring join token
+// is replaced by one with the join TTL and stops working.
+TEST(Tokens, LegacyTokensAreAdopted) {
+  std::string dir = MakeTempDir("legacy-tokens");
+  auto legacy = [](const std::string& id, const std::string& principal, const std::string& role,
+                   const std::string& secret) {
+    auth::Token t;
+    t.set_id(id);
+    t.set_principal(principal);
+    t.set_secret_sha256(Sha256Hex(secret));
+    t.mutable_bindings()->Add()->set_namespace_("*");
+    t.mutable_bindings(0)->set_role(role);
+    t.set_created_at("2026-01-01T00:00:00.000Z");
+    return t.SerializeAsString();
+  };
+  const std::string secret(48, 'a');
+  const std::string admin = "pct_00000000000000aa_" + secret;
+  const std::string join = "pct_00000000000000bb_" + secret;
+  {
+    auto store = store::OpenStore({.spec = "sqlite", .data_dir = dir});
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)
+                    ->Put("/auth/tokens/00000000000000aa",
+                          legacy("00000000000000aa", "admin", "admin", secret))
+                    .ok());
+    ASSERT_TRUE((*store)
+                    ->Put("/auth/tokens/00000000000000bb",
+                          legacy("00000000000000bb", "agent-join", "join", secret))
+                    .ok());
+  }
+  ASSERT_TRUE(WriteFileAtomic(dir + "/admin.token", admin + "\n", 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(dir + "/join.token", join + "\n", 0600).ok());
+  server::ServerOptions opts;
+  opts.data_dir = dir;
+  opts.listen = "127.0.0.1:0";
+  opts.grpc_listen = "127.0.0.1:0";
+  auto started = server::Server::Start(opts);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const std::string base = "http://127.0.0.1:" + std::to_string((*started)->http_port());
+  EXPECT_EQ(Trim(*ReadFile(dir + "/admin.token")), admin);
+  EXPECT_EQ(cli::HttpClient::Create(base, admin)->Do("GET", kListInstances)->status, 200);
+  const std::string fresh = Trim(*ReadFile(dir + "/join.token"));
+  EXPECT_NE(fresh, join);
+  auto old = cli::HttpClient::Create(base, join)->Do("POST", "/v1/join", R"({"node":"n1"})");
+  EXPECT_EQ(old->status, 401);
+  EXPECT_NE(Message(*old).find("revoked"), std::string::npos) << old->body;
+  EXPECT_EQ(
+      cli::HttpClient::Create(base, fresh)->Do("POST", "/v1/join", R"({"node":"n1"})")->status,
+      201);
+  (*started)->Stop();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Join, JoinTokenExpiresAfterItsTtl) {
