@@ -35,15 +35,23 @@ void RefusalThrottle::Refused(const std::string& source, const std::string& requ
       p.last_at = at;
       return;
     }
+    // A flood that went on through the window just ended goes on being counted: one record
+    // per window while it lasts, not two.
+    const bool continued = it != windows_.end() && it->second.pending.count > 0;
     if (it != windows_.end() || windows_.size() >= kMaxSources) {
       // This source's window has ended, or too many are open: settle what is owed first.
       owed = TakeEnded(now, windows_.size() >= kMaxSources);
     }
-    windows_[source].start = now;
+    Window& w = windows_[source];
+    w.start = now;
     first = Record{source, request, 1, at, at};
+    if (continued) {
+      w.pending = first;
+      first.count = 0;
+    }
   }
   for (const auto& r : owed) sink_(r);
-  sink_(first);
+  if (first.count > 0) sink_(first);
 }
 
 void RefusalThrottle::Flush(bool all) {

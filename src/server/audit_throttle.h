@@ -2,7 +2,8 @@
 // the first refusal of a window is recorded at once (count 1); later ones within the window
 // are only counted, and their count is recorded once the window has ended: at the source's
 // next refusal after it, or at Flush (the housekeeper flushes every pass, the resource manager
-// everything when it goes). Memory is bounded: at most kMaxSources windows are open.
+// everything when it goes). A flood that goes on makes one record per window. Memory is
+// bounded: at most kMaxSources windows are open.
 // Thread-safe; the sink runs outside the lock, on the calling thread.
 #pragma once
 

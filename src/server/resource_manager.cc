@@ -103,7 +103,7 @@ ResourceManager::ResourceManager(store::Store* store, WatchCache* cache, Metrics
     : store_(store), cache_(cache) {
   store_latency_ = metrics->GetHistogram("photon_store_request_seconds",
                                          "Latency of state store requests made by the API");
-  SetRefusalWindow(std::chrono::seconds(10));
+  SetRefusalWindow(std::chrono::seconds(60));
 }
 
 ResourceManager::~ResourceManager() { refusals_->Flush(true); }

@@ -42,7 +42,7 @@ struct ServerOptions {
   int64_t audit_retention_count = 100000;
   // Requests refused for their credentials from one address within this window make one
   // counted audit record (after one for the first), not one each.
-  int audit_refusal_window_ms = 10000;
+  int audit_refusal_window_ms = 60000;
   // Server-side service providers (docs/providers.md): who realizes DnsZone, DnsRecord, ...
   std::vector<ProviderConfig> providers;
   int provider_resync_s = 60;  // every object applied again, orphans removed

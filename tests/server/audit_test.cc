@@ -209,6 +209,40 @@ TEST(AuditTrail, AFloodOf401sMakesAFewCountedRecords) {
   }
 }
 
+TEST(AuditTrail, AFloodThatGoesOnMakesOneRecordPerWindow) {
+  server::ServerOptions opts;
+  opts.audit_refusal_window_ms = 300;
+  opts.housekeeping_interval_s = 1;
+  TestServer s(opts);
+  auto intruder = s.Client("garbage");
+  int64_t sent = 0;
+  // Refused without a pause for 1.5 s: five windows or so, each with many refusals.
+  for (auto until = Clock::now() + std::chrono::milliseconds(1500); Clock::now() < until; ++sent) {
+    ASSERT_EQ(intruder.Do("DELETE", "/v1/namespaces/default/computeinstances/x")->status, 401);
+  }
+  auto admin = s.Admin();
+  std::vector<int64_t> counts;
+  int64_t total = 0;
+  for (auto deadline = Clock::now() + std::chrono::seconds(20);
+       total < sent && Clock::now() < deadline;) {
+    counts.clear();
+    total = 0;
+    for (const auto& e : AuditAll(admin)) {
+      if (e.value("actorId", "") != "anonymous") continue;
+      counts.push_back(std::stoll(e["metadata"].value("count", "0")));
+      total += counts.back();
+    }
+    if (total < sent) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(total, sent);
+  ASSERT_GE(counts.size(), 3u);
+  EXPECT_EQ(counts[0], 1);
+  // No window after the first starts with a record of its own (the last window may have
+  // caught a single refusal).
+  for (size_t i = 1; i + 1 < counts.size(); ++i) EXPECT_GT(counts[i], 1) << "record " << i;
+  EXPECT_LE(counts.size(), 12u);
+}
+
 TEST(AuditTrail, HeartbeatsAreNotAuditEvents) {
   TestServer s;
   auto join = s.Client(Trim(*ReadFile(s.dir + "/join.token")));
