@@ -477,6 +477,19 @@ Status ContainerProvider::Destroy(const std::string& instance_id) {
   return absl::OkStatus();
 }
 
+namespace {
+// The monitor recorded in bundle/monitor ("pid start-time") is still running.
+bool MonitorAlive(const std::string& bundle) {
+  auto mon = ReadFile(bundle + "/monitor");
+  if (!mon.ok()) return false;
+  std::istringstream in(*mon);
+  int pid = 0;
+  uint64_t start = 0;
+  in >> pid >> start;
+  return pid > 0 && ProcessAlive(pid, start);
+}
+}  // namespace
+
 StatusOr<Observed> ContainerProvider::Inspect(const std::string& instance_id) {
   if (!ValidId(instance_id)) return absl::InvalidArgumentError("bad container id");
   std::lock_guard<std::mutex> l(*Lock(instance_id));
@@ -500,6 +513,13 @@ StatusOr<Observed> ContainerProvider::Inspect(const std::string& instance_id) {
   if (st == "paused") {
     o.phase = ResourceStatus::SUSPENDED;
     o.message = "paused";
+    return o;
+  }
+  // The container ended but its monitor has not written the exit status yet: not over until
+  // it has (an ERROR with no exit code would be reported for a clean exit).
+  if (!code.ok() && MonitorAlive(bundle)) {
+    o.phase = ResourceStatus::RUNNING;
+    o.message = "exiting";
     return o;
   }
   if (fs::exists(bundle + "/stopped", ec)) {
