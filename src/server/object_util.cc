@@ -10,9 +10,11 @@
 
 #include "photon/compute.pb.h"
 #include "photon/network.pb.h"
+#include "photon/node.pb.h"
 #include "photon/storage.pb.h"
 #include "server/proto_json.h"
 #include "server/providers/dns_validation.h"
+#include "server/scheduler/limits.h"
 
 namespace photon::server {
 
@@ -153,15 +155,33 @@ Status Positive(const std::string& field, int64_t v, bool allow_zero = true) {
   return absl::OkStatus();
 }
 
+// Positive and at most `max` (scheduler/limits.h): sums of bounded quantities cannot come near
+// int64, and a quantity larger than any machine is a mistake, not a request.
+Status Bounded(const std::string& field, int64_t v, int64_t max, bool allow_zero = true) {
+  PHOTON_RETURN_IF_ERROR(Positive(field, v, allow_zero));
+  if (v > max) {
+    return absl::InvalidArgumentError(field + ": must be ≤ " + std::to_string(max) + ", got " +
+                                      std::to_string(v));
+  }
+  return absl::OkStatus();
+}
+
+// vcpu, memoryMb and diskGb of `c` (ComputeResources, Capacity or FlavorSpec) at `prefix`.
+template <typename Quantities>
+Status BoundedQuantities(const std::string& prefix, const Quantities& c, bool allow_zero = true) {
+  PHOTON_RETURN_IF_ERROR(Bounded(prefix + "vcpu", c.vcpu(), scheduler::kMaxVcpu, allow_zero));
+  PHOTON_RETURN_IF_ERROR(
+      Bounded(prefix + "memoryMb", c.memory_mb(), scheduler::kMaxMemoryMb, allow_zero));
+  return Bounded(prefix + "diskGb", c.disk_gb(), scheduler::kMaxDiskGb);
+}
+
 Status ValidateCompute(const compute::ComputeInstance& ci) {
   const auto& spec = ci.spec();
   if (spec.backend_case() == compute::ComputeInstanceSpec::BACKEND_NOT_SET) {
     return absl::InvalidArgumentError(
         "spec: one of spec.vm, spec.container or spec.process is required");
   }
-  PHOTON_RETURN_IF_ERROR(Positive("spec.resources.vcpu", spec.resources().vcpu()));
-  PHOTON_RETURN_IF_ERROR(Positive("spec.resources.memoryMb", spec.resources().memory_mb()));
-  PHOTON_RETURN_IF_ERROR(Positive("spec.resources.diskGb", spec.resources().disk_gb()));
+  PHOTON_RETURN_IF_ERROR(BoundedQuantities("spec.resources.", spec.resources()));
   if (spec.has_process() && spec.process().command().empty()) {
     return absl::InvalidArgumentError("spec.process.command: required");
   }
@@ -185,10 +205,17 @@ Status ValidateCompute(const compute::ComputeInstance& ci) {
       return absl::InvalidArgumentError("spec.vm.accel: '" + accel + "' is not one of kvm, tcg");
     }
   }
-  if (spec.schedule().replicas() < 0) {
-    return absl::InvalidArgumentError("spec.schedule.replicas: must be ≥ 0");
-  }
-  return absl::OkStatus();
+  return Bounded("spec.schedule.replicas", spec.schedule().replicas(), scheduler::kMaxReplicas);
+}
+
+// Quantities of the template are refused at write time; the rest of the template is checked
+// when a member is created (an invalid one puts the RegionService in ERROR).
+Status ValidateRegionService(const compute::RegionService& r) {
+  PHOTON_RETURN_IF_ERROR(Bounded("spec.replicas", r.spec().replicas(), scheduler::kMaxReplicas));
+  PHOTON_RETURN_IF_ERROR(
+      BoundedQuantities("spec.template.resources.", r.spec().template_().resources()));
+  return Bounded("spec.template.schedule.replicas", r.spec().template_().schedule().replicas(),
+                 scheduler::kMaxReplicas);
 }
 
 }  // namespace
@@ -199,9 +226,12 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
   }
   if (kind.kind == "Flavor") {
     const auto& f = static_cast<const compute::Flavor&>(obj);
-    PHOTON_RETURN_IF_ERROR(Positive("spec.vcpu", f.spec().vcpu(), false));
-    PHOTON_RETURN_IF_ERROR(Positive("spec.memoryMb", f.spec().memory_mb(), false));
-    PHOTON_RETURN_IF_ERROR(Positive("spec.diskGb", f.spec().disk_gb()));
+    PHOTON_RETURN_IF_ERROR(BoundedQuantities("spec.", f.spec(), false));
+  }
+  if (kind.kind == "Node") {
+    // An agent reports its capacity: untrusted like any other write.
+    const auto& n = static_cast<const node::Node&>(obj);
+    PHOTON_RETURN_IF_ERROR(BoundedQuantities("spec.capacity.", n.spec().capacity()));
   }
   if (kind.kind == "Image") {
     const auto& i = static_cast<const compute::Image&>(obj);
@@ -210,7 +240,8 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
   }
   if (kind.kind == "Volume") {
     const auto& v = static_cast<const storage::Volume&>(obj);
-    PHOTON_RETURN_IF_ERROR(Positive("spec.sizeGb", v.spec().size_gb(), false));
+    PHOTON_RETURN_IF_ERROR(
+        Bounded("spec.sizeGb", v.spec().size_gb(), scheduler::kMaxDiskGb, false));
   }
   if (kind.kind == "Vpc") {
     const auto& v = static_cast<const network::Vpc&>(obj);
@@ -224,8 +255,7 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
   if (kind.kind == "DnsZone" || kind.kind == "DnsRecord")
     PHOTON_RETURN_IF_ERROR(ValidateDnsSpec(obj));
   if (kind.kind == "RegionService") {
-    const auto& r = static_cast<const compute::RegionService&>(obj);
-    if (r.spec().replicas() < 0) return absl::InvalidArgumentError("spec.replicas: must be ≥ 0");
+    PHOTON_RETURN_IF_ERROR(ValidateRegionService(static_cast<const compute::RegionService&>(obj)));
   }
   return absl::OkStatus();
 }

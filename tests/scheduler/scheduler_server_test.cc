@@ -290,7 +290,7 @@ TEST_F(SchedulerServerTest, ImpossibleSpecIsErrorNamingTheField) {
   Create("computeinstances", {{"metadata", {{"name", "huge"}}},
                               {"spec",
                                {{"process", {{"command", {"/bin/true"}}}},
-                                {"resources", {{"vcpu", 1}, {"memoryMb", 1 << 30}}}}}});
+                                {"resources", {{"vcpu", 1}, {"memoryMb", 1 << 20}}}}}});
   ASSERT_TRUE(WaitFor([&] { return Instance("huge")["status"]["phase"] == "ERROR"; }));
   EXPECT_NE(
       Instance("huge")["status"]["message"].get<std::string>().find("spec.resources.memoryMb"),
@@ -311,6 +311,39 @@ TEST_F(SchedulerServerTest, BadSpecsAreRefusedWithTheFieldNamed) {
                 R"({"metadata":{"name":"x"},"spec":{"replicas":-1}})");
   EXPECT_EQ(r->status, 400);
   EXPECT_NE(r->body.find("spec.replicas"), std::string::npos) << r->body;
+}
+
+TEST_F(SchedulerServerTest, QuantitiesBeyondTheBoundsAreRefused) {
+  // Each would let used + requested wrap int64 in the scheduler's sums.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"computeinstances", R"({"metadata":{"name":"x"},"spec":{"process":{"command":["a"]},)"
+                           R"("resources":{"memoryMb":9223372036854775807}}})"},
+      {"computeinstances", R"({"metadata":{"name":"x"},"spec":{"process":{"command":["a"]},)"
+                           R"("resources":{"diskGb":"9223372036854775807"}}})"},
+      {"computeinstances", R"({"metadata":{"name":"x"},"spec":{"process":{"command":["a"]},)"
+                           R"("resources":{"vcpu":2147483647}}})"},
+      {"regionservices", R"({"metadata":{"name":"x"},"spec":{"replicas":1,"template":)"
+                         R"({"process":{"command":["a"]},"resources":{"memoryMb":67108865}}}})"},
+      {"regionservices", R"({"metadata":{"name":"x"},"spec":{"replicas":10001}})"},
+      {"flavors", R"({"metadata":{"name":"x"},"spec":{"vcpu":1,"memoryMb":1,)"
+                  R"("diskGb":9223372036854775807}})"},
+      {"volumes", R"({"metadata":{"name":"x"},"spec":{"sizeGb":9223372036854775807}})"},
+  };
+  for (const auto& [kind, body] : bad) {
+    auto r = admin_.Do("POST", "/v1/namespaces/default/" + kind, body);
+    EXPECT_EQ(r->status, 400) << body << ": " << r->body;
+    EXPECT_NE(r->body.find("must be ≤"), std::string::npos) << r->body;
+  }
+  // A node cannot report a capacity beyond the bounds either.
+  auto join = s_.Client(Trim(*ReadFile(s_.dir + "/join.token")));
+  auto j = join.Do("POST", "/v1/join", json{{"node", "liar"}}.dump());
+  ASSERT_EQ(j->status, 201) << j->body;
+  auto agent = s_.Client(Json(*j)["token"]);
+  auto r = agent.Do("POST", "/v1/namespaces/system/nodes",
+                    R"({"metadata":{"name":"liar"},"spec":{"capacity":)"
+                    R"({"vcpu":8,"memoryMb":"9223372036854775807","diskGb":100}}})");
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("spec.capacity.memoryMb"), std::string::npos) << r->body;
 }
 
 TEST_F(SchedulerServerTest, CordonedNodeGetsNothing) {
@@ -395,12 +428,19 @@ TEST_F(SchedulerServerTest, SilentNodeWhoseHealthzAnswersStaysSuspect) {
 }
 
 TEST_F(SchedulerServerTest, RegionServiceWithInvalidTemplateIsError) {
+  // Quantities out of bounds are refused by the API (400); the rest of the template is checked
+  // when a member is created.
   json rs = RegionService("bad", 1, json::object());
   rs["spec"]["template"]["resources"]["memoryMb"] = -1;
+  auto r = admin_.Do("POST", "/v1/namespaces/default/regionservices", rs.dump());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("spec.template.resources.memoryMb"), std::string::npos) << r->body;
+  rs["spec"]["template"]["resources"]["memoryMb"] = 64;
+  rs["spec"]["template"]["process"]["restartPolicy"] = "sometimes";
   Create("regionservices", rs);
   ASSERT_TRUE(WaitFor([&] { return Get("regionservices", "bad")["status"]["phase"] == "ERROR"; }));
   EXPECT_NE(Get("regionservices", "bad")["status"]["message"].get<std::string>().find(
-                "spec.resources.memoryMb"),
+                "spec.process.restartPolicy"),
             std::string::npos);
   EXPECT_TRUE(List("computeinstances")["items"].empty());
 }

@@ -1,6 +1,7 @@
 // Unit tests of the scheduler pipeline: each filter, each scorer, and whole decisions.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <set>
 
 #include "server/scheduler/filters.h"
@@ -85,6 +86,45 @@ TEST_F(FilterTest, CapacityWithoutOvercommit) {
   EXPECT_FALSE(VcpuFilter(c, 0));
   EXPECT_FALSE(MemoryFilter(c, 0));
   EXPECT_FALSE(DiskFilter(c, 0));
+}
+
+TEST_F(FilterTest, CapacitySumsThatOverflowInt64DoNotFit) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  // allocated + need wraps to a negative number, which is "≤ capacity" unless checked.
+  state_.node(0).capacity = {kMax, kMax, kMax};
+  state_.node(0).allocated = {kMax - 1, kMax - 1, kMax - 1};
+  Request r = MakeRequest("g", 1, {2, 2, 2});
+  auto c = Ctx(r);
+  EXPECT_FALSE(VcpuFilter(c, 0));
+  EXPECT_FALSE(MemoryFilter(c, 0));
+  EXPECT_FALSE(DiskFilter(c, 0));
+  EXPECT_EQ(RunFilters(c, 0), Reject::kVcpu);
+  // The same request with a huge need on a node with some use: refused, not wrapped.
+  state_.node(1).allocated = {1, 1, 1};
+  Request huge = MakeRequest("h", 1, {kMax, kMax, kMax});
+  auto h = Ctx(huge);
+  EXPECT_FALSE(VcpuFilter(h, 1));
+  EXPECT_FALSE(MemoryFilter(h, 1));
+  EXPECT_FALSE(DiskFilter(h, 1));
+  // A negative need is no request: it never "frees" capacity to fit.
+  Request neg = MakeRequest("n", 1, {-kMax, -kMax, -kMax});
+  EXPECT_FALSE(VcpuFilter(Ctx(neg), 1));
+}
+
+TEST(ResourcesTest, SumsSaturateAndBoundedClamps) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  Resources a{kMax - 1, kMax - 1, kMax - 1};
+  a += Resources{5, 5, 5};
+  EXPECT_EQ(a.vcpu, kMax);
+  EXPECT_EQ(a.memory_mb, kMax);
+  EXPECT_EQ(a.disk_gb, kMax);
+  Resources b{std::numeric_limits<int64_t>::min() + 1, 0, 0};
+  b -= Resources{5, 0, 0};
+  EXPECT_EQ(b.vcpu, std::numeric_limits<int64_t>::min());
+  const Resources clamped = Resources{kMax, -3, kMaxDiskGb}.Bounded();
+  EXPECT_EQ(clamped.vcpu, kMaxVcpu);
+  EXPECT_EQ(clamped.memory_mb, 0);
+  EXPECT_EQ(clamped.disk_gb, kMaxDiskGb);
 }
 
 TEST_F(FilterTest, ClusterAndNodeFilters) {
@@ -292,6 +332,21 @@ TEST(PipelineTest, HardAntiAffinityTooFewRacksFailsTheGroup) {
   EXPECT_NE(d.reason.find("hard anti-affinity on rack_az: 3 replicas but only 2"),
             std::string::npos)
       << d.reason;
+}
+
+TEST(PipelineTest, OverflowingRequestsStayPending) {
+  // A node that reports int64-max capacity, holding nearly all of it: a request whose sum with
+  // the allocation would wrap must not be placed there.
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  ClusterState state;
+  state.AddNode(MakeNode("a", "z1", "r1", {kMax, kMax, kMax}));
+  state.AddPlaced({"old", {}, {kMax - 10, kMax - 10, kMax - 10}, "a"});
+  Scheduler s(&state, {});
+  Request r = MakeRequest("g", 1, {kMax / 2, 1, 1});
+  auto d = s.Place(r);
+  EXPECT_EQ(d.kind, Decision::Kind::kPending) << d.reason;
+  EXPECT_NE(d.reason.find("insufficient vcpu"), std::string::npos) << d.reason;
+  EXPECT_EQ(state.nodes()[0].allocated.vcpu, kMax - 10);
 }
 
 TEST(PipelineTest, ReleaseFreesCapacity) {

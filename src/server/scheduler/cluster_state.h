@@ -16,23 +16,30 @@
 #include <unordered_map>
 #include <vector>
 
+#include "server/scheduler/limits.h"
+
 namespace photon::scheduler {
 
+// Sums saturate (limits.h): a node whose allocation overflowed reads as full, never as free.
 struct Resources {
   int64_t vcpu = 0;
   int64_t memory_mb = 0;
   int64_t disk_gb = 0;
   Resources& operator+=(const Resources& o) {
-    vcpu += o.vcpu;
-    memory_mb += o.memory_mb;
-    disk_gb += o.disk_gb;
+    vcpu = SaturatingAdd(vcpu, o.vcpu);
+    memory_mb = SaturatingAdd(memory_mb, o.memory_mb);
+    disk_gb = SaturatingAdd(disk_gb, o.disk_gb);
     return *this;
   }
   Resources& operator-=(const Resources& o) {
-    vcpu -= o.vcpu;
-    memory_mb -= o.memory_mb;
-    disk_gb -= o.disk_gb;
+    vcpu = SaturatingSub(vcpu, o.vcpu);
+    memory_mb = SaturatingSub(memory_mb, o.memory_mb);
+    disk_gb = SaturatingSub(disk_gb, o.disk_gb);
     return *this;
+  }
+  // Each quantity within [0, its kMax…]: for values read from the store or a node.
+  Resources Bounded() const {
+    return {Clamp(vcpu, kMaxVcpu), Clamp(memory_mb, kMaxMemoryMb), Clamp(disk_gb, kMaxDiskGb)};
   }
 };
 

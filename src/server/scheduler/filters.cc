@@ -94,19 +94,29 @@ bool NodeFilter(const Context& c, int node) {
   return true;
 }
 
+namespace {
+// allocated + need ≤ capacity, where a sum that overflows int64 does not fit (it must not wrap
+// to a small number) and a negative need is no request at all.
+bool Fits(int64_t allocated, int64_t need, int64_t capacity) {
+  int64_t sum;
+  if (need < 0 || __builtin_add_overflow(allocated, need, &sum)) return false;
+  return sum <= capacity;
+}
+}  // namespace
+
 bool VcpuFilter(const Context& c, int node) {
   const auto& n = c.state->nodes()[node];
-  return n.allocated.vcpu + c.req->need.vcpu <= n.capacity.vcpu;
+  return Fits(n.allocated.vcpu, c.req->need.vcpu, n.capacity.vcpu);
 }
 
 bool MemoryFilter(const Context& c, int node) {
   const auto& n = c.state->nodes()[node];
-  return n.allocated.memory_mb + c.req->need.memory_mb <= n.capacity.memory_mb;
+  return Fits(n.allocated.memory_mb, c.req->need.memory_mb, n.capacity.memory_mb);
 }
 
 bool DiskFilter(const Context& c, int node) {
   const auto& n = c.state->nodes()[node];
-  return n.allocated.disk_gb + c.req->need.disk_gb <= n.capacity.disk_gb;
+  return Fits(n.allocated.disk_gb, c.req->need.disk_gb, n.capacity.disk_gb);
 }
 
 bool HardAffinityFilter(const Context& c, int node) {

@@ -8,11 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "common/util.h"
 #include "server/object_util.h"
+#include "server/scheduler/limits.h"
 #include "server/scheduler/scheduler_controller.h"
 
 namespace photon::server {
@@ -91,10 +94,16 @@ bool SchedulerController::MonitorNodes(Snapshot& snap) {
   std::map<std::string, node::Capacity> alloc;
   for (const auto& ci : snap.instances) {
     if (ci.metadata().agent_id().empty()) continue;
+    // Summed as the scheduler sums them (bounded, saturating): never a wrapped negative.
     auto& a = alloc[ci.metadata().agent_id()];
-    a.set_vcpu(a.vcpu() + ci.spec().resources().vcpu());
-    a.set_memory_mb(a.memory_mb() + ci.spec().resources().memory_mb());
-    a.set_disk_gb(a.disk_gb() + ci.spec().resources().disk_gb());
+    const auto r =
+        scheduler::Resources{ci.spec().resources().vcpu(), ci.spec().resources().memory_mb(),
+                             ci.spec().resources().disk_gb()}
+            .Bounded();
+    a.set_vcpu(static_cast<int32_t>(std::min<int64_t>(std::numeric_limits<int32_t>::max(),
+                                                      scheduler::SaturatingAdd(a.vcpu(), r.vcpu))));
+    a.set_memory_mb(scheduler::SaturatingAdd(a.memory_mb(), r.memory_mb));
+    a.set_disk_gb(scheduler::SaturatingAdd(a.disk_gb(), r.disk_gb));
   }
   for (auto& n : snap.nodes) {
     const std::string& name = n.metadata().name();

@@ -207,8 +207,11 @@ void SchedulerController::BuildState(const Snapshot& snap, scheduler::ClusterSta
     ns.labels.insert(n.metadata().labels().begin(), n.metadata().labels().end());
     ns.drivers.assign(n.spec().drivers().begin(), n.spec().drivers().end());
     ns.attributes.insert(n.spec().attributes().begin(), n.spec().attributes().end());
-    ns.capacity = {n.spec().capacity().vcpu(), n.spec().capacity().memory_mb(),
-                   n.spec().capacity().disk_gb()};
+    // A node reports its own capacity: the API bounds it, and a Node stored before the bounds
+    // existed is clamped to them here.
+    ns.capacity = scheduler::Resources{n.spec().capacity().vcpu(), n.spec().capacity().memory_mb(),
+                                       n.spec().capacity().disk_gb()}
+                      .Bounded();
     ns.ready = n.node_status().condition() == node::NodeStatus::READY;
     auto drain = n.metadata().annotations().find(kDrainAnnotation);
     ns.unschedulable = n.spec().unschedulable() ||
@@ -224,8 +227,10 @@ void SchedulerController::BuildState(const Snapshot& snap, scheduler::ClusterSta
     scheduler::PlacedInstance p;
     p.group = group;
     p.labels.insert(ci.metadata().labels().begin(), ci.metadata().labels().end());
-    p.resources = {ci.spec().resources().vcpu(), ci.spec().resources().memory_mb(),
-                   ci.spec().resources().disk_gb()};
+    p.resources =
+        scheduler::Resources{ci.spec().resources().vcpu(), ci.spec().resources().memory_mb(),
+                             ci.spec().resources().disk_gb()}
+            .Bounded();
     p.node = ci.metadata().agent_id();
     state->AddPlaced(p);
   }

@@ -13,8 +13,9 @@ double Ratio(int64_t used, int64_t cap) {
 
 double ResourceScore(const Context& c, int node) {
   const auto& n = c.state->nodes()[node];
-  const double cpu = Ratio(n.allocated.vcpu + c.req->need.vcpu, n.capacity.vcpu);
-  const double mem = Ratio(n.allocated.memory_mb + c.req->need.memory_mb, n.capacity.memory_mb);
+  const double cpu = Ratio(SaturatingAdd(n.allocated.vcpu, c.req->need.vcpu), n.capacity.vcpu);
+  const double mem =
+      Ratio(SaturatingAdd(n.allocated.memory_mb, c.req->need.memory_mb), n.capacity.memory_mb);
   const double used = (cpu + mem) / 2;
   return c.binpack ? used : 1.0 - used;
 }
