@@ -3,6 +3,8 @@
 // GET /v1/auditevents, and retention by count and by age.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <thread>
@@ -370,6 +372,42 @@ TEST(AuditTrail, RetentionMustBePositive) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("audit_retention"), std::string::npos) << s.status();
   std::filesystem::remove_all(opts.data_dir);
+}
+
+TEST(AuditTrail, RetentionComesFromTheConfigFileAndTheFlags) {
+  std::string dir = MakeTempDir("retention-config");
+  ASSERT_TRUE(
+      WriteFileAtomic(dir + "/c.yaml", "audit_retention_age_s: 3600\naudit_retention_count: 42\n")
+          .ok());
+  server::ServerOptions opts;
+  ASSERT_TRUE(server::LoadServerConfig(dir + "/c.yaml", &opts).ok());
+  EXPECT_EQ(opts.audit_retention_age_s, 3600);
+  EXPECT_EQ(opts.audit_retention_count, 42);
+  ASSERT_TRUE(WriteFileAtomic(dir + "/bad.yaml", "audit_retention_count: many\n").ok());
+  EXPECT_FALSE(server::LoadServerConfig(dir + "/bad.yaml", &opts).ok());
+  // The real binary refuses a retention of nothing at start, naming it.
+  int err[2];
+  ASSERT_EQ(pipe(err), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(err[1], 2);
+    close(err[0]);
+    std::string data = dir + "/data";
+    execl(PHOTON_SERVER_BIN, "photon-server", "--data-dir", data.c_str(), "--listen", "127.0.0.1:0",
+          "--grpc-listen", "127.0.0.1:0", "--audit-retention-count", "0", "--log-level", "warn",
+          nullptr);
+    _exit(127);
+  }
+  close(err[1]);
+  std::string out;
+  char buf[512];
+  for (ssize_t n; (n = read(err[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  close(err[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  EXPECT_NE(out.find("audit_retention"), std::string::npos) << out;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
