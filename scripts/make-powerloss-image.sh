@@ -58,27 +58,9 @@ done
   exit 1
 }
 
-# Modules the guest needs, with their dependencies (modules.dep lists paths relative to MODDIR).
-MODULES="virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4"
-declare -A seen=()
-add_module() {
-  local name="$1" line path dep
-  line="$(grep -E "(^|/)${name}\.ko(\.[a-z]+)?:" "$MODDIR/modules.dep" | head -n 1 || true)"
-  [ -n "$line" ] || return 0  # built into the kernel
-  path="${line%%:*}"
-  [ -z "${seen[$path]:-}" ] || return 0
-  seen[$path]=1
-  mkdir -p "$STAGE/lib/modules/$KVER/$(dirname "$path")"
-  cp "$MODDIR/$path" "$STAGE/lib/modules/$KVER/$path"
-  for dep in ${line#*:}; do
-    dep="$(basename "$dep")"
-    add_module "${dep%%.ko*}"
-  done
-}
-for m in $MODULES; do add_module "$m"; done
-(cd "$STAGE/lib/modules/$KVER" && find . -name '*.ko*' | sed 's|^\./||' | while read -r p; do
-  grep -E "^${p}:" "$MODDIR/modules.dep" || true
-done > modules.dep)
+# Modules the guest needs, with their dependencies.
+source "$(dirname "$0")/lib/guest-modules.sh"
+stage_modules "$STAGE" "$MODDIR" "$KVER" virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4
 
 cat > "$STAGE/init" <<EOF
 #!/bin/sh

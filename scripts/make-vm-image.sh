@@ -34,26 +34,9 @@ for applet in $("$BUSYBOX" --list); do
   [ "$applet" = busybox ] || ln -sf busybox "$STAGE/bin/$applet"
 done
 
-# Modules the guest needs, with their dependencies (modules.dep lists paths relative to MODDIR).
-declare -A seen=()
-add_module() {
-  local name="$1" line path dep
-  line="$(grep -E "(^|/)${name}\.ko(\.[a-z]+)?:" "$MODDIR/modules.dep" | head -n 1 || true)"
-  [ -n "$line" ] || return 0  # built into the kernel
-  path="${line%%:*}"
-  [ -z "${seen[$path]:-}" ] || return 0
-  seen[$path]=1
-  mkdir -p "$STAGE/lib/modules/$KVER/$(dirname "$path")"
-  cp "$MODDIR/$path" "$STAGE/lib/modules/$KVER/$path"
-  for dep in ${line#*:}; do
-    dep="$(basename "$dep")"
-    add_module "${dep%%.ko*}"
-  done
-}
-for m in virtio_pci virtio_blk vfat nls_cp437 nls_ascii button evdev; do add_module "$m"; done
-(cd "$STAGE/lib/modules/$KVER" && find . -name '*.ko*' | sed 's|^\./||' | while read -r p; do
-  grep -E "^${p}:" "$MODDIR/modules.dep" || true
-done > modules.dep)
+# Modules the guest needs, with their dependencies.
+source "$(dirname "$0")/lib/guest-modules.sh"
+stage_modules "$STAGE" "$MODDIR" "$KVER" virtio_pci virtio_blk vfat nls_cp437 nls_ascii button evdev
 
 cat > "$STAGE/init" <<'EOF'
 #!/bin/sh
