@@ -16,7 +16,7 @@ PKGS=(
   dnsutils nsd knot dnsperf awscli python3-boto3 nginx-light
   clang libclang-rt-14-dev
   runc busybox-static
-  qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools
+  qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools e2fsprogs openssl
 )
 
 missing=()
