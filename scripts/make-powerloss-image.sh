@@ -59,8 +59,10 @@ done
 }
 
 # Modules the guest needs, with their dependencies.
+MODULES="virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4"
 source "$(dirname "$0")/lib/guest-modules.sh"
-stage_modules "$STAGE" "$MODDIR" "$KVER" virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4
+# shellcheck disable=SC2086  # one word a module
+stage_modules "$STAGE" "$MODDIR" "$KVER" $MODULES
 
 cat > "$STAGE/init" <<EOF
 #!/bin/sh
