@@ -12,7 +12,7 @@ PKGS=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgoogle-perftools-dev libexpat1-dev
   # real peers and clients used by tests and benchmarks
-  etcd-server etcd-client curl ca-certificates python3 procps iproute2 psmisc
+  etcd-server etcd-client curl ca-certificates python3 procps iproute2 psmisc sqlite3
   dnsutils nsd knot dnsperf awscli python3-boto3 nginx-light
   clang libclang-rt-14-dev
   runc busybox-static
