@@ -22,6 +22,7 @@
 #include "agent/providers/vm/vm_util.h"
 #include "common/file_util.h"
 #include "common/util.h"
+#include "spdlog/spdlog.h"
 
 namespace photon::agent::vm {
 namespace {
@@ -113,6 +114,31 @@ bool VmProvider::AliveLocked(const VmState& vm) const {
   return ProcessAlive(vm.pid) && CmdlineContains(vm.pid, vm.pidfile);
 }
 
+VmProvider::Presence VmProvider::LocateLocked(VmState& vm) {
+  if (AliveLocked(vm)) return Presence::kAlive;
+  if (vm.dir.empty() || !LockHeld(vm.LockPath())) return Presence::kNone;
+  // A process holds the lock, so a QEMU of this instance runs or is being exec'd: its pid is in
+  // the pidfile once it daemonized (a few ms after exec; QEMU writes it before the guest runs).
+  const std::string pidfile = vm.dir + "/qemu.pid";
+  int64_t deadline = MonotonicNanos() + 10'000'000'000LL;
+  while (MonotonicNanos() < deadline) {
+    auto text = ReadFile(pidfile);
+    int pid = text.ok() ? std::atoi(text->c_str()) : 0;
+    if (pid > 0 && ProcessAlive(pid) && CmdlineContains(pid, pidfile)) {
+      spdlog::info("vm {}: adopting QEMU pid {} (not recorded before)", vm.id, pid);
+      vm.pid = pid;
+      vm.pidfile = pidfile;
+      vm.launching = false;
+      vm.stopped = false;
+      vm.Save().IgnoreError();
+      return Presence::kAlive;
+    }
+    if (!LockHeld(vm.LockPath())) return Presence::kNone;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return Presence::kStarting;
+}
+
 StatusOr<Handle> VmProvider::Start(const compute::ComputeInstance& instance) {
   if (!disks_) return absl::FailedPreconditionError("vm: not initialized");
   const std::string& id = instance.metadata().id();
@@ -132,10 +158,19 @@ StatusOr<Handle> VmProvider::Start(const compute::ComputeInstance& instance) {
     vm = slot;
   }
   std::lock_guard<std::mutex> lock(vm->mu);
-  if (AliveLocked(*vm)) return MakeHandle(*vm);  // idempotent: never a second QEMU
-  const bool fresh = !PathExists(vm->StatePath());
+  // Idempotent: never a second QEMU, also not beside one the agent never recorded.
+  switch (LocateLocked(*vm)) {
+    case Presence::kAlive:
+      return MakeHandle(*vm);
+    case Presence::kStarting:
+      return absl::UnavailableError("vm: a QEMU of " + id + " is still starting");
+    case Presence::kNone:
+      break;
+  }
+  // A start interrupted before QEMU ran counts as a first start.
+  const bool fresh = !PathExists(vm->StatePath()) || vm->launching;
   auto handle = StartLocked(*vm, instance);
-  if (!handle.ok() && fresh) {
+  if (!handle.ok() && fresh && !LockHeld(vm->LockPath())) {
     // Nothing of a first start that failed stays behind: Inspect answers NOT_FOUND again, so
     // the agent retries Start (e.g. once the missing image exists) instead of seeing an ERROR
     // for a VM that never ran.
@@ -159,7 +194,7 @@ Status VmProvider::Recover(const Handle& handle) {
   std::shared_ptr<VmState> vm = std::move(*loaded);
   {
     std::lock_guard<std::mutex> lock(vm->mu);
-    if (AliveLocked(*vm)) {
+    if (LocateLocked(*vm) == Presence::kAlive) {
       // Confirm we can still control it, and learn whether it is paused.
       auto qmp = QmpClient::Connect(vm->qmp_socket, std::chrono::seconds(5));
       if (!qmp.ok()) return qmp.status();
@@ -173,7 +208,7 @@ Status VmProvider::Recover(const Handle& handle) {
 }
 
 Status VmProvider::KillLocked(VmState& vm) {
-  if (AliveLocked(vm)) {
+  if (LocateLocked(vm) == Presence::kAlive) {
     auto qmp = QmpClient::Connect(vm.qmp_socket, std::chrono::seconds(1));
     if (qmp.ok()) (*qmp)->Execute("quit").IgnoreError();
     if (!WaitDead(vm, std::chrono::seconds(3)) && AliveLocked(vm)) {
@@ -183,6 +218,8 @@ Status VmProvider::KillLocked(VmState& vm) {
       }
     }
   }
+  PHOTON_RETURN_IF_ERROR(KillInstanceProcesses(vm.dir));
+  vm.launching = false;
   if (!vm.tap.empty()) {
     RunCommand({"ip", "link", "del", vm.tap}, std::chrono::seconds(10)).IgnoreError();
   }
@@ -227,6 +264,7 @@ Status VmProvider::Destroy(const std::string& instance_id) {
     // A directory without a readable state (crash during the first start) still goes.
     if (!instance_id.empty() && instance_id.find('/') == std::string::npos &&
         instance_id[0] != '.' && PathExists(InstanceDir(instance_id))) {
+      PHOTON_RETURN_IF_ERROR(KillInstanceProcesses(InstanceDir(instance_id)));
       std::error_code ec;
       fs::remove_all(InstanceDir(instance_id), ec);
     }
@@ -279,8 +317,19 @@ StatusOr<Observed> VmProvider::Inspect(const std::string& instance_id) {
     o.details["state"] = "stopped";
     return o;
   }
+  Presence presence = LocateLocked(*vm);
+  if (presence == Presence::kNone && vm->launching) {
+    // The agent died before QEMU ran: nothing to observe, the agent starts it again.
+    return absl::NotFoundError("vm: the start of " + instance_id + " was interrupted");
+  }
   o.details["pid"] = std::to_string(vm->pid);
-  if (!AliveLocked(*vm)) {
+  if (presence == Presence::kStarting) {
+    o.phase = resource::ResourceStatus::CREATING;
+    o.message = "QEMU is starting";
+    o.details["state"] = "starting";
+    return o;
+  }
+  if (presence == Presence::kNone) {
     o.phase = resource::ResourceStatus::ERROR;
     o.message = "QEMU (pid " + std::to_string(vm->pid) + ") exited; console tail:\n" +
                 ConsoleTail(*vm, 1024);

@@ -86,6 +86,11 @@ class VmProvider : public Provider {
                      const std::vector<AttachedVolume>& volumes, QemuConfig* qc);
   StatusOr<Handle> LaunchQemu(VmState& vm, const QemuConfig& qc,
                               const std::vector<std::string>& claimed, int64_t start_ns);
+  // Where the instance's QEMU is. kAlive: vm.pid is it (adopted and saved when it was not
+  // recorded, e.g. the agent died between exec and daemonize). kStarting: something holds the
+  // instance lock but no QEMU pid showed up in time. kNone: no process of this instance runs.
+  enum class Presence { kNone, kStarting, kAlive };
+  Presence LocateLocked(VmState& vm);
   Status StopLocked(VmState& vm, std::chrono::seconds timeout);
   Status KillLocked(VmState& vm);
   bool AliveLocked(const VmState& vm) const;

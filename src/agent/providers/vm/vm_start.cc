@@ -27,9 +27,10 @@ constexpr int64_t kConsoleRotateBytes = 8 << 20;
 
 // Runs QEMU with -daemonize: the direct child exits once QEMU is set up (0) or failed (its
 // message is in log_path); the daemon itself is in a new session, not our child, so it
-// survives the agent. Returns the daemon's pid from the pidfile.
+// survives the agent. QEMU inherits `lock_fd` (as fd 3) and with it the instance lock, which it
+// then holds for its whole life. Returns the daemon's pid from the pidfile.
 StatusOr<int> SpawnQemu(const std::vector<std::string>& argv, const std::string& log_path,
-                        const std::string& pidfile) {
+                        const std::string& pidfile, int lock_fd) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -46,7 +47,12 @@ StatusOr<int> SpawnQemu(const std::vector<std::string>& argv, const std::string&
     dup2(devnull, 0);
     dup2(log_fd, 1);
     dup2(log_fd, 2);
-    close_range(3, ~0U, 0);  // no agent socket or file leaks into the VMM
+    if (lock_fd == 3) {
+      fcntl(3, F_SETFD, 0);
+    } else {
+      dup2(lock_fd, 3);  // dup2 clears close-on-exec
+    }
+    close_range(4, ~0U, 0);  // no agent socket or file leaks into the VMM
     signal(SIGPIPE, SIG_DFL);
     execvp(args[0], args.data());
     _exit(127);
@@ -306,22 +312,44 @@ Status VmProvider::RecordStart(VmState& vm, const compute::ComputeInstance& inst
 }
 
 // Launches QEMU and records its pid; on failure undoes this start's volume claims and tap.
+// The intent is saved before the exec and the instance lock taken, so an agent killed in
+// between leaves a state its successor adopts the QEMU from, never a second QEMU.
 StatusOr<Handle> VmProvider::LaunchQemu(VmState& vm, const QemuConfig& qc,
                                         const std::vector<std::string>& claimed, int64_t start_ns) {
-  const int64_t exec_ns = MonotonicNanos();
-  vm.boot_started_ms = WallClockMs();
-  auto pid = SpawnQemu(BuildQemuArgv(qc), vm.dir + "/qemu.log", qc.pidfile);
-  if (!pid.ok()) {
+  auto fail = [&](Status st) {
     ReleaseVolumes(vm.ns, vm, claimed);
     if (!vm.tap.empty())
       RunCommand({"ip", "link", "del", vm.tap}, std::chrono::seconds(10)).IgnoreError();
     vm.pid = 0;
     vm.stopped = true;
+    vm.launching = false;
     vm.Save().IgnoreError();
-    return pid.status();
+    return st;
+  };
+  StatusOr<int> lock_fd = TakeLock(vm.LockPath());
+  if (absl::IsUnavailable(lock_fd.status())) {
+    return absl::UnavailableError("vm: a QEMU of " + vm.id + " already runs (it holds " +
+                                  vm.LockPath() + ")");
+  }
+  if (!lock_fd.ok()) return fail(lock_fd.status());
+  vm.boot_started_ms = WallClockMs();
+  vm.pid = 0;
+  vm.stopped = false;
+  vm.launching = true;
+  if (Status saved = vm.Save(); !saved.ok()) {
+    close(*lock_fd);
+    return fail(saved);
+  }
+  const int64_t exec_ns = MonotonicNanos();
+  auto pid = SpawnQemu(BuildQemuArgv(qc), vm.dir + "/qemu.log", qc.pidfile, *lock_fd);
+  close(*lock_fd);
+  if (!pid.ok()) {
+    // A QEMU that timed out may still be daemonizing: it goes before anything else does.
+    Status killed = KillInstanceProcesses(vm.dir);
+    return fail(killed.ok() ? pid.status() : killed);
   }
   vm.pid = *pid;
-  vm.stopped = false;
+  vm.launching = false;
   PHOTON_RETURN_IF_ERROR(vm.Save());
   // For the benchmark: our share of start-up before QEMU was exec'd, and QEMU's own set-up.
   WriteFileAtomic(vm.dir + "/timing.json",

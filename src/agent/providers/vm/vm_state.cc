@@ -28,6 +28,7 @@ nlohmann::json ToJson(const VmState& s) {
           {"console_log", s.console_log},
           {"pid", s.pid},
           {"stopped", s.stopped},
+          {"launching", s.launching},
           {"paused", s.paused},
           {"volumes_initialized", s.volumes_initialized},
           {"boot_offset", s.boot_offset},
@@ -64,6 +65,7 @@ StatusOr<std::unique_ptr<VmState>> VmState::Load(const std::string& dir) {
   s->console_log = j.value("console_log", "");
   s->pid = j.value("pid", 0);
   s->stopped = j.value("stopped", false);
+  s->launching = j.value("launching", false);
   s->paused = j.value("paused", false);
   s->volumes_initialized = j.value("volumes_initialized", false);
   s->boot_offset = j.value("boot_offset", int64_t{0});

@@ -31,6 +31,9 @@ struct VmState {
   std::string qmp_socket, pidfile, console_log;
   int pid = 0;
   bool stopped = false;
+  // Saved before QEMU is exec'd and cleared once its pid is known: a restarted agent that
+  // finds it set looks for the QEMU through the instance lock instead of starting another.
+  bool launching = false;
   bool paused = false;
   bool ready = false;
   bool volumes_initialized = false;  // volumes below came from the spec once, then attach/detach
@@ -44,6 +47,7 @@ struct VmState {
 
   std::string StatePath() const { return dir + "/state.json"; }
   std::string SpecPath() const { return dir + "/instance.pb"; }
+  std::string LockPath() const { return dir + "/qemu.lock"; }
   Status Save() const;
   // Reads dir/state.json into a fresh state (NOT_FOUND when absent).
   static StatusOr<std::unique_ptr<VmState>> Load(const std::string& dir);

@@ -5,15 +5,18 @@
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "common/hex.h"
 #include "common/util.h"
@@ -149,6 +152,51 @@ bool CmdlineContains(int pid, const std::string& needle) {
     if (c == '\0') c = '\n';
   }
   return cmdline.find(needle) != std::string::npos;
+}
+
+std::vector<int> PidsWithCmdline(const std::string& needle) {
+  std::vector<int> pids;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    int pid = std::atoi(name.c_str());
+    if (pid != getpid() && CmdlineContains(pid, needle) && ProcessAlive(pid)) pids.push_back(pid);
+  }
+  return pids;
+}
+
+StatusOr<int> TakeLock(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return absl::InternalError("open " + path + ": " + std::strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    close(fd);
+    if (err == EWOULDBLOCK) return absl::UnavailableError(path + " is held by another process");
+    return absl::InternalError("flock " + path + ": " + std::strerror(err));
+  }
+  return fd;
+}
+
+bool LockHeld(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  bool held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  close(fd);  // releases the probe's own lock when it got one
+  return held;
+}
+
+Status KillInstanceProcesses(const std::string& dir) {
+  const std::string lock = dir + "/qemu.lock";
+  int64_t deadline = MonotonicNanos() + 10'000'000'000LL;
+  while (LockHeld(lock)) {
+    if (MonotonicNanos() >= deadline) {
+      return absl::InternalError("processes of " + dir + " still hold its qemu.lock after 10 s");
+    }
+    for (int pid : PidsWithCmdline(dir + "/qemu.pid")) kill(pid, SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return absl::OkStatus();
 }
 
 int64_t ProcessRssBytes(int pid) {

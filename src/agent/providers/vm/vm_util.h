@@ -30,6 +30,18 @@ bool ProcessAlive(int pid);
 // True when /proc/pid/cmdline contains `needle` as one argument or part of one. This is how a
 // recycled pid is told apart from our QEMU (its argv names the instance directory).
 bool CmdlineContains(int pid, const std::string& needle);
+// Pids of live processes whose argv contains `needle` (see CmdlineContains).
+std::vector<int> PidsWithCmdline(const std::string& needle);
+// The instance lock: a file whose flock QEMU inherits from the agent and holds for its whole
+// life, so "is a QEMU of this instance alive?" has an answer even before QEMU wrote its pidfile
+// and for one the agent never recorded. TakeLock returns the locked descriptor (O_CLOEXEC), or
+// UNAVAILABLE when another process holds the lock; LockHeld is false for a missing file.
+StatusOr<int> TakeLock(const std::string& path);
+bool LockHeld(const std::string& path);
+// SIGKILLs every process whose argv mentions <dir>/qemu.pid (a QEMU, also one still
+// daemonizing or one no state recorded) until none holds <dir>/qemu.lock, so no QEMU outlives
+// its instance's delete. INTERNAL when they still hold it after 10 s.
+Status KillInstanceProcesses(const std::string& dir);
 // Resident set size of pid in bytes (0 when unknown).
 int64_t ProcessRssBytes(int pid);
 
