@@ -9,6 +9,7 @@
 #include <functional>
 #include <thread>
 
+#include "agent/node_object.h"
 #include "agent/providers/builtin.h"
 #include "common/file_util.h"
 #include "common/util.h"
@@ -122,20 +123,15 @@ Status Agent::InitProviders() {
 }
 
 json Agent::NodeSpec() const {
-  int vcpu =
+  NodeOffer offer;
+  offer.vcpu =
       options_.vcpu > 0 ? options_.vcpu : static_cast<int>(std::thread::hardware_concurrency());
-  int64_t mem = options_.memory_mb > 0 ? options_.memory_mb : HostMemoryMb();
-  int64_t disk = options_.disk_gb > 0 ? options_.disk_gb : HostDiskGb(options_.data_dir);
-  json drivers = json::array();
-  for (const auto& d : drivers_) drivers.push_back(d);
-  json attrs = json::object();
-  for (const auto& [k, v] : attributes_) attrs[k] = v;
-  return json{
-      {"capacity",
-       {{"vcpu", vcpu}, {"memoryMb", std::to_string(mem)}, {"diskGb", std::to_string(disk)}}},
-      {"drivers", drivers},
-      {"attributes", attrs},
-      {"address", "127.0.0.1:" + std::to_string(http_port())}};
+  offer.memory_mb = options_.memory_mb > 0 ? options_.memory_mb : HostMemoryMb();
+  offer.disk_gb = options_.disk_gb > 0 ? options_.disk_gb : HostDiskGb(options_.data_dir);
+  offer.drivers = drivers_;
+  offer.attributes = attributes_;
+  offer.address = "127.0.0.1:" + std::to_string(http_port());
+  return NodeSpecJson(offer);
 }
 
 Status Agent::RegisterNode() {
@@ -143,11 +139,7 @@ Status Agent::RegisterNode() {
   for (int attempt = 0; attempt < 10; ++attempt) {
     auto cur = api_->Get(path);
     if (!cur.ok() && cur.status().code() == absl::StatusCode::kNotFound) {
-      json labels = json::object();
-      for (const auto& [k, v] : options_.labels) labels[k] = v;
-      json node{
-          {"metadata", {{"name", options_.name}, {"namespace", "system"}, {"labels", labels}}},
-          {"spec", NodeSpec()}};
+      json node = NewNodeObject(options_.name, options_.labels, NodeSpec());
       auto r = api_->Call("POST", "/v1/namespaces/system/nodes", node);
       if (r.ok()) {
         spdlog::info("registered node {}", options_.name);
@@ -160,13 +152,7 @@ Status Agent::RegisterNode() {
       return r.status();
     }
     if (!cur.ok()) return cur.status();
-    // Update what the agent owns; keep what admins set (cordon, extra labels).
-    json node = *cur;
-    json spec = NodeSpec();
-    bool unschedulable = node.contains("spec") && node["spec"].value("unschedulable", false);
-    for (auto& [k, v] : spec.items()) node["spec"][k] = v;
-    if (unschedulable) node["spec"]["unschedulable"] = true;
-    for (const auto& [k, v] : options_.labels) node["metadata"]["labels"][k] = v;
+    json node = MergeNodeRegistration(*cur, NodeSpec(), options_.labels);
     auto r = api_->Call("PUT", path, node);
     if (r.ok()) {
       spdlog::info("updated node {}", options_.name);
@@ -184,11 +170,7 @@ Status Agent::Heartbeat() {
   std::string path = "/v1/namespaces/system/nodes/" + options_.name;
   for (int attempt = 0; attempt < 5; ++attempt) {
     PHOTON_ASSIGN_OR_RETURN(json node, api_->Get(path));
-    json& ns = node["nodeStatus"];
-    if (!ns.is_object()) ns = json::object();
-    ns["condition"] = "READY";
-    ns["lastHeartbeat"] = NowRfc3339();
-    ns["message"] = std::to_string(controller_ ? controller_->Running() : 0) + " instances";
+    MarkHeartbeat(&node, std::to_string(controller_ ? controller_->Running() : 0) + " instances");
     auto r = api_->Call("PUT", path + "/status", node);
     if (r.ok()) {
       heartbeat_age_->Set(static_cast<double>(time(nullptr)));
@@ -273,6 +255,9 @@ Status Agent::Start() {
   PHOTON_RETURN_IF_ERROR(retry("list operations", [this] { return operations_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(controller_->Adopt());
   controller_->Start();
+  checks_ = std::make_unique<checks::CheckRunner>(checks::RunnerOptions{.node = options_.name},
+                                                  api_.get(), &metrics_);
+  PHOTON_RETURN_IF_ERROR(checks_->Start());
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
   threads_.emplace_back([this] {
@@ -304,6 +289,7 @@ Status Agent::Start() {
 
 void Agent::Stop() {
   stop_ = true;
+  if (checks_) checks_->Stop();
   if (controller_) controller_->Stop();
   // Watch threads may sit in a blocking read until the next event; they exit with the process.
   for (auto& t : threads_) {
