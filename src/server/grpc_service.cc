@@ -199,8 +199,8 @@ grpc::Status GrpcResourceService::List(grpc::ServerContext* ctx, const api::List
   PHOTON_GRPC_TRY("List", who.status());
   auto kind = KindFor(req->kind(), nullptr);
   PHOTON_GRPC_TRY("List", kind.status());
-  auto r = resources_->List(*who, **kind, req->namespace_(), req->label_selector(), req->limit(),
-                            req->continue_token());
+  auto r = resources_->List(*who, **kind, req->namespace_(), req->label_selector(),
+                            req->field_selector(), req->limit(), req->continue_token());
   PHOTON_GRPC_TRY("List", r.status());
   for (const auto& item : r->items) {
     auto msg = item->Decoded();
@@ -228,7 +228,7 @@ grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::Wat
   };
   auto q = std::make_shared<Queue>();
   auto id = resources_->Watch(*who, **kind, req->namespace_(), req->label_selector(),
-                              req->resource_version(),
+                              req->field_selector(), req->resource_version(),
                               WatchSink{[q](const std::vector<CacheEvent>& events) {
                                 std::lock_guard lock(q->mu);
                                 q->events.insert(q->events.end(), events.begin(), events.end());
@@ -245,10 +245,13 @@ grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::Wat
     bool ok = true;
     for (const auto& e : batch) {
       api::WatchEvent out;
-      out.set_type(e.type == CacheEvent::Type::kAdded     ? api::WatchEvent::ADDED
-                   : e.type == CacheEvent::Type::kDeleted ? api::WatchEvent::DELETED
-                                                          : api::WatchEvent::MODIFIED);
-      if (auto msg = e.object->Decoded()) out.mutable_object()->PackFrom(*msg);
+      out.set_type(e.type == CacheEvent::Type::kAdded      ? api::WatchEvent::ADDED
+                   : e.type == CacheEvent::Type::kDeleted  ? api::WatchEvent::DELETED
+                   : e.type == CacheEvent::Type::kBookmark ? api::WatchEvent::BOOKMARK
+                                                           : api::WatchEvent::MODIFIED);
+      if (e.object) {
+        if (auto msg = e.object->Decoded()) out.mutable_object()->PackFrom(*msg);
+      }
       out.set_resource_version(std::to_string(e.revision));
       if (!writer->Write(out)) {
         ok = false;

@@ -492,7 +492,8 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
 
 StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo& kind,
                                            const std::string& ns, const std::string& selector_text,
-                                           int limit, const std::string& continue_token) {
+                                           const std::string& field_selector_text, int limit,
+                                           const std::string& continue_token) {
   std::vector<std::string> readable;
   if (!ns.empty()) {
     PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kList, kind, ns));
@@ -505,6 +506,7 @@ StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo&
   }
   if (limit < 0) return absl::InvalidArgumentError("limit: must be ≥ 0");
   PHOTON_ASSIGN_OR_RETURN(LabelSelector selector, LabelSelector::Parse(selector_text));
+  PHOTON_ASSIGN_OR_RETURN(FieldSelector fields, FieldSelector::Parse(field_selector_text));
   // Consistent read: the cache must have applied everything the store has acknowledged.
   PHOTON_ASSIGN_OR_RETURN(int64_t current, store_->CurrentRevision());
   PHOTON_RETURN_IF_ERROR(cache_->WaitForRevision(current));
@@ -519,6 +521,7 @@ StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo&
   }
   bool all_ns = readable.size() == 1 && readable[0] == "*";
   auto filter = [&](const CachedObject& obj) {
+    if (!fields.empty() && !fields.Matches(obj.Fields())) return false;
     if (!ns.empty() || all_ns) {
       if (selector.empty()) return true;
     } else {
@@ -541,6 +544,7 @@ StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo&
 
 StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& kind,
                                           const std::string& ns, const std::string& selector_text,
+                                          const std::string& field_selector_text,
                                           const std::string& resource_version, WatchSink sink) {
   std::vector<std::string> readable;
   if (!ns.empty()) {
@@ -554,8 +558,10 @@ StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& 
   }
   PHOTON_ASSIGN_OR_RETURN(int64_t from, ParseRevision("resourceVersion", resource_version));
   PHOTON_ASSIGN_OR_RETURN(LabelSelector selector, LabelSelector::Parse(selector_text));
+  PHOTON_ASSIGN_OR_RETURN(FieldSelector fields, FieldSelector::Parse(field_selector_text));
   std::string prefix = RegistryPrefix(kind.plural, ns);
-  auto matches = [selector, readable, prefix](const CachedObject& obj) {
+  auto matches = [selector, fields, readable, prefix](const CachedObject& obj) {
+    if (!fields.empty() && !fields.Matches(obj.Fields())) return false;
     if (!readable.empty()) {
       std::string rest = obj.key().substr(prefix.size());
       std::string obj_ns = rest.substr(0, rest.find('/'));
@@ -584,7 +590,19 @@ StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& 
       [on_events, matches](const std::vector<CacheEvent>& events) {
         std::vector<CacheEvent> mine;
         for (const auto& e : events) {
-          if (matches(*e.object)) mine.push_back(e);
+          if (e.type == CacheEvent::Type::kBookmark) {
+            mine.push_back(e);
+            continue;
+          }
+          const bool now = matches(*e.object);
+          const bool before = e.previous ? matches(*e.previous) : now;
+          if (now && before) {
+            mine.push_back(e);
+          } else if (now) {
+            mine.push_back(e.type == CacheEvent::Type::kAdded ? e : e.Entered());
+          } else if (before && e.previous) {
+            mine.push_back(e.Left());
+          }
         }
         if (!mine.empty()) on_events(mine);
       });

@@ -75,13 +75,16 @@ class ResourceManager {
                                         const std::string& ns, const std::string& name,
                                         const std::string& resource_version);
   // ns empty = every namespace the caller may read.
+  // field_selector: see field_selector.h.
   StatusOr<ListResult> List(const Principal& who, const KindInfo& kind, const std::string& ns,
-                            const std::string& label_selector, int limit,
-                            const std::string& continue_token);
+                            const std::string& label_selector, const std::string& field_selector,
+                            int limit, const std::string& continue_token);
   // Returns a subscription id for Unwatch. OUT_OF_RANGE when resource_version is compacted.
+  // With a selector, an object that starts to match arrives as ADDED and one that stops
+  // matching as DELETED.
   StatusOr<uint64_t> Watch(const Principal& who, const KindInfo& kind, const std::string& ns,
-                           const std::string& label_selector, const std::string& resource_version,
-                           WatchSink sink);
+                           const std::string& label_selector, const std::string& field_selector,
+                           const std::string& resource_version, WatchSink sink);
   void Unwatch(uint64_t id);
   StatusOr<operation::Operation> ExecuteAction(const Principal& who, const KindInfo& kind,
                                                const std::string& ns, const std::string& name,

@@ -349,8 +349,8 @@ HttpResponse RestGateway::ListOrWatch(HttpRequest& req, const Principal& who, co
   if (Query(req, "watch") == "true" || Query(req, "watch") == "1") return Watch(req, who, kind, ns);
   auto limit = ParseLimit(Query(req, "limit"));
   if (!limit.ok()) return ErrorResponse(limit.status());
-  auto r =
-      resources_->List(who, kind, ns, Query(req, "labelSelector"), *limit, Query(req, "continue"));
+  auto r = resources_->List(who, kind, ns, Query(req, "labelSelector"), Query(req, "fieldSelector"),
+                            *limit, Query(req, "continue"));
   if (!r.ok()) return ErrorResponse(r.status());
   std::string body = "{\"kind\":\"" + kind.kind + "List\",\"resourceVersion\":\"" +
                      r->resource_version + "\",\"continue\":" + JsonString(r->continue_token) +
@@ -389,8 +389,9 @@ HttpResponse RestGateway::Watch(HttpRequest& req, const Principal& who, const Ki
       state->early.push_back(std::move(lines));
     }
   };
-  auto id = resources_->Watch(who, kind, ns, Query(req, "labelSelector"),
-                              Query(req, "resourceVersion"), WatchSink{on_events});
+  auto id =
+      resources_->Watch(who, kind, ns, Query(req, "labelSelector"), Query(req, "fieldSelector"),
+                        Query(req, "resourceVersion"), WatchSink{on_events});
   if (!id.ok()) return ErrorResponse(id.status());
   state->id = *id;
   HttpResponse resp;

@@ -114,6 +114,43 @@ void CachedObject::AppendJson(std::string* out, google::protobuf::Arena* arena) 
   AppendToJson(*kind, *msg, out);
 }
 
+const ObjectFields& CachedObject::Fields() const {
+  std::call_once(fields_once_, [this] {
+    auto msg = Decoded();
+    fields_ = std::make_unique<const ObjectFields>(msg ? FieldsOf(*msg) : ObjectFields{});
+  });
+  return *fields_;
+}
+
+const CacheEvent& CacheEvent::Entered() const {
+  std::call_once(line_cache->entered_once, [this] {
+    line_cache->entered = std::make_shared<const CacheEvent>(
+        CacheEvent{.type = Type::kAdded, .revision = revision, .object = object});
+  });
+  return *line_cache->entered;
+}
+
+const CacheEvent& CacheEvent::Left() const {
+  std::call_once(line_cache->left_once, [this] {
+    const auto& last = previous ? previous : object;
+    line_cache->left = std::make_shared<const CacheEvent>(
+        CacheEvent{.type = Type::kDeleted,
+                   .revision = revision,
+                   .object = std::make_shared<CachedObject>(last->key(), last->value(), revision)});
+  });
+  return *line_cache->left;
+}
+
+CacheEvent CacheEvent::Bookmark(int64_t revision) {
+  CacheEvent e{.type = Type::kBookmark, .revision = revision};
+  auto line = std::make_shared<std::string>(
+      "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{"
+      "\"resourceVersion\":\"" +
+      std::to_string(revision) + "\"}}}\n");
+  std::call_once(e.line_cache->once, [&] { e.line_cache->line = std::move(line); });
+  return e;
+}
+
 std::shared_ptr<const std::string> CacheEvent::Line() const {
   std::call_once(line_cache->once, [this] {
     const char* name = type == Type::kAdded     ? "ADDED"
@@ -259,6 +296,8 @@ void WatchCache::OnStoreEvents(const std::vector<store::WatchEvent>& events) {
       auto obj = std::make_shared<CachedObject>(e.kv.key, e.kv.value, e.kv.mod_revision);
       if (it == objects_.end()) {
         if (auto id = ExtractId(e.kv.value); !id.empty()) key_by_id_[id] = e.kv.key;
+      } else {
+        ce.previous = it->second;
       }
       objects_[e.kv.key] = obj;
       ce.object = std::move(obj);

@@ -31,6 +31,7 @@
 
 #include "common/metrics.h"
 #include "common/status.h"
+#include "server/field_selector.h"
 #include "store/store.h"
 
 namespace photon::server {
@@ -51,24 +52,43 @@ class CachedObject {
   // Appends ToJson() of Decoded(). Rendered on each call, not kept. With an arena, the
   // temporary message lives there (a list page decodes thousands: one arena, no mallocs).
   void AppendJson(std::string* out, google::protobuf::Arena* arena = nullptr) const;
+  // The field-selector fields, decoded on first use and kept: every watcher's selection of
+  // this version then costs string compares only.
+  const ObjectFields& Fields() const;
 
  private:
   std::string key_;
   std::string value_;
   int64_t mod_revision_;
+  mutable std::once_flag fields_once_;
+  mutable std::unique_ptr<const ObjectFields> fields_;
 };
 
 struct CacheEvent {
-  enum class Type { kAdded, kModified, kDeleted };
+  // kBookmark: no change, only "every change up to `revision` has been sent" (object unset).
+  enum class Type { kAdded, kModified, kDeleted, kBookmark };
   Type type;
   int64_t revision;
   std::shared_ptr<const CachedObject> object;  // for kDeleted: the last state before deletion
+  // kModified: the state it replaced, so a filtered watch can tell an object entering its
+  // selection (sent as ADDED) or leaving it (sent as DELETED) from a change within it.
+  std::shared_ptr<const CachedObject> previous;
   // The watch line {"type":…,"object":…}\n, rendered once and shared by every watcher.
   std::shared_ptr<const std::string> Line() const;
+  // This change as seen by a watch whose selection the object entered (ADDED, new state) or
+  // left (DELETED, the previous state stamped with this revision). Made once per event and
+  // shared, line included, by every watcher that sees it so.
+  const CacheEvent& Entered() const;
+  const CacheEvent& Left() const;
+  // A bookmark at `revision`; its line is {"type":"BOOKMARK","object":{"metadata":
+  // {"resourceVersion":"N"}}}.
+  static CacheEvent Bookmark(int64_t revision);
 
   struct LineCache {
     std::once_flag once;
     std::shared_ptr<const std::string> line;
+    std::once_flag entered_once, left_once;
+    std::shared_ptr<const CacheEvent> entered, left;
   };
   std::shared_ptr<LineCache> line_cache = std::make_shared<LineCache>();  // shared by copies
 };
