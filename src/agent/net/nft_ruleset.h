@@ -1,0 +1,28 @@
+// Renders a port namespace's nftables ruleset: security groups as interval sets looked up once
+// per packet (the rule count costs nothing per packet), anti-spoofing, conntrack state. The
+// text replaces the whole table in one `nft -f` transaction (atomic: a packet sees the old or
+// the new ruleset, never a mix).
+// Thread-safety: pure functions.
+#pragma once
+
+#include <string>
+
+#include "agent/net/port.h"
+
+namespace photon::agent::net {
+
+inline constexpr char kPortTable[] = "photon";    // table inet photon
+inline constexpr char kPortIfName[] = "eth0";     // the port's interface in its namespace
+inline constexpr char kRevisionChain[] = "rev_";  // + hash of the rendered ruleset
+
+// The ruleset body (without the revision marker) for a validated spec.
+std::string RenderPortRules(const PortSpec& spec);
+
+// A short hash of the rules text: the name suffix of the marker chain that says which
+// ruleset a namespace holds, so a restarted agent compares instead of reapplying.
+std::string RulesRevision(const std::string& rules);
+
+// The full `nft -f` script: replaces table inet photon with `rules` plus its revision marker.
+std::string RenderPortTransaction(const std::string& rules);
+
+}  // namespace photon::agent::net

@@ -1,0 +1,43 @@
+// What the node data path needs to know about one port (one instance IP): the desired state
+// PortManager reconciles towards. Filled by the agent from the control plane's Port object and
+// the SecurityGroup objects it names (a rule naming a remote security group is expanded by the
+// caller into the CIDRs of that group's members).
+// Thread-safety: plain values.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace photon::agent::net {
+
+enum class Direction { kIngress, kEgress };
+
+// One allow rule. Everything not allowed is dropped, except: replies to allowed traffic
+// (stateful, conntrack), traffic within the port's own VPC, and egress to the gateway and the
+// metadata service.
+struct SgRule {
+  Direction direction = Direction::kIngress;
+  int protocol = -1;  // -1 every protocol, 1 icmp, 6 tcp, 17 udp
+  int port_from = 0;  // tcp/udp: destination ports [port_from, port_to]; 0/0 = every port
+  int port_to = 0;
+  std::string remote_cidr;  // source (ingress) or destination (egress), aligned CIDR
+};
+
+struct PortSpec {
+  std::string instance_id;  // [A-Za-z0-9._-], 1-63 chars: names the port namespace
+  std::string ip;           // the instance's address (a /32 on the node)
+  std::string mac;          // of the instance's interface, unicast aa:bb:cc:dd:ee:ff
+  std::string subnet_cidr;  // contains ip
+  std::string vpc_cidr;     // contains subnet_cidr
+  std::vector<SgRule> rules;
+};
+
+// INVALID_ARGUMENT unless [A-Za-z0-9._-], 1-63 characters.
+Status ValidateInstanceId(const std::string& id);
+
+// INVALID_ARGUMENT naming the field ("rules[3].port_to: ...") when the spec cannot be honoured.
+Status ValidatePortSpec(const PortSpec& spec);
+
+}  // namespace photon::agent::net

@@ -1,0 +1,324 @@
+#include "agent/net/port_manager.h"
+
+#include <dirent.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "agent/net/ipv4.h"
+#include "agent/net/nft_ruleset.h"
+#include "nlohmann/json.hpp"
+
+namespace photon::agent::net {
+namespace {
+
+constexpr char kNetnsDir[] = "/run/netns/";
+constexpr char kAliasPrefix[] = "photon-port:";
+constexpr char kGateway[] = "169.254.1.1";
+constexpr char kMetadata[] = "169.254.1.2";
+constexpr uint32_t kLinkBase = 0xa9fe2000;  // 169.254.32.0
+
+// `ip -j -batch` prints one JSON document a line.
+std::vector<nlohmann::json> JsonLines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    out.push_back(j.is_discarded() ? nlohmann::json::array() : j);
+  }
+  return out;
+}
+
+bool HasFlag(const nlohmann::json& link, const char* flag) {
+  for (const auto& f : link.value("flags", nlohmann::json::array())) {
+    if (f.is_string() && f.get<std::string>() == flag) return true;
+  }
+  return false;
+}
+
+std::string FirstV4(const nlohmann::json& link) {
+  for (const auto& a : link.value("addr_info", nlohmann::json::array())) {
+    if (a.value("family", "") == "inet" && a.value("prefixlen", 0) == 32) {
+      return a.value("local", "");
+    }
+  }
+  return "";
+}
+
+int SlotOfIfName(const std::string& name) {
+  if (name.size() < 3 || name.compare(0, 2, "pc") != 0) return -1;
+  unsigned slot = 0;
+  if (std::sscanf(name.c_str() + 2, "%x", &slot) != 1 || slot >= kMaxPortsPerNode) return -1;
+  return name == PortManager::HostIfName(static_cast<int>(slot)) ? static_cast<int>(slot) : -1;
+}
+
+}  // namespace
+
+std::string PortManager::LinkAddress(int slot) { return FormatIpv4(kLinkBase + slot); }
+
+std::string PortManager::HostIfName(int slot) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "pc%04x", slot);
+  return buf;
+}
+
+std::string PortManager::NetnsName(const std::string& id) const {
+  return options_.netns_prefix + id;
+}
+
+std::string PortManager::NetnsPath(const std::string& id) const {
+  return kNetnsDir + NetnsName(id);
+}
+
+StatusOr<std::string> PortManager::Run(const std::vector<std::string>& argv,
+                                       const std::string& netns, const std::string& input,
+                                       bool change) {
+  if (change) changes_.fetch_add(1);
+  ExecOptions o;
+  o.netns = netns;
+  o.stdin_data = input;
+  return ExecOk(argv, o);
+}
+
+StatusOr<std::unique_ptr<PortManager>> PortManager::Open(PortManagerOptions options) {
+  if (options.netns_prefix.empty() || options.netns_prefix.size() > 40) {
+    return absl::InvalidArgumentError("netns_prefix: must be 1-40 characters");
+  }
+  std::unique_ptr<PortManager> m(new PortManager(std::move(options)));
+  PHOTON_RETURN_IF_ERROR(m->PrepareNode());
+  PHOTON_RETURN_IF_ERROR(m->Scan());
+  return m;
+}
+
+Status PortManager::PrepareNode() {
+  const std::string& ns = options_.host_netns;
+  PHOTON_ASSIGN_OR_RETURN(std::string lo,
+                          Run({"ip", "-j", "addr", "show", "dev", "lo"}, ns, "", false));
+  std::string batch;
+  for (const char* addr : {kGateway, kMetadata}) {
+    if (lo.find(absl::StrCat("\"local\":\"", addr, "\"")) == std::string::npos) {
+      absl::StrAppend(&batch, "addr add ", addr, "/32 dev lo\n");
+    }
+  }
+  if (!batch.empty()) PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, ns, batch).status());
+  // Forwarding between ports and the underlay; strict reverse-path check on every link made
+  // from now on (the port veths): a port's packets must come from its own /32.
+  PHOTON_ASSIGN_OR_RETURN(std::string sysctl, Run({"sysctl", "-n", "net.ipv4.ip_forward",
+                                                   "net.ipv4.conf.default.rp_filter"},
+                                                  ns, "", false));
+  if (sysctl != "1\n1\n") {
+    PHOTON_RETURN_IF_ERROR(
+        Run({"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.default.rp_filter=1"}, ns)
+            .status());
+  }
+  return absl::OkStatus();
+}
+
+Status PortManager::Scan() {
+  PHOTON_ASSIGN_OR_RETURN(
+      std::string out,
+      Run({"ip", "-j", "-d", "-batch", "-"}, options_.host_netns,
+          absl::StrCat("addr show type veth\nroute show proto ", options_.route_protocol, "\n"),
+          false));
+  auto docs = JsonLines(out);
+  if (docs.size() != 2) return absl::InternalError("unexpected output of ip: " + out);
+  std::map<std::string, std::string> id_of_if;
+  for (const auto& link : docs[0]) {
+    std::string alias = link.value("ifalias", "");
+    std::string name = link.value("ifname", "");
+    int slot = SlotOfIfName(name);
+    if (!absl::StartsWith(alias, kAliasPrefix) || slot < 0) continue;
+    PortState& p = ports_[alias.substr(sizeof(kAliasPrefix) - 1)];
+    p.instance_id = alias.substr(sizeof(kAliasPrefix) - 1);
+    p.slot = slot;
+    slot_used_[slot] = true;
+    p.host_link = HasFlag(link, "UP") && FirstV4(link) == LinkAddress(slot);
+    p.host_present = true;
+    id_of_if[name] = p.instance_id;
+  }
+  for (const auto& route : docs[1]) {
+    auto it = id_of_if.find(route.value("dev", ""));
+    if (it != id_of_if.end()) ports_[it->second].routed_ip = route.value("dst", "");
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(kNetnsDir), ::closedir);
+  while (dir != nullptr) {
+    dirent* e = ::readdir(dir.get());
+    if (e == nullptr) break;
+    std::string name = e->d_name;
+    if (!absl::StartsWith(name, options_.netns_prefix)) continue;
+    std::string id = name.substr(options_.netns_prefix.size());
+    if (!ValidateInstanceId(id).ok()) continue;  // not a port namespace of this prefix
+    PortState& p = ports_[id];
+    p.instance_id = id;
+    p.netns = true;
+    PHOTON_RETURN_IF_ERROR(ScanPort(&p));
+  }
+  return absl::OkStatus();
+}
+
+Status PortManager::ScanPort(PortState* port) {
+  std::string ns = NetnsPath(port->instance_id);
+  PHOTON_ASSIGN_OR_RETURN(std::string out, Run({"ip", "-j", "-batch", "-"}, ns,
+                                               "addr show\nroute show default\n", false));
+  auto docs = JsonLines(out);
+  if (docs.size() != 2) return absl::InternalError("unexpected output of ip: " + out);
+  bool up = false;
+  for (const auto& link : docs[0]) {
+    if (link.value("ifname", "") != kPortIfName) continue;
+    port->inner_mac = link.value("address", "");
+    port->inner_ip = FirstV4(link);
+    up = HasFlag(link, "UP");
+  }
+  bool gw = false;
+  for (const auto& r : docs[1]) gw |= r.value("gateway", "") == kGateway;
+  port->inner_ready = up && gw;
+  ExecOptions o;
+  o.netns = ns;
+  PHOTON_ASSIGN_OR_RETURN(ExecResult nft, Exec({"nft", "list", "chains", "inet"}, o));
+  auto pos = nft.output.find(std::string("chain ") + kRevisionChain);
+  if (nft.exit_code == 0 && pos != std::string::npos) {
+    size_t start = pos + 6 + sizeof(kRevisionChain) - 1;
+    port->revision = nft.output.substr(start, nft.output.find_first_of(" {", start) - start);
+  }
+  return absl::OkStatus();
+}
+
+int PortManager::AllocateSlotLocked() {
+  for (int i = 0; i < kMaxPortsPerNode; ++i) {
+    if (!slot_used_[i]) {
+      slot_used_[i] = true;
+      return i;
+    }
+  }
+  return -1;
+}
+
+Status PortManager::Apply(const PortSpec& spec) {
+  PHOTON_RETURN_IF_ERROR(ValidatePortSpec(spec));
+  PortState port;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    PortState& p = ports_[spec.instance_id];
+    p.instance_id = spec.instance_id;
+    if (p.slot < 0) p.slot = AllocateSlotLocked();
+    if (p.slot < 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("node has all ", kMaxPortsPerNode, " port link addresses in use"));
+    }
+    port = p;
+  }
+  Status s = ApplyPort(spec, &port);
+  std::lock_guard<std::mutex> lock(mu_);
+  ports_[spec.instance_id] = port;  // what is now in the kernel, even after a failure
+  return s;
+}
+
+Status PortManager::ApplyPort(const PortSpec& spec, PortState* port) {
+  std::string ns = NetnsPath(spec.instance_id);
+  if (!port->netns) {
+    PHOTON_RETURN_IF_ERROR(Run({"ip", "netns", "add", NetnsName(spec.instance_id)}, "").status());
+    port->netns = true;
+  }
+  // Rules first: the namespace never carries traffic without them.
+  std::string rules = RenderPortRules(spec);
+  std::string revision = RulesRevision(rules);
+  if (port->revision != revision) {
+    PHOTON_RETURN_IF_ERROR(Run({"nft", "-f", "-"}, ns, RenderPortTransaction(rules)).status());
+    port->revision = revision;
+  }
+  PHOTON_RETURN_IF_ERROR(ApplyLinks(port));
+  PHOTON_RETURN_IF_ERROR(ApplyInner(spec, port));
+  // The route last: it is what BIRD announces, so the port is reachable only when ready.
+  if (port->routed_ip != spec.ip) {
+    std::string batch;
+    if (!port->routed_ip.empty()) {
+      absl::StrAppend(&batch, "route del ", port->routed_ip, "/32 proto ", options_.route_protocol,
+                      "\n");
+    }
+    absl::StrAppend(&batch, "route replace ", spec.ip, "/32 dev ", HostIfName(port->slot),
+                    " proto ", options_.route_protocol, " scope link\n");
+    PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, options_.host_netns, batch).status());
+    port->routed_ip = spec.ip;
+  }
+  return absl::OkStatus();
+}
+
+Status PortManager::ApplyLinks(PortState* port) {
+  std::string host = HostIfName(port->slot);
+  std::string link = LinkAddress(port->slot) + "/32";
+  std::string batch;
+  if (!port->host_present || port->inner_mac.empty()) {
+    // Half a pair cannot be trusted: make a new one (its route goes with the old link).
+    if (port->host_present) absl::StrAppend(&batch, "link del ", host, "\n");
+    absl::StrAppend(&batch, "link add ", host, " type veth peer name ", kPortIfName, " netns ",
+                    NetnsName(port->instance_id), "\n", "link set ", host, " alias ", kAliasPrefix,
+                    port->instance_id, "\n");
+    port->routed_ip.clear();
+    port->inner_mac.clear();
+    port->inner_ip.clear();
+    port->inner_ready = false;
+  }
+  if (!batch.empty() || !port->host_link) {
+    absl::StrAppend(&batch, "addr replace ", link, " dev ", host, "\nlink set ", host, " up\n");
+    PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, options_.host_netns, batch).status());
+    port->host_present = true;
+    port->host_link = true;
+  }
+  return absl::OkStatus();
+}
+
+Status PortManager::ApplyInner(const PortSpec& spec, PortState* port) {
+  if (port->inner_ip == spec.ip && port->inner_mac == spec.mac && port->inner_ready) {
+    return absl::OkStatus();
+  }
+  std::string eth = kPortIfName;
+  std::string batch =
+      absl::StrCat("link set lo up\naddr flush dev ", eth, "\nlink set ", eth, " address ",
+                   spec.mac, "\naddr add ", spec.ip, "/32 dev ", eth, "\nlink set ", eth,
+                   " up\nroute replace default via ", kGateway, " dev ", eth, " onlink\n");
+  PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, NetnsPath(spec.instance_id), batch).status());
+  port->inner_ip = spec.ip;
+  port->inner_mac = spec.mac;
+  port->inner_ready = true;
+  return absl::OkStatus();
+}
+
+Status PortManager::Delete(const std::string& id) {
+  PortState port;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = ports_.find(id);
+    if (it == ports_.end()) return absl::OkStatus();
+    port = it->second;
+  }
+  if (port.netns) {
+    PHOTON_ASSIGN_OR_RETURN(std::string pids,
+                            Run({"ip", "netns", "pids", NetnsName(id)}, "", "", false));
+    std::istringstream in(pids);
+    for (long pid; in >> pid;) ::kill(static_cast<pid_t>(pid), SIGKILL);
+  }
+  if (port.host_present) {
+    // Its peer, its route and so its BGP announcement go with it.
+    PHOTON_RETURN_IF_ERROR(
+        Run({"ip", "link", "del", HostIfName(port.slot)}, options_.host_netns).status());
+  }
+  if (port.netns) PHOTON_RETURN_IF_ERROR(Run({"ip", "netns", "del", NetnsName(id)}, "").status());
+  std::lock_guard<std::mutex> lock(mu_);
+  if (port.slot >= 0) slot_used_[port.slot] = false;
+  ports_.erase(id);
+  return absl::OkStatus();
+}
+
+std::vector<PortState> PortManager::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PortState> out;
+  for (const auto& [id, p] : ports_) out.push_back(p);
+  return out;
+}
+
+}  // namespace photon::agent::net

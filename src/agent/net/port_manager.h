@@ -1,0 +1,107 @@
+// PortManager: the node data path of seed 003's routed VPC design, one port namespace per
+// instance IP.
+//
+//   node (host netns)                         port namespace PREFIX<instance id>
+//   lo: 169.254.1.1/32 (gateway)               eth0: IP/32, MAC; default via 169.254.1.1 onlink
+//       169.254.1.2/32 (metadata)              table inet photon: SGs, anti-spoof, conntrack
+//   pcXXXX: 169.254.32.0/19 link address  ←veth→  eth0
+//   route IP/32 dev pcXXXX proto 200   → learned by BIRD (kernel protocol) and announced
+//
+// The host answers ARP for 169.254.1.1 on every port veth (a local address; arp_ignore=0), and
+// strict rp_filter on the port veths drops anything not sourced from the port's own /32 (a
+// second layer under the namespace's anti-spoof rule). The namespaces belong to the initial
+// user namespace: a workload run inside one without CAP_NET_ADMIN in that user namespace
+// cannot change its addresses, routes or rules.
+//
+// State lives in the kernel only, named so it can be read back: the namespace's name carries
+// the instance id, the host veth's ifalias ("photon-port:ID") ties it to the port, its name the
+// link-address slot ("pc" + hex slot), the marker chain "rev_HASH" the applied ruleset. Open()
+// reads it all back, so a restarted agent adopts its ports: Apply compares and fixes only what
+// differs, never duplicates. Delete leaves no namespace, veth, route or nft table.
+//
+// Thread-safety: every method may be called from several threads; calls for the same instance
+// must not overlap (the agent's work queue serialises a key).
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/net/exec.h"
+#include "agent/net/port.h"
+#include "common/status.h"
+
+namespace photon::agent::net {
+
+struct PortManagerOptions {
+  // The node's network namespace (a path such as /run/netns/NAME); "" = this process's.
+  std::string host_netns;
+  // Port namespace name = prefix + instance id (under /run/netns). Tests put their pid in it.
+  std::string netns_prefix = "photon-port-";
+  // Kernel route protocol of the port /32s, what the node's BIRD learns and announces.
+  int route_protocol = 200;
+};
+
+inline constexpr int kMaxPortsPerNode = 8192;  // 169.254.32.0/19, one /32 link address each
+
+// A port as found in (or put into) the kernel.
+struct PortState {
+  std::string instance_id;
+  int slot = -1;              // link address 169.254.32.0 + slot, host veth "pc<hex slot>"
+  bool netns = false;         // the namespace exists
+  bool host_present = false;  // host veth with this port's alias exists
+  bool host_link = false;     // ... and is up with its link address
+  std::string routed_ip;      // IP of the proto route pointing at the host veth ("" = none)
+  std::string inner_ip;       // eth0's /32 in the namespace
+  std::string inner_mac;
+  bool inner_ready = false;  // eth0 up with the default route via 169.254.1.1
+  std::string revision;      // rev_ marker of the nft table ("" = no table)
+};
+
+class PortManager {
+ public:
+  // Prepares the node (gateway and metadata addresses, forwarding, strict rp_filter for new
+  // links) and reads back every port already there.
+  static StatusOr<std::unique_ptr<PortManager>> Open(PortManagerOptions options);
+
+  // Creates the port or brings an existing one to `spec`, changing only what differs. The
+  // /32 route (and so the BGP announcement) comes last, once rules and addresses are in place.
+  Status Apply(const PortSpec& spec);
+
+  // Removes everything of the port (processes still inside its namespace are killed: the
+  // instance is gone). Deleting an unknown port is OK.
+  Status Delete(const std::string& instance_id);
+
+  std::vector<PortState> List() const;
+  std::string NetnsName(const std::string& instance_id) const;
+  std::string NetnsPath(const std::string& instance_id) const;
+  static std::string LinkAddress(int slot);
+  static std::string HostIfName(int slot);
+
+  // Kernel changes made by this instance (commands that modify state), for tests and metrics:
+  // adopting ports that already match makes none.
+  int64_t changes() const { return changes_.load(); }
+
+ private:
+  explicit PortManager(PortManagerOptions options) : options_(std::move(options)) {}
+  Status PrepareNode();
+  Status Scan();
+  Status ScanPort(PortState* port);
+  Status ApplyPort(const PortSpec& spec, PortState* port);
+  Status ApplyLinks(PortState* port);
+  Status ApplyInner(const PortSpec& spec, PortState* port);
+  StatusOr<std::string> Run(const std::vector<std::string>& argv, const std::string& netns,
+                            const std::string& input = "", bool change = true);
+  int AllocateSlotLocked();
+
+  const PortManagerOptions options_;
+  mutable std::mutex mu_;
+  std::map<std::string, PortState> ports_;  // by instance id
+  std::vector<bool> slot_used_ = std::vector<bool>(kMaxPortsPerNode);
+  std::atomic<int64_t> changes_{0};
+};
+
+}  // namespace photon::agent::net

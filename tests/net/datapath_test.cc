@@ -1,0 +1,317 @@
+// The node data path on the multi-host bed: port namespaces on three hosts, real nftables,
+// real BIRD2 announcing to a router. Needs root (namespaces).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <regex>
+
+#include "agent/net/bird.h"
+#include "agent/net/nft_ruleset.h"
+#include "agent/net/port_manager.h"
+#include "tests/net/netbed.h"
+
+namespace photon::agent::net {
+namespace {
+
+using namespace std::chrono_literals;
+using photon::net_testing::ConnectFrom;
+using photon::net_testing::ListenIn;
+using photon::net_testing::NetBed;
+using photon::net_testing::PollUntil;
+
+constexpr char kVpcA[] = "10.10.0.0/16";
+constexpr char kVpcB[] = "10.20.0.0/16";
+
+PortSpec Spec(const std::string& id, const std::string& ip, const std::string& vpc) {
+  PortSpec s;
+  s.instance_id = id;
+  s.ip = ip;
+  s.mac = "02:00:0a:" + std::to_string(10 + id.size() % 80) +
+          ":00:" + std::to_string(10 + ip.back() % 80);
+  s.vpc_cidr = vpc;
+  s.subnet_cidr = vpc.substr(0, vpc.find(".0.0/")) + ".0.0/24";
+  s.rules.push_back({Direction::kEgress, -1, 0, 0, "0.0.0.0/0"});  // AWS's default egress
+  return s;
+}
+
+class DataPathTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) return;
+    std::string error;
+    bed_ = NetBed::Up(3, &error).release();
+    ASSERT_NE(bed_, nullptr) << error;
+  }
+  static void TearDownTestSuite() {
+    delete bed_;
+    bed_ = nullptr;
+  }
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
+    ASSERT_NE(bed_, nullptr);
+    for (int i = 1; i <= 3; ++i) {
+      auto pm = PortManager::Open(Options(i));
+      ASSERT_TRUE(pm.ok()) << pm.status();
+      pm_[i] = std::move(*pm);
+    }
+  }
+  void TearDown() override {
+    for (auto& pm : pm_) {
+      if (!pm) continue;
+      for (const auto& p : pm->List()) EXPECT_TRUE(pm->Delete(p.instance_id).ok());
+    }
+  }
+  static PortManagerOptions Options(int host) {
+    PortManagerOptions o;
+    o.host_netns = bed_->NsPath(bed_->Host(host));
+    o.netns_prefix = bed_->Ns(bed_->Host(host)) + "-p-";
+    return o;
+  }
+  void Create(int host, const PortSpec& spec) {
+    ASSERT_TRUE(pm_[host]->Apply(spec).ok()) << pm_[host]->Apply(spec);
+    ASSERT_GE(PollUntil([&] { return bed_->RouterHas(spec.ip); }, 5s).count(), 0)
+        << spec.ip << " never reached the router: " << bed_->Bird("r", {"show", "route"});
+  }
+  std::string Ns(int host, const std::string& id) { return pm_[host]->NetnsPath(id); }
+  bool Ping(int host, const std::string& id, const std::string& ip, const std::string& src = "") {
+    std::vector<std::string> argv{"ping", "-c1", "-W1", "-n", "-q"};
+    if (!src.empty()) argv.insert(argv.end(), {"-I", src});
+    argv.push_back(ip);
+    int rc = 0;
+    bed_->Run(Ns(host, id), argv, &rc);
+    return rc == 0;
+  }
+  bool Tcp(int host, const std::string& id, const std::string& ip, int port) {
+    int fd = ConnectFrom(Ns(host, id), ip, port, 1500ms);
+    if (fd >= 0) ::close(fd);
+    return fd >= 0;
+  }
+  int64_t Counter(int host, const std::string& id, const std::string& name) {
+    std::string out = bed_->Run(Ns(host, id), {"nft", "list", "counter", "inet", "photon", name});
+    std::smatch m;
+    if (!std::regex_search(out, m, std::regex("packets (\\d+)"))) return -1;
+    return std::stoll(m[1]);
+  }
+
+  static NetBed* bed_;
+  std::unique_ptr<PortManager> pm_[4];
+};
+NetBed* DataPathTest::bed_ = nullptr;
+
+TEST_F(DataPathTest, SameVpcAcrossHostsPingsAndConnects) {
+  Create(1, Spec("a", "10.10.0.5", kVpcA));
+  Create(2, Spec("b", "10.10.0.6", kVpcA));
+  EXPECT_TRUE(Ping(1, "a", "10.10.0.6"));
+  EXPECT_TRUE(Ping(2, "b", "10.10.0.5"));
+  int l = ListenIn(Ns(2, "b"), "10.10.0.6", 8080);
+  ASSERT_GE(l, 0);
+  EXPECT_TRUE(Tcp(1, "a", "10.10.0.6", 8080));
+  ::close(l);
+  // The gateway and the node answer on the link (169.254.1.1 is on-link).
+  EXPECT_TRUE(Ping(1, "a", "169.254.1.1"));
+}
+
+TEST_F(DataPathTest, OtherVpcRefusedUntilARuleAllowsItsCidr) {
+  PortSpec b = Spec("b", "10.10.0.6", kVpcA);
+  Create(2, b);
+  Create(3, Spec("c", "10.20.0.7", kVpcB));
+  int l = ListenIn(Ns(2, "b"), "10.10.0.6", 8080);
+  ASSERT_GE(l, 0);
+  EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 8080));
+  EXPECT_FALSE(Ping(3, "c", "10.10.0.6"));
+  EXPECT_GT(Counter(2, "b", "refused_in"), 0);
+
+  b.rules.push_back({Direction::kIngress, 6, 8080, 8080, kVpcB});
+  ASSERT_TRUE(pm_[2]->Apply(b).ok());
+  int held = ConnectFrom(Ns(3, "c"), "10.10.0.6", 8080, 1500ms);
+  ASSERT_GE(held, 0) << "the rule allowing " << kVpcB << " did not open tcp/8080";
+  int accepted = ::accept(l, nullptr, nullptr);
+  ASSERT_GE(accepted, 0);
+  EXPECT_FALSE(Ping(3, "c", "10.10.0.6")) << "a tcp rule must not open icmp";
+
+  b.rules.pop_back();
+  ASSERT_TRUE(pm_[2]->Apply(b).ok());
+  EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 8080)) << "new connections must be cut";
+  // Stateful: the connection made while the rule stood still carries data.
+  ASSERT_EQ(::write(held, "x", 1), 1);
+  pollfd p{accepted, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  char c = 0;
+  EXPECT_EQ(::read(accepted, &c, 1), 1);
+  ::close(held);
+  ::close(accepted);
+  ::close(l);
+}
+
+TEST_F(DataPathTest, OverlappingRulesAreMergedAndEnforced) {
+  PortSpec b = Spec("b", "10.10.0.6", kVpcA);
+  b.rules.push_back({Direction::kIngress, 6, 8000, 8100, "10.20.0.0/16"});
+  b.rules.push_back({Direction::kIngress, 6, 8080, 9000, "10.20.0.0/24"});
+  b.rules.push_back({Direction::kIngress, 6, 8080, 8080, "10.20.0.7/32"});
+  b.rules.push_back({Direction::kIngress, 6, 8080, 8080, "10.20.0.7/32"});
+  Create(2, b);
+  Create(3, Spec("c", "10.20.0.7", kVpcB));
+  for (int port : {8000, 8500, 9000}) {
+    int l = ListenIn(Ns(2, "b"), "10.10.0.6", port);
+    ASSERT_GE(l, 0);
+    EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", port)) << port;
+    ::close(l);
+  }
+  int l = ListenIn(Ns(2, "b"), "10.10.0.6", 9001);
+  EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 9001));
+  ::close(l);
+}
+
+TEST_F(DataPathTest, SpoofedSourceIsDropped) {
+  Create(1, Spec("a", "10.10.0.5", kVpcA));
+  Create(2, Spec("b", "10.10.0.6", kVpcA));
+  // Root inside the namespace (which a workload is not) adds a second address and uses it.
+  int rc = 0;
+  bed_->Run(Ns(1, "a"), {"ip", "addr", "add", "10.10.0.66/32", "dev", "eth0"}, &rc);
+  ASSERT_EQ(rc, 0);
+  int64_t before = Counter(1, "a", "spoofed");
+  EXPECT_FALSE(Ping(1, "a", "10.10.0.6", "10.10.0.66"));
+  EXPECT_GT(Counter(1, "a", "spoofed"), before);
+  EXPECT_TRUE(Ping(1, "a", "10.10.0.6", "10.10.0.5"));
+}
+
+TEST_F(DataPathTest, WorkloadCannotChangeItsNetwork) {
+  Create(1, Spec("a", "10.10.0.5", kVpcA));
+  // What a workload is: no capabilities in the user namespace owning the port namespace.
+  std::vector<std::string> drop{"setpriv",        "--reuid=65534",   "--regid=65534",
+                                "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"};
+  for (auto cmd : {std::vector<std::string>{"nft", "flush", "ruleset"},
+                   std::vector<std::string>{"ip", "addr", "add", "10.10.0.77/32", "dev", "eth0"},
+                   std::vector<std::string>{"unshare", "-Ur", "nft", "flush", "ruleset"}}) {
+    std::vector<std::string> argv = drop;
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    int rc = 0;
+    std::string out = bed_->Run(Ns(1, "a"), argv, &rc);
+    EXPECT_NE(rc, 0) << cmd[0] << " succeeded: " << out;
+  }
+  EXPECT_NE(bed_->Run(Ns(1, "a"), {"nft", "list", "table", "inet", "photon"}).find("egress"),
+            std::string::npos);
+}
+
+// The state a port leaves in the kernel, to compare before and after an adoption.
+std::string Snapshot(NetBed* bed, const std::string& host, const std::string& ns) {
+  return bed->Run(host, {"ip", "-d", "link", "show", "type", "veth"}) +
+         bed->Run(host, {"ip", "route", "show", "proto", "200"}) +
+         bed->Run(host, {"ip", "addr", "show", "dev", "lo"}) +
+         bed->Run(ns, {"ip", "-d", "addr", "show"}) + bed->Run(ns, {"ip", "route"}) +
+         bed->Run(ns, {"nft", "-a", "list", "ruleset"});
+}
+
+TEST_F(DataPathTest, RestartAdoptsWithoutChangingOrDuplicating) {
+  PortSpec a = Spec("a", "10.10.0.5", kVpcA);
+  a.rules.push_back({Direction::kIngress, 6, 22, 22, "0.0.0.0/0"});
+  Create(1, a);
+  Create(1, Spec("a2", "10.10.0.9", kVpcA));
+  std::string before = Snapshot(bed_, bed_->Host(1), Ns(1, "a"));
+  struct stat st_before {};
+  ASSERT_EQ(::stat(Ns(1, "a").c_str(), &st_before), 0);
+
+  auto again = PortManager::Open(Options(1));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->List().size(), 2u);
+  ASSERT_TRUE((*again)->Apply(a).ok());
+  ASSERT_TRUE((*again)->Apply(Spec("a2", "10.10.0.9", kVpcA)).ok());
+  EXPECT_EQ((*again)->changes(), 0);
+  EXPECT_EQ(Snapshot(bed_, bed_->Host(1), Ns(1, "a")), before);
+  struct stat st_after {};
+  ASSERT_EQ(::stat(Ns(1, "a").c_str(), &st_after), 0);
+  EXPECT_EQ(st_before.st_ino, st_after.st_ino);
+
+  // Damage one piece: only that piece is fixed, nothing doubles.
+  int rc = 0;
+  bed_->Run(bed_->Host(1), {"ip", "route", "del", "10.10.0.5/32"}, &rc);
+  ASSERT_EQ(rc, 0);
+  auto third = PortManager::Open(Options(1));
+  ASSERT_TRUE(third.ok());
+  ASSERT_TRUE((*third)->Apply(a).ok());
+  EXPECT_EQ((*third)->changes(), 1);
+  EXPECT_EQ(Snapshot(bed_, bed_->Host(1), Ns(1, "a")), before);
+  EXPECT_TRUE(PollUntil([&] { return bed_->RouterHas("10.10.0.5"); }, 5s).count() >= 0);
+}
+
+TEST_F(DataPathTest, DeleteLeavesNothingAndWithdrawsTheRoute) {
+  Create(1, Spec("a", "10.10.0.5", kVpcA));
+  ASSERT_TRUE(pm_[1]->Delete("a").ok());
+  auto withdrawn = PollUntil([&] { return !bed_->RouterHas("10.10.0.5"); }, 5s);
+  EXPECT_GE(withdrawn.count(), 0) << "route still at the router";
+  std::cout << "delete → withdrawn at router: " << withdrawn.count() / 1000.0 << " ms\n";
+  struct stat st {};
+  EXPECT_NE(::stat(Ns(1, "a").c_str(), &st), 0) << "namespace left behind";
+  EXPECT_EQ(
+      bed_->Run(bed_->Host(1), {"ip", "-d", "link", "show", "type", "veth"}).find("photon-port:a"),
+      std::string::npos);
+  EXPECT_EQ(bed_->Run(bed_->Host(1), {"ip", "route", "show", "proto", "200"}), "");
+  EXPECT_NE(
+      bed_->Bird(bed_->Host(1), {"show", "route", "for", "10.10.0.5/32"}).find("Network not found"),
+      std::string::npos);
+  EXPECT_TRUE(pm_[1]->List().empty());
+  // Deleting again, or deleting what never was, is fine.
+  EXPECT_TRUE(pm_[1]->Delete("a").ok());
+}
+
+TEST_F(DataPathTest, BadSpecsAreRefusedNamingTheField) {
+  PortSpec s = Spec("x", "10.10.0.5", kVpcA);
+  s.rules.push_back({Direction::kIngress, 6, 1, 70000, "0.0.0.0/0"});
+  EXPECT_NE(pm_[1]->Apply(s).message().find("rules[1].port_to"), std::string::npos);
+  s = Spec("x", "10.11.0.5", kVpcA);
+  EXPECT_NE(pm_[1]->Apply(s).message().find("ip"), std::string::npos);
+  s = Spec("x", "10.10.0.5", kVpcA);
+  s.rules.push_back({Direction::kIngress, 6, 0, 0, "10.0.0.1/8"});
+  EXPECT_NE(pm_[1]->Apply(s).message().find("rules[1].remote_cidr"), std::string::npos);
+  s = Spec("x/../y", "10.10.0.5", kVpcA);
+  EXPECT_NE(pm_[1]->Apply(s).message().find("instance_id"), std::string::npos);
+  EXPECT_TRUE(pm_[1]->List().empty());
+}
+
+TEST_F(DataPathTest, AgentRenderedBirdConfigAnnouncesPorts) {
+  BirdOptions o;
+  o.router_id = o.local_address = "192.168.10.11";
+  o.local_as = 65001;
+  o.peers = {{"192.168.10.1", 65000}};
+  o.bfd_interface = "ul0";
+  ASSERT_TRUE(ValidateBirdOptions(o).ok());
+  std::string path = "/run/photon-netbed/" + bed_->prefix() + "/h1-agent.conf";
+  Status s = ReconfigureBird(path, bed_->BirdSocket("h1"), RenderNodeBirdConfig(o));
+  ASSERT_TRUE(s.ok()) << s;
+  auto established = [&] {
+    return bed_->Bird("h1", {"show", "protocols"}).find("Established") != std::string::npos;
+  };
+  ASSERT_GE(PollUntil(established, 15s).count(), 0) << bed_->Bird("h1", {"show", "protocols"});
+  Create(1, Spec("a", "10.10.0.5", kVpcA));
+  // A config BIRD refuses leaves the running one in place and says why.
+  Status bad = ReconfigureBird(path, bed_->BirdSocket("h1"), "protocol nonsense {}\n");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("BIRD refuses"), std::string::npos) << bad;
+  EXPECT_TRUE(bed_->RouterHas("10.10.0.5"));
+  o.peers.clear();
+  EXPECT_NE(ValidateBirdOptions(o).message().find("peers"), std::string::npos);
+}
+
+// Host death on a bed of its own (it kills a host).
+TEST(HostDeathTest, RoutesOfADeadHostAreWithdrawn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
+  std::string error;
+  auto bed = NetBed::Up(2, &error);
+  ASSERT_NE(bed, nullptr) << error;
+  PortManagerOptions o;
+  o.host_netns = bed->NsPath("h2");
+  o.netns_prefix = bed->Ns("h2") + "-p-";
+  auto pm = PortManager::Open(o);
+  ASSERT_TRUE(pm.ok());
+  ASSERT_TRUE((*pm)->Apply(Spec("d", "10.10.0.8", kVpcA)).ok());
+  ASSERT_GE(PollUntil([&] { return bed->RouterHas("10.10.0.8"); }, 5s).count(), 0);
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(bed->KillHost(2));
+  ASSERT_GE(PollUntil([&] { return !bed->RouterHas("10.10.0.8"); }, 10s).count(), 0);
+  auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
+  std::cout << "host death → withdrawn at router: " << ms.count() << " ms\n";
+  EXPECT_LT(ms.count(), 2000) << "BFD (250 ms) should have caught it";
+}
+
+}  // namespace
+}  // namespace photon::agent::net
