@@ -16,6 +16,7 @@ PKGS=(
   dnsutils nsd knot dnsperf awscli python3-boto3 nginx-light
   clang libclang-rt-14-dev
   runc busybox-static
+  monitoring-plugins-basic
   qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools e2fsprogs openssl
   # VPC networking: BGP daemon of every node and the test bed's router, nftables, throughput
   bird2 nftables iperf3 iputils-ping

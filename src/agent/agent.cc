@@ -255,6 +255,9 @@ Status Agent::Start() {
   PHOTON_RETURN_IF_ERROR(retry("list operations", [this] { return operations_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(controller_->Adopt());
   controller_->Start();
+  checks_ = std::make_unique<checks::CheckRunner>(checks::RunnerOptions{.node = options_.name},
+                                                  api_.get(), &metrics_);
+  PHOTON_RETURN_IF_ERROR(checks_->Start());
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
   threads_.emplace_back([this] {
@@ -286,6 +289,7 @@ Status Agent::Start() {
 
 void Agent::Stop() {
   stop_ = true;
+  if (checks_) checks_->Stop();
   if (controller_) controller_->Stop();
   // Watch threads may sit in a blocking read until the next event; they exit with the process.
   for (auto& t : threads_) {

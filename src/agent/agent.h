@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/api_client.h"
+#include "agent/checks/check_runner.h"
 #include "agent/config.h"
 #include "agent/informer.h"
 #include "agent/instance_controller.h"
@@ -52,6 +53,7 @@ class Agent : public ResourceLookup {
   MetricsRegistry metrics_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<InstanceController> controller_;
+  std::unique_ptr<checks::CheckRunner> checks_;  // the node's checks (seed 003)
   std::unique_ptr<Informer> instances_;
   std::unique_ptr<Informer> operations_;
   std::atomic<bool> stop_{false};

@@ -5,6 +5,7 @@
 #include "photon/network.pb.h"
 #include "photon/node.pb.h"
 #include "photon/operation.pb.h"
+#include "photon/ops.pb.h"
 #include "photon/storage.pb.h"
 
 namespace photon::server {
@@ -36,6 +37,9 @@ std::vector<KindInfo> BuildKinds() {
       Make<node::Node>("nodes", false, true),
       Make<event::Event>("events", false, false),
       Make<operation::Operation>("operations", false, true),
+      Make<ops::Check>("checks", true, false),
+      Make<ops::EventRule>("eventrules", true, false),
+      Make<ops::Alert>("alerts", false, false),
   };
 }
 

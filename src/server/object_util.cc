@@ -12,6 +12,7 @@
 #include "photon/network.pb.h"
 #include "photon/node.pb.h"
 #include "photon/storage.pb.h"
+#include "server/ops/ops_validate.h"
 #include "server/proto_json.h"
 #include "server/providers/dns_validation.h"
 #include "server/scheduler/limits.h"
@@ -254,6 +255,7 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
   }
   if (kind.kind == "DnsZone" || kind.kind == "DnsRecord")
     PHOTON_RETURN_IF_ERROR(ValidateDnsSpec(obj));
+  PHOTON_RETURN_IF_ERROR(opsengine::ValidateOpsKind(kind.kind, obj));
   if (kind.kind == "RegionService") {
     PHOTON_RETURN_IF_ERROR(ValidateRegionService(static_cast<const compute::RegionService&>(obj)));
   }

@@ -19,6 +19,7 @@
 #include "server/housekeeper.h"
 #include "server/providers/service_controller.h"
 #include "server/resource_manager.h"
+#include "server/ops/ops_engine.h"
 #include "server/rest_gateway.h"
 #include "server/scheduler/scheduler_controller.h"
 #include "server/watch_cache.h"
@@ -132,6 +133,8 @@ class ServerImpl : public Server {
     services_ =
         std::make_unique<ServiceController>(resources_.get(), &metrics_, std::move(providers), sco);
     PHOTON_RETURN_IF_ERROR(services_->Start());
+    ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
+    ops_->Start();
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
     HttpServerOptions http;
     http.listen = options_.listen;
@@ -143,8 +146,10 @@ class ServerImpl : public Server {
     http.name = "photon-server rest";
     http.tls_cert = options_.tls_cert;
     http.tls_key = options_.tls_key;
-    PHOTON_ASSIGN_OR_RETURN(
-        http_, HttpServer::Start(http, [this](HttpRequest& r) { return rest_->Handle(r); }));
+    PHOTON_ASSIGN_OR_RETURN(http_, HttpServer::Start(http, [this](HttpRequest& r) {
+                              if (auto resp = ops_->Handle(r, *auth_)) return std::move(*resp);
+                              return rest_->Handle(r);
+                            }));
 
     grpc_service_ = std::make_unique<GrpcResourceService>(resources_.get(), auth_.get(), &metrics_);
     grpc::ServerBuilder builder;
@@ -188,6 +193,7 @@ class ServerImpl : public Server {
     if (http_) http_->Stop();
     if (scheduler_) scheduler_->Stop();
     if (services_) services_->Stop();
+    if (ops_) ops_->Stop();
     if (housekeeper_) housekeeper_->Stop();
     if (controllers_) controllers_->Stop();
     if (cache_) cache_->Stop();
@@ -204,6 +210,7 @@ class ServerImpl : public Server {
   std::unique_ptr<Housekeeper> housekeeper_;
   std::unique_ptr<SchedulerController> scheduler_;
   std::unique_ptr<ServiceController> services_;
+  std::unique_ptr<opsengine::OpsEngine> ops_;
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<GrpcResourceService> grpc_service_;

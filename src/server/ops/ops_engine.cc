@@ -1,0 +1,335 @@
+#include "server/ops/ops_engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/util.h"
+#include "server/object_util.h"
+#include "server/ops/ops_internal.h"
+#include "server/ops/ops_validate.h"
+
+namespace photon::server::opsengine {
+
+using event::OpsEvent;
+using nlohmann::json;
+using photon::ops::Alert;
+using photon::ops::AlertStatus;
+using photon::ops::EventRule;
+using photon::ops::EventRuleSpec;
+using photon::ops::RuleAction;
+
+struct OpsEngine::Work {
+  std::string ns;
+  event::Event ev;  // normalised incoming event
+  std::string key;  // store key of the event
+  std::vector<EventRule> rules;
+  Labels labels;
+  IngestResult result;
+};
+
+OpsEngine::OpsEngine(ResourceManager* resources, EngineOptions options)
+    : resources_(resources), options_(options) {}
+
+OpsEngine::~OpsEngine() { Stop(); }
+
+namespace {
+
+// Normalises who reported what: an agent speaks for its own node only.
+Status Normalise(const Principal& who, const std::string& ns, event::Event* ev) {
+  OpsEvent* o = ev->mutable_spec()->mutable_ops_event();
+  const std::string node = who.AgentNode();
+  if (!node.empty()) {
+    if (ns != "system") {
+      return absl::PermissionDeniedError("an agent reports events in namespace 'system' only");
+    }
+    if (!o->node().empty() && o->node() != node) {
+      return absl::PermissionDeniedError("the agent of node '" + node +
+                                         "' may not report events of node '" + o->node() + "'");
+    }
+    o->set_node(node);
+    ev->mutable_spec()->set_source("node:" + node);
+  } else if (!who.Allowed(Verb::kCreate, "events", ns)) {
+    return absl::PermissionDeniedError("'" + who.name + "' may not report events in namespace '" +
+                                       ns + "'");
+  } else if (ev->spec().source().empty()) {
+    ev->mutable_spec()->set_source(who.name);
+  }
+  if (o->dedup_key().empty()) o->set_dedup_key(ev->spec().source() + "/" + o->check());
+  // An agent's keys live under its node, so it cannot touch another node's events.
+  const std::string prefix = "node:" + node + "/";
+  if (!node.empty() && o->dedup_key().rfind(prefix, 0) != 0) {
+    o->set_dedup_key(prefix + o->dedup_key());
+  }
+  ev->mutable_spec()->set_event_type("ops");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StatusOr<IngestResult> OpsEngine::Ingest(const Principal& who, const std::string& ns,
+                                         event::Event ev) {
+  if (!ev.spec().has_ops_event()) {
+    return absl::InvalidArgumentError(
+        "spec.opsEvent: required (other events are written by the system)");
+  }
+  PHOTON_RETURN_IF_ERROR(ValidateName("metadata.namespace", ns));
+  PHOTON_RETURN_IF_ERROR(ValidateOpsEvent(ev.spec().ops_event()));
+  PHOTON_RETURN_IF_ERROR(Normalise(who, ns, &ev));
+  Work w;
+  w.ns = ns;
+  w.ev = std::move(ev);
+  const std::string name = EventName(ns, w.ev.spec().ops_event().dedup_key());
+  w.key = RegistryKey("events", ns, name);
+  w.result.event_name = name;
+  w.rules = RulesFor(resources_->cache(), ns);
+  w.labels = MatchLabels(w.ns, w.ev);
+  for (const auto& r : w.rules) {
+    if (r.spec().type() == EventRuleSpec::FILTER && Matches(r, w.labels)) {
+      w.result.filtered = true;
+      w.result.rule = RuleName(r);
+      return w.result;
+    }
+  }
+  std::lock_guard lock(mu_);
+  for (int attempt = 0;; ++attempt) {
+    Status st = IssueLocked(w);
+    if (st.ok()) return w.result;
+    if (st.code() != StatusCode::kAborted || attempt >= 8) return st;
+  }
+}
+
+Status OpsEngine::IssueLocked(Work& w) {
+  store::Store* store = resources_->store();
+  PHOTON_ASSIGN_OR_RETURN(auto stored, store->Range(w.key));
+  const int64_t now = NowMs();
+  const std::string now_text = NowRfc3339();
+  const OpsEvent& in = w.ev.spec().ops_event();
+  event::Event prev;
+  int64_t prev_rev = 0;
+  if (!stored.kvs.empty()) {
+    if (!prev.ParseFromString(stored.kvs[0].value)) return absl::DataLossError("corrupt " + w.key);
+    prev_rev = stored.kvs[0].mod_revision;
+  }
+  const OpsEvent& p = prev.spec().ops_event();
+  store::TxnRequest txn;
+  txn.compares.push_back(prev_rev ? ModRevisionIs(w.key, prev_rev) : Absent(w.key));
+  const bool same = prev_rev && p.severity() == in.severity();
+  if (same && now - ParseMs(p.issued_at()) < in.reissue_duration_seconds() * 1000) {
+    // Already issued and within its reissue duration: only its time and count move.
+    event::Event upd = prev;
+    OpsEvent* u = upd.mutable_spec()->mutable_ops_event();
+    u->set_last_seen(now_text);
+    u->set_count(p.count() + 1);
+    u->set_output(in.output());
+    u->set_exit_code(in.exit_code());
+    txn.success.push_back(PutOp(w.key, upd));
+    PHOTON_ASSIGN_OR_RETURN(auto r, store->Txn(txn));
+    if (!r.succeeded) return absl::AbortedError("event changed meanwhile");
+    w.result.issued = false;
+    w.result.rule = p.rule();
+    w.result.alert = p.alert();
+    return absl::OkStatus();
+  }
+  event::Event next = w.ev;
+  auto* md = next.mutable_metadata();
+  md->set_name(w.result.event_name);
+  md->set_namespace_(w.ns);
+  md->set_id(prev_rev ? prev.metadata().id() : NewUuid());
+  md->set_resource_type("Event");
+  md->set_created_at(now_text);  // when it was last issued (housekeeping's event TTL)
+  md->set_updated_at(now_text);
+  md->set_created_by(prev_rev ? prev.metadata().created_by() : w.ev.spec().source());
+  next.mutable_spec()->set_timestamp(now_text);
+  OpsEvent* o = next.mutable_spec()->mutable_ops_event();
+  o->set_issued_at(now_text);
+  o->set_last_seen(now_text);
+  o->set_count(1);
+  o->set_alert(p.alert());
+  o->set_alert_seq(p.alert_seq());
+  w.result = IngestResult{.issued = true, .event_name = w.result.event_name};
+  PHOTON_RETURN_IF_ERROR(Decide(w, now, &next, &txn));
+  txn.success.push_back(PutOp(w.key, next));
+  PHOTON_ASSIGN_OR_RETURN(auto r, store->Txn(txn));
+  if (!r.succeeded) return absl::AbortedError("event or alert changed meanwhile");
+  return absl::OkStatus();
+}
+
+// The rules, in order: Silenced ends processing; the first matching Aggregate takes the event
+// into its group; otherwise every matching Action rule acts.
+Status OpsEngine::Decide(Work& w, int64_t now, event::Event* next, store::TxnRequest* txn) {
+  OpsEvent* o = next->mutable_spec()->mutable_ops_event();
+  for (const auto& r : w.rules) {
+    if (r.spec().type() == EventRuleSpec::SILENCED && Matches(r, w.labels)) {
+      o->set_silenced(true);
+      o->set_rule(RuleName(r));
+      w.result.rule = o->rule();
+      return absl::OkStatus();
+    }
+  }
+  for (const auto& r : w.rules) {
+    if (r.spec().type() == EventRuleSpec::AGGREGATE && Matches(r, w.labels)) {
+      o->set_rule(RuleName(r));
+      w.result.rule = o->rule();
+      return AddToAggregate(r, w.labels, w.ns, *next, now, txn);
+    }
+  }
+  for (const auto& r : w.rules) {
+    if (r.spec().type() != EventRuleSpec::ACTION || !Matches(r, w.labels)) continue;
+    o->set_rule(RuleName(r));
+    w.result.rule = o->rule();
+    for (int i = 0; i < r.spec().actions_size(); ++i) {
+      PHOTON_RETURN_IF_ERROR(Act(r, i, w.ns, next, txn));
+    }
+  }
+  w.result.alert = o->alert();
+  return absl::OkStatus();
+}
+
+// One action of a rule on one issued event, as operations added to `txn`.
+Status OpsEngine::Act(const EventRule& rule, int index, const std::string& ns, event::Event* ev,
+                      store::TxnRequest* txn) {
+  const RuleAction& a = rule.spec().actions(index);
+  OpsEvent* o = ev->mutable_spec()->mutable_ops_event();
+  AlertTarget t{
+      .ns = ns, .dedup_key = o->dedup_key(), .current = o->alert(), .seq = o->alert_seq()};
+  if (a.type() == RuleAction::CREATE_ALERT) {
+    t.severity =
+        a.alert_severity() != photon::ops::ALERT_SEVERITY_UNSPECIFIED
+            ? a.alert_severity()
+            : (o->severity() == OpsEvent::CRITICAL ? photon::ops::CRITICAL : photon::ops::WARNING);
+    t.summary = o->output();
+    t.rule = RuleName(rule);
+    t.labels = {o->labels().begin(), o->labels().end()};
+    if (!o->node().empty()) t.labels["node"] = o->node();
+    if (!o->check().empty()) t.labels["check"] = o->check();
+    PHOTON_RETURN_IF_ERROR(RaiseAlert(&t, txn));
+    o->set_alert(t.current);
+    o->set_alert_seq(t.seq);
+  } else if (a.type() == RuleAction::DELETE_ALERT) {
+    PHOTON_RETURN_IF_ERROR(ResolveAlert(t, RuleName(rule), txn));
+  } else if (a.type() == RuleAction::API_HOOK) {
+    json body{{"rule", RuleName(rule)},
+              {"event", json::parse(MessageToJson(*ev), nullptr, false)},
+              {"alert", o->alert()}};
+    const std::string id = Sha256Hex(o->dedup_key() + "\n" + o->issued_at() + "\n" +
+                                     RuleName(rule) + "\n" + std::to_string(index))
+                               .substr(0, 32);
+    txn->success.push_back(OutboxOp(id, a, std::move(body)));
+  }
+  return absl::OkStatus();
+}
+
+// Opens the alert of t->dedup_key, or updates the open one: one open alert per key. Names are
+// "al-<hash of the key>-<n>", n counting the key's alerts, so a retried issue finds its own.
+Status OpsEngine::RaiseAlert(AlertTarget* t, store::TxnRequest* txn) {
+  store::Store* store = resources_->store();
+  const std::string base = "al-" + Sha256Hex(t->ns + "\n" + t->dedup_key).substr(0, 16) + "-";
+  if (t->seq == 0) t->seq = 1;
+  const std::string now = NowRfc3339();
+  for (int guard = 0; guard < 10000; ++guard, ++t->seq) {
+    const std::string name = base + std::to_string(t->seq);
+    const std::string key = RegistryKey("alerts", t->ns, name);
+    PHOTON_ASSIGN_OR_RETURN(auto cur, store->Range(key));
+    Alert a;
+    if (!cur.kvs.empty()) {
+      if (!a.ParseFromString(cur.kvs[0].value)) return absl::DataLossError("corrupt " + key);
+      if (a.status().state() == AlertStatus::CLOSED) continue;  // closed: the next number
+      auto* s = a.mutable_status();
+      s->set_last_raised(now);
+      s->set_count(s->count() + 1);
+      if (s->resolved()) AddHistory(s, "raised", t->rule, "raised again after it was resolved");
+      s->set_resolved(false);
+      a.mutable_spec()->set_summary(t->summary);
+      if (t->severity > a.spec().severity()) a.mutable_spec()->set_severity(t->severity);
+      *a.mutable_spec()->mutable_members() = {t->members.begin(), t->members.end()};
+      a.mutable_metadata()->set_updated_at(now);
+      txn->compares.push_back(ModRevisionIs(key, cur.kvs[0].mod_revision));
+    } else {
+      auto* md = a.mutable_metadata();
+      md->set_id(NewUuid());
+      md->set_name(name);
+      md->set_namespace_(t->ns);
+      md->set_resource_type("Alert");
+      md->set_created_at(now);
+      md->set_updated_at(now);
+      md->set_created_by("system:ops");
+      md->set_generation(1);
+      auto* spec = a.mutable_spec();
+      spec->set_severity(t->severity);
+      spec->set_dedup_key(t->dedup_key);
+      spec->set_summary(t->summary);
+      spec->set_rule(t->rule);
+      spec->mutable_labels()->insert(t->labels.begin(), t->labels.end());
+      for (const auto& m : t->members) spec->add_members(m);
+      auto* s = a.mutable_status();
+      s->set_state(AlertStatus::OPEN);
+      s->set_first_raised(now);
+      s->set_last_raised(now);
+      s->set_count(1);
+      AddHistory(s, "opened", t->rule, t->summary);
+      txn->compares.push_back(Absent(key));
+    }
+    txn->success.push_back(PutOp(key, a));
+    t->current = name;
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError("alerts of key '" + t->dedup_key + "': too many");
+}
+
+Status OpsEngine::ResolveAlert(const AlertTarget& t, const std::string& rule,
+                               store::TxnRequest* txn) {
+  if (t.current.empty()) return absl::OkStatus();
+  const std::string key = RegistryKey("alerts", t.ns, t.current);
+  PHOTON_ASSIGN_OR_RETURN(auto cur, resources_->store()->Range(key));
+  if (cur.kvs.empty()) return absl::OkStatus();
+  Alert a;
+  if (!a.ParseFromString(cur.kvs[0].value)) return absl::DataLossError("corrupt " + key);
+  if (a.status().state() != AlertStatus::OPEN || a.status().resolved()) return absl::OkStatus();
+  a.mutable_status()->set_resolved(true);
+  AddHistory(a.mutable_status(), "resolved", rule, "the condition ended; close it to confirm");
+  a.mutable_metadata()->set_updated_at(NowRfc3339());
+  txn->compares.push_back(ModRevisionIs(key, cur.kvs[0].mod_revision));
+  txn->success.push_back(PutOp(key, a));
+  return absl::OkStatus();
+}
+
+StatusOr<Alert> OpsEngine::CloseAlert(const Principal& who, const std::string& ns,
+                                      const std::string& name, const std::string& comment) {
+  if (!who.IsAdmin() || !who.AgentNode().empty()) {
+    return absl::PermissionDeniedError("alerts are closed by an operator (an admin), not '" +
+                                       who.name + "'");
+  }
+  if (comment.empty() || comment.size() > 2048) {
+    return absl::InvalidArgumentError("comment: required (1 to 2048 bytes): say what was done");
+  }
+  PHOTON_RETURN_IF_ERROR(ValidateName("name", name));
+  std::lock_guard lock(mu_);
+  const std::string key = RegistryKey("alerts", ns, name);
+  PHOTON_ASSIGN_OR_RETURN(auto cur, resources_->store()->Range(key));
+  if (cur.kvs.empty()) return absl::NotFoundError("Alert '" + name + "' not found");
+  Alert a;
+  if (!a.ParseFromString(cur.kvs[0].value)) return absl::DataLossError("corrupt " + key);
+  auto* s = a.mutable_status();
+  if (s->state() == AlertStatus::CLOSED) {
+    return absl::FailedPreconditionError("Alert '" + name + "' was closed by " + s->closed_by() +
+                                         " at " + s->closed_at());
+  }
+  const std::string now = NowRfc3339();
+  s->set_state(AlertStatus::CLOSED);
+  s->set_closed_by(who.name);
+  s->set_closed_at(now);
+  s->set_comment(comment);
+  AddHistory(s, "closed", who.name, comment);
+  a.mutable_metadata()->set_updated_at(now);
+  store::TxnRequest txn;
+  txn.compares.push_back(ModRevisionIs(key, cur.kvs[0].mod_revision));
+  txn.success.push_back(PutOp(key, a));
+  PHOTON_ASSIGN_OR_RETURN(auto r, resources_->store()->Txn(txn));
+  if (!r.succeeded) return absl::AbortedError("Alert '" + name + "' changed meanwhile; retry");
+  resources_->AuditCall(who, "action:close", "alerts/" + ns + "/" + name, 200);
+  a.mutable_metadata()->set_resource_version(std::to_string(r.revision));
+  return a;
+}
+
+}  // namespace photon::server::opsengine

@@ -1,0 +1,99 @@
+// The operations pipeline (seed 003 EventData → EventRuleData → AlertData): events from
+// checks, the platform and Prometheus go through Filter, Silenced, Aggregate and Action
+// rules into alerts and webhooks. docs/operations.md describes it.
+//
+// Keyed and idempotent: one stored event per dedup key holds its latest state; an event is
+// processed by the rules ("issued") when it is new, when its severity changed or when its
+// reissue duration passed since it was last issued, and only updated otherwise. An issue
+// commits the event, its alert and its webhook deliveries in one store transaction, so a
+// crash leaves all of them or none. Webhooks go out from an outbox in the store, with retries
+// and a delivery id the receiver can deduplicate on (at least once per transition).
+// Thread-safe: ingest is serialised by one mutex; the aggregate and delivery workers run on
+// their own threads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "common/http_server.h"
+#include "common/status.h"
+#include "photon/event.pb.h"
+#include "photon/ops.pb.h"
+#include "server/auth.h"
+#include "server/ops/ops_internal.h"
+#include "server/resource_manager.h"
+
+namespace photon::server::opsengine {
+
+struct IngestResult {
+  bool filtered = false;  // dropped by a FILTER rule (not stored)
+  bool issued = false;    // processed by the rules now
+  std::string rule;       // the rule that decided, if any
+  std::string event_name;
+  std::string alert;  // the alert opened or updated
+};
+
+struct EngineOptions {
+  std::chrono::milliseconds tick{200};           // aggregate windows and deliveries checked
+  std::chrono::milliseconds hook_timeout{5000};  // one webhook attempt
+  std::chrono::milliseconds hook_backoff{500};   // doubled after each failed attempt
+};
+
+class OpsEngine {
+ public:
+  OpsEngine(ResourceManager* resources, EngineOptions options = {});
+  ~OpsEngine();
+  void Start();
+  void Stop();
+
+  // An event reported by `who` (an agent: forced to its own node, namespace "system").
+  StatusOr<IngestResult> Ingest(const Principal& who, const std::string& ns, event::Event event);
+  // An operator closes an open alert with a comment; history keeps who and why.
+  StatusOr<photon::ops::Alert> CloseAlert(const Principal& who, const std::string& ns,
+                                          const std::string& name, const std::string& comment);
+  // The checks whose node selector matches node `node` (its labels as stored).
+  StatusOr<std::vector<photon::ops::Check>> ChecksForNode(const Principal& who,
+                                                          const std::string& node);
+  // Routes owned by the operations module (authenticated here); nullopt for any other
+  // request, which the REST gateway answers.
+  std::optional<HttpResponse> Handle(HttpRequest& req, const Authenticator& auth);
+
+ private:
+  struct Work;
+  HttpResponse Route(HttpRequest& req, const Principal& who);
+  Status IssueLocked(Work& w);
+  Status Decide(Work& w, int64_t now, event::Event* next, store::TxnRequest* txn);
+  Status Act(const photon::ops::EventRule& rule, int index, const std::string& ns, event::Event* ev,
+             store::TxnRequest* txn);
+  Status RaiseAlert(AlertTarget* t, store::TxnRequest* txn);
+  Status ResolveAlert(const AlertTarget& t, const std::string& rule, store::TxnRequest* txn);
+  Status AddToAggregate(const photon::ops::EventRule& rule, const Labels& labels,
+                        const std::string& ns, const event::Event& ev, int64_t now,
+                        store::TxnRequest* txn);
+  Status FlushGroup(const store::KeyValue& kv, int64_t now);
+  Status Deliver(const store::KeyValue& kv, int64_t now);
+  void OnPlatform(const std::vector<CacheEvent>& events);
+  void Loop();
+  void FlushAggregates();
+  void DeliverHooks();
+
+  ResourceManager* resources_;
+  EngineOptions options_;
+  std::mutex mu_;  // one ingest (read, decide, commit) at a time
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+  std::thread thread_;
+  uint64_t node_watch_ = 0;
+  uint64_t instance_watch_ = 0;
+  // Platform events seen on the cache's thread, ingested on the engine's own.
+  std::mutex platform_mu_;
+  std::vector<event::Event> platform_;
+  std::map<std::string, int> last_condition_;  // platform event name → last severity
+};
+
+}  // namespace photon::server::opsengine

@@ -1,0 +1,135 @@
+// The operations module's REST routes (docs/api.md "Operations"):
+//   POST /v1/namespaces/NS/events              report an event (checks, operators, tools)
+//   POST /v1/namespaces/NS/alerts/NAME/close   {"comment": "..."}: an operator closes an alert
+//   GET  /v1/ops/nodes/NODE/checks             the checks a node's agent runs
+#include <nlohmann/json.hpp>
+
+#include "common/util.h"
+#include "server/object_util.h"
+#include "server/ops/ops_engine.h"
+#include "server/rest_gateway.h"
+
+namespace photon::server::opsengine {
+
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> Split(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return parts;
+}
+
+HttpResponse IngestAnswer(const IngestResult& r) {
+  json j{{"filtered", r.filtered},
+         {"issued", r.issued},
+         {"rule", r.rule},
+         {"event", r.event_name},
+         {"alert", r.alert}};
+  return HttpResponse::Json(r.filtered ? 200 : 201, j.dump());
+}
+
+}  // namespace
+
+StatusOr<std::vector<photon::ops::Check>> OpsEngine::ChecksForNode(const Principal& who,
+                                                                   const std::string& node) {
+  PHOTON_RETURN_IF_ERROR(ValidateName("node", node));
+  if (!who.IsAdmin() && who.AgentNode() != node) {
+    return absl::PermissionDeniedError("'" + who.name + "' may not read the checks of node '" +
+                                       node + "'");
+  }
+  auto cached = resources_->cache()->Get(RegistryKey("nodes", "system", node));
+  if (!cached) return absl::NotFoundError("Node '" + node + "' not found");
+  auto n = cached->Decoded();
+  if (!n) return absl::DataLossError("corrupt node " + node);
+  const auto& labels = GetMetadata(*n).labels();
+  std::vector<photon::ops::Check> out;
+  const std::string prefix = RegistryPrefix("checks");
+  for (const auto& o :
+       resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, nullptr).items) {
+    photon::ops::Check c;
+    if (!c.ParseFromString(o->value())) continue;
+    auto sel = LabelSelector::Parse(c.spec().node_selector());
+    if (sel.ok() && sel->Matches(labels)) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+static bool IsOpsRoute(const HttpRequest& req) {
+  const auto p = Split(req.path);
+  if (p.size() < 4 || p[0] != "v1") return false;
+  if (req.method == "POST" && p.size() == 4 && p[1] == "namespaces" && p[3] == "events") {
+    return true;
+  }
+  if (req.method == "POST" && p.size() == 6 && p[1] == "namespaces" && p[3] == "alerts" &&
+      p[5] == "close") {
+    return true;
+  }
+  return req.method == "GET" && p.size() == 5 && p[1] == "ops" && p[2] == "nodes" &&
+         p[4] == "checks";
+}
+
+std::optional<HttpResponse> OpsEngine::Handle(HttpRequest& req, const Authenticator& auth) {
+  if (!IsOpsRoute(req)) return std::nullopt;
+  auto who = auth.Authenticate(req.Header("authorization"));
+  if (!who.ok()) {
+    HttpResponse resp = ErrorResponse(who.status());
+    resp.headers.push_back({"WWW-Authenticate", "Bearer"});
+    resources_->AuditUnauthenticated(req.remote_address, req.method + " " + req.path);
+    return resp;
+  }
+  HttpResponse resp = Route(req, *who);
+  // Refusals are audited like every other call's; accepted events are not (a node reports
+  // them every interval, as it heartbeats), closes record themselves.
+  if (req.method == "POST" && resp.status >= 400) {
+    const auto p = Split(req.path);
+    resources_->AuditCall(*who, p[3] == "events" ? "report-event" : "action:close",
+                          p[3] + "/" + p[2] + (p.size() > 4 ? "/" + p[4] : ""), resp.status);
+  }
+  return resp;
+}
+
+HttpResponse OpsEngine::Route(HttpRequest& req, const Principal& who) {
+  const auto p = Split(req.path);
+  if (req.method == "POST" && p.size() == 4 && p[0] == "v1" && p[1] == "namespaces" &&
+      p[3] == "events") {
+    auto parsed = ParseJsonObject(*FindKind("events"), req.body);
+    if (!parsed.ok()) return ErrorResponse(parsed.status());
+    event::Event ev = static_cast<const event::Event&>(**parsed);
+    auto r = Ingest(who, p[2], std::move(ev));
+    if (!r.ok()) return ErrorResponse(r.status());
+    return IngestAnswer(*r);
+  }
+  if (req.method == "POST" && p.size() == 6 && p[0] == "v1" && p[1] == "namespaces" &&
+      p[3] == "alerts" && p[5] == "close") {
+    json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.contains("comment") || !body["comment"].is_string()) {
+      return ErrorResponse(
+          absl::InvalidArgumentError("comment: required (body {\"comment\":\"...\"})"));
+    }
+    auto a = CloseAlert(who, p[2], p[4], body["comment"].get<std::string>());
+    if (!a.ok()) return ErrorResponse(a.status());
+    return HttpResponse::Json(200, ToJson(*FindKind("alerts"), *a));
+  }
+  if (req.method == "GET" && p.size() == 5 && p[0] == "v1" && p[1] == "ops" && p[2] == "nodes" &&
+      p[4] == "checks") {
+    auto checks = ChecksForNode(who, p[3]);
+    if (!checks.ok()) return ErrorResponse(checks.status());
+    std::string body = "{\"items\":[";
+    for (size_t i = 0; i < checks->size(); ++i) {
+      if (i) body += ',';
+      body += ToJson(*FindKind("checks"), (*checks)[i]);
+    }
+    return HttpResponse::Json(200, body + "]}");
+  }
+  return ErrorResponse(absl::NotFoundError("no route for " + req.path));
+}
+
+}  // namespace photon::server::opsengine

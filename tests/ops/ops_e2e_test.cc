@@ -1,0 +1,326 @@
+// Operations end to end (docs/operations.md): the real photon-server and photon-agent, Debian's
+// monitoring-plugins run by the agent, and a webhook receiver in this process.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+
+#include "../agent/cluster.h"
+#include "common/http_server.h"
+
+namespace photon::agent::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr char kCheckDisk[] = "/usr/lib/nagios/plugins/check_disk";
+
+// Counts webhook deliveries by delivery id; answers 500 to the first `fail_first` requests.
+class Receiver {
+ public:
+  explicit Receiver(int fail_first) : fail_first_(fail_first) {
+    auto s = HttpServer::Start({}, [this](HttpRequest& r) {
+      std::lock_guard lock(mu_);
+      ++requests_;
+      bodies_.push_back(json::parse(r.body, nullptr, false));
+      ids_.push_back(r.Header("x-photon-delivery"));
+      if (requests_ <= fail_first_) return HttpResponse::Text(500, "not yet\n");
+      ++delivered_;
+      return HttpResponse::Text(200, "ok\n");
+    });
+    if (s.ok()) server_ = std::move(*s);
+  }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(server_->port()) + "/hook";
+  }
+  int requests() {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+  int delivered() {
+    std::lock_guard lock(mu_);
+    return delivered_;
+  }
+  std::vector<std::string> ids() {
+    std::lock_guard lock(mu_);
+    return ids_;
+  }
+  std::vector<json> bodies() {
+    std::lock_guard lock(mu_);
+    return bodies_;
+  }
+
+ private:
+  int fail_first_;
+  std::mutex mu_;
+  int requests_ = 0, delivered_ = 0;
+  std::vector<json> bodies_;
+  std::vector<std::string> ids_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+json Items(Cluster& c, const std::string& path) {
+  json j = c.Get(path);
+  return j.is_object() && j.contains("items") ? j["items"] : json::array();
+}
+
+// Events of namespace `ns` whose opsEvent.check is `check`.
+std::vector<json> EventsOf(Cluster& c, const std::string& ns, const std::string& check) {
+  std::vector<json> out;
+  for (const auto& e : Items(c, "/v1/namespaces/" + ns + "/events")) {
+    if (e["spec"].contains("opsEvent") && e["spec"]["opsEvent"].value("check", "") == check) {
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+std::vector<json> AlertsOf(Cluster& c, const std::string& ns, const std::string& check) {
+  std::vector<json> out;
+  for (const auto& a : Items(c, "/v1/namespaces/" + ns + "/alerts")) {
+    if (a["spec"].value("labels", json::object()).value("check", "") == check) out.push_back(a);
+  }
+  return out;
+}
+
+void CreateRule(Cluster& c, const std::string& ns, const std::string& name, const json& spec) {
+  auto r = c.Call("POST", "/v1/namespaces/" + ns + "/eventrules",
+                  json{{"metadata", {{"name", name}}}, {"spec", spec}});
+  ASSERT_EQ(r.status, 202) << r.body;
+}
+
+void CreateCheck(Cluster& c, const std::string& name, const json& spec) {
+  auto r = c.Call("POST", "/v1/namespaces/default/checks",
+                  json{{"metadata", {{"name", name}}}, {"spec", spec}});
+  ASSERT_EQ(r.status, 202) << r.body;
+}
+
+json Event(const std::string& check, const std::string& severity, const std::string& key,
+           const json& labels = json::object()) {
+  return json{{"spec",
+               {{"opsEvent",
+                 {{"check", check},
+                  {"severity", severity},
+                  {"dedupKey", key},
+                  {"output", check + " is " + severity},
+                  {"reissueDurationSeconds", "3600"},
+                  {"labels", labels}}}}}};
+}
+
+TEST(OpsE2E, PluginCriticalAfterOccurrencesMakesOneAlertClosedWithHistory) {
+  ASSERT_EQ(access(kCheckDisk, X_OK), 0) << "monitoring-plugins-basic is not installed";
+  Cluster c;
+  Receiver hook(/*fail_first=*/1);
+  ASSERT_TRUE(c.StartAgent("ops1", "role=ops"));
+  CreateRule(c, "system", "page",
+             {{"type", "ACTION"},
+              {"match", "severity=CRITICAL,check=disk"},
+              {"actions",
+               {{{"type", "CREATE_ALERT"}},
+                {{"type", "API_HOOK"}, {"url", hook.url()}, {"maxAttempts", 5}}}}});
+  // Critical whenever free space is below 100 %: always, on any disk.
+  CreateCheck(c, "disk",
+              {{"command", kCheckDisk},
+               {"args", {"-w", "100%", "-c", "100%", "-p", "/"}},
+               {"intervalSeconds", 1},
+               {"occurrences", 3},
+               {"reissueDurationSeconds", 3},
+               {"nodeSelector", "role=ops"},
+               {"labels", {{"team", "storage"}}}});
+  const auto created = std::chrono::steady_clock::now();
+  std::vector<json> alerts;
+  ASSERT_TRUE(WaitFor([&] { return !(alerts = AlertsOf(c, "system", "disk")).empty(); }, 20s));
+  // Three runs one second apart come before the first report.
+  EXPECT_GE(std::chrono::steady_clock::now() - created, 2s);
+  ASSERT_EQ(alerts.size(), 1u);
+  const json first = alerts[0];
+  EXPECT_EQ(first["spec"]["severity"], "CRITICAL");
+  EXPECT_EQ(first["status"]["state"], "OPEN");
+  EXPECT_EQ(first["spec"]["labels"]["node"], "ops1");
+  EXPECT_EQ(first["spec"]["labels"]["team"], "storage");
+  EXPECT_NE(first["spec"]["summary"].get<std::string>().find("DISK CRITICAL"), std::string::npos);
+  auto events = EventsOf(c, "system", "disk");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0]["spec"]["opsEvent"]["alert"], first["metadata"]["name"]);
+
+  // Reported every second; issued again only after the reissue duration (3 s): the same alert's
+  // time and count move, no second alert.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        alerts = AlertsOf(c, "system", "disk");
+        return alerts.size() == 1 && std::stoll(alerts[0]["status"].value("count", "0")) >= 2;
+      },
+      20s))
+      << alerts;
+  EXPECT_EQ(alerts[0]["metadata"]["name"], first["metadata"]["name"]);
+  EXPECT_NE(alerts[0]["status"]["lastRaised"], first["status"]["lastRaised"]);
+  // Between issues the reports only count.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        events = EventsOf(c, "system", "disk");
+        return events.size() == 1 &&
+               std::stoll(events[0]["spec"]["opsEvent"].value("count", "0")) >= 2;
+      },
+      10s))
+      << events;
+
+  // The webhook: the first attempt failed (500), the retry delivered the same delivery id.
+  ASSERT_TRUE(WaitFor([&] { return hook.delivered() >= 1; }, 15s));
+  auto ids = hook.ids();
+  ASSERT_GE(ids.size(), 2u);
+  EXPECT_FALSE(ids[0].empty());
+  EXPECT_EQ(ids[0], ids[1]);
+  EXPECT_EQ(hook.bodies()[1]["event"]["spec"]["opsEvent"]["severity"], "CRITICAL");
+
+  // Closed only by an operator, with a comment; history says who and why.
+  const std::string name = first["metadata"]["name"];
+  const std::string close = "/v1/namespaces/system/alerts/" + name + "/close";
+  EXPECT_EQ(c.Call("POST", close, json::object()).status, 400);
+  EXPECT_EQ(c.Call("POST", close, json{{"comment", ""}}).status, 400);
+  auto closed = c.Call("POST", close, json{{"comment", "cleaned /var/log"}});
+  ASSERT_EQ(closed.status, 200) << closed.body;
+  json a = json::parse(closed.body);
+  EXPECT_EQ(a["status"]["state"], "CLOSED");
+  EXPECT_EQ(a["status"]["comment"], "cleaned /var/log");
+  EXPECT_EQ(a["status"]["history"].back()["action"], "closed");
+  EXPECT_EQ(a["status"]["history"].front()["action"], "opened");
+  auto again = c.Call("POST", close, json{{"comment", "again"}});
+  EXPECT_EQ(again.status, 400);
+  EXPECT_NE(again.body.find("was closed by"), std::string::npos) << again.body;
+  // Still critical: the next issue opens a new alert; the closed one stays as it was.
+  ASSERT_TRUE(WaitFor([&] { return AlertsOf(c, "system", "disk").size() == 2; }, 20s));
+  json old = c.Get("/v1/namespaces/system/alerts/" + name);
+  EXPECT_EQ(old["status"]["state"], "CLOSED");
+  EXPECT_EQ(old["status"]["comment"], "cleaned /var/log");
+}
+
+TEST(OpsE2E, ChecksRunUnprivilegedAndFlappingBelowOccurrencesReportsNothing) {
+  Cluster c;
+  ASSERT_TRUE(c.StartAgent("ops2", "role=ops"));
+  // A world-writable scratch dir for the flapping plugin, which runs as an unprivileged user
+  // (/tmp may be closed to others: /var/tmp).
+  std::string dir = "/var/tmp/photon-ops-flap-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+  CreateCheck(c, "whoami", {{"command", "/usr/bin/id"}, {"args", {"-u"}}, {"intervalSeconds", 1}});
+  // 0, 2, 0, 2, ...: never two equal results in a row.
+  const std::string script = "echo run >> " + dir + "/runs; if [ -e " + dir + "/odd ]; then rm " +
+                             dir + "/odd; exit 2; else touch " + dir + "/odd; exit 0; fi";
+  CreateCheck(c, "flap",
+              {{"command", "/bin/sh"},
+               {"args", {"-c", script}},
+               {"intervalSeconds", 1},
+               {"occurrences", 2}});
+  std::vector<json> events;
+  ASSERT_TRUE(WaitFor([&] { return !(events = EventsOf(c, "system", "whoami")).empty(); }, 20s));
+  const std::string uid = events[0]["spec"]["opsEvent"].value("output", "");
+  EXPECT_NE(uid, "0");
+  EXPECT_EQ(uid, "65534");  // nobody
+  auto runs = [&] {
+    std::ifstream in(dir + "/runs");
+    int n = 0;
+    std::string line;
+    while (std::getline(in, line)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return runs() >= 5; }, 20s));
+  EXPECT_TRUE(EventsOf(c, "system", "flap").empty());
+}
+
+TEST(OpsE2E, FilterSilencedAggregate) {
+  Cluster c;
+  Receiver hook(0);
+  CreateRule(c, "default", "drop-noise", {{"type", "FILTER"}, {"match", "check=noise"}});
+  CreateRule(c, "default", "quiet", {{"type", "SILENCED"}, {"match", "check=quiet"}});
+  CreateRule(
+      c, "default", "fleet",
+      {{"type", "AGGREGATE"},
+       {"match", "check=fleet-disk,severity=CRITICAL"},
+       {"groupBy", {"check"}},
+       {"windowSeconds", 2},
+       {"actions", {{{"type", "CREATE_ALERT"}}, {{"type", "API_HOOK"}, {"url", hook.url()}}}}});
+  CreateRule(c, "default", "page",
+             {{"type", "ACTION"},
+              {"match", "severity=CRITICAL"},
+              {"actions", {{{"type", "CREATE_ALERT"}}}}});
+  const std::string post = "/v1/namespaces/default/events";
+  // Filter: dropped before it is stored.
+  auto r = c.Call("POST", post, Event("noise", "CRITICAL", "n1"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(json::parse(r.body)["filtered"].get<bool>());
+  EXPECT_TRUE(EventsOf(c, "default", "noise").empty());
+  // Silenced: stored, marked, no alert.
+  r = c.Call("POST", post, Event("quiet", "CRITICAL", "q1"));
+  ASSERT_EQ(r.status, 201) << r.body;
+  auto quiet = EventsOf(c, "default", "quiet");
+  ASSERT_EQ(quiet.size(), 1u);
+  EXPECT_TRUE(quiet[0]["spec"]["opsEvent"].value("silenced", false));
+  EXPECT_EQ(quiet[0]["spec"]["opsEvent"]["rule"], "default/quiet");
+  EXPECT_TRUE(AlertsOf(c, "default", "quiet").empty());
+  // An unmatched critical event: the action rule opens its alert at once.
+  r = c.Call("POST", post, Event("other", "CRITICAL", "o1"));
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(AlertsOf(c, "default", "other").size(), 1u);
+  // Aggregate: 20 nodes fail within the window; one alert names them all, one webhook.
+  for (int i = 0; i < 20; ++i) {
+    r = c.Call("POST", post,
+               Event("fleet-disk", "CRITICAL", "fleet/node" + std::to_string(i),
+                     {{"node", "node" + std::to_string(i)}}));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  json alert;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& a : Items(c, "/v1/namespaces/default/alerts")) {
+          if (a["spec"].value("rule", "") == "default/fleet") alert = a;
+        }
+        return alert.is_object();
+      },
+      15s));
+  EXPECT_EQ(alert["spec"]["members"].size(), 20u);
+  EXPECT_NE(alert["spec"]["summary"].get<std::string>().find("20 events"), std::string::npos);
+  ASSERT_TRUE(WaitFor([&] { return hook.delivered() == 1; }, 10s));
+  EXPECT_EQ(hook.bodies()[0]["members"].size(), 20u);
+  int fleet_alerts = 0;
+  for (const auto& a : Items(c, "/v1/namespaces/default/alerts")) {
+    fleet_alerts += a["spec"].value("rule", "") == "default/fleet";
+  }
+  EXPECT_EQ(fleet_alerts, 1);
+  EXPECT_TRUE(AlertsOf(c, "default", "fleet-disk").empty());  // not one per event
+}
+
+TEST(OpsE2E, ValidationNamesTheField) {
+  Cluster c;
+  auto r = c.Call("POST", "/v1/namespaces/default/checks",
+                  json{{"metadata", {{"name", "bad"}}}, {"spec", {{"command", "check_disk"}}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("spec.command"), std::string::npos) << r.body;
+  r = c.Call("POST", "/v1/namespaces/default/eventrules",
+             json{{"metadata", {{"name", "bad"}}},
+                  {"spec", {{"type", "AGGREGATE"}, {"actions", {{{"type", "CREATE_ALERT"}}}}}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("spec.windowSeconds"), std::string::npos) << r.body;
+  r = c.Call("POST", "/v1/namespaces/default/eventrules",
+             json{{"metadata", {{"name", "bad"}}},
+                  {"spec",
+                   {{"type", "ACTION"},
+                    {"actions", {{{"type", "API_HOOK"}, {"url", "file:///etc/passwd"}}}}}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("spec.actions[0].url"), std::string::npos) << r.body;
+  r = c.Call("POST", "/v1/namespaces/default/alerts",
+             json{{"metadata", {{"name", "x"}}}, {"spec", {{"severity", "FATAL"}}}});
+  EXPECT_EQ(r.status, 400) << r.body;
+}
+
+}  // namespace
+}  // namespace photon::agent::testing
