@@ -2,6 +2,7 @@
 #include "common/util.h"
 #include "lightningstor/bucket_rules.h"
 #include "lightningstor/checksum.h"
+#include "lightningstor/object_attrs.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/service.h"
 #include "lightningstor/sigv4.h"
@@ -26,45 +27,23 @@ http::Response Empty(int status) {
   return resp;
 }
 
+constexpr const char* kOwnerId = "lightningstor";
+
 void WriteOwner(XmlWriter& w) {
   w.Open("Owner");
-  w.Element("ID", "lightningstor");
-  w.Element("DisplayName", "lightningstor");
+  w.Element("ID", kOwnerId);
+  w.Element("DisplayName", kOwnerId);
   w.Close("Owner");
 }
 
 // A <TagSet> (PutBucketTagging) or <Tags> (CreateBucketConfiguration) element checked as S3
 // does, written back as the Tagging document GetBucketTagging answers ("" for no tags).
-StatusOr<std::string> TaggingXml(const XmlNode* set) {
-  std::vector<std::pair<std::string, std::string>> tags;
-  if (set) {
-    for (const XmlNode* tag : set->Children("Tag")) {
-      std::string key = tag->ChildText("Key"), value = tag->ChildText("Value");
-      if (key.empty() || key.size() > 128 || value.size() > 256) {
-        return S3Error("InvalidTag",
-                       "Tag keys are 1 to 128 characters and values at most 256 characters");
-      }
-      for (const auto& [k, v] : tags) {
-        if (k == key)
-          return S3Error("InvalidTag", "Cannot provide multiple Tags with the same key");
-      }
-      tags.emplace_back(std::move(key), std::move(value));
-    }
-  }
-  if (tags.size() > 50) return S3Error("InvalidTag", "A bucket can have at most 50 tags");
+StatusOr<std::string> BucketTaggingXml(const XmlNode* set) {
+  if (!set) return std::string();
+  PHOTON_ASSIGN_OR_RETURN(TagSet tags, ParseTagSet(set));
+  PHOTON_RETURN_IF_ERROR(CheckTags(tags, 50));
   if (tags.empty()) return std::string();
-  XmlWriter w;
-  w.Open("Tagging", kXmlns);
-  w.Open("TagSet");
-  for (const auto& [k, v] : tags) {
-    w.Open("Tag");
-    w.Element("Key", k);
-    w.Element("Value", v);
-    w.Close("Tag");
-  }
-  w.Close("TagSet");
-  w.Close("Tagging");
-  return w.Take();
+  return TaggingXml(tags);
 }
 
 }  // namespace
@@ -129,25 +108,30 @@ StatusOr<http::Response> S3Service::CreateBucket(S3Request& r) {
     }
     // Tags given at creation are stored with the bucket in one commit, so a bucket is never
     // seen without them (photon-server recognises its buckets by a tag).
-    PHOTON_ASSIGN_OR_RETURN(tags, TaggingXml(doc->Child("Tags")));
+    PHOTON_ASSIGN_OR_RETURN(tags, BucketTaggingXml(doc->Child("Tags")));
+    for (const auto& child : doc->children) {
+      if (child->name != "LocationConstraint" && child->name != "Tags") {
+        return S3Error("NotImplemented",
+                       "CreateBucketConfiguration/" + child->name + " is not implemented");
+      }
+    }
   }
   const std::string& acl = r.http.Header("x-amz-acl");
-  if (!acl.empty() && acl != "private" && acl != "public-read") {
-    return S3Error("NotImplemented", "Only the private and public-read canned ACLs are supported");
-  }
+  if (!acl.empty()) PHOTON_RETURN_IF_ERROR(CheckCannedAcl(acl, true));
   BucketMeta bucket;
   bucket.name = r.bucket;
   bucket.created_ms = clock_->NowMillis();
   bucket.tags = std::move(tags);
   PHOTON_RETURN_IF_ERROR(meta_->CreateBucket(bucket));
-  if (acl == "public-read") PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, true, ""));
+  if (AclIsPublic(acl)) PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, true, ""));
   http::Response resp;
   resp.AddHeader("Location", "/" + r.bucket);
   return resp;
 }
 
 StatusOr<http::Response> S3Service::DeleteBucket(S3Request& r) {
-  PHOTON_RETURN_IF_ERROR(meta_->DeleteBucket(r.bucket));
+  PHOTON_ASSIGN_OR_RETURN(WriteResult result, meta_->DeleteBucket(r.bucket));
+  FreeBlobs(result.freed_blobs);
   return Empty(204);
 }
 
@@ -179,6 +163,8 @@ StatusOr<http::Response> S3Service::PutBucketVersioning(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
   PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
   std::string status = doc->ChildText("Status");
+  if (doc->ChildText("MfaDelete") == "Enabled")
+    return S3Error("NotImplemented", "lightningstor does not implement MFA Delete");
   if (status != "Enabled" && status != "Suspended") {
     return S3Error("MalformedXML", "Versioning Status must be Enabled or Suspended");
   }
@@ -209,29 +195,7 @@ StatusOr<http::Response> S3Service::GetBucketLifecycle(S3Request& r) {
     return S3Error("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist");
   }
   PHOTON_ASSIGN_OR_RETURN(auto rules, ParseLifecycle(bucket.lifecycle));
-  XmlWriter w;
-  w.Open("LifecycleConfiguration", kXmlns);
-  for (const auto& rule : rules) {
-    w.Open("Rule");
-    if (!rule.id.empty()) w.Element("ID", rule.id);
-    w.Open("Filter");
-    w.Element("Prefix", rule.prefix);
-    w.Close("Filter");
-    w.Element("Status", rule.enabled ? "Enabled" : "Disabled");
-    if (rule.expiration_days > 0) {
-      w.Open("Expiration");
-      w.Element("Days", std::to_string(rule.expiration_days));
-      w.Close("Expiration");
-    }
-    if (rule.abort_upload_days > 0) {
-      w.Open("AbortIncompleteMultipartUpload");
-      w.Element("DaysAfterInitiation", std::to_string(rule.abort_upload_days));
-      w.Close("AbortIncompleteMultipartUpload");
-    }
-    w.Close("Rule");
-  }
-  w.Close("LifecycleConfiguration");
-  return XmlResponse(w.Take());
+  return XmlResponse(LifecycleXml(rules));
 }
 
 StatusOr<http::Response> S3Service::DeleteBucketLifecycle(S3Request& r) {
@@ -245,7 +209,7 @@ StatusOr<http::Response> S3Service::PutBucketTagging(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
   if (doc->name != "Tagging" || !doc->Child("TagSet"))
     return S3Error("MalformedXML", "want <Tagging><TagSet>...</TagSet></Tagging>");
-  PHOTON_ASSIGN_OR_RETURN(std::string tags, TaggingXml(doc->Child("TagSet")));
+  PHOTON_ASSIGN_OR_RETURN(std::string tags, BucketTaggingXml(doc->Child("TagSet")));
   PHOTON_RETURN_IF_ERROR(meta_->SetTags(r.bucket, tags));
   return Empty(204);
 }
@@ -264,8 +228,10 @@ StatusOr<http::Response> S3Service::DeleteBucketTagging(S3Request& r) {
 StatusOr<http::Response> S3Service::PutBucketPolicy(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 20 << 10));
-  PHOTON_ASSIGN_OR_RETURN(bool public_read, PolicyAllowsPublicRead(body));
-  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, public_read, body));
+  PHOTON_RETURN_IF_ERROR(ParseBucketPolicy(body, r.bucket).status());
+  // The bucket's ACL stays as it is: the policy's grants are read from its text.
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, bucket.public_read, body));
   return Empty(204);
 }
 
@@ -280,47 +246,23 @@ StatusOr<http::Response> S3Service::GetBucketPolicy(S3Request& r) {
 }
 
 StatusOr<http::Response> S3Service::DeleteBucketPolicy(S3Request& r) {
-  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, false, ""));
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, bucket.public_read, ""));
   return Empty(204);
 }
 
 StatusOr<http::Response> S3Service::PutBucketAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
-  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
-  std::string acl = r.http.Header("x-amz-acl");
-  if (acl.empty() && !body.empty()) {
-    // An AccessControlPolicy document: public when AllUsers gets READ.
-    acl = body.find("http://acs.amazonaws.com/groups/global/AllUsers") != std::string::npos
-              ? "public-read"
-              : "private";
-  }
-  if (acl != "private" && acl != "public-read") {
-    return S3Error("NotImplemented", "Only the private and public-read canned ACLs are supported");
-  }
-  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, acl == "public-read", bucket.policy));
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 64 << 10));
+  PHOTON_ASSIGN_OR_RETURN(std::string acl,
+                          AclFromRequest(r.http.Header("x-amz-acl"), body, kOwnerId, true));
+  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, AclIsPublic(acl), bucket.policy));
   return Empty(200);
 }
 
 StatusOr<http::Response> S3Service::GetBucketAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
-  XmlWriter w;
-  w.Open("AccessControlPolicy", kXmlns);
-  WriteOwner(w);
-  w.Open("AccessControlList");
-  std::string body = w.Take();
-  body +=
-      "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
-      "xsi:type=\"CanonicalUser\"><ID>lightningstor</ID><DisplayName>lightningstor</DisplayName>"
-      "</Grantee><Permission>FULL_CONTROL</Permission></Grant>";
-  if (bucket.public_read) {
-    body +=
-        "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
-        "xsi:type=\"Group\">"
-        "<URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
-        "<Permission>READ</Permission></Grant>";
-  }
-  body += "</AccessControlList></AccessControlPolicy>";
-  return XmlResponse(body);
+  return XmlResponse(AclXml(bucket.public_read ? "public-read" : "private", kOwnerId));
 }
 
 }  // namespace photon::lightningstor

@@ -1,8 +1,11 @@
 #include "lightningstor/bucket_rules.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "lightningstor/s3_error.h"
+#include "lightningstor/sigv4.h"
 #include "lightningstor/xml.h"
 
 namespace photon::lightningstor {
@@ -39,93 +42,355 @@ Status ValidateBucketName(const std::string& name) {
   return absl::OkStatus();
 }
 
-StatusOr<bool> PolicyAllowsPublicRead(const std::string& policy_json) {
+namespace {
+
+std::vector<nlohmann::json> AsList(const nlohmann::json& v) {
+  std::vector<nlohmann::json> out;
+  if (v.is_array()) {
+    for (const auto& e : v) out.push_back(e);
+  } else {
+    out.push_back(v);
+  }
+  return out;
+}
+
+Status PolicyNotImplemented(const std::string& what) {
+  return S3Error("NotImplemented",
+                 "lightningstor enforces only Allow statements for Principal \"*\" with "
+                 "s3:GetObject on arn:aws:s3:::BUCKET/* and s3:ListBucket on arn:aws:s3:::BUCKET; "
+                 "this policy has " +
+                     what);
+}
+
+bool IsEveryone(const nlohmann::json& p) {
+  if (p.is_string()) return p.get<std::string>() == "*";
+  if (!p.is_object() || p.size() != 1 || !p.contains("AWS")) return false;
+  for (const auto& a : AsList(p["AWS"]))
+    if (!a.is_string() || a.get<std::string>() != "*") return false;
+  return true;
+}
+
+// One statement's grants, or why it is refused.
+Status ParseStatement(const nlohmann::json& st, const std::string& bucket, PolicyGrants* out) {
+  if (!st.is_object()) return S3Error("MalformedPolicy", "Statement must be an object");
+  // json::value() throws when the key holds another type; a policy is client input, so the
+  // type is checked here and a wrong one is the client's MalformedPolicy, not an exception.
+  if (!st.contains("Effect") || !st["Effect"].is_string() ||
+      (st["Effect"] != "Allow" && st["Effect"] != "Deny")) {
+    return S3Error("MalformedPolicy", "Statement Effect must be \"Allow\" or \"Deny\"");
+  }
+  for (const auto& [name, value] : st.items()) {
+    if (name != "Sid" && name != "Effect" && name != "Principal" && name != "Action" &&
+        name != "Resource") {
+      return PolicyNotImplemented("a statement with " + name);
+    }
+  }
+  if (!st.contains("Principal") || !st.contains("Action") || !st.contains("Resource"))
+    return S3Error("MalformedPolicy", "Statements need a Principal, an Action and a Resource");
+  if (st["Effect"] != "Allow") return PolicyNotImplemented("a Deny statement");
+  if (!IsEveryone(st["Principal"])) return PolicyNotImplemented("a Principal other than \"*\"");
+  bool get = false, list = false;
+  for (const auto& a : AsList(st["Action"])) {
+    if (!a.is_string()) return S3Error("MalformedPolicy", "Action must be a string");
+    if (a == "s3:GetObject") {
+      get = true;
+    } else if (a == "s3:ListBucket") {
+      list = true;
+    } else {
+      return PolicyNotImplemented("the action " + a.get<std::string>());
+    }
+  }
+  bool objects = false, whole = false;
+  const std::string arn = "arn:aws:s3:::" + bucket;
+  for (const auto& res : AsList(st["Resource"])) {
+    if (!res.is_string()) return S3Error("MalformedPolicy", "Resource must be a string");
+    std::string r = res.get<std::string>();
+    if (r == arn + "/*") {
+      objects = true;
+    } else if (r == arn) {
+      whole = true;
+    } else if (r.rfind(arn + "/", 0) == 0) {
+      return PolicyNotImplemented("the resource " + r + " (a part of the bucket)");
+    } else {
+      return S3Error("MalformedPolicy", "Policy has invalid resource");
+    }
+  }
+  // Every action must apply to a resource and every resource to an action, as S3 checks.
+  if ((get && !objects) || (list && !whole) || (objects && !get) || (whole && !list)) {
+    return S3Error("MalformedPolicy", "Action does not apply to any resource(s) in statement");
+  }
+  out->public_get |= get;
+  out->public_list |= list;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StatusOr<PolicyGrants> ParseBucketPolicy(const std::string& policy_json,
+                                         const std::string& bucket) {
   auto doc = nlohmann::json::parse(policy_json, nullptr, false);
   if (doc.is_discarded() || !doc.is_object() || !doc.contains("Statement")) {
     return S3Error("MalformedPolicy", "Policies must be valid JSON with a Statement");
   }
-  auto as_list = [](const nlohmann::json& v) {
-    std::vector<nlohmann::json> out;
-    if (v.is_array()) {
-      for (const auto& e : v) out.push_back(e);
-    } else {
-      out.push_back(v);
-    }
-    return out;
-  };
-  bool public_read = false;
-  for (const auto& st : as_list(doc["Statement"])) {
-    if (!st.is_object()) return S3Error("MalformedPolicy", "Statement must be an object");
-    // json::value() throws when the key holds another type; a policy is client input, so the
-    // type is checked here and a wrong one is the client's MalformedPolicy, not an exception.
-    if (!st.contains("Effect") || !st["Effect"].is_string()) {
-      return S3Error("MalformedPolicy", "Statement Effect must be \"Allow\" or \"Deny\"");
-    }
-    if (st["Effect"].get<std::string>() != "Allow") continue;
-    bool everyone = false;
-    if (st.contains("Principal")) {
-      const auto& p = st["Principal"];
-      if (p.is_string() && p.get<std::string>() == "*") everyone = true;
-      if (p.is_object() && p.contains("AWS")) {
-        for (const auto& a : as_list(p["AWS"]))
-          if (a.is_string() && a.get<std::string>() == "*") everyone = true;
-      }
-    }
-    bool get = false;
-    if (st.contains("Action")) {
-      for (const auto& a : as_list(st["Action"])) {
-        if (!a.is_string()) continue;
-        std::string s = a.get<std::string>();
-        if (s == "s3:GetObject" || s == "s3:*" || s == "*" || s == "s3:Get*") get = true;
-      }
-    }
-    if (everyone && get) public_read = true;
+  for (const auto& [name, value] : doc.items()) {
+    if (name != "Version" && name != "Id" && name != "Statement")
+      return S3Error("MalformedPolicy", "Policy has an invalid element " + name);
   }
-  return public_read;
+  PolicyGrants grants;
+  for (const auto& st : AsList(doc["Statement"]))
+    PHOTON_RETURN_IF_ERROR(ParseStatement(st, bucket, &grants));
+  return grants;
 }
+
+bool LifecycleFilter::Matches(
+    const std::string& key, uint64_t size,
+    const std::vector<std::pair<std::string, std::string>>& object_tags) const {
+  if (key.rfind(prefix, 0) != 0) return false;
+  if (size_greater >= 0 && size <= static_cast<uint64_t>(size_greater)) return false;
+  if (size_less >= 0 && size >= static_cast<uint64_t>(size_less)) return false;
+  for (const auto& tag : tags) {
+    if (std::find(object_tags.begin(), object_tags.end(), tag) == object_tags.end()) return false;
+  }
+  return true;
+}
+
+namespace {
+
+Status LifecycleNotImplemented(const std::string& what) {
+  return S3Error("NotImplemented", "lightningstor lifecycle rules do not support " + what);
+}
+
+StatusOr<int64_t> ParseCount(const XmlNode* node, const std::string& what, int64_t min) {
+  const std::string& text = node->text;
+  try {
+    size_t used = 0;
+    long long v = std::stoll(text, &used);
+    if (used != text.size() || v < min) throw std::invalid_argument("count");
+    return static_cast<int64_t>(v);
+  } catch (...) {
+    return S3Error("InvalidArgument",
+                   "'" + what + "' must be an integer of at least " + std::to_string(min));
+  }
+}
+
+StatusOr<int> ParseDays(const XmlNode* node, const std::string& what) {
+  PHOTON_ASSIGN_OR_RETURN(int64_t v, ParseCount(node, what, 1));
+  if (v > 1000000) return S3Error("InvalidArgument", "'" + what + "' is too large");
+  return static_cast<int>(v);
+}
+
+// One Filter child (or And child) into the filter.
+Status ParseFilterPart(const XmlNode& c, bool in_and, LifecycleFilter* f) {
+  if (c.name == "Prefix") {
+    f->prefix = c.text;
+  } else if (c.name == "Tag") {
+    if (!c.Child("Key")) return S3Error("MalformedXML", "a Tag needs a Key");
+    f->tags.emplace_back(c.ChildText("Key"), c.ChildText("Value"));
+  } else if (c.name == "ObjectSizeGreaterThan") {
+    PHOTON_ASSIGN_OR_RETURN(f->size_greater, ParseCount(&c, c.name, 0));
+  } else if (c.name == "ObjectSizeLessThan") {
+    PHOTON_ASSIGN_OR_RETURN(f->size_less, ParseCount(&c, c.name, 1));
+  } else if (c.name == "And" && !in_and) {
+    f->is_and = true;
+    for (const auto& inner : c.children) PHOTON_RETURN_IF_ERROR(ParseFilterPart(*inner, true, f));
+  } else {
+    return S3Error("MalformedXML", "unknown lifecycle Filter element " + c.name);
+  }
+  return absl::OkStatus();
+}
+
+Status ParseFilter(const XmlNode& filter, LifecycleFilter* f) {
+  if (filter.children.size() > 1)
+    return S3Error("MalformedXML", "a Filter holds one element (use And to combine)");
+  for (const auto& c : filter.children) PHOTON_RETURN_IF_ERROR(ParseFilterPart(*c, false, f));
+  if (f->size_greater >= 0 && f->size_less >= 0 && f->size_less <= f->size_greater) {
+    return S3Error("InvalidArgument",
+                   "ObjectSizeLessThan must be greater than ObjectSizeGreaterThan");
+  }
+  std::set<std::string> keys;
+  for (const auto& [k, v] : f->tags) {
+    if (!keys.insert(k).second)
+      return S3Error("InvalidRequest", "Duplicate Tag Keys are not allowed.");
+  }
+  return absl::OkStatus();
+}
+
+Status ParseExpiration(const XmlNode& exp, LifecycleRule* r) {
+  if (exp.children.size() != 1) {
+    return S3Error("MalformedXML",
+                   "Expiration holds exactly one of Days, Date or ExpiredObjectDeleteMarker");
+  }
+  const XmlNode& c = *exp.children[0];
+  if (c.name == "Days") {
+    PHOTON_ASSIGN_OR_RETURN(r->expiration_days, ParseDays(&c, "Days"));
+  } else if (c.name == "Date") {
+    // S3 accepts only midnight UTC: "2030-01-01T00:00:00Z" or with ".000Z".
+    std::string d = c.text;
+    if (d.size() == 20 && d.compare(10, 10, "T00:00:00Z") == 0) d = d.substr(0, 19) + ".000Z";
+    auto t = sigv4::ParseAmzDate(d.size() == 24 && d.compare(10, 14, "T00:00:00.000Z") == 0
+                                     ? d.substr(0, 4) + d.substr(5, 2) + d.substr(8, 2) + "T000000Z"
+                                     : std::string("bad"));
+    if (!t.ok())
+      return S3Error("InvalidArgument",
+                     "'Date' must be at midnight GMT, e.g. 2030-01-01T00:00:00Z");
+    r->expiration_date_ms = *t * 1000;
+  } else if (c.name == "ExpiredObjectDeleteMarker") {
+    if (c.text != "true" && c.text != "false")
+      return S3Error("MalformedXML", "ExpiredObjectDeleteMarker is true or false");
+    r->expired_delete_marker = c.text == "true";
+  } else {
+    return S3Error("MalformedXML", "unknown Expiration element " + c.name);
+  }
+  return absl::OkStatus();
+}
+
+Status ParseNoncurrent(const XmlNode& nc, LifecycleRule* r) {
+  const XmlNode* days = nc.Child("NoncurrentDays");
+  if (!days) return S3Error("MalformedXML", "NoncurrentVersionExpiration needs NoncurrentDays");
+  PHOTON_ASSIGN_OR_RETURN(r->noncurrent_days, ParseDays(days, "NoncurrentDays"));
+  for (const auto& c : nc.children) {
+    if (c->name == "NewerNoncurrentVersions") {
+      PHOTON_ASSIGN_OR_RETURN(int64_t n, ParseCount(c.get(), c->name, 1));
+      if (n > 100) return S3Error("InvalidArgument", "NewerNoncurrentVersions is at most 100");
+      r->newer_noncurrent = static_cast<int>(n);
+    } else if (c->name != "NoncurrentDays") {
+      return S3Error("MalformedXML", "unknown NoncurrentVersionExpiration element " + c->name);
+    }
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<LifecycleRule> ParseRule(const XmlNode& rule) {
+  LifecycleRule r;
+  bool has_filter = false, has_action = false;
+  for (const auto& c : rule.children) {
+    const std::string& n = c->name;
+    if (n == "ID") {
+      r.id = c->text;
+    } else if (n == "Status") {
+      if (c->text != "Enabled" && c->text != "Disabled")
+        return S3Error("MalformedXML", "Rule Status must be Enabled or Disabled");
+      r.enabled = c->text == "Enabled";
+    } else if (n == "Prefix") {
+      r.legacy_prefix = true;
+      r.filter.prefix = c->text;
+    } else if (n == "Filter") {
+      has_filter = true;
+      PHOTON_RETURN_IF_ERROR(ParseFilter(*c, &r.filter));
+    } else if (n == "Expiration") {
+      has_action = true;
+      PHOTON_RETURN_IF_ERROR(ParseExpiration(*c, &r));
+    } else if (n == "NoncurrentVersionExpiration") {
+      has_action = true;
+      PHOTON_RETURN_IF_ERROR(ParseNoncurrent(*c, &r));
+    } else if (n == "AbortIncompleteMultipartUpload") {
+      has_action = true;
+      const XmlNode* days = c->Child("DaysAfterInitiation");
+      if (!days)
+        return S3Error("MalformedXML", "AbortIncompleteMultipartUpload needs DaysAfterInitiation");
+      PHOTON_ASSIGN_OR_RETURN(r.abort_upload_days, ParseDays(days, "DaysAfterInitiation"));
+    } else if (n == "Transition" || n == "NoncurrentVersionTransition") {
+      return LifecycleNotImplemented(n + " (there is one storage class, STANDARD)");
+    } else {
+      return S3Error("MalformedXML", "unknown lifecycle Rule element " + n);
+    }
+  }
+  if (rule.Children("Status").empty()) return S3Error("MalformedXML", "a Rule needs a Status");
+  if (r.id.size() > 255)
+    return S3Error("InvalidArgument", "ID length should not exceed allowed limit of 255");
+  if (has_filter && r.legacy_prefix)
+    return S3Error("MalformedXML", "a Rule has either Prefix or Filter, not both");
+  if (!has_action)
+    return S3Error("InvalidRequest", "At least one action needs to be specified in a rule");
+  bool narrowed = !r.filter.tags.empty() || r.filter.size_greater >= 0 || r.filter.size_less >= 0;
+  if (narrowed && (r.abort_upload_days > 0 || r.expired_delete_marker)) {
+    return S3Error("InvalidRequest",
+                   "AbortIncompleteMultipartUpload and ExpiredObjectDeleteMarker cannot be "
+                   "specified with Tags or object size filters.");
+  }
+  return r;
+}
+
+}  // namespace
 
 StatusOr<std::vector<LifecycleRule>> ParseLifecycle(const std::string& xml) {
   PHOTON_ASSIGN_OR_RETURN(auto root, ParseXml(xml));
   if (root->name != "LifecycleConfiguration")
     return S3Error("MalformedXML", "expected LifecycleConfiguration");
   std::vector<LifecycleRule> rules;
-  auto parse_days = [](const std::string& text, int* out) -> Status {
-    try {
-      size_t used = 0;
-      int v = std::stoi(text, &used);
-      if (used != text.size() || v <= 0) throw std::invalid_argument("days");
-      *out = v;
-    } catch (...) {
-      return S3Error("InvalidArgument", "'Days' for Expiration action must be a positive integer");
-    }
-    return absl::OkStatus();
-  };
-  for (const XmlNode* rule : root->Children("Rule")) {
-    LifecycleRule r;
-    r.id = rule->ChildText("ID");
-    std::string status = rule->ChildText("Status");
-    if (status != "Enabled" && status != "Disabled")
-      return S3Error("MalformedXML", "Rule Status must be Enabled or Disabled");
-    r.enabled = status == "Enabled";
-    if (const XmlNode* filter = rule->Child("Filter")) {
-      r.prefix = filter->ChildText("Prefix");
-      if (const XmlNode* a = filter->Child("And")) r.prefix = a->ChildText("Prefix");
-    } else {
-      r.prefix = rule->ChildText("Prefix");
-    }
-    if (const XmlNode* exp = rule->Child("Expiration")) {
-      if (exp->Child("Days"))
-        PHOTON_RETURN_IF_ERROR(parse_days(exp->ChildText("Days"), &r.expiration_days));
-    }
-    if (const XmlNode* abort = rule->Child("AbortIncompleteMultipartUpload")) {
-      PHOTON_RETURN_IF_ERROR(
-          parse_days(abort->ChildText("DaysAfterInitiation"), &r.abort_upload_days));
-    }
+  std::set<std::string> ids;
+  for (const auto& child : root->children) {
+    if (child->name != "Rule")
+      return S3Error("MalformedXML", "unknown LifecycleConfiguration element " + child->name);
+    PHOTON_ASSIGN_OR_RETURN(LifecycleRule r, ParseRule(*child));
+    if (!r.id.empty() && !ids.insert(r.id).second)
+      return S3Error("InvalidArgument",
+                     "Rule ID must be unique. Found same ID for more than one rule");
     rules.push_back(std::move(r));
   }
   if (rules.empty())
     return S3Error("MalformedXML", "a lifecycle configuration needs at least one Rule");
+  if (rules.size() > 1000) return S3Error("InvalidRequest", "at most 1000 lifecycle rules");
   return rules;
+}
+
+namespace {
+
+void WriteFilter(XmlWriter& w, const LifecycleFilter& f) {
+  w.Open("Filter");
+  if (f.is_and) w.Open("And");
+  if (f.is_and || (f.tags.empty() && f.size_greater < 0 && f.size_less < 0))
+    w.Element("Prefix", f.prefix);
+  for (const auto& [k, v] : f.tags) {
+    w.Open("Tag");
+    w.Element("Key", k);
+    w.Element("Value", v);
+    w.Close("Tag");
+  }
+  if (f.size_greater >= 0) w.Element("ObjectSizeGreaterThan", std::to_string(f.size_greater));
+  if (f.size_less >= 0) w.Element("ObjectSizeLessThan", std::to_string(f.size_less));
+  if (f.is_and) w.Close("And");
+  w.Close("Filter");
+}
+
+}  // namespace
+
+std::string LifecycleXml(const std::vector<LifecycleRule>& rules) {
+  XmlWriter w;
+  w.Open("LifecycleConfiguration", "http://s3.amazonaws.com/doc/2006-03-01/");
+  for (const auto& rule : rules) {
+    w.Open("Rule");
+    if (!rule.id.empty()) w.Element("ID", rule.id);
+    if (rule.legacy_prefix) {
+      w.Element("Prefix", rule.filter.prefix);
+    } else {
+      WriteFilter(w, rule.filter);
+    }
+    w.Element("Status", rule.enabled ? "Enabled" : "Disabled");
+    if (rule.expiration_days > 0 || rule.expiration_date_ms >= 0 || rule.expired_delete_marker) {
+      w.Open("Expiration");
+      if (rule.expiration_days > 0) w.Element("Days", std::to_string(rule.expiration_days));
+      if (rule.expiration_date_ms >= 0)
+        w.Element("Date", sigv4::FormatIso8601(rule.expiration_date_ms));
+      if (rule.expired_delete_marker) w.Element("ExpiredObjectDeleteMarker", "true");
+      w.Close("Expiration");
+    }
+    if (rule.noncurrent_days > 0) {
+      w.Open("NoncurrentVersionExpiration");
+      w.Element("NoncurrentDays", std::to_string(rule.noncurrent_days));
+      if (rule.newer_noncurrent > 0)
+        w.Element("NewerNoncurrentVersions", std::to_string(rule.newer_noncurrent));
+      w.Close("NoncurrentVersionExpiration");
+    }
+    if (rule.abort_upload_days > 0) {
+      w.Open("AbortIncompleteMultipartUpload");
+      w.Element("DaysAfterInitiation", std::to_string(rule.abort_upload_days));
+      w.Close("AbortIncompleteMultipartUpload");
+    }
+    w.Close("Rule");
+  }
+  w.Close("LifecycleConfiguration");
+  return w.Take();
 }
 
 }  // namespace photon::lightningstor

@@ -2,7 +2,9 @@
 // lifecycle configuration parsing. Thread-safe (no state).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -14,19 +16,46 @@ namespace photon::lightningstor {
 // InvalidBucketName otherwise.
 Status ValidateBucketName(const std::string& name);
 
-// True when the policy JSON has an Allow statement for every principal ("*") covering
-// s3:GetObject (or s3:* / s3:Get*). MalformedPolicy when it is not a policy document.
-StatusOr<bool> PolicyAllowsPublicRead(const std::string& policy_json);
+// What a bucket policy grants to everyone (principal "*"). The policies lightningstor enforces
+// are Allow statements for principal "*" with s3:GetObject on "arn:aws:s3:::BUCKET/*" and
+// s3:ListBucket on "arn:aws:s3:::BUCKET"; any other statement (Deny, other principals,
+// actions, resources, Condition, Not*) is NotImplemented, never stored and ignored.
+// MalformedPolicy when the text is not a policy document.
+struct PolicyGrants {
+  bool public_get = false;   // anonymous GetObject/HeadObject of every object
+  bool public_list = false;  // anonymous ListObjects
+};
+StatusOr<PolicyGrants> ParseBucketPolicy(const std::string& policy_json, const std::string& bucket);
+
+// Which objects a lifecycle rule applies to: all of prefix, tags and size bounds must hold.
+struct LifecycleFilter {
+  std::string prefix;
+  std::vector<std::pair<std::string, std::string>> tags;
+  int64_t size_greater = -1;  // ObjectSizeGreaterThan, -1 when absent
+  int64_t size_less = -1;     // ObjectSizeLessThan, -1 when absent
+  bool is_and = false;        // written back inside <And>
+  bool Matches(const std::string& key, uint64_t size,
+               const std::vector<std::pair<std::string, std::string>>& object_tags) const;
+};
 
 struct LifecycleRule {
   std::string id;
   bool enabled = true;
-  std::string prefix;
-  int expiration_days = -1;    // Expiration/Days, -1 when absent
-  int abort_upload_days = -1;  // AbortIncompleteMultipartUpload/DaysAfterInitiation
+  bool legacy_prefix = false;  // <Prefix> directly in the Rule (the old form), not in a Filter
+  LifecycleFilter filter;
+  int expiration_days = -1;            // Expiration/Days, -1 when absent
+  int64_t expiration_date_ms = -1;     // Expiration/Date (midnight UTC), -1 when absent
+  bool expired_delete_marker = false;  // Expiration/ExpiredObjectDeleteMarker
+  int noncurrent_days = -1;            // NoncurrentVersionExpiration/NoncurrentDays
+  int newer_noncurrent = 0;            // NoncurrentVersionExpiration/NewerNoncurrentVersions
+  int abort_upload_days = -1;          // AbortIncompleteMultipartUpload/DaysAfterInitiation
 };
 
-// Parses a LifecycleConfiguration document (MalformedXML / InvalidArgument on errors).
+// Parses a LifecycleConfiguration document (MalformedXML / InvalidArgument / InvalidRequest on
+// errors). Transitions (storage classes) are NotImplemented: every element is either honoured
+// by the sweeper or refused.
 StatusOr<std::vector<LifecycleRule>> ParseLifecycle(const std::string& xml);
+// The LifecycleConfiguration document GetBucketLifecycleConfiguration answers.
+std::string LifecycleXml(const std::vector<LifecycleRule>& rules);
 
 }  // namespace photon::lightningstor

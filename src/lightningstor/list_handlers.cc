@@ -83,6 +83,13 @@ StatusOr<http::Response> S3Service::ListObjects(S3Request& r, bool v2) {
     w.Element("LastModified", sigv4::FormatIso8601(e.mtime_ms));
     w.Element("ETag", QuoteEtag(e.etag));
     w.Element("Size", std::to_string(e.size));
+    // V1 always names the owner, V2 when asked (FetchOwner).
+    if (!v2 || Q(req, "fetch-owner") == "true") {
+      w.Open("Owner");
+      w.Element("ID", "lightningstor");
+      w.Element("DisplayName", "lightningstor");
+      w.Close("Owner");
+    }
     w.Element("StorageClass", "STANDARD");
     w.Close("Contents");
   }

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS parts(
   etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, segment TEXT NOT NULL,
   PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs(id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS completed_uploads(
+  upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, parts TEXT NOT NULL,
+  etag TEXT NOT NULL, version_id TEXT NOT NULL, completed_ms INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
 
 // Columns every object query selects, in the order RowToObject reads them.
@@ -109,6 +112,23 @@ StatusOr<std::optional<ObjectMeta>> FindVersion(SqliteDb& db, const std::string&
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (found) return std::optional<ObjectMeta>(RowToObject(s, false));
   return std::optional<ObjectMeta>();
+}
+
+Status CheckPrecondition(SqliteDb& db, const std::string& bucket, const std::string& key,
+                         const std::string& version_id, const Precondition& pre) {
+  if (!pre) return absl::OkStatus();
+  std::optional<ObjectMeta> target;
+  if (version_id.empty()) {
+    PHOTON_ASSIGN_OR_RETURN(
+        auto s, db.Query(std::string("SELECT ") + kObjectCols +
+                             " FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
+                         bucket, key));
+    PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (found) target = RowToObject(s, false);
+  } else {
+    PHOTON_ASSIGN_OR_RETURN(target, FindVersion(db, bucket, key, version_id));
+  }
+  return pre(target && !target->delete_marker ? &*target : nullptr);
 }
 
 Status ClearLatest(SqliteDb& db, const std::string& bucket, const std::string& key) {
@@ -316,17 +336,35 @@ StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   return out;
 }
 
-Status MetaStore::DeleteBucket(const std::string& name) {
-  return Write([&](SqliteDb& db) -> Status {
+StatusOr<WriteResult> MetaStore::DeleteBucket(const std::string& name) {
+  WriteResult result;
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
-    for (const char* sql : {"SELECT 1 FROM objects WHERE bucket = ? LIMIT 1",
-                            "SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1"}) {
-      PHOTON_ASSIGN_OR_RETURN(auto s, db.Query(sql, name));
-      PHOTON_ASSIGN_OR_RETURN(bool used, s.Step());
-      if (used) return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
-    }
-    return db.Run("DELETE FROM buckets WHERE name = ?", name);
-  });
+    PHOTON_ASSIGN_OR_RETURN(auto s,
+                            db.Query("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", name));
+    PHOTON_ASSIGN_OR_RETURN(bool used, s.Step());
+    if (used) return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
+    WriteResult r;
+    PHOTON_ASSIGN_OR_RETURN(auto parts, db.Query("SELECT p.segment FROM parts p JOIN uploads u ON "
+                                                 "p.upload_id = u.upload_id WHERE u.bucket = ?",
+                                                 name));
+    PHOTON_RETURN_IF_ERROR(parts.ForEachRow([&](const SqliteStmt& row) {
+      std::vector<Segment> segs;
+      DecodeSegments(row.ColumnText(0), &segs);
+      for (const auto& seg : segs) r.freed_blobs.push_back(seg.blob_id);
+    }));
+    for (const auto& id : r.freed_blobs)
+      PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM blobs WHERE id = ?", id));
+    PHOTON_RETURN_IF_ERROR(db.Run(
+        "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?)",
+        name));
+    PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM uploads WHERE bucket = ?", name));
+    PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM completed_uploads WHERE bucket = ?", name));
+    PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM buckets WHERE name = ?", name));
+    result = std::move(r);
+    return absl::OkStatus();
+  }));
+  return result;
 }
 
 Status MetaStore::SetVersioning(const std::string& name, const std::string& state) {
@@ -358,9 +396,11 @@ Status MetaStore::SetTags(const std::string& name, const std::string& tagging_xm
   });
 }
 
-StatusOr<WriteResult> MetaStore::PutObject(ObjectMeta object) {
+StatusOr<WriteResult> MetaStore::PutObject(ObjectMeta object, const Precondition& pre) {
   WriteResult result;
   PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, object.bucket).status());
+    PHOTON_RETURN_IF_ERROR(CheckPrecondition(db, object.bucket, object.key, "", pre));
     WriteResult attempt;
     PHOTON_RETURN_IF_ERROR(InsertVersion(db, object, &attempt));
     result = std::move(attempt);
@@ -397,11 +437,13 @@ StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::
 }
 
 StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const std::string& key,
-                                              const std::string& version_id, int64_t now_ms) {
+                                              const std::string& version_id, int64_t now_ms,
+                                              const Precondition& pre) {
   WriteResult result;
   PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
     WriteResult r;
     PHOTON_ASSIGN_OR_RETURN(std::string versioning, VersioningOf(db, bucket));
+    PHOTON_RETURN_IF_ERROR(CheckPrecondition(db, bucket, key, version_id, pre));
     if (version_id.empty()) {
       if (versioning.empty()) {
         PHOTON_ASSIGN_OR_RETURN(auto old, FindVersion(db, bucket, key, "null"));
@@ -432,6 +474,38 @@ StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const s
     return absl::OkStatus();
   }));
   return result;
+}
+
+StatusOr<std::string> MetaStore::UpdateObjectHeaders(
+    const std::string& bucket, const std::string& key, const std::string& version_id,
+    const std::function<Status(std::map<std::string, std::string>&)>& change) {
+  std::string changed;
+  PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, bucket).status());
+    std::optional<ObjectMeta> row;
+    if (version_id.empty()) {
+      PHOTON_ASSIGN_OR_RETURN(
+          auto s, db.Query(std::string("SELECT ") + kObjectCols +
+                               " FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
+                           bucket, key));
+      PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+      if (found) row = RowToObject(s, false);
+      if (!row || row->delete_marker)
+        return S3Error("NoSuchKey", "The specified key does not exist.");
+    } else {
+      PHOTON_ASSIGN_OR_RETURN(row, FindVersion(db, bucket, key, version_id));
+      if (!row) return S3Error("NoSuchVersion", "The specified version does not exist.");
+      if (row->delete_marker) {
+        return S3Error("MethodNotAllowed",
+                       "The specified method is not allowed against this resource.");
+      }
+    }
+    PHOTON_RETURN_IF_ERROR(change(row->headers));
+    changed = row->version_id;
+    return db.Run("UPDATE objects SET extra = ? WHERE id = ?", EncodeHeaders(row->headers),
+                  row->seq);
+  }));
+  return changed;
 }
 
 StatusOr<std::vector<ListEntry>> MetaStore::ListLatest(const std::string& bucket,

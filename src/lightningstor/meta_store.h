@@ -40,6 +40,22 @@ struct WriteResult {
   std::vector<std::string> freed_blobs;
 };
 
+// A condition a write checks inside its transaction (so no other write can come between the
+// check and the write) against the version the write targets: the named version of a delete by
+// version id, else the key's latest version. The argument is nullptr when there is none or it
+// is a delete marker. An error aborts the write and is its answer.
+using Precondition = std::function<Status(const ObjectMeta* target)>;
+
+// What a completed multipart upload answered, kept so a retried CompleteMultipartUpload (the
+// first answer lost) gets the same answer.
+struct CompletedUpload {
+  std::string bucket;
+  std::string key;
+  std::string parts;  // "number:etag,..." as requested
+  std::string etag;
+  std::string version_id;
+};
+
 class MetaStore {
  public:
   static StatusOr<std::unique_ptr<MetaStore>> Open(const std::string& db_path);
@@ -48,7 +64,9 @@ class MetaStore {
   Status CreateBucket(const BucketMeta& bucket);
   StatusOr<BucketMeta> GetBucket(const std::string& name);
   StatusOr<std::vector<BucketMeta>> ListBuckets();
-  Status DeleteBucket(const std::string& name);  // BucketNotEmpty unless no versions/uploads
+  // BucketNotEmpty while any version is left; unfinished multipart uploads are deleted with the
+  // bucket (as S3 does), their part blobs are in the result.
+  StatusOr<WriteResult> DeleteBucket(const std::string& name);
   Status SetVersioning(const std::string& name, const std::string& state);
   Status SetPolicy(const std::string& name, bool public_read, const std::string& policy);
   Status SetLifecycle(const std::string& name, const std::string& lifecycle_xml);
@@ -56,7 +74,7 @@ class MetaStore {
 
   // Objects. PutObject assigns the version id from the bucket's versioning state and
   // replaces the "null" version when versioning is off or suspended.
-  StatusOr<WriteResult> PutObject(ObjectMeta object);
+  StatusOr<WriteResult> PutObject(ObjectMeta object, const Precondition& pre = nullptr);
   // Latest version (NoSuchKey if none or a delete marker; `*is_marker` tells which) or a
   // given version (NoSuchVersion).
   StatusOr<ObjectMeta> GetObject(const std::string& bucket, const std::string& key,
@@ -64,7 +82,14 @@ class MetaStore {
   // S3 DELETE semantics: without a version id, a delete marker when versioning is on;
   // with one, removes exactly that version. A new delete marker is stamped now_ms.
   StatusOr<WriteResult> DeleteObject(const std::string& bucket, const std::string& key,
-                                     const std::string& version_id, int64_t now_ms);
+                                     const std::string& version_id, int64_t now_ms,
+                                     const Precondition& pre = nullptr);
+  // Changes the internal headers (tags, ACL) of an object version in place (the latest when
+  // version_id is ""); NoSuchKey / NoSuchVersion, MethodNotAllowed for a delete marker.
+  // Returns the version id changed.
+  StatusOr<std::string> UpdateObjectHeaders(
+      const std::string& bucket, const std::string& key, const std::string& version_id,
+      const std::function<Status(std::map<std::string, std::string>&)>& change);
   // Latest versions with key > after (>= when inclusive) and key starting with prefix, in key
   // order, at most limit rows (delete markers included, flagged).
   StatusOr<std::vector<ListEntry>> ListLatest(const std::string& bucket, const std::string& prefix,
@@ -88,14 +113,23 @@ class MetaStore {
                                                 const std::string& key_marker,
                                                 const std::string& upload_marker, int limit);
   // Turns the upload into an object; `used_parts` are kept, other parts' blobs are freed.
+  // The completion is remembered (`done`) for FindCompleted.
   StatusOr<WriteResult> CompleteUpload(const std::string& upload_id, ObjectMeta object,
-                                       const std::vector<int>& used_parts);
+                                       const std::vector<int>& used_parts,
+                                       const CompletedUpload& done,
+                                       const Precondition& pre = nullptr);
+  // A completed upload's answer, NoSuchUpload when none is remembered.
+  StatusOr<CompletedUpload> FindCompleted(const std::string& upload_id);
+  // Forgets completions older than before_ms.
+  Status ForgetCompleted(int64_t before_ms);
   StatusOr<WriteResult> AbortUpload(const std::string& upload_id);
   StatusOr<std::vector<UploadMeta>> UploadsOlderThan(int64_t created_before_ms, int limit);
 
-  // Objects (latest, not delete markers) in a bucket with a prefix and mtime < before.
+  // Objects (latest, not delete markers) in a bucket with a prefix, key > after and
+  // mtime < before, in key order.
   StatusOr<std::vector<ObjectMeta>> ExpiryCandidates(const std::string& bucket,
                                                      const std::string& prefix,
+                                                     const std::string& after,
                                                      int64_t mtime_before_ms, int limit);
   // Whether any object or part still uses this blob (startup clean-up of orphans).
   StatusOr<bool> BlobReferenced(const std::string& blob_id);

@@ -28,6 +28,9 @@ StatusOr<std::optional<ObjectMeta>> FindVersion(SqliteDb& db, const std::string&
 // Writes a new latest version (or delete marker) following the bucket's versioning state.
 Status InsertVersion(SqliteDb& db, ObjectMeta& o, WriteResult* result);
 Status NoSuchUpload();
+// Runs `pre` (when set) against the version a write targets (see Precondition).
+Status CheckPrecondition(SqliteDb& db, const std::string& bucket, const std::string& key,
+                         const std::string& version_id, const Precondition& pre);
 
 }  // namespace photon::lightningstor::meta_internal
 

@@ -122,10 +122,13 @@ StatusOr<std::vector<UploadMeta>> MetaStore::ListUploads(const std::string& buck
 }
 
 StatusOr<WriteResult> MetaStore::CompleteUpload(const std::string& upload_id, ObjectMeta object,
-                                                const std::vector<int>& used_parts) {
+                                                const std::vector<int>& used_parts,
+                                                const CompletedUpload& done,
+                                                const Precondition& pre) {
   WriteResult result;
   PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(UploadExists(db, upload_id));
+    PHOTON_RETURN_IF_ERROR(CheckPrecondition(db, object.bucket, object.key, "", pre));
     WriteResult r;
     PHOTON_ASSIGN_OR_RETURN(std::vector<PartMeta> parts, PartsOf(db, upload_id));
     for (const auto& p : parts) {
@@ -137,10 +140,31 @@ StatusOr<WriteResult> MetaStore::CompleteUpload(const std::string& upload_id, Ob
     PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM parts WHERE upload_id = ?", upload_id));
     PHOTON_RETURN_IF_ERROR(db.Run("DELETE FROM uploads WHERE upload_id = ?", upload_id));
     PHOTON_RETURN_IF_ERROR(InsertVersion(db, object, &r));
+    PHOTON_RETURN_IF_ERROR(db.Run(
+        "INSERT OR REPLACE INTO completed_uploads(upload_id, bucket, key, parts, etag, "
+        "version_id, completed_ms) VALUES(?, ?, ?, ?, ?, ?, ?)",
+        upload_id, done.bucket, done.key, done.parts, done.etag, r.version_id, object.mtime_ms));
     result = std::move(r);
     return absl::OkStatus();
   }));
   return result;
+}
+
+StatusOr<CompletedUpload> MetaStore::FindCompleted(const std::string& upload_id) {
+  PHOTON_BORROW(db);
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Query("SELECT bucket, key, parts, etag, version_id FROM "
+                                            "completed_uploads WHERE upload_id = ?",
+                                            upload_id));
+  PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return NoSuchUpload();
+  return CompletedUpload{s.ColumnText(0), s.ColumnText(1), s.ColumnText(2), s.ColumnText(3),
+                         s.ColumnText(4)};
+}
+
+Status MetaStore::ForgetCompleted(int64_t before_ms) {
+  return Write([&](SqliteDb& db) -> Status {
+    return db.Run("DELETE FROM completed_uploads WHERE completed_ms < ?", before_ms);
+  });
 }
 
 StatusOr<WriteResult> MetaStore::AbortUpload(const std::string& upload_id) {
@@ -174,16 +198,17 @@ StatusOr<std::vector<UploadMeta>> MetaStore::UploadsOlderThan(int64_t created_be
 
 StatusOr<std::vector<ObjectMeta>> MetaStore::ExpiryCandidates(const std::string& bucket,
                                                               const std::string& prefix,
+                                                              const std::string& after,
                                                               int64_t mtime_before_ms, int limit) {
   PHOTON_BORROW(db);
   std::string end = PrefixEnd(prefix);
   std::string sql = std::string("SELECT ") + kObjectCols +
                     " FROM objects WHERE bucket = ?1 AND is_latest = 1 AND delete_marker = 0 AND "
-                    "key >= ?2 AND mtime_ms < ?3";
+                    "key >= ?2 AND mtime_ms < ?3 AND key > ?6";
   if (!end.empty()) sql += " AND key < ?4";
   sql += " ORDER BY key LIMIT ?5";
   PHOTON_ASSIGN_OR_RETURN(auto s, db->Prepare(sql));
-  s.BindAll(bucket, prefix, mtime_before_ms).BindInt(5, limit);
+  s.BindAll(bucket, prefix, mtime_before_ms).BindInt(5, limit).BindText(6, after);
   if (!end.empty()) s.BindText(4, end);
   std::vector<ObjectMeta> out;
   PHOTON_RETURN_IF_ERROR(

@@ -4,6 +4,7 @@
 // one object without copying bytes.
 #include "common/util.h"
 #include "lightningstor/checksum.h"
+#include "lightningstor/object_conditions.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/service.h"
 #include "lightningstor/sigv4.h"
@@ -56,6 +57,7 @@ StatusOr<http::Response> S3Service::CreateMultipartUpload(S3Request& r) {
   if (u.content_type.empty()) u.content_type = "binary/octet-stream";
   for (const auto& [name, value] : r.http.headers)
     if (IsStoredHeader(name)) u.headers[name] = value;
+  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r.http, &u.headers));
   PHOTON_RETURN_IF_ERROR(meta_->CreateUpload(u));
   XmlWriter w;
   w.Open("InitiateMultipartUploadResult", kXmlns);
@@ -123,10 +125,38 @@ StatusOr<http::Response> S3Service::UploadPart(S3Request& r) {
   return resp;
 }
 
+namespace {
+
+// The parts a CompleteMultipartUpload names, as "number:etag,..." (how a retry is recognised).
+StatusOr<std::string> RequestedParts(const std::vector<const XmlNode*>& requested) {
+  std::string out;
+  for (const XmlNode* p : requested) {
+    PHOTON_ASSIGN_OR_RETURN(int number, PartNumber(p->ChildText("PartNumber")));
+    if (!out.empty()) out += ',';
+    out += std::to_string(number) + ":" + UnquoteEtag(p->ChildText("ETag"));
+  }
+  return out;
+}
+
+http::Response CompleteAnswer(const std::string& bucket, const std::string& key,
+                              const std::string& etag, const std::string& version_id) {
+  XmlWriter w;
+  w.Open("CompleteMultipartUploadResult", kXmlns);
+  w.Element("Location", "/" + bucket + "/" + key);
+  w.Element("Bucket", bucket);
+  w.Element("Key", key);
+  w.Element("ETag", QuoteEtag(etag));
+  w.Close("CompleteMultipartUploadResult");
+  http::Response resp = Xml(w.Take());
+  if (version_id != "null") resp.AddHeader("x-amz-version-id", version_id);
+  return resp;
+}
+
+}  // namespace
+
 StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
   std::string upload_id = Q(r.http, "uploadId");
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
-  PHOTON_ASSIGN_OR_RETURN(UploadMeta upload, meta_->GetUpload(r.bucket, r.key, upload_id));
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 4 << 20));
   PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
   if (doc->name != "CompleteMultipartUpload")
@@ -135,6 +165,15 @@ StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
   if (requested.empty()) {
     return S3Error("MalformedXML", "You must specify at least one part");
   }
+  PHOTON_ASSIGN_OR_RETURN(std::string parts_text, RequestedParts(requested));
+  auto found = meta_->GetUpload(r.bucket, r.key, upload_id);
+  if (!found.ok() && S3Code(found.status()) == "NoSuchUpload") {
+    // A retry of a completion whose answer was lost gets that answer again (as S3 does).
+    auto done = meta_->FindCompleted(upload_id);
+    if (done.ok() && done->bucket == r.bucket && done->key == r.key && done->parts == parts_text)
+      return CompleteAnswer(r.bucket, r.key, done->etag, done->version_id);
+  }
+  PHOTON_ASSIGN_OR_RETURN(UploadMeta upload, std::move(found));
   PHOTON_ASSIGN_OR_RETURN(auto stored, meta_->ListParts(upload_id, 0, kMaxPartNumber + 1));
   std::map<int, const PartMeta*> by_number;
   for (const auto& p : stored) by_number[p.part_number] = &p;
@@ -182,18 +221,12 @@ StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
   }
   o.etag = HexEncode(Md5Raw(md5s)) + "-" + std::to_string(requested.size());
   std::string etag = o.etag;
-  PHOTON_ASSIGN_OR_RETURN(WriteResult result, meta_->CompleteUpload(upload_id, std::move(o), used));
+  CompletedUpload done{r.bucket, r.key, parts_text, etag, ""};
+  PHOTON_ASSIGN_OR_RETURN(
+      WriteResult result,
+      meta_->CompleteUpload(upload_id, std::move(o), used, done, WriteConditions(r.http, false)));
   FreeBlobs(result.freed_blobs);
-  XmlWriter w;
-  w.Open("CompleteMultipartUploadResult", kXmlns);
-  w.Element("Location", "/" + r.bucket + "/" + r.key);
-  w.Element("Bucket", r.bucket);
-  w.Element("Key", r.key);
-  w.Element("ETag", QuoteEtag(etag));
-  w.Close("CompleteMultipartUploadResult");
-  http::Response resp = Xml(w.Take());
-  if (result.version_id != "null") resp.AddHeader("x-amz-version-id", result.version_id);
-  return resp;
+  return CompleteAnswer(r.bucket, r.key, etag, result.version_id);
 }
 
 StatusOr<http::Response> S3Service::AbortMultipartUpload(S3Request& r) {

@@ -60,6 +60,31 @@ Status CheckConditions(const http::Request& req, const ObjectMeta& o, const std:
   return absl::OkStatus();
 }
 
+Status PreconditionFailed() {
+  return S3Error("PreconditionFailed",
+                 "At least one of the pre-conditions you specified did not hold");
+}
+
+Precondition WriteConditions(const http::Request& req, bool is_delete) {
+  std::string if_match = req.Header("if-match");
+  bool if_none = req.HasHeader("if-none-match");
+  std::string size = is_delete ? req.Header("x-amz-if-match-size") : "";
+  std::string mtime = is_delete ? req.Header("x-amz-if-match-last-modified-time") : "";
+  if (if_match.empty() && !if_none && size.empty() && mtime.empty()) return nullptr;
+  return [if_match, if_none, size, mtime](const ObjectMeta* target) -> Status {
+    if (if_none && target) return PreconditionFailed();
+    bool want_existing = !if_match.empty() || !size.empty() || !mtime.empty();
+    if (want_existing && !target) return S3Error("NoSuchKey", "The specified key does not exist.");
+    if (!if_match.empty() && !EtagMatches(if_match, target->etag)) return PreconditionFailed();
+    if (!size.empty() && size != std::to_string(target->size)) return PreconditionFailed();
+    if (!mtime.empty()) {
+      auto t = sigv4::ParseHttpDate(mtime);
+      if (!t.ok() || *t != target->mtime_ms / 1000) return PreconditionFailed();
+    }
+    return absl::OkStatus();
+  };
+}
+
 StatusOr<std::optional<std::pair<uint64_t, uint64_t>>> ParseRange(const std::string& header,
                                                                   uint64_t size) {
   using Range = std::optional<std::pair<uint64_t, uint64_t>>;

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "lightningstor/body_readers.h"
+#include "lightningstor/object_attrs.h"
 #include "lightningstor/object_conditions.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/service.h"
@@ -37,7 +38,32 @@ void RequestMetadata(const http::Request& req, std::string* content_type,
   }
 }
 
+constexpr const char* kOwnerId = "lightningstor";
+
 }  // namespace
+
+Status S3Service::ObjectAttributes(const http::Request& req,
+                                   std::map<std::string, std::string>* headers) {
+  if (req.HasHeader("x-amz-acl")) {
+    const std::string& acl = req.Header("x-amz-acl");
+    PHOTON_RETURN_IF_ERROR(CheckCannedAcl(acl, false));
+    if (acl == "private") {
+      headers->erase(kAclHeader);
+    } else {
+      (*headers)[kAclHeader] = acl;
+    }
+  }
+  if (req.HasHeader("x-amz-tagging")) {
+    PHOTON_ASSIGN_OR_RETURN(TagSet tags, ParseTagQuery(req.Header("x-amz-tagging")));
+    PHOTON_RETURN_IF_ERROR(CheckTags(tags, 10));
+    if (tags.empty()) {
+      headers->erase(kTagsHeader);
+    } else {
+      (*headers)[kTagsHeader] = EncodeTagQuery(tags);
+    }
+  }
+  return absl::OkStatus();
+}
 
 StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
                                              std::map<std::string, std::string>* checksums) {
@@ -140,18 +166,19 @@ void FillData(ObjectMeta& o, WrittenBlob& blob) {
 StatusOr<http::Response> S3Service::PutObject(S3Request& r) {
   if (r.key.size() > 1024) return S3Error("KeyTooLongError", "Your key is too long");
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  ObjectMeta o;
+  RequestMetadata(r.http, &o.content_type, &o.headers);
+  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r.http, &o.headers));
   std::map<std::string, std::string> checksums;
   PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, ReceiveBody(r, false, &checksums));
-  ObjectMeta o;
   o.bucket = r.bucket;
   o.key = r.key;
   o.mtime_ms = clock_->NowMillis();
-  RequestMetadata(r.http, &o.content_type, &o.headers);
   for (const auto& [k, v] : checksums) o.headers[k] = v;
   FillData(o, blob);
   std::string etag = o.etag;
   std::string blob_id = o.segments.empty() ? "" : o.segments[0].blob_id;
-  auto result = meta_->PutObject(std::move(o));
+  auto result = meta_->PutObject(std::move(o), WriteConditions(r.http, false));
   if (!result.ok()) {
     if (!blob_id.empty()) blobs_->Remove(blob_id);
     return result.status();
@@ -194,6 +221,11 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   if (directive != "COPY" && directive != "REPLACE") {
     return S3Error("InvalidArgument", "Unknown metadata directive.");
   }
+  std::string tagging = r.http.Header("x-amz-tagging-directive");
+  if (tagging.empty()) tagging = "COPY";
+  if (tagging != "COPY" && tagging != "REPLACE") {
+    return S3Error("InvalidArgument", "Unknown tagging directive.");
+  }
   if (source.bucket == r.bucket && source.key == r.key && directive == "COPY") {
     return S3Error("InvalidRequest",
                    "This copy request is illegal because it is trying to copy an object to itself "
@@ -213,11 +245,22 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
     for (const auto& [k, v] : source.headers)
       if (k.rfind("x-amz-checksum-", 0) == 0) o.headers[k] = v;
   }
+  // As in S3: tags are copied unless replaced; the ACL is never copied (private unless given).
+  o.headers.erase(kAclHeader);
+  o.headers.erase(kTagsHeader);
+  auto source_tags = source.headers.find(kTagsHeader);
+  if (tagging == "COPY" && source_tags != source.headers.end())
+    o.headers[kTagsHeader] = source_tags->second;
+  if (tagging == "COPY" && r.http.HasHeader("x-amz-tagging")) {
+    return S3Error("InvalidArgument",
+                   "x-amz-tagging is taken only with x-amz-tagging-directive: REPLACE");
+  }
+  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r.http, &o.headers));
   FillData(o, blob);
   std::string etag = o.etag;
   int64_t mtime = o.mtime_ms;
   std::string blob_id = o.segments.empty() ? "" : o.segments[0].blob_id;
-  auto result = meta_->PutObject(std::move(o));
+  auto result = meta_->PutObject(std::move(o), WriteConditions(r.http, false));
   if (!result.ok()) {
     if (!blob_id.empty()) blobs_->Remove(blob_id);
     return result.status();
@@ -242,6 +285,9 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   bool is_marker = false;
   auto found = meta_->GetObject(r.bucket, r.key, version ? *version : "", &is_marker);
   if (!found.ok()) {
+    // A caller who may not list is not told which keys exist.
+    if (r.auth.anonymous && !r.anonymous_may_list && r.anonymous_needs_object_acl)
+      return S3Error("AccessDenied", "Access Denied");
     // Distinguish a missing bucket from a missing key.
     if (S3Code(found.status()) == "NoSuchKey")
       PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
@@ -259,6 +305,11 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
     return resp;
   }
   ObjectMeta o = std::move(*found);
+  if (r.auth.anonymous && r.anonymous_needs_object_acl) {
+    auto acl = o.headers.find(kAclHeader);
+    if (acl == o.headers.end() || !AclIsPublic(acl->second))
+      return S3Error("AccessDenied", "Access Denied");
+  }
   Status conditions = CheckConditions(r.http, o, "", false);
   if (S3Code(conditions) == "NotModified") {
     http::Response resp;
@@ -289,6 +340,12 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   bool want_checksums = r.http.Header("x-amz-checksum-mode") == "ENABLED" && !range;
   for (const auto& [k, v] : o.headers) {
     if (k.rfind("x-amz-checksum-", 0) == 0 && !want_checksums) continue;
+    if (k == kTagsHeader) {
+      auto tags = ParseTagQuery(v);
+      if (tags.ok() && !tags->empty())
+        out_headers["x-amz-tagging-count"] = std::to_string(tags->size());
+    }
+    if (IsInternalHeader(k)) continue;
     out_headers[k] = v;
   }
   for (const auto& [name, value] : r.http.query) {
@@ -328,9 +385,9 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
 
 StatusOr<http::Response> S3Service::DeleteObject(S3Request& r) {
   const std::string* version = r.http.Query("versionId");
-  PHOTON_ASSIGN_OR_RETURN(
-      WriteResult result,
-      meta_->DeleteObject(r.bucket, r.key, version ? *version : "", clock_->NowMillis()));
+  PHOTON_ASSIGN_OR_RETURN(WriteResult result,
+                          meta_->DeleteObject(r.bucket, r.key, version ? *version : "",
+                                              clock_->NowMillis(), WriteConditions(r.http, true)));
   FreeBlobs(result.freed_blobs);
   http::Response resp;
   resp.status = 204;
@@ -356,7 +413,22 @@ StatusOr<http::Response> S3Service::DeleteObjects(S3Request& r) {
   for (const XmlNode* obj : objects) {
     std::string key = obj->ChildText("Key");
     std::string version = obj->ChildText("VersionId");
-    auto result = meta_->DeleteObject(r.bucket, key, version, clock_->NowMillis());
+    Precondition pre;
+    if (obj->Child("ETag") || obj->Child("Size") || obj->Child("LastModifiedTime")) {
+      std::string etag = obj->ChildText("ETag"), size = obj->ChildText("Size");
+      std::string mtime = obj->ChildText("LastModifiedTime");
+      bool has_etag = obj->Child("ETag") != nullptr;
+      pre = [etag, size, mtime, has_etag](const ObjectMeta* target) -> Status {
+        if (!target) return S3Error("NoSuchKey", "The specified key does not exist.");
+        if (has_etag && !EtagMatches(etag, target->etag)) return PreconditionFailed();
+        if (!size.empty() && size != std::to_string(target->size)) return PreconditionFailed();
+        if (!mtime.empty() && mtime != sigv4::FormatIso8601(target->mtime_ms / 1000 * 1000) &&
+            mtime != sigv4::FormatIso8601(target->mtime_ms))
+          return PreconditionFailed();
+        return absl::OkStatus();
+      };
+    }
+    auto result = meta_->DeleteObject(r.bucket, key, version, clock_->NowMillis(), pre);
     if (!result.ok()) {
       w.Open("Error");
       w.Element("Key", key);
@@ -381,6 +453,96 @@ StatusOr<http::Response> S3Service::DeleteObjects(S3Request& r) {
   http::Response resp;
   resp.body = w.Take();
   resp.AddHeader("Content-Type", "application/xml");
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::GetObjectAcl(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  const std::string* version = r.http.Query("versionId");
+  PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(r.bucket, r.key, version ? *version : ""));
+  auto acl = o.headers.find(kAclHeader);
+  http::Response resp;
+  resp.body = AclXml(acl == o.headers.end() ? "private" : acl->second, kOwnerId);
+  resp.AddHeader("Content-Type", "application/xml");
+  if (o.version_id != "null") resp.AddHeader("x-amz-version-id", o.version_id);
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::PutObjectAcl(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 64 << 10));
+  PHOTON_ASSIGN_OR_RETURN(std::string acl,
+                          AclFromRequest(r.http.Header("x-amz-acl"), body, kOwnerId, false));
+  const std::string* version = r.http.Query("versionId");
+  PHOTON_ASSIGN_OR_RETURN(
+      std::string changed,
+      meta_->UpdateObjectHeaders(r.bucket, r.key, version ? *version : "",
+                                 [&](std::map<std::string, std::string>& headers) {
+                                   if (acl == "private") {
+                                     headers.erase(kAclHeader);
+                                   } else {
+                                     headers[kAclHeader] = acl;
+                                   }
+                                   return absl::OkStatus();
+                                 }));
+  http::Response resp;
+  if (changed != "null") resp.AddHeader("x-amz-version-id", changed);
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::GetObjectTagging(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  const std::string* version = r.http.Query("versionId");
+  PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(r.bucket, r.key, version ? *version : ""));
+  TagSet tags;
+  auto stored = o.headers.find(kTagsHeader);
+  if (stored != o.headers.end()) {
+    PHOTON_ASSIGN_OR_RETURN(tags, ParseTagQuery(stored->second));
+  }
+  http::Response resp;
+  resp.body = TaggingXml(tags);
+  resp.AddHeader("Content-Type", "application/xml");
+  if (o.version_id != "null") resp.AddHeader("x-amz-version-id", o.version_id);
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::PutObjectTagging(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 64 << 10));
+  PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
+  if (doc->name != "Tagging")
+    return S3Error("MalformedXML", "want <Tagging><TagSet>...</TagSet></Tagging>");
+  PHOTON_ASSIGN_OR_RETURN(TagSet tags, ParseTagSet(doc->Child("TagSet")));
+  PHOTON_RETURN_IF_ERROR(CheckTags(tags, 10));
+  const std::string* version = r.http.Query("versionId");
+  PHOTON_ASSIGN_OR_RETURN(
+      std::string changed,
+      meta_->UpdateObjectHeaders(r.bucket, r.key, version ? *version : "",
+                                 [&](std::map<std::string, std::string>& headers) {
+                                   if (tags.empty()) {
+                                     headers.erase(kTagsHeader);
+                                   } else {
+                                     headers[kTagsHeader] = EncodeTagQuery(tags);
+                                   }
+                                   return absl::OkStatus();
+                                 }));
+  http::Response resp;
+  if (changed != "null") resp.AddHeader("x-amz-version-id", changed);
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::DeleteObjectTagging(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  const std::string* version = r.http.Query("versionId");
+  PHOTON_ASSIGN_OR_RETURN(std::string changed, meta_->UpdateObjectHeaders(
+                                                   r.bucket, r.key, version ? *version : "",
+                                                   [](std::map<std::string, std::string>& headers) {
+                                                     headers.erase(kTagsHeader);
+                                                     return absl::OkStatus();
+                                                   }));
+  http::Response resp;
+  resp.status = 204;
+  if (changed != "null") resp.AddHeader("x-amz-version-id", changed);
   return resp;
 }
 

@@ -31,12 +31,15 @@ const std::unordered_map<std::string_view, int>& CodeTable() {
       {"InvalidPartOrder", 400},
       {"InvalidRange", 416},
       {"InvalidRequest", 400},
+      {"InvalidStorageClass", 400},
       {"InvalidTag", 400},
       {"KeyTooLongError", 400},
+      {"MalformedACLError", 400},
       {"MalformedPolicy", 400},
       {"MalformedXML", 400},
       {"MethodNotAllowed", 405},
       {"MissingContentLength", 411},
+      {"MissingSecurityHeader", 400},
       {"NoSuchBucket", 404},
       {"NoSuchBucketPolicy", 404},
       {"NoSuchKey", 404},
@@ -49,6 +52,7 @@ const std::unordered_map<std::string_view, int>& CodeTable() {
       {"PreconditionFailed", 412},
       {"RequestTimeTooSkewed", 403},
       {"SignatureDoesNotMatch", 403},
+      {"UnexpectedContent", 400},
       {"XAmzContentSHA256Mismatch", 400},
   };
   return *table;

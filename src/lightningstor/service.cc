@@ -1,44 +1,109 @@
 #include "lightningstor/service.h"
 
 #include <spdlog/spdlog.h>
+#include <strings.h>
 
 #include <set>
 #include <unordered_map>
 
 #include "common/util.h"
+#include "lightningstor/bucket_rules.h"
+#include "lightningstor/object_attrs.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/sigv4.h"
 
 namespace photon::lightningstor {
 namespace {
 
-// Sub-resources of S3 this server does not implement: answered NotImplemented rather than
-// misread as a listing or an object read.
-const std::set<std::string>& Unsupported() {
-  static const auto* names = new std::set<std::string>{"tagging",
-                                                       "cors",
-                                                       "website",
-                                                       "logging",
-                                                       "notification",
-                                                       "replication",
-                                                       "encryption",
-                                                       "object-lock",
-                                                       "retention",
-                                                       "legal-hold",
-                                                       "torrent",
-                                                       "accelerate",
-                                                       "requestPayment",
-                                                       "ownershipControls",
-                                                       "publicAccessBlock",
-                                                       "intelligent-tiering",
-                                                       "inventory",
-                                                       "metrics",
-                                                       "analytics",
-                                                       "restore",
-                                                       "select",
-                                                       "attributes",
-                                                       "policyStatus"};
-  return *names;
+// Query parameters that are arguments of an operation rather than a sub-resource naming one.
+bool IsArgument(const std::string& name) {
+  static const auto* names = new std::set<std::string>{"versionId",
+                                                       "uploadId",
+                                                       "partNumber",
+                                                       "max-parts",
+                                                       "part-number-marker",
+                                                       "prefix",
+                                                       "delimiter",
+                                                       "marker",
+                                                       "max-keys",
+                                                       "list-type",
+                                                       "start-after",
+                                                       "fetch-owner",
+                                                       "encoding-type",
+                                                       "continuation-token",
+                                                       "key-marker",
+                                                       "version-id-marker",
+                                                       "upload-id-marker",
+                                                       "max-uploads",
+                                                       "x-id"};
+  if (names->count(name) || name.rfind("response-", 0) == 0) return true;
+  // Presigned URLs carry their signature in X-Amz-* parameters.
+  return name.size() > 6 && strncasecmp(name.c_str(), "x-amz-", 6) == 0;
+}
+
+// The sub-resources this server implements, at bucket level and at object level. Any other
+// query parameter is NotImplemented rather than misread as a listing or an object read
+// (GET /bucket/key?foo must never answer the object's bytes).
+bool IsImplementedSubresource(const std::string& name, bool object) {
+  static const auto* bucket =
+      new std::set<std::string>{"versioning", "lifecycle", "policy",   "acl",   "tagging",
+                                "location",   "uploads",   "versions", "delete"};
+  static const auto* objects = new std::set<std::string>{"acl", "tagging", "uploads"};
+  return (object ? objects : bucket)->count(name) > 0;
+}
+
+// Request headers asking for things lightningstor does not do: refused, never ignored.
+Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op) {
+  for (const auto& [name, value] : req.headers) {
+    if (name.rfind("x-amz-server-side-encryption", 0) == 0 ||
+        name.rfind("x-amz-copy-source-server-side-encryption", 0) == 0) {
+      return S3Error("NotImplemented",
+                     "lightningstor does not implement server-side encryption (" + name + ")");
+    }
+    if (name.rfind("x-amz-object-lock-", 0) == 0 ||
+        (name == "x-amz-bucket-object-lock-enabled" && value != "false")) {
+      return S3Error("NotImplemented",
+                     "lightningstor does not implement Object Lock (" + name + ")");
+    }
+    if (name.rfind("x-amz-grant-", 0) == 0) {
+      return S3Error("NotImplemented",
+                     "lightningstor honours canned ACLs only; " + name + " is not implemented");
+    }
+    if (name == "x-amz-storage-class" && value != "STANDARD") {
+      return S3Error("NotImplemented", "lightningstor has one storage class, STANDARD");
+    }
+    if (name == "x-amz-mfa" || name == "x-amz-write-offset-bytes") {
+      return S3Error("NotImplemented", name + " is not implemented by lightningstor");
+    }
+    if (name == "x-amz-object-ownership" && value != "ObjectWriter" &&
+        value != "BucketOwnerPreferred") {
+      return S3Error("NotImplemented", "lightningstor keeps ACLs enabled; x-amz-object-ownership " +
+                                           value + " is not implemented");
+    }
+  }
+  // Conditions S3 evaluates for writes: only those this server checks pass.
+  bool conditional_write =
+      op == "PutObject" || op == "CopyObject" || op == "CompleteMultipartUpload";
+  if (!conditional_write && op != "DeleteObject" && op != "GetObject" && op != "HeadObject" &&
+      op != "UploadPartCopy") {
+    for (const char* h :
+         {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}) {
+      if (req.HasHeader(h))
+        return S3Error("NotImplemented", std::string(h) + " is not implemented for " + op);
+    }
+  }
+  if (conditional_write || op == "DeleteObject") {
+    for (const char* h : {"if-modified-since", "if-unmodified-since"}) {
+      if (req.HasHeader(h))
+        return S3Error("NotImplemented", std::string(h) + " is not implemented for " + op);
+    }
+    const std::string& none = req.Header("if-none-match");
+    if (req.HasHeader("if-none-match") && (none != "*" || op == "DeleteObject")) {
+      return S3Error("NotImplemented",
+                     "If-None-Match is implemented for writes with the value * only");
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -73,14 +138,8 @@ StatusOr<BucketMeta> S3Service::RequireBucket(const std::string& name) {
 std::string S3Service::OperationName(const http::Request& req, const std::string& bucket,
                                      const std::string& key) const {
   const std::string& m = req.method;
-  if (!bucket.empty() && key.empty() && req.HasQuery("tagging")) {
-    // Bucket tags are kept (photon-server marks the buckets it manages); object tags are not.
-    if (m == "PUT") return "PutBucketTagging";
-    if (m == "GET") return "GetBucketTagging";
-    if (m == "DELETE") return "DeleteBucketTagging";
-  }
   for (const auto& [name, value] : req.query) {
-    if (Unsupported().count(name)) return "Unsupported";
+    if (!IsArgument(name) && !IsImplementedSubresource(name, !key.empty())) return "Unsupported";
   }
   if (bucket.empty()) return m == "GET" ? "ListBuckets" : "Unknown";
   if (key.empty()) {
@@ -89,6 +148,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("lifecycle")) return "PutBucketLifecycle";
       if (req.HasQuery("policy")) return "PutBucketPolicy";
       if (req.HasQuery("acl")) return "PutBucketAcl";
+      if (req.HasQuery("tagging")) return "PutBucketTagging";
+      if (!req.query.empty()) return "Unknown";
       return "CreateBucket";
     }
     if (m == "GET") {
@@ -97,6 +158,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("lifecycle")) return "GetBucketLifecycle";
       if (req.HasQuery("policy")) return "GetBucketPolicy";
       if (req.HasQuery("acl")) return "GetBucketAcl";
+      if (req.HasQuery("tagging")) return "GetBucketTagging";
       if (req.HasQuery("uploads")) return "ListMultipartUploads";
       if (req.HasQuery("versions")) return "ListObjectVersions";
       const std::string* lt = req.Query("list-type");
@@ -106,6 +168,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
     if (m == "DELETE") {
       if (req.HasQuery("lifecycle")) return "DeleteBucketLifecycle";
       if (req.HasQuery("policy")) return "DeleteBucketPolicy";
+      if (req.HasQuery("tagging")) return "DeleteBucketTagging";
+      if (!req.query.empty()) return "Unknown";
       return "DeleteBucket";
     }
     if (m == "HEAD") return "HeadBucket";
@@ -113,15 +177,32 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
     return "Unknown";
   }
   if (m == "PUT") {
+    if (req.HasQuery("acl")) return "PutObjectAcl";
+    if (req.HasQuery("tagging")) return "PutObjectTagging";
     if (req.HasQuery("uploadId") || req.HasQuery("partNumber")) {
       return req.HasHeader("x-amz-copy-source") ? "UploadPartCopy" : "UploadPart";
     }
-    if (req.HasQuery("acl")) return "PutObjectAcl";
     return req.HasHeader("x-amz-copy-source") ? "CopyObject" : "PutObject";
   }
-  if (m == "GET") return req.HasQuery("uploadId") ? "ListParts" : "GetObject";
-  if (m == "HEAD") return "HeadObject";
-  if (m == "DELETE") return req.HasQuery("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
+  if (m == "GET") {
+    if (req.HasQuery("acl")) return "GetObjectAcl";
+    if (req.HasQuery("tagging")) return "GetObjectTagging";
+    if (req.HasQuery("uploadId")) return "ListParts";
+    // partNumber on GET/HEAD selects one part of a multipart object: not implemented.
+    if (req.HasQuery("partNumber") || req.HasQuery("uploads")) return "Unsupported";
+    return "GetObject";
+  }
+  if (m == "HEAD") {
+    if (req.HasQuery("acl") || req.HasQuery("tagging") || req.HasQuery("uploadId") ||
+        req.HasQuery("partNumber") || req.HasQuery("uploads"))
+      return "Unsupported";
+    return "HeadObject";
+  }
+  if (m == "DELETE") {
+    if (req.HasQuery("tagging")) return "DeleteObjectTagging";
+    if (req.HasQuery("acl") || req.HasQuery("uploads")) return "Unknown";
+    return req.HasQuery("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
+  }
   if (m == "POST") {
     if (req.HasQuery("uploads")) return "CreateMultipartUpload";
     if (req.HasQuery("uploadId")) return "CompleteMultipartUpload";
@@ -131,14 +212,24 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
 
 Status S3Service::CheckAccess(S3Request& r) {
   if (!r.auth.anonymous) return absl::OkStatus();
-  // Anonymous callers may only read, and only from buckets made public.
-  static const std::set<std::string> kPublicOps = {"GetObject", "HeadObject", "ListObjects",
-                                                   "ListObjectsV2"};
-  if (!r.bucket.empty() && kPublicOps.count(r.op)) {
-    PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
-    if (bucket.public_read) return absl::OkStatus();
+  // Anonymous callers may read objects whose ACL or bucket policy makes them public, and list
+  // buckets whose ACL or policy allows it; nothing else.
+  Status denied = S3Error("AccessDenied", "Access Denied");
+  bool read = r.op == "GetObject" || r.op == "HeadObject";
+  bool list = r.op == "ListObjects" || r.op == "ListObjectsV2";
+  if (r.bucket.empty() || (!read && !list)) return denied;
+  auto bucket = RequireBucket(r.bucket);
+  if (!bucket.ok()) return denied;
+  PolicyGrants grants;
+  if (!bucket->policy.empty()) {
+    auto parsed = ParseBucketPolicy(bucket->policy, bucket->name);
+    if (parsed.ok()) grants = *parsed;
   }
-  return S3Error("AccessDenied", "Access Denied");
+  r.anonymous_may_list = bucket->public_read || grants.public_list;
+  if (list) return r.anonymous_may_list ? absl::OkStatus() : denied;
+  // Without the policy's grant, GetObject checks the object's own ACL.
+  r.anonymous_needs_object_acl = !grants.public_get;
+  return absl::OkStatus();
 }
 
 StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
@@ -176,7 +267,12 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "CompleteMultipartUpload") return CompleteMultipartUpload(r);
   if (op == "AbortMultipartUpload") return AbortMultipartUpload(r);
   if (op == "ListParts") return ListParts(r);
-  if (op == "Unsupported" || op == "PutObjectAcl") {
+  if (op == "GetObjectAcl") return GetObjectAcl(r);
+  if (op == "PutObjectAcl") return PutObjectAcl(r);
+  if (op == "GetObjectTagging") return GetObjectTagging(r);
+  if (op == "PutObjectTagging") return PutObjectTagging(r);
+  if (op == "DeleteObjectTagging") return DeleteObjectTagging(r);
+  if (op == "Unsupported") {
     return S3Error("NotImplemented",
                    "A header or query you provided implies functionality that is not implemented.");
   }
@@ -248,6 +344,7 @@ http::Response S3Service::Handle(http::Request& req) {
   StatusOr<http::Response> result = [&]() -> StatusOr<http::Response> {
     PHOTON_ASSIGN_OR_RETURN(r.auth, auth_.Authenticate(req));
     PHOTON_RETURN_IF_ERROR(CheckAccess(r));
+    PHOTON_RETURN_IF_ERROR(RefuseUnsupportedHeaders(req, r.op));
     return Dispatch(r);
   }();
 

@@ -29,6 +29,10 @@ struct S3Request {
   std::string request_id;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
+  // Set by CheckAccess for anonymous callers: GetObject must find the object's ACL public,
+  // and whether a missing key may be told apart (NoSuchKey) from a denied one.
+  bool anonymous_needs_object_acl = false;
+  bool anonymous_may_list = false;
 };
 
 class S3Service {
@@ -74,6 +78,11 @@ class S3Service {
   StatusOr<http::Response> GetObject(S3Request& r, bool head);
   StatusOr<http::Response> DeleteObject(S3Request& r);
   StatusOr<http::Response> DeleteObjects(S3Request& r);
+  StatusOr<http::Response> GetObjectAcl(S3Request& r);
+  StatusOr<http::Response> PutObjectAcl(S3Request& r);
+  StatusOr<http::Response> GetObjectTagging(S3Request& r);
+  StatusOr<http::Response> PutObjectTagging(S3Request& r);
+  StatusOr<http::Response> DeleteObjectTagging(S3Request& r);
 
   // Listing (list_handlers.cc).
   StatusOr<http::Response> ListObjects(S3Request& r, bool v2);
@@ -99,6 +108,9 @@ class S3Service {
   // Reads a small request body (XML documents) whole, up to limit bytes.
   StatusOr<std::string> ReadSmallBody(S3Request& r, size_t limit = 1 << 20);
   StatusOr<BucketMeta> RequireBucket(const std::string& name);
+  // The tags and canned ACL of a write request (x-amz-tagging, x-amz-acl) into the object's
+  // internal headers; InvalidTag / InvalidArgument / NotImplemented when not honoured.
+  Status ObjectAttributes(const http::Request& req, std::map<std::string, std::string>* headers);
 
   void Observe(const S3Request& r, int status, double seconds);
 

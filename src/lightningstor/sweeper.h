@@ -1,5 +1,6 @@
-// Background housekeeping: applies bucket lifecycle rules (expiration by prefix and age,
-// aborting incomplete multipart uploads) and aborts uploads abandoned for longer than the
+// Background housekeeping: applies bucket lifecycle rules (expiration of current versions by
+// days or date, of noncurrent versions and of lone delete markers, filtered by prefix, tags
+// and size; aborting incomplete multipart uploads) and aborts uploads abandoned for longer than the
 // configured limit. Time comes from the injected Clock and a lifecycle "day" lasts
 // lifecycle_day_seconds, so tests can run days in seconds. RunOnce is safe to call from any
 // thread; Start/Stop own one background thread.
@@ -11,6 +12,7 @@
 
 #include "common/status.h"
 #include "lightningstor/blob_store.h"
+#include "lightningstor/bucket_rules.h"
 #include "lightningstor/clock.h"
 #include "lightningstor/config.h"
 #include "lightningstor/meta_store.h"
@@ -30,6 +32,9 @@ class Sweeper {
 
  private:
   void Free(const WriteResult& result);
+  // Expiration of current versions (Days or Date) matching the rule's filter.
+  StatusOr<int> ExpireCurrent(const BucketMeta& bucket, const LifecycleRule& rule, int64_t now);
+  StatusOr<int> ExpireVersions(const BucketMeta& bucket, const LifecycleRule& rule, int64_t now);
 
   Config config_;
   MetaStore* meta_;

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "lightningstor/bucket_rules.h"
+#include "lightningstor/object_attrs.h"
 #include "lightningstor/xml.h"
 
 using namespace photon::lightningstor;
@@ -61,7 +62,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   (void)ParseLifecycle(text);
-  (void)PolicyAllowsPublicRead(text);
+  (void)ParseBucketPolicy(text, "b");
+  (void)CannedAclOf(text, "lightningstor", false);
+  auto tags = ParseTagQuery(text);
+  if (tags.ok() && CheckTags(*tags, 10).ok()) {
+    // What is stored reads back as the same tags.
+    auto again = ParseTagQuery(EncodeTagQuery(*tags));
+    if (!again.ok() || *again != *tags) __builtin_trap();
+  }
   (void)ValidateBucketName(text);
   // Escaping round trip for the texts XML 1.0 can carry: valid UTF-8 without most control
   // characters and without U+FFFE/U+FFFF (the parser rightly refuses the others).

@@ -124,21 +124,42 @@ TEST(BucketRules, Names) {
 }
 
 TEST(BucketRules, PublicReadPolicy) {
-  auto yes = PolicyAllowsPublicRead(
-      R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::b/*"]}]})");
-  ASSERT_TRUE(yes.ok());
-  EXPECT_TRUE(*yes);
-  auto no = PolicyAllowsPublicRead(
-      R"({"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:GetObject"}})");
-  ASSERT_TRUE(no.ok());
-  EXPECT_FALSE(*no);
-  EXPECT_EQ(S3Code(PolicyAllowsPublicRead("not json").status()), "MalformedPolicy");
+  auto yes = ParseBucketPolicy(
+      R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::b/*"]}]})",
+      "b");
+  ASSERT_TRUE(yes.ok()) << yes.status();
+  EXPECT_TRUE(yes->public_get);
+  EXPECT_FALSE(yes->public_list);
+  auto list = ParseBucketPolicy(
+      R"({"Statement":{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::b"}})",
+      "b");
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_TRUE(list->public_list);
+  // Statements lightningstor would not enforce are refused, never stored and ignored.
+  for (
+      const char* refused :
+      {R"({"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}})",
+       R"({"Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::1:user/x"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}})",
+       R"({"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*"}})",
+       R"({"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/public/*"}})",
+       R"({"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}})"}) {
+    EXPECT_EQ(S3Code(ParseBucketPolicy(refused, "b").status()), "NotImplemented") << refused;
+  }
+  EXPECT_EQ(
+      S3Code(
+          ParseBucketPolicy(
+              R"({"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::other/*"}})",
+              "b")
+              .status()),
+      "MalformedPolicy");
+  EXPECT_EQ(S3Code(ParseBucketPolicy("not json", "b").status()), "MalformedPolicy");
   // Found by lightningstor_fuzz_xml: a non-string Effect made the JSON library throw.
-  EXPECT_EQ(S3Code(PolicyAllowsPublicRead(
-                       R"({"Statement":[{"EffectA":"Allow","Principal":"*","Effect":["s3:Get"]}]})")
-                       .status()),
-            "MalformedPolicy");
-  EXPECT_EQ(S3Code(PolicyAllowsPublicRead(R"({"Statement":[{"Effect":7}]})").status()),
+  EXPECT_EQ(
+      S3Code(ParseBucketPolicy(
+                 R"({"Statement":[{"EffectA":"Allow","Principal":"*","Effect":["s3:Get"]}]})", "b")
+                 .status()),
+      "MalformedPolicy");
+  EXPECT_EQ(S3Code(ParseBucketPolicy(R"({"Statement":[{"Effect":7}]})", "b").status()),
             "MalformedPolicy");
 }
 
@@ -152,7 +173,7 @@ TEST(BucketRules, Lifecycle) {
       "</Rule></LifecycleConfiguration>");
   ASSERT_TRUE(rules.ok()) << rules.status();
   ASSERT_EQ(rules->size(), 2u);
-  EXPECT_EQ((*rules)[0].prefix, "logs/");
+  EXPECT_EQ((*rules)[0].filter.prefix, "logs/");
   EXPECT_EQ((*rules)[0].expiration_days, 3);
   EXPECT_FALSE((*rules)[1].enabled);
   EXPECT_EQ((*rules)[1].abort_upload_days, 1);
@@ -160,6 +181,29 @@ TEST(BucketRules, Lifecycle) {
       ParseLifecycle(
           "<LifecycleConfiguration><Rule><Status>On</Status></Rule></LifecycleConfiguration>")
           .ok());
+}
+
+TEST(BucketRules, LifecycleFilters) {
+  auto rules = ParseLifecycle(
+      "<LifecycleConfiguration><Rule><Filter><And><Prefix>a/</Prefix><Tag><Key>t</Key>"
+      "<Value>1</Value></Tag><ObjectSizeGreaterThan>10</ObjectSizeGreaterThan></And></Filter>"
+      "<Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>"
+      "</LifecycleConfiguration>");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  const LifecycleFilter& f = (*rules)[0].filter;
+  EXPECT_TRUE(f.Matches("a/x", 11, {{"t", "1"}, {"u", "2"}}));
+  EXPECT_FALSE(f.Matches("a/x", 10, {{"t", "1"}}));  // not greater than 10
+  EXPECT_FALSE(f.Matches("a/x", 11, {{"t", "2"}}));  // tag value differs
+  EXPECT_FALSE(f.Matches("b/x", 11, {{"t", "1"}}));  // prefix
+  // What the sweeper cannot do is refused, never stored with parts dropped.
+  auto transition = ParseLifecycle(
+      "<LifecycleConfiguration><Rule><Filter/><Status>Enabled</Status><Transition><Days>1</Days>"
+      "<StorageClass>GLACIER</StorageClass></Transition></Rule></LifecycleConfiguration>");
+  EXPECT_EQ(S3Code(transition.status()), "NotImplemented");
+  auto unknown = ParseLifecycle(
+      "<LifecycleConfiguration><Rule><Filter><Mystery/></Filter><Status>Enabled</Status>"
+      "<Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>");
+  EXPECT_EQ(S3Code(unknown.status()), "MalformedXML");
 }
 
 TEST(Config, UnknownKeyNamed) {

@@ -169,7 +169,7 @@ TEST(Robustness, AuthorizationHeaders) {
     }
     // Never a date, never JSON: both refuse.
     EXPECT_FALSE(sigv4::ParseAmzDate(input.substr(0, 16)).ok()) << input;
-    auto policy = PolicyAllowsPublicRead(input);
+    auto policy = ParseBucketPolicy(input, "b");
     ASSERT_FALSE(policy.ok()) << input;
     EXPECT_NE(policy.status().message().find("valid JSON"), std::string::npos) << policy.status();
   }

@@ -93,7 +93,7 @@ TEST_F(StoreTest, VersioningAndDeleteMarkers) {
   auto versions = meta_->ListVersions("bkt", "", "", "", 100);
   ASSERT_TRUE(versions.ok());
   EXPECT_EQ(versions->size(), 3u);  // null, v2, v3
-  EXPECT_EQ(S3Code(meta_->DeleteBucket("bkt")), "BucketNotEmpty");
+  EXPECT_EQ(S3Code(meta_->DeleteBucket("bkt").status()), "BucketNotEmpty");
 }
 
 TEST_F(StoreTest, ConcurrentPutsGroupCommit) {

@@ -86,11 +86,13 @@ class BucketTest(unittest.TestCase):
         with self.assertRaises(ClientError) as e:
             self.s3.get_bucket_tagging(Bucket="no-such-bucket")
         self.assertEqual(code(e), "NoSuchBucket")
-        # Object tags are still not implemented.
-        self.s3.put_object(Bucket="tagged", Key="o", Body=b"1")
+        # Object tags are kept apart from the bucket's (test_s3_semantics has the rest).
+        self.s3.put_object(Bucket="tagged", Key="o", Body=b"1", Tagging="k=v")
+        self.assertEqual(self.s3.get_object_tagging(Bucket="tagged", Key="o")["TagSet"],
+                         [{"Key": "k", "Value": "v"}])
         with self.assertRaises(ClientError) as e:
-            self.s3.get_object_tagging(Bucket="tagged", Key="o")
-        self.assertEqual(code(e), "NotImplemented")
+            self.s3.get_bucket_tagging(Bucket="tagged")
+        self.assertEqual(code(e), "NoSuchTagSet")
         self.s3.delete_object(Bucket="tagged", Key="o")
         self.s3.delete_bucket(Bucket="tagged")
 

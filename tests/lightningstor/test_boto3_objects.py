@@ -310,8 +310,16 @@ class ObjectTest(unittest.TestCase):
         url = self.d.endpoint + "/public-b/p.txt"
         with self.assertRaises(urllib.error.HTTPError):
             urllib.request.urlopen(url, timeout=10)
+        # A public-read bucket ACL lets everyone list, not read its private objects (as S3).
         self.s3.put_bucket_acl(Bucket="public-b", ACL="public-read")
+        listing = urllib.request.urlopen(self.d.endpoint + "/public-b?list-type=2", timeout=10).read()
+        self.assertIn(b"<Key>p.txt</Key>", listing)
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url, timeout=10)
+        self.assertEqual(e.exception.code, 403)
+        self.s3.put_object_acl(Bucket="public-b", Key="p.txt", ACL="public-read")
         self.assertEqual(urllib.request.urlopen(url, timeout=10).read(), b"public")
+        self.s3.put_object_acl(Bucket="public-b", Key="p.txt", ACL="private")
         req = urllib.request.Request(url, data=b"nope", method="PUT")
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)

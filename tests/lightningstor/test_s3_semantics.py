@@ -1,0 +1,359 @@
+"""What lightningstor is asked and must either do or refuse (issue: never 200-and-ignore),
+through boto3: object ACLs and anonymous reads, object tagging, conditional writes and
+deletes, idempotent multipart completion, deleting a bucket holding only uploads, lifecycle
+filters by tag / size / And, noncurrent versions and delete markers, and the refusals (SSE,
+Object Lock, grants, storage classes, unknown sub-resources, policies it would not enforce)."""
+import contextlib
+import json
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from botocore.exceptions import ClientError
+
+import lsd
+import s3raw
+
+MIB = 1 << 20
+
+
+def code(exc):
+    return exc.exception.response["Error"]["Code"]
+
+
+def status(exc):
+    return exc.exception.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+@contextlib.contextmanager
+def extra_headers(s3, operation, headers):
+    """Adds raw headers to one operation's requests (signed with them)."""
+    def add(request, **_):
+        for k, v in headers.items():
+            request.headers[k] = v
+    event = "before-sign.s3." + operation
+    s3.meta.events.register(event, add)
+    try:
+        yield
+    finally:
+        s3.meta.events.unregister(event, add)
+
+
+def wait_until(predicate, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+class SemanticsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = lsd.Daemon({"lifecycle_day_seconds": 1, "sweeper_interval_seconds": 0.3}).start()
+        cls.s3 = cls.d.client()
+        cls.s3.create_bucket(Bucket="sem")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def anon_get(self, path):
+        try:
+            with urllib.request.urlopen(self.d.endpoint + path, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    # --- sub-resources never fall through to the object ---------------------------------
+
+    def test_acl_subresource_never_returns_object_bytes(self):
+        self.s3.put_object(Bucket="sem", Key="secret", Body=b"TOP-SECRET-BYTES")
+        acl = self.s3.get_object_acl(Bucket="sem", Key="secret")
+        self.assertEqual(acl["Owner"]["ID"], "lightningstor")
+        self.assertEqual([g["Permission"] for g in acl["Grants"]], ["FULL_CONTROL"])
+        # Unknown sub-resources (signed, so they reach routing): NotImplemented, never the
+        # object or a listing.
+        for query in ("torrent", "retention", "legal-hold", "attributes", "restore", "frobnicate"):
+            for path in ("/sem/secret", "/sem"):
+                headers, *_ = s3raw.sign(self.d.access_key, self.d.secret_key, "GET", path, [(query, "")],
+                                         {"host": f"127.0.0.1:{self.d.port}"}, "UNSIGNED-PAYLOAD")
+                st, _, body = s3raw.send(self.d.port, "GET", path, headers, query=query + "=")
+                self.assertNotIn(b"TOP-SECRET", body, query)
+                self.assertNotIn(b"ListBucketResult", body, query)
+                self.assertEqual(st, 501, (path, query))
+        with self.assertRaises(ClientError) as e:
+            self.s3.get_bucket_cors(Bucket="sem")
+        self.assertEqual(code(e), "NotImplemented")
+
+    # --- ACLs and anonymous access ----------------------------------------------------
+
+    def test_object_acl_on_put_and_anonymous_reads(self):
+        s3 = self.s3
+        s3.create_bucket(Bucket="acl-b")
+        s3.put_object(Bucket="acl-b", Key="pub", Body=b"public", ACL="public-read")
+        s3.put_object(Bucket="acl-b", Key="priv", Body=b"private")
+        self.assertEqual(self.anon_get("/acl-b/pub"), (200, b"public"))
+        self.assertEqual(self.anon_get("/acl-b/priv")[0], 403)
+        grants = s3.get_object_acl(Bucket="acl-b", Key="pub")["Grants"]
+        self.assertIn({"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                       "Permission": "READ"}, grants)
+        # A public-read bucket lists for everyone but does not open its private objects.
+        s3.put_bucket_acl(Bucket="acl-b", ACL="public-read")
+        self.assertEqual(self.anon_get("/acl-b/priv")[0], 403)
+        st, listing = self.anon_get("/acl-b?list-type=2")
+        self.assertEqual(st, 200)
+        self.assertIn(b"<Key>priv</Key>", listing)
+        self.assertEqual(self.anon_get("/acl-b/missing")[0], 404)  # may list: told it is missing
+        s3.put_bucket_acl(Bucket="acl-b", ACL="private")
+        self.assertEqual(self.anon_get("/acl-b/missing")[0], 403)  # may not list: not told
+        # ACL documents: owner FULL_CONTROL + AllUsers READ is public-read; unknown grantees refused.
+        s3.put_object_acl(Bucket="acl-b", Key="priv", AccessControlPolicy={
+            "Owner": {"ID": "lightningstor"},
+            "Grants": [{"Grantee": {"Type": "CanonicalUser", "ID": "lightningstor"}, "Permission": "FULL_CONTROL"},
+                       {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                        "Permission": "READ"}]})
+        self.assertEqual(self.anon_get("/acl-b/priv"), (200, b"private"))
+        with self.assertRaises(ClientError) as e:
+            s3.put_object_acl(Bucket="acl-b", Key="priv", AccessControlPolicy={
+                "Owner": {"ID": "lightningstor"},
+                "Grants": [{"Grantee": {"Type": "CanonicalUser", "ID": "someone-else"}, "Permission": "READ"}]})
+        self.assertEqual(code(e), "InvalidArgument")
+        for kwargs in ({"GrantRead": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'},
+                       {"ACL": "aws-exec-read"}):
+            with self.assertRaises(ClientError) as e:
+                s3.put_object(Bucket="acl-b", Key="x", Body=b"x", **kwargs)
+            self.assertEqual(code(e), "NotImplemented", kwargs)
+        with self.assertRaises(ClientError) as e:
+            s3.put_bucket_acl(Bucket="acl-b", ACL="public-read-write")
+        self.assertEqual(code(e), "NotImplemented")
+        # A copy does not carry the source's ACL.
+        s3.copy_object(Bucket="acl-b", Key="pub-copy", CopySource="acl-b/pub")
+        self.assertEqual(self.anon_get("/acl-b/pub-copy")[0], 403)
+
+    def test_policies_not_enforced_are_refused(self):
+        self.s3.create_bucket(Bucket="pol-b")
+        arn = "arn:aws:s3:::pol-b"
+        for statement in (
+                {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": arn + "/*"},
+                {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                 "Action": "s3:GetObject", "Resource": arn + "/*"},
+                {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": arn + "/*",
+                 "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
+                {"Effect": "Allow", "Principal": "*", "Action": "s3:PutObject", "Resource": arn + "/*"}):
+            with self.assertRaises(ClientError) as e:
+                self.s3.put_bucket_policy(Bucket="pol-b", Policy=json.dumps(
+                    {"Version": "2012-10-17", "Statement": [statement]}))
+            self.assertEqual(code(e), "NotImplemented", statement)
+        with self.assertRaises(ClientError) as e:
+            self.s3.get_bucket_policy(Bucket="pol-b")
+        self.assertEqual(code(e), "NoSuchBucketPolicy")
+        self.s3.put_bucket_policy(Bucket="pol-b", Policy=json.dumps({"Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket", "Resource": arn}]}))
+        self.s3.put_object(Bucket="pol-b", Key="k", Body=b"v")
+        self.assertEqual(self.anon_get("/pol-b")[0], 200)
+        self.assertEqual(self.anon_get("/pol-b/k")[0], 403)
+
+    # --- tagging ------------------------------------------------------------------------
+
+    def test_object_tagging(self):
+        s3 = self.s3
+        s3.put_object(Bucket="sem", Key="tagged", Body=b"t", Tagging="team=a%20b&cost=")
+        self.assertEqual(s3.get_object_tagging(Bucket="sem", Key="tagged")["TagSet"],
+                         [{"Key": "team", "Value": "a b"}, {"Key": "cost", "Value": ""}])
+        self.assertEqual(s3.head_object(Bucket="sem", Key="tagged")["ResponseMetadata"]["HTTPHeaders"]
+                         ["x-amz-tagging-count"], "2")
+        s3.copy_object(Bucket="sem", Key="tagged-copy", CopySource="sem/tagged")
+        self.assertEqual(len(s3.get_object_tagging(Bucket="sem", Key="tagged-copy")["TagSet"]), 2)
+        s3.copy_object(Bucket="sem", Key="tagged-copy2", CopySource="sem/tagged",
+                       TaggingDirective="REPLACE", Tagging="x=1")
+        self.assertEqual(s3.get_object_tagging(Bucket="sem", Key="tagged-copy2")["TagSet"],
+                         [{"Key": "x", "Value": "1"}])
+        s3.put_object_tagging(Bucket="sem", Key="tagged", Tagging={"TagSet": [{"Key": "n", "Value": "1"}]})
+        self.assertEqual(s3.get_object_tagging(Bucket="sem", Key="tagged")["TagSet"], [{"Key": "n", "Value": "1"}])
+        s3.delete_object_tagging(Bucket="sem", Key="tagged")
+        self.assertEqual(s3.get_object_tagging(Bucket="sem", Key="tagged")["TagSet"], [])
+        for bad in ("&".join("k%d=v" % i for i in range(11)), "k=" + "v" * 257, "a=1&a=2"):
+            with self.assertRaises(ClientError) as e:
+                s3.put_object(Bucket="sem", Key="bad-tags", Body=b"x", Tagging=bad)
+            self.assertEqual(code(e), "InvalidTag", bad)
+        with self.assertRaises(ClientError) as e:
+            s3.head_object(Bucket="sem", Key="bad-tags")
+        self.assertEqual(status(e), 404)
+        uid = s3.create_multipart_upload(Bucket="sem", Key="mp-tagged", Tagging="m=1", ACL="public-read")["UploadId"]
+        etag = s3.upload_part(Bucket="sem", Key="mp-tagged", UploadId=uid, PartNumber=1, Body=b"p")["ETag"]
+        s3.complete_multipart_upload(Bucket="sem", Key="mp-tagged", UploadId=uid,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+        self.assertEqual(s3.get_object_tagging(Bucket="sem", Key="mp-tagged")["TagSet"], [{"Key": "m", "Value": "1"}])
+        self.assertEqual(self.anon_get("/sem/mp-tagged"), (200, b"p"))
+
+    # --- conditional writes -------------------------------------------------------------
+
+    def test_conditional_put_and_complete(self):
+        s3 = self.s3
+        first = s3.put_object(Bucket="sem", Key="once", Body=b"first", IfNoneMatch="*")["ETag"]
+        with self.assertRaises(ClientError) as e:
+            s3.put_object(Bucket="sem", Key="once", Body=b"second", IfNoneMatch="*")
+        self.assertEqual(status(e), 412)
+        self.assertEqual(s3.get_object(Bucket="sem", Key="once")["Body"].read(), b"first")
+        with self.assertRaises(ClientError) as e:
+            s3.put_object(Bucket="sem", Key="once", Body=b"second", IfMatch='"0123456789abcdef0123456789abcdef"')
+        self.assertEqual(status(e), 412)
+        s3.put_object(Bucket="sem", Key="once", Body=b"second", IfMatch=first)
+        self.assertEqual(s3.get_object(Bucket="sem", Key="once")["Body"].read(), b"second")
+        with self.assertRaises(ClientError) as e:
+            s3.put_object(Bucket="sem", Key="never-was", Body=b"x", IfMatch=first)
+        self.assertEqual(code(e), "NoSuchKey")
+        with extra_headers(s3, "PutObject", {"If-None-Match": '"abc"'}):
+            with self.assertRaises(ClientError) as e:
+                s3.put_object(Bucket="sem", Key="once", Body=b"third")
+        self.assertEqual(code(e), "NotImplemented")
+        # CompleteMultipartUpload: If-None-Match: * fails when the key appeared meanwhile.
+        uid = s3.create_multipart_upload(Bucket="sem", Key="once")["UploadId"]
+        etag = s3.upload_part(Bucket="sem", Key="once", UploadId=uid, PartNumber=1, Body=b"mp")["ETag"]
+        parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+        with self.assertRaises(ClientError) as e:
+            s3.complete_multipart_upload(Bucket="sem", Key="once", UploadId=uid, MultipartUpload=parts,
+                                         IfNoneMatch="*")
+        self.assertEqual(status(e), 412)
+        self.assertEqual(s3.get_object(Bucket="sem", Key="once")["Body"].read(), b"second")
+        current = s3.head_object(Bucket="sem", Key="once")["ETag"]
+        done = s3.complete_multipart_upload(Bucket="sem", Key="once", UploadId=uid, MultipartUpload=parts,
+                                            IfMatch=current)
+        # A retry after a lost answer gets the same answer; other parts are not that upload.
+        again = s3.complete_multipart_upload(Bucket="sem", Key="once", UploadId=uid, MultipartUpload=parts)
+        self.assertEqual(again["ETag"], done["ETag"])
+        with self.assertRaises(ClientError) as e:
+            s3.complete_multipart_upload(Bucket="sem", Key="once", UploadId=uid,
+                                         MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": etag}]})
+        self.assertEqual(code(e), "NoSuchUpload")
+        self.assertEqual(s3.get_object(Bucket="sem", Key="once")["Body"].read(), b"mp")
+
+    def test_conditional_deletes(self):
+        s3 = self.s3
+        etag = s3.put_object(Bucket="sem", Key="del-me", Body=b"12345")["ETag"]
+        with self.assertRaises(ClientError) as e:
+            s3.delete_object(Bucket="sem", Key="del-me", IfMatch='"ffffffffffffffffffffffffffffffff"')
+        self.assertEqual(status(e), 412)
+        with self.assertRaises(ClientError) as e:
+            s3.delete_object(Bucket="sem", Key="del-me", IfMatchSize=4)
+        self.assertEqual(status(e), 412)
+        s3.head_object(Bucket="sem", Key="del-me")
+        s3.delete_object(Bucket="sem", Key="del-me", IfMatch=etag, IfMatchSize=5)
+        with self.assertRaises(ClientError) as e:
+            s3.head_object(Bucket="sem", Key="del-me")
+        self.assertEqual(status(e), 404)
+        a = s3.put_object(Bucket="sem", Key="multi-a", Body=b"a")["ETag"]
+        s3.put_object(Bucket="sem", Key="multi-b", Body=b"b")
+        out = s3.delete_objects(Bucket="sem", Delete={"Objects": [
+            {"Key": "multi-a", "ETag": a}, {"Key": "multi-b", "ETag": a}]})
+        self.assertEqual([d["Key"] for d in out.get("Deleted", [])], ["multi-a"])
+        self.assertEqual([(x["Key"], x["Code"]) for x in out.get("Errors", [])], [("multi-b", "PreconditionFailed")])
+        s3.head_object(Bucket="sem", Key="multi-b")
+
+    # --- buckets and uploads --------------------------------------------------------------
+
+    def test_delete_bucket_with_only_uploads(self):
+        s3 = self.s3
+        s3.create_bucket(Bucket="uploads-only")
+        uid = s3.create_multipart_upload(Bucket="uploads-only", Key="k")["UploadId"]
+        s3.upload_part(Bucket="uploads-only", Key="k", UploadId=uid, PartNumber=1, Body=b"x" * 1000)
+        s3.delete_bucket(Bucket="uploads-only")
+        with self.assertRaises(ClientError) as e:
+            s3.head_bucket(Bucket="uploads-only")
+        self.assertEqual(status(e), 404)
+        s3.create_bucket(Bucket="uploads-only")
+        self.assertFalse(s3.list_multipart_uploads(Bucket="uploads-only").get("Uploads"))
+        s3.delete_bucket(Bucket="uploads-only")
+
+    # --- refusals ----------------------------------------------------------------------------
+
+    def test_encryption_lock_and_storage_classes_refused(self):
+        s3 = self.s3
+        key_c = b"k" * 32
+        for kwargs in ({"ServerSideEncryption": "AES256"},
+                       {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/x"},
+                       {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key_c},
+                       {"StorageClass": "GLACIER"},
+                       {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"},
+                       {"ObjectLockLegalHoldStatus": "ON"}):
+            with self.assertRaises(ClientError) as e:
+                s3.put_object(Bucket="sem", Key="refused", Body=b"plaintext", **kwargs)
+            self.assertEqual(status(e), 501, kwargs)
+        with self.assertRaises(ClientError) as e:
+            s3.head_object(Bucket="sem", Key="refused")
+        self.assertEqual(status(e), 404)
+        with self.assertRaises(ClientError) as e:
+            s3.create_multipart_upload(Bucket="sem", Key="refused", ServerSideEncryption="AES256")
+        self.assertEqual(status(e), 501)
+        with self.assertRaises(ClientError) as e:
+            s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+        self.assertEqual(code(e), "NotImplemented")
+        with self.assertRaises(ClientError) as e:
+            s3.head_bucket(Bucket="locked")
+        self.assertEqual(status(e), 404)
+        with self.assertRaises(ClientError) as e:
+            s3.put_bucket_encryption(Bucket="sem", ServerSideEncryptionConfiguration={"Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        self.assertEqual(code(e), "NotImplemented")
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def test_lifecycle_filters_expire_only_matching_objects(self):
+        s3 = self.s3
+        s3.create_bucket(Bucket="lc-filter")
+        s3.put_object(Bucket="lc-filter", Key="logs/tagged", Body=b"1", Tagging="expire=yes")
+        s3.put_object(Bucket="lc-filter", Key="logs/untagged", Body=b"2")
+        s3.put_object(Bucket="lc-filter", Key="logs/other-tag", Body=b"3", Tagging="expire=no")
+        s3.put_object(Bucket="lc-filter", Key="big/large", Body=b"x" * 2000)
+        s3.put_object(Bucket="lc-filter", Key="big/small", Body=b"x" * 10)
+        s3.put_bucket_lifecycle_configuration(Bucket="lc-filter", LifecycleConfiguration={"Rules": [
+            {"ID": "by-tag", "Filter": {"And": {"Prefix": "logs/", "Tags": [{"Key": "expire", "Value": "yes"}]}},
+             "Status": "Enabled", "Expiration": {"Days": 1}},
+            {"ID": "by-size", "Filter": {"ObjectSizeGreaterThan": 1000}, "Status": "Enabled",
+             "Expiration": {"Days": 1}}]})
+        rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket="lc-filter")["Rules"]}
+        self.assertEqual(rules["by-tag"]["Filter"]["And"]["Tags"], [{"Key": "expire", "Value": "yes"}])
+        self.assertEqual(rules["by-size"]["Filter"]["ObjectSizeGreaterThan"], 1000)
+
+        def keys():
+            return sorted(c["Key"] for c in s3.list_objects_v2(Bucket="lc-filter").get("Contents", []))
+        self.assertTrue(wait_until(lambda: "logs/tagged" not in keys() and "big/large" not in keys()))
+        # The sweeps that expired those weighed every other object too: they stay.
+        self.assertEqual(keys(), ["big/small", "logs/other-tag", "logs/untagged"])
+        with self.assertRaises(ClientError) as e:
+            s3.put_bucket_lifecycle_configuration(Bucket="lc-filter", LifecycleConfiguration={"Rules": [
+                {"ID": "t", "Filter": {"Prefix": ""}, "Status": "Enabled",
+                 "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}]})
+        self.assertEqual(code(e), "NotImplemented")
+
+    def test_lifecycle_noncurrent_versions_and_delete_markers(self):
+        s3 = self.s3
+        s3.create_bucket(Bucket="lc-versions")
+        s3.put_bucket_versioning(Bucket="lc-versions", VersioningConfiguration={"Status": "Enabled"})
+        for body in (b"v1", b"v2", b"v3"):
+            s3.put_object(Bucket="lc-versions", Key="k", Body=body)
+        s3.put_object(Bucket="lc-versions", Key="gone", Body=b"g")
+        s3.put_bucket_lifecycle_configuration(Bucket="lc-versions", LifecycleConfiguration={"Rules": [
+            {"ID": "old", "Filter": {"Prefix": ""}, "Status": "Enabled",
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 1, "NewerNoncurrentVersions": 1}},
+            {"ID": "markers", "Filter": {"Prefix": "gone"}, "Status": "Enabled",
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+             "Expiration": {"ExpiredObjectDeleteMarker": True}}]})
+        s3.delete_object(Bucket="lc-versions", Key="gone")  # a marker over one version
+
+        def versions(key):
+            out = s3.list_object_versions(Bucket="lc-versions", Prefix=key)
+            return ([v["VersionId"] for v in out.get("Versions", []) if v["Key"] == key],
+                    [m["VersionId"] for m in out.get("DeleteMarkers", []) if m["Key"] == key])
+        # k: the current version and the newest noncurrent one are kept, v1 expires.
+        self.assertTrue(wait_until(lambda: len(versions("k")[0]) == 2))
+        self.assertEqual(s3.get_object(Bucket="lc-versions", Key="k")["Body"].read(), b"v3")
+        # gone: its one version is noncurrent and expires; then the lone marker goes too.
+        self.assertTrue(wait_until(lambda: versions("gone") == ([], [])))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
