@@ -3,6 +3,10 @@
 #include "agent/providers/process/process_provider.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <thread>
 
 #include "agent/host/cgroup.h"
 #include "agent/host/dynamic_ids.h"
@@ -189,6 +193,61 @@ TEST_F(ProcessProviderTest, SurvivesTheProviderAndIsAdoptedWithoutDuplicate) {
   // Start again is idempotent: the same process, no second one.
   ASSERT_TRUE(provider_->Start(inst).ok());
   EXPECT_EQ(Inspect(id).details["pid"], pid);
+}
+
+// The agent is killed (kill -9) at moments inside a start, from before the fork to after the
+// handle is saved. Its successor (List, Recover or destroy the handle-less orphan, Inspect, and
+// Start when Inspect finds nothing, as the agent's controller does) ends with the workload run
+// exactly once — it counts its runs in a file — and Destroy leaves no process.
+TEST_F(ProcessProviderTest, AgentKilledDuringStartRunsTheWorkloadOnce) {
+  const int kDelaysUs[] = {0, 300, 600, 1000, 1500, 2000, 3000, 4000, 6000, 9000, 15000};
+  int round = 0;
+  for (int delay_us : kDelaysUs) {
+    for (int rep = 0; rep < 2; ++rep) {
+      SCOPED_TRACE("kill at " + std::to_string(delay_us) + " us");
+      const std::string name = "once-" + std::to_string(getpid()) + "-" + std::to_string(round++);
+      const std::string runs = dir_ + "/" + name + ".runs";
+      auto inst = MakeInstance(name, {"/bin/sh", "-c", "echo run >> " + runs + "; exec sleep 60"});
+      inst.mutable_spec()->mutable_security()->set_privileged(true);  // to write `runs`
+      const std::string& id = inst.metadata().id();
+      provider_.reset();
+      pid_t agent = fork();
+      ASSERT_GE(agent, 0);
+      if (agent == 0) {
+        auto p = NewProvider();
+        p->Start(inst).IgnoreError();
+        while (true) pause();
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(delay_us));  // the moment to kill
+      kill(agent, SIGKILL);
+      waitpid(agent, nullptr, 0);
+
+      provider_ = NewProvider();
+      auto listed = provider_->List();
+      ASSERT_TRUE(listed.ok());
+      for (const auto& h : *listed) {
+        if (h.instance_id != id) continue;
+        if (h.data.empty()) {
+          EXPECT_TRUE(provider_->Destroy(id).ok());  // an orphan group: the agent destroys it
+        } else {
+          EXPECT_TRUE(provider_->Recover(h).ok());
+        }
+      }
+      auto o = provider_->Inspect(id);
+      if (absl::IsNotFound(o.status())) {
+        ASSERT_TRUE(provider_->Start(inst).ok());
+      }
+      ASSERT_TRUE(WaitFor([&] { return Inspect(id).phase == ResourceStatus::RUNNING; }, 5s));
+      ASSERT_TRUE(WaitFor([&] { return !Slurp(runs).empty(); }, 5s));
+      ASSERT_TRUE(WaitFor(
+          [&] { return testing::PidsWithEnv({"PHOTON_INSTANCE=" + name}).size() == 1; }, 5s))
+          << testing::PidsWithEnv({"PHOTON_INSTANCE=" + name}).size() << " processes";
+      EXPECT_EQ(Slurp(runs), "run\n") << "the workload ran more than once";
+      ASSERT_TRUE(provider_->Destroy(id).ok());
+      EXPECT_TRUE(testing::PidsWithEnv({"PHOTON_INSTANCE=" + name}).empty());
+      EXPECT_FALSE(std::filesystem::exists(dir_ + "/instances/" + id));
+    }
+  }
 }
 
 TEST_F(ProcessProviderTest, DestroyLeavesNothing) {

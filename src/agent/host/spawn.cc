@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -80,6 +81,16 @@ void WriteExit(const char* exit_path, const char* tmp_path, int status) {
   ::rename(tmp_path, exit_path);
 }
 
+// Tells a later reader that the workload never ran (the start was abandoned).
+void WriteAborted(const char* exit_path, const char* tmp_path) {
+  int fd = ::open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  WriteAll(fd, "aborted\n", 8);
+  ::fsync(fd);
+  ::close(fd);
+  ::rename(tmp_path, exit_path);
+}
+
 struct Report {
   pid_t pid;
   pid_t monitor;
@@ -97,7 +108,11 @@ enum Stage {
   kPidNamespace,
   kMounts,
   kCredentials,
+  kAborted,  // the starter closed the gate without a go: nothing ran
 };
+
+constexpr int kReportFd = 3;  // the monitor's end of the report pipe
+constexpr int kGateFd = 4;    // the workload reads one 'g' here before it starts
 
 [[noreturn]] void ReportFailure(int fd, int stage) {
   Report e{0, 0, errno, stage};
@@ -160,6 +175,7 @@ bool SetUpMounts(const char* private_tmp) {
 // Pid 1 of the confined workload's namespace: sets up its mounts, starts the workload, reaps
 // whatever gets re-parented to it and exits with the workload's status.
 [[noreturn]] void RunInit(const ExecArgs& a, int err_fd) {
+  ::prctl(PR_SET_NAME, "photon-init", 0, 0, 0);
   if (!SetUpMounts(a.confine->private_tmp.c_str())) ReportFailure(err_fd, kMounts);
   sigset_t all, old;
   sigfillset(&all);
@@ -222,9 +238,16 @@ bool ReadReport(int fd, Report* r) {
   ::_exit(127);
 }
 
-// The monitor's child: joins the cgroups, then becomes the workload (or, confined, its pid
-// namespace's init).
+// The monitor's child: waits for the starter's go, joins the cgroups, then becomes the workload
+// (or, confined, its pid namespace's init).
 [[noreturn]] void StartWorkload(const MonitorArgs& m, const ExecArgs& a, int err_fd) {
+  char go = 0;
+  ssize_t n;
+  do {
+    n = ::read(kGateFd, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1 || go != 'g') ReportFailure(err_fd, kAborted);
+  ::close(kGateFd);
   ResetSignals();
   ::setpgid(0, 0);
   char pid_buf[24];
@@ -271,9 +294,12 @@ bool WaitForWorkload(pid_t child, bool subreaper, int* recorded) {
 // The monitor: starts the workload, reports its pid (or the failed stage) on `report_fd`,
 // then waits for it and writes the exit file. Async-signal-safe: it runs between fork and
 // exec of a multi-threaded agent.
+// The report protocol: one Report once the workload's process exists (pid set, stage kOk) or the
+// monitor failed before (stage set); then, after the go, one with the workload's start outcome.
 [[noreturn]] void RunMonitor(const MonitorArgs& m, int report_fd) {
-  // Named so that ps tells it from the agent it was forked from.
-  ::prctl(PR_SET_NAME, "photon-monitor", 0, 0, 0);
+  // Named so that ps tells it from the agent it was forked from; "photon-start" until the
+  // workload ran or the start failed (see StartUndecided).
+  ::prctl(PR_SET_NAME, "photon-start", 0, 0, 0);
   ResetSignals();
   ::signal(SIGTERM, SIG_IGN);
   ::signal(SIGINT, SIG_IGN);
@@ -300,17 +326,25 @@ bool WaitForWorkload(pid_t child, bool subreaper, int* recorded) {
   pid_t child = ::fork();
   if (child == 0) StartWorkload(m, a, err[1]);
   ::close(err[1]);
+  ::close(kGateFd);
   if (child < 0) ReportMonitorFailure(report_fd, r, kFork);
-  Report e{0, 0, 0, 0};
   r.pid = child;
+  WriteAll(report_fd, &r, sizeof r);
+  Report e{0, 0, 0, 0};
   if (ReadReport(err[0], &e)) {
     r.exec_errno = e.exec_errno;
     r.stage = e.stage;
   }
+  if (r.stage == kAborted) WriteAborted(m.exit_path, m.exit_tmp);  // before the name changes
+  ::prctl(PR_SET_NAME, "photon-monitor", 0, 0, 0);
   WriteAll(report_fd, &r, sizeof r);
   ::close(report_fd);
   ::close(err[0]);
   ::close(log_fd);
+  if (r.stage == kAborted) {
+    ::waitpid(child, nullptr, 0);
+    ::_exit(0);
+  }
   int recorded = 0;
   if (WaitForWorkload(child, m.subreaper, &recorded)) {
     WriteExit(m.exit_path, m.exit_tmp, recorded);
@@ -319,49 +353,67 @@ bool WaitForWorkload(pid_t child, bool subreaper, int* recorded) {
 }
 
 // The intermediate: new session, then the monitor, then exit so init adopts the monitor.
-[[noreturn]] void RunIntermediate(const MonitorArgs& m, int report[2]) {
-  // Keep only the report pipe (as fd 3): descriptors other threads opened concurrently
-  // (pipes of helper commands, sockets) must not live on in the long-lived monitor.
-  if (report[1] != 3) {
-    ::dup2(report[1], 3);
-    report[1] = 3;
+[[noreturn]] void RunIntermediate(const MonitorArgs& m, int report_w, int gate_r) {
+  // Keep only the report pipe (as fd 3) and the gate (as fd 4): descriptors other threads
+  // opened concurrently (pipes of helper commands, sockets) must not live on in the monitor.
+  // First above 9, so that neither dup2 overwrites the other's source.
+  int report = ::fcntl(report_w, F_DUPFD_CLOEXEC, 10);
+  int gate = ::fcntl(gate_r, F_DUPFD_CLOEXEC, 10);
+  if (report < 0 || gate < 0 || ::dup2(report, kReportFd) < 0 || ::dup2(gate, kGateFd) < 0) {
+    ::_exit(1);
   }
-  ::syscall(SYS_close_range, 4U, ~0U, 0U);
-  if (report[0] != 3) ::close(report[0]);
+  ::syscall(SYS_close_range, 5U, ~0U, 0U);
   ::setsid();
   pid_t monitor = ::fork();
   if (monitor != 0) ::_exit(monitor < 0 ? 1 : 0);
-  RunMonitor(m, report[1]);
+  RunMonitor(m, kReportFd);
 }
 
-// The agent's side: reaps the intermediate and turns the monitor's Report into a Spawned or
-// an error naming the stage that failed.
-StatusOr<Spawned> AwaitMonitor(pid_t intermediate, int report_fd) {
+StatusOr<Spawned> StageError(const Report& r) {
+  static const char* kStage[] = {"",
+                                 "opening the log file",
+                                 "joining the cgroup",
+                                 "changing to the working directory",
+                                 "executing",
+                                 "forking",
+                                 "creating the pid namespace",
+                                 "setting up the mount namespace",
+                                 "dropping privileges",
+                                 "waiting for the start"};
+  int stage = r.stage >= 0 && r.stage <= kAborted ? r.stage : kAborted;
+  return absl::FailedPreconditionError(std::string(kStage[stage]) +
+                                       " failed: " + strerror(r.exec_errno));
+}
+
+// The agent's side: reaps the intermediate, learns the pids, lets `before_start` record them,
+// gives the go (or withholds it) and turns the monitor's final Report into a Spawned or an
+// error naming the stage that failed.
+StatusOr<Spawned> AwaitMonitor(pid_t intermediate, int report_fd, int gate_fd,
+                               const std::function<Status(const Spawned&)>& before_start) {
   int status = 0;
   while (::waitpid(intermediate, &status, 0) < 0 && errno == EINTR) {
   }
   Report r{0, 0, 0, 0};
   bool got = ReadReport(report_fd, &r);
-  ::close(report_fd);
-  if (!got) return absl::InternalError("monitor did not start");
-  if (r.stage != kOk) {
-    static const char* kStage[] = {"",
-                                   "opening the log file",
-                                   "joining the cgroup",
-                                   "changing to the working directory",
-                                   "executing",
-                                   "forking",
-                                   "creating the pid namespace",
-                                   "setting up the mount namespace",
-                                   "dropping privileges"};
-    return absl::FailedPreconditionError(std::string(kStage[r.stage]) +
-                                         " failed: " + strerror(r.exec_errno));
+  if (!got || r.stage != kOk) {
+    ::close(gate_fd);
+    ::close(report_fd);
+    if (!got) return absl::InternalError("monitor did not start");
+    return StageError(r);
   }
   Spawned out;
   out.pid = r.pid;
   out.start_time = ProcessStartTime(r.pid);
   out.monitor_pid = r.monitor;
   out.monitor_start = ProcessStartTime(out.monitor_pid);
+  Status ready = before_start ? before_start(out) : absl::OkStatus();
+  if (ready.ok()) (void)::send(gate_fd, "g", 1, MSG_NOSIGNAL);
+  ::close(gate_fd);  // without the go: EOF, and the workload never runs
+  got = ReadReport(report_fd, &r);
+  ::close(report_fd);
+  if (!ready.ok()) return ready;
+  if (!got) return absl::InternalError("monitor ended before the workload started");
+  if (r.stage != kOk) return StageError(r);
   return out;
 }
 
@@ -388,7 +440,8 @@ std::string ResolveExecutable(const std::string& name, const std::vector<std::st
   return "";
 }
 
-StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
+StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec,
+                                 const std::function<Status(const Spawned&)>& before_start) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("empty command");
   std::string exe = ResolveExecutable(spec.argv[0], spec.env);
   if (exe.empty()) {
@@ -414,18 +467,33 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec) {
                       spec.subreaper};
   ::unlink(spec.exit_path.c_str());
 
-  int report[2];
+  int report[2], gate[2];
   if (::pipe2(report, O_CLOEXEC) != 0)
     return absl::InternalError("pipe: " + std::string(strerror(errno)));
-  pid_t intermediate = ::fork();
-  if (intermediate < 0) {
+  // A socket, not a pipe: the go is sent with MSG_NOSIGNAL (a workload process that is gone
+  // must not SIGPIPE the agent).
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) != 0) {
     ::close(report[0]);
     ::close(report[1]);
+    return absl::InternalError("pipe: " + std::string(strerror(errno)));
+  }
+  pid_t intermediate = ::fork();
+  if (intermediate < 0) {
+    for (int fd : {report[0], report[1], gate[0], gate[1]}) ::close(fd);
     return absl::InternalError("fork: " + std::string(strerror(errno)));
   }
-  if (intermediate == 0) RunIntermediate(m, report);
+  if (intermediate == 0) RunIntermediate(m, report[1], gate[0]);
   ::close(report[1]);
-  return AwaitMonitor(intermediate, report[0]);
+  ::close(gate[0]);
+  return AwaitMonitor(intermediate, report[0], gate[1], before_start);
+}
+
+bool StartUndecided(pid_t monitor_pid) {
+  std::string comm;
+  if (auto data = ReadFile("/proc/" + std::to_string(monitor_pid) + "/comm"); data.ok()) {
+    comm = *data;
+  }
+  return comm == "photon-start\n";
 }
 
 StatusOr<int> ReadExitCode(const std::string& exit_path) {
@@ -435,6 +503,7 @@ StatusOr<int> ReadExitCode(const std::string& exit_path) {
   std::string how;
   int v = 0;
   in >> how >> v;
+  if (how == "aborted") return absl::AbortedError("the start was abandoned before it ran");
   if (how == "signaled") return 128 + v;
   if (how == "exited") return v;
   return absl::DataLossError("bad exit file " + exit_path);

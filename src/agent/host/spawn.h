@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,9 +58,20 @@ struct Spawned {
 // Resolves a command name against PATH (from `env`, else a default); "" when not found.
 std::string ResolveExecutable(const std::string& name, const std::vector<std::string>& env);
 
-StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec);
+// The workload does not exec before `before_start` (called once the monitor and the waiting
+// workload process exist, with their pids) returned OK: a caller persists its handle there, so
+// a workload never runs without a record of it. An error from `before_start`, or the caller's
+// death before it returned, ends the start with nothing run; the monitor then writes "aborted"
+// to the exit file.
+StatusOr<Spawned> SpawnMonitored(
+    const SpawnSpec& spec, const std::function<Status(const Spawned&)>& before_start = nullptr);
 
-// Parses the exit file: exit code (128 + signal for signals); NOT_FOUND while running.
+// True while the monitor `monitor_pid` has not yet seen its workload run or fail, e.g. it waits
+// for the go of a starter that died (it then writes "aborted" within milliseconds).
+bool StartUndecided(pid_t monitor_pid);
+
+// Parses the exit file: exit code (128 + signal for signals); NOT_FOUND while running; ABORTED
+// when the start was abandoned before the workload ran (see SpawnMonitored).
 StatusOr<int> ReadExitCode(const std::string& exit_path);
 
 }  // namespace photon::agent

@@ -139,6 +139,16 @@ Status ProcessProvider::Persist(const Instance& inst) const {
   return WriteFileAtomic(Dir(inst.id) + "/state.json", Encode(inst), 0600);
 }
 
+// A start that an earlier agent left before its go is being abandoned by its monitor (see
+// SpawnMonitored): wait the moment it takes, so it is not taken for a running workload.
+void ProcessProvider::SettleLocked(const Instance& inst) const {
+  int64_t deadline = MonotonicNanos() + 2 * kSecond;
+  while (inst.monitor_pid > 0 && ProcessAlive(inst.monitor_pid, inst.monitor_start) &&
+         StartUndecided(inst.monitor_pid) && MonotonicNanos() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 bool ProcessProvider::AliveLocked(const Instance& inst) const {
   if (inst.pid > 0 && ProcessAlive(inst.pid, inst.start_time)) return true;
   // Exited but not yet recorded by its monitor: not over until the exit status is written.
@@ -170,15 +180,20 @@ Status ProcessProvider::SpawnLocked(Instance* inst) {
   } else if (inst->limits.cpus > 0 || inst->limits.memory_bytes > 0) {
     return absl::FailedPreconditionError("resource limits requested but no cgroups on this host");
   }
-  PHOTON_ASSIGN_OR_RETURN(Spawned s, SpawnMonitored(spec));
-  inst->pid = s.pid;
-  inst->start_time = s.start_time;
-  inst->monitor_pid = s.monitor_pid;
-  inst->monitor_start = s.monitor_start;
+  // The handle is on disk before the workload runs: an agent killed at any moment of a start
+  // is succeeded by one that either adopts the workload or knows it never ran (exit file
+  // "aborted"), never one that runs it a second time.
+  PHOTON_ASSIGN_OR_RETURN(Spawned s, SpawnMonitored(spec, [inst, this](const Spawned& spawned) {
+                            inst->pid = spawned.pid;
+                            inst->start_time = spawned.start_time;
+                            inst->monitor_pid = spawned.monitor_pid;
+                            inst->monitor_start = spawned.monitor_start;
+                            return Persist(*inst);
+                          }));
   inst->started_at_ns = MonotonicNanos();
   inst->restart_at_ns = 0;
   spdlog::info("process {}: started pid {} ({})", inst->name, s.pid, inst->argv[0]);
-  return Persist(*inst);
+  return absl::OkStatus();
 }
 
 // The instance's uid and its private directory (created on first use, owned by that uid, 0700:
@@ -226,6 +241,7 @@ StatusOr<Handle> ProcessProvider::Start(const compute::ComputeInstance& instance
     inst = slot;
   }
   std::lock_guard<std::mutex> l(inst->mu);
+  SettleLocked(*inst);
   if (!inst->id.empty() && AliveLocked(*inst)) {
     return Handle{id, Driver(), Encode(*inst)};  // already running: never a duplicate
   }
@@ -361,12 +377,17 @@ StatusOr<Observed> ProcessProvider::Inspect(const std::string& instance_id) {
   o.details["restarts"] = std::to_string(inst->restarts);
   o.details["cgroup"] = cgroups_->VersionName();
   o.addresses.push_back("127.0.0.1");
+  SettleLocked(*inst);
   auto code = ReadExitCode(Dir(inst->id) + "/exit");
   if (AliveLocked(*inst)) {
     o.phase = ResourceStatus::RUNNING;
     o.details["pid"] = std::to_string(WorkloadPidLocked(*inst));
     o.exit_code = inst->last_exit_code;  // the previous run's
     return o;
+  }
+  if (absl::IsAborted(code.status()) && inst->want_running) {
+    // The agent died between recording the start and letting the workload run.
+    return absl::NotFoundError("the start of " + instance_id + " was abandoned before it ran");
   }
   if (code.ok()) o.exit_code = *code;
   if (!inst->want_running) {

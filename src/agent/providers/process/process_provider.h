@@ -84,6 +84,7 @@ class ProcessProvider : public Provider {
   Status Persist(const Instance& inst) const;
   Status SpawnLocked(Instance* inst);
   StatusOr<SpawnSpec::Confinement> ConfineLocked(Instance* inst);
+  void SettleLocked(const Instance& inst) const;
   bool AliveLocked(const Instance& inst) const;
   pid_t WorkloadPidLocked(const Instance& inst) const;
   void StopLocked(Instance* inst, std::chrono::seconds timeout);
