@@ -10,7 +10,7 @@ PKGS=(
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libboost-dev libboost-system-dev libsqlite3-dev libssl-dev libspdlog-dev libfmt-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libgoogle-perftools-dev libexpat1-dev
+  libgoogle-perftools-dev libexpat1-dev libsodium-dev
   # real peers and clients used by tests and benchmarks
   etcd-server etcd-client curl ca-certificates python3 procps iproute2 psmisc sqlite3
   dnsutils nsd knot dnsperf awscli python3-boto3 nginx-light

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cli/auth_commands.h"
 #include "cli/documents.h"
 #include "cli/http_client.h"
 #include "common/file_util.h"
@@ -83,6 +84,14 @@ HttpResult Call(const Globals& g, const std::string& method, const std::string& 
                 const std::string& body = "") {
   auto r = Client(g).Do(method, path, body);
   if (!r.ok()) Die(std::string(r.status().message()));
+  static bool refreshed = false;  // once per command
+  if (r->status == 401 && !refreshed) {
+    // A password login's access token is short-lived: its refresh token gets the next one.
+    refreshed = true;
+    Globals again = g;
+    again.token = photon::cli::RefreshSavedLogin(g.server, g.ca_file, g.token, ConfigPath());
+    if (!again.token.empty()) return Call(again, method, path, body);
+  }
   return *r;
 }
 
@@ -306,6 +315,7 @@ struct Options {
   std::string node_name;
   int drain_timeout = 300;
   std::string continue_token;  // audit: the page before this one
+  std::string user, verb;      // login --user; auth can-i VERB KIND
 };
 
 // The subcommands, to tell after parsing which one was given.
@@ -313,6 +323,7 @@ struct Commands {
   CLI::App *create, *apply, *get, *list, *describe, *del, *watch;
   CLI::App *ops, *act, *audit, *token_create, *token_list, *token_revoke, *token_rotate;
   CLI::App *cordon, *uncordon, *drain, *login;
+  CLI::App *can_i, *whoami;
 };
 
 void AddResourceCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
@@ -390,10 +401,19 @@ void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.drain->add_option("--timeout", o.drain_timeout, "seconds to wait");
 
   c.login = app.add_subcommand("login", "save server URL and token for later commands");
-  c.login
-      ->add_option("--token-file", o.token_file,
-                   "file holding the token (e.g. DATA_DIR/admin.token)")
-      ->required();
+  auto* token_file = c.login->add_option("--token-file", o.token_file,
+                                         "file holding the token (e.g. DATA_DIR/admin.token)");
+  auto* user = c.login->add_option(
+      "--user", o.user, "log in as this user: the password is read from the terminal or stdin");
+  token_file->excludes(user);
+  c.login->require_option(1);
+
+  auto* auth = app.add_subcommand("auth", "what the server takes you for, and may you do it");
+  auth->require_subcommand(1);
+  c.can_i = auth->add_subcommand("can-i", "may I VERB KIND in the namespace? (exit 0 yes, 1 no)");
+  c.can_i->add_option("verb", o.verb, "get|list|watch|create|update|delete|action|...")->required();
+  c.can_i->add_option("kind", o.kind)->required();
+  c.whoami = auth->add_subcommand("whoami", "the principal of the token in use, and its roles");
 }
 
 int Login(Globals g, const std::string& token_file) {
@@ -635,7 +655,13 @@ int RotateAdmin(const Globals& g) {
 
 // Runs the one subcommand the command line named; its exit status.
 int Dispatch(const Globals& g, const Options& o, const Commands& c) {
-  if (*c.login) return Login(g, o.token_file);
+  if (*c.login) {
+    if (!o.user.empty())
+      return photon::cli::PasswordLogin(g.server, g.ca_file, o.user, ConfigPath());
+    return Login(g, o.token_file);
+  }
+  if (*c.can_i) return photon::cli::CanI(Client(g), o.verb, o.kind, g.ns);
+  if (*c.whoami) return photon::cli::WhoAmI(Client(g));
   if (*c.cordon || *c.uncordon || *c.drain) {
     SetSchedulable(g, o.node_name, c.uncordon->parsed(), c.drain->parsed());
     if (*c.drain) WaitDrained(g, o.node_name, o.drain_timeout);

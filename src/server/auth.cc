@@ -25,6 +25,14 @@ int RoleRank(const std::string& role) {
 
 bool IsRead(Verb verb) { return verb == Verb::kGet || verb == Verb::kList || verb == Verb::kWatch; }
 
+// Who may do what: writes of these are an admin's (of the namespace; of every namespace for
+// the cluster-scoped ones, which are checked against "*"), and a quota's a cluster admin's
+// (else a namespace admin could lift its own).
+bool IsIdentityKind(const std::string& kind) {
+  return kind == "users" || kind == "groups" || kind == "serviceaccounts" || kind == "roles" ||
+         kind == "rolebindings" || kind == "quotas";
+}
+
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -87,6 +95,13 @@ std::string Strip(std::string s) {
 }
 }  // namespace
 
+bool CustomGrant::Permits(Verb verb, const std::string& kind) const {
+  const uint32_t bit = 1u << static_cast<int>(verb);
+  if (auto it = verbs->find(kind); it != verbs->end() && (it->second & bit)) return true;
+  auto any = verbs->find("*");
+  return any != verbs->end() && (any->second & bit);
+}
+
 bool Principal::IsAdmin() const {
   for (const auto& b : bindings) {
     if (b.role() == "admin" && b.namespace_() == "*") return true;
@@ -138,16 +153,28 @@ bool Principal::Allowed(Verb verb, const std::string& kind, const std::string& n
         need = 3;
         break;
     }
+    if (IsIdentityKind(kind) && !IsRead(verb)) {
+      need = 3;
+      if (kind == "quotas" && b.namespace_() != "*") continue;
+    }
     if (rank >= need) return true;
+  }
+  for (const auto& g : custom) {
+    if ((g.ns == "*" || g.ns == ns) && g.Permits(verb, kind)) return true;
   }
   return false;
 }
 
-std::vector<std::string> Principal::ReadableNamespaces() const {
+std::vector<std::string> Principal::ReadableNamespaces(const std::string& kind) const {
   std::vector<std::string> out;
   for (const auto& b : bindings) {
     if (b.namespace_() == "*") return {"*"};
     out.push_back(b.namespace_());
+  }
+  for (const auto& g : custom) {
+    if (!kind.empty() && !g.Permits(Verb::kList, kind) && !g.Permits(Verb::kWatch, kind)) continue;
+    if (g.ns == "*") return {"*"};
+    if (std::find(out.begin(), out.end(), g.ns) == out.end()) out.push_back(g.ns);
   }
   return out;
 }
@@ -346,7 +373,34 @@ StatusOr<Principal> Authenticator::Authenticate(const std::string& header) const
   if (header.compare(0, kBearer.size(), kBearer) != 0) {
     return absl::UnauthenticatedError("Authorization header is not a Bearer token");
   }
-  std::string token = Strip(header.substr(kBearer.size()));
+  std::string purpose;
+  PHOTON_ASSIGN_OR_RETURN(Principal p, Verify(Strip(header.substr(kBearer.size())), &purpose));
+  if (purpose == "refresh") {
+    return absl::UnauthenticatedError("token " + p.token_id +
+                                      " is a refresh token: exchange it at /v1/auth/refresh");
+  }
+  if ((purpose == "access" || purpose == "serviceaccount") && resolver_) {
+    PHOTON_RETURN_IF_ERROR(resolver_(&p));
+  }
+  return p;
+}
+
+StatusOr<Principal> Authenticator::VerifyRefresh(const std::string& token) const {
+  std::string purpose;
+  PHOTON_ASSIGN_OR_RETURN(Principal p, Verify(Strip(token), &purpose));
+  if (purpose != "refresh") return absl::UnauthenticatedError("not a refresh token");
+  return p;
+}
+
+Status Authenticator::RevokePrincipal(const std::string& principal, const std::string& purpose) {
+  if (!purpose.empty()) return RevokeAll(purpose, principal, "");
+  for (const char* p : {"access", "refresh", "serviceaccount", "user"}) {
+    PHOTON_RETURN_IF_ERROR(RevokeAll(p, principal, ""));
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<Principal> Authenticator::Verify(const std::string& token, std::string* purpose) const {
   // pct_<16 hex id>_<48 hex secret>
   if (token.size() != 4 + 16 + 1 + 48 || token.compare(0, 4, "pct_") != 0 || token[20] != '_') {
     return absl::UnauthenticatedError("invalid token");
@@ -369,6 +423,7 @@ StatusOr<Principal> Authenticator::Authenticate(const std::string& header) const
   Principal p;
   p.name = t.principal();
   p.token_id = id;
+  *purpose = t.purpose();
   p.bindings.assign(t.bindings().begin(), t.bindings().end());
   return p;
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,10 +26,24 @@ namespace photon::server {
 
 enum class Verb { kGet, kList, kWatch, kCreate, kUpdate, kUpdateStatus, kDelete, kAction, kAdmin };
 
+// A custom role granted in one namespace ("*": every namespace) by a role binding
+// (server/identity). Immutable once made; shared by every principal it applies to.
+struct CustomGrant {
+  std::string ns;
+  std::string role;
+  // The verbs (bit 1 << Verb) the role allows per kind plural; kind "*" covers every kind.
+  std::shared_ptr<const std::map<std::string, uint32_t>> verbs;
+  bool Permits(Verb verb, const std::string& kind) const;
+};
+
 struct Principal {
   std::string name;
   std::string token_id;
   std::vector<auth::RoleBinding> bindings;
+  // Users, groups and service accounts: the custom roles their role bindings grant (the
+  // built-in roles they grant are in `bindings`), and the user's groups.
+  std::vector<CustomGrant> custom;
+  std::vector<std::string> groups;
 
   bool IsAdmin() const;
   // The node an agent credential belongs to; empty for every other principal.
@@ -36,8 +51,9 @@ struct Principal {
   // True if the principal may do `verb` on `kind` (plural) in `ns`. For agents this is the
   // kind-level half of their scope; CheckAgentScope is the object-level half.
   bool Allowed(Verb verb, const std::string& kind, const std::string& ns) const;
-  // Namespaces the principal may read; {"*"} means all.
-  std::vector<std::string> ReadableNamespaces() const;
+  // Namespaces the principal may read (`kind`: of that kind; empty: of some kind); {"*"}
+  // means all.
+  std::vector<std::string> ReadableNamespaces(const std::string& kind = "") const;
 };
 
 // The object-level half of an agent's scope: a Node only if it is the agent's own, and status
@@ -77,8 +93,23 @@ class Authenticator {
   // valid token, and a fresh join.token (with the join TTL) likewise.
   Status Bootstrap();
   // Parses "Bearer <token>" and returns who it is; UNAUTHENTICATED otherwise, naming why
-  // (unknown, expired at ..., revoked at ...).
+  // (unknown, expired at ..., revoked at ...). A refresh token is no bearer token.
   StatusOr<Principal> Authenticate(const std::string& authorization_header) const;
+  // Completes the principal of a login or service account token (purpose "access" or
+  // "serviceaccount") from the role bindings; an error refuses the token (user deleted).
+  // Set before the API serves.
+  using Resolver = std::function<Status(Principal*)>;
+  void SetResolver(Resolver resolver) { resolver_ = std::move(resolver); }
+  // A token without bindings of its own (login access and refresh tokens, service account
+  // tokens): their grants come from the resolver. Returns its full text.
+  StatusOr<std::string> MintSession(const std::string& principal, const std::string& purpose,
+                                    std::chrono::seconds ttl) {
+    return Mint(principal, {}, purpose, ttl);
+  }
+  // Who holds a live refresh token (purpose "refresh"); UNAUTHENTICATED otherwise.
+  StatusOr<Principal> VerifyRefresh(const std::string& token) const;
+  // Revokes every live token of `principal` with `purpose` (all purposes when empty).
+  Status RevokePrincipal(const std::string& principal, const std::string& purpose = "");
   // For a principal holding the join role: creates the agent token of `node` and revokes the
   // node's earlier agent tokens. ALREADY_EXISTS (409) while another live agent holds the node.
   StatusOr<std::string> Join(const Principal& who, const std::string& node);
@@ -95,6 +126,8 @@ class Authenticator {
   // OK if the token text in `path` is a live token of `purpose`.
   bool FileHoldsLiveToken(const std::string& path, const std::string& purpose) const;
   Status NodeHeldByLiveAgent(const std::string& node) const;
+  // The stored token behind "pct_..." text, checked live; the token's purpose in `purpose`.
+  StatusOr<Principal> Verify(const std::string& token, std::string* purpose) const;
 
   store::Store* store_;
   AuthOptions options_;
@@ -102,6 +135,7 @@ class Authenticator {
   std::mutex rotate_mu_;  // one rotation at a time: two would revoke each other's token
   mutable std::mutex mu_;
   std::map<std::string, auth::Token> tokens_;  // by id
+  Resolver resolver_;
 };
 
 }  // namespace photon::server

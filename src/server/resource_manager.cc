@@ -499,7 +499,7 @@ StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo&
     PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kList, kind, ns));
     PHOTON_RETURN_IF_ERROR(ValidateName("namespace", ns));
   } else {
-    readable = who.ReadableNamespaces();
+    readable = who.ReadableNamespaces(kind.plural);
     if (readable.empty()) return Authorize(who, Verb::kList, kind, "*");
     // The kind too: an agent reads some kinds only (and nodes only by name).
     PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kList, kind, readable[0]));
@@ -550,7 +550,7 @@ StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& 
   if (!ns.empty()) {
     PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kWatch, kind, ns));
   } else {
-    readable = who.ReadableNamespaces();
+    readable = who.ReadableNamespaces(kind.plural);
     if (readable.empty()) return Authorize(who, Verb::kWatch, kind, "*");
     // The kind too: an agent reads some kinds only (and nodes only by name).
     PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kWatch, kind, readable[0]));

@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "photon/service.pb.h"
+#include "server/identity/identity_api.h"
 #include "server/object_util.h"
 
 namespace photon::server {
@@ -109,6 +110,8 @@ HttpResponse RestGateway::Handle(HttpRequest& req) {
   } else if (req.path == "/metrics") {
     resp = HttpResponse::Text(200, metrics_->Render());
     resp.content_type = "text/plain; version=0.0.4";
+  } else if (auto pub = identity_ ? identity_->HandlePublic(req) : std::nullopt) {
+    resp = std::move(*pub);  // login, refresh, logout: no bearer token yet
   } else {
     auto who = auth_->Authenticate(req.Header("authorization"));
     if (!who.ok()) {
@@ -164,6 +167,7 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
   auto parts = SplitPath(req.path);
   if (parts.empty() || parts[0] != "v1")
     return ErrorResponse(absl::NotFoundError("no route for " + req.path));
+  if (auto r = identity_ ? identity_->Handle(req, who, parts) : std::nullopt) return *r;
   if (parts.size() >= 4 && parts[1] == "namespaces") return Namespaced(req, who, parts);
   return Cluster(req, who, parts);
 }

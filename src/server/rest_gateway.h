@@ -9,10 +9,16 @@
 
 namespace photon::server {
 
+namespace identity {
+class IdentityApi;
+}
+
 class RestGateway {
  public:
   RestGateway(ResourceManager* resources, Authenticator* auth, MetricsRegistry* metrics);
   HttpResponse Handle(HttpRequest& req);
+  // Identity's routes (login, users, roles, ...); set before serving.
+  void SetIdentity(identity::IdentityApi* identity) { identity_ = identity; }
 
  private:
   // Route, and the audit record of a mutating call that reached no verb of the resource
@@ -44,6 +50,7 @@ class RestGateway {
 
   ResourceManager* resources_;
   Authenticator* auth_;
+  identity::IdentityApi* identity_ = nullptr;
   MetricsRegistry* metrics_;
 };
 

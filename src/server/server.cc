@@ -16,6 +16,7 @@
 #include "server/auth.h"
 #include "server/controllers.h"
 #include "server/grpc_service.h"
+#include "server/identity/identity_api.h"
 #include "server/housekeeper.h"
 #include "server/providers/service_controller.h"
 #include "server/resource_manager.h"
@@ -84,6 +85,9 @@ class ServerImpl : public Server {
                     .join_token_ttl = std::chrono::seconds(options_.join_token_ttl_s),
                     .node_down_after = std::chrono::milliseconds(options_.node_down_after_ms)});
     PHOTON_RETURN_IF_ERROR(auth_->Load());
+    directory_ = std::make_unique<identity::Directory>(store_.get(), auth_.get());
+    PHOTON_RETURN_IF_ERROR(directory_->Load());
+    auth_->SetResolver([d = directory_.get()](Principal* p) { return d->Resolve(p); });
     // First start: admin.token and join.token (0600); later starts replace either if it no
     // longer holds a valid token (lost, revoked, or an expired join token).
     PHOTON_RETURN_IF_ERROR(auth_->Bootstrap());
@@ -136,6 +140,9 @@ class ServerImpl : public Server {
     ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
     ops_->Start();
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
+    identity_api_ =
+        std::make_unique<identity::IdentityApi>(directory_.get(), auth_.get(), resources_.get());
+    rest_->SetIdentity(identity_api_.get());
     HttpServerOptions http;
     http.listen = options_.listen;
     http.threads =
@@ -204,6 +211,8 @@ class ServerImpl : public Server {
   MetricsRegistry metrics_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<identity::Directory> directory_;
+  std::unique_ptr<identity::IdentityApi> identity_api_;
   std::unique_ptr<WatchCache> cache_;
   std::unique_ptr<ResourceManager> resources_;
   std::unique_ptr<Controllers> controllers_;
