@@ -236,5 +236,71 @@ class TokenCliTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
 
+class IdentityCliTest(unittest.TestCase):
+    """photon login --user (the password from standard input, never the command line) and
+    photon auth can-i / whoami, on a server of their own."""
+    setUpClass = classmethod(CliTest.setUpClass.__func__)
+    tearDownClass = classmethod(CliTest.tearDownClass.__func__)
+    photon = CliTest.photon
+
+    def api(self, method, path, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
+                                     data=json.dumps(body).encode(),
+                                     headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+
+    def test_password_login_and_can_i(self):
+        password = "cli user's secret"
+        self.assertEqual(self.api("POST", "/v1/users", {"metadata": {"name": "gina"},
+                                                        "spec": {"password": password}}), 201)
+        self.assertEqual(self.api("POST", "/v1/roles", {
+            "metadata": {"name": "starter"},
+            "spec": {"rules": [{"verbs": ["create", "get", "list"],
+                                "kinds": ["computeinstances"]}]}}), 201)
+        self.assertEqual(self.api("POST", "/v1/rolebindings", {
+            "metadata": {"name": "gina-dev"},
+            "spec": {"namespace": "dev", "role": "starter", "subjects": ["user:gina"]}}), 201)
+        # The password is never an argument.
+        r = self.photon("login", "--user", "gina", "--password", password, token=False)
+        self.assertNotEqual(r.returncode, 0)
+        r = self.photon("login", "--user", "gina", token=False, stdin="wrong password\n")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("invalid user or password", r.stderr)
+        r = self.photon("login", "--user", "gina", token=False, stdin=password + "\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        cfg_path = os.path.join(self.home, ".config/photon/config.json")
+        self.assertEqual(os.stat(cfg_path).st_mode & 0o777, 0o600)
+        with open(cfg_path) as f:
+            text = f.read()
+        self.assertNotIn(password, text)
+        cfg = json.loads(text)
+        self.assertTrue(cfg["token"].startswith("pct_"))
+        self.assertTrue(cfg["refresh_token"].startswith("pct_"))
+        r = self.photon("auth", "whoami", token=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("user:gina", r.stdout)
+        self.assertIn("starter in dev", r.stdout)
+        r = self.photon("auth", "can-i", "create", "computeinstances", "-n", "dev", token=False)
+        self.assertEqual((r.returncode, r.stdout), (0, "yes\n"), r.stderr)
+        r = self.photon("auth", "can-i", "delete", "computeinstances", "-n", "dev", token=False)
+        self.assertEqual((r.returncode, r.stdout), (1, "no\n"), r.stderr)
+        r = self.photon("auth", "can-i", "create", "computeinstances", "-n", "prod", token=False)
+        self.assertEqual((r.returncode, r.stdout), (1, "no\n"), r.stderr)
+        r = self.photon("auth", "can-i", "fly", "computeinstances", token=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("verb", r.stderr)
+        r = self.photon("list", "computeinstances", "-n", "dev", token=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # A refused access token (expired; here spoilt) is replaced through the refresh token.
+        cfg["token"] = cfg["token"][:-4] + "0000"
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        r = self.photon("list", "computeinstances", "-n", "dev", token=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(cfg_path) as f:
+            self.assertNotEqual(json.load(f)["refresh_token"], cfg["refresh_token"])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

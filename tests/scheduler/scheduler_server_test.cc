@@ -229,8 +229,14 @@ TEST_F(SchedulerServerTest, HardAntiAffinityWithTooFewRacksPlacesNothing) {
   for (int i = 0; i < 3; ++i) {
     auto ci = Instance("db-" + std::to_string(i));
     EXPECT_EQ(ci["metadata"]["agentId"], "");
-    EXPECT_EQ(ci["status"]["phase"], "PENDING");
+    EXPECT_EQ(ci["status"]["phase"], "ERROR");
   }
+  // The service is in ERROR and says why (seed 003: no node for a hard constraint → Error).
+  ASSERT_TRUE(WaitFor([&] { return Get("regionservices", "db")["status"]["phase"] == "ERROR"; }))
+      << Get("regionservices", "db").dump();
+  EXPECT_NE(Get("regionservices", "db")["status"]["message"].get<std::string>().find(want),
+            std::string::npos)
+      << Get("regionservices", "db").dump();
   // A third rack unblocks the whole group.
   nodes_.push_back(
       std::make_unique<SimNode>(s_, "node-9-0", json{{"zone", "z0"}, {"rack_az", "rack-9"}}));
@@ -243,6 +249,40 @@ TEST_F(SchedulerServerTest, HardAntiAffinityWithTooFewRacksPlacesNothing) {
     }
     return racks.size() == 3;
   }));
+}
+
+// The same spec reached by scaling up ends as it does when created: the member that cannot be
+// placed and the service are in ERROR with the same reason; the placed members stay.
+TEST_F(SchedulerServerTest, HardAntiAffinityScaleUpBeyondTheRacksIsAnErrorLikeCreate) {
+  AddNodes(2, 2);
+  Create(
+      "regionservices",
+      RegionService("kv", 2, {{"antiAffinity", {{{"topologyKey", "rack_az"}, {"hard", true}}}}}));
+  ASSERT_TRUE(WaitFor([&] { return !AgentOf("kv-0").empty() && !AgentOf("kv-1").empty(); }));
+  const std::string path = "/v1/namespaces/default/regionservices/kv";
+  Update(path, [](json& j) { j["spec"]["replicas"] = 3; });
+  const std::string want =
+      "hard anti-affinity on rack_az: 3 replicas but only 2 rack_az domains among eligible nodes";
+  ASSERT_TRUE(WaitFor([&] {
+    auto ci = Instance("kv-2");
+    return !ci.is_null() && ci["status"]["phase"] == "ERROR" && ci["status"]["message"] == want;
+  })) << Instance("kv-2").dump();
+  EXPECT_EQ(AgentOf("kv-2"), "");
+  ASSERT_TRUE(WaitFor([&] { return Get("regionservices", "kv")["status"]["phase"] == "ERROR"; }))
+      << Get("regionservices", "kv").dump();
+  EXPECT_NE(
+      Get("regionservices", "kv")["status"]["message"].get<std::string>().find("kv-2: " + want),
+      std::string::npos)
+      << Get("regionservices", "kv").dump();
+  EXPECT_FALSE(AgentOf("kv-0").empty());
+  EXPECT_FALSE(AgentOf("kv-1").empty());
+  // A third rack places it.
+  nodes_.push_back(
+      std::make_unique<SimNode>(s_, "node-9-0", json{{"zone", "z0"}, {"rack_az", "rack-9"}}));
+  ASSERT_TRUE(WaitFor([&] {
+    auto a = AgentOf("kv-2");
+    return !a.empty() && RackOf(a) == "9";
+  })) << Instance("kv-2").dump();
 }
 
 TEST_F(SchedulerServerTest, EmptyClusterVerdictAtCreateThenPlacedWhenANodeJoins) {

@@ -324,11 +324,11 @@ TEST(PipelineTest, HardAntiAffinityTooFewRacksFailsTheGroup) {
   EXPECT_EQ(s.CheckGroup(r),
             "hard anti-affinity on rack_az: 3 replicas but only 2 rack_az domains among "
             "eligible nodes");
-  // Placed one by one regardless, the third is refused with the same reason.
+  // Placed one by one regardless (a scale-up), the third is an ERROR with the same reason.
   ASSERT_EQ(s.Place(r).kind, Decision::Kind::kPlaced);
   ASSERT_EQ(s.Place(r).kind, Decision::Kind::kPlaced);
   auto d = s.Place(r);
-  EXPECT_EQ(d.kind, Decision::Kind::kPending);
+  EXPECT_EQ(d.kind, Decision::Kind::kError);
   EXPECT_NE(d.reason.find("hard anti-affinity on rack_az: 3 replicas but only 2"),
             std::string::npos)
       << d.reason;

@@ -125,10 +125,13 @@ void SetServiceStatus(const compute::RegionService& rs, const RegionServiceMembe
                       const Indexed& kept, int replicas, bool created_any,
                       const std::string& create_error, compute::RegionService* next) {
   int running = 0, errors = 0;
+  std::string first_error;  // "<member>: <its reason>", the service's ERROR names it
   for (const auto& [idx, n] : kept) {
-    const auto phase = view.live.at(n)->status().phase();
-    if (phase == resource::ResourceStatus::RUNNING) ++running;
-    if (phase == resource::ResourceStatus::ERROR) ++errors;
+    const auto& st = view.live.at(n)->status();
+    if (st.phase() == resource::ResourceStatus::RUNNING) ++running;
+    if (st.phase() == resource::ResourceStatus::ERROR && errors++ == 0) {
+      first_error = n + ": " + st.message();
+    }
   }
   std::string msg = std::to_string(running) + "/" + std::to_string(replicas) + " replicas running";
   resource::ResourceStatus::Phase phase;
@@ -138,7 +141,7 @@ void SetServiceStatus(const compute::RegionService& rs, const RegionServiceMembe
     msg = create_error;
   } else if (errors > 0) {
     phase = resource::ResourceStatus::ERROR;
-    msg += ", " + std::to_string(errors) + " in ERROR";
+    msg += ", " + std::to_string(errors) + " in ERROR (" + first_error + ")";
   } else if (running == replicas && static_cast<int>(kept.size()) == replicas) {
     phase = resource::ResourceStatus::RUNNING;  // Active
   } else if (rs.status().phase() == resource::ResourceStatus::RUNNING ||

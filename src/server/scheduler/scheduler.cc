@@ -90,7 +90,11 @@ Decision Scheduler::Place(const Request& req) {
       d.reason = why;
       return d;
     }
-    d.kind = Decision::Kind::kPending;
+    // Seed 003: a hard (anti-)affinity that leaves no node is an ERROR, not a wait. That is
+    // the case when nodes with room were turned away by the constraint itself.
+    const bool hard = rejects[static_cast<int>(Reject::kHardAntiAffinity)] > 0 ||
+                      rejects[static_cast<int>(Reject::kHardAffinity)] > 0;
+    d.kind = hard ? Decision::Kind::kError : Decision::Kind::kPending;
     d.reason = Explain(c, rejects);
     return d;
   }

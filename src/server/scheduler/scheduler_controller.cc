@@ -297,7 +297,9 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
       auto gc = group_check.find(group);
       if (gc == group_check.end()) gc = group_check.emplace(group, sched.CheckGroup(req)).first;
       if (!gc->second.empty()) {
-        d.kind = scheduler::Decision::Kind::kPending;
+        // The group's hard anti-affinity can never be met here: ERROR for every member not
+        // placed yet, at create and at scale-up alike (retried when the nodes change).
+        d.kind = scheduler::Decision::Kind::kError;
         d.reason = gc->second;
       } else {
         d = sched.Place(req);
