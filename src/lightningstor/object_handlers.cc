@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "lightningstor/body_readers.h"
+#include "lightningstor/checksum.h"
 #include "lightningstor/object_attrs.h"
 #include "lightningstor/object_conditions.h"
 #include "lightningstor/s3_error.h"
@@ -66,7 +67,8 @@ Status S3Service::ObjectAttributes(const http::Request& req,
 }
 
 StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
-                                             std::map<std::string, std::string>* checksums) {
+                                             std::map<std::string, std::string>* checksums,
+                                             CtrCipher* cipher, std::string* plain_md5) {
   const http::Request& req = r.http;
   const std::string& mode = r.auth.payload_hash;
   bool aws_chunked = mode.rfind("STREAMING-", 0) == 0;
@@ -109,6 +111,8 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
     }
   }
   auto writer = blobs_->NewWriter(config_.inline_max_bytes, force_file);
+  std::optional<Digest> plain;
+  if (cipher) plain.emplace(Digest::Kind::kMd5);
   uint64_t total = 0;
   while (true) {
     // Received straight into the writer's block: no copy between socket and disk buffer.
@@ -121,6 +125,10 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
                      "Your proposed upload exceeds the maximum allowed object size.");
     }
     if (!sums.empty()) sums.Update(space.first, n);
+    if (cipher) {
+      plain->Update(space.first, n);
+      cipher->Apply(space.first, n);
+    }
     PHOTON_RETURN_IF_ERROR(writer->Commit(n));
   }
   r.bytes_in += total;
@@ -132,7 +140,8 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
   static const std::map<std::string, std::string> kNoTrailers;
   PHOTON_RETURN_IF_ERROR(sums.Verify(chunked ? chunked->trailers() : kNoTrailers, checksums));
   PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, writer->Finish());
-  if (!content_md5.empty() && content_md5 != blob.md5) {
+  if (cipher) *plain_md5 = plain->Finish();
+  if (!content_md5.empty() && content_md5 != (cipher ? *plain_md5 : blob.md5)) {
     if (!blob.is_inline) blobs_->Remove(blob.segment.blob_id);
     return S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.");
   }
@@ -169,13 +178,23 @@ StatusOr<http::Response> S3Service::PutObject(S3Request& r) {
   ObjectMeta o;
   RequestMetadata(r.http, &o.content_type, &o.headers);
   PHOTON_RETURN_IF_ERROR(ObjectAttributes(r.http, &o.headers));
+  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
+  PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
+  std::optional<CtrCipher> cipher;
+  if (!key.data_key.empty()) cipher.emplace(key.data_key, key.iv, 0);
   std::map<std::string, std::string> checksums;
-  PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, ReceiveBody(r, false, &checksums));
+  std::string plain_md5;
+  PHOTON_ASSIGN_OR_RETURN(
+      WrittenBlob blob, ReceiveBody(r, false, &checksums, cipher ? &*cipher : nullptr, &plain_md5));
   o.bucket = r.bucket;
   o.key = r.key;
   o.mtime_ms = clock_->NowMillis();
   for (const auto& [k, v] : checksums) o.headers[k] = v;
+  for (const auto& [k, v] : key.headers) o.headers[k] = v;
   FillData(o, blob);
+  // As S3: an SSE-S3 object's ETag is its plaintext's MD5; an SSE-C object's is not (it would
+  // tell the plaintext to anyone who may list), it is the stored bytes' MD5.
+  if (sse.mode == SseRequest::Mode::kS3) o.etag = HexEncode(plain_md5);
   std::string etag = o.etag;
   std::string blob_id = o.segments.empty() ? "" : o.segments[0].blob_id;
   auto result = meta_->PutObject(std::move(o), WriteConditions(r.http, false));
@@ -188,6 +207,9 @@ StatusOr<http::Response> S3Service::PutObject(S3Request& r) {
   resp.AddHeader("ETag", QuoteEtag(etag));
   if (result->version_id != "null") resp.AddHeader("x-amz-version-id", result->version_id);
   for (const auto& [k, v] : checksums) resp.AddHeader(k, v);
+  for (const auto& [k, v] : SseKeys::ResponseHeaders(key.headers)) resp.AddHeader(k, v);
+  if (sse.mode == SseRequest::Mode::kCustomer)
+    resp.AddHeader("x-amz-server-side-encryption-customer-key-MD5", sse.key_md5_b64);
   return resp;
 }
 
@@ -208,6 +230,9 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
   std::string bucket = source.substr(0, slash), key = source.substr(slash + 1);
   PHOTON_RETURN_IF_ERROR(RequireBucket(bucket).status());
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(bucket, key, version_id));
+  if (SseKeys::IsEncrypted(o.headers)) {
+    return S3Error("NotImplemented", "lightningstor does not copy server-side encrypted objects");
+  }
   PHOTON_RETURN_IF_ERROR(CheckConditions(r.http, o, "x-amz-copy-source-", true));
   return o;
 }
@@ -310,6 +335,12 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
     if (acl == o.headers.end() || !AclIsPublic(acl->second))
       return S3Error("AccessDenied", "Access Denied");
   }
+  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
+  if (sse.mode == SseRequest::Mode::kS3) {
+    return S3Error("InvalidArgument",
+                   "x-amz-server-side-encryption is not taken by GET or HEAD requests");
+  }
+  PHOTON_ASSIGN_OR_RETURN(SseKeys::ReadKey key, sse_.ForRead(o.headers, sse));
   Status conditions = CheckConditions(r.http, o, "", false);
   if (S3Code(conditions) == "NotModified") {
     http::Response resp;
@@ -356,6 +387,9 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
       out_headers[h] = value;
     }
   }
+  for (const auto& [k, v] : SseKeys::ResponseHeaders(o.headers)) out_headers[k] = v;
+  if (sse.mode == SseRequest::Mode::kCustomer)
+    out_headers["x-amz-server-side-encryption-customer-key-MD5"] = sse.key_md5_b64;
   for (auto& [k, v] : out_headers) resp.AddHeader(k, v);
   if (head) {
     resp.head_only = true;
@@ -363,6 +397,8 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
     return resp;
   }
   r.bytes_out += length;
+  if (!key.data_key.empty())
+    return EncryptedBody(std::move(resp), std::move(o), key, start, length);
   if (length <= kBlockSize) {
     // Small: read (and verify) before the head goes out, so bit rot is a clean 500.
     resp.body.reserve(length);
@@ -377,6 +413,38 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   resp.stream = [blobs, o = std::move(o), start, length](const http::BodySink& sink,
                                                          const http::FileSink* file) {
     Status st = blobs->Read(o, start, length, sink, file);
+    if (!st.ok()) spdlog::warn("GET {}/{} aborted: {}", o.bucket, o.key, std::string(st.message()));
+    return st;
+  };
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::EncryptedBody(http::Response resp, ObjectMeta o,
+                                                  const SseKeys::ReadKey& key, uint64_t start,
+                                                  uint64_t length) {
+  // Decrypted as it is read: the stored bytes are verified (CRC) first, then the keystream
+  // from `start` applied; never sendfile, the page cache holds ciphertext.
+  auto cipher = std::make_shared<CtrCipher>(key.data_key, key.iv, start);
+  if (length <= kBlockSize) {
+    resp.body.reserve(length);
+    PHOTON_RETURN_IF_ERROR(blobs_->Read(o, start, length, [&](const char* p, size_t n) {
+      size_t at = resp.body.size();
+      resp.body.append(p, n);
+      cipher->Apply(resp.body.data() + at, n);
+      return absl::OkStatus();
+    }));
+    return resp;
+  }
+  resp.stream_length = length;
+  const BlobStore* blobs = blobs_;
+  resp.stream = [blobs, o = std::move(o), start, length, cipher](const http::BodySink& sink,
+                                                                 const http::FileSink*) {
+    std::string buf;
+    Status st = blobs->Read(o, start, length, [&](const char* p, size_t n) {
+      buf.assign(p, n);
+      cipher->Apply(buf.data(), n);
+      return sink(buf.data(), n);
+    });
     if (!st.ok()) spdlog::warn("GET {}/{} aborted: {}", o.bucket, o.key, std::string(st.message()));
     return st;
   };

@@ -55,10 +55,14 @@ bool IsImplementedSubresource(const std::string& name, bool object) {
 // Request headers asking for things lightningstor does not do: refused, never ignored.
 Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op) {
   for (const auto& [name, value] : req.headers) {
-    if (name.rfind("x-amz-server-side-encryption", 0) == 0 ||
+    // PUT, GET and HEAD take SSE-S3 and SSE-C (sse.h); other operations do not encrypt.
+    bool sse_op = op == "PutObject" || op == "GetObject" || op == "HeadObject";
+    if ((name.rfind("x-amz-server-side-encryption", 0) == 0 && !sse_op) ||
         name.rfind("x-amz-copy-source-server-side-encryption", 0) == 0) {
       return S3Error("NotImplemented",
-                     "lightningstor does not implement server-side encryption (" + name + ")");
+                     "lightningstor implements server-side encryption on PutObject, GetObject "
+                     "and HeadObject only (" +
+                         name + " on " + op + ")");
     }
     if (name.rfind("x-amz-object-lock-", 0) == 0 ||
         (name == "x-amz-bucket-object-lock-enabled" && value != "false")) {
@@ -122,7 +126,8 @@ S3Service::S3Service(const Config& config, MetaStore* meta, BlobStore* blobs, Ke
       blobs_(blobs),
       metrics_(metrics),
       clock_(clock),
-      auth_(&config_, keys, clock) {
+      auth_(&config_, keys, clock),
+      sse_(config_.data_dir + "/sse-master.key") {
   bytes_in_ = metrics_->GetCounter("lightningstor_bytes_in_total", "Object bytes received");
   bytes_out_ = metrics_->GetCounter("lightningstor_bytes_out_total", "Object bytes sent");
 }

@@ -16,6 +16,7 @@
 #include "lightningstor/config.h"
 #include "lightningstor/http/message.h"
 #include "lightningstor/meta_store.h"
+#include "lightningstor/sse.h"
 
 namespace photon::lightningstor {
 
@@ -77,6 +78,10 @@ class S3Service {
   StatusOr<http::Response> CopyObject(S3Request& r);
   StatusOr<http::Response> GetObject(S3Request& r, bool head);
   StatusOr<http::Response> DeleteObject(S3Request& r);
+  // The GET answer of an encrypted object: bytes [start, start+length) decrypted.
+  StatusOr<http::Response> EncryptedBody(http::Response resp, ObjectMeta o,
+                                         const SseKeys::ReadKey& key, uint64_t start,
+                                         uint64_t length);
   StatusOr<http::Response> DeleteObjects(S3Request& r);
   StatusOr<http::Response> GetObjectAcl(S3Request& r);
   StatusOr<http::Response> PutObjectAcl(S3Request& r);
@@ -97,9 +102,12 @@ class S3Service {
   StatusOr<http::Response> ListMultipartUploads(S3Request& r);
 
   // Shared helpers (object_handlers.cc).
-  // Streams the (decoded, verified) request body into a new blob.
+  // Streams the (decoded, verified) request body into a new blob. With a cipher, the bytes
+  // are encrypted before they are stored and *plain_md5 is the MD5 of the plaintext (which
+  // Content-MD5 is checked against); blob.md5 is always that of the stored bytes.
   StatusOr<WrittenBlob> ReceiveBody(S3Request& r, bool force_file,
-                                    std::map<std::string, std::string>* checksums);
+                                    std::map<std::string, std::string>* checksums,
+                                    CtrCipher* cipher = nullptr, std::string* plain_md5 = nullptr);
   // Copies bytes [offset, offset+length) of an object into a new blob.
   StatusOr<WrittenBlob> CopyData(const ObjectMeta& source, uint64_t offset, uint64_t length,
                                  bool force_file);
@@ -120,6 +128,7 @@ class S3Service {
   MetricsRegistry* metrics_;
   const Clock* clock_;
   Authenticator auth_;
+  SseKeys sse_;
   Counter* bytes_in_;
   Counter* bytes_out_;
 };

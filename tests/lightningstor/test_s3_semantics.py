@@ -5,6 +5,7 @@ filters by tag / size / And, noncurrent versions and delete markers, and the ref
 Object Lock, grants, storage classes, unknown sub-resources, policies it would not enforce)."""
 import contextlib
 import json
+import os
 import time
 import unittest
 import urllib.error
@@ -272,10 +273,8 @@ class SemanticsTest(unittest.TestCase):
 
     def test_encryption_lock_and_storage_classes_refused(self):
         s3 = self.s3
-        key_c = b"k" * 32
-        for kwargs in ({"ServerSideEncryption": "AES256"},
-                       {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/x"},
-                       {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key_c},
+        for kwargs in ({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/x"},
+                       {"ServerSideEncryption": "aws:kms"},
                        {"StorageClass": "GLACIER"},
                        {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"},
                        {"ObjectLockLegalHoldStatus": "ON"}):
@@ -298,6 +297,89 @@ class SemanticsTest(unittest.TestCase):
             s3.put_bucket_encryption(Bucket="sem", ServerSideEncryptionConfiguration={"Rules": [
                 {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
         self.assertEqual(code(e), "NotImplemented")
+
+    # --- encryption at rest -----------------------------------------------------------------
+
+    def stored_files_contain(self, needle):
+        for root, _, files in os.walk(self.d.data_dir):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    if needle in f.read():
+                        return True
+        return False
+
+    def test_sse_s3(self):
+        s3 = self.s3
+        small = b"SSE-S3-SMALL-PLAINTEXT " * 10
+        big = (b"SSE-S3-BIG-PLAINTEXT-%07d " % 0) + os.urandom(3 * MIB)
+        r = s3.put_object(Bucket="sem", Key="sse-s3-small", Body=small, ServerSideEncryption="AES256")
+        self.assertEqual(r["ServerSideEncryption"], "AES256")
+        self.assertEqual(r["ETag"], '"%s"' % lsd.md5(small))  # the plaintext's MD5, as S3
+        s3.put_object(Bucket="sem", Key="sse-s3-big", Body=big, ServerSideEncryption="AES256")
+        g = s3.get_object(Bucket="sem", Key="sse-s3-small")
+        self.assertEqual(g["Body"].read(), small)
+        self.assertEqual(g["ServerSideEncryption"], "AES256")
+        self.assertEqual(s3.get_object(Bucket="sem", Key="sse-s3-big")["Body"].read(), big)
+        part = s3.get_object(Bucket="sem", Key="sse-s3-big", Range="bytes=1048570-2097160")["Body"].read()
+        self.assertEqual(part, big[1048570:2097161])
+        self.assertEqual(s3.head_object(Bucket="sem", Key="sse-s3-big")["ServerSideEncryption"], "AES256")
+        # At rest: neither the metadata DB (small objects live inline) nor the blob files hold
+        # the plaintext; the master key file is 0600.
+        self.assertFalse(self.stored_files_contain(b"SSE-S3-SMALL-PLAINTEXT"))
+        self.assertFalse(self.stored_files_contain(big[:40]))
+        mode = os.stat(os.path.join(self.d.data_dir, "sse-master.key")).st_mode & 0o777
+        self.assertEqual(mode, 0o600)
+        with self.assertRaises(ClientError) as e:
+            s3.copy_object(Bucket="sem", Key="sse-copy", CopySource="sem/sse-s3-small")
+        self.assertEqual(code(e), "NotImplemented")
+        with self.assertRaises(ClientError) as e:
+            s3.create_multipart_upload(Bucket="sem", Key="sse-mp", ServerSideEncryption="AES256")
+        self.assertEqual(code(e), "NotImplemented")
+        # The data keys survive a restart (the master key file is read back).
+        self.d.stop(cleanup=False)
+        self.d.start()  # on a new port: every test's client follows it
+        SemanticsTest.s3 = self.d.client()
+        self.assertEqual(self.s3.get_object(Bucket="sem", Key="sse-s3-big")["Body"].read(), big)
+
+    def test_sse_c(self):
+        s3 = self.s3
+        key = os.urandom(32)
+        other = os.urandom(32)
+        body = b"SSE-C-PLAINTEXT " + os.urandom(2 * MIB)
+        r = s3.put_object(Bucket="sem", Key="sse-c", Body=body, SSECustomerAlgorithm="AES256",
+                          SSECustomerKey=key)
+        self.assertEqual(r["SSECustomerAlgorithm"], "AES256")
+        self.assertNotEqual(r["ETag"], '"%s"' % lsd.md5(body))
+        small = b"SSE-C-SMALL-PLAINTEXT"
+        s3.put_object(Bucket="sem", Key="sse-c-small", Body=small, SSECustomerAlgorithm="AES256",
+                      SSECustomerKey=key)
+        # Without the key: refused (400); with another key: 403; with it: the bytes.
+        for k in ("sse-c", "sse-c-small"):
+            with self.assertRaises(ClientError) as e:
+                s3.get_object(Bucket="sem", Key=k)
+            self.assertEqual(status(e), 400, k)
+            with self.assertRaises(ClientError) as e:
+                s3.head_object(Bucket="sem", Key=k)
+            self.assertEqual(status(e), 400, k)
+            with self.assertRaises(ClientError) as e:
+                s3.get_object(Bucket="sem", Key=k, SSECustomerAlgorithm="AES256", SSECustomerKey=other)
+            self.assertEqual(status(e), 403, k)
+        g = s3.get_object(Bucket="sem", Key="sse-c", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+        self.assertEqual(g["Body"].read(), body)
+        self.assertEqual(g["SSECustomerAlgorithm"], "AES256")
+        part = s3.get_object(Bucket="sem", Key="sse-c", SSECustomerAlgorithm="AES256", SSECustomerKey=key,
+                             Range="bytes=7-70000")["Body"].read()
+        self.assertEqual(part, body[7:70001])
+        self.assertEqual(s3.get_object(Bucket="sem", Key="sse-c-small", SSECustomerAlgorithm="AES256",
+                                       SSECustomerKey=key)["Body"].read(), small)
+        # A key for an object that is not encrypted with one is refused too.
+        s3.put_object(Bucket="sem", Key="plain", Body=b"p")
+        with self.assertRaises(ClientError) as e:
+            s3.get_object(Bucket="sem", Key="plain", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+        self.assertEqual(status(e), 400)
+        self.assertFalse(self.stored_files_contain(b"SSE-C-PLAINTEXT"))
+        self.assertFalse(self.stored_files_contain(b"SSE-C-SMALL-PLAINTEXT"))
+        self.assertFalse(self.stored_files_contain(key))  # only a salted HMAC of the key
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -1,0 +1,243 @@
+#include "lightningstor/sse.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+
+#include "common/file_util.h"
+#include "common/hex.h"
+#include "lightningstor/checksum.h"
+#include "lightningstor/s3_error.h"
+
+namespace photon::lightningstor {
+namespace {
+
+constexpr const char* kMode = "x-photon-sse";         // "AES256" (SSE-S3) or "SSE-C"
+constexpr const char* kIv = "x-photon-sse-iv";        // base64 16 bytes
+constexpr const char* kWrapped = "x-photon-sse-key";  // base64 nonce(12) ct(32) tag(16)
+constexpr const char* kHmac = "x-photon-ssec-hmac";   // base64 salt(16) ":" hex HMAC-SHA256
+
+std::string Random(size_t n) {
+  std::string out(n, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n));
+  return out;
+}
+
+std::string Hmac(const std::string& key, const std::string& data) {
+  unsigned char out[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+// AES-256-GCM of a data key under the master key: nonce || ciphertext || tag.
+StatusOr<std::string> Wrap(const std::string& master, const std::string& data_key) {
+  std::string nonce = Random(12), ct(data_key.size(), '\0'), tag(16, '\0');
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0;
+  bool ok = EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr,
+                               reinterpret_cast<const unsigned char*>(master.data()),
+                               reinterpret_cast<const unsigned char*>(nonce.data())) == 1 &&
+            EVP_EncryptUpdate(ctx, reinterpret_cast<unsigned char*>(ct.data()), &len,
+                              reinterpret_cast<const unsigned char*>(data_key.data()),
+                              static_cast<int>(data_key.size())) == 1 &&
+            EVP_EncryptFinal_ex(ctx, nullptr, &len) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag.data()) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) return absl::InternalError("SSE: wrapping a data key failed");
+  return nonce + ct + tag;
+}
+
+StatusOr<std::string> Unwrap(const std::string& master, const std::string& wrapped) {
+  if (wrapped.size() != 12 + 32 + 16) return absl::DataLossError("SSE: wrapped key malformed");
+  std::string nonce = wrapped.substr(0, 12), ct = wrapped.substr(12, 32),
+              tag = wrapped.substr(44, 16), key(32, '\0');
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0;
+  bool ok = EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr,
+                               reinterpret_cast<const unsigned char*>(master.data()),
+                               reinterpret_cast<const unsigned char*>(nonce.data())) == 1 &&
+            EVP_DecryptUpdate(ctx, reinterpret_cast<unsigned char*>(key.data()), &len,
+                              reinterpret_cast<const unsigned char*>(ct.data()), 32) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag.data()) == 1 &&
+            EVP_DecryptFinal_ex(ctx, nullptr, &len) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) return absl::DataLossError("SSE: the data key does not unwrap under the master key");
+  return key;
+}
+
+}  // namespace
+
+CtrCipher::CtrCipher(const std::string& key, const std::string& iv, uint64_t offset) {
+  // The counter block is the IV plus the 16-byte block index, big-endian, carried across bytes.
+  unsigned char counter[16];
+  memcpy(counter, iv.data(), 16);
+  uint64_t add = offset / 16;
+  for (int i = 15; i >= 0 && add; --i) {
+    uint64_t sum = counter[i] + (add & 0xFF);
+    counter[i] = static_cast<unsigned char>(sum);
+    add = (add >> 8) + (sum >> 8);
+  }
+  auto* ctx = EVP_CIPHER_CTX_new();
+  EVP_EncryptInit_ex(ctx, EVP_aes_256_ctr(), nullptr,
+                     reinterpret_cast<const unsigned char*>(key.data()), counter);
+  ctx_ = ctx;
+  char skip[16];
+  Apply(skip, offset % 16);
+}
+
+CtrCipher::~CtrCipher() { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_)); }
+
+void CtrCipher::Apply(char* data, size_t n) {
+  auto* p = reinterpret_cast<unsigned char*>(data);
+  while (n > 0) {
+    int chunk = static_cast<int>(std::min<size_t>(n, 1 << 30));
+    int len = 0;
+    EVP_EncryptUpdate(static_cast<EVP_CIPHER_CTX*>(ctx_), p, &len, p, chunk);
+    p += chunk;
+    n -= static_cast<size_t>(chunk);
+  }
+}
+
+StatusOr<SseRequest> ParseSseRequest(const http::Request& req) {
+  SseRequest out;
+  for (const auto& [name, value] : req.headers) {
+    if (name.rfind("x-amz-server-side-encryption-aws-kms", 0) == 0 ||
+        name == "x-amz-server-side-encryption-context" ||
+        name == "x-amz-server-side-encryption-bucket-key-enabled") {
+      return S3Error("NotImplemented", "lightningstor does not implement SSE-KMS (" + name + ")");
+    }
+  }
+  if (req.HasHeader("x-amz-server-side-encryption")) {
+    const std::string& v = req.Header("x-amz-server-side-encryption");
+    if (v.rfind("aws:kms", 0) == 0)
+      return S3Error("NotImplemented", "lightningstor does not implement SSE-KMS");
+    if (v != "AES256")
+      return S3Error("InvalidArgument", "The encryption method specified is not supported");
+    out.mode = SseRequest::Mode::kS3;
+  }
+  bool has_alg = req.HasHeader("x-amz-server-side-encryption-customer-algorithm");
+  bool has_key = req.HasHeader("x-amz-server-side-encryption-customer-key");
+  bool has_md5 = req.HasHeader("x-amz-server-side-encryption-customer-key-md5");
+  if (!has_alg && !has_key && !has_md5) return out;
+  if (out.mode != SseRequest::Mode::kNone) {
+    return S3Error("InvalidArgument",
+                   "Server Side Encryption with Customer provided key is incompatible with the "
+                   "encryption method specified");
+  }
+  if (!has_alg || !has_key || !has_md5) {
+    return S3Error("InvalidArgument",
+                   "Requests specifying Server Side Encryption with Customer provided keys must "
+                   "provide the algorithm, the key and the key's MD5.");
+  }
+  if (req.Header("x-amz-server-side-encryption-customer-algorithm") != "AES256")
+    return S3Error("InvalidArgument", "The encryption algorithm specified is not supported");
+  std::string md5;
+  if (!Base64Decode(req.Header("x-amz-server-side-encryption-customer-key"), &out.customer_key) ||
+      out.customer_key.size() != 32) {
+    return S3Error("InvalidArgument", "The secret key was invalid for the specified algorithm.");
+  }
+  out.key_md5_b64 = req.Header("x-amz-server-side-encryption-customer-key-md5");
+  if (!Base64Decode(out.key_md5_b64, &md5) || md5 != Md5Raw(out.customer_key)) {
+    return S3Error("InvalidArgument",
+                   "The calculated MD5 hash of the key did not match the hash that was provided.");
+  }
+  out.mode = SseRequest::Mode::kCustomer;
+  return out;
+}
+
+StatusOr<std::string> SseKeys::MasterKey() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!master_.empty()) return master_;
+  auto existing = ReadFile(path_);
+  if (existing.ok()) {
+    if (existing->size() != 32)
+      return absl::DataLossError("SSE master key " + path_ + " is not 32 bytes");
+    chmod(path_.c_str(), 0600);
+    master_ = *existing;
+    return master_;
+  }
+  std::string key = Random(32);
+  PHOTON_RETURN_IF_ERROR(WriteFileAtomic(path_, key, 0600));
+  master_ = key;
+  return master_;
+}
+
+StatusOr<SseKeys::NewKey> SseKeys::ForWrite(const SseRequest& sse) {
+  NewKey out;
+  if (sse.mode == SseRequest::Mode::kNone) return out;
+  out.iv = Random(16);
+  out.headers[kIv] = Base64Encode(out.iv);
+  if (sse.mode == SseRequest::Mode::kS3) {
+    PHOTON_ASSIGN_OR_RETURN(std::string master, MasterKey());
+    out.data_key = Random(32);
+    PHOTON_ASSIGN_OR_RETURN(std::string wrapped, Wrap(master, out.data_key));
+    out.headers[kMode] = "AES256";
+    out.headers[kWrapped] = Base64Encode(wrapped);
+  } else {
+    out.data_key = sse.customer_key;
+    std::string salt = Random(16);
+    out.headers[kMode] = "SSE-C";
+    out.headers[kHmac] = Base64Encode(salt) + ":" + HexEncode(Hmac(sse.customer_key, salt));
+  }
+  return out;
+}
+
+StatusOr<SseKeys::ReadKey> SseKeys::ForRead(const std::map<std::string, std::string>& stored,
+                                            const SseRequest& sse) {
+  auto mode = stored.find(kMode);
+  auto iv = stored.find(kIv);
+  ReadKey out;
+  if (mode == stored.end()) {
+    if (sse.mode == SseRequest::Mode::kCustomer) {
+      return S3Error("InvalidRequest",
+                     "The encryption parameters are not applicable to this object.");
+    }
+    return out;
+  }
+  if (iv == stored.end() || !Base64Decode(iv->second, &out.iv) || out.iv.size() != 16)
+    return absl::DataLossError("SSE: stored IV malformed");
+  if (mode->second == "AES256") {
+    if (sse.mode == SseRequest::Mode::kCustomer) {
+      return S3Error("InvalidRequest",
+                     "The encryption parameters are not applicable to this object.");
+    }
+    auto wrapped = stored.find(kWrapped);
+    std::string raw;
+    if (wrapped == stored.end() || !Base64Decode(wrapped->second, &raw))
+      return absl::DataLossError("SSE: stored key malformed");
+    PHOTON_ASSIGN_OR_RETURN(std::string master, MasterKey());
+    PHOTON_ASSIGN_OR_RETURN(out.data_key, Unwrap(master, raw));
+    return out;
+  }
+  if (sse.mode != SseRequest::Mode::kCustomer) {
+    return S3Error("InvalidRequest",
+                   "The object was stored using a form of Server Side Encryption. The correct "
+                   "parameters must be provided to retrieve the object.");
+  }
+  auto hmac = stored.find(kHmac);
+  std::string salt;
+  size_t colon = hmac == stored.end() ? std::string::npos : hmac->second.find(':');
+  if (colon == std::string::npos || !Base64Decode(hmac->second.substr(0, colon), &salt))
+    return absl::DataLossError("SSE-C: stored key HMAC malformed");
+  if (HexEncode(Hmac(sse.customer_key, salt)) != hmac->second.substr(colon + 1))
+    return S3Error("AccessDenied", "Access Denied");
+  out.data_key = sse.customer_key;
+  return out;
+}
+
+std::map<std::string, std::string> SseKeys::ResponseHeaders(
+    const std::map<std::string, std::string>& stored) {
+  auto mode = stored.find(kMode);
+  if (mode == stored.end()) return {};
+  if (mode->second == "AES256") return {{"x-amz-server-side-encryption", "AES256"}};
+  return {{"x-amz-server-side-encryption-customer-algorithm", "AES256"}};
+}
+
+bool SseKeys::IsEncrypted(const std::map<std::string, std::string>& stored) {
+  return stored.count(kMode) > 0;
+}
+
+}  // namespace photon::lightningstor
