@@ -58,6 +58,39 @@ CFG
 stop_daemon() { kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true; }
 rss_mib() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
+# nginx (nginx-light) serving directory $1 on a free loopback port, checked by fetching the file
+# $2: sets NGINX_PORT and NGINX.
+start_nginx() {
+  local root="$1" probe="$2"
+  mkdir -p "$WORK/nginx"
+  chmod 755 "$WORK" "$root"  # nginx workers drop root and must reach the files
+  NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > "$WORK/nginx/nginx.conf" <<NGX
+worker_processes 2;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 1000000;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  server { listen 127.0.0.1:$NGINX_PORT; root $root; }
+}
+NGX
+  nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+  NGINX=$!
+  PIDS+=("$NGINX")
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/$probe" && break; sleep 0.05; done
+  curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/$probe" || { echo "nginx did not serve:" >&2; cat "$WORK/nginx/error.log" >&2; exit 1; }
+}
+stop_nginx() { kill "$NGINX"; wait "$NGINX" 2>/dev/null || true; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== lightningstor benchmark ($(nproc) cores, data in $WORK, drop caches: $(can_drop))"
@@ -72,6 +105,10 @@ for i in $(seq "$ROUNDS"); do
   rm -f "$WORK/dd.bin"
 done
 DD_W=$(median < "$WORK/dd_write"); DD_R=$(median < "$WORK/dd_read")
+# The other bound of a single PUT: its ETag is the body's MD5, one core's MD5 rate on 1 MiB blocks.
+MD5_MBPS=$(openssl speed -evp md5 -bytes 1048576 -seconds 3 2>/dev/null |
+  awk '/^md5/{v=$NF; sub(/k$/, "", v); printf "%.1f", v / 1000}')
+PUT_BOUND=$(awk -v a="$DD_W" -v b="$MD5_MBPS" 'BEGIN { print (a < b ? a : b) }')
 
 # ---- lightningstor: large objects ------------------------------------------------------------
 start_daemon "$WORK/data"
@@ -86,14 +123,35 @@ for i in $(seq 0 $((ROUNDS - 1))); do
   drop_caches
   "$LOAD" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 >> "$WORK/get_large.txt"
 done
+# SSE-S3: the same PUTs and GETs with encryption at rest.
+"$LOAD" put-large --port "$PORT" --size "$SIZE_LARGE" --count "$ROUNDS" --sse AES256 > "$WORK/put_sse.txt"
+for i in $(seq 0 $((ROUNDS - 1))); do
+  drop_caches
+  "$LOAD" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 --sse AES256 >> "$WORK/get_sse.txt"
+done
+# nginx serving one 64 MiB file over loopback, caches dropped before each GET as above.
+mkdir -p "$WORK/www-large"
+head -c "$SIZE_LARGE" /dev/urandom > "$WORK/www-large/large.bin"
+start_nginx "$WORK/www-large" large.bin
+for i in $(seq "$ROUNDS"); do
+  drop_caches
+  curl -sf -o /dev/null -w '%{speed_download}\n' "http://127.0.0.1:$NGINX_PORT/large.bin" |
+    awk '{printf "%.1f\n", $1 / 1e6}' >> "$WORK/nginx_large.txt"
+done
+stop_nginx
 PUT_L=$(field mbps < "$WORK/put_large.txt" | median); PUT_MP=$(field mbps < "$WORK/put_mp.txt" | median); GET_L=$(field mbps < "$WORK/get_large.txt" | median)
+PUT_SSE=$(field mbps < "$WORK/put_sse.txt" | median); GET_SSE=$(field mbps < "$WORK/get_sse.txt" | median)
+NGINX_L=$(median < "$WORK/nginx_large.txt")
 print_large() {
-  echo "64 MiB PUT   lightningstor $PUT_L MB/s   raw disk (dd conv=fsync) $DD_W MB/s   ratio $(ratio "$PUT_L" "$DD_W")"
+  echo "64 MiB PUT   lightningstor $PUT_L MB/s   bound min(dd conv=fsync $DD_W, openssl md5 1 MiB $MD5_MBPS) = $PUT_BOUND MB/s   ratio $(ratio "$PUT_L" "$PUT_BOUND")   (ETag checked = body MD5)"
   echo "64 MiB PUT as multipart (8 MiB parts, 4 at a time, as aws s3 cp)   $PUT_MP MB/s   ratio $(ratio "$PUT_MP" "$DD_W")"
   echo "64 MiB GET   lightningstor $GET_L MB/s   raw disk (dd read, cold) $DD_R MB/s   ratio $(ratio "$GET_L" "$DD_R")"
+  echo "64 MiB GET   lightningstor $GET_L MB/s   nginx same size over loopback (cold) $NGINX_L MB/s   ratio $(ratio "$GET_L" "$NGINX_L")"
+  echo "SSE-S3       PUT $PUT_SSE MB/s ($(ratio "$PUT_SSE" "$PUT_L") of plain)   GET $GET_SSE MB/s ($(ratio "$GET_SSE" "$GET_L") of plain)"
   echo "   PUT runs: $(field mbps < "$WORK/put_large.txt" | tr '\n' ' ')  dd write runs: $(tr '\n' ' ' < "$WORK/dd_write")"
   echo "   multipart PUT runs: $(field mbps < "$WORK/put_mp.txt" | tr '\n' ' ')"
-  echo "   GET runs: $(field mbps < "$WORK/get_large.txt" | tr '\n' ' ')  dd read runs: $(tr '\n' ' ' < "$WORK/dd_read")"
+  echo "   GET runs: $(field mbps < "$WORK/get_large.txt" | tr '\n' ' ')  dd read runs: $(tr '\n' ' ' < "$WORK/dd_read")  nginx runs: $(tr '\n' ' ' < "$WORK/nginx_large.txt")"
+  echo "   SSE PUT runs: $(field mbps < "$WORK/put_sse.txt" | tr '\n' ' ')  SSE GET runs: $(field mbps < "$WORK/get_sse.txt" | tr '\n' ' ')"
   echo "   load average at start: $LOAD_START   now: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 if [ "$ONLY" = large ]; then
@@ -114,39 +172,15 @@ RSS_SMALL=$(rss_mib "$DAEMON")
 stop_daemon
 
 # ---- nginx serving the same 4 KiB files ------------------------------------------------------
-mkdir -p "$WORK/www" "$WORK/nginx"
-chmod 755 "$WORK" "$WORK/www"  # nginx workers drop root and must reach the files
+mkdir -p "$WORK/www"
 head -c 4096 /dev/urandom > "$WORK/www/0"
 for i in $(seq 1 999); do cp "$WORK/www/0" "$WORK/www/$i"; done
-NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$WORK/nginx/nginx.conf" <<NGX
-worker_processes 2;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 1000000;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  server { listen 127.0.0.1:$NGINX_PORT; root $WORK/www; }
-}
-NGX
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
-NGINX=$!
-PIDS+=("$NGINX")
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/0" && break; sleep 0.05; done
-curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/0" || { echo "nginx did not serve:" >&2; cat "$WORK/nginx/error.log" >&2; exit 1; }
+start_nginx "$WORK/www" 0
 for i in $(seq 3); do
   "$LOAD" get-plain --port "$NGINX_PORT" --size 4096 --count 1000 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/nginx_get.txt"
 done
 NGINX_S=$(field rate < "$WORK/nginx_get.txt" | median)
-kill "$NGINX"; wait "$NGINX" 2>/dev/null || true
+stop_nginx
 
 # ---- 1,000,000 objects in one bucket ---------------------------------------------------------
 mkdir -p "$WORK/million"

@@ -3,7 +3,8 @@
 // (UNSIGNED-PAYLOAD, as SDKs do over TLS), optional unsigned mode for nginx. Prints one
 // "RESULT key=value ..." line per run for the script to parse.
 //
-//   s3_load put-large|get-large  --port P --bucket B --size BYTES --count N
+//   s3_load put-large|get-large  --port P --bucket B --size BYTES --count N [--sse AES256]
+//                                (put-large checks that each ETag is the body's MD5)
 //   s3_load put-multipart        --port P --bucket B --size BYTES --count N --clients C
 //   s3_load prep-small           --port P --bucket B --size BYTES --count N
 //   s3_load put-small|get-small  --port P --bucket B --size BYTES --count N --clients C --seconds S
@@ -27,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/hex.h"
 #include "lightningstor/checksum.h"
 #include "lightningstor/http/message.h"
 #include "lightningstor/meta_store.h"
@@ -45,6 +47,7 @@ struct Options {
   double seconds = 5;
   std::string data_dir;
   std::string prefix;
+  std::string sse;  // x-amz-server-side-encryption of put-large ("" = none)
   std::string access_key = getenv("AWS_ACCESS_KEY_ID") ? getenv("AWS_ACCESS_KEY_ID") : "";
   std::string secret_key = getenv("AWS_SECRET_ACCESS_KEY") ? getenv("AWS_SECRET_ACCESS_KEY") : "";
   std::string region = "us-east-1";
@@ -96,6 +99,8 @@ class Conn {
       std::string date = AmzDate();
       std::vector<std::pair<std::string, std::string>> headers = {
           {"host", host}, {"x-amz-content-sha256", "UNSIGNED-PAYLOAD"}, {"x-amz-date", date}};
+      bool sse = !o_.sse.empty() && method == "PUT";
+      if (sse) headers.emplace_back("x-amz-server-side-encryption", o_.sse);
       std::vector<std::pair<std::string, std::string>> q;
       size_t pos = 0;
       while (pos < query.size()) {
@@ -109,9 +114,14 @@ class Conn {
         pos = amp + 1;
       }
       std::vector<std::string> names = {"host", "x-amz-content-sha256", "x-amz-date"};
-      std::string creq = sigv4::CanonicalRequest(
-          method, path, sigv4::CanonicalQuery(q), sigv4::CanonicalHeaders(headers, names),
-          "host;x-amz-content-sha256;x-amz-date", "UNSIGNED-PAYLOAD");
+      std::string signed_names = "host;x-amz-content-sha256;x-amz-date";
+      if (sse) {
+        names.push_back("x-amz-server-side-encryption");
+        signed_names += ";x-amz-server-side-encryption";
+      }
+      std::string creq = sigv4::CanonicalRequest(method, path, sigv4::CanonicalQuery(q),
+                                                 sigv4::CanonicalHeaders(headers, names),
+                                                 signed_names, "UNSIGNED-PAYLOAD");
       std::string day = date.substr(0, 8);
       if (day != key_day_) {
         key_ = sigv4::SigningKey(o_.secret_key, day, o_.region, "s3");
@@ -120,8 +130,9 @@ class Conn {
       std::string scope = day + "/" + o_.region + "/s3/aws4_request";
       std::string sig = sigv4::Sign(key_, sigv4::StringToSign(date, scope, creq));
       head += "x-amz-content-sha256: UNSIGNED-PAYLOAD\r\nx-amz-date: " + date + "\r\n";
+      if (sse) head += "x-amz-server-side-encryption: " + o_.sse + "\r\n";
       head += "Authorization: AWS4-HMAC-SHA256 Credential=" + o_.access_key + "/" + scope +
-              ", SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + sig + "\r\n";
+              ", SignedHeaders=" + signed_names + ", Signature=" + sig + "\r\n";
     }
     if (method == "PUT" || method == "POST")
       head += "Content-Length: " + std::to_string(body_len) + "\r\n";
@@ -215,8 +226,11 @@ std::string RandomBody(uint64_t size, unsigned seed) {
 int Large(const Options& o) {
   Conn conn(o, true);
   std::string body = o.mode == "put-large" ? RandomBody(o.size, 7) : "";
+  // S3 clients check a single PUT's ETag against the body's MD5; so does this benchmark.
+  std::string want_etag = body.empty() ? "" : "ETag: \"" + photon::HexEncode(Md5Raw(body)) + "\"";
+  std::string dir = o.sse.empty() ? "/large/" : "/large-sse/";
   for (int i = 0; i < o.count; ++i) {
-    std::string path = "/" + o.bucket + "/large/" + std::to_string(i);
+    std::string path = "/" + o.bucket + dir + std::to_string(i);
     uint64_t bytes = 0;
     double start = Now();
     int status = o.mode == "put-large" ? conn.Do("PUT", path, "", body.data(), body.size(), &bytes)
@@ -225,6 +239,11 @@ int Large(const Options& o) {
     if (status != 200 || (o.mode == "get-large" && bytes != o.size)) {
       fprintf(stderr, "%s %s: status %d, %llu bytes\n", o.mode.c_str(), path.c_str(), status,
               static_cast<unsigned long long>(bytes));
+      return 1;
+    }
+    if (!want_etag.empty() && conn.last_head_.find(want_etag) == std::string::npos) {
+      fprintf(stderr, "%s %s: the ETag is not the body's MD5:\n%s\n", o.mode.c_str(), path.c_str(),
+              conn.last_head_.c_str());
       return 1;
     }
     printf("RESULT mode=%s i=%d seconds=%.4f mbps=%.1f\n", o.mode.c_str(), i, secs,
@@ -446,7 +465,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr,
             "usage: s3_load MODE [--port P] [--bucket B] [--size N] [--count N] [--clients N] "
-            "[--seconds S] [--data-dir D] [--prefix X]\n");
+            "[--seconds S] [--data-dir D] [--prefix X] [--sse AES256]\n");
     return 2;
   }
   Options o;
@@ -469,6 +488,8 @@ int main(int argc, char** argv) {
       o.data_dir = value;
     else if (flag == "--prefix")
       o.prefix = value;
+    else if (flag == "--sse")
+      o.sse = value;
     else {
       fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
