@@ -32,6 +32,11 @@ std::string ObjectPath(const std::string& kind, const std::string& key) {
   return "/v1/namespaces/" + key.substr(0, slash) + "/" + kind + "/" + key.substr(slash + 1);
 }
 
+uint64_t Revision(const json& obj) {
+  if (!obj.is_object() || !obj.contains("metadata")) return 0;
+  return std::strtoull(obj["metadata"].value("resourceVersion", "0").c_str(), nullptr, 10);
+}
+
 std::string StateName(const json& op) {
   if (!op.contains("status") || !op["status"].is_object()) return "PENDING";
   return op["status"].value("state", "PENDING");
@@ -49,6 +54,11 @@ InstanceController::InstanceController(ControllerOptions options, ApiClient* api
   actions_run_ = metrics->GetCounter("photon_agent_actions_total", "Actions executed");
   reconcile_seconds_ =
       metrics->GetHistogram("photon_agent_reconcile_seconds", "Time per reconcile pass");
+  // The stages of a start, to tell where the time of a reconcile goes.
+  start_seconds_ =
+      metrics->GetHistogram("photon_agent_provider_start_seconds", "Time per provider Start");
+  status_write_seconds_ = metrics->GetHistogram("photon_agent_status_write_seconds",
+                                                "Time per instance status write (with retries)");
 }
 
 InstanceController::~InstanceController() { Stop(); }
@@ -245,6 +255,10 @@ void InstanceController::Reconcile(const std::string& key) {
   auto obj = instances_->Get(key);
   auto records = RecordsForKey(key);
   if (!obj) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      written_.erase(key);
+    }
     for (const auto& r : records) {
       spdlog::info("{}: gone from the control plane; destroying", key);
       DestroyLocal(r.id, r.driver);
@@ -335,7 +349,9 @@ void InstanceController::Reconcile(const std::string& key) {
       return true;
     });
   }
+  const int64_t start_t0 = MonotonicNanos();
   auto handle = provider->Start(inst);
+  start_seconds_->Observe(static_cast<double>(MonotonicNanos() - start_t0) / 1e9);
   if (!handle.ok()) {
     errors_->Inc();
     bool permanent = handle.status().code() == absl::StatusCode::kInvalidArgument;
@@ -369,12 +385,31 @@ void InstanceController::Reconcile(const std::string& key) {
 
 Status InstanceController::WriteStatus(const std::string& key,
                                        const std::function<bool(ResourceStatus*)>& mutate) {
+  const int64_t t0 = MonotonicNanos();
+  Status s = WriteStatusOnce(key, mutate);
+  status_write_seconds_->Observe(static_cast<double>(MonotonicNanos() - t0) / 1e9);
+  return s;
+}
+
+Status InstanceController::WriteStatusOnce(const std::string& key,
+                                           const std::function<bool(ResourceStatus*)>& mutate) {
   std::string path = ObjectPath("computeinstances", key);
   json obj;
   if (auto cached = instances_->Get(key)) {
     obj = *cached;
   } else {
     PHOTON_ASSIGN_OR_RETURN(obj, api_->Get(path));
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto w = written_.find(key);
+    if (w != written_.end()) {
+      if (Revision(w->second) > Revision(obj)) {
+        obj = w->second;
+      } else {
+        written_.erase(w);  // the informer has caught up
+      }
+    }
   }
   google::protobuf::util::JsonParseOptions popts;
   popts.ignore_unknown_fields = true;
@@ -390,7 +425,11 @@ Status InstanceController::WriteStatus(const std::string& key,
     (void)google::protobuf::util::MessageToJsonString(st, &out);
     obj["status"] = json::parse(out);
     auto r = api_->Call("PUT", path + "/status", obj);
-    if (r.ok()) return absl::OkStatus();
+    if (r.ok()) {
+      std::lock_guard<std::mutex> l(mu_);
+      written_[key] = std::move(*r);
+      return absl::OkStatus();
+    }
     if (r.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
     if (r.status().code() != absl::StatusCode::kAborted &&
         r.status().code() != absl::StatusCode::kFailedPrecondition) {

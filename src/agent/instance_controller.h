@@ -87,6 +87,8 @@ class InstanceController {
   // nothing changes. Retries on compare-and-swap conflicts.
   Status WriteStatus(const std::string& key,
                      const std::function<bool(resource::ResourceStatus* status)>& mutate);
+  Status WriteStatusOnce(const std::string& key,
+                         const std::function<bool(resource::ResourceStatus* status)>& mutate);
   Status WriteObserved(const std::string& key, int64_t generation, const Observed& o);
   Status WriteError(const std::string& key, int64_t generation, const std::string& message);
 
@@ -102,6 +104,10 @@ class InstanceController {
   std::map<std::string, Record> records_;    // by instance id
   std::map<std::string, Failure> failures_;  // by instance id
   std::set<std::string> done_ops_;
+  // By key: the object as our last status write left it, until the informer's copy catches
+  // up. A second write (CREATING, then RUNNING) starts from it instead of the informer's
+  // older copy, which would only earn a 409 and a read.
+  std::map<std::string, nlohmann::json> written_;
   std::atomic<size_t> running_{0};
   Counter* reconciles_;
   Counter* starts_;
@@ -109,6 +115,8 @@ class InstanceController {
   Counter* errors_;
   Counter* actions_run_;
   Histogram* reconcile_seconds_;
+  Histogram* start_seconds_;
+  Histogram* status_write_seconds_;
 };
 
 }  // namespace photon::agent

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 
 #include "common/util.h"
 #include "server/object_util.h"
@@ -283,6 +284,14 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
   });
   bool wrote = false;
   std::map<std::string, std::string> group_check;  // group → reason ("" = fine)
+  // Placements are written after the decisions, many at once (see below).
+  struct Placement {
+    compute::ComputeInstance next;
+    scheduler::Request req;
+    scheduler::Decision d;
+    std::string obj;
+  };
+  std::vector<Placement> placements;
   for (const auto* ci : pending) {
     auto [group, size] = GroupOf(snap, *ci);
     scheduler::Request req = scheduler::RequestFromInstance(*ci, group, size);
@@ -322,18 +331,7 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
       st->set_message(msg);
       (*st->mutable_details())["scheduler"] = "scheduled";
       SetScheduledCondition(st, true, "Scheduled", msg);
-      if (auto w = WriteInstance(next); !w.ok()) {
-        // Someone else changed it: undo our accounting; the next round looks again.
-        state.Release(req.group, req.labels, req.need, d.node);
-        if (w.code() != StatusCode::kAborted) spdlog::warn("scheduler: {}", w.ToString());
-        continue;
-      }
-      wrote = true;
-      char buf[64];
-      snprintf(buf, sizeof(buf), "%.3f", d.score);
-      Event(ci->metadata().namespace_(), "Scheduled", obj,
-            "placed on " + d.node_name + " (score " + buf + ", " + std::to_string(d.feasible) +
-                " feasible of " + std::to_string(d.visited) + " visited)");
+      placements.push_back(Placement{std::move(next), std::move(req), d, obj});
       continue;
     }
     const bool error = d.kind == scheduler::Decision::Kind::kError;
@@ -349,6 +347,37 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
     }
     wrote = true;
     Event(ci->metadata().namespace_(), "FailedScheduling", obj, d.reason);
+  }
+  // Written one after another, each placement and its event waited for a commit (an fsync)
+  // of its own: 1,000 creates were placed at ~100/s. Written concurrently, the store commits
+  // them together (group commit). At most kParallel threads at a time.
+  constexpr size_t kParallel = 64;
+  for (size_t from = 0; from < placements.size(); from += kParallel) {
+    const size_t to = std::min(placements.size(), from + kParallel);
+    std::vector<std::future<Status>> results;
+    for (size_t i = from; i < to; ++i) {
+      results.push_back(std::async(std::launch::async, [this, &p = placements[i]]() -> Status {
+        PHOTON_RETURN_IF_ERROR(WriteInstance(p.next));
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%.3f", p.d.score);
+        Event(p.next.metadata().namespace_(), "Scheduled", p.obj,
+              "placed on " + p.d.node_name + " (score " + buf + ", " +
+                  std::to_string(p.d.feasible) + " feasible of " + std::to_string(p.d.visited) +
+                  " visited)");
+        return absl::OkStatus();
+      }));
+    }
+    for (size_t i = from; i < to; ++i) {
+      Status w = results[i - from].get();
+      if (w.ok()) {
+        wrote = true;
+        continue;
+      }
+      // Someone else changed it: undo our accounting; the next round looks again.
+      const Placement& p = placements[i];
+      state.Release(p.req.group, p.req.labels, p.req.need, p.d.node);
+      if (w.code() != StatusCode::kAborted) spdlog::warn("scheduler: {}", w.ToString());
+    }
   }
   return wrote;
 }
