@@ -5,6 +5,7 @@
 #include <future>
 
 #include "common/util.h"
+#include "server/identity/quota.h"
 #include "server/object_util.h"
 #include "server/privilege.h"
 
@@ -274,10 +275,19 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = object->SerializeAsString()});
   txn.success.push_back(AuditOp(who, "create", target, true, 202));
+  // Over quota: refused; else the usage is reserved by this transaction, and the hold keeps
+  // the namespace's other creates waiting until this one is decided.
+  std::shared_ptr<void> quota_hold;
+  if (quotas_) {
+    auto hold = quotas_->Reserve(kind, ns, *object, &txn);
+    if (!hold.ok()) return fail(hold.status());
+    quota_hold = std::move(*hold);
+  }
   int64_t t0 = MonotonicNanos();
   store_->TxnAsync(std::move(txn), [this, who, kind = &kind, ns, target, object = std::move(object),
-                                    op = std::move(op), t0,
+                                    op = std::move(op), t0, quota_hold = std::move(quota_hold),
                                     done = std::move(done)](StatusOr<store::TxnResult> r) mutable {
+    quota_hold.reset();  // decided: the namespace's next create may read the usage
     store_latency_->Observe((MonotonicNanos() - t0) / 1e9);
     if (!r.ok()) {
       done(r.status());
@@ -348,6 +358,11 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
   auto cur = ReadCurrent(kind, key);
   if (!cur.ok()) return fail(cur.status());
   auto [stored, stored_rev] = *cur;
+  std::unique_ptr<Message> before;  // what it takes now: a quota checks only what is added
+  if (quotas_ && !status_only) {
+    before.reset(stored->New());
+    before->CopyFrom(*stored);
+  }
   // Before the version check: a write outside an agent's scope is refused as such.
   if (auto st = CheckAgentScope(who, verb, kind.plural, name, GetMetadata(*stored).agent_id());
       !st.ok()) {
@@ -386,6 +401,12 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
                           .number = stored_rev});
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = stored->SerializeAsString()});
+  std::shared_ptr<void> quota_hold;  // an update that raises what the object takes
+  if (quotas_ && !status_only) {
+    auto hold = quotas_->Reserve(kind, ns, *stored, &txn, before.get());
+    if (!hold.ok()) return fail(hold.status());
+    quota_hold = std::move(*hold);
+  }
   // An agent's status write on its node is its heartbeat (every few seconds per node): a
   // liveness signal, not an audit event. Refused ones are still recorded.
   const bool heartbeat = status_only && kind.plural == "nodes" && IsAgent(who);

@@ -29,6 +29,10 @@
 
 namespace photon::server {
 
+namespace identity {
+class Quotas;
+}
+
 using MessagePtr = std::shared_ptr<google::protobuf::Message>;
 using ConstMessagePtr = std::shared_ptr<const google::protobuf::Message>;
 
@@ -149,6 +153,9 @@ class ResourceManager {
   // For controllers: replace an operation's status.
   Status WriteOperation(const operation::Operation& op);
   WatchCache* cache() { return cache_; }
+  // Namespace quotas (server/identity/quota.h), checked and reserved in each create's (and
+  // resource-raising update's) transaction. Set before the API serves.
+  void SetQuotas(identity::Quotas* quotas) { quotas_ = quotas; }
   store::Store* store() { return store_; }
 
  private:
@@ -168,6 +175,7 @@ class ResourceManager {
 
   store::Store* store_;
   WatchCache* cache_;
+  identity::Quotas* quotas_ = nullptr;
   Histogram* store_latency_;
   std::unique_ptr<RefusalThrottle> refusals_;
 };

@@ -93,6 +93,8 @@ std::pair<std::string, std::string> AuditNames(const std::string& method,
 
 HttpResponse ErrorResponse(const Status& status) {
   int code = HttpStatusFromCode(status.code());
+  // A refusal may name its own HTTP status (over quota: RESOURCE_EXHAUSTED, answered 403).
+  if (auto p = status.GetPayload(identity::kHttpStatusPayload)) code = std::stoi(std::string(*p));
   std::string body = "{\"error\":{\"code\":" + JsonString(StatusCodeName(status.code())) +
                      ",\"status\":" + std::to_string(code) +
                      ",\"message\":" + JsonString(std::string(status.message())) + "}}";

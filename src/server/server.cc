@@ -87,6 +87,8 @@ class ServerImpl : public Server {
     PHOTON_RETURN_IF_ERROR(auth_->Load());
     directory_ = std::make_unique<identity::Directory>(store_.get(), auth_.get());
     PHOTON_RETURN_IF_ERROR(directory_->Load());
+    quotas_ = std::make_unique<identity::Quotas>(store_.get());
+    PHOTON_RETURN_IF_ERROR(quotas_->Load());
     auth_->SetResolver([d = directory_.get()](Principal* p) { return d->Resolve(p); });
     // First start: admin.token and join.token (0600); later starts replace either if it no
     // longer holds a valid token (lost, revoked, or an expired join token).
@@ -94,6 +96,7 @@ class ServerImpl : public Server {
     cache_ = std::make_unique<WatchCache>(store_.get(), &metrics_, options_.watch_history);
     PHOTON_RETURN_IF_ERROR(cache_->Start());
     resources_ = std::make_unique<ResourceManager>(store_.get(), cache_.get(), &metrics_);
+    resources_->SetQuotas(quotas_.get());
     PHOTON_RETURN_IF_ERROR(resources_->MigrateLegacyAudit());
     controllers_ = std::make_unique<Controllers>(resources_.get());
     PHOTON_RETURN_IF_ERROR(controllers_->Start());
@@ -141,7 +144,8 @@ class ServerImpl : public Server {
     ops_->Start();
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
     identity_api_ =
-        std::make_unique<identity::IdentityApi>(directory_.get(), auth_.get(), resources_.get());
+        std::make_unique<identity::IdentityApi>(directory_.get(), quotas_.get(), auth_.get(),
+                                                resources_.get());
     rest_->SetIdentity(identity_api_.get());
     HttpServerOptions http;
     http.listen = options_.listen;
@@ -213,6 +217,7 @@ class ServerImpl : public Server {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<identity::Directory> directory_;
   std::unique_ptr<identity::IdentityApi> identity_api_;
+  std::unique_ptr<identity::Quotas> quotas_;
   std::unique_ptr<WatchCache> cache_;
   std::unique_ptr<ResourceManager> resources_;
   std::unique_ptr<Controllers> controllers_;

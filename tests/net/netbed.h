@@ -79,6 +79,11 @@ class NetBed {
     Run("", {BedScript(), "kill-host", prefix_, std::to_string(i)}, &rc);
     return rc == 0;
   }
+  bool ReviveHost(int i) const {
+    int rc = 0;
+    Run("", {BedScript(), "revive-host", prefix_, std::to_string(i)}, &rc);
+    return rc == 0;
+  }
 
  private:
   NetBed() = default;

@@ -11,8 +11,9 @@
 #
 # Sourced, it is a library: netbed_up PFX [N], netbed_down PFX, netbed_exec PFX NODE CMD...,
 # netbed_bird PFX NODE BIRDC-ARGS..., netbed_kill_host PFX I (cuts host i off the underlay and
-# kills its BIRD: a power loss as its peers see it). Run, it takes the same verbs:
-#   tests/net/netbed.sh up|down|exec|bird|kill-host|status PFX [...]
+# kills its BIRD: a power loss as its peers see it), netbed_revive_host PFX I. Run, it takes
+# the same verbs:
+#   tests/net/netbed.sh up|down|exec|bird|kill-host|revive-host|status PFX [...]
 # Every name a run creates starts with PFX (netns names, /run/photon-netbed/PFX); down removes
 # all of it, port namespaces an agent made under PFX- included, and is safe to run twice.
 set -euo pipefail
@@ -191,6 +192,17 @@ netbed_kill_host() { # PFX I
   netbed_kill_pidfile "$(netbed_run_dir "$1")/h$2.pid"
 }
 
+# Brings a killed host back: underlay port up, its BIRD restarted with its config.
+netbed_revive_host() { # PFX I
+  local run
+  run=$(netbed_run_dir "$1")
+  ip -n "$(netbed_ns "$1" ul)" link set "h$2" up
+  netbed_kill_pidfile "$run/h$2.pid"
+  rm -f "$run/h$2.ctl"
+  ip netns exec "$(netbed_ns "$1" "h$2")" bird -c "$run/h$2.conf" -s "$run/h$2.ctl" -P "$run/h$2.pid"
+  netbed_wait_established "$1" 20
+}
+
 netbed_down() { # PFX
   netbed_check_pfx "$1"
   local run ns pidf pid
@@ -225,6 +237,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   exec) netbed_exec "$@" ;;
   bird) netbed_bird "$@" ;;
   kill-host) netbed_kill_host "$@" ;;
+  revive-host) netbed_revive_host "$@" ;;
   status) netbed_status "$@" ;;
   host-bird-conf) netbed_host_bird_conf "$@" ;;
   *)

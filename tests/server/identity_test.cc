@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -407,6 +408,123 @@ TEST(Identity, GroupsServiceAccountsAndNoEscalation) {
   // Deleting the service account ends its tokens.
   EXPECT_EQ(Do(f, "DELETE", "/v1/namespaces/dev/serviceaccounts/ci").status, 200);
   EXPECT_EQ(Do(s.Client(sa), "GET", "/v1/namespaces/dev/computeinstances").status, 401);
+}
+
+std::string Instance(const std::string& name, int vcpu) {
+  return json{{"metadata", {{"name", name}}},
+              {"spec",
+               {{"process", {{"command", {"/bin/true"}}}},
+                {"resources", {{"vcpu", vcpu}, {"memoryMb", 64}}}}}}
+      .dump();
+}
+
+TEST(Quota, OverQuotaIsRefusedNamingTheQuotaAndTheNumbersAndDeleteFrees) {
+  ServerProcess s;
+  ASSERT_TRUE(s.up());
+  auto admin = s.Admin();
+  auto r = Do(admin, "POST", "/v1/namespaces/q1/quotas",
+              R"({"metadata":{"name":"small"},"spec":{"limits":{"instances":2,"vcpu":3}}})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(Do(admin, "POST", "/v1/namespaces/q1/quotas",
+               R"({"metadata":{"name":"bad"},"spec":{"limits":{"gpus":1}}})")
+                .status,
+            400);
+  const std::string base = "/v1/namespaces/q1/computeinstances";
+  ASSERT_EQ(Do(admin, "POST", base, Instance("i1", 1)).status, 202);
+  ASSERT_EQ(Do(admin, "POST", base, Instance("i2", 1)).status, 202);
+  r = Do(admin, "POST", base, Instance("i3", 1));
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(Json(r)["error"].value("code", ""), "RESOURCE_EXHAUSTED");
+  EXPECT_NE(r.body.find("quota 'small' of namespace 'q1' exceeded: instances used 2 + requested 1 "
+                        "> limit 2"),
+            std::string::npos)
+      << r.body;
+  // gRPC: RESOURCE_EXHAUSTED with the same reason.
+  {
+    auto stub = s.Grpc();
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + Trim(*ReadFile(s.dir() + "/data/admin.token")));
+    api::CreateRequest q;
+    q.set_kind("computeinstances"), q.set_namespace_("q1");
+    compute::ComputeInstance ci;
+    ci.mutable_metadata()->set_name("g3");
+    ci.mutable_spec()->mutable_process()->add_command("/bin/true");
+    ci.mutable_spec()->mutable_resources()->set_vcpu(1);
+    q.mutable_object()->PackFrom(ci);
+    api::CreateResponse a;
+    auto st = stub->Create(&ctx, q, &a);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+    EXPECT_NE(st.error_message().find("instances used 2 + requested 1 > limit 2"),
+              std::string::npos);
+  }
+  auto quota = Json(Do(admin, "GET", "/v1/namespaces/q1/quotas/small"));
+  EXPECT_EQ(quota["status"]["used"], json({{"instances", 2}, {"vcpu", 2}})) << quota;
+  // A delete frees its share at once.
+  ASSERT_EQ(Do(admin, "DELETE", base + "/i2").status, 202);
+  r = Do(admin, "POST", base, Instance("i4", 3));
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.body.find("vcpu used 1 + requested 3 > limit 3"), std::string::npos) << r.body;
+  EXPECT_EQ(Do(admin, "POST", base, Instance("i4", 2)).status, 202);
+  // An update that would take more than the quota leaves is refused as well.
+  auto i4 = Json(Do(admin, "GET", base + "/i4"));
+  i4["spec"]["resources"]["vcpu"] = 3;
+  r = Do(admin, "PUT", base + "/i4", i4.dump());
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.body.find("vcpu used 3 + requested 1 > limit 3"), std::string::npos) << r.body;
+  // Other namespaces are not bound; a namespace's own admin cannot lift its quota.
+  EXPECT_EQ(Do(admin, "POST", "/v1/namespaces/free/computeinstances", Instance("f1", 64)).status,
+            202);
+  CreateUser(s, "hank", "hank's password");
+  Bind(s, "hank-q1", "q1", "admin", {"user:hank"});
+  auto hank = s.Client(Login(s, "hank", "hank's password")["accessToken"]);
+  quota["spec"]["limits"]["instances"] = 100;
+  EXPECT_EQ(Do(hank, "PUT", "/v1/namespaces/q1/quotas/small", quota.dump()).status, 403);
+  EXPECT_EQ(Do(hank, "GET", "/v1/namespaces/q1/quotas/small").status, 200);
+}
+
+TEST(Quota, FiftyConcurrentCreatesAgainstTenPassExactlyTen) {
+  ServerProcess s;
+  ASSERT_TRUE(s.up());
+  auto admin = s.Admin();
+  ASSERT_EQ(Do(admin, "POST", "/v1/namespaces/race/quotas",
+               R"({"metadata":{"name":"ten"},"spec":{"limits":{"instances":10}}})")
+                .status,
+            201);
+  std::atomic<int> created{0}, refused{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = s.Admin().Do("POST", "/v1/namespaces/race/computeinstances",
+                            Instance("c" + std::to_string(i), 1));
+      if (r.ok() && r->status == 202) {
+        ++created;
+      } else if (r.ok() && r->status == 403) {
+        ++refused;
+      } else {
+        ++other;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created.load(), 10);
+  EXPECT_EQ(refused.load(), 40);
+  EXPECT_EQ(other.load(), 0);
+  auto list = Json(Do(admin, "GET", "/v1/namespaces/race/computeinstances"));
+  ASSERT_EQ(list["items"].size(), 10u);
+  // Deletes free exactly what they held.
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = list["items"][i]["metadata"]["name"];
+    ASSERT_EQ(Do(admin, "DELETE", "/v1/namespaces/race/computeinstances/" + name).status, 202);
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Do(admin, "POST", "/v1/namespaces/race/computeinstances",
+                 Instance("again" + std::to_string(i), 1))
+                  .status,
+              202);
+  }
+  EXPECT_EQ(
+      Do(admin, "POST", "/v1/namespaces/race/computeinstances", Instance("one-too-many", 1)).status,
+      403);
 }
 
 }  // namespace

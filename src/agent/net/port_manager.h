@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "agent/net/exec.h"
+#include "agent/net/link_probe.h"
 #include "agent/net/port.h"
 #include "common/status.h"
 
@@ -96,12 +97,14 @@ class PortManager {
   StatusOr<std::string> Run(const std::vector<std::string>& argv, const std::string& netns,
                             const std::string& input = "", bool change = true);
   int AllocateSlotLocked();
+  Status WaitLinkGone(const std::string& ifname);
 
   const PortManagerOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, PortState> ports_;  // by instance id
   std::vector<bool> slot_used_ = std::vector<bool>(kMaxPortsPerNode);
   std::atomic<int64_t> changes_{0};
+  std::unique_ptr<LinkProbe> probe_;  // rtnetlink in the host namespace
 };
 
 }  // namespace photon::agent::net

@@ -219,6 +219,11 @@ std::optional<HttpResponse> IdentityApi::Route(HttpRequest& req, const Principal
   if (parts.size() == 3 && parts[1] == "auth" && parts[2] == "whoami" && req.method == "GET") {
     return WhoAmI(who);
   }
+  if (parts.size() == 2 && parts[1] == "quotas") return QuotaObjects(req, who, "", "");
+  if (parts.size() >= 4 && parts.size() <= 5 && parts[1] == "namespaces" && parts[3] == "quotas") {
+    if (auto st = ValidateName("namespace", parts[2]); !st.ok()) return ErrorResponse(st);
+    return QuotaObjects(req, who, parts[2], parts.size() == 5 ? parts[4] : "");
+  }
   // /v1/{users|groups|roles|rolebindings}[/{name}]
   if (parts.size() >= 2 && parts.size() <= 3) {
     const IdentityKind* kind = FindIdentityKind(parts[1]);
@@ -340,6 +345,51 @@ HttpResponse IdentityApi::Objects(HttpRequest& req, const Principal& who, const 
   auto put = directory_->Put(who, kind, ns, std::move(obj), m == "PUT");
   if (!put.ok()) return ErrorResponse(put.status());
   return JsonResponse(m == "PUT" ? 200 : 201, Directory::Public(kind, *put));
+}
+
+HttpResponse IdentityApi::QuotaObjects(HttpRequest& req, const Principal& who,
+                                       const std::string& ns, const std::string& name) {
+  const std::string& m = req.method;
+  if (name.empty() && m == "GET") {
+    if (!ns.empty()) {
+      if (auto st = Authorize(who, Verb::kList, "quotas", ns); !st.ok()) return ErrorResponse(st);
+    }
+    auto items = quotas_->List(ns);
+    if (!items.ok()) return ErrorResponse(items.status());
+    json out = json::array();
+    for (auto& q : *items) {
+      if (who.Allowed(Verb::kList, "quotas", q["metadata"].value("namespace", ""))) {
+        out.push_back(std::move(q));
+      }
+    }
+    return JsonResponse(200, {{"items", out}});
+  }
+  if (ns.empty() || (name.empty() && m != "POST") || (!name.empty() && m == "POST")) {
+    return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
+  }
+  if (auto st = Authorize(who, VerbOf(m, true), "quotas", ns); !st.ok()) return ErrorResponse(st);
+  if (m == "GET") {
+    auto q = quotas_->Get(ns, name);
+    return q.ok() ? JsonResponse(200, *q) : ErrorResponse(q.status());
+  }
+  if (m == "DELETE") {
+    if (auto st = quotas_->Delete(ns, name); !st.ok()) return ErrorResponse(st);
+    return JsonResponse(200, {{"deleted", "quotas/" + ns + "/" + name}});
+  }
+  auto obj = json::parse(req.body, nullptr, false);
+  if (obj.is_discarded() || !obj.is_object()) {
+    return ErrorResponse(absl::InvalidArgumentError("malformed JSON: want an object"));
+  }
+  if (!name.empty()) {
+    if (!obj.contains("metadata") || !obj["metadata"].is_object()) obj["metadata"] = json::object();
+    if (obj["metadata"].value("name", name) != name) {
+      return ErrorResponse(absl::InvalidArgumentError("metadata.name: does not match the URL"));
+    }
+    obj["metadata"]["name"] = name;
+  }
+  auto put = quotas_->Put(who, ns, std::move(obj), m == "PUT");
+  if (!put.ok()) return ErrorResponse(put.status());
+  return JsonResponse(m == "PUT" ? 200 : 201, *put);
 }
 
 HttpResponse IdentityApi::ServiceAccountToken(HttpRequest& req, const Principal& who,

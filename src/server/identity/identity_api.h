@@ -15,6 +15,7 @@
 #include "common/http_server.h"
 #include "server/auth.h"
 #include "server/identity/directory.h"
+#include "server/identity/quota.h"
 #include "server/resource_manager.h"
 
 namespace photon::server::identity {
@@ -30,9 +31,13 @@ struct LoginOptions {
 
 class IdentityApi {
  public:
-  IdentityApi(Directory* directory, Authenticator* auth, ResourceManager* resources,
+  IdentityApi(Directory* directory, Quotas* quotas, Authenticator* auth, ResourceManager* resources,
               LoginOptions options = {})
-      : directory_(directory), auth_(auth), resources_(resources), options_(options) {}
+      : directory_(directory),
+        quotas_(quotas),
+        auth_(auth),
+        resources_(resources),
+        options_(options) {}
 
   // Routes taken before authentication (login, refresh, logout); nullopt for other paths.
   std::optional<HttpResponse> HandlePublic(HttpRequest& req);
@@ -53,6 +58,9 @@ class IdentityApi {
   HttpResponse Objects(HttpRequest& req, const Principal& who, const IdentityKind& kind,
                        const std::string& ns, const std::string& name);
   HttpResponse ListObjects(const Principal& who, const IdentityKind& kind, const std::string& ns);
+  // /v1/quotas and /v1/namespaces/NS/quotas[/NAME].
+  HttpResponse QuotaObjects(HttpRequest& req, const Principal& who, const std::string& ns,
+                            const std::string& name);
   HttpResponse ServiceAccountToken(HttpRequest& req, const Principal& who, const std::string& ns,
                                    const std::string& name);
   // 429 while `user` is locked out; records a failure when `failed`.
@@ -60,6 +68,7 @@ class IdentityApi {
   void RecordLogin(const std::string& user, bool ok);
 
   Directory* directory_;
+  Quotas* quotas_;
   Authenticator* auth_;
   ResourceManager* resources_;
   LoginOptions options_;

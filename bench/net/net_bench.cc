@@ -1,0 +1,356 @@
+// photon-bench-net: the node data path on the multi-host bed (tests/net), figures for issue 16.
+//   sudo build/bench/net/photon-bench-net [--density N] [--skip-density]
+// Port wiring (sequential and burst), density (memory, teardown), security-group first-packet
+// latency (10 vs 10,000 rules), throughput next to a bare veth pair, BGP announce/withdraw.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <thread>
+
+#include "agent/net/port_manager.h"
+#include "tests/net/netbed.h"
+
+namespace photon::agent::net {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using photon::net_testing::ConnectFrom;
+using photon::net_testing::ListenIn;
+using photon::net_testing::NetBed;
+using photon::net_testing::PollUntil;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Pct(std::vector<double> v, double p) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * v.size()))];
+}
+
+void Report(const std::string& what, const std::vector<double>& ms) {
+  std::printf("%-46s n=%-5zu p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms\n", what.c_str(), ms.size(),
+              Pct(ms, 50), Pct(ms, 99), Pct(ms, 100));
+}
+
+std::string Ip(int i) {
+  return "10.40." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 2);
+}
+
+PortSpec Spec(const std::string& id, const std::string& ip) {
+  PortSpec s;
+  s.instance_id = id;
+  s.ip = ip;
+  char mac[18];
+  uint32_t n = static_cast<uint32_t>(std::hash<std::string>()(id));
+  std::snprintf(mac, sizeof mac, "02:00:%02x:%02x:%02x:%02x", n >> 24, (n >> 16) & 255,
+                (n >> 8) & 255, n & 255);
+  s.mac = mac;
+  s.vpc_cidr = "10.40.0.0/16";
+  s.subnet_cidr = "10.40.0.0/16";
+  s.rules.push_back({Direction::kEgress, -1, 0, 0, "0.0.0.0/0"});
+  return s;
+}
+
+std::unique_ptr<PortManager> Manager(NetBed* bed, int host) {
+  PortManagerOptions o;
+  o.host_netns = bed->NsPath(bed->Host(host));
+  o.netns_prefix = bed->Ns(bed->Host(host)) + "-p-";
+  auto pm = PortManager::Open(o);
+  if (!pm.ok()) {
+    std::cerr << pm.status() << "\n";
+    std::exit(1);
+  }
+  return std::move(*pm);
+}
+
+void Check(const Status& s) {
+  if (!s.ok()) {
+    std::cerr << s << "\n";
+    std::exit(1);
+  }
+}
+
+// Accepts and closes connections on `fd` until stopped (the backlog must never fill).
+class Acceptor {
+ public:
+  explicit Acceptor(int fd)
+      : fd_(fd), thread_([this] {
+          while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 50) == 1) ::close(::accept(fd_, nullptr, nullptr));
+          }
+        }) {}
+  ~Acceptor() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+
+ private:
+  int fd_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Create → the port's first TCP connection to a peer port on the same host succeeds.
+void Wiring(NetBed* bed) {
+  auto pm = Manager(bed, 1);
+  Check(pm->Apply(Spec("peer", "10.40.9.1")));
+  auto acceptor = std::make_unique<Acceptor>(ListenIn(pm->NetnsPath("peer"), "10.40.9.1", 7000));
+  std::vector<double> seq;
+  for (int i = 0; i < 100; ++i) {
+    std::string id = "w" + std::to_string(i);
+    auto start = Clock::now();
+    Check(pm->Apply(Spec(id, Ip(i))));
+    int fd = ConnectFrom(pm->NetnsPath(id), "10.40.9.1", 7000, 2000ms);
+    if (fd < 0) std::cerr << id << " never passed traffic\n";
+    ::close(fd);
+    seq.push_back(Ms(Clock::now() - start));
+  }
+  Report("wiring, 100 sequential ports (create→TCP)", seq);
+  for (int i = 0; i < 100; ++i) Check(pm->Delete("w" + std::to_string(i)));
+  // Burst: 100 creates at once (16 workers, the agent's queue width), all must pass traffic.
+  auto start = Clock::now();
+  std::atomic<int> next{0}, failed{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 16; ++w) {
+    workers.emplace_back([&] {
+      for (int i; (i = next++) < 100;) {
+        std::string id = "b" + std::to_string(i);
+        if (!pm->Apply(Spec(id, Ip(i))).ok()) failed++;
+        int fd = ConnectFrom(pm->NetnsPath(id), "10.40.9.1", 7000, 5000ms);
+        if (fd < 0) failed++;
+        ::close(fd);
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  std::printf("%-46s %8.1f ms (%d failed)\n", "wiring, burst of 100 all passing traffic",
+              Ms(Clock::now() - start), failed.load());
+  for (int i = 0; i < 100; ++i) Check(pm->Delete("b" + std::to_string(i)));
+  acceptor.reset();
+  Check(pm->Delete("peer"));
+}
+
+int64_t MemInfoKb(const std::string& key) {
+  std::ifstream in("/proc/meminfo");
+  std::string k;
+  int64_t v;
+  std::string unit;
+  while (in >> k >> v >> unit) {
+    if (k == key + ":") return v;
+  }
+  return -1;
+}
+
+int64_t RssKb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+void Parallel(int n, int workers, const std::function<void(int)>& fn) {
+  std::atomic<int> next{0};
+  std::vector<std::thread> ts;
+  for (int w = 0; w < workers; ++w) {
+    ts.emplace_back([&] {
+      for (int i; (i = next++) < n;) fn(i);
+    });
+  }
+  for (auto& t : ts) t.join();
+}
+
+void Density(NetBed* bed, int n) {
+  auto pm = Manager(bed, 2);
+  // Kernel memory a namespace costs is unreclaimable slab and per-CPU areas (the machine is
+  // shared: other work moves these too, so this is an estimate).
+  auto kernel_kb = [] { return MemInfoKb("SUnreclaim") + MemInfoKb("Percpu"); };
+  int64_t k0 = kernel_kb(), rss0 = RssKb();
+  auto start = Clock::now();
+  Parallel(n, 8, [&](int i) { Check(pm->Apply(Spec("d" + std::to_string(i), Ip(i)))); });
+  double create_ms = Ms(Clock::now() - start);
+  int64_t k1 = kernel_kb(), rss1 = RssKb();
+  std::printf(
+      "density: %d ports created in %.0f ms; kernel memory (SUnreclaim+Percpu) %.0f "
+      "KiB/port; agent RSS +%.1f KiB/port\n",
+      n, create_ms, double(k1 - k0) / n, double(rss1 - rss0) / n);
+  start = Clock::now();
+  Parallel(n, 8, [&](int i) { Check(pm->Delete("d" + std::to_string(i))); });
+  std::printf("%-46s %8.1f ms\n", ("density: teardown of all " + std::to_string(n)).c_str(),
+              Ms(Clock::now() - start));
+}
+
+// First packet of new connections through a port holding `rules` ingress rules.
+std::vector<double> FirstPacket(PortManager* pm, int rules) {
+  PortSpec server = Spec("sg", "10.40.8.1");
+  for (int i = 0; i < rules - 1; ++i) {
+    // Distinct /32s of another range with distinct ports: nothing merges.
+    uint32_t a = (172u << 24) | (16u << 16) | static_cast<uint32_t>(i);
+    std::string cidr = std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
+                       std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255) + "/32";
+    server.rules.push_back({Direction::kIngress, 6, 1000 + i % 5000, 1000 + i % 5000, cidr});
+  }
+  server.vpc_cidr = "10.40.8.0/24";  // the client is outside: the sets decide
+  server.subnet_cidr = "10.40.8.0/24";
+  server.rules.push_back({Direction::kIngress, 6, 7100, 7100, "10.40.7.0/24"});
+  Check(pm->Apply(server));
+  int l = ListenIn(pm->NetnsPath("sg"), "10.40.8.1", 7100);
+  std::vector<double> ms;
+  for (int i = 0; i < 300; ++i) {
+    // Only the handshake is timed (the socket is made in the namespace beforehand).
+    int fd = photon::net_testing::SocketIn(pm->NetnsPath("client"), SOCK_STREAM);
+    sockaddr_in a = photon::net_testing::Addr("10.40.8.1", 7100);
+    auto start = Clock::now();
+    int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ms.push_back(Ms(Clock::now() - start));
+    if (rc != 0) std::cerr << "connect failed with " << rules << " rules\n";
+    ::close(fd);
+    ::close(::accept(l, nullptr, nullptr));
+  }
+  ::close(l);
+  return ms;
+}
+
+void SecurityGroups(NetBed* bed) {
+  auto pm = Manager(bed, 3);
+  PortSpec client = Spec("client", "10.40.7.1");
+  client.vpc_cidr = client.subnet_cidr = "10.40.7.0/24";
+  Check(pm->Apply(client));
+  auto start = Clock::now();
+  auto few = FirstPacket(pm.get(), 10);
+  double apply_few = Ms(Clock::now() - start);
+  start = Clock::now();
+  auto many = FirstPacket(pm.get(), 10000);
+  (void)apply_few;
+  Report("SG first packet (TCP connect), 10 rules", few);
+  Report("SG first packet (TCP connect), 10,000 rules", many);
+  std::printf("SG 10,000 vs 10 rules p50 ratio: %.2f\n", Pct(many, 50) / Pct(few, 50));
+  start = Clock::now();
+  PortSpec server = Spec("sg", "10.40.8.1");
+  server.vpc_cidr = server.subnet_cidr = "10.40.8.0/24";
+  Check(pm->Apply(server));
+  std::printf("%-46s %8.1f ms\n", "SG apply: 10,000 rules → 1 rule (one nft txn)",
+              Ms(Clock::now() - start));
+  Check(pm->Delete("sg"));
+  Check(pm->Delete("client"));
+}
+
+double Iperf(NetBed* bed, const std::string& server_ns, const std::string& client_ns,
+             const std::string& ip) {
+  agent::net::ExecOptions so;
+  so.netns = server_ns;
+  std::thread server([&] {
+    so.timeout = 20s;
+    (void)agent::net::Exec({"iperf3", "-s", "-1", "-B", ip, "-p", "5299"}, so);
+  });
+  std::this_thread::sleep_for(0ms);
+  double bps = -1;
+  for (int attempt = 0; attempt < 50 && bps < 0; ++attempt) {
+    std::string out = bed->Run(client_ns, {"iperf3", "-c", ip, "-p", "5299", "-t", "3", "-J"});
+    std::smatch m;
+    static const std::regex re("\"sum_received\":\\s*\\{[^}]*\"bits_per_second\":\\s*([0-9.e+]+)");
+    if (std::regex_search(out, m, re))
+      bps = std::stod(m[1]);
+    else
+      std::this_thread::sleep_for(100ms);  // the server is not listening yet: retry
+  }
+  server.join();
+  return bps / 1e9;
+}
+
+void Throughput(NetBed* bed) {
+  auto pm1 = Manager(bed, 1);
+  auto pm2 = Manager(bed, 2);
+  Check(pm1->Apply(Spec("t1", "10.40.6.1")));
+  Check(pm1->Apply(Spec("t2", "10.40.6.2")));
+  Check(pm2->Apply(Spec("t3", "10.40.6.3")));
+  PollUntil([&] { return bed->RouterHas("10.40.6.3") && bed->RouterHas("10.40.6.1"); }, 10s);
+  // The reference: two namespaces joined by a bare veth pair, no rules, no routing.
+  std::string a = bed->Ns("bva"), b = bed->Ns("bvb");
+  bed->Run("", {"ip", "netns", "add", a});
+  bed->Run("", {"ip", "netns", "add", b});
+  bed->Run("",
+           {"ip", "-n", a, "link", "add", "v", "type", "veth", "peer", "name", "v", "netns", b});
+  bed->Run("", {"ip", "-n", a, "addr", "add", "10.99.0.1/24", "dev", "v"});
+  bed->Run("", {"ip", "-n", b, "addr", "add", "10.99.0.2/24", "dev", "v"});
+  bed->Run("", {"ip", "-n", a, "link", "set", "v", "up"});
+  bed->Run("", {"ip", "-n", b, "link", "set", "v", "up"});
+  double bare = Iperf(bed, "/run/netns/" + b, "/run/netns/" + a, "10.99.0.2");
+  double same = Iperf(bed, pm1->NetnsPath("t2"), pm1->NetnsPath("t1"), "10.40.6.2");
+  double cross = Iperf(bed, pm2->NetnsPath("t3"), pm1->NetnsPath("t1"), "10.40.6.3");
+  std::printf("iperf3 bare veth pair:              %6.2f Gbit/s\n", bare);
+  std::printf("iperf3 port↔port, same host:        %6.2f Gbit/s (%.2f× bare)\n", same, same / bare);
+  std::printf("iperf3 port↔port, across hosts:     %6.2f Gbit/s (%.2f× bare)\n", cross,
+              cross / bare);
+  bed->Run("", {"ip", "netns", "del", a});
+  bed->Run("", {"ip", "netns", "del", b});
+  for (auto id : {"t1", "t2"}) Check(pm1->Delete(id));
+  Check(pm2->Delete("t3"));
+}
+
+void Bgp(NetBed* bed) {
+  auto pm = Manager(bed, 3);
+  std::vector<double> announce, withdraw;
+  for (int i = 0; i < 50; ++i) {
+    std::string id = "g" + std::to_string(i), ip = Ip(i);
+    auto start = Clock::now();
+    Check(pm->Apply(Spec(id, ip)));
+    PollUntil([&] { return bed->RouterHas(ip); }, 5s);
+    announce.push_back(Ms(Clock::now() - start));
+    start = Clock::now();
+    Check(pm->Delete(id));
+    PollUntil([&] { return !bed->RouterHas(ip); }, 5s);
+    withdraw.push_back(Ms(Clock::now() - start));
+  }
+  Report("BGP: create → /32 at the router", announce);
+  Report("BGP: delete → withdrawn at the router", withdraw);
+  Check(pm->Apply(Spec("dead", "10.40.5.1")));
+  std::vector<double> death;
+  for (int i = 0; i < 5; ++i) {
+    PollUntil([&] { return bed->RouterHas("10.40.5.1"); }, 10s);
+    auto start = Clock::now();
+    bed->KillHost(3);
+    PollUntil([&] { return !bed->RouterHas("10.40.5.1"); }, 10s);
+    death.push_back(Ms(Clock::now() - start));
+    bed->ReviveHost(3);
+  }
+  Report("BGP: host death → withdrawn at the router", death);
+  Check(pm->Delete("dead"));
+}
+
+}  // namespace
+}  // namespace photon::agent::net
+
+int main(int argc, char** argv) {
+  using namespace photon::agent::net;
+  int density = 1000;
+  bool skip_density = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--density") == 0 && i + 1 < argc) density = std::atoi(argv[++i]);
+    if (std::strcmp(argv[i], "--skip-density") == 0) skip_density = true;
+  }
+  if (::geteuid() != 0) {
+    std::cerr << "photon-bench-net needs root (network namespaces)\n";
+    return 2;
+  }
+  std::string error;
+  auto bed = photon::net_testing::NetBed::Up(3, &error);
+  if (!bed) {
+    std::cerr << "bed: " << error << "\n";
+    return 1;
+  }
+  Wiring(bed.get());
+  SecurityGroups(bed.get());
+  Throughput(bed.get());
+  Bgp(bed.get());
+  if (!skip_density) Density(bed.get(), density);
+  return 0;
+}
