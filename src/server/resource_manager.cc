@@ -388,6 +388,10 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
     if (who.IsAdmin() || kind.status_by_agent) {
       // The scheduler and agents record placement in metadata.
       if (!in_md.agent_id().empty() && (who.IsAdmin() || md->agent_id().empty())) {
+        if (placement_check_ && kind.plural == "computeinstances" &&
+            in_md.agent_id() != md->agent_id()) {
+          if (auto st = placement_check_(*stored, in_md.agent_id()); !st.ok()) return fail(st);
+        }
         md->set_agent_id(in_md.agent_id());
       }
     }

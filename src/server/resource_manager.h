@@ -139,6 +139,12 @@ class ResourceManager {
   using CreateStatusHint =
       std::function<void(const KindInfo& kind, google::protobuf::Message* object)>;
   void SetCreateStatusHint(CreateStatusHint hint) { create_status_hint_ = std::move(hint); }
+  // A manual placement (an update that sets or changes a ComputeInstance's metadata.agentId)
+  // passes the scheduler's filters (capacity, node state, hard constraints) or is refused with
+  // the check's error. Set before the API serves, like the hint above.
+  using PlacementCheck =
+      std::function<Status(const google::protobuf::Message& instance, const std::string& node)>;
+  void SetPlacementCheck(PlacementCheck check) { placement_check_ = std::move(check); }
 
   // For controllers: writes the whole object (spec, metadata.agent_id, status) as the system,
   // compared on its metadata.resource_version (ABORTED on conflict). No audit record: the
@@ -160,6 +166,7 @@ class ResourceManager {
 
  private:
   CreateStatusHint create_status_hint_;
+  PlacementCheck placement_check_;
   StatusOr<operation::Operation> DeleteOnce(const Principal& who, const KindInfo& kind,
                                             const std::string& ns, const std::string& name,
                                             const std::string& resource_version,

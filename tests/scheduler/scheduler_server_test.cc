@@ -325,6 +325,44 @@ TEST_F(SchedulerServerTest, NoOvercommitAndDeleteReleasesCapacity) {
   EXPECT_TRUE(WaitFor([&] { return AgentOf("c") == "node-0-0"; })) << Instance("c").dump();
 }
 
+// An admin setting metadata.agentId by hand goes through the scheduler's filters: a move to a
+// node with room is accepted, one over capacity or to an unknown node is refused naming why.
+TEST_F(SchedulerServerTest, ManualPlacementPassesTheFilters) {
+  AddNodes(2, 1, /*vcpu=*/8);
+  auto instance = [](const std::string& name, int vcpu) {
+    return json{{"metadata", {{"name", name}}},
+                {"spec",
+                 {{"process", {{"command", {"/bin/sleep", "60"}}}},
+                  {"resources", {{"vcpu", vcpu}, {"memoryMb", 64}}}}}};
+  };
+  Create("computeinstances", instance("small", 1));
+  ASSERT_TRUE(WaitFor([&] { return !AgentOf("small").empty(); }));
+  const std::string from = AgentOf("small");
+  const std::string to = from == "node-0-0" ? "node-1-0" : "node-0-0";
+  const std::string path = "/v1/namespaces/default/computeinstances/small";
+  auto put_agent = [&](const std::string& node) {
+    json j = Instance("small");
+    j["metadata"]["agentId"] = node;
+    return *admin_.Do("PUT", path, j.dump());
+  };
+  auto moved = put_agent(to);
+  ASSERT_EQ(moved.status, 200) << moved.body;
+  EXPECT_EQ(AgentOf("small"), to);
+  // `from` is empty now: a full-node instance goes there; moving `small` back would overcommit.
+  Create("computeinstances", instance("full", 8));
+  ASSERT_TRUE(WaitFor([&] { return AgentOf("full") == from; })) << Instance("full").dump();
+  auto over = put_agent(from);
+  EXPECT_EQ(over.status, 400) << over.body;
+  EXPECT_NE(over.body.find("metadata.agentId: node " + from +
+                           " cannot take default/small: insufficient vcpu (needs 1, 0 of 8 free)"),
+            std::string::npos)
+      << over.body;
+  auto unknown = put_agent("node-nope");
+  EXPECT_EQ(unknown.status, 400) << unknown.body;
+  EXPECT_NE(unknown.body.find("there is no node 'node-nope'"), std::string::npos) << unknown.body;
+  EXPECT_EQ(AgentOf("small"), to);
+}
+
 TEST_F(SchedulerServerTest, ImpossibleSpecIsErrorNamingTheField) {
   AddNodes(1, 1);
   Create("computeinstances", {{"metadata", {{"name", "huge"}}},

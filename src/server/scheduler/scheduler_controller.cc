@@ -111,6 +111,10 @@ Status SchedulerController::Start() {
     (*st->mutable_details())["scheduler"] = "unschedulable";
     SetScheduledCondition(st, false, "Unschedulable", reason);
   });
+  resources_->SetPlacementCheck(
+      [this](const google::protobuf::Message& ci, const std::string& node) {
+        return CheckManualPlacement(static_cast<const compute::ComputeInstance&>(ci), node);
+      });
   thread_ = std::thread([this] {
     SetThreadName("scheduler");
     Run();
@@ -182,6 +186,7 @@ SchedulerController::Snapshot SchedulerController::Read() {
 }
 
 bool SchedulerController::Round() {
+  std::lock_guard round_lock(round_mu_);
   ++round_;
   Snapshot snap = Read();
   no_nodes_ = snap.nodes.empty();
@@ -380,6 +385,52 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
     }
   }
   return wrote;
+}
+
+Status SchedulerController::CheckManualPlacement(const compute::ComputeInstance& ci,
+                                                 const std::string& node) {
+  std::lock_guard round_lock(round_mu_);
+  Snapshot snap = Read();
+  scheduler::ClusterState state;
+  BuildState(snap, &state);
+  const int idx = state.NodeIndex(node);
+  if (idx < 0) {
+    return absl::InvalidArgumentError("metadata.agentId: there is no node '" + node + "'");
+  }
+  auto [group, size] = GroupOf(snap, ci);
+  scheduler::Request req = scheduler::RequestFromInstance(ci, group, size);
+  if (req.policy) {
+    if (auto st = scheduler::ValidatePolicy(*req.policy, "spec.schedule"); !st.ok()) return st;
+  }
+  // Moving a placed instance: what it holds where it is now does not count against it.
+  for (const auto& cur : snap.instances) {
+    const auto& md = cur.metadata();
+    if (md.namespace_() != ci.metadata().namespace_() || md.name() != ci.metadata().name())
+      continue;
+    if (int from = state.NodeIndex(md.agent_id()); from >= 0) {
+      const auto& r = cur.spec().resources();
+      state.Release(group, req.labels,
+                    scheduler::Resources{r.vcpu(), r.memory_mb(), r.disk_gb()}.Bounded(), from);
+    }
+  }
+  scheduler::Context c = scheduler::MakeContext(req, &state, options_.placement.spread_key,
+                                                options_.placement.binpack);
+  const scheduler::Reject r = scheduler::RunFilters(c, idx);
+  if (r == scheduler::Reject::kCount) return absl::OkStatus();
+  const auto& n = state.nodes()[idx];
+  std::string why = scheduler::RejectName(r);
+  auto room = [](int64_t need, int64_t cap, int64_t used, const char* unit) {
+    return " (needs " + std::to_string(need) + unit + ", " + std::to_string(cap - used) + " of " +
+           std::to_string(cap) + unit + " free)";
+  };
+  if (r == scheduler::Reject::kVcpu)
+    why += room(req.need.vcpu, n.capacity.vcpu, n.allocated.vcpu, "");
+  if (r == scheduler::Reject::kMemory)
+    why += room(req.need.memory_mb, n.capacity.memory_mb, n.allocated.memory_mb, " MB");
+  if (r == scheduler::Reject::kDisk)
+    why += room(req.need.disk_gb, n.capacity.disk_gb, n.allocated.disk_gb, " GB");
+  return absl::FailedPreconditionError("metadata.agentId: node " + node + " cannot take " +
+                                       req.name + ": " + why);
 }
 
 }  // namespace photon::server

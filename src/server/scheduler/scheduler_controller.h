@@ -99,6 +99,10 @@ class SchedulerController {
   };
 
   void Run();
+  // A manual placement (an update setting metadata.agentId) through the same filters as the
+  // scheduler's own: OK, or the refusal naming the node and the reason (see
+  // ResourceManager::SetPlacementCheck). Runs on API threads, between rounds.
+  Status CheckManualPlacement(const compute::ComputeInstance& ci, const std::string& node);
   // Returns true when it wrote something (the next round should follow soon).
   bool Round();
   Snapshot Read();
@@ -132,6 +136,7 @@ class SchedulerController {
   bool dirty_ = true;
   bool stop_ = false;
   std::thread thread_;
+  std::mutex round_mu_;  // held by a round and by a manual placement's check
   std::map<std::string, Heartbeat> heartbeats_;      // loop thread only
   std::map<std::string, int> region_service_sizes_;  // "ns/name" → replicas, per round
   uint64_t round_ = 0;
