@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli/auth_commands.h"
+#include "cli/alert_commands.h"
 #include "cli/documents.h"
 #include "cli/http_client.h"
 #include "common/file_util.h"
@@ -316,6 +317,7 @@ struct Options {
   int drain_timeout = 300;
   std::string continue_token;  // audit: the page before this one
   std::string user, verb;      // login --user; auth can-i VERB KIND
+  std::string alert_name, comment;  // alert close NAME --comment TEXT
 };
 
 // The subcommands, to tell after parsing which one was given.
@@ -324,6 +326,7 @@ struct Commands {
   CLI::App *ops, *act, *audit, *token_create, *token_list, *token_revoke, *token_rotate;
   CLI::App *cordon, *uncordon, *drain, *login;
   CLI::App *can_i, *whoami;
+  CLI::App* alert_close;
 };
 
 void AddResourceCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
@@ -414,6 +417,13 @@ void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.can_i->add_option("verb", o.verb, "get|list|watch|create|update|delete|action|...")->required();
   c.can_i->add_option("kind", o.kind)->required();
   c.whoami = auth->add_subcommand("whoami", "the principal of the token in use, and its roles");
+
+  auto* alert = app.add_subcommand("alert", "operations alerts (list them: photon list alerts)");
+  alert->require_subcommand(1);
+  c.alert_close = alert->add_subcommand("close", "close an open alert, saying what was done");
+  c.alert_close->add_option("name", o.alert_name)->required();
+  c.alert_close->add_option("--comment", o.comment, "what was done (kept in its history)")
+      ->required();
 }
 
 int Login(Globals g, const std::string& token_file) {
@@ -662,6 +672,7 @@ int Dispatch(const Globals& g, const Options& o, const Commands& c) {
   }
   if (*c.can_i) return photon::cli::CanI(Client(g), o.verb, o.kind, g.ns);
   if (*c.whoami) return photon::cli::WhoAmI(Client(g));
+  if (*c.alert_close) return photon::cli::CloseAlert(Client(g), g.ns, o.alert_name, o.comment);
   if (*c.cordon || *c.uncordon || *c.drain) {
     SetSchedulable(g, o.node_name, c.uncordon->parsed(), c.drain->parsed());
     if (*c.drain) WaitDrained(g, o.node_name, o.drain_timeout);

@@ -200,6 +200,7 @@ class Cluster {
   }
 
   const std::string& dir() const { return dir_; }
+  const std::string& base() const { return base_; }  // http://127.0.0.1:PORT
 
  private:
   std::string dir_;

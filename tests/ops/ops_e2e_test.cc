@@ -98,6 +98,28 @@ void CreateCheck(Cluster& c, const std::string& name, const json& spec) {
   ASSERT_EQ(r.status, 202) << r.body;
 }
 
+// Runs the photon CLI against the cluster as its admin; the exit status.
+int RunCli(Cluster& c, std::vector<std::string> args) {
+  auto token = ReadFile(c.dir() + "/server/admin.token");
+  if (!token.ok()) return -1;
+  std::string tok = *token;
+  while (!tok.empty() && tok.back() == '\n') tok.pop_back();
+  std::vector<std::string> env_s = {"PHOTON_SERVER=" + c.base(), "PHOTON_TOKEN=" + tok,
+                                    "HOME=" + c.dir()};
+  std::vector<char*> env;
+  for (auto& e : env_s) env.push_back(e.data());
+  env.push_back(nullptr);
+  args.insert(args.begin(), PHOTON_CLI_BIN);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), env.data()) != 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 json Event(const std::string& check, const std::string& severity, const std::string& key,
            const json& labels = json::object()) {
   return json{{"spec",
@@ -270,7 +292,15 @@ TEST(OpsE2E, FilterSilencedAggregate) {
   // An unmatched critical event: the action rule opens its alert at once.
   r = c.Call("POST", post, Event("other", "CRITICAL", "o1"));
   ASSERT_EQ(r.status, 201) << r.body;
-  EXPECT_EQ(AlertsOf(c, "default", "other").size(), 1u);
+  auto other = AlertsOf(c, "default", "other");
+  ASSERT_EQ(other.size(), 1u);
+  // Closed with the CLI, as an operator does.
+  const std::string other_name = other[0]["metadata"]["name"];
+  EXPECT_NE(RunCli(c, {"alert", "close", other_name, "-n", "default"}), 0);  // no comment
+  EXPECT_EQ(RunCli(c, {"alert", "close", other_name, "--comment", "rebooted", "-n", "default"}), 0);
+  json closed = c.Get("/v1/namespaces/default/alerts/" + other_name);
+  EXPECT_EQ(closed["status"]["state"], "CLOSED");
+  EXPECT_EQ(closed["status"]["comment"], "rebooted");
   // Aggregate: 20 nodes fail within the window; one alert names them all, one webhook.
   for (int i = 0; i < 20; ++i) {
     r = c.Call("POST", post,
