@@ -98,6 +98,9 @@ HttpResult Call(const Globals& g, const std::string& method, const std::string& 
 
 std::string Plural(std::string kind) {
   for (auto& c : kind) c = static_cast<char>(tolower(c));
+  // Short names where the plural of the lower-case kind would not do.
+  if (kind == "sg" || kind == "sgs") return "securitygroups";
+  if (kind == "fip" || kind == "fips") return "floatingips";
   if (!kind.empty() && kind.back() != 's') kind += 's';
   return kind;
 }

@@ -128,6 +128,13 @@ bool Principal::Allowed(Verb verb, const std::string& kind, const std::string& n
         if (IsRead(verb) || verb == Verb::kUpdateStatus) return true;
       }
       if ((kind == "images" || kind == "volumes") && verb == Verb::kGet) return true;
+      // prismnet (docs/networking.md): the network objects its instances use, and the
+      // status of their Ports (which CheckAgentScope limits to Ports on its node).
+      if ((kind == "ports" || kind == "subnets" || kind == "vpcs" || kind == "securitygroups") &&
+          IsRead(verb)) {
+        return true;
+      }
+      if (kind == "ports" && verb == Verb::kUpdateStatus) return true;
       if (kind == "nodes" && (verb == Verb::kGet || verb == Verb::kCreate ||
                               verb == Verb::kUpdate || verb == Verb::kUpdateStatus)) {
         return true;

@@ -12,6 +12,7 @@
 #include "photon/network.pb.h"
 #include "photon/node.pb.h"
 #include "photon/storage.pb.h"
+#include "server/network/network_manager.h"
 #include "server/ops/ops_validate.h"
 #include "server/proto_json.h"
 #include "server/providers/dns_validation.h"
@@ -244,11 +245,7 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
     PHOTON_RETURN_IF_ERROR(
         Bounded("spec.sizeGb", v.spec().size_gb(), scheduler::kMaxDiskGb, false));
   }
-  if (kind.kind == "Vpc") {
-    const auto& v = static_cast<const network::Vpc&>(obj);
-    if (v.spec().cidr_block().empty())
-      return absl::InvalidArgumentError("spec.cidrBlock: required");
-  }
+  PHOTON_RETURN_IF_ERROR(prismnet::ValidateNetworkSyntax(kind, obj));
   if (kind.kind == "DnsZone") {
     const auto& z = static_cast<const network::DnsZone&>(obj);
     if (z.spec().name().empty()) return absl::InvalidArgumentError("spec.name: required");

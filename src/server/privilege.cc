@@ -25,7 +25,15 @@ Status CheckHostPrivileges(const Principal& who, const KindInfo& kind,
                            const google::protobuf::Message& object) {
   std::string field;
   const compute::ComputeInstanceSpec* spec = InstanceSpecOf(object, &field);
-  if (spec == nullptr || !spec->security().privileged() || who.IsAdmin()) return absl::OkStatus();
+  if (spec == nullptr || who.IsAdmin()) return absl::OkStatus();
+  if (spec->network().host_network()) {
+    // The host's network: no port namespace, no security groups, the node's addresses.
+    field.replace(field.rfind("security.privileged"), std::string::npos, "network.hostNetwork");
+    return absl::PermissionDeniedError(field + ": only a cluster admin may run a " + kind.kind +
+                                       " on the host's network (outside any VPC and its "
+                                       "security groups); ask an admin to create it");
+  }
+  if (!spec->security().privileged()) return absl::OkStatus();
   return absl::PermissionDeniedError(field + ": only a cluster admin may run a " + kind.kind +
                                      " with host privileges (as root, outside its own "
                                      "namespaces); ask an admin to create it");

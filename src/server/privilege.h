@@ -1,7 +1,7 @@
-// Host privileges in specs (spec.security.privileged and the same inside a RegionService's
-// instance template) are granted by cluster admins only: with them a workload runs as root on
-// a node, so an editor of one namespace who could set them would own every node.
-// Thread-safe (pure function).
+// Host privileges in specs (spec.security.privileged, spec.network.hostNetwork and the same
+// inside a RegionService's instance template) are granted by cluster admins only: with them a
+// workload runs as root on a node or outside any VPC, so an editor of one namespace who could
+// set them would own every node. Thread-safe (pure function).
 #pragma once
 
 #include <google/protobuf/message.h>

@@ -6,6 +6,7 @@
 
 #include "common/util.h"
 #include "server/identity/quota.h"
+#include "server/network/network_manager.h"
 #include "server/object_util.h"
 #include "server/privilege.h"
 
@@ -283,6 +284,10 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
     if (!hold.ok()) return fail(hold.status());
     quota_hold = std::move(*hold);
   }
+  if (network_ && prismnet::NetworkManager::Plans(kind)) {
+    return CreatePlanned(who, kind, ns, target, std::move(object), std::move(op), std::move(txn),
+                         std::move(done));
+  }
   int64_t t0 = MonotonicNanos();
   store_->TxnAsync(std::move(txn), [this, who, kind = &kind, ns, target, object = std::move(object),
                                     op = std::move(op), t0, quota_hold = std::move(quota_hold),
@@ -374,9 +379,12 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
                                    ", the update was based on " + in_md.resource_version() +
                                    "; get it again and retry"));
   }
+  if (network_ && !status_only) {
+    if (auto st = network_->CheckUpdate(kind, ns, object.get(), *stored); !st.ok()) return fail(st);
+  }
   auto* md = MutableMetadata(stored.get());
   if (status_only) {
-    CopyStatus(*object, stored.get());
+    prismnet::NetworkManager::MergeStatus(kind, *object, stored.get());  // keeps its VPC address
     if (kind.plural == "nodes" && !GetMetadata(*object).agent_id().empty()) {
       md->set_agent_id(GetMetadata(*object).agent_id());
     }
@@ -469,6 +477,12 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
   }
   operation::Operation op = NewOperation(NewUuid(), "delete", kind, ns, name,
                                          GetMetadata(*stored).id(), NowRfc3339(), who.name);
+  if (network_ && !agent_finalize) {
+    auto rev = network_->PrepareDelete(kind, ns, name, *stored, stored_rev);
+    if (!rev.ok())
+      return rev.status().code() == StatusCode::kAborted ? rev.status() : fail(rev.status());
+    stored_rev = *rev;
+  }
 
   store::TxnRequest txn;
   txn.compares.push_back({.key = key,
@@ -496,6 +510,7 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
     op.mutable_status()->set_message("waiting for the agent to tear it down");
   } else {
     txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
+    prismnet::NetworkManager::AddReleaseOps(kind, *stored, &txn);  // its Port and address
     op.mutable_status()->set_state(operation::OperationStatus::DONE);
     op.mutable_status()->set_message("deleted");
     op.mutable_status()->set_done_at(op.metadata().created_at());
@@ -511,6 +526,7 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
         absl::AbortedError("conflict: " + kind.kind + " '" + name + "' changed meanwhile; retry");
     return quiet_conflict ? conflict : fail(conflict);
   }
+  if (network_ && !two_phase) network_->Released(kind, *stored);
   op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
   return op;
 }
@@ -778,6 +794,7 @@ Status ResourceManager::WriteStatusAsSystem(const KindInfo& kind, const Message&
   copy->CopyFrom(object);
   MutableMetadata(copy.get())->clear_resource_version();
   MutableMetadata(copy.get())->set_updated_at(NowRfc3339());
+  prismnet::NetworkManager::NormalizeStatus(kind, copy.get());
   const std::string key = RegistryKey(kind.plural, md.namespace_(), md.name());
   store::TxnRequest txn;
   txn.compares.push_back({.key = key,
@@ -786,6 +803,8 @@ Status ResourceManager::WriteStatusAsSystem(const KindInfo& kind, const Message&
                           .number = *rev});
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = copy->SerializeAsString()});
+  // A placement moves the instance's Port to the same node in the same transaction.
+  if (network_) PHOTON_RETURN_IF_ERROR(network_->AddPlacementOps(kind, *copy, &txn));
   auto r = store_->Txn(txn);
   if (!r.ok()) return r.status();
   if (!r->succeeded) return absl::AbortedError("conflict writing status of " + key);

@@ -29,6 +29,10 @@
 
 namespace photon::server {
 
+namespace prismnet {
+class NetworkManager;
+}
+
 namespace identity {
 class Quotas;
 }
@@ -163,10 +167,19 @@ class ResourceManager {
   // resource-raising update's) transaction. Set before the API serves.
   void SetQuotas(identity::Quotas* quotas) { quotas_ = quotas; }
   store::Store* store() { return store_; }
+  // prismnet (server/network): set before the API serves; null leaves networks out.
+  void SetNetwork(prismnet::NetworkManager* network) { network_ = network; }
+  prismnet::NetworkManager* network() { return network_; }
 
  private:
   CreateStatusHint create_status_hint_;
   PlacementCheck placement_check_;
+  prismnet::NetworkManager* network_ = nullptr;
+  // The create of a kind the network plans (network/planned_create.cc): synchronous, retried
+  // while the network's compares fail.
+  void CreatePlanned(const Principal& who, const KindInfo& kind, const std::string& ns,
+                     const std::string& target, MessagePtr object, operation::Operation op,
+                     store::TxnRequest txn, CreateCallback done);
   StatusOr<operation::Operation> DeleteOnce(const Principal& who, const KindInfo& kind,
                                             const std::string& ns, const std::string& name,
                                             const std::string& resource_version,

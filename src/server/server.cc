@@ -18,6 +18,7 @@
 #include "server/grpc_service.h"
 #include "server/identity/identity_api.h"
 #include "server/housekeeper.h"
+#include "server/network/network_controller.h"
 #include "server/providers/service_controller.h"
 #include "server/resource_manager.h"
 #include "server/ops/ops_engine.h"
@@ -98,6 +99,16 @@ class ServerImpl : public Server {
     resources_ = std::make_unique<ResourceManager>(store_.get(), cache_.get(), &metrics_);
     resources_->SetQuotas(quotas_.get());
     PHOTON_RETURN_IF_ERROR(resources_->MigrateLegacyAudit());
+    network_ = std::make_unique<prismnet::NetworkManager>(
+        store_.get(),
+        prismnet::NetworkOptions{.default_pool = options_.default_vpc_pool,
+                                 .default_vpc_prefix = options_.default_vpc_prefix,
+                                 .default_subnet_prefix = options_.default_subnet_prefix});
+    PHOTON_RETURN_IF_ERROR(network_->Init());
+    resources_->SetNetwork(network_.get());
+    network_controller_ =
+        std::make_unique<prismnet::NetworkController>(resources_.get(), network_.get());
+    PHOTON_RETURN_IF_ERROR(network_controller_->Start());
     controllers_ = std::make_unique<Controllers>(resources_.get());
     PHOTON_RETURN_IF_ERROR(controllers_->Start());
     HousekeeperOptions hk;
@@ -207,6 +218,7 @@ class ServerImpl : public Server {
     if (ops_) ops_->Stop();
     if (housekeeper_) housekeeper_->Stop();
     if (controllers_) controllers_->Stop();
+    if (network_controller_) network_controller_->Stop();
     if (cache_) cache_->Stop();
   }
 
@@ -221,6 +233,8 @@ class ServerImpl : public Server {
   std::unique_ptr<WatchCache> cache_;
   std::unique_ptr<ResourceManager> resources_;
   std::unique_ptr<Controllers> controllers_;
+  std::unique_ptr<prismnet::NetworkManager> network_;
+  std::unique_ptr<prismnet::NetworkController> network_controller_;
   std::unique_ptr<Housekeeper> housekeeper_;
   std::unique_ptr<SchedulerController> scheduler_;
   std::unique_ptr<ServiceController> services_;
@@ -323,6 +337,12 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->audit_retention_count = v.as<int64_t>();
       else if (key == "provider_resync_s")
         options->provider_resync_s = v.as<int>();
+      else if (key == "default_vpc_pool")
+        options->default_vpc_pool = v.as<std::string>();
+      else if (key == "default_vpc_prefix")
+        options->default_vpc_prefix = v.as<int>();
+      else if (key == "default_subnet_prefix")
+        options->default_subnet_prefix = v.as<int>();
       else if (key == "tls")
         options->tls = v.as<std::string>();
       else if (key == "tls_cert")

@@ -46,6 +46,12 @@ struct ServerOptions {
   // Server-side service providers (docs/providers.md): who realizes DnsZone, DnsRecord, ...
   std::vector<ProviderConfig> providers;
   int provider_resync_s = 60;  // every object applied again, orphans removed
+  // prismnet (docs/networking.md): each namespace's default VPC is the first free block of
+  // default_vpc_prefix in default_vpc_pool; its default subnet the VPC's first
+  // default_subnet_prefix block.
+  std::string default_vpc_pool = "10.0.0.0/8";
+  int default_vpc_prefix = 16;
+  int default_subnet_prefix = 20;
   // TLS for REST and gRPC (docs/api.md#tls). auto: TLS unless both listeners are on loopback;
   // on: always; off: never (plain HTTP even across hosts). Without tls_cert/tls_key, TLS uses a
   // CA and server certificate generated in DATA_DIR/tls on first start.

@@ -142,6 +142,23 @@ class CliTest(unittest.TestCase):
         items = json.loads(self.photon("list", "computeinstances", "-l", "tier=web", "-o", "json").stdout)
         self.assertEqual(sorted(i["metadata"]["name"] for i in items), ["m1", "m3"])
 
+    def test_network_example_and_short_names(self):
+        r = self.photon("create", "-f", "examples/network.yaml")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        groups = json.loads(self.photon("list", "sg", "-o", "json").stdout)
+        self.assertEqual([g["metadata"]["name"] for g in groups], ["web"])
+        self.assertEqual(len(groups[0]["spec"]["rules"]), 4)
+        vpcs = json.loads(self.photon("list", "vpc", "-o", "json").stdout)
+        self.assertIn("prod", [v["metadata"]["name"] for v in vpcs])
+        port = json.loads(self.photon("get", "ports", "web", "-o", "json").stdout)
+        self.assertTrue(port["spec"]["ipAddress"].startswith("10.100.1."), port)
+        self.assertEqual(port["spec"]["securityGroups"], ["web"])
+        # Floating IPs are refused until the nodes realize them: a reason, a non-zero exit.
+        r = self.photon("create", "-f", "-", stdin="kind: FloatingIp\nmetadata: {name: f}\nspec: {instance: web}\n")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not realized", r.stderr)
+        self.assertEqual(json.loads(self.photon("list", "fip", "-o", "json").stdout), [])
+
     def test_login_writes_private_config(self):
         tok = os.path.join(self.home, "tok")
         with open(tok, "w") as f:

@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "common/util.h"
+#include "server/network/network_manager.h"
 #include "server/object_util.h"
 #include "server/scheduler/limits.h"
 #include "server/scheduler/scheduler_controller.h"
@@ -210,8 +211,11 @@ bool SchedulerController::EvictAndDrain(const Snapshot& snap, scheduler::Cluster
                               .op = store::Compare::Op::kEqual,
                               .number = std::stoll(ci.metadata().resource_version())});
       txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
+      const KindInfo& ci_kind = *FindKind("computeinstances");
+      prismnet::NetworkManager::AddReleaseOps(ci_kind, ci, &txn);  // its Port and address
       auto r = resources_->store()->Txn(txn);
       if (!r.ok() || !r->succeeded) return false;
+      if (auto* net = resources_->network()) net->Released(ci_kind, ci);
       wrote = true;
       Event(ci.metadata().namespace_(), "DeleteFinished", obj,
             why + ": delete finished by the control plane");

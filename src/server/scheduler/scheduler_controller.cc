@@ -8,6 +8,7 @@
 #include <future>
 
 #include "common/util.h"
+#include "server/network/network_manager.h"
 #include "server/object_util.h"
 #include "server/watch_cache.h"
 
@@ -275,6 +276,7 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
     const bool sched_error = phase == resource::ResourceStatus::ERROR &&
                              d != ci.status().details().end() && d->second == "error";
     if (phase != resource::ResourceStatus::PENDING && !sched_error) continue;
+    if (prismnet::AwaitingAddress(ci)) continue;  // placed once it has its address
     // Already told there is no node at all, and still none: nothing to decide or write.
     if (snap.nodes.empty() && ci.status().message() == no_nodes_reason) continue;
     pending.push_back(&ci);

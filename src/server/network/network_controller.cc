@@ -1,0 +1,195 @@
+#include "server/network/network_controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "common/util.h"
+#include "server/network/network_internal.h"
+#include "server/object_util.h"
+
+namespace photon::server::prismnet {
+
+NetworkController::NetworkController(ResourceManager* resources, NetworkManager* network,
+                                     NetworkControllerOptions options)
+    : resources_(resources), network_(network), options_(options) {}
+
+Status NetworkController::Start() {
+  network_->SetOnRelease([this] { Kick(); });
+  const std::string ports = RegistryPrefix("ports");
+  auto id = resources_->cache()->Subscribe(
+      ports, 0, [](const std::vector<std::shared_ptr<const CachedObject>>&, int64_t) {},
+      [this](const std::vector<CacheEvent>& events) {
+        for (const auto& e : events) {
+          if (e.type == CacheEvent::Type::kDeleted) return Kick();
+        }
+      });
+  if (!id.ok()) return id.status();
+  subscription_ = *id;
+  thread_ = std::thread([this] {
+    SetThreadName("network");
+    Run();
+  });
+  return absl::OkStatus();
+}
+
+void NetworkController::Stop() {
+  if (subscription_) {
+    resources_->cache()->Unsubscribe(subscription_);
+    subscription_ = 0;
+  }
+  network_->SetOnRelease(nullptr);
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void NetworkController::Kick() {
+  std::lock_guard lock(mu_);
+  kicked_ = true;
+  cv_.notify_one();
+}
+
+void NetworkController::Run() {
+  auto next_sweep = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, options_.retry, [this] { return kicked_ || stop_; });
+      if (stop_) return;
+      kicked_ = false;
+    }
+    RetryWaiting();
+    if (std::chrono::steady_clock::now() >= next_sweep) {
+      Sweep();
+      next_sweep = std::chrono::steady_clock::now() + options_.sweep;
+    }
+  }
+}
+
+void NetworkController::RetryWaiting() {
+  const std::string prefix = RegistryPrefix("computeinstances");
+  auto list = resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0,
+                                        [](const CachedObject&) { return true; });
+  std::set<std::string> full;  // "ns/subnet" found full this round
+  for (const auto& o : list.items) {
+    auto m = o->Decoded();
+    if (!m) continue;
+    const auto& ci = static_cast<const compute::ComputeInstance&>(*m);
+    if (!AwaitingAddress(ci) || !ci.metadata().deletion_timestamp().empty() ||
+        !ci.metadata().agent_id().empty()) {
+      continue;
+    }
+    auto d = ci.status().details().find(kDetailSubnet);
+    const std::string pool =
+        ci.metadata().namespace_() + "/" + (d == ci.status().details().end() ? "" : d->second);
+    if (full.count(pool)) continue;
+    if (!Retry(ci)) full.insert(pool);
+  }
+}
+
+bool NetworkController::Retry(const compute::ComputeInstance& ci) {
+  compute::ComputeInstance next = ci;
+  CreatePlan plan;
+  Status st = network_->PlanAddress(ci.metadata().namespace_(), &next, &plan);
+  if (st.code() == StatusCode::kResourceExhausted) return false;
+  auto* status = next.mutable_status();
+  if (!st.ok()) {
+    // The subnet or a security group went away meanwhile: say so, keep waiting.
+    SetCondition(status, kNetworkReady, false, "NetworkUnavailable", std::string(st.message()));
+    status->set_message("waiting for an address: " + std::string(st.message()));
+    if (status->message() != ci.status().message()) {
+      resources_->WriteStatusAsSystem(*FindKind("computeinstances"), next).IgnoreError();
+    }
+    return true;
+  }
+  status->set_phase(resource::ResourceStatus::PENDING);
+  status->set_message("address " + next.status().addresses(0) + " allocated");
+  const std::string key =
+      RegistryKey("computeinstances", ci.metadata().namespace_(), ci.metadata().name());
+  next.mutable_metadata()->clear_resource_version();
+  next.mutable_metadata()->set_updated_at(NowRfc3339());
+  store::TxnRequest txn;
+  txn.compares.push_back(ModIs(key, std::stoll(ci.metadata().resource_version())));
+  txn.compares.insert(txn.compares.end(), plan.compares.begin(), plan.compares.end());
+  txn.success.push_back(PutOp(key, next.SerializeAsString()));
+  txn.success.insert(txn.success.end(), plan.ops.begin(), plan.ops.end());
+  auto r = resources_->store()->Txn(txn);
+  network_->Finish(plan, r.ok() && r->succeeded);
+  if (!r.ok()) spdlog::warn("network: allocating for {}: {}", key, r.status().ToString());
+  if (r.ok() && r->succeeded) {
+    resources_
+        ->RecordEvent(ci.metadata().namespace_(), "AddressAllocated",
+                      "computeinstances/" + ci.metadata().name(), status->message())
+        .IgnoreError();
+  } else {
+    Kick();  // changed meanwhile: look again
+  }
+  return true;
+}
+
+void NetworkController::Sweep() {
+  SweepPorts();
+  SweepAddresses();
+}
+
+// A Port whose instance is gone (or is another instance of the same name).
+void NetworkController::SweepPorts() {
+  store::Store* store = resources_->store();
+  const std::string prefix = RegistryPrefix("ports");
+  auto r = store->Range(prefix, {.end = store::PrefixEnd(prefix)});
+  if (!r.ok()) return;
+  for (const auto& kv : r->kvs) {
+    network::Port port;
+    if (!port.ParseFromString(kv.value)) continue;
+    const auto& md = port.metadata();
+    const std::string ci_key = RegistryKey("computeinstances", md.namespace_(), md.name());
+    auto ci = ReadObject<compute::ComputeInstance>(store, ci_key);
+    if (!ci.ok()) continue;
+    if (*ci && (*ci)->first.metadata().id() == port.spec().instance()) continue;
+    store::TxnRequest txn;
+    txn.compares.push_back(ModIs(kv.key, kv.mod_revision));
+    txn.compares.push_back(*ci ? ModIs(ci_key, (*ci)->second) : Absent(ci_key));
+    txn.success.push_back(DeleteOp(kv.key));
+    NetworkManager::AddReleaseOps(*FindKind("ports"), port, &txn);
+    auto w = store->Txn(txn);
+    if (w.ok() && w->succeeded) {
+      spdlog::warn("network: removed port {} of a gone instance", kv.key);
+      network_->Released(*FindKind("ports"), port);
+    }
+  }
+}
+
+// An address whose Port is gone or holds another address.
+void NetworkController::SweepAddresses() {
+  store::Store* store = resources_->store();
+  auto r = store->Range(kIpamRoot, {.end = store::PrefixEnd(kIpamRoot)});
+  if (!r.ok()) return;
+  for (const auto& kv : r->kvs) {
+    // Key /ipam/<ns>/<subnet>/<address>; value: the instance's registry key.
+    const std::string rest = kv.key.substr(sizeof(kIpamRoot) - 1);
+    const size_t a = rest.find('/'), b = rest.rfind('/');
+    if (a == std::string::npos || a == b) continue;
+    const std::string ns = rest.substr(0, a), subnet = rest.substr(a + 1, b - a - 1);
+    const std::string address = rest.substr(b + 1);
+    const std::string name = kv.value.substr(kv.value.rfind('/') + 1);
+    const std::string port_key = RegistryKey("ports", ns, name);
+    auto port = ReadObject<network::Port>(store, port_key);
+    if (!port.ok()) continue;
+    if (*port && (*port)->first.spec().subnet() == subnet &&
+        (*port)->first.spec().ip_address() == address) {
+      continue;
+    }
+    store::TxnRequest txn;
+    txn.compares.push_back(ModIs(kv.key, kv.mod_revision));
+    txn.compares.push_back(*port ? ModIs(port_key, (*port)->second) : Absent(port_key));
+    txn.success.push_back(DeleteOp(kv.key));
+    auto w = store->Txn(txn);
+    if (w.ok() && w->succeeded) spdlog::warn("network: released orphan address {}", kv.key);
+  }
+}
+
+}  // namespace photon::server::prismnet

@@ -1,0 +1,56 @@
+// The network's control loop:
+//  - instances waiting for an address (their subnet was full at create) get one as soon as an
+//    address is given back (woken by the release, and every `retry` period for releases made
+//    by another photon-server), in a transaction compared on the instance's revision;
+//  - garbage: every `sweep` period (and at start), a Port whose instance is gone and an
+//    address whose Port is gone are removed, each compared on the revisions that make it
+//    garbage. Releases happen in the delete transactions themselves, so this finds nothing
+//    unless an object was removed by a path that bypassed them (a store restored by hand).
+// Thread-safe: Start/Stop once.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "server/network/network_manager.h"
+#include "server/resource_manager.h"
+
+namespace photon::server::prismnet {
+
+struct NetworkControllerOptions {
+  std::chrono::milliseconds retry{2000};
+  std::chrono::milliseconds sweep{30000};
+};
+
+class NetworkController {
+ public:
+  NetworkController(ResourceManager* resources, NetworkManager* network,
+                    NetworkControllerOptions options = {});
+  ~NetworkController() { Stop(); }
+  Status Start();
+  void Stop();
+  void Kick();
+
+ private:
+  void Run();
+  void RetryWaiting();
+  // Returns false when the subnet is still full (no need to try its other instances).
+  bool Retry(const compute::ComputeInstance& ci);
+  void Sweep();
+  void SweepPorts();
+  void SweepAddresses();
+
+  ResourceManager* resources_;
+  NetworkManager* network_;
+  NetworkControllerOptions options_;
+  uint64_t subscription_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool kicked_ = true;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace photon::server::prismnet
