@@ -1,7 +1,10 @@
 // Service- and bucket-level S3 operations of S3Service (see service.h).
+#include <algorithm>
+
 #include "common/util.h"
 #include "lightningstor/bucket_rules.h"
 #include "lightningstor/checksum.h"
+#include "lightningstor/cors.h"
 #include "lightningstor/object_attrs.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/service.h"
@@ -263,6 +266,96 @@ StatusOr<http::Response> S3Service::PutBucketAcl(S3Request& r) {
 StatusOr<http::Response> S3Service::GetBucketAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   return XmlResponse(AclXml(bucket.public_read ? "public-read" : "private", kOwnerId));
+}
+
+StatusOr<http::Response> S3Service::PutBucketCors(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 64 << 10));
+  PHOTON_RETURN_IF_ERROR(ParseCors(body).status());
+  PHOTON_RETURN_IF_ERROR(meta_->SetCors(r.bucket, body));
+  return Empty(200);
+}
+
+StatusOr<http::Response> S3Service::GetBucketCors(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  if (bucket.cors.empty())
+    return S3Error("NoSuchCORSConfiguration", "The CORS configuration does not exist");
+  PHOTON_ASSIGN_OR_RETURN(auto rules, ParseCors(bucket.cors));
+  return XmlResponse(CorsXml(rules));
+}
+
+StatusOr<http::Response> S3Service::DeleteBucketCors(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(meta_->SetCors(r.bucket, ""));
+  return Empty(204);
+}
+
+namespace {
+
+std::vector<std::string> SplitHeaderList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string one = text.substr(pos, comma - pos);
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    if (!one.empty()) out.push_back(one);
+    pos = comma + 1;
+  }
+  return out;
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out;
+}
+
+// The answer's Access-Control-* headers for a request the rule allows.
+void AllowHeaders(const CorsRule& rule, const std::string& origin, http::Response& resp) {
+  bool any = std::find(rule.origins.begin(), rule.origins.end(), "*") != rule.origins.end();
+  resp.AddHeader("Access-Control-Allow-Origin", any ? "*" : origin);
+  if (!any) resp.AddHeader("Access-Control-Allow-Credentials", "true");
+  resp.AddHeader("Access-Control-Allow-Methods", Join(rule.methods));
+  if (!rule.expose.empty()) resp.AddHeader("Access-Control-Expose-Headers", Join(rule.expose));
+  if (rule.max_age >= 0) resp.AddHeader("Access-Control-Max-Age", std::to_string(rule.max_age));
+  resp.AddHeader("Vary", "Origin, Access-Control-Request-Headers, Access-Control-Request-Method");
+}
+
+}  // namespace
+
+StatusOr<http::Response> S3Service::CorsPreflight(S3Request& r) {
+  const std::string& origin = r.http.Header("origin");
+  const std::string& method = r.http.Header("access-control-request-method");
+  if (origin.empty() || method.empty()) {
+    return S3Error("InvalidRequest", "Insufficient information. Origin request header needed.");
+  }
+  Status forbidden = S3Error("AccessForbidden",
+                             "CORSResponse: This CORS request is not allowed. This is usually "
+                             "because the evalution of Origin, request method / "
+                             "Access-Control-Request-Method or Access-Control-Request-Headers are "
+                             "not whitelisted by the resource's CORS spec.");
+  auto bucket = RequireBucket(r.bucket);
+  if (!bucket.ok() || bucket->cors.empty()) return forbidden;
+  PHOTON_ASSIGN_OR_RETURN(auto rules, ParseCors(bucket->cors));
+  auto headers = SplitHeaderList(r.http.Header("access-control-request-headers"));
+  const CorsRule* rule = MatchCors(rules, origin, method, headers);
+  if (!rule) return forbidden;
+  http::Response resp;
+  AllowHeaders(*rule, origin, resp);
+  if (!headers.empty()) resp.AddHeader("Access-Control-Allow-Headers", Join(headers));
+  return resp;
+}
+
+void S3Service::AddCorsHeaders(const http::Request& req, const std::string& bucket_name,
+                               http::Response& resp) {
+  auto bucket = RequireBucket(bucket_name);
+  if (!bucket.ok() || bucket->cors.empty()) return;
+  auto rules = ParseCors(bucket->cors);
+  if (!rules.ok()) return;
+  const CorsRule* rule = MatchCors(*rules, req.Header("origin"), req.method, {});
+  if (rule) AllowHeaders(*rule, req.Header("origin"), resp);
 }
 
 }  // namespace photon::lightningstor

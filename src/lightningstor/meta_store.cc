@@ -16,7 +16,8 @@ constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS buckets(
   name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, versioning TEXT NOT NULL DEFAULT '',
   public_read INTEGER NOT NULL DEFAULT 0, policy TEXT NOT NULL DEFAULT '',
-  lifecycle TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '');
+  lifecycle TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '',
+  cors TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS objects(
   id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL,
   is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -241,14 +242,16 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
   store->path_ = db_path;
   PHOTON_ASSIGN_OR_RETURN(store->writer_, store->NewConn());
   PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
-  // Data directories made before bucket tagging existed lack the column.
-  PHOTON_ASSIGN_OR_RETURN(
-      auto has_tags,
-      store->writer_->Prepare("SELECT 1 FROM pragma_table_info('buckets') WHERE name = 'tags'"));
-  PHOTON_ASSIGN_OR_RETURN(bool tagged, has_tags.Step());
-  if (!tagged) {
-    PHOTON_RETURN_IF_ERROR(
-        store->writer_->Exec("ALTER TABLE buckets ADD COLUMN tags TEXT NOT NULL DEFAULT ''"));
+  // Data directories made before bucket tagging (or CORS) existed lack the column.
+  for (const char* column : {"tags", "cors"}) {
+    PHOTON_ASSIGN_OR_RETURN(
+        auto has, store->writer_->Query("SELECT 1 FROM pragma_table_info('buckets') WHERE name = ?",
+                                        std::string(column)));
+    PHOTON_ASSIGN_OR_RETURN(bool present, has.Step());
+    if (!present) {
+      PHOTON_RETURN_IF_ERROR(store->writer_->Exec(std::string("ALTER TABLE buckets ADD COLUMN ") +
+                                                  column + " TEXT NOT NULL DEFAULT ''"));
+    }
   }
   return store;
 }
@@ -315,23 +318,23 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
       auto s, db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                        "tags FROM buckets WHERE name = ?",
+                        "tags, cors FROM buckets WHERE name = ?",
                         name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
   return BucketMeta{s.ColumnText(0), s.ColumnInt(1),  s.ColumnText(2), s.ColumnInt(3) != 0,
-                    s.ColumnText(4), s.ColumnText(5), s.ColumnText(6)};
+                    s.ColumnText(4), s.ColumnText(5), s.ColumnText(6), s.ColumnText(7)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
       auto s, db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                          "tags FROM buckets ORDER BY name"));
+                          "tags, cors FROM buckets ORDER BY name"));
   std::vector<BucketMeta> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
     out.push_back({r.ColumnText(0), r.ColumnInt(1), r.ColumnText(2), r.ColumnInt(3) != 0,
-                   r.ColumnText(4), r.ColumnText(5), r.ColumnText(6)});
+                   r.ColumnText(4), r.ColumnText(5), r.ColumnText(6), r.ColumnText(7)});
   }));
   return out;
 }
@@ -386,6 +389,13 @@ Status MetaStore::SetLifecycle(const std::string& name, const std::string& lifec
   return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET lifecycle = ? WHERE name = ?", lifecycle_xml, name);
+  });
+}
+
+Status MetaStore::SetCors(const std::string& name, const std::string& cors_xml) {
+  return Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Run("UPDATE buckets SET cors = ? WHERE name = ?", cors_xml, name);
   });
 }
 

@@ -71,6 +71,7 @@ class MetaStore {
   Status SetPolicy(const std::string& name, bool public_read, const std::string& policy);
   Status SetLifecycle(const std::string& name, const std::string& lifecycle_xml);
   Status SetTags(const std::string& name, const std::string& tagging_xml);
+  Status SetCors(const std::string& name, const std::string& cors_xml);
 
   // Objects. PutObject assigns the version id from the bucket's versioning state and
   // replaces the "null" version when versioning is off or suspended.

@@ -12,6 +12,7 @@ constexpr const char* kPayloadUrl = "lightningstor/s3code";
 const std::unordered_map<std::string_view, int>& CodeTable() {
   static const auto* table = new std::unordered_map<std::string_view, int>{
       {"AccessDenied", 403},
+      {"AccessForbidden", 403},
       {"AuthorizationHeaderMalformed", 400},
       {"AuthorizationQueryParametersError", 400},
       {"BadDigest", 400},
@@ -42,6 +43,7 @@ const std::unordered_map<std::string_view, int>& CodeTable() {
       {"MissingSecurityHeader", 400},
       {"NoSuchBucket", 404},
       {"NoSuchBucketPolicy", 404},
+      {"NoSuchCORSConfiguration", 404},
       {"NoSuchKey", 404},
       {"NoSuchLifecycleConfiguration", 404},
       {"NoSuchTagSet", 404},

@@ -46,8 +46,8 @@ bool IsArgument(const std::string& name) {
 // (GET /bucket/key?foo must never answer the object's bytes).
 bool IsImplementedSubresource(const std::string& name, bool object) {
   static const auto* bucket =
-      new std::set<std::string>{"versioning", "lifecycle", "policy",   "acl",   "tagging",
-                                "location",   "uploads",   "versions", "delete"};
+      new std::set<std::string>{"versioning", "lifecycle", "policy",   "acl",    "tagging",
+                                "location",   "uploads",   "versions", "delete", "cors"};
   static const auto* objects = new std::set<std::string>{"acl", "tagging", "uploads"};
   return (object ? objects : bucket)->count(name) > 0;
 }
@@ -146,6 +146,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
   for (const auto& [name, value] : req.query) {
     if (!IsArgument(name) && !IsImplementedSubresource(name, !key.empty())) return "Unsupported";
   }
+  if (m == "OPTIONS") return bucket.empty() ? "Unknown" : "CorsPreflight";
   if (bucket.empty()) return m == "GET" ? "ListBuckets" : "Unknown";
   if (key.empty()) {
     if (m == "PUT") {
@@ -154,6 +155,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("policy")) return "PutBucketPolicy";
       if (req.HasQuery("acl")) return "PutBucketAcl";
       if (req.HasQuery("tagging")) return "PutBucketTagging";
+      if (req.HasQuery("cors")) return "PutBucketCors";
       if (!req.query.empty()) return "Unknown";
       return "CreateBucket";
     }
@@ -164,6 +166,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("policy")) return "GetBucketPolicy";
       if (req.HasQuery("acl")) return "GetBucketAcl";
       if (req.HasQuery("tagging")) return "GetBucketTagging";
+      if (req.HasQuery("cors")) return "GetBucketCors";
       if (req.HasQuery("uploads")) return "ListMultipartUploads";
       if (req.HasQuery("versions")) return "ListObjectVersions";
       const std::string* lt = req.Query("list-type");
@@ -174,6 +177,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("lifecycle")) return "DeleteBucketLifecycle";
       if (req.HasQuery("policy")) return "DeleteBucketPolicy";
       if (req.HasQuery("tagging")) return "DeleteBucketTagging";
+      if (req.HasQuery("cors")) return "DeleteBucketCors";
       if (!req.query.empty()) return "Unknown";
       return "DeleteBucket";
     }
@@ -216,7 +220,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
 }
 
 Status S3Service::CheckAccess(S3Request& r) {
-  if (!r.auth.anonymous) return absl::OkStatus();
+  // A browser's preflight carries no credentials; the bucket's CORS rules decide it.
+  if (!r.auth.anonymous || r.op == "CorsPreflight") return absl::OkStatus();
   // Anonymous callers may read objects whose ACL or bucket policy makes them public, and list
   // buckets whose ACL or policy allows it; nothing else.
   Status denied = S3Error("AccessDenied", "Access Denied");
@@ -273,6 +278,10 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "AbortMultipartUpload") return AbortMultipartUpload(r);
   if (op == "ListParts") return ListParts(r);
   if (op == "GetObjectAcl") return GetObjectAcl(r);
+  if (op == "PutBucketCors") return PutBucketCors(r);
+  if (op == "GetBucketCors") return GetBucketCors(r);
+  if (op == "DeleteBucketCors") return DeleteBucketCors(r);
+  if (op == "CorsPreflight") return CorsPreflight(r);
   if (op == "PutObjectAcl") return PutObjectAcl(r);
   if (op == "GetObjectTagging") return GetObjectTagging(r);
   if (op == "PutObjectTagging") return PutObjectTagging(r);
@@ -376,6 +385,8 @@ http::Response S3Service::Handle(http::Request& req) {
       resp.body.clear();
     }
   }
+  if (!bucket.empty() && r.op != "CorsPreflight" && req.HasHeader("origin"))
+    AddCorsHeaders(req, bucket, resp);
   resp.AddHeader("x-amz-request-id", r.request_id);
   resp.AddHeader("Server", "LightningStor");
   Observe(r, resp.status, static_cast<double>(MonotonicNanos() - start) / 1e9);

@@ -72,6 +72,13 @@ class S3Service {
   StatusOr<http::Response> PutBucketTagging(S3Request& r);
   StatusOr<http::Response> GetBucketTagging(S3Request& r);
   StatusOr<http::Response> DeleteBucketTagging(S3Request& r);
+  StatusOr<http::Response> PutBucketCors(S3Request& r);
+  StatusOr<http::Response> GetBucketCors(S3Request& r);
+  StatusOr<http::Response> DeleteBucketCors(S3Request& r);
+  // OPTIONS: a browser's preflight, answered from the bucket's CORS rules.
+  StatusOr<http::Response> CorsPreflight(S3Request& r);
+  // The Access-Control-* headers of an actual request with an Origin the rules allow.
+  void AddCorsHeaders(const http::Request& req, const std::string& bucket, http::Response& resp);
 
   // Objects (object_handlers.cc).
   StatusOr<http::Response> PutObject(S3Request& r);

@@ -28,6 +28,7 @@ struct BucketMeta {
   std::string policy;     // JSON text as PUT by the client ("" = none)
   std::string lifecycle;  // LifecycleConfiguration XML as PUT ("" = none)
   std::string tags;       // Tagging XML as this server writes it ("" = no tag set)
+  std::string cors;       // CORSConfiguration XML as PUT ("" = none)
 };
 
 struct ObjectMeta {

@@ -86,7 +86,7 @@ class SemanticsTest(unittest.TestCase):
                 self.assertNotIn(b"ListBucketResult", body, query)
                 self.assertEqual(st, 501, (path, query))
         with self.assertRaises(ClientError) as e:
-            self.s3.get_bucket_cors(Bucket="sem")
+            self.s3.get_bucket_website(Bucket="sem")
         self.assertEqual(code(e), "NotImplemented")
 
     # --- ACLs and anonymous access ----------------------------------------------------
@@ -380,6 +380,57 @@ class SemanticsTest(unittest.TestCase):
         self.assertFalse(self.stored_files_contain(b"SSE-C-PLAINTEXT"))
         self.assertFalse(self.stored_files_contain(b"SSE-C-SMALL-PLAINTEXT"))
         self.assertFalse(self.stored_files_contain(key))  # only a salted HMAC of the key
+
+    # --- CORS ------------------------------------------------------------------------------
+
+    def options(self, path, headers):
+        req = urllib.request.Request(self.d.endpoint + path, method="OPTIONS", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers)
+
+    def test_cors(self):
+        s3 = self.s3
+        s3.create_bucket(Bucket="cors-b")
+        pre = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT",
+               "Access-Control-Request-Headers": "content-type, x-amz-meta-a"}
+        self.assertEqual(self.options("/cors-b/upload.txt", pre)[0], 403)  # no rules yet
+        with self.assertRaises(ClientError) as e:
+            s3.get_bucket_cors(Bucket="cors-b")
+        self.assertEqual(code(e), "NoSuchCORSConfiguration")
+        s3.put_bucket_cors(Bucket="cors-b", CORSConfiguration={"CORSRules": [
+            {"AllowedOrigins": ["https://*.example.com"], "AllowedMethods": ["PUT", "GET"],
+             "AllowedHeaders": ["content-type", "x-amz-meta-*"], "ExposeHeaders": ["ETag"],
+             "MaxAgeSeconds": 600},
+            {"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]})
+        rules = s3.get_bucket_cors(Bucket="cors-b")["CORSRules"]
+        self.assertEqual(rules[0]["AllowedOrigins"], ["https://*.example.com"])
+        st, h = self.options("/cors-b/upload.txt", pre)
+        self.assertEqual(st, 200)
+        self.assertEqual(h["Access-Control-Allow-Origin"], "https://app.example.com")
+        self.assertIn("PUT", h["Access-Control-Allow-Methods"])
+        self.assertEqual(h["Access-Control-Max-Age"], "600")
+        self.assertEqual(h["Access-Control-Expose-Headers"], "ETag")
+        # A header no rule allows, a method no rule allows, an origin no rule allows: refused.
+        for bad in ({"Access-Control-Request-Headers": "x-secret"},
+                    {"Access-Control-Request-Method": "DELETE"},
+                    {"Origin": "https://evil.example.org", "Access-Control-Request-Method": "PUT"}):
+            self.assertEqual(self.options("/cors-b/upload.txt", dict(pre, **bad))[0], 403, bad)
+        st, h = self.options("/cors-b/x", {"Origin": "https://other.org", "Access-Control-Request-Method": "GET"})
+        self.assertEqual((st, h["Access-Control-Allow-Origin"]), (200, "*"))
+        # The actual request gets the headers too.
+        s3.put_object(Bucket="cors-b", Key="o", Body=b"x", ACL="public-read")
+        req = urllib.request.Request(self.d.endpoint + "/cors-b/o", headers={"Origin": "https://app.example.com"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.headers["Access-Control-Allow-Origin"], "https://app.example.com")
+        with self.assertRaises(ClientError) as e:
+            s3.put_bucket_cors(Bucket="cors-b", CORSConfiguration={"CORSRules": [
+                {"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]}]})
+        self.assertEqual(code(e), "InvalidRequest")
+        s3.delete_bucket_cors(Bucket="cors-b")
+        self.assertEqual(self.options("/cors-b/upload.txt", pre)[0], 403)
 
     # --- lifecycle ------------------------------------------------------------------------
 
