@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <sstream>
@@ -10,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/net/ipv4.h"
+#include "agent/net/netns.h"
 #include "agent/net/nft_ruleset.h"
 #include "nlohmann/json.hpp"
 
@@ -90,8 +92,20 @@ StatusOr<std::unique_ptr<PortManager>> PortManager::Open(PortManagerOptions opti
   if (options.netns_prefix.empty() || options.netns_prefix.size() > 40) {
     return absl::InvalidArgumentError("netns_prefix: must be 1-40 characters");
   }
+  // How `ip link add ... netns X`, run inside a port namespace, names the node's namespace:
+  // its name under /run/netns, or for our own namespace our pid.
+  std::string host_ref = std::to_string(::getpid());
+  if (!options.host_netns.empty()) {
+    if (!absl::StartsWith(options.host_netns, kNetnsDir) ||
+        options.host_netns.find('/', sizeof(kNetnsDir) - 1) != std::string::npos) {
+      return absl::InvalidArgumentError("host_netns: must be /run/netns/NAME or empty");
+    }
+    host_ref = options.host_netns.substr(sizeof(kNetnsDir) - 1);
+  }
   std::unique_ptr<PortManager> m(new PortManager(std::move(options)));
+  m->host_ref_ = host_ref;
   PHOTON_ASSIGN_OR_RETURN(m->probe_, LinkProbe::Open(m->options_.host_netns));
+  PHOTON_RETURN_IF_ERROR(PrepareNetnsDir());
   PHOTON_RETURN_IF_ERROR(m->PrepareNode());
   PHOTON_RETURN_IF_ERROR(m->Scan());
   return m;
@@ -223,70 +237,74 @@ Status PortManager::Apply(const PortSpec& spec) {
 Status PortManager::ApplyPort(const PortSpec& spec, PortState* port) {
   std::string ns = NetnsPath(spec.instance_id);
   if (!port->netns) {
-    PHOTON_RETURN_IF_ERROR(Run({"ip", "netns", "add", NetnsName(spec.instance_id)}, "").status());
+    changes_.fetch_add(1);
+    PHOTON_RETURN_IF_ERROR(CreateNetns(NetnsName(spec.instance_id)));
     port->netns = true;
   }
   // Rules first: the namespace never carries traffic without them.
   std::string rules = RenderPortRules(spec);
   std::string revision = RulesRevision(rules);
   if (port->revision != revision) {
-    PHOTON_RETURN_IF_ERROR(Run({"nft", "-f", "-"}, ns, RenderPortTransaction(rules)).status());
+    changes_.fetch_add(1);
+    PHOTON_RETURN_IF_ERROR(NftRunIn(ns, RenderPortTransaction(rules)));
     port->revision = revision;
   }
-  PHOTON_RETURN_IF_ERROR(ApplyLinks(port));
-  PHOTON_RETURN_IF_ERROR(ApplyInner(spec, port));
-  // The route last: it is what BIRD announces, so the port is reachable only when ready.
-  if (port->routed_ip != spec.ip) {
-    std::string batch;
-    if (!port->routed_ip.empty()) {
-      absl::StrAppend(&batch, "route del ", port->routed_ip, "/32 proto ", options_.route_protocol,
-                      "\n");
-    }
-    absl::StrAppend(&batch, "route replace ", spec.ip, "/32 dev ", HostIfName(port->slot),
-                    " proto ", options_.route_protocol, " scope link\n");
-    PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, options_.host_netns, batch).status());
-    port->routed_ip = spec.ip;
-  }
-  return absl::OkStatus();
-}
-
-Status PortManager::ApplyLinks(PortState* port) {
-  std::string host = HostIfName(port->slot);
-  std::string link = LinkAddress(port->slot) + "/32";
-  std::string batch;
-  if (!port->host_present || port->inner_mac.empty()) {
+  // Two batches: the namespace side (the pair is made from there, so its addresses and
+  // default route go in the same process), then the host side ending with the /32 route, which
+  // is what BIRD announces: the port is reachable only once ready.
+  bool fresh = !port->host_present || port->inner_mac.empty();
+  if (fresh && port->host_present) {
     // Half a pair cannot be trusted: make a new one (its route goes with the old link).
-    if (port->host_present) absl::StrAppend(&batch, "link del ", host, "\n");
-    absl::StrAppend(&batch, "link add ", host, " type veth peer name ", kPortIfName, " netns ",
-                    NetnsName(port->instance_id), "\n", "link set ", host, " alias ", kAliasPrefix,
-                    port->instance_id, "\n");
-    port->routed_ip.clear();
-    port->inner_mac.clear();
-    port->inner_ip.clear();
-    port->inner_ready = false;
+    PHOTON_RETURN_IF_ERROR(
+        Run({"ip", "link", "del", HostIfName(port->slot)}, options_.host_netns).status());
   }
-  if (!batch.empty() || !port->host_link) {
-    absl::StrAppend(&batch, "addr replace ", link, " dev ", host, "\nlink set ", host, " up\n");
-    PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, options_.host_netns, batch).status());
-    port->host_present = true;
-    port->host_link = true;
-  }
-  return absl::OkStatus();
+  PHOTON_RETURN_IF_ERROR(ApplyInner(spec, fresh, port));
+  return ApplyHost(spec, fresh, port);
 }
 
-Status PortManager::ApplyInner(const PortSpec& spec, PortState* port) {
-  if (port->inner_ip == spec.ip && port->inner_mac == spec.mac && port->inner_ready) {
+Status PortManager::ApplyInner(const PortSpec& spec, bool fresh, PortState* port) {
+  std::string batch;
+  if (fresh) {
+    absl::StrAppend(&batch, "link add ", kPortIfName, " type veth peer name ",
+                    HostIfName(port->slot), " netns ", host_ref_, "\n");
+    port->host_present = true;
+    port->host_link = false;
+    port->routed_ip.clear();
+  } else if (port->inner_ip == spec.ip && port->inner_mac == spec.mac && port->inner_ready) {
     return absl::OkStatus();
   }
   std::string eth = kPortIfName;
-  std::string batch =
-      absl::StrCat("link set lo up\naddr flush dev ", eth, "\nlink set ", eth, " address ",
-                   spec.mac, "\naddr add ", spec.ip, "/32 dev ", eth, "\nlink set ", eth,
-                   " up\nroute replace default via ", kGateway, " dev ", eth, " onlink\n");
+  absl::StrAppend(&batch, "link set lo up\naddr flush dev ", eth, "\nlink set ", eth, " address ",
+                  spec.mac, "\naddr add ", spec.ip, "/32 dev ", eth, "\nlink set ", eth,
+                  " up\nroute replace default via ", kGateway, " dev ", eth, " onlink\n");
   PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, NetnsPath(spec.instance_id), batch).status());
   port->inner_ip = spec.ip;
   port->inner_mac = spec.mac;
   port->inner_ready = true;
+  return absl::OkStatus();
+}
+
+Status PortManager::ApplyHost(const PortSpec& spec, bool fresh, PortState* port) {
+  std::string host = HostIfName(port->slot);
+  std::string batch;
+  if (fresh)
+    absl::StrAppend(&batch, "link set ", host, " alias ", kAliasPrefix, spec.instance_id, "\n");
+  if (!port->host_link) {
+    absl::StrAppend(&batch, "addr replace ", LinkAddress(port->slot), "/32 dev ", host,
+                    "\nlink set ", host, " up\n");
+  }
+  if (port->routed_ip != spec.ip) {
+    if (!port->routed_ip.empty()) {
+      absl::StrAppend(&batch, "route del ", port->routed_ip, "/32 proto ", options_.route_protocol,
+                      "\n");
+    }
+    absl::StrAppend(&batch, "route replace ", spec.ip, "/32 dev ", host, " proto ",
+                    options_.route_protocol, " scope link\n");
+  }
+  if (batch.empty()) return absl::OkStatus();
+  PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, options_.host_netns, batch).status());
+  port->host_link = true;
+  port->routed_ip = spec.ip;
   return absl::OkStatus();
 }
 

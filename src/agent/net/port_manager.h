@@ -38,7 +38,7 @@
 namespace photon::agent::net {
 
 struct PortManagerOptions {
-  // The node's network namespace (a path such as /run/netns/NAME); "" = this process's.
+  // The node's network namespace: "" = this process's, or /run/netns/NAME (test beds).
   std::string host_netns;
   // Port namespace name = prefix + instance id (under /run/netns). Tests put their pid in it.
   std::string netns_prefix = "photon-port-";
@@ -92,8 +92,8 @@ class PortManager {
   Status Scan();
   Status ScanPort(PortState* port);
   Status ApplyPort(const PortSpec& spec, PortState* port);
-  Status ApplyLinks(PortState* port);
-  Status ApplyInner(const PortSpec& spec, PortState* port);
+  Status ApplyInner(const PortSpec& spec, bool fresh, PortState* port);
+  Status ApplyHost(const PortSpec& spec, bool fresh, PortState* port);
   StatusOr<std::string> Run(const std::vector<std::string>& argv, const std::string& netns,
                             const std::string& input = "", bool change = true);
   int AllocateSlotLocked();
@@ -104,7 +104,9 @@ class PortManager {
   std::map<std::string, PortState> ports_;  // by instance id
   std::vector<bool> slot_used_ = std::vector<bool>(kMaxPortsPerNode);
   std::atomic<int64_t> changes_{0};
-  std::unique_ptr<LinkProbe> probe_;  // rtnetlink in the host namespace
+  std::unique_ptr<LinkProbe> probe_;
+  std::string host_ref_;  // the node's namespace as `ip ... netns` names it  // rtnetlink in the
+                          // host namespace
 };
 
 }  // namespace photon::agent::net
