@@ -98,6 +98,13 @@ void CreateCheck(Cluster& c, const std::string& name, const json& spec) {
   ASSERT_EQ(r.status, 202) << r.body;
 }
 
+// Milliseconds of the server's RFC 3339 times ("2026-12-04T21:00:00.123Z").
+int64_t Millis(const std::string& ts) {
+  std::tm tm{};
+  if (ts.size() < 23 || !strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + std::stoi(ts.substr(20, 3));
+}
+
 // Runs the photon CLI against the cluster as its admin; the exit status.
 int RunCli(Cluster& c, std::vector<std::string> args) {
   auto token = ReadFile(c.dir() + "/server/admin.token");
@@ -318,6 +325,14 @@ TEST(OpsE2E, FilterSilencedAggregate) {
       },
       15s));
   EXPECT_EQ(alert["spec"]["members"].size(), 20u);
+  // Acted once the window (2 s) after the group's first event had passed, not before.
+  auto fleet = EventsOf(c, "default", "fleet-disk");
+  ASSERT_EQ(fleet.size(), 20u);
+  int64_t first = INT64_MAX;
+  for (const auto& e : fleet) {
+    first = std::min(first, Millis(e["spec"]["opsEvent"].value("issuedAt", "")));
+  }
+  EXPECT_GE(Millis(alert["status"].value("firstRaised", "")) - first, 2000);
   EXPECT_NE(alert["spec"]["summary"].get<std::string>().find("20 events"), std::string::npos);
   ASSERT_TRUE(WaitFor([&] { return hook.delivered() == 1; }, 10s));
   EXPECT_EQ(hook.bodies()[0]["members"].size(), 20u);
