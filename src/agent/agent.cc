@@ -12,6 +12,7 @@
 #include "agent/node_object.h"
 #include "agent/providers/builtin.h"
 #include "common/file_util.h"
+#include "common/hex.h"
 #include "common/util.h"
 #include "spdlog/spdlog.h"
 
@@ -245,11 +246,15 @@ Status Agent::Start() {
   copts.drivers = drivers_;
   copts.workers = options_.workers;
   controller_ = std::make_unique<InstanceController>(copts, api_.get(), &registry_, &metrics_);
+  // Only this node's work, selected by the server (its credential may read nothing else):
+  // instances placed here, and operations on them (an Operation carries its target's agentId).
+  const std::string mine = "?fieldSelector=" + PercentEncode("metadata.agentId=" + options_.name);
   instances_ =
-      std::make_unique<Informer>(api_.get(), "/v1/computeinstances",
+      std::make_unique<Informer>(api_.get(), "/v1/computeinstances" + mine,
                                  [this](const std::string& k) { controller_->OnInstance(k); });
-  operations_ = std::make_unique<Informer>(
-      api_.get(), "/v1/operations", [this](const std::string& k) { controller_->OnOperation(k); });
+  operations_ =
+      std::make_unique<Informer>(api_.get(), "/v1/operations" + mine,
+                                 [this](const std::string& k) { controller_->OnOperation(k); });
   controller_->SetInformers(instances_.get(), operations_.get());
   PHOTON_RETURN_IF_ERROR(retry("list instances", [this] { return instances_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(retry("list operations", [this] { return operations_->Sync(); }));

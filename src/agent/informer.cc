@@ -14,6 +14,8 @@ Informer::Informer(ApiClient* api, std::string path,
                    std::function<void(const std::string&)> on_change)
     : api_(api), path_(std::move(path)), on_change_(std::move(on_change)) {}
 
+const char* Informer::Sep() const { return path_.find('?') == std::string::npos ? "?" : "&"; }
+
 std::string Informer::KeyOf(const json& object) {
   if (!object.is_object() || !object.contains("metadata")) return "";
   const auto& md = object["metadata"];
@@ -24,7 +26,7 @@ Status Informer::Sync() {
   std::map<std::string, json> fresh;
   std::string rv, cont;
   do {
-    std::string target = path_ + "?limit=500";
+    std::string target = path_ + Sep() + "limit=500";
     if (!cont.empty()) target += "&continue=" + PercentEncode(cont);
     PHOTON_ASSIGN_OR_RETURN(json page, api_->Get(target));
     if (rv.empty()) rv = page.value("resourceVersion", "");
@@ -66,12 +68,19 @@ void Informer::Run(const std::atomic<bool>* stop) {
       std::lock_guard<std::mutex> l(mu_);
       rv = resource_version_;
     }
-    Status s = api_->Watch(path_ + "?watch=true&resourceVersion=" + rv, [&](const json& ev) {
+    Status s = api_->Watch(path_ + Sep() + "watch=true&resourceVersion=" + rv, [&](const json& ev) {
       if (stop->load()) return false;
       if (!ev.contains("object")) return true;
       const json& obj = ev["object"];
-      std::string key = KeyOf(obj);
       std::string type = ev.value("type", "");
+      if (type == "BOOKMARK") {
+        // Nothing changed in our selection up to this version: resume from here, so a quiet
+        // selection never falls behind the server's history.
+        std::lock_guard<std::mutex> l(mu_);
+        resource_version_ = obj["metadata"].value("resourceVersion", resource_version_);
+        return true;
+      }
+      std::string key = KeyOf(obj);
       {
         std::lock_guard<std::mutex> l(mu_);
         if (type == "DELETED") {

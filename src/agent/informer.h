@@ -20,7 +20,8 @@ namespace photon::agent {
 
 class Informer {
  public:
-  // path: the collection, e.g. "/v1/computeinstances". on_change is called for every key
+  // path: the collection, e.g. "/v1/computeinstances", with a query if it selects
+  // ("?fieldSelector=metadata.agentId%3Dnode-1"). on_change is called for every key
   // that was added, modified or deleted (after the cache is updated).
   Informer(ApiClient* api, std::string path, std::function<void(const std::string&)> on_change);
 
@@ -35,6 +36,8 @@ class Informer {
   static std::string KeyOf(const nlohmann::json& object);
 
  private:
+  const char* Sep() const;  // "?" or "&": what joins path_ and more query parameters
+
   ApiClient* api_;
   std::string path_;
   std::function<void(const std::string&)> on_change_;

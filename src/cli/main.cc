@@ -292,12 +292,18 @@ int Watch(const Globals& g, const std::string& kind, bool all_ns, const std::str
       const auto& o = ev["object"];
       rv = Field(o, {"metadata", "resourceVersion"});
       std::string type = ev.value("type", "");
+      if (type == "BOOKMARK") return true;  // nothing changed up to rv
       type.resize(10, ' ');
       std::cout << type << Field(o, {"metadata", "namespace"}) << "/"
                 << Field(o, {"metadata", "name"}) << "  " << Field(o, {"status", "phase"}) << "  "
                 << Field(o, {"status", "message"}) << std::endl;
       return true;
     });
+    if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded) {
+      // Silence past the bookmark interval: the connection is dead; resume on a new one.
+      std::cerr << "watch: " << r.status().message() << "; reconnecting\n";
+      continue;
+    }
     if (!r.ok()) Die(std::string(r.status().message()));
     if (r->status == 410) {
       std::cerr << "watch: history compacted, relisting\n";

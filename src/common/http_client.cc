@@ -205,26 +205,52 @@ StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string
 
 StatusOr<HttpResult> HttpClient::Stream(const std::string& target,
                                         const std::function<bool(const std::string&)>& on_line) {
-  return WithConnection(nullptr, [&](auto& stream, asio::io_context&) -> StatusOr<HttpResult> {
+  return WithConnection(&timeout_, [&](auto& stream, asio::io_context& io) -> StatusOr<HttpResult> {
+    auto& low = beast::get_lowest_layer(stream);
+    const std::string where = host_ + ":" + port_;
     http::request<http::empty_body> req{http::verb::get, target, 11};
     req.set(http::field::host, host_);
     if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
-    http::write(stream, req);
+    low.expires_after(timeout_);
+    if (auto ec = Await(io, [&](auto done) { http::async_write(stream, req, done); })) {
+      return absl::UnavailableError("cannot reach " + where + ": " + Describe(ec, &timeout_));
+    }
     beast::flat_buffer buffer;
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    http::read_header(stream, buffer, parser);
+    if (auto ec =
+            Await(io, [&](auto done) { http::async_read_header(stream, buffer, parser, done); })) {
+      return absl::UnavailableError("cannot reach " + where + ": " + Describe(ec, &timeout_));
+    }
     HttpResult out;
     out.status = parser.get().result_int();
+    std::chrono::milliseconds idle = stream_idle_.value_or(std::chrono::milliseconds(0));
+    if (!stream_idle_) {
+      auto it = parser.get().find("Photon-Bookmark-Interval-Ms");
+      if (it != parser.get().end()) {
+        long every = std::strtol(std::string(it->value()).c_str(), nullptr, 10);
+        if (every > 0) idle = std::chrono::milliseconds(3 * every);
+      }
+    }
     std::string pending;
     char buf[8192];
     while (!parser.is_done()) {
       parser.get().body().data = buf;
       parser.get().body().size = sizeof buf;
-      beast::error_code ec;
+      if (idle.count() > 0) {
+        low.expires_after(idle);
+      } else {
+        low.expires_never();
+      }
       // read_some, not read: read() would wait until the buffer fills or the stream ends.
-      http::read_some(stream, buffer, parser, ec);
+      beast::error_code ec =
+          Await(io, [&](auto done) { http::async_read_some(stream, buffer, parser, done); });
       if (ec == http::error::need_buffer) ec = {};
+      if (ec == beast::error::timeout) {
+        return absl::DeadlineExceededError("stream from " + where + ": nothing arrived within " +
+                                           std::to_string(idle.count()) +
+                                           " ms (the connection is presumed dead)");
+      }
       if (ec) break;
       size_t n = sizeof buf - parser.get().body().size;
       if (out.status != 200) {

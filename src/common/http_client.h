@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -32,6 +33,8 @@ class HttpClient {
                                      const std::string& ca_file = "");
   // Bounds connect + request + response of Do(); streams are unbounded (watches).
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  // Overrides the stream idle timeout (0: never).
+  void set_stream_idle_timeout(std::chrono::milliseconds timeout) { stream_idle_ = timeout; }
   void set_user_agent(const std::string& user_agent) { user_agent_ = user_agent; }
   // `headers` are set after the client's own and replace them (a signed request sets Host).
   StatusOr<HttpResult> Do(const std::string& method, const std::string& target,
@@ -40,7 +43,11 @@ class HttpClient {
                           const std::map<std::string, std::string>& headers = {});
   // Streams a chunked response line by line; on_line returns false to stop. Returns the
   // status when the server answered with something other than 200 (and the body), or when
-  // the stream ended.
+  // the stream ended. A read deadline guards against a connection that died without a FIN or
+  // RST (a peer or NAT that silently dropped it): the answer head must come within the
+  // client's timeout, and once streaming, DEADLINE_EXCEEDED ends a stream on which nothing
+  // arrived for the stream idle timeout — by default three of the intervals the server
+  // announces in Photon-Bookmark-Interval-Ms (the watch bookmarks), else none.
   StatusOr<HttpResult> Stream(const std::string& target,
                               const std::function<bool(const std::string& line)>& on_line);
 
@@ -52,6 +59,7 @@ class HttpClient {
   std::string port_;
   std::string token_;
   std::chrono::milliseconds timeout_{60000};
+  std::optional<std::chrono::milliseconds> stream_idle_;
   std::string user_agent_ = "photon-cli";
   std::string ca_file_;
   std::shared_ptr<boost::asio::ssl::context> tls_;  // set for https://, shared by copies

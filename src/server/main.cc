@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
                  "seconds an audit record is kept (default 2592000: 30 days)");
   app.add_option("--audit-retention-count", opts.audit_retention_count,
                  "audit records kept at most, the newest (default 100000)");
+  app.add_option("--watch-bookmark-interval", opts.watch_bookmark_interval_ms,
+                 "ms between BOOKMARK events on every watch (default 30000; 0: none)");
   app.add_flag("--scheduler-binpack", opts.scheduler_binpack,
                "fill the fullest node that fits instead of the emptiest");
   app.add_option("--tls", opts.tls,

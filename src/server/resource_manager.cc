@@ -5,6 +5,7 @@
 #include <future>
 
 #include "common/util.h"
+#include "server/agent_scope.h"
 #include "server/identity/quota.h"
 #include "server/network/network_manager.h"
 #include "server/object_util.h"
@@ -322,6 +323,7 @@ StatusOr<ConstMessagePtr> ResourceManager::Get(const Principal& who, const KindI
   PHOTON_RETURN_IF_ERROR(ValidateName("name", name));
   auto cur = ReadCurrent(kind, RegistryKey(kind.plural, ns, name));
   if (!cur.ok()) return cur.status();
+  PHOTON_RETURN_IF_ERROR(CheckAgentRead(who, kind, ns, *cur->first, *cache_));
   return ConstMessagePtr(cur->first);
 }
 
@@ -548,6 +550,7 @@ StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo&
   if (limit < 0) return absl::InvalidArgumentError("limit: must be ≥ 0");
   PHOTON_ASSIGN_OR_RETURN(LabelSelector selector, LabelSelector::Parse(selector_text));
   PHOTON_ASSIGN_OR_RETURN(FieldSelector fields, FieldSelector::Parse(field_selector_text));
+  PHOTON_RETURN_IF_ERROR(CheckAgentSelection(who, kind, fields));
   // Consistent read: the cache must have applied everything the store has acknowledged.
   PHOTON_ASSIGN_OR_RETURN(int64_t current, store_->CurrentRevision());
   PHOTON_RETURN_IF_ERROR(cache_->WaitForRevision(current));
@@ -600,6 +603,7 @@ StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& 
   PHOTON_ASSIGN_OR_RETURN(int64_t from, ParseRevision("resourceVersion", resource_version));
   PHOTON_ASSIGN_OR_RETURN(LabelSelector selector, LabelSelector::Parse(selector_text));
   PHOTON_ASSIGN_OR_RETURN(FieldSelector fields, FieldSelector::Parse(field_selector_text));
+  PHOTON_RETURN_IF_ERROR(CheckAgentSelection(who, kind, fields));
   std::string prefix = RegistryPrefix(kind.plural, ns);
   auto matches = [selector, fields, readable, prefix](const CachedObject& obj) {
     if (!fields.empty() && !fields.Matches(obj.Fields())) return false;
@@ -646,7 +650,8 @@ StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& 
           }
         }
         if (!mine.empty()) on_events(mine);
-      });
+      },
+      /*bookmarks=*/true);
 }
 
 void ResourceManager::Unwatch(uint64_t id) { cache_->Unsubscribe(id); }
@@ -703,6 +708,9 @@ StatusOr<operation::Operation> ResourceManager::GetOperation(const Principal& wh
   if (!kind) return absl::NotFoundError("operation '" + id + "' not found");
   const auto& md = GetMetadata(*msg);
   PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kGet, *FindKind("operations"), md.namespace_()));
+  if (!who.AgentNode().empty() && md.agent_id() != who.AgentNode()) {
+    return absl::NotFoundError("operation '" + id + "' not found (unknown, or its object is gone)");
+  }
   if (kind->plural == "operations") return static_cast<const operation::Operation&>(*msg);
   // The create operation of an object: its state follows the object's phase.
   operation::Operation op = NewOperation(md.id(), "create", *kind, md.namespace_(), md.name(),

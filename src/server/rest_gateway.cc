@@ -403,6 +403,10 @@ HttpResponse RestGateway::Watch(HttpRequest& req, const Principal& who, const Ki
   HttpResponse resp;
   resp.status = 200;
   resp.content_type = "application/x-ndjson";
+  // Clients drop a watch on which nothing, not even a bookmark, arrived for a few intervals.
+  if (auto every = resources_->cache()->bookmark_interval(); every.count() > 0) {
+    resp.headers.push_back({"Photon-Bookmark-Interval-Ms", std::to_string(every.count())});
+  }
   ResourceManager* resources = resources_;
   resp.start_stream = [state, resources](std::shared_ptr<ResponseStream> stream) {
     {

@@ -95,6 +95,10 @@ class ServerImpl : public Server {
     // longer holds a valid token (lost, revoked, or an expired join token).
     PHOTON_RETURN_IF_ERROR(auth_->Bootstrap());
     cache_ = std::make_unique<WatchCache>(store_.get(), &metrics_, options_.watch_history);
+    if (options_.watch_bookmark_interval_ms < 0) {
+      return absl::InvalidArgumentError("watch_bookmark_interval_ms: must be ≥ 0 (0: none)");
+    }
+    cache_->SetBookmarkInterval(std::chrono::milliseconds(options_.watch_bookmark_interval_ms));
     PHOTON_RETURN_IF_ERROR(cache_->Start());
     resources_ = std::make_unique<ResourceManager>(store_.get(), cache_.get(), &metrics_);
     resources_->SetQuotas(quotas_.get());
@@ -335,6 +339,8 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->audit_retention_age_s = v.as<int>();
       else if (key == "audit_retention_count")
         options->audit_retention_count = v.as<int64_t>();
+      else if (key == "watch_bookmark_interval_ms")
+        options->watch_bookmark_interval_ms = v.as<int>();
       else if (key == "provider_resync_s")
         options->provider_resync_s = v.as<int>();
       else if (key == "default_vpc_pool")

@@ -34,6 +34,9 @@ struct ServerOptions {
   // Events kept for watch resume. Each holds the object version it changed to, so the ring
   // costs memory; a client further behind than this relists (HTTP 410).
   size_t watch_history = 20000;
+  // Every watch gets a BOOKMARK (the current resource version) this often, so an idle watch
+  // still carries traffic and its client can tell a live stream from a dead connection.
+  int watch_bookmark_interval_ms = 30000;
   int housekeeping_interval_s = 30;  // events/finished operations GC and store compaction
   int event_ttl_s = 3600;
   // Audit log retention, applied by housekeeping on either store: records older than

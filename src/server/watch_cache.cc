@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "common/util.h"
 #include "server/kinds.h"
@@ -235,31 +236,46 @@ void WatchCache::Stop() {
 }
 
 void WatchCache::DispatchLoop() {
-  auto last_round = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  using Clock = std::chrono::steady_clock;
+  auto last_round = Clock::now() - std::chrono::seconds(1);
+  const bool bookmarking = bookmark_interval_.count() > 0;
+  auto next_bookmark = bookmarking ? Clock::now() + bookmark_interval_ : Clock::time_point::max();
   while (true) {
     std::vector<CacheEvent> batch;
     std::vector<std::shared_ptr<Subscriber>> subs;
     std::unique_lock dispatch_lock(dispatch_mu_, std::defer_lock);
+    bool bookmark_due = false;
+    int64_t round_revision = 0;
     {
       std::unique_lock lock(mu_);
-      dispatch_cv_.wait(lock, [&] { return stopping_ || !undispatched_.empty(); });
+      dispatch_cv_.wait_until(lock, next_bookmark,
+                              [&] { return stopping_ || !undispatched_.empty(); });
       if (stopping_) return;
-      // Rounds are spaced by ~20 µs per subscriber (2–50 ms): every round costs each
-      // subscriber a callback and each streaming watcher a socket write, so with 1,000
-      // watchers and a change every millisecond, unspaced rounds would mean a million writes a
-      // second. Spaced, each write carries every change of the interval.
-      const auto spacing =
-          std::clamp(std::chrono::microseconds(20 * subscribers_.size()),
-                     std::chrono::microseconds(2000), std::chrono::microseconds(50000));
-      dispatch_cv_.wait_until(lock, last_round + spacing, [&] { return stopping_; });
-      if (stopping_) return;
-      last_round = std::chrono::steady_clock::now();
+      bookmark_due = Clock::now() >= next_bookmark;
+      if (!undispatched_.empty()) {
+        // Rounds are spaced by ~20 µs per subscriber (2–50 ms): every round costs each
+        // subscriber a callback and each streaming watcher a socket write, so with 1,000
+        // watchers and a change every millisecond, unspaced rounds would mean a million writes
+        // a second. Spaced, each write carries every change of the interval.
+        const auto spacing =
+            std::clamp(std::chrono::microseconds(20 * subscribers_.size()),
+                       std::chrono::microseconds(2000), std::chrono::microseconds(50000));
+        dispatch_cv_.wait_until(lock, last_round + spacing, [&] { return stopping_; });
+        if (stopping_) return;
+        last_round = Clock::now();
+      }
+      if (bookmark_due) next_bookmark = Clock::now() + bookmark_interval_;
       batch.swap(undispatched_);
+      // Every event up to here is in this batch or went out in an earlier round.
+      round_revision = revision_;
       subs.reserve(subscribers_.size());
       for (auto& [id, sub] : subscribers_) subs.push_back(sub);
       // Taken before mu_ is released so an Unsubscribe that follows waits for this round.
       dispatch_lock.lock();
     }
+    // One bookmark line per round, shared by every watcher.
+    std::optional<CacheEvent> bookmark;
+    if (bookmark_due) bookmark = CacheEvent::Bookmark(round_revision);
     std::vector<CacheEvent> mine;
     for (const auto& sub : subs) {
       mine.clear();
@@ -269,6 +285,7 @@ void WatchCache::DispatchLoop() {
           mine.push_back(ce);
         }
       }
+      if (bookmark && sub->bookmarks) mine.push_back(*bookmark);
       if (!mine.empty()) sub->on_events(mine);
     }
   }
@@ -376,7 +393,7 @@ StatusOr<uint64_t> WatchCache::Subscribe(
     const std::string& prefix, int64_t from_revision,
     const std::function<void(const std::vector<std::shared_ptr<const CachedObject>>&, int64_t)>&
         on_snapshot,
-    EventsCallback on_events) {
+    EventsCallback on_events, bool bookmarks) {
   std::lock_guard lock(mu_);
   if (from_revision == 0) {
     std::vector<std::shared_ptr<const CachedObject>> snap;
@@ -406,7 +423,7 @@ StatusOr<uint64_t> WatchCache::Subscribe(
   // Everything up to revision_ reached this subscriber through its snapshot or replay; the
   // dispatcher may still hold some of those events and must skip them.
   subscribers_[id] =
-      std::make_shared<Subscriber>(Subscriber{prefix, revision_, std::move(on_events)});
+      std::make_shared<Subscriber>(Subscriber{prefix, revision_, std::move(on_events), bookmarks});
   open_watches_->Set(static_cast<double>(subscribers_.size()));
   return id;
 }

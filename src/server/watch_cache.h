@@ -18,6 +18,7 @@
 #include <google/protobuf/arena.h>
 #include <google/protobuf/message.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -100,6 +101,10 @@ class WatchCache {
   WatchCache(store::Store* store, MetricsRegistry* metrics, size_t ring_size = 100000);
   ~WatchCache();
 
+  // Watchers that asked for bookmarks get one every `interval` (0: never). Set before Start.
+  void SetBookmarkInterval(std::chrono::milliseconds interval) { bookmark_interval_ = interval; }
+  std::chrono::milliseconds bookmark_interval() const { return bookmark_interval_; }
+
   // Loads everything under /registry/ and starts following the store.
   Status Start();
   void Stop();
@@ -123,11 +128,13 @@ class WatchCache {
   // Subscribes to changes of keys under `prefix` after `from_revision`. When from_revision is
   // 0, `on_snapshot` first gets the current objects and the revision they are at (atomically
   // with the subscription). OUT_OF_RANGE when from_revision is older than the event ring.
+  // With `bookmarks`, on_events also gets a kBookmark event every bookmark interval, at a
+  // revision up to which every event has been handed to it.
   StatusOr<uint64_t> Subscribe(
       const std::string& prefix, int64_t from_revision,
       const std::function<void(const std::vector<std::shared_ptr<const CachedObject>>&, int64_t)>&
           on_snapshot,
-      EventsCallback on_events);
+      EventsCallback on_events, bool bookmarks = false);
   void Unsubscribe(uint64_t id);
   size_t subscriber_count() const;
   size_t object_count() const;
@@ -140,10 +147,12 @@ class WatchCache {
     std::string prefix;
     int64_t after_revision;  // events at or below it were in the subscriber's snapshot/replay
     EventsCallback on_events;
+    bool bookmarks = false;
   };
 
   store::Store* store_;
   size_t ring_size_;
+  std::chrono::milliseconds bookmark_interval_{30000};
   Gauge* open_watches_;
   Gauge* cached_objects_;
   mutable std::mutex mu_;

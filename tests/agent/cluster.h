@@ -75,15 +75,20 @@ struct AgentProc {
 
 class Cluster {
  public:
-  Cluster() {
+  // server_extra: more photon-server flags.
+  explicit Cluster(std::vector<std::string> server_extra = {}) {
     dir_ = MakeTempDir("e2e");
     port_ = FreePort();
     base_ = "http://127.0.0.1:" + std::to_string(port_);
-    server_ = std::make_unique<Daemon>(
-        std::vector<std::string>{PHOTON_SERVER_BIN, "--data-dir", dir_ + "/server", "--listen",
-                                 "127.0.0.1:" + std::to_string(port_), "--grpc-listen",
-                                 "127.0.0.1:" + std::to_string(FreePort())},
-        dir_ + "/server.log");
+    std::vector<std::string> argv = {PHOTON_SERVER_BIN,
+                                     "--data-dir",
+                                     dir_ + "/server",
+                                     "--listen",
+                                     "127.0.0.1:" + std::to_string(port_),
+                                     "--grpc-listen",
+                                     "127.0.0.1:" + std::to_string(FreePort())};
+    argv.insert(argv.end(), server_extra.begin(), server_extra.end());
+    server_ = std::make_unique<Daemon>(argv, dir_ + "/server.log");
     WaitFor(
         [&] {
           auto c = cli::HttpClient::Create(base_, "");
@@ -112,27 +117,28 @@ class Cluster {
       a.dir = dir_ + "/agent-" + name;
       a.extra = std::move(extra);
     }
-    std::vector<std::string> argv = {PHOTON_AGENT_BIN,
-                                     "--server",
-                                     "127.0.0.1:" + std::to_string(port_),
-                                     "--token-file",
-                                     dir_ + "/server/join.token",
-                                     "--data-dir",
-                                     a.dir,
-                                     "--name",
-                                     name,
-                                     "--labels",
-                                     labels,
-                                     "--heartbeat-seconds",
-                                     "1",
-                                     "--resync-seconds",
-                                     "1",
-                                     "--vcpu",
-                                     "4",
-                                     "--memory-mb",
-                                     "2048",
-                                     "--disk-gb",
-                                     "20"};
+    std::vector<std::string> argv = {
+        PHOTON_AGENT_BIN,
+        "--server",
+        agent_server_.empty() ? "127.0.0.1:" + std::to_string(port_) : agent_server_,
+        "--token-file",
+        dir_ + "/server/join.token",
+        "--data-dir",
+        a.dir,
+        "--name",
+        name,
+        "--labels",
+        labels,
+        "--heartbeat-seconds",
+        "1",
+        "--resync-seconds",
+        "1",
+        "--vcpu",
+        "4",
+        "--memory-mb",
+        "2048",
+        "--disk-gb",
+        "20"};
     argv.insert(argv.end(), a.extra.begin(), a.extra.end());
     a.daemon = std::make_unique<Daemon>(argv, dir_ + "/agent-" + name + ".log");
     std::string started = std::to_string(a.daemon->pid());
@@ -199,6 +205,9 @@ class Cluster {
     return op;
   }
 
+  // Agents started from now on reach the server at this address (a proxy) instead.
+  void SetAgentServerAddress(const std::string& address) { agent_server_ = address; }
+  int port() const { return port_; }
   const std::string& dir() const { return dir_; }
   const std::string& base() const { return base_; }  // http://127.0.0.1:PORT
 
@@ -207,6 +216,7 @@ class Cluster {
   int port_ = 0;
   std::string base_;
   std::string admin_token_;
+  std::string agent_server_;
   std::unique_ptr<Daemon> server_;
   std::map<std::string, AgentProc> agents_;
 };

@@ -380,7 +380,12 @@ TEST(Join, JoinTokenBuysOneAgentCredentialAndNothingElse) {
   auto node =
       R"({"metadata":{"name":"node-1"},"spec":{"capacity":{"vcpu":4,"memoryMb":4096},"drivers":["process"]}})";
   EXPECT_EQ(agent.Do("POST", "/v1/namespaces/system/nodes", node)->status, 202);
-  EXPECT_EQ(agent.Do("GET", "/v1/namespaces/default/computeinstances")->status, 200);
+  EXPECT_EQ(agent
+                .Do("GET",
+                    "/v1/namespaces/default/computeinstances?fieldSelector=metadata.agentId=node-1")
+                ->status,
+            200);
+  EXPECT_EQ(agent.Do("GET", "/v1/namespaces/default/computeinstances")->status, 403);
   EXPECT_EQ(
       agent.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("x"))->status,
       403);

@@ -5,9 +5,11 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "photon/compute.pb.h"
@@ -84,13 +86,20 @@ class WatchLines {
   // Waits (bounded) until some line satisfies `pred`; returns whether one did.
   bool WaitFor(const std::function<bool(const json&)>& pred,
                std::chrono::milliseconds within = std::chrono::seconds(10)) {
+    return WaitForLines(
+        [&](const std::vector<json>& lines) {
+          return std::any_of(lines.begin(), lines.end(), pred);
+        },
+        within);
+  }
+  // Waits (bounded) until the lines so far satisfy `pred` (called under the lock).
+  bool WaitForLines(const std::function<bool(const std::vector<json>&)>& pred,
+                    std::chrono::milliseconds within = std::chrono::seconds(10)) {
     auto deadline = Clock::now() + within;
     while (Clock::now() < deadline) {
       {
         std::lock_guard lock(state_->mu);
-        for (const auto& l : state_->lines) {
-          if (pred(l)) return true;
-        }
+        if (pred(state_->lines)) return true;
         if (state_->ended) return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -302,6 +311,179 @@ TEST_F(FieldSelectorApi, WatchSendsAddedOnEnteringAndDeletedOnLeaving) {
                          from);
   EXPECT_TRUE(resumed.WaitFor([](const json& e) { return Is(e, "ADDED", "m2"); }));
   EXPECT_TRUE(resumed.WaitFor([](const json& e) { return Is(e, "DELETED", "m1"); }));
+}
+
+TEST_F(FieldSelectorApi, AgentWatchCarriesOnlyItsNodesInstancesOnTheWire) {
+  const std::string a = JoinNode("node-a");
+  JoinNode("node-b");
+  for (int i = 0; i < 6; ++i) {
+    const std::string ns = i < 3 ? "default" : "team";
+    Create(ns, "p" + std::to_string(i));
+    Place(ns, "p" + std::to_string(i), i % 2 ? "node-b" : "node-a");
+  }
+  WatchLines watch(s_, a,
+                   "/v1/computeinstances?watch=true&fieldSelector=metadata.agentId%3Dnode-a");
+  for (int i = 0; i < 4; ++i) {
+    Create("team", "q" + std::to_string(i));
+    Place("team", "q" + std::to_string(i), i % 2 ? "node-b" : "node-a");
+  }
+  Place("default", "p1", "node-b");  // a change on node-b
+  Place("default", "p1", "node-a");  // enters
+  Place("default", "p0", "node-b");  // leaves
+  Place("default", "p0", "node-b");  // changes while elsewhere
+  ASSERT_EQ(s_.Admin().Do("DELETE", "/v1/namespaces/team/computeinstances/p3")->status, 202);
+  Create("default", "last");
+  Place("default", "last", "node-a");
+  ASSERT_TRUE(watch.WaitFor([](const json& e) { return Is(e, "ADDED", "last"); }));
+  std::set<std::string> seen;
+  for (const auto& e : watch.Lines()) {
+    ASSERT_TRUE(e.is_object()) << "a line that is no JSON";
+    if (e["type"] == "BOOKMARK") continue;
+    EXPECT_EQ(e["object"]["metadata"]["agentId"], "node-a") << e.dump();
+    seen.insert(e["object"]["metadata"]["name"]);
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"p0", "p1", "p2", "p4", "q0", "q2", "last"}));
+}
+
+TEST_F(FieldSelectorApi, AgentCredentialIsRefusedOtherNodesAndNamespaces) {
+  const std::string at = JoinNode("node-a"), bt = JoinNode("node-b");
+  auto a = s_.Client(at);
+  auto b = s_.Client(bt);
+  auto admin = s_.Admin();
+  Create("default", "mine");
+  Place("default", "mine", "node-a");
+  Create("default", "theirs");
+  Place("default", "theirs", "node-b");
+  Create("tenant2", "far");
+  Place("tenant2", "far", "node-b");
+  for (const std::string ns : {"default", "tenant2"}) {
+    auto r = admin.Do("POST", "/v1/namespaces/" + ns + "/images",
+                      R"({"metadata":{"name":"img"},"spec":{"sourcePath":"/srv/img"}})");
+    ASSERT_EQ(r->status, 202) << r->body;
+  }
+  // Single reads: its own instance; others' are as if they did not exist.
+  EXPECT_EQ(a.Do("GET", "/v1/namespaces/default/computeinstances/mine")->status, 200);
+  EXPECT_EQ(a.Do("GET", "/v1/namespaces/default/computeinstances/theirs")->status, 404);
+  EXPECT_EQ(a.Do("GET", "/v1/namespaces/tenant2/computeinstances/far")->status, 404);
+  EXPECT_EQ(b.Do("GET", "/v1/namespaces/tenant2/computeinstances/far")->status, 200);
+  // What its instances may reference: in namespaces where it has work only.
+  EXPECT_EQ(a.Do("GET", "/v1/namespaces/default/images/img")->status, 200);
+  EXPECT_EQ(a.Do("GET", "/v1/namespaces/tenant2/images/img")->status, 404);
+  EXPECT_EQ(b.Do("GET", "/v1/namespaces/tenant2/images/img")->status, 200);
+  // Lists and watches must select its own node.
+  for (const std::string q :
+       {"", "?fieldSelector=metadata.agentId%3Dnode-b", "?fieldSelector=metadata.agentId!%3Dnode-a",
+        "?fieldSelector=metadata.name%3Dmine", "?watch=true",
+        "?watch=true&fieldSelector=metadata.agentId%3Dnode-b"}) {
+    for (const std::string kind : {"computeinstances", "operations"}) {
+      auto r = a.Do("GET", "/v1/" + kind + q);
+      EXPECT_EQ(r->status, 403) << kind << q << ": " << r->body;
+      r = a.Do("GET", "/v1/namespaces/default/" + kind + q);
+      EXPECT_EQ(r->status, 403) << kind << q << ": " << r->body;
+    }
+  }
+  EXPECT_EQ(Names("/v1/computeinstances?fieldSelector=metadata.agentId%3Dnode-a", at),
+            (NameList{"mine"}));
+  // Operations: those about its instances only.
+  auto act = admin.Do("POST", "/v1/namespaces/default/computeinstances/theirs/actions/stop", "{}");
+  ASSERT_EQ(act->status, 202) << act->body;
+  const std::string op = Json(*act)["operation"]["metadata"]["id"];
+  EXPECT_EQ(a.Do("GET", "/v1/operations/" + op)->status, 404);
+  EXPECT_EQ(a.Do("GET", "/v1/namespaces/default/operations/" + op)->status, 404);
+  EXPECT_EQ(b.Do("GET", "/v1/operations/" + op)->status, 200);
+  EXPECT_EQ(b.Do("GET", "/v1/namespaces/default/operations/" + op)->status, 200);
+  EXPECT_EQ(Names("/v1/operations?fieldSelector=metadata.agentId%3Dnode-a", at), (NameList{}));
+  EXPECT_EQ(Names("/v1/operations?fieldSelector=metadata.agentId%3Dnode-b", bt), (NameList{op}));
+  // gRPC: the same rule.
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s_.server->grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = api::ResourceService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + at);
+  api::ListRequest l;
+  l.set_kind("computeinstances");
+  api::ListResponse resp;
+  EXPECT_EQ(stub->List(&ctx, l, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST(WatchBookmarks, IdleWatchGetsBookmarksItCanResumeFrom) {
+  server::ServerOptions opts;
+  opts.watch_bookmark_interval_ms = 200;
+  TestServer s(opts);
+  auto list = Json(*s.Admin().Do("GET", "/v1/computeinstances"));
+  const int64_t listed = std::stoll(list["resourceVersion"].get<std::string>());
+  WatchLines watch(s, s.admin_token,
+                   "/v1/computeinstances?watch=true&fieldSelector=metadata.agentId%3Dnobody");
+  auto bookmarks = [](const std::vector<json>& lines) {
+    std::vector<int64_t> out;
+    for (const auto& e : lines) {
+      EXPECT_EQ(e["type"], "BOOKMARK") << "an idle watch carries bookmarks only: " << e.dump();
+      out.push_back(std::stoll(e["object"]["metadata"]["resourceVersion"].get<std::string>()));
+    }
+    return out;
+  };
+  ASSERT_TRUE(watch.WaitForLines([&](const auto& lines) { return bookmarks(lines).size() >= 2; }));
+  // Changes outside the selection advance the bookmarks' version.
+  ASSERT_EQ(s.Admin()
+                .Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("o1"))
+                ->status,
+            202);
+  auto created = Json(*s.Admin().Do("GET", "/v1/namespaces/default/computeinstances/o1"));
+  const int64_t at = std::stoll(created["metadata"]["resourceVersion"].get<std::string>());
+  ASSERT_TRUE(watch.WaitForLines([&](const auto& lines) { return bookmarks(lines).back() >= at; }));
+  auto seen = bookmarks(watch.Lines());
+  EXPECT_GE(seen.front(), listed);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  // A client resumes from a bookmark and gets what came after it.
+  WatchLines resumed(
+      s, s.admin_token,
+      "/v1/computeinstances?watch=true&resourceVersion=" + std::to_string(seen.front()));
+  EXPECT_TRUE(resumed.WaitFor([](const json& e) { return Is(e, "ADDED", "o1"); }));
+}
+
+// A peer that answers a watch, sends one line and then goes silent without closing (a dropped
+// connection): the client's read deadline, three announced bookmark intervals, ends the stream.
+TEST(WatchBookmarks, ClientDropsAStreamThatFallsSilent) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(lfd, 1), 0);
+  socklen_t len = sizeof addr;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::atomic<int> conn{-1};
+  std::thread peer([&] {
+    int c = accept(lfd, nullptr, nullptr);
+    char req[4096];
+    (void)!read(c, req, sizeof req);
+    const std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+        "Photon-Bookmark-Interval-Ms: 100\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::string line = "{\"type\":\"BOOKMARK\"}\n";
+    char size[16];
+    snprintf(size, sizeof size, "%zx\r\n", line.size());
+    const std::string out = head + size + line + "\r\n";
+    (void)!write(c, out.data(), out.size());
+    conn = c;  // held open, silent, until the test ends
+  });
+  auto client =
+      *cli::HttpClient::Create("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "");
+  int lines = 0;
+  auto t0 = Clock::now();
+  auto r = client.Stream("/v1/computeinstances?watch=true", [&](const std::string&) {
+    ++lines;
+    return true;
+  });
+  auto took = Clock::now() - t0;
+  peer.join();
+  close(conn);
+  close(lfd);
+  EXPECT_EQ(lines, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_GE(took, std::chrono::milliseconds(300));
+  EXPECT_LT(took, std::chrono::seconds(5));
 }
 
 }  // namespace

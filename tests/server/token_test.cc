@@ -435,9 +435,12 @@ TEST(AgentScope, ReadsOnlyWhatItsNodeNeeds) {
   TestServer s(opts);
   auto [a_token, a, b] = JoinTwo(s);
   (void)b;
-  // What the agent's informers and providers read.
-  EXPECT_EQ(a.Do("GET", "/v1/computeinstances")->status, 200);
-  EXPECT_EQ(a.Do("GET", "/v1/operations")->status, 200);
+  // What the agent's informers and providers read: its own node's selection only.
+  EXPECT_EQ(a.Do("GET", "/v1/computeinstances?fieldSelector=metadata.agentId%3Dnode-a")->status,
+            200);
+  EXPECT_EQ(a.Do("GET", "/v1/operations?fieldSelector=metadata.agentId%3Dnode-a")->status, 200);
+  EXPECT_EQ(a.Do("GET", "/v1/computeinstances")->status, 403);
+  EXPECT_EQ(a.Do("GET", "/v1/operations")->status, 403);
   EXPECT_EQ(a.Do("GET", "/v1/namespaces/system/nodes/node-a")->status, 200);
   EXPECT_EQ(a.Do("GET", "/v1/namespaces/default/images/none")->status, 404);
   EXPECT_EQ(a.Do("GET", "/v1/namespaces/default/volumes/none")->status, 404);
