@@ -19,7 +19,7 @@ PKGS=(
   monitoring-plugins-basic
   qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools e2fsprogs openssl
   # VPC networking: BGP daemon of every node and the test bed's router, nftables, throughput
-  bird2 nftables iperf3 iputils-ping
+  bird2 nftables iperf3 iputils-ping libnftables-dev
 )
 
 missing=()
