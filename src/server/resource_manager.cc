@@ -415,6 +415,10 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
                           .number = stored_rev});
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = stored->SerializeAsString()});
+  if (network_ && !status_only) {
+    // A manual placement (an admin's agentId) moves the Port too, as the scheduler's does.
+    if (auto st = network_->AddPlacementOps(kind, *stored, &txn); !st.ok()) return fail(st);
+  }
   std::shared_ptr<void> quota_hold;  // an update that raises what the object takes
   if (quotas_ && !status_only) {
     auto hold = quotas_->Reserve(kind, ns, *stored, &txn, before.get());

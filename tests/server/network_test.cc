@@ -408,22 +408,29 @@ TEST(Network, HostNetworkIsForClusterAdminsOnly) {
   EXPECT_NE(Address(Get(editor, Path("team", "computeinstances", "plain"))), "");
 }
 
-TEST(Network, PortFollowsPlacementAndAgentStatusKeepsTheVpcAddress) {
-  ServerProc s;
-  auto admin = s.Admin();
+// A node registered through the join flow and marked READY once; returns its agent client.
+cli::HttpClient JoinReadyNode(const ServerProc& s, const std::string& name) {
   auto join = s.Client(Trim(*ReadFile(s.dir() + "/join.token")));
-  auto j = join.Do("POST", "/v1/join", json{{"node", "n1"}}.dump());
-  ASSERT_EQ(j->status, 201) << j->body;
+  auto j = join.Do("POST", "/v1/join", json{{"node", name}}.dump());
+  EXPECT_EQ(j->status, 201) << j->body;
   auto agent = s.Client(Json(*j)["token"]);
-  json node = {{"metadata", {{"name", "n1"}}},
+  json node = {{"metadata", {{"name", name}}},
                {"spec",
                 {{"capacity", {{"vcpu", 8}, {"memoryMb", 8192}, {"diskGb", 100}}},
                  {"drivers", {"process"}}}}};
-  ASSERT_EQ(agent.Do("POST", "/v1/namespaces/system/nodes", node.dump())->status, 202);
-  json n = Get(agent, "/v1/namespaces/system/nodes/n1");
+  EXPECT_EQ(agent.Do("POST", "/v1/namespaces/system/nodes", node.dump())->status, 202);
+  json n = Get(agent, "/v1/namespaces/system/nodes/" + name);
   n["nodeStatus"]["condition"] = "READY";
   n["nodeStatus"]["lastHeartbeat"] = NowRfc3339();
-  ASSERT_EQ(agent.Do("PUT", "/v1/namespaces/system/nodes/n1/status", n.dump())->status, 200);
+  EXPECT_EQ(agent.Do("PUT", "/v1/namespaces/system/nodes/" + name + "/status", n.dump())->status,
+            200);
+  return agent;
+}
+
+TEST(Network, PortFollowsPlacementAndAgentStatusKeepsTheVpcAddress) {
+  ServerProc s;
+  auto admin = s.Admin();
+  auto agent = JoinReadyNode(s, "n1");
 
   MustCreate(admin, "default", "computeinstances", Instance("w"));
   const std::string path = Path("default", "computeinstances", "w");
