@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <thread>
+#include <vector>
 
-#include "cli/auth_commands.h"
 #include "cli/alert_commands.h"
+#include "cli/auth_commands.h"
 #include "cli/documents.h"
 #include "cli/http_client.h"
 #include "common/file_util.h"
@@ -324,8 +326,8 @@ struct Options {
   std::string principal, role = "viewer", token_file, ttl, token_id;
   std::string node_name;
   int drain_timeout = 300;
-  std::string continue_token;  // audit: the page before this one
-  std::string user, verb;      // login --user; auth can-i VERB KIND
+  std::string continue_token;       // audit: the page before this one
+  std::string user, verb;           // login --user; auth can-i VERB KIND
   std::string alert_name, comment;  // alert close NAME --comment TEXT
 };
 
@@ -475,24 +477,78 @@ void SetSchedulable(const Globals& g, const std::string& node_name, bool schedul
   std::cout << "node/" << node_name << (schedulable ? " uncordoned" : " cordoned") << "\n";
 }
 
-// Polls until no instance is left on the node, or dies after timeout_s seconds.
-void WaitDrained(const Globals& g, const std::string& node_name, int timeout_s) {
+// The instances on a node ("ns/name" → whether it was RUNNING there), before a drain moves them.
+std::map<std::string, bool> InstancesOn(const Globals& g, const std::string& node_name) {
+  std::map<std::string, bool> out;
+  for (auto& o : ListAll(g, "computeinstances", true, "", nullptr)) {
+    if (Field(o, {"metadata", "agentId"}) != node_name) continue;
+    out[Field(o, {"metadata", "namespace"}) + "/" + Field(o, {"metadata", "name"})] =
+        Field(o, {"status", "phase"}) == "RUNNING";
+  }
+  return out;
+}
+
+// Where a moved instance stands; "" once it is done: RUNNING on its new node as that node
+// reports it (one that was not RUNNING before only has to leave), or deleted meanwhile.
+std::string MoveState(const json* o, const std::string& node_name, bool was_running) {
+  if (o == nullptr) return "";
+  const std::string agent = Field(*o, {"metadata", "agentId"});
+  const std::string phase = Field(*o, {"status", "phase"});
+  if (agent == node_name) return "still on " + node_name;
+  if (!was_running && !agent.empty()) return "";
+  if (agent.empty()) return phase + ", not placed: " + Field(*o, {"status", "message"});
+  if (phase == "RUNNING" && Field(*o, {"status", "details", "node"}) == agent) return "";
+  return phase + " on " + agent;
+}
+
+// Polls until no instance is left on the node and every instance that was RUNNING there runs
+// on its new node, showing progress (a counter line on a terminal, a line per change when
+// piped); dies after timeout_s seconds naming the instances that are not there yet.
+void WaitDrained(const Globals& g, const std::string& node_name,
+                 const std::map<std::string, bool>& moving, int timeout_s) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  const bool tty = isatty(STDERR_FILENO) == 1;
+  std::string last;
   while (true) {
     auto items = ListAll(g, "computeinstances", true, "", nullptr);
+    std::map<std::string, const json*> by_name;
     int left = 0;
     for (auto& o : items) {
+      by_name[Field(o, {"metadata", "namespace"}) + "/" + Field(o, {"metadata", "name"})] = &o;
       if (Field(o, {"metadata", "agentId"}) == node_name) ++left;
     }
-    if (left == 0) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      Die("drain: " + std::to_string(left) + " instances still on " + node_name + " after " +
-          std::to_string(timeout_s) + " s");
+    std::vector<std::string> waiting;
+    for (const auto& [name, was_running] : moving) {
+      auto it = by_name.find(name);
+      std::string state =
+          MoveState(it == by_name.end() ? nullptr : it->second, node_name, was_running);
+      if (!state.empty()) waiting.push_back(name + " (" + state + ")");
     }
-    std::cerr << "drain: " << left << " instances left on " << node_name << "\n";
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+    const std::string line = "drain: " + std::to_string(moving.size() - waiting.size()) + "/" +
+                             std::to_string(moving.size()) + " moved and running, " +
+                             std::to_string(left) + " left on " + node_name;
+    if (line != last) {
+      if (tty) {
+        std::cerr << "\r" << line << "\x1b[K" << std::flush;
+      } else {
+        std::cerr << line << "\n";
+      }
+      last = line;
+    }
+    if (left == 0 && waiting.empty()) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      if (tty) std::cerr << "\n";
+      std::string names;
+      for (const auto& w : waiting) names += (names.empty() ? "" : ", ") + w;
+      Die("drain: after " + std::to_string(timeout_s) + " s, " + std::to_string(left) +
+          " instances left on " + node_name +
+          (waiting.empty() ? "" : "; not running elsewhere: " + names));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  std::cout << "node/" << node_name << " drained\n";
+  if (tty) std::cerr << "\n";
+  std::cout << "node/" << node_name << " drained: " << moving.size()
+            << " instances running elsewhere\n";
 }
 
 int Get(const Globals& g, const Options& o, bool describe) {
@@ -683,8 +739,11 @@ int Dispatch(const Globals& g, const Options& o, const Commands& c) {
   if (*c.whoami) return photon::cli::WhoAmI(Client(g));
   if (*c.alert_close) return photon::cli::CloseAlert(Client(g), g.ns, o.alert_name, o.comment);
   if (*c.cordon || *c.uncordon || *c.drain) {
+    // What is on the node before the drain moves it: the instances to see running elsewhere.
+    std::map<std::string, bool> moving;
+    if (*c.drain) moving = InstancesOn(g, o.node_name);
     SetSchedulable(g, o.node_name, c.uncordon->parsed(), c.drain->parsed());
-    if (*c.drain) WaitDrained(g, o.node_name, o.drain_timeout);
+    if (*c.drain) WaitDrained(g, o.node_name, moving, o.drain_timeout);
     return 0;
   }
   if (*c.create || *c.apply) return CreateOrApply(g, o.file, c.apply->parsed());

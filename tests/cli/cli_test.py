@@ -16,6 +16,7 @@ BUILD = sys.argv.pop(1) if len(sys.argv) > 1 else "build"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.path.join(BUILD, "src/server/photon-server")
 PHOTON = os.path.join(BUILD, "src/cli/photon")
+HOLLOW = os.path.join(BUILD, "src/agent/hollow/photon-hollow")
 
 
 def free_port():
@@ -170,6 +171,136 @@ class CliTest(unittest.TestCase):
         r = self.photon("list", "computeinstances", token=False)
         self.assertEqual(r.returncode, 0, r.stderr)
 
+
+
+class DrainCliTest(unittest.TestCase):
+    """`photon node drain` returns once the moved instances run on their new nodes (simulated
+    by photon-hollow, which reports RUNNING as an agent does); it shows its progress, and
+    after --timeout names the instances that are not running elsewhere."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="photon-drain-")
+        cls.port = free_port()
+        cls.proc = subprocess.Popen(
+            [SERVER, "--data-dir", cls.dir, "--listen", f"127.0.0.1:{cls.port}",
+             "--grpc-listen", f"127.0.0.1:{free_port()}", "--log-level", "warn"])
+        cls.fleets = []
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{cls.port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        with open(os.path.join(cls.dir, "admin.token")) as f:
+            cls.token = f.read().strip()
+        cls.home = tempfile.mkdtemp(prefix="photon-home-")
+        # One fleet per node, so that one node alone can be frozen (SIGSTOP).
+        cls.fleets = [subprocess.Popen(
+            [HOLLOW, "--server", f"http://127.0.0.1:{cls.port}",
+             "--join-token", os.path.join(cls.dir, "join.token"),
+             "--data-dir", os.path.join(cls.dir, f"hollow{i}"), "--nodes", "1",
+             "--first-index", str(i), "--name-prefix", f"drain{os.getpid()}",
+             "--heartbeat-seconds", "1"]) for i in range(2)]
+
+    @classmethod
+    def tearDownClass(cls):
+        for fleet in cls.fleets:
+            fleet.send_signal(signal.SIGCONT)
+            fleet.send_signal(signal.SIGTERM)
+            try:
+                fleet.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                fleet.kill()
+                fleet.wait()
+        cls.proc.send_signal(signal.SIGTERM)
+        cls.proc.wait(timeout=10)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        shutil.rmtree(cls.home, ignore_errors=True)
+
+    def api(self, method, path, body=None):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+
+    def instances(self):
+        items = self.api("GET", "/v1/namespaces/default/computeinstances")["items"]
+        return {o["metadata"]["name"]: o for o in items}
+
+    def wait(self, pred, what, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            time.sleep(0.1)
+        self.fail(f"timed out waiting for {what}")
+
+    def photon(self, *args):
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": self.home,
+               "PHOTON_SERVER": f"http://127.0.0.1:{self.port}", "PHOTON_TOKEN": self.token}
+        return subprocess.run([PHOTON, *args], env=env, capture_output=True, text=True,
+                              timeout=90, cwd=ROOT)
+
+    def test_drain_waits_for_running_elsewhere_then_times_out_naming_them(self):
+        nodes = [f"drain{os.getpid()}-{i}" for i in range(2)]
+        self.wait(lambda: sum(n.get("nodeStatus", {}).get("condition") == "READY" for n in
+                              self.api("GET", "/v1/namespaces/system/nodes")["items"]) == 2,
+                  "2 READY nodes")
+        names = [f"d{i}" for i in range(4)]
+        for n in names:
+            self.api("POST", "/v1/namespaces/default/computeinstances",
+                     {"metadata": {"name": n},
+                      "spec": {"process": {"command": ["/bin/sleep", "60"]},
+                               "resources": {"vcpu": 1, "memoryMb": 64}}})
+        self.wait(lambda: all(o["status"]["phase"] == "RUNNING"
+                              for o in self.instances().values()) and
+                  len(self.instances()) == 4, "4 RUNNING instances")
+        on = {}
+        for n, o in self.instances().items():
+            on.setdefault(o["metadata"]["agentId"], []).append(n)
+        source = max(on, key=lambda k: len(on[k]))
+        target = [n for n in nodes if n != source][0]
+        moved = sorted(on[source])
+
+        # The target node is frozen: the instances move there but do not run yet, and the drain
+        # must still be waiting when the node comes back.
+        frozen = self.fleets[nodes.index(target)]
+        frozen.send_signal(signal.SIGSTOP)
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": self.home,
+               "PHOTON_SERVER": f"http://127.0.0.1:{self.port}", "PHOTON_TOKEN": self.token}
+        drain = subprocess.Popen([PHOTON, "node", "drain", source, "--timeout", "60"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.wait(lambda: all(self.instances()[n]["metadata"]["agentId"] == target
+                              for n in moved), "the instances placed on the frozen node")
+        time.sleep(1.5)  # the frozen period: nothing runs on the target node meanwhile
+        self.assertIsNone(drain.poll(), "drain returned before the instances ran elsewhere")
+        frozen.send_signal(signal.SIGCONT)
+        out, err = drain.communicate(timeout=60)
+        r = subprocess.CompletedProcess(drain.args, drain.returncode, out, err)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"node/{source} drained: {len(moved)} instances running elsewhere",
+                      r.stdout)
+        # Piped: plain progress lines, the last one complete.
+        self.assertNotIn("\r", r.stderr)
+        self.assertIn(f"drain: {len(moved)}/{len(moved)} moved and running, 0 left on {source}",
+                      r.stderr.splitlines())
+        # When it returned, every moved instance was already RUNNING on the other node.
+        now = self.instances()
+        for n in moved:
+            self.assertEqual(now[n]["metadata"]["agentId"], target)
+            self.assertEqual(now[n]["status"]["phase"], "RUNNING")
+            self.assertEqual(now[n]["status"]["details"]["node"], target)
+
+        # Nowhere to go now (the first node is cordoned): the drain times out naming them.
+        r = self.photon("node", "drain", target, "--timeout", "3")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("drain: after 3 s", r.stderr)
+        for n in names:
+            self.assertIn(f"default/{n} (", r.stderr)
 
 
 class TokenCliTest(unittest.TestCase):
