@@ -259,9 +259,14 @@ Status Agent::Start() {
   PHOTON_RETURN_IF_ERROR(retry("list instances", [this] { return instances_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(retry("list operations", [this] { return operations_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(controller_->Adopt());
-  controller_->Start();
   checks_ = std::make_unique<checks::CheckRunner>(checks::RunnerOptions{.node = options_.name},
                                                   api_.get(), &metrics_);
+  crash_loops_ = std::make_unique<checks::CrashLoopCheck>(checks_.get());
+  controller_->SetObservedHook(
+      [this](const std::string& key, const std::map<std::string, std::string>& details) {
+        crash_loops_->Observe(key, details);
+      });
+  controller_->Start();
   PHOTON_RETURN_IF_ERROR(checks_->Start());
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });

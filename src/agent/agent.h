@@ -13,6 +13,7 @@
 
 #include "agent/api_client.h"
 #include "agent/checks/check_runner.h"
+#include "agent/checks/crash_loop.h"
 #include "agent/config.h"
 #include "agent/informer.h"
 #include "agent/instance_controller.h"
@@ -54,6 +55,7 @@ class Agent : public ResourceLookup {
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<InstanceController> controller_;
   std::unique_ptr<checks::CheckRunner> checks_;  // the node's checks (seed 003)
+  std::unique_ptr<checks::CrashLoopCheck> crash_loops_;
   std::unique_ptr<Informer> instances_;
   std::unique_ptr<Informer> operations_;
   std::atomic<bool> stop_{false};

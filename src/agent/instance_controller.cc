@@ -442,6 +442,7 @@ Status InstanceController::WriteStatusOnce(const std::string& key,
 
 Status InstanceController::WriteObserved(const std::string& key, int64_t generation,
                                          const Observed& o) {
+  if (observed_hook_) observed_hook_(key, o.details);
   return WriteStatus(key, [&](ResourceStatus* st) {
     if (st->phase() == ResourceStatus::DELETING) return false;
     st->set_phase(o.phase);

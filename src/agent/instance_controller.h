@@ -42,6 +42,11 @@ class InstanceController {
   ~InstanceController();
 
   void SetInformers(Informer* instances, Informer* operations);
+  // Called with every observation written ("ns/name", its details): the built-in checks.
+  // Set before Start; must be quick.
+  using ObservedHook =
+      std::function<void(const std::string& key, const std::map<std::string, std::string>&)>;
+  void SetObservedHook(ObservedHook hook) { observed_hook_ = std::move(hook); }
   // Startup sweep, after the instance informer's first Sync: recover what should run, destroy
   // what should not, then queue every key.
   Status Adopt();
@@ -113,6 +118,7 @@ class InstanceController {
   Counter* starts_;
   Counter* destroys_;
   Counter* errors_;
+  ObservedHook observed_hook_;
   Counter* actions_run_;
   Histogram* reconcile_seconds_;
   Histogram* start_seconds_;

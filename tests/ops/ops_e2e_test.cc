@@ -344,6 +344,33 @@ TEST(OpsE2E, FilterSilencedAggregate) {
   EXPECT_TRUE(AlertsOf(c, "default", "fleet-disk").empty());  // not one per event
 }
 
+TEST(OpsE2E, CrashLoopingInstanceRaisesAnAlert) {
+  Cluster c;
+  ASSERT_TRUE(c.StartAgent("ops3", "role=ops"));
+  CreateRule(c, "system", "loops",
+             {{"type", "ACTION"},
+              {"match", "check=instance-crashloop,severity=CRITICAL"},
+              {"actions", {{{"type", "CREATE_ALERT"}, {"alertSeverity", "FATAL"}}}}});
+  const std::string name = "crash-" + std::to_string(getpid());
+  json inst = {{"metadata", {{"name", name}, {"agentId", "ops3"}}},
+               {"spec",
+                {{"process", {{"command", {"/bin/false"}}, {"restartPolicy", "always"}}},
+                 {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+  auto r = c.Call("POST", "/v1/namespaces/default/computeinstances", inst);
+  ASSERT_EQ(r.status, 202) << r.body;
+  std::vector<json> alerts;
+  // Restarts back off 1, 2, 4 s: the third comes within about 10 s.
+  ASSERT_TRUE(WaitFor(
+      [&] { return !(alerts = AlertsOf(c, "system", "instance-crashloop")).empty(); }, 40s));
+  EXPECT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]["spec"]["severity"], "FATAL");
+  EXPECT_EQ(alerts[0]["spec"]["labels"]["instance"], "default/" + name);
+  EXPECT_EQ(alerts[0]["spec"]["labels"]["node"], "ops3");
+  EXPECT_NE(alerts[0]["spec"]["summary"].get<std::string>().find("restarted"), std::string::npos);
+  EXPECT_EQ(c.Call("DELETE", "/v1/namespaces/default/computeinstances/" + name).status, 202);
+  EXPECT_TRUE(WaitFor([&] { return c.Phase(name) == "GONE"; }, 20s));
+}
+
 TEST(OpsE2E, ValidationNamesTheField) {
   Cluster c;
   auto r = c.Call("POST", "/v1/namespaces/default/checks",

@@ -152,13 +152,15 @@ void CheckRunner::RunLoop(std::shared_ptr<Running> r) {
   }
 }
 
-void CheckRunner::Report(const std::string& check, int severity, const std::string& output,
+void CheckRunner::Report(const std::string& check, const std::string& dedup_key, int severity,
+                         const std::string& output,
                          const std::map<std::string, std::string>& labels) {
   severity = std::clamp(severity, 0, 2);
   json ev{{"spec",
            {{"opsEvent",
              {{"severity", kSeverityNames[severity]},
               {"check", check},
+              {"dedupKey", dedup_key},
               {"output", output},
               {"reissueDurationSeconds", "3600"},
               {"labels", labels}}}}}};

@@ -36,8 +36,8 @@ class CheckRunner {
   Status Start();
   void Stop();
   // A built-in check's result: severity 0 Success, 1 Warning, 2 Critical.
-  void Report(const std::string& check, int severity, const std::string& output,
-              const std::map<std::string, std::string>& labels);
+  void Report(const std::string& check, const std::string& dedup_key, int severity,
+              const std::string& output, const std::map<std::string, std::string>& labels);
 
  private:
   struct Running;
