@@ -1,5 +1,5 @@
 // photon-bench-net: the node data path on the multi-host bed (tests/net), figures for issue 16.
-//   sudo build/bench/net/photon-bench-net [--density N] [--skip-density]
+//   sudo build/bench/net/photon-bench-net [--density N] [--skip-density | --density-only]
 // Port wiring (sequential and burst), density (memory, teardown), security-group first-packet
 // latency (10 vs 10,000 rules), throughput next to a bare veth pair, BGP announce/withdraw.
 #include <sys/resource.h>
@@ -102,17 +102,19 @@ void Wiring(NetBed* bed) {
   auto pm = Manager(bed, 1);
   Check(pm->Apply(Spec("peer", "10.40.9.1")));
   auto acceptor = std::make_unique<Acceptor>(ListenIn(pm->NetnsPath("peer"), "10.40.9.1", 7000));
-  std::vector<double> seq;
+  std::vector<double> seq, apply;
   for (int i = 0; i < 100; ++i) {
     std::string id = "w" + std::to_string(i);
     auto start = Clock::now();
     Check(pm->Apply(Spec(id, Ip(i))));
+    apply.push_back(Ms(Clock::now() - start));
     int fd = ConnectFrom(pm->NetnsPath(id), "10.40.9.1", 7000, 2000ms);
     if (fd < 0) std::cerr << id << " never passed traffic\n";
     ::close(fd);
     seq.push_back(Ms(Clock::now() - start));
   }
   Report("wiring, 100 sequential ports (create→TCP)", seq);
+  Report("  of which PortManager::Apply", apply);
   for (int i = 0; i < 100; ++i) Check(pm->Delete("w" + std::to_string(i)));
   // Burst: 100 creates at once (16 workers, the agent's queue width), all must pass traffic.
   auto start = Clock::now();
@@ -332,10 +334,11 @@ void Bgp(NetBed* bed) {
 int main(int argc, char** argv) {
   using namespace photon::agent::net;
   int density = 1000;
-  bool skip_density = false;
+  bool skip_density = false, density_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--density") == 0 && i + 1 < argc) density = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--skip-density") == 0) skip_density = true;
+    if (std::strcmp(argv[i], "--density-only") == 0) density_only = true;
   }
   if (::geteuid() != 0) {
     std::cerr << "photon-bench-net needs root (network namespaces)\n";
@@ -347,10 +350,12 @@ int main(int argc, char** argv) {
     std::cerr << "bed: " << error << "\n";
     return 1;
   }
-  Wiring(bed.get());
-  SecurityGroups(bed.get());
-  Throughput(bed.get());
-  Bgp(bed.get());
+  if (!density_only) {
+    Wiring(bed.get());
+    SecurityGroups(bed.get());
+    Throughput(bed.get());
+    Bgp(bed.get());
+  }
   if (!skip_density) Density(bed.get(), density);
   return 0;
 }
