@@ -4,6 +4,7 @@
 // one object without copying bytes.
 #include "common/util.h"
 #include "lightningstor/checksum.h"
+#include "lightningstor/object_attrs.h"
 #include "lightningstor/object_conditions.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/service.h"
@@ -220,6 +221,9 @@ StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
     }
   }
   o.etag = HexEncode(Md5Raw(md5s)) + "-" + std::to_string(requested.size());
+  std::string numbers;
+  for (int n : used) numbers += (numbers.empty() ? "" : ",") + std::to_string(n);
+  o.headers[kPartsHeader] = numbers;
   std::string etag = o.etag;
   CompletedUpload done{r.bucket, r.key, parts_text, etag, ""};
   PHOTON_ASSIGN_OR_RETURN(

@@ -18,6 +18,8 @@ using TagSet = std::vector<std::pair<std::string, std::string>>;
 // Internal header names of an object's tag set ("k=v&k2=v2", URL-encoded) and canned ACL.
 inline constexpr const char* kTagsHeader = "x-photon-tagging";
 inline constexpr const char* kAclHeader = "x-photon-acl";
+// The part numbers a multipart object was completed from ("1,3,5"), for GET ?partNumber=.
+inline constexpr const char* kPartsHeader = "x-photon-parts";
 // Whether a stored header is internal (never returned to clients as a header).
 bool IsInternalHeader(const std::string& name);
 

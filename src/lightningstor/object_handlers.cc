@@ -148,6 +148,55 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
   return blob;
 }
 
+namespace {
+
+// Bytes [first, last] of part `text` of an object (GET/HEAD ?partNumber=); *count is the
+// object's number of parts when it was a multipart upload. A single-part object has part 1.
+StatusOr<std::optional<std::pair<uint64_t, uint64_t>>> PartRange(const ObjectMeta& o,
+                                                                 const std::string& text,
+                                                                 int* count) {
+  using Range = std::optional<std::pair<uint64_t, uint64_t>>;
+  int number = 0;
+  if (text.empty() || text.size() > 5 ||
+      text.find_first_not_of("0123456789") != std::string::npos || (number = std::stoi(text)) < 1 ||
+      number > 10000) {
+    return S3Error("InvalidArgument",
+                   "Part number must be an integer between 1 and 10000, inclusive");
+  }
+  Status unsatisfiable =
+      S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable");
+  auto numbers = o.headers.find(kPartsHeader);
+  if (o.etag.find('-') == std::string::npos) {
+    if (number != 1 || o.size == 0) return unsatisfiable;
+    return Range(std::make_pair(uint64_t{0}, o.size - 1));
+  }
+  if (numbers == o.headers.end()) {
+    return S3Error("NotImplemented",
+                   "This multipart object was completed before lightningstor kept its part "
+                   "numbers; partNumber cannot be served for it");
+  }
+  // The stored list names the part number of each segment, in order.
+  uint64_t offset = 0;
+  size_t index = 0, pos = 0;
+  const std::string& list = numbers->second;
+  *count = static_cast<int>(o.segments.size());
+  while (pos <= list.size() && index < o.segments.size()) {
+    size_t comma = list.find(',', pos);
+    if (comma == std::string::npos) comma = list.size();
+    if (std::atoi(list.substr(pos, comma - pos).c_str()) == number) {
+      uint64_t size = o.segments[index].size;
+      if (size == 0) return unsatisfiable;
+      return Range(std::make_pair(offset, offset + size - 1));
+    }
+    offset += o.segments[index].size;
+    ++index;
+    pos = comma + 1;
+  }
+  return unsatisfiable;
+}
+
+}  // namespace
+
 StatusOr<WrittenBlob> S3Service::CopyData(const ObjectMeta& source, uint64_t offset,
                                           uint64_t length, bool force_file) {
   auto writer = blobs_->NewWriter(config_.inline_max_bytes, force_file);
@@ -273,6 +322,7 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   // As in S3: tags are copied unless replaced; the ACL is never copied (private unless given).
   o.headers.erase(kAclHeader);
   o.headers.erase(kTagsHeader);
+  o.headers.erase(kPartsHeader);
   auto source_tags = source.headers.find(kTagsHeader);
   if (tagging == "COPY" && source_tags != source.headers.end())
     o.headers[kTagsHeader] = source_tags->second;
@@ -351,11 +401,22 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
     return resp;
   }
   PHOTON_RETURN_IF_ERROR(conditions);
-  PHOTON_ASSIGN_OR_RETURN(auto range, ParseRange(r.http.Header("range"), o.size));
+  std::optional<std::pair<uint64_t, uint64_t>> range;
+  int parts_count = 0;
+  if (const std::string* part = r.http.Query("partNumber")) {
+    if (r.http.HasHeader("range")) {
+      return S3Error("InvalidRequest",
+                     "Cannot specify both Range header and partNumber query parameter");
+    }
+    PHOTON_ASSIGN_OR_RETURN(range, PartRange(o, *part, &parts_count));
+  } else {
+    PHOTON_ASSIGN_OR_RETURN(range, ParseRange(r.http.Header("range"), o.size));
+  }
   uint64_t start = range ? range->first : 0;
   uint64_t length = range ? range->second - range->first + 1 : o.size;
 
   http::Response resp;
+  if (parts_count > 0) resp.AddHeader("x-amz-mp-parts-count", std::to_string(parts_count));
   resp.status = range ? 206 : 200;
   resp.AddHeader("Last-Modified", HttpDate(o.mtime_ms));
   resp.AddHeader("ETag", QuoteEtag(o.etag));

@@ -29,6 +29,7 @@ const std::unordered_map<std::string_view, int>& CodeTable() {
       {"InvalidDigest", 400},
       {"InvalidLocationConstraint", 400},
       {"InvalidPart", 400},
+      {"InvalidPartNumber", 416},
       {"InvalidPartOrder", 400},
       {"InvalidRange", 416},
       {"InvalidRequest", 400},

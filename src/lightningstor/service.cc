@@ -197,13 +197,12 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
     if (req.HasQuery("acl")) return "GetObjectAcl";
     if (req.HasQuery("tagging")) return "GetObjectTagging";
     if (req.HasQuery("uploadId")) return "ListParts";
-    // partNumber on GET/HEAD selects one part of a multipart object: not implemented.
-    if (req.HasQuery("partNumber") || req.HasQuery("uploads")) return "Unsupported";
+    if (req.HasQuery("uploads")) return "Unsupported";
     return "GetObject";
   }
   if (m == "HEAD") {
     if (req.HasQuery("acl") || req.HasQuery("tagging") || req.HasQuery("uploadId") ||
-        req.HasQuery("partNumber") || req.HasQuery("uploads"))
+        req.HasQuery("uploads"))
       return "Unsupported";
     return "HeadObject";
   }

@@ -254,6 +254,29 @@ class SemanticsTest(unittest.TestCase):
         self.assertEqual([(x["Key"], x["Code"]) for x in out.get("Errors", [])], [("multi-b", "PreconditionFailed")])
         s3.head_object(Bucket="sem", Key="multi-b")
 
+    def test_part_number_on_get_and_head(self):
+        s3 = self.s3
+        p1, p3 = os.urandom(5 * MIB), b"the third part"
+        uid = s3.create_multipart_upload(Bucket="sem", Key="parts")["UploadId"]
+        e1 = s3.upload_part(Bucket="sem", Key="parts", UploadId=uid, PartNumber=1, Body=p1)["ETag"]
+        e3 = s3.upload_part(Bucket="sem", Key="parts", UploadId=uid, PartNumber=3, Body=p3)["ETag"]
+        s3.complete_multipart_upload(Bucket="sem", Key="parts", UploadId=uid, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e3}]})
+        g = s3.get_object(Bucket="sem", Key="parts", PartNumber=3)
+        self.assertEqual(g["Body"].read(), p3)
+        self.assertEqual(g["PartsCount"], 2)
+        self.assertEqual(g["ContentRange"], "bytes %d-%d/%d" % (len(p1), len(p1) + len(p3) - 1, len(p1) + len(p3)))
+        self.assertEqual(s3.head_object(Bucket="sem", Key="parts", PartNumber=1)["ContentLength"], len(p1))
+        for missing in (2, 4):
+            with self.assertRaises(ClientError) as e:
+                s3.get_object(Bucket="sem", Key="parts", PartNumber=missing)
+            self.assertEqual(status(e), 416, missing)
+        with self.assertRaises(ClientError) as e:
+            s3.get_object(Bucket="sem", Key="parts", PartNumber=1, Range="bytes=0-1")
+        self.assertEqual(status(e), 400)
+        s3.put_object(Bucket="sem", Key="single", Body=b"whole")
+        self.assertEqual(s3.get_object(Bucket="sem", Key="single", PartNumber=1)["Body"].read(), b"whole")
+
     # --- buckets and uploads --------------------------------------------------------------
 
     def test_delete_bucket_with_only_uploads(self):
