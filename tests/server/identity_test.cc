@@ -45,6 +45,16 @@ class ServerProcess {
     dir_ = MakeTempDir("identity");
     port_ = FreePort();
     grpc_port_ = FreePort();
+    Start();
+  }
+  // Stops the server (SIGTERM, waited for) and starts it again on the same data and ports.
+  void Restart() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    Start();
+  }
+  void Start() {
     const std::string log = dir_ + "/server.log";
     pid_ = fork();
     if (pid_ == 0) {
@@ -525,6 +535,32 @@ TEST(Quota, FiftyConcurrentCreatesAgainstTenPassExactlyTen) {
   EXPECT_EQ(
       Do(admin, "POST", "/v1/namespaces/race/computeinstances", Instance("one-too-many", 1)).status,
       403);
+}
+
+TEST(Identity, DirectoryAndQuotasSurviveARestart) {
+  ServerProcess s;
+  ASSERT_TRUE(s.up());
+  CreateUser(s, "ivan", "ivan's password");
+  ASSERT_EQ(
+      Do(s.Admin(), "POST", "/v1/roles",
+         R"({"metadata":{"name":"lister"},"spec":{"rules":[{"verbs":["list"],"kinds":["vpcs"]}]}})")
+          .status,
+      201);
+  Bind(s, "ivan-lists", "dev", "lister", {"user:ivan"});
+  ASSERT_EQ(Do(s.Admin(), "POST", "/v1/namespaces/dev/quotas",
+               R"({"metadata":{"name":"one"},"spec":{"limits":{"instances":1}}})")
+                .status,
+            201);
+  const std::string token = Login(s, "ivan", "ivan's password")["accessToken"];
+  s.Restart();
+  ASSERT_TRUE(s.up());
+  // The session, its grants and the quota are read back from the store.
+  EXPECT_EQ(Do(s.Client(token), "GET", "/v1/namespaces/dev/vpcs").status, 200);
+  EXPECT_EQ(Do(s.Client(token), "GET", "/v1/namespaces/dev/subnets").status, 403);
+  Login(s, "ivan", "ivan's password");
+  auto admin = s.Admin();
+  EXPECT_EQ(Do(admin, "POST", "/v1/namespaces/dev/computeinstances", Instance("a", 1)).status, 202);
+  EXPECT_EQ(Do(admin, "POST", "/v1/namespaces/dev/computeinstances", Instance("b", 1)).status, 403);
 }
 
 }  // namespace

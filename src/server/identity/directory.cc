@@ -202,8 +202,11 @@ Status Directory::Load() {
   std::lock_guard lock(mu_);
   for (const auto& kv : r->kvs) {
     auto j = json::parse(kv.value, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return absl::DataLossError("identity object " + kv.key + " is not JSON");
+    // Everything below reads metadata and spec without checking: refuse a start without them.
+    if (j.is_discarded() || !j.is_object() || !j.contains("metadata") ||
+        !j["metadata"].is_object() || !j.contains("spec") || !j["spec"].is_object()) {
+      return absl::DataLossError("identity object " + kv.key +
+                                 " is not a JSON object with metadata and spec");
     }
     objects_[kv.key] = std::move(j);
   }

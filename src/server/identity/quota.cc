@@ -90,7 +90,10 @@ Status Quotas::Load() {
   std::lock_guard lock(mu_);
   for (const auto& kv : r->kvs) {
     auto j = json::parse(kv.value, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return absl::DataLossError("quota " + kv.key);
+    if (j.is_discarded() || !j.is_object() || !j.contains("metadata") ||
+        !j["metadata"].is_object() || !ValidateLimits(j.value("spec", json())).ok()) {
+      return absl::DataLossError("quota " + kv.key + " is not a quota object");
+    }
     quotas_[j["metadata"].value("namespace", "")][j["metadata"].value("name", "")] = j;
   }
   return absl::OkStatus();
