@@ -6,6 +6,9 @@
 //   1. raw store puts/s (SqliteStore directly, 16 writers) — the ceiling the API is compared to;
 //   2. creates/s through REST and through gRPC, 16 concurrent clients, and their ratio to 1;
 //   3. watch fan-out: N watchers (default 1,000) over HTTP, 1,000 changes/s, p50/p99 delivery;
+//   3b. filtered fan-out: N watchers each selecting its own node (fieldSelector
+//       metadata.agentId=nI, as agents watch), 1,000 changes/s spread over the N nodes: p50/p99
+//       delivery and the server's CPU;
 //   4. paged list of 100,000 objects: total time; server RSS holding them.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -22,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -192,6 +196,9 @@ std::string Instance(const std::string& name, const std::string& annotation = ""
          R"(},"spec":{"process":{"command":["/bin/true"]},"resources":{"vcpu":1,"memoryMb":64}}})";
 }
 
+// More photon-server flags for the next StartServer (the filtered case's --config).
+std::vector<std::string> g_server_extra_args;
+
 struct ServerProc {
   pid_t pid = 0;
   int http_port = 0;
@@ -219,6 +226,7 @@ void StartServer(const std::string& bin, ServerProc* s, const std::string& dir =
     std::vector<const char*> argv = {"photon-server", "--data-dir",  s->dir.c_str(),
                                      "--listen",      l.c_str(),     "--grpc-listen",
                                      g.c_str(),       "--log-level", "warn"};
+    for (const auto& a : g_server_extra_args) argv.push_back(a.c_str());
     if (const char* threads = getenv("BENCH_HTTP_THREADS")) {
       argv.insert(argv.end(), {"--http-threads", threads});
     }
@@ -400,16 +408,20 @@ struct WatchFanout {
   };
   std::vector<std::unique_ptr<Conn>> conns;
 
+  // Lines of this type with a bench/t0 stamp count (ADDED: creates; MODIFIED: changes).
+  std::string counted = "{\"type\":\"ADDED\"";
+  // Watcher i's target; by default everyone watches the same namespace.
+  std::function<std::string(int)> target = [](int) {
+    return std::string("/v1/namespaces/watch/computeinstances?watch=true&resourceVersion=");
+  };
+
   void Start(int port, const std::string& token, int n) {
     for (int i = 0; i < n; ++i) {
       auto c = std::make_unique<Conn>(io);
       c->sock.connect(
           tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
-      std::string req =
-          "GET /v1/namespaces/watch/computeinstances?watch=true&resourceVersion="
-          ""
-          " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-          token + "\r\n\r\n";
+      std::string req = "GET " + target(i) + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                        token + "\r\n\r\n";
       asio::write(c->sock, asio::buffer(req));
       Read(c.get());
       conns.push_back(std::move(c));
@@ -433,9 +445,8 @@ struct WatchFanout {
             line = nl + 1;
             // Only the creation counts: later MODIFIED events of the same object carry the
             // same stamp. Chunk-size lines of the chunked encoding are skipped naturally.
-            static constexpr std::string_view kAdded = "{\"type\":\"ADDED\"";
             static constexpr std::string_view kStamp = "\"bench/t0\":\"";
-            if (l.substr(0, kAdded.size()) != kAdded) continue;
+            if (l.substr(0, counted.size()) != counted) continue;
             auto pos = l.find(kStamp);
             if (pos == std::string_view::npos) continue;
             got.push_back((now - std::strtoll(l.data() + pos + kStamp.size(), nullptr, 10)) / 1e6);
@@ -451,6 +462,94 @@ struct WatchFanout {
   }
 };
 
+// 3b: `nodes` watchers, watcher i selecting fieldSelector=metadata.agentId=n<i> (what each
+// agent does), and `rate` changes/s: annotation writes to instance f<j>, placed on node n<j>,
+// j cycling over the nodes. Without the built-in scheduler (placement is the bench's, by
+// admin writes of metadata.agentId, and no node lifecycle runs for nodes that do not exist).
+void FilteredFanout(const std::string& server_bin, int nodes, int rate, double seconds) {
+  const std::string config = TempDir("config") + "/server.yaml";
+  std::ofstream(config) << "scheduler: false\n";
+  g_server_extra_args = {"--config", config};
+  ServerProc s;
+  StartServer(server_bin, &s);
+  g_server_extra_args.clear();
+  // Place instance f<j> on node n<j>; keep each one's latest JSON for the changes.
+  std::vector<nlohmann::json> objs(nodes);
+  {
+    std::atomic<int> next{0};
+    std::vector<std::thread> ts;
+    for (int c = 0; c < 8; ++c) {
+      ts.emplace_back([&] {
+        KeepAlive k(s.http_port, s.token);
+        for (int j; (j = next++) < nodes;) {
+          const std::string path = "/v1/namespaces/fan/computeinstances/f" + std::to_string(j);
+          k.Do(http::verb::post, "/v1/namespaces/fan/computeinstances",
+               Instance("f" + std::to_string(j)));
+          std::string body;
+          k.Do(http::verb::get, path, "", &body);
+          auto o = nlohmann::json::parse(body);
+          o["metadata"]["agentId"] = "n" + std::to_string(j);
+          k.Do(http::verb::put, path, o.dump(), &body);
+          objs[j] = nlohmann::json::parse(body);
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+  }
+  WatchFanout w;
+  w.counted = "{\"type\":\"MODIFIED\"";
+  w.target = [](int i) {
+    return "/v1/computeinstances?watch=true&fieldSelector=metadata.agentId%3Dn" + std::to_string(i);
+  };
+  w.Start(s.http_port, s.token, nodes);
+  std::thread io_thread([&] {
+    auto guard = asio::make_work_guard(w.io);
+    w.io.run();
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::atomic<long> sent{0}, failed{0};
+  const double cpu0 = CpuSeconds(s.pid);
+  auto start = Clock::now();
+  std::vector<std::thread> ws;
+  for (int t = 0; t < 8; ++t) {
+    ws.emplace_back([&, t] {
+      KeepAlive k(s.http_port, s.token);
+      for (long i = t;; i += 8) {
+        auto due = start + std::chrono::microseconds(static_cast<long>(i * 1e6 / rate));
+        if (due - start > std::chrono::duration<double>(seconds)) break;
+        std::this_thread::sleep_until(due);
+        // Writer t owns the objects j ≡ t (mod 8), so no two writers race on one object.
+        const long mine = (nodes - t + 7) / 8;
+        auto& o = objs[t + 8 * ((i / 8) % mine)];
+        o["metadata"]["annotations"]["bench/t0"] = std::to_string(photon::MonotonicNanos());
+        std::string body;
+        const std::string name = o["metadata"]["name"];
+        if (k.Do(http::verb::put, "/v1/namespaces/fan/computeinstances/" + name, o.dump(), &body) ==
+            200) {
+          o = nlohmann::json::parse(body);
+          ++sent;
+        } else {
+          ++failed;
+        }
+      }
+    });
+  }
+  for (auto& t : ws) t.join();
+  const double busy = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu = CpuSeconds(s.pid) - cpu0;
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  w.io.stop();
+  io_thread.join();
+  std::lock_guard lock(w.mu);
+  std::cout << "filtered watch fan-out (load average " << LoadAverage() << "): " << nodes
+            << " watchers, each selecting its own node; " << (long)(sent / seconds)
+            << " changes/s over " << nodes << " nodes for " << seconds << " s, "
+            << w.latencies_ms.size() << " deliveries (expected " << sent << ")"
+            << (failed ? ", " + std::to_string(failed) + " writes failed" : "") << "\n"
+            << "  delivery latency p50 " << Percentile(w.latencies_ms, 0.5) << " ms, p99 "
+            << Percentile(w.latencies_ms, 0.99) << " ms; server CPU " << (int)(100 * cpu / busy)
+            << "% of one core\n";
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -475,11 +574,17 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "create test rounds (the median is printed)")
       ->check(CLI::Range(1, 99));
   app.add_flag("--list-only", list_only, "run only the list/RSS test");
-  app.add_flag("--watch-only", watch_only, "run only the watch fan-out test");
+  app.add_flag("--watch-only", watch_only, "run only the watch fan-out tests");
+  bool filtered_only = false;
+  app.add_flag("--filtered-only", filtered_only, "run only the filtered (per-node) fan-out test");
   CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
   std::cout << "photon-bench-api on " << std::thread::hardware_concurrency() << " cores\n";
 
+  if (filtered_only) {
+    FilteredFanout(server_bin, watchers, rate, seconds);
+    return 0;
+  }
   // 1 + 2: creates against raw store, three rounds, medians.
   std::vector<double> raw, rest, grpc_rates, rest_cpu, grpc_cpu, rest_client_cpu, grpc_client_cpu;
   if (!list_only && !watch_only) {
@@ -573,6 +678,8 @@ int main(int argc, char** argv) {
               << "  delivery latency p50 " << Percentile(w.latencies_ms, 0.5) << " ms, p99 "
               << Percentile(w.latencies_ms, 0.99) << " ms\n";
   }
+
+  if (!list_only) FilteredFanout(server_bin, watchers, rate, seconds);
 
   // 4: list 100,000 objects paged, and RSS. Objects go in through the API (that is part of
   // what the server holds), in parallel for speed.
