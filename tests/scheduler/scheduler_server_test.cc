@@ -68,6 +68,7 @@ class SimNode {
     thread_.join();
   }
   void StopHeartbeats() { beating_ = false; }
+  void ResumeHeartbeats() { beating_ = true; }
   const std::string& name() const { return name_; }
 
  private:
@@ -460,6 +461,28 @@ TEST_F(SchedulerServerTest, DrainMovesEverythingThenSaysDone) {
   EXPECT_NE(
       Instance("d0")["status"]["message"].get<std::string>().find("rescheduled from node-0-0"),
       std::string::npos);
+}
+
+// A node back from DOWN (its agent writes READY with the heartbeat) is recorded as a
+// NodeReady event, as the node events are documented.
+TEST_F(SchedulerServerTest, NodeBackFromDownRecordsNodeReady) {
+  AddNodes(1, 1);
+  nodes_[0]->StopHeartbeats();
+  ASSERT_TRUE(WaitFor(
+      [&] { return Get("nodes", "node-0-0", "system")["nodeStatus"]["condition"] == "DOWN"; }, 8s));
+  nodes_[0]->ResumeHeartbeats();
+  auto node_events = [&](const std::string& type) {
+    int n = 0;
+    const json events = Json(*admin_.Do("GET", "/v1/namespaces/system/events"));
+    for (const auto& e : events["items"])
+      n += e["spec"]["eventType"] == type &&
+           e["spec"]["resourceEvent"]["name"] == "nodes/system/node-0-0";
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return node_events("NodeReady") == 1; }))
+      << admin_.Do("GET", "/v1/namespaces/system/events")->body;
+  EXPECT_EQ(Get("nodes", "node-0-0", "system")["nodeStatus"]["condition"], "READY");
+  EXPECT_EQ(node_events("NodeDown"), 1);
 }
 
 TEST_F(SchedulerServerTest, SilentNodeGoesSuspectThenDownAndItsComputesMove) {

@@ -156,6 +156,12 @@ bool SchedulerController::MonitorNodes(Snapshot& snap) {
       // Only rewrite SUSPECT on a change of state, not on every tick of the counter.
       if (want == cond && want == node::NodeStatus::SUSPECT) message = n.node_status().message();
     }
+    if (it != heartbeats_.end() && want == node::NodeStatus::READY && cond == want &&
+        (hb.condition == node::NodeStatus::SUSPECT || hb.condition == node::NodeStatus::DOWN)) {
+      Event("system", "NodeReady", "nodes/system/" + name,
+            "heartbeat resumed (was " + node::NodeStatus::Condition_Name(hb.condition) + ")");
+    }
+    hb.condition = want;
     seen[name] = hb;
     const auto& a = alloc[name];
     const bool alloc_differs =

@@ -96,6 +96,9 @@ class SchedulerController {
     std::chrono::steady_clock::time_point seen;
     std::chrono::steady_clock::time_point probed{};
     bool probe_ok = false;
+    // The condition as the last round left it: an agent writes READY itself with the heartbeat
+    // that ends a SUSPECT or DOWN spell, so the return shows only against this.
+    node::NodeStatus::Condition condition = node::NodeStatus::UNKNOWN;
   };
 
   void Run();
