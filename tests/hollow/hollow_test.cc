@@ -166,6 +166,10 @@ TEST_F(HollowTest, FleetRunsPlacedInstancesAndFinishesDeletes) {
   ASSERT_TRUE(stats.is_object());
   EXPECT_EQ(stats["running"], kInstances);
   EXPECT_EQ(stats["nodesReady"], kNodes);
+  // Each node watches with fieldSelector=metadata.agentId=NODE: not one event about an
+  // instance of another node reached any of them.
+  EXPECT_GT(stats["watchEvents"].get<int64_t>(), 0);
+  EXPECT_EQ(stats["foreignEvents"], 0);
 
   for (int i = 0; i < kInstances; ++i) {
     ASSERT_EQ(Call("DELETE", "/v1/namespaces/default/computeinstances/w" + std::to_string(i)), 202);
