@@ -250,6 +250,26 @@ TEST_F(ProcessProviderTest, AgentKilledDuringStartRunsTheWorkloadOnce) {
   }
 }
 
+// Empty per-instance groups that no instance owns (a delete whose rmdir found the group busy,
+// an agent killed during a delete) are swept when the provider starts; groups of known
+// instances and groups with processes stay.
+TEST_F(ProcessProviderTest, StartSweepsEmptyStaleCgroups) {
+  CgroupManager cgroups("photon/" + node_ + "/process");
+  if (cgroups.version() == CgroupVersion::kNone) GTEST_SKIP() << "no cgroups here";
+  auto inst = MakeInstance("kept", {"sleep", "60"});
+  ASSERT_TRUE(provider_->Start(inst).ok());
+  const std::string& id = inst.metadata().id();
+  provider_.reset();
+  ASSERT_TRUE(cgroups.Create("stale-" + std::to_string(getpid()), {}).ok());
+  ASSERT_TRUE(cgroups.Exists("stale-" + std::to_string(getpid())));
+  provider_ = NewProvider();
+  EXPECT_FALSE(cgroups.Exists("stale-" + std::to_string(getpid())));
+  EXPECT_TRUE(cgroups.Exists(id));
+  EXPECT_EQ(Inspect(id).phase, ResourceStatus::RUNNING);
+  ASSERT_TRUE(provider_->Destroy(id).ok());
+  EXPECT_TRUE(testing::InstanceCgroupsOf(node_).empty());
+}
+
 TEST_F(ProcessProviderTest, DestroyLeavesNothing) {
   auto inst = MakeInstance("gone", {"/bin/sh", "-c", "sleep 60 & sleep 60"});
   inst.mutable_spec()->mutable_resources()->set_memory_mb(32);

@@ -143,7 +143,8 @@ Status CgroupManager::Remove(const std::string& id) {
   Status result = absl::OkStatus();
   for (const auto& h : Hierarchies()) {
     std::string g = h + "/" + id;
-    for (int i = 0; i < 50 && ::access(g.c_str(), F_OK) == 0; ++i) {
+    // v1 memory groups can stay busy for a while after their last task exited.
+    for (int i = 0; i < 250 && ::access(g.c_str(), F_OK) == 0; ++i) {
       if (::rmdir(g.c_str()) == 0) break;
       // A killed process leaves the group a moment after it died.
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -162,6 +163,20 @@ std::vector<std::string> CgroupManager::List() const {
     }
   }
   return {ids.begin(), ids.end()};
+}
+
+int CgroupManager::SweepEmpty(const std::set<std::string>& keep) {
+  int removed = 0;
+  for (const auto& id : List()) {
+    if (keep.count(id) || !Pids(id).empty()) continue;
+    bool gone = true;
+    for (const auto& h : Hierarchies()) {
+      const std::string g = h + "/" + id;
+      if (::access(g.c_str(), F_OK) == 0 && ::rmdir(g.c_str()) != 0) gone = false;
+    }
+    removed += gone ? 1 : 0;
+  }
+  return removed;
 }
 
 }  // namespace photon::agent

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ class CgroupManager {
   Status Remove(const std::string& id);
   // Ids of every group under the parent.
   std::vector<std::string> List() const;
+  // Removes every group under the parent that holds no process and is not in `keep` (left
+  // behind by a delete that could not rmdir in time, or by an agent killed during one).
+  // Returns how many went.
+  int SweepEmpty(const std::set<std::string>& keep);
   // Directory of the group in the hierarchy holding `controller` ("cpu", "memory"); for v2 the
   // one unified directory.
   std::string Dir(const std::string& id, const std::string& controller) const;

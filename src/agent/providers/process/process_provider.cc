@@ -66,6 +66,7 @@ Status ProcessProvider::Initialize(const ProviderContext& context) {
     if (inst->uid >= 0 && !ids_->Adopt(static_cast<uid_t>(inst->uid), inst->id)) inst->uid = -1;
     instances_[inst->id] = inst;
   }
+  SweepCgroups();
   supervisor_ = std::thread([this] { Supervise(); });
   return absl::OkStatus();
 }
@@ -463,8 +464,24 @@ StatusOr<ActionResult> ProcessProvider::Execute(const std::string& instance_id,
   return r;
 }
 
+// Empty per-instance groups of no known instance go: at start (what an earlier run left) and
+// now and then (a delete whose rmdir found the group still busy).
+void ProcessProvider::SweepCgroups() {
+  if (cgroups_->version() == CgroupVersion::kNone) return;
+  std::set<std::string> keep;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [id, inst] : instances_) keep.insert(id);
+  }
+  if (int n = cgroups_->SweepEmpty(keep); n > 0) {
+    spdlog::info("process: removed {} empty cgroups of instances that are gone", n);
+  }
+}
+
 void ProcessProvider::Supervise() {
+  int rounds = 0;
   for (;;) {
+    if (++rounds % 120 == 0) SweepCgroups();  // every 30 s
     {
       std::unique_lock<std::mutex> l(stop_mu_);
       if (stop_cv_.wait_for(l, std::chrono::milliseconds(250), [this] { return stopping_; })) {

@@ -90,6 +90,7 @@ class ProcessProvider : public Provider {
   void StopLocked(Instance* inst, std::chrono::seconds timeout);
   std::shared_ptr<Instance> Find(const std::string& id);
   void Supervise();
+  void SweepCgroups();
 
   ProviderContext context_;
   std::unique_ptr<CgroupManager> cgroups_;
