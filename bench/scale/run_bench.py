@@ -113,6 +113,7 @@ class Rig:
                                   "--heartbeat-seconds", str(args.heartbeat_seconds),
                                   "--vcpu", "64", "--memory-mb", "262144",
                                   "--threads", str(args.hollow_threads),
+                                  "--connections", str(args.hollow_connections),
                                   "--listen", f"127.0.0.1:{self.hollow_port}"], "hollow")
         ready = 0
         while ready < nodes:
@@ -185,7 +186,7 @@ def fanout(rig, nodes, args):
     rig.load("--prefix", "f", "create", "--count", str(count))
     rig.stats(reset=True)
     before = rig.stats()["foreignEvents"]
-    r, m = rig.measure(0, lambda: rig.load("--prefix", "f", "update", "--rate",
+    r, m = rig.measure(0, lambda: rig.load("--prefix", "f", "--connections", "64", "update", "--rate",
                                            str(args.change_rate), "--seconds", str(args.window),
                                            "--count", str(count)))
     time.sleep(2)  # deliveries still in flight
@@ -223,6 +224,8 @@ def main():
     ap.add_argument("--window", type=int, default=30)
     ap.add_argument("--heartbeat-seconds", type=int, default=5)
     ap.add_argument("--hollow-threads", type=int, default=2)
+    ap.add_argument("--hollow-connections", type=int, default=32,
+                    help="keep-alive connections per fleet loop (each call waits for a commit)")
     ap.add_argument("--instances-per-node", type=int, default=1)
     ap.add_argument("--change-rate", type=int, default=1000)
     ap.add_argument("--churn-rate", type=int, default=20)
