@@ -88,7 +88,8 @@ class SimNode {
     }
   }
   void FinishDeletes(cli::HttpClient& c) {
-    auto l = c.Do("GET", "/v1/computeinstances");
+    // An agent lists only its own node's instances.
+    auto l = c.Do("GET", "/v1/computeinstances?fieldSelector=metadata.agentId=" + name_);
     if (!l.ok() || l->status != 200) return;
     const json list = Json(*l);
     for (const auto& o : list["items"]) {
