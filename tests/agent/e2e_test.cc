@@ -204,6 +204,8 @@ TEST_F(AgentE2eTest, KillNineAndRestartAdoptsWithoutDuplicates) {
   // While it is down, an admin moves one instance to another node.
   json m = cluster_->Instance(moved);
   m["metadata"]["agentId"] = b_;
+  // A manual placement passes the scheduler's filters: its node filter moves along.
+  m["spec"]["schedule"]["nodes"] = json::array({b_});
   ASSERT_EQ(cluster_->Call("PUT", "/v1/namespaces/default/computeinstances/" + moved, m).status,
             200);
 
@@ -280,9 +282,25 @@ TEST_F(AgentE2eTest, BadSpecsAreRefusedOrErrorWithTheReason) {
   expect_reason(CreateContainer(noimg, a_, "no-such-image", {"/bin/sh"}), noimg,
                 "spec.container.image");
   // A driver the node does not offer.
+  // A driver the node does not offer: neither the scheduler nor an admin places it there.
   std::string nodrv = Name("nodrv");
-  expect_reason(CreateContainer(nodrv, c_, "no-such-image", {"/bin/sh"}), nodrv,
-                "driver 'container' is not available");
+  ASSERT_EQ(CreateContainer(nodrv, c_, "no-such-image", {"/bin/sh"}).status, 202);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return cluster_->Instance(nodrv)["status"]
+                   .value("message", "")
+                   .find("without the driver") != std::string::npos;
+      },
+      10s))
+      << cluster_->Instance(nodrv).dump();
+  json pinned = cluster_->Instance(nodrv);
+  EXPECT_EQ(pinned["metadata"]["agentId"], "");
+  pinned["metadata"]["agentId"] = c_;
+  auto manual = cluster_->Call("PUT", "/v1/namespaces/default/computeinstances/" + nodrv, pinned);
+  EXPECT_EQ(manual.status, 400);
+  EXPECT_NE(manual.body.find("cannot take default/" + nodrv + ": without the driver"),
+            std::string::npos)
+      << manual.body;
   // A command that does not exist.
   std::string nocmd = Name("nocmd");
   expect_reason(CreateProcess(nocmd, a_, {"/no/such/program"}), nocmd, "/no/such/program");
