@@ -8,7 +8,7 @@ namespace photon::server {
 namespace {
 // Kinds an agent reads only where metadata.agentId names its node.
 bool NodeScoped(const KindInfo& kind) {
-  return kind.plural == "computeinstances" || kind.plural == "operations";
+  return kind.plural == "computeinstances" || kind.plural == "operations" || kind.plural == "ports";
 }
 }  // namespace
 

@@ -1,6 +1,6 @@
 // What a node agent's credential may read, object by object (the kind-level half is
 // Principal::Allowed; writes are CheckAgentScope's). An agent sees its node's work only:
-//  - ComputeInstances and Operations: lists and watches must select its node
+//  - ComputeInstances, Operations and Ports: lists and watches must select its node
 //    (fieldSelector metadata.agentId=NODE; an Operation carries the agentId of the object it
 //    acts on), and a single read of one placed elsewhere is NOT_FOUND.
 //  - Everything else it may read by name (Images, Volumes, ...): only in a namespace where an

@@ -128,13 +128,14 @@ bool Principal::Allowed(Verb verb, const std::string& kind, const std::string& n
         if (IsRead(verb) || verb == Verb::kUpdateStatus) return true;
       }
       if ((kind == "images" || kind == "volumes") && verb == Verb::kGet) return true;
-      // prismnet (docs/networking.md): the network objects its instances use, and the
-      // status of their Ports (which CheckAgentScope limits to Ports on its node).
-      if ((kind == "ports" || kind == "subnets" || kind == "vpcs" || kind == "securitygroups") &&
-          IsRead(verb)) {
+      // prismnet (docs/networking.md): its Ports (lists and watches must select its node, see
+      // agent_scope.h) and their status (CheckAgentScope limits writes to Ports on its node);
+      // the Subnets, Vpcs and SecurityGroups its instances use, by name only: a list would
+      // show every tenant's networks.
+      if (kind == "ports" && (IsRead(verb) || verb == Verb::kUpdateStatus)) return true;
+      if ((kind == "subnets" || kind == "vpcs" || kind == "securitygroups") && verb == Verb::kGet) {
         return true;
       }
-      if (kind == "ports" && verb == Verb::kUpdateStatus) return true;
       if (kind == "nodes" && (verb == Verb::kGet || verb == Verb::kCreate ||
                               verb == Verb::kUpdate || verb == Verb::kUpdateStatus)) {
         return true;

@@ -452,9 +452,19 @@ TEST(AgentScope, ReadsOnlyWhatItsNodeNeeds) {
   EXPECT_EQ(a.Do("GET", "/v1/flavors")->status, 403);
   EXPECT_EQ(a.Do("GET", "/v1/events")->status, 403);
   EXPECT_EQ(a.Do("GET", "/v1/securitygroups")->status, 403);
+  EXPECT_EQ(a.Do("GET", "/v1/namespaces/default/securitygroups")->status, 403);
+  EXPECT_EQ(a.Do("GET", "/v1/subnets")->status, 403);
+  EXPECT_EQ(a.Do("GET", "/v1/vpcs?watch=true")->status, 403);
+  EXPECT_EQ(a.Do("GET", "/v1/ports")->status, 403);
+  EXPECT_EQ(a.Do("GET", "/v1/ports?fieldSelector=metadata.agentId%3Dnode-b")->status, 403);
+  EXPECT_EQ(a.Do("GET", "/v1/ports?fieldSelector=metadata.agentId%3Dnode-a")->status, 200);
+  EXPECT_EQ(a.Do("GET", "/v1/namespaces/default/subnets/none")->status, 404);
   EXPECT_EQ(a.Do("GET", "/v1/auditevents")->status, 403);
   EXPECT_EQ(a.Do("GET", "/v1/tokens")->status, 403);
-  EXPECT_EQ(a.Do("POST", "/v1/namespaces/default/events", "{}")->status, 403);
+  // Agents report check results as events, in namespace system only.
+  const std::string event =
+      R"({"spec":{"opsEvent":{"check":"disk","severity":"CRITICAL","output":"full"}}})";
+  EXPECT_EQ(a.Do("POST", "/v1/namespaces/default/events", event)->status, 403);
   EXPECT_EQ(GrpcGet(s, a_token, "flavors", "default", "x").error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   // An agent credential is no join token either.
