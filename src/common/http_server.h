@@ -100,4 +100,7 @@ Status ParseHostPort(const std::string& hostport, std::string* host, int* port);
 
 std::string PercentDecode(const std::string& s);
 
+// The non-empty segments of a request path: "/v1/ns//x/" -> {"v1", "ns", "x"}.
+std::vector<std::string> SplitPath(const std::string& path);
+
 }  // namespace photon

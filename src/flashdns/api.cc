@@ -25,18 +25,6 @@ HttpResponse Error(int http, const std::string& code, const std::string& message
   return HttpResponse::Json(http, body.dump());
 }
 
-std::vector<std::string> SplitPath(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i < path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) parts.push_back(path.substr(i, j - i));
-    i = j + 1;
-  }
-  return parts;
-}
-
 // The owner tag is stored in every zone file and listed back: keep it a short printable tag.
 std::string OwnerFrom(const json& body) {
   std::string owner = body.value("owner", "");

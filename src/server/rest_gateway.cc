@@ -15,18 +15,6 @@ namespace photon::server {
 
 namespace {
 
-std::vector<std::string> SplitPath(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i < path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) parts.push_back(path.substr(i, j - i));
-    i = j + 1;
-  }
-  return parts;
-}
-
 std::string JsonString(const std::string& s) { return nlohmann::json(s).dump(); }
 
 std::string Query(const HttpRequest& req, const std::string& name) {

@@ -15,18 +15,6 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<std::string> Split(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i < path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) parts.push_back(path.substr(i, j - i));
-    i = j + 1;
-  }
-  return parts;
-}
-
 HttpResponse IngestAnswer(const IngestResult& r) {
   json j{{"filtered", r.filtered},
          {"issued", r.issued},
@@ -63,7 +51,7 @@ StatusOr<std::vector<photon::ops::Check>> OpsEngine::ChecksForNode(const Princip
 }
 
 static bool IsOpsRoute(const HttpRequest& req) {
-  const auto p = Split(req.path);
+  const auto p = SplitPath(req.path);
   if (p.size() < 4 || p[0] != "v1") return false;
   if (req.method == "POST" && p.size() == 4 && p[1] == "namespaces" && p[3] == "events") {
     return true;
@@ -89,7 +77,7 @@ std::optional<HttpResponse> OpsEngine::Handle(HttpRequest& req, const Authentica
   // Refusals are audited like every other call's; accepted events are not (a node reports
   // them every interval, as it heartbeats), closes record themselves.
   if (req.method == "POST" && resp.status >= 400) {
-    const auto p = Split(req.path);
+    const auto p = SplitPath(req.path);
     resources_->AuditCall(*who, p[3] == "events" ? "report-event" : "action:close",
                           p[3] + "/" + p[2] + (p.size() > 4 ? "/" + p[4] : ""), resp.status);
   }
@@ -97,7 +85,7 @@ std::optional<HttpResponse> OpsEngine::Handle(HttpRequest& req, const Authentica
 }
 
 HttpResponse OpsEngine::Route(HttpRequest& req, const Principal& who) {
-  const auto p = Split(req.path);
+  const auto p = SplitPath(req.path);
   if (req.method == "POST" && p.size() == 4 && p[0] == "v1" && p[1] == "namespaces" &&
       p[3] == "events") {
     auto parsed = ParseJsonObject(*FindKind("events"), req.body);
