@@ -363,7 +363,7 @@ class EtcdStore::Impl {
     }
     if (closing) {
       call->done(absl::UnavailableError("store closed"));
-      Forget(call.get());  // a retry was still counted
+      Release(std::move(call));  // a retry was still counted
       return;
     }
     call->response.Clear();
@@ -382,8 +382,17 @@ class EtcdStore::Impl {
           } else {
             call->done(FromGrpc(status));
           }
-          Forget(call.get());
+          Release(std::move(call));
         });
+  }
+  // The call (and its ClientContext, which holds the gRPC call) is destroyed before ~Impl may
+  // go on: a context that outlives the channels and the gRPC library aborts in gRPC's
+  // refcounting ("prior > 0"), as the store contract test saw when a store was closed with
+  // txns in flight.
+  void Release(std::shared_ptr<AsyncTxn> call) {
+    AsyncTxn* raw = call.get();
+    call.reset();
+    Forget(raw);
   }
   void Forget(AsyncTxn* call) {
     std::lock_guard lock(async_mu_);
