@@ -16,12 +16,12 @@
 #include "server/auth.h"
 #include "server/controllers.h"
 #include "server/grpc_service.h"
-#include "server/identity/identity_api.h"
 #include "server/housekeeper.h"
+#include "server/identity/identity_api.h"
 #include "server/network/network_controller.h"
+#include "server/ops/ops_engine.h"
 #include "server/providers/service_controller.h"
 #include "server/resource_manager.h"
-#include "server/ops/ops_engine.h"
 #include "server/rest_gateway.h"
 #include "server/scheduler/scheduler_controller.h"
 #include "server/watch_cache.h"
@@ -158,9 +158,8 @@ class ServerImpl : public Server {
     ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
     ops_->Start();
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
-    identity_api_ =
-        std::make_unique<identity::IdentityApi>(directory_.get(), quotas_.get(), auth_.get(),
-                                                resources_.get());
+    identity_api_ = std::make_unique<identity::IdentityApi>(directory_.get(), quotas_.get(),
+                                                            auth_.get(), resources_.get());
     rest_->SetIdentity(identity_api_.get());
     HttpServerOptions http;
     http.listen = options_.listen;
