@@ -1,0 +1,2 @@
+// fiberlb state model (placeholder until the core lands).
+namespace photon::fiberlb {}
