@@ -20,6 +20,8 @@ PKGS=(
   qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools e2fsprogs openssl
   # VPC networking: BGP daemon of every node and the test bed's router, nftables, throughput
   bird2 nftables iperf3 iputils-ping libnftables-dev
+  # fiberlb: HAProxy is the L7 data plane; wrk loads it in tests and bench/lb
+  haproxy wrk
 )
 
 missing=()
@@ -49,7 +51,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Nor at boot: only the services of the packages installed just now. A daemon the machine
 # already had (the owner's nginx, say) is not ours to stop.
-for pair in etcd-server:etcd nsd:nsd nginx-light:nginx knot:knot bird2:bird; do
+for pair in etcd-server:etcd nsd:nsd nginx-light:nginx knot:knot bird2:bird haproxy:haproxy; do
   pkg="${pair%%:*}" svc="${pair##*:}"
   [[ " ${missing[*]} " == *" $pkg "* ]] || continue
   if command -v systemctl >/dev/null 2>&1; then
