@@ -19,6 +19,7 @@
 #include "server/housekeeper.h"
 #include "server/identity/identity_api.h"
 #include "server/network/network_controller.h"
+#include "server/network/private_dns.h"
 #include "server/ops/ops_engine.h"
 #include "server/providers/service_controller.h"
 #include "server/resource_manager.h"
@@ -155,6 +156,7 @@ class ServerImpl : public Server {
     services_ =
         std::make_unique<ServiceController>(resources_.get(), &metrics_, std::move(providers), sco);
     PHOTON_RETURN_IF_ERROR(services_->Start());
+    PHOTON_RETURN_IF_ERROR(StartPrivateDns());
     ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
     ops_->Start();
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
@@ -218,6 +220,7 @@ class ServerImpl : public Server {
     if (http_) http_->Stop();
     if (scheduler_) scheduler_->Stop();
     if (services_) services_->Stop();
+    if (private_dns_) private_dns_->Stop();
     if (ops_) ops_->Stop();
     if (housekeeper_) housekeeper_->Stop();
     if (controllers_) controllers_->Stop();
@@ -226,6 +229,20 @@ class ServerImpl : public Server {
   }
 
  private:
+  // VPC private DNS through the first provider whose driver offers zones (flashdns).
+  Status StartPrivateDns() {
+    std::unique_ptr<ZoneBackend> backend;
+    for (const auto& config : options_.providers) {
+      PHOTON_ASSIGN_OR_RETURN(backend, CreateZoneBackend(config));
+      if (backend) break;
+    }
+    prismnet::PrivateDnsOptions o;
+    o.resync = std::chrono::seconds(std::max(1, options_.provider_resync_s));
+    private_dns_ =
+        std::make_unique<prismnet::PrivateDnsController>(resources_.get(), std::move(backend), o);
+    return private_dns_->Start();
+  }
+
   ServerOptions options_;
   MetricsRegistry metrics_;
   std::unique_ptr<store::Store> store_;
@@ -241,6 +258,7 @@ class ServerImpl : public Server {
   std::unique_ptr<Housekeeper> housekeeper_;
   std::unique_ptr<SchedulerController> scheduler_;
   std::unique_ptr<ServiceController> services_;
+  std::unique_ptr<prismnet::PrivateDnsController> private_dns_;
   std::unique_ptr<opsengine::OpsEngine> ops_;
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<HttpServer> http_;

@@ -78,7 +78,17 @@ Status ValidateDnsSpec(const google::protobuf::Message& obj) {
     const auto& z = static_cast<const network::DnsZone&>(obj);
     if (z.spec().name().empty())
       return absl::InvalidArgumentError("spec.name: required (the DNS name of the zone)");
-    return ValidateDnsName("spec.name", z.spec().name());
+    PHOTON_RETURN_IF_ERROR(ValidateDnsName("spec.name", z.spec().name()));
+    // Private DNS owns that tree: a zone there would take a VPC's names (zone names are global).
+    std::string n = z.spec().name();
+    for (auto& c : n) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+    if (n.back() != '.') n += '.';
+    if (n == "internal." || (n.size() > 10 && n.compare(n.size() - 10, 10, ".internal.") == 0)) {
+      return absl::InvalidArgumentError("spec.name: '" + z.spec().name() +
+                                        "': names under internal. are VPC private DNS (a VPC's "
+                                        "spec.enableDnsHostnames), not DnsZones");
+    }
+    return absl::OkStatus();
   }
   if (obj.GetDescriptor() == network::DnsRecord::descriptor())
     return ValidateDnsRecord(static_cast<const network::DnsRecord&>(obj));

@@ -24,6 +24,11 @@ std::vector<std::string> ProviderDrivers() {
   return out;
 }
 
+StatusOr<std::unique_ptr<ZoneBackend>> CreateZoneBackend(const ProviderConfig& config) {
+  if (config.driver == "flashdns") return NewFlashDnsZoneBackend(config);
+  return std::unique_ptr<ZoneBackend>();
+}
+
 StatusOr<std::unique_ptr<ServiceProvider>> CreateProvider(const ProviderConfig& config) {
   for (const auto& [name, factory] : Factories()) {
     if (name == config.driver) return factory(config);

@@ -65,6 +65,25 @@ class ServiceProvider {
   virtual StatusOr<std::vector<ManagedRef>> ListManaged() = 0;
 };
 
+// Zones photon-server derives from other objects instead of DnsZone objects: a VPC's private
+// DNS (docs/networking.md "Private DNS"). A driver that realizes dnszones may offer one; it is
+// its own instance (CreateZoneBackend), called from the private DNS controller's one thread.
+// A zone and its records carry the owner tag of `ref` (kind, namespace, name), so zones of
+// DnsZone objects, zone files and other API clients are never touched.
+class ZoneBackend {
+ public:
+  virtual ~ZoneBackend() = default;
+  // Makes the zone exist and hold exactly `a_records` (lower-case FQDN → IPv4) with `ttl`,
+  // changing only what differs. FAILED_PRECONDITION: the zone is someone else's;
+  // UNAVAILABLE: the backend is unreachable (retry).
+  virtual Status SyncZone(const ManagedRef& ref, const std::string& zone,
+                          const std::map<std::string, std::string>& a_records, uint32_t ttl) = 0;
+  // Removes the zone if it is ref's; gone already is success.
+  virtual Status RemoveZone(const ManagedRef& ref, const std::string& zone) = 0;
+  // Zones owned by objects of `kind`, each with details["zone"].
+  virtual StatusOr<std::vector<ManagedRef>> ListZones(const std::string& kind) = 0;
+};
+
 // One entry of the `providers:` list in photon-server's config: the driver and its own keys
 // (string values; each driver refuses keys it does not know, naming them).
 struct ProviderConfig {
@@ -79,5 +98,7 @@ using ProviderFactory =
 // naming the known ones.
 StatusOr<std::unique_ptr<ServiceProvider>> CreateProvider(const ProviderConfig& config);
 std::vector<std::string> ProviderDrivers();
+// The driver's ZoneBackend, or nullptr when the driver has none.
+StatusOr<std::unique_ptr<ZoneBackend>> CreateZoneBackend(const ProviderConfig& config);
 
 }  // namespace photon::server

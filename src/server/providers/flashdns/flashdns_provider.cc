@@ -45,7 +45,7 @@ struct Reply {
   std::string message;  // flashdns's error message, or the transport error
 };
 
-class FlashDnsProvider : public ServiceProvider {
+class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
  public:
   FlashDnsProvider(std::string endpoint, std::string token_file, std::string owner,
                    std::vector<std::string> nameservers, uint32_t zone_ttl,
@@ -109,7 +109,81 @@ class FlashDnsProvider : public ServiceProvider {
     return out;
   }
 
+  Status SyncZone(const ManagedRef& ref, const std::string& zone,
+                  const std::map<std::string, std::string>& a_records, uint32_t ttl) override {
+    const std::string tag = Tag(ref);
+    PHOTON_ASSIGN_OR_RETURN(json got, EnsureOwnedZone(zone, tag));
+    // Keep each of ours that matches a wanted record (once); delete the rest; add what misses.
+    std::set<std::string> present;
+    for (const auto& rec : got.value("records", json::array())) {
+      if (rec.value("owner", "") != tag) continue;
+      const std::string name = Lower(rec.value("name", ""));
+      auto want = a_records.find(name);
+      if (want != a_records.end() && !present.count(name) && rec.value("type", "") == "A" &&
+          rec.value("ttl", 0u) == ttl && rec.value("data", "") == want->second) {
+        present.insert(name);
+        continue;
+      }
+      const std::string id = rec.value("id", "");
+      Reply del = Call("DELETE", "/v1/zones/" + zone + "/records/" + id);
+      if (del.reached && del.status == 404) continue;
+      PHOTON_RETURN_IF_ERROR(AsStatus(del, "delete record " + id));
+    }
+    for (const auto& [name, address] : a_records) {
+      if (present.count(name)) continue;
+      json body = {{"name", name}, {"type", "A"}, {"ttl", ttl}, {"data", address}, {"owner", tag}};
+      PHOTON_RETURN_IF_ERROR(
+          AsStatus(Call("POST", "/v1/zones/" + zone + "/records", body), "add record " + name));
+    }
+    return absl::OkStatus();
+  }
+
+  Status RemoveZone(const ManagedRef& ref, const std::string& zone) override {
+    return RemoveZoneIfOwned(zone, Tag(ref));
+  }
+
+  StatusOr<std::vector<ManagedRef>> ListZones(const std::string& kind) override {
+    Reply list = Call("GET", "/v1/zones");
+    PHOTON_RETURN_IF_ERROR(AsStatus(list, "list zones"));
+    std::vector<ManagedRef> out;
+    for (const auto& z : list.body.value("zones", json::array())) {
+      const std::string owner = z.value("owner", "");
+      ManagedRef ref;
+      if (owner.rfind(owner_ + ":", 0) != 0 || !ParseTag(owner, &ref) || ref.kind != kind) continue;
+      ref.details["zone"] = z.value("name", "");
+      out.push_back(ref);
+    }
+    return out;
+  }
+
  private:
+  // The zone (with its records) held by `tag`, created when missing.
+  StatusOr<json> EnsureOwnedZone(const std::string& zone, const std::string& tag) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      Reply got = Call("GET", "/v1/zones/" + zone);
+      if (got.reached && got.status == 404) {
+        json body = {{"name", zone}, {"ttl", zone_ttl_}, {"owner", tag}};
+        if (!nameservers_.empty()) body["ns"] = nameservers_;
+        Reply made = Call("POST", "/v1/zones", body);
+        if (made.reached && made.status == 409) continue;  // made meanwhile: look again
+        PHOTON_RETURN_IF_ERROR(AsStatus(made, "create zone " + zone));
+        return json::object();  // new: none of our records yet
+      }
+      PHOTON_RETURN_IF_ERROR(AsStatus(got, "get zone " + zone));
+      if (got.body.value("source", "") == "file") {
+        return absl::FailedPreconditionError("zone " + zone +
+                                             " is served by flashdns from a zone file");
+      }
+      const std::string owner = got.body.value("owner", "");
+      if (owner != tag) {
+        return absl::FailedPreconditionError("zone " + zone + " is already taken by " +
+                                             DescribeOwner(owner));
+      }
+      return got.body;
+    }
+    return absl::UnavailableError("zone " + zone + " changed while it was being created");
+  }
+
   std::string Tag(const std::string& kind, const std::string& ns, const std::string& name) const {
     return owner_ + ":" + kind + "/" + ns + "/" + name;
   }
@@ -409,7 +483,9 @@ StatusOr<std::string> DnsRecordFqdn(const std::string& name, const std::string& 
   return n;
 }
 
-StatusOr<std::unique_ptr<ServiceProvider>> NewFlashDnsProvider(const ProviderConfig& config) {
+namespace {
+
+StatusOr<std::unique_ptr<FlashDnsProvider>> NewFlashDns(const ProviderConfig& config) {
   std::string endpoint, token_file, owner = "photon";
   std::vector<std::string> nameservers;
   uint32_t zone_ttl = 3600;
@@ -452,9 +528,20 @@ StatusOr<std::unique_ptr<ServiceProvider>> NewFlashDnsProvider(const ProviderCon
   if (owner.empty() || owner.find_first_of(":/ ") != std::string::npos)
     return absl::InvalidArgumentError(where + "owner: a non-empty tag without ':', '/' or spaces");
   if (timeout_ms <= 0) return absl::InvalidArgumentError(where + "timeout_ms: must be > 0");
-  return std::unique_ptr<ServiceProvider>(
-      new FlashDnsProvider(endpoint, token_file, owner, std::move(nameservers), zone_ttl,
-                           std::chrono::milliseconds(timeout_ms)));
+  return std::make_unique<FlashDnsProvider>(endpoint, token_file, owner, std::move(nameservers),
+                                            zone_ttl, std::chrono::milliseconds(timeout_ms));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ServiceProvider>> NewFlashDnsProvider(const ProviderConfig& config) {
+  PHOTON_ASSIGN_OR_RETURN(auto p, NewFlashDns(config));
+  return std::unique_ptr<ServiceProvider>(std::move(p));
+}
+
+StatusOr<std::unique_ptr<ZoneBackend>> NewFlashDnsZoneBackend(const ProviderConfig& config) {
+  PHOTON_ASSIGN_OR_RETURN(auto p, NewFlashDns(config));
+  return std::unique_ptr<ZoneBackend>(std::move(p));
 }
 
 }  // namespace photon::server

@@ -23,6 +23,8 @@
 namespace photon::server {
 
 StatusOr<std::unique_ptr<ServiceProvider>> NewFlashDnsProvider(const ProviderConfig& config);
+// The same driver for private DNS zones (service_provider.h ZoneBackend); a separate instance.
+StatusOr<std::unique_ptr<ZoneBackend>> NewFlashDnsZoneBackend(const ProviderConfig& config);
 
 // "www" in "example.com." → "www.example.com."; "@" → the zone; "a.b." stays absolute.
 // Lower case. Error when an absolute name is outside the zone.
