@@ -42,13 +42,13 @@ Status Authenticator::CheckScope(const std::string& region, const std::string& s
   return absl::OkStatus();
 }
 
-StatusOr<std::string> Authenticator::SecretFor(const std::string& access_key) {
-  auto secret = keys_->Secret(access_key);
-  if (!secret) {
+StatusOr<AccessKey> Authenticator::KeyFor(const std::string& access_key) {
+  auto key = keys_->Lookup(access_key);
+  if (!key) {
     return S3Error("InvalidAccessKeyId",
                    "The AWS Access Key Id you provided does not exist in our records.");
   }
-  return *secret;
+  return *key;
 }
 
 std::string Authenticator::CachedSigningKey(const std::string& access_key,
@@ -71,7 +71,8 @@ StatusOr<AuthInfo> Authenticator::FromHeader(const http::Request& req) {
   }
   PHOTON_ASSIGN_OR_RETURN(auto parsed, sigv4::ParseAuthorizationHeader(header));
   PHOTON_RETURN_IF_ERROR(CheckScope(parsed.credential.region, parsed.credential.service));
-  PHOTON_ASSIGN_OR_RETURN(std::string secret, SecretFor(parsed.credential.access_key));
+  PHOTON_ASSIGN_OR_RETURN(AccessKey key, KeyFor(parsed.credential.access_key));
+  const std::string& secret = key.secret;
 
   std::string amz_date = req.Header("x-amz-date");
   int64_t request_time = 0;
@@ -118,6 +119,7 @@ StatusOr<AuthInfo> Authenticator::FromHeader(const http::Request& req) {
   AuthInfo info;
   info.anonymous = false;
   info.access_key = parsed.credential.access_key;
+  info.user = key.user;
   info.payload_hash = payload_hash;
   info.signing_key = std::move(signing_key);
   info.amz_date = amz_date;
@@ -150,7 +152,8 @@ StatusOr<AuthInfo> Authenticator::FromQuery(const http::Request& req) {
     return S3Error("AuthorizationQueryParametersError",
                    "Error parsing the X-Amz-Credential parameter");
   PHOTON_RETURN_IF_ERROR(CheckScope(cred->region, cred->service));
-  PHOTON_ASSIGN_OR_RETURN(std::string secret, SecretFor(cred->access_key));
+  PHOTON_ASSIGN_OR_RETURN(AccessKey key, KeyFor(cred->access_key));
+  const std::string& secret = key.secret;
   char* end = nullptr;
   long long expires = std::strtoll(expires_text.c_str(), &end, 10);
   if (*end != '\0' || expires < 1 || expires > 604800) {
@@ -189,6 +192,7 @@ StatusOr<AuthInfo> Authenticator::FromQuery(const http::Request& req) {
   info.anonymous = false;
   info.presigned = true;
   info.access_key = cred->access_key;
+  info.user = key.user;
   info.payload_hash = payload_hash;
   return info;
 }

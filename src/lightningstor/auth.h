@@ -20,6 +20,7 @@ struct AuthInfo {
   bool anonymous = true;
   bool presigned = false;
   std::string access_key;
+  std::string user;  // the account the key belongs to ("" when anonymous)
   // x-amz-content-sha256 as sent: a hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* mode.
   std::string payload_hash;
   // For chunk signatures of streaming uploads.
@@ -41,7 +42,7 @@ class Authenticator {
  private:
   StatusOr<AuthInfo> FromHeader(const http::Request& req);
   StatusOr<AuthInfo> FromQuery(const http::Request& req);
-  StatusOr<std::string> SecretFor(const std::string& access_key);
+  StatusOr<AccessKey> KeyFor(const std::string& access_key);
   std::string CachedSigningKey(const std::string& access_key, const std::string& secret,
                                const std::string& date);
   Status CheckScope(const std::string& region, const std::string& service);

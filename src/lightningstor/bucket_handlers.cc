@@ -30,12 +30,10 @@ http::Response Empty(int status) {
   return resp;
 }
 
-constexpr const char* kOwnerId = "lightningstor";
-
-void WriteOwner(XmlWriter& w) {
+void WriteOwner(XmlWriter& w, const std::string& owner) {
   w.Open("Owner");
-  w.Element("ID", kOwnerId);
-  w.Element("DisplayName", kOwnerId);
+  w.Element("ID", owner);
+  w.Element("DisplayName", owner);
   w.Close("Owner");
 }
 
@@ -82,13 +80,15 @@ StatusOr<std::string> S3Service::ReadSmallBody(S3Request& r, size_t limit) {
   return out;
 }
 
-StatusOr<http::Response> S3Service::ListBuckets(S3Request&) {
+StatusOr<http::Response> S3Service::ListBuckets(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(auto buckets, meta_->ListBuckets());
   XmlWriter w;
   w.Open("ListAllMyBucketsResult", kXmlns);
-  WriteOwner(w);
+  WriteOwner(w, r.caller);
   w.Open("Buckets");
   for (const auto& b : buckets) {
+    // As S3: an account sees its own buckets only, whatever others granted it.
+    if (b.owner != r.caller) continue;
     w.Open("Bucket");
     w.Element("Name", b.name);
     w.Element("CreationDate", sigv4::FormatIso8601(b.created_ms));
@@ -119,14 +119,20 @@ StatusOr<http::Response> S3Service::CreateBucket(S3Request& r) {
       }
     }
   }
-  const std::string& acl = r.http.Header("x-amz-acl");
-  if (!acl.empty()) PHOTON_RETURN_IF_ERROR(CheckCannedAcl(acl, true));
+  auto user_exists = [this](const std::string& u) { return UserExists(u); };
+  PHOTON_ASSIGN_OR_RETURN(
+      auto acl, AclFromRequest(AclRequestOf(r.http, ""), r.caller, r.caller, true, user_exists));
   BucketMeta bucket;
   bucket.name = r.bucket;
   bucket.created_ms = clock_->NowMillis();
   bucket.tags = std::move(tags);
+  bucket.owner = r.caller;
+  // The ACL is stored in the same commit as the bucket: never a moment with other grants.
+  if (acl) {
+    bucket.acl = EncodeGrants(acl->grants);
+    bucket.public_read = AllUsersRead(*acl);
+  }
   PHOTON_RETURN_IF_ERROR(meta_->CreateBucket(bucket));
-  if (AclIsPublic(acl)) PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, true, ""));
   http::Response resp;
   resp.AddHeader("Location", "/" + r.bucket);
   return resp;
@@ -257,15 +263,18 @@ StatusOr<http::Response> S3Service::DeleteBucketPolicy(S3Request& r) {
 StatusOr<http::Response> S3Service::PutBucketAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 64 << 10));
-  PHOTON_ASSIGN_OR_RETURN(std::string acl,
-                          AclFromRequest(r.http.Header("x-amz-acl"), body, kOwnerId, true));
-  PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, AclIsPublic(acl), bucket.policy));
+  auto user_exists = [this](const std::string& u) { return UserExists(u); };
+  PHOTON_ASSIGN_OR_RETURN(auto acl, AclFromRequest(AclRequestOf(r.http, std::move(body)),
+                                                   bucket.owner, bucket.owner, true, user_exists));
+  if (!acl) return S3Error("MissingSecurityHeader", "Your request was missing a required header");
+  PHOTON_RETURN_IF_ERROR(
+      meta_->SetBucketAcl(r.bucket, AllUsersRead(*acl), EncodeGrants(acl->grants)));
   return Empty(200);
 }
 
 StatusOr<http::Response> S3Service::GetBucketAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
-  return XmlResponse(AclXml(bucket.public_read ? "public-read" : "private", kOwnerId));
+  return XmlResponse(AclXml(BucketAcl(bucket.owner, bucket.acl, bucket.public_read)));
 }
 
 StatusOr<http::Response> S3Service::PutBucketCors(S3Request& r) {

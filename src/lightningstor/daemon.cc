@@ -98,18 +98,20 @@ int RunDaemon(const Config& config) {
   return 0;
 }
 
-int KeysCreate(const Config& config, const std::string& name) {
+int KeysCreate(const Config& config, const std::string& name, const std::string& user) {
   if (auto st = MakeDirs(config.data_dir, 0700); !st.ok()) {
     fprintf(stderr, "data_dir: %s\n", std::string(st.message()).c_str());
     return 1;
   }
   KeyStore keys(KeysPath(config));
-  auto key = keys.Create(name);
+  auto key = keys.Create(name, user);
   if (!key.ok()) {
     fprintf(stderr, "keys create: %s\n", std::string(key.status().message()).c_str());
     return 1;
   }
+  // stdout is exactly the credentials file photon-server reads; the account goes to stderr.
   printf("access_key_id: %s\nsecret_access_key: %s\n", key->id.c_str(), key->secret.c_str());
+  fprintf(stderr, "key %s acts as user %s\n", key->id.c_str(), key->user.c_str());
   return 0;
 }
 
@@ -121,7 +123,7 @@ int KeysList(const Config& config) {
     return 1;
   }
   for (const auto& k : *list)
-    printf("%s\t%s\t%s\n", k.id.c_str(), k.name.c_str(), k.created.c_str());
+    printf("%s\t%s\t%s\t%s\n", k.id.c_str(), k.name.c_str(), k.created.c_str(), k.user.c_str());
   return 0;
 }
 

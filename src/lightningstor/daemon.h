@@ -9,7 +9,7 @@
 namespace photon::lightningstor {
 
 int RunDaemon(const Config& config);
-int KeysCreate(const Config& config, const std::string& name);
+int KeysCreate(const Config& config, const std::string& name, const std::string& user);
 int KeysList(const Config& config);
 int KeysDelete(const Config& config, const std::string& id);
 

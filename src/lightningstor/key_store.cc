@@ -10,6 +10,8 @@
 namespace photon::lightningstor {
 namespace {
 
+constexpr const char* kDefaultUser = "lightningstor";
+
 int64_t MtimeNs(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return -1;
@@ -37,7 +39,8 @@ StatusOr<std::vector<AccessKey>> KeyStore::ReadLocked() {
     auto doc = nlohmann::json::parse(text);
     for (const auto& k : doc.at("keys")) {
       keys.push_back({k.at("id").get<std::string>(), k.at("secret").get<std::string>(),
-                      k.value("name", ""), k.value("created", "")});
+                      k.value("name", ""), k.value("created", ""),
+                      k.value("user", std::string(kDefaultUser))});
     }
   } catch (const std::exception& e) {
     return absl::DataLossError("keys file " + path_ + " is corrupt: " + e.what());
@@ -55,8 +58,11 @@ Status KeyStore::WriteLocked(const std::vector<AccessKey>& keys) {
   nlohmann::json doc;
   doc["keys"] = nlohmann::json::array();
   for (const auto& k : keys) {
-    doc["keys"].push_back(
-        {{"id", k.id}, {"secret", k.secret}, {"name", k.name}, {"created", k.created}});
+    doc["keys"].push_back({{"id", k.id},
+                           {"secret", k.secret},
+                           {"name", k.name},
+                           {"created", k.created},
+                           {"user", k.user}});
   }
   PHOTON_RETURN_IF_ERROR(WriteFileAtomic(path_, doc.dump(2) + "\n", 0600));
   chmod(path_.c_str(), 0600);
@@ -64,7 +70,22 @@ Status KeyStore::WriteLocked(const std::vector<AccessKey>& keys) {
   return absl::OkStatus();
 }
 
-StatusOr<AccessKey> KeyStore::Create(const std::string& name) {
+Status ValidateUserName(const std::string& user) {
+  bool ok = !user.empty() && user.size() <= 64 && isalnum(static_cast<unsigned char>(user[0]));
+  for (char c : user) {
+    ok = ok &&
+         ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-');
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError("user name '" + user +
+                                      "': 1-64 characters of a-z 0-9 . _ -, starting with a "
+                                      "letter or digit");
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<AccessKey> KeyStore::Create(const std::string& name, const std::string& user) {
+  PHOTON_RETURN_IF_ERROR(ValidateUserName(user));
   std::lock_guard<std::mutex> lock(mu_);
   PHOTON_ASSIGN_OR_RETURN(auto keys, ReadLocked());
   AccessKey key;
@@ -74,6 +95,7 @@ StatusOr<AccessKey> KeyStore::Create(const std::string& name) {
   key.secret = RandomHex(20);
   key.name = name;
   key.created = NowRfc3339();
+  key.user = user;
   keys.push_back(key);
   PHOTON_RETURN_IF_ERROR(WriteLocked(keys));
   return key;
@@ -101,12 +123,21 @@ void KeyStore::RefreshIfChanged() {
   (void)ReadLocked();
 }
 
-std::optional<std::string> KeyStore::Secret(const std::string& id) {
+std::optional<AccessKey> KeyStore::Lookup(const std::string& id) {
   RefreshIfChanged();
   std::shared_lock<std::shared_mutex> lock(cache_mu_);
   for (const auto& k : cache_)
-    if (k.id == id) return k.secret;
+    if (k.id == id) return k;
   return std::nullopt;
+}
+
+bool KeyStore::UserExists(const std::string& user) {
+  if (user == kDefaultUser) return true;
+  RefreshIfChanged();
+  std::shared_lock<std::shared_mutex> lock(cache_mu_);
+  for (const auto& k : cache_)
+    if (k.user == user) return true;
+  return false;
 }
 
 }  // namespace photon::lightningstor

@@ -1,6 +1,6 @@
-// Access keys (id + secret) in one JSON file of mode 0600 in the data dir, written atomically.
-// The CLI edits the file; the daemon reads it and re-reads it when an unknown key id shows up
-// and the file changed, so keys created while it runs work at once. Thread-safe.
+// Access keys (id + secret, belonging to a user) in one JSON file of mode 0600 in the data dir,
+// written atomically. The CLI edits the file; the daemon reads it and re-reads it when an unknown
+// key id shows up and the file changed, so keys created while it runs work at once. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -20,18 +20,27 @@ struct AccessKey {
   std::string secret;
   std::string name;
   std::string created;  // RFC 3339
+  // The account the key acts as (owner of what it creates). Keys made before accounts existed
+  // belong to the default account, "lightningstor".
+  std::string user;
 };
+
+// User names: 1-64 characters of a-z 0-9 . _ - starting with a letter or digit
+// (InvalidArgument otherwise); they are the accounts' canonical IDs.
+Status ValidateUserName(const std::string& user);
 
 class KeyStore {
  public:
   explicit KeyStore(std::string path) : path_(std::move(path)) {}
 
-  StatusOr<AccessKey> Create(const std::string& name);
+  StatusOr<AccessKey> Create(const std::string& name, const std::string& user);
   StatusOr<std::vector<AccessKey>> List();
   // NotFound when no key has this id.
   Status Delete(const std::string& id);
-  // The secret for an access key id, or nullopt.
-  std::optional<std::string> Secret(const std::string& id);
+  // The key with this id, or nullopt.
+  std::optional<AccessKey> Lookup(const std::string& id);
+  // Whether an account of this name exists: the default account, or a user with a key.
+  bool UserExists(const std::string& user);
 
  private:
   StatusOr<std::vector<AccessKey>> ReadLocked();

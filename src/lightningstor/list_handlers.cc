@@ -1,6 +1,7 @@
 // ListObjects (V1, V2) and ListObjectVersions of S3Service (see service.h).
 #include "lightningstor/checksum.h"
 #include "lightningstor/listing.h"
+#include "lightningstor/object_attrs.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/service.h"
 #include "lightningstor/sigv4.h"
@@ -29,7 +30,7 @@ std::string Q(const http::Request& req, const char* name) {
 }  // namespace
 
 StatusOr<http::Response> S3Service::ListObjects(S3Request& r, bool v2) {
-  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket_meta, RequireBucket(r.bucket));
   const http::Request& req = r.http;
   std::string encoding = Q(req, "encoding-type");
   if (!encoding.empty() && encoding != "url")
@@ -55,8 +56,11 @@ StatusOr<http::Response> S3Service::ListObjects(S3Request& r, bool v2) {
     params.start_after = Q(req, "marker");
   }
   std::string bucket = r.bucket;
-  ListFetch fetch = [this, &bucket, &params](const std::string& from, bool inclusive, int limit) {
-    return meta_->ListLatest(bucket, params.prefix, from, inclusive, limit);
+  // V1 always names the owner, V2 when asked (FetchOwner).
+  bool owners = !v2 || Q(req, "fetch-owner") == "true";
+  ListFetch fetch = [this, &bucket, &params, owners](const std::string& from, bool inclusive,
+                                                     int limit) {
+    return meta_->ListLatest(bucket, params.prefix, from, inclusive, limit, owners);
   };
   PHOTON_ASSIGN_OR_RETURN(ListOutcome result, ListWithDelimiter(fetch, params));
 
@@ -83,11 +87,11 @@ StatusOr<http::Response> S3Service::ListObjects(S3Request& r, bool v2) {
     w.Element("LastModified", sigv4::FormatIso8601(e.mtime_ms));
     w.Element("ETag", QuoteEtag(e.etag));
     w.Element("Size", std::to_string(e.size));
-    // V1 always names the owner, V2 when asked (FetchOwner).
-    if (!v2 || Q(req, "fetch-owner") == "true") {
+    if (owners) {
+      const std::string& owner = e.owner.empty() ? bucket_meta.owner : e.owner;
       w.Open("Owner");
-      w.Element("ID", "lightningstor");
-      w.Element("DisplayName", "lightningstor");
+      w.Element("ID", owner);
+      w.Element("DisplayName", owner);
       w.Close("Owner");
     }
     w.Element("StorageClass", "STANDARD");
@@ -106,7 +110,7 @@ StatusOr<http::Response> S3Service::ListObjects(S3Request& r, bool v2) {
 }
 
 StatusOr<http::Response> S3Service::ListObjectVersions(S3Request& r) {
-  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket_meta, RequireBucket(r.bucket));
   const http::Request& req = r.http;
   bool url = Q(req, "encoding-type") == "url";
   auto enc = [url](const std::string& s) { return url ? sigv4::UriEncode(s, false) : s; };
@@ -161,8 +165,10 @@ StatusOr<http::Response> S3Service::ListObjectVersions(S3Request& r) {
       items.Element("Size", std::to_string(o.size));
       items.Element("StorageClass", "STANDARD");
     }
+    const std::string owner = ObjectAcl(o.headers, bucket_meta.owner).owner;
     items.Open("Owner");
-    items.Element("ID", "lightningstor");
+    items.Element("ID", owner);
+    items.Element("DisplayName", owner);
     items.Close("Owner");
     items.Close(tag);
     next_key = o.key;

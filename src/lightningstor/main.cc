@@ -1,6 +1,6 @@
 // lightningstor: standalone S3-compatible object storage.
 //   lightningstor --config FILE                 run the daemon
-//   lightningstor --config FILE keys create NAME | keys list | keys delete ID
+//   lightningstor --config FILE keys create NAME [--user USER] | keys list | keys delete ID
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -13,9 +13,10 @@ int main(int argc, char** argv) {
   std::string config_path;
   app.add_option("--config", config_path, "YAML configuration file")->required();
   auto* keys = app.add_subcommand("keys", "manage access keys");
-  std::string name, id;
+  std::string name, id, user = "lightningstor";
   auto* create = keys->add_subcommand("create", "create an access key and print it");
   create->add_option("NAME", name, "a label for the key")->required();
+  create->add_option("--user", user, "the account the key acts as (default: lightningstor)");
   auto* list = keys->add_subcommand("list", "list access key ids");
   auto* del = keys->add_subcommand("delete", "delete an access key");
   del->add_option("ID", id, "access key id")->required();
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  if (create->parsed()) return KeysCreate(*config, name);
+  if (create->parsed()) return KeysCreate(*config, name, user);
   if (list->parsed()) return KeysList(*config);
   if (del->parsed()) return KeysDelete(*config, id);
   return RunDaemon(*config);

@@ -17,7 +17,8 @@ CREATE TABLE IF NOT EXISTS buckets(
   name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, versioning TEXT NOT NULL DEFAULT '',
   public_read INTEGER NOT NULL DEFAULT 0, policy TEXT NOT NULL DEFAULT '',
   lifecycle TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '',
-  cors TEXT NOT NULL DEFAULT '');
+  cors TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT 'lightningstor',
+  acl TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS objects(
   id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL,
   is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -242,15 +243,18 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
   store->path_ = db_path;
   PHOTON_ASSIGN_OR_RETURN(store->writer_, store->NewConn());
   PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
-  // Data directories made before bucket tagging (or CORS) existed lack the column.
-  for (const char* column : {"tags", "cors"}) {
+  // Data directories made before bucket tagging, CORS or accounts existed lack the column; their
+  // buckets belong to the default account.
+  for (const char* column : {"tags", "cors", "acl", "owner"}) {
     PHOTON_ASSIGN_OR_RETURN(
         auto has, store->writer_->Query("SELECT 1 FROM pragma_table_info('buckets') WHERE name = ?",
                                         std::string(column)));
     PHOTON_ASSIGN_OR_RETURN(bool present, has.Step());
     if (!present) {
+      std::string fallback = std::string(column) == "owner" ? "lightningstor" : "";
       PHOTON_RETURN_IF_ERROR(store->writer_->Exec(std::string("ALTER TABLE buckets ADD COLUMN ") +
-                                                  column + " TEXT NOT NULL DEFAULT ''"));
+                                                  column + " TEXT NOT NULL DEFAULT '" + fallback +
+                                                  "'"));
     }
   }
   return store;
@@ -305,12 +309,23 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
     PHOTON_ASSIGN_OR_RETURN(auto s, db.Query("SELECT 1 FROM buckets WHERE name = ?", bucket.name));
     PHOTON_ASSIGN_OR_RETURN(bool exists, s.Step());
     if (exists) {
+      PHOTON_ASSIGN_OR_RETURN(auto o,
+                              db.Query("SELECT owner FROM buckets WHERE name = ?", bucket.name));
+      PHOTON_ASSIGN_OR_RETURN(bool found, o.Step());
+      if (found && o.ColumnText(0) != bucket.owner) {
+        return S3Error("BucketAlreadyExists",
+                       "The requested bucket name is not available. The bucket namespace is "
+                       "shared by all users of the system. Please select a different name and "
+                       "try again.");
+      }
       return S3Error(
           "BucketAlreadyOwnedByYou",
           "Your previous request to create the named bucket succeeded and you already own it.");
     }
-    return db.Run("INSERT INTO buckets(name, created_ms, tags) VALUES(?, ?, ?)", bucket.name,
-                  bucket.created_ms, bucket.tags);
+    return db.Run(
+        "INSERT INTO buckets(name, created_ms, tags, owner, acl, public_read) "
+        "VALUES(?, ?, ?, ?, ?, ?)",
+        bucket.name, bucket.created_ms, bucket.tags, bucket.owner, bucket.acl, bucket.public_read);
   });
 }
 
@@ -318,23 +333,25 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
       auto s, db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                        "tags, cors FROM buckets WHERE name = ?",
+                        "tags, cors, owner, acl FROM buckets WHERE name = ?",
                         name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
   return BucketMeta{s.ColumnText(0), s.ColumnInt(1),  s.ColumnText(2), s.ColumnInt(3) != 0,
-                    s.ColumnText(4), s.ColumnText(5), s.ColumnText(6), s.ColumnText(7)};
+                    s.ColumnText(4), s.ColumnText(5), s.ColumnText(6), s.ColumnText(7),
+                    s.ColumnText(8), s.ColumnText(9)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
       auto s, db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                          "tags, cors FROM buckets ORDER BY name"));
+                          "tags, cors, owner, acl FROM buckets ORDER BY name"));
   std::vector<BucketMeta> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
     out.push_back({r.ColumnText(0), r.ColumnInt(1), r.ColumnText(2), r.ColumnInt(3) != 0,
-                   r.ColumnText(4), r.ColumnText(5), r.ColumnText(6), r.ColumnText(7)});
+                   r.ColumnText(4), r.ColumnText(5), r.ColumnText(6), r.ColumnText(7),
+                   r.ColumnText(8), r.ColumnText(9)});
   }));
   return out;
 }
@@ -382,6 +399,14 @@ Status MetaStore::SetPolicy(const std::string& name, bool public_read, const std
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET public_read = ?, policy = ? WHERE name = ?", public_read,
                   policy, name);
+  });
+}
+
+Status MetaStore::SetBucketAcl(const std::string& name, bool public_read, const std::string& acl) {
+  return Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Run("UPDATE buckets SET public_read = ?, acl = ? WHERE name = ?", public_read, acl,
+                  name);
   });
 }
 
@@ -521,16 +546,17 @@ StatusOr<std::string> MetaStore::UpdateObjectHeaders(
 StatusOr<std::vector<ListEntry>> MetaStore::ListLatest(const std::string& bucket,
                                                        const std::string& prefix,
                                                        const std::string& after,
-                                                       bool inclusive_after, int limit) {
+                                                       bool inclusive_after, int limit,
+                                                       bool with_owner) {
   PHOTON_BORROW(db);
   std::string end = PrefixEnd(prefix);
   // Start at the prefix, or just after `after` when that lies at or beyond the prefix.
   bool use_after = !after.empty() && after >= prefix;
   const std::string& lower = use_after ? after : prefix;
   bool inclusive = !use_after || inclusive_after;
-  std::string sql =
-      "SELECT key, delete_marker, size, etag, mtime_ms FROM objects WHERE bucket = ?1 AND "
-      "is_latest = 1 AND key ";
+  std::string sql = std::string("SELECT key, delete_marker, size, etag, mtime_ms") +
+                    (with_owner ? ", extra" : "") +
+                    " FROM objects WHERE bucket = ?1 AND is_latest = 1 AND key ";
   sql += inclusive ? ">= ?2" : "> ?2";
   if (!end.empty()) sql += " AND key < ?3";
   sql += " ORDER BY key LIMIT ?4";
@@ -540,7 +566,12 @@ StatusOr<std::vector<ListEntry>> MetaStore::ListLatest(const std::string& bucket
   std::vector<ListEntry> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
     out.push_back({r.ColumnText(0), r.ColumnInt(1) != 0, static_cast<uint64_t>(r.ColumnInt(2)),
-                   r.ColumnText(3), r.ColumnInt(4)});
+                   r.ColumnText(3), r.ColumnInt(4), ""});
+    if (with_owner) {
+      auto headers = DecodeHeaders(r.ColumnText(5));
+      auto owner = headers.find("x-photon-owner");
+      if (owner != headers.end()) out.back().owner = owner->second;
+    }
   }));
   return out;
 }

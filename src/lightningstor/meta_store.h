@@ -31,6 +31,7 @@ struct ListEntry {
   uint64_t size = 0;
   std::string etag;
   int64_t mtime_ms = 0;
+  std::string owner;  // with_owner listings: the writer ("" = the bucket's owner)
 };
 
 // What a write did, so the caller can remove freed blob files after the commit.
@@ -69,6 +70,8 @@ class MetaStore {
   StatusOr<WriteResult> DeleteBucket(const std::string& name);
   Status SetVersioning(const std::string& name, const std::string& state);
   Status SetPolicy(const std::string& name, bool public_read, const std::string& policy);
+  // The bucket's ACL grants (object_attrs.h) and whether they let everyone read.
+  Status SetBucketAcl(const std::string& name, bool public_read, const std::string& acl);
   Status SetLifecycle(const std::string& name, const std::string& lifecycle_xml);
   Status SetTags(const std::string& name, const std::string& tagging_xml);
   Status SetCors(const std::string& name, const std::string& cors_xml);
@@ -92,9 +95,11 @@ class MetaStore {
       const std::string& bucket, const std::string& key, const std::string& version_id,
       const std::function<Status(std::map<std::string, std::string>&)>& change);
   // Latest versions with key > after (>= when inclusive) and key starting with prefix, in key
-  // order, at most limit rows (delete markers included, flagged).
+  // order, at most limit rows (delete markers included, flagged); with_owner also reads each
+  // object's owner (off the covering index, so only when a listing shows owners).
   StatusOr<std::vector<ListEntry>> ListLatest(const std::string& bucket, const std::string& prefix,
-                                              const std::string& after, bool inclusive, int limit);
+                                              const std::string& after, bool inclusive, int limit,
+                                              bool with_owner = false);
   // All versions, key ascending then newest first, starting after (key_marker,
   // version_marker) when given.
   StatusOr<std::vector<ObjectMeta>> ListVersions(const std::string& bucket,

@@ -58,7 +58,7 @@ StatusOr<http::Response> S3Service::CreateMultipartUpload(S3Request& r) {
   if (u.content_type.empty()) u.content_type = "binary/octet-stream";
   for (const auto& [name, value] : r.http.headers)
     if (IsStoredHeader(name)) u.headers[name] = value;
-  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r.http, &u.headers));
+  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r, &u.headers));
   PHOTON_RETURN_IF_ERROR(meta_->CreateUpload(u));
   XmlWriter w;
   w.Open("InitiateMultipartUploadResult", kXmlns);

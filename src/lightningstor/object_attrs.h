@@ -4,12 +4,16 @@
 // thread-safe.
 #pragma once
 
+#include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/status.h"
 #include "common/xml.h"
+#include "lightningstor/http/message.h"
 
 namespace photon::lightningstor {
 
@@ -34,22 +38,82 @@ StatusOr<TagSet> ParseTagSet(const XmlNode* set);
 // The Tagging document GetObjectTagging / GetBucketTagging answer.
 std::string TaggingXml(const TagSet& tags);
 
-// Canned ACLs lightningstor honours. On objects: private, public-read, public-read-write,
-// authenticated-read, bucket-owner-read, bucket-owner-full-control (with one owner of every
-// bucket and object, the last two equal private). On buckets: private, public-read. Anything
-// else is NotImplemented (a known S3 ACL) or InvalidArgument.
+// Accounts and ACLs. A user's name is its canonical ID and display name. Keys without a user,
+// buckets made before accounts existed, and objects stored before owners were kept belong to
+// kDefaultOwner (objects: to their bucket's owner).
+inline constexpr const char* kDefaultOwner = "lightningstor";
+// Internal header of an object's owner (the account that wrote it).
+inline constexpr const char* kOwnerHeader = "x-photon-owner";
+
+// ACL permissions as bits; FULL_CONTROL is all of them.
+enum Permission : unsigned {
+  kPermRead = 1,
+  kPermWrite = 2,
+  kPermReadAcp = 4,
+  kPermWriteAcp = 8,
+  kPermFullControl = 15,
+};
+
+struct Grant {
+  bool group = false;   // grantee is a group: "AllUsers" or "AuthenticatedUsers"
+  std::string grantee;  // user id, or the group's short name
+  unsigned permission;  // one Permission value
+  bool operator==(const Grant& o) const {
+    return group == o.group && grantee == o.grantee && permission == o.permission;
+  }
+};
+
+struct Acl {
+  std::string owner;
+  std::vector<Grant> grants;
+};
+
+// Whether a user id exists (grants to unknown users are InvalidArgument, as in S3).
+using UserExists = std::function<bool(const std::string&)>;
+
+// A canned ACL as grants: every S3 canned ACL is known. On buckets, grants that would let
+// anonymous callers write (public-read-write) and log-delivery-write are NotImplemented; on
+// objects aws-exec-read is (no EC2 here). Unknown names are InvalidArgument.
+StatusOr<Acl> CannedAcl(const std::string& name, const std::string& owner,
+                        const std::string& bucket_owner, bool bucket);
+// Checks a canned ACL name (CannedAcl without the grants).
 Status CheckCannedAcl(const std::string& acl, bool bucket);
-// Whether the canned ACL lets anonymous callers read (objects) or list (buckets).
-bool AclIsPublic(const std::string& acl);
-// The AccessControlPolicy document of a canned ACL.
-std::string AclXml(const std::string& acl, const std::string& owner_id);
-// The canned ACL an AccessControlPolicy document is equal to; NotImplemented when its grants
-// are not one lightningstor honours, InvalidArgument for an unknown grantee.
+
+// The permissions `caller` ("" = anonymous) has by this ACL. The owner always has READ_ACP and
+// WRITE_ACP; AuthenticatedUsers are all signed callers.
+unsigned Permissions(const Acl& acl, const std::string& caller);
+
+// Stored forms: grants as "u:alice=15,g:AllUsers=1"; an object's ACL in its internal headers
+// (kOwnerHeader, kAclHeader; no kAclHeader = private). Objects stored before owners were kept
+// belong to bucket_owner, and their kAclHeader is a canned ACL name.
+std::string EncodeGrants(const std::vector<Grant>& grants);
+StatusOr<std::vector<Grant>> DecodeGrants(const std::string& text);
+Acl ObjectAcl(const std::map<std::string, std::string>& headers, const std::string& bucket_owner);
+void StoreObjectAcl(const Acl& acl, std::map<std::string, std::string>* headers);
+// A bucket's ACL from its stored grants ("" = before ACL grants were kept: public_read).
+Acl BucketAcl(const std::string& owner, const std::string& grants, bool public_read);
+// Whether AllUsers may READ (the bucket's public_read column).
+bool AllUsersRead(const Acl& acl);
+
+// The AccessControlPolicy document of an ACL.
+std::string AclXml(const Acl& acl);
+
+// The ACL a request asks for: x-amz-acl, x-amz-grant-* headers, or an AccessControlPolicy
+// body (only one of them). has_acl is false when it asks for none (keep / default private).
+// MalformedACLError, InvalidArgument (unknown grantee, owner mismatch), NotImplemented
+// (grants letting anonymous callers write, LogDelivery, email grantees).
+struct AclRequest {
+  std::string canned;                                              // x-amz-acl
+  std::vector<std::pair<std::string, std::string>> grant_headers;  // x-amz-grant-*
+  std::string body;  // AccessControlPolicy ("" = none)
+};
+// The ACL parts of a request (x-amz-acl, x-amz-grant-*), with its body.
+AclRequest AclRequestOf(const http::Request& req, std::string body);
+StatusOr<std::optional<Acl>> AclFromRequest(const AclRequest& req, const std::string& owner,
+                                            const std::string& bucket_owner, bool bucket,
+                                            const UserExists& user_exists);
+// Compatibility for the XML fuzzer: the canned ACL name equal to a document's grants.
 StatusOr<std::string> CannedAclOf(const std::string& body, const std::string& owner_id,
                                   bool bucket);
-// The canned ACL of a PutObjectAcl / PutBucketAcl request (header or body); x-amz-grant-*
-// headers are refused before this (service.cc).
-StatusOr<std::string> AclFromRequest(const std::string& header, const std::string& body,
-                                     const std::string& owner_id, bool bucket);
 
 }  // namespace photon::lightningstor

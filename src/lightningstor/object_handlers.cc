@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "lightningstor/body_readers.h"
+#include "lightningstor/bucket_rules.h"
 #include "lightningstor/checksum.h"
 #include "lightningstor/object_attrs.h"
 #include "lightningstor/object_conditions.h"
@@ -39,21 +40,19 @@ void RequestMetadata(const http::Request& req, std::string* content_type,
   }
 }
 
-constexpr const char* kOwnerId = "lightningstor";
-
 }  // namespace
 
-Status S3Service::ObjectAttributes(const http::Request& req,
+Status S3Service::ObjectAttributes(const S3Request& r,
                                    std::map<std::string, std::string>* headers) {
-  if (req.HasHeader("x-amz-acl")) {
-    const std::string& acl = req.Header("x-amz-acl");
-    PHOTON_RETURN_IF_ERROR(CheckCannedAcl(acl, false));
-    if (acl == "private") {
-      headers->erase(kAclHeader);
-    } else {
-      (*headers)[kAclHeader] = acl;
-    }
+  const http::Request& req = r.http;
+  // The writer owns what it writes (S3's ObjectWriter ownership); private unless asked.
+  auto user_exists = [this](const std::string& u) { return UserExists(u); };
+  PHOTON_ASSIGN_OR_RETURN(auto acl, AclFromRequest(AclRequestOf(req, ""), r.caller, r.bucket_owner,
+                                                   false, user_exists));
+  if (!acl) {
+    PHOTON_ASSIGN_OR_RETURN(acl, CannedAcl("private", r.caller, r.bucket_owner, false));
   }
+  StoreObjectAcl(*acl, headers);
   if (req.HasHeader("x-amz-tagging")) {
     PHOTON_ASSIGN_OR_RETURN(TagSet tags, ParseTagQuery(req.Header("x-amz-tagging")));
     PHOTON_RETURN_IF_ERROR(CheckTags(tags, 10));
@@ -226,7 +225,7 @@ StatusOr<http::Response> S3Service::PutObject(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
   ObjectMeta o;
   RequestMetadata(r.http, &o.content_type, &o.headers);
-  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r.http, &o.headers));
+  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r, &o.headers));
   PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
   PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
   std::optional<CtrCipher> cipher;
@@ -277,8 +276,18 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
                    "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
   }
   std::string bucket = source.substr(0, slash), key = source.substr(slash + 1);
-  PHOTON_RETURN_IF_ERROR(RequireBucket(bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta source_bucket, RequireBucket(bucket));
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(bucket, key, version_id));
+  // The caller must be able to read the source: its ACL, or the source bucket's policy.
+  bool policy_get = false;
+  if (!source_bucket.policy.empty()) {
+    auto grants = ParseBucketPolicy(source_bucket.policy, bucket);
+    policy_get = grants.ok() && grants->public_get;
+  }
+  if (!policy_get &&
+      !(Permissions(ObjectAcl(o.headers, source_bucket.owner), r.caller) & kPermRead)) {
+    return S3Error("AccessDenied", "Access Denied");
+  }
   if (SseKeys::IsEncrypted(o.headers)) {
     return S3Error("NotImplemented", "lightningstor does not copy server-side encrypted objects");
   }
@@ -330,7 +339,7 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
     return S3Error("InvalidArgument",
                    "x-amz-tagging is taken only with x-amz-tagging-directive: REPLACE");
   }
-  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r.http, &o.headers));
+  PHOTON_RETURN_IF_ERROR(ObjectAttributes(r, &o.headers));
   FillData(o, blob);
   std::string etag = o.etag;
   int64_t mtime = o.mtime_ms;
@@ -361,8 +370,7 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   auto found = meta_->GetObject(r.bucket, r.key, version ? *version : "", &is_marker);
   if (!found.ok()) {
     // A caller who may not list is not told which keys exist.
-    if (r.auth.anonymous && !r.anonymous_may_list && r.anonymous_needs_object_acl)
-      return S3Error("AccessDenied", "Access Denied");
+    if (!r.may_list && r.object_need) return S3Error("AccessDenied", "Access Denied");
     // Distinguish a missing bucket from a missing key.
     if (S3Code(found.status()) == "NoSuchKey")
       PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
@@ -380,11 +388,7 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
     return resp;
   }
   ObjectMeta o = std::move(*found);
-  if (r.auth.anonymous && r.anonymous_needs_object_acl) {
-    auto acl = o.headers.find(kAclHeader);
-    if (acl == o.headers.end() || !AclIsPublic(acl->second))
-      return S3Error("AccessDenied", "Access Denied");
-  }
+  PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, o.headers));
   PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
   if (sse.mode == SseRequest::Mode::kS3) {
     return S3Error("InvalidArgument",
@@ -589,9 +593,9 @@ StatusOr<http::Response> S3Service::GetObjectAcl(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
   const std::string* version = r.http.Query("versionId");
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(r.bucket, r.key, version ? *version : ""));
-  auto acl = o.headers.find(kAclHeader);
+  PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, o.headers));
   http::Response resp;
-  resp.body = AclXml(acl == o.headers.end() ? "private" : acl->second, kOwnerId);
+  resp.body = AclXml(ObjectAcl(o.headers, r.bucket_owner));
   resp.AddHeader("Content-Type", "application/xml");
   if (o.version_id != "null") resp.AddHeader("x-amz-version-id", o.version_id);
   return resp;
@@ -600,20 +604,22 @@ StatusOr<http::Response> S3Service::GetObjectAcl(S3Request& r) {
 StatusOr<http::Response> S3Service::PutObjectAcl(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 64 << 10));
-  PHOTON_ASSIGN_OR_RETURN(std::string acl,
-                          AclFromRequest(r.http.Header("x-amz-acl"), body, kOwnerId, false));
+  AclRequest asked = AclRequestOf(r.http, std::move(body));
   const std::string* version = r.http.Query("versionId");
+  // Checked and changed inside the commit: the ACL replaced is the one the caller could change.
+  auto change = [&](std::map<std::string, std::string>& headers) -> Status {
+    PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, headers));
+    std::string owner = ObjectAcl(headers, r.bucket_owner).owner;
+    auto user_exists = [this](const std::string& u) { return UserExists(u); };
+    PHOTON_ASSIGN_OR_RETURN(auto acl,
+                            AclFromRequest(asked, owner, r.bucket_owner, false, user_exists));
+    if (!acl) return S3Error("MissingSecurityHeader", "Your request was missing a required header");
+    StoreObjectAcl(*acl, &headers);
+    return absl::OkStatus();
+  };
   PHOTON_ASSIGN_OR_RETURN(
       std::string changed,
-      meta_->UpdateObjectHeaders(r.bucket, r.key, version ? *version : "",
-                                 [&](std::map<std::string, std::string>& headers) {
-                                   if (acl == "private") {
-                                     headers.erase(kAclHeader);
-                                   } else {
-                                     headers[kAclHeader] = acl;
-                                   }
-                                   return absl::OkStatus();
-                                 }));
+      meta_->UpdateObjectHeaders(r.bucket, r.key, version ? *version : "", change));
   http::Response resp;
   if (changed != "null") resp.AddHeader("x-amz-version-id", changed);
   return resp;
@@ -623,6 +629,7 @@ StatusOr<http::Response> S3Service::GetObjectTagging(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
   const std::string* version = r.http.Query("versionId");
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(r.bucket, r.key, version ? *version : ""));
+  PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, o.headers));
   TagSet tags;
   auto stored = o.headers.find(kTagsHeader);
   if (stored != o.headers.end()) {
@@ -648,6 +655,7 @@ StatusOr<http::Response> S3Service::PutObjectTagging(S3Request& r) {
       std::string changed,
       meta_->UpdateObjectHeaders(r.bucket, r.key, version ? *version : "",
                                  [&](std::map<std::string, std::string>& headers) {
+                                   PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, headers));
                                    if (tags.empty()) {
                                      headers.erase(kTagsHeader);
                                    } else {
@@ -663,12 +671,14 @@ StatusOr<http::Response> S3Service::PutObjectTagging(S3Request& r) {
 StatusOr<http::Response> S3Service::DeleteObjectTagging(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
   const std::string* version = r.http.Query("versionId");
-  PHOTON_ASSIGN_OR_RETURN(std::string changed, meta_->UpdateObjectHeaders(
-                                                   r.bucket, r.key, version ? *version : "",
-                                                   [](std::map<std::string, std::string>& headers) {
-                                                     headers.erase(kTagsHeader);
-                                                     return absl::OkStatus();
-                                                   }));
+  PHOTON_ASSIGN_OR_RETURN(
+      std::string changed,
+      meta_->UpdateObjectHeaders(r.bucket, r.key, version ? *version : "",
+                                 [&](std::map<std::string, std::string>& headers) {
+                                   PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, headers));
+                                   headers.erase(kTagsHeader);
+                                   return absl::OkStatus();
+                                 }));
   http::Response resp;
   resp.status = 204;
   if (changed != "null") resp.AddHeader("x-amz-version-id", changed);

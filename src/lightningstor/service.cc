@@ -52,6 +52,12 @@ bool IsImplementedSubresource(const std::string& name, bool object) {
   return (object ? objects : bucket)->count(name) > 0;
 }
 
+// Operations that take an ACL (x-amz-acl, x-amz-grant-*).
+bool AclOp(const std::string& op) {
+  return op == "PutObject" || op == "CopyObject" || op == "CreateMultipartUpload" ||
+         op == "PutObjectAcl" || op == "PutBucketAcl" || op == "CreateBucket";
+}
+
 // Request headers asking for things lightningstor does not do: refused, never ignored.
 Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op) {
   for (const auto& [name, value] : req.headers) {
@@ -69,9 +75,8 @@ Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op)
       return S3Error("NotImplemented",
                      "lightningstor does not implement Object Lock (" + name + ")");
     }
-    if (name.rfind("x-amz-grant-", 0) == 0) {
-      return S3Error("NotImplemented",
-                     "lightningstor honours canned ACLs only; " + name + " is not implemented");
+    if ((name.rfind("x-amz-grant-", 0) == 0 || name == "x-amz-acl") && !AclOp(op)) {
+      return S3Error("NotImplemented", name + " is not taken by " + op);
     }
     if (name == "x-amz-storage-class" && value != "STANDARD") {
       return S3Error("NotImplemented", "lightningstor has one storage class, STANDARD");
@@ -125,6 +130,7 @@ S3Service::S3Service(const Config& config, MetaStore* meta, BlobStore* blobs, Ke
       meta_(meta),
       blobs_(blobs),
       metrics_(metrics),
+      keys_(keys),
       clock_(clock),
       auth_(&config_, keys, clock),
       sse_(config_.data_dir + "/sse-master.key") {
@@ -218,27 +224,102 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
   return "Unknown";
 }
 
+namespace {
+
+// What an operation needs of the caller, as S3 maps ACL permissions to operations.
+struct Need {
+  enum Level { kNone, kSignedIn, kBucket, kBucketOwner, kObject } level;
+  unsigned permission = 0;
+};
+
+Need NeedOf(const std::string& op) {
+  static const auto* table = new std::map<std::string, Need>{
+      {"CorsPreflight", {Need::kNone}},
+      {"ListBuckets", {Need::kSignedIn}},
+      {"CreateBucket", {Need::kSignedIn}},
+      {"ListObjects", {Need::kBucket, kPermRead}},
+      {"ListObjectsV2", {Need::kBucket, kPermRead}},
+      {"ListObjectVersions", {Need::kBucket, kPermRead}},
+      {"ListMultipartUploads", {Need::kBucket, kPermRead}},
+      {"HeadBucket", {Need::kBucket, kPermRead}},
+      {"PutObject", {Need::kBucket, kPermWrite}},
+      {"CopyObject", {Need::kBucket, kPermWrite}},
+      {"DeleteObject", {Need::kBucket, kPermWrite}},
+      {"DeleteObjects", {Need::kBucket, kPermWrite}},
+      {"CreateMultipartUpload", {Need::kBucket, kPermWrite}},
+      {"UploadPart", {Need::kBucket, kPermWrite}},
+      {"UploadPartCopy", {Need::kBucket, kPermWrite}},
+      {"CompleteMultipartUpload", {Need::kBucket, kPermWrite}},
+      {"AbortMultipartUpload", {Need::kBucket, kPermWrite}},
+      {"ListParts", {Need::kBucket, kPermWrite}},
+      {"GetBucketAcl", {Need::kBucket, kPermReadAcp}},
+      {"PutBucketAcl", {Need::kBucket, kPermWriteAcp}},
+      {"GetObject", {Need::kObject, kPermRead}},
+      {"HeadObject", {Need::kObject, kPermRead}},
+      {"GetObjectAcl", {Need::kObject, kPermReadAcp}},
+      {"PutObjectAcl", {Need::kObject, kPermWriteAcp}},
+      {"GetObjectTagging", {Need::kObject, kNeedObjectOwner}},
+      {"PutObjectTagging", {Need::kObject, kNeedObjectOwner}},
+      {"DeleteObjectTagging", {Need::kObject, kNeedObjectOwner}},
+  };
+  auto it = table->find(op);
+  // Every other bucket operation (configuration, deletion) is the bucket owner's alone.
+  return it == table->end() ? Need{Need::kBucketOwner} : it->second;
+}
+
+}  // namespace
+
 Status S3Service::CheckAccess(S3Request& r) {
-  // A browser's preflight carries no credentials; the bucket's CORS rules decide it.
-  if (!r.auth.anonymous || r.op == "CorsPreflight") return absl::OkStatus();
-  // Anonymous callers may read objects whose ACL or bucket policy makes them public, and list
-  // buckets whose ACL or policy allows it; nothing else.
+  // Anonymous callers only ever read: every write needs a signature, whatever the ACL.
+  static const std::set<std::string> kAnonymousOps = {
+      "CorsPreflight", "GetObject",  "HeadObject",   "ListObjects",
+      "ListObjectsV2", "HeadBucket", "GetObjectAcl", "GetBucketAcl"};
+  r.caller = r.auth.anonymous ? "" : r.auth.user;
   Status denied = S3Error("AccessDenied", "Access Denied");
-  bool read = r.op == "GetObject" || r.op == "HeadObject";
-  bool list = r.op == "ListObjects" || r.op == "ListObjectsV2";
-  if (r.bucket.empty() || (!read && !list)) return denied;
+  if (r.auth.anonymous && !kAnonymousOps.count(r.op)) return denied;
+  Need need = NeedOf(r.op);
+  if (need.level == Need::kNone || need.level == Need::kSignedIn || r.bucket.empty())
+    return absl::OkStatus();
   auto bucket = RequireBucket(r.bucket);
-  if (!bucket.ok()) return denied;
+  if (!bucket.ok()) {
+    // A signed caller is told the bucket is missing (the handler answers NoSuchBucket).
+    return r.auth.anonymous ? denied : absl::OkStatus();
+  }
+  r.bucket_owner = bucket->owner;
+  Acl acl = BucketAcl(bucket->owner, bucket->acl, bucket->public_read);
+  unsigned perms = Permissions(acl, r.caller);
   PolicyGrants grants;
   if (!bucket->policy.empty()) {
     auto parsed = ParseBucketPolicy(bucket->policy, bucket->name);
     if (parsed.ok()) grants = *parsed;
   }
-  r.anonymous_may_list = bucket->public_read || grants.public_list;
-  if (list) return r.anonymous_may_list ? absl::OkStatus() : denied;
-  // Without the policy's grant, GetObject checks the object's own ACL.
-  r.anonymous_needs_object_acl = !grants.public_get;
-  return absl::OkStatus();
+  bool is_owner = !r.caller.empty() && r.caller == bucket->owner;
+  bool policy_list = grants.public_list &&
+                     (r.op == "ListObjects" || r.op == "ListObjectsV2" || r.op == "HeadBucket");
+  r.may_list = (perms & kPermRead) || grants.public_list;
+  switch (need.level) {
+    case Need::kBucket:
+      return (perms & need.permission) == need.permission || policy_list ? absl::OkStatus()
+                                                                         : denied;
+    case Need::kBucketOwner:
+      return is_owner ? absl::OkStatus() : denied;
+    case Need::kObject:
+      // A bucket policy granting everyone s3:GetObject covers every object's read.
+      r.object_need = need.permission == kPermRead && grants.public_get ? 0 : need.permission;
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+Status S3Service::CheckObjectAccess(const S3Request& r,
+                                    const std::map<std::string, std::string>& headers) {
+  if (r.object_need == 0) return absl::OkStatus();
+  Acl acl = ObjectAcl(headers, r.bucket_owner);
+  bool ok = r.object_need == kNeedObjectOwner
+                ? !r.caller.empty() && r.caller == acl.owner
+                : (Permissions(acl, r.caller) & r.object_need) == r.object_need;
+  return ok ? absl::OkStatus() : S3Error("AccessDenied", "Access Denied");
 }
 
 StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {

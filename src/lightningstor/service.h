@@ -30,11 +30,18 @@ struct S3Request {
   std::string request_id;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
-  // Set by CheckAccess for anonymous callers: GetObject must find the object's ACL public,
-  // and whether a missing key may be told apart (NoSuchKey) from a denied one.
-  bool anonymous_needs_object_acl = false;
-  bool anonymous_may_list = false;
+  // Set by CheckAccess. The caller's account ("" = anonymous); the bucket's owner; the
+  // permission the caller still needs on the object itself (object_attrs.h Permission bits, or
+  // kNeedObjectOwner), checked by the handler once it has read the object; whether a missing
+  // key may be told apart (NoSuchKey) from a denied one (the caller may list the bucket).
+  std::string caller;
+  std::string bucket_owner;
+  unsigned object_need = 0;
+  bool may_list = false;
 };
+
+// object_need: only the object's owner (object tagging, which ACLs do not grant).
+inline constexpr unsigned kNeedObjectOwner = 16;
 
 class S3Service {
  public:
@@ -125,7 +132,12 @@ class S3Service {
   StatusOr<BucketMeta> RequireBucket(const std::string& name);
   // The tags and canned ACL of a write request (x-amz-tagging, x-amz-acl) into the object's
   // internal headers; InvalidTag / InvalidArgument / NotImplemented when not honoured.
-  Status ObjectAttributes(const http::Request& req, std::map<std::string, std::string>* headers);
+  // The owner is the caller; x-amz-grant-* are taken too.
+  Status ObjectAttributes(const S3Request& r, std::map<std::string, std::string>* headers);
+  // AccessDenied unless the caller has r.object_need on this object (its ACL, or a bucket
+  // policy's grant to everyone for reads).
+  Status CheckObjectAccess(const S3Request& r, const std::map<std::string, std::string>& headers);
+  bool UserExists(const std::string& user) { return keys_->UserExists(user); }
 
   void Observe(const S3Request& r, int status, double seconds);
 
@@ -133,6 +145,7 @@ class S3Service {
   MetaStore* meta_;
   BlobStore* blobs_;
   MetricsRegistry* metrics_;
+  KeyStore* keys_;
   const Clock* clock_;
   Authenticator auth_;
   SseKeys sse_;

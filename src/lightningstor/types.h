@@ -25,10 +25,12 @@ struct BucketMeta {
   int64_t created_ms = 0;
   std::string versioning;  // "" (never enabled), "Enabled", "Suspended"
   bool public_read = false;
-  std::string policy;     // JSON text as PUT by the client ("" = none)
-  std::string lifecycle;  // LifecycleConfiguration XML as PUT ("" = none)
-  std::string tags;       // Tagging XML as this server writes it ("" = no tag set)
-  std::string cors;       // CORSConfiguration XML as PUT ("" = none)
+  std::string policy;                   // JSON text as PUT by the client ("" = none)
+  std::string lifecycle;                // LifecycleConfiguration XML as PUT ("" = none)
+  std::string tags;                     // Tagging XML as this server writes it ("" = no tag set)
+  std::string cors;                     // CORSConfiguration XML as PUT ("" = none)
+  std::string owner = "lightningstor";  // the account that created it
+  std::string acl;  // grants (object_attrs.h EncodeGrants); "" = owner + public_read
 };
 
 struct ObjectMeta {

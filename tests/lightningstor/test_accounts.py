@@ -1,0 +1,173 @@
+"""Accounts and ownership through boto3 with two users (alice, bob) and an anonymous caller:
+who owns buckets and objects, what ListBuckets shows each account, BucketAlreadyExists vs
+BucketAlreadyOwnedByYou, ACL grants to another account (x-amz-grant-*, AccessControlPolicy
+documents, canned ACLs naming the bucket owner), owners in listings, and what each may not do."""
+import subprocess
+import unittest
+import urllib.error
+import urllib.request
+
+from botocore.exceptions import ClientError
+
+import lsd
+
+
+def code(exc):
+    return exc.exception.response["Error"]["Code"]
+
+
+class AccountsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = lsd.Daemon().start()
+        cls.users = {}
+        for user in ("alice", "bob"):
+            out = subprocess.run([lsd.BIN, "--config", cls.d.config_path, "keys", "create", user + "-key",
+                                  "--user", user], check=True, capture_output=True, text=True, timeout=30).stdout
+            fields = dict(line.split(": ", 1) for line in out.strip().splitlines())
+            cls.users[user] = cls.d.client(fields["access_key_id"], fields["secret_access_key"])
+        cls.alice, cls.bob = cls.users["alice"], cls.users["bob"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def denied(self, call, *args, **kwargs):
+        with self.assertRaises(ClientError) as e:
+            call(*args, **kwargs)
+        self.assertIn(code(e), ("AccessDenied", "403"), (call, kwargs))
+
+    def anon_get(self, path):
+        try:
+            with urllib.request.urlopen(self.d.endpoint + path, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def test_bad_user_name_refused_by_cli(self):
+        r = subprocess.run([lsd.BIN, "--config", self.d.config_path, "keys", "create", "k", "--user", "Bad User"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        listing = subprocess.run([lsd.BIN, "--config", self.d.config_path, "keys", "list"], check=True,
+                                 capture_output=True, text=True, timeout=30).stdout
+        self.assertIn("\talice\n", listing)
+        self.assertNotIn("Bad User", listing)
+
+    def test_buckets_belong_to_their_creator(self):
+        self.alice.create_bucket(Bucket="acct-alice")
+        self.bob.create_bucket(Bucket="acct-bob")
+        names = lambda s3: [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        self.assertIn("acct-alice", names(self.alice))
+        self.assertNotIn("acct-bob", names(self.alice))
+        self.assertIn("acct-bob", names(self.bob))
+        self.assertNotIn("acct-alice", names(self.bob))
+        self.assertEqual(self.alice.list_buckets()["Owner"]["ID"], "alice")
+        # The key without a user (lsd's "test" key) is the default account and sees neither.
+        self.assertNotIn("acct-alice", names(self.d.client()))
+        with self.assertRaises(ClientError) as e:
+            self.bob.create_bucket(Bucket="acct-alice")
+        self.assertEqual(code(e), "BucketAlreadyExists")
+        with self.assertRaises(ClientError) as e:
+            self.alice.create_bucket(Bucket="acct-alice")
+        self.assertEqual(code(e), "BucketAlreadyOwnedByYou")
+        self.assertEqual(self.alice.get_bucket_acl(Bucket="acct-alice")["Owner"]["ID"], "alice")
+        # Another account may neither read nor change nor delete the bucket.
+        self.alice.put_object(Bucket="acct-alice", Key="private", Body=b"alice's")
+        self.denied(self.bob.get_object, Bucket="acct-alice", Key="private")
+        self.denied(self.bob.head_object, Bucket="acct-alice", Key="private")
+        self.denied(self.bob.get_object, Bucket="acct-alice", Key="missing")  # not told it is missing
+        self.denied(self.bob.list_objects_v2, Bucket="acct-alice")
+        self.denied(self.bob.put_object, Bucket="acct-alice", Key="intruder", Body=b"x")
+        self.denied(self.bob.delete_object, Bucket="acct-alice", Key="private")
+        self.denied(self.bob.delete_bucket, Bucket="acct-alice")
+        self.denied(self.bob.put_bucket_versioning, Bucket="acct-alice",
+                    VersioningConfiguration={"Status": "Enabled"})
+        self.denied(self.bob.get_bucket_acl, Bucket="acct-alice")
+        self.denied(self.bob.put_bucket_acl, Bucket="acct-alice", ACL="public-read")
+        self.denied(self.bob.get_object_acl, Bucket="acct-alice", Key="private")
+        self.denied(self.bob.get_object_tagging, Bucket="acct-alice", Key="private")
+        self.denied(self.bob.copy_object, Bucket="acct-bob", Key="stolen",
+                    CopySource={"Bucket": "acct-alice", "Key": "private"})
+        self.assertEqual(self.alice.get_object(Bucket="acct-alice", Key="private")["Body"].read(), b"alice's")
+
+    def test_object_grants_to_another_account(self):
+        self.alice.create_bucket(Bucket="acct-grants")
+        self.alice.put_object(Bucket="acct-grants", Key="shared", Body=b"for bob", GrantRead='id="bob"')
+        self.assertEqual(self.bob.get_object(Bucket="acct-grants", Key="shared")["Body"].read(), b"for bob")
+        self.denied(self.bob.get_object_acl, Bucket="acct-grants", Key="shared")  # READ is not READ_ACP
+        self.assertEqual(self.anon_get("/acct-grants/shared")[0], 403)
+        acl = self.alice.get_object_acl(Bucket="acct-grants", Key="shared")
+        self.assertEqual(acl["Owner"]["ID"], "alice")
+        self.assertIn({"Grantee": {"Type": "CanonicalUser", "ID": "bob", "DisplayName": "bob"},
+                       "Permission": "READ"}, acl["Grants"])
+        # An ACL document replaces the grants: READ_ACP to bob, no READ.
+        self.alice.put_object_acl(Bucket="acct-grants", Key="shared", AccessControlPolicy={
+            "Owner": {"ID": "alice"},
+            "Grants": [{"Grantee": {"Type": "CanonicalUser", "ID": "alice"}, "Permission": "FULL_CONTROL"},
+                       {"Grantee": {"Type": "CanonicalUser", "ID": "bob"}, "Permission": "READ_ACP"}]})
+        self.denied(self.bob.get_object, Bucket="acct-grants", Key="shared")
+        self.assertEqual(self.bob.get_object_acl(Bucket="acct-grants", Key="shared")["Owner"]["ID"], "alice")
+        self.denied(self.bob.put_object_acl, Bucket="acct-grants", Key="shared", ACL="public-read")
+        # authenticated-read: every signed account reads, anonymous callers do not.
+        self.alice.put_object(Bucket="acct-grants", Key="members", Body=b"m", ACL="authenticated-read")
+        self.assertEqual(self.bob.get_object(Bucket="acct-grants", Key="members")["Body"].read(), b"m")
+        self.assertEqual(self.anon_get("/acct-grants/members")[0], 403)
+        # Grants to an account that does not exist are refused, not stored.
+        for kwargs in ({"GrantRead": 'id="mallory"'}, {"GrantFullControl": 'emailAddress="m@example.com"'}):
+            with self.assertRaises(ClientError) as e:
+                self.alice.put_object(Bucket="acct-grants", Key="bad", Body=b"x", **kwargs)
+            self.assertEqual(code(e), "InvalidArgument", kwargs)
+        with self.assertRaises(ClientError) as e:
+            self.alice.put_object(Bucket="acct-grants", Key="bad", Body=b"x", ACL="private", GrantRead='id="bob"')
+        self.assertEqual(code(e), "InvalidRequest")
+        # Anonymous writes are never granted: refused rather than stored and not honoured.
+        with self.assertRaises(ClientError) as e:
+            self.alice.put_bucket_acl(Bucket="acct-grants",
+                                      GrantWrite='uri="http://acs.amazonaws.com/groups/global/AllUsers"')
+        self.assertEqual(code(e), "NotImplemented")
+
+    def test_bucket_write_grant_and_object_writer_ownership(self):
+        # Grant headers are the whole ACL, as in S3: the owner's own grant is named too.
+        self.alice.create_bucket(Bucket="acct-dropbox", GrantWrite='id="bob"', GrantRead='id="bob"',
+                                 GrantFullControl='id="alice"')
+        self.alice.put_object(Bucket="acct-dropbox", Key="by-alice", Body=b"a")
+        # bob may write into alice's bucket; he owns what he writes.
+        self.bob.put_object(Bucket="acct-dropbox", Key="by-bob", Body=b"b")
+        self.bob.put_object(Bucket="acct-dropbox", Key="by-bob-shared", Body=b"c", ACL="bucket-owner-full-control")
+        self.assertEqual(self.bob.get_object_acl(Bucket="acct-dropbox", Key="by-bob")["Owner"]["ID"], "bob")
+        listing = self.alice.list_objects_v2(Bucket="acct-dropbox", FetchOwner=True)["Contents"]
+        owners = {o["Key"]: o["Owner"]["ID"] for o in listing}
+        self.assertEqual(owners, {"by-alice": "alice", "by-bob": "bob", "by-bob-shared": "bob"})
+        v1 = self.bob.list_objects(Bucket="acct-dropbox")["Contents"]
+        self.assertEqual({o["Key"]: o["Owner"]["ID"] for o in v1}, owners)
+        self.assertNotIn("Owner", self.alice.list_objects_v2(Bucket="acct-dropbox")["Contents"][0])
+        # The bucket owner does not read bob's private object, unless bob granted it.
+        self.denied(self.alice.get_object, Bucket="acct-dropbox", Key="by-bob")
+        self.assertEqual(self.alice.get_object(Bucket="acct-dropbox", Key="by-bob-shared")["Body"].read(), b"c")
+        self.denied(self.bob.get_object, Bucket="acct-dropbox", Key="by-alice")
+        # Bucket WRITE lets bob delete alice's objects (as in S3), not configure the bucket.
+        self.bob.delete_object(Bucket="acct-dropbox", Key="by-alice")
+        self.denied(self.bob.put_bucket_tagging, Bucket="acct-dropbox",
+                    Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+        self.denied(self.bob.delete_bucket, Bucket="acct-dropbox")
+        # bob owns his object: only he may tag it.
+        self.bob.put_object_tagging(Bucket="acct-dropbox", Key="by-bob", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+        self.denied(self.alice.put_object_tagging, Bucket="acct-dropbox", Key="by-bob",
+                    Tagging={"TagSet": [{"Key": "k", "Value": "x"}]})
+        # Multipart uploads belong to their initiator too.
+        up = self.bob.create_multipart_upload(Bucket="acct-dropbox", Key="mp")
+        part = self.bob.upload_part(Bucket="acct-dropbox", Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p")
+        self.bob.complete_multipart_upload(Bucket="acct-dropbox", Key="mp", UploadId=up["UploadId"],
+                                           MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        self.assertEqual(self.bob.get_object_acl(Bucket="acct-dropbox", Key="mp")["Owner"]["ID"], "bob")
+        self.denied(self.alice.get_object, Bucket="acct-dropbox", Key="mp")
+        # Taking WRITE away shuts bob out again.
+        self.alice.put_bucket_acl(Bucket="acct-dropbox", ACL="private")
+        self.denied(self.bob.put_object, Bucket="acct-dropbox", Key="late", Body=b"x")
+        self.denied(self.bob.list_objects_v2, Bucket="acct-dropbox")
+        grants = self.alice.get_bucket_acl(Bucket="acct-dropbox")["Grants"]
+        self.assertEqual([g["Grantee"].get("ID") for g in grants], ["alice"])
+
+
+if __name__ == "__main__":
+    unittest.main()
