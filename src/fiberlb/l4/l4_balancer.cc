@@ -1,0 +1,333 @@
+#include "fiberlb/l4/l4_balancer.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "agent/net/exec.h"
+#include "agent/net/ipv4.h"
+#include "agent/net/netns.h"
+#include "fiberlb/l4/maglev.h"
+
+namespace photon::fiberlb::l4 {
+namespace {
+
+using agent::net::ExecOk;
+using agent::net::ExecOptions;
+
+ExecOptions In(const std::string& netns) {
+  ExecOptions o;
+  o.netns = netns;
+  return o;
+}
+
+bool Eligible(const L4Member& m) { return m.healthy && m.weight > 0; }
+
+bool ValidMac(const std::string& mac) {
+  static const std::regex re("^([0-9a-f]{2}:){5}[0-9a-f]{2}$");
+  return std::regex_match(mac, re);
+}
+
+Status ValidateListener(const L4Listener& l) {
+  if (!agent::net::ParseIpv4(l.vip).ok()) {
+    return absl::InvalidArgumentError("vip: '" + l.vip + "' is not an IPv4 address");
+  }
+  if (l.port == 0) return absl::InvalidArgumentError("port: must be 1-65535");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < l.members.size(); ++i) {
+    const L4Member& m = l.members[i];
+    std::string field = absl::StrCat("members[", i, "]");
+    if (!agent::net::ParseIpv4(m.address).ok()) {
+      return absl::InvalidArgumentError(field + ".address: '" + m.address + "' is not IPv4");
+    }
+    if (!seen.insert(m.address).second) {
+      return absl::InvalidArgumentError(field + ".address: " + m.address + " listed twice");
+    }
+    if (!m.mac.empty() && !ValidMac(m.mac)) {
+      return absl::InvalidArgumentError(field + ".mac: '" + m.mac + "' is not aa:bb:cc:dd:ee:ff");
+    }
+    if (m.weight > 65535) return absl::InvalidArgumentError(field + ".weight: at most 65535");
+  }
+  return absl::OkStatus();
+}
+
+// One listener's map, counter and rule.
+Status RenderListener(const L4BalancerOptions& o, const std::string& device_mac,
+                      const L4Listener& l, std::string* objects, std::string* rules) {
+  std::vector<MaglevBackend> backends;
+  std::vector<std::string> macs;
+  for (const L4Member& m : l.members) {
+    if (!Eligible(m)) continue;
+    if (!ValidMac(m.mac)) return absl::InvalidArgumentError("member " + m.address + ": no MAC");
+    backends.push_back({m.address, m.weight});
+    macs.push_back(m.mac);
+  }
+  if (backends.empty()) return absl::OkStatus();  // nothing to forward to: no rule
+  PHOTON_ASSIGN_OR_RETURN(std::vector<uint32_t> table, BuildMaglevTable(backends));
+  const std::string name = L4ListenerName(l.vip, l.port, l.protocol);
+  const char* proto = L4ProtocolName(l.protocol);
+  absl::StrAppend(objects, "  counter c_", name, " {}\n  map m_", name,
+                  " {\n    typeof numgen inc mod ", kMaglevTableSize, " : ether daddr\n    size ",
+                  kMaglevTableSize, "\n    elements = { ");
+  objects->reserve(objects->size() + table.size() * 28);
+  for (size_t slot = 0; slot < table.size(); ++slot) {
+    absl::StrAppend(objects, slot == 0 ? "" : ", ", slot, " : ", macs[table[slot]]);
+  }
+  absl::StrAppend(objects, " }\n  }\n");
+  // The source MAC becomes the device's own: the frame leaves this node, and a switch must not
+  // learn the router's MAC on our port.
+  absl::StrAppend(rules, "    ip daddr ", l.vip, " ", proto, " dport ", l.port,
+                  " counter name \"c_", name, "\" ether saddr set ", device_mac,
+                  " ether daddr set jhash ip saddr . ", proto, " sport mod ", kMaglevTableSize,
+                  " seed 0x", absl::Hex(o.hash_seed), " map @m_", name, " fwd to \"", o.device,
+                  "\"\n");
+  return absl::OkStatus();
+}
+
+std::set<std::string> VipsToAnnounce(
+    const std::map<std::tuple<std::string, uint16_t, L4Protocol>, L4Listener>& listeners,
+    bool draining) {
+  std::set<std::string> vips;
+  if (draining) return vips;
+  for (const auto& [key, l] : listeners) {
+    for (const L4Member& m : l.members) {
+      if (Eligible(m)) vips.insert(l.vip);
+    }
+  }
+  return vips;
+}
+
+// Sends one datagram towards `address` from inside `netns`: the kernel resolves its MAC.
+void TriggerArp(const std::string& netns, const std::string& address) {
+  std::thread t([&] {
+    if (!netns.empty()) {
+      int ns = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns < 0) return;
+      int rc = ::setns(ns, CLONE_NEWNET);
+      ::close(ns);
+      if (rc != 0) return;
+    }
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(9);  // discard
+    auto ip = agent::net::ParseIpv4(address);
+    a.sin_addr.s_addr = htonl(ip.ok() ? *ip : 0);
+    (void)::sendto(fd, "", 0, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::close(fd);
+  });
+  t.join();
+}
+
+}  // namespace
+
+const char* L4ProtocolName(L4Protocol protocol) {
+  return protocol == L4Protocol::kTcp ? "tcp" : "udp";
+}
+
+std::string L4ListenerName(const std::string& vip, uint16_t port, L4Protocol protocol) {
+  return absl::StrCat(L4ProtocolName(protocol), "_", absl::StrReplaceAll(vip, {{".", "_"}}), "_",
+                      port);
+}
+
+StatusOr<std::string> RenderL4Ruleset(const L4BalancerOptions& options,
+                                      const std::string& device_mac,
+                                      const std::vector<L4Listener>& listeners) {
+  static const std::regex name_re("^[A-Za-z0-9_.-]{1,15}$");
+  if (!std::regex_match(options.device, name_re)) {
+    return absl::InvalidArgumentError("device: '" + options.device + "' is not an interface name");
+  }
+  if (!std::regex_match(options.table, name_re)) {
+    return absl::InvalidArgumentError("table: '" + options.table + "' is not a valid name");
+  }
+  if (!ValidMac(device_mac)) return absl::InvalidArgumentError("device MAC: " + device_mac);
+  std::string objects, rules;
+  for (const L4Listener& l : listeners) {
+    PHOTON_RETURN_IF_ERROR(ValidateListener(l));
+    PHOTON_RETURN_IF_ERROR(RenderListener(options, device_mac, l, &objects, &rules));
+  }
+  // "table; delete table; table {...}": one transaction that works whether or not the table
+  // exists, so a packet sees either the old table or the new one.
+  const std::string t = "table netdev " + options.table;
+  return absl::StrCat(t, "\ndelete ", t, "\n", t, " {\n", objects,
+                      "  chain ingress {\n    type filter hook ingress device \"", options.device,
+                      "\" priority -500; policy accept;\n", rules, "  }\n}\n");
+}
+
+StatusOr<std::unique_ptr<L4Balancer>> L4Balancer::Open(const L4BalancerOptions& options) {
+  std::unique_ptr<L4Balancer> lb(new L4Balancer(options));
+  PHOTON_ASSIGN_OR_RETURN(
+      std::string link,
+      ExecOk({"ip", "-j", "link", "show", "dev", options.device}, In(options.netns)));
+  auto doc = nlohmann::json::parse(link, nullptr, false);
+  if (!doc.is_array() || doc.empty()) return absl::InternalError("ip link: " + link);
+  lb->device_mac_ = doc[0].value("address", "");
+  if (!ValidMac(lb->device_mac_)) {
+    return absl::FailedPreconditionError("device " + options.device + " has no Ethernet address");
+  }
+  PHOTON_ASSIGN_OR_RETURN(std::string routes,
+                          ExecOk({"ip", "-j", "route", "show", "type", "blackhole", "proto",
+                                  std::to_string(options.route_protocol)},
+                                 In(options.netns)));
+  auto rdoc = nlohmann::json::parse(routes, nullptr, false);
+  if (rdoc.is_array()) {
+    for (const auto& r : rdoc) lb->announced_.insert(r.value("dst", ""));
+  }
+  lb->announced_.erase("");
+  return lb;
+}
+
+StatusOr<std::string> L4Balancer::ResolveMac(const std::string& address) const {
+  PHOTON_ASSIGN_OR_RETURN(std::string route,
+                          ExecOk({"ip", "-j", "route", "get", address}, In(options_.netns)));
+  auto r = nlohmann::json::parse(route, nullptr, false);
+  if (!r.is_array() || r.empty()) return absl::InternalError("ip route get: " + route);
+  if (r[0].contains("gateway")) {
+    return absl::UnimplementedError("member " + address +
+                                    " is not on-link (reached through a router): L3DSR is not "
+                                    "implemented");
+  }
+  if (r[0].value("dev", "") != options_.device) {
+    return absl::FailedPreconditionError("member " + address + " is reached through " +
+                                         r[0].value("dev", "?") + ", not " + options_.device);
+  }
+  auto deadline = std::chrono::steady_clock::now() + options_.resolve_timeout;
+  for (int attempt = 0;; ++attempt) {
+    PHOTON_ASSIGN_OR_RETURN(
+        std::string neigh,
+        ExecOk({"ip", "-j", "neigh", "show", address, "dev", options_.device}, In(options_.netns)));
+    auto n = nlohmann::json::parse(neigh, nullptr, false);
+    if (n.is_array() && !n.empty() && n[0].contains("lladdr")) {
+      std::string state = n[0].value("state", nlohmann::json::array()).dump();
+      if (state.find("FAILED") == std::string::npos) return n[0].value("lladdr", "");
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return absl::UnavailableError("member " + address + ": no ARP answer on " + options_.device);
+    }
+    if (attempt % 50 == 0) TriggerArp(options_.netns, address);  // again every ~0.5 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+Status L4Balancer::Commit(const std::map<Key, L4Listener>& listeners, bool draining) {
+  std::vector<L4Listener> list;
+  for (const auto& [key, l] : listeners) list.push_back(l);
+  PHOTON_ASSIGN_OR_RETURN(std::string script, RenderL4Ruleset(options_, device_mac_, list));
+  std::set<std::string> want = VipsToAnnounce(listeners, draining);
+  // Withdraw first, forward second, announce last: a VIP is announced only once this node
+  // forwards it, and a withdrawn one drains away while the old table still forwards.
+  std::string withdraw, announce;
+  for (const auto& vip : announced_) {
+    if (!want.count(vip)) {
+      absl::StrAppend(&withdraw, "route del ", vip, "/32 proto ", options_.route_protocol, "\n");
+    }
+  }
+  for (const auto& vip : want) {
+    absl::StrAppend(&announce, "route replace blackhole ", vip, "/32 proto ",
+                    options_.route_protocol, "\n");
+  }
+  auto batch = [&](const std::string& cmds) -> Status {
+    if (cmds.empty()) return absl::OkStatus();
+    ExecOptions o = In(options_.netns);
+    o.stdin_data = cmds;
+    return ExecOk({"ip", "-batch", "-"}, o).status();
+  };
+  PHOTON_RETURN_IF_ERROR(batch(withdraw));
+  std::set<std::string> kept;
+  for (const auto& vip : announced_) {
+    if (want.count(vip)) kept.insert(vip);
+  }
+  announced_ = std::move(kept);
+  PHOTON_RETURN_IF_ERROR(agent::net::NftRunIn(options_.netns, script));
+  PHOTON_RETURN_IF_ERROR(batch(announce));
+  announced_ = want;
+  return absl::OkStatus();
+}
+
+Status L4Balancer::Apply(const L4Listener& listener) {
+  PHOTON_RETURN_IF_ERROR(ValidateListener(listener));
+  L4Listener resolved = listener;
+  for (L4Member& m : resolved.members) {
+    if (m.mac.empty() && Eligible(m)) {
+      PHOTON_ASSIGN_OR_RETURN(m.mac, ResolveMac(m.address));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = listeners_;
+  next[{listener.vip, listener.port, listener.protocol}] = std::move(resolved);
+  PHOTON_RETURN_IF_ERROR(Commit(next, draining_));
+  listeners_ = std::move(next);
+  return absl::OkStatus();
+}
+
+Status L4Balancer::Remove(const std::string& vip, uint16_t port, L4Protocol protocol) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = listeners_;
+  if (next.erase({vip, port, protocol}) == 0) {
+    return absl::NotFoundError("no L4 listener " + L4ListenerName(vip, port, protocol));
+  }
+  PHOTON_RETURN_IF_ERROR(Commit(next, draining_));
+  listeners_ = std::move(next);
+  return absl::OkStatus();
+}
+
+Status L4Balancer::SetDraining(bool draining) {
+  std::lock_guard<std::mutex> lock(mu_);
+  PHOTON_RETURN_IF_ERROR(Commit(listeners_, draining));
+  draining_ = draining;
+  return absl::OkStatus();
+}
+
+Status L4Balancer::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  PHOTON_RETURN_IF_ERROR(Commit({}, true));
+  listeners_.clear();
+  const std::string t = "table netdev " + options_.table;
+  return agent::net::NftRunIn(options_.netns, t + "\ndelete " + t + "\n");
+}
+
+std::vector<std::string> L4Balancer::AnnouncedVips() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& v : announced_) out.push_back(v.substr(0, v.find('/')));
+  return out;
+}
+
+StatusOr<uint64_t> L4Balancer::ForwardedPackets(const std::string& vip, uint16_t port,
+                                                L4Protocol protocol) const {
+  PHOTON_ASSIGN_OR_RETURN(std::string out,
+                          ExecOk({"nft", "-j", "list", "counter", "netdev", options_.table,
+                                  "c_" + L4ListenerName(vip, port, protocol)},
+                                 In(options_.netns)));
+  auto doc = nlohmann::json::parse(out, nullptr, false);
+  if (doc.is_object() && doc.contains("nftables")) {
+    for (const auto& item : doc["nftables"]) {
+      if (item.contains("counter")) return item["counter"].value("packets", uint64_t{0});
+    }
+  }
+  return absl::InternalError("nft list counter: " + out);
+}
+
+Status ConfigureDsrMember(const std::string& netns, const std::string& vip) {
+  if (!agent::net::ParseIpv4(vip).ok()) {
+    return absl::InvalidArgumentError("vip: '" + vip + "' is not an IPv4 address");
+  }
+  PHOTON_RETURN_IF_ERROR(ExecOk({"sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
+                                 "net.ipv4.conf.all.arp_announce=2"},
+                                In(netns))
+                             .status());
+  ExecOptions o = In(netns);
+  o.stdin_data = "link set lo up\naddress replace " + vip + "/32 dev lo\n";
+  return ExecOk({"ip", "-batch", "-"}, o).status();
+}
+
+}  // namespace photon::fiberlb::l4

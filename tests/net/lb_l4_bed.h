@@ -1,0 +1,88 @@
+// The L4 load-balancing scene on the multi-host bed (tests/net/netbed.h), shared by fiberlb's
+// L4 test and benchmark: the router made an ECMP router (BIRD's `merge paths`, L4 hash), a
+// client namespace PFX-c behind the router (172.16.0.2), and DSR members PFX-m<i> on the
+// underlay (192.168.10.2<i>) holding the VIP on their loopback. Everything is named under the
+// bed's prefix, so the bed's teardown removes it.
+#pragma once
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "agent/net/bird.h"
+#include "fiberlb/l4/l4_balancer.h"
+#include "tests/net/netbed.h"
+
+namespace photon::net_testing {
+
+inline std::string LbMemberIp(int i) { return "192.168.10." + std::to_string(20 + i); }
+inline constexpr char kLbClientIp[] = "172.16.0.2";
+
+inline Status LbRun(const NetBed& bed, const std::string& node,
+                    const std::vector<std::string>& argv) {
+  int rc = 0;
+  std::string out = bed.Run(node, argv, &rc);
+  if (rc != 0) return absl::InternalError(argv[0] + " " + argv[1] + " in " + node + ": " + out);
+  return absl::OkStatus();
+}
+
+// ECMP over equal BGP paths, hashed on the L4 5-tuple (fib_multipath_hash_policy=1).
+inline Status LbEcmpRouter(const NetBed& bed) {
+  PHOTON_RETURN_IF_ERROR(
+      LbRun(bed, "r", {"sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"}));
+  std::string path = "/run/photon-netbed/" + bed.prefix() + "/r.conf";
+  std::ifstream in(path);
+  std::stringstream conf;
+  conf << in.rdbuf();
+  std::string text = conf.str();
+  const std::string anchor = "protocol kernel {";
+  size_t at = text.find(anchor);
+  if (at == std::string::npos) return absl::InternalError("router BIRD config: " + text);
+  text.insert(at + anchor.size(), "\n  merge paths on;");
+  return agent::net::ReconfigureBird(path, bed.BirdSocket("r"), text);
+}
+
+// The client sits behind the router on its own link, as the Internet would.
+inline Status LbClient(const NetBed& bed) {
+  const std::string c = bed.Ns("c");
+  for (const auto& [node, argv] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"", {"ip", "netns", "add", c}},
+           {"r", {"ip", "link", "add", "cl0", "type", "veth", "peer", "name", "eth0", "netns", c}},
+           {"r", {"ip", "addr", "add", "172.16.0.1/30", "dev", "cl0"}},
+           {"r", {"ip", "link", "set", "cl0", "up"}},
+           {"c", {"ip", "addr", "add", std::string(kLbClientIp) + "/30", "dev", "eth0"}},
+           {"c", {"ip", "link", "set", "eth0", "up"}},
+           {"c", {"ip", "link", "set", "lo", "up"}},
+           {"c", {"ip", "route", "add", "default", "via", "172.16.0.1"}}}) {
+    PHOTON_RETURN_IF_ERROR(LbRun(bed, node, argv));
+  }
+  return absl::OkStatus();
+}
+
+// Member i on the underlay (the LB nodes' L2 segment), `vip` on its loopback.
+inline Status LbMember(const NetBed& bed, int i, const std::string& vip) {
+  const std::string node = "m" + std::to_string(i), ns = bed.Ns(node);
+  for (const auto& [where, argv] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"", {"ip", "netns", "add", ns}},
+           {"ul", {"ip", "link", "add", node, "type", "veth", "peer", "name", "ul0", "netns", ns}},
+           {"ul", {"ip", "link", "set", node, "master", "br0", "up"}},
+           {node, {"ip", "addr", "add", LbMemberIp(i) + "/24", "dev", "ul0"}},
+           {node, {"ip", "link", "set", "ul0", "up"}},
+           {node, {"ip", "route", "add", "default", "via", "192.168.10.1"}}}) {
+    PHOTON_RETURN_IF_ERROR(LbRun(bed, where, argv));
+  }
+  return fiberlb::l4::ConfigureDsrMember(bed.NsPath(node), vip);
+}
+
+// Next hops of `vip` at the router (0: no route).
+inline int LbRouterPaths(const NetBed& bed, const std::string& vip) {
+  std::string out = bed.Run("r", {"ip", "route", "show", vip + "/32"});
+  if (out.find(vip) == std::string::npos) return 0;
+  int n = 0;
+  for (size_t at = out.find("nexthop"); at != std::string::npos; at = out.find("nexthop", at + 1)) {
+    ++n;
+  }
+  return n == 0 ? 1 : n;
+}
+
+}  // namespace photon::net_testing
