@@ -122,6 +122,7 @@ TEST(L4Render, OneMapAndRulePerListenerWithTheFixedSeed) {
   EXPECT_NE(s->find("seed 0xabcdef map @m_tcp_10_200_0_10_80 fwd to \"ul0\""), std::string::npos)
       << s->substr(s->size() - 600);
   EXPECT_NE(s->find("ether saddr set 02:00:00:00:00:01"), std::string::npos);
+  EXPECT_NE(s->find("meta pkttype host ip daddr 10.200.0.10 tcp dport 80"), std::string::npos);
   EXPECT_NE(s->find("65536 : 02:00:00:00:00:21 }"), std::string::npos);
   EXPECT_EQ(s->find("02:00:00:00:00:22"), std::string::npos);
   EXPECT_EQ(s->find("02:00:00:00:00:23"), std::string::npos);

@@ -82,9 +82,11 @@ Status RenderListener(const L4BalancerOptions& o, const std::string& device_mac,
     absl::StrAppend(objects, slot == 0 ? "" : ", ", slot, " : ", macs[table[slot]]);
   }
   absl::StrAppend(objects, " }\n  }\n");
+  // Only frames sent to this node (`pkttype host`): a switch floods a frame whose destination
+  // it has not learnt (a dead LB node's MAC) to every node, and each would forward a copy.
   // The source MAC becomes the device's own: the frame leaves this node, and a switch must not
   // learn the router's MAC on our port.
-  absl::StrAppend(rules, "    ip daddr ", l.vip, " ", proto, " dport ", l.port,
+  absl::StrAppend(rules, "    meta pkttype host ip daddr ", l.vip, " ", proto, " dport ", l.port,
                   " counter name \"c_", name, "\" ether saddr set ", device_mac,
                   " ether daddr set jhash ip saddr . ", proto, " sport mod ", kMaglevTableSize,
                   " seed 0x", absl::Hex(o.hash_seed), " map @m_", name, " fwd to \"", o.device,
