@@ -3,7 +3,9 @@ through boto3: object ACLs and anonymous reads, object tagging, conditional writ
 deletes, idempotent multipart completion, deleting a bucket holding only uploads, lifecycle
 filters by tag / size / And, noncurrent versions and delete markers, and the refusals (SSE,
 Object Lock, grants, storage classes, unknown sub-resources, policies it would not enforce)."""
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -39,6 +41,20 @@ def extra_headers(s3, operation, headers):
         yield
     finally:
         s3.meta.events.unregister(event, add)
+
+
+# Conditional-write parameters newer than Debian 12's boto3 (1.26): sent as the headers
+# S3 defines for them, so the test means the same with any boto3.
+CONDITION_HEADERS = {"IfMatch": "If-Match", "IfNoneMatch": "If-None-Match",
+                     "IfMatchSize": "x-amz-if-match-size"}
+OPERATIONS = {"put_object": "PutObject", "delete_object": "DeleteObject",
+              "complete_multipart_upload": "CompleteMultipartUpload"}
+
+
+def conditional(s3, method, **params):
+    headers = {CONDITION_HEADERS[k]: str(params.pop(k)) for k in list(params) if k in CONDITION_HEADERS}
+    with extra_headers(s3, OPERATIONS[method], headers):
+        return getattr(s3, method)(**params)
 
 
 def wait_until(predicate, timeout=15):
@@ -196,18 +212,19 @@ class SemanticsTest(unittest.TestCase):
 
     def test_conditional_put_and_complete(self):
         s3 = self.s3
-        first = s3.put_object(Bucket="sem", Key="once", Body=b"first", IfNoneMatch="*")["ETag"]
+        first = conditional(s3, "put_object", Bucket="sem", Key="once", Body=b"first", IfNoneMatch="*")["ETag"]
         with self.assertRaises(ClientError) as e:
-            s3.put_object(Bucket="sem", Key="once", Body=b"second", IfNoneMatch="*")
+            conditional(s3, "put_object", Bucket="sem", Key="once", Body=b"second", IfNoneMatch="*")
         self.assertEqual(status(e), 412)
         self.assertEqual(s3.get_object(Bucket="sem", Key="once")["Body"].read(), b"first")
         with self.assertRaises(ClientError) as e:
-            s3.put_object(Bucket="sem", Key="once", Body=b"second", IfMatch='"0123456789abcdef0123456789abcdef"')
+            conditional(s3, "put_object", Bucket="sem", Key="once", Body=b"second",
+                        IfMatch='"0123456789abcdef0123456789abcdef"')
         self.assertEqual(status(e), 412)
-        s3.put_object(Bucket="sem", Key="once", Body=b"second", IfMatch=first)
+        conditional(s3, "put_object", Bucket="sem", Key="once", Body=b"second", IfMatch=first)
         self.assertEqual(s3.get_object(Bucket="sem", Key="once")["Body"].read(), b"second")
         with self.assertRaises(ClientError) as e:
-            s3.put_object(Bucket="sem", Key="never-was", Body=b"x", IfMatch=first)
+            conditional(s3, "put_object", Bucket="sem", Key="never-was", Body=b"x", IfMatch=first)
         self.assertEqual(code(e), "NoSuchKey")
         with extra_headers(s3, "PutObject", {"If-None-Match": '"abc"'}):
             with self.assertRaises(ClientError) as e:
@@ -218,13 +235,13 @@ class SemanticsTest(unittest.TestCase):
         etag = s3.upload_part(Bucket="sem", Key="once", UploadId=uid, PartNumber=1, Body=b"mp")["ETag"]
         parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
         with self.assertRaises(ClientError) as e:
-            s3.complete_multipart_upload(Bucket="sem", Key="once", UploadId=uid, MultipartUpload=parts,
-                                         IfNoneMatch="*")
+            conditional(s3, "complete_multipart_upload", Bucket="sem", Key="once", UploadId=uid,
+                        MultipartUpload=parts, IfNoneMatch="*")
         self.assertEqual(status(e), 412)
         self.assertEqual(s3.get_object(Bucket="sem", Key="once")["Body"].read(), b"second")
         current = s3.head_object(Bucket="sem", Key="once")["ETag"]
-        done = s3.complete_multipart_upload(Bucket="sem", Key="once", UploadId=uid, MultipartUpload=parts,
-                                            IfMatch=current)
+        done = conditional(s3, "complete_multipart_upload", Bucket="sem", Key="once", UploadId=uid,
+                           MultipartUpload=parts, IfMatch=current)
         # A retry after a lost answer gets the same answer; other parts are not that upload.
         again = s3.complete_multipart_upload(Bucket="sem", Key="once", UploadId=uid, MultipartUpload=parts)
         self.assertEqual(again["ETag"], done["ETag"])
@@ -238,22 +255,30 @@ class SemanticsTest(unittest.TestCase):
         s3 = self.s3
         etag = s3.put_object(Bucket="sem", Key="del-me", Body=b"12345")["ETag"]
         with self.assertRaises(ClientError) as e:
-            s3.delete_object(Bucket="sem", Key="del-me", IfMatch='"ffffffffffffffffffffffffffffffff"')
+            conditional(s3, "delete_object", Bucket="sem", Key="del-me",
+                        IfMatch='"ffffffffffffffffffffffffffffffff"')
         self.assertEqual(status(e), 412)
         with self.assertRaises(ClientError) as e:
-            s3.delete_object(Bucket="sem", Key="del-me", IfMatchSize=4)
+            conditional(s3, "delete_object", Bucket="sem", Key="del-me", IfMatchSize=4)
         self.assertEqual(status(e), 412)
         s3.head_object(Bucket="sem", Key="del-me")
-        s3.delete_object(Bucket="sem", Key="del-me", IfMatch=etag, IfMatchSize=5)
+        conditional(s3, "delete_object", Bucket="sem", Key="del-me", IfMatch=etag, IfMatchSize=5)
         with self.assertRaises(ClientError) as e:
             s3.head_object(Bucket="sem", Key="del-me")
         self.assertEqual(status(e), 404)
         a = s3.put_object(Bucket="sem", Key="multi-a", Body=b"a")["ETag"]
         s3.put_object(Bucket="sem", Key="multi-b", Body=b"b")
-        out = s3.delete_objects(Bucket="sem", Delete={"Objects": [
-            {"Key": "multi-a", "ETag": a}, {"Key": "multi-b", "ETag": a}]})
-        self.assertEqual([d["Key"] for d in out.get("Deleted", [])], ["multi-a"])
-        self.assertEqual([(x["Key"], x["Code"]) for x in out.get("Errors", [])], [("multi-b", "PreconditionFailed")])
+        # DeleteObjects with an ETag per key: raw XML (Debian 12's boto3 has no ETag member).
+        body = ("<Delete><Object><Key>multi-a</Key><ETag>%s</ETag></Object>"
+                "<Object><Key>multi-b</Key><ETag>%s</ETag></Object></Delete>" % (a, a)).encode()
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        headers, *_ = s3raw.sign(self.d.access_key, self.d.secret_key, "POST", "/sem", [("delete", "")],
+                                 {"host": f"127.0.0.1:{self.d.port}", "content-md5": md5,
+                                  "content-length": str(len(body))}, hashlib.sha256(body).hexdigest())
+        st, _, out = s3raw.send(self.d.port, "POST", "/sem", headers, body=body, query="delete=")
+        self.assertEqual(st, 200, out)
+        self.assertIn(b"<Deleted><Key>multi-a</Key>", out)
+        self.assertRegex(out, rb"<Error><Key>multi-b</Key>.*<Code>PreconditionFailed</Code>")
         s3.head_object(Bucket="sem", Key="multi-b")
 
     def test_part_number_on_get_and_head(self):
