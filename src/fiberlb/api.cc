@@ -1,0 +1,188 @@
+// REST API handlers; see api.h.
+#include "fiberlb/api.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/file_util.h"
+#include "common/util.h"
+
+namespace photon::fiberlb {
+namespace {
+
+using nlohmann::json;
+
+HttpResponse Error(const Status& s) {
+  json body = {
+      {"error", {{"code", StatusCodeName(s.code())}, {"message", std::string(s.message())}}}};
+  return HttpResponse::Json(HttpStatusFromCode(s.code()), body.dump());
+}
+
+HttpResponse Error(int http, const std::string& code, const std::string& message) {
+  json body = {{"error", {{"code", code}, {"message", message}}}};
+  return HttpResponse::Json(http, body.dump());
+}
+
+HttpResponse Done(const Status& s, int http, const json& body) {
+  return s.ok() ? HttpResponse::Json(http, body.dump()) : Error(s);
+}
+
+StatusOr<json> Body(const HttpRequest& req) {
+  json j = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("body: must be a JSON object");
+  }
+  return j;
+}
+
+// The name in the path wins; a different one in the body is refused, not silently replaced.
+Status NameFromPath(json& j, const std::string& name, const std::string& where) {
+  if (j.contains("name") && j["name"] != name) {
+    return absl::InvalidArgumentError(where + ".name: differs from the path ('" + name + "')");
+  }
+  j["name"] = name;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir, bool* created) {
+  std::string path = data_dir + "/api.token";
+  *created = false;
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) {
+    if ((st.st_mode & 077) != 0) {
+      spdlog::warn("{} was readable by group/others; setting mode 0600", path);
+      if (chmod(path.c_str(), 0600) != 0) {
+        return absl::PermissionDeniedError("cannot chmod 0600 " + path);
+      }
+    }
+    PHOTON_ASSIGN_OR_RETURN(std::string token, ReadFile(path));
+    while (!token.empty() && isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+    if (token.empty()) return absl::FailedPreconditionError(path + " is empty");
+    return token;
+  }
+  std::string token = RandomHex(32);
+  PHOTON_RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
+  *created = true;
+  return token;
+}
+
+HttpResponse Api::Handle(HttpRequest& request) {
+  try {
+    return Route(request);
+  } catch (const std::exception& e) {
+    return Error(400, "INVALID_ARGUMENT", std::string("bad request: ") + e.what());
+  }
+}
+
+HttpResponse Api::Route(HttpRequest& req) {
+  if (req.path == "/healthz") {
+    return lb_->Healthy() ? HttpResponse::Text(200, "ok\n")
+                          : HttpResponse::Text(503, "haproxy runtime API not answering\n");
+  }
+  if (req.path == "/metrics") {
+    HttpResponse r = HttpResponse::Text(200, lb_->Metrics());
+    r.content_type = "text/plain; version=0.0.4";
+    return r;
+  }
+  std::string auth = req.Header("authorization");
+  const std::string prefix = "Bearer ";
+  if (auth.rfind(prefix, 0) != 0 || !SecureEquals(auth.substr(prefix.size()), token_)) {
+    HttpResponse r = Error(401, "UNAUTHENTICATED", "missing or bad bearer token");
+    r.headers.push_back({"WWW-Authenticate", "Bearer"});
+    return r;
+  }
+  auto parts = SplitPath(req.path);
+  if (parts.size() < 2 || parts[0] != "v1") return Error(404, "NOT_FOUND", "no such path");
+  if (parts.size() == 2 && parts[1] == "state" && req.method == "GET") {
+    return HttpResponse::Json(200, ToJson(lb_->Snapshot()).dump());
+  }
+  if (parts[1] == "listeners") return Listeners(req, parts);
+  if (parts[1] == "pools" && parts.size() >= 4 && parts[3] == "members") return Members(req, parts);
+  if (parts[1] == "pools") return Pools(req, parts);
+  return Error(404, "NOT_FOUND", "no such path");
+}
+
+HttpResponse Api::Listeners(HttpRequest& req, const std::vector<std::string>& parts) {
+  State state = lb_->Snapshot();
+  if (parts.size() == 2) {
+    if (req.method != "GET") return Error(405, "METHOD_NOT_ALLOWED", "use GET");
+    return HttpResponse::Json(200, ToJson(state).at("listeners").dump());
+  }
+  if (parts.size() != 3) return Error(404, "NOT_FOUND", "no such path");
+  const std::string& name = parts[2];
+  std::string where = "listeners." + name;
+  if (req.method == "GET") {
+    auto it = state.listeners.find(name);
+    if (it == state.listeners.end()) return Error(absl::NotFoundError("no listener " + name));
+    return HttpResponse::Json(200, ToJson(it->second).dump());
+  }
+  if (req.method == "DELETE") return Done(lb_->DeleteListener(name), 200, {{"deleted", true}});
+  if (req.method != "PUT") return Error(405, "METHOD_NOT_ALLOWED", "use GET, PUT or DELETE");
+  auto body = Body(req);
+  if (!body.ok()) return Error(body.status());
+  if (Status s = NameFromPath(*body, name, where); !s.ok()) return Error(s);
+  auto listener = ListenerFromJson(*body, where);
+  if (!listener.ok()) return Error(listener.status());
+  return Done(lb_->PutListener(*listener), 200, ToJson(*listener));
+}
+
+HttpResponse Api::Pools(HttpRequest& req, const std::vector<std::string>& parts) {
+  if (parts.size() == 2) {
+    if (req.method != "GET") return Error(405, "METHOD_NOT_ALLOWED", "use GET");
+    return HttpResponse::Json(200, ToJson(lb_->Snapshot()).at("pools").dump());
+  }
+  if (parts.size() != 3) return Error(404, "NOT_FOUND", "no such path");
+  const std::string& name = parts[2];
+  std::string where = "pools." + name;
+  if (req.method == "GET") {
+    auto status = lb_->PoolStatus(name);
+    return status.ok() ? HttpResponse::Json(200, status->dump()) : Error(status.status());
+  }
+  if (req.method == "DELETE") return Done(lb_->DeletePool(name), 200, {{"deleted", true}});
+  if (req.method != "PUT") return Error(405, "METHOD_NOT_ALLOWED", "use GET, PUT or DELETE");
+  auto body = Body(req);
+  if (!body.ok()) return Error(body.status());
+  if (Status s = NameFromPath(*body, name, where); !s.ok()) return Error(s);
+  auto pool = PoolFromJson(*body, where);
+  if (!pool.ok()) return Error(pool.status());
+  return Done(lb_->PutPool(*pool), 200, ToJson(*pool));
+}
+
+HttpResponse Api::Members(HttpRequest& req, const std::vector<std::string>& parts) {
+  const std::string& pool = parts[2];
+  if (parts.size() == 4) {
+    if (req.method != "POST") return Error(405, "METHOD_NOT_ALLOWED", "use POST");
+    auto body = Body(req);
+    if (!body.ok()) return Error(body.status());
+    auto member = MemberFromJson(*body, "member");
+    if (!member.ok()) return Error(member.status());
+    State state = lb_->Snapshot();
+    auto it = state.pools.find(pool);
+    if (it == state.pools.end()) return Error(absl::NotFoundError("no pool " + pool));
+    for (const auto& m : it->second.members) {
+      if (m.name == member->name) {
+        return Error(
+            absl::AlreadyExistsError("member.name: '" + m.name + "' exists in pool " + pool));
+      }
+    }
+    return Done(lb_->PutMember(pool, *member), 201, ToJson(*member));
+  }
+  if (parts.size() != 5) return Error(404, "NOT_FOUND", "no such path");
+  const std::string& name = parts[4];
+  if (req.method == "DELETE") {
+    return Done(lb_->RemoveMember(pool, name), 202, {{"draining", name}});
+  }
+  if (req.method != "PUT") return Error(405, "METHOD_NOT_ALLOWED", "use PUT or DELETE");
+  auto body = Body(req);
+  if (!body.ok()) return Error(body.status());
+  if (Status s = NameFromPath(*body, name, "member"); !s.ok()) return Error(s);
+  auto member = MemberFromJson(*body, "member");
+  if (!member.ok()) return Error(member.status());
+  return Done(lb_->PutMember(pool, *member), 200, ToJson(*member));
+}
+
+}  // namespace photon::fiberlb
