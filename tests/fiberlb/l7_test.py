@@ -106,6 +106,17 @@ class RoutingTest(unittest.TestCase):
         self.assertEqual(self.lb.api("DELETE", "/v1/listeners/pp")[0], 200)
         self.assertEqual(self.lb.api("DELETE", "/v1/pools/pp")[0], 200)
 
+    def test_rate_limit_per_client(self):
+        port = free_port()
+        status, body = self.lb.api("PUT", "/v1/listeners/rl", {
+            "protocol": "http", "address": "127.0.0.1:%d" % port, "pool": "c",
+            "rate_limit": {"requests": 3, "period_s": 30}})
+        self.assertEqual(status, 200, body)
+        codes = [curl("http://127.0.0.1:%d/" % port, "-o", "/dev/null", "-w", "%{http_code}")
+                 for _ in range(5)]
+        self.assertEqual(codes, ["200", "200", "200", "429", "429"])
+        self.assertEqual(self.lb.api("DELETE", "/v1/listeners/rl")[0], 200)
+
     def test_sticky_sessions(self):
         port = free_port()
         self.assertEqual(self.lb.api("PUT", "/v1/pools/st", pool(
