@@ -7,7 +7,9 @@
 # 4 per host core, so the examples all fit on a small machine — the scheduler itself never
 # places more than a node offers), PHOTON_DNS_LISTEN (flashdns DNS, UDP+TCP; 127.0.0.1:5353),
 # PHOTON_DNS_API (flashdns API; 127.0.0.1:5380), PHOTON_S3_LISTEN (lightningstor S3 endpoint;
-# 127.0.0.1:9000).
+# 127.0.0.1:9000), PHOTON_AGENT_NETWORK_MODE (the local agent's instance networks: "shared", the
+# default here, runs them in this machine's network; "ports" gives each its port namespace, as
+# root; docs/networking.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -108,7 +110,8 @@ if [ -x "$BIN/src/agent/photon-agent" ]; then
   fi
   "$BIN/src/agent/photon-agent" --server "$LISTEN" --token-file "$DATA/server/join.token" \
     --data-dir "$DATA/agent" --name "$(hostname -s | tr 'A-Z_' 'a-z-')" --labels "zone=local,rack_az=r1" \
-    --vcpu "${PHOTON_AGENT_VCPU:-$(( $(nproc) * 4 ))}" &
+    --vcpu "${PHOTON_AGENT_VCPU:-$(( $(nproc) * 4 ))}" \
+    --network-mode "${PHOTON_AGENT_NETWORK_MODE:-shared}" &
   pids+=($!)
 fi
 

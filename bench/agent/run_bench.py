@@ -114,7 +114,8 @@ def one_round(n, idle_seconds, workdir, workers):
                 [AGENT, "--server", f"127.0.0.1:{port}", "--token-file",
                  f"{workdir}/server/join.token", "--data-dir", f"{workdir}/agent-{node}",
                  "--name", node, "--labels", f"zone=z{i}", "--vcpu", "1000",
-                 "--memory-mb", "1000000", "--log-level", "warn", "--workers", str(workers)],
+                 "--memory-mb", "1000000", "--log-level", "warn", "--workers", str(workers),
+                 "--network-mode", "shared"],
                 stdout=open(f"{workdir}/agent-{node}.log", "w"), stderr=subprocess.STDOUT))
         procs += agents
         for _ in range(200):

@@ -199,6 +199,10 @@ StatusOr<storage::Volume> Agent::GetVolume(const std::string& ns, const std::str
   return ParseProto<storage::Volume>(j);
 }
 
+std::string Agent::PortNetns(const std::string& instance_id) {
+  return wiring_ ? wiring_->NetnsOf(instance_id) : "";
+}
+
 HttpResponse Agent::Serve(HttpRequest& req) {
   if (req.path == "/healthz") {
     return ready_ ? HttpResponse::Text(200, "ok\n") : HttpResponse::Text(503, "starting\n");
@@ -236,6 +240,11 @@ Status Agent::Start() {
     }
   };
   PHOTON_RETURN_IF_ERROR(retry("join", [this] { return Join(); }));
+  wiring_ = std::make_unique<PortWiring>(WiringOptions{options_.network_mode, options_.netns_prefix,
+                                                       options_.host_netns, options_.name},
+                                         api_.get(), &metrics_);
+  PHOTON_RETURN_IF_ERROR(wiring_->Open());
+  attributes_["network.mode"] = options_.network_mode;
   PHOTON_RETURN_IF_ERROR(InitProviders());
   PHOTON_RETURN_IF_ERROR(retry("register node", [this] { return RegisterNode(); }));
   PHOTON_RETURN_IF_ERROR(retry("heartbeat", [this] { return Heartbeat(); }));
@@ -256,6 +265,11 @@ Status Agent::Start() {
       std::make_unique<Informer>(api_.get(), "/v1/operations" + mine,
                                  [this](const std::string& k) { controller_->OnOperation(k); });
   controller_->SetInformers(instances_.get(), operations_.get());
+  // A Port is named after its instance: its key is the instance's.
+  ports_ = std::make_unique<Informer>(api_.get(), "/v1/ports" + mine,
+                                      [this](const std::string& k) { controller_->OnInstance(k); });
+  controller_->SetNetwork(ports_.get(), wiring_.get());
+  PHOTON_RETURN_IF_ERROR(retry("list ports", [this] { return ports_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(retry("list instances", [this] { return instances_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(retry("list operations", [this] { return operations_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(controller_->Adopt());
@@ -270,6 +284,7 @@ Status Agent::Start() {
   PHOTON_RETURN_IF_ERROR(checks_->Start());
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
+  threads_.emplace_back([this] { ports_->Run(&stop_); });
   threads_.emplace_back([this] {
     auto next_beat =
         std::chrono::steady_clock::now() + std::chrono::seconds(options_.heartbeat_seconds);

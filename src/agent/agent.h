@@ -17,6 +17,7 @@
 #include "agent/config.h"
 #include "agent/informer.h"
 #include "agent/instance_controller.h"
+#include "agent/port_wiring.h"
 #include "agent/provider.h"
 #include "common/http_server.h"
 #include "common/metrics.h"
@@ -37,6 +38,7 @@ class Agent : public ResourceLookup {
 
   StatusOr<compute::Image> GetImage(const std::string& ns, const std::string& name) override;
   StatusOr<storage::Volume> GetVolume(const std::string& ns, const std::string& name) override;
+  std::string PortNetns(const std::string& instance_id) override;
 
  private:
   Status Join();
@@ -58,6 +60,8 @@ class Agent : public ResourceLookup {
   std::unique_ptr<checks::CrashLoopCheck> crash_loops_;
   std::unique_ptr<Informer> instances_;
   std::unique_ptr<Informer> operations_;
+  std::unique_ptr<PortWiring> wiring_;  // instance networks (port namespaces)
+  std::unique_ptr<Informer> ports_;     // this node's Ports
   std::atomic<bool> stop_{false};
   std::atomic<bool> ready_{false};
   std::vector<std::thread> threads_;

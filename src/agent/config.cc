@@ -43,8 +43,9 @@ Status LoadConfigFile(const std::string& path, AgentOptions* o) {
   }
   if (!root.IsMap()) return absl::InvalidArgumentError("config " + path + ": want a mapping");
   static const std::set<std::string> kKeys = {
-      "server",           "caFile",        "tokenFile", "dataDir",  "name",     "labels", "listen",
-      "heartbeatSeconds", "resyncSeconds", "workers",   "capacity", "logLevel", "drivers"};
+      "server",   "caFile",   "tokenFile",        "dataDir",       "name",
+      "labels",   "listen",   "heartbeatSeconds", "resyncSeconds", "workers",
+      "capacity", "logLevel", "drivers",          "network"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
@@ -68,6 +69,21 @@ Status LoadConfigFile(const std::string& path, AgentOptions* o) {
       if (c["vcpu"]) o->vcpu = c["vcpu"].as<int>();
       if (c["memoryMb"]) o->memory_mb = c["memoryMb"].as<int64_t>();
       if (c["diskGb"]) o->disk_gb = c["diskGb"].as<int64_t>();
+    }
+    if (const auto& n = root["network"]) {
+      for (const auto& kv : n) {
+        std::string key = kv.first.as<std::string>();
+        if (key == "mode") {
+          o->network_mode = kv.second.as<std::string>();
+        } else if (key == "netnsPrefix") {
+          o->netns_prefix = kv.second.as<std::string>();
+        } else if (key == "hostNetns") {
+          o->host_netns = kv.second.as<std::string>();
+        } else {
+          return absl::InvalidArgumentError("config " + path + ": unknown key 'network." + key +
+                                            "'");
+        }
+      }
     }
     if (const auto& d = root["drivers"]) {
       for (const auto& drv : d) {
@@ -98,6 +114,19 @@ Status ValidateOptions(const AgentOptions& o) {
   if (o.vcpu < 0) return absl::InvalidArgumentError("vcpu: must not be negative");
   if (o.memory_mb < 0) return absl::InvalidArgumentError("memory-mb: must not be negative");
   if (o.disk_gb < 0) return absl::InvalidArgumentError("disk-gb: must not be negative");
+  if (o.network_mode != "none" && o.network_mode != "shared" && o.network_mode != "ports") {
+    return absl::InvalidArgumentError("network-mode: '" + o.network_mode +
+                                      "' is not one of none, shared, ports");
+  }
+  // The prefix and a 36-character instance id together name a namespace file.
+  if (o.netns_prefix.empty() || o.netns_prefix.size() > 40 ||
+      !std::regex_match(o.netns_prefix, std::regex("[A-Za-z0-9._-]+"))) {
+    return absl::InvalidArgumentError("netns-prefix: '" + o.netns_prefix +
+                                      "' must be 1-40 characters of [A-Za-z0-9._-]");
+  }
+  if (!o.host_netns.empty() && o.host_netns[0] != '/') {
+    return absl::InvalidArgumentError("host-netns: must be an absolute path");
+  }
   return absl::OkStatus();
 }
 

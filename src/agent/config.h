@@ -30,13 +30,21 @@ struct AgentOptions {
   std::string log_level = "info";
   // Per-driver options (ProviderContext::config), e.g. container: {runtime: runc}.
   std::map<std::string, std::map<std::string, std::string>> drivers;
+  // Instance networks (docs/networking.md "Nodes"): "ports" wires each instance's Port into a
+  // port namespace of its own (needs CAP_NET_ADMIN); "none" refuses every instance that needs
+  // a port (only spec.network.hostNetwork ones run); "shared" (development and tests only)
+  // runs them in the node's network, marked network.wired=false, and refuses security groups.
+  std::string network_mode = "none";
+  std::string netns_prefix = "photon-port-";  // port namespace = prefix + instance id
+  std::string host_netns;                     // the node's network namespace ("" = the agent's own)
 };
 
 // "k=v,k2=v2" into labels.
 Status ParseLabels(const std::string& text, std::map<std::string, std::string>* labels);
 // Reads a YAML file into options; keys: server, caFile, tokenFile, dataDir, name, labels (map),
 // listen, heartbeatSeconds, resyncSeconds, workers, capacity {vcpu, memoryMb, diskGb},
-// logLevel, drivers {NAME: {key: value}}. Unknown keys are refused.
+// logLevel, drivers {NAME: {key: value}}, network {mode, netnsPrefix, hostNetns}. Unknown keys
+// are refused.
 Status LoadConfigFile(const std::string& path, AgentOptions* options);
 Status ValidateOptions(const AgentOptions& options);
 

@@ -151,8 +151,50 @@ void InstanceController::DestroyLocal(const std::string& id, const std::string& 
       spdlog::warn("destroy {} ({}): {}", id, driver, s.ToString());
     }
   }
+  // The port goes after its workload (a port namespace never outlives its instance).
+  if (wiring_ != nullptr) {
+    Status s = wiring_->Unwire(id);
+    if (!s.ok()) spdlog::warn("removing the port of {}: {}", id, s.ToString());
+  }
   destroys_->Inc();
   EraseRecord(id);
+}
+
+// Ports of instances this node no longer runs (deleted while the agent was down).
+void InstanceController::SweepOrphanPorts(const std::set<std::string>& keep) {
+  if (wiring_ == nullptr) return;
+  for (const auto& id : wiring_->PortIds()) {
+    if (keep.count(id)) continue;
+    spdlog::info("network: removing the orphan port of {}", id);
+    Status s = wiring_->Unwire(id);
+    if (!s.ok()) spdlog::warn("removing the orphan port of {}: {}", id, s.ToString());
+  }
+}
+
+bool InstanceController::WireNetwork(const std::string& key, const compute::ComputeInstance& inst,
+                                     bool running, std::string* netns_error) {
+  if (wiring_ == nullptr) return true;
+  std::optional<json> port;
+  if (ports_ != nullptr) port = ports_->Get(key);
+  auto netns = wiring_->Wire(inst, port);
+  if (netns.ok()) return true;
+  const auto code = netns.status().code();
+  const std::string message(netns.status().message());
+  if (running) {
+    // The workload runs in its port already; the last ruleset applied stays. Said in its status.
+    *netns_error = message;
+    if (code != absl::StatusCode::kFailedPrecondition)
+      queue_.AddAfter(key, std::chrono::seconds(1));
+    return true;
+  }
+  if (code == absl::StatusCode::kUnavailable) {
+    queue_.AddAfter(key, std::chrono::milliseconds(200));  // the Port's event requeues sooner
+    return false;
+  }
+  spdlog::warn("{}: network: {}", key, message);
+  (void)WriteError(key, inst.metadata().generation(), message);
+  if (code != absl::StatusCode::kFailedPrecondition) queue_.AddAfter(key, std::chrono::seconds(2));
+  return false;
 }
 
 // ---- startup sweep --------------------------------------------------------------------------
@@ -206,6 +248,9 @@ Status InstanceController::Adopt() {
       }
     }
   }
+  std::set<std::string> keep;
+  for (const auto& [id, want] : desired) keep.insert(id);
+  SweepOrphanPorts(keep);
   spdlog::info("adopted {} running instances, destroyed {} orphans", adopted, destroyed);
   ResyncAll();
   for (const auto& key : instances_->Keys()) queue_.Add(key);
@@ -236,6 +281,15 @@ void InstanceController::ResyncAll() {
     }
   }
   for (const auto& k : keys) queue_.Add(k);
+  if (wiring_ != nullptr) {
+    // A port whose instance left without a local record (its start failed, say).
+    std::set<std::string> keep;
+    for (const auto& key : instances_->Keys()) {
+      auto obj = instances_->Get(key);
+      if (obj && obj->contains("metadata")) keep.insert((*obj)["metadata"].value("id", ""));
+    }
+    SweepOrphanPorts(keep);
+  }
 }
 
 // ---- reconcile ------------------------------------------------------------------------------
@@ -289,6 +343,7 @@ void InstanceController::Reconcile(const std::string& key) {
       DestroyLocal(id, rec->driver);
     } else if (Provider* p = registry_->Find(DriverOf(inst)); p != nullptr) {
       (void)p->Destroy(id);
+      if (wiring_ != nullptr) (void)wiring_->Unwire(id);
     }
     auto r = api_->Call("DELETE", ObjectPath("computeinstances", key));
     if (!r.ok() && r.status().code() != absl::StatusCode::kNotFound) {
@@ -319,8 +374,11 @@ void InstanceController::Reconcile(const std::string& key) {
     rec.reset();
   }
   auto observed = provider->Inspect(id);
+  std::string network_error;
+  if (!WireNetwork(key, inst, observed.ok(), &network_error)) return;
   if (observed.ok()) {
     if (!rec) SaveRecord(Record{id, key, driver, "", md.generation()});
+    AddNetworkDetails(id, network_error, &*observed);
     Status s = WriteObserved(key, md.generation(), *observed);
     if (!s.ok()) {
       errors_->Inc();
@@ -377,11 +435,32 @@ void InstanceController::Reconcile(const std::string& key) {
   starts_->Inc();
   SaveRecord(Record{id, key, driver, handle->data, md.generation()});
   auto now = provider->Inspect(id);
-  if (now.ok()) (void)WriteObserved(key, md.generation(), *now);
+  if (now.ok()) {
+    AddNetworkDetails(id, "", &*now);
+    (void)WriteObserved(key, md.generation(), *now);
+  }
   queue_.AddAfter(key, std::chrono::seconds(1));  // catch an early exit
 }
 
 // ---- status ---------------------------------------------------------------------------------
+
+// Where the workload's network is: its port namespace, or the node's (hostNetwork, or an agent
+// in network mode "shared").
+void InstanceController::AddNetworkDetails(const std::string& id, const std::string& error,
+                                           Observed* o) {
+  if (wiring_ == nullptr) return;
+  std::string netns = wiring_->NetnsOf(id);
+  if (!netns.empty()) {
+    o->details["network.netns"] = netns.substr(netns.rfind('/') + 1);
+    o->details["network.wired"] = "port";
+  } else {
+    o->details["network.wired"] = "node";
+  }
+  if (!error.empty()) {
+    o->details["network.error"] = error;
+    o->message = (o->message.empty() ? "" : o->message + "; ") + "network: " + error;
+  }
+}
 
 Status InstanceController::WriteStatus(const std::string& key,
                                        const std::function<bool(ResourceStatus*)>& mutate) {

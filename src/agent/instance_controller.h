@@ -22,6 +22,7 @@
 
 #include "agent/api_client.h"
 #include "agent/informer.h"
+#include "agent/port_wiring.h"
 #include "agent/provider.h"
 #include "agent/work_queue.h"
 #include "common/metrics.h"
@@ -42,6 +43,12 @@ class InstanceController {
   ~InstanceController();
 
   void SetInformers(Informer* instances, Informer* operations);
+  // Instance networks: the agent's Port watch (keys are the instances') and the wiring that
+  // makes each instance's port before its workload starts. Set before Adopt.
+  void SetNetwork(Informer* ports, PortWiring* wiring) {
+    ports_ = ports;
+    wiring_ = wiring;
+  }
   // Called with every observation written ("ns/name", its details): the built-in checks.
   // Set before Start; must be quick.
   using ObservedHook =
@@ -87,6 +94,12 @@ class InstanceController {
   std::vector<Record> RecordsForKey(const std::string& key);
   std::optional<Record> RecordFor(const std::string& id);
   void DestroyLocal(const std::string& id, const std::string& driver);
+  // Wires the instance's network; false when the reconcile must stop here (error written or
+  // retry queued). *netns_error carries a failure to report on a running instance.
+  bool WireNetwork(const std::string& key, const compute::ComputeInstance& inst, bool running,
+                   std::string* netns_error);
+  void SweepOrphanPorts(const std::set<std::string>& keep);
+  void AddNetworkDetails(const std::string& id, const std::string& error, Observed* o);
 
   // Writes status of the object at `key` via PUT …/status; `mutate` returns false when
   // nothing changes. Retries on compare-and-swap conflicts.
@@ -102,6 +115,8 @@ class InstanceController {
   ProviderRegistry* registry_;
   Informer* instances_ = nullptr;
   Informer* operations_ = nullptr;
+  Informer* ports_ = nullptr;
+  PortWiring* wiring_ = nullptr;
   WorkQueue queue_;
   WorkQueue actions_;
   std::vector<std::thread> threads_;

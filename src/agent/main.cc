@@ -32,6 +32,10 @@ int main(int argc, char** argv) {
   app.add_option("--memory-mb", o.memory_mb, "memory capacity offered in MiB (default: host)");
   app.add_option("--disk-gb", o.disk_gb, "disk capacity offered in GiB (default: host)");
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error");
+  app.add_option("--network-mode", o.network_mode,
+                 "instance networks: ports (a port namespace each), none (refuse them), shared "
+                 "(development: the node's network)");
+  app.add_option("--netns-prefix", o.netns_prefix, "port namespace name prefix");
   CLI11_PARSE(app, argc, argv);
 
   if (!config_file.empty()) {
@@ -58,6 +62,9 @@ int main(int argc, char** argv) {
     pick(o.memory_mb, from_file.memory_mb, defaults.memory_mb);
     pick(o.disk_gb, from_file.disk_gb, defaults.disk_gb);
     pick(o.log_level, from_file.log_level, defaults.log_level);
+    pick(o.network_mode, from_file.network_mode, defaults.network_mode);
+    pick(o.netns_prefix, from_file.netns_prefix, defaults.netns_prefix);
+    o.host_netns = from_file.host_netns;
     o.labels = from_file.labels;
     o.drivers = from_file.drivers;
   }

@@ -31,6 +31,12 @@ class ResourceLookup {
   virtual ~ResourceLookup() = default;
   virtual StatusOr<compute::Image> GetImage(const std::string& ns, const std::string& name) = 0;
   virtual StatusOr<storage::Volume> GetVolume(const std::string& ns, const std::string& name) = 0;
+  // The network namespace the instance's workload runs in (its port namespace, made before
+  // Start is called), or "" for the node's own network.
+  virtual std::string PortNetns(const std::string& instance_id) {
+    (void)instance_id;
+    return "";
+  }
 };
 
 struct ProviderContext {

@@ -118,27 +118,13 @@ class Cluster {
       a.extra = std::move(extra);
     }
     std::vector<std::string> argv = {
-        PHOTON_AGENT_BIN,
-        "--server",
+        PHOTON_AGENT_BIN, "--server",
         agent_server_.empty() ? "127.0.0.1:" + std::to_string(port_) : agent_server_,
-        "--token-file",
-        dir_ + "/server/join.token",
-        "--data-dir",
-        a.dir,
-        "--name",
-        name,
-        "--labels",
-        labels,
-        "--heartbeat-seconds",
-        "1",
-        "--resync-seconds",
-        "1",
-        "--vcpu",
-        "4",
-        "--memory-mb",
-        "2048",
-        "--disk-gb",
-        "20"};
+        "--token-file", dir_ + "/server/join.token", "--data-dir", a.dir, "--name", name,
+        "--labels", labels, "--heartbeat-seconds", "1", "--resync-seconds", "1", "--vcpu", "4",
+        "--memory-mb", "2048", "--disk-gb", "20",
+        // Many agents on one host network: no port namespaces (tests/net covers those).
+        "--network-mode", "shared"};
     argv.insert(argv.end(), a.extra.begin(), a.extra.end());
     a.daemon = std::make_unique<Daemon>(argv, dir_ + "/agent-" + name + ".log");
     std::string started = std::to_string(a.daemon->pid());

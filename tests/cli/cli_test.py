@@ -153,11 +153,7 @@ class CliTest(unittest.TestCase):
         self.assertIn("prod", [v["metadata"]["name"] for v in vpcs])
         port = json.loads(self.photon("get", "ports", "web", "-o", "json").stdout)
         self.assertTrue(port["spec"]["ipAddress"].startswith("10.100.1."), port)
-        # Security groups on an instance are refused until the nodes enforce them (501).
-        r = self.photon("create", "-f", "-", stdin="kind: ComputeInstance\nmetadata: {name: sgd}\n"
-                        "spec: {process: {command: [/bin/true]}, network: {subnet: prod-a, securityGroups: [web]}}\n")
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn("not enforced", r.stderr)
+        self.assertEqual(port["spec"]["securityGroups"], ["web"])
         # Floating IPs are refused until the nodes realize them: a reason, a non-zero exit.
         r = self.photon("create", "-f", "-", stdin="kind: FloatingIp\nmetadata: {name: f}\nspec: {instance: web}\n")
         self.assertNotEqual(r.returncode, 0)

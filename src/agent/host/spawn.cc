@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
@@ -108,6 +109,7 @@ enum Stage {
   kPidNamespace,
   kMounts,
   kCredentials,
+  kNetns,
   kAborted,  // the starter closed the gate without a go: nothing ran
 };
 
@@ -129,7 +131,24 @@ struct ExecArgs {
   int devnull;
   int log_fd;
   const SpawnSpec::Confinement* confine;  // nullptr: the agent's own privileges
+  bool drop_net_admin;                    // in a port namespace with the agent's privileges
 };
+
+// Removes CAP_NET_ADMIN from every set of this process and from the bounding set, so neither
+// it nor what it executes can change its network namespace's links, routes or rules.
+bool DropNetAdmin() {
+  if (::prctl(PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0) != 0) return false;
+  (void)::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, CAP_NET_ADMIN, 0, 0);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return false;
+  const uint32_t bit = 1U << (CAP_NET_ADMIN % 32);
+  auto& d = data[CAP_NET_ADMIN / 32];
+  d.effective &= ~bit;
+  d.permitted &= ~bit;
+  d.inheritable &= ~bit;
+  return ::syscall(SYS_capset, &header, data) == 0;
+}
 
 [[noreturn]] void ExecWorkload(const ExecArgs& a, int err_fd) {
   ::dup2(a.devnull, 0);
@@ -144,6 +163,8 @@ struct ExecArgs {
         ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
       ReportFailure(err_fd, kCredentials);
     }
+  } else if (a.drop_net_admin && !DropNetAdmin()) {
+    ReportFailure(err_fd, kCredentials);
   }
   // After dropping privileges, so the workload cannot chdir where its user may not go.
   if (a.cwd != nullptr && ::chdir(a.cwd) != 0) ReportFailure(err_fd, kChdir);
@@ -219,6 +240,7 @@ struct MonitorArgs {
   const char* exit_path;
   const char* exit_tmp;  // written first, then renamed to exit_path
   bool subreaper;
+  int netns_fd;  // -1: stay in the agent's network namespace
 };
 
 // Reads one whole Report; false on EOF (the other end exec'd or exited) or a short read.
@@ -354,6 +376,13 @@ bool WaitForWorkload(pid_t child, bool subreaper, int* recorded) {
 
 // The intermediate: new session, then the monitor, then exit so init adopts the monitor.
 [[noreturn]] void RunIntermediate(const MonitorArgs& m, int report_w, int gate_r) {
+  // First of all (the descriptor may be one the dup2s below replace): the port namespace, for
+  // the monitor and everything it starts.
+  if (m.netns_fd >= 0 && ::setns(m.netns_fd, CLONE_NEWNET) != 0) {
+    Report r{0, 0, errno, kNetns};
+    WriteAll(report_w, &r, sizeof r);
+    ::_exit(1);
+  }
   // Keep only the report pipe (as fd 3) and the gate (as fd 4): descriptors other threads
   // opened concurrently (pipes of helper commands, sockets) must not live on in the monitor.
   // First above 9, so that neither dup2 overwrites the other's source.
@@ -379,6 +408,7 @@ StatusOr<Spawned> StageError(const Report& r) {
                                  "creating the pid namespace",
                                  "setting up the mount namespace",
                                  "dropping privileges",
+                                 "entering the port's network namespace",
                                  "waiting for the start"};
   int stage = r.stage >= 0 && r.stage <= kAborted ? r.stage : kAborted;
   return absl::FailedPreconditionError(std::string(kStage[stage]) +
@@ -458,14 +488,30 @@ StatusOr<Spawned> SpawnMonitored(const SpawnSpec& spec,
   std::string exit_tmp = spec.exit_path + ".tmp";
   const char* cwd = spec.working_dir.empty() ? nullptr : spec.working_dir.c_str();
   const SpawnSpec::Confinement* confine = spec.confine ? &*spec.confine : nullptr;
-  const MonitorArgs m{ExecArgs{exe.c_str(), argv.data(), envp.data(), cwd, -1, -1, confine},
-                      procs.data(),
-                      procs.size(),
-                      spec.log_path.c_str(),
-                      spec.exit_path.c_str(),
-                      exit_tmp.c_str(),
-                      spec.subreaper};
+  int netns_fd = -1;
+  if (!spec.netns.empty()) {
+    netns_fd = ::open(spec.netns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns_fd < 0) {
+      return absl::FailedPreconditionError("network namespace " + spec.netns + ": " +
+                                           strerror(errno));
+    }
+  }
+  const MonitorArgs m{
+      ExecArgs{exe.c_str(), argv.data(), envp.data(), cwd, -1, -1, confine, netns_fd >= 0},
+      procs.data(),
+      procs.size(),
+      spec.log_path.c_str(),
+      spec.exit_path.c_str(),
+      exit_tmp.c_str(),
+      spec.subreaper,
+      netns_fd};
   ::unlink(spec.exit_path.c_str());
+  struct CloseNetns {
+    int fd;
+    ~CloseNetns() {
+      if (fd >= 0) ::close(fd);
+    }
+  } close_netns{netns_fd};
 
   int report[2], gate[2];
   if (::pipe2(report, O_CLOEXEC) != 0)

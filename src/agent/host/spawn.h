@@ -46,6 +46,10 @@ struct SpawnSpec {
     std::string private_tmp;  // bind-mounted on /tmp; owned by uid
   };
   std::optional<Confinement> confine;
+  // A network namespace (path, e.g. /run/netns/NAME: the instance's port namespace) the
+  // monitor and the workload join before anything else; "" = the agent's. A workload left with
+  // the agent's privileges (not confined) loses CAP_NET_ADMIN, so it cannot rewire its port.
+  std::string netns;
 };
 
 struct Spawned {

@@ -132,13 +132,6 @@ Status NetworkManager::PlanAddress(const std::string& ns, compute::ComputeInstan
   PHOTON_ASSIGN_OR_RETURN(SubnetRef s, ResolveSubnet(ns, net, plan));
   std::vector<std::string> groups(net.security_groups().begin(), net.security_groups().end());
   PHOTON_RETURN_IF_ERROR(CheckSecurityGroups("spec.network.securityGroups", ns, groups, "", plan));
-  if (!groups.empty()) {
-    // The agents do not wire ports yet (src/agent/net is not used by photon-agent): a firewall
-    // accepted and not enforced is worse than a refusal.
-    return absl::UnimplementedError(
-        "spec.network.securityGroups: security groups are not enforced on nodes yet (the "
-        "agents' port data path is not wired in); refused rather than accepted unenforced");
-  }
   const std::string subnet = s.subnet.metadata().name();
   auto* st = ci->mutable_status();
   auto& d = *st->mutable_details();

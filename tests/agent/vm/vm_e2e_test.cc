@@ -76,7 +76,8 @@ TEST(VmEndToEndTest, ServerAgentBootsConsoleAndDeletes) {
       std::string config = dir + "/agent.yaml";
       execl(PHOTON_AGENT_BINARY, PHOTON_AGENT_BINARY, "--server", addr.c_str(), "--token-file",
             token_file.c_str(), "--data-dir", data.c_str(), "--name", "vmnode", "--config",
-            config.c_str(), "--resync-seconds", "1", "--heartbeat-seconds", "1", nullptr);
+            config.c_str(), "--resync-seconds", "1", "--heartbeat-seconds", "1", "--network-mode",
+            "shared", nullptr);
       _exit(127);
     }
     return pid;

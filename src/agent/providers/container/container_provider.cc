@@ -286,6 +286,12 @@ Status ContainerProvider::WriteConfig(const compute::ComputeInstance& instance,
   json namespaces =
       json::array({{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
   if (base) namespaces.push_back({{"type", "user"}});
+  // The instance's port namespace, made by the agent before this start: the container's eth0
+  // is the port's. It belongs to the host's user namespace, so even a privileged container's
+  // root (CAP_NET_ADMIN is not in its capabilities) cannot change it.
+  const std::string netns =
+      context_.lookup != nullptr ? context_.lookup->PortNetns(instance.metadata().id()) : "";
+  if (!netns.empty()) namespaces.push_back({{"type", "network"}, {"path", netns}});
   json config = {
       {"ociVersion", "1.0.2"},
       {"process",
@@ -306,7 +312,8 @@ Status ContainerProvider::WriteConfig(const compute::ComputeInstance& instance,
       {"linux",
        {{"cgroupsPath", "/" + CgroupPath(instance.metadata().id())},
         {"resources", resources},
-        // Host network: the instance is reachable on the node's addresses (no VPC yet).
+        // No network namespace listed: the node's network (hostNetwork, or network mode
+        // "shared").
         {"namespaces", namespaces},
         {"maskedPaths",
          {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

@@ -100,7 +100,8 @@ std::string ProcessProvider::Encode(const Instance& inst) const {
          {"restarts", inst.restarts},
          {"lastExitCode", inst.last_exit_code},
          {"privileged", inst.privileged},
-         {"uid", inst.uid}};
+         {"uid", inst.uid},
+         {"netns", inst.netns}};
   return j.dump();
 }
 
@@ -127,6 +128,7 @@ Status ProcessProvider::Decode(const std::string& data, Instance* inst) const {
     inst->last_exit_code = j.value("lastExitCode", 0);
     inst->privileged = j.value("privileged", false);
     inst->uid = j.value("uid", int64_t{-1});
+    inst->netns = j.value("netns", "");
   } catch (const std::exception& e) {
     return absl::DataLossError(std::string("bad process handle: ") + e.what());
   }
@@ -175,6 +177,7 @@ Status ProcessProvider::SpawnLocked(Instance* inst) {
   }
   spec.log_path = dir + "/output.log";
   spec.exit_path = dir + "/exit";
+  spec.netns = inst->netns;
   if (cgroups_->version() != CgroupVersion::kNone) {
     PHOTON_RETURN_IF_ERROR(cgroups_->Create(inst->id, inst->limits));
     spec.cgroup_procs = cgroups_->ProcsFiles(inst->id);
@@ -263,6 +266,8 @@ StatusOr<Handle> ProcessProvider::Start(const compute::ComputeInstance& instance
   if (!has_path)
     inst->env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   inst->privileged = instance.spec().security().privileged();
+  // The agent made the instance's port before this start; restarts run in it too.
+  inst->netns = context_.lookup != nullptr ? context_.lookup->PortNetns(id) : "";
   if (!env.count("HOME")) inst->env.push_back("HOME=" + (inst->privileged ? Dir(id) : "/tmp"));
   inst->env.push_back("PHOTON_INSTANCE=" + instance.metadata().name());
   inst->env.push_back("PHOTON_NAMESPACE=" + instance.metadata().namespace_());

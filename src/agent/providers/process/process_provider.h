@@ -76,6 +76,7 @@ class ProcessProvider : public Provider {
     bool removed = false;
     bool privileged = false;  // admin-granted: root in the host's namespaces
     int64_t uid = -1;         // the dynamic uid (and gid) while confined; -1 before the first run
+    std::string netns;        // the port namespace the workload runs in; "" = the node's network
   };
 
   std::string Dir(const std::string& id) const;

@@ -1,0 +1,242 @@
+#include "agent/port_wiring.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "common/util.h"
+#include "spdlog/spdlog.h"
+
+namespace photon::agent {
+using json = nlohmann::json;
+
+namespace {
+
+template <typename T>
+StatusOr<T> ParseObject(const json& j, const std::string& what) {
+  T msg;
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = true;
+  auto st = google::protobuf::util::JsonStringToMessage(j.dump(), &msg, opts);
+  if (!st.ok()) return absl::DataLossError("bad " + what + " JSON: " + std::string(st.message()));
+  return msg;
+}
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// One SecurityGroup rule as PortManager enforces it; FAILED_PRECONDITION for what the node
+// cannot enforce faithfully (rather than enforcing something else).
+StatusOr<net::SgRule> ConvertRule(const network::SecurityRule& r, const std::string& field) {
+  if (!r.remote_security_group().empty()) {
+    // The members of a remote group are Ports on every node; an agent sees only its own.
+    return absl::FailedPreconditionError(
+        field +
+        ".remoteSecurityGroup: rules naming a remote security group are not enforced "
+        "by the node agents yet; use a CIDR");
+  }
+  if (r.stateless()) {
+    return absl::FailedPreconditionError(
+        field +
+        ".stateless: stateless rules are not enforced by the node agents yet (every "
+        "rule is stateful)");
+  }
+  net::SgRule out;
+  out.direction = r.direction() == "egress" ? net::Direction::kEgress : net::Direction::kIngress;
+  const std::string proto = Lower(r.protocol());
+  if (proto == "tcp") {
+    out.protocol = 6;
+  } else if (proto == "udp") {
+    out.protocol = 17;
+  } else if (proto == "icmp") {
+    out.protocol = 1;
+  } else if (proto.empty() || proto == "any") {
+    out.protocol = -1;
+  } else {
+    return absl::FailedPreconditionError(field + ".protocol: '" + r.protocol() +
+                                         "' is not enforced");
+  }
+  if (out.protocol == 6 || out.protocol == 17) {
+    int lo = r.port_min(), hi = r.port_max() == 0 ? r.port_min() : r.port_max();
+    if (lo != 0 || hi != 0) {
+      out.port_from = std::max(lo, 1);
+      out.port_to = hi;
+    }
+  }
+  out.remote_cidr = r.cidr().empty() ? "0.0.0.0/0" : r.cidr();
+  return out;
+}
+
+}  // namespace
+
+PortWiring::PortWiring(WiringOptions options, ApiClient* api, MetricsRegistry* metrics)
+    : options_(std::move(options)), api_(api) {
+  applies_ = metrics->GetCounter("photon_agent_port_applies_total", "Port applies (PortManager)");
+  failures_ = metrics->GetCounter("photon_agent_port_failures_total", "Failed port applies");
+  apply_seconds_ = metrics->GetHistogram("photon_agent_port_apply_seconds", "Time per port apply");
+  kernel_changes_ = metrics->GetGauge("photon_agent_port_kernel_changes",
+                                      "Kernel changes made by the port data path since start");
+}
+
+Status PortWiring::Open() {
+  if (options_.mode != "ports") return absl::OkStatus();
+  net::PortManagerOptions o;
+  o.host_netns = options_.host_netns;
+  o.netns_prefix = options_.netns_prefix;
+  auto pm = net::PortManager::Open(o);
+  if (!pm.ok()) {
+    return absl::FailedPreconditionError(
+        "network mode ports: preparing the node's data path failed (it needs root with "
+        "CAP_NET_ADMIN, iproute2 and nftables): " +
+        std::string(pm.status().message()));
+  }
+  ports_ = std::move(*pm);
+  spdlog::info("network: port namespaces {}*, {} ports found", options_.netns_prefix,
+               ports_->List().size());
+  return absl::OkStatus();
+}
+
+StatusOr<std::string> PortWiring::VpcCidr(const std::string& ns, const std::string& vpc) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = vpc_cidrs_.find(ns + "/" + vpc);
+    if (it != vpc_cidrs_.end()) return it->second;
+  }
+  PHOTON_ASSIGN_OR_RETURN(json j, api_->Get("/v1/namespaces/" + ns + "/vpcs/" + vpc));
+  PHOTON_ASSIGN_OR_RETURN(network::Vpc v, ParseObject<network::Vpc>(j, "Vpc"));
+  std::lock_guard<std::mutex> l(mu_);
+  vpc_cidrs_[ns + "/" + vpc] = v.spec().cidr_block();  // immutable (docs/networking.md)
+  return v.spec().cidr_block();
+}
+
+Status PortWiring::AddGroupRules(const std::string& ns, const std::string& group,
+                                 net::PortSpec* spec) {
+  auto j = api_->Get("/v1/namespaces/" + ns + "/securitygroups/" + group);
+  if (!j.ok() && j.status().code() == absl::StatusCode::kNotFound) {
+    return absl::FailedPreconditionError("security group '" + group + "' not found in namespace '" +
+                                         ns + "'");
+  }
+  if (!j.ok()) return j.status();
+  PHOTON_ASSIGN_OR_RETURN(network::SecurityGroup sg,
+                          ParseObject<network::SecurityGroup>(*j, "SecurityGroup"));
+  for (int i = 0; i < sg.spec().rules_size(); ++i) {
+    PHOTON_ASSIGN_OR_RETURN(
+        net::SgRule rule,
+        ConvertRule(sg.spec().rules(i),
+                    "securitygroups/" + group + ": spec.rules[" + std::to_string(i) + "]"));
+    spec->rules.push_back(rule);
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<net::PortSpec> PortWiring::Resolve(const std::string& ns, const network::Port& port) {
+  net::PortSpec spec;
+  spec.instance_id = port.spec().instance();
+  spec.ip = port.spec().ip_address();
+  spec.mac = Lower(port.spec().mac_address());  // as the kernel reports it: no false difference
+  spec.subnet_cidr = port.spec().cidr();
+  PHOTON_ASSIGN_OR_RETURN(spec.vpc_cidr, VpcCidr(ns, port.spec().vpc()));
+  if (port.spec().security_groups().empty()) {
+    // No group named: AWS's default group, egress anywhere; ingress from the VPC only (the
+    // ruleset always admits the port's own VPC).
+    spec.rules.push_back({net::Direction::kEgress, -1, 0, 0, "0.0.0.0/0"});
+  }
+  for (const auto& g : port.spec().security_groups()) {
+    PHOTON_RETURN_IF_ERROR(AddGroupRules(ns, g, &spec));
+  }
+  Status valid = net::ValidatePortSpec(spec);
+  if (!valid.ok()) {
+    return absl::FailedPreconditionError("port " + ns + "/" + port.metadata().name() + ": " +
+                                         std::string(valid.message()));
+  }
+  return spec;
+}
+
+StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
+                                       const std::optional<json>& port_json) {
+  const std::string& id = instance.metadata().id();
+  const std::string& ns = instance.metadata().namespace_();
+  const auto& want = instance.spec().network();
+  auto remember = [&](const std::string& path) {
+    std::lock_guard<std::mutex> l(mu_);
+    netns_[id] = path;
+    return path;
+  };
+  if (want.host_network()) return remember("");
+  if (options_.mode == "none") {
+    return absl::FailedPreconditionError(
+        "spec.network: node " + options_.node_name +
+        " does not wire instance networks (photon-agent network mode 'none'); only "
+        "spec.network.hostNetwork instances run there");
+  }
+  if (options_.mode == "shared") {
+    if (!want.security_groups().empty()) {
+      return absl::FailedPreconditionError(
+          "spec.network.securityGroups: node " + options_.node_name +
+          " runs instances in its own network (photon-agent network mode 'shared') and cannot "
+          "enforce security groups");
+    }
+    return remember("");
+  }
+  if (instance.spec().has_vm()) {
+    return absl::FailedPreconditionError(
+        "spec.vm: node " + options_.node_name +
+        " cannot attach a VM to its port yet (a tap in the port namespace with virtio-net is "
+        "not implemented); run it with spec.network.hostNetwork");
+  }
+  if (!port_json) return absl::UnavailableError("waiting for the instance's Port");
+  PHOTON_ASSIGN_OR_RETURN(network::Port port, ParseObject<network::Port>(*port_json, "Port"));
+  if (port.spec().instance() != id) {
+    return absl::UnavailableError("the Port " + ns + "/" + port.metadata().name() +
+                                  " is still an older instance's");
+  }
+  if (port.metadata().agent_id() != options_.node_name) {
+    return absl::UnavailableError("the Port is not assigned to node " + options_.node_name +
+                                  " yet");
+  }
+  PHOTON_ASSIGN_OR_RETURN(net::PortSpec spec, Resolve(ns, port));
+  const int64_t t0 = MonotonicNanos();
+  Status s = ports_->Apply(spec);
+  apply_seconds_->Observe(static_cast<double>(MonotonicNanos() - t0) / 1e9);
+  applies_->Inc();
+  kernel_changes_->Set(static_cast<double>(ports_->changes()));
+  if (!s.ok()) {
+    failures_->Inc();
+    return s;
+  }
+  return remember(ports_->NetnsPath(id));
+}
+
+Status PortWiring::Unwire(const std::string& instance_id) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    netns_.erase(instance_id);
+  }
+  if (!ports_) return absl::OkStatus();
+  const int64_t before = ports_->changes();
+  Status s = ports_->Delete(instance_id);  // OK for an instance without a port
+  kernel_changes_->Set(static_cast<double>(ports_->changes()));
+  if (s.ok() && ports_->changes() != before) {
+    spdlog::info("network: removed the port of {}", instance_id);
+  }
+  return s;
+}
+
+std::string PortWiring::NetnsOf(const std::string& instance_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = netns_.find(instance_id);
+  return it == netns_.end() ? "" : it->second;
+}
+
+std::vector<std::string> PortWiring::PortIds() const {
+  std::vector<std::string> out;
+  if (!ports_) return out;
+  for (const auto& p : ports_->List()) out.push_back(p.instance_id);
+  return out;
+}
+
+}  // namespace photon::agent

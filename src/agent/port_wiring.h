@@ -1,0 +1,78 @@
+// The agent's side of instance networking: turns the control plane's Port of an instance (and
+// the Vpc and SecurityGroups it names) into a port namespace on this node with PortManager
+// (src/agent/net), and tells the providers which namespace a workload runs in.
+//
+// Modes (AgentOptions::network_mode): "ports" wires every networked instance; "none" refuses
+// them (only spec.network.hostNetwork instances run); "shared" (development and tests) runs
+// them in the node's network and refuses security groups, which it cannot enforce there.
+//
+// Thread-safety: thread-safe; calls for one instance must not overlap (the controller's work
+// queue serialises a key).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/api_client.h"
+#include "agent/net/port_manager.h"
+#include "common/metrics.h"
+#include "common/status.h"
+#include "photon/compute.pb.h"
+#include "photon/network.pb.h"
+
+namespace photon::agent {
+
+struct WiringOptions {
+  std::string mode = "none";  // ports, none, shared
+  std::string netns_prefix = "photon-port-";
+  std::string host_netns;  // "" = the agent's own network namespace
+  std::string node_name;
+};
+
+class PortWiring {
+ public:
+  PortWiring(WiringOptions options, ApiClient* api, MetricsRegistry* metrics);
+
+  // "ports": prepares the node and reads back the ports already there (adoption).
+  Status Open();
+  const std::string& mode() const { return options_.mode; }
+
+  // Makes the instance's network what its spec asks for, before its workload starts (and on
+  // every later pass, so security group changes are applied). `port` is the instance's Port
+  // from the agent's watch (nullopt: not seen yet). Returns the namespace the workload runs in
+  // ("" = the node's). UNAVAILABLE while the Port is not there yet; FAILED_PRECONDITION when
+  // this node cannot honour the request (mode, unsupported rule), naming why.
+  StatusOr<std::string> Wire(const compute::ComputeInstance& instance,
+                             const std::optional<nlohmann::json>& port);
+  // Removes the instance's port (nothing when it has none).
+  Status Unwire(const std::string& instance_id);
+  // The namespace Wire chose for an instance ("" = the node's or unknown).
+  std::string NetnsOf(const std::string& instance_id) const;
+  // Instance ids with a port on this node.
+  std::vector<std::string> PortIds() const;
+  // Kernel changes made by PortManager: adopting unchanged ports makes none.
+  int64_t changes() const { return ports_ ? ports_->changes() : 0; }
+
+ private:
+  StatusOr<net::PortSpec> Resolve(const std::string& ns, const network::Port& port);
+  StatusOr<std::string> VpcCidr(const std::string& ns, const std::string& vpc);
+  Status AddGroupRules(const std::string& ns, const std::string& group, net::PortSpec* spec);
+
+  const WiringOptions options_;
+  ApiClient* api_;
+  std::unique_ptr<net::PortManager> ports_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::string> netns_;      // instance id -> namespace path
+  std::map<std::string, std::string> vpc_cidrs_;  // "ns/vpc" -> CIDR (immutable)
+  Counter* applies_;
+  Counter* failures_;
+  Histogram* apply_seconds_;
+  Gauge* kernel_changes_;
+};
+
+}  // namespace photon::agent

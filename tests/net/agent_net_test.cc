@@ -1,0 +1,552 @@
+// photon-agent wiring instance networks on the multi-host bed: a real photon-server in the
+// router namespace, one real photon-agent per host namespace (network mode "ports"), real
+// port namespaces, nftables and BIRD2. Instances of one VPC on different hosts reach each
+// other; another VPC only through a security group rule; an agent killed with -9 adopts its
+// ports; a delete leaves nothing behind. Needs root.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <regex>
+
+#include "common/util.h"
+#include "tests/agent/cluster.h"
+#include "tests/net/netbed.h"
+
+namespace photon::agent::testing {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using photon::net_testing::ConnectFrom;
+using photon::net_testing::NetBed;
+
+constexpr int kHosts = 3;  // h1, h2: network mode ports; h3: mode none
+constexpr char kRouterIp[] = "192.168.10.1";
+
+// A TCP server workload: answers every connection with "hello from NAME to PEER".
+const char kServer[] =
+    "import socket,os\n"
+    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+    "s.bind(('0.0.0.0',7000)); s.listen(16)\n"
+    "while True:\n"
+    "  c,a=s.accept(); c.sendall(('hello from %s to %s\\n'%(os.environ['PHOTON_INSTANCE'],"
+    "a[0])).encode()); c.close()\n";
+
+// A client workload: connects to argv[1]:7000 (retrying up to 20 s), prints the answer.
+const char kClient[] =
+    "import socket,sys,time\n"
+    "end=time.time()+20\n"
+    "while True:\n"
+    "  try:\n"
+    "    c=socket.create_connection((sys.argv[1],7000),timeout=2); print(c.recv(200).decode());"
+    " sys.exit(0)\n"
+    "  except OSError as e:\n"
+    "    if time.time()>end: print(e); sys.exit(3)\n"
+    "    time.sleep(0.2)\n";
+
+// Reads one line from a connected socket (the server's greeting), "" on timeout.
+std::string ReadGreeting(int fd) {
+  std::string out;
+  char buf[256];
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline && out.find('\n') == std::string::npos) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 200) != 1) continue;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+uint64_t InodeOf(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+class AgentNetTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) return;
+    std::string error;
+    bed_ = NetBed::Up(kHosts, &error).release();
+    ASSERT_NE(bed_, nullptr) << error;
+    // This thread lives in the router's namespace from now on: photon-server is started from
+    // here (so it listens on 192.168.10.1, which every host reaches) and the REST calls too.
+    own_netns_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int r = ::open(bed_->NsPath("r").c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_EQ(::setns(r, CLONE_NEWNET), 0);
+    ::close(r);
+    dir_ = new std::string(MakeTempDir("agentnet"));
+    int port = FreePortOn(kRouterIp);
+    // TLS (the server's default off loopback) with the CA it generates.
+    base_ = new std::string("https://" + std::string(kRouterIp) + ":" + std::to_string(port));
+    server_ = new Daemon({PHOTON_SERVER_BIN, "--data-dir", *dir_ + "/server", "--listen",
+                          std::string(kRouterIp) + ":" + std::to_string(port), "--grpc-listen",
+                          "127.0.0.1:" + std::to_string(FreePortOn("127.0.0.1"))},
+                         *dir_ + "/server.log");
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto c = cli::HttpClient::Create(*base_, "", CaFile());
+          if (!c.ok()) return false;
+          auto h = c->Do("GET", "/healthz");
+          return h.ok() && h->status == 200;
+        },
+        15s))
+        << Slurp(*dir_ + "/server.log");
+    auto tok = ReadFile(*dir_ + "/server/admin.token");
+    ASSERT_TRUE(tok.ok());
+    token_ = new std::string(*tok);
+    while (!token_->empty() && token_->back() == '\n') token_->pop_back();
+    // Container images only from the node's images root; confined rootfs trees where every
+    // directory above them is searchable.
+    ASSERT_TRUE(MakeDirs(*dir_ + "/images", 0755).ok());
+    ASSERT_EQ(::chmod(dir_->c_str(), 0711), 0);
+    ctr_root_ = new std::string("/var/tmp/photon-agentnet-ctr-XXXXXX");
+    ASSERT_NE(mkdtemp(ctr_root_->data()), nullptr);
+    ASSERT_EQ(::chmod(ctr_root_->c_str(), 0711), 0);
+    ASSERT_TRUE(WriteFileAtomic(*dir_ + "/agent.yaml",
+                                "drivers:\n  container: {images_root: \"" + *dir_ +
+                                    "/images\", rootfs_root: \"" + *ctr_root_ +
+                                    "\"}\n  vm: {enabled: \"false\"}\n",
+                                0644)
+                    .ok());
+    for (int i = 1; i <= kHosts; ++i) ASSERT_TRUE(StartAgent(i)) << AgentLog(i);
+  }
+  static void TearDownTestSuite() {
+    for (auto*& a : agents_) {
+      delete a;
+      a = nullptr;
+    }
+    delete server_;
+    server_ = nullptr;
+    if (bed_ != nullptr) {
+      for (int i = 1; i <= kHosts; ++i) SweepHost(Node(i), *dir_ + "/agent-" + Node(i));
+    }
+    if (own_netns_ >= 0) {
+      (void)::setns(own_netns_, CLONE_NEWNET);
+      ::close(own_netns_);
+      own_netns_ = -1;
+    }
+    delete bed_;  // removes every PFX-* namespace, port namespaces included
+    bed_ = nullptr;
+    std::error_code ec;
+    if (dir_ != nullptr) std::filesystem::remove_all(*dir_, ec);
+    if (ctr_root_ != nullptr) std::filesystem::remove_all(*ctr_root_, ec);
+  }
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
+    ASSERT_NE(bed_, nullptr);
+    ASSERT_NE(server_, nullptr);
+  }
+  void TearDown() override {
+    for (const auto& name : created_) (void)Call("DELETE", InstancePath(name));
+    for (const auto& name : created_) {
+      EXPECT_TRUE(WaitFor([&] { return Call("GET", InstancePath(name)).status == 404; }, 30s))
+          << name;
+    }
+    created_.clear();
+  }
+
+  static int FreePortOn(const std::string& ip) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = photon::net_testing::Addr(ip, 0);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+  }
+  static std::string Node(int i) {
+    return "n" + std::to_string(::getpid() % 100000) + "h" + std::to_string(i);
+  }
+  static std::string CaFile() { return *dir_ + "/server/tls/ca.crt"; }
+  static std::string Prefix(int i) { return bed_->Ns(bed_->Host(i)) + "-p-"; }
+  static std::string AgentLog(int i) { return Slurp(*dir_ + "/agent-" + Node(i) + ".log"); }
+
+  // photon-agent inside host i's namespace (nsenter enters the network namespace only).
+  static bool StartAgent(int i) {
+    delete agents_[i];
+    std::string mode = i == 3 ? "none" : "ports";
+    agents_[i] = new Daemon({"/usr/bin/nsenter",
+                             "--net=" + bed_->NsPath(bed_->Host(i)),
+                             PHOTON_AGENT_BIN,
+                             "--server",
+                             *base_,
+                             "--ca-file",
+                             CaFile(),
+                             "--token-file",
+                             *dir_ + "/server/join.token",
+                             "--data-dir",
+                             *dir_ + "/agent-" + Node(i),
+                             "--name",
+                             Node(i),
+                             "--labels",
+                             "zone=z" + std::to_string(i),
+                             "--heartbeat-seconds",
+                             "1",
+                             "--resync-seconds",
+                             "1",
+                             "--network-mode",
+                             mode,
+                             "--netns-prefix",
+                             Prefix(i),
+                             "--config",
+                             *dir_ + "/agent.yaml"},
+                            *dir_ + "/agent-" + Node(i) + ".log");
+    return WaitFor([&] { return NodeReady(i); }, 30s);
+  }
+  static bool NodeReady(int i) {
+    auto r = Call("GET", "/v1/namespaces/system/nodes/" + Node(i));
+    if (r.status != 200) return false;
+    auto j = json::parse(r.body, nullptr, false);
+    return j.is_object() &&
+           j.value("nodeStatus", json::object()).value("condition", "") == "READY" &&
+           agents_[i] != nullptr && agents_[i]->Running();
+  }
+  static cli::HttpResult Call(const std::string& method, const std::string& path,
+                              const json& body = nullptr) {
+    auto c = cli::HttpClient::Create(*base_, *token_, CaFile());
+    if (!c.ok()) return cli::HttpResult{0, c.status().ToString(), {}};
+    auto r = c->Do(method, path, body.is_null() ? "" : body.dump());
+    return r.ok() ? *r : cli::HttpResult{0, r.status().ToString(), {}};
+  }
+  static json Get(const std::string& path) {
+    auto r = Call("GET", path);
+    return r.status == 200 ? json::parse(r.body, nullptr, false) : json(nullptr);
+  }
+  static std::string InstancePath(const std::string& name) {
+    return "/v1/namespaces/default/computeinstances/" + name;
+  }
+  std::string Name(const std::string& base) {
+    return base + "-" + std::to_string(::getpid() % 100000);
+  }
+
+  // Creates a process instance on host i; the name is deleted at TearDown.
+  void CreateProcess(const std::string& name, int host, std::vector<std::string> command,
+                     const json& network = nullptr, const std::string& restart = "always") {
+    json inst = {{"metadata", {{"name", name}, {"agentId", Node(host)}}},
+                 {"spec",
+                  {{"process", {{"command", command}, {"restartPolicy", restart}}},
+                   {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}},
+                   {"schedule", {{"nodes", {Node(host)}}}}}}};
+    if (!network.is_null()) inst["spec"]["network"] = network;
+    auto r = Call("POST", "/v1/namespaces/default/computeinstances", inst);
+    ASSERT_TRUE(r.status == 201 || r.status == 202) << r.status << " " << r.body;
+    created_.push_back(name);
+  }
+  void CreateServer(const std::string& name, int host, const json& network = nullptr) {
+    CreateProcess(name, host, {"/usr/bin/python3", "-c", kServer}, network);
+  }
+  std::string Phase(const std::string& name) {
+    auto j = Get(InstancePath(name));
+    if (!j.is_object()) return "GONE";
+    return j.value("status", json::object()).value("phase", "PENDING");
+  }
+  // Waits for RUNNING; returns the instance (null on timeout, with its status in the failure).
+  json WaitRunning(const std::string& name) {
+    json j;
+    bool ok = WaitFor(
+        [&] {
+          j = Get(InstancePath(name));
+          return j.is_object() && j["status"].value("phase", "") == "RUNNING" &&
+                 j["status"].value("details", json::object()).contains("network.netns");
+        },
+        40s);
+    EXPECT_TRUE(ok) << name << ": " << j.dump();
+    return ok ? j : json(nullptr);
+  }
+  static std::string Address(const json& inst) { return inst["status"]["addresses"][0]; }
+  std::string PortNs(int host, const json& inst) {
+    return "/run/netns/" + Prefix(host) + inst["metadata"].value("id", "");
+  }
+  // The workload's pid (the instance's process, found by its environment).
+  pid_t WorkloadPid(const std::string& name) {
+    pid_t pid = 0;
+    WaitFor(
+        [&] {
+          auto pids = PidsWithEnv({"PHOTON_INSTANCE=" + name});
+          for (pid_t p : pids) {
+            if (Slurp("/proc/" + std::to_string(p) + "/comm").rfind("python3", 0) == 0 ||
+                Slurp("/proc/" + std::to_string(p) + "/comm").rfind("busybox", 0) == 0 ||
+                Slurp("/proc/" + std::to_string(p) + "/comm").rfind("httpd", 0) == 0) {
+              pid = p;
+            }
+          }
+          return pid > 0;
+        },
+        10s);
+    return pid;
+  }
+  // What a TCP connection from namespace `from` to ip:7000 is greeted with ("" = no connection).
+  static std::string Greeting(const std::string& from, const std::string& ip) {
+    int fd = ConnectFrom(from, ip, 7000, 1500ms);
+    return fd < 0 ? "" : ReadGreeting(fd);
+  }
+  static std::string GreetingWithin(const std::string& from, const std::string& ip,
+                                    std::chrono::milliseconds timeout) {
+    std::string g;
+    WaitFor(
+        [&] {
+          g = Greeting(from, ip);
+          return !g.empty();
+        },
+        timeout);
+    return g;
+  }
+  // Agent i's /metrics, read inside its host namespace.
+  static std::string AgentMetrics(int i) {
+    auto node = Get("/v1/namespaces/system/nodes/" + Node(i));
+    std::string addr = node.is_object() ? node["spec"].value("address", "") : "";
+    return bed_->Run(bed_->Host(i), {"curl", "-s", "http://" + addr + "/metrics"});
+  }
+  static double Metric(const std::string& text, const std::string& name) {
+    std::smatch m;
+    if (!std::regex_search(text, m, std::regex("\n" + name + " ([0-9.e+]+)"))) return -1;
+    return std::stod(m[1]);
+  }
+  static int CountLines(const std::string& text, const std::string& needle) {
+    int n = 0;
+    for (size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+    return n;
+  }
+
+  static NetBed* bed_;
+  static int own_netns_;
+  static std::string* dir_;
+  static std::string* ctr_root_;
+  static std::string* base_;
+  static std::string* token_;
+  static Daemon* server_;
+  static Daemon* agents_[kHosts + 1];
+  std::vector<std::string> created_;
+};
+
+NetBed* AgentNetTest::bed_ = nullptr;
+int AgentNetTest::own_netns_ = -1;
+std::string* AgentNetTest::dir_ = nullptr;
+std::string* AgentNetTest::ctr_root_ = nullptr;
+std::string* AgentNetTest::base_ = nullptr;
+std::string* AgentNetTest::token_ = nullptr;
+Daemon* AgentNetTest::server_ = nullptr;
+Daemon* AgentNetTest::agents_[kHosts + 1] = {};
+
+// Two process instances of the default VPC on different hosts: each workload runs in its own
+// port namespace (without CAP_NET_ADMIN), they ping and open TCP to each other with their own
+// source addresses, and a client workload reaches a server across hosts.
+TEST_F(AgentNetTest, ProcessInstancesOfOneVpcTalkAcrossHosts) {
+  const std::string a = Name("pa"), b = Name("pb"), c = Name("pc");
+  const int64_t t0 = MonotonicNanos();
+  CreateServer(a, 1);
+  CreateServer(b, 2);
+  json ia = WaitRunning(a), ib = WaitRunning(b);
+  ASSERT_TRUE(ia.is_object() && ib.is_object());
+  const std::string ip_a = Address(ia), ip_b = Address(ib);
+  const std::string ns_a = PortNs(1, ia), ns_b = PortNs(2, ib);
+  std::string g = GreetingWithin(ns_b, ip_a, 20s);
+  std::printf("[ figure ] two creates -> first TCP across hosts: %.0f ms\n",
+              static_cast<double>(MonotonicNanos() - t0) / 1e6);
+  EXPECT_EQ(g, "hello from " + a + " to " + ip_b + "\n");
+  EXPECT_EQ(Greeting(ns_a, ip_b), "hello from " + b + " to " + ip_a + "\n");
+  int rc = -1;
+  std::string ping = bed_->Run(ns_a, {"ping", "-c", "1", "-W", "3", ip_b}, &rc);
+  EXPECT_EQ(rc, 0) << ping;
+  EXPECT_EQ(ia["status"]["details"].value("network.wired", ""), "port");
+
+  // The workloads run in their port namespaces, holding no capability at all.
+  pid_t pa = WorkloadPid(a);
+  ASSERT_GT(pa, 0);
+  EXPECT_EQ(InodeOf("/proc/" + std::to_string(pa) + "/ns/net"), InodeOf(ns_a));
+  std::string status = Slurp("/proc/" + std::to_string(pa) + "/status");
+  EXPECT_NE(status.find("CapEff:\t0000000000000000"), std::string::npos) << status;
+  // The host's own network is not reachable as the workload's: nothing listens on the node.
+  EXPECT_EQ(Greeting(bed_->NsPath(bed_->Host(1)), "192.168.10.11"), "");
+
+  // A client workload on host 2 reaches the server on host 1 by itself.
+  CreateProcess(c, 2, {"/usr/bin/python3", "-c", kClient, ip_a}, nullptr, "never");
+  json ic;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        ic = Get(InstancePath(c));
+        return ic.is_object() && ic["status"].contains("exitCode") &&
+               ic["status"].value("phase", "") != "RUNNING" &&
+               ic["status"].value("phase", "") != "CREATING";
+      },
+      40s))
+      << ic.dump();
+  EXPECT_EQ(ic["status"].value("exitCode", -1), 0) << ic.dump();
+}
+
+// Another VPC is refused until a security group rule allows its CIDR; removing the rule cuts
+// new connections again.
+TEST_F(AgentNetTest, OtherVpcOnlyThroughSecurityGroupRule) {
+  const std::string vpc = Name("v2"), subnet = Name("s2"), sg = Name("web");
+  ASSERT_EQ(Call("POST", "/v1/namespaces/default/vpcs",
+                 {{"metadata", {{"name", vpc}}}, {"spec", {{"cidrBlock", "10.250.0.0/16"}}}})
+                    .status /
+                100,
+            2);
+  ASSERT_EQ(Call("POST", "/v1/namespaces/default/subnets",
+                 {{"metadata", {{"name", subnet}}},
+                  {"spec", {{"vpcId", vpc}, {"cidrBlock", "10.250.1.0/24"}}}})
+                    .status /
+                100,
+            2);
+  json egress_only = {{"direction", "egress"}, {"protocol", "any"}, {"cidr", "0.0.0.0/0"}};
+  ASSERT_EQ(Call("POST", "/v1/namespaces/default/securitygroups",
+                 {{"metadata", {{"name", sg}}}, {"spec", {{"rules", json::array({egress_only})}}}})
+                    .status /
+                100,
+            2);
+  const std::string a = Name("va"), d = Name("vd");
+  CreateServer(a, 1);  // default VPC
+  CreateServer(d, 2, {{"subnet", subnet}, {"securityGroups", {sg}}});
+  json ia = WaitRunning(a), id = WaitRunning(d);
+  ASSERT_TRUE(ia.is_object() && id.is_object());
+  const std::string ip_a = Address(ia), ip_d = Address(id);
+  ASSERT_EQ(ip_d.rfind("10.250.1.", 0), 0u) << ip_d;
+  const std::string ns_a = PortNs(1, ia);
+  // The route is there (the router learned it), the rules refuse the other VPC.
+  ASSERT_TRUE(WaitFor([&] { return bed_->RouterHas(ip_d); }, 15s));
+  EXPECT_EQ(Greeting(ns_a, ip_d), "");
+
+  auto set_rules = [&](const json& rules) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      json cur = Get("/v1/namespaces/default/securitygroups/" + sg);
+      cur["spec"]["rules"] = rules;
+      auto r = Call("PUT", "/v1/namespaces/default/securitygroups/" + sg, cur);
+      if (r.status / 100 == 2) return true;
+      ADD_FAILURE() << r.status << " " << r.body;
+    }
+    return false;
+  };
+  json allow = {
+      {"direction", "ingress"}, {"protocol", "tcp"}, {"portMin", 7000}, {"cidr", "10.0.0.0/8"}};
+  ASSERT_TRUE(set_rules(json::array({egress_only, allow})));
+  const int64_t t0 = MonotonicNanos();
+  EXPECT_EQ(GreetingWithin(ns_a, ip_d, 10s), "hello from " + d + " to " + ip_a + "\n");
+  std::printf("[ figure ] SG rule added -> first connection: %.0f ms\n",
+              static_cast<double>(MonotonicNanos() - t0) / 1e6);
+
+  ASSERT_TRUE(set_rules(json::array({egress_only})));
+  EXPECT_TRUE(WaitFor([&] { return Greeting(ns_a, ip_d).empty(); }, 10s));
+}
+
+// kill -9 of an agent and a restart: the port is adopted (no kernel change, nothing doubled),
+// the workload keeps its connectivity; then a delete leaves no namespace, veth, route or table.
+TEST_F(AgentNetTest, AgentKill9AdoptsPortsAndDeleteLeavesNothing) {
+  const std::string a = Name("ka"), b = Name("kb");
+  CreateServer(a, 1);
+  CreateServer(b, 2);
+  json ia = WaitRunning(a), ib = WaitRunning(b);
+  ASSERT_TRUE(ia.is_object() && ib.is_object());
+  const std::string ip_a = Address(ia), ns_a = PortNs(1, ia), ns_b = PortNs(2, ib);
+  ASSERT_FALSE(GreetingWithin(ns_b, ip_a, 20s).empty());
+  pid_t before = WorkloadPid(a);
+  const std::string h1 = bed_->Host(1);
+
+  agents_[1]->Kill(SIGKILL);
+  ASSERT_TRUE(StartAgent(1)) << AgentLog(1);
+  // Two resync passes of the restarted agent have reconciled the instance.
+  ASSERT_TRUE(
+      WaitFor([&] { return Metric(AgentMetrics(1), "photon_agent_port_applies_total") >= 2; }, 15s))
+      << AgentMetrics(1);
+  std::string metrics = AgentMetrics(1);
+  EXPECT_EQ(Metric(metrics, "photon_agent_port_kernel_changes"), 0) << metrics;
+  EXPECT_EQ(WorkloadPid(a), before);
+  std::string id_a = ia["metadata"].value("id", "");
+  EXPECT_EQ(CountLines(bed_->Run("", {"ip", "netns", "list"}), Prefix(1) + id_a), 1);
+  EXPECT_EQ(CountLines(bed_->Run(h1, {"ip", "route", "show", ip_a + "/32"}), ip_a), 1);
+  EXPECT_EQ(CountLines(bed_->Run(h1, {"ip", "-o", "link", "show"}), "photon-port:" + id_a), 1);
+  EXPECT_EQ(CountLines(bed_->Run(ns_a, {"nft", "list", "tables"}), "table inet photon"), 1);
+  EXPECT_FALSE(GreetingWithin(ns_b, ip_a, 10s).empty());
+
+  // Delete: nothing of the port is left on host 1, nor its route at the router.
+  ASSERT_EQ(Call("DELETE", InstancePath(a)).status / 100, 2);
+  ASSERT_TRUE(WaitFor([&] { return Call("GET", InstancePath(a)).status == 404; }, 30s));
+  EXPECT_FALSE(std::filesystem::exists(ns_a));
+  EXPECT_EQ(CountLines(bed_->Run(h1, {"ip", "-o", "link", "show"}), "photon-port:" + id_a), 0);
+  EXPECT_EQ(bed_->Run(h1, {"ip", "route", "show", ip_a + "/32"}), "");
+  EXPECT_TRUE(WaitFor([&] { return !bed_->RouterHas(ip_a); }, 10s));
+  EXPECT_TRUE(PidsWithEnv({"PHOTON_INSTANCE=" + a}).empty());
+}
+
+// A container instance: runc joins the port namespace, so the container's eth0 is the port's;
+// a process instance on another host reaches it, and it reaches that process.
+TEST_F(AgentNetTest, ContainerInstanceGetsItsPort) {
+  if (InChroot()) GTEST_SKIP() << "SKIPPED LOUDLY: inside a chroot runc cannot start containers";
+  const std::string rootfs = *dir_ + "/images/busybox";
+  auto made =
+      RunCommand({"bash", std::string(PHOTON_SOURCE_DIR) + "/scripts/make-rootfs.sh", rootfs});
+  ASSERT_TRUE(made.ok() && made->exit_code == 0);
+  const std::string image = Name("busybox");
+  ASSERT_EQ(Call("POST", "/v1/namespaces/default/images",
+                 {{"metadata", {{"name", image}}},
+                  {"spec", {{"sourcePath", rootfs}, {"format", "rootfs-dir"}}}})
+                    .status /
+                100,
+            2);
+  const std::string c = Name("ca"), p = Name("cp");
+  json inst = {
+      {"metadata", {{"name", c}, {"agentId", Node(2)}}},
+      {"spec",
+       {{"container",
+         {{"image", image},
+          {"command",
+           {"/bin/sh", "-c",
+            "while true; do echo \"hello from $PHOTON_INSTANCE\" | nc -l -p 7000; done"}}}},
+        {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}},
+        {"schedule", {{"nodes", {Node(2)}}}}}}};
+  auto r = Call("POST", "/v1/namespaces/default/computeinstances", inst);
+  ASSERT_EQ(r.status / 100, 2) << r.body;
+  created_.push_back(c);
+  CreateServer(p, 1);
+  json ic = WaitRunning(c), ip = WaitRunning(p);
+  ASSERT_TRUE(ic.is_object() && ip.is_object());
+  const std::string ip_c = Address(ic), ip_p = Address(ip);
+  const std::string ns_c = PortNs(2, ic), ns_p = PortNs(1, ip);
+  EXPECT_EQ(GreetingWithin(ns_p, ip_c, 20s), "hello from " + c + "\n");
+  // The container's processes are in the port namespace; it reaches the process instance.
+  pid_t pc = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto pids = PidsWithEnv({"PHOTON_INSTANCE=" + c});
+        pc = pids.empty() ? 0 : pids[0];
+        return pc > 0;
+      },
+      10s));
+  EXPECT_EQ(InodeOf("/proc/" + std::to_string(pc) + "/ns/net"), InodeOf(ns_c));
+  std::string out = bed_->Run(ns_c, {"nsenter", "--target", std::to_string(pc), "--net", "--mount",
+                                     "--", "/bin/sh", "-c", "nc " + ip_p + " 7000 </dev/null"});
+  EXPECT_EQ(out, "hello from " + p + " to " + ip_c + "\n");
+}
+
+// A node in network mode "none" refuses an instance that needs a port (never runs it in the
+// node's network) and still runs a hostNetwork instance.
+TEST_F(AgentNetTest, NodeWithoutNetworkingRefusesPortInstances) {
+  const std::string p = Name("np"), h = Name("nh");
+  CreateServer(p, 3);
+  json j;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        j = Get(InstancePath(p));
+        return j.is_object() && j["status"].value("phase", "") == "ERROR";
+      },
+      20s))
+      << j.dump();
+  EXPECT_NE(j["status"].value("message", "").find("does not wire instance networks"),
+            std::string::npos)
+      << j.dump();
+  EXPECT_TRUE(PidsWithEnv({"PHOTON_INSTANCE=" + p}).empty());
+  CreateProcess(h, 3, {"/usr/bin/python3", "-c", kServer}, {{"hostNetwork", true}});
+  ASSERT_TRUE(WaitFor([&] { return Phase(h) == "RUNNING"; }, 30s)) << Get(InstancePath(h)).dump();
+  EXPECT_FALSE(Greeting(bed_->NsPath(bed_->Host(3)), "192.168.10.13").empty());
+}
+
+}  // namespace
+}  // namespace photon::agent::testing
