@@ -15,8 +15,10 @@
 
 #include "cli/alert_commands.h"
 #include "cli/auth_commands.h"
+#include "cli/completion.h"
 #include "cli/documents.h"
 #include "cli/http_client.h"
+#include "cli/wait_commands.h"
 #include "common/file_util.h"
 #include "common/http_server.h"
 
@@ -98,18 +100,34 @@ HttpResult Call(const Globals& g, const std::string& method, const std::string& 
   return *r;
 }
 
+// Short names, as kubectl and incus users type them.
+const std::map<std::string, std::string>& ShortNames() {
+  static const std::map<std::string, std::string> kNames = {
+      {"ci", "computeinstances"}, {"vm", "computeinstances"}, {"vms", "computeinstances"},
+      {"img", "images"},          {"vol", "volumes"},         {"no", "nodes"},
+      {"sg", "securitygroups"},   {"sgs", "securitygroups"},  {"fip", "floatingips"},
+      {"fips", "floatingips"},    {"lb", "loadbalancers"},    {"lbs", "loadbalancers"},
+      {"rs", "regionservices"},   {"ev", "events"},           {"op", "operations"},
+      {"ops", "operations"},      {"zone", "dnszones"},       {"rec", "dnsrecords"},
+      {"bkt", "buckets"},         {"fl", "flavors"}};
+  return kNames;
+}
+
 std::string Plural(std::string kind) {
   for (auto& c : kind) c = static_cast<char>(tolower(c));
-  // Short names where the plural of the lower-case kind would not do.
-  if (kind == "sg" || kind == "sgs") return "securitygroups";
-  if (kind == "fip" || kind == "fips") return "floatingips";
+  if (auto it = ShortNames().find(kind); it != ShortNames().end()) return it->second;
   if (!kind.empty() && kind.back() != 's') kind += 's';
   return kind;
 }
 
+// Cluster-scoped kinds live in the "system" namespace: no -n needed for them.
+std::string NamespaceOf(const std::string& ns, const std::string& kind) {
+  return Plural(kind) == "nodes" ? "system" : ns;
+}
+
 std::string ObjPath(const std::string& ns, const std::string& kind, const std::string& name = "") {
-  std::string p =
-      "/v1/namespaces/" + photon::PercentEncode(ns) + "/" + photon::PercentEncode(Plural(kind));
+  std::string p = "/v1/namespaces/" + photon::PercentEncode(NamespaceOf(ns, kind)) + "/" +
+                  photon::PercentEncode(Plural(kind));
   if (!name.empty()) p += "/" + photon::PercentEncode(name);
   return p;
 }
@@ -140,20 +158,75 @@ void PrintRows(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
-void PrintTable(const std::vector<json>& items) {
+// The driver of an instance (process, container, vm), or "" for other kinds.
+std::string DriverOf(const json& o) {
+  if (!o.contains("spec") || !o["spec"].is_object()) return "";
+  for (const char* d : {"process", "container", "vm"}) {
+    if (o["spec"].contains(d)) return d;
+  }
+  return "";
+}
+
+void PrintTable(const std::vector<json>& items, bool wide) {
   std::vector<std::vector<std::string>> rows = {
       {"NAMESPACE", "NAME", "KIND", "PHASE", "NODE", "MESSAGE"}};
+  if (wide) rows[0].insert(rows[0].end(), {"DRIVER", "ADDRESS", "CREATED", "ID"});
   for (const auto& o : items) {
+    const bool node = Field(o, {"kind"}) == "Node";
     rows.push_back({Field(o, {"metadata", "namespace"}), Field(o, {"metadata", "name"}),
                     Field(o, {"kind"}),
                     // Nodes report their condition (READY, SUSPECT, DOWN), not a phase.
-                    Field(o, {"kind"}) == "Node" ? Field(o, {"nodeStatus", "condition"})
-                                                 : Field(o, {"status", "phase"}),
+                    node ? Field(o, {"nodeStatus", "condition"}) : Field(o, {"status", "phase"}),
                     Field(o, {"metadata", "agentId"}),
-                    Field(o, {"kind"}) == "Node" ? Field(o, {"nodeStatus", "message"})
-                                                 : Field(o, {"status", "message"})});
+                    node ? Field(o, {"nodeStatus", "message"}) : Field(o, {"status", "message"})});
+    if (!wide) continue;
+    std::string address;
+    if (o.contains("status") && o["status"].contains("addresses") &&
+        !o["status"]["addresses"].empty()) {
+      address = o["status"]["addresses"][0].get<std::string>();
+    }
+    rows.back().insert(
+        rows.back().end(),
+        {DriverOf(o), address, Field(o, {"metadata", "createdAt"}), Field(o, {"metadata", "id"})});
   }
   PrintRows(rows);
+}
+
+// The value at a dotted path (".metadata.name", "status.phase"); nullptr when absent.
+const json* AtPath(const json& o, const std::string& path) {
+  const json* cur = &o;
+  size_t start = path.size() > 0 && path[0] == '.' ? 1 : 0;
+  while (start <= path.size()) {
+    size_t dot = path.find('.', start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!cur->is_object() || !cur->contains(part)) return nullptr;
+    cur = &(*cur)[part];
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return cur;
+}
+
+// Sorts by the field at `path`, numbers as numbers; refuses a path no object has (a typo
+// must not print an unsorted list as if sorted).
+void SortBy(std::vector<json>& items, const std::string& path) {
+  if (path.empty() || items.empty()) return;
+  bool any = false;
+  for (const auto& o : items) any = any || AtPath(o, path) != nullptr;
+  if (!any) Die("--sort-by: no listed object has the field '" + path + "'");
+  auto key = [&](const json& o) -> std::pair<double, std::string> {
+    const json* v = AtPath(o, path);
+    if (v == nullptr) return {0, ""};
+    if (v->is_number()) return {v->get<double>(), ""};
+    std::string s = v->is_string() ? v->get<std::string>() : v->dump();
+    char* end = nullptr;
+    double d = strtod(s.c_str(), &end);
+    return (!s.empty() && end && *end == 0) ? std::make_pair(d, std::string())
+                                            : std::make_pair(0.0, s);
+  };
+  std::stable_sort(items.begin(), items.end(),
+                   [&](const json& a, const json& b) { return key(a) < key(b); });
 }
 
 void PrintObjects(const Globals& g, const std::vector<json>& items, bool single) {
@@ -165,10 +238,12 @@ void PrintObjects(const Globals& g, const std::vector<json>& items, bool single)
     } else {
       for (const auto& o : items) std::cout << "---\n" << photon::cli::ToYaml(o);
     }
-  } else if (g.output == "table") {
-    PrintTable(items);
+  } else if (g.output == "name") {
+    for (const auto& o : items) std::cout << Field(o, {"metadata", "name"}) << "\n";
+  } else if (g.output == "table" || g.output == "wide") {
+    PrintTable(items, g.output == "wide");
   } else {
-    Die("-o: unknown output format '" + g.output + "' (want table, json or yaml)");
+    Die("-o: unknown output format '" + g.output + "' (want table, wide, name, json or yaml)");
   }
 }
 
@@ -274,15 +349,9 @@ void Describe(const json& o, const std::string& indent = "") {
   }
 }
 
-int Watch(const Globals& g, const std::string& kind, bool all_ns, const std::string& selector) {
-  std::string rv;
-  // The initial state, then changes; a 410 (history compacted) relists and resumes by itself.
-  auto items = ListAll(g, kind, all_ns, selector, &rv);
-  for (const auto& o : items) {
-    std::cout << "ADDED     " << Field(o, {"metadata", "namespace"}) << "/"
-              << Field(o, {"metadata", "name"}) << "  " << Field(o, {"status", "phase"}) << "  "
-              << Field(o, {"status", "message"}) << std::endl;
-  }
+// Prints the changes of a kind from resourceVersion `rv` on (never returns but on error).
+int WatchFrom(const Globals& g, const std::string& kind, bool all_ns, const std::string& selector,
+              std::string rv) {
   while (true) {
     std::string path = all_ns ? "/v1/" + photon::PercentEncode(Plural(kind)) : ObjPath(g.ns, kind);
     path += "?watch=true&resourceVersion=" + rv;
@@ -318,6 +387,18 @@ int Watch(const Globals& g, const std::string& kind, bool all_ns, const std::str
   }
 }
 
+int Watch(const Globals& g, const std::string& kind, bool all_ns, const std::string& selector) {
+  std::string rv;
+  // The initial state, then changes; a 410 (history compacted) relists and resumes by itself.
+  auto items = ListAll(g, kind, all_ns, selector, &rv);
+  for (const auto& o : items) {
+    std::cout << "ADDED     " << Field(o, {"metadata", "namespace"}) << "/"
+              << Field(o, {"metadata", "name"}) << "  " << Field(o, {"status", "phase"}) << "  "
+              << Field(o, {"status", "message"}) << std::endl;
+  }
+  return WatchFrom(g, kind, all_ns, selector, rv);
+}
+
 // What the command line asked for: the options of every subcommand (CLI11 writes them).
 struct Options {
   std::string file, selector, kind, name, id, action;
@@ -329,6 +410,12 @@ struct Options {
   std::string continue_token;       // audit: the page before this one
   std::string user, verb;           // login --user; auth can-i VERB KIND
   std::string alert_name, comment;  // alert close NAME --comment TEXT
+  std::string sort_by;              // list --sort-by PATH
+  bool watch = false;               // list -w
+  bool async = false;               // action --async
+  std::string wait_for, timeout = "60s";
+  int tail = 100;              // logs --tail N
+  std::string shell = "bash";  // completion SHELL
 };
 
 // The subcommands, to tell after parsing which one was given.
@@ -338,6 +425,7 @@ struct Commands {
   CLI::App *cordon, *uncordon, *drain, *login;
   CLI::App *can_i, *whoami;
   CLI::App* alert_close;
+  CLI::App *wait, *logs, *completion;
 };
 
 void AddResourceCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
@@ -349,13 +437,15 @@ void AddResourceCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.get = app.add_subcommand("get", "show one resource");
   c.get->add_option("kind", o.kind, "kind, e.g. computeinstances")->required();
   c.get->add_option("name", o.name)->required();
-  c.get->add_option("-o,--output", g.output, "table|json|yaml");
+  c.get->add_option("-o,--output", g.output, "table|wide|name|json|yaml");
 
   c.list = app.add_subcommand("list", "list resources");
   c.list->add_option("kind", o.kind)->required();
   c.list->add_option("-l,--selector", o.selector, "label selector, e.g. app=web,tier!=db");
-  c.list->add_option("-o,--output", g.output, "table|json|yaml");
+  c.list->add_option("-o,--output", g.output, "table|wide|name|json|yaml");
   c.list->add_flag("-A,--all-namespaces", o.all_ns);
+  c.list->add_option("--sort-by", o.sort_by, "sort by a field, e.g. .metadata.createdAt");
+  c.list->add_flag("-w,--watch", o.watch, "after the list, print changes as they happen");
 
   c.describe = app.add_subcommand("describe", "show a resource in detail");
   c.describe->add_option("kind", o.kind)->required();
@@ -370,6 +460,12 @@ void AddResourceCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.watch->add_option("kind", o.kind)->required();
   c.watch->add_option("-l,--selector", o.selector);
   c.watch->add_flag("-A,--all-namespaces", o.all_ns);
+
+  c.wait = app.add_subcommand("wait", "wait until a resource reaches a state");
+  c.wait->add_option("kind", o.kind)->required();
+  c.wait->add_option("name", o.name)->required();
+  c.wait->add_option("--for", o.wait_for, "phase=PHASE, condition=CONDITION or delete")->required();
+  c.wait->add_option("--timeout", o.timeout, "e.g. 60s, 5m (default 60s)");
 }
 
 void AddOperationCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
@@ -381,6 +477,16 @@ void AddOperationCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.act->add_option("kind", o.kind)->required();
   c.act->add_option("name", o.name)->required();
   c.act->add_option("action", o.action)->required();
+  c.act->add_flag("--async", o.async, "print the operation id instead of waiting for the result");
+  c.act->add_option("--timeout", o.timeout, "how long to wait for the result (default 60s)");
+
+  c.logs = app.add_subcommand("logs", "print the last lines of an instance's output");
+  c.logs->add_option("name", o.name)->required();
+  c.logs->add_option("--tail", o.tail, "lines from the end (default 100)");
+  c.logs->add_option("--timeout", o.timeout, "how long to wait for the node (default 60s)");
+
+  c.completion = app.add_subcommand("completion", "print a shell completion script");
+  c.completion->add_option("shell", o.shell, "bash (the only one so far)");
 
   c.audit = app.add_subcommand("audit", "show the audit log (admins)");
   c.audit->add_option("--limit", o.limit, "records per page, the newest first (at most 5000)");
@@ -551,11 +657,77 @@ void WaitDrained(const Globals& g, const std::string& node_name,
             << " instances running elsewhere\n";
 }
 
+// The object's recent events (reason, message), the newest last.
+std::vector<json> EventsOf(const Globals& g, const std::string& kind, const std::string& name) {
+  Globals in_ns = g;
+  in_ns.ns = NamespaceOf(g.ns, kind);
+  std::vector<json> out;
+  for (auto& e : ListAll(in_ns, "events", false, "", nullptr)) {
+    if (Field(e, {"spec", "resourceEvent", "name"}) == Plural(kind) + "/" + name) {
+      out.push_back(std::move(e));
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const json& a, const json& b) {
+    return Field(a, {"spec", "timestamp"}) < Field(b, {"spec", "timestamp"});
+  });
+  if (out.size() > 10) out.erase(out.begin(), out.end() - 10);
+  return out;
+}
+
+// A human summary: who and where, the spec, the state, conditions and recent events.
+void DescribeSummary(const Globals& g, const std::string& kind, const json& o) {
+  auto line = [](const std::string& label, const std::string& value) {
+    if (value.empty()) return;
+    std::cout << label << std::string(label.size() < 12 ? 12 - label.size() : 1, ' ') << value
+              << "\n";
+  };
+  const bool node = Field(o, {"kind"}) == "Node";
+  line("Name:", Field(o, {"metadata", "name"}));
+  line("Namespace:", Field(o, {"metadata", "namespace"}));
+  line("Kind:", Field(o, {"kind"}));
+  line("ID:", Field(o, {"metadata", "id"}));
+  line("Labels:", Field(o, {"metadata", "labels"}));
+  line("Created:",
+       Field(o, {"metadata", "createdAt"}) + " by " + Field(o, {"metadata", "createdBy"}));
+  line("Node:", Field(o, {"metadata", "agentId"}));
+  line("Driver:", DriverOf(o));
+  line("Phase:", node ? Field(o, {"nodeStatus", "condition"}) : Field(o, {"status", "phase"}));
+  line("Message:", node ? Field(o, {"nodeStatus", "message"}) : Field(o, {"status", "message"}));
+  if (o.contains("status") && o["status"].contains("addresses")) {
+    std::string addrs;
+    for (const auto& a : o["status"]["addresses"])
+      addrs += (addrs.empty() ? "" : ", ") + a.get<std::string>();
+    line("Addresses:", addrs);
+  }
+  if (o.contains("spec") && o["spec"].is_object() && !o["spec"].empty()) {
+    std::cout << "Spec:\n";
+    Describe(o["spec"], "  ");
+  }
+  if (o.contains("status") && o["status"].contains("conditions")) {
+    std::vector<std::vector<std::string>> rows = {{"  TYPE", "STATUS", "REASON", "MESSAGE"}};
+    for (const auto& c : o["status"]["conditions"]) {
+      rows.push_back({"  " + Field(c, {"type"}), Field(c, {"status"}), Field(c, {"reason"}),
+                      Field(c, {"message"})});
+    }
+    std::cout << "Conditions:\n";
+    PrintRows(rows);
+  }
+  auto events = EventsOf(g, kind, Field(o, {"metadata", "name"}));
+  std::cout << "Events:" << (events.empty() ? " none\n" : "\n");
+  if (events.empty()) return;
+  std::vector<std::vector<std::string>> rows = {{"  TIME", "REASON", "MESSAGE"}};
+  for (const auto& e : events) {
+    rows.push_back({"  " + Field(e, {"spec", "timestamp"}), Field(e, {"spec", "eventType"}),
+                    Field(e, {"spec", "resourceEvent", "message"})});
+  }
+  PrintRows(rows);
+}
+
 int Get(const Globals& g, const Options& o, bool describe) {
   auto r = Call(g, "GET", ObjPath(g.ns, o.kind, o.name));
   if (r.status != 200) Die(Reason(r));
   if (describe) {
-    Describe(json::parse(r.body));
+    DescribeSummary(g, o.kind, json::parse(r.body));
   } else {
     PrintObjects(g, {json::parse(r.body)}, true);
   }
@@ -613,15 +785,34 @@ int ListOperations(const Globals& g) {
   return 0;
 }
 
-int RunAction(const Globals& g, const Options& o) {
+std::chrono::milliseconds Timeout(const Options& o) {
+  auto t = photon::cli::ParseDuration(o.timeout);
+  if (!t.ok()) Die("--timeout: " + std::string(t.status().message()));
+  return *t;
+}
+
+// Runs the action and prints its result when the node has done it (--async: the operation).
+int RunAction(const Globals& g, const Options& o, const std::string& action, const json& params) {
+  const auto timeout = Timeout(o);
+  json body = json::object();
+  if (!params.empty()) body["params"] = params;
   auto r =
-      Call(g, "POST", ObjPath(g.ns, o.kind, o.name) + "/actions/" + photon::PercentEncode(o.action),
-           "{}");
+      Call(g, "POST", ObjPath(g.ns, o.kind, o.name) + "/actions/" + photon::PercentEncode(action),
+           body.dump());
   if (r.status != 202) Die(Reason(r));
-  auto j = json::parse(r.body);
-  std::cout << o.action << " queued (operation " << Field(j, {"operation", "metadata", "id"})
-            << ")\n";
-  return 0;
+  const std::string id = Field(json::parse(r.body), {"operation", "metadata", "id"});
+  if (o.async) {
+    std::cout << action << " queued (operation " << id << ")\n";
+    return 0;
+  }
+  return photon::cli::AwaitOperation(Client(g), id, timeout);
+}
+
+int Wait(const Globals& g, const Options& o) {
+  auto cond = photon::cli::ParseWaitCondition(o.wait_for);
+  if (!cond.ok()) Die(std::string(cond.status().message()));
+  return photon::cli::WaitFor(Client(g), NamespaceOf(g.ns, o.kind), Plural(o.kind), o.name, *cond,
+                              Timeout(o));
 }
 
 int ShowAudit(const Globals& g, int limit, const std::string& continue_token) {
@@ -728,8 +919,21 @@ int RotateAdmin(const Globals& g) {
   return 0;
 }
 
+int PrintCompletion(const CLI::App& app, const std::string& shell) {
+  if (shell != "bash") Die("completion: only bash is supported, not '" + shell + "'");
+  // The kinds photon-server serves (src/server/kinds.cc), for the KIND argument.
+  static const std::vector<std::string> kKinds = {
+      "computeinstances", "flavors",    "images",         "regionservices", "vpcs",
+      "subnets",          "ports",      "securitygroups", "floatingips",    "loadbalancers",
+      "dnszones",         "dnsrecords", "volumes",        "buckets",        "nodes",
+      "events",           "operations", "checks",         "eventrules",     "alerts"};
+  std::cout << photon::cli::BashCompletion(
+      app, kKinds, {"get", "list", "describe", "delete", "watch", "wait", "action"});
+  return 0;
+}
+
 // Runs the one subcommand the command line named; its exit status.
-int Dispatch(const Globals& g, const Options& o, const Commands& c) {
+int Dispatch(const CLI::App& app, const Globals& g, const Options& o, const Commands& c) {
   if (*c.login) {
     if (!o.user.empty())
       return photon::cli::PasswordLogin(g.server, g.ca_file, o.user, ConfigPath());
@@ -749,13 +953,28 @@ int Dispatch(const Globals& g, const Options& o, const Commands& c) {
   if (*c.create || *c.apply) return CreateOrApply(g, o.file, c.apply->parsed());
   if (*c.get || *c.describe) return Get(g, o, c.describe->parsed());
   if (*c.list) {
-    PrintObjects(g, ListAll(g, o.kind, o.all_ns, o.selector, nullptr), false);
+    std::string rv;
+    auto items = ListAll(g, o.kind, o.all_ns, o.selector, &rv);
+    SortBy(items, o.sort_by);
+    PrintObjects(g, items, false);
+    if (o.watch) {
+      std::cout.flush();
+      return WatchFrom(g, o.kind, o.all_ns, o.selector, rv);
+    }
     return 0;
   }
+  if (*c.wait) return Wait(g, o);
+  if (*c.logs) {
+    Options logs = o;
+    logs.kind = "computeinstances";
+    if (o.tail < 0) Die("--tail: want a number of lines ≥ 0");
+    return RunAction(g, logs, "logs", {{"lines", std::to_string(o.tail)}});
+  }
+  if (*c.completion) return PrintCompletion(app, o.shell);
   if (*c.del) return Delete(g, o);
   if (*c.watch) return Watch(g, o.kind, o.all_ns, o.selector);
   if (*c.ops) return o.id.empty() ? ListOperations(g) : ShowOperation(g, o.id);
-  if (*c.act) return RunAction(g, o);
+  if (*c.act) return RunAction(g, o, o.action, json::object());
   if (*c.audit) return ShowAudit(g, o.limit, o.continue_token);
   if (*c.token_create) return CreateToken(g, o);
   if (*c.token_list) return ListTokens(g);
@@ -783,5 +1002,5 @@ int main(int argc, char** argv) {
   AddOperationCommands(app, g, o, c);
   AddAdminCommands(app, g, o, c);
   CLI11_PARSE(app, argc, argv);
-  return Dispatch(g, o, c);
+  return Dispatch(app, g, o, c);
 }

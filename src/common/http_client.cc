@@ -12,6 +12,8 @@
 #include <boost/beast/ssl.hpp>
 #include <filesystem>
 #include <limits>
+#include <map>
+#include <mutex>
 
 #include "common/tls.h"
 
@@ -56,30 +58,70 @@ std::string Describe(const beast::error_code& ec, const std::chrono::millisecond
 
 }  // namespace
 
-StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::string& token,
-                                        const std::string& ca_file) {
-  std::string rest = base_url;
-  bool https = false;
+namespace {
+
+// One entry of a server list: *https is set from its scheme (kept when it has none).
+Status ParseServerUrl(const std::string& url, bool* https, std::string* host, std::string* port) {
+  std::string rest = url;
   if (rest.rfind("http://", 0) == 0) {
     rest = rest.substr(7);
+    *https = false;
   } else if (rest.rfind("https://", 0) == 0) {
     rest = rest.substr(8);
-    https = true;
+    *https = true;
   } else if (rest.find("://") != std::string::npos) {
-    return absl::InvalidArgumentError("server URL '" + base_url + "': want http:// or https://");
+    return absl::InvalidArgumentError("server URL '" + url + "': want http:// or https://");
   }
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   auto colon = rest.rfind(':');
   if (colon == std::string::npos || rest.find('/') != std::string::npos) {
-    return absl::InvalidArgumentError("server URL '" + base_url +
+    return absl::InvalidArgumentError("server URL '" + url +
                                       "': want http://HOST:PORT or https://HOST:PORT");
   }
-  HttpClient c;
-  c.host_ = rest.substr(0, colon);
-  if (c.host_.size() >= 2 && c.host_.front() == '[' && c.host_.back() == ']') {
-    c.host_ = c.host_.substr(1, c.host_.size() - 2);
+  *host = rest.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
   }
-  c.port_ = rest.substr(colon + 1);
+  *port = rest.substr(colon + 1);
+  return absl::OkStatus();
+}
+
+// Which server of a list answered last, per list, for every client of the process.
+std::shared_ptr<std::atomic<size_t>> SharedCurrent(const std::string& base_url) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<std::atomic<size_t>>> lists;
+  std::lock_guard lock(mu);
+  auto& current = lists[base_url];
+  if (!current) current = std::make_shared<std::atomic<size_t>>(0);
+  return current;
+}
+
+}  // namespace
+
+StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::string& token,
+                                        const std::string& ca_file) {
+  HttpClient c;
+  bool https = false;
+  size_t from = 0;
+  while (true) {
+    const size_t comma = base_url.find(',', from);
+    std::string url = base_url.substr(from, comma - from);
+    url.erase(0, url.find_first_not_of(' '));
+    url.erase(url.find_last_not_of(' ') + 1);
+    Endpoint e;
+    const bool was_https = https;
+    PHOTON_RETURN_IF_ERROR(ParseServerUrl(url, &https, &e.host, &e.port));
+    if (!c.endpoints_.empty() && https != was_https) {
+      return absl::InvalidArgumentError("server list '" + base_url +
+                                        "': mixes http:// and https:// servers");
+    }
+    c.endpoints_.push_back(std::move(e));
+    if (comma == std::string::npos) break;
+    from = comma + 1;
+  }
+  c.host_ = c.endpoints_[0].host;
+  c.port_ = c.endpoints_[0].port;
+  if (c.endpoints_.size() > 1) c.current_ = SharedCurrent(base_url);
   c.token_ = token;
   c.ca_file_ = ca_file;
   if (!https) return c;
@@ -104,10 +146,31 @@ StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::
   return c;
 }
 
+template <typename Fn>
+auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
+    -> StatusOr<HttpResult> {
+  const size_t n = endpoints_.size();
+  const size_t start = current_ ? current_->load() % n : 0;
+  std::string errors;
+  for (size_t i = 0; i < n; ++i) {
+    used_ = (start + i) % n;
+    host_ = endpoints_[used_].host;
+    port_ = endpoints_[used_].port;
+    bool connected = false;
+    auto r = WithEndpoint(timeout, fn, &connected);
+    if (connected || n == 1) {
+      if (connected && current_) current_->store(used_);
+      return r;
+    }
+    errors += (errors.empty() ? "" : "; ") + std::string(r.status().message());
+  }
+  return absl::UnavailableError("no server of " + std::to_string(n) + " answered: " + errors);
+}
+
 // Connects (and for https completes a verified handshake), then runs fn(stream) on a
 // beast::tcp_stream or an SSL stream over one.
 template <typename Fn>
-auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
+auto HttpClient::WithEndpoint(const std::chrono::milliseconds* timeout, Fn& fn, bool* connected)
     -> StatusOr<HttpResult> {
   const std::string where = host_ + ":" + port_;
   try {
@@ -120,6 +183,7 @@ auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
       if (auto ec = Await(io, [&](auto done) { stream.async_connect(endpoints, done); })) {
         return absl::UnavailableError("cannot reach " + where + ": " + Describe(ec, timeout));
       }
+      *connected = true;
       auto r = fn(stream, io);
       CloseSocket(stream);
       return r;
@@ -154,6 +218,7 @@ auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
       }
       return absl::UnavailableError("TLS handshake with " + where + " failed: " + ec.message());
     }
+    *connected = true;
     auto r = fn(stream, io);
     CloseSocket(low);
     return r;
@@ -165,6 +230,19 @@ auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
 StatusOr<HttpResult> HttpClient::Do(const std::string& method, const std::string& target,
                                     const std::string& body, const std::string& content_type,
                                     const std::map<std::string, std::string>& headers) {
+  auto r = DoOnce(method, target, body, content_type, headers);
+  // A read cut off by a server that went away is safe to send to the next one.
+  if (!r.ok() && r.status().code() == StatusCode::kUnavailable && current_ &&
+      (method == "GET" || method == "HEAD")) {
+    current_->store((used_ + 1) % endpoints_.size());
+    return DoOnce(method, target, body, content_type, headers);
+  }
+  return r;
+}
+
+StatusOr<HttpResult> HttpClient::DoOnce(const std::string& method, const std::string& target,
+                                        const std::string& body, const std::string& content_type,
+                                        const std::map<std::string, std::string>& headers) {
   return WithConnection(&timeout_, [&](auto& stream, asio::io_context& io) -> StatusOr<HttpResult> {
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, host_);

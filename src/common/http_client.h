@@ -3,12 +3,14 @@
 // by the client's timeout. One object per thread; not thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -29,6 +31,14 @@ class HttpClient {
   // base_url: "http://host:port" or "https://host:port". For https the server's certificate
   // must chain to a CA in `ca_file` (PEM), or to the system's CAs when it is empty, and name
   // the host; there is no way to skip the check.
+  //
+  // Several servers (one control plane, docs/ha.md): a comma-separated list
+  // "http://a:8080,http://b:8080" (an entry without a scheme takes the first entry's; all
+  // must share it). A call goes to the server that last answered and moves on to the next
+  // one that can be reached when a server cannot be connected to; a GET or HEAD whose server
+  // went away mid-answer is sent again to the next. Other calls cut off mid-answer are not
+  // repeated (they may have been applied): UNAVAILABLE. The choice is shared by every client
+  // made with the same base_url in the process.
   static StatusOr<HttpClient> Create(const std::string& base_url, const std::string& token,
                                      const std::string& ca_file = "");
   // Bounds connect + request + response of Do(); streams are unbounded (watches).
@@ -52,9 +62,24 @@ class HttpClient {
                               const std::function<bool(const std::string& line)>& on_line);
 
  private:
+  StatusOr<HttpResult> DoOnce(const std::string& method, const std::string& target,
+                              const std::string& body, const std::string& content_type,
+                              const std::map<std::string, std::string>& headers);
+  struct Endpoint {
+    std::string host;
+    std::string port;
+  };
+  // Runs fn over a connection to the first endpoint (from the current one on) that connects.
   template <typename Fn>
   auto WithConnection(const std::chrono::milliseconds* timeout, Fn fn) -> StatusOr<HttpResult>;
+  // The same on host_:port_; *connected tells whether fn ran.
+  template <typename Fn>
+  auto WithEndpoint(const std::chrono::milliseconds* timeout, Fn& fn, bool* connected)
+      -> StatusOr<HttpResult>;
 
+  std::vector<Endpoint> endpoints_;
+  std::shared_ptr<std::atomic<size_t>> current_;  // index into endpoints_, shared (see above)
+  size_t used_ = 0;                               // the endpoint the last call connected to
   std::string host_;
   std::string port_;
   std::string token_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <filesystem>
 
 #include "common/file_util.h"
 #include "common/util.h"
@@ -352,6 +353,16 @@ bool Authenticator::FileHoldsLiveToken(const std::string& path, const std::strin
 Status Authenticator::Bootstrap() {
   const std::string admin_path = options_.data_dir + "/admin.token";
   const std::string join_path = options_.data_dir + "/join.token";
+  if (!options_.join_admin_token.empty() && !FileHoldsLiveToken(admin_path, "admin")) {
+    PHOTON_RETURN_IF_ERROR(WriteFileAtomic(admin_path, options_.join_admin_token + "\n", 0600));
+    if (!FileHoldsLiveToken(admin_path, "admin")) {
+      std::error_code ignored;
+      std::filesystem::remove(admin_path, ignored);
+      return absl::UnauthenticatedError(
+          "join: the token given is not a live admin token of the control plane on this store");
+    }
+    spdlog::info("bootstrap: joined the control plane; its admin token is in {}", admin_path);
+  }
   if (!FileHoldsLiveToken(admin_path, "admin")) {
     PHOTON_RETURN_IF_ERROR(RotateAdmin().status());
     spdlog::info("bootstrap: use the admin token with: export PHOTON_TOKEN=$(cat {})", admin_path);

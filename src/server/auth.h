@@ -68,6 +68,10 @@ struct AuthOptions {
   std::chrono::seconds join_token_ttl{24 * 3600};
   // A node whose agent heartbeat is younger than this (and not DOWN) is held by a live agent.
   std::chrono::milliseconds node_down_after{60000};
+  // Joining an existing control plane (docs/ha.md): one of its live admin tokens, which
+  // Bootstrap writes to admin.token instead of rotating the admin token (a rotation would
+  // revoke the one every client of the control plane holds).
+  std::string join_admin_token;
 };
 
 class Authenticator {

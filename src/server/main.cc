@@ -18,6 +18,15 @@ int main(int argc, char** argv) {
   app.add_option("--listen", opts.listen, "REST listen address HOST:PORT");
   app.add_option("--grpc-listen", opts.grpc_listen, "gRPC listen address HOST:PORT");
   app.add_option("--store", opts.store, "sqlite | etcd://host:port[,host:port...]");
+  app.add_option("--leader-lease-ttl", opts.leader_lease_ttl_s,
+                 "seconds: with several servers on etcd, how long the leader's lease outlives "
+                 "its last renewal (default 2)");
+  app.add_option("--advertise", opts.advertise,
+                 "URL other servers and /healthz name this server by (default: from --listen)");
+  bool join = false;
+  app.add_flag("--join", join,
+               "join the control plane already on --store (etcd://...): PHOTON_TOKEN holds one "
+               "of its admin tokens (see docs/ha.md)");
   app.add_option("--http-threads", opts.http_threads,
                  "REST I/O threads (default 0: twice the cores, 4 to 16)");
   app.add_option("--node-suspect-after", opts.node_suspect_after_ms,
@@ -50,6 +59,19 @@ int main(int argc, char** argv) {
       return 2;
     }
     CLI11_PARSE(app, argc, argv);
+  }
+  if (join) {
+    const char* token = getenv("PHOTON_TOKEN");
+    if (token == nullptr || *token == '\0') {
+      std::cerr << "photon-server: --join needs PHOTON_TOKEN, an admin token of the control "
+                   "plane (cat DATA_DIR/admin.token on a server of it)\n";
+      return 2;
+    }
+    if (opts.store.rfind("etcd://", 0) != 0) {
+      std::cerr << "photon-server: --join needs --store etcd://... (the control plane's store)\n";
+      return 2;
+    }
+    opts.join_admin_token = token;
   }
   if (auto st = photon::InitLogging("photon-server", log_level); !st.ok()) {
     std::cerr << "photon-server: " << st.message() << "\n";

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <optional>
 
 #include "common/util.h"
 #include "server/agent_scope.h"
@@ -258,7 +259,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
     st->Clear();
     st->set_phase(resource::ResourceStatus::PENDING);
     st->set_message("accepted");
-    if (create_status_hint_) create_status_hint_(kind, object.get());
+    if (auto hint = create_status_hint_.load(); hint && *hint) (*hint)(kind, object.get());
   }
 
   // A create's operation is the object itself seen through its phase (GetOperation derives
@@ -398,9 +399,10 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
     if (who.IsAdmin() || kind.status_by_agent) {
       // The scheduler and agents record placement in metadata.
       if (!in_md.agent_id().empty() && (who.IsAdmin() || md->agent_id().empty())) {
-        if (placement_check_ && kind.plural == "computeinstances" &&
+        auto check = placement_check_.load();
+        if (check && *check && kind.plural == "computeinstances" &&
             in_md.agent_id() != md->agent_id()) {
-          if (auto st = placement_check_(*stored, in_md.agent_id()); !st.ok()) return fail(st);
+          if (auto st = (*check)(*stored, in_md.agent_id()); !st.ok()) return fail(st);
         }
         md->set_agent_id(in_md.agent_id());
       }
@@ -799,6 +801,14 @@ Status ResourceManager::MigrateLegacyAudit() {
 }
 
 Status ResourceManager::WriteStatusAsSystem(const KindInfo& kind, const Message& object) {
+  return WriteSystem(kind, object, false);
+}
+
+Status ResourceManager::WriteSystem(const KindInfo& kind, const Message& object, bool fenced) {
+  std::optional<store::Compare> fence;
+  if (fenced && leader_fence_) {
+    PHOTON_ASSIGN_OR_RETURN(fence, leader_fence_());
+  }
   const auto& md = GetMetadata(object);
   auto rev = ParseRevision("resourceVersion", md.resource_version());
   if (!rev.ok()) return rev.status();
@@ -813,13 +823,17 @@ Status ResourceManager::WriteStatusAsSystem(const KindInfo& kind, const Message&
                           .target = store::Compare::Target::kModRevision,
                           .op = store::Compare::Op::kEqual,
                           .number = *rev});
+  if (fence) txn.compares.push_back(*fence);
   txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = copy->SerializeAsString()});
   // A placement moves the instance's Port to the same node in the same transaction.
   if (network_) PHOTON_RETURN_IF_ERROR(network_->AddPlacementOps(kind, *copy, &txn));
   auto r = store_->Txn(txn);
   if (!r.ok()) return r.status();
-  if (!r->succeeded) return absl::AbortedError("conflict writing status of " + key);
+  if (!r->succeeded) {
+    return absl::AbortedError(fence ? "conflict writing " + key + " (or the leader term ended)"
+                                    : "conflict writing status of " + key);
+  }
   return absl::OkStatus();
 }
 

@@ -10,6 +10,7 @@
 
 #include <google/protobuf/message.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -142,20 +143,34 @@ class ResourceManager {
   // Set it before the API serves (not synchronised with running creates).
   using CreateStatusHint =
       std::function<void(const KindInfo& kind, google::protobuf::Message* object)>;
-  void SetCreateStatusHint(CreateStatusHint hint) { create_status_hint_ = std::move(hint); }
+  // (With several servers a new leader's scheduler sets it while the API serves: swapped
+  // atomically, and the old scheduler, stopped, stays alive for calls still inside it.)
+  void SetCreateStatusHint(CreateStatusHint hint) {
+    create_status_hint_.store(std::make_shared<const CreateStatusHint>(std::move(hint)));
+  }
   // A manual placement (an update that sets or changes a ComputeInstance's metadata.agentId)
   // passes the scheduler's filters (capacity, node state, hard constraints) or is refused with
   // the check's error. Set before the API serves, like the hint above.
   using PlacementCheck =
       std::function<Status(const google::protobuf::Message& instance, const std::string& node)>;
-  void SetPlacementCheck(PlacementCheck check) { placement_check_ = std::move(check); }
+  void SetPlacementCheck(PlacementCheck check) {
+    placement_check_.store(std::make_shared<const PlacementCheck>(std::move(check)));
+  }
+  // The leader's fence (server/leader.h): a compare WriteAsSystem adds to its transaction, or
+  // the reason this server may not make leader-only writes. Set before the API serves; unset,
+  // nothing is fenced (one server alone).
+  using LeaderFence = std::function<StatusOr<store::Compare>()>;
+  void SetLeaderFence(LeaderFence fence) { leader_fence_ = std::move(fence); }
 
   // For controllers: writes the whole object (spec, metadata.agent_id, status) as the system,
   // compared on its metadata.resource_version (ABORTED on conflict). No audit record: the
   // controllers' own decisions are recorded as Events.
   Status WriteStatusAsSystem(const KindInfo& kind, const google::protobuf::Message& object);
+  // The same for the leader-only loops (scheduler, node lifecycle, RegionServices): the write
+  // also holds only while this server's leader term lasts (FAILED_PRECONDITION when it is not
+  // the leader, ABORTED when the term ended before the write reached the store).
   Status WriteAsSystem(const KindInfo& kind, const google::protobuf::Message& object) {
-    return WriteStatusAsSystem(kind, object);
+    return WriteSystem(kind, object, true);
   }
   // Records an Event (kind "events", namespace of the object) such as a placement decision.
   Status RecordEvent(const std::string& ns, const std::string& reason, const std::string& object,
@@ -172,8 +187,10 @@ class ResourceManager {
   prismnet::NetworkManager* network() { return network_; }
 
  private:
-  CreateStatusHint create_status_hint_;
-  PlacementCheck placement_check_;
+  Status WriteSystem(const KindInfo& kind, const google::protobuf::Message& object, bool fenced);
+  std::atomic<std::shared_ptr<const CreateStatusHint>> create_status_hint_;
+  std::atomic<std::shared_ptr<const PlacementCheck>> placement_check_;
+  LeaderFence leader_fence_;
   prismnet::NetworkManager* network_ = nullptr;
   // The create of a kind the network plans (network/planned_create.cc): synchronous, retried
   // while the network's compares fail.

@@ -159,6 +159,12 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
     return ErrorResponse(absl::NotFoundError("no route for " + req.path));
   if (auto r = identity_ ? identity_->Handle(req, who, parts) : std::nullopt) return *r;
   if (parts.size() >= 4 && parts[1] == "namespaces") return Namespaced(req, who, parts);
+  // Nodes are cluster-scoped: /v1/nodes/NAME[/...] is /v1/namespaces/system/nodes/NAME[/...].
+  if (parts.size() >= 3 && parts[1] == "nodes") {
+    Parts in_system = {"v1", "namespaces", "system", "nodes"};
+    in_system.insert(in_system.end(), parts.begin() + 2, parts.end());
+    return Namespaced(req, who, in_system);
+  }
   return Cluster(req, who, parts);
 }
 

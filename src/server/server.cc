@@ -18,6 +18,7 @@
 #include "server/grpc_service.h"
 #include "server/housekeeper.h"
 #include "server/identity/identity_api.h"
+#include "server/leader.h"
 #include "server/network/network_controller.h"
 #include "server/network/private_dns.h"
 #include "server/ops/ops_engine.h"
@@ -85,7 +86,8 @@ class ServerImpl : public Server {
         AuthOptions{.data_dir = options_.data_dir,
                     .user_token_ttl = std::chrono::seconds(options_.token_ttl_s),
                     .join_token_ttl = std::chrono::seconds(options_.join_token_ttl_s),
-                    .node_down_after = std::chrono::milliseconds(options_.node_down_after_ms)});
+                    .node_down_after = std::chrono::milliseconds(options_.node_down_after_ms),
+                    .join_admin_token = options_.join_admin_token});
     PHOTON_RETURN_IF_ERROR(auth_->Load());
     directory_ = std::make_unique<identity::Directory>(store_.get(), auth_.get());
     PHOTON_RETURN_IF_ERROR(directory_->Load());
@@ -114,48 +116,17 @@ class ServerImpl : public Server {
     network_controller_ =
         std::make_unique<prismnet::NetworkController>(resources_.get(), network_.get());
     PHOTON_RETURN_IF_ERROR(network_controller_->Start());
-    controllers_ = std::make_unique<Controllers>(resources_.get());
-    PHOTON_RETURN_IF_ERROR(controllers_->Start());
-    HousekeeperOptions hk;
-    hk.interval = std::chrono::seconds(std::max(1, options_.housekeeping_interval_s));
-    hk.event_ttl = std::chrono::seconds(options_.event_ttl_s);
-    hk.operation_ttl = std::chrono::seconds(options_.event_ttl_s);
     if (options_.audit_retention_age_s <= 0 || options_.audit_retention_count <= 0) {
       return absl::InvalidArgumentError(
           "audit_retention_age_s and audit_retention_count must be positive");
     }
-    hk.audit_ttl = std::chrono::seconds(options_.audit_retention_age_s);
-    hk.audit_max_records = options_.audit_retention_count;
     resources_->SetRefusalWindow(std::chrono::milliseconds(options_.audit_refusal_window_ms));
-    housekeeper_ = std::make_unique<Housekeeper>(resources_.get(), hk);
-    housekeeper_->Start();
-    if (options_.scheduler) {
-      if (options_.node_suspect_after_ms <= 0 ||
-          options_.node_down_after_ms <= options_.node_suspect_after_ms) {
-        return absl::InvalidArgumentError(
-            "node_down_after_ms must be greater than node_suspect_after_ms (> 0)");
-      }
-      SchedulerControllerOptions so;
-      so.suspect_after = std::chrono::milliseconds(options_.node_suspect_after_ms);
-      so.down_after = std::chrono::milliseconds(options_.node_down_after_ms);
-      so.placement.binpack = options_.scheduler_binpack;
-      scheduler_ = std::make_unique<SchedulerController>(resources_.get(), so);
-      PHOTON_RETURN_IF_ERROR(scheduler_->Start());
+    if (options_.scheduler && (options_.node_suspect_after_ms <= 0 ||
+                               options_.node_down_after_ms <= options_.node_suspect_after_ms)) {
+      return absl::InvalidArgumentError(
+          "node_down_after_ms must be greater than node_suspect_after_ms (> 0)");
     }
-    std::vector<std::unique_ptr<ServiceProvider>> providers;
-    for (size_t i = 0; i < options_.providers.size(); ++i) {
-      auto p = CreateProvider(options_.providers[i]);
-      if (!p.ok()) {
-        return absl::InvalidArgumentError("providers[" + std::to_string(i) +
-                                          "]: " + std::string(p.status().message()));
-      }
-      providers.push_back(std::move(*p));
-    }
-    ServiceControllerOptions sco;
-    sco.resync = std::chrono::seconds(std::max(1, options_.provider_resync_s));
-    services_ =
-        std::make_unique<ServiceController>(resources_.get(), &metrics_, std::move(providers), sco);
-    PHOTON_RETURN_IF_ERROR(services_->Start());
+    PHOTON_RETURN_IF_ERROR(CreateProviders().status());  // a bad provider config fails the start
     PHOTON_RETURN_IF_ERROR(StartPrivateDns());
     ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
     ops_->Start();
@@ -174,6 +145,7 @@ class ServerImpl : public Server {
     http.tls_cert = options_.tls_cert;
     http.tls_key = options_.tls_key;
     PHOTON_ASSIGN_OR_RETURN(http_, HttpServer::Start(http, [this](HttpRequest& r) {
+                              if (r.path == "/healthz") return Healthz();
                               if (auto resp = ops_->Handle(r, *auth_)) return std::move(*resp);
                               return rest_->Handle(r);
                             }));
@@ -198,6 +170,7 @@ class ServerImpl : public Server {
     spdlog::info("photon-server: REST ({}) on port {}, gRPC{} on port {}, store {}", scheme(),
                  http_->port(), options_.tls_cert.empty() ? "" : " (TLS)", grpc_port_,
                  store_->Backend());
+    PHOTON_RETURN_IF_ERROR(StartLeadership());
     if (!ca_file_.empty()) {
       spdlog::info("tls: serving the generated certificate {}; clients trust the CA {}",
                    options_.tls_cert, ca_file_);
@@ -205,6 +178,102 @@ class ServerImpl : public Server {
                    ca_file_);
     }
     return absl::OkStatus();
+  }
+
+  // On a shared etcd several servers run; one at a time runs the leader-only loops, elected
+  // (server/leader.h). SQLite has one server per store: it always leads, unfenced.
+  Status StartLeadership() {
+    if (store_->Backend() != "etcd") return StartLeaderLoops();
+    if (options_.leader_lease_ttl_s <= 0) {
+      return absl::InvalidArgumentError("leader_lease_ttl_s must be > 0");
+    }
+    std::string identity = options_.advertise;
+    if (identity.empty()) {
+      std::string host;
+      int port = 0;
+      PHOTON_RETURN_IF_ERROR(ParseHostPort(options_.listen, &host, &port));
+      if (host.find(':') != std::string::npos) host = "[" + host + "]";
+      identity = scheme() + "://" + host + ":" + std::to_string(http_->port());
+    }
+    elector_ = std::make_unique<LeaderElector>(
+        store_.get(),
+        LeaderOptions{.identity = identity,
+                      .ttl_s = options_.leader_lease_ttl_s,
+                      .on_elected = [this] { return StartLeaderLoops(); },
+                      .on_deposed = [this] { StopLeaderLoops(); }},
+        &metrics_);
+    resources_->SetLeaderFence([e = elector_.get()] { return e->Fence(); });
+    elector_->Start();
+    spdlog::info(
+        "control plane: another server joins it with: PHOTON_TOKEN=$(cat {}) "
+        "photon-server --join --store {} --data-dir DIR --listen HOST:PORT",
+        admin_token_path(), options_.store);
+    return absl::OkStatus();
+  }
+
+  // "ok", and with an elected leader this server's role and the leader it knows.
+  HttpResponse Healthz() const {
+    if (!elector_) return HttpResponse::Text(200, "ok\n");
+    return HttpResponse::Text(200, std::string("ok\nrole: ") +
+                                       (elector_->is_leader() ? "leader" : "follower") +
+                                       "\nleader: " + elector_->leader() + "\n");
+  }
+
+  StatusOr<std::vector<std::unique_ptr<ServiceProvider>>> CreateProviders() {
+    std::vector<std::unique_ptr<ServiceProvider>> providers;
+    for (size_t i = 0; i < options_.providers.size(); ++i) {
+      auto p = CreateProvider(options_.providers[i]);
+      if (!p.ok()) {
+        return absl::InvalidArgumentError("providers[" + std::to_string(i) +
+                                          "]: " + std::string(p.status().message()));
+      }
+      providers.push_back(std::move(*p));
+    }
+    return providers;
+  }
+
+  // The loops only the leader runs: placement and node lifecycle, operations, housekeeping
+  // (compaction, GC), service providers. Each term gets new ones (they start and stop once).
+  Status StartLeaderLoops() {
+    controllers_ = std::make_unique<Controllers>(resources_.get());
+    PHOTON_RETURN_IF_ERROR(controllers_->Start());
+    HousekeeperOptions hk;
+    hk.interval = std::chrono::seconds(std::max(1, options_.housekeeping_interval_s));
+    hk.event_ttl = std::chrono::seconds(options_.event_ttl_s);
+    hk.operation_ttl = std::chrono::seconds(options_.event_ttl_s);
+    hk.audit_ttl = std::chrono::seconds(options_.audit_retention_age_s);
+    hk.audit_max_records = options_.audit_retention_count;
+    housekeeper_ = std::make_unique<Housekeeper>(resources_.get(), hk);
+    housekeeper_->Start();
+    if (options_.scheduler) {
+      SchedulerControllerOptions so;
+      so.suspect_after = std::chrono::milliseconds(options_.node_suspect_after_ms);
+      so.down_after = std::chrono::milliseconds(options_.node_down_after_ms);
+      so.placement.binpack = options_.scheduler_binpack;
+      scheduler_ = std::make_unique<SchedulerController>(resources_.get(), so);
+      PHOTON_RETURN_IF_ERROR(scheduler_->Start());
+    }
+    PHOTON_ASSIGN_OR_RETURN(auto providers, CreateProviders());
+    ServiceControllerOptions sco;
+    sco.resync = std::chrono::seconds(std::max(1, options_.provider_resync_s));
+    services_ =
+        std::make_unique<ServiceController>(resources_.get(), &metrics_, std::move(providers), sco);
+    return services_->Start();
+  }
+
+  void StopLeaderLoops() {
+    if (scheduler_) {
+      scheduler_->Stop();
+      // The API may still be inside the hooks it set on the resource manager (placement
+      // check, create hint): kept alive, stopped, until the server goes.
+      stopped_schedulers_.push_back(std::move(scheduler_));
+    }
+    if (services_) services_->Stop();
+    if (housekeeper_) housekeeper_->Stop();
+    if (controllers_) controllers_->Stop();
+    services_.reset();
+    housekeeper_.reset();
+    controllers_.reset();
   }
 
   int http_port() const override { return http_ ? http_->port() : 0; }
@@ -218,12 +287,13 @@ class ServerImpl : public Server {
     stopped_ = true;
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (http_) http_->Stop();
-    if (scheduler_) scheduler_->Stop();
-    if (services_) services_->Stop();
+    if (elector_) {
+      elector_->Stop();  // stops the loops, then lets a follower win at once
+    } else {
+      StopLeaderLoops();
+    }
     if (private_dns_) private_dns_->Stop();
     if (ops_) ops_->Stop();
-    if (housekeeper_) housekeeper_->Stop();
-    if (controllers_) controllers_->Stop();
     if (network_controller_) network_controller_->Stop();
     if (cache_) cache_->Stop();
   }
@@ -257,6 +327,8 @@ class ServerImpl : public Server {
   std::unique_ptr<prismnet::NetworkController> network_controller_;
   std::unique_ptr<Housekeeper> housekeeper_;
   std::unique_ptr<SchedulerController> scheduler_;
+  std::vector<std::unique_ptr<SchedulerController>> stopped_schedulers_;
+  std::unique_ptr<LeaderElector> elector_;
   std::unique_ptr<ServiceController> services_;
   std::unique_ptr<prismnet::PrivateDnsController> private_dns_;
   std::unique_ptr<opsengine::OpsEngine> ops_;
@@ -366,6 +438,10 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->default_vpc_prefix = v.as<int>();
       else if (key == "default_subnet_prefix")
         options->default_subnet_prefix = v.as<int>();
+      else if (key == "leader_lease_ttl_s")
+        options->leader_lease_ttl_s = v.as<int>();
+      else if (key == "advertise")
+        options->advertise = v.as<std::string>();
       else if (key == "tls")
         options->tls = v.as<std::string>();
       else if (key == "tls_cert")

@@ -15,6 +15,14 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:8080";       // REST, /healthz, /metrics
   std::string grpc_listen = "127.0.0.1:8081";  // gRPC
   std::string store = "sqlite";                // sqlite | etcd://host:port,...
+  // Several servers on one etcd (docs/ha.md): the leader's lease TTL (etcd raises it to its
+  // own minimum, 2 s with etcd's default timing), and the URL this server is reached at, as
+  // /healthz shows the leader (default: SCHEME://LISTEN-HOST:PORT).
+  int leader_lease_ttl_s = 2;
+  std::string advertise;
+  // Joining an existing control plane on `store`: one of its admin tokens (photon-server
+  // --join reads it from PHOTON_TOKEN), kept as this server's admin.token instead of a new one.
+  std::string join_admin_token;
   // REST I/O threads; 0 = twice the cores, at least 4 and at most 16. Creates wait on no
   // thread, updates and deletes hold theirs for their commit. Fewer threads are cheaper on few
   // cores: each request woke a sleeping thread, and with 16 threads on 2 cores the switches

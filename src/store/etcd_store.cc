@@ -163,46 +163,126 @@ using WatchStream =
 // What a watch's reader thread shares with its handle and with the store (which ends the
 // watch when it is closed first).
 struct EtcdWatchState {
+  std::mutex mu;  // guards context against a TryCancel() while the stream is replaced
   std::unique_ptr<grpc::ClientContext> context;
+  std::unique_ptr<etcdserverpb::Watch::Stub> stub;  // set when resumed on another endpoint
   std::unique_ptr<WatchStream> stream;
   WatchCallback on_events;
   WatchErrorCallback on_error;
   std::atomic<bool> cancelled{false};     // by the handle: end silently
   std::atomic<bool> store_closed{false};  // by the store: end with UNAVAILABLE
+  // To resume elsewhere when the stream's etcd member goes: the request, the revision the
+  // next event has at least, and every member's channel.
+  etcdserverpb::WatchRequest request;
+  int64_t next_revision = 0;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  size_t endpoint = 0;
+
+  void TryCancel() {
+    std::lock_guard lock(mu);
+    context->TryCancel();
+  }
 };
 
+// How long a watch whose etcd member went away looks for another one before it ends.
+constexpr auto kWatchResumeFor = std::chrono::seconds(30);
+
+// Drains and finishes the current stream (gRPC wants every message read before Finish).
+grpc::Status FinishStream(EtcdWatchState& state) {
+  etcdserverpb::WatchResponse response;
+  state.TryCancel();
+  while (state.stream->Read(&response)) {
+  }
+  return state.stream->Finish();
+}
+
+// After the stream's member went away: the same watch from next_revision on the next member
+// that answers, so the caller sees no gap and no error. OUT_OF_RANGE when the revision was
+// compacted meanwhile; UNAVAILABLE when none answered within kWatchResumeFor.
+Status ResumeWatch(EtcdWatchState& state) {
+  const auto deadline = std::chrono::steady_clock::now() + kWatchResumeFor;
+  state.request.mutable_create_request()->set_start_revision(state.next_revision);
+  Status last = absl::UnavailableError("etcd: no endpoint");
+  for (size_t attempt = 1; std::chrono::steady_clock::now() < deadline; ++attempt) {
+    if (state.cancelled || state.store_closed) return absl::CancelledError("watch ended");
+    const size_t index = (state.endpoint + attempt) % state.channels.size();
+    auto context = std::make_unique<grpc::ClientContext>();
+    auto stub = etcdserverpb::Watch::NewStub(state.channels[index]);
+    std::unique_ptr<WatchStream> stream = stub->Watch(context.get());
+    etcdserverpb::WatchResponse response;
+    if (stream->Write(state.request) && stream->Read(&response) && !response.canceled() &&
+        response.compact_revision() == 0) {
+      std::lock_guard lock(state.mu);
+      if (state.cancelled) {
+        context->TryCancel();
+      }
+      std::swap(state.context, context);
+      std::swap(state.stub, stub);
+      std::swap(state.stream, stream);
+      state.endpoint = index;
+      // The old call's context must outlive its stream: both go at the end of this scope,
+      // stream first (declared later).
+      return absl::OkStatus();
+    }
+    context->TryCancel();
+    while (stream->Read(&response)) {
+    }
+    grpc::Status finish = stream->Finish();
+    if (response.compact_revision() > 0) {
+      return absl::OutOfRangeError("etcd: mvcc: required revision has been compacted");
+    }
+    last = absl::UnavailableError("etcd: watch stream ended: " + finish.error_message());
+    if (attempt % state.channels.size() == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a round found none
+    }
+  }
+  return last;
+}
+
 // Reads the stream until it ends, runs the callbacks, then reports why it ended (unless the
-// handle cancelled it).
+// handle cancelled it). A stream cut by its member's loss is resumed on another one.
 void ReadWatchStream(const std::shared_ptr<EtcdWatchState>& state) {
   etcdserverpb::WatchResponse response;
   Status error;
-  while (state->stream->Read(&response)) {
-    if (state->cancelled) break;
-    if (response.compact_revision() > 0) {
-      error = absl::OutOfRangeError("etcd: mvcc: required revision has been compacted");
-      break;
+  while (true) {
+    while (state->stream->Read(&response)) {
+      if (state->cancelled) break;
+      if (response.compact_revision() > 0) {
+        error = absl::OutOfRangeError("etcd: mvcc: required revision has been compacted");
+        break;
+      }
+      if (response.canceled()) {
+        error = absl::CancelledError("etcd: watch canceled: " + response.cancel_reason());
+        break;
+      }
+      if (response.events_size() == 0) continue;
+      std::vector<WatchEvent> events;
+      events.reserve(response.events_size());
+      for (const auto& event : response.events()) {
+        WatchEvent out;
+        out.type = event.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
+                                                         : WatchEvent::Type::kPut;
+        out.kv = FromProto(event.kv());
+        events.push_back(std::move(out));
+      }
+      state->next_revision = events.back().kv.mod_revision + 1;
+      state->on_events(events);
     }
-    if (response.canceled()) {
-      error = absl::CancelledError("etcd: watch canceled: " + response.cancel_reason());
-      break;
-    }
-    if (response.events_size() == 0) continue;
-    std::vector<WatchEvent> events;
-    events.reserve(response.events_size());
-    for (const auto& event : response.events()) {
-      WatchEvent out;
-      out.type = event.type() == mvccpb::Event::DELETE ? WatchEvent::Type::kDelete
-                                                       : WatchEvent::Type::kPut;
-      out.kv = FromProto(event.kv());
-      events.push_back(std::move(out));
-    }
-    state->on_events(events);
+    if (!error.ok() || state->cancelled || state->store_closed) break;
+    grpc::Status finish = FinishStream(*state);
+    Status resumed = ResumeWatch(*state);
+    if (resumed.ok()) continue;
+    if (state->cancelled) return;
+    error = resumed.code() == StatusCode::kOutOfRange
+                ? resumed
+                : absl::UnavailableError(
+                      "etcd: watch stream ended: " + finish.error_message() +
+                      "; no other member resumed it: " + std::string(resumed.message()));
+    if (state->on_error) state->on_error(error);
+    return;
   }
-  // gRPC wants every message read before Finish; after TryCancel the rest comes quickly.
-  state->context->TryCancel();
-  while (state->stream->Read(&response)) {
-  }
-  grpc::Status finish = state->stream->Finish();
+  // Ended by the handle, the store, a compaction or etcd's cancel: no resume.
+  grpc::Status finish = FinishStream(*state);
   if (state->cancelled) return;
   if (state->store_closed) {
     error = absl::UnavailableError("store closed");
@@ -222,7 +302,7 @@ class EtcdWatchHandle : public WatchHandle {
   void Cancel() override {
     std::lock_guard lock(mu_);
     state_->cancelled = true;
-    state_->context->TryCancel();
+    state_->TryCancel();
     if (!reader_.joinable()) return;
     if (std::this_thread::get_id() == reader_.get_id()) {
       // Cancel from inside a callback (not allowed by the contract, but do not deadlock); the
@@ -325,7 +405,7 @@ class EtcdStore::Impl {
       for (auto& weak : watches_) {
         if (auto state = weak.lock()) {
           state->store_closed = true;
-          state->context->TryCancel();
+          state->TryCancel();
         }
       }
     }
@@ -589,6 +669,11 @@ StatusOr<std::unique_ptr<WatchHandle>> EtcdStore::Watch(const std::string& key,
     auto state = std::make_shared<EtcdWatchState>();
     state->context = std::move(context);
     state->stream = std::move(stream);
+    state->request = request;
+    // From "now" (0): after the revision the watch was created at.
+    state->next_revision = start_revision > 0 ? start_revision : response.header().revision() + 1;
+    for (const auto& e : impl_->endpoints_) state->channels.push_back(e.channel);
+    state->endpoint = index;
     state->on_events = std::move(on_events);
     state->on_error = std::move(on_error);
     impl_->AddWatch(state);

@@ -3,9 +3,11 @@
 //
 // Endpoints are tried in order: a call that finds its endpoint UNAVAILABLE moves on to the next
 // one and later calls stay there. Every Watch() opens its own bidirectional Watch stream and a
-// thread that reads it and runs the callbacks. Revisions, compaction and lease rules are
-// etcd's own (the SQLite backend copies them): after Compact(c), revision c stays readable
-// and reads and watches below c fail with OUT_OF_RANGE.
+// thread that reads it and runs the callbacks; when the stream's member goes away, the watch
+// resumes on another member from the revision after its last event (for up to 30 s, then it
+// ends with UNAVAILABLE), so the caller sees neither a gap nor an error. Revisions, compaction and
+// lease rules are etcd's own (the SQLite backend copies them): after Compact(c), revision c stays
+// readable and reads and watches below c fail with OUT_OF_RANGE.
 //
 // Thread-safety: all methods are thread-safe.
 #pragma once

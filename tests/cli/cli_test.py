@@ -303,6 +303,158 @@ class DrainCliTest(unittest.TestCase):
             self.assertIn(f"default/{n} (", r.stderr)
 
 
+class UserCliTest(unittest.TestCase):
+    """What a kubectl/incus user expects: cluster-scoped nodes, short names, wait, sort,
+    wide and name output, list -w, a describe summary, actions that print their result and
+    a generated completion script; one simulated node (photon-hollow) runs the instances."""
+
+    @classmethod
+    def setUpClass(cls):
+        DrainCliTest.setUpClass.__func__(cls)
+
+    tearDownClass = classmethod(DrainCliTest.tearDownClass.__func__)
+    api = DrainCliTest.api
+    instances = DrainCliTest.instances
+    wait = DrainCliTest.wait
+    photon = DrainCliTest.photon
+
+    def create(self, name):
+        self.api("POST", "/v1/namespaces/default/computeinstances",
+                 {"metadata": {"name": name},
+                  "spec": {"process": {"command": ["/bin/sleep", "60"]},
+                           "resources": {"vcpu": 1, "memoryMb": 64}}})
+
+    def test_nodes_need_no_namespace_and_short_names(self):
+        node = f"drain{os.getpid()}-0"
+        self.wait(lambda: node in self.photon("list", "nodes").stdout, "the node listed")
+        r = self.photon("get", "node", node, "-o", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["metadata"]["name"], node)
+        self.assertIn(node, self.photon("list", "no", "-o", "name").stdout.split())
+        self.assertEqual(self.api("GET", f"/v1/nodes/{node}")["metadata"]["name"], node)
+        self.create("short")
+        for short in ("ci", "vm", "computeinstance"):
+            r = self.photon("get", short, "short", "-o", "name")
+            self.assertEqual(r.stdout, "short\n", short)
+
+    def test_wait_for_phase_delete_and_timeout(self):
+        self.create("waited")
+        r = self.photon("wait", "ci", "waited", "--for", "phase=RUNNING", "--timeout", "30s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "computeinstances/waited phase=RUNNING\n")
+        t0 = time.monotonic()
+        r = self.photon("wait", "ci", "waited", "--for", "phase=ERROR", "--timeout", "1s")
+        self.assertEqual(r.returncode, 1)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertIn("timed out after 1 s waiting for computeinstances/waited to be "
+                      "phase=ERROR (now: RUNNING)", r.stderr)
+        r = self.photon("wait", "ci", "waited", "--for", "running")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("'running' is not phase=PHASE, condition=CONDITION or delete", r.stderr)
+        r = self.photon("wait", "ci", "waited", "--for", "phase=RUNNING", "--timeout", "soon")
+        self.assertIn("--timeout: 'soon' is not a duration", r.stderr)
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": self.home,
+               "PHOTON_SERVER": f"http://127.0.0.1:{self.port}", "PHOTON_TOKEN": self.token}
+        waiter = subprocess.Popen([PHOTON, "wait", "ci", "waited", "--for", "delete",
+                                   "--timeout", "30s"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(self.photon("delete", "ci", "waited").returncode, 0)
+            out, err = waiter.communicate(timeout=40)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.communicate()
+        self.assertEqual(waiter.returncode, 0, err)
+        self.assertEqual(out, "computeinstances/waited deleted\n")
+        node = f"drain{os.getpid()}-0"
+        r = self.photon("wait", "node", node, "--for", "condition=READY", "--timeout", "30s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_list_sort_wide_and_watch(self):
+        for n in ("sortb", "sorta"):
+            self.create(n)
+        r = self.photon("list", "ci", "--sort-by", ".metadata.name", "-o", "name")
+        names = [n for n in r.stdout.split() if n.startswith("sort")]
+        self.assertEqual(names, ["sorta", "sortb"])
+        r = self.photon("list", "ci", "--sort-by", ".metadata.nosuch")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--sort-by: no listed object has the field '.metadata.nosuch'", r.stderr)
+        r = self.photon("list", "ci", "-o", "wide")
+        header = r.stdout.splitlines()[0].split()
+        self.assertEqual(header[-4:], ["DRIVER", "ADDRESS", "CREATED", "ID"])
+        row = [l for l in r.stdout.splitlines() if " sorta " in l][0]
+        self.assertIn(" process ", row)
+        self.assertIn(" 10.", row)  # the address from the default subnet
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": self.home,
+               "PHOTON_SERVER": f"http://127.0.0.1:{self.port}", "PHOTON_TOKEN": self.token}
+        watch = subprocess.Popen([PHOTON, "list", "ci", "-w"], env=env, stdout=subprocess.PIPE,
+                                 text=True)
+        try:
+            self.assertTrue(watch.stdout.readline().startswith("NAMESPACE"))
+            self.assertEqual(self.photon("delete", "ci", "sortb").returncode, 0)
+            line = watch.stdout.readline()
+            while line and not line.startswith("DELETED"):
+                line = watch.stdout.readline()
+            self.assertIn("default/sortb", line)
+        finally:
+            watch.kill()
+            watch.wait()
+            watch.stdout.close()
+
+    def test_describe_is_a_summary(self):
+        self.create("described")
+        self.wait(lambda: self.instances()["described"]["status"].get("phase") == "RUNNING",
+                  "described RUNNING")
+        r = self.photon("describe", "vm", "described")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for want in ("Name:       described", "Namespace:  default", "Driver:     process",
+                     "Phase:      RUNNING", f"Node:       drain{os.getpid()}-", "Spec:",
+                     "Conditions:", "Events:"):
+            self.assertIn(want, r.stdout)
+
+    def test_actions_wait_for_their_result_or_return_the_operation(self):
+        self.create("acted")
+        self.wait(lambda: self.instances()["acted"]["metadata"].get("agentId"), "acted placed")
+        # The simulated node runs no actions: waiting ends at --timeout naming the operation.
+        r = self.photon("action", "ci", "acted", "restart", "--timeout", "1s")
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"operation [0-9a-f-]+ is still PENDING after 1 s")
+        r = self.photon("action", "ci", "acted", "restart", "--async")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^restart queued \(operation [0-9a-f-]+\)$")
+        r = self.photon("logs", "acted", "--tail", "-1")
+        self.assertIn("--tail", r.stderr)
+
+    def test_bash_completion(self):
+        r = self.photon("completion", "bash")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        script = os.path.join(self.home, "photon.bash")
+        with open(script, "w") as f:
+            f.write(r.stdout)
+        self.assertEqual(subprocess.run(["bash", "-n", script]).returncode, 0)
+        self.create("completed")
+
+        def complete(*words):
+            line = " ".join(f"'{w}'" for w in words)
+            prog = (f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+                    "_photon; printf '%s\\n' \"${COMPREPLY[@]}\"")
+            env = {"PATH": os.path.dirname(os.path.abspath(PHOTON)) + ":" +
+                   os.environ.get("PATH", ""), "HOME": self.home,
+                   "PHOTON_SERVER": f"http://127.0.0.1:{self.port}",
+                   "PHOTON_TOKEN": self.token}
+            out = subprocess.run(["bash", "-c", prog], env=env, capture_output=True, text=True,
+                                 timeout=30)
+            return out.stdout.split()
+
+        self.assertIn("list", complete("photon", "li"))
+        self.assertEqual(complete("photon", "get", "computei"), ["computeinstances"])
+        self.assertIn("completed", complete("photon", "get", "computeinstances", "comp"))
+        self.assertIn("drain", complete("photon", "node", "dr"))
+        self.assertIn("--sort-by", complete("photon", "list", "--so"))
+        self.assertEqual(self.photon("completion", "zsh").returncode, 1)
+
+
 class TokenCliTest(unittest.TestCase):
     """photon token create/list/revoke/rotate-admin, on a server of their own (rotation changes
     the admin token the other tests use)."""

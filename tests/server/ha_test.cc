@@ -1,0 +1,311 @@
+// The highly available control plane, all real: three etcd members (Debian etcd-server), three
+// photon-server processes on them, and a photon-hollow fleet of three simulated nodes (real
+// join, heartbeats, RUNNING reports; no workloads run). A client creates instances in a loop
+// through the comma-separated server list while the leader is killed with SIGKILL, and while
+// etcd members are killed.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "ha_cluster.h"
+
+namespace photon::testing::ha {
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+class HaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(access(kEtcd, X_OK), 0) << kEtcd << " is not installed (Debian etcd-server)";
+    dir_ = MakeTempDir("ha");
+    etcd_ = EtcdCluster::Start(dir_);
+    ASSERT_TRUE(etcd_) << "etcd cluster did not come up; logs in " << dir_;
+    cp_ = std::make_unique<ControlPlane>(
+        dir_, etcd_->spec(), 3,
+        std::vector<std::string>{"--leader-lease-ttl", "1", "--node-suspect-after", "60000",
+                                 "--node-down-after", "120000"});
+    ASSERT_TRUE(cp_->WaitUp()) << "servers did not answer; logs in " << dir_;
+    leader_ = cp_->WaitLeader(seconds(20));
+    ASSERT_GE(leader_, 0) << "no single leader";
+    token_ = cp_->server(0).AdminToken();
+  }
+  void TearDown() override {
+    hollow_.reset();
+    cp_.reset();
+    etcd_.reset();
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  // Three hollow nodes joined through `server` (its join.token).
+  void StartFleet(int server) {
+    const auto& s = cp_->server(server);
+    hollow_ = std::make_unique<Proc>(
+        std::vector<std::string>{PHOTON_HOLLOW_BIN, "--server", s.url, "--join-token",
+                                 s.dir + "/data/join.token", "--data-dir", dir_ + "/hollow",
+                                 "--nodes", "3", "--name-prefix", "ha", "--heartbeat-seconds", "1",
+                                 "--vcpu", "1024", "--memory-mb", "1048576", "--listen",
+                                 "127.0.0.1:" + std::to_string(FreePort())},
+        dir_ + "/hollow.log");
+    ASSERT_TRUE(Poll(
+        [&] {
+          auto nodes = Get("/v1/namespaces/system/nodes");
+          int ready = 0;
+          for (auto& n : nodes["items"]) ready += n["nodeStatus"]["condition"] == "READY";
+          return ready == 3;
+        },
+        seconds(30), milliseconds(100)))
+        << "hollow nodes not READY";
+  }
+
+  HttpClient Client() const {
+    auto c = *HttpClient::Create(cp_->urls(), token_);
+    c.set_timeout(seconds(20));
+    return c;
+  }
+  json Get(const std::string& path) {
+    auto r = Client().Do("GET", path);
+    if (!r.ok() || r->status != 200) return json::object();
+    return json::parse(r->body, nullptr, false);
+  }
+  // name → agentId of every ha-* instance.
+  std::map<std::string, std::string> Placements() {
+    std::map<std::string, std::string> out;
+    auto list = Get("/v1/namespaces/default/computeinstances");
+    for (auto& i : list["items"]) {
+      out[i["metadata"]["name"]] = i["metadata"].value("agentId", "");
+    }
+    return out;
+  }
+  // Instance name → number of Scheduled events (one per placement write that succeeded).
+  std::map<std::string, int> ScheduledEvents() {
+    std::map<std::string, int> out;
+    auto list = Get("/v1/namespaces/default/events");
+    for (auto& e : list["items"]) {
+      if (e["spec"].value("eventType", "") != "Scheduled") continue;
+      std::string obj = e["spec"]["resourceEvent"].value("name", "");
+      out[obj.substr(obj.rfind('/') + 1)]++;
+    }
+    return out;
+  }
+
+  // Creates instances one after another until stopped; `acked` holds every 202.
+  class Creator {
+   public:
+    Creator(HttpClient client, const std::string& prefix) : client_(std::move(client)) {
+      thread_ = std::thread([this, prefix] {
+        for (int i = 0; !stop_; ++i) {
+          const std::string name = prefix + std::to_string(i);
+          auto r =
+              client_.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance(name));
+          std::lock_guard lock(mu_);
+          if (r.ok() && r->status == 202) {
+            acked_.push_back(name);
+          } else {
+            last_error_ = r.ok() ? std::to_string(r->status) + " " + r->body
+                                 : std::string(r.status().message());
+            ++failed_;
+          }
+          // Paced: the point is a steady stream of creates across the failover, not load.
+          std::this_thread::sleep_for(milliseconds(20));
+        }
+      });
+    }
+    ~Creator() { Stop(); }
+    void Stop() {
+      stop_ = true;
+      if (thread_.joinable()) thread_.join();
+    }
+    std::vector<std::string> acked() {
+      std::lock_guard lock(mu_);
+      return acked_;
+    }
+    int failed() {
+      std::lock_guard lock(mu_);
+      return failed_;
+    }
+    std::string last_error() {
+      std::lock_guard lock(mu_);
+      return last_error_;
+    }
+
+   private:
+    HttpClient client_;
+    std::atomic<bool> stop_{false};
+    std::mutex mu_;
+    std::vector<std::string> acked_;
+    int failed_ = 0;
+    std::string last_error_;
+    std::thread thread_;
+  };
+
+  // Every acknowledged create exists and is placed on a node, and was placed exactly once.
+  void ExpectAllPlacedOnce(const std::vector<std::string>& acked) {
+    std::map<std::string, std::string> placed;
+    bool all = Poll(
+        [&] {
+          placed = Placements();
+          for (const auto& n : acked) {
+            if (placed[n].empty()) return false;
+          }
+          return true;
+        },
+        seconds(30), milliseconds(200));
+    for (const auto& n : acked) {
+      ASSERT_TRUE(placed.count(n)) << "acknowledged create " << n << " is gone";
+      EXPECT_FALSE(placed[n].empty()) << n << " was never placed";
+    }
+    ASSERT_TRUE(all);
+    auto events = ScheduledEvents();
+    for (const auto& n : acked) EXPECT_EQ(events[n], 1) << n << " placed " << events[n] << " times";
+  }
+
+  std::string dir_;
+  std::unique_ptr<EtcdCluster> etcd_;
+  std::unique_ptr<ControlPlane> cp_;
+  std::unique_ptr<Proc> hollow_;
+  std::string token_;
+  int leader_ = -1;
+};
+
+TEST_F(HaTest, ExactlyOneLeaderAndItsStateInHealthzAndMetrics) {
+  int followers = 0;
+  for (size_t i = 0; i < cp_->size(); ++i) {
+    auto h = cp_->server(i).Health();
+    EXPECT_EQ(h["leader"], cp_->server(leader_).url) << "server " << i;
+    followers += h["role"] == "follower";
+    auto c = *HttpClient::Create(cp_->server(i).url, "");
+    auto m = c.Do("GET", "/metrics");
+    ASSERT_TRUE(m.ok());
+    const bool leads = static_cast<int>(i) == leader_;
+    EXPECT_NE(m->body.find(std::string("photon_server_leader ") + (leads ? "1" : "0")),
+              std::string::npos)
+        << "server " << i;
+  }
+  EXPECT_EQ(followers, 2);
+}
+
+// kill -9 of the leader: another server takes over and places within the bound; every
+// acknowledged create is there, placed exactly once.
+TEST_F(HaTest, LeaderKillFailoverPlacesEveryAcknowledgedCreateOnce) {
+  StartFleet((leader_ + 1) % 3);
+  Creator creator(Client(), "ha-");
+  ASSERT_TRUE(Poll([&] { return creator.acked().size() >= 20; }, seconds(30)));
+  const size_t before = creator.acked().size();
+  const auto killed = Clock::now();
+  cp_->server(leader_).proc->Kill();
+  // The first placement of a create acknowledged after the kill.
+  std::string first_after;
+  ASSERT_TRUE(Poll(
+      [&] {
+        auto acked = creator.acked();
+        if (acked.size() <= before) return false;
+        auto placed = Placements();
+        for (size_t i = before; i < acked.size(); ++i) {
+          if (!placed[acked[i]].empty()) return !(first_after = acked[i]).empty();
+        }
+        return false;
+      },
+      seconds(20)))
+      << "nothing placed after the leader was killed; last client error: " << creator.last_error();
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - killed);
+  std::cerr << "first placement after the leader's kill: " << took.count() << " ms\n";
+  const int next = cp_->WaitLeader(seconds(5));
+  ASSERT_GE(next, 0);
+  EXPECT_NE(next, leader_);
+  // The target is 2 s (bench/ha measures it); the bound here leaves room for a loaded host.
+  EXPECT_LT(took.count(), 8000) << first_after << " placed " << took.count() << " ms after kill";
+  ASSERT_TRUE(Poll([&] { return creator.acked().size() >= before + 40; }, seconds(30)));
+  creator.Stop();
+  ExpectAllPlacedOnce(creator.acked());
+  // The killed server comes back as a follower.
+  cp_->server(leader_).Start();
+  ASSERT_TRUE(
+      Poll([&] { return cp_->server(leader_).Health()["role"] == "follower"; }, seconds(30)));
+}
+
+// A watch resumes on another server from its resourceVersion: only what changed since, no
+// relist (the revision is etcd's, the same on every server).
+TEST_F(HaTest, WatchResumesOnAnotherServerFromItsResourceVersion) {
+  auto c = Client();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(c.Do("POST", "/v1/namespaces/default/computeinstances",
+                   ProcessInstance("w-" + std::to_string(i)))
+                  ->status,
+              202);
+  }
+  const int watched = (leader_ + 1) % 3;
+  auto list = Get("/v1/namespaces/default/computeinstances");
+  const std::string rv = list.value("resourceVersion", "");
+  ASSERT_FALSE(rv.empty()) << list.dump();
+  cp_->server(watched).proc->Kill();
+  ASSERT_EQ(
+      c.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("w-new"))->status,
+      202);
+  // The list puts the killed server first: the client must move on.
+  std::string urls = cp_->server(watched).url;
+  for (int i = 0; i < 3; ++i) {
+    if (i != watched) urls += "," + cp_->server(i).url;
+  }
+  auto w = *HttpClient::Create(urls, token_);
+  w.set_timeout(seconds(10));
+  std::vector<json> events;
+  auto r = w.Stream("/v1/namespaces/default/computeinstances?watch=true&resourceVersion=" + rv,
+                    [&](const std::string& line) {
+                      auto e = json::parse(line, nullptr, false);
+                      if (e.is_discarded() || e.value("type", "") == "BOOKMARK") return true;
+                      events.push_back(e);
+                      return e["object"]["metadata"].value("name", "") != "w-new";
+                    });
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_FALSE(events.empty());
+  for (const auto& e : events) {
+    EXPECT_NE(e.value("type", ""), "ERROR") << e.dump();
+    const std::string name = e["object"]["metadata"].value("name", "");
+    EXPECT_TRUE(name == "w-new") << "relisted or replayed " << name << ": " << e.dump();
+  }
+}
+
+// One etcd member down: the API keeps working. Two down: writes fail with a clear error.
+// All back: everything acknowledged is there.
+TEST_F(HaTest, EtcdMemberLossKeepsApiThenQuorumLossFailsClearly) {
+  StartFleet((leader_ + 1) % 3);
+  Creator creator(Client(), "q-");
+  ASSERT_TRUE(Poll([&] { return creator.acked().size() >= 10; }, seconds(30)));
+  etcd_->Kill(0);
+  const size_t at_one = creator.acked().size();
+  ASSERT_TRUE(Poll([&] { return creator.acked().size() >= at_one + 30; }, seconds(30)))
+      << "creates stopped with one etcd member down: " << creator.last_error();
+  creator.Stop();
+  const auto acked = creator.acked();
+  ExpectAllPlacedOnce(acked);
+
+  etcd_->Kill(1);
+  auto c = Client();
+  auto r = c.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("no-quorum"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_NE(r->body.find("etcd"), std::string::npos) << "the error names the store: " << r->body;
+  std::cerr << "without quorum: " << r->status << " " << r->body << "\n";
+
+  etcd_->Restart(0);
+  etcd_->Restart(1);
+  ASSERT_TRUE(etcd_->WaitMember(0));
+  auto placed = std::map<std::string, std::string>();
+  ASSERT_TRUE(Poll(
+      [&] {
+        placed = Placements();
+        return !placed.empty();
+      },
+      seconds(30), milliseconds(200)));
+  for (const auto& n : acked) EXPECT_TRUE(placed.count(n)) << "acknowledged " << n << " lost";
+}
+
+}  // namespace
+}  // namespace photon::testing::ha
