@@ -18,6 +18,7 @@
 #include "common/file_util.h"
 #include "common/util.h"
 #include "lightningstor/s3_error.h"
+#include "lightningstor/sse.h"
 
 namespace photon::lightningstor {
 namespace {
@@ -179,9 +180,12 @@ Status BlobWriter::WriteBlock(char* buf, size_t len, uint64_t offset) {
 Status BlobWriter::Seal() {
   if (fd_ < 0) PHOTON_RETURN_IF_ERROR(OpenFile());
   if (!pipeline_) {
+    WritePipeline::TransformFn transform;
+    if (cipher_) transform = [c = cipher_](char* buf, size_t len) { c->Apply(buf, len); };
     pipeline_ = std::make_unique<WritePipeline>(
         &md5_,
-        [this](char* buf, size_t len, uint64_t offset) { return WriteBlock(buf, len, offset); });
+        [this](char* buf, size_t len, uint64_t offset) { return WriteBlock(buf, len, offset); },
+        std::move(transform));
   }
   PHOTON_RETURN_IF_ERROR(pipeline_->status());
   pipeline_->Submit(std::move(block_), fill_, sealed_);
@@ -230,6 +234,7 @@ StatusOr<WrittenBlob> BlobWriter::Finish() {
   if (!pipeline_ && inline_max_ > 0 && size_ <= inline_max_) {
     if (fill_ > 0) {
       md5_.Update(block_.get(), fill_);
+      if (cipher_) cipher_->Apply(block_.get(), fill_);
       out.inline_data.assign(block_.get(), fill_);
     }
     out.md5 = md5_.Finish();
@@ -250,6 +255,7 @@ StatusOr<WrittenBlob> BlobWriter::Finish() {
     PHOTON_RETURN_IF_ERROR(st);
   } else if (fill_ > 0) {  // a body of one block: no helper threads for it
     md5_.Update(block_.get(), fill_);
+    if (cipher_) cipher_->Apply(block_.get(), fill_);
     block_crcs_ += CrcToBytes(Crc32cUpdate(0, block_.get(), fill_));
     PHOTON_RETURN_IF_ERROR(WriteBlock(block_.get(), fill_, 0));
   }

@@ -21,6 +21,8 @@
 
 namespace photon::lightningstor {
 
+class CtrCipher;  // sse.h
+
 struct WrittenBlob {
   uint64_t size = 0;
   std::string md5;  // raw 16 bytes
@@ -47,6 +49,10 @@ class BlobWriter {
   Status Write(const char* data, size_t n);
   // Makes the data durable (file) or hands it back (inline).
   StatusOr<WrittenBlob> Finish();
+  // Stores the bytes encrypted by `cipher` (applied in order, after the MD5 and before the CRC,
+  // on the writer's helper thread), so WrittenBlob::md5 is the plaintext's. Set before the first
+  // Buffer(); the cipher must outlive Finish.
+  void Encrypt(CtrCipher* cipher) { cipher_ = cipher; }
   uint64_t size() const { return size_; }
 
  private:
@@ -66,6 +72,7 @@ class BlobWriter {
   size_t fill_ = 0;      // bytes in block_
   uint64_t size_ = 0;    // bytes committed in all
   uint64_t sealed_ = 0;  // bytes handed to the pipeline (file offset of block_)
+  CtrCipher* cipher_ = nullptr;
   int fd_ = -1;
   bool direct_ = false;  // fd_ is O_DIRECT (dropped if the file system refuses it)
   bool padded_ = false;  // the last block was written padded; truncate to size_

@@ -110,8 +110,9 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
     }
   }
   auto writer = blobs_->NewWriter(config_.inline_max_bytes, force_file);
-  std::optional<Digest> plain;
-  if (cipher) plain.emplace(Digest::Kind::kMd5);
+  // Encrypted on the writer's helper thread after the MD5 (of the plaintext) is taken: one MD5
+  // pass per body, and the connection thread only receives.
+  if (cipher) writer->Encrypt(cipher);
   uint64_t total = 0;
   while (true) {
     // Received straight into the writer's block: no copy between socket and disk buffer.
@@ -124,10 +125,6 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
                      "Your proposed upload exceeds the maximum allowed object size.");
     }
     if (!sums.empty()) sums.Update(space.first, n);
-    if (cipher) {
-      plain->Update(space.first, n);
-      cipher->Apply(space.first, n);
-    }
     PHOTON_RETURN_IF_ERROR(writer->Commit(n));
   }
   r.bytes_in += total;
@@ -139,8 +136,8 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
   static const std::map<std::string, std::string> kNoTrailers;
   PHOTON_RETURN_IF_ERROR(sums.Verify(chunked ? chunked->trailers() : kNoTrailers, checksums));
   PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, writer->Finish());
-  if (cipher) *plain_md5 = plain->Finish();
-  if (!content_md5.empty() && content_md5 != (cipher ? *plain_md5 : blob.md5)) {
+  if (plain_md5) *plain_md5 = blob.md5;
+  if (!content_md5.empty() && content_md5 != blob.md5) {
     if (!blob.is_inline) blobs_->Remove(blob.segment.blob_id);
     return S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.");
   }
@@ -241,8 +238,8 @@ StatusOr<http::Response> S3Service::PutObject(S3Request& r) {
   for (const auto& [k, v] : key.headers) o.headers[k] = v;
   FillData(o, blob);
   // As S3: an SSE-S3 object's ETag is its plaintext's MD5; an SSE-C object's is not (it would
-  // tell the plaintext to anyone who may list), it is the stored bytes' MD5.
-  if (sse.mode == SseRequest::Mode::kS3) o.etag = HexEncode(plain_md5);
+  // tell the plaintext to anyone who may list): the MD5 of the object's random IV and that MD5.
+  if (sse.mode == SseRequest::Mode::kCustomer) o.etag = HexEncode(Md5Raw(key.iv + plain_md5));
   std::string etag = o.etag;
   std::string blob_id = o.segments.empty() ? "" : o.segments[0].blob_id;
   auto result = meta_->PutObject(std::move(o), WriteConditions(r.http, false));
@@ -494,8 +491,8 @@ StatusOr<http::Response> S3Service::EncryptedBody(http::Response resp, ObjectMet
     resp.body.reserve(length);
     PHOTON_RETURN_IF_ERROR(blobs_->Read(o, start, length, [&](const char* p, size_t n) {
       size_t at = resp.body.size();
-      resp.body.append(p, n);
-      cipher->Apply(resp.body.data() + at, n);
+      resp.body.resize(at + n);
+      cipher->ApplyTo(p, resp.body.data() + at, n);
       return absl::OkStatus();
     }));
     return resp;
@@ -506,8 +503,8 @@ StatusOr<http::Response> S3Service::EncryptedBody(http::Response resp, ObjectMet
                                                                  const http::FileSink*) {
     std::string buf;
     Status st = blobs->Read(o, start, length, [&](const char* p, size_t n) {
-      buf.assign(p, n);
-      cipher->Apply(buf.data(), n);
+      if (buf.size() < n) buf.resize(n);
+      cipher->ApplyTo(p, buf.data(), n);
       return sink(buf.data(), n);
     });
     if (!st.ok()) spdlog::warn("GET {}/{} aborted: {}", o.bucket, o.key, std::string(st.message()));

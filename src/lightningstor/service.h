@@ -117,8 +117,8 @@ class S3Service {
 
   // Shared helpers (object_handlers.cc).
   // Streams the (decoded, verified) request body into a new blob. With a cipher, the bytes
-  // are encrypted before they are stored and *plain_md5 is the MD5 of the plaintext (which
-  // Content-MD5 is checked against); blob.md5 is always that of the stored bytes.
+  // are encrypted before they are stored (after hashing); blob.md5 and *plain_md5 are the
+  // MD5 of the plaintext, which Content-MD5 is checked against.
   StatusOr<WrittenBlob> ReceiveBody(S3Request& r, bool force_file,
                                     std::map<std::string, std::string>* checksums,
                                     CtrCipher* cipher = nullptr, std::string* plain_md5 = nullptr);

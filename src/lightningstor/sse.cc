@@ -90,13 +90,15 @@ CtrCipher::CtrCipher(const std::string& key, const std::string& iv, uint64_t off
 
 CtrCipher::~CtrCipher() { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_)); }
 
-void CtrCipher::Apply(char* data, size_t n) {
-  auto* p = reinterpret_cast<unsigned char*>(data);
+void CtrCipher::ApplyTo(const char* in, char* out, size_t n) {
+  auto* src = reinterpret_cast<const unsigned char*>(in);
+  auto* dst = reinterpret_cast<unsigned char*>(out);
   while (n > 0) {
     int chunk = static_cast<int>(std::min<size_t>(n, 1 << 30));
     int len = 0;
-    EVP_EncryptUpdate(static_cast<EVP_CIPHER_CTX*>(ctx_), p, &len, p, chunk);
-    p += chunk;
+    EVP_EncryptUpdate(static_cast<EVP_CIPHER_CTX*>(ctx_), dst, &len, src, chunk);
+    src += chunk;
+    dst += chunk;
     n -= static_cast<size_t>(chunk);
   }
 }

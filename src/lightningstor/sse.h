@@ -24,7 +24,10 @@ class CtrCipher {
   ~CtrCipher();
   CtrCipher(const CtrCipher&) = delete;
   CtrCipher& operator=(const CtrCipher&) = delete;
-  void Apply(char* data, size_t n);
+  void Apply(char* data, size_t n) { ApplyTo(data, data, n); }
+  // Writes in[0, n) transformed to out (a GET decrypts from the read buffer into the send
+  // buffer without a separate copy).
+  void ApplyTo(const char* in, char* out, size_t n);
 
  private:
   void* ctx_;  // EVP_CIPHER_CTX*

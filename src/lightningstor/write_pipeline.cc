@@ -12,7 +12,8 @@ BlockBuffer NewBlockBuffer() {
   return BlockBuffer(static_cast<char*>(p));
 }
 
-WritePipeline::WritePipeline(Digest* md5, WriteFn write) : md5_(md5), write_(std::move(write)) {
+WritePipeline::WritePipeline(Digest* md5, WriteFn write, TransformFn transform)
+    : md5_(md5), write_(std::move(write)), transform_(std::move(transform)) {
   hasher_ = std::thread([this] { HashLoop(); });
   writer_ = std::thread([this] { WriteLoop(); });
 }
@@ -83,11 +84,15 @@ void WritePipeline::HashLoop() {
 void WritePipeline::WriteLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return closing_ || written_ < submitted_; });
+    // With a transform the writer follows the hasher: a block changes only once it is hashed.
+    cv_.wait(lock, [this] {
+      return closing_ || (written_ < submitted_ && (!transform_ || written_ < hashed_));
+    });
     if (written_ == submitted_) return;
     Item& item = items_[written_ - first_index_];
     bool failed = !write_status_.ok();
     lock.unlock();
+    if (transform_) transform_(item.buf.get(), item.len);
     // The CRC is taken before the write, which may pad the buffer past len.
     std::string crc = CrcToBytes(Crc32cUpdate(0, item.buf.get(), item.len));
     // After a failure the remaining items are only released, so the receiver never blocks.

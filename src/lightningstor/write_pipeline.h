@@ -40,8 +40,12 @@ class WritePipeline {
   // `buf` has room up to the next kDirectAlign boundary for padding.
   using WriteFn = std::function<Status(char* buf, size_t len, uint64_t offset)>;
 
+  // Applied to a block after it is hashed and before its CRC and write (encryption at rest:
+  // the MD5 is the plaintext's, the CRC and the disk see the stored bytes); in order.
+  using TransformFn = std::function<void(char* buf, size_t len)>;
+
   // Continues `md5` (not to be touched by the caller until Finish returns).
-  WritePipeline(Digest* md5, WriteFn write);
+  WritePipeline(Digest* md5, WriteFn write, TransformFn transform = nullptr);
   ~WritePipeline();  // waits for the helpers
   WritePipeline(const WritePipeline&) = delete;
   WritePipeline& operator=(const WritePipeline&) = delete;
@@ -71,6 +75,7 @@ class WritePipeline {
 
   Digest* md5_;
   WriteFn write_;
+  TransformFn transform_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> items_;    // submission order; the front leaves once both are done

@@ -365,7 +365,8 @@ class SemanticsTest(unittest.TestCase):
         r = s3.put_object(Bucket="sem", Key="sse-s3-small", Body=small, ServerSideEncryption="AES256")
         self.assertEqual(r["ServerSideEncryption"], "AES256")
         self.assertEqual(r["ETag"], '"%s"' % lsd.md5(small))  # the plaintext's MD5, as S3
-        s3.put_object(Bucket="sem", Key="sse-s3-big", Body=big, ServerSideEncryption="AES256")
+        r = s3.put_object(Bucket="sem", Key="sse-s3-big", Body=big, ServerSideEncryption="AES256")
+        self.assertEqual(r["ETag"], '"%s"' % lsd.md5(big))  # hashed before encryption, every block
         g = s3.get_object(Bucket="sem", Key="sse-s3-small")
         self.assertEqual(g["Body"].read(), small)
         self.assertEqual(g["ServerSideEncryption"], "AES256")
