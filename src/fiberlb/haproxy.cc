@@ -193,6 +193,9 @@ void Haproxy::Supervise() {
   while (!stopping_) {
     lock.unlock();
     KillStale();
+    // The state file carries state across a reload only; a fresh master starts from the
+    // configuration, which fiberlb keeps current (weights set at run time included).
+    unlink((options_.run_dir + "/server-state").c_str());
     pid_t pid = Spawn();
     lock.lock();
     if (pid < 0) {

@@ -120,8 +120,6 @@ StatusOr<std::unique_ptr<Lb>> Lb::Start(const LbOptions& options, const State& i
                  state.pools.size(), options.data_dir);
   }
   PHOTON_RETURN_IF_ERROR(Validate(state, options.api_address));
-  // A state file of an earlier run would re-apply its drains and weights to this one.
-  unlink((lb->paths_.run_dir + "/server-state").c_str());
   PHOTON_RETURN_IF_ERROR(lb->WriteFiles(state, lb->haproxy_->ConfigPath()));
   PHOTON_RETURN_IF_ERROR(lb->haproxy_->Check(lb->haproxy_->ConfigPath()));
   PHOTON_RETURN_IF_ERROR(lb->haproxy_->Start());

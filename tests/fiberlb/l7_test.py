@@ -309,6 +309,36 @@ class RestartTest(unittest.TestCase):
             b.kill()
 
 
+class HaproxyCrashTest(unittest.TestCase):
+    def test_killed_haproxy_master_is_restarted_with_runtime_changes(self):
+        a, b = Member("a"), Member("b")
+        try:
+            port = free_port()
+            lb = FiberLb(listeners=[{"name": "web", "protocol": "http",
+                                     "address": "127.0.0.1:%d" % port, "pool": "web"}],
+                         pools=[pool("web", [a])]).start()
+            # A reload first leaves a server-state file behind (a: weight 1) ...
+            self.assertEqual(lb.api("PUT", "/v1/listeners/other", {
+                "protocol": "http", "address": "127.0.0.1:%d" % free_port(),
+                "pool": "web"})[0], 200)
+            # ... then changes made at run time only (no reload) must survive HAProxy's restart.
+            self.assertEqual(lb.api("POST", "/v1/pools/web/members",
+                                    {"name": "b", "address": b.address, "weight": 3})[0], 201)
+            self.assertEqual(lb.api("PUT", "/v1/pools/web/members/a",
+                                    {"address": a.address, "weight": 0})[0], 200)
+            with open(os.path.join(lb.run_dir, "haproxy.pid")) as f:
+                master = int(f.read().split()[0])
+            os.kill(master, signal.SIGKILL)
+            wait_until(lambda: master not in harness.haproxy_pids(lb.run_dir), 10, "old gone")
+            wait_until(lambda: lb.member_status("web").get("b") == "UP", 15, "b UP again")
+            self.assertEqual(set(members_seen(port, 6)), {"b"})  # a's weight 0 kept
+            self.assertIn('fiberlb_member_weight{pool="web",member="b"} 3', lb.metrics())
+            lb.stop()
+        finally:
+            a.kill()
+            b.kill()
+
+
 class ExampleTest(unittest.TestCase):
     def test_example_config_serves_and_drops_stopped_member(self):
         root = os.path.dirname(os.path.dirname(harness.HERE))
