@@ -74,6 +74,24 @@ inline Status LbMember(const NetBed& bed, int i, const std::string& vip) {
   return fiberlb::l4::ConfigureDsrMember(bed.NsPath(node), vip);
 }
 
+// Member i behind the router on its own link (172.17.i.2/30): reached by L3DSR, `dscp` marking
+// the VIP.
+inline Status LbRoutedMember(const NetBed& bed, int i, const std::string& vip, uint8_t dscp) {
+  const std::string node = "m" + std::to_string(i), ns = bed.Ns(node), link = node + "l";
+  const std::string net = "172.17." + std::to_string(i) + ".";
+  for (const auto& [where, argv] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"", {"ip", "netns", "add", ns}},
+           {"r", {"ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns}},
+           {"r", {"ip", "addr", "add", net + "1/30", "dev", link}},
+           {"r", {"ip", "link", "set", link, "up"}},
+           {node, {"ip", "addr", "add", net + "2/30", "dev", "eth0"}},
+           {node, {"ip", "link", "set", "eth0", "up"}},
+           {node, {"ip", "route", "add", "default", "via", net + "1"}}}) {
+    PHOTON_RETURN_IF_ERROR(LbRun(bed, where, argv));
+  }
+  return fiberlb::l4::ConfigureDsrMember(bed.NsPath(node), vip, dscp, "eth0");
+}
+
 // Next hops of `vip` at the router (0: no route).
 inline int LbRouterPaths(const NetBed& bed, const std::string& vip) {
   std::string out = bed.Run("r", {"ip", "route", "show", vip + "/32"});

@@ -24,6 +24,7 @@ using photon::net_testing::LbClient;
 using photon::net_testing::LbEcmpRouter;
 using photon::net_testing::LbMember;
 using photon::net_testing::LbMemberIp;
+using photon::net_testing::LbRoutedMember;
 using photon::net_testing::LbRouterPaths;
 using photon::net_testing::ListenIn;
 using photon::net_testing::NetBed;
@@ -34,6 +35,7 @@ constexpr char kVip[] = "10.200.0.10";
 constexpr int kStreamPort = 8080;  // member reads to EOF, answers "m<i> <bytes>"
 constexpr int kHelloPort = 8081;   // member answers "m<i>" at once
 constexpr int kLbNodes = 3;
+constexpr uint8_t kDscp = 10;  // marks kVip towards members behind a router (L3DSR)
 
 // A member's servers: one thread polling both listeners and every accepted connection.
 class MemberServer {
@@ -114,6 +116,10 @@ class L4Test : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s;
     s = LbClient(*bed_);
     ASSERT_TRUE(s.ok()) << s;
+    s = LbRoutedMember(*bed_, 5, kVip, kDscp);
+    ASSERT_TRUE(s.ok()) << s;
+    servers_[5] = new MemberServer(bed_->NsPath("m5"), 5);
+    ASSERT_TRUE(servers_[5]->ok());
     for (int i = 1; i <= 4; ++i) {
       s = LbMember(*bed_, i, kVip);
       ASSERT_TRUE(s.ok()) << s;
@@ -167,11 +173,11 @@ class L4Test : public ::testing::Test {
 
   static NetBed* bed_;
   static L4Balancer* lb_[kLbNodes + 1];
-  static MemberServer* servers_[5];
+  static MemberServer* servers_[6];
 };
 NetBed* L4Test::bed_ = nullptr;
 L4Balancer* L4Test::lb_[kLbNodes + 1] = {};
-MemberServer* L4Test::servers_[5] = {};
+MemberServer* L4Test::servers_[6] = {};
 
 // The member that answers a new connection from source port `sport` ("" on failure).
 std::string Hello(const std::string& client_ns, int sport) {
@@ -263,8 +269,9 @@ std::vector<int> Connect(const std::string& client_ns, int n) {
 
 TEST_F(L4Test, RefusesWhatItCannotHonour) {
   L4Listener l{kVip, kStreamPort, L4Protocol::kTcp, {{"172.16.0.2", "", 1, true}}};
-  EXPECT_EQ(lb_[1]->Apply(l).code(), absl::StatusCode::kUnimplemented);  // L3DSR
-  l.members = {{"192.168.10.99", "", 1, true}};                          // nobody there
+  // Behind a router, and the listener has no DSCP for L3DSR.
+  EXPECT_EQ(lb_[1]->Apply(l).code(), absl::StatusCode::kFailedPrecondition);
+  l.members = {{"192.168.10.99", "", 1, true}};  // nobody there
   EXPECT_EQ(lb_[1]->Apply(l).code(), absl::StatusCode::kUnavailable);
   l.vip = "10.200.0.300";
   EXPECT_EQ(lb_[1]->Apply(l).code(), absl::StatusCode::kInvalidArgument);
@@ -328,6 +335,25 @@ TEST_F(L4Test, AddingAMemberMovesAboutOneNthOfNewFlows) {
   EXPECT_LE(broken, 60 / 3);
   ASSERT_NO_FATAL_FAILURE(ApplyAll(Members(3)));
   EXPECT_EQ(Probe(c, 41000, kFlows), before);
+}
+
+// A member behind the router (172.17.5.2) takes its share of flows through L3DSR next to an
+// on-link one.
+TEST_F(L4Test, L3DsrReachesAMemberBehindTheRouter) {
+  std::vector<L4Member> mixed{{LbMemberIp(1), "", 1, true}, {"172.17.5.2", "", 1, true}};
+  for (int i = 1; i <= kLbNodes; ++i) {
+    L4Listener l{kVip, kHelloPort, L4Protocol::kTcp, mixed, kDscp};
+    Status s = lb_[i]->Apply(l);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  ASSERT_TRUE(WaitPaths(kLbNodes));
+  auto who = Probe(bed_->NsPath("c"), 42000, 60);
+  std::map<std::string, int> spread;
+  for (const auto& [p, id] : who) ++spread[id];
+  EXPECT_EQ(spread.count(""), 0u) << spread[""] << " of 60 flows got no answer";
+  EXPECT_GT(spread["m5"], 10) << "L3DSR member";
+  EXPECT_GT(spread["m1"], 10) << "L2 member";
+  ASSERT_NO_FATAL_FAILURE(ApplyAll(Members(3)));
 }
 
 // Last: it kills h1's data path and BIRD for good.

@@ -119,11 +119,13 @@ TEST(L4Render, OneMapAndRulePerListenerWithTheFixedSeed) {
                 {"192.168.10.23", "02:00:00:00:00:23", 0, true}}};  // drained: out
   auto s = RenderL4Ruleset(Opts(), "02:00:00:00:00:01", {l});
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_NE(s->find("seed 0xabcdef map @m_tcp_10_200_0_10_80 fwd to \"ul0\""), std::string::npos)
+  EXPECT_NE(s->find("seed 0xabcdef vmap @m_tcp_10_200_0_10_80\n"), std::string::npos)
       << s->substr(s->size() - 600);
-  EXPECT_NE(s->find("ether saddr set 02:00:00:00:00:01"), std::string::npos);
+  EXPECT_NE(s->find("ether saddr set 02:00:00:00:00:01 ether daddr set 02:00:00:00:00:21 fwd to "
+                    "\"ul0\""),
+            std::string::npos);
   EXPECT_NE(s->find("meta pkttype host ip daddr 10.200.0.10 tcp dport 80"), std::string::npos);
-  EXPECT_NE(s->find("65536 : 02:00:00:00:00:21 }"), std::string::npos);
+  EXPECT_NE(s->find("65536 : jump tcp_10_200_0_10_80_0 }"), std::string::npos);
   EXPECT_EQ(s->find("02:00:00:00:00:22"), std::string::npos);
   EXPECT_EQ(s->find("02:00:00:00:00:23"), std::string::npos);
   EXPECT_EQ(s->find("ct "), std::string::npos);  // stateless: no conntrack
@@ -151,6 +153,14 @@ TEST(L4Render, RefusesBadInputNamingTheField) {
   EXPECT_FALSE(RenderL4Ruleset(Opts(), "02:00:00:00:00:01", {l}).ok());
   l.port = 0;
   EXPECT_FALSE(RenderL4Ruleset(Opts(), "02:00:00:00:00:01", {l}).ok());
+  l.port = 80;
+  l.members[0].forward = L4Forward::kL3;  // L3DSR without the listener's DSCP
+  s = RenderL4Ruleset(Opts(), "02:00:00:00:00:01", {l});
+  EXPECT_NE(s.status().message().find("members[0].forward"), std::string::npos) << s.status();
+  l.l3dsr_dscp = 10;
+  s = RenderL4Ruleset(Opts(), "02:00:00:00:00:01", {l});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_NE(s->find("ip daddr set 192.168.10.21 ip dscp set 10 accept"), std::string::npos);
 }
 
 }  // namespace

@@ -41,6 +41,7 @@ Status ValidateListener(const L4Listener& l) {
     return absl::InvalidArgumentError("vip: '" + l.vip + "' is not an IPv4 address");
   }
   if (l.port == 0) return absl::InvalidArgumentError("port: must be 1-65535");
+  if (l.l3dsr_dscp > 63) return absl::InvalidArgumentError("l3dsr_dscp: must be 0-63");
   std::set<std::string> seen;
   for (size_t i = 0; i < l.members.size(); ++i) {
     const L4Member& m = l.members[i];
@@ -55,42 +56,54 @@ Status ValidateListener(const L4Listener& l) {
       return absl::InvalidArgumentError(field + ".mac: '" + m.mac + "' is not aa:bb:cc:dd:ee:ff");
     }
     if (m.weight > 65535) return absl::InvalidArgumentError(field + ".weight: at most 65535");
+    if (m.forward == L4Forward::kL3 && l.l3dsr_dscp == 0) {
+      return absl::InvalidArgumentError(field + ".forward: L3DSR needs the listener's l3dsr_dscp");
+    }
   }
   return absl::OkStatus();
 }
 
-// One listener's map, counter and rule.
+// One listener's chains (one per member: how a packet reaches it), map (slot → jump to the
+// member's chain), counter and rule.
 Status RenderListener(const L4BalancerOptions& o, const std::string& device_mac,
                       const L4Listener& l, std::string* objects, std::string* rules) {
+  const std::string name = L4ListenerName(l.vip, l.port, l.protocol);
   std::vector<MaglevBackend> backends;
-  std::vector<std::string> macs;
+  std::vector<std::string> chains;
   for (const L4Member& m : l.members) {
     if (!Eligible(m)) continue;
-    if (!ValidMac(m.mac)) return absl::InvalidArgumentError("member " + m.address + ": no MAC");
+    std::string chain = absl::StrCat(name, "_", backends.size());
+    if (m.forward != L4Forward::kL3 && ValidMac(m.mac)) {
+      // The source MAC becomes the device's own: the frame leaves this node, and a switch must
+      // not learn the router's MAC on our port.
+      absl::StrAppend(objects, "  chain ", chain, " {\n    ether saddr set ", device_mac,
+                      " ether daddr set ", m.mac, " fwd to \"", o.device, "\"\n  }\n");
+    } else if (m.forward == L4Forward::kL3) {
+      // Routed on by this node's IP stack (no conntrack is involved: nothing here uses it).
+      absl::StrAppend(objects, "  chain ", chain, " {\n    ip daddr set ", m.address,
+                      " ip dscp set ", static_cast<int>(l.l3dsr_dscp), " accept\n  }\n");
+    } else {
+      return absl::InvalidArgumentError("member " + m.address + ": no MAC and not L3DSR");
+    }
     backends.push_back({m.address, m.weight});
-    macs.push_back(m.mac);
+    chains.push_back(std::move(chain));
   }
   if (backends.empty()) return absl::OkStatus();  // nothing to forward to: no rule
   PHOTON_ASSIGN_OR_RETURN(std::vector<uint32_t> table, BuildMaglevTable(backends));
-  const std::string name = L4ListenerName(l.vip, l.port, l.protocol);
-  const char* proto = L4ProtocolName(l.protocol);
   absl::StrAppend(objects, "  counter c_", name, " {}\n  map m_", name,
-                  " {\n    typeof numgen inc mod ", kMaglevTableSize, " : ether daddr\n    size ",
+                  " {\n    typeof numgen inc mod ", kMaglevTableSize, " : verdict\n    size ",
                   kMaglevTableSize, "\n    elements = { ");
-  objects->reserve(objects->size() + table.size() * 28);
+  objects->reserve(objects->size() + table.size() * (chains[0].size() + 16));
   for (size_t slot = 0; slot < table.size(); ++slot) {
-    absl::StrAppend(objects, slot == 0 ? "" : ", ", slot, " : ", macs[table[slot]]);
+    absl::StrAppend(objects, slot == 0 ? "" : ", ", slot, " : jump ", chains[table[slot]]);
   }
   absl::StrAppend(objects, " }\n  }\n");
   // Only frames sent to this node (`pkttype host`): a switch floods a frame whose destination
   // it has not learnt (a dead LB node's MAC) to every node, and each would forward a copy.
-  // The source MAC becomes the device's own: the frame leaves this node, and a switch must not
-  // learn the router's MAC on our port.
-  absl::StrAppend(rules, "    meta pkttype host ip daddr ", l.vip, " ", proto, " dport ", l.port,
-                  " counter name \"c_", name, "\" ether saddr set ", device_mac,
-                  " ether daddr set jhash ip saddr . ", proto, " sport mod ", kMaglevTableSize,
-                  " seed 0x", absl::Hex(o.hash_seed), " map @m_", name, " fwd to \"", o.device,
-                  "\"\n");
+  absl::StrAppend(rules, "    meta pkttype host ip daddr ", l.vip, " ", L4ProtocolName(l.protocol),
+                  " dport ", l.port, " counter name \"c_", name, "\" jhash ip saddr . ",
+                  L4ProtocolName(l.protocol), " sport mod ", kMaglevTableSize, " seed 0x",
+                  absl::Hex(o.hash_seed), " vmap @m_", name, "\n");
   return absl::OkStatus();
 }
 
@@ -188,20 +201,33 @@ StatusOr<std::unique_ptr<L4Balancer>> L4Balancer::Open(const L4BalancerOptions& 
   return lb;
 }
 
-StatusOr<std::string> L4Balancer::ResolveMac(const std::string& address) const {
+Status L4Balancer::Resolve(const L4Listener& listener, L4Member* m) const {
+  if (m->forward == L4Forward::kL3) return absl::OkStatus();
+  if (m->forward == L4Forward::kL2 && !m->mac.empty()) return absl::OkStatus();
   PHOTON_ASSIGN_OR_RETURN(std::string route,
-                          ExecOk({"ip", "-j", "route", "get", address}, In(options_.netns)));
+                          ExecOk({"ip", "-j", "route", "get", m->address}, In(options_.netns)));
   auto r = nlohmann::json::parse(route, nullptr, false);
   if (!r.is_array() || r.empty()) return absl::InternalError("ip route get: " + route);
   if (r[0].contains("gateway")) {
-    return absl::UnimplementedError("member " + address +
-                                    " is not on-link (reached through a router): L3DSR is not "
-                                    "implemented");
+    if (m->forward == L4Forward::kL2 || listener.l3dsr_dscp == 0) {
+      return absl::FailedPreconditionError(
+          "member " + m->address +
+          " is not on-link (reached through a router): L3DSR needs the listener's l3dsr_dscp");
+    }
+    m->forward = L4Forward::kL3;
+    return absl::OkStatus();
   }
   if (r[0].value("dev", "") != options_.device) {
-    return absl::FailedPreconditionError("member " + address + " is reached through " +
+    return absl::FailedPreconditionError("member " + m->address + " is reached through " +
                                          r[0].value("dev", "?") + ", not " + options_.device);
   }
+  m->forward = L4Forward::kL2;
+  if (!m->mac.empty()) return absl::OkStatus();
+  PHOTON_ASSIGN_OR_RETURN(m->mac, ResolveMac(m->address));
+  return absl::OkStatus();
+}
+
+StatusOr<std::string> L4Balancer::ResolveMac(const std::string& address) const {
   auto deadline = std::chrono::steady_clock::now() + options_.resolve_timeout;
   for (int attempt = 0;; ++attempt) {
     PHOTON_ASSIGN_OR_RETURN(
@@ -259,9 +285,7 @@ Status L4Balancer::Apply(const L4Listener& listener) {
   PHOTON_RETURN_IF_ERROR(ValidateListener(listener));
   L4Listener resolved = listener;
   for (L4Member& m : resolved.members) {
-    if (m.mac.empty() && Eligible(m)) {
-      PHOTON_ASSIGN_OR_RETURN(m.mac, ResolveMac(m.address));
-    }
+    if (Eligible(m)) PHOTON_RETURN_IF_ERROR(Resolve(listener, &m));
   }
   std::lock_guard<std::mutex> lock(mu_);
   auto next = listeners_;
@@ -319,9 +343,23 @@ StatusOr<uint64_t> L4Balancer::ForwardedPackets(const std::string& vip, uint16_t
   return absl::InternalError("nft list counter: " + out);
 }
 
-Status ConfigureDsrMember(const std::string& netns, const std::string& vip) {
+Status ConfigureDsrMember(const std::string& netns, const std::string& vip, uint8_t l3dsr_dscp,
+                          const std::string& device) {
   if (!agent::net::ParseIpv4(vip).ok()) {
     return absl::InvalidArgumentError("vip: '" + vip + "' is not an IPv4 address");
+  }
+  static const std::regex name_re("^[A-Za-z0-9_.-]{1,15}$");
+  if (l3dsr_dscp > 63 || (l3dsr_dscp != 0 && !std::regex_match(device, name_re))) {
+    return absl::InvalidArgumentError("l3dsr: a DSCP of 1-63 and an interface name are needed");
+  }
+  if (l3dsr_dscp != 0) {
+    const std::string t = "table netdev fiberlb_l3dsr_" + absl::StrReplaceAll(vip, {{".", "_"}});
+    PHOTON_RETURN_IF_ERROR(agent::net::NftRunIn(
+        netns,
+        absl::StrCat(t, "\ndelete ", t, "\n", t,
+                     " {\n  chain ingress {\n    type filter hook ingress device \"", device,
+                     "\" priority -500; policy accept;\n    ip dscp ", static_cast<int>(l3dsr_dscp),
+                     " ip daddr set ", vip, " ip dscp set 0\n  }\n}\n")));
   }
   PHOTON_RETURN_IF_ERROR(ExecOk({"sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
                                  "net.ipv4.conf.all.arp_announce=2"},

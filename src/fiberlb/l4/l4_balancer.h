@@ -12,8 +12,10 @@
 // as prismnet's ports, src/agent/net/bird.h). A VIP is announced while the node is not draining
 // and one of its listeners has a healthy member; the route is withdrawn otherwise.
 //
-// Members must be on-link on `device` (same L2 segment). L3DSR, for members on another subnet,
-// is not implemented: such a member is refused (UNIMPLEMENTED), never silently dropped.
+// Members on-link on `device` get the frame with their MAC (L2 DSR). Members behind a router
+// get L3DSR when the listener has a DSCP: the destination becomes the member's address and the
+// DSCP marks the VIP, and the member (ConfigureDsrMember with that DSCP) turns the packet back
+// into one for the VIP before its IP stack sees it. Without a DSCP such a member is refused.
 // Thread-safety: all methods may be called from several threads (one mutex).
 #pragma once
 
@@ -34,11 +36,18 @@ namespace photon::fiberlb::l4 {
 enum class L4Protocol { kTcp, kUdp };
 const char* L4ProtocolName(L4Protocol protocol);  // "tcp" / "udp"
 
+enum class L4Forward {
+  kAuto,  // decided at Apply: on-link → kL2, behind a router → kL3 (needs l3dsr_dscp)
+  kL2,    // frame to the member's MAC on the device
+  kL3,    // L3DSR: destination rewritten to the member, VIP marked by the listener's DSCP
+};
+
 struct L4Member {
   std::string address;  // IPv4, on-link on the LB node's device; identifies it in the table
   std::string mac;      // "" = resolved from the node's neighbour table (ARP) at Apply
   uint32_t weight = 1;  // 0 = drained: out of the table
   bool healthy = true;  // false = out of the table (health checks are the caller's)
+  L4Forward forward = L4Forward::kAuto;
 };
 
 struct L4Listener {
@@ -46,6 +55,9 @@ struct L4Listener {
   uint16_t port = 0;
   L4Protocol protocol = L4Protocol::kTcp;
   std::vector<L4Member> members;
+  // 1-63: the DSCP marking this VIP towards members behind a router (L3DSR); the same on every
+  // LB node and on those members. 0: such members are refused.
+  uint8_t l3dsr_dscp = 0;
 };
 
 struct L4BalancerOptions {
@@ -62,7 +74,8 @@ struct L4BalancerOptions {
 };
 
 // The nft script (one transaction) that makes the table hold exactly `listeners`; members
-// taken into account are the healthy ones with weight > 0, which must carry a MAC. Pure.
+// taken into account are the healthy ones with weight > 0, which must be kL2 with a MAC or
+// kL3. Pure.
 StatusOr<std::string> RenderL4Ruleset(const L4BalancerOptions& options,
                                       const std::string& device_mac,
                                       const std::vector<L4Listener>& listeners);
@@ -95,6 +108,8 @@ class L4Balancer {
  private:
   using Key = std::tuple<std::string, uint16_t, L4Protocol>;
   explicit L4Balancer(L4BalancerOptions options) : options_(std::move(options)) {}
+  // Fills in forward (and the MAC of an on-link member).
+  Status Resolve(const L4Listener& listener, L4Member* member) const;
   StatusOr<std::string> ResolveMac(const std::string& address) const;
   Status Commit(const std::map<Key, L4Listener>& listeners, bool draining);
 
@@ -109,7 +124,10 @@ class L4Balancer {
 // The member side of DSR, run on a member (or its namespace `netns`): the VIP on its loopback
 // so that it accepts packets for it and answers from it, and ARP limited (arp_ignore=1,
 // arp_announce=2) so that the member never answers ARP for the VIP, which belongs to the LB
-// nodes' routes.
-Status ConfigureDsrMember(const std::string& netns, const std::string& vip);
+// nodes' routes. With `l3dsr_dscp` (1-63) and `device`, also the L3DSR side: packets arriving
+// on `device` with that DSCP get the VIP back as destination (and DSCP 0), in an nftables netdev
+// table `fiberlb_l3dsr_<vip>` — stateless, before the IP stack.
+Status ConfigureDsrMember(const std::string& netns, const std::string& vip, uint8_t l3dsr_dscp = 0,
+                          const std::string& device = "");
 
 }  // namespace photon::fiberlb::l4
