@@ -410,6 +410,7 @@ struct Options {
   std::string continue_token;       // audit: the page before this one
   std::string user, verb;           // login --user; auth can-i VERB KIND
   std::string alert_name, comment;  // alert close NAME --comment TEXT
+  photon::cli::MaintenanceOptions maintenance;  // maintenance start NAME ...
   std::string sort_by;              // list --sort-by PATH
   bool watch = false;               // list -w
   bool async = false;               // action --async
@@ -425,6 +426,7 @@ struct Commands {
   CLI::App *cordon, *uncordon, *drain, *login;
   CLI::App *can_i, *whoami;
   CLI::App* alert_close;
+  CLI::App *maintenance_start, *maintenance_end;
   CLI::App *wait, *logs, *completion;
 };
 
@@ -541,6 +543,24 @@ void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.alert_close->add_option("name", o.alert_name)->required();
   c.alert_close->add_option("--comment", o.comment, "what was done (kept in its history)")
       ->required();
+
+  auto* maint =
+      app.add_subcommand("maintenance", "maintenance records (list: photon list maintenances)");
+  maint->require_subcommand(1);
+  auto& m = o.maintenance;
+  c.maintenance_start =
+      maint->add_subcommand("start", "record a maintenance: its events take no action");
+  c.maintenance_start->add_option("name", o.alert_name)->required();
+  c.maintenance_start->add_option("--description", m.description, "what is done")->required();
+  c.maintenance_start->add_option("--node", m.nodes, "a node under maintenance (repeat)");
+  c.maintenance_start->add_option("--instance", m.instances,
+                                  "an instance NAME or NS/NAME (repeat)");
+  c.maintenance_start->add_option("--from", m.from, "start, RFC 3339 UTC (default now)");
+  c.maintenance_start->add_option("--until", m.until, "end, RFC 3339 UTC");
+  c.maintenance_start->add_option("--duration", m.duration, "length: 90m, 2h, 1d");
+  c.maintenance_start->add_flag("--drain", m.drain, "cordon and drain the nodes meanwhile");
+  c.maintenance_end = maint->add_subcommand("end", "end a maintenance now (the record stays)");
+  c.maintenance_end->add_option("name", o.alert_name)->required();
 }
 
 int Login(Globals g, const std::string& token_file) {
@@ -926,7 +946,8 @@ int PrintCompletion(const CLI::App& app, const std::string& shell) {
       "computeinstances", "flavors",    "images",         "regionservices", "vpcs",
       "subnets",          "ports",      "securitygroups", "floatingips",    "loadbalancers",
       "dnszones",         "dnsrecords", "volumes",        "buckets",        "nodes",
-      "events",           "operations", "checks",         "eventrules",     "alerts"};
+      "events",           "operations", "checks",         "eventrules",     "alerts",
+      "maintenances"};
   std::cout << photon::cli::BashCompletion(
       app, kKinds, {"get", "list", "describe", "delete", "watch", "wait", "action"});
   return 0;
@@ -942,6 +963,10 @@ int Dispatch(const CLI::App& app, const Globals& g, const Options& o, const Comm
   if (*c.can_i) return photon::cli::CanI(Client(g), o.verb, o.kind, g.ns);
   if (*c.whoami) return photon::cli::WhoAmI(Client(g));
   if (*c.alert_close) return photon::cli::CloseAlert(Client(g), g.ns, o.alert_name, o.comment);
+  if (*c.maintenance_start) {
+    return photon::cli::StartMaintenance(Client(g), g.ns, o.alert_name, o.maintenance);
+  }
+  if (*c.maintenance_end) return photon::cli::EndMaintenance(Client(g), g.ns, o.alert_name);
   if (*c.cordon || *c.uncordon || *c.drain) {
     // What is on the node before the drain moves it: the instances to see running elsewhere.
     std::map<std::string, bool> moving;

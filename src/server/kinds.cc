@@ -40,6 +40,7 @@ std::vector<KindInfo> BuildKinds() {
       Make<ops::Check>("checks", true, false),
       Make<ops::EventRule>("eventrules", true, false),
       Make<ops::Alert>("alerts", false, false),
+      Make<ops::Maintenance>("maintenances", true, false),
   };
 }
 

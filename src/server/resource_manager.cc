@@ -242,6 +242,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
     return fail(absl::InvalidArgumentError(kind.plural + " are written by the system only"));
   }
   if (auto st = ValidateName("metadata.name", md->name()); !st.ok()) return fail(st);
+  md->set_namespace_(ns);  // validation may depend on it (a Maintenance's drain)
   if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
   if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
   // Server-owned fields: whatever the client sent is replaced.
@@ -359,6 +360,7 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
   auto want_rev = ParseRevision("metadata.resourceVersion", in_md.resource_version());
   if (!want_rev.ok()) return fail(want_rev.status());
   if (!status_only) {
+    MutableMetadata(object.get())->set_namespace_(ns);
     if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
     if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
   }

@@ -371,6 +371,101 @@ TEST(OpsE2E, CrashLoopingInstanceRaisesAnAlert) {
   EXPECT_TRUE(WaitFor([&] { return c.Phase(name) == "GONE"; }, 20s));
 }
 
+TEST(OpsE2E, MaintenanceMarksEventsDrainsItsNodeAndGivesItBack) {
+  Cluster c;
+  ASSERT_TRUE(c.StartAgent("mnt1", "role=maint"));
+  ASSERT_TRUE(c.StartAgent("mnt2", "role=maint"));
+  CreateRule(c, "system", "page",
+             {{"type", "ACTION"},
+              {"match", "severity=CRITICAL"},
+              {"actions", {{{"type", "CREATE_ALERT"}}}}});
+  const std::string inst = "maint-" + std::to_string(getpid());
+  auto r = c.Call("POST", "/v1/namespaces/default/computeinstances",
+                  json{{"metadata", {{"name", inst}, {"agentId", "mnt1"}}},
+                       {"spec",
+                        {{"process", {{"command", {"/bin/sleep", "600"}}}},
+                         {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}});
+  ASSERT_EQ(r.status, 202) << r.body;
+  ASSERT_TRUE(WaitFor([&] { return c.Phase(inst) == "RUNNING"; }, 30s)) << c.Instance(inst);
+
+  // Refused, naming the field: a drain outside "system", no end.
+  r = c.Call("POST", "/v1/namespaces/default/maintenances",
+             json{{"metadata", {{"name", "bad"}}},
+                  {"spec",
+                   {{"description", "x"},
+                    {"nodes", {"mnt1"}},
+                    {"endTime", "2099-01-01T00:00:00Z"},
+                    {"drain", true}}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("spec.drain"), std::string::npos) << r.body;
+  r = c.Call(
+      "POST", "/v1/namespaces/system/maintenances",
+      json{{"metadata", {{"name", "bad"}}}, {"spec", {{"description", "x"}, {"nodes", {"mnt1"}}}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("spec.endTime"), std::string::npos) << r.body;
+
+  ASSERT_EQ(RunCli(c, {"maintenance", "start", "disk-swap", "--description", "replace sdb",
+                       "--node", "mnt1", "--duration", "1h", "--drain", "-n", "system"}),
+            0);
+  json m = c.Get("/v1/namespaces/system/maintenances/disk-swap");
+  ASSERT_TRUE(m.is_object());
+  EXPECT_EQ(m["metadata"]["createdBy"], "admin");
+  // The record drains its node: cordoned, the instance moved to the other node.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json i = c.Instance(inst);
+        return i.is_object() && i["metadata"].value("agentId", "") == "mnt2" &&
+               c.Phase(inst) == "RUNNING";
+      },
+      60s))
+      << c.Instance(inst);
+  json node = c.Get("/v1/namespaces/system/nodes/mnt1");
+  EXPECT_TRUE(node["spec"].value("unschedulable", false));
+  EXPECT_EQ(node["metadata"]["annotations"]["photon.io/maintenance"], "system/disk-swap");
+
+  // Its events are stored, marked and take no action; the other node's do.
+  auto report = [&](const std::string& n) {
+    json ev = Event("disk", "CRITICAL", "maint/" + n);
+    ev["spec"]["opsEvent"]["node"] = n;
+    return c.Call("POST", "/v1/namespaces/system/events", ev);
+  };
+  r = report("mnt1");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(json::parse(r.body)["maintenance"], "system/disk-swap");
+  EXPECT_EQ(json::parse(r.body)["alert"], "");
+  r = report("mnt2");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_NE(json::parse(r.body)["alert"], "");
+  json marked;
+  for (const auto& e : EventsOf(c, "system", "disk")) {
+    if (e["spec"]["opsEvent"].value("node", "") == "mnt1") marked = e;
+  }
+  ASSERT_TRUE(marked.is_object());
+  EXPECT_EQ(marked["spec"]["opsEvent"]["maintenance"], "system/disk-swap");
+  EXPECT_TRUE(marked["spec"]["opsEvent"].value("silenced", false));
+  EXPECT_EQ(AlertsOf(c, "system", "disk").size(), 1u);
+
+  // The end gives the node back, and the next report of the same condition acts.
+  ASSERT_EQ(RunCli(c, {"maintenance", "end", "disk-swap", "-n", "system"}), 0);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        node = c.Get("/v1/namespaces/system/nodes/mnt1");
+        return node.is_object() && !node["spec"].value("unschedulable", false) &&
+               !node["metadata"]
+                    .value("annotations", json::object())
+                    .contains("photon.io/maintenance");
+      },
+      20s))
+      << node;
+  r = report("mnt1");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_TRUE(json::parse(r.body)["issued"].get<bool>());
+  EXPECT_EQ(json::parse(r.body)["maintenance"], "");
+  EXPECT_EQ(AlertsOf(c, "system", "disk").size(), 2u);
+  EXPECT_EQ(c.Call("DELETE", "/v1/namespaces/default/computeinstances/" + inst).status, 202);
+  EXPECT_TRUE(WaitFor([&] { return c.Phase(inst) == "GONE"; }, 20s));
+}
+
 TEST(OpsE2E, ValidationNamesTheField) {
   Cluster c;
   auto r = c.Call("POST", "/v1/namespaces/default/checks",

@@ -6,6 +6,7 @@
 
 #include "common/util.h"
 #include "server/object_util.h"
+#include "server/ops/maintenance.h"
 #include "server/ops/ops_internal.h"
 #include "server/ops/ops_validate.h"
 
@@ -21,15 +22,17 @@ using photon::ops::RuleAction;
 
 struct OpsEngine::Work {
   std::string ns;
-  event::Event ev;  // normalised incoming event
-  std::string key;  // store key of the event
-  std::vector<EventRule> rules;
+  event::Event ev;                          // normalised incoming event
+  std::string key;                          // store key of the event
+  std::shared_ptr<const RuleSet> rule_set;  // keeps `rules` alive
+  std::vector<const CompiledRule*> rules;   // those that may match, in name order
   Labels labels;
+  std::string maintenance;  // the record its node or instance is under, if any
   IngestResult result;
 };
 
 OpsEngine::OpsEngine(ResourceManager* resources, EngineOptions options)
-    : resources_(resources), options_(options) {}
+    : resources_(resources), options_(options), rules_(resources->cache()) {}
 
 OpsEngine::~OpsEngine() { Stop(); }
 
@@ -82,20 +85,22 @@ StatusOr<IngestResult> OpsEngine::Ingest(const Principal& who, const std::string
   const std::string name = EventName(ns, w.ev.spec().ops_event().dedup_key());
   w.key = RegistryKey("events", ns, name);
   w.result.event_name = name;
-  w.rules = RulesFor(resources_->cache(), ns);
+  w.rule_set = rules_.For(ns);
+  w.rules = w.rule_set->For(w.ev.spec().ops_event().check());
   w.labels = MatchLabels(w.ns, w.ev);
-  for (const auto& r : w.rules) {
-    if (r.spec().type() == EventRuleSpec::FILTER && Matches(r, w.labels)) {
+  for (const CompiledRule* r : w.rules) {
+    if (r->rule.spec().type() == EventRuleSpec::FILTER && r->Matches(w.labels)) {
       w.result.filtered = true;
-      w.result.rule = RuleName(r);
+      w.result.rule = r->name;
       return w.result;
     }
   }
-  std::lock_guard lock(mu_);
+  w.maintenance = MaintenanceFor(resources_->cache(), ns, w.ev, NowMs());
+  std::lock_guard lock(key_mu_[std::hash<std::string>{}(w.key) % kStripes]);
   for (int attempt = 0;; ++attempt) {
     Status st = IssueLocked(w);
     if (st.ok()) return w.result;
-    if (st.code() != StatusCode::kAborted || attempt >= 8) return st;
+    if (st.code() != StatusCode::kAborted || attempt >= 32) return st;
   }
 }
 
@@ -114,7 +119,8 @@ Status OpsEngine::IssueLocked(Work& w) {
   const OpsEvent& p = prev.spec().ops_event();
   store::TxnRequest txn;
   txn.compares.push_back(prev_rev ? ModRevisionIs(w.key, prev_rev) : Absent(w.key));
-  const bool same = prev_rev && p.severity() == in.severity();
+  // A maintenance starting or ending issues the event again: its alerts wait for the end.
+  const bool same = prev_rev && p.severity() == in.severity() && p.maintenance() == w.maintenance;
   if (same && now - ParseMs(p.issued_at()) < in.reissue_duration_seconds() * 1000) {
     // Already issued and within its reissue duration: only its time and count move.
     event::Event upd = prev;
@@ -127,6 +133,7 @@ Status OpsEngine::IssueLocked(Work& w) {
     PHOTON_ASSIGN_OR_RETURN(auto r, store->Txn(txn));
     if (!r.succeeded) return absl::AbortedError("event changed meanwhile");
     w.result.issued = false;
+    w.result.maintenance = p.maintenance();
     w.result.rule = p.rule();
     w.result.alert = p.alert();
     return absl::OkStatus();
@@ -152,6 +159,9 @@ Status OpsEngine::IssueLocked(Work& w) {
   txn.success.push_back(PutOp(w.key, next));
   PHOTON_ASSIGN_OR_RETURN(auto r, store->Txn(txn));
   if (!r.succeeded) return absl::AbortedError("event or alert changed meanwhile");
+  for (const auto& op : txn.success) {
+    if (op.key.rfind(kOutboxPrefix, 0) == 0) return Wake(), absl::OkStatus();
+  }
   return absl::OkStatus();
 }
 
@@ -159,27 +169,33 @@ Status OpsEngine::IssueLocked(Work& w) {
 // into its group; otherwise every matching Action rule acts.
 Status OpsEngine::Decide(Work& w, int64_t now, event::Event* next, store::TxnRequest* txn) {
   OpsEvent* o = next->mutable_spec()->mutable_ops_event();
-  for (const auto& r : w.rules) {
-    if (r.spec().type() == EventRuleSpec::SILENCED && Matches(r, w.labels)) {
+  if (!w.maintenance.empty()) {  // stored, marked, no rule acts on it
+    o->set_maintenance(w.maintenance);
+    o->set_silenced(true);
+    w.result.maintenance = w.maintenance;
+    return absl::OkStatus();
+  }
+  for (const CompiledRule* r : w.rules) {
+    if (r->rule.spec().type() == EventRuleSpec::SILENCED && r->Matches(w.labels)) {
       o->set_silenced(true);
-      o->set_rule(RuleName(r));
+      o->set_rule(r->name);
       w.result.rule = o->rule();
       return absl::OkStatus();
     }
   }
-  for (const auto& r : w.rules) {
-    if (r.spec().type() == EventRuleSpec::AGGREGATE && Matches(r, w.labels)) {
-      o->set_rule(RuleName(r));
+  for (const CompiledRule* r : w.rules) {
+    if (r->rule.spec().type() == EventRuleSpec::AGGREGATE && r->Matches(w.labels)) {
+      o->set_rule(r->name);
       w.result.rule = o->rule();
-      return AddToAggregate(r, w.labels, w.ns, *next, now, txn);
+      return AddToAggregate(r->rule, w.labels, w.ns, *next, now, txn);
     }
   }
-  for (const auto& r : w.rules) {
-    if (r.spec().type() != EventRuleSpec::ACTION || !Matches(r, w.labels)) continue;
-    o->set_rule(RuleName(r));
+  for (const CompiledRule* r : w.rules) {
+    if (r->rule.spec().type() != EventRuleSpec::ACTION || !r->Matches(w.labels)) continue;
+    o->set_rule(r->name);
     w.result.rule = o->rule();
-    for (int i = 0; i < r.spec().actions_size(); ++i) {
-      PHOTON_RETURN_IF_ERROR(Act(r, i, w.ns, next, txn));
+    for (int i = 0; i < r->rule.spec().actions_size(); ++i) {
+      PHOTON_RETURN_IF_ERROR(Act(r->rule, i, w.ns, next, txn));
     }
   }
   w.result.alert = o->alert();
@@ -215,7 +231,7 @@ Status OpsEngine::Act(const EventRule& rule, int index, const std::string& ns, e
     const std::string id = Sha256Hex(o->dedup_key() + "\n" + o->issued_at() + "\n" +
                                      RuleName(rule) + "\n" + std::to_string(index))
                                .substr(0, 32);
-    txn->success.push_back(OutboxOp(id, a, std::move(body)));
+    txn->success.push_back(OutboxOp(id, a, std::move(body), ns + "\n" + o->dedup_key()));
   }
   return absl::OkStatus();
 }

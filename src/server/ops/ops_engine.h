@@ -12,6 +12,7 @@
 // their own threads.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -25,6 +26,7 @@
 #include "photon/ops.pb.h"
 #include "server/auth.h"
 #include "server/ops/ops_internal.h"
+#include "server/ops/rule_index.h"
 #include "server/resource_manager.h"
 
 namespace photon::server::opsengine {
@@ -34,7 +36,8 @@ struct IngestResult {
   bool issued = false;    // processed by the rules now
   std::string rule;       // the rule that decided, if any
   std::string event_name;
-  std::string alert;  // the alert opened or updated
+  std::string alert;        // the alert opened or updated
+  std::string maintenance;  // "ns/name" of the maintenance it came under (no rule acted)
 };
 
 struct EngineOptions {
@@ -75,19 +78,28 @@ class OpsEngine {
                         const std::string& ns, const event::Event& ev, int64_t now,
                         store::TxnRequest* txn);
   Status FlushGroup(const store::KeyValue& kv, int64_t now);
-  Status Deliver(const store::KeyValue& kv, int64_t now);
+  StatusOr<bool> Deliver(const store::KeyValue& kv, int64_t now);
   void OnPlatform(const std::vector<CacheEvent>& events);
   void Loop();
   void FlushAggregates();
   void DeliverHooks();
+  void Wake();
 
   ResourceManager* resources_;
   EngineOptions options_;
-  std::mutex mu_;  // one ingest (read, decide, commit) at a time
+  // One ingest (read, decide, commit) at a time per key stripe: different keys commit in
+  // parallel (the store batches their fsyncs); what keys share (an aggregate group, an alert an
+  // operator closes) is guarded by the transactions' revision compares, and retried.
+  static constexpr size_t kStripes = 64;
+  std::array<std::mutex, kStripes> key_mu_;
+  std::mutex mu_;  // closes and aggregate flushes, one at a time
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stop_ = false;
+  bool wake_ = false;  // a webhook waits in the outbox: deliver it now, not at the next tick
   std::thread thread_;
+  RuleIndex rules_;
+  uint64_t rule_watch_ = 0;
   uint64_t node_watch_ = 0;
   uint64_t instance_watch_ = 0;
   // Platform events seen on the cache's thread, ingested on the engine's own.

@@ -1,6 +1,8 @@
 #include "server/ops/ops_internal.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 #include "common/util.h"
@@ -85,15 +87,22 @@ store::TxnOp PutOp(const std::string& key, const google::protobuf::Message& msg)
 }
 
 store::TxnOp OutboxOp(const std::string& id, const photon::ops::RuleAction& action,
-                      nlohmann::json body) {
+                      nlohmann::json body, const std::string& order) {
+  static std::atomic<uint64_t> counter{0};
+  char seq[48];
+  snprintf(seq, sizeof seq, "%016lld-%010llu-", static_cast<long long>(NowMs()),
+           static_cast<unsigned long long>(++counter % 10000000000ULL));
   body["deliveryId"] = id;
   nlohmann::json item{{"id", id},
+                      {"order", order + "\n" + action.url()},
                       {"url", action.url()},
                       {"body", body.dump()},
                       {"attempts", 0},
                       {"maxAttempts", action.max_attempts() ? action.max_attempts() : 5},
                       {"nextMs", 0}};
-  return {.type = store::TxnOp::Type::kPut, .key = kOutboxPrefix + id, .value = item.dump()};
+  return {.type = store::TxnOp::Type::kPut,
+          .key = std::string(kOutboxPrefix) + seq + id,
+          .value = item.dump()};
 }
 
 void AddHistory(photon::ops::AlertStatus* status, const std::string& action, const std::string& by,

@@ -51,9 +51,11 @@ bool Matches(const photon::ops::EventRule& rule, const Labels& labels);
 store::Compare ModRevisionIs(const std::string& key, int64_t revision);
 store::Compare Absent(const std::string& key);
 store::TxnOp PutOp(const std::string& key, const google::protobuf::Message& msg);
-// A webhook delivery waiting in the store; `id` names it (a retried issue writes the same).
+// A webhook delivery waiting in the store; `id` is its delivery id. Outbox keys sort in the
+// order they were made (milliseconds, then a counter), and the deliveries of one `order`
+// (namespace and dedup key) go out in that order.
 store::TxnOp OutboxOp(const std::string& id, const photon::ops::RuleAction& action,
-                      nlohmann::json body);
+                      nlohmann::json body, const std::string& order);
 void AddHistory(photon::ops::AlertStatus* status, const std::string& action, const std::string& by,
                 const std::string& message);
 

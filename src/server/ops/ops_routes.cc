@@ -16,11 +16,8 @@ using nlohmann::json;
 namespace {
 
 HttpResponse IngestAnswer(const IngestResult& r) {
-  json j{{"filtered", r.filtered},
-         {"issued", r.issued},
-         {"rule", r.rule},
-         {"event", r.event_name},
-         {"alert", r.alert}};
+  json j{{"filtered", r.filtered}, {"issued", r.issued}, {"rule", r.rule},
+         {"event", r.event_name},  {"alert", r.alert},   {"maintenance", r.maintenance}};
   return HttpResponse::Json(r.filtered ? 200 : 201, j.dump());
 }
 

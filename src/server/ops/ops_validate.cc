@@ -1,6 +1,7 @@
 #include "server/ops/ops_validate.h"
 
 #include "server/object_util.h"
+#include "server/ops/ops_internal.h"
 
 namespace photon::server::opsengine {
 
@@ -109,14 +110,56 @@ Status ValidateOpsEvent(const event::OpsEvent& e) {
   PHOTON_RETURN_IF_ERROR(
       Range(p + "reissueDurationSeconds", e.reissue_duration_seconds(), 0, 604800));
   if (e.silenced() || !e.issued_at().empty() || e.count() || !e.rule().empty() ||
-      !e.alert().empty() || e.alert_seq()) {
+      !e.alert().empty() || e.alert_seq() || !e.maintenance().empty()) {
     return absl::InvalidArgumentError(
-        p + "silenced/issuedAt/count/rule/alert/alertSeq: written by the server");
+        p + "silenced/issuedAt/count/rule/alert/alertSeq/maintenance: written by the server");
+  }
+  return absl::OkStatus();
+}
+
+Status ValidateMaintenance(const photon::ops::Maintenance& m) {
+  const auto& s = m.spec();
+  if (s.description().empty() || s.description().size() > 2048) {
+    return absl::InvalidArgumentError(
+        "spec.description: required (1 to 2048 bytes): say what is done");
+  }
+  if (s.nodes().empty() && s.instances().empty()) {
+    return absl::InvalidArgumentError("spec.nodes/instances: name at least one");
+  }
+  for (int i = 0; i < s.nodes_size(); ++i) {
+    PHOTON_RETURN_IF_ERROR(ValidateName("spec.nodes[" + std::to_string(i) + "]", s.nodes(i)));
+  }
+  for (int i = 0; i < s.instances_size(); ++i) {
+    const std::string& v = s.instances(i);
+    const size_t slash = v.find('/');
+    const std::string field = "spec.instances[" + std::to_string(i) + "]";
+    if (slash != std::string::npos) PHOTON_RETURN_IF_ERROR(ValidateName(field, v.substr(0, slash)));
+    PHOTON_RETURN_IF_ERROR(
+        ValidateName(field, slash == std::string::npos ? v : v.substr(slash + 1)));
+  }
+  const int64_t end = ParseMs(s.end_time());
+  if (end == 0) {
+    return absl::InvalidArgumentError("spec.endTime: required, RFC 3339 (2026-12-05T06:00:00Z)");
+  }
+  if (!s.start_time().empty()) {
+    const int64_t start = ParseMs(s.start_time());
+    if (start == 0) return absl::InvalidArgumentError("spec.startTime: want RFC 3339");
+    if (start >= end) return absl::InvalidArgumentError("spec.endTime: must be after startTime");
+  }
+  if (s.drain() && s.nodes().empty()) {
+    return absl::InvalidArgumentError("spec.drain: needs spec.nodes");
+  }
+  if (s.drain() && m.metadata().namespace_() != "system") {
+    return absl::InvalidArgumentError(
+        "spec.drain: only maintenances in namespace 'system' drain nodes");
   }
   return absl::OkStatus();
 }
 
 Status ValidateOpsKind(const std::string& kind, const google::protobuf::Message& obj) {
+  if (kind == "Maintenance") {
+    return ValidateMaintenance(static_cast<const photon::ops::Maintenance&>(obj));
+  }
   if (kind == "Check") return ValidateCheck(static_cast<const photon::ops::Check&>(obj).spec());
   if (kind == "EventRule") {
     return ValidateEventRule(static_cast<const photon::ops::EventRule&>(obj).spec());

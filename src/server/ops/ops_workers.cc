@@ -3,12 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/http_client.h"
 #include "common/util.h"
 #include "photon/compute.pb.h"
 #include "photon/node.pb.h"
 #include "server/object_util.h"
+#include "server/ops/maintenance.h"
 #include "server/ops/ops_engine.h"
 
 namespace photon::server::opsengine {
@@ -115,7 +117,7 @@ Status OpsEngine::FlushGroup(const store::KeyValue& kv, int64_t now) {
         std::string id =
             Sha256Hex(kv.key + "\n" + std::to_string(kv.mod_revision) + "\n" + std::to_string(i))
                 .substr(0, 32);
-        txn.success.push_back(OutboxOp(id, a, std::move(body)));
+        txn.success.push_back(OutboxOp(id, a, std::move(body), ns + "\n" + dedup));
       }
     }
     // The aggregate's state: an event of the rule itself, naming its alert.
@@ -162,10 +164,11 @@ void OpsEngine::FlushAggregates() {
 }
 
 // One delivery attempt; the item goes on 2xx or after its last attempt, else waits longer.
-Status OpsEngine::Deliver(const store::KeyValue& kv, int64_t now) {
+// True when the item is gone (delivered or given up).
+StatusOr<bool> OpsEngine::Deliver(const store::KeyValue& kv, int64_t now) {
   json item = json::parse(kv.value, nullptr, false);
-  if (!item.is_object()) return resources_->store()->Delete(kv.key).status();
-  if (now < item.value("nextMs", int64_t{0})) return absl::OkStatus();
+  if (!item.is_object()) return resources_->store()->Delete(kv.key).status().ok();
+  if (now < item.value("nextMs", int64_t{0})) return false;
   const std::string url = item.value("url", "");
   const size_t slash = url.find('/', 7);
   const std::string base = slash == std::string::npos ? url : url.substr(0, slash);
@@ -188,7 +191,8 @@ Status OpsEngine::Deliver(const store::KeyValue& kv, int64_t now) {
   const int attempts = item.value("attempts", 0) + 1;
   store::TxnRequest txn;
   txn.compares.push_back(ModRevisionIs(kv.key, kv.mod_revision));
-  if (outcome.ok() || attempts >= item.value("maxAttempts", 5)) {
+  const bool done = outcome.ok() || attempts >= item.value("maxAttempts", 5);
+  if (done) {
     if (!outcome.ok()) {
       spdlog::error("ops: webhook {} to {} failed {} times, giving up: {}", item.value("id", ""),
                     url, attempts, outcome.ToString());
@@ -203,16 +207,22 @@ Status OpsEngine::Deliver(const store::KeyValue& kv, int64_t now) {
     item["nextMs"] = now + options_.hook_backoff.count() * (int64_t{1} << std::min(attempts, 10));
     txn.success.push_back({.type = store::TxnOp::Type::kPut, .key = kv.key, .value = item.dump()});
   }
-  return resources_->store()->Txn(txn).status();
+  PHOTON_RETURN_IF_ERROR(resources_->store()->Txn(txn).status());
+  return done;
 }
 
+// In commit order (the outbox keys sort so); a delivery waiting for its retry holds back the
+// later ones of the same key and URL, so a receiver sees a key's transitions in order.
 void OpsEngine::DeliverHooks() {
   auto page = resources_->store()->Range(kOutboxPrefix, {.end = store::PrefixEnd(kOutboxPrefix)});
   if (!page.ok()) return;
+  std::set<std::string> held;
   for (const auto& kv : page->kvs) {
-    if (auto st = Deliver(kv, NowMs()); !st.ok()) {
-      spdlog::warn("ops: delivery {}: {}", kv.key, st.ToString());
-    }
+    const std::string order = json::parse(kv.value, nullptr, false).value("order", kv.key);
+    if (held.count(order)) continue;
+    auto gone = Deliver(kv, NowMs());
+    if (!gone.ok()) spdlog::warn("ops: delivery {}: {}", kv.key, gone.status().ToString());
+    if (!gone.ok() || !*gone) held.insert(order);
   }
 }
 
@@ -263,9 +273,10 @@ void OpsEngine::OnPlatform(const std::vector<CacheEvent>& events) {
 void OpsEngine::Loop() {
   SetThreadName("ops");
   std::unique_lock lock(stop_mu_);
-  while (!stop_) {
-    stop_cv_.wait_for(lock, options_.tick, [&] { return stop_; });
+  for (uint64_t round = 0; !stop_;) {
+    stop_cv_.wait_for(lock, options_.tick, [&] { return stop_ || wake_; });
     if (stop_) break;
+    wake_ = false;
     lock.unlock();
     std::vector<event::Event> platform;
     {
@@ -279,8 +290,17 @@ void OpsEngine::Loop() {
     }
     FlushAggregates();
     DeliverHooks();
+    if (++round % 10 == 0) ReconcileMaintenanceDrains(resources_, NowMs());
     lock.lock();
   }
+}
+
+void OpsEngine::Wake() {
+  {
+    std::lock_guard lock(stop_mu_);
+    wake_ = true;
+  }
+  stop_cv_.notify_all();
 }
 
 void OpsEngine::Start() {
@@ -292,6 +312,10 @@ void OpsEngine::Start() {
     }
     OnPlatform(events);
   };
+  auto r = resources_->cache()->Subscribe(
+      RegistryPrefix("eventrules"), 0, [this](const auto&, int64_t) { rules_.Invalidate(); },
+      [this](const std::vector<CacheEvent>&) { rules_.Invalidate(); });
+  if (r.ok()) rule_watch_ = *r;
   auto n = resources_->cache()->Subscribe(RegistryPrefix("nodes"), 0, snapshot, note);
   if (n.ok()) node_watch_ = *n;
   auto i = resources_->cache()->Subscribe(RegistryPrefix("computeinstances"), 0, snapshot, note);
@@ -307,6 +331,7 @@ void OpsEngine::Stop() {
   }
   stop_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (rule_watch_) resources_->cache()->Unsubscribe(rule_watch_);
   if (node_watch_) resources_->cache()->Unsubscribe(node_watch_);
   if (instance_watch_) resources_->cache()->Unsubscribe(instance_watch_);
 }

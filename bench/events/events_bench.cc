@@ -1,0 +1,383 @@
+// photon-bench-events: the operations pipeline (docs/operations.md) against a real
+// photon-server on its embedded store.
+//
+//   photon-bench-events [--server-bin PATH] [--seconds N] [--connections N] [--keys N]
+//                       [--background-rate N] [--rules N]
+//
+// Prints, measured in the same run on this machine:
+//   1. ingest: events/s through POST /v1/namespaces/NS/events with dedup and rule evaluation
+//      (N keep-alive connections, random keys of --keys, mostly repeats of an issued event),
+//      and the answer's p50/p99 (an event is answered once it is stored);
+//   2. event → alert: a Critical event crossing an Action rule (CREATE_ALERT + API_HOOK) with
+//      --background-rate events/s of others going on; p50/p99 until the alert arrives on a
+//      watch of alerts and until the webhook arrives at a receiver in this process;
+//   3. rule cost: with --rules more (non-matching) rules and as many open alerts, the server's
+//      CPU per event against case 1's.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "common/file_util.h"
+#include "common/http_client.h"
+#include "common/http_server.h"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+namespace {
+
+int FreePort() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+// utime + stime of a process, in seconds.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+// A keep-alive REST client (the shared client opens a connection per call).
+class KeepAlive {
+ public:
+  KeepAlive(int port, std::string token) : stream_(io_), token_(std::move(token)) {
+    stream_.connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
+  }
+  int Do(http::verb verb, const std::string& target, const std::string& body) {
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::authorization, "Bearer " + token_);
+    req.keep_alive(true);
+    if (!body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body;
+    }
+    req.prepare_payload();
+    http::write(stream_, req);
+    http::response_parser<http::string_body> p;
+    http::read(stream_, buf_, p);
+    return p.get().result_int();
+  }
+
+ private:
+  asio::io_context io_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buf_;
+  std::string token_;
+};
+
+struct ServerProc {
+  pid_t pid = 0;
+  int port = 0;
+  std::string dir;
+  std::string token;
+  ~ServerProc() {
+    if (pid) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+};
+
+void StartServer(const std::string& bin, ServerProc* s) {
+  std::string t = (std::filesystem::temp_directory_path() / "photon-bench-events-XXXXXX").string();
+  if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp");
+  s->dir = t;
+  s->port = FreePort();
+  const int grpc = FreePort();
+  s->pid = fork();
+  if (s->pid == 0) {
+    std::string l = "127.0.0.1:" + std::to_string(s->port);
+    std::string g = "127.0.0.1:" + std::to_string(grpc);
+    std::vector<const char*> argv = {
+        "photon-server", "--data-dir", s->dir.c_str(), "--listen", l.c_str(),
+        "--grpc-listen", g.c_str(),    "--log-level",  "warn",     nullptr};
+    execv(bin.c_str(), const_cast<char* const*>(argv.data()));
+    _exit(127);
+  }
+  for (int i = 0; i < 600; ++i) {
+    auto tok = photon::ReadFile(s->dir + "/admin.token");
+    if (tok.ok() && !tok->empty()) {
+      try {
+        KeepAlive probe(s->port, "");
+        if (probe.Do(http::verb::get, "/healthz", "") == 200) {
+          s->token = *tok;
+          while (!s->token.empty() && s->token.back() == '\n') s->token.pop_back();
+          return;
+        }
+      } catch (...) {
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("photon-server did not start");
+}
+
+std::string Event(const std::string& check, const std::string& key, const std::string& severity) {
+  return json{{"spec",
+               {{"opsEvent",
+                 {{"check", check},
+                  {"severity", severity},
+                  {"dedupKey", key},
+                  {"output", check + " " + severity},
+                  {"reissueDurationSeconds", "3600"}}}}}}
+      .dump();
+}
+
+void CreateRule(KeepAlive& k, const std::string& name, const json& spec) {
+  const int st = k.Do(http::verb::post, "/v1/namespaces/bench/eventrules",
+                      json{{"metadata", {{"name", name}}}, {"spec", spec}}.dump());
+  if (st != 202) throw std::runtime_error("rule " + name + ": HTTP " + std::to_string(st));
+}
+
+struct IngestFigures {
+  double rate = 0, p50_ms = 0, p99_ms = 0, cpu_us_per_event = 0;
+  int64_t events = 0, errors = 0;
+};
+
+// `connections` clients post events as fast as answered for `seconds` (or at `rate` events/s
+// in total when rate > 0) over `keys` keys of check `check`.
+IngestFigures Ingest(const ServerProc& s, int connections, int keys, double seconds, double rate,
+                     const std::string& check, const std::atomic<bool>* stop = nullptr) {
+  std::atomic<int64_t> events{0}, errors{0};
+  std::mutex mu;
+  std::vector<double> lat;
+  const double cpu0 = CpuSeconds(s.pid);
+  const auto start = Clock::now();
+  const auto end = start + std::chrono::duration<double>(seconds);
+  std::vector<std::thread> ts;
+  for (int c = 0; c < connections; ++c) {
+    ts.emplace_back([&, c] {
+      std::mt19937 rng(c * 7919 + 1);
+      std::vector<double> mine;
+      try {
+        KeepAlive k(s.port, s.token);
+        for (int64_t i = 0;; ++i) {
+          const auto now = Clock::now();
+          if (now >= end || (stop && *stop)) break;
+          if (rate > 0) {  // paced: this connection's share of the rate
+            const auto due = start + std::chrono::duration<double>(i * connections / rate);
+            if (due > now) std::this_thread::sleep_until(due);
+          }
+          const std::string key = "k" + std::to_string(rng() % keys);
+          const auto t0 = Clock::now();
+          const int st =
+              k.Do(http::verb::post, "/v1/namespaces/bench/events", Event(check, key, "CRITICAL"));
+          mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+          (st == 201 ? events : errors)++;
+        }
+      } catch (const std::exception& e) {
+        errors++;
+      }
+      std::lock_guard lock(mu);
+      lat.insert(lat.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : ts) t.join();
+  const double took = std::chrono::duration<double>(Clock::now() - start).count();
+  IngestFigures f;
+  f.events = events;
+  f.errors = errors;
+  f.rate = events / took;
+  f.p50_ms = Percentile(lat, 0.5);
+  f.p99_ms = Percentile(lat, 0.99);
+  f.cpu_us_per_event = events ? 1e6 * (CpuSeconds(s.pid) - cpu0) / events : 0;
+  return f;
+}
+
+void Print(const std::string& what, const IngestFigures& f) {
+  std::printf(
+      "%s: %.0f events/s (%lld stored, %lld errors), answer p50 %.2f ms p99 %.2f ms, "
+      "server CPU %.0f us/event\n",
+      what.c_str(), f.rate, static_cast<long long>(f.events), static_cast<long long>(f.errors),
+      f.p50_ms, f.p99_ms, f.cpu_us_per_event);
+  std::fflush(stdout);
+}
+
+// Case 2: probes crossing the rule while the background load runs.
+void AlertLatency(const ServerProc& s, double seconds, double background_rate, int connections) {
+  std::mutex mu;
+  std::map<std::string, Clock::time_point> sent, hooked, watched;
+  auto receiver = photon::HttpServer::Start({}, [&](photon::HttpRequest& r) {
+    json b = json::parse(r.body, nullptr, false);
+    const auto now = Clock::now();
+    if (b.is_object()) {
+      std::lock_guard lock(mu);
+      hooked.try_emplace(b["event"]["spec"]["opsEvent"].value("dedupKey", ""), now);
+    }
+    return photon::HttpResponse::Text(200, "ok\n");
+  });
+  if (!receiver.ok()) throw std::runtime_error(receiver.status().ToString());
+  const std::string url = "http://127.0.0.1:" + std::to_string((*receiver)->port()) + "/hook";
+  {
+    KeepAlive k(s.port, s.token);
+    CreateRule(k, "probe",
+               {{"type", "ACTION"},
+                {"match", "check=probe"},
+                {"actions", {{{"type", "CREATE_ALERT"}}, {{"type", "API_HOOK"}, {"url", url}}}}});
+  }
+  // The alerts arrive on a watch, as `photon alerts watch` shows them.
+  auto client = photon::HttpClient::Create("http://127.0.0.1:" + std::to_string(s.port), s.token);
+  std::atomic<bool> stop{false};
+  std::thread watcher([&] {
+    (void)client->Stream("/v1/namespaces/bench/alerts?watch=true", [&](const std::string& line) {
+      json j = json::parse(line, nullptr, false);
+      const auto now = Clock::now();
+      if (j.is_object() && j.contains("object")) {
+        const std::string key = j["object"]["spec"].value("dedupKey", "");
+        std::lock_guard lock(mu);
+        watched.try_emplace(key, now);
+      }
+      return !stop;
+    });
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the watch is open
+  std::thread background(
+      [&] { Ingest(s, connections, 10000, seconds + 2, background_rate, "background", &stop); });
+  {
+    KeepAlive k(s.port, s.token);
+    const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+    for (int i = 0; Clock::now() < end; ++i) {
+      const std::string key = "probe/" + std::to_string(i);
+      {
+        std::lock_guard lock(mu);
+        sent[key] = Clock::now();
+      }
+      k.Do(http::verb::post, "/v1/namespaces/bench/events", Event("probe", key, "CRITICAL"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  // Let the last probes arrive, then stop.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  stop = true;
+  background.join();
+  {  // one more alert change so the watch's callback sees `stop`
+    KeepAlive k(s.port, s.token);
+    k.Do(http::verb::post, "/v1/namespaces/bench/events", Event("probe", "probe/end", "CRITICAL"));
+  }
+  watcher.join();
+  std::vector<double> w, h;
+  int missing = 0;
+  for (const auto& [key, t0] : sent) {
+    auto a = watched.find(key), b = hooked.find(key);
+    if (a == watched.end() || b == hooked.end()) {
+      ++missing;
+      continue;
+    }
+    w.push_back(std::chrono::duration<double, std::milli>(a->second - t0).count());
+    h.push_back(std::chrono::duration<double, std::milli>(b->second - t0).count());
+  }
+  std::printf(
+      "event -> alert (%zu probes, %.0f events/s background asked): watch p50 %.1f ms p99 %.1f "
+      "ms; webhook p50 %.1f ms p99 %.1f ms; %d not arrived\n",
+      sent.size(), background_rate, Percentile(w, 0.5), Percentile(w, 0.99), Percentile(h, 0.5),
+      Percentile(h, 0.99), missing);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"photon-bench-events: the operations pipeline against a real photon-server"};
+  std::string server_bin = PHOTON_SERVER_BIN;
+  double seconds = 30, background_rate = 10000;
+  int connections = 16, keys = 10000, rules = 10000;
+  app.add_option("--server-bin", server_bin, "photon-server binary");
+  app.add_option("--seconds", seconds, "length of each measured case (the issue asks 600)");
+  app.add_option("--connections", connections, "concurrent keep-alive clients");
+  app.add_option("--keys", keys, "distinct dedup keys");
+  app.add_option("--background-rate", background_rate, "events/s behind the alert probes");
+  app.add_option("--rules", rules, "rules and open alerts for the rule-cost case");
+  CLI11_PARSE(app, argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  std::printf("photon-bench-events: %u cores, load %s\n", std::thread::hardware_concurrency(),
+              [] {
+                std::ifstream in("/proc/loadavg");
+                std::string a;
+                in >> a;
+                return a;
+              }()
+                  .c_str());
+  ServerProc s;
+  StartServer(server_bin, &s);
+  {
+    KeepAlive k(s.port, s.token);
+    CreateRule(k, "page",
+               {{"type", "ACTION"},
+                {"match", "severity=CRITICAL,check=load"},
+                {"actions", {{{"type", "CREATE_ALERT"}}}}});
+    CreateRule(k, "quiet", {{"type", "SILENCED"}, {"match", "check=quiet"}});
+  }
+  // Every key issued once (its alert opened), then the measured run of repeats.
+  Ingest(s, connections, keys, std::max(2.0, seconds / 10), 0, "load");
+  const IngestFigures base = Ingest(s, connections, keys, seconds, 0, "load");
+  Print("1. ingest (" + std::to_string(connections) + " connections, " + std::to_string(keys) +
+            " keys, 2 rules)",
+        base);
+  AlertLatency(s, seconds, background_rate, connections);
+  {
+    // 3. Many rules (none matching) and as many open alerts.
+    std::atomic<int> next{0};
+    std::vector<std::thread> ts;
+    for (int c = 0; c < 8; ++c) {
+      ts.emplace_back([&] {
+        KeepAlive k(s.port, s.token);
+        for (int i; (i = next++) < rules;) {
+          CreateRule(k, "r" + std::to_string(i),
+                     {{"type", "ACTION"},
+                      {"match", "check=other" + std::to_string(i)},
+                      {"actions", {{{"type", "CREATE_ALERT"}}}}});
+          k.Do(http::verb::post, "/v1/namespaces/bench/events",
+               Event("load", "open/" + std::to_string(i), "CRITICAL"));
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    const IngestFigures many = Ingest(s, connections, keys, seconds, 0, "load");
+    Print("3. ingest with " + std::to_string(rules + 3) + " rules and " +
+              std::to_string(rules + keys) + " open alerts",
+          many);
+    std::printf("   rule evaluation: %.1f us of server CPU per event more than with 2 rules\n",
+                many.cpu_us_per_event - base.cpu_us_per_event);
+  }
+  return 0;
+}
