@@ -124,6 +124,10 @@ Haproxy::~Haproxy() { Stop(); }
 Status Haproxy::Check(const std::string& config_path) {
   PHOTON_ASSIGN_OR_RETURN(auto result,
                           RunCapture({options_.binary, "-c", "-q", "-f", config_path}));
+  if (result.first == 127) {
+    return absl::FailedPreconditionError("cannot run " + options_.binary +
+                                         " (haproxy: scripts/install-deps.sh)");
+  }
   if (result.first != 0) {
     return absl::InternalError("haproxy refused the configuration: " + result.second);
   }
