@@ -2,11 +2,10 @@
 API, with real clients (curl, wrk, openssl-made certificates) and real member processes."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -173,7 +172,11 @@ class HealthAndChurnTest(unittest.TestCase):
         wrk = harness.run_wrk(url, seconds=8)
         extra = [Member("m3"), Member("m4")]
         self.members += extra
-        time.sleep(0.5)  # noqa: let wrk reach full load before the first change (not a sync)
+        def requests_served():
+            m = re.search(r'fiberlb_listener_requests_total\{listener="web"\} (\d+)',
+                          self.lb.metrics())
+            return m and int(m.group(1)) > 200
+        wait_until(requests_served, 10, "wrk under way")  # the changes land under load
         for m in extra:
             status, body = self.lb.api("POST", "/v1/pools/web/members",
                                        {"name": m.name, "address": m.address})
