@@ -54,6 +54,30 @@ TEST(ConfigTest, LoadFileAndValidate) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(ConfigTest, NetworkModeAndPrefix) {
+  std::string dir = testing::MakeTempDir("agent-config");
+  std::string path = dir + "/agent.yaml";
+  ASSERT_TRUE(WriteFileAtomic(path,
+                              "server: 127.0.0.1:1\ntokenFile: /t\ndataDir: /d\nname: n1\n"
+                              "network: {mode: ports, netnsPrefix: bed-h1-p-}\n")
+                  .ok());
+  AgentOptions o;
+  EXPECT_EQ(o.network_mode, "none");  // a node wires nothing unless told to
+  ASSERT_TRUE(LoadConfigFile(path, &o).ok());
+  EXPECT_EQ(o.network_mode, "ports");
+  EXPECT_EQ(o.netns_prefix, "bed-h1-p-");
+  EXPECT_TRUE(ValidateOptions(o).ok());
+  AgentOptions bad = o;
+  bad.network_mode = "overlay";
+  EXPECT_NE(ValidateOptions(bad).message().find("network-mode: 'overlay'"), std::string::npos);
+  bad = o;
+  bad.netns_prefix = "a/b";
+  EXPECT_NE(ValidateOptions(bad).message().find("netns-prefix"), std::string::npos);
+  ASSERT_TRUE(WriteFileAtomic(path, "network: {mdoe: ports}\n").ok());
+  EXPECT_NE(LoadConfigFile(path, &o).message().find("network.mdoe"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(WorkQueueTest, DeduplicatesAndRequeuesWhileProcessing) {
   WorkQueue q;
   q.Add("a");

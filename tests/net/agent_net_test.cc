@@ -352,7 +352,7 @@ TEST_F(AgentNetTest, ProcessInstancesOfOneVpcTalkAcrossHosts) {
   std::printf("[ figure ] two creates -> first TCP across hosts: %.0f ms\n",
               static_cast<double>(MonotonicNanos() - t0) / 1e6);
   EXPECT_EQ(g, "hello from " + a + " to " + ip_b + "\n");
-  EXPECT_EQ(Greeting(ns_a, ip_b), "hello from " + b + " to " + ip_a + "\n");
+  EXPECT_EQ(GreetingWithin(ns_a, ip_b, 10s), "hello from " + b + " to " + ip_a + "\n");
   int rc = -1;
   std::string ping = bed_->Run(ns_a, {"ping", "-c", "1", "-W", "3", ip_b}, &rc);
   EXPECT_EQ(rc, 0) << ping;
@@ -366,6 +366,30 @@ TEST_F(AgentNetTest, ProcessInstancesOfOneVpcTalkAcrossHosts) {
   EXPECT_NE(status.find("CapEff:\t0000000000000000"), std::string::npos) << status;
   // The host's own network is not reachable as the workload's: nothing listens on the node.
   EXPECT_EQ(Greeting(bed_->NsPath(bed_->Host(1)), "192.168.10.11"), "");
+
+  // A privileged (admin-granted) workload in a port: root, but without CAP_NET_ADMIN.
+  const std::string r = Name("pr");
+  json priv = {{"metadata", {{"name", r}, {"agentId", Node(1)}}},
+               {"spec",
+                {{"process", {{"command", {"/usr/bin/python3", "-c", kServer}}}},
+                 {"security", {{"privileged", true}}},
+                 {"schedule", {{"nodes", {Node(1)}}}}}}};
+  auto posted = Call("POST", "/v1/namespaces/default/computeinstances", priv);
+  ASSERT_EQ(posted.status / 100, 2) << posted.body;
+  created_.push_back(r);
+  json ir = WaitRunning(r);
+  ASSERT_TRUE(ir.is_object());
+  pid_t pr = WorkloadPid(r);
+  ASSERT_GT(pr, 0);
+  EXPECT_EQ(InodeOf("/proc/" + std::to_string(pr) + "/ns/net"), InodeOf(PortNs(1, ir)));
+  std::string caps = Slurp("/proc/" + std::to_string(pr) + "/status");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(caps, m, std::regex("CapEff:\\t([0-9a-f]+)"))) << caps;
+  const uint64_t eff = std::stoull(m[1], nullptr, 16);
+  EXPECT_NE(eff, 0u) << caps;                 // root's other capabilities stay
+  EXPECT_EQ(eff & (1ULL << 12), 0u) << caps;  // CAP_NET_ADMIN is gone
+  ASSERT_TRUE(std::regex_search(caps, m, std::regex("CapBnd:\\t([0-9a-f]+)"))) << caps;
+  EXPECT_EQ(std::stoull(m[1], nullptr, 16) & (1ULL << 12), 0u) << caps;
 
   // A client workload on host 2 reaches the server on host 1 by itself.
   CreateProcess(c, 2, {"/usr/bin/python3", "-c", kClient, ip_a}, nullptr, "never");
@@ -521,9 +545,16 @@ TEST_F(AgentNetTest, ContainerInstanceGetsItsPort) {
       },
       10s));
   EXPECT_EQ(InodeOf("/proc/" + std::to_string(pc) + "/ns/net"), InodeOf(ns_c));
-  std::string out = bed_->Run(ns_c, {"nsenter", "--target", std::to_string(pc), "--net", "--mount",
-                                     "--", "/bin/sh", "-c", "nc " + ip_p + " 7000 </dev/null"});
-  EXPECT_EQ(out, "hello from " + p + " to " + ip_c + "\n");
+  const std::string want = "hello from " + p + " to " + ip_c + "\n";
+  std::string out;
+  WaitFor(
+      [&] {
+        out = bed_->Run(ns_c, {"nsenter", "--target", std::to_string(pc), "--net", "--mount", "--",
+                               "/bin/sh", "-c", "nc " + ip_p + " 7000 </dev/null"});
+        return out == want;
+      },
+      10s);
+  EXPECT_EQ(out, want);
 }
 
 // A node in network mode "none" refuses an instance that needs a port (never runs it in the
@@ -545,7 +576,7 @@ TEST_F(AgentNetTest, NodeWithoutNetworkingRefusesPortInstances) {
   EXPECT_TRUE(PidsWithEnv({"PHOTON_INSTANCE=" + p}).empty());
   CreateProcess(h, 3, {"/usr/bin/python3", "-c", kServer}, {{"hostNetwork", true}});
   ASSERT_TRUE(WaitFor([&] { return Phase(h) == "RUNNING"; }, 30s)) << Get(InstancePath(h)).dump();
-  EXPECT_FALSE(Greeting(bed_->NsPath(bed_->Host(3)), "192.168.10.13").empty());
+  EXPECT_FALSE(GreetingWithin(bed_->NsPath(bed_->Host(3)), "192.168.10.13", 10s).empty());
 }
 
 }  // namespace
