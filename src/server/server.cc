@@ -127,7 +127,6 @@ class ServerImpl : public Server {
           "node_down_after_ms must be greater than node_suspect_after_ms (> 0)");
     }
     PHOTON_RETURN_IF_ERROR(CreateProviders().status());  // a bad provider config fails the start
-    PHOTON_RETURN_IF_ERROR(StartPrivateDns());
     ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
     ops_->Start();
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
@@ -233,7 +232,8 @@ class ServerImpl : public Server {
   }
 
   // The loops only the leader runs: placement and node lifecycle, operations, housekeeping
-  // (compaction, GC), service providers. Each term gets new ones (they start and stop once).
+  // (compaction, GC), service providers and private DNS. Each term gets new ones (they start
+  // and stop once).
   Status StartLeaderLoops() {
     controllers_ = std::make_unique<Controllers>(resources_.get());
     PHOTON_RETURN_IF_ERROR(controllers_->Start());
@@ -258,7 +258,8 @@ class ServerImpl : public Server {
     sco.resync = std::chrono::seconds(std::max(1, options_.provider_resync_s));
     services_ =
         std::make_unique<ServiceController>(resources_.get(), &metrics_, std::move(providers), sco);
-    return services_->Start();
+    PHOTON_RETURN_IF_ERROR(services_->Start());
+    return StartPrivateDns();
   }
 
   void StopLeaderLoops() {
@@ -269,9 +270,11 @@ class ServerImpl : public Server {
       stopped_schedulers_.push_back(std::move(scheduler_));
     }
     if (services_) services_->Stop();
+    if (private_dns_) private_dns_->Stop();
     if (housekeeper_) housekeeper_->Stop();
     if (controllers_) controllers_->Stop();
     services_.reset();
+    private_dns_.reset();
     housekeeper_.reset();
     controllers_.reset();
   }
@@ -292,7 +295,6 @@ class ServerImpl : public Server {
     } else {
       StopLeaderLoops();
     }
-    if (private_dns_) private_dns_->Stop();
     if (ops_) ops_->Stop();
     if (network_controller_) network_controller_->Stop();
     if (cache_) cache_->Stop();
