@@ -106,7 +106,14 @@ bool SchedulerController::MonitorNodes(Snapshot& snap) {
     a.set_memory_mb(scheduler::SaturatingAdd(a.memory_mb(), r.memory_mb));
     a.set_disk_gb(scheduler::SaturatingAdd(a.disk_gb(), r.disk_gb));
   }
-  for (auto& n : snap.nodes) {
+  struct NodeWrite {
+    node::Node next;
+    size_t index;  // in the snapshot
+    node::NodeStatus::Condition was;
+  };
+  std::vector<NodeWrite> writes;
+  for (size_t index = 0; index < snap.nodes.size(); ++index) {
+    const node::Node& n = snap.nodes[index];
     const std::string& name = n.metadata().name();
     Heartbeat hb;
     auto it = heartbeats_.find(name);
@@ -171,14 +178,33 @@ bool SchedulerController::MonitorNodes(Snapshot& snap) {
     next.mutable_node_status()->set_condition(want);
     next.mutable_node_status()->set_message(message);
     *next.mutable_node_status()->mutable_allocated() = a;
-    auto st = resources_->WriteAsSystem(*FindKind("nodes"), next);
-    if (!st.ok()) {
-      if (st.code() != StatusCode::kAborted) spdlog::warn("node monitor: {}", st.ToString());
+    if (want == cond && message == n.node_status().message()) {
+      QueueAllocation(std::move(next));  // only the display of the sum changes
       continue;
     }
-    wrote = true;
-    if (want != cond) {
-      spdlog::info("node {}: {} → {}: {}", name, node::NodeStatus::Condition_Name(cond),
+    writes.push_back(NodeWrite{std::move(next), index, cond});
+  }
+  // Concurrently: after a burst of placements or deletes, hundreds of nodes change their
+  // allocation in one round, and one write after another kept the round (and every placement
+  // waiting for the next one) busy for seconds.
+  const auto results = WriteConcurrently(writes.size(), [&](size_t i) {
+    return resources_->WriteAsSystem(*FindKind("nodes"), writes[i].next);
+  });
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const NodeWrite& w = writes[i];
+    if (!results[i].ok()) {
+      if (results[i].code() != StatusCode::kAborted)
+        spdlog::warn("node monitor: {}", results[i].ToString());
+      continue;
+    }
+    const std::string& name = w.next.metadata().name();
+    const auto want = w.next.node_status().condition();
+    const std::string& message = w.next.node_status().message();
+    if (want != w.was) {
+      // A new condition changes what may be placed there: the next round should follow. A
+      // new allocation (display only) does not.
+      wrote = true;
+      spdlog::info("node {}: {} → {}: {}", name, node::NodeStatus::Condition_Name(w.was),
                    node::NodeStatus::Condition_Name(want), message);
       Event(
           "system",
@@ -191,7 +217,7 @@ bool SchedulerController::MonitorNodes(Snapshot& snap) {
           "nodes/system/" + name, message);
     }
     // Decide on this round's view with the new condition.
-    n.mutable_node_status()->set_condition(want);
+    snap.conditions[w.index] = want;
   }
   heartbeats_ = std::move(seen);
   return wrote;
@@ -262,8 +288,8 @@ bool SchedulerController::EvictAndDrain(const Snapshot& snap, scheduler::Cluster
     return true;
   };
 
-  std::map<std::string, const node::Node*> by_name;
-  for (const auto& n : snap.nodes) by_name[n.metadata().name()] = &n;
+  std::map<std::string, size_t> by_name;
+  for (size_t i = 0; i < snap.nodes.size(); ++i) by_name[snap.nodes[i].metadata().name()] = i;
   std::map<std::string, int> remaining;  // draining node → instances still on it
   for (const auto& ci : snap.instances) {
     const std::string& at = ci.metadata().agent_id();
@@ -274,8 +300,8 @@ bool SchedulerController::EvictAndDrain(const Snapshot& snap, scheduler::Cluster
       evict(ci, at, true, "node " + at + " no longer exists");
       continue;
     }
-    const node::Node& n = *it->second;
-    if (n.node_status().condition() == node::NodeStatus::DOWN) {
+    const node::Node& n = snap.nodes[it->second];
+    if (snap.conditions[it->second] == node::NodeStatus::DOWN) {
       if (!evict(ci, at, true, "node " + at + " is DOWN")) remaining[at]++;
       continue;
     }

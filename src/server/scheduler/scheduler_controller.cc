@@ -2,7 +2,9 @@
 // instances; node_lifecycle.cc and region_service_controller.cc hold the other steps.
 #include "server/scheduler/scheduler_controller.h"
 
+#include <google/protobuf/util/message_differencer.h>
 #include <spdlog/spdlog.h>
+#include <time.h>
 
 #include <algorithm>
 #include <future>
@@ -17,31 +19,6 @@ namespace photon::server {
 namespace {
 bool HasPrefix(const std::string& s, const std::string& p) {
   return s.compare(0, p.size(), p) == 0;
-}
-
-template <typename T>
-std::vector<T> CopyKind(WatchCache* cache, const std::string& plural) {
-  std::vector<T> out;
-  const std::string prefix = RegistryPrefix(plural);
-  auto list = cache->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
-  out.reserve(list.items.size());
-  for (const auto& o : list.items) {
-    auto m = o->Decoded();
-    if (m) out.push_back(static_cast<const T&>(*m));
-  }
-  return out;
-}
-
-template <typename T>
-SharedList<T> ShareKind(WatchCache* cache, const std::string& plural) {
-  SharedList<T> out;
-  const std::string prefix = RegistryPrefix(plural);
-  auto list = cache->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
-  out.reserve(list.items.size());
-  for (const auto& o : list.items) {
-    if (auto m = o->Decoded()) out.push_back(std::move(m));
-  }
-  return out;
 }
 
 // A plain unplaced instance that already carries the empty cluster's verdict: while there is
@@ -72,24 +49,88 @@ void SetScheduledCondition(resource::ResourceStatus* st, bool ok, const std::str
   c->set_reason(reason);
   c->set_message(message);
 }
+// Equal apart from what `strip` clears.
+template <typename T, typename F>
+bool SameBut(const CachedObject& a, const CachedObject& b, F strip) {
+  auto ma = a.Decoded(), mb = b.Decoded();
+  if (!ma || !mb) return false;
+  T x = static_cast<const T&>(*ma), y = static_cast<const T&>(*mb);
+  for (T* m : {&x, &y}) {
+    m->mutable_metadata()->clear_resource_version();
+    m->mutable_metadata()->clear_updated_at();
+    strip(m);
+  }
+  return google::protobuf::util::MessageDifferencer::Equals(x, y);
+}
+std::chrono::nanoseconds ThreadCpuTime() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
 }  // namespace
+
+bool WakesScheduler(const CacheEvent& e) {
+  static const std::string nodes = RegistryPrefix("nodes"),
+                           cis = RegistryPrefix("computeinstances"),
+                           rss = RegistryPrefix("regionservices");
+  const auto& k = e.object->key();
+  const bool is_node = HasPrefix(k, nodes), is_ci = HasPrefix(k, cis);
+  if (!is_node && !is_ci) return HasPrefix(k, rss);
+  if (e.type != CacheEvent::Type::kModified || !e.previous) return true;
+  if (is_node) {
+    return !SameBut<node::Node>(*e.previous, *e.object, [](node::Node* n) {
+      n->mutable_node_status()->clear_last_heartbeat();
+      n->mutable_node_status()->clear_message();
+      n->mutable_node_status()->clear_allocated();  // the round's own copy, for display
+    });
+  }
+  const ObjectFields &now = e.object->Fields(), &before = e.previous->Fields();
+  if (now.agent_id.empty() || now.agent_id != before.agent_id) return true;
+  return !SameBut<compute::ComputeInstance>(
+      *e.previous, *e.object, [](compute::ComputeInstance* ci) {
+        // A RegionService member's phase counts: keep its status in the comparison.
+        if (!ci->metadata().labels().contains(kRegionServiceLabel)) ci->clear_status();
+      });
+}
+
+std::vector<Status> WriteConcurrently(size_t n, const std::function<Status(size_t)>& write,
+                                      size_t parallel) {
+  std::vector<Status> out;
+  out.reserve(n);
+  if (n == 1) {
+    out.push_back(write(0));  // no thread for the common case of one write
+    return out;
+  }
+  for (size_t from = 0; from < n; from += parallel) {
+    const size_t to = std::min(n, from + parallel);
+    std::vector<std::future<Status>> running;
+    running.reserve(to - from);
+    for (size_t i = from; i < to; ++i)
+      running.push_back(std::async(std::launch::async, [&write, i] { return write(i); }));
+    for (auto& f : running) out.push_back(f.get());
+  }
+  return out;
+}
 
 SchedulerController::SchedulerController(ResourceManager* resources,
                                          SchedulerControllerOptions options)
     : resources_(resources), options_(std::move(options)) {}
 
 Status SchedulerController::Start() {
-  const std::string nodes = RegistryPrefix("nodes"), cis = RegistryPrefix("computeinstances"),
-                    rss = RegistryPrefix("regionservices");
+  const std::string cis = RegistryPrefix("computeinstances");
   auto id = resources_->cache()->Subscribe(
       "/registry/", 0, [](const std::vector<std::shared_ptr<const CachedObject>>&, int64_t) {},
-      [this, nodes, cis, rss](const std::vector<CacheEvent>& events) {
+      [this, cis](const std::vector<CacheEvent>& events) {
+        {
+          std::lock_guard lock(mu_);
+          if (dirty_) return;  // a round is due anyway
+        }
         const std::string no_nodes_reason = scheduler::Scheduler::NoUsableNodes(0);
         for (const auto& e : events) {
           const auto& k = e.object->key();
           if (HasPrefix(k, cis) && no_nodes_.load() && Settled(*e.object, no_nodes_reason))
             continue;
-          if (HasPrefix(k, nodes) || HasPrefix(k, cis) || HasPrefix(k, rss)) {
+          if (WakesScheduler(e)) {
             std::lock_guard lock(mu_);
             dirty_ = true;
             cv_.notify_one();
@@ -134,6 +175,48 @@ void SchedulerController::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lock(allocation_mu_);
+    allocation_stop_ = true;
+  }
+  allocation_cv_.notify_all();
+  if (allocation_thread_.joinable()) allocation_thread_.join();
+}
+
+void SchedulerController::QueueAllocation(node::Node next) {
+  std::lock_guard lock(allocation_mu_);
+  if (!allocation_thread_.joinable()) {
+    allocation_thread_ = std::thread([this] {
+      SetThreadName("sched-alloc");
+      WriteAllocations();
+    });
+  }
+  std::string name = next.metadata().name();
+  allocation_queue_[name] = std::move(next);  // a newer sum replaces one not written yet
+  allocation_cv_.notify_one();
+}
+
+void SchedulerController::WriteAllocations() {
+  while (true) {
+    std::map<std::string, node::Node> batch;
+    {
+      std::unique_lock lock(allocation_mu_);
+      allocation_cv_.wait(lock, [&] { return allocation_stop_ || !allocation_queue_.empty(); });
+      if (allocation_stop_) return;
+      batch.swap(allocation_queue_);
+    }
+    std::vector<const node::Node*> nodes;
+    for (const auto& [name, n] : batch) nodes.push_back(&n);
+    // A conflict (a heartbeat in between) is fine: the next round finds the sum still differs
+    // and queues it again.
+    auto results = WriteConcurrently(nodes.size(), [&](size_t i) {
+      return resources_->WriteAsSystem(*FindKind("nodes"), *nodes[i]);
+    });
+    for (const auto& st : results) {
+      if (!st.ok() && st.code() != StatusCode::kAborted)
+        spdlog::warn("node monitor: allocation: {}", st.ToString());
+    }
+  }
 }
 
 void SchedulerController::Run() {
@@ -151,16 +234,17 @@ void SchedulerController::Run() {
       dirty_ = false;
     }
     bool wrote = false;
-    const auto started = std::chrono::steady_clock::now();
+    const auto started = ThreadCpuTime();
     try {
       wrote = Round();
     } catch (const std::exception& e) {
       spdlog::error("scheduler: round failed: {}", e.what());
     }
     // A round looks at every instance. Under a flood of creates, back-to-back rounds would
-    // keep a core busy; resting as long as the round took caps the loop at half a core and
-    // lets each round take a bigger batch.
-    const auto took = std::chrono::steady_clock::now() - started;
+    // keep a core busy; resting as long as the round computed caps the loop at half a core
+    // and lets each round take a bigger batch. Computed, not waited: a round that waited
+    // 200 ms for its writes' commit rested 200 ms more before the next placement.
+    const auto took = ThreadCpuTime() - started;
     if (took > std::chrono::milliseconds(1)) {
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(took, tick),
@@ -178,11 +262,36 @@ void SchedulerController::Run() {
   }
 }
 
+template <typename T>
+SharedList<T> SchedulerController::ShareKind(const std::string& plural) {
+  SharedList<T> out;
+  const std::string prefix = RegistryPrefix(plural);
+  auto list = resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
+  out.reserve(list.items.size());
+  for (auto& o : list.items) {
+    Decoded& d = decoded_[o->key()];
+    if (d.object != o) {
+      d.message = o->Decoded();
+      d.object = std::move(o);
+    }
+    d.read = reads_;
+    if (d.message) out.push_back(d.message);
+  }
+  return out;
+}
+
 SchedulerController::Snapshot SchedulerController::Read() {
+  ++reads_;
   Snapshot s;
-  s.nodes = CopyKind<node::Node>(resources_->cache(), "nodes");
-  s.instances = ShareKind<compute::ComputeInstance>(resources_->cache(), "computeinstances");
-  s.services = ShareKind<compute::RegionService>(resources_->cache(), "regionservices");
+  s.nodes = ShareKind<node::Node>("nodes");
+  s.conditions.reserve(s.nodes.size());
+  for (const auto& n : s.nodes) s.conditions.push_back(n.node_status().condition());
+  s.instances = ShareKind<compute::ComputeInstance>("computeinstances");
+  s.services = ShareKind<compute::RegionService>("regionservices");
+  // Forget what is gone.
+  if (decoded_.size() > s.nodes.size() + s.instances.size() + s.services.size()) {
+    std::erase_if(decoded_, [this](const auto& kv) { return kv.second.read != reads_; });
+  }
   return s;
 }
 
@@ -208,7 +317,8 @@ bool SchedulerController::Round() {
 }
 
 void SchedulerController::BuildState(const Snapshot& snap, scheduler::ClusterState* state) {
-  for (const auto& n : snap.nodes) {
+  for (size_t i = 0; i < snap.nodes.size(); ++i) {
+    const node::Node& n = snap.nodes[i];
     scheduler::NodeState ns;
     ns.name = n.metadata().name();
     ns.labels.insert(n.metadata().labels().begin(), n.metadata().labels().end());
@@ -219,11 +329,11 @@ void SchedulerController::BuildState(const Snapshot& snap, scheduler::ClusterSta
     ns.capacity = scheduler::Resources{n.spec().capacity().vcpu(), n.spec().capacity().memory_mb(),
                                        n.spec().capacity().disk_gb()}
                       .Bounded();
-    ns.ready = n.node_status().condition() == node::NodeStatus::READY;
+    ns.ready = snap.conditions[i] == node::NodeStatus::READY;
     auto drain = n.metadata().annotations().find(kDrainAnnotation);
     ns.unschedulable = n.spec().unschedulable() ||
                        (drain != n.metadata().annotations().end() && drain->second == "requested");
-    ns.condition = node::NodeStatus::Condition_Name(n.node_status().condition());
+    ns.condition = node::NodeStatus::Condition_Name(snap.conditions[i]);
     state->AddNode(std::move(ns));
   }
   // Allocation = what is placed: every instance with an agentId that still exists (one being
@@ -357,34 +467,27 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
   }
   // Written one after another, each placement and its event waited for a commit (an fsync)
   // of its own: 1,000 creates were placed at ~100/s. Written concurrently, the store commits
-  // them together (group commit). At most kParallel threads at a time.
-  constexpr size_t kParallel = 64;
-  for (size_t from = 0; from < placements.size(); from += kParallel) {
-    const size_t to = std::min(placements.size(), from + kParallel);
-    std::vector<std::future<Status>> results;
-    for (size_t i = from; i < to; ++i) {
-      results.push_back(std::async(std::launch::async, [this, &p = placements[i]]() -> Status {
-        PHOTON_RETURN_IF_ERROR(WriteInstance(p.next));
-        char buf[64];
-        snprintf(buf, sizeof(buf), "%.3f", p.d.score);
-        Event(p.next.metadata().namespace_(), "Scheduled", p.obj,
-              "placed on " + p.d.node_name + " (score " + buf + ", " +
-                  std::to_string(p.d.feasible) + " feasible of " + std::to_string(p.d.visited) +
-                  " visited)");
-        return absl::OkStatus();
-      }));
+  // them together (group commit).
+  const auto results = WriteConcurrently(placements.size(), [&](size_t i) -> Status {
+    const Placement& p = placements[i];
+    PHOTON_RETURN_IF_ERROR(WriteInstance(p.next));
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%.3f", p.d.score);
+    Event(p.next.metadata().namespace_(), "Scheduled", p.obj,
+          "placed on " + p.d.node_name + " (score " + buf + ", " + std::to_string(p.d.feasible) +
+              " feasible of " + std::to_string(p.d.visited) + " visited)");
+    return absl::OkStatus();
+  });
+  for (size_t i = 0; i < placements.size(); ++i) {
+    const Status& w = results[i];
+    if (w.ok()) {
+      wrote = true;
+      continue;
     }
-    for (size_t i = from; i < to; ++i) {
-      Status w = results[i - from].get();
-      if (w.ok()) {
-        wrote = true;
-        continue;
-      }
-      // Someone else changed it: undo our accounting; the next round looks again.
-      const Placement& p = placements[i];
-      state.Release(p.req.group, p.req.labels, p.req.need, p.d.node);
-      if (w.code() != StatusCode::kAborted) spdlog::warn("scheduler: {}", w.ToString());
-    }
+    // Someone else changed it: undo our accounting; the next round looks again.
+    const Placement& p = placements[i];
+    state.Release(p.req.group, p.req.labels, p.req.need, p.d.node);
+    if (w.code() != StatusCode::kAborted) spdlog::warn("scheduler: {}", w.ToString());
   }
   return wrote;
 }
