@@ -42,9 +42,9 @@ bool Placed(const std::string& urls, const std::string& token, const std::string
 int Failover(const std::string& dir, int kills) {
   auto etcd = ha::EtcdCluster::Start(dir + "/failover-etcd");
   if (!etcd) return std::fprintf(stderr, "etcd cluster did not start\n"), 1;
-  ha::ControlPlane cp(dir, etcd->spec(), 3,
-                      {"--leader-lease-ttl", "1", "--node-suspect-after", "60000",
-                       "--node-down-after", "120000", "--log-level", "warn"});
+  ha::ControlPlane cp(
+      dir, etcd->spec(), 3,
+      {"--leader-lease-ttl", "1", "--node-suspect-after", "60000", "--node-down-after", "120000"});
   if (!cp.WaitUp()) return std::fprintf(stderr, "servers did not start\n"), 1;
   int leader = cp.WaitLeader(seconds(20));
   if (leader < 0) return std::fprintf(stderr, "no leader\n"), 1;
@@ -126,10 +126,10 @@ double CreateRate(const std::vector<std::string>& urls, const std::string& token
   });
 }
 
-int Throughput(const std::string& dir, int threads, seconds duration) {
+int Throughput(const std::string& dir, int threads, seconds duration, int servers) {
   double sqlite = 0;
   {
-    ha::ControlPlane one(dir + "/sqlite", "sqlite", 1, {"--log-level", "warn"});
+    ha::ControlPlane one(dir + "/sqlite", "sqlite", 1, {});
     if (!one.WaitUp()) return std::fprintf(stderr, "sqlite server did not start\n"), 1;
     sqlite = CreateRate({one.server(0).url}, one.server(0).AdminToken(), threads, duration, "s");
   }
@@ -147,7 +147,7 @@ int Throughput(const std::string& dir, int threads, seconds duration) {
   }
   double three = 0;
   {
-    ha::ControlPlane cp(dir + "/etcd-servers", etcd->spec(), 3, {"--log-level", "warn"});
+    ha::ControlPlane cp(dir + "/etcd-servers", etcd->spec(), servers, {});
     if (!cp.WaitUp() || cp.WaitLeader(seconds(20)) < 0) {
       return std::fprintf(stderr, "etcd servers did not start\n"), 1;
     }
@@ -156,9 +156,9 @@ int Throughput(const std::string& dir, int threads, seconds duration) {
     three = CreateRate(urls, cp.server(0).AdminToken(), threads, duration, "e");
   }
   std::printf(
-      "creates/s, %d clients, %lld s each: 1 server on SQLite %.0f; 3 servers on 3-member "
-      "etcd %.0f; etcd raw puts/s %.0f (ratio creates/puts %.2f; etcd/SQLite %.2f)\n",
-      threads, static_cast<long long>(duration.count()), sqlite, three, puts,
+      "creates/s, %d clients, %lld s each: 1 server on SQLite %.0f; %d server(s) on "
+      "3-member etcd %.0f; etcd raw puts/s %.0f (ratio creates/puts %.2f; etcd/SQLite %.2f)\n",
+      threads, static_cast<long long>(duration.count()), sqlite, servers, three, puts,
       puts > 0 ? three / puts : 0, sqlite > 0 ? three / sqlite : 0);
   return 0;
 }
@@ -167,11 +167,12 @@ int Throughput(const std::string& dir, int threads, seconds duration) {
 
 int main(int argc, char** argv) {
   CLI::App app{"photon-bench-ha: failover time and create throughput of the HA control plane"};
-  int kills = 10, threads = 16, secs = 10;
+  int kills = 10, threads = 16, secs = 10, servers = 3;
   bool failover_only = false, throughput_only = false;
   app.add_option("--kills", kills, "leader kills to measure");
   app.add_option("--threads", threads, "concurrent clients for the throughput runs");
   app.add_option("--seconds", secs, "length of each throughput run");
+  app.add_option("--etcd-servers", servers, "photon-servers on etcd in the throughput run");
   app.add_flag("--failover-only", failover_only);
   app.add_flag("--throughput-only", throughput_only);
   CLI11_PARSE(app, argc, argv);
@@ -180,7 +181,7 @@ int main(int argc, char** argv) {
   if (dir.empty()) return 1;
   int rc = 0;
   if (!throughput_only) rc = Failover(dir + "/f", kills);
-  if (rc == 0 && !failover_only) rc = Throughput(dir + "/t", threads, seconds(secs));
+  if (rc == 0 && !failover_only) rc = Throughput(dir + "/t", threads, seconds(secs), servers);
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   return rc;
