@@ -161,9 +161,13 @@ void InstanceController::DestroyLocal(const std::string& id, const std::string& 
 }
 
 // Ports of instances this node no longer runs (deleted while the agent was down).
-void InstanceController::SweepOrphanPorts(const std::set<std::string>& keep) {
+void InstanceController::SweepOrphanPorts(const std::function<std::set<std::string>()>& keep_fn) {
   if (wiring_ == nullptr) return;
-  for (const auto& id : wiring_->PortIds()) {
+  // The ports first, then the instances: a port made meanwhile is not looked at, and one listed
+  // here was made for an instance that was already known, so it is kept unless that is gone.
+  const std::vector<std::string> ids = wiring_->PortIds();
+  const std::set<std::string> keep = keep_fn();
+  for (const auto& id : ids) {
     if (keep.count(id)) continue;
     spdlog::info("network: removing the orphan port of {}", id);
     Status s = wiring_->Unwire(id);
@@ -248,9 +252,11 @@ Status InstanceController::Adopt() {
       }
     }
   }
-  std::set<std::string> keep;
-  for (const auto& [id, want] : desired) keep.insert(id);
-  SweepOrphanPorts(keep);
+  SweepOrphanPorts([&] {
+    std::set<std::string> keep;
+    for (const auto& [id, want] : desired) keep.insert(id);
+    return keep;
+  });
   spdlog::info("adopted {} running instances, destroyed {} orphans", adopted, destroyed);
   ResyncAll();
   for (const auto& key : instances_->Keys()) queue_.Add(key);
@@ -283,12 +289,14 @@ void InstanceController::ResyncAll() {
   for (const auto& k : keys) queue_.Add(k);
   if (wiring_ != nullptr) {
     // A port whose instance left without a local record (its start failed, say).
-    std::set<std::string> keep;
-    for (const auto& key : instances_->Keys()) {
-      auto obj = instances_->Get(key);
-      if (obj && obj->contains("metadata")) keep.insert((*obj)["metadata"].value("id", ""));
-    }
-    SweepOrphanPorts(keep);
+    SweepOrphanPorts([this] {
+      std::set<std::string> keep;
+      for (const auto& key : instances_->Keys()) {
+        auto obj = instances_->Get(key);
+        if (obj && obj->contains("metadata")) keep.insert((*obj)["metadata"].value("id", ""));
+      }
+      return keep;
+    });
   }
 }
 

@@ -98,7 +98,8 @@ class InstanceController {
   // retry queued). *netns_error carries a failure to report on a running instance.
   bool WireNetwork(const std::string& key, const compute::ComputeInstance& inst, bool running,
                    std::string* netns_error);
-  void SweepOrphanPorts(const std::set<std::string>& keep);
+  // Removes the ports of instances not in keep_fn() (called after the ports are listed).
+  void SweepOrphanPorts(const std::function<std::set<std::string>()>& keep_fn);
   void AddNetworkDetails(const std::string& id, const std::string& error, Observed* o);
 
   // Writes status of the object at `key` via PUT …/status; `mutate` returns false when
