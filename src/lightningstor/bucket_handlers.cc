@@ -127,6 +127,16 @@ StatusOr<http::Response> S3Service::CreateBucket(S3Request& r) {
   bucket.created_ms = clock_->NowMillis();
   bucket.tags = std::move(tags);
   bucket.owner = r.caller;
+  // Object Lock is chosen at creation only, and forces versioning on (in the same commit).
+  // Some SDKs send the boolean as "True".
+  std::string lock = r.http.Header("x-amz-bucket-object-lock-enabled");
+  for (auto& c : lock) c = static_cast<char>(tolower(c));
+  if (!lock.empty() && lock != "true" && lock != "false")
+    return S3Error("InvalidArgument", "x-amz-bucket-object-lock-enabled is true or false");
+  if (lock == "true") {
+    bucket.object_lock = "on";
+    bucket.versioning = "Enabled";
+  }
   // The ACL is stored in the same commit as the bucket: never a moment with other grants.
   if (acl) {
     bucket.acl = EncodeGrants(acl->grants);
@@ -168,7 +178,7 @@ StatusOr<http::Response> S3Service::GetBucketLocation(S3Request& r) {
 }
 
 StatusOr<http::Response> S3Service::PutBucketVersioning(S3Request& r) {
-  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r));
   PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
   std::string status = doc->ChildText("Status");
@@ -176,6 +186,11 @@ StatusOr<http::Response> S3Service::PutBucketVersioning(S3Request& r) {
     return S3Error("NotImplemented", "lightningstor does not implement MFA Delete");
   if (status != "Enabled" && status != "Suspended") {
     return S3Error("MalformedXML", "Versioning Status must be Enabled or Suspended");
+  }
+  if (!bucket.object_lock.empty() && status != "Enabled") {
+    return S3Error("InvalidBucketState",
+                   "An Object Lock configuration is present on this bucket, so the versioning "
+                   "state cannot be changed.");
   }
   PHOTON_RETURN_IF_ERROR(meta_->SetVersioning(r.bucket, status));
   return Empty(200);

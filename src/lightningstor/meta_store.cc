@@ -7,6 +7,7 @@
 
 #include "common/util.h"
 #include "lightningstor/meta_store_internal.h"
+#include "lightningstor/object_attrs.h"
 #include "lightningstor/s3_error.h"
 
 namespace photon::lightningstor {
@@ -18,7 +19,7 @@ CREATE TABLE IF NOT EXISTS buckets(
   public_read INTEGER NOT NULL DEFAULT 0, policy TEXT NOT NULL DEFAULT '',
   lifecycle TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '',
   cors TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT 'lightningstor',
-  acl TEXT NOT NULL DEFAULT '');
+  acl TEXT NOT NULL DEFAULT '', object_lock TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS objects(
   id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL,
   is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -245,7 +246,7 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
   PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
   // Data directories made before bucket tagging, CORS or accounts existed lack the column; their
   // buckets belong to the default account.
-  for (const char* column : {"tags", "cors", "acl", "owner"}) {
+  for (const char* column : {"tags", "cors", "acl", "owner", "object_lock"}) {
     PHOTON_ASSIGN_OR_RETURN(
         auto has, store->writer_->Query("SELECT 1 FROM pragma_table_info('buckets') WHERE name = ?",
                                         std::string(column)));
@@ -323,9 +324,10 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
           "Your previous request to create the named bucket succeeded and you already own it.");
     }
     return db.Run(
-        "INSERT INTO buckets(name, created_ms, tags, owner, acl, public_read) "
-        "VALUES(?, ?, ?, ?, ?, ?)",
-        bucket.name, bucket.created_ms, bucket.tags, bucket.owner, bucket.acl, bucket.public_read);
+        "INSERT INTO buckets(name, created_ms, tags, owner, acl, public_read, versioning, "
+        "object_lock) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+        bucket.name, bucket.created_ms, bucket.tags, bucket.owner, bucket.acl, bucket.public_read,
+        bucket.versioning, bucket.object_lock);
   });
 }
 
@@ -333,25 +335,25 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
       auto s, db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                        "tags, cors, owner, acl FROM buckets WHERE name = ?",
+                        "tags, cors, owner, acl, object_lock FROM buckets WHERE name = ?",
                         name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
   return BucketMeta{s.ColumnText(0), s.ColumnInt(1),  s.ColumnText(2), s.ColumnInt(3) != 0,
                     s.ColumnText(4), s.ColumnText(5), s.ColumnText(6), s.ColumnText(7),
-                    s.ColumnText(8), s.ColumnText(9)};
+                    s.ColumnText(8), s.ColumnText(9), s.ColumnText(10)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
       auto s, db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                          "tags, cors, owner, acl FROM buckets ORDER BY name"));
+                          "tags, cors, owner, acl, object_lock FROM buckets ORDER BY name"));
   std::vector<BucketMeta> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
     out.push_back({r.ColumnText(0), r.ColumnInt(1), r.ColumnText(2), r.ColumnInt(3) != 0,
                    r.ColumnText(4), r.ColumnText(5), r.ColumnText(6), r.ColumnText(7),
-                   r.ColumnText(8), r.ColumnText(9)});
+                   r.ColumnText(8), r.ColumnText(9), r.ColumnText(10)});
   }));
   return out;
 }
@@ -407,6 +409,20 @@ Status MetaStore::SetBucketAcl(const std::string& name, bool public_read, const 
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET public_read = ?, acl = ? WHERE name = ?", public_read, acl,
                   name);
+  });
+}
+
+Status MetaStore::SetObjectLock(const std::string& name, const std::string& config) {
+  return Write([&](SqliteDb& db) -> Status {
+    PHOTON_ASSIGN_OR_RETURN(auto s,
+                            db.Query("SELECT object_lock FROM buckets WHERE name = ?", name));
+    PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
+    if (s.ColumnText(0).empty()) {
+      return S3Error("InvalidBucketState",
+                     "Object Lock configuration cannot be enabled on existing buckets");
+    }
+    return db.Run("UPDATE buckets SET object_lock = ? WHERE name = ?", config, name);
   });
 }
 
@@ -473,7 +489,7 @@ StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::
 
 StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const std::string& key,
                                               const std::string& version_id, int64_t now_ms,
-                                              const Precondition& pre) {
+                                              const Precondition& pre, bool bypass_governance) {
   WriteResult result;
   PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
     WriteResult r;
@@ -494,6 +510,9 @@ StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const s
     } else {
       PHOTON_ASSIGN_OR_RETURN(auto row, FindVersion(db, bucket, key, version_id));
       if (row) {
+        // Checked in the commit that would delete it: every path (DELETE, DeleteObjects, the
+        // lifecycle sweeper) meets the same lock.
+        PHOTON_RETURN_IF_ERROR(CheckDeletable(row->headers, now_ms, bypass_governance));
         PHOTON_RETURN_IF_ERROR(FreeRow(db, *row, &r));
         if (row->is_latest) {
           PHOTON_RETURN_IF_ERROR(

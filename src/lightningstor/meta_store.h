@@ -73,6 +73,9 @@ class MetaStore {
   // The bucket's ACL grants (object_attrs.h) and whether they let everyone read.
   Status SetBucketAcl(const std::string& name, bool public_read, const std::string& acl);
   Status SetLifecycle(const std::string& name, const std::string& lifecycle_xml);
+  // Replaces the Object Lock configuration of a bucket made with Object Lock
+  // (InvalidBucketState otherwise: it cannot be turned on later).
+  Status SetObjectLock(const std::string& name, const std::string& config);
   Status SetTags(const std::string& name, const std::string& tagging_xml);
   Status SetCors(const std::string& name, const std::string& cors_xml);
 
@@ -85,9 +88,11 @@ class MetaStore {
                                  const std::string& version_id, bool* is_marker = nullptr);
   // S3 DELETE semantics: without a version id, a delete marker when versioning is on;
   // with one, removes exactly that version. A new delete marker is stamped now_ms.
+  // Removing a version under Object Lock is AccessDenied (object_attrs.h CheckDeletable).
   StatusOr<WriteResult> DeleteObject(const std::string& bucket, const std::string& key,
                                      const std::string& version_id, int64_t now_ms,
-                                     const Precondition& pre = nullptr);
+                                     const Precondition& pre = nullptr,
+                                     bool bypass_governance = false);
   // Changes the internal headers (tags, ACL) of an object version in place (the latest when
   // version_id is ""); NoSuchKey / NoSuchVersion, MethodNotAllowed for a delete marker.
   // Returns the version id changed.

@@ -157,7 +157,7 @@ http::Response CompleteAnswer(const std::string& bucket, const std::string& key,
 
 StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
   std::string upload_id = Q(r.http, "uploadId");
-  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket_meta, RequireBucket(r.bucket));
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 4 << 20));
   PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
   if (doc->name != "CompleteMultipartUpload")
@@ -185,6 +185,7 @@ StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
   o.mtime_ms = clock_->NowMillis();
   o.content_type = upload.content_type;
   o.headers = upload.headers;
+  PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket_meta, &o.headers, false));
   std::string md5s;
   std::vector<int> used;
   int previous = 0;

@@ -394,6 +394,89 @@ StatusOr<std::optional<Acl>> AclFromRequest(const AclRequest& req, const std::st
   return std::optional<Acl>(std::move(acl));
 }
 
+ObjectLock LockOf(const std::map<std::string, std::string>& headers) {
+  ObjectLock lock;
+  auto mode = headers.find(kLockModeHeader);
+  auto until = headers.find(kLockUntilHeader);
+  if (mode != headers.end() && until != headers.end()) {
+    lock.mode = mode->second;
+    lock.until_ms = std::atoll(until->second.c_str());
+  }
+  auto hold = headers.find(kLegalHoldHeader);
+  lock.legal_hold = hold != headers.end() && hold->second == "ON";
+  return lock;
+}
+
+void StoreLock(const ObjectLock& lock, std::map<std::string, std::string>* headers) {
+  headers->erase(kLockModeHeader);
+  headers->erase(kLockUntilHeader);
+  headers->erase(kLegalHoldHeader);
+  if (!lock.mode.empty()) {
+    (*headers)[kLockModeHeader] = lock.mode;
+    (*headers)[kLockUntilHeader] = std::to_string(lock.until_ms);
+  }
+  if (lock.legal_hold) (*headers)[kLegalHoldHeader] = "ON";
+}
+
+Status CheckDeletable(const std::map<std::string, std::string>& headers, int64_t now_ms,
+                      bool bypass_governance) {
+  ObjectLock lock = LockOf(headers);
+  if (lock.legal_hold)
+    return S3Error("AccessDenied", "Access Denied because object protected by object lock.");
+  if (!lock.mode.empty() && lock.until_ms > now_ms &&
+      (lock.mode == "COMPLIANCE" || !bypass_governance)) {
+    return S3Error("AccessDenied", "Access Denied because object protected by object lock.");
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::string> ParseLockConfiguration(const std::string& xml) {
+  PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(xml));
+  if (doc->name != "ObjectLockConfiguration" || doc->ChildText("ObjectLockEnabled") != "Enabled")
+    return S3Error("MalformedXML", "want ObjectLockConfiguration with ObjectLockEnabled Enabled");
+  const XmlNode* rule = doc->Child("Rule");
+  if (!rule) return std::string("on");
+  const XmlNode* def = rule->Child("DefaultRetention");
+  if (!def) return S3Error("MalformedXML", "a Rule holds a DefaultRetention");
+  std::string mode = def->ChildText("Mode");
+  if (mode != "GOVERNANCE" && mode != "COMPLIANCE")
+    return S3Error("MalformedXML", "Mode is GOVERNANCE or COMPLIANCE");
+  bool has_days = def->Child("Days") != nullptr, has_years = def->Child("Years") != nullptr;
+  if (has_days == has_years)
+    return S3Error("MalformedXML", "DefaultRetention has exactly one of Days and Years");
+  std::string text = def->ChildText(has_days ? "Days" : "Years");
+  if (text.empty() || text.size() > 5 ||
+      text.find_first_not_of("0123456789") != std::string::npos || std::atoi(text.c_str()) < 1)
+    return S3Error("InvalidArgument", "Default retention period must be a positive integer value");
+  int days = std::atoi(text.c_str()) * (has_days ? 1 : 365);
+  return "on:" + mode + ":" + std::to_string(days);
+}
+
+std::pair<std::string, int> DefaultRetention(const std::string& config) {
+  size_t a = config.find(':');
+  if (a == std::string::npos) return {"", 0};
+  size_t b = config.find(':', a + 1);
+  if (b == std::string::npos) return {"", 0};
+  return {config.substr(a + 1, b - a - 1), std::atoi(config.c_str() + b + 1)};
+}
+
+std::string LockConfigurationXml(const std::string& config) {
+  XmlWriter w;
+  w.Open("ObjectLockConfiguration", kXmlns);
+  w.Element("ObjectLockEnabled", "Enabled");
+  auto [mode, days] = DefaultRetention(config);
+  if (days > 0) {
+    w.Open("Rule");
+    w.Open("DefaultRetention");
+    w.Element("Mode", mode);
+    w.Element("Days", std::to_string(days));
+    w.Close("DefaultRetention");
+    w.Close("Rule");
+  }
+  w.Close("ObjectLockConfiguration");
+  return w.Take();
+}
+
 StatusOr<std::string> CannedAclOf(const std::string& body, const std::string& owner_id,
                                   bool bucket) {
   PHOTON_ASSIGN_OR_RETURN(Acl acl, AclFromXml(body, owner_id));

@@ -112,6 +112,30 @@ AclRequest AclRequestOf(const http::Request& req, std::string body);
 StatusOr<std::optional<Acl>> AclFromRequest(const AclRequest& req, const std::string& owner,
                                             const std::string& bucket_owner, bool bucket,
                                             const UserExists& user_exists);
+// Object Lock (WORM). A version's retention and legal hold are internal headers; a bucket's
+// lock configuration is "" (no Object Lock), "on" (enabled, no default retention) or
+// "on:MODE:DAYS" (default retention of new objects).
+inline constexpr const char* kLockModeHeader = "x-photon-lock-mode";    // GOVERNANCE, COMPLIANCE
+inline constexpr const char* kLockUntilHeader = "x-photon-lock-until";  // epoch ms
+inline constexpr const char* kLegalHoldHeader = "x-photon-legal-hold";  // "ON" when held
+struct ObjectLock {
+  std::string mode;  // "" = no retention
+  int64_t until_ms = 0;
+  bool legal_hold = false;
+};
+ObjectLock LockOf(const std::map<std::string, std::string>& headers);
+void StoreLock(const ObjectLock& lock, std::map<std::string, std::string>* headers);
+// AccessDenied when a version under legal hold, or retained (COMPLIANCE, or GOVERNANCE
+// without bypass) at now_ms, would be deleted.
+Status CheckDeletable(const std::map<std::string, std::string>& headers, int64_t now_ms,
+                      bool bypass_governance);
+// The bucket's lock configuration from an ObjectLockConfiguration document (MalformedXML,
+// InvalidArgument), and back.
+StatusOr<std::string> ParseLockConfiguration(const std::string& xml);
+std::string LockConfigurationXml(const std::string& config);
+// The default retention of a bucket's lock configuration: mode, days (0 = none).
+std::pair<std::string, int> DefaultRetention(const std::string& config);
+
 // Compatibility for the XML fuzzer: the canned ACL name equal to a document's grants.
 StatusOr<std::string> CannedAclOf(const std::string& body, const std::string& owner_id,
                                   bool bucket);

@@ -2,6 +2,7 @@
 // GET/HEAD (conditions, ranges, verified streaming), DELETE, multi-object DELETE and
 // server-side copy.
 #include <spdlog/spdlog.h>
+#include <strings.h>
 
 #include <optional>
 
@@ -38,6 +39,13 @@ void RequestMetadata(const http::Request& req, std::string* content_type,
     }
     (*headers)[name] = value;
   }
+}
+
+// x-amz-bypass-governance-retention: honoured for the bucket's owner (who alone has the
+// bypass permission here), refused (AccessDenied at the delete) for anyone else.
+bool BypassGovernance(const S3Request& r) {
+  return strcasecmp(r.http.Header("x-amz-bypass-governance-retention").c_str(), "true") == 0 &&
+         !r.caller.empty() && r.caller == r.bucket_owner;
 }
 
 }  // namespace
@@ -219,10 +227,11 @@ void FillData(ObjectMeta& o, WrittenBlob& blob) {
 
 StatusOr<http::Response> S3Service::PutObject(S3Request& r) {
   if (r.key.size() > 1024) return S3Error("KeyTooLongError", "Your key is too long");
-  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   ObjectMeta o;
   RequestMetadata(r.http, &o.content_type, &o.headers);
   PHOTON_RETURN_IF_ERROR(ObjectAttributes(r, &o.headers));
+  PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &o.headers, true));
   PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
   PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
   std::optional<CtrCipher> cipher;
@@ -294,7 +303,7 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
 
 StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   if (r.key.size() > 1024) return S3Error("KeyTooLongError", "Your key is too long");
-  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta source, CopySource(r));
   std::string directive = r.http.Header("x-amz-metadata-directive");
   if (directive.empty()) directive = "COPY";
@@ -337,6 +346,7 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
                    "x-amz-tagging is taken only with x-amz-tagging-directive: REPLACE");
   }
   PHOTON_RETURN_IF_ERROR(ObjectAttributes(r, &o.headers));
+  PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &o.headers, false));
   FillData(o, blob);
   std::string etag = o.etag;
   int64_t mtime = o.mtime_ms;
@@ -453,6 +463,7 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   if (sse.mode == SseRequest::Mode::kCustomer)
     out_headers["x-amz-server-side-encryption-customer-key-MD5"] = sse.key_md5_b64;
   for (auto& [k, v] : out_headers) resp.AddHeader(k, v);
+  AddLockHeaders(o.headers, resp);
   if (head) {
     resp.head_only = true;
     resp.head_length = length;
@@ -515,9 +526,10 @@ StatusOr<http::Response> S3Service::EncryptedBody(http::Response resp, ObjectMet
 
 StatusOr<http::Response> S3Service::DeleteObject(S3Request& r) {
   const std::string* version = r.http.Query("versionId");
-  PHOTON_ASSIGN_OR_RETURN(WriteResult result,
-                          meta_->DeleteObject(r.bucket, r.key, version ? *version : "",
-                                              clock_->NowMillis(), WriteConditions(r.http, true)));
+  PHOTON_ASSIGN_OR_RETURN(
+      WriteResult result,
+      meta_->DeleteObject(r.bucket, r.key, version ? *version : "", clock_->NowMillis(),
+                          WriteConditions(r.http, true), BypassGovernance(r)));
   FreeBlobs(result.freed_blobs);
   http::Response resp;
   resp.status = 204;
@@ -558,7 +570,8 @@ StatusOr<http::Response> S3Service::DeleteObjects(S3Request& r) {
         return absl::OkStatus();
       };
     }
-    auto result = meta_->DeleteObject(r.bucket, key, version, clock_->NowMillis(), pre);
+    auto result =
+        meta_->DeleteObject(r.bucket, key, version, clock_->NowMillis(), pre, BypassGovernance(r));
     if (!result.ok()) {
       w.Open("Error");
       w.Element("Key", key);

@@ -45,10 +45,11 @@ bool IsArgument(const std::string& name) {
 // query parameter is NotImplemented rather than misread as a listing or an object read
 // (GET /bucket/key?foo must never answer the object's bytes).
 bool IsImplementedSubresource(const std::string& name, bool object) {
-  static const auto* bucket =
-      new std::set<std::string>{"versioning", "lifecycle", "policy",   "acl",    "tagging",
-                                "location",   "uploads",   "versions", "delete", "cors"};
-  static const auto* objects = new std::set<std::string>{"acl", "tagging", "uploads"};
+  static const auto* bucket = new std::set<std::string>{
+      "versioning", "lifecycle", "policy", "acl",  "tagging",    "location",
+      "uploads",    "versions",  "delete", "cors", "object-lock"};
+  static const auto* objects =
+      new std::set<std::string>{"acl", "tagging", "uploads", "retention", "legal-hold"};
   return (object ? objects : bucket)->count(name) > 0;
 }
 
@@ -70,10 +71,13 @@ Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op)
                      "and HeadObject only (" +
                          name + " on " + op + ")");
     }
-    if (name.rfind("x-amz-object-lock-", 0) == 0 ||
-        (name == "x-amz-bucket-object-lock-enabled" && value != "false")) {
-      return S3Error("NotImplemented",
-                     "lightningstor does not implement Object Lock (" + name + ")");
+    // Object Lock: set by PutObject, at bucket creation, and bypassed on deletes and retention
+    // changes; on copies and multipart uploads the bucket's default retention applies only.
+    if ((name.rfind("x-amz-object-lock-", 0) == 0 && op != "PutObject") ||
+        (name == "x-amz-bucket-object-lock-enabled" && op != "CreateBucket") ||
+        (name == "x-amz-bypass-governance-retention" && op != "DeleteObject" &&
+         op != "DeleteObjects" && op != "PutObjectRetention")) {
+      return S3Error("NotImplemented", name + " is not implemented for " + op);
     }
     if ((name.rfind("x-amz-grant-", 0) == 0 || name == "x-amz-acl") && !AclOp(op)) {
       return S3Error("NotImplemented", name + " is not taken by " + op);
@@ -162,6 +166,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("acl")) return "PutBucketAcl";
       if (req.HasQuery("tagging")) return "PutBucketTagging";
       if (req.HasQuery("cors")) return "PutBucketCors";
+      if (req.HasQuery("object-lock")) return "PutObjectLockConfiguration";
       if (!req.query.empty()) return "Unknown";
       return "CreateBucket";
     }
@@ -173,6 +178,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("acl")) return "GetBucketAcl";
       if (req.HasQuery("tagging")) return "GetBucketTagging";
       if (req.HasQuery("cors")) return "GetBucketCors";
+      if (req.HasQuery("object-lock")) return "GetObjectLockConfiguration";
       if (req.HasQuery("uploads")) return "ListMultipartUploads";
       if (req.HasQuery("versions")) return "ListObjectVersions";
       const std::string* lt = req.Query("list-type");
@@ -194,6 +200,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
   if (m == "PUT") {
     if (req.HasQuery("acl")) return "PutObjectAcl";
     if (req.HasQuery("tagging")) return "PutObjectTagging";
+    if (req.HasQuery("retention")) return "PutObjectRetention";
+    if (req.HasQuery("legal-hold")) return "PutObjectLegalHold";
     if (req.HasQuery("uploadId") || req.HasQuery("partNumber")) {
       return req.HasHeader("x-amz-copy-source") ? "UploadPartCopy" : "UploadPart";
     }
@@ -202,19 +210,23 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
   if (m == "GET") {
     if (req.HasQuery("acl")) return "GetObjectAcl";
     if (req.HasQuery("tagging")) return "GetObjectTagging";
+    if (req.HasQuery("retention")) return "GetObjectRetention";
+    if (req.HasQuery("legal-hold")) return "GetObjectLegalHold";
     if (req.HasQuery("uploadId")) return "ListParts";
     if (req.HasQuery("uploads")) return "Unsupported";
     return "GetObject";
   }
   if (m == "HEAD") {
     if (req.HasQuery("acl") || req.HasQuery("tagging") || req.HasQuery("uploadId") ||
-        req.HasQuery("uploads"))
+        req.HasQuery("uploads") || req.HasQuery("retention") || req.HasQuery("legal-hold"))
       return "Unsupported";
     return "HeadObject";
   }
   if (m == "DELETE") {
     if (req.HasQuery("tagging")) return "DeleteObjectTagging";
-    if (req.HasQuery("acl") || req.HasQuery("uploads")) return "Unknown";
+    if (req.HasQuery("acl") || req.HasQuery("uploads") || req.HasQuery("retention") ||
+        req.HasQuery("legal-hold"))
+      return "Unknown";
     return req.HasQuery("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
   }
   if (m == "POST") {
@@ -363,6 +375,12 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "DeleteBucketCors") return DeleteBucketCors(r);
   if (op == "CorsPreflight") return CorsPreflight(r);
   if (op == "PutObjectAcl") return PutObjectAcl(r);
+  if (op == "PutObjectLockConfiguration") return PutObjectLockConfiguration(r);
+  if (op == "GetObjectLockConfiguration") return GetObjectLockConfiguration(r);
+  if (op == "PutObjectRetention") return PutObjectRetention(r);
+  if (op == "GetObjectRetention") return GetObjectRetention(r);
+  if (op == "PutObjectLegalHold") return PutObjectLegalHold(r);
+  if (op == "GetObjectLegalHold") return GetObjectLegalHold(r);
   if (op == "GetObjectTagging") return GetObjectTagging(r);
   if (op == "PutObjectTagging") return PutObjectTagging(r);
   if (op == "DeleteObjectTagging") return DeleteObjectTagging(r);

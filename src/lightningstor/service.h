@@ -103,6 +103,21 @@ class S3Service {
   StatusOr<http::Response> PutObjectTagging(S3Request& r);
   StatusOr<http::Response> DeleteObjectTagging(S3Request& r);
 
+  // Object Lock (object_lock_handlers.cc).
+  StatusOr<http::Response> PutObjectLockConfiguration(S3Request& r);
+  StatusOr<http::Response> GetObjectLockConfiguration(S3Request& r);
+  StatusOr<http::Response> PutObjectRetention(S3Request& r);
+  StatusOr<http::Response> GetObjectRetention(S3Request& r);
+  StatusOr<http::Response> PutObjectLegalHold(S3Request& r);
+  StatusOr<http::Response> GetObjectLegalHold(S3Request& r);
+  // The retention and legal hold of a new version: the request's x-amz-object-lock-* headers
+  // (from_request; InvalidRequest on a bucket without Object Lock) or the bucket's default.
+  Status ApplyObjectLock(const S3Request& r, const BucketMeta& bucket,
+                         std::map<std::string, std::string>* headers, bool from_request);
+  // x-amz-object-lock-* of a GET/HEAD answer.
+  static void AddLockHeaders(const std::map<std::string, std::string>& headers,
+                             http::Response& resp);
+
   // Listing (list_handlers.cc).
   StatusOr<http::Response> ListObjects(S3Request& r, bool v2);
   StatusOr<http::Response> ListObjectVersions(S3Request& r);

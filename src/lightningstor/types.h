@@ -30,7 +30,8 @@ struct BucketMeta {
   std::string tags;                     // Tagging XML as this server writes it ("" = no tag set)
   std::string cors;                     // CORSConfiguration XML as PUT ("" = none)
   std::string owner = "lightningstor";  // the account that created it
-  std::string acl;  // grants (object_attrs.h EncodeGrants); "" = owner + public_read
+  std::string acl;          // grants (object_attrs.h EncodeGrants); "" = owner + public_read
+  std::string object_lock;  // object_attrs.h lock configuration ("" = no Object Lock)
 };
 
 struct ObjectMeta {

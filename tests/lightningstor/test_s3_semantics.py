@@ -5,6 +5,7 @@ filters by tag / size / And, noncurrent versions and delete markers, and the ref
 Object Lock, grants, storage classes, unknown sub-resources, policies it would not enforce)."""
 import base64
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -100,7 +101,9 @@ class SemanticsTest(unittest.TestCase):
                 st, _, body = s3raw.send(self.d.port, "GET", path, headers, query=query + "=")
                 self.assertNotIn(b"TOP-SECRET", body, query)
                 self.assertNotIn(b"ListBucketResult", body, query)
-                self.assertEqual(st, 501, (path, query))
+                # ?retention / ?legal-hold of an object in a bucket without Object Lock: 400.
+                lock_query = path == "/sem/secret" and query in ("retention", "legal-hold")
+                self.assertEqual(st, 400 if lock_query else 501, (path, query))
         with self.assertRaises(ClientError) as e:
             self.s3.get_bucket_website(Bucket="sem")
         self.assertEqual(code(e), "NotImplemented")
@@ -325,12 +328,16 @@ class SemanticsTest(unittest.TestCase):
         s3 = self.s3
         for kwargs in ({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/x"},
                        {"ServerSideEncryption": "aws:kms"},
-                       {"StorageClass": "GLACIER"},
-                       {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"},
-                       {"ObjectLockLegalHoldStatus": "ON"}):
+                       {"StorageClass": "GLACIER"}):
             with self.assertRaises(ClientError) as e:
                 s3.put_object(Bucket="sem", Key="refused", Body=b"plaintext", **kwargs)
             self.assertEqual(status(e), 501, kwargs)
+        # Object Lock headers on a bucket made without Object Lock: refused, as S3 does.
+        for kwargs in ({"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"},
+                       {"ObjectLockLegalHoldStatus": "ON"}):
+            with self.assertRaises(ClientError) as e:
+                s3.put_object(Bucket="sem", Key="refused", Body=b"plaintext", **kwargs)
+            self.assertEqual(code(e), "InvalidRequest", kwargs)
         with self.assertRaises(ClientError) as e:
             s3.head_object(Bucket="sem", Key="refused")
         self.assertEqual(status(e), 404)
@@ -338,15 +345,99 @@ class SemanticsTest(unittest.TestCase):
             s3.create_multipart_upload(Bucket="sem", Key="refused", ServerSideEncryption="AES256")
         self.assertEqual(status(e), 501)
         with self.assertRaises(ClientError) as e:
-            s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
-        self.assertEqual(code(e), "NotImplemented")
-        with self.assertRaises(ClientError) as e:
-            s3.head_bucket(Bucket="locked")
-        self.assertEqual(status(e), 404)
+            s3.put_object_lock_configuration(Bucket="sem", ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})
+        self.assertEqual(code(e), "InvalidBucketState")  # only at creation
         with self.assertRaises(ClientError) as e:
             s3.put_bucket_encryption(Bucket="sem", ServerSideEncryptionConfiguration={"Rules": [
                 {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
         self.assertEqual(code(e), "NotImplemented")
+
+    # --- Object Lock ------------------------------------------------------------------------
+
+    def test_object_lock(self):
+        s3 = self.s3
+        s3.create_bucket(Bucket="worm", ObjectLockEnabledForBucket=True)
+        self.assertEqual(s3.get_bucket_versioning(Bucket="worm")["Status"], "Enabled")
+        with self.assertRaises(ClientError) as e:
+            s3.put_bucket_versioning(Bucket="worm", VersioningConfiguration={"Status": "Suspended"})
+        self.assertEqual(code(e), "InvalidBucketState")
+        future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+        soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=3)
+        # COMPLIANCE: nobody deletes the version or shortens its retention, bypass or not.
+        v1 = s3.put_object(Bucket="worm", Key="ledger", Body=b"v1", ObjectLockMode="COMPLIANCE",
+                           ObjectLockRetainUntilDate=future)["VersionId"]
+        head = s3.head_object(Bucket="worm", Key="ledger")
+        self.assertEqual(head["ObjectLockMode"], "COMPLIANCE")
+        self.assertEqual(head["ObjectLockRetainUntilDate"].replace(microsecond=0), future.replace(microsecond=0))
+        for kwargs in ({}, {"BypassGovernanceRetention": True}):
+            with self.assertRaises(ClientError) as e:
+                s3.delete_object(Bucket="worm", Key="ledger", VersionId=v1, **kwargs)
+            self.assertEqual(code(e), "AccessDenied", kwargs)
+        with self.assertRaises(ClientError) as e:
+            s3.put_object_retention(Bucket="worm", Key="ledger", VersionId=v1, BypassGovernanceRetention=True,
+                                    Retention={"Mode": "GOVERNANCE", "RetainUntilDate": future})
+        self.assertEqual(code(e), "AccessDenied")
+        r = s3.delete_objects(Bucket="worm", Delete={"Objects": [{"Key": "ledger", "VersionId": v1}]})
+        self.assertEqual(r["Errors"][0]["Code"], "AccessDenied")
+        # A plain DELETE only adds a delete marker; the locked version stays readable.
+        s3.delete_object(Bucket="worm", Key="ledger")
+        self.assertEqual(s3.get_object(Bucket="worm", Key="ledger", VersionId=v1)["Body"].read(), b"v1")
+        # GOVERNANCE: the bucket owner may bypass; legal hold blocks even that.
+        v2 = s3.put_object(Bucket="worm", Key="gov", Body=b"g", ObjectLockMode="GOVERNANCE",
+                           ObjectLockRetainUntilDate=future, ObjectLockLegalHoldStatus="ON")["VersionId"]
+        self.assertEqual(s3.get_object_legal_hold(Bucket="worm", Key="gov")["LegalHold"]["Status"], "ON")
+        with self.assertRaises(ClientError) as e:
+            s3.delete_object(Bucket="worm", Key="gov", VersionId=v2, BypassGovernanceRetention=True)
+        self.assertEqual(code(e), "AccessDenied")
+        s3.put_object_legal_hold(Bucket="worm", Key="gov", LegalHold={"Status": "OFF"})
+        with self.assertRaises(ClientError) as e:
+            s3.delete_object(Bucket="worm", Key="gov", VersionId=v2)
+        self.assertEqual(code(e), "AccessDenied")
+        s3.delete_object(Bucket="worm", Key="gov", VersionId=v2, BypassGovernanceRetention=True)
+        # Default retention applies to every new version, copies and multipart uploads included.
+        s3.put_object_lock_configuration(Bucket="worm", ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}})
+        cfg = s3.get_object_lock_configuration(Bucket="worm")["ObjectLockConfiguration"]
+        self.assertEqual(cfg["Rule"]["DefaultRetention"], {"Mode": "COMPLIANCE", "Days": 1})
+        v3 = s3.put_object(Bucket="worm", Key="dflt", Body=b"d")["VersionId"]
+        self.assertEqual(s3.get_object_retention(Bucket="worm", Key="dflt")["Retention"]["Mode"], "COMPLIANCE")
+        s3.copy_object(Bucket="worm", Key="dflt-copy", CopySource="worm/dflt")
+        up = s3.create_multipart_upload(Bucket="worm", Key="dflt-mp")
+        part = s3.upload_part(Bucket="worm", Key="dflt-mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p")
+        s3.complete_multipart_upload(Bucket="worm", Key="dflt-mp", UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        for key in ("dflt", "dflt-copy", "dflt-mp"):
+            self.assertEqual(s3.head_object(Bucket="worm", Key=key)["ObjectLockMode"], "COMPLIANCE", key)
+        with self.assertRaises(ClientError) as e:
+            s3.delete_object(Bucket="worm", Key="dflt", VersionId=v3)
+        self.assertEqual(code(e), "AccessDenied")
+        # A retention that has run out no longer protects.
+        v4 = s3.put_object(Bucket="worm", Key="short", Body=b"s", ObjectLockMode="COMPLIANCE",
+                           ObjectLockRetainUntilDate=soon)["VersionId"]
+        self.assertTrue(wait_until(lambda: self._deletes(s3, "short", v4), timeout=15))
+        # The lock survives a kill -9 (it is in the metadata commit of the write, not in memory).
+        self.d.kill9()
+        self.d.start()
+        SemanticsTest.s3 = s3 = self.d.client()
+        with self.assertRaises(ClientError) as e:
+            s3.delete_object(Bucket="worm", Key="ledger", VersionId=v1)
+        self.assertEqual(code(e), "AccessDenied")
+        with self.assertRaises(ClientError) as e:
+            s3.put_object(Bucket="worm", Key="bad", Body=b"x", ObjectLockMode="GOVERNANCE",
+                          ObjectLockRetainUntilDate=datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc))
+        self.assertEqual(code(e), "InvalidArgument")
+        with self.assertRaises(ClientError) as e:
+            s3.create_multipart_upload(Bucket="worm", Key="mp-lock", ObjectLockMode="GOVERNANCE",
+                                       ObjectLockRetainUntilDate=future)
+        self.assertEqual(code(e), "NotImplemented")
+
+    @staticmethod
+    def _deletes(s3, key, version):
+        try:
+            s3.delete_object(Bucket="worm", Key=key, VersionId=version)
+            return True
+        except ClientError:
+            return False
 
     # --- encryption at rest -----------------------------------------------------------------
 
