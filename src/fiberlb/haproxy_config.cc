@@ -101,6 +101,10 @@ std::string ServerOptions(const Pool& pool, const Member& member) {
     if (h.type != "none") out += " check-send-proxy";
   }
   if (pool.sticky) out += " cookie " + member.name;
+  if (pool.passive_errors > 0) {
+    out += " observe layer7 error-limit " + std::to_string(pool.passive_errors) +
+           " on-error mark-down";
+  }
   return out;
 }
 

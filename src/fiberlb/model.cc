@@ -254,9 +254,10 @@ StatusOr<Listener> ListenerFromJson(const json& j, const std::string& where) {
 }
 
 StatusOr<Pool> PoolFromJson(const json& j, const std::string& where) {
-  PHOTON_RETURN_IF_ERROR(OnlyFields(j, where,
-                                    {"name", "algorithm", "members", "health_check",
-                                     "proxy_protocol", "sticky", "drain_timeout_ms"}));
+  PHOTON_RETURN_IF_ERROR(
+      OnlyFields(j, where,
+                 {"name", "algorithm", "members", "health_check", "proxy_protocol", "sticky",
+                  "drain_timeout_ms", "passive_ejection"}));
   Pool p;
   PHOTON_RETURN_IF_ERROR(GetString(j, "name", where, &p.name, true));
   if (!ValidName(p.name)) return Bad(where + ".name", "use 1..64 of [A-Za-z0-9_.-]");
@@ -291,6 +292,13 @@ StatusOr<Pool> PoolFromJson(const json& j, const std::string& where) {
   }
   PHOTON_RETURN_IF_ERROR(GetBool(j, "sticky", where, &p.sticky));
   PHOTON_RETURN_IF_ERROR(GetInt(j, "drain_timeout_ms", where, &p.drain_timeout_ms, 0, 3600000));
+  if (j.contains("passive_ejection")) {
+    std::string w = where + ".passive_ejection";
+    PHOTON_RETURN_IF_ERROR(OnlyFields(j["passive_ejection"], w, {"errors"}));
+    PHOTON_RETURN_IF_ERROR(GetInt(j["passive_ejection"], "errors", w, &p.passive_errors, 1, 1000));
+    // A member marked down by its traffic comes back only through its health check.
+    if (p.health_check.type == "none") return Bad(w, "needs a health_check to bring members back");
+  }
   return p;
 }
 
@@ -337,6 +345,7 @@ json ToJson(const Pool& p) {
             {"members", members}, {"health_check", hc},
             {"sticky", p.sticky}, {"drain_timeout_ms", p.drain_timeout_ms}};
   if (!p.proxy_protocol.empty()) j["proxy_protocol"] = p.proxy_protocol;
+  if (p.passive_errors > 0) j["passive_ejection"] = {{"errors", p.passive_errors}};
   return j;
 }
 
@@ -404,9 +413,9 @@ Status Validate(const State& state, const std::string& api_address) {
     for (const auto& pool : pools) {
       auto it = state.pools.find(pool);
       if (it == state.pools.end()) return Bad(where + ".pool", "no pool '" + pool + "'");
-      if (mode == "tcp" && it->second.sticky) {
+      if (mode == "tcp" && (it->second.sticky || it->second.passive_errors > 0)) {
         return Bad(where + ".pool", "pool '" + pool +
-                                        "' is sticky (an L7 option) but the "
+                                        "' has L7 options (sticky, passive_ejection) but the "
                                         "listener is tcp");
       }
       auto [m, inserted] = mode_of_pool.emplace(pool, mode);

@@ -66,6 +66,9 @@ struct Pool {
   std::string proxy_protocol;  // "" | "v2": PROXY protocol v2 header to members
   bool sticky = false;         // cookie-based session persistence (HTTP listeners)
   int drain_timeout_ms = 10000;
+  // Passive ejection (HTTP pools): this many consecutive failed responses (5xx, resets,
+  // timeouts) mark a member down until its health check passes again; 0: off.
+  int passive_errors = 0;
 };
 
 struct State {

@@ -68,11 +68,13 @@ def wait_until(predicate, timeout=15.0, what="condition"):
 class Member:
     """A test member process (member.py) on a free port."""
 
-    def __init__(self, name, proxy_v2=False):
+    def __init__(self, name, proxy_v2=False, fail=False):
         self.name = name
         argv = [sys.executable, os.path.join(HERE, "member.py"), "0", name]
         if proxy_v2:
             argv.append("--proxy-v2")
+        if fail:
+            argv.append("--fail")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
         _PROCS.append(self.proc)
         line = self.proc.stdout.readline().decode()

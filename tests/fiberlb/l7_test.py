@@ -167,6 +167,27 @@ class HealthAndChurnTest(unittest.TestCase):
         with open(os.path.join(self.lb.data_dir, "access.log")) as f:
             self.assertIn("l_web p_web/m2", f.read())
 
+    def test_passive_ejection_takes_out_a_member_failing_requests(self):
+        bad = Member("bad", fail=True)
+        self.members.append(bad)
+        port = free_port()
+        # Checks on / pass for every member; only traffic (to /fail) shows "bad" failing.
+        check = dict(FAST_CHECK, interval_ms=60000)
+        self.assertEqual(self.lb.api("PUT", "/v1/pools/pe", pool(
+            "pe", [self.members[1]], health_check=check,
+            passive_ejection={"errors": 2}))[0], 200)
+        self.assertEqual(self.lb.api("PUT", "/v1/listeners/pe", {
+            "protocol": "http", "address": "127.0.0.1:%d" % port, "pool": "pe"})[0], 200)
+        # Added at run time: "add server" carries the ejection options too.
+        self.assertEqual(self.lb.api("POST", "/v1/pools/pe/members",
+                                     {"name": "bad", "address": bad.address})[0], 201)
+        wait_until(lambda: self.lb.member_status("pe")["bad"].startswith("UP"), 10, "bad UP")
+        codes = [curl("http://127.0.0.1:%d/fail" % port, "-o", "/dev/null", "-w",
+                      "%{http_code}") for _ in range(6)]
+        self.assertIn("500", codes[:4])
+        wait_until(lambda: self.lb.member_status("pe")["bad"].startswith("DOWN"), 10, "bad DOWN")
+        self.assertEqual(set(members_seen(port, 6, path="/fail")), {"m2"})
+
     def test_wrk_sees_no_failure_while_members_and_listener_change(self):
         url = "http://127.0.0.1:%d/" % self.port
         wrk = harness.run_wrk(url, seconds=8)

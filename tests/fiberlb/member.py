@@ -1,8 +1,8 @@
 """A test member for fiberlb: an HTTP/1.1 server (keep-alive) answering every GET with JSON
 naming itself and what it saw (Host, path, X-Forwarded-For, Cookie, the PROXY v2 source).
-  member.py PORT NAME [--proxy-v2]   (PORT 0: any free port, printed as "ready PORT")
+  member.py PORT NAME [--proxy-v2] [--fail]   (PORT 0: any free port, printed as "ready PORT")
 With --proxy-v2 every connection must start with a PROXY protocol v2 header (as HAProxy's
-send-proxy-v2 and check-send-proxy write it); a connection without one is closed."""
+send-proxy-v2 and check-send-proxy write it); a connection without one is closed. With --fail, paths under /fail answer 500."""
 import http.server
 import json
 import socket
@@ -33,6 +33,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     name = "?"
     proxy_v2 = False
+    fail = False
 
     def setup(self):
         super().setup()
@@ -54,7 +55,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "cookie": self.headers.get("Cookie", ""),
             "proxy_src": self.proxy_src,
         }).encode()
-        self.send_response(200)
+        self.send_response(500 if self.fail and self.path.startswith("/fail") else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -76,6 +77,7 @@ def main():
     port, name = int(sys.argv[1]), sys.argv[2]
     Handler.name = name
     Handler.proxy_v2 = "--proxy-v2" in sys.argv
+    Handler.fail = "--fail" in sys.argv
     server = Server(("127.0.0.1", port), Handler)
     print("ready %d" % server.server_address[1], flush=True)
     server.serve_forever()
