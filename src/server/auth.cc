@@ -212,6 +212,30 @@ Status Authenticator::Load() {
     if (t.purpose().empty()) t.set_purpose(InferPurpose(t));
     tokens_[t.id()] = t;
   }
+  loaded_revision_ = r->revision;
+  return absl::OkStatus();
+}
+
+Status Authenticator::Follow() {
+  auto on_events = [this](const std::vector<store::WatchEvent>& events) {
+    std::lock_guard lock(mu_);
+    for (const auto& e : events) {
+      const std::string id = e.kv.key.substr(std::string(kTokenPrefix).size());
+      if (e.type == store::WatchEvent::Type::kDelete) {
+        tokens_.erase(id);
+        continue;
+      }
+      auth::Token t;
+      if (!t.ParseFromString(e.kv.value)) continue;
+      if (t.purpose().empty()) t.set_purpose(InferPurpose(t));
+      tokens_[t.id()] = t;
+    }
+  };
+  auto on_error = [](const Status& st) {
+    spdlog::error("auth: no longer following token changes of other servers: {}", st.ToString());
+  };
+  PHOTON_ASSIGN_OR_RETURN(follow_, store_->Watch(kTokenPrefix, store::PrefixEnd(kTokenPrefix),
+                                                 loaded_revision_ + 1, on_events, on_error));
   return absl::OkStatus();
 }
 

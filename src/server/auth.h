@@ -81,6 +81,10 @@ class Authenticator {
 
   // Loads tokens from the store.
   Status Load();
+  // From then on, follows the tokens other servers on the same store mint, revoke and
+  // delete (several servers on one etcd, docs/ha.md), through a store watch from the
+  // revision Load read at. Call once, after Load.
+  Status Follow();
   // Creates a user token (POST /v1/tokens) and returns its full text (shown once). ttl 0: the
   // default. Roles viewer, editor, admin, join (join only with namespace "*").
   StatusOr<std::string> CreateToken(const std::string& principal,
@@ -139,6 +143,8 @@ class Authenticator {
   std::mutex rotate_mu_;  // one rotation at a time: two would revoke each other's token
   mutable std::mutex mu_;
   std::map<std::string, auth::Token> tokens_;  // by id
+  int64_t loaded_revision_ = 0;
+  std::unique_ptr<store::WatchHandle> follow_;  // cancelled first when this goes
   Resolver resolver_;
 };
 

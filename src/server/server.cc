@@ -89,6 +89,8 @@ class ServerImpl : public Server {
                     .node_down_after = std::chrono::milliseconds(options_.node_down_after_ms),
                     .join_admin_token = options_.join_admin_token});
     PHOTON_RETURN_IF_ERROR(auth_->Load());
+    // Other servers on the same etcd mint and revoke tokens too (agents join through any).
+    if (store_->Backend() == "etcd") PHOTON_RETURN_IF_ERROR(auth_->Follow());
     directory_ = std::make_unique<identity::Directory>(store_.get(), auth_.get());
     PHOTON_RETURN_IF_ERROR(directory_->Load());
     quotas_ = std::make_unique<identity::Quotas>(store_.get());

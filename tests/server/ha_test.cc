@@ -191,6 +191,37 @@ TEST_F(HaTest, ExactlyOneLeaderAndItsStateInHealthzAndMetrics) {
   EXPECT_EQ(followers, 2);
 }
 
+// A token minted on one server is accepted by another at once, and refused there at once when
+// revoked on a third (agents join through any server and fail over to any other).
+TEST_F(HaTest, TokensMintedOrRevokedOnOneServerHoldOnTheOthers) {
+  auto on = [&](int i, const std::string& token) {
+    auto c = *HttpClient::Create(cp_->server(i).url, token);
+    return c;
+  };
+  json body = {{"principal", "ha-bot"},
+               {"bindings", json::array({{{"namespace", "default"}, {"role", "viewer"}}})}};
+  auto r = on(1, token_).Do("POST", "/v1/tokens", body.dump());
+  ASSERT_TRUE(r.ok() && r->status == 201) << (r.ok() ? r->body : r.status().ToString());
+  const auto made = json::parse(r->body);
+  const std::string token = made["token"], id = made["id"];
+  EXPECT_TRUE(Poll(
+      [&] {
+        auto g = on(2, token).Do("GET", "/v1/namespaces/default/computeinstances");
+        return g.ok() && g->status == 200;
+      },
+      seconds(5)))
+      << "a token minted on server 1 is not accepted by server 2";
+  auto d = on(0, token_).Do("DELETE", "/v1/tokens/" + id);
+  ASSERT_TRUE(d.ok() && d->status < 300) << (d.ok() ? d->body : d.status().ToString());
+  EXPECT_TRUE(Poll(
+      [&] {
+        auto g = on(2, token).Do("GET", "/v1/namespaces/default/computeinstances");
+        return g.ok() && g->status == 401;
+      },
+      seconds(5)))
+      << "a token revoked on server 0 is still accepted by server 2";
+}
+
 // kill -9 of the leader: another server takes over and places within the bound; every
 // acknowledged create is there, placed exactly once.
 TEST_F(HaTest, LeaderKillFailoverPlacesEveryAcknowledgedCreateOnce) {
