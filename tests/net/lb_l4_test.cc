@@ -179,20 +179,27 @@ NetBed* L4Test::bed_ = nullptr;
 L4Balancer* L4Test::lb_[kLbNodes + 1] = {};
 MemberServer* L4Test::servers_[6] = {};
 
-// The member that answers a new connection from source port `sport` ("" on failure).
+// The member that answers a new connection from source port `sport` ("" on failure, within
+// 3 s: a SYN answered by the wrong host is retried by the kernel for minutes).
 std::string Hello(const std::string& client_ns, int sport) {
-  int fd = SocketIn(client_ns, SOCK_STREAM);
+  int fd = SocketIn(client_ns, SOCK_STREAM | SOCK_NONBLOCK);
   if (fd < 0) return "";
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_in src = Addr("172.16.0.2", sport), dst = Addr(kVip, kHelloPort);
   std::string id;
+  auto deadline = std::chrono::steady_clock::now() + 3s;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0 &&
-      ::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0) {
-    char c;
-    while (::recv(fd, &c, 1, 0) == 1 && c != '\n') id += c;
+      (::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 || errno == EINPROGRESS)) {
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      char c;
+      ssize_t n = ::recv(fd, &c, 1, 0);
+      if (n != 1) break;
+      if (c == '\n') break;
+      id += c;
+    }
   }
   // Abort (RST) rather than close: no TIME_WAIT, so the same 4-tuple can be probed again.
   linger lg{1, 0};
@@ -201,9 +208,15 @@ std::string Hello(const std::string& client_ns, int sport) {
   return id;
 }
 
+// Which member answers flows from source ports first_port.. (a few failures end the probe:
+// the rest count as failed too).
 std::map<int, std::string> Probe(const std::string& client_ns, int first_port, int n) {
   std::map<int, std::string> who;
-  for (int p = first_port; p < first_port + n; ++p) who[p] = Hello(client_ns, p);
+  int failures = 0;
+  for (int p = first_port; p < first_port + n; ++p) {
+    who[p] = failures < 3 ? Hello(client_ns, p) : "";
+    failures += who[p].empty();
+  }
   return who;
 }
 
@@ -332,7 +345,7 @@ TEST_F(L4Test, AddingAMemberMovesAboutOneNthOfNewFlows) {
   EXPECT_GE(frac, 0.12);
   // Existing flows are kept by the table's stability alone: those whose slot moved are reset
   // by the new member (no state on the LB nodes, none shared between members).
-  EXPECT_LE(broken, 60 / 3);
+  EXPECT_LE(broken, 60 * 2 / 5);  // 1/4 expected; 60 flows leave a binomial spread
   ASSERT_NO_FATAL_FAILURE(ApplyAll(Members(3)));
   EXPECT_EQ(Probe(c, 41000, kFlows), before);
 }
