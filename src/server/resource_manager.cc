@@ -630,6 +630,8 @@ StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& 
     PHOTON_RETURN_IF_ERROR(cache_->WaitForRevision(current));
   }
   auto on_events = sink.on_events;
+  // The cache hands a watch of one node's objects only the events about that node.
+  const std::string* agent = fields.RequiredValue("metadata.agentId");
   return cache_->Subscribe(
       prefix, from,
       [&](const std::vector<std::shared_ptr<const CachedObject>>& snap, int64_t rev) {
@@ -659,7 +661,7 @@ StatusOr<uint64_t> ResourceManager::Watch(const Principal& who, const KindInfo& 
         }
         if (!mine.empty()) on_events(mine);
       },
-      /*bookmarks=*/true);
+      /*bookmarks=*/true, agent ? *agent : std::string());
 }
 
 void ResourceManager::Unwatch(uint64_t id) { cache_->Unsubscribe(id); }

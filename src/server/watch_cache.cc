@@ -276,13 +276,36 @@ void WatchCache::DispatchLoop() {
     // One bookmark line per round, shared by every watcher.
     std::optional<CacheEvent> bookmark;
     if (bookmark_due) bookmark = CacheEvent::Bookmark(round_revision);
+    // Events by the agentId of the object or of the state it replaced, for the subscribers
+    // that select one agentId: each looks up its own instead of scanning the batch.
+    std::unordered_map<std::string_view, std::vector<const CacheEvent*>> by_agent;
+    bool indexed = false;
+    for (const auto& sub : subs) indexed |= !sub->agent_id.empty();
+    if (indexed) {
+      for (const auto& ce : batch) {
+        const std::string& now = ce.object->Fields().agent_id;
+        if (!now.empty()) by_agent[now].push_back(&ce);
+        if (!ce.previous) continue;
+        const std::string& before = ce.previous->Fields().agent_id;
+        if (!before.empty() && before != now) by_agent[before].push_back(&ce);
+      }
+    }
+    static const std::vector<const CacheEvent*> kNone;
     std::vector<CacheEvent> mine;
     for (const auto& sub : subs) {
       mine.clear();
-      for (const auto& ce : batch) {
-        if (ce.revision > sub->after_revision &&
-            ce.object->key().compare(0, sub->prefix.size(), sub->prefix) == 0) {
-          mine.push_back(ce);
+      auto wanted = [&](const CacheEvent& ce) {
+        return ce.revision > sub->after_revision &&
+               ce.object->key().compare(0, sub->prefix.size(), sub->prefix) == 0;
+      };
+      if (sub->agent_id.empty()) {
+        for (const auto& ce : batch) {
+          if (wanted(ce)) mine.push_back(ce);
+        }
+      } else {
+        auto it = by_agent.find(sub->agent_id);
+        for (const CacheEvent* ce : it == by_agent.end() ? kNone : it->second) {
+          if (wanted(*ce)) mine.push_back(*ce);
         }
       }
       if (bookmark && sub->bookmarks) mine.push_back(*bookmark);
@@ -393,7 +416,7 @@ StatusOr<uint64_t> WatchCache::Subscribe(
     const std::string& prefix, int64_t from_revision,
     const std::function<void(const std::vector<std::shared_ptr<const CachedObject>>&, int64_t)>&
         on_snapshot,
-    EventsCallback on_events, bool bookmarks) {
+    EventsCallback on_events, bool bookmarks, const std::string& agent_id) {
   std::lock_guard lock(mu_);
   if (from_revision == 0) {
     std::vector<std::shared_ptr<const CachedObject>> snap;
@@ -422,8 +445,8 @@ StatusOr<uint64_t> WatchCache::Subscribe(
   uint64_t id = next_id_++;
   // Everything up to revision_ reached this subscriber through its snapshot or replay; the
   // dispatcher may still hold some of those events and must skip them.
-  subscribers_[id] =
-      std::make_shared<Subscriber>(Subscriber{prefix, revision_, std::move(on_events), bookmarks});
+  subscribers_[id] = std::make_shared<Subscriber>(
+      Subscriber{prefix, revision_, std::move(on_events), bookmarks, agent_id});
   open_watches_->Set(static_cast<double>(subscribers_.size()));
   return id;
 }
