@@ -244,6 +244,7 @@ Status Agent::Start() {
                                                        options_.host_netns, options_.name},
                                          api_.get(), &metrics_);
   PHOTON_RETURN_IF_ERROR(wiring_->Open());
+  PHOTON_RETURN_IF_ERROR(ConfigureNodeBird(options_));
   attributes_["network.mode"] = options_.network_mode;
   PHOTON_RETURN_IF_ERROR(InitProviders());
   PHOTON_RETURN_IF_ERROR(retry("register node", [this] { return RegisterNode(); }));

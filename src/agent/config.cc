@@ -11,7 +11,48 @@ namespace {
 const std::regex kLabelKey("[a-z0-9]([-a-z0-9_./]*[a-z0-9])?");
 const std::regex kDnsLabel("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
 
+Status LoadBird(const std::string& path, const YAML::Node& b, AgentOptions* o) {
+  for (const auto& kv : b) {
+    std::string key = kv.first.as<std::string>();
+    if (key == "config") {
+      o->bird_config = kv.second.as<std::string>();
+    } else if (key == "socket") {
+      o->bird_socket = kv.second.as<std::string>();
+    } else if (key == "routerId") {
+      o->bird_router_id = kv.second.as<std::string>();
+    } else if (key == "localAs") {
+      o->bird_local_as = kv.second.as<int64_t>();
+    } else if (key == "peers") {
+      o->bird_peers = kv.second.as<std::string>();
+    } else if (key == "log") {
+      o->bird_log = kv.second.as<std::string>();
+    } else {
+      return absl::InvalidArgumentError("config " + path + ": unknown key 'network.bird." + key +
+                                        "'");
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+Status ParseBirdPeers(const std::string& text, std::vector<std::pair<std::string, int64_t>>* out) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item =
+        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+    auto colon = item.rfind(':');
+    int64_t as = 0;
+    if (colon != std::string::npos) as = std::atoll(item.c_str() + colon + 1);
+    if (colon == std::string::npos || colon == 0 || as < 1 || as > 4294967295LL) {
+      return absl::InvalidArgumentError("bird-peers: '" + item + "' is not ADDRESS:AS");
+    }
+    out->emplace_back(item.substr(0, colon), as);
+  }
+  return absl::OkStatus();
+}
 
 Status ParseLabels(const std::string& text, std::map<std::string, std::string>* labels) {
   size_t pos = 0;
@@ -79,6 +120,8 @@ Status LoadConfigFile(const std::string& path, AgentOptions* o) {
           o->netns_prefix = kv.second.as<std::string>();
         } else if (key == "hostNetns") {
           o->host_netns = kv.second.as<std::string>();
+        } else if (key == "bird") {
+          PHOTON_RETURN_IF_ERROR(LoadBird(path, kv.second, o));
         } else {
           return absl::InvalidArgumentError("config " + path + ": unknown key 'network." + key +
                                             "'");
@@ -123,6 +166,19 @@ Status ValidateOptions(const AgentOptions& o) {
       !std::regex_match(o.netns_prefix, std::regex("[A-Za-z0-9._-]+"))) {
     return absl::InvalidArgumentError("netns-prefix: '" + o.netns_prefix +
                                       "' must be 1-40 characters of [A-Za-z0-9._-]");
+  }
+  if (!o.bird_config.empty()) {
+    if (o.network_mode != "ports") {
+      return absl::InvalidArgumentError("bird-config: only with network mode ports");
+    }
+    if (o.bird_socket.empty()) return absl::InvalidArgumentError("bird-socket: required");
+    if (o.bird_router_id.empty()) return absl::InvalidArgumentError("bird-router-id: required");
+    if (o.bird_local_as < 1 || o.bird_local_as > 4294967295LL) {
+      return absl::InvalidArgumentError("bird-local-as: 1-4294967295");
+    }
+    std::vector<std::pair<std::string, int64_t>> peers;
+    PHOTON_RETURN_IF_ERROR(ParseBirdPeers(o.bird_peers, &peers));
+    if (peers.empty()) return absl::InvalidArgumentError("bird-peers: at least one ADDRESS:AS");
   }
   if (!o.host_netns.empty() && o.host_netns[0] != '/') {
     return absl::InvalidArgumentError("host-netns: must be an absolute path");

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -37,14 +39,26 @@ struct AgentOptions {
   std::string network_mode = "none";
   std::string netns_prefix = "photon-port-";  // port namespace = prefix + instance id
   std::string host_netns;                     // the node's network namespace ("" = the agent's own)
+  // The node's BIRD2 (mode ports): when bird_config is set, the agent renders the node's BIRD
+  // configuration (it learns the port /32s from the kernel and announces them to the peers),
+  // checks it with `bird -p` and has the BIRD behind bird_socket load it at start.
+  std::string bird_config;
+  std::string bird_socket;
+  std::string bird_router_id;  // the node's underlay address
+  int64_t bird_local_as = 0;
+  std::string bird_peers;  // the rack routers: "ADDRESS:AS,ADDRESS:AS"
+  std::string bird_log;    // "" = syslog
 };
+
+// "ADDRESS:AS,..." into (address, AS) pairs; INVALID_ARGUMENT naming the bad entry.
+Status ParseBirdPeers(const std::string& text, std::vector<std::pair<std::string, int64_t>>* out);
 
 // "k=v,k2=v2" into labels.
 Status ParseLabels(const std::string& text, std::map<std::string, std::string>* labels);
 // Reads a YAML file into options; keys: server, caFile, tokenFile, dataDir, name, labels (map),
 // listen, heartbeatSeconds, resyncSeconds, workers, capacity {vcpu, memoryMb, diskGb},
-// logLevel, drivers {NAME: {key: value}}, network {mode, netnsPrefix, hostNetns}. Unknown keys
-// are refused.
+// logLevel, drivers {NAME: {key: value}}, network {mode, netnsPrefix, hostNetns, bird {config,
+// socket, routerId, localAs, peers, log}}. Unknown keys are refused.
 Status LoadConfigFile(const std::string& path, AgentOptions* options);
 Status ValidateOptions(const AgentOptions& options);
 

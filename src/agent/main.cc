@@ -36,6 +36,12 @@ int main(int argc, char** argv) {
                  "instance networks: ports (a port namespace each), none (refuse them), shared "
                  "(development: the node's network)");
   app.add_option("--netns-prefix", o.netns_prefix, "port namespace name prefix");
+  app.add_option("--bird-config", o.bird_config, "the node's BIRD2 config file the agent renders");
+  app.add_option("--bird-socket", o.bird_socket, "that BIRD's control socket");
+  app.add_option("--bird-router-id", o.bird_router_id, "the node's underlay address");
+  app.add_option("--bird-local-as", o.bird_local_as, "the node's AS number");
+  app.add_option("--bird-peers", o.bird_peers, "the rack routers: ADDRESS:AS,...");
+  app.add_option("--bird-log", o.bird_log, "BIRD's log file (default: syslog)");
   CLI11_PARSE(app, argc, argv);
 
   if (!config_file.empty()) {
@@ -65,6 +71,12 @@ int main(int argc, char** argv) {
     pick(o.network_mode, from_file.network_mode, defaults.network_mode);
     pick(o.netns_prefix, from_file.netns_prefix, defaults.netns_prefix);
     o.host_netns = from_file.host_netns;
+    pick(o.bird_config, from_file.bird_config, defaults.bird_config);
+    pick(o.bird_socket, from_file.bird_socket, defaults.bird_socket);
+    pick(o.bird_router_id, from_file.bird_router_id, defaults.bird_router_id);
+    pick(o.bird_local_as, from_file.bird_local_as, defaults.bird_local_as);
+    pick(o.bird_peers, from_file.bird_peers, defaults.bird_peers);
+    pick(o.bird_log, from_file.bird_log, defaults.bird_log);
     o.labels = from_file.labels;
     o.drivers = from_file.drivers;
   }

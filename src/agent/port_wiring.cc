@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "agent/config.h"
+#include "agent/net/bird.h"
 #include "common/util.h"
 #include "spdlog/spdlog.h"
 
@@ -72,6 +74,24 @@ StatusOr<net::SgRule> ConvertRule(const network::SecurityRule& r, const std::str
 }
 
 }  // namespace
+
+Status ConfigureNodeBird(const AgentOptions& o) {
+  if (o.bird_config.empty()) return absl::OkStatus();
+  net::BirdOptions b;
+  b.router_id = o.bird_router_id;
+  b.local_address = o.bird_router_id;
+  b.local_as = static_cast<uint32_t>(o.bird_local_as);
+  std::vector<std::pair<std::string, int64_t>> peers;
+  PHOTON_RETURN_IF_ERROR(ParseBirdPeers(o.bird_peers, &peers));
+  for (const auto& [address, as] : peers) b.peers.push_back({address, static_cast<uint32_t>(as)});
+  b.log_path = o.bird_log;
+  PHOTON_RETURN_IF_ERROR(net::ValidateBirdOptions(b));
+  Status s = net::ReconfigureBird(o.bird_config, o.bird_socket, net::RenderNodeBirdConfig(b));
+  if (!s.ok()) return absl::FailedPreconditionError("BIRD: " + std::string(s.message()));
+  spdlog::info("network: BIRD at {} runs the rendered {} ({} peers)", o.bird_socket, o.bird_config,
+               b.peers.size());
+  return absl::OkStatus();
+}
 
 PortWiring::PortWiring(WiringOptions options, ApiClient* api, MetricsRegistry* metrics)
     : options_(std::move(options)), api_(api) {

@@ -27,6 +27,11 @@
 
 namespace photon::agent {
 
+struct AgentOptions;
+// Renders the node's BIRD2 configuration from the agent's options (bird_* fields), checks it
+// and has the running BIRD load it (net::ReconfigureBird). OK when bird_config is unset.
+Status ConfigureNodeBird(const AgentOptions& options);
+
 struct WiringOptions {
   std::string mode = "none";  // ports, none, shared
   std::string netns_prefix = "photon-port-";

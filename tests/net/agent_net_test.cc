@@ -117,6 +117,14 @@ class AgentNetTest : public ::testing::Test {
                                 0644)
                     .ok());
     for (int i = 1; i <= kHosts; ++i) ASSERT_TRUE(StartAgent(i)) << AgentLog(i);
+    // The agents' BIRD reconfiguration restarted their sessions: wait for all of them.
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          std::string p = bed_->Bird("r", {"show", "protocols"});
+          return CountLines(p, "Established") == kHosts;
+        },
+        30s))
+        << bed_->Bird("r", {"show", "protocols"});
   }
   static void TearDownTestSuite() {
     for (auto*& a : agents_) {
@@ -173,35 +181,47 @@ class AgentNetTest : public ::testing::Test {
   static bool StartAgent(int i) {
     delete agents_[i];
     std::string mode = i == 3 ? "none" : "ports";
-    agents_[i] = new Daemon({"/usr/bin/nsenter",
-                             "--net=" + bed_->NsPath(bed_->Host(i)),
-                             PHOTON_AGENT_BIN,
-                             "--server",
-                             *base_,
-                             "--ca-file",
-                             CaFile(),
-                             "--token-file",
-                             *dir_ + "/server/join.token",
-                             "--data-dir",
-                             *dir_ + "/agent-" + Node(i),
-                             "--name",
-                             Node(i),
-                             "--labels",
-                             "zone=z" + std::to_string(i),
-                             "--heartbeat-seconds",
-                             "1",
-                             "--resync-seconds",
-                             "1",
-                             "--network-mode",
-                             mode,
-                             "--netns-prefix",
-                             Prefix(i),
-                             "--config",
-                             *dir_ + "/agent.yaml"},
-                            *dir_ + "/agent-" + Node(i) + ".log");
+    std::vector<std::string> argv = {"/usr/bin/nsenter",
+                                     "--net=" + bed_->NsPath(bed_->Host(i)),
+                                     PHOTON_AGENT_BIN,
+                                     "--server",
+                                     *base_,
+                                     "--ca-file",
+                                     CaFile(),
+                                     "--token-file",
+                                     *dir_ + "/server/join.token",
+                                     "--data-dir",
+                                     *dir_ + "/agent-" + Node(i),
+                                     "--name",
+                                     Node(i),
+                                     "--labels",
+                                     "zone=z" + std::to_string(i),
+                                     "--heartbeat-seconds",
+                                     "1",
+                                     "--resync-seconds",
+                                     "1",
+                                     "--network-mode",
+                                     mode,
+                                     "--netns-prefix",
+                                     Prefix(i),
+                                     "--config",
+                                     *dir_ + "/agent.yaml"};
+    auto bird = BirdFlags(i);
+    argv.insert(argv.end(), bird.begin(), bird.end());
+    agents_[i] = new Daemon(argv, *dir_ + "/agent-" + Node(i) + ".log");
     return WaitFor([&] { return NodeReady(i); }, 30s);
   }
-  static bool NodeReady(int i) {
+  // Hosts 1 and 2: the agent renders the host's BIRD config and has the bed's BIRD load it.
+  static std::vector<std::string> BirdFlags(int i) {
+    if (i == 3) return {};
+    const std::string run = "/run/photon-netbed/" + bed_->prefix() + "/" + bed_->Host(i);
+    return {"--bird-config",    run + ".conf",
+            "--bird-socket",    run + ".ctl",
+            "--bird-router-id", "192.168.10." + std::to_string(10 + i),
+            "--bird-local-as",  std::to_string(65000 + i),
+            "--bird-peers",     std::string(kRouterIp) + ":65000",
+            "--bird-log",       run + ".log"};
+  }  static bool NodeReady(int i) {
     auto r = Call("GET", "/v1/namespaces/system/nodes/" + Node(i));
     if (r.status != 200) return false;
     auto j = json::parse(r.body, nullptr, false);
@@ -357,6 +377,10 @@ TEST_F(AgentNetTest, ProcessInstancesOfOneVpcTalkAcrossHosts) {
   std::string ping = bed_->Run(ns_a, {"ping", "-c", "1", "-W", "3", ip_b}, &rc);
   EXPECT_EQ(rc, 0) << ping;
   EXPECT_EQ(ia["status"]["details"].value("network.wired", ""), "port");
+  // The routes went through the BIRD config the agents rendered (its session is "rack0").
+  EXPECT_TRUE(bed_->RouterHas(ip_a) && bed_->RouterHas(ip_b));
+  std::string protocols = bed_->Bird(bed_->Host(1), {"show", "protocols"});
+  EXPECT_TRUE(std::regex_search(protocols, std::regex("rack0 +BGP .*Established"))) << protocols;
 
   // The workloads run in their port namespaces, holding no capability at all.
   pid_t pa = WorkloadPid(a);
