@@ -2,11 +2,11 @@
 #include "flashdns/api.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
+#include "common/secret_file.h"
 #include "common/util.h"
 
 namespace photon::flashdns {
@@ -38,29 +38,7 @@ std::string OwnerFrom(const json& body) {
 }  // namespace
 
 StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir, bool* created) {
-  std::string path = data_dir + "/api.token";
-  *created = false;
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0) {
-    if ((st.st_mode & 077) != 0) {
-      // A secret readable by others is tightened rather than trusted as is.
-      spdlog::warn("{} was readable by group/others; setting mode 0600", path);
-      if (chmod(path.c_str(), 0600) != 0) {
-        return absl::PermissionDeniedError("cannot chmod 0600 " + path);
-      }
-    }
-    PHOTON_ASSIGN_OR_RETURN(std::string token, ReadFile(path));
-    while (!token.empty() &&
-           (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
-      token.pop_back();
-    }
-    if (token.empty()) return absl::FailedPreconditionError(path + " is empty");
-    return token;
-  }
-  std::string token = RandomHex(32);
-  PHOTON_RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
-  *created = true;
-  return token;
+  return LoadOrCreateSecret(data_dir + "/api.token", created);
 }
 
 HttpResponse Api::Handle(HttpRequest& request) {
