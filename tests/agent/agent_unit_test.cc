@@ -73,6 +73,18 @@ TEST(ConfigTest, NetworkModeAndPrefix) {
   bad = o;
   bad.netns_prefix = "a/b";
   EXPECT_NE(ValidateOptions(bad).message().find("netns-prefix"), std::string::npos);
+  bad = o;
+  bad.bird_config = "/run/bird.conf";
+  bad.bird_socket = "/run/bird.ctl";
+  bad.bird_router_id = "192.168.10.11";
+  bad.bird_local_as = 65001;
+  bad.bird_peers = "192.168.10.1:65000";
+  EXPECT_TRUE(ValidateOptions(bad).ok());
+  bad.bird_peers = "192.168.10.1";
+  EXPECT_NE(ValidateOptions(bad).message().find("bird-peers: '192.168.10.1'"), std::string::npos);
+  bad.bird_peers = "192.168.10.1:65000";
+  bad.network_mode = "shared";
+  EXPECT_NE(ValidateOptions(bad).message().find("only with network mode ports"), std::string::npos);
   ASSERT_TRUE(WriteFileAtomic(path, "network: {mdoe: ports}\n").ok());
   EXPECT_NE(LoadConfigFile(path, &o).message().find("network.mdoe"), std::string::npos);
   std::filesystem::remove_all(dir);
