@@ -383,3 +383,147 @@ void S3Service::AddCorsHeaders(const http::Request& req, const std::string& buck
 }
 
 }  // namespace photon::lightningstor
+
+namespace photon::lightningstor {
+
+StatusOr<http::Response> S3Service::PutBucketLogging(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 64 << 10));
+  PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(body));
+  if (doc->name != "BucketLoggingStatus")
+    return S3Error("MalformedXML", "expected a BucketLoggingStatus document");
+  const XmlNode* enabled = doc->Child("LoggingEnabled");
+  if (!enabled) {
+    PHOTON_RETURN_IF_ERROR(meta_->SetLogging(r.bucket, ""));
+    return Empty(200);
+  }
+  for (const auto& child : enabled->children) {
+    if (child->name != "TargetBucket" && child->name != "TargetPrefix") {
+      return S3Error("NotImplemented",
+                     "LoggingEnabled/" + child->name + " is not implemented by lightningstor");
+    }
+  }
+  std::string target = enabled->ChildText("TargetBucket");
+  auto target_bucket = RequireBucket(target);
+  // Logs are written as the target's owner: only into one's own buckets.
+  if (!target_bucket.ok() || target_bucket->owner != r.caller) {
+    return S3Error("InvalidTargetBucketForLogging",
+                   "The target bucket for logging does not exist or is not owned by you");
+  }
+  PHOTON_RETURN_IF_ERROR(
+      meta_->SetLogging(r.bucket, EncodeLoggingTarget(target, enabled->ChildText("TargetPrefix"))));
+  return Empty(200);
+}
+
+StatusOr<http::Response> S3Service::GetBucketLogging(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  XmlWriter w;
+  w.Open("BucketLoggingStatus", kXmlns);
+  if (!bucket.logging.empty()) {
+    auto [target, prefix] = DecodeLoggingTarget(bucket.logging);
+    w.Open("LoggingEnabled");
+    w.Element("TargetBucket", target);
+    w.Element("TargetPrefix", prefix);
+    w.Close("LoggingEnabled");
+  }
+  w.Close("BucketLoggingStatus");
+  return XmlResponse(w.Take());
+}
+
+namespace {
+
+std::string Field(const std::string& v) { return v.empty() ? "-" : v; }
+std::string Quoted(const std::string& v) {
+  if (v.empty()) return "-";
+  std::string out = "\"";
+  for (char c : v) out += c == '"' ? '\'' : c;
+  return out + "\"";
+}
+
+// REST.METHOD.RESOURCE as S3 names operations in its access logs.
+std::string LogOperation(const S3Request& r) {
+  std::string resource = r.key.empty() ? "BUCKET" : "OBJECT";
+  for (const auto& [name, value] : r.http.query) {
+    if (name == "versionId" || name == "partNumber" || name.rfind("X-Amz-", 0) == 0) continue;
+    if (name == "uploadId") {
+      resource = "UPLOAD";
+      break;
+    }
+    std::string upper = name;
+    for (auto& c : upper) c = c == '-' ? '_' : static_cast<char>(toupper(c));
+    if (upper == "LIST_TYPE" || upper == "PREFIX" || upper == "DELIMITER") continue;
+    resource = upper;
+    break;
+  }
+  return "REST." + r.http.method + "." + resource;
+}
+
+}  // namespace
+
+std::string S3Service::AccessLogLine(const S3Request& r, int status, const std::string& error_code,
+                                     double seconds) const {
+  time_t now = static_cast<time_t>(clock_->NowMillis() / 1000);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char when[40];
+  strftime(when, sizeof when, "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
+  const http::Request& req = r.http;
+  std::string remote = req.remote.substr(0, req.remote.rfind(':'));
+  std::string auth = r.auth.anonymous ? "-" : (r.auth.presigned ? "QueryString" : "AuthHeader");
+  std::string line = r.bucket_owner + " " + r.bucket + " " + when + " " + Field(remote) + " " +
+                     Field(r.caller) + " " + r.request_id + " " + LogOperation(r) + " " +
+                     Field(r.key) + " " + Quoted(req.method + " " + req.target + " HTTP/1.1") +
+                     " " + std::to_string(status) + " " + Field(error_code) + " " +
+                     (r.bytes_out ? std::to_string(r.bytes_out) : "-") + " " +
+                     (r.bytes_in ? std::to_string(r.bytes_in) : "-") + " " +
+                     std::to_string(static_cast<int64_t>(seconds * 1000)) + " - " +
+                     Quoted(req.Header("referer")) + " " + Quoted(req.Header("user-agent")) + " " +
+                     Field(req.Query("versionId") ? *req.Query("versionId") : "") + " - " +
+                     (r.auth.anonymous ? "-" : "SigV4") + " - " + auth + " " +
+                     Field(req.Header("host")) + " " + (req.tls ? "TLSv1.2" : "-") + " - -";
+  return line;
+}
+
+Status S3Service::DeliverAccessLog(const std::string& bucket_name, const std::string& prefix,
+                                   const std::string& lines) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(bucket_name));
+  auto writer = blobs_->NewWriter(config_.inline_max_bytes);
+  PHOTON_RETURN_IF_ERROR(writer->Write(lines.data(), lines.size()));
+  PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, writer->Finish());
+  time_t now = static_cast<time_t>(clock_->NowMillis() / 1000);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  strftime(stamp, sizeof stamp, "%Y-%m-%d-%H-%M-%S-", &tm);
+  std::string suffix = RandomHex(8);
+  for (auto& c : suffix) c = static_cast<char>(toupper(c));
+  ObjectMeta o;
+  o.bucket = bucket_name;
+  o.key = prefix + stamp + suffix;
+  o.mtime_ms = clock_->NowMillis();
+  o.content_type = "text/plain";
+  o.size = blob.size;
+  o.etag = HexEncode(blob.md5);
+  o.has_inline = blob.is_inline;
+  if (blob.is_inline) {
+    o.inline_data = std::move(blob.inline_data);
+    o.inline_crc = blob.inline_crc;
+  } else {
+    o.segments = {blob.segment};
+  }
+  // Owned by the target's owner, private, with the target's default retention if it has one.
+  PHOTON_ASSIGN_OR_RETURN(Acl acl, CannedAcl("private", bucket.owner, bucket.owner, false));
+  StoreObjectAcl(acl, &o.headers);
+  auto [mode, days] = DefaultRetention(bucket.object_lock);
+  if (days > 0) StoreLock({mode, o.mtime_ms + int64_t{days} * 86400000, false}, &o.headers);
+  std::string blob_id = blob.is_inline ? "" : blob.segment.blob_id;
+  auto result = meta_->PutObject(std::move(o));
+  if (!result.ok()) {
+    if (!blob_id.empty()) blobs_->Remove(blob_id);
+    return result.status();
+  }
+  FreeBlobs(result->freed_blobs);
+  return absl::OkStatus();
+}
+
+}  // namespace photon::lightningstor

@@ -32,6 +32,7 @@ const std::map<std::string, Setter>& Fields() {
       {"clock_skew_seconds", Field(&Config::clock_skew_seconds)},
       {"lifecycle_day_seconds", Field(&Config::lifecycle_day_seconds)},
       {"sweeper_interval_seconds", Field(&Config::sweeper_interval_seconds)},
+      {"access_log_flush_seconds", Field(&Config::access_log_flush_seconds)},
       {"abandoned_upload_seconds", Field(&Config::abandoned_upload_seconds)},
       {"max_connections", Field(&Config::max_connections)},
       {"port_file", Field(&Config::port_file)},
@@ -72,9 +73,11 @@ StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   if (config.inline_max_bytes > (1 << 20)) {
     return absl::InvalidArgumentError("config: 'inline_max_bytes' must be at most 1048576 (1 MiB)");
   }
-  if (config.lifecycle_day_seconds <= 0 || config.sweeper_interval_seconds <= 0) {
+  if (config.lifecycle_day_seconds <= 0 || config.sweeper_interval_seconds <= 0 ||
+      config.access_log_flush_seconds <= 0) {
     return absl::InvalidArgumentError(
-        "config: 'lifecycle_day_seconds' and 'sweeper_interval_seconds' must be positive");
+        "config: 'lifecycle_day_seconds', 'sweeper_interval_seconds' and "
+        "'access_log_flush_seconds' must be positive");
   }
   return config;
 }

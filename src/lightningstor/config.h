@@ -24,6 +24,7 @@ struct Config {
   int64_t clock_skew_seconds = 900;             // RequestTimeTooSkewed beyond this
   double lifecycle_day_seconds = 86400;         // length of a lifecycle "day" (short in tests)
   double sweeper_interval_seconds = 3600;       // how often lifecycle + upload cleanup run
+  double access_log_flush_seconds = 300;        // how often access logs are delivered
   double abandoned_upload_seconds = 7 * 86400;  // multipart uploads older than this are aborted
   int max_connections = 1024;
   // Where the listening port is written after bind (handy with port 0); empty = nowhere.

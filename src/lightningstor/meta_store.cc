@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS buckets(
   public_read INTEGER NOT NULL DEFAULT 0, policy TEXT NOT NULL DEFAULT '',
   lifecycle TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '',
   cors TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT 'lightningstor',
-  acl TEXT NOT NULL DEFAULT '', object_lock TEXT NOT NULL DEFAULT '');
+  acl TEXT NOT NULL DEFAULT '', object_lock TEXT NOT NULL DEFAULT '',
+  logging TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS objects(
   id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL,
   is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -246,7 +247,7 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
   PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
   // Data directories made before bucket tagging, CORS or accounts existed lack the column; their
   // buckets belong to the default account.
-  for (const char* column : {"tags", "cors", "acl", "owner", "object_lock"}) {
+  for (const char* column : {"tags", "cors", "acl", "owner", "object_lock", "logging"}) {
     PHOTON_ASSIGN_OR_RETURN(
         auto has, store->writer_->Query("SELECT 1 FROM pragma_table_info('buckets') WHERE name = ?",
                                         std::string(column)));
@@ -335,25 +336,26 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
       auto s, db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                        "tags, cors, owner, acl, object_lock FROM buckets WHERE name = ?",
+                        "tags, cors, owner, acl, object_lock, logging FROM buckets WHERE name = ?",
                         name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
-  return BucketMeta{s.ColumnText(0), s.ColumnInt(1),  s.ColumnText(2), s.ColumnInt(3) != 0,
-                    s.ColumnText(4), s.ColumnText(5), s.ColumnText(6), s.ColumnText(7),
-                    s.ColumnText(8), s.ColumnText(9), s.ColumnText(10)};
+  return BucketMeta{s.ColumnText(0), s.ColumnInt(1),  s.ColumnText(2),  s.ColumnInt(3) != 0,
+                    s.ColumnText(4), s.ColumnText(5), s.ColumnText(6),  s.ColumnText(7),
+                    s.ColumnText(8), s.ColumnText(9), s.ColumnText(10), s.ColumnText(11)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
-      auto s, db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                          "tags, cors, owner, acl, object_lock FROM buckets ORDER BY name"));
+      auto s,
+      db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
+                  "tags, cors, owner, acl, object_lock, logging FROM buckets ORDER BY name"));
   std::vector<BucketMeta> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
     out.push_back({r.ColumnText(0), r.ColumnInt(1), r.ColumnText(2), r.ColumnInt(3) != 0,
                    r.ColumnText(4), r.ColumnText(5), r.ColumnText(6), r.ColumnText(7),
-                   r.ColumnText(8), r.ColumnText(9), r.ColumnText(10)});
+                   r.ColumnText(8), r.ColumnText(9), r.ColumnText(10), r.ColumnText(11)});
   }));
   return out;
 }
@@ -423,6 +425,13 @@ Status MetaStore::SetObjectLock(const std::string& name, const std::string& conf
                      "Object Lock configuration cannot be enabled on existing buckets");
     }
     return db.Run("UPDATE buckets SET object_lock = ? WHERE name = ?", config, name);
+  });
+}
+
+Status MetaStore::SetLogging(const std::string& name, const std::string& target) {
+  return Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Run("UPDATE buckets SET logging = ? WHERE name = ?", target, name);
   });
 }
 

@@ -36,6 +36,7 @@ const std::unordered_map<std::string_view, int>& CodeTable() {
       {"InvalidRequest", 400},
       {"InvalidStorageClass", 400},
       {"InvalidTag", 400},
+      {"InvalidTargetBucketForLogging", 400},
       {"KeyTooLongError", 400},
       {"MalformedACLError", 400},
       {"MalformedPolicy", 400},

@@ -46,8 +46,8 @@ bool IsArgument(const std::string& name) {
 // (GET /bucket/key?foo must never answer the object's bytes).
 bool IsImplementedSubresource(const std::string& name, bool object) {
   static const auto* bucket = new std::set<std::string>{
-      "versioning", "lifecycle", "policy", "acl",  "tagging",    "location",
-      "uploads",    "versions",  "delete", "cors", "object-lock"};
+      "versioning", "lifecycle", "policy", "acl",  "tagging",     "location",
+      "uploads",    "versions",  "delete", "cors", "object-lock", "logging"};
   static const auto* objects =
       new std::set<std::string>{"acl", "tagging", "uploads", "retention", "legal-hold"};
   return (object ? objects : bucket)->count(name) > 0;
@@ -140,6 +140,11 @@ S3Service::S3Service(const Config& config, MetaStore* meta, BlobStore* blobs, Ke
       sse_(config_.data_dir + "/sse-master.key") {
   bytes_in_ = metrics_->GetCounter("lightningstor_bytes_in_total", "Object bytes received");
   bytes_out_ = metrics_->GetCounter("lightningstor_bytes_out_total", "Object bytes sent");
+  access_log_ = std::make_unique<AccessLog>(
+      config_.access_log_flush_seconds,
+      [this](const std::string& bucket, const std::string& prefix, const std::string& lines) {
+        return DeliverAccessLog(bucket, prefix, lines);
+      });
 }
 
 void S3Service::FreeBlobs(const std::vector<std::string>& blob_ids) const {
@@ -167,6 +172,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("tagging")) return "PutBucketTagging";
       if (req.HasQuery("cors")) return "PutBucketCors";
       if (req.HasQuery("object-lock")) return "PutObjectLockConfiguration";
+      if (req.HasQuery("logging")) return "PutBucketLogging";
       if (!req.query.empty()) return "Unknown";
       return "CreateBucket";
     }
@@ -179,6 +185,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("tagging")) return "GetBucketTagging";
       if (req.HasQuery("cors")) return "GetBucketCors";
       if (req.HasQuery("object-lock")) return "GetObjectLockConfiguration";
+      if (req.HasQuery("logging")) return "GetBucketLogging";
       if (req.HasQuery("uploads")) return "ListMultipartUploads";
       if (req.HasQuery("versions")) return "ListObjectVersions";
       const std::string* lt = req.Query("list-type");
@@ -298,6 +305,7 @@ Status S3Service::CheckAccess(S3Request& r) {
     return r.auth.anonymous ? denied : absl::OkStatus();
   }
   r.bucket_owner = bucket->owner;
+  r.logging = bucket->logging;
   Acl acl = BucketAcl(bucket->owner, bucket->acl, bucket->public_read);
   unsigned perms = Permissions(acl, r.caller);
   PolicyGrants grants;
@@ -376,6 +384,8 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "CorsPreflight") return CorsPreflight(r);
   if (op == "PutObjectAcl") return PutObjectAcl(r);
   if (op == "PutObjectLockConfiguration") return PutObjectLockConfiguration(r);
+  if (op == "PutBucketLogging") return PutBucketLogging(r);
+  if (op == "GetBucketLogging") return GetBucketLogging(r);
   if (op == "GetObjectLockConfiguration") return GetObjectLockConfiguration(r);
   if (op == "PutObjectRetention") return PutObjectRetention(r);
   if (op == "GetObjectRetention") return GetObjectRetention(r);
@@ -461,10 +471,11 @@ http::Response S3Service::Handle(http::Request& req) {
   }();
 
   http::Response resp;
+  std::string code;
   if (result.ok()) {
     resp = std::move(*result);
   } else {
-    std::string code = S3Code(result.status());
+    code = S3Code(result.status());
     resp.status = S3HttpStatus(code);
     if (resp.status >= 500) {
       spdlog::error("{} {} {}: {}", r.op, req.method, req.target,
@@ -487,7 +498,12 @@ http::Response S3Service::Handle(http::Request& req) {
     AddCorsHeaders(req, bucket, resp);
   resp.AddHeader("x-amz-request-id", r.request_id);
   resp.AddHeader("Server", "LightningStor");
-  Observe(r, resp.status, static_cast<double>(MonotonicNanos() - start) / 1e9);
+  double seconds = static_cast<double>(MonotonicNanos() - start) / 1e9;
+  Observe(r, resp.status, seconds);
+  if (!r.logging.empty()) {
+    auto [target, prefix] = DecodeLoggingTarget(r.logging);
+    access_log_->Append(target, prefix, AccessLogLine(r, resp.status, code, seconds));
+  }
   return resp;
 }
 

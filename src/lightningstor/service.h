@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/metrics.h"
+#include "lightningstor/access_log.h"
 #include "lightningstor/auth.h"
 #include "lightningstor/blob_store.h"
 #include "lightningstor/clock.h"
@@ -38,6 +39,7 @@ struct S3Request {
   std::string bucket_owner;
   unsigned object_need = 0;
   bool may_list = false;
+  std::string logging;  // the bucket's access log target (access_log.h), "" = none
 };
 
 // object_need: only the object's owner (object tagging, which ACLs do not grant).
@@ -82,6 +84,14 @@ class S3Service {
   StatusOr<http::Response> PutBucketCors(S3Request& r);
   StatusOr<http::Response> GetBucketCors(S3Request& r);
   StatusOr<http::Response> DeleteBucketCors(S3Request& r);
+  StatusOr<http::Response> PutBucketLogging(S3Request& r);
+  StatusOr<http::Response> GetBucketLogging(S3Request& r);
+  // One server access log line (S3's format) for a finished request.
+  std::string AccessLogLine(const S3Request& r, int status, const std::string& error_code,
+                            double seconds) const;
+  // Stores buffered log lines as a new object of the target bucket.
+  Status DeliverAccessLog(const std::string& bucket, const std::string& prefix,
+                          const std::string& lines);
   // OPTIONS: a browser's preflight, answered from the bucket's CORS rules.
   StatusOr<http::Response> CorsPreflight(S3Request& r);
   // The Access-Control-* headers of an actual request with an Origin the rules allow.
@@ -166,6 +176,8 @@ class S3Service {
   SseKeys sse_;
   Counter* bytes_in_;
   Counter* bytes_out_;
+  // Last member: destroyed (delivering what is buffered) while the stores are still there.
+  std::unique_ptr<AccessLog> access_log_;
 };
 
 // Headers S3 keeps with an object and returns on GET/HEAD.

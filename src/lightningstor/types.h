@@ -32,6 +32,7 @@ struct BucketMeta {
   std::string owner = "lightningstor";  // the account that created it
   std::string acl;          // grants (object_attrs.h EncodeGrants); "" = owner + public_read
   std::string object_lock;  // object_attrs.h lock configuration ("" = no Object Lock)
+  std::string logging;      // access_log.h target ("" = no access logging)
 };
 
 struct ObjectMeta {

@@ -70,7 +70,8 @@ def wait_until(predicate, timeout=15):
 class SemanticsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = lsd.Daemon({"lifecycle_day_seconds": 1, "sweeper_interval_seconds": 0.3}).start()
+        cls.d = lsd.Daemon({"lifecycle_day_seconds": 1, "sweeper_interval_seconds": 0.3,
+                            "access_log_flush_seconds": 0.3}).start()
         cls.s3 = cls.d.client()
         cls.s3.create_bucket(Bucket="sem")
 
@@ -430,6 +431,54 @@ class SemanticsTest(unittest.TestCase):
             s3.create_multipart_upload(Bucket="worm", Key="mp-lock", ObjectLockMode="GOVERNANCE",
                                        ObjectLockRetainUntilDate=future)
         self.assertEqual(code(e), "NotImplemented")
+
+    # --- server access logging ------------------------------------------------------------
+
+    def test_access_logging(self):
+        s3 = self.s3
+        s3.create_bucket(Bucket="logged")
+        s3.create_bucket(Bucket="logs")
+        self.assertNotIn("LoggingEnabled", s3.get_bucket_logging(Bucket="logged"))
+        with self.assertRaises(ClientError) as e:
+            s3.put_bucket_logging(Bucket="logged", BucketLoggingStatus={"LoggingEnabled": {
+                "TargetBucket": "no-such-target", "TargetPrefix": "x/"}})
+        self.assertEqual(code(e), "InvalidTargetBucketForLogging")
+        with self.assertRaises(ClientError) as e:
+            s3.put_bucket_logging(Bucket="logged", BucketLoggingStatus={"LoggingEnabled": {
+                "TargetBucket": "logs", "TargetPrefix": "x/", "TargetGrants": [
+                    {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                     "Permission": "READ"}]}})
+        self.assertEqual(code(e), "NotImplemented")
+        s3.put_bucket_logging(Bucket="logged", BucketLoggingStatus={"LoggingEnabled": {
+            "TargetBucket": "logs", "TargetPrefix": "access/"}})
+        self.assertEqual(s3.get_bucket_logging(Bucket="logged")["LoggingEnabled"],
+                         {"TargetBucket": "logs", "TargetPrefix": "access/"})
+        s3.put_object(Bucket="logged", Key="doc.txt", Body=b"12345")
+        s3.get_object(Bucket="logged", Key="doc.txt")["Body"].read()
+        with self.assertRaises(ClientError):
+            s3.get_object(Bucket="logged", Key="missing")
+
+        def lines():
+            out = []
+            for o in s3.list_objects_v2(Bucket="logs", Prefix="access/").get("Contents", []):
+                out += s3.get_object(Bucket="logs", Key=o["Key"])["Body"].read().decode().splitlines()
+            return out
+        self.assertTrue(wait_until(lambda: len(lines()) >= 3, timeout=15))
+        log = lines()
+        get = [l for l in log if " REST.GET.OBJECT doc.txt " in l]
+        self.assertEqual(len(get), 1, log)
+        # owner bucket [time] remote requester request-id operation key "request-uri" status
+        # error-code bytes-sent object-size ...
+        fields = get[0].split(" ")
+        self.assertEqual(fields[:2], ["lightningstor", "logged"])
+        self.assertRegex(get[0], r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] 127\.0\.0\.1 lightningstor ")
+        self.assertIn('"GET /logged/doc.txt', get[0])
+        self.assertIn(" 200 - 5 ", get[0])
+        self.assertTrue(any(" REST.PUT.OBJECT doc.txt " in l and " 200 - - 5 " in l for l in log), log)
+        self.assertTrue(any(" REST.GET.OBJECT missing " in l and " 404 NoSuchKey " in l for l in log), log)
+        # Turned off: no more lines.
+        s3.put_bucket_logging(Bucket="logged", BucketLoggingStatus={})
+        self.assertNotIn("LoggingEnabled", s3.get_bucket_logging(Bucket="logged"))
 
     @staticmethod
     def _deletes(s3, key, version):
