@@ -40,7 +40,20 @@ class HaTest : public ::testing::Test {
     hollow_.reset();
     cp_.reset();
     etcd_.reset();
-    if (!HasFailure()) std::filesystem::remove_all(dir_);
+    if (HasFailure()) DumpLogs();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  // The end of every log, for a failed test (the directory goes either way).
+  void DumpLogs() {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_, ec)) {
+      if (e.path().extension() != ".log") continue;
+      auto text = ReadFile(e.path().string());
+      if (!text.ok()) continue;
+      const size_t from = text->size() > 4000 ? text->size() - 4000 : 0;
+      std::cerr << "==> " << e.path().string() << " <==\n" << text->substr(from) << "\n";
+    }
   }
 
   // Three hollow nodes joined through `server` (its join.token).
