@@ -9,6 +9,7 @@
 #include <functional>
 #include <thread>
 
+#include "agent/metadata_directory.h"
 #include "agent/node_object.h"
 #include "agent/providers/builtin.h"
 #include "common/file_util.h"
@@ -274,6 +275,13 @@ Status Agent::Start() {
   PHOTON_RETURN_IF_ERROR(retry("list instances", [this] { return instances_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(retry("list operations", [this] { return operations_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(controller_->Adopt());
+  if (options_.network_mode == "ports") {  // 169.254.1.2, reached from every port
+    metadata_directory_ = std::make_unique<AgentInstanceDirectory>(instances_.get(), ports_.get());
+    metadata::MetadataServiceOptions mo;
+    mo.netns = options_.host_netns;
+    PHOTON_ASSIGN_OR_RETURN(metadata_,
+                            metadata::MetadataService::Start(mo, metadata_directory_.get()));
+  }
   checks_ = std::make_unique<checks::CheckRunner>(checks::RunnerOptions{.node = options_.name},
                                                   api_.get(), &metrics_);
   crash_loops_ = std::make_unique<checks::CrashLoopCheck>(checks_.get());
@@ -322,6 +330,7 @@ void Agent::Stop() {
     if (t.joinable()) t.detach();
   }
   threads_.clear();
+  if (metadata_) metadata_->Stop();
   if (http_) http_->Stop();
 }
 

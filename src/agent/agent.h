@@ -17,6 +17,7 @@
 #include "agent/config.h"
 #include "agent/informer.h"
 #include "agent/instance_controller.h"
+#include "agent/metadata/metadata_service.h"
 #include "agent/port_wiring.h"
 #include "agent/provider.h"
 #include "common/http_server.h"
@@ -62,6 +63,9 @@ class Agent : public ResourceLookup {
   std::unique_ptr<Informer> operations_;
   std::unique_ptr<PortWiring> wiring_;  // instance networks (port namespaces)
   std::unique_ptr<Informer> ports_;     // this node's Ports
+  // The metadata service at 169.254.1.2 ("ports" mode), fed from the two informers.
+  std::unique_ptr<metadata::InstanceDirectory> metadata_directory_;
+  std::unique_ptr<metadata::MetadataService> metadata_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> ready_{false};
   std::vector<std::thread> threads_;

@@ -603,5 +603,29 @@ TEST_F(AgentNetTest, NodeWithoutNetworkingRefusesPortInstances) {
   EXPECT_FALSE(GreetingWithin(bed_->NsPath(bed_->Host(3)), "192.168.10.13", 10s).empty());
 }
 
+// The agent serves the metadata service (ports mode) at 169.254.1.2: from each instance's
+// port namespace, curl gets that instance's own data, identified by its address alone.
+TEST_F(AgentNetTest, MetadataServiceAnswersEachInstanceItsOwnData) {
+  const std::string a = Name("mda"), b = Name("mdb");
+  CreateServer(a, 1);
+  CreateServer(b, 1);
+  for (const std::string& name : {a, b}) {
+    json inst = WaitRunning(name);
+    ASSERT_TRUE(inst.is_object());
+    const std::string ns = PortNs(1, inst);
+    auto md = json::parse(bed_->Run(ns, {"curl", "-s", "-m", "5",
+                                         "http://169.254.1.2/openstack/latest/meta_data.json"}),
+                          nullptr, false);
+    ASSERT_TRUE(md.is_object()) << name;
+    EXPECT_EQ(md.value("uuid", ""), inst["metadata"].value("id", ""));
+    EXPECT_EQ(md.value("name", ""), name);
+    auto nd = json::parse(bed_->Run(ns, {"curl", "-s", "-m", "5",
+                                         "http://169.254.1.2/openstack/latest/network_data.json"}),
+                          nullptr, false);
+    ASSERT_TRUE(nd.is_object()) << name;
+    EXPECT_EQ(nd["networks"][0].value("ip_address", ""), Address(inst));
+  }
+}
+
 }  // namespace
 }  // namespace photon::agent::testing
