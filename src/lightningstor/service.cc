@@ -202,6 +202,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
     }
     if (m == "HEAD") return "HeadBucket";
     if (m == "POST" && req.HasQuery("delete")) return "DeleteObjects";
+    // A browser's POST policy upload (multipart/form-data to the bucket): not implemented.
+    if (m == "POST" && req.query.empty()) return "Unsupported";
     return "Unknown";
   }
   if (m == "PUT") {
@@ -465,6 +467,9 @@ http::Response S3Service::Handle(http::Request& req) {
 
   StatusOr<http::Response> result = [&]() -> StatusOr<http::Response> {
     PHOTON_ASSIGN_OR_RETURN(r.auth, auth_.Authenticate(req));
+    // What is not implemented says so to everyone (a browser POST upload carries its
+    // signature in the form, so it looks anonymous here).
+    if (r.op == "Unsupported") return Dispatch(r);
     PHOTON_RETURN_IF_ERROR(CheckAccess(r));
     PHOTON_RETURN_IF_ERROR(RefuseUnsupportedHeaders(req, r.op));
     return Dispatch(r);
