@@ -366,6 +366,7 @@ class EtcdStore::Impl {
   Status Call(Fn fn, std::chrono::milliseconds timeout = kCallTimeout) {
     size_t start = current_.load();
     grpc::Status status;
+    std::string each;  // why every member failed: "no quorum" shows only in all of them
     for (size_t i = 0; i < endpoints_.size(); ++i) {
       size_t index = (start + i) % endpoints_.size();
       grpc::ClientContext context;
@@ -375,8 +376,12 @@ class EtcdStore::Impl {
         current_ = index;
         return FromGrpc(status);
       }
+      each +=
+          (each.empty() ? "" : "; ") + endpoints_[index].address + ": " + status.error_message();
     }
-    return FromGrpc(status);
+    if (endpoints_.size() == 1) return FromGrpc(status);
+    return absl::UnavailableError("etcd: no member of " + std::to_string(endpoints_.size()) +
+                                  " served the request (" + each + ")");
   }
 
   StatusOr<etcdserverpb::RangeResponse> RawRange(const etcdserverpb::RangeRequest& request,
