@@ -17,6 +17,8 @@ PKGS=(
   clang libclang-rt-14-dev
   runc busybox-static
   monitoring-plugins-basic
+  # operations: Prometheus scrapes the daemons through photon's discovery, alerts into photon
+  prometheus
   qemu-system-x86 qemu-utils linux-image-amd64 mtools dosfstools e2fsprogs openssl
   # VPC networking: BGP daemon of every node and the test bed's router, nftables, throughput
   bird2 nftables iperf3 iputils-ping libnftables-dev
@@ -51,7 +53,8 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Nor at boot: only the services of the packages installed just now. A daemon the machine
 # already had (the owner's nginx, say) is not ours to stop.
-for pair in etcd-server:etcd nsd:nsd nginx-light:nginx knot:knot bird2:bird haproxy:haproxy; do
+for pair in etcd-server:etcd nsd:nsd nginx-light:nginx knot:knot bird2:bird haproxy:haproxy \
+  prometheus:prometheus; do
   pkg="${pair%%:*}" svc="${pair##*:}"
   [[ " ${missing[*]} " == *" $pkg "* ]] || continue
   if command -v systemctl >/dev/null 2>&1; then

@@ -68,6 +68,8 @@ class OpsEngine {
  private:
   struct Work;
   HttpResponse Route(HttpRequest& req, const Principal& who);
+  HttpResponse PrometheusAlerts(const HttpRequest& req, const Principal& who);
+  HttpResponse PrometheusTargets(const HttpRequest& req, const Principal& who);
   Status IssueLocked(Work& w);
   Status Decide(Work& w, int64_t now, event::Event* next, store::TxnRequest* txn);
   Status Act(const photon::ops::EventRule& rule, int index, const std::string& ns, event::Event* ev,

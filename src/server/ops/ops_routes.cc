@@ -2,6 +2,7 @@
 //   POST /v1/namespaces/NS/events              report an event (checks, operators, tools)
 //   POST /v1/namespaces/NS/alerts/NAME/close   {"comment": "..."}: an operator closes an alert
 //   GET  /v1/ops/nodes/NODE/checks             the checks a node's agent runs
+//   POST /api/v2/alerts, GET /v1/ops/prometheus/targets: prometheus.cc
 #include <nlohmann/json.hpp>
 
 #include "common/util.h"
@@ -48,7 +49,9 @@ StatusOr<std::vector<photon::ops::Check>> OpsEngine::ChecksForNode(const Princip
 }
 
 static bool IsOpsRoute(const HttpRequest& req) {
+  if (req.path == "/api/v2/alerts") return true;  // Prometheus's Alertmanager client
   const auto p = SplitPath(req.path);
+  if (req.method == "GET" && req.path == "/v1/ops/prometheus/targets") return true;
   if (p.size() < 4 || p[0] != "v1") return false;
   if (req.method == "POST" && p.size() == 4 && p[1] == "namespaces" && p[3] == "events") {
     return true;
@@ -73,7 +76,7 @@ std::optional<HttpResponse> OpsEngine::Handle(HttpRequest& req, const Authentica
   HttpResponse resp = Route(req, *who);
   // Refusals are audited like every other call's; accepted events are not (a node reports
   // them every interval, as it heartbeats), closes record themselves.
-  if (req.method == "POST" && resp.status >= 400) {
+  if (req.method == "POST" && resp.status >= 400 && req.path != "/api/v2/alerts") {
     const auto p = SplitPath(req.path);
     resources_->AuditCall(*who, p[3] == "events" ? "report-event" : "action:close",
                           p[3] + "/" + p[2] + (p.size() > 4 ? "/" + p[4] : ""), resp.status);
@@ -82,6 +85,13 @@ std::optional<HttpResponse> OpsEngine::Handle(HttpRequest& req, const Authentica
 }
 
 HttpResponse OpsEngine::Route(HttpRequest& req, const Principal& who) {
+  if (req.path == "/api/v2/alerts") {
+    if (req.method != "POST") {
+      return ErrorResponse(absl::UnimplementedError("only POST /api/v2/alerts is served here"));
+    }
+    return PrometheusAlerts(req, who);
+  }
+  if (req.path == "/v1/ops/prometheus/targets") return PrometheusTargets(req, who);
   const auto p = SplitPath(req.path);
   if (req.method == "POST" && p.size() == 4 && p[0] == "v1" && p[1] == "namespaces" &&
       p[3] == "events") {

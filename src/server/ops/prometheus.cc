@@ -1,0 +1,106 @@
+// Prometheus next to the operations pipeline (docs/operations.md "Prometheus"):
+//   POST /api/v2/alerts               Alertmanager API v2 bodies from Prometheus → Events
+//   GET  /v1/ops/prometheus/targets   HTTP service discovery: photon-server and every agent
+#include <nlohmann/json.hpp>
+
+#include "common/util.h"
+#include "photon/node.pb.h"
+#include "server/object_util.h"
+#include "server/ops/ops_engine.h"
+#include "server/rest_gateway.h"
+
+namespace photon::server::opsengine {
+
+using event::OpsEvent;
+using nlohmann::json;
+
+namespace {
+
+// One Alertmanager v2 alert as an event: firing is Critical (or Warning when its `severity`
+// label says warning/info), ended (endsAt passed) is Success. Keyed by alertname and labels,
+// so Prometheus re-sending a firing alert only counts.
+StatusOr<std::pair<std::string, event::Event>> AlertToEvent(const json& a, size_t i, int64_t now) {
+  const std::string field = "[" + std::to_string(i) + "]";
+  if (!a.is_object() || !a.contains("labels") || !a["labels"].is_object()) {
+    return absl::InvalidArgumentError(field + ".labels: required (an object)");
+  }
+  const json& labels = a["labels"];
+  if (!labels.contains("alertname") || !labels["alertname"].is_string()) {
+    return absl::InvalidArgumentError(field + ".labels.alertname: required");
+  }
+  if (labels.size() > 64) return absl::InvalidArgumentError(field + ".labels: at most 64");
+  event::Event ev;
+  OpsEvent* o = ev.mutable_spec()->mutable_ops_event();
+  for (const auto& [k, v] : labels.items()) {
+    if (!v.is_string()) return absl::InvalidArgumentError(field + ".labels." + k + ": a string");
+    (*o->mutable_labels())[k] = v.get<std::string>();
+  }
+  o->set_check(labels["alertname"].get<std::string>());
+  if (labels.contains("node")) o->set_node(labels["node"].get<std::string>());
+  const std::string severity = labels.value("severity", "");
+  const std::string ends = a.value("endsAt", "");
+  const bool ended = !ends.empty() && ParseMs(ends) > 0 && ParseMs(ends) <= now;
+  o->set_severity(ended ? OpsEvent::SUCCESS
+                        : (severity == "warning" || severity == "info" ? OpsEvent::WARNING
+                                                                       : OpsEvent::CRITICAL));
+  const json ann = a.value("annotations", json::object());
+  std::string out = ann.is_object() ? ann.value("summary", ann.value("description", "")) : "";
+  if (out.empty()) out = o->check();
+  o->set_output(out.substr(0, 4096));
+  o->set_reissue_duration_seconds(3600);
+  // nlohmann's objects iterate in key order: the dump is the label set's fingerprint.
+  o->set_dedup_key("prometheus/" + o->check() + "/" + Sha256Hex(labels.dump()).substr(0, 16));
+  ev.mutable_spec()->set_source("prometheus");
+  std::string ns = labels.value("namespace", "");
+  if (ns.empty()) ns = "system";
+  return std::make_pair(ns, std::move(ev));
+}
+
+}  // namespace
+
+HttpResponse OpsEngine::PrometheusAlerts(const HttpRequest& req, const Principal& who) {
+  json body = json::parse(req.body, nullptr, false);
+  if (!body.is_array()) {
+    return ErrorResponse(absl::InvalidArgumentError(
+        "body: want a JSON array of alerts (Alertmanager API v2 postableAlerts)"));
+  }
+  // Everything is checked before anything is taken: a bad batch is refused whole, and
+  // Prometheus sending it again finds the taken ones deduplicated anyway.
+  std::vector<std::pair<std::string, event::Event>> events;
+  const int64_t now = NowMs();
+  for (size_t i = 0; i < body.size(); ++i) {
+    auto e = AlertToEvent(body[i], i, now);
+    if (!e.ok()) return ErrorResponse(e.status());
+    events.push_back(std::move(*e));
+  }
+  for (auto& [ns, ev] : events) {
+    auto r = Ingest(who, ns, std::move(ev));
+    if (!r.ok()) return ErrorResponse(r.status());
+  }
+  return HttpResponse::Json(200, "{}");
+}
+
+// Prometheus http_sd_configs: photon-server as the caller reached it, and each node's agent at
+// the address its Node advertises.
+HttpResponse OpsEngine::PrometheusTargets(const HttpRequest& req, const Principal& who) {
+  if (!who.IsAdmin()) {
+    return ErrorResponse(absl::PermissionDeniedError(
+        "'" + who.name + "' may not read the cluster's scrape targets (admins only)"));
+  }
+  json out = json::array();
+  const std::string host = req.Header("host");
+  if (!host.empty()) {
+    out.push_back({{"targets", {host}}, {"labels", {{"job", "photon-server"}}}});
+  }
+  const std::string prefix = RegistryPrefix("nodes");
+  for (const auto& o :
+       resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, nullptr).items) {
+    node::Node n;
+    if (!n.ParseFromString(o->value()) || n.spec().address().empty()) continue;
+    out.push_back({{"targets", {n.spec().address()}},
+                   {"labels", {{"job", "photon-agent"}, {"node", n.metadata().name()}}}});
+  }
+  return HttpResponse::Json(200, out.dump());
+}
+
+}  // namespace photon::server::opsengine

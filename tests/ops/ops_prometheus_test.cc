@@ -1,0 +1,128 @@
+// Prometheus with the operations pipeline (docs/operations.md "Prometheus"): Debian's real
+// prometheus finds photon-server and the agents through the discovery endpoint and scrapes
+// them, and an alerting rule firing in it reaches photon as an Event through
+// POST /api/v2/alerts.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "../agent/cluster.h"
+
+namespace photon::agent::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr char kPrometheus[] = "/usr/bin/prometheus";
+
+TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
+  ASSERT_EQ(access(kPrometheus, X_OK), 0)
+      << "prometheus is not installed (scripts/install-deps.sh)";
+  Cluster c;
+  ASSERT_TRUE(c.StartAgent("prom1", "role=prom"));
+  const std::string dir = c.dir() + "/prometheus";
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(std::filesystem::copy_file(c.dir() + "/server/admin.token", dir + "/token"));
+  const std::string server = "127.0.0.1:" + std::to_string(c.port());
+  std::ofstream(dir + "/rules.yml") << R"(groups:
+- name: photon-test
+  rules:
+  - alert: PhotonTestFiring
+    expr: vector(1)
+    labels: {severity: critical, node: prom1, team: ops}
+    annotations: {summary: "the test rule fired"}
+)";
+  std::ofstream(dir + "/prometheus.yml")
+      << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+      << "rule_files: [" << dir << "/rules.yml]\n"
+      << "alerting:\n  alertmanagers:\n  - api_version: v2\n"
+      << "    authorization: {type: Bearer, credentials_file: " << dir << "/token}\n"
+      << "    static_configs: [{targets: ['" << server << "']}]\n"
+      << "scrape_configs:\n- job_name: photon\n  http_sd_configs:\n"
+      << "  - url: http://" << server << "/v1/ops/prometheus/targets\n"
+      << "    refresh_interval: 1s\n"
+      << "    authorization: {type: Bearer, credentials_file: " << dir << "/token}\n";
+  const int port = FreePort();
+  Daemon prom(
+      {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
+       "--storage.tsdb.path=" + dir + "/data",
+       "--web.listen-address=127.0.0.1:" + std::to_string(port), "--rules.alert.resend-delay=1s"},
+      dir + "/prometheus.log");
+  const auto started = std::chrono::steady_clock::now();
+  auto api = cli::HttpClient::Create("http://127.0.0.1:" + std::to_string(port), "");
+  ASSERT_TRUE(api.ok());
+
+  // Both found through discovery, both scraped and up.
+  std::map<std::string, std::string> health;  // job → health
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = api->Do("GET", "/api/v1/targets?state=active");
+        if (!r.ok() || r->status != 200) return false;
+        json j = json::parse(r->body, nullptr, false);
+        if (!j.is_object()) return false;
+        health.clear();
+        for (const auto& t : j["data"]["activeTargets"]) {
+          health[t["labels"].value("job", "")] = t.value("health", "");
+        }
+        return health["photon-server"] == "up" && health["photon-agent"] == "up";
+      },
+      60s))
+      << json(health) << "\n"
+      << [&] {
+           std::string l = Slurp(dir + "/prometheus.log");
+           return l.substr(l.size() > 3000 ? l.size() - 3000 : 0);
+         }();
+  // And what it scraped is queryable with the discovery's labels.
+  auto q =
+      api->Do("GET", "/api/v1/query?query=up%7Bjob%3D%22photon-agent%22%2Cnode%3D%22prom1%22%7D");
+  ASSERT_TRUE(q.ok());
+  json result = json::parse(q->body, nullptr, false)["data"]["result"];
+  ASSERT_EQ(result.size(), 1u) << q->body;
+  EXPECT_EQ(result[0]["value"][1], "1");
+
+  std::cout << "scraped after " << (std::chrono::steady_clock::now() - started) / 1ms << " ms\n";
+  // The rule fires; Prometheus posts it to photon-server, which makes it an Event.
+  json event;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json list = c.Get("/v1/namespaces/system/events");
+        if (!list.is_object()) return false;
+        for (const auto& e : list["items"]) {
+          if (e["spec"].value("opsEvent", json::object()).value("check", "") ==
+              "PhotonTestFiring") {
+            event = e;
+          }
+        }
+        return event.is_object();
+      },
+      120s))
+      << [&] {
+           std::string l = Slurp(dir + "/prometheus.log");
+           return l.substr(l.size() > 3000 ? l.size() - 3000 : 0);
+         }();
+  std::cout << "event after " << (std::chrono::steady_clock::now() - started) / 1ms << " ms\n";
+  const json o = event["spec"]["opsEvent"];
+  EXPECT_EQ(o["severity"], "CRITICAL");
+  EXPECT_EQ(o["node"], "prom1");
+  EXPECT_EQ(o["labels"]["team"], "ops");
+  EXPECT_EQ(o["output"], "the test rule fired");
+  EXPECT_EQ(event["spec"]["source"], "prometheus");
+
+  // The endpoint refuses what it cannot take, and callers without a token.
+  auto anon = cli::HttpClient::Create(c.base(), "");
+  auto r = anon->Do("POST", "/api/v2/alerts", "[]");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 401);
+  auto bad = c.Call("POST", "/api/v2/alerts", json::array({{{"labels", {{"team", "x"}}}}}));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("alertname"), std::string::npos) << bad.body;
+  // An ended alert resolves its event.
+  auto ended = c.Call(
+      "POST", "/api/v2/alerts",
+      json::array({{{"labels", {{"alertname", "Manual"}}}, {"endsAt", "2020-01-01T00:00:00Z"}}}));
+  EXPECT_EQ(ended.status, 200) << ended.body;
+}
+
+}  // namespace
+}  // namespace photon::agent::testing
