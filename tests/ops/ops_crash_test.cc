@@ -52,6 +52,14 @@ class Server {
           return r.ok() && r->status == 200;
         },
         30s);
+    if (!up) {
+      // Say why (a port taken meanwhile, a crash at start): the log goes with the temp dir.
+      auto log = ReadFile(dir_ + "/server.log");
+      std::string text = log.ok() ? *log : std::string(log.status().message());
+      ADD_FAILURE() << "photon-server did not answer /healthz in 30 s (running: "
+                    << daemon_->Running() << "); the end of its log:\n"
+                    << text.substr(text.size() > 4000 ? text.size() - 4000 : 0);
+    }
     auto tok = ReadFile(dir_ + "/server/admin.token");
     std::lock_guard lock(mu_);
     token_ = tok.ok() ? *tok : "";
