@@ -221,7 +221,8 @@ class AgentNetTest : public ::testing::Test {
             "--bird-local-as",  std::to_string(65000 + i),
             "--bird-peers",     std::string(kRouterIp) + ":65000",
             "--bird-log",       run + ".log"};
-  }  static bool NodeReady(int i) {
+  }
+  static bool NodeReady(int i) {
     auto r = Call("GET", "/v1/namespaces/system/nodes/" + Node(i));
     if (r.status != 200) return false;
     auto j = json::parse(r.body, nullptr, false);
