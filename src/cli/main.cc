@@ -407,13 +407,13 @@ struct Options {
   std::string principal, role = "viewer", token_file, ttl, token_id;
   std::string node_name;
   int drain_timeout = 300;
-  std::string continue_token;       // audit: the page before this one
-  std::string user, verb;           // login --user; auth can-i VERB KIND
-  std::string alert_name, comment;  // alert close NAME --comment TEXT
+  std::string continue_token;                   // audit: the page before this one
+  std::string user, verb;                       // login --user; auth can-i VERB KIND
+  std::string alert_name, comment;              // alert close NAME --comment TEXT
   photon::cli::MaintenanceOptions maintenance;  // maintenance start NAME ...
-  std::string sort_by;              // list --sort-by PATH
-  bool watch = false;               // list -w
-  bool async = false;               // action --async
+  std::string sort_by;                          // list --sort-by PATH
+  bool watch = false;                           // list -w
+  bool async = false;                           // action --async
   std::string wait_for, timeout = "60s";
   int tail = 100;              // logs --tail N
   std::string shell = "bash";  // completion SHELL
