@@ -130,6 +130,8 @@ class ServerImpl : public Server {
     }
     PHOTON_RETURN_IF_ERROR(CreateProviders().status());  // a bad provider config fails the start
     ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
+    // On etcd the elected leader runs the pipeline's background work (StartLeaderLoops).
+    ops_->SetLeading(store_->Backend() != "etcd");
     ops_->Start();
     rest_ = std::make_unique<RestGateway>(resources_.get(), auth_.get(), &metrics_);
     identity_api_ = std::make_unique<identity::IdentityApi>(directory_.get(), quotas_.get(),
@@ -255,6 +257,7 @@ class ServerImpl : public Server {
       scheduler_ = std::make_unique<SchedulerController>(resources_.get(), so);
       PHOTON_RETURN_IF_ERROR(scheduler_->Start());
     }
+    if (ops_) ops_->SetLeading(true);
     PHOTON_ASSIGN_OR_RETURN(auto providers, CreateProviders());
     ServiceControllerOptions sco;
     sco.resync = std::chrono::seconds(std::max(1, options_.provider_resync_s));
@@ -265,6 +268,7 @@ class ServerImpl : public Server {
   }
 
   void StopLeaderLoops() {
+    if (ops_) ops_->SetLeading(false);
     if (scheduler_) {
       scheduler_->Stop();
       // The API may still be inside the hooks it set on the resource manager (placement

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "common/http_server.h"
 #include "ha_cluster.h"
 
 namespace photon::testing::ha {
@@ -233,6 +234,64 @@ TEST_F(HaTest, TokensMintedOrRevokedOnOneServerHoldOnTheOthers) {
       },
       seconds(5)))
       << "a token revoked on server 0 is still accepted by server 2";
+}
+
+// Events reported to every server open their alerts, and each webhook leaves once: the
+// delivery loop runs on the leader only (three loops sent each delivery up to three times).
+TEST_F(HaTest, WebhooksGoOutOnceWhicheverServerTookTheEvent) {
+  std::mutex mu;
+  std::map<std::string, int> deliveries;  // delivery id → times received
+  auto hook = HttpServer::Start({}, [&](HttpRequest& r) {
+    std::lock_guard lock(mu);
+    ++deliveries[r.Header("x-photon-delivery")];
+    return HttpResponse::Text(200, "ok\n");
+  });
+  ASSERT_TRUE(hook.ok()) << hook.status();
+  const std::string url = "http://127.0.0.1:" + std::to_string((*hook)->port()) + "/hook";
+  auto on = [&](size_t i) {
+    auto c = *HttpClient::Create(cp_->server(i).url, token_);
+    c.set_timeout(seconds(10));
+    return c;
+  };
+  json rule = {{"metadata", {{"name", "page"}}},
+               {"spec",
+                {{"type", "ACTION"},
+                 {"match", "severity=CRITICAL"},
+                 {"actions", json::array({{{"type", "API_HOOK"}, {"url", url}}})}}}};
+  auto r = on(0).Do("POST", "/v1/namespaces/system/eventrules", rule.dump());
+  ASSERT_TRUE(r.ok() && r->status == 202) << (r.ok() ? r->body : r.status().ToString());
+  // Every server must know the rule before the events come (their caches follow the store).
+  ASSERT_TRUE(Poll(
+      [&] {
+        for (size_t i = 0; i < cp_->size(); ++i) {
+          auto g = on(i).Do("GET", "/v1/namespaces/system/eventrules/page");
+          if (!g.ok() || g->status != 200) return false;
+        }
+        return true;
+      },
+      seconds(10)));
+  const int kEvents = 30;
+  for (int k = 0; k <= kEvents; ++k) {
+    json ev = {{"spec",
+                {{"opsEvent",
+                  {{"check", "ha"},
+                   {"severity", "CRITICAL"},
+                   {"dedupKey", "ha/k" + std::to_string(k)},
+                   {"output", "down"}}}}}};
+    auto p = on(k % cp_->size()).Do("POST", "/v1/namespaces/default/events", ev.dump());
+    ASSERT_TRUE(p.ok() && p->status == 201) << (p.ok() ? p->body : p.status().ToString());
+  }
+  auto count = [&] {
+    std::lock_guard lock(mu);
+    return deliveries.size();
+  };
+  ASSERT_TRUE(Poll([&] { return count() == static_cast<size_t>(kEvents + 1); }, seconds(20)))
+      << count() << " of " << kEvents + 1 << " webhooks delivered";
+  // Followers' loops tick every 200 ms: a few of their ticks pass, then nothing came twice.
+  const auto settle = Clock::now() + milliseconds(1500);
+  Poll([&] { return Clock::now() > settle; }, seconds(3), milliseconds(100));
+  std::lock_guard lock(mu);
+  for (const auto& [id, times] : deliveries) EXPECT_EQ(times, 1) << "delivery " << id;
 }
 
 // kill -9 of the leader: another server takes over and places within the bound; every

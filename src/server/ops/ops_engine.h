@@ -52,6 +52,10 @@ class OpsEngine {
   ~OpsEngine();
   void Start();
   void Stop();
+  // Whether this server runs the background work: platform events, aggregate flushes, webhook
+  // deliveries and maintenance drains. With several servers on one store only the leader does
+  // (two delivery loops would send every webhook twice); ingest and the API run on all.
+  void SetLeading(bool leading);
 
   // An event reported by `who` (an agent: forced to its own node, namespace "system").
   StatusOr<IngestResult> Ingest(const Principal& who, const std::string& ns, event::Event event);
@@ -82,6 +86,7 @@ class OpsEngine {
   Status FlushGroup(const store::KeyValue& kv, int64_t now);
   StatusOr<bool> Deliver(const store::KeyValue& kv, int64_t now);
   void OnPlatform(const std::vector<CacheEvent>& events);
+  void KeepLatestPlatformEvents();
   void Loop();
   void FlushAggregates();
   void DeliverHooks();
@@ -99,6 +104,7 @@ class OpsEngine {
   std::condition_variable stop_cv_;
   bool stop_ = false;
   bool wake_ = false;  // a webhook waits in the outbox: deliver it now, not at the next tick
+  std::atomic<bool> leading_{true};
   std::thread thread_;
   RuleIndex rules_;
   uint64_t rule_watch_ = 0;

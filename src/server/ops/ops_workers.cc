@@ -2,6 +2,7 @@
 // platform's own events (node Down, instance ERROR) fed into the same pipeline.
 #include <spdlog/spdlog.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -278,6 +279,11 @@ void OpsEngine::Loop() {
     if (stop_) break;
     wake_ = false;
     lock.unlock();
+    if (!leading_) {
+      KeepLatestPlatformEvents();
+      lock.lock();
+      continue;
+    }
     std::vector<event::Event> platform;
     {
       std::lock_guard pl(platform_mu_);
@@ -293,6 +299,27 @@ void OpsEngine::Loop() {
     if (++round % 10 == 0) ReconcileMaintenanceDrains(resources_, NowMs());
     lock.lock();
   }
+}
+
+// A follower keeps, per key, the latest platform change it saw: ingested if it comes to lead
+// (ingest is idempotent per key), and bounded by the number of nodes and instances meanwhile.
+void OpsEngine::KeepLatestPlatformEvents() {
+  std::lock_guard pl(platform_mu_);
+  std::map<std::string, size_t> last;
+  for (size_t i = 0; i < platform_.size(); ++i) {
+    last[platform_[i].spec().ops_event().dedup_key()] = i;
+  }
+  if (last.size() == platform_.size()) return;
+  std::vector<event::Event> kept;
+  for (size_t i = 0; i < platform_.size(); ++i) {
+    if (last[platform_[i].spec().ops_event().dedup_key()] == i) kept.push_back(platform_[i]);
+  }
+  platform_.swap(kept);
+}
+
+void OpsEngine::SetLeading(bool leading) {
+  leading_ = leading;
+  if (leading) Wake();
 }
 
 void OpsEngine::Wake() {
