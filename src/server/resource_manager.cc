@@ -214,6 +214,26 @@ StatusOr<CreateResult> ResourceManager::Create(const Principal& who, const KindI
   return outcome.get();
 }
 
+// metadata.agentId on a create is a placement by hand: an admin's, checked by the scheduler's
+// filters as a move is, and kept. Never dropped: a tenant's is refused.
+Status ResourceManager::CheckCreatePlacement(const Principal& who, const KindInfo& kind,
+                                             const Message& object) const {
+  const std::string& node = GetMetadata(object).agent_id();
+  if (node.empty() || kind.plural == "nodes") return absl::OkStatus();
+  if (kind.plural != "computeinstances") {
+    return absl::InvalidArgumentError("metadata.agentId: " + kind.plural +
+                                      " are not placed on nodes; leave it empty");
+  }
+  if (!who.IsAdmin()) {
+    return absl::PermissionDeniedError(
+        "metadata.agentId: placing an instance on a node by hand is for admins; ask the "
+        "scheduler with spec.schedule.nodes instead");
+  }
+  auto check = placement_check_.load();
+  if (check && *check) return (*check)(object, node);
+  return absl::OkStatus();
+}
+
 void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
                                   const std::string& ns_in, MessagePtr object,
                                   CreateCallback done) {
@@ -245,6 +265,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
   md->set_namespace_(ns);  // validation may depend on it (a Maintenance's drain)
   if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
   if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
+  if (auto st = CheckCreatePlacement(who, kind, *object); !st.ok()) return fail(st);
   // Server-owned fields: whatever the client sent is replaced.
   md->set_namespace_(ns);
   md->set_id(NewUuid());
@@ -255,7 +276,6 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
   md->set_generation(1);
   md->clear_resource_version();
   md->clear_deletion_timestamp();
-  if (kind.plural != "nodes") md->clear_agent_id();
   if (auto* st = MutableStatus(object.get()); st && kind.plural != "nodes") {
     st->Clear();
     st->set_phase(resource::ResourceStatus::PENDING);

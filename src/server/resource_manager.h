@@ -188,6 +188,8 @@ class ResourceManager {
 
  private:
   Status WriteSystem(const KindInfo& kind, const google::protobuf::Message& object, bool fenced);
+  Status CheckCreatePlacement(const Principal& who, const KindInfo& kind,
+                              const google::protobuf::Message& object) const;
   std::atomic<std::shared_ptr<const CreateStatusHint>> create_status_hint_;
   std::atomic<std::shared_ptr<const PlacementCheck>> placement_check_;
   LeaderFence leader_fence_;

@@ -80,12 +80,14 @@ class AgentE2eTest : public ::testing::Test {
                    {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
     return Create(inst);
   }
-  // Creates an instance and places it on metadata.agentId: the server ignores agentId on
-  // create, so it is asked of the scheduler (spec.schedule.nodes) and, when no scheduler
-  // placed it there, written as admin (the placement contract).
+  // Creates an instance and places it on metadata.agentId: asked of the scheduler
+  // (spec.schedule.nodes) so that a spec no node can run is accepted and reported in its
+  // status, and, when no scheduler placed it there, written as admin (the placement contract).
+  // (agentId on the create itself is checked by the filters and refused outright.)
   cli::HttpResult Create(json inst) {
     std::string node = inst["metadata"]["agentId"];
     std::string name = inst["metadata"]["name"];
+    inst["metadata"].erase("agentId");
     inst["spec"]["schedule"]["nodes"] = json::array({node});
     auto r = cluster_->Call("POST", "/v1/namespaces/default/computeinstances", inst);
     if (r.status != 202) return r;
@@ -202,12 +204,17 @@ TEST_F(AgentE2eTest, KillNineAndRestartAdoptsWithoutDuplicates) {
   EXPECT_EQ(Pids(proc), proc_pids);
   EXPECT_EQ(Pids(box), box_pids);
   // While it is down, an admin moves one instance to another node.
-  json m = cluster_->Instance(moved);
-  m["metadata"]["agentId"] = b_;
-  // A manual placement passes the scheduler's filters: its node filter moves along.
-  m["spec"]["schedule"]["nodes"] = json::array({b_});
-  ASSERT_EQ(cluster_->Call("PUT", "/v1/namespaces/default/computeinstances/" + moved, m).status,
-            200);
+  // (Read again on a conflict: the server may still be writing its status.)
+  int put = 0;
+  for (int attempt = 0; attempt < 20 && put != 200; ++attempt) {
+    json m = cluster_->Instance(moved);
+    m["metadata"]["agentId"] = b_;
+    // A manual placement passes the scheduler's filters: its node filter moves along.
+    m["spec"]["schedule"]["nodes"] = json::array({b_});
+    put = cluster_->Call("PUT", "/v1/namespaces/default/computeinstances/" + moved, m).status;
+    ASSERT_TRUE(put == 200 || put == 409) << put;
+  }
+  ASSERT_EQ(put, 200);
 
   ASSERT_TRUE(cluster_->StartAgent(a_, "region=r1,zone=z1,rack_az=k1,tier=gold"));
   // The moved copy runs once, on b; a destroyed its own.

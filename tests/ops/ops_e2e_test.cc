@@ -387,6 +387,8 @@ TEST(OpsE2E, MaintenanceMarksEventsDrainsItsNodeAndGivesItBack) {
                          {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}});
   ASSERT_EQ(r.status, 202) << r.body;
   ASSERT_TRUE(WaitFor([&] { return c.Phase(inst) == "RUNNING"; }, 30s)) << c.Instance(inst);
+  // Still where it was put: only the maintenance below may move it.
+  ASSERT_EQ(c.Instance(inst)["metadata"].value("agentId", ""), "mnt1") << c.Instance(inst);
 
   // Refused, naming the field: a drain outside "system", no end.
   r = c.Call("POST", "/v1/namespaces/default/maintenances",

@@ -365,6 +365,50 @@ TEST_F(SchedulerServerTest, ManualPlacementPassesTheFilters) {
   EXPECT_EQ(AgentOf("small"), to);
 }
 
+// metadata.agentId on a create is kept (the scheduler does not move it), checked by the same
+// filters, and an admin's only: a tenant's is refused, never dropped.
+TEST_F(SchedulerServerTest, ManualPlacementOnCreateIsKeptCheckedAndAdminOnly) {
+  AddNodes(2, 1, /*vcpu=*/4);
+  auto instance = [](const std::string& name, const std::string& node, int vcpu) {
+    return json{{"metadata", {{"name", name}, {"agentId", node}}},
+                {"spec",
+                 {{"process", {{"command", {"/bin/sleep", "60"}}}},
+                  {"resources", {{"vcpu", vcpu}, {"memoryMb", 64}}}}}};
+  };
+  // Both on node-1-0, where spreading would have put the second elsewhere.
+  for (const char* name : {"pinned-a", "pinned-b"}) {
+    auto r = admin_.Do("POST", "/v1/namespaces/default/computeinstances",
+                       instance(name, "node-1-0", 1).dump());
+    ASSERT_EQ(r->status, 202) << r->body;
+    EXPECT_EQ(AgentOf(name), "node-1-0");
+  }
+  auto over = admin_.Do("POST", "/v1/namespaces/default/computeinstances",
+                        instance("too-big", "node-1-0", 3).dump());
+  EXPECT_EQ(over->status, 400) << over->body;
+  EXPECT_NE(over->body.find("insufficient vcpu"), std::string::npos) << over->body;
+  auto unknown = admin_.Do("POST", "/v1/namespaces/default/computeinstances",
+                           instance("lost", "node-nope", 1).dump());
+  EXPECT_EQ(unknown->status, 400) << unknown->body;
+  EXPECT_NE(unknown->body.find("there is no node 'node-nope'"), std::string::npos) << unknown->body;
+
+  json body = {{"principal", "alice"},
+               {"bindings", json::array({{{"namespace", "default"}, {"role", "editor"}}})}};
+  auto tok = admin_.Do("POST", "/v1/tokens", body.dump());
+  ASSERT_EQ(tok->status, 201) << tok->body;
+  auto alice = s_.Client(Json(*tok)["token"].get<std::string>());
+  auto tenant = alice.Do("POST", "/v1/namespaces/default/computeinstances",
+                         instance("hers", "node-0-0", 1).dump());
+  EXPECT_EQ(tenant->status, 403) << tenant->body;
+  EXPECT_NE(tenant->body.find("metadata.agentId"), std::string::npos) << tenant->body;
+  EXPECT_TRUE(Instance("hers").is_null());
+
+  // Several scheduling rounds later they are still where they were put.
+  Create("computeinstances", instance("free", "", 1));
+  ASSERT_TRUE(WaitFor([&] { return !AgentOf("free").empty(); }));
+  EXPECT_EQ(AgentOf("pinned-a"), "node-1-0");
+  EXPECT_EQ(AgentOf("pinned-b"), "node-1-0");
+}
+
 TEST_F(SchedulerServerTest, ImpossibleSpecIsErrorNamingTheField) {
   AddNodes(1, 1);
   Create("computeinstances", {{"metadata", {{"name", "huge"}}},

@@ -494,6 +494,10 @@ bool SchedulerController::PlacePending(const Snapshot& snap, scheduler::ClusterS
 
 Status SchedulerController::CheckManualPlacement(const compute::ComputeInstance& ci,
                                                  const std::string& node) {
+  // The caller may just have seen the node register (a read answered by the store): judge
+  // it on a cache that has caught up with that.
+  if (auto rev = resources_->store()->CurrentRevision(); rev.ok())
+    (void)resources_->cache()->WaitForRevision(*rev, 2000);
   std::lock_guard round_lock(round_mu_);
   Snapshot snap = Read();
   scheduler::ClusterState state;
