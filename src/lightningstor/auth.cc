@@ -197,4 +197,45 @@ StatusOr<AuthInfo> Authenticator::FromQuery(const http::Request& req) {
   return info;
 }
 
+StatusOr<AuthInfo> Authenticator::FromPostForm(const std::map<std::string, std::string>& fields) {
+  auto field = [&](const char* name) -> std::string {
+    auto it = fields.find(name);
+    return it == fields.end() ? "" : it->second;
+  };
+  if (fields.count("awsaccesskeyid") || fields.count("signature")) {
+    return S3Error("InvalidRequest", "Signature Version 2 is not supported; use AWS4-HMAC-SHA256.");
+  }
+  std::string policy = field("policy");
+  std::string signature = field("x-amz-signature");
+  if (policy.empty() || signature.empty()) {
+    // An unsigned form would be an anonymous write, which lightningstor never allows.
+    return S3Error("AccessDenied",
+                   "Bucket POST must contain the fields policy and x-amz-signature; anonymous "
+                   "uploads are not allowed.");
+  }
+  if (field("x-amz-algorithm") != sigv4::kAlgorithm) {
+    return S3Error("InvalidArgument", "x-amz-algorithm must be AWS4-HMAC-SHA256");
+  }
+  auto cred = sigv4::ParseCredential(field("x-amz-credential"));
+  if (!cred.ok()) return S3Error("InvalidArgument", "Error parsing the x-amz-credential field");
+  PHOTON_RETURN_IF_ERROR(CheckScope(cred->region, cred->service));
+  if (!sigv4::ParseAmzDate(field("x-amz-date")).ok()) {
+    return S3Error("InvalidArgument", "x-amz-date must be YYYYMMDDTHHMMSSZ");
+  }
+  PHOTON_ASSIGN_OR_RETURN(AccessKey key, KeyFor(cred->access_key));
+  // SigV4 for POST signs the base64 policy itself as the string to sign.
+  std::string signing_key = CachedSigningKey(cred->access_key, key.secret, cred->date);
+  if (!SecureEquals(sigv4::Sign(signing_key, policy), signature)) {
+    return S3Error("SignatureDoesNotMatch",
+                   "The request signature we calculated does not match the signature you provided. "
+                   "Check your key and signing method.");
+  }
+  AuthInfo info;
+  info.anonymous = false;
+  info.access_key = cred->access_key;
+  info.user = key.user;
+  info.payload_hash = std::string(sigv4::kUnsignedPayload);
+  return info;
+}
+
 }  // namespace photon::lightningstor

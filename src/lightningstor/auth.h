@@ -39,6 +39,11 @@ class Authenticator {
   // decides whether the bucket allows it.
   StatusOr<AuthInfo> Authenticate(const http::Request& req);
 
+  // A browser POST upload's form signature (x-amz-algorithm, -credential, -date, -signature)
+  // over its base64 policy, from the lower-case form fields. The policy itself (expiration,
+  // conditions) is post_policy.h's to check.
+  StatusOr<AuthInfo> FromPostForm(const std::map<std::string, std::string>& fields);
+
  private:
   StatusOr<AuthInfo> FromHeader(const http::Request& req);
   StatusOr<AuthInfo> FromQuery(const http::Request& req);

@@ -202,8 +202,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
     }
     if (m == "HEAD") return "HeadBucket";
     if (m == "POST" && req.HasQuery("delete")) return "DeleteObjects";
-    // A browser's POST policy upload (multipart/form-data to the bucket): not implemented.
-    if (m == "POST" && req.query.empty()) return "Unsupported";
+    // A browser's POST policy upload (multipart/form-data to the bucket).
+    if (m == "POST" && req.query.empty()) return "PostObject";
     return "Unknown";
   }
   if (m == "PUT") {
@@ -403,6 +403,12 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   return S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.");
 }
 
+StatusOr<http::Response> S3Service::AuthorizedPut(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(CheckAccess(r));
+  PHOTON_RETURN_IF_ERROR(RefuseUnsupportedHeaders(r.http, r.op));
+  return PutObject(r);
+}
+
 void S3Service::Observe(const S3Request& r, int status, double seconds) {
   // The registry takes a lock per lookup; each connection thread keeps its own pointers.
   thread_local std::unordered_map<std::string, Counter*> counters;
@@ -467,9 +473,10 @@ http::Response S3Service::Handle(http::Request& req) {
 
   StatusOr<http::Response> result = [&]() -> StatusOr<http::Response> {
     PHOTON_ASSIGN_OR_RETURN(r.auth, auth_.Authenticate(req));
-    // What is not implemented says so to everyone (a browser POST upload carries its
-    // signature in the form, so it looks anonymous here).
+    // What is not implemented says so to everyone.
     if (r.op == "Unsupported") return Dispatch(r);
+    // A browser POST upload carries its signature in the form, so it looks anonymous here.
+    if (r.op == "PostObject") return PostObject(r);
     PHOTON_RETURN_IF_ERROR(CheckAccess(r));
     PHOTON_RETURN_IF_ERROR(RefuseUnsupportedHeaders(req, r.op));
     return Dispatch(r);

@@ -112,6 +112,11 @@ class S3Service {
   StatusOr<http::Response> GetObjectTagging(S3Request& r);
   StatusOr<http::Response> PutObjectTagging(S3Request& r);
   StatusOr<http::Response> DeleteObjectTagging(S3Request& r);
+  // A browser POST upload (post_object.cc): the form's signature and policy checked, then the
+  // file stored as the PutObject its fields describe.
+  StatusOr<http::Response> PostObject(S3Request& r);
+  // The access check, header refusals and PutObject of an authenticated PutObject request.
+  StatusOr<http::Response> AuthorizedPut(S3Request& r);
 
   // Object Lock (object_lock_handlers.cc).
   StatusOr<http::Response> PutObjectLockConfiguration(S3Request& r);

@@ -108,19 +108,6 @@ class SemanticsTest(unittest.TestCase):
         with self.assertRaises(ClientError) as e:
             self.s3.get_bucket_website(Bucket="sem")
         self.assertEqual(code(e), "NotImplemented")
-        # A browser POST policy upload (as generate_presigned_post makes it): 501, nothing stored.
-        post = self.s3.generate_presigned_post("sem", "posted", ExpiresIn=60)
-        form = "".join(f'--B\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
-                       for k, v in post["fields"].items())
-        form += '--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nPOSTED\r\n--B--\r\n'
-        req = urllib.request.Request(post["url"], data=form.encode(), method="POST",
-                                     headers={"Content-Type": "multipart/form-data; boundary=B"})
-        with self.assertRaises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(req, timeout=10)
-        self.assertEqual(e.exception.code, 501)
-        with self.assertRaises(ClientError) as e:
-            self.s3.head_object(Bucket="sem", Key="posted")
-        self.assertEqual(status(e), 404)
 
     # --- ACLs and anonymous access ----------------------------------------------------
 
