@@ -95,6 +95,11 @@ class ServerImpl : public Server {
     PHOTON_RETURN_IF_ERROR(directory_->Load());
     quotas_ = std::make_unique<identity::Quotas>(store_.get());
     PHOTON_RETURN_IF_ERROR(quotas_->Load());
+    // ... and users, roles, bindings and quotas too.
+    if (store_->Backend() == "etcd") {
+      PHOTON_RETURN_IF_ERROR(directory_->Follow());
+      PHOTON_RETURN_IF_ERROR(quotas_->Follow());
+    }
     auth_->SetResolver([d = directory_.get()](Principal* p) { return d->Resolve(p); });
     // First start: admin.token and join.token (0600); later starts replace either if it no
     // longer holds a valid token (lost, revoked, or an expired join token).

@@ -236,6 +236,56 @@ TEST_F(HaTest, TokensMintedOrRevokedOnOneServerHoldOnTheOthers) {
       << "a token revoked on server 0 is still accepted by server 2";
 }
 
+// Users, role bindings and quotas made through one server hold on the others at once, as
+// tokens do: they were loaded at start only, so a binding removed through server 0 kept
+// granting on server 2, and a quota set there bound nothing there, until a restart.
+TEST_F(HaTest, IdentityAndQuotasSetOnOneServerHoldOnTheOthers) {
+  auto on = [&](int i, const std::string& token) {
+    return *HttpClient::Create(cp_->server(i).url, token);
+  };
+  auto ok = [](const auto& r, int status) { return r.ok() && r->status == status; };
+  auto r = on(0, token_).Do(
+      "POST", "/v1/users",
+      json{{"metadata", {{"name", "ha-ann"}}}, {"spec", {{"password", "correct horse 1"}}}}.dump());
+  ASSERT_TRUE(ok(r, 201)) << (r.ok() ? r->body : r.status().ToString());
+  r = on(0, token_).Do(
+      "POST", "/v1/rolebindings",
+      json{{"metadata", {{"name", "ha-ann-edits"}}},
+           {"spec", {{"namespace", "default"}, {"role", "editor"}, {"subjects", {"user:ha-ann"}}}}}
+          .dump());
+  ASSERT_TRUE(ok(r, 201)) << (r.ok() ? r->body : r.status().ToString());
+  std::string ann;
+  ASSERT_TRUE(Poll(
+      [&] {
+        auto l = on(2, "").Do("POST", "/v1/login",
+                              json{{"user", "ha-ann"}, {"password", "correct horse 1"}}.dump());
+        if (!ok(l, 200)) return false;
+        ann = json::parse(l->body)["accessToken"];
+        return ok(on(2, ann).Do("GET", "/v1/namespaces/default/computeinstances"), 200);
+      },
+      seconds(5)))
+      << "a user made through server 0 cannot log in and read through server 2";
+  r = on(1, token_).Do("DELETE", "/v1/rolebindings/ha-ann-edits");
+  ASSERT_TRUE(r.ok() && r->status < 300) << (r.ok() ? r->body : r.status().ToString());
+  EXPECT_TRUE(
+      Poll([&] { return ok(on(2, ann).Do("GET", "/v1/namespaces/default/computeinstances"), 403); },
+           seconds(5)))
+      << "a binding removed through server 1 still grants on server 2";
+
+  r = on(0, token_).Do(
+      "POST", "/v1/namespaces/ha-q/quotas",
+      json{{"metadata", {{"name", "one"}}}, {"spec", {{"limits", {{"instances", 1}}}}}}.dump());
+  ASSERT_TRUE(ok(r, 201)) << (r.ok() ? r->body : r.status().ToString());
+  ASSERT_TRUE(
+      Poll([&] { return ok(on(2, token_).Do("GET", "/v1/namespaces/ha-q/quotas/one"), 200); },
+           seconds(5)))
+      << "a quota set through server 0 is unknown to server 2";
+  r = on(2, token_).Do("POST", "/v1/namespaces/ha-q/computeinstances", ProcessInstance("q-1"));
+  EXPECT_TRUE(ok(r, 202)) << (r.ok() ? r->body : r.status().ToString());
+  r = on(2, token_).Do("POST", "/v1/namespaces/ha-q/computeinstances", ProcessInstance("q-2"));
+  EXPECT_TRUE(ok(r, 403)) << (r.ok() ? r->body : r.status().ToString());
+}
+
 // Events reported to every server open their alerts, and each webhook leaves once: the
 // delivery loop runs on the leader only (three loops sent each delivery up to three times).
 TEST_F(HaTest, WebhooksGoOutOnceWhicheverServerTookTheEvent) {

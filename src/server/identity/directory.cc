@@ -201,16 +201,50 @@ Status Directory::Load() {
   if (!r.ok()) return r.status();
   std::lock_guard lock(mu_);
   for (const auto& kv : r->kvs) {
-    auto j = json::parse(kv.value, nullptr, false);
+    auto j = Parse(kv.value);
     // Everything below reads metadata and spec without checking: refuse a start without them.
-    if (j.is_discarded() || !j.is_object() || !j.contains("metadata") ||
-        !j["metadata"].is_object() || !j.contains("spec") || !j["spec"].is_object()) {
+    if (j.is_null()) {
       return absl::DataLossError("identity object " + kv.key +
                                  " is not a JSON object with metadata and spec");
     }
     objects_[kv.key] = std::move(j);
   }
+  loaded_revision_ = r->revision;
   Rebuild();
+  return absl::OkStatus();
+}
+
+json Directory::Parse(const std::string& value) {
+  auto j = json::parse(value, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("metadata") || !j["metadata"].is_object() ||
+      !j.contains("spec") || !j["spec"].is_object()) {
+    return nullptr;
+  }
+  return j;
+}
+
+Status Directory::Follow() {
+  auto on_events = [this](const std::vector<store::WatchEvent>& events) {
+    std::lock_guard lock(mu_);
+    for (const auto& e : events) {
+      if (e.type == store::WatchEvent::Type::kDelete) {
+        objects_.erase(e.kv.key);
+        continue;
+      }
+      auto j = Parse(e.kv.value);
+      if (j.is_null()) {
+        spdlog::error("identity: ignoring {} written elsewhere: not an object", e.kv.key);
+        continue;
+      }
+      objects_[e.kv.key] = std::move(j);
+    }
+    Rebuild();
+  };
+  auto on_error = [](const Status& st) {
+    spdlog::error("identity: no longer following changes of other servers: {}", st.ToString());
+  };
+  PHOTON_ASSIGN_OR_RETURN(follow_, store_->Watch(kPrefix, store::PrefixEnd(kPrefix),
+                                                 loaded_revision_ + 1, on_events, on_error));
   return absl::OkStatus();
 }
 

@@ -44,6 +44,9 @@ class Directory {
   Directory(store::Store* store, Authenticator* auth) : store_(store), auth_(auth) {}
 
   Status Load();
+  // From then on, follows the changes other servers on the same store make (users, groups,
+  // roles, bindings): a binding removed through one server no longer grants on any.
+  Status Follow();
   // For Authenticator::SetResolver: user/service account still present, its groups, and the
   // grants of every binding naming it (built-in roles as bindings, custom ones as grants).
   Status Resolve(Principal* p) const;
@@ -79,6 +82,8 @@ class Directory {
   // (verb, kind) pairs `role` allows in `ns`; NOT_FOUND for an unknown role.
   StatusOr<Principal> RoleHolder(const std::string& role, const std::string& ns) const;
   void Rebuild();  // mu_ held
+  // The object of a store value, or null when it lacks metadata or spec.
+  static json Parse(const std::string& value);
   std::shared_ptr<const Snapshot> Current() const;
 
   store::Store* store_;
@@ -87,6 +92,8 @@ class Directory {
   mutable std::mutex mu_;
   std::map<std::string, json> objects_;  // by store key
   std::shared_ptr<const Snapshot> snapshot_;
+  int64_t loaded_revision_ = 0;
+  std::unique_ptr<store::WatchHandle> follow_;  // cancelled first when this goes
 };
 
 }  // namespace photon::server::identity

@@ -1,5 +1,7 @@
 #include "server/identity/quota.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "common/util.h"
@@ -96,6 +98,36 @@ Status Quotas::Load() {
     }
     quotas_[j["metadata"].value("namespace", "")][j["metadata"].value("name", "")] = j;
   }
+  loaded_revision_ = r->revision;
+  return absl::OkStatus();
+}
+
+Status Quotas::Follow() {
+  auto on_events = [this](const std::vector<store::WatchEvent>& events) {
+    std::lock_guard lock(mu_);
+    for (const auto& e : events) {
+      // Keys are /quotas/NS/NAME (see Put).
+      const std::string rest = e.kv.key.substr(sizeof(kPrefix) - 1);
+      const auto slash = rest.find('/');
+      if (slash == std::string::npos) continue;
+      const std::string ns = rest.substr(0, slash), name = rest.substr(slash + 1);
+      if (e.type == store::WatchEvent::Type::kDelete) {
+        quotas_[ns].erase(name);
+        continue;
+      }
+      auto j = json::parse(e.kv.value, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !ValidateLimits(j.value("spec", json())).ok()) {
+        spdlog::error("quotas: ignoring {} written elsewhere: not a quota object", e.kv.key);
+        continue;
+      }
+      quotas_[ns][name] = std::move(j);
+    }
+  };
+  auto on_error = [](const Status& st) {
+    spdlog::error("quotas: no longer following changes of other servers: {}", st.ToString());
+  };
+  PHOTON_ASSIGN_OR_RETURN(follow_, store_->Watch(kPrefix, store::PrefixEnd(kPrefix),
+                                                 loaded_revision_ + 1, on_events, on_error));
   return absl::OkStatus();
 }
 

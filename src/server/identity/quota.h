@@ -41,6 +41,9 @@ class Quotas {
   explicit Quotas(store::Store* store) : store_(store) {}
 
   Status Load();
+  // From then on, follows the quotas other servers on the same store create, change and
+  // delete: a quota set through one server binds creates through every one.
+  Status Follow();
 
   // For a create of `object` (kind, ns): OK with a null hold when no quota binds it; else
   // waits for the namespace's turn, checks every quota of the namespace against usage plus
@@ -76,6 +79,8 @@ class Quotas {
   std::mutex mu_;
   std::map<std::string, std::map<std::string, nlohmann::json>> quotas_;  // ns → name → quota
   std::map<std::string, std::shared_ptr<Turn>> turns_;                   // by namespace
+  int64_t loaded_revision_ = 0;
+  std::unique_ptr<store::WatchHandle> follow_;  // cancelled first when this goes
 };
 
 // The resources one object takes: {"instances":1,"vcpu":2,...}.
