@@ -117,7 +117,8 @@ class ServerImpl : public Server {
         store_.get(),
         prismnet::NetworkOptions{.default_pool = options_.default_vpc_pool,
                                  .default_vpc_prefix = options_.default_vpc_prefix,
-                                 .default_subnet_prefix = options_.default_subnet_prefix});
+                                 .default_subnet_prefix = options_.default_subnet_prefix,
+                                 .floating_pool = options_.floating_ip_pool});
     PHOTON_RETURN_IF_ERROR(network_->Init());
     resources_->SetNetwork(network_.get());
     network_controller_ =
@@ -451,6 +452,8 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->default_vpc_prefix = v.as<int>();
       else if (key == "default_subnet_prefix")
         options->default_subnet_prefix = v.as<int>();
+      else if (key == "floating_ip_pool")
+        options->floating_ip_pool = v.as<std::string>();
       else if (key == "leader_lease_ttl_s")
         options->leader_lease_ttl_s = v.as<int>();
       else if (key == "advertise")

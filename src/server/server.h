@@ -63,6 +63,9 @@ struct ServerOptions {
   std::string default_vpc_pool = "10.0.0.0/8";
   int default_vpc_prefix = 16;
   int default_subnet_prefix = 20;
+  // FloatingIp addresses (docs/networking.md "Floating IPs"): a public CIDR outside every VPC;
+  // "" = none, FloatingIp creates are refused.
+  std::string floating_ip_pool;
   // TLS for REST and gRPC (docs/api.md#tls). auto: TLS unless both listeners are on loopback;
   // on: always; off: never (plain HTTP even across hosts). Without tls_cert/tls_key, TLS uses a
   // CA and server certificate generated in DATA_DIR/tls on first start.

@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "common/file_util.h"
 #include "common/util.h"
 #include "store/sqlite_store.h"
 #include "test_util.h"
@@ -27,7 +28,15 @@ using namespace std::chrono_literals;
 // photon-server as a child process on its own data dir (kept across restarts).
 class ServerProc {
  public:
-  ServerProc() : dir_(MakeTempDir("net")), port_(FreePort()) { Start(); }
+  // `config`: YAML for --config ("" = none).
+  explicit ServerProc(const std::string& config = "")
+      : dir_(MakeTempDir("net")), port_(FreePort()) {
+    if (!config.empty()) {
+      config_ = dir_ + "/config.yaml";
+      EXPECT_TRUE(WriteFileAtomic(config_, config, 0600).ok());
+    }
+    Start();
+  }
   ~ServerProc() {
     Stop(SIGTERM);
     std::filesystem::remove_all(dir_);
@@ -37,8 +46,14 @@ class ServerProc {
     const std::string grpc = "127.0.0.1:" + std::to_string(FreePort());
     pid_ = fork();
     if (pid_ == 0) {
-      execl(PHOTON_SERVER_BIN, "photon-server", "--data-dir", dir_.c_str(), "--listen",
-            listen.c_str(), "--grpc-listen", grpc.c_str(), "--log-level", "warn", nullptr);
+      if (config_.empty()) {
+        execl(PHOTON_SERVER_BIN, "photon-server", "--data-dir", dir_.c_str(), "--listen",
+              listen.c_str(), "--grpc-listen", grpc.c_str(), "--log-level", "warn", nullptr);
+      } else {
+        execl(PHOTON_SERVER_BIN, "photon-server", "--data-dir", dir_.c_str(), "--listen",
+              listen.c_str(), "--grpc-listen", grpc.c_str(), "--log-level", "warn", "--config",
+              config_.c_str(), nullptr);
+      }
       _exit(127);
     }
     auto c = *cli::HttpClient::Create(base(), "");
@@ -68,6 +83,7 @@ class ServerProc {
 
  private:
   std::string dir_;
+  std::string config_;
   int port_;
   pid_t pid_ = 0;
   std::string token_;
@@ -201,10 +217,10 @@ TEST(Network, BadInputIsRefusedNamingTheField) {
   ExpectRefused(c, Path("a", "computeinstances"),
                 Instance("two", {{"subnet", "s"}, {"fixedIp", "10.20.1.9"}}),
                 "spec.network.fixedIp", "taken");
-  // Kinds the nodes do not realize yet are refused, not accepted.
+  // Without a floating IP pool in the server's config there is no floating IP to give.
   ExpectRefused(c, Path("a", "floatingips"),
                 {{"metadata", {{"name", "f"}}}, {"spec", {{"instance", "one"}}}}, "floatingips",
-                "not realized", 501);
+                "floating_ip_pool");
   // The network of an instance is fixed at creation.
   json one = Get(c, Path("a", "computeinstances", "one"));
   one["spec"]["network"]["fixedIp"] = "10.20.1.10";
@@ -468,6 +484,98 @@ TEST(Network, PortFollowsPlacementAndAgentStatusKeepsTheVpcAddress) {
       << "until the agent is done";
   ASSERT_EQ(agent.Do("DELETE", path)->status, 202);
   EXPECT_EQ(admin.Do("GET", Path("default", "ports", "w"))->status, 404);
+}
+
+json Fip(const std::string& name, const std::string& instance, const std::string& address = "") {
+  json spec = {{"instance", instance}};
+  if (!address.empty()) spec["address"] = address;
+  return {{"metadata", {{"name", name}}}, {"spec", spec}};
+}
+
+TEST(Network, FloatingIpsComeFromThePoolOnePerInstanceAndFollowPlacement) {
+  ServerProc s("floating_ip_pool: 203.0.113.0/30\n");  // usable: .1 and .2
+  auto c = s.Admin();
+  auto agent = JoinReadyNode(s, "n1");
+  ExpectRefused(c, Path("a", "vpcs"),
+                {{"metadata", {{"name", "p"}}}, {"spec", {{"cidrBlock", "203.0.112.0/23"}}}},
+                "spec.cidrBlock", "floating IP pool");
+  MakeNetwork(c, "a", "10.40.0.0/16", "10.40.1.0/24");
+  MustCreate(c, "a", "computeinstances", Instance("one", {{"subnet", "s"}}));
+  MustCreate(c, "a", "computeinstances", Instance("two", {{"subnet", "s"}}));
+  MustCreate(c, "a", "computeinstances", Instance("host", {{"hostNetwork", true}}));
+  ASSERT_TRUE(Eventually(
+      [&] { return Get(c, Path("a", "computeinstances", "one"))["metadata"]["agentId"] == "n1"; }));
+  const std::string one_ip = Address(Get(c, Path("a", "computeinstances", "one")));
+
+  ExpectRefused(c, Path("a", "floatingips"), Fip("f", "ghost"), "spec.instance", "'ghost'");
+  ExpectRefused(c, Path("a", "floatingips"), Fip("f", "host"), "spec.instance", "hostNetwork");
+  ExpectRefused(c, Path("a", "floatingips"), Fip("f", "one", "198.51.100.7"), "spec.address",
+                "pool 203.0.113.0/30");
+  ExpectRefused(c, Path("a", "floatingips"), Fip("f", "one", "not-an-ip"), "spec.address");
+  ExpectRefused(c, Path("a", "floatingips"), Fip("f", "Bad_Name"), "spec.instance");
+
+  // Allocated from the pool, mapped to the instance's VPC address on its node.
+  MustCreate(c, "a", "floatingips", Fip("f1", "one"));
+  json f1 = Get(c, Path("a", "floatingips", "f1"));
+  EXPECT_EQ(f1["spec"]["address"], "203.0.113.1");
+  EXPECT_EQ(f1["status"]["details"]["privateIp"], one_ip);
+  EXPECT_EQ(f1["status"]["details"]["node"], "n1");
+  EXPECT_EQ(f1["status"]["phase"], "RUNNING") << f1.dump();
+  EXPECT_EQ(Get(c, Path("a", "ports", "one"))["spec"]["floatingIp"], "203.0.113.1");
+  EXPECT_EQ(Get(agent, Path("a", "ports", "one"))["spec"]["floatingIp"], "203.0.113.1")
+      << "the node's agent learns it from the Port it watches";
+  // One per instance; an address once.
+  ExpectRefused(c, Path("a", "floatingips"), Fip("f2", "one"), "spec.instance",
+                "already has floating IP 203.0.113.1");
+  ExpectRefused(c, Path("a", "floatingips"), Fip("f2", "two", "203.0.113.1"), "spec.address",
+                "taken by floatingips/a/f1");
+  MustCreate(c, "a", "floatingips", Fip("f2", ""));
+  EXPECT_EQ(Get(c, Path("a", "floatingips", "f2"))["spec"]["address"], "203.0.113.2");
+  ExpectRefused(c, Path("a", "floatingips"), Fip("f3", ""), "floating IP pool 203.0.113.0/30",
+                "exhausted", 429);
+
+  // The address cannot change; the instance can (dissociate, associate elsewhere).
+  f1 = Get(c, Path("a", "floatingips", "f1"));
+  f1["spec"]["address"] = "203.0.113.2";
+  auto r = c.Do("PUT", Path("a", "floatingips", "f1"), f1.dump());
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("spec.address"), std::string::npos) << r->body;
+  f1 = Get(c, Path("a", "floatingips", "f1"));
+  f1["spec"]["instance"] = "two";
+  r = c.Do("PUT", Path("a", "floatingips", "f1"), f1.dump());
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Get(c, Path("a", "ports", "one"))["spec"].value("floatingIp", ""), "");
+  EXPECT_EQ(Get(c, Path("a", "ports", "two"))["spec"]["floatingIp"], "203.0.113.1");
+  EXPECT_EQ(Get(c, Path("a", "floatingips", "f1"))["status"]["details"]["instance"], "two");
+  json f2 = Get(c, Path("a", "floatingips", "f2"));
+  f2["spec"]["instance"] = "two";
+  r = c.Do("PUT", Path("a", "floatingips", "f2"), f2.dump());
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("spec.instance"), std::string::npos) << r->body;
+  // A delete dissociates and frees the address.
+  ASSERT_EQ(c.Do("DELETE", Path("a", "floatingips", "f1"))->status, 202);
+  EXPECT_EQ(c.Do("GET", Path("a", "floatingips", "f1"))->status, 404);
+  EXPECT_EQ(Get(c, Path("a", "ports", "two"))["spec"].value("floatingIp", ""), "");
+  MustCreate(c, "a", "floatingips", Fip("f3", "one"));
+  EXPECT_EQ(Get(c, Path("a", "floatingips", "f3"))["spec"]["address"], "203.0.113.1");
+}
+
+TEST(Network, BadFloatingIpPoolIsRefusedAtStart) {
+  const std::string dir = MakeTempDir("net");
+  ASSERT_TRUE(WriteFileAtomic(dir + "/c.yaml", "floating_ip_pool: 10.1.0.0/24\n", 0600).ok());
+  const std::string cmd = std::string(PHOTON_SERVER_BIN) + " --data-dir " + dir +
+                          "/d --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --config " + dir +
+                          "/c.yaml 2>&1";
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = pclose(p);
+  std::filesystem::remove_all(dir);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("floating_ip_pool"), std::string::npos) << out;
+  EXPECT_NE(out.find("default_vpc_pool"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -69,7 +69,7 @@ Status NetworkManager::Init() {
     return absl::InvalidArgumentError("default_subnet_prefix: want " +
                                       std::to_string(options_.default_vpc_prefix) + "..30");
   }
-  return absl::OkStatus();
+  return InitFloatingPool();
 }
 
 bool NetworkManager::Plans(const KindInfo& kind) {
@@ -93,11 +93,7 @@ Status NetworkManager::Plan(const Principal& who, const KindInfo& kind, const st
     return PlanSecurityGroup(ns, static_cast<network::SecurityGroup*>(object), plan);
   }
   if (kind.plural == "floatingips") {
-    // Nothing realizes 1:1 NAT on the nodes yet: accepting one would promise a public address
-    // that never answers.
-    return absl::UnimplementedError(
-        "floatingips: 1:1 NAT of floating IPs is not realized by the node agents yet; nothing "
-        "was created");
+    return PlanFloatingIp(ns, static_cast<network::FloatingIp*>(object), plan);
   }
   return absl::OkStatus();
 }
@@ -142,6 +138,11 @@ Status NetworkManager::PlanVpc(const std::string& ns, network::Vpc* vpc, CreateP
   PHOTON_RETURN_IF_ERROR(TopologyRevision(plan).status());
   PHOTON_ASSIGN_OR_RETURN(auto vpcs, AllVpcs());
   PHOTON_RETURN_IF_ERROR(CheckVpcOverlap(ns + "/" + vpc->metadata().name(), cidr, vpcs));
+  if (floating_pool_ && floating_pool_->Overlaps(cidr)) {
+    return absl::InvalidArgumentError("spec.cidrBlock: " + cidr.ToString() +
+                                      " overlaps the floating IP pool " +
+                                      floating_pool_->ToString());
+  }
   Ready(vpc, "ready");
   return absl::OkStatus();
 }

@@ -44,6 +44,8 @@ struct NetworkOptions {
   std::string default_pool = "10.0.0.0/8";
   int default_vpc_prefix = 16;
   int default_subnet_prefix = 20;  // the default subnet: the default VPC's first such block
+  // FloatingIp addresses come from here ("" = none configured: FloatingIp creates refused).
+  std::string floating_pool;
 };
 
 // Status keys the server owns on a networked ComputeInstance (agents' status writes keep them).
@@ -60,6 +62,8 @@ inline constexpr char kNetworkReady[] = "NetworkReady";
 inline constexpr char kSubnetExhausted[] = "SubnetExhausted";
 inline constexpr char kTopologyKey[] = "/network/topology";
 inline constexpr char kIpamRoot[] = "/ipam/";
+// A floating IP's address is the key /fipam/<address> (value: the FloatingIp's registry key).
+inline constexpr char kFloatingIpamRoot[] = "/fipam/";
 
 // True while the instance waits for an address (the scheduler must not place it yet).
 bool AwaitingAddress(const compute::ComputeInstance& ci);
@@ -147,6 +151,22 @@ class NetworkManager {
   Status PlanSubnet(const std::string& ns, network::Subnet* subnet, CreatePlan* plan);
   Status PlanSecurityGroup(const std::string& ns, network::SecurityGroup* sg, CreatePlan* plan);
   Status PlanInstance(const std::string& ns, compute::ComputeInstance* ci, CreatePlan* plan);
+  // Floating IPs (floating_ips.cc).
+  Status InitFloatingPool();
+  Status PlanFloatingIp(const std::string& ns, network::FloatingIp* fip, CreatePlan* plan);
+  StatusOr<uint32_t> PickFloatingAddress(const std::string& wanted);
+  // Points the instance's Port at the floating IP (compared on the Port's revision) and fills
+  // the FloatingIp's status; refuses an instance that cannot take it, naming spec.instance.
+  Status Associate(const std::string& ns, network::FloatingIp* fip, CreatePlan* plan);
+  // Clears the floating IP from the Port of `instance` when it still carries it.
+  Status Dissociate(const std::string& ns, const std::string& instance, const std::string& address,
+                    CreatePlan* plan);
+  Status FloatingIpUpdateOps(const network::FloatingIp& updated, store::TxnRequest* txn);
+  StatusOr<int64_t> PrepareFloatingIpDelete(const std::string& ns, const network::FloatingIp& fip,
+                                            int64_t revision);
+  // A placement moves the instance's floating IP's status.details.node along with its Port.
+  Status FloatingIpFollows(const network::Port& port, const std::string& node,
+                           store::TxnRequest* txn);
   StatusOr<SubnetRef> ResolveSubnet(const std::string& ns, const compute::NetworkAttachment& net,
                                     CreatePlan* plan);
   StatusOr<SubnetRef> ReadSubnet(const std::string& field, const std::string& ns,
@@ -171,6 +191,7 @@ class NetworkManager {
   store::Store* store_;
   NetworkOptions options_;
   Cidr pool_;
+  std::optional<Cidr> floating_pool_;
   std::mutex mu_;
   std::map<std::string, Pool> pools_;  // "ns/subnet" → view of its addresses
   std::function<void()> on_release_;

@@ -105,7 +105,7 @@ Status ValidateNetworkSyntax(const KindInfo& kind, const Message& obj) {
     const auto& f = static_cast<const network::FloatingIp&>(obj);
     if (!f.spec().address().empty())
       PHOTON_RETURN_IF_ERROR(ParseAddress("spec.address", f.spec().address()).status());
-    if (f.spec().instance().empty()) return absl::InvalidArgumentError("spec.instance: required");
+    if (f.spec().instance().empty()) return absl::OkStatus();  // allocated, not associated
     return ValidateName("spec.instance", f.spec().instance());
   }
   if (kind.plural == "computeinstances") {
@@ -156,8 +156,12 @@ Status NetworkManager::CheckUpdate(const KindInfo& kind, const std::string& ns, 
         "ports: written by photon-server from their instance's spec.network; change or "
         "re-create the instance instead");
   } else if (kind.plural == "floatingips") {
-    CreatePlan unused;
-    return Plan(Principal{}, kind, ns, in, &unused);
+    // The instance may change (AddPlacementOps moves the mapping); the address may not.
+    auto* a = static_cast<network::FloatingIp*>(in)->mutable_spec();
+    const auto& b = static_cast<const network::FloatingIp&>(stored).spec();
+    if (a->address().empty()) a->set_address(b.address());
+    return immutable("spec.address", a->address(), b.address(),
+                     "allocate another FloatingIp for another address");
   }
   return absl::OkStatus();
 }
@@ -216,6 +220,10 @@ void NetworkManager::AddReleaseOps(const KindInfo& kind, const Message& stored,
     const auto& spec = static_cast<const network::Port&>(stored).spec();
     auto a = ParseAddress("", spec.ip_address());
     if (a.ok()) txn->success.push_back(DeleteOp(IpamKey(md.namespace_(), spec.subnet(), *a)));
+  } else if (kind.plural == "floatingips") {
+    const auto& spec = static_cast<const network::FloatingIp&>(stored).spec();
+    if (!spec.address().empty())
+      txn->success.push_back(DeleteOp(kFloatingIpamRoot + spec.address()));
   }
 }
 
@@ -238,6 +246,9 @@ void NetworkManager::Released(const KindInfo& kind, const Message& stored) {
 
 Status NetworkManager::AddPlacementOps(const KindInfo& kind, const Message& object,
                                        store::TxnRequest* txn) {
+  if (kind.plural == "floatingips") {
+    return FloatingIpUpdateOps(static_cast<const network::FloatingIp&>(object), txn);
+  }
   if (kind.plural != "computeinstances") return absl::OkStatus();
   const auto& ci = static_cast<const compute::ComputeInstance&>(object);
   auto it = ci.status().details().find(kDetailPort);
@@ -252,7 +263,7 @@ Status NetworkManager::AddPlacementOps(const KindInfo& kind, const Message& obje
   port->first.mutable_metadata()->clear_resource_version();
   txn->compares.push_back(ModIs(key, port->second));
   txn->success.push_back(PutOp(key, port->first.SerializeAsString()));
-  return absl::OkStatus();
+  return FloatingIpFollows(port->first, ci.metadata().agent_id(), txn);
 }
 
 StatusOr<std::vector<std::string>> NetworkManager::UsersOf(const KindInfo& kind,
@@ -314,6 +325,9 @@ StatusOr<int64_t> NetworkManager::PrepareDelete(const KindInfo& kind, const std:
                                            "'; delete the instance (its port goes with it)");
     }
     return revision;
+  }
+  if (kind.plural == "floatingips") {
+    return PrepareFloatingIpDelete(ns, static_cast<const network::FloatingIp&>(stored), revision);
   }
   if (kind.plural != "subnets" && kind.plural != "vpcs" && kind.plural != "securitygroups") {
     return revision;
