@@ -29,7 +29,7 @@ std::vector<KindInfo> BuildKinds() {
       Make<network::Port>("ports", false, true),
       Make<network::SecurityGroup>("securitygroups", true, true),
       Make<network::FloatingIp>("floatingips", true, true),
-      Make<network::LoadBalancer>("loadbalancers", true, true),
+      Make<network::LoadBalancer>("loadbalancers", true, false),
       Make<network::DnsZone>("dnszones", true, true),
       Make<network::DnsRecord>("dnsrecords", true, true),
       Make<storage::Volume>("volumes", true, true),

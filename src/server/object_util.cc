@@ -16,6 +16,7 @@
 #include "server/ops/ops_validate.h"
 #include "server/proto_json.h"
 #include "server/providers/dns_validation.h"
+#include "server/providers/loadbalancer_rules.h"
 #include "server/scheduler/limits.h"
 
 namespace photon::server {
@@ -213,6 +214,14 @@ Status ValidateCompute(const compute::ComputeInstance& ci) {
 // Quantities of the template are refused at write time; the rest of the template is checked
 // when a member is created (an invalid one puts the RegionService in ERROR).
 Status ValidateRegionService(const compute::RegionService& r) {
+  if (r.spec().has_load_balancer()) {
+    if (!LoadBalancerProviderConfigured()) {
+      return absl::InvalidArgumentError(
+          "spec.loadBalancer: no load balancer provider is configured on this photon-server "
+          "(providers: driver fiberlb, docs/providers.md)");
+    }
+    PHOTON_RETURN_IF_ERROR(ValidateLoadBalancerSpec(r.spec().load_balancer(), "spec.loadBalancer"));
+  }
   PHOTON_RETURN_IF_ERROR(Bounded("spec.replicas", r.spec().replicas(), scheduler::kMaxReplicas));
   PHOTON_RETURN_IF_ERROR(
       BoundedQuantities("spec.template.resources.", r.spec().template_().resources()));
@@ -255,6 +264,10 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
   PHOTON_RETURN_IF_ERROR(opsengine::ValidateOpsKind(kind.kind, obj));
   if (kind.kind == "RegionService") {
     PHOTON_RETURN_IF_ERROR(ValidateRegionService(static_cast<const compute::RegionService&>(obj)));
+  }
+  if (kind.kind == "LoadBalancer") {
+    PHOTON_RETURN_IF_ERROR(
+        ValidateLoadBalancerSpec(static_cast<const network::LoadBalancer&>(obj).spec(), "spec"));
   }
   return absl::OkStatus();
 }

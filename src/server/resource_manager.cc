@@ -11,6 +11,7 @@
 #include "server/network/network_manager.h"
 #include "server/object_util.h"
 #include "server/privilege.h"
+#include "server/providers/loadbalancer_rules.h"
 
 namespace photon::server {
 
@@ -262,6 +263,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
     return fail(absl::InvalidArgumentError(kind.plural + " are written by the system only"));
   }
   if (auto st = ValidateName("metadata.name", md->name()); !st.ok()) return fail(st);
+  if (auto st = CheckLoadBalancerOwnership(who, kind, "created"); !st.ok()) return fail(st);
   md->set_namespace_(ns);  // validation may depend on it (a Maintenance's drain)
   if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
   if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
@@ -380,6 +382,7 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
   auto want_rev = ParseRevision("metadata.resourceVersion", in_md.resource_version());
   if (!want_rev.ok()) return fail(want_rev.status());
   if (!status_only) {
+    if (auto st = CheckLoadBalancerOwnership(who, kind, "changed"); !st.ok()) return fail(st);
     MutableMetadata(object.get())->set_namespace_(ns);
     if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
     if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
@@ -495,6 +498,7 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
   if (!agent_finalize) {
     if (auto st = Authorize(who, Verb::kDelete, kind, ns); !st.ok()) return fail(st);
   }
+  if (auto st = CheckLoadBalancerOwnership(who, kind, "deleted"); !st.ok()) return fail(st);
   auto want_rev = ParseRevision("resourceVersion", resource_version);
   if (!want_rev.ok()) return fail(want_rev.status());
   const std::string key = RegistryKey(kind.plural, ns, name);

@@ -22,6 +22,7 @@
 #include "server/network/network_controller.h"
 #include "server/network/private_dns.h"
 #include "server/ops/ops_engine.h"
+#include "server/providers/loadbalancer_rules.h"
 #include "server/providers/service_controller.h"
 #include "server/resource_manager.h"
 #include "server/rest_gateway.h"
@@ -74,6 +75,10 @@ class ServerImpl : public Server {
 
   Status Init() {
     PHOTON_RETURN_IF_ERROR(MakeDirs(options_.data_dir, 0700));
+    // The API refuses a RegionService's spec.loadBalancer when no provider would realize it.
+    SetLoadBalancerProviderConfigured(
+        std::any_of(options_.providers.begin(), options_.providers.end(),
+                    [](const ProviderConfig& p) { return p.driver == "fiberlb"; }));
     PHOTON_RETURN_IF_ERROR(ResolveTls(&options_, &ca_file_));
     PHOTON_ASSIGN_OR_RETURN(
         store_, store::OpenStore(

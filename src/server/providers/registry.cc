@@ -2,6 +2,7 @@
 // src/server/providers/<driver>/ (with a CMakeLists.txt adding its sources) and one line here.
 #include <utility>
 
+#include "server/providers/fiberlb/fiberlb_provider.h"
 #include "server/providers/flashdns/flashdns_provider.h"
 #include "server/providers/lightningstor/lightningstor_provider.h"
 #include "server/providers/service_provider.h"
@@ -11,6 +12,7 @@ namespace photon::server {
 namespace {
 const std::vector<std::pair<std::string, ProviderFactory>>& Factories() {
   static const std::vector<std::pair<std::string, ProviderFactory>> factories = {
+      {"fiberlb", &NewFiberLbProvider},
       {"flashdns", &NewFlashDnsProvider},
       {"lightningstor", &NewLightningstorProvider},
   };

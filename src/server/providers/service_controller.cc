@@ -39,7 +39,8 @@ std::string Fingerprint(const google::protobuf::Message& obj) {
 }  // namespace
 
 const std::vector<std::string>& ServiceKinds() {
-  static const std::vector<std::string> kinds = {"dnszones", "dnsrecords", "buckets"};
+  static const std::vector<std::string> kinds = {"dnszones", "dnsrecords", "buckets",
+                                                 "loadbalancers"};
   return kinds;
 }
 
@@ -81,6 +82,8 @@ Status ServiceController::Start() {
       [this](const std::vector<CacheEvent>& events) { OnEvents(events); });
   if (!id.ok()) return id.status();
   subscription_ = *id;
+  lb_owner_ = std::make_unique<LoadBalancerOwner>(resources_, options_.resync);
+  PHOTON_RETURN_IF_ERROR(lb_owner_->Start());
   next_sweep_ = Clock::now();
   worker_ = std::thread([this] {
     SetThreadName("svc-controller");
@@ -90,6 +93,7 @@ Status ServiceController::Start() {
 }
 
 void ServiceController::Stop() {
+  if (lb_owner_) lb_owner_->Stop();
   if (subscription_) {
     resources_->cache()->Unsubscribe(subscription_);
     subscription_ = 0;
@@ -289,6 +293,8 @@ void ServiceController::Reconcile(const std::string& key) {
   st->set_observed_generation(GetMetadata(*msg).generation());
   st->mutable_details()->clear();
   st->mutable_details()->insert(observed.details.begin(), observed.details.end());
+  st->clear_addresses();
+  for (const auto& a : observed.addresses) st->add_addresses(a);
   const std::string result = observed.phase == Phase::RUNNING ? "applied"
                              : observed.phase == Phase::ERROR ? "error"
                                                               : "pending";

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/metrics.h"
+#include "server/providers/loadbalancer_owner.h"
 #include "server/providers/service_provider.h"
 #include "server/resource_manager.h"
 
@@ -72,6 +73,8 @@ class ServiceController {
   ServiceControllerOptions options_;
   std::map<std::string, ServiceProvider*> by_kind_;  // plural → provider (nullptr: none)
   uint64_t subscription_ = 0;
+  // RegionServices' LoadBalancer objects, leader-only like this controller.
+  std::unique_ptr<LoadBalancerOwner> lb_owner_;
 
   std::mutex mu_;
   std::condition_variable cv_;

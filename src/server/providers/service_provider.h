@@ -34,6 +34,8 @@ struct Observed {
   // Written to status.details. Also handed back to Remove (through ManagedRef) after the
   // object is deleted, so keep here whatever locates the backend state (e.g. the zone name).
   std::map<std::string, std::string> details;
+  // Written to status.addresses (a LoadBalancer's VIP).
+  std::vector<std::string> addresses;
   // Transient failure (backend unreachable): the controller retries with backoff.
   bool retry = false;
   // Registry keys (/registry/<plural>/<ns>/<name>) of other objects this one was built from;

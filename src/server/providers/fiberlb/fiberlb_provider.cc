@@ -1,0 +1,405 @@
+// See fiberlb_provider.h.
+#include "server/providers/fiberlb/fiberlb_provider.h"
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/file_util.h"
+#include "common/http_client.h"
+#include "photon/compute.pb.h"
+#include "photon/network.pb.h"
+#include "server/watch_cache.h"
+
+namespace photon::server {
+
+namespace {
+
+using nlohmann::json;
+using Phase = resource::ResourceStatus;
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i <= s.size()) {
+    size_t j = s.find(sep, i);
+    if (j == std::string::npos) j = s.size();
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+// True when every key of `want` is in `have` with the same value: fiberlb's answers carry
+// defaults we do not set.
+bool Covers(const json& have, const json& want) {
+  if (!have.is_object()) return false;
+  for (const auto& [k, v] : want.items()) {
+    if (!have.contains(k) || have[k] != v) return false;
+  }
+  return true;
+}
+
+struct Reply {
+  bool reached = false;
+  int status = 0;
+  json body;
+  std::string message;
+};
+
+// A replica the pool should hold.
+struct Member {
+  std::string name;
+  std::string address;  // without the port
+};
+
+class FiberLbProvider : public ServiceProvider {
+ public:
+  FiberLbProvider(std::string endpoint, std::string token_file, std::string listen,
+                  std::string owner, int drain_timeout_ms, std::chrono::milliseconds timeout)
+      : endpoint_(std::move(endpoint)),
+        token_file_(std::move(token_file)),
+        listen_(std::move(listen)),
+        owner_(std::move(owner)),
+        drain_timeout_ms_(drain_timeout_ms),
+        timeout_(timeout) {}
+
+  std::string driver() const override { return "fiberlb"; }
+  std::vector<std::string> kinds() const override { return {"loadbalancers"}; }
+
+  Observed Apply(const google::protobuf::Message& object, const ObjectLookup& lookup) override {
+    Observed o;
+    if (object.GetDescriptor() != network::LoadBalancer::descriptor()) {
+      o.phase = Phase::ERROR;
+      o.message = "fiberlb provider: cannot realize " + object.GetDescriptor()->name();
+      return o;
+    }
+    const auto& lb = static_cast<const network::LoadBalancer&>(object);
+    o.details["provider"] = "fiberlb";
+    o.details["vip"] = listen_;
+    const auto& md = lb.metadata();
+    const std::string prefix = Prefix(md.namespace_(), md.name());
+    if (prefix.size() + 6 > 64) {
+      o.phase = Phase::ERROR;
+      o.message = "namespace and name too long for fiberlb's names ('" + prefix +
+                  "<port>' must fit in 64 characters)";
+      return o;
+    }
+    std::vector<Member> members = RunningMembers(lb, lookup, &o.depends_on);
+    if (auto st = Sync(lb, prefix, members); !st.ok()) return FromError(st, o);
+    return Report(lb, prefix, members, o);
+  }
+
+  Status Remove(const ManagedRef& ref) override {
+    return RemoveExcept(Prefix(ref.ns, ref.name), {});
+  }
+
+  StatusOr<std::vector<ManagedRef>> ListManaged() override {
+    PHOTON_ASSIGN_OR_RETURN(json state, GetState());
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const char* list : {"listeners", "pools"}) {
+      for (const auto& x : state.value(list, json::array())) {
+        auto parts = Split(x.value("name", ""), '.');
+        if (parts.size() != 4 || parts[0] != owner_) continue;
+        seen.insert({parts[1], parts[2]});
+      }
+    }
+    std::vector<ManagedRef> out;
+    for (const auto& [ns, name] : seen) out.push_back({"loadbalancers", ns, name, {}});
+    return out;
+  }
+
+ private:
+  std::string Prefix(const std::string& ns, const std::string& name) const {
+    return owner_ + "." + ns + "." + name + ".";
+  }
+
+  // The owning RegionService's replicas that are RUNNING, not being deleted and have an
+  // address. Each one looked at is a dependency: its change applies the LoadBalancer again.
+  static std::vector<Member> RunningMembers(const network::LoadBalancer& lb,
+                                            const ObjectLookup& lookup,
+                                            std::vector<std::string>* depends_on) {
+    const std::string& ns = lb.metadata().namespace_();
+    const std::string rs_name =
+        lb.spec().region_service().empty() ? lb.metadata().name() : lb.spec().region_service();
+    depends_on->push_back(RegistryKey("regionservices", ns, rs_name));
+    std::vector<Member> out;
+    auto rs_obj = lookup("regionservices", ns, rs_name);
+    if (!rs_obj) return out;
+    const auto& rs = static_cast<const compute::RegionService&>(*rs_obj);
+    auto listed = rs.status().details().find("members");
+    if (listed == rs.status().details().end()) return out;
+    for (const auto& n : Split(listed->second, ',')) {
+      depends_on->push_back(RegistryKey("computeinstances", ns, n));
+      auto ci_obj = lookup("computeinstances", ns, n);
+      if (!ci_obj) continue;
+      const auto& ci = static_cast<const compute::ComputeInstance&>(*ci_obj);
+      auto label = ci.metadata().labels().find("photon.io/regionservice");
+      if (label == ci.metadata().labels().end() || label->second != rs_name) continue;
+      if (ci.status().phase() != Phase::RUNNING || !ci.metadata().deletion_timestamp().empty() ||
+          ci.status().addresses().empty()) {
+        continue;
+      }
+      out.push_back({n, ReachableAddress(ci.status())});
+    }
+    return out;
+  }
+
+  // status.addresses[0] (the VPC address) for an instance wired to its port; one that runs in
+  // its node's network (agent network mode `shared`, details["network.wired"] = node) is
+  // reached at the address its agent reported, the first one that is not the VPC address.
+  static std::string ReachableAddress(const resource::ResourceStatus& st) {
+    auto wired = st.details().find("network.wired");
+    if (wired == st.details().end() || wired->second != "node") return st.addresses(0);
+    auto vpc = st.details().find("network.address");
+    for (const auto& a : st.addresses()) {
+      if (vpc == st.details().end() || a != vpc->second) return a;
+    }
+    return st.addresses(0);
+  }
+
+  json HealthCheckJson(const network::LoadBalancerHealthCheck& hc) const {
+    const std::string type = hc.type().empty() ? "none" : hc.type();
+    json j = {{"type", type},
+              {"interval_ms", hc.interval_ms() > 0 ? hc.interval_ms() : 2000},
+              {"rise", hc.rise() > 0 ? hc.rise() : 2},
+              {"fall", hc.fall() > 0 ? hc.fall() : 3}};
+    if (type == "http") {
+      j["path"] = hc.path().empty() ? "/" : hc.path();
+      j["expect_status"] = hc.expect_status() > 0 ? hc.expect_status() : 200;
+    }
+    return j;
+  }
+
+  static std::string MemberAddress(const std::string& address, int port) {
+    const bool v6 = address.find(':') != std::string::npos;
+    return (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+  }
+
+  // One fiberlb pool and listener per LoadBalancer listener; PUT only what differs (a pool's
+  // member change goes through HAProxy's runtime API, a removed member drains); our listeners
+  // and pools of this LoadBalancer that are no longer wanted are removed.
+  Status Sync(const network::LoadBalancer& lb, const std::string& prefix,
+              const std::vector<Member>& members) {
+    PHOTON_ASSIGN_OR_RETURN(json state, GetState());
+    std::map<std::string, json> pools, listeners;
+    for (const auto& p : state.value("pools", json::array())) pools[p.value("name", "")] = p;
+    for (const auto& l : state.value("listeners", json::array()))
+      listeners[l.value("name", "")] = l;
+    std::set<std::string> wanted;
+    for (int i = 0; i < lb.spec().listeners_size(); ++i) {
+      const auto& l = lb.spec().listeners(i);
+      const std::string name = prefix + std::to_string(l.port());
+      wanted.insert(name);
+      const int target = l.target_port() > 0 ? l.target_port() : l.port();
+      json ms = json::array();
+      for (const auto& m : members)
+        ms.push_back(
+            {{"name", m.name}, {"address", MemberAddress(m.address, target)}, {"weight", 1}});
+      json pool = {{"name", name},
+                   {"algorithm", "roundrobin"},
+                   {"members", ms},
+                   {"health_check", HealthCheckJson(lb.spec().health_check())},
+                   {"drain_timeout_ms", drain_timeout_ms_}};
+      if (!Covers(pools[name], pool)) {
+        PHOTON_RETURN_IF_ERROR(AsStatus(Call("PUT", "/v1/pools/" + name, pool),
+                                        "spec.listeners[" + std::to_string(i) + "] pool"));
+      }
+      json listener = {{"name", name},
+                       {"protocol", Lower(l.protocol())},
+                       {"address", MemberAddress(listen_, l.port())},
+                       {"pool", name}};
+      if (!Covers(listeners[name], listener)) {
+        PHOTON_RETURN_IF_ERROR(AsStatus(Call("PUT", "/v1/listeners/" + name, listener),
+                                        "spec.listeners[" + std::to_string(i) + "]"));
+      }
+    }
+    return RemoveExcept(prefix, wanted);
+  }
+
+  // Deletes our listeners, then pools, named `prefix`* and not in `keep`.
+  Status RemoveExcept(const std::string& prefix, const std::set<std::string>& keep) {
+    PHOTON_ASSIGN_OR_RETURN(json state, GetState());
+    for (const char* list : {"listeners", "pools"}) {
+      for (const auto& x : state.value(list, json::array())) {
+        const std::string name = x.value("name", "");
+        if (name.rfind(prefix, 0) != 0 || keep.count(name)) continue;
+        Reply del = Call("DELETE", std::string("/v1/") + list + "/" + name);
+        if (del.reached && del.status == 404) continue;
+        PHOTON_RETURN_IF_ERROR(AsStatus(del, std::string("delete ") + list + " " + name));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // RUNNING with the VIP and each member's health as HAProxy sees it. Retried (with backoff)
+  // while a member is not UP, so the status follows its health checks.
+  Observed Report(const network::LoadBalancer& lb, const std::string& prefix,
+                  const std::vector<Member>& members, Observed o) {
+    std::string listeners;
+    std::map<std::string, std::string> health;  // member → worst status over the listeners
+    for (const auto& l : lb.spec().listeners()) {
+      const int target = l.target_port() > 0 ? l.target_port() : l.port();
+      listeners += (listeners.empty() ? "" : ",") + std::to_string(l.port()) + "/" +
+                   Lower(l.protocol()) + "->" + std::to_string(target);
+      Reply got = Call("GET", "/v1/pools/" + prefix + std::to_string(l.port()));
+      if (auto st = AsStatus(got, "get pool"); !st.ok()) return FromError(st, o);
+      for (const auto& m : got.body.value("members", json::array())) {
+        std::string s = m.value("status", "");
+        std::string& h = health[m.value("name", "")];
+        if (h.empty() || s.rfind("UP", 0) != 0) h = s;
+      }
+    }
+    int up = 0;
+    for (const auto& m : members) {
+      const std::string h = health.count(m.name) ? health[m.name] : "";
+      o.details["member." + m.name] = m.address + " " + (h.empty() ? "unknown" : h);
+      if (h.rfind("UP", 0) == 0) {
+        ++up;
+      } else {
+        o.retry = true;
+      }
+    }
+    o.details["listeners"] = listeners;
+    o.addresses.push_back(listen_);
+    o.phase = Phase::RUNNING;
+    o.message = "VIP " + listen_ + " (" + listeners + "): " + std::to_string(members.size()) +
+                " RUNNING member(s), " + std::to_string(up) + " UP";
+    return o;
+  }
+
+  StatusOr<json> GetState() {
+    Reply r = Call("GET", "/v1/state");
+    PHOTON_RETURN_IF_ERROR(AsStatus(r, "get state"));
+    if (!r.body.is_object()) return absl::UnavailableError("fiberlb state: not a JSON object");
+    return r.body;
+  }
+
+  Reply Call(const std::string& method, const std::string& path, const json& body = nullptr) {
+    Reply out;
+    if (token_.empty()) {
+      auto t = ReadFile(token_file_);
+      if (!t.ok()) {
+        out.message =
+            "cannot read token_file " + token_file_ + ": " + std::string(t.status().message());
+        return out;
+      }
+      token_ = Trim(*t);
+    }
+    auto client = HttpClient::Create(endpoint_, token_);
+    if (!client.ok()) {
+      out.message = std::string(client.status().message());
+      return out;
+    }
+    client->set_timeout(timeout_);
+    client->set_user_agent("photon-server");
+    auto r = client->Do(method, path, body.is_null() ? "" : body.dump());
+    if (!r.ok()) {
+      out.message =
+          "fiberlb at " + endpoint_ + " unreachable: " + std::string(r.status().message());
+      return out;
+    }
+    out.reached = true;
+    out.status = r->status;
+    out.body = json::parse(r->body, nullptr, false);
+    if (out.status == 401) token_.clear();  // the token file may have been rewritten
+    if (out.status >= 300) {
+      out.message = out.body.is_object() && out.body.contains("error")
+                        ? out.body["error"].value("message", r->body)
+                        : r->body;
+    }
+    return out;
+  }
+
+  // UNAVAILABLE (retry) when fiberlb was not reached, failed or refused the token; its
+  // refusal otherwise.
+  Status AsStatus(const Reply& r, const std::string& what) {
+    if (!r.reached) return absl::UnavailableError(r.message);
+    if (r.status >= 200 && r.status < 300) return absl::OkStatus();
+    std::string msg =
+        what + " refused by fiberlb (HTTP " + std::to_string(r.status) + "): " + r.message;
+    if (r.status >= 500 || r.status == 401) return absl::UnavailableError(msg);
+    if (r.status == 404) return absl::NotFoundError(msg);
+    return absl::InvalidArgumentError(msg);
+  }
+
+  static Observed FromError(const Status& st, Observed o) {
+    o.message = std::string(st.message());
+    if (st.code() == StatusCode::kUnavailable) {
+      o.phase = Phase::CREATING;
+      o.message += "; retrying";
+      o.retry = true;
+    } else {
+      o.phase = Phase::ERROR;
+    }
+    return o;
+  }
+
+  const std::string endpoint_;
+  const std::string token_file_;
+  const std::string listen_;
+  const std::string owner_;
+  const int drain_timeout_ms_;
+  const std::chrono::milliseconds timeout_;
+  std::string token_;  // read lazily: fiberlb may write it after photon-server starts
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConfig& config) {
+  std::string endpoint, token_file, listen = "127.0.0.1", owner = "photon";
+  int timeout_ms = 2000, drain_timeout_ms = 10000;
+  const std::string where = "providers (fiberlb): ";
+  try {
+    for (const auto& [key, value] : config.settings) {
+      if (key == "endpoint") {
+        endpoint = value;
+      } else if (key == "token_file") {
+        token_file = value;
+      } else if (key == "listen_address") {
+        listen = value;
+      } else if (key == "owner") {
+        owner = value;
+      } else if (key == "timeout_ms") {
+        timeout_ms = std::stoi(value);
+      } else if (key == "drain_timeout_ms") {
+        drain_timeout_ms = std::stoi(value);
+      } else {
+        return absl::InvalidArgumentError(where + "unknown key '" + key + "'");
+      }
+    }
+  } catch (const std::exception&) {
+    return absl::InvalidArgumentError(where + "timeout_ms and drain_timeout_ms want numbers");
+  }
+  if (endpoint.rfind("http://", 0) != 0)
+    return absl::InvalidArgumentError(where + "endpoint: want http://HOST:PORT, got '" + endpoint +
+                                      "'");
+  if (auto c = HttpClient::Create(endpoint, ""); !c.ok())
+    return absl::InvalidArgumentError(where + "endpoint: " + std::string(c.status().message()));
+  if (token_file.empty()) return absl::InvalidArgumentError(where + "token_file: required");
+  if (listen.empty() || listen.find_first_of("[] /") != std::string::npos)
+    return absl::InvalidArgumentError(where + "listen_address: an IP address, got '" + listen +
+                                      "'");
+  if (owner.empty() ||
+      owner.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+    return absl::InvalidArgumentError(where + "owner: lower-case letters, digits and '-'");
+  if (timeout_ms <= 0) return absl::InvalidArgumentError(where + "timeout_ms: must be > 0");
+  if (drain_timeout_ms < 0)
+    return absl::InvalidArgumentError(where + "drain_timeout_ms: must be >= 0");
+  return std::unique_ptr<ServiceProvider>(
+      std::make_unique<FiberLbProvider>(endpoint, token_file, listen, owner, drain_timeout_ms,
+                                        std::chrono::milliseconds(timeout_ms)));
+}
+
+}  // namespace photon::server

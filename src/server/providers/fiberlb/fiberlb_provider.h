@@ -1,0 +1,28 @@
+// The fiberlb driver: realizes LoadBalancer objects (owned by RegionServices, seed 003) on a
+// fiberlb daemon through its REST API (docs/fiberlb.md, docs/providers.md).
+//
+// Each listener of a LoadBalancer becomes a fiberlb listener on `listen_address`:port and a pool
+// of the same name, "<owner>.<namespace>.<name>.<port>", whose members are the RegionService's
+// replicas that are RUNNING (not being deleted), at status.addresses[0]:targetPort (the node's
+// address for an instance in its node's network, agent mode `shared`). A replica
+// that leaves (deleted, moved, not RUNNING) is dropped from the pool, which fiberlb drains.
+// Only fiberlb objects whose names start with "<owner>." are ever changed or removed.
+//
+// Config keys (photon-server `providers:` entry):
+//   endpoint: http://127.0.0.1:18090   # fiberlb API (required)
+//   token_file: /path/api.token       # fiberlb API token (required; read again on a 401)
+//   listen_address: 127.0.0.1         # the VIP every listener binds (default 127.0.0.1)
+//   owner: photon                     # name prefix; distinct per photon cluster
+//   drain_timeout_ms: 10000           # how long a leaving replica keeps its connections
+//   timeout_ms: 2000                  # per HTTP call
+#pragma once
+
+#include <memory>
+
+#include "server/providers/service_provider.h"
+
+namespace photon::server {
+
+StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConfig& config);
+
+}  // namespace photon::server

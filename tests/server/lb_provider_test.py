@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""RegionService load balancers end to end: a real photon-server configured with the fiberlb
+provider, a real fiberlb running the real HAProxy, and a real photon-agent (network mode
+`shared`) running the RegionService's replicas as process instances that serve HTTP.
+
+Asserted: a RegionService with 2 replicas and spec.loadBalancer gets its LoadBalancer object,
+a fiberlb listener on the VIP and a pool whose members are exactly its RUNNING replicas; curl
+through the VIP answers 200 from a RUNNING replica; scaling 2 -> 5 -> 1 keeps the pool equal to
+the RUNNING replicas at every step (a replica that leaves is drained, then gone from HAProxy);
+the LoadBalancer's status shows the VIP and each member's health; deleting the RegionService
+removes the LoadBalancer, the fiberlb listener and pool and HAProxy's backend. Users cannot
+create or delete a LoadBalancer, and a server without the fiberlb provider refuses a
+spec.loadBalancer.
+
+In network mode `shared` every replica's address is the node's (127.0.0.1), so the replicas
+share the target port with SO_REUSEPORT (they run privileged, as root, which SO_REUSEPORT
+needs across processes); each answers with its instance name. Every wait is bounded; every
+process is stopped at the end.
+
+usage: lb_provider_test.py BUILD_DIR"""
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+import urllib.request
+
+BUILD = sys.argv.pop(1) if len(sys.argv) > 1 else "build"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "flashdns"))
+import harness  # noqa: E402  (flashdns's test harness: daemons, free ports, temp dirs)
+from provider_harness import Http, start_photon_server, wait_until  # noqa: E402
+
+SERVER = os.path.join(BUILD, "src/server/photon-server")
+AGENT = os.path.join(BUILD, "src/agent/photon-agent")
+FIBERLB = os.path.join(BUILD, "src/fiberlb/fiberlb")
+NS = "default"
+RS = "web"
+
+# A replica: HTTP on 127.0.0.1:PORT (shared with the other replicas), answering its name.
+MEMBER = r"""
+import http.server, os, socket, sys
+name = os.environ["PHOTON_INSTANCE"].encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(name)))
+        self.end_headers()
+        self.wfile.write(name)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+class FiberLb:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.api_port = harness.free_port()
+        self.data = os.path.join(tmp, "fiberlb")
+        self.config = os.path.join(tmp, "fiberlb.yaml")
+        with open(self.config, "w") as f:
+            json.dump({"api": "127.0.0.1:%d" % self.api_port, "data_dir": self.data}, f)
+        self.daemon = harness.Daemon([FIBERLB, "--config", self.config],
+                                     os.path.join(tmp, "fiberlb.log"))
+
+        def healthy():
+            if self.daemon.proc.poll() is not None:
+                raise AssertionError("fiberlb exited:\n" + self.daemon.output())
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.api_port, timeout=1)
+                return True
+            except OSError:
+                return False
+        wait_until("fiberlb /healthz", healthy, 20)
+        self.token_file = os.path.join(self.data, "api.token")
+        with open(self.token_file) as f:
+            self.api = Http("http://127.0.0.1:%d" % self.api_port, f.read().strip())
+
+    def state(self):
+        status, body = self.api.call("GET", "/v1/state")
+        assert status == 200, body
+        return body
+
+    def haproxy_config(self):
+        with open(os.path.join(self.data, "run", "haproxy.cfg")) as f:
+            return f.read()
+
+
+def curl(url):
+    """(HTTP status, body); status 0 when the connection failed."""
+    out = subprocess.run(["curl", "-sS", "--max-time", "5", "-o", "-", "-w", "\n%{http_code}",
+                          url], capture_output=True, text=True, timeout=10)
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+class LoadBalancerProviderTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = harness.make_tmp("photon-lb-")
+        cls.procs = []
+        cls.lb = FiberLb(cls.tmp)
+        cls.procs.append(cls.lb.daemon)
+        cls.port = harness.free_port()
+        cls.data = os.path.join(cls.tmp, "server")
+        config = os.path.join(cls.tmp, "photon-server.yaml")
+        with open(config, "w") as f:
+            f.write("provider_resync_s: 2\n"
+                    "providers:\n"
+                    "  - driver: fiberlb\n"
+                    "    endpoint: http://127.0.0.1:%d\n"
+                    "    token_file: %s\n"
+                    "    listen_address: 127.0.0.1\n"
+                    "    drain_timeout_ms: 1000\n" % (cls.lb.api_port, cls.lb.token_file))
+        cls.server = start_photon_server(SERVER, config, cls.data, cls.port, cls.tmp)
+        cls.procs.append(cls.server)
+        with open(os.path.join(cls.data, "admin.token")) as f:
+            cls.api = Http("http://127.0.0.1:%d" % cls.port, f.read().strip())
+        cls.agent = harness.Daemon(
+            [AGENT, "--server", "127.0.0.1:%d" % cls.port, "--token-file",
+             os.path.join(cls.data, "join.token"), "--data-dir", os.path.join(cls.tmp, "agent"),
+             "--name", "lb-n1", "--heartbeat-seconds", "1", "--resync-seconds", "1",
+             "--vcpu", "16", "--memory-mb", "8192", "--disk-gb", "20",
+             "--network-mode", "shared"],
+            os.path.join(cls.tmp, "agent.log"))
+        cls.procs.append(cls.agent)
+        wait_until("node lb-n1", lambda: cls.api.call(
+            "GET", "/v1/namespaces/system/nodes/lb-n1")[0] == 200, 20)
+        cls.vip_port = harness.free_port()
+        cls.target_port = harness.free_port()
+
+    @classmethod
+    def tearDownClass(cls):
+        # Replicas are the agent's children only in name: delete them through the API and
+        # wait, so no workload outlives the test, then stop the daemons.
+        try:
+            cls.api.call("DELETE", "/v1/namespaces/%s/regionservices/%s" % (NS, RS))
+            wait_until("replicas gone", lambda: not cls.instances(), 30)
+        finally:
+            for d in reversed(cls.procs):
+                d.stop()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    @classmethod
+    def instances(cls):
+        status, body = cls.api.call(
+            "GET", "/v1/namespaces/%s/computeinstances?labelSelector=photon.io/regionservice=%s"
+            % (NS, RS))
+        assert status == 200, body
+        return body.get("items", [])
+
+    def running(self):
+        return {i["metadata"]["name"] for i in self.instances()
+                if i.get("status", {}).get("phase") == "RUNNING"
+                and not i["metadata"].get("deletionTimestamp")}
+
+    def pool_name(self):
+        return "photon.%s.%s.%d" % (NS, RS, self.vip_port)
+
+    def pool(self):
+        """(active member names, draining member names) as HAProxy reports them."""
+        status, body = self.lb.api.call("GET", "/v1/pools/" + self.pool_name())
+        if status == 404:
+            return None
+        assert status == 200, body
+        return ({m["name"] for m in body["members"]}, {d["name"] for d in body["draining"]},
+                body)
+
+    def rs_body(self, replicas):
+        return {"kind": "RegionService", "metadata": {"name": RS, "namespace": NS},
+                "spec": {"replicas": replicas,
+                         "template": {
+                             "process": {"command": ["python3", "-c", MEMBER,
+                                                     str(self.target_port)]},
+                             "resources": {"vcpu": 1, "memoryMb": "64"},
+                             "security": {"privileged": True}},
+                         "loadBalancer": {
+                             "type": "L7",
+                             "listeners": [{"port": self.vip_port, "protocol": "HTTP",
+                                            "targetPort": self.target_port}],
+                             "healthCheck": {"type": "tcp", "intervalMs": 300, "rise": 1,
+                                             "fall": 1}}}}
+
+    def scale(self, replicas):
+        path = "/v1/namespaces/%s/regionservices/%s" % (NS, RS)
+        for _ in range(20):  # the controller writes the status meanwhile: retry a conflict
+            status, rs = self.api.call("GET", path)
+            self.assertEqual(status, 200, rs)
+            rs["spec"]["replicas"] = replicas
+            status, body = self.api.call("PUT", path, rs)
+            if status == 200:
+                return
+            self.assertEqual(status, 409, body)
+        self.fail("scale to %d kept conflicting" % replicas)
+
+    def settle(self, replicas):
+        """Waits for `replicas` RUNNING replicas and no others, then for the pool to hold
+        exactly them with nothing left draining; checks the data path and the status."""
+        def settled():
+            items = self.instances()
+            names = {i["metadata"]["name"] for i in items}
+            run = self.running()
+            return run if len(run) == replicas and names == run else None
+        running = wait_until("%d RUNNING replicas" % replicas, settled, 60)
+
+        def pool_matches():
+            p = self.pool()
+            return p if p and p[0] == running and not p[1] else None
+        _, _, body = wait_until("pool == RUNNING replicas %s" % sorted(running), pool_matches, 20)
+        for m in body["members"]:
+            self.assertEqual(m["address"], "127.0.0.1:%d" % self.target_port)
+        served = set()
+        for _ in range(3 * replicas):
+            code, who = curl("http://127.0.0.1:%d/" % self.vip_port)
+            self.assertEqual(code, 200, who)
+            self.assertIn(who, running, "answered by a replica that is not RUNNING")
+            served.add(who)
+        # The LoadBalancer's status: the VIP and every member's health (all UP in time).
+
+        def status_ok():
+            status, lb = self.api.call("GET", "/v1/namespaces/%s/loadbalancers/%s" % (NS, RS))
+            st = lb.get("status", {}) if status == 200 else {}
+            members = {k[len("member."):]: v for k, v in st.get("details", {}).items()
+                       if k.startswith("member.")}
+            return (st if st.get("phase") == "RUNNING" and set(members) == running
+                    and all(" UP" in v for v in members.values()) else None)
+        st = wait_until("LoadBalancer status with %d UP members" % replicas, status_ok, 20)
+        self.assertEqual(st.get("addresses"), ["127.0.0.1"])
+        self.assertEqual(st["details"]["vip"], "127.0.0.1")
+        return running
+
+    # --- tests (in name order) -----------------------------------------------------------------
+
+    def test_1_users_cannot_create_or_delete_a_loadbalancer(self):
+        lb = {"kind": "LoadBalancer", "metadata": {"name": "mine", "namespace": NS},
+              "spec": {"type": "L7", "listeners": [{"port": 8080, "protocol": "HTTP"}]}}
+        status, body = self.api.call("POST", "/v1/namespaces/%s/loadbalancers" % NS, lb)
+        self.assertEqual(status, 400, body)
+        self.assertIn("only with its RegionService", json.dumps(body))
+        bad = self.rs_body(1)
+        bad["metadata"]["name"] = "bad"
+        bad["spec"]["loadBalancer"]["type"] = "L4"
+        status, body = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS, bad)
+        self.assertEqual(status, 400, body)
+        self.assertIn("spec.loadBalancer.type", json.dumps(body))
+        bad = self.rs_body(1)
+        bad["metadata"]["name"] = "bad"
+        bad["spec"]["loadBalancer"]["listeners"][0]["protocol"] = "HTTPS"
+        status, body = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS, bad)
+        self.assertEqual(status, 400, body)
+        self.assertIn("spec.loadBalancer.listeners[0].protocol", json.dumps(body))
+
+    def test_2_scale_2_5_1_serves_only_running_replicas_then_delete_removes_all(self):
+        t0 = time.monotonic()
+        status, body = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS,
+                                     self.rs_body(2))
+        self.assertEqual(status, 202, body)
+        status, lb = self.api.call("GET", "/v1/namespaces/%s/loadbalancers/%s" % (NS, RS))
+        wait_until("LoadBalancer object", lambda: self.api.call(
+            "GET", "/v1/namespaces/%s/loadbalancers/%s" % (NS, RS))[0] == 200, 10)
+        status, lb = self.api.call("GET", "/v1/namespaces/%s/loadbalancers/%s" % (NS, RS))
+        self.assertEqual(lb["spec"]["regionService"], RS)
+        self.assertEqual(lb["metadata"]["labels"]["photon.io/regionservice"], RS)
+        # Owned: a user's delete is refused, naming the rule.
+        status, body = self.api.call("DELETE", "/v1/namespaces/%s/loadbalancers/%s" % (NS, RS))
+        self.assertEqual(status, 400, body)
+        self.assertIn("only with its RegionService", json.dumps(body))
+        self.settle(2)
+        print("create -> 2 replicas served through the LB in %.2f s" % (time.monotonic() - t0))
+        self.scale(5)
+        self.settle(5)
+        self.scale(1)
+        self.settle(1)
+
+        status, body = self.api.call("DELETE", "/v1/namespaces/%s/regionservices/%s" % (NS, RS))
+        self.assertEqual(status, 202, body)
+        wait_until("LoadBalancer deleted with its RegionService", lambda: self.api.call(
+            "GET", "/v1/namespaces/%s/loadbalancers/%s" % (NS, RS))[0] == 404, 15)
+
+        def fiberlb_clean():
+            st = self.lb.state()
+            names = [x["name"] for x in st["listeners"] + st["pools"]]
+            return not any(n.startswith("photon.") for n in names)
+        wait_until("fiberlb listener and pool removed", fiberlb_clean, 15)
+        self.assertNotIn(self.pool_name(), self.lb.haproxy_config())
+        self.assertEqual(curl("http://127.0.0.1:%d/" % self.vip_port)[0], 0)
+        wait_until("replicas gone", lambda: not self.instances(), 30)
+
+    def test_3_without_fiberlb_a_load_balancer_is_refused(self):
+        port = harness.free_port()
+        data = os.path.join(self.tmp, "server-nolb")
+        config = os.path.join(self.tmp, "photon-server-nolb.yaml")
+        with open(config, "w") as f:
+            f.write("provider_resync_s: 2\n")
+        d = start_photon_server(SERVER, config, data, port, self.tmp)
+        try:
+            with open(os.path.join(data, "admin.token")) as f:
+                api = Http("http://127.0.0.1:%d" % port, f.read().strip())
+            status, body = api.call("POST", "/v1/namespaces/%s/regionservices" % NS,
+                                    self.rs_body(1))
+            self.assertEqual(status, 400, body)
+            self.assertIn("no load balancer provider is configured", json.dumps(body))
+        finally:
+            d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
