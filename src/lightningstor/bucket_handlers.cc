@@ -252,7 +252,12 @@ StatusOr<http::Response> S3Service::DeleteBucketTagging(S3Request& r) {
 StatusOr<http::Response> S3Service::PutBucketPolicy(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 20 << 10));
-  PHOTON_RETURN_IF_ERROR(ParseBucketPolicy(body, r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(PolicyGrants grants, ParseBucketPolicy(body, r.bucket));
+  if (r.public_access.block_public_policy && (grants.public_get || grants.public_list)) {
+    return S3Error("AccessDenied",
+                   "Access Denied: the bucket's Public Access Block (BlockPublicPolicy) refuses a "
+                   "policy granting access to everyone");
+  }
   // The bucket's ACL stays as it is: the policy's grants are read from its text.
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   PHOTON_RETURN_IF_ERROR(meta_->SetPolicy(r.bucket, bucket.public_read, body));
@@ -282,6 +287,7 @@ StatusOr<http::Response> S3Service::PutBucketAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(auto acl, AclFromRequest(AclRequestOf(r.http, std::move(body)),
                                                    bucket.owner, bucket.owner, true, user_exists));
   if (!acl) return S3Error("MissingSecurityHeader", "Your request was missing a required header");
+  PHOTON_RETURN_IF_ERROR(CheckPublicAclAllowed(r, *acl));
   PHOTON_RETURN_IF_ERROR(
       meta_->SetBucketAcl(r.bucket, AllUsersRead(*acl), EncodeGrants(acl->grants)));
   return Empty(200);
@@ -290,6 +296,28 @@ StatusOr<http::Response> S3Service::PutBucketAcl(S3Request& r) {
 StatusOr<http::Response> S3Service::GetBucketAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   return XmlResponse(AclXml(BucketAcl(bucket.owner, bucket.acl, bucket.public_read)));
+}
+
+StatusOr<http::Response> S3Service::PutPublicAccessBlock(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 16 << 10));
+  PHOTON_ASSIGN_OR_RETURN(PublicAccessBlock pab, ParsePublicAccessBlock(body));
+  PHOTON_RETURN_IF_ERROR(meta_->SetPublicAccessBlock(r.bucket, EncodePublicAccessBlock(pab)));
+  return Empty(200);
+}
+
+StatusOr<http::Response> S3Service::GetPublicAccessBlock(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  if (bucket.public_access_block.empty()) {
+    return S3Error("NoSuchPublicAccessBlockConfiguration",
+                   "The public access block configuration was not found");
+  }
+  return XmlResponse(PublicAccessBlockXml(DecodePublicAccessBlock(bucket.public_access_block)));
+}
+
+StatusOr<http::Response> S3Service::DeletePublicAccessBlock(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(meta_->SetPublicAccessBlock(r.bucket, ""));
+  return Empty(204);
 }
 
 StatusOr<http::Response> S3Service::PutBucketCors(S3Request& r) {

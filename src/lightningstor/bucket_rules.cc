@@ -126,6 +126,59 @@ Status ParseStatement(const nlohmann::json& st, const std::string& bucket, Polic
 
 }  // namespace
 
+PublicAccessBlock DecodePublicAccessBlock(const std::string& stored) {
+  PublicAccessBlock pab;
+  if (stored.size() != 4) return pab;
+  pab.block_public_acls = stored[0] == '1';
+  pab.ignore_public_acls = stored[1] == '1';
+  pab.block_public_policy = stored[2] == '1';
+  pab.restrict_public_buckets = stored[3] == '1';
+  return pab;
+}
+
+std::string EncodePublicAccessBlock(const PublicAccessBlock& pab) {
+  std::string out;
+  for (bool b : {pab.block_public_acls, pab.ignore_public_acls, pab.block_public_policy,
+                 pab.restrict_public_buckets})
+    out += b ? '1' : '0';
+  return out;
+}
+
+namespace {
+
+constexpr const char* kPabNames[] = {"BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                                     "RestrictPublicBuckets"};
+
+}  // namespace
+
+StatusOr<PublicAccessBlock> ParsePublicAccessBlock(const std::string& xml) {
+  PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(xml));
+  if (doc->name != "PublicAccessBlockConfiguration") {
+    return S3Error("MalformedXML", "Expected a PublicAccessBlockConfiguration document");
+  }
+  std::string flags = "0000";
+  for (const auto& child : doc->children) {
+    auto name = std::find(std::begin(kPabNames), std::end(kPabNames), child->name);
+    if (name == std::end(kPabNames)) {
+      return S3Error("MalformedXML", "Unknown element " + child->name);
+    }
+    if (child->text != "true" && child->text != "false") {
+      return S3Error("MalformedXML", child->name + " must be true or false");
+    }
+    flags[name - std::begin(kPabNames)] = child->text == "true" ? '1' : '0';
+  }
+  return DecodePublicAccessBlock(flags);
+}
+
+std::string PublicAccessBlockXml(const PublicAccessBlock& pab) {
+  XmlWriter w;
+  w.Open("PublicAccessBlockConfiguration", "http://s3.amazonaws.com/doc/2006-03-01/");
+  std::string flags = EncodePublicAccessBlock(pab);
+  for (size_t i = 0; i < 4; ++i) w.Element(kPabNames[i], flags[i] == '1' ? "true" : "false");
+  w.Close("PublicAccessBlockConfiguration");
+  return w.Take();
+}
+
 StatusOr<PolicyGrants> ParseBucketPolicy(const std::string& policy_json,
                                          const std::string& bucket) {
   auto doc = nlohmann::json::parse(policy_json, nullptr, false);

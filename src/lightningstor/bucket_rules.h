@@ -1,5 +1,5 @@
-// Pure rules about buckets: S3 bucket naming, the public-read reading of a bucket policy, and
-// lifecycle configuration parsing. Thread-safe (no state).
+// Pure rules about buckets: S3 bucket naming, the public-read reading of a bucket policy, the
+// Public Access Block, and lifecycle configuration parsing. Thread-safe (no state).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,19 @@ struct PolicyGrants {
   bool public_list = false;  // anonymous ListObjects
 };
 StatusOr<PolicyGrants> ParseBucketPolicy(const std::string& policy_json, const std::string& bucket);
+
+// A bucket's Public Access Block. Stored as four '0'/'1' in this order ("" = none, all off).
+struct PublicAccessBlock {
+  bool block_public_acls = false;        // a request setting a public ACL is refused
+  bool ignore_public_acls = false;       // public grants are not honoured
+  bool block_public_policy = false;      // a public bucket policy is refused
+  bool restrict_public_buckets = false;  // a public policy grants no one but the owner
+};
+PublicAccessBlock DecodePublicAccessBlock(const std::string& stored);
+std::string EncodePublicAccessBlock(const PublicAccessBlock& pab);
+// From a PublicAccessBlockConfiguration document (absent elements are false); MalformedXML.
+StatusOr<PublicAccessBlock> ParsePublicAccessBlock(const std::string& xml);
+std::string PublicAccessBlockXml(const PublicAccessBlock& pab);
 
 // Which objects a lifecycle rule applies to: all of prefix, tags and size bounds must hold.
 struct LifecycleFilter {

@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS buckets(
   lifecycle TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '',
   cors TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT 'lightningstor',
   acl TEXT NOT NULL DEFAULT '', object_lock TEXT NOT NULL DEFAULT '',
-  logging TEXT NOT NULL DEFAULT '');
+  logging TEXT NOT NULL DEFAULT '', public_access_block TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS objects(
   id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL,
   is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -247,7 +247,8 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
   PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
   // Data directories made before bucket tagging, CORS or accounts existed lack the column; their
   // buckets belong to the default account.
-  for (const char* column : {"tags", "cors", "acl", "owner", "object_lock", "logging"}) {
+  for (const char* column :
+       {"tags", "cors", "acl", "owner", "object_lock", "logging", "public_access_block"}) {
     PHOTON_ASSIGN_OR_RETURN(
         auto has, store->writer_->Query("SELECT 1 FROM pragma_table_info('buckets') WHERE name = ?",
                                         std::string(column)));
@@ -335,14 +336,17 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
 StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
-      auto s, db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                        "tags, cors, owner, acl, object_lock, logging FROM buckets WHERE name = ?",
-                        name));
+      auto s,
+      db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
+                "tags, cors, owner, acl, object_lock, logging, public_access_block FROM buckets "
+                "WHERE name = ?",
+                name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
   return BucketMeta{s.ColumnText(0), s.ColumnInt(1),  s.ColumnText(2),  s.ColumnInt(3) != 0,
                     s.ColumnText(4), s.ColumnText(5), s.ColumnText(6),  s.ColumnText(7),
-                    s.ColumnText(8), s.ColumnText(9), s.ColumnText(10), s.ColumnText(11)};
+                    s.ColumnText(8), s.ColumnText(9), s.ColumnText(10), s.ColumnText(11),
+                    s.ColumnText(12)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
@@ -350,12 +354,14 @@ StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_ASSIGN_OR_RETURN(
       auto s,
       db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                  "tags, cors, owner, acl, object_lock, logging FROM buckets ORDER BY name"));
+                  "tags, cors, owner, acl, object_lock, logging, public_access_block FROM buckets "
+                  "ORDER BY name"));
   std::vector<BucketMeta> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
     out.push_back({r.ColumnText(0), r.ColumnInt(1), r.ColumnText(2), r.ColumnInt(3) != 0,
                    r.ColumnText(4), r.ColumnText(5), r.ColumnText(6), r.ColumnText(7),
-                   r.ColumnText(8), r.ColumnText(9), r.ColumnText(10), r.ColumnText(11)});
+                   r.ColumnText(8), r.ColumnText(9), r.ColumnText(10), r.ColumnText(11),
+                   r.ColumnText(12)});
   }));
   return out;
 }
@@ -432,6 +438,13 @@ Status MetaStore::SetLogging(const std::string& name, const std::string& target)
   return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET logging = ? WHERE name = ?", target, name);
+  });
+}
+
+Status MetaStore::SetPublicAccessBlock(const std::string& name, const std::string& config) {
+  return Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Run("UPDATE buckets SET public_access_block = ? WHERE name = ?", config, name);
   });
 }
 

@@ -74,6 +74,7 @@ class MetaStore {
   Status SetBucketAcl(const std::string& name, bool public_read, const std::string& acl);
   Status SetLifecycle(const std::string& name, const std::string& lifecycle_xml);
   Status SetLogging(const std::string& name, const std::string& target);
+  Status SetPublicAccessBlock(const std::string& name, const std::string& config);
   // Replaces the Object Lock configuration of a bucket made with Object Lock
   // (InvalidBucketState otherwise: it cannot be turned on later).
   Status SetObjectLock(const std::string& name, const std::string& config);

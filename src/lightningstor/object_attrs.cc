@@ -1,5 +1,6 @@
 #include "lightningstor/object_attrs.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -324,6 +325,15 @@ bool AllUsersRead(const Acl& acl) {
   for (const Grant& g : acl.grants)
     if (g.group && g.grantee == "AllUsers" && (g.permission & kPermRead)) return true;
   return false;
+}
+
+bool IsPublicAcl(const Acl& acl) {
+  return std::any_of(acl.grants.begin(), acl.grants.end(), [](const Grant& g) { return g.group; });
+}
+
+Acl WithoutPublicGrants(Acl acl) {
+  std::erase_if(acl.grants, [](const Grant& g) { return g.group; });
+  return acl;
 }
 
 std::string AclXml(const Acl& acl) {

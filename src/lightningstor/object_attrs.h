@@ -94,6 +94,10 @@ void StoreObjectAcl(const Acl& acl, std::map<std::string, std::string>* headers)
 Acl BucketAcl(const std::string& owner, const std::string& grants, bool public_read);
 // Whether AllUsers may READ (the bucket's public_read column).
 bool AllUsersRead(const Acl& acl);
+// Whether an ACL grants anything to AllUsers or AuthenticatedUsers (S3's "public" ACL).
+bool IsPublicAcl(const Acl& acl);
+// The ACL without those grants (a Public Access Block's IgnorePublicAcls).
+Acl WithoutPublicGrants(Acl acl);
 
 // The AccessControlPolicy document of an ACL.
 std::string AclXml(const Acl& acl);

@@ -57,7 +57,9 @@ Status S3Service::ObjectAttributes(const S3Request& r,
   auto user_exists = [this](const std::string& u) { return UserExists(u); };
   PHOTON_ASSIGN_OR_RETURN(auto acl, AclFromRequest(AclRequestOf(req, ""), r.caller, r.bucket_owner,
                                                    false, user_exists));
-  if (!acl) {
+  if (acl) {
+    PHOTON_RETURN_IF_ERROR(CheckPublicAclAllowed(r, *acl));
+  } else {
     PHOTON_ASSIGN_OR_RETURN(acl, CannedAcl("private", r.caller, r.bucket_owner, false));
   }
   StoreObjectAcl(*acl, headers);
@@ -286,12 +288,14 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(bucket, key, version_id));
   // The caller must be able to read the source: its ACL, or the source bucket's policy.
   bool policy_get = false;
-  if (!source_bucket.policy.empty()) {
+  PublicAccessBlock pab = DecodePublicAccessBlock(source_bucket.public_access_block);
+  if (!source_bucket.policy.empty() && !pab.restrict_public_buckets) {
     auto grants = ParseBucketPolicy(source_bucket.policy, bucket);
     policy_get = grants.ok() && grants->public_get;
   }
-  if (!policy_get &&
-      !(Permissions(ObjectAcl(o.headers, source_bucket.owner), r.caller) & kPermRead)) {
+  Acl source_acl = ObjectAcl(o.headers, source_bucket.owner);
+  if (pab.ignore_public_acls) source_acl = WithoutPublicGrants(std::move(source_acl));
+  if (!policy_get && !(Permissions(source_acl, r.caller) & kPermRead)) {
     return S3Error("AccessDenied", "Access Denied");
   }
   if (SseKeys::IsEncrypted(o.headers)) {
@@ -624,6 +628,7 @@ StatusOr<http::Response> S3Service::PutObjectAcl(S3Request& r) {
     PHOTON_ASSIGN_OR_RETURN(auto acl,
                             AclFromRequest(asked, owner, r.bucket_owner, false, user_exists));
     if (!acl) return S3Error("MissingSecurityHeader", "Your request was missing a required header");
+    PHOTON_RETURN_IF_ERROR(CheckPublicAclAllowed(r, *acl));
     StoreObjectAcl(*acl, &headers);
     return absl::OkStatus();
   };

@@ -52,6 +52,7 @@ const std::unordered_map<std::string_view, int>& CodeTable() {
       {"NoSuchCORSConfiguration", 404},
       {"NoSuchKey", 404},
       {"NoSuchObjectLockConfiguration", 404},
+      {"NoSuchPublicAccessBlockConfiguration", 404},
       {"ObjectLockConfigurationNotFoundError", 404},
       {"NoSuchLifecycleConfiguration", 404},
       {"NoSuchTagSet", 404},

@@ -46,8 +46,8 @@ bool IsArgument(const std::string& name) {
 // (GET /bucket/key?foo must never answer the object's bytes).
 bool IsImplementedSubresource(const std::string& name, bool object) {
   static const auto* bucket = new std::set<std::string>{
-      "versioning", "lifecycle", "policy", "acl",  "tagging",     "location",
-      "uploads",    "versions",  "delete", "cors", "object-lock", "logging"};
+      "versioning", "lifecycle", "policy", "acl",         "tagging", "location",         "uploads",
+      "versions",   "delete",    "cors",   "object-lock", "logging", "publicAccessBlock"};
   static const auto* objects =
       new std::set<std::string>{"acl", "tagging", "uploads", "retention", "legal-hold"};
   return (object ? objects : bucket)->count(name) > 0;
@@ -173,6 +173,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("cors")) return "PutBucketCors";
       if (req.HasQuery("object-lock")) return "PutObjectLockConfiguration";
       if (req.HasQuery("logging")) return "PutBucketLogging";
+      if (req.HasQuery("publicAccessBlock")) return "PutPublicAccessBlock";
       if (!req.query.empty()) return "Unknown";
       return "CreateBucket";
     }
@@ -186,6 +187,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("cors")) return "GetBucketCors";
       if (req.HasQuery("object-lock")) return "GetObjectLockConfiguration";
       if (req.HasQuery("logging")) return "GetBucketLogging";
+      if (req.HasQuery("publicAccessBlock")) return "GetPublicAccessBlock";
       if (req.HasQuery("uploads")) return "ListMultipartUploads";
       if (req.HasQuery("versions")) return "ListObjectVersions";
       const std::string* lt = req.Query("list-type");
@@ -197,6 +199,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("policy")) return "DeleteBucketPolicy";
       if (req.HasQuery("tagging")) return "DeleteBucketTagging";
       if (req.HasQuery("cors")) return "DeleteBucketCors";
+      if (req.HasQuery("publicAccessBlock")) return "DeletePublicAccessBlock";
       if (!req.query.empty()) return "Unknown";
       return "DeleteBucket";
     }
@@ -308,10 +311,14 @@ Status S3Service::CheckAccess(S3Request& r) {
   }
   r.bucket_owner = bucket->owner;
   r.logging = bucket->logging;
+  r.public_access = DecodePublicAccessBlock(bucket->public_access_block);
   Acl acl = BucketAcl(bucket->owner, bucket->acl, bucket->public_read);
+  if (r.public_access.ignore_public_acls) acl = WithoutPublicGrants(std::move(acl));
   unsigned perms = Permissions(acl, r.caller);
   PolicyGrants grants;
-  if (!bucket->policy.empty()) {
+  // Every policy lightningstor takes grants to everyone, so RestrictPublicBuckets leaves only
+  // the owner, who needs no policy.
+  if (!bucket->policy.empty() && !r.public_access.restrict_public_buckets) {
     auto parsed = ParseBucketPolicy(bucket->policy, bucket->name);
     if (parsed.ok()) grants = *parsed;
   }
@@ -338,6 +345,7 @@ Status S3Service::CheckObjectAccess(const S3Request& r,
                                     const std::map<std::string, std::string>& headers) {
   if (r.object_need == 0) return absl::OkStatus();
   Acl acl = ObjectAcl(headers, r.bucket_owner);
+  if (r.public_access.ignore_public_acls) acl = WithoutPublicGrants(std::move(acl));
   bool ok = r.object_need == kNeedObjectOwner
                 ? !r.caller.empty() && r.caller == acl.owner
                 : (Permissions(acl, r.caller) & r.object_need) == r.object_need;
@@ -388,6 +396,9 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "PutObjectLockConfiguration") return PutObjectLockConfiguration(r);
   if (op == "PutBucketLogging") return PutBucketLogging(r);
   if (op == "GetBucketLogging") return GetBucketLogging(r);
+  if (op == "PutPublicAccessBlock") return PutPublicAccessBlock(r);
+  if (op == "GetPublicAccessBlock") return GetPublicAccessBlock(r);
+  if (op == "DeletePublicAccessBlock") return DeletePublicAccessBlock(r);
   if (op == "GetObjectLockConfiguration") return GetObjectLockConfiguration(r);
   if (op == "PutObjectRetention") return PutObjectRetention(r);
   if (op == "GetObjectRetention") return GetObjectRetention(r);
@@ -401,6 +412,13 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
                    "A header or query you provided implies functionality that is not implemented.");
   }
   return S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.");
+}
+
+Status CheckPublicAclAllowed(const S3Request& r, const Acl& acl) {
+  if (!r.public_access.block_public_acls || !IsPublicAcl(acl)) return absl::OkStatus();
+  return S3Error("AccessDenied",
+                 "Access Denied: the bucket's Public Access Block (BlockPublicAcls) refuses an "
+                 "ACL granting to AllUsers or AuthenticatedUsers");
 }
 
 StatusOr<http::Response> S3Service::AuthorizedPut(S3Request& r) {

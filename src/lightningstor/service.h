@@ -13,10 +13,12 @@
 #include "lightningstor/access_log.h"
 #include "lightningstor/auth.h"
 #include "lightningstor/blob_store.h"
+#include "lightningstor/bucket_rules.h"
 #include "lightningstor/clock.h"
 #include "lightningstor/config.h"
 #include "lightningstor/http/message.h"
 #include "lightningstor/meta_store.h"
+#include "lightningstor/object_attrs.h"
 #include "lightningstor/sse.h"
 
 namespace photon::lightningstor {
@@ -39,7 +41,8 @@ struct S3Request {
   std::string bucket_owner;
   unsigned object_need = 0;
   bool may_list = false;
-  std::string logging;  // the bucket's access log target (access_log.h), "" = none
+  std::string logging;              // the bucket's access log target (access_log.h), "" = none
+  PublicAccessBlock public_access;  // the bucket's Public Access Block
 };
 
 // object_need: only the object's owner (object tagging, which ACLs do not grant).
@@ -85,6 +88,9 @@ class S3Service {
   StatusOr<http::Response> GetBucketCors(S3Request& r);
   StatusOr<http::Response> DeleteBucketCors(S3Request& r);
   StatusOr<http::Response> PutBucketLogging(S3Request& r);
+  StatusOr<http::Response> PutPublicAccessBlock(S3Request& r);
+  StatusOr<http::Response> GetPublicAccessBlock(S3Request& r);
+  StatusOr<http::Response> DeletePublicAccessBlock(S3Request& r);
   StatusOr<http::Response> GetBucketLogging(S3Request& r);
   // One server access log line (S3's format) for a finished request.
   std::string AccessLogLine(const S3Request& r, int status, const std::string& error_code,
@@ -184,6 +190,9 @@ class S3Service {
   // Last member: destroyed (delivering what is buffered) while the stores are still there.
   std::unique_ptr<AccessLog> access_log_;
 };
+
+// AccessDenied when the bucket's Public Access Block (BlockPublicAcls) refuses this ACL.
+Status CheckPublicAclAllowed(const S3Request& r, const Acl& acl);
 
 // Headers S3 keeps with an object and returns on GET/HEAD.
 bool IsStoredHeader(const std::string& lower_name);

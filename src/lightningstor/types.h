@@ -33,6 +33,7 @@ struct BucketMeta {
   std::string acl;          // grants (object_attrs.h EncodeGrants); "" = owner + public_read
   std::string object_lock;  // object_attrs.h lock configuration ("" = no Object Lock)
   std::string logging;      // access_log.h target ("" = no access logging)
+  std::string public_access_block;  // bucket_rules.h EncodePublicAccessBlock ("" = none)
 };
 
 struct ObjectMeta {

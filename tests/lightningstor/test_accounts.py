@@ -2,6 +2,7 @@
 who owns buckets and objects, what ListBuckets shows each account, BucketAlreadyExists vs
 BucketAlreadyOwnedByYou, ACL grants to another account (x-amz-grant-*, AccessControlPolicy
 documents, canned ACLs naming the bucket owner), owners in listings, and what each may not do."""
+import hashlib
 import subprocess
 import unittest
 import urllib.error
@@ -10,6 +11,7 @@ import urllib.request
 from botocore.exceptions import ClientError
 
 import lsd
+import s3raw
 
 
 def code(exc):
@@ -21,11 +23,13 @@ class AccountsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.d = lsd.Daemon().start()
         cls.users = {}
+        cls.keys = {}
         for user in ("alice", "bob"):
             out = subprocess.run([lsd.BIN, "--config", cls.d.config_path, "keys", "create", user + "-key",
                                   "--user", user], check=True, capture_output=True, text=True, timeout=30).stdout
             fields = dict(line.split(": ", 1) for line in out.strip().splitlines())
             cls.users[user] = cls.d.client(fields["access_key_id"], fields["secret_access_key"])
+            cls.keys[user] = (fields["access_key_id"], fields["secret_access_key"])
         cls.alice, cls.bob = cls.users["alice"], cls.users["bob"]
 
     @classmethod
@@ -168,6 +172,101 @@ class AccountsTest(unittest.TestCase):
         grants = self.alice.get_bucket_acl(Bucket="acct-dropbox")["Grants"]
         self.assertEqual([g["Grantee"].get("ID") for g in grants], ["alice"])
 
+
+    def pab(self, **flags):
+        config = {k: flags.get(k, False) for k in
+                  ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
+        self.alice.put_public_access_block(Bucket="acct-pab", PublicAccessBlockConfiguration=config)
+        return config
+
+    def test_public_access_block(self):
+        a = self.alice
+        a.create_bucket(Bucket="acct-pab", ACL="public-read")
+        with self.assertRaises(ClientError) as e:
+            a.get_public_access_block(Bucket="acct-pab")
+        self.assertEqual(code(e), "NoSuchPublicAccessBlockConfiguration")
+        a.put_object(Bucket="acct-pab", Key="open", Body=b"OPEN", ACL="public-read")
+        a.put_object(Bucket="acct-pab", Key="members", Body=b"M", ACL="authenticated-read")
+        a.put_object(Bucket="acct-pab", Key="closed", Body=b"C")
+        self.assertEqual(self.anon_get("/acct-pab/open"), (200, b"OPEN"))
+        self.assertEqual(self.anon_get("/acct-pab?list-type=2")[0], 200)
+        # Only the owner configures it.
+        self.denied(self.bob.get_public_access_block, Bucket="acct-pab")
+        self.denied(self.bob.put_public_access_block, Bucket="acct-pab",
+                    PublicAccessBlockConfiguration={"IgnorePublicAcls": False})
+        # IgnorePublicAcls: public grants (AllUsers, AuthenticatedUsers) stay stored but no longer
+        # let anyone in.
+        config = self.pab(IgnorePublicAcls=True)
+        self.assertEqual(a.get_public_access_block(Bucket="acct-pab")["PublicAccessBlockConfiguration"], config)
+        self.assertEqual(self.anon_get("/acct-pab/open")[0], 403)
+        self.assertEqual(self.anon_get("/acct-pab?list-type=2")[0], 403)
+        self.denied(self.bob.get_object, Bucket="acct-pab", Key="members")
+        self.denied(self.bob.copy_object, Bucket="acct-bob", Key="copied", CopySource="acct-pab/open")
+        self.assertEqual(a.get_object(Bucket="acct-pab", Key="open")["Body"].read(), b"OPEN")
+        grants = a.get_object_acl(Bucket="acct-pab", Key="open")["Grants"]
+        self.assertIn("AllUsers", str(grants))
+        # While that is on, new public ACLs are still accepted (only ignored).
+        a.put_object(Bucket="acct-pab", Key="open2", Body=b"2", ACL="public-read")
+        self.assertEqual(self.anon_get("/acct-pab/open2")[0], 403)
+        # BlockPublicAcls: every request setting a public ACL is refused, and nothing changes.
+        self.pab(BlockPublicAcls=True)
+        self.assertEqual(self.anon_get("/acct-pab/open"), (200, b"OPEN"))  # existing grants honoured
+        for call, kwargs in ((a.put_object, {"Key": "new", "Body": b"n", "ACL": "public-read"}),
+                             (a.put_object, {"Key": "new", "Body": b"n", "ACL": "authenticated-read"}),
+                             (a.put_object, {"Key": "new", "Body": b"n",
+                                             "GrantRead": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'}),
+                             (a.put_object_acl, {"Key": "closed", "ACL": "public-read"}),
+                             (a.put_bucket_acl, {"ACL": "public-read"}),
+                             (a.copy_object, {"Key": "new", "CopySource": "acct-pab/closed", "ACL": "public-read"}),
+                             (a.create_multipart_upload, {"Key": "new", "ACL": "public-read"})):
+            with self.assertRaises(ClientError) as e:
+                call(Bucket="acct-pab", **kwargs)
+            self.assertEqual(code(e), "AccessDenied", kwargs)
+        self.assertEqual(self.anon_get("/acct-pab/closed")[0], 403)
+        self.assertNotIn("Uploads", a.list_multipart_uploads(Bucket="acct-pab"))
+        with self.assertRaises(ClientError):
+            a.head_object(Bucket="acct-pab", Key="new")
+        a.put_object(Bucket="acct-pab", Key="new", Body=b"n", ACL="private")
+        a.put_object_acl(Bucket="acct-pab", Key="new", GrantRead='id="bob"')
+        self.assertEqual(self.bob.get_object(Bucket="acct-pab", Key="new")["Body"].read(), b"n")
+        # BlockPublicPolicy: a policy granting everyone is refused, not stored.
+        self.pab(BlockPublicPolicy=True)
+        policy = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",'
+                  '"Action":"s3:GetObject","Resource":"arn:aws:s3:::acct-pab/*"}]}')
+        with self.assertRaises(ClientError) as e:
+            a.put_bucket_policy(Bucket="acct-pab", Policy=policy)
+        self.assertEqual(code(e), "AccessDenied")
+        with self.assertRaises(ClientError) as e:
+            a.get_bucket_policy(Bucket="acct-pab")
+        self.assertEqual(code(e), "NoSuchBucketPolicy")
+        # RestrictPublicBuckets: a public policy stored before lets no one but the owner in.
+        a.delete_public_access_block(Bucket="acct-pab")
+        a.put_bucket_policy(Bucket="acct-pab", Policy=policy)
+        self.assertEqual(self.anon_get("/acct-pab/closed"), (200, b"C"))
+        self.pab(RestrictPublicBuckets=True)
+        self.assertEqual(self.anon_get("/acct-pab/closed")[0], 403)
+        self.denied(self.bob.get_object, Bucket="acct-pab", Key="closed")
+        self.assertEqual(a.get_object(Bucket="acct-pab", Key="closed")["Body"].read(), b"C")
+        # Deleted: everything public again, as before.
+        a.delete_public_access_block(Bucket="acct-pab")
+        with self.assertRaises(ClientError) as e:
+            a.get_public_access_block(Bucket="acct-pab")
+        self.assertEqual(code(e), "NoSuchPublicAccessBlockConfiguration")
+        self.assertEqual(self.anon_get("/acct-pab/closed"), (200, b"C"))
+        self.assertEqual(self.anon_get("/acct-pab/open2"), (200, b"2"))
+        # A document that is not one is refused.
+        body = (b'<PublicAccessBlockConfiguration><BlockPublicAcls>yes</BlockPublicAcls>'
+                b'</PublicAccessBlockConfiguration>')
+        headers, *_ = s3raw.sign(self.keys["alice"][0], self.keys["alice"][1], "PUT", "/acct-pab",
+                                 [("publicAccessBlock", "")],
+                                 {"host": f"127.0.0.1:{self.d.port}", "content-length": str(len(body))},
+                                 hashlib.sha256(body).hexdigest())
+        st, _, resp = s3raw.send(self.d.port, "PUT", "/acct-pab", headers, body, query="publicAccessBlock=")
+        self.assertEqual(st, 400, resp)
+        self.assertIn(b"MalformedXML", resp)
+        with self.assertRaises(ClientError) as e:
+            a.get_public_access_block(Bucket="acct-pab")
+        self.assertEqual(code(e), "NoSuchPublicAccessBlockConfiguration")
 
 if __name__ == "__main__":
     unittest.main()
