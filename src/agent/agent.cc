@@ -72,7 +72,15 @@ Agent::Agent(AgentOptions options) : options_(std::move(options)) {
 
 Agent::~Agent() { Stop(); }
 
+// On an https control plane with the built-in CA the node's identity is its certificate and
+// it holds no token; elsewhere (plain HTTP, a CA of one's own) the bearer credential.
 Status Agent::Join() {
+  if (options_.server.rfind("https://", 0) == 0) {
+    PHOTON_ASSIGN_OR_RETURN(std::string ca, ResolvePinnedCa(options_.server, options_.ca_file,
+                                                            options_.ca_hash, options_.data_dir));
+    api_->SetCaFile(ca);
+    if (!options_.ca_hash.empty() || ServerIssuesCertificates(api_.get())) return JoinWithCert();
+  }
   std::string cred_path = options_.data_dir + "/credential";
   if (auto cred = ReadFile(cred_path); cred.ok() && !Trim(*cred).empty()) {
     api_->SetToken(Trim(*cred));
@@ -93,6 +101,24 @@ Status Agent::Join() {
   api_->SetToken(token);
   spdlog::info("joined as {}", r.value("principal", ""));
   return absl::OkStatus();
+}
+
+Status Agent::JoinWithCert() {
+  certs_ = std::make_unique<NodeCertificates>(api_.get(), options_.data_dir, options_.name);
+  std::error_code ignored;
+  std::filesystem::remove(options_.data_dir + "/credential", ignored);  // of a bearer join
+  if (certs_->LoadStored()) {
+    auto probe = api_->Get("/v1/namespaces/system/nodes/" + options_.name);
+    if (probe.ok() || probe.status().code() == absl::StatusCode::kNotFound) {
+      spdlog::info("reusing the stored certificate of node {}", options_.name);
+      return certs_->RenewIfDue();
+    }
+    if (probe.status().code() != absl::StatusCode::kUnauthenticated) return probe.status();
+    spdlog::warn("the stored certificate was refused ({}); joining again",
+                 std::string(probe.status().message()));
+  }
+  PHOTON_ASSIGN_OR_RETURN(std::string join_token, ReadFile(options_.token_file));
+  return certs_->Join(Trim(join_token));
 }
 
 Status Agent::InitProviders() {
@@ -294,6 +320,18 @@ Status Agent::Start() {
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
   threads_.emplace_back([this] { ports_->Run(&stop_); });
+  if (certs_) {
+    // Rotation: a new certificate before this one runs out, for the connections after it.
+    threads_.emplace_back([this] {
+      while (!stop_) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (Status s = certs_->RenewIfDue(); !s.ok()) {
+          spdlog::warn("certificate renewal: {} (retrying)", s.ToString());
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+      }
+    });
+  }
   threads_.emplace_back([this] {
     auto next_beat =
         std::chrono::steady_clock::now() + std::chrono::seconds(options_.heartbeat_seconds);

@@ -18,6 +18,7 @@
 #include "agent/informer.h"
 #include "agent/instance_controller.h"
 #include "agent/metadata/metadata_service.h"
+#include "agent/node_cert.h"
 #include "agent/port_wiring.h"
 #include "agent/provider.h"
 #include "common/http_server.h"
@@ -43,6 +44,7 @@ class Agent : public ResourceLookup {
 
  private:
   Status Join();
+  Status JoinWithCert();
   Status InitProviders();
   Status RegisterNode();
   Status Heartbeat();
@@ -51,6 +53,7 @@ class Agent : public ResourceLookup {
 
   AgentOptions options_;
   std::unique_ptr<ApiClient> api_;
+  std::unique_ptr<NodeCertificates> certs_;  // https with the built-in CA only
   ProviderRegistry registry_;
   std::set<std::string> drivers_;
   std::map<std::string, std::string> attributes_;

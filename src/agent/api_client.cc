@@ -1,7 +1,5 @@
 #include "agent/api_client.h"
 
-#include "common/http_client.h"
-
 namespace photon::agent {
 
 void ApiClient::SetToken(const std::string& token) {
@@ -12,6 +10,38 @@ void ApiClient::SetToken(const std::string& token) {
 std::string ApiClient::Token() {
   std::lock_guard<std::mutex> l(mu_);
   return token_;
+}
+
+void ApiClient::SetClientCertificate(const std::string& cert_pem, const std::string& key_pem) {
+  std::lock_guard<std::mutex> l(mu_);
+  cert_pem_ = cert_pem;
+  key_pem_ = key_pem;
+  token_.clear();
+}
+
+void ApiClient::SetCaFile(const std::string& ca_file) {
+  std::lock_guard<std::mutex> l(mu_);
+  ca_file_ = ca_file;
+}
+
+std::string ApiClient::ca_file() {
+  std::lock_guard<std::mutex> l(mu_);
+  return ca_file_;
+}
+
+StatusOr<HttpClient> ApiClient::NewClient(const std::string& token) {
+  std::string ca, cert, key;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ca = ca_file_;
+    cert = cert_pem_;
+    key = key_pem_;
+  }
+  PHOTON_ASSIGN_OR_RETURN(auto client, HttpClient::Create(base_url_, token, ca));
+  if (token.empty() && !cert.empty()) {
+    PHOTON_RETURN_IF_ERROR(client.SetClientCertificate(cert, key));
+  }
+  return client;
 }
 
 Status StatusFromHttp(int http_status, const std::string& body) {
@@ -53,7 +83,7 @@ StatusOr<nlohmann::json> ApiClient::CallWithToken(const std::string& token,
                                                   const std::string& method,
                                                   const std::string& path,
                                                   const nlohmann::json& body) {
-  PHOTON_ASSIGN_OR_RETURN(auto client, HttpClient::Create(base_url_, token, ca_file_));
+  PHOTON_ASSIGN_OR_RETURN(auto client, NewClient(token));
   std::string payload = body.is_null() ? "" : body.dump();
   PHOTON_ASSIGN_OR_RETURN(HttpResult r, client.Do(method, path, payload));
   if (r.status < 200 || r.status >= 300) return StatusFromHttp(r.status, r.body);
@@ -70,7 +100,7 @@ StatusOr<nlohmann::json> ApiClient::Call(const std::string& method, const std::s
 
 Status ApiClient::Watch(const std::string& path,
                         const std::function<bool(const nlohmann::json&)>& on_event) {
-  PHOTON_ASSIGN_OR_RETURN(auto client, HttpClient::Create(base_url_, Token(), ca_file_));
+  PHOTON_ASSIGN_OR_RETURN(auto client, NewClient(Token()));
   PHOTON_ASSIGN_OR_RETURN(HttpResult r, client.Stream(path, [&](const std::string& line) {
     if (line.empty()) return true;
     auto j = nlohmann::json::parse(line, nullptr, false);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/http_client.h"
 #include "common/status.h"
 
 namespace photon::agent {
@@ -20,6 +21,11 @@ class ApiClient {
       : base_url_(std::move(base_url)), ca_file_(std::move(ca_file)) {}
 
   void SetToken(const std::string& token);
+  // https with the built-in CA: every call from now on shows this client certificate and no
+  // token (docs/security.md "Agent certificates"). Calls under way keep the one they had.
+  void SetClientCertificate(const std::string& cert_pem, const std::string& key_pem);
+  void SetCaFile(const std::string& ca_file);
+  std::string ca_file();
   const std::string& base_url() const { return base_url_; }
 
   StatusOr<nlohmann::json> Call(const std::string& method, const std::string& path,
@@ -35,11 +41,15 @@ class ApiClient {
 
  private:
   std::string Token();
+  // A client for one call: with `token`, else with the client certificate if there is one.
+  StatusOr<HttpClient> NewClient(const std::string& token);
 
   std::string base_url_;
   std::string ca_file_;
   std::mutex mu_;
   std::string token_;
+  std::string cert_pem_;
+  std::string key_pem_;
 };
 
 // Status for an HTTP status code and a JSON error body.

@@ -95,6 +95,7 @@ Status LoadConfigFile(const std::string& path, AgentOptions* o) {
     }
     if (root["server"]) o->server = root["server"].as<std::string>();
     if (root["caFile"]) o->ca_file = root["caFile"].as<std::string>();
+    if (root["caHash"]) o->ca_hash = root["caHash"].as<std::string>();
     if (root["tokenFile"]) o->token_file = root["tokenFile"].as<std::string>();
     if (root["dataDir"]) o->data_dir = root["dataDir"].as<std::string>();
     if (root["name"]) o->name = root["name"].as<std::string>();
@@ -145,6 +146,11 @@ Status ValidateOptions(const AgentOptions& o) {
   if (o.server.empty()) return absl::InvalidArgumentError("server: required");
   if (!o.ca_file.empty() && o.server.rfind("https://", 0) != 0) {
     return absl::InvalidArgumentError("ca-file: only used with an https:// server");
+  }
+  if (!o.ca_hash.empty() && (o.server.rfind("https://", 0) != 0 ||
+                             !std::regex_match(o.ca_hash, std::regex("sha256:[0-9a-f]{64}")))) {
+    return absl::InvalidArgumentError(
+        "ca-hash: want sha256:<64 lower-case hex> with an https:// server");
   }
   if (o.token_file.empty()) return absl::InvalidArgumentError("token-file: required");
   if (o.data_dir.empty()) return absl::InvalidArgumentError("data-dir: required");

@@ -17,6 +17,9 @@ struct AgentOptions {
   // control plane REST address: HOST:PORT or http://HOST:PORT (plain), https://HOST:PORT
   std::string server;
   std::string ca_file;     // PEM CA the server's certificate must chain to (https only)
+  // "sha256:HEX" of the CA's public key (photon-server logs it): the CA fetched or given
+  // must match it, else the join is refused (https only).
+  std::string ca_hash;
   std::string token_file;  // the server's join.token (used once, to join)
   std::string data_dir;    // credential, handles, provider state
   std::string name;        // node name (DNS label)

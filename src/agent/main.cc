@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
   app.add_option("--server", o.server,
                  "control plane REST address: HOST:PORT (plain HTTP) or https://HOST:PORT");
   app.add_option("--ca-file", o.ca_file, "PEM CA that signed the server's certificate");
+  app.add_option("--ca-hash", o.ca_hash,
+                 "sha256:HEX of the server CA's public key (photon-server logs it): pins the CA "
+                 "the join trusts");
   app.add_option("--token-file", o.token_file, "the server's join.token");
   app.add_option("--data-dir", o.data_dir, "state directory (credential, handles, logs)");
   app.add_option("--name", o.name, "node name");
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
     };
     pick(o.server, from_file.server, defaults.server);
     pick(o.ca_file, from_file.ca_file, defaults.ca_file);
+    pick(o.ca_hash, from_file.ca_hash, defaults.ca_hash);
     pick(o.token_file, from_file.token_file, defaults.token_file);
     pick(o.data_dir, from_file.data_dir, defaults.data_dir);
     pick(o.name, from_file.name, defaults.name);

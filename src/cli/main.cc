@@ -424,6 +424,7 @@ struct Commands {
   CLI::App *create, *apply, *get, *list, *describe, *del, *watch;
   CLI::App *ops, *act, *audit, *token_create, *token_list, *token_revoke, *token_rotate;
   CLI::App *cordon, *uncordon, *drain, *login;
+  CLI::App *node_revoke, *node_unrevoke;
   CLI::App *can_i, *whoami;
   CLI::App* alert_close;
   CLI::App *maintenance_start, *maintenance_end;
@@ -512,7 +513,7 @@ void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
       "rotate-admin", "new DATA_DIR/admin.token on the server; the old admin token stops working");
   token->require_subcommand(1);
 
-  auto* node = app.add_subcommand("node", "node operations: cordon, uncordon, drain");
+  auto* node = app.add_subcommand("node", "node operations: cordon, uncordon, drain, revoke");
   node->require_subcommand(1);
   c.cordon = node->add_subcommand("cordon", "stop new placements on a node");
   c.cordon->add_option("name", o.node_name)->required();
@@ -521,6 +522,11 @@ void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.drain = node->add_subcommand("drain", "cordon a node and move its instances off, waiting");
   c.drain->add_option("name", o.node_name)->required();
   c.drain->add_option("--timeout", o.drain_timeout, "seconds to wait");
+  c.node_revoke = node->add_subcommand(
+      "revoke", "refuse a node's agent at once: its certificate, its token and its joins");
+  c.node_revoke->add_option("name", o.node_name)->required();
+  c.node_unrevoke = node->add_subcommand("unrevoke", "let a revoked node join again");
+  c.node_unrevoke->add_option("name", o.node_name)->required();
 
   c.login = app.add_subcommand("login", "save server URL and token for later commands");
   auto* token_file = c.login->add_option("--token-file", o.token_file,
@@ -919,6 +925,16 @@ int RevokeToken(const Globals& g, const std::string& id) {
   return 0;
 }
 
+// Node revocations (docs/security.md "Agent certificates").
+int RevokeNode(const Globals& g, const std::string& node, bool revoke) {
+  auto r =
+      Call(g, revoke ? "POST" : "DELETE", "/v1/noderevocations/" + photon::PercentEncode(node));
+  if (r.status != (revoke ? 201 : 200)) Die(Reason(r));
+  std::cout << "node " << node
+            << (revoke ? " revoked: its agent is refused\n" : " may join again\n");
+  return 0;
+}
+
 // The new admin token goes to stdout; `photon login`'s saved token follows it if it was the
 // old one (which stops working at once).
 int RotateAdmin(const Globals& g) {
@@ -1004,6 +1020,8 @@ int Dispatch(const CLI::App& app, const Globals& g, const Options& o, const Comm
   if (*c.token_create) return CreateToken(g, o);
   if (*c.token_list) return ListTokens(g);
   if (*c.token_revoke) return RevokeToken(g, o.token_id);
+  if (*c.node_revoke) return RevokeNode(g, o.node_name, true);
+  if (*c.node_unrevoke) return RevokeNode(g, o.node_name, false);
   if (*c.token_rotate) return RotateAdmin(g);
   return 0;
 }

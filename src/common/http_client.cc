@@ -146,6 +146,18 @@ StatusOr<HttpClient> HttpClient::Create(const std::string& base_url, const std::
   return c;
 }
 
+Status HttpClient::SetClientCertificate(const std::string& cert_pem, const std::string& key_pem) {
+  if (!tls_) return absl::InvalidArgumentError("a client certificate needs an https:// server");
+  beast::error_code ec;
+  tls_->use_certificate_chain(asio::buffer(cert_pem), ec);
+  if (!ec) tls_->use_private_key(asio::buffer(key_pem), ssl::context::pem, ec);
+  if (ec) return absl::InvalidArgumentError("client certificate: " + ec.message());
+  if (SSL_CTX_check_private_key(tls_->native_handle()) != 1) {
+    return absl::InvalidArgumentError("client certificate: the key does not match it");
+  }
+  return absl::OkStatus();
+}
+
 template <typename Fn>
 auto HttpClient::WithConnection(const std::chrono::milliseconds* timeout, Fn fn)
     -> StatusOr<HttpResult> {

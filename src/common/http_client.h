@@ -41,6 +41,9 @@ class HttpClient {
   // made with the same base_url in the process.
   static StatusOr<HttpClient> Create(const std::string& base_url, const std::string& token,
                                      const std::string& ca_file = "");
+  // https only: shows this client certificate (PEM, with its PEM key) in every handshake of
+  // this client and its copies (agents: docs/security.md "Agent certificates").
+  Status SetClientCertificate(const std::string& cert_pem, const std::string& key_pem);
   // Bounds connect + request + response of Do(); streams are unbounded (watches).
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
   // Overrides the stream idle timeout (0: never).

@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <climits>
+#include <ctime>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -197,8 +198,35 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
                   return;
                 }
                 self->hello_.consume(used);
+                self->ReadPeerCertificate();
                 self->ReadRequest();
               }));
+    }
+  }
+
+  void ReadPeerCertificate() {
+    if constexpr (kTls) {
+      SSL* ssl = stream_.native_handle();
+      X509* cert = SSL_get0_peer_certificate(ssl);
+      if (!cert) return;
+      peer_.present = true;
+      if (long v = SSL_get_verify_result(ssl); v != X509_V_OK) {
+        peer_.verify_error = CertificateVerifyError(v);
+      }
+      char cn[256] = {};
+      if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) >
+          0) {
+        peer_.common_name = cn;
+      }
+      if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
+        if (char* hex = BN_bn2hex(bn)) {
+          peer_.serial_hex = hex;
+          OPENSSL_free(hex);
+        }
+        BN_free(bn);
+      }
+      std::tm tm{};
+      if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) peer_.not_after_unix = timegm(&tm);
     }
   }
 
@@ -295,6 +323,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
     beast::error_code rec;
     auto ep = Lowest().socket().remote_endpoint(rec);
     if (!rec) req.remote_address = ep.address().to_string();
+    req.peer_cert = peer_;
     bool keep_alive = msg.keep_alive();
 
     HttpResponse resp;
@@ -644,6 +673,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>>, public Ses
   const HttpServerOptions* options_;
   beast::flat_buffer buffer_;
   beast::flat_buffer hello_;  // TLS: the first bytes, read before the handshake
+  PeerCertificate peer_;      // TLS: the client's certificate, if it showed one
   std::optional<http::request_parser<http::string_body>> parser_;
   char discard_[512];
   std::atomic<int>* owed_;  // the server's count of deferred answers not yet given
@@ -686,10 +716,21 @@ class BeastHttpServer : public HttpServer {
       SSL_CTX_set_min_proto_version(tls_->native_handle(), TLS1_2_VERSION);
       tls_->use_certificate_chain_file(options_.tls_cert);
       tls_->use_private_key_file(options_.tls_key, ssl::context::pem);
+      if (!options_.tls_client_ca.empty()) RequestClientCertificates();
     } catch (const std::exception& e) {
       return absl::InvalidArgumentError(options_.name + ": TLS: " + e.what());
     }
     return absl::OkStatus();
+  }
+  // Asks for a client certificate without requiring one; the verdict is kept, not enforced
+  // (PeerCertificate). No session resumption: every connection shows its certificate anew.
+  void RequestClientCertificates() {
+    SSL_CTX* ctx = tls_->native_handle();
+    tls_->load_verify_file(options_.tls_client_ca);
+    SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(options_.tls_client_ca.c_str()));
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   }
   ~BeastHttpServer() override { Stop(); }
 

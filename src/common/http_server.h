@@ -20,6 +20,15 @@
 
 namespace photon {
 
+// The certificate a client presented on a listener with tls_client_ca.
+struct PeerCertificate {
+  bool present = false;
+  std::string verify_error;  // empty: it chains to tls_client_ca (and was valid at handshake)
+  std::string common_name;
+  std::string serial_hex;
+  int64_t not_after_unix = 0;  // checked again per request: a connection outlives a handshake
+};
+
 struct HttpRequest {
   std::string method;                          // "GET", "POST", ...
   std::string target;                          // raw request target
@@ -28,6 +37,7 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  // names in lower case
   std::string body;
   std::string remote_address;
+  PeerCertificate peer_cert;
 
   // Header value by lower-case name, or "" when absent.
   std::string Header(const std::string& lower_name) const;
@@ -83,6 +93,11 @@ struct HttpServerOptions {
   // (TLS 1.2+); a plain HTTP request on it fails the handshake and is closed.
   std::string tls_cert;
   std::string tls_key;
+  // PEM CA file: when set (with tls_cert), the listener asks clients for a certificate and
+  // checks it against this CA. A client without one still connects; a certificate that does
+  // not verify does not fail the handshake either, so the handler can answer why
+  // (HttpRequest::peer_cert).
+  std::string tls_client_ca;
 };
 
 class HttpServer {

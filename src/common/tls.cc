@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -10,6 +11,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -32,6 +35,7 @@ using Cert = std::unique_ptr<X509, Deleter<X509, X509_free>>;
 using Bio = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
 using Bn = std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>>;
 using SslCtx = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX, SSL_CTX_free>>;
+using Req = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
 
 constexpr long kDay = 24 * 3600;
 constexpr int kCaDays = 3650;
@@ -95,7 +99,7 @@ Status AddExt(X509* cert, X509V3_CTX* ctx, int nid, const std::string& value) {
 }
 
 // A certificate for `key`, signed by `issuer`/`issuer_key` (itself when issuer is null).
-StatusOr<Cert> Issue(EVP_PKEY* key, const std::string& common_name, int days, X509* issuer,
+StatusOr<Cert> Issue(EVP_PKEY* key, const std::string& common_name, long seconds, X509* issuer,
                      EVP_PKEY* issuer_key, const std::vector<std::pair<int, std::string>>& exts) {
   Cert cert(X509_new());
   if (!cert) return absl::InternalError("X509_new: " + OpenSslError());
@@ -108,7 +112,7 @@ StatusOr<Cert> Issue(EVP_PKEY* key, const std::string& common_name, int days, X5
   }
   // Back-dated an hour: a peer whose clock is a little behind still accepts it.
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), days * kDay);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), seconds);
   X509_set_pubkey(cert.get(), key);
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
@@ -142,6 +146,37 @@ Status WriteCert(const std::string& path, X509* cert) {
 Status WriteKey(const std::string& path, EVP_PKEY* key) {
   PHOTON_ASSIGN_OR_RETURN(std::string pem, ToPem(nullptr, key));
   return WriteFileAtomic(path, pem, 0600);
+}
+
+StatusOr<Cert> ParseCert(const std::string& pem) {
+  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  Cert cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!cert) return absl::InvalidArgumentError("not a PEM certificate");
+  return cert;
+}
+
+StatusOr<PKey> ParseKey(const std::string& pem) {
+  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  PKey key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!key) return absl::InvalidArgumentError("not a PEM private key");
+  return key;
+}
+
+std::string HashOfKey(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  const int n = i2d_PUBKEY(key, &der);
+  if (n <= 0) return "";
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  EVP_Digest(der, static_cast<size_t>(n), md, &md_len, EVP_sha256(), nullptr);
+  OPENSSL_free(der);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned int i = 0; i < md_len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
+  }
+  return out;
 }
 
 bool Covers(X509* cert, const std::string& host) {
@@ -214,7 +249,7 @@ StatusOr<TlsFiles> EnsureSelfSignedTls(const std::string& data_dir,
     char cn[320];
     snprintf(cn, sizeof cn, "photon-server-ca@%ld", static_cast<long>(time(nullptr)));
     PHOTON_ASSIGN_OR_RETURN(ca,
-                            Issue(ca_key.get(), cn, kCaDays, nullptr, nullptr,
+                            Issue(ca_key.get(), cn, kCaDays * kDay, nullptr, nullptr,
                                   {{NID_basic_constraints, "critical,CA:TRUE"},
                                    {NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature"},
                                    {NID_subject_key_identifier, "hash"}}));
@@ -250,14 +285,14 @@ StatusOr<TlsFiles> EnsureSelfSignedTls(const std::string& data_dir,
   for (const auto& h : hosts)
     san += std::string(san.empty() ? "" : ",") + (IsIpAddress(h) ? "IP:" : "DNS:") + h;
   PHOTON_ASSIGN_OR_RETURN(PKey key, NewKey());
-  PHOTON_ASSIGN_OR_RETURN(Cert cert,
-                          Issue(key.get(), "photon-server", kServerDays, ca.get(), ca_key.get(),
-                                {{NID_basic_constraints, "critical,CA:FALSE"},
-                                 {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
-                                 {NID_ext_key_usage, "serverAuth"},
-                                 {NID_subject_key_identifier, "hash"},
-                                 {NID_authority_key_identifier, "keyid:always"},
-                                 {NID_subject_alt_name, san}}));
+  PHOTON_ASSIGN_OR_RETURN(
+      Cert cert, Issue(key.get(), "photon-server", kServerDays * kDay, ca.get(), ca_key.get(),
+                       {{NID_basic_constraints, "critical,CA:FALSE"},
+                        {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
+                        {NID_ext_key_usage, "serverAuth"},
+                        {NID_subject_key_identifier, "hash"},
+                        {NID_authority_key_identifier, "keyid:always"},
+                        {NID_subject_alt_name, san}}));
   // Key first: a crash in between leaves a certificate that fails the check above and is
   // issued again, never a certificate without its key.
   PHOTON_RETURN_IF_ERROR(WriteKey(f.key, key.get()));
@@ -279,6 +314,136 @@ Status CheckCertAndKey(const std::string& cert_file, const std::string& key_file
                                       cert_file);
   }
   return absl::OkStatus();
+}
+
+StatusOr<KeyAndCsr> NewKeyAndCsr(const std::string& common_name) {
+  PHOTON_ASSIGN_OR_RETURN(PKey key, NewKey());
+  Req req(X509_REQ_new());
+  if (!req) return absl::InternalError("X509_REQ_new: " + OpenSslError());
+  X509_NAME* name = X509_REQ_get_subject_name(req.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
+                             0);
+  if (X509_REQ_set_pubkey(req.get(), key.get()) != 1 ||
+      X509_REQ_sign(req.get(), key.get(), EVP_sha256()) == 0) {
+    return absl::InternalError("certificate request: " + OpenSslError());
+  }
+  Bio bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509_REQ(bio.get(), req.get()) != 1) {
+    return absl::InternalError("PEM write: " + OpenSslError());
+  }
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &data);
+  KeyAndCsr out;
+  out.csr_pem.assign(data, static_cast<size_t>(n));
+  PHOTON_ASSIGN_OR_RETURN(out.key_pem, ToPem(nullptr, key.get()));
+  return out;
+}
+
+StatusOr<std::string> SignClientCertificate(const TlsFiles& ca_files, const std::string& csr_pem,
+                                            const std::string& common_name, long ttl_seconds) {
+  Bio bio(BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size())));
+  Req req(bio ? PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!req) return absl::InvalidArgumentError("csr: not a PEM certificate request");
+  EVP_PKEY* pub = X509_REQ_get0_pubkey(req.get());
+  // The request must be signed by the key it names: the caller holds that key.
+  if (!pub || X509_REQ_verify(req.get(), pub) != 1) {
+    return absl::InvalidArgumentError("csr: its signature does not verify with its own key");
+  }
+  PHOTON_ASSIGN_OR_RETURN(Cert ca, LoadCert(ca_files.ca_cert));
+  PHOTON_ASSIGN_OR_RETURN(PKey ca_key, LoadKey(ca_files.ca_key));
+  PHOTON_ASSIGN_OR_RETURN(Cert cert, Issue(pub, common_name, ttl_seconds, ca.get(), ca_key.get(),
+                                           {{NID_basic_constraints, "critical,CA:FALSE"},
+                                            {NID_key_usage, "critical,digitalSignature"},
+                                            {NID_ext_key_usage, "clientAuth"},
+                                            {NID_subject_key_identifier, "hash"},
+                                            {NID_authority_key_identifier, "keyid:always"},
+                                            {NID_subject_alt_name, "URI:photon:" + common_name}}));
+  return ToPem(cert.get(), nullptr);
+}
+
+StatusOr<std::string> PublicKeyHash(const std::string& cert_pem) {
+  PHOTON_ASSIGN_OR_RETURN(Cert cert, ParseCert(cert_pem));
+  std::string h = HashOfKey(X509_get0_pubkey(cert.get()));
+  if (h.empty()) return absl::InternalError("public key: " + OpenSslError());
+  return h;
+}
+
+StatusOr<CertificateInfo> InspectCertificate(const std::string& cert_pem) {
+  PHOTON_ASSIGN_OR_RETURN(Cert cert, ParseCert(cert_pem));
+  CertificateInfo info;
+  char cn[256] = {};
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof cn) >
+      0) {
+    info.common_name = cn;
+  }
+  Bn serial(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
+  if (char* hex = serial ? BN_bn2hex(serial.get()) : nullptr) {
+    info.serial_hex = hex;
+    OPENSSL_free(hex);
+  }
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &tm) == 1) info.not_after_unix = timegm(&tm);
+  return info;
+}
+
+bool KeyMatchesCertificate(const std::string& cert_pem, const std::string& key_pem) {
+  auto cert = ParseCert(cert_pem);
+  auto key = ParseKey(key_pem);
+  return cert.ok() && key.ok() && X509_check_private_key(cert->get(), key->get()) == 1;
+}
+
+StatusOr<std::string> FetchPinnedCa(const std::string& host, const std::string& port,
+                                    const std::string& pin) {
+  const std::string where = host + ":" + port;
+  SslCtx ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) return absl::InternalError("SSL_CTX_new: " + OpenSslError());
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  // Nothing is trusted yet: the pin below decides, over the CA and the certificate shown.
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  Bio bio(BIO_new_ssl_connect(ctx.get()));
+  if (!bio) return absl::InternalError("BIO_new_ssl_connect: " + OpenSslError());
+  SSL* ssl = nullptr;
+  BIO_get_ssl(bio.get(), &ssl);
+  if (!IsIpAddress(host)) SSL_set_tlsext_host_name(ssl, host.c_str());
+  BIO_set_conn_hostname(bio.get(), host.c_str());
+  BIO_set_conn_port(bio.get(), port.c_str());
+  if (BIO_do_connect(bio.get()) != 1 || BIO_do_handshake(bio.get()) != 1) {
+    return absl::UnavailableError("cannot reach " + where + " over TLS: " + OpenSslError());
+  }
+  int fd = -1;
+  BIO_get_fd(bio.get(), &fd);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const std::string request =
+      "GET /v1/ca HTTP/1.1\r\nHost: " + where + "\r\nConnection: close\r\n\r\n";
+  if (BIO_write(bio.get(), request.data(), static_cast<int>(request.size())) <= 0) {
+    return absl::UnavailableError("GET /v1/ca from " + where + ": " + OpenSslError());
+  }
+  std::string answer;
+  char buf[4096];
+  for (int n; (n = BIO_read(bio.get(), buf, sizeof buf)) > 0 && answer.size() < (1 << 20);) {
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  const size_t head_end = answer.find("\r\n\r\n");
+  if (answer.rfind("HTTP/1.1 200", 0) != 0 || head_end == std::string::npos) {
+    return absl::UnavailableError("GET /v1/ca from " + where + ": answered '" +
+                                  answer.substr(0, answer.find('\r')) + "'");
+  }
+  const std::string ca_pem = answer.substr(head_end + 4);
+  PHOTON_ASSIGN_OR_RETURN(std::string hash, PublicKeyHash(ca_pem));
+  if (hash != pin) {
+    return absl::PermissionDeniedError("the CA of " + where + " has hash " + hash +
+                                       ", not the pinned " + pin + ": refusing to trust it");
+  }
+  Cert leaf(SSL_get1_peer_certificate(ssl));
+  PHOTON_ASSIGN_OR_RETURN(Cert ca, ParseCert(ca_pem));
+  if (!leaf || X509_verify(leaf.get(), X509_get0_pubkey(ca.get())) != 1) {
+    return absl::PermissionDeniedError("the certificate " + where +
+                                       " presented is not signed by its pinned CA");
+  }
+  return ca_pem;
 }
 
 std::string CertificateVerifyError(long verify_result) {

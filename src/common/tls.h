@@ -3,6 +3,7 @@
 // certificate errors. OpenSSL's C API underneath; this header needs none of it.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -37,5 +38,40 @@ Status CheckCertAndKey(const std::string& cert_file, const std::string& key_file
 // The reason the last certificate verification failed, as "certificate verify failed: ..."
 // (for X509 verify result `verify_result`).
 std::string CertificateVerifyError(long verify_result);
+
+// Agent certificates (mTLS from the built-in CA, docs/security.md "Agent certificates").
+
+// A new P-256 key (PEM, for the node's eyes only) and a certificate signing request for it.
+struct KeyAndCsr {
+  std::string key_pem;
+  std::string csr_pem;
+};
+StatusOr<KeyAndCsr> NewKeyAndCsr(const std::string& common_name);
+
+// Signs `csr_pem` with the CA in `ca` (ca_cert, ca_key) as a client certificate (clientAuth
+// only, not a CA) for `common_name`, valid for `ttl_seconds` from now. The request's own
+// subject is ignored: the server decides whom the certificate names. Returns the PEM.
+StatusOr<std::string> SignClientCertificate(const TlsFiles& ca, const std::string& csr_pem,
+                                            const std::string& common_name, long ttl_seconds);
+
+// "sha256:<hex>" of the DER SubjectPublicKeyInfo of a PEM certificate: the CA pin a join
+// command carries (the same value kubeadm's --discovery-token-ca-cert-hash takes).
+StatusOr<std::string> PublicKeyHash(const std::string& cert_pem);
+
+struct CertificateInfo {
+  std::string common_name;
+  std::string serial_hex;
+  int64_t not_after_unix = 0;
+};
+StatusOr<CertificateInfo> InspectCertificate(const std::string& cert_pem);
+
+// True if the PEM key belongs to the PEM certificate.
+bool KeyMatchesCertificate(const std::string& cert_pem, const std::string& key_pem);
+
+// Trust on first use, pinned: fetches GET /v1/ca from https://host:port without trusting any
+// CA yet, and returns the CA's PEM only if its PublicKeyHash equals `pin` and it signed the
+// certificate the server presented. Any mismatch is PERMISSION_DENIED naming both hashes.
+StatusOr<std::string> FetchPinnedCa(const std::string& host, const std::string& port,
+                                    const std::string& pin);
 
 }  // namespace photon

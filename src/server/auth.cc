@@ -16,6 +16,8 @@ namespace photon::server {
 namespace {
 constexpr char kTokenPrefix[] = "/auth/tokens/";
 constexpr char kAgentPrefix[] = "node:";
+constexpr char kRevocationPrefix[] = "/auth/noderevocations/";
+constexpr char kCertTokenPrefix[] = "x509:";
 
 int RoleRank(const std::string& role) {
   if (role == "viewer") return 1;
@@ -213,7 +215,23 @@ Status Authenticator::Load() {
     tokens_[t.id()] = t;
   }
   loaded_revision_ = r->revision;
+  auto rv = store_->Range(kRevocationPrefix, {.end = store::PrefixEnd(kRevocationPrefix)});
+  if (!rv.ok()) return rv.status();
+  for (const auto& kv : rv->kvs) {
+    revoked_nodes_[kv.key.substr(sizeof(kRevocationPrefix) - 1)] = kv.value;
+  }
+  revocations_revision_ = rv->revision;
   return absl::OkStatus();
+}
+
+void Authenticator::ApplyRevocation(const std::string& key, const std::string& value,
+                                    bool deleted) {
+  const std::string node = key.substr(sizeof(kRevocationPrefix) - 1);
+  if (deleted) {
+    revoked_nodes_.erase(node);
+  } else {
+    revoked_nodes_[node] = value;
+  }
 }
 
 Status Authenticator::Follow() {
@@ -236,6 +254,16 @@ Status Authenticator::Follow() {
   };
   PHOTON_ASSIGN_OR_RETURN(follow_, store_->Watch(kTokenPrefix, store::PrefixEnd(kTokenPrefix),
                                                  loaded_revision_ + 1, on_events, on_error));
+  // Node revocations another server records refuse the node here too, at once.
+  auto on_revocations = [this](const std::vector<store::WatchEvent>& events) {
+    std::lock_guard lock(mu_);
+    for (const auto& e : events) {
+      ApplyRevocation(e.kv.key, e.kv.value, e.type == store::WatchEvent::Type::kDelete);
+    }
+  };
+  PHOTON_ASSIGN_OR_RETURN(follow_revocations_,
+                          store_->Watch(kRevocationPrefix, store::PrefixEnd(kRevocationPrefix),
+                                        revocations_revision_ + 1, on_revocations, on_error));
   return absl::OkStatus();
 }
 
@@ -463,6 +491,18 @@ StatusOr<Principal> Authenticator::Verify(const std::string& token, std::string*
   if (Expired(t, NowMs())) {
     return absl::UnauthenticatedError("token " + id + " expired at " + t.expires_at());
   }
+  if (t.purpose() == "agent") {
+    const std::string node = t.principal().substr(sizeof(kAgentPrefix) - 1);
+    if (auto r = revoked_nodes_.find(node); r != revoked_nodes_.end()) {
+      return absl::UnauthenticatedError("node '" + node + "' was revoked at " + r->second);
+    }
+    // An agent with a certificate uses only the certificate: a stolen token is worth nothing.
+    if (!ca_pem_.empty()) {
+      return absl::UnauthenticatedError(
+          "this server takes no agent tokens: agents authenticate with the client certificate "
+          "they get when they join (photon-agent does over https)");
+    }
+  }
   Principal p;
   p.name = t.principal();
   p.token_id = id;
@@ -489,11 +529,26 @@ Status Authenticator::NodeHeldByLiveAgent(const std::string& node) const {
       std::to_string(options_.node_down_after.count() / 1000) + " s or the node is DOWN");
 }
 
-StatusOr<std::string> Authenticator::Join(const Principal& who, const std::string& node) {
+Status Authenticator::MayJoin(const Principal& who, const std::string& node) const {
   bool may_join = false;
   for (const auto& b : who.bindings)
     may_join |= b.role() == "join" || (b.role() == "admin" && b.namespace_() == "*");
   if (!may_join) return absl::PermissionDeniedError("only a join token may register a node");
+  std::lock_guard lock(mu_);
+  if (auto r = revoked_nodes_.find(node); r != revoked_nodes_.end()) {
+    return absl::PermissionDeniedError("node '" + node + "' was revoked at " + r->second +
+                                       ": an admin lifts that with photon node unrevoke " + node);
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::string> Authenticator::Join(const Principal& who, const std::string& node) {
+  PHOTON_RETURN_IF_ERROR(MayJoin(who, node));
+  if (!ca_pem_.empty()) {
+    return absl::InvalidArgumentError(
+        "csr: required: this server gives agents certificates, not tokens (send "
+        "{\"node\":NAME,\"csr\":PEM}; photon-agent does over https)");
+  }
   std::lock_guard join_lock(join_mu_);
   PHOTON_RETURN_IF_ERROR(NodeHeldByLiveAgent(node));
   auth::RoleBinding agent;
@@ -505,6 +560,123 @@ StatusOr<std::string> Authenticator::Join(const Principal& who, const std::strin
   // One credential per node: the one from an earlier join stops working.
   PHOTON_RETURN_IF_ERROR(RevokeAll("agent", principal, token.substr(4, 16)));
   return token;
+}
+
+Status Authenticator::SetNodeCa(const TlsFiles& ca) {
+  PHOTON_ASSIGN_OR_RETURN(std::string pem, ReadFile(ca.ca_cert));
+  PHOTON_ASSIGN_OR_RETURN(std::string hash, PublicKeyHash(pem));
+  if (!std::filesystem::exists(ca.ca_key)) {
+    return absl::FailedPreconditionError("agent certificates: the CA key " + ca.ca_key +
+                                         " is missing");
+  }
+  ca_files_ = ca;
+  ca_pem_ = std::move(pem);
+  ca_hash_ = std::move(hash);
+  return absl::OkStatus();
+}
+
+StatusOr<NodeCertificate> Authenticator::Sign(const std::string& node, const std::string& csr) {
+  if (ca_pem_.empty()) {
+    return absl::FailedPreconditionError(
+        "this server has no built-in CA to sign agent certificates with (it runs without TLS "
+        "or with --tls-cert): join without a csr");
+  }
+  NodeCertificate out;
+  PHOTON_ASSIGN_OR_RETURN(out.cert_pem, SignClientCertificate(ca_files_, csr, kAgentPrefix + node,
+                                                              options_.agent_cert_ttl.count()));
+  PHOTON_ASSIGN_OR_RETURN(CertificateInfo info, InspectCertificate(out.cert_pem));
+  out.not_after_unix = info.not_after_unix;
+  out.ca_pem = ca_pem_;
+  out.ca_hash = ca_hash_;
+  return out;
+}
+
+StatusOr<NodeCertificate> Authenticator::JoinWithCsr(const Principal& who, const std::string& node,
+                                                     const std::string& csr_pem) {
+  PHOTON_RETURN_IF_ERROR(MayJoin(who, node));
+  std::lock_guard join_lock(join_mu_);
+  PHOTON_RETURN_IF_ERROR(NodeHeldByLiveAgent(node));
+  PHOTON_ASSIGN_OR_RETURN(NodeCertificate cert, Sign(node, csr_pem));
+  // The node's identity is its certificate from now on: tokens of earlier joins stop working.
+  PHOTON_RETURN_IF_ERROR(RevokeAll("agent", kAgentPrefix + node, ""));
+  spdlog::info("node {} joined with a certificate valid until {}", node,
+               FormatRfc3339(cert.not_after_unix * 1000));
+  return cert;
+}
+
+StatusOr<NodeCertificate> Authenticator::RenewCertificate(const Principal& who,
+                                                          const std::string& csr_pem) {
+  const std::string node = who.AgentNode();
+  if (node.empty() || who.token_id.rfind(kCertTokenPrefix, 0) != 0) {
+    return absl::PermissionDeniedError(
+        "only an agent authenticated by its certificate renews it (others join)");
+  }
+  return Sign(node, csr_pem);
+}
+
+StatusOr<Principal> Authenticator::AuthenticateCertificate(const PeerCertificate& cert) const {
+  if (!cert.verify_error.empty()) {
+    return absl::UnauthenticatedError("client certificate refused: " + cert.verify_error);
+  }
+  if (ca_pem_.empty()) {
+    return absl::UnauthenticatedError("this server takes no client certificates");
+  }
+  if (cert.common_name.rfind(kAgentPrefix, 0) != 0) {
+    return absl::UnauthenticatedError("client certificate '" + cert.common_name +
+                                      "' names no node");
+  }
+  // The handshake checked the dates then; a kept-alive connection may outlive them.
+  if (cert.not_after_unix * 1000 <= NowMs()) {
+    return absl::UnauthenticatedError("client certificate of " + cert.common_name + " expired at " +
+                                      FormatRfc3339(cert.not_after_unix * 1000));
+  }
+  const std::string node = cert.common_name.substr(sizeof(kAgentPrefix) - 1);
+  {
+    std::lock_guard lock(mu_);
+    if (auto r = revoked_nodes_.find(node); r != revoked_nodes_.end()) {
+      return absl::UnauthenticatedError("node '" + node + "' was revoked at " + r->second);
+    }
+  }
+  Principal p;
+  p.name = cert.common_name;
+  p.token_id = kCertTokenPrefix + cert.serial_hex.substr(0, 16);
+  auth::RoleBinding agent;
+  agent.set_namespace_("*");
+  agent.set_role("agent");
+  p.bindings.push_back(agent);
+  return p;
+}
+
+StatusOr<std::string> Authenticator::RevokeNode(const std::string& node) {
+  const std::string at = FormatRfc3339(NowMs());
+  auto put = store_->Put(kRevocationPrefix + node, at);
+  if (!put.ok()) return put.status();
+  {
+    std::lock_guard lock(mu_);
+    revoked_nodes_[node] = at;
+  }
+  PHOTON_RETURN_IF_ERROR(RevokeAll("agent", kAgentPrefix + node, ""));
+  spdlog::info("node {} revoked: its certificates and tokens are refused", node);
+  return at;
+}
+
+Status Authenticator::UnrevokeNode(const std::string& node) {
+  {
+    std::lock_guard lock(mu_);
+    if (!revoked_nodes_.count(node)) {
+      return absl::NotFoundError("node '" + node + "' is not revoked");
+    }
+  }
+  auto del = store_->Delete(kRevocationPrefix + node);
+  if (!del.ok()) return del.status();
+  std::lock_guard lock(mu_);
+  revoked_nodes_.erase(node);
+  return absl::OkStatus();
+}
+
+std::map<std::string, std::string> Authenticator::NodeRevocations() const {
+  std::lock_guard lock(mu_);
+  return revoked_nodes_;
 }
 
 }  // namespace photon::server

@@ -18,7 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "common/http_server.h"
 #include "common/status.h"
+#include "common/tls.h"
 #include "photon/auth.pb.h"
 #include "store/store.h"
 
@@ -72,6 +74,16 @@ struct AuthOptions {
   // Bootstrap writes to admin.token instead of rotating the admin token (a rotation would
   // revoke the one every client of the control plane holds).
   std::string join_admin_token;
+  // How long an agent certificate is valid; agents renew at two thirds of it.
+  std::chrono::seconds agent_cert_ttl{24 * 3600};
+};
+
+// A signed agent certificate, with the CA that signed it.
+struct NodeCertificate {
+  std::string cert_pem;
+  std::string ca_pem;
+  std::string ca_hash;
+  int64_t not_after_unix = 0;
 };
 
 class Authenticator {
@@ -122,6 +134,27 @@ class Authenticator {
   // node's earlier agent tokens. ALREADY_EXISTS (409) while another live agent holds the node.
   StatusOr<std::string> Join(const Principal& who, const std::string& node);
 
+  // Agent certificates (docs/security.md "Agent certificates"). With a CA set, agents prove
+  // who they are with a client certificate it signed, and agent bearer tokens are refused.
+  Status SetNodeCa(const TlsFiles& ca);
+  bool HasNodeCa() const { return !ca_pem_.empty(); }
+  const std::string& CaPem() const { return ca_pem_; }
+  const std::string& CaHash() const { return ca_hash_; }
+  // Join with a certificate request: signs a certificate naming "node:NODE" (the same
+  // principal and scope an agent token has) and revokes the node's agent tokens.
+  StatusOr<NodeCertificate> JoinWithCsr(const Principal& who, const std::string& node,
+                                        const std::string& csr_pem);
+  // A new certificate for the node whose certificate authenticated `who`.
+  StatusOr<NodeCertificate> RenewCertificate(const Principal& who, const std::string& csr_pem);
+  // The principal of a verified client certificate; UNAUTHENTICATED naming why not (another
+  // CA, expired, revoked node).
+  StatusOr<Principal> AuthenticateCertificate(const PeerCertificate& cert) const;
+  // Refuses the node's certificates and agent tokens from now on (kept in the store, followed
+  // by every server); a join for it is refused until UnrevokeNode. Returns when.
+  StatusOr<std::string> RevokeNode(const std::string& node);
+  Status UnrevokeNode(const std::string& node);
+  std::map<std::string, std::string> NodeRevocations() const;  // node -> revoked at
+
  private:
   // Stores a new token; returns its full text.
   StatusOr<std::string> Mint(const std::string& principal,
@@ -136,6 +169,10 @@ class Authenticator {
   Status NodeHeldByLiveAgent(const std::string& node) const;
   // The stored token behind "pct_..." text, checked live; the token's purpose in `purpose`.
   StatusOr<Principal> Verify(const std::string& token, std::string* purpose) const;
+  // Who may join `node`: the join role (or a cluster admin), for a node not revoked.
+  Status MayJoin(const Principal& who, const std::string& node) const;
+  StatusOr<NodeCertificate> Sign(const std::string& node, const std::string& csr_pem);
+  void ApplyRevocation(const std::string& key, const std::string& value, bool deleted);
 
   store::Store* store_;
   AuthOptions options_;
@@ -144,7 +181,13 @@ class Authenticator {
   mutable std::mutex mu_;
   std::map<std::string, auth::Token> tokens_;  // by id
   int64_t loaded_revision_ = 0;
+  std::map<std::string, std::string> revoked_nodes_;  // node -> revoked at (under mu_)
+  int64_t revocations_revision_ = 0;
+  TlsFiles ca_files_;
+  std::string ca_pem_;
+  std::string ca_hash_;
   std::unique_ptr<store::WatchHandle> follow_;  // cancelled first when this goes
+  std::unique_ptr<store::WatchHandle> follow_revocations_;
   Resolver resolver_;
 };
 

@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
                  "ms without a node heartbeat before it is DOWN and its computes move");
   app.add_option("--join-token-ttl", opts.join_token_ttl_s,
                  "seconds a join token stays valid (default 86400: 24 h)");
+  app.add_option("--agent-cert-ttl", opts.agent_cert_ttl_s,
+                 "seconds an agent certificate stays valid; agents renew at 2/3 (default 86400)");
   app.add_option("--token-ttl", opts.token_ttl_s,
                  "seconds a token made without --ttl stays valid (default 2592000: 30 days)");
   app.add_option("--audit-retention-age", opts.audit_retention_age_s,

@@ -69,12 +69,31 @@ std::pair<std::string, std::string> AuditNames(const std::string& method,
   std::string target;
   for (size_t i = 1; i < parts.size(); ++i) target += (i > 1 ? "/" : "") + parts[i];
   if (parts.size() >= 2 && parts[1] == "join") return {"join", target};
+  if (parts.size() == 3 && parts[1] == "noderevocations") {
+    return {method == "POST" ? "revoke-node" : "unrevoke-node", target};
+  }
   if (parts.size() >= 2 && parts[1] == "tokens") {
     if (method == "POST" && parts.size() == 2) return {"create-token", target};
     if (method == "DELETE") return {"revoke-token", target};
     if (parts.size() == 3 && parts[2] == "rotate-admin") return {"rotate-admin-token", target};
   }
   return {verb, target};
+}
+
+// Who sent the request: an agent by its client certificate, anyone else by a bearer token.
+StatusOr<Principal> Identify(const Authenticator& auth, const HttpRequest& req) {
+  if (!req.peer_cert.present) return auth.Authenticate(req.Header("authorization"));
+  if (!req.Header("authorization").empty()) {
+    return absl::InvalidArgumentError(
+        "a client certificate and a bearer token: send one of them, not both");
+  }
+  return auth.AuthenticateCertificate(req.peer_cert);
+}
+
+nlohmann::json CertificateJson(const NodeCertificate& c, const std::string& node) {
+  return {{"certificate", c.cert_pem},   {"caCert", c.ca_pem},
+          {"caHash", c.ca_hash},         {"notAfterUnix", c.not_after_unix},
+          {"principal", "node:" + node}, {"namespace", "system"}};
 }
 
 }  // namespace
@@ -100,10 +119,15 @@ HttpResponse RestGateway::Handle(HttpRequest& req) {
   } else if (req.path == "/metrics") {
     resp = HttpResponse::Text(200, metrics_->Render());
     resp.content_type = "text/plain; version=0.0.4";
+  } else if (req.path == "/v1/ca" && req.method == "GET" && auth_->HasNodeCa()) {
+    // The trust anchor, public: a joining agent checks it against its pinned hash.
+    resp = HttpResponse::Text(200, auth_->CaPem());
+    resp.content_type = "application/x-pem-file";
+    resp.headers.push_back({"Photon-Ca-Hash", auth_->CaHash()});
   } else if (auto pub = identity_ ? identity_->HandlePublic(req) : std::nullopt) {
     resp = std::move(*pub);  // login, refresh, logout: no bearer token yet
   } else {
-    auto who = auth_->Authenticate(req.Header("authorization"));
+    auto who = Identify(*auth_, req);
     if (!who.ok()) {
       resp = ErrorResponse(who.status());
       resp.headers.push_back({"WWW-Authenticate", "Bearer"});
@@ -179,6 +203,18 @@ HttpResponse RestGateway::Cluster(HttpRequest& req, const Principal& who, const 
   if (parts.size() == 2 && parts[1] == "auditevents" && m == "GET") return AuditEvents(req, who);
   if (parts.size() >= 2 && parts[1] == "tokens") return Tokens(req, who, parts);
   if (parts.size() == 2 && parts[1] == "join" && m == "POST") return Join(req, who);
+  if (parts.size() == 2 && parts[1] == "nodecertificates" && m == "POST") {
+    auto j = nlohmann::json::parse(req.body, nullptr, false);
+    if (!j.is_object() || !j.contains("csr") || !j["csr"].is_string()) {
+      return ErrorResponse(absl::InvalidArgumentError("csr: required (body {\"csr\":PEM})"));
+    }
+    auto cert = auth_->RenewCertificate(who, j["csr"].get<std::string>());
+    if (!cert.ok()) return ErrorResponse(cert.status());
+    return HttpResponse::Json(201, CertificateJson(*cert, who.AgentNode()).dump());
+  }
+  if (parts.size() >= 2 && parts.size() <= 3 && parts[1] == "noderevocations") {
+    return NodeRevocations(req, who, parts);
+  }
   if (parts.size() != 2) return ErrorResponse(absl::NotFoundError("no route for " + req.path));
   // /v1/{kind}: list across namespaces
   const KindInfo* kind = FindKind(parts[1]);
@@ -212,10 +248,46 @@ HttpResponse RestGateway::Join(HttpRequest& req, const Principal& who) {
   }
   std::string node = j["node"].get<std::string>();
   if (auto st = ValidateName("node", node); !st.ok()) return ErrorResponse(st);
+  if (j.contains("csr")) {
+    if (!j["csr"].is_string()) return ErrorResponse(absl::InvalidArgumentError("csr: want PEM"));
+    auto cert = auth_->JoinWithCsr(who, node, j["csr"].get<std::string>());
+    if (!cert.ok()) return ErrorResponse(cert.status());
+    return HttpResponse::Json(201, CertificateJson(*cert, node).dump());
+  }
   auto token = auth_->Join(who, node);
   if (!token.ok()) return ErrorResponse(token.status());
   return HttpResponse::Json(201, "{\"token\":" + JsonString(*token) + ",\"principal\":" +
                                      JsonString("node:" + node) + ",\"namespace\":\"system\"}");
+}
+
+// GET /v1/noderevocations; POST (revoke) and DELETE (lift) /v1/noderevocations/{node}. Admins.
+HttpResponse RestGateway::NodeRevocations(HttpRequest& req, const Principal& who,
+                                          const Parts& parts) {
+  if (!who.IsAdmin()) {
+    return ErrorResponse(absl::PermissionDeniedError("node revocations are a cluster admin's"));
+  }
+  if (parts.size() == 2) {
+    if (req.method != "GET") {
+      return ErrorResponse(
+          absl::UnimplementedError(req.method + " is not supported on " + req.path));
+    }
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& [node, at] : auth_->NodeRevocations())
+      items.push_back({{"node", node}, {"revokedAt", at}});
+    return HttpResponse::Json(200, nlohmann::json{{"items", items}}.dump());
+  }
+  const std::string& node = parts[2];
+  if (auto st = ValidateName("node", node); !st.ok()) return ErrorResponse(st);
+  if (req.method == "POST") {
+    auto at = auth_->RevokeNode(node);
+    if (!at.ok()) return ErrorResponse(at.status());
+    return HttpResponse::Json(201, nlohmann::json{{"node", node}, {"revokedAt", *at}}.dump());
+  }
+  if (req.method == "DELETE") {
+    if (auto st = auth_->UnrevokeNode(node); !st.ok()) return ErrorResponse(st);
+    return HttpResponse::Json(200, nlohmann::json{{"node", node}}.dump());
+  }
+  return ErrorResponse(absl::UnimplementedError(req.method + " is not supported on " + req.path));
 }
 
 // /v1/namespaces/{ns}/{kind}[/{name}[/status | /actions/{action}]]

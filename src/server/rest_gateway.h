@@ -30,6 +30,9 @@ class RestGateway {
                        const std::vector<std::string>& parts);
   HttpResponse AuditEvents(HttpRequest& req, const Principal& who);
   HttpResponse Join(HttpRequest& req, const Principal& who);
+  // /v1/noderevocations[/NODE]: list, revoke (POST), lift (DELETE).
+  HttpResponse NodeRevocations(HttpRequest& req, const Principal& who,
+                               const std::vector<std::string>& parts);
   HttpResponse Namespaced(HttpRequest& req, const Principal& who,
                           const std::vector<std::string>& parts);
   HttpResponse Create(HttpRequest& req, const Principal& who, const KindInfo& kind,

@@ -83,8 +83,10 @@ class ServerImpl : public Server {
     PHOTON_ASSIGN_OR_RETURN(
         store_, store::OpenStore(
                     {.spec = options_.store, .data_dir = options_.data_dir, .metrics = &metrics_}));
-    if (options_.join_token_ttl_s <= 0 || options_.token_ttl_s <= 0) {
-      return absl::InvalidArgumentError("join_token_ttl_s and token_ttl_s must be > 0");
+    if (options_.join_token_ttl_s <= 0 || options_.token_ttl_s <= 0 ||
+        options_.agent_cert_ttl_s <= 0) {
+      return absl::InvalidArgumentError(
+          "join_token_ttl_s, token_ttl_s and agent_cert_ttl_s must be > 0");
     }
     auth_ = std::make_unique<Authenticator>(
         store_.get(),
@@ -92,8 +94,13 @@ class ServerImpl : public Server {
                     .user_token_ttl = std::chrono::seconds(options_.token_ttl_s),
                     .join_token_ttl = std::chrono::seconds(options_.join_token_ttl_s),
                     .node_down_after = std::chrono::milliseconds(options_.node_down_after_ms),
-                    .join_admin_token = options_.join_admin_token});
+                    .join_admin_token = options_.join_admin_token,
+                    .agent_cert_ttl = std::chrono::seconds(options_.agent_cert_ttl_s)});
     PHOTON_RETURN_IF_ERROR(auth_->Load());
+    // The built-in CA signs agent certificates (mTLS); a CA of one's own (--tls-cert) does not.
+    if (!ca_file_.empty()) {
+      PHOTON_RETURN_IF_ERROR(auth_->SetNodeCa(GeneratedTlsFiles(options_.data_dir)));
+    }
     // Other servers on the same etcd mint and revoke tokens too (agents join through any).
     if (store_->Backend() == "etcd") PHOTON_RETURN_IF_ERROR(auth_->Follow());
     directory_ = std::make_unique<identity::Directory>(store_.get(), auth_.get());
@@ -158,6 +165,7 @@ class ServerImpl : public Server {
     http.name = "photon-server rest";
     http.tls_cert = options_.tls_cert;
     http.tls_key = options_.tls_key;
+    if (auth_->HasNodeCa()) http.tls_client_ca = ca_file_;
     PHOTON_ASSIGN_OR_RETURN(http_, HttpServer::Start(http, [this](HttpRequest& r) {
                               if (r.path == "/healthz") return Healthz();
                               if (auto resp = ops_->Handle(r, *auth_)) return std::move(*resp);
@@ -188,6 +196,8 @@ class ServerImpl : public Server {
     if (!ca_file_.empty()) {
       spdlog::info("tls: serving the generated certificate {}; clients trust the CA {}",
                    options_.tls_cert, ca_file_);
+      spdlog::info("tls: CA hash {} (agents pin it: photon-agent --ca-hash {})", auth_->CaHash(),
+                   auth_->CaHash());
       spdlog::info("  export PHOTON_SERVER=https://HOST:{} PHOTON_CA_FILE={}", http_->port(),
                    ca_file_);
     }
@@ -439,6 +449,8 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->node_down_after_ms = v.as<int>();
       else if (key == "join_token_ttl_s")
         options->join_token_ttl_s = v.as<int>();
+      else if (key == "agent_cert_ttl_s")
+        options->agent_cert_ttl_s = v.as<int>();
       else if (key == "token_ttl_s")
         options->token_ttl_s = v.as<int>();
       else if (key == "scheduler_binpack")

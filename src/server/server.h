@@ -38,6 +38,8 @@ struct ServerOptions {
   // `photon token create --role join`) and a user token without --ttl stay valid.
   int join_token_ttl_s = 24 * 3600;
   int token_ttl_s = 30 * 24 * 3600;
+  // How long an agent certificate from the built-in CA is valid (docs/security.md).
+  int agent_cert_ttl_s = 24 * 3600;
   bool scheduler_binpack = false;  // false: least-allocated (spread load over nodes)
   // Events kept for watch resume. Each holds the object version it changed to, so the ring
   // costs memory; a client further behind than this relists (HTTP 410).

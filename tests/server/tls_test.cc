@@ -348,7 +348,9 @@ TEST_F(TlsServer, AgentJoinsAndHeartbeatsOverTls) {
       << "no node after 20 s; agent log: " << *ReadFile(dir_ + "/agent.log");
   EXPECT_TRUE(WaitFor([&] { return heartbeat() != first; }, std::chrono::seconds(10)))
       << "the heartbeat did not advance";
-  EXPECT_TRUE(std::filesystem::exists(adir + "/credential"));
+  // The built-in CA gave it a client certificate (server_mtls_tests), no token.
+  EXPECT_TRUE(std::filesystem::exists(adir + "/node.crt"));
+  EXPECT_FALSE(std::filesystem::exists(adir + "/credential"));
 }
 
 TEST(TlsFiles, ServerCertificateIsIssuedAgainForANewHostAndTheCaKept) {
