@@ -148,6 +148,13 @@ class ServerImpl : public Server {
     }
     PHOTON_RETURN_IF_ERROR(CreateProviders().status());  // a bad provider config fails the start
     ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
+    std::vector<std::pair<std::string, std::string>> daemons;  // scraped through discovery
+    for (const auto& p : options_.providers) {
+      if (auto e = p.settings.find("endpoint"); e != p.settings.end()) {
+        daemons.emplace_back(p.driver, e->second);
+      }
+    }
+    ops_->SetDaemonEndpoints(std::move(daemons));
     // On etcd the elected leader runs the pipeline's background work (StartLeaderLoops).
     ops_->SetLeading(store_->Backend() != "etcd");
     ops_->Start();

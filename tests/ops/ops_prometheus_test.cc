@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "../agent/cluster.h"
+#include "agent/host/run.h"
 
 namespace photon::agent::testing {
 namespace {
@@ -122,6 +123,116 @@ TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
       "POST", "/api/v2/alerts",
       json::array({{{"labels", {{"alertname", "Manual"}}}, {"endsAt", "2020-01-01T00:00:00Z"}}}));
   EXPECT_EQ(ended.status, 200) << ended.body;
+}
+
+// Prometheus's active targets, job → health.
+std::map<std::string, std::string> TargetHealth(cli::HttpClient& api) {
+  std::map<std::string, std::string> health;
+  auto r = api.Do("GET", "/api/v1/targets?state=active");
+  if (!r.ok() || r->status != 200) return health;
+  json j = json::parse(r->body, nullptr, false);
+  if (!j.is_object()) return health;
+  for (const auto& t : j["data"]["activeTargets"]) {
+    health[t["labels"].value("job", "")] = t.value("health", "");
+  }
+  return health;
+}
+
+// The standalone daemons photon-server drives through its service providers are discovered
+// too: real flashdns, lightningstor and fiberlb, each scraped on its own /metrics.
+TEST(OpsPrometheus, DiscoversTheProvidersDaemons) {
+  ASSERT_EQ(access(kPrometheus, X_OK), 0)
+      << "prometheus is not installed (scripts/install-deps.sh)";
+  const std::string dir = MakeTempDir("opsdaemons");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  const std::string dns_api = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string s3 = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string lb_api = "127.0.0.1:" + std::to_string(FreePort());
+  for (const char* d : {"/flashdns", "/lightningstor", "/fiberlb", "/prometheus"}) {
+    std::filesystem::create_directories(dir + d);
+  }
+  std::ofstream(dir + "/flashdns/flashdns.yaml")
+      << "listen: [\"127.0.0.1:" << FreePort() << "\"]\napi: " << dns_api << "\ndata_dir: " << dir
+      << "/flashdns\nworkers: 1\nzones: []\n";
+  std::ofstream(dir + "/lightningstor/ls.yaml")
+      << "listen: " << s3 << "\ndata_dir: " << dir << "/lightningstor\nregion: local\n";
+  std::ofstream(dir + "/fiberlb/fiberlb.yaml")
+      << "api: " << lb_api << "\ndata_dir: " << dir << "/fiberlb/data\n";
+  const std::string key = dir + "/lightningstor/photon-server.key";
+  auto made = RunCommand({LIGHTNINGSTOR_BIN, "--config", dir + "/lightningstor/ls.yaml", "keys",
+                          "create", "photon-server"},
+                         30s);
+  ASSERT_TRUE(made.ok() && made->exit_code == 0) << (made.ok() ? made->output : "");
+  ASSERT_TRUE(WriteFileAtomic(key, made->output, 0600).ok());
+  Daemon dns({FLASHDNS_BIN, "--config", dir + "/flashdns/flashdns.yaml"}, dir + "/flashdns.log");
+  Daemon ls({LIGHTNINGSTOR_BIN, "--config", dir + "/lightningstor/ls.yaml"},
+            dir + "/lightningstor.log");
+  Daemon lb({FIBERLB_BIN, "--config", dir + "/fiberlb/fiberlb.yaml"}, dir + "/fiberlb.log");
+  struct StopLb {  // fiberlb stops its HAProxy on SIGTERM
+    Daemon* d;
+    ~StopLb() { d->Kill(SIGTERM); }
+  } stop_lb{&lb};
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return std::filesystem::exists(dir + "/flashdns/api.token") &&
+               std::filesystem::exists(dir + "/fiberlb/data/api.token");
+      },
+      20s));
+  std::ofstream(dir + "/server.yaml")
+      << "providers:\n"
+      << "  - driver: flashdns\n    endpoint: http://" << dns_api << "\n    token_file: " << dir
+      << "/flashdns/api.token\n"
+      << "  - driver: lightningstor\n    endpoint: http://" << s3
+      << "\n    region: local\n    credentials_file: " << key << "\n"
+      << "  - driver: fiberlb\n    endpoint: http://" << lb_api << "\n    token_file: " << dir
+      << "/fiberlb/data/api.token\n";
+  Cluster c({"--config", dir + "/server.yaml"});
+  ASSERT_TRUE(
+      std::filesystem::copy_file(c.dir() + "/server/admin.token", dir + "/prometheus/token"));
+
+  // The discovery names each daemon at its endpoint.
+  json targets = c.Get("/v1/ops/prometheus/targets");
+  std::map<std::string, json> by_job;
+  for (const auto& t : targets) by_job[t["labels"].value("job", "")] = t;
+  ASSERT_TRUE(by_job.count("flashdns") && by_job.count("lightningstor") && by_job.count("fiberlb"))
+      << targets;
+  EXPECT_EQ(by_job["flashdns"]["targets"][0], dns_api);
+  EXPECT_EQ(by_job["lightningstor"]["targets"][0], s3);
+  EXPECT_EQ(by_job["fiberlb"]["labels"]["endpoint"], "http://" + lb_api);
+
+  const std::string server = "127.0.0.1:" + std::to_string(c.port());
+  std::ofstream(dir + "/prometheus/prometheus.yml")
+      << "global: {scrape_interval: 1s}\n"
+      << "scrape_configs:\n- job_name: photon\n  http_sd_configs:\n"
+      << "  - url: http://" << server << "/v1/ops/prometheus/targets\n"
+      << "    refresh_interval: 1s\n"
+      << "    authorization: {type: Bearer, credentials_file: " << dir << "/prometheus/token}\n";
+  const int port = FreePort();
+  Daemon prom({kPrometheus, "--config.file=" + dir + "/prometheus/prometheus.yml",
+               "--storage.tsdb.path=" + dir + "/prometheus/data",
+               "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+              dir + "/prometheus.log");
+  auto api = cli::HttpClient::Create("http://127.0.0.1:" + std::to_string(port), "");
+  ASSERT_TRUE(api.ok());
+  std::map<std::string, std::string> health;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        health = TargetHealth(*api);
+        return health["flashdns"] == "up" && health["lightningstor"] == "up" &&
+               health["fiberlb"] == "up";
+      },
+      60s))
+      << json(health) << "\n"
+      << Slurp(dir + "/prometheus.log").substr(0, 3000);
+  // What it scraped carries the daemon's own metrics under the discovery's labels.
+  auto q = api->Do("GET", "/api/v1/query?query=count%28%7Bjob%3D%22flashdns%22%7D%29");
+  ASSERT_TRUE(q.ok());
+  json result = json::parse(q->body, nullptr, false)["data"]["result"];
+  ASSERT_EQ(result.size(), 1u) << q->body;
+  EXPECT_GT(std::stoi(result[0]["value"][1].get<std::string>()), 5) << q->body;
 }
 
 }  // namespace

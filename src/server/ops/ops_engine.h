@@ -56,6 +56,12 @@ class OpsEngine {
   // deliveries and maintenance drains. With several servers on one store only the leader does
   // (two delivery loops would send every webhook twice); ingest and the API run on all.
   void SetLeading(bool leading);
+  // The standalone daemons photon-server drives (its service providers: driver → endpoint URL,
+  // e.g. "flashdns" → "http://127.0.0.1:5380"), listed by the Prometheus discovery. Call
+  // before serving.
+  void SetDaemonEndpoints(std::vector<std::pair<std::string, std::string>> endpoints) {
+    daemon_endpoints_ = std::move(endpoints);
+  }
 
   // An event reported by `who` (an agent: forced to its own node, namespace "system").
   StatusOr<IngestResult> Ingest(const Principal& who, const std::string& ns, event::Event event);
@@ -114,6 +120,7 @@ class OpsEngine {
   std::mutex platform_mu_;
   std::vector<event::Event> platform_;
   std::map<std::string, int> last_condition_;  // platform event name → last severity
+  std::vector<std::pair<std::string, std::string>> daemon_endpoints_;
 };
 
 }  // namespace photon::server::opsengine

@@ -1,7 +1,8 @@
 // Prometheus next to the operations pipeline (docs/operations.md "Prometheus"):
 //   POST /api/v2/alerts               Alertmanager API v2 bodies from Prometheus → Events
-//   GET  /v1/ops/prometheus/targets   HTTP service discovery: photon-server and every agent
+//   GET  /v1/ops/prometheus/targets   HTTP service discovery: photon-server, agents, daemons
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/util.h"
 #include "photon/node.pb.h"
@@ -56,6 +57,22 @@ StatusOr<std::pair<std::string, event::Event>> AlertToEvent(const json& a, size_
   return std::make_pair(ns, std::move(ev));
 }
 
+// A daemon's discovery group: host:port of its endpoint URL (where its /metrics is), the
+// scheme when https, and labels naming it. nullopt for a URL without a host.
+std::optional<json> DaemonTarget(const std::string& driver, const std::string& endpoint) {
+  std::string rest = endpoint;
+  std::string scheme = "http";
+  if (auto p = rest.find("://"); p != std::string::npos) {
+    scheme = rest.substr(0, p);
+    rest = rest.substr(p + 3);
+  }
+  const std::string hostport = rest.substr(0, rest.find('/'));
+  if (hostport.empty()) return std::nullopt;
+  json labels = {{"job", driver}, {"daemon", driver}, {"endpoint", endpoint}};
+  if (scheme == "https") labels["__scheme__"] = "https";
+  return json{{"targets", {hostport}}, {"labels", labels}};
+}
+
 }  // namespace
 
 HttpResponse OpsEngine::PrometheusAlerts(const HttpRequest& req, const Principal& who) {
@@ -80,8 +97,8 @@ HttpResponse OpsEngine::PrometheusAlerts(const HttpRequest& req, const Principal
   return HttpResponse::Json(200, "{}");
 }
 
-// Prometheus http_sd_configs: photon-server as the caller reached it, and each node's agent at
-// the address its Node advertises.
+// Prometheus http_sd_configs: photon-server as the caller reached it, each node's agent at
+// the address its Node advertises, and the daemons behind the service providers.
 HttpResponse OpsEngine::PrometheusTargets(const HttpRequest& req, const Principal& who) {
   if (!who.IsAdmin()) {
     return ErrorResponse(absl::PermissionDeniedError(
@@ -99,6 +116,9 @@ HttpResponse OpsEngine::PrometheusTargets(const HttpRequest& req, const Principa
     if (!n.ParseFromString(o->value()) || n.spec().address().empty()) continue;
     out.push_back({{"targets", {n.spec().address()}},
                    {"labels", {{"job", "photon-agent"}, {"node", n.metadata().name()}}}});
+  }
+  for (const auto& [driver, endpoint] : daemon_endpoints_) {
+    if (auto t = DaemonTarget(driver, endpoint)) out.push_back(std::move(*t));
   }
   return HttpResponse::Json(200, out.dump());
 }
