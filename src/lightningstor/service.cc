@@ -48,8 +48,8 @@ bool IsImplementedSubresource(const std::string& name, bool object) {
   static const auto* bucket = new std::set<std::string>{
       "versioning", "lifecycle", "policy", "acl",         "tagging", "location",         "uploads",
       "versions",   "delete",    "cors",   "object-lock", "logging", "publicAccessBlock"};
-  static const auto* objects =
-      new std::set<std::string>{"acl", "tagging", "uploads", "retention", "legal-hold"};
+  static const auto* objects = new std::set<std::string>{"acl",       "tagging",    "uploads",
+                                                         "retention", "legal-hold", "attributes"};
   return (object ? objects : bucket)->count(name) > 0;
 }
 
@@ -63,7 +63,8 @@ bool AclOp(const std::string& op) {
 Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op) {
   for (const auto& [name, value] : req.headers) {
     // PUT, GET and HEAD take SSE-S3 and SSE-C (sse.h); other operations do not encrypt.
-    bool sse_op = op == "PutObject" || op == "GetObject" || op == "HeadObject";
+    bool sse_op =
+        op == "PutObject" || op == "GetObject" || op == "HeadObject" || op == "GetObjectAttributes";
     if ((name.rfind("x-amz-server-side-encryption", 0) == 0 && !sse_op) ||
         name.rfind("x-amz-copy-source-server-side-encryption", 0) == 0) {
       return S3Error("NotImplemented",
@@ -209,6 +210,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
     if (m == "POST" && req.query.empty()) return "PostObject";
     return "Unknown";
   }
+  // ?attributes is a GET only; never a write or a delete of the object.
+  if (req.HasQuery("attributes") && m != "GET") return "Unknown";
   if (m == "PUT") {
     if (req.HasQuery("acl")) return "PutObjectAcl";
     if (req.HasQuery("tagging")) return "PutObjectTagging";
@@ -224,6 +227,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
     if (req.HasQuery("tagging")) return "GetObjectTagging";
     if (req.HasQuery("retention")) return "GetObjectRetention";
     if (req.HasQuery("legal-hold")) return "GetObjectLegalHold";
+    if (req.HasQuery("attributes")) return "GetObjectAttributes";
     if (req.HasQuery("uploadId")) return "ListParts";
     if (req.HasQuery("uploads")) return "Unsupported";
     return "GetObject";
@@ -280,6 +284,7 @@ Need NeedOf(const std::string& op) {
       {"PutBucketAcl", {Need::kBucket, kPermWriteAcp}},
       {"GetObject", {Need::kObject, kPermRead}},
       {"HeadObject", {Need::kObject, kPermRead}},
+      {"GetObjectAttributes", {Need::kObject, kPermRead}},
       {"GetObjectAcl", {Need::kObject, kPermReadAcp}},
       {"PutObjectAcl", {Need::kObject, kPermWriteAcp}},
       {"GetObjectTagging", {Need::kObject, kNeedObjectOwner}},
@@ -296,7 +301,7 @@ Need NeedOf(const std::string& op) {
 Status S3Service::CheckAccess(S3Request& r) {
   // Anonymous callers only ever read: every write needs a signature, whatever the ACL.
   static const std::set<std::string> kAnonymousOps = {
-      "CorsPreflight", "GetObject",  "HeadObject",   "ListObjects",
+      "CorsPreflight", "GetObject",  "HeadObject",   "GetObjectAttributes", "ListObjects",
       "ListObjectsV2", "HeadBucket", "GetObjectAcl", "GetBucketAcl"};
   r.caller = r.auth.anonymous ? "" : r.auth.user;
   Status denied = S3Error("AccessDenied", "Access Denied");
@@ -405,6 +410,7 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "PutObjectLegalHold") return PutObjectLegalHold(r);
   if (op == "GetObjectLegalHold") return GetObjectLegalHold(r);
   if (op == "GetObjectTagging") return GetObjectTagging(r);
+  if (op == "GetObjectAttributes") return GetObjectAttributes(r);
   if (op == "PutObjectTagging") return PutObjectTagging(r);
   if (op == "DeleteObjectTagging") return DeleteObjectTagging(r);
   if (op == "Unsupported") {

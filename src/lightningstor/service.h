@@ -121,6 +121,8 @@ class S3Service {
   // A browser POST upload (post_object.cc): the form's signature and policy checked, then the
   // file stored as the PutObject its fields describe.
   StatusOr<http::Response> PostObject(S3Request& r);
+  // GET ?attributes (object_attributes.cc).
+  StatusOr<http::Response> GetObjectAttributes(S3Request& r);
   // The access check, header refusals and PutObject of an authenticated PutObject request.
   StatusOr<http::Response> AuthorizedPut(S3Request& r);
 
