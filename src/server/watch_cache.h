@@ -143,6 +143,10 @@ class WatchCache {
   size_t subscriber_count() const;
   size_t object_count() const;
 
+  // The least time between two dispatch rounds, given the subscribers called every round
+  // (those without an agent_id).
+  static std::chrono::microseconds RoundSpacing(size_t unindexed_subscribers);
+
  private:
   void OnStoreEvents(const std::vector<store::WatchEvent>& events);
   void DispatchLoop();
@@ -167,7 +171,11 @@ class WatchCache {
   std::deque<CacheEvent> ring_;
   int64_t revision_ = 0;
   int64_t oldest_resumable_ = 0;  // a watch may resume from any revision ≥ this
-  std::map<uint64_t, std::shared_ptr<Subscriber>> subscribers_;
+  std::map<uint64_t, std::shared_ptr<Subscriber>> subscribers_;  // all of them
+  // The same, split: those called every round, and those of one agentId by that agentId.
+  std::map<uint64_t, std::shared_ptr<Subscriber>> plain_subscribers_;
+  std::unordered_map<std::string, std::map<uint64_t, std::shared_ptr<Subscriber>>>
+      agent_subscribers_;
   std::vector<CacheEvent> undispatched_;
   std::condition_variable dispatch_cv_;
   std::mutex dispatch_mu_;  // held while callbacks run; Unsubscribe takes it to wait them out
