@@ -88,6 +88,8 @@ bool WakesScheduler(const CacheEvent& e) {
   if (now.agent_id.empty() || now.agent_id != before.agent_id) return true;
   return !SameBut<compute::ComputeInstance>(
       *e.previous, *e.object, [](compute::ComputeInstance* ci) {
+        // No step of a round reads an instance's annotations.
+        ci->mutable_metadata()->clear_annotations();
         // A RegionService member's phase counts: keep its status in the comparison.
         if (!ci->metadata().labels().contains(kRegionServiceLabel)) ci->clear_status();
       });

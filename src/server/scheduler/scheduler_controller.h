@@ -177,12 +177,13 @@ class SchedulerController {
 // Whether a change under /registry/ can change what a scheduling round decides or writes. Not:
 // a Node change that only moves its heartbeat (nodeStatus.lastHeartbeat and message; the
 // round's tick reads the heartbeat clock) or its nodeStatus.allocated (the round's own copy of
-// the sum, for display), and a change of only the status of an instance
-// placed on a node (the agent's CREATING, RUNNING: placement reads agentId, spec, labels and
-// deletion, never a placed instance's status), unless it is a RegionService member (whose
-// phase the service's status counts). Every other change of a Node, ComputeInstance or
-// RegionService does. Why: 10,000 nodes heartbeat 2,000 times a second and agents report
-// every start twice; each of those started a round that read every object.
+// the sum, for display), and a change of only the status or annotations of an instance placed
+// on a node (the agent's CREATING, RUNNING, a user's note: placement reads agentId, spec,
+// labels and deletion, never a placed instance's status or annotations), unless it is a
+// RegionService member (whose phase the service's status counts). Every other change of a
+// Node, ComputeInstance or RegionService does. Why: 10,000 nodes heartbeat 2,000 times a
+// second and agents report every start twice; each of those started a round that read every
+// object (1,000 annotation changes/s kept a quarter of the server's CPU in rounds).
 bool WakesScheduler(const CacheEvent& e);
 
 // Runs write(i) for every i in [0, n), at most `parallel` at a time, and returns the results in
