@@ -14,6 +14,7 @@
 #include "agent/api_client.h"
 #include "agent/checks/check_runner.h"
 #include "agent/checks/crash_loop.h"
+#include "agent/checks/provider_checks.h"
 #include "agent/config.h"
 #include "agent/informer.h"
 #include "agent/instance_controller.h"
@@ -50,6 +51,7 @@ class Agent : public ResourceLookup {
   Status Heartbeat();
   nlohmann::json NodeSpec() const;
   HttpResponse Serve(HttpRequest& req);
+  void StartProviderChecks();
 
   AgentOptions options_;
   std::unique_ptr<ApiClient> api_;
@@ -62,6 +64,7 @@ class Agent : public ResourceLookup {
   std::unique_ptr<InstanceController> controller_;
   std::unique_ptr<checks::CheckRunner> checks_;  // the node's checks (seed 003)
   std::unique_ptr<checks::CrashLoopCheck> crash_loops_;
+  std::unique_ptr<checks::ProviderChecks> provider_checks_;  // vm-qmp, container-runc, bird
   std::unique_ptr<Informer> instances_;
   std::unique_ptr<Informer> operations_;
   std::unique_ptr<PortWiring> wiring_;  // instance networks (port namespaces)
