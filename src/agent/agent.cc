@@ -294,13 +294,21 @@ Status Agent::Start() {
                                  [this](const std::string& k) { controller_->OnOperation(k); });
   controller_->SetInformers(instances_.get(), operations_.get());
   // A Port is named after its instance: its key is the instance's.
-  ports_ = std::make_unique<Informer>(api_.get(), "/v1/ports" + mine,
-                                      [this](const std::string& k) { controller_->OnInstance(k); });
+  ports_ = std::make_unique<Informer>(api_.get(), "/v1/ports" + mine, [this](const std::string& k) {
+    controller_->OnInstance(k);
+    if (floating_ips_) floating_ips_->Kick();  // a Port carries its instance's floating IP
+  });
   controller_->SetNetwork(ports_.get(), wiring_.get());
   PHOTON_RETURN_IF_ERROR(retry("list ports", [this] { return ports_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(retry("list instances", [this] { return instances_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(retry("list operations", [this] { return operations_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(controller_->Adopt());
+  if (options_.network_mode == "ports") {
+    PHOTON_ASSIGN_OR_RETURN(FloatingIpOptions fo, FloatingIpOptionsFrom(options_));
+    floating_ips_ = std::make_unique<FloatingIps>(std::move(fo), ports_.get(), &metrics_);
+    PHOTON_RETURN_IF_ERROR(floating_ips_->Open());
+    threads_.emplace_back([this] { floating_ips_->Run(&stop_); });
+  }
   if (options_.network_mode == "ports") {  // 169.254.1.2, reached from every port
     metadata_directory_ = std::make_unique<AgentInstanceDirectory>(instances_.get(), ports_.get());
     metadata::MetadataServiceOptions mo;
@@ -317,7 +325,6 @@ Status Agent::Start() {
       });
   controller_->Start();
   PHOTON_RETURN_IF_ERROR(checks_->Start());
-  StartProviderChecks();
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
   threads_.emplace_back([this] { ports_->Run(&stop_); });
@@ -360,29 +367,8 @@ Status Agent::Start() {
   return absl::OkStatus();
 }
 
-void Agent::StartProviderChecks() {
-  checks::ProviderCheckOptions po;
-  if (drivers_.count("vm")) po.vm_instances_dir = options_.data_dir + "/providers/vm/instances";
-  po.bird_socket = options_.bird_socket;
-  provider_checks_ = std::make_unique<checks::ProviderChecks>(
-      po,
-      [this](const std::string& check, const std::string& key, int severity,
-             const std::string& output, const std::map<std::string, std::string>& labels) {
-        checks_->Report(check, key, severity, output, labels);
-      },
-      [this] {
-        std::vector<json> out;
-        for (const auto& key : instances_->Keys()) {
-          if (auto obj = instances_->Get(key)) out.push_back(std::move(*obj));
-        }
-        return out;
-      });
-  provider_checks_->Start();
-}
-
 void Agent::Stop() {
   stop_ = true;
-  if (provider_checks_) provider_checks_->Stop();
   if (checks_) checks_->Stop();
   if (controller_) controller_->Stop();
   // Watch threads may sit in a blocking read until the next event; they exit with the process.

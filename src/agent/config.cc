@@ -186,6 +186,16 @@ Status ValidateOptions(const AgentOptions& o) {
     PHOTON_RETURN_IF_ERROR(ParseBirdPeers(o.bird_peers, &peers));
     if (peers.empty()) return absl::InvalidArgumentError("bird-peers: at least one ADDRESS:AS");
   }
+  if ((!o.nat_cloud_cidrs.empty() || !o.snat_interface.empty() || !o.snat_address.empty()) &&
+      o.network_mode != "ports") {
+    return absl::InvalidArgumentError(
+        "nat-cloud-cidrs, snat-interface, snat-address: only with "
+        "network mode ports");
+  }
+  if ((!o.snat_interface.empty() || !o.snat_address.empty()) && o.nat_cloud_cidrs.empty()) {
+    return absl::InvalidArgumentError(
+        "nat-cloud-cidrs: required with snat-interface/snat-address (what is not NATed)");
+  }
   if (!o.host_netns.empty() && o.host_netns[0] != '/') {
     return absl::InvalidArgumentError("host-netns: must be an absolute path");
   }

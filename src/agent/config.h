@@ -51,6 +51,13 @@ struct AgentOptions {
   int64_t bird_local_as = 0;
   std::string bird_peers;  // the rack routers: "ADDRESS:AS,ADDRESS:AS"
   std::string bird_log;    // "" = syslog
+  // The node's NAT (mode ports, docs/networking.md "Floating IPs and egress"): the cloud's VPC
+  // ranges (comma-separated CIDRs; never NATed, required for floating IPs and SNAT), and SNAT
+  // of instances without a floating IP to the node's egress interface/address (off unless
+  // either is set).
+  std::string nat_cloud_cidrs;
+  std::string snat_interface;
+  std::string snat_address;
 };
 
 // "ADDRESS:AS,..." into (address, AS) pairs; INVALID_ARGUMENT naming the bad entry.

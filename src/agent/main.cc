@@ -45,6 +45,12 @@ int main(int argc, char** argv) {
   app.add_option("--bird-local-as", o.bird_local_as, "the node's AS number");
   app.add_option("--bird-peers", o.bird_peers, "the rack routers: ADDRESS:AS,...");
   app.add_option("--bird-log", o.bird_log, "BIRD's log file (default: syslog)");
+  app.add_option("--nat-cloud-cidrs", o.nat_cloud_cidrs,
+                 "the cloud's VPC ranges CIDR,... (never NATed; needed for floating IPs and SNAT)");
+  app.add_option("--snat-interface", o.snat_interface,
+                 "SNAT instances without a floating IP leaving by this interface (default: off)");
+  app.add_option("--snat-address", o.snat_address,
+                 "SNAT them to this address (default: the interface's)");
   CLI11_PARSE(app, argc, argv);
 
   if (!config_file.empty()) {

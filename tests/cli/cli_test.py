@@ -154,10 +154,10 @@ class CliTest(unittest.TestCase):
         port = json.loads(self.photon("get", "ports", "web", "-o", "json").stdout)
         self.assertTrue(port["spec"]["ipAddress"].startswith("10.100.1."), port)
         self.assertEqual(port["spec"]["securityGroups"], ["web"])
-        # Floating IPs are refused until the nodes realize them: a reason, a non-zero exit.
+        # Floating IPs need the server's floating_ip_pool (none here): a reason, a non-zero exit.
         r = self.photon("create", "-f", "-", stdin="kind: FloatingIp\nmetadata: {name: f}\nspec: {instance: web}\n")
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("not realized", r.stderr)
+        self.assertIn("floating_ip_pool", r.stderr)
         self.assertEqual(json.loads(self.photon("list", "fip", "-o", "json").stdout), [])
 
     def test_login_writes_private_config(self):

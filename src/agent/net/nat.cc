@@ -30,6 +30,15 @@ Status ValidateNatSpec(const NatSpec& spec) {
   }
   if (cloud.empty() && (spec.snat || !spec.floating_ips.empty()))
     return absl::InvalidArgumentError("cloud_cidrs: at least one (what is not NATed)");
+  const std::string& i = spec.snat_interface;
+  if (i.size() > 15 || i == "." || i == ".." ||
+      i.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+          std::string::npos) {
+    return absl::InvalidArgumentError("snat_interface: '" + i + "' is not an interface name");
+  }
+  if (!spec.snat_address.empty() && !ParseIpv4(spec.snat_address).ok()) {
+    return absl::InvalidArgumentError("snat_address: " + spec.snat_address + " is not IPv4");
+  }
   std::set<uint32_t> publics, privates;
   for (size_t i = 0; i < spec.floating_ips.size(); ++i) {
     const std::string f = "floating_ips[" + std::to_string(i) + "]";
@@ -77,7 +86,11 @@ std::string RenderNatRuleset(const std::string& table, const NatSpec& spec) {
   s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
   s += "    ip daddr @cloud return\n";
   s += "    snat to ip saddr map @fip_out\n";  // a miss in the map: the rule does not apply
-  if (spec.snat) s += "    ip saddr @cloud masquerade\n";
+  if (spec.snat) {
+    s += "    ip saddr @cloud";
+    if (!spec.snat_interface.empty()) s += " oifname \"" + spec.snat_interface + "\"";
+    s += spec.snat_address.empty() ? " masquerade\n" : " snat to " + spec.snat_address + "\n";
+  }
   s += "  }\n}\n";
   return s;
 }

@@ -35,6 +35,10 @@ struct NatSpec {
   // Aligned CIDRs of the cloud's instance addresses (at least one when snat or mappings).
   std::vector<std::string> cloud_cidrs;
   bool snat = true;  // masquerade instances' egress to outside the cloud
+  // With snat: only traffic leaving by this interface is NATed ("" = whichever it leaves by),
+  // to `snat_address` when set (the node's egress address), else to the interface's address.
+  std::string snat_interface;
+  std::string snat_address;
   std::vector<FloatingIpMapping> floating_ips;
 };
 
@@ -46,7 +50,7 @@ struct NatOptions {
 };
 
 // INVALID_ARGUMENT naming the field: bad or unaligned CIDRs, bad addresses, a floating IP
-// inside the cloud's ranges, an address or instance mapped twice.
+// inside the cloud's ranges, an address or instance mapped twice, a bad interface name.
 Status ValidateNatSpec(const NatSpec& spec);
 // The nft script that replaces the table (exposed for tests).
 std::string RenderNatRuleset(const std::string& table, const NatSpec& spec);
