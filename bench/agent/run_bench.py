@@ -4,7 +4,11 @@ agents and the real scheduler.
 
 Prints the time from the first create to all RUNNING, the time to delete them all, and the
 CPU the server and each agent use while idle afterwards (from /proc/<pid>/stat), as medians
-over ROUNDS rounds.
+over ROUNDS rounds. Stage by stage, from a watch of the instances (each instance's first
+event with an agentId, with phase CREATING, with phase RUNNING; times from the first create,
+when the last instance reached it, and per instance p50/p99 of the step before it) and from
+the agents' /metrics (time spent per reconcile, provider Start, status write, summed over the
+3 agents' workers), and the CPU the server and the agents used meanwhile.
   bench/agent/run_bench.py [--instances 1000] [--rounds 1] [--idle-seconds 20] [--workers 8]
 Needs root (cgroups) and build/src/{server/photon-server,agent/photon-agent}.
 """
@@ -18,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -66,6 +71,93 @@ class Api:
                 return items
 
 
+class StageWatch:
+    """Watches the namespace's instances and notes, per name, when it was first seen with an
+    agentId (placed), in phase CREATING and in phase RUNNING (monotonic seconds)."""
+
+    STAGES = ("placed", "creating", "running")
+
+    def __init__(self, api, path):
+        self.seen = {k: {} for k in self.STAGES}
+        self.lock = threading.Lock()
+        status, page = api.call("GET", path + "?limit=1")
+        rv = page.get("resourceVersion", "0") if status == 200 else "0"
+        req = urllib.request.Request(f"{api.base}{path}?watch=true&resourceVersion={rv}")
+        req.add_header("Authorization", "Bearer " + api.token)
+        self.stream = urllib.request.urlopen(req, timeout=900)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            for line in self.stream:
+                now = time.monotonic()
+                line = line.strip()
+                if not line:
+                    continue
+                obj = json.loads(line).get("object", {})
+                name = obj.get("metadata", {}).get("name")
+                phase = obj.get("status", {}).get("phase")
+                with self.lock:
+                    if obj.get("metadata", {}).get("agentId"):
+                        self.seen["placed"].setdefault(name, now)
+                    if phase == "CREATING":
+                        self.seen["creating"].setdefault(name, now)
+                    if phase == "RUNNING":
+                        self.seen["running"].setdefault(name, now)
+        except (OSError, ValueError, AttributeError):
+            pass  # closed by close() (AttributeError: urllib's read of a closed response)
+
+    def close(self):
+        self.stream.close()
+
+    def stages(self, t0):
+        """Per stage: when the last instance reached it (from t0) and, per instance, p50/p99 of
+        the time from the stage before (create for 'placed'; a start that skipped CREATING
+        counts from 'placed')."""
+        with self.lock:
+            seen = {k: dict(v) for k, v in self.seen.items()}
+        out = {}
+        prev = {}
+        for stage in self.STAGES:
+            times = seen[stage]
+            steps = sorted(t - prev.get(n, t0) for n, t in times.items())
+            out[stage] = {
+                "n": len(times),
+                "last_s": round(max(times.values()) - t0, 3) if times else None,
+                "step_p50_s": round(steps[len(steps) // 2], 3) if steps else None,
+                "step_p99_s": round(steps[int(len(steps) * 0.99)], 3) if steps else None,
+            }
+            merged = dict(prev)
+            merged.update(times)
+            prev = merged
+        return out
+
+
+AGENT_METRICS = {
+    "reconcile": "photon_agent_reconcile_seconds",
+    "provider_start": "photon_agent_provider_start_seconds",
+    "status_write": "photon_agent_status_write_seconds",
+}
+
+
+def agent_metrics(ports):
+    """Sums over the agents: count and total seconds of each AGENT_METRICS histogram."""
+    out = {k: {"count": 0, "sum_s": 0.0} for k in AGENT_METRICS}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            for k, name in AGENT_METRICS.items():
+                if line.startswith(name + "_sum "):
+                    out[k]["sum_s"] += float(line.split()[1])
+                elif line.startswith(name + "_count "):
+                    out[k]["count"] += int(line.split()[1])
+    for v in out.values():
+        v["sum_s"] = round(v["sum_s"], 2)
+    return out
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         rest = f.read().rsplit(")", 1)[1].split()
@@ -109,13 +201,14 @@ def one_round(n, idle_seconds, workdir, workers):
         token = open(f"{workdir}/server/admin.token").read().strip()
         api = Api(base, token)
         agents = []
+        metric_ports = [free_port() for _ in nodes]
         for i, node in enumerate(nodes):
             agents.append(subprocess.Popen(
                 [AGENT, "--server", f"127.0.0.1:{port}", "--token-file",
                  f"{workdir}/server/join.token", "--data-dir", f"{workdir}/agent-{node}",
                  "--name", node, "--labels", f"zone=z{i}", "--vcpu", "1000",
                  "--memory-mb", "1000000", "--log-level", "warn", "--workers", str(workers),
-                 "--network-mode", "shared"],
+                 "--network-mode", "shared", "--listen", f"127.0.0.1:{metric_ports[i]}"],
                 stdout=open(f"{workdir}/agent-{node}.log", "w"), stderr=subprocess.STDOUT))
         procs += agents
         for _ in range(200):
@@ -133,6 +226,9 @@ def one_round(n, idle_seconds, workdir, workers):
             if status != 202:
                 raise RuntimeError(f"create: {status} {r}")
 
+        watch = StageWatch(api, "/v1/namespaces/default/computeinstances")
+        busy_pids = {"server": server.pid, "agents": [a.pid for a in agents]}
+        cpu0 = {"server": cpu_ticks(server.pid), "agents": sum(cpu_ticks(a.pid) for a in agents)}
         t0 = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(create, range(n)))
@@ -150,6 +246,14 @@ def one_round(n, idle_seconds, workdir, workers):
                 raise RuntimeError(f"only {running}/{n} RUNNING after 900 s")
             time.sleep(0.2)
         t_running = time.monotonic() - t0
+        busy_cpu = {"server": (cpu_ticks(server.pid) - cpu0["server"]) / TICK,
+                    "agents": (sum(cpu_ticks(p) for p in busy_pids["agents"]) - cpu0["agents"]) / TICK}
+        deadline = time.monotonic() + 10
+        while len(watch.seen["running"]) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stages = watch.stages(t0)
+        watch.close()
+        metrics = agent_metrics(metric_ports)
         per_node = {}
         for x in items:
             per_node[x["metadata"]["agentId"]] = per_node.get(x["metadata"]["agentId"], 0) + 1
@@ -180,6 +284,7 @@ def one_round(n, idle_seconds, workdir, workers):
             time.sleep(0.2)
         t_deleted = time.monotonic() - t1
         return {"created_s": t_created, "placed_s": t_placed or t_running, "running_s": t_running, "deleted_s": t_deleted,
+                "stages": stages, "busy_cpu_s": busy_cpu, "agent_metrics": metrics, "load1": os.getloadavg()[0],
                 "per_node": per_node, "idle_cpu_pct": idle, "rss_mb": rss,
                 "sleep_processes_seen": sleeping}
     finally:
@@ -212,6 +317,18 @@ def main():
     print(f"  first create -> all placed  {med('placed_s'):6.2f} s (scheduler)")
     print(f"  first create -> all RUNNING {med('running_s'):6.2f} s "
           f"({args.instances / med('running_s'):.0f} instances/s)")
+    for stage in StageWatch.STAGES:
+        m = lambda f: statistics.median(x["stages"][stage][f] or 0 for x in results)
+        print(f"  stage {stage:9s} last at {m('last_s'):6.2f} s; per instance from the step before "
+              f"p50 {m('step_p50_s'):6.3f} s, p99 {m('step_p99_s'):6.3f} s")
+    for k in AGENT_METRICS:
+        c = statistics.median(x["agent_metrics"][k]["count"] for x in results)
+        t = statistics.median(x["agent_metrics"][k]["sum_s"] for x in results)
+        print(f"  agents' {k:15s} {c:7.0f} calls, {t:8.2f} s in all ({1000 * t / max(c, 1):.2f} ms each)")
+    for k in ("server", "agents"):
+        print(f"  CPU of the {k:7s} from the first create to all RUNNING "
+              f"{statistics.median(x['busy_cpu_s'][k] for x in results):6.2f} s")
+    print(f"  load average (1 min) at the end {statistics.median(x['load1'] for x in results):.2f}")
     print(f"  delete -> all gone        {med('deleted_s'):8.2f} s")
     for k in results[0]["idle_cpu_pct"]:
         cpu = statistics.median(x["idle_cpu_pct"][k] for x in results)

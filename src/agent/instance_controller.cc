@@ -59,6 +59,8 @@ InstanceController::InstanceController(ControllerOptions options, ApiClient* api
       metrics->GetHistogram("photon_agent_provider_start_seconds", "Time per provider Start");
   status_write_seconds_ = metrics->GetHistogram("photon_agent_status_write_seconds",
                                                 "Time per instance status write (with retries)");
+  status_writes_ = metrics->GetCounter("photon_agent_status_writes_total",
+                                       "Instance status writes the server accepted");
 }
 
 InstanceController::~InstanceController() { Stop(); }
@@ -407,8 +409,9 @@ void InstanceController::Reconcile(const std::string& key) {
       if (f->second.permanent || std::chrono::steady_clock::now() < f->second.retry_at) return;
     }
   }
-  // Not running here: start it.
-  if (inst.status().phase() != ResourceStatus::CREATING) {
+  // Not running here: start it. A quick start is not announced: its outcome is the one status
+  // write (a second write per instance halved the start rate of 1,000 processes).
+  if (provider->SlowStart() && inst.status().phase() != ResourceStatus::CREATING) {
     (void)WriteStatus(key, [&](ResourceStatus* st) {
       st->set_phase(ResourceStatus::CREATING);
       st->set_message("starting on node " + options_.node_name);
@@ -513,6 +516,7 @@ Status InstanceController::WriteStatusOnce(const std::string& key,
     obj["status"] = json::parse(out);
     auto r = api_->Call("PUT", path + "/status", obj);
     if (r.ok()) {
+      status_writes_->Inc();
       std::lock_guard<std::mutex> l(mu_);
       written_[key] = std::move(*r);
       return absl::OkStatus();
@@ -527,6 +531,12 @@ Status InstanceController::WriteStatusOnce(const std::string& key,
   return absl::AbortedError("status of " + key + ": too many conflicts");
 }
 
+// Status details the server owns on a networked instance (its IPAM's; it keeps them through
+// every status write and lists network.address first among the addresses).
+constexpr const char* kServerDetails[] = {"network.vpc",     "network.subnet", "network.cidr",
+                                          "network.address", "network.mac",    "network.port",
+                                          "network.mode"};
+
 Status InstanceController::WriteObserved(const std::string& key, int64_t generation,
                                          const Observed& o) {
   if (observed_hook_) observed_hook_(key, o.details);
@@ -536,10 +546,21 @@ Status InstanceController::WriteObserved(const std::string& key, int64_t generat
     st->set_message(o.message);
     st->set_exit_code(o.exit_code);
     st->set_observed_generation(generation);
+    // The server's details and address are kept as the server would put them back: otherwise
+    // every write differs from what the server stored, and each write's own event caused the
+    // next one (hundreds of writes a second per instance).
+    std::map<std::string, std::string> server;
+    for (const char* k : kServerDetails) {
+      if (auto it = st->details().find(k); it != st->details().end()) server[k] = it->second;
+    }
     st->clear_addresses();
-    for (const auto& a : o.addresses) st->add_addresses(a);
+    if (server.count("network.address")) st->add_addresses(server["network.address"]);
+    for (const auto& a : o.addresses) {
+      if (!server.count("network.address") || a != server["network.address"]) st->add_addresses(a);
+    }
     st->clear_details();
     for (const auto& [k, v] : o.details) (*st->mutable_details())[k] = v;
+    for (const auto& [k, v] : server) (*st->mutable_details())[k] = v;
     (*st->mutable_details())["node"] = options_.node_name;
     return true;
   });

@@ -139,6 +139,7 @@ class InstanceController {
   Histogram* reconcile_seconds_;
   Histogram* start_seconds_;
   Histogram* status_write_seconds_;
+  Counter* status_writes_;
 };
 
 }  // namespace photon::agent

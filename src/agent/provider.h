@@ -83,6 +83,10 @@ class Provider {
 
   // Starts the instance (or returns the handle of the one already running for this id).
   virtual StatusOr<Handle> Start(const compute::ComputeInstance& instance) = 0;
+  // Whether a Start may take long (an image to unpack, a VM to boot): the agent then writes
+  // phase CREATING before it. A driver whose Start returns within a moment says false, and its
+  // instances go from PENDING to what Inspect sees after the start in one status write.
+  virtual bool SlowStart() const { return true; }
   // Re-attaches to an instance found running after an agent restart.
   virtual Status Recover(const Handle& handle) = 0;
   // Stops it (gracefully, forced after timeout); it can be started again.

@@ -40,6 +40,7 @@ class ProcessProvider : public Provider {
   Status Initialize(const ProviderContext& context) override;
   StatusOr<std::map<std::string, std::string>> Fingerprint() override;
   StatusOr<Handle> Start(const compute::ComputeInstance& instance) override;
+  bool SlowStart() const override { return false; }  // a fork and an exec
   Status Recover(const Handle& handle) override;
   Status Stop(const std::string& instance_id, std::chrono::seconds timeout) override;
   Status Destroy(const std::string& instance_id) override;
