@@ -9,7 +9,8 @@ For each fleet size in --nodes (default 1000,10000):
 With the first size only (1,000 nodes by default):
   fanout      --instances-per-node instances per node, then --change-rate metadata changes/s
               spread over them for --window s: delivery (change sent -> its node's watch)
-              p50/p99, events about other nodes' instances, server CPU.
+              p50/p99, the PUT's share of it (sent -> answered), events about other nodes'
+              instances, server CPU.
   churn       --churn-rate creates+deletes/s over a population of 1,000: create -> placed p50/p99.
   bulk        --bulk instances created at once: first create -> all RUNNING, then deleted.
 Prints one line of JSON per step, then a summary. 1,000 instances through 3 real agents:
@@ -195,6 +196,8 @@ def fanout(rig, nodes, args):
     return report("fanout", {"nodes": nodes, "instances": count, "changesPerS": r["achievedPerSecond"],
                              "deliveries": d["count"], "deliveryP50Ms": d.get("p50"),
                              "deliveryP99Ms": d.get("p99"), "deliveryMaxMs": d.get("max"),
+                             "updateP50Ms": r["updateMs"].get("p50"),
+                             "updateP99Ms": r["updateMs"].get("p99"),
                              "foreignEvents": st["foreignEvents"] - before, **m})
 
 
@@ -259,7 +262,8 @@ def main():
                   f"(fleet CPU {r['hollowCpuPct']} %)")
         elif step == "fanout":
             print(f"  {r['changesPerS']:.0f} changes/s over {r['nodes']} nodes' own watches: "
-                  f"delivery p50 {r['deliveryP50Ms']:.1f} ms p99 {r['deliveryP99Ms']:.1f} ms, "
+                  f"delivery p50 {r['deliveryP50Ms']:.1f} ms p99 {r['deliveryP99Ms']:.1f} ms "
+                  f"(the PUT's share: p50 {r['updateP50Ms']:.1f} ms p99 {r['updateP99Ms']:.1f} ms), "
                   f"{r['foreignEvents']} events about other nodes' instances, "
                   f"server CPU {r['serverCpuPct']} %")
         elif step == "churn":

@@ -7,7 +7,8 @@
 //   churn --rate R       R operations/s for --seconds, creates and deletes alternating over a
 //                        population of --population; create->placed percentiles.
 //   update --rate R      R metadata changes/s over instances PREFIX0..PREFIX(count-1), each
-//                        stamped with hollow.photon/sent-unix-ns (the fleet samples delivery).
+//                        stamped with hollow.photon/sent-unix-ns (the fleet samples delivery);
+//                        updateMs: stamp -> PUT answered, the write's share of a delivery.
 // Prints one JSON object with the figures on stdout.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -119,11 +120,13 @@ class Load {
     auto now = std::chrono::system_clock::now().time_since_epoch();
     obj["metadata"]["annotations"][photon::hollow::Fleet::kSentAnnotation] =
         std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count());
-    http_->Call("PUT", Base() + "/" + name, token_, obj.dump(), [this, name, done](Reply r) {
+    const auto sent = Clock::now();
+    http_->Call("PUT", Base() + "/" + name, token_, obj.dump(), [this, name, done, sent](Reply r) {
       json fresh = json::parse(r.body, nullptr, false);
       if (r.status == 200 && fresh.is_object()) {
         objects_[name] = std::move(fresh);
         ++updates_;
+        update_ms_.push_back(Ms(sent, Clock::now()));
       } else {
         objects_.erase(name);  // conflict or error: read it again next time
         ++update_errors_;
@@ -137,6 +140,8 @@ class Load {
   int running() const { return running_; }
   int gone() const { return gone_; }
   int64_t update_errors() const { return update_errors_; }
+  // Stamp -> PUT answered (the write committed), per successful update, in ms.
+  const std::vector<double>& update_ms() const { return update_ms_; }
   AsyncHttp* http() { return http_.get(); }
   std::function<void()> on_change;
 
@@ -177,6 +182,7 @@ class Load {
   std::map<std::string, json> objects_;
   int64_t updates_ = 0;
   int64_t update_errors_ = 0;
+  std::vector<double> update_ms_;
   int running_ = 0;
   int gone_ = 0;
 };
@@ -375,6 +381,7 @@ int main(int argc, char** argv) {
           out["achievedPerSecond"] = load.updates() / Ms(start, Clock::now()) * 1000;
           out["updates"] = load.updates();
           out["updateErrors"] = load.update_errors();
+          out["updateMs"] = Percentiles(load.update_ms());
           out["queued"] = load.http()->queued();
           io.stop();
         });
