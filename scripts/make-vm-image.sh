@@ -9,6 +9,10 @@
 #   - mounts proc, sys, devtmpfs and loads the virtio/vfat/ACPI-button modules;
 #   - mounts the config drive (vfat, label CIDATA) and echoes user-data between
 #     PHOTON-USERDATA-BEGIN / PHOTON-USERDATA-END lines;
+#   - when the drive has a network-config (a VM with a port), gives the NIC with its MAC the
+#     /32 address and the default route via the on-link gateway it names (PHOTON-NET IF ADDR);
+#   - when user-data starts with "#!", runs it as a script once ready (as cloud-init runs user
+#     scripts), its output on the console, then PHOTON-USERSCRIPT-EXIT CODE;
 #   - mounts the first other virtio disk (formatting it vfat when blank), prints what a previous
 #     boot wrote (PHOTON-VOL-READ), bumps a boot counter file (PHOTON-VOL-WROTE) and unmounts;
 #   - prints PHOTON-READY on the serial console (the driver's readiness signal);
@@ -36,7 +40,8 @@ done
 
 # Modules the guest needs, with their dependencies.
 source "$(dirname "$0")/lib/guest-modules.sh"
-stage_modules "$STAGE" "$MODDIR" "$KVER" virtio_pci virtio_blk vfat nls_cp437 nls_ascii button evdev
+stage_modules "$STAGE" "$MODDIR" "$KVER" virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_ascii \
+  button evdev
 
 cat > "$STAGE/init" <<'EOF'
 #!/bin/sh
@@ -44,7 +49,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in virtio_pci virtio_blk vfat nls_cp437 nls_ascii button evdev; do modprobe "$m" 2>/dev/null; done
+for m in virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_ascii button evdev; do modprobe "$m" 2>/dev/null; done
 echo "PHOTON-BOOT kernel $(uname -r)"
 i=0
 while [ ! -e /sys/block/vda ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
@@ -55,8 +60,37 @@ if [ -n "$CFG" ] && mount -t vfat -o ro "$CFG" /cfg; then
   echo
   echo "PHOTON-USERDATA-END"
   echo "PHOTON-INSTANCE $(grep instance-id /cfg/meta-data 2>/dev/null)"
+  cp /cfg/user-data /tmp/user-data 2>/dev/null
+  cp /cfg/network-config /tmp/network-config 2>/dev/null
   umount /cfg
 fi
+# The port's address (cloud-init network config v2 as the driver writes it: one interface
+# matched by MAC, an /32 address, a default route via an on-link gateway).
+configure_network() {
+  mac="$(sed -n 's/.*macaddress: *"\{0,1\}\([0-9a-fA-F:]*\)"\{0,1\}.*/\1/p' /tmp/network-config | head -n 1)"
+  addr="$(sed -n 's/.*addresses: *\[ *\([0-9./]*\).*/\1/p' /tmp/network-config | head -n 1)"
+  gw="$(sed -n 's/.*via: *\([0-9.]*\).*/\1/p' /tmp/network-config | head -n 1)"
+  i=0
+  while [ $i -lt 50 ]; do
+    for n in /sys/class/net/*; do
+      [ "$(cat "$n/address" 2>/dev/null)" = "$mac" ] && IF="${n##*/}"
+    done
+    [ -n "$IF" ] && break
+    sleep 0.1
+    i=$((i + 1))
+  done
+  if [ -z "$IF" ] || [ -z "$addr" ] || [ -z "$gw" ]; then
+    echo "PHOTON-NET-FAILED no interface with MAC $mac (address $addr, gateway $gw)"
+    return 1
+  fi
+  ip link set lo up
+  ip link set "$IF" up
+  ip addr add "$addr" dev "$IF"
+  ip route add "$gw" dev "$IF" scope link
+  ip route add default via "$gw" dev "$IF"
+  echo "PHOTON-NET $IF $addr via $gw"
+}
+[ -f /tmp/network-config ] && configure_network
 use_volume() {
   dev="$1"
   if ! mount -t vfat "$dev" /vol 2>/dev/null; then
@@ -88,6 +122,9 @@ for e in /sys/class/input/event*; do
   fi
 done
 echo "PHOTON-READY"
+if [ "$(head -c 2 /tmp/user-data 2>/dev/null)" = "#!" ]; then
+  (sh /tmp/user-data 2>&1; echo "PHOTON-USERSCRIPT-EXIT $?") &
+fi
 # Hot-plugged disks: write to them once and report; report removals.
 while true; do
   now=" "

@@ -194,6 +194,14 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
         "spec.network.hostNetwork instances run there");
   }
   if (options_.mode == "shared") {
+    if (instance.spec().has_vm()) {
+      // A VM has no interface in the node's network (its NIC is a tap in a port namespace).
+      return absl::FailedPreconditionError(
+          "spec.vm: node " + options_.node_name +
+          " runs instances in its own network (photon-agent network mode 'shared'), where a VM "
+          "gets no interface; run it on a node in network mode 'ports' or with "
+          "spec.network.hostNetwork");
+    }
     if (!want.security_groups().empty()) {
       return absl::FailedPreconditionError(
           "spec.network.securityGroups: node " + options_.node_name +
@@ -201,12 +209,6 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
           "enforce security groups");
     }
     return remember("");
-  }
-  if (instance.spec().has_vm()) {
-    return absl::FailedPreconditionError(
-        "spec.vm: node " + options_.node_name +
-        " cannot attach a VM to its port yet (a tap in the port namespace with virtio-net is "
-        "not implemented); run it with spec.network.hostNetwork");
   }
   if (!port_json) return absl::UnavailableError("waiting for the instance's Port");
   PHOTON_ASSIGN_OR_RETURN(network::Port port, ParseObject<network::Port>(*port_json, "Port"));
@@ -219,6 +221,7 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
                                   " yet");
   }
   PHOTON_ASSIGN_OR_RETURN(net::PortSpec spec, Resolve(ns, port));
+  spec.tap = instance.spec().has_vm();  // the VM provider attaches QEMU to the port's tap
   const int64_t t0 = MonotonicNanos();
   Status s = ports_->Apply(spec);
   apply_seconds_->Observe(static_cast<double>(MonotonicNanos() - t0) / 1e9);

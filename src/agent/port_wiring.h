@@ -4,7 +4,8 @@
 //
 // Modes (AgentOptions::network_mode): "ports" wires every networked instance; "none" refuses
 // them (only spec.network.hostNetwork instances run); "shared" (development and tests) runs
-// them in the node's network and refuses security groups, which it cannot enforce there.
+// them in the node's network and refuses security groups, which it cannot enforce there, and
+// VMs, which get no interface there. In "ports" a VM's port has the tap its QEMU attaches to.
 //
 // Thread-safety: thread-safe; calls for one instance must not overlap (the controller's work
 // queue serialises a key).

@@ -13,6 +13,7 @@ namespace photon::agent::net {
 
 inline constexpr char kPortTable[] = "photon";    // table inet photon
 inline constexpr char kPortIfName[] = "eth0";     // the port's interface in its namespace
+inline constexpr char kTapIfName[] = "tap0";      // a VM port's tap (virtio-net) in it
 inline constexpr char kRevisionChain[] = "rev_";  // + hash of the rendered ruleset
 
 // The ruleset body (without the revision marker) for a validated spec.

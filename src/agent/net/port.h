@@ -32,6 +32,9 @@ struct PortSpec {
   std::string subnet_cidr;  // contains ip
   std::string vpc_cidr;     // contains subnet_cidr
   std::vector<SgRule> rules;
+  // A VM's port: the address is the guest's, behind the tap "tap0" in the port namespace
+  // (the namespace routes between eth0 and the tap, so its forward hook enforces the rules).
+  bool tap = false;
 };
 
 // INVALID_ARGUMENT unless [A-Za-z0-9._-], 1-63 characters.

@@ -179,20 +179,35 @@ Status PortManager::Scan() {
 
 Status PortManager::ScanPort(PortState* port) {
   std::string ns = NetnsPath(port->instance_id);
-  PHOTON_ASSIGN_OR_RETURN(std::string out, Run({"ip", "-j", "-batch", "-"}, ns,
-                                               "addr show\nroute show default\n", false));
+  PHOTON_ASSIGN_OR_RETURN(std::string out,
+                          Run({"ip", "-j", "-batch", "-"}, ns, "addr show\nroute show\n", false));
   auto docs = JsonLines(out);
   if (docs.size() != 2) return absl::InternalError("unexpected output of ip: " + out);
-  bool up = false;
+  bool up = false, tap_up = false;
   for (const auto& link : docs[0]) {
-    if (link.value("ifname", "") != kPortIfName) continue;
+    const std::string name = link.value("ifname", "");
+    if (name == kTapIfName) {
+      port->tap = true;
+      tap_up = HasFlag(link, "UP");
+    }
+    if (name != kPortIfName) continue;
     port->inner_mac = link.value("address", "");
     port->inner_ip = FirstV4(link);
     up = HasFlag(link, "UP");
   }
   bool gw = false;
-  for (const auto& r : docs[1]) gw |= r.value("gateway", "") == kGateway;
+  std::string tap_routed;  // a VM port's address: routed to its tap
+  for (const auto& r : docs[1]) {
+    gw |= r.value("dst", "") == "default" && r.value("gateway", "") == kGateway;
+    if (r.value("dev", "") == kTapIfName) tap_routed = r.value("dst", "");
+  }
   port->inner_ready = up && gw;
+  if (port->tap) {
+    // eth0 must carry no address (the namespace would deliver the guest's packets locally).
+    port->inner_ready =
+        port->inner_ready && tap_up && port->inner_ip.empty() && !tap_routed.empty();
+    port->inner_ip = tap_routed;
+  }
   ExecOptions o;
   o.netns = ns;
   PHOTON_ASSIGN_OR_RETURN(ExecResult nft, Exec({"nft", "list", "chains", "inet"}, o));
@@ -270,14 +285,47 @@ Status PortManager::ApplyInner(const PortSpec& spec, bool fresh, PortState* port
     port->host_present = true;
     port->host_link = false;
     port->routed_ip.clear();
-  } else if (port->inner_ip == spec.ip && port->inner_mac == spec.mac && port->inner_ready) {
+  } else if (port->inner_ip == spec.ip && port->inner_mac == spec.mac && port->inner_ready &&
+             port->tap == spec.tap) {
     return absl::OkStatus();
   }
+  if (spec.tap) return ApplyTap(spec, batch, port);
   std::string eth = kPortIfName;
   absl::StrAppend(&batch, "link set lo up\naddr flush dev ", eth, "\nlink set ", eth, " address ",
                   spec.mac, "\naddr add ", spec.ip, "/32 dev ", eth, "\nlink set ", eth,
                   " up\nroute replace default via ", kGateway, " dev ", eth, " onlink\n");
   PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, NetnsPath(spec.instance_id), batch).status());
+  port->inner_ip = spec.ip;
+  port->inner_mac = spec.mac;
+  port->inner_ready = true;
+  return absl::OkStatus();
+}
+
+// A VM's port: eth0 without an address, the persistent tap0 the VMM attaches to, forwarding
+// with proxy ARP between them; the route to the guest comes last (what Scan calls ready).
+Status PortManager::ApplyTap(const PortSpec& spec, std::string batch, PortState* port) {
+  const std::string ns = NetnsPath(spec.instance_id);
+  const std::string eth = kPortIfName, tap = kTapIfName;
+  if (!port->tap) absl::StrAppend(&batch, "tuntap add dev ", tap, " mode tap\n");
+  absl::StrAppend(&batch, "link set lo up\naddr flush dev ", eth, "\nlink set ", eth, " address ",
+                  spec.mac, "\nlink set ", eth, " up\nlink set ", tap,
+                  " up\nroute replace default via ", kGateway, " dev ", eth, " onlink\n");
+  PHOTON_RETURN_IF_ERROR(Run({"ip", "-batch", "-"}, ns, batch).status());
+  port->tap = true;
+  // Proxy ARP answers at once (no random delay): the node asks for the guest's IP on eth0, the
+  // guest for its gateway on tap0; each is routed out of the other interface.
+  PHOTON_RETURN_IF_ERROR(Run({"sysctl", "-qw", "net.ipv4.ip_forward=1",
+                              absl::StrCat("net.ipv4.conf.", eth, ".proxy_arp=1"),
+                              absl::StrCat("net.ipv4.conf.", tap, ".proxy_arp=1"),
+                              absl::StrCat("net.ipv4.neigh.", eth, ".proxy_delay=0"),
+                              absl::StrCat("net.ipv4.neigh.", tap, ".proxy_delay=0")},
+                             ns)
+                             .status());
+  PHOTON_RETURN_IF_ERROR(
+      Run({"ip", "-batch", "-"}, ns,
+          absl::StrCat("neigh replace ", spec.ip, " lladdr ", spec.mac, " dev ", tap,
+                       " nud permanent\nroute replace ", spec.ip, "/32 dev ", tap, "\n"))
+          .status());
   port->inner_ip = spec.ip;
   port->inner_mac = spec.mac;
   port->inner_ready = true;

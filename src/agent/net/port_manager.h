@@ -7,6 +7,11 @@
 //   pcXXXX: 169.254.32.0/19 link address  ←veth→  eth0
 //   route IP/32 dev pcXXXX proto 200   → learned by BIRD (kernel protocol) and announced
 //
+// A VM's port (PortSpec::tap) differs only inside the namespace: eth0 has no address, the
+// guest's IP/32 is routed to the persistent tap "tap0" (static neighbour: the Port's MAC), and
+// the namespace forwards between the two with proxy ARP on both (the node's ARP for the IP on
+// eth0, the guest's for 169.254.1.1 on tap0), so the same ruleset filters in its forward hook.
+//
 // The host answers ARP for 169.254.1.1 on every port veth (a local address; arp_ignore=0), and
 // strict rp_filter on the port veths drops anything not sourced from the port's own /32 (a
 // second layer under the namespace's anti-spoof rule). The namespaces belong to the initial
@@ -59,6 +64,7 @@ struct PortState {
   std::string inner_ip;       // eth0's /32 in the namespace
   std::string inner_mac;
   bool inner_ready = false;  // eth0 up with the default route via 169.254.1.1
+  bool tap = false;          // a VM port: tap0 up, inner_ip routed to it (eth0 has no address)
   std::string revision;      // rev_ marker of the nft table ("" = no table)
 };
 
@@ -93,6 +99,7 @@ class PortManager {
   Status ScanPort(PortState* port);
   Status ApplyPort(const PortSpec& spec, PortState* port);
   Status ApplyInner(const PortSpec& spec, bool fresh, PortState* port);
+  Status ApplyTap(const PortSpec& spec, std::string batch, PortState* port);
   Status ApplyHost(const PortSpec& spec, bool fresh, PortState* port);
   StatusOr<std::string> Run(const std::vector<std::string>& argv, const std::string& netns,
                             const std::string& input = "", bool change = true);

@@ -119,6 +119,9 @@ TEST(VmEndToEndTest, ServerAgentBootsConsoleAndDeletes) {
                                       {"kernelArgs", "console=ttyS0 quiet"},
                                       {"volumes", {"e2e-data"}}}},
                                     {"resources", {{"vcpu", 1}, {"memoryMb", "256"}}},
+                                    // The agent runs in network mode shared (no ports):
+                                    // a VM there needs the node's network, admins only.
+                                    {"network", {{"hostNetwork", true}}},
                                     {"userData", "hello through the control plane"}}}});
 
   // RUNNING only once the guest signalled readiness.

@@ -78,6 +78,19 @@ TEST(QemuCommandTest, KvmMicrovmWithTap) {
   for (const auto& a : argv) EXPECT_EQ(a.find("pcie-root-port"), std::string::npos);
 }
 
+// A port's tap is handed to QEMU as an open fd (opened in the port namespace by the driver).
+TEST(QemuCommandTest, PortTapAsFdWithThePortsMac) {
+  QemuConfig c;
+  c.network = "tap";
+  c.tap_fd = 4;
+  c.tap_netns = "/run/netns/photon-port-x";
+  c.mac = "02:aa:bb:cc:dd:ee";
+  auto argv = BuildQemuArgv(c);
+  EXPECT_TRUE(Has(argv, "tap,id=net0,fd=4"));
+  EXPECT_TRUE(Has(argv, "virtio-net-pci,netdev=net0,mac=02:aa:bb:cc:dd:ee"));
+  for (const auto& a : argv) EXPECT_EQ(a.find("photon-port"), std::string::npos);
+}
+
 class VmUnitTest : public ::testing::Test {
  protected:
   void SetUp() override { dir_ = MakeTempDir("vmunit"); }
@@ -156,6 +169,21 @@ TEST_F(VmUnitTest, ConfigDriveCarriesUserData) {
   EXPECT_EQ(std::filesystem::status(img).permissions() & std::filesystem::perms::others_read,
             std::filesystem::perms::none);
   EXPECT_FALSE(BuildConfigDrive(img, "x", "y", std::string(kMaxUserDataBytes + 1, 'a')).ok());
+  auto nc = RunCommand({"mtype", "-i", img, "::network-config"}, std::chrono::seconds(10));
+  EXPECT_TRUE(!nc.ok() || nc->exit_code != 0);  // no port, no network-config
+}
+
+TEST_F(VmUnitTest, ConfigDriveCarriesThePortsAddress) {
+  const std::string img = dir_ + "/cidata.img";
+  ASSERT_TRUE(BuildConfigDrive(img, "id-1", "vm-1", "",
+                               RenderNetworkConfig("02:aa:bb:cc:dd:ee", "10.0.0.7"))
+                  .ok());
+  auto nc = RunCommand({"mtype", "-i", img, "::network-config"}, std::chrono::seconds(10));
+  ASSERT_TRUE(nc.ok() && nc->exit_code == 0);
+  EXPECT_NE(nc->output.find("macaddress: \"02:aa:bb:cc:dd:ee\""), std::string::npos) << nc->output;
+  EXPECT_NE(nc->output.find("addresses: [10.0.0.7/32]"), std::string::npos) << nc->output;
+  EXPECT_NE(nc->output.find("via: 169.254.1.1"), std::string::npos) << nc->output;
+  EXPECT_NE(nc->output.find("on-link: true"), std::string::npos) << nc->output;
 }
 
 TEST_F(VmUnitTest, AcceleratorDetection) {

@@ -3,14 +3,34 @@
 
 #include <chrono>
 #include <filesystem>
+#include <vector>
 
 #include "agent/providers/vm/vm_util.h"
 #include "common/file_util.h"
 
 namespace photon::agent::vm {
 
+std::string RenderNetworkConfig(const std::string& mac, const std::string& ip) {
+  return "version: 2\n"
+         "ethernets:\n"
+         "  eth0:\n"
+         "    match:\n"
+         "      macaddress: \"" +
+         mac +
+         "\"\n"
+         "    set-name: eth0\n"
+         "    addresses: [" +
+         ip +
+         "/32]\n"
+         "    routes:\n"
+         "      - to: 0.0.0.0/0\n"
+         "        via: 169.254.1.1\n"
+         "        on-link: true\n";
+}
+
 Status BuildConfigDrive(const std::string& path, const std::string& instance_id,
-                        const std::string& hostname, const std::string& user_data) {
+                        const std::string& hostname, const std::string& user_data,
+                        const std::string& network_config) {
   if (user_data.size() > kMaxUserDataBytes) {
     return absl::InvalidArgumentError("user_data is larger than 16 MiB");
   }
@@ -24,6 +44,11 @@ Status BuildConfigDrive(const std::string& path, const std::string& instance_id,
   PHOTON_RETURN_IF_ERROR(WriteFileAtomic(
       staging + "/meta-data",
       "instance-id: " + instance_id + "\nlocal-hostname: " + hostname + "\n", 0600));
+  std::vector<std::string> files = {staging + "/user-data", staging + "/meta-data"};
+  if (!network_config.empty()) {
+    files.push_back(staging + "/network-config");
+    PHOTON_RETURN_IF_ERROR(WriteFileAtomic(files.back(), network_config, 0600));
+  }
   const std::string tmp = path + ".tmp";
   fs::remove(tmp, ec);
   // FAT needs some room for its own tables; 1 MiB plus twice the payload is plenty.
@@ -32,8 +57,10 @@ Status BuildConfigDrive(const std::string& path, const std::string& instance_id,
   Status st =
       RunChecked({"mkfs.vfat", "-n", kConfigDriveLabel, "-C", tmp, std::to_string(kib)}, kTimeout);
   if (st.ok()) {
-    st = RunChecked(
-        {"mcopy", "-i", tmp, "-o", staging + "/user-data", staging + "/meta-data", "::"}, kTimeout);
+    std::vector<std::string> argv = {"mcopy", "-i", tmp, "-o"};
+    argv.insert(argv.end(), files.begin(), files.end());
+    argv.push_back("::");
+    st = RunChecked(argv, kTimeout);
   }
   fs::remove_all(staging, ec);
   if (!st.ok()) {

@@ -62,8 +62,10 @@ std::vector<std::string> BuildQemuArgv(const QemuConfig& c) {
     if (!microvm && d.port >= 0) dev += ",bus=" + HotplugPortId(d.port);
     add({"-device", dev});
   }
-  if (c.network == "tap" && !c.tap_name.empty()) {
-    add({"-netdev", "tap,id=net0,ifname=" + c.tap_name + ",script=no,downscript=no"});
+  if (c.network == "tap" && (c.tap_fd >= 0 || !c.tap_name.empty())) {
+    add({"-netdev", c.tap_fd >= 0
+                        ? "tap,id=net0,fd=" + std::to_string(c.tap_fd)
+                        : "tap,id=net0,ifname=" + c.tap_name + ",script=no,downscript=no"});
     add({"-device", std::string(microvm ? "virtio-net-device" : "virtio-net-pci") + ",netdev=net0" +
                         (c.mac.empty() ? "" : ",mac=" + c.mac)});
   } else if (c.network == "user") {

@@ -29,7 +29,9 @@ struct QemuConfig {
   std::vector<QemuDisk> disks;              // in guest order
   int hotplug_ports = 0;                    // spare pcie-root-ports (q35 only)
   std::string network = "none";             // none, user, tap
-  std::string tap_name;                     // when network == tap
+  std::string tap_name;                     // when network == tap: QEMU opens it by name...
+  int tap_fd = -1;                          // ... or uses this open tap (a port's, see vm_start)
+  std::string tap_netns;                    // the port namespace tap_fd is opened in (not argv)
   std::string mac;
   std::string qmp_socket, pidfile, console_log;
   bool daemonize = true;

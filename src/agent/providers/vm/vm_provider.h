@@ -9,8 +9,13 @@
 // ProviderContext.config keys (all optional): accel (kvm|tcg: force), qemu (binary),
 // machine (q35|microvm default), tcg_tb_size_mb (16), default_memory_mb (256),
 // ready_timeout_s (60 under KVM, 300 under TCG), ready_marker, hotplug_ports (2 spare ports),
-// network (none|user when no tap), bridge (tap devices join it when spec.network.vpc is set),
-// stop_timeout_s (30).
+// network (none|user: a VM without a port), stop_timeout_s (30).
+//
+// Network: a VM whose instance has a port (ResourceLookup::PortNetns, made by the agent's port
+// wiring before Start) gets a virtio-net NIC with the Port's MAC on the tap "tap0" of its port
+// namespace: QEMU is handed the tap as an open fd (it runs in the node's namespace), and the
+// config drive carries the address (network-config). The tap belongs to the port: it outlives
+// QEMU restarts and goes with the port namespace.
 //
 // Thread-safety: all methods may be called concurrently; each instance is serialised by its
 // own mutex, the instance table by another.
@@ -78,10 +83,15 @@ class VmProvider : public Provider {
                                                      std::vector<std::string>* claimed);
   void ReleaseVolumes(const std::string& ns, const VmState& vm,
                       const std::vector<std::string>& claimed);
+  // The instance's port on this node: its namespace ("" = none), address and MAC.
+  struct GuestPort {
+    std::string netns, ip, mac;
+  };
+  StatusOr<GuestPort> PortOf(const compute::ComputeInstance& instance) const;
   Status AddDrives(const VmState& vm, const compute::ComputeInstance& instance,
-                   const std::vector<AttachedVolume>& volumes, QemuConfig* qc) const;
-  Status SetUpNetwork(const VmState& vm, const compute::ComputeInstanceSpec& spec,
-                      QemuConfig* qc) const;
+                   const GuestPort& port, const std::vector<AttachedVolume>& volumes,
+                   QemuConfig* qc) const;
+  void SetUpNetwork(const GuestPort& port, QemuConfig* qc) const;
   Status RecordStart(VmState& vm, const compute::ComputeInstance& instance, const std::string& ns,
                      const std::vector<AttachedVolume>& volumes, QemuConfig* qc);
   StatusOr<Handle> LaunchQemu(VmState& vm, const QemuConfig& qc,

@@ -1,17 +1,26 @@
 // Starting one VM: resolve and verify its images, claim and create its volumes, build the
-// config drive, the tap and the QEMU command line, and launch QEMU daemonized. See
+// config drive, the port's tap and the QEMU command line, and launch QEMU daemonized. See
 // vm_provider.h. Thread-safety: StartLocked runs under the instance's mutex.
 #include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <set>
 #include <thread>
 
+#include "agent/net/nft_ruleset.h"
 #include "agent/providers/vm/config_drive.h"
 #include "agent/providers/vm/qemu_command.h"
 #include "agent/providers/vm/vm_provider.h"
@@ -25,20 +34,72 @@ namespace {
 using std::chrono::milliseconds;
 constexpr int64_t kConsoleRotateBytes = 8 << 20;
 
+constexpr int kTapFd = 4;  // the port's tap, as QEMU inherits it (after the lock's fd 3)
+
+// In the forked child (async-signal-safe calls only): attaches to the persistent tap of the
+// port namespace and leaves it open as fd kTapFd, back in the node's namespace. A tap device is
+// found in the namespace /dev/net/tun was opened in, hence the setns around the open. Exits 126
+// with the reason in the log when it cannot.
+void OpenPortTapInChild(int port_ns_fd, int node_ns_fd) {
+  auto die = [](const char* what) {
+    // Only write(2) after fork: no stdio or allocation (another thread may hold their locks).
+    char digits[12];
+    int n = sizeof digits, e = errno;
+    do {
+      digits[--n] = static_cast<char>('0' + e % 10);
+      e /= 10;
+    } while (e > 0 && n > 0);
+    const char prefix[] = "photon-agent: port tap: ";
+    (void)!write(2, prefix, sizeof prefix - 1);
+    (void)!write(2, what, std::strlen(what));
+    (void)!write(2, " failed, errno ", 15);
+    (void)!write(2, digits + n, sizeof digits - n);
+    (void)!write(2, "\n", 1);
+    _exit(126);
+  };
+  if (setns(port_ns_fd, CLONE_NEWNET) != 0) die("setns into the port namespace");
+  int tap = open("/dev/net/tun", O_RDWR);
+  if (tap < 0) die("open /dev/net/tun");
+  struct ifreq ifr {};
+  std::strncpy(ifr.ifr_name, net::kTapIfName, IFNAMSIZ - 1);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (ioctl(tap, TUNSETIFF, &ifr) != 0) die("TUNSETIFF tap0 (another QEMU holds it?)");
+  if (setns(node_ns_fd, CLONE_NEWNET) != 0) die("setns back");
+  if (tap != kTapFd && dup2(tap, kTapFd) != kTapFd) die("dup2");
+}
+
 // Runs QEMU with -daemonize: the direct child exits once QEMU is set up (0) or failed (its
 // message is in log_path); the daemon itself is in a new session, not our child, so it
 // survives the agent. QEMU inherits `lock_fd` (as fd 3) and with it the instance lock, which it
-// then holds for its whole life. Returns the daemon's pid from the pidfile.
+// then holds for its whole life, and with a `port_netns` its tap (fd kTapFd). Returns the
+// daemon's pid from the pidfile.
 StatusOr<int> SpawnQemu(const std::vector<std::string>& argv, const std::string& log_path,
-                        const std::string& pidfile, int lock_fd) {
+                        const std::string& pidfile, int lock_fd, const std::string& port_netns) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  int port_ns_fd = -1, node_ns_fd = -1;
+  auto close_ns = [&] {
+    if (port_ns_fd >= 0) close(port_ns_fd);
+    if (node_ns_fd >= 0) close(node_ns_fd);
+  };
+  if (!port_netns.empty()) {
+    port_ns_fd = open(port_netns.c_str(), O_RDONLY | O_CLOEXEC);
+    node_ns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (port_ns_fd < 0 || node_ns_fd < 0) {
+      close_ns();
+      return absl::FailedPreconditionError("vm: cannot open the port namespace " + port_netns);
+    }
+  }
   int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (log_fd < 0) return absl::InternalError("cannot open " + log_path);
+  if (log_fd < 0) {
+    close_ns();
+    return absl::InternalError("cannot open " + log_path);
+  }
   pid_t child = fork();
   if (child < 0) {
     close(log_fd);
+    close_ns();
     return absl::InternalError("fork failed");
   }
   if (child == 0) {
@@ -52,12 +113,15 @@ StatusOr<int> SpawnQemu(const std::vector<std::string>& argv, const std::string&
     } else {
       dup2(lock_fd, 3);  // dup2 clears close-on-exec
     }
-    close_range(4, ~0U, 0);  // no agent socket or file leaks into the VMM
+    if (port_ns_fd >= 0) OpenPortTapInChild(port_ns_fd, node_ns_fd);
+    // No agent socket or file leaks into the VMM.
+    close_range(port_ns_fd >= 0 ? kTapFd + 1 : kTapFd, ~0U, 0);
     signal(SIGPIPE, SIG_DFL);
     execvp(args[0], args.data());
     _exit(127);
   }
   close(log_fd);
+  close_ns();
   int status = 0;
   bool reaped = false;
   int64_t deadline = MonotonicNanos() + 60'000'000'000LL;
@@ -242,13 +306,36 @@ StatusOr<std::vector<AttachedVolume>> VmProvider::ClaimVolumes(
   return volumes;
 }
 
-// The config drive (with user_data, rebuilt on every start: the spec may have changed), then
-// the volumes, then spare hotplug ports (q35 only).
+StatusOr<VmProvider::GuestPort> VmProvider::PortOf(const compute::ComputeInstance& instance) const {
+  GuestPort port;
+  port.netns = context_.lookup->PortNetns(instance.metadata().id());
+  if (port.netns.empty()) return port;
+  // The control plane writes the Port's address and MAC on the instance in its create
+  // transaction (docs/networking.md, contract with the node agent).
+  const auto& details = instance.status().details();
+  auto address = details.find("network.address");
+  auto mac = details.find("network.mac");
+  if (address == details.end() || address->second.empty() || mac == details.end() ||
+      mac->second.empty()) {
+    return absl::UnavailableError(
+        "vm: the instance has a port but its status has no network.address/network.mac yet");
+  }
+  port.ip = address->second;
+  port.mac = mac->second;
+  std::transform(port.mac.begin(), port.mac.end(), port.mac.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return port;
+}
+
+// The config drive (with user_data and the port's address, rebuilt on every start: the spec
+// may have changed), then the volumes, then spare hotplug ports (q35 only).
 Status VmProvider::AddDrives(const VmState& vm, const compute::ComputeInstance& instance,
-                             const std::vector<AttachedVolume>& volumes, QemuConfig* qc) const {
+                             const GuestPort& port, const std::vector<AttachedVolume>& volumes,
+                             QemuConfig* qc) const {
   const std::string cidata = vm.dir + "/cidata.img";
   PHOTON_RETURN_IF_ERROR(
-      BuildConfigDrive(cidata, vm.id, instance.metadata().name(), instance.spec().user_data()));
+      BuildConfigDrive(cidata, vm.id, instance.metadata().name(), instance.spec().user_data(),
+                       port.netns.empty() ? "" : RenderNetworkConfig(port.mac, port.ip)));
   qc->disks.push_back(QemuDisk{"cidata", cidata, "raw", true, -1});
   for (const auto& v : volumes) {
     qc->disks.push_back(QemuDisk{v.disk_id, v.path, v.format, false, v.port});
@@ -258,24 +345,17 @@ Status VmProvider::AddDrives(const VmState& vm, const compute::ComputeInstance& 
   return absl::OkStatus();
 }
 
-// Network: a tap on the configured bridge when the instance asks for a VPC, else user-mode
-// or none (tests and hosts without a bridge).
-Status VmProvider::SetUpNetwork(const VmState& vm, const compute::ComputeInstanceSpec& spec,
-                                QemuConfig* qc) const {
-  const std::string bridge = Config("bridge", "");
-  if (bridge.empty() || spec.network().vpc().empty()) {
+// Network: virtio-net on the port's tap (opened by SpawnQemu in the port namespace) with the
+// Port's MAC; a VM without a port gets the configured `network` (none or user).
+void VmProvider::SetUpNetwork(const GuestPort& port, QemuConfig* qc) const {
+  if (port.netns.empty()) {
     qc->network = Config("network", "none");
-    return absl::OkStatus();
+    return;
   }
-  std::string tap = "pvm" + vm.id.substr(0, std::min<size_t>(vm.id.size(), 12));
-  RunCommand({"ip", "link", "del", tap}, std::chrono::seconds(10)).IgnoreError();
-  PHOTON_RETURN_IF_ERROR(
-      RunChecked({"ip", "tuntap", "add", "dev", tap, "mode", "tap"}, std::chrono::seconds(10)));
-  PHOTON_RETURN_IF_ERROR(
-      RunChecked({"ip", "link", "set", tap, "master", bridge, "up"}, std::chrono::seconds(10)));
   qc->network = "tap";
-  qc->tap_name = tap;
-  return absl::OkStatus();
+  qc->tap_fd = kTapFd;
+  qc->tap_netns = port.netns;
+  qc->mac = port.mac;
 }
 
 // Sets the per-boot files (rotating a large console log) and records the start in `vm` and on
@@ -341,7 +421,7 @@ StatusOr<Handle> VmProvider::LaunchQemu(VmState& vm, const QemuConfig& qc,
     return fail(saved);
   }
   const int64_t exec_ns = MonotonicNanos();
-  auto pid = SpawnQemu(BuildQemuArgv(qc), vm.dir + "/qemu.log", qc.pidfile, *lock_fd);
+  auto pid = SpawnQemu(BuildQemuArgv(qc), vm.dir + "/qemu.log", qc.pidfile, *lock_fd, qc.tap_netns);
   close(*lock_fd);
   if (!pid.ok()) {
     // A QEMU that timed out may still be daemonizing: it goes before anything else does.
@@ -367,6 +447,7 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
   const std::string ns =
       instance.metadata().namespace_().empty() ? "default" : instance.metadata().namespace_();
   PHOTON_ASSIGN_OR_RETURN(std::string machine, CheckStartSpec(spec));
+  PHOTON_ASSIGN_OR_RETURN(GuestPort port, PortOf(instance));
   PHOTON_RETURN_IF_ERROR(MakeDirs(vm.dir, 0700));
   QemuConfig qc = BaseQemuConfig(vm, spec, machine);
   PHOTON_RETURN_IF_ERROR(ResolveBootImages(vm, spec, ns, &qc));
@@ -379,15 +460,14 @@ StatusOr<Handle> VmProvider::StartLocked(VmState& vm, const compute::ComputeInst
     ReleaseVolumes(ns, vm, claimed);
     return st;
   };
-  Status drives = AddDrives(vm, instance, volumes, &qc);
+  Status drives = AddDrives(vm, instance, port, volumes, &qc);
   if (!drives.ok()) return release_new(drives);
   StatusOr<std::string> qmp = QmpSocketPath(vm);
   if (!qmp.ok()) return release_new(qmp.status());
   qc.qmp_socket = *qmp;
-  Status network = SetUpNetwork(vm, spec, &qc);
-  if (!network.ok()) return release_new(network);
+  SetUpNetwork(port, &qc);
 
-  // Unlike the steps above, a failure to save the spec keeps the claims and the tap.
+  // Unlike the steps above, a failure to save the spec keeps the claims.
   PHOTON_RETURN_IF_ERROR(RecordStart(vm, instance, ns, volumes, &qc));
   return LaunchQemu(vm, qc, claimed, start_ns);
 }
