@@ -189,6 +189,10 @@ class LoadBalancerProviderTest(unittest.TestCase):
                              "healthCheck": {"type": "tcp", "intervalMs": 300, "rise": 1,
                                              "fall": 1}}}}
 
+    def lb_phase(self):
+        status, lb = self.api.call("GET", "/v1/namespaces/%s/loadbalancers/%s" % (NS, RS))
+        return lb.get("status", {}).get("phase") if status == 200 else None
+
     def action(self, name, action):
         status, body = self.api.call(
             "POST", "/v1/namespaces/%s/computeinstances/%s/actions/%s" % (NS, name, action), {})
@@ -284,9 +288,12 @@ class LoadBalancerProviderTest(unittest.TestCase):
         while t_ok is None and time.monotonic() < deadline:
             if t_running is None and self.running():
                 t_running = time.monotonic()
-            if curl("http://127.0.0.1:%d/" % self.vip_port)[0] == 200:
+            # Only once the listener is there: a connect to a free port of the ephemeral range
+            # can pick that very port as its source and connect to itself, holding the VIP.
+            if self.lb_phase() == "RUNNING" and curl("http://127.0.0.1:%d/" % self.vip_port)[0] == 200:
                 t_ok = time.monotonic()
-        self.assertIsNotNone(t_ok, "no 200 through the VIP within 60 s")
+        self.assertIsNotNone(t_ok, "no 200 through the VIP within 60 s (LoadBalancer: %r)" % (
+            self.api.call("GET", "/v1/namespaces/%s/loadbalancers/%s" % (NS, RS)),))
         t_running = t_running or t_ok
         print("create -> first replica RUNNING %.2f s, first 200 OK through the VIP %.2f s "
               "(%.2f s after RUNNING)" % (t_running - t0, t_ok - t0, t_ok - t_running))
