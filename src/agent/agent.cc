@@ -325,6 +325,7 @@ Status Agent::Start() {
       });
   controller_->Start();
   PHOTON_RETURN_IF_ERROR(checks_->Start());
+  StartProviderChecks();
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
   threads_.emplace_back([this] { ports_->Run(&stop_); });
@@ -367,8 +368,29 @@ Status Agent::Start() {
   return absl::OkStatus();
 }
 
+void Agent::StartProviderChecks() {
+  checks::ProviderCheckOptions po;
+  if (drivers_.count("vm")) po.vm_instances_dir = options_.data_dir + "/providers/vm/instances";
+  po.bird_socket = options_.bird_socket;
+  provider_checks_ = std::make_unique<checks::ProviderChecks>(
+      po,
+      [this](const std::string& check, const std::string& key, int severity,
+             const std::string& output, const std::map<std::string, std::string>& labels) {
+        checks_->Report(check, key, severity, output, labels);
+      },
+      [this] {
+        std::vector<json> out;
+        for (const auto& key : instances_->Keys()) {
+          if (auto obj = instances_->Get(key)) out.push_back(std::move(*obj));
+        }
+        return out;
+      });
+  provider_checks_->Start();
+}
+
 void Agent::Stop() {
   stop_ = true;
+  if (provider_checks_) provider_checks_->Stop();
   if (checks_) checks_->Stop();
   if (controller_) controller_->Stop();
   // Watch threads may sit in a blocking read until the next event; they exit with the process.

@@ -14,6 +14,7 @@
 #include "agent/api_client.h"
 #include "agent/checks/check_runner.h"
 #include "agent/checks/crash_loop.h"
+#include "agent/checks/provider_checks.h"
 #include "agent/config.h"
 #include "agent/floating_ips.h"
 #include "agent/informer.h"
@@ -51,6 +52,7 @@ class Agent : public ResourceLookup {
   Status Heartbeat();
   nlohmann::json NodeSpec() const;
   HttpResponse Serve(HttpRequest& req);
+  void StartProviderChecks();
 
   AgentOptions options_;
   std::unique_ptr<ApiClient> api_;
@@ -63,11 +65,12 @@ class Agent : public ResourceLookup {
   std::unique_ptr<InstanceController> controller_;
   std::unique_ptr<checks::CheckRunner> checks_;  // the node's checks (seed 003)
   std::unique_ptr<checks::CrashLoopCheck> crash_loops_;
+  std::unique_ptr<checks::ProviderChecks> provider_checks_;  // vm-qmp, container-runc, bird
   std::unique_ptr<Informer> instances_;
   std::unique_ptr<Informer> operations_;
-  std::unique_ptr<PortWiring> wiring_;  // instance networks (port namespaces)
+  std::unique_ptr<PortWiring> wiring_;         // instance networks (port namespaces)
   std::unique_ptr<FloatingIps> floating_ips_;  // the node's NAT (mode ports)
-  std::unique_ptr<Informer> ports_;     // this node's Ports
+  std::unique_ptr<Informer> ports_;            // this node's Ports
   // The metadata service at 169.254.1.2 ("ports" mode), fed from the two informers.
   std::unique_ptr<metadata::InstanceDirectory> metadata_directory_;
   std::unique_ptr<metadata::MetadataService> metadata_;
