@@ -60,6 +60,8 @@ TEST(ProviderChecks, QemuNotAnsweringQmpIsCriticalAndRecovers) {
                   json{{"metadata", {{"name", name}, {"agentId", "qmp1"}}},
                        {"spec",
                         {{"vm", {{"kernel", "kernel"}, {"initrd", "initrd"}}},
+                         // A node in network mode shared gives a VM no port: the node's own.
+                         {"network", {{"hostNetwork", true}}},
                          {"resources", {{"vcpu", 1}, {"memoryMb", "256"}}}}}});
   ASSERT_EQ(r.status, 202) << r.body;
   int pid = 0;
