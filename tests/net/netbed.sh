@@ -116,6 +116,14 @@ netbed_attach() { # PFX NODE ADDR
     net.ipv4.conf.ul0.send_redirects=0
 }
 
+# A namespace whose IPv4 defaults do not come from the host's: new namespaces inherit the
+# host's conf/default (devconf_inherit_init_net=0), and a node agent in mode ports on the host
+# sets default.rp_filter=1, which drops the bed's asymmetric (DSR) paths.
+netbed_ns_add() { # NS
+  ip netns add "$1"
+  ip netns exec "$1" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+}
+
 netbed_up() { # PFX [N]
   netbed_check_pfx "$1"
   local pfx=$1 n=${2:-3} run i
@@ -127,13 +135,13 @@ netbed_up() { # PFX [N]
   mkdir -p "$run"
   chmod 700 "$run"
   echo "$n" >"$run/hosts"
-  ip netns add "$(netbed_ns "$pfx" ul)"
+  netbed_ns_add "$(netbed_ns "$pfx" ul)"
   ip -n "$(netbed_ns "$pfx" ul)" link add br0 type bridge
   ip -n "$(netbed_ns "$pfx" ul)" link set br0 up
-  ip netns add "$(netbed_ns "$pfx" r)"
+  netbed_ns_add "$(netbed_ns "$pfx" r)"
   netbed_attach "$pfx" r 192.168.10.1
   for ((i = 1; i <= n; i++)); do
-    ip netns add "$(netbed_ns "$pfx" "h$i")"
+    netbed_ns_add "$(netbed_ns "$pfx" "h$i")"
     netbed_attach "$pfx" "h$i" "$(netbed_host_ip "$i")"
     ip -n "$(netbed_ns "$pfx" "h$i")" route add default via 192.168.10.1 dev ul0
   done
