@@ -16,13 +16,13 @@ namespace photon::agent {
 struct AgentOptions {
   // control plane REST address: HOST:PORT or http://HOST:PORT (plain), https://HOST:PORT
   std::string server;
-  std::string ca_file;     // PEM CA the server's certificate must chain to (https only)
+  std::string ca_file;  // PEM CA the server's certificate must chain to (https only)
   // "sha256:HEX" of the CA's public key (photon-server logs it): the CA fetched or given
   // must match it, else the join is refused (https only).
   std::string ca_hash;
-  std::string token_file;  // the server's join.token (used once, to join)
-  std::string data_dir;    // credential, handles, provider state
-  std::string name;        // node name (DNS label)
+  std::string token_file;                     // the server's join.token (used once, to join)
+  std::string data_dir;                       // credential, handles, provider state
+  std::string name;                           // node name (DNS label)
   std::map<std::string, std::string> labels;  // region, zone, power_az, rack_az, network_az, ...
   std::string listen = "127.0.0.1:0";         // /healthz and /metrics
   int heartbeat_seconds = 5;

@@ -105,9 +105,9 @@ class FloatingIpTest : public ::testing::Test {
     ASSERT_TRUE(tok.ok());
     token_ = new std::string(*tok);
     while (!token_->empty() && token_->back() == '\n') token_->pop_back();
-    ASSERT_TRUE(WriteFileAtomic(*dir_ + "/agent.yaml", "drivers:\n  vm: {enabled: \"false\"}\n",
-                                0644)
-                    .ok());
+    ASSERT_TRUE(
+        WriteFileAtomic(*dir_ + "/agent.yaml", "drivers:\n  vm: {enabled: \"false\"}\n", 0644)
+            .ok());
     for (int i = 1; i <= kHosts; ++i) ASSERT_TRUE(StartAgent(i)) << AgentLog(i);
     ASSERT_TRUE(WaitFor(
         [&] {
