@@ -4,10 +4,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "common/file_util.h"
-#include "common/http_client.h"
 #include "photon/compute.pb.h"
 #include "photon/network.pb.h"
+#include "server/providers/daemon_client.h"
 #include "server/watch_cache.h"
 
 namespace photon::server {
@@ -16,18 +15,6 @@ namespace {
 
 using nlohmann::json;
 using Phase = resource::ResourceStatus;
-
-std::string Lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
-}
 
 std::vector<std::string> Split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -51,13 +38,6 @@ bool Covers(const json& have, const json& want) {
   return true;
 }
 
-struct Reply {
-  bool reached = false;
-  int status = 0;
-  json body;
-  std::string message;
-};
-
 // A replica the pool should hold.
 struct Member {
   std::string name;
@@ -68,12 +48,10 @@ class FiberLbProvider : public ServiceProvider {
  public:
   FiberLbProvider(std::string endpoint, std::string token_file, std::string listen,
                   std::string owner, int drain_timeout_ms, std::chrono::milliseconds timeout)
-      : endpoint_(std::move(endpoint)),
-        token_file_(std::move(token_file)),
+      : api_("fiberlb", std::move(endpoint), std::move(token_file), timeout),
         listen_(std::move(listen)),
         owner_(std::move(owner)),
-        drain_timeout_ms_(drain_timeout_ms),
-        timeout_(timeout) {}
+        drain_timeout_ms_(drain_timeout_ms) {}
 
   std::string driver() const override { return "fiberlb"; }
   std::vector<std::string> kinds() const override { return {"loadbalancers"}; }
@@ -97,7 +75,8 @@ class FiberLbProvider : public ServiceProvider {
       return o;
     }
     std::vector<Member> members = RunningMembers(lb, lookup, &o.depends_on);
-    if (auto st = Sync(lb, prefix, members); !st.ok()) return FromError(st, o);
+    if (auto st = Sync(lb, prefix, members); !st.ok())
+      return ObservedFromError(st, Phase::CREATING, o);
     return Report(lb, prefix, members, o);
   }
 
@@ -213,16 +192,16 @@ class FiberLbProvider : public ServiceProvider {
                    {"health_check", HealthCheckJson(lb.spec().health_check())},
                    {"drain_timeout_ms", drain_timeout_ms_}};
       if (!Covers(pools[name], pool)) {
-        PHOTON_RETURN_IF_ERROR(AsStatus(Call("PUT", "/v1/pools/" + name, pool),
-                                        "spec.listeners[" + std::to_string(i) + "] pool"));
+        PHOTON_RETURN_IF_ERROR(api_.AsStatus(api_.Call("PUT", "/v1/pools/" + name, pool),
+                                             "spec.listeners[" + std::to_string(i) + "] pool"));
       }
       json listener = {{"name", name},
-                       {"protocol", Lower(l.protocol())},
+                       {"protocol", AsciiLower(l.protocol())},
                        {"address", MemberAddress(listen_, l.port())},
                        {"pool", name}};
       if (!Covers(listeners[name], listener)) {
-        PHOTON_RETURN_IF_ERROR(AsStatus(Call("PUT", "/v1/listeners/" + name, listener),
-                                        "spec.listeners[" + std::to_string(i) + "]"));
+        PHOTON_RETURN_IF_ERROR(api_.AsStatus(api_.Call("PUT", "/v1/listeners/" + name, listener),
+                                             "spec.listeners[" + std::to_string(i) + "]"));
       }
     }
     return RemoveExcept(prefix, wanted);
@@ -235,9 +214,9 @@ class FiberLbProvider : public ServiceProvider {
       for (const auto& x : state.value(list, json::array())) {
         const std::string name = x.value("name", "");
         if (name.rfind(prefix, 0) != 0 || keep.count(name)) continue;
-        Reply del = Call("DELETE", std::string("/v1/") + list + "/" + name);
+        DaemonReply del = api_.Call("DELETE", std::string("/v1/") + list + "/" + name);
         if (del.reached && del.status == 404) continue;
-        PHOTON_RETURN_IF_ERROR(AsStatus(del, std::string("delete ") + list + " " + name));
+        PHOTON_RETURN_IF_ERROR(api_.AsStatus(del, std::string("delete ") + list + " " + name));
       }
     }
     return absl::OkStatus();
@@ -252,9 +231,10 @@ class FiberLbProvider : public ServiceProvider {
     for (const auto& l : lb.spec().listeners()) {
       const int target = l.target_port() > 0 ? l.target_port() : l.port();
       listeners += (listeners.empty() ? "" : ",") + std::to_string(l.port()) + "/" +
-                   Lower(l.protocol()) + "->" + std::to_string(target);
-      Reply got = Call("GET", "/v1/pools/" + prefix + std::to_string(l.port()));
-      if (auto st = AsStatus(got, "get pool"); !st.ok()) return FromError(st, o);
+                   AsciiLower(l.protocol()) + "->" + std::to_string(target);
+      DaemonReply got = api_.Call("GET", "/v1/pools/" + prefix + std::to_string(l.port()));
+      if (auto st = api_.AsStatus(got, "get pool"); !st.ok())
+        return ObservedFromError(st, Phase::CREATING, o);
       for (const auto& m : got.body.value("members", json::array())) {
         std::string s = m.value("status", "");
         std::string& h = health[m.value("name", "")];
@@ -280,79 +260,16 @@ class FiberLbProvider : public ServiceProvider {
   }
 
   StatusOr<json> GetState() {
-    Reply r = Call("GET", "/v1/state");
-    PHOTON_RETURN_IF_ERROR(AsStatus(r, "get state"));
+    DaemonReply r = api_.Call("GET", "/v1/state");
+    PHOTON_RETURN_IF_ERROR(api_.AsStatus(r, "get state"));
     if (!r.body.is_object()) return absl::UnavailableError("fiberlb state: not a JSON object");
     return r.body;
   }
 
-  Reply Call(const std::string& method, const std::string& path, const json& body = nullptr) {
-    Reply out;
-    if (token_.empty()) {
-      auto t = ReadFile(token_file_);
-      if (!t.ok()) {
-        out.message =
-            "cannot read token_file " + token_file_ + ": " + std::string(t.status().message());
-        return out;
-      }
-      token_ = Trim(*t);
-    }
-    auto client = HttpClient::Create(endpoint_, token_);
-    if (!client.ok()) {
-      out.message = std::string(client.status().message());
-      return out;
-    }
-    client->set_timeout(timeout_);
-    client->set_user_agent("photon-server");
-    auto r = client->Do(method, path, body.is_null() ? "" : body.dump());
-    if (!r.ok()) {
-      out.message =
-          "fiberlb at " + endpoint_ + " unreachable: " + std::string(r.status().message());
-      return out;
-    }
-    out.reached = true;
-    out.status = r->status;
-    out.body = json::parse(r->body, nullptr, false);
-    if (out.status == 401) token_.clear();  // the token file may have been rewritten
-    if (out.status >= 300) {
-      out.message = out.body.is_object() && out.body.contains("error")
-                        ? out.body["error"].value("message", r->body)
-                        : r->body;
-    }
-    return out;
-  }
-
-  // UNAVAILABLE (retry) when fiberlb was not reached, failed or refused the token; its
-  // refusal otherwise.
-  Status AsStatus(const Reply& r, const std::string& what) {
-    if (!r.reached) return absl::UnavailableError(r.message);
-    if (r.status >= 200 && r.status < 300) return absl::OkStatus();
-    std::string msg =
-        what + " refused by fiberlb (HTTP " + std::to_string(r.status) + "): " + r.message;
-    if (r.status >= 500 || r.status == 401) return absl::UnavailableError(msg);
-    if (r.status == 404) return absl::NotFoundError(msg);
-    return absl::InvalidArgumentError(msg);
-  }
-
-  static Observed FromError(const Status& st, Observed o) {
-    o.message = std::string(st.message());
-    if (st.code() == StatusCode::kUnavailable) {
-      o.phase = Phase::CREATING;
-      o.message += "; retrying";
-      o.retry = true;
-    } else {
-      o.phase = Phase::ERROR;
-    }
-    return o;
-  }
-
-  const std::string endpoint_;
-  const std::string token_file_;
+  DaemonClient api_;
   const std::string listen_;
   const std::string owner_;
   const int drain_timeout_ms_;
-  const std::chrono::milliseconds timeout_;
-  std::string token_;  // read lazily: fiberlb may write it after photon-server starts
 };
 
 }  // namespace
@@ -382,19 +299,13 @@ StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConf
   } catch (const std::exception&) {
     return absl::InvalidArgumentError(where + "timeout_ms and drain_timeout_ms want numbers");
   }
-  if (endpoint.rfind("http://", 0) != 0)
-    return absl::InvalidArgumentError(where + "endpoint: want http://HOST:PORT, got '" + endpoint +
-                                      "'");
-  if (auto c = HttpClient::Create(endpoint, ""); !c.ok())
-    return absl::InvalidArgumentError(where + "endpoint: " + std::string(c.status().message()));
-  if (token_file.empty()) return absl::InvalidArgumentError(where + "token_file: required");
+  PHOTON_RETURN_IF_ERROR(ValidateDaemonConfig(where, endpoint, token_file, timeout_ms));
   if (listen.empty() || listen.find_first_of("[] /") != std::string::npos)
     return absl::InvalidArgumentError(where + "listen_address: an IP address, got '" + listen +
                                       "'");
   if (owner.empty() ||
       owner.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
     return absl::InvalidArgumentError(where + "owner: lower-case letters, digits and '-'");
-  if (timeout_ms <= 0) return absl::InvalidArgumentError(where + "timeout_ms: must be > 0");
   if (drain_timeout_ms < 0)
     return absl::InvalidArgumentError(where + "drain_timeout_ms: must be >= 0");
   return std::unique_ptr<ServiceProvider>(

@@ -7,10 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "common/file_util.h"
-#include "common/http_client.h"
 #include "photon/network.pb.h"
 #include "server/object_util.h"
+#include "server/providers/daemon_client.h"
 #include "server/watch_cache.h"
 
 namespace photon::server {
@@ -20,42 +19,20 @@ namespace {
 using nlohmann::json;
 using Phase = resource::ResourceStatus;
 
-std::string Lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 std::string Upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
   return s;
 }
-
-std::string Trim(std::string s) {
-  while (!s.empty() && isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
-}
-
-// An answer from flashdns, or why there was none.
-struct Reply {
-  bool reached = false;  // false: connection failed (message says why)
-  int status = 0;
-  json body;
-  std::string message;  // flashdns's error message, or the transport error
-};
 
 class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
  public:
   FlashDnsProvider(std::string endpoint, std::string token_file, std::string owner,
                    std::vector<std::string> nameservers, uint32_t zone_ttl,
                    std::chrono::milliseconds timeout)
-      : endpoint_(std::move(endpoint)),
-        token_file_(std::move(token_file)),
+      : api_("flashdns", std::move(endpoint), std::move(token_file), timeout),
         owner_(std::move(owner)),
         nameservers_(std::move(nameservers)),
-        zone_ttl_(zone_ttl),
-        timeout_(timeout) {}
+        zone_ttl_(zone_ttl) {}
 
   std::string driver() const override { return "flashdns"; }
   std::vector<std::string> kinds() const override { return {"dnszones", "dnsrecords"}; }
@@ -80,8 +57,8 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
   }
 
   StatusOr<std::vector<ManagedRef>> ListManaged() override {
-    Reply list = Call("GET", "/v1/zones");
-    PHOTON_RETURN_IF_ERROR(AsStatus(list, "list zones"));
+    DaemonReply list = api_.Call("GET", "/v1/zones");
+    PHOTON_RETURN_IF_ERROR(api_.AsStatus(list, "list zones"));
     std::vector<ManagedRef> out;
     const std::string prefix = owner_ + ":";
     for (const auto& z : list.body.value("zones", json::array())) {
@@ -93,9 +70,9 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
         ref.details["zone"] = zone;
         out.push_back(ref);
       }
-      Reply got = Call("GET", "/v1/zones/" + zone);
+      DaemonReply got = api_.Call("GET", "/v1/zones/" + zone);
       if (got.reached && got.status == 404) continue;  // deleted meanwhile
-      PHOTON_RETURN_IF_ERROR(AsStatus(got, "get zone " + zone));
+      PHOTON_RETURN_IF_ERROR(api_.AsStatus(got, "get zone " + zone));
       std::set<std::string> seen;
       for (const auto& r : got.body.value("records", json::array())) {
         std::string rowner = r.value("owner", "");
@@ -117,7 +94,7 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
     std::set<std::string> present;
     for (const auto& rec : got.value("records", json::array())) {
       if (rec.value("owner", "") != tag) continue;
-      const std::string name = Lower(rec.value("name", ""));
+      const std::string name = AsciiLower(rec.value("name", ""));
       auto want = a_records.find(name);
       if (want != a_records.end() && !present.count(name) && rec.value("type", "") == "A" &&
           rec.value("ttl", 0u) == ttl && rec.value("data", "") == want->second) {
@@ -125,15 +102,15 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
         continue;
       }
       const std::string id = rec.value("id", "");
-      Reply del = Call("DELETE", "/v1/zones/" + zone + "/records/" + id);
+      DaemonReply del = api_.Call("DELETE", "/v1/zones/" + zone + "/records/" + id);
       if (del.reached && del.status == 404) continue;
-      PHOTON_RETURN_IF_ERROR(AsStatus(del, "delete record " + id));
+      PHOTON_RETURN_IF_ERROR(api_.AsStatus(del, "delete record " + id));
     }
     for (const auto& [name, address] : a_records) {
       if (present.count(name)) continue;
       json body = {{"name", name}, {"type", "A"}, {"ttl", ttl}, {"data", address}, {"owner", tag}};
-      PHOTON_RETURN_IF_ERROR(
-          AsStatus(Call("POST", "/v1/zones/" + zone + "/records", body), "add record " + name));
+      PHOTON_RETURN_IF_ERROR(api_.AsStatus(
+          api_.Call("POST", "/v1/zones/" + zone + "/records", body), "add record " + name));
     }
     return absl::OkStatus();
   }
@@ -143,8 +120,8 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
   }
 
   StatusOr<std::vector<ManagedRef>> ListZones(const std::string& kind) override {
-    Reply list = Call("GET", "/v1/zones");
-    PHOTON_RETURN_IF_ERROR(AsStatus(list, "list zones"));
+    DaemonReply list = api_.Call("GET", "/v1/zones");
+    PHOTON_RETURN_IF_ERROR(api_.AsStatus(list, "list zones"));
     std::vector<ManagedRef> out;
     for (const auto& z : list.body.value("zones", json::array())) {
       const std::string owner = z.value("owner", "");
@@ -160,16 +137,16 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
   // The zone (with its records) held by `tag`, created when missing.
   StatusOr<json> EnsureOwnedZone(const std::string& zone, const std::string& tag) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-      Reply got = Call("GET", "/v1/zones/" + zone);
+      DaemonReply got = api_.Call("GET", "/v1/zones/" + zone);
       if (got.reached && got.status == 404) {
         json body = {{"name", zone}, {"ttl", zone_ttl_}, {"owner", tag}};
         if (!nameservers_.empty()) body["ns"] = nameservers_;
-        Reply made = Call("POST", "/v1/zones", body);
+        DaemonReply made = api_.Call("POST", "/v1/zones", body);
         if (made.reached && made.status == 409) continue;  // made meanwhile: look again
-        PHOTON_RETURN_IF_ERROR(AsStatus(made, "create zone " + zone));
+        PHOTON_RETURN_IF_ERROR(api_.AsStatus(made, "create zone " + zone));
         return json::object();  // new: none of our records yet
       }
-      PHOTON_RETURN_IF_ERROR(AsStatus(got, "get zone " + zone));
+      PHOTON_RETURN_IF_ERROR(api_.AsStatus(got, "get zone " + zone));
       if (got.body.value("source", "") == "file") {
         return absl::FailedPreconditionError("zone " + zone +
                                              " is served by flashdns from a zone file");
@@ -209,91 +186,29 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
     return owner.empty() ? "another flashdns API client" : "owner '" + owner + "'";
   }
 
-  Reply Call(const std::string& method, const std::string& path, const json& body = nullptr) {
-    Reply out;
-    if (token_.empty()) {
-      auto t = ReadFile(token_file_);
-      if (!t.ok()) {
-        out.message =
-            "cannot read token_file " + token_file_ + ": " + std::string(t.status().message());
-        return out;
-      }
-      token_ = Trim(*t);
-    }
-    auto client = HttpClient::Create(endpoint_, token_);
-    if (!client.ok()) {
-      out.message = std::string(client.status().message());
-      return out;
-    }
-    client->set_timeout(timeout_);
-    client->set_user_agent("photon-server");
-    auto r = client->Do(method, path, body.is_null() ? "" : body.dump());
-    if (!r.ok()) {
-      out.message =
-          "flashdns at " + endpoint_ + " unreachable: " + std::string(r.status().message());
-      return out;
-    }
-    out.reached = true;
-    out.status = r->status;
-    out.body = json::parse(r->body, nullptr, false);
-    if (out.status == 401) token_.clear();  // the token file may have been rewritten
-    if (out.status >= 300) {
-      out.message = out.body.is_object() && out.body.contains("error")
-                        ? out.body["error"].value("message", r->body)
-                        : r->body;
-    }
-    return out;
-  }
-
-  // OK for 2xx; UNAVAILABLE when flashdns was not reached or failed (5xx, 401: retry);
-  // the flashdns error otherwise.
-  Status AsStatus(const Reply& r, const std::string& what) {
-    if (!r.reached) return absl::UnavailableError(r.message);
-    if (r.status >= 200 && r.status < 300) return absl::OkStatus();
-    std::string msg = "flashdns " + what + ": HTTP " + std::to_string(r.status) + ": " + r.message;
-    if (r.status >= 500 || r.status == 401) return absl::UnavailableError(msg);
-    if (r.status == 404) return absl::NotFoundError(msg);
-    if (r.status == 409) return absl::AlreadyExistsError(msg);
-    return absl::InvalidArgumentError(msg);
-  }
-
-  // Backend trouble: retry later, saying why. A refusal: ERROR with flashdns's reason.
-  Observed FromError(const Status& st, resource::ResourceStatus::Phase waiting_phase) {
-    Observed o;
-    if (st.code() == StatusCode::kUnavailable) {
-      o.phase = waiting_phase;
-      o.message = std::string(st.message()) + "; retrying";
-      o.retry = true;
-    } else {
-      o.phase = Phase::ERROR;
-      o.message = std::string(st.message());
-    }
-    return o;
-  }
-
   Status RemoveZoneIfOwned(const std::string& zone, const std::string& tag) {
-    Reply got = Call("GET", "/v1/zones/" + zone);
+    DaemonReply got = api_.Call("GET", "/v1/zones/" + zone);
     if (got.reached && got.status == 404) return absl::OkStatus();
-    PHOTON_RETURN_IF_ERROR(AsStatus(got, "get zone " + zone));
+    PHOTON_RETURN_IF_ERROR(api_.AsStatus(got, "get zone " + zone));
     if (got.body.value("owner", "") != tag) return absl::OkStatus();  // not ours: never touch
-    Reply del = Call("DELETE", "/v1/zones/" + zone);
+    DaemonReply del = api_.Call("DELETE", "/v1/zones/" + zone);
     if (del.reached && del.status == 404) return absl::OkStatus();
-    return AsStatus(del, "delete zone " + zone);
+    return api_.AsStatus(del, "delete zone " + zone);
   }
 
   // Deletes records tagged `tag` in `zone`, except those whose id is in `keep`.
   Status RemoveRecords(const std::string& zone, const std::string& tag,
                        const std::set<std::string>& keep) {
-    Reply got = Call("GET", "/v1/zones/" + zone);
+    DaemonReply got = api_.Call("GET", "/v1/zones/" + zone);
     if (got.reached && got.status == 404) return absl::OkStatus();
-    PHOTON_RETURN_IF_ERROR(AsStatus(got, "get zone " + zone));
+    PHOTON_RETURN_IF_ERROR(api_.AsStatus(got, "get zone " + zone));
     for (const auto& r : got.body.value("records", json::array())) {
       if (r.value("owner", "") != tag) continue;
       const std::string id = r.value("id", "");
       if (keep.count(id)) continue;
-      Reply del = Call("DELETE", "/v1/zones/" + zone + "/records/" + id);
+      DaemonReply del = api_.Call("DELETE", "/v1/zones/" + zone + "/records/" + id);
       if (del.reached && del.status == 404) continue;
-      PHOTON_RETURN_IF_ERROR(AsStatus(del, "delete record " + id));
+      PHOTON_RETURN_IF_ERROR(api_.AsStatus(del, "delete record " + id));
     }
     return absl::OkStatus();
   }
@@ -309,17 +224,17 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
     auto prev = z.status().details().find("zone");
     if (prev != z.status().details().end() && !prev->second.empty() && prev->second != zone) {
       if (auto st = RemoveZoneIfOwned(prev->second, tag); !st.ok())
-        return FromError(st, Phase::UPDATING);
+        return ObservedFromError(st, Phase::UPDATING);
     }
     for (int attempt = 0; attempt < 2; ++attempt) {
-      Reply got = Call("GET", "/v1/zones/" + zone);
+      DaemonReply got = api_.Call("GET", "/v1/zones/" + zone);
       if (got.reached && got.status == 404) {
         json body = {{"name", zone}, {"ttl", zone_ttl_}, {"owner", tag}};
         if (!nameservers_.empty()) body["ns"] = nameservers_;
-        Reply made = Call("POST", "/v1/zones", body);
+        DaemonReply made = api_.Call("POST", "/v1/zones", body);
         if (made.reached && made.status == 409) continue;  // someone made it meanwhile: look again
-        if (auto st = AsStatus(made, "create zone " + zone); !st.ok()) {
-          Observed e = FromError(st, Phase::CREATING);
+        if (auto st = api_.AsStatus(made, "create zone " + zone); !st.ok()) {
+          Observed e = ObservedFromError(st, Phase::CREATING);
           e.details = o.details;
           return e;
         }
@@ -327,8 +242,8 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
         o.message = "zone " + zone + " served by flashdns";
         return o;
       }
-      if (auto st = AsStatus(got, "get zone " + zone); !st.ok()) {
-        Observed e = FromError(st, Phase::CREATING);
+      if (auto st = api_.AsStatus(got, "get zone " + zone); !st.ok()) {
+        Observed e = ObservedFromError(st, Phase::CREATING);
         e.details = o.details;
         return e;
       }
@@ -371,7 +286,7 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
       // Records made in a zone that is gone (or renamed away) are removed with it.
       if (!prev_zone.empty()) {
         if (auto st = RemoveRecords(prev_zone, tag, {}); !st.ok())
-          return FromError(st, Phase::PENDING);
+          return ObservedFromError(st, Phase::PENDING);
         o.details.clear();
       }
       o.phase = Phase::PENDING;
@@ -395,19 +310,19 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
     o.details["fqdn"] = *fqdn;
     if (!prev_zone.empty() && prev_zone != zone) {
       if (auto st = RemoveRecords(prev_zone, tag, {}); !st.ok())
-        return FromError(st, Phase::UPDATING);
+        return ObservedFromError(st, Phase::UPDATING);
     }
     const std::string type = Upper(r.spec().type());
     const uint32_t ttl = r.spec().ttl() > 0 ? static_cast<uint32_t>(r.spec().ttl()) : 300;
-    Reply got = Call("GET", "/v1/zones/" + zone);
+    DaemonReply got = api_.Call("GET", "/v1/zones/" + zone);
     if (got.reached && got.status == 404) {
       Observed w = waiting("zone " + zone + " is not served by flashdns yet; retrying");
       w.retry = true;
       w.details = o.details;
       return w;
     }
-    if (auto st = AsStatus(got, "get zone " + zone); !st.ok()) {
-      Observed e = FromError(st, Phase::CREATING);
+    if (auto st = api_.AsStatus(got, "get zone " + zone); !st.ok()) {
+      Observed e = ObservedFromError(st, Phase::CREATING);
       e.details = o.details;
       return e;
     }
@@ -424,7 +339,7 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
     for (const auto& rec : got.body.value("records", json::array())) {
       if (rec.value("owner", "") != tag) continue;
       const std::string data = rec.value("data", "");
-      if (Lower(rec.value("name", "")) == *fqdn && rec.value("type", "") == type &&
+      if (AsciiLower(rec.value("name", "")) == *fqdn && rec.value("type", "") == type &&
           rec.value("ttl", 0u) == ttl && std::find(want.begin(), want.end(), data) != want.end() &&
           !present.count(data)) {
         keep.insert(rec.value("id", ""));
@@ -432,14 +347,15 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
       }
     }
     // Delete before adding: a CNAME must be alone at its name.
-    if (auto st = RemoveRecords(zone, tag, keep); !st.ok()) return FromError(st, Phase::UPDATING);
+    if (auto st = RemoveRecords(zone, tag, keep); !st.ok())
+      return ObservedFromError(st, Phase::UPDATING);
     for (size_t i = 0; i < want.size(); ++i) {
       if (present.count(want[i])) continue;
       json body = {
           {"name", *fqdn}, {"type", type}, {"ttl", ttl}, {"data", want[i]}, {"owner", tag}};
-      Reply made = Call("POST", "/v1/zones/" + zone + "/records", body);
-      if (auto st = AsStatus(made, "add record"); !st.ok()) {
-        Observed e = FromError(st, Phase::CREATING);
+      DaemonReply made = api_.Call("POST", "/v1/zones/" + zone + "/records", body);
+      if (auto st = api_.AsStatus(made, "add record"); !st.ok()) {
+        Observed e = ObservedFromError(st, Phase::CREATING);
         if (e.phase == Phase::ERROR) {
           e.message = "spec.values[" + std::to_string(i) + "] '" + want[i] +
                       "' refused by flashdns: " + made.message;
@@ -455,26 +371,23 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
     return o;
   }
 
-  const std::string endpoint_;
-  const std::string token_file_;
+  DaemonClient api_;
   const std::string owner_;
   const std::vector<std::string> nameservers_;
   const uint32_t zone_ttl_;
-  const std::chrono::milliseconds timeout_;
-  std::string token_;  // read lazily: flashdns may write it after photon-server starts
 };
 
 }  // namespace
 
 std::string CanonicalZoneName(const std::string& name) {
-  std::string z = Lower(name);
+  std::string z = AsciiLower(name);
   if (z.empty() || z.back() != '.') z += '.';
   return z;
 }
 
 StatusOr<std::string> DnsRecordFqdn(const std::string& name, const std::string& zone) {
   if (name.empty() || name == "@") return zone;
-  std::string n = Lower(name);
+  std::string n = AsciiLower(name);
   if (n.back() != '.') return n + "." + zone;
   if (n != zone && (n.size() <= zone.size() ||
                     n.compare(n.size() - zone.size() - 1, std::string::npos, "." + zone) != 0)) {
@@ -508,7 +421,7 @@ StatusOr<std::unique_ptr<FlashDnsProvider>> NewFlashDns(const ProviderConfig& co
         while (i <= value.size()) {
           size_t j = value.find(',', i);
           if (j == std::string::npos) j = value.size();
-          std::string ns = Trim(value.substr(i, j - i));
+          std::string ns = AsciiTrim(value.substr(i, j - i));
           if (!ns.empty()) nameservers.push_back(CanonicalZoneName(ns));
           i = j + 1;
         }
@@ -519,15 +432,9 @@ StatusOr<std::unique_ptr<FlashDnsProvider>> NewFlashDns(const ProviderConfig& co
   } catch (const std::exception&) {
     return absl::InvalidArgumentError(where + "zone_ttl and timeout_ms want numbers");
   }
-  if (endpoint.rfind("http://", 0) != 0)
-    return absl::InvalidArgumentError(where + "endpoint: want http://HOST:PORT, got '" + endpoint +
-                                      "'");
-  if (auto c = HttpClient::Create(endpoint, ""); !c.ok())
-    return absl::InvalidArgumentError(where + "endpoint: " + std::string(c.status().message()));
-  if (token_file.empty()) return absl::InvalidArgumentError(where + "token_file: required");
+  PHOTON_RETURN_IF_ERROR(ValidateDaemonConfig(where, endpoint, token_file, timeout_ms));
   if (owner.empty() || owner.find_first_of(":/ ") != std::string::npos)
     return absl::InvalidArgumentError(where + "owner: a non-empty tag without ':', '/' or spaces");
-  if (timeout_ms <= 0) return absl::InvalidArgumentError(where + "timeout_ms: must be > 0");
   return std::make_unique<FlashDnsProvider>(endpoint, token_file, owner, std::move(nameservers),
                                             zone_ttl, std::chrono::milliseconds(timeout_ms));
 }
