@@ -268,6 +268,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
   if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
   if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
   if (auto st = CheckCreatePlacement(who, kind, *object); !st.ok()) return fail(st);
+  if (auto st = SealLoadBalancerKeys(store_, kind, object.get()); !st.ok()) return fail(st);
   // Server-owned fields: whatever the client sent is replaced.
   md->set_namespace_(ns);
   md->set_id(NewUuid());
@@ -354,61 +355,100 @@ StatusOr<ConstMessagePtr> ResourceManager::Get(const Principal& who, const KindI
 StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInfo& kind,
                                              const std::string& ns, const std::string& name,
                                              MessagePtr object, bool status_only) {
+  auto promise = std::make_shared<std::promise<StatusOr<MessagePtr>>>();
+  std::future<StatusOr<MessagePtr>> outcome = promise->get_future();
+  UpdateAsync(who, kind, ns, name, std::move(object), status_only,
+              [promise](StatusOr<MessagePtr> r) { promise->set_value(std::move(r)); });
+  return outcome.get();
+}
+
+void ResourceManager::UpdateAsync(const Principal& who, const KindInfo& kind, const std::string& ns,
+                                  const std::string& name, MessagePtr object, bool status_only,
+                                  UpdateCallback done) {
   const std::string target = TargetName(kind, ns, name);
   const char* action = status_only ? "update-status" : "update";
-  auto fail = [&](Status st) {
-    AuditFailure(who, action, target, st);
-    return st;
-  };
+  auto prepared = PrepareUpdate(who, kind, ns, name, std::move(object), status_only);
+  if (!prepared.ok()) {
+    // Answered once the refusal's record is committed, as a committed update is; no thread
+    // waits for it meanwhile.
+    AuditFailureAsync(who, action, target, prepared.status(),
+                      [st = prepared.status(), done = std::move(done)] { done(st); });
+    return;
+  }
+  int64_t t0 = MonotonicNanos();
+  store_->TxnAsync(
+      std::move(prepared->txn),
+      [this, who, kind = &kind, name, target, action, stored = std::move(prepared->stored),
+       quota_hold = std::move(prepared->quota_hold), t0,
+       done = std::move(done)](StatusOr<store::TxnResult> r) mutable {
+        quota_hold.reset();  // decided: the namespace's next write may read the usage
+        store_latency_->Observe((MonotonicNanos() - t0) / 1e9);
+        Status refused = !r.ok() ? r.status()
+                         : !r->succeeded
+                             ? absl::AbortedError("conflict: " + kind->kind + " '" + name +
+                                                  "' changed meanwhile; get it again and retry")
+                             : absl::OkStatus();
+        if (!refused.ok()) {
+          // On the completion thread, which must not wait for a write: see CreateAsync.
+          AuditFailureAsync(who, action, target, refused,
+                            [refused, done = std::move(done)] { done(refused); });
+          return;
+        }
+        MutableMetadata(stored.get())->set_resource_version(std::to_string(r->revision));
+        done(std::move(stored));
+      });
+}
+
+StatusOr<ResourceManager::PreparedUpdate> ResourceManager::PrepareUpdate(
+    const Principal& who, const KindInfo& kind, const std::string& ns, const std::string& name,
+    MessagePtr object, bool status_only) {
+  const std::string target = TargetName(kind, ns, name);
+  const char* action = status_only ? "update-status" : "update";
   Verb verb = status_only ? Verb::kUpdateStatus : Verb::kUpdate;
-  if (auto st = Authorize(who, verb, kind, ns); !st.ok()) return fail(st);
+  PHOTON_RETURN_IF_ERROR(Authorize(who, verb, kind, ns));
   if (status_only && !kind.status_by_agent && !who.IsAdmin()) {
-    return fail(
-        absl::PermissionDeniedError("status of " + kind.plural + " is written by the system"));
+    return absl::PermissionDeniedError("status of " + kind.plural + " is written by the system");
   }
   const auto& in_md = GetMetadata(*object);
   if (!in_md.name().empty() && in_md.name() != name) {
-    return fail(absl::InvalidArgumentError("metadata.name: '" + in_md.name() +
-                                           "' does not match the URL's name '" + name + "'"));
+    return absl::InvalidArgumentError("metadata.name: '" + in_md.name() +
+                                      "' does not match the URL's name '" + name + "'");
   }
   if (!in_md.namespace_().empty() && in_md.namespace_() != ns) {
-    return fail(absl::InvalidArgumentError(
-        "metadata.namespace: cannot move an object to another namespace"));
+    return absl::InvalidArgumentError(
+        "metadata.namespace: cannot move an object to another namespace");
   }
   if (in_md.resource_version().empty()) {
-    return fail(absl::InvalidArgumentError(
-        "metadata.resourceVersion: required for an update (get the object first)"));
+    return absl::InvalidArgumentError(
+        "metadata.resourceVersion: required for an update (get the object first)");
   }
-  auto want_rev = ParseRevision("metadata.resourceVersion", in_md.resource_version());
-  if (!want_rev.ok()) return fail(want_rev.status());
+  PHOTON_ASSIGN_OR_RETURN(int64_t want_rev,
+                          ParseRevision("metadata.resourceVersion", in_md.resource_version()));
   if (!status_only) {
-    if (auto st = CheckLoadBalancerOwnership(who, kind, "changed"); !st.ok()) return fail(st);
+    PHOTON_RETURN_IF_ERROR(CheckLoadBalancerOwnership(who, kind, "changed"));
     MutableMetadata(object.get())->set_namespace_(ns);
-    if (auto st = ValidateSpec(kind, *object); !st.ok()) return fail(st);
-    if (auto st = CheckHostPrivileges(who, kind, *object); !st.ok()) return fail(st);
+    PHOTON_RETURN_IF_ERROR(ValidateSpec(kind, *object));
+    PHOTON_RETURN_IF_ERROR(CheckHostPrivileges(who, kind, *object));
+    PHOTON_RETURN_IF_ERROR(SealLoadBalancerKeys(store_, kind, object.get()));
   }
   const std::string key = RegistryKey(kind.plural, ns, name);
-  auto cur = ReadCurrent(kind, key);
-  if (!cur.ok()) return fail(cur.status());
-  auto [stored, stored_rev] = *cur;
+  PHOTON_ASSIGN_OR_RETURN(auto cur, ReadCurrent(kind, key));
+  auto [stored, stored_rev] = cur;
   std::unique_ptr<Message> before;  // what it takes now: a quota checks only what is added
   if (quotas_ && !status_only) {
     before.reset(stored->New());
     before->CopyFrom(*stored);
   }
   // Before the version check: a write outside an agent's scope is refused as such.
-  if (auto st = CheckAgentScope(who, verb, kind.plural, name, GetMetadata(*stored).agent_id());
-      !st.ok()) {
-    return fail(st);
-  }
-  if (stored_rev != *want_rev) {
-    return fail(absl::AbortedError("conflict: " + kind.kind + " '" + name +
-                                   "' is at resourceVersion " + std::to_string(stored_rev) +
-                                   ", the update was based on " + in_md.resource_version() +
-                                   "; get it again and retry"));
+  PHOTON_RETURN_IF_ERROR(
+      CheckAgentScope(who, verb, kind.plural, name, GetMetadata(*stored).agent_id()));
+  if (stored_rev != want_rev) {
+    return absl::AbortedError("conflict: " + kind.kind + " '" + name + "' is at resourceVersion " +
+                              std::to_string(stored_rev) + ", the update was based on " +
+                              in_md.resource_version() + "; get it again and retry");
   }
   if (network_ && !status_only) {
-    if (auto st = network_->CheckUpdate(kind, ns, object.get(), *stored); !st.ok()) return fail(st);
+    PHOTON_RETURN_IF_ERROR(network_->CheckUpdate(kind, ns, object.get(), *stored));
   }
   auto* md = MutableMetadata(stored.get());
   if (status_only) {
@@ -427,7 +467,7 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
         auto check = placement_check_.load();
         if (check && *check && kind.plural == "computeinstances" &&
             in_md.agent_id() != md->agent_id()) {
-          if (auto st = (*check)(*stored, in_md.agent_id()); !st.ok()) return fail(st);
+          PHOTON_RETURN_IF_ERROR((*check)(*stored, in_md.agent_id()));
         }
         md->set_agent_id(in_md.agent_id());
       }
@@ -435,22 +475,20 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
   }
   md->set_updated_at(NowRfc3339());
   md->clear_resource_version();
-  store::TxnRequest txn;
-  txn.compares.push_back({.key = key,
-                          .target = store::Compare::Target::kModRevision,
-                          .op = store::Compare::Op::kEqual,
-                          .number = stored_rev});
-  txn.success.push_back(
+  PreparedUpdate out;
+  out.txn.compares.push_back({.key = key,
+                              .target = store::Compare::Target::kModRevision,
+                              .op = store::Compare::Op::kEqual,
+                              .number = stored_rev});
+  out.txn.success.push_back(
       {.type = store::TxnOp::Type::kPut, .key = key, .value = stored->SerializeAsString()});
   if (network_ && !status_only) {
     // A manual placement (an admin's agentId) moves the Port too, as the scheduler's does.
-    if (auto st = network_->AddPlacementOps(kind, *stored, &txn); !st.ok()) return fail(st);
+    PHOTON_RETURN_IF_ERROR(network_->AddPlacementOps(kind, *stored, &out.txn));
   }
-  std::shared_ptr<void> quota_hold;  // an update that raises what the object takes
-  if (quotas_ && !status_only) {
-    auto hold = quotas_->Reserve(kind, ns, *stored, &txn, before.get());
-    if (!hold.ok()) return fail(hold.status());
-    quota_hold = std::move(*hold);
+  if (quotas_ && !status_only) {  // an update that raises what the object takes
+    PHOTON_ASSIGN_OR_RETURN(out.quota_hold,
+                            quotas_->Reserve(kind, ns, *stored, &out.txn, before.get()));
   }
   // An agent's status write on its node is its heartbeat (every few seconds per node): a
   // liveness signal, not an audit event. Refused ones are still recorded.
@@ -458,16 +496,10 @@ StatusOr<MessagePtr> ResourceManager::Update(const Principal& who, const KindInf
   if (heartbeat) {
     ++audit_decisions_on_thread;  // decided: no record, from the gateway either
   } else {
-    txn.success.push_back(AuditOp(who, action, target, true, 200));
+    out.txn.success.push_back(AuditOp(who, action, target, true, 200));
   }
-  auto r = store_->Txn(txn);
-  if (!r.ok()) return r.status();
-  if (!r->succeeded) {
-    return fail(absl::AbortedError("conflict: " + kind.kind + " '" + name +
-                                   "' changed meanwhile; get it again and retry"));
-  }
-  md->set_resource_version(std::to_string(r->revision));
-  return stored;
+  out.stored = std::move(stored);
+  return out;
 }
 
 StatusOr<operation::Operation> ResourceManager::Delete(const Principal& who, const KindInfo& kind,

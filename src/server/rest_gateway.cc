@@ -309,11 +309,7 @@ HttpResponse RestGateway::Namespaced(HttpRequest& req, const Principal& who, con
   if (auto st = ValidateName("name", name); !st.ok()) return ErrorResponse(st);
   if (parts.size() == 5) return Object(req, who, *kind, ns, name);
   if (parts.size() == 6 && parts[5] == "status" && m == "PUT") {
-    auto obj = ParseJsonObject(*kind, req.body);
-    if (!obj.ok()) return ErrorResponse(obj.status());
-    auto r = resources_->Update(who, *kind, ns, name, MessagePtr(std::move(*obj)), true);
-    if (!r.ok()) return ErrorResponse(r.status());
-    return HttpResponse::Json(200, ToJson(*kind, **r));
+    return Update(req, who, *kind, ns, name, /*status_only=*/true);
   }
   if (parts.size() == 7 && parts[5] == "actions" && m == "POST") {
     auto params = ParseActionParams(req.body);
@@ -348,6 +344,22 @@ HttpResponse RestGateway::Create(HttpRequest& req, const Principal& who, const K
   });
 }
 
+HttpResponse RestGateway::Update(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                                 const std::string& ns, const std::string& name, bool status_only) {
+  auto obj = ParseJsonObject(kind, req.body);
+  if (!obj.ok()) return ErrorResponse(obj.status());
+  // Answered from the store's completion, as a create is: no handler thread waits for the
+  // commit, so the number of updates one group commit carries is not the thread count.
+  return HttpResponse::Later([this, who, kind = &kind, ns, name, status_only,
+                              object = MessagePtr(std::move(*obj))](HttpReply reply) mutable {
+    resources_->UpdateAsync(
+        who, *kind, ns, name, std::move(object), status_only,
+        [kind, reply = std::move(reply)](StatusOr<MessagePtr> r) {
+          reply(r.ok() ? HttpResponse::Json(200, ToJson(*kind, **r)) : ErrorResponse(r.status()));
+        });
+  });
+}
+
 // GET, PUT (spec, labels, annotations) and DELETE of one object.
 HttpResponse RestGateway::Object(HttpRequest& req, const Principal& who, const KindInfo& kind,
                                  const std::string& ns, const std::string& name) {
@@ -357,13 +369,7 @@ HttpResponse RestGateway::Object(HttpRequest& req, const Principal& who, const K
     if (!r.ok()) return ErrorResponse(r.status());
     return HttpResponse::Json(200, ToJson(kind, **r));
   }
-  if (m == "PUT") {
-    auto obj = ParseJsonObject(kind, req.body);
-    if (!obj.ok()) return ErrorResponse(obj.status());
-    auto r = resources_->Update(who, kind, ns, name, MessagePtr(std::move(*obj)), false);
-    if (!r.ok()) return ErrorResponse(r.status());
-    return HttpResponse::Json(200, ToJson(kind, **r));
-  }
+  if (m == "PUT") return Update(req, who, kind, ns, name, /*status_only=*/false);
   if (m == "DELETE") {
     auto r = resources_->Delete(who, kind, ns, name, Query(req, "resourceVersion"));
     if (!r.ok()) return ErrorResponse(r.status());

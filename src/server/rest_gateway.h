@@ -37,6 +37,9 @@ class RestGateway {
                           const std::vector<std::string>& parts);
   HttpResponse Create(HttpRequest& req, const Principal& who, const KindInfo& kind,
                       const std::string& ns);
+  // PUT of an object (spec, labels, annotations) or of its status, answered on commit.
+  HttpResponse Update(HttpRequest& req, const Principal& who, const KindInfo& kind,
+                      const std::string& ns, const std::string& name, bool status_only);
   // GET, PUT and DELETE of /v1/namespaces/NS/KIND/NAME.
   HttpResponse Object(HttpRequest& req, const Principal& who, const KindInfo& kind,
                       const std::string& ns, const std::string& name);

@@ -23,10 +23,10 @@ struct ServerOptions {
   // Joining an existing control plane on `store`: one of its admin tokens (photon-server
   // --join reads it from PHOTON_TOKEN), kept as this server's admin.token instead of a new one.
   std::string join_admin_token;
-  // REST I/O threads; 0 = twice the cores, at least 4 and at most 16. Creates wait on no
-  // thread, updates and deletes hold theirs for their commit. Fewer threads are cheaper on few
-  // cores: each request woke a sleeping thread, and with 16 threads on 2 cores the switches
-  // cost a quarter of the server's CPU per create.
+  // REST I/O threads; 0 = twice the cores, at least 4 and at most 16. Creates and updates
+  // wait on no thread (answered on commit); deletes hold theirs for their commit. Fewer
+  // threads are cheaper on few cores: each request woke a sleeping thread, and with 16
+  // threads on 2 cores the switches cost a quarter of the server's CPU per create.
   int http_threads = 0;
   size_t max_body_bytes = 1 << 20;
   // The built-in scheduler, node lifecycle and RegionService controller; false leaves
