@@ -252,8 +252,9 @@ StatusOr<http::Response> S3Service::DeleteBucketTagging(S3Request& r) {
 StatusOr<http::Response> S3Service::PutBucketPolicy(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 20 << 10));
-  PHOTON_ASSIGN_OR_RETURN(PolicyGrants grants, ParseBucketPolicy(body, r.bucket));
-  if (r.public_access.block_public_policy && (grants.public_get || grants.public_list)) {
+  auto user_exists = [this](const std::string& u) { return UserExists(u); };
+  PHOTON_ASSIGN_OR_RETURN(BucketPolicy policy, ParseBucketPolicy(body, r.bucket, user_exists));
+  if (r.public_access.block_public_policy && policy.IsPublic()) {
     return S3Error("AccessDenied",
                    "Access Denied: the bucket's Public Access Block (BlockPublicPolicy) refuses a "
                    "policy granting access to everyone");
@@ -271,6 +272,21 @@ StatusOr<http::Response> S3Service::GetBucketPolicy(S3Request& r) {
   http::Response resp;
   resp.body = bucket.policy;
   resp.AddHeader("Content-Type", "application/json");
+  return resp;
+}
+
+StatusOr<http::Response> S3Service::GetBucketPolicyStatus(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  if (bucket.policy.empty())
+    return S3Error("NoSuchBucketPolicy", "The bucket policy does not exist");
+  PHOTON_ASSIGN_OR_RETURN(BucketPolicy policy, ParseBucketPolicy(bucket.policy, bucket.name));
+  XmlWriter w;
+  w.Open("PolicyStatus", kXmlns);
+  w.Element("IsPublic", policy.IsPublic() ? "true" : "false");
+  w.Close("PolicyStatus");
+  http::Response resp;
+  resp.body = w.Take();
+  resp.AddHeader("Content-Type", "application/xml");
   return resp;
 }
 

@@ -1,7 +1,6 @@
 #include "lightningstor/bucket_rules.h"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "lightningstor/s3_error.h"
@@ -41,90 +40,6 @@ Status ValidateBucketName(const std::string& name) {
   if (digits_and_dots && dots == 3) return bad("must not be formatted as an IP address");
   return absl::OkStatus();
 }
-
-namespace {
-
-std::vector<nlohmann::json> AsList(const nlohmann::json& v) {
-  std::vector<nlohmann::json> out;
-  if (v.is_array()) {
-    for (const auto& e : v) out.push_back(e);
-  } else {
-    out.push_back(v);
-  }
-  return out;
-}
-
-Status PolicyNotImplemented(const std::string& what) {
-  return S3Error("NotImplemented",
-                 "lightningstor enforces only Allow statements for Principal \"*\" with "
-                 "s3:GetObject on arn:aws:s3:::BUCKET/* and s3:ListBucket on arn:aws:s3:::BUCKET; "
-                 "this policy has " +
-                     what);
-}
-
-bool IsEveryone(const nlohmann::json& p) {
-  if (p.is_string()) return p.get<std::string>() == "*";
-  if (!p.is_object() || p.size() != 1 || !p.contains("AWS")) return false;
-  for (const auto& a : AsList(p["AWS"]))
-    if (!a.is_string() || a.get<std::string>() != "*") return false;
-  return true;
-}
-
-// One statement's grants, or why it is refused.
-Status ParseStatement(const nlohmann::json& st, const std::string& bucket, PolicyGrants* out) {
-  if (!st.is_object()) return S3Error("MalformedPolicy", "Statement must be an object");
-  // json::value() throws when the key holds another type; a policy is client input, so the
-  // type is checked here and a wrong one is the client's MalformedPolicy, not an exception.
-  if (!st.contains("Effect") || !st["Effect"].is_string() ||
-      (st["Effect"] != "Allow" && st["Effect"] != "Deny")) {
-    return S3Error("MalformedPolicy", "Statement Effect must be \"Allow\" or \"Deny\"");
-  }
-  for (const auto& [name, value] : st.items()) {
-    if (name != "Sid" && name != "Effect" && name != "Principal" && name != "Action" &&
-        name != "Resource") {
-      return PolicyNotImplemented("a statement with " + name);
-    }
-  }
-  if (!st.contains("Principal") || !st.contains("Action") || !st.contains("Resource"))
-    return S3Error("MalformedPolicy", "Statements need a Principal, an Action and a Resource");
-  if (st["Effect"] != "Allow") return PolicyNotImplemented("a Deny statement");
-  if (!IsEveryone(st["Principal"])) return PolicyNotImplemented("a Principal other than \"*\"");
-  bool get = false, list = false;
-  for (const auto& a : AsList(st["Action"])) {
-    if (!a.is_string()) return S3Error("MalformedPolicy", "Action must be a string");
-    if (a == "s3:GetObject") {
-      get = true;
-    } else if (a == "s3:ListBucket") {
-      list = true;
-    } else {
-      return PolicyNotImplemented("the action " + a.get<std::string>());
-    }
-  }
-  bool objects = false, whole = false;
-  const std::string arn = "arn:aws:s3:::" + bucket;
-  for (const auto& res : AsList(st["Resource"])) {
-    if (!res.is_string()) return S3Error("MalformedPolicy", "Resource must be a string");
-    std::string r = res.get<std::string>();
-    if (r == arn + "/*") {
-      objects = true;
-    } else if (r == arn) {
-      whole = true;
-    } else if (r.rfind(arn + "/", 0) == 0) {
-      return PolicyNotImplemented("the resource " + r + " (a part of the bucket)");
-    } else {
-      return S3Error("MalformedPolicy", "Policy has invalid resource");
-    }
-  }
-  // Every action must apply to a resource and every resource to an action, as S3 checks.
-  if ((get && !objects) || (list && !whole) || (objects && !get) || (whole && !list)) {
-    return S3Error("MalformedPolicy", "Action does not apply to any resource(s) in statement");
-  }
-  out->public_get |= get;
-  out->public_list |= list;
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 PublicAccessBlock DecodePublicAccessBlock(const std::string& stored) {
   PublicAccessBlock pab;
@@ -177,22 +92,6 @@ std::string PublicAccessBlockXml(const PublicAccessBlock& pab) {
   for (size_t i = 0; i < 4; ++i) w.Element(kPabNames[i], flags[i] == '1' ? "true" : "false");
   w.Close("PublicAccessBlockConfiguration");
   return w.Take();
-}
-
-StatusOr<PolicyGrants> ParseBucketPolicy(const std::string& policy_json,
-                                         const std::string& bucket) {
-  auto doc = nlohmann::json::parse(policy_json, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("Statement")) {
-    return S3Error("MalformedPolicy", "Policies must be valid JSON with a Statement");
-  }
-  for (const auto& [name, value] : doc.items()) {
-    if (name != "Version" && name != "Id" && name != "Statement")
-      return S3Error("MalformedPolicy", "Policy has an invalid element " + name);
-  }
-  PolicyGrants grants;
-  for (const auto& st : AsList(doc["Statement"]))
-    PHOTON_RETURN_IF_ERROR(ParseStatement(st, bucket, &grants));
-  return grants;
 }
 
 bool LifecycleFilter::Matches(

@@ -1,5 +1,5 @@
-// Pure rules about buckets: S3 bucket naming, the public-read reading of a bucket policy, the
-// Public Access Block, and lifecycle configuration parsing. Thread-safe (no state).
+// Pure rules about buckets: S3 bucket naming, the Public Access Block, and lifecycle
+// configuration parsing. Thread-safe (no state).
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "lightningstor/bucket_policy.h"  // bucket policies, parsed and evaluated
 
 namespace photon::lightningstor {
 
@@ -15,17 +16,6 @@ namespace photon::lightningstor {
 // "..", not shaped like an IP address, no "xn--" prefix or "-s3alias" suffix.
 // InvalidBucketName otherwise.
 Status ValidateBucketName(const std::string& name);
-
-// What a bucket policy grants to everyone (principal "*"). The policies lightningstor enforces
-// are Allow statements for principal "*" with s3:GetObject on "arn:aws:s3:::BUCKET/*" and
-// s3:ListBucket on "arn:aws:s3:::BUCKET"; any other statement (Deny, other principals,
-// actions, resources, Condition, Not*) is NotImplemented, never stored and ignored.
-// MalformedPolicy when the text is not a policy document.
-struct PolicyGrants {
-  bool public_get = false;   // anonymous GetObject/HeadObject of every object
-  bool public_list = false;  // anonymous ListObjects
-};
-StatusOr<PolicyGrants> ParseBucketPolicy(const std::string& policy_json, const std::string& bucket);
 
 // A bucket's Public Access Block. Stored as four '0'/'1' in this order ("" = none, all off).
 struct PublicAccessBlock {

@@ -286,16 +286,15 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
   std::string bucket = source.substr(0, slash), key = source.substr(slash + 1);
   PHOTON_ASSIGN_OR_RETURN(BucketMeta source_bucket, RequireBucket(bucket));
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(bucket, key, version_id));
-  // The caller must be able to read the source: its ACL, or the source bucket's policy.
-  bool policy_get = false;
+  // The caller must be able to read the source: the source bucket's policy (a Deny wins),
+  // else the source's ACL.
+  PolicyDecision policy = DecideStoredPolicy(
+      r, source_bucket, version_id.empty() ? "s3:GetObject" : "s3:GetObjectVersion", key);
   PublicAccessBlock pab = DecodePublicAccessBlock(source_bucket.public_access_block);
-  if (!source_bucket.policy.empty() && !pab.restrict_public_buckets) {
-    auto grants = ParseBucketPolicy(source_bucket.policy, bucket);
-    policy_get = grants.ok() && grants->public_get;
-  }
   Acl source_acl = ObjectAcl(o.headers, source_bucket.owner);
   if (pab.ignore_public_acls) source_acl = WithoutPublicGrants(std::move(source_acl));
-  if (!policy_get && !(Permissions(source_acl, r.caller) & kPermRead)) {
+  if (policy == PolicyDecision::kDeny ||
+      (policy != PolicyDecision::kAllow && !(Permissions(source_acl, r.caller) & kPermRead))) {
     return S3Error("AccessDenied", "Access Denied");
   }
   if (SseKeys::IsEncrypted(o.headers)) {
@@ -559,6 +558,18 @@ StatusOr<http::Response> S3Service::DeleteObjects(S3Request& r) {
   for (const XmlNode* obj : objects) {
     std::string key = obj->ChildText("Key");
     std::string version = obj->ChildText("VersionId");
+    // Each key as its own DeleteObject: the policy's word on it, else the bucket ACL.
+    PolicyDecision policy =
+        DecidePolicy(r, version.empty() ? "s3:DeleteObject" : "s3:DeleteObjectVersion", key);
+    if (policy == PolicyDecision::kDeny || (policy == PolicyDecision::kNone && !r.acl_write)) {
+      w.Open("Error");
+      w.Element("Key", key);
+      if (!version.empty()) w.Element("VersionId", version);
+      w.Element("Code", "AccessDenied");
+      w.Element("Message", "Access Denied");
+      w.Close("Error");
+      continue;
+    }
     Precondition pre;
     if (obj->Child("ETag") || obj->Child("Size") || obj->Child("LastModifiedTime")) {
       std::string etag = obj->ChildText("ETag"), size = obj->ChildText("Size");

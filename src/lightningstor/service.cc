@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "common/util.h"
@@ -46,8 +47,9 @@ bool IsArgument(const std::string& name) {
 // (GET /bucket/key?foo must never answer the object's bytes).
 bool IsImplementedSubresource(const std::string& name, bool object) {
   static const auto* bucket = new std::set<std::string>{
-      "versioning", "lifecycle", "policy", "acl",         "tagging", "location",         "uploads",
-      "versions",   "delete",    "cors",   "object-lock", "logging", "publicAccessBlock"};
+      "versioning",        "lifecycle",   "policy", "acl",  "tagging",     "location",
+      "uploads",           "versions",    "delete", "cors", "object-lock", "logging",
+      "publicAccessBlock", "policyStatus"};
   static const auto* objects = new std::set<std::string>{"acl",       "tagging",    "uploads",
                                                          "retention", "legal-hold", "attributes"};
   return (object ? objects : bucket)->count(name) > 0;
@@ -183,6 +185,7 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("versioning")) return "GetBucketVersioning";
       if (req.HasQuery("lifecycle")) return "GetBucketLifecycle";
       if (req.HasQuery("policy")) return "GetBucketPolicy";
+      if (req.HasQuery("policyStatus")) return "GetBucketPolicyStatus";
       if (req.HasQuery("acl")) return "GetBucketAcl";
       if (req.HasQuery("tagging")) return "GetBucketTagging";
       if (req.HasQuery("cors")) return "GetBucketCors";
@@ -298,17 +301,80 @@ Need NeedOf(const std::string& op) {
 
 }  // namespace
 
+namespace {
+
+// The condition keys of a request (bucket_policy.cc lists the ones a policy may use).
+PolicyRequest PolicyRequestOf(const S3Request& r, const std::string& action,
+                              const std::string& bucket, const std::string& key) {
+  PolicyRequest p{action, "arn:aws:s3:::" + bucket + (key.empty() ? "" : "/" + key), r.caller, {}};
+  auto& k = p.keys;
+  std::string ip = r.http.remote;  // "ADDRESS:PORT"
+  if (size_t colon = ip.rfind(':'); colon != std::string::npos) ip.resize(colon);
+  if (!ip.empty()) k["aws:sourceip"] = ip;
+  k["aws:securetransport"] = r.http.tls ? "true" : "false";
+  if (!r.caller.empty()) {
+    k["aws:username"] = k["aws:userid"] = r.caller;
+    k["s3:signatureversion"] = "AWS4-HMAC-SHA256";
+    k["s3:authtype"] = r.auth.presigned ? "REST-QUERY-STRING" : "REST-HEADER";
+  }
+  for (const auto& [header, name] :
+       {std::pair{"user-agent", "aws:useragent"},
+        {"referer", "aws:referer"},
+        {"x-amz-acl", "s3:x-amz-acl"},
+        {"x-amz-server-side-encryption", "s3:x-amz-server-side-encryption"},
+        {"x-amz-content-sha256", "s3:x-amz-content-sha256"}}) {
+    if (r.http.HasHeader(header)) k[name] = r.http.Header(header);
+  }
+  for (const auto& [query, name] : {std::pair{"prefix", "s3:prefix"},
+                                    {"delimiter", "s3:delimiter"},
+                                    {"max-keys", "s3:max-keys"},
+                                    {"versionId", "s3:versionid"}}) {
+    if (const std::string* v = r.http.Query(query)) k[name] = *v;
+  }
+  return p;
+}
+
+// A stored policy as CheckAccess uses it: null when none (or unreadable, which PutBucketPolicy
+// never stores); whether its Allows count under the bucket's Public Access Block.
+std::pair<std::shared_ptr<const BucketPolicy>, bool> LoadPolicy(const BucketMeta& bucket) {
+  if (bucket.policy.empty()) return {nullptr, true};
+  auto parsed = ParseBucketPolicy(bucket.policy, bucket.name);
+  if (!parsed.ok()) return {nullptr, true};
+  auto policy = std::make_shared<const BucketPolicy>(std::move(*parsed));
+  // RestrictPublicBuckets: a public policy grants no one (the owner needs no grant).
+  bool restrict = DecodePublicAccessBlock(bucket.public_access_block).restrict_public_buckets;
+  return {policy, !(restrict && policy->IsPublic())};
+}
+
+PolicyDecision Decide(const BucketPolicy* policy, bool allows, const PolicyRequest& req) {
+  if (!policy || req.action.empty()) return PolicyDecision::kNone;
+  PolicyDecision d = policy->Evaluate(req);
+  return d == PolicyDecision::kAllow && !allows ? PolicyDecision::kNone : d;
+}
+
+}  // namespace
+
+PolicyDecision DecidePolicy(const S3Request& r, const std::string& action, const std::string& key) {
+  return Decide(r.policy.get(), r.policy_allows, PolicyRequestOf(r, action, r.bucket, key));
+}
+
+PolicyDecision DecideStoredPolicy(const S3Request& r, const BucketMeta& bucket,
+                                  const std::string& action, const std::string& key) {
+  auto [policy, allows] = LoadPolicy(bucket);
+  return Decide(policy.get(), allows, PolicyRequestOf(r, action, bucket.name, key));
+}
+
 Status S3Service::CheckAccess(S3Request& r) {
-  // Anonymous callers only ever read: every write needs a signature, whatever the ACL.
+  // Anonymous callers only ever read: every write needs a signature, whatever the ACL or
+  // policy. These reads ACLs may grant them; a policy may grant them any s3:Get* / s3:List*.
   static const std::set<std::string> kAnonymousOps = {
       "CorsPreflight", "GetObject",  "HeadObject",   "GetObjectAttributes", "ListObjects",
       "ListObjectsV2", "HeadBucket", "GetObjectAcl", "GetBucketAcl"};
   r.caller = r.auth.anonymous ? "" : r.auth.user;
   Status denied = S3Error("AccessDenied", "Access Denied");
-  if (r.auth.anonymous && !kAnonymousOps.count(r.op)) return denied;
   Need need = NeedOf(r.op);
   if (need.level == Need::kNone || need.level == Need::kSignedIn || r.bucket.empty())
-    return absl::OkStatus();
+    return r.auth.anonymous && !kAnonymousOps.count(r.op) ? denied : absl::OkStatus();
   auto bucket = RequireBucket(r.bucket);
   if (!bucket.ok()) {
     // A signed caller is told the bucket is missing (the handler answers NoSuchBucket).
@@ -320,26 +386,29 @@ Status S3Service::CheckAccess(S3Request& r) {
   Acl acl = BucketAcl(bucket->owner, bucket->acl, bucket->public_read);
   if (r.public_access.ignore_public_acls) acl = WithoutPublicGrants(std::move(acl));
   unsigned perms = Permissions(acl, r.caller);
-  PolicyGrants grants;
-  // Every policy lightningstor takes grants to everyone, so RestrictPublicBuckets leaves only
-  // the owner, who needs no policy.
-  if (!bucket->policy.empty() && !r.public_access.restrict_public_buckets) {
-    auto parsed = ParseBucketPolicy(bucket->policy, bucket->name);
-    if (parsed.ok()) grants = *parsed;
-  }
+  r.acl_write = perms & kPermWrite;
+  std::tie(r.policy, r.policy_allows) = LoadPolicy(*bucket);
   bool is_owner = !r.caller.empty() && r.caller == bucket->owner;
-  bool policy_list = grants.public_list &&
-                     (r.op == "ListObjects" || r.op == "ListObjectsV2" || r.op == "HeadBucket");
-  r.may_list = (perms & kPermRead) || grants.public_list;
+  // DeleteObjects names its keys in the body: the handler asks the policy about each.
+  std::string action =
+      r.op == "DeleteObjects" ? "" : PolicyActionOf(r.op, r.http.HasQuery("versionId"));
+  PolicyDecision decision = DecidePolicy(r, action, r.key);
+  PolicyDecision list = DecidePolicy(r, "s3:ListBucket", "");
+  r.may_list =
+      list != PolicyDecision::kDeny && ((perms & kPermRead) || list == PolicyDecision::kAllow);
+  // A Deny wins over everything, except that the owner always manages the policy itself.
+  if (decision == PolicyDecision::kDeny && !(is_owner && OwnerOnlyAction(action))) return denied;
+  bool allowed = decision == PolicyDecision::kAllow && !OwnerOnlyAction(action);
+  if (r.auth.anonymous && !kAnonymousOps.count(r.op) && !(allowed && ReadAction(action)))
+    return denied;
   switch (need.level) {
     case Need::kBucket:
-      return (perms & need.permission) == need.permission || policy_list ? absl::OkStatus()
-                                                                         : denied;
+      if (allowed || (perms & need.permission) == need.permission) return absl::OkStatus();
+      return r.op == "DeleteObjects" && r.policy ? absl::OkStatus() : denied;
     case Need::kBucketOwner:
-      return is_owner ? absl::OkStatus() : denied;
+      return is_owner || allowed ? absl::OkStatus() : denied;
     case Need::kObject:
-      // A bucket policy granting everyone s3:GetObject covers every object's read.
-      r.object_need = need.permission == kPermRead && grants.public_get ? 0 : need.permission;
+      r.object_need = allowed ? 0 : need.permission;
       return absl::OkStatus();
     default:
       return absl::OkStatus();
@@ -375,6 +444,7 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "PutBucketPolicy") return PutBucketPolicy(r);
   if (op == "GetBucketPolicy") return GetBucketPolicy(r);
   if (op == "DeleteBucketPolicy") return DeleteBucketPolicy(r);
+  if (op == "GetBucketPolicyStatus") return GetBucketPolicyStatus(r);
   if (op == "PutBucketAcl") return PutBucketAcl(r);
   if (op == "GetBucketAcl") return GetBucketAcl(r);
   if (op == "ListObjects") return ListObjects(r, false);

@@ -43,6 +43,12 @@ struct S3Request {
   bool may_list = false;
   std::string logging;              // the bucket's access log target (access_log.h), "" = none
   PublicAccessBlock public_access;  // the bucket's Public Access Block
+  // The bucket's policy (null when none); its Allows count unless RestrictPublicBuckets holds
+  // and it is public, its Denies always. acl_write: the bucket ACL lets the caller write
+  // (DeleteObjects weighs it against the policy key by key).
+  std::shared_ptr<const BucketPolicy> policy;
+  bool policy_allows = true;
+  bool acl_write = false;
 };
 
 // object_need: only the object's owner (object tagging, which ACLs do not grant).
@@ -79,6 +85,7 @@ class S3Service {
   StatusOr<http::Response> PutBucketPolicy(S3Request& r);
   StatusOr<http::Response> GetBucketPolicy(S3Request& r);
   StatusOr<http::Response> DeleteBucketPolicy(S3Request& r);
+  StatusOr<http::Response> GetBucketPolicyStatus(S3Request& r);
   StatusOr<http::Response> PutBucketAcl(S3Request& r);
   StatusOr<http::Response> GetBucketAcl(S3Request& r);
   StatusOr<http::Response> PutBucketTagging(S3Request& r);
@@ -172,8 +179,8 @@ class S3Service {
   // internal headers; InvalidTag / InvalidArgument / NotImplemented when not honoured.
   // The owner is the caller; x-amz-grant-* are taken too.
   Status ObjectAttributes(const S3Request& r, std::map<std::string, std::string>* headers);
-  // AccessDenied unless the caller has r.object_need on this object (its ACL, or a bucket
-  // policy's grant to everyone for reads).
+  // AccessDenied unless the caller has r.object_need on this object (its ACL; CheckAccess
+  // clears it when the bucket policy allows the operation).
   Status CheckObjectAccess(const S3Request& r, const std::map<std::string, std::string>& headers);
   bool UserExists(const std::string& user) { return keys_->UserExists(user); }
 
@@ -192,6 +199,13 @@ class S3Service {
   // Last member: destroyed (delivering what is buffered) while the stores are still there.
   std::unique_ptr<AccessLog> access_log_;
 };
+
+// What the request's bucket policy (r.policy) says about ACTION on KEY of r.bucket ("" = the
+// bucket itself): kAllow only where its Allows count.
+PolicyDecision DecidePolicy(const S3Request& r, const std::string& action, const std::string& key);
+// The same for another bucket's stored policy (a copy's source).
+PolicyDecision DecideStoredPolicy(const S3Request& r, const BucketMeta& bucket,
+                                  const std::string& action, const std::string& key);
 
 // AccessDenied when the bucket's Public Access Block (BlockPublicAcls) refuses this ACL.
 Status CheckPublicAclAllowed(const S3Request& r, const Acl& acl);

@@ -3,6 +3,7 @@ who owns buckets and objects, what ListBuckets shows each account, BucketAlready
 BucketAlreadyOwnedByYou, ACL grants to another account (x-amz-grant-*, AccessControlPolicy
 documents, canned ACLs naming the bucket owner), owners in listings, and what each may not do."""
 import hashlib
+import json
 import subprocess
 import unittest
 import urllib.error
@@ -178,6 +179,111 @@ class AccountsTest(unittest.TestCase):
                   ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
         self.alice.put_public_access_block(Bucket="acct-pab", PublicAccessBlockConfiguration=config)
         return config
+
+    def put_policy(self, bucket, *statements, client=None):
+        (client or self.alice).put_bucket_policy(
+            Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}))
+
+    def test_bucket_policies(self):
+        a, b = self.alice, self.bob
+        a.create_bucket(Bucket="acct-pol")
+        b.create_bucket(Bucket="acct-pol-bob")
+        arn = "arn:aws:s3:::acct-pol"
+        for key in ("shared/a", "private", "keep/a", "gone", "secure/x", "net/x", "far/x"):
+            a.put_object(Bucket="acct-pol", Key=key, Body=key.encode())
+        self.put_policy(
+            "acct-pol",
+            {"Effect": "Allow", "Principal": {"AWS": "bob"}, "Action": "s3:GetObject",
+             "Resource": arn + "/shared/*"},
+            {"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::bob:root"]}, "Action": "s3:ListBucket",
+             "Resource": arn, "Condition": {"StringLike": {"s3:prefix": "shared/*"},
+                                            "NumericLessThanEquals": {"s3:max-keys": 100}}},
+            {"Effect": "Allow", "Principal": {"CanonicalUser": "bob"}, "Action": ["s3:PutObject", "s3:DeleteObject"],
+             "Resource": arn + "/${aws:username}/*"},
+            # Deny wins, over the owner too.
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject*", "Resource": arn + "/keep/*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": arn + "/secure/*",
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": arn + "/net/*",
+             "Condition": {"NotIpAddress": {"aws:SourceIp": ["127.0.0.0/8", "::1/128"]}}},
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": arn + "/far/*",
+             "Condition": {"IpAddress": {"aws:SourceIp": ["127.0.0.0/8", "::1/128"]}}})
+        # Another account: what the policy allows, and nothing more.
+        self.assertEqual(b.get_object(Bucket="acct-pol", Key="shared/a")["Body"].read(), b"shared/a")
+        self.denied(b.get_object, Bucket="acct-pol", Key="private")
+        self.assertEqual([o["Key"] for o in b.list_objects_v2(Bucket="acct-pol", Prefix="shared/", MaxKeys=10)
+                          ["Contents"]], ["shared/a"])
+        self.denied(b.list_objects_v2, Bucket="acct-pol")  # no s3:prefix
+        self.denied(b.list_objects_v2, Bucket="acct-pol", Prefix="shared/")  # no s3:max-keys
+        self.denied(b.list_objects_v2, Bucket="acct-pol", Prefix="shared/", MaxKeys=1000)
+        self.denied(b.list_objects_v2, Bucket="acct-pol", Prefix="private", MaxKeys=10)
+        b.put_object(Bucket="acct-pol", Key="bob/notes", Body=b"n")
+        self.denied(b.put_object, Bucket="acct-pol", Key="alice/notes", Body=b"n")
+        self.assertEqual(b.get_object_acl(Bucket="acct-pol", Key="bob/notes")["Owner"]["ID"], "bob")
+        b.delete_object(Bucket="acct-pol", Key="bob/notes")
+        # A copy's source is read through its bucket's policy.
+        b.copy_object(Bucket="acct-pol-bob", Key="c", CopySource={"Bucket": "acct-pol", "Key": "shared/a"})
+        self.denied(b.copy_object, Bucket="acct-pol-bob", Key="c2",
+                    CopySource={"Bucket": "acct-pol", "Key": "private"})
+        # Deny: the owner may not delete keep/*, neither alone nor in a DeleteObjects.
+        self.denied(a.delete_object, Bucket="acct-pol", Key="keep/a")
+        out = a.delete_objects(Bucket="acct-pol", Delete={"Objects": [{"Key": "keep/a"}, {"Key": "gone"}]})
+        self.assertEqual([(e["Key"], e["Code"]) for e in out["Errors"]], [("keep/a", "AccessDenied")])
+        self.assertEqual([d["Key"] for d in out["Deleted"]], ["gone"])
+        self.assertEqual(a.get_object(Bucket="acct-pol", Key="keep/a")["Body"].read(), b"keep/a")
+        # Conditions on the connection: plain HTTP from loopback.
+        self.denied(a.get_object, Bucket="acct-pol", Key="secure/x")
+        self.assertEqual(a.get_object(Bucket="acct-pol", Key="net/x")["Body"].read(), b"net/x")
+        self.denied(a.get_object, Bucket="acct-pol", Key="far/x")
+        self.assertFalse(a.get_bucket_policy_status(Bucket="acct-pol")["PolicyStatus"]["IsPublic"])
+        self.denied(b.get_bucket_policy_status, Bucket="acct-pol")
+        self.denied(b.get_bucket_policy, Bucket="acct-pol")
+        # Even a Deny of everything leaves the owner its policy.
+        self.put_policy("acct-pol", {"Effect": "Deny", "Principal": {"AWS": "alice"}, "Action": "s3:*",
+                                     "Resource": [arn, arn + "/*"]})
+        self.denied(a.list_objects_v2, Bucket="acct-pol")
+        self.denied(a.get_object, Bucket="acct-pol", Key="private")
+        self.assertIn("Deny", a.get_bucket_policy(Bucket="acct-pol")["Policy"])
+        a.delete_bucket_policy(Bucket="acct-pol")
+        self.assertEqual(a.get_object(Bucket="acct-pol", Key="private")["Body"].read(), b"private")
+        with self.assertRaises(ClientError) as e:
+            a.get_bucket_policy_status(Bucket="acct-pol")
+        self.assertEqual(code(e), "NoSuchBucketPolicy")
+        # Anonymous reads narrowed to loopback: allowed, and not public; without the condition public.
+        read = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": arn + "/shared/*"}
+        self.put_policy("acct-pol", dict(read, Condition={"IpAddress": {"aws:SourceIp": ["127.0.0.1/32", "::1"]}}))
+        self.assertEqual(self.anon_get("/acct-pol/shared/a"), (200, b"shared/a"))
+        self.assertEqual(self.anon_get("/acct-pol/private")[0], 403)
+        self.assertFalse(a.get_bucket_policy_status(Bucket="acct-pol")["PolicyStatus"]["IsPublic"])
+        self.put_policy("acct-pol", read)
+        self.assertTrue(a.get_bucket_policy_status(Bucket="acct-pol")["PolicyStatus"]["IsPublic"])
+
+    def test_bucket_policies_refused(self):
+        a = self.alice
+        a.create_bucket(Bucket="acct-pol-bad")
+        arn = "arn:aws:s3:::acct-pol-bad"
+        kept = {"Effect": "Allow", "Principal": {"AWS": "bob"}, "Action": "s3:GetObject", "Resource": arn + "/*"}
+        self.put_policy("acct-pol-bad", kept)
+        get = dict(kept)
+        for statement, want, named in (
+                (dict(get, Condition={"DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}),
+                 "MalformedPolicy", "DateLessThan"),
+                (dict(get, Condition={"StringEquals": {"s3:ExistingObjectTag/team": "x"}}),
+                 "MalformedPolicy", "s3:ExistingObjectTag/team"),
+                (dict(get, Condition={"ForAllValues:StringLike": {"aws:username": "x"}}),
+                 "MalformedPolicy", "ForAllValues:StringLike"),
+                (dict(get, Condition={"Bool": {"s3:prefix": "true"}}), "MalformedPolicy", "s3:prefix"),
+                (dict(get, Principal={"AWS": "mallory"}), "MalformedPolicy", "mallory"),
+                (dict(get, Principal="*", Action="s3:PutObject"), "NotImplemented", "s3:PutObject"),
+                (dict(get, Action="s3:PutReplicationConfiguration", Resource=arn), "NotImplemented",
+                 "s3:PutReplicationConfiguration"),
+                (dict(get, Principal={"Service": "logging.s3.amazonaws.com"}), "NotImplemented", "Service")):
+            with self.assertRaises(ClientError) as e:
+                self.put_policy("acct-pol-bad", statement)
+            self.assertEqual(code(e), want, statement)
+            self.assertIn(named, e.exception.response["Error"]["Message"], statement)
+        # Nothing refused was stored.
+        self.assertEqual(json.loads(a.get_bucket_policy(Bucket="acct-pol-bad")["Policy"])["Statement"], [kept])
 
     def test_public_access_block(self):
         a = self.alice
