@@ -13,6 +13,8 @@ With the first size only (1,000 nodes by default):
               instances, server CPU.
   churn       --churn-rate creates+deletes/s over a population of 1,000: create -> placed p50/p99.
   bulk        --bulk instances created at once: first create -> all RUNNING, then deleted.
+Every step also reports the group commits made meanwhile (count, mean, how many took over 50
+and 250 ms: fsync stalls on a disk shared with other work) and the load average.
 Prints one line of JSON per step, then a summary. 1,000 instances through 3 real agents:
 bench/agent/run_bench.py.
   bench/scale/run_bench.py [--nodes 1000,10000] [--window 30] [--bulk 10000]
@@ -83,6 +85,30 @@ def metric(base, name):
     return total
 
 
+def histogram(base, name):
+    """{le: cumulative count} of a histogram without labels, with "sum" and "count"."""
+    out = {}
+    for line in get(base + "/metrics").splitlines():
+        if line.startswith(name + "_bucket{le=\""):
+            out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(name + "_sum "):
+            out["sum"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(name + "_count "):
+            out["count"] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def commit_figures(before, after):
+    """Group commits (one fsync each) between two histogram reads: how many, their mean, and
+    how many took longer than 50 and 250 ms (a disk shared with other work stalls fsync)."""
+    n = after.get("count", 0) - before.get("count", 0)
+    d = {k: after[k] - before.get(k, 0) for k in after}
+    return {"commits": int(n),
+            "commitMeanMs": round(1000 * d.get("sum", 0) / n, 2) if n else None,
+            "commitsOver50Ms": int(n - d.get("0.05", n)),
+            "commitsOver250Ms": int(n - d.get("0.25", n))}
+
+
 class Rig:
     """A server and a hollow fleet in a temp dir; killed on exit."""
 
@@ -149,6 +175,7 @@ class Rig:
         """CPU % of server and fleet, store writes/s over `seconds` (or while `during` runs)."""
         s0, h0 = cpu_seconds(self.server.pid), cpu_seconds(self.hollow.pid)
         w0 = metric(self.base, "photon_store_sqlite_write_requests_total")
+        c0 = histogram(self.base, "photon_store_sqlite_commit_seconds")
         t0 = time.monotonic()
         result = during() if during else time.sleep(seconds)
         dt = time.monotonic() - t0
@@ -159,6 +186,8 @@ class Rig:
                 (metric(self.base, "photon_store_sqlite_write_requests_total") - w0) / dt, 1),
             "serverRssMb": round(rss_mb(self.server.pid)),
             "hollowRssMb": round(rss_mb(self.hollow.pid)),
+            **commit_figures(c0, histogram(self.base, "photon_store_sqlite_commit_seconds")),
+            "loadAverage": round(os.getloadavg()[0], 2),
             "seconds": round(dt, 1)}
 
     def close(self):
@@ -221,6 +250,11 @@ def bulk(rig, nodes, args):
                            "deleteAllS": r.get("deleteAllS"), **m})
 
 
+def commits(r):
+    return (f"{r['commits']} commits, mean {r['commitMeanMs']} ms, {r['commitsOver50Ms']} over "
+            f"50 ms, {r['commitsOver250Ms']} over 250 ms; load average {r['loadAverage']}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", default="1000,10000")
@@ -265,11 +299,11 @@ def main():
                   f"delivery p50 {r['deliveryP50Ms']:.1f} ms p99 {r['deliveryP99Ms']:.1f} ms "
                   f"(the PUT's share: p50 {r['updateP50Ms']:.1f} ms p99 {r['updateP99Ms']:.1f} ms), "
                   f"{r['foreignEvents']} events about other nodes' instances, "
-                  f"server CPU {r['serverCpuPct']} %")
+                  f"server CPU {r['serverCpuPct']} %; {commits(r)}")
         elif step == "churn":
             print(f"  churn {r['opsPerS']} creates+deletes/s: placement p50 "
                   f"{r['placementP50Ms']:.1f} ms p99 {r['placementP99Ms']:.1f} ms "
-                  f"({r['unplaced']} unplaced), server CPU {r['serverCpuPct']} %")
+                  f"({r['unplaced']} unplaced), server CPU {r['serverCpuPct']} %; {commits(r)}")
         elif step == "bulk":
             print(f"  {r['instances']} instances on {r['nodes']} hollow nodes: first create -> "
                   f"all RUNNING {r['allRunningS']:.2f} s ({r['perSecond']}/s), all placed "
