@@ -13,7 +13,7 @@ PKGS=(
   libgoogle-perftools-dev libexpat1-dev libsodium-dev
   # real peers and clients used by tests and benchmarks
   etcd-server etcd-client curl ca-certificates python3 procps iproute2 psmisc sqlite3
-  dnsutils nsd knot dnsperf awscli python3-boto3 python3-requests rclone nginx-light
+  dnsutils nsd knot dnsperf awscli python3-boto3 python3-requests rclone restic nginx-light
   clang libclang-rt-14-dev
   runc busybox-static
   monitoring-plugins-basic
