@@ -1,12 +1,16 @@
 // Starts a workload under a small monitor process that outlives the agent.
 //
-//   agent ──fork──> intermediate (setsid, exits at once)
-//                     └─fork──> monitor (own session, re-parented to init)
-//                                 └─fork──> workload (own process group, in its cgroups, exec)
+//   agent ──posix_spawn──> photon-procmon (setsid, reads the start request, exits at once)
+//                            └─fork──> monitor (own session, re-parented to init)
+//                                        └─fork──> workload (own process group, in its
+//                                                  cgroups, exec)
 //
-// The monitor waits for the workload and writes its exit status to `exit_path`, so the exit
-// code is known even when the agent was down (kill -9) while the workload ended. Everything
-// between fork and exec is async-signal-safe (the agent is multi-threaded).
+// photon-procmon is a small static binary (host/procmon.cc, protocol in host/procmon_wire.h)
+// installed next to photon-agent: the agent never forks itself (a fork copies the page tables
+// of hundreds of MiB and was half of the agent's CPU when starting 1,000 processes), it
+// execs procmon with posix_spawn (clone with CLONE_VM | CLONE_VFORK). The monitor waits for
+// the workload and writes its exit status to `exit_path`, so the exit code is known even when
+// the agent was down (kill -9) while the workload ended.
 // Thread-safety: SpawnMonitored may be called from several threads.
 #pragma once
 
@@ -58,6 +62,10 @@ struct Spawned {
   pid_t pid = 0;  // the workload (for runc: the runc process, gone after start)
   uint64_t start_time = 0;
 };
+
+// photon-procmon beside the running executable, else (tests) the build tree's; FAILED_PRECONDITION
+// naming the places tried when neither exists.
+StatusOr<std::string> ProcmonPath();
 
 // Resolves a command name against PATH (from `env`, else a default); "" when not found.
 std::string ResolveExecutable(const std::string& name, const std::vector<std::string>& env);
