@@ -108,6 +108,7 @@ if [ -x "$BIN/src/agent/photon-agent" ]; then
     if [ "$(id -u)" = 0 ]; then bash scripts/make-vm-image.sh /var/lib/photon/images >/dev/null
     else echo "note: run 'sudo scripts/make-vm-image.sh /var/lib/photon/images' for examples/vm.yaml" >&2; fi
   fi
+  [ "${PHOTON_AGENT_NETWORK_MODE:-shared}" = ports ] && echo "note: network mode ports sets this host's net.ipv4.ip_forward=1 and net.ipv4.conf.default.rp_filter=1 (kept after exit; docs/network-node.md)" >&2
   "$BIN/src/agent/photon-agent" --server "$LISTEN" --token-file "$DATA/server/join.token" \
     --data-dir "$DATA/agent" --name "$(hostname -s | tr 'A-Z_' 'a-z-')" --labels "zone=local,rack_az=r1" \
     --vcpu "${PHOTON_AGENT_VCPU:-$(( $(nproc) * 4 ))}" \
