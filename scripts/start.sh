@@ -2,6 +2,7 @@
 # The README's start command: installs what is missing (Debian 12 packages), builds, and starts
 # PhotonCloud on this machine: photon-server with the embedded store, plus one local agent.
 #   scripts/start.sh            # foreground; Ctrl-C stops everything
+#   scripts/start.sh --no-prometheus   # without Prometheus (or PHOTON_PROMETHEUS=0)
 # Environment: PHOTON_DATA (default ~/.local/share/photon), PHOTON_LISTEN (127.0.0.1:8080),
 # PHOTON_GRPC_LISTEN (127.0.0.1:8081), PHOTON_AGENT_VCPU (vCPUs the local agent offers; default
 # 4 per host core, so the examples all fit on a small machine — the scheduler itself never
@@ -9,8 +10,15 @@
 # PHOTON_DNS_API (flashdns API; 127.0.0.1:5380), PHOTON_S3_LISTEN (lightningstor S3 endpoint;
 # 127.0.0.1:9000), PHOTON_AGENT_NETWORK_MODE (the local agent's instance networks: "shared", the
 # default here, runs them in this machine's network; "ports" gives each its port namespace, as
-# root; docs/networking.md).
+# root; docs/networking.md), PHOTON_PROMETHEUS_LISTEN (Prometheus's UI and API; 127.0.0.1:9090).
 set -euo pipefail
+PROMETHEUS="${PHOTON_PROMETHEUS:-1}"
+for arg in "$@"; do
+  case "$arg" in
+    --no-prometheus) PROMETHEUS=0 ;;
+    *) echo "start.sh: unknown option '$arg' (known: --no-prometheus)" >&2; exit 2 ;;
+  esac
+done
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 bash scripts/install-deps.sh
@@ -116,6 +124,30 @@ if [ -x "$BIN/src/agent/photon-agent" ]; then
   pids+=($!)
 fi
 
+# --- Prometheus: scrapes photon-server, every agent and the daemons through photon-server's
+# discovery, and sends its alerts to photon-server (docs/operations.md "Prometheus") ---
+PROM_LISTEN="${PHOTON_PROMETHEUS_LISTEN:-127.0.0.1:9090}"
+PROM_NOTE="Metrics: Prometheus skipped (--no-prometheus)"
+if [ "$PROMETHEUS" != 0 ]; then
+  PROM_DIR="$DATA/prometheus"
+  mkdir -p "$PROM_DIR/data" "$PROM_DIR/rules"
+  chmod 700 "$PROM_DIR" "$PROM_DIR/data"
+  bash scripts/prometheus-config.sh --server "$LISTEN" --token-file "$DATA/server/admin.token" \
+    --rules "$PROM_DIR/rules/*.yml" >"$PROM_DIR/prometheus.yml"
+  promtool check config "$PROM_DIR/prometheus.yml" >/dev/null
+  prometheus --config.file="$PROM_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DIR/data" \
+    --web.listen-address="$PROM_LISTEN" --log.level=warn >>"$PROM_DIR/prometheus.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    curl -fsS "http://$PROM_LISTEN/-/ready" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -fsS "http://$PROM_LISTEN/-/ready" >/dev/null ||
+    { echo "prometheus did not start (log: $PROM_DIR/prometheus.log)" >&2; exit 1; }
+  PROM_NOTE="Metrics: Prometheus UI http://$PROM_LISTEN (rules: $PROM_DIR/rules/*.yml)"
+fi
+# --- end Prometheus ---
+
 cat <<MSG
 
 PhotonCloud is running.
@@ -123,6 +155,7 @@ PhotonCloud is running.
   Token:  $DATA/server/admin.token
   DNS:    flashdns on $DNS_LISTEN (UDP/TCP), API http://$DNS_API
   S3:     lightningstor on http://$S3_LISTEN (region local; key for aws: $S3_KEY)
+  $PROM_NOTE
 
 In another shell:
   export PHOTON_SERVER=http://$LISTEN

@@ -17,6 +17,35 @@ using namespace std::chrono_literals;
 
 constexpr char kPrometheus[] = "/usr/bin/prometheus";
 
+// DIR/prometheus.yml from scripts/prometheus-config.sh, the generator scripts/start.sh runs
+// (1 s intervals here), checked by promtool as start.sh checks it.
+::testing::AssertionResult WritePrometheusConfig(const std::string& dir, const std::string& server,
+                                                 const std::string& token,
+                                                 const std::string& rules) {
+  std::vector<std::string> argv = {
+      "/bin/bash",          PHOTON_SOURCE_DIR "/scripts/prometheus-config.sh",
+      "--server",           server,
+      "--token-file",       token,
+      "--scrape-interval",  "1s",
+      "--refresh-interval", "1s"};
+  if (!rules.empty()) argv.insert(argv.end(), {"--rules", rules});
+  auto made = RunCommand(argv, 30s);
+  if (!made.ok() || made->exit_code != 0) {
+    return ::testing::AssertionFailure()
+           << "prometheus-config.sh: " << (made.ok() ? made->output : made.status().ToString());
+  }
+  if (!WriteFileAtomic(dir + "/prometheus.yml", made->output, 0600).ok()) {
+    return ::testing::AssertionFailure() << "cannot write " << dir << "/prometheus.yml";
+  }
+  auto checked = RunCommand({"/usr/bin/promtool", "check", "config", dir + "/prometheus.yml"}, 60s);
+  if (!checked.ok() || checked->exit_code != 0) {
+    return ::testing::AssertionFailure()
+           << "promtool check config: " << (checked.ok() ? checked->output : "did not run") << "\n"
+           << made->output;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
   ASSERT_EQ(access(kPrometheus, X_OK), 0)
       << "prometheus is not installed (scripts/install-deps.sh)";
@@ -34,16 +63,7 @@ TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
     labels: {severity: critical, node: prom1, team: ops}
     annotations: {summary: "the test rule fired"}
 )";
-  std::ofstream(dir + "/prometheus.yml")
-      << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-      << "rule_files: [" << dir << "/rules.yml]\n"
-      << "alerting:\n  alertmanagers:\n  - api_version: v2\n"
-      << "    authorization: {type: Bearer, credentials_file: " << dir << "/token}\n"
-      << "    static_configs: [{targets: ['" << server << "']}]\n"
-      << "scrape_configs:\n- job_name: photon\n  http_sd_configs:\n"
-      << "  - url: http://" << server << "/v1/ops/prometheus/targets\n"
-      << "    refresh_interval: 1s\n"
-      << "    authorization: {type: Bearer, credentials_file: " << dir << "/token}\n";
+  ASSERT_TRUE(WritePrometheusConfig(dir, server, dir + "/token", dir + "/rules.yml"));
   const int port = FreePort();
   Daemon prom(
       {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
@@ -204,12 +224,7 @@ TEST(OpsPrometheus, DiscoversTheProvidersDaemons) {
   EXPECT_EQ(by_job["fiberlb"]["labels"]["endpoint"], "http://" + lb_api);
 
   const std::string server = "127.0.0.1:" + std::to_string(c.port());
-  std::ofstream(dir + "/prometheus/prometheus.yml")
-      << "global: {scrape_interval: 1s}\n"
-      << "scrape_configs:\n- job_name: photon\n  http_sd_configs:\n"
-      << "  - url: http://" << server << "/v1/ops/prometheus/targets\n"
-      << "    refresh_interval: 1s\n"
-      << "    authorization: {type: Bearer, credentials_file: " << dir << "/prometheus/token}\n";
+  ASSERT_TRUE(WritePrometheusConfig(dir + "/prometheus", server, dir + "/prometheus/token", ""));
   const int port = FreePort();
   Daemon prom({kPrometheus, "--config.file=" + dir + "/prometheus/prometheus.yml",
                "--storage.tsdb.path=" + dir + "/prometheus/data",
