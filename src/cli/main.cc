@@ -411,6 +411,7 @@ struct Options {
   std::string user, verb;                       // login --user; auth can-i VERB KIND
   std::string alert_name, comment;              // alert close NAME --comment TEXT
   photon::cli::MaintenanceOptions maintenance;  // maintenance start NAME ...
+  photon::cli::OpsListArgs ops_list;            // events|alerts list|watch
   std::string sort_by;                          // list --sort-by PATH
   bool watch = false;                           // list -w
   bool async = false;                           // action --async
@@ -567,6 +568,7 @@ void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.maintenance_start->add_flag("--drain", m.drain, "cordon and drain the nodes meanwhile");
   c.maintenance_end = maint->add_subcommand("end", "end a maintenance now (the record stays)");
   c.maintenance_end->add_option("name", o.alert_name)->required();
+  photon::cli::AddOpsListCommands(app, &o.ops_list);
 }
 
 int Login(Globals g, const std::string& token_file) {
@@ -979,6 +981,7 @@ int Dispatch(const CLI::App& app, const Globals& g, const Options& o, const Comm
   if (*c.can_i) return photon::cli::CanI(Client(g), o.verb, o.kind, g.ns);
   if (*c.whoami) return photon::cli::WhoAmI(Client(g));
   if (*c.alert_close) return photon::cli::CloseAlert(Client(g), g.ns, o.alert_name, o.comment);
+  if (int rc = photon::cli::RunOpsListCommand(o.ops_list, Client(g), g.ns); rc >= 0) return rc;
   if (*c.maintenance_start) {
     return photon::cli::StartMaintenance(Client(g), g.ns, o.alert_name, o.maintenance);
   }

@@ -96,46 +96,66 @@ StatusOr<IngestResult> OpsEngine::Ingest(const Principal& who, const std::string
     }
   }
   w.maintenance = MaintenanceFor(resources_->cache(), ns, w.ev, NowMs());
-  std::lock_guard lock(key_mu_[std::hash<std::string>{}(w.key) % kStripes]);
+  const size_t stripe = std::hash<std::string>{}(w.key) % kStripes;
+  std::lock_guard lock(key_mu_[stripe]);
   for (int attempt = 0;; ++attempt) {
-    Status st = IssueLocked(w);
+    Status st = IssueLocked(w, stripe);
     if (st.ok()) return w.result;
+    known_[stripe].erase(w.key);  // read it from the store again
     if (st.code() != StatusCode::kAborted || attempt >= 32) return st;
   }
 }
 
-Status OpsEngine::IssueLocked(Work& w) {
+Status OpsEngine::ReadPrevious(const Work& w, size_t stripe, event::Event* prev,
+                               int64_t* revision) {
+  auto& known = known_[stripe];
+  if (auto it = known.find(w.key); it != known.end()) {
+    // Another writer (housekeeping, an operator, another server) changed it since: the store
+    // decides. The cache follows the store within milliseconds.
+    auto cached = resources_->cache()->Get(w.key);
+    if (it->second.flushing || !cached || cached->mod_revision() <= it->second.revision) {
+      *prev = it->second.ev;
+      *revision = it->second.revision;
+      return absl::OkStatus();
+    }
+    known.erase(it);
+  }
+  PHOTON_ASSIGN_OR_RETURN(auto stored, resources_->store()->Range(w.key));
+  *revision = 0;
+  if (stored.kvs.empty()) return absl::OkStatus();
+  if (!prev->ParseFromString(stored.kvs[0].value)) return absl::DataLossError("corrupt " + w.key);
+  *revision = stored.kvs[0].mod_revision;
+  return absl::OkStatus();
+}
+
+Status OpsEngine::IssueLocked(Work& w, size_t stripe) {
   store::Store* store = resources_->store();
-  PHOTON_ASSIGN_OR_RETURN(auto stored, store->Range(w.key));
   const int64_t now = NowMs();
   const std::string now_text = NowRfc3339();
   const OpsEvent& in = w.ev.spec().ops_event();
   event::Event prev;
   int64_t prev_rev = 0;
-  if (!stored.kvs.empty()) {
-    if (!prev.ParseFromString(stored.kvs[0].value)) return absl::DataLossError("corrupt " + w.key);
-    prev_rev = stored.kvs[0].mod_revision;
-  }
+  PHOTON_RETURN_IF_ERROR(ReadPrevious(w, stripe, &prev, &prev_rev));
   const OpsEvent& p = prev.spec().ops_event();
   store::TxnRequest txn;
   txn.compares.push_back(prev_rev ? ModRevisionIs(w.key, prev_rev) : Absent(w.key));
   // A maintenance starting or ending issues the event again: its alerts wait for the end.
   const bool same = prev_rev && p.severity() == in.severity() && p.maintenance() == w.maintenance;
   if (same && now - ParseMs(p.issued_at()) < in.reissue_duration_seconds() * 1000) {
-    // Already issued and within its reissue duration: only its time and count move.
-    event::Event upd = prev;
-    OpsEvent* u = upd.mutable_spec()->mutable_ops_event();
+    // Already issued and within its reissue duration: only its time and count move, in
+    // memory now and in the store with the next flush of repeats.
+    Known& k = known_[stripe][w.key];
+    if (k.revision != prev_rev) k = Known{.ev = std::move(prev), .revision = prev_rev};
+    OpsEvent* u = k.ev.mutable_spec()->mutable_ops_event();
     u->set_last_seen(now_text);
-    u->set_count(p.count() + 1);
+    u->set_count(u->count() + 1);
     u->set_output(in.output());
     u->set_exit_code(in.exit_code());
-    txn.success.push_back(PutOp(w.key, upd));
-    PHOTON_ASSIGN_OR_RETURN(auto r, store->Txn(txn));
-    if (!r.succeeded) return absl::AbortedError("event changed meanwhile");
+    k.dirty = true;
     w.result.issued = false;
-    w.result.maintenance = p.maintenance();
-    w.result.rule = p.rule();
-    w.result.alert = p.alert();
+    w.result.maintenance = u->maintenance();
+    w.result.rule = u->rule();
+    w.result.alert = u->alert();
     return absl::OkStatus();
   }
   event::Event next = w.ev;
@@ -159,6 +179,11 @@ Status OpsEngine::IssueLocked(Work& w) {
   txn.success.push_back(PutOp(w.key, next));
   PHOTON_ASSIGN_OR_RETURN(auto r, store->Txn(txn));
   if (!r.succeeded) return absl::AbortedError("event or alert changed meanwhile");
+  auto& known = known_[stripe];
+  if (known.size() >= kKnownPerStripe) {
+    std::erase_if(known, [](const auto& kv) { return !kv.second.dirty && !kv.second.flushing; });
+  }
+  known[w.key] = Known{.ev = std::move(next), .revision = r.revision};
   for (const auto& op : txn.success) {
     if (op.key.rfind(kOutboxPrefix, 0) == 0) return Wake(), absl::OkStatus();
   }

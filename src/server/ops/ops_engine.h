@@ -8,8 +8,11 @@
 // commits the event, its alert and its webhook deliveries in one store transaction, so a
 // crash leaves all of them or none. Webhooks go out from an outbox in the store, with retries
 // and a delivery id the receiver can deduplicate on (at least once per transition).
-// Thread-safe: ingest is serialised by one mutex; the aggregate and delivery workers run on
-// their own threads.
+// A repeat (same severity, within its reissue duration) only counts: it is decided from the
+// event's state kept in memory and written in the next batch of repeats (every 20 ms), so a
+// kill -9 may lose the last counts of repeats, never an issue, alert or webhook.
+// Thread-safe: ingests of different key stripes run in parallel; the aggregate, delivery and
+// repeat-flush workers run on their own threads.
 #pragma once
 
 #include <array>
@@ -19,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "common/http_server.h"
 #include "common/status.h"
@@ -44,6 +48,8 @@ struct EngineOptions {
   std::chrono::milliseconds tick{200};           // aggregate windows and deliveries checked
   std::chrono::milliseconds hook_timeout{5000};  // one webhook attempt
   std::chrono::milliseconds hook_backoff{500};   // doubled after each failed attempt
+  // Repeats counted in memory are written together at this interval (one transaction).
+  std::chrono::milliseconds repeat_flush{20};
 };
 
 class OpsEngine {
@@ -80,7 +86,21 @@ class OpsEngine {
   HttpResponse Route(HttpRequest& req, const Principal& who);
   HttpResponse PrometheusAlerts(const HttpRequest& req, const Principal& who);
   HttpResponse PrometheusTargets(const HttpRequest& req, const Principal& who);
-  Status IssueLocked(Work& w);
+  // The last stored state of a recently seen event (dedup in memory): a repeat within its
+  // reissue duration is decided and counted here and written with the other repeats at the
+  // next flush, instead of one store write (and fsync) per report.
+  struct Known {
+    event::Event ev;        // as stored, plus the repeats counted since
+    int64_t revision = 0;   // its mod revision in the store
+    bool dirty = false;     // repeats counted and not yet written
+    bool flushing = false;  // in a flush's transaction now
+  };
+  Status IssueLocked(Work& w, size_t stripe);
+  // What the store holds for w.key (from memory when known and not changed by another
+  // writer): the event and its mod revision, 0 when absent.
+  Status ReadPrevious(const Work& w, size_t stripe, event::Event* prev, int64_t* revision);
+  void FlushRepeats();
+  void RepeatLoop();
   Status Decide(Work& w, int64_t now, event::Event* next, store::TxnRequest* txn);
   Status Act(const photon::ops::EventRule& rule, int index, const std::string& ns, event::Event* ev,
              store::TxnRequest* txn);
@@ -105,6 +125,9 @@ class OpsEngine {
   // operator closes) is guarded by the transactions' revision compares, and retried.
   static constexpr size_t kStripes = 64;
   std::array<std::mutex, kStripes> key_mu_;
+  static constexpr size_t kKnownPerStripe = 4096;  // then the clean entries are forgotten
+  std::array<std::unordered_map<std::string, Known>, kStripes> known_;  // guarded by key_mu_
+  std::thread repeat_thread_;
   std::mutex mu_;  // closes and aggregate flushes, one at a time
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -77,10 +77,31 @@ store::Compare Absent(const std::string& key) {
           .number = 0};
 }
 
+namespace {
+
+// What `photon events|alerts list -l/--severity` select on, server-side (labelSelector only
+// reads metadata.labels): the event's or alert's own labels, photon.io/severity, and an
+// alert's photon.io/state.
+void SetSelectableLabels(google::protobuf::Message* msg, resource::ResourceMetadata* md) {
+  auto* labels = md->mutable_labels();
+  if (auto* a = dynamic_cast<photon::ops::Alert*>(msg)) {
+    *labels = a->spec().labels();
+    (*labels)["photon.io/severity"] = photon::ops::AlertSeverity_Name(a->spec().severity());
+    (*labels)["photon.io/state"] = photon::ops::AlertStatus::State_Name(a->status().state());
+  } else if (auto* e = dynamic_cast<event::Event*>(msg); e && e->spec().has_ops_event()) {
+    *labels = e->spec().ops_event().labels();
+    (*labels)["photon.io/severity"] =
+        event::OpsEvent::Severity_Name(e->spec().ops_event().severity());
+  }
+}
+
+}  // namespace
+
 store::TxnOp PutOp(const std::string& key, const google::protobuf::Message& msg) {
   google::protobuf::Message* copy = msg.New();
   copy->CopyFrom(msg);
   MutableMetadata(copy)->clear_resource_version();
+  SetSelectableLabels(copy, MutableMetadata(copy));
   store::TxnOp op{.type = store::TxnOp::Type::kPut, .key = key, .value = copy->SerializeAsString()};
   delete copy;
   return op;

@@ -317,6 +317,73 @@ void OpsEngine::KeepLatestPlatformEvents() {
   platform_.swap(kept);
 }
 
+// Writes the repeats counted in memory: one transaction for all (each compared on the revision
+// it was counted on), or key by key when another writer changed one meanwhile (that key's
+// counts are then dropped: the store's version wins).
+void OpsEngine::FlushRepeats() {
+  struct Pending {
+    size_t stripe;
+    std::string key;
+    event::Event ev;
+    int64_t revision;
+  };
+  std::vector<Pending> batch;
+  for (size_t s = 0; s < kStripes; ++s) {
+    std::lock_guard lock(key_mu_[s]);
+    for (auto& [key, k] : known_[s]) {
+      if (!k.dirty) continue;
+      batch.push_back({s, key, k.ev, k.revision});
+      k.dirty = false;
+      k.flushing = true;
+    }
+  }
+  if (batch.empty()) return;
+  auto commit = [&](size_t from, size_t to) -> int64_t {  // the new revision, 0 if refused
+    store::TxnRequest txn;
+    for (size_t i = from; i < to; ++i) {
+      txn.compares.push_back(ModRevisionIs(batch[i].key, batch[i].revision));
+      txn.success.push_back(PutOp(batch[i].key, batch[i].ev));
+    }
+    auto r = resources_->store()->Txn(txn);
+    if (!r.ok()) spdlog::warn("ops: writing counted repeats: {}", r.status().ToString());
+    return r.ok() && r->succeeded ? r->revision : 0;
+  };
+  // Chunks of 128 puts: the most one transaction may hold (etcd's default, the SQLite store's).
+  constexpr size_t kChunk = 128;
+  std::vector<int64_t> written(batch.size(), 0);
+  for (size_t from = 0; from < batch.size(); from += kChunk) {
+    const size_t to = std::min(batch.size(), from + kChunk);
+    if (const int64_t rev = commit(from, to)) {
+      std::fill(written.begin() + from, written.begin() + to, rev);
+    } else {
+      for (size_t i = from; i < to; ++i) written[i] = commit(i, i + 1);
+    }
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    std::lock_guard lock(key_mu_[batch[i].stripe]);
+    auto& known = known_[batch[i].stripe];
+    auto it = known.find(batch[i].key);
+    if (it == known.end() || it->second.revision != batch[i].revision) continue;  // re-issued
+    it->second.flushing = false;
+    if (written[i]) {
+      it->second.revision = written[i];
+    } else {
+      known.erase(it);  // changed by another writer: read it from the store next time
+    }
+  }
+}
+
+void OpsEngine::RepeatLoop() {
+  SetThreadName("ops-repeats");
+  std::unique_lock lock(stop_mu_);
+  while (!stop_) {
+    stop_cv_.wait_for(lock, options_.repeat_flush, [&] { return stop_; });
+    lock.unlock();
+    FlushRepeats();  // also once more when stopping: a clean stop keeps every count
+    lock.lock();
+  }
+}
+
 void OpsEngine::SetLeading(bool leading) {
   leading_ = leading;
   if (leading) Wake();
@@ -348,6 +415,7 @@ void OpsEngine::Start() {
   auto i = resources_->cache()->Subscribe(RegistryPrefix("computeinstances"), 0, snapshot, note);
   if (i.ok()) instance_watch_ = *i;
   thread_ = std::thread([this] { Loop(); });
+  repeat_thread_ = std::thread([this] { RepeatLoop(); });
 }
 
 void OpsEngine::Stop() {
@@ -358,6 +426,7 @@ void OpsEngine::Stop() {
   }
   stop_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (repeat_thread_.joinable()) repeat_thread_.join();
   if (rule_watch_) resources_->cache()->Unsubscribe(rule_watch_);
   if (node_watch_) resources_->cache()->Unsubscribe(node_watch_);
   if (instance_watch_) resources_->cache()->Unsubscribe(instance_watch_);
