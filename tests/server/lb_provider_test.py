@@ -104,8 +104,17 @@ def curl(url):
 class LoadBalancerProviderTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = harness.make_tmp("photon-lb-")
         cls.procs = []
+        try:
+            cls.start_daemons()
+        except BaseException:
+            for d in reversed(cls.procs):  # tearDownClass does not run after a failed setup
+                d.stop()
+            raise
+
+    @classmethod
+    def start_daemons(cls):
+        cls.tmp = harness.make_tmp("photon-lb-")
         cls.lb = FiberLb(cls.tmp)
         cls.procs.append(cls.lb.daemon)
         cls.port = harness.free_port()
@@ -262,7 +271,7 @@ class LoadBalancerProviderTest(unittest.TestCase):
         self.assertIn("spec.loadBalancer.type", json.dumps(body))
         bad = self.rs_body(1)
         bad["metadata"]["name"] = "bad"
-        bad["spec"]["loadBalancer"]["listeners"][0]["protocol"] = "HTTPS"
+        bad["spec"]["loadBalancer"]["listeners"][0]["protocol"] = "UDP"
         status, body = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS, bad)
         self.assertEqual(status, 400, body)
         self.assertIn("spec.loadBalancer.listeners[0].protocol", json.dumps(body))
@@ -324,6 +333,97 @@ class LoadBalancerProviderTest(unittest.TestCase):
         self.assertNotIn(self.pool_name(), self.lb.haproxy_config())
         self.assertEqual(curl("http://127.0.0.1:%d/" % self.vip_port)[0], 0)
         wait_until("replicas gone", lambda: not self.instances(), 30)
+
+    def test_4_https_listener_with_a_write_only_key(self):
+        """An HTTPS listener serves its certificate through the VIP; the private key is never
+        returned (GET shows privateKeyRef), a read-back object can be written again, and a key
+        that does not match its certificate, or an unknown reference, is refused naming the
+        field."""
+        d = os.path.join(self.tmp, "tls")
+        os.makedirs(d)
+
+        def make_cert(name):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                            "-subj", "/CN=" + name, "-addext", "subjectAltName=DNS:" + name,
+                            "-keyout", os.path.join(d, name + ".key"),
+                            "-out", os.path.join(d, name + ".crt")],
+                           check=True, capture_output=True, timeout=30)
+            with open(os.path.join(d, name + ".crt")) as c, open(os.path.join(d, name + ".key")) as k:
+                return c.read(), k.read()
+        cert, key = make_cert("web.test")
+        _, other_key = make_cert("other.test")
+        vip, target = harness.free_port(), harness.free_port()
+        path = "/v1/namespaces/%s/regionservices/tls" % NS
+
+        def body(name, certificates, protocol="HTTPS"):
+            b = self.rs_body(1)
+            b["metadata"]["name"] = name
+            b["spec"]["template"]["process"]["command"][-1] = str(target)
+            b["spec"]["loadBalancer"]["listeners"] = [
+                {"port": vip, "protocol": protocol, "targetPort": target,
+                 "certificates": certificates}]
+            return b
+        # Refused, naming the field: a key of another certificate, certificates on HTTP, none.
+        for name, certs, proto, field in (
+                ("tlsbad", [{"certificate": cert, "privateKey": other_key}], "HTTPS",
+                 "spec.loadBalancer.listeners[0].certificates[0].privateKey"),
+                ("tlsbad", [{"certificate": cert, "privateKey": key}], "HTTP",
+                 "spec.loadBalancer.listeners[0].certificates"),
+                ("tlsbad", [], "HTTPS", "spec.loadBalancer.listeners[0].certificates")):
+            status, out = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS,
+                                        body(name, certs, proto))
+            self.assertEqual(status, 400, out)
+            self.assertIn(field, json.dumps(out))
+        status, out = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS,
+                                    body("tls", [{"certificate": cert, "privateKey": key}]))
+        self.assertEqual(status, 202, out)
+        try:
+            self.assertNotIn("PRIVATE KEY", json.dumps(out))
+            url = "https://web.test:%d/" % vip
+            curl_tls = ["curl", "-sS", "--max-time", "5", "--cacert",
+                        os.path.join(d, "web.test.crt"), "--resolve",
+                        "web.test:%d:127.0.0.1" % vip, "-o", "-", "-w", "\n%{http_code}", url]
+
+            def served():
+                if self.api.call("GET", "/v1/namespaces/%s/loadbalancers/tls" % NS)[1].get(
+                        "status", {}).get("phase") != "RUNNING":
+                    return None
+                out = subprocess.run(curl_tls, capture_output=True, text=True, timeout=10)
+                who, _, code = out.stdout.rpartition("\n")
+                return who if code == "200" else None
+            self.assertTrue(wait_until("200 over TLS through the VIP", served, 30)
+                            .startswith("tls-"))
+            # Write-only: neither the RegionService nor its LoadBalancer (get, list) has the key.
+            status, rs = self.api.call("GET", path)
+            self.assertEqual(status, 200, rs)
+            for got in (rs, self.api.call("GET", "/v1/namespaces/%s/loadbalancers/tls" % NS)[1],
+                        self.api.call("GET", "/v1/namespaces/%s/regionservices" % NS)[1],
+                        self.api.call("GET", "/v1/namespaces/%s/loadbalancers" % NS)[1]):
+                self.assertNotIn("PRIVATE KEY", json.dumps(got))
+            c = rs["spec"]["loadBalancer"]["listeners"][0]["certificates"][0]
+            self.assertFalse(c.get("privateKey"), c)  # printed empty, as every unset field
+            self.assertTrue(c["privateKeyRef"].startswith("sha256:"), c)
+            # Read back and written again (the reference keeps the key), still served.
+            rs["spec"]["replicas"] = 1
+            status, out = self.api.call("PUT", path, rs)
+            self.assertEqual(status, 200, out)
+            self.assertTrue(served())
+            # A reference to no stored key is refused, naming it.
+            status, rs = self.api.call("GET", path)
+            rs["spec"]["loadBalancer"]["listeners"][0]["certificates"][0]["privateKeyRef"] = (
+                "sha256:" + "0" * 64)
+            status, out = self.api.call("PUT", path, rs)
+            self.assertEqual(status, 400, out)
+            self.assertIn("spec.loadBalancer.listeners[0].certificates[0].privateKeyRef",
+                          json.dumps(out))
+        finally:
+            self.api.call("DELETE", path)
+            wait_until("tls LoadBalancer gone", lambda: self.api.call(
+                "GET", "/v1/namespaces/%s/loadbalancers/tls" % NS)[0] == 404, 15)
+            wait_until("tls replicas gone", lambda: not self.api.call(
+                "GET", "/v1/namespaces/%s/computeinstances?labelSelector="
+                "photon.io/regionservice=tls" % NS)[1].get("items"), 30)
 
     def test_3_without_fiberlb_a_load_balancer_is_refused(self):
         port = harness.free_port()

@@ -8,6 +8,7 @@
 #include "photon/compute.pb.h"
 #include "photon/network.pb.h"
 #include "server/object_util.h"
+#include "server/providers/loadbalancer_rules.h"
 #include "server/watch_cache.h"
 
 namespace photon::server {
@@ -28,6 +29,8 @@ std::string OwnedName(const std::string& key) {
 }  // namespace
 
 Status LoadBalancerOwner::Start() {
+  // The provider of this leader reads HTTPS listeners' keys from here.
+  SetLoadBalancerKeyStore(resources_->store());
   auto id = resources_->cache()->Subscribe(
       "/registry/", 0,
       [this](const std::vector<std::shared_ptr<const CachedObject>>& snap, int64_t) {

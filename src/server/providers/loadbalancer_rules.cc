@@ -4,6 +4,10 @@
 #include <atomic>
 #include <set>
 
+#include "common/tls.h"
+#include "common/util.h"
+#include "photon/compute.pb.h"
+#include "server/object_util.h"
 #include "server/resource_manager.h"
 
 namespace photon::server {
@@ -11,6 +15,10 @@ namespace photon::server {
 namespace {
 
 std::atomic<bool> provider_configured{false};
+std::atomic<store::Store*> key_store{nullptr};
+
+constexpr char kKeyPrefix[] = "/secrets/loadbalancer-keys/";
+constexpr size_t kMaxCertificates = 16;
 
 Status Bad(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError(field + ": " + why);
@@ -37,7 +45,125 @@ Status ValidateHealthCheck(const network::LoadBalancerHealthCheck& hc, const std
   return absl::OkStatus();
 }
 
+bool IsDnsName(const std::string& n) {
+  if (n.empty() || n.size() > 253) return false;
+  for (char c : n) {
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '*') return false;
+  }
+  return true;
+}
+
+bool IsKeyRef(const std::string& ref) {
+  if (ref.size() != 7 + 64 || ref.compare(0, 7, "sha256:") != 0) return false;
+  return ref.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+}
+
+// An HTTPS listener's certificates (see SealLoadBalancerKeys for the keys given by reference).
+Status ValidateCertificates(const network::Listener& l, const std::string& proto,
+                            const std::string& at) {
+  if (proto != "HTTPS") {
+    if (l.certificates_size() > 0) return Bad(at + ".certificates", "for HTTPS listeners only");
+    return absl::OkStatus();
+  }
+  if (l.certificates_size() == 0)
+    return Bad(at + ".certificates", "an HTTPS listener needs at least one");
+  if (static_cast<size_t>(l.certificates_size()) > kMaxCertificates)
+    return Bad(at + ".certificates", "at most 16");
+  for (int j = 0; j < l.certificates_size(); ++j) {
+    const auto& c = l.certificates(j);
+    const std::string cat = at + ".certificates[" + std::to_string(j) + "]";
+    if (!InspectCertificate(c.certificate()).ok())
+      return Bad(cat + ".certificate", "not a PEM certificate");
+    if (c.private_key().empty() && c.private_key_ref().empty())
+      return Bad(cat + ".privateKey", "required (PEM)");
+    if (!c.private_key().empty() && !KeyMatchesCertificate(c.certificate(), c.private_key()))
+      return Bad(cat + ".privateKey", "does not match the certificate");
+    if (c.private_key().empty() && !IsKeyRef(c.private_key_ref()))
+      return Bad(cat + ".privateKeyRef", "want sha256:<64 hex digits> as the server wrote it");
+    for (const auto& n : c.sni()) {
+      if (!IsDnsName(n)) return Bad(cat + ".sni", "'" + n + "' is not a host name");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The spec that holds the listeners: a RegionService's spec.loadBalancer or a LoadBalancer's
+// spec; nullptr for other kinds. `where` is its field path.
+network::LoadBalancerSpec* MutableLbSpec(const KindInfo& kind, google::protobuf::Message* obj,
+                                         std::string* where) {
+  if (kind.plural == "regionservices") {
+    auto* rs = static_cast<compute::RegionService*>(obj);
+    if (!rs->spec().has_load_balancer()) return nullptr;
+    *where = "spec.loadBalancer";
+    return rs->mutable_spec()->mutable_load_balancer();
+  }
+  if (kind.plural == "loadbalancers") {
+    *where = "spec";
+    return static_cast<network::LoadBalancer*>(obj)->mutable_spec();
+  }
+  return nullptr;
+}
+
+std::string KeyPath(const std::string& ns, const std::string& ref) {
+  return kKeyPrefix + ns + "/" + ref.substr(7);
+}
+
+StatusOr<std::string> ReadKey(store::Store* store, const std::string& ns, const std::string& ref) {
+  PHOTON_ASSIGN_OR_RETURN(auto r, store->Range(KeyPath(ns, ref)));
+  if (r.kvs.empty()) return absl::NotFoundError("no key " + ref + " in namespace " + ns);
+  return r.kvs.front().value;
+}
+
+// One certificate: a given key is stored and replaced by its reference; a reference alone must
+// name a stored key of this namespace that matches the certificate.
+Status SealCertificate(store::Store* store, const std::string& ns, const std::string& at,
+                       network::ListenerCertificate* c) {
+  if (!c->private_key().empty()) {
+    const std::string ref = "sha256:" + Sha256Hex(c->private_key());
+    PHOTON_RETURN_IF_ERROR(store->Put(KeyPath(ns, ref), c->private_key()).status());
+    c->set_private_key_ref(ref);
+    c->clear_private_key();
+    return absl::OkStatus();
+  }
+  auto key = ReadKey(store, ns, c->private_key_ref());
+  if (key.status().code() == StatusCode::kNotFound)
+    return Bad(at + ".privateKeyRef",
+               "no key stored under it in namespace " + ns + ": give the certificate's privateKey");
+  PHOTON_RETURN_IF_ERROR(key.status());
+  if (!KeyMatchesCertificate(c->certificate(), *key))
+    return Bad(
+        at + ".privateKey",
+        "the stored key (privateKeyRef) does not match the certificate: give its privateKey");
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+void SetLoadBalancerKeyStore(store::Store* store) { key_store = store; }
+
+StatusOr<std::string> LoadBalancerKey(const std::string& ns, const std::string& ref) {
+  store::Store* store = key_store;
+  if (!store) return absl::UnavailableError("load balancer keys: no store yet");
+  if (!IsKeyRef(ref)) return absl::InvalidArgumentError("privateKeyRef '" + ref + "' is malformed");
+  return ReadKey(store, ns, ref);
+}
+
+Status SealLoadBalancerKeys(store::Store* store, const KindInfo& kind,
+                            google::protobuf::Message* object) {
+  std::string where;
+  network::LoadBalancerSpec* spec = MutableLbSpec(kind, object, &where);
+  if (!spec) return absl::OkStatus();
+  const std::string& ns = GetMetadata(*object).namespace_();
+  for (int i = 0; i < spec->listeners_size(); ++i) {
+    auto* l = spec->mutable_listeners(i);
+    for (int j = 0; j < l->certificates_size(); ++j) {
+      const std::string at =
+          where + ".listeners[" + std::to_string(i) + "].certificates[" + std::to_string(j) + "]";
+      PHOTON_RETURN_IF_ERROR(SealCertificate(store, ns, at, l->mutable_certificates(j)));
+    }
+  }
+  return absl::OkStatus();
+}
 
 void SetLoadBalancerProviderConfigured(bool configured) { provider_configured = configured; }
 bool LoadBalancerProviderConfigured() { return provider_configured; }
@@ -64,11 +190,12 @@ Status ValidateLoadBalancerSpec(const network::LoadBalancerSpec& spec, const std
     if (!ports.insert(l.port()).second)
       return Bad(at + ".port", std::to_string(l.port()) + " is used by another listener");
     const std::string proto = Upper(l.protocol());
-    if (proto != "HTTP" && proto != "TCP") {
+    if (proto != "HTTP" && proto != "HTTPS" && proto != "TCP") {
       return Bad(at + ".protocol", "'" + l.protocol() +
-                                       "': want HTTP or TCP (HTTPS and UDP are not implemented "
+                                       "': want HTTP, HTTPS or TCP (UDP is not implemented "
                                        "for RegionService load balancers yet)");
     }
+    PHOTON_RETURN_IF_ERROR(ValidateCertificates(l, proto, at));
     if (l.target_port() < 0 || l.target_port() > 65535)
       return Bad(at + ".targetPort", "want 0..65535 (0: the listener's port)");
     if (!l.target_group_id().empty())

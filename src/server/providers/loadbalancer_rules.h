@@ -9,6 +9,7 @@
 #include "photon/network.pb.h"
 #include "server/auth.h"
 #include "server/kinds.h"
+#include "store/store.h"
 
 namespace photon::server {
 
@@ -19,8 +20,25 @@ void SetLoadBalancerProviderConfigured(bool configured);
 bool LoadBalancerProviderConfigured();
 
 // INVALID_ARGUMENT naming the field (`where` is its prefix, "spec.loadBalancer"): L7 only,
-// 1..16 listeners with distinct ports, TCP or HTTP, ports 1..65535, the health check's bounds.
+// 1..16 listeners with distinct ports, TCP, HTTP or HTTPS, ports 1..65535, the health check's
+// bounds; an HTTPS listener's certificates parse, and a private key given matches its
+// certificate (a key given by reference is checked by SealLoadBalancerKeys).
 Status ValidateLoadBalancerSpec(const network::LoadBalancerSpec& spec, const std::string& where);
+
+// The private keys of HTTPS listeners are write-only. On a create or spec update of a
+// RegionService (spec.loadBalancer) or LoadBalancer, each certificate's privateKey is stored
+// in `store` under /secrets/loadbalancer-keys/<namespace>/<sha256 of the key>, outside the
+// registry (so no GET, list or watch returns it), and replaced in the object by
+// privateKeyRef "sha256:<hex>". A certificate given with privateKeyRef only (an object read
+// back and written again) keeps that key, which must be stored in the same namespace and match
+// the certificate, else INVALID_ARGUMENT naming the field. No-op for other kinds.
+Status SealLoadBalancerKeys(store::Store* store, const KindInfo& kind,
+                            google::protobuf::Message* object);
+
+// Where the fiberlb provider reads the keys back from (set by the leader's LoadBalancerOwner).
+void SetLoadBalancerKeyStore(store::Store* store);
+// The PEM key of `ref` ("sha256:<hex>") in namespace `ns`; NOT_FOUND when missing.
+StatusOr<std::string> LoadBalancerKey(const std::string& ns, const std::string& ref);
 
 // Refuses a create, spec update or delete of a LoadBalancer by anyone but the system's
 // controllers, naming the rule. OK for other kinds.

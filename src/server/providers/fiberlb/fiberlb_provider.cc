@@ -7,6 +7,7 @@
 #include "photon/compute.pb.h"
 #include "photon/network.pb.h"
 #include "server/providers/daemon_client.h"
+#include "server/providers/loadbalancer_rules.h"
 #include "server/watch_cache.h"
 
 namespace photon::server {
@@ -28,14 +29,24 @@ std::vector<std::string> Split(const std::string& s, char sep) {
   return out;
 }
 
-// True when every key of `want` is in `have` with the same value: fiberlb's answers carry
-// defaults we do not set.
+// True when every key of `want` is in `have` with the same value, objects in lists compared
+// the same way: fiberlb's answers carry defaults we do not set (a certificate's sni).
 bool Covers(const json& have, const json& want) {
-  if (!have.is_object()) return false;
-  for (const auto& [k, v] : want.items()) {
-    if (!have.contains(k) || have[k] != v) return false;
+  if (want.is_object()) {
+    if (!have.is_object()) return false;
+    for (const auto& [k, v] : want.items()) {
+      if (!have.contains(k) || !Covers(have[k], v)) return false;
+    }
+    return true;
   }
-  return true;
+  if (want.is_array()) {
+    if (!have.is_array() || have.size() != want.size()) return false;
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (!Covers(have[i], want[i])) return false;
+    }
+    return true;
+  }
+  return have == want;
 }
 
 // A replica the pool should hold.
@@ -199,12 +210,35 @@ class FiberLbProvider : public ServiceProvider {
                        {"protocol", AsciiLower(l.protocol())},
                        {"address", MemberAddress(listen_, l.port())},
                        {"pool", name}};
+      if (!l.certificates().empty()) {
+        PHOTON_ASSIGN_OR_RETURN(listener["certificates"],
+                                CertificatesJson(lb.metadata().namespace_(), l, i));
+      }
       if (!Covers(listeners[name], listener)) {
         PHOTON_RETURN_IF_ERROR(api_.AsStatus(api_.Call("PUT", "/v1/listeners/" + name, listener),
                                              "spec.listeners[" + std::to_string(i) + "]"));
       }
     }
     return RemoveExcept(prefix, wanted);
+  }
+
+  // fiberlb's certificates of an HTTPS listener, each key read from where the server sealed
+  // it (loadbalancer_rules.h): the LoadBalancer object only holds its reference.
+  static StatusOr<json> CertificatesJson(const std::string& ns, const network::Listener& l, int i) {
+    json out = json::array();
+    for (int j = 0; j < l.certificates_size(); ++j) {
+      const auto& c = l.certificates(j);
+      auto key = LoadBalancerKey(ns, c.private_key_ref());
+      if (!key.ok()) {
+        const std::string at = "spec.listeners[" + std::to_string(i) + "].certificates[" +
+                               std::to_string(j) + "].privateKeyRef: ";
+        return Status(key.status().code(), at + std::string(key.status().message()));
+      }
+      json cj = {{"cert", c.certificate()}, {"key", *key}};
+      if (!c.sni().empty()) cj["sni"] = std::vector<std::string>(c.sni().begin(), c.sni().end());
+      out.push_back(cj);
+    }
+    return out;
   }
 
   // Deletes our listeners, then pools, named `prefix`* and not in `keep`.
