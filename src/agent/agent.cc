@@ -329,6 +329,8 @@ Status Agent::Start() {
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
   threads_.emplace_back([this] { ports_->Run(&stop_); });
+  sessions_ = std::make_unique<SessionRunner>(api_.get(), options_.data_dir);
+  threads_.emplace_back([this] { sessions_->Run(&stop_); });
   if (certs_) {
     // Rotation: a new certificate before this one runs out, for the connections after it.
     threads_.emplace_back([this] {

@@ -23,6 +23,7 @@
 #include "agent/node_cert.h"
 #include "agent/port_wiring.h"
 #include "agent/provider.h"
+#include "agent/session_runner.h"
 #include "common/http_server.h"
 #include "common/metrics.h"
 
@@ -71,6 +72,7 @@ class Agent : public ResourceLookup {
   std::unique_ptr<PortWiring> wiring_;         // instance networks (port namespaces)
   std::unique_ptr<FloatingIps> floating_ips_;  // the node's NAT (mode ports)
   std::unique_ptr<Informer> ports_;            // this node's Ports
+  std::unique_ptr<SessionRunner> sessions_;    // photon logs / exec, dialled back to the server
   // The metadata service at 169.254.1.2 ("ports" mode), fed from the two informers.
   std::unique_ptr<metadata::InstanceDirectory> metadata_directory_;
   std::unique_ptr<metadata::MetadataService> metadata_;

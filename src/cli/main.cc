@@ -18,6 +18,7 @@
 #include "cli/completion.h"
 #include "cli/documents.h"
 #include "cli/http_client.h"
+#include "cli/stream_commands.h"
 #include "cli/wait_commands.h"
 #include "common/file_util.h"
 #include "common/http_server.h"
@@ -483,11 +484,6 @@ void AddOperationCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.act->add_option("action", o.action)->required();
   c.act->add_flag("--async", o.async, "print the operation id instead of waiting for the result");
   c.act->add_option("--timeout", o.timeout, "how long to wait for the result (default 60s)");
-
-  c.logs = app.add_subcommand("logs", "print the last lines of an instance's output");
-  c.logs->add_option("name", o.name)->required();
-  c.logs->add_option("--tail", o.tail, "lines from the end (default 100)");
-  c.logs->add_option("--timeout", o.timeout, "how long to wait for the node (default 60s)");
 
   c.completion = app.add_subcommand("completion", "print a shell completion script");
   c.completion->add_option("shell", o.shell, "bash (the only one so far)");
@@ -1008,12 +1004,6 @@ int Dispatch(const CLI::App& app, const Globals& g, const Options& o, const Comm
     return 0;
   }
   if (*c.wait) return Wait(g, o);
-  if (*c.logs) {
-    Options logs = o;
-    logs.kind = "computeinstances";
-    if (o.tail < 0) Die("--tail: want a number of lines ≥ 0");
-    return RunAction(g, logs, "logs", {{"lines", std::to_string(o.tail)}});
-  }
   if (*c.completion) return PrintCompletion(app, o.shell);
   if (*c.del) return Delete(g, o);
   if (*c.watch) return Watch(g, o.kind, o.all_ns, o.selector);
@@ -1047,6 +1037,11 @@ int main(int argc, char** argv) {
   AddResourceCommands(app, g, o, c);
   AddOperationCommands(app, g, o, c);
   AddAdminCommands(app, g, o, c);
+  photon::cli::StreamArgs streams;  // logs, exec
+  photon::cli::AddStreamCommands(app, &streams);
   CLI11_PARSE(app, argc, argv);
+  if (streams.logs->parsed() || streams.exec->parsed()) {
+    return photon::cli::RunStreamCommand(streams, Client(g), g.ns);
+  }
   return Dispatch(app, g, o, c);
 }

@@ -10,6 +10,7 @@
 #include "photon/service.pb.h"
 #include "server/identity/identity_api.h"
 #include "server/object_util.h"
+#include "server/stream_relay.h"
 
 namespace photon::server {
 
@@ -132,6 +133,8 @@ HttpResponse RestGateway::Handle(HttpRequest& req) {
       resp = ErrorResponse(who.status());
       resp.headers.push_back({"WWW-Authenticate", "Bearer"});
       resources_->AuditUnauthenticated(req.remote_address, req.method + " " + req.path);
+    } else if (relay_ && StreamRelay::Owns(req.path)) {
+      resp = relay_->Handle(req, *who);  // audits a session's opening, not each chunk
     } else {
       resp = RouteAudited(req, *who);
     }

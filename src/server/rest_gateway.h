@@ -12,6 +12,7 @@ namespace photon::server {
 namespace identity {
 class IdentityApi;
 }
+class StreamRelay;
 
 class RestGateway {
  public:
@@ -19,6 +20,8 @@ class RestGateway {
   HttpResponse Handle(HttpRequest& req);
   // Identity's routes (login, users, roles, ...); set before serving.
   void SetIdentity(identity::IdentityApi* identity) { identity_ = identity; }
+  // logs and exec streams (StreamRelay::Owns); set before serving.
+  void SetStreamRelay(StreamRelay* relay) { relay_ = relay; }
 
  private:
   // Route, and the audit record of a mutating call that reached no verb of the resource
@@ -57,6 +60,7 @@ class RestGateway {
   ResourceManager* resources_;
   Authenticator* auth_;
   identity::IdentityApi* identity_ = nullptr;
+  StreamRelay* relay_ = nullptr;
   MetricsRegistry* metrics_;
 };
 

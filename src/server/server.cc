@@ -27,6 +27,7 @@
 #include "server/resource_manager.h"
 #include "server/rest_gateway.h"
 #include "server/scheduler/scheduler_controller.h"
+#include "server/stream_relay.h"
 #include "server/watch_cache.h"
 #include "store/store.h"
 
@@ -162,6 +163,8 @@ class ServerImpl : public Server {
     identity_api_ = std::make_unique<identity::IdentityApi>(directory_.get(), quotas_.get(),
                                                             auth_.get(), resources_.get());
     rest_->SetIdentity(identity_api_.get());
+    relay_ = std::make_unique<StreamRelay>(resources_.get());
+    rest_->SetStreamRelay(relay_.get());
     HttpServerOptions http;
     http.listen = options_.listen;
     http.threads =
@@ -368,6 +371,7 @@ class ServerImpl : public Server {
   std::unique_ptr<ServiceController> services_;
   std::unique_ptr<prismnet::PrivateDnsController> private_dns_;
   std::unique_ptr<opsengine::OpsEngine> ops_;
+  std::unique_ptr<StreamRelay> relay_;  // outlives http_ (its streams call back into it)
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<GrpcResourceService> grpc_service_;

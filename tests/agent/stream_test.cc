@@ -1,0 +1,232 @@
+// photon logs / photon exec end to end: the real photon CLI, photon-server relaying and two
+// real photon-agents that dial back for the sessions of their own node (docs/api.md
+// "Streams"). One cluster and one process instance serve the whole suite.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include "cluster.h"
+#include "test_env.h"
+
+namespace photon::agent::testing {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+struct CliRun {
+  int code = -1;  // -1: killed at the deadline
+  std::string out, err;
+};
+
+// The photon CLI as a child process: stdin from `stdin_file` (/dev/null when empty), stdout
+// and stderr to files under `dir`.
+class Cli {
+ public:
+  Cli(const std::string& dir, const std::string& server, const std::string& token,
+      std::vector<std::string> args, const std::string& stdin_file = "")
+      : out_(dir + "/cli-" + std::to_string(++count_) + ".out"), err_(out_ + ".err") {
+    std::vector<std::string> argv = {PHOTON_CLI_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> env = {"PHOTON_SERVER=" + server, "PHOTON_TOKEN=" + token,
+                                    "HOME=" + dir, "PATH=/usr/bin:/bin"};
+    std::vector<char*> a, e;
+    for (auto& s : argv) a.push_back(s.data());
+    for (auto& s : env) e.push_back(s.data());
+    a.push_back(nullptr);
+    e.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, stdin_file.empty() ? "/dev/null" : stdin_file.c_str(),
+                                     O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (posix_spawn(&pid_, a[0], &fa, nullptr, a.data(), e.data()) != 0) pid_ = 0;
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  ~Cli() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  std::string Out() const { return Slurp(out_); }
+  // Waits for the exit (bounded); kills it at the deadline.
+  CliRun Wait(std::chrono::milliseconds timeout = 30s) {
+    CliRun r;
+    int st = 0;
+    bool done = WaitFor([&] { return waitpid(pid_, &st, WNOHANG) == pid_; }, timeout);
+    if (done) {
+      r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      pid_ = 0;
+    }
+    r.out = Slurp(out_);
+    r.err = Slurp(err_);
+    return r;
+  }
+
+ private:
+  static inline int count_ = 0;
+  std::string out_, err_;
+  pid_t pid_ = 0;
+};
+
+class StreamTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0 || InChroot()) return;  // SetUp skips, saying why
+    suffix_ = std::to_string(getpid() % 100000);
+    cluster_ = new Cluster();
+    a_ = "sa" + suffix_;
+    b_ = "sb" + suffix_;
+    if (!cluster_->StartAgent(a_, "zone=z1") || !cluster_->StartAgent(b_, "zone=z2")) return;
+    admin_ = Slurp(cluster_->dir() + "/server/admin.token");
+    while (!admin_.empty() && admin_.back() == '\n') admin_.pop_back();
+    // The workload: five lines, "ready", then a line each time /tmp/go (its private /tmp,
+    // which exec shares) appears.
+    json inst = {{"metadata", {{"name", "talker"}, {"agentId", a_}}},
+                 {"spec",
+                  {{"process",
+                    {{"command",
+                      {"sh", "-c",
+                       "for i in 1 2 3 4 5; do echo line$i; done; echo ready; "
+                       "while :; do if [ -f /tmp/go ]; then echo after-start; rm -f /tmp/go; fi; "
+                       "sleep 0.05; done"}}}},
+                   {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+    if (cluster_->Call("POST", "/v1/namespaces/default/computeinstances", inst).status != 202) {
+      return;
+    }
+    running_ = WaitFor([] { return cluster_->Phase("talker") == "RUNNING"; }, 20s);
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "the agent needs root for namespaces and cgroups";
+    if (InChroot()) GTEST_SKIP() << "SKIPPED LOUDLY: inside a chroot";
+    ASSERT_TRUE(running_) << "the suite's instance did not reach RUNNING";
+  }
+
+  CliRun Photon(std::vector<std::string> args, const std::string& token = "",
+                const std::string& stdin_file = "") {
+    Cli cli(cluster_->dir(), cluster_->base(), token.empty() ? admin_ : token, std::move(args),
+            stdin_file);
+    return cli.Wait();
+  }
+  // A user token with one role binding.
+  std::string Token(const std::string& who, const std::string& ns, const std::string& role) {
+    auto r =
+        cluster_->Call("POST", "/v1/tokens",
+                       {{"principal", who}, {"bindings", {{{"namespace", ns}, {"role", role}}}}});
+    return json::parse(r.body, nullptr, false).value("token", "");
+  }
+  cli::HttpResult As(const std::string& token, const std::string& method, const std::string& path,
+                     const json& body = nullptr) {
+    auto c = cli::HttpClient::Create(cluster_->base(), token);
+    auto r = c->Do(method, path, body.is_null() ? "" : body.dump());
+    return r.ok() ? *r : cli::HttpResult{0, r.status().ToString(), {}};
+  }
+
+  static inline Cluster* cluster_ = nullptr;
+  static inline std::string suffix_, a_, b_, admin_;
+  static inline bool running_ = false;
+};
+
+TEST_F(StreamTest, LogsTailPrintsTheLastLines) {
+  auto r = Photon({"logs", "talker", "--tail", "3"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "line4\nline5\nready\n");
+  r = Photon({"logs", "talker", "--tail", "-1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--tail"), std::string::npos) << r.err;
+  // No time stamps in the output log: refused, never ignored.
+  r = Photon({"logs", "talker", "--since", "10m"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("sinceSeconds"), std::string::npos) << r.err;
+}
+
+TEST_F(StreamTest, LogsFollowReceivesALineWrittenAfterItStarted) {
+  Cli follow(cluster_->dir(), cluster_->base(), admin_, {"logs", "talker", "-f", "--tail", "1"});
+  // The tail arrived: the stream is live before the workload writes its next line.
+  ASSERT_TRUE(WaitFor([&] { return follow.Out().find("ready\n") != std::string::npos; }, 20s))
+      << follow.Out();
+  EXPECT_EQ(follow.Out().find("after-start"), std::string::npos);
+  auto touch = Photon({"exec", "talker", "--", "touch", "/tmp/go"});
+  ASSERT_EQ(touch.code, 0) << touch.err;
+  EXPECT_TRUE(WaitFor([&] { return follow.Out().find("after-start\n") != std::string::npos; }, 20s))
+      << follow.Out();
+}
+
+TEST_F(StreamTest, ExecExitCodeBecomesTheCliExitCode) {
+  auto r = Photon({"exec", "talker", "--", "sh", "-c", "echo out; echo err >&2; exit 7"});
+  EXPECT_EQ(r.code, 7) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+  r = Photon({"exec", "talker", "--", "no-such-command-here"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("command not found"), std::string::npos) << r.err;
+}
+
+TEST_F(StreamTest, ExecRunsAsTheWorkloadInItsNamespaces) {
+  auto inst = cluster_->Instance("talker");
+  std::string state = Slurp(cluster_->agent(a_).dir + "/providers/process/instances/" +
+                            inst["metadata"].value("id", "") + "/state.json");
+  int64_t uid = json::parse(state, nullptr, false).value("uid", int64_t{-1});
+  ASSERT_GT(uid, 0) << state;
+  auto r = Photon({"exec", "talker", "--", "id", "-u"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, std::to_string(uid) + "\n");
+  // Its pid namespace: the workload's init is pid 1 there, not the host's init.
+  r = Photon({"exec", "talker", "--", "cat", "/proc/1/cmdline"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("systemd"), std::string::npos) << r.out;
+  EXPECT_NE(r.out, Slurp("/proc/1/cmdline"));
+}
+
+TEST_F(StreamTest, ExecPassesStdin) {
+  std::string in = cluster_->dir() + "/stdin.txt";
+  ASSERT_TRUE(WriteFileAtomic(in, "hi\nthere\n", 0644).ok());
+  auto r = Photon({"exec", "talker", "--", "cat"}, "", in);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "hi\nthere\n");
+}
+
+TEST_F(StreamTest, ViewersReadLogsButCannotExecAndOtherNamespacesAreNotFound) {
+  std::string viewer = Token("viewer-" + suffix_, "default", "viewer");
+  std::string other = Token("other-" + suffix_, "team-" + suffix_, "editor");
+  ASSERT_FALSE(viewer.empty());
+  const std::string base = "/v1/namespaces/default/computeinstances/talker/";
+  EXPECT_EQ(As(viewer, "POST", base + "exec", {{"command", {"id"}}}).status, 403);
+  EXPECT_EQ(As(viewer, "POST", base + "logs", {{"tail", 1}}).status, 201);
+  EXPECT_EQ(As(other, "POST", base + "exec", {{"command", {"id"}}}).status, 404);
+  EXPECT_EQ(As(other, "POST", base + "logs", json::object()).status, 404);
+  auto r = Photon({"exec", "talker", "--", "id"}, viewer);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("editor"), std::string::npos) << r.err;
+  // A session is its opener's: another token cannot read it.
+  auto opened = As(admin_, "POST", base + "logs", {{"tail", 1}});
+  ASSERT_EQ(opened.status, 201);
+  std::string id = json::parse(opened.body).value("session", "");
+  EXPECT_EQ(As(viewer, "GET", "/v1/sessions/" + id).status, 404);
+  // Users do not take sessions.
+  EXPECT_EQ(As(viewer, "GET", "/v1/agent/sessions").status, 403);
+}
+
+TEST_F(StreamTest, AnAgentAttachesOnlySessionsOfItsOwnNode) {
+  std::string b_cred = Slurp(cluster_->agent(b_).dir + "/credential");
+  while (!b_cred.empty() && b_cred.back() == '\n') b_cred.pop_back();
+  ASSERT_FALSE(b_cred.empty());
+  auto opened = As(admin_, "POST", "/v1/namespaces/default/computeinstances/talker/exec",
+                   {{"command", {"sleep", "30"}}});
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  std::string id = json::parse(opened.body).value("session", "");
+  EXPECT_EQ(As(b_cred, "GET", "/v1/agent/sessions/" + id + "/input").status, 404);
+  json exit_frame = {{"frames", {{{"t", "exit"}, {"code", 0}}}}};
+  EXPECT_EQ(As(b_cred, "POST", "/v1/agent/sessions/" + id + "/output", exit_frame).status, 404);
+}
+
+}  // namespace
+}  // namespace photon::agent::testing
