@@ -393,6 +393,54 @@ bool KeyMatchesCertificate(const std::string& cert_pem, const std::string& key_p
   return cert.ok() && key.ok() && X509_check_private_key(cert->get(), key->get()) == 1;
 }
 
+namespace {
+
+// A TLS connection to host:port made with `ctx` (SNI for a name), with 10 s I/O timeouts.
+StatusOr<Bio> ConnectTls(SSL_CTX* ctx, const std::string& host, const std::string& port,
+                         SSL** ssl) {
+  Bio bio(BIO_new_ssl_connect(ctx));
+  if (!bio) return absl::InternalError("BIO_new_ssl_connect: " + OpenSslError());
+  BIO_get_ssl(bio.get(), ssl);
+  if (!IsIpAddress(host)) SSL_set_tlsext_host_name(*ssl, host.c_str());
+  BIO_set_conn_hostname(bio.get(), host.c_str());
+  BIO_set_conn_port(bio.get(), port.c_str());
+  if (BIO_do_connect(bio.get()) != 1 || BIO_do_handshake(bio.get()) != 1) {
+    return absl::UnavailableError("cannot reach " + host + ":" + port +
+                                  " over TLS: " + OpenSslError());
+  }
+  int fd = -1;
+  BIO_get_fd(bio.get(), &fd);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return bio;
+}
+
+// Sends one HTTP/1.1 request (Connection: close) and returns the status code and body.
+StatusOr<std::pair<int, std::string>> Exchange(BIO* bio, const std::string& where,
+                                               const std::string& method, const std::string& path,
+                                               const std::string& headers) {
+  const std::string request = method + " " + path + " HTTP/1.1\r\nHost: " + where + "\r\n" +
+                              headers + "Content-Length: 0\r\nConnection: close\r\n\r\n";
+  if (BIO_write(bio, request.data(), static_cast<int>(request.size())) <= 0) {
+    return absl::UnavailableError(method + " " + path + " to " + where + ": " + OpenSslError());
+  }
+  std::string answer;
+  char buf[4096];
+  for (int n; (n = BIO_read(bio, buf, sizeof buf)) > 0 && answer.size() < (1 << 20);) {
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  const size_t head_end = answer.find("\r\n\r\n");
+  if (answer.rfind("HTTP/1.1 ", 0) != 0 || head_end == std::string::npos) {
+    return absl::UnavailableError(method + " " + path + " to " + where + ": no HTTP answer");
+  }
+  // The server closes after a Connection: close answer, so the body is the rest (no chunking:
+  // photon-server sends Content-Length).
+  return std::make_pair(std::atoi(answer.c_str() + 9), answer.substr(head_end + 4));
+}
+
+}  // namespace
+
 StatusOr<std::string> FetchPinnedCa(const std::string& host, const std::string& port,
                                     const std::string& pin) {
   const std::string where = host + ":" + port;
@@ -401,37 +449,14 @@ StatusOr<std::string> FetchPinnedCa(const std::string& host, const std::string& 
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   // Nothing is trusted yet: the pin below decides, over the CA and the certificate shown.
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
-  Bio bio(BIO_new_ssl_connect(ctx.get()));
-  if (!bio) return absl::InternalError("BIO_new_ssl_connect: " + OpenSslError());
   SSL* ssl = nullptr;
-  BIO_get_ssl(bio.get(), &ssl);
-  if (!IsIpAddress(host)) SSL_set_tlsext_host_name(ssl, host.c_str());
-  BIO_set_conn_hostname(bio.get(), host.c_str());
-  BIO_set_conn_port(bio.get(), port.c_str());
-  if (BIO_do_connect(bio.get()) != 1 || BIO_do_handshake(bio.get()) != 1) {
-    return absl::UnavailableError("cannot reach " + where + " over TLS: " + OpenSslError());
+  PHOTON_ASSIGN_OR_RETURN(Bio bio, ConnectTls(ctx.get(), host, port, &ssl));
+  PHOTON_ASSIGN_OR_RETURN(auto answer, Exchange(bio.get(), where, "GET", "/v1/ca", ""));
+  if (answer.first != 200) {
+    return absl::UnavailableError("GET /v1/ca from " + where + ": answered " +
+                                  std::to_string(answer.first));
   }
-  int fd = -1;
-  BIO_get_fd(bio.get(), &fd);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  const std::string request =
-      "GET /v1/ca HTTP/1.1\r\nHost: " + where + "\r\nConnection: close\r\n\r\n";
-  if (BIO_write(bio.get(), request.data(), static_cast<int>(request.size())) <= 0) {
-    return absl::UnavailableError("GET /v1/ca from " + where + ": " + OpenSslError());
-  }
-  std::string answer;
-  char buf[4096];
-  for (int n; (n = BIO_read(bio.get(), buf, sizeof buf)) > 0 && answer.size() < (1 << 20);) {
-    answer.append(buf, static_cast<size_t>(n));
-  }
-  const size_t head_end = answer.find("\r\n\r\n");
-  if (answer.rfind("HTTP/1.1 200", 0) != 0 || head_end == std::string::npos) {
-    return absl::UnavailableError("GET /v1/ca from " + where + ": answered '" +
-                                  answer.substr(0, answer.find('\r')) + "'");
-  }
-  const std::string ca_pem = answer.substr(head_end + 4);
+  const std::string& ca_pem = answer.second;
   PHOTON_ASSIGN_OR_RETURN(std::string hash, PublicKeyHash(ca_pem));
   if (hash != pin) {
     return absl::PermissionDeniedError("the CA of " + where + " has hash " + hash +
@@ -444,6 +469,51 @@ StatusOr<std::string> FetchPinnedCa(const std::string& host, const std::string& 
                                        " presented is not signed by its pinned CA");
   }
   return ca_pem;
+}
+
+StatusOr<std::string> PinnedRequest(const std::string& host, const std::string& port,
+                                    const std::string& pin, const std::string& method,
+                                    const std::string& path, const std::string& bearer_token) {
+  PHOTON_ASSIGN_OR_RETURN(std::string ca_pem, FetchPinnedCa(host, port, pin));
+  PHOTON_ASSIGN_OR_RETURN(Cert ca, ParseCert(ca_pem));
+  SslCtx ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) return absl::InternalError("SSL_CTX_new: " + OpenSslError());
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  // The token goes only to a server whose certificate the pinned CA signed for this name.
+  if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), ca.get()) != 1) {
+    return absl::InternalError("trust store: " + OpenSslError());
+  }
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx.get());
+  const int named = IsIpAddress(host) ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
+                                      : X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+  if (named != 1) return absl::InternalError("host check: " + OpenSslError());
+  SSL* ssl = nullptr;
+  PHOTON_ASSIGN_OR_RETURN(Bio bio, ConnectTls(ctx.get(), host, port, &ssl));
+  const std::string where = host + ":" + port;
+  PHOTON_ASSIGN_OR_RETURN(auto answer, Exchange(bio.get(), where, method, path,
+                                                "Authorization: Bearer " + bearer_token + "\r\n"));
+  if (answer.first / 100 != 2) {
+    return absl::PermissionDeniedError(method + " " + path + " on " + where + ": " +
+                                       std::to_string(answer.first) + " " + answer.second);
+  }
+  return answer.second;
+}
+
+std::string VerifyClientCertificate(const std::string& cert_pem, const std::string& ca_pem) {
+  auto cert = ParseCert(cert_pem);
+  auto ca = ParseCert(ca_pem);
+  if (!cert.ok() || !ca.ok()) return "certificate verify failed: not a PEM certificate";
+  std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>> store(X509_STORE_new());
+  std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>> ctx(
+      X509_STORE_CTX_new());
+  if (!store || !ctx || X509_STORE_add_cert(store.get(), ca->get()) != 1 ||
+      X509_STORE_CTX_init(ctx.get(), store.get(), cert->get(), nullptr) != 1) {
+    return "certificate verify failed: " + OpenSslError();
+  }
+  X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT);
+  if (X509_verify_cert(ctx.get()) == 1) return "";
+  return CertificateVerifyError(X509_STORE_CTX_get_error(ctx.get()));
 }
 
 std::string CertificateVerifyError(long verify_result) {

@@ -74,4 +74,16 @@ bool KeyMatchesCertificate(const std::string& cert_pem, const std::string& key_p
 StatusOr<std::string> FetchPinnedCa(const std::string& host, const std::string& port,
                                     const std::string& pin);
 
+// Checks a PEM client certificate against the PEM CA as the REST listener's handshake does
+// (chain, dates, purpose clientAuth): "" if it verifies, else "certificate verify failed: ...".
+std::string VerifyClientCertificate(const std::string& cert_pem, const std::string& ca_pem);
+
+// `method path` on https://host:port with a bearer token, trusting only the CA whose hash is
+// `pin` (fetched as FetchPinnedCa does): the token is sent only to a server presenting a
+// certificate that CA signed for `host`. The answer's body on a 2xx; an error naming the
+// status and body otherwise.
+StatusOr<std::string> PinnedRequest(const std::string& host, const std::string& port,
+                                    const std::string& pin, const std::string& method,
+                                    const std::string& path, const std::string& bearer_token);
+
 }  // namespace photon

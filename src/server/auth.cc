@@ -236,18 +236,24 @@ void Authenticator::ApplyRevocation(const std::string& key, const std::string& v
 
 Status Authenticator::Follow() {
   auto on_events = [this](const std::vector<store::WatchEvent>& events) {
-    std::lock_guard lock(mu_);
-    for (const auto& e : events) {
-      const std::string id = e.kv.key.substr(std::string(kTokenPrefix).size());
-      if (e.type == store::WatchEvent::Type::kDelete) {
-        tokens_.erase(id);
-        continue;
+    std::vector<std::pair<std::string, std::string>> cut;  // token id, why
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& e : events) {
+        const std::string id = e.kv.key.substr(std::string(kTokenPrefix).size());
+        if (e.type == store::WatchEvent::Type::kDelete) {
+          tokens_.erase(id);
+          cut.emplace_back(id, "token " + id + " was deleted");
+          continue;
+        }
+        auth::Token t;
+        if (!t.ParseFromString(e.kv.value)) continue;
+        if (t.purpose().empty()) t.set_purpose(InferPurpose(t));
+        if (t.revoked()) cut.emplace_back(id, "token " + id + " was revoked at " + t.revoked_at());
+        tokens_[t.id()] = t;
       }
-      auth::Token t;
-      if (!t.ParseFromString(e.kv.value)) continue;
-      if (t.purpose().empty()) t.set_purpose(InferPurpose(t));
-      tokens_[t.id()] = t;
     }
+    for (const auto& [id, why] : cut) CutStreams(id, "", why);
   };
   auto on_error = [](const Status& st) {
     spdlog::error("auth: no longer following token changes of other servers: {}", st.ToString());
@@ -256,9 +262,16 @@ Status Authenticator::Follow() {
                                                  loaded_revision_ + 1, on_events, on_error));
   // Node revocations another server records refuse the node here too, at once.
   auto on_revocations = [this](const std::vector<store::WatchEvent>& events) {
-    std::lock_guard lock(mu_);
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& e : events) {
+        ApplyRevocation(e.kv.key, e.kv.value, e.type == store::WatchEvent::Type::kDelete);
+      }
+    }
     for (const auto& e : events) {
-      ApplyRevocation(e.kv.key, e.kv.value, e.type == store::WatchEvent::Type::kDelete);
+      if (e.type == store::WatchEvent::Type::kDelete) continue;
+      const std::string node = e.kv.key.substr(sizeof(kRevocationPrefix) - 1);
+      CutStreams("", node, "node '" + node + "' was revoked at " + e.kv.value);
     }
   };
   PHOTON_ASSIGN_OR_RETURN(follow_revocations_,
@@ -272,8 +285,11 @@ Status Authenticator::Put(const auth::Token& t) {
   t.SerializeToString(&value);
   auto put = store_->Put(kTokenPrefix + t.id(), value);
   if (!put.ok()) return put.status();
-  std::lock_guard lock(mu_);
-  tokens_[t.id()] = t;
+  {
+    std::lock_guard lock(mu_);
+    tokens_[t.id()] = t;
+  }
+  if (t.revoked()) CutStreams(t.id(), "", "token " + t.id() + " was revoked at " + t.revoked_at());
   return absl::OkStatus();
 }
 
@@ -655,6 +671,7 @@ StatusOr<std::string> Authenticator::RevokeNode(const std::string& node) {
     std::lock_guard lock(mu_);
     revoked_nodes_[node] = at;
   }
+  CutStreams("", node, "node '" + node + "' was revoked at " + at);
   PHOTON_RETURN_IF_ERROR(RevokeAll("agent", kAgentPrefix + node, ""));
   spdlog::info("node {} revoked: its certificates and tokens are refused", node);
   return at;
@@ -672,6 +689,71 @@ Status Authenticator::UnrevokeNode(const std::string& node) {
   std::lock_guard lock(mu_);
   revoked_nodes_.erase(node);
   return absl::OkStatus();
+}
+
+StatusOr<std::pair<std::string, std::string>> Authenticator::ExportCa(const Principal& who) const {
+  if (!who.IsAdmin() || who.token_id.rfind(kCertTokenPrefix, 0) == 0) {
+    return absl::PermissionDeniedError("only a cluster admin's token exports the CA key");
+  }
+  if (ca_pem_.empty()) {
+    return absl::FailedPreconditionError(
+        "this server has no built-in CA (it runs without TLS or with --tls-cert)");
+  }
+  PHOTON_ASSIGN_OR_RETURN(std::string key, ReadFile(ca_files_.ca_key));
+  spdlog::warn("auth: the CA key was exported to {} (a server joining the control plane)",
+               who.name);
+  return std::make_pair(ca_pem_, std::move(key));
+}
+
+uint64_t Authenticator::CutOnRevocation(const Principal& who, StreamCut cut) {
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(streams_mu_);
+    id = next_stream_++;
+    streams_[id] = OpenStream{who.token_id, who.AgentNode(), cut};
+  }
+  // A revocation between the stream's authentication and now found no stream to cut.
+  std::string why;
+  {
+    std::lock_guard lock(mu_);
+    if (auto t = tokens_.find(who.token_id); t != tokens_.end() && t->second.revoked()) {
+      why = "token " + who.token_id + " was revoked at " + t->second.revoked_at();
+    }
+    const std::string node = who.AgentNode();
+    if (auto r = revoked_nodes_.find(node); !node.empty() && r != revoked_nodes_.end()) {
+      why = "node '" + node + "' was revoked at " + r->second;
+    }
+  }
+  if (!why.empty()) {
+    ForgetStream(id);
+    cut(why);
+  }
+  return id;
+}
+
+void Authenticator::ForgetStream(uint64_t id) {
+  std::lock_guard lock(streams_mu_);
+  streams_.erase(id);
+}
+
+void Authenticator::CutStreams(const std::string& token_id, const std::string& node,
+                               const std::string& reason) {
+  std::vector<StreamCut> cuts;
+  {
+    std::lock_guard lock(streams_mu_);
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      const bool hit = (!token_id.empty() && it->second.token_id == token_id) ||
+                       (!node.empty() && it->second.node == node);
+      if (!hit) {
+        ++it;
+        continue;
+      }
+      cuts.push_back(std::move(it->second.cut));
+      it = streams_.erase(it);
+    }
+  }
+  if (!cuts.empty()) spdlog::info("auth: {} open stream(s) ended: {}", cuts.size(), reason);
+  for (auto& cut : cuts) cut(reason);
 }
 
 std::map<std::string, std::string> Authenticator::NodeRevocations() const {

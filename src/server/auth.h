@@ -154,6 +154,19 @@ class Authenticator {
   StatusOr<std::string> RevokeNode(const std::string& node);
   Status UnrevokeNode(const std::string& node);
   std::map<std::string, std::string> NodeRevocations() const;  // node -> revoked at
+  // The CA certificate and key (PEM), for another server joining this control plane so that
+  // every server signs and accepts the same agent certificates (docs/ha.md): a cluster
+  // admin's bearer token only, on a server with the built-in CA.
+  StatusOr<std::pair<std::string, std::string>> ExportCa(const Principal& who) const;
+
+  // Open streams (watches) end when the credential that opened them is revoked: the token
+  // (by id), or the node of an agent (its certificate or token). `cut` is called once, on any
+  // thread, with the reason; it must not call back into the Authenticator. Registered after
+  // the stream authenticated: a revocation that came in between cuts it at once. Returns the
+  // id ForgetStream takes when the stream ends on its own.
+  using StreamCut = std::function<void(const std::string& reason)>;
+  uint64_t CutOnRevocation(const Principal& who, StreamCut cut);
+  void ForgetStream(uint64_t id);
 
  private:
   // Stores a new token; returns its full text.
@@ -173,6 +186,8 @@ class Authenticator {
   Status MayJoin(const Principal& who, const std::string& node) const;
   StatusOr<NodeCertificate> Sign(const std::string& node, const std::string& csr_pem);
   void ApplyRevocation(const std::string& key, const std::string& value, bool deleted);
+  // Ends the streams of token `token_id` (or of agent node `node`), naming `reason`.
+  void CutStreams(const std::string& token_id, const std::string& node, const std::string& reason);
 
   store::Store* store_;
   AuthOptions options_;
@@ -189,6 +204,14 @@ class Authenticator {
   std::unique_ptr<store::WatchHandle> follow_;  // cancelled first when this goes
   std::unique_ptr<store::WatchHandle> follow_revocations_;
   Resolver resolver_;
+  struct OpenStream {
+    std::string token_id;
+    std::string node;
+    StreamCut cut;
+  };
+  std::mutex streams_mu_;  // never held together with mu_
+  std::map<uint64_t, OpenStream> streams_;
+  uint64_t next_stream_ = 1;
 };
 
 }  // namespace photon::server

@@ -1,9 +1,12 @@
 #include "server/grpc_service.h"
 
+#include <grpc/grpc_security_constants.h>
+
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 
+#include "common/tls.h"
 #include "common/util.h"
 #include "server/object_util.h"
 
@@ -50,11 +53,47 @@ StatusOr<MessagePtr> Unpack(const KindInfo& kind, const google::protobuf::Any& a
 
 }  // namespace
 
-StatusOr<Principal> GrpcResourceService::Who(grpc::ServerContextBase* ctx, const char* method) {
+PeerCertificate GrpcResourceService::PeerCert(const grpc::AuthContext& ctx) {
+  PeerCertificate peer;
+  auto pem = ctx.FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pem.empty()) return peer;
+  const std::string cert(pem[0].data(), pem[0].size());
+  {
+    std::lock_guard lock(peers_mu_);
+    if (auto it = peers_.find(cert); it != peers_.end()) return it->second;
+  }
+  // The listener requests certificates without verifying them (a bad one would fail the
+  // handshake with no reason given); verified here as the REST listener's handshake does.
+  peer.present = true;
+  peer.verify_error = VerifyClientCertificate(cert, auth_->CaPem());
+  if (auto info = InspectCertificate(cert); info.ok()) {
+    peer.common_name = info->common_name;
+    peer.serial_hex = info->serial_hex;
+    peer.not_after_unix = info->not_after_unix;
+  }
+  std::lock_guard lock(peers_mu_);
+  if (peers_.size() >= 4096) peers_.clear();  // bounded; a verification costs ~0.1 ms
+  peers_[cert] = peer;
+  return peer;
+}
+
+StatusOr<Principal> GrpcResourceService::Identify(grpc::ServerContextBase* ctx) {
   auto it = ctx->client_metadata().find("authorization");
   std::string header;
   if (it != ctx->client_metadata().end()) header.assign(it->second.data(), it->second.size());
-  auto who = auth_->Authenticate(header);
+  const auto auth_ctx = ctx->auth_context();
+  const PeerCertificate peer = auth_ctx ? PeerCert(*auth_ctx) : PeerCertificate{};
+  // As on REST: an agent by its client certificate, anyone else by a bearer token.
+  if (!peer.present) return auth_->Authenticate(header);
+  if (!header.empty()) {
+    return absl::InvalidArgumentError(
+        "a client certificate and a bearer token: send one of them, not both");
+  }
+  return auth_->AuthenticateCertificate(peer);
+}
+
+StatusOr<Principal> GrpcResourceService::Who(grpc::ServerContextBase* ctx, const char* method) {
+  auto who = Identify(ctx);
   if (!who.ok()) {
     // "ipv4:127.0.0.1:5000" / "ipv6:[::1]:5000": the address without scheme and port, as REST.
     std::string peer = ctx->peer();
@@ -225,6 +264,7 @@ grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::Wat
     std::mutex mu;
     std::condition_variable cv;
     std::deque<CacheEvent> events;
+    std::string cut;  // why the stream ends: its credential was revoked
   };
   auto q = std::make_shared<Queue>();
   auto id = resources_->Watch(*who, **kind, req->namespace_(), req->label_selector(),
@@ -235,13 +275,22 @@ grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::Wat
                                 q->cv.notify_one();
                               }});
   PHOTON_GRPC_TRY("Watch", id.status());
+  const uint64_t cut = auth_->CutOnRevocation(*who, [q](const std::string& why) {
+    std::lock_guard lock(q->mu);
+    q->cut = why;
+    q->cv.notify_one();
+  });
+  std::string cut_reason;
   while (!ctx->IsCancelled()) {
     std::deque<CacheEvent> batch;
     {
       std::unique_lock lock(q->mu);
-      q->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !q->events.empty(); });
+      q->cv.wait_for(lock, std::chrono::milliseconds(200),
+                     [&] { return !q->events.empty() || !q->cut.empty(); });
       batch.swap(q->events);
+      cut_reason = q->cut;
     }
+    if (!cut_reason.empty()) break;
     bool ok = true;
     for (const auto& e : batch) {
       api::WatchEvent out;
@@ -260,9 +309,13 @@ grpc::Status GrpcResourceService::Watch(grpc::ServerContext* ctx, const api::Wat
     }
     if (!ok) break;
   }
+  auth_->ForgetStream(cut);
   resources_->Unwatch(*id);
-  Count("Watch", grpc::Status::OK, t0);
-  return grpc::Status::OK;
+  const grpc::Status end = cut_reason.empty()
+                               ? grpc::Status::OK
+                               : grpc::Status(grpc::StatusCode::UNAUTHENTICATED, cut_reason);
+  Count("Watch", end, t0);
+  return end;
 }
 
 grpc::Status GrpcResourceService::ExecuteAction(grpc::ServerContext* ctx,

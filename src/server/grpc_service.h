@@ -1,10 +1,14 @@
 // The gRPC transport of the ResourceService: the same verbs as the REST gateway, with objects
-// carried as google.protobuf.Any. Bearer tokens travel in the "authorization" metadata.
+// carried as google.protobuf.Any. Bearer tokens travel in the "authorization" metadata;
+// agents show their client certificate instead (docs/security.md).
 // Thread-safe (gRPC's sync server calls it from its pool). Create is a callback method: it
 // answers from the store's commit instead of parking a pool thread on it.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "photon/service.grpc.pb.h"
 #include "server/auth.h"
@@ -36,6 +40,10 @@ class GrpcResourceService final
  private:
   // The caller; a refusal is audited (folded per address, see RefusalThrottle).
   StatusOr<Principal> Who(grpc::ServerContextBase* ctx, const char* method);
+  // The credential: the client certificate of the connection (checked against the built-in
+  // CA, as on REST) or else the bearer token.
+  StatusOr<Principal> Identify(grpc::ServerContextBase* ctx);
+  PeerCertificate PeerCert(const grpc::AuthContext& ctx);
   // Audits a mutating call refused before it reached the resource manager; returns status.
   Status Malformed(const Principal& who, const std::string& action, const std::string& target,
                    const Status& status);
@@ -44,6 +52,8 @@ class GrpcResourceService final
   ResourceManager* resources_;
   Authenticator* auth_;
   MetricsRegistry* metrics_;
+  std::mutex peers_mu_;
+  std::map<std::string, PeerCertificate> peers_;  // verdicts by certificate PEM
 };
 
 grpc::Status ToGrpc(const Status& st);

@@ -27,6 +27,11 @@ int main(int argc, char** argv) {
   app.add_flag("--join", join,
                "join the control plane already on --store (etcd://...): PHOTON_TOKEN holds one "
                "of its admin tokens (see docs/ha.md)");
+  app.add_option("--ca-from", opts.join_ca_from,
+                 "with --join on TLS with the built-in CA: https://SERVER:PORT of the control "
+                 "plane, whose CA this server takes (see docs/ha.md)");
+  app.add_option("--ca-hash", opts.join_ca_hash,
+                 "with --ca-from: sha256:... of the control plane's CA (its servers log it)");
   app.add_option("--http-threads", opts.http_threads,
                  "REST I/O threads (default 0: twice the cores, 4 to 16)");
   app.add_option("--node-suspect-after", opts.node_suspect_after_ms,
@@ -74,6 +79,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     opts.join_admin_token = token;
+  } else if (!opts.join_ca_from.empty() || !opts.join_ca_hash.empty()) {
+    std::cerr << "photon-server: --ca-from and --ca-hash go with --join\n";
+    return 2;
   }
   if (auto st = photon::InitLogging("photon-server", log_level); !st.ok()) {
     std::cerr << "photon-server: " << st.message() << "\n";

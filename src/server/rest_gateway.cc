@@ -218,6 +218,15 @@ HttpResponse RestGateway::Cluster(HttpRequest& req, const Principal& who, const 
   if (parts.size() >= 2 && parts.size() <= 3 && parts[1] == "noderevocations") {
     return NodeRevocations(req, who, parts);
   }
+  // POST /v1/ca/export: the CA key for a server joining the control plane (docs/ha.md).
+  if (parts.size() == 3 && parts[1] == "ca" && parts[2] == "export" && m == "POST") {
+    auto ca = auth_->ExportCa(who);
+    if (!ca.ok()) return ErrorResponse(ca.status());
+    return HttpResponse::Json(
+        200,
+        nlohmann::json{{"caCert", ca->first}, {"caKey", ca->second}, {"caHash", auth_->CaHash()}}
+            .dump());
+  }
   if (parts.size() != 2) return ErrorResponse(absl::NotFoundError("no route for " + req.path));
   // /v1/{kind}: list across namespaces
   const KindInfo* kind = FindKind(parts[1]);
@@ -483,14 +492,24 @@ HttpResponse RestGateway::Watch(HttpRequest& req, const Principal& who, const Ki
     resp.headers.push_back({"Photon-Bookmark-Interval-Ms", std::to_string(every.count())});
   }
   ResourceManager* resources = resources_;
-  resp.start_stream = [state, resources](std::shared_ptr<ResponseStream> stream) {
+  Authenticator* auth = auth_;
+  resp.start_stream = [state, resources, auth, who](std::shared_ptr<ResponseStream> stream) {
     {
       std::lock_guard lock(state->mu);
       state->stream = stream;
       for (auto& lines : state->early) stream->WriteShared(std::move(lines));
       state->early.clear();
     }
-    stream->SetOnClose([state, resources] {
+    // Revoking the credential ends the stream at once, with a last line saying why.
+    const uint64_t cut = auth->CutOnRevocation(who, [stream](const std::string& why) {
+      stream->Write(nlohmann::json{{"type", "ERROR"},
+                                   {"error", {{"code", "UNAUTHENTICATED"}, {"message", why}}}}
+                        .dump() +
+                    "\n");
+      stream->Close();
+    });
+    stream->SetOnClose([state, resources, auth, cut] {
+      auth->ForgetStream(cut);
       resources->Unwatch(state->id);
       std::lock_guard lock(state->mu);
       state->stream.reset();

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/file_util.h"
@@ -35,6 +36,59 @@ namespace photon::server {
 
 namespace {
 
+// A server joining a control plane with the built-in CA takes the control plane's CA (fetched
+// from o->join_ca_from, pinned by o->join_ca_hash) instead of making its own: agents then
+// hold one certificate every server accepts. A CA already in the data dir must be that one.
+Status JoinCa(const ServerOptions& o) {
+  const TlsFiles f = GeneratedTlsFiles(o.data_dir);
+  if (o.join_ca_from.empty() != o.join_ca_hash.empty()) {
+    return absl::InvalidArgumentError("--ca-from and --ca-hash go together");
+  }
+  if (std::filesystem::exists(f.ca_cert)) {
+    if (o.join_ca_hash.empty()) return absl::OkStatus();
+    PHOTON_ASSIGN_OR_RETURN(std::string pem, ReadFile(f.ca_cert));
+    PHOTON_ASSIGN_OR_RETURN(std::string hash, PublicKeyHash(pem));
+    if (hash == o.join_ca_hash) return absl::OkStatus();
+    return absl::FailedPreconditionError(f.ca_cert + " is another CA (" + hash +
+                                         ") than the control plane's (" + o.join_ca_hash +
+                                         "): this data dir belongs to another control plane");
+  }
+  if (o.join_ca_from.empty()) {
+    return absl::InvalidArgumentError(
+        "join: this server would make a CA of its own, whose agent certificates the other "
+        "servers refuse: add --ca-from https://SERVER:PORT --ca-hash sha256:... (both in the "
+        "first server's log; docs/ha.md)");
+  }
+  const std::string prefix = "https://";
+  std::string host;
+  int port = 0;
+  if (o.join_ca_from.rfind(prefix, 0) != 0) {
+    return absl::InvalidArgumentError("--ca-from: want https://HOST:PORT, not " + o.join_ca_from);
+  }
+  std::string hostport = o.join_ca_from.substr(prefix.size());
+  while (!hostport.empty() && hostport.back() == '/') hostport.pop_back();
+  PHOTON_RETURN_IF_ERROR(ParseHostPort(hostport, &host, &port));
+  if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+  PHOTON_ASSIGN_OR_RETURN(std::string body,
+                          PinnedRequest(host, std::to_string(port), o.join_ca_hash, "POST",
+                                        "/v1/ca/export", o.join_admin_token));
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (!j.is_object() || !j["caCert"].is_string() || !j["caKey"].is_string()) {
+    return absl::InvalidArgumentError("--ca-from: the answer holds no CA");
+  }
+  const std::string cert = j["caCert"], key = j["caKey"];
+  PHOTON_ASSIGN_OR_RETURN(std::string hash, PublicKeyHash(cert));
+  if (hash != o.join_ca_hash || !KeyMatchesCertificate(cert, key)) {
+    return absl::PermissionDeniedError("--ca-from: the CA sent is not the pinned " +
+                                       o.join_ca_hash + " with its key");
+  }
+  PHOTON_RETURN_IF_ERROR(MakeDirs(o.data_dir + "/tls", 0700));
+  PHOTON_RETURN_IF_ERROR(WriteFileAtomic(f.ca_key, key, 0600));  // key first, as tls.cc does
+  PHOTON_RETURN_IF_ERROR(WriteFileAtomic(f.ca_cert, cert, 0644));
+  spdlog::info("join: took the control plane's CA {} from {}", hash, o.join_ca_from);
+  return absl::OkStatus();
+}
+
 // Decides TLS for both listeners and finds (or makes) the certificate: options_.tls_cert/key
 // set on return when TLS is on; *ca the generated CA, if any.
 Status ResolveTls(ServerOptions* o, std::string* ca) {
@@ -52,16 +106,25 @@ Status ResolveTls(ServerOptions* o, std::string* ca) {
     if (!o->tls_cert.empty()) {
       return absl::InvalidArgumentError("tls: off contradicts tls_cert " + o->tls_cert);
     }
+    if (!o->join_ca_from.empty()) {
+      return absl::InvalidArgumentError("--ca-from: this server runs without TLS (no CA)");
+    }
     if (!IsLoopbackHost(rest_host) || !IsLoopbackHost(grpc_host)) {
       spdlog::warn("tls: off on a non-loopback listener: tokens cross the network in clear text");
     }
     return absl::OkStatus();
   }
+  const bool loopback_plain =
+      o->tls == "auto" && IsLoopbackHost(rest_host) && IsLoopbackHost(grpc_host);
+  if (!o->join_ca_from.empty() && (!o->tls_cert.empty() || loopback_plain)) {
+    return absl::InvalidArgumentError(
+        "--ca-from: this server has no built-in CA (--tls-cert given, or plain HTTP on "
+        "loopback: add --tls on)");
+  }
   if (!o->tls_cert.empty()) return CheckCertAndKey(o->tls_cert, o->tls_key);
   // Loopback traffic never leaves the host: plain HTTP there unless TLS is asked for.
-  if (o->tls == "auto" && IsLoopbackHost(rest_host) && IsLoopbackHost(grpc_host)) {
-    return absl::OkStatus();
-  }
+  if (loopback_plain) return absl::OkStatus();
+  if (!o->join_admin_token.empty()) PHOTON_RETURN_IF_ERROR(JoinCa(*o));
   PHOTON_ASSIGN_OR_RETURN(TlsFiles files, EnsureSelfSignedTls(o->data_dir, {rest_host, grpc_host}));
   o->tls_cert = files.cert;
   o->tls_key = files.key;
@@ -190,6 +253,11 @@ class ServerImpl : public Server {
       PHOTON_ASSIGN_OR_RETURN(std::string cert, ReadFile(options_.tls_cert));
       PHOTON_ASSIGN_OR_RETURN(std::string key, ReadFile(options_.tls_key));
       ssl.pem_key_cert_pairs.push_back({key, cert});
+      // Agents authenticate with their certificate here too; GrpcResourceService checks it
+      // (a handshake failure would give the client no reason).
+      if (auth_->HasNodeCa()) {
+        ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY;
+      }
       creds = grpc::SslServerCredentials(ssl);
     }
     builder.AddListeningPort(options_.grpc_listen, creds, &grpc_port_);
@@ -238,10 +306,13 @@ class ServerImpl : public Server {
         &metrics_);
     resources_->SetLeaderFence([e = elector_.get()] { return e->Fence(); });
     elector_->Start();
+    // With the built-in CA the joining server takes it from this one, pinned by its hash.
+    const std::string ca_args =
+        auth_->HasNodeCa() ? " --ca-from " + identity + " --ca-hash " + auth_->CaHash() : "";
     spdlog::info(
         "control plane: another server joins it with: PHOTON_TOKEN=$(cat {}) "
-        "photon-server --join --store {} --data-dir DIR --listen HOST:PORT",
-        admin_token_path(), options_.store);
+        "photon-server --join --store {}{} --data-dir DIR --listen HOST:PORT",
+        admin_token_path(), options_.store, ca_args);
     return absl::OkStatus();
   }
 

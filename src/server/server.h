@@ -23,6 +23,12 @@ struct ServerOptions {
   // Joining an existing control plane on `store`: one of its admin tokens (photon-server
   // --join reads it from PHOTON_TOKEN), kept as this server's admin.token instead of a new one.
   std::string join_admin_token;
+  // With join_admin_token and the built-in CA: the control plane's CA is fetched from this
+  // server (https://HOST:PORT), trusted only if its hash is join_ca_hash ("sha256:..."), and
+  // kept in DATA_DIR/tls (key 0600), so every server signs and accepts the same agent
+  // certificates (docs/ha.md "TLS and the CA").
+  std::string join_ca_from;
+  std::string join_ca_hash;
   // REST I/O threads; 0 = twice the cores, at least 4 and at most 16. Creates and updates
   // wait on no thread (answered on commit); deletes hold theirs for their commit. Fewer
   // threads are cheaper on few cores: each request woke a sleeping thread, and with 16

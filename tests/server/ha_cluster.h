@@ -111,6 +111,15 @@ class Proc {
     pid_ = -1;
   }
   bool running() const { return pid_ > 0; }
+  // True once the process has exited by itself (reaped; its exit code in *code).
+  bool Exited(int* code) {
+    if (pid_ <= 0) return false;
+    int st = 0;
+    if (waitpid(pid_, &st, WNOHANG) != pid_) return false;
+    pid_ = -1;
+    *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return true;
+  }
 
  private:
   std::vector<std::string> argv_;

@@ -4,6 +4,7 @@
 // through the comma-separated server list while the leader is killed with SIGKILL, and while
 // etcd members are killed.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <map>
@@ -11,6 +12,7 @@
 #include <set>
 
 #include "common/http_server.h"
+#include "common/tls.h"
 #include "ha_cluster.h"
 
 namespace photon::testing::ha {
@@ -461,6 +463,198 @@ TEST_F(HaTest, EtcdMemberLossKeepsApiThenQuorumLossFailsClearly) {
       },
       seconds(30), milliseconds(200)));
   for (const auto& n : acked) EXPECT_TRUE(placed.count(n)) << "acknowledged " << n << " lost";
+}
+
+// Three servers with the built-in CA (TLS on): the second and third join with the command the
+// first logs, taking its CA pinned by hash. An agent that joined through the first then works
+// with its certificate on the others, also once the first is gone; a revocation through one
+// server ends the agent's watch on another.
+class HaTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(access(kEtcd, X_OK), 0) << kEtcd << " is not installed (Debian etcd-server)";
+    dir_ = MakeTempDir("ha-tls");
+    etcd_ = EtcdCluster::Start(dir_);
+    ASSERT_TRUE(etcd_) << "etcd cluster did not come up; logs in " << dir_;
+  }
+  void TearDown() override {
+    procs_.clear();
+    etcd_.reset();
+    if (HasFailure()) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::recursive_directory_iterator(dir_, ec)) {
+        if (e.path().extension() != ".log") continue;
+        auto text = ReadFile(e.path().string());
+        if (!text.ok()) continue;
+        const size_t from = text->size() > 3000 ? text->size() - 3000 : 0;
+        std::cerr << "==> " << e.path().string() << " <==\n" << text->substr(from) << "\n";
+      }
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  // photon-server number i with TLS on; `join`: more arguments (and PHOTON_TOKEN) to join.
+  Proc* StartServer(int i, std::vector<std::string> join, const std::string& token = "") {
+    ports_[i] = FreePort();
+    std::vector<std::string> argv = {PHOTON_SERVER_BIN,
+                                     "--store",
+                                     etcd_->spec(),
+                                     "--data-dir",
+                                     Data(i),
+                                     "--listen",
+                                     "127.0.0.1:" + std::to_string(ports_[i]),
+                                     "--grpc-listen",
+                                     "127.0.0.1:" + std::to_string(FreePort()),
+                                     "--tls",
+                                     "on",
+                                     "--leader-lease-ttl",
+                                     "1"};
+    argv.insert(argv.end(), join.begin(), join.end());
+    std::vector<std::string> env;
+    if (!token.empty()) env.push_back("PHOTON_TOKEN=" + token);
+    procs_.push_back(std::make_unique<Proc>(
+        argv, dir_ + "/server" + std::to_string(i) + "-" + std::to_string(procs_.size()) + ".log",
+        env));
+    return procs_.back().get();
+  }
+  std::string Data(int i) const { return dir_ + "/server" + std::to_string(i); }
+  std::string Url(int i) const { return "https://127.0.0.1:" + std::to_string(ports_[i]); }
+  // A client of server i trusting only the first server's CA file.
+  HttpClient Client(int i, const std::string& token) const {
+    auto c = *HttpClient::Create(Url(i), token, Data(0) + "/tls/ca.crt");
+    c.set_timeout(seconds(10));
+    return c;
+  }
+  bool Up(int i) const {
+    auto r = Client(i, "").Do("GET", "/healthz");
+    return r.ok() && r->status == 200;
+  }
+
+  std::string dir_;
+  std::unique_ptr<EtcdCluster> etcd_;
+  std::vector<std::unique_ptr<Proc>> procs_;
+  int ports_[4] = {};
+};
+
+TEST_F(HaTlsTest, JoiningServersTakeTheCaAndAcceptAnAgentOfAnother) {
+  StartServer(0, {});
+  ASSERT_TRUE(Poll([&] { return std::filesystem::exists(Data(0) + "/tls/ca.crt") && Up(0); },
+                   seconds(60), milliseconds(100)));
+  auto hash = PublicKeyHash(*ReadFile(Data(0) + "/tls/ca.crt"));
+  ASSERT_TRUE(hash.ok()) << hash.status();
+  const std::string token = Trim(*ReadFile(Data(0) + "/admin.token"));
+  // The first server logs the whole join command, CA pin included.
+  const std::string join_args = "--ca-from " + Url(0) + " --ca-hash " + *hash;
+  ASSERT_TRUE(Poll(
+      [&] {
+        auto log = ReadFile(dir_ + "/server0-0.log");
+        return log.ok() && log->find(join_args) != std::string::npos;
+      },
+      seconds(10)))
+      << "the first server does not log '" << join_args << "'";
+
+  // Refused: a join that would make a CA of its own, and one pinning another hash.
+  int code = 0;
+  Proc* bare = StartServer(3, {"--join"}, token);
+  ASSERT_TRUE(Poll([&] { return bare->Exited(&code); }, seconds(30)));
+  EXPECT_NE(code, 0);
+  EXPECT_NE(ReadFile(dir_ + "/server3-1.log")->find("add --ca-from"), std::string::npos);
+  const std::string wrong = "sha256:" + std::string(64, 'b');
+  Proc* pinned_wrong = StartServer(3, {"--join", "--ca-from", Url(0), "--ca-hash", wrong}, token);
+  ASSERT_TRUE(Poll([&] { return pinned_wrong->Exited(&code); }, seconds(30)));
+  EXPECT_NE(code, 0);
+  EXPECT_NE(ReadFile(dir_ + "/server3-2.log")->find("not the pinned " + wrong), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(Data(3) + "/tls/ca.key"));
+
+  for (int i : {1, 2}) {
+    StartServer(i, {"--join", "--ca-from", Url(0), "--ca-hash", *hash}, token);
+  }
+  // Up over TLS trusting the first server's CA: their server certificates are of that CA.
+  for (int i : {1, 2}) ASSERT_TRUE(Poll([&] { return Up(i); }, seconds(60), milliseconds(100)));
+  for (int i : {1, 2}) {
+    struct stat st {};
+    ASSERT_EQ(stat((Data(i) + "/tls/ca.key").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600);
+    EXPECT_EQ(*ReadFile(Data(i) + "/tls/ca.key"), *ReadFile(Data(0) + "/tls/ca.key"));
+  }
+
+  // An agent joins through server 0 (the first of its list), pinning the CA.
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/agent.yaml",
+                              "drivers:\n  process: {enabled: \"false\"}\n"
+                              "  container: {enabled: \"false\"}\n  vm: {enabled: \"false\"}\n")
+                  .ok());
+  procs_.push_back(
+      std::make_unique<Proc>(std::vector<std::string>{PHOTON_AGENT_BIN,
+                                                      "--config",
+                                                      dir_ + "/agent.yaml",
+                                                      "--server",
+                                                      Url(0) + "," + Url(1) + "," + Url(2),
+                                                      "--ca-hash",
+                                                      *hash,
+                                                      "--token-file",
+                                                      Data(0) + "/join.token",
+                                                      "--data-dir",
+                                                      dir_ + "/agent",
+                                                      "--name",
+                                                      "tls-n1",
+                                                      "--heartbeat-seconds",
+                                                      "1",
+                                                      "--vcpu",
+                                                      "2",
+                                                      "--memory-mb",
+                                                      "512",
+                                                      "--disk-gb",
+                                                      "5",
+                                                      "--listen",
+                                                      "127.0.0.1:0"},
+                             dir_ + "/agent.log"));
+  auto heartbeat = [&](int via) {
+    auto r = Client(via, token).Do("GET", "/v1/namespaces/system/nodes/tls-n1");
+    if (!r.ok() || r->status != 200) return std::string();
+    auto j = json::parse(r->body, nullptr, false);
+    return j.is_object() ? j["nodeStatus"].value("lastHeartbeat", "") : "";
+  };
+  ASSERT_TRUE(Poll([&] { return !heartbeat(1).empty(); }, seconds(30), milliseconds(100)));
+  const std::string crt = *ReadFile(dir_ + "/agent/node.crt");
+  const std::string key = *ReadFile(dir_ + "/agent/node.key");
+  for (int i : {1, 2}) {
+    auto c = Client(i, "");
+    ASSERT_TRUE(c.SetClientCertificate(crt, key).ok());
+    auto r = c.Do("GET", "/v1/namespaces/system/nodes/tls-n1");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200) << "server " << i << ": " << r->body;
+  }
+
+  // Server 0 gone: the agent carries on with the others on the same certificate.
+  procs_[0]->Kill();
+  const std::string before = heartbeat(1);
+  EXPECT_TRUE(Poll([&] { return heartbeat(1) > before; }, seconds(15), milliseconds(200)))
+      << "no heartbeat after the server the agent joined through died";
+
+  // Revoked through server 1: the agent's open watch on server 2 ends within a second.
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/w.crt", crt, 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/w.key", key, 0600).ok());
+  Proc watch({"/usr/bin/curl", "-sS", "-N", "-D", dir_ + "/w.head", "--cacert",
+              Data(0) + "/tls/ca.crt", "--cert", dir_ + "/w.crt", "--key", dir_ + "/w.key",
+              Url(2) + "/v1/computeinstances?watch=true&fieldSelector=metadata.agentId%3Dtls-n1"},
+             dir_ + "/w.out");
+  ASSERT_TRUE(Poll(
+      [&] {
+        auto h = ReadFile(dir_ + "/w.head");
+        return h.ok() && h->find(" 200") != std::string::npos;
+      },
+      seconds(10)));
+  auto r = Client(1, token).Do("POST", "/v1/noderevocations/tls-n1");
+  ASSERT_TRUE(r.ok() && r->status / 100 == 2) << (r.ok() ? r->body : r.status().ToString());
+  const auto t0 = Clock::now();
+  EXPECT_TRUE(Poll([&] { return watch.Exited(&code); }, milliseconds(1000), milliseconds(10)))
+      << "the agent's watch on another server stayed open";
+  EXPECT_LE(Clock::now() - t0, milliseconds(1100));
+  auto c2 = Client(2, "");
+  ASSERT_TRUE(c2.SetClientCertificate(crt, key).ok());
+  auto refused = c2.Do("GET", "/v1/namespaces/system/nodes/tls-n1");
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 401) << refused->body;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // binaries: photon-server forced to TLS on loopback with short-lived agent certificates,
 // photon-agent processes joining with a pinned CA hash, curl and openssl as the other clients.
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "common/tls.h"
+#include "photon/service.grpc.pb.h"
 #include "test_util.h"
 
 namespace photon::testing {
@@ -93,9 +95,10 @@ class Mtls : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = MakeTempDir("mtls");
     port_ = FreePort();
+    grpc_port_ = FreePort();
     server_ = new Child({PHOTON_SERVER_BIN, "--data-dir", dir_ + "/server", "--listen",
                          "127.0.0.1:" + std::to_string(port_), "--grpc-listen",
-                         "127.0.0.1:" + std::to_string(FreePort()), "--tls", "on",
+                         "127.0.0.1:" + std::to_string(grpc_port_), "--tls", "on",
                          "--agent-cert-ttl", std::to_string(kCertTtl)},
                         dir_ + "/server.log");
     ca_ = dir_ + "/server/tls/ca.crt";
@@ -188,6 +191,7 @@ class Mtls : public ::testing::Test {
 
   static inline std::string dir_, ca_, base_, token_;
   static inline int port_ = 0;
+  static inline int grpc_port_ = 0;
   static inline Child* server_ = nullptr;
 };
 
@@ -355,6 +359,209 @@ TEST_F(Mtls, RevokedNodeIsRefusedAtOnce) {
   ASSERT_EQ(rc, 0) << out;
   std::tie(code, body) = CurlAs(crt, key, path);
   EXPECT_EQ(code, 200) << body;
+}
+
+// A certificate of our CA for `node` (a key of its own), written to DIR/TAG.{crt,key}.
+std::pair<std::string, std::string> IssueOurs(const std::string& server_dir,
+                                              const std::string& out_dir, const std::string& node,
+                                              const std::string& tag) {
+  auto kc = NewKeyAndCsr("node:" + node);
+  EXPECT_TRUE(kc.ok());
+  auto cert =
+      SignClientCertificate(GeneratedTlsFiles(server_dir), kc->csr_pem, "node:" + node, 600);
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  EXPECT_TRUE(WriteFileAtomic(out_dir + "/" + tag + ".crt", *cert, 0600).ok());
+  EXPECT_TRUE(WriteFileAtomic(out_dir + "/" + tag + ".key", kc->key_pem, 0600).ok());
+  return {out_dir + "/" + tag + ".crt", out_dir + "/" + tag + ".key"};
+}
+
+// An open watch (curl -N) whose response head has arrived; `curl_args` pick the credential.
+std::unique_ptr<Child> OpenWatch(const std::string& dir, const std::string& tag,
+                                 const std::string& url, std::vector<std::string> curl_args) {
+  std::vector<std::string> argv = {"/usr/bin/curl", "-sS", "-N", "-D", dir + "/" + tag + ".head"};
+  argv.insert(argv.end(), curl_args.begin(), curl_args.end());
+  argv.push_back(url);
+  auto child = std::make_unique<Child>(argv, dir + "/" + tag + ".out");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto head = ReadFile(dir + "/" + tag + ".head");
+        return head.ok() && head->find("HTTP/1.1 200") != std::string::npos;
+      },
+      seconds(10)))
+      << "the watch did not start: " << ReadFile(dir + "/" + tag + ".out").value_or("");
+  return child;
+}
+
+// How long `child` takes to exit after now, bounded by `limit` (limit + 1 ms if it did not).
+std::chrono::milliseconds TimeToExit(Child* child, std::chrono::milliseconds limit) {
+  const auto t0 = std::chrono::steady_clock::now();
+  int code = 0;
+  while (!child->Exited(&code) && std::chrono::steady_clock::now() - t0 < limit) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!child->Exited(&code)) return limit + std::chrono::milliseconds(1);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               t0);
+}
+
+// Revoking a node or a token ends that client's open watches within a second (REST and gRPC),
+// naming why; its next request is refused. Another client's watch stays open.
+TEST_F(Mtls, RevocationEndsOpenWatchesAtOnce) {
+  const std::string work = MakeTempDir("mtls-cut");
+  const std::string watch_url =
+      base_ + "/v1/computeinstances?watch=true&fieldSelector=metadata.agentId%3Dcut-node";
+  auto [crt, key] = IssueOurs(dir_ + "/server", work, "cut-node", "cut");
+  auto [other_crt, other_key] = IssueOurs(dir_ + "/server", work, "keep-node", "keep");
+  auto agent_watch =
+      OpenWatch(work, "agent", watch_url, {"--cacert", ca_, "--cert", crt, "--key", key});
+  auto kept_watch = OpenWatch(
+      work, "kept",
+      base_ + "/v1/computeinstances?watch=true&fieldSelector=metadata.agentId%3Dkeep-node",
+      {"--cacert", ca_, "--cert", other_crt, "--key", other_key});
+
+  const std::string env = "env -i HOME=" + work + " PHOTON_SERVER=" + base_ +
+                          " PHOTON_TOKEN=" + token_ + " PHOTON_CA_FILE=" + ca_ + " ";
+  auto [rc, out] = Shell(env + PHOTON_CLI_BIN " node revoke cut-node");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_LE(TimeToExit(agent_watch.get(), seconds(1)).count(), 1000)
+      << "the revoked node's watch stayed open";
+  EXPECT_NE(ReadFile(work + "/agent.out")->find("node 'cut-node' was revoked"), std::string::npos)
+      << *ReadFile(work + "/agent.out");
+  auto [code, body] =
+      CurlAs(crt, key, "/v1/computeinstances?watch=true&fieldSelector=metadata.agentId%3Dcut-node");
+  EXPECT_EQ(code, 401) << body;
+  int exit_code = 0;
+  EXPECT_FALSE(kept_watch->Exited(&exit_code)) << "another node's watch was cut too";
+
+  // A user token: its REST and gRPC watches end when it is revoked.
+  auto admin = *cli::HttpClient::Create(base_, token_, ca_);
+  auto made = admin.Do("POST", "/v1/tokens",
+                       R"({"principal":"watcher","bindings":[{"namespace":"*","role":"viewer"}]})");
+  ASSERT_TRUE(made.ok() && made->status == 201) << (made.ok() ? made->body : "");
+  const std::string user_token = Json(*made)["token"].get<std::string>();
+  const std::string token_id = Json(*made)["id"].get<std::string>();
+  auto user_watch = OpenWatch(work, "user", base_ + "/v1/computeinstances?watch=true",
+                              {"--cacert", ca_, "-H", "Authorization: Bearer " + user_token});
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = *ReadFile(ca_);
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
+  auto stub = api::ResourceService::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(grpc_port_), grpc::SslCredentials(ssl), args));
+  // Watched from just before an instance's creation: its ADDED event proves the watch is
+  // registered, not only connected.
+  auto ci = admin.Do("POST", "/v1/namespaces/default/computeinstances", ProcessInstance("cut-ci"));
+  ASSERT_TRUE(ci.ok() && ci->status / 100 == 2) << (ci.ok() ? ci->body : "");
+  const long rv = std::stol(Json(*ci)["object"]["metadata"]["resourceVersion"].get<std::string>());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + seconds(20));
+  ctx.AddMetadata("authorization", "Bearer " + user_token);
+  api::WatchRequest wreq;
+  wreq.set_kind("computeinstances");
+  wreq.set_resource_version(std::to_string(rv - 1));
+  auto reader = stub->Watch(&ctx, wreq);
+  api::WatchEvent ev;
+  ASSERT_TRUE(reader->Read(&ev)) << "no event on the gRPC watch: "
+                                 << reader->Finish().error_message();
+
+  auto revoked = admin.Do("DELETE", "/v1/tokens/" + token_id);
+  ASSERT_TRUE(revoked.ok() && revoked->status == 200);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (reader->Read(&ev)) {
+  }
+  grpc::Status st = reader->Finish();
+  EXPECT_LE(std::chrono::steady_clock::now() - t0, seconds(1)) << "the gRPC watch stayed open";
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  EXPECT_NE(st.error_message().find("was revoked"), std::string::npos) << st.error_message();
+  EXPECT_LE(TimeToExit(user_watch.get(), seconds(1)).count(), 1000)
+      << "the revoked token's REST watch stayed open";
+  auto again = cli::HttpClient::Create(base_, user_token, ca_)->Do("GET", "/v1/computeinstances");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->status, 401) << again->body;
+  (void)admin.Do("DELETE", "/v1/noderevocations/cut-node");
+  (void)admin.Do("DELETE", "/v1/namespaces/default/computeinstances/cut-ci");
+  std::filesystem::remove_all(work);
+}
+
+// A gRPC channel to the server with the client certificate `crt`/`key` (none when empty).
+std::unique_ptr<api::ResourceService::Stub> GrpcAs(int port, const std::string& ca,
+                                                   const std::string& crt, const std::string& key) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = *ReadFile(ca);
+  if (!crt.empty()) {
+    ssl.pem_cert_chain = *ReadFile(crt);
+    ssl.pem_private_key = *ReadFile(key);
+  }
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
+  return api::ResourceService::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::SslCredentials(ssl), args));
+}
+
+grpc::Status GrpcGetNode(api::ResourceService::Stub* stub, const std::string& node,
+                         const std::string& token = "") {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  api::GetRequest req;
+  req.set_kind("nodes");
+  req.set_namespace_("system");
+  req.set_name(node);
+  api::GetResponse resp;
+  return stub->Get(&ctx, req, &resp);
+}
+
+// The gRPC listener takes agent certificates as REST does: the same scope, another CA's and
+// a revoked node's refused with the reason, a certificate and a token together refused; a
+// revocation ends the agent's open gRPC watch.
+TEST_F(Mtls, GrpcTakesAgentCertificates) {
+  const std::string work = MakeTempDir("mtls-grpc");
+  auto [crt, key] = IssueOurs(dir_ + "/server", work, "grpc-node", "grpc");
+  auto admin = *cli::HttpClient::Create(base_, token_, ca_);
+  auto stub = GrpcAs(grpc_port_, ca_, crt, key);
+  // Its own Node (not made yet: NOT_FOUND, past authentication and scope), not another's.
+  grpc::Status st = GrpcGetNode(stub.get(), "grpc-node");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+  st = GrpcGetNode(stub.get(), "some-other-node");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  st = GrpcGetNode(stub.get(), "grpc-node", token_);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+
+  const std::string other = MakeTempDir("mtls-grpc-other");
+  ASSERT_TRUE(EnsureSelfSignedTls(other, {"127.0.0.1"}).ok());
+  auto [fcrt, fkey] = IssueOurs(other, work, "grpc-node", "foreign");
+  st = GrpcGetNode(GrpcAs(grpc_port_, ca_, fcrt, fkey).get(), "grpc-node");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  EXPECT_NE(st.error_message().find("certificate verify failed"), std::string::npos)
+      << st.error_message();
+  st = GrpcGetNode(GrpcAs(grpc_port_, ca_, "", "").get(), "grpc-node");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+
+  // An open watch of the agent, then its node is revoked.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + seconds(20));
+  api::WatchRequest wreq;
+  wreq.set_kind("computeinstances");
+  wreq.set_field_selector("metadata.agentId=grpc-node");
+  auto reader = stub->Watch(&ctx, wreq);
+  // A revocation that reaches the server before the watch registered ends it as it registers.
+  auto revoked = admin.Do("POST", "/v1/noderevocations/grpc-node");
+  ASSERT_TRUE(revoked.ok() && revoked->status / 100 == 2) << (revoked.ok() ? revoked->body : "");
+  const auto t0 = std::chrono::steady_clock::now();
+  api::WatchEvent ev;
+  while (reader->Read(&ev)) {
+  }
+  st = reader->Finish();
+  EXPECT_LE(std::chrono::steady_clock::now() - t0, seconds(1)) << "the watch stayed open";
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  EXPECT_NE(st.error_message().find("node 'grpc-node' was revoked"), std::string::npos)
+      << st.error_message();
+  st = GrpcGetNode(stub.get(), "grpc-node");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  EXPECT_NE(st.error_message().find("was revoked"), std::string::npos) << st.error_message();
+  (void)admin.Do("DELETE", "/v1/noderevocations/grpc-node");
+  std::filesystem::remove_all(other);
+  std::filesystem::remove_all(work);
 }
 
 TEST_F(Mtls, WrongCaHashRefusesTheJoin) {
