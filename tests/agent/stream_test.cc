@@ -1,12 +1,15 @@
 // photon logs / photon exec end to end: the real photon CLI, photon-server relaying and two
 // real photon-agents that dial back for the sessions of their own node (docs/api.md
-// "Streams"). One cluster and one process instance serve the whole suite.
+// "Streams"). One cluster, a process instance and a container serve the whole suite.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <sstream>
+
+#include "agent/host/run.h"
 #include "cluster.h"
 #include "test_env.h"
 
@@ -46,11 +49,13 @@ class Cli {
     if (posix_spawn(&pid_, a[0], &fa, nullptr, a.data(), e.data()) != 0) pid_ = 0;
     posix_spawn_file_actions_destroy(&fa);
   }
-  ~Cli() {
+  ~Cli() { Kill(); }
+  void Kill() {
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
+    pid_ = 0;
   }
   std::string Out() const { return Slurp(out_); }
   // Waits for the exit (bounded); kills it at the deadline.
@@ -81,7 +86,19 @@ class StreamTest : public ::testing::Test {
     cluster_ = new Cluster();
     a_ = "sa" + suffix_;
     b_ = "sb" + suffix_;
-    if (!cluster_->StartAgent(a_, "zone=z1") || !cluster_->StartAgent(b_, "zone=z2")) return;
+    // Containers: images from a root of the test's own, confined rootfs trees where every
+    // directory above them is searchable.
+    images_root_ = MakeTempDir("stream-images");
+    ctr_root_ = "/var/tmp/photon-stream-ctr-XXXXXX";
+    if (mkdtemp(ctr_root_.data()) == nullptr || chmod(ctr_root_.c_str(), 0711) != 0) return;
+    std::string config = cluster_->dir() + "/a.yaml";
+    if (!WriteFileAtomic(config, "drivers:\n  container: {images_root: \"" + images_root_ +
+                                     "\", rootfs_root: \"" + ctr_root_ + "\"}\n")
+             .ok() ||
+        !cluster_->StartAgent(a_, "zone=z1", {"--config", config}) ||
+        !cluster_->StartAgent(b_, "zone=z2")) {
+      return;
+    }
     admin_ = Slurp(cluster_->dir() + "/server/admin.token");
     while (!admin_.empty() && admin_.back() == '\n') admin_.pop_back();
     // The workload: five lines, "ready", then a line each time /tmp/go (its private /tmp,
@@ -99,10 +116,34 @@ class StreamTest : public ::testing::Test {
       return;
     }
     running_ = WaitFor([] { return cluster_->Phase("talker") == "RUNNING"; }, 20s);
+    StartContainer();
+  }
+  // "boxed": a busybox container that says hello and sleeps.
+  static void StartContainer() {
+    std::string rootfs = images_root_ + "/busybox";
+    auto made =
+        RunCommand({"bash", std::string(PHOTON_SOURCE_DIR) + "/scripts/make-rootfs.sh", rootfs});
+    if (!made.ok() || made->exit_code != 0) return;
+    json img = {{"metadata", {{"name", "busybox"}}},
+                {"spec", {{"sourcePath", rootfs}, {"format", "rootfs-dir"}}}};
+    if (cluster_->Call("POST", "/v1/namespaces/default/images", img).status != 202) return;
+    json inst = {
+        {"metadata", {{"name", "boxed"}, {"agentId", a_}}},
+        {"spec",
+         {{"container",
+           {{"image", "busybox"}, {"command", {"sh", "-c", "echo boxed-hello; exec sleep 3600"}}}},
+          {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+    if (cluster_->Call("POST", "/v1/namespaces/default/computeinstances", inst).status != 202) {
+      return;
+    }
+    boxed_ = WaitFor([] { return cluster_->Phase("boxed") == "RUNNING"; }, 60s);
   }
   static void TearDownTestSuite() {
     delete cluster_;
     cluster_ = nullptr;
+    std::error_code ec;
+    if (!images_root_.empty()) std::filesystem::remove_all(images_root_, ec);
+    if (!ctr_root_.empty()) std::filesystem::remove_all(ctr_root_, ec);
   }
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "the agent needs root for namespaces and cgroups";
@@ -132,7 +173,8 @@ class StreamTest : public ::testing::Test {
 
   static inline Cluster* cluster_ = nullptr;
   static inline std::string suffix_, a_, b_, admin_;
-  static inline bool running_ = false;
+  static inline std::string images_root_, ctr_root_;
+  static inline bool running_ = false, boxed_ = false;
 };
 
 TEST_F(StreamTest, LogsTailPrintsTheLastLines) {
@@ -186,12 +228,57 @@ TEST_F(StreamTest, ExecRunsAsTheWorkloadInItsNamespaces) {
   EXPECT_NE(r.out, Slurp("/proc/1/cmdline"));
 }
 
+// Processes on this host whose command line is exactly `argv`.
+std::vector<pid_t> PidsRunning(const std::vector<std::string>& argv) {
+  std::string want;
+  for (const auto& a : argv) want += a + '\0';
+  std::vector<pid_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (Slurp(e.path().string() + "/cmdline") == want) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+TEST_F(StreamTest, ACommandEndsWhenTheUserGoesAway) {
+  const std::vector<std::string> cmd = {"sleep", std::to_string(900 + getpid() % 97)};
+  std::vector<std::string> args = {"exec", "talker", "--"};
+  args.insert(args.end(), cmd.begin(), cmd.end());
+  Cli cli(cluster_->dir(), cluster_->base(), admin_, args);
+  ASSERT_TRUE(WaitFor([&] { return PidsRunning(cmd).size() == 1; }, 20s));
+  cli.Kill();  // as Ctrl-C would: the connection closes, the server cancels the session
+  EXPECT_TRUE(WaitFor([&] { return PidsRunning(cmd).empty(); }, 20s));
+}
+
 TEST_F(StreamTest, ExecPassesStdin) {
   std::string in = cluster_->dir() + "/stdin.txt";
   ASSERT_TRUE(WriteFileAtomic(in, "hi\nthere\n", 0644).ok());
   auto r = Photon({"exec", "talker", "--", "cat"}, "", in);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "hi\nthere\n");
+}
+
+TEST_F(StreamTest, ContainersExecAsTheirOwnUserAndShowTheirLogs) {
+  ASSERT_TRUE(boxed_) << "the busybox container did not reach RUNNING";
+  auto r = Photon({"logs", "boxed"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "boxed-hello\n");
+  // Root inside, an unprivileged host uid outside: its user namespace maps 0 elsewhere.
+  r = Photon({"exec", "boxed", "--", "sh", "-c", "id -u; cat /proc/self/uid_map; exit 3"});
+  EXPECT_EQ(r.code, 3) << r.err;
+  std::istringstream out(r.out);
+  std::string uid;
+  int64_t inside = -1, outside = -1;
+  out >> uid >> inside >> outside;
+  EXPECT_EQ(uid, "0") << r.out;
+  EXPECT_EQ(inside, 0) << r.out;
+  EXPECT_GT(outside, 0) << r.out;
+  std::string in = cluster_->dir() + "/boxed-stdin.txt";
+  ASSERT_TRUE(WriteFileAtomic(in, "to the box\n", 0644).ok());
+  r = Photon({"exec", "boxed", "--", "cat"}, "", in);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "to the box\n");
 }
 
 TEST_F(StreamTest, ViewersReadLogsButCannotExecAndOtherNamespacesAreNotFound) {
