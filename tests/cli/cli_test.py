@@ -182,7 +182,8 @@ class CliTest(unittest.TestCase):
     def report(self, check, severity, team, key=None):
         return self.ops_post("/v1/namespaces/opsfilt/events", {"spec": {"opsEvent": {
             "check": check, "severity": severity, "dedupKey": key or check,
-            "output": f"{check} {severity}", "labels": {"team": team}}}})
+            "output": f"{check} {severity}", "labels": {"team": team},
+            "reissueDurationSeconds": 3600}}})
 
     def test_events_and_alerts_list_and_watch_filters(self):
         # Critical events open alerts (once the server has seen the rule).
@@ -196,7 +197,27 @@ class CliTest(unittest.TestCase):
                 break
             self.assertLess(time.time(), deadline, "the rule never applied")
             time.sleep(0.02)
-        self.report("disk", "CRITICAL", "db")
+        disk = self.report("disk", "CRITICAL", "db")
+        self.assertTrue(disk["issued"], disk)
+        # A repeat only counts (decided from memory); once the stored event is deleted, the
+        # next report is new again and issued.
+        self.assertFalse(self.report("disk", "CRITICAL", "db")["issued"])
+        path = f"/v1/namespaces/opsfilt/events/{disk['event']}"
+        auth = {"Authorization": f"Bearer {self.token}"}
+        deadline = time.time() + 10
+        while True:  # the repeat's count is written within the next batch (20 ms)
+            with urllib.request.urlopen(urllib.request.Request(
+                    f"http://127.0.0.1:{self.port}{path}", headers=auth), timeout=10) as r:
+                if json.loads(r.read())["spec"]["opsEvent"].get("count") == "2":
+                    break
+            self.assertLess(time.time(), deadline, "the repeat's count was never written")
+            time.sleep(0.02)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", method="DELETE", headers=auth)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertLess(r.status, 300)
+        again = self.report("disk", "CRITICAL", "db")
+        self.assertTrue(again["issued"], again)
         self.report("load", "WARNING", "web")
         self.report("ping", "SUCCESS", "db")
 

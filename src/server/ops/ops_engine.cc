@@ -112,8 +112,12 @@ Status OpsEngine::ReadPrevious(const Work& w, size_t stripe, event::Event* prev,
   if (auto it = known.find(w.key); it != known.end()) {
     // Another writer (housekeeping, an operator, another server) changed it since: the store
     // decides. The cache follows the store within milliseconds.
+    // The cache's revision is read first: at or past ours, a missing key was deleted since.
+    const int64_t seen = resources_->cache()->revision();
     auto cached = resources_->cache()->Get(w.key);
-    if (it->second.flushing || !cached || cached->mod_revision() <= it->second.revision) {
+    const bool changed =
+        cached ? cached->mod_revision() > it->second.revision : seen >= it->second.revision;
+    if (it->second.flushing || !changed) {
       *prev = it->second.ev;
       *revision = it->second.revision;
       return absl::OkStatus();
