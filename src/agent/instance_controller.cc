@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "agent/host/record_log.h"
 #include "common/file_util.h"
 #include "common/http_server.h"
 #include "common/util.h"
@@ -87,33 +88,60 @@ void InstanceController::Stop() {
 
 // ---- handle records -------------------------------------------------------------------------
 
+namespace {
+
+json RecordJson(const std::string& id, const std::string& key, const std::string& driver,
+                const std::string& data, int64_t generation) {
+  return json{
+      {"id", id}, {"key", key}, {"driver", driver}, {"data", data}, {"generation", generation}};
+}
+
+}  // namespace
+
+// The records live in one log (DIR/handles.log, host/record_log.h). An agent of an earlier
+// version kept a file per record in DIR/handles/: those are moved into the log once.
 void InstanceController::LoadRecords() {
-  std::string dir = options_.data_dir + "/handles";
-  (void)MakeDirs(dir, 0700);
+  auto log = RecordLog::Open(options_.data_dir + "/handles.log");
+  if (!log.ok()) {
+    spdlog::error("handle records: {}", log.status().ToString());
+    return;
+  }
+  log_ = std::move(*log);
+  std::string legacy = options_.data_dir + "/handles";
   std::error_code ec;
-  std::lock_guard<std::mutex> l(mu_);
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
+  for (const auto& e : fs::directory_iterator(legacy, ec)) {
     auto data = ReadFile(e.path().string());
-    if (!data.ok()) continue;
-    json j = json::parse(*data, nullptr, false);
+    json j = data.ok() ? json::parse(*data, nullptr, false) : json();
+    if (j.is_object() && !j.value("id", "").empty()) {
+      Status s = log_->Put(j.value("id", ""), j.dump());
+      if (!s.ok()) {
+        spdlog::error("moving {} into the handle log: {}", e.path().string(), s.ToString());
+        continue;
+      }
+    }
+    fs::remove(e.path(), ec);
+  }
+  fs::remove(legacy, ec);
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [id, text] : log_->Records()) {
+    json j = json::parse(text, nullptr, false);
     if (!j.is_object()) continue;
     Record r;
-    r.id = j.value("id", "");
+    r.id = id;
     r.key = j.value("key", "");
     r.driver = j.value("driver", "");
     r.data = j.value("data", "");
     r.generation = j.value("generation", int64_t{0});
-    if (!r.id.empty()) records_[r.id] = r;
+    records_[r.id] = r;
   }
+  running_ = records_.size();
 }
 
+// Returns once the record is on disk: the log's group commit makes the workers that save at
+// the same moment share one fdatasync.
 void InstanceController::SaveRecord(const Record& r) {
-  json j{{"id", r.id},
-         {"key", r.key},
-         {"driver", r.driver},
-         {"data", r.data},
-         {"generation", r.generation}};
-  Status s = WriteFileAtomic(options_.data_dir + "/handles/" + r.id + ".json", j.dump(), 0600);
+  Status s = log_ ? log_->Put(r.id, RecordJson(r.id, r.key, r.driver, r.data, r.generation).dump())
+                  : absl::FailedPreconditionError("the handle log could not be opened");
   if (!s.ok()) spdlog::error("persisting handle of {}: {}", r.key, s.ToString());
   std::lock_guard<std::mutex> l(mu_);
   records_[r.id] = r;
@@ -121,8 +149,10 @@ void InstanceController::SaveRecord(const Record& r) {
 }
 
 void InstanceController::EraseRecord(const std::string& id) {
-  std::error_code ec;
-  fs::remove(options_.data_dir + "/handles/" + id + ".json", ec);
+  if (log_) {
+    Status s = log_->Erase(id);
+    if (!s.ok()) spdlog::error("erasing the handle of {}: {}", id, s.ToString());
+  }
   std::lock_guard<std::mutex> l(mu_);
   records_.erase(id);
   failures_.erase(id);

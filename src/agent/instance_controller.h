@@ -2,9 +2,10 @@
 // style): the instance informer feeds keys into a de-duplicating work queue; workers run an
 // idempotent Reconcile(key) that compares what should run (agentId == this node, no
 // deletionTimestamp) with what the provider reports, starts or destroys accordingly, and
-// writes status with compare-and-swap. Handles are persisted under DIR/handles so a restarted
-// agent adopts what runs (Adopt), destroys orphans and never starts a duplicate.
-// Actions (operations with agentId == this node) run on their own queue.
+// writes status with compare-and-swap. Handles are persisted in DIR/handles.log (one fsync per
+// batch of starts, host/record_log.h) so a restarted agent adopts what runs (Adopt), destroys
+// orphans and never starts a duplicate. Actions (operations with agentId == this node) run on their
+// own queue.
 //
 // Thread-safety: public methods are thread-safe.
 #pragma once
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "agent/api_client.h"
+#include "agent/host/record_log.h"
 #include "agent/informer.h"
 #include "agent/port_wiring.h"
 #include "agent/provider.h"
@@ -31,7 +33,7 @@ namespace photon::agent {
 
 struct ControllerOptions {
   std::string node_name;
-  std::string data_dir;           // the agent's; handles live in DIR/handles
+  std::string data_dir;           // the agent's; handles live in DIR/handles.log
   std::set<std::string> drivers;  // the drivers whose Fingerprint succeeded
   int workers = 8;
 };
@@ -122,6 +124,7 @@ class InstanceController {
   WorkQueue actions_;
   std::vector<std::thread> threads_;
   std::mutex mu_;
+  std::unique_ptr<RecordLog> log_;           // set by LoadRecords (Adopt)
   std::map<std::string, Record> records_;    // by instance id
   std::map<std::string, Failure> failures_;  // by instance id
   std::set<std::string> done_ops_;

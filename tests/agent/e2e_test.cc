@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "agent/host/record_log.h"
 #include "cluster.h"
 #include "test_env.h"
 
@@ -294,7 +295,9 @@ TEST_F(AgentE2eTest, DeleteLeavesNothingBehind) {
   auto runc = RunCommand({"runc", "--root", dir + "/providers/container/runc", "list", "-q"});
   ASSERT_TRUE(runc.ok());
   EXPECT_EQ(runc->output, "");
-  EXPECT_TRUE(std::filesystem::is_empty(dir + "/handles"));
+  auto records = RecordLog::Read(dir + "/handles.log");
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_TRUE(records->empty()) << records->begin()->first;
 }
 
 TEST_F(AgentE2eTest, BadSpecsAreRefusedOrErrorWithTheReason) {
