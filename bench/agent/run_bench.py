@@ -153,8 +153,12 @@ def agent_metrics(ports):
                     out[k]["sum_s"] += float(line.split()[1])
                 elif line.startswith(name + "_count "):
                     out[k]["count"] += int(line.split()[1])
-    for v in out.values():
-        v["sum_s"] = round(v["sum_s"], 2)
+        for line in text.splitlines():
+            if line.startswith("photon_agent_status_writes_total "):
+                out["status_writes_accepted"] = out.get("status_writes_accepted", 0) + int(
+                    float(line.split()[1]))
+    for k in AGENT_METRICS:
+        out[k]["sum_s"] = round(out[k]["sum_s"], 2)
     return out
 
 
@@ -325,6 +329,10 @@ def main():
         c = statistics.median(x["agent_metrics"][k]["count"] for x in results)
         t = statistics.median(x["agent_metrics"][k]["sum_s"] for x in results)
         print(f"  agents' {k:15s} {c:7.0f} calls, {t:8.2f} s in all ({1000 * t / max(c, 1):.2f} ms each)")
+    accepted = statistics.median(x["agent_metrics"].get("status_writes_accepted", 0) for x in results)
+    print(f"  status writes the server accepted {accepted:7.0f}")
+    print(f"  agent stage: last placed -> last RUNNING "
+          f"{statistics.median((x['stages']['running']['last_s'] or 0) - (x['stages']['placed']['last_s'] or 0) for x in results):6.2f} s")
     for k in ("server", "agents"):
         print(f"  CPU of the {k:7s} from the first create to all RUNNING "
               f"{statistics.median(x['busy_cpu_s'][k] for x in results):6.2f} s")
