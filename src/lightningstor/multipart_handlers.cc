@@ -48,7 +48,7 @@ StatusOr<int> PartNumber(const std::string& text) {
 
 StatusOr<http::Response> S3Service::CreateMultipartUpload(S3Request& r) {
   if (r.key.size() > 1024) return S3Error("KeyTooLongError", "Your key is too long");
-  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   UploadMeta u;
   u.upload_id = RandomHex(16);
   u.bucket = r.bucket;
@@ -59,6 +59,11 @@ StatusOr<http::Response> S3Service::CreateMultipartUpload(S3Request& r) {
   for (const auto& [name, value] : r.http.headers)
     if (IsStoredHeader(name)) u.headers[name] = value;
   PHOTON_RETURN_IF_ERROR(ObjectAttributes(r, &u.headers));
+  const std::string& algorithm = r.http.Header("x-amz-checksum-algorithm");
+  if (!algorithm.empty()) u.headers[kChecksumAlgorithmHeader] = algorithm;
+  // x-amz-object-lock-* checked now and kept with the upload; the bucket's default retention,
+  // counted from the completion, is added then when none was asked.
+  PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &u.headers, true, false));
   PHOTON_RETURN_IF_ERROR(meta_->CreateUpload(u));
   XmlWriter w;
   w.Open("InitiateMultipartUploadResult", kXmlns);

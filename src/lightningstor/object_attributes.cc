@@ -134,12 +134,21 @@ StatusOr<http::Response> S3Service::GetObjectAttributes(S3Request& r) {
   }
   PHOTON_RETURN_IF_ERROR(sse_.ForRead(o.headers, sse).status());
 
+  // S3 answers a multipart object uploaded with a checksum algorithm with its composite
+  // checksum and each part's; lightningstor verified the parts' but keeps neither.
+  auto algorithm = o.headers.find(kChecksumAlgorithmHeader);
+  if (algorithm != o.headers.end() && (asked.count("Checksum") || asked.count("ObjectParts"))) {
+    return S3Error("NotImplemented",
+                   "lightningstor keeps no composite or per-part checksums of multipart objects "
+                   "(this one was uploaded with x-amz-checksum-algorithm " +
+                       algorithm->second + "); ask for ETag, StorageClass or ObjectSize");
+  }
   XmlWriter w;
   w.Open("GetObjectAttributesResponse", kXmlns);
   if (asked.count("ETag")) w.Element("ETag", o.etag);
   if (asked.count("Checksum")) {
-    // Only what was verified and stored at upload; a multipart object has none (no composite
-    // checksum is kept), so the element is left out as S3 leaves it out.
+    // Only what was verified and stored at upload; a multipart object uploaded without a
+    // checksum algorithm has none, and S3 leaves the element out then too.
     static const std::pair<const char*, const char*> kAlgorithms[] = {
         {"x-amz-checksum-crc32", "ChecksumCRC32"},
         {"x-amz-checksum-crc32c", "ChecksumCRC32C"},

@@ -24,6 +24,10 @@ inline constexpr const char* kTagsHeader = "x-photon-tagging";
 inline constexpr const char* kAclHeader = "x-photon-acl";
 // The part numbers a multipart object was completed from ("1,3,5"), for GET ?partNumber=.
 inline constexpr const char* kPartsHeader = "x-photon-parts";
+// The x-amz-checksum-algorithm a multipart upload was made with ("CRC32"): its parts' checksums
+// were verified, but no composite checksum is kept, so GetObjectAttributes refuses to answer
+// Checksum / ObjectParts for it rather than leave them out.
+inline constexpr const char* kChecksumAlgorithmHeader = "x-photon-checksum-algorithm";
 // Whether a stored header is internal (never returned to clients as a header).
 bool IsInternalHeader(const std::string& name);
 

@@ -349,7 +349,10 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
                    "x-amz-tagging is taken only with x-amz-tagging-directive: REPLACE");
   }
   PHOTON_RETURN_IF_ERROR(ObjectAttributes(r, &o.headers));
-  PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &o.headers, false));
+  // The copy's lock is the request's x-amz-object-lock-* or the bucket's default, never the
+  // source's.
+  StoreLock(ObjectLock{}, &o.headers);
+  PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &o.headers, true));
   FillData(o, blob);
   std::string etag = o.etag;
   int64_t mtime = o.mtime_ms;

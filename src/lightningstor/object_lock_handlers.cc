@@ -49,8 +49,11 @@ StatusOr<std::string> VersionOf(const http::Request& req) {
 }  // namespace
 
 Status S3Service::ApplyObjectLock(const S3Request& r, const BucketMeta& bucket,
-                                  std::map<std::string, std::string>* headers, bool from_request) {
-  ObjectLock lock;  // a new version never inherits a source's lock
+                                  std::map<std::string, std::string>* headers, bool from_request,
+                                  bool with_default) {
+  // From the request, or the lock CreateMultipartUpload kept for the upload's completion (the
+  // caller removed a copy source's: a new version never inherits a lock).
+  ObjectLock lock = from_request ? ObjectLock{} : LockOf(*headers);
   const http::Request& req = r.http;
   bool asked = from_request && (req.HasHeader("x-amz-object-lock-mode") ||
                                 req.HasHeader("x-amz-object-lock-retain-until-date") ||
@@ -78,7 +81,7 @@ Status S3Service::ApplyObjectLock(const S3Request& r, const BucketMeta& bucket,
     lock.legal_hold = hold == "ON";
   }
   auto [mode, days] = DefaultRetention(bucket.object_lock);
-  if (lock.mode.empty() && days > 0) {
+  if (with_default && lock.mode.empty() && days > 0) {
     lock.mode = mode;
     lock.until_ms = clock_->NowMillis() + days * kDayMs;
   }

@@ -74,9 +74,10 @@ Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op)
                      "and HeadObject only (" +
                          name + " on " + op + ")");
     }
-    // Object Lock: set by PutObject, at bucket creation, and bypassed on deletes and retention
-    // changes; on copies and multipart uploads the bucket's default retention applies only.
-    if ((name.rfind("x-amz-object-lock-", 0) == 0 && op != "PutObject") ||
+    // Object Lock: set by PutObject, CopyObject and CreateMultipartUpload, at bucket
+    // creation, and bypassed on deletes and retention changes.
+    bool lock_op = op == "PutObject" || op == "CopyObject" || op == "CreateMultipartUpload";
+    if ((name.rfind("x-amz-object-lock-", 0) == 0 && !lock_op) ||
         (name == "x-amz-bucket-object-lock-enabled" && op != "CreateBucket") ||
         (name == "x-amz-bypass-governance-retention" && op != "DeleteObject" &&
          op != "DeleteObjects" && op != "PutObjectRetention")) {

@@ -140,10 +140,13 @@ class S3Service {
   StatusOr<http::Response> GetObjectRetention(S3Request& r);
   StatusOr<http::Response> PutObjectLegalHold(S3Request& r);
   StatusOr<http::Response> GetObjectLegalHold(S3Request& r);
-  // The retention and legal hold of a new version: the request's x-amz-object-lock-* headers
-  // (from_request; InvalidRequest on a bucket without Object Lock) or the bucket's default.
+  // The retention and legal hold of a new version into its headers: the request's
+  // x-amz-object-lock-* headers (from_request; InvalidRequest on a bucket without Object Lock)
+  // or those already in *headers (an upload's, kept by CreateMultipartUpload), else the
+  // bucket's default retention (with_default; an upload takes it when it completes).
   Status ApplyObjectLock(const S3Request& r, const BucketMeta& bucket,
-                         std::map<std::string, std::string>* headers, bool from_request);
+                         std::map<std::string, std::string>* headers, bool from_request,
+                         bool with_default = true);
   // x-amz-object-lock-* of a GET/HEAD answer.
   static void AddLockHeaders(const std::map<std::string, std::string>& headers,
                              http::Response& resp);

@@ -324,6 +324,19 @@ class SemanticsTest(unittest.TestCase):
                                         PartNumberMarker=op["NextPartNumberMarker"])["ObjectParts"]
         self.assertFalse(rest["IsTruncated"])
         self.assertEqual([(p["PartNumber"], p["Size"]) for p in rest["Parts"]], [(9, 7)])
+        # Uploaded with a checksum algorithm: S3 would answer its composite checksum and each
+        # part's; lightningstor keeps neither, so asking for them is refused, not left out.
+        uid = s3.create_multipart_upload(Bucket="sem", Key="attrs-mp-sum", ChecksumAlgorithm="SHA256")["UploadId"]
+        p1 = s3.upload_part(Bucket="sem", Key="attrs-mp-sum", UploadId=uid, PartNumber=1, Body=b"abc",
+                            ChecksumAlgorithm="SHA256")
+        s3.complete_multipart_upload(Bucket="sem", Key="attrs-mp-sum", UploadId=uid, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": p1["ETag"], "ChecksumSHA256": p1["ChecksumSHA256"]}]})
+        for asked in (["Checksum"], ["ObjectParts"], every):
+            with self.assertRaises(ClientError) as e:
+                s3.get_object_attributes(Bucket="sem", Key="attrs-mp-sum", ObjectAttributes=asked)
+            self.assertEqual(code(e), "NotImplemented", asked)
+        self.assertEqual(s3.get_object_attributes(Bucket="sem", Key="attrs-mp-sum",
+                                                  ObjectAttributes=["ObjectSize"])["ObjectSize"], 3)
         # Refusals: unknown attribute, a missing key, an anonymous caller, SSE-C without the key.
         with self.assertRaises(ClientError) as e:
             s3.get_object_attributes(Bucket="sem", Key="attrs", ObjectAttributes=["Owner"])
@@ -499,10 +512,56 @@ class SemanticsTest(unittest.TestCase):
             s3.put_object(Bucket="worm", Key="bad", Body=b"x", ObjectLockMode="GOVERNANCE",
                           ObjectLockRetainUntilDate=datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc))
         self.assertEqual(code(e), "InvalidArgument")
+        # x-amz-object-lock-* on a copy and on a multipart upload: the new version has them
+        # (not the bucket's default COMPLIANCE), and they hold.
+        future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)
+        s3.put_object(Bucket="worm", Key="src", Body=b"s")
+        s3.copy_object(Bucket="worm", Key="locked-copy", CopySource="worm/src", ObjectLockMode="GOVERNANCE",
+                       ObjectLockRetainUntilDate=future, ObjectLockLegalHoldStatus="ON")
+        head = s3.head_object(Bucket="worm", Key="locked-copy")
+        self.assertEqual((head["ObjectLockMode"], head["ObjectLockLegalHoldStatus"]), ("GOVERNANCE", "ON"))
+        self.assertEqual(head["ObjectLockRetainUntilDate"].replace(microsecond=0), future.replace(microsecond=0))
         with self.assertRaises(ClientError) as e:
-            s3.create_multipart_upload(Bucket="worm", Key="mp-lock", ObjectLockMode="GOVERNANCE",
-                                       ObjectLockRetainUntilDate=future)
-        self.assertEqual(code(e), "NotImplemented")
+            s3.delete_object(Bucket="worm", Key="locked-copy", VersionId=head["VersionId"],
+                             BypassGovernanceRetention=True)
+        self.assertEqual(code(e), "AccessDenied")  # the legal hold
+        up = s3.create_multipart_upload(Bucket="worm", Key="mp-lock", ObjectLockMode="GOVERNANCE",
+                                        ObjectLockRetainUntilDate=future)
+        part = s3.upload_part(Bucket="worm", Key="mp-lock", UploadId=up["UploadId"], PartNumber=1, Body=b"p")
+        s3.complete_multipart_upload(Bucket="worm", Key="mp-lock", UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        head = s3.head_object(Bucket="worm", Key="mp-lock")
+        self.assertEqual(head["ObjectLockMode"], "GOVERNANCE")
+        self.assertEqual(head["ObjectLockRetainUntilDate"].replace(microsecond=0), future.replace(microsecond=0))
+        with self.assertRaises(ClientError) as e:
+            s3.delete_object(Bucket="worm", Key="mp-lock", VersionId=head["VersionId"])
+        self.assertEqual(code(e), "AccessDenied")
+        up = s3.create_multipart_upload(Bucket="worm", Key="mp-hold", ObjectLockLegalHoldStatus="ON")
+        part = s3.upload_part(Bucket="worm", Key="mp-hold", UploadId=up["UploadId"], PartNumber=1, Body=b"p")
+        s3.complete_multipart_upload(Bucket="worm", Key="mp-hold", UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        head = s3.head_object(Bucket="worm", Key="mp-hold")
+        self.assertEqual((head["ObjectLockLegalHoldStatus"], head["ObjectLockMode"]), ("ON", "COMPLIANCE"))
+        # Bad values and buckets without Object Lock are refused, nothing made.
+        past = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)
+        for call, kwargs in ((s3.create_multipart_upload, {}),
+                             (s3.copy_object, {"CopySource": "worm/src"})):
+            with self.assertRaises(ClientError) as e:
+                call(Bucket="worm", Key="bad", ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=past, **kwargs)
+            self.assertEqual(code(e), "InvalidArgument", call)
+            with self.assertRaises(ClientError) as e:
+                call(Bucket="worm", Key="bad", ObjectLockMode="GOVERNANCE", **kwargs)
+            self.assertEqual(code(e), "InvalidArgument", call)
+        s3.put_object(Bucket="sem", Key="lock-src", Body=b"x")
+        for call, kwargs in ((s3.create_multipart_upload, {}),
+                             (s3.copy_object, {"CopySource": "sem/lock-src"})):
+            with self.assertRaises(ClientError) as e:
+                call(Bucket="sem", Key="lock-bad", ObjectLockLegalHoldStatus="ON", **kwargs)
+            self.assertEqual(code(e), "InvalidRequest", call)
+        self.assertNotIn("Uploads", s3.list_multipart_uploads(Bucket="sem", Prefix="lock-bad"))
+        # A copy out of a locked bucket does not carry the lock.
+        s3.copy_object(Bucket="sem", Key="unlocked", CopySource="worm/locked-copy")
+        self.assertNotIn("ObjectLockLegalHoldStatus", s3.head_object(Bucket="sem", Key="unlocked"))
 
     # --- server access logging ------------------------------------------------------------
 
@@ -595,9 +654,24 @@ class SemanticsTest(unittest.TestCase):
         with self.assertRaises(ClientError) as e:
             s3.copy_object(Bucket="sem", Key="sse-copy", CopySource="sem/sse-s3-small")
         self.assertEqual(code(e), "NotImplemented")
+        # SSE on multipart uploads and copies is not implemented: refused, never stored plain.
+        s3.put_object(Bucket="sem", Key="plain-src", Body=b"p")
+        sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
+        for kwargs in ({"ServerSideEncryption": "AES256"}, sse_c):
+            with self.assertRaises(ClientError) as e:
+                s3.create_multipart_upload(Bucket="sem", Key="sse-mp", **kwargs)
+            self.assertEqual(code(e), "NotImplemented", kwargs)
+            with self.assertRaises(ClientError) as e:
+                s3.copy_object(Bucket="sem", Key="sse-copy", CopySource="sem/plain-src", **kwargs)
+            self.assertEqual(code(e), "NotImplemented", kwargs)
         with self.assertRaises(ClientError) as e:
-            s3.create_multipart_upload(Bucket="sem", Key="sse-mp", ServerSideEncryption="AES256")
+            s3.copy_object(Bucket="sem", Key="sse-copy", CopySource="sem/plain-src",
+                           CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=os.urandom(32))
         self.assertEqual(code(e), "NotImplemented")
+        self.assertNotIn("Uploads", s3.list_multipart_uploads(Bucket="sem", Prefix="sse-mp"))
+        with self.assertRaises(ClientError) as e:
+            s3.head_object(Bucket="sem", Key="sse-copy")
+        self.assertEqual(status(e), 404)
         # The data keys survive a restart (the master key file is read back).
         self.d.stop(cleanup=False)
         self.d.start()  # on a new port: every test's client follows it
