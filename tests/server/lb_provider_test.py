@@ -425,6 +425,75 @@ class LoadBalancerProviderTest(unittest.TestCase):
                 "GET", "/v1/namespaces/%s/computeinstances?labelSelector="
                 "photon.io/regionservice=tls" % NS)[1].get("items"), 30)
 
+    def test_5_routes_by_host_and_path_to_other_target_ports(self):
+        """Routes send matching requests to another port of the same replicas (here one no
+        replica listens on: HAProxy answers 503), the rest to the listener's targetPort; routes
+        removed from the spec are removed from fiberlb with their pool. Routes on a TCP
+        listener, or one without host and path, are refused naming the field."""
+        vip, target, closed = (harness.free_port() for _ in range(3))
+        path = "/v1/namespaces/%s/regionservices/routed" % NS
+        routes = [{"pathPrefix": "/elsewhere/", "targetPort": closed},
+                  {"host": "Other.Test", "targetPort": closed}]
+
+        def body(name, routes, protocol="HTTP"):
+            b = self.rs_body(1)
+            b["metadata"]["name"] = name
+            b["spec"]["template"]["process"]["command"][-1] = str(target)
+            b["spec"]["loadBalancer"]["listeners"] = [
+                {"port": vip, "protocol": protocol, "targetPort": target, "routes": routes}]
+            return b
+        for rts, proto, field in (
+                (routes, "TCP", "spec.loadBalancer.listeners[0].routes"),
+                ([{"targetPort": closed}], "HTTP", "spec.loadBalancer.listeners[0].routes[0]"),
+                ([{"pathPrefix": "x", "targetPort": closed}], "HTTP",
+                 "spec.loadBalancer.listeners[0].routes[0].pathPrefix")):
+            status, out = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS,
+                                        body("routedbad", rts, proto))
+            self.assertEqual(status, 400, out)
+            self.assertIn(field, json.dumps(out))
+        status, out = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS,
+                                    body("routed", routes))
+        self.assertEqual(status, 202, out)
+        route_pool = "photon.%s.routed.%d-%d" % (NS, vip, closed)
+
+        def get(url_path, host=None):
+            if self.api.call("GET", "/v1/namespaces/%s/loadbalancers/routed" % NS)[1].get(
+                    "status", {}).get("phase") != "RUNNING":
+                return 0, ""
+            args = ["-H", "Host: " + host] if host else []
+            out = subprocess.run(["curl", "-sS", "--max-time", "5", "-o", "-", "-w",
+                                  "\n%{http_code}"] + args +
+                                 ["http://127.0.0.1:%d%s" % (vip, url_path)],
+                                 capture_output=True, text=True, timeout=10)
+            who, _, code = out.stdout.rpartition("\n")
+            return int(code or 0), who
+        try:
+            wait_until("200 from the replica at /", lambda: get("/")[0] == 200, 30)
+            self.assertTrue(get("/")[1].startswith("routed-"))
+            self.assertEqual(get("/elsewhere/x")[0], 503)  # routed to the closed port
+            self.assertEqual(get("/", host="other.test:%d" % vip)[0], 503)
+            self.assertEqual(get("/elsewhere")[0], 200)  # a prefix, not a substring
+            self.assertIn(route_pool, [p["name"] for p in self.lb.state()["pools"]])
+            # Routes removed: every request goes to the targetPort, the route's pool is gone.
+            for _ in range(20):
+                status, rs = self.api.call("GET", path)
+                rs["spec"]["loadBalancer"]["listeners"][0]["routes"] = []
+                status, out = self.api.call("PUT", path, rs)
+                if status != 409:
+                    break
+            self.assertEqual(status, 200, out)
+            wait_until("/elsewhere/x served by the replica", lambda: get("/elsewhere/x")[0] == 200,
+                       15)
+            wait_until("route pool removed", lambda: route_pool not in
+                       [p["name"] for p in self.lb.state()["pools"]], 15)
+        finally:
+            self.api.call("DELETE", path)
+            wait_until("routed LoadBalancer gone", lambda: self.api.call(
+                "GET", "/v1/namespaces/%s/loadbalancers/routed" % NS)[0] == 404, 15)
+            wait_until("routed replicas gone", lambda: not self.api.call(
+                "GET", "/v1/namespaces/%s/computeinstances?labelSelector="
+                "photon.io/regionservice=routed" % NS)[1].get("items"), 30)
+
     def test_3_without_fiberlb_a_load_balancer_is_refused(self):
         port = harness.free_port()
         data = os.path.join(self.tmp, "server-nolb")

@@ -87,6 +87,31 @@ Status ValidateCertificates(const network::Listener& l, const std::string& proto
   return absl::OkStatus();
 }
 
+// An HTTP or HTTPS listener's routes: each to another port of the same members.
+Status ValidateRoutes(const network::Listener& l, const std::string& proto, const std::string& at) {
+  if (l.routes_size() == 0) return absl::OkStatus();
+  if (proto != "HTTP" && proto != "HTTPS")
+    return Bad(at + ".routes", "for HTTP and HTTPS listeners only");
+  if (l.routes_size() > 32) return Bad(at + ".routes", "at most 32");
+  for (int k = 0; k < l.routes_size(); ++k) {
+    const auto& r = l.routes(k);
+    const std::string rat = at + ".routes[" + std::to_string(k) + "]";
+    if (r.host().empty() && r.path_prefix().empty())
+      return Bad(rat, "needs a host or a pathPrefix");
+    if (!r.host().empty() && (!IsDnsName(r.host()) || r.host().find('*') != std::string::npos))
+      return Bad(rat + ".host", "'" + r.host() + "' is not a host name");
+    if (!r.path_prefix().empty() && r.path_prefix()[0] != '/')
+      return Bad(rat + ".pathPrefix", "must start with /");
+    for (char c : r.path_prefix()) {
+      if (c <= ' ' || c > '~' || c == '\\' || c == '"' || c == '#')
+        return Bad(rat + ".pathPrefix", "characters outside URL paths");
+    }
+    if (r.target_port() < 1 || r.target_port() > 65535)
+      return Bad(rat + ".targetPort", "want 1..65535");
+  }
+  return absl::OkStatus();
+}
+
 // The spec that holds the listeners: a RegionService's spec.loadBalancer or a LoadBalancer's
 // spec; nullptr for other kinds. `where` is its field path.
 network::LoadBalancerSpec* MutableLbSpec(const KindInfo& kind, google::protobuf::Message* obj,
@@ -196,6 +221,7 @@ Status ValidateLoadBalancerSpec(const network::LoadBalancerSpec& spec, const std
                                        "for RegionService load balancers yet)");
     }
     PHOTON_RETURN_IF_ERROR(ValidateCertificates(l, proto, at));
+    PHOTON_RETURN_IF_ERROR(ValidateRoutes(l, proto, at));
     if (l.target_port() < 0 || l.target_port() > 65535)
       return Bad(at + ".targetPort", "want 0..65535 (0: the listener's port)");
     if (!l.target_group_id().empty())

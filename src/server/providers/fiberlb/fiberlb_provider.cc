@@ -190,36 +190,65 @@ class FiberLbProvider : public ServiceProvider {
     std::set<std::string> wanted;
     for (int i = 0; i < lb.spec().listeners_size(); ++i) {
       const auto& l = lb.spec().listeners(i);
+      const std::string at = "spec.listeners[" + std::to_string(i) + "]";
       const std::string name = prefix + std::to_string(l.port());
-      wanted.insert(name);
       const int target = l.target_port() > 0 ? l.target_port() : l.port();
-      json ms = json::array();
-      for (const auto& m : members)
-        ms.push_back(
-            {{"name", m.name}, {"address", MemberAddress(m.address, target)}, {"weight", 1}});
-      json pool = {{"name", name},
-                   {"algorithm", "roundrobin"},
-                   {"members", ms},
-                   {"health_check", HealthCheckJson(lb.spec().health_check())},
-                   {"drain_timeout_ms", drain_timeout_ms_}};
-      if (!Covers(pools[name], pool)) {
-        PHOTON_RETURN_IF_ERROR(api_.AsStatus(api_.Call("PUT", "/v1/pools/" + name, pool),
-                                             "spec.listeners[" + std::to_string(i) + "] pool"));
+      // One pool per members' port: the listener's, and each other port its routes name.
+      auto pool_of = [&](int port) {
+        return port == target ? name : name + "-" + std::to_string(port);
+      };
+      std::set<int> ports = {target};
+      for (const auto& r : l.routes()) ports.insert(r.target_port());
+      for (int port : ports) {
+        const std::string pool_name = pool_of(port);
+        if (pool_name.size() > 64)
+          return absl::InvalidArgumentError(at + ": fiberlb pool name '" + pool_name +
+                                            "' is longer than 64 characters");
+        wanted.insert(pool_name);
+        json pool = PoolJson(lb, pool_name, members, port);
+        if (!Covers(pools[pool_name], pool)) {
+          PHOTON_RETURN_IF_ERROR(
+              api_.AsStatus(api_.Call("PUT", "/v1/pools/" + pool_name, pool), at + " pool"));
+        }
       }
+      const std::string protocol = AsciiLower(l.protocol());
       json listener = {{"name", name},
-                       {"protocol", AsciiLower(l.protocol())},
+                       {"protocol", protocol},
                        {"address", MemberAddress(listen_, l.port())},
                        {"pool", name}};
+      if (protocol != "tcp") {  // always sent, so that removed routes are removed
+        json routes = json::array();
+        for (const auto& r : l.routes()) {
+          json rj = {{"pool", pool_of(r.target_port())}};
+          if (!r.host().empty()) rj["host"] = AsciiLower(r.host());
+          if (!r.path_prefix().empty()) rj["path_prefix"] = r.path_prefix();
+          routes.push_back(rj);
+        }
+        listener["routes"] = routes;
+      }
       if (!l.certificates().empty()) {
         PHOTON_ASSIGN_OR_RETURN(listener["certificates"],
                                 CertificatesJson(lb.metadata().namespace_(), l, i));
       }
       if (!Covers(listeners[name], listener)) {
-        PHOTON_RETURN_IF_ERROR(api_.AsStatus(api_.Call("PUT", "/v1/listeners/" + name, listener),
-                                             "spec.listeners[" + std::to_string(i) + "]"));
+        PHOTON_RETURN_IF_ERROR(
+            api_.AsStatus(api_.Call("PUT", "/v1/listeners/" + name, listener), at));
       }
     }
     return RemoveExcept(prefix, wanted);
+  }
+
+  // The RUNNING members at `port`, with the LoadBalancer's health check.
+  json PoolJson(const network::LoadBalancer& lb, const std::string& name,
+                const std::vector<Member>& members, int port) const {
+    json ms = json::array();
+    for (const auto& m : members)
+      ms.push_back({{"name", m.name}, {"address", MemberAddress(m.address, port)}, {"weight", 1}});
+    return {{"name", name},
+            {"algorithm", "roundrobin"},
+            {"members", ms},
+            {"health_check", HealthCheckJson(lb.spec().health_check())},
+            {"drain_timeout_ms", drain_timeout_ms_}};
   }
 
   // fiberlb's certificates of an HTTPS listener, each key read from where the server sealed

@@ -6,7 +6,10 @@
 // replicas that are RUNNING (not being deleted), at status.addresses[0]:targetPort (the node's
 // address for an instance in its node's network, agent mode `shared`). A replica
 // that leaves (deleted, moved, not RUNNING) is dropped from the pool, which fiberlb drains.
-// Only fiberlb objects whose names start with "<owner>." are ever changed or removed.
+// A listener's routes add a pool per other members' port ("<...>.<port>-<targetPort>"); an
+// HTTPS listener's certificates are sent with their keys, read from the store where the API
+// sealed them (loadbalancer_rules.h). Only fiberlb objects whose names start with "<owner>."
+// are ever changed or removed.
 //
 // Config keys (photon-server `providers:` entry):
 //   endpoint: http://127.0.0.1:18090   # fiberlb API (required)
