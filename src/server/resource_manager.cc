@@ -577,6 +577,10 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
   } else {
     txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
     prismnet::NetworkManager::AddReleaseOps(kind, *stored, &txn);  // its Port and address
+    if (network_) {
+      if (auto st = network_->AddFloatingIpReleaseOps(kind, *stored, &txn); !st.ok())
+        return fail(st);
+    }
     op.mutable_status()->set_state(operation::OperationStatus::DONE);
     op.mutable_status()->set_message("deleted");
     op.mutable_status()->set_done_at(op.metadata().created_at());

@@ -560,6 +560,44 @@ TEST(Network, FloatingIpsComeFromThePoolOnePerInstanceAndFollowPlacement) {
   EXPECT_EQ(Get(c, Path("a", "floatingips", "f3"))["spec"]["address"], "203.0.113.1");
 }
 
+// As AWS disassociates an Elastic IP when its instance terminates: the instance's final
+// delete clears the FloatingIp's instance in the same transaction; the address stays allocated.
+TEST(Network, InstanceDeleteDissociatesItsFloatingIp) {
+  ServerProc s("floating_ip_pool: 203.0.113.0/30\n");
+  auto c = s.Admin();
+  auto agent = JoinReadyNode(s, "n1");
+  MakeNetwork(c, "a", "10.41.0.0/16", "10.41.1.0/24");
+  MustCreate(c, "a", "computeinstances", Instance("one", {{"subnet", "s"}}));
+  MustCreate(c, "a", "computeinstances", Instance("two", {{"subnet", "s"}}));
+  const std::string one = Path("a", "computeinstances", "one");
+  ASSERT_TRUE(Eventually([&] { return Get(c, one)["metadata"]["agentId"] == "n1"; }));
+  MustCreate(c, "a", "floatingips", Fip("f1", "one"));
+  ASSERT_EQ(Get(c, Path("a", "floatingips", "f1"))["status"]["details"]["instance"], "one");
+
+  // The delete waits for the agent: until it finishes, the FloatingIp still maps the instance.
+  ASSERT_EQ(c.Do("DELETE", one)->status, 202);
+  EXPECT_EQ(Get(c, Path("a", "floatingips", "f1"))["spec"]["instance"], "one");
+  auto fin = agent.Do("DELETE", one);
+  ASSERT_EQ(fin->status, 202) << fin->body;
+  EXPECT_EQ(c.Do("GET", one)->status, 404);
+  json f1 = Get(c, Path("a", "floatingips", "f1"));
+  EXPECT_EQ(f1["spec"].value("instance", ""), "") << f1.dump();
+  EXPECT_EQ(f1["spec"]["address"], "203.0.113.1") << "the address stays allocated";
+  EXPECT_FALSE(f1["status"]["details"].contains("instance")) << f1.dump();
+  EXPECT_FALSE(f1["status"]["details"].contains("node")) << f1.dump();
+  EXPECT_NE(f1["status"].value("message", "").find("'one' was deleted"), std::string::npos)
+      << f1.dump();
+
+  // A new instance of that name is not the old one's: nothing maps it; re-associating works.
+  MustCreate(c, "a", "computeinstances", Instance("one", {{"subnet", "s"}}));
+  ASSERT_TRUE(Eventually([&] { return Get(c, one)["metadata"]["agentId"] == "n1"; }));
+  EXPECT_EQ(Get(c, Path("a", "ports", "one"))["spec"].value("floatingIp", ""), "");
+  f1["spec"]["instance"] = "two";
+  auto r = c.Do("PUT", Path("a", "floatingips", "f1"), f1.dump());
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Get(c, Path("a", "ports", "two"))["spec"]["floatingIp"], "203.0.113.1");
+}
+
 TEST(Network, BadFloatingIpPoolIsRefusedAtStart) {
   const std::string dir = MakeTempDir("net");
   ASSERT_TRUE(WriteFileAtomic(dir + "/c.yaml", "floating_ip_pool: 10.1.0.0/24\n", 0600).ok());

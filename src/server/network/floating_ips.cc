@@ -5,8 +5,8 @@
 // instances. The association is the instance's Port: its spec.floatingIp names the address,
 // written in the same transaction as the FloatingIp and compared on the Port's revision, so
 // an instance never gets two floating IPs and the node agent that runs the instance (which
-// watches its Ports) learns of it with no other watch. The instance's delete removes its Port
-// and so the mapping on the node.
+// watches its Ports) learns of it with no other watch. The instance's final delete removes its
+// Port (and so the mapping on the node) and dissociates the FloatingIp in its transaction.
 #include <set>
 
 #include "common/util.h"
@@ -222,6 +222,40 @@ StatusOr<int64_t> NetworkManager::PrepareFloatingIpDelete(const std::string& ns,
                               "' or its instance's port changed meanwhile; retry");
   }
   return r->revision;
+}
+
+Status NetworkManager::AddFloatingIpReleaseOps(const KindInfo& kind,
+                                               const google::protobuf::Message& stored,
+                                               store::TxnRequest* txn) {
+  if (kind.plural != "computeinstances") return absl::OkStatus();
+  const auto& ci = static_cast<const compute::ComputeInstance&>(stored);
+  const auto& d = ci.status().details();
+  auto port_name = d.find(kDetailPort);
+  if (port_name == d.end()) return absl::OkStatus();
+  const std::string& ns = ci.metadata().namespace_();
+  const std::string port_key = RegistryKey("ports", ns, port_name->second);
+  PHOTON_ASSIGN_OR_RETURN(auto port, ReadObject<network::Port>(store_, port_key));
+  if (!port || port->first.spec().floating_ip().empty()) return absl::OkStatus();
+  // The Port is deleted by this transaction: an associate that wrote it meanwhile must fail it.
+  txn->compares.push_back(ModIs(port_key, port->second));
+  auto a = ParseAddress("", port->first.spec().floating_ip());
+  if (!a.ok()) return absl::OkStatus();
+  auto r = store_->Range(FipamKey(*a));
+  if (!r.ok()) return r.status();
+  if (r->kvs.empty()) return absl::OkStatus();
+  const std::string fip_key = r->kvs[0].value;
+  PHOTON_ASSIGN_OR_RETURN(auto fip, ReadObject<network::FloatingIp>(store_, fip_key));
+  if (!fip || fip->first.spec().instance() != ci.metadata().name()) return absl::OkStatus();
+  network::FloatingIp bare = fip->first;
+  bare.mutable_spec()->clear_instance();
+  bare.mutable_metadata()->clear_resource_version();
+  bare.mutable_metadata()->set_updated_at(NowRfc3339());
+  Dissociated(&bare);
+  bare.mutable_status()->set_message("allocated, not associated: its instance '" +
+                                     ci.metadata().name() + "' was deleted");
+  txn->compares.push_back(ModIs(fip_key, fip->second));
+  txn->success.push_back(PutOp(fip_key, bare.SerializeAsString()));
+  return absl::OkStatus();
 }
 
 Status NetworkManager::FloatingIpFollows(const network::Port& port, const std::string& node,

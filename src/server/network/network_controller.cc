@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 
 #include "common/util.h"
@@ -26,6 +27,25 @@ Status NetworkController::Start() {
       });
   if (!id.ok()) return id.status();
   subscription_ = *id;
+  const std::string groups = RegistryPrefix("securitygroups");
+  auto gid = resources_->cache()->Subscribe(
+      groups, 0, [](const std::vector<std::shared_ptr<const CachedObject>>&, int64_t) {},
+      [this, groups](const std::vector<CacheEvent>& events) {
+        std::lock_guard lock(mu_);
+        for (const auto& e : events) {
+          if (e.type != CacheEvent::Type::kModified || !e.previous) continue;
+          auto now = e.object->Decoded(), before = e.previous->Decoded();
+          if (!now || !before) continue;
+          const auto& a = static_cast<const network::SecurityGroup&>(*now);
+          const auto& b = static_cast<const network::SecurityGroup&>(*before);
+          if (a.spec().SerializeAsString() == b.spec().SerializeAsString()) continue;
+          changed_groups_[e.object->key().substr(groups.size())] = e.revision;
+          kicked_ = true;
+        }
+        cv_.notify_one();
+      });
+  if (!gid.ok()) return gid.status();
+  groups_subscription_ = *gid;
   thread_ = std::thread([this] {
     SetThreadName("network");
     Run();
@@ -34,9 +54,9 @@ Status NetworkController::Start() {
 }
 
 void NetworkController::Stop() {
-  if (subscription_) {
-    resources_->cache()->Unsubscribe(subscription_);
-    subscription_ = 0;
+  for (uint64_t* id : {&subscription_, &groups_subscription_}) {
+    if (*id) resources_->cache()->Unsubscribe(*id);
+    *id = 0;
   }
   network_->SetOnRelease(nullptr);
   {
@@ -62,6 +82,7 @@ void NetworkController::Run() {
       if (stop_) return;
       kicked_ = false;
     }
+    NudgePorts();
     RetryWaiting();
     if (std::chrono::steady_clock::now() >= next_sweep) {
       Sweep();
@@ -129,6 +150,53 @@ bool NetworkController::Retry(const compute::ComputeInstance& ci) {
     Kick();  // changed meanwhile: look again
   }
   return true;
+}
+
+void NetworkController::NudgePorts() {
+  std::map<std::string, int64_t> changed;
+  {
+    std::lock_guard lock(mu_);
+    changed.swap(changed_groups_);
+  }
+  for (const auto& [group, revision] : changed) {
+    const std::string ns = group.substr(0, group.find('/'));
+    const std::string name = group.substr(group.find('/') + 1);
+    const std::string stamp = name + "@" + std::to_string(revision);
+    const std::string prefix = RegistryPrefix("ports", ns);
+    auto list =
+        resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, [&](const CachedObject& o) {
+          auto m = o.Decoded();
+          if (!m) return false;
+          const auto& groups = static_cast<const network::Port&>(*m).spec().security_groups();
+          return std::find(groups.begin(), groups.end(), name) != groups.end();
+        });
+    for (const auto& o : list.items) {
+      if (!NudgePort(o->key(), stamp)) {
+        spdlog::warn("network: could not tell {} of the change of security group {}", o->key(),
+                     group);
+      }
+    }
+  }
+}
+
+// One Port's stamp, compared on its revision (re-read and retried when it changed meanwhile).
+bool NetworkController::NudgePort(const std::string& key, const std::string& stamp) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto port = ReadObject<network::Port>(resources_->store(), key);
+    if (!port.ok()) return false;
+    if (!*port) return true;  // gone meanwhile: nothing to tell
+    network::Port p = (*port)->first;
+    (*p.mutable_metadata()->mutable_annotations())[kSecurityGroupsAnnotation] = stamp;
+    p.mutable_metadata()->clear_resource_version();
+    p.mutable_metadata()->set_updated_at(NowRfc3339());
+    store::TxnRequest txn;
+    txn.compares.push_back(ModIs(key, (*port)->second));
+    txn.success.push_back(PutOp(key, p.SerializeAsString()));
+    auto r = resources_->store()->Txn(txn);
+    if (!r.ok()) return false;
+    if (r->succeeded) return true;
+  }
+  return false;
 }
 
 void NetworkController::Sweep() {

@@ -2,6 +2,11 @@
 //  - instances waiting for an address (their subnet was full at create) get one as soon as an
 //    address is given back (woken by the release, and every `retry` period for releases made
 //    by another photon-server), in a transaction compared on the instance's revision;
+//  - a SecurityGroup whose spec changed is stamped on every Port naming it (annotation
+//    kSecurityGroupsAnnotation, compared on the Port's revision): the node agents watch only
+//    their own Ports (their credential reads a group by name, never lists or watches groups,
+//    so it learns no other tenant's), and a Port event makes the agent read the groups again
+//    and apply the port, so a rule change reaches running ports at once;
 //  - garbage: every `sweep` period (and at start), a Port whose instance is gone and an
 //    address whose Port is gone are removed, each compared on the revisions that make it
 //    garbage. Releases happen in the delete transactions themselves, so this finds nothing
@@ -11,6 +16,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -18,6 +24,9 @@
 #include "server/resource_manager.h"
 
 namespace photon::server::prismnet {
+
+// On a Port: "GROUP@REVISION" of the last change of one of its SecurityGroups.
+inline constexpr char kSecurityGroupsAnnotation[] = "prismnet.photon.io/security-groups";
 
 struct NetworkControllerOptions {
   std::chrono::milliseconds retry{2000};
@@ -38,6 +47,9 @@ class NetworkController {
   void RetryWaiting();
   // Returns false when the subnet is still full (no need to try its other instances).
   bool Retry(const compute::ComputeInstance& ci);
+  // Stamps the Ports naming each changed group (queued by the group watch).
+  void NudgePorts();
+  bool NudgePort(const std::string& key, const std::string& stamp);
   void Sweep();
   void SweepPorts();
   void SweepAddresses();
@@ -46,7 +58,9 @@ class NetworkController {
   NetworkManager* network_;
   NetworkControllerOptions options_;
   uint64_t subscription_ = 0;
+  uint64_t groups_subscription_ = 0;
   std::mutex mu_;
+  std::map<std::string, int64_t> changed_groups_;  // "ns/name" → revision of the change
   std::condition_variable cv_;
   bool kicked_ = true;
   bool stop_ = false;

@@ -115,6 +115,11 @@ class NetworkManager {
   // The final delete of an instance: its Port and address go in the same transaction.
   static void AddReleaseOps(const KindInfo& kind, const google::protobuf::Message& stored,
                             store::TxnRequest* txn);
+  // The same transaction also dissociates the instance's FloatingIp (as AWS disassociates an
+  // Elastic IP when its instance terminates): compared on the FloatingIp's and the Port's
+  // revisions, so an associate racing the delete makes one of them retry.
+  Status AddFloatingIpReleaseOps(const KindInfo& kind, const google::protobuf::Message& stored,
+                                 store::TxnRequest* txn);
   // After that transaction committed.
   void Released(const KindInfo& kind, const google::protobuf::Message& stored);
   // A controller's write of an instance: its Port follows metadata.agentId in the same

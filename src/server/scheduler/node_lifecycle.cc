@@ -245,6 +245,10 @@ bool SchedulerController::EvictAndDrain(const Snapshot& snap, scheduler::Cluster
       txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
       const KindInfo& ci_kind = *FindKind("computeinstances");
       prismnet::NetworkManager::AddReleaseOps(ci_kind, ci, &txn);  // its Port and address
+      if (auto* net = resources_->network();
+          net != nullptr && !net->AddFloatingIpReleaseOps(ci_kind, ci, &txn).ok()) {
+        return false;
+      }
       auto r = resources_->store()->Txn(txn);
       if (!r.ok() || !r->succeeded) return false;
       if (auto* net = resources_->network()) net->Released(ci_kind, ci);
