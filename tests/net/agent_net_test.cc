@@ -3,38 +3,13 @@
 // port namespaces, nftables and BIRD2. Instances of one VPC on different hosts reach each
 // other; another VPC only through a security group rule; an agent killed with -9 adopts its
 // ports; a delete leaves nothing behind. Needs root.
-#include <fcntl.h>
-#include <gtest/gtest.h>
-#include <sched.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <filesystem>
-#include <regex>
-
-#include "common/util.h"
-#include "tests/agent/cluster.h"
-#include "tests/net/netbed.h"
+#include "tests/net/bed_cluster.h"
 
 namespace photon::agent::testing {
 namespace {
 
 using json = nlohmann::json;
-using namespace std::chrono_literals;
 using photon::net_testing::ConnectFrom;
-using photon::net_testing::NetBed;
-
-constexpr int kHosts = 3;  // h1, h2: network mode ports; h3: mode none
-constexpr char kRouterIp[] = "192.168.10.1";
-
-// A TCP server workload: answers every connection with "hello from NAME to PEER".
-const char kServer[] =
-    "import socket,os\n"
-    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-    "s.bind(('0.0.0.0',7000)); s.listen(16)\n"
-    "while True:\n"
-    "  c,a=s.accept(); c.sendall(('hello from %s to %s\\n'%(os.environ['PHOTON_INSTANCE'],"
-    "a[0])).encode()); c.close()\n";
 
 // A client workload: connects to argv[1]:7000 (retrying up to 20 s), prints the answer.
 const char kClient[] =
@@ -48,206 +23,42 @@ const char kClient[] =
     "    if time.time()>end: print(e); sys.exit(3)\n"
     "    time.sleep(0.2)\n";
 
-// Reads one line from a connected socket (the server's greeting), "" on timeout.
-std::string ReadGreeting(int fd) {
-  std::string out;
-  char buf[256];
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (std::chrono::steady_clock::now() < deadline && out.find('\n') == std::string::npos) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 200) != 1) continue;
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
-uint64_t InodeOf(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
-}
-
-class AgentNetTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (::geteuid() != 0) return;
-    std::string error;
-    bed_ = NetBed::Up(kHosts, &error).release();
-    ASSERT_NE(bed_, nullptr) << error;
-    // This thread lives in the router's namespace from now on: photon-server is started from
-    // here (so it listens on 192.168.10.1, which every host reaches) and the REST calls too.
-    own_netns_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    int r = ::open(bed_->NsPath("r").c_str(), O_RDONLY | O_CLOEXEC);
-    ASSERT_EQ(::setns(r, CLONE_NEWNET), 0);
-    ::close(r);
-    dir_ = new std::string(MakeTempDir("agentnet"));
-    int port = FreePortOn(kRouterIp);
-    // TLS (the server's default off loopback) with the CA it generates.
-    base_ = new std::string("https://" + std::string(kRouterIp) + ":" + std::to_string(port));
-    server_ = new Daemon({PHOTON_SERVER_BIN, "--data-dir", *dir_ + "/server", "--listen",
-                          std::string(kRouterIp) + ":" + std::to_string(port), "--grpc-listen",
-                          "127.0.0.1:" + std::to_string(FreePortOn("127.0.0.1"))},
-                         *dir_ + "/server.log");
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          auto c = cli::HttpClient::Create(*base_, "", CaFile());
-          if (!c.ok()) return false;
-          auto h = c->Do("GET", "/healthz");
-          return h.ok() && h->status == 200;
-        },
-        15s))
-        << Slurp(*dir_ + "/server.log");
-    auto tok = ReadFile(*dir_ + "/server/admin.token");
-    ASSERT_TRUE(tok.ok());
-    token_ = new std::string(*tok);
-    while (!token_->empty() && token_->back() == '\n') token_->pop_back();
+class AgentNetTest : public BedClusterTest<AgentNetTest> {
+ public:
+  // h1, h2: network mode ports; h3: mode none (and no BIRD).
+  static BedOptions Options() {
+    BedOptions o;
+    o.hosts = 3;
+    o.tag = "n";
+    o.mode = [](int i) { return std::string(i == 3 ? "none" : "ports"); };
+    o.extra_flags = [](int i) {
+      return std::vector<std::string>{"--labels", "zone=z" + std::to_string(i)};
+    };
     // Container images only from the node's images root; confined rootfs trees where every
     // directory above them is searchable.
-    ASSERT_TRUE(MakeDirs(*dir_ + "/images", 0755).ok());
-    ASSERT_EQ(::chmod(dir_->c_str(), 0711), 0);
-    ctr_root_ = new std::string("/var/tmp/photon-agentnet-ctr-XXXXXX");
-    ASSERT_NE(mkdtemp(ctr_root_->data()), nullptr);
-    ASSERT_EQ(::chmod(ctr_root_->c_str(), 0711), 0);
-    ASSERT_TRUE(WriteFileAtomic(*dir_ + "/agent.yaml",
-                                "drivers:\n  container: {images_root: \"" + *dir_ +
-                                    "/images\", rootfs_root: \"" + *ctr_root_ +
-                                    "\"}\n  vm: {enabled: \"false\"}\n",
-                                0644)
-                    .ok());
-    for (int i = 1; i <= kHosts; ++i) ASSERT_TRUE(StartAgent(i)) << AgentLog(i);
-    // The agents' BIRD reconfiguration restarted their sessions: wait for all of them.
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          std::string p = bed_->Bird("r", {"show", "protocols"});
-          return CountLines(p, "Established") == kHosts;
-        },
-        30s))
-        << bed_->Bird("r", {"show", "protocols"});
+    o.prepare = [](const std::string& dir) -> std::string {
+      if (!MakeDirs(dir + "/images", 0755).ok() || ::chmod(dir.c_str(), 0711) != 0)
+        return "cannot prepare " + dir;
+      ctr_root_ = new std::string("/var/tmp/photon-agentnet-ctr-XXXXXX");
+      if (mkdtemp(ctr_root_->data()) == nullptr || ::chmod(ctr_root_->c_str(), 0711) != 0)
+        return "cannot make the containers' rootfs root";
+      return "";
+    };
+    o.agent_yaml = [](const std::string& dir) {
+      return "drivers:\n  container: {images_root: \"" + dir + "/images\", rootfs_root: \"" +
+             *ctr_root_ + "\"}\n  vm: {enabled: \"false\"}\n";
+    };
+    return o;
   }
   static void TearDownTestSuite() {
-    for (auto*& a : agents_) {
-      delete a;
-      a = nullptr;
-    }
-    delete server_;
-    server_ = nullptr;
-    if (bed_ != nullptr) {
-      for (int i = 1; i <= kHosts; ++i) SweepHost(Node(i), *dir_ + "/agent-" + Node(i));
-    }
-    if (own_netns_ >= 0) {
-      (void)::setns(own_netns_, CLONE_NEWNET);
-      ::close(own_netns_);
-      own_netns_ = -1;
-    }
-    delete bed_;  // removes every PFX-* namespace, port namespaces included
-    bed_ = nullptr;
+    BedClusterTest::TearDownTestSuite();
     std::error_code ec;
-    if (dir_ != nullptr) std::filesystem::remove_all(*dir_, ec);
     if (ctr_root_ != nullptr) std::filesystem::remove_all(*ctr_root_, ec);
-  }
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
-    ASSERT_NE(bed_, nullptr);
-    ASSERT_NE(server_, nullptr);
-  }
-  void TearDown() override {
-    for (const auto& name : created_) (void)Call("DELETE", InstancePath(name));
-    for (const auto& name : created_) {
-      EXPECT_TRUE(WaitFor([&] { return Call("GET", InstancePath(name)).status == 404; }, 30s))
-          << name;
-    }
-    created_.clear();
+    delete ctr_root_;
+    ctr_root_ = nullptr;
   }
 
-  static int FreePortOn(const std::string& ip) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a = photon::net_testing::Addr(ip, 0);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-  }
-  static std::string Node(int i) {
-    return "n" + std::to_string(::getpid() % 100000) + "h" + std::to_string(i);
-  }
-  static std::string CaFile() { return *dir_ + "/server/tls/ca.crt"; }
-  static std::string Prefix(int i) { return bed_->Ns(bed_->Host(i)) + "-p-"; }
-  static std::string AgentLog(int i) { return Slurp(*dir_ + "/agent-" + Node(i) + ".log"); }
-
-  // photon-agent inside host i's namespace (nsenter enters the network namespace only).
-  static bool StartAgent(int i) {
-    delete agents_[i];
-    std::string mode = i == 3 ? "none" : "ports";
-    std::vector<std::string> argv = {"/usr/bin/nsenter",
-                                     "--net=" + bed_->NsPath(bed_->Host(i)),
-                                     PHOTON_AGENT_BIN,
-                                     "--server",
-                                     *base_,
-                                     "--ca-file",
-                                     CaFile(),
-                                     "--token-file",
-                                     *dir_ + "/server/join.token",
-                                     "--data-dir",
-                                     *dir_ + "/agent-" + Node(i),
-                                     "--name",
-                                     Node(i),
-                                     "--labels",
-                                     "zone=z" + std::to_string(i),
-                                     "--heartbeat-seconds",
-                                     "1",
-                                     "--resync-seconds",
-                                     "1",
-                                     "--network-mode",
-                                     mode,
-                                     "--netns-prefix",
-                                     Prefix(i),
-                                     "--config",
-                                     *dir_ + "/agent.yaml"};
-    auto bird = BirdFlags(i);
-    argv.insert(argv.end(), bird.begin(), bird.end());
-    agents_[i] = new Daemon(argv, *dir_ + "/agent-" + Node(i) + ".log");
-    return WaitFor([&] { return NodeReady(i); }, 30s);
-  }
-  // Hosts 1 and 2: the agent renders the host's BIRD config and has the bed's BIRD load it.
-  static std::vector<std::string> BirdFlags(int i) {
-    if (i == 3) return {};
-    const std::string run = "/run/photon-netbed/" + bed_->prefix() + "/" + bed_->Host(i);
-    return {"--bird-config",    run + ".conf",
-            "--bird-socket",    run + ".ctl",
-            "--bird-router-id", "192.168.10." + std::to_string(10 + i),
-            "--bird-local-as",  std::to_string(65000 + i),
-            "--bird-peers",     std::string(kRouterIp) + ":65000",
-            "--bird-log",       run + ".log"};
-  }
-  static bool NodeReady(int i) {
-    auto r = Call("GET", "/v1/namespaces/system/nodes/" + Node(i));
-    if (r.status != 200) return false;
-    auto j = json::parse(r.body, nullptr, false);
-    return j.is_object() &&
-           j.value("nodeStatus", json::object()).value("condition", "") == "READY" &&
-           agents_[i] != nullptr && agents_[i]->Running();
-  }
-  static cli::HttpResult Call(const std::string& method, const std::string& path,
-                              const json& body = nullptr) {
-    auto c = cli::HttpClient::Create(*base_, *token_, CaFile());
-    if (!c.ok()) return cli::HttpResult{0, c.status().ToString(), {}};
-    auto r = c->Do(method, path, body.is_null() ? "" : body.dump());
-    return r.ok() ? *r : cli::HttpResult{0, r.status().ToString(), {}};
-  }
-  static json Get(const std::string& path) {
-    auto r = Call("GET", path);
-    return r.status == 200 ? json::parse(r.body, nullptr, false) : json(nullptr);
-  }
-  static std::string InstancePath(const std::string& name) {
-    return "/v1/namespaces/default/computeinstances/" + name;
-  }
-  std::string Name(const std::string& base) {
-    return base + "-" + std::to_string(::getpid() % 100000);
-  }
-
+ protected:
   // Creates a process instance on host i; the name is deleted at TearDown.
   void CreateProcess(const std::string& name, int host, std::vector<std::string> command,
                      const json& network = nullptr, const std::string& restart = "always") {
@@ -262,29 +73,12 @@ class AgentNetTest : public ::testing::Test {
     created_.push_back(name);
   }
   void CreateServer(const std::string& name, int host, const json& network = nullptr) {
-    CreateProcess(name, host, {"/usr/bin/python3", "-c", kServer}, network);
+    CreateProcess(name, host, {"/usr/bin/python3", "-c", kGreetingServer}, network);
   }
   std::string Phase(const std::string& name) {
     auto j = Get(InstancePath(name));
     if (!j.is_object()) return "GONE";
     return j.value("status", json::object()).value("phase", "PENDING");
-  }
-  // Waits for RUNNING; returns the instance (null on timeout, with its status in the failure).
-  json WaitRunning(const std::string& name) {
-    json j;
-    bool ok = WaitFor(
-        [&] {
-          j = Get(InstancePath(name));
-          return j.is_object() && j["status"].value("phase", "") == "RUNNING" &&
-                 j["status"].value("details", json::object()).contains("network.netns");
-        },
-        40s);
-    EXPECT_TRUE(ok) << name << ": " << j.dump();
-    return ok ? j : json(nullptr);
-  }
-  static std::string Address(const json& inst) { return inst["status"]["addresses"][0]; }
-  std::string PortNs(int host, const json& inst) {
-    return "/run/netns/" + Prefix(host) + inst["metadata"].value("id", "");
   }
   // The workload's pid (the instance's process, found by its environment).
   pid_t WorkloadPid(const std::string& name) {
@@ -307,7 +101,7 @@ class AgentNetTest : public ::testing::Test {
   // What a TCP connection from namespace `from` to ip:7000 is greeted with ("" = no connection).
   static std::string Greeting(const std::string& from, const std::string& ip) {
     int fd = ConnectFrom(from, ip, 7000, 1500ms);
-    return fd < 0 ? "" : ReadGreeting(fd);
+    return fd < 0 ? "" : ReadLine(fd);
   }
   static std::string GreetingWithin(const std::string& from, const std::string& ip,
                                     std::chrono::milliseconds timeout) {
@@ -320,42 +114,9 @@ class AgentNetTest : public ::testing::Test {
         timeout);
     return g;
   }
-  // Agent i's /metrics, read inside its host namespace.
-  static std::string AgentMetrics(int i) {
-    auto node = Get("/v1/namespaces/system/nodes/" + Node(i));
-    std::string addr = node.is_object() ? node["spec"].value("address", "") : "";
-    return bed_->Run(bed_->Host(i), {"curl", "-s", "http://" + addr + "/metrics"});
-  }
-  static double Metric(const std::string& text, const std::string& name) {
-    std::smatch m;
-    if (!std::regex_search(text, m, std::regex("\n" + name + " ([0-9.e+]+)"))) return -1;
-    return std::stod(m[1]);
-  }
-  static int CountLines(const std::string& text, const std::string& needle) {
-    int n = 0;
-    for (size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
-    return n;
-  }
 
-  static NetBed* bed_;
-  static int own_netns_;
-  static std::string* dir_;
-  static std::string* ctr_root_;
-  static std::string* base_;
-  static std::string* token_;
-  static Daemon* server_;
-  static Daemon* agents_[kHosts + 1];
-  std::vector<std::string> created_;
+  inline static std::string* ctr_root_ = nullptr;
 };
-
-NetBed* AgentNetTest::bed_ = nullptr;
-int AgentNetTest::own_netns_ = -1;
-std::string* AgentNetTest::dir_ = nullptr;
-std::string* AgentNetTest::ctr_root_ = nullptr;
-std::string* AgentNetTest::base_ = nullptr;
-std::string* AgentNetTest::token_ = nullptr;
-Daemon* AgentNetTest::server_ = nullptr;
-Daemon* AgentNetTest::agents_[kHosts + 1] = {};
 
 // Two process instances of the default VPC on different hosts: each workload runs in its own
 // port namespace (without CAP_NET_ADMIN), they ping and open TCP to each other with their own
@@ -396,7 +157,7 @@ TEST_F(AgentNetTest, ProcessInstancesOfOneVpcTalkAcrossHosts) {
   const std::string r = Name("pr");
   json priv = {{"metadata", {{"name", r}, {"agentId", Node(1)}}},
                {"spec",
-                {{"process", {{"command", {"/usr/bin/python3", "-c", kServer}}}},
+                {{"process", {{"command", {"/usr/bin/python3", "-c", kGreetingServer}}}},
                  {"security", {{"privileged", true}}},
                  {"schedule", {{"nodes", {Node(1)}}}}}}};
   auto posted = Call("POST", "/v1/namespaces/default/computeinstances", priv);
@@ -599,7 +360,7 @@ TEST_F(AgentNetTest, NodeWithoutNetworkingRefusesPortInstances) {
             std::string::npos)
       << j.dump();
   EXPECT_TRUE(PidsWithEnv({"PHOTON_INSTANCE=" + p}).empty());
-  CreateProcess(h, 3, {"/usr/bin/python3", "-c", kServer}, {{"hostNetwork", true}});
+  CreateProcess(h, 3, {"/usr/bin/python3", "-c", kGreetingServer}, {{"hostNetwork", true}});
   ASSERT_TRUE(WaitFor([&] { return Phase(h) == "RUNNING"; }, 30s)) << Get(InstancePath(h)).dump();
   EXPECT_FALSE(GreetingWithin(bed_->NsPath(bed_->Host(3)), "192.168.10.13", 10s).empty());
 }

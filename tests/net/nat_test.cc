@@ -14,6 +14,7 @@ namespace photon::agent::net {
 namespace {
 
 using namespace std::chrono_literals;
+using photon::net_testing::AcceptPeer;
 using photon::net_testing::ConnectFrom;
 using photon::net_testing::ListenIn;
 using photon::net_testing::NetBed;
@@ -34,20 +35,6 @@ PortSpec Port(const std::string& id, const std::string& ip) {
   s.rules.push_back({Direction::kEgress, -1, 0, 0, "0.0.0.0/0"});
   s.rules.push_back({Direction::kIngress, 6, 8080, 8080, "0.0.0.0/0"});
   return s;
-}
-
-// The peer address of the next connection on `listener` (within 3 s), or "".
-std::string AcceptPeer(int listener) {
-  pollfd p{listener, POLLIN, 0};
-  if (::poll(&p, 1, 3000) != 1) return "";
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  int fd = ::accept(listener, reinterpret_cast<sockaddr*>(&a), &len);
-  if (fd < 0) return "";
-  ::close(fd);
-  char buf[INET_ADDRSTRLEN] = {};
-  ::inet_ntop(AF_INET, &a.sin_addr, buf, sizeof buf);
-  return buf;
 }
 
 class NatTest : public ::testing::Test {

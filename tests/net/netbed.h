@@ -150,6 +150,20 @@ inline int ConnectFrom(const std::string& netns_path, const std::string& ip, int
   return fd;
 }
 
+// The peer address of the next connection on `listener` (within 3 s), or "".
+inline std::string AcceptPeer(int listener) {
+  pollfd p{listener, POLLIN, 0};
+  if (::poll(&p, 1, 3000) != 1) return "";
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  int fd = ::accept(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  if (fd < 0) return "";
+  ::close(fd);
+  char buf[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &a.sin_addr, buf, sizeof buf);
+  return buf;
+}
+
 // Polls `pred` every 2 ms until true or the deadline; the elapsed time, or -1 ms on timeout.
 inline std::chrono::microseconds PollUntil(const std::function<bool()>& pred,
                                            std::chrono::milliseconds timeout) {
