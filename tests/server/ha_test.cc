@@ -227,8 +227,23 @@ TEST_F(HaTest, TokensMintedOrRevokedOnOneServerHoldOnTheOthers) {
       },
       seconds(5)))
       << "a token minted on server 1 is not accepted by server 2";
+  // A watch open on server 2 with the token ends within a second of its revocation on server 0.
+  Proc watch({"/usr/bin/curl", "-sS", "-N", "-D", dir_ + "/tw.head", "-H",
+              "Authorization: Bearer " + token,
+              cp_->server(2).url + "/v1/namespaces/default/computeinstances?watch=true"},
+             dir_ + "/tw.out");
+  ASSERT_TRUE(Poll(
+      [&] {
+        auto h = ReadFile(dir_ + "/tw.head");
+        return h.ok() && h->find(" 200") != std::string::npos;
+      },
+      seconds(10)));
   auto d = on(0, token_).Do("DELETE", "/v1/tokens/" + id);
   ASSERT_TRUE(d.ok() && d->status < 300) << (d.ok() ? d->body : d.status().ToString());
+  int code = 0;
+  EXPECT_TRUE(Poll([&] { return watch.Exited(&code); }, milliseconds(1000), milliseconds(10)))
+      << "the revoked token's watch on server 2 stayed open";
+  EXPECT_NE(ReadFile(dir_ + "/tw.out")->find("was revoked"), std::string::npos);
   EXPECT_TRUE(Poll(
       [&] {
         auto g = on(2, token).Do("GET", "/v1/namespaces/default/computeinstances");
