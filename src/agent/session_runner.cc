@@ -1,7 +1,6 @@
 #include "agent/session_runner.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +11,7 @@
 #include <thread>
 
 #include "agent/session_exec.h"
+#include "common/base64.h"
 #include "common/util.h"
 
 namespace photon::agent {
@@ -41,28 +41,8 @@ namespace {
 
 constexpr size_t kChunk = 64 * 1024;
 
-std::string Base64(const char* data, size_t n) {
-  std::string out(4 * ((n + 2) / 3), '\0');
-  int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(data), static_cast<int>(n));
-  out.resize(len < 0 ? 0 : static_cast<size_t>(len));
-  return out;
-}
-
-std::string Unbase64(const std::string& in) {
-  std::string out(3 * (in.size() / 4) + 3, '\0');
-  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(in.data()),
-                            static_cast<int>(in.size()));
-  if (len < 0) return "";
-  size_t pad = 0;  // EVP_DecodeBlock counts the padding as zero bytes
-  for (size_t i = in.size(); i > 0 && in[i - 1] == '=' && pad < 2; --i) ++pad;
-  out.resize(static_cast<size_t>(len) - pad);
-  return out;
-}
-
 json DataFrame(const char* type, const char* data, size_t n) {
-  return {{"t", type}, {"d", Base64(data, n)}};
+  return {{"t", type}, {"d", Base64Encode(std::string_view(data, n))}};
 }
 
 // The offset of the last `lines` lines of the file open as `fd` (of `size` bytes).
@@ -253,7 +233,8 @@ static std::thread FollowInput(ApiClient* api, SessionRunner::Live* live) {
         fd = live->stdin_fd;
       }
       if (t == "in" && fd >= 0) {
-        std::string data = Unbase64(f.value("d", ""));
+        std::string data;  // the server let only base64 through
+        if (!Base64Decode(f.value("d", ""), &data)) spdlog::warn("session: bad stdin frame");
         for (size_t off = 0; off < data.size();) {
           ssize_t n = ::write(fd, data.data() + off, data.size() - off);
           if (n < 0 && errno == EINTR) continue;

@@ -1,6 +1,5 @@
 #include "cli/stream_commands.h"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -9,32 +8,13 @@
 #include <thread>
 
 #include "cli/wait_commands.h"
+#include "common/base64.h"
 #include "common/hex.h"
 
 namespace photon::cli {
 namespace {
 
 using json = nlohmann::json;
-
-std::string Base64(const char* data, size_t n) {
-  std::string out(4 * ((n + 2) / 3), '\0');
-  int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(data), static_cast<int>(n));
-  out.resize(len < 0 ? 0 : static_cast<size_t>(len));
-  return out;
-}
-
-std::string Unbase64(const std::string& in) {
-  std::string out(3 * (in.size() / 4) + 3, '\0');
-  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(in.data()),
-                            static_cast<int>(in.size()));
-  if (len < 0) return "";
-  size_t pad = 0;  // EVP_DecodeBlock counts the padding as zero bytes
-  for (size_t i = in.size(); i > 0 && in[i - 1] == '=' && pad < 2; --i) ++pad;
-  out.resize(static_cast<size_t>(len) - pad);
-  return out;
-}
 
 std::string ErrorOf(const HttpResult& r) {
   auto j = json::parse(r.body, nullptr, false);
@@ -61,7 +41,11 @@ int ReadOutput(HttpClient client, const std::string& id) {
   auto r = client.Stream("/v1/sessions/" + id, [&](const std::string& line) {
     auto f = json::parse(line, nullptr, false);
     const std::string t = f.is_object() ? f.value("t", "") : "";
-    if (t == "out" || t == "err") WriteAll(t == "out" ? 1 : 2, Unbase64(f.value("d", "")));
+    std::string data;
+    if ((t == "out" || t == "err") && !Base64Decode(f.value("d", ""), &data)) {
+      code = Fail("the server sent a malformed output frame");
+    }
+    if (t == "out" || t == "err") WriteAll(t == "out" ? 1 : 2, data);
     if (t == "exit") code = f.value("code", 1);
     if (t == "error") code = Fail(f.value("message", "the session failed"));
     return code < 0;
@@ -79,8 +63,9 @@ void SendInput(HttpClient client, const std::string& id) {
   while (true) {
     ssize_t n = ::read(0, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    json frame =
-        n > 0 ? json{{"t", "in"}, {"d", Base64(buf, static_cast<size_t>(n))}} : json{{"t", "eof"}};
+    json frame = n > 0 ? json{{"t", "in"},
+                              {"d", Base64Encode(std::string_view(buf, static_cast<size_t>(n)))}}
+                       : json{{"t", "eof"}};
     auto r = client.Do("POST", path, json{{"frames", json::array({frame})}}.dump());
     if (n <= 0 || !r.ok() || r->status != 200) return;
   }

@@ -9,7 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/hex.h"  // HexEncode, how digests are printed (ETags, SigV4)
+#include "common/base64.h"  // Base64Encode/Decode, how S3 carries MD5s and checksums
+#include "common/hex.h"     // HexEncode, how digests are printed (ETags, SigV4)
 
 namespace photon::lightningstor {
 
@@ -35,9 +36,6 @@ uint32_t Crc32Update(uint32_t crc, const void* data, size_t n);
 // CRC-32C (Castagnoli); uses the SSE4.2 instruction when the CPU has it.
 uint32_t Crc32cUpdate(uint32_t crc, const void* data, size_t n);
 
-std::string Base64Encode(std::string_view raw);
-// Returns false on invalid input.
-bool Base64Decode(std::string_view text, std::string* raw);
 // 4-byte big-endian form of a CRC, as S3 puts it in base64.
 std::string CrcToBytes(uint32_t crc);
 

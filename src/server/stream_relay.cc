@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/base64.h"
 #include "common/util.h"
 #include "photon/compute.pb.h"
 #include "server/object_util.h"
@@ -59,7 +60,10 @@ StatusOr<std::vector<std::string>> ParseFrames(const std::string& body,
     if (std::find(allowed.begin(), allowed.end(), t) == allowed.end()) {
       return absl::InvalidArgumentError("frame type '" + t + "' is not accepted here");
     }
-    if ((t == "out" || t == "err" || t == "in") && !(f.contains("d") && f["d"].is_string())) {
+    std::string data;
+    if ((t == "out" || t == "err" || t == "in") &&
+        !(f.contains("d") && f["d"].is_string() &&
+          Base64Decode(f["d"].get<std::string>(), &data))) {
       return absl::InvalidArgumentError("frame '" + t + "': d (base64) required");
     }
     if (t == "exit" || t == "error") *last = true;

@@ -302,6 +302,19 @@ TEST_F(StreamTest, ViewersReadLogsButCannotExecAndOtherNamespacesAreNotFound) {
   EXPECT_EQ(As(viewer, "GET", "/v1/agent/sessions").status, 403);
 }
 
+TEST_F(StreamTest, InputFramesThatAreNotBase64AreRefused) {
+  auto opened = As(admin_, "POST", "/v1/namespaces/default/computeinstances/talker/exec",
+                   {{"command", {"cat"}}});
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  const std::string input =
+      "/v1/sessions/" + json::parse(opened.body).value("session", "") + "/input";
+  EXPECT_EQ(As(admin_, "POST", input, {{"frames", {{{"t", "in"}, {"d", "not base64!"}}}}}).status,
+            400);
+  EXPECT_EQ(As(admin_, "POST", input, {{"frames", {{{"t", "in"}, {"d", "aGk"}}}}}).status, 400);
+  EXPECT_EQ(As(admin_, "POST", input, {{"frames", {{{"t", "in"}}}}}).status, 400);
+  EXPECT_EQ(As(admin_, "POST", input, {{"frames", {{{"t", "in"}, {"d", "aGkK"}}}}}).status, 200);
+}
+
 TEST_F(StreamTest, AnAgentAttachesOnlySessionsOfItsOwnNode) {
   std::string b_cred = Slurp(cluster_->agent(b_).dir + "/credential");
   while (!b_cred.empty() && b_cred.back() == '\n') b_cred.pop_back();
