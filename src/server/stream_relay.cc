@@ -284,14 +284,16 @@ void StreamRelay::End(const std::shared_ptr<Session>& s, const std::string& last
     std::lock_guard lock(s->mu);
     if (s->ended) return;
     s->ended = true;
-    if (s->user) {
-      if (!last.empty()) s->user->Write(last);
-      s->user->Close();
-    }
     if (s->agent) {
       s->agent->Write(Line({{"t", "cancel"}}));
       s->agent->Close();
     }
+    if (!s->user) {  // kept for ClientOutput (or Tick) to deliver and forget
+      if (!last.empty()) s->user_backlog.push_back(last);
+      return;
+    }
+    if (!last.empty()) s->user->Write(last);
+    s->user->Close();
   }
   std::lock_guard lock(mu_);
   sessions_.erase(s->id);
@@ -303,7 +305,7 @@ HttpResponse StreamRelay::ClientOutput(const Principal& who, const std::string& 
     return ErrorResponse(absl::NotFoundError("session " + id + " not found"));
   }
   std::lock_guard lock(s->mu);
-  if (s->user || s->ended) {
+  if (s->user) {
     return ErrorResponse(absl::AlreadyExistsError("session " + id + " is already being read"));
   }
   return NdjsonStream(options_.ping_interval, [this, s](std::shared_ptr<ResponseStream> stream) {
@@ -315,7 +317,12 @@ HttpResponse StreamRelay::ClientOutput(const Principal& who, const std::string& 
       for (auto& l : s->user_backlog) stream->Write(std::move(l));
       s->user_backlog.clear();
     }
-    if (ended) stream->Close();
+    if (ended) {  // it ended before this reader came: its whole output was just sent
+      stream->Close();
+      std::lock_guard lock(mu_);
+      sessions_.erase(s->id);
+      return;
+    }
     // The user went away (Ctrl-C): the agent stops the command or the follow.
     stream->SetOnClose([this, s] { End(s, ""); });
   });
@@ -403,18 +410,22 @@ HttpResponse StreamRelay::AgentOutput(const HttpRequest& req, const Principal& w
   bool last = false;
   auto lines = ParseFrames(req.body, {"out", "err", "exit", "error"}, &last);
   if (!lines.ok()) return ErrorResponse(lines.status());
+  bool fits = true;
   {
     std::lock_guard lock(s->mu);
     if (s->ended) return ErrorResponse(absl::NotFoundError("session " + id + " has ended"));
-    bool fits = true;
     for (auto& l : *lines) {
       fits = Deliver(s->user, &s->user_backlog, &s->user_bytes, options_.max_backlog_bytes,
                      std::move(l)) &&
              fits;
     }
-    if (!fits) last = true;
   }
-  if (last) End(s, "");
+  if (!fits) {
+    End(s, ErrorFrame("the output outran its reader (more than " +
+                      std::to_string(options_.max_backlog_bytes) + " bytes waiting)"));
+  } else if (last) {
+    End(s, "");
+  }
   return HttpResponse::Json(200, "{}");
 }
 
@@ -427,6 +438,7 @@ void StreamRelay::Tick() {
     for (auto& [id, s] : sessions_) all.push_back(s);
     for (auto& [node, st] : agents_) agents.push_back(st);
   }
+  std::vector<std::string> unread;
   const auto now = Clock::now();
   const bool ping = now - last_ping_ >= options_.ping_interval;
   if (ping) last_ping_ = now;
@@ -437,6 +449,10 @@ void StreamRelay::Tick() {
     std::string why;
     {
       std::lock_guard lock(s->mu);
+      if (s->ended) {  // ended before anyone read it: forget it once the attach time is over
+        if (now - s->created >= options_.attach_timeout) unread.push_back(s->id);
+        continue;
+      }
       if (ping && s->user) s->user->Write(kPing);
       if (ping && s->agent) s->agent->Write(kPing);
       if (now - s->created < options_.attach_timeout) continue;
@@ -445,6 +461,8 @@ void StreamRelay::Tick() {
     }
     if (!why.empty()) End(s, ErrorFrame(why));
   }
+  std::lock_guard lock(mu_);
+  for (const auto& id : unread) sessions_.erase(id);
 }
 
 }  // namespace photon::server

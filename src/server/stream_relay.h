@@ -62,6 +62,8 @@ class StreamRelay {
   std::shared_ptr<Session> Find(const std::string& id);
   void Announce(const std::shared_ptr<Session>& s);
   // Sends `last` to the user (if not empty), cancels the agent's side and forgets the session.
+  // A session that ends before its user attached (a command that exits at once) keeps its
+  // output until the user reads it or the attach timeout passes.
   void End(const std::shared_ptr<Session>& s, const std::string& last);
   void Tick();
 

@@ -302,6 +302,27 @@ TEST_F(StreamTest, ViewersReadLogsButCannotExecAndOtherNamespacesAreNotFound) {
   EXPECT_EQ(As(viewer, "GET", "/v1/agent/sessions").status, 403);
 }
 
+// A command that ends before its user reads the session (the CLI opens, then reads) keeps its
+// output and exit status for that reader; it used to be forgotten at the exit frame, and the
+// CLI's read then found no session about one time in five.
+TEST_F(StreamTest, ASessionThatEndsBeforeItIsReadKeepsItsOutput) {
+  auto opened = As(admin_, "POST", "/v1/namespaces/default/computeinstances/talker/exec",
+                   {{"command", {"sh", "-c", "echo early; exit 7"}}});
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  const std::string path = "/v1/sessions/" + json::parse(opened.body).value("session", "");
+  // No input frames: 200 while the command runs, 404 once the session has ended.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (As(admin_, "POST", path + "/input", {{"frames", json::array()}}).status == 200) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the command never ended";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto read = As(admin_, "GET", path);
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("code":7)"), std::string::npos) << read.body;
+  EXPECT_NE(read.body.find(R"("t":"out")"), std::string::npos) << read.body;
+  EXPECT_EQ(As(admin_, "GET", path).status, 404) << "a read session is forgotten";
+}
+
 TEST_F(StreamTest, InputFramesThatAreNotBase64AreRefused) {
   auto opened = As(admin_, "POST", "/v1/namespaces/default/computeinstances/talker/exec",
                    {{"command", {"cat"}}});
