@@ -66,7 +66,7 @@ HttpResponse Api::Route(HttpRequest& req) {
                           : HttpResponse::Text(503, "haproxy runtime API not answering\n");
   }
   if (req.path == "/metrics") {
-    HttpResponse r = HttpResponse::Text(200, lb_->Metrics());
+    HttpResponse r = HttpResponse::Text(200, lb_->Metrics() + (l4_ ? l4_->Metrics() : ""));
     r.content_type = "text/plain; version=0.0.4";
     return r;
   }
@@ -83,6 +83,7 @@ HttpResponse Api::Route(HttpRequest& req) {
     return HttpResponse::Json(200, ToJson(lb_->Snapshot()).dump());
   }
   if (parts[1] == "listeners") return Listeners(req, parts);
+  if (parts[1] == "l4") return L4(req, parts);
   if (parts[1] == "pools" && parts.size() >= 4 && parts[3] == "members") return Members(req, parts);
   if (parts[1] == "pools") return Pools(req, parts);
   return Error(404, "NOT_FOUND", "no such path");
@@ -109,7 +110,53 @@ HttpResponse Api::Listeners(HttpRequest& req, const std::vector<std::string>& pa
   if (Status s = NameFromPath(*body, name, where); !s.ok()) return Error(s);
   auto listener = ListenerFromJson(*body, where);
   if (!listener.ok()) return Error(listener.status());
+  for (const auto& l4 : l4_ ? l4_->Listeners() : std::vector<L4ListenerSpec>{}) {
+    Status s = CheckL4Overlap(l4, {listener->address}, "l4.listeners." + l4.name);
+    if (!s.ok()) {
+      return Error(absl::InvalidArgumentError(where + ".address: overlaps the L4 listener " +
+                                              l4.name + " (" + std::string(s.message()) + ")"));
+    }
+  }
   return Done(lb_->PutListener(*listener), 200, ToJson(*listener));
+}
+
+HttpResponse Api::L4(HttpRequest& req, const std::vector<std::string>& parts) {
+  if (l4_ == nullptr) return Error(404, "NOT_FOUND", "this fiberlb has no l4 section");
+  if (parts.size() == 2) {
+    if (req.method == "GET") return HttpResponse::Json(200, l4_->Describe().dump());
+    if (req.method != "PUT") return Error(405, "METHOD_NOT_ALLOWED", "use GET or PUT");
+    auto body = Body(req);
+    if (!body.ok()) return Error(body.status());
+    if (body->size() != 1 || !body->contains("draining") || !(*body)["draining"].is_boolean()) {
+      return Error(absl::InvalidArgumentError("draining: the only field, true or false"));
+    }
+    return Done(l4_->SetDraining((*body)["draining"].get<bool>()), 200, l4_->Describe());
+  }
+  if (parts[2] != "listeners" || parts.size() > 4) return Error(404, "NOT_FOUND", "no such path");
+  if (parts.size() == 3) {
+    if (req.method != "GET") return Error(405, "METHOD_NOT_ALLOWED", "use GET");
+    return HttpResponse::Json(200, l4_->Describe()["listeners"].dump());
+  }
+  const std::string& name = parts[3];
+  std::string where = "l4.listeners." + name;
+  if (req.method == "GET") {
+    const json described = l4_->Describe();  // a named copy: the loop must not outlive it
+    for (const auto& l : described["listeners"]) {
+      if (l["name"] == name) return HttpResponse::Json(200, l.dump());
+    }
+    return Error(absl::NotFoundError("no L4 listener " + name));
+  }
+  if (req.method == "DELETE") return Done(l4_->DeleteListener(name), 200, {{"deleted", true}});
+  if (req.method != "PUT") return Error(405, "METHOD_NOT_ALLOWED", "use GET, PUT or DELETE");
+  auto body = Body(req);
+  if (!body.ok()) return Error(body.status());
+  if (Status s = NameFromPath(*body, name, where); !s.ok()) return Error(s);
+  auto listener = L4ListenerFromJson(*body, where);
+  if (!listener.ok()) return Error(listener.status());
+  std::vector<std::string> l7;
+  for (const auto& [n, l] : lb_->Snapshot().listeners) l7.push_back(l.address);
+  if (Status s = CheckL4Overlap(*listener, l7, where); !s.ok()) return Error(s);
+  return Done(l4_->PutListener(*listener), 200, ToJson(*listener));
 }
 
 HttpResponse Api::Pools(HttpRequest& req, const std::vector<std::string>& parts) {

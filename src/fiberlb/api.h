@@ -7,6 +7,9 @@
 //   POST   /v1/pools/{pool}/members           {"address","name"?,"weight"?} add a member
 //   PUT    /v1/pools/{pool}/members/{name}    add or change (weight, address)
 //   DELETE /v1/pools/{pool}/members/{name}    drain, then remove (202)
+//   GET    /v1/l4                             L4 node: draining, announced VIPs, listeners
+//   PUT    /v1/l4                             {"draining": bool} withdraw / announce VIPs
+//   GET    /v1/l4/listeners                   PUT|GET|DELETE /v1/l4/listeners/{name}
 //
 // Bad input is 400 naming the field. Thread-safety: handlers run on the HTTP server's
 // threads; state lives in Lb.
@@ -15,6 +18,7 @@
 #include <string>
 
 #include "common/http_server.h"
+#include "fiberlb/l4_service.h"
 #include "fiberlb/lb.h"
 
 namespace photon::fiberlb {
@@ -24,7 +28,8 @@ StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir, bool* creat
 
 class Api {
  public:
-  Api(Lb* lb, std::string token) : lb_(lb), token_(std::move(token)) {}
+  // `l4` may be null (no l4 section): its paths answer 404.
+  Api(Lb* lb, L4Service* l4, std::string token) : lb_(lb), l4_(l4), token_(std::move(token)) {}
   HttpResponse Handle(HttpRequest& request);
 
  private:
@@ -32,7 +37,9 @@ class Api {
   HttpResponse Listeners(HttpRequest& request, const std::vector<std::string>& parts);
   HttpResponse Pools(HttpRequest& request, const std::vector<std::string>& parts);
   HttpResponse Members(HttpRequest& request, const std::vector<std::string>& parts);
+  HttpResponse L4(HttpRequest& request, const std::vector<std::string>& parts);
   Lb* lb_;
+  L4Service* l4_;
   std::string token_;
 };
 

@@ -57,10 +57,7 @@ StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   if (!j.is_object()) return absl::InvalidArgumentError("configuration: must be a mapping");
   Config c;
   for (const auto& [key, value] : j.items()) {
-    if (key == "listeners" || key == "pools") continue;
-    if (key == "bgp") {
-      return absl::UnimplementedError("bgp: announcing VIPs by BGP is not implemented yet");
-    }
+    if (key == "listeners" || key == "pools" || key == "l4" || key == "bgp") continue;
     std::string* target = key == "api"          ? &c.api
                           : key == "data_dir"   ? &c.data_dir
                           : key == "haproxy"    ? &c.haproxy
@@ -72,6 +69,17 @@ StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   }
   PHOTON_ASSIGN_OR_RETURN(c.state, StateFromJson(j));
   PHOTON_RETURN_IF_ERROR(Validate(c.state, c.api));
+  if (j.contains("l4") || j.contains("bgp")) {
+    json none;
+    PHOTON_ASSIGN_OR_RETURN(c.l4, L4SettingsFromJson(j.contains("l4") ? j["l4"] : none,
+                                                     j.contains("bgp") ? j["bgp"] : none));
+    std::vector<std::string> l7;
+    for (const auto& [name, l] : c.state.listeners) l7.push_back(l.address);
+    for (size_t i = 0; i < c.l4->listeners.size(); ++i) {
+      PHOTON_RETURN_IF_ERROR(
+          CheckL4Overlap(c.l4->listeners[i], l7, "l4.listeners[" + std::to_string(i) + "]"));
+    }
+  }
   return c;
 }
 

@@ -8,12 +8,17 @@
 //   access_log: ""                # default DATA_DIR/access.log; "off": none
 //   listeners: [...]              # see docs/fiberlb.md
 //   pools: [...]
-//   bgp: ...                      # VIP announcement: refused until implemented
+//   l4:                           # stateless L4 listeners (l4_service.h); optional
+//     device: eth0                #   where VIP packets arrive and leave
+//     listeners: [...]
+//   bgp: {route_protocol: 200}    # VIP routes the node's BIRD announces (needs l4)
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "common/status.h"
+#include "fiberlb/l4_service.h"
 #include "fiberlb/model.h"
 
 namespace photon::fiberlb {
@@ -24,6 +29,7 @@ struct Config {
   std::string haproxy = "/usr/sbin/haproxy";
   std::string access_log;
   State state;
+  std::optional<L4Settings> l4;  // absent: no L4 path on this node
 };
 
 StatusOr<Config> LoadConfig(const std::string& path);

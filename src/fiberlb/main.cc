@@ -25,7 +25,7 @@ bool LockDataDir(const std::string& data_dir) {
 }
 
 int Run(int argc, char** argv) {
-  CLI::App app{"fiberlb: load balancer (L7 through HAProxy)"};
+  CLI::App app{"fiberlb: load balancer (L7 through HAProxy, stateless L4 in nftables)"};
   std::string config_path, data_dir, log_level = "info";
   app.add_option("--config", config_path, "YAML configuration file")->required();
   app.add_option("--data-dir", data_dir, "state directory (overrides data_dir in the file)");
@@ -66,6 +66,15 @@ int Run(int argc, char** argv) {
     spdlog::error("{}", std::string(lb.status().message()));
     return 1;
   }
+  std::unique_ptr<L4Service> l4;
+  if (config->l4) {
+    auto started = L4Service::Start(config->data_dir, *config->l4);
+    if (!started.ok()) {
+      spdlog::error("l4: {}", std::string(started.status().message()));
+      return 1;
+    }
+    l4 = std::move(*started);
+  }
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<Api> api;
   if (!config->api.empty()) {
@@ -82,7 +91,7 @@ int Run(int argc, char** argv) {
           config->data_dir.c_str());
       fflush(stdout);
     }
-    api = std::make_unique<Api>(lb->get(), *token);
+    api = std::make_unique<Api>(lb->get(), l4.get(), *token);
     HttpServerOptions http_options;
     http_options.listen = config->api;
     http_options.threads = 2;
@@ -101,6 +110,7 @@ int Run(int argc, char** argv) {
   }
   spdlog::info("signal {}: stopping", sig);
   if (http) http->Stop();
+  if (l4) l4->Stop();
   (*lb)->Stop();
   return 0;
 }

@@ -26,8 +26,10 @@ TEST(YamlToJson, PlainScalarsTypedQuotedOnesStrings) {
 
 TEST(ParseConfig, UnknownKeysAndBgpAreRefusedByName) {
   EXPECT_EQ(ErrorOf(ParseConfig("bogus: 1\n").status()), "bogus: unknown field");
-  auto bgp = ParseConfig("bgp: {asn: 65000}\n");
-  EXPECT_EQ(bgp.status().code(), absl::StatusCode::kUnimplemented);
+  auto bgp = ParseConfig("bgp: {route_protocol: 200}\n");
+  EXPECT_EQ(ErrorOf(bgp.status()), "bgp: announces the VIPs of L4 listeners: needs an l4 section");
+  EXPECT_EQ(ErrorOf(ParseConfig("l4: {device: eth0}\nbgp: {asn: 65000}\n").status()),
+            "bgp.asn: unknown field");
   auto member = ParseConfig("pools: [{name: p, members: [{address: '127.0.0.1:1', wieght: 2}]}]");
   EXPECT_EQ(ErrorOf(member.status()), "pools[0].members[0].wieght: unknown field");
   auto ok = ParseConfig(
@@ -36,6 +38,44 @@ TEST(ParseConfig, UnknownKeysAndBgpAreRefusedByName) {
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->state.pools.at("p").members[0].name, "10_0_0_1_80");
   EXPECT_EQ(ok->state.pools.at("p").members[0].weight, 3);
+}
+
+TEST(ParseConfig, L4SectionListenersAndTheirRefusals) {
+  auto ok = ParseConfig(
+      "l4:\n  device: ul0\n  hash_seed: 7\n  listeners:\n"
+      "    - {name: dns, vip: 10.9.0.1, port: 53, protocol: udp,\n"
+      "       health_check: {type: tcp, port: 53}, members: [{address: 10.0.0.5, weight: 2}]}\n"
+      "bgp: {route_protocol: 201}\n");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_TRUE(ok->l4.has_value());
+  EXPECT_EQ(ok->l4->device, "ul0");
+  EXPECT_EQ(ok->l4->hash_seed, 7u);
+  EXPECT_EQ(ok->l4->route_protocol, 201);
+  ASSERT_EQ(ok->l4->listeners.size(), 1u);
+  EXPECT_EQ(ok->l4->listeners[0].members[0].weight, 2);
+  auto bad = [](const std::string& listener) {
+    return ErrorOf(ParseConfig("l4: {device: ul0, listeners: [" + listener + "]}\n").status());
+  };
+  EXPECT_EQ(bad("{name: a, vip: 10.9.0.1, port: 80, members: [{address: '10.0.0.5:80'}]}"),
+            "l4.listeners[0].members[0].address: '10.0.0.5:80' is not an IPv4 address (no port: "
+            "with DSR the member serves the listener's port)");
+  EXPECT_EQ(
+      bad("{name: a, vip: 10.9.0.1, port: 80, protocol: http}"),
+      "l4.listeners[0].protocol: must be tcp or udp (http and https are HAProxy's listeners)");
+  EXPECT_EQ(bad("{name: a, vip: 10.9.0.1, port: 53, protocol: udp, health_check: {type: tcp}}"),
+            "l4.listeners[0].health_check.port: a tcp check of a udp listener needs a port");
+  EXPECT_EQ(bad("{name: a, vip: 10.9.0.1, port: 80, health_check: {type: http}}"),
+            "l4.listeners[0].health_check.type: http checks are HAProxy's; L4 listeners take tcp "
+            "or none");
+  EXPECT_EQ(bad("{name: a, vip: 10.9.0.1, port: 80, sticky: true}"),
+            "l4.listeners[0].sticky: unknown field");
+  EXPECT_EQ(bad("{name: a, vip: 10.9.0.1, port: 80}, {name: a, vip: 10.9.0.2, port: 80}"),
+            "l4.listeners[1].name: 'a' listed twice");
+  auto overlap = ParseConfig(
+      "listeners: [{name: w, protocol: tcp, address: '0.0.0.0:80', pool: p}]\n"
+      "pools: [{name: p}]\nl4: {device: ul0, listeners: [{name: a, vip: 10.9.0.1, port: 80}]}\n");
+  EXPECT_EQ(ErrorOf(overlap.status()),
+            "l4.listeners[0].port: 10.9.0.1:80 overlaps the L7 listener on 0.0.0.0:80");
 }
 
 TEST(Listener, L7OptionsOnTcpAndOtherMisfitsAreRefused) {

@@ -1,0 +1,392 @@
+// The fiberlb daemon's L4 listeners on the multi-host bed: a real fiberlb (with its HAProxy) in
+// each of three LB nodes h1-h3, configured with an `l4` section and driven through its REST API;
+// real BIRD2 announcing the VIP to an ECMP router, real nftables; DSR members m1-m3 on the
+// underlay answering a client behind the router. Needs root (namespaces).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "tests/net/lb_l4_bed.h"
+
+#ifndef FIBERLB_BIN
+#error "FIBERLB_BIN: path of the fiberlb binary"
+#endif
+
+namespace photon::fiberlb {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using photon::net_testing::Addr;
+using photon::net_testing::LbClient;
+using photon::net_testing::LbEcmpRouter;
+using photon::net_testing::LbMember;
+using photon::net_testing::LbMemberIp;
+using photon::net_testing::LbRouterPaths;
+using photon::net_testing::NetBed;
+using photon::net_testing::PollUntil;
+using photon::net_testing::SocketIn;
+
+constexpr char kVip[] = "10.200.0.20";
+constexpr int kPort = 8081;  // members answer "m<i>\n" and close
+constexpr int kLbNodes = 3;
+constexpr int kMembers = 3;
+
+// Member i's server on 0.0.0.0:kPort in its namespace (the VIP is on its loopback: DSR), so
+// that the LB nodes' health checks reach it at its own address too.
+class Server {
+ public:
+  Server(const std::string& netns, int id) : id_("m" + std::to_string(id)) {
+    fd_ = photon::net_testing::ListenIn(netns, "0.0.0.0", kPort);
+    if (fd_ >= 0) thread_ = std::thread([this] { Loop(); });
+  }
+  ~Server() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 20) != 1) continue;
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      std::string line = id_ + "\n";
+      (void)::send(c, line.data(), line.size(), MSG_NOSIGNAL);
+      ::close(c);
+    }
+  }
+  std::string id_;
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// The member answering a new connection from the client through the VIP, "" on failure
+// (within 3 s).
+std::string Hello(const std::string& client_ns) {
+  int fd = SocketIn(client_ns, SOCK_STREAM | SOCK_NONBLOCK);
+  if (fd < 0) return "";
+  sockaddr_in dst = Addr(kVip, kPort);
+  std::string id;
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 || errno == EINPROGRESS) {
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      char c;
+      if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
+      id += c;
+    }
+  }
+  linger lg{1, 0};  // RST: no TIME_WAIT left in the client
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::close(fd);
+  return id;
+}
+
+// Members answering n new connections (a failed one is "").
+std::multiset<std::string> Hellos(const std::string& client_ns, int n) {
+  std::multiset<std::string> who;
+  for (int i = 0; i < n; ++i) who.insert(Hello(client_ns));
+  return who;
+}
+
+class L4DaemonTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ::signal(SIGPIPE, SIG_IGN);
+    if (::geteuid() != 0) return;
+    std::string error;
+    bed_ = NetBed::Up(kLbNodes, &error).release();
+    ASSERT_NE(bed_, nullptr) << error;
+    Status s = LbEcmpRouter(*bed_);
+    ASSERT_TRUE(s.ok()) << s;
+    s = LbClient(*bed_);
+    ASSERT_TRUE(s.ok()) << s;
+    for (int i = 1; i <= kMembers; ++i) {
+      s = LbMember(*bed_, i, kVip);
+      ASSERT_TRUE(s.ok()) << s;
+      members_[i] = new Server(bed_->NsPath("m" + std::to_string(i)), i);
+      ASSERT_TRUE(members_[i]->ok());
+    }
+    for (int i = 1; i <= kLbNodes; ++i) {
+      std::string dir = DataDir(i);
+      std::filesystem::create_directories(dir);
+      std::ofstream(dir + ".yaml") << Config();
+      bed_->Run(bed_->Host(i), {"ip", "link", "set", "lo", "up"});
+      StartFiberlb(i);
+    }
+  }
+  static void TearDownTestSuite() {
+    for (int i = 1; i <= kLbNodes; ++i) StopFiberlb(i, SIGTERM);
+    for (auto*& m : members_) {
+      delete m;
+      m = nullptr;
+    }
+    for (int i = 1; i <= kLbNodes; ++i) {
+      std::filesystem::remove_all(DataDir(i));
+      std::filesystem::remove(DataDir(i) + ".yaml");
+    }
+    delete bed_;
+    bed_ = nullptr;
+  }
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
+    ASSERT_NE(bed_, nullptr);
+    for (int i = 1; i <= kLbNodes; ++i) ASSERT_GT(pids_[i], 0) << "fiberlb on h" << i;
+  }
+
+  static std::string DataDir(int i) {
+    return "/tmp/fiberlb-l4d-" + std::to_string(::getpid()) + "-h" + std::to_string(i);
+  }
+  static std::string Config() {
+    std::string members;
+    for (int i = 1; i <= kMembers; ++i) {
+      members += "          - {address: " + LbMemberIp(i) + "}\n";
+    }
+    return "api: 127.0.0.1:18090\n"
+           "access_log: \"off\"\n"
+           "l4:\n"
+           "  device: ul0\n"
+           "  listeners:\n"
+           "    - name: hello\n"
+           "      vip: " +
+           std::string(kVip) + "\n      port: " + std::to_string(kPort) +
+           "\n      protocol: tcp\n"
+           "      health_check: {type: tcp, interval_ms: 200, timeout_ms: 200, rise: 2, fall: 2}\n"
+           "      members:\n" +
+           members + "bgp: {route_protocol: 200}\n";
+  }
+  // fiberlb inside h<i>'s namespace (`ip netns exec` execs it: the pid is fiberlb's).
+  static void StartFiberlb(int i) {
+    std::string ns = bed_->Ns(bed_->Host(i)), dir = DataDir(i), log = dir + ".log";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+      std::string config = dir + ".yaml";
+      ::execlp("ip", "ip", "netns", "exec", ns.c_str(), FIBERLB_BIN, "--config", config.c_str(),
+               "--data-dir", dir.c_str(), nullptr);
+      ::_exit(127);
+    }
+    pids_[i] = pid;
+    bool up = PollUntil([&] { return Rest(i, "GET", "/v1/l4").first == 200; }, 20s).count() >= 0;
+    if (!up) {
+      std::ifstream in(log);
+      std::stringstream text;
+      text << in.rdbuf();
+      ADD_FAILURE() << "fiberlb on h" << i << " did not answer: " << text.str();
+    }
+  }
+  static void StopFiberlb(int i, int sig) {
+    if (pids_[i] <= 0) return;
+    ::kill(pids_[i], sig);
+    int status = 0;
+    PollUntil([&] { return ::waitpid(pids_[i], &status, WNOHANG) == pids_[i]; }, 20s);
+    pids_[i] = 0;
+  }
+  // {HTTP status, body} of a REST call to h<i>'s fiberlb (curl inside its namespace).
+  static std::pair<int, std::string> Rest(int i, const std::string& method, const std::string& path,
+                                          const std::string& body = "") {
+    std::ifstream t(DataDir(i) + "/api.token");
+    std::string token;
+    std::getline(t, token);
+    std::vector<std::string> argv{"curl", "-s",
+                                  "-m",   "10",
+                                  "-X",   method,
+                                  "-w",   "\n%{http_code}",
+                                  "-H",   "Authorization: Bearer " + token};
+    if (!body.empty())
+      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "-d", body});
+    argv.push_back("http://127.0.0.1:18090" + path);
+    std::string out = bed_->Run(bed_->Host(i), argv);
+    size_t nl = out.rfind('\n');
+    if (nl == std::string::npos) return {0, out};
+    return {atoi(out.c_str() + nl + 1), out.substr(0, nl)};
+  }
+  static json L4(int i) {
+    auto [code, body] = Rest(i, "GET", "/v1/l4");
+    return code == 200 ? json::parse(body, nullptr, false) : json();
+  }
+  // True when every running node sees member `address` with health `healthy`.
+  static bool AllSee(const std::string& address, bool healthy) {
+    for (int i = 1; i <= kLbNodes; ++i) {
+      json s = L4(i);
+      if (!s.is_object() || s["listeners"].empty()) return false;
+      for (const auto& m : s["listeners"][0]["members"]) {
+        if (m["address"] == address && m["healthy"] != healthy) return false;
+      }
+    }
+    return true;
+  }
+  static bool WaitPaths(int n) {
+    return PollUntil([&] { return LbRouterPaths(*bed_, kVip) == n; }, 20s).count() >= 0;
+  }
+
+  static NetBed* bed_;
+  static pid_t pids_[kLbNodes + 1];
+  static Server* members_[kMembers + 1];
+};
+NetBed* L4DaemonTest::bed_ = nullptr;
+pid_t L4DaemonTest::pids_[kLbNodes + 1] = {};
+Server* L4DaemonTest::members_[kMembers + 1] = {};
+
+TEST_F(L4DaemonTest, ConfiguredListenerIsAnnouncedByEveryNodeAndServed) {
+  ASSERT_TRUE(WaitPaths(kLbNodes)) << bed_->Run("r", {"ip", "route"});
+  auto who = Hellos(bed_->NsPath("c"), 30);
+  EXPECT_EQ(who.count(""), 0u) << "failed connections through the VIP";
+  for (int i = 1; i <= kMembers; ++i) EXPECT_GT(who.count("m" + std::to_string(i)), 0u);
+  json s = L4(1);
+  EXPECT_EQ(s["announced"], json::array({kVip})) << s.dump();
+  EXPECT_GT(s["listeners"][0]["forwarded_packets"].get<uint64_t>() +
+                L4(2)["listeners"][0]["forwarded_packets"].get<uint64_t>() +
+                L4(3)["listeners"][0]["forwarded_packets"].get<uint64_t>(),
+            0u);
+  auto [code, metrics] = Rest(1, "GET", "/metrics");
+  EXPECT_NE(metrics.find("fiberlb_l4_vip_announced{vip=\"" + std::string(kVip) + "\"} 1"),
+            std::string::npos)
+      << metrics;
+}
+
+TEST_F(L4DaemonTest, DeadMemberLeavesEveryNodesTableAndComesBack) {
+  ASSERT_TRUE(WaitPaths(kLbNodes));
+  members_[2]->Stop();
+  printf("member m2 stopped at %s", bed_->Run("", {"date", "+%T.%N"}).c_str());
+  auto t = PollUntil([] { return AllSee(LbMemberIp(2), false); }, 10s);
+  ASSERT_GE(t.count(), 0) << L4(1).dump();
+  printf("member death -> out of every node's table: %.0f ms (checks every 200 ms, fall 2)\n",
+         t.count() / 1000.0);
+  auto who = Hellos(bed_->NsPath("c"), 30);
+  EXPECT_EQ(who.count(""), 0u);
+  EXPECT_EQ(who.count("m2"), 0u);
+  delete members_[2];
+  members_[2] = new Server(bed_->NsPath("m2"), 2);
+  ASSERT_TRUE(PollUntil([] { return AllSee(LbMemberIp(2), true); }, 10s).count() >= 0);
+  ASSERT_TRUE(
+      PollUntil([&] { return Hellos(bed_->NsPath("c"), 30).count("m2") > 0; }, 10s).count() >= 0);
+}
+
+TEST_F(L4DaemonTest, NodeWithoutHealthyMembersOrDrainingWithdrawsTheVip) {
+  ASSERT_TRUE(WaitPaths(kLbNodes));
+  // h1 can no longer reach any member (its checks fail); h2 and h3 still can.
+  for (int i = 1; i <= kMembers; ++i) {
+    bed_->Run("h1", {"ip", "route", "add", "prohibit", LbMemberIp(i) + "/32"});
+  }
+  ASSERT_TRUE(WaitPaths(2)) << L4(1).dump();
+  EXPECT_TRUE(L4(1)["announced"].empty());
+  EXPECT_EQ(Hellos(bed_->NsPath("c"), 20).count(""), 0u);
+  auto [code, body] = Rest(2, "PUT", "/v1/l4", R"({"draining": true})");
+  ASSERT_EQ(code, 200) << body;
+  ASSERT_TRUE(WaitPaths(1));
+  EXPECT_EQ(Hellos(bed_->NsPath("c"), 20).count(""), 0u);
+  ASSERT_EQ(Rest(2, "PUT", "/v1/l4", R"({"draining": false})").first, 200);
+  for (int i = 1; i <= kMembers; ++i) {
+    bed_->Run("h1", {"ip", "route", "del", "prohibit", LbMemberIp(i) + "/32"});
+  }
+  ASSERT_TRUE(WaitPaths(kLbNodes)) << L4(1).dump();
+  EXPECT_EQ(Rest(2, "PUT", "/v1/l4", R"({"draining": 1})").first, 400);
+}
+
+TEST_F(L4DaemonTest, BadInputIsRefusedNamingTheField) {
+  auto put = [](const std::string& name, const std::string& body) {
+    return Rest(1, "PUT", "/v1/l4/listeners/" + name, body);
+  };
+  const std::string vip = "\"vip\": \"10.200.0.30\"";
+  auto [c1, b1] =
+      put("x", "{" + vip + ", \"port\": 80, \"members\": [{\"address\": \"1.2.3.4:80\"}]}");
+  EXPECT_EQ(c1, 400);
+  EXPECT_NE(b1.find("l4.listeners.x.members[0].address"), std::string::npos) << b1;
+  auto [c2, b2] = put("x", "{" + vip + ", \"port\": 80, \"health_check\": {\"type\": \"http\"}}");
+  EXPECT_EQ(c2, 400);
+  EXPECT_NE(b2.find("l4.listeners.x.health_check.type"), std::string::npos) << b2;
+  auto [c3, b3] =
+      put("x", "{\"vip\": \"" + std::string(kVip) + "\", \"port\": " + std::to_string(kPort) + "}");
+  EXPECT_EQ(c3, 400);  // the same VIP, port and protocol as "hello"
+  EXPECT_NE(b3.find("l4.listeners.x.port"), std::string::npos) << b3;
+  auto [c4, b4] = put("x", "{" + vip + ", \"port\": 80, \"routes\": []}");
+  EXPECT_EQ(c4, 400);
+  EXPECT_NE(b4.find("l4.listeners.x.routes: unknown field"), std::string::npos) << b4;
+  // An L7 listener on every address at port 9000 overlaps an L4 one there, both ways.
+  ASSERT_EQ(Rest(1, "PUT", "/v1/pools/p", "{}").first, 200);
+  auto [c5, b5] = Rest(1, "PUT", "/v1/listeners/l7",
+                       R"({"protocol":"tcp","address":"0.0.0.0:9000","pool":"p"})");
+  ASSERT_EQ(c5, 200) << b5;
+  auto [c6, b6] = put("x", "{" + vip + ", \"port\": 9000}");
+  EXPECT_EQ(c6, 400);
+  EXPECT_NE(b6.find("l4.listeners.x.port: 10.200.0.30:9000 overlaps"), std::string::npos) << b6;
+  ASSERT_EQ(Rest(1, "DELETE", "/v1/listeners/l7").first, 200);
+  ASSERT_EQ(put("x", "{" + vip + ", \"port\": 9000}").first, 200);
+  auto [c7, b7] = Rest(1, "PUT", "/v1/listeners/l7",
+                       R"({"protocol":"tcp","address":"0.0.0.0:9000","pool":"p"})");
+  EXPECT_EQ(c7, 400);
+  EXPECT_NE(b7.find("listeners.l7.address: overlaps the L4 listener x"), std::string::npos) << b7;
+  EXPECT_EQ(Rest(1, "DELETE", "/v1/l4/listeners/x").first, 200);
+  EXPECT_EQ(Rest(1, "DELETE", "/v1/pools/p").first, 200);
+  EXPECT_EQ(Rest(1, "GET", "/v1/l4/listeners/x").first, 404);
+}
+
+// Runs last (gtest keeps the order of definition): kill -9 and restart, then the clean stop.
+TEST_F(L4DaemonTest, KillNineKeepsForwardingRestartReappliesStopLeavesNothing) {
+  ASSERT_TRUE(WaitPaths(kLbNodes));
+  // A change made through the API (m3 weight 0) must survive the restart, not the file's list.
+  std::string members;
+  for (int i = 1; i <= kMembers; ++i) {
+    members += std::string(i > 1 ? "," : "") + "{\"address\":\"" + LbMemberIp(i) +
+               "\",\"weight\":" + (i == 3 ? "0" : "1") + "}";
+  }
+  std::string body = "{\"vip\":\"" + std::string(kVip) + "\",\"port\":" + std::to_string(kPort) +
+                     ",\"health_check\":{\"type\":\"tcp\",\"interval_ms\":200,\"timeout_ms\":200},"
+                     "\"members\":[" +
+                     members + "]}";
+  for (int i = 1; i <= kLbNodes; ++i) {
+    auto [code, out] = Rest(i, "PUT", "/v1/l4/listeners/hello", body);
+    ASSERT_EQ(code, 200) << out;
+  }
+  StopFiberlb(3, SIGKILL);
+  // The table and the route of the dead daemon keep serving.
+  auto who = Hellos(bed_->NsPath("c"), 30);
+  EXPECT_EQ(who.count(""), 0u);
+  EXPECT_EQ(who.count("m3"), 0u);
+  EXPECT_EQ(LbRouterPaths(*bed_, kVip), kLbNodes);
+  StartFiberlb(3);
+  json l = json::parse(Rest(3, "GET", "/v1/l4/listeners/hello").second, nullptr, false);
+  ASSERT_TRUE(l.is_object());
+  EXPECT_EQ(l["members"][2]["weight"], 0) << l.dump();
+  ASSERT_TRUE(WaitPaths(kLbNodes));
+  EXPECT_EQ(Hellos(bed_->NsPath("c"), 20).count(""), 0u);
+  // A clean stop withdraws the VIP and deletes the table, and its HAProxy goes with it.
+  for (int i = 1; i <= kLbNodes; ++i) StopFiberlb(i, SIGTERM);
+  EXPECT_TRUE(WaitPaths(0));
+  for (int i = 1; i <= kLbNodes; ++i) {
+    int rc = 0;
+    bed_->Run(bed_->Host(i), {"nft", "list", "table", "netdev", "fiberlb_l4"}, &rc);
+    EXPECT_NE(rc, 0) << "table left on h" << i;
+    std::string routes = bed_->Run(bed_->Host(i), {"ip", "route", "show", "proto", "200"});
+    EXPECT_EQ(routes.find(kVip), std::string::npos) << routes;
+  }
+  std::string ps = bed_->Run("", {"pgrep", "-af", "haproxy"});
+  EXPECT_EQ(ps.find(DataDir(1)), std::string::npos) << ps;
+}
+
+}  // namespace
+}  // namespace photon::fiberlb
