@@ -217,8 +217,23 @@ Status Agent::Heartbeat() {
 }
 
 StatusOr<compute::Image> Agent::GetImage(const std::string& ns, const std::string& name) {
-  PHOTON_ASSIGN_OR_RETURN(json j, api_->Get("/v1/namespaces/" + ns + "/images/" + name));
-  return ParseProto<compute::Image>(j);
+  // "OTHER/NAME": an image another namespace shared publicly (docs/images.md); the agent may
+  // read every namespace's images, so it is the one to refuse a private one.
+  const auto slash = name.find('/');
+  const std::string from = slash == std::string::npos ? ns : name.substr(0, slash);
+  const std::string base = slash == std::string::npos ? name : name.substr(slash + 1);
+  PHOTON_ASSIGN_OR_RETURN(json j, api_->Get("/v1/namespaces/" + PercentEncode(from) + "/images/" +
+                                            PercentEncode(base)));
+  PHOTON_ASSIGN_OR_RETURN(auto image, ParseProto<compute::Image>(j));
+  if (from != ns && image.status().details().count("public") == 0) {
+    return absl::NotFoundError("image " + name + " is not shared publicly");
+  }
+  return image;
+}
+
+StatusOr<std::string> Agent::FetchImage(const compute::Image& image, const std::string& holder) {
+  if (!image_cache_) return ResourceLookup::FetchImage(image, holder);
+  return image_cache_->Fetch(image, holder);
 }
 
 StatusOr<storage::Volume> Agent::GetVolume(const std::string& ns, const std::string& name) {
@@ -273,6 +288,16 @@ Status Agent::Start() {
   PHOTON_RETURN_IF_ERROR(wiring_->Open());
   PHOTON_RETURN_IF_ERROR(ConfigureNodeBird(options_));
   attributes_["network.mode"] = options_.network_mode;
+  {
+    ImageCacheOptions io;
+    io.dir = options_.data_dir + "/images";
+    if (auto it = options_.drivers.find("images"); it != options_.drivers.end()) {
+      PHOTON_RETURN_IF_ERROR(ParseImageCacheOptions(it->second, &io));
+    }
+    image_cache_ = std::make_unique<ImageCache>(
+        io, [this](const std::string& path) { return api_->GetBytes(path); });
+    PHOTON_RETURN_IF_ERROR(image_cache_->Start());
+  }
   PHOTON_RETURN_IF_ERROR(InitProviders());
   PHOTON_RETURN_IF_ERROR(retry("register node", [this] { return RegisterNode(); }));
   PHOTON_RETURN_IF_ERROR(retry("heartbeat", [this] { return Heartbeat(); }));

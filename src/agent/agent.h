@@ -17,6 +17,7 @@
 #include "agent/checks/provider_checks.h"
 #include "agent/config.h"
 #include "agent/floating_ips.h"
+#include "agent/image_cache.h"
 #include "agent/informer.h"
 #include "agent/instance_controller.h"
 #include "agent/metadata/metadata_service.h"
@@ -43,6 +44,7 @@ class Agent : public ResourceLookup {
 
   StatusOr<compute::Image> GetImage(const std::string& ns, const std::string& name) override;
   StatusOr<storage::Volume> GetVolume(const std::string& ns, const std::string& name) override;
+  StatusOr<std::string> FetchImage(const compute::Image& image, const std::string& holder) override;
   std::string PortNetns(const std::string& instance_id) override;
 
  private:
@@ -57,6 +59,7 @@ class Agent : public ResourceLookup {
 
   AgentOptions options_;
   std::unique_ptr<ApiClient> api_;
+  std::unique_ptr<ImageCache> image_cache_;  // uploaded images, by digest
   std::unique_ptr<NodeCertificates> certs_;  // https with the built-in CA only
   ProviderRegistry registry_;
   std::set<std::string> drivers_;

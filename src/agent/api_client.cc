@@ -93,6 +93,13 @@ StatusOr<nlohmann::json> ApiClient::CallWithToken(const std::string& token,
   return j;
 }
 
+StatusOr<std::string> ApiClient::GetBytes(const std::string& path) {
+  PHOTON_ASSIGN_OR_RETURN(auto client, NewClient(Token()));
+  PHOTON_ASSIGN_OR_RETURN(HttpResult r, client.Do("GET", path));
+  if (r.status < 200 || r.status >= 300) return StatusFromHttp(r.status, r.body);
+  return std::move(r.body);
+}
+
 StatusOr<nlohmann::json> ApiClient::Call(const std::string& method, const std::string& path,
                                          const nlohmann::json& body) {
   return CallWithToken(Token(), method, path, body);

@@ -31,6 +31,8 @@ class ApiClient {
   StatusOr<nlohmann::json> Call(const std::string& method, const std::string& path,
                                 const nlohmann::json& body = nullptr);
   StatusOr<nlohmann::json> Get(const std::string& path) { return Call("GET", path); }
+  // GET of raw bytes (an image's content).
+  StatusOr<std::string> GetBytes(const std::string& path);
   // Calls with an explicit token (the join token).
   StatusOr<nlohmann::json> CallWithToken(const std::string& token, const std::string& method,
                                          const std::string& path, const nlohmann::json& body);

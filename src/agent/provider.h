@@ -31,6 +31,14 @@ class ResourceLookup {
   virtual ~ResourceLookup() = default;
   virtual StatusOr<compute::Image> GetImage(const std::string& ns, const std::string& name) = 0;
   virtual StatusOr<storage::Volume> GetVolume(const std::string& ns, const std::string& name) = 0;
+  // The verified local path of an uploaded image's content (an Image without sourcePath),
+  // fetched into the node's image cache and held by a link in `holder`, a directory that goes
+  // with the instance (agent/image_cache.h).
+  virtual StatusOr<std::string> FetchImage(const compute::Image& image, const std::string& holder) {
+    (void)holder;
+    return absl::FailedPreconditionError("image " + image.metadata().name() +
+                                         ": this node has no image cache");
+  }
   // The network namespace the instance's workload runs in (its port namespace, made before
   // Start is called), or "" for the node's own network.
   virtual std::string PortNetns(const std::string& instance_id) {

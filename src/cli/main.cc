@@ -18,6 +18,7 @@
 #include "cli/completion.h"
 #include "cli/documents.h"
 #include "cli/http_client.h"
+#include "cli/image_commands.h"
 #include "cli/stream_commands.h"
 #include "cli/wait_commands.h"
 #include "common/file_util.h"
@@ -1039,7 +1040,10 @@ int main(int argc, char** argv) {
   AddAdminCommands(app, g, o, c);
   photon::cli::StreamArgs streams;  // logs, exec
   photon::cli::AddStreamCommands(app, &streams);
+  photon::cli::ImageArgs images;  // image upload, download, share
+  photon::cli::AddImageCommands(app, &images);
   CLI11_PARSE(app, argc, argv);
+  if (images.image->parsed()) return photon::cli::RunImageCommand(images, Client(g), g.ns);
   if (streams.logs->parsed() || streams.exec->parsed()) {
     return photon::cli::RunStreamCommand(streams, Client(g), g.ns);
   }

@@ -246,8 +246,11 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
   }
   if (kind.kind == "Image") {
     const auto& i = static_cast<const compute::Image&>(obj);
-    if (i.spec().source_path().empty())
-      return absl::InvalidArgumentError("spec.sourcePath: required");
+    // Without a source path the image is one `photon image upload` stored (docs/images.md).
+    if (i.spec().source_path().empty() && i.spec().sha256().empty()) {
+      return absl::InvalidArgumentError(
+          "spec.sourcePath: required (or upload the image: photon image upload NAME FILE)");
+    }
   }
   if (kind.kind == "Volume") {
     const auto& v = static_cast<const storage::Volume&>(obj);

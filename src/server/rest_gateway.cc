@@ -10,6 +10,7 @@
 #include "photon/service.pb.h"
 #include "server/identity/identity_api.h"
 #include "server/object_util.h"
+#include "server/images/image_service.h"
 #include "server/stream_relay.h"
 
 namespace photon::server {
@@ -135,6 +136,8 @@ HttpResponse RestGateway::Handle(HttpRequest& req) {
       resources_->AuditUnauthenticated(req.remote_address, req.method + " " + req.path);
     } else if (relay_ && StreamRelay::Owns(req.path)) {
       resp = relay_->Handle(req, *who);  // audits a session's opening, not each chunk
+    } else if (images_ && images::ImageService::Owns(req.path)) {
+      resp = images_->Handle(req, *who);  // audits an upload's opening, not each chunk
     } else {
       resp = RouteAudited(req, *who);
     }

@@ -13,6 +13,9 @@ namespace identity {
 class IdentityApi;
 }
 class StreamRelay;
+namespace images {
+class ImageService;
+}
 
 class RestGateway {
  public:
@@ -22,6 +25,8 @@ class RestGateway {
   void SetIdentity(identity::IdentityApi* identity) { identity_ = identity; }
   // logs and exec streams (StreamRelay::Owns); set before serving.
   void SetStreamRelay(StreamRelay* relay) { relay_ = relay; }
+  // Image uploads and content (images::ImageService::Owns); set before serving.
+  void SetImageService(images::ImageService* images) { images_ = images; }
 
  private:
   // Route, and the audit record of a mutating call that reached no verb of the resource
@@ -61,6 +66,7 @@ class RestGateway {
   Authenticator* auth_;
   identity::IdentityApi* identity_ = nullptr;
   StreamRelay* relay_ = nullptr;
+  images::ImageService* images_ = nullptr;
   MetricsRegistry* metrics_;
 };
 

@@ -28,6 +28,7 @@
 #include "server/resource_manager.h"
 #include "server/rest_gateway.h"
 #include "server/scheduler/scheduler_controller.h"
+#include "server/images/image_service.h"
 #include "server/stream_relay.h"
 #include "server/watch_cache.h"
 #include "store/store.h"
@@ -228,6 +229,12 @@ class ServerImpl : public Server {
     rest_->SetIdentity(identity_api_.get());
     relay_ = std::make_unique<StreamRelay>(resources_.get());
     rest_->SetStreamRelay(relay_.get());
+    images::ImageServiceOptions image_options;
+    image_options.max_image_bytes = options_.image_max_bytes;
+    image_options.chunk_bytes = std::min<size_t>(options_.max_body_bytes, 4 << 20);
+    PHOTON_ASSIGN_OR_RETURN(
+        images_, images::ImageService::Create(resources_.get(), options_.providers, image_options));
+    rest_->SetImageService(images_.get());
     HttpServerOptions http;
     http.listen = options_.listen;
     http.threads =
@@ -442,7 +449,8 @@ class ServerImpl : public Server {
   std::unique_ptr<ServiceController> services_;
   std::unique_ptr<prismnet::PrivateDnsController> private_dns_;
   std::unique_ptr<opsengine::OpsEngine> ops_;
-  std::unique_ptr<StreamRelay> relay_;  // outlives http_ (its streams call back into it)
+  std::unique_ptr<StreamRelay> relay_;            // outlives http_ (its streams call back into it)
+  std::unique_ptr<images::ImageService> images_;  // outlives http_
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<GrpcResourceService> grpc_service_;
@@ -523,6 +531,8 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->http_threads = v.as<int>();
       else if (key == "max_body_bytes")
         options->max_body_bytes = v.as<size_t>();
+      else if (key == "image_max_bytes")
+        options->image_max_bytes = v.as<int64_t>();
       else if (key == "scheduler")
         options->scheduler = v.as<bool>();
       else if (key == "node_suspect_after_ms")

@@ -35,6 +35,8 @@ struct ServerOptions {
   // threads on 2 cores the switches cost a quarter of the server's CPU per create.
   int http_threads = 0;
   size_t max_body_bytes = 1 << 20;
+  // The largest image `photon image upload` takes (docs/images.md).
+  int64_t image_max_bytes = int64_t{64} << 30;
   // The built-in scheduler, node lifecycle and RegionService controller; false leaves
   // placement to an external scheduler.
   bool scheduler = true;

@@ -216,6 +216,23 @@ void ContainerProvider::ReleaseRootfs(const std::string& id) {
   userns_slots_->Release(id);
 }
 
+// An uploaded rootfs-tar from the node's image cache, held by a link in the bundle and named
+// by a symlink with a .tar suffix (the cache names files by digest alone).
+StatusOr<std::string> ContainerProvider::UploadedRootfs(const compute::Image& image,
+                                                        const std::string& bundle) {
+  if (image.spec().format() != "rootfs-tar") {
+    return absl::InvalidArgumentError("Image '" + image.metadata().name() + "' has format '" +
+                                      image.spec().format() + "'; a container needs rootfs-tar");
+  }
+  PHOTON_ASSIGN_OR_RETURN(std::string cached, context_.lookup->FetchImage(image, bundle));
+  const std::string link = bundle + "/image.tar";
+  ::unlink(link.c_str());
+  if (::symlink(cached.c_str(), link.c_str()) != 0) {
+    return absl::InternalError("symlink " + link + ": " + strerror(errno));
+  }
+  return link;
+}
+
 Status ContainerProvider::PrepareRootfs(const compute::ComputeInstance& instance,
                                         const std::string& bundle, HostBase base) {
   const auto& name = instance.spec().container().image();
@@ -226,8 +243,13 @@ Status ContainerProvider::PrepareRootfs(const compute::ComputeInstance& instance
     return absl::NotFoundError("spec.container.image: Image '" + name +
                                "' not found: " + std::string(image.status().message()));
   }
-  PHOTON_ASSIGN_OR_RETURN(std::string src,
-                          ResolveImageSource(images_root_, image->spec().source_path(), name));
+  std::string src;
+  if (image->spec().source_path().empty()) {
+    PHOTON_ASSIGN_OR_RETURN(src, UploadedRootfs(*image, bundle));
+  } else {
+    PHOTON_ASSIGN_OR_RETURN(src,
+                            ResolveImageSource(images_root_, image->spec().source_path(), name));
+  }
   std::error_code ec;
   const bool dir = fs::is_directory(src, ec);
   if (!dir && !IsTarball(src)) {

@@ -51,6 +51,7 @@ class ContainerProvider : public Provider {
   // The user namespace's first host id for a confined container; nullopt when privileged.
   using HostBase = std::optional<uid_t>;
   std::string RootfsDir(const std::string& id) const;
+  StatusOr<std::string> UploadedRootfs(const compute::Image& image, const std::string& bundle);
   Status PrepareRootfs(const compute::ComputeInstance& instance, const std::string& bundle,
                        HostBase base);
   Status WriteConfig(const compute::ComputeInstance& instance, const std::string& bundle,

@@ -74,8 +74,10 @@ class VmProvider : public Provider {
   StatusOr<std::string> CheckStartSpec(const compute::ComputeInstanceSpec& spec) const;
   QemuConfig BaseQemuConfig(const VmState& vm, const compute::ComputeInstanceSpec& spec,
                             const std::string& machine) const;
+  // holder: the instance's directory, where an uploaded image is linked (agent/image_cache.h).
   StatusOr<ImageFile> ResolveImage(const std::string& ns, const std::string& name,
-                                   std::initializer_list<const char*> formats);
+                                   std::initializer_list<const char*> formats,
+                                   const std::string& holder);
   Status ResolveBootImages(const VmState& vm, const compute::ComputeInstanceSpec& spec,
                            const std::string& ns, QemuConfig* qc);
   StatusOr<std::vector<AttachedVolume>> ClaimVolumes(const VmState& vm, const std::string& ns,

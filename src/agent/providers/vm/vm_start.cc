@@ -224,8 +224,10 @@ QemuConfig VmProvider::BaseQemuConfig(const VmState& vm, const compute::ComputeI
 }
 
 // Images: resolved through the control plane, verified before use.
-StatusOr<VmProvider::ImageFile> VmProvider::ResolveImage(
-    const std::string& ns, const std::string& name, std::initializer_list<const char*> formats) {
+StatusOr<VmProvider::ImageFile> VmProvider::ResolveImage(const std::string& ns,
+                                                         const std::string& name,
+                                                         std::initializer_list<const char*> formats,
+                                                         const std::string& holder) {
   auto image = context_.lookup->GetImage(ns, name);
   if (!image.ok()) {
     return absl::FailedPreconditionError("image " + name +
@@ -238,7 +240,10 @@ StatusOr<VmProvider::ImageFile> VmProvider::ResolveImage(
     return absl::InvalidArgumentError("image " + name + " has format '" + format +
                                       "', which cannot be used here");
   }
-  PHOTON_ASSIGN_OR_RETURN(std::string path, disks_->PrepareImage(*image));
+  // An uploaded image (no sourcePath) comes from the node's image cache, verified there.
+  PHOTON_ASSIGN_OR_RETURN(std::string path, image->spec().source_path().empty()
+                                                ? context_.lookup->FetchImage(*image, holder)
+                                                : disks_->PrepareImage(*image));
   return ImageFile{path, format};
 }
 
@@ -247,17 +252,20 @@ Status VmProvider::ResolveBootImages(const VmState& vm, const compute::ComputeIn
                                      const std::string& ns, QemuConfig* qc) {
   const auto& vmspec = spec.vm();
   if (!vmspec.kernel().empty()) {
-    PHOTON_ASSIGN_OR_RETURN(ImageFile kernel, ResolveImage(ns, vmspec.kernel(), {"kernel"}));
+    PHOTON_ASSIGN_OR_RETURN(ImageFile kernel,
+                            ResolveImage(ns, vmspec.kernel(), {"kernel"}, vm.dir));
     qc->kernel = kernel.path;
     if (!vmspec.initrd().empty()) {
-      PHOTON_ASSIGN_OR_RETURN(ImageFile initrd, ResolveImage(ns, vmspec.initrd(), {"initrd"}));
+      PHOTON_ASSIGN_OR_RETURN(ImageFile initrd,
+                              ResolveImage(ns, vmspec.initrd(), {"initrd"}, vm.dir));
       qc->initrd = initrd.path;
     }
     qc->kernel_args = vmspec.kernel_args().empty() ? "console=ttyS0" : vmspec.kernel_args();
     if (qc->kernel_args.find("console=") == std::string::npos) qc->kernel_args += " console=ttyS0";
   }
   if (!vmspec.image().empty()) {
-    PHOTON_ASSIGN_OR_RETURN(ImageFile disk, ResolveImage(ns, vmspec.image(), {"raw", "qcow2"}));
+    PHOTON_ASSIGN_OR_RETURN(ImageFile disk,
+                            ResolveImage(ns, vmspec.image(), {"raw", "qcow2"}, vm.dir));
     const std::string overlay = vm.dir + "/root.qcow2";
     if (!PathExists(overlay)) {
       PHOTON_RETURN_IF_ERROR(
