@@ -2,8 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
+#include <deque>
 #include <future>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "common/util.h"
 #include "server/agent_scope.h"
@@ -104,14 +108,64 @@ std::string TargetName(const KindInfo& kind, const std::string& ns, const std::s
 
 uint64_t AuditDecisionsOnThisThread() { return audit_decisions_on_thread; }
 
+// One thread running the retries that need store reads, in the order they came. Its queue is
+// drained before it stops: every call waiting for a retry gets its answer.
+class ResourceManager::RetryThread {
+ public:
+  RetryThread() : thread_([this] { Run(); }) {}
+  ~RetryThread() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void Post(std::function<void()> work) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(work));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Run() {
+    SetThreadName("api-retry");
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      std::function<void()> work = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      work();
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: started once the members above exist
+};
+
 ResourceManager::ResourceManager(store::Store* store, WatchCache* cache, MetricsRegistry* metrics)
-    : store_(store), cache_(cache) {
+    : retry_thread_(std::make_unique<RetryThread>()), store_(store), cache_(cache) {
   store_latency_ = metrics->GetHistogram("photon_store_request_seconds",
                                          "Latency of state store requests made by the API");
   SetRefusalWindow(std::chrono::seconds(60));
 }
 
-ResourceManager::~ResourceManager() { refusals_->Flush(true); }
+ResourceManager::~ResourceManager() {
+  retry_thread_.reset();  // answers the retries still queued
+  refusals_->Flush(true);
+}
+
+void ResourceManager::RunOffCompletion(std::function<void()> work) {
+  retry_thread_->Post(std::move(work));
+}
 
 void ResourceManager::SetRefusalWindow(std::chrono::milliseconds window) {
   refusals_ = std::make_unique<RefusalThrottle>(window, [this](const RefusalThrottle::Record& r) {
@@ -243,8 +297,8 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
       ns_in.empty() ? (md->namespace_().empty() ? "default" : md->namespace_()) : ns_in;
   const std::string target = TargetName(kind, ns, md->name());
   auto fail = [&](Status st) {
-    AuditFailure(who, "create", target, st);
-    done(std::move(st));
+    // Answered once the refusal's record is committed, without a thread waiting for it.
+    AuditFailureAsync(who, "create", target, st, [st, done = std::move(done)] { done(st); });
   };
   if (auto st = ValidateName("metadata.namespace", ns); !st.ok()) {
     done(std::move(st));
@@ -312,7 +366,7 @@ void ResourceManager::CreateAsync(const Principal& who, const KindInfo& kind,
   }
   if (network_ && prismnet::NetworkManager::Plans(kind)) {
     return CreatePlanned(who, kind, ns, target, std::move(object), std::move(op), std::move(txn),
-                         std::move(done));
+                         std::move(quota_hold), std::move(done));
   }
   int64_t t0 = MonotonicNanos();
   store_->TxnAsync(std::move(txn), [this, who, kind = &kind, ns, target, object = std::move(object),
@@ -506,62 +560,112 @@ StatusOr<operation::Operation> ResourceManager::Delete(const Principal& who, con
                                                        const std::string& ns,
                                                        const std::string& name,
                                                        const std::string& resource_version) {
-  // Without a precondition from the client, a controller's status write between our read and
-  // our commit is no reason to fail: read again and retry.
-  for (int attempt = 0;; ++attempt) {
-    auto r = DeleteOnce(who, kind, ns, name, resource_version, attempt < 9);
-    if (r.ok() || r.status().code() != StatusCode::kAborted || !resource_version.empty() ||
-        attempt >= 9) {
-      return r;
-    }
-  }
+  auto promise = std::make_shared<std::promise<StatusOr<operation::Operation>>>();
+  std::future<StatusOr<operation::Operation>> outcome = promise->get_future();
+  DeleteAsync(who, kind, ns, name, resource_version,
+              [promise](StatusOr<operation::Operation> r) { promise->set_value(std::move(r)); });
+  return outcome.get();
 }
 
-StatusOr<operation::Operation> ResourceManager::DeleteOnce(
-    const Principal& who, const KindInfo& kind, const std::string& ns, const std::string& name,
-    const std::string& resource_version, bool quiet_conflict) {
-  const std::string target = TargetName(kind, ns, name);
-  auto fail = [&](Status st) {
-    AuditFailure(who, "delete", target, st);
-    return st;
+namespace {
+// Without a precondition from the client, a controller's status write between a delete's read
+// and its commit is no reason to fail: it reads again, this many times in all.
+constexpr int kDeleteAttempts = 10;
+}  // namespace
+
+struct ResourceManager::DeleteCall {
+  Principal who;
+  const KindInfo* kind;
+  std::string ns, name, resource_version, target;
+  DeleteCallback done;
+};
+
+void ResourceManager::DeleteAsync(const Principal& who, const KindInfo& kind, const std::string& ns,
+                                  const std::string& name, const std::string& resource_version,
+                                  DeleteCallback done) {
+  auto call = std::make_shared<DeleteCall>(DeleteCall{who, &kind, ns, name, resource_version,
+                                                      TargetName(kind, ns, name), std::move(done)});
+  DeleteAttempt(std::move(call), 0);
+}
+
+// Runs on the caller's thread (first attempt) or on the retry thread: both may read the store.
+void ResourceManager::DeleteAttempt(std::shared_ptr<DeleteCall> call, int attempt) {
+  const bool may_retry = call->resource_version.empty() && attempt + 1 < kDeleteAttempts;
+  auto refuse = [this, &call](Status st) {
+    // Answered once the refusal's record is committed; no thread waits for it meanwhile.
+    AuditFailureAsync(call->who, "delete", call->target, st, [st, call] { call->done(st); });
   };
+  auto prepared =
+      PrepareDelete(call->who, *call->kind, call->ns, call->name, call->resource_version);
+  if (!prepared.ok()) {
+    if (prepared.status().code() == StatusCode::kAborted && may_retry) {
+      return DeleteAttempt(std::move(call), attempt + 1);
+    }
+    return refuse(prepared.status());
+  }
+  auto p = std::make_shared<PreparedDelete>(std::move(*prepared));
+  store::TxnRequest txn = std::move(p->txn);
+  const int64_t t0 = MonotonicNanos();
+  store_->TxnAsync(std::move(txn), [this, call, attempt, may_retry, p,
+                                    t0](StatusOr<store::TxnResult> r) mutable {
+    store_latency_->Observe((MonotonicNanos() - t0) / 1e9);
+    if (!r.ok()) {
+      call->done(r.status());
+      return;
+    }
+    if (!r->succeeded) {
+      if (may_retry) {
+        RunOffCompletion([this, call, attempt] { DeleteAttempt(call, attempt + 1); });
+        return;
+      }
+      Status conflict = absl::AbortedError("conflict: " + call->kind->kind + " '" + call->name +
+                                           "' changed meanwhile; retry");
+      // On the completion thread, which must not wait for a write: see CreateAsync.
+      AuditFailureAsync(call->who, "delete", call->target, conflict,
+                        [conflict, call] { call->done(conflict); });
+      return;
+    }
+    if (network_ && !p->two_phase) network_->Released(*call->kind, *p->stored);
+    p->op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
+    call->done(std::move(p->op));
+  });
+}
+
+StatusOr<ResourceManager::PreparedDelete> ResourceManager::PrepareDelete(
+    const Principal& who, const KindInfo& kind, const std::string& ns, const std::string& name,
+    const std::string& resource_version) {
+  const std::string target = TargetName(kind, ns, name);
   // Agents may not delete, except to finish a delete that was requested (two-phase delete).
   const bool agent_finalize = IsAgent(who) && !who.Allowed(Verb::kDelete, kind.plural, ns);
-  if (!agent_finalize) {
-    if (auto st = Authorize(who, Verb::kDelete, kind, ns); !st.ok()) return fail(st);
-  }
-  if (auto st = CheckLoadBalancerOwnership(who, kind, "deleted"); !st.ok()) return fail(st);
-  auto want_rev = ParseRevision("resourceVersion", resource_version);
-  if (!want_rev.ok()) return fail(want_rev.status());
+  if (!agent_finalize) PHOTON_RETURN_IF_ERROR(Authorize(who, Verb::kDelete, kind, ns));
+  PHOTON_RETURN_IF_ERROR(CheckLoadBalancerOwnership(who, kind, "deleted"));
+  PHOTON_ASSIGN_OR_RETURN(int64_t want_rev, ParseRevision("resourceVersion", resource_version));
   const std::string key = RegistryKey(kind.plural, ns, name);
-  auto cur = ReadCurrent(kind, key);
-  if (!cur.ok()) return fail(cur.status());
-  auto [stored, stored_rev] = *cur;
-  if (*want_rev && *want_rev != stored_rev) {
-    return fail(absl::AbortedError("conflict: " + kind.kind + " '" + name +
-                                   "' is at resourceVersion " + std::to_string(stored_rev)));
+  PHOTON_ASSIGN_OR_RETURN(auto cur, ReadCurrent(kind, key));
+  auto [stored, stored_rev] = cur;
+  if (want_rev && want_rev != stored_rev) {
+    // The client's precondition: not retried (DeleteAttempt retries only without one).
+    return absl::AbortedError("conflict: " + kind.kind + " '" + name + "' is at resourceVersion " +
+                              std::to_string(stored_rev));
   }
-  operation::Operation op = NewOperation(NewUuid(), "delete", kind, ns, name,
-                                         GetMetadata(*stored).id(), NowRfc3339(), who.name);
+  PreparedDelete out;
+  out.op = NewOperation(NewUuid(), "delete", kind, ns, name, GetMetadata(*stored).id(),
+                        NowRfc3339(), who.name);
   if (network_ && !agent_finalize) {
-    auto rev = network_->PrepareDelete(kind, ns, name, *stored, stored_rev);
-    if (!rev.ok())
-      return rev.status().code() == StatusCode::kAborted ? rev.status() : fail(rev.status());
-    stored_rev = *rev;
+    PHOTON_ASSIGN_OR_RETURN(stored_rev,
+                            network_->PrepareDelete(kind, ns, name, *stored, stored_rev));
   }
-
-  store::TxnRequest txn;
-  txn.compares.push_back({.key = key,
-                          .target = store::Compare::Target::kModRevision,
-                          .op = store::Compare::Op::kEqual,
-                          .number = stored_rev});
+  out.txn.compares.push_back({.key = key,
+                              .target = store::Compare::Target::kModRevision,
+                              .op = store::Compare::Op::kEqual,
+                              .number = stored_rev});
   if (agent_finalize && (GetMetadata(*stored).deletion_timestamp().empty() ||
                          "node:" + GetMetadata(*stored).agent_id() != who.name)) {
-    return fail(
-        absl::PermissionDeniedError("an agent only finishes deletes of objects on its own node"));
+    return absl::PermissionDeniedError("an agent only finishes deletes of objects on its own node");
   }
-  bool two_phase = Assigned(*stored) && kind.plural != "nodes" && !agent_finalize;
-  if (two_phase) {
+  out.two_phase = Assigned(*stored) && kind.plural != "nodes" && !agent_finalize;
+  auto& op = out.op;
+  if (out.two_phase) {
     // The agent that runs it tears it down, then removes the object.
     auto* md = MutableMetadata(stored.get());
     md->clear_resource_version();
@@ -570,35 +674,25 @@ StatusOr<operation::Operation> ResourceManager::DeleteOnce(
       st->set_phase(resource::ResourceStatus::DELETING);
       st->set_message("delete requested");
     }
-    txn.success.push_back(
+    out.txn.success.push_back(
         {.type = store::TxnOp::Type::kPut, .key = key, .value = stored->SerializeAsString()});
     op.mutable_status()->set_state(operation::OperationStatus::RUNNING);
     op.mutable_status()->set_message("waiting for the agent to tear it down");
   } else {
-    txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
-    prismnet::NetworkManager::AddReleaseOps(kind, *stored, &txn);  // its Port and address
-    if (network_) {
-      if (auto st = network_->AddFloatingIpReleaseOps(kind, *stored, &txn); !st.ok())
-        return fail(st);
-    }
+    out.txn.success.push_back({.type = store::TxnOp::Type::kDelete, .key = key});
+    prismnet::NetworkManager::AddReleaseOps(kind, *stored, &out.txn);  // its Port and address
+    if (network_)
+      PHOTON_RETURN_IF_ERROR(network_->AddFloatingIpReleaseOps(kind, *stored, &out.txn));
     op.mutable_status()->set_state(operation::OperationStatus::DONE);
     op.mutable_status()->set_message("deleted");
     op.mutable_status()->set_done_at(op.metadata().created_at());
   }
-  txn.success.push_back({.type = store::TxnOp::Type::kPut,
-                         .key = RegistryKey("operations", ns, op.metadata().id()),
-                         .value = op.SerializeAsString()});
-  txn.success.push_back(AuditOp(who, "delete", target, true, 202));
-  auto r = store_->Txn(txn);
-  if (!r.ok()) return r.status();
-  if (!r->succeeded) {
-    Status conflict =
-        absl::AbortedError("conflict: " + kind.kind + " '" + name + "' changed meanwhile; retry");
-    return quiet_conflict ? conflict : fail(conflict);
-  }
-  if (network_ && !two_phase) network_->Released(kind, *stored);
-  op.mutable_metadata()->set_resource_version(std::to_string(r->revision));
-  return op;
+  out.txn.success.push_back({.type = store::TxnOp::Type::kPut,
+                             .key = RegistryKey("operations", ns, op.metadata().id()),
+                             .value = op.SerializeAsString()});
+  out.txn.success.push_back(AuditOp(who, "delete", target, true, 202));
+  out.stored = std::move(stored);
+  return out;
 }
 
 StatusOr<ListResult> ResourceManager::List(const Principal& who, const KindInfo& kind,

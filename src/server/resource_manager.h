@@ -91,6 +91,14 @@ class ResourceManager {
   StatusOr<operation::Operation> Delete(const Principal& who, const KindInfo& kind,
                                         const std::string& ns, const std::string& name,
                                         const std::string& resource_version);
+  // Delete without a thread parked on the commit, as UpdateAsync: the checks run on the calling
+  // thread and `done` gets the outcome on the store's completion thread. A delete without a
+  // resource_version that loses a race with another write (a controller's status write) is
+  // read and tried again, on the retry thread (see RunOffCompletion).
+  using DeleteCallback = std::function<void(StatusOr<operation::Operation>)>;
+  void DeleteAsync(const Principal& who, const KindInfo& kind, const std::string& ns,
+                   const std::string& name, const std::string& resource_version,
+                   DeleteCallback done);
   // ns empty = every namespace the caller may read.
   // field_selector: see field_selector.h.
   StatusOr<ListResult> List(const Principal& who, const KindInfo& kind, const std::string& ns,
@@ -202,11 +210,21 @@ class ResourceManager {
   std::atomic<std::shared_ptr<const PlacementCheck>> placement_check_;
   LeaderFence leader_fence_;
   prismnet::NetworkManager* network_ = nullptr;
-  // The create of a kind the network plans (network/planned_create.cc): synchronous, retried
-  // while the network's compares fail.
+  // The create of a kind the network plans (planned_create.cc): answered on commit like any
+  // create, planned again (on the retry thread) while the network's compares fail.
+  struct PlannedCreate;
   void CreatePlanned(const Principal& who, const KindInfo& kind, const std::string& ns,
                      const std::string& target, MessagePtr object, operation::Operation op,
-                     store::TxnRequest txn, CreateCallback done);
+                     store::TxnRequest txn, std::shared_ptr<void> quota_hold, CreateCallback done);
+  void PlanAndCommit(std::shared_ptr<PlannedCreate> c, int attempt);
+  void AfterPlannedConflict(std::shared_ptr<PlannedCreate> c, int attempt);
+  void RefusePlanned(const std::shared_ptr<PlannedCreate>& c, Status status);
+  // Work that must read the store — a retry after a failed compare — may not run on the
+  // store's completion thread (every later answer would wait behind its reads): it runs on
+  // the resource manager's retry thread instead, in order.
+  void RunOffCompletion(std::function<void()> work);
+  class RetryThread;
+  std::unique_ptr<RetryThread> retry_thread_;
   // An update checked and ready to commit: the object as it will be stored, the transaction
   // (compared on the stored revision), and the quota turn it holds until decided.
   struct PreparedUpdate {
@@ -218,10 +236,19 @@ class ResourceManager {
   StatusOr<PreparedUpdate> PrepareUpdate(const Principal& who, const KindInfo& kind,
                                          const std::string& ns, const std::string& name,
                                          MessagePtr object, bool status_only);
-  StatusOr<operation::Operation> DeleteOnce(const Principal& who, const KindInfo& kind,
-                                            const std::string& ns, const std::string& name,
-                                            const std::string& resource_version,
-                                            bool quiet_conflict);
+  // A delete checked and ready to commit (compared on the stored revision).
+  struct PreparedDelete {
+    store::TxnRequest txn;
+    operation::Operation op;
+    MessagePtr stored;
+    bool two_phase = false;
+  };
+  // Every check of a delete; an error is a refusal, or ABORTED when the object changed under it.
+  StatusOr<PreparedDelete> PrepareDelete(const Principal& who, const KindInfo& kind,
+                                         const std::string& ns, const std::string& name,
+                                         const std::string& resource_version);
+  struct DeleteCall;
+  void DeleteAttempt(std::shared_ptr<DeleteCall> call, int attempt);
   Status Authorize(const Principal& who, Verb verb, const KindInfo& kind, const std::string& ns);
   // The audit record of one call, appended with the change it describes (same transaction).
   store::TxnOp AuditOp(const Principal& who, const std::string& action, const std::string& target,

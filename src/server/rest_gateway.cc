@@ -386,9 +386,16 @@ HttpResponse RestGateway::Object(HttpRequest& req, const Principal& who, const K
   }
   if (m == "PUT") return Update(req, who, kind, ns, name, /*status_only=*/false);
   if (m == "DELETE") {
-    auto r = resources_->Delete(who, kind, ns, name, Query(req, "resourceVersion"));
-    if (!r.ok()) return ErrorResponse(r.status());
-    return HttpResponse::Json(202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}");
+    // Answered from the store's completion, as creates and updates are.
+    return HttpResponse::Later([this, who, kind = &kind, ns, name,
+                                rv = Query(req, "resourceVersion")](HttpReply reply) mutable {
+      resources_->DeleteAsync(
+          who, *kind, ns, name, rv, [reply = std::move(reply)](StatusOr<operation::Operation> r) {
+            reply(r.ok() ? HttpResponse::Json(
+                               202, "{\"operation\":" + ToJson(*FindKind("operations"), *r) + "}")
+                         : ErrorResponse(r.status()));
+          });
+    });
   }
   return ErrorResponse(absl::UnimplementedError(m + " is not supported on " + req.path));
 }
