@@ -19,8 +19,10 @@ needs across processes); each answers with its instance name. Every wait is boun
 process is stopped at the end.
 
 usage: lb_provider_test.py BUILD_DIR"""
+import glob
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -334,6 +336,18 @@ class LoadBalancerProviderTest(unittest.TestCase):
         self.assertEqual(curl("http://127.0.0.1:%d/" % self.vip_port)[0], 0)
         wait_until("replicas gone", lambda: not self.instances(), 30)
 
+    def key_stored(self, ref):
+        """Whether the server's store holds the listener key sha256:<ref> of NS."""
+        db = glob.glob(os.path.join(self.data, "**", "state.db"), recursive=True)
+        self.assertEqual(len(db), 1, db)
+        con = sqlite3.connect("file:%s?mode=ro" % db[0], uri=True, timeout=10)
+        try:
+            key = "/secrets/loadbalancer-keys/%s/%s" % (NS, ref)
+            return con.execute("SELECT count(*) FROM current WHERE CAST(key AS TEXT) = ?",
+                               (key,)).fetchone()[0] == 1
+        finally:
+            con.close()
+
     def test_4_https_listener_with_a_write_only_key(self):
         """An HTTPS listener serves its certificate through the VIP; the private key is never
         returned (GET shows privateKeyRef), a read-back object can be written again, and a key
@@ -417,6 +431,14 @@ class LoadBalancerProviderTest(unittest.TestCase):
             self.assertEqual(status, 400, out)
             self.assertIn("spec.loadBalancer.listeners[0].certificates[0].privateKeyRef",
                           json.dumps(out))
+            # Deleted with its RegionService, the key leaves the store once no object refers
+            # to it (after the collector's 10 s grace; resyncs every 2 s here).
+            ref = c["privateKeyRef"][len("sha256:"):]
+            self.assertTrue(self.key_stored(ref))
+            status, out = self.api.call("DELETE", path)
+            self.assertEqual(status, 202, out)
+            self.assertTrue(wait_until("stored key collected",
+                                       lambda: not self.key_stored(ref), 45))
         finally:
             self.api.call("DELETE", path)
             wait_until("tls LoadBalancer gone", lambda: self.api.call(

@@ -82,7 +82,8 @@ void LoadBalancerOwner::Run() {
     }
     batch.insert(retry.begin(), retry.end());
     retry.clear();
-    if (Clock::now() >= next_resync) {
+    const bool resync = Clock::now() >= next_resync;
+    if (resync) {
       next_resync = Clock::now() + resync_;
       for (const char* plural : {"regionservices", "loadbalancers"}) {
         const std::string prefix = RegistryPrefix(plural);
@@ -100,6 +101,26 @@ void LoadBalancerOwner::Run() {
         retry.insert(ns_name);
       }
     }
+    if (resync || !batch.empty()) CollectKeys();
+  }
+}
+
+void LoadBalancerOwner::CollectKeys() {
+  std::set<std::string> refs;
+  for (const char* plural : {"regionservices", "loadbalancers"}) {
+    const KindInfo& kind = *FindKind(plural);
+    const std::string prefix = RegistryPrefix(plural);
+    auto list = resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
+    for (const auto& o : list.items) {
+      auto msg = o->Decoded();
+      if (msg) CollectLoadBalancerKeyRefs(kind, *msg, &refs);
+    }
+  }
+  auto deleted = keys_.Sweep(resources_->store(), refs);
+  if (!deleted.ok()) {
+    spdlog::warn("loadbalancer keys: {}", deleted.status().ToString());
+  } else if (*deleted > 0) {
+    spdlog::info("loadbalancer keys: {} no longer referred to, deleted", *deleted);
   }
 }
 

@@ -159,7 +159,9 @@ Status SealCertificate(store::Store* store, const std::string& ns, const std::st
     return Bad(
         at + ".privateKey",
         "the stored key (privateKeyRef) does not match the certificate: give its privateKey");
-  return absl::OkStatus();
+  // Written again: a new mod revision tells the key collector that it is about to be used
+  // (it may have been unreferenced for a while, e.g. an object deleted and posted again).
+  return store->Put(KeyPath(ns, c->private_key_ref()), *key).status();
 }
 
 }  // namespace
@@ -228,6 +230,63 @@ Status ValidateLoadBalancerSpec(const network::LoadBalancerSpec& spec, const std
       return Bad(at + ".targetGroupId", "not supported: the target is the RegionService");
   }
   return ValidateHealthCheck(spec.health_check(), where + ".healthCheck");
+}
+
+void CollectLoadBalancerKeyRefs(const KindInfo& kind, const google::protobuf::Message& object,
+                                std::set<std::string>* refs) {
+  const network::LoadBalancerSpec* spec = nullptr;
+  if (kind.plural == "regionservices") {
+    const auto& rs = static_cast<const compute::RegionService&>(object);
+    if (rs.spec().has_load_balancer()) spec = &rs.spec().load_balancer();
+  } else if (kind.plural == "loadbalancers") {
+    spec = &static_cast<const network::LoadBalancer&>(object).spec();
+  }
+  if (!spec) return;
+  const std::string& ns = GetMetadata(object).namespace_();
+  for (const auto& l : spec->listeners()) {
+    for (const auto& c : l.certificates()) {
+      if (!c.private_key_ref().empty()) refs->insert(ns + "/" + c.private_key_ref());
+    }
+  }
+}
+
+StatusOr<int> LoadBalancerKeyCollector::Sweep(store::Store* store,
+                                              const std::set<std::string>& referenced) {
+  const std::string prefix = kKeyPrefix;
+  store::RangeOptions o;
+  o.end = store::PrefixEnd(prefix);
+  o.keys_only = true;
+  PHOTON_ASSIGN_OR_RETURN(auto keys, store->Range(prefix, o));
+  const auto now = std::chrono::steady_clock::now();
+  std::map<std::string, Unreferenced> next;
+  int deleted = 0;
+  for (const auto& kv : keys.kvs) {
+    // <prefix><namespace>/<hex> → "<namespace>/sha256:<hex>"
+    const std::string rest = kv.key.substr(prefix.size());
+    const size_t slash = rest.rfind('/');
+    if (slash == std::string::npos) continue;
+    if (referenced.contains(rest.substr(0, slash) + "/sha256:" + rest.substr(slash + 1))) continue;
+    auto seen = unreferenced_.find(kv.key);
+    if (seen == unreferenced_.end() || seen->second.mod_revision != kv.mod_revision) {
+      next[kv.key] = {kv.mod_revision, now};
+      continue;
+    }
+    if (now - seen->second.since < grace_) {
+      next[kv.key] = seen->second;
+      continue;
+    }
+    store::TxnRequest txn;
+    txn.compares.push_back({kv.key, store::Compare::Target::kModRevision,
+                            store::Compare::Op::kEqual, kv.mod_revision, ""});
+    store::TxnOp del;
+    del.type = store::TxnOp::Type::kDelete;
+    del.key = kv.key;
+    txn.success.push_back(del);
+    PHOTON_ASSIGN_OR_RETURN(auto r, store->Txn(txn));
+    if (r.succeeded) ++deleted;  // else written meanwhile: looked at again next time
+  }
+  unreferenced_ = std::move(next);
+  return deleted;
 }
 
 Status CheckLoadBalancerOwnership(const Principal& who, const KindInfo& kind, const char* verb) {

@@ -3,6 +3,9 @@
 // RegionService's spec.loadBalancer and the LoadBalancer object the server derives from it.
 #pragma once
 
+#include <chrono>
+#include <map>
+#include <set>
 #include <string>
 
 #include "common/status.h"
@@ -39,6 +42,33 @@ Status SealLoadBalancerKeys(store::Store* store, const KindInfo& kind,
 void SetLoadBalancerKeyStore(store::Store* store);
 // The PEM key of `ref` ("sha256:<hex>") in namespace `ns`; NOT_FOUND when missing.
 StatusOr<std::string> LoadBalancerKey(const std::string& ns, const std::string& ref);
+
+// The key references ("<namespace>/sha256:<hex>") of a RegionService's spec.loadBalancer or a
+// LoadBalancer's spec, added to *refs. No-op for other kinds.
+void CollectLoadBalancerKeyRefs(const KindInfo& kind, const google::protobuf::Message& object,
+                                std::set<std::string>* refs);
+
+// Deletes sealed keys that no object refers to any more (their RegionService and LoadBalancer
+// are gone, or no longer name them). A key is deleted only after it was seen unreferenced and
+// unchanged for `grace` (compared on its mod revision in the delete's transaction): a create
+// seals its key before the object itself is written, and a write that refers to a stored key
+// writes it again, so a key about to be used is never collected. The store's history keeps
+// the old value until it is compacted. Thread-compatible (the owner's one worker calls it).
+class LoadBalancerKeyCollector {
+ public:
+  explicit LoadBalancerKeyCollector(std::chrono::milliseconds grace) : grace_(grace) {}
+  // `referenced`: every object's references (CollectLoadBalancerKeyRefs). Returns how many
+  // keys it deleted.
+  StatusOr<int> Sweep(store::Store* store, const std::set<std::string>& referenced);
+
+ private:
+  struct Unreferenced {
+    int64_t mod_revision = 0;
+    std::chrono::steady_clock::time_point since;
+  };
+  const std::chrono::milliseconds grace_;
+  std::map<std::string, Unreferenced> unreferenced_;  // store key → when first seen so
+};
 
 // Refuses a create, spec update or delete of a LoadBalancer by anyone but the system's
 // controllers, naming the rule. OK for other kinds.
