@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "server/scheduler/network_filter.h"
+
 namespace photon::scheduler {
 
 const char* RejectName(Reject r) {
@@ -29,6 +31,8 @@ const char* RejectName(Reject r) {
       return "outside the hard affinity domain";
     case Reject::kHardAntiAffinity:
       return "in a domain that already holds a replica";
+    case Reject::kNetworkMode:
+      return "in a network mode that cannot give it a port";
     case Reject::kCount:
       break;
   }
@@ -148,6 +152,7 @@ Reject RunStaticFilters(const Context& c, int node) {
   if (!SchedulableFilter(c, node)) return Reject::kCordoned;
   if (!DriverFilter(c, node)) return Reject::kDriver;
   if (!AttributeFilter(c, node)) return Reject::kAttribute;
+  if (!NetworkModeFilter(c, node)) return Reject::kNetworkMode;
   if (!ClusterFilter(c, node)) return Reject::kCluster;
   if (!NodeFilter(c, node)) return Reject::kNodeFilter;
   return Reject::kCount;

@@ -23,6 +23,7 @@ enum class Reject {
   kDisk,
   kHardAffinity,
   kHardAntiAffinity,
+  kNetworkMode,
   kCount,
 };
 const char* RejectName(Reject r);

@@ -32,6 +32,11 @@ Request RequestFromInstance(const compute::ComputeInstance& ci, const std::strin
   }
   if (!ci.spec().resources().cpu_arch().empty())
     r.required_attributes["cpu.arch"] = ci.spec().resources().cpu_arch();
+  if (!ci.spec().network().host_network()) {
+    r.port = ci.spec().has_vm() || ci.spec().network().security_groups_size() > 0
+                 ? PortNeed::kPort
+                 : PortNeed::kNodeNetworkWillDo;
+  }
   r.policy = policy ? std::move(policy)
                     : std::make_shared<const compute::SchedulePolicy>(ci.spec().schedule());
   return r;

@@ -13,6 +13,13 @@
 
 namespace photon::scheduler {
 
+// What an instance needs of its node's network (network_filter.h).
+enum class PortNeed {
+  kNone,               // hostNetwork: the node's own network
+  kNodeNetworkWillDo,  // a port; an agent in mode shared runs it in the node's network instead
+  kPort,               // a real port: a VM, or security groups to enforce
+};
+
 struct Request {
   std::string name;    // "namespace/name", for messages
   std::string group;   // instances that spread/attract as one (a RegionService)
@@ -21,6 +28,7 @@ struct Request {
   Resources need;
   std::string driver;          // process | container | vm
   Labels required_attributes;  // node attributes the spec needs, e.g. vm.accel=kvm
+  PortNeed port = PortNeed::kNone;
   std::shared_ptr<const compute::SchedulePolicy> policy;  // may be null
   std::string exclude_node;  // being drained / declared down: never pick it
 };
