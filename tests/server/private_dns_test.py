@@ -180,6 +180,30 @@ class PrivateDnsTest(unittest.TestCase):
         wait_until("ghost zone removed",
                    lambda: self.flash.call("GET", "/v1/zones/ghost.team-a.internal.")[0] == 404)
 
+    def test_5_a_change_touches_only_its_own_record(self):
+        # Incremental: an instance's create or delete writes its own record and nothing else.
+        # Seen from flashdns: a record of another instance removed behind photon's back stays
+        # removed (a whole-zone sync would put it back) and the others keep their ids, until
+        # the resync (60 s here) repairs the zone.
+        self.network("v5", "10.65.0.0/24", True)
+        a = self.instance("a", "v5-s")
+        b = self.instance("b", "v5-s")
+        wait_until("a and b", lambda: self.a("a.v5.team-a.internal") == ("NOERROR", [a]) and
+                   self.a("b.v5.team-a.internal") == ("NOERROR", [b]))
+        zone = "v5.team-a.internal."
+        ids = {r["name"]: r["id"] for r in self.our_records(zone)}
+        code, body = self.flash.call("DELETE", "/v1/zones/%srecords/%s" % (
+            zone + "/", ids["b." + zone]))
+        self.assertIn(code, (200, 204), body)
+        c = self.instance("c", "v5-s")
+        wait_until("c", lambda: self.a("c.v5.team-a.internal") == ("NOERROR", [c]))
+        self.delete("computeinstances", "a")
+        wait_until("a gone",
+                   lambda: self.dns.dig("a.v5.team-a.internal", "A")["status"] == "NXDOMAIN")
+        recs = {r["name"]: r for r in self.our_records(zone)}
+        self.assertEqual(sorted(recs), ["c." + zone], recs)  # b not put back: untouched
+        self.assertEqual(recs["c." + zone]["data"], c)
+
     def test_4_without_provider_the_vpc_says_so(self):
         plain = os.path.join(self.tmp, "plain.yaml")
         with open(plain, "w") as f:

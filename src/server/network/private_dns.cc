@@ -88,10 +88,10 @@ void PrivateDnsController::Stop() {
   if (worker_.joinable()) worker_.join();
 }
 
-// Only a change of an instance's VPC address marks its VPC: agents' frequent status writes
-// cost a decode here, not a reconcile.
+// Only a change of an instance's VPC address queues its name: agents' frequent status writes
+// cost a decode here, not a zone update.
 void PrivateDnsController::OnInstance(const CachedObject& o, bool deleted) {
-  std::string now;
+  Entry now;
   if (!deleted) {
     auto msg = o.Decoded();
     if (!msg) return;
@@ -99,22 +99,26 @@ void PrivateDnsController::OnInstance(const CachedObject& o, bool deleted) {
     const std::string vpc = Detail(ci.status(), kDetailVpc);
     const std::string address = Detail(ci.status(), kDetailAddress);
     if (!vpc.empty() && !address.empty() && Detail(ci.status(), kDetailMode) != "host")
-      now = RegistryKey("vpcs", ci.metadata().namespace_(), vpc) + "|" + address;
+      now = {RegistryKey("vpcs", ci.metadata().namespace_(), vpc), ci.metadata().name(), address};
   }
-  std::string before;
-  {
-    std::lock_guard lock(mu_);
-    auto it = seen_.find(o.key());
-    if (it != seen_.end()) before = it->second;
-    if (before == now) return;
-    if (now.empty()) {
-      seen_.erase(o.key());
-    } else {
-      seen_[o.key()] = now;
-    }
+  std::lock_guard lock(mu_);
+  auto it = seen_.find(o.key());
+  const Entry before = it == seen_.end() ? Entry{} : it->second;
+  if (before == now) return;
+  if (!before.vpc_key.empty()) {
+    auto& names = index_[before.vpc_key];
+    names.erase(before.name);
+    if (names.empty()) index_.erase(before.vpc_key);
+    names_[before.vpc_key].insert(before.name);
   }
-  if (!before.empty()) Mark(before.substr(0, before.find('|')));
-  if (!now.empty()) Mark(now.substr(0, now.find('|')));
+  if (now.vpc_key.empty()) {
+    seen_.erase(o.key());
+  } else {
+    index_[now.vpc_key][now.name] = now.address;
+    names_[now.vpc_key].insert(now.name);
+    seen_[o.key()] = now;
+  }
+  cv_.notify_one();
 }
 
 void PrivateDnsController::Mark(const std::string& vpc_key, Clock::time_point when) {
@@ -125,9 +129,11 @@ void PrivateDnsController::Mark(const std::string& vpc_key, Clock::time_point wh
   cv_.notify_one();
 }
 
+// Order of work: the resync when due, then whole-zone syncs that are due, then queued names.
 void PrivateDnsController::Run() {
   for (;;) {
     std::string key;
+    std::set<std::string> names;
     bool sweep = false;
     {
       std::unique_lock lock(mu_);
@@ -146,6 +152,12 @@ void PrivateDnsController::Run() {
           due_.erase(first);
           break;
         }
+        if (!names_.empty()) {
+          key = names_.begin()->first;
+          names.swap(names_.begin()->second);
+          names_.erase(names_.begin());
+          break;
+        }
         cv_.wait_until(lock,
                        first == due_.end() ? next_sweep_ : std::min(next_sweep_, first->second));
       }
@@ -153,6 +165,8 @@ void PrivateDnsController::Run() {
     try {
       if (sweep) {
         Sweep();
+      } else if (!names.empty()) {
+        Update(key, names);
       } else {
         Reconcile(key, false);
       }
@@ -162,34 +176,72 @@ void PrivateDnsController::Run() {
   }
 }
 
-PrivateDnsController::Records PrivateDnsController::Desired(const std::string& ns,
-                                                            const std::string& vpc) {
-  Records out;
-  const std::string prefix = RegistryPrefix("computeinstances", ns);
+PrivateDnsController::Records PrivateDnsController::Desired(const std::string& vpc_key) {
+  const auto [ns, vpc] = SplitVpcKey(vpc_key);
   const std::string zone = PrivateZoneName(ns, vpc);
-  auto list = resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
-  for (const auto& o : list.items) {
-    auto msg = o->Decoded();
-    if (!msg) continue;
-    const auto& ci = static_cast<const compute::ComputeInstance&>(*msg);
-    const std::string address = Detail(ci.status(), kDetailAddress);
-    if (Detail(ci.status(), kDetailVpc) != vpc || address.empty() ||
-        Detail(ci.status(), kDetailMode) == "host")
-      continue;
-    out[ci.metadata().name() + "." + zone] = address;
-  }
+  Records out;
+  std::lock_guard lock(mu_);
+  names_.erase(vpc_key);  // this sync covers them; later changes queue again
+  auto it = index_.find(vpc_key);
+  if (it == index_.end()) return out;
+  for (const auto& [name, address] : it->second) out[name + "." + zone] = address;
   return out;
+}
+
+void PrivateDnsController::Backoff(const std::string& key) {
+  const int n = ++failures_[key];
+  auto delay = options_.initial_backoff * (1 << std::min(n - 1, 16));
+  Mark(key, Clock::now() + std::min<std::chrono::milliseconds>(delay, options_.max_backoff));
+}
+
+void PrivateDnsController::Update(const std::string& key, const std::set<std::string>& names) {
+  if (!backend_) return;  // NoProvider: the whole-zone sync said so in the VPC's status
+  auto last = synced_.find(key);
+  if (last == synced_.end()) {
+    // Not synced whole (new, DNS off, or its last sync failed): a whole-zone sync covers these
+    // names; one already queued (a backoff) keeps its time.
+    std::lock_guard lock(mu_);
+    if (due_.emplace(key, Clock::time_point{}).second) cv_.notify_one();
+    return;
+  }
+  const auto [ns, vpc] = SplitVpcKey(key);
+  const std::string zone = PrivateZoneName(ns, vpc);
+  Records changes;
+  {
+    std::lock_guard lock(mu_);
+    auto index = index_.find(key);
+    for (const auto& name : names) {
+      const std::string fqdn = name + "." + zone;
+      std::string want;
+      if (index != index_.end()) {
+        auto a = index->second.find(name);
+        if (a != index->second.end()) want = a->second;
+      }
+      auto have = last->second.find(fqdn);
+      if (have == last->second.end() ? want.empty() : have->second == want) continue;
+      changes[fqdn] = want;
+    }
+  }
+  if (changes.empty()) return;
+  Status st = backend_->UpdateRecords(ManagedRef{"vpcs", ns, vpc, {}}, zone, changes, options_.ttl);
+  if (!st.ok()) {
+    spdlog::warn("private dns: update of zone {}: {}", zone, st.ToString());
+    synced_.erase(key);
+    return Backoff(key);  // the whole-zone sync then says what is wrong in the VPC's status
+  }
+  for (const auto& [fqdn, address] : changes) {
+    if (address.empty()) {
+      last->second.erase(fqdn);
+    } else {
+      last->second[fqdn] = address;
+    }
+  }
 }
 
 void PrivateDnsController::Reconcile(const std::string& key, bool force) {
   const auto [ns, name] = SplitVpcKey(key);
   const std::string zone = PrivateZoneName(ns, name);
   const ManagedRef ref{"vpcs", ns, name, {}};
-  auto backoff = [&] {
-    const int n = ++failures_[key];
-    auto delay = options_.initial_backoff * (1 << std::min(n - 1, 16));
-    Mark(key, Clock::now() + std::min<std::chrono::milliseconds>(delay, options_.max_backoff));
-  };
   auto cached = resources_->cache()->Get(key);
   auto msg = cached ? cached->Decoded() : nullptr;
   const auto* vpc = static_cast<const network::Vpc*>(msg.get());
@@ -199,14 +251,14 @@ void PrivateDnsController::Reconcile(const std::string& key, bool force) {
     if (backend_) {
       if (auto st = backend_->RemoveZone(ref, zone); !st.ok()) {
         spdlog::warn("private dns: remove zone {}: {}", zone, st.ToString());
-        return backoff();
+        return Backoff(key);
       }
     }
     synced_.erase(key);
     failures_.erase(key);
     return;
   }
-  Records want = Desired(ns, name);
+  Records want = Desired(key);
   auto last = synced_.find(key);
   if (!force && last != synced_.end() && last->second == want) return;
   if (!backend_) {
@@ -219,7 +271,7 @@ void PrivateDnsController::Reconcile(const std::string& key, bool force) {
   if (st.code() == StatusCode::kUnavailable) {
     synced_.erase(key);
     Report(key, false, "BackendUnavailable", std::string(st.message()) + "; retrying", zone);
-    return backoff();
+    return Backoff(key);
   }
   if (!st.ok()) {
     synced_.erase(key);

@@ -80,6 +80,11 @@ class ZoneBackend {
   // UNAVAILABLE: the backend is unreachable (retry).
   virtual Status SyncZone(const ManagedRef& ref, const std::string& zone,
                           const std::map<std::string, std::string>& a_records, uint32_t ttl) = 0;
+  // Changes only the named records (FQDN → IPv4; "" removes the name) and leaves every other
+  // record as it is: the cost of one instance's change must not grow with the zone. Makes the
+  // zone when it is missing. Errors as SyncZone's; after one, the caller syncs the whole zone.
+  virtual Status UpdateRecords(const ManagedRef& ref, const std::string& zone,
+                               const std::map<std::string, std::string>& changes, uint32_t ttl) = 0;
   // Removes the zone if it is ref's; gone already is success.
   virtual Status RemoveZone(const ManagedRef& ref, const std::string& zone) = 0;
   // Zones owned by objects of `kind`, each with details["zone"].

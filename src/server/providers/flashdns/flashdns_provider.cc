@@ -89,16 +89,17 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
   Status SyncZone(const ManagedRef& ref, const std::string& zone,
                   const std::map<std::string, std::string>& a_records, uint32_t ttl) override {
     const std::string tag = Tag(ref);
+    records_.erase(zone);  // filled again from what this sync leaves
     PHOTON_ASSIGN_OR_RETURN(json got, EnsureOwnedZone(zone, tag));
     // Keep each of ours that matches a wanted record (once); delete the rest; add what misses.
-    std::set<std::string> present;
+    ZoneRecords kept;
     for (const auto& rec : got.value("records", json::array())) {
       if (rec.value("owner", "") != tag) continue;
       const std::string name = AsciiLower(rec.value("name", ""));
       auto want = a_records.find(name);
-      if (want != a_records.end() && !present.count(name) && rec.value("type", "") == "A" &&
+      if (want != a_records.end() && !kept.count(name) && rec.value("type", "") == "A" &&
           rec.value("ttl", 0u) == ttl && rec.value("data", "") == want->second) {
-        present.insert(name);
+        kept[name] = {rec.value("id", ""), want->second};
         continue;
       }
       const std::string id = rec.value("id", "");
@@ -107,15 +108,49 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
       PHOTON_RETURN_IF_ERROR(api_.AsStatus(del, "delete record " + id));
     }
     for (const auto& [name, address] : a_records) {
-      if (present.count(name)) continue;
-      json body = {{"name", name}, {"type", "A"}, {"ttl", ttl}, {"data", address}, {"owner", tag}};
-      PHOTON_RETURN_IF_ERROR(api_.AsStatus(
-          api_.Call("POST", "/v1/zones/" + zone + "/records", body), "add record " + name));
+      if (kept.count(name)) continue;
+      PHOTON_ASSIGN_OR_RETURN(std::string id, AddRecord(zone, tag, name, address, ttl));
+      kept[name] = {id, address};
+    }
+    records_[zone] = std::move(kept);
+    return absl::OkStatus();
+  }
+
+  // Works from the record ids the last sync or update of the zone left (records_), so a
+  // change costs a DELETE and/or a POST, never a read of the whole zone; a record changed
+  // behind photon's back is repaired by the next SyncZone (the resync).
+  Status UpdateRecords(const ManagedRef& ref, const std::string& zone,
+                       const std::map<std::string, std::string>& changes, uint32_t ttl) override {
+    auto it = records_.find(zone);
+    if (it == records_.end()) return SyncAll(ref, zone, changes, ttl);
+    const std::string tag = Tag(ref);
+    ZoneRecords& have = it->second;
+    for (const auto& [name, address] : changes) {
+      auto old = have.find(name);
+      if (old != have.end() && old->second.address == address) continue;
+      if (old != have.end()) {
+        DaemonReply del = api_.Call("DELETE", "/v1/zones/" + zone + "/records/" + old->second.id);
+        if (!(del.reached && del.status == 404)) {
+          if (Status st = api_.AsStatus(del, "delete record " + name); !st.ok()) {
+            records_.erase(zone);
+            return st;
+          }
+        }
+        have.erase(old);
+      }
+      if (address.empty()) continue;
+      auto id = AddRecord(zone, tag, name, address, ttl);
+      if (!id.ok()) {
+        records_.erase(zone);
+        return id.status();
+      }
+      have[name] = {*id, address};
     }
     return absl::OkStatus();
   }
 
   Status RemoveZone(const ManagedRef& ref, const std::string& zone) override {
+    records_.erase(zone);
     return RemoveZoneIfOwned(zone, Tag(ref));
   }
 
@@ -134,7 +169,44 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
   }
 
  private:
+  struct RecordRef {
+    std::string id;
+    std::string address;
+  };
+  using ZoneRecords = std::map<std::string, RecordRef>;  // FQDN → our A record in flashdns
+
+  // An update of a zone this instance holds no ids of (first use, or after an error): one
+  // SyncZone to what the zone holds of ours plus the changes, so no other record changes.
+  Status SyncAll(const ManagedRef& ref, const std::string& zone,
+                 const std::map<std::string, std::string>& changes, uint32_t ttl) {
+    PHOTON_ASSIGN_OR_RETURN(json got, EnsureOwnedZone(zone, Tag(ref)));
+    std::map<std::string, std::string> want;
+    for (const auto& rec : got.value("records", json::array())) {
+      if (rec.value("owner", "") == Tag(ref) && rec.value("type", "") == "A")
+        want.emplace(AsciiLower(rec.value("name", "")), rec.value("data", ""));
+    }
+    for (const auto& [name, address] : changes) {
+      if (address.empty()) {
+        want.erase(name);
+      } else {
+        want[name] = address;
+      }
+    }
+    return SyncZone(ref, zone, want, ttl);
+  }
+
+  // POSTs one A record of ours; its id.
+  StatusOr<std::string> AddRecord(const std::string& zone, const std::string& tag,
+                                  const std::string& name, const std::string& address,
+                                  uint32_t ttl) {
+    json body = {{"name", name}, {"type", "A"}, {"ttl", ttl}, {"data", address}, {"owner", tag}};
+    DaemonReply made = api_.Call("POST", "/v1/zones/" + zone + "/records", body);
+    PHOTON_RETURN_IF_ERROR(api_.AsStatus(made, "add record " + name));
+    return made.body.is_object() ? made.body.value("id", "") : std::string();
+  }
+
   // The zone (with its records) held by `tag`, created when missing.
+
   StatusOr<json> EnsureOwnedZone(const std::string& zone, const std::string& tag) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       DaemonReply got = api_.Call("GET", "/v1/zones/" + zone);
@@ -375,6 +447,7 @@ class FlashDnsProvider : public ServiceProvider, public ZoneBackend {
   const std::string owner_;
   const std::vector<std::string> nameservers_;
   const uint32_t zone_ttl_;
+  std::map<std::string, ZoneRecords> records_;  // zone → ours, as the last sync/update left it
 };
 
 }  // namespace
