@@ -124,7 +124,11 @@ std::string Plural(std::string kind) {
 
 // Cluster-scoped kinds live in the "system" namespace: no -n needed for them.
 std::string NamespaceOf(const std::string& ns, const std::string& kind) {
-  return Plural(kind) == "nodes" ? "system" : ns;
+  const std::string p = Plural(kind);
+  return p == "nodes" || p == "datacenters" || p == "floors" || p == "racks" ||
+                 p == "physicalresources"
+             ? "system"
+             : ns;
 }
 
 std::string ObjPath(const std::string& ns, const std::string& kind, const std::string& name = "") {

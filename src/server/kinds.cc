@@ -7,6 +7,7 @@
 #include "photon/operation.pb.h"
 #include "photon/ops.pb.h"
 #include "photon/storage.pb.h"
+#include "photon/topology.pb.h"
 
 namespace photon::server {
 
@@ -41,6 +42,11 @@ std::vector<KindInfo> BuildKinds() {
       Make<ops::EventRule>("eventrules", true, false),
       Make<ops::Alert>("alerts", false, false),
       Make<ops::Maintenance>("maintenances", true, false),
+      // Physical topology (cluster-scoped, namespace system; server/topology/topology.h).
+      Make<topology::Datacenter>("datacenters", true, false),
+      Make<topology::Floor>("floors", true, false),
+      Make<topology::Rack>("racks", true, false),
+      Make<topology::PhysicalResource>("physicalresources", true, false),
   };
 }
 

@@ -18,6 +18,7 @@
 #include "server/providers/dns_validation.h"
 #include "server/providers/loadbalancer_rules.h"
 #include "server/scheduler/limits.h"
+#include "server/topology/topology.h"
 
 namespace photon::server {
 
@@ -265,6 +266,7 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
   if (kind.kind == "DnsZone" || kind.kind == "DnsRecord")
     PHOTON_RETURN_IF_ERROR(ValidateDnsSpec(obj));
   PHOTON_RETURN_IF_ERROR(opsengine::ValidateOpsKind(kind.kind, obj));
+  PHOTON_RETURN_IF_ERROR(topology::ValidateTopology(kind, obj));
   if (kind.kind == "RegionService") {
     PHOTON_RETURN_IF_ERROR(ValidateRegionService(static_cast<const compute::RegionService&>(obj)));
   }

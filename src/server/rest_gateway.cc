@@ -12,6 +12,7 @@
 #include "server/object_util.h"
 #include "server/images/image_service.h"
 #include "server/stream_relay.h"
+#include "server/topology/topology.h"
 
 namespace photon::server {
 
@@ -189,9 +190,11 @@ HttpResponse RestGateway::Route(HttpRequest& req, const Principal& who) {
     return ErrorResponse(absl::NotFoundError("no route for " + req.path));
   if (auto r = identity_ ? identity_->Handle(req, who, parts) : std::nullopt) return *r;
   if (parts.size() >= 4 && parts[1] == "namespaces") return Namespaced(req, who, parts);
-  // Nodes are cluster-scoped: /v1/nodes/NAME[/...] is /v1/namespaces/system/nodes/NAME[/...].
-  if (parts.size() >= 3 && parts[1] == "nodes") {
-    Parts in_system = {"v1", "namespaces", "system", "nodes"};
+  // Nodes are cluster-scoped: /v1/nodes/NAME[/...] is /v1/namespaces/system/nodes/NAME[/...];
+  // so are the physical topology kinds, including their collection (/v1/racks: list, create).
+  if ((parts.size() >= 3 && parts[1] == "nodes") ||
+      (parts.size() >= 2 && topology::IsTopologyPlural(parts[1]))) {
+    Parts in_system = {"v1", "namespaces", "system", parts[1]};
     in_system.insert(in_system.end(), parts.begin() + 2, parts.end());
     return Namespaced(req, who, in_system);
   }
