@@ -24,6 +24,8 @@ PKGS=(
   bird2 nftables iperf3 iputils-ping libnftables-dev
   # fiberlb: HAProxy is the L7 data plane; wrk loads it in tests and bench/lb
   haproxy wrk
+  # web dashboard: its tests and bench/ui drive headless Chromium over the DevTools protocol
+  chromium python3-websocket
 )
 
 missing=()

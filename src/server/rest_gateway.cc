@@ -13,6 +13,7 @@
 #include "server/images/image_service.h"
 #include "server/stream_relay.h"
 #include "server/topology/topology.h"
+#include "server/ui/ui_handler.h"
 
 namespace photon::server {
 
@@ -127,6 +128,8 @@ HttpResponse RestGateway::Handle(HttpRequest& req) {
     resp = HttpResponse::Text(200, auth_->CaPem());
     resp.content_type = "application/x-pem-file";
     resp.headers.push_back({"Photon-Ca-Hash", auth_->CaHash()});
+  } else if (ui::Owns(req.path)) {
+    resp = ui::Serve(req);  // the dashboard's files: public, its API calls carry the token
   } else if (auto pub = identity_ ? identity_->HandlePublic(req) : std::nullopt) {
     resp = std::move(*pub);  // login, refresh, logout: no bearer token yet
   } else {

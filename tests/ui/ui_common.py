@@ -1,0 +1,146 @@
+"""What the dashboard's tests and bench/ui share: a real photon-server (with photon-hollow
+nodes that report instances RUNNING as an agent does), a REST client, and topology objects."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """photon-server on a free port with its own data dir, and `nodes` hollow nodes."""
+
+    def __init__(self, build, nodes=1, prefix="ui"):
+        self.build = build
+        self.dir = tempfile.mkdtemp(prefix="photon-ui-")
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.procs = []
+        self.logs = []
+        self.server = self.spawn([os.path.join(build, "src/server/photon-server"),
+                                  "--data-dir", os.path.join(self.dir, "data"),
+                                  "--listen", "127.0.0.1:%d" % self.port,
+                                  "--grpc-listen", "127.0.0.1:%d" % free_port(),
+                                  "--log-level", "warn"], "server")
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.base + "/healthz", timeout=1)
+                break
+            except OSError:
+                if self.server.poll() is not None or time.time() > deadline:
+                    self.close()
+                    raise AssertionError("photon-server did not start")
+                time.sleep(0.05)
+        with open(os.path.join(self.dir, "data", "admin.token")) as f:
+            self.token = f.read().strip()
+        self.node_prefix = "%s%d" % (prefix, os.getpid())
+        if nodes:
+            self.spawn([os.path.join(build, "src/agent/hollow/photon-hollow"),
+                        "--server", self.base,
+                        "--join-token", os.path.join(self.dir, "data", "join.token"),
+                        "--data-dir", os.path.join(self.dir, "hollow"), "--nodes", str(nodes),
+                        "--name-prefix", self.node_prefix, "--heartbeat-seconds", "1"], "hollow")
+            self.wait_nodes(nodes)
+
+    def spawn(self, args, name):
+        log = open(os.path.join(self.dir, name + ".log"), "w")
+        self.logs.append(log)
+        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def wait_nodes(self, n):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            items = self.call("GET", "/v1/namespaces/system/nodes")[1].get("items", [])
+            ready = [i for i in items if i.get("nodeStatus", {}).get("condition") == "READY"]
+            if len(ready) >= n:
+                self.nodes = sorted(i["metadata"]["name"] for i in ready)
+                return
+            time.sleep(0.1)
+        raise AssertionError("hollow nodes not READY")
+
+    def call(self, method, path, body=None, token=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer " + (token or self.token))
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                text = r.read().decode()
+                return r.status, (json.loads(text) if text.strip().startswith("{") else text)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            try:
+                return e.code, json.loads(text)
+            except ValueError:
+                return e.code, text
+
+    def must(self, method, path, body=None):
+        code, out = self.call(method, path, body)
+        if code >= 300:
+            raise AssertionError("%s %s: %d %s" % (method, path, code, out))
+        return out
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for log in self.logs:
+            log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def floor_objects(dc, floor, racks=50, units=42, devices=2000, nodes=(), cluster="", links=False):
+    """A datacenter, a floor and its racks filled with `devices` machines (2 U each, the rest
+    1 U), the first ones backing `nodes`. With links, each device is cabled to two others
+    (switch ports), 2 cables a device on average."""
+    out = [("datacenters", {"kind": "Datacenter", "metadata": {"name": dc},
+                            "spec": {"location": "test"}}),
+           ("floors", {"kind": "Floor", "metadata": {"name": floor},
+                       "spec": {"datacenter": dc, "building": 1, "level": 1}})]
+    for r in range(racks):
+        out.append(("racks", {"kind": "Rack", "metadata": {"name": "%s-r%02d" % (floor, r)},
+                              "spec": {"floor": floor, "heightU": units, "row": r // 10,
+                                       "position": r % 10}}))
+    per_rack = -(-devices // racks)
+    names = []
+    for i in range(devices):
+        r, k = divmod(i, per_rack)
+        # front-mounted from U1 upwards; when the front is full, rear-mounted
+        face, slot = ("front", k) if k < units - 2 else ("rear", k - (units - 2))
+        name = "%s-d%04d" % (floor, i)
+        names.append(name)
+        spec = {"model": "x1", "type": "server" if i % 20 else "switch",
+                "rack": "%s-r%02d" % (floor, r), "positionU": slot + 1, "heightU": 1,
+                "face": face, "cluster": cluster,
+                "ports": [{"name": "p0", "network": "net-%d" % (i // 40), "ip": "10.%d.%d.%d" % (
+                    i // 65536, (i // 256) % 256, i % 256)},
+                          {"name": "p1", "network": "mgmt"}, {"name": "p2"}]}
+        if 1 <= i <= len(nodes):
+            spec["node"] = nodes[i - 1]  # device 0 is a switch
+        if links and i > 0:
+            spec["links"] = [{"port": "p1", "peer": names[(i - 1) // 2], "peerPort": "p2"}]
+            if i > 1:
+                spec["links"].append({"port": "p2", "peer": names[i - 2], "peerPort": "p0"})
+        out.append(("physicalresources", {"kind": "PhysicalResource",
+                                          "metadata": {"name": name}, "spec": spec}))
+    return out
