@@ -318,11 +318,16 @@ Status Agent::Start() {
       std::make_unique<Informer>(api_.get(), "/v1/operations" + mine,
                                  [this](const std::string& k) { controller_->OnOperation(k); });
   controller_->SetInformers(instances_.get(), operations_.get());
-  // A Port is named after its instance: its key is the instance's.
-  ports_ = std::make_unique<Informer>(api_.get(), "/v1/ports" + mine, [this](const std::string& k) {
-    controller_->OnInstance(k);
-    if (floating_ips_) floating_ips_->Kick();  // a Port carries its instance's floating IP
-  });
+  // A Port is named after its instance: its key is the instance's. Only network mode "ports"
+  // wires ports; in the other modes a Port's events (its placement, in the same transaction
+  // as its instance's) would only reconcile the instance a second time for nothing.
+  const bool wires_ports = options_.network_mode == "ports";
+  ports_ = std::make_unique<Informer>(api_.get(), "/v1/ports" + mine,
+                                      [this, wires_ports](const std::string& k) {
+                                        if (wires_ports) controller_->OnPort(k);
+                                        // A Port carries its instance's floating IP.
+                                        if (floating_ips_) floating_ips_->Kick();
+                                      });
   controller_->SetNetwork(ports_.get(), wiring_.get());
   PHOTON_RETURN_IF_ERROR(retry("list ports", [this] { return ports_->Sync(); }));
   PHOTON_RETURN_IF_ERROR(retry("list instances", [this] { return instances_->Sync(); }));

@@ -33,6 +33,11 @@ std::string ObjectPath(const std::string& kind, const std::string& key) {
   return "/v1/namespaces/" + key.substr(0, slash) + "/" + kind + "/" + key.substr(slash + 1);
 }
 
+// Set by whatever a reconcile changes (a start, destroy, status write or delete), so the
+// worker can count the reconciles that changed nothing. Each worker thread runs one reconcile
+// at a time.
+thread_local bool t_acted = false;
+
 uint64_t Revision(const json& obj) {
   if (!obj.is_object() || !obj.contains("metadata")) return 0;
   return std::strtoull(obj["metadata"].value("resourceVersion", "0").c_str(), nullptr, 10);
@@ -49,6 +54,12 @@ InstanceController::InstanceController(ControllerOptions options, ApiClient* api
                                        ProviderRegistry* registry, MetricsRegistry* metrics)
     : options_(std::move(options)), api_(api), registry_(registry) {
   reconciles_ = metrics->GetCounter("photon_agent_reconciles_total", "Reconcile passes");
+  noop_reconciles_ = metrics->GetCounter(
+      "photon_agent_noop_reconciles_total",
+      "Reconcile passes that changed nothing (no start, destroy, status write or delete)");
+  echoes_skipped_ = metrics->GetCounter(
+      "photon_agent_own_write_events_total",
+      "Instance events not reconciled: the echo of this agent's own status write");
   starts_ = metrics->GetCounter("photon_agent_instance_starts_total", "Instances started");
   destroys_ = metrics->GetCounter("photon_agent_instance_destroys_total", "Instances destroyed");
   errors_ = metrics->GetCounter("photon_agent_reconcile_errors_total", "Failed reconciles");
@@ -176,6 +187,7 @@ std::optional<InstanceController::Record> InstanceController::RecordFor(const st
 }
 
 void InstanceController::DestroyLocal(const std::string& id, const std::string& driver) {
+  t_acted = true;
   Provider* p = registry_->Find(driver);
   if (p != nullptr) {
     Status s = p->Destroy(id);
@@ -334,12 +346,32 @@ void InstanceController::ResyncAll() {
 
 // ---- reconcile ------------------------------------------------------------------------------
 
+void InstanceController::OnInstance(const std::string& key) {
+  if (OwnWriteEcho(key)) {
+    echoes_skipped_->Inc();
+    return;
+  }
+  queue_.Add(key);
+}
+
+bool InstanceController::OwnWriteEcho(const std::string& key) {
+  auto obj = instances_->Get(key);  // the informer updates its cache before it calls us
+  if (!obj) return false;
+  std::lock_guard<std::mutex> l(mu_);
+  auto w = written_.find(key);
+  if (w == written_.end() || Revision(w->second) != Revision(*obj)) return false;
+  written_.erase(w);
+  return true;
+}
+
 void InstanceController::Worker() {
   std::string key;
   while (queue_.Get(&key)) {
     int64_t t0 = MonotonicNanos();
+    t_acted = false;
     Reconcile(key);
     reconciles_->Inc();
+    if (!t_acted) noop_reconciles_->Inc();
     reconcile_seconds_->Observe(static_cast<double>(MonotonicNanos() - t0) / 1e9);
     queue_.Done(key);
   }
@@ -385,6 +417,7 @@ void InstanceController::Reconcile(const std::string& key) {
       (void)p->Destroy(id);
       if (wiring_ != nullptr) (void)wiring_->Unwire(id);
     }
+    t_acted = true;
     auto r = api_->Call("DELETE", ObjectPath("computeinstances", key));
     if (!r.ok() && r.status().code() != absl::StatusCode::kNotFound) {
       spdlog::warn("{}: finishing the delete: {}", key, r.status().ToString());
@@ -449,6 +482,7 @@ void InstanceController::Reconcile(const std::string& key) {
     });
   }
   const int64_t start_t0 = MonotonicNanos();
+  t_acted = true;
   auto handle = provider->Start(inst);
   start_seconds_->Observe(static_cast<double>(MonotonicNanos() - start_t0) / 1e9);
   if (!handle.ok()) {
@@ -544,6 +578,7 @@ Status InstanceController::WriteStatusOnce(const std::string& key,
     std::string out;
     (void)google::protobuf::util::MessageToJsonString(st, &out);
     obj["status"] = json::parse(out);
+    t_acted = true;
     auto r = api_->Call("PUT", path + "/status", obj);
     if (r.ok()) {
       status_writes_->Inc();

@@ -62,8 +62,11 @@ class InstanceController {
   void Start();
   void Stop();
 
-  // Informer callbacks.
-  void OnInstance(const std::string& key) { queue_.Add(key); }
+  // Informer callbacks. An instance event that only echoes this agent's own status write is
+  // not reconciled (see OwnWriteEcho).
+  void OnInstance(const std::string& key);
+  // A change of the instance's Port (network mode "ports": what its wiring applies).
+  void OnPort(const std::string& key) { queue_.Add(key); }
   void OnOperation(const std::string& key);
   // Queues every known key (periodic level-triggered pass).
   void ResyncAll();
@@ -85,6 +88,11 @@ class InstanceController {
     std::chrono::steady_clock::time_point retry_at;
   };
 
+  // True when the informer's copy of `key` is the object our last status write returned (the
+  // same revision): its event brings nothing this agent does not know, and reconciling it
+  // would only read the provider and compare. The informer has caught up then, so the
+  // remembered write is dropped.
+  bool OwnWriteEcho(const std::string& key);
   void Worker();
   void ActionWorker();
   void Reconcile(const std::string& key);
@@ -134,6 +142,10 @@ class InstanceController {
   std::map<std::string, nlohmann::json> written_;
   std::atomic<size_t> running_{0};
   Counter* reconciles_;
+  // Reconciles that changed nothing (no start, destroy, status write or delete), and instance
+  // events skipped as echoes of our own status writes.
+  Counter* noop_reconciles_;
+  Counter* echoes_skipped_;
   Counter* starts_;
   Counter* destroys_;
   Counter* errors_;

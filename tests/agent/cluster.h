@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -125,6 +126,12 @@ class Cluster {
         "--memory-mb", "2048", "--disk-gb", "20",
         // Many agents on one host network: no port namespaces (tests/net covers those).
         "--network-mode", "shared"};
+    // A flag in `extra` replaces the default above (the agent refuses a flag given twice).
+    for (size_t i = 0; i < a.extra.size(); ++i) {
+      if (a.extra[i].rfind("--", 0) != 0) continue;
+      auto it = std::find(argv.begin() + 1, argv.end(), a.extra[i]);
+      if (it != argv.end() && it + 1 != argv.end()) argv.erase(it, it + 2);
+    }
     argv.insert(argv.end(), a.extra.begin(), a.extra.end());
     a.daemon = std::make_unique<Daemon>(argv, dir_ + "/agent-" + name + ".log");
     std::string started = std::to_string(a.daemon->pid());

@@ -1,6 +1,7 @@
 #include "agent/providers/process/process_provider.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,6 +33,43 @@ constexpr int64_t kStableRun = 10 * kSecond;  // a run this long resets the back
 
 bool ValidPolicy(const std::string& p) {
   return p == "never" || p == "on-failure" || p == "always";
+}
+
+// Writes `data` aside and renames it over `path`: a reader (a restarted agent) finds the old or
+// the new content whole, never a torn one. Without WriteFileAtomic's two fsyncs, on purpose:
+// - kill -9 of the agent: its writes are in the kernel's page cache and visible to the next
+//   agent without any sync, so "a workload never runs without a record of it" holds;
+// - power loss (or a kernel crash): no workload survives it, so there is nothing a lost or
+//   stale state.json could make the next agent adopt twice; it finds no state (or an old one
+//   whose pid and start time no longer match a live process) and starts the instance again.
+// What the agent acknowledges to the control plane after a start (RUNNING) is backed by its
+// handle in DIR/handles.log, fdatasync'ed (group commit) before the status write. Two fsyncs
+// per start here cost more than the rest of the start on a busy disk. A stop, which only this
+// file records, is still written with WriteFileAtomic (synced): after a power cut the
+// instance stays stopped.
+Status ReplaceFile(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError("create " + tmp + ": " + strerror(errno));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status st = absl::InternalError("write " + tmp + ": " + strerror(errno));
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return st;
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status st = absl::InternalError("rename " + tmp + ": " + strerror(errno));
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -138,8 +176,9 @@ Status ProcessProvider::Decode(const std::string& data, Instance* inst) const {
   return absl::OkStatus();
 }
 
-Status ProcessProvider::Persist(const Instance& inst) const {
-  return WriteFileAtomic(Dir(inst.id) + "/state.json", Encode(inst), 0600);
+Status ProcessProvider::Persist(const Instance& inst, bool sync) const {
+  const std::string path = Dir(inst.id) + "/state.json";
+  return sync ? WriteFileAtomic(path, Encode(inst), 0600) : ReplaceFile(path, Encode(inst));
 }
 
 // A start that an earlier agent left before its go is being abandoned by its monitor (see
@@ -192,7 +231,7 @@ Status ProcessProvider::SpawnLocked(Instance* inst) {
                             inst->start_time = spawned.start_time;
                             inst->monitor_pid = spawned.monitor_pid;
                             inst->monitor_start = spawned.monitor_start;
-                            return Persist(*inst);
+                            return Persist(*inst, /*sync=*/false);
                           }));
   inst->started_at_ns = MonotonicNanos();
   inst->restart_at_ns = 0;

@@ -83,7 +83,9 @@ class ProcessProvider : public Provider {
   std::string Dir(const std::string& id) const;
   std::string Encode(const Instance& inst) const;
   Status Decode(const std::string& data, Instance* inst) const;
-  Status Persist(const Instance& inst) const;
+  // Writes DIR/instances/<id>/state.json (inst.mu held). `sync`: fsynced as well, for what only
+  // this file records (a stop). A start's state needs no sync: see ReplaceFile.
+  Status Persist(const Instance& inst, bool sync = true) const;
   Status SpawnLocked(Instance* inst);
   StatusOr<SpawnSpec::Confinement> ConfineLocked(Instance* inst);
   void SettleLocked(const Instance& inst) const;
