@@ -4,11 +4,13 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -145,8 +147,12 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
 
 // In the forked child: system calls only.
 [[noreturn]] void RunChild(const Prepared& p, char* const* argv, char* const* envp, int in, int out,
-                           int err) {
-  ::setpgid(0, 0);
+                           int err, bool tty) {
+  if (!tty) {
+    ::setpgid(0, 0);
+  } else if (::setsid() < 0 || ::ioctl(in, TIOCSCTTY, 0) != 0) {  // `in` is the pty's slave
+    ::_exit(126);
+  }
   ::dup2(in, 0);
   ::dup2(out, 1);
   ::dup2(err, 2);
@@ -162,6 +168,11 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
   pid_t child = p.confine ? ::fork() : 0;
   if (child < 0) ::_exit(126);
   if (child > 0) {
+    // Only the command answers its terminal's Ctrl-C and Ctrl-\; this one reports its status.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGINT, &ignore, nullptr);
+    ::sigaction(SIGQUIT, &ignore, nullptr);
     ::close(0);
     ::close(1);
     ::close(2);
@@ -180,6 +191,43 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
   ::_exit(127);
 }
 
+// A pseudo-terminal: the master (returned) and its slave in *slave, both close-on-exec.
+StatusOr<int> OpenPty(const ExecTty& size, int* slave) {
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return absl::InternalError(std::string("posix_openpt: ") + strerror(errno));
+  char name[64];
+  if (::grantpt(master) != 0 || ::unlockpt(master) != 0 ||
+      ::ptsname_r(master, name, sizeof name) != 0 || !ResizeTty(master, size).ok() ||
+      (*slave = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+    int e = errno;
+    ::close(master);
+    return absl::InternalError(std::string("pty: ") + strerror(e));
+  }
+  return master;
+}
+
+// The command on a new terminal: its session leader, the slave its stdin, stdout and stderr.
+StatusOr<ExecChild> SpawnOnTty(const Prepared& p, const ExecTty& size) {
+  int slave = -1;
+  PHOTON_ASSIGN_OR_RETURN(int master, OpenPty(size, &slave));
+  std::vector<std::string> env = p.env;
+  if (std::none_of(env.begin(), env.end(), [](const auto& e) { return e.starts_with("TERM="); })) {
+    env.push_back("TERM=xterm");
+  }
+  std::vector<char*> argv = CStrings(p.argv), envp = CStrings(env);
+  pid_t pid = ::fork();
+  if (pid == 0) RunChild(p, argv.data(), envp.data(), slave, slave, slave, true);
+  ::close(slave);
+  if (pid < 0) {
+    ::close(master);
+    return absl::InternalError(std::string("fork: ") + strerror(errno));
+  }
+  // No setpgid here: the child's setsid makes it its group's leader (and would fail if this
+  // made it one first).
+  return ExecChild{pid, ::fcntl(master, F_DUPFD_CLOEXEC, 0), master, -1,
+                   ::fcntl(master, F_DUPFD_CLOEXEC, 0)};
+}
+
 StatusOr<ExecChild> Spawn(const Prepared& p) {
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) != 0) return absl::InternalError("pipe");
@@ -189,20 +237,21 @@ StatusOr<ExecChild> Spawn(const Prepared& p) {
   }
   std::vector<char*> argv = CStrings(p.argv), envp = CStrings(p.env);
   pid_t pid = ::fork();
-  if (pid == 0) RunChild(p, argv.data(), envp.data(), in[0], out[1], err[1]);
+  if (pid == 0) RunChild(p, argv.data(), envp.data(), in[0], out[1], err[1], false);
   CloseAll({in[0], out[1], err[1]});
   if (pid < 0) {
     CloseAll({in[1], out[0], err[0]});
     return absl::InternalError(std::string("fork: ") + strerror(errno));
   }
   ::setpgid(pid, pid);  // also here: a cancel may come before the child ran
-  return ExecChild{pid, in[1], out[0], err[0]};
+  return ExecChild{pid, in[1], out[0], err[0], -1};
 }
 
 }  // namespace
 
 StatusOr<ExecChild> StartExec(const std::string& data_dir, const std::string& driver,
-                              const std::string& id, const std::vector<std::string>& argv) {
+                              const std::string& id, const std::vector<std::string>& argv,
+                              const std::optional<ExecTty>& tty) {
   if (!ValidId(id)) return absl::InvalidArgumentError("bad instance id '" + id + "'");
   if (argv.empty()) return absl::InvalidArgumentError("command: empty");
   StatusOr<Prepared> p = driver == "process" ? PrepareProcess(data_dir, id, argv)
@@ -210,10 +259,22 @@ StatusOr<ExecChild> StartExec(const std::string& data_dir, const std::string& dr
                              ? PrepareContainer(data_dir, id, argv)
                              : absl::InvalidArgumentError("exec: no " + driver + " instances");
   if (!p.ok()) return p.status();
-  auto child = Spawn(*p);
+  // A container's command gets the terminal as runc's stdio (runc passes it through), not
+  // through runc's --console-socket: one way for both drivers.
+  auto child = tty ? SpawnOnTty(*p, *tty) : Spawn(*p);
   CloseAll(p->cgroup_fds);
   CloseAll(p->ns_fds);
   return child;
+}
+
+Status ResizeTty(int tty_fd, const ExecTty& size) {
+  winsize ws{};
+  ws.ws_row = size.rows;
+  ws.ws_col = size.cols;
+  if (::ioctl(tty_fd, TIOCSWINSZ, &ws) != 0) {
+    return absl::InternalError(std::string("TIOCSWINSZ: ") + strerror(errno));
+  }
+  return absl::OkStatus();
 }
 
 int WaitExec(pid_t pid) {
@@ -222,6 +283,24 @@ int WaitExec(pid_t pid) {
     if (errno != EINTR) return 255;
   }
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+StatusOr<std::string> ConsoleSocket(const std::string& data_dir, const std::string& id) {
+  if (!ValidId(id)) return absl::InvalidArgumentError("bad instance id '" + id + "'");
+  const std::string state_path = data_dir + "/providers/vm/instances/" + id + "/state.json";
+  PHOTON_ASSIGN_OR_RETURN(std::string text, ReadFile(state_path));
+  json state = json::parse(text, nullptr, false);
+  if (!state.is_object()) return absl::DataLossError(state_path + ": not JSON");
+  if (state.value("stopped", false) || state.value("pid", 0) <= 0) {
+    return absl::FailedPreconditionError("the VM is not running");
+  }
+  std::string socket = state.value("serial_socket", "");
+  if (socket.empty()) {
+    return absl::FailedPreconditionError(
+        "this VM's QEMU was started before consoles were sockets (its serial goes only to its "
+        "log): restart the VM to attach to its console");
+  }
+  return socket;
 }
 
 StatusOr<std::string> LogPath(const std::string& data_dir, const std::string& driver,

@@ -4,10 +4,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <optional>
 #include <thread>
 
 #include "agent/session_exec.h"
@@ -25,6 +29,7 @@ struct SessionRunner::Live {
   bool cancelled = false;
   pid_t pgid = 0;     // the running command's group; 0 once it has ended
   int stdin_fd = -1;  // the command's stdin, written by the input thread
+  int tty_fd = -1;    // its terminal's master (exec -t), for resize frames; closed at the end
   void Cancel() {
     std::lock_guard lock(mu);
     cancelled = true;
@@ -96,9 +101,15 @@ void SessionRunner::Run(const std::atomic<bool>* stop) {
 }
 
 bool SessionRunner::Send(const std::string& id, json frames) {
-  auto r = api_->Call("POST", "/v1/agent/sessions/" + id + "/output",
-                      json{{"frames", std::move(frames)}});
-  return r.ok();
+  json body = {{"frames", std::move(frames)}};
+  while (true) {
+    // Answered once the user has caught up (flow control): until then nothing more is read
+    // from the command, whose writes then block on its full pipe.
+    auto r = api_->Call("POST", "/v1/agent/sessions/" + id + "/output", body);
+    if (!r.ok()) return false;
+    if (!(r->is_object() && r->value("paused", false))) return true;
+    body = {{"frames", json::array()}};  // taken; still waiting for the reader
+  }
 }
 
 void SessionRunner::Serve(const json& a) {
@@ -112,8 +123,11 @@ void SessionRunner::Serve(const json& a) {
   spdlog::info("session {}: {} {}/{}", live.id, a.value("type", ""),
                a["instance"].value("namespace", ""), a["instance"].value("name", ""));
   try {
-    if (a.value("type", "") == "exec") {
+    const std::string type = a.value("type", "");
+    if (type == "exec") {
       Exec(a, &live);
+    } else if (type == "console") {
+      Console(a, &live);
     } else {
       Logs(a, &live);
     }
@@ -130,9 +144,13 @@ static std::thread FollowInput(ApiClient* api, SessionRunner::Live* live);
 
 void SessionRunner::Exec(const json& a, Live* live) {
   const json& inst = a.at("instance");
+  std::optional<ExecTty> tty;
+  if (a.value("tty", false)) {
+    tty = ExecTty{a.value("rows", uint16_t{24}), a.value("cols", uint16_t{80})};
+  }
   auto child =
       StartExec(data_dir_, inst.at("driver").get<std::string>(), inst.at("id").get<std::string>(),
-                a.at("command").get<std::vector<std::string>>());
+                a.at("command").get<std::vector<std::string>>(), tty);
   if (!child.ok()) {
     std::thread input = FollowInput(api_, live);
     Send(live->id,
@@ -144,6 +162,7 @@ void SessionRunner::Exec(const json& a, Live* live) {
     std::lock_guard lock(live->mu);
     live->pgid = child->pid;
     live->stdin_fd = child->stdin_fd;
+    live->tty_fd = child->tty_fd;
   }
   std::thread input = FollowInput(api_, live);
   pollfd fds[2] = {{child->stdout_fd, POLLIN, 0}, {child->stderr_fd, POLLIN, 0}};
@@ -169,6 +188,7 @@ void SessionRunner::Exec(const json& a, Live* live) {
   int code = WaitExec(child->pid);
   Send(live->id, json::array({{{"t", "exit"}, {"code", code}}}));
   input.join();  // ends when the server closes the session
+  Close(&live->tty_fd);
 }
 
 void SessionRunner::Logs(const json& a, Live* live) {
@@ -221,6 +241,92 @@ void SessionRunner::Logs(const json& a, Live* live) {
   input.join();
 }
 
+namespace {
+
+StatusOr<int> ConnectUnix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return absl::InvalidArgumentError(path + ": too long for a socket");
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(std::string("socket: ") + strerror(errno));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    ::close(fd);
+    return absl::UnavailableError("the VM's console (" + path + "): " + strerror(e));
+  }
+  return fd;
+}
+
+}  // namespace
+
+void SessionRunner::Console(const json& a, Live* live) {
+  const json& inst = a.at("instance");
+  const std::string id = inst.at("id").get<std::string>();
+  const std::string where =
+      inst.at("namespace").get<std::string>() + "/" + inst.at("name").get<std::string>();
+  std::thread input = FollowInput(api_, live);
+  auto fail = [&](const std::string& message) {
+    Send(live->id, json::array({{{"t", "error"}, {"message", message}}}));
+    input.join();
+  };
+  {
+    std::unique_lock lock(mu_);
+    // A console detached a moment ago may still be letting the socket go.
+    cv_.wait_for(lock, std::chrono::seconds(3), [&] { return !consoles_.contains(id); });
+    if (!consoles_.insert(id).second) {
+      return fail("the console of " + where + " is attached elsewhere (one at a time)");
+    }
+  }
+  struct Release {
+    SessionRunner* r;
+    std::string id;
+    ~Release() {
+      std::lock_guard lock(r->mu_);
+      r->consoles_.erase(id);
+      r->cv_.notify_all();
+    }
+  } release{this, id};
+  auto path = ConsoleSocket(data_dir_, id);
+  if (!path.ok()) return fail(std::string(path.status().message()));
+  auto sock = ConnectUnix(*path);
+  if (!sock.ok()) return fail(std::string(sock.status().message()));
+  {
+    std::lock_guard lock(live->mu);
+    live->stdin_fd = ::dup(*sock);  // the input thread's; closing it leaves this end open
+  }
+  spdlog::info("session {}: console of {} attached", live->id, where);
+  char buf[kChunk];
+  bool closed = false;
+  while (!live->Cancelled()) {
+    pollfd p{*sock, POLLIN, 0};
+    // A bounded wait: a detach (the session cancelled) is seen within it.
+    if (::poll(&p, 1, 200) <= 0) continue;
+    ssize_t n = ::read(*sock, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      closed = true;
+      break;
+    }
+    // Send returns once the server took the frame: a slow user holds the guest's output back.
+    if (!Send(live->id, json::array({DataFrame("out", buf, static_cast<size_t>(n))}))) {
+      live->Cancel();
+    }
+  }
+  // Unblocks the input thread should it sit in a write the guest does not drain.
+  ::shutdown(*sock, SHUT_RDWR);
+  ::close(*sock);
+  if (closed) {
+    Send(live->id, json::array({{{"t", "error"},
+                                 {"message", "the console of " + where +
+                                                 " closed (the VM stopped or restarted)"}}}));
+  }
+  spdlog::info("session {}: console of {} detached", live->id, where);
+  input.join();
+}
+
 static std::thread FollowInput(ApiClient* api, SessionRunner::Live* live) {
   return std::thread([api, live] {
     Status s = api->Watch("/v1/agent/sessions/" + live->id + "/input", [live](const json& f) {
@@ -245,6 +351,14 @@ static std::thread FollowInput(ApiClient* api, SessionRunner::Live* live) {
       if (t == "eof") {
         std::lock_guard lock(live->mu);
         Close(&live->stdin_fd);
+      }
+      if (t == "resize") {
+        std::lock_guard lock(live->mu);
+        if (live->tty_fd >= 0) {
+          // The server checked the size; a failure leaves the old one.
+          ResizeTty(live->tty_fd, {f.value("rows", uint16_t{24}), f.value("cols", uint16_t{80})})
+              .IgnoreError();
+        }
       }
       return t != "cancel";
     });

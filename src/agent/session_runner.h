@@ -1,4 +1,5 @@
-// The agent's side of `photon logs` and `photon exec` (docs/api.md "Streams"): it follows the
+// The agent's side of `photon logs`, `photon exec` and `photon console` (docs/api.md
+// "Streams"): it follows the
 // server's announcements of sessions for its node (GET /v1/agent/sessions) and serves each on
 // a thread of its own, dialling back over its authenticated channel: the user's input as a
 // stream (GET /v1/agent/sessions/ID/input), output as POSTed frames. No port is opened on the
@@ -33,7 +34,12 @@ class SessionRunner {
   void Serve(const nlohmann::json& announcement);
   void Exec(const nlohmann::json& a, Live* live);
   void Logs(const nlohmann::json& a, Live* live);
-  // POSTs frames to the session; false once the server no longer has it.
+  // Connects to the VM's serial socket and relays it both ways until the user detaches (the
+  // session is cancelled) or QEMU closes it. One console per VM at a time: QEMU serves one
+  // client and would leave a second waiting silently.
+  void Console(const nlohmann::json& a, Live* live);
+  // POSTs frames to the session, returning once the server lets the output go on (it holds
+  // the answer while the user is a window behind); false once the server no longer has it.
   bool Send(const std::string& id, nlohmann::json frames);
 
   ApiClient* api_;
@@ -41,6 +47,7 @@ class SessionRunner {
   std::mutex mu_;
   std::condition_variable cv_;
   std::set<Live*> live_;
+  std::set<std::string> consoles_;  // instance ids with an attached console
   bool stopping_ = false;
 };
 

@@ -363,12 +363,18 @@ int WatchFrom(const Globals& g, const std::string& kind, bool all_ns, const std:
     path += "?watch=true&resourceVersion=" + rv;
     if (!selector.empty()) path += "&labelSelector=" + photon::PercentEncode(selector);
     auto client = Client(g);
+    std::string ended;  // the server's last word on a watch it ends (a revoked token)
     auto r = client.Stream(path, [&](const std::string& line) {
       auto ev = json::parse(line, nullptr, false);
       if (ev.is_discarded()) return true;
+      std::string type = ev.value("type", "");
+      if (type == "ERROR") {
+        const json err = ev.value("error", json::object());
+        ended = err.value("code", "ERROR") + ": " + err.value("message", line);
+        return false;
+      }
       const auto& o = ev["object"];
       rv = Field(o, {"metadata", "resourceVersion"});
-      std::string type = ev.value("type", "");
       if (type == "BOOKMARK") return true;  // nothing changed up to rv
       type.resize(10, ' ');
       std::cout << type << Field(o, {"metadata", "namespace"}) << "/"
@@ -376,6 +382,7 @@ int WatchFrom(const Globals& g, const std::string& kind, bool all_ns, const std:
                 << Field(o, {"status", "message"}) << std::endl;
       return true;
     });
+    if (!ended.empty()) Die("the server ended the watch: " + ended);
     if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded) {
       // Silence past the bookmark interval: the connection is dead; resume on a new one.
       std::cerr << "watch: " << r.status().message() << "; reconnecting\n";
@@ -1042,13 +1049,13 @@ int main(int argc, char** argv) {
   AddResourceCommands(app, g, o, c);
   AddOperationCommands(app, g, o, c);
   AddAdminCommands(app, g, o, c);
-  photon::cli::StreamArgs streams;  // logs, exec
+  photon::cli::StreamArgs streams;  // logs, exec, console
   photon::cli::AddStreamCommands(app, &streams);
   photon::cli::ImageArgs images;  // image upload, download, share
   photon::cli::AddImageCommands(app, &images);
   CLI11_PARSE(app, argc, argv);
   if (images.image->parsed()) return photon::cli::RunImageCommand(images, Client(g), g.ns);
-  if (streams.logs->parsed() || streams.exec->parsed()) {
+  if (photon::cli::StreamCommandParsed(streams)) {
     return photon::cli::RunStreamCommand(streams, Client(g), g.ns);
   }
   return Dispatch(app, g, o, c);

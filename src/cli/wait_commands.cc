@@ -111,11 +111,17 @@ void Follow(HttpClient client, const std::string& base, const std::string& name,
     if (!update(items.empty() ? nullptr : &items[0])) return;
     const std::string path = base + "?watch=true&" + selector +
                              "&resourceVersion=" + j.value("resourceVersion", std::string());
+    std::string ended;  // the server's last word on a watch it ends (a revoked token)
     auto r = client.Stream(path, [&](const std::string& line) {
       auto ev = json::parse(line, nullptr, false);
       if (!ev.is_object()) return true;
       const std::string type = ev.value("type", "");
       if (type == "BOOKMARK") return true;
+      if (type == "ERROR") {  // not an event of the object: the end of the watch
+        const json err = ev.value("error", json::object());
+        ended = err.value("code", "ERROR") + ": " + err.value("message", line);
+        return false;
+      }
       if (type == "DELETED") return update(nullptr);
       return update(&ev["object"]);
     });
@@ -123,6 +129,7 @@ void Follow(HttpClient client, const std::string& base, const std::string& name,
       std::lock_guard<std::mutex> l(st->mu);
       if (st->met) return;
     }
+    if (!ended.empty()) return fail("the server ended the watch: " + ended);
     if (r.ok() && r->status != 200 && r->status != 410) return fail(ErrorOf(*r));
     // The stream ended (server restart, compaction, dead connection): list again.
   }

@@ -227,7 +227,7 @@ class ServerImpl : public Server {
     identity_api_ = std::make_unique<identity::IdentityApi>(directory_.get(), quotas_.get(),
                                                             auth_.get(), resources_.get());
     rest_->SetIdentity(identity_api_.get());
-    relay_ = std::make_unique<StreamRelay>(resources_.get());
+    relay_ = std::make_unique<StreamRelay>(resources_.get(), auth_.get());
     rest_->SetStreamRelay(relay_.get());
     images::ImageServiceOptions image_options;
     image_options.max_image_bytes = options_.image_max_bytes;

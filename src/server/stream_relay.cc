@@ -22,10 +22,17 @@ struct StreamRelay::Session {
   std::mutex mu;
   bool ended = false;
   bool announced = false;
+  uint64_t cut_id = 0;  // the Authenticator's registration for its opener's token (0: none)
   std::shared_ptr<ResponseStream> user;   // the user's output stream, once attached
   std::shared_ptr<ResponseStream> agent;  // the agent's input stream, once attached
   std::vector<std::string> user_backlog, agent_backlog;
-  size_t user_bytes = 0, agent_bytes = 0;
+  size_t agent_bytes = 0;
+  // Flow control of the output: data bytes sent to (or kept for) the user and not yet
+  // acknowledged by it. Past the window the agent's output POST is held (`held`), so the
+  // agent stops reading its command, which blocks on its full pipe.
+  uint64_t unacked = 0;
+  HttpReply held;
+  Clock::time_point held_at;
 };
 
 namespace {
@@ -46,17 +53,30 @@ HttpResponse NdjsonStream(std::chrono::milliseconds ping,
   return r;
 }
 
-// {"frames":[…]} of the types `allowed`; each frame re-rendered as one line.
-StatusOr<std::vector<std::string>> ParseFrames(const std::string& body,
-                                               const std::vector<std::string>& allowed,
-                                               bool* last) {
+struct Frame {
+  std::string type;
+  std::string line;  // re-rendered, as passed on
+  size_t data = 0;   // out, err, in: bytes of data
+  uint64_t ack = 0;  // ack: output bytes the user has written out
+};
+
+// A window size in a tty request or a resize frame: 1..65535 like struct winsize.
+bool ValidSize(const json& v) {
+  return v.is_number_integer() && v.get<int64_t>() >= 1 && v.get<int64_t>() <= 65535;
+}
+
+// {"frames":[…]} of the types `allowed`, each checked.
+StatusOr<std::vector<Frame>> ParseFrames(const std::string& body,
+                                         const std::vector<std::string>& allowed) {
   auto j = json::parse(body, nullptr, false);
   if (!j.is_object() || !j.contains("frames") || !j["frames"].is_array()) {
     return absl::InvalidArgumentError("want {\"frames\":[{\"t\":…},…]}");
   }
-  std::vector<std::string> lines;
+  std::vector<Frame> frames;
   for (const auto& f : j["frames"]) {
-    std::string t = f.is_object() ? f.value("t", "") : "";
+    Frame frame;
+    frame.type = f.is_object() ? f.value("t", "") : "";
+    const std::string& t = frame.type;
     if (std::find(allowed.begin(), allowed.end(), t) == allowed.end()) {
       return absl::InvalidArgumentError("frame type '" + t + "' is not accepted here");
     }
@@ -66,22 +86,29 @@ StatusOr<std::vector<std::string>> ParseFrames(const std::string& body,
           Base64Decode(f["d"].get<std::string>(), &data))) {
       return absl::InvalidArgumentError("frame '" + t + "': d (base64) required");
     }
-    if (t == "exit" || t == "error") *last = true;
-    lines.push_back(Line(f));
+    if (t == "ack" && !(f.contains("n") && f["n"].is_number_unsigned())) {
+      return absl::InvalidArgumentError("frame 'ack': n (bytes written out, ≥ 0) required");
+    }
+    if (t == "resize" && !(f.contains("rows") && ValidSize(f["rows"]) && f.contains("cols") &&
+                           ValidSize(f["cols"]))) {
+      return absl::InvalidArgumentError("frame 'resize': rows and cols (1..65535) required");
+    }
+    frame.data = data.size();
+    if (t == "ack") frame.ack = f["n"].get<uint64_t>();
+    frame.line = Line(f);
+    frames.push_back(std::move(frame));
   }
-  return lines;
+  return frames;
 }
 
-// Sends `line` on `stream`, or keeps it until the stream is there. False when over `max`.
-bool Deliver(const std::shared_ptr<ResponseStream>& stream, std::vector<std::string>* backlog,
-             size_t* bytes, size_t max, std::string line) {
+// Sends `line` on `stream`, or keeps it until the stream is there.
+void Deliver(const std::shared_ptr<ResponseStream>& stream, std::vector<std::string>* backlog,
+             std::string line) {
   if (stream) {
     stream->Write(std::move(line));
-    return true;
+  } else {
+    backlog->push_back(std::move(line));
   }
-  *bytes += line.size();
-  backlog->push_back(std::move(line));
-  return *bytes <= max;
 }
 
 // The body of an exec or logs request, checked field by field (nothing is ignored).
@@ -95,10 +122,17 @@ StatusOr<json> ParseRequest(const std::string& type, const std::string& body) {
         if (!a.is_string()) return absl::InvalidArgumentError("command: want strings");
       }
       out[k] = v;
+    } else if (type == "exec" && k == "tty" && v.is_boolean()) {
+      out[k] = v;
+    } else if (type == "exec" && (k == "rows" || k == "cols") && ValidSize(v)) {
+      out[k] = v;
     } else if (type == "logs" && k == "follow" && v.is_boolean()) {
       out[k] = v;
     } else if (type == "logs" && k == "tail" && v.is_number_integer() && v.get<int64_t>() >= 0) {
       out[k] = v;
+    } else if (type == "console" && (k == "rows" || k == "cols")) {
+      // A serial line has no window size: the guest's own stty decides.
+      return absl::InvalidArgumentError(k + ": a serial console has no window size");
     } else if (type == "logs" && k == "sinceSeconds") {
       // output.log holds what the workload wrote, without a time per line.
       return absl::InvalidArgumentError(
@@ -110,6 +144,9 @@ StatusOr<json> ParseRequest(const std::string& type, const std::string& body) {
   }
   if (type == "exec" && !out.contains("command")) {
     return absl::InvalidArgumentError("command: required (a non-empty argv)");
+  }
+  if ((out.contains("rows") || out.contains("cols")) && !out.value("tty", false)) {
+    return absl::InvalidArgumentError("rows, cols: a window size needs tty: true");
   }
   return out;
 }
@@ -127,17 +164,22 @@ std::string DriverOf(const compute::ComputeInstance& ci) {
   }
 }
 
-// What a user may open on this instance: exec needs a running process or container.
+// What a user may open on this instance: exec needs a running process or container, console
+// a running VM.
 Status CheckTarget(const compute::ComputeInstance& ci, const std::string& type) {
   const std::string where = ci.metadata().namespace_() + "/" + ci.metadata().name();
   if (ci.metadata().agent_id().empty()) {
     return absl::FailedPreconditionError(where + " is not placed on a node yet");
   }
-  if (type != "exec") return absl::OkStatus();
+  if (type == "logs") return absl::OkStatus();
   std::string driver = DriverOf(ci);
-  if (driver != "process" && driver != "container") {
+  if (type == "exec" && driver != "process" && driver != "container") {
     return absl::InvalidArgumentError("exec runs in process and container instances; " + where +
-                                      " is a " + driver + " (its serial log: photon logs)");
+                                      " is a " + driver + " (its console: photon console)");
+  }
+  if (type == "console" && driver != "vm") {
+    return absl::InvalidArgumentError("console attaches to a VM's serial line; " + where +
+                                      " is a " + driver + " (a shell in it: photon exec -it)");
   }
   if (ci.status().phase() != resource::ResourceStatus::RUNNING) {
     return absl::FailedPreconditionError(where + " is " +
@@ -149,8 +191,9 @@ Status CheckTarget(const compute::ComputeInstance& ci, const std::string& type) 
 
 }  // namespace
 
-StreamRelay::StreamRelay(ResourceManager* resources, StreamRelayOptions options)
-    : resources_(resources), options_(options) {
+StreamRelay::StreamRelay(ResourceManager* resources, Authenticator* auth,
+                         StreamRelayOptions options)
+    : resources_(resources), auth_(auth), options_(options) {
   ticker_ = std::thread([this] {
     SetThreadName("stream-relay");
     std::unique_lock lock(mu_);
@@ -171,6 +214,11 @@ StreamRelay::~StreamRelay() {
   }
   cv_.notify_all();
   ticker_.join();
+  for (auto& [id, s] : sessions_) {
+    // A revocation after this must not call into a relay that is gone.
+    if (auth_ && s->cut_id != 0) auth_->ForgetStream(s->cut_id);
+    if (s->held) s->held(ErrorResponse(absl::UnavailableError("the server is stopping")));
+  }
 }
 
 bool StreamRelay::Owns(const std::string& path) {
@@ -179,7 +227,7 @@ bool StreamRelay::Owns(const std::string& path) {
       (p[1] == "sessions" || (p[1] == "agent" && p[2] == "sessions")))
     return true;
   return p.size() == 6 && p[0] == "v1" && p[1] == "namespaces" && p[3] == "computeinstances" &&
-         (p[5] == "exec" || p[5] == "logs");
+         (p[5] == "exec" || p[5] == "logs" || p[5] == "console");
 }
 
 HttpResponse StreamRelay::Handle(HttpRequest& req, const Principal& who) {
@@ -211,12 +259,29 @@ HttpResponse StreamRelay::Open(HttpRequest& req, const Principal& who,
     std::lock_guard lock(mu_);
     sessions_[(*s)->id] = *s;
   }
+  if (auth_) {
+    // As for watches: revoking the opener's token ends the session at once, saying why (the
+    // token is checked on each request, but a stream already open would run on).
+    uint64_t cut = auth_->CutOnRevocation(
+        who, [this, weak = std::weak_ptr<Session>(*s)](const std::string& why) {
+          auto session = weak.lock();
+          if (!session) return;
+          {
+            std::lock_guard lock(session->mu);
+            session->cut_id = 0;  // the Authenticator forgot it already
+          }
+          End(session, ErrorFrame("the session ended: " + why));
+        });
+    std::lock_guard lock((*s)->mu);
+    if (!(*s)->ended) (*s)->cut_id = cut;
+  }
   Announce(*s);
   spdlog::info("session {}: {} {}/{} on node {} for {}", (*s)->id, type, ns, name, (*s)->node,
                who.name);
   return HttpResponse::Json(201, json{{"session", (*s)->id},
                                       {"output", "/v1/sessions/" + (*s)->id},
-                                      {"input", "/v1/sessions/" + (*s)->id + "/input"}}
+                                      {"input", "/v1/sessions/" + (*s)->id + "/input"},
+                                      {"window", options_.window_bytes}}
                                      .dump());
 }
 
@@ -234,8 +299,9 @@ StatusOr<std::shared_ptr<StreamRelay::Session>> StreamRelay::NewSession(const Ht
   if (!who.Allowed(Verb::kGet, "computeinstances", ns)) {
     return absl::NotFoundError("computeinstances " + ns + "/" + name + " not found");
   }
-  if (type == "exec" && !who.Allowed(Verb::kAction, "computeinstances", ns)) {
-    return absl::PermissionDeniedError("exec in " + ns + "/" + name +
+  // A console's input is as powerful as a command in the instance.
+  if (type != "logs" && !who.Allowed(Verb::kAction, "computeinstances", ns)) {
+    return absl::PermissionDeniedError(type + " in " + ns + "/" + name +
                                        " needs the right to run actions on computeinstances in " +
                                        ns + " (editor)");
   }
@@ -280,21 +346,31 @@ void StreamRelay::Announce(const std::shared_ptr<Session>& s) {
 }
 
 void StreamRelay::End(const std::shared_ptr<Session>& s, const std::string& last) {
+  uint64_t cut = 0;
+  bool unread = false;
+  HttpReply held;
   {
     std::lock_guard lock(s->mu);
     if (s->ended) return;
     s->ended = true;
+    unread = !s->user;
+    std::swap(cut, s->cut_id);
+    held = std::move(s->held);
+    s->held = nullptr;
     if (s->agent) {
       s->agent->Write(Line({{"t", "cancel"}}));
       s->agent->Close();
     }
     if (!s->user) {  // kept for ClientOutput (or Tick) to deliver and forget
       if (!last.empty()) s->user_backlog.push_back(last);
-      return;
+    } else {
+      if (!last.empty()) s->user->Write(last);
+      s->user->Close();
     }
-    if (!last.empty()) s->user->Write(last);
-    s->user->Close();
   }
+  if (cut != 0 && auth_) auth_->ForgetStream(cut);
+  if (held) held(ErrorResponse(absl::NotFoundError("session " + s->id + " has ended")));
+  if (unread) return;
   std::lock_guard lock(mu_);
   sessions_.erase(s->id);
 }
@@ -334,18 +410,29 @@ HttpResponse StreamRelay::ClientInput(const HttpRequest& req, const Principal& w
   if (!s || s->owner != who.name || s->owner_token != who.token_id) {
     return ErrorResponse(absl::NotFoundError("session " + id + " not found"));
   }
-  bool last = false;
-  auto lines = ParseFrames(req.body, {"in", "eof"}, &last);
-  if (!lines.ok()) return ErrorResponse(lines.status());
-  std::lock_guard lock(s->mu);
-  if (s->ended) return ErrorResponse(absl::NotFoundError("session " + id + " has ended"));
-  for (auto& l : *lines) {
-    if (!Deliver(s->agent, &s->agent_backlog, &s->agent_bytes, options_.max_backlog_bytes,
-                 std::move(l))) {
-      return ErrorResponse(
-          absl::ResourceExhaustedError("session " + id + ": the node has not taken the input"));
+  auto frames = ParseFrames(req.body, {"in", "eof", "ack", "resize"});
+  if (!frames.ok()) return ErrorResponse(frames.status());
+  HttpReply release;
+  {
+    std::lock_guard lock(s->mu);
+    if (s->ended) return ErrorResponse(absl::NotFoundError("session " + id + " has ended"));
+    for (auto& f : *frames) {
+      if (f.type == "ack") {
+        s->unacked -= std::min(f.ack, s->unacked);
+        continue;
+      }
+      if (!s->agent) {
+        s->agent_bytes += f.line.size();
+        if (s->agent_bytes > options_.max_backlog_bytes) {
+          return ErrorResponse(
+              absl::ResourceExhaustedError("session " + id + ": the node has not taken the input"));
+        }
+      }
+      Deliver(s->agent, &s->agent_backlog, std::move(f.line));
     }
+    if (s->held && s->unacked <= options_.window_bytes) std::swap(release, s->held);
   }
+  if (release) release(HttpResponse::Json(200, "{}"));  // the agent reads on
   return HttpResponse::Json(200, "{}");
 }
 
@@ -407,26 +494,42 @@ HttpResponse StreamRelay::AgentOutput(const HttpRequest& req, const Principal& w
   if (!s || who.AgentNode().empty() || s->node != who.AgentNode()) {
     return ErrorResponse(absl::NotFoundError("session " + id + " not found"));
   }
+  auto frames = ParseFrames(req.body, {"out", "err", "exit", "error"});
+  if (!frames.ok()) return ErrorResponse(frames.status());
   bool last = false;
-  auto lines = ParseFrames(req.body, {"out", "err", "exit", "error"}, &last);
-  if (!lines.ok()) return ErrorResponse(lines.status());
-  bool fits = true;
   {
     std::lock_guard lock(s->mu);
     if (s->ended) return ErrorResponse(absl::NotFoundError("session " + id + " has ended"));
-    for (auto& l : *lines) {
-      fits = Deliver(s->user, &s->user_backlog, &s->user_bytes, options_.max_backlog_bytes,
-                     std::move(l)) &&
-             fits;
+    if (s->held) {
+      return ErrorResponse(absl::FailedPreconditionError(
+          "session " + id + ": an output POST is still waiting for the reader (one at a time)"));
+    }
+    for (auto& f : *frames) {
+      last = last || f.type == "exit" || f.type == "error";
+      s->unacked += f.data;
+      Deliver(s->user, &s->user_backlog, std::move(f.line));
+    }
+    if (!last && s->unacked > options_.window_bytes) {
+      // The answer waits for the reader: the agent sends nothing more until it comes.
+      return HttpResponse::Later([this, s](HttpReply reply) { Hold(s, std::move(reply)); });
     }
   }
-  if (!fits) {
-    End(s, ErrorFrame("the output outran its reader (more than " +
-                      std::to_string(options_.max_backlog_bytes) + " bytes waiting)"));
-  } else if (last) {
-    End(s, "");
-  }
+  if (last) End(s, "");
   return HttpResponse::Json(200, "{}");
+}
+
+void StreamRelay::Hold(const std::shared_ptr<Session>& s, HttpReply reply) {
+  {
+    std::lock_guard lock(s->mu);
+    if (!s->ended && s->unacked > options_.window_bytes) {
+      s->held = std::move(reply);
+      s->held_at = Clock::now();
+      return;
+    }
+  }
+  // Acknowledged (or ended) between the POST and now.
+  reply(s->ended ? ErrorResponse(absl::NotFoundError("session " + s->id + " has ended"))
+                 : HttpResponse::Json(200, "{}"));
 }
 
 // Pings quiet streams and ends sessions whose other end never came.
@@ -447,8 +550,11 @@ void StreamRelay::Tick() {
   }
   for (auto& s : all) {
     std::string why;
+    HttpReply paused;
     {
       std::lock_guard lock(s->mu);
+      // A POST is not held for long (proxies and client timeouts): the agent asks again.
+      if (s->held && now - s->held_at >= options_.max_hold) std::swap(paused, s->held);
       if (s->ended) {  // ended before anyone read it: forget it once the attach time is over
         if (now - s->created >= options_.attach_timeout) unread.push_back(s->id);
         continue;
@@ -459,6 +565,7 @@ void StreamRelay::Tick() {
       if (!s->agent) why = "node " + s->node + " did not take the session (is its agent running?)";
       if (!s->user) why = "nobody read the session";
     }
+    if (paused) paused(HttpResponse::Json(200, R"({"paused":true})"));
     if (!why.empty()) End(s, ErrorFrame(why));
   }
   std::lock_guard lock(mu_);

@@ -1,17 +1,19 @@
-// The stream relay: `photon logs`, `photon exec` (docs/api.md "Streams"). A user's byte stream
-// to a workload goes CLI -> photon-server -> the node's agent, over connections the CLI and
-// the agent open themselves, so nothing listens on the node for users.
+// The stream relay: `photon logs`, `photon exec`, `photon console` (docs/api.md "Streams").
+// A user's byte stream to a workload goes CLI -> photon-server -> the node's agent, over
+// connections the CLI and the agent open themselves, so nothing listens on the node for users.
 //
-// A session is opened by a user (POST .../computeinstances/NAME/exec|logs) and kept here;
-// the agent of the instance's node learns of it on its announcement stream
+// A session is opened by a user (POST .../computeinstances/NAME/exec|logs|console) and kept
+// here; the agent of the instance's node learns of it on its announcement stream
 // (GET /v1/agent/sessions) and dials back: a stream of the user's input for it
 // (GET /v1/agent/sessions/ID/input) and POSTs of output frames. The user reads the output
 // frames from GET /v1/sessions/ID and POSTs input to /v1/sessions/ID/input. Frames are JSON
 // lines: {"t":"out"|"err","d":BASE64}, {"t":"exit","code":N}, {"t":"error","message":…},
-// {"t":"in","d":BASE64}, {"t":"eof"}, {"t":"cancel"}, {"t":"ping"}.
+// {"t":"in","d":BASE64}, {"t":"eof"}, {"t":"resize","rows":R,"cols":C}, {"t":"cancel"},
+// {"t":"ping"}, and the user's {"t":"ack","n":BYTES} (output written out: flow control, the
+// agent's output POST waits while more than a window is unacknowledged).
 //
 // Thread-safety: thread-safe; handlers run on the REST server's threads, a ticker thread
-// pings quiet streams and ends sessions nobody took up.
+// pings quiet streams, answers long-held output POSTs and ends sessions nobody took up.
 #pragma once
 
 #include <condition_variable>
@@ -35,12 +37,18 @@ struct StreamRelayOptions {
   // A ping on every stream this often, so both ends see a dead connection (the header
   // Photon-Bookmark-Interval-Ms tells clients: they give up after three silent intervals).
   std::chrono::milliseconds ping_interval{10000};
-  size_t max_backlog_bytes = 8 << 20;  // frames held for an end that has not attached yet
+  size_t max_backlog_bytes = 8 << 20;  // input frames held for an agent not attached yet
+  // Output flow control: at most this many data bytes sent to (or kept for) the user and not
+  // acknowledged by it ({"t":"ack","n":N} on the input) before the agent's output POST is held.
+  uint64_t window_bytes = 1 << 20;
+  // A held output POST is answered {"paused":true} after this; the agent POSTs again.
+  std::chrono::milliseconds max_hold{2000};
 };
 
 class StreamRelay {
  public:
-  StreamRelay(ResourceManager* resources, StreamRelayOptions options = {});
+  // `auth` (may be null in tests) ends a session when its opener's token is revoked.
+  StreamRelay(ResourceManager* resources, Authenticator* auth, StreamRelayOptions options = {});
   ~StreamRelay();
 
   // True for the relay's routes; the gateway hands those to Handle (unaudited per chunk: the
@@ -65,9 +73,12 @@ class StreamRelay {
   // A session that ends before its user attached (a command that exits at once) keeps its
   // output until the user reads it or the attach timeout passes.
   void End(const std::shared_ptr<Session>& s, const std::string& last);
+  // Keeps the agent's output POST unanswered while the user is a window behind.
+  void Hold(const std::shared_ptr<Session>& s, HttpReply reply);
   void Tick();
 
   ResourceManager* resources_;
+  Authenticator* auth_;
   StreamRelayOptions options_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_;

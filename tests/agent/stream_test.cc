@@ -3,9 +3,13 @@
 // "Streams"). One cluster, a process instance and a container serve the whole suite.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #include <sstream>
 
@@ -251,12 +255,212 @@ TEST_F(StreamTest, ACommandEndsWhenTheUserGoesAway) {
   EXPECT_TRUE(WaitFor([&] { return PidsRunning(cmd).empty(); }, 20s));
 }
 
-TEST_F(StreamTest, ExecPassesStdin) {
+// As docker and kubectl: -i passes stdin; without it the command reads an immediate end.
+TEST_F(StreamTest, ExecPassesStdinWithDashI) {
   std::string in = cluster_->dir() + "/stdin.txt";
   ASSERT_TRUE(WriteFileAtomic(in, "hi\nthere\n", 0644).ok());
-  auto r = Photon({"exec", "talker", "--", "cat"}, "", in);
+  auto r = Photon({"exec", "-i", "talker", "--", "cat"}, "", in);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "hi\nthere\n");
+  r = Photon({"exec", "talker", "--", "cat"}, "", in);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+// The photon CLI on a terminal of the test's own (a pty of 33 x 101), as a user at a shell.
+class TerminalCli {
+ public:
+  TerminalCli(const std::string& server, const std::string& token, std::vector<std::string> args) {
+    winsize ws{};
+    ws.ws_row = 33;
+    ws.ws_col = 101;
+    int slave = -1;
+    if (openpty(&master_, &slave, nullptr, nullptr, &ws) != 0) return;
+    fcntl(master_, F_SETFL, O_NONBLOCK);
+    std::vector<std::string> argv = {PHOTON_CLI_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> env = {"PHOTON_SERVER=" + server, "PHOTON_TOKEN=" + token,
+                                    "PATH=/usr/bin:/bin"};
+    std::vector<char*> a, e;
+    for (auto& s : argv) a.push_back(s.data());
+    for (auto& s : env) e.push_back(s.data());
+    a.push_back(nullptr);
+    e.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    for (int fd : {0, 1, 2}) posix_spawn_file_actions_adddup2(&fa, slave, fd);
+    posix_spawn_file_actions_addclose(&fa, master_);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    if (posix_spawn(&pid_, a[0], &fa, &attr, a.data(), e.data()) != 0) pid_ = 0;
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    close(slave);
+  }
+  ~TerminalCli() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (master_ >= 0) close(master_);
+  }
+  // Everything the terminal showed so far.
+  std::string Screen() {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(master_, buf, sizeof buf)) > 0) screen_.append(buf, n);
+    return screen_;
+  }
+  void Type(const std::string& keys) {
+    if (write(master_, keys.data(), keys.size()) < 0) ADD_FAILURE() << "write to the pty";
+  }
+  void Resize(int rows, int cols) {
+    winsize ws{};
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    ioctl(master_, TIOCSWINSZ, &ws);
+    kill(pid_, SIGWINCH);  // as the terminal emulator's kernel does for its foreground
+  }
+  int Wait(std::chrono::milliseconds timeout = 20s) {
+    int st = 0;
+    if (pid_ <= 0 || !WaitFor(
+                         [&] {
+                           Screen();
+                           return waitpid(pid_, &st, WNOHANG) == pid_;
+                         },
+                         timeout)) {
+      return -1;
+    }
+    pid_ = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  // The terminal's mode as the CLI left it: raw (no echo, no canonical input) or not.
+  bool Raw() {
+    termios t{};
+    tcgetattr(master_, &t);
+    return !(t.c_lflag & (ICANON | ECHO));
+  }
+
+ private:
+  int master_ = -1;
+  pid_t pid_ = 0;
+  std::string screen_;
+};
+
+// exec -t: a terminal of the user's window size, resized with it; -i on a terminal puts it in
+// raw mode (Ctrl-C reaches the command as its terminal's interrupt) and restores it after.
+TEST_F(StreamTest, ExecOnATerminalFollowsTheWindowAndPassesCtrlC) {
+  TerminalCli cli(cluster_->base(), admin_,
+                  {"exec", "-it", "talker", "--", "sh", "-c",
+                   "stty size; while read x; do stty size; done; echo never"});
+  ASSERT_TRUE(WaitFor([&] { return cli.Screen().find("33 101") != std::string::npos; }, 20s))
+      << cli.Screen();
+  EXPECT_TRUE(cli.Raw());
+  cli.Resize(40, 120);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        cli.Type("\r");  // each line typed prints the size again
+        return WaitFor([&] { return cli.Screen().find("40 120") != std::string::npos; }, 1s);
+      },
+      20s))
+      << cli.Screen();
+  cli.Type("\x03");  // Ctrl-C: SIGINT to the command, from its own terminal
+  EXPECT_EQ(cli.Wait(), 130) << cli.Screen();
+  EXPECT_EQ(cli.Screen().find("never"), std::string::npos);
+  EXPECT_FALSE(cli.Raw()) << "the terminal was not restored";
+}
+
+TEST_F(StreamTest, ExecTtyWithoutATerminalAndItsRefusals) {
+  // -t alone from a pipe: a terminal of 24 x 80 on the node, both outputs on it.
+  auto r = Photon({"exec", "-t", "talker", "--", "sh", "-c",
+                   "stty size; [ -t 0 ] && echo on-a-tty; echo to-stderr >&2"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("24 80\r\non-a-tty\r\nto-stderr\r\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "");
+  // -it needs a terminal to read from (as docker says).
+  r = Photon({"exec", "-it", "talker", "--", "true"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("not a terminal"), std::string::npos) << r.err;
+  // A window size without a terminal is refused, never ignored.
+  auto sized = As(admin_, "POST", "/v1/namespaces/default/computeinstances/talker/exec",
+                  {{"command", {"true"}}, {"rows", 10}, {"cols", 10}});
+  EXPECT_EQ(sized.status, 400) << sized.body;
+}
+
+// Output that outruns its reader is flow-controlled end to end: with the CLI's stdout a pipe
+// nobody reads, the command is held back (its writes block) within a bounded amount, and
+// every byte arrives once the reader reads.
+TEST_F(StreamTest, OutputThatOutrunsASlowReaderHoldsTheCommandBack) {
+  const std::string progress = "/tmp/progress-" + suffix_;
+  int out[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  std::vector<std::string> argv = {PHOTON_CLI_BIN,
+                                   "exec",
+                                   "talker",
+                                   "--",
+                                   "sh",
+                                   "-c",
+                                   "i=0; while [ $i -lt 32 ]; do head -c 1048576 /dev/zero; "
+                                   "i=$((i+1)); echo $i >" +
+                                       progress + "; done"};
+  std::vector<std::string> env = {"PHOTON_SERVER=" + cluster_->base(), "PHOTON_TOKEN=" + admin_,
+                                  "PATH=/usr/bin:/bin"};
+  std::vector<char*> a, e;
+  for (auto& s : argv) a.push_back(s.data());
+  for (auto& s : env) e.push_back(s.data());
+  a.push_back(nullptr);
+  e.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, a[0], &fa, nullptr, a.data(), e.data()), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  struct Reap {
+    pid_t pid;
+    int fd;
+    ~Reap() {
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+      close(fd);
+    }
+  } reap{pid, out[0]};
+  // The count of MiB written stops rising while nothing is read.
+  auto written = [&] {
+    auto r = Photon({"exec", "talker", "--", "cat", progress});
+    return r.code == 0 ? std::atoi(r.out.c_str()) : 0;
+  };
+  int last = -1, now = 0;
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while ((now = written()) != last || now == 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "still writing: " << now;
+    last = now;
+    std::this_thread::sleep_for(1s);  // a poll interval: the count must hold still over it
+  }
+  // A window (1 MiB), an output POST (up to 1 MiB) and the pipes in between; not 32.
+  EXPECT_LE(now, 6) << "the output was buffered instead of holding the command back";
+  // Reading it all: every byte, then the exit status.
+  size_t total = 0;
+  char buf[65536];
+  ssize_t n = 1;
+  deadline = std::chrono::steady_clock::now() + 120s;
+  while (n > 0 && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{out[0], POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) continue;
+    if ((n = read(out[0], buf, sizeof buf)) > 0) total += n;
+  }
+  EXPECT_EQ(n, 0) << "the output did not end";
+  EXPECT_EQ(total, 32u << 20);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  reap.pid = -1;
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  EXPECT_EQ(written(), 32);
 }
 
 TEST_F(StreamTest, ContainersExecAsTheirOwnUserAndShowTheirLogs) {
@@ -276,7 +480,7 @@ TEST_F(StreamTest, ContainersExecAsTheirOwnUserAndShowTheirLogs) {
   EXPECT_GT(outside, 0) << r.out;
   std::string in = cluster_->dir() + "/boxed-stdin.txt";
   ASSERT_TRUE(WriteFileAtomic(in, "to the box\n", 0644).ok());
-  r = Photon({"exec", "boxed", "--", "cat"}, "", in);
+  r = Photon({"exec", "-i", "boxed", "--", "cat"}, "", in);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "to the box\n");
 }
@@ -321,6 +525,21 @@ TEST_F(StreamTest, ASessionThatEndsBeforeItIsReadKeepsItsOutput) {
   EXPECT_NE(read.body.find(R"("code":7)"), std::string::npos) << read.body;
   EXPECT_NE(read.body.find(R"("t":"out")"), std::string::npos) << read.body;
   EXPECT_EQ(As(admin_, "GET", path).status, 404) << "a read session is forgotten";
+}
+
+// As for watches: a session already open ends when its opener's token is revoked (each new
+// request is refused anyway), and the CLI says why.
+TEST_F(StreamTest, RevokingTheTokenEndsItsOpenSession) {
+  std::string editor = Token("revoked-" + suffix_, "default", "editor");
+  ASSERT_GT(editor.size(), 20u);
+  Cli follow(cluster_->dir(), cluster_->base(), editor, {"logs", "talker", "-f", "--tail", "20"});
+  ASSERT_TRUE(WaitFor([&] { return follow.Out().find("ready\n") != std::string::npos; }, 20s))
+      << follow.Out();
+  auto revoked = cluster_->Call("DELETE", "/v1/tokens/" + editor.substr(4, 16));
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  auto r = follow.Wait(10s);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("revoked"), std::string::npos) << r.err;
 }
 
 TEST_F(StreamTest, InputFramesThatAreNotBase64AreRefused) {

@@ -602,6 +602,44 @@ class TokenCliTest(unittest.TestCase):
         row = [l for l in self.photon("token", "list").stdout.splitlines() if l.startswith(tid)]
         self.assertIn("revoked", row[0])
 
+    def test_revoked_token_ends_watch_and_wait_with_an_error(self):
+        r = self.photon("token", "create", "--principal", "erin", "--role", "editor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        token = r.stdout.strip()
+        env = {"HOME": self.home, "PHOTON_TOKEN": token,
+               "PHOTON_SERVER": f"http://127.0.0.1:{self.port}"}
+
+        def open_watches():
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as m:
+                for line in m.read().decode().splitlines():
+                    if line.startswith("photon_open_watches"):
+                        return float(line.split()[-1])
+            return 0
+
+        base = open_watches()
+        procs = [subprocess.Popen([PHOTON, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env)
+                 for args in (["watch", "computeinstances"],
+                              ["wait", "ci", "never-there", "--for", "phase=RUNNING",
+                               "--timeout", "60s"])]
+        try:
+            deadline = time.time() + 20
+            while open_watches() < base + 2 and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertGreaterEqual(open_watches(), base + 2, "the two watches never opened")
+            self.assertEqual(self.photon("token", "revoke", token[4:20]).returncode, 0)
+            for p in procs:
+                out, err = p.communicate(timeout=20)
+                # A clear error and a non-zero exit; the server's ERROR line is no row or event.
+                self.assertEqual(p.returncode, 1, (out, err))
+                self.assertIn("the server ended the watch: UNAUTHENTICATED", err)
+                self.assertIn("revoked", err)
+                self.assertNotIn("ERROR", out)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+
     def test_ttl_expires_and_join_tokens(self):
         r = self.photon("token", "create", "--principal", "brief", "--ttl", "1s")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -60,6 +60,13 @@ TEST(QemuCommandTest, TcgQ35WithDisksAndHotplugPorts) {
   EXPECT_TRUE(Has(argv, "none"));  // -nic none without a network
   EXPECT_TRUE(Has(argv, "socket,id=qmp,path=/d/qmp.sock,server=on,wait=off"));
   EXPECT_TRUE(Has(argv, "file,id=serial0,path=/d/console.log,append=on"));
+  // With a serial socket (what the driver starts): the console there, logged to the file.
+  c.serial_socket = "/d/serial.sock";
+  argv = BuildQemuArgv(c);
+  EXPECT_TRUE(Has(argv,
+                  "socket,id=serial0,path=/d/serial.sock,server=on,wait=off,"
+                  "logfile=/d/console.log,logappend=on"));
+  EXPECT_FALSE(Has(argv, "file,id=serial0,path=/d/console.log,append=on"));
 }
 
 TEST(QemuCommandTest, KvmMicrovmWithTap) {

@@ -77,8 +77,16 @@ std::vector<std::string> BuildQemuArgv(const QemuConfig& c) {
   }
   add({"-chardev", "socket,id=qmp,path=" + Esc(c.qmp_socket) + ",server=on,wait=off"});
   add({"-mon", "chardev=qmp,mode=control"});
-  // append=on keeps the console across stop/start; readiness is looked for past an offset.
-  add({"-chardev", "file,id=serial0,path=" + Esc(c.console_log) + ",append=on"});
+  // Appending keeps the console across stop/start; readiness is looked for past an offset.
+  // With a socket, QEMU logs what the guest writes whether or not a console is attached
+  // (unattached, the write fails and is logged whole); an attached console that does not
+  // read holds the guest's serial output back instead of losing it.
+  if (c.serial_socket.empty()) {
+    add({"-chardev", "file,id=serial0,path=" + Esc(c.console_log) + ",append=on"});
+  } else {
+    add({"-chardev", "socket,id=serial0,path=" + Esc(c.serial_socket) +
+                         ",server=on,wait=off,logfile=" + Esc(c.console_log) + ",logappend=on"});
+  }
   add({"-serial", "chardev:serial0"});
   add({"-pidfile", c.pidfile});
   if (c.daemonize) add({"-daemonize"});

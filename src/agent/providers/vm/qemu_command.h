@@ -1,6 +1,7 @@
 // Builds the QEMU command line of one VM from a plain description (no I/O), so the exact argv
 // is unit-tested. One QEMU per instance: daemonized into its own session with a pidfile, a QMP
-// unix socket for control and the serial console appended to a log file.
+// unix socket for control, and the serial console on a unix socket that the agent connects to
+// for `photon console`, everything the guest writes also appended to a log file.
 // Thread-safety: pure functions.
 #pragma once
 
@@ -34,6 +35,7 @@ struct QemuConfig {
   std::string tap_netns;                    // the port namespace tap_fd is opened in (not argv)
   std::string mac;
   std::string qmp_socket, pidfile, console_log;
+  std::string serial_socket;  // the console's socket; empty: the console only to console_log
   bool daemonize = true;
 };
 

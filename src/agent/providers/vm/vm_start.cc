@@ -373,11 +373,16 @@ Status VmProvider::RecordStart(VmState& vm, const compute::ComputeInstance& inst
                                QemuConfig* qc) {
   qc->pidfile = vm.dir + "/qemu.pid";
   qc->console_log = vm.dir + "/console.log";
+  // Where the QMP socket is (a path that fits sun_path): DIR/serial.sock or RUN/<hash>.serial.
+  const std::string& qmp = qc->qmp_socket;
+  qc->serial_socket =
+      qmp.ends_with(".qmp") ? qmp.substr(0, qmp.size() - 4) + ".serial" : vm.dir + "/serial.sock";
   // The console is appended across boots; keep one previous generation once it grows large.
   if (FileSize(qc->console_log) > kConsoleRotateBytes) {
     std::rename(qc->console_log.c_str(), (qc->console_log + ".1").c_str());
   }
   unlink(qc->qmp_socket.c_str());
+  unlink(qc->serial_socket.c_str());
   unlink(qc->pidfile.c_str());
 
   vm.ns = ns;
@@ -385,6 +390,7 @@ Status VmProvider::RecordStart(VmState& vm, const compute::ComputeInstance& inst
   vm.qmp_socket = qc->qmp_socket;
   vm.pidfile = qc->pidfile;
   vm.console_log = qc->console_log;
+  vm.serial_socket = qc->serial_socket;
   vm.accel = accel_;
   vm.machine = qc->machine;
   vm.tap = qc->tap_name;

@@ -26,6 +26,7 @@ nlohmann::json ToJson(const VmState& s) {
           {"qmp_socket", s.qmp_socket},
           {"pidfile", s.pidfile},
           {"console_log", s.console_log},
+          {"serial_socket", s.serial_socket},
           {"pid", s.pid},
           {"stopped", s.stopped},
           {"launching", s.launching},
@@ -63,6 +64,7 @@ StatusOr<std::unique_ptr<VmState>> VmState::Load(const std::string& dir) {
   s->qmp_socket = j.value("qmp_socket", "");
   s->pidfile = j.value("pidfile", "");
   s->console_log = j.value("console_log", "");
+  s->serial_socket = j.value("serial_socket", "");
   s->pid = j.value("pid", 0);
   s->stopped = j.value("stopped", false);
   s->launching = j.value("launching", false);

@@ -29,6 +29,7 @@ struct VmState {
   std::mutex mu;
   std::string id, ns, name, dir;
   std::string qmp_socket, pidfile, console_log;
+  std::string serial_socket;  // `photon console` connects here (empty: started before it)
   int pid = 0;
   bool stopped = false;
   // Saved before QEMU is exec'd and cleared once its pid is known: a restarted agent that
