@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
+#include "absl/strings/str_split.h"
 #include "agent/config.h"
 #include "agent/net/bird.h"
 #include "common/util.h"
@@ -34,13 +36,6 @@ std::string Lower(std::string s) {
 // One SecurityGroup rule as PortManager enforces it; FAILED_PRECONDITION for what the node
 // cannot enforce faithfully (rather than enforcing something else).
 StatusOr<net::SgRule> ConvertRule(const network::SecurityRule& r, const std::string& field) {
-  if (!r.remote_security_group().empty()) {
-    // The members of a remote group are Ports on every node; an agent sees only its own.
-    return absl::FailedPreconditionError(
-        field +
-        ".remoteSecurityGroup: rules naming a remote security group are not enforced "
-        "by the node agents yet; use a CIDR");
-  }
   if (r.stateless()) {
     return absl::FailedPreconditionError(
         field +
@@ -100,6 +95,9 @@ PortWiring::PortWiring(WiringOptions options, ApiClient* api, MetricsRegistry* m
   apply_seconds_ = metrics->GetHistogram("photon_agent_port_apply_seconds", "Time per port apply");
   kernel_changes_ = metrics->GetGauge("photon_agent_port_kernel_changes",
                                       "Kernel changes made by the port data path since start");
+  set_updates_ = metrics->GetGauge(
+      "photon_agent_port_set_updates",
+      "Of those, remote security groups' member sets updated in place since start");
 }
 
 Status PortWiring::Open() {
@@ -144,13 +142,41 @@ Status PortWiring::AddGroupRules(const std::string& ns, const std::string& group
   PHOTON_ASSIGN_OR_RETURN(network::SecurityGroup sg,
                           ParseObject<network::SecurityGroup>(*j, "SecurityGroup"));
   for (int i = 0; i < sg.spec().rules_size(); ++i) {
+    const auto& r = sg.spec().rules(i);
     PHOTON_ASSIGN_OR_RETURN(
         net::SgRule rule,
-        ConvertRule(sg.spec().rules(i),
-                    "securitygroups/" + group + ": spec.rules[" + std::to_string(i) + "]"));
+        ConvertRule(r, "securitygroups/" + group + ": spec.rules[" + std::to_string(i) + "]"));
+    if (!r.remote_security_group().empty()) {
+      PHOTON_ASSIGN_OR_RETURN(rule.remote_set, AddRemoteSet(ns, r.remote_security_group(), spec));
+    }
     spec->rules.push_back(rule);
   }
   return absl::OkStatus();
+}
+
+StatusOr<std::string> PortWiring::AddRemoteSet(const std::string& ns, const std::string& group,
+                                               net::PortSpec* spec) {
+  // nft set names are short identifiers; group names are DNS labels: a hash of the name.
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : group) h = (h ^ c) * 1099511628211ull;
+  char name[24];
+  std::snprintf(name, sizeof(name), "rg_%016llx", static_cast<unsigned long long>(h));
+  if (spec->remote_sets.count(name)) return std::string(name);
+  auto j = api_->Get("/v1/namespaces/" + ns + "/securitygroups/" + group);
+  if (!j.ok() && j.status().code() == absl::StatusCode::kNotFound) {
+    return absl::FailedPreconditionError("remote security group '" + group +
+                                         "' not found in namespace '" + ns + "'");
+  }
+  if (!j.ok()) return j.status();
+  PHOTON_ASSIGN_OR_RETURN(network::SecurityGroup sg,
+                          ParseObject<network::SecurityGroup>(*j, "SecurityGroup"));
+  auto& members = spec->remote_sets[name];
+  auto it = sg.status().details().find(kSecurityGroupMembersDetail);
+  if (it == sg.status().details().end()) return std::string(name);
+  for (const auto& m : absl::StrSplit(it->second, ',', absl::SkipEmpty())) {
+    members.emplace_back(m);
+  }
+  return std::string(name);
 }
 
 StatusOr<net::PortSpec> PortWiring::Resolve(const std::string& ns, const network::Port& port) {
@@ -227,6 +253,7 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
   apply_seconds_->Observe(static_cast<double>(MonotonicNanos() - t0) / 1e9);
   applies_->Inc();
   kernel_changes_->Set(static_cast<double>(ports_->changes()));
+  set_updates_->Set(static_cast<double>(ports_->set_updates()));
   if (!s.ok()) {
     failures_->Inc();
     return s;

@@ -27,6 +27,12 @@
 #include "photon/network.pb.h"
 
 namespace photon::agent {
+// A SecurityGroup's members (the addresses of the Ports carrying it, comma-separated) in its
+// status.details, as photon-server's network controller keeps them (network_controller.h).
+inline constexpr char kSecurityGroupMembersDetail[] = "prismnet.members";
+}  // namespace photon::agent
+
+namespace photon::agent {
 
 struct AgentOptions;
 // Renders the node's BIRD2 configuration from the agent's options (bird_* fields), checks it
@@ -68,6 +74,10 @@ class PortWiring {
   StatusOr<net::PortSpec> Resolve(const std::string& ns, const network::Port& port);
   StatusOr<std::string> VpcCidr(const std::string& ns, const std::string& vpc);
   Status AddGroupRules(const std::string& ns, const std::string& group, net::PortSpec* spec);
+  // A rule's remote security group as a set of the spec: its members' addresses, read from
+  // the group's status (the control plane keeps them there, docs/networking.md).
+  StatusOr<std::string> AddRemoteSet(const std::string& ns, const std::string& group,
+                                     net::PortSpec* spec);
 
   const WiringOptions options_;
   ApiClient* api_;
@@ -79,6 +89,7 @@ class PortWiring {
   Counter* failures_;
   Histogram* apply_seconds_;
   Gauge* kernel_changes_;
+  Gauge* set_updates_;
 };
 
 }  // namespace photon::agent

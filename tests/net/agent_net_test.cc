@@ -247,6 +247,83 @@ TEST_F(AgentNetTest, OtherVpcOnlyThroughSecurityGroupRule) {
   EXPECT_TRUE(WaitFor([&] { return Greeting(ns_a, ip_d).empty(); }, 10s));
 }
 
+// A rule naming a remote security group admits exactly that group's members, kept up to date
+// as members come and go: photon-server keeps the members in the group's status, stamps the
+// Ports whose groups name it, and their agents refill the nftables set of the group in place
+// (the table, its handle and its counters stay).
+TEST_F(AgentNetTest, RemoteSecurityGroupAdmitsItsMembersAsTheyComeAndGo) {
+  const std::string vpc = Name("rv"), subnet = Name("rs");
+  const std::string app = Name("app"), other = Name("oth"), db = Name("db");
+  auto post = [&](const std::string& plural, const json& body) {
+    auto r = Call("POST", "/v1/namespaces/default/" + plural, body);
+    EXPECT_EQ(r.status / 100, 2) << r.body;
+  };
+  post("vpcs", {{"metadata", {{"name", vpc}}}, {"spec", {{"cidrBlock", "10.251.0.0/16"}}}});
+  post("subnets", {{"metadata", {{"name", subnet}}},
+                   {"spec", {{"vpcId", vpc}, {"cidrBlock", "10.251.1.0/24"}}}});
+  const json egress = {{"direction", "egress"}, {"protocol", "any"}, {"cidr", "0.0.0.0/0"}};
+  for (const auto& g : {app, other})
+    post("securitygroups", {{"metadata", {{"name", g}}}, {"spec", {{"rules", {egress}}}}});
+  const json from_app = {{"direction", "ingress"},
+                         {"protocol", "tcp"},
+                         {"portMin", 7000},
+                         {"remoteSecurityGroup", app}};
+  post("securitygroups",
+       {{"metadata", {{"name", db}}}, {"spec", {{"rules", json::array({egress, from_app})}}}});
+  // The server in the default VPC (host 2); clients in another VPC (host 1), where only the
+  // rule can let them in.
+  const std::string d = Name("rd"), c1 = Name("rc1"), c2 = Name("rc2"), c3 = Name("rc3");
+  CreateServer(d, 2, {{"securityGroups", {db}}});
+  CreateServer(c1, 1, {{"subnet", subnet}, {"securityGroups", {app}}});
+  CreateServer(c2, 1, {{"subnet", subnet}, {"securityGroups", {other}}});
+  json id = WaitRunning(d), i1 = WaitRunning(c1), i2 = WaitRunning(c2);
+  ASSERT_TRUE(id.is_object() && i1.is_object() && i2.is_object()) << AgentLog(2);
+  const std::string ip_d = Address(id), ip_1 = Address(i1);
+  const std::string ns_d = PortNs(2, id), ns_1 = PortNs(1, i1), ns_2 = PortNs(1, i2);
+  ASSERT_TRUE(WaitFor([&] { return bed_->RouterHas(ip_d); }, 15s));
+  EXPECT_EQ(GreetingWithin(ns_1, ip_d, 10s), "hello from " + d + " to " + ip_1 + "\n")
+      << AgentLog(2);
+  EXPECT_EQ(Greeting(ns_2, ip_d), "") << "not a member of " << app;
+
+  // The table as it is now: its handle and revision marker must survive membership changes.
+  auto table = [&] { return bed_->Run(ns_d, {"nft", "-a", "list", "table", "inet", "photon"}); };
+  auto handle = [&] {  // "table inet photon { # handle N": a replaced table gets a new one
+    std::string t = table();
+    return t.rfind("table inet photon", 0) == 0 ? t.substr(0, t.find('\n')) : std::string();
+  };
+  const std::string handle0 = handle();
+  ASSERT_NE(handle0.find("# handle"), std::string::npos) << table();
+  auto sets = [&] { return bed_->Run(ns_d, {"nft", "list", "sets", "inet"}); };
+  EXPECT_NE(sets().find(ip_1), std::string::npos) << sets();
+
+  // A new member is let in without a resync, by a set update.
+  const int64_t t0 = MonotonicNanos();
+  CreateServer(c3, 2, {{"subnet", subnet}, {"securityGroups", {app}}});  // host 1 is full
+  json i3 = WaitRunning(c3);
+  ASSERT_TRUE(i3.is_object());
+  const std::string ip_3 = Address(i3);
+  EXPECT_EQ(GreetingWithin(PortNs(2, i3), ip_d, 10s), "hello from " + d + " to " + ip_3 + "\n")
+      << sets() << AgentLog(2);
+  std::printf("[ figure ] remote security group: new member created -> admitted %.0f ms\n",
+              static_cast<double>(MonotonicNanos() - t0) / 1e6);
+  EXPECT_EQ(handle(), handle0) << "the ruleset was replaced instead of its set updated";
+
+  // A member that goes leaves the set (its address could be reused by a non-member).
+  ASSERT_EQ(Call("DELETE", InstancePath(c1)).status / 100, 2);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return sets().find(ip_1 + ",") == std::string::npos &&
+               sets().find(ip_1 + " ") == std::string::npos;
+      },
+      20s))
+      << sets();
+  EXPECT_NE(sets().find(ip_3), std::string::npos) << sets();
+  EXPECT_EQ(handle(), handle0);
+  EXPECT_EQ(Greeting(ns_2, ip_d), "");
+  const double updates = Metric(AgentMetrics(2), "photon_agent_port_set_updates");
+  EXPECT_GE(updates, 2) << "joined and left: two set updates on host 2";
+}
+
 // kill -9 of an agent and a restart: the port is adopted (no kernel change, nothing doubled),
 // the workload keeps its connectivity; then a delete leaves no namespace, veth, route or table.
 TEST_F(AgentNetTest, AgentKill9AdoptsPortsAndDeleteLeavesNothing) {

@@ -207,6 +207,50 @@ std::string Snapshot(NetBed* bed, const std::string& host, const std::string& ns
          bed->Run(ns, {"nft", "-a", "list", "ruleset"});
 }
 
+// A rule naming a remote group's set admits its members only; a member change refills the
+// set in place (same table handle, counters kept) and a restarted PortManager adopts it.
+TEST_F(DataPathTest, RemoteSetMembersChangeWithoutReplacingTheRuleset) {
+  PortSpec b = Spec("b", "10.10.0.6", kVpcA);
+  SgRule from_group{Direction::kIngress, 6, 8080, 8080, ""};
+  from_group.remote_set = "rg_app";
+  b.rules.push_back(from_group);
+  b.remote_sets["rg_app"] = {"10.20.0.7"};
+  ASSERT_TRUE(Create(2, b));
+  ASSERT_TRUE(Create(3, Spec("c", "10.20.0.7", kVpcB)));
+  ASSERT_TRUE(Create(3, Spec("d", "10.20.0.8", kVpcB)));
+  int l = ListenIn(Ns(2, "b"), "10.10.0.6", 8080);
+  ASSERT_GE(l, 0);
+  EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8080)) << "a member";
+  EXPECT_FALSE(Tcp(3, "d", "10.10.0.6", 8080)) << "not a member";
+  const int64_t refused = Counter(2, "b", "refused_in");
+  ASSERT_GT(refused, 0);
+  auto head = [&] {
+    std::string t = bed_->Run(Ns(2, "b"), {"nft", "-a", "list", "table", "inet", "photon"});
+    return t.substr(0, t.find('\n'));
+  };
+  const std::string handle = head();
+
+  b.remote_sets["rg_app"] = {"10.20.0.8"};  // d joins, c leaves
+  const int64_t changes = pm_[2]->changes();
+  ASSERT_TRUE(pm_[2]->Apply(b).ok());
+  EXPECT_EQ(pm_[2]->changes(), changes + 1);
+  EXPECT_EQ(pm_[2]->set_updates(), 1);
+  EXPECT_TRUE(Tcp(3, "d", "10.10.0.6", 8080));
+  EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 8080));
+  EXPECT_EQ(head(), handle) << "the table was replaced";
+  EXPECT_GT(Counter(2, "b", "refused_in"), refused) << "counters survive a set update";
+
+  auto again = PortManager::Open(Options(2));
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE((*again)->Apply(b).ok());
+  EXPECT_EQ((*again)->changes(), 0) << "the members marker is read back";
+  b.remote_sets["rg_app"].clear();
+  ASSERT_TRUE((*again)->Apply(b).ok());
+  EXPECT_EQ((*again)->set_updates(), 1);
+  EXPECT_FALSE(Tcp(3, "d", "10.10.0.6", 8080)) << "an empty group admits nobody";
+  ::close(l);
+}
+
 TEST_F(DataPathTest, RestartAdoptsWithoutChangingOrDuplicating) {
   PortSpec a = Spec("a", "10.10.0.5", kVpcA);
   a.rules.push_back({Direction::kIngress, 6, 22, 22, "0.0.0.0/0"});

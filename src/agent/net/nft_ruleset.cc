@@ -103,7 +103,7 @@ std::string DirectionSets(const std::string& dir, const std::vector<SgRule>& rul
   std::vector<Box> any;
   std::map<int, std::vector<Box>> by_proto, ported;
   for (const SgRule& r : rules) {
-    if (r.direction != d) continue;
+    if (r.direction != d || !r.remote_set.empty()) continue;
     Box b{AddrRange(r.remote_cidr), {0, 0}};
     if (r.protocol < 0) {
       any.push_back(b);
@@ -131,6 +131,24 @@ std::string DirectionSets(const std::string& dir, const std::vector<SgRule>& rul
          SetDecl(dir + "_ports", "ipv4_addr . inet_proto . inet_service", port_el);
 }
 
+// The rules naming a remote group's set, one nft rule each (their number is that of such SG
+// rules, not of members: the set is a hash lookup).
+std::string RemoteSetRules(const std::vector<SgRule>& rules, Direction d) {
+  const std::string addr = d == Direction::kIngress ? "ip saddr @" : "ip daddr @";
+  std::string s;
+  for (const SgRule& r : rules) {
+    if (r.direction != d || r.remote_set.empty()) continue;
+    s += "    " + addr + r.remote_set;
+    if (r.protocol >= 0) s += " meta l4proto " + std::to_string(r.protocol);
+    if (r.port_from != 0 || r.port_to != 0) {
+      s += " th dport " +
+           PortText({static_cast<uint64_t>(r.port_from), static_cast<uint64_t>(r.port_to)});
+    }
+    s += " accept\n";
+  }
+  return s;
+}
+
 }  // namespace
 
 std::string RenderPortRules(const PortSpec& spec) {
@@ -139,6 +157,8 @@ std::string RenderPortRules(const PortSpec& spec) {
   std::string s;
   s += DirectionSets("in", spec.rules, Direction::kIngress);
   s += DirectionSets("out", spec.rules, Direction::kEgress);
+  for (const auto& [name, members] : spec.remote_sets)
+    s += "  set " + name + " { type ipv4_addr; }\n";
   s += "  counter spoofed {}\n  counter refused_in {}\n  counter refused_out {}\n";
   s += "  chain ingress {\n"
        "    ct state established,related accept\n"
@@ -148,8 +168,8 @@ std::string RenderPortRules(const PortSpec& spec) {
        " accept\n"
        "    ip saddr @in_any accept\n"
        "    ip saddr . meta l4proto @in_l4 accept\n"
-       "    ip saddr . meta l4proto . th dport @in_ports accept\n"
-       "    counter name refused_in drop\n  }\n";
+       "    ip saddr . meta l4proto . th dport @in_ports accept\n" +
+       RemoteSetRules(spec.rules, Direction::kIngress) + "    counter name refused_in drop\n  }\n";
   // Anti-spoofing comes before everything, conntrack included: a port emits only its address.
   s += "  chain egress {\n"
        "    ip saddr != " +
@@ -163,8 +183,8 @@ std::string RenderPortRules(const PortSpec& spec) {
        " accept\n"
        "    ip daddr @out_any accept\n"
        "    ip daddr . meta l4proto @out_l4 accept\n"
-       "    ip daddr . meta l4proto . th dport @out_ports accept\n"
-       "    counter name refused_out drop\n  }\n";
+       "    ip daddr . meta l4proto . th dport @out_ports accept\n" +
+       RemoteSetRules(spec.rules, Direction::kEgress) + "    counter name refused_out drop\n  }\n";
   // The port's interface carries IPv4 only; the verdict maps send it through the SG chains
   // (local workload: input/output; a VM behind a tap: forward).
   s += "  chain input {\n    type filter hook input priority filter; policy drop;\n"
@@ -194,10 +214,35 @@ std::string RulesRevision(const std::string& rules) {
   return out;
 }
 
-std::string RenderPortTransaction(const std::string& rules) {
+std::string RenderMembers(const PortSpec& spec) {
+  std::string s;
+  for (const auto& [name, members] : spec.remote_sets) {
+    absl::StrAppend(&s, "flush set inet ", kPortTable, " ", name, "\n");
+    if (members.empty()) continue;
+    std::set<std::string> unique(members.begin(), members.end());  // nft refuses duplicates
+    absl::StrAppend(&s, "add element inet ", kPortTable, " ", name, " { ",
+                    absl::StrJoin(unique, ", "), " }\n");
+  }
+  return s;
+}
+
+std::string RenderPortTransaction(const std::string& rules, const std::string& members) {
+  std::string marker;
+  if (!members.empty())
+    absl::StrAppend(&marker, "  chain ", kMembersChain, RulesRevision(members), " {}\n");
   return absl::StrCat("table inet ", kPortTable, "\ndelete table inet ", kPortTable,
                       "\ntable inet ", kPortTable, " {\n  chain ", kRevisionChain,
-                      RulesRevision(rules), " {}\n", rules, "}\n");
+                      RulesRevision(rules), " {}\n", marker, rules, "}\n", members);
+}
+
+std::string RenderMembersTransaction(const std::string& members, const std::string& old_revision) {
+  std::string s = members;
+  if (!old_revision.empty())
+    absl::StrAppend(&s, "delete chain inet ", kPortTable, " ", kMembersChain, old_revision, "\n");
+  if (!members.empty())
+    absl::StrAppend(&s, "add chain inet ", kPortTable, " ", kMembersChain, RulesRevision(members),
+                    "\n");
+  return s;
 }
 
 }  // namespace photon::agent::net

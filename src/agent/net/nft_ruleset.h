@@ -15,6 +15,7 @@ inline constexpr char kPortTable[] = "photon";    // table inet photon
 inline constexpr char kPortIfName[] = "eth0";     // the port's interface in its namespace
 inline constexpr char kTapIfName[] = "tap0";      // a VM port's tap (virtio-net) in it
 inline constexpr char kRevisionChain[] = "rev_";  // + hash of the rendered ruleset
+inline constexpr char kMembersChain[] = "mem_";   // + hash of the remote sets' members
 
 // The ruleset body (without the revision marker) for a validated spec.
 std::string RenderPortRules(const PortSpec& spec);
@@ -23,7 +24,17 @@ std::string RenderPortRules(const PortSpec& spec);
 // ruleset a namespace holds, so a restarted agent compares instead of reapplying.
 std::string RulesRevision(const std::string& rules);
 
-// The full `nft -f` script: replaces table inet photon with `rules` plus its revision marker.
-std::string RenderPortTransaction(const std::string& rules);
+// The remote sets' members (PortSpec::remote_sets) as nft commands that empty and fill each
+// set; "" when the port has none. Not part of the rules (nor of their revision): a member
+// joining or leaving a remote group updates the sets, the ruleset stays.
+std::string RenderMembers(const PortSpec& spec);
+
+// The full `nft -f` script: replaces table inet photon with `rules` plus its revision marker,
+// then fills the remote sets with `members` (and marks their revision), in one transaction.
+std::string RenderPortTransaction(const std::string& rules, const std::string& members = "");
+
+// The `nft -f` script that only refills the remote sets and moves the members marker from
+// `old_revision` ("" = none) to that of `members`: one transaction, the rules untouched.
+std::string RenderMembersTransaction(const std::string& members, const std::string& old_revision);
 
 }  // namespace photon::agent::net

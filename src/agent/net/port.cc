@@ -35,7 +35,29 @@ Status ValidateRule(const SgRule& r, const std::string& field) {
       return Invalid(field + ".port_to", "not port_from-65535");
     }
   }
+  if (!r.remote_set.empty()) return absl::OkStatus();  // checked with the sets
   return ParseCidr(r.remote_cidr, field + ".remote_cidr").status();
+}
+
+Status ValidateSets(const PortSpec& spec) {
+  for (const auto& [name, members] : spec.remote_sets) {
+    const std::string field = "remote_sets[" + name + "]";
+    if (name.empty() || name.size() > 32) return Invalid(field, "name not 1-32 characters");
+    for (char c : name) {
+      if (!std::islower(static_cast<unsigned char>(c)) &&
+          !std::isdigit(static_cast<unsigned char>(c)) && c != '_') {
+        return Invalid(field, "name has a character outside [a-z0-9_]");
+      }
+    }
+    for (const auto& m : members) PHOTON_RETURN_IF_ERROR(ParseIpv4(m).status());
+  }
+  for (size_t i = 0; i < spec.rules.size(); ++i) {
+    const auto& set = spec.rules[i].remote_set;
+    if (!set.empty() && !spec.remote_sets.count(set)) {
+      return Invalid("rules[" + std::to_string(i) + "].remote_set", "no set '" + set + "'");
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -65,7 +87,7 @@ Status ValidatePortSpec(const PortSpec& spec) {
   for (size_t i = 0; i < spec.rules.size(); ++i) {
     PHOTON_RETURN_IF_ERROR(ValidateRule(spec.rules[i], "rules[" + std::to_string(i) + "]"));
   }
-  return absl::OkStatus();
+  return ValidateSets(spec);
 }
 
 }  // namespace photon::agent::net

@@ -1,10 +1,12 @@
 // What the node data path needs to know about one port (one instance IP): the desired state
 // PortManager reconciles towards. Filled by the agent from the control plane's Port object and
-// the SecurityGroup objects it names (a rule naming a remote security group is expanded by the
-// caller into the CIDRs of that group's members).
+// the SecurityGroup objects it names (a rule naming a remote security group names a set of
+// member addresses, PortSpec::remote_sets, which the node updates without replacing the
+// ruleset when only the members change).
 // Thread-safety: plain values.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,9 @@ struct SgRule {
   int port_from = 0;  // tcp/udp: destination ports [port_from, port_to]; 0/0 = every port
   int port_to = 0;
   std::string remote_cidr;  // source (ingress) or destination (egress), aligned CIDR
+  // Instead of remote_cidr: the addresses of a remote security group's members, the set of
+  // this name in PortSpec::remote_sets ([a-z0-9_], 1-32 characters).
+  std::string remote_set;
 };
 
 struct PortSpec {
@@ -32,6 +37,7 @@ struct PortSpec {
   std::string subnet_cidr;  // contains ip
   std::string vpc_cidr;     // contains subnet_cidr
   std::vector<SgRule> rules;
+  std::map<std::string, std::vector<std::string>> remote_sets;  // name → IPv4 addresses
   // A VM's port: the address is the guest's, behind the tap "tap0" in the port namespace
   // (the namespace routes between eth0 and the tap, so its forward hook enforces the rules).
   bool tap = false;

@@ -216,6 +216,11 @@ Status PortManager::ScanPort(PortState* port) {
     size_t start = pos + 6 + sizeof(kRevisionChain) - 1;
     port->revision = nft.output.substr(start, nft.output.find_first_of(" {", start) - start);
   }
+  pos = nft.output.find(std::string("chain ") + kMembersChain);
+  if (nft.exit_code == 0 && pos != std::string::npos) {
+    size_t start = pos + 6 + sizeof(kMembersChain) - 1;
+    port->members = nft.output.substr(start, nft.output.find_first_of(" {", start) - start);
+  }
   return absl::OkStatus();
 }
 
@@ -259,10 +264,23 @@ Status PortManager::ApplyPort(const PortSpec& spec, PortState* port) {
   // Rules first: the namespace never carries traffic without them.
   std::string rules = RenderPortRules(spec);
   std::string revision = RulesRevision(rules);
+  std::string members = RenderMembers(spec);
+  std::string members_revision = members.empty() ? "" : RulesRevision(members);
   if (port->revision != revision) {
     changes_.fetch_add(1);
-    PHOTON_RETURN_IF_ERROR(NftRunIn(ns, RenderPortTransaction(rules)));
+    PHOTON_RETURN_IF_ERROR(NftRunIn(ns, RenderPortTransaction(rules, members)));
     port->revision = revision;
+    port->members = members_revision;
+  } else if (port->members != members_revision) {
+    // A remote group's members changed: refill its sets, the ruleset stays (its counters and
+    // the flows it tracks are untouched).
+    changes_.fetch_add(1);
+    set_updates_.fetch_add(1);
+    if (Status st = NftRunIn(ns, RenderMembersTransaction(members, port->members)); !st.ok()) {
+      port->revision.clear();  // the table is not what we think: replace it next time
+      return st;
+    }
+    port->members = members_revision;
   }
   // Two batches: the namespace side (the pair is made from there, so its addresses and
   // default route go in the same process), then the host side ending with the /32 route, which

@@ -66,6 +66,7 @@ struct PortState {
   bool inner_ready = false;  // eth0 up with the default route via 169.254.1.1
   bool tap = false;          // a VM port: tap0 up, inner_ip routed to it (eth0 has no address)
   std::string revision;      // rev_ marker of the nft table ("" = no table)
+  std::string members;       // mem_ marker: the remote sets' members ("" = no marker)
 };
 
 class PortManager {
@@ -91,6 +92,8 @@ class PortManager {
   // Kernel changes made by this instance (commands that modify state), for tests and metrics:
   // adopting ports that already match makes none.
   int64_t changes() const { return changes_.load(); }
+  // Of those, updates of remote sets' members alone (the ruleset kept).
+  int64_t set_updates() const { return set_updates_.load(); }
 
  private:
   explicit PortManager(PortManagerOptions options) : options_(std::move(options)) {}
@@ -111,6 +114,7 @@ class PortManager {
   std::map<std::string, PortState> ports_;  // by instance id
   std::vector<bool> slot_used_ = std::vector<bool>(kMaxPortsPerNode);
   std::atomic<int64_t> changes_{0};
+  std::atomic<int64_t> set_updates_{0};
   std::unique_ptr<LinkProbe> probe_;
   std::string host_ref_;  // the node's namespace as `ip ... netns` names it  // rtnetlink in the
                           // host namespace

@@ -19,11 +19,20 @@ Status NetworkController::Start() {
   network_->SetOnRelease([this] { Kick(); });
   const std::string ports = RegistryPrefix("ports");
   auto id = resources_->cache()->Subscribe(
-      ports, 0, [](const std::vector<std::shared_ptr<const CachedObject>>&, int64_t) {},
+      ports, 0,
+      [this](const std::vector<std::shared_ptr<const CachedObject>>& snap, int64_t) {
+        std::lock_guard lock(mu_);
+        for (const auto& o : snap) IndexPort(o->key(), o.get());
+      },
       [this](const std::vector<CacheEvent>& events) {
+        std::lock_guard lock(mu_);
         for (const auto& e : events) {
-          if (e.type == CacheEvent::Type::kDeleted) return Kick();
+          if (e.type == CacheEvent::Type::kBookmark || !e.object) continue;
+          if (e.type == CacheEvent::Type::kDeleted) kicked_ = true;  // an address came back
+          IndexPort(e.object->key(),
+                    e.type == CacheEvent::Type::kDeleted ? nullptr : e.object.get());
         }
+        if (kicked_ || !members_changed_.empty()) cv_.notify_one();
       });
   if (!id.ok()) return id.status();
   subscription_ = *id;
@@ -76,14 +85,22 @@ void NetworkController::Kick() {
 void NetworkController::Run() {
   auto next_sweep = std::chrono::steady_clock::now();
   for (;;) {
+    bool retry = false;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, options_.retry, [this] { return kicked_ || stop_; });
+      const bool woken = cv_.wait_for(lock, options_.retry, [this] {
+        return kicked_ || !members_changed_.empty() || publish_all_ || stop_;
+      });
       if (stop_) return;
+      retry = kicked_ || !woken;  // a release, a group change, or the period
       kicked_ = false;
+      if (retry) members_changed_.merge(members_failed_);
     }
+    PublishMembers();
     NudgePorts();
-    RetryWaiting();
+    // Lists every instance: not for a mere membership change (a burst of creates with
+    // security groups would list them all once per Port).
+    if (retry) RetryWaiting();
     if (std::chrono::steady_clock::now() >= next_sweep) {
       Sweep();
       next_sweep = std::chrono::steady_clock::now() + options_.sweep;
@@ -148,6 +165,100 @@ bool NetworkController::Retry(const compute::ComputeInstance& ci) {
         .IgnoreError();
   } else {
     Kick();  // changed meanwhile: look again
+  }
+  return true;
+}
+
+void NetworkController::IndexPort(const std::string& key, const CachedObject* o) {
+  PortGroups now;
+  if (o) {
+    if (auto m = o->Decoded()) {
+      const auto& port = static_cast<const network::Port&>(*m);
+      now.ip = port.spec().ip_address();
+      for (const auto& g : port.spec().security_groups())
+        now.groups.push_back(port.metadata().namespace_() + "/" + g);
+    }
+  }
+  auto it = port_groups_.find(key);
+  if (it != port_groups_.end()) {
+    if (it->second.ip == now.ip && it->second.groups == now.groups) return;
+    for (const auto& g : it->second.groups) {
+      auto& addresses = members_[g];
+      if (--addresses[it->second.ip] <= 0) addresses.erase(it->second.ip);
+      if (addresses.empty()) members_.erase(g);
+      members_changed_.insert(g);
+    }
+    port_groups_.erase(it);
+  }
+  if (now.ip.empty()) return;
+  for (const auto& g : now.groups) {
+    ++members_[g][now.ip];
+    members_changed_.insert(g);
+  }
+  port_groups_[key] = std::move(now);
+}
+
+void NetworkController::PublishMembers() {
+  std::set<std::string> changed;
+  bool all = false;
+  {
+    std::lock_guard lock(mu_);
+    changed.swap(members_changed_);
+    std::swap(all, publish_all_);
+  }
+  if (all) {
+    const std::string prefix = RegistryPrefix("securitygroups");
+    auto list = resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
+    for (const auto& o : list.items) changed.insert(o->key().substr(prefix.size()));
+  }
+  for (const auto& group : changed) {
+    if (!PublishGroup(group)) {
+      std::lock_guard lock(mu_);
+      members_failed_.insert(group);  // written meanwhile: again with the next retry
+    }
+  }
+}
+
+// One group's members into its status; then every group of the namespace whose rules name it
+// is queued like a changed group, so their Ports are stamped. False: try again later.
+bool NetworkController::PublishGroup(const std::string& group) {
+  const std::string ns = group.substr(0, group.find('/'));
+  const std::string name = group.substr(group.find('/') + 1);
+  auto cached = resources_->cache()->Get(RegistryKey("securitygroups", ns, name));
+  auto msg = cached ? cached->Decoded() : nullptr;
+  if (!msg) return true;  // no such group (yet): its create publishes it
+  std::string text;
+  {
+    std::lock_guard lock(mu_);
+    auto it = members_.find(group);
+    if (it != members_.end()) {
+      for (const auto& [ip, n] : it->second) text += (text.empty() ? "" : ",") + ip;
+    }
+  }
+  network::SecurityGroup sg = static_cast<const network::SecurityGroup&>(*msg);
+  auto& details = *sg.mutable_status()->mutable_details();
+  auto old = details.find(kSecurityGroupMembersDetail);
+  if ((old == details.end() ? std::string() : old->second) == text) return true;
+  if (text.empty()) {
+    details.erase(kSecurityGroupMembersDetail);
+  } else {
+    details[kSecurityGroupMembersDetail] = text;
+  }
+  Status w = resources_->WriteStatusAsSystem(*FindKind("securitygroups"), sg);
+  if (w.code() == StatusCode::kNotFound) return true;
+  if (!w.ok()) return false;
+  const std::string prefix = RegistryPrefix("securitygroups", ns);
+  auto list = resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, nullptr);
+  std::lock_guard lock(mu_);
+  for (const auto& o : list.items) {
+    auto m = o->Decoded();
+    if (!m) continue;
+    for (const auto& r : static_cast<const network::SecurityGroup&>(*m).spec().rules()) {
+      if (r.remote_security_group() != name) continue;
+      changed_groups_[o->key().substr(RegistryPrefix("securitygroups").size())] =
+          o->mod_revision() * 1000 + static_cast<int64_t>(text.size() % 1000);
+      break;
+    }
   }
   return true;
 }

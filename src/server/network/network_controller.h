@@ -7,6 +7,11 @@
 //    their own Ports (their credential reads a group by name, never lists or watches groups,
 //    so it learns no other tenant's), and a Port event makes the agent read the groups again
 //    and apply the port, so a rule change reaches running ports at once;
+//  - the members of each SecurityGroup (the addresses of the Ports carrying it) are kept in
+//    its status.details[kSecurityGroupMembersDetail], from an index the Port watch updates;
+//    when they change, the Ports of every group whose rules name it as remoteSecurityGroup
+//    are stamped like above, and their agents update the nftables set of that group (the
+//    ruleset stays);
 //  - garbage: every `sweep` period (and at start), a Port whose instance is gone and an
 //    address whose Port is gone are removed, each compared on the revisions that make it
 //    garbage. Releases happen in the delete transactions themselves, so this finds nothing
@@ -18,7 +23,9 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include "server/network/network_manager.h"
 #include "server/resource_manager.h"
@@ -27,6 +34,9 @@ namespace photon::server::prismnet {
 
 // On a Port: "GROUP@REVISION" of the last change of one of its SecurityGroups.
 inline constexpr char kSecurityGroupsAnnotation[] = "prismnet.photon.io/security-groups";
+// On a SecurityGroup's status.details: its members' addresses, sorted, comma-separated (read
+// by the agents, src/agent/port_wiring.h).
+inline constexpr char kSecurityGroupMembersDetail[] = "prismnet.members";
 
 struct NetworkControllerOptions {
   std::chrono::milliseconds retry{2000};
@@ -49,6 +59,11 @@ class NetworkController {
   bool Retry(const compute::ComputeInstance& ci);
   // Stamps the Ports naming each changed group (queued by the group watch).
   void NudgePorts();
+  // Port events → the members index (under mu_).
+  void IndexPort(const std::string& key, const CachedObject* port);  // null: deleted
+  // Writes the members of the groups whose members changed; queues the groups naming them.
+  void PublishMembers();
+  bool PublishGroup(const std::string& group);
   bool NudgePort(const std::string& key, const std::string& stamp);
   void Sweep();
   void SweepPorts();
@@ -61,6 +76,15 @@ class NetworkController {
   uint64_t groups_subscription_ = 0;
   std::mutex mu_;
   std::map<std::string, int64_t> changed_groups_;  // "ns/name" → revision of the change
+  struct PortGroups {
+    std::string ip;
+    std::vector<std::string> groups;  // "ns/group"
+  };
+  std::map<std::string, PortGroups> port_groups_;              // Port key → what it holds
+  std::map<std::string, std::map<std::string, int>> members_;  // "ns/group" → address → ports
+  std::set<std::string> members_changed_;                      // "ns/group"
+  std::set<std::string> members_failed_;  // "ns/group" whose write failed: the next retry
+  bool publish_all_ = true;  // at start: every group (members may have changed while down)
   std::condition_variable cv_;
   bool kicked_ = true;
   bool stop_ = false;
