@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
@@ -33,6 +34,36 @@ std::string OwnerFrom(const json& body) {
     if (c < 0x20 || c > 0x7e) throw std::invalid_argument("owner: printable ASCII only");
   }
   return owner;
+}
+
+// A record's GSLB check: {"type": "tcp", "port", "interval_ms", "timeout_ms", "rise", "fall"}.
+StatusOr<RecordCheck> CheckFrom(const json& j) {
+  auto bad = [](const std::string& field, const std::string& why) {
+    return absl::InvalidArgumentError("health_check." + field + ": " + why);
+  };
+  if (!j.is_object()) return absl::InvalidArgumentError("health_check: must be an object");
+  RecordCheck c;
+  const std::map<std::string, std::pair<int*, std::pair<int, int>>> ints = {
+      {"port", {&c.port, {1, 65535}}},
+      {"interval_ms", {&c.interval_ms, {100, 3600000}}},
+      {"timeout_ms", {&c.timeout_ms, {10, 60000}}},
+      {"rise", {&c.rise, {1, 100}}},
+      {"fall", {&c.fall, {1, 100}}}};
+  for (const auto& [key, value] : j.items()) {
+    if (key == "type") {
+      if (value != "tcp") return bad("type", "only tcp (a connect to the address at port)");
+      continue;
+    }
+    auto it = ints.find(key);
+    if (it == ints.end()) return bad(key, "unknown field");
+    const auto [lo, hi] = it->second.second;
+    if (!value.is_number_integer() || value.get<int64_t>() < lo || value.get<int64_t>() > hi) {
+      return bad(key, "want an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+    }
+    *it->second.first = value.get<int>();
+  }
+  if (c.port == 0) return bad("port", "required");
+  return c;
 }
 
 }  // namespace
@@ -114,6 +145,11 @@ HttpResponse Api::Route(HttpRequest& req) {
     record.ttl = body.value("ttl", 3600u);
     record.data = body.at("data").get<std::string>();
     record.owner = OwnerFrom(body);
+    if (body.contains("health_check")) {
+      auto check = CheckFrom(body["health_check"]);
+      if (!check.ok()) return Error(check.status());
+      record.check = *check;
+    }
     auto added = zones_->AddRecord(zone, record);
     if (!added.ok()) return Error(added.status());
     json out = {{"id", added->id},
@@ -122,6 +158,7 @@ HttpResponse Api::Route(HttpRequest& req) {
                 {"ttl", added->ttl},
                 {"data", added->data}};
     if (!added->owner.empty()) out["owner"] = added->owner;
+    if (added->check.port > 0) out["health_check"] = body["health_check"];
     return HttpResponse::Json(201, out.dump());
   }
   if (parts.size() == 5 && req.method == "DELETE") {

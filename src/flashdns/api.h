@@ -5,7 +5,9 @@
 //   POST   /v1/zones                      {"name","ns":[...],"ttl"} create an API zone
 //   GET    /v1/zones/{zone}               zone with its records
 //   DELETE /v1/zones/{zone}
-//   POST   /v1/zones/{zone}/records       {"name","type","ttl","data"} → {"id",...}
+//   POST   /v1/zones/{zone}/records       {"name","type","ttl","data","health_check"?} → {"id",...}
+//                                         (GSLB: a checked A/AAAA record leaves the answers
+//                                         while its check fails, record_health.h)
 //   DELETE /v1/zones/{zone}/records/{id}
 //   POST   /v1/reload                     re-read the zone files
 //

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "flashdns/api.h"
 #include "flashdns/config.h"
+#include "flashdns/record_health.h"
 #include "flashdns/server.h"
 #include "flashdns/zone_manager.h"
 
@@ -74,6 +75,8 @@ int Run(int argc, char** argv) {
   } else {
     spdlog::info("UDP response-rate limiting off (rrl.rate: 0)");
   }
+  RecordHealth health(&zones);  // GSLB: checked records leave the answers when they fail
+  health.Start();
   auto server = DnsServer::Start(options, &zones, &stats);
   if (!server.ok()) {
     spdlog::error("{}", std::string(server.status().message()));
@@ -122,6 +125,7 @@ int Run(int argc, char** argv) {
     break;
   }
   if (http) http->Stop();
+  health.Stop();
   (*server)->Stop();
   return 0;
 }

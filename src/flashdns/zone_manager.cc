@@ -29,6 +29,14 @@ std::string Lower(std::string s) {
 json RecordJson(const ApiRecord& r) {
   json j = {{"id", r.id}, {"name", r.name}, {"type", r.type}, {"ttl", r.ttl}, {"data", r.data}};
   if (!r.owner.empty()) j["owner"] = r.owner;
+  if (r.check.port > 0) {
+    j["health_check"] = {{"type", "tcp"},
+                         {"port", r.check.port},
+                         {"interval_ms", r.check.interval_ms},
+                         {"timeout_ms", r.check.timeout_ms},
+                         {"rise", r.check.rise},
+                         {"fall", r.check.fall}};
+  }
   return j;
 }
 
@@ -151,7 +159,14 @@ StatusOr<std::shared_ptr<const Zone>> ZoneManager::BuildApiZone(const ApiZone& z
     PHOTON_ASSIGN_OR_RETURN(std::string rdata, ParseRdataText(kTypeNs, ns, origin));
     records.push_back(Record{origin, kTypeNs, zone.ttl, rdata, "NS " + ns});
   }
+  // Names and types with a healthy checked record (or an unchecked one): only there are the
+  // unhealthy ones left out.
+  std::set<std::pair<std::string, std::string>> served;
   for (const auto& r : zone.records) {
+    if (r.check.port == 0 || !unhealthy_.contains(r.id)) served.insert({Lower(r.name), r.type});
+  }
+  for (const auto& r : zone.records) {
+    if (unhealthy_.contains(r.id) && served.contains({Lower(r.name), r.type})) continue;
     PHOTON_ASSIGN_OR_RETURN(std::string owner, ParseName(r.name, origin));
     uint16_t type = TypeFromText(r.type);
     PHOTON_ASSIGN_OR_RETURN(std::string rdata, ParseRdataText(type, r.data, origin));
@@ -197,7 +212,16 @@ Status ZoneManager::LoadApiZones() {
         zone.records.push_back(
             ApiRecord{r.at("id").get<std::string>(), r.at("name").get<std::string>(),
                       r.at("type").get<std::string>(), r.at("ttl").get<uint32_t>(),
-                      r.at("data").get<std::string>(), r.value("owner", "")});
+                      r.at("data").get<std::string>(), r.value("owner", ""), RecordCheck{}});
+        if (r.contains("health_check")) {
+          const json& h = r["health_check"];
+          RecordCheck& c = zone.records.back().check;
+          c.port = h.at("port").get<int>();
+          c.interval_ms = h.at("interval_ms").get<int>();
+          c.timeout_ms = h.at("timeout_ms").get<int>();
+          c.rise = h.at("rise").get<int>();
+          c.fall = h.at("fall").get<int>();
+        }
       }
     } catch (const std::exception& e) {
       return absl::InvalidArgumentError(path + ": " + e.what());
@@ -249,7 +273,10 @@ StatusOr<std::string> ZoneManager::GetZoneJson(const std::string& zone_name) con
   }
   const ApiZone& zone = it->second;
   json records = json::array();
-  for (const auto& r : zone.records) records.push_back(RecordJson(r));
+  for (const auto& r : zone.records) {
+    records.push_back(RecordJson(r));
+    if (r.check.port > 0) records.back()["healthy"] = !unhealthy_.contains(r.id);
+  }
   json out = {{"name", zone.name}, {"source", "api"}, {"serial", zone.serial},
               {"ttl", zone.ttl},   {"ns", zone.ns},   {"records", records}};
   if (!zone.owner.empty()) out["owner"] = zone.owner;
@@ -318,6 +345,9 @@ StatusOr<ApiRecord> ZoneManager::AddRecord(const std::string& zone_name, ApiReco
     return absl::InvalidArgumentError("type: '" + record.type + "' cannot be added");
   }
   record.type = TypeToText(type);
+  if (record.check.port > 0 && type != kTypeA && type != kTypeAaaa) {
+    return absl::InvalidArgumentError("health_check: only A and AAAA records are checked");
+  }
   PHOTON_ASSIGN_OR_RETURN(std::string origin, ParseName(key, kRoot));
   PHOTON_ASSIGN_OR_RETURN(std::string owner, ParseName(record.name, origin));
   record.name = NameToText(owner);
@@ -344,12 +374,54 @@ Status ZoneManager::DeleteRecord(const std::string& zone_name, const std::string
   auto rit = std::find_if(updated.records.begin(), updated.records.end(),
                           [&](const ApiRecord& r) { return r.id == id; });
   if (rit == updated.records.end()) return absl::NotFoundError("record " + id + " not found");
+  unhealthy_.erase(rit->id);
   updated.records.erase(rit);
   ++updated.serial;
   PHOTON_ASSIGN_OR_RETURN(auto built, BuildApiZone(updated));
   PHOTON_RETURN_IF_ERROR(SaveApiZone(updated));
   it->second = std::move(updated);
   api_built_[key] = built;
+  PublishLocked();
+  return absl::OkStatus();
+}
+
+std::vector<ZoneManager::CheckTarget> ZoneManager::CheckTargets() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<CheckTarget> out;
+  for (const auto& [key, zone] : api_zones_) {
+    for (const auto& r : zone.records) {
+      if (r.check.port > 0) out.push_back({key, r.id, r.data, r.check});
+    }
+  }
+  return out;
+}
+
+Status ZoneManager::SetRecordHealthy(const std::string& zone_key, const std::string& id,
+                                     bool healthy) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = api_zones_.find(zone_key);
+  if (it == api_zones_.end()) return absl::NotFoundError("zone " + zone_key + " is gone");
+  bool was = !unhealthy_.contains(id);
+  if (was == healthy) return absl::OkStatus();
+  if (healthy) {
+    unhealthy_.erase(id);
+  } else {
+    unhealthy_.insert(id);
+  }
+  ApiZone updated = it->second;
+  ++updated.serial;
+  auto built = BuildApiZone(updated);
+  Status saved = built.ok() ? SaveApiZone(updated) : built.status();
+  if (!saved.ok()) {
+    if (healthy) {  // as it was
+      unhealthy_.insert(id);
+    } else {
+      unhealthy_.erase(id);
+    }
+    return saved;
+  }
+  it->second = std::move(updated);
+  api_built_[zone_key] = *built;
   PublishLocked();
   return absl::OkStatus();
 }

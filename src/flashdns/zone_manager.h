@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,16 @@ struct Snapshot {
   bool MayTransfer(std::string_view origin, const sockaddr_storage& peer) const;
 };
 
+// GSLB: an A or AAAA record with a check is served only while TCP connects to its address at
+// `port` succeed (record_health.h). port 0: no check.
+struct RecordCheck {
+  int port = 0;
+  int interval_ms = 1000;
+  int timeout_ms = 500;
+  int rise = 2;
+  int fall = 2;
+};
+
 // A record as the API sees it.
 struct ApiRecord {
   std::string id;
@@ -39,6 +50,7 @@ struct ApiRecord {
   // "photon:<kind>/<namespace>/<name>"), so a client can find and clean up what it created
   // without touching records of others. flashdns only stores and returns it.
   std::string owner;
+  RecordCheck check;
 };
 
 class ZoneManager {
@@ -64,6 +76,19 @@ class ZoneManager {
   StatusOr<ApiRecord> AddRecord(const std::string& zone, ApiRecord record);
   Status DeleteRecord(const std::string& zone, const std::string& id);
 
+  // GSLB (record_health.h): the checked records, and their health. A record starts healthy;
+  // an unhealthy one is left out of the answers unless every checked record of its name and
+  // type is unhealthy (then all are served: an empty answer helps no client). The zone's serial
+  // goes up with each change, so secondaries follow.
+  struct CheckTarget {
+    std::string zone;  // lower-case zone name
+    std::string id;
+    std::string address;
+    RecordCheck check;
+  };
+  std::vector<CheckTarget> CheckTargets() const;
+  Status SetRecordHealthy(const std::string& zone, const std::string& id, bool healthy);
+
  private:
   struct ApiZone {
     std::string name;  // presentation, trailing dot
@@ -84,6 +109,7 @@ class ZoneManager {
 
   const Config config_;
   mutable std::mutex mu_;
+  std::set<std::string> unhealthy_;                                // record ids whose checks fail
   std::map<std::string, std::shared_ptr<const Zone>> file_zones_;  // by config name
   std::map<std::string, ApiZone> api_zones_;                       // by lower-case name
   std::map<std::string, std::shared_ptr<const Zone>> api_built_;
