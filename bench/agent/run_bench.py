@@ -8,8 +8,11 @@ over ROUNDS rounds. Stage by stage, from a watch of the instances (each instance
 event with an agentId, with phase CREATING, with phase RUNNING; times from the first create,
 when the last instance reached it, and per instance p50/p99 of the step before it) and from
 the agents' /metrics (time spent per reconcile, provider Start, status write, summed over the
-3 agents' workers), and the CPU the server and the agents used meanwhile.
+3 agents' workers, reconciles that changed nothing, own status writes' events skipped), the
+server's time per create against the clients' round trip and the group commits the creates
+took, and the CPU the server and the agents used meanwhile.
   bench/agent/run_bench.py [--instances 1000] [--rounds 1] [--idle-seconds 20] [--workers 8]
+                           [--clients 8]
 Needs root (cgroups) and build/src/{server/photon-server,agent/photon-agent}.
 """
 import argparse
@@ -154,11 +157,37 @@ def agent_metrics(ports):
                 elif line.startswith(name + "_count "):
                     out[k]["count"] += int(line.split()[1])
         for line in text.splitlines():
+            for counter, key in (("photon_agent_noop_reconciles_total", "noop_reconciles"),
+                                 ("photon_agent_own_write_events_total", "own_write_events")):
+                if line.startswith(counter + " "):
+                    out[key] = out.get(key, 0) + int(float(line.split()[1]))
             if line.startswith("photon_agent_status_writes_total "):
                 out["status_writes_accepted"] = out.get("status_writes_accepted", 0) + int(
                     float(line.split()[1]))
     for k in AGENT_METRICS:
         out[k]["sum_s"] = round(out[k]["sum_s"], 2)
+    return out
+
+
+SERVER_METRICS = {
+    "post_s": 'photon_http_request_duration_seconds_sum{method="POST"}',
+    "posts": 'photon_http_request_duration_seconds_count{method="POST"}',
+    "commits": "photon_store_sqlite_batch_requests_count",
+    "committed_requests": "photon_store_sqlite_batch_requests_sum",
+}
+
+
+def server_metrics(api):
+    """The server's POST time (request read -> answer sent) and group commits so far."""
+    req = urllib.request.Request(api.base + "/metrics")
+    req.add_header("Authorization", "Bearer " + api.token)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        text = r.read().decode()
+    out = {k: 0.0 for k in SERVER_METRICS}
+    for line in text.splitlines():
+        for k, name in SERVER_METRICS.items():
+            if line.startswith(name + " "):
+                out[k] = float(line.split()[1])
     return out
 
 
@@ -187,7 +216,7 @@ def sweep_cgroups(node):
                 pass
 
 
-def one_round(n, idle_seconds, workdir, workers):
+def one_round(n, idle_seconds, workdir, workers, clients):
     procs = []
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -233,10 +262,20 @@ def one_round(n, idle_seconds, workdir, workers):
         watch = StageWatch(api, "/v1/namespaces/default/computeinstances")
         busy_pids = {"server": server.pid, "agents": [a.pid for a in agents]}
         cpu0 = {"server": cpu_ticks(server.pid), "agents": sum(cpu_ticks(a.pid) for a in agents)}
+        m0 = server_metrics(api)
         t0 = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
             list(pool.map(create, range(n)))
         t_created = time.monotonic() - t0
+        m1 = server_metrics(api)
+        posts = max(m1["posts"] - m0["posts"], 1)
+        commits = max(m1["commits"] - m0["commits"], 1)
+        # Where the create stage goes: the server's own time per create (parse, checks, plan,
+        # group commit, answer) against the client's round trip (clients / rate).
+        create_stage = {"server_ms_per_create": round(1000 * (m1["post_s"] - m0["post_s"]) / posts, 2),
+                        "round_trip_ms": round(1000 * t_created * clients / n, 2),
+                        "commits": int(commits),
+                        "requests_per_commit": round((m1["committed_requests"] - m0["committed_requests"]) / commits, 1)}
         t_placed = None
         while True:
             items = api.list_all("/v1/namespaces/default/computeinstances")
@@ -279,7 +318,7 @@ def one_round(n, idle_seconds, workdir, workers):
                         rss[k] = int(line.split()[1]) // 1024
 
         t1 = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
             list(pool.map(lambda i: api.call("DELETE", f"/v1/namespaces/default/computeinstances/p{i:05d}"),
                           range(n)))
         while api.list_all("/v1/namespaces/default/computeinstances"):
@@ -287,7 +326,7 @@ def one_round(n, idle_seconds, workdir, workers):
                 raise RuntimeError("delete did not finish")
             time.sleep(0.2)
         t_deleted = time.monotonic() - t1
-        return {"created_s": t_created, "placed_s": t_placed or t_running, "running_s": t_running, "deleted_s": t_deleted,
+        return {"created_s": t_created, "create_stage": create_stage, "placed_s": t_placed or t_running, "running_s": t_running, "deleted_s": t_deleted,
                 "stages": stages, "busy_cpu_s": busy_cpu, "agent_metrics": metrics, "load1": os.getloadavg()[0],
                 "per_node": per_node, "idle_cpu_pct": idle, "rss_mb": rss,
                 "sleep_processes_seen": sleeping}
@@ -305,19 +344,25 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--idle-seconds", type=int, default=20)
     ap.add_argument("--workers", type=int, default=8, help="reconcile workers per agent")
+    ap.add_argument("--clients", type=int, default=8,
+                    help="concurrent create/delete clients (a connection per request)")
     args = ap.parse_args()
     results = []
     for r in range(args.rounds):
         workdir = tempfile.mkdtemp(prefix="photon-agent-bench-")
         try:
-            res = one_round(args.instances, args.idle_seconds, workdir, args.workers)
+            res = one_round(args.instances, args.idle_seconds, workdir, args.workers, args.clients)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         print(f"round {r + 1}: {json.dumps(res)}", flush=True)
         results.append(res)
     med = lambda key: statistics.median(x[key] for x in results)
     print(f"\n{args.instances} process instances, 3 agents, {args.rounds} round(s), medians:")
-    print(f"  creates accepted          {med('created_s'):8.2f} s")
+    print(f"  creates accepted          {med('created_s'):8.2f} s ({args.clients} clients)")
+    cs = lambda k: statistics.median(x["create_stage"][k] for x in results)
+    print(f"  a create: {cs('server_ms_per_create'):.2f} ms in the server, "
+          f"{cs('round_trip_ms'):.2f} ms round trip; {cs('commits'):.0f} commits, "
+          f"{cs('requests_per_commit'):.1f} requests each")
     print(f"  first create -> all placed  {med('placed_s'):6.2f} s (scheduler)")
     print(f"  first create -> all RUNNING {med('running_s'):6.2f} s "
           f"({args.instances / med('running_s'):.0f} instances/s)")
@@ -331,6 +376,9 @@ def main():
         print(f"  agents' {k:15s} {c:7.0f} calls, {t:8.2f} s in all ({1000 * t / max(c, 1):.2f} ms each)")
     accepted = statistics.median(x["agent_metrics"].get("status_writes_accepted", 0) for x in results)
     print(f"  status writes the server accepted {accepted:7.0f}")
+    for key in ("noop_reconciles", "own_write_events"):
+        v = statistics.median(x["agent_metrics"].get(key, 0) for x in results)
+        print(f"  agents' {key:18s} {v:7.0f}")
     print(f"  agent stage: last placed -> last RUNNING "
           f"{statistics.median((x['stages']['running']['last_s'] or 0) - (x['stages']['placed']['last_s'] or 0) for x in results):6.2f} s")
     for k in ("server", "agents"):
