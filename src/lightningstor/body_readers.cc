@@ -1,5 +1,6 @@
 #include "lightningstor/body_readers.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/util.h"
@@ -181,57 +182,89 @@ StatusOr<size_t> AwsChunkedReader::Read(char* out, size_t n) {
   }
 }
 
-StatusOr<ContentChecksums> ContentChecksums::FromRequest(const http::Request& req) {
+namespace {
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The trailers x-amz-trailer announces: checksum headers only (InvalidRequest otherwise).
+StatusOr<std::vector<ChecksumKind>> AnnouncedTrailers(const http::Request& req) {
+  std::vector<ChecksumKind> out;
+  std::string list = Lower(req.Header("x-amz-trailer"));
+  size_t pos = 0;
+  while (pos < list.size()) {
+    size_t comma = list.find(',', pos);
+    if (comma == std::string::npos) comma = list.size();
+    std::string name = list.substr(pos, comma - pos);
+    name.erase(0, name.find_first_not_of(' '));
+    name.erase(name.find_last_not_of(' ') + 1);
+    pos = comma + 1;
+    if (name.empty()) continue;
+    std::optional<ChecksumKind> kind;
+    if (name.rfind("x-amz-checksum-", 0) == 0) kind = ChecksumKindOf(name.substr(15));
+    if (!kind) return S3Error("InvalidRequest", "The trailer " + name + " is not supported.");
+    out.push_back(*kind);
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<ContentChecksums> ContentChecksums::FromRequest(const http::Request& req,
+                                                         std::optional<ChecksumKind> always) {
   ContentChecksums out;
-  std::string trailer = req.Header("x-amz-trailer");
-  for (auto& c : trailer) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-  for (const char* name : {"crc32", "crc32c", "sha1", "sha256"}) {
-    std::string header = std::string("x-amz-checksum-") + name;
+  PHOTON_ASSIGN_OR_RETURN(std::vector<ChecksumKind> trailers, AnnouncedTrailers(req));
+  for (ChecksumKind kind : kChecksumKinds) {
+    std::string header = ChecksumHeader(kind);
     const std::string& value = req.Header(header);
-    bool in_trailer = trailer.find(header) != std::string::npos &&
-                      (trailer.size() == trailer.find(header) + header.size() ||
-                       trailer[trailer.find(header) + header.size()] == ',' ||
-                       trailer[trailer.find(header) + header.size()] == ' ');
-    if (value.empty() && !in_trailer) continue;
-    Algo a;
-    a.name = name;
-    a.expected = value;
-    if (a.name == "sha1") a.digest = std::make_shared<Digest>(Digest::Kind::kSha1);
-    if (a.name == "sha256") a.digest = std::make_shared<Digest>(Digest::Kind::kSha256);
+    bool in_trailer = std::find(trailers.begin(), trailers.end(), kind) != trailers.end();
+    if (value.empty() && !in_trailer && kind != always) continue;
     std::string raw;
     if (!value.empty() && !Base64Decode(value, &raw)) {
       return S3Error("InvalidRequest", "Value for " + header + " header is invalid.");
     }
-    out.algorithms_.push_back(std::move(a));
+    out.algorithms_.push_back(
+        Algo{kind, value, value.empty() && in_trailer, std::make_shared<Checksummer>(kind)});
+  }
+  // The SDK's announcement of the checksum it sends: it must come.
+  for (const char* announcement : {"x-amz-sdk-checksum-algorithm", "x-amz-checksum-algorithm"}) {
+    const std::string& sdk = req.Header(announcement);
+    if (sdk.empty()) continue;
+    std::optional<ChecksumKind> kind = ChecksumKindOf(sdk);
+    if (!kind) return S3Error("InvalidRequest", "Checksum algorithm provided is unsupported.");
+    bool sent = req.HasHeader(ChecksumHeader(*kind)) ||
+                std::find(trailers.begin(), trailers.end(), *kind) != trailers.end();
+    if (!sent) {
+      return S3Error("InvalidRequest", std::string(announcement) +
+                                           " specified, but no corresponding x-amz-checksum-* "
+                                           "or x-amz-trailer headers were found.");
+    }
   }
   return out;
 }
 
 void ContentChecksums::Update(const char* data, size_t n) {
-  for (auto& a : algorithms_) {
-    if (a.digest)
-      a.digest->Update(data, n);
-    else if (a.name == "crc32")
-      a.crc = Crc32Update(a.crc, data, n);
-    else
-      a.crc = Crc32cUpdate(a.crc, data, n);
-  }
+  for (auto& a : algorithms_) a.sum->Update(data, n);
 }
 
 Status ContentChecksums::Verify(const std::map<std::string, std::string>& trailers,
                                 std::map<std::string, std::string>* stored) {
   for (auto& a : algorithms_) {
-    std::string header = "x-amz-checksum-" + a.name;
+    std::string header = ChecksumHeader(a.kind);
     std::string expected = a.expected;
-    if (expected.empty()) {
+    if (a.trailer) {
       auto it = trailers.find(header);
-      if (it == trailers.end()) continue;  // announced but not sent: nothing to check
+      if (it == trailers.end()) {
+        return S3Error("InvalidRequest",
+                       "x-amz-trailer announced " + header + " but the body's trailer lacks it.");
+      }
       expected = it->second;
     }
-    std::string raw = a.digest ? a.digest->Finish() : CrcToBytes(a.crc);
-    std::string actual = Base64Encode(raw);
-    if (actual != expected) {
-      std::string upper = a.name;
+    std::string actual = Base64Encode(a.sum->Finish());
+    if (!expected.empty() && actual != expected) {
+      std::string upper = ChecksumName(a.kind);
       for (auto& c : upper) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
       return S3Error("BadDigest",
                      "The " + upper + " you specified did not match the calculated checksum.");

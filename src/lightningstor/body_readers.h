@@ -60,24 +60,30 @@ class AwsChunkedReader : public http::BodyReader {
   std::string trailer_block_;
 };
 
-// x-amz-checksum-{crc32,crc32c,sha1,sha256}: computed over the decoded body, compared with
-// the header value or the trailer value at the end.
+// x-amz-checksum-{crc32,crc32c,crc64nvme,sha1,sha256}: computed over the decoded body,
+// compared with the header value or the trailer value at the end.
 class ContentChecksums {
  public:
-  // Picks up expected values (headers) and algorithms announced for trailers (x-amz-trailer).
-  static StatusOr<ContentChecksums> FromRequest(const http::Request& req);
+  // Picks up expected values (headers) and algorithms announced for trailers (x-amz-trailer,
+  // x-amz-sdk-checksum-algorithm); InvalidRequest for a malformed value, an unknown trailer or
+  // an announced algorithm the request carries no value for. `always` is computed (and stored)
+  // even when the request carries no value for it (the parts of an upload made with
+  // x-amz-checksum-algorithm).
+  static StatusOr<ContentChecksums> FromRequest(const http::Request& req,
+                                                std::optional<ChecksumKind> always = std::nullopt);
   void Update(const char* data, size_t n);
-  // BadDigest on mismatch; fills `stored` with "x-amz-checksum-<alg>" -> base64 value.
+  // BadDigest on mismatch, InvalidRequest when an announced trailer did not come; fills
+  // `stored` with "x-amz-checksum-<alg>" -> base64 value.
   Status Verify(const std::map<std::string, std::string>& trailers,
                 std::map<std::string, std::string>* stored);
   bool empty() const { return algorithms_.empty(); }
 
  private:
   struct Algo {
-    std::string name;      // "crc32", ...
-    std::string expected;  // base64 from the header, or "" when it comes in a trailer
-    uint32_t crc = 0;
-    std::shared_ptr<Digest> digest;
+    ChecksumKind kind;
+    std::string expected;  // base64 from the header, or "" (trailer, or computed only)
+    bool trailer = false;  // the value comes in a trailer
+    std::shared_ptr<Checksummer> sum;
   };
   std::vector<Algo> algorithms_;
 };

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "common/util.h"
+#include "lightningstor/body_readers.h"
 #include "lightningstor/bucket_rules.h"
 #include "lightningstor/checksum.h"
 #include "lightningstor/cors.h"
@@ -75,6 +76,14 @@ StatusOr<std::string> S3Service::ReadSmallBody(S3Request& r, size_t limit) {
     }
     if (raw != Md5Raw(out))
       return S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.");
+  }
+  // x-amz-checksum-* of a document (what newer SDKs send instead of Content-MD5); on a
+  // CompleteMultipartUpload they are the object's, checked by its handler.
+  if (r.op != "CompleteMultipartUpload") {
+    PHOTON_ASSIGN_OR_RETURN(ContentChecksums sums, ContentChecksums::FromRequest(r.http));
+    sums.Update(out.data(), out.size());
+    std::map<std::string, std::string> verified;
+    PHOTON_RETURN_IF_ERROR(sums.Verify({}, &verified));
   }
   r.bytes_in += out.size();
   return out;

@@ -143,6 +143,151 @@ __attribute__((target("sse4.2"))) uint32_t Crc32cHardware(uint32_t crc, const ui
 
 }  // namespace
 
+namespace {
+
+// GF(2) product modulo a reflected polynomial of any width (for CombineCrc).
+template <typename T>
+T MultMod(T a, T b, T poly) {
+  T m = T(1) << (sizeof(T) * 8 - 1), p = 0;
+  while (true) {
+    if (a & m) {
+      p ^= b;
+      if ((a & (m - 1)) == 0) break;
+    }
+    m >>= 1;
+    b = (b & 1) ? (b >> 1) ^ poly : b >> 1;
+  }
+  return p;
+}
+
+// x^(8n) mod poly, reflected.
+template <typename T>
+T ZerosMod(uint64_t n, T poly) {
+  constexpr int kWidth = sizeof(T) * 8;
+  T x2k = T(1) << (kWidth - 9);  // x^8
+  T p = T(1) << (kWidth - 1);    // x^0
+  while (n) {
+    if (n & 1) p = MultMod(x2k, p, poly);
+    x2k = MultMod(x2k, x2k, poly);
+    n >>= 1;
+  }
+  return p;
+}
+
+constexpr uint64_t kCrc64NvmePoly = 0x9A6C9329AC4BC9B5ull;
+
+const std::array<uint64_t, 256>& Crc64Table() {
+  static const std::array<uint64_t, 256> table = [] {
+    std::array<uint64_t, 256> t{};
+    for (uint64_t i = 0; i < 256; ++i) {
+      uint64_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ kCrc64NvmePoly : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  return table;
+}
+
+uint64_t BytesToInt(const std::string& raw) {
+  uint64_t v = 0;
+  for (unsigned char c : raw) v = (v << 8) | c;
+  return v;
+}
+
+std::string IntToBytes(uint64_t v, size_t n) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) out[n - 1 - i] = static_cast<char>(v >> (8 * i));
+  return out;
+}
+
+}  // namespace
+
+uint64_t Crc64NvmeUpdate(uint64_t crc, const void* data, size_t n) {
+  const auto& t = Crc64Table();
+  const auto* p = static_cast<const uint8_t*>(data);
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = t[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}
+
+namespace {
+struct KindInfo {
+  ChecksumKind kind;
+  const char* name;
+  const char* element;
+};
+constexpr KindInfo kKinds[] = {{ChecksumKind::kCrc32, "crc32", "ChecksumCRC32"},
+                               {ChecksumKind::kCrc32c, "crc32c", "ChecksumCRC32C"},
+                               {ChecksumKind::kCrc64Nvme, "crc64nvme", "ChecksumCRC64NVME"},
+                               {ChecksumKind::kSha1, "sha1", "ChecksumSHA1"},
+                               {ChecksumKind::kSha256, "sha256", "ChecksumSHA256"}};
+const KindInfo& InfoOf(ChecksumKind kind) { return kKinds[static_cast<int>(kind)]; }
+}  // namespace
+
+std::optional<ChecksumKind> ChecksumKindOf(std::string_view name) {
+  std::string lower(name);
+  for (auto& c : lower) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  for (const auto& k : kKinds)
+    if (lower == k.name) return k.kind;
+  return std::nullopt;
+}
+
+const char* ChecksumName(ChecksumKind kind) { return InfoOf(kind).name; }
+std::string ChecksumHeader(ChecksumKind kind) {
+  return std::string("x-amz-checksum-") + ChecksumName(kind);
+}
+const char* ChecksumElement(ChecksumKind kind) { return InfoOf(kind).element; }
+bool IsCrc(ChecksumKind kind) {
+  return kind != ChecksumKind::kSha1 && kind != ChecksumKind::kSha256;
+}
+
+Checksummer::Checksummer(ChecksumKind kind) : kind_(kind) {
+  if (kind == ChecksumKind::kSha1) digest_ = std::make_unique<Digest>(Digest::Kind::kSha1);
+  if (kind == ChecksumKind::kSha256) digest_ = std::make_unique<Digest>(Digest::Kind::kSha256);
+}
+
+void Checksummer::Update(const void* data, size_t n) {
+  switch (kind_) {
+    case ChecksumKind::kCrc32:
+      crc_ = Crc32Update(static_cast<uint32_t>(crc_), data, n);
+      break;
+    case ChecksumKind::kCrc32c:
+      crc_ = Crc32cUpdate(static_cast<uint32_t>(crc_), data, n);
+      break;
+    case ChecksumKind::kCrc64Nvme:
+      crc_ = Crc64NvmeUpdate(crc_, data, n);
+      break;
+    default:
+      digest_->Update(data, n);
+  }
+}
+
+std::string Checksummer::Finish() {
+  if (digest_) return digest_->Finish();
+  return IntToBytes(crc_, kind_ == ChecksumKind::kCrc64Nvme ? 8 : 4);
+}
+
+std::string ChecksumOf(ChecksumKind kind, std::string_view data) {
+  Checksummer c(kind);
+  c.Update(data.data(), data.size());
+  return c.Finish();
+}
+
+std::string CombineCrc(ChecksumKind kind, const std::string& a, const std::string& b,
+                       uint64_t b_length) {
+  if (kind == ChecksumKind::kCrc64Nvme) {
+    uint64_t shifted = MultMod<uint64_t>(ZerosMod<uint64_t>(b_length, kCrc64NvmePoly),
+                                         BytesToInt(a), kCrc64NvmePoly);
+    return IntToBytes(shifted ^ BytesToInt(b), 8);
+  }
+  // CRC-32 (zlib's polynomial) and CRC-32C, both reflected.
+  uint32_t poly = kind == ChecksumKind::kCrc32 ? 0xEDB88320u : 0x82F63B78u;
+  uint32_t shifted = MultMod<uint32_t>(ZerosMod<uint32_t>(b_length, poly),
+                                       static_cast<uint32_t>(BytesToInt(a)), poly);
+  return IntToBytes(shifted ^ static_cast<uint32_t>(BytesToInt(b)), 4);
+}
+
 uint32_t Crc32cUpdate(uint32_t crc, const void* data, size_t n) {
   static const bool has_sse42 = __builtin_cpu_supports("sse4.2");
   const auto* p = static_cast<const uint8_t*>(data);

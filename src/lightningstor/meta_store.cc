@@ -36,7 +36,7 @@ CREATE INDEX IF NOT EXISTS uploads_key ON uploads(bucket, key, upload_id);
 CREATE TABLE IF NOT EXISTS parts(
   upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL,
   etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, segment TEXT NOT NULL,
-  PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
+  checksums TEXT NOT NULL DEFAULT '', PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs(id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS completed_uploads(
   upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, parts TEXT NOT NULL,
@@ -196,6 +196,7 @@ PartMeta RowToPart(const SqliteStmt& s) {
   p.mtime_ms = s.ColumnInt(3);
   std::vector<Segment> segs;
   if (DecodeSegments(s.ColumnText(4), &segs) && !segs.empty()) p.segment = segs[0];
+  p.checksums = DecodeHeaders(s.ColumnText(5));
   return p;
 }
 
@@ -259,6 +260,15 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
                                                   column + " TEXT NOT NULL DEFAULT '" + fallback +
                                                   "'"));
     }
+  }
+  // Parts stored before their checksums were kept have none.
+  PHOTON_ASSIGN_OR_RETURN(
+      auto has, store->writer_->Query("SELECT 1 FROM pragma_table_info('parts') WHERE name = ?",
+                                      std::string("checksums")));
+  PHOTON_ASSIGN_OR_RETURN(bool present, has.Step());
+  if (!present) {
+    PHOTON_RETURN_IF_ERROR(
+        store->writer_->Exec("ALTER TABLE parts ADD COLUMN checksums TEXT NOT NULL DEFAULT ''"));
   }
   return store;
 }

@@ -21,9 +21,10 @@ Status UploadExists(SqliteDb& db, const std::string& upload_id) {
 // The parts of an upload, in part number order.
 StatusOr<std::vector<PartMeta>> PartsOf(SqliteDb& db, const std::string& upload_id) {
   PHOTON_ASSIGN_OR_RETURN(
-      auto s, db.Query("SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE "
-                       "upload_id = ? ORDER BY part_number",
-                       upload_id));
+      auto s,
+      db.Query("SELECT part_number, size, etag, mtime_ms, segment, checksums FROM parts WHERE "
+               "upload_id = ? ORDER BY part_number",
+               upload_id));
   std::vector<PartMeta> parts;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) { parts.push_back(RowToPart(r)); }));
   return parts;
@@ -72,10 +73,10 @@ StatusOr<WriteResult> MetaStore::PutPart(const std::string& upload_id, const Par
       }
     }
     PHOTON_RETURN_IF_ERROR(db.Run(
-        "INSERT OR REPLACE INTO parts(upload_id, part_number, size, etag, mtime_ms, segment) "
-        "VALUES(?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO parts(upload_id, part_number, size, etag, mtime_ms, segment, "
+        "checksums) VALUES(?, ?, ?, ?, ?, ?, ?)",
         upload_id, part.part_number, static_cast<int64_t>(part.size), part.etag, part.mtime_ms,
-        EncodeSegments({part.segment})));
+        EncodeSegments({part.segment}), EncodeHeaders(part.checksums)));
     PHOTON_RETURN_IF_ERROR(
         db.Run("INSERT OR IGNORE INTO blobs(id) VALUES(?)", part.segment.blob_id));
     result = std::move(r);
@@ -88,9 +89,10 @@ StatusOr<std::vector<PartMeta>> MetaStore::ListParts(const std::string& upload_i
                                                      int limit) {
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
-      auto s, db->Query("SELECT part_number, size, etag, mtime_ms, segment FROM parts WHERE "
-                        "upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
-                        upload_id, after, limit));
+      auto s,
+      db->Query("SELECT part_number, size, etag, mtime_ms, segment, checksums FROM parts WHERE "
+                "upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
+                upload_id, after, limit));
   std::vector<PartMeta> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) { out.push_back(RowToPart(r)); }));
   return out;

@@ -3,6 +3,7 @@
 // each only when x-amz-object-attributes asks for it.
 #include <set>
 
+#include "lightningstor/checksum.h"
 #include "lightningstor/object_attrs.h"
 #include "lightningstor/s3_error.h"
 #include "lightningstor/service.h"
@@ -76,8 +77,30 @@ std::vector<int> PartNumbers(const ObjectMeta& o) {
   return numbers;
 }
 
+// Each part's checksum ("" when the object keeps none), in segment order.
+std::vector<std::string> PartChecksums(const ObjectMeta& o) {
+  std::vector<std::string> sums;
+  auto list = o.headers.find(kPartChecksumsHeader);
+  if (list != o.headers.end()) {
+    size_t pos = 0;
+    const std::string& text = list->second;
+    while (pos <= text.size()) {
+      size_t comma = text.find(',', pos);
+      if (comma == std::string::npos) comma = text.size();
+      sums.push_back(text.substr(pos, comma - pos));
+      pos = comma + 1;
+    }
+  }
+  sums.resize(o.segments.size());
+  return sums;
+}
+
 void WriteParts(const ObjectMeta& o, uint64_t max_parts, uint64_t marker, XmlWriter& w) {
   std::vector<int> numbers = PartNumbers(o);
+  std::vector<std::string> sums = PartChecksums(o);
+  auto algorithm = o.headers.find(kChecksumAlgorithmHeader);
+  std::optional<ChecksumKind> kind;
+  if (algorithm != o.headers.end()) kind = ChecksumKindOf(algorithm->second);
   w.Open("ObjectParts");
   w.Element("PartsCount", std::to_string(numbers.size()));
   w.Element("PartNumberMarker", std::to_string(marker));
@@ -94,6 +117,7 @@ void WriteParts(const ObjectMeta& o, uint64_t max_parts, uint64_t marker, XmlWri
     w.Open("Part");
     w.Element("PartNumber", std::to_string(numbers[i]));
     w.Element("Size", std::to_string(o.segments[i].size));
+    if (kind && !sums[i].empty()) w.Element(ChecksumElement(*kind), sums[i]);
     w.Close("Part");
     last = numbers[i];
     ++listed;
@@ -134,13 +158,14 @@ StatusOr<http::Response> S3Service::GetObjectAttributes(S3Request& r) {
   }
   PHOTON_RETURN_IF_ERROR(sse_.ForRead(o.headers, sse).status());
 
-  // S3 answers a multipart object uploaded with a checksum algorithm with its composite
-  // checksum and each part's; lightningstor verified the parts' but keeps neither.
+  // A multipart object made with a checksum algorithm before its part checksums were kept:
+  // S3 would answer its checksums, which lightningstor does not have.
   auto algorithm = o.headers.find(kChecksumAlgorithmHeader);
-  if (algorithm != o.headers.end() && (asked.count("Checksum") || asked.count("ObjectParts"))) {
+  if (algorithm != o.headers.end() && !o.headers.count(kPartChecksumsHeader) &&
+      (asked.count("Checksum") || asked.count("ObjectParts"))) {
     return S3Error("NotImplemented",
-                   "lightningstor keeps no composite or per-part checksums of multipart objects "
-                   "(this one was uploaded with x-amz-checksum-algorithm " +
+                   "this multipart object was completed before lightningstor kept composite and "
+                   "per-part checksums (uploaded with x-amz-checksum-algorithm " +
                        algorithm->second + "); ask for ETag, StorageClass or ObjectSize");
   }
   XmlWriter w;
@@ -149,19 +174,17 @@ StatusOr<http::Response> S3Service::GetObjectAttributes(S3Request& r) {
   if (asked.count("Checksum")) {
     // Only what was verified and stored at upload; a multipart object uploaded without a
     // checksum algorithm has none, and S3 leaves the element out then too.
-    static const std::pair<const char*, const char*> kAlgorithms[] = {
-        {"x-amz-checksum-crc32", "ChecksumCRC32"},
-        {"x-amz-checksum-crc32c", "ChecksumCRC32C"},
-        {"x-amz-checksum-sha1", "ChecksumSHA1"},
-        {"x-amz-checksum-sha256", "ChecksumSHA256"}};
+    // (COMPOSITE: "BASE64-N", the checksum of the parts' checksums.)
     std::vector<std::pair<const char*, std::string>> present;
-    for (const auto& [header, element] : kAlgorithms) {
-      auto it = o.headers.find(header);
-      if (it != o.headers.end()) present.emplace_back(element, it->second);
+    for (ChecksumKind kind : kChecksumKinds) {
+      auto it = o.headers.find(ChecksumHeader(kind));
+      if (it != o.headers.end()) present.emplace_back(ChecksumElement(kind), it->second);
     }
     if (!present.empty()) {
       w.Open("Checksum");
       for (const auto& [element, value] : present) w.Element(element, value);
+      bool composite = present[0].second.find('-') != std::string::npos;
+      w.Element("ChecksumType", composite ? "COMPOSITE" : "FULL_OBJECT");
       w.Close("Checksum");
     }
   }

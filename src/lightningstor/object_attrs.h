@@ -24,10 +24,15 @@ inline constexpr const char* kTagsHeader = "x-photon-tagging";
 inline constexpr const char* kAclHeader = "x-photon-acl";
 // The part numbers a multipart object was completed from ("1,3,5"), for GET ?partNumber=.
 inline constexpr const char* kPartsHeader = "x-photon-parts";
-// The x-amz-checksum-algorithm a multipart upload was made with ("CRC32"): its parts' checksums
-// were verified, but no composite checksum is kept, so GetObjectAttributes refuses to answer
+// The x-amz-checksum-algorithm ("crc32", ...) and x-amz-checksum-type (COMPOSITE, FULL_OBJECT) a
+// multipart upload was made with, kept with the upload and its object. The object's checksum
+// is its x-amz-checksum-<alg> header ("BASE64-N" when COMPOSITE) and its parts' checksums, in
+// segment order, are kPartChecksumsHeader ("B64,B64,..."). A multipart object completed before
+// part checksums were kept has the algorithm but no part checksums: GetObjectAttributes refuses
 // Checksum / ObjectParts for it rather than leave them out.
 inline constexpr const char* kChecksumAlgorithmHeader = "x-photon-checksum-algorithm";
+inline constexpr const char* kChecksumTypeHeader = "x-photon-checksum-type";
+inline constexpr const char* kPartChecksumsHeader = "x-photon-part-checksums";
 // Whether a stored header is internal (never returned to clients as a header).
 bool IsInternalHeader(const std::string& name);
 

@@ -77,7 +77,8 @@ Status S3Service::ObjectAttributes(const S3Request& r,
 
 StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
                                              std::map<std::string, std::string>* checksums,
-                                             CtrCipher* cipher, std::string* plain_md5) {
+                                             CtrCipher* cipher, std::string* plain_md5,
+                                             std::optional<ChecksumKind> always) {
   const http::Request& req = r.http;
   const std::string& mode = r.auth.payload_hash;
   bool aws_chunked = mode.rfind("STREAMING-", 0) == 0;
@@ -112,7 +113,7 @@ StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
     sha.emplace(reader, mode);
     reader = &*sha;
   }
-  PHOTON_ASSIGN_OR_RETURN(ContentChecksums sums, ContentChecksums::FromRequest(req));
+  PHOTON_ASSIGN_OR_RETURN(ContentChecksums sums, ContentChecksums::FromRequest(req, always));
   std::string content_md5;
   if (req.HasHeader("content-md5")) {
     if (!Base64Decode(req.Header("content-md5"), &content_md5) || content_md5.size() != 16) {
@@ -160,7 +161,7 @@ namespace {
 // object's number of parts when it was a multipart upload. A single-part object has part 1.
 StatusOr<std::optional<std::pair<uint64_t, uint64_t>>> PartRange(const ObjectMeta& o,
                                                                  const std::string& text,
-                                                                 int* count) {
+                                                                 int* count, int* index_out) {
   using Range = std::optional<std::pair<uint64_t, uint64_t>>;
   int number = 0;
   if (text.empty() || text.size() > 5 ||
@@ -192,6 +193,7 @@ StatusOr<std::optional<std::pair<uint64_t, uint64_t>>> PartRange(const ObjectMet
     if (std::atoi(list.substr(pos, comma - pos).c_str()) == number) {
       uint64_t size = o.segments[index].size;
       if (size == 0) return unsatisfiable;
+      *index_out = static_cast<int>(index);
       return Range(std::make_pair(offset, offset + size - 1));
     }
     offset += o.segments[index].size;
@@ -204,10 +206,26 @@ StatusOr<std::optional<std::pair<uint64_t, uint64_t>>> PartRange(const ObjectMet
 }  // namespace
 
 StatusOr<WrittenBlob> S3Service::CopyData(const ObjectMeta& source, uint64_t offset,
-                                          uint64_t length, bool force_file) {
+                                          uint64_t length, bool force_file,
+                                          std::vector<Checksummer>* sums,
+                                          const SseKeys::ReadKey* decrypt, CtrCipher* encrypt) {
   auto writer = blobs_->NewWriter(config_.inline_max_bytes, force_file);
-  PHOTON_RETURN_IF_ERROR(blobs_->Read(
-      source, offset, length, [&](const char* p, size_t n) { return writer->Write(p, n); }));
+  // An encrypted source is decrypted as it is read (its CRCs checked on the stored bytes
+  // first); the copy is encrypted with its own key on the writer's thread.
+  std::optional<CtrCipher> plain;
+  if (decrypt && !decrypt->data_key.empty()) plain.emplace(decrypt->data_key, decrypt->iv, offset);
+  if (encrypt) writer->Encrypt(encrypt);
+  std::string buf;
+  PHOTON_RETURN_IF_ERROR(blobs_->Read(source, offset, length, [&](const char* p, size_t n) {
+    if (plain) {
+      if (buf.size() < n) buf.resize(n);
+      plain->ApplyTo(p, buf.data(), n);
+      p = buf.data();
+    }
+    if (sums)
+      for (auto& sum : *sums) sum.Update(p, n);
+    return writer->Write(p, n);
+  }));
   return writer->Finish();
 }
 
@@ -285,6 +303,9 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
   }
   std::string bucket = source.substr(0, slash), key = source.substr(slash + 1);
   PHOTON_ASSIGN_OR_RETURN(BucketMeta source_bucket, RequireBucket(bucket));
+  if (r.http.HasHeader("x-amz-source-expected-bucket-owner") &&
+      r.http.Header("x-amz-source-expected-bucket-owner") != source_bucket.owner)
+    return S3Error("AccessDenied", "Access Denied");
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(bucket, key, version_id));
   // The caller must be able to read the source: the source bucket's policy (a Deny wins),
   // else the source's ACL.
@@ -297,12 +318,39 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
       (policy != PolicyDecision::kAllow && !(Permissions(source_acl, r.caller) & kPermRead))) {
     return S3Error("AccessDenied", "Access Denied");
   }
-  if (SseKeys::IsEncrypted(o.headers)) {
-    return S3Error("NotImplemented", "lightningstor does not copy server-side encrypted objects");
+  if (SseKeys::IsEncrypted(o.headers) && r.op != "CopyObject") {
+    return S3Error("NotImplemented",
+                   "lightningstor copies server-side encrypted objects with CopyObject only, not "
+                   "into multipart uploads");
   }
   PHOTON_RETURN_IF_ERROR(CheckConditions(r.http, o, "x-amz-copy-source-", true));
   return o;
 }
+
+namespace {
+
+// The checksums a copy takes of the bytes it copies: x-amz-checksum-algorithm's when asked,
+// else every algorithm the source has one of.
+StatusOr<std::vector<Checksummer>> CopyChecksums(const http::Request& req,
+                                                 const std::map<std::string, std::string>& source) {
+  std::vector<Checksummer> sums;
+  const std::string& asked = req.Header("x-amz-checksum-algorithm");
+  if (!asked.empty()) {
+    std::optional<ChecksumKind> kind = ChecksumKindOf(asked);
+    if (!kind) {
+      return S3Error("InvalidRequest",
+                     "Checksum algorithm provided is unsupported. Please try again with any of "
+                     "the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]");
+    }
+    sums.emplace_back(*kind);
+    return sums;
+  }
+  for (ChecksumKind kind : kChecksumKinds)
+    if (source.count(ChecksumHeader(kind))) sums.emplace_back(kind);
+  return sums;
+}
+
+}  // namespace
 
 StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   if (r.key.size() > 1024) return S3Error("KeyTooLongError", "Your key is too long");
@@ -318,13 +366,24 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   if (tagging != "COPY" && tagging != "REPLACE") {
     return S3Error("InvalidArgument", "Unknown tagging directive.");
   }
-  if (source.bucket == r.bucket && source.key == r.key && directive == "COPY") {
+  // The source's key (SSE-C: x-amz-copy-source-server-side-encryption-customer-*) and the
+  // copy's own encryption (x-amz-server-side-encryption*), as on a PUT.
+  PHOTON_ASSIGN_OR_RETURN(SseRequest source_sse, ParseCopySourceSse(r.http));
+  PHOTON_ASSIGN_OR_RETURN(SseKeys::ReadKey source_key, sse_.ForRead(source.headers, source_sse));
+  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
+  PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
+  std::optional<CtrCipher> cipher;
+  if (!key.data_key.empty()) cipher.emplace(key.data_key, key.iv, 0);
+  if (source.bucket == r.bucket && source.key == r.key && directive == "COPY" &&
+      sse.mode == SseRequest::Mode::kNone) {
     return S3Error("InvalidRequest",
                    "This copy request is illegal because it is trying to copy an object to itself "
                    "without changing the object's metadata, storage class, website redirect "
                    "location or encryption attributes.");
   }
-  PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, CopyData(source, 0, source.size, false));
+  PHOTON_ASSIGN_OR_RETURN(std::vector<Checksummer> sums, CopyChecksums(r.http, source.headers));
+  PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, CopyData(source, 0, source.size, false, &sums,
+                                                     &source_key, cipher ? &*cipher : nullptr));
   ObjectMeta o;
   o.bucket = r.bucket;
   o.key = r.key;
@@ -334,9 +393,19 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
     o.headers = source.headers;
   } else {
     RequestMetadata(r.http, &o.content_type, &o.headers);
-    for (const auto& [k, v] : source.headers)
-      if (k.rfind("x-amz-checksum-", 0) == 0) o.headers[k] = v;
   }
+  // The copy is one part: its checksums are those just taken of its bytes, never a multipart
+  // source's composite or part checksums.
+  std::erase_if(o.headers, [](const auto& h) {
+    return h.first.rfind("x-amz-checksum-", 0) == 0 || h.first == kChecksumAlgorithmHeader ||
+           h.first == kChecksumTypeHeader || h.first == kPartChecksumsHeader;
+  });
+  std::map<std::string, std::string> checksums;
+  for (auto& sum : sums) checksums[ChecksumHeader(sum.kind())] = Base64Encode(sum.Finish());
+  for (const auto& [k, v] : checksums) o.headers[k] = v;
+  // Never the source's encryption: the copy's own key (or none).
+  SseKeys::Strip(&o.headers);
+  for (const auto& [k, v] : key.headers) o.headers[k] = v;
   // As in S3: tags are copied unless replaced; the ACL is never copied (private unless given).
   o.headers.erase(kAclHeader);
   o.headers.erase(kTagsHeader);
@@ -354,6 +423,7 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   StoreLock(ObjectLock{}, &o.headers);
   PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &o.headers, true));
   FillData(o, blob);
+  if (sse.mode == SseRequest::Mode::kCustomer) o.etag = HexEncode(Md5Raw(key.iv + blob.md5));
   std::string etag = o.etag;
   int64_t mtime = o.mtime_ms;
   std::string blob_id = o.segments.empty() ? "" : o.segments[0].blob_id;
@@ -367,6 +437,10 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   w.Open("CopyObjectResult", kXmlns);
   w.Element("LastModified", sigv4::FormatIso8601(mtime));
   w.Element("ETag", QuoteEtag(etag));
+  for (ChecksumKind kind : kChecksumKinds) {
+    auto sum = checksums.find(ChecksumHeader(kind));
+    if (sum != checksums.end()) w.Element(ChecksumElement(kind), sum->second);
+  }
   w.Close("CopyObjectResult");
   http::Response resp;
   resp.body = w.Take();
@@ -374,8 +448,33 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   if (result->version_id != "null") resp.AddHeader("x-amz-version-id", result->version_id);
   if (source.version_id != "null")
     resp.AddHeader("x-amz-copy-source-version-id", source.version_id);
+  for (const auto& [k, v] : SseKeys::ResponseHeaders(key.headers)) resp.AddHeader(k, v);
+  if (sse.mode == SseRequest::Mode::kCustomer)
+    resp.AddHeader("x-amz-server-side-encryption-customer-key-MD5", sse.key_md5_b64);
   return resp;
 }
+
+namespace {
+
+// x-amz-checksum-<alg> of part `index` (segment order) of a multipart object made with a
+// checksum algorithm.
+void AddPartChecksum(const ObjectMeta& o, int index, http::Response& resp) {
+  auto algorithm = o.headers.find(kChecksumAlgorithmHeader);
+  auto sums = o.headers.find(kPartChecksumsHeader);
+  if (algorithm == o.headers.end() || sums == o.headers.end()) return;
+  std::optional<ChecksumKind> kind = ChecksumKindOf(algorithm->second);
+  size_t pos = 0;
+  for (int i = 0; i < index && pos != std::string::npos; ++i) {
+    pos = sums->second.find(',', pos);
+    if (pos != std::string::npos) ++pos;
+  }
+  if (!kind || pos == std::string::npos) return;
+  size_t end = sums->second.find(',', pos);
+  resp.AddHeader(ChecksumHeader(*kind), sums->second.substr(pos, end - pos));
+  resp.AddHeader("x-amz-checksum-type", "FULL_OBJECT");
+}
+
+}  // namespace
 
 StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   const std::string* version = r.http.Query("versionId");
@@ -419,13 +518,13 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   }
   PHOTON_RETURN_IF_ERROR(conditions);
   std::optional<std::pair<uint64_t, uint64_t>> range;
-  int parts_count = 0;
+  int parts_count = 0, part_index = -1;
   if (const std::string* part = r.http.Query("partNumber")) {
     if (r.http.HasHeader("range")) {
       return S3Error("InvalidRequest",
                      "Cannot specify both Range header and partNumber query parameter");
     }
-    PHOTON_ASSIGN_OR_RETURN(range, PartRange(o, *part, &parts_count));
+    PHOTON_ASSIGN_OR_RETURN(range, PartRange(o, *part, &parts_count, &part_index));
   } else {
     PHOTON_ASSIGN_OR_RETURN(range, ParseRange(r.http.Header("range"), o.size));
   }
@@ -446,7 +545,23 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   }
   std::map<std::string, std::string> out_headers;
   out_headers["content-type"] = o.content_type;
-  bool want_checksums = r.http.Header("x-amz-checksum-mode") == "ENABLED" && !range;
+  const std::string& checksum_mode = r.http.Header("x-amz-checksum-mode");
+  if (!checksum_mode.empty() && checksum_mode != "ENABLED")
+    return S3Error("InvalidArgument", "x-amz-checksum-mode must be ENABLED");
+  // The object's checksums answer a whole-object read; a part's read answers that part's (a
+  // single-part object's part 1 is the object); a Range read none, as in S3.
+  bool whole = !range || (r.http.HasQuery("partNumber") && part_index < 0);
+  bool want_checksums = !checksum_mode.empty() && whole;
+  if (!checksum_mode.empty() && part_index >= 0) AddPartChecksum(o, part_index, resp);
+  if (want_checksums) {
+    for (ChecksumKind kind : kChecksumKinds) {
+      auto sum = o.headers.find(ChecksumHeader(kind));
+      if (sum == o.headers.end()) continue;
+      bool composite = sum->second.find('-') != std::string::npos;
+      resp.AddHeader("x-amz-checksum-type", composite ? "COMPOSITE" : "FULL_OBJECT");
+      break;
+    }
+  }
   for (const auto& [k, v] : o.headers) {
     if (k.rfind("x-amz-checksum-", 0) == 0 && !want_checksums) continue;
     if (k == kTagsHeader) {

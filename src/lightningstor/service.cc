@@ -55,6 +55,61 @@ bool IsImplementedSubresource(const std::string& name, bool object) {
   return (object ? objects : bucket)->count(name) > 0;
 }
 
+// Query arguments an operation reads; any other argument is refused rather than ignored
+// (GET /bucket/key?prefix=x is not an object read that drops the prefix). Operations missing
+// here take none. x-id (the SDKs' operation tag) and presigned X-Amz-* go with every one.
+Status RefuseIgnoredArguments(const http::Request& req, const std::string& op, bool object) {
+  using Names = std::set<std::string>;
+  static const auto* table = new std::map<std::string, Names>{
+      {"ListObjects", {"prefix", "delimiter", "marker", "max-keys", "encoding-type", "list-type"}},
+      {"ListObjectsV2",
+       {"list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after",
+        "fetch-owner", "encoding-type"}},
+      {"ListObjectVersions",
+       {"prefix", "delimiter", "key-marker", "version-id-marker", "max-keys", "encoding-type"}},
+      {"ListMultipartUploads",
+       {"prefix", "key-marker", "upload-id-marker", "max-uploads", "encoding-type"}},
+      {"ListParts", {"uploadId", "max-parts", "part-number-marker", "encoding-type"}},
+      {"GetObject", {"versionId", "partNumber"}},
+      {"HeadObject", {"versionId", "partNumber"}},
+      {"UploadPart", {"uploadId", "partNumber"}},
+      {"UploadPartCopy", {"uploadId", "partNumber"}},
+      {"CompleteMultipartUpload", {"uploadId"}},
+      {"AbortMultipartUpload", {"uploadId"}},
+      {"DeleteObject", {"versionId"}},
+      {"GetObjectAcl", {"versionId"}},
+      {"PutObjectAcl", {"versionId"}},
+      {"GetObjectTagging", {"versionId"}},
+      {"PutObjectTagging", {"versionId"}},
+      {"DeleteObjectTagging", {"versionId"}},
+      {"GetObjectRetention", {"versionId"}},
+      {"PutObjectRetention", {"versionId"}},
+      {"GetObjectLegalHold", {"versionId"}},
+      {"PutObjectLegalHold", {"versionId"}},
+      {"GetObjectAttributes", {"versionId"}}};
+  static const std::set<std::string> kOverrides = {
+      "response-content-type",  "response-content-language",    "response-expires",
+      "response-cache-control", "response-content-disposition", "response-content-encoding"};
+  auto it = table->find(op);
+  int subresources = 0;
+  for (const auto& [name, value] : req.query) {
+    if (IsImplementedSubresource(name, object)) {
+      if (++subresources > 1)
+        return S3Error("NotImplemented", "one sub-resource per request (?" + name + ")");
+      continue;
+    }
+    if (name == "x-id" || (name.size() > 6 && strncasecmp(name.c_str(), "x-amz-", 6) == 0))
+      continue;
+    if (name.rfind("response-", 0) == 0 && (op == "GetObject" || op == "HeadObject")) {
+      if (kOverrides.count(name)) continue;
+      return S3Error("InvalidArgument", name + " is not a response header S3 overrides");
+    }
+    if (it == table->end() || !it->second.count(name))
+      return S3Error("NotImplemented", "the query argument " + name + " is not taken by " + op);
+  }
+  return absl::OkStatus();
+}
+
 // Operations that take an ACL (x-amz-acl, x-amz-grant-*).
 bool AclOp(const std::string& op) {
   return op == "PutObject" || op == "CopyObject" || op == "CreateMultipartUpload" ||
@@ -64,14 +119,16 @@ bool AclOp(const std::string& op) {
 // Request headers asking for things lightningstor does not do: refused, never ignored.
 Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op) {
   for (const auto& [name, value] : req.headers) {
-    // PUT, GET and HEAD take SSE-S3 and SSE-C (sse.h); other operations do not encrypt.
-    bool sse_op =
-        op == "PutObject" || op == "GetObject" || op == "HeadObject" || op == "GetObjectAttributes";
+    // PUT, copy, GET and HEAD take SSE-S3 and SSE-C (sse.h); multipart uploads do not (each
+    // part would need its own IV under the object's key, and a GET to switch keystreams at
+    // part boundaries: not built), nor do other operations.
+    bool sse_op = op == "PutObject" || op == "CopyObject" || op == "GetObject" ||
+                  op == "HeadObject" || op == "GetObjectAttributes";
     if ((name.rfind("x-amz-server-side-encryption", 0) == 0 && !sse_op) ||
-        name.rfind("x-amz-copy-source-server-side-encryption", 0) == 0) {
+        (name.rfind("x-amz-copy-source-server-side-encryption", 0) == 0 && op != "CopyObject")) {
       return S3Error("NotImplemented",
-                     "lightningstor implements server-side encryption on PutObject, GetObject "
-                     "and HeadObject only (" +
+                     "lightningstor implements server-side encryption on PutObject, CopyObject, "
+                     "GetObject and HeadObject only, not on multipart uploads (" +
                          name + " on " + op + ")");
     }
     // Object Lock: set by PutObject, CopyObject and CreateMultipartUpload, at bucket
@@ -91,6 +148,21 @@ Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op)
     }
     if (name == "x-amz-mfa" || name == "x-amz-write-offset-bytes") {
       return S3Error("NotImplemented", name + " is not implemented by lightningstor");
+    }
+    // Checksums: values are verified on the bodies that carry them (an object's on PUT and
+    // UploadPart, a CompleteMultipartUpload's names the object's, documents' on the requests
+    // that send one); an algorithm or type is taken where S3 takes it.
+    bool body_op = (req.method == "PUT" || req.method == "POST") && op != "CopyObject" &&
+                   op != "UploadPartCopy" && op != "CreateMultipartUpload";
+    if ((name.rfind("x-amz-checksum-", 0) == 0 && name != "x-amz-checksum-mode" &&
+         name != "x-amz-checksum-algorithm" && name != "x-amz-checksum-type" && !body_op) ||
+        (name == "x-amz-checksum-algorithm" && op != "CreateMultipartUpload" &&
+         op != "CopyObject" && op != "PutObject" && op != "UploadPart") ||
+        (name == "x-amz-checksum-type" && op != "CreateMultipartUpload" &&
+         op != "CompleteMultipartUpload") ||
+        (name == "x-amz-mp-object-size" && op != "CompleteMultipartUpload") ||
+        (name == "x-amz-checksum-mode" && op != "GetObject" && op != "HeadObject")) {
+      return S3Error("InvalidRequest", name + " is not taken by " + op);
     }
     if (name == "x-amz-object-ownership" && value != "ObjectWriter" &&
         value != "BucketOwnerPreferred") {
@@ -383,6 +455,10 @@ Status S3Service::CheckAccess(S3Request& r) {
   }
   r.bucket_owner = bucket->owner;
   r.logging = bucket->logging;
+  // x-amz-expected-bucket-owner: the request is for this account's bucket only (as in S3).
+  if (r.http.HasHeader("x-amz-expected-bucket-owner") &&
+      r.http.Header("x-amz-expected-bucket-owner") != bucket->owner)
+    return denied;
   r.public_access = DecodePublicAccessBlock(bucket->public_access_block);
   Acl acl = BucketAcl(bucket->owner, bucket->acl, bucket->public_read);
   if (r.public_access.ignore_public_acls) acl = WithoutPublicGrants(std::move(acl));
@@ -574,6 +650,9 @@ http::Response S3Service::Handle(http::Request& req) {
     if (r.op == "PostObject") return PostObject(r);
     PHOTON_RETURN_IF_ERROR(CheckAccess(r));
     PHOTON_RETURN_IF_ERROR(RefuseUnsupportedHeaders(req, r.op));
+    // (A browser's preflight names the URL of the request it prepares, arguments and all.)
+    if (r.op != "CorsPreflight")
+      PHOTON_RETURN_IF_ERROR(RefuseIgnoredArguments(req, r.op, !key.empty()));
     return Dispatch(r);
   }();
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/metrics.h"
@@ -166,13 +167,20 @@ class S3Service {
   // Shared helpers (object_handlers.cc).
   // Streams the (decoded, verified) request body into a new blob. With a cipher, the bytes
   // are encrypted before they are stored (after hashing); blob.md5 and *plain_md5 are the
-  // MD5 of the plaintext, which Content-MD5 is checked against.
+  // MD5 of the plaintext, which Content-MD5 is checked against. `always`: a checksum computed
+  // into *checksums even when the request sends none (an upload's x-amz-checksum-algorithm).
   StatusOr<WrittenBlob> ReceiveBody(S3Request& r, bool force_file,
                                     std::map<std::string, std::string>* checksums,
-                                    CtrCipher* cipher = nullptr, std::string* plain_md5 = nullptr);
-  // Copies bytes [offset, offset+length) of an object into a new blob.
+                                    CtrCipher* cipher = nullptr, std::string* plain_md5 = nullptr,
+                                    std::optional<ChecksumKind> always = std::nullopt);
+  // Copies bytes [offset, offset+length) of an object into a new blob; the checksums in
+  // *sums (may be null) are taken of the copied bytes on the way.
+  // An encrypted source is decrypted with `decrypt`; with `encrypt` the copy is stored
+  // encrypted (WrittenBlob::md5 stays the plaintext's).
   StatusOr<WrittenBlob> CopyData(const ObjectMeta& source, uint64_t offset, uint64_t length,
-                                 bool force_file);
+                                 bool force_file, std::vector<Checksummer>* sums,
+                                 const SseKeys::ReadKey* decrypt = nullptr,
+                                 CtrCipher* encrypt = nullptr);
   // Resolves x-amz-copy-source to its object version.
   StatusOr<ObjectMeta> CopySource(S3Request& r);
   // Reads a small request body (XML documents) whole, up to limit bytes.

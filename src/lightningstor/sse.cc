@@ -103,6 +103,20 @@ void CtrCipher::ApplyTo(const char* in, char* out, size_t n) {
   }
 }
 
+StatusOr<SseRequest> ParseCopySourceSse(const http::Request& req) {
+  constexpr std::string_view kPrefix = "x-amz-copy-source-server-side-encryption";
+  http::Request source;
+  for (const auto& [name, value] : req.headers) {
+    if (name.rfind(kPrefix, 0) != 0) continue;
+    std::string rest = name.substr(kPrefix.size());
+    if (rest.rfind("-customer-", 0) != 0) {
+      return S3Error("InvalidArgument", name + " is not a copy-source encryption header");
+    }
+    source.headers.emplace_back("x-amz-server-side-encryption" + rest, value);
+  }
+  return ParseSseRequest(source);
+}
+
 StatusOr<SseRequest> ParseSseRequest(const http::Request& req) {
   SseRequest out;
   for (const auto& [name, value] : req.headers) {
@@ -240,6 +254,10 @@ std::map<std::string, std::string> SseKeys::ResponseHeaders(
 
 bool SseKeys::IsEncrypted(const std::map<std::string, std::string>& stored) {
   return stored.count(kMode) > 0;
+}
+
+void SseKeys::Strip(std::map<std::string, std::string>* stored) {
+  for (const char* name : {kMode, kIv, kWrapped, kHmac}) stored->erase(name);
 }
 
 }  // namespace photon::lightningstor

@@ -42,6 +42,9 @@ struct SseRequest {
 
 // The request's SSE headers: InvalidArgument when malformed, NotImplemented for SSE-KMS.
 StatusOr<SseRequest> ParseSseRequest(const http::Request& req);
+// A copy's source key: x-amz-copy-source-server-side-encryption-customer-{algorithm,key,
+// key-MD5} (SSE-C only, as in S3), checked as ParseSseRequest checks the unprefixed ones.
+StatusOr<SseRequest> ParseCopySourceSse(const http::Request& req);
 
 class SseKeys {
  public:
@@ -67,6 +70,8 @@ class SseKeys {
   static std::map<std::string, std::string> ResponseHeaders(
       const std::map<std::string, std::string>& stored);
   static bool IsEncrypted(const std::map<std::string, std::string>& stored);
+  // Removes the internal SSE headers (a copy never carries its source's key).
+  static void Strip(std::map<std::string, std::string>* stored);
 
  private:
   StatusOr<std::string> MasterKey();  // read, or made on first use

@@ -72,6 +72,8 @@ struct PartMeta {
   std::string etag;  // hex MD5, no quotes
   int64_t mtime_ms = 0;
   Segment segment;
+  // x-amz-checksum-<alg> -> base64 of the part's bytes, as verified or computed when it came.
+  std::map<std::string, std::string> checksums;
 };
 
 std::string EncodeSegments(const std::vector<Segment>& segments);

@@ -318,6 +318,35 @@ TEST(Checksums, KnownVectors) {
   EXPECT_EQ(raw, "hello!!");
 }
 
+TEST(Checksums, Crc64NvmeAndNames) {
+  EXPECT_EQ(Crc64NvmeUpdate(0, "123456789", 9), 0xAE8B14860A799888ull);  // the check value
+  EXPECT_EQ(Crc64NvmeUpdate(Crc64NvmeUpdate(0, "1234", 4), "56789", 5), 0xAE8B14860A799888ull);
+  EXPECT_EQ(HexEncode(ChecksumOf(ChecksumKind::kCrc64Nvme, "123456789")), "ae8b14860a799888");
+  EXPECT_EQ(HexEncode(ChecksumOf(ChecksumKind::kCrc32, "123456789")), "cbf43926");
+  EXPECT_EQ(ChecksumKindOf("CRC64NVME"), ChecksumKind::kCrc64Nvme);
+  EXPECT_EQ(ChecksumKindOf("sha256"), ChecksumKind::kSha256);
+  EXPECT_FALSE(ChecksumKindOf("md5").has_value());
+  EXPECT_EQ(ChecksumHeader(ChecksumKind::kCrc32c), "x-amz-checksum-crc32c");
+  EXPECT_STREQ(ChecksumElement(ChecksumKind::kSha1), "ChecksumSHA1");
+}
+
+// A FULL_OBJECT multipart checksum: the CRC of A||B from the CRCs of A and B, for every CRC
+// kind and split (empty pieces included), equals the CRC of the whole.
+TEST(Checksums, CombinedCrcEqualsWholeCrc) {
+  std::string data(70000, '\0');
+  uint32_t x = 777;
+  for (auto& c : data) c = static_cast<char>((x = x * 1103515245 + 12345) >> 16);
+  for (ChecksumKind kind :
+       {ChecksumKind::kCrc32, ChecksumKind::kCrc32c, ChecksumKind::kCrc64Nvme}) {
+    std::string whole = ChecksumOf(kind, data);
+    for (size_t cut : {0, 1, 4096, 65537, 70000}) {
+      std::string a = data.substr(0, cut), b = data.substr(cut);
+      EXPECT_EQ(CombineCrc(kind, ChecksumOf(kind, a), ChecksumOf(kind, b), b.size()), whole)
+          << ChecksumName(kind) << " at " << cut;
+    }
+  }
+}
+
 // The interleaved hardware CRC-32C against a bytewise reference, across the lane boundaries.
 TEST(Checksums, Crc32cLanesMatchReference) {
   auto reference = [](uint32_t crc, const std::string& d) {

@@ -13,7 +13,9 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+import zlib
 
+import awscrt.checksums
 from botocore.exceptions import ClientError
 
 import lsd
@@ -56,6 +58,38 @@ def conditional(s3, method, **params):
     headers = {CONDITION_HEADERS[k]: str(params.pop(k)) for k in list(params) if k in CONDITION_HEADERS}
     with extra_headers(s3, OPERATIONS[method], headers):
         return getattr(s3, method)(**params)
+
+
+def b64(raw):
+    return base64.b64encode(raw).decode()
+
+
+def _crc_table(poly):
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC64NVME = _crc_table(0x9A6C9329AC4BC9B5)
+
+
+def _crc(data, table, ones):
+    crc = ones
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ ones
+
+
+def crc32c(data):
+    return awscrt.checksums.crc32c(data)  # the AWS SDKs' own (python3-awscrt, with awscli)
+
+
+def crc64nvme(data):
+    return _crc(data, _CRC64NVME, 0xFFFFFFFFFFFFFFFF)
 
 
 def wait_until(predicate, timeout=15):
@@ -324,19 +358,7 @@ class SemanticsTest(unittest.TestCase):
                                         PartNumberMarker=op["NextPartNumberMarker"])["ObjectParts"]
         self.assertFalse(rest["IsTruncated"])
         self.assertEqual([(p["PartNumber"], p["Size"]) for p in rest["Parts"]], [(9, 7)])
-        # Uploaded with a checksum algorithm: S3 would answer its composite checksum and each
-        # part's; lightningstor keeps neither, so asking for them is refused, not left out.
-        uid = s3.create_multipart_upload(Bucket="sem", Key="attrs-mp-sum", ChecksumAlgorithm="SHA256")["UploadId"]
-        p1 = s3.upload_part(Bucket="sem", Key="attrs-mp-sum", UploadId=uid, PartNumber=1, Body=b"abc",
-                            ChecksumAlgorithm="SHA256")
-        s3.complete_multipart_upload(Bucket="sem", Key="attrs-mp-sum", UploadId=uid, MultipartUpload={"Parts": [
-            {"PartNumber": 1, "ETag": p1["ETag"], "ChecksumSHA256": p1["ChecksumSHA256"]}]})
-        for asked in (["Checksum"], ["ObjectParts"], every):
-            with self.assertRaises(ClientError) as e:
-                s3.get_object_attributes(Bucket="sem", Key="attrs-mp-sum", ObjectAttributes=asked)
-            self.assertEqual(code(e), "NotImplemented", asked)
-        self.assertEqual(s3.get_object_attributes(Bucket="sem", Key="attrs-mp-sum",
-                                                  ObjectAttributes=["ObjectSize"])["ObjectSize"], 3)
+        # (Multipart objects uploaded with a checksum algorithm: test_multipart_checksums.)
         # Refusals: unknown attribute, a missing key, an anonymous caller, SSE-C without the key.
         with self.assertRaises(ClientError) as e:
             s3.get_object_attributes(Bucket="sem", Key="attrs", ObjectAttributes=["Owner"])
@@ -369,6 +391,204 @@ class SemanticsTest(unittest.TestCase):
         st, _, _ = s3raw.send(self.d.port, "PUT", "/sem/attrs", headers, b"X", query="attributes=")
         self.assertEqual(st, 405)
         self.assertEqual(s3.get_object(Bucket="sem", Key="attrs")["Body"].read(), body)
+
+    # --- checksums of multipart uploads and copies -------------------------------------
+
+    def test_multipart_checksums(self):
+        s3 = self.s3
+        p1, p2 = os.urandom(5 * MIB), b"the last part" * 100
+        # COMPOSITE SHA-256 (boto3's default for ChecksumAlgorithm): every part's checksum is
+        # kept, the completion compares the ones it names, the object's is sha256(sums)-N.
+        uid = s3.create_multipart_upload(Bucket="sem", Key="mp-sha", ChecksumAlgorithm="SHA256")["UploadId"]
+        r1 = s3.upload_part(Bucket="sem", Key="mp-sha", UploadId=uid, PartNumber=1, Body=p1,
+                            ChecksumAlgorithm="SHA256")
+        # A part sent without a checksum gets one computed; one of another algorithm is refused.
+        r2 = s3.upload_part(Bucket="sem", Key="mp-sha", UploadId=uid, PartNumber=2, Body=p2)
+        self.assertEqual(r1["ChecksumSHA256"], b64(hashlib.sha256(p1).digest()))
+        self.assertEqual(r2["ChecksumSHA256"], b64(hashlib.sha256(p2).digest()))
+        with self.assertRaises(ClientError) as e:
+            s3.upload_part(Bucket="sem", Key="mp-sha", UploadId=uid, PartNumber=3, Body=b"x",
+                           ChecksumAlgorithm="CRC32")
+        self.assertEqual(code(e), "InvalidRequest")
+        listed = s3.list_parts(Bucket="sem", Key="mp-sha", UploadId=uid)
+        self.assertEqual(listed["ChecksumAlgorithm"], "SHA256")
+        self.assertEqual([p["ChecksumSHA256"] for p in listed["Parts"]], [r1["ChecksumSHA256"], r2["ChecksumSHA256"]])
+        good = [{"PartNumber": 1, "ETag": r1["ETag"], "ChecksumSHA256": r1["ChecksumSHA256"]},
+                {"PartNumber": 2, "ETag": r2["ETag"], "ChecksumSHA256": r2["ChecksumSHA256"]}]
+
+        def refused(parts, expected, headers=None):
+            with self.assertRaises(ClientError) as e, extra_headers(s3, "CompleteMultipartUpload", headers or {}):
+                s3.complete_multipart_upload(Bucket="sem", Key="mp-sha", UploadId=uid,
+                                             MultipartUpload={"Parts": parts})
+            self.assertEqual(code(e), expected, (parts, headers))
+
+        swapped = [dict(good[0], ChecksumSHA256=r2["ChecksumSHA256"]), good[1]]
+        refused(swapped, "InvalidPart")  # a part checksum that is not the part's
+        refused([{"PartNumber": 1, "ETag": r1["ETag"]}, good[1]], "InvalidRequest")  # left out
+        crc = b64(zlib.crc32(p1).to_bytes(4, "big"))
+        refused([{"PartNumber": 1, "ETag": r1["ETag"], "ChecksumCRC32": crc}, good[1]], "InvalidRequest")
+        composite = b64(hashlib.sha256(hashlib.sha256(p1).digest() + hashlib.sha256(p2).digest()).digest()) + "-2"
+        refused(good, "BadDigest", {"x-amz-checksum-sha256": b64(hashlib.sha256(p1 + p2).digest())})
+        refused(good, "InvalidRequest", {"x-amz-mp-object-size": str(len(p1))})
+        refused(good, "InvalidRequest", {"x-amz-checksum-type": "FULL_OBJECT"})
+        with extra_headers(s3, "CompleteMultipartUpload", {"x-amz-checksum-sha256": composite,
+                                                           "x-amz-mp-object-size": str(len(p1) + len(p2))}):
+            done = s3.complete_multipart_upload(Bucket="sem", Key="mp-sha", UploadId=uid,
+                                                MultipartUpload={"Parts": good})
+        self.assertEqual(done["ChecksumSHA256"], composite)
+        head = s3.head_object(Bucket="sem", Key="mp-sha", ChecksumMode="ENABLED")
+        self.assertEqual(head["ChecksumSHA256"], composite)
+        self.assertEqual(head["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"], "COMPOSITE")
+        self.assertNotIn("ChecksumSHA256", s3.head_object(Bucket="sem", Key="mp-sha"))
+        self.assertEqual(s3.get_object(Bucket="sem", Key="mp-sha", ChecksumMode="ENABLED")["ChecksumSHA256"],
+                         composite)
+        # A part read answers the part's checksum (which botocore checks the bytes against).
+        part = s3.get_object(Bucket="sem", Key="mp-sha", PartNumber=2, ChecksumMode="ENABLED")
+        self.assertEqual(part["ChecksumSHA256"], r2["ChecksumSHA256"])
+        self.assertEqual(part["Body"].read(), p2)
+        a = s3.get_object_attributes(Bucket="sem", Key="mp-sha", ObjectAttributes=["Checksum", "ObjectParts"])
+        self.assertEqual(a["Checksum"], {"ChecksumSHA256": composite})
+        self.assertEqual([(p["PartNumber"], p["ChecksumSHA256"]) for p in a["ObjectParts"]["Parts"]],
+                         [(1, r1["ChecksumSHA256"]), (2, r2["ChecksumSHA256"])])
+        # A retried completion (answer lost) gets the same answer, checksum included.
+        again = s3.complete_multipart_upload(Bucket="sem", Key="mp-sha", UploadId=uid,
+                                             MultipartUpload={"Parts": good})
+        self.assertEqual((again["ETag"], again["ChecksumSHA256"]), (done["ETag"], composite))
+        # A copy is one part: its checksum is taken of its bytes (the source's algorithm, or
+        # the one asked), never the source's composite.
+        copy = s3.copy_object(Bucket="sem", Key="mp-sha-copy", CopySource="sem/mp-sha")
+        self.assertEqual(copy["CopyObjectResult"]["ChecksumSHA256"], b64(hashlib.sha256(p1 + p2).digest()))
+        got = s3.get_object(Bucket="sem", Key="mp-sha-copy", ChecksumMode="ENABLED")
+        self.assertEqual(got["ChecksumSHA256"], b64(hashlib.sha256(p1 + p2).digest()))
+        self.assertEqual(got["Body"].read(), p1 + p2)
+        copy = s3.copy_object(Bucket="sem", Key="mp-sha-copy", CopySource="sem/mp-sha", ChecksumAlgorithm="CRC32")
+        self.assertEqual(copy["CopyObjectResult"]["ChecksumCRC32"], b64(zlib.crc32(p1 + p2).to_bytes(4, "big")))
+        self.assertNotIn("ChecksumSHA256", s3.head_object(Bucket="sem", Key="mp-sha-copy", ChecksumMode="ENABLED"))
+
+        # FULL_OBJECT CRC-32C: the object's CRC is combined from the parts' and their sizes, and
+        # a whole GET is checked against it by botocore. A part copy gets its checksum too.
+        with extra_headers(s3, "CreateMultipartUpload", {"x-amz-checksum-type": "FULL_OBJECT"}):
+            created = s3.create_multipart_upload(Bucket="sem", Key="mp-crc", ChecksumAlgorithm="CRC32C")
+        uid = created["UploadId"]
+        self.assertEqual(created["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"], "FULL_OBJECT")
+        q1 = s3.upload_part(Bucket="sem", Key="mp-crc", UploadId=uid, PartNumber=1, Body=p1, ChecksumAlgorithm="CRC32C")
+        q2 = s3.upload_part_copy(Bucket="sem", Key="mp-crc", UploadId=uid, PartNumber=2, CopySource="sem/mp-sha",
+                                 CopySourceRange="bytes=%d-%d" % (len(p1), len(p1) + len(p2) - 1))
+        self.assertEqual(q2["CopyPartResult"]["ChecksumCRC32C"], b64(crc32c(p2).to_bytes(4, "big")))
+        # FULL_OBJECT: part checksums may be left out; named ones are still compared.
+        with self.assertRaises(ClientError) as e:
+            s3.complete_multipart_upload(Bucket="sem", Key="mp-crc", UploadId=uid, MultipartUpload={"Parts": [
+                {"PartNumber": 1, "ETag": q1["ETag"], "ChecksumCRC32C": q2["CopyPartResult"]["ChecksumCRC32C"]},
+                {"PartNumber": 2, "ETag": q2["CopyPartResult"]["ETag"]}]})
+        self.assertEqual(code(e), "InvalidPart")
+        done = s3.complete_multipart_upload(Bucket="sem", Key="mp-crc", UploadId=uid, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": q1["ETag"]}, {"PartNumber": 2, "ETag": q2["CopyPartResult"]["ETag"]}]})
+        whole = b64(crc32c(p1 + p2).to_bytes(4, "big"))
+        self.assertEqual(done["ChecksumCRC32C"], whole)
+        got = s3.get_object(Bucket="sem", Key="mp-crc", ChecksumMode="ENABLED")
+        self.assertEqual(got["ChecksumCRC32C"], whole)
+        self.assertEqual(got["Body"].read(), p1 + p2)
+        self.assertEqual(s3.get_object_attributes(Bucket="sem", Key="mp-crc", ObjectAttributes=["Checksum"])["Checksum"],
+                         {"ChecksumCRC32C": whole})
+
+        # CRC64NVME (newer than Debian's boto3: sent as S3's headers): a single PUT verifies it,
+        # a multipart upload defaults to FULL_OBJECT.
+        body = b"crc64nvme body" * 1000
+        with extra_headers(s3, "PutObject", {"x-amz-checksum-crc64nvme": b64(crc64nvme(body).to_bytes(8, "big"))}):
+            s3.put_object(Bucket="sem", Key="crc64", Body=body)
+        head = s3.head_object(Bucket="sem", Key="crc64", ChecksumMode="ENABLED")["ResponseMetadata"]["HTTPHeaders"]
+        self.assertEqual(head["x-amz-checksum-crc64nvme"], b64(crc64nvme(body).to_bytes(8, "big")))
+        with self.assertRaises(ClientError) as e:
+            with extra_headers(s3, "PutObject", {"x-amz-checksum-crc64nvme": b64(bytes(8))}):
+                s3.put_object(Bucket="sem", Key="crc64-bad", Body=body)
+        self.assertEqual(code(e), "BadDigest")
+        with extra_headers(s3, "CreateMultipartUpload", {"x-amz-checksum-algorithm": "CRC64NVME"}):
+            uid = s3.create_multipart_upload(Bucket="sem", Key="mp-crc64")["UploadId"]
+        e1 = s3.upload_part(Bucket="sem", Key="mp-crc64", UploadId=uid, PartNumber=1, Body=p1)["ETag"]
+        e2 = s3.upload_part(Bucket="sem", Key="mp-crc64", UploadId=uid, PartNumber=2, Body=p2)["ETag"]
+        s3.complete_multipart_upload(Bucket="sem", Key="mp-crc64", UploadId=uid, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+        head = s3.head_object(Bucket="sem", Key="mp-crc64", ChecksumMode="ENABLED")["ResponseMetadata"]["HTTPHeaders"]
+        self.assertEqual(head["x-amz-checksum-crc64nvme"], b64(crc64nvme(p1 + p2).to_bytes(8, "big")))
+
+        # Refused at the start: unknown algorithms and types, and combinations S3 does not have;
+        # a completion naming part checksums of an upload made without an algorithm.
+        for headers in ({"x-amz-checksum-algorithm": "MD5"},
+                        {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-type": "FULL_OBJECT"},
+                        {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "COMPOSITE"},
+                        {"x-amz-checksum-type": "COMPOSITE"}):
+            with self.assertRaises(ClientError) as e, extra_headers(s3, "CreateMultipartUpload", headers):
+                s3.create_multipart_upload(Bucket="sem", Key="mp-bad")
+            self.assertEqual(code(e), "InvalidRequest", headers)
+        uid = s3.create_multipart_upload(Bucket="sem", Key="mp-none")["UploadId"]
+        r = s3.upload_part(Bucket="sem", Key="mp-none", UploadId=uid, PartNumber=1, Body=b"x", ChecksumAlgorithm="SHA256")
+        with self.assertRaises(ClientError) as e:
+            s3.complete_multipart_upload(Bucket="sem", Key="mp-none", UploadId=uid, MultipartUpload={"Parts": [
+                {"PartNumber": 1, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]}]})
+        self.assertEqual(code(e), "InvalidRequest")
+        # An SDK announcing a checksum it does not send.
+        with self.assertRaises(ClientError) as e, extra_headers(s3, "PutObject", {"x-amz-sdk-checksum-algorithm": "CRC32C"}):
+            s3.put_object(Bucket="sem", Key="announced", Body=b"x")
+        self.assertEqual(code(e), "InvalidRequest")
+
+    def test_checksum_and_owner_headers_honoured_or_refused(self):
+        s3 = self.s3
+        s3.put_object(Bucket="sem", Key="hdr", Body=b"h")
+        # A checksum value where no body carries it, an algorithm with no value, and the
+        # multipart-only headers elsewhere: refused.
+        for op, call, headers in (
+                ("GetObject", lambda: s3.get_object(Bucket="sem", Key="hdr"), {"x-amz-checksum-crc32": "AAAAAA=="}),
+                ("PutObject", lambda: s3.put_object(Bucket="sem", Key="hdr2", Body=b"x"),
+                 {"x-amz-checksum-algorithm": "CRC32"}),
+                ("PutObject", lambda: s3.put_object(Bucket="sem", Key="hdr2", Body=b"x"),
+                 {"x-amz-mp-object-size": "1"}),
+                ("PutObject", lambda: s3.put_object(Bucket="sem", Key="hdr2", Body=b"x"),
+                 {"x-amz-checksum-type": "FULL_OBJECT"}),
+                ("CopyObject", lambda: s3.copy_object(Bucket="sem", Key="hdr2", CopySource="sem/hdr"),
+                 {"x-amz-checksum-crc32": "AAAAAA=="})):
+            with self.assertRaises(ClientError) as e, extra_headers(s3, op, headers):
+                call()
+            self.assertEqual(code(e), "InvalidRequest", headers)
+        with self.assertRaises(ClientError):
+            s3.head_object(Bucket="sem", Key="hdr2")
+        # A document's x-amz-checksum-* is verified like its Content-MD5.
+        tags = {"TagSet": [{"Key": "a", "Value": "1"}]}
+        with self.assertRaises(ClientError) as e, extra_headers(s3, "PutObjectTagging",
+                                                                {"x-amz-checksum-crc32": "AAAAAA=="}):
+            s3.put_object_tagging(Bucket="sem", Key="hdr", Tagging=tags)
+        self.assertEqual(code(e), "BadDigest")
+        self.assertEqual(s3.get_object_tagging(Bucket="sem", Key="hdr")["TagSet"], [])
+        r = s3.delete_objects(Bucket="sem", ChecksumAlgorithm="SHA256", Delete={"Objects": [{"Key": "hdr"}]})
+        self.assertEqual([d["Key"] for d in r["Deleted"]], ["hdr"])
+        # x-amz-expected-bucket-owner and x-amz-source-expected-bucket-owner are checked.
+        s3.put_object(Bucket="sem", Key="hdr", Body=b"h", ExpectedBucketOwner="lightningstor")
+        for call in (lambda: s3.get_object(Bucket="sem", Key="hdr", ExpectedBucketOwner="someone-else"),
+                     lambda: s3.put_object(Bucket="sem", Key="hdr", Body=b"x", ExpectedBucketOwner="someone-else"),
+                     lambda: s3.copy_object(Bucket="sem", Key="hdr2", CopySource="sem/hdr",
+                                            ExpectedSourceBucketOwner="someone-else")):
+            with self.assertRaises(ClientError) as e:
+                call()
+            self.assertEqual(code(e), "AccessDenied")
+        self.assertEqual(s3.get_object(Bucket="sem", Key="hdr")["Body"].read(), b"h")
+        # Query arguments the operation does not take are refused, not dropped.
+        for method, path, query, expected in (
+                ("GET", "/sem/hdr", [("prefix", "x")], 501),
+                ("PUT", "/sem/hdr", [("versionId", "v")], 501),
+                ("GET", "/sem", [("list-type", "2"), ("marker", "a")], 501),
+                ("GET", "/sem", [("uploads", ""), ("delimiter", "/")], 501),
+                ("GET", "/sem/hdr", [("acl", ""), ("tagging", "")], 501),
+                ("GET", "/sem/hdr", [("response-x-amz-meta-a", "1")], 400),
+                ("GET", "/sem/hdr", [("versionId", "null")], 200)):
+            headers, *_ = s3raw.sign(self.d.access_key, self.d.secret_key, method, path, query,
+                                     {"host": f"127.0.0.1:{self.d.port}"}, hashlib.sha256(b"").hexdigest())
+            qs = "&".join(f"{k}={v}" for k, v in query)
+            st, _, body = s3raw.send(self.d.port, method, path, headers, query=qs)
+            self.assertEqual(st, expected, (method, path, query, body))
+        self.assertEqual(s3.get_object(Bucket="sem", Key="hdr")["Body"].read(), b"h")
+        uid = s3.create_multipart_upload(Bucket="sem", Key="needs encoding/ü")["UploadId"]
+        listed = s3.list_multipart_uploads(Bucket="sem", Prefix="needs", EncodingType="url")
+        self.assertEqual([u["Key"] for u in listed["Uploads"]], ["needs%20encoding/%C3%BC"])
+        s3.abort_multipart_upload(Bucket="sem", Key="needs encoding/ü", UploadId=uid)
 
     def test_part_number_on_get_and_head(self):
         s3 = self.s3
@@ -651,27 +871,59 @@ class SemanticsTest(unittest.TestCase):
         self.assertFalse(self.stored_files_contain(big[:40]))
         mode = os.stat(os.path.join(self.d.data_dir, "sse-master.key")).st_mode & 0o777
         self.assertEqual(mode, 0o600)
+        # Copies: an encrypted source is decrypted and the copy stored under its own key (or
+        # plain when none is asked, as in S3); a plain source can be copied encrypted.
+        s3.put_object(Bucket="sem", Key="plain-src", Body=big)
+        r = s3.copy_object(Bucket="sem", Key="sse-copy", CopySource="sem/plain-src", ServerSideEncryption="AES256")
+        self.assertEqual(r["ServerSideEncryption"], "AES256")
+        self.assertEqual(r["CopyObjectResult"]["ETag"], '"%s"' % lsd.md5(big))
+        g = s3.get_object(Bucket="sem", Key="sse-copy")
+        self.assertEqual((g["ServerSideEncryption"], g["Body"].read()), ("AES256", big))
+        s3.copy_object(Bucket="sem", Key="sse-copy-plain", CopySource="sem/sse-s3-big")
+        g = s3.get_object(Bucket="sem", Key="sse-copy-plain")
+        self.assertNotIn("ServerSideEncryption", g)
+        self.assertEqual(g["Body"].read(), big)
+        s3.delete_object(Bucket="sem", Key="plain-src")
+        s3.delete_object(Bucket="sem", Key="sse-copy-plain")
+        self.assertFalse(self.stored_files_contain(big[:40]))  # the encrypted copy too
+        # SSE-C copies: the source's key in the copy-source headers, the copy's in the usual ones.
+        key, other = os.urandom(32), os.urandom(32)
+        s3.copy_object(Bucket="sem", Key="ssec-copy", CopySource="sem/sse-s3-small",
+                       SSECustomerAlgorithm="AES256", SSECustomerKey=key)
         with self.assertRaises(ClientError) as e:
-            s3.copy_object(Bucket="sem", Key="sse-copy", CopySource="sem/sse-s3-small")
-        self.assertEqual(code(e), "NotImplemented")
-        # SSE on multipart uploads and copies is not implemented: refused, never stored plain.
-        s3.put_object(Bucket="sem", Key="plain-src", Body=b"p")
+            s3.get_object(Bucket="sem", Key="ssec-copy")
+        self.assertEqual(status(e), 400)
+        r = s3.copy_object(Bucket="sem", Key="ssec-copy2", CopySource="sem/ssec-copy",
+                           CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=key,
+                           SSECustomerAlgorithm="AES256", SSECustomerKey=other)
+        self.assertNotEqual(r["CopyObjectResult"]["ETag"], '"%s"' % lsd.md5(small))
+        self.assertEqual(s3.get_object(Bucket="sem", Key="ssec-copy2", SSECustomerAlgorithm="AES256",
+                                       SSECustomerKey=other)["Body"].read(), small)
+        # Without the source's key, with a wrong one, or with one for a source not made with one.
+        for kwargs, expected in (({}, 400),
+                                 ({"CopySourceSSECustomerAlgorithm": "AES256", "CopySourceSSECustomerKey": other}, 403),
+                                 ({"CopySourceSSECustomerAlgorithm": "AES256", "CopySourceSSECustomerKey": key,
+                                   "CopySource": "sem/sse-s3-small"}, 400)):
+            with self.assertRaises(ClientError) as e:
+                s3.copy_object(**dict({"Bucket": "sem", "Key": "ssec-bad", "CopySource": "sem/ssec-copy"}, **kwargs))
+            self.assertEqual(status(e), expected, kwargs)
+        # SSE on multipart uploads is not implemented: refused, never stored plain; an
+        # encrypted source is not copied into a part.
         sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
         for kwargs in ({"ServerSideEncryption": "AES256"}, sse_c):
             with self.assertRaises(ClientError) as e:
                 s3.create_multipart_upload(Bucket="sem", Key="sse-mp", **kwargs)
             self.assertEqual(code(e), "NotImplemented", kwargs)
-            with self.assertRaises(ClientError) as e:
-                s3.copy_object(Bucket="sem", Key="sse-copy", CopySource="sem/plain-src", **kwargs)
-            self.assertEqual(code(e), "NotImplemented", kwargs)
-        with self.assertRaises(ClientError) as e:
-            s3.copy_object(Bucket="sem", Key="sse-copy", CopySource="sem/plain-src",
-                           CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=os.urandom(32))
-        self.assertEqual(code(e), "NotImplemented")
         self.assertNotIn("Uploads", s3.list_multipart_uploads(Bucket="sem", Prefix="sse-mp"))
+        uid = s3.create_multipart_upload(Bucket="sem", Key="sse-mp-copy")["UploadId"]
         with self.assertRaises(ClientError) as e:
-            s3.head_object(Bucket="sem", Key="sse-copy")
+            s3.upload_part_copy(Bucket="sem", Key="sse-mp-copy", UploadId=uid, PartNumber=1,
+                                CopySource="sem/sse-s3-small")
+        self.assertEqual(code(e), "NotImplemented")
+        with self.assertRaises(ClientError) as e:
+            s3.head_object(Bucket="sem", Key="ssec-bad")
         self.assertEqual(status(e), 404)
+        s3.abort_multipart_upload(Bucket="sem", Key="sse-mp-copy", UploadId=uid)
         # The data keys survive a restart (the master key file is read back).
         self.d.stop(cleanup=False)
         self.d.start()  # on a new port: every test's client follows it
