@@ -91,8 +91,9 @@ def main():
             page, "#/floor/fl-b", "floor",
             "document.querySelector('#floor-diagram').getAttribute('data-devices') === '2000'",
             args.rounds)
-        rects = page.eval("document.querySelectorAll('#floor-svg rect').length")
-        print("floor view, 50 racks x 42 U, 2,000 devices (%d SVG rects, front and rear): "
+        rects = page.eval("document.querySelector('#floor-canvas').photonRegions.length")
+        print("floor view, 50 racks x 42 U, 2,000 devices (canvas, %d clickable regions, front "
+              "and rear): "
               "data->screen median %.0f ms, max %.0f ms; click->screen median %.0f ms, max %.0f ms"
               % (rects, statistics.median(inner), max(inner), statistics.median(outer),
                  max(outer)))

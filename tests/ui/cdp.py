@@ -126,9 +126,12 @@ class Page:
             " return [r.x + r.width / 2, r.y + r.height / 2]; })()" % json.dumps(selector))
         if not box:
             raise AssertionError("no element " + selector)
+        self.click_at(box[0], box[1])
+
+    def click_at(self, x, y):
         for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1],
-                      button="left", clickCount=1)
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                      clickCount=1)
 
     def screenshot(self, path):
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)

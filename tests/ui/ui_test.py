@@ -202,7 +202,11 @@ class DashboardTest(unittest.TestCase):
                "the floor's 50 racks")
         p.wait("document.querySelector('#floor-diagram').getAttribute('data-devices') === '300'",
                10, "the 300 devices placed")
-        self.assertEqual(p.eval("document.querySelectorAll('#floor-svg rect.rack').length"), 100)
+        regions = "document.querySelector('#floor-canvas').photonRegions"
+        self.assertEqual(p.eval(regions + ".filter((r) => r.href.startsWith('#/rack/')).length"),
+                         100)  # 50 racks, front and rear
+        self.assertEqual(p.eval(regions + ".filter((r) => r.href.startsWith('#/machine/'))"
+                                ".length"), 300)
         self.assertIn("misfit", p.eval("document.querySelector('#floor-problems').textContent"))
         self.shot("floor-50-racks")
         # Drill down: a machine backing a node, and the instance running on it.
@@ -216,6 +220,13 @@ class DashboardTest(unittest.TestCase):
             p.eval("new Promise((res) => setTimeout(res, 50))")
         self.assertIn(node, c.nodes)
         machine = "fl-ui-d%04d" % (c.nodes.index(node) + 1)  # device i backs node i-1
+        # A click on the machine's drawing opens its page.
+        box = p.eval("(() => { const c = document.querySelector('#floor-canvas');"
+                     " const b = c.getBoundingClientRect(); const r = c.photonRegions.find("
+                     "(x) => x.href === '#/machine/%s'); return [b.left + r.x + r.w / 2,"
+                     " b.top + r.y + r.h / 2]; })()" % machine)
+        p.click_at(box[0], box[1])
+        p.wait("location.hash === '#/machine/%s'" % machine, 10, "the machine page from a click")
         p.eval("location.hash = '#/rack/fl-ui-r00'")
         p.wait("document.querySelector('#rack-diagram svg')", 10, "the rack diagram")
         self.shot("rack")

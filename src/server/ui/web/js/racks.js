@@ -4,7 +4,7 @@
 // instances.
 import { h, link, phaseOf } from "./dom.js";
 import { liveJoin, timed } from "./live.js";
-import { floorSvg, placeDevices, sortRacks } from "./rackdraw.js";
+import { drawFloorCanvas, floorSvg, followCanvasClicks, followClicks, placeDevices, sortRacks } from "./rackdraw.js";
 import { state } from "./main.js";
 
 const SYS = "system";
@@ -64,7 +64,10 @@ export function floorView(el, floor) {
   const crumbs = h("p", { id: "crumbs" });
   const diagram = h("div", { class: "diagram", id: "floor-diagram" });
   const problems = h("ul", { class: "error", id: "floor-problems" });
+  const canvas = h("canvas", { id: "floor-canvas" });
+  diagram.append(canvas);
   el.replaceChildren(title, crumbs, diagram, problems);
+  followCanvasClicks(canvas);
   let lastConditions = null;
   return liveJoin(diagram, [["floors", SYS], ["racks", SYS], ["physicalresources", SYS], ["nodes", SYS], ["computeinstances", instNs()]], (d, changed) => {
     // Heartbeats change nodes every second: redraw only when a condition changed.
@@ -76,7 +79,8 @@ export function floorView(el, floor) {
     const racks = sortRacks(d.racks.filter((r) => r.spec.floor === floor));
     timed("floor", () => {
       const { byRack, problems: bad } = placeDevices(racks, d.physicalresources);
-      diagram.innerHTML = floorSvg(racks, byRack, { info: deviceInfo(d.nodes, instancesByNode(d.computeinstances)) });
+      canvas.photonRegions = drawFloorCanvas(canvas, racks, byRack, { info: deviceInfo(d.nodes, instancesByNode(d.computeinstances)) });
+      if (!canvas.isConnected) diagram.replaceChildren(canvas); // after an error message
       diagram.setAttribute("data-racks", racks.length);
       diagram.setAttribute("data-devices", [...byRack.values()].reduce((a, l) => a + l.length, 0));
       problems.replaceChildren(...bad.map((p) => h("li", {}, p)));
@@ -89,6 +93,7 @@ export function rackView(el, rack) {
   const diagram = h("div", { class: "diagram", id: "rack-diagram" });
   const table = h("tbody", {});
   el.replaceChildren(h("h1", {}, "Rack " + rack), crumbs, diagram, h("h2", {}, "Machines"), h("table", {}, table));
+  followClicks(diagram);
   return liveJoin(diagram, [["floors", SYS], ["racks", SYS], ["physicalresources", SYS], ["nodes", SYS], ["computeinstances", instNs()]], (d) => {
     const r = d.racks.find((x) => x.metadata.name === rack);
     if (!r) {
