@@ -230,6 +230,9 @@ Status ZoneManager::LoadApiZones() {
     if (!built.ok())
       return absl::InvalidArgumentError(path + ": " + std::string(built.status().message()));
     std::string key = Lower(zone.name);
+    for (const auto& r : zone.records) {
+      if (r.check.port > 0) checked_zones_.insert(key);
+    }
     api_built_[key] = *built;
     api_zones_[key] = std::move(zone);
   }
@@ -326,8 +329,10 @@ Status ZoneManager::DeleteZone(const std::string& zone_name) {
     fsync(dir);
     close(dir);
   }
+  for (const auto& r : api_zones_[key].records) unhealthy_.erase(r.id);
   api_zones_.erase(key);
   api_built_.erase(key);
+  checked_zones_.erase(key);
   PublishLocked();
   spdlog::info("zone {} deleted through the API", key);
   return absl::OkStatus();
@@ -359,6 +364,7 @@ StatusOr<ApiRecord> ZoneManager::AddRecord(const std::string& zone_name, ApiReco
   PHOTON_RETURN_IF_ERROR(SaveApiZone(updated));
   it->second = std::move(updated);
   api_built_[key] = built;
+  if (record.check.port > 0) checked_zones_.insert(key);
   PublishLocked();
   return record;
 }
@@ -388,8 +394,10 @@ Status ZoneManager::DeleteRecord(const std::string& zone_name, const std::string
 std::vector<ZoneManager::CheckTarget> ZoneManager::CheckTargets() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<CheckTarget> out;
-  for (const auto& [key, zone] : api_zones_) {
-    for (const auto& r : zone.records) {
+  for (const auto& key : checked_zones_) {
+    auto zone = api_zones_.find(key);
+    if (zone == api_zones_.end()) continue;
+    for (const auto& r : zone->second.records) {
       if (r.check.port > 0) out.push_back({key, r.id, r.data, r.check});
     }
   }

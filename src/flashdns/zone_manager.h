@@ -109,7 +109,10 @@ class ZoneManager {
 
   const Config config_;
   mutable std::mutex mu_;
-  std::set<std::string> unhealthy_;                                // record ids whose checks fail
+  std::set<std::string> unhealthy_;  // record ids whose checks fail
+  // Zones holding a checked record: CheckTargets, called every 50 ms, looks only at these (an
+  // API zone of the DNS provider may hold many unchecked records).
+  std::set<std::string> checked_zones_;
   std::map<std::string, std::shared_ptr<const Zone>> file_zones_;  // by config name
   std::map<std::string, ApiZone> api_zones_;                       // by lower-case name
   std::map<std::string, std::shared_ptr<const Zone>> api_built_;
