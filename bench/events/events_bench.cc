@@ -2,12 +2,14 @@
 // photon-server on its embedded store.
 //
 //   photon-bench-events [--server-bin PATH] [--seconds N] [--connections N] [--keys N]
-//                       [--background-rate N] [--rules N] [--cases 1,2,3]
+//                       [--batch N] [--background-rate N] [--rules N] [--cases 1,2,3]
 //
 // Prints, measured in the same run on this machine:
 //   1. ingest: events/s through POST /v1/namespaces/NS/events with dedup and rule evaluation
 //      (N keep-alive connections, random keys of --keys, mostly repeats of an issued event),
-//      and the answer's p50/p99 (an event is answered once it is stored);
+//      and the answer's p50/p99 (an event is answered once it is stored); the same through
+//      POST /v1/namespaces/NS/events/batch with --batch events per request; and the peer: raw
+//      puts/s of the embedded store itself (SqliteStore, 16 writers, in this process);
 //   2. event → alert: a Critical event crossing an Action rule (CREATE_ALERT + API_HOOK) with
 //      --background-rate events/s of others going on; p50/p99 until the alert arrives on a
 //      watch of alerts and until the webhook arrives at a receiver in this process;
@@ -37,6 +39,7 @@
 #include "common/file_util.h"
 #include "common/http_client.h"
 #include "common/http_server.h"
+#include "store/store.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -81,7 +84,8 @@ class KeepAlive {
     stream_.connect(
         tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
   }
-  int Do(http::verb verb, const std::string& target, const std::string& body) {
+  int Do(http::verb verb, const std::string& target, const std::string& body,
+         std::string* answer = nullptr) {
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, "127.0.0.1");
     req.set(http::field::authorization, "Bearer " + token_);
@@ -94,6 +98,7 @@ class KeepAlive {
     http::write(stream_, req);
     http::response_parser<http::string_body> p;
     http::read(stream_, buf_, p);
+    if (answer) *answer = p.get().body();
     return p.get().result_int();
   }
 
@@ -177,7 +182,8 @@ struct IngestFigures {
 // `connections` clients post events as fast as answered for `seconds` (or at `rate` events/s
 // in total when rate > 0) over `keys` keys of check `check`.
 IngestFigures Ingest(const ServerProc& s, int connections, int keys, double seconds, double rate,
-                     const std::string& check, const std::atomic<bool>* stop = nullptr) {
+                     const std::string& check, const std::atomic<bool>* stop = nullptr,
+                     int batch = 0) {
   std::atomic<int64_t> events{0}, errors{0};
   std::mutex mu;
   std::vector<double> lat;
@@ -197,6 +203,27 @@ IngestFigures Ingest(const ServerProc& s, int connections, int keys, double seco
           if (rate > 0) {  // paced: this connection's share of the rate
             const auto due = start + std::chrono::duration<double>(i * connections / rate);
             if (due > now) std::this_thread::sleep_until(due);
+          }
+          if (batch > 0) {  // one request of `batch` events, each answered in the body
+            std::string body = "{\"items\":[";
+            for (int b = 0; b < batch; ++b) {
+              if (b) body += ',';
+              body += Event(check, "k" + std::to_string(rng() % keys), "CRITICAL");
+            }
+            body += "]}";
+            const auto t0 = Clock::now();
+            std::string answer;
+            const int st =
+                k.Do(http::verb::post, "/v1/namespaces/bench/events/batch", body, &answer);
+            mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+            json a = json::parse(answer, nullptr, false);
+            int64_t stored = 0;
+            if (st == 200 && a.is_object()) {
+              for (const auto& item : a["items"]) stored += item.value("status", 0) == 201;
+            }
+            events += stored;
+            errors += batch - stored;
+            continue;
           }
           const std::string key = "k" + std::to_string(rng() % keys);
           const auto t0 = Clock::now();
@@ -227,10 +254,38 @@ IngestFigures Ingest(const ServerProc& s, int connections, int keys, double seco
 void Print(const std::string& what, const IngestFigures& f) {
   std::printf(
       "%s: %.0f events/s (%lld stored, %lld errors), answer p50 %.2f ms p99 %.2f ms, "
-      "server CPU %.0f us/event\n",
+      "server CPU %.1f us/event\n",
       what.c_str(), f.rate, static_cast<long long>(f.events), static_cast<long long>(f.errors),
       f.p50_ms, f.p99_ms, f.cpu_us_per_event);
   std::fflush(stdout);
+}
+
+// The peer: what the embedded store itself takes, puts/s of 16 writers on a SqliteStore of its
+// own (100-byte values; bench/store measures the same), on the machine as loaded now.
+double RawStorePuts(double seconds) {
+  std::string dir = (std::filesystem::temp_directory_path() / "photon-bench-raw-XXXXXX").string();
+  if (!mkdtemp(dir.data())) throw std::runtime_error("mkdtemp");
+  double rate = 0;
+  {
+    auto store = photon::store::OpenStore({.spec = "sqlite", .data_dir = dir});
+    if (!store.ok()) throw std::runtime_error(store.status().ToString());
+    std::atomic<int64_t> done{0};
+    const std::string value(100, 'v');
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration<double>(seconds);
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 16; ++t) {
+      ts.emplace_back([&, t] {
+        for (int64_t i = 0; Clock::now() < end; ++i) {
+          if ((*store)->Put("w" + std::to_string(t) + "/" + std::to_string(i), value).ok()) ++done;
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    rate = done / std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  std::filesystem::remove_all(dir);
+  return rate;
 }
 
 // Case 2: probes crossing the rule while the background load runs.
@@ -332,12 +387,13 @@ int main(int argc, char** argv) {
   CLI::App app{"photon-bench-events: the operations pipeline against a real photon-server"};
   std::string server_bin = PHOTON_SERVER_BIN;
   double seconds = 30, background_rate = 10000;
-  int connections = 16, keys = 10000, rules = 10000;
+  int connections = 16, keys = 10000, rules = 10000, batch = 100;
   std::string cases = "1,2,3";
   app.add_option("--server-bin", server_bin, "photon-server binary");
   app.add_option("--seconds", seconds, "length of each measured case (the issue asks 600)");
   app.add_option("--connections", connections, "concurrent keep-alive clients");
   app.add_option("--keys", keys, "distinct dedup keys");
+  app.add_option("--batch", batch, "events per request of the batch ingest (case 1)");
   app.add_option("--background-rate", background_rate, "events/s behind the alert probes");
   app.add_option("--rules", rules, "rules and open alerts for the rule-cost case");
   app.add_option("--cases", cases, "which cases to run (1 ingest, 2 event -> alert, 3 rules)");
@@ -366,8 +422,15 @@ int main(int argc, char** argv) {
   const IngestFigures base = Ingest(s, connections, keys, seconds, 0, "load");
   if (cases.find('1') != std::string::npos) {
     Print("1. ingest (" + std::to_string(connections) + " connections, " + std::to_string(keys) +
-              " keys, 2 rules)",
+              " keys, 2 rules), one event per request",
           base);
+    const IngestFigures batched =
+        Ingest(s, connections, keys, seconds, 0, "load", nullptr, std::max(1, batch));
+    Print("1. ingest, " + std::to_string(batch) + " events per request (POST .../events/batch)",
+          batched);
+    std::printf("   peer, the embedded store itself: %.0f puts/s (16 writers, SqliteStore)\n",
+                RawStorePuts(std::min(seconds, 10.0)));
+    std::fflush(stdout);
   }
   if (cases.find('2') != std::string::npos) AlertLatency(s, seconds, background_rate, connections);
   if (cases.find('3') != std::string::npos) {

@@ -250,7 +250,7 @@ HttpResponse Agent::Serve(HttpRequest& req) {
     return ready_ ? HttpResponse::Text(200, "ok\n") : HttpResponse::Text(503, "starting\n");
   }
   if (req.path == "/metrics") {
-    HttpResponse r = HttpResponse::Text(200, metrics_.Render());
+    HttpResponse r = HttpResponse::Text(200, metrics_.Render() + usage_->Render());
     r.content_type = "text/plain; version=0.0.4";
     return r;
   }
@@ -259,6 +259,7 @@ HttpResponse Agent::Serve(HttpRequest& req) {
 
 Status Agent::Start() {
   PHOTON_RETURN_IF_ERROR(MakeDirs(options_.data_dir, 0700));
+  usage_ = std::make_unique<InstanceMetrics>(options_.name);
   HttpServerOptions hopts;
   hopts.listen = options_.listen;
   hopts.threads = 1;
@@ -357,6 +358,8 @@ Status Agent::Start() {
   PHOTON_RETURN_IF_ERROR(checks_->Start());
   StartProviderChecks();
   threads_.emplace_back([this] { instances_->Run(&stop_); });
+  usage_->SetInstances(instances_.get());
+  threads_.emplace_back([this] { usage_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
   threads_.emplace_back([this] { ports_->Run(&stop_); });
   sessions_ = std::make_unique<SessionRunner>(api_.get(), options_.data_dir);

@@ -20,6 +20,7 @@
 #include "agent/image_cache.h"
 #include "agent/informer.h"
 #include "agent/instance_controller.h"
+#include "agent/instance_metrics.h"
 #include "agent/metadata/metadata_service.h"
 #include "agent/node_cert.h"
 #include "agent/port_wiring.h"
@@ -70,6 +71,7 @@ class Agent : public ResourceLookup {
   std::unique_ptr<checks::CheckRunner> checks_;  // the node's checks (seed 003)
   std::unique_ptr<checks::CrashLoopCheck> crash_loops_;
   std::unique_ptr<checks::ProviderChecks> provider_checks_;  // vm-qmp, container-runc, bird
+  std::unique_ptr<InstanceMetrics> usage_;  // node and per-instance usage on /metrics
   std::unique_ptr<Informer> instances_;
   std::unique_ptr<Informer> operations_;
   std::unique_ptr<PortWiring> wiring_;         // instance networks (port namespaces)

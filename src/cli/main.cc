@@ -20,6 +20,7 @@
 #include "cli/http_client.h"
 #include "cli/image_commands.h"
 #include "cli/stream_commands.h"
+#include "cli/top_commands.h"
 #include "cli/wait_commands.h"
 #include "common/file_util.h"
 #include "common/http_server.h"
@@ -425,6 +426,7 @@ struct Options {
   std::string alert_name, comment;              // alert close NAME --comment TEXT
   photon::cli::MaintenanceOptions maintenance;  // maintenance start NAME ...
   photon::cli::OpsListArgs ops_list;            // events|alerts list|watch
+  photon::cli::TopArgs top;                     // top nodes|instances
   std::string sort_by;                          // list --sort-by PATH
   bool watch = false;                           // list -w
   bool async = false;                           // action --async
@@ -577,6 +579,7 @@ void AddAdminCommands(CLI::App& app, Globals& g, Options& o, Commands& c) {
   c.maintenance_end = maint->add_subcommand("end", "end a maintenance now (the record stays)");
   c.maintenance_end->add_option("name", o.alert_name)->required();
   photon::cli::AddOpsListCommands(app, &o.ops_list);
+  photon::cli::AddTopCommands(app, &o.top);
 }
 
 int Login(Globals g, const std::string& token_file) {
@@ -990,6 +993,7 @@ int Dispatch(const CLI::App& app, const Globals& g, const Options& o, const Comm
   if (*c.whoami) return photon::cli::WhoAmI(Client(g));
   if (*c.alert_close) return photon::cli::CloseAlert(Client(g), g.ns, o.alert_name, o.comment);
   if (int rc = photon::cli::RunOpsListCommand(o.ops_list, Client(g), g.ns); rc >= 0) return rc;
+  if (int rc = photon::cli::RunTopCommand(o.top, Client(g), g.ns); rc >= 0) return rc;
   if (*c.maintenance_start) {
     return photon::cli::StartMaintenance(Client(g), g.ns, o.alert_name, o.maintenance);
   }

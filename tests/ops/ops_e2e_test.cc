@@ -468,6 +468,184 @@ TEST(OpsE2E, MaintenanceMarksEventsDrainsItsNodeAndGivesItBack) {
   EXPECT_TRUE(WaitFor([&] { return c.Phase(inst) == "GONE"; }, 20s));
 }
 
+// The value of a sample line "NAME VALUE" of a Prometheus text page (0 when absent).
+double Sample(const std::string& page, const std::string& name) {
+  size_t at = 0;
+  while ((at = page.find(name + " ", at)) != std::string::npos) {
+    if (at == 0 || page[at - 1] == '\n') return std::stod(page.substr(at + name.size() + 1));
+    at += name.size();
+  }
+  return 0;
+}
+
+json OpsEventJson(const std::string& check, const std::string& key, const std::string& severity) {
+  return json{{"spec",
+               {{"opsEvent",
+                 {{"check", check},
+                  {"severity", severity},
+                  {"dedupKey", key},
+                  {"output", check + " " + severity},
+                  {"reissueDurationSeconds", "3600"}}}}}};
+}
+
+// POST .../events/batch: each event validated and answered on its own, in order; a key
+// reported twice in one batch is decided on what the first report committed; the issues of a
+// batch go to the store together (a few group commits, not one per event).
+TEST(OpsE2E, BatchAnswersEachEventAndCommitsItsIssuesTogether) {
+  Cluster c;
+  CreateRule(c, "default", "page",
+             {{"type", "ACTION"},
+              {"match", "severity=CRITICAL,check=batch"},
+              {"actions", {{{"type", "CREATE_ALERT"}}}}});
+  CreateRule(c, "default", "drop", {{"type", "FILTER"}, {"match", "check=noise"}});
+  ASSERT_TRUE(
+      WaitFor([&] { return Items(c, "/v1/namespaces/default/eventrules").size() == 2; }, 10s));
+  json bad = OpsEventJson("batch", "bad", "CRITICAL");
+  bad["spec"]["opsEvent"]["severity"] = "LOUD";
+  json with_kind = OpsEventJson("batch", "k3", "WARNING");
+  with_kind["kind"] = "Event";
+  json items = {OpsEventJson("batch", "k1", "CRITICAL"),
+                OpsEventJson("batch", "k2", "CRITICAL"),
+                bad,
+                OpsEventJson("noise", "n1", "CRITICAL"),
+                OpsEventJson("batch", "k1", "CRITICAL"),
+                OpsEventJson("batch", "k1", "SUCCESS"),
+                with_kind,
+                42};
+  auto r = c.Call("POST", "/v1/namespaces/default/events/batch", json{{"items", items}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json a = json::parse(r.body)["items"];
+  ASSERT_EQ(a.size(), items.size()) << a;
+  EXPECT_EQ(a[0]["status"], 201);
+  EXPECT_EQ(a[0]["issued"], true);
+  EXPECT_FALSE(a[0]["alert"].get<std::string>().empty()) << a[0];
+  EXPECT_EQ(a[1]["status"], 201);
+  EXPECT_EQ(a[1]["issued"], true);
+  EXPECT_NE(a[1]["alert"], a[0]["alert"]);
+  EXPECT_EQ(a[2]["status"], 400);
+  EXPECT_NE(a[2]["error"]["message"].get<std::string>().find("severity"), std::string::npos)
+      << a[2];
+  EXPECT_EQ(a[3]["status"], 200);
+  EXPECT_EQ(a[3]["filtered"], true);
+  EXPECT_EQ(a[3]["rule"], "default/drop");
+  EXPECT_EQ(a[4]["status"], 201);  // a repeat of the first: counted, not issued
+  EXPECT_EQ(a[4]["issued"], false);
+  EXPECT_EQ(a[4]["alert"], a[0]["alert"]);
+  EXPECT_EQ(a[5]["status"], 201);  // the transition after it: issued
+  EXPECT_EQ(a[5]["issued"], true);
+  EXPECT_EQ(a[6]["status"], 201);
+  EXPECT_EQ(a[7]["status"], 400);
+  json k1 = c.Get("/v1/namespaces/default/events/" + a[0]["event"].get<std::string>());
+  EXPECT_EQ(k1["spec"]["opsEvent"]["severity"], "SUCCESS") << k1;
+  EXPECT_EQ(AlertsOf(c, "default", "batch").size(), 2u);
+  EXPECT_TRUE(EventsOf(c, "default", "noise").empty());
+
+  // Refused whole: no items, too many, not a batch.
+  EXPECT_EQ(
+      c.Call("POST", "/v1/namespaces/default/events/batch", json{{"items", json::array()}}).status,
+      400);
+  json many = json::array();
+  for (int i = 0; i < 1001; ++i) many.push_back(OpsEventJson("batch", "m", "CRITICAL"));
+  auto too_many = c.Call("POST", "/v1/namespaces/default/events/batch", json{{"items", many}});
+  EXPECT_EQ(too_many.status, 400);
+  EXPECT_NE(too_many.body.find("1001"), std::string::npos) << too_many.body;
+  EXPECT_EQ(c.Call("POST", "/v1/namespaces/default/events/batch", json{{"events", items}}).status,
+            400);
+
+  // 500 new keys in one request: 500 issues (each its event and alert), committed in a few of
+  // the store's group commits.
+  auto commits = [&] {
+    auto m = c.Call("GET", "/metrics");
+    return Sample(m.body, "photon_store_sqlite_commit_seconds_count");
+  };
+  json fresh = json::array();
+  for (int i = 0; i < 500; ++i) {
+    fresh.push_back(OpsEventJson("batch", "g" + std::to_string(i), "CRITICAL"));
+  }
+  const double before = commits();
+  r = c.Call("POST", "/v1/namespaces/default/events/batch", json{{"items", fresh}});
+  const double after = commits();
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 400);
+  int issued = 0;
+  const json answers = json::parse(r.body);
+  for (const auto& item : answers["items"]) issued += item.value("issued", false);
+  EXPECT_EQ(issued, 500);
+  EXPECT_GT(before, 0);
+  // Other writers (heartbeats, housekeeping) may commit meanwhile: far fewer than one a key.
+  EXPECT_LT(after - before, 100) << "store commits for 500 issues: " << after - before;
+  int alerts = 0;
+  for (const auto& al : Items(c, "/v1/namespaces/default/alerts?limit=1000")) {
+    alerts += al["spec"].value("labels", json::object()).value("check", "") == "batch";
+  }
+  EXPECT_EQ(alerts, 502);
+}
+
+// photon top: the agent samples each instance's cgroup (and the node) and serves them on its
+// /metrics with namespace and instance labels; photon-server reads every agent for
+// GET /v1/ops/top/...; the CLI prints them. A busy loop shows as CPU in use.
+TEST(OpsE2E, TopShowsInstancesCpuAndMemoryFromTheirCgroups) {
+  Cluster c;
+  ASSERT_TRUE(c.StartAgent("ops5", "role=ops"));
+  const std::string name = "busy-" + std::to_string(getpid());
+  json inst = {{"metadata", {{"name", name}, {"agentId", "ops5"}}},
+               {"spec",
+                {{"process", {{"command", {"/bin/sh", "-c", "while :; do :; done"}}}},
+                 {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+  auto r = c.Call("POST", "/v1/namespaces/default/computeinstances", inst);
+  ASSERT_EQ(r.status, 202) << r.body;
+  ASSERT_TRUE(WaitFor([&] { return c.Phase(name) == "RUNNING"; }, 30s)) << c.Phase(name);
+  const std::string addr = c.Get("/v1/namespaces/system/nodes/ops5")["spec"].value("address", "");
+  ASSERT_FALSE(addr.empty());
+  // On the agent's /metrics: its CPU over the last interval (5 s), memory and limit.
+  const std::string labels = "{namespace=\"default\",instance=\"" + name + "\",node=\"ops5\"";
+  std::string page;
+  auto value = [&](const std::string& family) {
+    const size_t at = page.find(family + labels);
+    if (at == std::string::npos) return -1.0;
+    const size_t sp = page.find("} ", at);
+    return std::stod(page.substr(sp + 2));
+  };
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = cli::HttpClient::Create("http://" + addr, "")->Do("GET", "/metrics");
+        page = m.ok() ? m->body : "";
+        return value("photon_instance_cpu_cores") >= 0.1;
+      },
+      40s))
+      << page.substr(page.find("photon_node_cpus") == std::string::npos
+                         ? 0
+                         : page.find("photon_node_cpus"));
+  EXPECT_GT(value("photon_instance_memory_bytes"), 0);
+  EXPECT_EQ(value("photon_instance_memory_limit_bytes"), 64.0 * 1024 * 1024);
+  EXPECT_GT(value("photon_instance_cpu_seconds_total"), 0);
+  EXPECT_NE(page.find("photon_node_memory_total_bytes{node=\"ops5\"}"), std::string::npos);
+
+  // Through photon-server, as `photon top` reads them.
+  json top = c.Get("/v1/ops/top/instances?namespace=default");
+  ASSERT_TRUE(top.is_object()) << top;
+  json row;
+  for (const auto& i : top["items"]) {
+    if (i.value("name", "") == name) row = i;
+  }
+  ASSERT_TRUE(row.is_object()) << top;
+  EXPECT_EQ(row["node"], "ops5");
+  EXPECT_EQ(row["driver"], "process");
+  EXPECT_GE(row.value("cpuCores", 0.0), 0.1) << row;
+  EXPECT_GT(row.value("memoryBytes", 0.0), 0) << row;
+  json nodes = c.Get("/v1/ops/top/nodes");
+  ASSERT_TRUE(nodes.is_object()) << nodes;
+  ASSERT_EQ(nodes["items"].size(), 1u) << nodes;
+  EXPECT_EQ(nodes["items"][0]["node"], "ops5");
+  EXPECT_GE(nodes["items"][0].value("cpus", 0.0), 1);
+  EXPECT_GT(nodes["items"][0].value("memoryTotalBytes", 0.0), 0);
+  EXPECT_EQ(nodes["items"][0].value("instances", 0), 1);
+  EXPECT_EQ(c.Call("GET", "/v1/ops/top/racks").status, 404);
+  EXPECT_EQ(RunCli(c, {"top", "instances", "-n", "default"}), 0);
+  EXPECT_EQ(RunCli(c, {"top", "nodes", "-o", "json"}), 0);
+  EXPECT_EQ(c.Call("DELETE", "/v1/namespaces/default/computeinstances/" + name).status, 202);
+  EXPECT_TRUE(WaitFor([&] { return c.Phase(name) == "GONE"; }, 20s));
+}
+
 TEST(OpsE2E, ValidationNamesTheField) {
   Cluster c;
   auto r = c.Call("POST", "/v1/namespaces/default/checks",

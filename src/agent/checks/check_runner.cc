@@ -38,6 +38,8 @@ CheckRunner::CheckRunner(RunnerOptions options, ApiClient* api, MetricsRegistry*
 CheckRunner::~CheckRunner() { Stop(); }
 
 Status CheckRunner::Start() {
+  // Built-in checks report even when plugins cannot run (no check user).
+  sender_ = std::thread([this] { SendLoop(); });
   PHOTON_ASSIGN_OR_RETURN(as_, LookupUser(options_.user));
   refresher_ = std::thread([this] {
     SetThreadName("checks");
@@ -71,6 +73,12 @@ void CheckRunner::Stop() {
   for (auto& t : retired) {
     if (t.joinable()) t.join();
   }
+  {
+    std::lock_guard lock(out_mu_);
+    out_stop_ = true;
+  }
+  out_cv_.notify_all();
+  if (sender_.joinable()) sender_.join();  // sends what is queued first
 }
 
 // Starts threads for new or changed checks, stops those no longer assigned.
@@ -143,9 +151,7 @@ void CheckRunner::RunLoop(std::shared_ptr<Running> r) {
                   {"exitCode", res.exit_code},
                   {"reissueDurationSeconds", std::to_string(reissue)},
                   {"labels", labels}}}}}};
-      if (auto st = Post(ev); !st.ok()) {
-        spdlog::warn("check {}/{}: reporting: {}", r->ns, r->name, st.ToString());
-      }
+      Post(std::move(ev));
     }
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(interval), [&] { return stop_ || r->removed.load(); });
@@ -164,12 +170,57 @@ void CheckRunner::Report(const std::string& check, const std::string& dedup_key,
               {"output", output},
               {"reissueDurationSeconds", "3600"},
               {"labels", labels}}}}}};
-  if (auto st = Post(ev); !st.ok()) spdlog::warn("check {}: reporting: {}", check, st.ToString());
+  Post(std::move(ev));
 }
 
-Status CheckRunner::Post(const json& event) {
-  reports_->Inc();
-  return api_->Call("POST", "/v1/namespaces/system/events", event).status();
+void CheckRunner::Post(json event) {
+  {
+    std::lock_guard lock(out_mu_);
+    if (outbox_.size() >= kMaxQueued) {
+      spdlog::warn("checks: {} events waiting for the server; dropping the oldest ({})",
+                   outbox_.size(), outbox_.front()["spec"]["opsEvent"].value("dedupKey", ""));
+      outbox_.erase(outbox_.begin());
+    }
+    outbox_.push_back(std::move(event));
+  }
+  out_cv_.notify_all();
+}
+
+void CheckRunner::SendLoop() {
+  SetThreadName("check-events");
+  std::unique_lock lock(out_mu_);
+  for (;;) {
+    out_cv_.wait(lock, [&] { return out_stop_ || !outbox_.empty(); });
+    if (outbox_.empty()) return;  // stopping, all sent
+    const size_t n = std::min(outbox_.size(), kMaxBatch);
+    std::vector<json> batch(std::make_move_iterator(outbox_.begin()),
+                            std::make_move_iterator(outbox_.begin() + n));
+    outbox_.erase(outbox_.begin(), outbox_.begin() + n);
+    lock.unlock();
+    Send(std::move(batch));
+    lock.lock();
+  }
+}
+
+// One batch request; a refused event is logged with the server's reason (the check reports
+// again at its next run).
+void CheckRunner::Send(std::vector<json> events) {
+  json body{{"items", events}};
+  auto r = api_->Call("POST", "/v1/namespaces/system/events/batch", body);
+  if (!r.ok()) {
+    spdlog::warn("checks: reporting {} events: {}", events.size(), r.status().ToString());
+    return;
+  }
+  const json& items = (*r)["items"];
+  for (size_t i = 0; i < events.size(); ++i) {
+    const json item = i < items.size() ? items[i] : json::object();
+    if (item.value("status", 0) >= 300 || !item.is_object()) {
+      spdlog::warn("checks: event {} refused: {}", events[i]["spec"]["opsEvent"].value("check", ""),
+                   item.contains("error") ? item["error"].dump() : "no answer");
+      continue;
+    }
+    reports_->Inc();
+  }
 }
 
 }  // namespace photon::agent::checks

@@ -3,7 +3,8 @@
 // plugin (checks/plugin.h), and reports an event once `occurrences` results in a row were
 // the same; the server decides by the event's reissue duration whether it acts again.
 // Built-in checks come in through Report() (the instance controller's crash loops).
-// Thread-safety: Start/Stop from one thread; Report from any.
+// Events go out in batches from one sender thread (what is queued while a request is under way
+// goes in the next one). Thread-safety: Start/Stop from one thread; Report from any.
 #pragma once
 
 #include <atomic>
@@ -43,7 +44,11 @@ class CheckRunner {
   struct Running;
   void Refresh();
   void RunLoop(std::shared_ptr<Running> r);
-  Status Post(const nlohmann::json& event);
+  // Queues an event for the sender, which reports whatever is queued in one request
+  // (POST /v1/namespaces/system/events/batch): results of many checks at once are one call.
+  void Post(nlohmann::json event);
+  void SendLoop();
+  void Send(std::vector<nlohmann::json> events);
 
   RunnerOptions options_;
   ApiClient* api_;
@@ -56,6 +61,14 @@ class CheckRunner {
   std::map<std::string, std::shared_ptr<Running>> running_;  // by "ns/name"
   std::vector<std::thread> retired_;                         // threads of checks no longer assigned
   std::thread refresher_;
+  // Events waiting for the sender (bounded: the oldest go first, with a warning).
+  static constexpr size_t kMaxQueued = 1000;
+  static constexpr size_t kMaxBatch = 100;
+  std::mutex out_mu_;
+  std::condition_variable out_cv_;
+  std::vector<nlohmann::json> outbox_;
+  bool out_stop_ = false;
+  std::thread sender_;
 };
 
 }  // namespace photon::agent::checks

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/util.h"
 #include "server/object_util.h"
@@ -28,6 +29,7 @@ struct OpsEngine::Work {
   std::vector<const CompiledRule*> rules;   // those that may match, in name order
   Labels labels;
   std::string maintenance;  // the record its node or instance is under, if any
+  size_t stripe = 0;        // of key_mu_ and known_
   IngestResult result;
 };
 
@@ -70,60 +72,195 @@ Status Normalise(const Principal& who, const std::string& ns, event::Event* ev) 
 
 }  // namespace
 
-StatusOr<IngestResult> OpsEngine::Ingest(const Principal& who, const std::string& ns,
-                                         event::Event ev) {
-  if (!ev.spec().has_ops_event()) {
+StatusOr<bool> OpsEngine::Prepare(const Principal& who, Work& w) {
+  if (!w.ev.spec().has_ops_event()) {
     return absl::InvalidArgumentError(
         "spec.opsEvent: required (other events are written by the system)");
   }
-  PHOTON_RETURN_IF_ERROR(ValidateName("metadata.namespace", ns));
-  PHOTON_RETURN_IF_ERROR(ValidateOpsEvent(ev.spec().ops_event()));
-  PHOTON_RETURN_IF_ERROR(Normalise(who, ns, &ev));
-  Work w;
-  w.ns = ns;
-  w.ev = std::move(ev);
-  const std::string name = EventName(ns, w.ev.spec().ops_event().dedup_key());
-  w.key = RegistryKey("events", ns, name);
+  PHOTON_RETURN_IF_ERROR(ValidateName("metadata.namespace", w.ns));
+  PHOTON_RETURN_IF_ERROR(ValidateOpsEvent(w.ev.spec().ops_event()));
+  PHOTON_RETURN_IF_ERROR(Normalise(who, w.ns, &w.ev));
+  const std::string name = EventName(w.ns, w.ev.spec().ops_event().dedup_key());
+  w.key = RegistryKey("events", w.ns, name);
+  w.stripe = std::hash<std::string>{}(w.key) % kStripes;
   w.result.event_name = name;
-  w.rule_set = rules_.For(ns);
+  w.rule_set = rules_.For(w.ns);
   w.rules = w.rule_set->For(w.ev.spec().ops_event().check());
   w.labels = MatchLabels(w.ns, w.ev);
   for (const CompiledRule* r : w.rules) {
     if (r->rule.spec().type() == EventRuleSpec::FILTER && r->Matches(w.labels)) {
       w.result.filtered = true;
       w.result.rule = r->name;
-      return w.result;
+      return false;
     }
   }
-  w.maintenance = MaintenanceFor(resources_->cache(), ns, w.ev, NowMs());
-  const size_t stripe = std::hash<std::string>{}(w.key) % kStripes;
-  std::lock_guard lock(key_mu_[stripe]);
+  w.maintenance = MaintenanceFor(resources_->cache(), w.ns, w.ev, NowMs());
+  return true;
+}
+
+StatusOr<IngestResult> OpsEngine::Ingest(const Principal& who, const std::string& ns,
+                                         event::Event ev) {
+  Work w;
+  w.ns = ns;
+  w.ev = std::move(ev);
+  PHOTON_ASSIGN_OR_RETURN(bool go_on, Prepare(who, w));
+  if (!go_on) return w.result;
+  std::lock_guard lock(key_mu_[w.stripe]);
   for (int attempt = 0;; ++attempt) {
-    Status st = IssueLocked(w, stripe);
+    Status st = IssueLocked(w, w.stripe);
     if (st.ok()) return w.result;
-    known_[stripe].erase(w.key);  // read it from the store again
+    known_[w.stripe].erase(w.key);  // read it from the store again
     if (st.code() != StatusCode::kAborted || attempt >= 32) return st;
   }
 }
 
-Status OpsEngine::ReadPrevious(const Work& w, size_t stripe, event::Event* prev,
-                               int64_t* revision) {
-  auto& known = known_[stripe];
-  if (auto it = known.find(w.key); it != known.end()) {
-    // Another writer (housekeeping, an operator, another server) changed it since: the store
-    // decides. The cache follows the store within milliseconds.
-    // The cache's revision is read first: at or past ours, a missing key was deleted since.
-    const int64_t seen = resources_->cache()->revision();
-    auto cached = resources_->cache()->Get(w.key);
-    const bool changed =
-        cached ? cached->mod_revision() > it->second.revision : seen >= it->second.revision;
-    if (it->second.flushing || !changed) {
-      *prev = it->second.ev;
-      *revision = it->second.revision;
-      return absl::OkStatus();
+// The issues of a batch waiting to be committed together, and the store keys they touch.
+struct OpsEngine::Group {
+  struct Member {
+    size_t index;  // into the batch
+    event::Event next;
+    store::TxnRequest txn;
+  };
+  std::vector<Member> members;
+  std::set<std::string> keys;
+  bool Touches(const store::TxnRequest& txn) const {
+    for (const auto& c : txn.compares) {
+      if (keys.count(c.key)) return true;
     }
-    known.erase(it);
+    for (const auto& op : txn.success) {
+      if (keys.count(op.key)) return true;
+    }
+    return false;
   }
+  void Add(size_t index, event::Event next, store::TxnRequest txn) {
+    for (const auto& c : txn.compares) keys.insert(c.key);
+    for (const auto& op : txn.success) keys.insert(op.key);
+    members.push_back({index, std::move(next), std::move(txn)});
+  }
+};
+
+StatusOr<std::vector<StatusOr<IngestResult>>> OpsEngine::IngestBatch(
+    const Principal& who, const std::string& ns, std::vector<event::Event> events) {
+  PHOTON_RETURN_IF_ERROR(ValidateName("metadata.namespace", ns));
+  if (who.AgentNode().empty() && !who.Allowed(Verb::kCreate, "events", ns)) {
+    return absl::PermissionDeniedError("'" + who.name + "' may not report events in namespace '" +
+                                       ns + "'");
+  }
+  if (!who.AgentNode().empty() && ns != "system") {
+    return absl::PermissionDeniedError("an agent reports events in namespace 'system' only");
+  }
+  std::vector<StatusOr<IngestResult>> out(events.size(), IngestResult{});
+  std::vector<Work> works(events.size());
+  std::vector<size_t> todo;
+  std::set<size_t> stripes;
+  for (size_t i = 0; i < events.size(); ++i) {
+    works[i].ns = ns;
+    works[i].ev = std::move(events[i]);
+    auto go_on = Prepare(who, works[i]);
+    if (!go_on.ok()) {
+      out[i] = go_on.status();
+    } else if (!*go_on) {
+      out[i] = works[i].result;  // filtered
+    } else {
+      todo.push_back(i);
+      stripes.insert(works[i].stripe);
+    }
+  }
+  // Every stripe of the batch, in ascending order (as no other path takes two): the batch's
+  // keys are decided and committed as one step.
+  std::vector<std::unique_lock<std::mutex>> locks;
+  for (size_t s : stripes) locks.emplace_back(key_mu_[s]);
+  Group group;
+  for (size_t i : todo) {
+    Work& w = works[i];
+    // A key already waiting in the group: its next report is decided on what that commits.
+    if (group.keys.count(w.key)) CommitGroup(group, works, out);
+    for (int attempt = 0;; ++attempt) {
+      event::Event next;
+      store::TxnRequest txn;
+      auto issue = Build(w, w.stripe, &next, &txn);
+      if (issue.ok() && *issue && group.Touches(txn)) {
+        CommitGroup(group, works, out);  // what it read is about to change: decide again after
+        continue;
+      }
+      if (!issue.ok()) {
+        known_[w.stripe].erase(w.key);
+        if (issue.status().code() == StatusCode::kAborted && attempt < 32) continue;
+        out[i] = issue.status();
+      } else if (*issue) {
+        group.Add(i, std::move(next), std::move(txn));
+      } else {
+        out[i] = w.result;
+      }
+      break;
+    }
+  }
+  CommitGroup(group, works, out);
+  return out;
+}
+
+void OpsEngine::CommitGroup(Group& g, std::vector<Work>& works,
+                            std::vector<StatusOr<IngestResult>>& out) {
+  if (g.members.empty()) return;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t pending = g.members.size();
+  std::vector<StatusOr<store::TxnResult>> results(g.members.size(),
+                                                  absl::UnknownError("not committed"));
+  // All handed over at once: the store's writer takes them into one group commit.
+  for (size_t m = 0; m < g.members.size(); ++m) {
+    resources_->store()->TxnAsync(g.members[m].txn, [&, m](StatusOr<store::TxnResult> r) {
+      std::lock_guard lock(mu);
+      results[m] = std::move(r);
+      if (--pending == 0) cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return pending == 0; });
+  }
+  for (size_t m = 0; m < g.members.size(); ++m) {
+    auto& member = g.members[m];
+    Work& w = works[member.index];
+    if (results[m].ok() && results[m]->succeeded) {
+      Committed(w, w.stripe, std::move(member.next), member.txn, results[m]->revision);
+      out[member.index] = w.result;
+      continue;
+    }
+    if (!results[m].ok()) {
+      known_[w.stripe].erase(w.key);
+      out[member.index] = results[m].status();
+      continue;
+    }
+    // Changed meanwhile by another writer: decided again on its own, as a single report is.
+    Status st;
+    for (int attempt = 0; attempt < 32; ++attempt) {
+      known_[w.stripe].erase(w.key);
+      st = IssueLocked(w, w.stripe);
+      if (st.code() != StatusCode::kAborted) break;
+    }
+    out[member.index] = st.ok() ? StatusOr<IngestResult>(w.result) : StatusOr<IngestResult>(st);
+  }
+  g = Group{};
+}
+
+OpsEngine::Known* OpsEngine::Fresh(const Work& w, size_t stripe) {
+  auto& known = known_[stripe];
+  auto it = known.find(w.key);
+  if (it == known.end()) return nullptr;
+  // Another writer (housekeeping, an operator, another server) changed it since: the store
+  // decides. The cache follows the store within milliseconds.
+  // The cache's revision is read first: at or past ours, a missing key was deleted since.
+  const int64_t seen = resources_->cache()->revision();
+  auto cached = resources_->cache()->Get(w.key);
+  const bool changed =
+      cached ? cached->mod_revision() > it->second.revision : seen >= it->second.revision;
+  if (it->second.flushing || !changed) return &it->second;
+  known.erase(it);
+  return nullptr;
+}
+
+Status OpsEngine::ReadStored(const Work& w, event::Event* prev, int64_t* revision) {
   PHOTON_ASSIGN_OR_RETURN(auto stored, resources_->store()->Range(w.key));
   *revision = 0;
   if (stored.kvs.empty()) return absl::OkStatus();
@@ -133,23 +270,43 @@ Status OpsEngine::ReadPrevious(const Work& w, size_t stripe, event::Event* prev,
 }
 
 Status OpsEngine::IssueLocked(Work& w, size_t stripe) {
-  store::Store* store = resources_->store();
+  event::Event next;
+  store::TxnRequest txn;
+  PHOTON_ASSIGN_OR_RETURN(bool issue, Build(w, stripe, &next, &txn));
+  if (!issue) return absl::OkStatus();
+  PHOTON_ASSIGN_OR_RETURN(auto r, resources_->store()->Txn(txn));
+  if (!r.succeeded) return absl::AbortedError("event or alert changed meanwhile");
+  Committed(w, stripe, std::move(next), txn, r.revision);
+  return absl::OkStatus();
+}
+
+StatusOr<bool> OpsEngine::Build(Work& w, size_t stripe, event::Event* next_out,
+                                store::TxnRequest* txn_out) {
   const int64_t now = NowMs();
   const std::string now_text = NowRfc3339();
   const OpsEvent& in = w.ev.spec().ops_event();
-  event::Event prev;
+  // The key's last state: from memory when known (not copied: a repeat only counts there),
+  // else from the store.
+  Known* known = Fresh(w, stripe);
+  event::Event stored;
   int64_t prev_rev = 0;
-  PHOTON_RETURN_IF_ERROR(ReadPrevious(w, stripe, &prev, &prev_rev));
+  if (known) {
+    prev_rev = known->revision;
+  } else {
+    PHOTON_RETURN_IF_ERROR(ReadStored(w, &stored, &prev_rev));
+  }
+  const event::Event& prev = known ? known->ev : stored;
   const OpsEvent& p = prev.spec().ops_event();
-  store::TxnRequest txn;
-  txn.compares.push_back(prev_rev ? ModRevisionIs(w.key, prev_rev) : Absent(w.key));
   // A maintenance starting or ending issues the event again: its alerts wait for the end.
   const bool same = prev_rev && p.severity() == in.severity() && p.maintenance() == w.maintenance;
   if (same && now - ParseMs(p.issued_at()) < in.reissue_duration_seconds() * 1000) {
     // Already issued and within its reissue duration: only its time and count move, in
     // memory now and in the store with the next flush of repeats.
-    Known& k = known_[stripe][w.key];
-    if (k.revision != prev_rev) k = Known{.ev = std::move(prev), .revision = prev_rev};
+    if (!known) {
+      known = &known_[stripe][w.key];
+      *known = Known{.ev = std::move(stored), .revision = prev_rev};
+    }
+    Known& k = *known;
     OpsEvent* u = k.ev.mutable_spec()->mutable_ops_event();
     u->set_last_seen(now_text);
     u->set_count(u->count() + 1);
@@ -160,9 +317,12 @@ Status OpsEngine::IssueLocked(Work& w, size_t stripe) {
     w.result.maintenance = u->maintenance();
     w.result.rule = u->rule();
     w.result.alert = u->alert();
-    return absl::OkStatus();
+    return false;
   }
-  event::Event next = w.ev;
+  store::TxnRequest& txn = *txn_out;
+  txn.compares.push_back(prev_rev ? ModRevisionIs(w.key, prev_rev) : Absent(w.key));
+  event::Event& next = *next_out;
+  next = w.ev;
   auto* md = next.mutable_metadata();
   md->set_name(w.result.event_name);
   md->set_namespace_(w.ns);
@@ -181,17 +341,19 @@ Status OpsEngine::IssueLocked(Work& w, size_t stripe) {
   w.result = IngestResult{.issued = true, .event_name = w.result.event_name};
   PHOTON_RETURN_IF_ERROR(Decide(w, now, &next, &txn));
   txn.success.push_back(PutOp(w.key, next));
-  PHOTON_ASSIGN_OR_RETURN(auto r, store->Txn(txn));
-  if (!r.succeeded) return absl::AbortedError("event or alert changed meanwhile");
+  return true;
+}
+
+void OpsEngine::Committed(const Work& w, size_t stripe, event::Event next,
+                          const store::TxnRequest& txn, int64_t revision) {
   auto& known = known_[stripe];
   if (known.size() >= kKnownPerStripe) {
     std::erase_if(known, [](const auto& kv) { return !kv.second.dirty && !kv.second.flushing; });
   }
-  known[w.key] = Known{.ev = std::move(next), .revision = r.revision};
+  known[w.key] = Known{.ev = std::move(next), .revision = revision};
   for (const auto& op : txn.success) {
-    if (op.key.rfind(kOutboxPrefix, 0) == 0) return Wake(), absl::OkStatus();
+    if (op.key.rfind(kOutboxPrefix, 0) == 0) return Wake();
   }
-  return absl::OkStatus();
 }
 
 // The rules, in order: Silenced ends processing; the first matching Aggregate takes the event

@@ -71,6 +71,15 @@ class OpsEngine {
 
   // An event reported by `who` (an agent: forced to its own node, namespace "system").
   StatusOr<IngestResult> Ingest(const Principal& who, const std::string& ns, event::Event event);
+  // Many events of one namespace at once, each validated and answered on its own (in order).
+  // Their issues are committed together: all transactions of the batch are handed to the store
+  // at once, which applies them in one of its group commits (one fsync), each still all or
+  // nothing on its own compares. An event whose transaction would touch what an earlier one of
+  // the batch touches (the same key, an aggregate group) waits for that one's commit.
+  // The whole batch is refused only when `who` may not report in `ns`.
+  StatusOr<std::vector<StatusOr<IngestResult>>> IngestBatch(const Principal& who,
+                                                            const std::string& ns,
+                                                            std::vector<event::Event> events);
   // An operator closes an open alert with a comment; history keeps who and why.
   StatusOr<photon::ops::Alert> CloseAlert(const Principal& who, const std::string& ns,
                                           const std::string& name, const std::string& comment);
@@ -84,8 +93,11 @@ class OpsEngine {
  private:
   struct Work;
   HttpResponse Route(HttpRequest& req, const Principal& who);
+  HttpResponse IngestBatchAnswer(const HttpRequest& req, const Principal& who,
+                                 const std::string& ns);
   HttpResponse PrometheusAlerts(const HttpRequest& req, const Principal& who);
   HttpResponse PrometheusTargets(const HttpRequest& req, const Principal& who);
+  HttpResponse Top(const HttpRequest& req, const Principal& who);  // top.cc
   // The last stored state of a recently seen event (dedup in memory): a repeat within its
   // reissue duration is decided and counted here and written with the other repeats at the
   // next flush, instead of one store write (and fsync) per report.
@@ -95,10 +107,23 @@ class OpsEngine {
     bool dirty = false;     // repeats counted and not yet written
     bool flushing = false;  // in a flush's transaction now
   };
+  struct Group;
+  // Validates and normalises w.ev, matches its rules; false when a Filter rule dropped it.
+  StatusOr<bool> Prepare(const Principal& who, Work& w);
   Status IssueLocked(Work& w, size_t stripe);
-  // What the store holds for w.key (from memory when known and not changed by another
-  // writer): the event and its mod revision, 0 when absent.
-  Status ReadPrevious(const Work& w, size_t stripe, event::Event* prev, int64_t* revision);
+  // Decides w against the key's previous state: a repeat is counted in memory (false); an
+  // issue fills *next and *txn (true), to be committed and then passed to Committed().
+  StatusOr<bool> Build(Work& w, size_t stripe, event::Event* next, store::TxnRequest* txn);
+  // An issue's transaction committed at `revision`: the key's state in memory follows.
+  void Committed(const Work& w, size_t stripe, event::Event next, const store::TxnRequest& txn,
+                 int64_t revision);
+  // Commits the group's transactions together and finishes each (retrying alone a refused one).
+  void CommitGroup(Group& g, std::vector<Work>& works, std::vector<StatusOr<IngestResult>>& out);
+  // The key's state in memory, unless another writer changed the key since (then forgotten):
+  // null when the store must be read.
+  Known* Fresh(const Work& w, size_t stripe);
+  // What the store holds for w.key: the event and its mod revision, 0 when absent.
+  Status ReadStored(const Work& w, event::Event* prev, int64_t* revision);
   void FlushRepeats();
   void RepeatLoop();
   Status Decide(Work& w, int64_t now, event::Event* next, store::TxnRequest* txn);
