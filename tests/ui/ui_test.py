@@ -166,6 +166,15 @@ class DashboardTest(unittest.TestCase):
                "phase RUNNING on the detail page")
         self.assertTrue(p.eval("window.notReloaded === true"), "the page reloaded")
         self.assertTrue(p.eval("document.querySelector('#action-stop') !== null"))
+        # An action goes to the API as an operation for the node's agent (photon-hollow runs
+        # none: the operation stays queued, which is what the page must say).
+        p.click("#action-logs")
+        op = p.wait("(() => { const m = document.querySelector('#detail-status').textContent"
+                    ".match(/^logs: operation ([0-9a-f-]+)$/); return m && m[1]; })()", 10,
+                    "the logs operation")
+        got = self.cluster.must("GET", "/v1/operations/" + op)
+        self.assertEqual(got["spec"]["verb"], "action:logs")
+        self.assertEqual(got["spec"]["targetName"], name)
         self.shot("instance-running")
         # The list shows a change made elsewhere (another client), through the watch.
         p.eval("location.hash = '#/kinds/computeinstances'")
