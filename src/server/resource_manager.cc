@@ -108,25 +108,31 @@ std::string TargetName(const KindInfo& kind, const std::string& ns, const std::s
 
 uint64_t AuditDecisionsOnThisThread() { return audit_decisions_on_thread; }
 
-// One thread running the retries that need store reads, in the order they came. Its queue is
-// drained before it stops: every call waiting for a retry gets its answer.
+// One thread running the retries that need store reads, in the order they came. Stop drains
+// its queue: every call waiting for a retry gets its answer. Work posted after that (a commit
+// completing while the server shuts down) runs on the posting thread.
 class ResourceManager::RetryThread {
  public:
   RetryThread() : thread_([this] { Run(); }) {}
-  ~RetryThread() {
+  ~RetryThread() { Stop(); }
+  void Stop() {
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
     }
     cv_.notify_one();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
   void Post(std::function<void()> work) {
     {
       std::lock_guard lock(mu_);
-      queue_.push_back(std::move(work));
+      if (!exited_) {
+        queue_.push_back(std::move(work));
+        cv_.notify_one();
+        return;
+      }
     }
-    cv_.notify_one();
+    work();
   }
 
  private:
@@ -135,7 +141,10 @@ class ResourceManager::RetryThread {
     std::unique_lock lock(mu_);
     for (;;) {
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;
+      if (queue_.empty()) {
+        exited_ = true;
+        return;
+      }
       std::function<void()> work = std::move(queue_.front());
       queue_.pop_front();
       lock.unlock();
@@ -148,6 +157,7 @@ class ResourceManager::RetryThread {
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
+  bool exited_ = false;
   std::thread thread_;  // last: started once the members above exist
 };
 
@@ -159,7 +169,7 @@ ResourceManager::ResourceManager(store::Store* store, WatchCache* cache, Metrics
 }
 
 ResourceManager::~ResourceManager() {
-  retry_thread_.reset();  // answers the retries still queued
+  retry_thread_->Stop();  // answers the retries still queued
   refusals_->Flush(true);
 }
 
