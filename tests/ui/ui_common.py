@@ -28,6 +28,14 @@ class Cluster:
         self.base = "http://127.0.0.1:%d" % self.port
         self.procs = []
         self.logs = []
+        try:
+            self.start(nodes, prefix)
+        except BaseException:
+            self.close()  # no daemon or directory outlives a failed start
+            raise
+
+    def start(self, nodes, prefix):
+        build = self.build
         self.server = self.spawn([os.path.join(build, "src/server/photon-server"),
                                   "--data-dir", os.path.join(self.dir, "data"),
                                   "--listen", "127.0.0.1:%d" % self.port,
@@ -40,7 +48,6 @@ class Cluster:
                 break
             except OSError:
                 if self.server.poll() is not None or time.time() > deadline:
-                    self.close()
                     raise AssertionError("photon-server did not start")
                 time.sleep(0.05)
         with open(os.path.join(self.dir, "data", "admin.token")) as f:
