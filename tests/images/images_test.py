@@ -70,6 +70,8 @@ class ImageServiceTest(unittest.TestCase):
         key = subprocess.run([LIGHTNINGSTOR, "--config", tmp + "/ls.yaml", "keys", "create",
                               "photon"], check=True, capture_output=True, text=True,
                              timeout=30).stdout
+        cls.s3_key = dict(line.split(": ", 1) for line in key.strip().splitlines())
+        cls.s3_port = s3_port
         fd = os.open(tmp + "/ls.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(key)
@@ -295,6 +297,25 @@ class ImageServiceTest(unittest.TestCase):
         self.delete_vm("team-a", "vm2")
         wait_until("cache emptied", lambda: self.cache_files() == [], timeout=60)
         self.assertIn("image cache: removed", self.agent_log())
+
+    def test_6_deleting_an_image_deletes_its_content_in_lightningstor(self):
+        import boto3
+        from botocore.config import Config
+        s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:%d" % self.s3_port,
+                          region_name="local", aws_access_key_id=self.s3_key["access_key_id"],
+                          aws_secret_access_key=self.s3_key["secret_access_key"],
+                          config=Config(s3={"addressing_style": "path"}))
+
+        def keys():
+            r = s3.list_objects_v2(Bucket="photon-images")
+            return sorted(o["Key"] for o in r.get("Contents", []))
+        s, img = self.api.call("GET", "/v1/namespaces/team-a/images/initrd")
+        self.assertEqual(s, 200, img)
+        key = img["status"]["details"]["object"]
+        self.assertIn(key, keys())
+        self.assertEqual(self.api.call("DELETE", "/v1/namespaces/team-a/images/initrd")[0], 202)
+        wait_until("content deleted", lambda: key not in keys(), timeout=30)
+        self.assertEqual(len(keys()), 1)  # the kernel's
 
 
 if __name__ == "__main__":

@@ -108,8 +108,48 @@ StatusOr<std::unique_ptr<ImageService>> ImageService::Create(
     store = std::make_unique<BlobStore>(bo);
     break;
   }
-  return std::unique_ptr<ImageService>(
+  std::unique_ptr<ImageService> svc(
       new ImageService(resources, std::move(store), std::move(options)));
+  if (svc->store_) PHOTON_RETURN_IF_ERROR(svc->WatchDeletes());
+  return svc;
+}
+
+Status ImageService::WatchDeletes() {
+  janitor_ = std::thread([this] { RunJanitor(); });
+  WatchSink sink;
+  sink.on_events = [this](const std::vector<CacheEvent>& events) {
+    for (const auto& e : events) {
+      if (e.type != CacheEvent::Type::kDeleted || !e.object) continue;
+      auto msg = e.object->Decoded();
+      const auto* img = dynamic_cast<const compute::Image*>(msg.get());
+      const std::string key = img ? Detail(*img, "object") : "";
+      if (key.empty()) continue;
+      std::lock_guard lock(janitor_mu_);
+      doomed_.push_back(key);
+      janitor_cv_.notify_one();
+    }
+  };
+  PHOTON_ASSIGN_OR_RETURN(watch_id_,
+                          resources_->Watch(SystemPrincipal(), ImagesKind(), "", "", "", "", sink));
+  return absl::OkStatus();
+}
+
+void ImageService::RunJanitor() {
+  std::unique_lock lock(janitor_mu_);
+  for (;;) {
+    janitor_cv_.wait(lock, [this] { return stopping_ || !doomed_.empty(); });
+    if (stopping_) return;
+    const std::string key = doomed_.front();
+    doomed_.pop_front();
+    lock.unlock();
+    Status st = store_->Delete(key);
+    if (st.ok()) {
+      spdlog::info("image content {} deleted with its Image", key);
+    } else {
+      spdlog::warn("image content {}: not deleted: {}", key, std::string(st.message()));
+    }
+    lock.lock();
+  }
 }
 
 ImageService::ImageService(ResourceManager* resources, std::unique_ptr<BlobStore> store,
@@ -118,6 +158,13 @@ ImageService::ImageService(ResourceManager* resources, std::unique_ptr<BlobStore
 
 ImageService::~ImageService() {
   if (!store_) return;
+  if (watch_id_ != 0) resources_->Unwatch(watch_id_);
+  {
+    std::lock_guard lock(janitor_mu_);
+    stopping_ = true;
+  }
+  janitor_cv_.notify_all();
+  if (janitor_.joinable()) janitor_.join();
   std::lock_guard lock(mu_);
   for (auto& [id, up] : uploads_) store_->AbortUpload(up->key, up->store_id);
 }

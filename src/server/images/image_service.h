@@ -29,10 +29,13 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/http_server.h"
@@ -90,12 +93,22 @@ class ImageService {
   StatusOr<compute::Image> ReadImage(const std::string& ns, const std::string& name);
   // Writes the Image for a finished upload: spec as the caller, status as the system.
   Status Record(const Principal& who, const Upload& up, const std::string& digest);
+  // A deleted Image's content is deleted from the store by a thread of its own (watch events
+  // must be handled quickly). Deletes while no server ran are not seen (docs/images.md).
+  Status WatchDeletes();
+  void RunJanitor();
 
   ResourceManager* resources_;
   std::unique_ptr<BlobStore> store_;
   ImageServiceOptions o_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Upload>> uploads_;
+  uint64_t watch_id_ = 0;
+  std::mutex janitor_mu_;
+  std::condition_variable janitor_cv_;
+  std::deque<std::string> doomed_;  // objects of deleted Images
+  bool stopping_ = false;
+  std::thread janitor_;
 };
 
 }  // namespace photon::server::images
