@@ -112,7 +112,10 @@ StatusOr<http::Response> S3Service::ListObjects(S3Request& r, bool v2) {
 StatusOr<http::Response> S3Service::ListObjectVersions(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket_meta, RequireBucket(r.bucket));
   const http::Request& req = r.http;
-  bool url = Q(req, "encoding-type") == "url";
+  std::string encoding = Q(req, "encoding-type");
+  if (!encoding.empty() && encoding != "url")
+    return S3Error("InvalidArgument", "Invalid Encoding Method specified in Request");
+  bool url = encoding == "url";
   auto enc = [url](const std::string& s) { return url ? sigv4::UriEncode(s, false) : s; };
   std::string prefix = Q(req, "prefix"), delimiter = Q(req, "delimiter");
   std::string key_marker = Q(req, "key-marker"), version_marker = Q(req, "version-id-marker");

@@ -578,6 +578,7 @@ class SemanticsTest(unittest.TestCase):
                 ("GET", "/sem", [("uploads", ""), ("delimiter", "/")], 501),
                 ("GET", "/sem/hdr", [("acl", ""), ("tagging", "")], 501),
                 ("GET", "/sem/hdr", [("response-x-amz-meta-a", "1")], 400),
+                ("GET", "/sem", [("versions", ""), ("encoding-type", "base64")], 400),
                 ("GET", "/sem/hdr", [("versionId", "null")], 200)):
             headers, *_ = s3raw.sign(self.d.access_key, self.d.secret_key, method, path, query,
                                      {"host": f"127.0.0.1:{self.d.port}"}, hashlib.sha256(b"").hexdigest())
