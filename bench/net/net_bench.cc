@@ -1,7 +1,9 @@
 // photon-bench-net: the node data path on the multi-host bed (tests/net), figures for issue 16.
-//   sudo build/bench/net/photon-bench-net [--density N] [--skip-density | --density-only]
+//   sudo build/bench/net/photon-bench-net [--density N]
+//       [--skip-density | --density-only | --rule-change-only]
 // Port wiring (sequential and burst), density (memory, teardown), security-group first-packet
-// latency (10 vs 10,000 rules), throughput next to a bare veth pair, BGP announce/withdraw.
+// latency (10 vs 10,000 rules), throughput next to a bare veth pair, BGP announce/withdraw,
+// one rule change on N ports next to plain `nft -f`.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -11,6 +13,8 @@
 #include <regex>
 #include <thread>
 
+#include "agent/net/exec.h"
+#include "agent/net/nft_ruleset.h"
 #include "agent/net/port_manager.h"
 #include "tests/net/netbed.h"
 
@@ -190,6 +194,77 @@ void Density(NetBed* bed, int n) {
               Ms(Clock::now() - start));
 }
 
+// One security group rule change referenced by `n` ports of one host: from the change until
+// every port enforces it, applied by PortManager (8 workers, as the agent's) and, the peer in
+// the same run, by plain `nft -f` of the same rendered transaction into each namespace. Then a
+// member joining a remote group the n ports name: the set refilled in place, against the
+// whole ruleset replaced (what a CIDR rule per member would cost).
+void RuleChange(NetBed* bed, int n) {
+  auto pm = Manager(bed, 2);
+  std::vector<PortSpec> specs;
+  for (int i = 0; i < n; ++i) {
+    specs.push_back(Spec("rc" + std::to_string(i), Ip(i)));
+    specs.back().rules.push_back({Direction::kIngress, 6, 7000, 7000, "10.50.0.0/16"});
+    SgRule group{Direction::kIngress, 6, 8000, 8000, ""};
+    group.remote_set = "rg_app";
+    specs.back().rules.push_back(group);
+    for (int m = 0; m < 50; ++m) specs.back().remote_sets["rg_app"].push_back(Ip(2000 + m));
+  }
+  auto start = Clock::now();
+  Parallel(n, 8, [&](int i) { Check(pm->Apply(specs[i])); });
+  std::printf("rule change: %d ports created in %.0f ms\n", n, Ms(Clock::now() - start));
+  // Each round: every port's tcp rule (rules[1], after the default egress) moves to another
+  // port number.
+  auto round = [&](int port, bool peer, std::vector<double>* done) {
+    for (auto& s : specs) s.rules[1].port_from = s.rules[1].port_to = port;
+    done->assign(n, 0);
+    auto t0 = Clock::now();
+    Parallel(n, 8, [&](int i) {
+      if (peer) {
+        ExecOptions o;
+        o.netns = pm->NetnsPath(specs[i].instance_id);
+        o.stdin_data = RenderPortTransaction(RenderPortRules(specs[i]), RenderMembers(specs[i]));
+        Check(ExecOk({"nft", "-f", "-"}, o).status());
+      } else {
+        Check(pm->Apply(specs[i]));
+      }
+      (*done)[i] = Ms(Clock::now() - t0);
+    });
+    return Ms(Clock::now() - t0);
+  };
+  std::vector<double> ours, plain;
+  double ours_ms = round(7001, false, &ours);
+  double plain_ms = round(7002, true, &plain);
+  double ours2_ms = round(7003, false, &ours);  // again, after the peer (order effects)
+  Report("rule change on " + std::to_string(n) + " ports: PortManager", ours);
+  Report("  peer: nft -f of the same ruleset", plain);
+  std::printf(
+      "rule change on %d ports, all enforced: PortManager %.0f ms (again %.0f ms), "
+      "nft -f %.0f ms, ratio %.2f\n",
+      n, ours_ms, ours2_ms, plain_ms, std::min(ours_ms, ours2_ms) / plain_ms);
+  // A member joins the remote group: set update on every port vs the ruleset replaced.
+  auto t0 = Clock::now();
+  for (auto& s : specs) s.remote_sets["rg_app"].push_back(Ip(2100));
+  Parallel(n, 8, [&](int i) { Check(pm->Apply(specs[i])); });
+  double set_ms = Ms(Clock::now() - t0);
+  for (auto& s : specs) s.remote_sets["rg_app"].push_back(Ip(2101));
+  t0 = Clock::now();
+  Parallel(n, 8, [&](int i) {
+    ExecOptions o;
+    o.netns = pm->NetnsPath(specs[i].instance_id);
+    o.stdin_data = RenderPortTransaction(RenderPortRules(specs[i]), RenderMembers(specs[i]));
+    Check(ExecOk({"nft", "-f", "-"}, o).status());
+  });
+  double replace_ms = Ms(Clock::now() - t0);
+  std::printf(
+      "remote group member joins, %d ports: set updates %.0f ms (%lld of them), whole "
+      "ruleset by nft -f %.0f ms, ratio %.2f\n",
+      n, set_ms, static_cast<long long>(pm->set_updates()), replace_ms, set_ms / replace_ms);
+  start = Clock::now();
+  Parallel(n, 8, [&](int i) { Check(pm->Delete(specs[i].instance_id)); });
+  std::printf("rule change: teardown %.0f ms\n", Ms(Clock::now() - start));
+}
+
 // First packet of new connections through a port holding `rules` ingress rules.
 std::vector<double> FirstPacket(PortManager* pm, int rules) {
   PortSpec server = Spec("sg", "10.40.8.1");
@@ -334,11 +409,12 @@ void Bgp(NetBed* bed) {
 int main(int argc, char** argv) {
   using namespace photon::agent::net;
   int density = 1000;
-  bool skip_density = false, density_only = false;
+  bool skip_density = false, density_only = false, rule_change_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--density") == 0 && i + 1 < argc) density = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--skip-density") == 0) skip_density = true;
     if (std::strcmp(argv[i], "--density-only") == 0) density_only = true;
+    if (std::strcmp(argv[i], "--rule-change-only") == 0) rule_change_only = true;
   }
   if (::geteuid() != 0) {
     std::cerr << "photon-bench-net needs root (network namespaces)\n";
@@ -350,11 +426,16 @@ int main(int argc, char** argv) {
     std::cerr << "bed: " << error << "\n";
     return 1;
   }
+  if (rule_change_only) {
+    RuleChange(bed.get(), density);
+    return 0;
+  }
   if (!density_only) {
     Wiring(bed.get());
     SecurityGroups(bed.get());
     Throughput(bed.get());
     Bgp(bed.get());
+    RuleChange(bed.get(), density);
   }
   if (!skip_density) Density(bed.get(), density);
   return 0;
