@@ -164,10 +164,14 @@ Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op)
         (name == "x-amz-checksum-mode" && op != "GetObject" && op != "HeadObject")) {
       return S3Error("InvalidRequest", name + " is not taken by " + op);
     }
-    if (name == "x-amz-object-ownership" && value != "ObjectWriter" &&
-        value != "BucketOwnerPreferred") {
-      return S3Error("NotImplemented", "lightningstor keeps ACLs enabled; x-amz-object-ownership " +
-                                           value + " is not implemented");
+    // Objects belong to their writer (ObjectWriter): BucketOwnerPreferred (the bucket owner
+    // takes objects written with bucket-owner-full-control) and BucketOwnerEnforced (ACLs off)
+    // are not built, so only ObjectWriter, and only where S3 takes it, at bucket creation.
+    if (name == "x-amz-object-ownership" && (value != "ObjectWriter" || op != "CreateBucket")) {
+      return S3Error("NotImplemented",
+                     "lightningstor keeps ACLs enabled and objects owned by "
+                     "their writer; x-amz-object-ownership " +
+                         value + " on " + op + " is not implemented");
     }
   }
   // Conditions S3 evaluates for writes: only those this server checks pass.

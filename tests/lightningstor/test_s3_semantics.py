@@ -570,6 +570,16 @@ class SemanticsTest(unittest.TestCase):
                 call()
             self.assertEqual(code(e), "AccessDenied")
         self.assertEqual(s3.get_object(Bucket="sem", Key="hdr")["Body"].read(), b"h")
+        # Object Ownership: objects belong to their writer; nothing else is taken.
+        s3.create_bucket(Bucket="own-writer", ObjectOwnership="ObjectWriter")
+        s3.delete_bucket(Bucket="own-writer")
+        for ownership in ("BucketOwnerPreferred", "BucketOwnerEnforced"):
+            with self.assertRaises(ClientError) as e:
+                s3.create_bucket(Bucket="own-refused", ObjectOwnership=ownership)
+            self.assertEqual(code(e), "NotImplemented", ownership)
+        with self.assertRaises(ClientError) as e:
+            s3.head_bucket(Bucket="own-refused")
+        self.assertEqual(status(e), 404)
         # Query arguments the operation does not take are refused, not dropped.
         for method, path, query, expected in (
                 ("GET", "/sem/hdr", [("prefix", "x")], 501),
