@@ -83,6 +83,7 @@ TEST(VmLifecycleTest, BootUserDataVolumesActionsStopStartDestroy) {
   EXPECT_TRUE(
       WaitConsole(console, "PHOTON-VOL-WROTE /dev/vdb: boot 2", 1, std::chrono::seconds(5)));
 
+  EXPECT_TRUE(PathExists(ctx.data_dir + "/instances/" + id + "/serial.sock"));
   // Graceful stop: the guest sees the ACPI power button and powers off.
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(provider.Stop(id, std::chrono::seconds(20)).ok());
@@ -92,6 +93,8 @@ TEST(VmLifecycleTest, BootUserDataVolumesActionsStopStartDestroy) {
   EXPECT_EQ(o.phase, ResourceStatus::SUSPENDED);
   EXPECT_EQ(o.message, "stopped");
   EXPECT_TRUE(testing::PidsMentioning(ctx.data_dir + "/instances/" + id).empty());
+  // The serial console's socket (photon console) goes with its QEMU.
+  EXPECT_FALSE(PathExists(ctx.data_dir + "/instances/" + id + "/serial.sock"));
 
   // Start again through the action: the volume keeps what the previous boot wrote.
   ASSERT_TRUE(provider.Execute(id, "start", {}).ok());

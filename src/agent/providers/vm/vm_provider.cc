@@ -224,6 +224,7 @@ Status VmProvider::KillLocked(VmState& vm) {
     RunCommand({"ip", "link", "del", vm.tap}, std::chrono::seconds(10)).IgnoreError();
   }
   unlink(vm.qmp_socket.c_str());
+  if (!vm.serial_socket.empty()) unlink(vm.serial_socket.c_str());
   unlink(vm.pidfile.c_str());
   return absl::OkStatus();
 }
