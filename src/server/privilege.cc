@@ -1,6 +1,7 @@
 #include "server/privilege.h"
 
 #include "photon/compute.pb.h"
+#include "server/object_util.h"
 
 namespace photon::server {
 
@@ -37,6 +38,18 @@ Status CheckHostPrivileges(const Principal& who, const KindInfo& kind,
   return absl::PermissionDeniedError(field + ": only a cluster admin may run a " + kind.kind +
                                      " with host privileges (as root, outside its own "
                                      "namespaces); ask an admin to create it");
+}
+
+Status CheckSharedImageWrite(const Principal& who, const KindInfo& kind,
+                             const google::protobuf::Message& stored) {
+  if (kind.plural != "images" || who.IsAdmin()) return absl::OkStatus();
+  const resource::ResourceStatus* st = GetStatus(stored);
+  if (st == nullptr) return absl::OkStatus();
+  auto it = st->details().find("public");
+  if (it == st->details().end() || it->second != "true") return absl::OkStatus();
+  return absl::PermissionDeniedError("image '" + GetMetadata(stored).name() +
+                                     "' is shared with every namespace: only cluster admins "
+                                     "change or delete it (an admin can unshare it first)");
 }
 
 }  // namespace photon::server

@@ -17,4 +17,10 @@ namespace photon::server {
 Status CheckHostPrivileges(const Principal& who, const KindInfo& kind,
                            const google::protobuf::Message& object);
 
+// A publicly shared Image (status.details.public, set by an admin through the image service)
+// is used by every namespace: PERMISSION_DENIED when `who` is not a cluster admin and would
+// change or delete the `stored` one, or another tenant could swap what others boot.
+Status CheckSharedImageWrite(const Principal& who, const KindInfo& kind,
+                             const google::protobuf::Message& stored);
+
 }  // namespace photon::server

@@ -506,6 +506,7 @@ StatusOr<ResourceManager::PreparedUpdate> ResourceManager::PrepareUpdate(
   // Before the version check: a write outside an agent's scope is refused as such.
   PHOTON_RETURN_IF_ERROR(
       CheckAgentScope(who, verb, kind.plural, name, GetMetadata(*stored).agent_id()));
+  if (!status_only) PHOTON_RETURN_IF_ERROR(CheckSharedImageWrite(who, kind, *stored));
   if (stored_rev != want_rev) {
     return absl::AbortedError("conflict: " + kind.kind + " '" + name + "' is at resourceVersion " +
                               std::to_string(stored_rev) + ", the update was based on " +
@@ -653,6 +654,7 @@ StatusOr<ResourceManager::PreparedDelete> ResourceManager::PrepareDelete(
   const std::string key = RegistryKey(kind.plural, ns, name);
   PHOTON_ASSIGN_OR_RETURN(auto cur, ReadCurrent(kind, key));
   auto [stored, stored_rev] = cur;
+  if (!agent_finalize) PHOTON_RETURN_IF_ERROR(CheckSharedImageWrite(who, kind, *stored));
   if (want_rev && want_rev != stored_rev) {
     // The client's precondition: not retried (DeleteAttempt retries only without one).
     return absl::AbortedError("conflict: " + kind.kind + " '" + name + "' is at resourceVersion " +

@@ -260,6 +260,18 @@ class ImageServiceTest(unittest.TestCase):
         r = self.upload(self.editor_a, "team-a", "kernel", self.initrd, "--format", "kernel")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("is public: only cluster admins may replace it", r.stderr)
+        # ... nor through the generic API: its spec cannot be changed nor the image deleted.
+        owner = Http(self.api.base, self.editor_a)
+        s, img = owner.call("GET", "/v1/namespaces/team-a/images/kernel")
+        self.assertEqual(s, 200, img)
+        img["metadata"]["labels"] = {"swapped": "yes"}
+        s, body = owner.call("PUT", "/v1/namespaces/team-a/images/kernel", img)
+        self.assertEqual(s, 403, body)
+        self.assertIn("shared with every namespace", str(body))
+        s, body = owner.call("DELETE", "/v1/namespaces/team-a/images/kernel")
+        self.assertEqual(s, 403, body)
+        s, _ = owner.call("GET", "/v1/namespaces/team-a/images/kernel")
+        self.assertEqual(s, 200)
 
     def test_4_bad_input_is_refused_with_a_clear_error(self):
         r = self.upload(self.editor_a, "team-a", "k2", self.kernel, "--sha256", "0" * 64)
