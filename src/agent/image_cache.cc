@@ -14,7 +14,7 @@
 #include <future>
 #include <vector>
 
-#include "agent/host/run.h"
+#include "agent/host/qcow2.h"
 #include "common/file_util.h"
 #include "common/hex.h"
 #include "common/util.h"
@@ -70,34 +70,6 @@ StatusOr<std::string> HashFile(const std::string& path) {
   }
   ::close(fd);
   return h.HexDigest();
-}
-
-bool WriteAll(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-// A qcow2 header can name a backing file anywhere on the host, which QEMU would open.
-Status RefuseBackingFile(const std::string& name, const std::string& path) {
-  PHOTON_ASSIGN_OR_RETURN(RunResult r,
-                          RunCommand({"qemu-img", "info", "--output=json", "-f", "qcow2", path},
-                                     std::chrono::seconds(60)));
-  if (r.exit_code != 0) {
-    return absl::FailedPreconditionError("image " + name +
-                                         ": not a valid qcow2 image: " + r.output);
-  }
-  if (r.output.find("\"backing-filename\"") != std::string::npos) {
-    return absl::PermissionDeniedError("image " + name +
-                                       ": a qcow2 image with a backing file is refused (the "
-                                       "backing file would reach the guest unverified)");
-  }
-  return absl::OkStatus();
 }
 
 // Marks a use: the sweeper keeps what was used within the ttl.
@@ -255,9 +227,7 @@ StatusOr<std::string> ImageCache::Download(const compute::Image& image, const st
                         "fetching image " + ref + ": " + std::string(bytes.status().message()));
     } else if (static_cast<int64_t>(bytes->size()) != len) {
       st = absl::DataLossError("fetching image " + ref + ": a short read");
-    } else if (!WriteAll(fd, bytes->data(), bytes->size())) {
-      st = absl::InternalError("write " + tmp + ": " + strerror(errno));
-    } else {
+    } else if (st = WriteAll(fd, *bytes, tmp); st.ok()) {
       h.Update(bytes->data(), bytes->size());
     }
   }
@@ -272,7 +242,7 @@ StatusOr<std::string> ImageCache::Download(const compute::Image& image, const st
                                ", not " + digest);
     }
   }
-  if (st.ok() && image.spec().format() == "qcow2") st = RefuseBackingFile(ref, tmp);
+  if (st.ok() && image.spec().format() == "qcow2") st = RefuseQcow2BackingFile(ref, tmp);
   if (st.ok() && (::chmod(tmp.c_str(), 0444) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0)) {
     st = absl::InternalError("storing " + path + ": " + strerror(errno));
   }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cli/documents.h"
+#include "cli/table.h"
 #include "common/hex.h"
 
 namespace photon::cli {
@@ -195,22 +196,6 @@ std::vector<std::string> Row(const std::string& kind, const json& o) {
           Text(e, {"count"}),
           Text(e, {"lastSeen"}),
           Text(e, {"output"})};
-}
-
-void PrintRows(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& r : rows) {
-    width.resize(std::max(width.size(), r.size()));
-    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  }
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << line << "\n";
-  }
 }
 
 std::string KindPath(const std::string& kind, const std::string& ns, bool all_ns) {

@@ -20,6 +20,7 @@
 #include "cli/http_client.h"
 #include "cli/image_commands.h"
 #include "cli/stream_commands.h"
+#include "cli/table.h"
 #include "cli/top_commands.h"
 #include "cli/wait_commands.h"
 #include "common/file_util.h"
@@ -28,6 +29,7 @@
 using nlohmann::json;
 using photon::cli::HttpClient;
 using photon::cli::HttpResult;
+using photon::cli::PrintRows;
 
 namespace {
 
@@ -148,21 +150,6 @@ std::string Field(const json& o, std::initializer_list<const char*> path) {
   if (cur->is_string()) return cur->get<std::string>();
   if (cur->is_null()) return "";
   return cur->dump();
-}
-
-// Columns padded to their widest cell; the first row is the header.
-void PrintRows(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(rows[0].size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << line << "\n";
-  }
 }
 
 // The driver of an instance (process, container, vm), or "" for other kinds.

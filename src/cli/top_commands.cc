@@ -4,6 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cli/table.h"
 #include "common/hex.h"
 
 namespace photon::cli {
@@ -29,22 +30,6 @@ std::string Percent(const json& row, const char* part, const char* whole) {
   return std::to_string(
              static_cast<int>(100 * row[part].get<double>() / row[whole].get<double>() + 0.5)) +
          "%";
-}
-
-void PrintRows(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& r : rows) {
-    width.resize(std::max(width.size(), r.size()));
-    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  }
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 3, ' ');
-    }
-    std::cout << line << "\n";
-  }
 }
 
 }  // namespace

@@ -20,19 +20,6 @@ Status Errno(const std::string& what, const std::string& path) {
   return absl::InternalError(what + " " + path + ": " + std::strerror(errno));
 }
 
-Status WriteAll(int fd, const std::string& data, const std::string& path) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Errno("write", path);
-    }
-    off += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
 // Fills the new file at fd and renames it over path.
 Status FillAndRename(int fd, const std::string& tmp, const std::string& path,
                      const std::string& data, int mode) {
@@ -55,6 +42,19 @@ void SyncDir(const std::string& path) {
 }
 
 }  // namespace
+
+Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("write", path);
+    }
+    off += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
 
 Status WriteFileAtomicVia(const std::string& path, const std::string& tmp, const std::string& data,
                           int mode) {

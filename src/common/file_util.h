@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -22,6 +23,9 @@ Status WriteFileAtomic(const std::string& path, const std::string& data, int mod
 Status WriteFileAtomicVia(const std::string& path, const std::string& tmp, const std::string& data,
                           int mode);
 StatusOr<std::string> ReadFile(const std::string& path);
+// Writes all of `data` to fd (retrying short writes and EINTR); INTERNAL naming `path` and
+// errno otherwise.
+Status WriteAll(int fd, std::string_view data, const std::string& path);
 // Creates path and its missing parents with `mode` (exactly: the umask does not apply).
 // Directories that exist already keep their mode: one we did not create (/var/lib, a shared
 // parent) is not ours to change.

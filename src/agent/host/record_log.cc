@@ -42,17 +42,6 @@ std::string PutLine(const std::string& id, const std::string& value) {
   return json{{"id", id}, {"value", value}}.dump() + "\n";
 }
 
-Status WriteAll(int fd, const std::string& data, const std::string& path) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::InternalError("append to " + path + ": " + strerror(errno));
-    off += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
 StatusOr<int> OpenForAppend(const std::string& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return absl::InternalError("open " + path + ": " + strerror(errno));

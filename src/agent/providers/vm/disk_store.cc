@@ -14,6 +14,7 @@
 #include <functional>
 
 #include "agent/host/image_root.h"
+#include "agent/host/qcow2.h"
 #include "agent/providers/vm/vm_util.h"
 #include "common/file_util.h"
 #include "common/util.h"
@@ -36,34 +37,6 @@ bool ValidName(const std::string& s) {
 std::string Lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
-}
-
-bool WriteAll(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-// A qcow2 header can name a backing file anywhere on the host, which QEMU would open.
-Status RefuseBackingFile(const std::string& name, const std::string& path) {
-  PHOTON_ASSIGN_OR_RETURN(
-      CommandResult r,
-      RunCommand({"qemu-img", "info", "--output=json", "-f", "qcow2", path}, kQemuImgTimeout));
-  if (r.exit_code != 0) {
-    return absl::FailedPreconditionError("image " + name +
-                                         ": not a valid qcow2 image: " + r.output);
-  }
-  if (r.output.find("\"backing-filename\"") != std::string::npos) {
-    return absl::PermissionDeniedError("image " + name +
-                                       ": a qcow2 image with a backing file is refused (the "
-                                       "backing file would reach the guest unverified)");
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -89,10 +62,8 @@ StatusOr<std::pair<std::string, std::string>> DiskStore::CopyAndHash(int in,
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) st = absl::InternalError("read " + source + ": " + strerror(errno));
       if (n <= 0) break;
-      if (!WriteAll(out, buf.data(), static_cast<size_t>(n))) {
-        st = absl::InternalError("write " + tmp + ": " + strerror(errno));
-        break;
-      }
+      st = WriteAll(out, std::string_view(buf.data(), static_cast<size_t>(n)), tmp);
+      if (!st.ok()) break;
     }
   }
   if (st.ok() && ::fsync(out) != 0)
@@ -148,7 +119,7 @@ StatusOr<std::string> DiskStore::PrepareImage(const compute::Image& image) {
     ok = absl::FailedPreconditionError("image " + name + ": sha256 mismatch: spec says " + want +
                                        ", file " + source + " has " + got);
   } else if (format == "qcow2") {
-    ok = RefuseBackingFile(name, tmp);
+    ok = RefuseQcow2BackingFile(name, tmp);
   }
   const std::string stored = data_dir_ + "/images/" + got + "." + format;
   if (ok.ok() && (::chmod(tmp.c_str(), 0444) != 0 || ::rename(tmp.c_str(), stored.c_str()) != 0)) {
