@@ -110,8 +110,12 @@ void NetworkController::Run() {
 
 void NetworkController::RetryWaiting() {
   const std::string prefix = RegistryPrefix("computeinstances");
-  auto list = resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0,
-                                        [](const CachedObject&) { return true; });
+  // Only unplaced ones can be waiting (the scheduler places none before its address), and an
+  // object's fields are decoded once per version (agents' field-selector watches need them
+  // too): a burst of deletes, each a kick, no longer decodes every instance each time.
+  auto list =
+      resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0,
+                                [](const CachedObject& o) { return o.Fields().agent_id.empty(); });
   std::set<std::string> full;  // "ns/subnet" found full this round
   for (const auto& o : list.items) {
     auto m = o->Decoded();
