@@ -76,10 +76,12 @@ TEST(AgentReconciles, AreNotRepeatedForTheAgentsOwnWrites) {
       "skipped, %.0f status writes\n",
       kInstances, reconciles, noop, echoes, writes);
   EXPECT_EQ(writes, kInstances) << "one status write per start";
-  // Per instance: the start, and the check a second later (which changes nothing). A few
-  // echoes may still arrive before the write's answer (then they are reconciled).
-  EXPECT_LE(reconciles, kInstances * 2 + kInstances / 4);
-  EXPECT_LE(noop, kInstances + kInstances / 4);
+  // Per instance: the start, and the check a second later (which changes nothing). Echoes
+  // that arrive before the write's answer are still reconciled: how many depends on the load
+  // (2.2-2.35 per instance seen, the last under a CI run). Without the echo skip it is 3 per
+  // instance (72 reconciles for 24), which these bounds refuse.
+  EXPECT_LE(reconciles, kInstances * 2 + kInstances * 3 / 4);
+  EXPECT_LE(noop, kInstances + kInstances * 3 / 4);
   EXPECT_GT(echoes, 0) << "no echo of a status write was recognised";
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "../agent/cluster.h"
 #include "agent/host/run.h"
@@ -186,7 +187,15 @@ TEST(OpsPrometheus, DiscoversTheProvidersDaemons) {
                           "create", "photon-server"},
                          30s);
   ASSERT_TRUE(made.ok() && made->exit_code == 0) << (made.ok() ? made->output : "");
-  ASSERT_TRUE(WriteFileAtomic(key, made->output, 0600).ok());
+  // The output holds stderr too ("key … acts as user …"): keep the two lines stdout printed.
+  std::string credentials;
+  std::istringstream lines(made->output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("access_key_id:", 0) == 0 || line.rfind("secret_access_key:", 0) == 0) {
+      credentials += line + "\n";
+    }
+  }
+  ASSERT_TRUE(WriteFileAtomic(key, credentials, 0600).ok());
   Daemon dns({FLASHDNS_BIN, "--config", dir + "/flashdns/flashdns.yaml"}, dir + "/flashdns.log");
   Daemon ls({LIGHTNINGSTOR_BIN, "--config", dir + "/lightningstor/ls.yaml"},
             dir + "/lightningstor.log");
@@ -214,7 +223,10 @@ TEST(OpsPrometheus, DiscoversTheProvidersDaemons) {
       std::filesystem::copy_file(c.dir() + "/server/admin.token", dir + "/prometheus/token"));
 
   // The discovery names each daemon at its endpoint.
-  json targets = c.Get("/v1/ops/prometheus/targets");
+  auto answer = c.Call("GET", "/v1/ops/prometheus/targets");
+  ASSERT_EQ(answer.status, 200) << answer.body << "\n"
+                                << agent::TailFile(c.dir() + "/server.log", 30);
+  json targets = json::parse(answer.body, nullptr, false);
   std::map<std::string, json> by_job;
   for (const auto& t : targets) by_job[t["labels"].value("job", "")] = t;
   ASSERT_TRUE(by_job.count("flashdns") && by_job.count("lightningstor") && by_job.count("fiberlb"))
