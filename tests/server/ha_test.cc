@@ -659,7 +659,11 @@ TEST_F(HaTlsTest, JoiningServersTakeTheCaAndAcceptAnAgentOfAnother) {
     auto r = Client(via, token).Do("GET", "/v1/namespaces/system/nodes/tls-n1");
     if (!r.ok() || r->status != 200) return std::string();
     auto j = json::parse(r->body, nullptr, false);
-    return j.is_object() ? j["nodeStatus"].value("lastHeartbeat", "") : "";
+    // The node's object exists before its first heartbeat, without nodeStatus.
+    if (!j.is_object() || !j.contains("nodeStatus") || !j["nodeStatus"].is_object()) {
+      return std::string();
+    }
+    return j["nodeStatus"].value("lastHeartbeat", "");
   };
   ASSERT_TRUE(Poll([&] { return !heartbeat(1).empty(); }, seconds(30), milliseconds(100)));
   const std::string crt = *ReadFile(dir_ + "/agent/node.crt");
