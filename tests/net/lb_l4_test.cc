@@ -329,7 +329,21 @@ TEST_F(L4Test, AddingAMemberMovesAboutOneNthOfNewFlows) {
   int broken = 0;
   for (const auto& e : errors) broken += !e.empty();
   for (int fd : fds) ::close(fd);
-  auto after = Probe(c, 41000, kFlows);
+  // The mapping is compared once every probe is answered: a node may still be resolving the
+  // new member's address for a moment after the change (seen once in CI: a few of the moved
+  // flows found no answer within the probe's 3 s). Convergence is not what this test measures.
+  std::map<int, std::string> after;
+  const bool answered = PollUntil(
+                            [&] {
+                              after = Probe(c, 41000, kFlows);
+                              for (const auto& [p, who] : after) {
+                                if (who.empty()) return false;
+                              }
+                              return true;
+                            },
+                            30s)
+                            .count() >= 0;
+  ASSERT_TRUE(answered) << "new flows still found no member 30 s after the change";
   int moved = 0;
   for (const auto& [p, who] : after) {
     if (who == before[p]) continue;
