@@ -267,8 +267,11 @@ void SessionRunner::Console(const json& a, Live* live) {
   const std::string id = inst.at("id").get<std::string>();
   const std::string where =
       inst.at("namespace").get<std::string>() + "/" + inst.at("name").get<std::string>();
-  std::thread input = FollowInput(api_, live);
+  // The input is followed once the socket is connected: what the user typed before waits in
+  // the server's backlog instead of being dropped.
+  std::thread input;
   auto fail = [&](const std::string& message) {
+    if (!input.joinable()) input = FollowInput(api_, live);  // to see the session end
     Send(live->id, json::array({{{"t", "error"}, {"message", message}}}));
     input.join();
   };
@@ -297,6 +300,7 @@ void SessionRunner::Console(const json& a, Live* live) {
     std::lock_guard lock(live->mu);
     live->stdin_fd = ::dup(*sock);  // the input thread's; closing it leaves this end open
   }
+  input = FollowInput(api_, live);
   spdlog::info("session {}: console of {} attached", live->id, where);
   char buf[kChunk];
   bool closed = false;
@@ -329,7 +333,7 @@ void SessionRunner::Console(const json& a, Live* live) {
 
 static std::thread FollowInput(ApiClient* api, SessionRunner::Live* live) {
   return std::thread([api, live] {
-    Status s = api->Watch("/v1/agent/sessions/" + live->id + "/input", [live](const json& f) {
+    Status s = api->Watch("/v1/agent/sessions/" + live->id + "/input", [api, live](const json& f) {
       // This thread alone closes stdin_fd: it may write without the lock (a write blocked on a
       // full pipe must not hold off a cancel).
       const std::string t = f.value("t", "");
@@ -338,14 +342,21 @@ static std::thread FollowInput(ApiClient* api, SessionRunner::Live* live) {
         std::lock_guard lock(live->mu);
         fd = live->stdin_fd;
       }
-      if (t == "in" && fd >= 0) {
+      if (t == "in") {
         std::string data;  // the server let only base64 through
         if (!Base64Decode(f.value("d", ""), &data)) spdlog::warn("session: bad stdin frame");
-        for (size_t off = 0; off < data.size();) {
+        for (size_t off = 0; fd >= 0 && off < data.size();) {
           ssize_t n = ::write(fd, data.data() + off, data.size() - off);
           if (n < 0 && errno == EINTR) continue;
           if (n <= 0) break;  // the command is gone or closed its stdin
           off += static_cast<size_t>(n);
+        }
+        // Written (or dropped: nobody will read it): the server lets the user send more. The
+        // write above blocks while the workload does not read, and so holds this ack back.
+        if (!data.empty()) {
+          auto r = api->Call("POST", "/v1/agent/sessions/" + live->id + "/output",
+                             json{{"frames", {{{"t", "ack"}, {"n", data.size()}}}}});
+          if (!r.ok()) return false;  // the session is gone
         }
       }
       if (t == "eof") {

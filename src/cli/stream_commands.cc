@@ -117,10 +117,18 @@ int ReadOutput(HttpClient client, const Session& session) {
   return Fail("the session ended without an exit status");
 }
 
+// Posts one input frame. The server answers an input POST once the workload is less than an
+// input window behind ({"paused":true} after a while: then this waits on with empty POSTs), so
+// input that is not read is held back here, in the pipe or the terminal, not in the server.
 bool PostInput(HttpClient& client, const std::string& id, const json& frame) {
-  auto r = client.Do("POST", "/v1/sessions/" + id + "/input",
-                     json{{"frames", json::array({frame})}}.dump());
-  return r.ok() && r->status == 200;
+  std::string body = json{{"frames", json::array({frame})}}.dump();
+  while (true) {
+    auto r = client.Do("POST", "/v1/sessions/" + id + "/input", body);
+    if (!r.ok() || r->status != 200) return false;
+    auto j = json::parse(r->body, nullptr, false);
+    if (!(j.is_object() && j.value("paused", false))) return true;
+    body = R"({"frames":[]})";
+  }
 }
 
 // Sends this process's stdin to the session, then its end.
@@ -193,16 +201,14 @@ int Logs(const StreamArgs& a, HttpClient client, const std::string& ns) {
 // the server sees the output stream close and ends the session; the VM runs on.
 [[noreturn]] void ConsoleInput(HttpClient client, const std::string& id, const std::string& where) {
   char buf[4096];
-  const std::string path = "/v1/sessions/" + id + "/input";
   while (true) {
     ssize_t n = ::read(0, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     const char* end = n > 0 ? static_cast<const char*>(std::memchr(buf, kDetachKey, n)) : nullptr;
     const size_t send = n <= 0 ? 0 : end ? static_cast<size_t>(end - buf) : static_cast<size_t>(n);
-    if (send > 0) {
-      json frame = {{"t", "in"}, {"d", Base64Encode(std::string_view(buf, send))}};
-      auto r = client.Do("POST", path, json{{"frames", json::array({frame})}}.dump());
-      if (!r.ok() || r->status != 200) break;  // the output side reports why
+    if (send > 0 &&
+        !PostInput(client, id, {{"t", "in"}, {"d", Base64Encode(std::string_view(buf, send))}})) {
+      break;  // the output side reports why
     }
     if (n <= 0 || end != nullptr) break;
   }

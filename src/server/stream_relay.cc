@@ -33,6 +33,12 @@ struct StreamRelay::Session {
   uint64_t unacked = 0;
   HttpReply held;
   Clock::time_point held_at;
+  // Flow control of the input: data bytes sent towards the workload and not yet acknowledged
+  // by the agent (written out). Past the input window the user's input POST is held
+  // (`in_held`), so the client sends no more; a client that sends more anyway is refused.
+  uint64_t in_unacked = 0;
+  HttpReply in_held;
+  Clock::time_point in_held_at;
 };
 
 namespace {
@@ -217,7 +223,9 @@ StreamRelay::~StreamRelay() {
   for (auto& [id, s] : sessions_) {
     // A revocation after this must not call into a relay that is gone.
     if (auth_ && s->cut_id != 0) auth_->ForgetStream(s->cut_id);
-    if (s->held) s->held(ErrorResponse(absl::UnavailableError("the server is stopping")));
+    for (HttpReply* r : {&s->held, &s->in_held}) {
+      if (*r) (*r)(ErrorResponse(absl::UnavailableError("the server is stopping")));
+    }
   }
 }
 
@@ -281,7 +289,8 @@ HttpResponse StreamRelay::Open(HttpRequest& req, const Principal& who,
   return HttpResponse::Json(201, json{{"session", (*s)->id},
                                       {"output", "/v1/sessions/" + (*s)->id},
                                       {"input", "/v1/sessions/" + (*s)->id + "/input"},
-                                      {"window", options_.window_bytes}}
+                                      {"window", options_.window_bytes},
+                                      {"inputWindow", options_.input_window_bytes}}
                                      .dump());
 }
 
@@ -348,15 +357,15 @@ void StreamRelay::Announce(const std::shared_ptr<Session>& s) {
 void StreamRelay::End(const std::shared_ptr<Session>& s, const std::string& last) {
   uint64_t cut = 0;
   bool unread = false;
-  HttpReply held;
+  HttpReply held, in_held;
   {
     std::lock_guard lock(s->mu);
     if (s->ended) return;
     s->ended = true;
     unread = !s->user;
     std::swap(cut, s->cut_id);
-    held = std::move(s->held);
-    s->held = nullptr;
+    std::swap(held, s->held);
+    std::swap(in_held, s->in_held);
     if (s->agent) {
       s->agent->Write(Line({{"t", "cancel"}}));
       s->agent->Close();
@@ -369,7 +378,9 @@ void StreamRelay::End(const std::shared_ptr<Session>& s, const std::string& last
     }
   }
   if (cut != 0 && auth_) auth_->ForgetStream(cut);
-  if (held) held(ErrorResponse(absl::NotFoundError("session " + s->id + " has ended")));
+  for (HttpReply* r : {&held, &in_held}) {
+    if (*r) (*r)(ErrorResponse(absl::NotFoundError("session " + s->id + " has ended")));
+  }
   if (unread) return;
   std::lock_guard lock(mu_);
   sessions_.erase(s->id);
@@ -412,10 +423,29 @@ HttpResponse StreamRelay::ClientInput(const HttpRequest& req, const Principal& w
   }
   auto frames = ParseFrames(req.body, {"in", "eof", "ack", "resize"});
   if (!frames.ok()) return ErrorResponse(frames.status());
+  uint64_t in_bytes = 0;
+  for (const auto& f : *frames) in_bytes += f.type == "in" ? f.data : 0;
   HttpReply release;
+  bool wait = false;
   {
     std::lock_guard lock(s->mu);
     if (s->ended) return ErrorResponse(absl::NotFoundError("session " + id + " has ended"));
+    // Refusals come before anything of the POST is taken: it is all or nothing.
+    const uint64_t window = options_.input_window_bytes;
+    if (in_bytes > 0 && s->in_unacked >= window) {
+      return ErrorResponse(absl::ResourceExhaustedError(
+          "session " + id + ": the workload has not read the " + std::to_string(s->in_unacked) +
+          " bytes of input before (input window " + std::to_string(window) +
+          "): wait for the answer to the earlier input POST"));
+    }
+    // An input POST (or an empty one, to wait on) is answered once the workload is less than
+    // an input window behind.
+    wait = (in_bytes > 0 || frames->empty()) && s->in_unacked + in_bytes >= window;
+    if (wait && s->in_held) {
+      return ErrorResponse(absl::ResourceExhaustedError(
+          "session " + id + ": an input POST is already waiting for the workload (one at a time)"));
+    }
+    s->in_unacked += in_bytes;
     for (auto& f : *frames) {
       if (f.type == "ack") {
         s->unacked -= std::min(f.ack, s->unacked);
@@ -433,6 +463,8 @@ HttpResponse StreamRelay::ClientInput(const HttpRequest& req, const Principal& w
     if (s->held && s->unacked <= options_.window_bytes) std::swap(release, s->held);
   }
   if (release) release(HttpResponse::Json(200, "{}"));  // the agent reads on
+  if (wait)
+    return HttpResponse::Later([this, s](HttpReply reply) { HoldInput(s, std::move(reply)); });
   return HttpResponse::Json(200, "{}");
 }
 
@@ -494,9 +526,26 @@ HttpResponse StreamRelay::AgentOutput(const HttpRequest& req, const Principal& w
   if (!s || who.AgentNode().empty() || s->node != who.AgentNode()) {
     return ErrorResponse(absl::NotFoundError("session " + id + " not found"));
   }
-  auto frames = ParseFrames(req.body, {"out", "err", "exit", "error"});
+  auto frames = ParseFrames(req.body, {"out", "err", "exit", "error", "ack"});
   if (!frames.ok()) return ErrorResponse(frames.status());
   bool last = false;
+  bool only_acks = !frames->empty();
+  uint64_t acked = 0;
+  for (const auto& f : *frames) {
+    only_acks = only_acks && f.type == "ack";
+    acked += f.ack;
+  }
+  HttpReply release;
+  {
+    std::lock_guard lock(s->mu);
+    if (s->ended) return ErrorResponse(absl::NotFoundError("session " + id + " has ended"));
+    // The agent's acks of input it wrote out: the user's held input POST may go on.
+    s->in_unacked -= std::min(acked, s->in_unacked);
+    if (s->in_held && s->in_unacked < options_.input_window_bytes) std::swap(release, s->in_held);
+  }
+  if (release) release(HttpResponse::Json(200, "{}"));
+  // Acks alone pass a held output POST: the agent's input side must not wait on its output.
+  if (only_acks) return HttpResponse::Json(200, "{}");
   {
     std::lock_guard lock(s->mu);
     if (s->ended) return ErrorResponse(absl::NotFoundError("session " + id + " has ended"));
@@ -505,6 +554,7 @@ HttpResponse StreamRelay::AgentOutput(const HttpRequest& req, const Principal& w
           "session " + id + ": an output POST is still waiting for the reader (one at a time)"));
     }
     for (auto& f : *frames) {
+      if (f.type == "ack") continue;
       last = last || f.type == "exit" || f.type == "error";
       s->unacked += f.data;
       Deliver(s->user, &s->user_backlog, std::move(f.line));
@@ -532,6 +582,20 @@ void StreamRelay::Hold(const std::shared_ptr<Session>& s, HttpReply reply) {
                  : HttpResponse::Json(200, "{}"));
 }
 
+void StreamRelay::HoldInput(const std::shared_ptr<Session>& s, HttpReply reply) {
+  {
+    std::lock_guard lock(s->mu);
+    if (!s->ended && s->in_unacked >= options_.input_window_bytes && !s->in_held) {
+      s->in_held = std::move(reply);
+      s->in_held_at = Clock::now();
+      return;
+    }
+  }
+  // Acknowledged (or ended) between the POST and now.
+  reply(s->ended ? ErrorResponse(absl::NotFoundError("session " + s->id + " has ended"))
+                 : HttpResponse::Json(200, "{}"));
+}
+
 // Pings quiet streams and ends sessions whose other end never came.
 void StreamRelay::Tick() {
   std::vector<std::shared_ptr<Session>> all;
@@ -550,11 +614,18 @@ void StreamRelay::Tick() {
   }
   for (auto& s : all) {
     std::string why;
-    HttpReply paused;
+    HttpReply paused, in_paused;
     {
       std::lock_guard lock(s->mu);
-      // A POST is not held for long (proxies and client timeouts): the agent asks again.
+      // A POST is not held for long (proxies and client timeouts): its sender asks again.
       if (s->held && now - s->held_at >= options_.max_hold) std::swap(paused, s->held);
+      if (s->in_held && now - s->in_held_at >= options_.max_hold) std::swap(in_paused, s->in_held);
+    }
+    // Answered here, before any `continue` below (an HttpReply dropped unanswered is a 500).
+    if (paused) paused(HttpResponse::Json(200, R"({"paused":true})"));
+    if (in_paused) in_paused(HttpResponse::Json(200, R"({"paused":true})"));
+    {
+      std::lock_guard lock(s->mu);
       if (s->ended) {  // ended before anyone read it: forget it once the attach time is over
         if (now - s->created >= options_.attach_timeout) unread.push_back(s->id);
         continue;
@@ -565,7 +636,6 @@ void StreamRelay::Tick() {
       if (!s->agent) why = "node " + s->node + " did not take the session (is its agent running?)";
       if (!s->user) why = "nobody read the session";
     }
-    if (paused) paused(HttpResponse::Json(200, R"({"paused":true})"));
     if (!why.empty()) End(s, ErrorFrame(why));
   }
   std::lock_guard lock(mu_);

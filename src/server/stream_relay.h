@@ -9,8 +9,11 @@
 // frames from GET /v1/sessions/ID and POSTs input to /v1/sessions/ID/input. Frames are JSON
 // lines: {"t":"out"|"err","d":BASE64}, {"t":"exit","code":N}, {"t":"error","message":…},
 // {"t":"in","d":BASE64}, {"t":"eof"}, {"t":"resize","rows":R,"cols":C}, {"t":"cancel"},
-// {"t":"ping"}, and the user's {"t":"ack","n":BYTES} (output written out: flow control, the
-// agent's output POST waits while more than a window is unacknowledged).
+// {"t":"ping"}, the user's {"t":"ack","n":BYTES} (output written out: flow control, the
+// agent's output POST waits while more than a window is unacknowledged) and the agent's
+// {"t":"ack","n":BYTES} (input written to the workload: the user's input POST waits while an
+// input window is unacknowledged, so input the workload does not read is held back, not
+// buffered here without bound).
 //
 // Thread-safety: thread-safe; handlers run on the REST server's threads, a ticker thread
 // pings quiet streams, answers long-held output POSTs and ends sessions nobody took up.
@@ -41,7 +44,12 @@ struct StreamRelayOptions {
   // Output flow control: at most this many data bytes sent to (or kept for) the user and not
   // acknowledged by it ({"t":"ack","n":N} on the input) before the agent's output POST is held.
   uint64_t window_bytes = 1 << 20;
-  // A held output POST is answered {"paused":true} after this; the agent POSTs again.
+  // Input flow control: at most this many input bytes sent towards the workload and not
+  // acknowledged by the agent (written to the command's stdin or the VM's serial socket);
+  // the user's input POST that reaches it is held, a further one refused (429).
+  uint64_t input_window_bytes = 256 << 10;
+  // A held output (or input) POST is answered {"paused":true} after this; its sender POSTs
+  // {"frames":[]} to wait on.
   std::chrono::milliseconds max_hold{2000};
 };
 
@@ -75,6 +83,8 @@ class StreamRelay {
   void End(const std::shared_ptr<Session>& s, const std::string& last);
   // Keeps the agent's output POST unanswered while the user is a window behind.
   void Hold(const std::shared_ptr<Session>& s, HttpReply reply);
+  // Keeps the user's input POST unanswered while the workload is an input window behind.
+  void HoldInput(const std::shared_ptr<Session>& s, HttpReply reply);
   void Tick();
 
   ResourceManager* resources_;

@@ -15,6 +15,7 @@
 
 #include "agent/host/run.h"
 #include "cluster.h"
+#include "common/base64.h"
 #include "test_env.h"
 
 namespace photon::agent::testing {
@@ -553,6 +554,48 @@ TEST_F(StreamTest, InputFramesThatAreNotBase64AreRefused) {
   EXPECT_EQ(As(admin_, "POST", input, {{"frames", {{{"t", "in"}, {"d", "aGk"}}}}}).status, 400);
   EXPECT_EQ(As(admin_, "POST", input, {{"frames", {{{"t", "in"}}}}}).status, 400);
   EXPECT_EQ(As(admin_, "POST", input, {{"frames", {{{"t", "in"}, {"d", "aGkK"}}}}}).status, 200);
+}
+
+// Input flow control: input the command does not read is held back within an input window
+// (the server holds the POST that reaches it and refuses more), not buffered without bound;
+// and everything arrives once the command reads, through the CLI, which waits on held POSTs.
+TEST_F(StreamTest, InputThatTheCommandDoesNotReadIsHeldBack) {
+  auto opened = As(admin_, "POST", "/v1/namespaces/default/computeinstances/talker/exec",
+                   {{"command", {"sleep", "60"}}});
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  auto session = json::parse(opened.body);
+  const uint64_t window = session.value("inputWindow", uint64_t{0});
+  ASSERT_GT(window, 0u) << opened.body;
+  const std::string input = "/v1/sessions/" + session.value("session", "") + "/input";
+  const std::string chunk = Base64Encode(std::string(64 << 10, 'x'));
+  uint64_t accepted = 0;
+  bool held_back = false;
+  for (int i = 0; i < 64 && !held_back; ++i) {  // up to 4 MiB
+    auto r = As(admin_, "POST", input, {{"frames", {{{"t", "in"}, {"d", chunk}}}}});
+    if (r.status == 429) {
+      held_back = true;
+      break;
+    }
+    ASSERT_EQ(r.status, 200) << r.body;
+    accepted += 64 << 10;
+    held_back = json::parse(r.body, nullptr, false).value("paused", false);
+  }
+  EXPECT_TRUE(held_back) << "4 MiB of input nobody reads were all taken";
+  // The window, the pipe (64 KiB), the frame the agent is writing and the POST that crossed.
+  EXPECT_LE(accepted, window + (256u << 10)) << "the input was buffered instead of held back";
+  // More input now is refused, saying why; nothing of it is taken.
+  auto more = As(admin_, "POST", input, {{"frames", {{{"t", "in"}, {"d", chunk}}}}});
+  EXPECT_EQ(more.status, 429) << more.body;
+  EXPECT_NE(more.body.find("has not read"), std::string::npos) << more.body;
+  // Acks from the user (output) still pass: they never wait on the input.
+  EXPECT_EQ(As(admin_, "POST", input, {{"frames", {{{"t", "ack"}, {"n", 0}}}}}).status, 200);
+  // The CLI with 4 MiB for a command that reads only after 3 s (longer than the server holds
+  // a POST): every byte arrives.
+  std::string in = cluster_->dir() + "/big-stdin";
+  ASSERT_TRUE(WriteFileAtomic(in, std::string(4 << 20, 'y'), 0644).ok());
+  auto r = Photon({"exec", "-i", "talker", "--", "sh", "-c", "sleep 3; wc -c"}, "", in);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::atoll(r.out.c_str()), 4 << 20) << r.out;
 }
 
 TEST_F(StreamTest, AnAgentAttachesOnlySessionsOfItsOwnNode) {
