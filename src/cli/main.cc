@@ -114,7 +114,7 @@ const std::map<std::string, std::string>& ShortNames() {
       {"fips", "floatingips"},    {"lb", "loadbalancers"},    {"lbs", "loadbalancers"},
       {"rs", "regionservices"},   {"ev", "events"},           {"op", "operations"},
       {"ops", "operations"},      {"zone", "dnszones"},       {"rec", "dnsrecords"},
-      {"bkt", "buckets"},         {"fl", "flavors"}};
+      {"bkt", "buckets"},         {"fl", "flavors"},          {"gs", "globalservices"}};
   return kNames;
 }
 
@@ -959,11 +959,11 @@ int PrintCompletion(const CLI::App& app, const std::string& shell) {
   if (shell != "bash") Die("completion: only bash is supported, not '" + shell + "'");
   // The kinds photon-server serves (src/server/kinds.cc), for the KIND argument.
   static const std::vector<std::string> kKinds = {
-      "computeinstances", "flavors",    "images",         "regionservices", "vpcs",
-      "subnets",          "ports",      "securitygroups", "floatingips",    "loadbalancers",
-      "dnszones",         "dnsrecords", "volumes",        "buckets",        "nodes",
-      "events",           "operations", "checks",         "eventrules",     "alerts",
-      "maintenances"};
+      "computeinstances", "flavors",       "images",         "regionservices", "vpcs",
+      "subnets",          "ports",         "securitygroups", "floatingips",    "loadbalancers",
+      "dnszones",         "dnsrecords",    "volumes",        "buckets",        "nodes",
+      "events",           "operations",    "checks",         "eventrules",     "alerts",
+      "maintenances",     "globalservices"};
   std::cout << photon::cli::BashCompletion(
       app, kKinds, {"get", "list", "describe", "delete", "watch", "wait", "action"});
   return 0;

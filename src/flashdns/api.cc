@@ -1,13 +1,16 @@
 // REST API handlers; see api.h. nlohmann::json throws on bad input: caught in Handle().
 #include "flashdns/api.h"
 
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
 #include "common/secret_file.h"
+#include "common/tcp_probe.h"
 #include "common/util.h"
 
 namespace photon::flashdns {
@@ -66,6 +69,49 @@ StatusOr<RecordCheck> CheckFrom(const json& j) {
   return c;
 }
 
+bool IsIpLiteral(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+// POST /v1/probe: TCP connects from this flashdns's vantage point, all at once. photon-server's
+// gslb provider asks several checkers (docs/flashdns.md "GlobalService") and removes a VIP
+// only when enough of them agree, so one checker's own network trouble removes nothing.
+HttpResponse Probe(const json& body) {
+  auto bad = [](const std::string& field, const std::string& why) {
+    return Error(400, "INVALID_ARGUMENT", field + ": " + why);
+  };
+  constexpr size_t kMaxTargets = 64;  // one thread each while the probe runs
+  const int timeout_ms = body.value("timeout_ms", 500);
+  if (timeout_ms < 10 || timeout_ms > 10000) return bad("timeout_ms", "want 10..10000");
+  const json targets = body.value("targets", json());
+  if (!targets.is_array() || targets.empty() || targets.size() > kMaxTargets)
+    return bad("targets", "want an array of 1.." + std::to_string(kMaxTargets));
+  std::vector<std::future<std::string>> results;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const std::string at = "targets[" + std::to_string(i) + "].";
+    const json& t = targets[i];
+    if (!t.is_object() || !t.contains("address") || !t["address"].is_string() ||
+        !IsIpLiteral(t["address"].get<std::string>()))
+      return bad(at + "address", "want an IPv4 or IPv6 address");
+    if (!t.contains("port") || !t["port"].is_number_integer() || t["port"].get<int64_t>() < 1 ||
+        t["port"].get<int64_t>() > 65535)
+      return bad(at + "port", "want 1..65535");
+  }
+  for (const auto& t : targets) {
+    results.push_back(std::async(std::launch::async, CheckTcpConnect,
+                                 t["address"].get<std::string>(), t["port"].get<int>(),
+                                 timeout_ms));
+  }
+  json out = json::array();
+  for (size_t i = 0; i < targets.size(); ++i) {
+    out.push_back({{"address", targets[i]["address"]},
+                   {"port", targets[i]["port"]},
+                   {"result", results[i].get()}});
+  }
+  return HttpResponse::Json(200, json{{"results", out}}.dump());
+}
+
 }  // namespace
 
 StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir, bool* created) {
@@ -104,6 +150,8 @@ HttpResponse Api::Route(HttpRequest& req) {
     if (!s.ok()) return Error(s);
     return HttpResponse::Json(200, R"({"reloaded":true})");
   }
+  if (parts.size() == 2 && parts[1] == "probe" && req.method == "POST")
+    return Probe(json::parse(req.body));
   if (parts[1] != "zones") return Error(404, "NOT_FOUND", "no such path");
   if (parts.size() == 2) {
     if (req.method == "GET") {

@@ -38,7 +38,4 @@ class RecordHealth {
   std::map<std::string, State> state_;  // record id → its checks (the thread's only)
 };
 
-// "ok" or why a TCP connect to address:port (IPv4 or IPv6) failed within timeout_ms.
-std::string CheckTcpConnect(const std::string& address, int port, int timeout_ms);
-
 }  // namespace photon::flashdns

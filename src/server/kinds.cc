@@ -33,6 +33,7 @@ std::vector<KindInfo> BuildKinds() {
       Make<network::LoadBalancer>("loadbalancers", true, false),
       Make<network::DnsZone>("dnszones", true, true),
       Make<network::DnsRecord>("dnsrecords", true, true),
+      Make<network::GlobalService>("globalservices", true, false),
       Make<storage::Volume>("volumes", true, true),
       Make<storage::Bucket>("buckets", true, true),
       Make<node::Node>("nodes", false, true),

@@ -16,6 +16,7 @@
 #include "server/ops/ops_validate.h"
 #include "server/proto_json.h"
 #include "server/providers/dns_validation.h"
+#include "server/providers/gslb/gslb_validation.h"
 #include "server/providers/loadbalancer_rules.h"
 #include "server/scheduler/limits.h"
 #include "server/topology/topology.h"
@@ -265,6 +266,7 @@ Status ValidateSpec(const KindInfo& kind, const Message& obj) {
   }
   if (kind.kind == "DnsZone" || kind.kind == "DnsRecord")
     PHOTON_RETURN_IF_ERROR(ValidateDnsSpec(obj));
+  if (kind.kind == "GlobalService") PHOTON_RETURN_IF_ERROR(ValidateGlobalService(obj));
   PHOTON_RETURN_IF_ERROR(opsengine::ValidateOpsKind(kind.kind, obj));
   PHOTON_RETURN_IF_ERROR(topology::ValidateTopology(kind, obj));
   if (kind.kind == "RegionService") {

@@ -135,6 +135,24 @@ class GslbTest(unittest.TestCase):
             self.assertEqual(status, 400, out)
             self.assertIn(field, out["error"]["message"])
 
+    def test_4_probe_answers_from_this_vantage_point(self):
+        # POST /v1/probe: photon-server's gslb provider asks each flashdns checker.
+        closed = harness.free_port()
+        status, out = self.api("POST", "/v1/probe", {"timeout_ms": 200, "targets": [
+            {"address": "127.0.0.2", "port": self.port},
+            {"address": "127.0.0.2", "port": closed}]})
+        self.assertEqual(status, 200, out)
+        self.assertEqual([r["result"] for r in out["results"]], ["ok", "Connection refused"])
+        for body, field in (
+                ({"targets": []}, "targets"),
+                ({"targets": [{"address": "web", "port": 1}]}, "targets[0].address"),
+                ({"targets": [{"address": "127.0.0.2", "port": 0}]}, "targets[0].port"),
+                ({"timeout_ms": 1, "targets": [{"address": "127.0.0.2", "port": 1}]},
+                 "timeout_ms")):
+            status, out = self.api("POST", "/v1/probe", body)
+            self.assertEqual(status, 400, out)
+            self.assertIn(field, out["error"]["message"])
+
 
 def harness_api(srv, method, path, body=None):
     import json

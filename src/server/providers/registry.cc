@@ -4,6 +4,7 @@
 
 #include "server/providers/fiberlb/fiberlb_provider.h"
 #include "server/providers/flashdns/flashdns_provider.h"
+#include "server/providers/gslb/gslb_provider.h"
 #include "server/providers/lightningstor/lightningstor_provider.h"
 #include "server/providers/service_provider.h"
 
@@ -14,6 +15,7 @@ const std::vector<std::pair<std::string, ProviderFactory>>& Factories() {
   static const std::vector<std::pair<std::string, ProviderFactory>> factories = {
       {"fiberlb", &NewFiberLbProvider},
       {"flashdns", &NewFlashDnsProvider},
+      {"gslb", &NewGslbProvider},
       {"lightningstor", &NewLightningstorProvider},
   };
   return factories;

@@ -40,7 +40,7 @@ std::string Fingerprint(const google::protobuf::Message& obj) {
 
 const std::vector<std::string>& ServiceKinds() {
   static const std::vector<std::string> kinds = {"dnszones", "dnsrecords", "buckets",
-                                                 "loadbalancers"};
+                                                 "loadbalancers", "globalservices"};
   return kinds;
 }
 
@@ -325,6 +325,7 @@ void ServiceController::Reconcile(const std::string& key) {
     backoff();
   } else {
     failures_.erase(key);
+    if (observed.requeue_after.count() > 0) Enqueue(key, Clock::now() + observed.requeue_after);
   }
 }
 

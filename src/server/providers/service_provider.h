@@ -16,6 +16,7 @@
 
 #include <google/protobuf/message.h>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +39,9 @@ struct Observed {
   std::vector<std::string> addresses;
   // Transient failure (backend unreachable): the controller retries with backoff.
   bool retry = false;
+  // Apply again after this long even when nothing changed (a GlobalService's health checks);
+  // 0: only on changes, retries and resyncs.
+  std::chrono::milliseconds requeue_after{0};
   // Registry keys (/registry/<plural>/<ns>/<name>) of other objects this one was built from;
   // a change to any of them applies this object again (a DnsRecord follows its DnsZone).
   std::vector<std::string> depends_on;
