@@ -96,7 +96,10 @@ cat >>"$SERVER_CONFIG" <<YAML
 YAML
 # --- end lightningstor ---
 
-"$BIN/src/server/photon-server" --config "$SERVER_CONFIG" --data-dir "$DATA/server" --listen "$LISTEN" --grpc-listen "$GRPC_LISTEN" &
+# The long-term statistics are computed from the Prometheus started below (docs/operations.md).
+STATS_ARGS=()
+[ "$PROMETHEUS" != 0 ] && STATS_ARGS=(--prometheus-url "http://${PHOTON_PROMETHEUS_LISTEN:-127.0.0.1:9090}")
+"$BIN/src/server/photon-server" --config "$SERVER_CONFIG" --data-dir "$DATA/server" --listen "$LISTEN" --grpc-listen "$GRPC_LISTEN" "${STATS_ARGS[@]}" &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break

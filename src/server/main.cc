@@ -38,6 +38,13 @@ int main(int argc, char** argv) {
                  "ms without a node heartbeat before it is SUSPECT (and probed)");
   app.add_option("--node-down-after", opts.node_down_after_ms,
                  "ms without a node heartbeat before it is DOWN and its computes move");
+  app.add_option("--prometheus-url", opts.prometheus_url,
+                 "http://HOST:PORT of the Prometheus the long-term statistics are computed from "
+                 "(docs/operations.md; default: none)");
+  app.add_option("--stats-day-seconds", opts.stats_day_s,
+                 "length of a statistics day (default 86400; shorter for tests)");
+  app.add_option("--stats-month-days", opts.stats_month_days,
+                 "days of a statistics month when the day is not 86400 s (default: calendar)");
   app.add_option("--join-token-ttl", opts.join_token_ttl_s,
                  "seconds a join token stays valid (default 86400: 24 h)");
   app.add_option("--agent-cert-ttl", opts.agent_cert_ttl_s,

@@ -1,7 +1,9 @@
 #include "server/privilege.h"
 
 #include "photon/compute.pb.h"
+#include "photon/ops.pb.h"
 #include "server/object_util.h"
+#include "server/ops/ops_validate.h"
 
 namespace photon::server {
 
@@ -24,6 +26,14 @@ const compute::ComputeInstanceSpec* InstanceSpecOf(const google::protobuf::Messa
 
 Status CheckHostPrivileges(const Principal& who, const KindInfo& kind,
                            const google::protobuf::Message& object) {
+  if (const auto* check = dynamic_cast<const ops::Check*>(&object);
+      check && check->spec().command() == opsengine::kClusterCheckCommand && !who.IsAdmin()) {
+    // It runs inside the agents, as root: it reads a file of the node and sends it as a token.
+    return absl::PermissionDeniedError(
+        "spec.command: only a cluster admin may create a " + kind.kind + " with '" +
+        opsengine::kClusterCheckCommand +
+        "' (the agents read its token file as root and send it to its URL)");
+  }
   std::string field;
   const compute::ComputeInstanceSpec* spec = InstanceSpecOf(object, &field);
   if (spec == nullptr || who.IsAdmin()) return absl::OkStatus();
@@ -50,6 +60,14 @@ Status CheckSharedImageWrite(const Principal& who, const KindInfo& kind,
   return absl::PermissionDeniedError("image '" + GetMetadata(stored).name() +
                                      "' is shared with every namespace: only cluster admins "
                                      "change or delete it (an admin can unshare it first)");
+}
+
+Status CheckPipelineWrite(const Principal& who, const KindInfo& kind) {
+  if (kind.plural != "alerts" || who.IsAdmin()) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      "alerts are written by the operations pipeline and closed by an operator (POST "
+      ".../alerts/NAME/close), not changed or deleted by '" +
+      who.name + "'");
 }
 
 }  // namespace photon::server

@@ -507,6 +507,7 @@ StatusOr<ResourceManager::PreparedUpdate> ResourceManager::PrepareUpdate(
   PHOTON_RETURN_IF_ERROR(
       CheckAgentScope(who, verb, kind.plural, name, GetMetadata(*stored).agent_id()));
   if (!status_only) PHOTON_RETURN_IF_ERROR(CheckSharedImageWrite(who, kind, *stored));
+  PHOTON_RETURN_IF_ERROR(CheckPipelineWrite(who, kind));
   if (stored_rev != want_rev) {
     return absl::AbortedError("conflict: " + kind.kind + " '" + name + "' is at resourceVersion " +
                               std::to_string(stored_rev) + ", the update was based on " +
@@ -655,6 +656,7 @@ StatusOr<ResourceManager::PreparedDelete> ResourceManager::PrepareDelete(
   PHOTON_ASSIGN_OR_RETURN(auto cur, ReadCurrent(kind, key));
   auto [stored, stored_rev] = cur;
   if (!agent_finalize) PHOTON_RETURN_IF_ERROR(CheckSharedImageWrite(who, kind, *stored));
+  if (!agent_finalize) PHOTON_RETURN_IF_ERROR(CheckPipelineWrite(who, kind));
   if (want_rev && want_rev != stored_rev) {
     // The client's precondition: not retried (DeleteAttempt retries only without one).
     return absl::AbortedError("conflict: " + kind.kind + " '" + name + "' is at resourceVersion " +

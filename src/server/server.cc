@@ -212,7 +212,12 @@ class ServerImpl : public Server {
           "node_down_after_ms must be greater than node_suspect_after_ms (> 0)");
     }
     PHOTON_RETURN_IF_ERROR(CreateProviders().status());  // a bad provider config fails the start
-    ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get());
+    opsengine::EngineOptions eo;
+    eo.stats = {.prometheus_url = options_.prometheus_url,
+                .day = std::chrono::seconds(options_.stats_day_s),
+                .month_days = options_.stats_month_days};
+    PHOTON_RETURN_IF_ERROR(opsengine::StatsController::Validate(eo.stats));
+    ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get(), eo);
     std::vector<std::pair<std::string, std::string>> daemons;  // scraped through discovery
     for (const auto& p : options_.providers) {
       if (auto e = p.settings.find("endpoint"); e != p.settings.end()) {
@@ -535,6 +540,8 @@ Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         options->image_max_bytes = v.as<int64_t>();
       else if (key == "scheduler")
         options->scheduler = v.as<bool>();
+      else if (key == "prometheus_url")
+        options->prometheus_url = v.as<std::string>();
       else if (key == "node_suspect_after_ms")
         options->node_suspect_after_ms = v.as<int>();
       else if (key == "node_down_after_ms")

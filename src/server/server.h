@@ -57,6 +57,11 @@ struct ServerOptions {
   int watch_bookmark_interval_ms = 30000;
   int housekeeping_interval_s = 30;  // events/finished operations GC and store compaction
   int event_ttl_s = 3600;
+  // Long-term statistics (docs/operations.md): Prometheus's API they are computed from ("" =
+  // none), the length of a day (shorter only for tests) and then the days of a month.
+  std::string prometheus_url;
+  int stats_day_s = 86400;
+  int stats_month_days = 0;
   // Audit log retention, applied by housekeeping on either store: records older than
   // audit_retention_age_s go, and all but the newest audit_retention_count.
   int audit_retention_age_s = 30 * 24 * 3600;

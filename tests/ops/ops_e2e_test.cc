@@ -1,6 +1,8 @@
 // Operations end to end (docs/operations.md): the real photon-server and photon-agent, Debian's
 // monitoring-plugins run by the agent, and a webhook receiver in this process.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <spawn.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -644,6 +646,192 @@ TEST(OpsE2E, TopShowsInstancesCpuAndMemoryFromTheirCgroups) {
   EXPECT_EQ(RunCli(c, {"top", "nodes", "-o", "json"}), 0);
   EXPECT_EQ(c.Call("DELETE", "/v1/namespaces/default/computeinstances/" + name).status, 202);
   EXPECT_TRUE(WaitFor([&] { return c.Phase(name) == "GONE"; }, 20s));
+}
+
+// Runs the photon CLI with `token`; its exit status, stdout in *out.
+int RunCliAs(Cluster& c, const std::string& token, std::vector<std::string> args,
+             std::string* out) {
+  const std::string out_file = c.dir() + "/cli-" + std::to_string(getpid()) + ".out";
+  std::vector<std::string> env_s = {"PHOTON_SERVER=" + c.base(), "PHOTON_TOKEN=" + token,
+                                    "HOME=" + c.dir()};
+  std::vector<char*> env;
+  for (auto& e : env_s) env.push_back(e.data());
+  env.push_back(nullptr);
+  args.insert(args.begin(), PHOTON_CLI_BIN);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), env.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (spawned != 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto text = ReadFile(out_file);
+  *out = text.ok() ? *text : "";
+  unlink(out_file.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string UserToken(Cluster& c, const std::string& who, const std::string& ns,
+                      const std::string& role) {
+  auto r = c.Call("POST", "/v1/tokens",
+                  {{"principal", who}, {"bindings", {{{"namespace", ns}, {"role", role}}}}});
+  return json::parse(r.body, nullptr, false).value("token", "");
+}
+
+// Seed 003: a Fatal alert is visible to the affected namespace's users, and nothing more.
+TEST(OpsE2E, FatalAlertIsShownToTheAffectedNamespaceOnly) {
+  Cluster c;
+  ASSERT_TRUE(c.StartAgent("ops9", "role=ops"));
+  // team-a runs an instance on ops9; team-b runs nothing there.
+  json inst = {{"metadata", {{"name", "web"}, {"agentId", "ops9"}}},
+               {"spec", {{"process", {{"command", {"/bin/sleep", "600"}}}}}}};
+  auto r = c.Call("POST", "/v1/namespaces/team-a/computeinstances", inst);
+  ASSERT_EQ(r.status, 202) << r.body;
+  CreateRule(c, "system", "fatal",
+             {{"type", "ACTION"},
+              {"match", "check=fatal-probe"},
+              {"actions", {{{"type", "CREATE_ALERT"}, {"alertSeverity", "FATAL"}}}}});
+  CreateRule(c, "system", "critical",
+             {{"type", "ACTION"},
+              {"match", "check=critical-probe"},
+              {"actions", {{{"type", "CREATE_ALERT"}}}}});
+  // A Fatal alert about the node team-a's instance runs on, a Critical one about team-a's
+  // instance, a Fatal one about an instance of team-c (by its "NS/NAME" label).
+  json node_ev = Event("fatal-probe", "CRITICAL", "disk-gone");
+  node_ev["spec"]["opsEvent"]["node"] = "ops9";
+  r = c.Call("POST", "/v1/namespaces/system/events", node_ev);
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string fatal = json::parse(r.body)["alert"];
+  ASSERT_FALSE(fatal.empty()) << r.body;
+  r = c.Call("POST", "/v1/namespaces/system/events",
+             Event("critical-probe", "CRITICAL", "qmp-slow", {{"instance", "team-a/web"}}));
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_FALSE(json::parse(r.body)["alert"].get<std::string>().empty()) << r.body;
+  r = c.Call("POST", "/v1/namespaces/system/events",
+             Event("fatal-probe", "CRITICAL", "db-lost", {{"instance", "team-c/db"}}));
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string fatal_c = json::parse(r.body)["alert"];
+
+  const std::string a_editor = UserToken(c, "alice", "team-a", "editor");
+  const std::string b_viewer = UserToken(c, "bob", "team-b", "viewer");
+  ASSERT_FALSE(a_editor.empty());
+  ASSERT_FALSE(b_viewer.empty());
+  auto as = [&](const std::string& token, const std::string& method, const std::string& path,
+                const std::string& body = "") {
+    auto res = cli::HttpClient::Create(c.base(), token)->Do(method, path, body);
+    return res.ok() ? *res : cli::HttpResult{0, res.status().ToString(), {}};
+  };
+  // team-a's editor lists exactly the Fatal alert, as a copy naming its original.
+  json mine;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto l = as(a_editor, "GET", "/v1/namespaces/team-a/alerts");
+        mine = json::parse(l.body, nullptr, false);
+        return l.status == 200 && mine["items"].size() == 1;
+      },
+      10s))
+      << mine;
+  const json& copy = mine["items"][0];
+  EXPECT_EQ(copy["metadata"]["name"], fatal);
+  EXPECT_EQ(copy["spec"]["severity"], "FATAL");
+  EXPECT_EQ(copy["spec"]["labels"]["node"], "ops9");
+  EXPECT_EQ(copy["metadata"]["annotations"]["photon.io/mirror-of"], "system/" + fatal);
+  // The CLI shows it too; the original and the rest of system stay out of reach.
+  std::string out;
+  EXPECT_EQ(RunCliAs(c, a_editor, {"alerts", "list", "-n", "team-a", "-o", "name"}, &out), 0);
+  EXPECT_NE(out.find(fatal), std::string::npos) << out;
+  EXPECT_EQ(as(a_editor, "GET", "/v1/namespaces/system/alerts").status, 403);
+  EXPECT_EQ(as(a_editor, "GET", "/v1/namespaces/system/alerts/" + fatal).status, 403);
+  // Neither closed, changed nor deleted by the namespace's editor.
+  const std::string close = "/v1/namespaces/team-a/alerts/" + fatal + "/close";
+  EXPECT_EQ(as(a_editor, "POST", close, R"({"comment":"not mine to close"})").status, 403);
+  EXPECT_EQ(as(a_editor, "DELETE", "/v1/namespaces/team-a/alerts/" + fatal).status, 403);
+  EXPECT_EQ(as(a_editor, "PUT", "/v1/namespaces/team-a/alerts/" + fatal, copy.dump()).status, 403);
+  // team-b gets nothing: none of its resources is concerned.
+  auto l = as(b_viewer, "GET", "/v1/namespaces/team-b/alerts");
+  ASSERT_EQ(l.status, 200) << l.body;
+  EXPECT_EQ(json::parse(l.body)["items"].size(), 0u) << l.body;
+  EXPECT_EQ(RunCliAs(c, b_viewer, {"alerts", "list", "-n", "team-b", "-o", "name"}, &out), 0);
+  EXPECT_EQ(out.find("al-"), std::string::npos) << out;
+  EXPECT_EQ(as(b_viewer, "GET", "/v1/namespaces/team-a/alerts").status, 403);
+  // The instance label's namespace gets its Fatal alert.
+  json in_c = c.Get("/v1/namespaces/team-c/alerts/" + fatal_c);
+  ASSERT_TRUE(in_c.is_object());
+  EXPECT_EQ(in_c["metadata"]["annotations"]["photon.io/mirror-of"], "system/" + fatal_c);
+
+  // An operator closes the copy: refused, the original is the one; closing it closes the copy.
+  EXPECT_EQ(c.Call("POST", close, json{{"comment", "x"}}).status, 400);
+  r = c.Call("POST", "/v1/namespaces/system/alerts/" + fatal + "/close",
+             json{{"comment", "replaced the disk"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json closed = json::parse(as(a_editor, "GET", "/v1/namespaces/team-a/alerts/" + fatal).body,
+                            nullptr, false);
+  EXPECT_EQ(closed["status"]["state"], "CLOSED") << closed;
+  EXPECT_EQ(closed["status"]["comment"], "replaced the disk") << closed;
+}
+
+// Seed 003 クラスタ間監視: a node of one cluster probes another cluster's API with a token of
+// that cluster; a refused token (or a cluster that stopped answering) is a Critical event.
+TEST(OpsE2E, ClusterCheckProbesAnotherClustersApi) {
+  Cluster a;
+  Cluster b;
+  ASSERT_TRUE(a.StartAgent("cc1", "role=cc"));
+  auto t = b.Call(
+      "POST", "/v1/tokens",
+      {{"principal", "peer-a"}, {"bindings", {{{"namespace", "system"}, {"role", "viewer"}}}}});
+  const std::string peer_token = json::parse(t.body, nullptr, false).value("token", "");
+  ASSERT_FALSE(peer_token.empty()) << t.body;
+  const std::string token_file = a.dir() + "/peer-b.token";
+  ASSERT_TRUE(WriteFileAtomic(token_file, peer_token + "\n", 0600).ok());
+  const json spec = {{"command", "builtin:photon-cluster"},
+                     {"args", {"--url", b.base(), "--token-file", token_file}},
+                     {"intervalSeconds", 1},
+                     {"nodeSelector", "role=cc"}};
+  // Only admins: it runs inside the agents and sends a file of the node to a URL.
+  const std::string editor = UserToken(a, "ed", "default", "editor");
+  auto as_editor = cli::HttpClient::Create(a.base(), editor)
+                       ->Do("POST", "/v1/namespaces/default/checks",
+                            json{{"metadata", {{"name", "peer-b"}}}, {"spec", spec}}.dump());
+  ASSERT_TRUE(as_editor.ok());
+  EXPECT_EQ(as_editor->status, 403) << as_editor->body;
+  auto bad = a.Call("POST", "/v1/namespaces/default/checks",
+                    json{{"metadata", {{"name", "bad"}}},
+                         {"spec",
+                          {{"command", "builtin:photon-cluster"},
+                           {"args", {"--url", "ftp://x", "--token-file", token_file}}}}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("spec.args[1]"), std::string::npos) << bad.body;
+  CreateRule(a, "system", "peer",
+             {{"type", "ACTION"},
+              {"match", "check=peer-b,severity=CRITICAL"},
+              {"actions", {{{"type", "CREATE_ALERT"}}}}});
+  CreateCheck(a, "peer-b", spec);
+  auto severity_of = [&](const std::string& want, std::string* output) {
+    for (const auto& e : EventsOf(a, "system", "peer-b")) {
+      const json& o = e["spec"]["opsEvent"];
+      if (o.value("severity", "") == want) {
+        *output = o.value("output", "");
+        return true;
+      }
+    }
+    return false;
+  };
+  std::string output;
+  ASSERT_TRUE(WaitFor([&] { return severity_of("SUCCESS", &output); }, 20s))
+      << EventsOf(a, "system", "peer-b");
+  EXPECT_NE(output.find("0 of 0 nodes READY"), std::string::npos) << output;
+  EXPECT_NE(output.find(b.base()), std::string::npos) << output;
+  // The other cluster no longer takes the token: Critical, and the rule's alert.
+  ASSERT_TRUE(WriteFileAtomic(token_file, "pct_x_revoked\n", 0600).ok());
+  ASSERT_TRUE(WaitFor([&] { return severity_of("CRITICAL", &output); }, 20s))
+      << EventsOf(a, "system", "peer-b");
+  EXPECT_NE(output.find("refused the token (HTTP 401)"), std::string::npos) << output;
+  EXPECT_TRUE(WaitFor([&] { return AlertsOf(a, "system", "peer-b").size() == 1; }, 10s));
 }
 
 TEST(OpsE2E, ValidationNamesTheField) {

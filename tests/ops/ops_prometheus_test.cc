@@ -4,11 +4,16 @@
 // POST /api/v2/alerts.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "../agent/cluster.h"
 #include "agent/host/run.h"
+#include "common/hex.h"
+#include "server/ops/stats.h"
+#include "store/sqlite_store.h"
 
 namespace photon::agent::testing {
 namespace {
@@ -260,6 +265,203 @@ TEST(OpsPrometheus, DiscoversTheProvidersDaemons) {
   json result = json::parse(q->body, nullptr, false)["data"]["result"];
   ASSERT_EQ(result.size(), 1u) << q->body;
   EXPECT_GT(std::stoi(result[0]["value"][1].get<std::string>()), 5) << q->body;
+}
+
+// Prometheus's value of `promql` at Unix time `at` for the series whose `label` is `subject`;
+// NaN when it has none.
+double PromValue(cli::HttpClient& api, const std::string& promql, int64_t at,
+                 const std::string& label, const std::string& subject) {
+  auto r =
+      api.Do("GET", "/api/v1/query?query=" + PercentEncode(promql) + "&time=" + std::to_string(at));
+  if (!r.ok()) return std::nan("");
+  json j = json::parse(r->body, nullptr, false);
+  if (!j.is_object()) return std::nan("");
+  for (const auto& s : j["data"]["result"]) {
+    if (s["metric"].value(label, "") == subject) {
+      return std::strtod(s["value"][1].get<std::string>().c_str(), nullptr);
+    }
+  }
+  return std::nan("");
+}
+
+int64_t UnixOf(const std::string& rfc3339) {
+  std::tm tm{};
+  if (!strptime(rfc3339.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) return 0;
+  return timegm(&tm);
+}
+
+// Every record a StatsController stored: key → value (with `revisions`, value and the
+// revision it was last written at).
+std::map<std::string, std::string> StoredStats(store::Store& s, bool revisions) {
+  std::map<std::string, std::string> out;
+  auto r = s.Range("/ops/stats/", {.end = store::PrefixEnd("/ops/stats/")});
+  if (!r.ok()) return out;
+  for (const auto& kv : r->kvs) {
+    if (revisions) {
+      out[kv.key] = kv.value + " @" + std::to_string(kv.mod_revision);
+    } else if (kv.key.rfind("/ops/stats/done/", 0) != 0) {
+      out[kv.key] = kv.value;
+    }
+  }
+  return out;
+}
+
+// Seed 003's long-term statistics: days (4 s here) and months (2 days) of a namespace's and a
+// node's usage, computed from the real Prometheus by photon-server and served by GET /v1/stats
+// and `photon stats`; computed once, the same when computed again.
+TEST(OpsPrometheus, LongTermStatisticsPerDayAndMonth) {
+  ASSERT_EQ(access(kPrometheus, X_OK), 0)
+      << "prometheus is not installed (scripts/install-deps.sh)";
+  const int port = FreePort();
+  const std::string prom_url = "http://127.0.0.1:" + std::to_string(port);
+  Cluster c({"--prometheus-url", prom_url, "--stats-day-seconds", "4", "--stats-month-days", "2"});
+  ASSERT_TRUE(c.StartAgent("stat1", "role=stats"));
+  const std::string name = "spin-" + std::to_string(getpid());
+  json inst = {{"metadata", {{"name", name}, {"agentId", "stat1"}}},
+               {"spec",
+                {{"process", {{"command", {"/bin/sh", "-c", "while :; do :; done"}}}},
+                 {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+  auto r = c.Call("POST", "/v1/namespaces/default/computeinstances", inst);
+  ASSERT_EQ(r.status, 202) << r.body;
+  ASSERT_TRUE(WaitFor([&] { return c.Phase(name) == "RUNNING"; }, 30s)) << c.Phase(name);
+  const std::string dir = c.dir() + "/prometheus";
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(std::filesystem::copy_file(c.dir() + "/server/admin.token", dir + "/token"));
+  ASSERT_TRUE(
+      WritePrometheusConfig(dir, "127.0.0.1:" + std::to_string(c.port()), dir + "/token", ""));
+  Daemon prom({kPrometheus, "--config.file=" + dir + "/prometheus.yml",
+               "--storage.tsdb.path=" + dir + "/data",
+               "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+              dir + "/prometheus.log");
+  auto api = cli::HttpClient::Create(prom_url, "");
+  ASSERT_TRUE(api.ok());
+
+  // A day of the busy instance: its namespace's record, with the figures Prometheus gives.
+  json day;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json l = c.Get("/v1/stats?period=day&kind=namespace&subject=default");
+        if (!l.is_object()) return false;
+        for (const auto& d : l["items"]) {
+          if (d["values"].value("cpuCoreSeconds", 0.0) > 0.2 &&
+              d["values"].value("instancesAvg", 0.0) > 0.9) {
+            day = d;
+          }
+        }
+        return day.is_object();
+      },
+      90s))
+      << c.Get("/v1/stats?period=day&kind=namespace") << "\n"
+      << agent::TailFile(c.dir() + "/server.log", 20);
+  EXPECT_EQ(day["subject"], "default");
+  const int64_t start = UnixOf(day["start"]), end = UnixOf(day["end"]);
+  EXPECT_EQ(end - start, 4);
+  EXPECT_EQ(start % 4, 0);
+  const json& v = day["values"];
+  EXPECT_DOUBLE_EQ(
+      v["cpuCoreSeconds"].get<double>(),
+      PromValue(*api, "sum by (namespace) (increase(photon_instance_cpu_seconds_total[3999ms]))",
+                end, "namespace", "default"));
+  EXPECT_DOUBLE_EQ(v["cpuCoresAvg"].get<double>(), v["cpuCoreSeconds"].get<double>() / 4);
+  EXPECT_GT(v.value("memoryBytesAvg", 0.0), 0) << day;
+  EXPECT_GE(v.value("memoryBytesMax", 0.0), v.value("memoryBytesAvg", 0.0)) << day;
+  EXPECT_LE(v.value("memoryBytesMax", 0.0), 64.0 * 1024 * 1024) << day;
+
+  // The node's day; its agent was scraped throughout.
+  json node_days = c.Get("/v1/stats?period=day&kind=node&subject=stat1");
+  json nd;
+  for (const auto& d : node_days["items"]) {
+    if (d["start"] == day["start"]) nd = d;
+  }
+  ASSERT_TRUE(nd.is_object()) << node_days;
+  EXPECT_GE(nd["values"].value("cpus", 0.0), 1) << nd;
+  EXPECT_GT(nd["values"].value("memoryTotalBytes", 0.0), 0) << nd;
+  EXPECT_GT(nd["values"].value("memoryUsedBytesAvg", 0.0), 0) << nd;
+  EXPECT_GE(nd["values"].value("cpuCoresMax", 0.0), nd["values"].value("cpuCoresAvg", 0.0)) << nd;
+  EXPECT_EQ(nd["values"].value("agentDownRatio", -1.0), 0) << nd;
+
+  // A month (2 days) once both its days are stored: their sum and the days it holds.
+  json month;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json l = c.Get("/v1/stats?period=month&kind=namespace&subject=default");
+        if (!l.is_object()) return false;
+        for (const auto& m : l["items"]) {
+          if (m.value("days", 0) == 2) month = m;
+        }
+        return month.is_object();
+      },
+      40s))
+      << c.Get("/v1/stats?period=month&kind=namespace");
+  const int64_t ms = UnixOf(month["start"]), me = UnixOf(month["end"]);
+  EXPECT_EQ(me - ms, 8);
+  double sum = 0;
+  std::set<std::string> starts;
+  json days = c.Get("/v1/stats?period=day&kind=namespace&subject=default");
+  for (const auto& d : days["items"]) {
+    EXPECT_TRUE(starts.insert(d["start"]).second) << "a day stored twice: " << d;
+    const int64_t s = UnixOf(d["start"]);
+    if (s >= ms && s < me) sum += d["values"].value("cpuCoreSeconds", 0.0);
+  }
+  EXPECT_NEAR(month["values"]["cpuCoreSeconds"].get<double>(), sum, 1e-9) << month << days;
+  json ranged = c.Get("/v1/stats?period=day&kind=namespace&subject=default&from=" +
+                      month["start"].get<std::string>() + "&to=" + month["end"].get<std::string>());
+  EXPECT_EQ(ranged["items"].size(), 2u) << ranged;
+
+  // Who may read what; bad requests name their field.
+  auto t = c.Call(
+      "POST", "/v1/tokens",
+      {{"principal", "viewer-x"}, {"bindings", {{{"namespace", "team-x"}, {"role", "viewer"}}}}});
+  const std::string viewer = json::parse(t.body, nullptr, false).value("token", "");
+  ASSERT_FALSE(viewer.empty()) << t.body;
+  auto as_viewer = cli::HttpClient::Create(c.base(), viewer);
+  auto got = as_viewer->Do("GET", "/v1/stats?kind=namespace&subject=default");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->status, 403) << got->body;
+  got = as_viewer->Do("GET", "/v1/stats?kind=node");
+  EXPECT_EQ(got->status, 403) << got->body;
+  got = as_viewer->Do("GET", "/v1/stats?kind=namespace");
+  EXPECT_EQ(got->status, 200) << got->body;
+  EXPECT_EQ(json::parse(got->body)["items"].size(), 0u) << got->body;
+  for (const char* bad : {"period=week", "kind=rack", "from=yesterday", "colour=red"}) {
+    auto b = c.Call("GET", std::string("/v1/stats?") + bad);
+    EXPECT_EQ(b.status, 400) << bad;
+    EXPECT_NE(b.body.find(std::string(bad).substr(0, std::string(bad).find('='))),
+              std::string::npos)
+        << b.body;
+  }
+  auto cli = RunCommand(
+      {"/usr/bin/env",
+       "PHOTON_TOKEN=" + Slurp(dir + "/token").substr(0, Slurp(dir + "/token").find('\n')),
+       "HOME=" + c.dir(), PHOTON_CLI_BIN, "-s", c.base(), "stats", "-n", "default", "--period",
+       "month"},
+      30s);
+  ASSERT_TRUE(cli.ok());
+  EXPECT_EQ(cli->exit_code, 0) << cli->output;
+  EXPECT_NE(cli->output.find(month["start"].get<std::string>()), std::string::npos) << cli->output;
+
+  // Computed once and the same again: a controller over a store of its own (a server's first
+  // start) stores the days and months; a second one on that store (a restart) changes
+  // nothing; a third on a fresh store, at the same time, stores the very same records (the
+  // last 2 days: Prometheus has run for a few only).
+  const int64_t now = std::time(nullptr);
+  server::opsengine::StatsOptions so{.prometheus_url = prom_url,
+                                     .day = std::chrono::seconds(4),
+                                     .month_days = 2,
+                                     .catchup_days = 2};
+  std::map<std::string, std::string> first, written, again, fresh;
+  for (int i = 0; i < 3; ++i) {
+    auto s = store::SqliteStore::Open(c.dir() + (i == 2 ? "/stats-b.db" : "/stats-a.db"), {});
+    ASSERT_TRUE(s.ok()) << s.status();
+    server::opsengine::StatsController ctl(s->get(), so);
+    ASSERT_TRUE(ctl.RunOnce(now).ok());
+    if (i == 0) first = StoredStats(**s, false), written = StoredStats(**s, true);
+    if (i == 1) again = StoredStats(**s, true);
+    if (i == 2) fresh = StoredStats(**s, false);
+  }
+  EXPECT_GE(first.size(), 4u);  // 2 days (and a month) of a namespace and a node
+  EXPECT_EQ(again, written);    // not one key written again
+  EXPECT_EQ(fresh, first);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agent/checks/cluster_check.h"
 #include "common/util.h"
 
 namespace photon::agent::checks {
@@ -134,7 +135,10 @@ void CheckRunner::RunLoop(std::shared_ptr<Running> r) {
   for (const auto& a : s.value("args", json::array())) args.push_back(a.get<std::string>());
   int last = -1, streak = 0;
   while (!r->removed) {
-    PluginResult res = RunPlugin(s.value("command", ""), args, std::chrono::seconds(timeout), as_);
+    const std::string command = s.value("command", "");
+    PluginResult res = command == kClusterCheckCommand
+                           ? RunClusterCheck(args, std::chrono::seconds(timeout))
+                           : RunPlugin(command, args, std::chrono::seconds(timeout), as_);
     runs_->Inc();
     const int sev = Severity(res.exit_code);
     streak = sev == last ? streak + 1 : 1;

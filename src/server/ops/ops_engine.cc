@@ -7,6 +7,7 @@
 
 #include "common/util.h"
 #include "server/object_util.h"
+#include "server/ops/alert_mirror.h"
 #include "server/ops/maintenance.h"
 #include "server/ops/ops_internal.h"
 #include "server/ops/ops_validate.h"
@@ -34,7 +35,10 @@ struct OpsEngine::Work {
 };
 
 OpsEngine::OpsEngine(ResourceManager* resources, EngineOptions options)
-    : resources_(resources), options_(options), rules_(resources->cache()) {}
+    : resources_(resources),
+      options_(options),
+      rules_(resources->cache()),
+      stats_(resources->store(), options.stats) {}
 
 OpsEngine::~OpsEngine() { Stop(); }
 
@@ -477,6 +481,7 @@ Status OpsEngine::RaiseAlert(AlertTarget* t, store::TxnRequest* txn) {
       AddHistory(s, "opened", t->rule, t->summary);
       txn->compares.push_back(Absent(key));
     }
+    AddMirrors(resources_->cache(), &a, txn);
     txn->success.push_back(PutOp(key, a));
     t->current = name;
     return absl::OkStatus();
@@ -497,6 +502,7 @@ Status OpsEngine::ResolveAlert(const AlertTarget& t, const std::string& rule,
   AddHistory(a.mutable_status(), "resolved", rule, "the condition ended; close it to confirm");
   a.mutable_metadata()->set_updated_at(NowRfc3339());
   txn->compares.push_back(ModRevisionIs(key, cur.kvs[0].mod_revision));
+  AddMirrors(resources_->cache(), &a, txn);
   txn->success.push_back(PutOp(key, a));
   return absl::OkStatus();
 }
@@ -517,6 +523,11 @@ StatusOr<Alert> OpsEngine::CloseAlert(const Principal& who, const std::string& n
   if (cur.kvs.empty()) return absl::NotFoundError("Alert '" + name + "' not found");
   Alert a;
   if (!a.ParseFromString(cur.kvs[0].value)) return absl::DataLossError("corrupt " + key);
+  if (auto it = a.metadata().annotations().find(kMirrorOf);
+      it != a.metadata().annotations().end()) {
+    return absl::FailedPreconditionError("Alert '" + name + "' is a copy of " + it->second +
+                                         " shown to this namespace: close that one");
+  }
   auto* s = a.mutable_status();
   if (s->state() == AlertStatus::CLOSED) {
     return absl::FailedPreconditionError("Alert '" + name + "' was closed by " + s->closed_by() +
@@ -531,6 +542,7 @@ StatusOr<Alert> OpsEngine::CloseAlert(const Principal& who, const std::string& n
   a.mutable_metadata()->set_updated_at(now);
   store::TxnRequest txn;
   txn.compares.push_back(ModRevisionIs(key, cur.kvs[0].mod_revision));
+  AddMirrors(resources_->cache(), &a, &txn);
   txn.success.push_back(PutOp(key, a));
   PHOTON_ASSIGN_OR_RETURN(auto r, resources_->store()->Txn(txn));
   if (!r.succeeded) return absl::AbortedError("Alert '" + name + "' changed meanwhile; retry");

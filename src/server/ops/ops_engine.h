@@ -31,6 +31,7 @@
 #include "server/auth.h"
 #include "server/ops/ops_internal.h"
 #include "server/ops/rule_index.h"
+#include "server/ops/stats.h"
 #include "server/resource_manager.h"
 
 namespace photon::server::opsengine {
@@ -50,6 +51,7 @@ struct EngineOptions {
   std::chrono::milliseconds hook_backoff{500};   // doubled after each failed attempt
   // Repeats counted in memory are written together at this interval (one transaction).
   std::chrono::milliseconds repeat_flush{20};
+  StatsOptions stats;  // long-term statistics from Prometheus (stats.h); off without its URL
 };
 
 class OpsEngine {
@@ -169,6 +171,7 @@ class OpsEngine {
   std::vector<event::Event> platform_;
   std::map<std::string, int> last_condition_;  // platform event name → last severity
   std::vector<std::pair<std::string, std::string>> daemon_endpoints_;
+  StatsController stats_;
 };
 
 }  // namespace photon::server::opsengine

@@ -5,6 +5,7 @@
 //   GET  /v1/ops/nodes/NODE/checks             the checks a node's agent runs
 //   POST /api/v2/alerts, GET /v1/ops/prometheus/targets: prometheus.cc
 //   GET  /v1/ops/top/nodes|instances: top.cc
+//   GET  /v1/stats?period=day|month&kind=namespace|node...: stats.cc (long-term statistics)
 #include <nlohmann/json.hpp>
 
 #include "common/util.h"
@@ -155,6 +156,7 @@ static bool IsOpsRoute(const HttpRequest& req) {
   const auto p = SplitPath(req.path);
   if (req.method == "GET" && req.path == "/v1/ops/prometheus/targets") return true;
   if (req.method == "GET" && req.path.rfind("/v1/ops/top/", 0) == 0) return true;
+  if (req.method == "GET" && req.path == "/v1/stats") return true;
   if (p.size() < 4 || p[0] != "v1") return false;
   if (req.method == "POST" && p.size() == 4 && p[1] == "namespaces" && p[3] == "events") {
     return true;
@@ -200,6 +202,7 @@ HttpResponse OpsEngine::Route(HttpRequest& req, const Principal& who) {
   }
   if (req.path == "/v1/ops/prometheus/targets") return PrometheusTargets(req, who);
   if (req.path.rfind("/v1/ops/top/", 0) == 0) return Top(req, who);
+  if (req.path == "/v1/stats") return stats_.Serve(req, who);
   const auto p = SplitPath(req.path);
   if (req.method == "POST" && p.size() == 4 && p[0] == "v1" && p[1] == "namespaces" &&
       p[3] == "events") {

@@ -1,5 +1,7 @@
 #include "server/ops/ops_validate.h"
 
+#include <set>
+
 #include "server/object_util.h"
 #include "server/ops/ops_internal.h"
 
@@ -44,10 +46,47 @@ Status ValidateAction(const std::string& field, const RuleAction& a) {
 
 }  // namespace
 
+// The built-in cluster-to-cluster check (agent/checks/cluster_check.h): its arguments.
+static Status ValidateClusterCheckArgs(const photon::ops::CheckSpec& s) {
+  if (s.args_size() % 2 != 0) {
+    return absl::InvalidArgumentError("spec.args: --url URL --token-file PATH [--ca-file PATH]");
+  }
+  std::set<std::string> seen;
+  for (int i = 0; i < s.args_size(); i += 2) {
+    const std::string field = "spec.args[" + std::to_string(i + 1) + "]";
+    const std::string& flag = s.args(i);
+    const std::string& value = s.args(i + 1);
+    if (!seen.insert(flag).second) {
+      return absl::InvalidArgumentError("spec.args[" + std::to_string(i) + "]: " + flag +
+                                        " given twice");
+    }
+    if (flag == "--url") {
+      if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+        return absl::InvalidArgumentError(field + ": --url wants http(s)://HOST:PORT, got '" +
+                                          value + "'");
+      }
+    } else if (flag == "--token-file" || flag == "--ca-file") {
+      if (value.empty() || value[0] != '/') {
+        return absl::InvalidArgumentError(field + ": " + flag + " wants an absolute path");
+      }
+    } else {
+      return absl::InvalidArgumentError("spec.args[" + std::to_string(i) + "]: '" + flag +
+                                        "' is not --url, --token-file or --ca-file");
+    }
+  }
+  if (!seen.count("--url") || !seen.count("--token-file")) {
+    return absl::InvalidArgumentError("spec.args: --url and --token-file are required");
+  }
+  return absl::OkStatus();
+}
+
 Status ValidateCheck(const photon::ops::CheckSpec& s) {
-  if (s.command().empty() || s.command()[0] != '/') {
-    return absl::InvalidArgumentError("spec.command: want the plugin's absolute path, got '" +
-                                      s.command() + "'");
+  if (s.command() == kClusterCheckCommand) {
+    PHOTON_RETURN_IF_ERROR(ValidateClusterCheckArgs(s));
+  } else if (s.command().empty() || s.command()[0] != '/') {
+    return absl::InvalidArgumentError("spec.command: want the plugin's absolute path or '" +
+                                      std::string(kClusterCheckCommand) + "', got '" + s.command() +
+                                      "'");
   }
   if (s.args_size() > 64) return absl::InvalidArgumentError("spec.args: at most 64");
   for (int i = 0; i < s.args_size(); ++i) {

@@ -10,6 +10,10 @@
 
 namespace photon::server::opsengine {
 
+// The check command agents run in-process to probe another cluster's API
+// (agent/checks/cluster_check.h, the same string).
+inline constexpr char kClusterCheckCommand[] = "builtin:photon-cluster";
+
 // OK for kinds this module does not own.
 Status ValidateOpsKind(const std::string& kind, const google::protobuf::Message& obj);
 Status ValidateCheck(const photon::ops::CheckSpec& spec);

@@ -386,6 +386,7 @@ void OpsEngine::RepeatLoop() {
 
 void OpsEngine::SetLeading(bool leading) {
   leading_ = leading;
+  stats_.SetLeading(leading);
   if (leading) Wake();
 }
 
@@ -416,6 +417,7 @@ void OpsEngine::Start() {
   if (i.ok()) instance_watch_ = *i;
   thread_ = std::thread([this] { Loop(); });
   repeat_thread_ = std::thread([this] { RepeatLoop(); });
+  stats_.Start();
 }
 
 void OpsEngine::Stop() {
@@ -425,6 +427,7 @@ void OpsEngine::Stop() {
     stop_ = true;
   }
   stop_cv_.notify_all();
+  stats_.Stop();
   if (thread_.joinable()) thread_.join();
   if (repeat_thread_.joinable()) repeat_thread_.join();
   if (rule_watch_) resources_->cache()->Unsubscribe(rule_watch_);
