@@ -359,6 +359,13 @@ Status Agent::Start() {
   StartProviderChecks();
   threads_.emplace_back([this] { instances_->Run(&stop_); });
   usage_->SetInstances(instances_.get());
+  // VMs (their QEMU and QMP) and port namespaces are sampled too (docs/operations.md "Usage").
+  if (drivers_.count("vm")) {
+    usage_->SetVmInstancesDir(options_.data_dir + "/providers/vm/instances");
+  }
+  if (wiring_ && wiring_->mode() == "ports") {
+    usage_->SetNetnsOf([this](const std::string& id) { return wiring_->NetnsOf(id); });
+  }
   threads_.emplace_back([this] { usage_->Run(&stop_); });
   threads_.emplace_back([this] { operations_->Run(&stop_); });
   threads_.emplace_back([this] { ports_->Run(&stop_); });

@@ -78,6 +78,12 @@ std::string Escape(const std::string& v) {
   return out;
 }
 
+// A counter of an optional reading, for the families below.
+template <typename T>
+std::optional<double> Opt(const std::optional<T>& reading, int64_t T::*field) {
+  return reading ? std::optional<double>(static_cast<double>((*reading).*field)) : std::nullopt;
+}
+
 }  // namespace
 
 InstanceMetrics::InstanceMetrics(std::string node, std::chrono::milliseconds interval,
@@ -113,11 +119,25 @@ InstanceUsage InstanceMetrics::Read(const CgroupManager& cgroups, const std::str
   return u;
 }
 
+std::optional<InstanceUsage> InstanceMetrics::ReadVmUsage(const std::string& id) {
+  if (vm_dir_.empty()) return std::nullopt;
+  auto vm = ReadVm(vm_dir_, id, std::chrono::milliseconds(1000));
+  if (!vm) {
+    last_block_.erase(id);
+    return std::nullopt;
+  }
+  InstanceUsage u;
+  u.cpu_seconds = vm->cpu_seconds;
+  u.memory_bytes = vm->rss_bytes;
+  if (vm->block) last_block_[id] = *vm->block;
+  if (auto it = last_block_.find(id); it != last_block_.end()) u.block = it->second;
+  return u;
+}
+
 void InstanceMetrics::Sample() {
-  const auto now = Clock::now();
+  // Read outside the lock (QMP and namespaces take a moment; scrapes render meanwhile).
   std::vector<InstanceUsage> usage;
-  std::map<std::string, Cpu> cpu;
-  std::lock_guard lock(mu_);
+  std::vector<std::string> ids;
   const Informer* instances = instances_;
   for (const std::string& key : instances ? instances->Keys() : std::vector<std::string>{}) {
     auto obj = instances->Get(key);
@@ -125,20 +145,33 @@ void InstanceMetrics::Sample() {
     const auto& md = (*obj)["metadata"];
     const std::string id = md.value("id", "");
     if (id.empty() || id.find('/') != std::string::npos || id[0] == '.') continue;
+    std::optional<InstanceUsage> u;
     for (const auto& [driver, cgroups] : drivers_) {
       if (cgroups.version() == CgroupVersion::kNone || !cgroups.Exists(id)) continue;
-      InstanceUsage u = Read(cgroups, id);
-      u.ns = md.value("namespace", "");
-      u.name = md.value("name", "");
-      u.driver = driver;
-      if (auto it = last_cpu_.find(id); it != last_cpu_.end()) {
-        const double dt = std::chrono::duration<double>(now - it->second.at).count();
-        if (dt > 0) u.cpu_cores = std::max(0.0, (u.cpu_seconds - it->second.seconds) / dt);
-      }
-      cpu[id] = {u.cpu_seconds, now};
-      usage.push_back(std::move(u));
+      u = Read(cgroups, id);
+      u->driver = driver;
       break;
     }
+    if (!u && (u = ReadVmUsage(id))) u->driver = "vm";
+    if (!u) continue;
+    u->ns = md.value("namespace", "");
+    u->name = md.value("name", "");
+    if (netns_of_) {
+      if (const std::string netns = netns_of_(id); !netns.empty()) u->net = ReadNetns(netns);
+    }
+    usage.push_back(std::move(*u));
+    ids.push_back(id);
+  }
+  const auto now = Clock::now();
+  std::map<std::string, Cpu> cpu;
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < usage.size(); ++i) {
+    InstanceUsage& u = usage[i];
+    if (auto it = last_cpu_.find(ids[i]); it != last_cpu_.end()) {
+      const double dt = std::chrono::duration<double>(now - it->second.at).count();
+      if (dt > 0) u.cpu_cores = std::max(0.0, (u.cpu_seconds - it->second.seconds) / dt);
+    }
+    cpu[ids[i]] = {u.cpu_seconds, now};
   }
   last_cpu_.swap(cpu);
   usage_.swap(usage);
@@ -234,6 +267,27 @@ std::string InstanceMetrics::Render() const {
        [](const InstanceUsage& u) {
          return u.io_write_bytes < 0 ? std::nullopt : std::optional<double>(u.io_write_bytes);
        }},
+      {"photon_instance_block_read_bytes_total", "counter",
+       "Bytes a VM read from its drives (QMP query-blockstats)",
+       [](const InstanceUsage& u) { return Opt(u.block, &BlockCounters::read_bytes); }},
+      {"photon_instance_block_write_bytes_total", "counter", "Bytes a VM wrote to its drives",
+       [](const InstanceUsage& u) { return Opt(u.block, &BlockCounters::write_bytes); }},
+      {"photon_instance_block_read_ops_total", "counter", "Read requests of a VM's drives",
+       [](const InstanceUsage& u) { return Opt(u.block, &BlockCounters::read_ops); }},
+      {"photon_instance_block_write_ops_total", "counter", "Write requests of a VM's drives",
+       [](const InstanceUsage& u) { return Opt(u.block, &BlockCounters::write_ops); }},
+      {"photon_instance_network_receive_bytes_total", "counter",
+       "Bytes received on the port namespace's interfaces",
+       [](const InstanceUsage& u) { return Opt(u.net, &NetCounters::rx_bytes); }},
+      {"photon_instance_network_transmit_bytes_total", "counter",
+       "Bytes sent on the port namespace's interfaces",
+       [](const InstanceUsage& u) { return Opt(u.net, &NetCounters::tx_bytes); }},
+      {"photon_instance_network_receive_packets_total", "counter",
+       "Packets received on the port namespace's interfaces",
+       [](const InstanceUsage& u) { return Opt(u.net, &NetCounters::rx_packets); }},
+      {"photon_instance_network_transmit_packets_total", "counter",
+       "Packets sent on the port namespace's interfaces",
+       [](const InstanceUsage& u) { return Opt(u.net, &NetCounters::tx_packets); }},
   };
   for (const auto& f : families) {
     bool head = false;

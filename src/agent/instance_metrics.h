@@ -8,19 +8,24 @@
 // then. cgroup v2: cpu.stat usage_usec, memory.current, memory.max, io.stat. cgroup v1:
 // cpuacct.usage where the group has one, else the CPU time of the group's live processes
 // (/proc/PID/stat; time of processes that exited is not counted), memory.usage_in_bytes,
-// memory.limit_in_bytes. VMs have no cgroup of their own here and are not listed.
-// Thread-safety: Run on one thread; Render from any.
+// memory.limit_in_bytes. VMs have no cgroup of their own here: their QEMU's CPU time and
+// resident memory, and their drives' traffic over QMP (vm_usage.h). An instance with a port
+// namespace also gets the traffic of the namespace's interfaces.
+// Thread-safety: Run on one thread; Render from any; the setters before Run.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "agent/host/cgroup.h"
 #include "agent/informer.h"
+#include "agent/vm_usage.h"
 
 namespace photon::agent {
 
@@ -31,6 +36,8 @@ struct InstanceUsage {
   int64_t memory_bytes = -1;       // -1 when unreadable
   int64_t memory_limit_bytes = 0;  // 0 = no limit
   int64_t io_read_bytes = -1, io_write_bytes = -1;  // v2 io.stat; -1 when unknown
+  std::optional<BlockCounters> block;               // a VM's drives (QMP query-blockstats)
+  std::optional<NetCounters> net;                   // its port namespace's interfaces
 };
 
 struct NodeUsage {
@@ -47,6 +54,12 @@ class InstanceMetrics {
   // The agent's informer of the instances placed on this node (not owned; set once it
   // exists: /metrics is served before). Until then only the node is sampled.
   void SetInstances(const Informer* instances) { instances_ = instances; }
+  // The vm driver's instance directories (its state.json files): VMs are sampled too.
+  void SetVmInstancesDir(std::string dir) { vm_dir_ = std::move(dir); }
+  // The port namespace (a path) of an instance id, "" for none: its traffic is sampled.
+  void SetNetnsOf(std::function<std::string(const std::string&)> netns_of) {
+    netns_of_ = std::move(netns_of);
+  }
   void Run(const std::atomic<bool>* stop);
   // One reading now (Run calls it every interval).
   void Sample();
@@ -59,6 +72,9 @@ class InstanceMetrics {
     std::chrono::steady_clock::time_point at;
   };
   InstanceUsage Read(const CgroupManager& cgroups, const std::string& id) const;
+  // A VM's usage, or nullopt when `id` has no running QEMU; keeps the last block counters
+  // when QMP is busy (QEMU serves one monitor client at a time).
+  std::optional<InstanceUsage> ReadVmUsage(const std::string& id);
 
   std::string node_;
   std::atomic<const Informer*> instances_{nullptr};
@@ -69,6 +85,9 @@ class InstanceMetrics {
   NodeUsage node_usage_;
   std::vector<InstanceUsage> usage_;
   std::map<std::string, Cpu> last_cpu_;  // instance id → previous reading
+  std::string vm_dir_;
+  std::function<std::string(const std::string&)> netns_of_;
+  std::map<std::string, BlockCounters> last_block_;  // VM id → last QMP answer
   Cpu last_node_busy_, last_node_total_;
 };
 

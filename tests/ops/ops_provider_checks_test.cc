@@ -12,6 +12,7 @@
 #include "../agent/cluster.h"
 #include "agent/checks/provider_checks.h"
 #include "agent/host/run.h"
+#include "agent/vm_usage.h"
 
 namespace photon::agent::testing {
 namespace {
@@ -35,6 +36,47 @@ json EventOf(Cluster& c, const std::string& check, const std::string& instance,
     }
   }
   return nullptr;
+}
+
+// A running VM's usage (docs/operations.md "Usage"): on its agent's /metrics, QEMU's CPU time
+// and resident memory and its drives' traffic over QMP (the guest reads its config drive at
+// boot), and in `photon top instances` as driver vm.
+void ExpectVmUsage(Cluster& c, const std::string& node, const std::string& name) {
+  const std::string addr =
+      c.Get("/v1/namespaces/system/nodes/" + node)["spec"].value("address", "");
+  ASSERT_FALSE(addr.empty());
+  const std::string labels =
+      "{namespace=\"default\",instance=\"" + name + "\",node=\"" + node + "\",driver=\"vm\"}";
+  std::string page;
+  auto value = [&](const std::string& family) {
+    const size_t at = page.find(family + labels);
+    return at == std::string::npos ? -1.0
+                                   : std::stod(page.substr(at + family.size() + labels.size()));
+  };
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = cli::HttpClient::Create("http://" + addr, "")->Do("GET", "/metrics");
+        page = m.ok() ? m->body : "";
+        return value("photon_instance_block_read_bytes_total") > 0 &&
+               value("photon_instance_block_read_ops_total") > 0;
+      },
+      240s))
+      << page.substr(std::min(page.size(), page.find("photon_instance_")));
+  EXPECT_GT(value("photon_instance_cpu_seconds_total"), 0);
+  EXPECT_GT(value("photon_instance_memory_bytes"), 1 << 20);
+  EXPECT_GE(value("photon_instance_block_write_bytes_total"), 0);
+  // No port namespace (the node's network): no traffic figures rather than zeros.
+  EXPECT_EQ(page.find("photon_instance_network_receive_bytes_total" + labels), std::string::npos);
+  json top = c.Get("/v1/ops/top/instances?namespace=default");
+  json row;
+  for (const auto& i : top.value("items", json::array())) {
+    if (i.value("name", "") == name) row = i;
+  }
+  ASSERT_TRUE(row.is_object()) << top;
+  EXPECT_EQ(row["driver"], "vm");
+  EXPECT_EQ(row["node"], node);
+  EXPECT_GT(row.value("memoryBytes", 0.0), 0) << row;
+  EXPECT_GT(row.value("blockReadBytes", 0.0), 0) << row;
 }
 
 TEST(ProviderChecks, QemuNotAnsweringQmpIsCriticalAndRecovers) {
@@ -80,6 +122,7 @@ TEST(ProviderChecks, QemuNotAnsweringQmpIsCriticalAndRecovers) {
     int pid;
     ~Resume() { kill(pid, SIGCONT); }
   } resume{pid};
+  ExpectVmUsage(c, "qmp1", name);
   EXPECT_TRUE(EventOf(c, "vm-qmp", instance, "CRITICAL").is_null());
   ASSERT_EQ(kill(pid, SIGSTOP), 0);
   json ev;
@@ -92,6 +135,54 @@ TEST(ProviderChecks, QemuNotAnsweringQmpIsCriticalAndRecovers) {
   EXPECT_TRUE(WaitFor([&] { return !EventOf(c, "vm-qmp", instance, "SUCCESS").is_null(); }, 60s));
   EXPECT_EQ(c.Call("DELETE", "/v1/namespaces/default/computeinstances/" + name).status, 202);
   EXPECT_TRUE(WaitFor([&] { return c.Phase(name) == "GONE"; }, 60s));
+}
+
+// An instance's port namespace traffic (the figures /metrics reports for instances with a
+// port): the interfaces of a namespace of the test's own, other than lo, as the kernel counts
+// them (iproute2 reads the same). Pings go over a veth pair to a second namespace.
+TEST(ProviderChecks, PortNamespaceTrafficIsCounted) {
+  const std::string ns = "photon-t-usage-" + std::to_string(getpid()), peer = ns + "-peer";
+  auto run = [&](std::vector<std::string> args) {
+    auto r = RunCommand(args, 30s);
+    return r.ok() && r->exit_code == 0 ? r->output : std::string("FAILED");
+  };
+  struct Del {
+    std::vector<std::string> names;
+    ~Del() {
+      for (const auto& n : names) RunCommand({"ip", "netns", "del", n}, 20s).IgnoreError();
+    }
+  } del{{ns, peer}};
+  for (const std::string& n : {ns, peer}) {
+    ASSERT_NE(run({"ip", "netns", "add", n}), "FAILED") << n;
+    // No IPv6 (its router and listener solicitations would add packets between two readings).
+    ASSERT_NE(run({"ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                   "net.ipv6.conf.default.disable_ipv6=1"}),
+              "FAILED");
+  }
+  ASSERT_NE(run({"ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns",
+                 peer}),
+            "FAILED");
+  ASSERT_NE(run({"ip", "-n", ns, "addr", "add", "10.254.7.1/24", "dev", "v0"}), "FAILED");
+  ASSERT_NE(run({"ip", "-n", peer, "addr", "add", "10.254.7.2/24", "dev", "v1"}), "FAILED");
+  ASSERT_NE(run({"ip", "-n", ns, "link", "set", "v0", "up"}), "FAILED");
+  ASSERT_NE(run({"ip", "-n", peer, "link", "set", "v1", "up"}), "FAILED");
+  auto before = ReadNetns("/run/netns/" + ns);
+  ASSERT_TRUE(before.has_value());
+  ASSERT_NE(
+      run({"ip", "netns", "exec", ns, "ping", "-c", "5", "-i", "0.2", "-W", "2", "10.254.7.2"}),
+      "FAILED");
+  auto after = ReadNetns("/run/netns/" + ns);
+  ASSERT_TRUE(after.has_value());
+  // Five echo requests out and five replies in (84 bytes of IP each), plus ARP.
+  EXPECT_GE(after->tx_packets - before->tx_packets, 5);
+  EXPECT_GE(after->rx_packets - before->rx_packets, 5);
+  EXPECT_GE(after->tx_bytes - before->tx_bytes, 5 * 84);
+  EXPECT_GE(after->rx_bytes - before->rx_bytes, 5 * 84);
+  json links = json::parse(run({"ip", "-n", ns, "-s", "-j", "link", "show", "v0"}), nullptr, false);
+  ASSERT_TRUE(links.is_array() && !links.empty()) << links;
+  EXPECT_EQ(after->tx_packets, links[0]["stats64"]["tx"]["packets"].get<int64_t>());
+  EXPECT_EQ(after->rx_bytes, links[0]["stats64"]["rx"]["bytes"].get<int64_t>());
+  EXPECT_FALSE(ReadNetns("/run/netns/no-such-namespace").has_value());
 }
 
 TEST(ProviderChecks, RuncStartFailureIsCritical) {

@@ -174,6 +174,10 @@ HttpResponse OpsEngine::Top(const HttpRequest& req, const Principal& who) {
       if (field == "cpu_seconds_total") row["cpuSeconds"] = s.value;
       if (field == "memory_bytes") row["memoryBytes"] = s.value;
       if (field == "memory_limit_bytes") row["memoryLimitBytes"] = s.value;
+      if (field == "block_read_bytes_total") row["blockReadBytes"] = s.value;
+      if (field == "block_write_bytes_total") row["blockWriteBytes"] = s.value;
+      if (field == "network_receive_bytes_total") row["networkReceiveBytes"] = s.value;
+      if (field == "network_transmit_bytes_total") row["networkTransmitBytes"] = s.value;
     }
     for (auto& [k, row] : per) items.push_back(std::move(row));
     if (!r.error.empty() && who.IsAdmin()) {
