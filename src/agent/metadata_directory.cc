@@ -11,6 +11,25 @@ std::string Str(const nlohmann::json& j, const char* a, const char* b) {
   return o.contains(b) && o[b].is_string() ? o[b].get<std::string>() : "";
 }
 
+// The instance's SSH public keys: its annotation kSshKeysAnnotation, one authorized_keys line
+// a line (the ComputeInstance spec has no key field yet; adding one to compute.proto is the
+// lasting place). Blank lines and comments are no keys.
+std::vector<std::string> SshKeys(const nlohmann::json& instance) {
+  std::vector<std::string> keys;
+  if (!instance.contains("metadata") || !instance["metadata"].is_object()) return keys;
+  const std::string text = Str(instance["metadata"], "annotations", kSshKeysAnnotation);
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(at, end - at);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty() && line[0] != '#') keys.push_back(line);
+    at = end + 1;
+  }
+  return keys;
+}
+
 }  // namespace
 
 metadata::InstanceMetadata MetadataOf(const nlohmann::json& instance, const nlohmann::json& port) {
@@ -23,6 +42,7 @@ metadata::InstanceMetadata MetadataOf(const nlohmann::json& instance, const nloh
   md.mac = Str(port, "spec", "macAddress");
   md.subnet_cidr = Str(port, "spec", "cidr");
   md.user_data = Str(instance, "spec", "userData");
+  md.public_keys = SshKeys(instance);
   return md;
 }
 

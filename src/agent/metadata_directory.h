@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/informer.h"
 #include "agent/metadata/metadata_service.h"
@@ -23,6 +24,10 @@ class AgentInstanceDirectory : public metadata::InstanceDirectory {
   const Informer* instances_;
   const Informer* ports_;
 };
+
+// The annotation that gives an instance its SSH public keys (authorized_keys lines, one a line),
+// served as OpenStack public_keys/keys and EC2 public-keys.
+inline constexpr char kSshKeysAnnotation[] = "photon.io/ssh-authorized-keys";
 
 // What the metadata service says of an instance with this Port (both as the API returns them).
 metadata::InstanceMetadata MetadataOf(const nlohmann::json& instance, const nlohmann::json& port);

@@ -50,6 +50,8 @@ TEST(QemuCommandTest, TcgQ35WithDisksAndHotplugPorts) {
   EXPECT_EQ(argv[0], "qemu-system-x86_64");
   EXPECT_TRUE(Has(argv, "tcg,tb-size=16"));
   EXPECT_TRUE(Has(argv, "q35"));
+  // cloud-init's OpenStack datasource looks for the metadata service only on such a chassis.
+  EXPECT_TRUE(Has(argv, "type=3,manufacturer=PhotonCloud,asset=OpenStack Compute"));
   EXPECT_TRUE(Has(argv, "-daemonize"));
   EXPECT_TRUE(Has(argv, "pcie-root-port,id=hp2,bus=pcie.0,chassis=3"));
   EXPECT_FALSE(Has(argv, "pcie-root-port,id=hp3,bus=pcie.0,chassis=4"));

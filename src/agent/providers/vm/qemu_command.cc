@@ -30,6 +30,12 @@ std::vector<std::string> BuildQemuArgv(const QemuConfig& c) {
     add({"-machine", "microvm,acpi=on,pcie=off,rtc=on,pit=off,pic=off"});
   } else {
     add({"-machine", "q35"});
+    // How a guest tells which cloud it runs on: cloud-init's OpenStack datasource reads the
+    // metadata service (169.254.1.2, OpenStack layout) only when DMI names an OpenStack-compatible
+    // platform; the chassis asset tag says so (as other OpenStack-compatible clouds do) while the
+    // system itself is named for what it is.
+    add({"-smbios", "type=1,manufacturer=PhotonCloud,product=PhotonCloud Compute"});
+    add({"-smbios", "type=3,manufacturer=PhotonCloud,asset=OpenStack Compute"});
   }
   if (c.accel == "kvm") {
     add({"-accel", "kvm", "-cpu", "host"});
