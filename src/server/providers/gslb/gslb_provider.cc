@@ -37,6 +37,10 @@ struct Target {
   std::string address;  // the VIP
   int port = 0;
   std::string region;
+  // A RegionService member whose LoadBalancer has no member UP: its VIP still accepts
+  // connections (HAProxy listens), but nothing serves behind it, so it is down whatever the
+  // checkers see. "" when some member is UP, or for a member given by address.
+  std::string no_backend;
   std::string key() const { return address + ":" + std::to_string(port); }
 };
 
@@ -78,6 +82,17 @@ Settings SettingsOf(const network::GlobalServiceSpec& spec) {
 
 std::string TypeOf(const std::string& address) {
   return address.find(':') == std::string::npos ? "A" : "AAAA";
+}
+
+// The fiberlb provider's status: details["member.<replica>"] = "<address> UP..." for each
+// RUNNING replica in the pool (docs/providers.md), none when no replica runs.
+bool HasMemberUp(const network::LoadBalancer& lb) {
+  for (const auto& [key, value] : lb.status().details()) {
+    if (key.rfind("member.", 0) != 0) continue;
+    const size_t space = value.find(' ');
+    if (space != std::string::npos && value.compare(space + 1, 2, "UP") == 0) return true;
+  }
+  return false;
 }
 
 // How long a sync trusts what it wrote before reading the zone again (a record removed
@@ -213,15 +228,16 @@ class GslbProvider : public ServiceProvider {
                 (v.answered ? (v.down ? "down" : "up") + std::string(" (") + v.last + ")"
                             : std::string("no answer"));
       }
-      const bool is_down = downs >= quorum_ && downs > ups;
+      const bool is_down = (downs >= quorum_ && downs > ups) || !t.no_backend.empty();
       if (is_down) {
         down_list += (down_list.empty() ? "" : ", ") + t.label + " " + t.address;
       } else {
         up.push_back(&t);
       }
-      o.details["member." + t.label] = t.address + ":" + std::to_string(t.port) +
-                                       (t.region.empty() ? "" : " region " + t.region) +
-                                       (is_down ? " down" : " up") + " [" + seen + "]";
+      o.details["member." + t.label] =
+          t.address + ":" + std::to_string(t.port) +
+          (t.region.empty() ? "" : " region " + t.region) + (is_down ? " down" : " up") +
+          (t.no_backend.empty() ? "" : " (" + t.no_backend + ")") + " [" + seen + "]";
     }
     for (const auto& w : waiting) {
       auto colon = w.find(": ");
@@ -290,7 +306,8 @@ class GslbProvider : public ServiceProvider {
           !m.region().empty() ? m.region()
                               : static_cast<const compute::RegionService&>(*rs).metadata().region();
       out.push_back(Target{rs_name, lb->status().addresses(0),
-                           set.port > 0 ? set.port : lb->spec().listeners(0).port(), region});
+                           set.port > 0 ? set.port : lb->spec().listeners(0).port(), region,
+                           HasMemberUp(*lb) ? "" : "no member of its LoadBalancer is UP"});
     }
     return out;
   }
