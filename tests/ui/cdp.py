@@ -118,6 +118,18 @@ class Page:
         self.eval("document.querySelector(%s).focus()" % json.dumps(selector))
         self.send("Input.insertText", text=text)
 
+    def type_keys(self, text):
+        """Key presses into the focused element, one keydown/keyup per character ("\\r":
+        Enter), as a user types (unlike type_into, which inserts text without key events)."""
+        for ch in text:
+            if ch == "\r":
+                down = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13,
+                        "text": "\r"}
+            else:
+                down = {"key": ch, "text": ch}
+            self.send("Input.dispatchKeyEvent", type="keyDown", **down)
+            self.send("Input.dispatchKeyEvent", type="keyUp", key=down["key"])
+
     def click(self, selector):
         """A real mouse click at the element's centre (it must be visible)."""
         box = self.eval(

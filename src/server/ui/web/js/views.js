@@ -3,6 +3,7 @@ import * as api from "./api.js";
 import { h, link, phaseOf, age } from "./dom.js";
 import { parseDocuments, toYaml } from "./yaml.js";
 import { state } from "./main.js";
+import { attachConsole } from "./console.js";
 
 export const KINDS = [
   "computeinstances", "flavors", "images", "regionservices", "vpcs", "subnets", "ports",
@@ -106,13 +107,37 @@ export function detailView(el, { plural, ns, name }) {
   const yaml = h("pre", { id: "yaml" });
   const events = h("tbody", { id: "events" });
   const alerts = h("tbody", { id: "alerts" });
-  el.replaceChildren(h("h1", {}, plural + " / " + ns + " / " + name), msg, head, actions, out,
+  const consoleEl = h("section", { id: "console", hidden: true });
+  // A VM's serial console, for those who may run actions (the API refuses others anyway).
+  let consoleBtn = null;
+  let isVm = false;
+  let term = null;
+  const showConsoleBtn = () => {
+    if (consoleBtn) consoleBtn.hidden = !isVm;
+  };
+  function openConsole() {
+    if (term) {
+      term.focus();
+      return;
+    }
+    consoleBtn.disabled = true;
+    term = attachConsole(consoleEl, ns, name, () => {
+      term = null;
+      consoleBtn.disabled = false;
+    });
+  }
+  el.replaceChildren(h("h1", {}, plural + " / " + ns + " / " + name), msg, head, actions, out, consoleEl,
     h("h2", {}, "Events"), h("table", {}, events), h("h2", {}, "Alerts"), h("table", {}, alerts),
     h("h2", {}, "Object"), yaml);
   (async () => {
     if (await api.can("action", plural, ns)) {
       for (const a of ACTIONS[plural] || []) {
         actions.append(h("button", { class: "action", id: "action-" + a, onclick: () => act(plural, ns, name, a, out, msg) }, a));
+      }
+      if (plural === "computeinstances") {
+        consoleBtn = h("button", { class: "action", id: "action-console", hidden: true, onclick: openConsole }, "console");
+        actions.append(consoleBtn);
+        showConsoleBtn();
       }
     }
     if (plural === "physicalresources") {
@@ -134,6 +159,8 @@ export function detailView(el, { plural, ns, name }) {
       return;
     }
     msg.textContent = "live";
+    isVm = !!(o.spec && o.spec.vm);
+    showConsoleBtn();
     const st = o.status || {};
     const rows = [
       ["Kind", o.kind || plural], ["Phase", phaseOf(o)], ["Message", st.message || ""],
@@ -160,7 +187,10 @@ export function detailView(el, { plural, ns, name }) {
       }));
     });
   }
-  return () => stops.forEach((s) => s());
+  return () => {
+    if (term) term.detach(); // leaving the page detaches; the VM runs on
+    stops.forEach((s) => s());
+  };
 }
 
 async function act(plural, ns, name, action, out, msg) {
