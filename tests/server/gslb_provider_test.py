@@ -309,6 +309,26 @@ class GslbProviderTest(unittest.TestCase):
         code, _ = self.api.call("GET", "/v1/namespaces/team-a/globalservices/bad")
         self.assertEqual(code, 404)
 
+    def test_5b_config_refusals_name_the_key(self):
+        # One checker, or a quorum of one, would let one vantage point remove a region.
+        token = os.path.join(self.dns.data_dir, "api.token")
+        for extra, want in (("    quorum: 1\n", "quorum: want 2..2"),
+                            ("    checkers: self\n", "quorum: want 2..1"),
+                            ("    checkers: self, self\n", "'self' is listed twice"),
+                            ("    checkers: self, http://127.0.0.1:1\n", "token_file"),
+                            ("    bogus: 1\n", "unknown key 'bogus'")):
+            bad = os.path.join(self.tmp, "bad.yaml")
+            with open(bad, "w") as f:
+                f.write("providers:\n  - driver: gslb\n    endpoint: http://127.0.0.1:%d\n"
+                        "    token_file: %s\n%s" % (self.dns.api_port, token, extra))
+            r = subprocess.run([SERVER, "--config", bad, "--data-dir",
+                                os.path.join(self.tmp, "bad"), "--listen",
+                                "127.0.0.1:%d" % harness.free_port(), "--grpc-listen",
+                                "127.0.0.1:%d" % harness.free_port()],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0, extra)
+            self.assertIn(want, r.stdout + r.stderr, extra)
+
     def test_6_cli_short_name(self):
         self.ensure_gs()
         out = self.photon("get", "gs", "web", "-n", "team-a", "-o", "yaml")
