@@ -63,6 +63,9 @@ cat >>"$SERVER_CONFIG" <<YAML
   - driver: flashdns
     endpoint: http://$DNS_API
     token_file: $DATA/flashdns/api.token
+  - driver: gslb
+    endpoint: http://$DNS_API
+    token_file: $DATA/flashdns/api.token
 YAML
 # --- end flashdns ---
 
