@@ -131,6 +131,9 @@ bool Principal::Allowed(Verb verb, const std::string& kind, const std::string& n
         if (IsRead(verb) || verb == Verb::kUpdateStatus) return true;
       }
       if ((kind == "images" || kind == "volumes") && verb == Verb::kGet) return true;
+      // The LoadBalancer of a RegionService its instances belong to: an L4 one's VIP goes on
+      // the member's loopback (agent/port_wiring.h).
+      if (kind == "loadbalancers" && verb == Verb::kGet) return true;
       // prismnet (docs/networking.md): its Ports (lists and watches must select its node, see
       // agent_scope.h) and their status (CheckAgentScope limits writes to Ports on its node);
       // the Subnets, Vpcs and SecurityGroups its instances use, by name only: a list would

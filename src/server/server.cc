@@ -144,6 +144,10 @@ class ServerImpl : public Server {
     SetLoadBalancerProviderConfigured(
         std::any_of(options_.providers.begin(), options_.providers.end(),
                     [](const ProviderConfig& p) { return p.driver == "fiberlb"; }));
+    SetLoadBalancerL4Configured(std::any_of(
+        options_.providers.begin(), options_.providers.end(), [](const ProviderConfig& p) {
+          return p.driver == "fiberlb" && p.settings.count("vip_pool");
+        }));
     PHOTON_RETURN_IF_ERROR(ResolveTls(&options_, &ca_file_));
     PHOTON_ASSIGN_OR_RETURN(
         store_, store::OpenStore(

@@ -15,6 +15,7 @@ namespace photon::server {
 namespace {
 
 std::atomic<bool> provider_configured{false};
+std::atomic<bool> l4_configured{false};
 std::atomic<store::Store*> key_store{nullptr};
 
 constexpr char kKeyPrefix[] = "/secrets/loadbalancer-keys/";
@@ -167,6 +168,7 @@ Status SealCertificate(store::Store* store, const std::string& ns, const std::st
 }  // namespace
 
 void SetLoadBalancerKeyStore(store::Store* store) { key_store = store; }
+store::Store* LoadBalancerKeyStore() { return key_store; }
 
 StatusOr<std::string> LoadBalancerKey(const std::string& ns, const std::string& ref) {
   store::Store* store = key_store;
@@ -194,40 +196,68 @@ Status SealLoadBalancerKeys(store::Store* store, const KindInfo& kind,
 
 void SetLoadBalancerProviderConfigured(bool configured) { provider_configured = configured; }
 bool LoadBalancerProviderConfigured() { return provider_configured; }
+void SetLoadBalancerL4Configured(bool configured) { l4_configured = configured; }
+bool LoadBalancerL4Configured() { return l4_configured; }
+
+// An L4 listener (stateless, DSR: the member holds the VIP and serves the listener's port
+// itself, so nothing of L7 applies and the port cannot be translated).
+static Status ValidateL4Listener(const network::Listener& l, const std::string& proto,
+                                 const std::string& at) {
+  if (proto != "TCP" && proto != "UDP")
+    return Bad(at + ".protocol", "'" + l.protocol() + "': an L4 listener is TCP or UDP");
+  if (l.routes_size() > 0) return Bad(at + ".routes", "HTTP routing is L7's; not on L4");
+  if (l.certificates_size() > 0)
+    return Bad(at + ".certificates", "TLS termination is L7's; not on L4");
+  if (l.target_port() != 0 && l.target_port() != l.port())
+    return Bad(at + ".targetPort",
+               "L4 is direct server return: the members serve the listener's port " +
+                   std::to_string(l.port()) + " on the VIP itself; leave 0 or the same port");
+  return absl::OkStatus();
+}
 
 Status ValidateLoadBalancerSpec(const network::LoadBalancerSpec& spec, const std::string& where) {
-  if (spec.type() != network::LoadBalancerSpec::L7) {
+  const bool l4 = spec.type() == network::LoadBalancerSpec::L4;
+  if (l4 && !LoadBalancerL4Configured()) {
     return Bad(where + ".type",
-               "L4 load balancers of RegionServices are not implemented yet; use L7 (HAProxy "
-               "through fiberlb)");
+               "L4 needs the fiberlb provider's L4 LB nodes and VIP pool (l4_endpoints, "
+               "vip_pool), which this photon-server does not have; use L7");
   }
+  if (l4 && spec.health_check().type() == "http")
+    return Bad(where + ".healthCheck.type", "http checks are L7's; an L4 member is checked by tcp");
   if (spec.subnet_ids_size() > 0)
-    return Bad(where + ".subnetIds",
-               "not supported yet (the VIP is the provider's listen_address)");
+    return Bad(where + ".subnetIds", "not supported yet (the VIP comes from the provider)");
   if (spec.backends_size() > 0)
     return Bad(where + ".backends",
                "members are the RegionService's RUNNING replicas; leave empty");
   if (spec.listeners_size() == 0) return Bad(where + ".listeners", "at least one is required");
   if (spec.listeners_size() > 16) return Bad(where + ".listeners", "at most 16");
-  std::set<int> ports;
+  std::set<std::pair<int, std::string>> ports;
   for (int i = 0; i < spec.listeners_size(); ++i) {
     const auto& l = spec.listeners(i);
     const std::string at = where + ".listeners[" + std::to_string(i) + "]";
-    if (l.port() < 1 || l.port() > 65535) return Bad(at + ".port", "want 1..65535");
-    if (!ports.insert(l.port()).second)
-      return Bad(at + ".port", std::to_string(l.port()) + " is used by another listener");
     const std::string proto = Upper(l.protocol());
+    if (l.port() < 1 || l.port() > 65535) return Bad(at + ".port", "want 1..65535");
+    // TCP and UDP of one port are two L4 listeners; L7 listeners are all TCP.
+    if (!ports.insert({l.port(), l4 && proto == "UDP" ? "UDP" : "TCP"}).second)
+      return Bad(at + ".port", std::to_string(l.port()) + " is used by another listener");
+    if (!l.target_group_id().empty())
+      return Bad(at + ".targetGroupId", "not supported: the target is the RegionService");
+    if (l4) {
+      PHOTON_RETURN_IF_ERROR(ValidateL4Listener(l, proto, at));
+      const std::string& hc = spec.health_check().type();
+      if (proto == "UDP" && !hc.empty() && hc != "none")
+        return Bad(where + ".healthCheck.type", "'" + hc + "' cannot check the UDP listener " + at +
+                                                    ": want none with UDP listeners");
+      continue;
+    }
     if (proto != "HTTP" && proto != "HTTPS" && proto != "TCP") {
-      return Bad(at + ".protocol", "'" + l.protocol() +
-                                       "': want HTTP, HTTPS or TCP (UDP is not implemented "
-                                       "for RegionService load balancers yet)");
+      return Bad(at + ".protocol",
+                 "'" + l.protocol() + "': want HTTP, HTTPS or TCP (UDP is for type L4)");
     }
     PHOTON_RETURN_IF_ERROR(ValidateCertificates(l, proto, at));
     PHOTON_RETURN_IF_ERROR(ValidateRoutes(l, proto, at));
     if (l.target_port() < 0 || l.target_port() > 65535)
       return Bad(at + ".targetPort", "want 0..65535 (0: the listener's port)");
-    if (!l.target_group_id().empty())
-      return Bad(at + ".targetGroupId", "not supported: the target is the RegionService");
   }
   return ValidateHealthCheck(spec.health_check(), where + ".healthCheck");
 }

@@ -21,11 +21,17 @@ namespace photon::server {
 // LoadBalancer waits for a provider that does not exist.
 void SetLoadBalancerProviderConfigured(bool configured);
 bool LoadBalancerProviderConfigured();
+// Whether that provider also has L4 LB nodes and a VIP pool (fiberlb `vip_pool`): without
+// them `type: L4` is refused.
+void SetLoadBalancerL4Configured(bool configured);
+bool LoadBalancerL4Configured();
 
-// INVALID_ARGUMENT naming the field (`where` is its prefix, "spec.loadBalancer"): L7 only,
-// 1..16 listeners with distinct ports, TCP, HTTP or HTTPS, ports 1..65535, the health check's
-// bounds; an HTTPS listener's certificates parse, and a private key given matches its
-// certificate (a key given by reference is checked by SealLoadBalancerKeys).
+// INVALID_ARGUMENT naming the field (`where` is its prefix, "spec.loadBalancer"): 1..16
+// listeners with distinct ports 1..65535 and the health check's bounds. L7: TCP, HTTP or HTTPS;
+// an HTTPS listener's certificates parse, and a private key given matches its certificate (a
+// key given by reference is checked by SealLoadBalancerKeys). L4 (stateless, DSR): TCP or UDP,
+// no L7 options (routes, certificates, http checks), targetPort 0 or the port itself (the
+// member serves the VIP's port), a UDP listener only with health check none.
 Status ValidateLoadBalancerSpec(const network::LoadBalancerSpec& spec, const std::string& where);
 
 // The private keys of HTTPS listeners are write-only. On a create or spec update of a
@@ -40,6 +46,8 @@ Status SealLoadBalancerKeys(store::Store* store, const KindInfo& kind,
 
 // Where the fiberlb provider reads the keys back from (set by the leader's LoadBalancerOwner).
 void SetLoadBalancerKeyStore(store::Store* store);
+// That store (the VIP pool keeps its allocations there too); nullptr before the owner starts.
+store::Store* LoadBalancerKeyStore();
 // The PEM key of `ref` ("sha256:<hex>") in namespace `ns`; NOT_FOUND when missing.
 StatusOr<std::string> LoadBalancerKey(const std::string& ns, const std::string& ref);
 

@@ -1,12 +1,15 @@
 // See fiberlb_provider.h.
 #include "server/providers/fiberlb/fiberlb_provider.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "photon/compute.pb.h"
 #include "photon/network.pb.h"
 #include "server/providers/daemon_client.h"
+#include "server/providers/fiberlb/vip_pool.h"
 #include "server/providers/loadbalancer_rules.h"
 #include "server/watch_cache.h"
 
@@ -53,16 +56,29 @@ bool Covers(const json& have, const json& want) {
 struct Member {
   std::string name;
   std::string address;  // without the port
+  std::string lb_vip;   // the L4 VIP its agent put on its loopback ("" none)
+};
+
+// The detail an agent reports once an instance's network holds its L4 LoadBalancer's VIP.
+constexpr char kLbVipDetail[] = "network.lbVip";
+
+// One L4 LB node's fiberlb.
+struct L4Node {
+  std::string endpoint;
+  std::unique_ptr<DaemonClient> api;
 };
 
 class FiberLbProvider : public ServiceProvider {
  public:
   FiberLbProvider(std::string endpoint, std::string token_file, std::string listen,
-                  std::string owner, int drain_timeout_ms, std::chrono::milliseconds timeout)
+                  std::string owner, int drain_timeout_ms, std::chrono::milliseconds timeout,
+                  std::vector<L4Node> l4, std::optional<VipPool> vips)
       : api_("fiberlb", std::move(endpoint), std::move(token_file), timeout),
         listen_(std::move(listen)),
         owner_(std::move(owner)),
-        drain_timeout_ms_(drain_timeout_ms) {}
+        drain_timeout_ms_(drain_timeout_ms),
+        l4_(std::move(l4)),
+        vips_(std::move(vips)) {}
 
   std::string driver() const override { return "fiberlb"; }
   std::vector<std::string> kinds() const override { return {"loadbalancers"}; }
@@ -76,9 +92,10 @@ class FiberLbProvider : public ServiceProvider {
     }
     const auto& lb = static_cast<const network::LoadBalancer&>(object);
     o.details["provider"] = "fiberlb";
-    o.details["vip"] = listen_;
     const auto& md = lb.metadata();
     const std::string prefix = Prefix(md.namespace_(), md.name());
+    if (lb.spec().type() == network::LoadBalancerSpec::L4) return ApplyL4(lb, prefix, lookup, o);
+    o.details["vip"] = listen_;
     if (prefix.size() + 6 > 64) {
       o.phase = Phase::ERROR;
       o.message = "namespace and name too long for fiberlb's names ('" + prefix +
@@ -91,8 +108,17 @@ class FiberLbProvider : public ServiceProvider {
     return Report(lb, prefix, members, o);
   }
 
+  // Both planes (the object's type is not known any more): its L7 listeners and pools, its
+  // L4 listeners on every L4 node, then its VIP, given back only once no node uses it.
   Status Remove(const ManagedRef& ref) override {
-    return RemoveExcept(Prefix(ref.ns, ref.name), {});
+    const std::string prefix = Prefix(ref.ns, ref.name);
+    PHOTON_RETURN_IF_ERROR(RemoveExcept(prefix, {}));
+    if (!vips_) return absl::OkStatus();
+    for (auto& node : l4_) {
+      PHOTON_ASSIGN_OR_RETURN(json state, GetL4(node));
+      PHOTON_RETURN_IF_ERROR(RemoveL4Except(node, state, prefix, {}));
+    }
+    return vips_->Release(LoadBalancerKeyStore(), ref.ns, ref.name);
   }
 
   StatusOr<std::vector<ManagedRef>> ListManaged() override {
@@ -103,6 +129,22 @@ class FiberLbProvider : public ServiceProvider {
         auto parts = Split(x.value("name", ""), '.');
         if (parts.size() != 4 || parts[0] != owner_) continue;
         seen.insert({parts[1], parts[2]});
+      }
+    }
+    // L4 listeners on the L4 nodes, and VIPs held in the store (a LoadBalancer deleted while
+    // this server was down still holds its VIP until its removal gives it back).
+    for (auto& node : l4_) {
+      PHOTON_ASSIGN_OR_RETURN(json l4, GetL4(node));
+      for (const auto& x : l4.value("listeners", json::array())) {
+        auto parts = Split(x.value("name", ""), '.');
+        if (parts.size() == 4 && parts[0] == owner_) seen.insert({parts[1], parts[2]});
+      }
+    }
+    if (vips_) {
+      PHOTON_ASSIGN_OR_RETURN(auto held, vips_->Holders(LoadBalancerKeyStore()));
+      for (const auto& h : held) {
+        const size_t slash = h.find('/');
+        if (slash != std::string::npos) seen.insert({h.substr(0, slash), h.substr(slash + 1)});
       }
     }
     std::vector<ManagedRef> out;
@@ -141,7 +183,9 @@ class FiberLbProvider : public ServiceProvider {
           ci.status().addresses().empty()) {
         continue;
       }
-      out.push_back({n, ReachableAddress(ci.status())});
+      auto vip = ci.status().details().find(kLbVipDetail);
+      out.push_back({n, ReachableAddress(ci.status()),
+                     vip == ci.status().details().end() ? "" : vip->second});
     }
     return out;
   }
@@ -322,6 +366,178 @@ class FiberLbProvider : public ServiceProvider {
     return o;
   }
 
+  // ---- L4 (stateless, DSR) ----------------------------------------------------------------
+
+  static std::string L4Name(const std::string& prefix, const network::Listener& l) {
+    return prefix + std::to_string(l.port()) + (AsciiLower(l.protocol()) == "udp" ? "-udp" : "");
+  }
+
+  // fiberlb's L4 listener: the VIP, the distinct member addresses (weight: replicas there).
+  json L4ListenerJson(const network::LoadBalancer& lb, const network::Listener& l,
+                      const std::string& name, const std::string& vip,
+                      const std::map<std::string, int>& addresses) const {
+    json ms = json::array();
+    for (const auto& [address, replicas] : addresses)
+      ms.push_back({{"address", address}, {"weight", replicas}});
+    const auto& hc = lb.spec().health_check();
+    const int interval = hc.interval_ms() > 0 ? hc.interval_ms() : 2000;
+    json check = {{"type", hc.type() == "tcp" ? "tcp" : "none"},
+                  {"interval_ms", interval},
+                  {"timeout_ms", std::min(interval, 1000)},
+                  {"rise", hc.rise() > 0 ? hc.rise() : 2},
+                  {"fall", hc.fall() > 0 ? hc.fall() : 3}};
+    return {{"name", name},     {"vip", vip},
+            {"port", l.port()}, {"protocol", AsciiLower(l.protocol())},
+            {"members", ms},    {"health_check", check}};
+  }
+
+  StatusOr<json> GetL4(L4Node& node) {
+    DaemonReply r = node.api->Call("GET", "/v1/l4");
+    PHOTON_RETURN_IF_ERROR(node.api->AsStatus(r, "get /v1/l4 on " + node.endpoint));
+    if (!r.body.is_object())
+      return absl::UnavailableError("fiberlb " + node.endpoint + " /v1/l4: not a JSON object");
+    return r.body;
+  }
+
+  // Deletes the L4 listeners named `prefix`* and not in `keep` from one node.
+  Status RemoveL4Except(L4Node& node, const json& state, const std::string& prefix,
+                        const std::set<std::string>& keep) {
+    for (const auto& x : state.value("listeners", json::array())) {
+      const std::string name = x.value("name", "");
+      if (name.rfind(prefix, 0) != 0 || keep.count(name)) continue;
+      DaemonReply del = node.api->Call("DELETE", "/v1/l4/listeners/" + name);
+      if (del.reached && del.status == 404) continue;
+      PHOTON_RETURN_IF_ERROR(
+          node.api->AsStatus(del, "delete L4 listener " + name + " on " + node.endpoint));
+    }
+    return absl::OkStatus();
+  }
+
+  // Makes one node's L4 listeners of this LoadBalancer `want` (PUT only what differs); returns
+  // the node's /v1/l4 as it was read, for the status.
+  StatusOr<json> SyncL4Node(L4Node& node, const std::string& prefix,
+                            const std::map<std::string, json>& want) {
+    PHOTON_ASSIGN_OR_RETURN(json state, GetL4(node));
+    std::map<std::string, json> have;
+    for (const auto& x : state.value("listeners", json::array())) have[x.value("name", "")] = x;
+    std::set<std::string> keep;
+    for (const auto& [name, listener] : want) {
+      keep.insert(name);
+      if (Covers(have[name], listener)) continue;
+      PHOTON_RETURN_IF_ERROR(
+          node.api->AsStatus(node.api->Call("PUT", "/v1/l4/listeners/" + name, listener),
+                             "L4 listener " + name + " on " + node.endpoint));
+    }
+    PHOTON_RETURN_IF_ERROR(RemoveL4Except(node, state, prefix, keep));
+    return state;
+  }
+
+  Observed ApplyL4(const network::LoadBalancer& lb, const std::string& prefix,
+                   const ObjectLookup& lookup, Observed o) {
+    const auto& md = lb.metadata();
+    o.details["type"] = "L4";
+    if (!vips_ || l4_.empty()) {
+      o.phase = Phase::ERROR;
+      o.message = "fiberlb provider: type L4 needs l4_endpoints and vip_pool in its config";
+      return o;
+    }
+    if (prefix.size() + 10 > 64) {
+      o.phase = Phase::ERROR;
+      o.message = "namespace and name too long for fiberlb's names ('" + prefix +
+                  "<port>-udp' must fit in 64 characters)";
+      return o;
+    }
+    auto vip = vips_->Acquire(LoadBalancerKeyStore(), md.namespace_(), md.name());
+    if (!vip.ok()) {
+      return ObservedFromError(
+          vip.status(),
+          vip.status().code() == StatusCode::kUnavailable ? Phase::CREATING : Phase::ERROR, o);
+    }
+    o.details["vip"] = *vip;
+    o.addresses.push_back(*vip);
+    // Members: RUNNING replicas whose agent put this VIP on their loopback (DSR); the others
+    // would drop the VIP's packets, so they wait.
+    std::vector<Member> members = RunningMembers(lb, lookup, &o.depends_on);
+    std::map<std::string, int> addresses;
+    std::vector<Member> serving;
+    for (const auto& m : members) {
+      if (m.lb_vip != *vip) {
+        o.details["member." + m.name] = m.address + " waiting for the VIP on its loopback";
+        continue;
+      }
+      ++addresses[m.address];
+      serving.push_back(m);
+    }
+    std::map<std::string, json> want;
+    std::string listeners;
+    for (const auto& l : lb.spec().listeners()) {
+      const std::string name = L4Name(prefix, l);
+      want[name] = L4ListenerJson(lb, l, name, *vip, addresses);
+      listeners += (listeners.empty() ? "" : ",") + std::to_string(l.port()) + "/" +
+                   AsciiLower(l.protocol());
+    }
+    o.details["listeners"] = listeners;
+    // Every node gets the same listeners (the Maglev tables agree); one node that cannot be
+    // reached keeps the others serving, and the object says which.
+    std::map<std::string, int> healthy_on;  // address → nodes that see it healthy
+    int reached = 0;
+    std::string unreachable;
+    for (size_t i = 0; i < l4_.size(); ++i) {
+      auto& node = l4_[i];
+      const std::string key = "node." + std::to_string(i);
+      auto st = SyncL4Node(node, prefix, want);
+      if (st.ok()) st = GetL4(node);  // after the changes: health and announcement now
+      if (!st.ok()) {
+        if (st.status().code() != StatusCode::kUnavailable)
+          return ObservedFromError(st.status(), Phase::CREATING, o);
+        o.details[key] = node.endpoint + " unreachable: " + std::string(st.status().message());
+        unreachable += (unreachable.empty() ? "" : ", ") + node.endpoint;
+        continue;
+      }
+      ++reached;
+      const json announced = st->value("announced", json::array());
+      const bool on = std::find(announced.begin(), announced.end(), *vip) != announced.end();
+      o.details[key] = node.endpoint + (on ? " announces " : " does not announce ") + *vip;
+      std::set<std::string> healthy;  // healthy in every listener of ours on this node
+      std::map<std::string, int> seen;
+      int ours = 0;
+      for (const auto& x : st->value("listeners", json::array())) {
+        if (!want.count(x.value("name", ""))) continue;
+        ++ours;
+        for (const auto& m : x.value("members", json::array())) {
+          if (m.value("healthy", false)) ++seen[m.value("address", "")];
+        }
+      }
+      for (const auto& [address, n] : seen) {
+        if (n == ours) ++healthy_on[address];
+      }
+    }
+    if (reached == 0) {
+      return ObservedFromError(absl::UnavailableError("no L4 node reachable: " + unreachable),
+                               Phase::CREATING, o);
+    }
+    int up = 0;
+    for (const auto& m : serving) {
+      const int n = healthy_on.count(m.address) ? healthy_on[m.address] : 0;
+      o.details["member." + m.name] = m.address + (n == reached ? " UP" : " DOWN") + " on " +
+                                      std::to_string(n) + "/" + std::to_string(reached) +
+                                      " L4 node(s)";
+      if (n == reached) {
+        ++up;
+      } else {
+        o.retry = true;  // follow its health checks
+      }
+    }
+    if (serving.size() != members.size() || !unreachable.empty()) o.retry = true;
+    o.phase = Phase::RUNNING;
+    o.message = "L4 VIP " + *vip + " (" + listeners + ") on " + std::to_string(reached) + "/" +
+                std::to_string(l4_.size()) + " L4 node(s)" +
+                (unreachable.empty() ? "" : " (unreachable: " + unreachable + ")") + ": " +
+                std::to_string(members.size()) + " RUNNING member(s), " +
+                std::to_string(serving.size()) + " holding the VIP, " + std::to_string(up) + " UP";
+    return o;
+  }
+
   StatusOr<json> GetState() {
     DaemonReply r = api_.Call("GET", "/v1/state");
     PHOTON_RETURN_IF_ERROR(api_.AsStatus(r, "get state"));
@@ -333,12 +549,15 @@ class FiberLbProvider : public ServiceProvider {
   const std::string listen_;
   const std::string owner_;
   const int drain_timeout_ms_;
+  std::vector<L4Node> l4_;
+  const std::optional<VipPool> vips_;
 };
 
 }  // namespace
 
 StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConfig& config) {
   std::string endpoint, token_file, listen = "127.0.0.1", owner = "photon";
+  std::string l4_endpoints, l4_token_files, vip_pool;
   int timeout_ms = 2000, drain_timeout_ms = 10000;
   const std::string where = "providers (fiberlb): ";
   try {
@@ -355,6 +574,12 @@ StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConf
         timeout_ms = std::stoi(value);
       } else if (key == "drain_timeout_ms") {
         drain_timeout_ms = std::stoi(value);
+      } else if (key == "l4_endpoints") {
+        l4_endpoints = value;
+      } else if (key == "l4_token_files") {
+        l4_token_files = value;
+      } else if (key == "vip_pool") {
+        vip_pool = value;
       } else {
         return absl::InvalidArgumentError(where + "unknown key '" + key + "'");
       }
@@ -371,9 +596,31 @@ StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConf
     return absl::InvalidArgumentError(where + "owner: lower-case letters, digits and '-'");
   if (drain_timeout_ms < 0)
     return absl::InvalidArgumentError(where + "drain_timeout_ms: must be >= 0");
-  return std::unique_ptr<ServiceProvider>(
-      std::make_unique<FiberLbProvider>(endpoint, token_file, listen, owner, drain_timeout_ms,
-                                        std::chrono::milliseconds(timeout_ms)));
+  std::vector<L4Node> l4;
+  std::optional<VipPool> vips;
+  if (!l4_endpoints.empty() || !l4_token_files.empty() || !vip_pool.empty()) {
+    const auto ends = Split(l4_endpoints, ','), tokens = Split(l4_token_files, ',');
+    if (ends.empty() || vip_pool.empty())
+      return absl::InvalidArgumentError(
+          where + "L4 needs l4_endpoints, l4_token_files and vip_pool together");
+    if (tokens.size() != 1 && tokens.size() != ends.size())
+      return absl::InvalidArgumentError(where +
+                                        "l4_token_files: one per l4_endpoints entry, or one");
+    for (size_t i = 0; i < ends.size(); ++i) {
+      const std::string& token = tokens.size() == 1 ? tokens[0] : tokens[i];
+      PHOTON_RETURN_IF_ERROR(ValidateDaemonConfig(
+          where + "l4_endpoints[" + std::to_string(i) + "]: ", ends[i], token, timeout_ms));
+      l4.push_back(
+          {ends[i], std::make_unique<DaemonClient>("fiberlb", ends[i], token,
+                                                   std::chrono::milliseconds(timeout_ms))});
+    }
+    auto pool = VipPool::Parse(owner, vip_pool);
+    if (!pool.ok()) return absl::InvalidArgumentError(where + std::string(pool.status().message()));
+    vips = std::move(*pool);
+  }
+  return std::unique_ptr<ServiceProvider>(std::make_unique<FiberLbProvider>(
+      endpoint, token_file, listen, owner, drain_timeout_ms, std::chrono::milliseconds(timeout_ms),
+      std::move(l4), std::move(vips)));
 }
 
 }  // namespace photon::server

@@ -18,6 +18,15 @@
 //   owner: photon                     # name prefix; distinct per photon cluster
 //   drain_timeout_ms: 10000           # how long a leaving replica keeps its connections
 //   timeout_ms: 2000                  # per HTTP call
+//   # type L4 (stateless, DSR; docs/fiberlb.md "L4 LoadBalancers"): every L4 LB node's fiberlb
+//   l4_endpoints: http://10.0.0.11:18090,http://10.0.0.12:18090
+//   l4_token_files: /path/h1.token,/path/h2.token   # one per endpoint, or one for all
+//   vip_pool: 10.200.0.0/24           # the L4 VIPs, one per LoadBalancer, kept in the store
+//
+// L4: each listener is an L4 listener "<owner>.<namespace>.<name>.<port>" ("-udp" for UDP) on
+// every L4 node, on the LoadBalancer's VIP; its members are the distinct addresses of the
+// RUNNING replicas that hold the VIP (their agent reports status.details["network.lbVip"],
+// agent/port_wiring.h), weighted by how many replicas share an address.
 #pragma once
 
 #include <memory>
