@@ -531,6 +531,8 @@ void InstanceController::AddNetworkDetails(const std::string& id, const std::str
   } else {
     o->details["network.wired"] = "node";
   }
+  // An L4 LoadBalancer member: its VIP is on the node's loopback (port_wiring.h).
+  if (std::string vip = wiring_->LbVipOf(id); !vip.empty()) o->details["network.lbVip"] = vip;
   if (!error.empty()) {
     o->details["network.error"] = error;
     o->message = (o->message.empty() ? "" : o->message + "; ") + "network: " + error;

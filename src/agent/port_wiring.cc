@@ -9,6 +9,8 @@
 #include "absl/strings/str_split.h"
 #include "agent/config.h"
 #include "agent/net/bird.h"
+#include "agent/net/exec.h"
+#include "agent/net/ipv4.h"
 #include "common/util.h"
 #include "spdlog/spdlog.h"
 
@@ -212,6 +214,12 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
     netns_[id] = path;
     return path;
   };
+  if (want.host_network() || options_.mode == "shared") {
+    // In the node's network: an L4 LoadBalancer member holds its VIP on the node's loopback.
+    PHOTON_ASSIGN_OR_RETURN(std::string vip, L4VipFor(instance));
+    if (!want.host_network() && instance.spec().has_vm()) vip.clear();  // refused below
+    PHOTON_RETURN_IF_ERROR(HoldLbVip(id, vip));
+  }
   if (want.host_network()) return remember("");
   if (options_.mode == "none") {
     return absl::FailedPreconditionError(
@@ -235,6 +243,15 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
           "enforce security groups");
     }
     return remember("");
+  }
+  PHOTON_ASSIGN_OR_RETURN(std::string l4_vip, L4VipFor(instance));
+  if (!l4_vip.empty()) {
+    return absl::FailedPreconditionError(
+        "metadata.labels[photon.io/regionservice]: the RegionService's L4 LoadBalancer (VIP " +
+        l4_vip +
+        ") needs its members in their node's network (photon-agent network mode "
+        "'shared', or spec.network.hostNetwork); node " +
+        options_.node_name + " wires port namespaces (mode 'ports'), which do not hold a VIP yet");
   }
   if (!port_json) return absl::UnavailableError("waiting for the instance's Port");
   PHOTON_ASSIGN_OR_RETURN(network::Port port, ParseObject<network::Port>(*port_json, "Port"));
@@ -261,19 +278,84 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
   return remember(ports_->NetnsPath(id));
 }
 
+StatusOr<std::string> PortWiring::L4VipFor(const compute::ComputeInstance& instance) {
+  const auto& labels = instance.metadata().labels();
+  auto rs = labels.find("photon.io/regionservice");
+  if (rs == labels.end() || rs->second.empty()) return std::string();
+  auto j = api_->Get("/v1/namespaces/" + instance.metadata().namespace_() + "/loadbalancers/" +
+                     rs->second);
+  if (!j.ok() && j.status().code() == absl::StatusCode::kNotFound) return std::string();
+  if (!j.ok()) return j.status();
+  PHOTON_ASSIGN_OR_RETURN(network::LoadBalancer lb,
+                          ParseObject<network::LoadBalancer>(*j, "LoadBalancer"));
+  if (lb.spec().type() != network::LoadBalancerSpec::L4) return std::string();
+  auto vip = lb.status().details().find("vip");
+  if (vip == lb.status().details().end()) return std::string();  // not allocated yet
+  if (!net::ParseIpv4(vip->second).ok())
+    return absl::FailedPreconditionError("LoadBalancer " + rs->second + ": VIP '" + vip->second +
+                                         "' is not an IPv4 address");
+  return vip->second;
+}
+
+Status PortWiring::HoldLbVip(const std::string& instance_id, const std::string& vip) {
+  std::string old;
+  bool still_held = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = lb_vips_.find(instance_id);
+    if (it != lb_vips_.end()) old = it->second;
+    if (old == vip) return absl::OkStatus();
+    for (const auto& [id, v] : lb_vips_) {
+      if (id != instance_id && v == old) still_held = true;
+    }
+  }
+  net::ExecOptions in_node;
+  in_node.netns = options_.host_netns;
+  if (!vip.empty()) {
+    // The node must not answer ARP for the VIP (the LB nodes own it on the wire) nor source
+    // ARP from it; DSR answers leave from the VIP on the node's own route.
+    PHOTON_RETURN_IF_ERROR(net::ExecOk({"sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
+                                        "net.ipv4.conf.all.arp_announce=2"},
+                                       in_node)
+                               .status());
+    in_node.stdin_data = "link set lo up\naddress replace " + vip + "/32 dev lo\n";
+    PHOTON_RETURN_IF_ERROR(net::ExecOk({"ip", "-batch", "-"}, in_node).status());
+    spdlog::info("network: {} holds L4 VIP {} on the node's loopback", instance_id, vip);
+  }
+  if (!old.empty() && !still_held && old != vip) {
+    auto r = net::Exec({"ip", "address", "del", old + "/32", "dev", "lo"}, in_node);
+    if (!r.ok()) return r.status();  // a non-zero exit: already gone
+    spdlog::info("network: L4 VIP {} left the node's loopback", old);
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (vip.empty()) {
+    lb_vips_.erase(instance_id);
+  } else {
+    lb_vips_[instance_id] = vip;
+  }
+  return absl::OkStatus();
+}
+
+std::string PortWiring::LbVipOf(const std::string& instance_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = lb_vips_.find(instance_id);
+  return it == lb_vips_.end() ? "" : it->second;
+}
+
 Status PortWiring::Unwire(const std::string& instance_id) {
   {
     std::lock_guard<std::mutex> l(mu_);
     netns_.erase(instance_id);
   }
-  if (!ports_) return absl::OkStatus();
+  Status vip = HoldLbVip(instance_id, "");
+  if (!ports_) return vip;
   const int64_t before = ports_->changes();
   Status s = ports_->Delete(instance_id);  // OK for an instance without a port
   kernel_changes_->Set(static_cast<double>(ports_->changes()));
   if (s.ok() && ports_->changes() != before) {
     spdlog::info("network: removed the port of {}", instance_id);
   }
-  return s;
+  return s.ok() ? vip : s;
 }
 
 std::string PortWiring::NetnsOf(const std::string& instance_id) const {

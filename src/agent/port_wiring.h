@@ -7,6 +7,15 @@
 // them in the node's network and refuses security groups, which it cannot enforce there, and
 // VMs, which get no interface there. In "ports" a VM's port has the tap its QEMU attaches to.
 //
+// L4 LoadBalancer members (docs/fiberlb.md "L4 LoadBalancers"): an instance of a RegionService
+// whose LoadBalancer is type L4 answers its clients directly (DSR), so its network must hold
+// the VIP. In the node's network (mode "shared", or hostNetwork) Wire puts the VIP on the
+// node's loopback (arp_ignore=1, arp_announce=2: the node never answers ARP for it) and LbVipOf
+// reports it (status.details["network.lbVip"], which the fiberlb provider waits for before it
+// makes the instance a member); the VIP leaves the loopback with the node's last instance that
+// holds it. In mode "ports" Wire refuses such an instance (FAILED_PRECONDITION): its port
+// namespace and prismnet's anti-spoofing do not carry a VIP yet.
+//
 // Thread-safety: thread-safe; calls for one instance must not overlap (the controller's work
 // queue serialises a key).
 #pragma once
@@ -65,6 +74,8 @@ class PortWiring {
   Status Unwire(const std::string& instance_id);
   // The namespace Wire chose for an instance ("" = the node's or unknown).
   std::string NetnsOf(const std::string& instance_id) const;
+  // The L4 LoadBalancer VIP Wire put on the node's loopback for an instance ("" none).
+  std::string LbVipOf(const std::string& instance_id) const;
   // Instance ids with a port on this node.
   std::vector<std::string> PortIds() const;
   // Kernel changes made by PortManager: adopting unchanged ports makes none.
@@ -73,6 +84,10 @@ class PortWiring {
  private:
   StatusOr<net::PortSpec> Resolve(const std::string& ns, const network::Port& port);
   StatusOr<std::string> VpcCidr(const std::string& ns, const std::string& vpc);
+  // The VIP of the instance's RegionService's L4 LoadBalancer ("" none, or not allocated yet).
+  StatusOr<std::string> L4VipFor(const compute::ComputeInstance& instance);
+  // Holds `vip` ("" none) on the node's loopback for the instance, releasing what it held.
+  Status HoldLbVip(const std::string& instance_id, const std::string& vip);
   Status AddGroupRules(const std::string& ns, const std::string& group, net::PortSpec* spec);
   // A rule's remote security group as a set of the spec: its members' addresses, read from
   // the group's status (the control plane keeps them there, docs/networking.md).
@@ -85,6 +100,7 @@ class PortWiring {
   mutable std::mutex mu_;
   std::map<std::string, std::string> netns_;      // instance id -> namespace path
   std::map<std::string, std::string> vpc_cidrs_;  // "ns/vpc" -> CIDR (immutable)
+  std::map<std::string, std::string> lb_vips_;    // instance id -> VIP on the node's lo
   Counter* applies_;
   Counter* failures_;
   Histogram* apply_seconds_;
