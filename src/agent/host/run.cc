@@ -18,7 +18,8 @@ extern char** environ;
 
 namespace photon::agent {
 
-StatusOr<RunResult> RunCommand(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
+StatusOr<RunResult> RunCommand(const std::vector<std::string>& argv,
+                               std::chrono::milliseconds timeout) {
   if (argv.empty()) return absl::InvalidArgumentError("empty command");
   std::string exe = ResolveExecutable(argv[0], {});
   if (exe.empty()) return absl::UnavailableError("'" + argv[0] + "' is not installed");
@@ -71,9 +72,21 @@ StatusOr<RunResult> RunCommand(const std::vector<std::string>& argv, std::chrono
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (timed_out) return absl::DeadlineExceededError(argv[0] + " timed out");
+  if (timed_out) {
+    return absl::DeadlineExceededError(argv[0] + " did not finish within " +
+                                       std::to_string(timeout.count()) + " ms");
+  }
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
+}
+
+Status RunChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  PHOTON_ASSIGN_OR_RETURN(RunResult r, RunCommand(argv, timeout));
+  if (r.exit_code != 0) {
+    return absl::InternalError(argv[0] + " failed (exit " + std::to_string(r.exit_code) +
+                               "): " + r.output);
+  }
+  return absl::OkStatus();
 }
 
 std::string TailFile(const std::string& path, int lines) {

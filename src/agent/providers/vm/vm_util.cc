@@ -24,8 +24,6 @@
 namespace photon::agent::vm {
 namespace {
 
-constexpr size_t kMaxOutput = 64 * 1024;
-
 std::string ReadSmallFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream out;
@@ -34,75 +32,6 @@ std::string ReadSmallFile(const std::string& path) {
 }
 
 }  // namespace
-
-StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                   std::chrono::milliseconds timeout) {
-  if (argv.empty()) return absl::InvalidArgumentError("empty command");
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0)
-    return absl::InternalError(std::string("pipe: ") + strerror(errno));
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return absl::InternalError(std::string("fork: ") + strerror(errno));
-  }
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, 0);
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    close_range(3, ~0U, 0);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  CommandResult result;
-  int64_t deadline = MonotonicNanos() + std::chrono::nanoseconds(timeout).count();
-  bool timed_out = false;
-  char buf[4096];
-  while (true) {
-    int64_t left_ms = (deadline - MonotonicNanos()) / 1000000;
-    if (left_ms <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    int r = poll(&p, 1, static_cast<int>(left_ms));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) continue;
-    ssize_t n = read(fds[0], buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (result.output.size() < kMaxOutput) result.output.append(buf, static_cast<size_t>(n));
-  }
-  close(fds[0]);
-  if (timed_out) kill(pid, SIGKILL);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (timed_out) {
-    return absl::DeadlineExceededError(argv[0] + " did not finish within " +
-                                       std::to_string(timeout.count()) + " ms");
-  }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  if (result.exit_code == 127 && result.output.empty()) {
-    return absl::FailedPreconditionError(argv[0] + " is not installed");
-  }
-  return result;
-}
-
-Status RunChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
-  PHOTON_ASSIGN_OR_RETURN(CommandResult r, RunCommand(argv, timeout));
-  if (r.exit_code != 0) {
-    return absl::InternalError(argv[0] + " failed (exit " + std::to_string(r.exit_code) +
-                               "): " + r.output);
-  }
-  return absl::OkStatus();
-}
 
 StatusOr<std::string> Sha256File(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);

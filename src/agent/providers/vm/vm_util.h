@@ -1,5 +1,4 @@
-// Host helpers of the vm driver: running tools (qemu-img, mkfs.vfat, mcopy) with an argv and a
-// timeout — never a shell string —, hashing files, and checking that a pid is still the QEMU we
+// Host helpers of the vm driver: hashing files, and checking that a pid is still the QEMU we
 // started. Thread-safe (no shared state).
 #pragma once
 
@@ -7,20 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "agent/host/run.h"  // RunCommand, RunChecked: the agent's one way to run a tool
 #include "common/status.h"
 
 namespace photon::agent::vm {
-
-struct CommandResult {
-  int exit_code = -1;  // -1 when killed by a signal or the timeout
-  std::string output;  // stdout and stderr, interleaved, capped at 64 KiB
-};
-
-// Runs argv[0] (looked up in PATH) with no inherited descriptors beyond stdio, waits for it.
-StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                   std::chrono::milliseconds timeout);
-// RunCommand that turns a non-zero exit into INTERNAL naming the tool and its output.
-Status RunChecked(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
 
 // Streams the file through SHA-256; lower-case hex.
 StatusOr<std::string> Sha256File(const std::string& path);
