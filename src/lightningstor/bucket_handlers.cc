@@ -132,6 +132,15 @@ StatusOr<http::Response> S3Service::CreateBucket(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(
       auto acl, AclFromRequest(AclRequestOf(r.http, ""), r.caller, r.caller, true, user_exists));
   BucketMeta bucket;
+  if (r.http.HasHeader("x-amz-object-ownership")) {
+    bucket.ownership = r.http.Header("x-amz-object-ownership");
+    PHOTON_RETURN_IF_ERROR(CheckObjectOwnership(bucket.ownership));
+    if (bucket.ownership == "BucketOwnerEnforced" && acl && !IsOwnerOnlyAcl(*acl)) {
+      return S3Error("InvalidBucketAclWithObjectOwnership",
+                     "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced "
+                     "setting");
+    }
+  }
   bucket.name = r.bucket;
   bucket.created_ms = clock_->NowMillis();
   bucket.tags = std::move(tags);
@@ -309,9 +318,12 @@ StatusOr<http::Response> S3Service::PutBucketAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
   PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 64 << 10));
   auto user_exists = [this](const std::string& u) { return UserExists(u); };
-  PHOTON_ASSIGN_OR_RETURN(auto acl, AclFromRequest(AclRequestOf(r.http, std::move(body)),
-                                                   bucket.owner, bucket.owner, true, user_exists));
+  AclRequest asked = AclRequestOf(r.http, std::move(body));
+  PHOTON_ASSIGN_OR_RETURN(auto acl,
+                          AclFromRequest(asked, bucket.owner, bucket.owner, true, user_exists));
   if (!acl) return S3Error("MissingSecurityHeader", "Your request was missing a required header");
+  if (bucket.ownership == "BucketOwnerEnforced" && !TakenWithAclsDisabled(asked, *acl))
+    return S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs");
   PHOTON_RETURN_IF_ERROR(CheckPublicAclAllowed(r, *acl));
   PHOTON_RETURN_IF_ERROR(
       meta_->SetBucketAcl(r.bucket, AllUsersRead(*acl), EncodeGrants(acl->grants)));
@@ -342,6 +354,60 @@ StatusOr<http::Response> S3Service::GetPublicAccessBlock(S3Request& r) {
 
 StatusOr<http::Response> S3Service::DeletePublicAccessBlock(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(meta_->SetPublicAccessBlock(r.bucket, ""));
+  return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::PutBucketEncryption(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 16 << 10));
+  PHOTON_ASSIGN_OR_RETURN(std::string config, ParseBucketEncryption(body));
+  PHOTON_RETURN_IF_ERROR(meta_->SetEncryption(r.bucket, config));
+  return Empty(200);
+}
+
+StatusOr<http::Response> S3Service::GetBucketEncryption(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  if (bucket.encryption.empty()) {
+    return S3Error("ServerSideEncryptionConfigurationNotFoundError",
+                   "The server side encryption configuration was not found");
+  }
+  return XmlResponse(BucketEncryptionXml(bucket.encryption));
+}
+
+StatusOr<http::Response> S3Service::DeleteBucketEncryption(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(meta_->SetEncryption(r.bucket, ""));
+  return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::PutBucketOwnershipControls(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(RequireBucket(r.bucket).status());
+  PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 16 << 10));
+  PHOTON_ASSIGN_OR_RETURN(std::string ownership, ParseOwnershipControls(body));
+  // ACLs are turned off only on a bucket whose own ACL grants nothing beyond its owner (as in
+  // S3); objects' ACLs simply stop counting.
+  PHOTON_RETURN_IF_ERROR(meta_->SetOwnership(r.bucket, ownership, [&](const BucketMeta& b) {
+    if (ownership == "BucketOwnerEnforced" &&
+        !IsOwnerOnlyAcl(BucketAcl(b.owner, b.acl, b.public_read))) {
+      return S3Error("InvalidBucketAclWithObjectOwnership",
+                     "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced "
+                     "setting");
+    }
+    return absl::OkStatus();
+  }));
+  return Empty(200);
+}
+
+StatusOr<http::Response> S3Service::GetBucketOwnershipControls(S3Request& r) {
+  PHOTON_ASSIGN_OR_RETURN(BucketMeta bucket, RequireBucket(r.bucket));
+  if (bucket.ownership.empty()) {
+    return S3Error("OwnershipControlsNotFoundError",
+                   "The bucket ownership controls were not found");
+  }
+  return XmlResponse(OwnershipControlsXml(bucket.ownership));
+}
+
+StatusOr<http::Response> S3Service::DeleteBucketOwnershipControls(S3Request& r) {
+  PHOTON_RETURN_IF_ERROR(meta_->SetOwnership(r.bucket, ""));
   return Empty(204);
 }
 

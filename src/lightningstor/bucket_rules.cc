@@ -94,6 +94,91 @@ std::string PublicAccessBlockXml(const PublicAccessBlock& pab) {
   return w.Take();
 }
 
+StatusOr<std::string> ParseBucketEncryption(const std::string& xml) {
+  PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(xml));
+  if (doc->name != "ServerSideEncryptionConfiguration" || doc->children.size() != 1 ||
+      doc->children[0]->name != "Rule") {
+    return S3Error("MalformedXML",
+                   "Expected a ServerSideEncryptionConfiguration document with one Rule");
+  }
+  const XmlNode& rule = *doc->children[0];
+  const XmlNode* apply = nullptr;
+  std::string bucket_key = "false";
+  for (const auto& child : rule.children) {
+    if (child->name == "ApplyServerSideEncryptionByDefault" && !apply) {
+      apply = child.get();
+    } else if (child->name == "BucketKeyEnabled" &&
+               (child->text == "true" || child->text == "false")) {
+      bucket_key = child->text;
+    } else {
+      return S3Error("MalformedXML", "Unexpected element " + child->name + " in Rule");
+    }
+  }
+  if (!apply) return S3Error("MalformedXML", "Rule needs ApplyServerSideEncryptionByDefault");
+  for (const auto& child : apply->children) {
+    if (child->name != "SSEAlgorithm" && child->name != "KMSMasterKeyID")
+      return S3Error("MalformedXML", "Unexpected element " + child->name);
+  }
+  std::string algorithm = apply->ChildText("SSEAlgorithm");
+  if (algorithm == "aws:kms" || algorithm == "aws:kms:dsse")
+    return S3Error("NotImplemented",
+                   "lightningstor does not implement SSE-KMS (" + algorithm + ")");
+  if (algorithm != "AES256")
+    return S3Error("MalformedXML", "SSEAlgorithm must be AES256, aws:kms or aws:kms:dsse");
+  if (apply->Child("KMSMasterKeyID")) {
+    return S3Error("InvalidArgument",
+                   "a KMSMasterKeyID is not applicable if the default sse algorithm is not "
+                   "aws:kms or aws:kms:dsse");
+  }
+  return bucket_key == "true" ? std::string("AES256 bucket-key") : std::string("AES256");
+}
+
+std::string BucketEncryptionXml(const std::string& stored) {
+  XmlWriter w;
+  w.Open("ServerSideEncryptionConfiguration", "http://s3.amazonaws.com/doc/2006-03-01/");
+  w.Open("Rule");
+  w.Open("ApplyServerSideEncryptionByDefault");
+  w.Element("SSEAlgorithm", "AES256");
+  w.Close("ApplyServerSideEncryptionByDefault");
+  w.Element("BucketKeyEnabled", stored == "AES256 bucket-key" ? "true" : "false");
+  w.Close("Rule");
+  w.Close("ServerSideEncryptionConfiguration");
+  return w.Take();
+}
+
+Status CheckObjectOwnership(const std::string& value) {
+  if (value == "ObjectWriter" || value == "BucketOwnerPreferred" || value == "BucketOwnerEnforced")
+    return absl::OkStatus();
+  return S3Error("InvalidArgument",
+                 "Invalid x-amz-object-ownership: " + value +
+                     " (ObjectWriter, BucketOwnerPreferred or BucketOwnerEnforced)");
+}
+
+StatusOr<std::string> ParseOwnershipControls(const std::string& xml) {
+  PHOTON_ASSIGN_OR_RETURN(auto doc, ParseXml(xml));
+  if (doc->name != "OwnershipControls" || doc->children.size() != 1 ||
+      doc->children[0]->name != "Rule" || doc->children[0]->children.size() != 1 ||
+      doc->children[0]->children[0]->name != "ObjectOwnership") {
+    return S3Error("MalformedXML",
+                   "Expected <OwnershipControls><Rule><ObjectOwnership>...</ObjectOwnership>"
+                   "</Rule></OwnershipControls>");
+  }
+  std::string value = doc->children[0]->children[0]->text;
+  if (!CheckObjectOwnership(value).ok())
+    return S3Error("MalformedXML", "Unknown ObjectOwnership " + value);
+  return value;
+}
+
+std::string OwnershipControlsXml(const std::string& ownership) {
+  XmlWriter w;
+  w.Open("OwnershipControls", "http://s3.amazonaws.com/doc/2006-03-01/");
+  w.Open("Rule");
+  w.Element("ObjectOwnership", ownership);
+  w.Close("Rule");
+  w.Close("OwnershipControls");
+  return w.Take();
+}
+
 bool LifecycleFilter::Matches(
     const std::string& key, uint64_t size,
     const std::vector<std::pair<std::string, std::string>>& object_tags) const {

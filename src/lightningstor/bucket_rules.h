@@ -30,6 +30,21 @@ std::string EncodePublicAccessBlock(const PublicAccessBlock& pab);
 StatusOr<PublicAccessBlock> ParsePublicAccessBlock(const std::string& xml);
 std::string PublicAccessBlockXml(const PublicAccessBlock& pab);
 
+// A bucket's default encryption (PutBucketEncryption): SSE-S3 for writes that ask for no
+// encryption. Stored as "AES256" or "AES256 bucket-key" (BucketKeyEnabled, kept and answered
+// back; as in S3 it changes nothing for SSE-S3), "" = none. From a
+// ServerSideEncryptionConfiguration document: MalformedXML, NotImplemented for SSE-KMS.
+StatusOr<std::string> ParseBucketEncryption(const std::string& xml);
+std::string BucketEncryptionXml(const std::string& stored);
+
+// Object Ownership (PutBucketOwnershipControls, x-amz-object-ownership): "ObjectWriter",
+// "BucketOwnerPreferred" or "BucketOwnerEnforced"; "" = never set (objects belong to their
+// writer, as ObjectWriter). InvalidArgument for another value.
+Status CheckObjectOwnership(const std::string& value);
+// From an OwnershipControls document (one Rule): MalformedXML.
+StatusOr<std::string> ParseOwnershipControls(const std::string& xml);
+std::string OwnershipControlsXml(const std::string& ownership);
+
 // Which objects a lifecycle rule applies to: all of prefix, tags and size bounds must hold.
 struct LifecycleFilter {
   std::string prefix;

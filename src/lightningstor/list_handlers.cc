@@ -88,7 +88,9 @@ StatusOr<http::Response> S3Service::ListObjects(S3Request& r, bool v2) {
     w.Element("ETag", QuoteEtag(e.etag));
     w.Element("Size", std::to_string(e.size));
     if (owners) {
-      const std::string& owner = e.owner.empty() ? bucket_meta.owner : e.owner;
+      const std::string& owner = e.owner.empty() || bucket_meta.ownership == "BucketOwnerEnforced"
+                                     ? bucket_meta.owner
+                                     : e.owner;
       w.Open("Owner");
       w.Element("ID", owner);
       w.Element("DisplayName", owner);
@@ -168,7 +170,7 @@ StatusOr<http::Response> S3Service::ListObjectVersions(S3Request& r) {
       items.Element("Size", std::to_string(o.size));
       items.Element("StorageClass", "STANDARD");
     }
-    const std::string owner = ObjectAcl(o.headers, bucket_meta.owner).owner;
+    const std::string owner = ObjectAcl(o.headers, bucket_meta.owner, bucket_meta.ownership).owner;
     items.Open("Owner");
     items.Element("ID", owner);
     items.Element("DisplayName", owner);

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS buckets(
   lifecycle TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '',
   cors TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT 'lightningstor',
   acl TEXT NOT NULL DEFAULT '', object_lock TEXT NOT NULL DEFAULT '',
-  logging TEXT NOT NULL DEFAULT '', public_access_block TEXT NOT NULL DEFAULT '');
+  logging TEXT NOT NULL DEFAULT '', public_access_block TEXT NOT NULL DEFAULT '',
+  encryption TEXT NOT NULL DEFAULT '', ownership TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS objects(
   id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT NOT NULL,
   is_latest INTEGER NOT NULL, delete_marker INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -248,8 +249,8 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
   PHOTON_RETURN_IF_ERROR(store->writer_->Exec(kSchema));
   // Data directories made before bucket tagging, CORS or accounts existed lack the column; their
   // buckets belong to the default account.
-  for (const char* column :
-       {"tags", "cors", "acl", "owner", "object_lock", "logging", "public_access_block"}) {
+  for (const char* column : {"tags", "cors", "acl", "owner", "object_lock", "logging",
+                             "public_access_block", "encryption", "ownership"}) {
     PHOTON_ASSIGN_OR_RETURN(
         auto has, store->writer_->Query("SELECT 1 FROM pragma_table_info('buckets') WHERE name = ?",
                                         std::string(column)));
@@ -337,9 +338,9 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
     }
     return db.Run(
         "INSERT INTO buckets(name, created_ms, tags, owner, acl, public_read, versioning, "
-        "object_lock) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+        "object_lock, ownership) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
         bucket.name, bucket.created_ms, bucket.tags, bucket.owner, bucket.acl, bucket.public_read,
-        bucket.versioning, bucket.object_lock);
+        bucket.versioning, bucket.object_lock, bucket.ownership);
   });
 }
 
@@ -348,15 +349,16 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_ASSIGN_OR_RETURN(
       auto s,
       db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                "tags, cors, owner, acl, object_lock, logging, public_access_block FROM buckets "
+                "tags, cors, owner, acl, object_lock, logging, public_access_block, encryption, "
+                "ownership FROM buckets "
                 "WHERE name = ?",
                 name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
-  return BucketMeta{s.ColumnText(0), s.ColumnInt(1),  s.ColumnText(2),  s.ColumnInt(3) != 0,
-                    s.ColumnText(4), s.ColumnText(5), s.ColumnText(6),  s.ColumnText(7),
-                    s.ColumnText(8), s.ColumnText(9), s.ColumnText(10), s.ColumnText(11),
-                    s.ColumnText(12)};
+  return BucketMeta{s.ColumnText(0),  s.ColumnInt(1),   s.ColumnText(2),  s.ColumnInt(3) != 0,
+                    s.ColumnText(4),  s.ColumnText(5),  s.ColumnText(6),  s.ColumnText(7),
+                    s.ColumnText(8),  s.ColumnText(9),  s.ColumnText(10), s.ColumnText(11),
+                    s.ColumnText(12), s.ColumnText(13), s.ColumnText(14)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
@@ -364,14 +366,15 @@ StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_ASSIGN_OR_RETURN(
       auto s,
       db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                  "tags, cors, owner, acl, object_lock, logging, public_access_block FROM buckets "
+                  "tags, cors, owner, acl, object_lock, logging, public_access_block, encryption, "
+                  "ownership FROM buckets "
                   "ORDER BY name"));
   std::vector<BucketMeta> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
     out.push_back({r.ColumnText(0), r.ColumnInt(1), r.ColumnText(2), r.ColumnInt(3) != 0,
                    r.ColumnText(4), r.ColumnText(5), r.ColumnText(6), r.ColumnText(7),
                    r.ColumnText(8), r.ColumnText(9), r.ColumnText(10), r.ColumnText(11),
-                   r.ColumnText(12)});
+                   r.ColumnText(12), r.ColumnText(13), r.ColumnText(14)});
   }));
   return out;
 }
@@ -455,6 +458,30 @@ Status MetaStore::SetPublicAccessBlock(const std::string& name, const std::strin
   return Write([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET public_access_block = ? WHERE name = ?", config, name);
+  });
+}
+
+Status MetaStore::SetEncryption(const std::string& name, const std::string& config) {
+  return Write([&](SqliteDb& db) -> Status {
+    PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
+    return db.Run("UPDATE buckets SET encryption = ? WHERE name = ?", config, name);
+  });
+}
+
+Status MetaStore::SetOwnership(const std::string& name, const std::string& ownership,
+                               const std::function<Status(const BucketMeta&)>& check) {
+  return Write([&](SqliteDb& db) -> Status {
+    PHOTON_ASSIGN_OR_RETURN(
+        auto s, db.Query("SELECT owner, acl, public_read FROM buckets WHERE name = ?", name));
+    PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
+    BucketMeta b;
+    b.name = name;
+    b.owner = s.ColumnText(0);
+    b.acl = s.ColumnText(1);
+    b.public_read = s.ColumnInt(2) != 0;
+    if (check) PHOTON_RETURN_IF_ERROR(check(b));
+    return db.Run("UPDATE buckets SET ownership = ? WHERE name = ?", ownership, name);
   });
 }
 

@@ -75,6 +75,11 @@ class MetaStore {
   Status SetLifecycle(const std::string& name, const std::string& lifecycle_xml);
   Status SetLogging(const std::string& name, const std::string& target);
   Status SetPublicAccessBlock(const std::string& name, const std::string& config);
+  Status SetEncryption(const std::string& name, const std::string& config);
+  // Object Ownership; `check` sees the bucket's owner and ACL inside the commit (an ACL set
+  // at the same time cannot slip past a refusal of BucketOwnerEnforced).
+  Status SetOwnership(const std::string& name, const std::string& ownership,
+                      const std::function<Status(const BucketMeta&)>& check = nullptr);
   // Replaces the Object Lock configuration of a bucket made with Object Lock
   // (InvalidBucketState otherwise: it cannot be turned on later).
   Status SetObjectLock(const std::string& name, const std::string& config);

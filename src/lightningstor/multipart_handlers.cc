@@ -3,6 +3,7 @@
 // list uploads. Parts are always files; completing an upload stitches the parts' files into
 // one object without copying bytes.
 #include <functional>
+#include <optional>
 
 #include "common/util.h"
 #include "lightningstor/checksum.h"
@@ -125,6 +126,29 @@ Status CheckPartAlgorithm(const http::Request& req, ChecksumKind algorithm) {
   return absl::OkStatus();
 }
 
+// x-amz-server-side-encryption (SSE-S3), or -customer-algorithm and -customer-key-MD5 (SSE-C,
+// the key the request carried), as S3 answers an upload's requests.
+void AddSseHeaders(const std::map<std::string, std::string>& stored, const SseRequest& sse,
+                   http::Response& resp) {
+  for (const auto& [k, v] : SseKeys::ResponseHeaders(stored)) resp.AddHeader(k, v);
+  if (sse.mode == SseRequest::Mode::kCustomer)
+    resp.AddHeader("x-amz-server-side-encryption-customer-key-MD5", sse.key_md5_b64);
+}
+
+// The key of an encrypted upload for a part request (sse.h ForPart); x-amz-server-side-
+// encryption itself belongs to the initiation only.
+StatusOr<SseKeys::ReadKey> PartKey(SseKeys& keys, const http::Request& req,
+                                   const std::map<std::string, std::string>& upload,
+                                   SseRequest* sse) {
+  PHOTON_ASSIGN_OR_RETURN(*sse, ParseSseRequest(req));
+  if (sse->mode == SseRequest::Mode::kS3) {
+    return S3Error("InvalidArgument",
+                   "x-amz-server-side-encryption is given when the multipart upload is "
+                   "initiated, not on its parts or its completion");
+  }
+  return keys.ForPart(upload, *sse);
+}
+
 }  // namespace
 
 StatusOr<http::Response> S3Service::CreateMultipartUpload(S3Request& r) {
@@ -144,6 +168,11 @@ StatusOr<http::Response> S3Service::CreateMultipartUpload(S3Request& r) {
   // x-amz-object-lock-* checked now and kept with the upload; the bucket's default retention,
   // counted from the completion, is added then when none was asked.
   PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &u.headers, true, false));
+  // The object's data key is made now and kept (wrapped, or as the SSE-C key's salted HMAC)
+  // with the upload; every part is encrypted under it with its own IV.
+  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, WriteSse(r, bucket));
+  PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
+  for (const auto& [k, v] : key.headers) u.headers[k] = v;
   PHOTON_RETURN_IF_ERROR(meta_->CreateUpload(u));
   XmlWriter w;
   w.Open("InitiateMultipartUploadResult", kXmlns);
@@ -156,6 +185,7 @@ StatusOr<http::Response> S3Service::CreateMultipartUpload(S3Request& r) {
     resp.AddHeader("x-amz-checksum-algorithm", Upper(ChecksumName(*kind)));
     resp.AddHeader("x-amz-checksum-type", TypeOf(u.headers));
   }
+  AddSseHeaders(u.headers, sse, resp);
   return resp;
 }
 
@@ -169,10 +199,22 @@ StatusOr<http::Response> S3Service::UploadPart(S3Request& r) {
   std::optional<ChecksumKind> algorithm = AlgorithmOf(upload.headers);
   if (algorithm) PHOTON_RETURN_IF_ERROR(CheckPartAlgorithm(r.http, *algorithm));
   bool copy = r.http.HasHeader("x-amz-copy-source");
+  // A part of an encrypted upload: encrypted under the upload's data key from its own offset 0
+  // with a fresh IV (a part sent again never reuses a keystream).
+  SseRequest sse;
+  PHOTON_ASSIGN_OR_RETURN(SseKeys::ReadKey key, PartKey(sse_, r.http, upload.headers, &sse));
+  std::string iv = key.data_key.empty() ? "" : NewSseIv();
+  std::optional<CtrCipher> cipher;
+  if (!iv.empty()) cipher.emplace(key.data_key, iv, 0);
+  CtrCipher* encrypt = cipher ? &*cipher : nullptr;
   WrittenBlob blob;
   std::map<std::string, std::string> checksums;
   if (copy) {
     PHOTON_ASSIGN_OR_RETURN(ObjectMeta source, CopySource(r));
+    // An encrypted source is decrypted as it is copied (an SSE-C one with the key in
+    // x-amz-copy-source-server-side-encryption-customer-*).
+    PHOTON_ASSIGN_OR_RETURN(SseRequest source_sse, ParseCopySourceSse(r.http));
+    PHOTON_ASSIGN_OR_RETURN(SseKeys::ReadKey source_key, sse_.ForRead(source.headers, source_sse));
     uint64_t start = 0, length = source.size;
     const std::string& range = r.http.Header("x-amz-copy-source-range");
     if (!range.empty()) {
@@ -192,17 +234,20 @@ StatusOr<http::Response> S3Service::UploadPart(S3Request& r) {
     }
     std::vector<Checksummer> sums;
     if (algorithm) sums.emplace_back(*algorithm);
-    PHOTON_ASSIGN_OR_RETURN(blob, CopyData(source, start, length, true, &sums));
+    PHOTON_ASSIGN_OR_RETURN(blob,
+                            CopyData(source, start, length, true, &sums, &source_key, encrypt));
     for (auto& sum : sums) checksums[ChecksumHeader(sum.kind())] = Base64Encode(sum.Finish());
   } else {
-    PHOTON_ASSIGN_OR_RETURN(blob, ReceiveBody(r, true, &checksums, nullptr, nullptr, algorithm));
+    PHOTON_ASSIGN_OR_RETURN(blob, ReceiveBody(r, true, &checksums, encrypt, nullptr, algorithm));
   }
   PartMeta part;
   part.part_number = number;
   part.size = blob.size;
-  part.etag = HexEncode(blob.md5);
+  // As for a single PUT: an SSE-C part's ETag does not tell its plaintext's MD5.
+  part.etag = HexEncode(sse.mode == SseRequest::Mode::kCustomer ? Md5Raw(iv + blob.md5) : blob.md5);
   part.mtime_ms = clock_->NowMillis();
   part.segment = blob.segment;
+  part.segment.iv = iv;
   part.checksums = checksums;
   auto result = meta_->PutPart(upload_id, part);
   if (!result.ok()) {
@@ -220,11 +265,14 @@ StatusOr<http::Response> S3Service::UploadPart(S3Request& r) {
       if (sum != checksums.end()) w.Element(ChecksumElement(kind), sum->second);
     }
     w.Close("CopyPartResult");
-    return Xml(w.Take());
+    http::Response resp = Xml(w.Take());
+    AddSseHeaders(upload.headers, sse, resp);
+    return resp;
   }
   http::Response resp;
   resp.AddHeader("ETag", QuoteEtag(part.etag));
   for (const auto& [k, v] : checksums) resp.AddHeader(k, v);
+  AddSseHeaders(upload.headers, sse, resp);
   return resp;
 }
 
@@ -272,6 +320,9 @@ http::Response CompleteAnswer(const std::string& bucket, const std::string& key,
   http::Response resp = Xml(w.Take());
   if (version_id != "null") resp.AddHeader("x-amz-version-id", version_id);
   if (checksum) resp.AddHeader("x-amz-checksum-type", TypeOf(headers));
+  // S3 answers a completion with x-amz-server-side-encryption only (no SSE-C headers).
+  for (const auto& [k, v] : SseKeys::ResponseHeaders(headers))
+    if (k == "x-amz-server-side-encryption") resp.AddHeader(k, v);
   return resp;
 }
 
@@ -402,6 +453,11 @@ StatusOr<http::Response> S3Service::CompleteMultipartUpload(S3Request& r) {
     }
   }
   PHOTON_ASSIGN_OR_RETURN(UploadMeta upload, std::move(found));
+  // SSE-C headers are optional on a completion; when sent they must be the upload's key.
+  SseRequest sse;
+  PHOTON_ASSIGN_OR_RETURN(SseRequest given, ParseSseRequest(r.http));
+  if (given.mode != SseRequest::Mode::kNone)
+    PHOTON_RETURN_IF_ERROR(PartKey(sse_, r.http, upload.headers, &sse).status());
   PHOTON_ASSIGN_OR_RETURN(auto stored, meta_->ListParts(upload_id, 0, kMaxPartNumber + 1));
   std::map<int, const PartMeta*> by_number;
   for (const auto& p : stored) by_number[p.part_number] = &p;

@@ -284,7 +284,22 @@ StatusOr<std::vector<Grant>> DecodeGrants(const std::string& text) {
   return out;
 }
 
-Acl ObjectAcl(const std::map<std::string, std::string>& headers, const std::string& bucket_owner) {
+bool TakenWithAclsDisabled(const AclRequest& req, const Acl& acl) {
+  if (!req.canned.empty()) return req.canned == "bucket-owner-full-control";
+  return IsOwnerOnlyAcl(acl);
+}
+
+bool IsOwnerOnlyAcl(const Acl& acl) {
+  if (acl.grants.empty()) return false;
+  for (const auto& g : acl.grants)
+    if (!(g == UserGrant(acl.owner, kPermFullControl))) return false;
+  return true;
+}
+
+Acl ObjectAcl(const std::map<std::string, std::string>& headers, const std::string& bucket_owner,
+              const std::string& ownership) {
+  if (ownership == "BucketOwnerEnforced")
+    return Acl{bucket_owner, {UserGrant(bucket_owner, kPermFullControl)}};
   auto owner_it = headers.find(kOwnerHeader);
   std::string owner = owner_it == headers.end() ? bucket_owner : owner_it->second;
   Acl fallback{owner, {UserGrant(owner, kPermFullControl)}};

@@ -97,7 +97,13 @@ unsigned Permissions(const Acl& acl, const std::string& caller);
 // belong to bucket_owner, and their kAclHeader is a canned ACL name.
 std::string EncodeGrants(const std::vector<Grant>& grants);
 StatusOr<std::vector<Grant>> DecodeGrants(const std::string& text);
-Acl ObjectAcl(const std::map<std::string, std::string>& headers, const std::string& bucket_owner);
+// Under the bucket's Object Ownership BucketOwnerEnforced every object is the bucket owner's
+// and ACLs grant nothing: the ACL is the bucket owner's FULL_CONTROL alone.
+Acl ObjectAcl(const std::map<std::string, std::string>& headers, const std::string& bucket_owner,
+              const std::string& ownership = "");
+// Whether an ACL grants nothing but its owner's FULL_CONTROL (what BucketOwnerEnforced
+// accepts: private, bucket-owner-full-control, or the same as a document).
+bool IsOwnerOnlyAcl(const Acl& acl);
 void StoreObjectAcl(const Acl& acl, std::map<std::string, std::string>* headers);
 // A bucket's ACL from its stored grants ("" = before ACL grants were kept: public_read).
 Acl BucketAcl(const std::string& owner, const std::string& grants, bool public_read);
@@ -125,6 +131,10 @@ AclRequest AclRequestOf(const http::Request& req, std::string body);
 StatusOr<std::optional<Acl>> AclFromRequest(const AclRequest& req, const std::string& owner,
                                             const std::string& bucket_owner, bool bucket,
                                             const UserExists& user_exists);
+// Whether a bucket with ACLs disabled (BucketOwnerEnforced) takes this ACL request, as S3
+// does: the canned bucket-owner-full-control, or grants (headers or a document) that are
+// the owner's FULL_CONTROL alone; any other canned ACL, `private` included, is refused.
+bool TakenWithAclsDisabled(const AclRequest& req, const Acl& acl);
 // Object Lock (WORM). A version's retention and legal hold are internal headers; a bucket's
 // lock configuration is "" (no Object Lock), "on" (enabled, no default retention) or
 // "on:MODE:DAYS" (default retention of new objects).

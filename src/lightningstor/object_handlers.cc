@@ -53,14 +53,24 @@ bool BypassGovernance(const S3Request& r) {
 Status S3Service::ObjectAttributes(const S3Request& r,
                                    std::map<std::string, std::string>* headers) {
   const http::Request& req = r.http;
-  // The writer owns what it writes (S3's ObjectWriter ownership); private unless asked.
+  // The writer owns what it writes (ObjectWriter), private unless asked; BucketOwnerPreferred
+  // gives the bucket's owner what is written with bucket-owner-full-control;
+  // BucketOwnerEnforced gives it everything and takes no ACL beyond its own FULL_CONTROL.
+  bool enforced = r.ownership == "BucketOwnerEnforced";
+  std::string owner = r.caller;
+  if (enforced || (r.ownership == "BucketOwnerPreferred" &&
+                   req.Header("x-amz-acl") == "bucket-owner-full-control"))
+    owner = r.bucket_owner;
   auto user_exists = [this](const std::string& u) { return UserExists(u); };
-  PHOTON_ASSIGN_OR_RETURN(auto acl, AclFromRequest(AclRequestOf(req, ""), r.caller, r.bucket_owner,
-                                                   false, user_exists));
+  AclRequest asked = AclRequestOf(req, "");
+  PHOTON_ASSIGN_OR_RETURN(auto acl,
+                          AclFromRequest(asked, owner, r.bucket_owner, false, user_exists));
+  if (acl && enforced && !TakenWithAclsDisabled(asked, *acl))
+    return S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs");
   if (acl) {
     PHOTON_RETURN_IF_ERROR(CheckPublicAclAllowed(r, *acl));
   } else {
-    PHOTON_ASSIGN_OR_RETURN(acl, CannedAcl("private", r.caller, r.bucket_owner, false));
+    PHOTON_ASSIGN_OR_RETURN(acl, CannedAcl("private", owner, r.bucket_owner, false));
   }
   StoreObjectAcl(*acl, headers);
   if (req.HasHeader("x-amz-tagging")) {
@@ -73,6 +83,13 @@ Status S3Service::ObjectAttributes(const S3Request& r,
     }
   }
   return absl::OkStatus();
+}
+
+StatusOr<SseRequest> S3Service::WriteSse(const S3Request& r, const BucketMeta& bucket) {
+  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
+  if (sse.mode == SseRequest::Mode::kNone && !bucket.encryption.empty())
+    sse.mode = SseRequest::Mode::kS3;
+  return sse;
 }
 
 StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
@@ -212,8 +229,9 @@ StatusOr<WrittenBlob> S3Service::CopyData(const ObjectMeta& source, uint64_t off
   auto writer = blobs_->NewWriter(config_.inline_max_bytes, force_file);
   // An encrypted source is decrypted as it is read (its CRCs checked on the stored bytes
   // first); the copy is encrypted with its own key on the writer's thread.
-  std::optional<CtrCipher> plain;
-  if (decrypt && !decrypt->data_key.empty()) plain.emplace(decrypt->data_key, decrypt->iv, offset);
+  std::optional<ObjectCipher> plain;
+  if (decrypt && !decrypt->data_key.empty())
+    plain.emplace(decrypt->data_key, decrypt->iv, source.segments, offset);
   if (encrypt) writer->Encrypt(encrypt);
   std::string buf;
   PHOTON_RETURN_IF_ERROR(blobs_->Read(source, offset, length, [&](const char* p, size_t n) {
@@ -252,7 +270,7 @@ StatusOr<http::Response> S3Service::PutObject(S3Request& r) {
   RequestMetadata(r.http, &o.content_type, &o.headers);
   PHOTON_RETURN_IF_ERROR(ObjectAttributes(r, &o.headers));
   PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &o.headers, true));
-  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
+  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, WriteSse(r, bucket));
   PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
   std::optional<CtrCipher> cipher;
   if (!key.data_key.empty()) cipher.emplace(key.data_key, key.iv, 0);
@@ -312,16 +330,11 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
   PolicyDecision policy = DecideStoredPolicy(
       r, source_bucket, version_id.empty() ? "s3:GetObject" : "s3:GetObjectVersion", key);
   PublicAccessBlock pab = DecodePublicAccessBlock(source_bucket.public_access_block);
-  Acl source_acl = ObjectAcl(o.headers, source_bucket.owner);
+  Acl source_acl = ObjectAcl(o.headers, source_bucket.owner, source_bucket.ownership);
   if (pab.ignore_public_acls) source_acl = WithoutPublicGrants(std::move(source_acl));
   if (policy == PolicyDecision::kDeny ||
       (policy != PolicyDecision::kAllow && !(Permissions(source_acl, r.caller) & kPermRead))) {
     return S3Error("AccessDenied", "Access Denied");
-  }
-  if (SseKeys::IsEncrypted(o.headers) && r.op != "CopyObject") {
-    return S3Error("NotImplemented",
-                   "lightningstor copies server-side encrypted objects with CopyObject only, not "
-                   "into multipart uploads");
   }
   PHOTON_RETURN_IF_ERROR(CheckConditions(r.http, o, "x-amz-copy-source-", true));
   return o;
@@ -370,12 +383,14 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   // copy's own encryption (x-amz-server-side-encryption*), as on a PUT.
   PHOTON_ASSIGN_OR_RETURN(SseRequest source_sse, ParseCopySourceSse(r.http));
   PHOTON_ASSIGN_OR_RETURN(SseKeys::ReadKey source_key, sse_.ForRead(source.headers, source_sse));
-  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
+  PHOTON_ASSIGN_OR_RETURN(SseRequest asked, ParseSseRequest(r.http));
+  PHOTON_ASSIGN_OR_RETURN(SseRequest sse, WriteSse(r, bucket));
   PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
   std::optional<CtrCipher> cipher;
   if (!key.data_key.empty()) cipher.emplace(key.data_key, key.iv, 0);
+  // (The bucket's default encryption does not make a copy onto itself a change.)
   if (source.bucket == r.bucket && source.key == r.key && directive == "COPY" &&
-      sse.mode == SseRequest::Mode::kNone) {
+      asked.mode == SseRequest::Mode::kNone) {
     return S3Error("InvalidRequest",
                    "This copy request is illegal because it is trying to copy an object to itself "
                    "without changing the object's metadata, storage class, website redirect "
@@ -618,7 +633,7 @@ StatusOr<http::Response> S3Service::EncryptedBody(http::Response resp, ObjectMet
                                                   uint64_t length) {
   // Decrypted as it is read: the stored bytes are verified (CRC) first, then the keystream
   // from `start` applied; never sendfile, the page cache holds ciphertext.
-  auto cipher = std::make_shared<CtrCipher>(key.data_key, key.iv, start);
+  auto cipher = std::make_shared<ObjectCipher>(key.data_key, key.iv, o.segments, start);
   if (length <= kBlockSize) {
     resp.body.reserve(length);
     PHOTON_RETURN_IF_ERROR(blobs_->Read(o, start, length, [&](const char* p, size_t n) {
@@ -738,7 +753,7 @@ StatusOr<http::Response> S3Service::GetObjectAcl(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(ObjectMeta o, meta_->GetObject(r.bucket, r.key, version ? *version : ""));
   PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, o.headers));
   http::Response resp;
-  resp.body = AclXml(ObjectAcl(o.headers, r.bucket_owner));
+  resp.body = AclXml(ObjectAcl(o.headers, r.bucket_owner, r.ownership));
   resp.AddHeader("Content-Type", "application/xml");
   if (o.version_id != "null") resp.AddHeader("x-amz-version-id", o.version_id);
   return resp;
@@ -752,11 +767,13 @@ StatusOr<http::Response> S3Service::PutObjectAcl(S3Request& r) {
   // Checked and changed inside the commit: the ACL replaced is the one the caller could change.
   auto change = [&](std::map<std::string, std::string>& headers) -> Status {
     PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, headers));
-    std::string owner = ObjectAcl(headers, r.bucket_owner).owner;
+    std::string owner = ObjectAcl(headers, r.bucket_owner, r.ownership).owner;
     auto user_exists = [this](const std::string& u) { return UserExists(u); };
     PHOTON_ASSIGN_OR_RETURN(auto acl,
                             AclFromRequest(asked, owner, r.bucket_owner, false, user_exists));
     if (!acl) return S3Error("MissingSecurityHeader", "Your request was missing a required header");
+    if (r.ownership == "BucketOwnerEnforced" && !TakenWithAclsDisabled(asked, *acl))
+      return S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs");
     PHOTON_RETURN_IF_ERROR(CheckPublicAclAllowed(r, *acl));
     StoreObjectAcl(*acl, &headers);
     return absl::OkStatus();

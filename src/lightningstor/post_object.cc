@@ -118,6 +118,7 @@ StatusOr<http::Response> S3Service::PostObject(S3Request& r) {
   r.key = key;
   r.caller = sub.caller;
   r.bucket_owner = sub.bucket_owner;
+  r.ownership = sub.ownership;
   r.logging = sub.logging;
   r.bytes_in = sub.bytes_in;
   if (!stored.ok()) return stored.status();

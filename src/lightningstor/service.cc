@@ -46,10 +46,22 @@ bool IsArgument(const std::string& name) {
 // query parameter is NotImplemented rather than misread as a listing or an object read
 // (GET /bucket/key?foo must never answer the object's bytes).
 bool IsImplementedSubresource(const std::string& name, bool object) {
-  static const auto* bucket = new std::set<std::string>{
-      "versioning",        "lifecycle",   "policy", "acl",  "tagging",     "location",
-      "uploads",           "versions",    "delete", "cors", "object-lock", "logging",
-      "publicAccessBlock", "policyStatus"};
+  static const auto* bucket = new std::set<std::string>{"versioning",
+                                                        "lifecycle",
+                                                        "policy",
+                                                        "acl",
+                                                        "tagging",
+                                                        "location",
+                                                        "uploads",
+                                                        "versions",
+                                                        "delete",
+                                                        "cors",
+                                                        "object-lock",
+                                                        "logging",
+                                                        "publicAccessBlock",
+                                                        "policyStatus",
+                                                        "encryption",
+                                                        "ownershipControls"};
   static const auto* objects = new std::set<std::string>{"acl",       "tagging",    "uploads",
                                                          "retention", "legal-hold", "attributes"};
   return (object ? objects : bucket)->count(name) > 0;
@@ -119,16 +131,18 @@ bool AclOp(const std::string& op) {
 // Request headers asking for things lightningstor does not do: refused, never ignored.
 Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op) {
   for (const auto& [name, value] : req.headers) {
-    // PUT, copy, GET and HEAD take SSE-S3 and SSE-C (sse.h); multipart uploads do not (each
-    // part would need its own IV under the object's key, and a GET to switch keystreams at
-    // part boundaries: not built), nor do other operations.
+    // Objects and multipart uploads take SSE-S3 and SSE-C (sse.h); an upload's part requests
+    // check theirs against the upload's. Other operations take none.
     bool sse_op = op == "PutObject" || op == "CopyObject" || op == "GetObject" ||
-                  op == "HeadObject" || op == "GetObjectAttributes";
+                  op == "HeadObject" || op == "GetObjectAttributes" ||
+                  op == "CreateMultipartUpload" || op == "UploadPart" || op == "UploadPartCopy" ||
+                  op == "CompleteMultipartUpload";
+    bool copy_op = op == "CopyObject" || op == "UploadPartCopy";
     if ((name.rfind("x-amz-server-side-encryption", 0) == 0 && !sse_op) ||
-        (name.rfind("x-amz-copy-source-server-side-encryption", 0) == 0 && op != "CopyObject")) {
+        (name.rfind("x-amz-copy-source-server-side-encryption", 0) == 0 && !copy_op)) {
       return S3Error("NotImplemented",
-                     "lightningstor implements server-side encryption on PutObject, CopyObject, "
-                     "GetObject and HeadObject only, not on multipart uploads (" +
+                     "lightningstor takes server-side encryption headers on object writes, "
+                     "reads and multipart uploads only (" +
                          name + " on " + op + ")");
     }
     // Object Lock: set by PutObject, CopyObject and CreateMultipartUpload, at bucket
@@ -164,15 +178,10 @@ Status RefuseUnsupportedHeaders(const http::Request& req, const std::string& op)
         (name == "x-amz-checksum-mode" && op != "GetObject" && op != "HeadObject")) {
       return S3Error("InvalidRequest", name + " is not taken by " + op);
     }
-    // Objects belong to their writer (ObjectWriter): BucketOwnerPreferred (the bucket owner
-    // takes objects written with bucket-owner-full-control) and BucketOwnerEnforced (ACLs off)
-    // are not built, so only ObjectWriter, and only where S3 takes it, at bucket creation.
-    if (name == "x-amz-object-ownership" && (value != "ObjectWriter" || op != "CreateBucket")) {
-      return S3Error("NotImplemented",
-                     "lightningstor keeps ACLs enabled and objects owned by "
-                     "their writer; x-amz-object-ownership " +
-                         value + " on " + op + " is not implemented");
-    }
+    // Object Ownership is chosen at creation (CreateBucket checks the value) or by
+    // PutBucketOwnershipControls; no other operation takes it.
+    if (name == "x-amz-object-ownership" && op != "CreateBucket")
+      return S3Error("InvalidRequest", "x-amz-object-ownership is not taken by " + op);
   }
   // Conditions S3 evaluates for writes: only those this server checks pass.
   bool conditional_write =
@@ -254,6 +263,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("object-lock")) return "PutObjectLockConfiguration";
       if (req.HasQuery("logging")) return "PutBucketLogging";
       if (req.HasQuery("publicAccessBlock")) return "PutPublicAccessBlock";
+      if (req.HasQuery("encryption")) return "PutBucketEncryption";
+      if (req.HasQuery("ownershipControls")) return "PutBucketOwnershipControls";
       if (!req.query.empty()) return "Unknown";
       return "CreateBucket";
     }
@@ -269,6 +280,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("object-lock")) return "GetObjectLockConfiguration";
       if (req.HasQuery("logging")) return "GetBucketLogging";
       if (req.HasQuery("publicAccessBlock")) return "GetPublicAccessBlock";
+      if (req.HasQuery("encryption")) return "GetBucketEncryption";
+      if (req.HasQuery("ownershipControls")) return "GetBucketOwnershipControls";
       if (req.HasQuery("uploads")) return "ListMultipartUploads";
       if (req.HasQuery("versions")) return "ListObjectVersions";
       const std::string* lt = req.Query("list-type");
@@ -281,6 +294,8 @@ std::string S3Service::OperationName(const http::Request& req, const std::string
       if (req.HasQuery("tagging")) return "DeleteBucketTagging";
       if (req.HasQuery("cors")) return "DeleteBucketCors";
       if (req.HasQuery("publicAccessBlock")) return "DeletePublicAccessBlock";
+      if (req.HasQuery("encryption")) return "DeleteBucketEncryption";
+      if (req.HasQuery("ownershipControls")) return "DeleteBucketOwnershipControls";
       if (!req.query.empty()) return "Unknown";
       return "DeleteBucket";
     }
@@ -458,6 +473,7 @@ Status S3Service::CheckAccess(S3Request& r) {
     return r.auth.anonymous ? denied : absl::OkStatus();
   }
   r.bucket_owner = bucket->owner;
+  r.ownership = bucket->ownership;
   r.logging = bucket->logging;
   // x-amz-expected-bucket-owner: the request is for this account's bucket only (as in S3).
   if (r.http.HasHeader("x-amz-expected-bucket-owner") &&
@@ -499,7 +515,7 @@ Status S3Service::CheckAccess(S3Request& r) {
 Status S3Service::CheckObjectAccess(const S3Request& r,
                                     const std::map<std::string, std::string>& headers) {
   if (r.object_need == 0) return absl::OkStatus();
-  Acl acl = ObjectAcl(headers, r.bucket_owner);
+  Acl acl = ObjectAcl(headers, r.bucket_owner, r.ownership);
   if (r.public_access.ignore_public_acls) acl = WithoutPublicGrants(std::move(acl));
   bool ok = r.object_need == kNeedObjectOwner
                 ? !r.caller.empty() && r.caller == acl.owner
@@ -552,6 +568,12 @@ StatusOr<http::Response> S3Service::Dispatch(S3Request& r) {
   if (op == "PutObjectLockConfiguration") return PutObjectLockConfiguration(r);
   if (op == "PutBucketLogging") return PutBucketLogging(r);
   if (op == "GetBucketLogging") return GetBucketLogging(r);
+  if (op == "PutBucketEncryption") return PutBucketEncryption(r);
+  if (op == "GetBucketEncryption") return GetBucketEncryption(r);
+  if (op == "DeleteBucketEncryption") return DeleteBucketEncryption(r);
+  if (op == "PutBucketOwnershipControls") return PutBucketOwnershipControls(r);
+  if (op == "GetBucketOwnershipControls") return GetBucketOwnershipControls(r);
+  if (op == "DeleteBucketOwnershipControls") return DeleteBucketOwnershipControls(r);
   if (op == "PutPublicAccessBlock") return PutPublicAccessBlock(r);
   if (op == "GetPublicAccessBlock") return GetPublicAccessBlock(r);
   if (op == "DeletePublicAccessBlock") return DeletePublicAccessBlock(r);

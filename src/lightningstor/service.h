@@ -40,6 +40,7 @@ struct S3Request {
   // key may be told apart (NoSuchKey) from a denied one (the caller may list the bucket).
   std::string caller;
   std::string bucket_owner;
+  std::string ownership;  // the bucket's Object Ownership (BucketMeta::ownership)
   unsigned object_need = 0;
   bool may_list = false;
   std::string logging;              // the bucket's access log target (access_log.h), "" = none
@@ -100,6 +101,12 @@ class S3Service {
   StatusOr<http::Response> GetPublicAccessBlock(S3Request& r);
   StatusOr<http::Response> DeletePublicAccessBlock(S3Request& r);
   StatusOr<http::Response> GetBucketLogging(S3Request& r);
+  StatusOr<http::Response> PutBucketEncryption(S3Request& r);
+  StatusOr<http::Response> GetBucketEncryption(S3Request& r);
+  StatusOr<http::Response> DeleteBucketEncryption(S3Request& r);
+  StatusOr<http::Response> PutBucketOwnershipControls(S3Request& r);
+  StatusOr<http::Response> GetBucketOwnershipControls(S3Request& r);
+  StatusOr<http::Response> DeleteBucketOwnershipControls(S3Request& r);
   // One server access log line (S3's format) for a finished request.
   std::string AccessLogLine(const S3Request& r, int status, const std::string& error_code,
                             double seconds) const;
@@ -190,6 +197,9 @@ class S3Service {
   // internal headers; InvalidTag / InvalidArgument / NotImplemented when not honoured.
   // The owner is the caller; x-amz-grant-* are taken too.
   Status ObjectAttributes(const S3Request& r, std::map<std::string, std::string>* headers);
+  // The encryption a write asks for (x-amz-server-side-encryption*), else the bucket's
+  // default encryption (SSE-S3), else none.
+  StatusOr<SseRequest> WriteSse(const S3Request& r, const BucketMeta& bucket);
   // AccessDenied unless the caller has r.object_need on this object (its ACL; CheckAccess
   // clears it when the bucket policy allows the operation).
   Status CheckObjectAccess(const S3Request& r, const std::map<std::string, std::string>& headers);

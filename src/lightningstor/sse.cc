@@ -103,6 +103,46 @@ void CtrCipher::ApplyTo(const char* in, char* out, size_t n) {
   }
 }
 
+std::string NewSseIv() { return Random(16); }
+
+ObjectCipher::ObjectCipher(std::string key, std::string object_iv,
+                           const std::vector<Segment>& segments, uint64_t start)
+    : key_(std::move(key)), iv_(std::move(object_iv)), pos_(start) {
+  for (const auto& s : segments) segments_.emplace_back(s.size, s.iv);
+  // Find the segment holding `start` (the end of the last one when start is the size).
+  while (index_ + 1 < segments_.size() && seg_start_ + segments_[index_].first <= pos_) {
+    seg_start_ += segments_[index_].first;
+    ++index_;
+  }
+  Seek();
+}
+
+void ObjectCipher::Seek() {
+  if (index_ < segments_.size() && !segments_[index_].second.empty()) {
+    cipher_ = std::make_unique<CtrCipher>(key_, segments_[index_].second, pos_ - seg_start_);
+  } else {
+    cipher_ = std::make_unique<CtrCipher>(key_, iv_, pos_);
+  }
+}
+
+void ObjectCipher::ApplyTo(const char* in, char* out, size_t n) {
+  while (n > 0) {
+    uint64_t take = n;
+    bool last = index_ + 1 >= segments_.size();
+    if (!last) take = std::min<uint64_t>(n, seg_start_ + segments_[index_].first - pos_);
+    cipher_->ApplyTo(in, out, take);
+    in += take;
+    out += take;
+    n -= take;
+    pos_ += take;
+    if (!last && pos_ == seg_start_ + segments_[index_].first) {
+      seg_start_ = pos_;
+      ++index_;
+      Seek();
+    }
+  }
+}
+
 StatusOr<SseRequest> ParseCopySourceSse(const http::Request& req) {
   constexpr std::string_view kPrefix = "x-amz-copy-source-server-side-encryption";
   http::Request source;
@@ -242,6 +282,22 @@ StatusOr<SseKeys::ReadKey> SseKeys::ForRead(const std::map<std::string, std::str
     return S3Error("AccessDenied", "Access Denied");
   out.data_key = sse.customer_key;
   return out;
+}
+
+StatusOr<SseKeys::ReadKey> SseKeys::ForPart(const std::map<std::string, std::string>& upload,
+                                            const SseRequest& sse) {
+  auto mode = upload.find(kMode);
+  if (mode != upload.end() && mode->second == "SSE-C" && sse.mode != SseRequest::Mode::kCustomer) {
+    return S3Error("InvalidRequest",
+                   "The multipart upload initiate requested encryption. Subsequent part requests "
+                   "must include the appropriate encryption parameters.");
+  }
+  auto key = ForRead(upload, sse);
+  if (!key.ok() && S3Code(key.status()) == "AccessDenied") {
+    return S3Error("InvalidArgument",
+                   "The provided encryption parameters did not match the ones used originally.");
+  }
+  return key;
 }
 
 std::map<std::string, std::string> SseKeys::ResponseHeaders(

@@ -14,6 +14,7 @@
 
 #include "common/status.h"
 #include "lightningstor/http/message.h"
+#include "lightningstor/types.h"
 
 namespace photon::lightningstor {
 
@@ -32,6 +33,30 @@ class CtrCipher {
  private:
   void* ctx_;  // EVP_CIPHER_CTX*
 };
+
+// The keystream of a stored object from byte `start` on. A segment with its own IV (a part of
+// a multipart upload) is encrypted from its own offset 0, so the keystream switches at its
+// boundary; any other segment (and an inline object) uses the object's IV at the object's
+// offset.
+class ObjectCipher {
+ public:
+  ObjectCipher(std::string key, std::string object_iv, const std::vector<Segment>& segments,
+               uint64_t start);
+  void ApplyTo(const char* in, char* out, size_t n);
+
+ private:
+  void Seek();  // cipher_ for pos_, which lies in segment index_
+
+  std::string key_, iv_;
+  std::vector<std::pair<uint64_t, std::string>> segments_;  // size, own IV
+  size_t index_ = 0;
+  uint64_t pos_ = 0;        // object offset of the next byte
+  uint64_t seg_start_ = 0;  // object offset of segment index_
+  std::unique_ptr<CtrCipher> cipher_;
+};
+
+// A fresh random IV (16 bytes) for a part of an encrypted multipart upload.
+std::string NewSseIv();
 
 // What a PUT asked for (x-amz-server-side-encryption*): none, SSE-S3 or SSE-C.
 struct SseRequest {
@@ -65,6 +90,12 @@ class SseKeys {
     std::string iv;
   };
   StatusOr<ReadKey> ForRead(const std::map<std::string, std::string>& stored,
+                            const SseRequest& sse);
+  // The data key of a multipart upload for one of its parts (UploadPart, UploadPartCopy,
+  // CompleteMultipartUpload): an SSE-C upload needs its key on every part (missing: 400
+  // InvalidRequest, another key: 400 InvalidArgument, as S3 answers a part); an SSE-S3 one
+  // takes none. "" key when the upload is not encrypted.
+  StatusOr<ReadKey> ForPart(const std::map<std::string, std::string>& upload,
                             const SseRequest& sse);
   // The response headers S3 returns for an object stored with these internal headers.
   static std::map<std::string, std::string> ResponseHeaders(

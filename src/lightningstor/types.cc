@@ -6,7 +6,7 @@
 
 namespace photon::lightningstor {
 
-// One line per segment: "<blob_id> <size> <base64 block crcs>".
+// One line per segment: "<blob_id> <size> <base64 block crcs>[ <base64 iv>]".
 std::string EncodeSegments(const std::vector<Segment>& segments) {
   std::string out;
   for (const auto& s : segments) {
@@ -15,6 +15,10 @@ std::string EncodeSegments(const std::vector<Segment>& segments) {
     out += std::to_string(s.size);
     out += ' ';
     out += Base64Encode(s.block_crcs);
+    if (!s.iv.empty()) {
+      out += ' ';
+      out += Base64Encode(s.iv);
+    }
     out += '\n';
   }
   return out;
@@ -34,7 +38,11 @@ bool DecodeSegments(const std::string& text, std::vector<Segment>* out) {
     Segment s;
     s.blob_id = line.substr(0, a);
     s.size = std::strtoull(line.c_str() + a + 1, nullptr, 10);
-    if (!Base64Decode(line.substr(b + 1), &s.block_crcs)) return false;
+    size_t c = line.find(' ', b + 1);
+    if (!Base64Decode(line.substr(b + 1, c == std::string::npos ? c : c - b - 1), &s.block_crcs))
+      return false;
+    if (c != std::string::npos && (!Base64Decode(line.substr(c + 1), &s.iv) || s.iv.size() != 16))
+      return false;
     out->push_back(std::move(s));
   }
   return true;

@@ -18,6 +18,10 @@ struct Segment {
   std::string blob_id;
   uint64_t size = 0;
   std::string block_crcs;  // 4 bytes (big-endian CRC-32C) per kBlockSize block
+  // Raw 16-byte IV of a part of an encrypted multipart upload: its bytes are encrypted from
+  // their own offset 0 under this IV (each part has its own, so no keystream is ever reused);
+  // "" = the object's IV at the object's offset (sse.h ObjectCipher).
+  std::string iv;
 };
 
 struct BucketMeta {
@@ -34,6 +38,8 @@ struct BucketMeta {
   std::string object_lock;  // object_attrs.h lock configuration ("" = no Object Lock)
   std::string logging;      // access_log.h target ("" = no access logging)
   std::string public_access_block;  // bucket_rules.h EncodePublicAccessBlock ("" = none)
+  std::string encryption;  // default encryption, bucket_rules.h ParseBucketEncryption ("" = none)
+  std::string ownership;   // Object Ownership, bucket_rules.h ("" = never set: ObjectWriter)
 };
 
 struct ObjectMeta {
