@@ -151,3 +151,66 @@ def floor_objects(dc, floor, racks=50, units=42, devices=2000, nodes=(), cluster
         out.append(("physicalresources", {"kind": "PhysicalResource",
                                           "metadata": {"name": name}, "spec": spec}))
     return out
+
+
+# A VM's user-data script (as tests/agent/console_test.cc): says it listens, then answers every
+# line of its serial port with "guest-heard:LINE".
+ECHO_SCRIPT = ("#!/bin/sh\necho guest-listening\n"
+               "while read -r line; do echo \"guest-heard:$line\"; done </dev/ttyS0 >/dev/ttyS0\n")
+
+
+def start_vm_node(cluster, root, node):
+    """A photon-agent named `node` with the vm driver (TCG or KVM) on `cluster`, and the test
+    guest (scripts/make-vm-image.sh) as images kernel and initrd in namespace default. Needs
+    root. Returns the agent's data directory (QEMU processes there outlive the agent: see
+    kill_leftover_vms)."""
+    image = os.path.join(cluster.dir, "image")
+    out = subprocess.run([os.path.join(root, "scripts/make-vm-image.sh"), image],
+                         capture_output=True, text=True, timeout=180)
+    if out.returncode != 0:
+        raise AssertionError("make-vm-image.sh: " + out.stdout + out.stderr)
+    config = os.path.join(cluster.dir, "agent.yaml")
+    with open(config, "w") as f:
+        f.write('drivers:\n  vm: {ready_timeout_s: "240", images_root: "%s"}\n'
+                '  container: {enabled: "false"}\n' % cluster.dir)
+    agent_dir = os.path.join(cluster.dir, "agent")
+    # Shared network mode: no port namespaces on the host (tests/net covers those).
+    cluster.spawn([os.path.join(cluster.build, "src/agent/photon-agent"), "--server",
+                   "127.0.0.1:%d" % cluster.port, "--token-file",
+                   os.path.join(cluster.dir, "data", "join.token"), "--data-dir", agent_dir,
+                   "--name", node, "--config", config, "--heartbeat-seconds", "1",
+                   "--resync-seconds", "1", "--vcpu", "4", "--memory-mb", "2048", "--disk-gb",
+                   "20", "--network-mode", "shared"], "agent")
+    deadline = time.time() + 60
+    while cluster.call("GET", "/v1/namespaces/system/nodes/" + node)[0] != 200:
+        if time.time() > deadline:
+            raise AssertionError("node %s did not register" % node)
+        time.sleep(0.1)
+    for name, fname, fmt in (("kernel", "vmlinuz", "kernel"), ("initrd", "initrd.img", "initrd")):
+        with open(os.path.join(image, fname + ".sha256")) as f:
+            sha = f.read().strip()
+        cluster.must("POST", "/v1/namespaces/default/images", {
+            "metadata": {"name": name},
+            "spec": {"sourcePath": os.path.join(image, fname), "format": fmt, "sha256": sha}})
+    return agent_dir
+
+
+def echo_vm(name, node):
+    """A ComputeInstance of the test guest on `node` running ECHO_SCRIPT."""
+    return {"kind": "ComputeInstance", "metadata": {"name": name, "agentId": node},
+            "spec": {"vm": {"kernel": "kernel", "initrd": "initrd",
+                            "kernelArgs": "console=ttyS0 quiet"},
+                     "resources": {"vcpu": 1, "memoryMb": "256"},
+                     "network": {"hostNetwork": True}, "userData": ECHO_SCRIPT}}
+
+
+def kill_leftover_vms(cluster):
+    """QEMU processes under the cluster's directory (the agent leaves VMs running when it
+    stops)."""
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if (cluster.dir + "/").encode() in f.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass

@@ -7,25 +7,18 @@ the session and the VM runs on (same QEMU); closing the tab detaches too; a view
 Console button and the API refuses the viewer anyway. Screenshots: BUILD/tests/ui/artifacts/."""
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cdp  # noqa: E402
-from ui_common import Cluster  # noqa: E402
+from ui_common import Cluster, echo_vm, kill_leftover_vms, start_vm_node  # noqa: E402
 
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARTIFACTS = os.path.join(BUILD, "tests", "ui", "artifacts")
-AGENT = os.path.join(BUILD, "src/agent/photon-agent")
 
-# The guest's user-data script (as tests/agent/console_test.cc): says it listens, then answers
-# every line of its serial port.
-ECHO_SCRIPT = ("#!/bin/sh\necho guest-listening\n"
-               "while read -r line; do echo \"guest-heard:$line\"; done </dev/ttyS0 >/dev/ttyS0\n")
 VM = "ui-vm"
 
 
@@ -58,45 +51,15 @@ class ConsoleTest(unittest.TestCase):
 
     @classmethod
     def _start(cls):
-        c = cls.cluster
-        image = os.path.join(c.dir, "image")
-        out = subprocess.run([os.path.join(ROOT, "scripts/make-vm-image.sh"), image],
-                             capture_output=True, text=True, timeout=180)
-        assert out.returncode == 0, out.stdout + out.stderr
-        with open(os.path.join(c.dir, "agent.yaml"), "w") as f:
-            f.write('drivers:\n  vm: {ready_timeout_s: "240", images_root: "%s"}\n'
-                    '  container: {enabled: "false"}\n' % c.dir)
         cls.node = "uic%d" % (os.getpid() % 100000)
-        cls.agent_dir = os.path.join(c.dir, "agent")
-        # Shared network mode: no port namespaces on the host (tests/net covers those).
-        c.spawn([AGENT, "--server", "127.0.0.1:%d" % c.port, "--token-file",
-                 os.path.join(c.dir, "data", "join.token"), "--data-dir", cls.agent_dir,
-                 "--name", cls.node, "--config", os.path.join(c.dir, "agent.yaml"),
-                 "--heartbeat-seconds", "1", "--resync-seconds", "1", "--vcpu", "4",
-                 "--memory-mb", "2048", "--disk-gb", "20", "--network-mode", "shared"], "agent")
-        wait_until("node " + cls.node, lambda: c.call(
-            "GET", "/v1/namespaces/system/nodes/" + cls.node)[0] == 200, 60)
-        for name, fname, fmt in (("kernel", "vmlinuz", "kernel"),
-                                 ("initrd", "initrd.img", "initrd")):
-            with open(os.path.join(image, fname + ".sha256")) as f:
-                sha = f.read().strip()
-            c.must("POST", "/v1/namespaces/default/images", {
-                "metadata": {"name": name},
-                "spec": {"sourcePath": os.path.join(image, fname), "format": fmt, "sha256": sha}})
+        cls.agent_dir = start_vm_node(cls.cluster, ROOT, cls.node)
 
     @classmethod
     def tearDownClass(cls):
         if cls.browser:
             cls.browser.close()
         cls.cluster.close()  # stops the agent, removes the directory
-        # QEMU processes the agent leaves behind when it stops (it keeps VMs running).
-        for pid in os.listdir("/proc"):
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    if (cls.cluster.dir + "/").encode() in f.read():
-                        os.kill(int(pid), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
+        kill_leftover_vms(cls.cluster)
 
     def shot(self, page, name):
         page.screenshot(os.path.join(ARTIFACTS, name + ".png"))
@@ -143,11 +106,7 @@ class ConsoleTest(unittest.TestCase):
         try:
             self.login(page, c.token)
             # Created from the UI (pasted JSON), RUNNING seen live on its page.
-            vm = {"kind": "ComputeInstance", "metadata": {"name": VM, "agentId": self.node},
-                  "spec": {"vm": {"kernel": "kernel", "initrd": "initrd",
-                                  "kernelArgs": "console=ttyS0 quiet"},
-                           "resources": {"vcpu": 1, "memoryMb": "256"},
-                           "network": {"hostNetwork": True}, "userData": ECHO_SCRIPT}}
+            vm = echo_vm(VM, self.node)
             page.eval("location.hash = '#/create'")
             page.wait("document.querySelector('#create-text')", 10, "the create page")
             page.type_into("#create-text", json.dumps(vm))

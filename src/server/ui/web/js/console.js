@@ -99,15 +99,21 @@ export class Terminal {
     }
   }
 
+  // Drawn at once when the last drawing is a frame old (an echo shows without waiting for the
+  // next frame), else on the next frame: a flood of output costs one redraw a frame.
   schedule() {
     if (this.pending) return;
     this.pending = true;
-    requestAnimationFrame(() => {
+    const draw = () => {
       this.pending = false;
+      this.drawn = performance.now();
       const atBottom = this.el.scrollTop + this.el.clientHeight >= this.el.scrollHeight - 4;
       this.el.textContent = this.lines.join("\n");
       if (atBottom) this.el.scrollTop = this.el.scrollHeight;
-    });
+    };
+    // The microtask runs once this chunk's frames are all written.
+    if (performance.now() - (this.drawn || 0) >= 16) queueMicrotask(draw);
+    else requestAnimationFrame(draw);
   }
 
   text() {
