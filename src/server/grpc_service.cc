@@ -211,24 +211,35 @@ grpc::Status GrpcResourceService::Update(grpc::ServerContext* ctx, const api::Up
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcResourceService::Delete(grpc::ServerContext* ctx, const api::DeleteRequest* req,
-                                         api::DeleteResponse* resp) {
+grpc::ServerUnaryReactor* GrpcResourceService::Delete(grpc::CallbackServerContext* ctx,
+                                                      const api::DeleteRequest* req,
+                                                      api::DeleteResponse* resp) {
   const int64_t t0 = MonotonicNanos();
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto finish = [this, reactor, t0](const Status& st) {
+    grpc::Status gs = ToGrpc(st);
+    Count("Delete", gs, t0);
+    reactor->Finish(gs);
+  };
   auto who = Who(ctx, "Delete");
-  PHOTON_GRPC_TRY("Delete", who.status());
+  if (!who.ok()) {
+    finish(who.status());
+    return reactor;
+  }
   auto kind = KindFor(req->kind(), nullptr);
   if (!kind.ok()) {
-    PHOTON_GRPC_TRY(
-        "Delete", Malformed(*who, "delete", RawTarget(req->kind(), req->namespace_(), req->name()),
-                            kind.status()));
+    finish(Malformed(*who, "delete", RawTarget(req->kind(), req->namespace_(), req->name()),
+                     kind.status()));
+    return reactor;
   }
-  auto r =
-      resources_->Delete(*who, **kind, req->namespace_().empty() ? "default" : req->namespace_(),
-                         req->name(), req->resource_version());
-  PHOTON_GRPC_TRY("Delete", r.status());
-  *resp->mutable_operation() = *r;
-  Count("Delete", grpc::Status::OK, t0);
-  return grpc::Status::OK;
+  // `resp` stays valid until Finish; the outcome arrives on the store's completion thread.
+  resources_->DeleteAsync(*who, **kind, req->namespace_().empty() ? "default" : req->namespace_(),
+                          req->name(), req->resource_version(),
+                          [resp, finish](StatusOr<operation::Operation> r) {
+                            if (r.ok()) *resp->mutable_operation() = *r;
+                            finish(r.status());
+                          });
+  return reactor;
 }
 
 grpc::Status GrpcResourceService::List(grpc::ServerContext* ctx, const api::ListRequest* req,

@@ -1,8 +1,8 @@
 // The gRPC transport of the ResourceService: the same verbs as the REST gateway, with objects
 // carried as google.protobuf.Any. Bearer tokens travel in the "authorization" metadata;
 // agents show their client certificate instead (docs/security.md).
-// Thread-safe (gRPC's sync server calls it from its pool). Create is a callback method: it
-// answers from the store's commit instead of parking a pool thread on it.
+// Thread-safe (gRPC's sync server calls it from its pool). Create and Delete are callback
+// methods: they answer from the store's commit instead of parking a pool thread on it.
 #pragma once
 
 #include <map>
@@ -17,7 +17,8 @@
 namespace photon::server {
 
 class GrpcResourceService final
-    : public api::ResourceService::WithCallbackMethod_Create<api::ResourceService::Service> {
+    : public api::ResourceService::WithCallbackMethod_Create<
+          api::ResourceService::WithCallbackMethod_Delete<api::ResourceService::Service>> {
  public:
   GrpcResourceService(ResourceManager* resources, Authenticator* auth, MetricsRegistry* metrics)
       : resources_(resources), auth_(auth), metrics_(metrics) {}
@@ -28,8 +29,8 @@ class GrpcResourceService final
                    api::GetResponse* resp) override;
   grpc::Status Update(grpc::ServerContext* ctx, const api::UpdateRequest* req,
                       api::UpdateResponse* resp) override;
-  grpc::Status Delete(grpc::ServerContext* ctx, const api::DeleteRequest* req,
-                      api::DeleteResponse* resp) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const api::DeleteRequest* req,
+                                   api::DeleteResponse* resp) override;
   grpc::Status List(grpc::ServerContext* ctx, const api::ListRequest* req,
                     api::ListResponse* resp) override;
   grpc::Status Watch(grpc::ServerContext* ctx, const api::WatchRequest* req,
