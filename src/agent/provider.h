@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/instance_driver.h"  // DriverOf
 #include "common/status.h"
 #include "photon/compute.pb.h"
 #include "photon/resource.pb.h"
@@ -126,19 +127,5 @@ class ProviderRegistry {
  private:
   std::map<std::string, std::unique_ptr<Provider>> providers_;
 };
-
-// The driver an instance asks for: "process", "container" or "vm".
-inline std::string DriverOf(const compute::ComputeInstance& instance) {
-  switch (instance.spec().backend_case()) {
-    case compute::ComputeInstanceSpec::kProcess:
-      return "process";
-    case compute::ComputeInstanceSpec::kContainer:
-      return "container";
-    case compute::ComputeInstanceSpec::kVm:
-      return "vm";
-    default:
-      return "";
-  }
-}
 
 }  // namespace photon::agent

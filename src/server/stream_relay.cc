@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base64.h"
+#include "common/instance_driver.h"
 #include "common/util.h"
 #include "photon/compute.pb.h"
 #include "server/object_util.h"
@@ -155,19 +156,6 @@ StatusOr<json> ParseRequest(const std::string& type, const std::string& body) {
     return absl::InvalidArgumentError("rows, cols: a window size needs tty: true");
   }
   return out;
-}
-
-std::string DriverOf(const compute::ComputeInstance& ci) {
-  switch (ci.spec().backend_case()) {
-    case compute::ComputeInstanceSpec::kProcess:
-      return "process";
-    case compute::ComputeInstanceSpec::kContainer:
-      return "container";
-    case compute::ComputeInstanceSpec::kVm:
-      return "vm";
-    default:
-      return "";
-  }
 }
 
 // What a user may open on this instance: exec needs a running process or container, console
