@@ -4,9 +4,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include "common/tcp_probe.h"
@@ -55,9 +58,10 @@ struct Vote {
 // A flashdns record of ours: (name, type, ttl, data).
 using Record = std::tuple<std::string, std::string, uint32_t, std::string>;
 
-struct ServiceState {
-  std::map<std::string, std::vector<Vote>> votes;  // Target::key() → one Vote per checker
-  Clock::time_point next_check{};
+using Votes = std::map<std::string, std::vector<Vote>>;  // Target::key() → one per checker
+
+// What the last sync left in flashdns (the controller's thread only).
+struct SyncState {
   std::string synced_zone;
   std::set<Record> synced;  // what flashdns held of ours after the last sync
   Clock::time_point synced_at{};
@@ -66,6 +70,14 @@ struct ServiceState {
 struct Settings {
   int port, interval_ms, timeout_ms, rise, fall;
   uint32_t ttl;
+};
+
+// A GlobalService's members as the checker thread checks them (under the provider's mutex).
+struct Checked {
+  std::vector<Target> targets;
+  Settings set{};
+  Votes votes;
+  Clock::time_point next_check{};
 };
 
 Settings SettingsOf(const network::GlobalServiceSpec& spec) {
@@ -106,7 +118,19 @@ class GslbProvider : public ServiceProvider {
       : api_(std::move(api)),
         checkers_(std::move(checkers)),
         quorum_(quorum),
-        owner_(std::move(owner)) {}
+        owner_(std::move(owner)) {
+    // The checks run here, not on the controller's thread: a round waits up to timeoutMs for
+    // a VIP that does not answer, and DNS records and buckets must not wait behind it.
+    thread_ = std::thread([this] { CheckLoop(); });
+  }
+  ~GslbProvider() override {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
 
   std::string driver() const override { return "gslb"; }
   std::vector<std::string> kinds() const override { return {"globalservices"}; }
@@ -122,7 +146,11 @@ class GslbProvider : public ServiceProvider {
   }
 
   Status Remove(const ManagedRef& ref) override {
-    state_.erase(ref.ns + "/" + ref.name);
+    {
+      std::lock_guard lock(mu_);
+      checked_.erase(ref.ns + "/" + ref.name);
+    }
+    synced_.erase(ref.ns + "/" + ref.name);
     auto zone = ref.details.find("zone");
     if (zone == ref.details.end() || zone->second.empty()) return absl::OkStatus();
     return RemoveRecords(zone->second, Tag(ref.ns, ref.name));
@@ -162,7 +190,8 @@ class GslbProvider : public ServiceProvider {
     const auto& md = gs.metadata();
     const auto& spec = gs.spec();
     const std::string tag = Tag(md.namespace_(), md.name());
-    ServiceState& state = state_[md.namespace_() + "/" + md.name()];
+    const std::string key = md.namespace_() + "/" + md.name();
+    SyncState& state = synced_[key];
     Observed o;
     o.depends_on.push_back(RegistryKey("dnszones", md.namespace_(), spec.zone()));
     for (const auto& m : spec.members()) {
@@ -207,18 +236,15 @@ class GslbProvider : public ServiceProvider {
     const Settings set = SettingsOf(spec);
     std::vector<std::string> waiting;
     std::vector<Target> targets = Resolve(gs, set, lookup, &waiting);
-    if (Clock::now() >= state.next_check) {
-      RunChecks(targets, set, gs.status(), &state);
-      state.next_check = Clock::now() + std::chrono::milliseconds(set.interval_ms);
-    }
-    o.requeue_after = std::chrono::milliseconds(set.interval_ms);
+    Votes votes_now = Register(key, targets, set, gs.status());
+    // The checker thread counts; this looks at its votes a few times per interval.
+    o.requeue_after = std::chrono::milliseconds(std::max(100, set.interval_ms / 4));
 
     // Judge each member from its checkers' votes.
     std::vector<const Target*> up;
     std::string down_list;
     for (const auto& t : targets) {
-      auto& votes = state.votes[t.key()];
-      votes.resize(checkers_.size());  // a member that appeared since the last round
+      const auto& votes = votes_now[t.key()];
       int downs = 0, ups = 0;
       std::string seen;
       for (size_t c = 0; c < checkers_.size(); ++c) {
@@ -312,41 +338,92 @@ class GslbProvider : public ServiceProvider {
     return out;
   }
 
-  // One round: every checker checks every target, the checkers at once.
-  void RunChecks(const std::vector<Target>& targets, const Settings& set,
-                 const resource::ResourceStatus& last, ServiceState* state) {
-    if (targets.empty()) return;
+  // Hands the members to the checker thread; their votes so far (new ones start up, or down
+  // when the last status left them out: a new leader does not put a failed region back while
+  // its checkers count to `rise`).
+  Votes Register(const std::string& key, const std::vector<Target>& targets, const Settings& set,
+                 const resource::ResourceStatus& last) {
+    std::lock_guard lock(mu_);
+    Checked& c = checked_[key];
+    Votes next;
+    for (const auto& t : targets) {
+      auto it = c.votes.find(t.key());
+      if (it != c.votes.end()) {
+        next[t.key()] = it->second;
+        continue;
+      }
+      const auto& served = last.addresses();
+      const bool was_out = !served.empty() &&
+                           std::find(served.begin(), served.end(), t.address) == served.end() &&
+                           last.details().count("member." + t.label);
+      std::vector<Vote> fresh(checkers_.size());
+      for (auto& v : fresh) v.down = was_out;
+      next[t.key()] = std::move(fresh);
+    }
+    c.votes = next;  // VIPs no longer listed are forgotten
+    c.targets = targets;
+    c.set = set;
+    if (c.next_check == Clock::time_point{}) {
+      c.next_check = Clock::now();
+      cv_.notify_all();
+    }
+    return next;
+  }
+
+  // The checker thread: one round per GlobalService every intervalMs, every checker at once.
+  void CheckLoop() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      auto due = checked_.end();
+      for (auto it = checked_.begin(); it != checked_.end(); ++it) {
+        if (due == checked_.end() || it->second.next_check < due->second.next_check) due = it;
+      }
+      if (due == checked_.end()) {
+        cv_.wait(lock);
+        continue;
+      }
+      if (const auto when = due->second.next_check; when > Clock::now()) {
+        cv_.wait_until(lock, when);  // a copy: the entry may go while the lock is released
+        continue;
+      }
+      const std::string key = due->first;
+      const std::vector<Target> targets = due->second.targets;
+      const Settings set = due->second.set;
+      due->second.next_check = Clock::now() + std::chrono::milliseconds(set.interval_ms);
+      lock.unlock();
+      const auto results = RunRound(targets, set);
+      lock.lock();
+      auto it = checked_.find(key);
+      if (it != checked_.end()) Count(targets, set, results, &it->second.votes);
+    }
+  }
+
+  std::vector<std::vector<std::string>> RunRound(const std::vector<Target>& targets,
+                                                 const Settings& set) {
+    std::vector<std::vector<std::string>> out;
+    if (targets.empty()) return out;
     std::vector<std::future<std::vector<std::string>>> rounds;
     for (auto& c : checkers_) {
       rounds.push_back(std::async(std::launch::async, [&c, &targets, &set] {
         return c.api ? Probe(*c.api, targets, set.timeout_ms) : CheckHere(targets, set.timeout_ms);
       }));
     }
-    std::map<std::string, std::vector<Vote>> next;
-    for (const auto& t : targets) {
-      auto it = state->votes.find(t.key());
-      if (it != state->votes.end()) {
-        next[t.key()] = it->second;
-        continue;
-      }
-      // First seen (a new member, or this server just became leader): a VIP the last status
-      // did not serve starts down, so a new leader does not put a failed region back while
-      // its checkers count to `rise`.
-      std::vector<Vote> fresh(checkers_.size());
-      const auto& served = last.addresses();
-      const bool was_out = !served.empty() &&
-                           std::find(served.begin(), served.end(), t.address) == served.end() &&
-                           last.details().count("member." + t.label);
-      for (auto& v : fresh) v.down = was_out;
-      next[t.key()] = std::move(fresh);
-    }
-    for (size_t c = 0; c < checkers_.size(); ++c) {
-      const std::vector<std::string> results = rounds[c].get();
+    for (auto& r : rounds) out.push_back(r.get());
+    return out;
+  }
+
+  // A round's results into the votes: `fall` failures in a row call a member down, `rise`
+  // successes up; a checker that did not answer keeps its counts and votes nothing.
+  void Count(const std::vector<Target>& targets, const Settings& set,
+             const std::vector<std::vector<std::string>>& results, Votes* votes) {
+    for (size_t c = 0; c < results.size() && c < checkers_.size(); ++c) {
       for (size_t i = 0; i < targets.size(); ++i) {
-        Vote& v = next[targets[i].key()][c];
-        const std::string& r = i < results.size() ? results[i] : std::string();
+        auto it = votes->find(targets[i].key());
+        if (it == votes->end()) continue;  // no longer a member
+        Vote& v = it->second[c];
+        const std::string& r = i < results[c].size() ? results[c][i] : std::string();
         v.answered = !r.empty();
-        if (r.empty()) continue;  // the checker did not answer: its votes wait
+        if (r.empty()) continue;
         const bool ok = r == "ok";
         v.last = r;
         v.successes = ok ? v.successes + 1 : 0;
@@ -355,7 +432,6 @@ class GslbProvider : public ServiceProvider {
         if (!ok && v.failures >= set.fall) v.down = true;
       }
     }
-    state->votes = std::move(next);  // VIPs no longer listed are forgotten
   }
 
   static std::vector<std::string> CheckHere(const std::vector<Target>& targets, int timeout_ms) {
@@ -388,7 +464,7 @@ class GslbProvider : public ServiceProvider {
   // Makes flashdns hold exactly `want` of ours in `zone`. Skips flashdns when nothing changed
   // since the last sync, except every kFullSyncEvery.
   Status SyncRecords(const std::string& zone, const std::string& tag, const std::set<Record>& want,
-                     ServiceState* state) {
+                     SyncState* state) {
     const auto now = Clock::now();
     if (state->synced_zone == zone && state->synced == want &&
         now - state->synced_at < kFullSyncEvery)
@@ -446,7 +522,13 @@ class GslbProvider : public ServiceProvider {
   std::vector<Checker> checkers_;
   const int quorum_;
   const std::string owner_;
-  std::map<std::string, ServiceState> state_;  // "<namespace>/<name>" → checks and last sync
+  std::map<std::string, SyncState> synced_;  // "<namespace>/<name>" → the last sync
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::map<std::string, Checked> checked_;  // "<namespace>/<name>" → its members and votes
+  std::thread thread_;  // CheckLoop; last, so it starts after everything it uses
 };
 
 std::vector<std::string> SplitList(const std::string& value) {
