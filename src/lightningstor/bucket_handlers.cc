@@ -131,6 +131,15 @@ StatusOr<http::Response> S3Service::CreateBucket(S3Request& r) {
   auto user_exists = [this](const std::string& u) { return UserExists(u); };
   PHOTON_ASSIGN_OR_RETURN(
       auto acl, AclFromRequest(AclRequestOf(r.http, ""), r.caller, r.caller, true, user_exists));
+  // The creator's account Public Access Block refuses a public ACL on a new bucket too.
+  if (acl && IsPublicAcl(*acl)) {
+    PHOTON_ASSIGN_OR_RETURN(std::string account, meta_->GetAccountPublicAccessBlock(r.caller));
+    if (DecodePublicAccessBlock(account).block_public_acls) {
+      return S3Error("AccessDenied",
+                     "Access Denied: the account's Public Access Block (BlockPublicAcls) refuses "
+                     "an ACL granting to AllUsers or AuthenticatedUsers");
+    }
+  }
   BucketMeta bucket;
   if (r.http.HasHeader("x-amz-object-ownership")) {
     bucket.ownership = r.http.Header("x-amz-object-ownership");
@@ -355,6 +364,41 @@ StatusOr<http::Response> S3Service::GetPublicAccessBlock(S3Request& r) {
 StatusOr<http::Response> S3Service::DeletePublicAccessBlock(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(meta_->SetPublicAccessBlock(r.bucket, ""));
   return Empty(204);
+}
+
+StatusOr<http::Response> S3Service::AccountControl(S3Request& r) {
+  r.caller = r.auth.anonymous ? "" : r.auth.user;
+  if (r.op == "Control:Unsupported") {
+    return S3Error("NotImplemented",
+                   "lightningstor implements the account Public Access Block of S3 Control only");
+  }
+  // An account manages its own configuration; lightningstor's account ID is the user's name.
+  if (r.caller.empty() || r.http.Header("x-amz-account-id") != r.caller)
+    return S3Error("AccessDenied", "Access Denied");
+  for (const auto& [name, value] : r.http.headers) {
+    if (name.rfind("x-amz-", 0) != 0 || name == "x-amz-account-id" || name == "x-amz-date" ||
+        name == "x-amz-content-sha256" || name == "x-amz-user-agent" ||
+        name.rfind("x-amz-checksum-", 0) == 0 || name == "x-amz-sdk-checksum-algorithm")
+      continue;
+    return S3Error("NotImplemented", name + " is not taken by S3 Control here");
+  }
+  if (r.op == "Control:PutPublicAccessBlock") {
+    PHOTON_ASSIGN_OR_RETURN(std::string body, ReadSmallBody(r, 16 << 10));
+    PHOTON_ASSIGN_OR_RETURN(PublicAccessBlock pab, ParsePublicAccessBlock(body));
+    PHOTON_RETURN_IF_ERROR(
+        meta_->SetAccountPublicAccessBlock(r.caller, EncodePublicAccessBlock(pab)));
+    return Empty(200);
+  }
+  if (r.op == "Control:DeletePublicAccessBlock") {
+    PHOTON_RETURN_IF_ERROR(meta_->SetAccountPublicAccessBlock(r.caller, ""));
+    return Empty(204);
+  }
+  PHOTON_ASSIGN_OR_RETURN(std::string stored, meta_->GetAccountPublicAccessBlock(r.caller));
+  if (stored.empty()) {
+    return S3Error("NoSuchPublicAccessBlockConfiguration",
+                   "The public access block configuration was not found");
+  }
+  return XmlResponse(PublicAccessBlockXml(DecodePublicAccessBlock(stored)));
 }
 
 StatusOr<http::Response> S3Service::PutBucketEncryption(S3Request& r) {

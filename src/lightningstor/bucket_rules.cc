@@ -85,6 +85,15 @@ StatusOr<PublicAccessBlock> ParsePublicAccessBlock(const std::string& xml) {
   return DecodePublicAccessBlock(flags);
 }
 
+PublicAccessBlock EffectivePublicAccessBlock(const std::string& bucket_pab,
+                                             const std::string& account_pab) {
+  PublicAccessBlock b = DecodePublicAccessBlock(bucket_pab);
+  PublicAccessBlock a = DecodePublicAccessBlock(account_pab);
+  return {b.block_public_acls || a.block_public_acls, b.ignore_public_acls || a.ignore_public_acls,
+          b.block_public_policy || a.block_public_policy,
+          b.restrict_public_buckets || a.restrict_public_buckets};
+}
+
 std::string PublicAccessBlockXml(const PublicAccessBlock& pab) {
   XmlWriter w;
   w.Open("PublicAccessBlockConfiguration", "http://s3.amazonaws.com/doc/2006-03-01/");

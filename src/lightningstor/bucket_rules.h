@@ -29,6 +29,10 @@ std::string EncodePublicAccessBlock(const PublicAccessBlock& pab);
 // From a PublicAccessBlockConfiguration document (absent elements are false); MalformedXML.
 StatusOr<PublicAccessBlock> ParsePublicAccessBlock(const std::string& xml);
 std::string PublicAccessBlockXml(const PublicAccessBlock& pab);
+// What applies to a bucket: each setting on when the bucket's or its owner account's Public
+// Access Block has it on (as S3 combines them).
+PublicAccessBlock EffectivePublicAccessBlock(const std::string& bucket_pab,
+                                             const std::string& account_pab);
 
 // A bucket's default encryption (PutBucketEncryption): SSE-S3 for writes that ask for no
 // encryption. Stored as "AES256" or "AES256 bucket-key" (BucketKeyEnabled, kept and answered

@@ -39,10 +39,19 @@ CREATE TABLE IF NOT EXISTS parts(
   etag TEXT NOT NULL, mtime_ms INTEGER NOT NULL, segment TEXT NOT NULL,
   checksums TEXT NOT NULL DEFAULT '', PRIMARY KEY(upload_id, part_number)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs(id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accounts(
+  name TEXT PRIMARY KEY, public_access_block TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS completed_uploads(
   upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL, parts TEXT NOT NULL,
   etag TEXT NOT NULL, version_id TEXT NOT NULL, completed_ms INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
+
+// A bucket row (BucketMeta's fields in order) with its owner account's Public Access Block.
+constexpr const char* kBucketCols =
+    "b.name, b.created_ms, b.versioning, b.public_read, b.policy, b.lifecycle, b.tags, b.cors, "
+    "b.owner, b.acl, b.object_lock, b.logging, b.public_access_block, b.encryption, b.ownership, "
+    "COALESCE(a.public_access_block, '')";
+constexpr const char* kBucketsJoin = "buckets b LEFT JOIN accounts a ON a.name = b.owner";
 
 // Columns every object query selects, in the order RowToObject reads them.
 }  // namespace
@@ -346,35 +355,27 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
 
 StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   PHOTON_BORROW(db);
-  PHOTON_ASSIGN_OR_RETURN(
-      auto s,
-      db->Query("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                "tags, cors, owner, acl, object_lock, logging, public_access_block, encryption, "
-                "ownership FROM buckets "
-                "WHERE name = ?",
-                name));
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Query(std::string("SELECT ") + kBucketCols + " FROM " +
+                                                kBucketsJoin + " WHERE b.name = ?",
+                                            name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
   return BucketMeta{s.ColumnText(0),  s.ColumnInt(1),   s.ColumnText(2),  s.ColumnInt(3) != 0,
                     s.ColumnText(4),  s.ColumnText(5),  s.ColumnText(6),  s.ColumnText(7),
                     s.ColumnText(8),  s.ColumnText(9),  s.ColumnText(10), s.ColumnText(11),
-                    s.ColumnText(12), s.ColumnText(13), s.ColumnText(14)};
+                    s.ColumnText(12), s.ColumnText(13), s.ColumnText(14), s.ColumnText(15)};
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
   PHOTON_BORROW(db);
-  PHOTON_ASSIGN_OR_RETURN(
-      auto s,
-      db->Prepare("SELECT name, created_ms, versioning, public_read, policy, lifecycle, "
-                  "tags, cors, owner, acl, object_lock, logging, public_access_block, encryption, "
-                  "ownership FROM buckets "
-                  "ORDER BY name"));
+  PHOTON_ASSIGN_OR_RETURN(auto s, db->Prepare(std::string("SELECT ") + kBucketCols + " FROM " +
+                                              kBucketsJoin + " ORDER BY b.name"));
   std::vector<BucketMeta> out;
   PHOTON_RETURN_IF_ERROR(s.ForEachRow([&](const SqliteStmt& r) {
     out.push_back({r.ColumnText(0), r.ColumnInt(1), r.ColumnText(2), r.ColumnInt(3) != 0,
                    r.ColumnText(4), r.ColumnText(5), r.ColumnText(6), r.ColumnText(7),
                    r.ColumnText(8), r.ColumnText(9), r.ColumnText(10), r.ColumnText(11),
-                   r.ColumnText(12), r.ColumnText(13), r.ColumnText(14)});
+                   r.ColumnText(12), r.ColumnText(13), r.ColumnText(14), r.ColumnText(15)});
   }));
   return out;
 }
@@ -483,6 +484,24 @@ Status MetaStore::SetOwnership(const std::string& name, const std::string& owner
     if (check) PHOTON_RETURN_IF_ERROR(check(b));
     return db.Run("UPDATE buckets SET ownership = ? WHERE name = ?", ownership, name);
   });
+}
+
+Status MetaStore::SetAccountPublicAccessBlock(const std::string& account,
+                                              const std::string& config) {
+  return Write([&](SqliteDb& db) -> Status {
+    return db.Run(
+        "INSERT INTO accounts(name, public_access_block) VALUES(?, ?) ON CONFLICT(name) DO "
+        "UPDATE SET public_access_block = excluded.public_access_block",
+        account, config);
+  });
+}
+
+StatusOr<std::string> MetaStore::GetAccountPublicAccessBlock(const std::string& account) {
+  PHOTON_BORROW(db);
+  PHOTON_ASSIGN_OR_RETURN(
+      auto s, db->Query("SELECT public_access_block FROM accounts WHERE name = ?", account));
+  PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
+  return found ? s.ColumnText(0) : std::string();
 }
 
 Status MetaStore::SetLifecycle(const std::string& name, const std::string& lifecycle_xml) {

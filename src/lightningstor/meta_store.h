@@ -76,6 +76,10 @@ class MetaStore {
   Status SetLogging(const std::string& name, const std::string& target);
   Status SetPublicAccessBlock(const std::string& name, const std::string& config);
   Status SetEncryption(const std::string& name, const std::string& config);
+  // An account's Public Access Block (S3 Control; "" = none). GetBucket reads its owner's
+  // with each bucket (BucketMeta::account_public_access_block).
+  Status SetAccountPublicAccessBlock(const std::string& account, const std::string& config);
+  StatusOr<std::string> GetAccountPublicAccessBlock(const std::string& account);
   // Object Ownership; `check` sees the bucket's owner and ACL inside the commit (an ACL set
   // at the same time cannot slip past a refusal of BucketOwnerEnforced).
   Status SetOwnership(const std::string& name, const std::string& ownership,

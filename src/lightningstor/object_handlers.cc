@@ -329,7 +329,8 @@ StatusOr<ObjectMeta> S3Service::CopySource(S3Request& r) {
   // else the source's ACL.
   PolicyDecision policy = DecideStoredPolicy(
       r, source_bucket, version_id.empty() ? "s3:GetObject" : "s3:GetObjectVersion", key);
-  PublicAccessBlock pab = DecodePublicAccessBlock(source_bucket.public_access_block);
+  PublicAccessBlock pab = EffectivePublicAccessBlock(source_bucket.public_access_block,
+                                                     source_bucket.account_public_access_block);
   Acl source_acl = ObjectAcl(o.headers, source_bucket.owner, source_bucket.ownership);
   if (pab.ignore_public_acls) source_acl = WithoutPublicGrants(std::move(source_acl));
   if (policy == PolicyDecision::kDeny ||

@@ -247,6 +247,17 @@ StatusOr<BucketMeta> S3Service::RequireBucket(const std::string& name) {
 std::string S3Service::OperationName(const http::Request& req, const std::string& bucket,
                                      const std::string& key) const {
   const std::string& m = req.method;
+  // S3 Control (account-level configuration) on the same endpoint, path-style as SDKs send it
+  // with an endpoint URL: /v20180820/... with x-amz-account-id (a bucket of that name is still
+  // reached without the header).
+  if (bucket == "v20180820" && req.HasHeader("x-amz-account-id")) {
+    if (key != "configuration/publicAccessBlock" || !req.query.empty())
+      return "Control:Unsupported";
+    if (m == "PUT") return "Control:PutPublicAccessBlock";
+    if (m == "GET") return "Control:GetPublicAccessBlock";
+    if (m == "DELETE") return "Control:DeletePublicAccessBlock";
+    return "Control:Unsupported";
+  }
   for (const auto& [name, value] : req.query) {
     if (!IsArgument(name) && !IsImplementedSubresource(name, !key.empty())) return "Unsupported";
   }
@@ -434,7 +445,9 @@ std::pair<std::shared_ptr<const BucketPolicy>, bool> LoadPolicy(const BucketMeta
   if (!parsed.ok()) return {nullptr, true};
   auto policy = std::make_shared<const BucketPolicy>(std::move(*parsed));
   // RestrictPublicBuckets: a public policy grants no one (the owner needs no grant).
-  bool restrict = DecodePublicAccessBlock(bucket.public_access_block).restrict_public_buckets;
+  bool restrict =
+      EffectivePublicAccessBlock(bucket.public_access_block, bucket.account_public_access_block)
+          .restrict_public_buckets;
   return {policy, !(restrict && policy->IsPublic())};
 }
 
@@ -479,7 +492,8 @@ Status S3Service::CheckAccess(S3Request& r) {
   if (r.http.HasHeader("x-amz-expected-bucket-owner") &&
       r.http.Header("x-amz-expected-bucket-owner") != bucket->owner)
     return denied;
-  r.public_access = DecodePublicAccessBlock(bucket->public_access_block);
+  r.public_access =
+      EffectivePublicAccessBlock(bucket->public_access_block, bucket->account_public_access_block);
   Acl acl = BucketAcl(bucket->owner, bucket->acl, bucket->public_read);
   if (r.public_access.ignore_public_acls) acl = WithoutPublicGrants(std::move(acl));
   unsigned perms = Permissions(acl, r.caller);
@@ -672,6 +686,7 @@ http::Response S3Service::Handle(http::Request& req) {
     PHOTON_ASSIGN_OR_RETURN(r.auth, auth_.Authenticate(req));
     // What is not implemented says so to everyone.
     if (r.op == "Unsupported") return Dispatch(r);
+    if (r.op.rfind("Control:", 0) == 0) return AccountControl(r);
     // A browser POST upload carries its signature in the form, so it looks anonymous here.
     if (r.op == "PostObject") return PostObject(r);
     PHOTON_RETURN_IF_ERROR(CheckAccess(r));

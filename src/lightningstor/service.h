@@ -101,6 +101,9 @@ class S3Service {
   StatusOr<http::Response> GetPublicAccessBlock(S3Request& r);
   StatusOr<http::Response> DeletePublicAccessBlock(S3Request& r);
   StatusOr<http::Response> GetBucketLogging(S3Request& r);
+  // S3 Control's account Public Access Block (PUT / GET / DELETE
+  // /v20180820/configuration/publicAccessBlock): the caller's own account only.
+  StatusOr<http::Response> AccountControl(S3Request& r);
   StatusOr<http::Response> PutBucketEncryption(S3Request& r);
   StatusOr<http::Response> GetBucketEncryption(S3Request& r);
   StatusOr<http::Response> DeleteBucketEncryption(S3Request& r);

@@ -40,6 +40,9 @@ struct BucketMeta {
   std::string public_access_block;  // bucket_rules.h EncodePublicAccessBlock ("" = none)
   std::string encryption;  // default encryption, bucket_rules.h ParseBucketEncryption ("" = none)
   std::string ownership;   // Object Ownership, bucket_rules.h ("" = never set: ObjectWriter)
+  // The owner account's Public Access Block (S3 Control), read with the bucket ("" = none);
+  // it applies on top of the bucket's own (bucket_rules.h EffectivePublicAccessBlock).
+  std::string account_public_access_block;
 };
 
 struct ObjectMeta {

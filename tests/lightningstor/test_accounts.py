@@ -4,11 +4,14 @@ BucketAlreadyOwnedByYou, ACL grants to another account (x-amz-grant-*, AccessCon
 documents, canned ACLs naming the bucket owner), owners in listings, and what each may not do."""
 import hashlib
 import json
+import re
 import subprocess
 import unittest
 import urllib.error
 import urllib.request
 
+import boto3
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 import lsd
@@ -284,6 +287,83 @@ class AccountsTest(unittest.TestCase):
             self.assertIn(named, e.exception.response["Error"]["Message"], statement)
         # Nothing refused was stored.
         self.assertEqual(json.loads(a.get_bucket_policy(Bucket="acct-pol-bad")["Policy"])["Statement"], [kept])
+
+    def control(self, user):
+        """boto3's S3 Control client for USER (an account ID here is the user's name)."""
+        key, secret = self.keys[user]
+        c = boto3.client("s3control", endpoint_url=self.d.endpoint, region_name=lsd.REGION,
+                         aws_access_key_id=key, aws_secret_access_key=secret,
+                         config=BotoConfig(retries={"max_attempts": 1}))
+
+        # The SDK puts the account ID in front of the endpoint's host (ACCOUNT.s3-control...),
+        # which an IP address endpoint cannot take: the request goes to the address itself.
+        def unprefix(request, **_):
+            request.url = re.sub(r"://[^/]*?\.(127\.0\.0\.1:)", r"://\1", request.url, count=1)
+        c.meta.events.register("before-sign", unprefix)
+        return c
+
+    def test_account_public_access_block(self):
+        alice, bob, ctl = self.alice, self.bob, self.control("alice")
+        self.addCleanup(ctl.delete_public_access_block, AccountId="alice")  # for the other tests
+        with self.assertRaises(ClientError) as e:
+            ctl.get_public_access_block(AccountId="alice")
+        self.assertEqual(code(e), "NoSuchPublicAccessBlockConfiguration")
+        alice.create_bucket(Bucket="acct-wide")
+        alice.put_object(Bucket="acct-wide", Key="pub", Body=b"pub", ACL="public-read")
+        self.assertEqual(self.anon_get("/acct-wide/pub"), (200, b"pub"))
+        ctl.put_public_access_block(AccountId="alice", PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True})
+        self.assertEqual(ctl.get_public_access_block(AccountId="alice")["PublicAccessBlockConfiguration"],
+                         {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": False,
+                          "RestrictPublicBuckets": False})
+        # It applies to every bucket of the account, though none has a configuration of its own.
+        self.assertEqual(self.anon_get("/acct-wide/pub")[0], 403)
+        with self.assertRaises(ClientError) as e:
+            alice.put_object(Bucket="acct-wide", Key="pub2", Body=b"x", ACL="public-read")
+        self.assertEqual(code(e), "AccessDenied")
+        with self.assertRaises(ClientError) as e:
+            alice.create_bucket(Bucket="acct-wide-pub", ACL="public-read")
+        self.assertEqual(code(e), "AccessDenied")
+        with self.assertRaises(ClientError) as e:
+            alice.head_bucket(Bucket="acct-wide-pub")
+        self.assertIn(code(e), ("404", "NoSuchBucket"))
+        with self.assertRaises(ClientError) as e:
+            alice.get_public_access_block(Bucket="acct-wide")
+        self.assertEqual(code(e), "NoSuchPublicAccessBlockConfiguration")
+        # Another account's is not bob's to read or change, and does not reach bob's buckets.
+        for call in (lambda c: c.get_public_access_block(AccountId="alice"),
+                     lambda c: c.delete_public_access_block(AccountId="alice")):
+            with self.assertRaises(ClientError) as e:
+                call(self.control("bob"))
+            self.assertEqual(code(e), "AccessDenied")
+        bob.create_bucket(Bucket="acct-bob-public", ACL="public-read")
+        self.assertEqual(self.anon_get("/acct-bob-public")[0], 200)
+        # BlockPublicPolicy; the ACL settings off again.
+        ctl.put_public_access_block(AccountId="alice", PublicAccessBlockConfiguration={"BlockPublicPolicy": True})
+        public = json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::acct-wide/*"}]})
+        with self.assertRaises(ClientError) as e:
+            alice.put_bucket_policy(Bucket="acct-wide", Policy=public)
+        self.assertEqual(code(e), "AccessDenied")
+        self.assertEqual(self.anon_get("/acct-wide/pub"), (200, b"pub"))
+        # A malformed document changes nothing; other S3 Control operations are not implemented.
+        headers, *_ = s3raw.sign(self.keys["alice"][0], self.keys["alice"][1], "PUT",
+                                 "/v20180820/configuration/publicAccessBlock", [],
+                                 {"host": f"127.0.0.1:{self.d.port}", "x-amz-account-id": "alice",
+                                  "content-length": "9"}, hashlib.sha256(b"<Nope/>xx").hexdigest())
+        st, _, out = s3raw.send(self.d.port, "PUT", "/v20180820/configuration/publicAccessBlock", headers,
+                                b"<Nope/>xx")
+        self.assertEqual(st, 400, out)
+        self.assertTrue(ctl.get_public_access_block(AccountId="alice")["PublicAccessBlockConfiguration"]
+                        ["BlockPublicPolicy"])
+        with self.assertRaises(ClientError) as e:
+            ctl.list_access_points(AccountId="alice")
+        self.assertEqual(code(e), "NotImplemented")
+        ctl.delete_public_access_block(AccountId="alice")
+        with self.assertRaises(ClientError) as e:
+            ctl.get_public_access_block(AccountId="alice")
+        self.assertEqual(code(e), "NoSuchPublicAccessBlockConfiguration")
+        alice.put_bucket_policy(Bucket="acct-wide", Policy=public)
 
     def test_public_access_block(self):
         a = self.alice
