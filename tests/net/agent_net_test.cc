@@ -478,6 +478,39 @@ TEST_F(AgentNetTest, MetadataServiceAnswersEachInstanceItsOwnData) {
     ASSERT_TRUE(nd.is_object()) << name;
     EXPECT_EQ(nd["networks"][0].value("ip_address", ""), Address(inst));
   }
+  // SSH keys: a's annotation photon.io/ssh-authorized-keys (one key a line), in both layouts;
+  // b sees none of them.
+  const std::string k1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDtestkeyone k1@test";
+  const std::string k2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDtestkeytwo k2@test";
+  json cur = Get(InstancePath(a));
+  ASSERT_TRUE(cur.is_object());
+  cur["metadata"]["annotations"]["photon.io/ssh-authorized-keys"] = k1 + "\n# a comment\n\n" + k2;
+  auto put = Call("PUT", InstancePath(a), cur);
+  ASSERT_EQ(put.status / 100, 2) << put.body;
+  const std::string ns_a = PortNs(1, Get(InstancePath(a))), ns_b = PortNs(1, Get(InstancePath(b)));
+  json md;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        md = json::parse(bed_->Run(ns_a, {"curl", "-s", "-m", "5",
+                                          "http://169.254.1.2/openstack/latest/meta_data.json"}),
+                         nullptr, false);
+        return md.is_object() && md.value("public_keys", json::object()).size() == 2;
+      },
+      10s))
+      << md.dump();
+  EXPECT_EQ(md["keys"][0].value("data", ""), k1) << md.dump();
+  EXPECT_EQ(md["keys"][1].value("data", ""), k2) << md.dump();
+  const std::string token = bed_->Run(
+      ns_a, {"curl", "-s", "-m", "5", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60",
+             "http://169.254.1.2/latest/api/token"});
+  EXPECT_EQ(bed_->Run(ns_a, {"curl", "-s", "-m", "5", "-H", "X-aws-ec2-metadata-token: " + token,
+                             "http://169.254.1.2/latest/meta-data/public-keys/1/openssh-key"}),
+            k2);
+  json md_b = json::parse(bed_->Run(ns_b, {"curl", "-s", "-m", "5",
+                                           "http://169.254.1.2/openstack/latest/meta_data.json"}),
+                          nullptr, false);
+  ASSERT_TRUE(md_b.is_object());
+  EXPECT_TRUE(md_b.value("public_keys", json::object()).empty()) << md_b.dump();
 }
 
 }  // namespace
