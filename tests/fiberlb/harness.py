@@ -2,6 +2,7 @@
 free loopback ports, talks to the REST API, and finds HAProxy processes by their run directory.
 Every process started here is killed when the test ends, and every temp dir removed."""
 import atexit
+import http.client
 import json
 import os
 import shutil
@@ -176,6 +177,13 @@ class FiberLb:
                 status, text = r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read().decode()
+        except (ConnectionError, http.client.HTTPException) as e:
+            # The daemon closed the connection unanswered: say whether it is still alive and
+            # what it logged, which is what finding out why needs.
+            alive = self.proc.poll() is None
+            raise AssertionError("%s %s: %r (fiberlb %s); log tail:\n%s" % (
+                method, path, e, "alive" if alive else "exited %s" % self.proc.returncode,
+                self.output()[-4000:])) from e
         try:
             return status, json.loads(text)
         except ValueError:

@@ -377,6 +377,14 @@ Status ContainerProvider::Run(const std::string& id) {
   std::string st = RuncStatus(id);
   if (st.empty()) {
     auto code = ReadExitCode(bundle + "/exit");
+    // The monitor writes runc's exit status a moment after runc is gone: a failed start read
+    // too early looked like a start that worked (and then "exited with code 1").
+    for (int i = 0;
+         i < 500 && absl::IsNotFound(code.status()) && ProcessAlive(s.monitor_pid, s.monitor_start);
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      code = ReadExitCode(bundle + "/exit");
+    }
     if (code.ok() && *code != 0) {
       std::string out = TailFile(bundle + "/output.log", 5);
       while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
