@@ -36,6 +36,33 @@ class AwsCliTest(unittest.TestCase):
             self.fail(f"{' '.join(args)} failed: {p.stderr}")
         return p
 
+    def test_encrypted_multipart_cp(self):
+        """aws s3 cp of a multipart-sized file with SSE-S3 and with SSE-C (a key file), and back."""
+        self.aws("s3", "mb", "s3://cli-sse")
+        big = os.path.join(self.work, "sse-big.bin")
+        marker = b"CLI-SSE-MULTIPART-PLAINTEXT "
+        with open(big, "wb") as f:
+            f.write(marker + os.urandom(17 * 1024 * 1024))  # above the 8 MiB multipart threshold
+        key = os.path.join(self.work, "sse-c.key")
+        with open(key, "wb") as f:
+            f.write(os.urandom(32))
+        sse_c = ["--sse-c", "AES256", "--sse-c-key", "fileb://" + key]
+        self.aws("s3", "cp", "--sse", "AES256", big, "s3://cli-sse/s3.bin")
+        self.aws("s3", "cp", *sse_c, big, "s3://cli-sse/c.bin")
+        head = self.aws("s3api", "head-object", "--bucket", "cli-sse", "--key", "s3.bin").stdout
+        self.assertIn('"ServerSideEncryption": "AES256"', head)
+        self.assertIn('-3\\"', head)  # multipart ETag
+        self.assertNotEqual(self.aws("s3api", "head-object", "--bucket", "cli-sse", "--key", "c.bin",
+                                     check=False).returncode, 0)  # no key: refused
+        for name, extra in (("s3.bin", []), ("c.bin", sse_c)):
+            back = os.path.join(self.work, "sse-back-" + name)
+            self.aws("s3", "cp", *extra, "s3://cli-sse/" + name, back)
+            self.assertTrue(filecmp.cmp(big, back, shallow=False), name)
+        for root, _, files in os.walk(self.d.data_dir):
+            for f in files:
+                with open(os.path.join(root, f), "rb") as fh:
+                    self.assertNotIn(marker, fh.read(), f)
+
     def test_high_level_commands(self):
         self.aws("s3", "mb", "s3://cli-bucket")
         big = os.path.join(self.work, "big.bin")
