@@ -7,6 +7,8 @@ the session and the VM runs on (same QEMU); closing the tab detaches too; a view
 Console button and the API refuses the viewer anyway. Screenshots: BUILD/tests/ui/artifacts/."""
 import json
 import os
+import select
+import subprocess
 import sys
 import time
 import unittest
@@ -93,6 +95,38 @@ class ConsoleTest(unittest.TestCase):
                 return f.read()
         except OSError:
             return ""
+
+    def cli_console_round_trip(self, word):
+        """`photon console` types `word` (again until the agent has the socket and the
+        console is free) and sees the guest's answer, then detaches with Ctrl-]."""
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": self.cluster.dir,
+               "PHOTON_SERVER": self.cluster.base, "PHOTON_TOKEN": self.cluster.token}
+        p = subprocess.Popen([os.path.join(BUILD, "src/cli/photon"), "console", VM], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        fd = p.stdout.fileno()
+        os.set_blocking(fd, False)
+        out = b""
+        try:
+            end = time.time() + 30
+            while ("guest-heard:" + word).encode() not in out:
+                if p.poll() is not None:
+                    raise AssertionError("photon console ended: %s" % p.stderr.read())
+                self.assertLess(time.time(), end, "no answer to photon console: %r" % out)
+                p.stdin.write(word.encode() + b"\r")
+                p.stdin.flush()
+                if select.select([fd], [], [], 1)[0]:
+                    out += os.read(fd, 65536)
+            p.stdin.write(b"\x1d")  # Ctrl-]
+            p.stdin.flush()
+            self.assertEqual(p.wait(timeout=20), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdin.close()
+            p.stdout.close()
+            p.stderr.close()
 
     def open_console(self, page):
         page.wait("(() => { const b = document.querySelector('#action-console');"
@@ -194,9 +228,11 @@ class ConsoleTest(unittest.TestCase):
             page.type_keys("third\r")
             page.wait("document.querySelector('#console-screen').textContent"
                       ".includes('guest-heard:third')", 30, "the answer after the tab closed")
-            # Leaving the page detaches as well.
+            # Leaving the page detaches as well: with the tab still open on another page,
+            # `photon console` attaches and is answered.
             page.eval("location.hash = '#/kinds/computeinstances'")
             page.wait("document.querySelector('#list')", 10, "the list")
+            self.cli_console_round_trip("fourth")
         finally:
             page.close()
         self.assertEqual(self.instance()["status"]["phase"], "RUNNING")
