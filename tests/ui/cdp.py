@@ -64,7 +64,13 @@ class Browser:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        shutil.rmtree(self.profile, ignore_errors=True)
+        # Chromium's helpers may still write a file or two after the main process has gone.
+        deadline = time.time() + 5
+        while True:
+            shutil.rmtree(self.profile, ignore_errors=True)
+            if not os.path.exists(self.profile) or time.time() > deadline:
+                break
+            time.sleep(0.05)
 
 
 class Page:
