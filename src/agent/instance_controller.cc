@@ -532,7 +532,10 @@ void InstanceController::AddNetworkDetails(const std::string& id, const std::str
     o->details["network.wired"] = "node";
   }
   // An L4 LoadBalancer member: its VIP is on the node's loopback (port_wiring.h).
-  if (std::string vip = wiring_->LbVipOf(id); !vip.empty()) o->details["network.lbVip"] = vip;
+  if (std::string vip = wiring_->LbVipOf(id); !vip.empty()) {
+    o->details["network.lbVip"] = vip;
+    o->details["network.lbAddress"] = wiring_->LbAddress();
+  }
   if (!error.empty()) {
     o->details["network.error"] = error;
     o->message = (o->message.empty() ? "" : o->message + "; ") + "network: " + error;

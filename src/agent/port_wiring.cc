@@ -320,6 +320,23 @@ Status PortWiring::HoldLbVip(const std::string& instance_id, const std::string& 
                                .status());
     in_node.stdin_data = "link set lo up\naddress replace " + vip + "/32 dev lo\n";
     PHOTON_RETURN_IF_ERROR(net::ExecOk({"ip", "-batch", "-"}, in_node).status());
+    in_node.stdin_data.clear();
+    if (lb_address_.empty()) {
+      // Where the LB nodes send the VIP's packets: the node's source address on its default
+      // route (the underlay), found once. The workload's own address (127.0.0.1 for a process
+      // in mode shared) is not reachable from another node.
+      PHOTON_ASSIGN_OR_RETURN(
+          std::string route, net::ExecOk({"ip", "-4", "-o", "route", "get", "192.0.2.1"}, in_node));
+      const size_t at = route.find(" src ");
+      std::string src = at == std::string::npos ? "" : route.substr(at + 5);
+      src = src.substr(0, src.find(' '));
+      if (!net::ParseIpv4(src).ok())
+        return absl::FailedPreconditionError(
+            "L4 LoadBalancer member: node " + options_.node_name +
+            " has no default route, so the LB nodes' address of it is unknown: " + route);
+      std::lock_guard<std::mutex> l(mu_);
+      lb_address_ = src;
+    }
     spdlog::info("network: {} holds L4 VIP {} on the node's loopback", instance_id, vip);
   }
   if (!old.empty() && !still_held && old != vip) {
@@ -340,6 +357,11 @@ std::string PortWiring::LbVipOf(const std::string& instance_id) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = lb_vips_.find(instance_id);
   return it == lb_vips_.end() ? "" : it->second;
+}
+
+std::string PortWiring::LbAddress() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return lb_address_;
 }
 
 Status PortWiring::Unwire(const std::string& instance_id) {

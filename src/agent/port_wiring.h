@@ -12,9 +12,10 @@
 // the VIP. In the node's network (mode "shared", or hostNetwork) Wire puts the VIP on the
 // node's loopback (arp_ignore=1, arp_announce=2: the node never answers ARP for it) and LbVipOf
 // reports it (status.details["network.lbVip"], which the fiberlb provider waits for before it
-// makes the instance a member); the VIP leaves the loopback with the node's last instance that
-// holds it. In mode "ports" Wire refuses such an instance (FAILED_PRECONDITION): its port
-// namespace and prismnet's anti-spoofing do not carry a VIP yet.
+// makes the instance a member, at the node's address in details["network.lbAddress"]); the VIP
+// leaves the loopback with the node's last instance that holds it. In mode "ports" Wire refuses
+// such an instance (FAILED_PRECONDITION): its port namespace and prismnet's anti-spoofing do not
+// carry a VIP yet.
 //
 // Thread-safety: thread-safe; calls for one instance must not overlap (the controller's work
 // queue serialises a key).
@@ -76,6 +77,9 @@ class PortWiring {
   std::string NetnsOf(const std::string& instance_id) const;
   // The L4 LoadBalancer VIP Wire put on the node's loopback for an instance ("" none).
   std::string LbVipOf(const std::string& instance_id) const;
+  // The address the LB nodes reach such a member at: the node's source address on its default
+  // route ("" until a VIP was held).
+  std::string LbAddress() const;
   // Instance ids with a port on this node.
   std::vector<std::string> PortIds() const;
   // Kernel changes made by PortManager: adopting unchanged ports makes none.
@@ -101,6 +105,7 @@ class PortWiring {
   std::map<std::string, std::string> netns_;      // instance id -> namespace path
   std::map<std::string, std::string> vpc_cidrs_;  // "ns/vpc" -> CIDR (immutable)
   std::map<std::string, std::string> lb_vips_;    // instance id -> VIP on the node's lo
+  std::string lb_address_;                        // see LbAddress
   Counter* applies_;
   Counter* failures_;
   Histogram* apply_seconds_;

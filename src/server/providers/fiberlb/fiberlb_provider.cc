@@ -61,6 +61,8 @@ struct Member {
 
 // The detail an agent reports once an instance's network holds its L4 LoadBalancer's VIP.
 constexpr char kLbVipDetail[] = "network.lbVip";
+// ... and the node address the LB nodes reach it at (its own may be 127.0.0.1 in mode shared).
+constexpr char kLbAddressDetail[] = "network.lbAddress";
 
 // One L4 LB node's fiberlb.
 struct L4Node {
@@ -183,9 +185,13 @@ class FiberLbProvider : public ServiceProvider {
           ci.status().addresses().empty()) {
         continue;
       }
-      auto vip = ci.status().details().find(kLbVipDetail);
-      out.push_back({n, ReachableAddress(ci.status()),
-                     vip == ci.status().details().end() ? "" : vip->second});
+      Member m{n, ReachableAddress(ci.status()), ""};
+      // An L4 member holding the VIP is reached at the address its agent reported for it.
+      const auto& d = ci.status().details();
+      if (auto vip = d.find(kLbVipDetail); vip != d.end()) m.lb_vip = vip->second;
+      if (auto at = d.find(kLbAddressDetail); at != d.end() && !m.lb_vip.empty())
+        m.address = at->second;
+      out.push_back(m);
     }
     return out;
   }
