@@ -8,6 +8,7 @@
 #include <atomic>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "../agent/cluster.h"
 #include "common/http_server.h"
@@ -685,7 +686,7 @@ std::string UserToken(Cluster& c, const std::string& who, const std::string& ns,
 
 // Seed 003: a Fatal alert is visible to the affected namespace's users, and nothing more.
 TEST(OpsE2E, FatalAlertIsShownToTheAffectedNamespaceOnly) {
-  Cluster c;
+  Cluster c({"--watch-bookmark-interval", "500"});  // the watch below checks its deadline
   ASSERT_TRUE(c.StartAgent("ops9", "role=ops"));
   // team-a runs an instance on ops9; team-b runs nothing there.
   json inst = {{"metadata", {{"name", "web"}, {"agentId", "ops9"}}},
@@ -764,6 +765,27 @@ TEST(OpsE2E, FatalAlertIsShownToTheAffectedNamespaceOnly) {
   ASSERT_TRUE(in_c.is_object());
   EXPECT_EQ(in_c["metadata"]["annotations"]["photon.io/mirror-of"], "system/" + fatal_c);
 
+  // team-a's watch shows the copy, then its close.
+  std::atomic<bool> listed{false}, closed_seen{false};
+  std::thread watch([&] {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    auto w = cli::HttpClient::Create(c.base(), a_editor);
+    // Ends when the close is seen or at the deadline (bookmarks come every 0.5 s).
+    auto ended = w->Stream("/v1/namespaces/team-a/alerts?watch=true", [&](const std::string& line) {
+      json ev = json::parse(line, nullptr, false);
+      if (ev.is_object() && ev["object"]["metadata"].value("name", "") == fatal) {
+        listed = true;
+        closed_seen = closed_seen || ev["object"]["status"].value("state", "") == "CLOSED";
+      }
+      return !closed_seen && std::chrono::steady_clock::now() < deadline;
+    });
+    (void)ended;  // how it ended shows in closed_seen
+  });
+  struct Join {
+    std::thread& t;
+    ~Join() { t.join(); }
+  } join{watch};
+  EXPECT_TRUE(WaitFor([&] { return listed.load(); }, 10s));
   // An operator closes the copy: refused, the original is the one; closing it closes the copy.
   EXPECT_EQ(c.Call("POST", close, json{{"comment", "x"}}).status, 400);
   r = c.Call("POST", "/v1/namespaces/system/alerts/" + fatal + "/close",
@@ -773,6 +795,7 @@ TEST(OpsE2E, FatalAlertIsShownToTheAffectedNamespaceOnly) {
                             nullptr, false);
   EXPECT_EQ(closed["status"]["state"], "CLOSED") << closed;
   EXPECT_EQ(closed["status"]["comment"], "replaced the disk") << closed;
+  EXPECT_TRUE(WaitFor([&] { return closed_seen.load(); }, 10s));
 }
 
 // Seed 003 クラスタ間監視: a node of one cluster probes another cluster's API with a token of
