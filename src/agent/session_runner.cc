@@ -27,9 +27,10 @@ struct SessionRunner::Live {
   std::mutex mu;
   std::condition_variable cv;
   bool cancelled = false;
-  pid_t pgid = 0;     // the running command's group; 0 once it has ended
-  int stdin_fd = -1;  // the command's stdin, written by the input thread
-  int tty_fd = -1;    // its terminal's master (exec -t), for resize frames; closed at the end
+  pid_t pgid = 0;          // the running command's group; 0 once it has ended
+  int stdin_fd = -1;       // the command's stdin, written by the input thread
+  int tty_fd = -1;         // its terminal's master (exec -t), for resize frames; closed at the end
+  uint64_t ack_every = 0;  // input bytes written between acks (the server's inputAckBytes)
   void Cancel() {
     std::lock_guard lock(mu);
     cancelled = true;
@@ -115,6 +116,7 @@ bool SessionRunner::Send(const std::string& id, json frames) {
 void SessionRunner::Serve(const json& a) {
   Live live;
   live.id = a.value("id", "");
+  live.ack_every = a.value("inputAckBytes", uint64_t{0});
   {
     std::lock_guard lock(mu_);
     if (stopping_ || live.id.size() != 32) return;
@@ -333,7 +335,8 @@ void SessionRunner::Console(const json& a, Live* live) {
 
 static std::thread FollowInput(ApiClient* api, SessionRunner::Live* live) {
   return std::thread([api, live] {
-    Status s = api->Watch("/v1/agent/sessions/" + live->id + "/input", [api, live](const json& f) {
+    uint64_t unacked = 0;  // input written (or dropped) and not yet acknowledged
+    Status s = api->Watch("/v1/agent/sessions/" + live->id + "/input", [&](const json& f) {
       // This thread alone closes stdin_fd: it may write without the lock (a write blocked on a
       // full pipe must not hold off a cancel).
       const std::string t = f.value("t", "");
@@ -353,10 +356,12 @@ static std::thread FollowInput(ApiClient* api, SessionRunner::Live* live) {
         }
         // Written (or dropped: nobody will read it): the server lets the user send more. The
         // write above blocks while the workload does not read, and so holds this ack back.
-        if (!data.empty()) {
+        unacked += data.size();
+        if (unacked > 0 && unacked >= live->ack_every) {
           auto r = api->Call("POST", "/v1/agent/sessions/" + live->id + "/output",
-                             json{{"frames", {{{"t", "ack"}, {"n", data.size()}}}}});
+                             json{{"frames", {{{"t", "ack"}, {"n", unacked}}}}});
           if (!r.ok()) return false;  // the session is gone
+          unacked = 0;
         }
       }
       if (t == "eof") {

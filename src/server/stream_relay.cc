@@ -317,6 +317,10 @@ StatusOr<std::shared_ptr<StreamRelay::Session>> StreamRelay::NewSession(const Ht
   s->name = name;
   body["id"] = s->id;
   body["type"] = type;
+  // The agent acknowledges written input every quarter input window, not every frame (a POST
+  // each): what it has written and not yet acknowledged stays below a quarter window, so a held
+  // input POST is always released once the workload reads.
+  body["inputAckBytes"] = std::max<uint64_t>(options_.input_window_bytes / 4, 1);
   body["instance"] = {
       {"namespace", ns}, {"name", name}, {"id", ci->metadata().id()}, {"driver", DriverOf(*ci)}};
   s->announcement = std::move(body);
