@@ -134,8 +134,12 @@ class ConsoleTest : public ::testing::Test {
         WaitFor([] { return ConsoleLog().find("guest-listening") != std::string::npos; }, 60s);
   }
   static void TearDownTestSuite() {
+    // The agent leaves its VMs running when it stops (and the sweep knows no QEMU): the
+    // guest's QEMU would outlive the suite.
+    const pid_t qemu = cluster_ && running_ ? QemuPid() : 0;
     delete cluster_;
     cluster_ = nullptr;
+    if (qemu > 0) kill(qemu, SIGKILL);
   }
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "the agent needs root for its VMs";
