@@ -1,9 +1,11 @@
 // photon-bench-net: the node data path on the multi-host bed (tests/net), figures for issue 16.
 //   sudo build/bench/net/photon-bench-net [--density N]
-//       [--skip-density | --density-only | --rule-change-only]
-// Port wiring (sequential and burst), density (memory, teardown), security-group first-packet
+//       [--skip-density | --density-only | --rule-change-only | --wiring-only]
+// Port wiring (sequential and burst; --wiring-only runs just that, with and without the wait
+// for both veth ends to be up), density (memory, teardown), security-group first-packet
 // latency (10 vs 10,000 rules), throughput next to a bare veth pair, BGP announce/withdraw,
 // one rule change on N ports next to plain `nft -f`.
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include "agent/net/exec.h"
 #include "agent/net/nft_ruleset.h"
 #include "agent/net/port_manager.h"
+#include "nlohmann/json.hpp"
 #include "tests/net/netbed.h"
 
 namespace photon::agent::net {
@@ -60,8 +63,9 @@ PortSpec Spec(const std::string& id, const std::string& ip) {
   return s;
 }
 
-std::unique_ptr<PortManager> Manager(NetBed* bed, int host) {
+std::unique_ptr<PortManager> Manager(NetBed* bed, int host, bool wait_pair_up = true) {
   PortManagerOptions o;
+  o.wait_pair_up = wait_pair_up;
   o.host_netns = bed->NsPath(bed->Host(host));
   o.netns_prefix = bed->Ns(bed->Host(host)) + "-p-";
   auto pm = PortManager::Open(o);
@@ -101,24 +105,70 @@ class Acceptor {
   std::thread thread_;
 };
 
-// Create → the port's first TCP connection to a peer port on the same host succeeds.
-void Wiring(NetBed* bed) {
-  auto pm = Manager(bed, 1);
+// How many segments of a connected socket's handshake were sent again (its SYN after an RTO).
+int Retransmits(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (fd < 0 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return -1;
+  return static_cast<int>(info.tcpi_total_retrans);
+}
+
+// "ifname tx_dropped/rx_dropped" of every veth in a namespace (where a first packet was lost).
+std::string Drops(NetBed* bed, const std::string& netns, const std::string& only = "") {
+  auto links =
+      nlohmann::json::parse(bed->Run(netns, {"ip", "-j", "-s", "link", "show"}), nullptr, false);
+  std::string out;
+  if (!links.is_array()) return "?";
+  for (const auto& l : links) {
+    std::string name = l.value("ifname", "");
+    if (name == "lo" || (!only.empty() && name != only)) continue;
+    auto st = l.value("stats64", nlohmann::json::object());
+    out += name + " tx_dropped " +
+           std::to_string(st.value("tx", nlohmann::json::object()).value("dropped", 0)) +
+           " rx_dropped " +
+           std::to_string(st.value("rx", nlohmann::json::object()).value("dropped", 0)) + "; ";
+  }
+  return out;
+}
+
+// Create → the port's first TCP connection to a peer port on the same host succeeds. A probe
+// that took over 500 ms or retransmitted its SYN (TCP_INFO) is listed with the drop counters
+// of both ends of its veth pair and its neighbour table (what lost the first packet: a
+// dropped first ARP is retried after 1 s with no TCP retransmit). `wait_pair_up` false: the peer
+// figure, Apply returning before both veth ends are operationally up (as before 2026-12-05).
+void Wiring(NetBed* bed, bool wait_pair_up) {
+  const std::string label = wait_pair_up ? "" : " [no pair wait]";
+  auto pm = Manager(bed, 1, wait_pair_up);
   Check(pm->Apply(Spec("peer", "10.40.9.1")));
   auto acceptor = std::make_unique<Acceptor>(ListenIn(pm->NetnsPath("peer"), "10.40.9.1", 7000));
   std::vector<double> seq, apply;
+  int slow = 0;
   for (int i = 0; i < 100; ++i) {
     std::string id = "w" + std::to_string(i);
     auto start = Clock::now();
     Check(pm->Apply(Spec(id, Ip(i))));
     apply.push_back(Ms(Clock::now() - start));
     int fd = ConnectFrom(pm->NetnsPath(id), "10.40.9.1", 7000, 2000ms);
-    if (fd < 0) std::cerr << id << " never passed traffic\n";
-    ::close(fd);
     seq.push_back(Ms(Clock::now() - start));
+    if (fd < 0) std::cerr << id << " never passed traffic\n";
+    int retrans = Retransmits(fd);
+    ::close(fd);
+    if (retrans != 0 || seq.back() > 500) {
+      slow++;
+      std::string host_if;
+      for (const auto& p : pm->List()) {
+        if (p.instance_id == id) host_if = PortManager::HostIfName(p.slot);
+      }
+      std::printf("  %s: %.0f ms, %d retransmitted; port: %s node: %s port neigh: %s\n", id.c_str(),
+                  seq.back(), retrans, Drops(bed, pm->NetnsPath(id)).c_str(),
+                  Drops(bed, bed->NsPath(bed->Host(1)), host_if).c_str(),
+                  bed->Run(pm->NetnsPath(id), {"ip", "neigh", "show"}).c_str());
+    }
   }
-  Report("wiring, 100 sequential ports (create→TCP)", seq);
-  Report("  of which PortManager::Apply", apply);
+  std::printf("wiring%s: %d of 100 first connections took over 500 ms or a retransmit\n",
+              label.c_str(), slow);
+  Report("wiring, 100 sequential ports (create→TCP)" + label, seq);
+  Report("  of which PortManager::Apply" + label, apply);
   for (int i = 0; i < 100; ++i) Check(pm->Delete("w" + std::to_string(i)));
   // Burst: 100 creates at once (16 workers, the agent's queue width), all must pass traffic.
   auto start = Clock::now();
@@ -136,7 +186,8 @@ void Wiring(NetBed* bed) {
     });
   }
   for (auto& t : workers) t.join();
-  std::printf("%-46s %8.1f ms (%d failed)\n", "wiring, burst of 100 all passing traffic",
+  std::printf("%-46s %8.1f ms (%d failed)\n",
+              ("wiring, burst of 100 all passing traffic" + label).c_str(),
               Ms(Clock::now() - start), failed.load());
   for (int i = 0; i < 100; ++i) Check(pm->Delete("b" + std::to_string(i)));
   acceptor.reset();
@@ -409,12 +460,13 @@ void Bgp(NetBed* bed) {
 int main(int argc, char** argv) {
   using namespace photon::agent::net;
   int density = 1000;
-  bool skip_density = false, density_only = false, rule_change_only = false;
+  bool skip_density = false, density_only = false, rule_change_only = false, wiring_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--density") == 0 && i + 1 < argc) density = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--skip-density") == 0) skip_density = true;
     if (std::strcmp(argv[i], "--density-only") == 0) density_only = true;
     if (std::strcmp(argv[i], "--rule-change-only") == 0) rule_change_only = true;
+    if (std::strcmp(argv[i], "--wiring-only") == 0) wiring_only = true;
   }
   if (::geteuid() != 0) {
     std::cerr << "photon-bench-net needs root (network namespaces)\n";
@@ -426,12 +478,18 @@ int main(int argc, char** argv) {
     std::cerr << "bed: " << error << "\n";
     return 1;
   }
+  if (wiring_only) {
+    Wiring(bed.get(), false);
+    Wiring(bed.get(), true);
+    return 0;
+  }
   if (rule_change_only) {
     RuleChange(bed.get(), density);
     return 0;
   }
   if (!density_only) {
-    Wiring(bed.get());
+    Wiring(bed.get(), false);
+    Wiring(bed.get(), true);
     SecurityGroups(bed.get());
     Throughput(bed.get());
     Bgp(bed.get());

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <regex>
+#include <thread>
 
 #include "agent/net/bird.h"
 #include "agent/net/nft_ruleset.h"
@@ -301,6 +303,56 @@ TEST_F(DataPathTest, DeleteLeavesNothingAndWithdrawsTheRoute) {
   EXPECT_TRUE(pm_[1]->List().empty());
   // Deleting again, or deleting what never was, is fine.
   EXPECT_TRUE(pm_[1]->Delete("a").ok());
+}
+
+// A port is ready only when both ends of its veth pair transmit: a workload's first packet
+// (its gateway's ARP) must not be lost, which a pair end whose queue the kernel had not
+// attached yet did (then the ARP retry came 1 s later). That attach is the kernel's link-watch
+// work, under the RTNL lock: other namespaces made and dropped meanwhile (as on a busy node)
+// delay it, so 30 fresh ports are made while another thread does so.
+TEST_F(DataPathTest, FreshPortsLoseNoFirstPacketWhileTheNodeIsBusy) {
+  ASSERT_TRUE(pm_[1]->Apply(Spec("srv", "10.10.0.200", kVpcA)).ok());
+  int l = ListenIn(Ns(1, "srv"), "10.10.0.200", 8080);
+  ASSERT_GE(l, 0);
+  // Makes and drops a namespace with a veth pair until destroyed (also when an assertion
+  // returns early).
+  struct Churn {
+    explicit Churn(const std::string& ns)
+        : thread([this, ns] {
+            while (!stop) {
+              bed_->Run("", {"ip", "netns", "add", ns});
+              bed_->Run("", {"ip", "-n", ns, "link", "add", "name", "a", "type", "veth", "peer",
+                             "name", "b"});
+              bed_->Run("", {"ip", "netns", "del", ns});
+            }
+          }) {}
+    ~Churn() {
+      stop = true;
+      thread.join();
+    }
+    std::atomic<bool> stop{false};
+    std::thread thread;
+  };
+  {
+    Churn churn(bed_->Ns("churn"));
+    for (int i = 0; i < 30; ++i) {
+      std::string id = "f" + std::to_string(i), ip = "10.10.0." + std::to_string(100 + i);
+      ASSERT_TRUE(pm_[1]->Apply(Spec(id, ip, kVpcA)).ok());
+      int fd = ConnectFrom(Ns(1, id), "10.10.0.200", 8080, 3000ms);
+      EXPECT_GE(fd, 0) << id;
+      if (fd >= 0) {
+        ::close(fd);
+        EXPECT_EQ(photon::net_testing::AcceptPeer(l), ip);
+      }
+      std::string stats = bed_->Run(Ns(1, id), {"ip", "-s", "-j", "link", "show", "eth0"});
+      std::smatch m;
+      ASSERT_TRUE(std::regex_search(stats, m, std::regex(R"("tx":\{[^}]*"dropped":(\d+))")))
+          << stats;
+      EXPECT_EQ(m[1], "0") << id << ": eth0 dropped what it sent first: " << stats;
+      ASSERT_TRUE(pm_[1]->Delete(id).ok());
+    }
+  }
+  ::close(l);
 }
 
 TEST_F(DataPathTest, BadSpecsAreRefusedNamingTheField) {

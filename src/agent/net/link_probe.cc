@@ -44,6 +44,17 @@ StatusOr<std::unique_ptr<LinkProbe>> LinkProbe::Open(const std::string& netns) {
 LinkProbe::~LinkProbe() { ::close(fd_); }
 
 StatusOr<bool> LinkProbe::Exists(const std::string& ifname) {
+  PHOTON_ASSIGN_OR_RETURN(int state, OperState(ifname));
+  return state >= 0;
+}
+
+StatusOr<bool> LinkProbe::OperUp(const std::string& ifname) {
+  PHOTON_ASSIGN_OR_RETURN(int state, OperState(ifname));
+  if (state < 0) return absl::NotFoundError("no interface " + ifname);
+  return state == IF_OPER_UP;
+}
+
+StatusOr<int> LinkProbe::OperState(const std::string& ifname) {
   if (ifname.empty() || ifname.size() >= IFNAMSIZ) {
     return absl::InvalidArgumentError("bad interface name");
   }
@@ -73,10 +84,17 @@ StatusOr<bool> LinkProbe::Exists(const std::string& ifname) {
     for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, static_cast<unsigned>(n));
          nh = NLMSG_NEXT(nh, n)) {
       if (nh->nlmsg_seq != seq_) continue;  // a late answer to an earlier question
-      if (nh->nlmsg_type == RTM_NEWLINK) return true;
+      if (nh->nlmsg_type == RTM_NEWLINK) {
+        auto* ifi = reinterpret_cast<ifinfomsg*>(NLMSG_DATA(nh));
+        int len = static_cast<int>(IFLA_PAYLOAD(nh));
+        for (auto* a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+          if (a->rta_type == IFLA_OPERSTATE) return *reinterpret_cast<uint8_t*>(RTA_DATA(a));
+        }
+        return static_cast<int>(IF_OPER_UNKNOWN);
+      }
       if (nh->nlmsg_type == NLMSG_ERROR) {
         int e = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(nh))->error;
-        if (e == ENODEV) return false;
+        if (e == ENODEV) return -1;
         return absl::InternalError(std::string("rtnetlink getlink: ") + strerror(e));
       }
     }

@@ -1,6 +1,6 @@
-// Asks the kernel whether a network interface exists in a namespace, over an rtnetlink socket
-// opened once in that namespace (no process per question: Delete polls it while the kernel
-// dismantles a port namespace).
+// Asks the kernel whether a network interface exists, or is operationally up, in a namespace,
+// over an rtnetlink socket opened once in that namespace (no process per question: Delete polls
+// it while the kernel dismantles a port namespace, Apply while a new veth pair comes up).
 // Thread-safety: Exists may be called from several threads (one request at a time).
 #pragma once
 
@@ -18,9 +18,15 @@ class LinkProbe {
   static StatusOr<std::unique_ptr<LinkProbe>> Open(const std::string& netns);
   ~LinkProbe();
   StatusOr<bool> Exists(const std::string& ifname);
+  // True once the interface's operational state is UP (NOT_FOUND when it does not exist). The
+  // kernel sets it from its link-watch work, the same step that attaches the device's transmit
+  // queue: until then a veth whose peer just came up drops what it sends.
+  StatusOr<bool> OperUp(const std::string& ifname);
 
  private:
   explicit LinkProbe(int fd) : fd_(fd) {}
+  // RTM_GETLINK for ifname: -1 when it does not exist, else its IFLA_OPERSTATE (IF_OPER_*).
+  StatusOr<int> OperState(const std::string& ifname);
   std::mutex mu_;
   int fd_;
   uint32_t seq_ = 0;
