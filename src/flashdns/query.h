@@ -63,7 +63,8 @@ struct AnswerInfo {
   AnswerKind kind = AnswerKind::kError;
   // Lower-case wire name the kind is grouped by when not the qname: the zone's origin
   // (NXDOMAIN, wildcard, errors inside a zone) or the zone cut (referrals); empty outside
-  // every zone. Points into the ZoneSet the answer came from.
+  // every zone. Points into the ZoneSet the answer came from, or for a referral into the
+  // ParsedQuery (the cut is a suffix of the query's name): valid while both live.
   std::string_view group_name;
 };
 

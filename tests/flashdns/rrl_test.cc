@@ -197,12 +197,12 @@ class AnswerKindTest : public ::testing::Test {
     std::vector<uint8_t> p = {0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0};
     p.insert(p.end(), wire_name.begin(), wire_name.end());
     p.insert(p.end(), {static_cast<uint8_t>(qtype >> 8), static_cast<uint8_t>(qtype), 0, 1});
-    ParsedQuery q;
-    EXPECT_TRUE(ParseQuery(p.data(), p.size(), &q));
+    // The query lives in the fixture: a referral's group name is a view into it.
+    q_ = ParsedQuery();
+    EXPECT_TRUE(ParseQuery(p.data(), p.size(), &q_));
     AnswerInfo info;
     out_.resize(4096);
-    len_ = BuildResponse(&zones_, q, out_.data(), 4096, &info);
-    q_ = q;
+    len_ = BuildResponse(&zones_, q_, out_.data(), 4096, &info);
     return info;
   }
   ZoneSet zones_;
