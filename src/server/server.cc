@@ -221,6 +221,7 @@ class ServerImpl : public Server {
                 .day = std::chrono::seconds(options_.stats_day_s),
                 .month_days = options_.stats_month_days};
     PHOTON_RETURN_IF_ERROR(opsengine::StatsController::Validate(eo.stats));
+    eo.metrics = &metrics_;
     ops_ = std::make_unique<opsengine::OpsEngine>(resources_.get(), eo);
     std::vector<std::pair<std::string, std::string>> daemons;  // scraped through discovery
     for (const auto& p : options_.providers) {

@@ -335,6 +335,18 @@ TEST(OpsPrometheus, LongTermStatisticsPerDayAndMonth) {
               dir + "/prometheus.log");
   auto api = cli::HttpClient::Create(prom_url, "");
   ASSERT_TRUE(api.ok());
+  // Six Critical events of the namespace, counted by photon-server (scraped by Prometheus).
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(c.Call("POST", "/v1/namespaces/default/events",
+                     {{"spec",
+                       {{"opsEvent",
+                         {{"check", "stats-probe"},
+                          {"severity", "CRITICAL"},
+                          {"dedupKey", "stats-" + std::to_string(i)},
+                          {"output", "failing"}}}}}})
+                  .status,
+              201);
+  }
 
   // A day of the busy instance: its namespace's record, with the figures Prometheus gives.
   json day;
@@ -366,6 +378,29 @@ TEST(OpsPrometheus, LongTermStatisticsPerDayAndMonth) {
   EXPECT_GT(v.value("memoryBytesAvg", 0.0), 0) << day;
   EXPECT_GE(v.value("memoryBytesMax", 0.0), v.value("memoryBytesAvg", 0.0)) << day;
   EXPECT_LE(v.value("memoryBytesMax", 0.0), 64.0 * 1024 * 1024) << day;
+
+  // The days of the events add up to the six, each what Prometheus answers for it.
+  double events = 0;
+  json events_day;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        events = 0;
+        const json l = c.Get("/v1/stats?period=day&kind=namespace&subject=default");
+        for (const auto& d : l["items"]) {
+          events += d["values"].value("criticalEvents", 0.0);
+          if (d["values"].value("criticalEvents", 0.0) > 0) events_day = d;
+        }
+        return events >= 6;
+      },
+      60s))
+      << c.Get("/v1/stats?period=day&kind=namespace&subject=default");
+  EXPECT_EQ(events, 6);
+  const std::string x = "photon_ops_events_issued_total{severity=\"CRITICAL\"}";
+  EXPECT_EQ(
+      events_day["values"]["criticalEvents"].get<double>(),
+      PromValue(*api,
+                "sum by (namespace) (clamp_min(" + x + " - " + x + " offset 4s, 0) or " + x + ")",
+                UnixOf(events_day["end"]), "namespace", "default"));
 
   // The node's day; its agent was scraped throughout.
   json node_days = c.Get("/v1/stats?period=day&kind=node&subject=stat1");

@@ -354,6 +354,15 @@ void OpsEngine::Committed(const Work& w, size_t stripe, event::Event next,
   if (known.size() >= kKnownPerStripe) {
     std::erase_if(known, [](const auto& kv) { return !kv.second.dirty && !kv.second.flushing; });
   }
+  if (options_.metrics) {
+    // Issues only (repeats are counted in memory): a few a second per key at most.
+    options_.metrics
+        ->GetCounter("photon_ops_events_issued_total",
+                     "Events processed by the rules (issued), by namespace and severity",
+                     {{"namespace", w.ns},
+                      {"severity", OpsEvent::Severity_Name(next.spec().ops_event().severity())}})
+        ->Inc();
+  }
   known[w.key] = Known{.ev = std::move(next), .revision = revision};
   for (const auto& op : txn.success) {
     if (op.key.rfind(kOutboxPrefix, 0) == 0) return Wake();

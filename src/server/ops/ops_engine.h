@@ -25,6 +25,7 @@
 #include <unordered_map>
 
 #include "common/http_server.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "photon/event.pb.h"
 #include "photon/ops.pb.h"
@@ -52,6 +53,9 @@ struct EngineOptions {
   // Repeats counted in memory are written together at this interval (one transaction).
   std::chrono::milliseconds repeat_flush{20};
   StatsOptions stats;  // long-term statistics from Prometheus (stats.h); off without its URL
+  // photon_ops_events_issued_total{namespace,severity} goes here (the statistics' event
+  // counts); none when null.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class OpsEngine {

@@ -56,6 +56,12 @@ struct Figure {
   Fold fold;
 };
 
+#define EVENTS_DELTA(SEVERITY)                                                        \
+  "sum by (namespace) (clamp_min(photon_ops_events_issued_total{severity=\"" SEVERITY \
+  "\"} - photon_ops_events_issued_total{severity=\"" SEVERITY                         \
+  "\"} offset DAYNs, 0) or "                                                          \
+  "photon_ops_events_issued_total{severity=\"" SEVERITY "\"})"
+
 // A record holds what it was computed from only, so computing it again gives the same bytes.
 // Averages are over the whole day (sum of the step samples · step / day): a namespace that
 // ran for half the day at 2 cores averages 1 core.
@@ -74,6 +80,12 @@ const Figure kFigures[] = {
      "sum_over_time((count by (namespace) (photon_instance_memory_bytes))[RANGE:STEP]) * STEPN / "
      "DAYN",
      Fold::kTimeAverage},
+    // Its events: those processed by the rules (photon-server's counter), by severity. The
+    // counter at the day's end less the counter at its start (the series that began that day:
+    // all of it), so the days add up to the counter exactly (increase() over adjacent windows
+    // loses a jump between their last and first samples).
+    {"namespace", "criticalEvents", EVENTS_DELTA("CRITICAL"), Fold::kSum},
+    {"namespace", "warningEvents", EVENTS_DELTA("WARNING"), Fold::kSum},
     {"node", "cpuCoresAvg",
      "sum_over_time((max by (node) (photon_node_cpu_cores_used))[RANGE:STEP]) * STEPN / DAYN",
      Fold::kTimeAverage},
