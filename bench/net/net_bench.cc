@@ -159,10 +159,11 @@ void Wiring(NetBed* bed, bool wait_pair_up) {
       for (const auto& p : pm->List()) {
         if (p.instance_id == id) host_if = PortManager::HostIfName(p.slot);
       }
+      std::string neigh = bed->Run(pm->NetnsPath(id), {"ip", "neigh", "show"});
+      while (!neigh.empty() && neigh.back() == '\n') neigh.pop_back();
       std::printf("  %s: %.0f ms, %d retransmitted; port: %s node: %s port neigh: %s\n", id.c_str(),
                   seq.back(), retrans, Drops(bed, pm->NetnsPath(id)).c_str(),
-                  Drops(bed, bed->NsPath(bed->Host(1)), host_if).c_str(),
-                  bed->Run(pm->NetnsPath(id), {"ip", "neigh", "show"}).c_str());
+                  Drops(bed, bed->NsPath(bed->Host(1)), host_if).c_str(), neigh.c_str());
     }
   }
   std::printf("wiring%s: %d of 100 first connections took over 500 ms or a retransmit\n",
