@@ -290,7 +290,10 @@ StatusOr<std::string> PortWiring::L4VipFor(const compute::ComputeInstance& insta
                           ParseObject<network::LoadBalancer>(*j, "LoadBalancer"));
   if (lb.spec().type() != network::LoadBalancerSpec::L4) return std::string();
   auto vip = lb.status().details().find("vip");
-  if (vip == lb.status().details().end()) return std::string();  // not allocated yet
+  // Not allocated yet: the instance waits (retried), so that it never runs as a member
+  // without the VIP and is not left without it until some later pass.
+  if (vip == lb.status().details().end())
+    return absl::UnavailableError("waiting for the VIP of L4 LoadBalancer " + rs->second);
   if (!net::ParseIpv4(vip->second).ok())
     return absl::FailedPreconditionError("LoadBalancer " + rs->second + ": VIP '" + vip->second +
                                          "' is not an IPv4 address");
