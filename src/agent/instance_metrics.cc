@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/host/proc_util.h"
 #include "common/util.h"
 
 namespace photon::agent {
@@ -39,21 +40,6 @@ std::optional<int64_t> ReadKey(const std::string& path, const std::string& key) 
     in.ignore(1 << 12, '\n');
   }
   return std::nullopt;
-}
-
-// utime + stime of a live process, seconds; 0 when it is gone.
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 > stat.size()) return 0;
-  std::istringstream rest(stat.substr(close + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
-  }
-  return ticks / sysconf(_SC_CLK_TCK);
 }
 
 // Sums of io.stat's rbytes= and wbytes= over its devices.

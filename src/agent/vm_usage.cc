@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/host/proc_util.h"
 #include "agent/providers/vm/qmp_client.h"
 #include "common/file_util.h"
 
@@ -17,21 +18,6 @@ namespace photon::agent {
 using nlohmann::json;
 
 namespace {
-
-// utime + stime of a live process, seconds; 0 when it is gone.
-double CpuSeconds(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 > stat.size()) return 0;
-  std::istringstream rest(stat.substr(close + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
-  }
-  return ticks / sysconf(_SC_CLK_TCK);
-}
 
 int64_t RssBytes(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -82,7 +68,7 @@ std::optional<VmReading> ReadVm(const std::string& instances_dir, const std::str
   if (sock.empty() || !cmdline.ok() || cmdline->find(sock) == std::string::npos) {
     return std::nullopt;
   }
-  r.cpu_seconds = CpuSeconds(r.pid);
+  r.cpu_seconds = ProcessCpuSeconds(r.pid);
   r.rss_bytes = RssBytes(r.pid);
   r.block = QueryBlockStats(sock, qmp_timeout);
   return r;

@@ -1,5 +1,7 @@
 #include "agent/host/proc_util.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -45,6 +47,10 @@ uint64_t ProcessCpuTicks(pid_t pid) {
   auto f = StatFields(pid);
   if (f.size() < 13) return 0;
   return std::stoull(f[11]) + std::stoull(f[12]);  // fields 14, 15
+}
+
+double ProcessCpuSeconds(pid_t pid) {
+  return static_cast<double>(ProcessCpuTicks(pid)) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace photon::agent

@@ -18,5 +18,7 @@ bool ProcessAlive(pid_t pid, uint64_t start_time);
 pid_t ParentPid(pid_t pid);
 // Total CPU time (user + system) of a process in clock ticks, 0 when gone.
 uint64_t ProcessCpuTicks(pid_t pid);
+// The same in seconds.
+double ProcessCpuSeconds(pid_t pid);
 
 }  // namespace photon::agent
