@@ -37,7 +37,12 @@ class Browser:
         if os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to start its sandbox as root
         self.log = open(os.path.join(self.profile, "chromium.log"), "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        # Chromium makes its singleton socket directory (org.chromium.Chromium.*) under TMPDIR:
+        # inside the profile it goes with it, instead of staying in /tmp after every run.
+        tmp = os.path.join(self.profile, "tmp")
+        os.mkdir(tmp, 0o700)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, TMPDIR=tmp))
         port_file = os.path.join(self.profile, "DevToolsActivePort")
         deadline = time.time() + 30
         while not os.path.exists(port_file) or os.path.getsize(port_file) == 0:
