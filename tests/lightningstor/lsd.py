@@ -3,6 +3,7 @@
 Used by the Python integration suites (unittest). Everything started here is stopped in
 stop(); a daemon is never left behind, even when a test fails.
 """
+import contextlib
 import hashlib
 import os
 import shutil
@@ -124,3 +125,17 @@ class Daemon:
 
 def md5(data):
     return hashlib.md5(data).hexdigest()
+
+
+@contextlib.contextmanager
+def extra_headers(s3, operation, headers):
+    """Adds raw headers to one operation's requests (signed with them)."""
+    def add(request, **_):
+        for k, v in headers.items():
+            request.headers[k] = v
+    event = "before-sign.s3." + operation
+    s3.meta.events.register(event, add)
+    try:
+        yield
+    finally:
+        s3.meta.events.unregister(event, add)

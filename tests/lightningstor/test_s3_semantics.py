@@ -4,7 +4,6 @@ deletes, idempotent multipart completion, deleting a bucket holding only uploads
 filters by tag / size / And, noncurrent versions and delete markers, and the refusals (SSE,
 Object Lock, grants, storage classes, unknown sub-resources, policies it would not enforce)."""
 import base64
-import contextlib
 import datetime
 import hashlib
 import json
@@ -32,20 +31,6 @@ def status(exc):
     return exc.exception.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
-@contextlib.contextmanager
-def extra_headers(s3, operation, headers):
-    """Adds raw headers to one operation's requests (signed with them)."""
-    def add(request, **_):
-        for k, v in headers.items():
-            request.headers[k] = v
-    event = "before-sign.s3." + operation
-    s3.meta.events.register(event, add)
-    try:
-        yield
-    finally:
-        s3.meta.events.unregister(event, add)
-
-
 # Conditional-write parameters newer than Debian 12's boto3 (1.26): sent as the headers
 # S3 defines for them, so the test means the same with any boto3.
 CONDITION_HEADERS = {"IfMatch": "If-Match", "IfNoneMatch": "If-None-Match",
@@ -56,7 +41,7 @@ OPERATIONS = {"put_object": "PutObject", "delete_object": "DeleteObject",
 
 def conditional(s3, method, **params):
     headers = {CONDITION_HEADERS[k]: str(params.pop(k)) for k in list(params) if k in CONDITION_HEADERS}
-    with extra_headers(s3, OPERATIONS[method], headers):
+    with lsd.extra_headers(s3, OPERATIONS[method], headers):
         return getattr(s3, method)(**params)
 
 
@@ -263,7 +248,7 @@ class SemanticsTest(unittest.TestCase):
         with self.assertRaises(ClientError) as e:
             conditional(s3, "put_object", Bucket="sem", Key="never-was", Body=b"x", IfMatch=first)
         self.assertEqual(code(e), "NoSuchKey")
-        with extra_headers(s3, "PutObject", {"If-None-Match": '"abc"'}):
+        with lsd.extra_headers(s3, "PutObject", {"If-None-Match": '"abc"'}):
             with self.assertRaises(ClientError) as e:
                 s3.put_object(Bucket="sem", Key="once", Body=b"third")
         self.assertEqual(code(e), "NotImplemented")
@@ -381,7 +366,7 @@ class SemanticsTest(unittest.TestCase):
         sse_c = {"x-amz-server-side-encryption-customer-algorithm": "AES256",
                  "x-amz-server-side-encryption-customer-key": base64.b64encode(key).decode(),
                  "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(hashlib.md5(key).digest()).decode()}
-        with extra_headers(s3, "GetObjectAttributes", sse_c):
+        with lsd.extra_headers(s3, "GetObjectAttributes", sse_c):
             a = s3.get_object_attributes(Bucket="sem", Key="attrs-ssec", ObjectAttributes=["ObjectSize"])
         self.assertEqual(a["ObjectSize"], 6)
         # ?attributes is never a write: a PUT to it is refused and the object stays.
@@ -417,7 +402,7 @@ class SemanticsTest(unittest.TestCase):
                 {"PartNumber": 2, "ETag": r2["ETag"], "ChecksumSHA256": r2["ChecksumSHA256"]}]
 
         def refused(parts, expected, headers=None):
-            with self.assertRaises(ClientError) as e, extra_headers(s3, "CompleteMultipartUpload", headers or {}):
+            with self.assertRaises(ClientError) as e, lsd.extra_headers(s3, "CompleteMultipartUpload", headers or {}):
                 s3.complete_multipart_upload(Bucket="sem", Key="mp-sha", UploadId=uid,
                                              MultipartUpload={"Parts": parts})
             self.assertEqual(code(e), expected, (parts, headers))
@@ -431,7 +416,7 @@ class SemanticsTest(unittest.TestCase):
         refused(good, "BadDigest", {"x-amz-checksum-sha256": b64(hashlib.sha256(p1 + p2).digest())})
         refused(good, "InvalidRequest", {"x-amz-mp-object-size": str(len(p1))})
         refused(good, "InvalidRequest", {"x-amz-checksum-type": "FULL_OBJECT"})
-        with extra_headers(s3, "CompleteMultipartUpload", {"x-amz-checksum-sha256": composite,
+        with lsd.extra_headers(s3, "CompleteMultipartUpload", {"x-amz-checksum-sha256": composite,
                                                            "x-amz-mp-object-size": str(len(p1) + len(p2))}):
             done = s3.complete_multipart_upload(Bucket="sem", Key="mp-sha", UploadId=uid,
                                                 MultipartUpload={"Parts": good})
@@ -467,7 +452,7 @@ class SemanticsTest(unittest.TestCase):
 
         # FULL_OBJECT CRC-32C: the object's CRC is combined from the parts' and their sizes, and
         # a whole GET is checked against it by botocore. A part copy gets its checksum too.
-        with extra_headers(s3, "CreateMultipartUpload", {"x-amz-checksum-type": "FULL_OBJECT"}):
+        with lsd.extra_headers(s3, "CreateMultipartUpload", {"x-amz-checksum-type": "FULL_OBJECT"}):
             created = s3.create_multipart_upload(Bucket="sem", Key="mp-crc", ChecksumAlgorithm="CRC32C")
         uid = created["UploadId"]
         self.assertEqual(created["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"], "FULL_OBJECT")
@@ -494,15 +479,15 @@ class SemanticsTest(unittest.TestCase):
         # CRC64NVME (newer than Debian's boto3: sent as S3's headers): a single PUT verifies it,
         # a multipart upload defaults to FULL_OBJECT.
         body = b"crc64nvme body" * 1000
-        with extra_headers(s3, "PutObject", {"x-amz-checksum-crc64nvme": b64(crc64nvme(body).to_bytes(8, "big"))}):
+        with lsd.extra_headers(s3, "PutObject", {"x-amz-checksum-crc64nvme": b64(crc64nvme(body).to_bytes(8, "big"))}):
             s3.put_object(Bucket="sem", Key="crc64", Body=body)
         head = s3.head_object(Bucket="sem", Key="crc64", ChecksumMode="ENABLED")["ResponseMetadata"]["HTTPHeaders"]
         self.assertEqual(head["x-amz-checksum-crc64nvme"], b64(crc64nvme(body).to_bytes(8, "big")))
         with self.assertRaises(ClientError) as e:
-            with extra_headers(s3, "PutObject", {"x-amz-checksum-crc64nvme": b64(bytes(8))}):
+            with lsd.extra_headers(s3, "PutObject", {"x-amz-checksum-crc64nvme": b64(bytes(8))}):
                 s3.put_object(Bucket="sem", Key="crc64-bad", Body=body)
         self.assertEqual(code(e), "BadDigest")
-        with extra_headers(s3, "CreateMultipartUpload", {"x-amz-checksum-algorithm": "CRC64NVME"}):
+        with lsd.extra_headers(s3, "CreateMultipartUpload", {"x-amz-checksum-algorithm": "CRC64NVME"}):
             uid = s3.create_multipart_upload(Bucket="sem", Key="mp-crc64")["UploadId"]
         e1 = s3.upload_part(Bucket="sem", Key="mp-crc64", UploadId=uid, PartNumber=1, Body=p1)["ETag"]
         e2 = s3.upload_part(Bucket="sem", Key="mp-crc64", UploadId=uid, PartNumber=2, Body=p2)["ETag"]
@@ -517,7 +502,7 @@ class SemanticsTest(unittest.TestCase):
                         {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-type": "FULL_OBJECT"},
                         {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "COMPOSITE"},
                         {"x-amz-checksum-type": "COMPOSITE"}):
-            with self.assertRaises(ClientError) as e, extra_headers(s3, "CreateMultipartUpload", headers):
+            with self.assertRaises(ClientError) as e, lsd.extra_headers(s3, "CreateMultipartUpload", headers):
                 s3.create_multipart_upload(Bucket="sem", Key="mp-bad")
             self.assertEqual(code(e), "InvalidRequest", headers)
         uid = s3.create_multipart_upload(Bucket="sem", Key="mp-none")["UploadId"]
@@ -527,7 +512,7 @@ class SemanticsTest(unittest.TestCase):
                 {"PartNumber": 1, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]}]})
         self.assertEqual(code(e), "InvalidRequest")
         # An SDK announcing a checksum it does not send.
-        with self.assertRaises(ClientError) as e, extra_headers(s3, "PutObject", {"x-amz-sdk-checksum-algorithm": "CRC32C"}):
+        with self.assertRaises(ClientError) as e, lsd.extra_headers(s3, "PutObject", {"x-amz-sdk-checksum-algorithm": "CRC32C"}):
             s3.put_object(Bucket="sem", Key="announced", Body=b"x")
         self.assertEqual(code(e), "InvalidRequest")
 
@@ -546,14 +531,14 @@ class SemanticsTest(unittest.TestCase):
                  {"x-amz-checksum-type": "FULL_OBJECT"}),
                 ("CopyObject", lambda: s3.copy_object(Bucket="sem", Key="hdr2", CopySource="sem/hdr"),
                  {"x-amz-checksum-crc32": "AAAAAA=="})):
-            with self.assertRaises(ClientError) as e, extra_headers(s3, op, headers):
+            with self.assertRaises(ClientError) as e, lsd.extra_headers(s3, op, headers):
                 call()
             self.assertEqual(code(e), "InvalidRequest", headers)
         with self.assertRaises(ClientError):
             s3.head_object(Bucket="sem", Key="hdr2")
         # A document's x-amz-checksum-* is verified like its Content-MD5.
         tags = {"TagSet": [{"Key": "a", "Value": "1"}]}
-        with self.assertRaises(ClientError) as e, extra_headers(s3, "PutObjectTagging",
+        with self.assertRaises(ClientError) as e, lsd.extra_headers(s3, "PutObjectTagging",
                                                                 {"x-amz-checksum-crc32": "AAAAAA=="}):
             s3.put_object_tagging(Bucket="sem", Key="hdr", Tagging=tags)
         self.assertEqual(code(e), "BadDigest")

@@ -6,7 +6,6 @@ PutBucketEncryption applied to PUTs, copies and uploads that ask for nothing, an
 refusals; ObjectWriter / BucketOwnerPreferred / BucketOwnerEnforced with two accounts, and
 their refusals."""
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -31,20 +30,6 @@ def status(exc):
 
 def headers_of(resp):
     return resp["ResponseMetadata"]["HTTPHeaders"]
-
-
-@contextlib.contextmanager
-def extra_headers(s3, operation, headers):
-    """Adds raw headers to one operation's requests (signed with them)."""
-    def add(request, **_):
-        for k, v in headers.items():
-            request.headers[k] = v
-    event = "before-sign.s3." + operation
-    s3.meta.events.register(event, add)
-    try:
-        yield
-    finally:
-        s3.meta.events.unregister(event, add)
 
 
 def digest(data):
@@ -93,7 +78,7 @@ class SseOwnershipTest(unittest.TestCase):
         r1 = s3.upload_part(Bucket="enc", Key="mp-s3", UploadId=uid, PartNumber=1, Body=p1)
         self.assertEqual((r1["ServerSideEncryption"], r1["ETag"]), ("AES256", '"%s"' % lsd.md5(p1)))
         # x-amz-server-side-encryption belongs to the initiation: refused on a part.
-        with extra_headers(s3, "UploadPart", {"x-amz-server-side-encryption": "AES256"}):
+        with lsd.extra_headers(s3, "UploadPart", {"x-amz-server-side-encryption": "AES256"}):
             with self.assertRaises(ClientError) as e:
                 s3.upload_part(Bucket="enc", Key="mp-s3", UploadId=uid, PartNumber=2, Body=p2)
         self.assertEqual((status(e), code(e)), (400, "InvalidArgument"))
