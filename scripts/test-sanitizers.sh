@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The in-process suites and the API suite (which starts the real photon-server binary) again,
 # built with AddressSanitizer and UndefinedBehaviorSanitizer into build-asan/. scripts/test.sh
-# runs this after the main suites; it needs only what scripts/install-deps.sh installed.
-# PHOTON_SANITIZE_TESTS=0 skips it (for a quick local run).
+# runs this after the main suites when PHOTON_SANITIZE_TESTS=1 (CI sets it); it needs only
+# what scripts/install-deps.sh installed. PHOTON_SANITIZE_TESTS=0 skips it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
