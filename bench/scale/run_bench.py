@@ -240,8 +240,30 @@ def churn(rig, args):
                             "placementP99Ms": p.get("p99"), "placementMaxMs": p.get("max"), **m})
 
 
+def post(base, path, token, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": "Bearer " + token,
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read()
+
+
+def bulk_subnet(rig):
+    """A /16 VPC and subnet for the bulk: the namespace's default subnet, a /20, holds 4,091."""
+    with open(f"{rig.dir}/server/admin.token") as f:
+        token = f.read().strip()
+    ns = "/v1/namespaces/default"
+    post(rig.base, ns + "/vpcs", token, {"metadata": {"name": "bulk"},
+                                         "spec": {"cidrBlock": "10.128.0.0/16"}})
+    post(rig.base, ns + "/subnets", token, {"metadata": {"name": "bulk"},
+                                            "spec": {"vpcId": "bulk", "cidrBlock": "10.128.0.0/16"}})
+    return "bulk/bulk"
+
+
 def bulk(rig, nodes, args):
-    r, m = rig.measure(0, lambda: rig.load("--prefix", "b", "--connections", "8", "create",
+    subnet = bulk_subnet(rig)
+    r, m = rig.measure(0, lambda: rig.load("--prefix", "b", "--connections", "8", "--subnet",
+                                           subnet, "create",
                                            "--count", str(args.bulk), "--delete"))
     return report("bulk", {"nodes": nodes, "instances": args.bulk, "acceptedS": r["acceptedS"],
                            "allPlacedS": r["allPlacedS"], "allRunningS": r["allRunningS"],

@@ -81,12 +81,22 @@ class Load {
     });
   }
 
+  // The default subnet is a /20 (4,091 addresses): a bulk of 10,000 names a larger one.
+  void UseSubnet(std::string vpc, std::string subnet) {
+    vpc_ = std::move(vpc);
+    subnet_ = std::move(subnet);
+  }
+
   void Create(const std::string& name, std::function<void(bool)> done) {
     json body = json::object();
     body["metadata"]["name"] = name;
     body["spec"]["process"]["command"] = json::array({"sleep", "100000"});
     body["spec"]["resources"]["vcpu"] = 1;
     body["spec"]["resources"]["memoryMb"] = "16";
+    if (!vpc_.empty()) {
+      body["spec"]["network"]["vpc"] = vpc_;
+      body["spec"]["network"]["subnet"] = subnet_;
+    }
     tracks_[name].sent = Clock::now();
     http_->Call("POST", Base(), token_, body.dump(), [name, done](Reply r) {
       if (r.status != 202 && r.status != 200 && r.status != 201) {
@@ -176,6 +186,7 @@ class Load {
   boost::asio::io_context* io_;
   std::unique_ptr<AsyncHttp> http_;
   std::string token_;
+  std::string vpc_, subnet_;
   std::string ns_;
   std::shared_ptr<photon::hollow::WatchHandle> watch_;
   std::map<std::string, Track> tracks_;
@@ -223,7 +234,7 @@ std::string Name(const std::string& prefix, int i) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string server, token_file, ns = "default", prefix = "s";
+  std::string server, token_file, ns = "default", prefix = "s", subnet;
   int count = 1000, connections = 16, population = 100;
   double rate = 20, seconds = 30, timeout = 600;
   bool del = false;
@@ -235,6 +246,7 @@ int main(int argc, char** argv) {
   app.add_option("--prefix", prefix, "instance name prefix");
   app.add_option("--connections", connections, "keep-alive connections");
   app.add_option("--timeout", timeout, "seconds before giving up");
+  app.add_option("--subnet", subnet, "VPC/SUBNET the instances are created in");
   auto* create = app.add_subcommand("create", "create N instances, wait for all RUNNING");
   create->add_option("--count", count)->required();
   create->add_flag("--delete", del, "then delete them all and wait until gone");
@@ -262,6 +274,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   Load load(&io, std::move(*http), tok, ns);
+  if (auto slash = subnet.find('/'); slash != std::string::npos) {
+    load.UseSubnet(subnet.substr(0, slash), subnet.substr(slash + 1));
+  } else if (!subnet.empty()) {
+    std::cerr << "--subnet wants VPC/SUBNET\n";
+    return 2;
+  }
   json out;
   const auto t0 = Clock::now();
   auto deadline = std::make_shared<boost::asio::steady_timer>(io);
