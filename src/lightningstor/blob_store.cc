@@ -269,7 +269,11 @@ StatusOr<WrittenBlob> BlobWriter::Finish() {
   std::string final_path = store_->BlobPath(blob_id_);
   if (rename(tmp_path_.c_str(), final_path.c_str()) != 0) return Errno("rename " + tmp_path_);
   finished_ = true;
-  PHOTON_RETURN_IF_ERROR(FsyncDir(final_path.substr(0, final_path.rfind('/'))));
+  // A blob the caller is told failed is never referenced: it goes now, not at the next start.
+  if (Status st = FsyncDir(final_path.substr(0, final_path.rfind('/'))); !st.ok()) {
+    unlink(final_path.c_str());
+    return st;
+  }
   out.segment = Segment{blob_id_, size_, std::move(block_crcs_)};
   return out;
 }

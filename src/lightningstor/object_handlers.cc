@@ -398,27 +398,23 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
                    "location or encryption attributes.");
   }
   PHOTON_ASSIGN_OR_RETURN(std::vector<Checksummer> sums, CopyChecksums(r.http, source.headers));
-  PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, CopyData(source, 0, source.size, false, &sums,
-                                                     &source_key, cipher ? &*cipher : nullptr));
+  // Everything that can refuse the copy is decided before its bytes are written: a refusal
+  // after the copy would leave a blob file that nothing references.
   ObjectMeta o;
   o.bucket = r.bucket;
   o.key = r.key;
-  o.mtime_ms = clock_->NowMillis();
   if (directive == "COPY") {
     o.content_type = source.content_type;
     o.headers = source.headers;
   } else {
     RequestMetadata(r.http, &o.content_type, &o.headers);
   }
-  // The copy is one part: its checksums are those just taken of its bytes, never a multipart
+  // The copy is one part: its checksums are those taken of its bytes below, never a multipart
   // source's composite or part checksums.
   std::erase_if(o.headers, [](const auto& h) {
     return h.first.rfind("x-amz-checksum-", 0) == 0 || h.first == kChecksumAlgorithmHeader ||
            h.first == kChecksumTypeHeader || h.first == kPartChecksumsHeader;
   });
-  std::map<std::string, std::string> checksums;
-  for (auto& sum : sums) checksums[ChecksumHeader(sum.kind())] = Base64Encode(sum.Finish());
-  for (const auto& [k, v] : checksums) o.headers[k] = v;
   // Never the source's encryption: the copy's own key (or none).
   SseKeys::Strip(&o.headers);
   for (const auto& [k, v] : key.headers) o.headers[k] = v;
@@ -438,6 +434,12 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   // source's.
   StoreLock(ObjectLock{}, &o.headers);
   PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &o.headers, true));
+  PHOTON_ASSIGN_OR_RETURN(WrittenBlob blob, CopyData(source, 0, source.size, false, &sums,
+                                                     &source_key, cipher ? &*cipher : nullptr));
+  o.mtime_ms = clock_->NowMillis();
+  std::map<std::string, std::string> checksums;
+  for (auto& sum : sums) checksums[ChecksumHeader(sum.kind())] = Base64Encode(sum.Finish());
+  for (const auto& [k, v] : checksums) o.headers[k] = v;
   FillData(o, blob);
   if (sse.mode == SseRequest::Mode::kCustomer) o.etag = HexEncode(Md5Raw(key.iv + blob.md5));
   std::string etag = o.etag;

@@ -5,6 +5,7 @@ filters by tag / size / And, noncurrent versions and delete markers, and the ref
 Object Lock, grants, storage classes, unknown sub-resources, policies it would not enforce)."""
 import base64
 import datetime
+import glob
 import hashlib
 import json
 import os
@@ -778,6 +779,44 @@ class SemanticsTest(unittest.TestCase):
         # A copy out of a locked bucket does not carry the lock.
         s3.copy_object(Bucket="sem", Key="unlocked", CopySource="worm/locked-copy")
         self.assertNotIn("ObjectLockLegalHoldStatus", s3.head_object(Bucket="sem", Key="unlocked"))
+
+    def test_refused_copy_leaves_no_blob(self):
+        # A CopyObject refused for its tags, ACL or lock once the copy's bytes were written left
+        # that blob file on disk until the next restart swept it. A refusal now writes nothing;
+        # the source is over the inline limit, so a copy of it is a blob file.
+        s3 = self.s3
+        s3.put_object(Bucket="sem", Key="copy-src-big", Body=os.urandom(2 * MIB), Tagging="a=1")
+
+        def blob_files():
+            return set(glob.glob(os.path.join(self.d.data_dir, "blobs", "*", "*")) +
+                       glob.glob(os.path.join(self.d.data_dir, "tmp", "*")))
+
+        before = blob_files()
+        future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+        refusals = (
+            ({"Tagging": "x=1"}, "InvalidArgument"),  # tags without TaggingDirective REPLACE
+            ({"TaggingDirective": "REPLACE", "Tagging": "a=1&a=2"}, "InvalidTag"),
+            ({"ACL": "no-such-acl"}, "InvalidArgument"),
+            ({"ObjectLockLegalHoldStatus": "ON"}, "InvalidRequest"),  # bucket without a lock
+            ({"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": future}, "InvalidRequest"),
+        )
+        for kwargs, expected in refusals:
+            with self.subTest(**kwargs):
+                with self.assertRaises(ClientError) as e:
+                    s3.copy_object(Bucket="sem", Key="copy-refused", CopySource="sem/copy-src-big", **kwargs)
+                self.assertEqual(code(e), expected)
+                self.assertEqual(blob_files() - before, set())
+        # Refused when the metadata is committed (If-None-Match on an existing key).
+        s3.put_object(Bucket="sem", Key="copy-exists", Body=b"x")
+        before = blob_files()
+        with lsd.extra_headers(s3, "CopyObject", {"If-None-Match": "*"}):
+            with self.assertRaises(ClientError) as e:
+                s3.copy_object(Bucket="sem", Key="copy-exists", CopySource="sem/copy-src-big")
+        self.assertEqual(status(e), 412)
+        self.assertEqual(blob_files() - before, set())
+        with self.assertRaises(ClientError) as e:
+            s3.head_object(Bucket="sem", Key="copy-refused")
+        self.assertEqual(status(e), 404)
 
     # --- server access logging ------------------------------------------------------------
 
