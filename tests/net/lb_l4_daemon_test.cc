@@ -17,7 +17,7 @@
 #include <set>
 #include <sstream>
 
-#include "tests/net/lb_l4_bed.h"
+#include "tests/net/lb_l4_fiberlb.h"
 
 #ifndef FIBERLB_BIN
 #error "FIBERLB_BIN: path of the fiberlb binary"
@@ -43,39 +43,11 @@ constexpr int kPort = 8081;  // members answer "m<i>\n" and close
 constexpr int kLbNodes = 3;
 constexpr int kMembers = 3;
 
-// Member i's server on 0.0.0.0:kPort in its namespace (the VIP is on its loopback: DSR), so
-// that the LB nodes' health checks reach it at its own address too.
-class Server {
+// Member i's server, answering "m<i>\n" on kPort (lb_l4_fiberlb.h).
+class Server : public photon::net_testing::LbHelloServer {
  public:
-  Server(const std::string& netns, int id) : id_("m" + std::to_string(id)) {
-    fd_ = photon::net_testing::ListenIn(netns, "0.0.0.0", kPort);
-    if (fd_ >= 0) thread_ = std::thread([this] { Loop(); });
-  }
-  ~Server() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  void Loop() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 20) != 1) continue;
-      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0) continue;
-      std::string line = id_ + "\n";
-      (void)::send(c, line.data(), line.size(), MSG_NOSIGNAL);
-      ::close(c);
-    }
-  }
-  std::string id_;
-  int fd_ = -1;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  Server(const std::string& netns, int id)
+      : LbHelloServer(netns, "m" + std::to_string(id), kPort) {}
 };
 
 // The member answering a new connection from the client through the VIP, "" on failure
@@ -174,21 +146,11 @@ class L4DaemonTest : public ::testing::Test {
            "      members:\n" +
            members + "bgp: {route_protocol: 200}\n";
   }
-  // fiberlb inside h<i>'s namespace (`ip netns exec` execs it: the pid is fiberlb's).
+  // fiberlb inside h<i>'s namespace.
   static void StartFiberlb(int i) {
-    std::string ns = bed_->Ns(bed_->Host(i)), dir = DataDir(i), log = dir + ".log";
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      std::string config = dir + ".yaml";
-      ::execlp("ip", "ip", "netns", "exec", ns.c_str(), FIBERLB_BIN, "--config", config.c_str(),
-               "--data-dir", dir.c_str(), nullptr);
-      ::_exit(127);
-    }
+    std::string dir = DataDir(i), log = dir + ".log";
+    pid_t pid = photon::net_testing::StartFiberlbIn(*bed_, bed_->Host(i), FIBERLB_BIN,
+                                                    dir + ".yaml", dir, log);
     pids_[i] = pid;
     bool up = PollUntil([&] { return Rest(i, "GET", "/v1/l4").first == 200; }, 20s).count() >= 0;
     if (!up) {
@@ -199,10 +161,7 @@ class L4DaemonTest : public ::testing::Test {
     }
   }
   static void StopFiberlb(int i, int sig) {
-    if (pids_[i] <= 0) return;
-    ::kill(pids_[i], sig);
-    int status = 0;
-    PollUntil([&] { return ::waitpid(pids_[i], &status, WNOHANG) == pids_[i]; }, 20s);
+    photon::net_testing::StopFiberlbPid(pids_[i], sig);
     pids_[i] = 0;
   }
   // {HTTP status, body} of a REST call to h<i>'s fiberlb (curl inside its namespace).
@@ -381,6 +340,8 @@ TEST_F(L4DaemonTest, KillNineKeepsForwardingRestartReappliesStopLeavesNothing) {
     int rc = 0;
     bed_->Run(bed_->Host(i), {"nft", "list", "table", "netdev", "fiberlb_l4"}, &rc);
     EXPECT_NE(rc, 0) << "table left on h" << i;
+    bed_->Run(bed_->Host(i), {"nft", "list", "table", "netdev", "fiberlb_l4_stats"}, &rc);
+    EXPECT_NE(rc, 0) << "counters' table left on h" << i;
     std::string routes = bed_->Run(bed_->Host(i), {"ip", "route", "show", "proto", "200"});
     EXPECT_EQ(routes.find(kVip), std::string::npos) << routes;
   }

@@ -129,6 +129,11 @@ TEST(L4Render, OneMapAndRulePerListenerWithTheFixedSeed) {
   EXPECT_EQ(s->find("02:00:00:00:00:22"), std::string::npos);
   EXPECT_EQ(s->find("02:00:00:00:00:23"), std::string::npos);
   EXPECT_EQ(s->find("ct "), std::string::npos);  // stateless: no conntrack
+  // The counter is in a table of its own (reading it must not fetch the map's elements).
+  const size_t stats = s->find("table netdev fiberlb_l4_stats {");
+  ASSERT_NE(stats, std::string::npos);
+  EXPECT_LT(stats, s->find("counter name \"c_tcp_10_200_0_10_80\""));
+  EXPECT_LT(s->find("counter name \"c_tcp_10_200_0_10_80\""), s->find("table netdev fiberlb_l4 {"));
   // No eligible member: the listener has no rule (its VIP is not announced either).
   l.members.resize(1);
   l.members[0].healthy = false;

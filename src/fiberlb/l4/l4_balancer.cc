@@ -66,7 +66,8 @@ Status ValidateListener(const L4Listener& l) {
 // One listener's chains (one per member: how a packet reaches it), map (slot → jump to the
 // member's chain), counter and rule.
 Status RenderListener(const L4BalancerOptions& o, const std::string& device_mac,
-                      const L4Listener& l, std::string* objects, std::string* rules) {
+                      const L4Listener& l, std::string* objects, std::string* rules,
+                      std::string* counters, std::string* counted) {
   const std::string name = L4ListenerName(l.vip, l.port, l.protocol);
   std::vector<MaglevBackend> backends;
   std::vector<std::string> chains;
@@ -90,9 +91,8 @@ Status RenderListener(const L4BalancerOptions& o, const std::string& device_mac,
   }
   if (backends.empty()) return absl::OkStatus();  // nothing to forward to: no rule
   PHOTON_ASSIGN_OR_RETURN(std::vector<uint32_t> table, BuildMaglevTable(backends));
-  absl::StrAppend(objects, "  counter c_", name, " {}\n  map m_", name,
-                  " {\n    typeof numgen inc mod ", kMaglevTableSize, " : verdict\n    size ",
-                  kMaglevTableSize, "\n    elements = { ");
+  absl::StrAppend(objects, "  map m_", name, " {\n    typeof numgen inc mod ", kMaglevTableSize,
+                  " : verdict\n    size ", kMaglevTableSize, "\n    elements = { ");
   objects->reserve(objects->size() + table.size() * (chains[0].size() + 16));
   for (size_t slot = 0; slot < table.size(); ++slot) {
     absl::StrAppend(objects, slot == 0 ? "" : ", ", slot, " : jump ", chains[table[slot]]);
@@ -100,10 +100,13 @@ Status RenderListener(const L4BalancerOptions& o, const std::string& device_mac,
   absl::StrAppend(objects, " }\n  }\n");
   // Only frames sent to this node (`pkttype host`): a switch floods a frame whose destination
   // it has not learnt (a dead LB node's MAC) to every node, and each would forward a copy.
-  absl::StrAppend(rules, "    meta pkttype host ip daddr ", l.vip, " ", L4ProtocolName(l.protocol),
-                  " dport ", l.port, " counter name \"c_", name, "\" jhash ip saddr . ",
-                  L4ProtocolName(l.protocol), " sport mod ", kMaglevTableSize, " seed 0x",
-                  absl::Hex(o.hash_seed), " vmap @m_", name, "\n");
+  const std::string match = absl::StrCat("meta pkttype host ip daddr ", l.vip, " ",
+                                         L4ProtocolName(l.protocol), " dport ", l.port);
+  absl::StrAppend(rules, "    ", match, " jhash ip saddr . ", L4ProtocolName(l.protocol),
+                  " sport mod ", kMaglevTableSize, " seed 0x", absl::Hex(o.hash_seed), " vmap @m_",
+                  name, "\n");
+  absl::StrAppend(counters, "  counter c_", name, " {}\n");
+  absl::StrAppend(counted, "    ", match, " counter name \"c_", name, "\"\n");
   return absl::OkStatus();
 }
 
@@ -165,18 +168,30 @@ StatusOr<std::string> RenderL4Ruleset(const L4BalancerOptions& options,
     return absl::InvalidArgumentError("table: '" + options.table + "' is not a valid name");
   }
   if (!ValidMac(device_mac)) return absl::InvalidArgumentError("device MAC: " + device_mac);
-  std::string objects, rules;
+  std::string objects, rules, counters, counted;
   for (const L4Listener& l : listeners) {
     PHOTON_RETURN_IF_ERROR(ValidateListener(l));
-    PHOTON_RETURN_IF_ERROR(RenderListener(options, device_mac, l, &objects, &rules));
+    PHOTON_RETURN_IF_ERROR(
+        RenderListener(options, device_mac, l, &objects, &rules, &counters, &counted));
   }
   // "table; delete table; table {...}": one transaction that works whether or not the table
   // exists, so a packet sees either the old table or the new one.
-  const std::string t = "table netdev " + options.table;
-  return absl::StrCat(t, "\ndelete ", t, "\n", t, " {\n", objects,
-                      "  chain ingress {\n    type filter hook ingress device \"", options.device,
-                      "\" priority -500; policy accept;\n", rules, "  }\n}\n");
+  auto table = [&](const std::string& name, const std::string& body, int priority,
+                   const std::string& chain_rules) {
+    const std::string t = "table netdev " + name;
+    return absl::StrCat(t, "\ndelete ", t, "\n", t, " {\n", body,
+                        "  chain ingress {\n    type filter hook ingress device \"", options.device,
+                        "\" priority ", priority, "; policy accept;\n", chain_rules, "  }\n}\n");
+  };
+  // The counters live in a table of their own, just before the forwarding one: reading a
+  // counter makes nft fetch its whole table, and the maps' 65,537 elements made every read
+  // (each GET /v1/l4) cost about 0.3 s of CPU on a loaded node, stalling the API and its
+  // callers (the photon-server provider reads every node's /v1/l4 twice per change).
+  return table(L4StatsTable(options.table), counters, -501, counted) +
+         table(options.table, objects, -500, rules);
 }
+
+std::string L4StatsTable(const std::string& table) { return table + "_stats"; }
 
 StatusOr<std::unique_ptr<L4Balancer>> L4Balancer::Open(const L4BalancerOptions& options) {
   std::unique_ptr<L4Balancer> lb(new L4Balancer(options));
@@ -283,13 +298,34 @@ Status L4Balancer::Commit(const std::map<Key, L4Listener>& listeners, bool drain
 
 Status L4Balancer::Apply(const L4Listener& listener) {
   PHOTON_RETURN_IF_ERROR(ValidateListener(listener));
+  const Key key{listener.vip, listener.port, listener.protocol};
+  // Members that stay in the table keep how they were reached: resolving them again costs two
+  // `ip` runs each, on the path of every change (a dead member's removal included). A member
+  // that comes back (or is new) is resolved afresh.
+  std::map<std::string, L4Member> kept;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = listeners_.find(key);
+    if (it != listeners_.end() && it->second.l3dsr_dscp == listener.l3dsr_dscp) {
+      for (const L4Member& m : it->second.members) {
+        if (Eligible(m)) kept[m.address] = m;
+      }
+    }
+  }
   L4Listener resolved = listener;
   for (L4Member& m : resolved.members) {
-    if (Eligible(m)) PHOTON_RETURN_IF_ERROR(Resolve(listener, &m));
+    if (!Eligible(m)) continue;
+    auto k = kept.find(m.address);
+    if (k != kept.end() && m.forward == L4Forward::kAuto && m.mac.empty()) {
+      m.forward = k->second.forward;
+      m.mac = k->second.mac;
+      continue;
+    }
+    PHOTON_RETURN_IF_ERROR(Resolve(listener, &m));
   }
   std::lock_guard<std::mutex> lock(mu_);
   auto next = listeners_;
-  next[{listener.vip, listener.port, listener.protocol}] = std::move(resolved);
+  next[key] = std::move(resolved);
   PHOTON_RETURN_IF_ERROR(Commit(next, draining_));
   listeners_ = std::move(next);
   return absl::OkStatus();
@@ -317,8 +353,12 @@ Status L4Balancer::Close() {
   std::lock_guard<std::mutex> lock(mu_);
   PHOTON_RETURN_IF_ERROR(Commit({}, true));
   listeners_.clear();
-  const std::string t = "table netdev " + options_.table;
-  return agent::net::NftRunIn(options_.netns, t + "\ndelete " + t + "\n");
+  std::string script;
+  for (const std::string& name : {options_.table, L4StatsTable(options_.table)}) {
+    const std::string t = "table netdev " + name;
+    absl::StrAppend(&script, t, "\ndelete ", t, "\n");
+  }
+  return agent::net::NftRunIn(options_.netns, script);
 }
 
 std::vector<std::string> L4Balancer::AnnouncedVips() const {
@@ -330,17 +370,21 @@ std::vector<std::string> L4Balancer::AnnouncedVips() const {
 
 StatusOr<uint64_t> L4Balancer::ForwardedPackets(const std::string& vip, uint16_t port,
                                                 L4Protocol protocol) const {
-  PHOTON_ASSIGN_OR_RETURN(std::string out,
-                          ExecOk({"nft", "-j", "list", "counter", "netdev", options_.table,
-                                  "c_" + L4ListenerName(vip, port, protocol)},
-                                 In(options_.netns)));
+  // `list table` of the small counters' table: `list counter` would fetch every table.
+  PHOTON_ASSIGN_OR_RETURN(std::string out, ExecOk({"nft", "-j", "list", "table", "netdev",
+                                                   L4StatsTable(options_.table)},
+                                                  In(options_.netns)));
   auto doc = nlohmann::json::parse(out, nullptr, false);
-  if (doc.is_object() && doc.contains("nftables")) {
-    for (const auto& item : doc["nftables"]) {
-      if (item.contains("counter")) return item["counter"].value("packets", uint64_t{0});
+  if (!doc.is_object() || !doc.contains("nftables")) {
+    return absl::InternalError("nft list table: " + out);
+  }
+  const std::string name = "c_" + L4ListenerName(vip, port, protocol);
+  for (const auto& item : doc["nftables"]) {
+    if (item.contains("counter") && item["counter"].value("name", "") == name) {
+      return item["counter"].value("packets", uint64_t{0});
     }
   }
-  return absl::InternalError("nft list counter: " + out);
+  return absl::NotFoundError("no counter " + name + " (the listener has no eligible member)");
 }
 
 Status ConfigureDsrMember(const std::string& netns, const std::string& vip, uint8_t l3dsr_dscp,

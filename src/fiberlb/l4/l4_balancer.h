@@ -5,9 +5,10 @@
 // same table from the same member list with the same hash seed, so whichever node the router's
 // ECMP picks for a packet forwards it to the same member, and losing a node breaks no flow.
 //
-// Kernel state, per node: one table `netdev <table>` (a map of 65,537 slots → member MAC and a
-// named packet counter per listener, one ingress rule each), replaced whole in one nft
-// transaction on every change; and one blackhole route VIP/32 with `route_protocol` per VIP
+// Kernel state, per node: one table `netdev <table>` (a map of 65,537 slots → member chain per
+// listener, one ingress rule each) and `netdev <table>_stats` (a named packet counter per
+// listener, counted just before), replaced whole in one nft transaction on every change; and
+// one blackhole route VIP/32 with `route_protocol` per VIP
 // that is announced, which the node's BIRD learns and exports with BGP (the same integration
 // as prismnet's ports, src/agent/net/bird.h). A VIP is announced while the node is not draining
 // and one of its listeners has a healthy member; the route is withdrawn otherwise.
@@ -82,6 +83,8 @@ StatusOr<std::string> RenderL4Ruleset(const L4BalancerOptions& options,
 
 // Name of a listener's map and counter in the table ("tcp_10_0_0_1_80").
 std::string L4ListenerName(const std::string& vip, uint16_t port, L4Protocol protocol);
+// The table holding the listeners' counters ("<table>_stats").
+std::string L4StatsTable(const std::string& table);
 
 class L4Balancer {
  public:
