@@ -306,6 +306,15 @@ Status MetaStore::Write(Change change) {
   return pending.status;
 }
 
+Status MetaStore::WriteBuckets(Change change) {
+  Status st = Write(std::move(change));
+  // After the commit and before the caller answers: every later GetBucket reads the new row.
+  std::lock_guard<std::mutex> lock(bucket_mu_);
+  ++bucket_generation_;
+  bucket_cache_.clear();
+  return st;
+}
+
 void MetaStore::RunBatch(std::vector<Pending*>& batch) {
   SqliteDb& db = *writer_;
   Status begin = db.Exec("BEGIN IMMEDIATE");
@@ -328,7 +337,7 @@ void MetaStore::RunBatch(std::vector<Pending*>& batch) {
 }
 
 Status MetaStore::CreateBucket(const BucketMeta& bucket) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_ASSIGN_OR_RETURN(auto s, db.Query("SELECT 1 FROM buckets WHERE name = ?", bucket.name));
     PHOTON_ASSIGN_OR_RETURN(bool exists, s.Step());
     if (exists) {
@@ -354,16 +363,30 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
 }
 
 StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
+  uint64_t generation;
+  {
+    std::lock_guard<std::mutex> lock(bucket_mu_);
+    auto it = bucket_cache_.find(name);
+    if (it != bucket_cache_.end()) return it->second;
+    generation = bucket_generation_;
+  }
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(auto s, db->Query(std::string("SELECT ") + kBucketCols + " FROM " +
                                                 kBucketsJoin + " WHERE b.name = ?",
                                             name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
-  return BucketMeta{s.ColumnText(0),  s.ColumnInt(1),   s.ColumnText(2),  s.ColumnInt(3) != 0,
+  BucketMeta bucket{s.ColumnText(0),  s.ColumnInt(1),   s.ColumnText(2),  s.ColumnInt(3) != 0,
                     s.ColumnText(4),  s.ColumnText(5),  s.ColumnText(6),  s.ColumnText(7),
                     s.ColumnText(8),  s.ColumnText(9),  s.ColumnText(10), s.ColumnText(11),
                     s.ColumnText(12), s.ColumnText(13), s.ColumnText(14), s.ColumnText(15)};
+  std::lock_guard<std::mutex> lock(bucket_mu_);
+  // Kept only if no bucket write finished since the read began: that row may predate it.
+  if (generation == bucket_generation_) {
+    if (bucket_cache_.size() >= kBucketCacheSize) bucket_cache_.clear();
+    bucket_cache_.emplace(name, bucket);
+  }
+  return bucket;
 }
 
 StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
@@ -382,7 +405,7 @@ StatusOr<std::vector<BucketMeta>> MetaStore::ListBuckets() {
 
 StatusOr<WriteResult> MetaStore::DeleteBucket(const std::string& name) {
   WriteResult result;
-  PHOTON_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+  PHOTON_RETURN_IF_ERROR(WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     PHOTON_ASSIGN_OR_RETURN(auto s,
                             db.Query("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", name));
@@ -412,14 +435,14 @@ StatusOr<WriteResult> MetaStore::DeleteBucket(const std::string& name) {
 }
 
 Status MetaStore::SetVersioning(const std::string& name, const std::string& state) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET versioning = ? WHERE name = ?", state, name);
   });
 }
 
 Status MetaStore::SetPolicy(const std::string& name, bool public_read, const std::string& policy) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET public_read = ?, policy = ? WHERE name = ?", public_read,
                   policy, name);
@@ -427,7 +450,7 @@ Status MetaStore::SetPolicy(const std::string& name, bool public_read, const std
 }
 
 Status MetaStore::SetBucketAcl(const std::string& name, bool public_read, const std::string& acl) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET public_read = ?, acl = ? WHERE name = ?", public_read, acl,
                   name);
@@ -435,7 +458,7 @@ Status MetaStore::SetBucketAcl(const std::string& name, bool public_read, const 
 }
 
 Status MetaStore::SetObjectLock(const std::string& name, const std::string& config) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_ASSIGN_OR_RETURN(auto s,
                             db.Query("SELECT object_lock FROM buckets WHERE name = ?", name));
     PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
@@ -449,21 +472,21 @@ Status MetaStore::SetObjectLock(const std::string& name, const std::string& conf
 }
 
 Status MetaStore::SetLogging(const std::string& name, const std::string& target) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET logging = ? WHERE name = ?", target, name);
   });
 }
 
 Status MetaStore::SetPublicAccessBlock(const std::string& name, const std::string& config) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET public_access_block = ? WHERE name = ?", config, name);
   });
 }
 
 Status MetaStore::SetEncryption(const std::string& name, const std::string& config) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET encryption = ? WHERE name = ?", config, name);
   });
@@ -471,7 +494,7 @@ Status MetaStore::SetEncryption(const std::string& name, const std::string& conf
 
 Status MetaStore::SetOwnership(const std::string& name, const std::string& ownership,
                                const std::function<Status(const BucketMeta&)>& check) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_ASSIGN_OR_RETURN(
         auto s, db.Query("SELECT owner, acl, public_read FROM buckets WHERE name = ?", name));
     PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
@@ -488,7 +511,7 @@ Status MetaStore::SetOwnership(const std::string& name, const std::string& owner
 
 Status MetaStore::SetAccountPublicAccessBlock(const std::string& account,
                                               const std::string& config) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     return db.Run(
         "INSERT INTO accounts(name, public_access_block) VALUES(?, ?) ON CONFLICT(name) DO "
         "UPDATE SET public_access_block = excluded.public_access_block",
@@ -505,21 +528,21 @@ StatusOr<std::string> MetaStore::GetAccountPublicAccessBlock(const std::string& 
 }
 
 Status MetaStore::SetLifecycle(const std::string& name, const std::string& lifecycle_xml) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET lifecycle = ? WHERE name = ?", lifecycle_xml, name);
   });
 }
 
 Status MetaStore::SetCors(const std::string& name, const std::string& cors_xml) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET cors = ? WHERE name = ?", cors_xml, name);
   });
 }
 
 Status MetaStore::SetTags(const std::string& name, const std::string& tagging_xml) {
-  return Write([&](SqliteDb& db) -> Status {
+  return WriteBuckets([&](SqliteDb& db) -> Status {
     PHOTON_RETURN_IF_ERROR(VersioningOf(db, name).status());
     return db.Run("UPDATE buckets SET tags = ? WHERE name = ?", tagging_xml, name);
   });

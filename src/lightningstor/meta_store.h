@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/sqlite_db.h"
@@ -167,6 +168,8 @@ class MetaStore {
   MetaStore() = default;
   // Runs `change` inside the next group commit; returns its status (or the commit's error).
   Status Write(Change change);
+  // Write for changes to the buckets or accounts tables: also drops the bucket cache.
+  Status WriteBuckets(Change change);
   void RunBatch(std::vector<Pending*>& batch);
 
   // Borrowed read connection; returned to the pool on destruction.
@@ -183,6 +186,14 @@ class MetaStore {
 
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<SqliteDb>> pool_;
+
+  // Bucket rows as GetBucket last read them: every request reads its bucket (access check),
+  // and a read transaction costs more than the rest of a small GET's metadata work. Emptied by
+  // every bucket or account write; bucket_generation_ keeps a read that raced one out of the cache.
+  static constexpr size_t kBucketCacheSize = 4096;
+  std::mutex bucket_mu_;
+  std::unordered_map<std::string, BucketMeta> bucket_cache_;
+  uint64_t bucket_generation_ = 0;
 };
 
 // Version ids for versioned buckets: sortable by time, unique by randomness.
