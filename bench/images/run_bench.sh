@@ -32,6 +32,8 @@ command -v aws >/dev/null || { echo "needs the aws CLI (apt-get install awscli)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 now() { date +%s.%N; }
+# CPU seconds (user + system) a process has used so far.
+cpu() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.1f", b / s / 1e6}'; }
 wait_http() { for _ in $(seq 200); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "$1 did not answer" >&2; exit 1; }
 
@@ -72,13 +74,26 @@ FILE="$WORK/big.img"
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$FILE"
 BYTES=$(stat -c %s "$FILE")
 "${AWS[@]}" s3 mb s3://peer >/dev/null
-up=(); down=(); peer_up=(); peer_down=()
+up=(); down=(); peer_up=(); peer_down=(); cpu_up=(); cpu_down=()
+LS_PID=${PIDS[0]}
+# CPU seconds per GiB moved: photon-server, lightningstor, the photon CLI.
+cpu_line() {
+  awk -v s="$1" -v l="$2" -v c="$3" -v b="$BYTES" \
+    'BEGIN {g = b / 1073741824; printf "server %.2f, store %.2f, cli %.2f", s / g, l / g, c / g}'
+}
+timed_cpu() {  # runs "$@", prints "<server s> <store s> <cli s>" and its wall time after it
+  local s0 l0 t0 t1 cli
+  s0=$(cpu "$SERVER"); l0=$(cpu "$LS_PID"); t0=$(now)
+  cli=$(/usr/bin/time -f "%U %S" "$@" 2>&1 >/dev/null | tail -1 | awk '{print $1 + $2}')
+  t1=$(now)
+  echo "$(echo "$(cpu "$SERVER") - $s0" | bc) $(echo "$(cpu "$LS_PID") - $l0" | bc) $cli $(echo "$t1 - $t0" | bc)"
+}
 for r in $(seq "$ROUNDS"); do
-  t0=$(now); "$PHOTON" image upload big "$FILE" --format raw >/dev/null 2>&1; t1=$(now)
-  up+=("$(mbps "$BYTES" "$(echo "$t1 - $t0" | bc)")")
+  read -r s l c w < <(timed_cpu "$PHOTON" image upload big "$FILE" --format raw)
+  up+=("$(mbps "$BYTES" "$w")"); cpu_up+=("$(cpu_line "$s" "$l" "$c")")
   rm -f "$WORK/out"
-  t0=$(now); "$PHOTON" image download big "$WORK/out" >/dev/null 2>&1; t1=$(now)
-  down+=("$(mbps "$BYTES" "$(echo "$t1 - $t0" | bc)")")
+  read -r s l c w < <(timed_cpu "$PHOTON" image download big "$WORK/out")
+  down+=("$(mbps "$BYTES" "$w")"); cpu_down+=("$(cpu_line "$s" "$l" "$c")")
   t0=$(now); "${AWS[@]}" s3 cp "$FILE" s3://peer/big.img --only-show-errors; t1=$(now)
   peer_up+=("$(mbps "$BYTES" "$(echo "$t1 - $t0" | bc)")")
   rm -f "$WORK/out"
@@ -86,6 +101,7 @@ for r in $(seq "$ROUNDS"); do
   peer_down+=("$(mbps "$BYTES" "$(echo "$t1 - $t0" | bc)")")
   rm -f "$WORK/out"
   echo "round $r: upload ${up[-1]} MB/s (aws s3 cp ${peer_up[-1]}), fetch ${down[-1]} MB/s (aws s3 cp ${peer_down[-1]})"
+  echo "  CPU s per GiB: upload ${cpu_up[-1]}; download ${cpu_down[-1]}"
 done
 HWM=$(awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$SERVER/status")
 

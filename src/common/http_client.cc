@@ -269,7 +269,10 @@ StatusOr<HttpResult> HttpClient::DoOnce(const std::string& method, const std::st
     beast::error_code write_ec =
         Await(io, [&](auto done) { http::async_write(stream, req, done); });
     // A server may answer (413, say) and stop reading before the body is sent: read its answer.
+    // Beast reads at most the buffer's free space a call (64 KiB at most): a small buffer
+    // makes a large answer thousands of 512-byte reads.
     beast::flat_buffer buffer;
+    buffer.reserve(64 * 1024);
     http::response_parser<http::string_body> parser;
     parser.body_limit(1ull << 32);
     beast::error_code read_ec =
@@ -283,7 +286,7 @@ StatusOr<HttpResult> HttpClient::DoOnce(const std::string& method, const std::st
     }
     HttpResult out;
     out.status = parser.get().result_int();
-    out.body = parser.get().body();
+    out.body = std::move(parser.get().body());
     for (const auto& f : parser.get()) {
       std::string name(f.name_string());
       for (auto& ch : name) ch = static_cast<char>(tolower(ch));
@@ -306,6 +309,7 @@ StatusOr<HttpResult> HttpClient::Stream(const std::string& target,
       return absl::UnavailableError("cannot reach " + where + ": " + Describe(ec, &timeout_));
     }
     beast::flat_buffer buffer;
+    buffer.reserve(64 * 1024);
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     if (auto ec =
