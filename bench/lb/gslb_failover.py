@@ -13,10 +13,8 @@ TCP listener on one port. Measured in the same rounds, on the same failure:
 Failover = removal from the answer + TTL (how long a resolver may still hand out the cached
 VIP); the target is 10 s, Route 53's fast checks are about 30 s + TTL."""
 import os
-import socket
 import statistics
 import sys
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,33 +30,6 @@ FALL = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 TTL = int(sys.argv[5]) if len(sys.argv) > 5 else 5
 VIPS = ("127.0.0.2", "127.0.0.3")
 
-
-class Region:
-    def __init__(self, vip, port):
-        self.vip, self.port, self.stopped = vip, port, True
-
-    def start(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.vip, self.port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.05)
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stopped:
-            try:
-                self.sock.accept()[0].close()
-            except OSError:
-                continue
-
-    def stop(self):
-        if not self.stopped:
-            self.stopped = True
-            self.thread.join()
-            self.sock.close()
 
 
 def answer(dns, name):
@@ -87,7 +58,7 @@ def main():
                                workdir=os.path.join(tmp, "b"), listen=("127.0.0.1",))
     checker.start(wait_name="nothing.test")
     port = harness.free_port()
-    regions = {vip: Region(vip, port) for vip in VIPS}
+    regions = {vip: harness.TcpRegion(vip, port, start=False) for vip in VIPS}
     for r in regions.values():
         r.start()
     token_a = os.path.join(dns.data_dir, "api.token")

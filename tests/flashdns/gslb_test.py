@@ -3,9 +3,7 @@ the VIPs of the regions whose load balancers accept connections). A real flashdn
 two "region VIPs" (127.0.0.2 and 127.0.0.3) served by TCP listeners this test starts and
 stops."""
 import os
-import socket
 import sys
-import threading
 import time
 import unittest
 
@@ -16,32 +14,6 @@ BINARY = os.environ.get("FLASHDNS_BIN", "flashdns")
 NAME = "web.gslb.test"
 VIPS = ("127.0.0.2", "127.0.0.3")
 
-
-class Region:
-    """A TCP listener on vip:port that accepts and closes, as a region's load balancer."""
-
-    def __init__(self, vip, port):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((vip, port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-                conn.close()
-            except OSError:
-                continue
-
-    def stop(self):
-        self.stopped = True
-        self.thread.join()
-        self.sock.close()
 
 
 def wait_until(what, fn, timeout):
@@ -59,7 +31,7 @@ class GslbTest(unittest.TestCase):
         cls.srv = harness.FlashDns(BINARY, [])
         cls.srv.start()
         cls.port = harness.free_port()
-        cls.regions = {vip: Region(vip, cls.port) for vip in VIPS}
+        cls.regions = {vip: harness.TcpRegion(vip, cls.port) for vip in VIPS}
 
     @classmethod
     def tearDownClass(cls):
@@ -102,7 +74,7 @@ class GslbTest(unittest.TestCase):
         health = {r["data"]: r["healthy"] for r in zone["records"]}
         self.assertEqual(health, {"127.0.0.2": True, "127.0.0.3": False})
         # Recovery brings it back.
-        self.regions["127.0.0.3"] = Region("127.0.0.3", self.port)
+        self.regions["127.0.0.3"] = harness.TcpRegion("127.0.0.3", self.port)
         wait_until("the recovered region's VIP back", lambda: self.answer() == list(VIPS), 10)
         # Every region failing: all are served (an empty answer helps no client).
         for vip in VIPS:
@@ -111,7 +83,7 @@ class GslbTest(unittest.TestCase):
             r["healthy"] for r in self.api("GET", "/v1/zones/gslb.test")[1]["records"]), 10)
         self.assertEqual(self.answer(), list(VIPS))
         for vip in VIPS:
-            self.regions[vip] = Region(vip, self.port)
+            self.regions[vip] = harness.TcpRegion(vip, self.port)
 
     def test_2_checks_survive_a_restart(self):
         self.srv.stop()

@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -261,3 +262,40 @@ class FlashDns:
         if self.daemon:
             return self.daemon.stop()
         return None
+
+
+class TcpRegion:
+    """A TCP listener on vip:port that accepts and closes: a region's load balancer as the
+    GSLB health checks see it. start() and stop() may be repeated (a region failing and
+    coming back)."""
+
+    def __init__(self, vip, port, start=True):
+        self.vip, self.port, self.stopped = vip, port, True
+        if start:
+            self.start()
+
+    def start(self):
+        if not self.stopped:
+            return
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.vip, self.port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.05)
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped:
+            try:
+                self.sock.accept()[0].close()
+            except OSError:
+                continue
+
+    def stop(self):
+        if self.stopped:
+            return
+        self.stopped = True
+        self.thread.join()
+        self.sock.close()

@@ -19,10 +19,8 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
@@ -56,39 +54,6 @@ INTERVAL_MS, FALL, RISE, TTL = 200, 2, 2, 2
 WINDOW = FALL * INTERVAL_MS / 1000 + 3.0
 
 
-class Region:
-    """A TCP listener on vip:port that accepts and closes, as a region's load balancer."""
-
-    def __init__(self, vip, port):
-        self.vip, self.port = vip, port
-        self.sock = None
-        self.start()
-
-    def start(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.vip, self.port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-                conn.close()
-            except OSError:
-                continue
-
-    def stop(self):
-        if self.stopped:
-            return
-        self.stopped = True
-        self.thread.join()
-        self.sock.close()
-
 
 class GslbProviderTest(unittest.TestCase):
     @classmethod
@@ -103,7 +68,7 @@ class GslbProviderTest(unittest.TestCase):
         cls.nobody_gid = pwd.getpwnam("nobody").pw_gid
         cls.checker = cls.start_checker()
         cls.port = harness.free_port()
-        cls.regions = {vip: Region(vip, cls.port) for vip in VIPS}
+        cls.regions = {vip: harness.TcpRegion(vip, cls.port) for vip in VIPS}
         cls.api_port = harness.free_port()
         cls.data = os.path.join(cls.tmp, "server")
         cls.config = os.path.join(cls.tmp, "photon-server.yaml")
