@@ -28,14 +28,15 @@ class Http:
     def __init__(self, base, token):
         self.base, self.token = base, token
 
-    def call(self, method, path, body=None):
+    def call(self, method, path, body=None, token=None, timeout=10):
+        """(status, decoded JSON or text) of one REST call; `token` replaces the client's."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", "Bearer " + self.token)
+        req.add_header("Authorization", "Bearer " + (token or self.token))
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
                 text = r.read().decode()
                 return r.status, (json.loads(text) if text.strip().startswith("{") else text)
         except urllib.error.HTTPError as e:

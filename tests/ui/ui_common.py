@@ -1,15 +1,19 @@
 """What the dashboard's tests and bench/ui share: a real photon-server (with photon-hollow
 nodes that report instances RUNNING as an agent does), a REST client, and topology objects."""
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import sys
 import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "server"))
+from provider_harness import Http  # noqa: E402  (one REST client for the Python suites)
 
 
 def free_port():
@@ -80,21 +84,7 @@ class Cluster:
         raise AssertionError("hollow nodes not READY")
 
     def call(self, method, path, body=None, token=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", "Bearer " + (token or self.token))
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                text = r.read().decode()
-                return r.status, (json.loads(text) if text.strip().startswith("{") else text)
-        except urllib.error.HTTPError as e:
-            text = e.read().decode()
-            try:
-                return e.code, json.loads(text)
-            except ValueError:
-                return e.code, text
+        return Http(self.base, self.token).call(method, path, body, token=token, timeout=30)
 
     def must(self, method, path, body=None):
         code, out = self.call(method, path, body)
