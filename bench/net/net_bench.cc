@@ -284,16 +284,23 @@ void RuleChange(NetBed* bed, int n) {
     });
     return Ms(Clock::now() - t0);
   };
-  std::vector<double> ours, plain;
+  // PortManager changes the sets' elements in place. After the peer has replaced every table
+  // behind its back it no longer knows what they hold, so the third round replaces them too
+  // (what an agent restarted since the ports were made does).
+  std::vector<double> ours, plain, replaced;
+  int64_t in_place = pm->rule_updates();
   double ours_ms = round(7001, false, &ours);
+  in_place = pm->rule_updates() - in_place;
   double plain_ms = round(7002, true, &plain);
-  double ours2_ms = round(7003, false, &ours);  // again, after the peer (order effects)
+  double replaced_ms = round(7003, false, &replaced);
   Report("rule change on " + std::to_string(n) + " ports: PortManager", ours);
   Report("  peer: nft -f of the same ruleset", plain);
+  Report("  PortManager replacing tables it did not make", replaced);
   std::printf(
-      "rule change on %d ports, all enforced: PortManager %.0f ms (again %.0f ms), "
-      "nft -f %.0f ms, ratio %.2f\n",
-      n, ours_ms, ours2_ms, plain_ms, std::min(ours_ms, ours2_ms) / plain_ms);
+      "rule change on %d ports, all enforced: PortManager %.0f ms (%lld in place), nft -f %.0f "
+      "ms, ratio %.2f; replacing unknown tables %.0f ms, ratio %.2f\n",
+      n, ours_ms, static_cast<long long>(in_place), plain_ms, ours_ms / plain_ms, replaced_ms,
+      replaced_ms / plain_ms);
   // A member joins the remote group: set update on every port vs the ruleset replaced.
   auto t0 = Clock::now();
   for (auto& s : specs) s.remote_sets["rg_app"].push_back(Ip(2100));

@@ -253,6 +253,80 @@ TEST_F(DataPathTest, RemoteSetMembersChangeWithoutReplacingTheRuleset) {
   ::close(l);
 }
 
+// A rule change that only moves set elements (ports, addresses) updates them in place: the
+// table (its handle, counters, tracked flows) stays, and the sets end exactly as a port given
+// the same rules from scratch has them, whichever elements overlap, split or merge.
+TEST_F(DataPathTest, RuleChangesUpdateSetElementsInPlace) {
+  PortSpec b = Spec("b", "10.10.0.6", kVpcA);
+  b.rules.push_back({Direction::kIngress, 6, 8080, 8080, "10.20.0.0/24"});
+  b.rules.push_back({Direction::kIngress, -1, 0, 0, "10.30.0.0/16"});
+  ASSERT_TRUE(Create(2, b));
+  ASSERT_TRUE(Create(3, Spec("c", "10.20.0.7", kVpcB)));
+  int l80 = ListenIn(Ns(2, "b"), "10.10.0.6", 8080), l81 = ListenIn(Ns(2, "b"), "10.10.0.6", 8081);
+  ASSERT_GE(l80, 0);
+  ASSERT_GE(l81, 0);
+  EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8080));
+  EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 8081));
+  const int64_t refused = Counter(2, "b", "refused_in");
+  ASSERT_GT(refused, 0);
+  auto head = [&] {
+    std::string t = bed_->Run(Ns(2, "b"), {"nft", "-a", "list", "table", "inet", "photon"});
+    return t.substr(0, t.find('\n'));
+  };
+  const std::string handle = head();
+  auto sets = [&](const std::string& id) {
+    std::string out;
+    for (const char* set : {"in_any", "in_l4", "in_ports", "out_any", "out_l4", "out_ports"}) {
+      out += bed_->Run(Ns(2, id), {"nft", "list", "set", "inet", "photon", set});
+    }
+    return out;
+  };
+
+  b.rules[1].port_from = b.rules[1].port_to = 8081;  // the port moves
+  ASSERT_TRUE(pm_[2]->Apply(b).ok());
+  EXPECT_EQ(pm_[2]->rule_updates(), 1);
+  EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8081));
+  EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 8080)) << "the old port must be closed";
+  EXPECT_EQ(head(), handle) << "the table was replaced";
+  EXPECT_GT(Counter(2, "b", "refused_in"), refused) << "counters survive a rule change";
+
+  // Overlapping ranges that split and merge differently, the whole-space egress element
+  // replaced by two ranges, an address-only rule moved: every set as a fresh port has it.
+  b.rules[0] = {Direction::kEgress, -1, 0, 0, "10.0.0.0/8"};
+  b.rules.push_back({Direction::kEgress, 17, 53, 53, "0.0.0.0/0"});
+  b.rules.push_back({Direction::kIngress, 6, 8000, 8100, "10.20.0.0/16"});
+  b.rules.push_back({Direction::kIngress, 6, 8090, 9000, "10.20.0.0/25"});
+  b.rules[2].remote_cidr = "10.31.0.0/16";
+  ASSERT_TRUE(pm_[2]->Apply(b).ok());
+  EXPECT_EQ(pm_[2]->rule_updates(), 2);
+  EXPECT_EQ(head(), handle);
+  PortSpec fresh = b;
+  fresh.instance_id = "e";
+  fresh.ip = "10.10.0.9";
+  ASSERT_TRUE(pm_[2]->Apply(fresh).ok());
+  EXPECT_EQ(sets("b"), sets("e"));
+  EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8080)) << "8000-8100 from 10.20.0.0/16";
+  b.rules.resize(2);  // back to one ported rule: the split elements merge again
+  ASSERT_TRUE(pm_[2]->Apply(b).ok());
+  fresh.rules = b.rules;
+  ASSERT_TRUE(pm_[2]->Apply(fresh).ok());
+  EXPECT_EQ(pm_[2]->rule_updates(), 4);
+  EXPECT_EQ(sets("b"), sets("e"));
+  EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 8080));
+  EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8081));
+
+  // A restarted PortManager does not know what the table holds: it replaces it.
+  auto again = PortManager::Open(Options(2));
+  ASSERT_TRUE(again.ok()) << again.status();
+  b.rules[1].port_from = b.rules[1].port_to = 8080;
+  ASSERT_TRUE((*again)->Apply(b).ok());
+  EXPECT_EQ((*again)->rule_updates(), 0);
+  EXPECT_NE(head(), handle);
+  EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8080));
+  ::close(l80);
+  ::close(l81);
+}
+
 TEST_F(DataPathTest, RestartAdoptsWithoutChangingOrDuplicating) {
   PortSpec a = Spec("a", "10.10.0.5", kVpcA);
   a.rules.push_back({Direction::kIngress, 6, 22, 22, "0.0.0.0/0"});

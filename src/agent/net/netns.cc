@@ -1,17 +1,23 @@
 #include "agent/net/netns.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <nftables/libnftables.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <functional>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace photon::agent::net {
 namespace {
@@ -64,35 +70,97 @@ Status CreateNetns(const std::string& name) {
   return absl::OkStatus();
 }
 
-Status NftRunIn(const std::string& netns, const std::string& script) {
-  // libnftables keeps process-wide state (its bignum allocator, the parser's tables):
-  // one transaction at a time.
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
-  Status status;
-  OnThread([&] {
+namespace {
+
+// The pids whose network namespace is the nsfs inode `ns` (what `ip netns pids` prints).
+std::vector<pid_t> PidsIn(const struct stat& ns) {
+  std::vector<pid_t> pids;
+  std::unique_ptr<DIR, int (*)(DIR*)> proc(::opendir("/proc"), ::closedir);
+  if (proc == nullptr) return pids;
+  while (dirent* e = ::readdir(proc.get())) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    struct stat st {};
+    std::string path = std::string("/proc/") + e->d_name + "/ns/net";
+    if (::stat(path.c_str(), &st) == 0 && st.st_dev == ns.st_dev && st.st_ino == ns.st_ino) {
+      pids.push_back(static_cast<pid_t>(pid));
+    }
+  }
+  return pids;
+}
+
+}  // namespace
+
+Status DeleteNetns(const std::string& name) {
+  std::string path = std::string(kNetnsDir) + "/" + name;
+  struct stat ns {};
+  if (::stat(path.c_str(), &ns) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return absl::InternalError(Errno("stat " + path, errno));
+  }
+  for (pid_t pid : PidsIn(ns)) ::kill(pid, SIGKILL);
+  // MNT_DETACH: a bind mount still propagated elsewhere (another mount namespace) goes too.
+  if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
+    return absl::InternalError(Errno("unmount " + path, errno));
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::InternalError(Errno("remove " + path, errno));
+  }
+  return absl::OkStatus();
+}
+
+Status NftRunIn(const std::string& netns, const std::string& script, const std::string& fallback,
+                bool* fell_back) {
+  // A thread of its own: it enters the namespace (setns is per thread) and frees the context
+  // after the caller has its answer. Freeing closes the context's netlink socket, and the
+  // kernel's nf_tables release notifier then waits for the destruction work of earlier
+  // commits, an RCU grace period (~10 ms here, measured with strace): paid off the caller's
+  // path and outside the lock, it no longer serialises every transaction of the node.
+  auto result = std::make_shared<std::promise<Status>>();
+  auto used_fallback = std::make_shared<bool>(false);
+  std::future<Status> answer = result->get_future();
+  std::thread([netns, script, fallback, result, used_fallback] {
     if (!netns.empty()) {
       int ns = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
       if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
-        status = absl::NotFoundError(Errno("network namespace " + netns, errno));
+        result->set_value(absl::NotFoundError(Errno("network namespace " + netns, errno)));
         if (ns >= 0) ::close(ns);
         return;
       }
       ::close(ns);
     }
-    // The context opens its netlink socket here, in the namespace just entered.
-    nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-    if (ctx == nullptr) {
-      status = absl::InternalError("libnftables: no context");
-      return;
+    // libnftables keeps process-wide state (its bignum allocator, the parser's tables): one
+    // transaction at a time. The context opens its netlink socket here, in the namespace just
+    // entered.
+    static std::mutex mu;
+    nft_ctx* ctx = nullptr;
+    Status status;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+      if (ctx == nullptr) {
+        status = absl::InternalError("libnftables: no context");
+      } else {
+        nft_ctx_buffer_output(ctx);
+        nft_ctx_buffer_error(ctx);
+        int rc = nft_run_cmd_from_buffer(ctx, script.c_str());
+        if (rc != 0 && !fallback.empty()) {
+          *used_fallback = true;
+          rc = nft_run_cmd_from_buffer(ctx, fallback.c_str());
+        }
+        if (rc != 0) {
+          status = absl::InternalError(std::string("nft: ") + nft_ctx_get_error_buffer(ctx));
+        }
+      }
     }
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
-    if (nft_run_cmd_from_buffer(ctx, script.c_str()) != 0) {
-      status = absl::InternalError(std::string("nft: ") + nft_ctx_get_error_buffer(ctx));
-    }
-    nft_ctx_free(ctx);
-  });
+    result->set_value(std::move(status));
+    // Outside the lock: freeing touches the context's own state, and the interface cache,
+    // which only `iif`/`oif` matches fill (our rulesets name interfaces, never indexes).
+    if (ctx != nullptr) nft_ctx_free(ctx);
+  }).detach();
+  Status status = answer.get();  // the promise is set after *used_fallback
+  if (fell_back != nullptr) *fell_back = *used_fallback;
   return status;
 }
 

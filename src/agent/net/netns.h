@@ -17,8 +17,18 @@ Status PrepareNetnsDir();
 // Creates network namespace `name`, bind-mounted at /run/netns/NAME (ALREADY_EXISTS if taken).
 Status CreateNetns(const std::string& name);
 
+// Kills every process whose network namespace is the one at /run/netns/NAME, then unmounts
+// and removes that name, as `ip netns pids` + `ip netns del` do, without two processes per
+// delete. The kernel dismantles the namespace (its links, so their routes) once nothing holds
+// it. Deleting a name that does not exist is OK.
+Status DeleteNetns(const std::string& name);
+
 // Runs `script` (nft -f syntax) inside the namespace at `netns` ("" = this one) as one
 // transaction; the error quotes nft's own message.
-Status NftRunIn(const std::string& netns, const std::string& script);
+// When `script` is refused and `fallback` is given, runs `fallback` instead with the same
+// context (no second context whose socket would wait for the first one's to close), and
+// sets *fell_back.
+Status NftRunIn(const std::string& netns, const std::string& script,
+                const std::string& fallback = "", bool* fell_back = nullptr);
 
 }  // namespace photon::agent::net

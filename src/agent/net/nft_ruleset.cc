@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <set>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "agent/net/ipv4.h"
 #include "openssl/sha.h"
 
@@ -149,7 +152,72 @@ std::string RemoteSetRules(const std::vector<SgRule>& rules, Direction d) {
   return s;
 }
 
+// A rules text split into its interval sets' elements (by set name) and the rest.
+struct SplitRules {
+  std::string skeleton;
+  std::map<std::string, std::set<std::string>> elements;
+};
+
+// Reads back what SetDecl wrote: "  set NAME { ...; elements = { A, B } }".
+SplitRules Split(const std::string& rules) {
+  constexpr std::string_view kSet = "  set ", kElements = " elements = { ", kEnd = " } }";
+  SplitRules out;
+  for (std::string_view rest = rules; !rest.empty();) {
+    size_t eol = rest.find('\n');
+    std::string_view line = rest.substr(0, eol == std::string_view::npos ? rest.size() : eol + 1);
+    rest.remove_prefix(line.size());
+    size_t at = line.find(kElements);
+    if (line.substr(0, kSet.size()) != kSet || at == std::string_view::npos) {
+      out.skeleton.append(line);
+      continue;
+    }
+    std::string name(line.substr(kSet.size(), line.find(' ', kSet.size()) - kSet.size()));
+    std::string_view list = line.substr(at + kElements.size());
+    list = list.substr(0, list.rfind(kEnd));
+    std::vector<std::string> parts = absl::StrSplit(std::string(list), ", ", absl::SkipEmpty());
+    out.elements[name].insert(parts.begin(), parts.end());
+    out.skeleton.append(line.substr(0, at)).append(" }\n");
+  }
+  return out;
+}
+
+std::string ElementCommand(const char* verb, const std::string& set,
+                           const std::vector<std::string>& elements) {
+  if (elements.empty()) return "";
+  return absl::StrCat(verb, " element inet ", kPortTable, " ", set, " { ",
+                      absl::StrJoin(elements, ", "), " }\n");
+}
+
 }  // namespace
+
+std::string RenderRulesDelta(const std::string& old_rules, const std::string& new_rules) {
+  if (old_rules.empty() || new_rules.empty()) return "";
+  SplitRules before = Split(old_rules), after = Split(new_rules);
+  if (before.skeleton != after.skeleton) return "";
+  // Every removal before any addition: an element that replaces an overlapping one must not
+  // meet it (nftables refuses overlaps in interval sets).
+  std::string deletes, adds;
+  std::set<std::string> names;
+  for (const auto& [name, e] : before.elements) names.insert(name);
+  for (const auto& [name, e] : after.elements) names.insert(name);
+  for (const std::string& name : names) {
+    const std::set<std::string>& was = before.elements[name];
+    const std::set<std::string>& is = after.elements[name];
+    std::vector<std::string> gone, added;
+    std::set_difference(was.begin(), was.end(), is.begin(), is.end(), std::back_inserter(gone));
+    std::set_difference(is.begin(), is.end(), was.begin(), was.end(), std::back_inserter(added));
+    deletes += ElementCommand("delete", name, gone);
+    adds += ElementCommand("add", name, added);
+  }
+  // Listing the old marker first refuses the script in nft itself, before anything reaches
+  // the kernel, when the table is not the one we think (changed behind our back): a
+  // transaction the kernel refuses costs an RCU grace period in its abort (~15 ms here).
+  const std::string old_marker =
+      absl::StrCat(kPortTable, " ", kRevisionChain, RulesRevision(old_rules));
+  return absl::StrCat("list chain inet ", old_marker, "\n", deletes, adds, "delete chain inet ",
+                      old_marker, "\nadd chain inet ", kPortTable, " ", kRevisionChain,
+                      RulesRevision(new_rules), "\n");
+}
 
 std::string RenderPortRules(const PortSpec& spec) {
   const std::string eth = std::string("\"") + kPortIfName + "\"";

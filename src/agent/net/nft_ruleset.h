@@ -33,6 +33,14 @@ std::string RenderMembers(const PortSpec& spec);
 // then fills the remote sets with `members` (and marks their revision), in one transaction.
 std::string RenderPortTransaction(const std::string& rules, const std::string& members = "");
 
+// The `nft -f` script that turns a table holding `old_rules` into one holding `new_rules` in
+// place, as one transaction: when the two differ only in their interval sets' elements (an SG
+// rule's ports or addresses changed, the usual edit), the elements that went are deleted, the
+// new ones added and the revision marker moved; the table, its counters and the flows it tracks
+// stay, and the kernel work is a few elements instead of a whole table. "" when the rules
+// differ otherwise (then the table is replaced).
+std::string RenderRulesDelta(const std::string& old_rules, const std::string& new_rules);
+
 // The `nft -f` script that only refills the remote sets and moves the members marker from
 // `old_revision` ("" = none) to that of `members`: one transaction, the rules untouched.
 std::string RenderMembersTransaction(const std::string& members, const std::string& old_revision);

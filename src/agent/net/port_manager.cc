@@ -262,26 +262,7 @@ Status PortManager::ApplyPort(const PortSpec& spec, PortState* port) {
     port->netns = true;
   }
   // Rules first: the namespace never carries traffic without them.
-  std::string rules = RenderPortRules(spec);
-  std::string revision = RulesRevision(rules);
-  std::string members = RenderMembers(spec);
-  std::string members_revision = members.empty() ? "" : RulesRevision(members);
-  if (port->revision != revision) {
-    changes_.fetch_add(1);
-    PHOTON_RETURN_IF_ERROR(NftRunIn(ns, RenderPortTransaction(rules, members)));
-    port->revision = revision;
-    port->members = members_revision;
-  } else if (port->members != members_revision) {
-    // A remote group's members changed: refill its sets, the ruleset stays (its counters and
-    // the flows it tracks are untouched).
-    changes_.fetch_add(1);
-    set_updates_.fetch_add(1);
-    if (Status st = NftRunIn(ns, RenderMembersTransaction(members, port->members)); !st.ok()) {
-      port->revision.clear();  // the table is not what we think: replace it next time
-      return st;
-    }
-    port->members = members_revision;
-  }
+  PHOTON_RETURN_IF_ERROR(ApplyRules(spec, port));
   // Two batches: the namespace side (the pair is made from there, so its addresses and
   // default route go in the same process), then the host side ending with the /32 route, which
   // is what BIRD announces: the port is reachable only once ready.
@@ -296,6 +277,48 @@ Status PortManager::ApplyPort(const PortSpec& spec, PortState* port) {
   PHOTON_RETURN_IF_ERROR(ApplyHost(spec, fresh, port));
   if (link_was_up || !options_.wait_pair_up) return absl::OkStatus();
   return WaitPairUp(spec.instance_id, HostIfName(port->slot));
+}
+
+Status PortManager::ApplyRules(const PortSpec& spec, PortState* port) {
+  const std::string ns = NetnsPath(spec.instance_id);
+  std::string rules = RenderPortRules(spec);
+  std::string revision = RulesRevision(rules);
+  std::string members = RenderMembers(spec);
+  std::string members_revision = members.empty() ? "" : RulesRevision(members);
+  if (port->revision != revision) {
+    changes_.fetch_add(1);
+    // The usual edit (a rule's ports or addresses) changes set elements only: update them in
+    // place when the table holds what we applied. A refused delta (the table was changed
+    // behind our back) leaves it as it was (one transaction), and the replacement then brings
+    // it to the spec.
+    std::string delta =
+        port->revision == RulesRevision(port->rules) ? RenderRulesDelta(port->rules, rules) : "";
+    if (!delta.empty() && port->members != members_revision) {
+      delta += RenderMembersTransaction(members, port->members);
+    }
+    std::string replace = RenderPortTransaction(rules, members);
+    if (delta.empty()) {
+      PHOTON_RETURN_IF_ERROR(NftRunIn(ns, replace));
+    } else {
+      bool replaced = false;
+      PHOTON_RETURN_IF_ERROR(NftRunIn(ns, delta, replace, &replaced));
+      if (!replaced) rule_updates_.fetch_add(1);
+    }
+    port->revision = revision;
+    port->members = members_revision;
+    port->rules = std::move(rules);
+  } else if (port->members != members_revision) {
+    // A remote group's members changed: refill its sets, the ruleset stays (its counters and
+    // the flows it tracks are untouched).
+    changes_.fetch_add(1);
+    set_updates_.fetch_add(1);
+    if (Status st = NftRunIn(ns, RenderMembersTransaction(members, port->members)); !st.ok()) {
+      port->revision.clear();  // the table is not what we think: replace it next time
+      return st;
+    }
+    port->members = members_revision;
+  }
+  return absl::OkStatus();
 }
 
 // A veth end brought up before its peer gets its transmit queue only later, from the kernel's
@@ -410,16 +433,13 @@ Status PortManager::Delete(const std::string& id) {
     port = it->second;
   }
   if (port.netns) {
-    PHOTON_ASSIGN_OR_RETURN(std::string pids,
-                            Run({"ip", "netns", "pids", NetnsName(id)}, "", "", false));
-    std::istringstream in(pids);
-    for (long pid; in >> pid;) ::kill(static_cast<pid_t>(pid), SIGKILL);
-  }
-  if (port.netns) {
     // Dropping the namespace is enough: the kernel dismantles it (its eth0, so the veth's host
     // end, so the /32 route and the BGP announcement), batching many teardowns together, far
-    // quicker than deleting each link under the RTNL lock.
-    PHOTON_RETURN_IF_ERROR(Run({"ip", "netns", "del", NetnsName(id)}, "").status());
+    // quicker than deleting each link under the RTNL lock. What still runs inside is killed
+    // (the instance is gone). In-process: two `ip` processes per port were most of a
+    // teardown's cost.
+    changes_.fetch_add(1);
+    PHOTON_RETURN_IF_ERROR(DeleteNetns(NetnsName(id)));
   } else if (port.host_present) {
     PHOTON_RETURN_IF_ERROR(
         Run({"ip", "link", "del", HostIfName(port.slot)}, options_.host_netns).status());

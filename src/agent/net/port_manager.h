@@ -70,6 +70,9 @@ struct PortState {
   bool tap = false;          // a VM port: tap0 up, inner_ip routed to it (eth0 has no address)
   std::string revision;      // rev_ marker of the nft table ("" = no table)
   std::string members;       // mem_ marker: the remote sets' members ("" = no marker)
+  // The rules text this PortManager applied ("" when adopted: then a change replaces the
+  // table), what a rule change is computed against to update the sets' elements in place.
+  std::string rules;
 };
 
 class PortManager {
@@ -97,6 +100,8 @@ class PortManager {
   int64_t changes() const { return changes_.load(); }
   // Of those, updates of remote sets' members alone (the ruleset kept).
   int64_t set_updates() const { return set_updates_.load(); }
+  // Of those, rule changes made in place by updating set elements (the table kept).
+  int64_t rule_updates() const { return rule_updates_.load(); }
 
  private:
   explicit PortManager(PortManagerOptions options) : options_(std::move(options)) {}
@@ -104,6 +109,7 @@ class PortManager {
   Status Scan();
   Status ScanPort(PortState* port);
   Status ApplyPort(const PortSpec& spec, PortState* port);
+  Status ApplyRules(const PortSpec& spec, PortState* port);
   Status ApplyInner(const PortSpec& spec, bool fresh, PortState* port);
   Status ApplyTap(const PortSpec& spec, std::string batch, PortState* port);
   Status ApplyHost(const PortSpec& spec, bool fresh, PortState* port);
@@ -119,6 +125,7 @@ class PortManager {
   std::vector<bool> slot_used_ = std::vector<bool>(kMaxPortsPerNode);
   std::atomic<int64_t> changes_{0};
   std::atomic<int64_t> set_updates_{0};
+  std::atomic<int64_t> rule_updates_{0};
   std::unique_ptr<LinkProbe> probe_;
   std::string host_ref_;  // the node's namespace as `ip ... netns` names it  // rtnetlink in the
                           // host namespace
