@@ -285,6 +285,15 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
 
 Status MetaStore::Write(Change change) {
   Pending pending{std::move(change), absl::OkStatus(), false};
+  // Whatever this change did is committed when Write returns: from then on no cached object
+  // row read before it is served (the entries of older generations are dead).
+  struct Invalidate {
+    MetaStore* store;
+    ~Invalidate() {
+      std::lock_guard<std::mutex> lock(store->object_mu_);
+      ++store->object_generation_;
+    }
+  } invalidate{this};
   std::unique_lock<std::mutex> lock(write_mu_);
   queue_.push_back(&pending);
   while (!pending.done) {
@@ -564,6 +573,19 @@ StatusOr<WriteResult> MetaStore::PutObject(ObjectMeta object, const Precondition
 StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::string& key,
                                           const std::string& version_id, bool* is_marker) {
   if (is_marker) *is_marker = false;
+  std::string cache_key;
+  uint64_t generation = 0;
+  if (version_id.empty()) {
+    cache_key = bucket + '\0' + key;
+    std::shared_ptr<const std::pair<ObjectMeta, size_t>> hit;
+    {
+      std::lock_guard<std::mutex> lock(object_mu_);
+      generation = object_generation_;
+      auto it = object_cache_.find(cache_key);
+      if (it != object_cache_.end() && it->second.first == generation) hit = it->second.second;
+    }
+    if (hit) return hit->first;
+  }
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
       auto s, db->Query(std::string("SELECT ") + kObjectColsWithData +
@@ -585,7 +607,27 @@ StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::
     return S3Error("MethodNotAllowed",
                    "The specified method is not allowed against this resource.");
   }
+  if (!cache_key.empty()) KeepObject(cache_key, generation, o);
   return o;
+}
+
+void MetaStore::KeepObject(const std::string& cache_key, uint64_t generation, const ObjectMeta& o) {
+  size_t bytes = cache_key.size() + o.inline_data.size() + o.etag.size() + o.content_type.size() +
+                 o.segments.size() * 64 + 256;
+  for (const auto& seg : o.segments) bytes += seg.block_crcs.size();
+  for (const auto& [k, v] : o.headers) bytes += k.size() + v.size() + 64;
+  if (bytes > kObjectCacheBytes / 64) return;  // (an object of many parts, say)
+  auto row = std::make_shared<const std::pair<ObjectMeta, size_t>>(o, bytes);
+  std::lock_guard<std::mutex> lock(object_mu_);
+  // A row read before a write that has finished since may be stale: not kept.
+  if (generation != object_generation_) return;
+  if (object_cache_bytes_ + bytes > kObjectCacheBytes) {
+    object_cache_.clear();
+    object_cache_bytes_ = 0;
+  }
+  auto& entry = object_cache_[cache_key];
+  object_cache_bytes_ += bytes - (entry.second ? entry.second->second : 0);
+  entry = {generation, std::move(row)};
 }
 
 StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const std::string& key,

@@ -194,6 +194,20 @@ class MetaStore {
   std::mutex bucket_mu_;
   std::unordered_map<std::string, BucketMeta> bucket_cache_;
   uint64_t bucket_generation_ = 0;
+
+  // Latest versions as GetObject last read them (small objects with their bytes), so a GET
+  // of a hot object skips SQLite. Every Write bumps object_generation_ once its change is
+  // committed, which retires all entries at once (an entry counts only at its generation):
+  // the cache serves GET-heavy moments and steps aside while anything is written.
+  void KeepObject(const std::string& cache_key, uint64_t generation, const ObjectMeta& o);
+  static constexpr size_t kObjectCacheBytes = 64 << 20;
+  std::mutex object_mu_;
+  // key -> (generation, (row, bytes it is counted as))
+  std::unordered_map<std::string,
+                     std::pair<uint64_t, std::shared_ptr<const std::pair<ObjectMeta, size_t>>>>
+      object_cache_;
+  size_t object_cache_bytes_ = 0;
+  uint64_t object_generation_ = 0;
 };
 
 // Version ids for versioned buckets: sortable by time, unique by randomness.

@@ -2,6 +2,7 @@
 // bit-rot detection, and lifecycle expiry driven by a manual clock.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -108,6 +109,48 @@ TEST_F(StoreTest, ConcurrentPutsGroupCommit) {
   auto all = meta_->ListLatest("bkt", "", "", false, 1000);
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 400u);
+}
+
+// GetObject and GetBucket keep what they read (meta_store.h); a write that has returned is
+// seen by every later read, while readers race the writer.
+TEST_F(StoreTest, CachedRowsNeverOutliveAWrite) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> regressions{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      int seen = -1;
+      while (!stop.load()) {
+        auto o = meta_->GetObject("bkt", "hot", "");
+        if (!o.ok()) continue;
+        int v = std::stoi(o->inline_data);
+        if (v < seen) ++regressions;
+        seen = v;
+      }
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    Put("hot", std::to_string(i));
+    auto o = meta_->GetObject("bkt", "hot", "");
+    ASSERT_TRUE(o.ok());
+    ASSERT_EQ(o->inline_data, std::to_string(i));
+  }
+  auto changed = meta_->UpdateObjectHeaders("bkt", "hot", "", [](auto& h) {
+    h["x-amz-meta-n"] = "1";
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(changed.ok());
+  EXPECT_EQ(meta_->GetObject("bkt", "hot", "")->headers["x-amz-meta-n"], "1");
+  ASSERT_TRUE(meta_->DeleteObject("bkt", "hot", "", clock_.NowMillis()).ok());
+  EXPECT_EQ(S3Code(meta_->GetObject("bkt", "hot", "").status()), "NoSuchKey");
+  stop = true;
+  for (auto& th : readers) th.join();
+  EXPECT_EQ(regressions.load(), 0);
+  ASSERT_TRUE(meta_->GetBucket("bkt").ok());
+  ASSERT_TRUE(meta_->SetPolicy("bkt", true, "{}").ok());
+  EXPECT_EQ(meta_->GetBucket("bkt")->policy, "{}");
+  ASSERT_TRUE(meta_->DeleteBucket("bkt").ok());
+  EXPECT_EQ(S3Code(meta_->GetBucket("bkt").status()), "NoSuchBucket");
 }
 
 TEST_F(StoreTest, BitRotIsDetected) {
