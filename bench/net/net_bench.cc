@@ -240,10 +240,21 @@ void Density(NetBed* bed, int n) {
       "density: %d ports created in %.0f ms; kernel memory (SUnreclaim+Percpu) %.0f "
       "KiB/port; agent RSS +%.1f KiB/port\n",
       n, create_ms, double(k1 - k0) / n, double(rss1 - rss0) / n);
+  // Teardown: until every Delete has returned (namespaces and routes gone), and until the
+  // kernel has removed every veth too (it dismantles the namespaces in the background).
   start = Clock::now();
   Parallel(n, 8, [&](int i) { Check(pm->Delete("d" + std::to_string(i))); });
-  std::printf("%-46s %8.1f ms\n", ("density: teardown of all " + std::to_string(n)).c_str(),
-              Ms(Clock::now() - start));
+  double deleted_ms = Ms(Clock::now() - start);
+  const std::string host = bed->NsPath(bed->Host(2));
+  PollUntil(
+      [&] {
+        return bed->Run(host, {"ip", "-d", "link", "show", "type", "veth"}).find("photon-port:") ==
+               std::string::npos;
+      },
+      60s);
+  std::printf("%-46s %8.1f ms (Deletes returned after %.1f ms)\n",
+              ("density: teardown of all " + std::to_string(n)).c_str(), Ms(Clock::now() - start),
+              deleted_ms);
 }
 
 // One security group rule change referenced by `n` ports of one host: from the change until

@@ -357,8 +357,13 @@ TEST_F(AgentNetTest, AgentKill9AdoptsPortsAndDeleteLeavesNothing) {
   ASSERT_EQ(Call("DELETE", InstancePath(a)).status / 100, 2);
   ASSERT_TRUE(WaitFor([&] { return Call("GET", InstancePath(a)).status == 404; }, 30s));
   EXPECT_FALSE(std::filesystem::exists(ns_a));
-  EXPECT_EQ(CountLines(bed_->Run(h1, {"ip", "-o", "link", "show"}), "photon-port:" + id_a), 0);
   EXPECT_EQ(bed_->Run(h1, {"ip", "route", "show", ip_a + "/32"}), "");
+  // The veth goes with the namespace, which the kernel dismantles just after.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return CountLines(bed_->Run(h1, {"ip", "-o", "link", "show"}), "photon-port:" + id_a) == 0;
+      },
+      10s));
   EXPECT_TRUE(WaitFor([&] { return !bed_->RouterHas(ip_a); }, 10s));
   EXPECT_TRUE(PidsWithEnv({"PHOTON_INSTANCE=" + a}).empty());
 }

@@ -1,6 +1,7 @@
 // Asks the kernel whether a network interface exists, or is operationally up, in a namespace,
-// over an rtnetlink socket opened once in that namespace (no process per question: Delete polls
-// it while the kernel dismantles a port namespace, Apply while a new veth pair comes up).
+// over an rtnetlink socket opened once in that namespace (no process per question: PortManager
+// asks it whether a deleted port's link has gone, Apply polls it while a new veth pair comes
+// up), and deletes a port's /32 route there.
 // Thread-safety: Exists may be called from several threads (one request at a time).
 #pragma once
 
@@ -22,6 +23,9 @@ class LinkProbe {
   // kernel sets it from its link-watch work, the same step that attaches the device's transmit
   // queue: until then a veth whose peer just came up drops what it sends.
   StatusOr<bool> OperUp(const std::string& ifname);
+  // Deletes the IPv4 route ip/32 of kernel route protocol `protocol` (main table); a route
+  // that is not there is OK.
+  Status DeleteHostRoute(const std::string& ip, int protocol);
 
  private:
   explicit LinkProbe(int fd) : fd_(fd) {}

@@ -174,6 +174,16 @@ Status PortManager::Scan() {
     p.netns = true;
     PHOTON_RETURN_IF_ERROR(ScanPort(&p));
   }
+  // A host end without its namespace belongs to a port deleted just before (the kernel is
+  // still dismantling the namespace): not a port, but its name stays taken until it goes.
+  for (auto it = ports_.begin(); it != ports_.end();) {
+    if (it->second.netns || !it->second.host_present) {
+      ++it;
+      continue;
+    }
+    dying_.insert(it->second.slot);
+    it = ports_.erase(it);
+  }
   return absl::OkStatus();
 }
 
@@ -225,11 +235,14 @@ Status PortManager::ScanPort(PortState* port) {
 }
 
 int PortManager::AllocateSlotLocked() {
-  for (int i = 0; i < kMaxPortsPerNode; ++i) {
-    if (!slot_used_[i]) {
-      slot_used_[i] = true;
-      return i;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < kMaxPortsPerNode; ++i) {
+      if (!slot_used_[i]) {
+        slot_used_[i] = true;
+        return i;
+      }
     }
+    ReapSlotsLocked();  // every slot taken: some may belong to links gone by now
   }
   return -1;
 }
@@ -433,33 +446,44 @@ Status PortManager::Delete(const std::string& id) {
     port = it->second;
   }
   if (port.netns) {
-    // Dropping the namespace is enough: the kernel dismantles it (its eth0, so the veth's host
-    // end, so the /32 route and the BGP announcement), batching many teardowns together, far
-    // quicker than deleting each link under the RTNL lock. What still runs inside is killed
-    // (the instance is gone). In-process: two `ip` processes per port were most of a
-    // teardown's cost.
+    // The /32 first: it stops being routed and announced now. Then the namespace is dropped
+    // (what still runs inside is killed: the instance is gone), in-process, and the kernel
+    // dismantles it (its eth0, so the host end of the pair) in the background. It batches all
+    // namespaces dropped meanwhile: 200 go in ~0.1 s, where deleting their links one by one
+    // under the RTNL lock takes 18 ms each, and waiting here for each would cap a batch at
+    // the number of callers. The slot is reused once its link has gone (ReapSlotsLocked).
     changes_.fetch_add(1);
+    if (!port.routed_ip.empty()) {
+      PHOTON_RETURN_IF_ERROR(probe_->DeleteHostRoute(port.routed_ip, options_.route_protocol));
+    }
     PHOTON_RETURN_IF_ERROR(DeleteNetns(NetnsName(id)));
   } else if (port.host_present) {
-    PHOTON_RETURN_IF_ERROR(
-        Run({"ip", "link", "del", HostIfName(port.slot)}, options_.host_netns).status());
+    PHOTON_ASSIGN_OR_RETURN(bool exists, probe_->Exists(HostIfName(port.slot)));
+    if (exists) {
+      PHOTON_RETURN_IF_ERROR(
+          Run({"ip", "link", "del", HostIfName(port.slot)}, options_.host_netns).status());
+    }
+    port.host_present = false;
   }
-  if (port.host_present) PHOTON_RETURN_IF_ERROR(WaitLinkGone(HostIfName(port.slot)));
   std::lock_guard<std::mutex> lock(mu_);
-  if (port.slot >= 0) slot_used_[port.slot] = false;
+  if (port.slot >= 0 && port.host_present) {
+    dying_.insert(port.slot);
+  } else if (port.slot >= 0) {
+    slot_used_[port.slot] = false;
+  }
   ports_.erase(id);
   return absl::OkStatus();
 }
 
-Status PortManager::WaitLinkGone(const std::string& ifname) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    PHOTON_ASSIGN_OR_RETURN(bool exists, probe_->Exists(ifname));
-    if (!exists) return absl::OkStatus();
-    if (std::chrono::steady_clock::now() > deadline) {
-      return absl::DeadlineExceededError(ifname + " still exists 30 s after its namespace went");
+void PortManager::ReapSlotsLocked() {
+  for (auto it = dying_.begin(); it != dying_.end();) {
+    StatusOr<bool> exists = probe_->Exists(HostIfName(*it));
+    if (exists.ok() && !*exists) {
+      slot_used_[*it] = false;
+      it = dying_.erase(it);
+    } else {
+      ++it;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 

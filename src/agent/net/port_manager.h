@@ -22,7 +22,8 @@
 // the instance id, the host veth's ifalias ("photon-port:ID") ties it to the port, its name the
 // link-address slot ("pc" + hex slot), the marker chain "rev_HASH" the applied ruleset. Open()
 // reads it all back, so a restarted agent adopts its ports: Apply compares and fixes only what
-// differs, never duplicates. Delete leaves no namespace, veth, route or nft table.
+// differs, never duplicates. Delete leaves no namespace, veth, route or nft table (the veth
+// goes with the namespace, which the kernel dismantles just after).
 //
 // Thread-safety: every method may be called from several threads; calls for the same instance
 // must not overlap (the agent's work queue serialises a key).
@@ -32,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -86,7 +88,9 @@ class PortManager {
   Status Apply(const PortSpec& spec);
 
   // Removes everything of the port (processes still inside its namespace are killed: the
-  // instance is gone). Deleting an unknown port is OK.
+  // instance is gone). On return the namespace and the /32 route (so the announcement) are
+  // gone; the veth pair goes with the namespace, which the kernel dismantles in the background
+  // (batched with other deletes, tens of ms). Deleting an unknown port is OK.
   Status Delete(const std::string& instance_id);
 
   std::vector<PortState> List() const;
@@ -116,13 +120,14 @@ class PortManager {
   StatusOr<std::string> Run(const std::vector<std::string>& argv, const std::string& netns,
                             const std::string& input = "", bool change = true);
   int AllocateSlotLocked();
-  Status WaitLinkGone(const std::string& ifname);
+  void ReapSlotsLocked();
   Status WaitPairUp(const std::string& instance_id, const std::string& host_ifname);
 
   const PortManagerOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, PortState> ports_;  // by instance id
   std::vector<bool> slot_used_ = std::vector<bool>(kMaxPortsPerNode);
+  std::set<int> dying_;  // slots of deleted ports whose host link the kernel has yet to remove
   std::atomic<int64_t> changes_{0};
   std::atomic<int64_t> set_updates_{0};
   std::atomic<int64_t> rule_updates_{0};
