@@ -29,6 +29,19 @@ TEST(Hex, DigestsAndIdsUseIt) {
   EXPECT_EQ(uuid.find_first_not_of("0123456789abcdef-"), std::string::npos);
 }
 
+// RFC 4231 test cases 1, 2 and 6 (a key longer than SHA-256's block is hashed first).
+TEST(Hex, HmacSha256MatchesRfc4231) {
+  EXPECT_EQ(HexEncode(HmacSha256Raw(std::string(20, '\x0b'), "Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(HexEncode(HmacSha256Raw("Jefe", "what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(HexEncode(HmacSha256Raw(std::string(131, '\xaa'),
+                                    "Test Using Larger Than Block-Size Key - Hash Key First")),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  EXPECT_EQ(HexEncode(Sha256Raw("")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 TEST(PercentEncode, KeepsUnreservedAndOptionallySlash) {
   EXPECT_EQ(PercentEncode("a b/c~d+é", false), "a%20b/c~d%2B%C3%A9");
   EXPECT_EQ(PercentEncode("a/b"), "a%2Fb");
