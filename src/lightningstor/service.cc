@@ -480,6 +480,7 @@ PolicyDecision Decide(const BucketPolicy* policy, bool allows, const PolicyReque
 }  // namespace
 
 PolicyDecision DecidePolicy(const S3Request& r, const std::string& action, const std::string& key) {
+  if (!r.policy) return PolicyDecision::kNone;  // (without building the request's context)
   return Decide(r.policy.get(), r.policy_allows, PolicyRequestOf(r, action, r.bucket, key));
 }
 
@@ -496,14 +497,15 @@ Status S3Service::CheckAccess(S3Request& r) {
       "CorsPreflight", "GetObject",  "HeadObject",   "GetObjectAttributes", "ListObjects",
       "ListObjectsV2", "HeadBucket", "GetObjectAcl", "GetBucketAcl"};
   r.caller = r.auth.anonymous ? "" : r.auth.user;
-  Status denied = S3Error("AccessDenied", "Access Denied");
+  // Made only when refused: a Status with its S3 code costs allocations on every request.
+  auto denied = [] { return S3Error("AccessDenied", "Access Denied"); };
   Need need = NeedOf(r.op);
   if (need.level == Need::kNone || need.level == Need::kSignedIn || r.bucket.empty())
-    return r.auth.anonymous && !kAnonymousOps.count(r.op) ? denied : absl::OkStatus();
+    return r.auth.anonymous && !kAnonymousOps.count(r.op) ? denied() : absl::OkStatus();
   auto bucket = RequireBucket(r.bucket);
   if (!bucket.ok()) {
     // A signed caller is told the bucket is missing (the handler answers NoSuchBucket).
-    return r.auth.anonymous ? denied : absl::OkStatus();
+    return r.auth.anonymous ? denied() : absl::OkStatus();
   }
   r.bucket_owner = bucket->owner;
   r.ownership = bucket->ownership;
@@ -511,7 +513,7 @@ Status S3Service::CheckAccess(S3Request& r) {
   // x-amz-expected-bucket-owner: the request is for this account's bucket only (as in S3).
   if (r.http.HasHeader("x-amz-expected-bucket-owner") &&
       r.http.Header("x-amz-expected-bucket-owner") != bucket->owner)
-    return denied;
+    return denied();
   r.public_access =
       EffectivePublicAccessBlock(bucket->public_access_block, bucket->account_public_access_block);
   Acl acl = BucketAcl(bucket->owner, bucket->acl, bucket->public_read);
@@ -528,16 +530,16 @@ Status S3Service::CheckAccess(S3Request& r) {
   r.may_list =
       list != PolicyDecision::kDeny && ((perms & kPermRead) || list == PolicyDecision::kAllow);
   // A Deny wins over everything, except that the owner always manages the policy itself.
-  if (decision == PolicyDecision::kDeny && !(is_owner && OwnerOnlyAction(action))) return denied;
+  if (decision == PolicyDecision::kDeny && !(is_owner && OwnerOnlyAction(action))) return denied();
   bool allowed = decision == PolicyDecision::kAllow && !OwnerOnlyAction(action);
   if (r.auth.anonymous && !kAnonymousOps.count(r.op) && !(allowed && ReadAction(action)))
-    return denied;
+    return denied();
   switch (need.level) {
     case Need::kBucket:
       if (allowed || (perms & need.permission) == need.permission) return absl::OkStatus();
-      return r.op == "DeleteObjects" && r.policy ? absl::OkStatus() : denied;
+      return r.op == "DeleteObjects" && r.policy ? absl::OkStatus() : denied();
     case Need::kBucketOwner:
-      return is_owner || allowed ? absl::OkStatus() : denied;
+      return is_owner || allowed ? absl::OkStatus() : denied();
     case Need::kObject:
       r.object_need = allowed ? 0 : need.permission;
       return absl::OkStatus();
