@@ -356,6 +356,15 @@ StatusOr<LabelSelector> LabelSelector::Parse(const std::string& text) {
   return sel;
 }
 
+std::vector<std::pair<std::string, std::vector<std::string>>> LabelSelector::RequiredValues()
+    const {
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (const auto& t : terms_) {
+    if (t.op == Term::Op::kEq || t.op == Term::Op::kIn) out.emplace_back(t.key, t.values);
+  }
+  return out;
+}
+
 bool LabelSelector::Matches(const google::protobuf::Map<std::string, std::string>& labels) const {
   for (const auto& t : terms_) {
     auto it = labels.find(t.key);

@@ -46,6 +46,10 @@ class LabelSelector {
   static StatusOr<LabelSelector> Parse(const std::string& text);
   bool Matches(const google::protobuf::Map<std::string, std::string>& labels) const;
   bool empty() const { return terms_.empty(); }
+  // The terms that require a label to hold one of a few values (`k=v`, `k==v`, `k in (a,b)`),
+  // as key and values: an object without one of them does not match, so selectors can be
+  // indexed by them.
+  std::vector<std::pair<std::string, std::vector<std::string>>> RequiredValues() const;
 
  private:
   struct Term {

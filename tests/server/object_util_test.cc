@@ -174,6 +174,14 @@ TEST(LabelSelector, MatchesKubernetesSyntax) {
   EXPECT_FALSE(LabelSelector::Parse("=x").ok());
 }
 
+TEST(LabelSelector, RequiredValuesAreTheEqualityAndInTerms) {
+  auto sel = LabelSelector::Parse("a=1,b==2,c!=3,d,!e,f in (x, y),g notin (z)");
+  ASSERT_TRUE(sel.ok()) << sel.status();
+  using Want = std::vector<std::pair<std::string, std::vector<std::string>>>;
+  EXPECT_EQ(sel->RequiredValues(), (Want{{"a", {"1"}}, {"b", {"2"}}, {"f", {"x", "y"}}}));
+  EXPECT_TRUE(LabelSelector::Parse("c!=3,!e")->RequiredValues().empty());
+}
+
 }  // namespace
 }  // namespace photon::server
 

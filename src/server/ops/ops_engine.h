@@ -17,6 +17,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -132,6 +133,17 @@ class OpsEngine {
   Status ReadStored(const Work& w, event::Event* prev, int64_t* revision);
   void FlushRepeats();
   void RepeatLoop();
+  // The rules that act on an issued event (pure matching; Decide applies it).
+  struct Verdict {
+    const CompiledRule* silenced = nullptr;
+    const CompiledRule* aggregate = nullptr;
+    std::vector<const CompiledRule*> actions;
+  };
+  static Verdict Evaluate(const Work& w);
+  // Whether this event's rule evaluation is timed (a sample), and adds the thread's CPU time
+  // since `since_ns` (and `events` events) to the rule evaluation counters.
+  static bool SampleRuleTime();
+  void CountRuleTime(int64_t since_ns, int events);
   Status Decide(Work& w, int64_t now, event::Event* next, store::TxnRequest* txn);
   Status Act(const photon::ops::EventRule& rule, int index, const std::string& ns, event::Event* ev,
              store::TxnRequest* txn);
@@ -167,6 +179,8 @@ class OpsEngine {
   std::atomic<bool> leading_{true};
   std::thread thread_;
   RuleIndex rules_;
+  Counter* rule_seconds_ = nullptr;  // photon_ops_rule_evaluation_seconds_total (with metrics)
+  Counter* rule_events_ = nullptr;   // photon_ops_rule_evaluations_total
   uint64_t rule_watch_ = 0;
   uint64_t node_watch_ = 0;
   uint64_t instance_watch_ = 0;

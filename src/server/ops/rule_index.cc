@@ -4,33 +4,55 @@
 
 namespace photon::server::opsengine {
 
-std::optional<std::string> RequiredCheck(const std::string& match) {
-  // Terms are separated by commas outside parentheses ("check in (a,b)" is one term).
-  int depth = 0;
-  size_t start = 0;
-  for (size_t i = 0; i <= match.size(); ++i) {
-    const char c = i < match.size() ? match[i] : ',';
-    if (c == '(') ++depth;
-    if (c == ')') --depth;
-    if (c != ',' || depth != 0) continue;
-    std::string term = match.substr(start, i - start);
-    start = i + 1;
-    term.erase(std::remove(term.begin(), term.end(), ' '), term.end());
-    for (const std::string op : {"==", "="}) {
-      if (term.rfind("check" + op, 0) == 0 && term.find("!=") == std::string::npos) {
-        return term.substr(5 + op.size());
-      }
-    }
-  }
-  return std::nullopt;
+namespace {
+
+// How few events a term on this label lets through, lower first: a check or a node names a
+// few events of many; severity, namespace and source are shared by most.
+int Selectivity(const std::string& key) {
+  if (key == "check") return 0;
+  if (key == "node") return 1;
+  if (key == "severity" || key == "namespace" || key == "source") return 3;
+  return 2;
 }
 
-std::vector<const CompiledRule*> RuleSet::For(const std::string& check) const {
-  std::vector<size_t> idx = any_check;
-  if (auto it = by_check.find(check); it != by_check.end()) {
-    idx.insert(idx.end(), it->second.begin(), it->second.end());
-    std::sort(idx.begin(), idx.end());
+}  // namespace
+
+void RuleSet::Add(CompiledRule c) {
+  const size_t i = rules.size();
+  has_filter |= c.rule.spec().type() == photon::ops::EventRuleSpec::FILTER;
+  const std::pair<std::string, std::vector<std::string>>* best = nullptr;
+  std::vector<std::pair<std::string, std::vector<std::string>>> terms;
+  if (c.match) terms = c.match->RequiredValues();
+  for (const auto& t : terms) {
+    if (!best || std::make_pair(Selectivity(t.first), t.second.size()) <
+                     std::make_pair(Selectivity(best->first), best->second.size())) {
+      best = &t;
+    }
   }
+  if (best) {
+    auto& values = by_label[best->first];
+    for (const auto& v : best->second) {
+      auto& list = values[v];
+      if (list.empty() || list.back() != i) list.push_back(i);  // "in (a,a)" once
+    }
+  } else {
+    unindexed.push_back(i);
+  }
+  rules.push_back(std::move(c));
+}
+
+std::vector<const CompiledRule*> RuleSet::For(const Labels& labels) const {
+  std::vector<size_t> idx = unindexed;
+  bool merged = false;
+  for (const auto& [key, value] : labels) {
+    auto k = by_label.find(key);
+    if (k == by_label.end()) continue;
+    auto v = k->second.find(value);
+    if (v == k->second.end()) continue;
+    idx.insert(idx.end(), v->second.begin(), v->second.end());
+    merged = true;
+  }
+  if (merged) std::sort(idx.begin(), idx.end());  // a rule is indexed under one label only
   std::vector<const CompiledRule*> out;
   out.reserve(idx.size());
   for (size_t i : idx) out.push_back(&rules[i]);
@@ -38,10 +60,21 @@ std::vector<const CompiledRule*> RuleSet::For(const std::string& check) const {
 }
 
 std::shared_ptr<const RuleSet> RuleIndex::For(const std::string& ns) {
+  uint64_t want;
+  auto current = [&]() -> std::shared_ptr<const RuleSet> {
+    auto it = sets_.find(ns);
+    return it != sets_.end() && it->second.generation >= want ? it->second.set : nullptr;
+  };
+  {
+    std::lock_guard lock(mu_);
+    want = generation_;
+    if (auto set = current()) return set;
+  }
+  std::lock_guard build(build_mu_);
   uint64_t generation;
   {
     std::lock_guard lock(mu_);
-    if (auto it = sets_.find(ns); it != sets_.end()) return it->second;
+    if (auto set = current()) return set;  // built while this waited
     generation = generation_;
   }
   auto set = std::make_shared<RuleSet>();
@@ -49,24 +82,16 @@ std::shared_ptr<const RuleSet> RuleIndex::For(const std::string& ns) {
     CompiledRule c{.rule = std::move(r)};
     c.name = RuleName(c.rule);
     if (auto sel = LabelSelector::Parse(c.rule.spec().match()); sel.ok()) c.match = *sel;
-    const size_t i = set->rules.size();
-    if (auto check = RequiredCheck(c.rule.spec().match())) {
-      set->by_check[*check].push_back(i);
-    } else {
-      set->any_check.push_back(i);
-    }
-    set->rules.push_back(std::move(c));
+    set->Add(std::move(c));
   }
   std::lock_guard lock(mu_);
-  // A rule changed while this set was read: answer it, but do not keep it.
-  if (generation == generation_) sets_[ns] = set;
+  sets_[ns] = {set, generation};
   return set;
 }
 
 void RuleIndex::Invalidate() {
   std::lock_guard lock(mu_);
   ++generation_;
-  sets_.clear();
 }
 
 }  // namespace photon::server::opsengine
