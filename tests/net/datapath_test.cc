@@ -64,7 +64,10 @@ class DataPathTest : public ::testing::Test {
     }
     // The kernel removes a deleted port's veth with its namespace, just after Delete: the next
     // test's snapshots must not see it go.
-    for (int i = 1; i <= 3; ++i) EXPECT_TRUE(VethsGone(i));
+    for (int i = 1; i <= 3; ++i) {
+      EXPECT_TRUE(VethsGone(i)) << bed_->Run(bed_->Host(i),
+                                             {"ip", "-d", "link", "show", "type", "veth"});
+    }
   }
   bool VethsGone(int host) {
     return PollUntil(

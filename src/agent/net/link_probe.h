@@ -1,8 +1,9 @@
-// Asks the kernel whether a network interface exists, or is operationally up, in a namespace,
-// over an rtnetlink socket opened once in that namespace (no process per question: PortManager
-// asks it whether a deleted port's link has gone, Apply polls it while a new veth pair comes
-// up), and deletes a port's /32 route there.
-// Thread-safety: Exists may be called from several threads (one request at a time).
+// rtnetlink in one network namespace, over a socket opened once there (it stays bound to that
+// namespace, so no setns and no process per request): whether a link exists or is
+// operationally up (PortManager asks whether a deleted port's link has gone, Apply polls a new
+// veth pair), and the few changes that wire a fresh port (the veth pair, addresses, link
+// flags, routes), each acknowledged by the kernel.
+// Thread-safety: every method may be called from several threads (one request at a time).
 #pragma once
 
 #include <memory>
@@ -27,10 +28,28 @@ class LinkProbe {
   // that is not there is OK.
   Status DeleteHostRoute(const std::string& ip, int protocol);
 
+  // Deletes the interface (a veth: both ends); one that does not exist is OK.
+  Status DeleteLink(const std::string& ifname);
+  // The interface's index (NOT_FOUND when it does not exist).
+  StatusOr<int> IfIndex(const std::string& ifname);
+  // Creates a veth pair: `name` here with MAC `mac`, its peer `peer` in the namespace open as
+  // `peer_netns_fd`.
+  Status AddVeth(const std::string& name, const std::string& mac, const std::string& peer,
+                 int peer_netns_fd);
+  // Sets the link up, and its alias when `alias` is not empty.
+  Status SetUp(int ifindex, const std::string& alias = "");
+  // Adds (or keeps) ip/32 on the link.
+  Status ReplaceAddress(int ifindex, const std::string& ip);
+  // Adds or replaces a route in the main table: `dst` "" is the default route; `gateway` ""
+  // none (a link-scope route), else reached on-link.
+  Status ReplaceRoute(const std::string& dst, const std::string& gateway, int oif, int protocol);
+
  private:
   explicit LinkProbe(int fd) : fd_(fd) {}
   // RTM_GETLINK for ifname: -1 when it does not exist, else its IFLA_OPERSTATE (IF_OPER_*).
   StatusOr<int> OperState(const std::string& ifname);
+  // Sends one request (NLM_F_ACK added) and waits for the kernel's answer.
+  Status Talk(std::string request, const std::string& what);
   std::mutex mu_;
   int fd_;
   uint32_t seq_ = 0;

@@ -30,11 +30,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/net/exec.h"
@@ -82,6 +84,7 @@ class PortManager {
   // Prepares the node (gateway and metadata addresses, forwarding, strict rp_filter for new
   // links) and reads back every port already there.
   static StatusOr<std::unique_ptr<PortManager>> Open(PortManagerOptions options);
+  ~PortManager();
 
   // Creates the port or brings an existing one to `spec`, changing only what differs. The
   // /32 route (and so the BGP announcement) comes last, once rules and addresses are in place.
@@ -117,23 +120,34 @@ class PortManager {
   Status ApplyInner(const PortSpec& spec, bool fresh, PortState* port);
   Status ApplyTap(const PortSpec& spec, std::string batch, PortState* port);
   Status ApplyHost(const PortSpec& spec, bool fresh, PortState* port);
+  Status WireInner(const PortSpec& spec, LinkProbe* inner, PortState* port);
+  Status WireHost(const PortSpec& spec, PortState* port);
   StatusOr<std::string> Run(const std::vector<std::string>& argv, const std::string& netns,
                             const std::string& input = "", bool change = true);
   int AllocateSlotLocked();
-  void ReapSlotsLocked();
-  Status WaitPairUp(const std::string& instance_id, const std::string& host_ifname);
+  // Frees the slots of deleted ports whose host link has gone. One still there `force_after`
+  // after its delete is deleted: something (a TCP socket closing towards a peer that went
+  // first, for up to minutes) keeps its namespace alive.
+  void ReapSlotsLocked(std::chrono::seconds force_after);
+  void ReapLoop();
+  Status WaitPairUp(const std::string& instance_id, const std::string& host_ifname,
+                    LinkProbe* inner);
 
   const PortManagerOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, PortState> ports_;  // by instance id
   std::vector<bool> slot_used_ = std::vector<bool>(kMaxPortsPerNode);
-  std::set<int> dying_;  // slots of deleted ports whose host link the kernel has yet to remove
+  // Slots of deleted ports whose host link the kernel has yet to remove, with when.
+  std::map<int, std::chrono::steady_clock::time_point> dying_;
+  std::condition_variable reaper_wake_;
+  bool stopping_ = false;
+  std::thread reaper_;  // ReapLoop, every second while ports are dying
   std::atomic<int64_t> changes_{0};
   std::atomic<int64_t> set_updates_{0};
   std::atomic<int64_t> rule_updates_{0};
-  std::unique_ptr<LinkProbe> probe_;
-  std::string host_ref_;  // the node's namespace as `ip ... netns` names it  // rtnetlink in the
-                          // host namespace
+  std::unique_ptr<LinkProbe> probe_;  // rtnetlink in the node's namespace
+  int host_netns_fd_ = -1;            // the node's namespace, where a new veth's peer goes
+  std::string host_ref_;              // the node's namespace as `ip ... netns` names it
 };
 
 }  // namespace photon::agent::net
