@@ -347,12 +347,14 @@ void AlertLatency(const ServerProc& s, double seconds, double background_rate, i
     return photon::HttpResponse::Text(200, "ok\n");
   });
   if (!receiver.ok()) throw std::runtime_error(receiver.status().ToString());
+  // A rule and check of this run's own (its webhook goes to this run's receiver).
+  const std::string probe = "probe" + std::to_string(background_batch);
   const std::string url = "http://127.0.0.1:" + std::to_string((*receiver)->port()) + "/hook";
   {
     KeepAlive k(s.port, s.token);
-    CreateRule(k, "probe",
+    CreateRule(k, probe,
                {{"type", "ACTION"},
-                {"match", "check=probe"},
+                {"match", "check=" + probe},
                 {"actions", {{{"type", "CREATE_ALERT"}}, {{"type", "API_HOOK"}, {"url", url}}}}});
   }
   // The alerts arrive on a watch, as `photon alerts watch` shows them.
@@ -389,12 +391,12 @@ void AlertLatency(const ServerProc& s, double seconds, double background_rate, i
     KeepAlive k(s.port, s.token);
     const auto end = Clock::now() + std::chrono::duration<double>(seconds);
     for (int i = 0; Clock::now() < end; ++i) {
-      const std::string key = "probe/" + std::to_string(i);
+      const std::string key = probe + "/" + std::to_string(i);
       {
         std::lock_guard lock(mu);
         sent[key] = Clock::now();
       }
-      k.Do(http::verb::post, "/v1/namespaces/bench/events", Event("probe", key, "CRITICAL"));
+      k.Do(http::verb::post, "/v1/namespaces/bench/events", Event(probe, key, "CRITICAL"));
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -404,7 +406,7 @@ void AlertLatency(const ServerProc& s, double seconds, double background_rate, i
   background.join();
   {  // one more alert change so the watch's callback sees `stop`
     KeepAlive k(s.port, s.token);
-    k.Do(http::verb::post, "/v1/namespaces/bench/events", Event("probe", "probe/end", "CRITICAL"));
+    k.Do(http::verb::post, "/v1/namespaces/bench/events", Event(probe, probe + "/end", "CRITICAL"));
   }
   watcher.join();
   std::vector<double> w, h;
@@ -463,65 +465,76 @@ int main(int argc, char** argv) {
                 return a;
               }()
                   .c_str());
-  ServerProc s;
-  StartServer(server_bin, &s);
-  {
-    KeepAlive k(s.port, s.token);
-    CreateRule(k, "page",
-               {{"type", "ACTION"},
-                {"match", "severity=CRITICAL,check=load"},
-                {"actions", {{{"type", "CREATE_ALERT"}}}}});
-    CreateRule(k, "quiet", {{"type", "SILENCED"}, {"match", "check=quiet"}});
-  }
-  // Every key issued once (its alert opened), then the measured run of repeats.
-  Ingest(s, connections, keys, std::max(2.0, seconds / 10), 0, "load");
-  const IngestFigures base = Ingest(s, connections, keys, seconds, 0, "load");
-  if (cases.find('1') != std::string::npos) {
-    Print("1. ingest (" + std::to_string(connections) + " connections, " + std::to_string(keys) +
-              " keys, 2 rules), one event per request",
-          base);
-    const IngestFigures batched =
-        Ingest(s, connections, keys, seconds, 0, "load", nullptr, std::max(1, batch));
-    Print("1. ingest, " + std::to_string(batch) + " events per request (POST .../events/batch)",
-          batched);
-    std::printf("   peer, the embedded store itself: %.0f puts/s (16 writers, SqliteStore)\n",
-                RawStorePuts(std::min(seconds, 10.0)));
-    std::fflush(stdout);
-  }
-  if (cases.find('2') != std::string::npos) {
-    for (int b : background_batches) AlertLatency(s, seconds, background_rate, connections, b);
-  }
-  if (cases.find('3') != std::string::npos) {
-    // 3. Many rules and as many open alerts. The rules require a node and a team
-    // ("node=nodeN,team=tI": ten per node, none matching the bench's team), so they are not
-    // told apart by check: an event of a node meets that node's ten. Half the reports change
-    // severity and are issued, so the Silenced/Aggregate/Action match runs too.
-    std::atomic<int> next{0};
-    std::vector<std::thread> ts;
-    for (int c = 0; c < 8; ++c) {
-      ts.emplace_back([&] {
-        KeepAlive k(s.port, s.token);
-        for (int i; (i = next++) < rules;) {
-          CreateRule(
-              k, "r" + std::to_string(i),
-              {{"type", "ACTION"},
-               {"match", "node=node" + std::to_string(i % 1000) + ",team=t" + std::to_string(i)},
-               {"actions", {{{"type", "CREATE_ALERT"}}}}});
-          k.Do(http::verb::post, "/v1/namespaces/bench/events",
-               Event("load", "open/" + std::to_string(i), "CRITICAL"));
-        }
-      });
+  // Any failure ends the run through here, so the server is stopped and its files removed.
+  try {
+    ServerProc s;
+    StartServer(server_bin, &s);
+    {
+      KeepAlive k(s.port, s.token);
+      CreateRule(k, "page",
+                 {{"type", "ACTION"},
+                  {"match", "severity=CRITICAL,check=load"},
+                  {"actions", {{{"type", "CREATE_ALERT"}}}}});
+      CreateRule(k, "quiet", {{"type", "SILENCED"}, {"match", "check=quiet"}});
     }
-    for (auto& t : ts) t.join();
-    const std::string many =
-        std::to_string(rules + 2) + " rules and " + std::to_string(rules + keys) + " open alerts";
-    Print("3. ingest with " + many + " (repeats)",
-          Ingest(s, connections, keys, seconds, 0, "load"));
-    const IngestFigures flips =
-        Ingest(s, connections, keys, seconds, 0, "load", nullptr, 0, {.nodes = 1000, .flip = true});
-    Print("3. ingest with " + many + ", 1,000 nodes, half the reports issued (" +
-              std::to_string(flips.issued) + ")",
-          flips);
+    // Every key issued once (its alert opened), then the measured run of repeats.
+    Ingest(s, connections, keys, std::max(2.0, seconds / 10), 0, "load");
+    const IngestFigures base = Ingest(s, connections, keys, seconds, 0, "load");
+    if (cases.find('1') != std::string::npos) {
+      Print("1. ingest (" + std::to_string(connections) + " connections, " + std::to_string(keys) +
+                " keys, 2 rules), one event per request",
+            base);
+      const IngestFigures batched =
+          Ingest(s, connections, keys, seconds, 0, "load", nullptr, std::max(1, batch));
+      Print("1. ingest, " + std::to_string(batch) + " events per request (POST .../events/batch)",
+            batched);
+      std::printf("   peer, the embedded store itself: %.0f puts/s (16 writers, SqliteStore)\n",
+                  RawStorePuts(std::min(seconds, 10.0)));
+      std::fflush(stdout);
+    }
+    if (cases.find('2') != std::string::npos) {
+      for (int b : background_batches) AlertLatency(s, seconds, background_rate, connections, b);
+    }
+    if (cases.find('3') != std::string::npos) {
+      // 3. Many rules and as many open alerts. The rules require a node and a team
+      // ("node=nodeN,team=tI": ten per node, none matching the bench's team), so they are not
+      // told apart by check: an event of a node meets that node's ten. Half the reports change
+      // severity and are issued, so the Silenced/Aggregate/Action match runs too.
+      std::atomic<int> next{0};
+      std::vector<std::thread> ts;
+      for (int c = 0; c < 8; ++c) {
+        ts.emplace_back([&] {
+          try {
+            KeepAlive k(s.port, s.token);
+            for (int i; (i = next++) < rules;) {
+              CreateRule(k, "r" + std::to_string(i),
+                         {{"type", "ACTION"},
+                          {"match",
+                           "node=node" + std::to_string(i % 1000) + ",team=t" + std::to_string(i)},
+                          {"actions", {{{"type", "CREATE_ALERT"}}}}});
+              k.Do(http::verb::post, "/v1/namespaces/bench/events",
+                   Event("load", "open/" + std::to_string(i), "CRITICAL"));
+            }
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "photon-bench-events: creating rules: %s\n", e.what());
+            next = rules;
+          }
+        });
+      }
+      for (auto& t : ts) t.join();
+      const std::string many =
+          std::to_string(rules + 2) + " rules and " + std::to_string(rules + keys) + " open alerts";
+      Print("3. ingest with " + many + " (repeats)",
+            Ingest(s, connections, keys, seconds, 0, "load"));
+      const IngestFigures flips = Ingest(s, connections, keys, seconds, 0, "load", nullptr, 0,
+                                         {.nodes = 1000, .flip = true});
+      Print("3. ingest with " + many + ", 1,000 nodes, half the reports issued (" +
+                std::to_string(flips.issued) + ")",
+            flips);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "photon-bench-events: %s\n", e.what());
+    return 1;
   }
   return 0;
 }

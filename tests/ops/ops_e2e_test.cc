@@ -542,6 +542,18 @@ TEST(OpsE2E, BatchAnswersEachEventAndCommitsItsIssuesTogether) {
   EXPECT_EQ(k1["spec"]["opsEvent"]["severity"], "SUCCESS") << k1;
   EXPECT_EQ(AlertsOf(c, "default", "batch").size(), 2u);
   EXPECT_TRUE(EventsOf(c, "default", "noise").empty());
+  // Counted per namespace and node on /metrics: the five stored (issues and the repeat), not
+  // the filtered or refused ones; then a node's two reports.
+  json on_node = OpsEventJson("batch", "k9", "WARNING");
+  on_node["spec"]["opsEvent"]["node"] = "node7";
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(c.Call("POST", "/v1/namespaces/default/events", on_node).status, 201);
+  }
+  const std::string page = c.Call("GET", "/metrics").body;
+  EXPECT_EQ(Sample(page, "photon_ops_events_reported_total{namespace=\"default\",node=\"\"}"), 5)
+      << page;
+  EXPECT_EQ(Sample(page, "photon_ops_events_reported_total{namespace=\"default\",node=\"node7\"}"),
+            2);
 
   // Refused whole: no items, too many, not a batch.
   EXPECT_EQ(

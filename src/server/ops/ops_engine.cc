@@ -339,6 +339,8 @@ StatusOr<bool> OpsEngine::Build(Work& w, size_t stripe, event::Event* next_out,
     }
     Known& k = *known;
     OpsEvent* u = k.ev.mutable_spec()->mutable_ops_event();
+    if (!k.reported) k.reported = ReportedCounter(w.ns, u->node());
+    if (k.reported) k.reported->Inc();
     u->set_last_seen(now_text);
     u->set_count(u->count() + 1);
     u->set_output(in.output());
@@ -375,6 +377,15 @@ StatusOr<bool> OpsEngine::Build(Work& w, size_t stripe, event::Event* next_out,
   return true;
 }
 
+Counter* OpsEngine::ReportedCounter(const std::string& ns, const std::string& node) {
+  if (!options_.metrics) return nullptr;
+  return options_.metrics->GetCounter(
+      "photon_ops_events_reported_total",
+      "Events reported and stored (issued, or counted as a repeat), by namespace and node "
+      "(\"\" for events of no node)",
+      {{"namespace", ns}, {"node", node}});
+}
+
 void OpsEngine::Committed(const Work& w, size_t stripe, event::Event next,
                           const store::TxnRequest& txn, int64_t revision) {
   auto& known = known_[stripe];
@@ -390,7 +401,9 @@ void OpsEngine::Committed(const Work& w, size_t stripe, event::Event next,
                       {"severity", OpsEvent::Severity_Name(next.spec().ops_event().severity())}})
         ->Inc();
   }
-  known[w.key] = Known{.ev = std::move(next), .revision = revision};
+  Counter* reported = ReportedCounter(w.ns, next.spec().ops_event().node());
+  if (reported) reported->Inc();
+  known[w.key] = Known{.ev = std::move(next), .revision = revision, .reported = reported};
   for (const auto& op : txn.success) {
     if (op.key.rfind(kOutboxPrefix, 0) == 0) return Wake();
   }

@@ -109,11 +109,15 @@ class OpsEngine {
   // reissue duration is decided and counted here and written with the other repeats at the
   // next flush, instead of one store write (and fsync) per report.
   struct Known {
-    event::Event ev;        // as stored, plus the repeats counted since
-    int64_t revision = 0;   // its mod revision in the store
-    bool dirty = false;     // repeats counted and not yet written
-    bool flushing = false;  // in a flush's transaction now
+    event::Event ev;              // as stored, plus the repeats counted since
+    int64_t revision = 0;         // its mod revision in the store
+    bool dirty = false;           // repeats counted and not yet written
+    bool flushing = false;        // in a flush's transaction now
+    Counter* reported = nullptr;  // photon_ops_events_reported_total of its namespace and node
   };
+  // photon_ops_events_reported_total{namespace,node} (null without metrics): looked up once
+  // per key's state, so a repeat only increments it.
+  Counter* ReportedCounter(const std::string& ns, const std::string& node);
   struct Group;
   // Validates and normalises w.ev, matches its rules; false when a Filter rule dropped it.
   StatusOr<bool> Prepare(const Principal& who, Work& w);
