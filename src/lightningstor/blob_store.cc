@@ -181,7 +181,7 @@ Status BlobWriter::Seal() {
   if (fd_ < 0) PHOTON_RETURN_IF_ERROR(OpenFile());
   if (!pipeline_) {
     WritePipeline::TransformFn transform;
-    if (cipher_) transform = [c = cipher_](char* buf, size_t len) { c->Apply(buf, len); };
+    if (cipher_) transform = [c = cipher_](char* buf, size_t len) { c->Seal(buf, len); };
     pipeline_ = std::make_unique<WritePipeline>(
         &md5_,
         [this](char* buf, size_t len, uint64_t offset) { return WriteBlock(buf, len, offset); },
@@ -234,8 +234,12 @@ StatusOr<WrittenBlob> BlobWriter::Finish() {
   if (!pipeline_ && inline_max_ > 0 && size_ <= inline_max_) {
     if (fill_ > 0) {
       md5_.Update(block_.get(), fill_);
-      if (cipher_) cipher_->Apply(block_.get(), fill_);
       out.inline_data.assign(block_.get(), fill_);
+    }
+    if (cipher_) {
+      // Even an empty object is sealed: its tag is what a read checks.
+      cipher_->Seal(out.inline_data.data(), out.inline_data.size());
+      out.inline_data += cipher_->tags();
     }
     out.md5 = md5_.Finish();
     out.is_inline = true;
@@ -255,7 +259,7 @@ StatusOr<WrittenBlob> BlobWriter::Finish() {
     PHOTON_RETURN_IF_ERROR(st);
   } else if (fill_ > 0) {  // a body of one block: no helper threads for it
     md5_.Update(block_.get(), fill_);
-    if (cipher_) cipher_->Apply(block_.get(), fill_);
+    if (cipher_) cipher_->Seal(block_.get(), fill_);
     block_crcs_ += CrcToBytes(Crc32cUpdate(0, block_.get(), fill_));
     PHOTON_RETURN_IF_ERROR(WriteBlock(block_.get(), fill_, 0));
   }
@@ -275,6 +279,10 @@ StatusOr<WrittenBlob> BlobWriter::Finish() {
     return st;
   }
   out.segment = Segment{blob_id_, size_, std::move(block_crcs_)};
+  if (cipher_ && cipher_->format() == SseFormat::kGcmBlocks) {
+    out.segment.sse_format = static_cast<int>(SseFormat::kGcmBlocks);
+    out.segment.block_tags = cipher_->tags();
+  }
   return out;
 }
 
@@ -370,7 +378,9 @@ class Prefetcher {
 }  // namespace
 
 Status BlobStore::Read(const ObjectMeta& object, uint64_t offset, uint64_t length,
-                       const http::BodySink& sink, const http::FileSink* file) const {
+                       const http::BodySink& sink, const http::FileSink* file,
+                       const ObjectDecryptor* decrypt) const {
+  if (decrypt) file = nullptr;  // the page cache holds ciphertext
   if (object.has_inline) {
     if (Crc32cUpdate(0, object.inline_data.data(), object.inline_data.size()) !=
         object.inline_crc) {
@@ -378,8 +388,20 @@ Status BlobStore::Read(const ObjectMeta& object, uint64_t offset, uint64_t lengt
                     object.key);
       return absl::DataLossError("stored object data is corrupt");
     }
+    const std::string* data = &object.inline_data;
+    std::string plain;
+    if (decrypt) {
+      if (Status st = decrypt->OpenInline(object.inline_data, &plain); !st.ok()) {
+        spdlog::error("tampering: object {}/{} inline data: {}", object.bucket, object.key,
+                      std::string(st.message()));
+        return st;
+      }
+      data = &plain;
+    }
     if (length == 0) return absl::OkStatus();
-    return sink(object.inline_data.data() + offset, length);
+    if (offset + length > data->size())
+      return absl::DataLossError("stored object is shorter than its metadata");
+    return sink(data->data() + offset, length);
   }
   // Plan the block reads of the range across segments.
   std::vector<BlockRead> plan;
@@ -432,6 +454,17 @@ Status BlobStore::Read(const ObjectMeta& object, uint64_t offset, uint64_t lengt
                     object.key, seg.blob_id, b.block_index);
       status = absl::DataLossError("stored object data is corrupt");
       break;
+    }
+    if (decrypt) {
+      status = decrypt->OpenBlock(b.segment, b.block_index, block.data(), b.block_len, b.send_from,
+                                  b.send_len);
+      if (!status.ok()) {
+        // Its CRC held, so this is no bit rot: a block changed along with its CRC, swapped or
+        // cut. Nothing of it leaves.
+        spdlog::error("tampering: object {}/{} blob {} block {}: {}", object.bucket, object.key,
+                      seg.blob_id, b.block_index, std::string(status.message()));
+        break;
+      }
     }
     // Blob files are never written after their rename, so the page cache holds exactly the
     // bytes just checked: sending them from there skips one copy per byte.

@@ -21,7 +21,8 @@
 
 namespace photon::lightningstor {
 
-class CtrCipher;  // sse.h
+class SegmentEncryptor;  // sse.h
+class ObjectDecryptor;   // sse.h
 
 struct WrittenBlob {
   uint64_t size = 0;
@@ -49,10 +50,11 @@ class BlobWriter {
   Status Write(const char* data, size_t n);
   // Makes the data durable (file) or hands it back (inline).
   StatusOr<WrittenBlob> Finish();
-  // Stores the bytes encrypted by `cipher` (applied in order, after the MD5 and before the CRC,
-  // on the writer's helper thread), so WrittenBlob::md5 is the plaintext's. Set before the first
-  // Buffer(); the cipher must outlive Finish.
-  void Encrypt(CtrCipher* cipher) { cipher_ = cipher; }
+  // Stores the bytes encrypted by `cipher` (block by block in order, after the MD5 and before
+  // the CRC, on the writer's helper thread), so WrittenBlob::md5 is the plaintext's; the
+  // segment records its format and block tags, inline data is followed by its tag (format 2).
+  // Set before the first Buffer(); the cipher must outlive Finish.
+  void Encrypt(SegmentEncryptor* cipher) { cipher_ = cipher; }
   uint64_t size() const { return size_; }
 
  private:
@@ -72,7 +74,7 @@ class BlobWriter {
   size_t fill_ = 0;      // bytes in block_
   uint64_t size_ = 0;    // bytes committed in all
   uint64_t sealed_ = 0;  // bytes handed to the pipeline (file offset of block_)
-  CtrCipher* cipher_ = nullptr;
+  SegmentEncryptor* cipher_ = nullptr;
   int fd_ = -1;
   bool direct_ = false;  // fd_ is O_DIRECT (dropped if the file system refuses it)
   bool padded_ = false;  // the last block was written padded; truncate to size_
@@ -93,9 +95,12 @@ class BlobStore {
   // Streams bytes [offset, offset+length) of an object to sink, verifying every block's
   // CRC-32C before its bytes leave; DataLoss on mismatch (bit rot). With `file`, verified
   // blocks of blob files leave through it (sendfile from the page cache the check just read)
-  // instead of being copied once more through sink.
+  // instead of being copied once more through sink. With `decrypt` (an encrypted object;
+  // `file` is then not used) each checked block is decrypted before its bytes leave, a GCM
+  // block whole and only when its tag holds: DataLoss otherwise, logged naming the object.
   Status Read(const ObjectMeta& object, uint64_t offset, uint64_t length,
-              const http::BodySink& sink, const http::FileSink* file = nullptr) const;
+              const http::BodySink& sink, const http::FileSink* file = nullptr,
+              const ObjectDecryptor* decrypt = nullptr) const;
 
   // Unlinks a blob file whose metadata is gone (errors are logged, not returned).
   void Remove(const std::string& blob_id) const;

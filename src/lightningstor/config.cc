@@ -36,6 +36,7 @@ const std::map<std::string, Setter>& Fields() {
       {"abandoned_upload_seconds", Field(&Config::abandoned_upload_seconds)},
       {"max_connections", Field(&Config::max_connections)},
       {"port_file", Field(&Config::port_file)},
+      {"sse_write_format", Field(&Config::sse_write_format)},
   };
   return *fields;
 }
@@ -68,6 +69,10 @@ StatusOr<Config> ParseConfig(const std::string& yaml_text) {
     return absl::InvalidArgumentError("config: 'region' must not be empty");
   if (config.tls_cert.empty() != config.tls_key.empty()) {
     return absl::InvalidArgumentError("config: 'tls_cert' and 'tls_key' go together");
+  }
+  if (config.sse_write_format != "gcm" && config.sse_write_format != "ctr-legacy") {
+    return absl::InvalidArgumentError(
+        "config: 'sse_write_format' must be gcm (or ctr-legacy, for tests of old data)");
   }
   // Inline bodies are held in memory until the request ends and then live in SQLite rows.
   if (config.inline_max_bytes > (1 << 20)) {

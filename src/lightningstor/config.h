@@ -27,6 +27,9 @@ struct Config {
   double access_log_flush_seconds = 300;        // how often access logs are delivered
   double abandoned_upload_seconds = 7 * 86400;  // multipart uploads older than this are aborted
   int max_connections = 1024;
+  // How new SSE objects are stored: "gcm" (format 2, authenticated blocks). "ctr-legacy" writes
+  // the old format 1 (AES-256-CTR, no integrity) and exists only so tests can make old data.
+  std::string sse_write_format = "gcm";
   // Where the listening port is written after bind (handy with port 0); empty = nowhere.
   std::string port_file;
 };

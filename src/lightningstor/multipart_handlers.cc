@@ -204,9 +204,9 @@ StatusOr<http::Response> S3Service::UploadPart(S3Request& r) {
   SseRequest sse;
   PHOTON_ASSIGN_OR_RETURN(SseKeys::ReadKey key, PartKey(sse_, r.http, upload.headers, &sse));
   std::string iv = key.data_key.empty() ? "" : NewSseIv();
-  std::optional<CtrCipher> cipher;
-  if (!iv.empty()) cipher.emplace(key.data_key, iv, 0);
-  CtrCipher* encrypt = cipher ? &*cipher : nullptr;
+  std::optional<SegmentEncryptor> cipher;
+  if (!iv.empty()) cipher.emplace(key.data_key, iv, sse_.write_format());
+  SegmentEncryptor* encrypt = cipher ? &*cipher : nullptr;
   WrittenBlob blob;
   std::map<std::string, std::string> checksums;
   if (copy) {

@@ -94,7 +94,7 @@ StatusOr<SseRequest> S3Service::WriteSse(const S3Request& r, const BucketMeta& b
 
 StatusOr<WrittenBlob> S3Service::ReceiveBody(S3Request& r, bool force_file,
                                              std::map<std::string, std::string>* checksums,
-                                             CtrCipher* cipher, std::string* plain_md5,
+                                             SegmentEncryptor* cipher, std::string* plain_md5,
                                              std::optional<ChecksumKind> always) {
   const http::Request& req = r.http;
   const std::string& mode = r.auth.payload_hash;
@@ -225,25 +225,22 @@ StatusOr<std::optional<std::pair<uint64_t, uint64_t>>> PartRange(const ObjectMet
 StatusOr<WrittenBlob> S3Service::CopyData(const ObjectMeta& source, uint64_t offset,
                                           uint64_t length, bool force_file,
                                           std::vector<Checksummer>* sums,
-                                          const SseKeys::ReadKey* decrypt, CtrCipher* encrypt) {
+                                          const SseKeys::ReadKey* decrypt,
+                                          SegmentEncryptor* encrypt) {
   auto writer = blobs_->NewWriter(config_.inline_max_bytes, force_file);
-  // An encrypted source is decrypted as it is read (its CRCs checked on the stored bytes
-  // first); the copy is encrypted with its own key on the writer's thread.
-  std::optional<ObjectCipher> plain;
-  if (decrypt && !decrypt->data_key.empty())
-    plain.emplace(decrypt->data_key, decrypt->iv, source.segments, offset);
+  // An encrypted source is decrypted as it is read (its CRCs, then its tags, checked on the
+  // stored bytes first); the copy is encrypted with its own key on the writer's thread.
+  std::optional<ObjectDecryptor> plain;
+  if (decrypt && !decrypt->data_key.empty()) plain.emplace(decrypt->data_key, decrypt->iv, source);
   if (encrypt) writer->Encrypt(encrypt);
-  std::string buf;
-  PHOTON_RETURN_IF_ERROR(blobs_->Read(source, offset, length, [&](const char* p, size_t n) {
-    if (plain) {
-      if (buf.size() < n) buf.resize(n);
-      plain->ApplyTo(p, buf.data(), n);
-      p = buf.data();
-    }
-    if (sums)
-      for (auto& sum : *sums) sum.Update(p, n);
-    return writer->Write(p, n);
-  }));
+  PHOTON_RETURN_IF_ERROR(blobs_->Read(
+      source, offset, length,
+      [&](const char* p, size_t n) {
+        if (sums)
+          for (auto& sum : *sums) sum.Update(p, n);
+        return writer->Write(p, n);
+      },
+      nullptr, plain ? &*plain : nullptr));
   return writer->Finish();
 }
 
@@ -272,8 +269,8 @@ StatusOr<http::Response> S3Service::PutObject(S3Request& r) {
   PHOTON_RETURN_IF_ERROR(ApplyObjectLock(r, bucket, &o.headers, true));
   PHOTON_ASSIGN_OR_RETURN(SseRequest sse, WriteSse(r, bucket));
   PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
-  std::optional<CtrCipher> cipher;
-  if (!key.data_key.empty()) cipher.emplace(key.data_key, key.iv, 0);
+  std::optional<SegmentEncryptor> cipher;
+  if (!key.data_key.empty()) cipher.emplace(key.data_key, key.iv, sse_.write_format());
   std::map<std::string, std::string> checksums;
   std::string plain_md5;
   PHOTON_ASSIGN_OR_RETURN(
@@ -387,8 +384,8 @@ StatusOr<http::Response> S3Service::CopyObject(S3Request& r) {
   PHOTON_ASSIGN_OR_RETURN(SseRequest asked, ParseSseRequest(r.http));
   PHOTON_ASSIGN_OR_RETURN(SseRequest sse, WriteSse(r, bucket));
   PHOTON_ASSIGN_OR_RETURN(SseKeys::NewKey key, sse_.ForWrite(sse));
-  std::optional<CtrCipher> cipher;
-  if (!key.data_key.empty()) cipher.emplace(key.data_key, key.iv, 0);
+  std::optional<SegmentEncryptor> cipher;
+  if (!key.data_key.empty()) cipher.emplace(key.data_key, key.iv, sse_.write_format());
   // (The bucket's default encryption does not make a copy onto itself a change.)
   if (source.bucket == r.bucket && source.key == r.key && directive == "COPY" &&
       asked.mode == SseRequest::Mode::kNone) {
@@ -634,29 +631,26 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
 StatusOr<http::Response> S3Service::EncryptedBody(http::Response resp, ObjectMeta o,
                                                   const SseKeys::ReadKey& key, uint64_t start,
                                                   uint64_t length) {
-  // Decrypted as it is read: the stored bytes are verified (CRC) first, then the keystream
-  // from `start` applied; never sendfile, the page cache holds ciphertext.
-  auto cipher = std::make_shared<ObjectCipher>(key.data_key, key.iv, o.segments, start);
+  // Decrypted as it is read: each stored block is verified (CRC, then its GCM tag) before any
+  // of its bytes leave; never sendfile, the page cache holds ciphertext.
+  auto plain = std::make_shared<ObjectDecryptor>(key.data_key, key.iv, o);
   if (length <= kBlockSize) {
+    // Small: read (and verify) before the head goes out, so a failure is a clean 500.
     resp.body.reserve(length);
-    PHOTON_RETURN_IF_ERROR(blobs_->Read(o, start, length, [&](const char* p, size_t n) {
-      size_t at = resp.body.size();
-      resp.body.resize(at + n);
-      cipher->ApplyTo(p, resp.body.data() + at, n);
-      return absl::OkStatus();
-    }));
+    PHOTON_RETURN_IF_ERROR(blobs_->Read(
+        o, start, length,
+        [&](const char* p, size_t n) {
+          resp.body.append(p, n);
+          return absl::OkStatus();
+        },
+        nullptr, plain.get()));
     return resp;
   }
   resp.stream_length = length;
   const BlobStore* blobs = blobs_;
-  resp.stream = [blobs, o = std::move(o), start, length, cipher](const http::BodySink& sink,
-                                                                 const http::FileSink*) {
-    std::string buf;
-    Status st = blobs->Read(o, start, length, [&](const char* p, size_t n) {
-      if (buf.size() < n) buf.resize(n);
-      cipher->ApplyTo(p, buf.data(), n);
-      return sink(buf.data(), n);
-    });
+  resp.stream = [blobs, o = std::move(o), start, length, plain](const http::BodySink& sink,
+                                                                const http::FileSink*) {
+    Status st = blobs->Read(o, start, length, sink, nullptr, plain.get());
     if (!st.ok()) spdlog::warn("GET {}/{} aborted: {}", o.bucket, o.key, std::string(st.message()));
     return st;
   };

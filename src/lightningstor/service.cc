@@ -246,7 +246,8 @@ S3Service::S3Service(const Config& config, MetaStore* meta, BlobStore* blobs, Ke
       keys_(keys),
       clock_(clock),
       auth_(&config_, keys, clock),
-      sse_(config_.data_dir + "/sse-master.key") {
+      sse_(config_.data_dir + "/sse-master.key",
+           config_.sse_write_format == "ctr-legacy" ? SseFormat::kCtr : SseFormat::kGcmBlocks) {
   bytes_in_ = metrics_->GetCounter("lightningstor_bytes_in_total", "Object bytes received");
   bytes_out_ = metrics_->GetCounter("lightningstor_bytes_out_total", "Object bytes sent");
   access_log_ = std::make_unique<AccessLog>(

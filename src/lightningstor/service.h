@@ -181,7 +181,8 @@ class S3Service {
   // into *checksums even when the request sends none (an upload's x-amz-checksum-algorithm).
   StatusOr<WrittenBlob> ReceiveBody(S3Request& r, bool force_file,
                                     std::map<std::string, std::string>* checksums,
-                                    CtrCipher* cipher = nullptr, std::string* plain_md5 = nullptr,
+                                    SegmentEncryptor* cipher = nullptr,
+                                    std::string* plain_md5 = nullptr,
                                     std::optional<ChecksumKind> always = std::nullopt);
   // Copies bytes [offset, offset+length) of an object into a new blob; the checksums in
   // *sums (may be null) are taken of the copied bytes on the way.
@@ -190,7 +191,7 @@ class S3Service {
   StatusOr<WrittenBlob> CopyData(const ObjectMeta& source, uint64_t offset, uint64_t length,
                                  bool force_file, std::vector<Checksummer>* sums,
                                  const SseKeys::ReadKey* decrypt = nullptr,
-                                 CtrCipher* encrypt = nullptr);
+                                 SegmentEncryptor* encrypt = nullptr);
   // Resolves x-amz-copy-source to its object version.
   StatusOr<ObjectMeta> CopySource(S3Request& r);
   // Reads a small request body (XML documents) whole, up to limit bytes.

@@ -17,6 +17,9 @@ constexpr const char* kMode = "x-photon-sse";         // "AES256" (SSE-S3) or "S
 constexpr const char* kIv = "x-photon-sse-iv";        // base64 16 bytes
 constexpr const char* kWrapped = "x-photon-sse-key";  // base64 nonce(12) ct(32) tag(16)
 constexpr const char* kHmac = "x-photon-ssec-hmac";   // base64 salt(16) ":" hex HMAC-SHA256
+// "2" when the object's own bytes (inline data, or a single PUT's segment) were written in
+// format 2; absent for objects written before it (format 1). Segments also say it themselves.
+constexpr const char* kFormat = "x-photon-sse-format";
 
 std::string Random(size_t n) {
   std::string out(n, '\0');
@@ -105,42 +108,119 @@ void CtrCipher::ApplyTo(const char* in, char* out, size_t n) {
 
 std::string NewSseIv() { return Random(16); }
 
-ObjectCipher::ObjectCipher(std::string key, std::string object_iv,
-                           const std::vector<Segment>& segments, uint64_t start)
-    : key_(std::move(key)), iv_(std::move(object_iv)), pos_(start) {
-  for (const auto& s : segments) segments_.emplace_back(s.size, s.iv);
-  // Find the segment holding `start` (the end of the last one when start is the size).
-  while (index_ + 1 < segments_.size() && seg_start_ + segments_[index_].first <= pos_) {
-    seg_start_ += segments_[index_].first;
-    ++index_;
-  }
-  Seek();
+namespace {
+
+// Format 2: the AES key of one segment, HMAC-SHA256(data key, label || IV). Every segment has
+// its own random 16-byte IV, so each derived key seals one segment's blocks only and the
+// block index alone keeps nonces apart under it.
+std::string SegmentKey(const std::string& data_key, const std::string& iv) {
+  return Hmac(data_key, "lightningstor sse gcm v2" + iv);
 }
 
-void ObjectCipher::Seek() {
-  if (index_ < segments_.size() && !segments_[index_].second.empty()) {
-    cipher_ = std::make_unique<CtrCipher>(key_, segments_[index_].second, pos_ - seg_start_);
+// The 12-byte nonce of block `index`: the IV's first 8 bytes and the index, big-endian.
+void BlockNonce(const std::string& iv, uint64_t index, unsigned char out[12]) {
+  memcpy(out, iv.data(), 8);
+  for (int i = 0; i < 4; ++i) out[8 + i] = static_cast<unsigned char>(index >> (24 - 8 * i));
+}
+
+// AES-256-GCM of one block in place; encrypt: writes the tag, else checks it.
+bool GcmBlock(bool encrypt, const std::string& key, const std::string& iv, uint64_t index,
+              char* data, size_t len, char tag[16]) {
+  unsigned char nonce[12];
+  BlockNonce(iv, index, nonce);
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  auto* k = reinterpret_cast<const unsigned char*>(key.data());
+  auto* p = reinterpret_cast<unsigned char*>(data);
+  int out = 0;
+  bool ok = encrypt ? EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, k, nonce) == 1
+                    : EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, k, nonce) == 1;
+  // Blocks are at most kBlockSize (1 MiB), well within an int.
+  if (ok && len > 0) {
+    int n = static_cast<int>(len);
+    ok = encrypt ? EVP_EncryptUpdate(ctx, p, &out, p, n) == 1
+                 : EVP_DecryptUpdate(ctx, p, &out, p, n) == 1;
+  }
+  if (ok && encrypt) {
+    ok = EVP_EncryptFinal_ex(ctx, p + len, &out) == 1 &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+  } else if (ok) {
+    ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 &&
+         EVP_DecryptFinal_ex(ctx, p + len, &out) == 1;
+  }
+  EVP_CIPHER_CTX_free(ctx);
+  return ok;
+}
+
+}  // namespace
+
+SegmentEncryptor::SegmentEncryptor(const std::string& key, const std::string& iv, SseFormat format)
+    : format_(format), iv_(iv) {
+  if (format_ == SseFormat::kCtr) {
+    ctr_ = std::make_unique<CtrCipher>(key, iv, 0);
   } else {
-    cipher_ = std::make_unique<CtrCipher>(key_, iv_, pos_);
+    subkey_ = SegmentKey(key, iv);
   }
 }
 
-void ObjectCipher::ApplyTo(const char* in, char* out, size_t n) {
-  while (n > 0) {
-    uint64_t take = n;
-    bool last = index_ + 1 >= segments_.size();
-    if (!last) take = std::min<uint64_t>(n, seg_start_ + segments_[index_].first - pos_);
-    cipher_->ApplyTo(in, out, take);
-    in += take;
-    out += take;
-    n -= take;
-    pos_ += take;
-    if (!last && pos_ == seg_start_ + segments_[index_].first) {
-      seg_start_ = pos_;
-      ++index_;
-      Seek();
-    }
+SegmentEncryptor::~SegmentEncryptor() = default;
+
+void SegmentEncryptor::Seal(char* buf, size_t len) {
+  if (ctr_) {
+    ctr_->Apply(buf, len);
+    return;
   }
+  char tag[16];
+  // Sealing only fails on an allocation failure inside OpenSSL; a zero tag then fails every
+  // read of this block rather than storing it unauthenticated.
+  if (!GcmBlock(true, subkey_, iv_, index_, buf, len, tag)) memset(tag, 0, sizeof tag);
+  tags_.append(tag, sizeof tag);
+  ++index_;
+}
+
+ObjectDecryptor::ObjectDecryptor(std::string key, std::string object_iv, const ObjectMeta& object)
+    : key_(std::move(key)), iv_(std::move(object_iv)), segments_(object.segments) {
+  auto format = object.headers.find(kFormat);
+  inline_gcm_ = format != object.headers.end() && format->second == "2";
+  uint64_t at = 0;
+  for (const auto& s : segments_) {
+    starts_.push_back(at);
+    at += s.size;
+  }
+}
+
+Status ObjectDecryptor::OpenBlock(size_t seg, uint64_t block_index, char* block, size_t len,
+                                  size_t from, size_t n) const {
+  const Segment& s = segments_[seg];
+  const std::string& iv = s.iv.empty() ? iv_ : s.iv;
+  if (s.sse_format == static_cast<int>(SseFormat::kGcmBlocks)) {
+    if (s.block_tags.size() < (block_index + 1) * 16)
+      return absl::DataLossError("stored object has no tag for a block");
+    char tag[16];
+    memcpy(tag, s.block_tags.data() + block_index * 16, 16);
+    if (!GcmBlock(false, SegmentKey(key_, iv), iv, block_index, block, len, tag))
+      return absl::DataLossError("stored object data fails its authentication tag");
+    return absl::OkStatus();
+  }
+  // Format 1: a part with its own IV from its own offset 0, else the object's IV at the
+  // object's offset.
+  uint64_t offset = block_index * kBlockSize + from + (s.iv.empty() ? starts_[seg] : 0);
+  CtrCipher(key_, iv, offset).Apply(block + from, n);
+  return absl::OkStatus();
+}
+
+Status ObjectDecryptor::OpenInline(const std::string& stored, std::string* plain) const {
+  if (!inline_gcm_) {
+    *plain = stored;
+    CtrCipher(key_, iv_, 0).Apply(plain->data(), plain->size());
+    return absl::OkStatus();
+  }
+  if (stored.size() < 16) return absl::DataLossError("stored object is shorter than its tag");
+  *plain = stored.substr(0, stored.size() - 16);
+  char tag[16];
+  memcpy(tag, stored.data() + plain->size(), 16);
+  if (!GcmBlock(false, SegmentKey(key_, iv_), iv_, 0, plain->data(), plain->size(), tag))
+    return absl::DataLossError("stored object data fails its authentication tag");
+  return absl::OkStatus();
 }
 
 StatusOr<SseRequest> ParseCopySourceSse(const http::Request& req) {
@@ -226,6 +306,7 @@ StatusOr<SseKeys::NewKey> SseKeys::ForWrite(const SseRequest& sse) {
   if (sse.mode == SseRequest::Mode::kNone) return out;
   out.iv = Random(16);
   out.headers[kIv] = Base64Encode(out.iv);
+  if (write_format_ == SseFormat::kGcmBlocks) out.headers[kFormat] = "2";
   if (sse.mode == SseRequest::Mode::kS3) {
     PHOTON_ASSIGN_OR_RETURN(std::string master, MasterKey());
     out.data_key = Random(32);
@@ -313,7 +394,7 @@ bool SseKeys::IsEncrypted(const std::map<std::string, std::string>& stored) {
 }
 
 void SseKeys::Strip(std::map<std::string, std::string>* stored) {
-  for (const char* name : {kMode, kIv, kWrapped, kHmac}) stored->erase(name);
+  for (const char* name : {kMode, kIv, kWrapped, kHmac, kFormat}) stored->erase(name);
 }
 
 }  // namespace photon::lightningstor

@@ -1,10 +1,15 @@
 // Server-side encryption at rest: SSE-S3 (a random data key per object, wrapped with
 // AES-256-GCM by a master key kept in a 0600 file in the data dir) and SSE-C (the client's key
 // on every request; only a salted HMAC of it is stored, so a read without the right key is
-// refused). Object bytes are encrypted with AES-256-CTR from a random per-object IV, so any
-// range can be decrypted from its offset; the per-block CRC-32C over the stored (encrypted)
-// bytes still detects bit rot. What an object needs to be read is kept in its internal headers
-// (kSseHeaders). Thread-safe.
+// refused). Object bytes are encrypted with AES-256-GCM in kBlockSize blocks (format 2): each
+// block is sealed on its own with a nonce made of the object's/part's random IV and the block
+// index under a key derived from the data key and that IV (so no (key, nonce) pair is ever
+// used twice, even by an SSE-C key shared by many objects), and its 16-byte tag is kept with
+// the block's CRC in the segment (types.h Segment::block_tags). A changed, swapped or cut
+// block fails its tag and the read fails instead of handing out altered bytes. Objects written
+// before (format 1: AES-256-CTR, malleable) are still read, never written. The per-block
+// CRC-32C over the stored bytes still tells bit rot from tampering in the log. What an object
+// needs to be read is kept in its internal headers. Thread-safe.
 #pragma once
 
 #include <map>
@@ -18,7 +23,8 @@
 
 namespace photon::lightningstor {
 
-// AES-256-CTR keystream applied from a byte offset of the object.
+// AES-256-CTR keystream applied from a byte offset of the object (format 1: reading objects
+// written before format 2, and writing them for tests of that).
 class CtrCipher {
  public:
   CtrCipher(const std::string& key, const std::string& iv, uint64_t offset);
@@ -26,33 +32,58 @@ class CtrCipher {
   CtrCipher(const CtrCipher&) = delete;
   CtrCipher& operator=(const CtrCipher&) = delete;
   void Apply(char* data, size_t n) { ApplyTo(data, data, n); }
-  // Writes in[0, n) transformed to out (a GET decrypts from the read buffer into the send
-  // buffer without a separate copy).
   void ApplyTo(const char* in, char* out, size_t n);
 
  private:
   void* ctx_;  // EVP_CIPHER_CTX*
 };
 
-// The keystream of a stored object from byte `start` on. A segment with its own IV (a part of
-// a multipart upload) is encrypted from its own offset 0, so the keystream switches at its
-// boundary; any other segment (and an inline object) uses the object's IV at the object's
-// offset.
-class ObjectCipher {
+// How the bytes of an encrypted segment (or inline object) are stored.
+enum class SseFormat {
+  kCtr = 1,        // AES-256-CTR over the whole segment; no integrity (old objects only)
+  kGcmBlocks = 2,  // AES-256-GCM per kBlockSize block, a tag per block
+};
+
+// Encrypts one segment (a single PUT's blob or one part) as the write pipeline hands its
+// blocks over: in order, each kBlockSize bytes but the last. Runs on the writer thread.
+class SegmentEncryptor {
  public:
-  ObjectCipher(std::string key, std::string object_iv, const std::vector<Segment>& segments,
-               uint64_t start);
-  void ApplyTo(const char* in, char* out, size_t n);
+  SegmentEncryptor(const std::string& key, const std::string& iv, SseFormat format);
+  ~SegmentEncryptor();
+  SegmentEncryptor(const SegmentEncryptor&) = delete;
+  SegmentEncryptor& operator=(const SegmentEncryptor&) = delete;
+  // Encrypts the next block in place (GCM: appends its tag to tags()).
+  void Seal(char* buf, size_t len);
+  SseFormat format() const { return format_; }
+  const std::string& tags() const { return tags_; }  // 16 bytes per sealed block (GCM)
 
  private:
-  void Seek();  // cipher_ for pos_, which lies in segment index_
+  SseFormat format_;
+  std::string iv_;
+  std::string subkey_;
+  uint64_t index_ = 0;
+  std::string tags_;
+  std::unique_ptr<CtrCipher> ctr_;
+};
 
+// Turns the stored bytes of an object back into plaintext, block by block as the blob store
+// reads and CRC-checks them: a GCM block is opened whole (its tag checked) before any of its
+// bytes are used; a CTR segment's bytes are decrypted from their offset.
+class ObjectDecryptor {
+ public:
+  ObjectDecryptor(std::string key, std::string object_iv, const ObjectMeta& object);
+  // Bytes [from, from+n) of block `block_index` of segment `seg` made plaintext in place;
+  // `block` holds the whole stored block (`len` bytes). DataLoss when a GCM tag fails.
+  Status OpenBlock(size_t seg, uint64_t block_index, char* block, size_t len, size_t from,
+                   size_t n) const;
+  // The plaintext of an inline object's stored bytes.
+  Status OpenInline(const std::string& stored, std::string* plain) const;
+
+ private:
   std::string key_, iv_;
-  std::vector<std::pair<uint64_t, std::string>> segments_;  // size, own IV
-  size_t index_ = 0;
-  uint64_t pos_ = 0;        // object offset of the next byte
-  uint64_t seg_start_ = 0;  // object offset of segment index_
-  std::unique_ptr<CtrCipher> cipher_;
+  bool inline_gcm_ = false;
+  std::vector<uint64_t> starts_;  // object offset of each segment
+  std::vector<Segment> segments_;
 };
 
 // A fresh random IV (16 bytes) for a part of an encrypted multipart upload.
@@ -73,7 +104,10 @@ StatusOr<SseRequest> ParseCopySourceSse(const http::Request& req);
 
 class SseKeys {
  public:
-  explicit SseKeys(std::string master_key_path) : path_(std::move(master_key_path)) {}
+  // write_format: how new objects and parts are stored (kCtr only in tests of old data).
+  explicit SseKeys(std::string master_key_path, SseFormat write_format = SseFormat::kGcmBlocks)
+      : path_(std::move(master_key_path)), write_format_(write_format) {}
+  SseFormat write_format() const { return write_format_; }
 
   // For a new object: a data key and IV, and the internal headers that let it be read again.
   struct NewKey {
@@ -108,6 +142,7 @@ class SseKeys {
   StatusOr<std::string> MasterKey();  // read, or made on first use
 
   std::string path_;
+  SseFormat write_format_;
   std::mutex mu_;
   std::string master_;
 };

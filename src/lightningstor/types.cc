@@ -6,7 +6,9 @@
 
 namespace photon::lightningstor {
 
-// One line per segment: "<blob_id> <size> <base64 block crcs>[ <base64 iv>]".
+// One line per segment: "<blob_id> <size> <base64 block crcs>[ <base64 iv>|-[ g2:<base64 block
+// tags>]]" (the last field only for format 2 encrypted segments; lines written before it
+// existed read as format 0/1).
 std::string EncodeSegments(const std::vector<Segment>& segments) {
   std::string out;
   for (const auto& s : segments) {
@@ -15,9 +17,13 @@ std::string EncodeSegments(const std::vector<Segment>& segments) {
     out += std::to_string(s.size);
     out += ' ';
     out += Base64Encode(s.block_crcs);
-    if (!s.iv.empty()) {
+    if (!s.iv.empty() || s.sse_format == 2) {
       out += ' ';
-      out += Base64Encode(s.iv);
+      out += s.iv.empty() ? "-" : Base64Encode(s.iv);
+    }
+    if (s.sse_format == 2) {
+      out += " g2:";
+      out += Base64Encode(s.block_tags);
     }
     out += '\n';
   }
@@ -32,17 +38,26 @@ bool DecodeSegments(const std::string& text, std::vector<Segment>* out) {
     if (nl == std::string::npos) nl = text.size();
     std::string line = text.substr(pos, nl - pos);
     pos = nl + 1;
-    size_t a = line.find(' ');
-    size_t b = a == std::string::npos ? a : line.find(' ', a + 1);
-    if (b == std::string::npos) return false;
+    std::vector<std::string> f;
+    for (size_t at = 0; at <= line.size();) {
+      size_t sp = line.find(' ', at);
+      if (sp == std::string::npos) sp = line.size();
+      f.push_back(line.substr(at, sp - at));
+      at = sp + 1;
+    }
+    if (f.size() < 3 || f.size() > 5) return false;
     Segment s;
-    s.blob_id = line.substr(0, a);
-    s.size = std::strtoull(line.c_str() + a + 1, nullptr, 10);
-    size_t c = line.find(' ', b + 1);
-    if (!Base64Decode(line.substr(b + 1, c == std::string::npos ? c : c - b - 1), &s.block_crcs))
+    s.blob_id = f[0];
+    s.size = std::strtoull(f[1].c_str(), nullptr, 10);
+    if (!Base64Decode(f[2], &s.block_crcs)) return false;
+    if (f.size() > 3 && f[3] != "-" && (!Base64Decode(f[3], &s.iv) || s.iv.size() != 16))
       return false;
-    if (c != std::string::npos && (!Base64Decode(line.substr(c + 1), &s.iv) || s.iv.size() != 16))
-      return false;
+    if (f.size() > 4) {
+      if (f[4].rfind("g2:", 0) != 0 || !Base64Decode(f[4].substr(3), &s.block_tags) ||
+          s.block_tags.size() % 16 != 0)
+        return false;
+      s.sse_format = 2;
+    }
     out->push_back(std::move(s));
   }
   return true;

@@ -20,8 +20,12 @@ struct Segment {
   std::string block_crcs;  // 4 bytes (big-endian CRC-32C) per kBlockSize block
   // Raw 16-byte IV of a part of an encrypted multipart upload: its bytes are encrypted from
   // their own offset 0 under this IV (each part has its own, so no keystream is ever reused);
-  // "" = the object's IV at the object's offset (sse.h ObjectCipher).
+  // "" = the object's IV (at the object's offset in format 1).
   std::string iv;
+  // Encrypted segments: sse.h SseFormat (0 = plain or format 1, CTR, as written before format
+  // 2 existed); format 2 keeps each block's 16-byte GCM tag here, in block order.
+  int sse_format = 0;
+  std::string block_tags;
 };
 
 struct BucketMeta {

@@ -300,31 +300,96 @@ TEST(Sse, SegmentIvsRoundTrip) {
   EXPECT_FALSE(DecodeSegments("b3 1 AAAAAA== c2hvcnQ=\n", &out));  // an IV of 5 bytes
 }
 
-// A multipart object's parts are each encrypted from offset 0 with their own IV; reading it
-// from any offset must switch keystreams at the part boundaries.
-TEST(Sse, ObjectCipherSwitchesAtPartBoundaries) {
-  std::string key(32, 'k');
-  std::vector<Segment> segments = {{"a", 1000, "", std::string(16, '\x01')},
-                                   {"b", 37, "", std::string(16, '\x02')},
-                                   {"c", 2000, "", std::string(16, '\x03')}};
-  std::string plain(3037, '\0'), stored;
-  for (size_t i = 0; i < plain.size(); ++i) plain[i] = static_cast<char>(i * 7);
+TEST(Sse, GcmSegmentTagsRoundTrip) {
+  Segment gcm{"b1", 5, std::string(4, '\1'), "", 2, std::string(16, 't')};
+  Segment part{"b2", 7, std::string(4, '\2'), std::string(16, 'i'), 2, std::string(16, 'u')};
+  std::vector<Segment> out;
+  ASSERT_TRUE(DecodeSegments(EncodeSegments({gcm, part}), &out));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].iv, "");
+  EXPECT_EQ(out[0].sse_format, 2);
+  EXPECT_EQ(out[0].block_tags, gcm.block_tags);
+  EXPECT_EQ(out[1].iv, part.iv);
+  EXPECT_EQ(out[1].block_tags, part.block_tags);
+  EXPECT_FALSE(DecodeSegments("b3 1 AAAAAA== - g2:c2hvcnQ=\n", &out));  // tags of 5 bytes
+}
+
+// Stores `plain` as the segments of an object the way the write path does (SegmentEncryptor
+// per segment, block by block), and returns the stored bytes per segment.
+std::vector<std::string> StoreSegments(const std::string& key, const std::string& object_iv,
+                                       std::vector<Segment>* segments, const std::string& plain,
+                                       SseFormat format) {
+  std::vector<std::string> stored;
   uint64_t at = 0;
-  for (const auto& s : segments) {
-    std::string part = plain.substr(at, s.size);
-    CtrCipher(key, s.iv, 0).Apply(part.data(), part.size());
-    stored += part;
+  for (auto& s : *segments) {
+    std::string bytes = plain.substr(at, s.size);
+    SegmentEncryptor enc(key, s.iv.empty() ? object_iv : s.iv, format);
+    for (uint64_t off = 0; off < bytes.size(); off += kBlockSize)
+      enc.Seal(bytes.data() + off, std::min<uint64_t>(kBlockSize, bytes.size() - off));
+    if (format == SseFormat::kGcmBlocks) {
+      s.sse_format = 2;
+      s.block_tags = enc.tags();
+    }
+    stored.push_back(bytes);
     at += s.size;
   }
-  for (uint64_t start : {0, 5, 999, 1000, 1001, 1036, 1037, 3000}) {
-    ObjectCipher cipher(key, std::string(16, 'o'), segments, start);
-    std::string out(stored.size() - start, '\0');
-    // In uneven pieces, as the blob reader hands them over.
-    for (size_t done = 0, piece = 1; done < out.size(); done += piece, piece = piece * 3 + 1) {
-      piece = std::min(piece, out.size() - done);
-      cipher.ApplyTo(stored.data() + start + done, out.data() + done, piece);
+  return stored;
+}
+
+// Every block of every segment opened as BlobStore::Read does, for the range [from, end).
+Status OpenAll(const ObjectDecryptor& d, const std::vector<Segment>& segments,
+               std::vector<std::string> stored, std::string* out) {
+  for (size_t i = 0; i < segments.size(); ++i) {
+    for (uint64_t off = 0; off < segments[i].size; off += kBlockSize) {
+      size_t len = std::min<uint64_t>(kBlockSize, segments[i].size - off);
+      PHOTON_RETURN_IF_ERROR(d.OpenBlock(i, off / kBlockSize, stored[i].data() + off, len, 0, len));
+      out->append(stored[i].data() + off, len);
     }
-    EXPECT_EQ(out, plain.substr(start)) << start;
+  }
+  return absl::OkStatus();
+}
+
+// Multipart objects: each part has its own IV; format 1 reads switch keystreams at part
+// boundaries (ranges decrypt from their offset), format 2 opens each part's blocks under its
+// own IV, and any changed, swapped or cut block fails.
+TEST(Sse, DecryptorReadsBothFormats) {
+  std::string key(32, 'k'), iv(16, 'o');
+  std::string plain(kBlockSize * 2 + 3000, '\0');
+  for (size_t i = 0; i < plain.size(); ++i) plain[i] = static_cast<char>(i * 7 + i / 9973);
+  for (SseFormat format : {SseFormat::kCtr, SseFormat::kGcmBlocks}) {
+    std::vector<Segment> segments = {{"a", 1000, "", std::string(16, '\x01')},
+                                     {"b", kBlockSize + 37, "", std::string(16, '\x02')},
+                                     {"c", kBlockSize + 1963, "", std::string(16, '\x03')}};
+    auto stored = StoreSegments(key, iv, &segments, plain, format);
+    ObjectMeta o;
+    o.segments = segments;
+    ObjectDecryptor d(key, iv, o);
+    std::string out;
+    ASSERT_TRUE(OpenAll(d, segments, stored, &out).ok());
+    EXPECT_EQ(out, plain);
+    // A range within a block: format 1 decrypts just it.
+    if (format == SseFormat::kCtr) {
+      std::string block = stored[1].substr(kBlockSize, 37);
+      ASSERT_TRUE(d.OpenBlock(1, 1, block.data(), 37, 5, 10).ok());
+      EXPECT_EQ(block.substr(5, 10), plain.substr(1000 + kBlockSize + 5, 10));
+      continue;
+    }
+    auto flipped = stored;
+    flipped[2][kBlockSize + 100] ^= 1;
+    out.clear();
+    EXPECT_EQ(OpenAll(d, segments, flipped, &out).code(), absl::StatusCode::kDataLoss);
+    auto swapped = stored;
+    std::swap_ranges(swapped[2].begin(), swapped[2].begin() + 1963,
+                     swapped[2].begin() + kBlockSize);
+    out.clear();
+    EXPECT_EQ(OpenAll(d, segments, swapped, &out).code(), absl::StatusCode::kDataLoss);
+    // A block opened as another index (moved within the file) fails.
+    std::string first = stored[1].substr(0, kBlockSize);
+    EXPECT_EQ(d.OpenBlock(2, 0, first.data(), kBlockSize, 0, 1).code(),
+              absl::StatusCode::kDataLoss);
+    // A cut last block fails.
+    std::string last = stored[2].substr(kBlockSize, 1000);
+    EXPECT_EQ(d.OpenBlock(2, 1, last.data(), 1000, 0, 1000).code(), absl::StatusCode::kDataLoss);
   }
 }
 
