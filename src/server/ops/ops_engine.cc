@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <time.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -183,7 +184,6 @@ StatusOr<std::vector<StatusOr<IngestResult>>> OpsEngine::IngestBatch(
   std::vector<StatusOr<IngestResult>> out(events.size(), IngestResult{});
   std::vector<Work> works(events.size());
   std::vector<size_t> todo;
-  std::set<size_t> stripes;
   for (size_t i = 0; i < events.size(); ++i) {
     works[i].ns = ns;
     works[i].ev = std::move(events[i]);
@@ -194,24 +194,42 @@ StatusOr<std::vector<StatusOr<IngestResult>>> OpsEngine::IngestBatch(
       out[i] = works[i].result;  // filtered
     } else {
       todo.push_back(i);
-      stripes.insert(works[i].stripe);
     }
   }
-  // Every stripe of the batch, in ascending order (as no other path takes two): the batch's
-  // keys are decided and committed as one step.
-  std::vector<std::unique_lock<std::mutex>> locks;
-  for (size_t s : stripes) locks.emplace_back(key_mu_[s]);
+  // A key's stripe is held from its decision until its issue is committed (a later report of
+  // it, here or elsewhere, is decided on what that commits); a repeat lets go at once. Stripes
+  // are taken in the batch's order without waiting while others are held: a busy one first
+  // commits the group and lets go of all (so two batches never wait for each other). Holding
+  // every stripe of a batch throughout made a thread preempted with them (2 cores, many
+  // clients) stall the other reports of those stripes for as long.
   Group group;
+  std::vector<size_t> held;
+  std::vector<char> in_group(kStripes, 0);  // stripes with an issue waiting in the group
+  auto commit = [&](size_t keep) {          // commits the group, lets go of all stripes but `keep`
+    CommitGroup(group, works, out);
+    std::fill(in_group.begin(), in_group.end(), 0);
+    for (size_t s : held) {
+      if (s != keep) key_mu_[s].unlock();
+    }
+    held.clear();
+    if (keep < kStripes) held.push_back(keep);
+  };
   for (size_t i : todo) {
     Work& w = works[i];
     // A key already waiting in the group: its next report is decided on what that commits.
-    if (group.keys.count(w.key)) CommitGroup(group, works, out);
+    if (group.keys.count(w.key)) commit(kStripes);
+    bool mine = std::find(held.begin(), held.end(), w.stripe) != held.end();
+    if (!mine && !key_mu_[w.stripe].try_lock()) {
+      commit(kStripes);
+      key_mu_[w.stripe].lock();
+    }
+    if (!mine) held.push_back(w.stripe);
     for (int attempt = 0;; ++attempt) {
       event::Event next;
       store::TxnRequest txn;
       auto issue = Build(w, w.stripe, &next, &txn);
       if (issue.ok() && *issue && group.Touches(txn)) {
-        CommitGroup(group, works, out);  // what it read is about to change: decide again after
+        commit(w.stripe);  // what it read is about to change: decide again after
         continue;
       }
       if (!issue.ok()) {
@@ -220,13 +238,20 @@ StatusOr<std::vector<StatusOr<IngestResult>>> OpsEngine::IngestBatch(
         out[i] = issue.status();
       } else if (*issue) {
         group.Add(i, std::move(next), std::move(txn));
+        in_group[w.stripe] = 1;
       } else {
         out[i] = w.result;
       }
       break;
     }
+    // Not needed past its decision unless an issue of the group (this one or an earlier
+    // report's of the same stripe) waits for its commit.
+    if (!in_group[w.stripe]) {
+      held.erase(std::find(held.begin(), held.end(), w.stripe));
+      key_mu_[w.stripe].unlock();
+    }
   }
-  CommitGroup(group, works, out);
+  commit(kStripes);
   return out;
 }
 
