@@ -411,6 +411,24 @@ void InstanceController::Reconcile(const std::string& key) {
     return;
   }
   if (!md.deletion_timestamp().empty()) {
+    if (rec && wiring_ != nullptr && !wiring_->LbVipOf(id).empty()) {
+      // An L4 member leaving: it keeps running while its established flows finish (fiberlb
+      // keeps sending them here), bounded by the LoadBalancer's drain timeout.
+      std::chrono::steady_clock::time_point since;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        since = drains_.try_emplace(id, std::chrono::steady_clock::now()).first->second;
+      }
+      const std::string why =
+          wiring_->L4DrainPending(inst, std::chrono::steady_clock::now() - since);
+      if (!why.empty()) {
+        spdlog::debug("{}: draining before the delete: {}", key, why);
+        queue_.AddAfter(key, std::chrono::milliseconds(200));
+        return;
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      drains_.erase(id);
+    }
     if (rec) {
       DestroyLocal(id, rec->driver);
     } else if (Provider* p = registry_->Find(DriverOf(inst)); p != nullptr) {

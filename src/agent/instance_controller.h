@@ -135,6 +135,8 @@ class InstanceController {
   std::unique_ptr<RecordLog> log_;           // set by LoadRecords (Adopt)
   std::map<std::string, Record> records_;    // by instance id
   std::map<std::string, Failure> failures_;  // by instance id
+  // L4 members being deleted that still drain: when their delete was first seen (by id).
+  std::map<std::string, std::chrono::steady_clock::time_point> drains_;
   std::set<std::string> done_ops_;
   // By key: the object as our last status write left it, until the informer's copy catches
   // up. A second write (CREATING, then RUNNING) starts from it instead of the informer's

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_split.h"
 #include "agent/config.h"
@@ -298,6 +300,51 @@ StatusOr<std::string> PortWiring::L4VipFor(const compute::ComputeInstance& insta
     return absl::FailedPreconditionError("LoadBalancer " + rs->second + ": VIP '" + vip->second +
                                          "' is not an IPv4 address");
   return vip->second;
+}
+
+namespace {
+
+// TCP connections established to `vip` (any port) in this process's network namespace.
+int EstablishedTo(const std::string& vip) {
+  auto ip = net::ParseIpv4(vip);
+  if (!ip.ok()) return 0;
+  // /proc/net/tcp prints the address as the in-memory (network order) word in hex.
+  char want[9];
+  std::snprintf(want, sizeof want, "%08X", __builtin_bswap32(*ip));
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  int n = 0;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string slot, local, remote, state;
+    f >> slot >> local >> remote >> state;
+    if (state == "01" && local.compare(0, 8, want) == 0) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+std::string PortWiring::L4DrainPending(const compute::ComputeInstance& instance,
+                                       std::chrono::steady_clock::duration waited) {
+  const std::string vip = LbVipOf(instance.metadata().id());
+  const auto& labels = instance.metadata().labels();
+  auto rs = labels.find("photon.io/regionservice");
+  if (vip.empty() || rs == labels.end()) return "";
+  auto j = api_->Get("/v1/namespaces/" + instance.metadata().namespace_() + "/loadbalancers/" +
+                     rs->second);
+  if (!j.ok()) return j.status().code() == absl::StatusCode::kNotFound ? "" : "reading its LB";
+  auto lb = ParseObject<network::LoadBalancer>(*j, "LoadBalancer");
+  if (!lb.ok()) return "";
+  const auto& d = lb->status().details();
+  int timeout_ms = 10000;
+  if (auto t = d.find("drainTimeoutMs"); t != d.end()) timeout_ms = std::atoi(t->second.c_str());
+  if (waited >= std::chrono::milliseconds(timeout_ms)) return "";
+  if (d.count("member." + instance.metadata().name())) return "still a member of " + rs->second;
+  // The node's connections to the VIP (those of every replica here that holds it).
+  const int open = EstablishedTo(vip);
+  return open == 0 ? "" : std::to_string(open) + " connection(s) to " + vip + " still open";
 }
 
 Status PortWiring::HoldLbVip(const std::string& instance_id, const std::string& vip) {

@@ -21,6 +21,7 @@
 // queue serialises a key).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -80,6 +81,13 @@ class PortWiring {
   // The address the LB nodes reach such a member at: the node's source address on its default
   // route ("" until a VIP was held).
   std::string LbAddress() const;
+  // Scale-down drain of an L4 member being deleted (`waited` since its delete was first seen):
+  // "" once it may go — it holds no VIP, its LoadBalancer is gone or no longer lists it
+  // (status.details["member.<name>"]: out of every LB node's table, its established flows kept
+  // there by fiberlb's drain) and no TCP connection to the VIP is established on this node any
+  // more, or details.drainTimeoutMs has passed; otherwise why it waits.
+  std::string L4DrainPending(const compute::ComputeInstance& instance,
+                             std::chrono::steady_clock::duration waited);
   // Instance ids with a port on this node.
   std::vector<std::string> PortIds() const;
   // Kernel changes made by PortManager: adopting unchanged ports makes none.

@@ -111,8 +111,9 @@ l4::L4Protocol Proto(const std::string& p) {
 }  // namespace
 
 StatusOr<L4ListenerSpec> L4ListenerFromJson(const json& j, const std::string& where) {
-  PHOTON_RETURN_IF_ERROR(OnlyFields(
-      j, where, {"name", "vip", "port", "protocol", "members", "health_check", "l3dsr_dscp"}));
+  PHOTON_RETURN_IF_ERROR(OnlyFields(j, where,
+                                    {"name", "vip", "port", "protocol", "members", "health_check",
+                                     "l3dsr_dscp", "drain_timeout_ms"}));
   L4ListenerSpec l;
   PHOTON_RETURN_IF_ERROR(Str(j, "name", where, &l.name, true));
   if (!ValidName(l.name)) return Bad(where + ".name", "must be [A-Za-z0-9_.-], 1..64");
@@ -124,6 +125,12 @@ StatusOr<L4ListenerSpec> L4ListenerFromJson(const json& j, const std::string& wh
     return Bad(where + ".protocol", "must be tcp or udp (http and https are HAProxy's listeners)");
   }
   PHOTON_RETURN_IF_ERROR(Int(j, "l3dsr_dscp", where, &l.l3dsr_dscp, 0, 63));
+  PHOTON_RETURN_IF_ERROR(Int(j, "drain_timeout_ms", where, &l.drain_timeout_ms, 0, 3600000));
+  if (l.protocol == "udp" && j.contains("drain_timeout_ms") && l.drain_timeout_ms != 0) {
+    // A UDP flow has no SYN that tells a new one from an established one.
+    return Bad(where + ".drain_timeout_ms", "tcp only (udp listeners take 0)");
+  }
+  if (l.protocol == "udp") l.drain_timeout_ms = 0;
   if (j.contains("health_check")) {
     PHOTON_ASSIGN_OR_RETURN(l.health_check,
                             HealthFromJson(j["health_check"], where + ".health_check"));
@@ -168,7 +175,8 @@ json ToJson(const L4ListenerSpec& l) {
             {"timeout_ms", h.timeout_ms},
             {"rise", h.rise},
             {"fall", h.fall}}},
-          {"l3dsr_dscp", l.l3dsr_dscp}};
+          {"l3dsr_dscp", l.l3dsr_dscp},
+          {"drain_timeout_ms", l.drain_timeout_ms}};
 }
 
 StatusOr<L4Settings> L4SettingsFromJson(const json& l4, const json& bgp) {
@@ -281,6 +289,7 @@ photon::Status L4Service::ApplyLocked(const L4ListenerSpec& l) {
   out.port = static_cast<uint16_t>(l.port);
   out.protocol = Proto(l.protocol);
   out.l3dsr_dscp = static_cast<uint8_t>(l.l3dsr_dscp);
+  out.drain_ms = static_cast<uint32_t>(l.drain_timeout_ms);
   for (const auto& m : l.members) {
     l4::L4Member member;
     member.address = m.address;
@@ -422,6 +431,9 @@ void L4Service::CheckLoop() {
   while (!stopping_) {
     cv_.wait_for(lock, std::chrono::milliseconds(50));
     if (stopping_) break;
+    if (photon::Status s = balancer_->ExpireDrains(); !s.ok()) {
+      spdlog::warn("L4: ending flow drains: {}", std::string(s.message()));
+    }
     // Due checks are collected under the lock and run without it (a check may take its
     // timeout); results are applied under it again.
     struct Due {

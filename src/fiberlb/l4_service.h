@@ -55,6 +55,9 @@ struct L4ListenerSpec {
   std::vector<L4MemberSpec> members;
   L4HealthCheck health_check;
   int l3dsr_dscp = 0;  // 1-63: members behind a router get L3DSR with this mark
+  // tcp: flows established before a change that moves their slot (a member removed, set to
+  // weight 0 or added) stay with their member this long; 0: they follow the new table.
+  int drain_timeout_ms = 10000;
 };
 
 struct L4Settings {

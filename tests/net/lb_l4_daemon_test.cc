@@ -10,9 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -282,6 +284,10 @@ TEST_F(L4DaemonTest, BadInputIsRefusedNamingTheField) {
       put("x", "{\"vip\": \"" + std::string(kVip) + "\", \"port\": " + std::to_string(kPort) + "}");
   EXPECT_EQ(c3, 400);  // the same VIP, port and protocol as "hello"
   EXPECT_NE(b3.find("l4.listeners.x.port"), std::string::npos) << b3;
+  auto [c9, b9] =
+      put("x", "{" + vip + ", \"port\": 80, \"protocol\": \"udp\", \"drain_timeout_ms\": 5}");
+  EXPECT_EQ(c9, 400);  // no SYN tells a new UDP flow from an old one
+  EXPECT_NE(b9.find("l4.listeners.x.drain_timeout_ms"), std::string::npos) << b9;
   auto [c4, b4] = put("x", "{" + vip + ", \"port\": 80, \"routes\": []}");
   EXPECT_EQ(c4, 400);
   EXPECT_NE(b4.find("l4.listeners.x.routes: unknown field"), std::string::npos) << b4;
@@ -302,6 +308,151 @@ TEST_F(L4DaemonTest, BadInputIsRefusedNamingTheField) {
   EXPECT_EQ(Rest(1, "DELETE", "/v1/l4/listeners/x").first, 200);
   EXPECT_EQ(Rest(1, "DELETE", "/v1/pools/p").first, 200);
   EXPECT_EQ(Rest(1, "GET", "/v1/l4/listeners/x").first, 404);
+}
+
+// A member's server that keeps its connections: answers "m<i>\n" to every line, until the
+// client closes.
+class EchoServer {
+ public:
+  EchoServer(const std::string& netns, int id, int port) : id_("m" + std::to_string(id) + "\n") {
+    fd_ = photon::net_testing::ListenIn(netns, "0.0.0.0", port);
+    if (fd_ >= 0) thread_ = std::thread([this] { Loop(); });
+  }
+  ~EchoServer() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    for (const auto& p : fds_) ::close(p.fd);
+  }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  void Loop() {
+    fds_.push_back({fd_, POLLIN, 0});
+    while (!stop_) {
+      if (::poll(fds_.data(), fds_.size(), 20) <= 0) continue;
+      for (size_t i = 0; i < fds_.size(); ++i) {
+        if (!(fds_[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (i == 0) {
+          int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+          if (c >= 0) fds_.push_back({c, POLLIN, 0});
+          continue;
+        }
+        char buf[256];
+        ssize_t n = ::recv(fds_[i].fd, buf, sizeof buf, 0);
+        if (n > 0) {
+          (void)::send(fds_[i].fd, id_.data(), id_.size(), MSG_NOSIGNAL);
+        } else {
+          ::close(fds_[i].fd);
+          fds_[i].fd = -1;
+        }
+      }
+      fds_.erase(std::remove_if(fds_.begin(), fds_.end(), [](const pollfd& p) { return p.fd < 0; }),
+                 fds_.end());
+    }
+  }
+  std::string id_;
+  int fd_ = -1;
+  std::vector<pollfd> fds_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// The member answering a line on an open connection ("" if it was reset or is silent for 5 s).
+std::string Ask(int fd) {
+  if (::send(fd, "x\n", 2, MSG_NOSIGNAL) != 2) return "";
+  std::string id;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) != 1) continue;
+    char c;
+    if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
+    id += c;
+  }
+  return id;
+}
+
+// Scale-down drain (issue 20): a member removed from an L4 listener keeps the flows it had for
+// drain_timeout_ms (they were established before the change) while new flows go elsewhere;
+// with 0, the same removal resets them (their slots moved to other members).
+TEST_F(L4DaemonTest, RemovedMemberKeepsItsEstablishedFlowsForTheDrainTimeout) {
+  constexpr int kEchoPort = 8082;
+  std::vector<std::unique_ptr<EchoServer>> echo;
+  for (int i = 1; i <= kMembers; ++i) {
+    echo.push_back(
+        std::make_unique<EchoServer>(bed_->NsPath("m" + std::to_string(i)), i, kEchoPort));
+    ASSERT_TRUE(echo.back()->ok());
+  }
+  auto put = [&](int drain_ms, int members) {
+    json ms = json::array();
+    for (int i = 1; i <= members; ++i) ms.push_back({{"address", LbMemberIp(i)}});
+    json body = {
+        {"vip", kVip}, {"port", kEchoPort}, {"members", ms}, {"drain_timeout_ms", drain_ms}};
+    for (int i = 1; i <= kLbNodes; ++i) {
+      auto [code, out] = Rest(i, "PUT", "/v1/l4/listeners/echo", body.dump());
+      ASSERT_EQ(code, 200) << out;
+    }
+  };
+  // No drain in progress on any node (the drain table holds no member chain).
+  auto settled = [&] {
+    for (int i = 1; i <= kLbNodes; ++i) {
+      // Chains only: a listing of the table (its maps) is longer than Run keeps.
+      if (bed_->Run(bed_->Host(i), {"nft", "list", "chains", "netdev"}).find("chain o_") !=
+          std::string::npos)
+        return false;
+    }
+    return true;
+  };
+  const std::string client = bed_->NsPath("c");
+  for (int drain_ms : {0, 12000}) {  // 12 s: the PUTs to three nodes take seconds under load
+    SCOPED_TRACE("drain_timeout_ms " + std::to_string(drain_ms));
+    ASSERT_NO_FATAL_FAILURE(put(drain_ms, kMembers));
+    ASSERT_TRUE(PollUntil(settled, 30s).count() >= 0);
+    std::vector<std::pair<int, std::string>> flows;  // fd, the member that answers it
+    for (int k = 0; k < 30; ++k) {
+      int fd = photon::net_testing::ConnectFrom(client, kVip, kEchoPort, 10s);
+      ASSERT_GE(fd, 0);
+      flows.push_back({fd, Ask(fd)});
+      ASSERT_FALSE(flows.back().second.empty());
+    }
+    const auto m3 =
+        std::count_if(flows.begin(), flows.end(), [](const auto& f) { return f.second == "m3"; });
+    ASSERT_GT(m3, 0) << "no flow reached m3: its removal proves nothing";
+    ASSERT_NO_FATAL_FAILURE(put(drain_ms, kMembers - 1));  // m3 leaves
+    int kept = 0, lost = 0;
+    for (const auto& [fd, member] : flows) {
+      const std::string now = Ask(fd);
+      if (now == member) {
+        ++kept;
+      } else {
+        ++lost;
+        if (drain_ms > 0) {
+          ADD_FAILURE() << "a flow of " << member << " answered '" << now
+                        << "'; h1: " << bed_->Run("h1", {"nft", "list", "chains", "netdev"});
+        }
+      }
+    }
+    std::printf("m3 removed with drain_timeout_ms %d: %d of 30 flows kept (%ld were m3's)\n",
+                drain_ms, kept, static_cast<long>(m3));
+    if (drain_ms == 0) {
+      EXPECT_GT(lost, 0) << "without a drain, m3's flows should be reset";
+    }
+    // New flows never reach the leaving member.
+    for (int k = 0; k < 20; ++k) {
+      int fd = photon::net_testing::ConnectFrom(client, kVip, kEchoPort, 10s);
+      ASSERT_GE(fd, 0);
+      const std::string who = Ask(fd);
+      EXPECT_TRUE(who == "m1" || who == "m2") << who;
+      ::close(fd);
+    }
+    for (const auto& [fd, member] : flows) ::close(fd);
+  }
+  // The drain ends after its timeout: its member chains leave the drain table.
+  EXPECT_TRUE(PollUntil(settled, 30s).count() >= 0)
+      << bed_->Run("h1", {"nft", "list", "chains", "netdev"});
+  for (int i = 1; i <= kLbNodes; ++i) {
+    EXPECT_EQ(Rest(i, "DELETE", "/v1/l4/listeners/echo").first, 200);
+  }
 }
 
 // Runs last (gtest keeps the order of definition): kill -9 and restart, then the clean stop.

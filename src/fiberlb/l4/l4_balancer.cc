@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -63,6 +64,23 @@ Status ValidateListener(const L4Listener& l) {
   return absl::OkStatus();
 }
 
+// The rule of a member's chain: how a packet reaches it.
+StatusOr<std::string> MemberChainBody(const L4BalancerOptions& o, const std::string& device_mac,
+                                      const L4Listener& l, const L4Member& m) {
+  if (m.forward != L4Forward::kL3 && ValidMac(m.mac)) {
+    // The source MAC becomes the device's own: the frame leaves this node, and a switch must
+    // not learn the router's MAC on our port.
+    return absl::StrCat("ether saddr set ", device_mac, " ether daddr set ", m.mac, " fwd to \"",
+                        o.device, "\"");
+  }
+  if (m.forward == L4Forward::kL3) {
+    // Routed on by this node's IP stack (no conntrack is involved: nothing here uses it).
+    return absl::StrCat("ip daddr set ", m.address, " ip dscp set ", static_cast<int>(l.l3dsr_dscp),
+                        " accept");
+  }
+  return absl::InvalidArgumentError("member " + m.address + ": no MAC and not L3DSR");
+}
+
 // One listener's chains (one per member: how a packet reaches it), map (slot → jump to the
 // member's chain), counter and rule.
 Status RenderListener(const L4BalancerOptions& o, const std::string& device_mac,
@@ -74,18 +92,8 @@ Status RenderListener(const L4BalancerOptions& o, const std::string& device_mac,
   for (const L4Member& m : l.members) {
     if (!Eligible(m)) continue;
     std::string chain = absl::StrCat(name, "_", backends.size());
-    if (m.forward != L4Forward::kL3 && ValidMac(m.mac)) {
-      // The source MAC becomes the device's own: the frame leaves this node, and a switch must
-      // not learn the router's MAC on our port.
-      absl::StrAppend(objects, "  chain ", chain, " {\n    ether saddr set ", device_mac,
-                      " ether daddr set ", m.mac, " fwd to \"", o.device, "\"\n  }\n");
-    } else if (m.forward == L4Forward::kL3) {
-      // Routed on by this node's IP stack (no conntrack is involved: nothing here uses it).
-      absl::StrAppend(objects, "  chain ", chain, " {\n    ip daddr set ", m.address,
-                      " ip dscp set ", static_cast<int>(l.l3dsr_dscp), " accept\n  }\n");
-    } else {
-      return absl::InvalidArgumentError("member " + m.address + ": no MAC and not L3DSR");
-    }
+    PHOTON_ASSIGN_OR_RETURN(std::string body, MemberChainBody(o, device_mac, l, m));
+    absl::StrAppend(objects, "  chain ", chain, " {\n    ", body, "\n  }\n");
     backends.push_back({m.address, m.weight});
     chains.push_back(std::move(chain));
   }
@@ -261,10 +269,180 @@ StatusOr<std::string> L4Balancer::ResolveMac(const std::string& address) const {
   }
 }
 
+namespace {
+
+// Which eligible member (by address) each slot of a listener's table names; empty without one.
+StatusOr<std::vector<std::string>> SlotOwners(const L4Listener& l) {
+  std::vector<MaglevBackend> backends;
+  for (const L4Member& m : l.members) {
+    if (Eligible(m)) backends.push_back({m.address, m.weight});
+  }
+  std::vector<std::string> owners;
+  if (backends.empty()) return owners;
+  PHOTON_ASSIGN_OR_RETURN(std::vector<uint32_t> table, BuildMaglevTable(backends));
+  owners.reserve(table.size());
+  for (uint32_t i : table) owners.push_back(backends[i].key);
+  return owners;
+}
+
+std::string Underscored(const std::string& address) {
+  return absl::StrReplaceAll(address, {{".", "_"}});
+}
+
+}  // namespace
+
+StatusOr<std::string> L4Balancer::DrainScript(const std::map<Key, L4Listener>& listeners,
+                                              std::map<Key, Drain>* next) const {
+  const auto now = std::chrono::steady_clock::now();
+  const std::string table = "netdev " + options_.table + "_drain";
+  std::set<Key> keys;
+  for (const auto& [k, l] : listeners_) keys.insert(k);
+  for (const auto& [k, l] : listeners) keys.insert(k);
+  for (const auto& [k, d] : *next) keys.insert(k);
+  std::string ops, jumps;
+  for (const Key& key : keys) {
+    auto nit = listeners.find(key);
+    const L4Listener* now_l = nit == listeners.end() ? nullptr : &nit->second;
+    auto oit = listeners_.find(key);
+    const L4Listener* old_l = oit == listeners_.end() ? nullptr : &oit->second;
+    const std::string name = L4ListenerName(std::get<0>(key), std::get<1>(key), std::get<2>(key));
+    const std::string set = "nf_" + name, map = "d_" + name, chain = "l_" + name;
+    const bool wanted =
+        now_l != nullptr && now_l->protocol == L4Protocol::kTcp && now_l->drain_ms > 0;
+    if (!wanted) {
+      auto dit = next->find(key);
+      if (dit == next->end()) continue;
+      if (dit->second.created) {  // the ingress jump to it is flushed first
+        absl::StrAppend(&ops, "flush chain ", table, " ", chain, "\ndelete chain ", table, " ",
+                        chain, "\nflush map ", table, " ", map, "\ndelete map ", table, " ", map,
+                        "\ndelete set ", table, " ", set, "\n");
+        for (const auto& c : dit->second.chains) {
+          absl::StrAppend(&ops, "flush chain ", table, " ", c, "\ndelete chain ", table, " ", c,
+                          "\n");
+        }
+      }
+      next->erase(dit);
+      continue;
+    }
+    Drain& d = (*next)[key];
+    if (d.until <= now) {
+      if (!d.moved.empty()) spdlog::info("L4 {}: flow drain over", name);
+      d.moved.clear();
+      d.members.clear();
+    }
+    if (old_l != nullptr) {
+      PHOTON_ASSIGN_OR_RETURN(std::vector<std::string> before, SlotOwners(*old_l));
+      PHOTON_ASSIGN_OR_RETURN(std::vector<std::string> after, SlotOwners(*now_l));
+      // A member's established flows are worth keeping unless it is known unhealthy now.
+      std::map<std::string, L4Member> keep = d.members;
+      for (const L4Member& m : old_l->members) {
+        if (Eligible(m)) keep[m.address] = m;
+      }
+      for (const L4Member& m : now_l->members) {
+        if (!m.healthy) keep.erase(m.address);
+      }
+      std::map<uint32_t, std::string> moved;
+      for (uint32_t slot = 0; slot < before.size(); ++slot) {
+        const std::string& to = after.empty() ? std::string() : after[slot];
+        auto earlier = d.moved.find(slot);  // still draining from an earlier change
+        const std::string& from = earlier != d.moved.end() ? earlier->second : before[slot];
+        if (from != to && keep.count(from)) moved[slot] = from;
+      }
+      if (moved != d.moved) {
+        spdlog::info(
+            "L4 {}: {} slots moved; their established flows stay with {} member(s) for "
+            "{} ms",
+            name, moved.size(),
+            std::set<std::string>([&] {
+              std::set<std::string> m;
+              for (const auto& [slot, member] : moved) m.insert(member);
+              return m;
+            }())
+                .size(),
+            now_l->drain_ms);
+        d.members.clear();
+        for (const auto& [slot, member] : moved) d.members[member] = keep[member];
+        d.moved = std::move(moved);
+        d.until = now + std::chrono::milliseconds(now_l->drain_ms);
+      }
+    }
+    if (!d.created) {
+      absl::StrAppend(&ops, "add set ", table, " ", set,
+                      " { type ipv4_addr . inet_service; flags dynamic,timeout; timeout ",
+                      now_l->drain_ms, "ms; size 65536; }\nadd map ", table, " ", map,
+                      " { typeof numgen inc mod ", kMaglevTableSize, " : verdict; size ",
+                      kMaglevTableSize, "; }\nadd chain ", table, " ", chain, "\n");
+      d.created = true;
+    }
+    absl::StrAppend(&ops, "flush chain ", table, " ", chain, "\nflush map ", table, " ", map, "\n");
+    std::set<std::string> chains;
+    for (const auto& [address, m] : d.members) {
+      const std::string c = absl::StrCat("o_", name, "_", Underscored(address));
+      PHOTON_ASSIGN_OR_RETURN(std::string body, MemberChainBody(options_, device_mac_, *now_l, m));
+      absl::StrAppend(&ops, "add chain ", table, " ", c, "\nflush chain ", table, " ", c,
+                      "\nadd rule ", table, " ", c, " ", body, "\n");
+      chains.insert(c);
+    }
+    for (const auto& c : d.chains) {
+      if (!chains.count(c)) {
+        absl::StrAppend(&ops, "flush chain ", table, " ", c, "\ndelete chain ", table, " ", c,
+                        "\n");
+      }
+    }
+    d.chains = std::move(chains);
+    if (d.moved.empty()) continue;
+    absl::StrAppend(&ops, "add element ", table, " ", map, " { ");
+    bool first = true;
+    for (const auto& [slot, member] : d.moved) {
+      absl::StrAppend(&ops, first ? "" : ", ", slot, " : jump o_", name, "_", Underscored(member));
+      first = false;
+    }
+    const std::string hash = absl::StrCat("jhash ip saddr . tcp sport mod ", kMaglevTableSize,
+                                          " seed 0x", absl::Hex(options_.hash_seed));
+    // A flow whose SYN was seen since the change follows the new table (`return`: on to the
+    // forwarding table); so does a new one, recorded now; the rest were established before.
+    absl::StrAppend(&ops, " }\nadd rule ", table, " ", chain, " ip saddr . tcp sport @", set,
+                    " return\nadd rule ", table, " ", chain,
+                    " tcp flags & (syn | ack) == syn add @", set,
+                    " { ip saddr . tcp sport } return\nadd rule ", table, " ", chain, " ", hash,
+                    " vmap @", map, "\n");
+    absl::StrAppend(&jumps, "add rule ", table, " ingress meta pkttype host ip daddr ",
+                    std::get<0>(key), " tcp dport ", std::get<1>(key), " jump ", chain, "\n");
+  }
+  if (next->empty()) {
+    // No listener drains: no table (its hook costs every packet a lookup).
+    return absl::StrCat("table ", table, "\ndelete table ", table, "\n");
+  }
+  // Just before the counters (-501) and the forwarding table (-500): a packet it forwards to a
+  // draining member goes no further.
+  return absl::StrCat("add table ", table, "\nadd chain ", table,
+                      " ingress { type filter hook ingress device \"", options_.device,
+                      "\" priority -502; policy accept; }\nflush chain ", table, " ingress\n", ops,
+                      jumps);
+}
+
+Status L4Balancer::ExpireDrains() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  bool due = false;
+  for (const auto& [key, d] : drains_) due |= !d.moved.empty() && d.until <= now;
+  if (!due) return absl::OkStatus();
+  auto next = drains_;
+  PHOTON_ASSIGN_OR_RETURN(std::string script, DrainScript(listeners_, &next));
+  PHOTON_RETURN_IF_ERROR(agent::net::NftRunIn(options_.netns, script));
+  drains_ = std::move(next);
+  return absl::OkStatus();
+}
+
 Status L4Balancer::Commit(const std::map<Key, L4Listener>& listeners, bool draining) {
   std::vector<L4Listener> list;
   for (const auto& [key, l] : listeners) list.push_back(l);
   PHOTON_ASSIGN_OR_RETURN(std::string script, RenderL4Ruleset(options_, device_mac_, list));
+  // The drains go in the same transaction: an established flow whose slot moves is never
+  // without its member.
+  auto drains = drains_;
+  PHOTON_ASSIGN_OR_RETURN(std::string drain_script, DrainScript(listeners, &drains));
+  script += drain_script;
   std::set<std::string> want = VipsToAnnounce(listeners, draining);
   // Withdraw first, forward second, announce last: a VIP is announced only once this node
   // forwards it, and a withdrawn one drains away while the old table still forwards.
@@ -291,6 +469,7 @@ Status L4Balancer::Commit(const std::map<Key, L4Listener>& listeners, bool drain
   }
   announced_ = std::move(kept);
   PHOTON_RETURN_IF_ERROR(agent::net::NftRunIn(options_.netns, script));
+  drains_ = std::move(drains);
   PHOTON_RETURN_IF_ERROR(batch(announce));
   announced_ = want;
   return absl::OkStatus();
@@ -354,7 +533,9 @@ Status L4Balancer::Close() {
   PHOTON_RETURN_IF_ERROR(Commit({}, true));
   listeners_.clear();
   std::string script;
-  for (const std::string& name : {options_.table, L4StatsTable(options_.table)}) {
+  drains_.clear();
+  for (const std::string& name :
+       {options_.table, L4StatsTable(options_.table), options_.table + "_drain"}) {
     const std::string t = "table netdev " + name;
     absl::StrAppend(&script, t, "\ndelete ", t, "\n");
   }

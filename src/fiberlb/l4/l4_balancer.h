@@ -59,6 +59,10 @@ struct L4Listener {
   // 1-63: the DSCP marking this VIP towards members behind a router (L3DSR); the same on every
   // LB node and on those members. 0: such members are refused.
   uint8_t l3dsr_dscp = 0;
+  // TCP: when a change moves slots to another member (a member removed, re-weighted to 0 or
+  // added; not one that turned unhealthy), the flows established before it stay with the member
+  // they had for this long (below). 0: they follow the new table (and are reset by it).
+  uint32_t drain_ms = 0;
 };
 
 struct L4BalancerOptions {
@@ -102,6 +106,8 @@ class L4Balancer {
   Status SetDraining(bool draining);
   // Withdraws every VIP and deletes the table.
   Status Close();
+  // Ends the flow drains whose drain_ms has passed (call it periodically).
+  Status ExpireDrains();
 
   std::vector<std::string> AnnouncedVips() const;
   // Packets the listener's rule forwarded on this node.
@@ -114,7 +120,22 @@ class L4Balancer {
   // Fills in forward (and the MAC of an on-link member).
   Status Resolve(const L4Listener& listener, L4Member* member) const;
   StatusOr<std::string> ResolveMac(const std::string& address) const;
+  // A listener's flow drain: for `until`, packets of flows that were established before the
+  // last change and whose slot moved (`moved`: slot → the member it had) still go to that
+  // member. New flows are told apart by their SYN, which the drain table records (a set with
+  // a timeout) on the way to the new table: stateless otherwise.
+  struct Drain {
+    std::map<uint32_t, std::string> moved;
+    std::map<std::string, L4Member> members;  // the members in `moved`, resolved
+    std::chrono::steady_clock::time_point until{};
+    std::set<std::string> chains;  // their chains in the drain table
+    bool created = false;          // its set, map and chain exist in the drain table
+  };
   Status Commit(const std::map<Key, L4Listener>& listeners, bool draining);
+  // The nft commands that bring the drain table (`<table>_drain`) from drains_ to `next`
+  // (updated in place), for listeners going from listeners_ to `listeners`.
+  StatusOr<std::string> DrainScript(const std::map<Key, L4Listener>& listeners,
+                                    std::map<Key, Drain>* next) const;
 
   const L4BalancerOptions options_;
   std::string device_mac_;
@@ -122,6 +143,7 @@ class L4Balancer {
   std::map<Key, L4Listener> listeners_;
   std::set<std::string> announced_;
   bool draining_ = false;
+  std::map<Key, Drain> drains_;
 };
 
 // The member side of DSR, run on a member (or its namespace `netns`): the VIP on its loopback

@@ -392,9 +392,13 @@ class FiberLbProvider : public ServiceProvider {
                   {"timeout_ms", std::min(interval, 1000)},
                   {"rise", hc.rise() > 0 ? hc.rise() : 2},
                   {"fall", hc.fall() > 0 ? hc.fall() : 3}};
-    return {{"name", name},     {"vip", vip},
-            {"port", l.port()}, {"protocol", AsciiLower(l.protocol())},
-            {"members", ms},    {"health_check", check}};
+    json out = {{"name", name},     {"vip", vip},
+                {"port", l.port()}, {"protocol", AsciiLower(l.protocol())},
+                {"members", ms},    {"health_check", check}};
+    // A leaving replica's established flows stay with it this long (its agent keeps it running
+    // until they finish or this passes: details.drainTimeoutMs).
+    if (AsciiLower(l.protocol()) == "tcp") out["drain_timeout_ms"] = drain_timeout_ms_;
+    return out;
   }
 
   StatusOr<json> GetL4(L4Node& node) {
@@ -483,6 +487,7 @@ class FiberLbProvider : public ServiceProvider {
                    AsciiLower(l.protocol());
     }
     o.details["listeners"] = listeners;
+    o.details["drainTimeoutMs"] = std::to_string(drain_timeout_ms_);
     // Every node gets the same listeners (the Maglev tables agree); one node that cannot be
     // reached keeps the others serving, and the object says which.
     std::map<std::string, int> healthy_on;  // address → nodes that see it healthy
