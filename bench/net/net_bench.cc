@@ -1,6 +1,7 @@
 // photon-bench-net: the node data path on the multi-host bed (tests/net), figures for issue 16.
 //   sudo build/bench/net/photon-bench-net [--density N]
-//       [--skip-density | --density-only | --rule-change-only | --wiring-only]
+//       [--skip-density | --density-only | --rule-change-only | --wiring-only |
+//        --throughput-only]
 // Port wiring (sequential and burst; --wiring-only runs just that, with and without the wait
 // for both veth ends to be up), density (memory, teardown), security-group first-packet
 // latency (10 vs 10,000 rules), throughput next to a bare veth pair, BGP announce/withdraw,
@@ -479,13 +480,15 @@ void Bgp(NetBed* bed) {
 int main(int argc, char** argv) {
   using namespace photon::agent::net;
   int density = 1000;
-  bool skip_density = false, density_only = false, rule_change_only = false, wiring_only = false;
+  bool skip_density = false, density_only = false, rule_change_only = false, wiring_only = false,
+       throughput_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--density") == 0 && i + 1 < argc) density = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--skip-density") == 0) skip_density = true;
     if (std::strcmp(argv[i], "--density-only") == 0) density_only = true;
     if (std::strcmp(argv[i], "--rule-change-only") == 0) rule_change_only = true;
     if (std::strcmp(argv[i], "--wiring-only") == 0) wiring_only = true;
+    if (std::strcmp(argv[i], "--throughput-only") == 0) throughput_only = true;
   }
   if (::geteuid() != 0) {
     std::cerr << "photon-bench-net needs root (network namespaces)\n";
@@ -504,6 +507,10 @@ int main(int argc, char** argv) {
   }
   if (rule_change_only) {
     RuleChange(bed.get(), density);
+    return 0;
+  }
+  if (throughput_only) {
+    Throughput(bed.get());
     return 0;
   }
   if (!density_only) {
