@@ -135,7 +135,16 @@ void PortManager::ReapLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     reaper_wake_.wait_for(lock, std::chrono::seconds(1));
-    if (!stopping_) ReapSlotsLocked(std::chrono::seconds(3));
+    if (stopping_ || dying_.empty()) continue;
+    // The kernel is asked without the lock: Apply and Delete must not wait for a walk over
+    // thousands of going links. A dying slot is not reused until it leaves dying_ here.
+    auto dying = dying_;
+    lock.unlock();
+    std::vector<int> gone = GoneSlots(dying, std::chrono::seconds(3));
+    lock.lock();
+    for (int slot : gone) {
+      if (dying_.erase(slot) > 0) slot_used_[slot] = false;
+    }
   }
 }
 
@@ -553,21 +562,26 @@ Status PortManager::Delete(const std::string& id) {
   return absl::OkStatus();
 }
 
-void PortManager::ReapSlotsLocked(std::chrono::seconds force_after) {
+std::vector<int> PortManager::GoneSlots(
+    const std::map<int, std::chrono::steady_clock::time_point>& dying,
+    std::chrono::seconds force_after) {
   const auto now = std::chrono::steady_clock::now();
-  for (auto it = dying_.begin(); it != dying_.end();) {
-    const std::string ifname = HostIfName(it->first);
+  std::vector<int> gone;
+  for (const auto& [slot, since] : dying) {
+    const std::string ifname = HostIfName(slot);
     StatusOr<bool> exists = probe_->Exists(ifname);
-    bool gone = exists.ok() && !*exists;
-    if (!gone && exists.ok() && now - it->second > force_after) {
-      gone = probe_->DeleteLink(ifname).ok();
+    if (!exists.ok()) continue;
+    if (!*exists || (now - since > force_after && probe_->DeleteLink(ifname).ok())) {
+      gone.push_back(slot);
     }
-    if (gone) {
-      slot_used_[it->first] = false;
-      it = dying_.erase(it);
-    } else {
-      ++it;
-    }
+  }
+  return gone;
+}
+
+void PortManager::ReapSlotsLocked(std::chrono::seconds force_after) {
+  for (int slot : GoneSlots(dying_, force_after)) {
+    dying_.erase(slot);
+    slot_used_[slot] = false;
   }
 }
 

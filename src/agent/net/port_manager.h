@@ -129,6 +129,8 @@ class PortManager {
   // after its delete is deleted: something (a TCP socket closing towards a peer that went
   // first, for up to minutes) keeps its namespace alive.
   void ReapSlotsLocked(std::chrono::seconds force_after);
+  std::vector<int> GoneSlots(const std::map<int, std::chrono::steady_clock::time_point>& dying,
+                             std::chrono::seconds force_after);
   void ReapLoop();
   Status WaitPairUp(const std::string& instance_id, const std::string& host_ifname,
                     LinkProbe* inner);
