@@ -35,7 +35,7 @@ can_drop() { [ -w /proc/sys/vm/drop_caches ] && echo yes || echo "no (reads may 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
-start_daemon() {  # $1 = data dir
+start_daemon() {  # $1 = data dir, $2 = an extra config line (optional)
   local dir="$1"
   mkdir -p "$dir"
   cat > "$WORK/config.yaml" <<CFG
@@ -44,6 +44,7 @@ data_dir: $dir
 region: us-east-1
 port_file: $WORK/port
 log_level: warn
+${2:-}
 CFG
   rm -f "$WORK/port"
   "$BIN" --config "$WORK/config.yaml" keys create bench > "$WORK/key" 2>/dev/null
@@ -56,6 +57,16 @@ CFG
   export AWS_SECRET_ACCESS_KEY=$(awk '/secret_access_key/{print $2}' "$WORK/key")
 }
 stop_daemon() { kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true; }
+# The daemon's CPU time (user + system, ms) spent on one s3_load call: $1 = figures file, $2 =
+# CPU file, the rest s3_load's arguments. Unlike MB/s it hardly moves with the machine's load.
+daemon_ms() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/proc/$DAEMON/stat"; }
+timed() {
+  local out="$1" cpu="$2" t0
+  shift 2
+  t0=$(daemon_ms)
+  "$LOAD" "$@" >> "$out"
+  awk -v a="$t0" -v b="$(daemon_ms)" 'BEGIN { print b - a }' >> "$cpu"
+}
 rss_mib() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # nginx (nginx-light) serving directory $1 on a free loopback port, checked by fetching the file
@@ -120,18 +131,18 @@ python3 - "$PORT" <<'PY'
 import os, sys, boto3
 boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1").create_bucket(Bucket="bench")
 PY
-"$LOAD" put-large --port "$PORT" --size "$SIZE_LARGE" --count "$ROUNDS" | tee "$WORK/put_large.txt" >/dev/null
+# Plain and SSE-S3 (format 2) PUTs and GETs interleaved, so a change of load hits both alike.
+for i in $(seq "$ROUNDS"); do
+  timed "$WORK/put_large.txt" "$WORK/cpu_put_plain" put-large --port "$PORT" --size "$SIZE_LARGE" --count 1
+  timed "$WORK/put_sse.txt" "$WORK/cpu_put_sse" put-large --port "$PORT" --size "$SIZE_LARGE" --count 1 --sse AES256
+done
 # The same object as `aws s3 cp` uploads it (8 MiB parts, several at a time).
 "$LOAD" put-multipart --port "$PORT" --size "$SIZE_LARGE" --count "$ROUNDS" --clients 4 > "$WORK/put_mp.txt"
-for i in $(seq 0 $((ROUNDS - 1))); do
+for i in $(seq "$ROUNDS"); do
   drop_caches
-  "$LOAD" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 >> "$WORK/get_large.txt"
-done
-# SSE-S3: the same PUTs and GETs with encryption at rest.
-"$LOAD" put-large --port "$PORT" --size "$SIZE_LARGE" --count "$ROUNDS" --sse AES256 > "$WORK/put_sse.txt"
-for i in $(seq 0 $((ROUNDS - 1))); do
+  timed "$WORK/get_large.txt" "$WORK/cpu_get_plain" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1
   drop_caches
-  "$LOAD" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 --sse AES256 >> "$WORK/get_sse.txt"
+  timed "$WORK/get_sse.txt" "$WORK/cpu_get_sse" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 --sse AES256
 done
 # nginx serving one 64 MiB file over loopback, caches dropped before each GET as above.
 mkdir -p "$WORK/www-large"
@@ -143,9 +154,35 @@ for i in $(seq "$ROUNDS"); do
     awk '{printf "%.1f\n", $1 / 1e6}' >> "$WORK/nginx_large.txt"
 done
 stop_nginx
+# SSE-S3 as stored before format 2 (AES-256-CTR, no integrity; `sse_write_format: ctr-legacy`)
+# in a second daemon, with plain PUTs and GETs of that daemon beside it: what format 2 costs
+# over format 1 in the same run.
+stop_daemon
+start_daemon "$WORK/data-ctr" "sse_write_format: ctr-legacy"
+python3 - "$PORT" <<'PY'
+import os, sys, boto3
+boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1").create_bucket(Bucket="bench")
+PY
+for i in $(seq "$ROUNDS"); do
+  timed "$WORK/put_plain2.txt" "$WORK/cpu_put_plain2" put-large --port "$PORT" --size "$SIZE_LARGE" --count 1
+  timed "$WORK/put_ctr.txt" "$WORK/cpu_put_ctr" put-large --port "$PORT" --size "$SIZE_LARGE" --count 1 --sse AES256
+done
+for i in $(seq "$ROUNDS"); do
+  drop_caches
+  timed "$WORK/get_plain2.txt" "$WORK/cpu_get_plain2" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1
+  drop_caches
+  timed "$WORK/get_ctr.txt" "$WORK/cpu_get_ctr" get-large --port "$PORT" --size "$SIZE_LARGE" --count 1 --sse AES256
+done
+stop_daemon
+rm -rf "$WORK/data-ctr"
+start_daemon "$WORK/data"
 PUT_L=$(field mbps < "$WORK/put_large.txt" | median); PUT_MP=$(field mbps < "$WORK/put_mp.txt" | median); GET_L=$(field mbps < "$WORK/get_large.txt" | median)
 PUT_SSE=$(field mbps < "$WORK/put_sse.txt" | median); GET_SSE=$(field mbps < "$WORK/get_sse.txt" | median)
 NGINX_L=$(median < "$WORK/nginx_large.txt")
+PUT_P2=$(field mbps < "$WORK/put_plain2.txt" | median); PUT_CTR=$(field mbps < "$WORK/put_ctr.txt" | median)
+GET_P2=$(field mbps < "$WORK/get_plain2.txt" | median); GET_CTR=$(field mbps < "$WORK/get_ctr.txt" | median)
+# Mean over the rounds: the kernel counts CPU time in 10 ms ticks, too coarse for one PUT.
+cpu() { awk '{s += $1} END {printf "%.1f", s / NR}' "$WORK/cpu_$1"; }
 print_large() {
   echo "64 MiB PUT   lightningstor $PUT_L MB/s   bound min(dd conv=fsync $DD_W, openssl md5 1 MiB $MD5_MBPS) = $PUT_BOUND MB/s   ratio $(ratio "$PUT_L" "$PUT_BOUND")   (ETag checked = body MD5)"
   echo "             openssl md5 1 MiB by wall-clock time in the same run: $MD5_WALL MB/s   ratio $(ratio "$PUT_L" "$MD5_WALL")"
@@ -153,10 +190,16 @@ print_large() {
   echo "64 MiB GET   lightningstor $GET_L MB/s   raw disk (dd read, cold) $DD_R MB/s   ratio $(ratio "$GET_L" "$DD_R")"
   echo "64 MiB GET   lightningstor $GET_L MB/s   nginx same size over loopback (cold) $NGINX_L MB/s   ratio $(ratio "$GET_L" "$NGINX_L")"
   echo "SSE-S3       PUT $PUT_SSE MB/s ($(ratio "$PUT_SSE" "$PUT_L") of plain)   GET $GET_SSE MB/s ($(ratio "$GET_SSE" "$GET_L") of plain)"
+  echo "SSE-S3 format 1 (CTR, before)   PUT $PUT_CTR MB/s ($(ratio "$PUT_CTR" "$PUT_P2") of plain $PUT_P2)   GET $GET_CTR MB/s ($(ratio "$GET_CTR" "$GET_P2") of plain $GET_P2)   (second daemon, interleaved with its plain runs)"
+  echo "   format 2 / format 1: PUT $(ratio "$PUT_SSE" "$PUT_CTR")   GET $(ratio "$GET_SSE" "$GET_CTR")"
+  echo "Daemon CPU ms per 64 MiB (mean of the rounds): PUT plain $(cpu put_plain), SSE-S3 $(cpu put_sse) ($(ratio "$(cpu put_sse)" "$(cpu put_plain)") of plain); GET plain $(cpu get_plain), SSE-S3 $(cpu get_sse) ($(ratio "$(cpu get_sse)" "$(cpu get_plain)"))"
+  echo "   format 1 daemon: PUT plain $(cpu put_plain2), CTR $(cpu put_ctr) ($(ratio "$(cpu put_ctr)" "$(cpu put_plain2)")); GET plain $(cpu get_plain2), CTR $(cpu get_ctr) ($(ratio "$(cpu get_ctr)" "$(cpu get_plain2)"))"
   echo "   PUT runs: $(field mbps < "$WORK/put_large.txt" | tr '\n' ' ')  dd write runs: $(tr '\n' ' ' < "$WORK/dd_write")"
   echo "   multipart PUT runs: $(field mbps < "$WORK/put_mp.txt" | tr '\n' ' ')"
   echo "   GET runs: $(field mbps < "$WORK/get_large.txt" | tr '\n' ' ')  dd read runs: $(tr '\n' ' ' < "$WORK/dd_read")  nginx runs: $(tr '\n' ' ' < "$WORK/nginx_large.txt")"
   echo "   SSE PUT runs: $(field mbps < "$WORK/put_sse.txt" | tr '\n' ' ')  SSE GET runs: $(field mbps < "$WORK/get_sse.txt" | tr '\n' ' ')"
+  echo "   format 1 daemon: plain PUT runs: $(field mbps < "$WORK/put_plain2.txt" | tr '\n' ' ')  CTR PUT runs: $(field mbps < "$WORK/put_ctr.txt" | tr '\n' ' ')"
+  echo "                    plain GET runs: $(field mbps < "$WORK/get_plain2.txt" | tr '\n' ' ')  CTR GET runs: $(field mbps < "$WORK/get_ctr.txt" | tr '\n' ' ')"
   echo "   load average at start: $LOAD_START   now: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 if [ "$ONLY" = large ]; then

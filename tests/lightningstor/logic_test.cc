@@ -408,6 +408,14 @@ TEST(Config, UnknownKeyNamed) {
       << no_data_dir.status();
 }
 
+TEST(Config, SseWriteFormatChecked) {
+  auto bad = ParseConfig("data_dir: /tmp/x\nsse_write_format: ctr\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("sse_write_format"), std::string::npos);
+  EXPECT_EQ(ParseConfig("data_dir: /tmp/x\n")->sse_write_format, "gcm");
+  EXPECT_TRUE(ParseConfig("data_dir: /tmp/x\nsse_write_format: ctr-legacy\n").ok());
+}
+
 TEST(Config, InlineLimitBounded) {
   auto c = ParseConfig("data_dir: /tmp/x\ninline_max_bytes: 1048577\n");
   ASSERT_FALSE(c.ok());
