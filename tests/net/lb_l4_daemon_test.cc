@@ -117,6 +117,7 @@ class L4DaemonTest : public ::testing::Test {
     for (int i = 1; i <= kLbNodes; ++i) {
       std::filesystem::remove_all(DataDir(i));
       std::filesystem::remove(DataDir(i) + ".yaml");
+      std::filesystem::remove(DataDir(i) + ".log");
     }
     delete bed_;
     bed_ = nullptr;

@@ -325,6 +325,9 @@ StatusOr<std::string> L4Balancer::DrainScript(const std::map<Key, L4Listener>& l
       continue;
     }
     Drain& d = (*next)[key];
+    // What the kernel's map holds now: changes are written as element deletes and adds (a
+    // member's death during a drain touches a few slots, not the whole map).
+    const std::map<uint32_t, std::string> prev = d.created ? d.moved : decltype(d.moved){};
     if (d.until <= now) {
       if (!d.moved.empty()) spdlog::info("L4 {}: flow drain over", name);
       d.moved.clear();
@@ -333,20 +336,26 @@ StatusOr<std::string> L4Balancer::DrainScript(const std::map<Key, L4Listener>& l
     if (old_l != nullptr) {
       PHOTON_ASSIGN_OR_RETURN(std::vector<std::string> before, SlotOwners(*old_l));
       PHOTON_ASSIGN_OR_RETURN(std::vector<std::string> after, SlotOwners(*now_l));
-      // A member's established flows are worth keeping unless it is known unhealthy now.
-      std::map<std::string, L4Member> keep = d.members;
+      std::map<std::string, L4Member> known = d.members;
       for (const L4Member& m : old_l->members) {
-        if (Eligible(m)) keep[m.address] = m;
+        if (Eligible(m)) known[m.address] = m;
       }
+      // A member's established flows are worth a new pin unless it is known unhealthy now.
+      std::set<std::string> unhealthy;
       for (const L4Member& m : now_l->members) {
-        if (!m.healthy) keep.erase(m.address);
+        if (!m.healthy) unhealthy.insert(m.address);
       }
       std::map<uint32_t, std::string> moved;
       for (uint32_t slot = 0; slot < before.size(); ++slot) {
         const std::string& to = after.empty() ? std::string() : after[slot];
-        auto earlier = d.moved.find(slot);  // still draining from an earlier change
-        const std::string& from = earlier != d.moved.end() ? earlier->second : before[slot];
-        if (from != to && keep.count(from)) moved[slot] = from;
+        // Still draining from an earlier change: the slot keeps its earliest member (a dead
+        // one too: its flows are gone anyway, and unpinning costs a map write).
+        if (auto earlier = d.moved.find(slot); earlier != d.moved.end()) {
+          if (earlier->second != to) moved[slot] = earlier->second;
+          continue;
+        }
+        const std::string& from = before[slot];
+        if (from != to && !unhealthy.count(from) && known.count(from)) moved[slot] = from;
       }
       if (moved != d.moved) {
         spdlog::info(
@@ -361,7 +370,7 @@ StatusOr<std::string> L4Balancer::DrainScript(const std::map<Key, L4Listener>& l
                 .size(),
             now_l->drain_ms);
         d.members.clear();
-        for (const auto& [slot, member] : moved) d.members[member] = keep[member];
+        for (const auto& [slot, member] : moved) d.members[member] = known[member];
         d.moved = std::move(moved);
         d.until = now + std::chrono::milliseconds(now_l->drain_ms);
       }
@@ -374,34 +383,48 @@ StatusOr<std::string> L4Balancer::DrainScript(const std::map<Key, L4Listener>& l
                       kMaglevTableSize, "; }\nadd chain ", table, " ", chain, "\n");
       d.created = true;
     }
-    absl::StrAppend(&ops, "flush chain ", table, " ", chain, "\nflush map ", table, " ", map, "\n");
+    absl::StrAppend(&ops, "flush chain ", table, " ", chain, "\n");
+    std::string dels, adds;
+    for (const auto& [slot, member] : prev) {
+      auto it = d.moved.find(slot);
+      if (it == d.moved.end() || it->second != member)
+        absl::StrAppend(&dels, dels.empty() ? "" : ", ", slot);
+    }
+    for (const auto& [slot, member] : d.moved) {
+      auto it = prev.find(slot);
+      if (it == prev.end() || it->second != member) {
+        absl::StrAppend(&adds, adds.empty() ? "" : ", ", slot, " : jump o_", name, "_",
+                        Underscored(member));
+      }
+    }
+    if (d.moved.empty() && !prev.empty()) {
+      absl::StrAppend(&ops, "flush map ", table, " ", map, "\n");
+    } else if (!dels.empty()) {
+      absl::StrAppend(&ops, "delete element ", table, " ", map, " { ", dels, " }\n");
+    }
     std::set<std::string> chains;
     for (const auto& [address, m] : d.members) {
       const std::string c = absl::StrCat("o_", name, "_", Underscored(address));
+      chains.insert(c);
+      if (d.chains.count(c)) continue;  // there already
       PHOTON_ASSIGN_OR_RETURN(std::string body, MemberChainBody(options_, device_mac_, *now_l, m));
       absl::StrAppend(&ops, "add chain ", table, " ", c, "\nflush chain ", table, " ", c,
                       "\nadd rule ", table, " ", c, " ", body, "\n");
-      chains.insert(c);
     }
+    if (!adds.empty()) absl::StrAppend(&ops, "add element ", table, " ", map, " { ", adds, " }\n");
     for (const auto& c : d.chains) {
-      if (!chains.count(c)) {
+      if (!chains.count(c)) {  // no element names it any more (deleted above)
         absl::StrAppend(&ops, "flush chain ", table, " ", c, "\ndelete chain ", table, " ", c,
                         "\n");
       }
     }
     d.chains = std::move(chains);
     if (d.moved.empty()) continue;
-    absl::StrAppend(&ops, "add element ", table, " ", map, " { ");
-    bool first = true;
-    for (const auto& [slot, member] : d.moved) {
-      absl::StrAppend(&ops, first ? "" : ", ", slot, " : jump o_", name, "_", Underscored(member));
-      first = false;
-    }
     const std::string hash = absl::StrCat("jhash ip saddr . tcp sport mod ", kMaglevTableSize,
                                           " seed 0x", absl::Hex(options_.hash_seed));
     // A flow whose SYN was seen since the change follows the new table (`return`: on to the
     // forwarding table); so does a new one, recorded now; the rest were established before.
-    absl::StrAppend(&ops, " }\nadd rule ", table, " ", chain, " ip saddr . tcp sport @", set,
+    absl::StrAppend(&ops, "add rule ", table, " ", chain, " ip saddr . tcp sport @", set,
                     " return\nadd rule ", table, " ", chain,
                     " tcp flags & (syn | ack) == syn add @", set,
                     " { ip saddr . tcp sport } return\nadd rule ", table, " ", chain, " ", hash,
