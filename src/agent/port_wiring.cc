@@ -334,11 +334,15 @@ std::string PortWiring::L4DrainPending(const compute::ComputeInstance& instance,
   if (vip.empty() || rs == labels.end()) return "";
   auto j = api_->Get("/v1/namespaces/" + instance.metadata().namespace_() + "/loadbalancers/" +
                      rs->second);
-  if (!j.ok()) return j.status().code() == absl::StatusCode::kNotFound ? "" : "reading its LB";
+  // The provider's default drain timeout bounds the wait while the LoadBalancer cannot be read.
+  int timeout_ms = 10000;
+  if (!j.ok()) {
+    if (j.status().code() == absl::StatusCode::kNotFound) return "";
+    return waited >= std::chrono::milliseconds(timeout_ms) ? "" : "reading its LoadBalancer";
+  }
   auto lb = ParseObject<network::LoadBalancer>(*j, "LoadBalancer");
   if (!lb.ok()) return "";
   const auto& d = lb->status().details();
-  int timeout_ms = 10000;
   if (auto t = d.find("drainTimeoutMs"); t != d.end()) timeout_ms = std::atoi(t->second.c_str());
   if (waited >= std::chrono::milliseconds(timeout_ms)) return "";
   if (d.count("member." + instance.metadata().name())) return "still a member of " + rs->second;
