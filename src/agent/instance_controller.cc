@@ -301,6 +301,17 @@ Status InstanceController::Adopt() {
     for (const auto& [id, want] : desired) keep.insert(id);
     return keep;
   });
+  if (wiring_ != nullptr) {
+    std::vector<compute::ComputeInstance> running;
+    for (const auto& [id, want] : desired) {
+      if (auto obj = instances_->Get(want.key)) {
+        if (auto inst = ParseInstance(*obj); inst.ok()) running.push_back(*inst);
+      }
+    }
+    if (Status s = wiring_->SweepLbVips(running); !s.ok()) {
+      spdlog::warn("network: L4 VIP sweep: {}", s.ToString());
+    }
+  }
   spdlog::info("adopted {} running instances, destroyed {} orphans", adopted, destroyed);
   ResyncAll();
   for (const auto& key : instances_->Keys()) queue_.Add(key);

@@ -372,7 +372,9 @@ Status PortWiring::HoldLbVip(const std::string& instance_id, const std::string& 
                                         "net.ipv4.conf.all.arp_announce=2"},
                                        in_node)
                                .status());
-    in_node.stdin_data = "link set lo up\naddress replace " + vip + "/32 dev lo\n";
+    // The label marks it as an L4 VIP of ours, for SweepLbVips after a restart.
+    in_node.stdin_data = "link set lo up\naddress replace " + vip + "/32 dev lo label " +
+                         std::string(kLbVipLabel) + "\n";
     PHOTON_RETURN_IF_ERROR(net::ExecOk({"ip", "-batch", "-"}, in_node).status());
     in_node.stdin_data.clear();
     if (lb_address_.empty()) {
@@ -403,6 +405,37 @@ Status PortWiring::HoldLbVip(const std::string& instance_id, const std::string& 
     lb_vips_.erase(instance_id);
   } else {
     lb_vips_[instance_id] = vip;
+  }
+  return absl::OkStatus();
+}
+
+Status PortWiring::SweepLbVips(const std::vector<compute::ComputeInstance>& running) {
+  std::set<std::string> keep, seen;  // seen: "namespace/regionservice" already read
+  for (const auto& inst : running) {
+    const auto& labels = inst.metadata().labels();
+    auto rs = labels.find("photon.io/regionservice");
+    if (rs == labels.end() || !seen.insert(inst.metadata().namespace_() + "/" + rs->second).second)
+      continue;
+    // An unreadable LoadBalancer keeps every VIP: better a stale address than a member's.
+    PHOTON_ASSIGN_OR_RETURN(std::string vip, L4VipFor(inst));
+    if (!vip.empty()) keep.insert(vip);
+  }
+  net::ExecOptions in_node;
+  in_node.netns = options_.host_netns;
+  PHOTON_ASSIGN_OR_RETURN(std::string out, net::ExecOk({"ip", "-4", "-o", "address", "show", "dev",
+                                                        "lo", "label", kLbVipLabel},
+                                                       in_node));
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t at = line.find(" inet ");
+    if (at == std::string::npos) continue;
+    std::string cidr = line.substr(at + 6);
+    cidr = cidr.substr(0, cidr.find(' '));
+    const std::string vip = cidr.substr(0, cidr.find('/'));
+    if (keep.count(vip)) continue;
+    PHOTON_RETURN_IF_ERROR(
+        net::ExecOk({"ip", "address", "del", cidr, "dev", "lo"}, in_node).status());
+    spdlog::info("network: L4 VIP {} left the node's loopback (no instance here holds it)", vip);
   }
   return absl::OkStatus();
 }

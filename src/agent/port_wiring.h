@@ -27,6 +27,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@
 #include "photon/network.pb.h"
 
 namespace photon::agent {
+
+// The address label of the L4 VIPs an agent puts on the node's loopback.
+inline constexpr char kLbVipLabel[] = "lo:plb";
+
 // A SecurityGroup's members (the addresses of the Ports carrying it, comma-separated) in its
 // status.details, as photon-server's network controller keeps them (network_controller.h).
 inline constexpr char kSecurityGroupMembersDetail[] = "prismnet.members";
@@ -78,6 +83,11 @@ class PortWiring {
   std::string NetnsOf(const std::string& instance_id) const;
   // The L4 LoadBalancer VIP Wire put on the node's loopback for an instance ("" none).
   std::string LbVipOf(const std::string& instance_id) const;
+  // At a start: removes the L4 VIPs on the node's loopback (label kLbVipLabel) that none of
+  // `running` (this node's instances that should run) needs — left by an agent that was down
+  // while the last replica holding one was deleted. Any LoadBalancer that cannot be read
+  // stops the sweep (nothing is removed after it).
+  Status SweepLbVips(const std::vector<compute::ComputeInstance>& running);
   // The address the LB nodes reach such a member at: the node's source address on its default
   // route ("" until a VIP was held).
   std::string LbAddress() const;

@@ -231,6 +231,35 @@ TEST_F(LbRegionServiceL4Test, ScaleDownDrainsTheLeavingReplicasConnections) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - closed).count());
 }
 
+// VIP sweep: the agent of a member's node is down while the RegionService (and so its
+// LoadBalancer) is deleted; the VIP it had put on the node's loopback is removed when it
+// comes back (at its start, no instance there needs it), not left until some later teardown.
+TEST_F(LbRegionServiceL4Test, VipLeftByAnAgentThatWasDownIsRemovedOnItsReturn) {
+  const std::string rs = Name("sweep");
+  json body = RsBody(rs, 1);
+  body["spec"]["schedule"]["nodes"] = {Node(4)};
+  auto r = Call("POST", "/v1/namespaces/default/regionservices", body);
+  ASSERT_EQ(r.status / 100, 2) << r.body;
+  services_.push_back(rs);
+  std::string vip;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json lb = Get(LbPath(rs));
+        vip = lb.is_object() ? lb["status"].value("details", json::object()).value("vip", "") : "";
+        return !vip.empty() && Running(rs).size() == 1 && HasVipOnLo(4, vip);
+      },
+      60s))
+      << Get(LbPath(rs)).dump();
+  agents_[4]->Kill(SIGKILL);
+  ASSERT_EQ(Call("DELETE", RsPath(rs)).status / 100, 2);
+  ASSERT_TRUE(WaitFor([&] { return Call("GET", LbPath(rs)).status == 404; }, 60s));
+  EXPECT_TRUE(HasVipOnLo(4, vip)) << "the VIP should still be there while h4's agent is down";
+  ASSERT_TRUE(StartAgent(4));
+  EXPECT_TRUE(WaitFor([&] { return !HasVipOnLo(4, vip); }, 30s))
+      << bed_->Run(bed_->Host(4), {"ip", "-4", "addr", "show", "dev", "lo"});
+  EXPECT_TRUE(WaitFor([&] { return Call("GET", RsPath(rs)).status == 404; }, 60s));
+}
+
 TEST_F(LbRegionServiceL4Test, BadInputIsRefusedNamingTheField) {
   struct Case {
     std::string what, field;
