@@ -1,6 +1,7 @@
 #include "server/object_util.h"
 
 #include <absl/strings/match.h>
+#include <absl/strings/numbers.h>
 #include <arpa/inet.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -180,7 +181,42 @@ Status BoundedQuantities(const std::string& prefix, const Quantities& c, bool al
   return Bounded(prefix + "diskGb", c.disk_gb(), scheduler::kMaxDiskGb);
 }
 
+// The scrape annotations (object_util.h): a port or path without scrape "true" would be
+// ignored, so it is refused like a bad value.
+Status ValidateScrapeAnnotations(const compute::ComputeInstance& ci) {
+  const auto& ann = ci.metadata().annotations();
+  const std::string field = "metadata.annotations.";
+  auto scrape = ann.find(kScrapeAnnotation);
+  const bool on = scrape != ann.end() && scrape->second == "true";
+  if (scrape != ann.end() && !on && scrape->second != "false") {
+    return absl::InvalidArgumentError(field + kScrapeAnnotation + ": '" + scrape->second +
+                                      "' is not \"true\" or \"false\"");
+  }
+  auto port = ann.find(kScrapePortAnnotation);
+  auto path = ann.find(kScrapePathAnnotation);
+  if (!on && (port != ann.end() || path != ann.end())) {
+    return absl::InvalidArgumentError(field + kScrapeAnnotation +
+                                      ": must be \"true\" when prometheus.io/port or "
+                                      "prometheus.io/path is given");
+  }
+  if (!on) return absl::OkStatus();
+  int64_t n = 0;
+  if (port == ann.end() || !absl::SimpleAtoi(port->second, &n) || n < 1 || n > 65535) {
+    return absl::InvalidArgumentError(field + kScrapePortAnnotation +
+                                      ": required with prometheus.io/scrape \"true\", a port "
+                                      "1-65535");
+  }
+  if (path != ann.end() &&
+      (path->second.empty() || path->second[0] != '/' || path->second.size() > 1024 ||
+       path->second.find_first_of(" ?#\r\n") != std::string::npos)) {
+    return absl::InvalidArgumentError(field + kScrapePathAnnotation +
+                                      ": an absolute path (\"/metrics\"), no query");
+  }
+  return absl::OkStatus();
+}
+
 Status ValidateCompute(const compute::ComputeInstance& ci) {
+  PHOTON_RETURN_IF_ERROR(ValidateScrapeAnnotations(ci));
   const auto& spec = ci.spec();
   if (spec.backend_case() == compute::ComputeInstanceSpec::BACKEND_NOT_SET) {
     return absl::InvalidArgumentError(

@@ -37,6 +37,13 @@ std::string ToJson(const KindInfo& kind, const google::protobuf::Message& obj);
 void AppendToJson(const KindInfo& kind, const google::protobuf::Message& obj, std::string* out);
 std::string MessageToJson(const google::protobuf::Message& msg);
 
+// An instance whose workload serves Prometheus metrics of its own asks to be discovered with
+// these annotations (the convention Prometheus's Kubernetes examples use): scrape "true", the
+// port, and optionally the path (default /metrics). Checked with the spec.
+inline constexpr char kScrapeAnnotation[] = "prometheus.io/scrape";
+inline constexpr char kScrapePortAnnotation[] = "prometheus.io/port";
+inline constexpr char kScrapePathAnnotation[] = "prometheus.io/path";
+
 // Kind-specific checks of a spec (required fields, ranges), naming the offending field.
 Status ValidateSpec(const KindInfo& kind, const google::protobuf::Message& obj);
 

@@ -52,6 +52,8 @@ constexpr char kPrometheus[] = "/usr/bin/prometheus";
   return ::testing::AssertionSuccess();
 }
 
+std::map<std::string, std::string> TargetHealth(cli::HttpClient& api);
+
 TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
   ASSERT_EQ(access(kPrometheus, X_OK), 0)
       << "prometheus is not installed (scripts/install-deps.sh)";
@@ -109,6 +111,67 @@ TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
   EXPECT_EQ(result[0]["value"][1], "1");
 
   std::cout << "scraped after " << (std::chrono::steady_clock::now() - started) / 1ms << " ms\n";
+
+  // An instance whose workload serves metrics of its own is a target of its own: a process
+  // on the host network (admins) answering /metrics on a free port, found at its node's
+  // address with its namespace and name, and what it serves is queryable.
+  const int metrics_port = FreePort();
+  const std::string server_py =
+      "import http.server\n"
+      "class H(http.server.BaseHTTPRequestHandler):\n"
+      "  def do_GET(self):\n"
+      "    b = b'photon_test_workload_answer 42\\n' if self.path == '/app/metrics' else b''\n"
+      "    self.send_response(200 if b else 404); self.end_headers(); self.wfile.write(b)\n"
+      "  def log_message(self, *a): pass\n"
+      "http.server.HTTPServer(('127.0.0.1', " +
+      std::to_string(metrics_port) + "), H).serve_forever()\n";
+  json inst = {{"metadata",
+                {{"name", "exporter"},
+                 {"agentId", "prom1"},
+                 {"annotations",
+                  {{"prometheus.io/scrape", "true"},
+                   {"prometheus.io/port", std::to_string(metrics_port)},
+                   {"prometheus.io/path", "/app/metrics"}}}}},
+               {"spec",
+                {{"process", {{"command", {"/usr/bin/python3", "-c", server_py}}}},
+                 {"network", {{"hostNetwork", true}}},
+                 {"resources", {{"vcpu", 1}, {"memoryMb", "64"}}}}}};
+  auto created = c.Call("POST", "/v1/namespaces/default/computeinstances", inst);
+  ASSERT_EQ(created.status, 202) << created.body;
+  ASSERT_TRUE(WaitFor([&] { return c.Phase("exporter") == "RUNNING"; }, 30s))
+      << c.Phase("exporter");
+  auto sd = c.Call("GET", "/v1/ops/prometheus/targets");
+  ASSERT_EQ(sd.status, 200) << sd.body;
+  json found;
+  for (const auto& t : json::parse(sd.body)) {
+    if (t["labels"].value("job", "") == "photon-instance") found = t;
+  }
+  ASSERT_TRUE(found.is_object()) << sd.body;
+  EXPECT_EQ(found["targets"][0], "127.0.0.1:" + std::to_string(metrics_port));
+  EXPECT_EQ(found["labels"]["namespace"], "default");
+  EXPECT_EQ(found["labels"]["instance"], "exporter");
+  EXPECT_EQ(found["labels"]["node"], "prom1");
+  EXPECT_EQ(found["labels"]["__metrics_path__"], "/app/metrics");
+  json workload;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto w = api->Do("GET",
+                         "/api/v1/query?query=photon_test_workload_answer%7Bjob%3D%22photon-"
+                         "instance%22%2Cnamespace%3D%22default%22%2Cinstance%3D%22exporter%22%7D");
+        if (!w.ok() || w->status != 200) return false;
+        workload = json::parse(w->body, nullptr, false)["data"]["result"];
+        return workload.is_array() && workload.size() == 1;
+      },
+      60s))
+      << workload << "\n"
+      << json(TargetHealth(*api));
+  EXPECT_EQ(workload[0]["value"][1], "42");
+  // A bad port is refused with the annotation named, not accepted and never scraped.
+  inst["metadata"]["name"] = "bad-exporter";
+  inst["metadata"]["annotations"]["prometheus.io/port"] = "70000";
+  auto bad_port = c.Call("POST", "/v1/namespaces/default/computeinstances", inst);
+  EXPECT_EQ(bad_port.status, 400) << bad_port.body;
+  EXPECT_NE(bad_port.body.find("prometheus.io/port"), std::string::npos) << bad_port.body;
   // The rule fires; Prometheus posts it to photon-server, which makes it an Event.
   json event;
   ASSERT_TRUE(WaitFor(

@@ -55,6 +55,43 @@ TEST(ValidateSpec, NamesTheOffendingField) {
   EXPECT_NE(st.message().find("spec.resources.memoryMb"), std::string::npos) << st;
 }
 
+TEST(ValidateSpec, ScrapeAnnotationsAreCheckedNotIgnored) {
+  const KindInfo& kind = *FindKind("computeinstances");
+  auto with = [&](std::map<std::string, std::string> ann) {
+    compute::ComputeInstance ci;
+    ci.mutable_spec()->mutable_process()->add_command("/bin/true");
+    for (auto& [k, v] : ann) (*ci.mutable_metadata()->mutable_annotations())[k] = v;
+    return ValidateSpec(kind, ci);
+  };
+  EXPECT_TRUE(with({{"prometheus.io/scrape", "true"}, {"prometheus.io/port", "9100"}}).ok());
+  EXPECT_TRUE(with({{"prometheus.io/scrape", "true"},
+                    {"prometheus.io/port", "8080"},
+                    {"prometheus.io/path", "/stats/metrics"}})
+                  .ok());
+  EXPECT_TRUE(with({{"prometheus.io/scrape", "false"}}).ok());
+  for (const auto& [ann, field] :
+       std::vector<std::pair<std::map<std::string, std::string>, std::string>>{
+           {{{"prometheus.io/scrape", "yes"}}, "prometheus.io/scrape"},
+           {{{"prometheus.io/scrape", "true"}}, "prometheus.io/port"},
+           {{{"prometheus.io/scrape", "true"}, {"prometheus.io/port", "70000"}},
+            "prometheus.io/port"},
+           {{{"prometheus.io/scrape", "true"}, {"prometheus.io/port", "http"}},
+            "prometheus.io/port"},
+           {{{"prometheus.io/port", "9100"}}, "prometheus.io/scrape"},
+           {{{"prometheus.io/scrape", "true"},
+             {"prometheus.io/port", "9100"},
+             {"prometheus.io/path", "metrics"}},
+            "prometheus.io/path"},
+           {{{"prometheus.io/scrape", "true"},
+             {"prometheus.io/port", "9100"},
+             {"prometheus.io/path", "/m?x=1"}},
+            "prometheus.io/path"}}) {
+    Status st = with(ann);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(st.message().find("metadata.annotations." + field), std::string::npos) << st;
+  }
+}
+
 // Sets one quantity of a valid object of `plural` and validates it.
 using SetQuantity = std::function<void(google::protobuf::Message*, int64_t)>;
 Status ValidateWith(const std::string& plural, const SetQuantity& set, int64_t v) {

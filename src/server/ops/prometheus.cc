@@ -1,10 +1,12 @@
 // Prometheus next to the operations pipeline (docs/operations.md "Prometheus"):
 //   POST /api/v2/alerts               Alertmanager API v2 bodies from Prometheus → Events
-//   GET  /v1/ops/prometheus/targets   HTTP service discovery: photon-server, agents, daemons
+//   GET  /v1/ops/prometheus/targets   HTTP service discovery: photon-server, agents, daemons,
+//                                     instances that serve metrics of their own
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "common/util.h"
+#include "photon/compute.pb.h"
 #include "photon/node.pb.h"
 #include "server/object_util.h"
 #include "server/ops/ops_engine.h"
@@ -73,6 +75,44 @@ std::optional<json> DaemonTarget(const std::string& driver, const std::string& e
   return json{{"targets", {hostport}}, {"labels", labels}};
 }
 
+// The host of "host:port" (an IPv6 address keeps its brackets).
+std::string HostOf(const std::string& hostport) {
+  const auto colon = hostport.rfind(':');
+  if (colon == std::string::npos || hostport.find(']', colon) != std::string::npos) {
+    return hostport;
+  }
+  return hostport.substr(0, colon);
+}
+
+// A RUNNING instance that asks to be scraped (annotations prometheus.io/scrape "true" and
+// prometheus.io/port, checked when it is written): its VPC address, or its node's for one on
+// the host network, with labels naming it. nullopt when it has no address yet.
+std::optional<json> InstanceTarget(const compute::ComputeInstance& ci,
+                                   const std::map<std::string, std::string>& node_hosts) {
+  const auto& ann = ci.metadata().annotations();
+  auto scrape = ann.find(kScrapeAnnotation);
+  auto port = ann.find(kScrapePortAnnotation);
+  if (scrape == ann.end() || scrape->second != "true" || port == ann.end()) return std::nullopt;
+  if (ci.status().phase() != resource::ResourceStatus::RUNNING) return std::nullopt;
+  std::string host;
+  if (ci.spec().network().host_network()) {
+    auto n = node_hosts.find(ci.metadata().agent_id());
+    if (n != node_hosts.end()) host = n->second;
+  } else if (ci.status().addresses_size() > 0) {
+    host = ci.status().addresses(0);
+  }
+  if (host.empty()) return std::nullopt;
+  if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+  json labels = {{"job", "photon-instance"},
+                 {"namespace", ci.metadata().namespace_()},
+                 {"instance", ci.metadata().name()},
+                 {"node", ci.metadata().agent_id()}};
+  if (auto path = ann.find(kScrapePathAnnotation); path != ann.end()) {
+    labels["__metrics_path__"] = path->second;
+  }
+  return json{{"targets", {host + ":" + port->second}}, {"labels", labels}};
+}
+
 }  // namespace
 
 HttpResponse OpsEngine::PrometheusAlerts(const HttpRequest& req, const Principal& who) {
@@ -98,7 +138,8 @@ HttpResponse OpsEngine::PrometheusAlerts(const HttpRequest& req, const Principal
 }
 
 // Prometheus http_sd_configs: photon-server as the caller reached it, each node's agent at
-// the address its Node advertises, and the daemons behind the service providers.
+// the address its Node advertises, the daemons behind the service providers, and instances
+// whose workloads serve metrics of their own (their usage comes through their node's agent).
 HttpResponse OpsEngine::PrometheusTargets(const HttpRequest& req, const Principal& who) {
   if (!who.IsAdmin()) {
     return ErrorResponse(absl::PermissionDeniedError(
@@ -109,16 +150,25 @@ HttpResponse OpsEngine::PrometheusTargets(const HttpRequest& req, const Principa
   if (!host.empty()) {
     out.push_back({{"targets", {host}}, {"labels", {{"job", "photon-server"}}}});
   }
+  std::map<std::string, std::string> node_hosts;  // node name -> the host of its address
   const std::string prefix = RegistryPrefix("nodes");
   for (const auto& o :
        resources_->cache()->List(prefix, store::PrefixEnd(prefix), 0, nullptr).items) {
     node::Node n;
     if (!n.ParseFromString(o->value()) || n.spec().address().empty()) continue;
+    node_hosts[n.metadata().name()] = HostOf(n.spec().address());
     out.push_back({{"targets", {n.spec().address()}},
                    {"labels", {{"job", "photon-agent"}, {"node", n.metadata().name()}}}});
   }
   for (const auto& [driver, endpoint] : daemon_endpoints_) {
     if (auto t = DaemonTarget(driver, endpoint)) out.push_back(std::move(*t));
+  }
+  const std::string instances = RegistryPrefix("computeinstances");
+  for (const auto& o :
+       resources_->cache()->List(instances, store::PrefixEnd(instances), 0, nullptr).items) {
+    compute::ComputeInstance ci;
+    if (!ci.ParseFromString(o->value())) continue;
+    if (auto t = InstanceTarget(ci, node_hosts)) out.push_back(std::move(*t));
   }
   return HttpResponse::Json(200, out.dump());
 }
