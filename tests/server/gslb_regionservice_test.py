@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 import unittest
 import urllib.request
@@ -51,31 +50,6 @@ class S(http.server.ThreadingHTTPServer):
 S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
-
-class Listener:
-    """Region 2: a TCP listener on vip:port that accepts and closes."""
-
-    def __init__(self, vip, port):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((vip, port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stopped:
-            try:
-                self.sock.accept()[0].close()
-            except OSError:
-                continue
-
-    def stop(self):
-        self.stopped = True
-        self.thread.join()
-        self.sock.close()
 
 
 class GslbRegionServiceTest(unittest.TestCase):
@@ -117,7 +91,7 @@ class GslbRegionServiceTest(unittest.TestCase):
         wait_until("fiberlb /healthz", lb_healthy, 20)
         cls.vip_port = harness.free_port()
         cls.target_port = harness.free_port()
-        cls.region2 = Listener(VIP2, cls.vip_port)
+        cls.region2 = harness.TcpRegion(VIP2, cls.vip_port)
         token = os.path.join(cls.dns.data_dir, "api.token")
         config = os.path.join(cls.tmp, "photon-server.yaml")
         with open(config, "w") as f:
