@@ -61,49 +61,6 @@ StatusOr<bool> LinkProbe::OperUp(const std::string& ifname) {
   return state == IF_OPER_UP;
 }
 
-Status LinkProbe::DeleteHostRoute(const std::string& ip, int protocol) {
-  in_addr dst{};
-  if (::inet_pton(AF_INET, ip.c_str(), &dst) != 1) {
-    return absl::InvalidArgumentError("bad IPv4 address " + ip);
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  struct {
-    nlmsghdr nh;
-    rtmsg rt;
-    char attrs[32];
-  } req{};
-  rtattr* rta = reinterpret_cast<rtattr*>(req.attrs);
-  rta->rta_type = RTA_DST;
-  rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(sizeof dst));
-  ::memcpy(RTA_DATA(rta), &dst, sizeof dst);
-  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg)) + RTA_ALIGN(rta->rta_len);
-  req.nh.nlmsg_type = RTM_DELROUTE;
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  req.nh.nlmsg_seq = ++seq_;
-  req.rt.rtm_family = AF_INET;
-  req.rt.rtm_dst_len = 32;
-  req.rt.rtm_table = RT_TABLE_MAIN;
-  req.rt.rtm_protocol = static_cast<unsigned char>(protocol);
-  req.rt.rtm_scope = RT_SCOPE_NOWHERE;  // any scope
-  req.rt.rtm_type = RTN_UNICAST;
-  if (::send(fd_, &req, req.nh.nlmsg_len, 0) < 0) {
-    return absl::InternalError(std::string("rtnetlink send: ") + strerror(errno));
-  }
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::InternalError(std::string("rtnetlink recv: ") + strerror(errno));
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, static_cast<unsigned>(n));
-         nh = NLMSG_NEXT(nh, n)) {
-      if (nh->nlmsg_seq != seq_ || nh->nlmsg_type != NLMSG_ERROR) continue;
-      int e = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(nh))->error;
-      if (e == 0 || e == ESRCH) return absl::OkStatus();
-      return absl::InternalError("rtnetlink delete route " + ip + ": " + strerror(e));
-    }
-  }
-}
-
 namespace {
 
 // A netlink request under construction: header, fixed part, attributes (nests by offset).
@@ -166,7 +123,7 @@ StatusOr<in_addr> ParseIp(const std::string& ip) {
 
 }  // namespace
 
-Status LinkProbe::Talk(std::string request, const std::string& what) {
+Status LinkProbe::Talk(std::string request, const std::string& what, int done_errno) {
   std::lock_guard<std::mutex> lock(mu_);
   auto* h = reinterpret_cast<nlmsghdr*>(request.data());
   h->nlmsg_flags |= NLM_F_ACK;
@@ -183,10 +140,27 @@ Status LinkProbe::Talk(std::string request, const std::string& what) {
          nh = NLMSG_NEXT(nh, n)) {
       if (nh->nlmsg_seq != seq_ || nh->nlmsg_type != NLMSG_ERROR) continue;
       int e = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(nh))->error;
-      if (e == 0) return absl::OkStatus();
+      if (e == 0 || (done_errno != 0 && e == done_errno)) return absl::OkStatus();
       return absl::InternalError("rtnetlink " + what + ": " + strerror(e));
     }
   }
+}
+
+Status LinkProbe::DeleteHostRoute(const std::string& ip, int protocol) {
+  in_addr dst{};
+  if (::inet_pton(AF_INET, ip.c_str(), &dst) != 1) {
+    return absl::InvalidArgumentError("bad IPv4 address " + ip);
+  }
+  rtmsg rt{};
+  rt.rtm_family = AF_INET;
+  rt.rtm_dst_len = 32;
+  rt.rtm_table = RT_TABLE_MAIN;
+  rt.rtm_protocol = static_cast<unsigned char>(protocol);
+  rt.rtm_scope = RT_SCOPE_NOWHERE;  // any scope
+  rt.rtm_type = RTN_UNICAST;
+  Request r(RTM_DELROUTE, 0, &rt, sizeof rt);
+  r.Attr(RTA_DST, &dst, sizeof dst);
+  return Talk(r.Done(), "delete route " + ip, /*done_errno=*/ESRCH);  // gone already: done
 }
 
 StatusOr<int> LinkProbe::IfIndex(const std::string& ifname) {

@@ -49,7 +49,8 @@ class LinkProbe {
   // RTM_GETLINK for ifname: -1 when it does not exist, else its IFLA_OPERSTATE (IF_OPER_*).
   StatusOr<int> OperState(const std::string& ifname);
   // Sends one request (NLM_F_ACK added) and waits for the kernel's answer.
-  Status Talk(std::string request, const std::string& what);
+  // Sends one request and waits for its acknowledgement; done_errno (when not 0) counts as done.
+  Status Talk(std::string request, const std::string& what, int done_errno = 0);
   std::mutex mu_;
   int fd_;
   uint32_t seq_ = 0;
