@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "common/http_server.h"
 #include "common/tls.h"
@@ -193,7 +194,13 @@ class HaTest : public ::testing::Test {
 TEST_F(HaTest, ExactlyOneLeaderAndItsStateInHealthzAndMetrics) {
   int followers = 0;
   for (size_t i = 0; i < cp_->size(); ++i) {
+    // A follower learns the leader from the store a moment after the leader is elected.
     auto h = cp_->server(i).Health();
+    for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+         h["leader"] != cp_->server(leader_).url && std::chrono::steady_clock::now() < end;
+         h = cp_->server(i).Health()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     EXPECT_EQ(h["leader"], cp_->server(leader_).url) << "server " << i;
     followers += h["role"] == "follower";
     auto c = *HttpClient::Create(cp_->server(i).url, "");
