@@ -315,12 +315,37 @@ bool PreadFull(int fd, char* buf, uint64_t len, uint64_t off) {
   return true;
 }
 
-// Reads blocks on a helper thread a few blocks ahead of the consumer, so the disk keeps
-// reading while the connection thread verifies and sends (a plain loop would alternate).
+// Checks one block just read: its CRC-32C (bit rot), then, for an encrypted object, its GCM
+// tag while decrypting the part that will be sent in place (tampering). Logs what failed.
+Status CheckBlock(const ObjectMeta& object, const BlockRead& b, bool read_ok, char* block,
+                  const ObjectDecryptor* decrypt) {
+  const Segment& seg = object.segments[b.segment];
+  if (!read_ok || Crc32cUpdate(0, block, b.block_len) != ExpectedCrc(seg, b.block_index)) {
+    spdlog::error("bit rot: object {}/{} blob {} block {} fails its checksum", object.bucket,
+                  object.key, seg.blob_id, b.block_index);
+    return absl::DataLossError("stored object data is corrupt");
+  }
+  if (!decrypt) return absl::OkStatus();
+  Status st =
+      decrypt->OpenBlock(b.segment, b.block_index, block, b.block_len, b.send_from, b.send_len);
+  if (!st.ok()) {
+    // Its CRC held, so this is no bit rot: a block changed along with its CRC, swapped or
+    // cut. Nothing of it leaves.
+    spdlog::error("tampering: object {}/{} blob {} block {}: {}", object.bucket, object.key,
+                  seg.blob_id, b.block_index, std::string(st.message()));
+  }
+  return st;
+}
+
+// Reads and checks (and decrypts) blocks on a helper thread a few blocks ahead of the
+// consumer, so the disk, the CRC and AES run while the connection thread sends the block
+// before (a plain loop would alternate). A block's check gates its sending: the consumer
+// gets each block with the status of its check.
 class Prefetcher {
  public:
-  Prefetcher(const std::vector<BlockRead>& plan, const std::vector<int>& fds)
-      : plan_(plan), fds_(fds) {
+  Prefetcher(const ObjectMeta& object, const std::vector<BlockRead>& plan,
+             const std::vector<int>& fds, const ObjectDecryptor* decrypt)
+      : object_(object), plan_(plan), fds_(fds), decrypt_(decrypt) {
     thread_ = std::thread([this] { Run(); });
   }
   ~Prefetcher() {
@@ -331,8 +356,8 @@ class Prefetcher {
     cv_.notify_all();
     thread_.join();
   }
-  // The next block in plan order; false when its read failed.
-  bool Next(std::vector<char>* block) {
+  // The next block in plan order, read and checked (the status of its check).
+  Status Next(std::vector<char>* block) {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [this] { return !ready_.empty(); });
     auto item = std::move(ready_.front());
@@ -359,17 +384,21 @@ class Prefetcher {
       }
       buf.resize(kBlockSize);
       bool ok = PreadFull(fds_[b.segment], buf.data(), b.block_len, b.block_off);
+      Status st = CheckBlock(object_, b, ok, buf.data(), decrypt_);
       std::lock_guard<std::mutex> lock(mu_);
-      ready_.emplace_back(std::move(buf), ok);
+      ready_.emplace_back(std::move(buf), st);
       cv_.notify_all();
+      if (!st.ok()) return;  // the consumer stops at this block
     }
   }
 
+  const ObjectMeta& object_;
   const std::vector<BlockRead>& plan_;
   const std::vector<int>& fds_;
+  const ObjectDecryptor* decrypt_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::pair<std::vector<char>, bool>> ready_;
+  std::deque<std::pair<std::vector<char>, Status>> ready_;
   std::vector<std::vector<char>> spare_;
   bool stop_ = false;
   std::thread thread_;
@@ -442,30 +471,17 @@ Status BlobStore::Read(const ObjectMeta& object, uint64_t offset, uint64_t lengt
     posix_fadvise(fds[b.segment], 0, 0, POSIX_FADV_SEQUENTIAL);
   }
   std::optional<Prefetcher> prefetch;
-  if (plan.size() > 2) prefetch.emplace(plan, fds);
+  if (plan.size() > 2) prefetch.emplace(object, plan, fds, decrypt);
   std::vector<char> block(kBlockSize);
   Status status;
   for (const auto& b : plan) {
-    const Segment& seg = object.segments[b.segment];
-    bool ok = prefetch ? prefetch->Next(&block)
-                       : PreadFull(fds[b.segment], block.data(), b.block_len, b.block_off);
-    if (!ok || Crc32cUpdate(0, block.data(), b.block_len) != ExpectedCrc(seg, b.block_index)) {
-      spdlog::error("bit rot: object {}/{} blob {} block {} fails its checksum", object.bucket,
-                    object.key, seg.blob_id, b.block_index);
-      status = absl::DataLossError("stored object data is corrupt");
-      break;
+    if (prefetch) {
+      status = prefetch->Next(&block);
+    } else {
+      bool ok = PreadFull(fds[b.segment], block.data(), b.block_len, b.block_off);
+      status = CheckBlock(object, b, ok, block.data(), decrypt);
     }
-    if (decrypt) {
-      status = decrypt->OpenBlock(b.segment, b.block_index, block.data(), b.block_len, b.send_from,
-                                  b.send_len);
-      if (!status.ok()) {
-        // Its CRC held, so this is no bit rot: a block changed along with its CRC, swapped or
-        // cut. Nothing of it leaves.
-        spdlog::error("tampering: object {}/{} blob {} block {}: {}", object.bucket, object.key,
-                      seg.blob_id, b.block_index, std::string(status.message()));
-        break;
-      }
-    }
+    if (!status.ok()) break;
     // Blob files are never written after their rename, so the page cache holds exactly the
     // bytes just checked: sending them from there skips one copy per byte.
     status = file ? (*file)(fds[b.segment], b.block_off + b.send_from, b.send_len)
