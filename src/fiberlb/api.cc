@@ -84,6 +84,7 @@ HttpResponse Api::Route(HttpRequest& req) {
   }
   if (parts[1] == "listeners") return Listeners(req, parts);
   if (parts[1] == "l4") return L4(req, parts);
+  if (parts[1] == "vips" && parts.size() == 2) return Vips(req);
   if (parts[1] == "pools" && parts.size() >= 4 && parts[3] == "members") return Members(req, parts);
   if (parts[1] == "pools") return Pools(req, parts);
   return Error(404, "NOT_FOUND", "no such path");
@@ -118,6 +119,21 @@ HttpResponse Api::Listeners(HttpRequest& req, const std::vector<std::string>& pa
     }
   }
   return Done(lb_->PutListener(*listener), 200, ToJson(*listener));
+}
+
+HttpResponse Api::Vips(HttpRequest& req) {
+  if (req.method == "PUT") {
+    auto body = Body(req);
+    if (!body.ok()) return Error(body.status());
+    if (body->size() != 1 || !body->contains("draining") || !(*body)["draining"].is_boolean()) {
+      return Error(absl::InvalidArgumentError("draining: the only field, true or false"));
+    }
+    if (Status s = lb_->SetVipsDraining((*body)["draining"].get<bool>()); !s.ok()) return Error(s);
+  } else if (req.method != "GET") {
+    return Error(405, "METHOD_NOT_ALLOWED", "use GET or PUT");
+  }
+  auto described = lb_->DescribeVips();
+  return described.ok() ? HttpResponse::Json(200, described->dump()) : Error(described.status());
 }
 
 HttpResponse Api::L4(HttpRequest& req, const std::vector<std::string>& parts) {

@@ -10,6 +10,8 @@
 //   GET    /v1/l4                             L4 node: draining, announced VIPs, listeners
 //   PUT    /v1/l4                             {"draining": bool} withdraw / announce VIPs
 //   GET    /v1/l4/listeners                   PUT|GET|DELETE /v1/l4/listeners/{name}
+//   GET    /v1/vips                           announced L7 VIPs: draining, held, announced
+//   PUT    /v1/vips                           {"draining": bool} withdraw / announce them
 //
 // Bad input is 400 naming the field. Thread-safety: handlers run on the HTTP server's
 // threads; state lives in Lb.
@@ -38,6 +40,7 @@ class Api {
   HttpResponse Pools(HttpRequest& request, const std::vector<std::string>& parts);
   HttpResponse Members(HttpRequest& request, const std::vector<std::string>& parts);
   HttpResponse L4(HttpRequest& request, const std::vector<std::string>& parts);
+  HttpResponse Vips(HttpRequest& request);
   Lb* lb_;
   L4Service* l4_;
   std::string token_;

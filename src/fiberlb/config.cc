@@ -41,6 +41,22 @@ json Convert(const YAML::Node& node) {
   }
 }
 
+// `bgp: {route_protocol: P}` (default 200): the protocol of the VIP routes the node's BIRD
+// imports and announces, for L4 listeners and announced L7 ones alike.
+StatusOr<int> BgpRouteProtocol(const json& bgp) {
+  if (!bgp.is_object()) return absl::InvalidArgumentError("bgp: must be a mapping");
+  for (const auto& [key, value] : bgp.items()) {
+    if (key != "route_protocol")
+      return absl::InvalidArgumentError("bgp." + key + ": unknown field");
+  }
+  if (!bgp.contains("route_protocol")) return 200;
+  const json& p = bgp["route_protocol"];
+  if (!p.is_number_integer() || p.get<int64_t>() < 1 || p.get<int64_t>() > 254) {
+    return absl::InvalidArgumentError("bgp.route_protocol: an integer from 1 to 254");
+  }
+  return p.get<int>();
+}
+
 }  // namespace
 
 StatusOr<json> YamlToJson(const std::string& yaml_text) {
@@ -69,10 +85,12 @@ StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   }
   PHOTON_ASSIGN_OR_RETURN(c.state, StateFromJson(j));
   PHOTON_RETURN_IF_ERROR(Validate(c.state, c.api));
-  if (j.contains("l4") || j.contains("bgp")) {
+  if (j.contains("bgp")) {
+    PHOTON_ASSIGN_OR_RETURN(c.bgp_route_protocol, BgpRouteProtocol(j["bgp"]));
+  }
+  if (j.contains("l4")) {
     json none;
-    PHOTON_ASSIGN_OR_RETURN(c.l4, L4SettingsFromJson(j.contains("l4") ? j["l4"] : none,
-                                                     j.contains("bgp") ? j["bgp"] : none));
+    PHOTON_ASSIGN_OR_RETURN(c.l4, L4SettingsFromJson(j["l4"], j.contains("bgp") ? j["bgp"] : none));
     std::vector<std::string> l7;
     for (const auto& [name, l] : c.state.listeners) l7.push_back(l.address);
     for (size_t i = 0; i < c.l4->listeners.size(); ++i) {

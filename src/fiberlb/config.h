@@ -11,7 +11,8 @@
 //   l4:                           # stateless L4 listeners (l4_service.h); optional
 //     device: eth0                #   where VIP packets arrive and leave
 //     listeners: [...]
-//   bgp: {route_protocol: 200}    # VIP routes the node's BIRD announces (needs l4)
+//   bgp: {route_protocol: 200}    # VIP routes the node's BIRD announces (L4 listeners and
+//                                 # L7 listeners with `announce`)
 #pragma once
 
 #include <optional>
@@ -30,6 +31,7 @@ struct Config {
   std::string access_log;
   State state;
   std::optional<L4Settings> l4;  // absent: no L4 path on this node
+  int bgp_route_protocol = 0;    // the bgp section's; 0: no bgp section
 };
 
 StatusOr<Config> LoadConfig(const std::string& path);

@@ -86,6 +86,19 @@ std::string Field(const StatRow& row, const std::string& key) {
   return it == row.end() ? "" : it->second;
 }
 
+std::set<std::string> VipSet(const State& state) {
+  std::set<std::string> out;
+  for (const auto& [name, l] : state.listeners) {
+    if (l.announce) out.insert(AnnouncedVip(l));
+  }
+  return out;
+}
+
+// A member HAProxy sends new connections to: UP (also "UP 1/3", going down) or without checks.
+bool Serves(const std::string& status) {
+  return status.rfind("UP", 0) == 0 || status == "no check";
+}
+
 }  // namespace
 
 Lb::Lb(const LbOptions& options) : options_(options) {
@@ -120,6 +133,13 @@ StatusOr<std::unique_ptr<Lb>> Lb::Start(const LbOptions& options, const State& i
                  state.pools.size(), options.data_dir);
   }
   PHOTON_RETURN_IF_ERROR(Validate(state, options.api_address));
+  PHOTON_RETURN_IF_ERROR(lb->CheckAnnounce(state));
+  if (options.bgp_route_protocol > 0) {
+    // Before HAProxy binds them; what an earlier run held and no listener binds now goes.
+    PHOTON_ASSIGN_OR_RETURN(lb->vips_, L7Vips::Open(options.bgp_route_protocol));
+    PHOTON_RETURN_IF_ERROR(lb->vips_->Hold(VipSet(state)));
+    PHOTON_RETURN_IF_ERROR(lb->vips_->ReleaseExcept(VipSet(state)));
+  }
   PHOTON_RETURN_IF_ERROR(lb->WriteFiles(state, lb->haproxy_->ConfigPath()));
   PHOTON_RETURN_IF_ERROR(lb->haproxy_->Check(lb->haproxy_->ConfigPath()));
   PHOTON_RETURN_IF_ERROR(lb->haproxy_->Start());
@@ -127,6 +147,7 @@ StatusOr<std::unique_ptr<Lb>> Lb::Start(const LbOptions& options, const State& i
   PHOTON_RETURN_IF_ERROR(
       WriteFileAtomic(options.data_dir + "/state.json", ToJson(state).dump(1), 0600));
   lb->drainer_ = std::thread([p = lb.get()] { p->DrainLoop(); });
+  if (lb->vips_) lb->announcer_ = std::thread([p = lb.get()] { p->AnnounceLoop(); });
   return lb;
 }
 
@@ -139,7 +160,11 @@ void Lb::Stop() {
     cv_.notify_all();
   }
   if (drainer_.joinable()) drainer_.join();
+  if (announcer_.joinable()) announcer_.join();
+  // Withdrawn before HAProxy stops, so the router moves new flows away first.
+  if (vips_) (void)vips_->Announce({});
   haproxy_->Stop();
+  if (vips_) (void)vips_->ReleaseExcept({});
 }
 
 State Lb::Snapshot() const {
@@ -167,7 +192,33 @@ Status Lb::WriteFiles(const State& state, const std::string& config_path) {
   return WriteFileAtomic(config_path, RenderConfig(state, paths_, draining), 0600);
 }
 
+Status Lb::CheckAnnounce(const State& state) const {
+  for (const auto& [name, l] : state.listeners) {
+    if (l.announce && options_.bgp_route_protocol <= 0) {
+      return absl::InvalidArgumentError("listeners." + name +
+                                        ".announce: this fiberlb has no bgp section to announce "
+                                        "the VIP with");
+    }
+  }
+  return absl::OkStatus();
+}
+
 Status Lb::Apply(State candidate) {
+  PHOTON_RETURN_IF_ERROR(CheckAnnounce(candidate));
+  // A new VIP is on the loopback before HAProxy binds it; one no listener binds any more leaves
+  // after HAProxy let it go (or, on a refusal, the held set returns to the current state's).
+  if (vips_) PHOTON_RETURN_IF_ERROR(vips_->Hold(VipSet(candidate)));
+  Status s = ApplyToHaproxy(std::move(candidate));
+  if (vips_) {
+    Status released = vips_->ReleaseExcept(VipSet(state_));
+    if (s.ok()) s = released;
+    vips_changed_ = true;
+    cv_.notify_all();
+  }
+  return s;
+}
+
+Status Lb::ApplyToHaproxy(State candidate) {
   PHOTON_RETURN_IF_ERROR(Validate(candidate, options_.api_address));
   std::set<std::string> bound;
   for (const auto& [name, l] : state_.listeners) bound.insert(l.address);
@@ -310,6 +361,73 @@ void Lb::DrainLoop() {
   }
 }
 
+std::map<std::string, std::string> Lb::ServingVips(const State& state) {
+  std::map<std::string, std::string> out;
+  auto stats = haproxy_->ShowStat();
+  if (!stats.ok()) return out;    // HAProxy not answering: nothing is served here
+  std::set<std::string> serving;  // backends with a member that takes new connections
+  for (const auto& row : *stats) {
+    std::string sv = Field(row, "svname");
+    if (sv != "BACKEND" && sv != "FRONTEND" && Serves(Field(row, "status"))) {
+      serving.insert(Field(row, "pxname"));
+    }
+  }
+  for (const auto& [name, l] : state.listeners) {
+    if (l.announce && serving.contains(BackendName(l.pool))) out[AnnouncedVip(l)] = name;
+  }
+  return out;
+}
+
+void Lb::AnnounceLoop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping_ || vips_changed_; });
+    if (stopping_) break;
+    vips_changed_ = false;
+    State state = state_;
+    bool draining = vips_draining_;
+    lock.unlock();
+    std::set<std::string> want;
+    if (!draining) {
+      for (const auto& [vip, listener] : ServingVips(state)) want.insert(vip);
+    }
+    if (Status s = vips_->Announce(want); !s.ok()) {
+      spdlog::warn("l7 vips: {}", std::string(s.message()));
+    }
+    lock.lock();
+  }
+}
+
+StatusOr<json> Lb::DescribeVips() {
+  if (!vips_) return absl::NotFoundError("this fiberlb has no bgp section");
+  State state = Snapshot();
+  bool draining;
+  {
+    std::lock_guard lock(mu_);
+    draining = vips_draining_;
+  }
+  std::set<std::string> announced = vips_->announced();
+  json listeners = json::array();
+  for (const auto& [name, l] : state.listeners) {
+    if (!l.announce) continue;
+    std::string vip = AnnouncedVip(l);
+    listeners.push_back({{"name", name}, {"vip", vip}, {"announced", announced.contains(vip)}});
+  }
+  return json{{"draining", draining},
+              {"held", vips_->held()},
+              {"announced", announced},
+              {"listeners", listeners}};
+}
+
+Status Lb::SetVipsDraining(bool draining) {
+  if (!vips_) return absl::NotFoundError("this fiberlb has no bgp section");
+  std::lock_guard lock(mu_);
+  vips_draining_ = draining;
+  vips_changed_ = true;
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
 Status Lb::PutListener(const Listener& listener) {
   std::lock_guard lock(mu_);
   State candidate = state_;
@@ -402,6 +520,18 @@ std::string Lb::Metrics() {
       "# HELP fiberlb_haproxy_up Whether HAProxy's runtime API answers.\n"
       "# TYPE fiberlb_haproxy_up gauge\n";
   out += std::string("fiberlb_haproxy_up ") + (stats.ok() ? "1" : "0") + "\n";
+  if (vips_) {
+    std::set<std::string> announced = vips_->announced();
+    out +=
+        "# HELP fiberlb_l7_vip_announced Whether this node announces an L7 listener's VIP by "
+        "BGP.\n# TYPE fiberlb_l7_vip_announced gauge\n";
+    for (const auto& [name, l] : Snapshot().listeners) {
+      if (!l.announce) continue;
+      std::string vip = AnnouncedVip(l);
+      out += fmt::format("fiberlb_l7_vip_announced{{listener=\"{}\",vip=\"{}\"}} {}\n", name, vip,
+                         announced.contains(vip) ? 1 : 0);
+    }
+  }
   if (!stats.ok()) return out;
   struct Family {
     const char* name;

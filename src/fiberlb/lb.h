@@ -25,6 +25,7 @@
 #include "common/status.h"
 #include "fiberlb/haproxy.h"
 #include "fiberlb/haproxy_config.h"
+#include "fiberlb/l7_vips.h"
 #include "fiberlb/model.h"
 
 namespace photon::fiberlb {
@@ -34,6 +35,8 @@ struct LbOptions {
   std::string api_address;  // refused as a listener address
   std::string haproxy_binary = "/usr/sbin/haproxy";
   std::string access_log;  // default DATA_DIR/access.log; "off" disables
+  // The `bgp` section's route protocol; 0: none, and a listener with `announce` is refused.
+  int bgp_route_protocol = 0;
 };
 
 class Lb {
@@ -56,15 +59,27 @@ class Lb {
   // Prometheus text: per listener and member, from HAProxy's "show stat".
   std::string Metrics();
   bool Healthy();
+
+  // Announced listeners' VIPs (l7_vips.h): {draining, held, announced, listeners: [{name, vip,
+  // announced, why}]}. NotFound without a bgp section.
+  StatusOr<nlohmann::json> DescribeVips();
+  // A draining node withdraws every L7 VIP (it keeps serving what still arrives).
+  Status SetVipsDraining(bool draining);
   Haproxy& haproxy() { return *haproxy_; }
 
  private:
   explicit Lb(const LbOptions& options);
-  Status Apply(State candidate);  // mu_ held
+  Status Apply(State candidate);           // mu_ held; holds and releases L7 VIPs around the next
+  Status ApplyToHaproxy(State candidate);  // mu_ held
   Status ApplyMembers(const Pool& old_pool, const Pool& new_pool);
   Status WriteFiles(const State& state, const std::string& config_path);
   void DrainLoop();
   Status FinishDrain(const std::string& pool, const Member& member);
+  // Every 250 ms and after each change: announces the VIPs whose listener's pool has a member
+  // that serves (HAProxy's status UP or "no check"), withdraws the others.
+  void AnnounceLoop();
+  std::map<std::string, std::string> ServingVips(const State& state);  // VIP → listener
+  Status CheckAnnounce(const State& state) const;
 
   LbOptions options_;
   RenderPaths paths_;
@@ -79,6 +94,10 @@ class Lb {
   std::map<std::string, std::map<std::string, Draining>> draining_;  // pool → name → drain
   bool stopping_ = false;
   std::thread drainer_;
+  std::unique_ptr<L7Vips> vips_;  // null without a bgp section
+  bool vips_draining_ = false;    // mu_
+  bool vips_changed_ = false;     // mu_: wakes the announcer
+  std::thread announcer_;
 };
 
 }  // namespace photon::fiberlb

@@ -61,6 +61,7 @@ int Run(int argc, char** argv) {
   options.api_address = config->api;
   options.haproxy_binary = config->haproxy;
   options.access_log = config->access_log;
+  options.bgp_route_protocol = config->bgp_route_protocol;
   auto lb = Lb::Start(options, config->state);
   if (!lb.ok()) {
     spdlog::error("{}", std::string(lb.status().message()));

@@ -1,6 +1,7 @@
 // Parsing and validation of fiberlb's state; see model.h.
 #include "fiberlb/model.h"
 
+#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -196,9 +197,10 @@ StatusOr<Member> MemberFromJson(const json& j, const std::string& where) {
 }
 
 StatusOr<Listener> ListenerFromJson(const json& j, const std::string& where) {
-  PHOTON_RETURN_IF_ERROR(OnlyFields(j, where,
-                                    {"name", "protocol", "address", "pool", "routes",
-                                     "certificates", "http2", "forwarded_for", "rate_limit"}));
+  PHOTON_RETURN_IF_ERROR(
+      OnlyFields(j, where,
+                 {"name", "protocol", "address", "pool", "routes", "certificates", "http2",
+                  "forwarded_for", "rate_limit", "announce"}));
   Listener l;
   PHOTON_RETURN_IF_ERROR(GetString(j, "name", where, &l.name, true));
   if (!ValidName(l.name)) return Bad(where + ".name", "use 1..64 of [A-Za-z0-9_.-]");
@@ -212,6 +214,17 @@ StatusOr<Listener> ListenerFromJson(const json& j, const std::string& where) {
   PHOTON_RETURN_IF_ERROR(GetString(j, "address", where, &l.address, true));
   PHOTON_RETURN_IF_ERROR(CheckAddress(l.address, where + ".address"));
   PHOTON_RETURN_IF_ERROR(GetString(j, "pool", where, &l.pool, true));
+  PHOTON_RETURN_IF_ERROR(GetBool(j, "announce", where, &l.announce));
+  if (l.announce) {
+    std::string host;
+    int port = 0;
+    (void)ParseHostPort(l.address, &host, &port);
+    in_addr a{};
+    if (IsWildcard(host) || inet_pton(AF_INET, host.c_str(), &a) != 1) {
+      return Bad(where + ".announce",
+                 "needs an IPv4 address (the VIP) in address, not '" + l.address + "'");
+    }
+  }
   bool l7 = l.protocol != "tcp";
   // L7 options on a TCP listener would be silently meaningless: refuse them by name.
   for (const char* key : {"routes", "certificates", "http2", "forwarded_for", "rate_limit"}) {
@@ -349,8 +362,14 @@ json ToJson(const Pool& p) {
   return j;
 }
 
+std::string AnnouncedVip(const Listener& l) {
+  if (!l.announce) return "";
+  return l.address.substr(0, l.address.rfind(':'));
+}
+
 json ToJson(const Listener& l) {
   json j = {{"name", l.name}, {"protocol", l.protocol}, {"address", l.address}, {"pool", l.pool}};
+  if (l.announce) j["announce"] = true;
   if (l.protocol == "tcp") return j;
   json routes = json::array();
   for (const auto& r : l.routes) {

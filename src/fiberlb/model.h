@@ -41,7 +41,13 @@ struct Listener {
   bool http2 = true;                      // https: ALPN h2 offered to clients
   bool forwarded_for = true;              // http/https: X-Forwarded-For to members
   RateLimit rate_limit;
+  // The address's host is a VIP this node holds on its loopback and announces by BGP while the
+  // listener's pool has a member UP and the node is not draining (l7_vips.h; needs `bgp`).
+  bool announce = false;
 };
+
+// The IPv4 VIP of an announced listener ("" when it is not announced).
+std::string AnnouncedVip(const Listener& l);
 
 struct HealthCheck {
   std::string type = "none";  // none | tcp | http

@@ -26,10 +26,17 @@ TEST(YamlToJson, PlainScalarsTypedQuotedOnesStrings) {
 
 TEST(ParseConfig, UnknownKeysAndBgpAreRefusedByName) {
   EXPECT_EQ(ErrorOf(ParseConfig("bogus: 1\n").status()), "bogus: unknown field");
-  auto bgp = ParseConfig("bgp: {route_protocol: 200}\n");
-  EXPECT_EQ(ErrorOf(bgp.status()), "bgp: announces the VIPs of L4 listeners: needs an l4 section");
+  // bgp alone serves announced L7 listeners (l7_vips.h).
+  auto bgp = ParseConfig("bgp: {route_protocol: 201}\n");
+  ASSERT_TRUE(bgp.ok()) << bgp.status();
+  EXPECT_EQ(bgp->bgp_route_protocol, 201);
+  EXPECT_FALSE(bgp->l4.has_value());
+  EXPECT_EQ(ParseConfig("bgp: {}\n")->bgp_route_protocol, 200);
+  EXPECT_EQ(ParseConfig("api: ''\n")->bgp_route_protocol, 0);
   EXPECT_EQ(ErrorOf(ParseConfig("l4: {device: eth0}\nbgp: {asn: 65000}\n").status()),
             "bgp.asn: unknown field");
+  EXPECT_EQ(ErrorOf(ParseConfig("bgp: {route_protocol: 300}\n").status()),
+            "bgp.route_protocol: an integer from 1 to 254");
   auto member = ParseConfig("pools: [{name: p, members: [{address: '127.0.0.1:1', wieght: 2}]}]");
   EXPECT_EQ(ErrorOf(member.status()), "pools[0].members[0].wieght: unknown field");
   auto ok = ParseConfig(
@@ -86,6 +93,20 @@ TEST(Listener, L7OptionsOnTcpAndOtherMisfitsAreRefused) {
     EXPECT_EQ(ErrorOf(ListenerFromJson(j, "listeners.t").status()),
               std::string("listeners.t.") + key + ": L7 option on a tcp listener");
   }
+  // announce: the address must name the VIP (an IPv4 address), never a wildcard.
+  json announce = base;
+  announce["announce"] = true;
+  EXPECT_TRUE(ListenerFromJson(announce, "l").ok());
+  EXPECT_EQ(AnnouncedVip(*ListenerFromJson(announce, "l")), "127.0.0.1");
+  announce["address"] = "0.0.0.0:80";
+  EXPECT_EQ(ErrorOf(ListenerFromJson(announce, "l").status()),
+            "l.announce: needs an IPv4 address (the VIP) in address, not '0.0.0.0:80'");
+  announce["address"] = "[::1]:80";
+  EXPECT_NE(ErrorOf(ListenerFromJson(announce, "l").status()).find("l.announce"),
+            std::string::npos);
+  announce["announce"] = "yes";
+  EXPECT_NE(ErrorOf(ListenerFromJson(announce, "l").status()).find("l.announce"),
+            std::string::npos);
   json udp = base;
   udp["protocol"] = "udp";
   EXPECT_NE(ErrorOf(ListenerFromJson(udp, "l").status()).find("l.protocol"), std::string::npos);
