@@ -560,10 +560,10 @@ void InstanceController::AddNetworkDetails(const std::string& id, const std::str
   } else {
     o->details["network.wired"] = "node";
   }
-  // An L4 LoadBalancer member: its VIP is on the node's loopback (port_wiring.h).
+  // An L4 LoadBalancer member: its VIP is on the node's or its port's loopback (port_wiring.h).
   if (std::string vip = wiring_->LbVipOf(id); !vip.empty()) {
     o->details["network.lbVip"] = vip;
-    o->details["network.lbAddress"] = wiring_->LbAddress();
+    o->details["network.lbAddress"] = wiring_->LbAddressOf(id);
   }
   if (!error.empty()) {
     o->details["network.error"] = error;

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/str_split.h"
@@ -13,6 +14,8 @@
 #include "agent/net/bird.h"
 #include "agent/net/exec.h"
 #include "agent/net/ipv4.h"
+#include "agent/net/netns.h"
+#include "agent/net/nft_ruleset.h"
 #include "common/util.h"
 #include "spdlog/spdlog.h"
 
@@ -246,14 +249,17 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
     }
     return remember("");
   }
-  PHOTON_ASSIGN_OR_RETURN(std::string l4_vip, L4VipFor(instance));
-  if (!l4_vip.empty()) {
+  // An L4 LoadBalancer member in its port namespace: reached by L3DSR at its VPC address.
+  PortVip l4;
+  PHOTON_ASSIGN_OR_RETURN(l4.vip, L4VipFor(instance, &l4.dscp));
+  if (!l4.vip.empty() && instance.spec().has_vm()) {
     return absl::FailedPreconditionError(
-        "metadata.labels[photon.io/regionservice]: the RegionService's L4 LoadBalancer (VIP " +
-        l4_vip +
-        ") needs its members in their node's network (photon-agent network mode "
-        "'shared', or spec.network.hostNetwork); node " +
-        options_.node_name + " wires port namespaces (mode 'ports'), which do not hold a VIP yet");
+        "spec.vm: the RegionService's L4 LoadBalancer (VIP " + l4.vip +
+        ") answers its clients directly from the VIP (DSR), which a VM cannot hold in its guest "
+        "on node " +
+        options_.node_name +
+        " (network mode 'ports'); run its replicas as processes or containers, or use an L7 "
+        "LoadBalancer");
   }
   if (!port_json) return absl::UnavailableError("waiting for the instance's Port");
   PHOTON_ASSIGN_OR_RETURN(network::Port port, ParseObject<network::Port>(*port_json, "Port"));
@@ -267,12 +273,14 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
   }
   PHOTON_ASSIGN_OR_RETURN(net::PortSpec spec, Resolve(ns, port));
   spec.tap = instance.spec().has_vm();  // the VM provider attaches QEMU to the port's tap
+  if (!l4.vip.empty()) spec.lb_vips = {l4.vip};
   const int64_t t0 = MonotonicNanos();
   Status s = ports_->Apply(spec);
   apply_seconds_->Observe(static_cast<double>(MonotonicNanos() - t0) / 1e9);
   applies_->Inc();
   kernel_changes_->Set(static_cast<double>(ports_->changes()));
   set_updates_->Set(static_cast<double>(ports_->set_updates()));
+  if (s.ok()) s = HoldPortVip(spec, l4);
   if (!s.ok()) {
     failures_->Inc();
     return s;
@@ -280,7 +288,7 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
   return remember(ports_->NetnsPath(id));
 }
 
-StatusOr<std::string> PortWiring::L4VipFor(const compute::ComputeInstance& instance) {
+StatusOr<std::string> PortWiring::L4VipFor(const compute::ComputeInstance& instance, int* dscp) {
   const auto& labels = instance.metadata().labels();
   auto rs = labels.find("photon.io/regionservice");
   if (rs == labels.end() || rs->second.empty()) return std::string();
@@ -299,19 +307,38 @@ StatusOr<std::string> PortWiring::L4VipFor(const compute::ComputeInstance& insta
   if (!net::ParseIpv4(vip->second).ok())
     return absl::FailedPreconditionError("LoadBalancer " + rs->second + ": VIP '" + vip->second +
                                          "' is not an IPv4 address");
+  if (dscp != nullptr) {
+    // The provider gives it with the VIP; an older one does not: wait rather than run a
+    // member the LB nodes cannot reach.
+    auto mark = lb.status().details().find("l3dsrDscp");
+    *dscp = mark == lb.status().details().end() ? 0 : std::atoi(mark->second.c_str());
+    if (*dscp < 1 || *dscp > 63)
+      return absl::UnavailableError("waiting for the L3DSR DSCP of L4 LoadBalancer " + rs->second +
+                                    " (details.l3dsrDscp, 1-63)");
+  }
   return vip->second;
 }
 
 namespace {
 
-// TCP connections established to `vip` (any port) in this process's network namespace.
-int EstablishedTo(const std::string& vip) {
+// TCP connections established to `vip` (any port) in the network namespace `netns` ("" this
+// process's).
+int EstablishedTo(const std::string& vip, const std::string& netns) {
   auto ip = net::ParseIpv4(vip);
   if (!ip.ok()) return 0;
   // /proc/net/tcp prints the address as the in-memory (network order) word in hex.
   char want[9];
   std::snprintf(want, sizeof want, "%08X", __builtin_bswap32(*ip));
-  std::ifstream in("/proc/net/tcp");
+  std::stringstream in;
+  if (netns.empty()) {
+    in << std::ifstream("/proc/net/tcp").rdbuf();
+  } else {
+    net::ExecOptions o;
+    o.netns = netns;
+    auto out = net::ExecOk({"cat", "/proc/net/tcp"}, o);
+    if (!out.ok()) return 1;  // unknown: keep waiting (bounded by the drain timeout)
+    in << *out;
+  }
   std::string line;
   int n = 0;
   std::getline(in, line);  // header
@@ -347,7 +374,7 @@ std::string PortWiring::L4DrainPending(const compute::ComputeInstance& instance,
   if (waited >= std::chrono::milliseconds(timeout_ms)) return "";
   if (d.count("member." + instance.metadata().name())) return "still a member of " + rs->second;
   // The node's connections to the VIP (those of every replica here that holds it).
-  const int open = EstablishedTo(vip);
+  const int open = EstablishedTo(vip, NetnsOf(instance.metadata().id()));
   return open == 0 ? "" : std::to_string(open) + " connection(s) to " + vip + " still open";
 }
 
@@ -442,8 +469,158 @@ Status PortWiring::SweepLbVips(const std::vector<compute::ComputeInstance>& runn
 
 std::string PortWiring::LbVipOf(const std::string& instance_id) const {
   std::lock_guard<std::mutex> l(mu_);
+  if (auto p = port_vips_.find(instance_id); p != port_vips_.end()) return p->second.vip;
   auto it = lb_vips_.find(instance_id);
   return it == lb_vips_.end() ? "" : it->second;
+}
+
+std::string PortWiring::LbAddressOf(const std::string& instance_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  if (auto p = port_vips_.find(instance_id); p != port_vips_.end()) return p->second.ip;
+  return lb_address_;
+}
+
+std::string PortWiring::HostIfOf(const std::string& instance_id) const {
+  for (const auto& p : ports_->List()) {
+    if (p.instance_id == instance_id && p.slot >= 0) return net::PortManager::HostIfName(p.slot);
+  }
+  return "";
+}
+
+Status PortWiring::HoldPortVip(const net::PortSpec& spec, PortVip want) {
+  const std::string& id = spec.instance_id;
+  const std::string netns = ports_->NetnsPath(id);
+  std::optional<PortVip> had;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = port_vips_.find(id); it != port_vips_.end()) had = it->second;
+  }
+  want.ip = spec.ip;
+  if (!want.vip.empty()) want.host_if = HostIfOf(id);
+  if (had && had->vip == want.vip && had->dscp == want.dscp && had->host_if == want.host_if)
+    return absl::OkStatus();
+  if (!had) {
+    // The first pass since the agent started: what the namespace holds (adopted: the same VIP
+    // is put in place again idempotently, anything else removed).
+    PHOTON_ASSIGN_OR_RETURN(had, ReadPortVip(id));
+  }
+  if (!had->vip.empty() && had->vip != want.vip) {
+    PHOTON_RETURN_IF_ERROR(RemovePortVip(netns, *had, /*namespace_too=*/true));
+  }
+  if (!want.vip.empty()) {
+    if (want.host_if.empty()) return absl::UnavailableError("the port of " + id + " has no veth");
+    PHOTON_RETURN_IF_ERROR(AddPortVip(netns, want));
+    spdlog::info("network: {} holds L4 VIP {} in its port namespace (L3DSR DSCP {})", id, want.vip,
+                 want.dscp);
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (want.vip.empty()) {
+    port_vips_.erase(id);
+  } else {
+    port_vips_[id] = want;
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<PortWiring::PortVip> PortWiring::ReadPortVip(const std::string& instance_id) const {
+  PortVip v;
+  for (const auto& p : ports_->List()) {
+    if (p.instance_id != instance_id || !p.netns) continue;
+    net::ExecOptions in_port;
+    in_port.netns = ports_->NetnsPath(instance_id);
+    PHOTON_ASSIGN_OR_RETURN(std::string out, net::ExecOk({"ip", "-4", "-o", "address", "show",
+                                                          "dev", "lo", "label", kLbVipLabel},
+                                                         in_port));
+    if (size_t at = out.find(" inet "); at != std::string::npos) {
+      v.vip = out.substr(at + 6, out.find('/', at) - at - 6);
+      v.ip = p.tap ? p.routed_ip : p.inner_ip;
+      if (p.slot >= 0) v.host_if = net::PortManager::HostIfName(p.slot);
+    }
+  }
+  return v;
+}
+
+Status PortWiring::AddPortVip(const std::string& netns, const PortVip& v) {
+  net::ExecOptions in_node;
+  in_node.netns = options_.host_netns;
+  // The node: the port's veth keeps a strict source check, as nft (its address and the VIP),
+  // before its rp_filter (which would drop the VIP, routed elsewhere) is lifted for that veth.
+  // rp_filter's effective value is the larger of `all` and the veth's: `all` must be 0.
+  PHOTON_ASSIGN_OR_RETURN(std::string all,
+                          net::ExecOk({"sysctl", "-n", "net.ipv4.conf.all.rp_filter"}, in_node));
+  if (all != "0\n")
+    return absl::FailedPreconditionError(
+        "L4 LoadBalancer member in a port namespace: node " + options_.node_name +
+        " has net.ipv4.conf.all.rp_filter=" + all.substr(0, all.size() - 1) +
+        ", which would drop the member's answers from the VIP (the agent keeps strict rp_filter "
+        "per port veth instead: set it to 0)");
+  const std::string t = std::string("inet ") + kVipSourceTable;
+  const std::string dev = "\"" + v.host_if + "\"";
+  std::unique_lock<std::mutex> node_lock(vipsrc_mu_);
+  PHOTON_RETURN_IF_ERROR(net::NftRunIn(
+      options_.host_netns,
+      "table " + t +
+          " {\n  set relaxed { type iface_index; }\n"
+          "  set allowed { type iface_index . ipv4_addr; }\n"
+          "  chain prerouting { type filter hook prerouting priority raw; policy accept; }\n}\n"
+          "flush chain " +
+          t + " prerouting\nadd rule " + t +
+          " prerouting meta iif @relaxed meta iif . ip saddr != @allowed counter drop\n"
+          "add element " +
+          t + " allowed { " + dev + " . " + v.ip + ", " + dev + " . " + v.vip + " }\nadd element " +
+          t + " relaxed { " + dev + " }\n"));
+  PHOTON_RETURN_IF_ERROR(
+      net::ExecOk({"sysctl", "-qw", "net.ipv4.conf." + v.host_if + ".rp_filter=0"}, in_node)
+          .status());
+  node_lock.unlock();
+  // The port namespace: the VIP on its loopback, never answered for by ARP, and the L3DSR
+  // restore on its interface (stateless, before conntrack and the security groups).
+  net::ExecOptions in_port;
+  in_port.netns = netns;
+  PHOTON_RETURN_IF_ERROR(net::ExecOk({"sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
+                                      "net.ipv4.conf.all.arp_announce=2"},
+                                     in_port)
+                             .status());
+  const std::string l3 = std::string("table netdev ") + kL3dsrTable;
+  PHOTON_RETURN_IF_ERROR(net::NftRunIn(
+      netns, l3 + "\ndelete " + l3 + "\n" + l3 +
+                 " {\n  chain ingress {\n    type filter hook ingress device \"" +
+                 net::kPortIfName + "\" priority -500; policy accept;\n    ip dscp " +
+                 std::to_string(v.dscp) + " ip daddr set " + v.vip + " ip dscp set 0\n  }\n}\n"));
+  in_port.stdin_data = "address replace " + v.vip + "/32 dev lo label " + kLbVipLabel + "\n";
+  return net::ExecOk({"ip", "-batch", "-"}, in_port).status();
+}
+
+Status PortWiring::RemovePortVip(const std::string& netns, const PortVip& v, bool namespace_too) {
+  if (namespace_too) {
+    const std::string l3 = std::string("table netdev ") + kL3dsrTable;
+    PHOTON_RETURN_IF_ERROR(net::NftRunIn(netns, l3 + "\ndelete " + l3 + "\n"));
+    net::ExecOptions in_port;
+    in_port.netns = netns;
+    (void)net::Exec({"ip", "address", "del", v.vip + "/32", "dev", "lo"}, in_port);  // or gone
+  }
+  if (v.host_if.empty()) return absl::OkStatus();
+  net::ExecOptions in_node;
+  in_node.netns = options_.host_netns;
+  // Strict again before the nft check goes; a veth already gone takes its setting with it.
+  (void)net::Exec({"sysctl", "-qw", "net.ipv4.conf." + v.host_if + ".rp_filter=1"}, in_node);
+  const std::string t = std::string("inet ") + kVipSourceTable;
+  const std::string dev = "\"" + v.host_if + "\"";
+  std::lock_guard<std::mutex> node_lock(vipsrc_mu_);
+  // One element a transaction: an element already gone (with its veth) refuses only its own.
+  for (const std::string& e :
+       {"allowed { " + dev + " . " + v.vip + " }", "allowed { " + dev + " . " + v.ip + " }",
+        "relaxed { " + dev + " }"}) {
+    Status gone = net::NftRunIn(options_.host_netns, "delete element " + t + " " + e + "\n");
+    if (!gone.ok())
+      spdlog::info("network: {} {}: {}", kVipSourceTable, e, std::string(gone.message()));
+  }
+  // The table goes with the node's last port holding a VIP.
+  auto left =
+      net::ExecOk({"nft", "list", "set", t.substr(0, 4), kVipSourceTable, "relaxed"}, in_node);
+  if (left.ok() && left->find("elements") == std::string::npos)
+    return net::NftRunIn(options_.host_netns, "table " + t + "\ndelete table " + t + "\n");
+  return absl::OkStatus();
 }
 
 std::string PortWiring::LbAddress() const {
@@ -458,6 +635,19 @@ Status PortWiring::Unwire(const std::string& instance_id) {
   }
   Status vip = HoldLbVip(instance_id, "");
   if (!ports_) return vip;
+  std::optional<PortVip> in_port;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = port_vips_.find(instance_id); it != port_vips_.end()) in_port = it->second;
+    port_vips_.erase(instance_id);
+  }
+  // The node's side of a VIP held in the port (its namespace side goes with the namespace);
+  // not wired since the agent started (an orphan at its start): read from the namespace.
+  if (!in_port && vip.ok()) {
+    auto held = ReadPortVip(instance_id);
+    if (held.ok() && !held->vip.empty()) in_port = *held;
+  }
+  if (in_port && vip.ok()) vip = RemovePortVip("", *in_port, /*namespace_too=*/false);
   const int64_t before = ports_->changes();
   Status s = ports_->Delete(instance_id);  // OK for an instance without a port
   kernel_changes_->Set(static_cast<double>(ports_->changes()));

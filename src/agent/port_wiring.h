@@ -13,9 +13,17 @@
 // node's loopback (arp_ignore=1, arp_announce=2: the node never answers ARP for it) and LbVipOf
 // reports it (status.details["network.lbVip"], which the fiberlb provider waits for before it
 // makes the instance a member, at the node's address in details["network.lbAddress"]); the VIP
-// leaves the loopback with the node's last instance that holds it. In mode "ports" Wire refuses
-// such an instance (FAILED_PRECONDITION): its port namespace and prismnet's anti-spoofing do not
-// carry a VIP yet.
+// leaves the loopback with the node's last instance that holds it. In mode "ports" (a VPC
+// instance in its port namespace) the LB nodes reach the member at its VPC address by L3DSR
+// (the packet's destination is that address, its DSCP marks the VIP: the LoadBalancer's
+// status.details["l3dsrDscp"]), and Wire, after the port, makes the namespace hold the VIP
+// (HoldPortVip): the VIP on the namespace's loopback (label kLbVipLabel, arp_ignore=1,
+// arp_announce=2 there), a netdev table kL3dsrTable on its eth0 that turns "DSCP mark" back
+// into "destination VIP" before the IP stack, the port's anti-spoofing admitting the VIP as a
+// source (PortSpec::lb_vips), and on the node the port's host veth's strict rp_filter replaced
+// by its nftables equivalent plus the VIP (table inet kVipSourceTable: only the port's address
+// and its VIP enter from that veth). lbAddress is then the VPC address. A VM cannot hold the
+// VIP in its guest: refused (FAILED_PRECONDITION naming spec.vm).
 //
 // Thread-safety: thread-safe; calls for one instance must not overlap (the controller's work
 // queue serialises a key).
@@ -42,6 +50,10 @@ namespace photon::agent {
 
 // The address label of the L4 VIPs an agent puts on the node's loopback.
 inline constexpr char kLbVipLabel[] = "lo:plb";
+// In a port namespace holding an L4 VIP: the netdev table restoring the VIP from the DSCP.
+inline constexpr char kL3dsrTable[] = "photon_l3dsr";
+// On the node: the source check of the port veths whose port holds an L4 VIP (see above).
+inline constexpr char kVipSourceTable[] = "photon_vipsrc";
 
 // A SecurityGroup's members (the addresses of the Ports carrying it, comma-separated) in its
 // status.details, as photon-server's network controller keeps them (network_controller.h).
@@ -91,6 +103,9 @@ class PortWiring {
   // The address the LB nodes reach such a member at: the node's source address on its default
   // route ("" until a VIP was held).
   std::string LbAddress() const;
+  // The address the LB nodes reach an instance holding a VIP at: its VPC address when the VIP
+  // is in its port namespace, else LbAddress().
+  std::string LbAddressOf(const std::string& instance_id) const;
   // Scale-down drain of an L4 member being deleted (`waited` since its delete was first seen):
   // "" once it may go — it holds no VIP, its LoadBalancer is gone or no longer lists it
   // (status.details["member.<name>"]: out of every LB node's table, its established flows kept
@@ -106,8 +121,24 @@ class PortWiring {
  private:
   StatusOr<net::PortSpec> Resolve(const std::string& ns, const network::Port& port);
   StatusOr<std::string> VpcCidr(const std::string& ns, const std::string& vpc);
-  // The VIP of the instance's RegionService's L4 LoadBalancer ("" none, or not allocated yet).
-  StatusOr<std::string> L4VipFor(const compute::ComputeInstance& instance);
+  // The VIP of the instance's RegionService's L4 LoadBalancer ("" none, or not allocated yet),
+  // and with `dscp` its L3DSR mark (UNAVAILABLE while the LoadBalancer has none yet).
+  StatusOr<std::string> L4VipFor(const compute::ComputeInstance& instance, int* dscp = nullptr);
+  // An L4 VIP held in a port namespace (mode "ports").
+  struct PortVip {
+    std::string vip;  // "" none
+    int dscp = 0;
+    std::string ip;       // the port's address
+    std::string host_if;  // the port's host veth
+  };
+  // Makes the port of `spec` hold `want` (vip "" = none), changing only what differs from what
+  // it held (read from the namespace at the first call for a port: adoption after a restart).
+  Status HoldPortVip(const net::PortSpec& spec, PortVip want);
+  // What the port's namespace holds (vip "" none), found in the kernel.
+  StatusOr<PortVip> ReadPortVip(const std::string& instance_id) const;
+  Status AddPortVip(const std::string& netns, const PortVip& v);
+  Status RemovePortVip(const std::string& netns, const PortVip& v, bool namespace_too);
+  std::string HostIfOf(const std::string& instance_id) const;
   // Holds `vip` ("" none) on the node's loopback for the instance, releasing what it held.
   Status HoldLbVip(const std::string& instance_id, const std::string& vip);
   Status AddGroupRules(const std::string& ns, const std::string& group, net::PortSpec* spec);
@@ -120,9 +151,11 @@ class PortWiring {
   ApiClient* api_;
   std::unique_ptr<net::PortManager> ports_;
   mutable std::mutex mu_;
+  std::mutex vipsrc_mu_;  // serialises the changes of the node's kVipSourceTable
   std::map<std::string, std::string> netns_;      // instance id -> namespace path
   std::map<std::string, std::string> vpc_cidrs_;  // "ns/vpc" -> CIDR (immutable)
   std::map<std::string, std::string> lb_vips_;    // instance id -> VIP on the node's lo
+  std::map<std::string, PortVip> port_vips_;      // instance id -> VIP in its port namespace
   std::string lb_address_;                        // see LbAddress
   Counter* applies_;
   Counter* failures_;

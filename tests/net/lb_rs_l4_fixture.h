@@ -2,7 +2,8 @@
 // create-to-first-answer benchmark, on the multi-host bed: a real photon-server (fiberlb
 // provider with two L4 LB nodes and a VIP pool 10.200.7.0/30), a real fiberlb with an `l4`
 // section in each of h1 and h2 (their BIRD2 announcing the VIP to an ECMP router, real
-// nftables), photon-agents in network mode `shared` on h3 and h4 running the replicas, and a
+// nftables), photon-agents in network mode `shared` (or member_mode_) on h3 and h4 running the
+// replicas, and a
 // client behind the router. Needs root (namespaces). Include it in one translation unit only.
 #pragma once
 
@@ -52,12 +53,15 @@ inline std::string Hello(const std::string& client_ns, const std::string& vip) {
 
 class LbRegionServiceL4Test : public BedClusterTest<LbRegionServiceL4Test> {
  public:
+  // The replicas' nodes' agent network mode (a suite may set it before its set-up: constant
+  // initialised, so a dynamic initialiser of its translation unit overrides it).
+  inline static const char* member_mode_ = "shared";
   static BedOptions Options() {
     BedOptions o;
     o.hosts = 4;
     o.tag = "l4";
     o.bird_sessions = 4;  // the bed's own BIRD on every host: h1, h2 announce the VIP
-    o.mode = [](int i) { return std::string(i <= kLbNodes ? "none" : "shared"); };
+    o.mode = [](int i) { return std::string(i <= kLbNodes ? "none" : member_mode_); };
     o.server_yaml =
         "provider_resync_s: 2\n"
         "providers:\n"

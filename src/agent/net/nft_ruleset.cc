@@ -239,6 +239,8 @@ std::string RenderPortRules(const PortSpec& spec) {
        "    ip saddr . meta l4proto . th dport @in_ports accept\n" +
        RemoteSetRules(spec.rules, Direction::kIngress) + "    counter name refused_in drop\n  }\n";
   // Anti-spoofing comes before everything, conntrack included: a port emits only its address.
+  std::string own = spec.ip;  // and the L4 VIPs it answers from (DSR)
+  if (!spec.lb_vips.empty()) own = "{ " + spec.ip + ", " + absl::StrJoin(spec.lb_vips, ", ") + " }";
   s += "  chain egress {\n"
        "    ip saddr != " +
        spec.ip +

@@ -84,6 +84,12 @@ Status ValidatePortSpec(const PortSpec& spec) {
     return Invalid("subnet_cidr", spec.subnet_cidr + " is outside " + spec.vpc_cidr);
   }
   if ((*ip >> 16) == 0xa9fe) return Invalid("ip", "169.254.0.0/16 is the node's link range");
+  for (size_t i = 0; i < spec.lb_vips.size(); ++i) {
+    auto vip = ParseIpv4(spec.lb_vips[i]);
+    if (!vip.ok() || *vip == *ip)
+      return Invalid("lb_vips[" + std::to_string(i) + "]",
+                     "'" + spec.lb_vips[i] + "' is not a VIP");
+  }
   for (size_t i = 0; i < spec.rules.size(); ++i) {
     PHOTON_RETURN_IF_ERROR(ValidateRule(spec.rules[i], "rules[" + std::to_string(i) + "]"));
   }

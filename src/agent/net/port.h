@@ -41,6 +41,10 @@ struct PortSpec {
   // A VM's port: the address is the guest's, behind the tap "tap0" in the port namespace
   // (the namespace routes between eth0 and the tap, so its forward hook enforces the rules).
   bool tap = false;
+  // L4 LoadBalancer VIPs the port also sends from (DSR: the workload holds them on its
+  // namespace's loopback and answers the LB's clients from them); the anti-spoofing admits
+  // these and the port's ip, nothing else. Validated IPv4 addresses.
+  std::vector<std::string> lb_vips;
 };
 
 // INVALID_ARGUMENT unless [A-Za-z0-9._-], 1-63 characters.

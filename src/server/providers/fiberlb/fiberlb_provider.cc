@@ -398,6 +398,9 @@ class FiberLbProvider : public ServiceProvider {
     // A leaving replica's established flows stay with it this long (its agent keeps it running
     // until they finish or this passes: details.drainTimeoutMs).
     if (AsciiLower(l.protocol()) == "tcp") out["drain_timeout_ms"] = drain_timeout_ms_;
+    // Members behind a router (VPC addresses of replicas in port namespaces) get L3DSR with the
+    // VIP's mark; on-link members keep L2 DSR (fiberlb's forward auto).
+    out["l3dsr_dscp"] = vips_->Dscp(vip);
     return out;
   }
 
@@ -464,6 +467,8 @@ class FiberLbProvider : public ServiceProvider {
           vip.status().code() == StatusCode::kUnavailable ? Phase::CREATING : Phase::ERROR, o);
     }
     o.details["vip"] = *vip;
+    // What a member's agent restores the VIP from (port_wiring.h; the same on every LB node).
+    o.details["l3dsrDscp"] = std::to_string(vips_->Dscp(*vip));
     o.addresses.push_back(*vip);
     // Members: RUNNING replicas whose agent put this VIP on their loopback (DSR); the others
     // would drop the VIP's packets, so they wait.

@@ -52,6 +52,12 @@ StatusOr<VipPool> VipPool::Parse(const std::string& owner, const std::string& ci
   return VipPool("/fiberlb-vips/" + owner + "/", cidr, first, last);
 }
 
+int VipPool::Dscp(const std::string& vip) const {
+  uint32_t v = 0;
+  if (!ParseIpv4(vip, &v) || v < first_ || v > last_) return 0;
+  return static_cast<int>(1 + (v - first_) % 63);
+}
+
 StatusOr<store::RangeResult> VipPool::List(store::Store* store) const {
   if (store == nullptr) return absl::UnavailableError("VIP pool: no store yet");
   store::RangeOptions o;

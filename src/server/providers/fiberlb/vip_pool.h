@@ -34,6 +34,12 @@ class VipPool {
 
   const std::string& cidr() const { return cidr_; }
 
+  // The L3DSR DSCP (1-63) marking `vip` on the way to members behind a router: derived from
+  // its place in the pool, so every LB node and member agrees without storing it, and
+  // distinct for every VIP of a pool of up to 63 addresses (larger pools reuse marks: a
+  // member holds one VIP, so its restore stays unambiguous). 0 for an address not in the pool.
+  int Dscp(const std::string& vip) const;
+
  private:
   VipPool(std::string prefix, std::string cidr, uint32_t first, uint32_t last)
       : prefix_(std::move(prefix)), cidr_(std::move(cidr)), first_(first), last_(last) {}
