@@ -8,6 +8,9 @@
 #include <thread>
 
 #include "agent/net/bird.h"
+#include "agent/net/exec.h"
+#include "agent/net/netns.h"
+#include "agent/net/nft_netlink.h"
 #include "agent/net/nft_ruleset.h"
 #include "agent/net/port_manager.h"
 #include "tests/net/netbed.h"
@@ -330,13 +333,36 @@ TEST_F(DataPathTest, RuleChangesUpdateSetElementsInPlace) {
   EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 8080));
   EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8081));
 
+  EXPECT_EQ(pm_[2]->fallbacks(), 0);
+
+  // The table changed behind PortManager's back (its marker gone): the kernel refuses the
+  // in-place batch as a whole, and the table is replaced (logged, counted).
+  int rc = 0;
+  bed_->Run(Ns(2, "b"),
+            {"nft", "delete", "chain", "inet", "photon",
+             std::string(kRevisionChain) + RulesRevision(RenderPortRules(b))},
+            &rc);
+  ASSERT_EQ(rc, 0);
+  b.rules[1].port_from = b.rules[1].port_to = 8080;
+  ASSERT_TRUE(pm_[2]->Apply(b).ok());
+  EXPECT_EQ(pm_[2]->fallbacks(), 1);
+  EXPECT_EQ(pm_[2]->rule_updates(), 4);
+  EXPECT_NE(head(), handle);
+  EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8080));
+  EXPECT_FALSE(Tcp(3, "c", "10.10.0.6", 8081));
+
   // A restarted PortManager does not know what the table holds: it replaces it.
   auto again = PortManager::Open(Options(2));
   ASSERT_TRUE(again.ok()) << again.status();
-  b.rules[1].port_from = b.rules[1].port_to = 8080;
+  b.rules[1].port_from = b.rules[1].port_to = 8081;
   ASSERT_TRUE((*again)->Apply(b).ok());
   EXPECT_EQ((*again)->rule_updates(), 0);
-  EXPECT_NE(head(), handle);
+  EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8081));
+  // ... and changes it in place from then on, through a socket of its own.
+  b.rules[1].port_from = b.rules[1].port_to = 8080;
+  ASSERT_TRUE((*again)->Apply(b).ok());
+  EXPECT_EQ((*again)->rule_updates(), 1);
+  EXPECT_EQ((*again)->fallbacks(), 0);
   EXPECT_TRUE(Tcp(3, "c", "10.10.0.6", 8080));
   ::close(l80);
   ::close(l81);
@@ -491,6 +517,103 @@ TEST_F(DataPathTest, AgentRenderedBirdConfigAnnouncesPorts) {
 }
 
 // Host death on a bed of its own (it kills a host).
+// The set elements our nfnetlink encoder writes are exactly what nft writes from the same
+// text (compared as `nft list` prints them): single addresses, ranges, intervals running to
+// the top of the space, concatenations with ranges in several fields, a plain set; then
+// removals; and a refused batch changes nothing (one transaction) and names what was refused.
+TEST(NftEncoderTest, EncodedElementsAreWhatNftLists) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
+  const std::string tag = "phnfte-" + std::to_string(::getpid());
+  const std::string ours = tag + "-ours", theirs = tag + "-nft";
+  ASSERT_TRUE(PrepareNetnsDir().ok());
+  ASSERT_TRUE(CreateNetns(ours).ok());
+  ASSERT_TRUE(CreateNetns(theirs).ok());
+  auto nft = [](const std::string& ns, const std::string& script) {
+    ExecOptions o;
+    o.netns = "/run/netns/" + ns;
+    o.stdin_data = script;
+    return ExecOk({"nft", "-f", "-"}, o);
+  };
+  auto list = [&](const std::string& ns) { return *nft(ns, "list table inet photon\n"); };
+  const std::string table =
+      "table inet photon {\n"
+      "  set in_any { type ipv4_addr; flags interval; }\n"
+      "  set out_any { type ipv4_addr; flags interval; }\n"
+      "  set in_l4 { type ipv4_addr . inet_proto; flags interval; }\n"
+      "  set in_ports { type ipv4_addr . inet_proto . inet_service; flags interval; }\n"
+      "  set rg_app { type ipv4_addr; }\n"
+      "  chain rev_a {}\n"
+      "}\n";
+  ASSERT_TRUE(nft(ours, table).ok());
+  ASSERT_TRUE(nft(theirs, table).ok());
+  struct Change {
+    const char* set;
+    const char* type;
+    bool interval;
+    std::vector<std::string> elements;
+  };
+  const std::vector<Change> adds = {
+      {"in_any",
+       "ipv4_addr",
+       true,
+       {"0.0.0.0-0.255.255.255", "10.1.0.0-10.1.255.255", "10.9.9.9", "10.9.9.11",
+        "200.0.0.0-255.255.255.255"}},
+      {"out_any", "ipv4_addr", true, {"0.0.0.0-255.255.255.255"}},
+      {"in_l4", "ipv4_addr . inet_proto", true, {"10.2.0.0-10.2.255.255 . 6", "10.3.3.3 . 17"}},
+      {"in_ports",
+       "ipv4_addr . inet_proto . inet_service",
+       true,
+       {"10.50.0.0-10.50.255.255 . 6 . 7000", "10.3.3.3 . 17 . 53-54",
+        "0.0.0.0-255.255.255.255 . 6 . 1-65535", "10.3.3.4-10.3.3.9 . 1-17 . 0"}},
+      {"rg_app", "ipv4_addr", false, {"1.2.3.4", "5.6.7.8"}},
+  };
+  const std::vector<Change> removes = {
+      {"in_any", "ipv4_addr", true, {"10.9.9.9", "200.0.0.0-255.255.255.255"}},
+      {"out_any", "ipv4_addr", true, {"0.0.0.0-255.255.255.255"}},
+      {"in_ports", "ipv4_addr . inet_proto . inet_service", true, {"10.3.3.3 . 17 . 53-54"}},
+      {"rg_app", "ipv4_addr", false, {"5.6.7.8"}},
+  };
+  auto script = [](const char* verb, const std::vector<Change>& changes) {
+    std::string s;
+    for (const Change& c : changes) {
+      s += std::string(verb) + " element inet photon " + c.set + " { ";
+      for (size_t i = 0; i < c.elements.size(); ++i) s += (i ? ", " : "") + c.elements[i];
+      s += " }\n";
+    }
+    return s;
+  };
+  auto socket = NftSocket::Open("/run/netns/" + ours);
+  ASSERT_TRUE(socket.ok()) << socket.status();
+  for (bool add : {true, false}) {
+    NftBatch batch("photon");
+    for (const Change& c : add ? adds : removes) {
+      Status s = add ? batch.AddElements(c.set, c.type, c.interval, c.elements)
+                     : batch.DeleteElements(c.set, c.type, c.interval, c.elements);
+      ASSERT_TRUE(s.ok()) << s;
+    }
+    ASSERT_TRUE((*socket)->Commit(batch).ok());
+    ASSERT_TRUE(nft(theirs, script(add ? "add" : "delete", add ? adds : removes)).ok());
+    EXPECT_EQ(list(ours), list(theirs)) << (add ? "after adding" : "after removing");
+  }
+  EXPECT_NE(list(ours).find("10.50.0.0/16 . tcp . 7000"), std::string::npos) << list(ours);
+
+  // All or nothing: a batch that removes a missing element adds nothing and says why.
+  const std::string before = list(ours);
+  NftBatch bad("photon");
+  ASSERT_TRUE(bad.AddElements("rg_app", "ipv4_addr", false, {"7.7.7.7"}).ok());
+  ASSERT_TRUE(bad.DeleteElements("in_any", "ipv4_addr", true, {"10.99.0.0-10.99.0.255"}).ok());
+  Status refused = (*socket)->Commit(bad);
+  EXPECT_TRUE(absl::IsAborted(refused)) << refused;
+  EXPECT_NE(refused.message().find("delete elements of set in_any"), std::string::npos) << refused;
+  EXPECT_EQ(list(ours), before);
+  // Encoding refuses what it cannot say.
+  EXPECT_FALSE(bad.AddElements("rg_app", "ipv4_addr", false, {"1.1.1.1-1.1.1.2"}).ok());
+  EXPECT_FALSE(bad.AddElements("x", "ether_addr", false, {"1"}).ok());
+  socket->reset();
+  EXPECT_TRUE(DeleteNetns(ours).ok());
+  EXPECT_TRUE(DeleteNetns(theirs).ok());
+}
+
 TEST(HostDeathTest, RoutesOfADeadHostAreWithdrawn) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
   std::string error;

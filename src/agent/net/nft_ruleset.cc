@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -156,22 +157,33 @@ std::string RemoteSetRules(const std::vector<SgRule>& rules, Direction d) {
 struct SplitRules {
   std::string skeleton;
   std::map<std::string, std::set<std::string>> elements;
+  std::map<std::string, std::pair<std::string, bool>> types;  // set → (type, interval)
 };
 
-// Reads back what SetDecl wrote: "  set NAME { ...; elements = { A, B } }".
+// Reads back what SetDecl wrote: "  set NAME { type T; flags interval; elements = { A, B } }".
 SplitRules Split(const std::string& rules) {
-  constexpr std::string_view kSet = "  set ", kElements = " elements = { ", kEnd = " } }";
+  constexpr std::string_view kSet = "  set ", kType = "{ type ", kElements = " elements = { ",
+                             kEnd = " } }";
   SplitRules out;
   for (std::string_view rest = rules; !rest.empty();) {
     size_t eol = rest.find('\n');
     std::string_view line = rest.substr(0, eol == std::string_view::npos ? rest.size() : eol + 1);
     rest.remove_prefix(line.size());
-    size_t at = line.find(kElements);
-    if (line.substr(0, kSet.size()) != kSet || at == std::string_view::npos) {
+    if (line.substr(0, kSet.size()) != kSet) {
       out.skeleton.append(line);
       continue;
     }
     std::string name(line.substr(kSet.size(), line.find(' ', kSet.size()) - kSet.size()));
+    if (size_t t = line.find(kType); t != std::string_view::npos) {
+      t += kType.size();
+      out.types[name] = {std::string(line.substr(t, line.find(';', t) - t)),
+                         line.find("flags interval;") != std::string_view::npos};
+    }
+    size_t at = line.find(kElements);
+    if (at == std::string_view::npos) {
+      out.skeleton.append(line);
+      continue;
+    }
     std::string_view list = line.substr(at + kElements.size());
     list = list.substr(0, list.rfind(kEnd));
     std::vector<std::string> parts = absl::StrSplit(std::string(list), ", ", absl::SkipEmpty());
@@ -190,24 +202,37 @@ std::string ElementCommand(const char* verb, const std::string& set,
 
 }  // namespace
 
-std::string RenderRulesDelta(const std::string& old_rules, const std::string& new_rules) {
-  if (old_rules.empty() || new_rules.empty()) return "";
+std::optional<std::vector<SetDelta>> RulesDeltaSets(const std::string& old_rules,
+                                                    const std::string& new_rules) {
+  if (old_rules.empty() || new_rules.empty()) return std::nullopt;
   SplitRules before = Split(old_rules), after = Split(new_rules);
-  if (before.skeleton != after.skeleton) return "";
-  // Every removal before any addition: an element that replaces an overlapping one must not
-  // meet it (nftables refuses overlaps in interval sets).
-  std::string deletes, adds;
+  if (before.skeleton != after.skeleton) return std::nullopt;
   std::set<std::string> names;
   for (const auto& [name, e] : before.elements) names.insert(name);
   for (const auto& [name, e] : after.elements) names.insert(name);
+  std::vector<SetDelta> out;
   for (const std::string& name : names) {
     const std::set<std::string>& was = before.elements[name];
     const std::set<std::string>& is = after.elements[name];
-    std::vector<std::string> gone, added;
-    std::set_difference(was.begin(), was.end(), is.begin(), is.end(), std::back_inserter(gone));
-    std::set_difference(is.begin(), is.end(), was.begin(), was.end(), std::back_inserter(added));
-    deletes += ElementCommand("delete", name, gone);
-    adds += ElementCommand("add", name, added);
+    SetDelta d;
+    d.set = name;
+    std::tie(d.type, d.interval) = after.types[name];
+    std::set_difference(was.begin(), was.end(), is.begin(), is.end(), std::back_inserter(d.remove));
+    std::set_difference(is.begin(), is.end(), was.begin(), was.end(), std::back_inserter(d.add));
+    if (!d.remove.empty() || !d.add.empty()) out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::string RenderRulesDelta(const std::string& old_rules, const std::string& new_rules) {
+  std::optional<std::vector<SetDelta>> sets = RulesDeltaSets(old_rules, new_rules);
+  if (!sets) return "";
+  // Every removal before any addition: an element that replaces an overlapping one must not
+  // meet it (nftables refuses overlaps in interval sets).
+  std::string deletes, adds;
+  for (const SetDelta& d : *sets) {
+    deletes += ElementCommand("delete", d.set, d.remove);
+    adds += ElementCommand("add", d.set, d.add);
   }
   // Listing the old marker first refuses the script in nft itself, before anything reaches
   // the kernel, when the table is not the one we think (changed behind our back): a

@@ -5,7 +5,9 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/net/port.h"
 
@@ -32,6 +34,22 @@ std::string RenderMembers(const PortSpec& spec);
 // The full `nft -f` script: replaces table inet photon with `rules` plus its revision marker,
 // then fills the remote sets with `members` (and marks their revision), in one transaction.
 std::string RenderPortTransaction(const std::string& rules, const std::string& members = "");
+
+// What a rule change does to one set: its elements as rendered in the rules text
+// ("10.20.0.0-10.20.255.255 . 6 . 8000-8100"), with the set's type ("ipv4_addr . inet_proto .
+// inet_service") and whether it holds intervals, so they can be encoded without nft.
+struct SetDelta {
+  std::string set;
+  std::string type;
+  bool interval = false;
+  std::vector<std::string> remove, add;
+};
+
+// The element changes that turn a table holding `old_rules` into one holding `new_rules`, set
+// by set (only sets that change); nullopt when the two differ otherwise (the table is then
+// replaced). Every removal must precede every addition (interval sets refuse overlaps).
+std::optional<std::vector<SetDelta>> RulesDeltaSets(const std::string& old_rules,
+                                                    const std::string& new_rules);
 
 // The `nft -f` script that turns a table holding `old_rules` into one holding `new_rules` in
 // place, as one transaction: when the two differ only in their interval sets' elements (an SG

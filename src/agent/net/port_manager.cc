@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -15,8 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "agent/net/ipv4.h"
 #include "agent/net/netns.h"
+#include "agent/net/nft_netlink.h"
 #include "agent/net/nft_ruleset.h"
 #include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
 
 namespace photon::agent::net {
 namespace {
@@ -378,40 +382,84 @@ Status PortManager::ApplyRules(const PortSpec& spec, PortState* port) {
   std::string revision = RulesRevision(rules);
   std::string members = RenderMembers(spec);
   std::string members_revision = members.empty() ? "" : RulesRevision(members);
+  const bool members_changed = port->members != members_revision;
   if (port->revision != revision) {
     changes_.fetch_add(1);
     // The usual edit (a rule's ports or addresses) changes set elements only: update them in
-    // place when the table holds what we applied. A refused delta (the table was changed
-    // behind our back) leaves it as it was (one transaction), and the replacement then brings
-    // it to the spec.
-    std::string delta =
-        port->revision == RulesRevision(port->rules) ? RenderRulesDelta(port->rules, rules) : "";
-    if (!delta.empty() && port->members != members_revision) {
-      delta += RenderMembersTransaction(members, port->members);
-    }
+    // place, through the port's own nfnetlink socket, when the table holds what we applied.
+    // A refused change (the table was changed behind our back) leaves it as it was (one
+    // transaction), and the replacement then brings it to the spec.
+    std::optional<std::vector<SetDelta>> sets;
+    if (port->revision == RulesRevision(port->rules)) sets = RulesDeltaSets(port->rules, rules);
     std::string replace = RenderPortTransaction(rules, members);
-    if (delta.empty()) {
+    Status native = sets ? CommitNative(spec, &*sets, port->rules, rules, members_changed,
+                                        members_revision, port)
+                         : absl::FailedPreconditionError("");
+    if (native.ok()) {
+      rule_updates_.fetch_add(1);
+    } else if (sets) {
+      fallbacks_.fetch_add(1);
+      spdlog::warn("port {}: rule change in place not made ({}); replacing its table",
+                   spec.instance_id, native.ToString());
       PHOTON_RETURN_IF_ERROR(NftRunIn(ns, replace));
     } else {
-      bool replaced = false;
-      PHOTON_RETURN_IF_ERROR(NftRunIn(ns, delta, replace, &replaced));
-      if (!replaced) rule_updates_.fetch_add(1);
+      PHOTON_RETURN_IF_ERROR(NftRunIn(ns, replace));
     }
     port->revision = revision;
     port->members = members_revision;
     port->rules = std::move(rules);
-  } else if (port->members != members_revision) {
+  } else if (members_changed) {
     // A remote group's members changed: refill its sets, the ruleset stays (its counters and
     // the flows it tracks are untouched).
     changes_.fetch_add(1);
     set_updates_.fetch_add(1);
-    if (Status st = NftRunIn(ns, RenderMembersTransaction(members, port->members)); !st.ok()) {
+    Status st = CommitNative(spec, nullptr, "", "", true, members_revision, port);
+    if (!st.ok() && !absl::IsAborted(st)) {
+      // No socket: nft does it (the kernel refusing it means the table is not ours: below).
+      fallbacks_.fetch_add(1);
+      spdlog::warn("port {}: member update through nft ({})", spec.instance_id, st.ToString());
+      st = NftRunIn(ns, RenderMembersTransaction(members, port->members));
+    }
+    if (!st.ok()) {
       port->revision.clear();  // the table is not what we think: replace it next time
       return st;
     }
     port->members = members_revision;
   }
   return absl::OkStatus();
+}
+
+// One transaction on the port's nfnetlink socket: the old rules marker goes first (the kernel
+// refuses the whole batch when the table is not the one we applied), then the sets' elements
+// (every removal before any addition: an element that replaces an overlapping one must not
+// meet it), the remote sets refilled when their members changed, the markers moved.
+Status PortManager::CommitNative(const PortSpec& spec, const std::vector<SetDelta>* sets,
+                                 const std::string& old_rules, const std::string& new_rules,
+                                 bool members_changed, const std::string& members_revision,
+                                 PortState* port) {
+  NftBatch batch(kPortTable);
+  if (sets != nullptr) {
+    batch.DeleteChain(kRevisionChain + RulesRevision(old_rules));
+    for (const SetDelta& d : *sets)
+      PHOTON_RETURN_IF_ERROR(batch.DeleteElements(d.set, d.type, d.interval, d.remove));
+    for (const SetDelta& d : *sets)
+      PHOTON_RETURN_IF_ERROR(batch.AddElements(d.set, d.type, d.interval, d.add));
+  }
+  if (members_changed) {
+    if (!port->members.empty()) batch.DeleteChain(kMembersChain + port->members);
+    for (const auto& [name, members] : spec.remote_sets) {
+      batch.FlushSet(name);
+      std::set<std::string> unique(members.begin(), members.end());  // nft refuses duplicates
+      PHOTON_RETURN_IF_ERROR(
+          batch.AddElements(name, "ipv4_addr", false, {unique.begin(), unique.end()}));
+    }
+    if (!members_revision.empty()) batch.AddChain(kMembersChain + members_revision);
+  }
+  if (sets != nullptr) batch.AddChain(kRevisionChain + RulesRevision(new_rules));
+  if (port->nft == nullptr) {
+    PHOTON_ASSIGN_OR_RETURN(port->nft, NftSocket::Open(NetnsPath(spec.instance_id)));
+  }
+  return port->nft->Commit(batch);
 }
 
 // A veth end brought up before its peer gets its transmit queue only later, from the kernel's

@@ -46,6 +46,9 @@
 
 namespace photon::agent::net {
 
+class NftSocket;
+struct SetDelta;
+
 struct PortManagerOptions {
   // The node's network namespace: "" = this process's, or /run/netns/NAME (test beds).
   std::string host_netns;
@@ -77,6 +80,10 @@ struct PortState {
   // The rules text this PortManager applied ("" when adopted: then a change replaces the
   // table), what a rule change is computed against to update the sets' elements in place.
   std::string rules;
+  // nfnetlink in the port's namespace, opened on the first rule or member change this
+  // PortManager makes there (after an adoption too) and kept: set-element changes go through
+  // it (nft_netlink.h). Closed by Delete (an open socket keeps its namespace alive).
+  std::shared_ptr<NftSocket> nft;
 };
 
 class PortManager {
@@ -109,6 +116,10 @@ class PortManager {
   int64_t set_updates() const { return set_updates_.load(); }
   // Of those, rule changes made in place by updating set elements (the table kept).
   int64_t rule_updates() const { return rule_updates_.load(); }
+  // Changes meant for the encoded set-element path (nft_netlink.h) that went through nft
+  // instead: refused by the kernel (the table is not what this PortManager applied; it is
+  // then replaced) or no socket. Each is logged with its reason.
+  int64_t fallbacks() const { return fallbacks_.load(); }
 
  private:
   explicit PortManager(PortManagerOptions options) : options_(std::move(options)) {}
@@ -117,6 +128,9 @@ class PortManager {
   Status ScanPort(PortState* port);
   Status ApplyPort(const PortSpec& spec, PortState* port);
   Status ApplyRules(const PortSpec& spec, PortState* port);
+  Status CommitNative(const PortSpec& spec, const std::vector<SetDelta>* sets,
+                      const std::string& old_rules, const std::string& new_rules,
+                      bool members_changed, const std::string& members_revision, PortState* port);
   Status ApplyInner(const PortSpec& spec, bool fresh, PortState* port);
   Status ApplyTap(const PortSpec& spec, std::string batch, PortState* port);
   Status ApplyHost(const PortSpec& spec, bool fresh, PortState* port);
@@ -147,6 +161,7 @@ class PortManager {
   std::atomic<int64_t> changes_{0};
   std::atomic<int64_t> set_updates_{0};
   std::atomic<int64_t> rule_updates_{0};
+  std::atomic<int64_t> fallbacks_{0};
   std::unique_ptr<LinkProbe> probe_;  // rtnetlink in the node's namespace
   int host_netns_fd_ = -1;            // the node's namespace, where a new veth's peer goes
   std::string host_ref_;              // the node's namespace as `ip ... netns` names it
