@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 
 #include "common/file_util.h"
@@ -142,6 +143,26 @@ TEST_F(SigV4Test, ClientSignedRequestVerifies) {
   EXPECT_EQ(info->payload_hash, photon::Sha256Hex(c.body));
   req.path = "/bucket/other";
   EXPECT_EQ(S3Code(auth.Authenticate(req).status()), "SignatureDoesNotMatch");
+}
+
+// X-Amz-Date is parsed by hand: it must give what timegm gives, across leap days and
+// centuries, and refuse what is not a date.
+TEST(AmzDate, MatchesTimegmAndRefusesGarbage) {
+  for (const char* s :
+       {"19700101T000000Z", "20130524T000000Z", "20240229T235959Z", "20000301T120000Z",
+        "21000228T010203Z", "20261205T183000Z", "20260231T000000Z"}) {
+    std::tm tm{};
+    ASSERT_NE(strptime(s, "%Y%m%dT%H%M%SZ", &tm), nullptr) << s;
+    auto got = sigv4::ParseAmzDate(s);
+    ASSERT_TRUE(got.ok()) << s << ": " << got.status();
+    EXPECT_EQ(*got, static_cast<int64_t>(timegm(&tm))) << s;
+  }
+  EXPECT_EQ(*sigv4::ParseAmzDate("20130524T000000Z"), 1369353600);
+  for (const char* s :
+       {"2013052XT000000Z", "20131324T000000Z", "20130500T000000Z", "20130524T240000Z",
+        "20130524T006000Z", "20130524T00000Z ", "20130524 000000Z", "2013-05-24T00:0Z"}) {
+    EXPECT_EQ(S3Code(sigv4::ParseAmzDate(s).status()), "AccessDenied") << s;
+  }
 }
 
 // Serves a fixed string as a request body.
