@@ -283,17 +283,8 @@ StatusOr<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& db_path)
   return store;
 }
 
-Status MetaStore::Write(Change change) {
-  Pending pending{std::move(change), absl::OkStatus(), false};
-  // Whatever this change did is committed when Write returns: from then on no cached object
-  // row read before it is served (the entries of older generations are dead).
-  struct Invalidate {
-    MetaStore* store;
-    ~Invalidate() {
-      std::lock_guard<std::mutex> lock(store->object_mu_);
-      ++store->object_generation_;
-    }
-  } invalidate{this};
+Status MetaStore::Write(Change change, bool buckets) {
+  Pending pending{std::move(change), absl::OkStatus(), false, buckets};
   std::unique_lock<std::mutex> lock(write_mu_);
   queue_.push_back(&pending);
   while (!pending.done) {
@@ -315,13 +306,22 @@ Status MetaStore::Write(Change change) {
   return pending.status;
 }
 
-Status MetaStore::WriteBuckets(Change change) {
-  Status st = Write(std::move(change));
-  // After the commit and before the caller answers: every later GetBucket reads the new row.
+Status MetaStore::WriteBuckets(Change change) { return Write(std::move(change), true); }
+
+// The generations are odd while a COMMIT is under way (no cached row is served or kept) and
+// even again once it is done, which retires every row read before it. A reader that read a
+// generation, then the database, keeps its row only when the generation is the same even
+// number afterwards: no commit happened in between, so the row was the latest. A row read
+// before a commit can then never be served after a reader saw the commit's row.
+void MetaStore::BumpGenerations(bool buckets) {
+  {
+    std::lock_guard<std::mutex> lock(object_mu_);
+    ++object_generation_;
+  }
+  if (!buckets) return;
   std::lock_guard<std::mutex> lock(bucket_mu_);
   ++bucket_generation_;
   bucket_cache_.clear();
-  return st;
 }
 
 void MetaStore::RunBatch(std::vector<Pending*>& batch) {
@@ -337,12 +337,16 @@ void MetaStore::RunBatch(std::vector<Pending*>& batch) {
     if (!p->status.ok()) (void)db.Exec("ROLLBACK TO change");
     (void)db.Exec("RELEASE change");
   }
+  bool buckets = false;
+  for (Pending* p : batch) buckets = buckets || p->buckets;
+  BumpGenerations(buckets);  // odd: a commit is under way
   Status commit = db.Exec("COMMIT");
   if (!commit.ok()) {
     (void)db.Exec("ROLLBACK");
     for (Pending* p : batch)
       if (p->status.ok()) p->status = commit;
   }
+  BumpGenerations(buckets);  // even: every later read sees the commit
 }
 
 Status MetaStore::CreateBucket(const BucketMeta& bucket) {
@@ -375,9 +379,9 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   uint64_t generation;
   {
     std::lock_guard<std::mutex> lock(bucket_mu_);
-    auto it = bucket_cache_.find(name);
-    if (it != bucket_cache_.end()) return it->second;
     generation = bucket_generation_;
+    auto it = bucket_cache_.find(name);
+    if (generation % 2 == 0 && it != bucket_cache_.end()) return it->second;
   }
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(auto s, db->Query(std::string("SELECT ") + kBucketCols + " FROM " +
@@ -390,8 +394,8 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
                     s.ColumnText(8),  s.ColumnText(9),  s.ColumnText(10), s.ColumnText(11),
                     s.ColumnText(12), s.ColumnText(13), s.ColumnText(14), s.ColumnText(15)};
   std::lock_guard<std::mutex> lock(bucket_mu_);
-  // Kept only if no bucket write finished since the read began: that row may predate it.
-  if (generation == bucket_generation_) {
+  // Kept only if no bucket write committed since the read began: that row may predate it.
+  if (generation == bucket_generation_ && generation % 2 == 0) {
     if (bucket_cache_.size() >= kBucketCacheSize) bucket_cache_.clear();
     bucket_cache_.emplace(name, bucket);
   }
@@ -582,7 +586,8 @@ StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::
       std::lock_guard<std::mutex> lock(object_mu_);
       generation = object_generation_;
       auto it = object_cache_.find(cache_key);
-      if (it != object_cache_.end() && it->second.first == generation) hit = it->second.second;
+      if (generation % 2 == 0 && it != object_cache_.end() && it->second.first == generation)
+        hit = it->second.second;
     }
     if (hit) return hit->first;
   }
@@ -619,8 +624,8 @@ void MetaStore::KeepObject(const std::string& cache_key, uint64_t generation, co
   if (bytes > kObjectCacheBytes / 64) return;  // (an object of many parts, say)
   auto row = std::make_shared<const std::pair<ObjectMeta, size_t>>(o, bytes);
   std::lock_guard<std::mutex> lock(object_mu_);
-  // A row read before a write that has finished since may be stale: not kept.
-  if (generation != object_generation_) return;
+  // A row read before or during a commit may be stale: not kept.
+  if (generation != object_generation_ || generation % 2 != 0) return;
   if (object_cache_bytes_ + bytes > kObjectCacheBytes) {
     object_cache_.clear();
     object_cache_bytes_ = 0;

@@ -163,14 +163,17 @@ class MetaStore {
     Change change;
     Status status;
     bool done = false;
+    bool buckets = false;  // touches the buckets or accounts tables
   };
 
   MetaStore() = default;
   // Runs `change` inside the next group commit; returns its status (or the commit's error).
-  Status Write(Change change);
-  // Write for changes to the buckets or accounts tables: also drops the bucket cache.
+  // `buckets`: it changes the buckets or accounts tables (the commit drops the bucket cache).
+  Status Write(Change change, bool buckets = false);
   Status WriteBuckets(Change change);
   void RunBatch(std::vector<Pending*>& batch);
+  // Around each COMMIT (meta_store.cc says how the caches use the parity).
+  void BumpGenerations(bool buckets);
 
   // Borrowed read connection; returned to the pool on destruction.
   class Reader;
@@ -196,9 +199,9 @@ class MetaStore {
   uint64_t bucket_generation_ = 0;
 
   // Latest versions as GetObject last read them (small objects with their bytes), so a GET
-  // of a hot object skips SQLite. Every Write bumps object_generation_ once its change is
-  // committed, which retires all entries at once (an entry counts only at its generation):
-  // the cache serves GET-heavy moments and steps aside while anything is written.
+  // of a hot object skips SQLite. Every commit bumps object_generation_ before and after,
+  // which retires all entries at once (an entry counts only at its generation): the cache
+  // serves GET-heavy moments and steps aside while anything is written.
   void KeepObject(const std::string& cache_key, uint64_t generation, const ObjectMeta& o);
   static constexpr size_t kObjectCacheBytes = 64 << 20;
   std::mutex object_mu_;
