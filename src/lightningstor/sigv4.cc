@@ -125,26 +125,65 @@ StatusOr<int64_t> ParseHttpDate(std::string_view s) {
   if (!end) end = strptime(str.c_str(), "%a, %d %b %Y %H:%M:%S", &tm);
   if (!end) end = strptime(str.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
   if (!end) return absl::InvalidArgumentError("bad HTTP date");
-  return static_cast<int64_t>(timegm(&tm));
+  return DaysFromCivil(int64_t{tm.tm_year} + 1900, static_cast<unsigned>(tm.tm_mon + 1),
+                       static_cast<unsigned>(tm.tm_mday)) *
+             86400 +
+         tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
 }
 
+namespace {
+
+// UTC calendar fields of a time, computed without gmtime_r: glibc's gmtime_r and timegm take
+// the process-wide tzset lock, which every request's Last-Modified (and every listed key)
+// would queue on across the connection threads.
+struct UtcTime {
+  int64_t year;
+  unsigned month, day, hour, minute, second, weekday;  // month 1-12, weekday 0 = Sunday
+};
+
+UtcTime ToUtc(int64_t secs) {
+  int64_t days = secs / 86400, rem = secs % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    --days;
+  }
+  // H. Hinnant's civil_from_days.
+  const int64_t z = days + 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  UtcTime t;
+  t.day = doy - (153 * mp + 2) / 5 + 1;
+  t.month = mp < 10 ? mp + 3 : mp - 9;
+  t.year = static_cast<int64_t>(yoe) + era * 400 + (t.month <= 2);
+  t.hour = static_cast<unsigned>(rem / 3600);
+  t.minute = static_cast<unsigned>(rem / 60 % 60);
+  t.second = static_cast<unsigned>(rem % 60);
+  t.weekday = static_cast<unsigned>(((days % 7) + 11) % 7);  // 1970-01-01 was a Thursday
+  return t;
+}
+
+constexpr const char* kWeekdays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+}  // namespace
+
 std::string FormatHttpDate(int64_t epoch_seconds) {
-  time_t t = static_cast<time_t>(epoch_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
+  UtcTime t = ToUtc(epoch_seconds);
   char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  snprintf(buf, sizeof buf, "%s, %02u %s %lld %02u:%02u:%02u GMT", kWeekdays[t.weekday], t.day,
+           kMonths[t.month - 1], static_cast<long long>(t.year), t.hour, t.minute, t.second);
   return buf;
 }
 
 std::string FormatIso8601(int64_t epoch_millis) {
-  time_t t = static_cast<time_t>(epoch_millis / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(epoch_millis % 1000));
+  UtcTime t = ToUtc(epoch_millis / 1000);
+  char out[64];
+  snprintf(out, sizeof out, "%lld-%02u-%02uT%02u:%02u:%02u.%03dZ", static_cast<long long>(t.year),
+           t.month, t.day, t.hour, t.minute, t.second, static_cast<int>(epoch_millis % 1000));
   return out;
 }
 

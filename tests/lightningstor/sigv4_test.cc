@@ -165,6 +165,25 @@ TEST(AmzDate, MatchesTimegmAndRefusesGarbage) {
   }
 }
 
+// Dates are formatted by hand (glibc's gmtime_r takes a process-wide lock): the same text as
+// strftime over gmtime_r, and ParseHttpDate reads it back.
+TEST(HttpDates, MatchStrftimeAndRoundTrip) {
+  for (int64_t secs : {int64_t{0}, int64_t{951782400}, int64_t{1369353600}, int64_t{1709251199},
+                       int64_t{1709251200}, int64_t{4107542399}, int64_t{1796505000}}) {
+    time_t t = static_cast<time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char http[64], iso[64];
+    strftime(http, sizeof http, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
+    EXPECT_EQ(sigv4::FormatHttpDate(secs), http) << secs;
+    EXPECT_EQ(sigv4::FormatIso8601(secs * 1000 + 7), std::string(iso) + ".007Z") << secs;
+    auto back = sigv4::ParseHttpDate(http);
+    ASSERT_TRUE(back.ok()) << http;
+    EXPECT_EQ(*back, secs) << http;
+  }
+}
+
 // Serves a fixed string as a request body.
 class StringBody : public http::BodyReader {
  public:
