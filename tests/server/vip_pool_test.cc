@@ -6,6 +6,8 @@
 
 #include <filesystem>
 
+#include "common/file_util.h"
+#include "server/providers/fiberlb/fiberlb_provider.h"
 #include "server/providers/loadbalancer_rules.h"
 #include "test_util.h"
 
@@ -95,6 +97,36 @@ TEST(L4LoadBalancerSpec, L7OptionsAndTranslatedPortsAreRefusedNamingTheField) {
   s.mutable_listeners(0)->set_target_port(8081);
   EXPECT_TRUE(ValidateLoadBalancerSpec(s, "spec.loadBalancer").ok());
   SetLoadBalancerL4Configured(false);
+}
+
+// l7_announce: L7 VIPs from vip_pool, announced; refused with listen_address or without a pool,
+// and a value other than true/false is not read as either.
+TEST(FiberLbProviderConfig, L7AnnounceNeedsThePoolAndNoListenAddress) {
+  const std::string dir = testing::MakeTempDir("fiberlb-provider");
+  ASSERT_TRUE(WriteFileAtomic(dir + "/api.token", "t\n", 0600).ok());
+  auto make = [&](std::map<std::string, std::string> extra) {
+    ProviderConfig c{"fiberlb",
+                     {{"endpoint", "http://127.0.0.1:18090"}, {"token_file", dir + "/api.token"}}};
+    c.settings.insert(extra.begin(), extra.end());
+    return NewFiberLbProvider(c).status();
+  };
+  EXPECT_TRUE(make({{"l7_announce", "true"}, {"vip_pool", "10.200.9.0/29"}}).ok());
+  EXPECT_TRUE(make({{"l7_announce", "false"}}).ok());
+  for (const auto& [extra, field] :
+       std::vector<std::pair<std::map<std::string, std::string>, std::string>>{
+           {{{"l7_announce", "true"}}, "l7_announce"},
+           {{{"l7_announce", "yes"}, {"vip_pool", "10.200.9.0/29"}}, "l7_announce"},
+           {{{"l7_announce", "true"},
+             {"vip_pool", "10.200.9.0/29"},
+             {"listen_address", "10.0.0.1"}},
+            "l7_announce"},
+           {{{"vip_pool", "10.200.9.0/29"}}, "l4_endpoints"},
+           {{{"l7_announce", "true"}, {"vip_pool", "10.200.9.1/29"}}, "vip_pool"}}) {
+    Status s = make(extra);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(s.message().find(field), std::string::npos) << s;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

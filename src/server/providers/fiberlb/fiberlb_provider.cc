@@ -74,13 +74,14 @@ class FiberLbProvider : public ServiceProvider {
  public:
   FiberLbProvider(std::string endpoint, std::string token_file, std::string listen,
                   std::string owner, int drain_timeout_ms, std::chrono::milliseconds timeout,
-                  std::vector<L4Node> l4, std::optional<VipPool> vips)
+                  std::vector<L4Node> l4, std::optional<VipPool> vips, bool l7_announce)
       : api_("fiberlb", std::move(endpoint), std::move(token_file), timeout),
         listen_(std::move(listen)),
         owner_(std::move(owner)),
         drain_timeout_ms_(drain_timeout_ms),
         l4_(std::move(l4)),
-        vips_(std::move(vips)) {}
+        vips_(std::move(vips)),
+        l7_announce_(l7_announce) {}
 
   std::string driver() const override { return "fiberlb"; }
   std::vector<std::string> kinds() const override { return {"loadbalancers"}; }
@@ -97,17 +98,29 @@ class FiberLbProvider : public ServiceProvider {
     const auto& md = lb.metadata();
     const std::string prefix = Prefix(md.namespace_(), md.name());
     if (lb.spec().type() == network::LoadBalancerSpec::L4) return ApplyL4(lb, prefix, lookup, o);
-    o.details["vip"] = listen_;
     if (prefix.size() + 6 > 64) {
       o.phase = Phase::ERROR;
       o.message = "namespace and name too long for fiberlb's names ('" + prefix +
                   "<port>' must fit in 64 characters)";
       return o;
     }
+    // With l7_announce each L7 LoadBalancer has a VIP of its own from the pool, which the L7
+    // node holds and announces by BGP (fiberlb `announce`); else the provider's listen_address.
+    std::string vip = listen_;
+    if (l7_announce_) {
+      auto got = vips_->Acquire(LoadBalancerKeyStore(), md.namespace_(), md.name());
+      if (!got.ok()) {
+        return ObservedFromError(
+            got.status(),
+            got.status().code() == StatusCode::kUnavailable ? Phase::CREATING : Phase::ERROR, o);
+      }
+      vip = *got;
+    }
+    o.details["vip"] = vip;
     std::vector<Member> members = RunningMembers(lb, lookup, &o.depends_on);
-    if (auto st = Sync(lb, prefix, members); !st.ok())
+    if (auto st = Sync(lb, prefix, members, vip); !st.ok())
       return ObservedFromError(st, Phase::CREATING, o);
-    return Report(lb, prefix, members, o);
+    return Report(lb, prefix, members, vip, o);
   }
 
   // Both planes (the object's type is not known any more): its L7 listeners and pools, its
@@ -231,7 +244,7 @@ class FiberLbProvider : public ServiceProvider {
   // member change goes through HAProxy's runtime API, a removed member drains); our listeners
   // and pools of this LoadBalancer that are no longer wanted are removed.
   Status Sync(const network::LoadBalancer& lb, const std::string& prefix,
-              const std::vector<Member>& members) {
+              const std::vector<Member>& members, const std::string& vip) {
     PHOTON_ASSIGN_OR_RETURN(json state, GetState());
     std::map<std::string, json> pools, listeners;
     for (const auto& p : state.value("pools", json::array())) pools[p.value("name", "")] = p;
@@ -264,8 +277,9 @@ class FiberLbProvider : public ServiceProvider {
       const std::string protocol = AsciiLower(l.protocol());
       json listener = {{"name", name},
                        {"protocol", protocol},
-                       {"address", MemberAddress(listen_, l.port())},
+                       {"address", MemberAddress(vip, l.port())},
                        {"pool", name}};
+      if (l7_announce_) listener["announce"] = true;
       if (protocol != "tcp") {  // always sent, so that removed routes are removed
         json routes = json::array();
         for (const auto& r : l.routes()) {
@@ -338,7 +352,7 @@ class FiberLbProvider : public ServiceProvider {
   // RUNNING with the VIP and each member's health as HAProxy sees it. Retried (with backoff)
   // while a member is not UP, so the status follows its health checks.
   Observed Report(const network::LoadBalancer& lb, const std::string& prefix,
-                  const std::vector<Member>& members, Observed o) {
+                  const std::vector<Member>& members, const std::string& vip, Observed o) {
     std::string listeners;
     std::map<std::string, std::string> health;  // member → worst status over the listeners
     for (const auto& l : lb.spec().listeners()) {
@@ -365,10 +379,22 @@ class FiberLbProvider : public ServiceProvider {
       }
     }
     o.details["listeners"] = listeners;
-    o.addresses.push_back(listen_);
+    std::string announced;
+    if (l7_announce_) {  // by BGP from the L7 node while a member is UP there
+      DaemonReply got = api_.Call("GET", "/v1/vips");
+      if (auto st = api_.AsStatus(got, "get vips"); !st.ok())
+        return ObservedFromError(st, Phase::CREATING, o);
+      const json list = got.body.value("announced", json::array());
+      const bool on = std::find(list.begin(), list.end(), json(vip)) != list.end();
+      o.details["vipAnnounced"] = on ? "true" : "false";
+      announced = on ? ", announced" : ", not announced";
+      if (!on) o.retry = true;
+    }
+    o.addresses.push_back(vip);
     o.phase = Phase::RUNNING;
-    o.message = "VIP " + listen_ + " (" + listeners + "): " + std::to_string(members.size()) +
-                " RUNNING member(s), " + std::to_string(up) + " UP";
+    o.message = "VIP " + vip + announced + " (" + listeners +
+                "): " + std::to_string(members.size()) + " RUNNING member(s), " +
+                std::to_string(up) + " UP";
     return o;
   }
 
@@ -567,13 +593,15 @@ class FiberLbProvider : public ServiceProvider {
   const int drain_timeout_ms_;
   std::vector<L4Node> l4_;
   const std::optional<VipPool> vips_;
+  const bool l7_announce_;  // L7 LoadBalancers get their own VIP from vips_, announced
 };
 
 }  // namespace
 
 StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConfig& config) {
   std::string endpoint, token_file, listen = "127.0.0.1", owner = "photon";
-  std::string l4_endpoints, l4_token_files, vip_pool;
+  std::string l4_endpoints, l4_token_files, vip_pool, l7_announce = "false";
+  bool listen_given = false;
   int timeout_ms = 2000, drain_timeout_ms = 10000;
   const std::string where = "providers (fiberlb): ";
   try {
@@ -584,6 +612,7 @@ StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConf
         token_file = value;
       } else if (key == "listen_address") {
         listen = value;
+        listen_given = true;
       } else if (key == "owner") {
         owner = value;
       } else if (key == "timeout_ms") {
@@ -596,6 +625,8 @@ StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConf
         l4_token_files = value;
       } else if (key == "vip_pool") {
         vip_pool = value;
+      } else if (key == "l7_announce") {
+        l7_announce = value;
       } else {
         return absl::InvalidArgumentError(where + "unknown key '" + key + "'");
       }
@@ -612,9 +643,20 @@ StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConf
     return absl::InvalidArgumentError(where + "owner: lower-case letters, digits and '-'");
   if (drain_timeout_ms < 0)
     return absl::InvalidArgumentError(where + "drain_timeout_ms: must be >= 0");
+  if (l7_announce != "true" && l7_announce != "false")
+    return absl::InvalidArgumentError(where + "l7_announce: true or false, got '" + l7_announce +
+                                      "'");
+  const bool announce = l7_announce == "true";
+  if (announce && (vip_pool.empty() || listen_given))
+    return absl::InvalidArgumentError(
+        where + "l7_announce: L7 VIPs come from vip_pool (needed), not listen_address (remove it)");
   std::vector<L4Node> l4;
   std::optional<VipPool> vips;
-  if (!l4_endpoints.empty() || !l4_token_files.empty() || !vip_pool.empty()) {
+  if (announce && l4_endpoints.empty() && l4_token_files.empty()) {
+    auto pool = VipPool::Parse(owner, vip_pool);
+    if (!pool.ok()) return absl::InvalidArgumentError(where + std::string(pool.status().message()));
+    vips = std::move(*pool);
+  } else if (!l4_endpoints.empty() || !l4_token_files.empty() || !vip_pool.empty()) {
     const auto ends = Split(l4_endpoints, ','), tokens = Split(l4_token_files, ',');
     if (ends.empty() || vip_pool.empty())
       return absl::InvalidArgumentError(
@@ -636,7 +678,7 @@ StatusOr<std::unique_ptr<ServiceProvider>> NewFiberLbProvider(const ProviderConf
   }
   return std::unique_ptr<ServiceProvider>(std::make_unique<FiberLbProvider>(
       endpoint, token_file, listen, owner, drain_timeout_ms, std::chrono::milliseconds(timeout_ms),
-      std::move(l4), std::move(vips)));
+      std::move(l4), std::move(vips), announce));
 }
 
 }  // namespace photon::server

@@ -22,6 +22,10 @@
 //   l4_endpoints: http://10.0.0.11:18090,http://10.0.0.12:18090
 //   l4_token_files: /path/h1.token,/path/h2.token   # one per endpoint, or one for all
 //   vip_pool: 10.200.0.0/24           # the L4 VIPs, one per LoadBalancer, kept in the store
+//   l7_announce: "true"               # L7 LoadBalancers also get a VIP of their own from
+//                                     # vip_pool (instead of listen_address), which the L7
+//                                     # fiberlb holds and announces by BGP (its `bgp` section)
+//                                     # while a member is UP: status.details.vipAnnounced
 //
 // L4: each listener is an L4 listener "<owner>.<namespace>.<name>.<port>" ("-udp" for UDP) on
 // every L4 node, on the LoadBalancer's VIP; its members are the distinct addresses of the
