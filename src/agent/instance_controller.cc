@@ -422,16 +422,16 @@ void InstanceController::Reconcile(const std::string& key) {
     return;
   }
   if (!md.deletion_timestamp().empty()) {
-    if (rec && wiring_ != nullptr && !wiring_->LbVipOf(id).empty()) {
-      // An L4 member leaving: it keeps running while its established flows finish (fiberlb
-      // keeps sending them here), bounded by the LoadBalancer's drain timeout.
+    if (rec && wiring_ != nullptr && md.labels().count("photon.io/regionservice")) {
+      // A load-balanced replica leaving: it keeps running while its established flows finish
+      // (fiberlb keeps sending them here), bounded by the LoadBalancer's drain timeout.
       std::chrono::steady_clock::time_point since;
       {
         std::lock_guard<std::mutex> l(mu_);
         since = drains_.try_emplace(id, std::chrono::steady_clock::now()).first->second;
       }
       const std::string why =
-          wiring_->L4DrainPending(inst, std::chrono::steady_clock::now() - since);
+          wiring_->LbDrainPending(inst, std::chrono::steady_clock::now() - since);
       if (!why.empty()) {
         spdlog::debug("{}: draining before the delete: {}", key, why);
         queue_.AddAfter(key, std::chrono::milliseconds(200));

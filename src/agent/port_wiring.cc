@@ -353,12 +353,12 @@ int EstablishedTo(const std::string& vip, const std::string& netns) {
 
 }  // namespace
 
-std::string PortWiring::L4DrainPending(const compute::ComputeInstance& instance,
+std::string PortWiring::LbDrainPending(const compute::ComputeInstance& instance,
                                        std::chrono::steady_clock::duration waited) {
   const std::string vip = LbVipOf(instance.metadata().id());
   const auto& labels = instance.metadata().labels();
   auto rs = labels.find("photon.io/regionservice");
-  if (vip.empty() || rs == labels.end()) return "";
+  if (rs == labels.end() || rs->second.empty()) return "";
   auto j = api_->Get("/v1/namespaces/" + instance.metadata().namespace_() + "/loadbalancers/" +
                      rs->second);
   // The provider's default drain timeout bounds the wait while the LoadBalancer cannot be read.
@@ -373,6 +373,8 @@ std::string PortWiring::L4DrainPending(const compute::ComputeInstance& instance,
   if (auto t = d.find("drainTimeoutMs"); t != d.end()) timeout_ms = std::atoi(t->second.c_str());
   if (waited >= std::chrono::milliseconds(timeout_ms)) return "";
   if (d.count("member." + instance.metadata().name())) return "still a member of " + rs->second;
+  // L7: the provider lists a leaving member until HAProxy has drained it; nothing else to wait.
+  if (vip.empty()) return "";
   // The node's connections to the VIP (those of every replica here that holds it).
   const int open = EstablishedTo(vip, NetnsOf(instance.metadata().id()));
   return open == 0 ? "" : std::to_string(open) + " connection(s) to " + vip + " still open";

@@ -106,12 +106,13 @@ class PortWiring {
   // The address the LB nodes reach an instance holding a VIP at: its VPC address when the VIP
   // is in its port namespace, else LbAddress().
   std::string LbAddressOf(const std::string& instance_id) const;
-  // Scale-down drain of an L4 member being deleted (`waited` since its delete was first seen):
-  // "" once it may go — it holds no VIP, its LoadBalancer is gone or no longer lists it
-  // (status.details["member.<name>"]: out of every LB node's table, its established flows kept
-  // there by fiberlb's drain) and no TCP connection to the VIP is established on this node any
-  // more, or details.drainTimeoutMs has passed; otherwise why it waits.
-  std::string L4DrainPending(const compute::ComputeInstance& instance,
+  // Scale-down drain of a RegionService replica being deleted (`waited` since its delete was
+  // first seen): "" once it may go — its RegionService has no LoadBalancer (any more), or the
+  // LoadBalancer no longer lists it (status.details["member.<name>"]: L4, out of every LB
+  // node's table, its established flows kept there by fiberlb's drain; L7, drained by HAProxy)
+  // and, for an L4 member holding the VIP, no TCP connection to the VIP is established on this
+  // node any more — or details.drainTimeoutMs has passed; otherwise why it waits.
+  std::string LbDrainPending(const compute::ComputeInstance& instance,
                              std::chrono::steady_clock::duration waited);
   // Instance ids with a port on this node.
   std::vector<std::string> PortIds() const;

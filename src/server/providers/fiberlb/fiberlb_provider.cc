@@ -367,7 +367,15 @@ class FiberLbProvider : public ServiceProvider {
         std::string& h = health[m.value("name", "")];
         if (h.empty() || s.rfind("UP", 0) != 0) h = s;
       }
+      // A replica that left stays listed while fiberlb drains it: its agent keeps it running
+      // until then (agent/port_wiring.h LbDrainPending), bounded by drainTimeoutMs.
+      for (const auto& d : got.body.value("draining", json::array())) {
+        o.details["member." + d.value("name", "")] =
+            "draining, " + std::to_string(d.value("connections", 0)) + " connection(s)";
+        o.retry = true;
+      }
     }
+    o.details["drainTimeoutMs"] = std::to_string(drain_timeout_ms_);
     int up = 0;
     for (const auto& m : members) {
       const std::string h = health.count(m.name) ? health[m.name] : "";
