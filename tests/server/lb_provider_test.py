@@ -60,6 +60,23 @@ class S(http.server.ThreadingHTTPServer):
 S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
+# A replica keeping its connections: answers every line with its name (test_6's drain).
+LINE_MEMBER = r"""
+import os, socket, sys, threading
+name = (os.environ["PHOTON_INSTANCE"] + "\n").encode()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+def serve(c):
+    with c, c.makefile("rb") as f:
+        for _ in f:
+            c.sendall(name)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
 
 class FiberLb:
     def __init__(self, tmp):
@@ -129,7 +146,7 @@ class LoadBalancerProviderTest(unittest.TestCase):
                     "    endpoint: http://127.0.0.1:%d\n"
                     "    token_file: %s\n"
                     "    listen_address: 127.0.0.1\n"
-                    "    drain_timeout_ms: 1000\n" % (cls.lb.api_port, cls.lb.token_file))
+                    "    drain_timeout_ms: 8000\n" % (cls.lb.api_port, cls.lb.token_file))
         cls.server = start_photon_server(SERVER, config, cls.data, cls.port, cls.tmp)
         cls.procs.append(cls.server)
         with open(os.path.join(cls.data, "admin.token")) as f:
@@ -209,8 +226,8 @@ class LoadBalancerProviderTest(unittest.TestCase):
             "POST", "/v1/namespaces/%s/computeinstances/%s/actions/%s" % (NS, name, action), {})
         self.assertEqual(status, 202, body)
 
-    def scale(self, replicas):
-        path = "/v1/namespaces/%s/regionservices/%s" % (NS, RS)
+    def scale(self, replicas, name=RS):
+        path = "/v1/namespaces/%s/regionservices/%s" % (NS, name)
         for _ in range(20):  # the controller writes the status meanwhile: retry a conflict
             status, rs = self.api.call("GET", path)
             self.assertEqual(status, 200, rs)
@@ -515,6 +532,86 @@ class LoadBalancerProviderTest(unittest.TestCase):
             wait_until("routed replicas gone", lambda: not self.api.call(
                 "GET", "/v1/namespaces/%s/computeinstances?labelSelector="
                 "photon.io/regionservice=routed" % NS)[1].get("items"), 30)
+
+    def test_6_scale_down_drains_the_leaving_replicas_connections(self):
+        """A replica scaled away stays running while HAProxy drains it: a connection it holds
+        through the VIP goes on answering from it and the instance exists (the LoadBalancer's
+        status lists it as draining); closed, the replica is deleted; new connections reach
+        the one that stays. Seen failing with the agent's wait removed (the connection was cut
+        with its process)."""
+        import socket
+        vip, target = harness.free_port(), harness.free_port()
+        name = "drain"
+        path = "/v1/namespaces/%s/regionservices/%s" % (NS, name)
+        b = self.rs_body(2)
+        b["metadata"]["name"] = name
+        b["spec"]["template"]["process"]["command"] = ["python3", "-c", LINE_MEMBER, str(target)]
+        b["spec"]["loadBalancer"]["listeners"] = [
+            {"port": vip, "protocol": "TCP", "targetPort": target}]
+        status, body = self.api.call("POST", "/v1/namespaces/%s/regionservices" % NS, b)
+        self.assertIn(status, (201, 202), body)
+        socks = []
+        try:
+            pool = "photon.%s.%s.%d" % (NS, name, vip)
+
+            def both_up():
+                st, p = self.lb.api.call("GET", "/v1/pools/" + pool)
+                ms = p.get("members", []) if st == 200 else []
+                return len(ms) == 2 and all(m.get("status") == "UP" for m in ms)
+            wait_until("two replicas UP in the pool", both_up, 60)
+
+            def ask(sock):
+                sock.sendall(b"?\n")
+                return sock.makefile("rb").readline().decode().strip()
+            by_replica = {}
+            for _ in range(10):  # round robin: a connection held by each replica
+                c = socket.create_connection(("127.0.0.1", vip), timeout=5)
+                socks.append(c)
+                by_replica.setdefault(ask(c), c)
+                if len(by_replica) == 2:
+                    break
+            self.assertEqual(len(by_replica), 2, by_replica)
+            self.scale(1, name)
+
+            def leaving():
+                st, got = self.api.call(
+                    "GET", "/v1/namespaces/%s/computeinstances?labelSelector="
+                    "photon.io/regionservice=%s" % (NS, name))
+                items = got.get("items", []) if st == 200 else []
+                for i in items:
+                    if i["metadata"].get("deletionTimestamp"):
+                        return i["metadata"]["name"]
+                listed = {i["metadata"]["name"] for i in items}
+                missing = [n for n in by_replica if n not in listed]
+                return missing[0] if missing else None  # gone already: not drained
+            gone = wait_until("a replica being deleted", leaving, 20)
+            stays = next(n for n in by_replica if n != gone)
+
+            def listed_draining():
+                st, lb = self.api.call("GET", "/v1/namespaces/%s/loadbalancers/%s" % (NS, name))
+                d = lb.get("status", {}).get("details", {}) if st == 200 else {}
+                return "draining" in d.get("member." + gone, "")
+            wait_until("%s listed as draining" % gone, listed_draining, 20)
+            end = time.monotonic() + 1.5  # well inside the 8 s drain timeout
+            while time.monotonic() < end:
+                self.assertEqual(ask(by_replica[gone]), gone)
+                self.assertEqual(ask(by_replica[stays]), stays)
+                st, _ = self.api.call("GET", "/v1/namespaces/%s/computeinstances/%s" % (NS, gone))
+                self.assertEqual(st, 200, "the leaving replica was deleted while draining")
+            for c in socks:
+                c.close()
+            socks = []
+            wait_until("%s deleted once drained" % gone, lambda: self.api.call(
+                "GET", "/v1/namespaces/%s/computeinstances/%s" % (NS, gone))[0] == 404, 20)
+            for _ in range(4):
+                c = socket.create_connection(("127.0.0.1", vip), timeout=5)
+                socks.append(c)
+                self.assertEqual(ask(c), stays)
+        finally:
+            for c in socks:
+                c.close()
+            self.api.call("DELETE", path)
+            wait_until("drain service gone", lambda: self.api.call("GET", path)[0] == 404, 60)
 
     def test_3_without_fiberlb_a_load_balancer_is_refused(self):
         port = harness.free_port()
