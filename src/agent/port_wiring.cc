@@ -471,14 +471,16 @@ Status PortWiring::SweepLbVips(const std::vector<compute::ComputeInstance>& runn
 
 std::string PortWiring::LbVipOf(const std::string& instance_id) const {
   std::lock_guard<std::mutex> l(mu_);
-  if (auto p = port_vips_.find(instance_id); p != port_vips_.end()) return p->second.vip;
+  if (auto p = port_vips_.find(instance_id); p != port_vips_.end() && !p->second.vip.empty())
+    return p->second.vip;
   auto it = lb_vips_.find(instance_id);
   return it == lb_vips_.end() ? "" : it->second;
 }
 
 std::string PortWiring::LbAddressOf(const std::string& instance_id) const {
   std::lock_guard<std::mutex> l(mu_);
-  if (auto p = port_vips_.find(instance_id); p != port_vips_.end()) return p->second.ip;
+  if (auto p = port_vips_.find(instance_id); p != port_vips_.end() && !p->second.vip.empty())
+    return p->second.ip;
   return lb_address_;
 }
 
@@ -515,12 +517,9 @@ Status PortWiring::HoldPortVip(const net::PortSpec& spec, PortVip want) {
     spdlog::info("network: {} holds L4 VIP {} in its port namespace (L3DSR DSCP {})", id, want.vip,
                  want.dscp);
   }
+  // Kept for a port without a VIP too: its next passes read nothing from the kernel.
   std::lock_guard<std::mutex> l(mu_);
-  if (want.vip.empty()) {
-    port_vips_.erase(id);
-  } else {
-    port_vips_[id] = want;
-  }
+  port_vips_[id] = want;
   return absl::OkStatus();
 }
 
@@ -609,13 +608,18 @@ Status PortWiring::RemovePortVip(const std::string& netns, const PortVip& v, boo
   const std::string t = std::string("inet ") + kVipSourceTable;
   const std::string dev = "\"" + v.host_if + "\"";
   std::lock_guard<std::mutex> node_lock(vipsrc_mu_);
-  // One element a transaction: an element already gone (with its veth) refuses only its own.
-  for (const std::string& e :
-       {"allowed { " + dev + " . " + v.vip + " }", "allowed { " + dev + " . " + v.ip + " }",
-        "relaxed { " + dev + " }"}) {
-    Status gone = net::NftRunIn(options_.host_netns, "delete element " + t + " " + e + "\n");
-    if (!gone.ok())
-      spdlog::info("network: {} {}: {}", kVipSourceTable, e, std::string(gone.message()));
+  const std::string all = "delete element " + t + " allowed { " + dev + " . " + v.vip + ", " + dev +
+                          " . " + v.ip + " }\ndelete element " + t + " relaxed { " + dev + " }\n";
+  // One transaction; else one element a transaction: an element already gone refuses only its
+  // own.
+  if (!net::NftRunIn(options_.host_netns, all).ok()) {
+    for (const std::string& e :
+         {"allowed { " + dev + " . " + v.vip + " }", "allowed { " + dev + " . " + v.ip + " }",
+          "relaxed { " + dev + " }"}) {
+      Status gone = net::NftRunIn(options_.host_netns, "delete element " + t + " " + e + "\n");
+      if (!gone.ok())
+        spdlog::info("network: {} {}: {}", kVipSourceTable, e, std::string(gone.message()));
+    }
   }
   // The table goes with the node's last port holding a VIP.
   auto left =
@@ -647,9 +651,10 @@ Status PortWiring::Unwire(const std::string& instance_id) {
   // not wired since the agent started (an orphan at its start): read from the namespace.
   if (!in_port && vip.ok()) {
     auto held = ReadPortVip(instance_id);
-    if (held.ok() && !held->vip.empty()) in_port = *held;
+    if (held.ok()) in_port = *held;
   }
-  if (in_port && vip.ok()) vip = RemovePortVip("", *in_port, /*namespace_too=*/false);
+  if (in_port && !in_port->vip.empty() && vip.ok())
+    vip = RemovePortVip("", *in_port, /*namespace_too=*/false);
   const int64_t before = ports_->changes();
   Status s = ports_->Delete(instance_id);  // OK for an instance without a port
   kernel_changes_->Set(static_cast<double>(ports_->changes()));

@@ -207,29 +207,86 @@ TEST_F(LbPortsL4Test, ReplicasInPortNamespacesServeTheVipAndLeaveNothing) {
   bed_->Run(other_ns, {"ip", "addr", "del", vip + "/32", "dev", "lo"});
   const std::string relaxed =
       bed_->Run(bed_->Host(3), {"nft", "list", "set", "inet", "photon_vipsrc", "relaxed"});
-  const std::string other_veth = bed_->Run(
-      bed_->Host(3),
-      {"sh", "-c",
-       "ip -o link | grep -F 'photon-port:" + Get(InstancePath(other))["metadata"].value("id", "") +
-           "' | cut -d: -f2 | cut -d@ -f1 | tr -d ' '"});
+  const std::string other_veth =
+      bed_->Run(bed_->Host(3), {"sh", "-c",
+                                "ip -o link 2>/dev/null | grep -F 'photon-port:" +
+                                    Get(InstancePath(other))["metadata"].value("id", "") +
+                                    "' | cut -d: -f2 | cut -d@ -f1 | tr -d ' '"});
   ASSERT_FALSE(other_veth.empty());
   EXPECT_EQ(relaxed.find(other_veth.substr(0, other_veth.size() - 1)), std::string::npos)
       << relaxed;
+  EXPECT_EQ(
+      bed_->Run(bed_->Host(3),
+                {"sysctl", "-n",
+                 "net.ipv4.conf." + other_veth.substr(0, other_veth.size() - 1) + ".rp_filter"}),
+      "1\n");
+  // The member's veth admits its address and the VIP only: with its port's own anti-spoofing
+  // bypassed by the test for a third address (a rule inserted first), 5 datagrams from that
+  // address never reach the client, while 5 from the VIP do (counted in the client's namespace).
+  {
+    const Replica m = Replicas(rs).begin()->second;
+    const std::string spoof = "10.254.254.254", c = bed_->NsPath("c");
+    const std::string inserted =
+        bed_->Run(m.netns, {"nft", "--echo", "--handle", "insert", "rule", "inet", "photon",
+                            "egress", "ip", "saddr", spoof, "accept"});
+    const size_t h = inserted.find("# handle ");
+    ASSERT_NE(h, std::string::npos) << inserted;
+    bed_->Run(c,
+              {"sh", "-c",
+               "printf '%s\\n' 'table ip lbtest {' 'counter spoof {}' 'counter vip {}' 'chain in "
+               "{' 'type filter hook prerouting priority 0;' 'ip saddr " +
+                   spoof + " udp dport 9 counter name spoof' 'ip saddr " + vip +
+                   " udp dport 9 counter name vip' '}' '}' | nft -f -"});
+    auto send_from = [&](const std::string& from) {
+      bed_->Run(m.netns, {"python3", "-c",
+                          "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                          "s.bind(('" +
+                              from +
+                              "',0))\n"
+                              "for i in range(5): s.sendto(b'x',('" +
+                              std::string(net_testing::kLbClientIp) + "',9))\n"});
+    };
+    bed_->Run(m.netns, {"ip", "addr", "add", spoof + "/32", "dev", "lo"});
+    send_from(spoof);
+    send_from(vip);
+    bed_->Run(m.netns, {"ip", "addr", "del", spoof + "/32", "dev", "lo"});
+    bed_->Run(m.netns, {"nft", "delete", "rule", "inet", "photon", "egress", "handle",
+                        std::to_string(std::atoi(inserted.c_str() + h + 9))});
+    auto seen = [&](const std::string& counter) {
+      std::string out = bed_->Run(c, {"nft", "list", "counter", "ip", "lbtest", counter});
+      size_t at = out.find("packets ");
+      return at == std::string::npos ? -1 : std::atoll(out.c_str() + at + 8);
+    };
+    EXPECT_TRUE(WaitFor([&] { return seen("vip") == 5; }, 5s)) << seen("vip");
+    EXPECT_EQ(seen("spoof"), 0);
+    bed_->Run(c, {"nft", "delete", "table", "ip", "lbtest"});
+  }
 
   // h3's agent killed (-9) and back: it adopts the ports' VIP state, duplicating nothing.
+  // Once the scale-down's leaving replicas are gone (their drain over): only then is the
+  // node's state the member's alone.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto all =
+            Get("/v1/namespaces/default/computeinstances?labelSelector=photon.io/regionservice%3D" +
+                rs);
+        return all.is_object() && all.value("items", json::array()).size() == 1;
+      },
+      60s));
   auto running = Replicas(rs);
   ASSERT_EQ(running.size(), 1u);
   const Replica member = running.begin()->second;
   const std::string host_rules =
-      bed_->Run(bed_->Host(member.host), {"nft", "list", "table", "inet", "photon_vipsrc"});
-  const std::string port_rules = bed_->Run(member.netns, {"nft", "list", "ruleset"});
+      bed_->Run(bed_->Host(member.host), {"nft", "-s", "list", "table", "inet", "photon_vipsrc"});
+  const std::string port_rules = bed_->Run(member.netns, {"nft", "-s", "list", "ruleset"});
   agents_[member.host]->Kill(SIGKILL);
   ASSERT_TRUE(StartAgent(member.host)) << AgentLog(member.host);
   std::string why;
   EXPECT_TRUE(WaitFor([&] { return Converged(rs, vip, 1, &why); }, 60s)) << why;
-  EXPECT_EQ(bed_->Run(bed_->Host(member.host), {"nft", "list", "table", "inet", "photon_vipsrc"}),
-            host_rules);
-  EXPECT_EQ(bed_->Run(member.netns, {"nft", "list", "ruleset"}), port_rules);
+  EXPECT_EQ(
+      bed_->Run(bed_->Host(member.host), {"nft", "-s", "list", "table", "inet", "photon_vipsrc"}),
+      host_rules);
+  EXPECT_EQ(bed_->Run(member.netns, {"nft", "-s", "list", "ruleset"}), port_rules);
   EXPECT_EQ(CountLines(LoVips(member.netns), "inet "), 1);
 
   // Deleted: no port loopback holds the VIP, the nodes' tables and routes are as before.
@@ -249,10 +306,11 @@ TEST_F(LbPortsL4Test, ReplicasInPortNamespacesServeTheVipAndLeaveNothing) {
         << (h == 3 ? before3 : before4)
         << bed_->Run(bed_->Host(h), {"nft", "list", "table", "inet", "photon_vipsrc"})
         << bed_->Run(bed_->Host(h), {"ip", "-o", "link"}) << AgentLog(h);
-    const std::string vips = bed_->Run(
-        bed_->Host(h), {"sh", "-c",
-                        "for n in $(ip netns list | cut -d' ' -f1 | grep -F '" + Prefix(h) +
-                            "'); do ip -n $n -4 -o addr show dev lo label lo:plb; done"});
+    const std::string vips =
+        bed_->Run(bed_->Host(h),
+                  {"sh", "-c",
+                   "for n in $(ip netns list | cut -d' ' -f1 | grep -F '" + Prefix(h) +
+                       "'); do ip -n $n -4 -o addr show dev lo label lo:plb 2>/dev/null; done"});
     EXPECT_EQ(vips, "") << "h" << h;
   }
   EXPECT_EQ(Hello(bed_->NsPath("c"), vip), "");
