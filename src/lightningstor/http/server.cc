@@ -5,6 +5,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -121,6 +122,36 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
+// The status line and fields of a response whose whole body is `resp.body`, with its
+// Content-Length (none on 204 and 304) and Connection: close when the connection ends.
+std::string ResponseHead(const Response& resp, bool close) {
+  size_t size = 64;
+  for (const auto& [k, v] : resp.headers) size += k.size() + v.size() + 4;
+  std::string head;
+  head.reserve(size);
+  head += "HTTP/1.1 ";
+  head += std::to_string(resp.status);
+  head += ' ';
+  beast::string_view reason =
+      bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(resp.status)));
+  head.append(reason.data(), reason.size());
+  head += "\r\n";
+  for (const auto& [k, v] : resp.headers) {
+    head += k;
+    head += ": ";
+    head += v;
+    head += "\r\n";
+  }
+  if (resp.status != 204 && resp.status != 304) {
+    head += "Content-Length: ";
+    head += std::to_string(resp.body.size());
+    head += "\r\n";
+  }
+  if (close) head += "Connection: close\r\n";
+  head += "\r\n";
+  return head;
+}
+
 // Serves one connection until it closes. Returns when the peer goes or on any error.
 template <typename Stream>
 void ServeConnection(Stream& stream, bool tls, const std::string& remote, const Handler& handler) {
@@ -230,12 +261,11 @@ void ServeConnection(Stream& stream, bool tls, const std::string& remote, const 
       bhttp::write_header(stream, sr, ec);
       if (ec) return;
     } else {
-      bhttp::response<bhttp::string_body> res;
-      fill_head(res);
-      res.body() = std::move(resp.body);
-      res.prepare_payload();
-      if (resp.status == 204 || resp.status == 304) res.content_length(boost::none);
-      bhttp::write(stream, res, ec);
+      // Head and body leave in one gather write, the head built as one string: most answers
+      // are small, and Beast's field list and serializer cost a malloc per header.
+      std::string head = ResponseHead(resp, close);
+      std::array<net::const_buffer, 2> out{net::buffer(head), net::buffer(resp.body)};
+      net::write(stream, out, ec);
       if (ec) return;
     }
     if (close) return;
