@@ -67,11 +67,10 @@ class NftSocket {
   // order, so every error of the batch comes before that reply). The error names the
   // message the kernel refused and its errno.
   Status Commit(const NftBatch& batch);
-  // Send only / read only: several sockets' batches sent before any answer is read.
-  Status Send(const NftBatch& batch);
-  Status Finish();
 
  private:
+  Status Send(const NftBatch& batch);
+  Status Finish();
   explicit NftSocket(int fd, std::string netns) : fd_(fd), netns_(std::move(netns)) {}
   int fd_;
   const std::string netns_;

@@ -5,8 +5,10 @@
 #include <linux/rtnetlink.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <set>
@@ -67,6 +69,23 @@ int SlotOfIfName(const std::string& name) {
   return name == PortManager::HostIfName(static_cast<int>(slot)) ? static_cast<int>(slot) : -1;
 }
 
+// Each port with a rule change keeps an nfnetlink socket (and a create opens rtnetlink ones):
+// a node of kMaxPortsPerNode ports needs more descriptors than the usual soft limit of 1024.
+// The soft limit goes up to what that needs, within the hard limit; short of it, the ports
+// past the limit get their rule changes through nft (logged) instead of failing.
+void RaiseFdLimit() {
+  constexpr rlim_t kWanted = 2 * kMaxPortsPerNode + 1024;
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= kWanted) return;
+  rlim_t want = std::min<rlim_t>(kWanted, r.rlim_max);
+  if (want <= r.rlim_cur) {
+    spdlog::warn("network: open files limited to {} (hard limit)", r.rlim_cur);
+    return;
+  }
+  r.rlim_cur = want;
+  ::setrlimit(RLIMIT_NOFILE, &r);
+}
+
 }  // namespace
 
 std::string PortManager::LinkAddress(int slot) { return FormatIpv4(kLinkBase + slot); }
@@ -109,6 +128,7 @@ StatusOr<std::unique_ptr<PortManager>> PortManager::Open(PortManagerOptions opti
     }
     host_ref = options.host_netns.substr(sizeof(kNetnsDir) - 1);
   }
+  RaiseFdLimit();
   std::unique_ptr<PortManager> m(new PortManager(std::move(options)));
   m->host_ref_ = host_ref;
   const std::string host_ns =
@@ -315,8 +335,6 @@ Status PortManager::ApplyPort(const PortSpec& spec, PortState* port) {
     PHOTON_RETURN_IF_ERROR(CreateNetns(NetnsName(spec.instance_id)));
     port->netns = true;
   }
-  // Rules first: the namespace never carries traffic without them.
-  PHOTON_RETURN_IF_ERROR(ApplyRules(spec, port));
   // Two batches: the namespace side (the pair is made from there, so its addresses and
   // default route go in the same process), then the host side ending with the /32 route, which
   // is what BIRD announces: the port is reachable only once ready.
@@ -328,10 +346,19 @@ Status PortManager::ApplyPort(const PortSpec& spec, PortState* port) {
   }
   bool link_was_up = port->host_link && !fresh;
   std::unique_ptr<LinkProbe> inner;  // rtnetlink in the port's namespace, for a fresh pair
-  if (fresh && !spec.tap && !port->tap) {
+  const bool in_process = fresh && !spec.tap && !port->tap;
+  if (in_process) {
     // The hot path of an instance create: rtnetlink in-process (an `ip -batch` process on
-    // each side cost 5-15 ms here). Repairs and VM ports keep `ip` (below).
+    // each side cost 5-15 ms here). Repairs and VM ports keep `ip` (below). The pair is made
+    // before the rules, both ends down (nothing passes yet): registering a device waits for
+    // its namespace's nf_tables mutex, which the rules' libnftables context holds for an RCU
+    // grace period (~10 ms) while its socket closes, just after the rules are in.
     PHOTON_ASSIGN_OR_RETURN(inner, LinkProbe::Open(ns));
+    PHOTON_RETURN_IF_ERROR(AddPair(spec, inner.get(), port));
+  }
+  // Rules before anything is up: the namespace never carries traffic without them.
+  PHOTON_RETURN_IF_ERROR(ApplyRules(spec, port));
+  if (in_process) {
     PHOTON_RETURN_IF_ERROR(WireInner(spec, inner.get(), port));
     PHOTON_RETURN_IF_ERROR(WireHost(spec, port));
   } else {
@@ -342,15 +369,20 @@ Status PortManager::ApplyPort(const PortSpec& spec, PortState* port) {
   return WaitPairUp(spec.instance_id, HostIfName(port->slot), inner.get());
 }
 
-// What ApplyInner's batch does for a fresh pair: the veth made from the port's namespace with
-// its MAC, lo up, the /32, eth0 up, the default route on-link via the gateway.
-Status PortManager::WireInner(const PortSpec& spec, LinkProbe* inner, PortState* port) {
+// What ApplyInner's batch does for a fresh pair, in two steps: the veth made from the port's
+// namespace with its MAC (both ends down); then lo up, the /32, eth0 up, the default route
+// on-link via the gateway.
+Status PortManager::AddPair(const PortSpec& spec, LinkProbe* inner, PortState* port) {
   changes_.fetch_add(1);
   PHOTON_RETURN_IF_ERROR(
       inner->AddVeth(kPortIfName, spec.mac, HostIfName(port->slot), host_netns_fd_));
   port->host_present = true;
   port->host_link = false;
   port->routed_ip.clear();
+  return absl::OkStatus();
+}
+
+Status PortManager::WireInner(const PortSpec& spec, LinkProbe* inner, PortState* port) {
   PHOTON_ASSIGN_OR_RETURN(int lo, inner->IfIndex("lo"));
   PHOTON_RETURN_IF_ERROR(inner->SetUp(lo));
   PHOTON_ASSIGN_OR_RETURN(int eth, inner->IfIndex(kPortIfName));
@@ -391,7 +423,6 @@ Status PortManager::ApplyRules(const PortSpec& spec, PortState* port) {
     // transaction), and the replacement then brings it to the spec.
     std::optional<std::vector<SetDelta>> sets;
     if (port->revision == RulesRevision(port->rules)) sets = RulesDeltaSets(port->rules, rules);
-    std::string replace = RenderPortTransaction(rules, members);
     Status native = sets ? CommitNative(spec, &*sets, port->rules, rules, members_changed,
                                         members_revision, port)
                          : absl::FailedPreconditionError("");
@@ -401,9 +432,9 @@ Status PortManager::ApplyRules(const PortSpec& spec, PortState* port) {
       fallbacks_.fetch_add(1);
       spdlog::warn("port {}: rule change in place not made ({}); replacing its table",
                    spec.instance_id, native.ToString());
-      PHOTON_RETURN_IF_ERROR(NftRunIn(ns, replace));
+      PHOTON_RETURN_IF_ERROR(NftRunIn(ns, RenderPortTransaction(rules, members)));
     } else {
-      PHOTON_RETURN_IF_ERROR(NftRunIn(ns, replace));
+      PHOTON_RETURN_IF_ERROR(NftRunIn(ns, RenderPortTransaction(rules, members)));
     }
     port->revision = revision;
     port->members = members_revision;

@@ -134,6 +134,7 @@ class PortManager {
   Status ApplyInner(const PortSpec& spec, bool fresh, PortState* port);
   Status ApplyTap(const PortSpec& spec, std::string batch, PortState* port);
   Status ApplyHost(const PortSpec& spec, bool fresh, PortState* port);
+  Status AddPair(const PortSpec& spec, LinkProbe* inner, PortState* port);
   Status WireInner(const PortSpec& spec, LinkProbe* inner, PortState* port);
   Status WireHost(const PortSpec& spec, PortState* port);
   StatusOr<std::string> Run(const std::vector<std::string>& argv, const std::string& netns,
