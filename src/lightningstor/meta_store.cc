@@ -576,20 +576,25 @@ StatusOr<WriteResult> MetaStore::PutObject(ObjectMeta object, const Precondition
 
 StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::string& key,
                                           const std::string& version_id, bool* is_marker) {
+  PHOTON_ASSIGN_OR_RETURN(auto row, GetObjectShared(bucket, key, version_id, is_marker));
+  return *row;
+}
+
+StatusOr<std::shared_ptr<const ObjectMeta>> MetaStore::GetObjectShared(
+    const std::string& bucket, const std::string& key, const std::string& version_id,
+    bool* is_marker) {
   if (is_marker) *is_marker = false;
   std::string cache_key;
   uint64_t generation = 0;
   if (version_id.empty()) {
     cache_key = bucket + '\0' + key;
-    std::shared_ptr<const std::pair<ObjectMeta, size_t>> hit;
-    {
-      std::lock_guard<std::mutex> lock(object_mu_);
-      generation = object_generation_;
-      auto it = object_cache_.find(cache_key);
-      if (generation % 2 == 0 && it != object_cache_.end() && it->second.first == generation)
-        hit = it->second.second;
+    std::lock_guard<std::mutex> lock(object_mu_);
+    generation = object_generation_;
+    auto it = object_cache_.find(cache_key);
+    if (generation % 2 == 0 && it != object_cache_.end() && it->second.first == generation) {
+      const auto& hit = it->second.second;
+      return std::shared_ptr<const ObjectMeta>(hit, &hit->first);
     }
-    if (hit) return hit->first;
   }
   PHOTON_BORROW(db);
   PHOTON_ASSIGN_OR_RETURN(
@@ -612,20 +617,22 @@ StatusOr<ObjectMeta> MetaStore::GetObject(const std::string& bucket, const std::
     return S3Error("MethodNotAllowed",
                    "The specified method is not allowed against this resource.");
   }
-  if (!cache_key.empty()) KeepObject(cache_key, generation, o);
-  return o;
+  if (cache_key.empty()) return std::make_shared<const ObjectMeta>(std::move(o));
+  return KeepObject(cache_key, generation, std::move(o));
 }
 
-void MetaStore::KeepObject(const std::string& cache_key, uint64_t generation, const ObjectMeta& o) {
+std::shared_ptr<const ObjectMeta> MetaStore::KeepObject(const std::string& cache_key,
+                                                        uint64_t generation, ObjectMeta o) {
   size_t bytes = cache_key.size() + o.inline_data.size() + o.etag.size() + o.content_type.size() +
                  o.segments.size() * 64 + 256;
   for (const auto& seg : o.segments) bytes += seg.block_crcs.size();
   for (const auto& [k, v] : o.headers) bytes += k.size() + v.size() + 64;
-  if (bytes > kObjectCacheBytes / 64) return;  // (an object of many parts, say)
-  auto row = std::make_shared<const std::pair<ObjectMeta, size_t>>(o, bytes);
+  auto row = std::make_shared<const std::pair<ObjectMeta, size_t>>(std::move(o), bytes);
+  std::shared_ptr<const ObjectMeta> shared(row, &row->first);
+  if (bytes > kObjectCacheBytes / 64) return shared;  // (an object of many parts, say)
   std::lock_guard<std::mutex> lock(object_mu_);
   // A row read before or during a commit may be stale: not kept.
-  if (generation != object_generation_ || generation % 2 != 0) return;
+  if (generation != object_generation_ || generation % 2 != 0) return shared;
   if (object_cache_bytes_ + bytes > kObjectCacheBytes) {
     object_cache_.clear();
     object_cache_bytes_ = 0;
@@ -633,6 +640,7 @@ void MetaStore::KeepObject(const std::string& cache_key, uint64_t generation, co
   auto& entry = object_cache_[cache_key];
   object_cache_bytes_ += bytes - (entry.second ? entry.second->second : 0);
   entry = {generation, std::move(row)};
+  return shared;
 }
 
 StatusOr<WriteResult> MetaStore::DeleteObject(const std::string& bucket, const std::string& key,

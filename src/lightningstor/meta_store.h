@@ -98,6 +98,11 @@ class MetaStore {
   // given version (NoSuchVersion).
   StatusOr<ObjectMeta> GetObject(const std::string& bucket, const std::string& key,
                                  const std::string& version_id, bool* is_marker = nullptr);
+  // The same row, shared with the read cache instead of copied (the GET path's).
+  StatusOr<std::shared_ptr<const ObjectMeta>> GetObjectShared(const std::string& bucket,
+                                                              const std::string& key,
+                                                              const std::string& version_id,
+                                                              bool* is_marker = nullptr);
   // S3 DELETE semantics: without a version id, a delete marker when versioning is on;
   // with one, removes exactly that version. A new delete marker is stamped now_ms.
   // Removing a version under Object Lock is AccessDenied (object_attrs.h CheckDeletable).
@@ -202,7 +207,9 @@ class MetaStore {
   // of a hot object skips SQLite. Every commit bumps object_generation_ before and after,
   // which retires all entries at once (an entry counts only at its generation): the cache
   // serves GET-heavy moments and steps aside while anything is written.
-  void KeepObject(const std::string& cache_key, uint64_t generation, const ObjectMeta& o);
+  // Returns the row as shared (cached or not).
+  std::shared_ptr<const ObjectMeta> KeepObject(const std::string& cache_key, uint64_t generation,
+                                               ObjectMeta o);
   static constexpr size_t kObjectCacheBytes = 64 << 20;
   std::mutex object_mu_;
   // key -> (generation, (row, bytes it is counted as))

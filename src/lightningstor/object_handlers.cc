@@ -494,7 +494,7 @@ void AddPartChecksum(const ObjectMeta& o, int index, http::Response& resp) {
 StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   const std::string* version = r.http.Query("versionId");
   bool is_marker = false;
-  auto found = meta_->GetObject(r.bucket, r.key, version ? *version : "", &is_marker);
+  auto found = meta_->GetObjectShared(r.bucket, r.key, version ? *version : "", &is_marker);
   if (!found.ok()) {
     // A caller who may not list is not told which keys exist.
     if (!r.may_list && r.object_need) return S3Error("AccessDenied", "Access Denied");
@@ -514,7 +514,9 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
     }
     return resp;
   }
-  ObjectMeta o = std::move(*found);
+  // Shared with the read cache, never changed: a GET copies no row.
+  std::shared_ptr<const ObjectMeta> row = std::move(*found);
+  const ObjectMeta& o = *row;
   PHOTON_RETURN_IF_ERROR(CheckObjectAccess(r, o.headers));
   PHOTON_ASSIGN_OR_RETURN(SseRequest sse, ParseSseRequest(r.http));
   if (sse.mode == SseRequest::Mode::kS3) {
@@ -606,8 +608,7 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
     return resp;
   }
   r.bytes_out += length;
-  if (!key.data_key.empty())
-    return EncryptedBody(std::move(resp), std::move(o), key, start, length);
+  if (!key.data_key.empty()) return EncryptedBody(std::move(resp), o, key, start, length);
   if (length <= kBlockSize) {
     // Small: read (and verify) before the head goes out, so bit rot is a clean 500.
     resp.body.reserve(length);
@@ -619,10 +620,11 @@ StatusOr<http::Response> S3Service::GetObject(S3Request& r, bool head) {
   }
   resp.stream_length = length;
   const BlobStore* blobs = blobs_;
-  resp.stream = [blobs, o = std::move(o), start, length](const http::BodySink& sink,
-                                                         const http::FileSink* file) {
-    Status st = blobs->Read(o, start, length, sink, file);
-    if (!st.ok()) spdlog::warn("GET {}/{} aborted: {}", o.bucket, o.key, std::string(st.message()));
+  resp.stream = [blobs, row, start, length](const http::BodySink& sink,
+                                            const http::FileSink* file) {
+    Status st = blobs->Read(*row, start, length, sink, file);
+    if (!st.ok())
+      spdlog::warn("GET {}/{} aborted: {}", row->bucket, row->key, std::string(st.message()));
     return st;
   };
   return resp;
