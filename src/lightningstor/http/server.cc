@@ -116,12 +116,6 @@ class BeastBodyReader : public BodyReader {
   bool failed_ = false;
 };
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // The status line and fields of a response whose whole body is `resp.body`, with its
 // Content-Length (none on 204 and 304) and Connection: close when the connection ends.
 std::string ResponseHead(const Response& resp, bool close) {
@@ -157,6 +151,9 @@ template <typename Stream>
 void ServeConnection(Stream& stream, bool tls, const std::string& remote, const Handler& handler) {
   beast::flat_buffer buffer;
   std::vector<char> drain(64 << 10);
+  // One Request for the connection's life: its header strings keep their capacity, so a
+  // keep-alive client's requests cost no allocation per header.
+  Request req;
   while (true) {
     bhttp::request_parser<bhttp::buffer_body> parser;
     parser.header_limit(kHeaderLimit);
@@ -172,15 +169,21 @@ void ServeConnection(Stream& stream, bool tls, const std::string& remote, const 
       return;
     }
     auto& msg = parser.get();
-    Request req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
+    req.method.assign(msg.method_string().data(), msg.method_string().size());
+    req.target.assign(msg.target().data(), msg.target().size());
+    req.query.clear();
+    req.raw_query.clear();
     ParseTarget(req);
-    req.headers.reserve(16);
-    for (const auto& f : msg)
-      req.headers.emplace_back(
-          Lower(std::string_view(f.name_string().data(), f.name_string().size())),
-          std::string(f.value()));
+    size_t n = 0;
+    for (const auto& f : msg) {
+      if (n == req.headers.size()) req.headers.emplace_back();
+      auto& [name, value] = req.headers[n++];
+      name.assign(f.name_string().data(), f.name_string().size());
+      for (auto& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+      value.assign(f.value().data(), f.value().size());
+    }
+    req.headers.resize(n);
+    req.content_length.reset();
     if (auto len = parser.content_length()) req.content_length = *len;
     req.chunked = parser.chunked();
     req.tls = tls;
