@@ -124,6 +124,20 @@ netbed_ns_add() { # NS
   ip netns exec "$1" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
 }
 
+# The underlay bridge stands for the rack's switch, which forwards frames without any IP
+# firewall. br_netfilter (built into this kernel, and on in every namespace by default) made it
+# run the IPv4/IPv6/ARP netfilter hooks on every frame it bridged, with an skb extension and a
+# fake route per frame, though the namespace has no rules: twice per packet between two hosts
+# (host -> router -> host), ~1.5 % of the CPU per byte of a port-to-port stream across hosts
+# (perf, docs/network-node.md). NETBED_BRIDGE_NF=1 keeps them (to measure the difference).
+netbed_switch_without_netfilter() { # NS
+  [ "${NETBED_BRIDGE_NF:-0}" = 1 ] && return 0
+  # Without br_netfilter (a module elsewhere, maybe not loaded) there is nothing to turn off.
+  ip netns exec "$1" test -e /proc/sys/net/bridge/bridge-nf-call-iptables || return 0
+  ip netns exec "$1" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+    net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0
+}
+
 netbed_up() { # PFX [N]
   netbed_check_pfx "$1"
   local pfx=$1 n=${2:-3} run i
@@ -136,6 +150,7 @@ netbed_up() { # PFX [N]
   chmod 700 "$run"
   echo "$n" >"$run/hosts"
   netbed_ns_add "$(netbed_ns "$pfx" ul)"
+  netbed_switch_without_netfilter "$(netbed_ns "$pfx" ul)"
   ip -n "$(netbed_ns "$pfx" ul)" link add br0 type bridge
   ip -n "$(netbed_ns "$pfx" ul)" link set br0 up
   netbed_ns_add "$(netbed_ns "$pfx" r)"
