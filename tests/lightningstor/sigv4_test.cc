@@ -168,8 +168,9 @@ TEST(AmzDate, MatchesTimegmAndRefusesGarbage) {
 // Dates are formatted by hand (glibc's gmtime_r takes a process-wide lock): the same text as
 // strftime over gmtime_r, and ParseHttpDate reads it back.
 TEST(HttpDates, MatchStrftimeAndRoundTrip) {
-  for (int64_t secs : {int64_t{0}, int64_t{951782400}, int64_t{1369353600}, int64_t{1709251199},
-                       int64_t{1709251200}, int64_t{4107542399}, int64_t{1796505000}}) {
+  for (int64_t secs :
+       {int64_t{0}, int64_t{951782400}, int64_t{1369353600}, int64_t{1709251199},
+        int64_t{1709251200}, int64_t{4107542399}, int64_t{1796505000}, int64_t{253402300799}}) {
     time_t t = static_cast<time_t>(secs);
     std::tm tm{};
     gmtime_r(&t, &tm);
