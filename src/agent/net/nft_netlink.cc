@@ -305,6 +305,8 @@ Status NftSocket::Finish() {
     }
     int len = static_cast<int>(n);
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      // An answer to an earlier batch given up on (its reader timed out) is not this one's.
+      if (h->nlmsg_seq < first_ || h->nlmsg_seq > fence_) continue;
       if (h->nlmsg_type == NLMSG_ERROR && status.ok()) {
         int err = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
         if (err != 0) {
