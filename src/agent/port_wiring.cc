@@ -563,13 +563,19 @@ Status PortWiring::AddPortVip(const std::string& netns, const PortVip& v) {
       "table " + t +
           " {\n  set relaxed { type iface_index; }\n"
           "  set allowed { type iface_index . ipv4_addr; }\n"
+          "  set vip_src { type iface_index . ipv4_addr; }\n"
           "  chain prerouting { type filter hook prerouting priority raw; policy accept; }\n}\n"
           "flush chain " +
           t + " prerouting\nadd rule " + t +
           " prerouting meta iif @relaxed meta iif . ip saddr != @allowed counter drop\n"
-          "add element " +
-          t + " allowed { " + dev + " . " + v.ip + ", " + dev + " . " + v.vip + " }\nadd element " +
-          t + " relaxed { " + dev + " }\n"));
+          // The answers from the VIP are not tracked: conntrack never saw their flow's start
+          // (the client's packets came in for the VPC address), so it would take one for a
+          // new flow and the node's SNAT (nat.h: masquerade of the cloud's ranges, which may
+          // hold the VIP pool) would rewrite their source.
+          "add rule " +
+          t + " prerouting meta iif . ip saddr @vip_src notrack\nadd element " + t + " allowed { " +
+          dev + " . " + v.ip + ", " + dev + " . " + v.vip + " }\nadd element " + t + " vip_src { " +
+          dev + " . " + v.vip + " }\nadd element " + t + " relaxed { " + dev + " }\n"));
   PHOTON_RETURN_IF_ERROR(
       net::ExecOk({"sysctl", "-qw", "net.ipv4.conf." + v.host_if + ".rp_filter=0"}, in_node)
           .status());
@@ -609,13 +615,14 @@ Status PortWiring::RemovePortVip(const std::string& netns, const PortVip& v, boo
   const std::string dev = "\"" + v.host_if + "\"";
   std::lock_guard<std::mutex> node_lock(vipsrc_mu_);
   const std::string all = "delete element " + t + " allowed { " + dev + " . " + v.vip + ", " + dev +
-                          " . " + v.ip + " }\ndelete element " + t + " relaxed { " + dev + " }\n";
+                          " . " + v.ip + " }\ndelete element " + t + " vip_src { " + dev + " . " +
+                          v.vip + " }\ndelete element " + t + " relaxed { " + dev + " }\n";
   // One transaction; else one element a transaction: an element already gone refuses only its
   // own.
   if (!net::NftRunIn(options_.host_netns, all).ok()) {
     for (const std::string& e :
          {"allowed { " + dev + " . " + v.vip + " }", "allowed { " + dev + " . " + v.ip + " }",
-          "relaxed { " + dev + " }"}) {
+          "vip_src { " + dev + " . " + v.vip + " }", "relaxed { " + dev + " }"}) {
       Status gone = net::NftRunIn(options_.host_netns, "delete element " + t + " " + e + "\n");
       if (!gone.ok())
         spdlog::info("network: {} {}: {}", kVipSourceTable, e, std::string(gone.message()));

@@ -56,12 +56,19 @@ class LbRegionServiceL4Test : public BedClusterTest<LbRegionServiceL4Test> {
   // The replicas' nodes' agent network mode (a suite may set it before its set-up: constant
   // initialised, so a dynamic initialiser of its translation unit overrides it).
   inline static const char* member_mode_ = "shared";
+  // With mode ports: the replicas' nodes masquerade this range leaving the underlay ("" none).
+  inline static const char* member_snat_cidrs_ = "";
   static BedOptions Options() {
     BedOptions o;
     o.hosts = 4;
     o.tag = "l4";
     o.bird_sessions = 4;  // the bed's own BIRD on every host: h1, h2 announce the VIP
     o.mode = [](int i) { return std::string(i <= kLbNodes ? "none" : member_mode_); };
+    o.extra_flags = [](int i) {
+      if (i <= kLbNodes || *member_snat_cidrs_ == '\0') return std::vector<std::string>{};
+      return std::vector<std::string>{"--nat-cloud-cidrs", member_snat_cidrs_, "--snat-interface",
+                                      "ul0"};
+    };
     o.server_yaml =
         "provider_resync_s: 2\n"
         "providers:\n"

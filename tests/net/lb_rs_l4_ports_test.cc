@@ -16,7 +16,10 @@ namespace photon::agent::testing {
 namespace {
 
 // Before the suite's set-up (constant-initialised member, overridden here).
-const bool kPortsMode = (LbRegionServiceL4Test::member_mode_ = "ports", true);
+// The members' nodes masquerade 10.0.0.0/8 (their VPC and the VIP pool) leaving the underlay:
+// the VIP's answers must leave unNATed all the same.
+const bool kPortsMode = (LbRegionServiceL4Test::member_mode_ = "ports",
+                         LbRegionServiceL4Test::member_snat_cidrs_ = "10.0.0.0/8", true);
 
 struct Replica {
   int host = 0;
