@@ -5,8 +5,10 @@
 #include <thread>
 
 #include "agent/config.h"
+#include "agent/port_wiring.h"
 #include "agent/work_queue.h"
 #include "common/file_util.h"
+#include "common/http_server.h"
 #include "test_env.h"
 
 namespace photon::agent {
@@ -124,6 +126,46 @@ TEST(WorkQueueTest, AddAfterAndShutDown) {
   });
   EXPECT_FALSE(q.Get(&k));
   t.join();
+}
+
+// L4 LoadBalancer members in port namespaces (docs/fiberlb.md): a VM replica is refused naming
+// spec.vm (its guest cannot hold the VIP), never accepted and left out; a process waits for
+// the VIP's L3DSR DSCP. Wire reads the LoadBalancer from a stand-in control plane.
+TEST(PortWiringTest, L4MemberInAPortNamespace) {
+  std::string lb_json;
+  auto server = HttpServer::Start({}, [&](HttpRequest& r) {
+    if (r.path == "/v1/namespaces/default/loadbalancers/web")
+      return HttpResponse::Json(200, lb_json);
+    return HttpResponse::Json(404, "{}");
+  });
+  ASSERT_TRUE(server.ok()) << server.status();
+  ApiClient api("http://127.0.0.1:" + std::to_string((*server)->port()));
+  MetricsRegistry metrics;
+  WiringOptions o;
+  o.mode = "ports";  // not opened: the refusals come before any port is made
+  o.node_name = "n1";
+  PortWiring wiring(o, &api, &metrics);
+  compute::ComputeInstance inst;
+  inst.mutable_metadata()->set_id("i-1");
+  inst.mutable_metadata()->set_namespace_("default");
+  (*inst.mutable_metadata()->mutable_labels())["photon.io/regionservice"] = "web";
+  inst.mutable_spec()->mutable_vm();
+  lb_json = R"({"spec":{"type":"L4"},"status":{"details":{"vip":"10.200.7.1","l3dsrDscp":"1"}}})";
+  auto vm = wiring.Wire(inst, std::nullopt);
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(vm.status().message().find("spec.vm"), std::string::npos) << vm.status();
+  EXPECT_NE(vm.status().message().find("10.200.7.1"), std::string::npos) << vm.status();
+  inst.mutable_spec()->clear_vm();
+  // A process: past the LoadBalancer, it waits for its Port (nothing refused).
+  auto process = wiring.Wire(inst, std::nullopt);
+  EXPECT_EQ(process.status().code(), absl::StatusCode::kUnavailable) << process.status();
+  EXPECT_NE(process.status().message().find("Port"), std::string::npos) << process.status();
+  // Without the DSCP (an older provider) it waits rather than run unreachable.
+  lb_json = R"({"spec":{"type":"L4"},"status":{"details":{"vip":"10.200.7.1"}}})";
+  auto no_dscp = wiring.Wire(inst, std::nullopt);
+  EXPECT_EQ(no_dscp.status().code(), absl::StatusCode::kUnavailable) << no_dscp.status();
+  EXPECT_NE(no_dscp.status().message().find("l3dsrDscp"), std::string::npos) << no_dscp.status();
 }
 
 }  // namespace
