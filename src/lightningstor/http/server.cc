@@ -13,6 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <limits>
+#include <memory_resource>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -46,6 +47,11 @@ Status SplitHostPort(const std::string& hostport, std::string* host, int* port) 
   return absl::OkStatus();
 }
 
+// A request head's fields live in a per-connection arena that each request starts afresh,
+// so parsing allocates nothing per field once the arena has its size.
+using FieldAlloc = std::pmr::polymorphic_allocator<char>;
+using Parser = bhttp::parser<true, bhttp::buffer_body, FieldAlloc>;
+
 // Pulls body bytes. A Content-Length body is read straight from the socket into the caller's
 // buffer (after what Beast already buffered with the head): one copy, large reads. Chunked
 // transfer coding goes through Beast's buffer_body parser. Sends "100 Continue" first when the
@@ -53,8 +59,7 @@ Status SplitHostPort(const std::string& hostport, std::string* host, int* port) 
 template <typename Stream>
 class BeastBodyReader : public BodyReader {
  public:
-  BeastBodyReader(Stream& stream, beast::flat_buffer& buffer,
-                  bhttp::request_parser<bhttp::buffer_body>& parser, bool expect_continue)
+  BeastBodyReader(Stream& stream, beast::flat_buffer& buffer, Parser& parser, bool expect_continue)
       : stream_(stream), buffer_(buffer), parser_(parser), expect_continue_(expect_continue) {
     direct_ = !parser_.chunked() && parser_.content_length().has_value();
     if (direct_) remaining_ = *parser_.content_length();
@@ -109,7 +114,7 @@ class BeastBodyReader : public BodyReader {
 
   Stream& stream_;
   beast::flat_buffer& buffer_;
-  bhttp::request_parser<bhttp::buffer_body>& parser_;
+  Parser& parser_;
   bool expect_continue_;
   bool direct_ = false;
   uint64_t remaining_ = 0;
@@ -154,8 +159,11 @@ void ServeConnection(Stream& stream, bool tls, const std::string& remote, const 
   // One Request for the connection's life: its header strings keep their capacity, so a
   // keep-alive client's requests cost no allocation per header.
   Request req;
+  std::array<std::byte, 8192> arena_buffer;
+  std::pmr::monotonic_buffer_resource arena(arena_buffer.data(), arena_buffer.size());
   while (true) {
-    bhttp::request_parser<bhttp::buffer_body> parser;
+    arena.release();
+    Parser parser(std::piecewise_construct, std::make_tuple(), std::make_tuple(FieldAlloc(&arena)));
     parser.header_limit(kHeaderLimit);
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // sizes are checked by the
                                                                    // handler, bodies are streamed
