@@ -143,7 +143,7 @@ StatusOr<L4ListenerSpec> L4ListenerFromJson(const json& j, const std::string& wh
   for (size_t i = 0; j.contains("members") && i < j["members"].size(); ++i) {
     const json& m = j["members"][i];
     std::string w = fmt::format("{}.members[{}]", where, i);
-    PHOTON_RETURN_IF_ERROR(OnlyFields(m, w, {"address", "weight"}));
+    PHOTON_RETURN_IF_ERROR(OnlyFields(m, w, {"address", "weight", "forward"}));
     L4MemberSpec spec;
     PHOTON_RETURN_IF_ERROR(Str(m, "address", w, &spec.address, true));
     if (!Ipv4(spec.address)) {
@@ -154,6 +154,11 @@ StatusOr<L4ListenerSpec> L4ListenerFromJson(const json& j, const std::string& wh
     }
     if (!seen.insert(spec.address).second) return Bad(w + ".address", "listed twice");
     PHOTON_RETURN_IF_ERROR(Int(m, "weight", w, &spec.weight, 0, 65535));
+    if (m.contains("forward")) {
+      PHOTON_RETURN_IF_ERROR(Str(m, "forward", w, &spec.forward, true));
+      if (spec.forward != "auto" && spec.forward != "l2" && spec.forward != "l3")
+        return Bad(w + ".forward", "'" + spec.forward + "' is not auto, l2 or l3");
+    }
     l.members.push_back(spec);
   }
   return l;
@@ -161,7 +166,8 @@ StatusOr<L4ListenerSpec> L4ListenerFromJson(const json& j, const std::string& wh
 
 json ToJson(const L4ListenerSpec& l) {
   json members = json::array();
-  for (const auto& m : l.members) members.push_back({{"address", m.address}, {"weight", m.weight}});
+  for (const auto& m : l.members)
+    members.push_back({{"address", m.address}, {"weight", m.weight}, {"forward", m.forward}});
   const L4HealthCheck& h = l.health_check;
   return {{"name", l.name},
           {"vip", l.vip},
@@ -294,6 +300,9 @@ photon::Status L4Service::ApplyLocked(const L4ListenerSpec& l) {
     l4::L4Member member;
     member.address = m.address;
     member.weight = static_cast<uint32_t>(m.weight);
+    member.forward = m.forward == "l2"   ? l4::L4Forward::kL2
+                     : m.forward == "l3" ? l4::L4Forward::kL3
+                                         : l4::L4Forward::kAuto;
     member.healthy = HealthyLocked(l, m);
     out.members.push_back(member);
   }

@@ -45,6 +45,9 @@ struct L4HealthCheck {
 struct L4MemberSpec {
   std::string address;  // IPv4: on the node's device (L2 DSR) or behind a router (L3DSR)
   int weight = 1;       // 0..65535; 0 takes no new flows
+  // auto: L2 DSR on-link, L3DSR behind a router (with the listener's l3dsr_dscp); l2 or l3
+  // only that way (l2 refuses a member behind a router: one that cannot restore the VIP).
+  std::string forward = "auto";
 };
 
 struct L4ListenerSpec {

@@ -66,6 +66,14 @@ TEST(ParseConfig, L4SectionListenersAndTheirRefusals) {
   EXPECT_EQ(bad("{name: a, vip: 10.9.0.1, port: 80, members: [{address: '10.0.0.5:80'}]}"),
             "l4.listeners[0].members[0].address: '10.0.0.5:80' is not an IPv4 address (no port: "
             "with DSR the member serves the listener's port)");
+  EXPECT_EQ(bad("{name: a, vip: 10.9.0.1, port: 80, members: [{address: 10.0.0.5, forward: x}]}"),
+            "l4.listeners[0].members[0].forward: 'x' is not auto, l2 or l3");
+  auto l2 = ParseConfig(
+      "l4: {device: ul0, listeners: [{name: a, vip: 10.9.0.1, port: 80, members: [{address: "
+      "10.0.0.5, forward: l2}, {address: 10.0.0.6}]}]}\n");
+  ASSERT_TRUE(l2.ok()) << l2.status();
+  EXPECT_EQ(l2->l4->listeners[0].members[0].forward, "l2");
+  EXPECT_EQ(l2->l4->listeners[0].members[1].forward, "auto");
   EXPECT_EQ(
       bad("{name: a, vip: 10.9.0.1, port: 80, protocol: http}"),
       "l4.listeners[0].protocol: must be tcp or udp (http and https are HAProxy's listeners)");

@@ -55,8 +55,9 @@ bool Covers(const json& have, const json& want) {
 // A replica the pool should hold.
 struct Member {
   std::string name;
-  std::string address;  // without the port
-  std::string lb_vip;   // the L4 VIP its agent put on its loopback ("" none)
+  std::string address;   // without the port
+  std::string lb_vip;    // the L4 VIP its agent put on its loopback ("" none)
+  bool in_port = false;  // in its port namespace (agent mode ports), not its node's network
 };
 
 // The detail an agent reports once an instance's network holds its L4 LoadBalancer's VIP.
@@ -198,7 +199,10 @@ class FiberLbProvider : public ServiceProvider {
           ci.status().addresses().empty()) {
         continue;
       }
-      Member m{n, ReachableAddress(ci.status()), ""};
+      Member m{n, ReachableAddress(ci.status()), "", false};
+      if (auto w = ci.status().details().find("network.wired");
+          w != ci.status().details().end() && w->second == "port")
+        m.in_port = true;
       // An L4 member holding the VIP is reached at the address its agent reported for it.
       const auto& d = ci.status().details();
       if (auto vip = d.find(kLbVipDetail); vip != d.end()) m.lb_vip = vip->second;
@@ -415,10 +419,16 @@ class FiberLbProvider : public ServiceProvider {
   // fiberlb's L4 listener: the VIP, the distinct member addresses (weight: replicas there).
   json L4ListenerJson(const network::LoadBalancer& lb, const network::Listener& l,
                       const std::string& name, const std::string& vip,
-                      const std::map<std::string, int>& addresses) const {
+                      const std::map<std::string, int>& addresses,
+                      const std::set<std::string>& in_ports) const {
     json ms = json::array();
+    // A member in its node's network restores no DSCP: on-link only (L2 DSR), so one behind a
+    // router is refused by fiberlb instead of sent packets it cannot take. A member in a port
+    // namespace is reached by L3DSR (its port restores the VIP).
     for (const auto& [address, replicas] : addresses)
-      ms.push_back({{"address", address}, {"weight", replicas}});
+      ms.push_back({{"address", address},
+                    {"weight", replicas},
+                    {"forward", in_ports.count(address) ? "auto" : "l2"}});
     const auto& hc = lb.spec().health_check();
     const int interval = hc.interval_ms() > 0 ? hc.interval_ms() : 2000;
     json check = {{"type", hc.type() == "tcp" ? "tcp" : "none"},
@@ -508,6 +518,7 @@ class FiberLbProvider : public ServiceProvider {
     // would drop the VIP's packets, so they wait.
     std::vector<Member> members = RunningMembers(lb, lookup, &o.depends_on);
     std::map<std::string, int> addresses;
+    std::set<std::string> in_ports;  // addresses of members in port namespaces
     std::vector<Member> serving;
     for (const auto& m : members) {
       if (m.lb_vip != *vip) {
@@ -515,13 +526,14 @@ class FiberLbProvider : public ServiceProvider {
         continue;
       }
       ++addresses[m.address];
+      if (m.in_port) in_ports.insert(m.address);
       serving.push_back(m);
     }
     std::map<std::string, json> want;
     std::string listeners;
     for (const auto& l : lb.spec().listeners()) {
       const std::string name = L4Name(prefix, l);
-      want[name] = L4ListenerJson(lb, l, name, *vip, addresses);
+      want[name] = L4ListenerJson(lb, l, name, *vip, addresses, in_ports);
       listeners += (listeners.empty() ? "" : ",") + std::to_string(l.port()) + "/" +
                    AsciiLower(l.protocol());
     }
