@@ -5,7 +5,12 @@
 // bed's prefix, so the bed's teardown removes it.
 #pragma once
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <chrono>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 
@@ -101,6 +106,43 @@ inline int LbRouterPaths(const NetBed& bed, const std::string& vip) {
     ++n;
   }
   return n == 0 ? 1 : n;
+}
+
+// A bed of `hosts` hosts with the scene's ECMP router and client; null with `error` set when a
+// step failed.
+inline std::unique_ptr<NetBed> LbSceneUp(int hosts, std::string* error) {
+  auto bed = NetBed::Up(hosts, error);
+  if (bed == nullptr) return nullptr;
+  Status s = LbEcmpRouter(*bed);
+  if (s.ok()) s = LbClient(*bed);
+  if (!s.ok()) {
+    *error = std::string(s.message());
+    return nullptr;
+  }
+  return bed;
+}
+
+// The first line (without its '\n') that a new connection from `client_ns` to vip:port
+// receives within 3 s, "" on failure. Closed with a reset: no TIME_WAIT left in the client.
+inline std::string LbHelloFrom(const std::string& client_ns, const std::string& vip, int port) {
+  int fd = SocketIn(client_ns, SOCK_STREAM | SOCK_NONBLOCK);
+  if (fd < 0) return "";
+  sockaddr_in dst = Addr(vip, port);
+  std::string id;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 || errno == EINPROGRESS) {
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      char c;
+      if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
+      id += c;
+    }
+  }
+  linger lg{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::close(fd);
+  return id;
 }
 
 }  // namespace photon::net_testing

@@ -30,15 +30,12 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-using photon::net_testing::Addr;
-using photon::net_testing::LbClient;
-using photon::net_testing::LbEcmpRouter;
+using photon::net_testing::FiberlbNodes;
 using photon::net_testing::LbMember;
 using photon::net_testing::LbMemberIp;
 using photon::net_testing::LbRouterPaths;
 using photon::net_testing::NetBed;
 using photon::net_testing::PollUntil;
-using photon::net_testing::SocketIn;
 
 constexpr char kVip[] = "10.200.0.20";
 constexpr int kPort = 8081;  // members answer "m<i>\n" and close
@@ -55,24 +52,7 @@ class Server : public photon::net_testing::LbHelloServer {
 // The member answering a new connection from the client through the VIP, "" on failure
 // (within 3 s).
 std::string Hello(const std::string& client_ns) {
-  int fd = SocketIn(client_ns, SOCK_STREAM | SOCK_NONBLOCK);
-  if (fd < 0) return "";
-  sockaddr_in dst = Addr(kVip, kPort);
-  std::string id;
-  auto deadline = std::chrono::steady_clock::now() + 3s;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 || errno == EINPROGRESS) {
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) != 1) continue;
-      char c;
-      if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
-      id += c;
-    }
-  }
-  linger lg{1, 0};  // RST: no TIME_WAIT left in the client
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  ::close(fd);
-  return id;
+  return photon::net_testing::LbHelloFrom(client_ns, kVip, kPort);
 }
 
 // Members answering n new connections (a failed one is "").
@@ -88,36 +68,27 @@ class L4DaemonTest : public ::testing::Test {
     ::signal(SIGPIPE, SIG_IGN);
     if (::geteuid() != 0) return;
     std::string error;
-    bed_ = NetBed::Up(kLbNodes, &error).release();
+    bed_ = photon::net_testing::LbSceneUp(kLbNodes, &error).release();
     ASSERT_NE(bed_, nullptr) << error;
-    Status s = LbEcmpRouter(*bed_);
-    ASSERT_TRUE(s.ok()) << s;
-    s = LbClient(*bed_);
-    ASSERT_TRUE(s.ok()) << s;
     for (int i = 1; i <= kMembers; ++i) {
-      s = LbMember(*bed_, i, kVip);
+      Status s = LbMember(*bed_, i, kVip);
       ASSERT_TRUE(s.ok()) << s;
       members_[i] = new Server(bed_->NsPath("m" + std::to_string(i)), i);
       ASSERT_TRUE(members_[i]->ok());
     }
+    nodes_ =
+        new FiberlbNodes(bed_, "/tmp/fiberlb-l4d-" + std::to_string(::getpid()), kLbNodes, 18090);
     for (int i = 1; i <= kLbNodes; ++i) {
-      std::string dir = DataDir(i);
-      std::filesystem::create_directories(dir);
-      std::ofstream(dir + ".yaml") << Config();
       bed_->Run(bed_->Host(i), {"ip", "link", "set", "lo", "up"});
-      StartFiberlb(i);
+      EXPECT_EQ(nodes_->Start(i, Config(), "/v1/l4"), "");
     }
   }
   static void TearDownTestSuite() {
-    for (int i = 1; i <= kLbNodes; ++i) StopFiberlb(i, SIGTERM);
+    delete nodes_;  // stops every fiberlb (SIGTERM) and removes their files
+    nodes_ = nullptr;
     for (auto*& m : members_) {
       delete m;
       m = nullptr;
-    }
-    for (int i = 1; i <= kLbNodes; ++i) {
-      std::filesystem::remove_all(DataDir(i));
-      std::filesystem::remove(DataDir(i) + ".yaml");
-      std::filesystem::remove(DataDir(i) + ".log");
     }
     delete bed_;
     bed_ = nullptr;
@@ -125,12 +96,10 @@ class L4DaemonTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
     ASSERT_NE(bed_, nullptr);
-    for (int i = 1; i <= kLbNodes; ++i) ASSERT_GT(pids_[i], 0) << "fiberlb on h" << i;
+    for (int i = 1; i <= kLbNodes; ++i) ASSERT_GT(nodes_->pid(i), 0) << "fiberlb on h" << i;
   }
 
-  static std::string DataDir(int i) {
-    return "/tmp/fiberlb-l4d-" + std::to_string(::getpid()) + "-h" + std::to_string(i);
-  }
+  static std::string DataDir(int i) { return nodes_->DataDir(i); }
   static std::string Config() {
     std::string members;
     for (int i = 1; i <= kMembers; ++i) {
@@ -149,42 +118,11 @@ class L4DaemonTest : public ::testing::Test {
            "      members:\n" +
            members + "bgp: {route_protocol: 200}\n";
   }
-  // fiberlb inside h<i>'s namespace.
-  static void StartFiberlb(int i) {
-    std::string dir = DataDir(i), log = dir + ".log";
-    pid_t pid = photon::net_testing::StartFiberlbIn(*bed_, bed_->Host(i), FIBERLB_BIN,
-                                                    dir + ".yaml", dir, log);
-    pids_[i] = pid;
-    bool up = PollUntil([&] { return Rest(i, "GET", "/v1/l4").first == 200; }, 20s).count() >= 0;
-    if (!up) {
-      std::ifstream in(log);
-      std::stringstream text;
-      text << in.rdbuf();
-      ADD_FAILURE() << "fiberlb on h" << i << " did not answer: " << text.str();
-    }
-  }
-  static void StopFiberlb(int i, int sig) {
-    photon::net_testing::StopFiberlbPid(pids_[i], sig);
-    pids_[i] = 0;
-  }
-  // {HTTP status, body} of a REST call to h<i>'s fiberlb (curl inside its namespace).
+  static void StartFiberlb(int i) { EXPECT_EQ(nodes_->Start(i, "", "/v1/l4"), ""); }
+  static void StopFiberlb(int i, int sig) { nodes_->Stop(i, sig); }
   static std::pair<int, std::string> Rest(int i, const std::string& method, const std::string& path,
                                           const std::string& body = "") {
-    std::ifstream t(DataDir(i) + "/api.token");
-    std::string token;
-    std::getline(t, token);
-    std::vector<std::string> argv{"curl", "-s",
-                                  "-m",   "10",
-                                  "-X",   method,
-                                  "-w",   "\n%{http_code}",
-                                  "-H",   "Authorization: Bearer " + token};
-    if (!body.empty())
-      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "-d", body});
-    argv.push_back("http://127.0.0.1:18090" + path);
-    std::string out = bed_->Run(bed_->Host(i), argv);
-    size_t nl = out.rfind('\n');
-    if (nl == std::string::npos) return {0, out};
-    return {atoi(out.c_str() + nl + 1), out.substr(0, nl)};
+    return nodes_->Call(i, method, path, body);
   }
   static json L4(int i) {
     auto [code, body] = Rest(i, "GET", "/v1/l4");
@@ -206,11 +144,11 @@ class L4DaemonTest : public ::testing::Test {
   }
 
   static NetBed* bed_;
-  static pid_t pids_[kLbNodes + 1];
+  static FiberlbNodes* nodes_;
   static Server* members_[kMembers + 1];
 };
 NetBed* L4DaemonTest::bed_ = nullptr;
-pid_t L4DaemonTest::pids_[kLbNodes + 1] = {};
+FiberlbNodes* L4DaemonTest::nodes_ = nullptr;
 Server* L4DaemonTest::members_[kMembers + 1] = {};
 
 TEST_F(L4DaemonTest, ConfiguredListenerIsAnnouncedByEveryNodeAndServed) {

@@ -11,13 +11,19 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "tests/net/lb_l4_bed.h"
+
+#ifndef FIBERLB_BIN
+#error "FIBERLB_BIN: path of the fiberlb binary"
+#endif
 
 namespace photon::net_testing {
 
@@ -116,5 +122,54 @@ inline std::pair<int, std::string> FiberlbCall(
   if (sp == std::string::npos || end == std::string::npos) return {0, out};
   return {std::atoi(out.c_str() + sp + 1), out.substr(end + 4)};
 }
+
+// fiberlb daemons on hosts h1..hN of a bed, each with its data directory DIR-h<i> (config
+// DIR-h<i>.yaml, log DIR-h<i>.log) and its API on 127.0.0.1:`api_port` inside its namespace.
+// The suites' shared set-up: start, call, stop, and remove every file at the end.
+class FiberlbNodes {
+ public:
+  FiberlbNodes(const NetBed* bed, std::string dir, int n, int api_port)
+      : bed_(bed), dir_(std::move(dir)), pids_(n + 1, 0), api_port_(api_port) {}
+  ~FiberlbNodes() {
+    for (size_t i = 1; i < pids_.size(); ++i) {
+      Stop(static_cast<int>(i), SIGTERM);  // withdraws its VIPs, deletes its tables
+      std::error_code ec;
+      std::filesystem::remove_all(DataDir(static_cast<int>(i)), ec);
+      std::filesystem::remove(DataDir(static_cast<int>(i)) + ".yaml", ec);
+      std::filesystem::remove(DataDir(static_cast<int>(i)) + ".log", ec);
+    }
+  }
+  std::string DataDir(int i) const { return dir_ + "-h" + std::to_string(i); }
+  pid_t pid(int i) const { return pids_[i]; }
+  // Writes h<i>'s configuration (`config`, when not empty) and starts fiberlb there: "" once
+  // GET `ready_path` answers 200 (20 s), else why not, with its log.
+  std::string Start(int i, const std::string& config, const std::string& ready_path) {
+    const std::string dir = DataDir(i);
+    std::filesystem::create_directories(dir);
+    if (!config.empty()) std::ofstream(dir + ".yaml") << config;
+    pids_[i] = StartFiberlbIn(*bed_, bed_->Host(i), FIBERLB_BIN, dir + ".yaml", dir, dir + ".log");
+    auto up = PollUntil([&] { return Call(i, "GET", ready_path).first == 200; },
+                        std::chrono::seconds(20));
+    if (pids_[i] > 0 && up.count() >= 0) return "";
+    std::ifstream in(dir + ".log");
+    std::stringstream text;
+    text << in.rdbuf();
+    return "fiberlb on h" + std::to_string(i) + " did not answer: " + text.str();
+  }
+  void Stop(int i, int sig) {
+    StopFiberlbPid(pids_[i], sig);
+    pids_[i] = 0;
+  }
+  std::pair<int, std::string> Call(int i, const std::string& method, const std::string& path,
+                                   const std::string& body = "") const {
+    return FiberlbCall(bed_->NsPath(bed_->Host(i)), DataDir(i), api_port_, method, path, body);
+  }
+
+ private:
+  const NetBed* bed_;
+  const std::string dir_;
+  std::vector<pid_t> pids_;
+  const int api_port_;
+};
 
 }  // namespace photon::net_testing

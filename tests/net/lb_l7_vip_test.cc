@@ -26,17 +26,13 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-using photon::net_testing::Addr;
-using photon::net_testing::FiberlbCall;
-using photon::net_testing::LbClient;
-using photon::net_testing::LbEcmpRouter;
+using photon::net_testing::FiberlbNodes;
 using photon::net_testing::LbHelloServer;
 using photon::net_testing::LbMember;
 using photon::net_testing::LbMemberIp;
 using photon::net_testing::LbRouterPaths;
 using photon::net_testing::NetBed;
 using photon::net_testing::PollUntil;
-using photon::net_testing::SocketIn;
 
 constexpr char kVip[] = "10.200.8.1";
 constexpr char kVip2[] = "10.200.8.2";
@@ -47,24 +43,8 @@ constexpr int kLbNodes = 2;
 constexpr int kMembers = 2;
 constexpr int kApiPort = 18090;
 
-// The member answering a new connection from the client to vip:port, "" on failure (3 s).
 std::string Hello(const std::string& client_ns, const std::string& vip) {
-  int fd = SocketIn(client_ns, SOCK_STREAM | SOCK_NONBLOCK);
-  if (fd < 0) return "";
-  sockaddr_in dst = Addr(vip, kListenPort);
-  std::string id;
-  auto deadline = std::chrono::steady_clock::now() + 3s;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 || errno == EINPROGRESS) {
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) != 1) continue;
-      char c;
-      if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
-      id += c;
-    }
-  }
-  ::close(fd);
-  return id;
+  return photon::net_testing::LbHelloFrom(client_ns, vip, kListenPort);
 }
 
 std::multiset<std::string> Hellos(const std::string& client_ns, const std::string& vip, int n) {
@@ -79,33 +59,23 @@ class L7VipTest : public ::testing::Test {
     ::signal(SIGPIPE, SIG_IGN);
     if (::geteuid() != 0) return;
     std::string error;
-    bed_ = NetBed::Up(kLbNodes, &error).release();
+    bed_ = photon::net_testing::LbSceneUp(kLbNodes, &error).release();
     ASSERT_NE(bed_, nullptr) << error;
-    Status s = LbEcmpRouter(*bed_);
-    ASSERT_TRUE(s.ok()) << s;
-    s = LbClient(*bed_);
-    ASSERT_TRUE(s.ok()) << s;
     for (int i = 1; i <= kMembers; ++i) {
-      s = LbMember(*bed_, i, kUnusedL4Vip);
+      Status s = LbMember(*bed_, i, kUnusedL4Vip);
       ASSERT_TRUE(s.ok()) << s;
       StartMember(i);
     }
-    for (int i = 1; i <= kLbNodes; ++i) {
-      std::filesystem::create_directories(DataDir(i));
-      std::ofstream(DataDir(i) + ".yaml") << Config();
-      StartFiberlb(i);
-    }
+    nodes_ = new FiberlbNodes(bed_, "/tmp/fiberlb-l7vip-" + std::to_string(::getpid()), kLbNodes,
+                              kApiPort);
+    for (int i = 1; i <= kLbNodes; ++i) EXPECT_EQ(nodes_->Start(i, Config(), "/v1/vips"), "");
   }
   static void TearDownTestSuite() {
-    for (int i = 1; i <= kLbNodes; ++i) StopFiberlb(i, SIGTERM);
+    delete nodes_;
+    nodes_ = nullptr;
     for (auto*& m : members_) {
       delete m;
       m = nullptr;
-    }
-    for (int i = 1; i <= kLbNodes; ++i) {
-      std::filesystem::remove_all(DataDir(i));
-      std::filesystem::remove(DataDir(i) + ".yaml");
-      std::filesystem::remove(DataDir(i) + ".log");
     }
     delete bed_;
     bed_ = nullptr;
@@ -113,12 +83,9 @@ class L7VipTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
     ASSERT_NE(bed_, nullptr);
-    for (int i = 1; i <= kLbNodes; ++i) ASSERT_GT(pids_[i], 0) << "fiberlb on h" << i;
+    for (int i = 1; i <= kLbNodes; ++i) ASSERT_GT(nodes_->pid(i), 0) << "fiberlb on h" << i;
   }
 
-  static std::string DataDir(int i) {
-    return "/tmp/fiberlb-l7vip-" + std::to_string(::getpid()) + "-h" + std::to_string(i);
-  }
   static std::string Config() {
     std::string members;
     for (int i = 1; i <= kMembers; ++i) {
@@ -143,25 +110,11 @@ class L7VipTest : public ::testing::Test {
                                     kMemberPort);
     ASSERT_TRUE(members_[i]->ok());
   }
-  static void StartFiberlb(int i) {
-    std::string dir = DataDir(i);
-    pids_[i] = photon::net_testing::StartFiberlbIn(*bed_, bed_->Host(i), FIBERLB_BIN, dir + ".yaml",
-                                                   dir, dir + ".log");
-    bool up = PollUntil([&] { return Vips(i).is_object(); }, 20s).count() >= 0;
-    if (!up) {
-      std::ifstream in(dir + ".log");
-      std::stringstream text;
-      text << in.rdbuf();
-      ADD_FAILURE() << "fiberlb on h" << i << " did not answer: " << text.str();
-    }
-  }
-  static void StopFiberlb(int i, int sig) {
-    photon::net_testing::StopFiberlbPid(pids_[i], sig);
-    pids_[i] = 0;
-  }
+  static void StartFiberlb(int i) { EXPECT_EQ(nodes_->Start(i, "", "/v1/vips"), ""); }
+  static void StopFiberlb(int i, int sig) { nodes_->Stop(i, sig); }
   static std::pair<int, std::string> Rest(int i, const std::string& method, const std::string& path,
                                           const std::string& body = "") {
-    return FiberlbCall(bed_->NsPath(bed_->Host(i)), DataDir(i), kApiPort, method, path, body);
+    return nodes_->Call(i, method, path, body);
   }
   static json Vips(int i) {
     auto [code, body] = Rest(i, "GET", "/v1/vips");
@@ -178,11 +131,11 @@ class L7VipTest : public ::testing::Test {
   }
 
   static NetBed* bed_;
-  static pid_t pids_[kLbNodes + 1];
+  static FiberlbNodes* nodes_;
   static LbHelloServer* members_[kMembers + 1];
 };
 NetBed* L7VipTest::bed_ = nullptr;
-pid_t L7VipTest::pids_[kLbNodes + 1] = {};
+FiberlbNodes* L7VipTest::nodes_ = nullptr;
 LbHelloServer* L7VipTest::members_[kMembers + 1] = {};
 
 TEST_F(L7VipTest, AnnouncedByEveryNodeAndServedThroughHaproxy) {
