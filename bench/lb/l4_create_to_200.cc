@@ -4,6 +4,8 @@
 // photon-server with the fiberlb provider, two real fiberlb L4 nodes with BIRD2 behind the ECMP
 // router, photon-agents in mode shared, a client behind the router. Needs root.
 //   sudo build/bench/lb/photon-bench-lb-l4-create        (ROUNDS=5 in the environment)
+//   MEMBERS=ports: the agents in mode ports, the replica in a port namespace (L3DSR to its VPC
+//   address, a security group admitting 8081); the direct peer is then its VPC address.
 // Each round creates a RegionService with one replica (an HTTP answer on 8081) and an L4
 // listener (tcp check every 200 ms, rise 1), then polls as fast as it can, recording when
 //   running   the replica is RUNNING (photon-server's API),
@@ -46,6 +48,13 @@ bool Get200(const std::string& client_ns, const std::string& ip) {
   return ReadLine(fd, 300ms).rfind("HTTP/1.0 200", 0) == 0;
 }
 
+bool PortsMode() {
+  const char* m = std::getenv("MEMBERS");
+  return m != nullptr && std::string(m) == "ports";
+}
+// Before the suite's set-up (the fixture's constant-initialised mode).
+const bool kMode = (PortsMode() && (LbRegionServiceL4Test::member_mode_ = "ports"), true);
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? -1 : v[v.size() / 2];
@@ -63,9 +72,22 @@ TEST_F(LbRegionServiceL4Test, CreateToFirst200ThroughTheVip) {
   const int rounds = env != nullptr ? std::max(1, std::atoi(env)) : 5;
   const std::string client = bed_->NsPath("c");
   std::vector<double> running, direct, announced, ok, loads;
+  ASSERT_TRUE(kMode);
+  const std::string sg = Name("c2hsg");
+  if (PortsMode()) {
+    json rules = json::array(
+        {{{"direction", "ingress"}, {"protocol", "tcp"}, {"portMin", kPort}, {"cidr", "0.0.0.0/0"}},
+         {{"direction", "egress"}, {"protocol", "any"}, {"cidr", "0.0.0.0/0"}}});
+    ASSERT_EQ(Call("POST", "/v1/namespaces/default/securitygroups",
+                   {{"metadata", {{"name", sg}}}, {"spec", {{"rules", rules}}}})
+                      .status /
+                  100,
+              2);
+  }
   for (int r = 1; r <= rounds; ++r) {
     const std::string rs = Name("c2h" + std::to_string(r));
     json body = RsBody(rs, 1, kHttpMember);
+    if (PortsMode()) body["spec"]["template"]["network"] = {{"securityGroups", {sg}}};
     body["spec"]["loadBalancer"]["healthCheck"] = {
         {"type", "tcp"}, {"intervalMs", 200}, {"rise", 1}, {"fall", 2}};
     loads.push_back(LoadAverage());
@@ -79,19 +101,25 @@ TEST_F(LbRegionServiceL4Test, CreateToFirst200ThroughTheVip) {
     std::map<std::string, double> at;
     std::string vip;
     int host = 0;
+    std::string direct_ip;  // the node's address, or in mode ports the replica's VPC address
     while (!at.count("ok") && since() < 60) {
       if (!at.count("running")) {
         auto run = Running(rs);
         if (!run.empty()) {
           at["running"] = since();
           host = run.begin()->second;
+          direct_ip = NodeIp(host);
+          if (PortsMode()) {
+            json ci = Get(InstancePath(run.begin()->first));
+            direct_ip = ci["status"].value("addresses", json::array())[0].get<std::string>();
+          }
         }
       }
       if (vip.empty()) {
         json lb = Get(LbPath(rs));
         if (lb.is_object()) vip = lb["status"].value("details", json::object()).value("vip", "");
       }
-      if (host != 0 && !at.count("direct") && Get200(client, NodeIp(host))) at["direct"] = since();
+      if (host != 0 && !at.count("direct") && Get200(client, direct_ip)) at["direct"] = since();
       if (!vip.empty() && !at.count("announced") && net_testing::LbRouterPaths(*bed_, vip) > 0)
         at["announced"] = since();
       if (!vip.empty() && Get200(client, vip)) at["ok"] = since();
@@ -116,11 +144,12 @@ TEST_F(LbRegionServiceL4Test, CreateToFirst200ThroughTheVip) {
     services_.clear();
   }
   std::printf(
-      "\nL4 create -> first 200, %d rounds, load average %.1f-%.1f (medians): create -> RUNNING "
+      "\nL4 create -> first 200 (members in mode %s), %d rounds, load average %.1f-%.1f (medians): "
+      "create -> RUNNING "
       "%.3f s; RUNNING -> direct 200 (peer, no LB) %.3f s; RUNNING -> VIP announced %.3f s; "
       "RUNNING -> first 200 through the VIP %.3f s (target <= 1 s; the LB adds %.3f s over the "
       "direct path)\n",
-      rounds, *std::min_element(loads.begin(), loads.end()),
+      PortsMode() ? "ports" : "shared", rounds, *std::min_element(loads.begin(), loads.end()),
       *std::max_element(loads.begin(), loads.end()), Median(running), Median(direct),
       Median(announced), Median(ok), Median(ok) - Median(direct));
 }
