@@ -275,12 +275,15 @@ StatusOr<std::string> PortWiring::Wire(const compute::ComputeInstance& instance,
   spec.tap = instance.spec().has_vm();  // the VM provider attaches QEMU to the port's tap
   if (!l4.vip.empty()) spec.lb_vips = {l4.vip};
   const int64_t t0 = MonotonicNanos();
+  const int64_t changes_before = ports_->changes();
   Status s = ports_->Apply(spec);
   apply_seconds_->Observe(static_cast<double>(MonotonicNanos() - t0) / 1e9);
   applies_->Inc();
   kernel_changes_->Set(static_cast<double>(ports_->changes()));
   set_updates_->Set(static_cast<double>(ports_->set_updates()));
-  if (s.ok()) s = HoldPortVip(spec, l4);
+  // A port the apply changed may have been made anew (its namespace was gone): what it held
+  // is read again. (The count is the node's: another port's change only costs a read.)
+  if (s.ok()) s = HoldPortVip(spec, l4, ports_->changes() != changes_before);
   if (!s.ok()) {
     failures_->Inc();
     return s;
@@ -491,7 +494,7 @@ std::string PortWiring::HostIfOf(const std::string& instance_id) const {
   return "";
 }
 
-Status PortWiring::HoldPortVip(const net::PortSpec& spec, PortVip want) {
+Status PortWiring::HoldPortVip(const net::PortSpec& spec, PortVip want, bool recheck) {
   const std::string& id = spec.instance_id;
   const std::string netns = ports_->NetnsPath(id);
   std::optional<PortVip> had;
@@ -499,6 +502,7 @@ Status PortWiring::HoldPortVip(const net::PortSpec& spec, PortVip want) {
     std::lock_guard<std::mutex> l(mu_);
     if (auto it = port_vips_.find(id); it != port_vips_.end()) had = it->second;
   }
+  if (recheck && had && !had->vip.empty()) had.reset();
   want.ip = spec.ip;
   if (!want.vip.empty()) want.host_if = HostIfOf(id);
   if (had && had->vip == want.vip && had->dscp == want.dscp && had->host_if == want.host_if)

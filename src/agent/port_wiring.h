@@ -133,8 +133,9 @@ class PortWiring {
     std::string host_if;  // the port's host veth
   };
   // Makes the port of `spec` hold `want` (vip "" = none), changing only what differs from what
-  // it held (read from the namespace at the first call for a port: adoption after a restart).
-  Status HoldPortVip(const net::PortSpec& spec, PortVip want);
+  // it held (read from the namespace at the first call for a port: adoption after a restart,
+  // and with `recheck` when it held a VIP: the port may have been made anew).
+  Status HoldPortVip(const net::PortSpec& spec, PortVip want, bool recheck);
   // What the port's namespace holds (vip "" none), found in the kernel.
   StatusOr<PortVip> ReadPortVip(const std::string& instance_id) const;
   Status AddPortVip(const std::string& netns, const PortVip& v);

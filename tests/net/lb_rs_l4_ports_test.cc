@@ -270,6 +270,22 @@ TEST_F(LbPortsL4Test, ReplicasInPortNamespacesServeTheVipAndLeaveNothing) {
     bed_->Run(c, {"nft", "delete", "table", "ip", "lbtest"});
   }
 
+  // The VIP lost behind the agent's back: the next change of the port (a rule added to its
+  // security group) has the agent read what the port holds again and restore it.
+  std::string lost;
+  const Replica member0 = Replicas(rs).begin()->second;
+  bed_->Run(member0.netns, {"ip", "addr", "del", vip + "/32", "dev", "lo"});
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    json cur = Get("/v1/namespaces/default/securitygroups/" + sg);
+    cur["spec"]["rules"].push_back(
+        {{"direction", "ingress"}, {"protocol", "tcp"}, {"portMin", 9999}, {"cidr", "10.0.0.0/8"}});
+    if (Call("PUT", "/v1/namespaces/default/securitygroups/" + sg, cur).status / 100 == 2) break;
+  }
+  EXPECT_TRUE(WaitFor([&] { return Converged(rs, vip, 1, &lost); }, 30s)) << lost;
+  EXPECT_NE(
+      bed_->Run(member0.netns, {"nft", "list", "set", "inet", "photon", "in_ports"}).find("9999"),
+      std::string::npos);
+
   // h3's agent killed (-9) and back: it adopts the ports' VIP state, duplicating nothing.
   // Once the scale-down's leaving replicas are gone (their drain over): only then is the
   // node's state the member's alone.
@@ -287,8 +303,20 @@ TEST_F(LbPortsL4Test, ReplicasInPortNamespacesServeTheVipAndLeaveNothing) {
   const std::string host_rules =
       bed_->Run(bed_->Host(member.host), {"nft", "-s", "list", "table", "inet", "photon_vipsrc"});
   const std::string port_rules = bed_->Run(member.netns, {"nft", "-s", "list", "ruleset"});
+  // The restarted agent's adoption of the port logs that it holds the VIP again: waited for,
+  // so the state compared is the one it left.
+  const std::string held = Get(InstancePath(running.begin()->first))["metadata"].value("id", "") +
+                           " holds L4 VIP " + vip;
+  auto times_held = [&] {
+    const std::string log = AgentLog(member.host);
+    int n = 0;
+    for (size_t at = log.find(held); at != std::string::npos; at = log.find(held, at + 1)) ++n;
+    return n;
+  };
+  const int held_before = times_held();
   agents_[member.host]->Kill(SIGKILL);
   ASSERT_TRUE(StartAgent(member.host)) << AgentLog(member.host);
+  EXPECT_TRUE(WaitFor([&] { return times_held() > held_before; }, 30s)) << held;
   std::string why;
   EXPECT_TRUE(WaitFor([&] { return Converged(rs, vip, 1, &why); }, 60s)) << why;
   EXPECT_EQ(
@@ -296,7 +324,6 @@ TEST_F(LbPortsL4Test, ReplicasInPortNamespacesServeTheVipAndLeaveNothing) {
       host_rules);
   EXPECT_EQ(bed_->Run(member.netns, {"nft", "-s", "list", "ruleset"}), port_rules);
   EXPECT_EQ(CountLines(LoVips(member.netns), "inet "), 1);
-
   // Deleted: no port loopback holds the VIP, the nodes' tables and routes are as before.
   ASSERT_EQ(Call("DELETE", RsPath(rs)).status / 100, 2);
   EXPECT_TRUE(WaitFor([&] { return Call("GET", LbPath(rs)).status == 404; }, 60s));
