@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -284,6 +285,16 @@ Status NftSocket::Send(const NftBatch& batch) {
   Message gen(NftType(NFT_MSG_GETGEN), 0, AF_UNSPEC);
   std::string fence = gen.Done();
   reinterpret_cast<nlmsghdr*>(fence.data())->nlmsg_seq = ++seq_;
+  // A netlink datagram must fit the socket's send buffer (EMSGSIZE otherwise): a ruleset of
+  // thousands of rules is a batch of megabytes. Grown as needed (the agent holds
+  // CAP_NET_ADMIN, so FORCE passes rmem/wmem_max), as nft does for its batches.
+  if (out.size() + 65536 > sndbuf_) {
+    int want = static_cast<int>(std::min<size_t>(out.size() * 2 + 65536, 1u << 30));
+    if (::setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) != 0) {
+      (void)::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+    }
+    sndbuf_ = static_cast<size_t>(want);
+  }
   for (const std::string* msg : {&out, &fence}) {
     if (::send(fd_, msg->data(), msg->size(), 0) < 0) {
       return absl::InternalError(absl::StrCat("nfnetlink send in ", netns_, ": ", strerror(errno)));

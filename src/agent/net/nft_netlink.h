@@ -75,6 +75,7 @@ class NftSocket {
   int fd_;
   const std::string netns_;
   uint32_t seq_ = 0;
+  size_t sndbuf_ = 0;               // the send buffer asked for: a batch must fit in one datagram
   uint32_t first_ = 0, fence_ = 0;  // of the batch in flight (0 = none)
   std::vector<std::string> what_;
 };
