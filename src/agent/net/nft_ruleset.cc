@@ -268,7 +268,7 @@ std::string RenderPortRules(const PortSpec& spec) {
   if (!spec.lb_vips.empty()) own = "{ " + spec.ip + ", " + absl::StrJoin(spec.lb_vips, ", ") + " }";
   s += "  chain egress {\n"
        "    ip saddr != " +
-       spec.ip +
+       own +
        " counter name spoofed drop\n"
        "    ct state established,related accept\n"
        "    ct state invalid drop\n"
