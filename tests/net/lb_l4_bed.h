@@ -47,7 +47,8 @@ inline Status LbEcmpRouter(const NetBed& bed) {
   return agent::net::ReconfigureBird(path, bed.BirdSocket("r"), text);
 }
 
-// The client sits behind the router on its own link, as the Internet would.
+// The client sits behind the router on its own link, as the Internet would; source ports
+// 40000-44999 are left to the suites' fixed-port probes.
 inline Status LbClient(const NetBed& bed) {
   const std::string c = bed.Ns("c");
   for (const auto& [node, argv] : std::vector<std::pair<std::string, std::vector<std::string>>>{
@@ -58,7 +59,11 @@ inline Status LbClient(const NetBed& bed) {
            {"c", {"ip", "addr", "add", std::string(kLbClientIp) + "/30", "dev", "eth0"}},
            {"c", {"ip", "link", "set", "eth0", "up"}},
            {"c", {"ip", "link", "set", "lo", "up"}},
-           {"c", {"ip", "route", "add", "default", "via", "172.16.0.1"}}}) {
+           {"c", {"ip", "route", "add", "default", "via", "172.16.0.1"}},
+           // The suites probe flows from fixed source ports (40000-44999): the kernel must not
+           // give one of them to another connection, whose TIME_WAIT would then refuse a probe
+           // on the same 4-tuple for a minute (seen once in CI as "new flows found no member").
+           {"c", {"sysctl", "-qw", "net.ipv4.ip_local_reserved_ports=40000-44999"}}}) {
     PHOTON_RETURN_IF_ERROR(LbRun(bed, node, argv));
   }
   return absl::OkStatus();
