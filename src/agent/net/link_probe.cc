@@ -18,33 +18,12 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "agent/net/netns.h"
 
 namespace photon::agent::net {
 
 StatusOr<std::unique_ptr<LinkProbe>> LinkProbe::Open(const std::string& netns) {
-  int fd = -1, err = 0;
-  // setns applies to the calling thread only: a short-lived thread makes the socket, which
-  // stays in the namespace it was made in.
-  std::thread t([&] {
-    if (!netns.empty()) {
-      int ns = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
-        err = errno;
-        if (ns >= 0) ::close(ns);
-        return;
-      }
-      ::close(ns);
-    }
-    fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0) err = errno;
-  });
-  t.join();
-  if (fd < 0) {
-    return absl::InternalError("rtnetlink socket in " + (netns.empty() ? "this netns" : netns) +
-                               ": " + strerror(err));
-  }
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  PHOTON_ASSIGN_OR_RETURN(int fd, NetlinkSocketIn(netns, NETLINK_ROUTE, "rtnetlink"));
   return std::unique_ptr<LinkProbe>(new LinkProbe(fd));
 }
 

@@ -3,12 +3,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <nftables/libnftables.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -162,6 +165,33 @@ Status NftRunIn(const std::string& netns, const std::string& script, const std::
   Status status = answer.get();  // the promise is set after *used_fallback
   if (fell_back != nullptr) *fell_back = *used_fallback;
   return status;
+}
+
+StatusOr<int> NetlinkSocketIn(const std::string& netns, int protocol, const std::string& what) {
+  int fd = -1, err = 0;
+  // setns applies to the calling thread only: a short-lived thread makes the socket, which
+  // stays in the namespace it was made in.
+  std::thread t([&] {
+    if (!netns.empty()) {
+      int ns = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
+        err = errno;
+        if (ns >= 0) ::close(ns);
+        return;
+      }
+      ::close(ns);
+    }
+    fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+    if (fd < 0) err = errno;
+  });
+  t.join();
+  if (fd < 0) {
+    return absl::InternalError(what + " socket in " + (netns.empty() ? "this netns" : netns) +
+                               ": " + strerror(err));
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
 }
 
 }  // namespace photon::agent::net

@@ -23,6 +23,12 @@ Status CreateNetns(const std::string& name);
 // it. Deleting a name that does not exist is OK.
 Status DeleteNetns(const std::string& name);
 
+// A netlink socket of `protocol` (NETLINK_ROUTE, NETLINK_NETFILTER...) made inside the network
+// namespace at path `netns` ("" = the caller's), with a 5 s receive timeout. A netlink socket
+// stays bound to the namespace it was made in, so it serves that namespace from any thread.
+// INTERNAL naming `what` and the namespace when it cannot be made.
+StatusOr<int> NetlinkSocketIn(const std::string& netns, int protocol, const std::string& what);
+
 // Runs `script` (nft -f syntax) inside the namespace at `netns` ("" = this one) as one
 // transaction; the error quotes nft's own message.
 // When `script` is refused and `fallback` is given, runs `fallback` instead with the same

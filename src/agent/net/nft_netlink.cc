@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "agent/net/ipv4.h"
+#include "agent/net/netns.h"
 
 namespace photon::agent::net {
 namespace {
@@ -239,29 +240,7 @@ std::string NftBatch::Encode(uint32_t seq) const {
 }
 
 StatusOr<std::unique_ptr<NftSocket>> NftSocket::Open(const std::string& netns) {
-  int fd = -1, err = 0;
-  // setns applies to the calling thread only: a short-lived thread makes the socket, which
-  // stays in the namespace it was made in.
-  std::thread t([&] {
-    if (!netns.empty()) {
-      int ns = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
-        err = errno;
-        if (ns >= 0) ::close(ns);
-        return;
-      }
-      ::close(ns);
-    }
-    fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-    if (fd < 0) err = errno;
-  });
-  t.join();
-  if (fd < 0) {
-    return absl::InternalError("nfnetlink socket in " + (netns.empty() ? "this netns" : netns) +
-                               ": " + strerror(err));
-  }
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  PHOTON_ASSIGN_OR_RETURN(int fd, NetlinkSocketIn(netns, NETLINK_NETFILTER, "nfnetlink"));
   int one = 1;  // errors without a copy of the refused message
   ::setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
   return std::unique_ptr<NftSocket>(new NftSocket(fd, netns));
