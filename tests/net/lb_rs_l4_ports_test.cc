@@ -351,109 +351,11 @@ TEST_F(LbPortsL4Test, ReplicasInPortNamespacesServeTheVipAndLeaveNothing) {
   EXPECT_EQ(Hello(bed_->NsPath("c"), vip), "");
 }
 
-// A replica that answers every line of a connection with its name and keeps it open.
-constexpr char kEchoMember[] =
-    "import socket,os,threading\n"
-    "n=(os.environ['PHOTON_INSTANCE']+'\\n').encode()\n"
-    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-    "s.bind(('0.0.0.0',8081)); s.listen(64)\n"
-    "def serve(c):\n"
-    "  try:\n"
-    "    while c.recv(256): c.sendall(n)\n"
-    "  except OSError: pass\n"
-    "  c.close()\n"
-    "while True:\n"
-    "  c,a=s.accept(); threading.Thread(target=serve,args=(c,),daemon=True).start()\n";
-
-// The replica answering a line on an open connection ("" if reset or silent for 2 s).
-std::string Ask(int fd) {
-  if (::send(fd, "x\n", 2, MSG_NOSIGNAL) != 2) return "";
-  std::string id;
-  auto deadline = std::chrono::steady_clock::now() + 2s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) != 1) continue;
-    char c;
-    if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
-    id += c;
-  }
-  return id;
-}
-
 // The scale-down drain of a member in a port namespace: its agent counts the connections to
 // the VIP in the port's namespace (not the node's) and keeps it running while one is open.
 TEST_F(LbPortsL4Test, ScaleDownDrainsTheLeavingPortsConnections) {
-  const std::string sg = MakeGroup();
-  const std::string rs = Name("drain"), victim = rs + "-1";  // scale down takes the tail
-  json body = PortsRsBody(rs, 1, sg, kEchoMember);
-  body["spec"]["schedule"]["nodes"] = {Node(3)};
-  auto r = Call("POST", "/v1/namespaces/default/regionservices", body);
-  ASSERT_EQ(r.status / 100, 2) << r.body;
-  services_.push_back(rs);
-  ASSERT_TRUE(WaitFor([&] { return Running(rs).size() == 1; }, 60s));
-  for (int attempt = 0;; ++attempt) {
-    ASSERT_LT(attempt, 20) << "scale kept conflicting";
-    json j = Get(RsPath(rs));
-    j["spec"]["replicas"] = 2;
-    j["spec"]["schedule"]["nodes"] = {Node(4)};
-    auto put = Call("PUT", RsPath(rs), j);
-    if (put.status == 200) break;
-    ASSERT_EQ(put.status, 409) << put.body;
-  }
-  std::string vip;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        json lb = Get(LbPath(rs));
-        if (!lb.is_object()) return false;
-        const json d = lb["status"].value("details", json::object());
-        vip = d.value("vip", "");
-        return d.value("member." + victim, "").find("UP on 2/2") != std::string::npos &&
-               d.value("member." + rs + "-0", "").find("UP on 2/2") != std::string::npos;
-      },
-      60s))
-      << Get(LbPath(rs)).dump();
-  // The drain that adding the victim started on the LB nodes ends first (see the shared suite).
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        for (int i = 1; i <= kLbNodes; ++i) {
-          if (bed_->Run(bed_->Host(i), {"nft", "list", "chains", "netdev"}).find("chain o_") !=
-              std::string::npos)
-            return false;
-        }
-        return true;
-      },
-      60s));
-  const std::string client = bed_->NsPath("c");
-  int held = -1;
-  std::vector<int> others;
-  for (int k = 0; k < 60 && held < 0; ++k) {
-    int fd = net_testing::ConnectFrom(client, vip, kPort, 3s);
-    ASSERT_GE(fd, 0);
-    if (Ask(fd) == victim) {
-      held = fd;
-    } else {
-      others.push_back(fd);
-    }
-  }
-  for (int fd : others) ::close(fd);
-  ASSERT_GE(held, 0) << "no connection reached " << victim;
-  ASSERT_EQ(Running(rs)[victim], 4);
-  Scale(rs, 1);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        json lb = Get(LbPath(rs));
-        return Running(rs).size() == 1 &&
-               !lb["status"].value("details", json::object()).contains("member." + victim);
-      },
-      30s))
-      << Get(LbPath(rs)).dump();
-  for (int k = 0; k < 10; ++k) {
-    EXPECT_EQ(Ask(held), victim) << "ask " << k << " after the scale-down";
-    std::this_thread::sleep_for(200ms);  // the pace of a long-lived client, not a wait
-  }
-  EXPECT_EQ(Call("GET", InstancePath(victim)).status, 200) << "deleted while its flow was open";
-  ::close(held);
-  EXPECT_TRUE(WaitFor([&] { return Call("GET", InstancePath(victim)).status == 404; }, 30s));
+  const std::string rs = Name("drain");
+  ScaleDownKeepsTheLeavingReplicasFlow(rs, PortsRsBody(rs, 1, MakeGroup(), kEchoMember));
 }
 
 }  // namespace
