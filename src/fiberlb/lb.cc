@@ -363,6 +363,7 @@ void Lb::DrainLoop() {
 
 std::map<std::string, std::string> Lb::ServingVips(const State& state) {
   std::map<std::string, std::string> out;
+  if (VipSet(state).empty()) return out;  // nothing to announce: no runtime API call
   auto stats = haproxy_->ShowStat();
   if (!stats.ok()) return out;    // HAProxy not answering: nothing is served here
   std::set<std::string> serving;  // backends with a member that takes new connections

@@ -127,6 +127,21 @@ inline std::unique_ptr<NetBed> LbSceneUp(int hosts, std::string* error) {
   return bed;
 }
 
+// The next line (without its '\n') read from `fd` within `timeout`, "" on none; the connection
+// stays open.
+inline std::string LbReadLine(int fd, std::chrono::milliseconds timeout) {
+  std::string line;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) != 1) continue;
+    char c;
+    if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
+    line += c;
+  }
+  return line;
+}
+
 // The first line (without its '\n') that a new connection from `client_ns` to vip:port
 // receives within 3 s, "" on failure. Closed with a reset: no TIME_WAIT left in the client.
 inline std::string LbHelloFrom(const std::string& client_ns, const std::string& vip, int port) {
@@ -134,15 +149,8 @@ inline std::string LbHelloFrom(const std::string& client_ns, const std::string& 
   if (fd < 0) return "";
   sockaddr_in dst = Addr(vip, port);
   std::string id;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0 || errno == EINPROGRESS) {
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) != 1) continue;
-      char c;
-      if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
-      id += c;
-    }
+    id = LbReadLine(fd, std::chrono::seconds(3));
   }
   linger lg{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);

@@ -299,16 +299,7 @@ class EchoServer {
 // The member answering a line on an open connection ("" if it was reset or is silent for 5 s).
 std::string Ask(int fd) {
   if (::send(fd, "x\n", 2, MSG_NOSIGNAL) != 2) return "";
-  std::string id;
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) != 1) continue;
-    char c;
-    if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
-    id += c;
-  }
-  return id;
+  return photon::net_testing::LbReadLine(fd, 5s);
 }
 
 // Scale-down drain (issue 20): a member removed from an L4 listener keeps the flows it had for

@@ -73,16 +73,7 @@ constexpr char kEchoMember[] =
 // The replica answering a line on an open connection ("" if reset or silent for 2 s).
 inline std::string Ask(int fd) {
   if (::send(fd, "x\n", 2, MSG_NOSIGNAL) != 2) return "";
-  std::string id;
-  auto deadline = std::chrono::steady_clock::now() + 2s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) != 1) continue;
-    char c;
-    if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
-    id += c;
-  }
-  return id;
+  return net_testing::LbReadLine(fd, 2s);
 }
 
 class LbRegionServiceL4Test : public BedClusterTest<LbRegionServiceL4Test> {
