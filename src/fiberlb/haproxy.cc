@@ -95,7 +95,8 @@ StatusOr<std::string> UnixSocketCommand(const std::string& socket_path, const st
     return absl::UnavailableError(socket_path + ": " + strerror(e));
   }
   std::string data = line + "\n";
-  if (write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
+  // MSG_NOSIGNAL: an HAProxy that closed its socket (reload, exit) is an error, not a SIGPIPE.
+  if (send(fd, data.data(), data.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(data.size())) {
     close(fd);
     return absl::UnavailableError(socket_path + ": short write");
   }

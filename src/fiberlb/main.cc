@@ -50,6 +50,8 @@ int Run(int argc, char** argv) {
     spdlog::error("data_dir {} is in use by another fiberlb", config->data_dir);
     return 2;
   }
+  // A peer that closes a socket we write to is an error of that write, never our exit.
+  signal(SIGPIPE, SIG_IGN);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

@@ -41,6 +41,7 @@ int Run(int argc, char** argv) {
     spdlog::error("data_dir: {}", std::string(s.message()));
     return 2;
   }
+  signal(SIGPIPE, SIG_IGN);  // a client that closed its TCP socket must not stop the server
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);
