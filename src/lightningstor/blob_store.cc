@@ -73,6 +73,38 @@ void BlobStore::Remove(const std::string& blob_id) const {
   }
 }
 
+BlobStore::~BlobStore() {
+  {
+    std::lock_guard<std::mutex> lock(reap_mu_);
+    closing_ = true;
+  }
+  reap_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void BlobStore::RemoveLater(const std::vector<std::string>& blob_ids) {
+  if (blob_ids.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(reap_mu_);
+    to_reap_.insert(to_reap_.end(), blob_ids.begin(), blob_ids.end());
+    if (!reaper_.joinable()) reaper_ = std::thread([this] { ReapLoop(); });
+  }
+  reap_cv_.notify_one();
+}
+
+void BlobStore::ReapLoop() {
+  std::unique_lock<std::mutex> lock(reap_mu_);
+  while (true) {
+    reap_cv_.wait(lock, [this] { return closing_ || !to_reap_.empty(); });
+    if (to_reap_.empty()) return;  // closing, and nothing left to unlink
+    std::vector<std::string> batch;
+    batch.swap(to_reap_);
+    lock.unlock();
+    for (const auto& id : batch) Remove(id);
+    lock.lock();
+  }
+}
+
 void BlobStore::ForEachBlob(const std::function<void(const std::string&)>& fn) const {
   for (int i = 0; i < 256; ++i) {
     char sub[8];

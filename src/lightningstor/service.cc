@@ -258,7 +258,7 @@ S3Service::S3Service(const Config& config, MetaStore* meta, BlobStore* blobs, Ke
 }
 
 void S3Service::FreeBlobs(const std::vector<std::string>& blob_ids) const {
-  for (const auto& id : blob_ids) blobs_->Remove(id);
+  blobs_->RemoveLater(blob_ids);
 }
 
 StatusOr<BucketMeta> S3Service::RequireBucket(const std::string& name) {

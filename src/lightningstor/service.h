@@ -63,7 +63,7 @@ class S3Service {
 
   http::Response Handle(http::Request& req);
 
-  // Deletes blob files freed by a metadata change (after its commit).
+  // Deletes blob files freed by a metadata change (after its commit), in the background.
   void FreeBlobs(const std::vector<std::string>& blob_ids) const;
 
  private:

@@ -277,6 +277,23 @@ TEST_F(StoreTest, AbandonedWriterRemovesTempFile) {
   EXPECT_TRUE(std::filesystem::is_empty(blobs_->tmp_dir()));
 }
 
+// Freed blobs are unlinked off the request path; closing the store unlinks whatever is still
+// queued, so a clean stop leaves no file the metadata does not name.
+TEST_F(StoreTest, RemoveLaterUnlinksInTheBackgroundAndOnClose) {
+  std::string big(2 * kBlockSize + 7, 'r');
+  std::vector<std::string> paths, ids;
+  for (int i = 0; i < 20; ++i) {
+    ObjectMeta o = Put("later" + std::to_string(i), big, 0);
+    ids.push_back(o.segments[0].blob_id);
+    paths.push_back(blobs_->BlobPath(ids.back()));
+    ASSERT_TRUE(std::filesystem::exists(paths.back()));
+  }
+  blobs_->RemoveLater({ids.begin(), ids.begin() + 10});
+  blobs_->RemoveLater({ids.begin() + 10, ids.end()});
+  blobs_.reset();
+  for (const auto& p : paths) EXPECT_FALSE(std::filesystem::exists(p)) << p;
+}
+
 TEST_F(StoreTest, LifecycleExpiryWithManualClock) {
   Config config;
   config.data_dir = dir_;
