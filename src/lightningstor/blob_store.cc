@@ -120,23 +120,11 @@ void BlobStore::ForEachBlob(const std::function<void(const std::string&)>& fn) c
   }
 }
 
-namespace {
-
-// One block kept per connection thread between requests: a keep-alive client sending small
-// objects would otherwise get a fresh 1 MiB allocation (and its page faults) per PUT.
-BlockBuffer& SpareBlock() {
-  thread_local BlockBuffer spare;
-  return spare;
-}
-
-}  // namespace
-
 BlobWriter::BlobWriter(BlobStore* store, uint64_t inline_max, bool force_file)
     : store_(store), inline_max_(force_file ? 0 : std::min<uint64_t>(inline_max, kBlockSize)) {}
 
 BlobWriter::~BlobWriter() {
   pipeline_.reset();  // its writer thread may still be using fd_
-  if (block_ && !SpareBlock()) SpareBlock() = std::move(block_);
   if (fd_ >= 0) close(fd_);
   if (!finished_ && !tmp_path_.empty()) unlink(tmp_path_.c_str());
 }
@@ -233,8 +221,6 @@ StatusOr<std::pair<char*, size_t>> BlobWriter::Buffer() {
   if (!block_) {
     if (pipeline_) {
       block_ = pipeline_->Acquire();
-    } else if (SpareBlock()) {
-      block_ = std::move(SpareBlock());
     } else {
       block_ = NewBlockBuffer();
     }

@@ -6,7 +6,43 @@
 
 namespace photon::lightningstor {
 
+namespace {
+
+struct BlockPool {
+  std::mutex mu;
+  std::vector<char*> free;
+};
+
+// Never destroyed: buffers may be freed by threads still running at exit.
+BlockPool& Pool() {
+  static BlockPool* pool = new BlockPool;
+  return *pool;
+}
+
+}  // namespace
+
+void BlockDeleter::operator()(char* p) const {
+  BlockPool& pool = Pool();
+  {
+    std::lock_guard<std::mutex> lock(pool.mu);
+    if (pool.free.size() < kPooledBlocks) {
+      pool.free.push_back(p);
+      return;
+    }
+  }
+  std::free(p);
+}
+
 BlockBuffer NewBlockBuffer() {
+  BlockPool& pool = Pool();
+  {
+    std::lock_guard<std::mutex> lock(pool.mu);
+    if (!pool.free.empty()) {
+      char* p = pool.free.back();
+      pool.free.pop_back();
+      return BlockBuffer(p);
+    }
+  }
   void* p = std::aligned_alloc(kDirectAlign, kBlockSize);
   if (p == nullptr) throw std::bad_alloc();
   return BlockBuffer(static_cast<char*>(p));
