@@ -59,14 +59,15 @@ WritePipeline::~WritePipeline() {
     std::lock_guard<std::mutex> lock(mu_);
     closing_ = true;
   }
-  cv_.notify_all();
+  hash_cv_.notify_one();
+  write_cv_.notify_one();
   if (hasher_.joinable()) hasher_.join();
   if (writer_.joinable()) writer_.join();
 }
 
 BlockBuffer WritePipeline::Acquire() {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return !free_.empty() || allocated_ < kDepth; });
+  space_cv_.wait(lock, [this] { return !free_.empty() || allocated_ < kDepth; });
   if (!free_.empty()) {
     BlockBuffer b = std::move(free_.back());
     free_.pop_back();
@@ -83,7 +84,8 @@ void WritePipeline::Submit(BlockBuffer buf, size_t len, uint64_t offset) {
     items_.push_back(Item{std::move(buf), len, offset, 2});
     ++submitted_;
   }
-  cv_.notify_all();
+  hash_cv_.notify_one();
+  if (!transform_) write_cv_.notify_one();  // with a transform the hasher wakes the writer
 }
 
 Status WritePipeline::status() {
@@ -91,13 +93,14 @@ Status WritePipeline::status() {
   return write_status_;
 }
 
-void WritePipeline::Release(Item* item) {
-  if (--item->pending > 0) return;
+bool WritePipeline::Release(Item* item) {
+  if (--item->pending > 0) return false;
   while (!items_.empty() && items_.front().pending == 0) {
     free_.push_back(std::move(items_.front().buf));
     items_.pop_front();
     ++first_index_;
   }
+  return true;
 }
 
 // Both loops read an item without the lock: it stays in items_ (a deque keeps references to
@@ -105,15 +108,15 @@ void WritePipeline::Release(Item* item) {
 void WritePipeline::HashLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [this] { return closing_ || hashed_ < submitted_; });
+    hash_cv_.wait(lock, [this] { return closing_ || hashed_ < submitted_; });
     if (hashed_ == submitted_) return;
     Item& item = items_[hashed_ - first_index_];
     lock.unlock();
     md5_->Update(item.buf.get(), item.len);
     lock.lock();
     ++hashed_;
-    Release(&item);
-    cv_.notify_all();
+    if (Release(&item)) space_cv_.notify_all();
+    if (transform_) write_cv_.notify_one();
   }
 }
 
@@ -121,7 +124,7 @@ void WritePipeline::WriteLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     // With a transform the writer follows the hasher: a block changes only once it is hashed.
-    cv_.wait(lock, [this] {
+    write_cv_.wait(lock, [this] {
       return closing_ || (written_ < submitted_ && (!transform_ || written_ < hashed_));
     });
     if (written_ == submitted_) return;
@@ -137,18 +140,18 @@ void WritePipeline::WriteLoop() {
     crcs_ += crc;
     if (!st.ok() && write_status_.ok()) write_status_ = st;
     ++written_;
-    Release(&item);
-    cv_.notify_all();
+    if (Release(&item)) space_cv_.notify_all();
   }
 }
 
 Status WritePipeline::Finish(std::string* block_crcs) {
   {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return hashed_ == submitted_ && written_ == submitted_; });
+    space_cv_.wait(lock, [this] { return hashed_ == submitted_ && written_ == submitted_; });
     closing_ = true;
   }
-  cv_.notify_all();
+  hash_cv_.notify_one();
+  write_cv_.notify_one();
   hasher_.join();
   writer_.join();
   *block_crcs += crcs_;

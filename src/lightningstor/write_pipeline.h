@@ -74,15 +74,21 @@ class WritePipeline {
   };
   void HashLoop();
   void WriteLoop();
-  void Release(Item* item);  // with mu_ held
+  // With mu_ held; true when the item is done with (a buffer may be free, or Finish may be
+  // able to return), so the receiver's condition changed.
+  bool Release(Item* item);
 
   Digest* md5_;
   WriteFn write_;
   TransformFn transform_;
   std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> items_;    // submission order; the front leaves once both are done
-  uint64_t first_index_ = 0;  // index of items_.front()
+  // One per waiter, so a state change wakes only the thread it concerns: each wake-up is a
+  // context switch that can land on the hasher's core, the one stage a PUT waits on.
+  std::condition_variable hash_cv_;   // the hasher: a block was submitted, or closing
+  std::condition_variable write_cv_;  // the writer: a block to write (hashed, with a transform)
+  std::condition_variable space_cv_;  // the receiver: a buffer freed, or all done (Finish)
+  std::deque<Item> items_;            // submission order; the front leaves once both are done
+  uint64_t first_index_ = 0;          // index of items_.front()
   uint64_t submitted_ = 0;
   uint64_t hashed_ = 0;   // next index for the hasher
   uint64_t written_ = 0;  // next index for the writer
