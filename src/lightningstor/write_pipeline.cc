@@ -67,7 +67,9 @@ WritePipeline::~WritePipeline() {
 
 BlockBuffer WritePipeline::Acquire() {
   std::unique_lock<std::mutex> lock(mu_);
-  space_cv_.wait(lock, [this] { return !free_.empty() || allocated_ < kDepth; });
+  // Once out of buffers, wait for kRefill of them: the receiver then takes several blocks
+  // from the socket in one go instead of waking once per block.
+  space_cv_.wait(lock, [this] { return free_.size() >= kRefill || allocated_ < kDepth; });
   if (!free_.empty()) {
     BlockBuffer b = std::move(free_.back());
     free_.pop_back();
@@ -115,7 +117,7 @@ void WritePipeline::HashLoop() {
     md5_->Update(item.buf.get(), item.len);
     lock.lock();
     ++hashed_;
-    if (Release(&item)) space_cv_.notify_all();
+    if (Release(&item)) WakeReceiver();
     if (transform_) write_cv_.notify_one();
   }
 }
@@ -140,8 +142,13 @@ void WritePipeline::WriteLoop() {
     crcs_ += crc;
     if (!st.ok() && write_status_.ok()) write_status_ = st;
     ++written_;
-    if (Release(&item)) space_cv_.notify_all();
+    if (Release(&item)) WakeReceiver();
   }
+}
+
+void WritePipeline::WakeReceiver() {
+  bool done = hashed_ == submitted_ && written_ == submitted_;
+  if (done || free_.size() >= kRefill) space_cv_.notify_one();
 }
 
 Status WritePipeline::Finish(std::string* block_crcs) {

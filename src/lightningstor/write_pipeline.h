@@ -66,6 +66,7 @@ class WritePipeline {
 
  private:
   static constexpr size_t kDepth = 8;
+  static constexpr size_t kRefill = kDepth / 2;
   struct Item {
     BlockBuffer buf;
     size_t len;
@@ -77,6 +78,8 @@ class WritePipeline {
   // With mu_ held; true when the item is done with (a buffer may be free, or Finish may be
   // able to return), so the receiver's condition changed.
   bool Release(Item* item);
+  // Wakes the receiver when its wait can end (kRefill buffers free, or all done); mu_ held.
+  void WakeReceiver();
 
   Digest* md5_;
   WriteFn write_;
