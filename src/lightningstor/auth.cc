@@ -55,11 +55,14 @@ std::string Authenticator::CachedSigningKey(const std::string& access_key,
                                             const std::string& secret, const std::string& date) {
   // The signing key depends only on secret, date and region: derive it once per day per key.
   std::string cache_key = access_key + "/" + date + "/" + secret;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = key_cache_.find(cache_key);
-  if (it != key_cache_.end()) return it->second;
-  if (key_cache_.size() > 4096) key_cache_.clear();
+  {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    auto it = key_cache_.find(cache_key);
+    if (it != key_cache_.end()) return it->second;
+  }
   std::string k = sigv4::SigningKey(secret, date, config_->region, "s3");
+  std::lock_guard<std::shared_mutex> lock(mu_);
+  if (key_cache_.size() > 4096) key_cache_.clear();
   key_cache_.emplace(cache_key, k);
   return k;
 }

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 
 #include "common/status.h"
@@ -55,7 +56,7 @@ class Authenticator {
   const Config* config_;
   KeyStore* keys_;
   const Clock* clock_;
-  std::mutex mu_;
+  std::shared_mutex mu_;  // shared for a hit: every signed request looks its key up
   std::map<std::string, std::string> key_cache_;  // "akid/date/secret-hash" -> signing key
 };
 

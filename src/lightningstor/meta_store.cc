@@ -315,11 +315,11 @@ Status MetaStore::WriteBuckets(Change change) { return Write(std::move(change), 
 // before a commit can then never be served after a reader saw the commit's row.
 void MetaStore::BumpGenerations(bool buckets) {
   {
-    std::lock_guard<std::mutex> lock(object_mu_);
+    std::lock_guard<std::shared_mutex> lock(object_mu_);
     ++object_generation_;
   }
   if (!buckets) return;
-  std::lock_guard<std::mutex> lock(bucket_mu_);
+  std::lock_guard<std::shared_mutex> lock(bucket_mu_);
   ++bucket_generation_;
   bucket_cache_.clear();
 }
@@ -378,7 +378,7 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
 StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
   uint64_t generation;
   {
-    std::lock_guard<std::mutex> lock(bucket_mu_);
+    std::shared_lock<std::shared_mutex> lock(bucket_mu_);
     generation = bucket_generation_;
     auto it = bucket_cache_.find(name);
     if (generation % 2 == 0 && it != bucket_cache_.end()) return it->second;
@@ -393,7 +393,7 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
                     s.ColumnText(4),  s.ColumnText(5),  s.ColumnText(6),  s.ColumnText(7),
                     s.ColumnText(8),  s.ColumnText(9),  s.ColumnText(10), s.ColumnText(11),
                     s.ColumnText(12), s.ColumnText(13), s.ColumnText(14), s.ColumnText(15)};
-  std::lock_guard<std::mutex> lock(bucket_mu_);
+  std::lock_guard<std::shared_mutex> lock(bucket_mu_);
   // Kept only if no bucket write committed since the read began: that row may predate it.
   if (generation == bucket_generation_ && generation % 2 == 0) {
     if (bucket_cache_.size() >= kBucketCacheSize) bucket_cache_.clear();
@@ -588,7 +588,7 @@ StatusOr<std::shared_ptr<const ObjectMeta>> MetaStore::GetObjectShared(
   uint64_t generation = 0;
   if (version_id.empty()) {
     cache_key = bucket + '\0' + key;
-    std::lock_guard<std::mutex> lock(object_mu_);
+    std::shared_lock<std::shared_mutex> lock(object_mu_);
     generation = object_generation_;
     auto it = object_cache_.find(cache_key);
     if (generation % 2 == 0 && it != object_cache_.end() && it->second.first == generation) {
@@ -630,7 +630,7 @@ std::shared_ptr<const ObjectMeta> MetaStore::KeepObject(const std::string& cache
   auto row = std::make_shared<const std::pair<ObjectMeta, size_t>>(std::move(o), bytes);
   std::shared_ptr<const ObjectMeta> shared(row, &row->first);
   if (bytes > kObjectCacheBytes / 64) return shared;  // (an object of many parts, say)
-  std::lock_guard<std::mutex> lock(object_mu_);
+  std::lock_guard<std::shared_mutex> lock(object_mu_);
   // A row read before or during a commit may be stale: not kept.
   if (generation != object_generation_ || generation % 2 != 0) return shared;
   if (object_cache_bytes_ + bytes > kObjectCacheBytes) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -199,7 +200,7 @@ class MetaStore {
   // and a read transaction costs more than the rest of a small GET's metadata work. Emptied by
   // every bucket or account write; bucket_generation_ keeps a read that raced one out of the cache.
   static constexpr size_t kBucketCacheSize = 4096;
-  std::mutex bucket_mu_;
+  std::shared_mutex bucket_mu_;  // shared for a cache hit: 16 request threads read at once
   std::unordered_map<std::string, BucketMeta> bucket_cache_;
   uint64_t bucket_generation_ = 0;
 
@@ -211,7 +212,7 @@ class MetaStore {
   std::shared_ptr<const ObjectMeta> KeepObject(const std::string& cache_key, uint64_t generation,
                                                ObjectMeta o);
   static constexpr size_t kObjectCacheBytes = 64 << 20;
-  std::mutex object_mu_;
+  std::shared_mutex object_mu_;  // shared for a cache hit
   // key -> (generation, (row, bytes it is counted as))
   std::unordered_map<std::string,
                      std::pair<uint64_t, std::shared_ptr<const std::pair<ObjectMeta, size_t>>>>
