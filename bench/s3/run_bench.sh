@@ -210,25 +210,25 @@ if [ "$ONLY" = large ]; then
 fi
 
 # ---- small objects ---------------------------------------------------------------------------
-"$LOAD" prep-small --port "$PORT" --size 4096 --count 1000 --clients "$CLIENTS" >/dev/null
-for i in $(seq 3); do
-  "$LOAD" put-small --port "$PORT" --size 4096 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/put_small.txt"
-  "$LOAD" get-small --port "$PORT" --size 4096 --count 1000 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/get_small.txt"
-done
-PUT_S=$(field rate < "$WORK/put_small.txt" | median); GET_S=$(field rate < "$WORK/get_small.txt" | median)
-RSS_SMALL=$(rss_mib "$DAEMON")
-stop_daemon
-
-# ---- nginx serving the same 4 KiB files ------------------------------------------------------
+# nginx serves the same 1000 4 KiB files beside the daemon, and the GET rounds alternate
+# between the two: a neighbour's burst or a change of load then hits both alike.
 mkdir -p "$WORK/www"
 head -c 4096 /dev/urandom > "$WORK/www/0"
 for i in $(seq 1 999); do cp "$WORK/www/0" "$WORK/www/$i"; done
 start_nginx "$WORK/www" 0
+"$LOAD" prep-small --port "$PORT" --size 4096 --count 1000 --clients "$CLIENTS" >/dev/null
 for i in $(seq 3); do
+  "$LOAD" put-small --port "$PORT" --size 4096 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/put_small.txt"
+done
+for i in $(seq "$ROUNDS"); do
+  "$LOAD" get-small --port "$PORT" --size 4096 --count 1000 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/get_small.txt"
   "$LOAD" get-plain --port "$NGINX_PORT" --size 4096 --count 1000 --clients "$CLIENTS" --seconds "$SECS" >> "$WORK/nginx_get.txt"
 done
+PUT_S=$(field rate < "$WORK/put_small.txt" | median); GET_S=$(field rate < "$WORK/get_small.txt" | median)
 NGINX_S=$(field rate < "$WORK/nginx_get.txt" | median)
+RSS_SMALL=$(rss_mib "$DAEMON")
 stop_nginx
+stop_daemon
 
 # ---- 1,000,000 objects in one bucket ---------------------------------------------------------
 mkdir -p "$WORK/million"
@@ -246,7 +246,8 @@ stop_daemon
 echo
 print_large
 echo "4 KiB PUT    lightningstor $PUT_S ops/s ($CLIENTS clients, median of 3 x ${SECS}s)"
-echo "4 KiB GET    lightningstor $GET_S ops/s   nginx $NGINX_S ops/s   ratio $(ratio "$GET_S" "$NGINX_S")"
+echo "4 KiB GET    lightningstor $GET_S ops/s   nginx $NGINX_S ops/s   ratio $(ratio "$GET_S" "$NGINX_S")   (median of $ROUNDS alternating rounds of ${SECS}s)"
+echo "   GET rounds: lightningstor $(field rate < "$WORK/get_small.txt" | tr '\n' ' ')  nginx $(field rate < "$WORK/nginx_get.txt" | tr '\n' ' ')"
 echo "RSS after small-object runs: $RSS_SMALL MiB"
 echo "1M objects   seeded in ${SEED_S}s; daemon RSS idle $RSS_IDLE MiB, after full listing $RSS_LIST MiB; data dir $DB_MIB MiB"
 echo "ListObjectsV2 over $LIST_KEYS keys (1000 per page): ${LIST_S}s"
