@@ -376,6 +376,11 @@ Status MetaStore::CreateBucket(const BucketMeta& bucket) {
 }
 
 StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
+  PHOTON_ASSIGN_OR_RETURN(auto bucket, GetBucketShared(name));
+  return *bucket;
+}
+
+StatusOr<std::shared_ptr<const BucketMeta>> MetaStore::GetBucketShared(const std::string& name) {
   uint64_t generation;
   {
     std::shared_lock<std::shared_mutex> lock(bucket_mu_);
@@ -389,10 +394,11 @@ StatusOr<BucketMeta> MetaStore::GetBucket(const std::string& name) {
                                             name));
   PHOTON_ASSIGN_OR_RETURN(bool found, s.Step());
   if (!found) return S3Error("NoSuchBucket", "The specified bucket does not exist");
-  BucketMeta bucket{s.ColumnText(0),  s.ColumnInt(1),   s.ColumnText(2),  s.ColumnInt(3) != 0,
-                    s.ColumnText(4),  s.ColumnText(5),  s.ColumnText(6),  s.ColumnText(7),
-                    s.ColumnText(8),  s.ColumnText(9),  s.ColumnText(10), s.ColumnText(11),
-                    s.ColumnText(12), s.ColumnText(13), s.ColumnText(14), s.ColumnText(15)};
+  auto bucket = std::make_shared<const BucketMeta>(
+      BucketMeta{s.ColumnText(0), s.ColumnInt(1), s.ColumnText(2), s.ColumnInt(3) != 0,
+                 s.ColumnText(4), s.ColumnText(5), s.ColumnText(6), s.ColumnText(7),
+                 s.ColumnText(8), s.ColumnText(9), s.ColumnText(10), s.ColumnText(11),
+                 s.ColumnText(12), s.ColumnText(13), s.ColumnText(14), s.ColumnText(15)});
   std::lock_guard<std::shared_mutex> lock(bucket_mu_);
   // Kept only if no bucket write committed since the read began: that row may predate it.
   if (generation == bucket_generation_ && generation % 2 == 0) {

@@ -66,6 +66,9 @@ class MetaStore {
   // Buckets.
   Status CreateBucket(const BucketMeta& bucket);
   StatusOr<BucketMeta> GetBucket(const std::string& name);
+  // The same row shared with the cache, never changed (the access check of every request
+  // reads its bucket: a copy is 16 strings).
+  StatusOr<std::shared_ptr<const BucketMeta>> GetBucketShared(const std::string& name);
   StatusOr<std::vector<BucketMeta>> ListBuckets();
   // BucketNotEmpty while any version is left; unfinished multipart uploads are deleted with the
   // bucket (as S3 does), their part blobs are in the result.
@@ -201,7 +204,7 @@ class MetaStore {
   // every bucket or account write; bucket_generation_ keeps a read that raced one out of the cache.
   static constexpr size_t kBucketCacheSize = 4096;
   std::shared_mutex bucket_mu_;  // shared for a cache hit: 16 request threads read at once
-  std::unordered_map<std::string, BucketMeta> bucket_cache_;
+  std::unordered_map<std::string, std::shared_ptr<const BucketMeta>> bucket_cache_;
   uint64_t bucket_generation_ = 0;
 
   // Latest versions as GetObject last read them (small objects with their bytes), so a GET

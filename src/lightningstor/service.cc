@@ -503,11 +503,12 @@ Status S3Service::CheckAccess(S3Request& r) {
   Need need = NeedOf(r.op);
   if (need.level == Need::kNone || need.level == Need::kSignedIn || r.bucket.empty())
     return r.auth.anonymous && !kAnonymousOps.count(r.op) ? denied() : absl::OkStatus();
-  auto bucket = RequireBucket(r.bucket);
-  if (!bucket.ok()) {
+  auto found = meta_->GetBucketShared(r.bucket);
+  if (!found.ok()) {
     // A signed caller is told the bucket is missing (the handler answers NoSuchBucket).
     return r.auth.anonymous ? denied() : absl::OkStatus();
   }
+  const BucketMeta* bucket = found->get();
   r.bucket_owner = bucket->owner;
   r.ownership = bucket->ownership;
   r.logging = bucket->logging;
