@@ -183,13 +183,20 @@ class BedClusterTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
   }
   void TearDown() override {
-    for (const auto& name : created_) (void)Call("DELETE", InstancePath(name));
-    for (const auto& name : created_) {
-      EXPECT_TRUE(WaitFor([&] { return Call("GET", InstancePath(name)).status == 404; },
-                          opt_->delete_timeout))
-          << name;
-    }
+    std::vector<std::string> paths;
+    for (const auto& name : created_) paths.push_back(InstancePath(name));
+    DeleteAndAwaitGone(paths, opt_->delete_timeout);
     created_.clear();
+  }
+
+  // Deletes every path first (so their teardowns overlap), then expects each to answer 404
+  // within `timeout`.
+  static void DeleteAndAwaitGone(const std::vector<std::string>& paths,
+                                 std::chrono::seconds timeout) {
+    for (const auto& path : paths) (void)Call("DELETE", path);
+    for (const auto& path : paths) {
+      EXPECT_TRUE(WaitFor([&] { return Call("GET", path).status == 404; }, timeout)) << path;
+    }
   }
 
   static int FreePortOn(const std::string& ip) {
@@ -267,6 +274,13 @@ class BedClusterTest : public ::testing::Test {
   }
   static std::string InstancePath(const std::string& name) {
     return "/v1/namespaces/default/computeinstances/" + name;
+  }
+  static std::string RsPath(const std::string& rs) {
+    return "/v1/namespaces/default/regionservices/" + rs;
+  }
+  // The LoadBalancer a RegionService's provider made (it carries the service's name).
+  static std::string LbPath(const std::string& rs) {
+    return "/v1/namespaces/default/loadbalancers/" + rs;
   }
   static int CountLines(const std::string& text, const std::string& needle) {
     int n = 0;

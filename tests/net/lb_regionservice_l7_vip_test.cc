@@ -74,10 +74,9 @@ class LbRegionServiceL7VipTest : public BedClusterTest<LbRegionServiceL7VipTest>
     std::filesystem::remove(LbDir() + ".log", ec);
   }
   void TearDown() override {
-    for (const auto& rs : services_) (void)Call("DELETE", RsPath(rs));
-    for (const auto& rs : services_) {
-      EXPECT_TRUE(WaitFor([&] { return Call("GET", RsPath(rs)).status == 404; }, 60s)) << rs;
-    }
+    std::vector<std::string> paths;
+    for (const auto& rs : services_) paths.push_back(RsPath(rs));
+    DeleteAndAwaitGone(paths, 60s);
     BedClusterTest::TearDown();
   }
 
@@ -109,12 +108,6 @@ class LbRegionServiceL7VipTest : public BedClusterTest<LbRegionServiceL7VipTest>
     return bed_->Run(bed_->Host(1),
                      {"curl", "-s", "-m", "10", "-H", "Authorization: Bearer " + token,
                       "http://" + LbApi() + "/v1/pools/photon.default." + rs + ".80"});
-  }
-  static std::string RsPath(const std::string& rs) {
-    return "/v1/namespaces/default/regionservices/" + rs;
-  }
-  static std::string LbPath(const std::string& rs) {
-    return "/v1/namespaces/default/loadbalancers/" + rs;
   }
   void CreateService(const std::string& name, int target_port) {
     json lb = {

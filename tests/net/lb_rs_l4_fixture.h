@@ -134,10 +134,9 @@ class LbRegionServiceL4Test : public BedClusterTest<LbRegionServiceL4Test> {
     }
   }
   void TearDown() override {
-    for (const auto& rs : services_) (void)Call("DELETE", RsPath(rs));
-    for (const auto& rs : services_) {
-      EXPECT_TRUE(WaitFor([&] { return Call("GET", RsPath(rs)).status == 404; }, 60s)) << rs;
-    }
+    std::vector<std::string> paths;
+    for (const auto& rs : services_) paths.push_back(RsPath(rs));
+    DeleteAndAwaitGone(paths, 60s);
     BedClusterTest::TearDown();
   }
 
@@ -182,12 +181,6 @@ class LbRegionServiceL4Test : public BedClusterTest<LbRegionServiceL4Test> {
     return out;
   }
 
-  static std::string RsPath(const std::string& rs) {
-    return "/v1/namespaces/default/regionservices/" + rs;
-  }
-  static std::string LbPath(const std::string& rs) {
-    return "/v1/namespaces/default/loadbalancers/" + rs;
-  }
   // `program`: the replicas' Python program (default kMember).
   json RsBody(const std::string& name, int replicas, const std::string& program = kMember) {
     json lb = {{"type", "L4"},
