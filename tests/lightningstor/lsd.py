@@ -123,6 +123,33 @@ class Daemon:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def stored_files_contain(data_dir, needle):
+    """Whether any file under data_dir holds needle. A file may vanish while it is walked: the
+    daemon unlinks freed blobs on a background thread."""
+    for root, _, files in os.walk(data_dir):
+        for name in files:
+            try:
+                with open(os.path.join(root, name), "rb") as f:
+                    if needle in f.read():
+                        return True
+            except FileNotFoundError:
+                pass
+    return False
+
+
+def gone_from_disk(data_dir, needles, within=10.0):
+    """Whether, within `within` seconds, no file under data_dir holds any of needles. A deleted
+    or overwritten object's blob is unlinked shortly after the answer (on a background
+    thread), so its bytes are waited for, bounded; bytes that stay fail."""
+    deadline = time.monotonic() + within
+    while True:
+        if not any(stored_files_contain(data_dir, n) for n in needles):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def md5(data):
     return hashlib.md5(data).hexdigest()
 

@@ -60,12 +60,7 @@ class ResticTest(unittest.TestCase):
         return os.path.join(target, self.src.lstrip("/"))
 
     def stored_files_contain(self, needle):
-        for root, _, files in os.walk(self.d.data_dir):
-            for f in files:
-                with open(os.path.join(root, f), "rb") as fh:
-                    if needle in fh.read():
-                        return True
-        return False
+        return lsd.stored_files_contain(self.d.data_dir, needle)
 
     def test_backup_check_restore_prune(self):
         shutil.rmtree(self.src, ignore_errors=True)

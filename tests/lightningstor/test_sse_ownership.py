@@ -57,12 +57,11 @@ class SseOwnershipTest(unittest.TestCase):
         cls.d.stop()
 
     def stored_files_contain(self, needle):
-        for root, _, files in os.walk(self.d.data_dir):
-            for name in files:
-                with open(os.path.join(root, name), "rb") as f:
-                    if needle in f.read():
-                        return True
-        return False
+        return lsd.stored_files_contain(self.d.data_dir, needle)
+
+    def assert_gone_from_disk(self, *needles):
+        """After a delete: the freed blobs are unlinked just after the answer, not before it."""
+        self.assertTrue(lsd.gone_from_disk(self.d.data_dir, needles), needles)
 
     # --- SSE on multipart uploads -----------------------------------------------------------
 
@@ -114,8 +113,7 @@ class SseOwnershipTest(unittest.TestCase):
         self.assertEqual(digest(g["Body"].read()), digest(whole))
         s3.delete_object(Bucket="enc", Key="mp-s3-copy")
         s3.delete_object(Bucket="enc", Key="mp-plain-src")
-        for needle in (p1[:40], p2[:40], p2[-40:], p3[:40]):
-            self.assertFalse(self.stored_files_contain(needle))
+        self.assert_gone_from_disk(p1[:40], p2[:40], p2[-40:], p3[:40])
 
     def test_sse_c_multipart(self):
         s3 = self.s3
@@ -181,8 +179,7 @@ class SseOwnershipTest(unittest.TestCase):
                        CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=key)
         self.assertEqual(digest(s3.get_object(Bucket="enc", Key="mp-c-plain")["Body"].read()), digest(whole))
         s3.delete_object(Bucket="enc", Key="mp-c-plain")
-        for needle in (p1[:40], p1[-40:], p2[:40], p3[:40], key, other):
-            self.assertFalse(self.stored_files_contain(needle))
+        self.assert_gone_from_disk(p1[:40], p1[-40:], p2[:40], p3[:40], key, other)
         # An unencrypted upload takes no key on its parts.
         uid = s3.create_multipart_upload(Bucket="enc", Key="mp-plain")["UploadId"]
         with self.assertRaises(ClientError) as e:
@@ -216,7 +213,7 @@ class SseOwnershipTest(unittest.TestCase):
         r = s3.copy_object(Bucket="enc-default", Key="copied", CopySource="enc/plain-for-default")
         self.assertEqual(headers_of(r)["x-amz-server-side-encryption"], "AES256")
         s3.delete_object(Bucket="enc", Key="plain-for-default")
-        self.assertFalse(self.stored_files_contain(b"COPIED-INTO-DEFAULT"))
+        self.assert_gone_from_disk(b"COPIED-INTO-DEFAULT")
         up = s3.create_multipart_upload(Bucket="enc-default", Key="mp")
         self.assertEqual(up["ServerSideEncryption"], "AES256")
         part = b"DEFAULT-MP-PART " + os.urandom(1000)

@@ -54,6 +54,64 @@ constexpr char kPrometheus[] = "/usr/bin/prometheus";
 
 std::map<std::string, std::string> TargetHealth(cli::HttpClient& api);
 
+// Debian's prometheus, on a port of its own. A port FreePort() found free may be bound by
+// another test (or by a daemon of this one) before prometheus binds it; prometheus then exits
+// and whatever holds the port answers there (CI once saw photon-server read "bad version" from
+// it for a whole test). So it is started on fresh ports until one answers as Prometheus, ready.
+class Prometheus {
+ public:
+  // DIR/prometheus.yml is its config (one with no jobs is written when there is none yet);
+  // DIR/data its store, DIR/prometheus.log its log.
+  explicit Prometheus(const std::string& dir, std::vector<std::string> flags = {}) : dir_(dir) {
+    if (!std::filesystem::exists(dir + "/prometheus.yml")) {
+      std::ofstream(dir + "/prometheus.yml") << "global: {scrape_interval: 1s}\n";
+    }
+    for (int attempt = 0; attempt < 5 && !daemon_; ++attempt) {
+      port_ = FreePort();
+      std::vector<std::string> argv = {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
+                                       "--storage.tsdb.path=" + dir + "/data",
+                                       "--web.listen-address=" + address()};
+      argv.insert(argv.end(), flags.begin(), flags.end());
+      auto d = std::make_unique<Daemon>(argv, dir + "/prometheus.log");
+      if (WaitFor([&] { return !d->Running() || Ready(); }, 60s) && d->Running()) {
+        daemon_ = std::move(d);
+      }
+    }
+  }
+  bool ok() const { return daemon_ != nullptr; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return "http://" + address(); }
+  std::string LogTail() const {
+    std::string l = Slurp(dir_ + "/prometheus.log");
+    return l.substr(l.size() > 3000 ? l.size() - 3000 : 0);
+  }
+  // Rereads prometheus.yml (SIGHUP) and returns once the config it serves holds `marker`.
+  bool Reload(const std::string& marker) {
+    if (!daemon_ || kill(daemon_->pid(), SIGHUP) != 0) return false;
+    auto api = cli::HttpClient::Create(url(), "");
+    return api.ok() && WaitFor(
+                           [&] {
+                             auto r = api->Do("GET", "/api/v1/status/config");
+                             return r.ok() && r->status == 200 &&
+                                    r->body.find(marker) != std::string::npos;
+                           },
+                           30s);
+  }
+
+ private:
+  bool Ready() const {
+    auto api = cli::HttpClient::Create(url(), "");
+    if (!api.ok()) return false;
+    api->set_timeout(2s);  // whatever else holds the port may never answer
+    auto r = api->Do("GET", "/-/ready");
+    return r.ok() && r->status == 200 && r->body.find("Prometheus") != std::string::npos;
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  std::unique_ptr<Daemon> daemon_;
+};
+
 TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
   ASSERT_EQ(access(kPrometheus, X_OK), 0)
       << "prometheus is not installed (scripts/install-deps.sh)";
@@ -72,14 +130,10 @@ TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
     annotations: {summary: "the test rule fired"}
 )";
   ASSERT_TRUE(WritePrometheusConfig(dir, server, dir + "/token", dir + "/rules.yml"));
-  const int port = FreePort();
-  Daemon prom(
-      {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
-       "--storage.tsdb.path=" + dir + "/data",
-       "--web.listen-address=127.0.0.1:" + std::to_string(port), "--rules.alert.resend-delay=1s"},
-      dir + "/prometheus.log");
   const auto started = std::chrono::steady_clock::now();
-  auto api = cli::HttpClient::Create("http://127.0.0.1:" + std::to_string(port), "");
+  Prometheus prom(dir, {"--rules.alert.resend-delay=1s"});
+  ASSERT_TRUE(prom.ok()) << prom.LogTail();
+  auto api = cli::HttpClient::Create(prom.url(), "");
   ASSERT_TRUE(api.ok());
 
   // Both found through discovery, both scraped and up.
@@ -98,10 +152,7 @@ TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
       },
       60s))
       << json(health) << "\n"
-      << [&] {
-           std::string l = Slurp(dir + "/prometheus.log");
-           return l.substr(l.size() > 3000 ? l.size() - 3000 : 0);
-         }();
+      << prom.LogTail();
   // And what it scraped is queryable with the discovery's labels.
   auto q =
       api->Do("GET", "/api/v1/query?query=up%7Bjob%3D%22photon-agent%22%2Cnode%3D%22prom1%22%7D");
@@ -187,10 +238,7 @@ TEST(OpsPrometheus, ScrapesThroughDiscoveryAndItsAlertsBecomeEvents) {
         return event.is_object();
       },
       120s))
-      << [&] {
-           std::string l = Slurp(dir + "/prometheus.log");
-           return l.substr(l.size() > 3000 ? l.size() - 3000 : 0);
-         }();
+      << prom.LogTail();
   std::cout << "event after " << (std::chrono::steady_clock::now() - started) / 1ms << " ms\n";
   const json o = event["spec"]["opsEvent"];
   EXPECT_EQ(o["severity"], "CRITICAL");
@@ -305,12 +353,9 @@ TEST(OpsPrometheus, DiscoversTheProvidersDaemons) {
 
   const std::string server = "127.0.0.1:" + std::to_string(c.port());
   ASSERT_TRUE(WritePrometheusConfig(dir + "/prometheus", server, dir + "/prometheus/token", ""));
-  const int port = FreePort();
-  Daemon prom({kPrometheus, "--config.file=" + dir + "/prometheus/prometheus.yml",
-               "--storage.tsdb.path=" + dir + "/prometheus/data",
-               "--web.listen-address=127.0.0.1:" + std::to_string(port)},
-              dir + "/prometheus.log");
-  auto api = cli::HttpClient::Create("http://127.0.0.1:" + std::to_string(port), "");
+  Prometheus prom(dir + "/prometheus");
+  ASSERT_TRUE(prom.ok()) << prom.LogTail();
+  auto api = cli::HttpClient::Create(prom.url(), "");
   ASSERT_TRUE(api.ok());
   std::map<std::string, std::string> health;
   ASSERT_TRUE(WaitFor(
@@ -321,7 +366,7 @@ TEST(OpsPrometheus, DiscoversTheProvidersDaemons) {
       },
       60s))
       << json(health) << "\n"
-      << Slurp(dir + "/prometheus.log").substr(0, 3000);
+      << prom.LogTail();
   // What it scraped carries the daemon's own metrics under the discovery's labels.
   auto q = api->Do("GET", "/api/v1/query?query=count%28%7Bjob%3D%22flashdns%22%7D%29");
   ASSERT_TRUE(q.ok());
@@ -375,9 +420,17 @@ std::map<std::string, std::string> StoredStats(store::Store& s, bool revisions) 
 TEST(OpsPrometheus, LongTermStatisticsPerDayAndMonth) {
   ASSERT_EQ(access(kPrometheus, X_OK), 0)
       << "prometheus is not installed (scripts/install-deps.sh)";
-  const int port = FreePort();
-  const std::string prom_url = "http://127.0.0.1:" + std::to_string(port);
-  Cluster c({"--prometheus-url", prom_url, "--stats-day-seconds", "4", "--stats-month-days", "2"});
+  // Prometheus first (photon-server is told its address), its scrape config once the server
+  // it scrapes is up.
+  const std::string dir = MakeTempDir("opsstats");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  Prometheus prom(dir);
+  ASSERT_TRUE(prom.ok()) << prom.LogTail();
+  Cluster c(
+      {"--prometheus-url", prom.url(), "--stats-day-seconds", "4", "--stats-month-days", "2"});
   ASSERT_TRUE(c.StartAgent("stat1", "role=stats"));
   const std::string name = "spin-" + std::to_string(getpid());
   json inst = {{"metadata", {{"name", name}, {"agentId", "stat1"}}},
@@ -387,16 +440,11 @@ TEST(OpsPrometheus, LongTermStatisticsPerDayAndMonth) {
   auto r = c.Call("POST", "/v1/namespaces/default/computeinstances", inst);
   ASSERT_EQ(r.status, 202) << r.body;
   ASSERT_TRUE(WaitFor([&] { return c.Phase(name) == "RUNNING"; }, 30s)) << c.Phase(name);
-  const std::string dir = c.dir() + "/prometheus";
-  std::filesystem::create_directories(dir);
   ASSERT_TRUE(std::filesystem::copy_file(c.dir() + "/server/admin.token", dir + "/token"));
-  ASSERT_TRUE(
-      WritePrometheusConfig(dir, "127.0.0.1:" + std::to_string(c.port()), dir + "/token", ""));
-  Daemon prom({kPrometheus, "--config.file=" + dir + "/prometheus.yml",
-               "--storage.tsdb.path=" + dir + "/data",
-               "--web.listen-address=127.0.0.1:" + std::to_string(port)},
-              dir + "/prometheus.log");
-  auto api = cli::HttpClient::Create(prom_url, "");
+  const std::string server = "127.0.0.1:" + std::to_string(c.port());
+  ASSERT_TRUE(WritePrometheusConfig(dir, server, dir + "/token", ""));
+  ASSERT_TRUE(prom.Reload(server)) << prom.LogTail();
+  auto api = cli::HttpClient::Create(prom.url(), "");
   ASSERT_TRUE(api.ok());
   // Six Critical events of the namespace, counted by photon-server (scraped by Prometheus).
   for (int i = 0; i < 6; ++i) {
@@ -543,7 +591,7 @@ TEST(OpsPrometheus, LongTermStatisticsPerDayAndMonth) {
   // nothing; a third on a fresh store, at the same time, stores the very same records (the
   // last 2 days: Prometheus has run for a few only).
   const int64_t now = std::time(nullptr);
-  server::opsengine::StatsOptions so{.prometheus_url = prom_url,
+  server::opsengine::StatsOptions so{.prometheus_url = prom.url(),
                                      .day = std::chrono::seconds(4),
                                      .month_days = 2,
                                      .catchup_days = 2};
