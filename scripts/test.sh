@@ -12,7 +12,8 @@ bash scripts/build.sh
 # use) run with PHOTON_SLOW_TESTS=1, or by hand: cd build && ctest -L slow (docs/vm.md).
 SLOW=(-LE slow)
 [ -z "${PHOTON_SLOW_TESTS:-}" ] || SLOW=()
-# Tests start real daemons on port 0 and private temp dirs, so they can run in parallel.
+# Tests start real daemons on ports of their own (port 0, or tests/free_port.h: below the
+# ephemeral range) and private temp dirs, so they can run in parallel.
 (cd "${PHOTON_BUILD_DIR:-$ROOT/build}" &&
   require_suites $(sed -e 's/#.*//' "$ROOT/tests/suites.txt") &&
   ctest_no_skips --output-on-failure --timeout 600 -j "${PHOTON_TEST_JOBS:-2}" "${SLOW[@]}" "$@")

@@ -32,6 +32,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../../tests/free_port.h"
 #include "common/file_util.h"
 #include "common/metrics.h"
 #include "common/util.h"
@@ -54,11 +55,7 @@ std::string TempDir(const std::string& tag) {
   return t;
 }
 
-int FreePort() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
+using ::photon::testing::FreePort;
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;

@@ -36,6 +36,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../../tests/free_port.h"
 #include "common/file_util.h"
 #include "common/http_client.h"
 #include "common/http_server.h"
@@ -50,11 +51,7 @@ using nlohmann::json;
 
 namespace {
 
-int FreePort() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
+using ::photon::testing::FreePort;
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "../free_port.h"
 #include "cli/http_client.h"
 #include "common/file_util.h"
 #include "test_env.h"
@@ -24,19 +25,7 @@ extern char** environ;
 
 namespace photon::agent::testing {
 
-inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
+using ::photon::testing::FreePort;
 
 // A child process whose output goes to a file.
 class Daemon {

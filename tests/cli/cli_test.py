@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,10 +19,8 @@ PHOTON = os.path.join(BUILD, "src/cli/photon")
 HOLLOW = os.path.join(BUILD, "src/agent/hollow/photon-hollow")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from free_port import free_port  # noqa: E402,F401  (one way to pick a port, tests/free_port.py)
 
 
 class CliTest(unittest.TestCase):

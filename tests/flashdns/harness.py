@@ -2,6 +2,7 @@
 output. Every process started here is killed when the harness is closed."""
 import atexit
 import os
+import sys
 import re
 import shutil
 import signal
@@ -32,22 +33,8 @@ def _remove_temp_dirs():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1 and ::1 (best effort)."""
-    for _ in range(50):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
-        try:
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            u.bind(("127.0.0.1", port))
-            u.close()
-            return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-    raise RuntimeError("no free port")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from free_port import free_port  # noqa: E402,F401  (one way to pick a port, tests/free_port.py)
 
 
 def _die_with_parent():

@@ -153,6 +153,8 @@ class GslbProviderTest(unittest.TestCase):
             code, body = self.api.call("POST", "/v1/namespaces/team-a/globalservices", self.gs())
             self.assertEqual(code, 202, body)
         self.wait_answers(VIPS, 15)
+        # The records are written before the status that says so: the answer may come first.
+        wait_until("web RUNNING", lambda: (self.status() or {}).get("phase") == "RUNNING", 10)
 
     def photon(self, *args):
         env = {"PATH": os.environ.get("PATH", ""), "HOME": self.tmp,

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "../free_port.h"
 #include "common/file_util.h"
 #include "common/http_client.h"
 #include "store/etcd_store.h"
@@ -33,18 +34,7 @@ namespace photon::testing::ha {
 
 inline constexpr char kEtcd[] = "/usr/bin/etcd";
 
-// A loopback TCP port that was free a moment ago.
-inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using ::photon::testing::FreePort;
 
 // A fresh directory under the temp dir (empty string on failure); the caller removes it.
 inline std::string MakeTempDir(const std::string& tag) {

@@ -12,24 +12,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "../free_port.h"
 #include "cli/http_client.h"
 #include "common/file_util.h"
 #include "server/server.h"
 
 namespace photon::testing {
-
-// A loopback TCP port that was free a moment ago (the kernel picked it).
-inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 inline std::string MakeTempDir(const std::string& tag) {
   std::string tmpl =

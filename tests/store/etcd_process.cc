@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "../free_port.h"
 #include "store/etcd_store.h"
 
 namespace photon::store::testing {
@@ -28,22 +29,7 @@ std::string MakeTempDir(const std::string& tag) {
   return std::string(buffer.data());
 }
 
-int PickFreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof(address);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  close(fd);
-  return port;
-}
+int PickFreePort() { return ::photon::testing::FreePort(); }
 
 bool EtcdProcess::Available() { return access(kEtcdBinary, X_OK) == 0; }
 

@@ -48,7 +48,7 @@ class EtcdProcess {
 
 // A fresh directory under $TMPDIR (or /tmp), removed by the caller.
 std::string MakeTempDir(const std::string& tag);
-// A TCP port on 127.0.0.1 that was free a moment ago.
+// A loopback port that was free a moment ago (tests/free_port.h).
 int PickFreePort();
 
 }  // namespace photon::store::testing

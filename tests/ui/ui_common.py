@@ -3,7 +3,6 @@ nodes that report instances RUNNING as an agent does), a REST client, and topolo
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import sys
@@ -16,10 +15,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from provider_harness import Http  # noqa: E402  (one REST client for the Python suites)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from free_port import free_port  # noqa: E402,F401  (one way to pick a port, tests/free_port.py)
 
 
 class Cluster:
