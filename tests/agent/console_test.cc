@@ -232,5 +232,35 @@ TEST_F(ConsoleTest, ViewersCannotAttachAndASerialLineHasNoWindowSize) {
   EXPECT_EQ(sized.status, 400) << sized.body;
 }
 
+// The README's quick start creates examples/vm.yaml on the node scripts/start.sh runs, in network
+// mode shared like this suite's agent: it must run there (it once waited PENDING for good: a VM
+// that needs a port has none on a shared node). Its image paths point at this suite's guest.
+TEST_F(ConsoleTest, TheReadmesVmExampleRunsOnTheQuickStartsNode) {
+  std::string yaml = Slurp(std::string(PHOTON_SOURCE_DIR) + "/examples/vm.yaml");
+  const std::string images = "/var/lib/photon/images/";
+  ASSERT_NE(yaml.find(images), std::string::npos) << yaml;
+  for (size_t at; (at = yaml.find(images)) != std::string::npos;) {
+    yaml.replace(at, images.size(), cluster_->dir() + "/image/");
+  }
+  const std::string file = cluster_->dir() + "/vm-example.yaml";
+  ASSERT_TRUE(WriteFileAtomic(file, yaml, 0600).ok());
+  auto photon = [&](std::vector<std::string> args, std::chrono::seconds timeout) {
+    std::vector<std::string> argv = {"/usr/bin/env", "PHOTON_SERVER=" + cluster_->base(),
+                                     "PHOTON_TOKEN=" + admin_, "HOME=" + cluster_->dir(),
+                                     PHOTON_CLI_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, timeout);
+  };
+  auto made = photon({"create", "-f", file}, 30s);
+  ASSERT_TRUE(made.ok() && made->exit_code == 0) << (made.ok() ? made->output : "");
+  auto ran = photon({"wait", "ci", "hello-vm", "--for", "phase=RUNNING", "--timeout", "4m"}, 250s);
+  EXPECT_TRUE(ran.ok() && ran->exit_code == 0)
+      << (ran.ok() ? ran->output : "") << cluster_->Instance("hello-vm").dump();
+  // Deleted, its QEMU goes with it.
+  auto deleted = cluster_->Call("DELETE", "/v1/namespaces/default/computeinstances/hello-vm");
+  EXPECT_LT(deleted.status, 300) << deleted.body;
+  EXPECT_TRUE(WaitFor([] { return cluster_->Phase("hello-vm") == "GONE"; }, 60s));
+}
+
 }  // namespace
 }  // namespace photon::agent::testing
