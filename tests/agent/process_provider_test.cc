@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -389,17 +388,17 @@ TEST_F(ProcessProviderTest, TheMonitorIsPhotonProcmonNotAForkOfTheAgent) {
   // The monitor closes those just after its last report, which Start may return before:
   // wait (bounded) for them to go.
   std::vector<std::string> fds;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  do {
-    fds.clear();
-    for (const auto& e :
-         std::filesystem::directory_iterator("/proc/" + std::to_string(monitor) + "/fd")) {
-      fds.push_back(e.path().filename().string() + " -> " +
-                    std::filesystem::read_symlink(e.path(), ec).string());
-    }
-    if (fds.size() <= 4u) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  } while (std::chrono::steady_clock::now() < deadline);
+  WaitFor(
+      [&] {
+        fds.clear();
+        for (const auto& e :
+             std::filesystem::directory_iterator("/proc/" + std::to_string(monitor) + "/fd")) {
+          fds.push_back(e.path().filename().string() + " -> " +
+                        std::filesystem::read_symlink(e.path(), ec).string());
+        }
+        return fds.size() <= 4u;
+      },
+      5s);
   EXPECT_EQ(fds.size(), 4u) << ::testing::PrintToString(fds);
   ASSERT_TRUE(provider_->Destroy(inst.metadata().id()).ok());
 }

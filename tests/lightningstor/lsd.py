@@ -123,18 +123,24 @@ class Daemon:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def stored_files_contain(data_dir, needle):
-    """Whether any file under data_dir holds needle. A file may vanish while it is walked: the
-    daemon unlinks freed blobs on a background thread."""
+def _stored_files_hold(data_dir, needles):
+    """Whether any file under data_dir holds any of needles, each file read once. A file may
+    vanish while it is walked: the daemon unlinks freed blobs on a background thread."""
     for root, _, files in os.walk(data_dir):
         for name in files:
             try:
                 with open(os.path.join(root, name), "rb") as f:
-                    if needle in f.read():
-                        return True
+                    data = f.read()
             except FileNotFoundError:
-                pass
+                continue
+            if any(n in data for n in needles):
+                return True
     return False
+
+
+def stored_files_contain(data_dir, needle):
+    """Whether any file under data_dir holds needle."""
+    return _stored_files_hold(data_dir, [needle])
 
 
 def gone_from_disk(data_dir, needles, within=10.0):
@@ -142,12 +148,11 @@ def gone_from_disk(data_dir, needles, within=10.0):
     or overwritten object's blob is unlinked shortly after the answer (on a background
     thread), so its bytes are waited for, bounded; bytes that stay fail."""
     deadline = time.monotonic() + within
-    while True:
-        if not any(stored_files_contain(data_dir, n) for n in needles):
-            return True
+    while _stored_files_hold(data_dir, needles):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+    return True
 
 
 def md5(data):

@@ -114,11 +114,11 @@ class BedClusterTest : public ::testing::Test {
       ASSERT_TRUE(WriteFileAtomic(*dir_ + "/server.yaml", opt_->server_yaml, 0600).ok());
       argv.insert(argv.end(), {"--config", *dir_ + "/server.yaml"});
     }
-    const int port = FreePortOn(kRouterIp);
+    const int port = ::photon::testing::FreePort(kRouterIp);
     base_ = new std::string("https://" + std::string(kRouterIp) + ":" + std::to_string(port));
     argv.insert(argv.end(),
                 {"--listen", std::string(kRouterIp) + ":" + std::to_string(port), "--grpc-listen",
-                 "127.0.0.1:" + std::to_string(FreePortOn("127.0.0.1"))});
+                 "127.0.0.1:" + std::to_string(::photon::testing::FreePort())});
     server_ = new Daemon(argv, *dir_ + "/server.log");
     ASSERT_TRUE(WaitFor(
         [&] {
@@ -199,15 +199,6 @@ class BedClusterTest : public ::testing::Test {
     }
   }
 
-  static int FreePortOn(const std::string& ip) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a = net_testing::Addr(ip, 0);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-  }
   static std::string Node(int i) {
     return opt_->tag + std::to_string(::getpid() % 100000) + "h" + std::to_string(i);
   }

@@ -71,7 +71,7 @@ class FloatingIpTest : public BedClusterTest<FloatingIpTest> {
   }
   // What a listener at the outside sees as the source of a connection from `netns`.
   std::string SeenOutside(const std::string& netns) {
-    const int port = FreePortOn(kOutside);
+    const int port = ::photon::testing::FreePort(kOutside);
     int l = ListenIn(bed_->NsPath("r"), kOutside, port);
     if (l < 0) return "no listener";
     int c = ConnectFrom(netns, kOutside, port, 3000ms);
